@@ -1,0 +1,60 @@
+/* Private graph IR shared by the builder, verifier, vnir parser/printer, passes and executor. */
+#ifndef VNRT_GRAPH_GRAPH_H_
+#define VNRT_GRAPH_GRAPH_H_
+
+#include "internal.h"
+
+typedef enum vn_value_kind {
+  VN_VALUE_INPUT = 0, /* bound at run time */
+  VN_VALUE_PARAM = 1, /* a weight */
+  VN_VALUE_NODE = 2,  /* a result of a node */
+} vn_value_kind;
+
+typedef struct vn_value {
+  char *name; /* owned; unique in the graph */
+  vnrt_tensor_type type;
+  vn_value_kind kind;
+  int32_t producer; /* node index for VN_VALUE_NODE, else -1 */
+  int32_t slot;     /* which result of the producer */
+} vn_value;
+
+typedef struct vn_node {
+  vnrt_op op;
+  int32_t n_inputs;
+  int32_t inputs[VNRT_MAX_NODE_INPUTS]; /* value ids */
+  int32_t n_outputs;
+  int32_t outputs[VNRT_MAX_NODE_OUTPUTS]; /* value ids */
+  int32_t n_attrs;
+  vnrt_attr *attrs; /* owned, normalised: schema order, defaults filled (see op_table.h) */
+} vn_node;
+
+struct vnrt_graph {
+  vnrt_context *ctx;
+  vn_value *values;
+  int32_t n_values, cap_values;
+  vn_node *nodes; /* in insertion order, which is a topological order (SSA) */
+  int32_t n_nodes, cap_nodes;
+  int32_t *inputs; /* value ids of inputs and params, declaration order */
+  int32_t n_inputs, cap_inputs;
+  int32_t *outputs; /* value ids, marking order (a value may be marked once) */
+  int32_t n_outputs, cap_outputs;
+};
+
+/* Adds a node like vnrt_graph_add_node, but reports a failure as text in err (without node
+ * naming prefix) and does not touch ctx's last error; the graph is unchanged on failure.
+ * Used by the parser to prefix file:line:col. */
+vnrt_status vn_graph_add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs,
+                              int32_t n_inputs, const vnrt_attr *attrs, int32_t n_attrs,
+                              const char *const *out_names, int32_t *out_values,
+                              int32_t n_outputs, char *err, size_t err_size);
+vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name,
+                               const vnrt_tensor_type *type, int is_param, int32_t *out_value,
+                               char *err, size_t err_size);
+vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, size_t err_size);
+
+/* Formats a type as vnir writes it: "f32[4, 64]"; returns buf. */
+const char *vn_type_str(const vnrt_tensor_type *type, char *buf, size_t size);
+/* Whether a name matches [A-Za-z_][A-Za-z0-9_.]* and is not a keyword. */
+bool vn_name_valid(const char *name);
+
+#endif /* VNRT_GRAPH_GRAPH_H_ */

@@ -1,0 +1,53 @@
+/* Private core of the runtime: the context, its error/log helpers and allocation wrappers. */
+#ifndef VNRT_RUNTIME_INTERNAL_H_
+#define VNRT_RUNTIME_INTERNAL_H_
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vnrt/backend.h"
+#include "vnrt/vnrt.h"
+
+#define VN_ERROR_MAX 2048
+
+typedef struct vn_registry vn_registry; /* runtime/registry.c */
+
+struct vnrt_context {
+  vnrt_allocator alloc;
+  vnrt_log_fn log_fn;
+  void *log_user;
+  vnrt_log_level log_level;
+  int32_t num_threads;
+  char last_error[VN_ERROR_MAX];
+  vnrt_backend_host host; /* what backends get; host.core == this context */
+  vn_registry *registry;
+};
+
+/* Records a detail message for ctx (printf-style) and returns status. ctx may be NULL. */
+vnrt_status vn_error(vnrt_context *ctx, vnrt_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+vnrt_status vn_verror(vnrt_context *ctx, vnrt_status status, const char *fmt, va_list ap);
+void vn_clear_error(vnrt_context *ctx);
+void vn_log(vnrt_context *ctx, vnrt_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void *vn_malloc(vnrt_context *ctx, size_t size);
+void *vn_calloc(vnrt_context *ctx, size_t count, size_t size); /* overflow-checked */
+void *vn_realloc(vnrt_context *ctx, void *ptr, size_t size);
+void vn_free(vnrt_context *ctx, void *ptr);
+char *vn_strdup(vnrt_context *ctx, const char *s);
+
+/* Grows *items (of elem_size bytes) so that it holds at least need elements. */
+bool vn_grow(vnrt_context *ctx, void **items, int32_t *capacity, int32_t need, size_t elem_size);
+
+#define VN_RETURN_IF_ERROR(expr)          \
+  do {                                    \
+    vnrt_status vn_status_ = (expr);      \
+    if (vn_status_ != VNRT_OK) return vn_status_; \
+  } while (0)
+
+#define VN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* VNRT_RUNTIME_INTERNAL_H_ */

@@ -1,0 +1,39 @@
+/* The device registry: built-in backends and plugins, their devices, and selection by spec. */
+#ifndef VNRT_RUNTIME_REGISTRY_H_
+#define VNRT_RUNTIME_REGISTRY_H_
+
+#include "internal.h"
+
+typedef struct vn_backend {
+  const vnrt_backend_i *iface;
+  void *state;
+  void *dl_handle; /* non-NULL for plugins */
+  char path[512];  /* plugin file, "" for built-ins */
+} vn_backend;
+
+struct vnrt_device {
+  vnrt_context *ctx;
+  vn_backend *backend;
+  uint32_t index; /* within its backend */
+  vnrt_device_info info;
+  vnrt_backend_device *opened; /* opened on first use, closed with the context */
+};
+
+struct vn_registry {
+  vn_backend *backends;
+  int32_t n_backends, cap_backends;
+  vnrt_device *devices;
+  int32_t n_devices;
+};
+
+vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
+                               vn_registry **out_registry);
+void vn_registry_destroy(vnrt_context *ctx, vn_registry *registry);
+
+/* Opens the backend device behind device if it is not open yet. */
+vnrt_status vn_device_open(vnrt_device *device, vnrt_backend_device **out);
+
+/* The CPU device (always present, index 0 of the registry). */
+vnrt_device *vn_cpu_device(vnrt_context *ctx);
+
+#endif /* VNRT_RUNTIME_REGISTRY_H_ */
