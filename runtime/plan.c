@@ -1,0 +1,673 @@
+/* Plans: compile a graph for a device (order, placement with CPU fallback, liveness-packed
+ * arenas, per-device backend graphs) and run it with bindings. */
+#include <stdio.h>
+#include <string.h>
+
+#include "arena.h"
+#include "graph.h"
+#include "passes.h"
+#include "registry.h"
+
+#define VN_PLAN_MAX_DEVICES 2 /* the target, and the CPU for fallback */
+#define VN_TENSOR_ALIGN 256
+
+typedef struct vn_plan_device {
+  vnrt_device *device;
+  const vnrt_backend_i *iface;
+  vnrt_backend_device *bdev;
+  vnrt_backend_tensor *tensors;
+  int32_t n_tensors;
+  vnrt_backend_node *nodes;
+  int32_t n_nodes;
+  vnrt_backend_buffer *arena; /* intermediates, packed by liveness */
+  vnrt_backend_buffer *io;    /* inputs and params, one slot each */
+  uint64_t arena_bytes, io_bytes;
+  vnrt_backend_exec *exec;
+} vn_plan_device;
+
+/* A value produced on one device and read on another: copied before a partition runs. */
+typedef struct vn_transfer {
+  int32_t value, src, dst;
+} vn_transfer;
+
+/* A run of consecutive nodes on one device, with the transfers it needs first. */
+typedef struct vn_partition {
+  int32_t dev, first, count;
+  int32_t first_transfer, n_transfers;
+} vn_partition;
+
+struct vnrt_plan {
+  vnrt_context *ctx;
+  vnrt_graph *graph; /* the plan's own copy: names and attributes live here */
+  int32_t *order;
+  int32_t n_order;
+  int32_t *node_dev; /* per graph node: device slot, -1 if dead */
+  vn_plan_device devs[VN_PLAN_MAX_DEVICES];
+  int32_t n_devs;
+  int32_t (*local)[VN_PLAN_MAX_DEVICES]; /* per value: tensor index on each device, or -1 */
+  int32_t *home;                          /* per value: device slot holding the real copy */
+  bool *bound;                            /* per value: an input or param that was set */
+  vn_partition *parts;
+  int32_t n_parts;
+  vn_transfer *transfers;
+  int32_t n_transfers;
+  void *staging;
+  uint64_t staging_bytes;
+  bool ran;
+  vnrt_plan_info info;
+};
+
+/* ---- Graph copy ------------------------------------------------------------------------ */
+
+static void free_attrs(vnrt_context *ctx, vnrt_attr *attrs, int32_t n) {
+  if (!attrs) return;
+  for (int32_t i = 0; i < n; ++i) {
+    vn_free(ctx, (void *)attrs[i].key);
+    vn_free(ctx, (void *)attrs[i].ints);
+    vn_free(ctx, (void *)attrs[i].floats);
+    vn_free(ctx, (void *)attrs[i].word);
+  }
+  vn_free(ctx, attrs);
+}
+
+static vnrt_attr *copy_attrs(vnrt_context *ctx, const vnrt_attr *src, int32_t n) {
+  vnrt_attr *a = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *a);
+  if (!a) return NULL;
+  for (int32_t i = 0; i < n; ++i) {
+    a[i] = src[i];
+    a[i].key = NULL, a[i].ints = NULL, a[i].floats = NULL, a[i].word = NULL;
+  }
+  bool ok = true;
+  for (int32_t i = 0; i < n && ok; ++i) {
+    a[i].key = vn_strdup(ctx, src[i].key);
+    ok = a[i].key != NULL;
+    if (ok && src[i].kind == VNRT_ATTR_INTS && src[i].count > 0) {
+      int64_t *v = vn_calloc(ctx, (size_t)src[i].count, sizeof *v);
+      if ((ok = v != NULL)) memcpy(v, src[i].ints, (size_t)src[i].count * sizeof *v);
+      a[i].ints = v;
+    }
+    if (ok && src[i].kind == VNRT_ATTR_FLOATS && src[i].count > 0) {
+      double *v = vn_calloc(ctx, (size_t)src[i].count, sizeof *v);
+      if ((ok = v != NULL)) memcpy(v, src[i].floats, (size_t)src[i].count * sizeof *v);
+      a[i].floats = v;
+    }
+    if (ok && src[i].kind == VNRT_ATTR_WORD && src[i].word) {
+      a[i].word = vn_strdup(ctx, src[i].word);
+      ok = a[i].word != NULL;
+    }
+  }
+  if (!ok) {
+    free_attrs(ctx, a, n);
+    return NULL;
+  }
+  return a;
+}
+
+static void free_graph_copy(vnrt_context *ctx, vnrt_graph *g) {
+  if (!g) return;
+  for (int32_t v = 0; v < g->n_values; ++v) vn_free(ctx, g->values[v].name);
+  for (int32_t i = 0; i < g->n_nodes; ++i) free_attrs(ctx, g->nodes[i].attrs, g->nodes[i].n_attrs);
+  vn_free(ctx, g->values);
+  vn_free(ctx, g->nodes);
+  vn_free(ctx, g->inputs);
+  vn_free(ctx, g->outputs);
+  vn_free(ctx, g);
+}
+
+/* A deep copy that owns its names and attributes, so the user may destroy the source graph. */
+static vnrt_graph *copy_graph(vnrt_context *ctx, const vnrt_graph *src) {
+  vnrt_graph *g = vn_calloc(ctx, 1, sizeof *g);
+  if (!g) return NULL;
+  g->ctx = ctx;
+  g->values = vn_calloc(ctx, (size_t)(src->n_values ? src->n_values : 1), sizeof *g->values);
+  g->nodes = vn_calloc(ctx, (size_t)(src->n_nodes ? src->n_nodes : 1), sizeof *g->nodes);
+  g->inputs = vn_calloc(ctx, (size_t)(src->n_inputs ? src->n_inputs : 1), sizeof *g->inputs);
+  g->outputs = vn_calloc(ctx, (size_t)(src->n_outputs ? src->n_outputs : 1), sizeof *g->outputs);
+  if (!g->values || !g->nodes || !g->inputs || !g->outputs) goto fail;
+  for (int32_t v = 0; v < src->n_values; ++v) {
+    g->values[v] = src->values[v];
+    g->values[v].name = vn_strdup(ctx, src->values[v].name);
+    g->n_values = v + 1;
+    if (!g->values[v].name) goto fail;
+  }
+  for (int32_t i = 0; i < src->n_nodes; ++i) {
+    g->nodes[i] = src->nodes[i];
+    g->nodes[i].attrs = copy_attrs(ctx, src->nodes[i].attrs, src->nodes[i].n_attrs);
+    g->n_nodes = i + 1;
+    if (!g->nodes[i].attrs) {
+      g->nodes[i].n_attrs = 0;
+      goto fail;
+    }
+  }
+  memcpy(g->inputs, src->inputs, (size_t)src->n_inputs * sizeof *g->inputs);
+  memcpy(g->outputs, src->outputs, (size_t)src->n_outputs * sizeof *g->outputs);
+  g->n_inputs = src->n_inputs;
+  g->n_outputs = src->n_outputs;
+  g->cap_values = g->n_values, g->cap_nodes = g->n_nodes;
+  g->cap_inputs = g->n_inputs, g->cap_outputs = g->n_outputs;
+  return g;
+fail:
+  free_graph_copy(ctx, g);
+  return NULL;
+}
+
+/* ---- Compilation ----------------------------------------------------------------------- */
+
+static void fill_node(const vnrt_graph *g, int32_t node, vnrt_backend_node *out) {
+  const vn_node *nd = &g->nodes[node];
+  memset(out, 0, sizeof *out);
+  out->op = nd->op;
+  out->name = g->values[nd->outputs[0]].name;
+  out->n_inputs = nd->n_inputs;
+  out->n_outputs = nd->n_outputs;
+  for (int32_t i = 0; i < nd->n_inputs; ++i) out->inputs[i] = nd->inputs[i];
+  for (int32_t i = 0; i < nd->n_outputs; ++i) out->outputs[i] = nd->outputs[i];
+  out->n_attrs = nd->n_attrs;
+  out->attrs = nd->attrs;
+}
+
+static const char *type_str(const vnrt_tensor_type *t, char *buf, size_t size) {
+  int w = snprintf(buf, size, "%s[", vnrt_dtype_name(t->dtype));
+  for (int32_t i = 0; i < t->rank && w > 0 && (size_t)w < size; ++i) {
+    w += snprintf(buf + w, size - (size_t)w, "%s%lld", i ? ", " : "", (long long)t->dims[i]);
+  }
+  if (w > 0 && (size_t)w < size) snprintf(buf + w, size - (size_t)w, "]");
+  return buf;
+}
+
+/* Decides which device runs each live node: the target if it can, else the CPU. */
+static vnrt_status place_nodes(vnrt_plan *p, const vnrt_plan_desc *desc) {
+  vnrt_context *ctx = p->ctx;
+  const vnrt_graph *g = p->graph;
+  vn_plan_device *target = &p->devs[0];
+  /* The query graph: every value as a tensor (index = value id), no buffers yet. */
+  vnrt_backend_tensor *tensors = vn_calloc(ctx, (size_t)(g->n_values ? g->n_values : 1),
+                                           sizeof *tensors);
+  vnrt_backend_node *nodes = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1),
+                                       sizeof *nodes);
+  if (!tensors || !nodes) {
+    vn_free(ctx, tensors), vn_free(ctx, nodes);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory placing %d nodes", p->n_order);
+  }
+  for (int32_t v = 0; v < g->n_values; ++v) {
+    tensors[v].type = g->values[v].type;
+    tensors[v].name = g->values[v].name;
+  }
+  for (int32_t s = 0; s < p->n_order; ++s) fill_node(g, p->order[s], &nodes[s]);
+  vnrt_backend_graph query = {g->n_values, tensors, p->n_order, nodes,
+                              desc ? desc->kernels : VNRT_KERNELS_FAST};
+  vnrt_status status = VNRT_OK;
+  int32_t n_fallback = 0;
+  char first_fallback[256] = "";
+  for (int32_t s = 0; s < p->n_order && status == VNRT_OK; ++s) {
+    int32_t node = p->order[s];
+    if (target->iface->supports_node(target->bdev, &query, s)) {
+      p->node_dev[node] = 0;
+      continue;
+    }
+    char tbuf[96];
+    const vn_node *nd = &g->nodes[node];
+    const char *spec = target->device->info.spec;
+    if (p->n_devs == 1 || (desc && desc->no_fallback)) {
+      status = vn_error(ctx, VNRT_ERROR_UNSUPPORTED,
+                        "device %s cannot run node '%s' (%s with input %s)%s", spec,
+                        g->values[nd->outputs[0]].name, vnrt_op_name(nd->op),
+                        type_str(&g->values[nd->inputs[0]].type, tbuf, sizeof tbuf),
+                        p->n_devs == 1 ? "" : " and fallback to the CPU is off");
+      break;
+    }
+    /* The CPU must run it; if it cannot either, nobody can. */
+    vn_plan_device *cpu = &p->devs[1];
+    if (!cpu->iface->supports_node(cpu->bdev, &query, s)) {
+      status = vn_error(ctx, VNRT_ERROR_UNSUPPORTED,
+                        "no device can run node '%s' (%s with input %s): neither %s nor the cpu",
+                        g->values[nd->outputs[0]].name, vnrt_op_name(nd->op),
+                        type_str(&g->values[nd->inputs[0]].type, tbuf, sizeof tbuf), spec);
+      break;
+    }
+    p->node_dev[node] = 1;
+    if (n_fallback++ == 0) {
+      snprintf(first_fallback, sizeof first_fallback, "'%s' (%s)",
+               g->values[nd->outputs[0]].name, vnrt_op_name(nd->op));
+    }
+  }
+  if (status == VNRT_OK && n_fallback > 0) {
+    vn_log(ctx, VNRT_LOG_WARN, "plan for %s: %d of %d nodes run on the cpu instead (first: %s)",
+           target->device->info.spec, n_fallback, p->n_order, first_fallback);
+  }
+  p->info.n_fallback_nodes = n_fallback;
+  vn_free(ctx, tensors);
+  vn_free(ctx, nodes);
+  return status;
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Builds tensors, transfers, partitions and memory for every device slot, then compiles. */
+static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
+  vnrt_context *ctx = p->ctx;
+  const vnrt_graph *g = p->graph;
+  int32_t nv = g->n_values, n = p->n_order;
+  vnrt_status status = VNRT_OK;
+
+  /* Homes: a node's results live where it runs; inputs and params on the target. */
+  for (int32_t v = 0; v < nv; ++v) {
+    int32_t prod = g->values[v].producer;
+    p->home[v] = (g->values[v].kind == VN_VALUE_NODE && prod >= 0 && p->node_dev[prod] >= 0)
+                     ? p->node_dev[prod]
+                     : 0;
+    for (int32_t d = 0; d < VN_PLAN_MAX_DEVICES; ++d) p->local[v][d] = -1;
+  }
+
+  /* Transfers, partitions, and per-device live ranges (steps are positions in order). */
+  vn_live_range(*range)[VN_PLAN_MAX_DEVICES] = vn_calloc(ctx, (size_t)(nv ? nv : 1),
+                                                          sizeof *range);
+  p->parts = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *p->parts);
+  p->transfers = vn_calloc(ctx, (size_t)(n ? n : 1) * VNRT_MAX_NODE_INPUTS,
+                           sizeof *p->transfers);
+  if (!range || !p->parts || !p->transfers) {
+    vn_free(ctx, range);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning %d nodes", n);
+  }
+  for (int32_t v = 0; v < nv; ++v) {
+    for (int32_t d = 0; d < VN_PLAN_MAX_DEVICES; ++d) range[v][d] = (vn_live_range){-2, -2};
+  }
+  for (int32_t s = 0; s < n; ++s) {
+    const vn_node *nd = &g->nodes[p->order[s]];
+    int32_t d = p->node_dev[p->order[s]];
+    if (p->n_parts == 0 || p->parts[p->n_parts - 1].dev != d) {
+      p->parts[p->n_parts++] = (vn_partition){d, s, 0, p->n_transfers, 0};
+    }
+    vn_partition *part = &p->parts[p->n_parts - 1];
+    part->count++;
+    for (int32_t i = 0; i < nd->n_inputs; ++i) {
+      int32_t v = nd->inputs[i];
+      if (range[v][d].first == -2) {
+        bool is_input = g->values[v].kind != VN_VALUE_NODE;
+        if (!is_input && p->home[v] != d) {
+          /* First use of a foreign value on d: copy it at the start of this partition, and
+           * keep its home copy alive until then. */
+          p->transfers[p->n_transfers++] = (vn_transfer){v, p->home[v], d};
+          part->n_transfers++;
+          range[v][d].first = part->first;
+          vn_live_range *h = &range[v][p->home[v]];
+          if (h->last < part->first) h->last = part->first;
+        } else {
+          range[v][d].first = -1;
+        }
+      }
+      if (range[v][d].last < s) range[v][d].last = s;
+    }
+    for (int32_t i = 0; i < nd->n_outputs; ++i) {
+      int32_t v = nd->outputs[i];
+      range[v][d].first = s;
+      if (range[v][d].last < s) range[v][d].last = s;
+    }
+  }
+  for (int32_t o = 0; o < g->n_outputs; ++o) {
+    int32_t v = g->outputs[o];
+    range[v][p->home[v]].last = n;
+    if (range[v][p->home[v]].first == -2) range[v][p->home[v]].first = -1;
+  }
+  for (int32_t i = 0; i < g->n_inputs; ++i) {
+    int32_t v = g->inputs[i];
+    if (range[v][0].first == -2) range[v][0] = (vn_live_range){-1, -1}; /* always on target */
+  }
+
+  uint64_t naive = 0, max_transfer = 0;
+  for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) {
+    vn_plan_device *pd = &p->devs[d];
+    int32_t count = 0;
+    for (int32_t v = 0; v < nv; ++v) count += range[v][d].first != -2;
+    pd->tensors = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *pd->tensors);
+    vn_arena_request *req = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req);
+    uint64_t *offs = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *offs);
+    if (!pd->tensors || !req || !offs) {
+      vn_free(ctx, req), vn_free(ctx, offs);
+      status = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning tensors");
+      break;
+    }
+    /* Inputs and params get fixed slots in the io buffer; everything else shares the arena. */
+    int32_t n_req = 0;
+    for (int32_t v = 0; v < nv; ++v) {
+      if (range[v][d].first == -2) continue;
+      int32_t t = pd->n_tensors++;
+      p->local[v][d] = t;
+      vnrt_backend_tensor *bt = &pd->tensors[t];
+      bt->type = g->values[v].type;
+      bt->name = g->values[v].name;
+      uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
+      if (g->values[v].kind != VN_VALUE_NODE) {
+        bt->offset = pd->io_bytes;
+        pd->io_bytes += align_up(bytes, VN_TENSOR_ALIGN);
+        if (g->values[v].kind == VN_VALUE_PARAM) p->info.weight_bytes += bytes;
+      } else {
+        req[n_req] = (vn_arena_request){bytes, range[v][d].first, range[v][d].last};
+        bt->offset = (uint64_t)n_req++; /* the request index until offsets are known */
+        if (p->home[v] == d) naive += align_up(bytes, VN_TENSOR_ALIGN);
+        else if (bytes > max_transfer) max_transfer = bytes;
+      }
+    }
+    status = vn_arena_plan(ctx, req, n_req, VN_TENSOR_ALIGN, offs, &pd->arena_bytes);
+    if (status == VNRT_OK) {
+      status = pd->iface->buffer_alloc(pd->bdev, pd->arena_bytes ? pd->arena_bytes : VN_TENSOR_ALIGN,
+                                       &pd->arena);
+    }
+    if (status == VNRT_OK) {
+      status = pd->iface->buffer_alloc(pd->bdev, pd->io_bytes ? pd->io_bytes : VN_TENSOR_ALIGN,
+                                       &pd->io);
+    }
+    if (status == VNRT_OK) {
+      for (int32_t v = 0; v < nv; ++v) {
+        int32_t t = p->local[v][d];
+        if (t < 0) continue;
+        if (g->values[v].kind == VN_VALUE_NODE) {
+          pd->tensors[t].buffer = pd->arena;
+          pd->tensors[t].offset = offs[pd->tensors[t].offset];
+        } else {
+          pd->tensors[t].buffer = pd->io;
+        }
+      }
+      p->info.arena_bytes += pd->arena_bytes;
+    }
+    vn_free(ctx, req);
+    vn_free(ctx, offs);
+  }
+  p->info.naive_bytes = naive;
+  vn_free(ctx, range);
+  if (status != VNRT_OK) return status;
+
+  /* Per-device node lists in order, remapped to local tensor indices; partitions index them. */
+  for (int32_t d = 0; d < p->n_devs; ++d) {
+    vn_plan_device *pd = &p->devs[d];
+    pd->nodes = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *pd->nodes);
+    if (!pd->nodes) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  for (int32_t pi = 0; pi < p->n_parts; ++pi) {
+    vn_partition *part = &p->parts[pi];
+    vn_plan_device *pd = &p->devs[part->dev];
+    int32_t first_local = pd->n_nodes;
+    for (int32_t s = part->first; s < part->first + part->count; ++s) {
+      vnrt_backend_node *bn = &pd->nodes[pd->n_nodes++];
+      fill_node(g, p->order[s], bn);
+      for (int32_t i = 0; i < bn->n_inputs; ++i) bn->inputs[i] = p->local[bn->inputs[i]][part->dev];
+      for (int32_t i = 0; i < bn->n_outputs; ++i) {
+        bn->outputs[i] = p->local[bn->outputs[i]][part->dev];
+      }
+    }
+    part->first = first_local; /* from now on: an index into the device's node list */
+  }
+  for (int32_t d = 0; d < p->n_devs; ++d) {
+    vn_plan_device *pd = &p->devs[d];
+    vnrt_backend_graph bg = {pd->n_tensors, pd->tensors, pd->n_nodes, pd->nodes, kernels};
+    if (pd->n_nodes == 0) continue;
+    VN_RETURN_IF_ERROR(pd->iface->compile(pd->bdev, &bg, &pd->exec));
+  }
+  if (max_transfer > 0) {
+    p->staging = vn_malloc(ctx, (size_t)max_transfer);
+    p->staging_bytes = max_transfer;
+    if (!p->staging) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory for staging");
+  }
+  p->info.n_partitions = p->n_parts;
+  return VNRT_OK;
+}
+
+void vnrt_plan_destroy(vnrt_plan *p) {
+  if (!p) return;
+  vnrt_context *ctx = p->ctx;
+  for (int32_t d = 0; d < p->n_devs; ++d) {
+    vn_plan_device *pd = &p->devs[d];
+    if (pd->exec) pd->iface->exec_destroy(pd->exec);
+    if (pd->arena) pd->iface->buffer_free(pd->bdev, pd->arena);
+    if (pd->io) pd->iface->buffer_free(pd->bdev, pd->io);
+    vn_free(ctx, pd->tensors);
+    vn_free(ctx, pd->nodes);
+  }
+  free_graph_copy(ctx, p->graph);
+  vn_free(ctx, p->order);
+  vn_free(ctx, p->node_dev);
+  vn_free(ctx, p->local);
+  vn_free(ctx, p->home);
+  vn_free(ctx, p->bound);
+  vn_free(ctx, p->parts);
+  vn_free(ctx, p->transfers);
+  vn_free(ctx, p->staging);
+  vn_free(ctx, p);
+}
+
+vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                             const vnrt_plan_desc *desc, vnrt_plan **out_plan) {
+  if (out_plan) *out_plan = NULL;
+  if (!ctx || !graph || !device || !out_plan) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_plan_create: NULL argument");
+  }
+  if (graph->ctx != ctx || device->ctx != ctx) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "vnrt_plan_create: the graph or device belongs to another context");
+  }
+  if (graph->n_outputs == 0) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_GRAPH, "the graph has no outputs");
+  }
+  vn_clear_error(ctx);
+  vnrt_plan *p = vn_calloc(ctx, 1, sizeof *p);
+  if (!p) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
+  p->ctx = ctx;
+  vnrt_status status = VNRT_OK;
+  p->graph = copy_graph(ctx, graph);
+  int32_t nv = graph->n_values, nn = graph->n_nodes;
+  p->order = vn_calloc(ctx, (size_t)(nn ? nn : 1), sizeof *p->order);
+  p->node_dev = vn_calloc(ctx, (size_t)(nn ? nn : 1), sizeof *p->node_dev);
+  p->local = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->local);
+  p->home = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->home);
+  p->bound = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->bound);
+  if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->bound) {
+    vnrt_plan_destroy(p);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
+  }
+  for (int32_t i = 0; i < nn; ++i) p->node_dev[i] = -1;
+
+  char err[512] = "";
+  status = vn_pass_topo_order(p->graph, p->order, &p->n_order, err, sizeof err);
+  if (status != VNRT_OK) vn_error(ctx, status, "%s", err);
+  p->info.n_nodes = p->n_order;
+
+  vnrt_device *cpu = vn_cpu_device(ctx);
+  p->devs[0].device = device;
+  p->n_devs = 1;
+  if (device != cpu) {
+    p->devs[1].device = cpu;
+    p->n_devs = 2;
+  }
+  for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) {
+    p->devs[d].iface = p->devs[d].device->backend->iface;
+    status = vn_device_open(p->devs[d].device, &p->devs[d].bdev);
+  }
+  if (status == VNRT_OK) status = place_nodes(p, desc);
+  if (status == VNRT_OK) {
+    status = build_devices(p, desc ? desc->kernels : VNRT_KERNELS_FAST);
+  }
+  if (status != VNRT_OK) {
+    /* Keep the failing step's message while the plan's resources are released. */
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    vnrt_plan_destroy(p);
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
+    return status;
+  }
+  *out_plan = p;
+  return VNRT_OK;
+}
+
+/* ---- Bindings and running -------------------------------------------------------------- */
+
+static int32_t find_value(const vnrt_graph *g, const char *name) {
+  for (int32_t v = 0; v < g->n_values; ++v) {
+    if (strcmp(g->values[v].name, name) == 0) return v;
+  }
+  return -1;
+}
+
+static int32_t find_input(const vnrt_plan *p, const char *name) {
+  int32_t v = name ? find_value(p->graph, name) : -1;
+  return (v >= 0 && p->graph->values[v].kind != VN_VALUE_NODE) ? v : -1;
+}
+
+static vnrt_status no_input(vnrt_plan *p, const char *name) {
+  char list[512] = "";
+  size_t used = 0;
+  for (int32_t i = 0; i < p->graph->n_inputs && used + 1 < sizeof list; ++i) {
+    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                     p->graph->values[p->graph->inputs[i]].name);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+  return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no input or param named '%s' (the graph has: %s)",
+                  name ? name : "(null)", list);
+}
+
+vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
+                                 vnrt_tensor_type *out_type) {
+  if (!plan || !out_type) return VNRT_ERROR_INVALID_ARGUMENT;
+  memset(out_type, 0, sizeof *out_type);
+  int32_t v = find_input(plan, name);
+  if (v < 0) return no_input((vnrt_plan *)plan, name);
+  *out_type = plan->graph->values[v].type;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_plan_set_input(vnrt_plan *p, const char *name, const void *data, size_t bytes) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  vn_clear_error(p->ctx);
+  int32_t v = find_input(p, name);
+  if (v < 0) return no_input(p, name);
+  const vnrt_tensor_type *t = &p->graph->values[v].type;
+  size_t want = vnrt_tensor_type_bytes(t);
+  if (bytes != want) {
+    char tbuf[96];
+    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
+                    "input '%s' is %s (%zu bytes) but %zu bytes were given", name,
+                    type_str(t, tbuf, sizeof tbuf), want, bytes);
+  }
+  if (!data && bytes) {
+    return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "input '%s': NULL data", name);
+  }
+  p->bound[v] = false;
+  for (int32_t d = 0; d < p->n_devs; ++d) {
+    int32_t t_idx = p->local[v][d];
+    if (t_idx < 0 || bytes == 0) continue;
+    vn_plan_device *pd = &p->devs[d];
+    VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, pd->io, pd->tensors[t_idx].offset, data,
+                                               bytes));
+  }
+  p->bound[v] = true;
+  return VNRT_OK;
+}
+
+static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
+  vn_plan_device *src = &p->devs[tr->src], *dst = &p->devs[tr->dst];
+  const vnrt_backend_tensor *ts = &src->tensors[p->local[tr->value][tr->src]];
+  const vnrt_backend_tensor *td = &dst->tensors[p->local[tr->value][tr->dst]];
+  uint64_t bytes = vnrt_tensor_type_bytes(&ts->type);
+  if (bytes == 0) return VNRT_OK;
+  void *src_ptr = src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer)
+                                              : NULL;
+  if (src_ptr) {
+    return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset,
+                                    (const char *)src_ptr + ts->offset, bytes);
+  }
+  VN_RETURN_IF_ERROR(src->iface->buffer_read(src->bdev, ts->buffer, ts->offset, p->staging, bytes));
+  return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset, p->staging, bytes);
+}
+
+vnrt_status vnrt_plan_run(vnrt_plan *p) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  vn_clear_error(p->ctx);
+  p->ran = false;
+  for (int32_t i = 0; i < p->graph->n_inputs; ++i) {
+    int32_t v = p->graph->inputs[i];
+    if (!p->bound[v]) {
+      return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "%s '%s' is not bound: call vnrt_plan_set_input first",
+                      p->graph->values[v].kind == VN_VALUE_PARAM ? "param" : "input",
+                      p->graph->values[v].name);
+    }
+  }
+  for (int32_t pi = 0; pi < p->n_parts; ++pi) {
+    const vn_partition *part = &p->parts[pi];
+    for (int32_t t = 0; t < part->n_transfers; ++t) {
+      VN_RETURN_IF_ERROR(run_transfer(p, &p->transfers[part->first_transfer + t]));
+    }
+    vn_plan_device *pd = &p->devs[part->dev];
+    VN_RETURN_IF_ERROR(pd->iface->run(pd->exec, part->first, part->count));
+  }
+  p->ran = true;
+  return VNRT_OK;
+}
+
+static int32_t find_output(const vnrt_plan *p, const char *name) {
+  for (int32_t o = 0; name && o < p->graph->n_outputs; ++o) {
+    if (strcmp(p->graph->values[p->graph->outputs[o]].name, name) == 0) return p->graph->outputs[o];
+  }
+  return -1;
+}
+
+static vnrt_status no_output(vnrt_plan *p, const char *name) {
+  char list[512] = "";
+  size_t used = 0;
+  for (int32_t i = 0; i < p->graph->n_outputs && used + 1 < sizeof list; ++i) {
+    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                     p->graph->values[p->graph->outputs[i]].name);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+  return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no output named '%s' (the graph has: %s)",
+                  name ? name : "(null)", list);
+}
+
+int32_t vnrt_plan_output_count(const vnrt_plan *plan) { return plan ? plan->graph->n_outputs : 0; }
+
+const char *vnrt_plan_output_name(const vnrt_plan *plan, int32_t i) {
+  if (!plan || i < 0 || i >= plan->graph->n_outputs) return NULL;
+  return plan->graph->values[plan->graph->outputs[i]].name;
+}
+
+vnrt_status vnrt_plan_output_type(const vnrt_plan *plan, const char *name,
+                                  vnrt_tensor_type *out_type) {
+  if (!plan || !out_type) return VNRT_ERROR_INVALID_ARGUMENT;
+  memset(out_type, 0, sizeof *out_type);
+  int32_t v = find_output(plan, name);
+  if (v < 0) return no_output((vnrt_plan *)plan, name);
+  *out_type = plan->graph->values[v].type;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_plan_read_output(vnrt_plan *p, const char *name, void *data, size_t bytes) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  vn_clear_error(p->ctx);
+  int32_t v = find_output(p, name);
+  if (v < 0) return no_output(p, name);
+  if (!p->ran) {
+    return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "output '%s': the plan has no successful run to read from", name);
+  }
+  const vnrt_tensor_type *t = &p->graph->values[v].type;
+  size_t want = vnrt_tensor_type_bytes(t);
+  if (bytes != want) {
+    char tbuf[96];
+    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
+                    "output '%s' is %s (%zu bytes) but a buffer of %zu bytes was given", name,
+                    type_str(t, tbuf, sizeof tbuf), want, bytes);
+  }
+  if (bytes == 0) return VNRT_OK;
+  if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "output '%s': NULL data", name);
+  int32_t d = p->home[v];
+  vn_plan_device *pd = &p->devs[d];
+  const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][d]];
+  return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
+}
+
+vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info) {
+  if (!plan || !out_info) return VNRT_ERROR_INVALID_ARGUMENT;
+  *out_info = plan->info;
+  return VNRT_OK;
+}

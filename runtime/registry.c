@@ -1,0 +1,361 @@
+/* The device registry: registers built-in backends, loads plugins, lists and selects devices. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "builtin_backends.h"
+#include "registry.h"
+
+#ifndef VNRT_PLUGIN_DIR
+#define VNRT_PLUGIN_DIR ""
+#endif
+
+/* The size of vnrt_backend_i as each API version defined it. */
+static size_t iface_min_size(uint32_t api_version) {
+  switch (api_version) {
+    case 1: return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
+    default: return 0;
+  }
+}
+
+/* Checks a backend's table before anything of it is called. Returns NULL if acceptable. */
+static const char *iface_problem(const vnrt_backend_i *b) {
+  if (!b) return "the entry point returned no table";
+  if (b->api_version < 1 || b->api_version > VNRT_BACKEND_API_VERSION) {
+    return "unsupported api_version";
+  }
+  if (b->struct_size < iface_min_size(b->api_version)) return "struct_size too small";
+  if (!b->name || !b->name[0] || strlen(b->name) >= 16) return "missing or too long name";
+  for (const char *p = b->name; *p; ++p) {
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+      return "name must be lowercase letters, digits and '_'";
+    }
+  }
+  if (!b->init || !b->shutdown || !b->device_count || !b->device_info || !b->device_open ||
+      !b->device_close || !b->buffer_alloc || !b->buffer_free || !b->buffer_write ||
+      !b->buffer_read || !b->supports_node || !b->compile || !b->run || !b->exec_destroy) {
+    return "a required slot is NULL";
+  }
+  return NULL;
+}
+
+static bool add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_backend_i *iface,
+                        void *dl_handle, const char *path) {
+  const char *problem = iface_problem(iface);
+  if (problem) {
+    vn_log(ctx, VNRT_LOG_WARN, "backend %s skipped: %s", path[0] ? path : "(built-in)", problem);
+    return false;
+  }
+  for (int32_t i = 0; i < r->n_backends; ++i) {
+    if (strcmp(r->backends[i].iface->name, iface->name) == 0) {
+      vn_log(ctx, VNRT_LOG_WARN, "backend '%s' from %s skipped: a backend of that name exists",
+             iface->name, path[0] ? path : "(built-in)");
+      return false;
+    }
+  }
+  void *state = NULL;
+  vn_clear_error(ctx);
+  vnrt_status s = iface->init(&ctx->host, &state);
+  if (s != VNRT_OK) {
+    vn_log(ctx, VNRT_LOG_INFO, "backend '%s' not available: %s: %s", iface->name,
+           vnrt_status_string(s), ctx->last_error);
+    vn_clear_error(ctx);
+    return false;
+  }
+  if (!vn_grow(ctx, (void **)&r->backends, &r->cap_backends, r->n_backends + 1,
+               sizeof *r->backends)) {
+    iface->shutdown(state);
+    return false;
+  }
+  vn_backend *b = &r->backends[r->n_backends++];
+  memset(b, 0, sizeof *b);
+  b->iface = iface;
+  b->state = state;
+  b->dl_handle = dl_handle;
+  snprintf(b->path, sizeof b->path, "%s", path);
+  return true;
+}
+
+static void load_plugin_file(vnrt_context *ctx, vn_registry *r, const char *path) {
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    vn_log(ctx, VNRT_LOG_WARN, "plugin %s skipped: %s", path, dlerror());
+    return;
+  }
+  vnrt_backend_entry_fn entry = NULL;
+  void *sym = dlsym(h, VNRT_BACKEND_ENTRY_SYMBOL);
+  memcpy(&entry, &sym, sizeof entry); /* object pointer to function pointer, as POSIX allows */
+  if (!entry) {
+    vn_log(ctx, VNRT_LOG_WARN, "plugin %s skipped: no symbol %s", path, VNRT_BACKEND_ENTRY_SYMBOL);
+    dlclose(h);
+    return;
+  }
+  const vnrt_backend_i *iface = entry(VNRT_BACKEND_API_VERSION);
+  if (!add_backend(ctx, r, iface, h, path)) {
+    dlclose(h);
+    return;
+  }
+  vn_log(ctx, VNRT_LOG_INFO, "loaded plugin backend '%s' from %s", iface->name, path);
+}
+
+static void load_plugin_dir(vnrt_context *ctx, vn_registry *r, const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return; /* a listed directory that does not exist is not an error */
+  /* Sort names so that the device order does not depend on the file system. */
+  char **names = NULL;
+  int32_t n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0) continue;
+    if (!vn_grow(ctx, (void **)&names, &cap, n + 1, sizeof *names)) break;
+    names[n] = vn_strdup(ctx, e->d_name);
+    if (names[n]) ++n;
+  }
+  closedir(d);
+  for (int32_t i = 1; i < n; ++i) {
+    for (int32_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; --j) {
+      char *t = names[j];
+      names[j] = names[j - 1];
+      names[j - 1] = t;
+    }
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    char path[1024];
+    int len = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    if (len > 0 && (size_t)len < sizeof path) load_plugin_file(ctx, r, path);
+    vn_free(ctx, names[i]);
+  }
+  vn_free(ctx, names);
+}
+
+static void load_plugin_path(vnrt_context *ctx, vn_registry *r, const char *list) {
+  if (!list) return;
+  const char *p = list;
+  while (*p) {
+    const char *end = strchr(p, ':');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len > 0 && len < 1024) {
+      char dir[1024];
+      memcpy(dir, p, len);
+      dir[len] = '\0';
+      load_plugin_dir(ctx, r, dir);
+    }
+    p += len;
+    if (*p == ':') ++p;
+  }
+}
+
+vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
+                               vn_registry **out_registry) {
+  *out_registry = NULL;
+  vn_registry *r = vn_calloc(ctx, 1, sizeof *r);
+  if (!r) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating the registry");
+  for (size_t i = 0; vn_builtin_backends[i]; ++i) {
+    add_backend(ctx, r, vn_builtin_backends[i](), NULL, "");
+  }
+  if (r->n_backends == 0 || strcmp(r->backends[0].iface->name, "cpu") != 0) {
+    vn_registry_destroy(ctx, r);
+    return vn_error(ctx, VNRT_ERROR_INTERNAL, "the cpu backend failed to initialise");
+  }
+  if (!desc->no_plugins) {
+    load_plugin_path(ctx, r, desc->plugin_path);
+    load_plugin_path(ctx, r, getenv("VNRT_PLUGIN_PATH"));
+    load_plugin_path(ctx, r, VNRT_PLUGIN_DIR);
+  }
+  int32_t total = 0;
+  for (int32_t b = 0; b < r->n_backends; ++b) {
+    total += (int32_t)r->backends[b].iface->device_count(r->backends[b].state);
+  }
+  r->devices = vn_calloc(ctx, (size_t)(total ? total : 1), sizeof *r->devices);
+  if (!r->devices) {
+    vn_registry_destroy(ctx, r);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory listing devices");
+  }
+  for (int32_t b = 0; b < r->n_backends; ++b) {
+    vn_backend *be = &r->backends[b];
+    uint32_t count = be->iface->device_count(be->state);
+    for (uint32_t i = 0; i < count && r->n_devices < total; ++i) {
+      vnrt_device *d = &r->devices[r->n_devices];
+      memset(d, 0, sizeof *d);
+      d->ctx = ctx;
+      d->backend = be;
+      d->index = i;
+      if (be->iface->device_info(be->state, i, &d->info) != VNRT_OK) {
+        vn_log(ctx, VNRT_LOG_WARN, "device %s:%u skipped: %s", be->iface->name, i,
+               ctx->last_error);
+        continue;
+      }
+      /* The core owns these fields, whatever the backend wrote. */
+      snprintf(d->info.backend, sizeof d->info.backend, "%s", be->iface->name);
+      d->info.index = i;
+      if (strcmp(be->iface->name, "cpu") == 0) {
+        snprintf(d->info.spec, sizeof d->info.spec, "cpu");
+      } else {
+        snprintf(d->info.spec, sizeof d->info.spec, "%s:%u", be->iface->name, i);
+      }
+      r->n_devices++;
+    }
+  }
+  vn_clear_error(ctx);
+  *out_registry = r;
+  return VNRT_OK;
+}
+
+void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
+  if (!r) return;
+  for (int32_t i = 0; i < r->n_devices; ++i) {
+    if (r->devices[i].opened) r->devices[i].backend->iface->device_close(r->devices[i].opened);
+  }
+  for (int32_t b = r->n_backends - 1; b >= 0; --b) {
+    r->backends[b].iface->shutdown(r->backends[b].state);
+    if (r->backends[b].dl_handle) dlclose(r->backends[b].dl_handle);
+  }
+  vn_free(ctx, r->devices);
+  vn_free(ctx, r->backends);
+  vn_free(ctx, r);
+}
+
+vnrt_status vn_device_open(vnrt_device *device, vnrt_backend_device **out) {
+  if (!device->opened) {
+    vn_backend *b = device->backend;
+    VN_RETURN_IF_ERROR(b->iface->device_open(b->state, device->index, &device->opened));
+    if (!device->opened) {
+      return vn_error(device->ctx, VNRT_ERROR_INTERNAL, "backend '%s' opened no device",
+                      b->iface->name);
+    }
+  }
+  *out = device->opened;
+  return VNRT_OK;
+}
+
+vnrt_device *vn_cpu_device(vnrt_context *ctx) { return &ctx->registry->devices[0]; }
+
+uint32_t vnrt_device_count(vnrt_context *ctx) {
+  return ctx ? (uint32_t)ctx->registry->n_devices : 0;
+}
+
+vnrt_status vnrt_device_get(vnrt_context *ctx, uint32_t i, vnrt_device **out_device) {
+  if (out_device) *out_device = NULL;
+  if (!ctx || !out_device) return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "NULL argument");
+  if (i >= (uint32_t)ctx->registry->n_devices) {
+    return vn_error(ctx, VNRT_ERROR_NOT_FOUND, "device index %u out of range: %d devices", i,
+                    ctx->registry->n_devices);
+  }
+  *out_device = &ctx->registry->devices[i];
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_device_get_info(const vnrt_device *device, vnrt_device_info *out_info) {
+  if (!device || !out_info) return VNRT_ERROR_INVALID_ARGUMENT;
+  *out_info = device->info;
+  return VNRT_OK;
+}
+
+uint32_t vnrt_backend_names(vnrt_context *ctx, const char **names, uint32_t capacity) {
+  if (!ctx) return 0;
+  uint32_t n = (uint32_t)ctx->registry->n_backends;
+  for (uint32_t i = 0; names && i < n && i < capacity; ++i) {
+    names[i] = ctx->registry->backends[i].iface->name;
+  }
+  return n;
+}
+
+/* Higher is better for automatic choice; software devices rank below the CPU backend. */
+static int device_rank(const vnrt_device *d) {
+  switch (d->info.type) {
+    case VNRT_DEVICE_TYPE_GPU_DISCRETE: return 5;
+    case VNRT_DEVICE_TYPE_ACCELERATOR: return 4;
+    case VNRT_DEVICE_TYPE_GPU_INTEGRATED: return 3;
+    case VNRT_DEVICE_TYPE_CPU: return 2;
+    case VNRT_DEVICE_TYPE_SOFTWARE: return 1;
+  }
+  return 0;
+}
+
+static vnrt_status list_devices(vnrt_context *ctx, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int32_t i = 0; i < ctx->registry->n_devices && used + 1 < size; ++i) {
+    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+                     ctx->registry->devices[i].info.spec);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device **out_device) {
+  if (out_device) *out_device = NULL;
+  if (!ctx || !out_device) return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "NULL argument");
+  vn_registry *r = ctx->registry;
+  if (!spec || !spec[0] || strcmp(spec, "auto") == 0) {
+    const char *env = getenv("VNRT_DEVICE");
+    if (env && env[0] && strcmp(env, "auto") != 0) {
+      vnrt_status s = vnrt_device_select(ctx, env, out_device);
+      if (s != VNRT_OK) {
+        char msg[VN_ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", ctx->last_error);
+        return vn_error(ctx, s, "VNRT_DEVICE=%s: %s", env, msg);
+      }
+      return s;
+    }
+    vnrt_device *best = &r->devices[0];
+    for (int32_t i = 1; i < r->n_devices; ++i) {
+      if (device_rank(&r->devices[i]) > device_rank(best)) best = &r->devices[i];
+    }
+    *out_device = best;
+    return VNRT_OK;
+  }
+  char name[64];
+  const char *colon = strchr(spec, ':');
+  size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+  char known[512];
+  if (len == 0 || len >= sizeof name) {
+    list_devices(ctx, known, sizeof known);
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "bad device spec '%s': expected BACKEND or BACKEND:INDEX (devices: %s)", spec,
+                    known);
+  }
+  memcpy(name, spec, len);
+  name[len] = '\0';
+  long index = -1;
+  if (colon) {
+    char *end = NULL;
+    index = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || index < 0 || index > 65535) {
+      list_devices(ctx, known, sizeof known);
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "bad device spec '%s': the index must be a non-negative integer "
+                      "(devices: %s)", spec, known);
+    }
+  }
+  vnrt_device *best = NULL;
+  bool backend_known = false;
+  for (int32_t i = 0; i < r->n_devices; ++i) {
+    vnrt_device *d = &r->devices[i];
+    if (strcmp(d->backend->iface->name, name) != 0) continue;
+    backend_known = true;
+    if (index >= 0) {
+      if (d->index == (uint32_t)index) best = d;
+    } else if (!best || device_rank(d) > device_rank(best)) {
+      best = d; /* naming a backend alone picks its best device, software ones included */
+    }
+  }
+  if (!best) {
+    list_devices(ctx, known, sizeof known);
+    for (int32_t b = 0; b < r->n_backends && !backend_known; ++b) {
+      backend_known = strcmp(r->backends[b].iface->name, name) == 0;
+    }
+    if (!backend_known) {
+      return vn_error(ctx, VNRT_ERROR_NOT_FOUND,
+                      "unknown device '%s': no backend '%s' (devices: %s)", spec, name, known);
+    }
+    return vn_error(ctx, VNRT_ERROR_NOT_FOUND, "unknown device '%s': backend '%s' has no %s (devices: %s)",
+                    spec, name, index >= 0 ? "device with that index" : "devices", known);
+  }
+  *out_device = best;
+  return VNRT_OK;
+}
