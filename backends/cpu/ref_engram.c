@@ -3,7 +3,11 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cpu_dispatch.h"
 #include "cpu_kernels.h"
+
+/* Referenced by cpu_dispatch.c so that static linking keeps this file (cpu_dispatch.h). */
+const char cpu_ref_engram_linked = 1;
 
 /* ---- ngram_hash ------------------------------------------------------------------------ */
 
