@@ -1,4 +1,5 @@
 /* Passes and the arena planner: order, liveness, and that no two live tensors overlap. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

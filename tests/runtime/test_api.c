@@ -1,5 +1,6 @@
 /* The public API's contracts: contexts, allocators, logging, devices, and plan error paths. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
