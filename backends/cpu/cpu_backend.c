@@ -1,0 +1,346 @@
+/* The CPU backend: one device ("cpu") whose buffers are host memory and whose kernels are the
+ * reference (and optional fast) kernels of this folder, run on a thread pool. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu_dispatch.h"
+#include "cpu_kernels.h"
+#include "cpu_pool.h"
+
+#define CPU_BUFFER_ALIGN 64
+
+typedef struct cpu_state {
+  const vnrt_backend_host *host;
+} cpu_state;
+
+struct vnrt_backend_device {
+  const vnrt_backend_host *host;
+  cpu_pool *pool;
+};
+
+struct vnrt_backend_buffer {
+  void *raw;     /* what host->alloc returned */
+  uint8_t *data; /* raw rounded up to CPU_BUFFER_ALIGN */
+  uint64_t size;
+};
+
+typedef struct cpu_exec_node {
+  cpu_kernel_fn fn;
+  cpu_kernel_args args;
+} cpu_exec_node;
+
+struct vnrt_backend_exec {
+  vnrt_backend_device *device;
+  int32_t n_nodes;
+  cpu_exec_node *nodes;
+};
+
+static vnrt_status cpu_init_(const vnrt_backend_host *host, void **out_state) {
+  *out_state = NULL;
+  cpu_state *state = host->alloc(host->core, sizeof *state);
+  if (!state) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+  state->host = host;
+  *out_state = state;
+  return VNRT_OK;
+}
+
+static void cpu_shutdown_(void *state) {
+  if (!state) return;
+  const vnrt_backend_host *host = ((cpu_state *)state)->host;
+  host->free(host->core, state);
+}
+
+static uint32_t cpu_device_count_(void *state) { return 1; }
+
+/* The "model name" line of /proc/cpuinfo (x86; other architectures may lack it). */
+static int cpu_model_name_(char *buf, size_t size) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return 0;
+  char line[512];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "model name", 10) != 0) continue;
+    const char *colon = strchr(line, ':');
+    if (!colon) continue;
+    const char *s = colon + 1;
+    while (*s == ' ' || *s == '\t') ++s;
+    size_t len = strcspn(s, "\r\n");
+    if (len == 0) continue;
+    if (len >= size) len = size - 1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    found = 1;
+  }
+  fclose(f);
+  return found;
+}
+
+static vnrt_status cpu_device_info_(void *state, uint32_t index, vnrt_device_info *out_info) {
+  const vnrt_backend_host *host = ((cpu_state *)state)->host;
+  memset(out_info, 0, sizeof *out_info);
+  if (index != 0) {
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND,
+                       "cpu: no device %" PRIu32 " (the cpu backend has one device, 0)", index);
+  }
+  snprintf(out_info->backend, sizeof out_info->backend, "cpu");
+  if (!cpu_model_name_(out_info->name, sizeof out_info->name)) {
+    snprintf(out_info->name, sizeof out_info->name, "cpu");
+  }
+  snprintf(out_info->driver, sizeof out_info->driver, "vnrt %s cpu kernels, %d threads",
+           vnrt_version(NULL, NULL, NULL), (int)host->num_threads);
+  snprintf(out_info->spec, sizeof out_info->spec, "cpu");
+  out_info->type = VNRT_DEVICE_TYPE_CPU;
+  out_info->index = 0;
+  long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) out_info->memory_bytes = (uint64_t)pages * (uint64_t)page_size;
+  /* One buffer can be as large as the address space lets a host allocation be. */
+  out_info->max_buffer_bytes = out_info->memory_bytes;
+  if (out_info->max_buffer_bytes == 0 || out_info->max_buffer_bytes > (uint64_t)PTRDIFF_MAX) {
+    out_info->max_buffer_bytes = (uint64_t)PTRDIFF_MAX;
+  }
+  /* Kernels widen f16/bf16 to f32 (storage only, no f16 arithmetic); buffers are host memory. */
+  out_info->caps = VNRT_CAP_F16_STORAGE | VNRT_CAP_UNIFIED_MEMORY;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  out_info->compute_units = cores > 0 ? (uint32_t)cores : 1;
+  out_info->subgroup_size = 0;
+  out_info->max_workgroup_size = 1;
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+  long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+  if (l1 > 0) out_info->shared_memory_bytes = (uint64_t)l1;
+#endif
+  return VNRT_OK;
+}
+
+static vnrt_status cpu_device_open_(void *state, uint32_t index,
+                                    vnrt_backend_device **out_device) {
+  *out_device = NULL;
+  const vnrt_backend_host *host = ((cpu_state *)state)->host;
+  if (index != 0) {
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND,
+                       "cpu: no device %" PRIu32 " (the cpu backend has one device, 0)", index);
+  }
+  vnrt_backend_device *device = host->alloc(host->core, sizeof *device);
+  if (!device) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+  device->host = host;
+  device->pool = NULL;
+  vnrt_status s = cpu_pool_create(host, host->num_threads, &device->pool);
+  if (s != VNRT_OK) {
+    host->free(host->core, device);
+    return s;
+  }
+  *out_device = device;
+  return VNRT_OK;
+}
+
+static void cpu_device_close_(vnrt_backend_device *device) {
+  if (!device) return;
+  cpu_pool_destroy(device->pool);
+  device->host->free(device->host->core, device);
+}
+
+static vnrt_status cpu_buffer_alloc_(vnrt_backend_device *device, uint64_t bytes,
+                                     vnrt_backend_buffer **out_buffer) {
+  *out_buffer = NULL;
+  const vnrt_backend_host *host = device->host;
+  /* Over-allocate and align by hand: the host allocator owns every byte, and it promises no
+   * more than malloc's alignment. The extra CPU_BUFFER_ALIGN also makes a 0-byte buffer real. */
+  if (bytes > (uint64_t)SIZE_MAX - CPU_BUFFER_ALIGN) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                       "cpu: buffer of %" PRIu64 " bytes exceeds the address space", bytes);
+  }
+  vnrt_backend_buffer *buffer = host->alloc(host->core, sizeof *buffer);
+  if (!buffer) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+  buffer->raw = host->alloc(host->core, (size_t)bytes + CPU_BUFFER_ALIGN);
+  if (!buffer->raw) {
+    host->free(host->core, buffer);
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                       "cpu: cannot allocate a buffer of %" PRIu64 " bytes", bytes);
+  }
+  uintptr_t p = (uintptr_t)buffer->raw;
+  p = (p + CPU_BUFFER_ALIGN - 1) & ~(uintptr_t)(CPU_BUFFER_ALIGN - 1);
+  buffer->data = (uint8_t *)p;
+  buffer->size = bytes;
+  *out_buffer = buffer;
+  return VNRT_OK;
+}
+
+static void cpu_buffer_free_(vnrt_backend_device *device, vnrt_backend_buffer *buffer) {
+  if (!buffer) return;
+  device->host->free(device->host->core, buffer->raw);
+  device->host->free(device->host->core, buffer);
+}
+
+static void *cpu_buffer_host_ptr_(vnrt_backend_device *device, vnrt_backend_buffer *buffer) {
+  return buffer ? buffer->data : NULL;
+}
+
+static vnrt_status cpu_check_range_(vnrt_backend_device *device, const vnrt_backend_buffer *buffer,
+                                    const char *what, uint64_t offset, uint64_t bytes) {
+  if (offset > buffer->size || bytes > buffer->size - offset) {
+    return device->host->error(device->host->core, VNRT_ERROR_INVALID_ARGUMENT,
+                               "cpu buffer %s: offset %" PRIu64 " + %" PRIu64
+                               " bytes is past the buffer's size of %" PRIu64 " bytes",
+                               what, offset, bytes, buffer->size);
+  }
+  return VNRT_OK;
+}
+
+static vnrt_status cpu_buffer_write_(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                     uint64_t offset, const void *src, uint64_t bytes) {
+  vnrt_status s = cpu_check_range_(device, buffer, "write", offset, bytes);
+  if (s != VNRT_OK) return s;
+  if (bytes) memcpy(buffer->data + offset, src, (size_t)bytes);
+  return VNRT_OK;
+}
+
+static vnrt_status cpu_buffer_read_(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                    uint64_t offset, void *dst, uint64_t bytes) {
+  vnrt_status s = cpu_check_range_(device, buffer, "read", offset, bytes);
+  if (s != VNRT_OK) return s;
+  if (bytes) memcpy(dst, buffer->data + offset, (size_t)bytes);
+  return VNRT_OK;
+}
+
+static int cpu_supports_node_(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                              int32_t node) {
+  if (!graph || node < 0 || node >= graph->n_nodes) return 0;
+  return cpu_dispatch_kernel(graph->nodes[node].op, graph->kernels) != NULL;
+}
+
+/* Resolves tensor t of graph to its data pointer, checking it lies inside its buffer. */
+static vnrt_status cpu_tensor_data_(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                                    const vnrt_backend_node *node, int32_t t, void **out_data) {
+  const vnrt_backend_host *host = device->host;
+  *out_data = NULL;
+  if (t < 0 || t >= graph->n_tensors) {
+    return host->error(host->core, VNRT_ERROR_INTERNAL,
+                       "cpu compile: node '%s' refers to tensor %d of %d", node->name, (int)t,
+                       (int)graph->n_tensors);
+  }
+  const vnrt_backend_tensor *tensor = &graph->tensors[t];
+  uint64_t bytes = vnrt_tensor_type_bytes(&tensor->type);
+  if (!tensor->buffer) {
+    if (bytes == 0) return VNRT_OK;
+    return host->error(host->core, VNRT_ERROR_INTERNAL,
+                       "cpu compile: tensor '%s' of node '%s' has no buffer", tensor->name,
+                       node->name);
+  }
+  const vnrt_backend_buffer *buffer = tensor->buffer;
+  if (tensor->offset > buffer->size || bytes > buffer->size - tensor->offset) {
+    return host->error(host->core, VNRT_ERROR_INTERNAL,
+                       "cpu compile: tensor '%s' of node '%s' (%" PRIu64 " bytes at offset %"
+                       PRIu64 ") is past its buffer's %" PRIu64 " bytes",
+                       tensor->name, node->name, bytes, tensor->offset, buffer->size);
+  }
+  *out_data = buffer->data + tensor->offset;
+  return VNRT_OK;
+}
+
+static void cpu_exec_destroy_(vnrt_backend_exec *exec) {
+  if (!exec) return;
+  const vnrt_backend_host *host = exec->device->host;
+  if (exec->nodes) host->free(host->core, exec->nodes);
+  host->free(host->core, exec);
+}
+
+static vnrt_status cpu_compile_(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                                vnrt_backend_exec **out_exec) {
+  *out_exec = NULL;
+  const vnrt_backend_host *host = device->host;
+  vnrt_backend_exec *exec = host->alloc(host->core, sizeof *exec);
+  if (!exec) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+  exec->device = device;
+  exec->n_nodes = graph->n_nodes;
+  exec->nodes = NULL;
+  if (graph->n_nodes > 0) {
+    exec->nodes = host->alloc(host->core, sizeof(cpu_exec_node) * (size_t)graph->n_nodes);
+    if (!exec->nodes) {
+      cpu_exec_destroy_(exec);
+      return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+    }
+    memset(exec->nodes, 0, sizeof(cpu_exec_node) * (size_t)graph->n_nodes);
+  }
+  for (int32_t i = 0; i < graph->n_nodes; ++i) {
+    const vnrt_backend_node *node = &graph->nodes[i];
+    cpu_exec_node *en = &exec->nodes[i];
+    en->fn = cpu_dispatch_kernel(node->op, graph->kernels);
+    if (!en->fn) {
+      const char *op = vnrt_op_name(node->op);
+      cpu_exec_destroy_(exec);
+      return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
+                         "cpu: no kernel for op '%s' (node '%s')", op ? op : "?", node->name);
+    }
+    if (node->n_inputs < 0 || node->n_inputs > VNRT_MAX_NODE_INPUTS || node->n_outputs < 0 ||
+        node->n_outputs > VNRT_MAX_NODE_OUTPUTS) {
+      cpu_exec_destroy_(exec);
+      return host->error(host->core, VNRT_ERROR_INTERNAL,
+                         "cpu compile: node '%s' has %d inputs and %d outputs", node->name,
+                         (int)node->n_inputs, (int)node->n_outputs);
+    }
+    cpu_kernel_args *a = &en->args;
+    a->node = node;
+    a->n_in = node->n_inputs;
+    a->n_out = node->n_outputs;
+    a->pool = device->pool;
+    a->host = host;
+    vnrt_status s = VNRT_OK;
+    for (int32_t j = 0; s == VNRT_OK && j < node->n_inputs; ++j) {
+      void *data = NULL;
+      s = cpu_tensor_data_(device, graph, node, node->inputs[j], &data);
+      if (s == VNRT_OK) {
+        a->in[j] = data;
+        a->in_type[j] = &graph->tensors[node->inputs[j]].type;
+      }
+    }
+    for (int32_t j = 0; s == VNRT_OK && j < node->n_outputs; ++j) {
+      s = cpu_tensor_data_(device, graph, node, node->outputs[j], &a->out[j]);
+      if (s == VNRT_OK) a->out_type[j] = &graph->tensors[node->outputs[j]].type;
+    }
+    if (s != VNRT_OK) {
+      cpu_exec_destroy_(exec);
+      return s;
+    }
+  }
+  *out_exec = exec;
+  return VNRT_OK;
+}
+
+static vnrt_status cpu_run_(vnrt_backend_exec *exec, int32_t first, int32_t count) {
+  const vnrt_backend_host *host = exec->device->host;
+  if (first < 0 || count < 0 || first > exec->n_nodes || count > exec->n_nodes - first) {
+    return host->error(host->core, VNRT_ERROR_INTERNAL,
+                       "cpu run: nodes [%d, %d) outside the compiled %d nodes", (int)first,
+                       (int)first + (int)count, (int)exec->n_nodes);
+  }
+  for (int32_t i = first; i < first + count; ++i) {
+    const cpu_exec_node *en = &exec->nodes[i];
+    vnrt_status s = en->fn(&en->args);
+    if (s != VNRT_OK) return s; /* the kernel reported its detail through host->error */
+  }
+  return VNRT_OK;
+}
+
+static const vnrt_backend_i cpu_backend_ = {
+    .struct_size = sizeof(vnrt_backend_i),
+    .api_version = VNRT_BACKEND_API_VERSION,
+    .name = "cpu",
+    .init = cpu_init_,
+    .shutdown = cpu_shutdown_,
+    .device_count = cpu_device_count_,
+    .device_info = cpu_device_info_,
+    .device_open = cpu_device_open_,
+    .device_close = cpu_device_close_,
+    .buffer_alloc = cpu_buffer_alloc_,
+    .buffer_free = cpu_buffer_free_,
+    .buffer_host_ptr = cpu_buffer_host_ptr_,
+    .buffer_write = cpu_buffer_write_,
+    .buffer_read = cpu_buffer_read_,
+    .supports_node = cpu_supports_node_,
+    .compile = cpu_compile_,
+    .run = cpu_run_,
+    .exec_destroy = cpu_exec_destroy_,
+};
+
+const vnrt_backend_i *cpu_backend_get(void) { return &cpu_backend_; }
