@@ -1,0 +1,364 @@
+/* vnrt-run: runs a .vnir graph on a device with npy inputs and safetensors weights. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vnrt/io.h"
+#include "vnrt/vnrt.h"
+
+static const char kUsage[] =
+    "usage: vnrt-run GRAPH.vnir [options]\n"
+    "Runs a vnir graph once and writes or prints its outputs.\n"
+    "\n"
+    "  --device SPEC             cpu, vulkan, vulkan:1, opencl:0, ... (default: $VNRT_DEVICE,\n"
+    "                            else the best device; see vnrt-info)\n"
+    "  --weights FILE            a .safetensors file: binds every param by its exact name\n"
+    "  --input NAME=FILE.npy     binds an input (or a param, overriding --weights); repeatable\n"
+    "  --output NAME=FILE.npy    writes an output; repeatable. Without any --output, each\n"
+    "                            output's name, type and first values are printed\n"
+    "  --reference               run the CPU reference kernels (validation)\n"
+    "  --no-fallback             fail instead of running unsupported ops on the CPU\n"
+    "  --verbose                 log informational messages (placement, fallbacks)\n"
+    "  --help                    show this help\n"
+    "\n"
+    "An input's npy dtype must equal the declared dtype, except that <f4 data may bind f16 or\n"
+    "bf16 (rounded to nearest even). Outputs are written as <f4, <f2 or <i4; bf16 is widened\n"
+    "to <f4. Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n";
+
+/* How many values the summary of an output shows. */
+#define PRINT_VALUES 8
+
+typedef struct binding {
+  const char *name; /* points into argv */
+  const char *path;
+} binding;
+
+typedef struct options {
+  const char *graph_path;
+  const char *device;
+  const char *weights;
+  binding *inputs, *outputs;
+  int n_inputs, n_outputs;
+  int reference, no_fallback, verbose;
+} options;
+
+/* Every failure ends here: one line on stderr, then a non-zero exit. */
+static void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("vnrt-run: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(code);
+}
+
+static void log_to_stderr(void *user, vnrt_log_level level, const char *message) {
+  static const char *const names[] = {"debug", "info", "warning", "error"};
+  /* Errors come back as statuses and are reported once by fail(); do not print them twice. */
+  if (level >= VNRT_LOG_ERROR) return;
+  fprintf(stderr, "vnrt-run: %s: %s\n", names[level], message);
+}
+
+static void format_type(char *buf, size_t cap, const vnrt_tensor_type *t) {
+  size_t n = (size_t)snprintf(buf, cap, "%s[", vnrt_dtype_name(t->dtype));
+  for (int32_t i = 0; i < t->rank && n < cap; i++)
+    n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->dims[i]);
+  if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+static int same_shape(const vnrt_tensor_type *a, const vnrt_tensor_type *b) {
+  if (a->rank != b->rank) return 0;
+  for (int32_t i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return 0;
+  return 1;
+}
+
+static binding *find_binding(binding *list, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(list[i].name, name) == 0) return &list[i];
+  return NULL;
+}
+
+/* Parses NAME=FILE into list (names and paths point into a copy of arg). */
+static void add_binding(binding **list, int *n, const char *opt, const char *arg) {
+  if (!arg) fail(2, "%s needs NAME=FILE.npy", opt);
+  char *copy = strdup(arg);
+  char *eq = copy ? strchr(copy, '=') : NULL;
+  if (!copy) fail(1, "out of memory");
+  if (!eq || eq == copy || !eq[1]) fail(2, "%s %s: expected NAME=FILE.npy", opt, arg);
+  *eq = '\0';
+  if (find_binding(*list, *n, copy)) fail(2, "%s %s: '%s' is given twice", opt, arg, copy);
+  binding *grown = realloc(*list, sizeof(binding) * (size_t)(*n + 1));
+  if (!grown) fail(1, "out of memory");
+  *list = grown;
+  (*list)[*n] = (binding){copy, eq + 1};
+  (*n)++;
+}
+
+static options parse_args(int argc, char **argv) {
+  options o;
+  memset(&o, 0, sizeof o);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(kUsage, stdout);
+      exit(0);
+    } else if (strcmp(a, "--device") == 0) {
+      if (!next) fail(2, "--device needs a SPEC (e.g. cpu, vulkan:0)");
+      o.device = next;
+      i++;
+    } else if (strcmp(a, "--weights") == 0) {
+      if (!next) fail(2, "--weights needs a FILE.safetensors");
+      o.weights = next;
+      i++;
+    } else if (strcmp(a, "--input") == 0) {
+      add_binding(&o.inputs, &o.n_inputs, a, next);
+      i++;
+    } else if (strcmp(a, "--output") == 0) {
+      add_binding(&o.outputs, &o.n_outputs, a, next);
+      i++;
+    } else if (strcmp(a, "--reference") == 0) {
+      o.reference = 1;
+    } else if (strcmp(a, "--no-fallback") == 0) {
+      o.no_fallback = 1;
+    } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+      o.verbose = 1;
+    } else if (a[0] == '-' && a[1]) {
+      fail(2, "unknown option '%s' (see vnrt-run --help)", a);
+    } else if (o.graph_path) {
+      fail(2, "more than one graph given ('%s' and '%s')", o.graph_path, a);
+    } else {
+      o.graph_path = a;
+    }
+  }
+  if (!o.graph_path) fail(2, "no graph given (usage: vnrt-run GRAPH.vnir [options]; see --help)");
+  return o;
+}
+
+/* Converts data of type `from` to `to` where vnir's npy rule allows it (f32 -> f16/bf16) and
+ * returns a new buffer, or NULL if the types are incompatible. An unaligned source (a
+ * safetensors mapping) is read with memcpy. */
+static void *convert(const void *data, const vnrt_tensor_type *from, const vnrt_tensor_type *to) {
+  if (!same_shape(from, to)) return NULL;
+  size_t n = (size_t)vnrt_tensor_type_numel(to);
+  size_t bytes = vnrt_tensor_type_bytes(to);
+  void *out = malloc(bytes ? bytes : 1);
+  if (!out) fail(1, "out of memory");
+  if (from->dtype == to->dtype) {
+    memcpy(out, data, bytes);
+    return out;
+  }
+  if (from->dtype != VNRT_F32 || (to->dtype != VNRT_F16 && to->dtype != VNRT_BF16)) {
+    free(out);
+    return NULL;
+  }
+  uint16_t *dst = out;
+  for (size_t i = 0; i < n; i++) {
+    float f;
+    memcpy(&f, (const char *)data + 4 * i, 4);
+    dst[i] = to->dtype == VNRT_F16 ? vnrt_f32_to_f16(f) : vnrt_f32_to_bf16(f);
+  }
+  return out;
+}
+
+/* Binds one graph input from data of type have (read from source), or fails naming both
+ * types. */
+static void bind(vnrt_context *ctx, vnrt_plan *plan, const char *kind, const char *name,
+                 const vnrt_tensor_type *want, const vnrt_tensor_type *have, const void *data,
+                 const char *source) {
+  void *converted = convert(data, have, want);
+  if (!converted) {
+    char w[96], h[96];
+    format_type(w, sizeof w, want);
+    format_type(h, sizeof h, have);
+    fail(1, "shape/dtype mismatch for %s '%s': %s holds %s but the graph declares %s", kind,
+         name, source, h, w);
+  }
+  vnrt_status s = vnrt_plan_set_input(plan, name, converted, vnrt_tensor_type_bytes(want));
+  free(converted);
+  if (s != VNRT_OK) fail(1, "binding %s '%s': %s", kind, name, vnrt_context_last_error(ctx));
+}
+
+static int graph_has_input(const vnrt_graph *g, const char *name, int *out_is_param) {
+  for (int32_t i = 0; i < vnrt_graph_input_count(g); i++) {
+    int is_param = 0;
+    vnrt_value v = vnrt_graph_input(g, i, &is_param);
+    const char *n = vnrt_graph_value_name(g, v);
+    if (n && strcmp(n, name) == 0) {
+      if (out_is_param) *out_is_param = is_param;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int graph_has_output(const vnrt_graph *g, const char *name) {
+  for (int32_t i = 0; i < vnrt_graph_output_count(g); i++) {
+    const char *n = vnrt_graph_value_name(g, vnrt_graph_output(g, i));
+    if (n && strcmp(n, name) == 0) return 1;
+  }
+  return 0;
+}
+
+/* "a, b, c": the names of the graph's inputs (which = 0) or outputs (which = 1), for hints. */
+static void list_names(const vnrt_graph *g, int which, char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = '\0';
+  int32_t count = which ? vnrt_graph_output_count(g) : vnrt_graph_input_count(g);
+  for (int32_t i = 0; i < count && n < cap; i++) {
+    vnrt_value v = which ? vnrt_graph_output(g, i) : vnrt_graph_input(g, i, NULL);
+    const char *name = vnrt_graph_value_name(g, v);
+    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", name ? name : "?");
+  }
+  if (count == 0) snprintf(buf, cap, "none");
+}
+
+static void print_output(vnrt_context *ctx, vnrt_plan *plan, const char *name) {
+  vnrt_tensor_type t;
+  if (vnrt_plan_output_type(plan, name, &t) != VNRT_OK)
+    fail(1, "output '%s': %s", name, vnrt_context_last_error(ctx));
+  size_t bytes = vnrt_tensor_type_bytes(&t);
+  void *data = malloc(bytes ? bytes : 1);
+  if (!data) fail(1, "out of memory");
+  if (vnrt_plan_read_output(plan, name, data, bytes) != VNRT_OK)
+    fail(1, "reading output '%s': %s", name, vnrt_context_last_error(ctx));
+  char type[96];
+  format_type(type, sizeof type, &t);
+  int64_t n = vnrt_tensor_type_numel(&t);
+  printf("%s: %s = [", name, type);
+  for (int64_t i = 0; i < n && i < PRINT_VALUES; i++) {
+    if (i) printf(", ");
+    if (t.dtype == VNRT_I32) {
+      printf("%d", (int)((const int32_t *)data)[i]);
+    } else {
+      double v = t.dtype == VNRT_F32    ? (double)((const float *)data)[i]
+                 : t.dtype == VNRT_F16 ? (double)vnrt_f16_to_f32(((const uint16_t *)data)[i])
+                                       : (double)vnrt_bf16_to_f32(((const uint16_t *)data)[i]);
+      printf("%.6g", v);
+    }
+  }
+  if (n > PRINT_VALUES) printf(", ... (%lld values)", (long long)n);
+  printf("]\n");
+  free(data);
+}
+
+static void write_output(vnrt_context *ctx, vnrt_plan *plan, const binding *b) {
+  vnrt_tensor_type t;
+  if (vnrt_plan_output_type(plan, b->name, &t) != VNRT_OK)
+    fail(1, "output '%s': %s", b->name, vnrt_context_last_error(ctx));
+  size_t bytes = vnrt_tensor_type_bytes(&t);
+  void *data = malloc(bytes ? bytes : 1);
+  if (!data) fail(1, "out of memory");
+  if (vnrt_plan_read_output(plan, b->name, data, bytes) != VNRT_OK)
+    fail(1, "reading output '%s': %s", b->name, vnrt_context_last_error(ctx));
+  if (vnrt_npy_write(ctx, b->path, &t, data) != VNRT_OK)
+    fail(1, "output '%s': %s", b->name, vnrt_context_last_error(ctx));
+  free(data);
+}
+
+int main(int argc, char **argv) {
+  options o = parse_args(argc, argv);
+
+  vnrt_context_desc desc = {0};
+  desc.log_fn = log_to_stderr;
+  desc.log_level = o.verbose ? VNRT_LOG_INFO : VNRT_LOG_WARN;
+  vnrt_context *ctx = NULL;
+  vnrt_status s = vnrt_context_create(&desc, &ctx);
+  if (s != VNRT_OK) fail(1, "cannot create a context: %s", vnrt_status_string(s));
+
+  vnrt_graph *graph = NULL;
+  if (vnrt_graph_parse_file(ctx, o.graph_path, &graph) != VNRT_OK)
+    fail(1, "%s", vnrt_context_last_error(ctx));
+
+  /* Names on the command line are checked before any slow work, so a typo fails at once. */
+  char names[1024];
+  for (int i = 0; i < o.n_inputs; i++) {
+    if (!graph_has_input(graph, o.inputs[i].name, NULL)) {
+      list_names(graph, 0, names, sizeof names);
+      fail(2, "--input %s: the graph has no input or param named '%s' (it has: %s)",
+           o.inputs[i].name, o.inputs[i].name, names);
+    }
+  }
+  for (int i = 0; i < o.n_outputs; i++) {
+    if (!graph_has_output(graph, o.outputs[i].name)) {
+      list_names(graph, 1, names, sizeof names);
+      fail(2, "--output %s: the graph has no output named '%s' (its outputs: %s)",
+           o.outputs[i].name, o.outputs[i].name, names);
+    }
+  }
+
+  vnrt_device *device = NULL;
+  if (vnrt_device_select(ctx, o.device, &device) != VNRT_OK)
+    fail(1, "%s", vnrt_context_last_error(ctx));
+
+  vnrt_safetensors *weights = NULL;
+  if (o.weights && vnrt_safetensors_open(ctx, o.weights, &weights) != VNRT_OK)
+    fail(1, "%s", vnrt_context_last_error(ctx));
+
+  vnrt_plan_desc pdesc = {0};
+  pdesc.no_fallback = o.no_fallback;
+  pdesc.kernels = o.reference ? VNRT_KERNELS_REFERENCE : VNRT_KERNELS_FAST;
+  vnrt_plan *plan = NULL;
+  if (vnrt_plan_create(ctx, graph, device, &pdesc, &plan) != VNRT_OK)
+    fail(1, "%s", vnrt_context_last_error(ctx));
+
+  for (int32_t i = 0; i < vnrt_graph_input_count(graph); i++) {
+    int is_param = 0;
+    vnrt_value v = vnrt_graph_input(graph, i, &is_param);
+    const char *name = vnrt_graph_value_name(graph, v);
+    const char *kind = is_param ? "param" : "input";
+    vnrt_tensor_type want;
+    if (vnrt_graph_value_type(graph, v, &want) != VNRT_OK)
+      fail(1, "%s '%s': %s", kind, name, vnrt_context_last_error(ctx));
+    binding *b = find_binding(o.inputs, o.n_inputs, name);
+    if (b) {
+      vnrt_tensor_type have;
+      void *data = NULL;
+      if (vnrt_npy_read(ctx, b->path, &have, &data) != VNRT_OK)
+        fail(1, "%s '%s': %s", kind, name, vnrt_context_last_error(ctx));
+      bind(ctx, plan, kind, name, &want, &have, data, b->path);
+      vnrt_free(ctx, data);
+      continue;
+    }
+    char type[96];
+    format_type(type, sizeof type, &want);
+    if (is_param && weights) {
+      vnrt_tensor_type have;
+      const void *data = NULL;
+      s = vnrt_safetensors_find(weights, name, &have, &data, NULL);
+      if (s == VNRT_ERROR_NOT_FOUND)
+        fail(1, "missing binding for param '%s' (%s): %s has no tensor of that name and no "
+             "--input %s=FILE.npy was given", name, type, o.weights, name);
+      if (s != VNRT_OK) fail(1, "param '%s': %s", name, vnrt_context_last_error(ctx));
+      bind(ctx, plan, kind, name, &want, &have, data, o.weights);
+      continue;
+    }
+    fail(1, "missing binding for %s '%s' (%s): pass --input %s=FILE.npy%s", kind, name, type,
+         name, is_param && !weights ? " or --weights FILE.safetensors" : "");
+  }
+
+  if (vnrt_plan_run(plan) != VNRT_OK) fail(1, "%s", vnrt_context_last_error(ctx));
+
+  if (o.n_outputs) {
+    for (int i = 0; i < o.n_outputs; i++) write_output(ctx, plan, &o.outputs[i]);
+  } else {
+    for (int32_t i = 0; i < vnrt_plan_output_count(plan); i++)
+      print_output(ctx, plan, vnrt_plan_output_name(plan, i));
+  }
+  if (fflush(stdout) != 0) fail(1, "writing to stdout: %s", strerror(errno));
+
+  vnrt_plan_destroy(plan);
+  vnrt_safetensors_close(weights);
+  vnrt_graph_destroy(graph);
+  vnrt_context_destroy(ctx);
+  for (int i = 0; i < o.n_inputs; i++) free((void *)o.inputs[i].name);
+  for (int i = 0; i < o.n_outputs; i++) free((void *)o.outputs[i].name);
+  free(o.inputs);
+  free(o.outputs);
+  return 0;
+}
