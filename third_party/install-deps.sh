@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building, running and testing vnrt need (see README.md).
+#
+# Idempotent: asks dpkg which packages are missing and installs only those, so a second run
+# prints nothing and needs no network. Runs apt-get through sudo when not root.
+set -euo pipefail
+
+packages=(
+  # build
+  meson ninja-build pkg-config gcc g++ libc6-dev
+  # tests and the CPU backend
+  check libopenblas-dev python3 cmake
+  # Vulkan backend: loader + headers, shader compiler, lavapipe, validation layer, vulkaninfo
+  libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
+  # OpenCL backend: ICD loader + headers, CLBlast, PoCL, clinfo
+  ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd clinfo
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2
+  echo "install-deps.sh: install the packages listed in third_party/README.md by hand." >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  # "install ok installed" is the only state in which a package is really usable.
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-deps.sh: missing packages: ${missing[*]}" >&2
+  echo "install-deps.sh: installing them needs root: run this script as root or install sudo." >&2
+  exit 1
+fi
+
+echo "install-deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q "${missing[@]}"
