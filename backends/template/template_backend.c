@@ -1,0 +1,320 @@
+/* A skeleton vnrt backend plugin that a vendor copies to start a port (see README.md).
+ *
+ * It implements every slot of vnrt_backend_i honestly: one device, "template:0", whose buffers
+ * live in host memory so the core can move data in and out, and which runs no op at all —
+ * supports_node says no to everything, so the core sends every node to the CPU fallback (or
+ * fails the plan with VNRT_ERROR_UNSUPPORTED when fallback is off). A port replaces the parts
+ * marked PORT: one at a time, and every step keeps a working runtime.
+ *
+ * It includes only the installed public headers and links nothing of vnrt: all services
+ * (logging, errors, the host allocator) come through the vnrt_backend_host table.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vnrt/backend.h"
+
+/* Tensor offsets are multiples of 256 bytes; aligning buffer bases the same way keeps every
+ * tensor suitably aligned for any vector width a kernel may use. */
+#define TEMPLATE_ALIGN 256u
+
+typedef struct template_state {
+  const vnrt_backend_host *host;
+  uint32_t n_devices;
+} template_state;
+
+struct vnrt_backend_device {
+  template_state *state;
+  uint32_t index;
+};
+
+struct vnrt_backend_buffer {
+  void *raw;     /* what host->alloc returned */
+  uint8_t *data; /* raw rounded up to TEMPLATE_ALIGN */
+  uint64_t bytes;
+};
+
+struct vnrt_backend_exec {
+  vnrt_backend_device *device;
+  const vnrt_backend_graph *graph; /* borrowed: valid until exec_destroy */
+};
+
+/* ---- Backend lifetime ------------------------------------------------------------------- */
+
+static vnrt_status template_init(const vnrt_backend_host *host, void **out_state) {
+  *out_state = NULL;
+  template_state *state = host->alloc(host->core, sizeof(*state));
+  if (!state) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "template: out of host memory");
+  }
+  state->host = host;
+  /* PORT: open the driver here and count its devices. Finding zero devices is not an error:
+   * the backend then simply contributes none. */
+  state->n_devices = 1;
+  host->log(host->core, VNRT_LOG_DEBUG, "template: initialised with %u device(s)",
+            state->n_devices);
+  *out_state = state;
+  return VNRT_OK;
+}
+
+static void template_shutdown(void *opaque) {
+  template_state *state = opaque;
+  if (!state) return;
+  state->host->free(state->host->core, state);
+}
+
+/* ---- Devices ---------------------------------------------------------------------------- */
+
+static uint32_t template_device_count(void *opaque) {
+  const template_state *state = opaque;
+  return state ? state->n_devices : 0;
+}
+
+/* Host RAM, since that is where this device's buffers live. */
+static uint64_t template_host_memory_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return (uint64_t)pages * (uint64_t)page_size;
+}
+
+static vnrt_status template_device_info(void *opaque, uint32_t index, vnrt_device_info *out_info) {
+  template_state *state = opaque;
+  memset(out_info, 0, sizeof(*out_info));
+  if (index >= state->n_devices) {
+    return state->host->error(state->host->core, VNRT_ERROR_NOT_FOUND,
+                              "template: no device %u (the backend has %u)", index,
+                              state->n_devices);
+  }
+  /* PORT: report what the hardware really is and can do; the core selects devices and
+   * kernel variants by these fields, never by name. */
+  snprintf(out_info->backend, sizeof(out_info->backend), "template");
+  snprintf(out_info->name, sizeof(out_info->name), "template (no ops)");
+  snprintf(out_info->driver, sizeof(out_info->driver), "vnrt template backend");
+  snprintf(out_info->spec, sizeof(out_info->spec), "template:%u", index);
+  out_info->type = VNRT_DEVICE_TYPE_ACCELERATOR;
+  out_info->index = index;
+  out_info->memory_bytes = template_host_memory_bytes();
+  out_info->max_buffer_bytes = out_info->memory_bytes;
+  out_info->caps = VNRT_CAP_UNIFIED_MEMORY; /* buffers are host memory */
+  out_info->compute_units = 1;
+  out_info->subgroup_size = 0;
+  out_info->max_workgroup_size = 1;
+  out_info->shared_memory_bytes = 0;
+  return VNRT_OK;
+}
+
+static vnrt_status template_device_open(void *opaque, uint32_t index,
+                                        vnrt_backend_device **out_device) {
+  template_state *state = opaque;
+  *out_device = NULL;
+  if (index >= state->n_devices) {
+    return state->host->error(state->host->core, VNRT_ERROR_NOT_FOUND,
+                              "template: no device %u (the backend has %u)", index,
+                              state->n_devices);
+  }
+  vnrt_backend_device *device = state->host->alloc(state->host->core, sizeof(*device));
+  if (!device) {
+    return state->host->error(state->host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                              "template: out of host memory opening device %u", index);
+  }
+  /* PORT: create the device's queues (a compute and a copy stream) here. */
+  device->state = state;
+  device->index = index;
+  *out_device = device;
+  return VNRT_OK;
+}
+
+static void template_device_close(vnrt_backend_device *device) {
+  if (!device) return;
+  const vnrt_backend_host *host = device->state->host;
+  host->free(host->core, device);
+}
+
+/* ---- Buffers ---------------------------------------------------------------------------- */
+
+static vnrt_status template_buffer_alloc(vnrt_backend_device *device, uint64_t bytes,
+                                         vnrt_backend_buffer **out_buffer) {
+  const vnrt_backend_host *host = device->state->host;
+  *out_buffer = NULL;
+  /* PORT: allocate device memory instead. Keep the size checks: a request the device cannot
+   * hold must fail with a message, not wrap around. */
+  if (bytes > (uint64_t)SIZE_MAX - TEMPLATE_ALIGN) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                       "template: buffer of %llu bytes exceeds the address space",
+                       (unsigned long long)bytes);
+  }
+  vnrt_backend_buffer *buffer = host->alloc(host->core, sizeof(*buffer));
+  if (!buffer) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "template: out of host memory");
+  }
+  /* A zero-byte buffer still gets a valid, distinct address. */
+  buffer->raw = host->alloc(host->core, (size_t)bytes + TEMPLATE_ALIGN);
+  if (!buffer->raw) {
+    host->free(host->core, buffer);
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                       "template: cannot allocate a buffer of %llu bytes",
+                       (unsigned long long)bytes);
+  }
+  uintptr_t base = ((uintptr_t)buffer->raw + TEMPLATE_ALIGN - 1) & ~(uintptr_t)(TEMPLATE_ALIGN - 1);
+  buffer->data = (uint8_t *)base;
+  buffer->bytes = bytes;
+  *out_buffer = buffer;
+  return VNRT_OK;
+}
+
+static void template_buffer_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer) {
+  if (!buffer) return;
+  const vnrt_backend_host *host = device->state->host;
+  host->free(host->core, buffer->raw);
+  host->free(host->core, buffer);
+}
+
+/* Optional slot: only for memory the host can address directly. A discrete device with no
+ * host-visible memory leaves this slot NULL. */
+static void *template_buffer_host_ptr(vnrt_backend_device *device, vnrt_backend_buffer *buffer) {
+  (void)device;
+  return buffer ? buffer->data : NULL;
+}
+
+/* Rejects [offset, offset + bytes) outside the buffer, without overflowing. */
+static vnrt_status template_check_range(vnrt_backend_device *device,
+                                        const vnrt_backend_buffer *buffer, uint64_t offset,
+                                        uint64_t bytes, const char *what) {
+  if (offset > buffer->bytes || bytes > buffer->bytes - offset) {
+    const vnrt_backend_host *host = device->state->host;
+    return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
+                       "template: %s of %llu bytes at offset %llu exceeds the buffer's %llu bytes",
+                       what, (unsigned long long)bytes, (unsigned long long)offset,
+                       (unsigned long long)buffer->bytes);
+  }
+  return VNRT_OK;
+}
+
+static vnrt_status template_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                         uint64_t offset, const void *src, uint64_t bytes) {
+  vnrt_status s = template_check_range(device, buffer, offset, bytes, "write");
+  if (s != VNRT_OK) return s;
+  /* PORT: a host-to-device copy, finished before returning. */
+  if (bytes) memcpy(buffer->data + offset, src, (size_t)bytes);
+  return VNRT_OK;
+}
+
+static vnrt_status template_buffer_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                        uint64_t offset, void *dst, uint64_t bytes) {
+  vnrt_status s = template_check_range(device, buffer, offset, bytes, "read");
+  if (s != VNRT_OK) return s;
+  /* PORT: a device-to-host copy, finished before returning. */
+  if (bytes) memcpy(dst, buffer->data + offset, (size_t)bytes);
+  return VNRT_OK;
+}
+
+/* ---- Compilation and execution ---------------------------------------------------------- */
+
+/* Op names from the public op table, so messages need nothing from libvnrt. */
+static const char *const template_op_names[] = {
+#define TEMPLATE_OP_NAME_(ID, name, min_in, max_in, n_out) #name,
+    VNRT_OP_LIST(TEMPLATE_OP_NAME_)
+#undef TEMPLATE_OP_NAME_
+};
+
+static const char *template_op_name(vnrt_op op) {
+  if (op < 0 || (size_t)op >= sizeof(template_op_names) / sizeof(template_op_names[0])) {
+    return "unknown op";
+  }
+  return template_op_names[op];
+}
+
+static int template_supports_node(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                                  int32_t node) {
+  (void)device;
+  (void)graph;
+  (void)node;
+  /* PORT: return 1 for each (op, dtypes, attributes) combination a kernel exists for, e.g.
+   *   const vnrt_backend_node *n = &graph->nodes[node];
+   *   return n->op == VNRT_OP_ADD && graph->tensors[n->inputs[0]].type.dtype == VNRT_F32;
+   * Everything else keeps going to the CPU, so ops can be ported one at a time. */
+  return 0;
+}
+
+static vnrt_status template_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                                    vnrt_backend_exec **out_exec) {
+  const vnrt_backend_host *host = device->state->host;
+  *out_exec = NULL;
+  if (graph->n_nodes > 0) {
+    /* The core only hands over nodes supports_node accepted, so reaching this is a core
+     * bug — but a port in progress must still fail loudly, never run nothing silently. */
+    const vnrt_backend_node *n = &graph->nodes[0];
+    return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
+                       "template: device template:%u runs no ops yet (op %s, node '%s'); "
+                       "implement compile/run in backends/template/template_backend.c",
+                       device->index, template_op_name(n->op), n->name ? n->name : "?");
+  }
+  /* An empty partition has nothing to compile: its exec runs nothing. */
+  vnrt_backend_exec *exec = host->alloc(host->core, sizeof(*exec));
+  if (!exec) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "template: out of host memory");
+  }
+  exec->device = device;
+  exec->graph = graph;
+  *out_exec = exec;
+  return VNRT_OK;
+}
+
+static vnrt_status template_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
+  const vnrt_backend_host *host = exec->device->state->host;
+  /* PORT: submit the pre-recorded work for nodes [first, first + count) and wait for it. */
+  if (first < 0 || count < 0 || count > exec->graph->n_nodes - first) {
+    return host->error(host->core, VNRT_ERROR_INVALID_ARGUMENT,
+                       "template: run of nodes [%d, %d) outside the %d compiled nodes", (int)first,
+                       (int)first + (int)count, (int)exec->graph->n_nodes);
+  }
+  return VNRT_OK; /* compile accepts only empty graphs, so there is nothing to run */
+}
+
+static void template_exec_destroy(vnrt_backend_exec *exec) {
+  if (!exec) return;
+  const vnrt_backend_host *host = exec->device->state->host;
+  host->free(host->core, exec);
+}
+
+/* ---- The table and the entry point ------------------------------------------------------ */
+
+static const vnrt_backend_i template_backend = {
+    .struct_size = sizeof(vnrt_backend_i),
+    .api_version = VNRT_BACKEND_API_VERSION,
+    .name = "template", /* PORT: your backend's short lowercase name, used in device specs */
+    .init = template_init,
+    .shutdown = template_shutdown,
+    .device_count = template_device_count,
+    .device_info = template_device_info,
+    .device_open = template_device_open,
+    .device_close = template_device_close,
+    .buffer_alloc = template_buffer_alloc,
+    .buffer_free = template_buffer_free,
+    .buffer_host_ptr = template_buffer_host_ptr,
+    .buffer_write = template_buffer_write,
+    .buffer_read = template_buffer_read,
+    .supports_node = template_supports_node,
+    .compile = template_compile,
+    .run = template_run,
+    .exec_destroy = template_exec_destroy,
+};
+
+/* The one exported symbol (its name is VNRT_BACKEND_ENTRY_SYMBOL). Default visibility keeps it
+ * exported even when the rest of the plugin is built with -fvisibility=hidden. */
+#if defined(_WIN32)
+#define TEMPLATE_EXPORT __declspec(dllexport)
+#else
+#define TEMPLATE_EXPORT __attribute__((visibility("default")))
+#endif
+
+TEMPLATE_EXPORT const vnrt_backend_i *vnrt_backend_entry_v1(uint32_t core_api_version);
+
+const vnrt_backend_i *vnrt_backend_entry_v1(uint32_t core_api_version) {
+  /* A core older than the interface this plugin was built against cannot use its table. */
+  if (core_api_version < VNRT_BACKEND_API_VERSION) return NULL;
+  return &template_backend;
+}
