@@ -115,8 +115,8 @@ vnrt_status cpu_ref_moe_route(const cpu_kernel_args *a) {
   }
   if (k < 1 || k > eligible) {
     return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
-                          "moe_route '%s': k=%lld but only %lld experts are eligible",
-                          node_name(a), (long long)k, (long long)eligible);
+                          "moe_route '%s': k=%lld but only %lld experts are eligible", node_name(a),
+                          (long long)k, (long long)eligible);
   }
   if (T == 0) return VNRT_OK;
 
