@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# End-to-end tests of vnrt-run and vnrt-info: npy/safetensors binding, outputs, and that every
+# user error exits non-zero with one clear line on stderr. Needs only bash (no numpy): the
+# .npy and .safetensors inputs are written byte by byte with printf.
+# usage: test_tools.sh PATH/TO/vnrt-run PATH/TO/vnrt-info
+set -u
+RUN=${1:?usage: test_tools.sh VNRT_RUN VNRT_INFO}
+INFO=${2:?usage: test_tools.sh VNRT_RUN VNRT_INFO}
+case "$RUN" in /*) ;; *) RUN=$PWD/$RUN ;; esac
+case "$INFO" in /*) ;; *) INFO=$PWD/$INFO ;; esac
+T=$(mktemp -d "${TMPDIR:-/tmp}/vnrt_tools.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+unset VNRT_DEVICE
+FAILS=0
+
+fail() {
+  echo "FAIL: $*"
+  FAILS=$((FAILS + 1))
+}
+
+# le HEX: the bytes of a big-endian hex number (8 or 4 digits) in little-endian order.
+le() {
+  local h=$1 i out=""
+  for ((i = ${#h} - 2; i >= 0; i -= 2)); do out+="\\x${h:i:2}"; done
+  printf "$out"
+}
+
+# npy FILE DESCR SHAPE HEX...: a format 1.0 .npy file laid out as numpy writes it.
+npy() {
+  local file=$1 descr=$2 shape=$3 v
+  shift 3
+  local dict="{'descr': '$descr', 'fortran_order': False, 'shape': $shape, }"
+  local total=$((10 + ${#dict} + 1))
+  local pad=$(((64 - total % 64) % 64))
+  local hlen=$((${#dict} + 1 + pad))
+  {
+    printf '\x93NUMPY\x01\x00'
+    printf "\\x$(printf %02x $((hlen & 255)))\\x$(printf %02x $((hlen >> 8)))"
+    printf '%s%*s\n' "$dict" "$pad" ""
+    for v in "$@"; do le "$v"; done
+  } >"$file"
+}
+
+# safetensors FILE HEADER-JSON HEX...: 8-byte little-endian length, the header, then data.
+safetensors() {
+  local file=$1 header=$2 v
+  shift 2
+  {
+    le "$(printf %016x ${#header})"
+    printf '%s' "$header"
+    for v in "$@"; do le "$v"; done
+  } >"$file"
+}
+
+# expect_ok NAME CMD...: the command succeeds; its stdout is in out.txt.
+expect_ok() {
+  local name=$1
+  shift
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    fail "$name: exit $rc (stderr: $(cat err.txt))"
+    return 1
+  fi
+  return 0
+}
+
+# expect_error NAME STATUS 'WORDS'... -- CMD...: the command exits with STATUS, prints exactly
+# one line on stderr, and that line contains every WORDS (fixed strings).
+expect_error() {
+  local name=$1 want=$2 words=()
+  shift 2
+  while [ "$1" != "--" ]; do
+    words+=("$1")
+    shift
+  done
+  shift
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  local msg
+  msg=$(cat err.txt)
+  if [ "$rc" -ne "$want" ]; then
+    fail "$name: exit $rc, expected $want (stderr: $msg)"
+    return
+  fi
+  if [ "$(wc -l <err.txt)" -ne 1 ]; then
+    fail "$name: expected one line on stderr, got: $msg"
+    return
+  fi
+  local w
+  for w in "${words[@]}"; do
+    case "$msg" in
+    *"$w"*) ;;
+    *) fail "$name: stderr lacks '$w': $msg" ;;
+    esac
+  done
+}
+
+# ---- fixtures -------------------------------------------------------------------------------
+F1=3f800000 F2=40000000 F3=40400000 F4=40800000 F5=40a00000 F6=40c00000
+cat >mul.vnir <<'EOF'
+vnir 1
+input x: f32[2, 3]
+param w: f32[3]
+y = mul(x, w)     # broadcast over rows
+output y
+EOF
+npy x.npy '<f4' '(2, 3)' $F1 $F2 $F3 $F4 $F5 $F6
+npy w.npy '<f4' '(3,)' $F1 $F2 $F3
+# y = x * w = [[1, 4, 9], [4, 10, 18]], computed by hand
+npy expect_y.npy '<f4' '(2, 3)' $F1 $F4 41100000 $F4 41200000 41900000
+
+# ---- runs that succeed ----------------------------------------------------------------------
+expect_ok "--help" "$RUN" --help && grep -q -- "--weights" out.txt ||
+  fail "--help does not describe --weights"
+
+if expect_ok "npy inputs, npy output" "$RUN" mul.vnir --device cpu --input x=x.npy \
+  --input w=w.npy --output y=y.npy; then
+  cmp -s y.npy expect_y.npy || fail "y.npy differs from the expected bytes: $(od -An -tx1 y.npy)"
+fi
+
+if expect_ok "printed outputs" "$RUN" mul.vnir --input x=x.npy --input w=w.npy; then
+  grep -qxF "y: f32[2, 3] = [1, 4, 9, 4, 10, 18]" out.txt || fail "printed output: $(cat out.txt)"
+fi
+
+safetensors w.safetensors '{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}      ' \
+  $F1 $F2 $F3
+if expect_ok "param from --weights" "$RUN" mul.vnir --weights w.safetensors --input x=x.npy \
+  --output y=y2.npy; then
+  cmp -s y2.npy expect_y.npy || fail "--weights: y differs: $(od -An -tx1 y2.npy)"
+fi
+
+# A param given by --input overrides the weights file (w2 = 2·w, so y doubles).
+npy w2.npy '<f4' '(3,)' $F2 $F4 $F6
+npy expect_2y.npy '<f4' '(2, 3)' $F2 41000000 41900000 41000000 41a00000 42100000
+if expect_ok "--input overrides --weights" "$RUN" mul.vnir --weights w.safetensors \
+  --input x=x.npy --input w=w2.npy --output y=y3.npy; then
+  cmp -s y3.npy expect_2y.npy || fail "--input override: y differs: $(od -An -tx1 y3.npy)"
+fi
+
+# <f4 data binds an f16 input (rounded to nearest even); an f16 output is written as <f2.
+cat >sq16.vnir <<'EOF'
+vnir 1
+input x: f16[2, 3]
+y = mul(x, x)
+output y
+EOF
+npy expect_sq16.npy '<f2' '(2, 3)' 3c00 4400 4880 4c00 4e40 5080 # 1 4 9 16 25 36
+if expect_ok "f32 npy binds f16" "$RUN" sq16.vnir --input x=x.npy --output y=sq16.npy; then
+  cmp -s sq16.npy expect_sq16.npy || fail "f16 output differs: $(od -An -tx1 sq16.npy)"
+fi
+# 1 + 2^-11 is halfway between two f16 values and rounds to even (1.0); 1 + 3·2^-11 rounds up
+# to 1 + 2^-9. Squared in f32 and rounded to f16: 1 and 1 + 2^-8 (0x3c04).
+npy half.npy '<f4' '(2, 3)' 3f801000 3f803000 $F1 $F1 $F1 $F1
+npy expect_half.npy '<f2' '(2, 3)' 3c00 3c04 3c00 3c00 3c00 3c00
+if expect_ok "f32 -> f16 rounds to nearest even" "$RUN" sq16.vnir --input x=half.npy \
+  --output y=half_out.npy; then
+  cmp -s half_out.npy expect_half.npy || fail "f16 rounding: $(od -An -tx1 half_out.npy)"
+fi
+
+# A bf16 output is widened to <f4.
+cat >neg16.vnir <<'EOF'
+vnir 1
+input x: bf16[2, 3]
+y = neg(x)
+output y
+EOF
+npy expect_neg.npy '<f4' '(2, 3)' bf800000 c0000000 c0400000 c0800000 c0a00000 c0c00000
+if expect_ok "bf16 output widened to <f4" "$RUN" neg16.vnir --input x=x.npy --output y=neg.npy
+then
+  cmp -s neg.npy expect_neg.npy || fail "bf16 output differs: $(od -An -tx1 neg.npy)"
+fi
+
+# ---- user errors: non-zero exit, one line naming the problem ---------------------------------
+expect_error "no graph" 2 "no graph given" -- "$RUN"
+expect_error "unknown option" 2 "unknown option '--bogus'" -- "$RUN" mul.vnir --bogus
+expect_error "bad --input syntax" 2 "expected NAME=FILE.npy" -- "$RUN" mul.vnir --input x.npy
+expect_error "unknown --input name" 2 "no input or param named 'z'" "x, w" -- \
+  "$RUN" mul.vnir --input z=x.npy
+expect_error "unknown --output name" 2 "no output named 'q'" -- \
+  "$RUN" mul.vnir --input x=x.npy --input w=w.npy --output q=q.npy
+expect_error "missing graph file" 1 "nosuch.vnir" -- "$RUN" nosuch.vnir
+printf 'vnir 1\ninput x: f32[2]\ny = frobnicate(x)\noutput y\n' >bad.vnir
+expect_error "graph syntax error" 1 "bad.vnir:3:" "frobnicate" -- "$RUN" bad.vnir
+expect_error "unknown device" 1 "nosuchdevice" -- \
+  "$RUN" mul.vnir --device nosuchdevice --input x=x.npy --input w=w.npy
+
+expect_error "missing input" 1 "missing binding for input 'x'" "f32[2, 3]" -- \
+  "$RUN" mul.vnir --input w=w.npy
+expect_error "missing param" 1 "missing binding for param 'w'" "--weights" -- \
+  "$RUN" mul.vnir --input x=x.npy
+safetensors other.safetensors '{"v":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}      ' \
+  $F1 $F2 $F3
+expect_error "param not in weights" 1 "missing binding for param 'w'" "other.safetensors" -- \
+  "$RUN" mul.vnir --weights other.safetensors --input x=x.npy
+
+npy x32.npy '<f4' '(3, 2)' $F1 $F2 $F3 $F4 $F5 $F6
+expect_error "shape mismatch" 1 "input 'x'" "x32.npy" "f32[3, 2]" "f32[2, 3]" -- \
+  "$RUN" mul.vnir --input x=x32.npy --input w=w.npy
+npy xi.npy '<i4' '(2, 3)' 00000001 00000002 00000003 00000004 00000005 00000006
+expect_error "dtype mismatch" 1 "input 'x'" "i32[2, 3]" "f32[2, 3]" -- \
+  "$RUN" mul.vnir --input x=xi.npy --input w=w.npy
+npy xh.npy '<f2' '(2, 3)' 3c00 3c00 3c00 3c00 3c00 3c00
+expect_error "f16 npy does not bind bf16" 1 "input 'x'" "f16[2, 3]" "bf16[2, 3]" -- \
+  "$RUN" neg16.vnir --input x=xh.npy
+safetensors w16.safetensors '{"w":{"dtype":"F16","shape":[3],"data_offsets":[0,6]}}' \
+  3c00 3c00 3c00
+expect_error "param dtype mismatch" 1 "param 'w'" "f16[3]" "f32[3]" -- \
+  "$RUN" mul.vnir --weights w16.safetensors --input x=x.npy
+
+head -c 140 x.npy >trunc.npy
+expect_error "truncated npy" 1 "trunc.npy" "needs 24 bytes" -- \
+  "$RUN" mul.vnir --input x=trunc.npy --input w=w.npy
+printf 'not numpy at all' >junk.npy
+expect_error "not an npy file" 1 "junk.npy" "bad magic" -- \
+  "$RUN" mul.vnir --input x=junk.npy --input w=w.npy
+expect_error "missing npy file" 1 "nofile.npy" -- \
+  "$RUN" mul.vnir --input x=nofile.npy --input w=w.npy
+head -c 40 w.safetensors >trunc.safetensors
+expect_error "truncated safetensors" 1 "trunc.safetensors" "beyond the end" -- \
+  "$RUN" mul.vnir --weights trunc.safetensors --input x=x.npy
+expect_error "output to an unwritable path" 1 "output 'y'" "cannot create" -- \
+  "$RUN" mul.vnir --input x=x.npy --input w=w.npy --output y=/nonexistent/dir/y.npy
+
+# ---- vnrt-info ------------------------------------------------------------------------------
+if expect_ok "vnrt-info" "$INFO"; then
+  grep -q '^vnrt [0-9]*\.[0-9]*\.[0-9]*$' out.txt || fail "vnrt-info: no version line"
+  grep -q '^backends:.* cpu' out.txt || fail "vnrt-info: cpu backend not listed"
+  grep -q '^cpu' out.txt || fail "vnrt-info: cpu device not listed"
+  grep -q 'capabilities:' out.txt || fail "vnrt-info: no capabilities"
+fi
+if expect_ok "vnrt-info --json" "$INFO" --json; then
+  grep -q '"spec": "cpu"' out.txt || fail "vnrt-info --json: no cpu device: $(cat out.txt)"
+  grep -q '"memory_bytes": [1-9]' out.txt || fail "vnrt-info --json: no memory size"
+fi
+expect_error "vnrt-info bad argument" 2 "unknown argument" -- "$INFO" --bogus
+
+if [ "$FAILS" -ne 0 ]; then
+  echo "$FAILS check(s) failed"
+  exit 1
+fi
+echo "all vnrt-run / vnrt-info checks passed"
