@@ -22,12 +22,11 @@ typedef struct cpu_kernel_args {
 
 typedef vnrt_status (*cpu_kernel_fn)(const cpu_kernel_args *args);
 
-/* Reference kernels: spec/ops.md literally, simple loops, f32 math (cpu_ref_<op>).
- * Fast kernels (cpu_fast_<op>) are optional and validated against them. Both are declared
- * weak so that the dispatch table (cpu_dispatch.c) sees NULL for an op without a kernel and
- * the backend reports it unsupported rather than failing to link. */
+/* Reference kernels: spec/ops.md literally, simple loops, f32 math (cpu_ref_<op>); every op has
+ * one. Fast kernels (cpu_fast_<op>) are optional and validated against them; they are declared
+ * weak so that an op without one dispatches to its reference kernel (cpu_dispatch.c). */
 #define CPU_DECLARE_KERNELS_(ID, name, min_in, max_in, n_out)              \
-  __attribute__((weak)) vnrt_status cpu_ref_##name(const cpu_kernel_args *args); \
+  vnrt_status cpu_ref_##name(const cpu_kernel_args *args);                 \
   __attribute__((weak)) vnrt_status cpu_fast_##name(const cpu_kernel_args *args);
 VNRT_OP_LIST(CPU_DECLARE_KERNELS_)
 #undef CPU_DECLARE_KERNELS_

@@ -5,9 +5,6 @@
 #include "cpu_dispatch.h"
 #include "cpu_kernels.h"
 
-/* Referenced by cpu_dispatch.c so that static linking keeps this file (cpu_dispatch.h). */
-const char cpu_ref_attention_linked = 1;
-
 /* ---- rope ------------------------------------------------------------------------------ */
 
 vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {

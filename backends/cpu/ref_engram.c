@@ -6,9 +6,6 @@
 #include "cpu_dispatch.h"
 #include "cpu_kernels.h"
 
-/* Referenced by cpu_dispatch.c so that static linking keeps this file (cpu_dispatch.h). */
-const char cpu_ref_engram_linked = 1;
-
 /* ---- ngram_hash ------------------------------------------------------------------------ */
 
 vnrt_status cpu_ref_ngram_hash(const cpu_kernel_args *a) {
