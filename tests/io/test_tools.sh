@@ -120,6 +120,16 @@ if expect_ok "npy inputs, npy output" "$RUN" mul.vnir --device cpu --input x=x.n
   cmp -s y.npy expect_y.npy || fail "y.npy differs from the expected bytes: $(od -An -tx1 y.npy)"
 fi
 
+# The same bytes on every device vnrt-info lists (these products are exact in f32 anywhere).
+SPECS=$("$INFO" --json | sed -n 's/.*"spec": "\([^"]*\)".*/\1/p')
+[ -n "$SPECS" ] || fail "vnrt-info --json lists no device"
+for spec in $SPECS; do
+  if expect_ok "run on $spec" "$RUN" mul.vnir --device "$spec" --input x=x.npy \
+    --input w=w.npy --output y=y_dev.npy; then
+    cmp -s y_dev.npy expect_y.npy || fail "$spec: y differs: $(od -An -tx1 y_dev.npy)"
+  fi
+done
+
 if expect_ok "printed outputs" "$RUN" mul.vnir --input x=x.npy --input w=w.npy; then
   grep -qxF "y: f32[2, 3] = [1, 4, 9, 4, 10, 18]" out.txt || fail "printed output: $(cat out.txt)"
 fi
