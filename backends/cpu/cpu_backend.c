@@ -113,8 +113,7 @@ static vnrt_status cpu_device_info_(void *state, uint32_t index, vnrt_device_inf
   return VNRT_OK;
 }
 
-static vnrt_status cpu_device_open_(void *state, uint32_t index,
-                                    vnrt_backend_device **out_device) {
+static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_device **out_device) {
   *out_device = NULL;
   const vnrt_backend_host *host = ((cpu_state *)state)->host;
   if (index != 0) {
@@ -230,8 +229,8 @@ static vnrt_status cpu_tensor_data_(vnrt_backend_device *device, const vnrt_back
   const vnrt_backend_buffer *buffer = tensor->buffer;
   if (tensor->offset > buffer->size || bytes > buffer->size - tensor->offset) {
     return host->error(host->core, VNRT_ERROR_INTERNAL,
-                       "cpu compile: tensor '%s' of node '%s' (%" PRIu64 " bytes at offset %"
-                       PRIu64 ") is past its buffer's %" PRIu64 " bytes",
+                       "cpu compile: tensor '%s' of node '%s' (%" PRIu64 " bytes at offset %" PRIu64
+                       ") is past its buffer's %" PRIu64 " bytes",
                        tensor->name, node->name, bytes, tensor->offset, buffer->size);
   }
   *out_data = buffer->data + tensor->offset;

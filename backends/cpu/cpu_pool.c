@@ -51,7 +51,8 @@ static void *cpu_pool_worker_(void *arg) {
   uint64_t seen = 0;
   pthread_mutex_lock(&pool->mutex);
   for (;;) {
-    while (!pool->shutdown && pool->generation == seen) pthread_cond_wait(&pool->wake, &pool->mutex);
+    while (!pool->shutdown && pool->generation == seen)
+      pthread_cond_wait(&pool->wake, &pool->mutex);
     if (pool->shutdown) break;
     seen = pool->generation;
     pthread_mutex_unlock(&pool->mutex);
@@ -118,8 +119,7 @@ void cpu_pool_destroy(cpu_pool *pool) {
 
 int32_t cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
 
-void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn,
-                           void *user) {
+void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   int32_t threads = cpu_pool_threads(pool);

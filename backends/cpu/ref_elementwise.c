@@ -29,9 +29,8 @@ static vnrt_status binary(const cpu_kernel_args *args, bin_kind kind) {
   const vnrt_tensor_type *ta = args->in_type[0], *tb = args->in_type[1], *to = args->out_type[0];
   int32_t rank = to->rank;
   if (rank > VNRT_MAX_DIMS || ta->rank > rank || tb->rank > rank) {
-    return args->host->error(args->host->core, VNRT_ERROR_INTERNAL,
-                             "%s: bad ranks %d, %d -> %d", args->node->name, (int)ta->rank,
-                             (int)tb->rank, (int)rank);
+    return args->host->error(args->host->core, VNRT_ERROR_INTERNAL, "%s: bad ranks %d, %d -> %d",
+                             args->node->name, (int)ta->rank, (int)tb->rank, (int)rank);
   }
   /* Pad to 4 dims so that one loop nest covers every rank. */
   int64_t dims[VNRT_MAX_DIMS] = {1, 1, 1, 1}, sa[VNRT_MAX_DIMS] = {0}, sb[VNRT_MAX_DIMS] = {0};
@@ -124,9 +123,7 @@ vnrt_status cpu_ref_relu(const cpu_kernel_args *args) { return unary(args, relu_
 vnrt_status cpu_ref_sigmoid(const cpu_kernel_args *args) { return unary(args, sigmoid_u, NULL); }
 vnrt_status cpu_ref_silu(const cpu_kernel_args *args) { return unary(args, silu_u, NULL); }
 vnrt_status cpu_ref_gelu(const cpu_kernel_args *args) { return unary(args, gelu_u, NULL); }
-vnrt_status cpu_ref_softplus(const cpu_kernel_args *args) {
-  return unary(args, softplus_u, NULL);
-}
+vnrt_status cpu_ref_softplus(const cpu_kernel_args *args) { return unary(args, softplus_u, NULL); }
 vnrt_status cpu_ref_sqrt_softplus(const cpu_kernel_args *args) {
   return unary(args, sqrt_softplus_u, NULL);
 }

@@ -58,8 +58,8 @@ vnrt_status cpu_ref_topk(const cpu_kernel_args *args) {
     for (int64_t i = 0; i < e; ++i) {
       float v = cpu_load_f32(x, tx->dtype, r * e + i);
       int64_t pos = have;
-      while (pos > 0 && ranks_before(v, i, cpu_load_f32(x, tx->dtype, r * e + best[pos - 1]),
-                                     best[pos - 1])) {
+      while (pos > 0 &&
+             ranks_before(v, i, cpu_load_f32(x, tx->dtype, r * e + best[pos - 1]), best[pos - 1])) {
         --pos;
       }
       if (pos >= k) continue;
@@ -69,7 +69,8 @@ vnrt_status cpu_ref_topk(const cpu_kernel_args *args) {
       if (have < k) ++have;
     }
     for (int64_t s = 0; s < k; ++s) {
-      cpu_store_f32(args->out[0], tv->dtype, r * k + s, cpu_load_f32(x, tx->dtype, r * e + best[s]));
+      cpu_store_f32(args->out[0], tv->dtype, r * k + s,
+                    cpu_load_f32(x, tx->dtype, r * e + best[s]));
     }
   }
   return VNRT_OK;

@@ -67,17 +67,22 @@ vnrt_status cpu_ref_matmul(const cpu_kernel_args *args) {
     return linalg_error(args, "operands are not [..., M, K] x [..., K, N]");
   }
   matmul_job j = {
-      .a = args->in[0], .b = args->in[1], .out = args->out[0],
-      .da = ta->dtype, .db = tb->dtype, .dout = to->dtype,
-      .m = ta->dims[ta->rank - 2], .k = ta->dims[ta->rank - 1], .n = tb->dims[tb->rank - 1],
+      .a = args->in[0],
+      .b = args->in[1],
+      .out = args->out[0],
+      .da = ta->dtype,
+      .db = tb->dtype,
+      .dout = to->dtype,
+      .m = ta->dims[ta->rank - 2],
+      .k = ta->dims[ta->rank - 1],
+      .n = tb->dims[tb->rank - 1],
       .batch_dims = {1, 1},
   };
   int32_t nb = to->rank - 2;
   for (int32_t d = 0; d < nb; ++d) j.batch_dims[2 - nb + d] = to->dims[d];
   batch_strides(ta, nb, j.a_bstride);
   batch_strides(tb, nb, j.b_bstride);
-  cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), matmul_range,
-                        &j);
+  cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), matmul_range, &j);
   return VNRT_OK;
 }
 
@@ -111,12 +116,16 @@ vnrt_status cpu_ref_linear(const cpu_kernel_args *args) {
     return linalg_error(args, "operands are not x[..., K] and w[N, K]");
   }
   linear_job j = {
-      .x = args->in[0], .w = args->in[1], .out = args->out[0],
-      .dx = tx->dtype, .dw = tw->dtype, .dout = to->dtype,
-      .k = tw->dims[1], .n = tw->dims[0],
+      .x = args->in[0],
+      .w = args->in[1],
+      .out = args->out[0],
+      .dx = tx->dtype,
+      .dw = tw->dtype,
+      .dout = to->dtype,
+      .k = tw->dims[1],
+      .n = tw->dims[0],
   };
-  cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), linear_range,
-                        &j);
+  cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), linear_range, &j);
   return VNRT_OK;
 }
 

@@ -79,7 +79,6 @@ vnrt_status cpu_ref_slice(const cpu_kernel_args *args) {
   if (axis < 0 || to->rank != ti->rank) return shape_error(args, "axis out of range");
   int64_t dim = ti->dims[axis], len = to->dims[axis];
   int64_t start = vnrt_node_attr_i(args->node, "start", 0);
-  if (start < 0) start += dim;
   if (start < 0 || len < 0 || start > dim || len > dim - start) {
     return shape_error(args, "start/len outside the axis");
   }

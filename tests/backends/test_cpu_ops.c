@@ -79,17 +79,18 @@ static void compare(const char *what, const char *spec, int32_t slot, const tu_t
                     const expect *e) {
   ck_assert_msg(got->type.dtype == e->type.dtype && got->type.rank == e->type.rank,
                 "%s on %s: result %d is %s rank %d, want %s rank %d", what, spec, slot,
-                vnrt_dtype_name(got->type.dtype), got->type.rank,
-                vnrt_dtype_name(e->type.dtype), e->type.rank);
+                vnrt_dtype_name(got->type.dtype), got->type.rank, vnrt_dtype_name(e->type.dtype),
+                e->type.rank);
   for (int32_t d = 0; d < e->type.rank; ++d) {
-    ck_assert_msg(got->type.dims[d] == e->type.dims[d], "%s on %s: result %d dim %d is %lld, want %lld",
-                  what, spec, slot, d, (long long)got->type.dims[d], (long long)e->type.dims[d]);
+    ck_assert_msg(got->type.dims[d] == e->type.dims[d],
+                  "%s on %s: result %d dim %d is %lld, want %lld", what, spec, slot, d,
+                  (long long)got->type.dims[d], (long long)e->type.dims[d]);
   }
   int64_t n = tu_numel(got);
   if (e->type.dtype == VNRT_I32) {
     for (int64_t i = 0; i < n; ++i) {
-      ck_assert_msg(tu_get(got, i) == e->values[i], "%s on %s: result %d[%lld] = %g, want %g",
-                    what, spec, slot, (long long)i, tu_get(got, i), e->values[i]);
+      ck_assert_msg(tu_get(got, i) == e->values[i], "%s on %s: result %d[%lld] = %g, want %g", what,
+                    spec, slot, (long long)i, tu_get(got, i), e->values[i]);
     }
     return;
   }
@@ -104,8 +105,8 @@ static void compare(const char *what, const char *spec, int32_t slot, const tu_t
 
 /* Runs op once per device and checks every result. */
 static void check_op_ctx(vnrt_context *ctx, const char *what, vnrt_op op, const tu_tensor *ins,
-                         int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs,
-                         const expect *exps, int32_t n_out) {
+                         int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs, const expect *exps,
+                         int32_t n_out) {
   vnrt_graph *g = tu_op_graph(ctx, op, ins, n_in, attrs, n_attrs, n_out);
   int32_t n_dev = tu_device_count(ctx);
   ck_assert_int_ge(n_dev, 1);
@@ -144,12 +145,12 @@ typedef struct bshape {
 } bshape;
 
 static const bshape kBinaryShapes[] = {
-    {2, 2, 2, {3, 5}, {3, 5}, {3, 5}},                               /* same shape */
-    {3, 1, 3, {2, 3, 4}, {4}, {2, 3, 4}},                            /* b a row */
-    {3, 3, 3, {4, 1, 3}, {1, 5, 1}, {4, 5, 3}},                      /* both broadcast */
-    {4, 2, 4, {2, 1, 3, 1}, {3, 5}, {2, 1, 3, 5}},                   /* ranks differ */
-    {4, 4, 4, {2, 1, 3, 1}, {1, 4, 1, 5}, {2, 4, 3, 5}},             /* 4-d */
-    {0, 2, 2, {0}, {3, 2}, {3, 2}},                                  /* scalar a */
+    {2, 2, 2, {3, 5}, {3, 5}, {3, 5}},                   /* same shape */
+    {3, 1, 3, {2, 3, 4}, {4}, {2, 3, 4}},                /* b a row */
+    {3, 3, 3, {4, 1, 3}, {1, 5, 1}, {4, 5, 3}},          /* both broadcast */
+    {4, 2, 4, {2, 1, 3, 1}, {3, 5}, {2, 1, 3, 5}},       /* ranks differ */
+    {4, 4, 4, {2, 1, 3, 1}, {1, 4, 1, 5}, {2, 4, 3, 5}}, /* 4-d */
+    {0, 2, 2, {0}, {3, 2}, {3, 2}},                      /* scalar a */
 };
 
 static double binary_math(vnrt_op op, double x, double y) {
@@ -210,8 +211,7 @@ static double unary_math(vnrt_op op, double x) {
     case VNRT_OP_RELU: return x > 0 ? x : 0;
     case VNRT_OP_SIGMOID: return sigmoid_d(x);
     case VNRT_OP_SILU: return x * sigmoid_d(x);
-    case VNRT_OP_GELU:
-      return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case VNRT_OP_GELU: return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
     case VNRT_OP_SOFTPLUS: return softplus_d(x);
     case VNRT_OP_SQRT_SOFTPLUS: return sqrt(softplus_d(x));
     default: return NAN;
@@ -219,9 +219,9 @@ static double unary_math(vnrt_op op, double x) {
 }
 
 START_TEST(test_unary) {
-  const vnrt_op ops[] = {VNRT_OP_NEG,     VNRT_OP_EXP,  VNRT_OP_SQRT,     VNRT_OP_RSQRT,
-                         VNRT_OP_TANH,    VNRT_OP_RELU, VNRT_OP_SIGMOID,  VNRT_OP_SILU,
-                         VNRT_OP_GELU,    VNRT_OP_SOFTPLUS, VNRT_OP_SQRT_SOFTPLUS};
+  const vnrt_op ops[] = {VNRT_OP_NEG,  VNRT_OP_EXP,      VNRT_OP_SQRT,         VNRT_OP_RSQRT,
+                         VNRT_OP_TANH, VNRT_OP_RELU,     VNRT_OP_SIGMOID,      VNRT_OP_SILU,
+                         VNRT_OP_GELU, VNRT_OP_SOFTPLUS, VNRT_OP_SQRT_SOFTPLUS};
   vnrt_context *ctx = tu_context();
   const int64_t dims[2] = {7, 9};
   for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; ++oi) {
@@ -324,8 +324,8 @@ static void check_cast_bits(const char *what, const tu_tensor *x, vnrt_dtype to,
 
 START_TEST(test_cast_rounding) {
   /* f32 -> f16: ties to even, overflow to inf, underflow to zero, subnormals. */
-  const float f[8] = {1.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f,
-                      -2.5f, 1e-8f, 0x1p-24f, 70000.0f};
+  const float f[8] = {1.0f,     1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f, -2.5f, 1e-8f,
+                      0x1p-24f, 70000.0f};
   const uint16_t f16[8] = {0x3C00, 0x3C00, 0x3C02, 0x7BFF, 0xC100, 0x0000, 0x0001, 0x7C00};
   tu_tensor x = tensor(VNRT_F32, 1, 8, 0, 0, 0);
   memcpy(x.data, f, sizeof f);
@@ -489,8 +489,10 @@ END_TEST
 
 START_TEST(test_concat) {
   for (int di = 0; di < 4; ++di) {
-    const struct { int64_t axis; int64_t a[3], b[3]; } cases[3] = {
-        {1, {2, 3, 4}, {2, 5, 4}}, {-1, {3, 2, 2}, {3, 2, 3}}, {0, {1, 2, 3}, {2, 2, 3}}};
+    const struct {
+      int64_t axis;
+      int64_t a[3], b[3];
+    } cases[3] = {{1, {2, 3, 4}, {2, 5, 4}}, {-1, {3, 2, 2}, {3, 2, 3}}, {0, {1, 2, 3}, {2, 2, 3}}};
     for (int c = 0; c < 3; ++c) {
       tu_tensor in[2] = {iota_tensor(kAllTypes[di], 3, cases[c].a, 1),
                          iota_tensor(kAllTypes[di], 3, cases[c].b, 50)};
@@ -572,8 +574,8 @@ static void check_matmul(vnrt_context *ctx, const mm_case *c, uint64_t seed) {
 START_TEST(test_matmul) {
   const mm_case cases[] = {
       {2, 2, 2, {3, 5}, {5, 4}, {3, 4}, VNRT_F32, VNRT_F32},
-      {3, 2, 3, {3, 4, 5}, {5, 6}, {3, 4, 6}, VNRT_F32, VNRT_F32},        /* b broadcast */
-      {2, 3, 3, {4, 5}, {2, 5, 3}, {2, 4, 3}, VNRT_F32, VNRT_F16},        /* a broadcast */
+      {3, 2, 3, {3, 4, 5}, {5, 6}, {3, 4, 6}, VNRT_F32, VNRT_F32}, /* b broadcast */
+      {2, 3, 3, {4, 5}, {2, 5, 3}, {2, 4, 3}, VNRT_F32, VNRT_F16}, /* a broadcast */
       {4, 4, 4, {2, 1, 3, 7}, {1, 4, 7, 2}, {2, 4, 3, 2}, VNRT_F32, VNRT_BF16},
       {3, 3, 3, {2, 3, 37}, {2, 37, 19}, {2, 3, 19}, VNRT_F16, VNRT_F32}, /* f16 result */
       {2, 2, 2, {5, 9}, {9, 6}, {5, 6}, VNRT_BF16, VNRT_F16},             /* bf16 result */
@@ -607,8 +609,8 @@ START_TEST(test_matmul_threads) {
 }
 END_TEST
 
-static void check_linear(vnrt_context *ctx, int32_t rx, const int64_t *xd, int64_t n,
-                         vnrt_dtype dx, vnrt_dtype dw, uint64_t seed) {
+static void check_linear(vnrt_context *ctx, int32_t rx, const int64_t *xd, int64_t n, vnrt_dtype dx,
+                         vnrt_dtype dw, uint64_t seed) {
   int64_t k = xd[rx - 1];
   int64_t wd[2] = {n, k};
   tu_tensor in[2] = {random_tensor(dx, rx, xd, seed, -1.0f, 1.0f),
@@ -621,7 +623,8 @@ static void check_linear(vnrt_context *ctx, int32_t rx, const int64_t *xd, int64
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0.0;
-      for (int64_t kk = 0; kk < k; ++kk) acc += tu_get(&in[0], r * k + kk) * tu_get(&in[1], j * k + kk);
+      for (int64_t kk = 0; kk < k; ++kk)
+        acc += tu_get(&in[0], r * k + kk) * tu_get(&in[1], j * k + kk);
       want[r * n + j] = acc;
     }
   char what[96];
@@ -673,7 +676,8 @@ START_TEST(test_rms_norm) {
       double want[330];
       for (int64_t r = 0; r < 10; ++r) {
         double ss = 0.0;
-        for (int64_t i = 0; i < 33; ++i) ss += tu_get(&in[0], r * 33 + i) * tu_get(&in[0], r * 33 + i);
+        for (int64_t i = 0; i < 33; ++i)
+          ss += tu_get(&in[0], r * 33 + i) * tu_get(&in[0], r * 33 + i);
         double inv = 1.0 / sqrt(ss / 33.0 + eps);
         for (int64_t i = 0; i < 33; ++i) {
           want[r * 33 + i] = tu_get(&in[0], r * 33 + i) * inv * (dw < 3 ? tu_get(&in[1], i) : 1.0);
@@ -684,8 +688,8 @@ START_TEST(test_rms_norm) {
       char what[64];
       snprintf(what, sizeof what, "rms_norm x %s w %s", vnrt_dtype_name(kFloatTypes[dx]),
                dw < 3 ? vnrt_dtype_name(kFloatTypes[dw]) : "none");
-      check_op(what, VNRT_OP_RMS_NORM, in, dw < 3 ? 2 : 1, dw == 0 ? NULL : &a, dw == 0 ? 0 : 1,
-               &e, 1);
+      check_op(what, VNRT_OP_RMS_NORM, in, dw < 3 ? 2 : 1, dw == 0 ? NULL : &a, dw == 0 ? 0 : 1, &e,
+               1);
       free_all(in, 2);
     }
   }
@@ -786,10 +790,10 @@ START_TEST(test_embedding_out_of_range) {
       ck_assert_msg(s == VNRT_ERROR_OUT_OF_RANGE, "on %s: got %s", tu_device_spec(dev),
                     vnrt_status_string(s));
       const char *msg = vnrt_context_last_error(ctx);
-      ck_assert_msg(strstr(msg, "embedding") && strstr(msg, "'out0'") &&
-                        strstr(msg, want_id[c]) && strstr(msg, "[0, 64)"),
-                    "on %s: message does not name op, node, id and bound: %s",
-                    tu_device_spec(dev), msg);
+      ck_assert_msg(strstr(msg, "embedding") && strstr(msg, "'out0'") && strstr(msg, want_id[c]) &&
+                        strstr(msg, "[0, 64)"),
+                    "on %s: message does not name op, node, id and bound: %s", tu_device_spec(dev),
+                    msg);
     }
     vnrt_graph_destroy(g);
     free_all(in, 2);
@@ -805,7 +809,8 @@ START_TEST(test_topk) {
       /* Distinct values per row (a shuffled ramp), plus exact ties in row 2. */
       tu_tensor x = tu_tensor_new(kFloatTypes[di], 2, dims);
       for (int64_t r = 0; r < 3; ++r)
-        for (int64_t i = 0; i < 10; ++i) tu_set(&x, r * 10 + i, (double)((i * 7 + r * 3) % 10) - 4.5);
+        for (int64_t i = 0; i < 10; ++i)
+          tu_set(&x, r * 10 + i, (double)((i * 7 + r * 3) % 10) - 4.5);
       const double tied[10] = {1, 5, 5, 2, 5, -1, 2, 0, 5, 3};
       for (int i = 0; i < 10; ++i) tu_set(&x, 20 + i, tied[i]);
       double wv[30], wi[30];
@@ -814,7 +819,8 @@ START_TEST(test_topk) {
         for (int64_t s = 0; s < k; ++s) {
           int best = -1;
           for (int i = 0; i < 10; ++i) {
-            if (!used[i] && (best < 0 || tu_get(&x, r * 10 + i) > tu_get(&x, r * 10 + best))) best = i;
+            if (!used[i] && (best < 0 || tu_get(&x, r * 10 + i) > tu_get(&x, r * 10 + best)))
+              best = i;
           }
           used[best] = 1;
           wv[r * k + s] = tu_get(&x, r * 10 + best);
@@ -822,7 +828,8 @@ START_TEST(test_topk) {
         }
       }
       if (k >= 4) { /* the ties resolve to the lower index first */
-        ck_assert(wi[2 * k + 0] == 1 && wi[2 * k + 1] == 2 && wi[2 * k + 2] == 4 && wi[2 * k + 3] == 8);
+        ck_assert(wi[2 * k + 0] == 1 && wi[2 * k + 1] == 2 && wi[2 * k + 2] == 4 &&
+                  wi[2 * k + 3] == 8);
       }
       int64_t od[2] = {3, k};
       vnrt_attr a = tu_attr_i("k", k);
@@ -857,8 +864,8 @@ static void fake_free(void *core, void *p) { free(p); }
 
 static void fake_host_init(fake_host *h, int32_t threads) {
   memset(h, 0, sizeof *h);
-  h->host = (vnrt_backend_host){sizeof(vnrt_backend_host), h, fake_log, fake_error,
-                                fake_alloc, fake_free, threads};
+  h->host = (vnrt_backend_host){
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, threads};
 }
 
 START_TEST(test_embedding_writes_nothing_on_bad_id) {
@@ -877,9 +884,15 @@ START_TEST(test_embedding_writes_nothing_on_bad_id) {
   float out[12];
   for (int i = 0; i < 12; ++i) out[i] = -7.0f;
   vnrt_backend_node node = {.op = VNRT_OP_EMBEDDING, .name = "emb", .n_inputs = 2, .n_outputs = 1};
-  cpu_kernel_args args = {.node = &node, .n_in = 2, .n_out = 1, .in_type = {&tt, &ti},
-                          .in = {table, ids}, .out_type = {&to}, .out = {out},
-                          .pool = pool, .host = &h.host};
+  cpu_kernel_args args = {.node = &node,
+                          .n_in = 2,
+                          .n_out = 1,
+                          .in_type = {&tt, &ti},
+                          .in = {table, ids},
+                          .out_type = {&to},
+                          .out = {out},
+                          .pool = pool,
+                          .host = &h.host};
   ck_assert_int_eq(cpu_ref_embedding(&args), VNRT_ERROR_OUT_OF_RANGE);
   ck_assert_str_eq(h.last_error, "embedding 'emb': id 4 at position 3 out of range [0, 4)");
   for (int i = 0; i < 12; ++i) ck_assert_msg(out[i] == -7.0f, "out[%d] was written", i);
@@ -920,8 +933,9 @@ START_TEST(test_pool_covers_range_once) {
           cpu_pool_parallel_for(pool, sizes[s], grains[g], probe_range, p);
           ck_assert(!p->bad_range);
           for (int64_t i = 0; i < sizes[s]; ++i) {
-            ck_assert_msg(atomic_load(&p->hits[i]) == 1, "threads %d n %lld grain %lld: item %lld ran %d times",
-                          threads[t], (long long)sizes[s], (long long)grains[g], (long long)i,
+            ck_assert_msg(atomic_load(&p->hits[i]) == 1,
+                          "threads %d n %lld grain %lld: item %lld ran %d times", threads[t],
+                          (long long)sizes[s], (long long)grains[g], (long long)i,
                           atomic_load(&p->hits[i]));
           }
           int64_t max_chunks = (sizes[s] + grains[g] - 1) / grains[g];
