@@ -26,11 +26,16 @@ static const struct {
 
 static const char *type_word(vnrt_device_type t) {
   switch (t) {
-    case VNRT_DEVICE_TYPE_CPU: return "cpu";
-    case VNRT_DEVICE_TYPE_GPU_DISCRETE: return "discrete-gpu";
-    case VNRT_DEVICE_TYPE_GPU_INTEGRATED: return "integrated-gpu";
-    case VNRT_DEVICE_TYPE_ACCELERATOR: return "accelerator";
-    case VNRT_DEVICE_TYPE_SOFTWARE: return "software";
+    case VNRT_DEVICE_TYPE_CPU:
+      return "cpu";
+    case VNRT_DEVICE_TYPE_GPU_DISCRETE:
+      return "discrete-gpu";
+    case VNRT_DEVICE_TYPE_GPU_INTEGRATED:
+      return "integrated-gpu";
+    case VNRT_DEVICE_TYPE_ACCELERATOR:
+      return "accelerator";
+    case VNRT_DEVICE_TYPE_SOFTWARE:
+      return "software";
   }
   return "unknown";
 }
@@ -140,13 +145,13 @@ int main(int argc, char **argv) {
       json_string(info.name);
       printf(", \"type\": \"%s\", \"driver\": ", type_word(info.type));
       json_string(info.driver);
-      printf(",\n     \"memory_bytes\": %llu, \"max_buffer_bytes\": %llu, "
-             "\"shared_memory_bytes\": %llu,\n     \"compute_units\": %u, "
-             "\"subgroup_size\": %u, \"max_workgroup_size\": %u, \"capabilities\": [%s%s%s]}",
-             (unsigned long long)info.memory_bytes, (unsigned long long)info.max_buffer_bytes,
-             (unsigned long long)info.shared_memory_bytes, info.compute_units,
-             info.subgroup_size, info.max_workgroup_size, caps[0] ? "\"" : "", caps,
-             caps[0] ? "\"" : "");
+      printf(
+          ",\n     \"memory_bytes\": %llu, \"max_buffer_bytes\": %llu, "
+          "\"shared_memory_bytes\": %llu,\n     \"compute_units\": %u, "
+          "\"subgroup_size\": %u, \"max_workgroup_size\": %u, \"capabilities\": [%s%s%s]}",
+          (unsigned long long)info.memory_bytes, (unsigned long long)info.max_buffer_bytes,
+          (unsigned long long)info.shared_memory_bytes, info.compute_units, info.subgroup_size,
+          info.max_workgroup_size, caps[0] ? "\"" : "", caps, caps[0] ? "\"" : "");
       continue;
     }
     caps_words(caps, sizeof caps, info.caps, " ");

@@ -176,8 +176,8 @@ static void bind(vnrt_context *ctx, vnrt_plan *plan, const char *kind, const cha
     char w[96], h[96];
     format_type(w, sizeof w, want);
     format_type(h, sizeof h, have);
-    fail(1, "shape/dtype mismatch for %s '%s': %s holds %s but the graph declares %s", kind,
-         name, source, h, w);
+    fail(1, "shape/dtype mismatch for %s '%s': %s holds %s but the graph declares %s", kind, name,
+         source, h, w);
   }
   vnrt_status s = vnrt_plan_set_input(plan, name, converted, vnrt_tensor_type_bytes(want));
   free(converted);
@@ -236,7 +236,7 @@ static void print_output(vnrt_context *ctx, vnrt_plan *plan, const char *name) {
     if (t.dtype == VNRT_I32) {
       printf("%d", (int)((const int32_t *)data)[i]);
     } else {
-      double v = t.dtype == VNRT_F32    ? (double)((const float *)data)[i]
+      double v = t.dtype == VNRT_F32   ? (double)((const float *)data)[i]
                  : t.dtype == VNRT_F16 ? (double)vnrt_f16_to_f32(((const uint16_t *)data)[i])
                                        : (double)vnrt_bf16_to_f32(((const uint16_t *)data)[i]);
       printf("%.6g", v);
@@ -332,14 +332,16 @@ int main(int argc, char **argv) {
       const void *data = NULL;
       s = vnrt_safetensors_find(weights, name, &have, &data, NULL);
       if (s == VNRT_ERROR_NOT_FOUND)
-        fail(1, "missing binding for param '%s' (%s): %s has no tensor of that name and no "
-             "--input %s=FILE.npy was given", name, type, o.weights, name);
+        fail(1,
+             "missing binding for param '%s' (%s): %s has no tensor of that name and no "
+             "--input %s=FILE.npy was given",
+             name, type, o.weights, name);
       if (s != VNRT_OK) fail(1, "param '%s': %s", name, vnrt_context_last_error(ctx));
       bind(ctx, plan, kind, name, &want, &have, data, o.weights);
       continue;
     }
-    fail(1, "missing binding for %s '%s' (%s): pass --input %s=FILE.npy%s", kind, name, type,
-         name, is_param && !weights ? " or --weights FILE.safetensors" : "");
+    fail(1, "missing binding for %s '%s' (%s): pass --input %s=FILE.npy%s", kind, name, type, name,
+         is_param && !weights ? " or --weights FILE.safetensors" : "");
   }
 
   if (vnrt_plan_run(plan) != VNRT_OK) fail(1, "%s", vnrt_context_last_error(ctx));

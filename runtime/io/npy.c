@@ -68,8 +68,7 @@ static vnrt_status hdr_error(npy_parser *ps, const char *what) {
 }
 
 static void hdr_skip_ws(npy_parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' ||
-                             *ps->p == '\r'))
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
     ps->p++;
 }
 
@@ -160,8 +159,8 @@ static vnrt_status hdr_parse(npy_source *src, const char *text, size_t len, npy_
       if (ps.p < ps.end && (*ps.p == '[' || *ps.p == '('))
         return vn_error(src->ctx, VNRT_ERROR_IO,
                         "%s: unsupported dtype: structured arrays are not supported", src->name);
-      VN_RETURN_IF_ERROR(hdr_string(&ps, h->descr, sizeof h->descr,
-                                    "expected a quoted dtype string for 'descr'"));
+      VN_RETURN_IF_ERROR(
+          hdr_string(&ps, h->descr, sizeof h->descr, "expected a quoted dtype string for 'descr'"));
     } else if (strcmp(key, "fortran_order") == 0) {
       seen = &have_fortran;
       if (hdr_word(&ps, "True"))
@@ -187,8 +186,10 @@ static vnrt_status hdr_parse(npy_source *src, const char *text, size_t len, npy_
   }
   hdr_skip_ws(&ps);
   if (ps.p != ps.end) return hdr_error(&ps, "unexpected text after the closing '}'");
-  const char *missing = !have_descr ? "descr" : !have_fortran ? "fortran_order"
-                        : !have_shape ? "shape" : NULL;
+  const char *missing = !have_descr     ? "descr"
+                        : !have_fortran ? "fortran_order"
+                        : !have_shape   ? "shape"
+                                        : NULL;
   if (missing)
     return vn_error(src->ctx, VNRT_ERROR_IO, "%s: malformed .npy header: missing key '%s'",
                     src->name, missing);
@@ -210,7 +211,8 @@ static vnrt_status descr_dtype(npy_source *src, const char *descr, vnrt_dtype *o
   if (descr[0] == '>')
     return vn_error(src->ctx, VNRT_ERROR_IO,
                     "%s: big-endian dtype '%s' is not supported (write it little-endian: "
-                    "<f4, <f2 or <i4)", src->name, descr);
+                    "<f4, <f2 or <i4)",
+                    src->name, descr);
   return vn_error(src->ctx, VNRT_ERROR_IO,
                   "%s: unsupported dtype '%s' (vnrt reads <f4, <f2 and <i4)", src->name, descr);
 }
@@ -245,15 +247,15 @@ static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **
     return vn_error(src->ctx, VNRT_ERROR_IO,
                     "%s: truncated .npy header: the file is only %" PRIu64 " bytes", src->name,
                     src->size);
-  VN_RETURN_IF_ERROR(
-      src_read(src, NPY_PRELUDE_V1, pre + NPY_PRELUDE_V1, prelude - NPY_PRELUDE_V1));
+  VN_RETURN_IF_ERROR(src_read(src, NPY_PRELUDE_V1, pre + NPY_PRELUDE_V1, prelude - NPY_PRELUDE_V1));
   uint64_t hlen = major == 1 ? (uint64_t)pre[8] | (uint64_t)pre[9] << 8
-                             : (uint64_t)pre[8] | (uint64_t)pre[9] << 8 |
-                                   (uint64_t)pre[10] << 16 | (uint64_t)pre[11] << 24;
+                             : (uint64_t)pre[8] | (uint64_t)pre[9] << 8 | (uint64_t)pre[10] << 16 |
+                                   (uint64_t)pre[11] << 24;
   if (hlen > src->size - prelude)
     return vn_error(src->ctx, VNRT_ERROR_IO,
                     "%s: .npy header length %" PRIu64 " goes beyond the end of the file (%" PRIu64
-                    " bytes)", src->name, hlen, src->size);
+                    " bytes)",
+                    src->name, hlen, src->size);
   if (hlen > NPY_MAX_HEADER)
     return vn_error(src->ctx, VNRT_ERROR_IO, "%s: .npy header length %" PRIu64 " is too large",
                     src->name, hlen);
@@ -270,7 +272,8 @@ static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **
   if (h.fortran_order)
     return vn_error(src->ctx, VNRT_ERROR_IO,
                     "%s: fortran_order is True; vnrt reads only C-order arrays "
-                    "(save np.ascontiguousarray(a))", src->name);
+                    "(save np.ascontiguousarray(a))",
+                    src->name);
   /* Element count and byte size with overflow checks: the dims come from the file. */
   uint64_t bytes = vnrt_dtype_size(type.dtype);
   bool overflow = false;
@@ -288,14 +291,14 @@ static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **
   uint64_t offset = prelude + hlen;
   uint64_t have = src->size - offset;
   if (have != bytes)
-    return vn_error(src->ctx, VNRT_ERROR_IO,
-                    "%s: .npy data is %" PRIu64 " bytes but shape %s of %s needs %" PRIu64
-                    " bytes (%s)", src->name, have, shape, h.descr, bytes,
-                    have < bytes ? "truncated" : "trailing bytes");
+    return vn_error(
+        src->ctx, VNRT_ERROR_IO,
+        "%s: .npy data is %" PRIu64 " bytes but shape %s of %s needs %" PRIu64 " bytes (%s)",
+        src->name, have, shape, h.descr, bytes, have < bytes ? "truncated" : "trailing bytes");
   void *data = vn_malloc(src->ctx, bytes ? (size_t)bytes : 1);
   if (!data)
-    return vn_error(src->ctx, VNRT_ERROR_OUT_OF_MEMORY, "%s: out of memory for %" PRIu64
-                    " bytes of data", src->name, bytes);
+    return vn_error(src->ctx, VNRT_ERROR_OUT_OF_MEMORY,
+                    "%s: out of memory for %" PRIu64 " bytes of data", src->name, bytes);
   s = src_read(src, offset, data, (size_t)bytes);
   if (s != VNRT_OK) {
     vn_free(src->ctx, data);
@@ -349,8 +352,8 @@ vnrt_status vnrt_npy_read(vnrt_context *ctx, const char *path, vnrt_tensor_type 
 
 /* ---- writing --------------------------------------------------------------------------- */
 
-vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *type,
-                                  const void *data, void **out_bytes, size_t *out_size) {
+vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *type, const void *data,
+                                  void **out_bytes, size_t *out_size) {
   if (out_bytes) *out_bytes = NULL;
   if (out_size) *out_size = 0;
   if (!ctx) return VNRT_ERROR_INVALID_ARGUMENT;
@@ -360,10 +363,22 @@ vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *typ
   const char *descr;
   size_t out_elem;
   switch (type->dtype) {
-    case VNRT_F32: descr = "<f4"; out_elem = 4; break;
-    case VNRT_BF16: descr = "<f4"; out_elem = 4; break; /* numpy has no bf16 */
-    case VNRT_F16: descr = "<f2"; out_elem = 2; break;
-    case VNRT_I32: descr = "<i4"; out_elem = 4; break;
+    case VNRT_F32:
+      descr = "<f4";
+      out_elem = 4;
+      break;
+    case VNRT_BF16:
+      descr = "<f4";
+      out_elem = 4;
+      break; /* numpy has no bf16 */
+    case VNRT_F16:
+      descr = "<f2";
+      out_elem = 2;
+      break;
+    case VNRT_I32:
+      descr = "<i4";
+      out_elem = 4;
+      break;
     default:
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_write: invalid dtype %d",
                       (int)type->dtype);

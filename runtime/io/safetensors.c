@@ -20,12 +20,20 @@ static const struct {
   uint32_t size;
   vnrt_dtype dtype;
 } kDtypes[] = {
-    {"F32", 4, VNRT_F32}, {"F16", 2, VNRT_F16}, {"BF16", 2, VNRT_BF16},
-    {"I32", 4, VNRT_I32}, {"F64", 8, VNRT_DTYPE_INVALID}, {"I64", 8, VNRT_DTYPE_INVALID},
-    {"I16", 2, VNRT_DTYPE_INVALID}, {"I8", 1, VNRT_DTYPE_INVALID},
-    {"U64", 8, VNRT_DTYPE_INVALID}, {"U32", 4, VNRT_DTYPE_INVALID},
-    {"U16", 2, VNRT_DTYPE_INVALID}, {"U8", 1, VNRT_DTYPE_INVALID},
-    {"BOOL", 1, VNRT_DTYPE_INVALID}, {"F8_E4M3", 1, VNRT_DTYPE_INVALID},
+    {"F32", 4, VNRT_F32},
+    {"F16", 2, VNRT_F16},
+    {"BF16", 2, VNRT_BF16},
+    {"I32", 4, VNRT_I32},
+    {"F64", 8, VNRT_DTYPE_INVALID},
+    {"I64", 8, VNRT_DTYPE_INVALID},
+    {"I16", 2, VNRT_DTYPE_INVALID},
+    {"I8", 1, VNRT_DTYPE_INVALID},
+    {"U64", 8, VNRT_DTYPE_INVALID},
+    {"U32", 4, VNRT_DTYPE_INVALID},
+    {"U16", 2, VNRT_DTYPE_INVALID},
+    {"U8", 1, VNRT_DTYPE_INVALID},
+    {"BOOL", 1, VNRT_DTYPE_INVALID},
+    {"F8_E4M3", 1, VNRT_DTYPE_INVALID},
     {"F8_E5M2", 1, VNRT_DTYPE_INVALID},
 };
 
@@ -35,7 +43,7 @@ typedef struct st_tensor {
   vnrt_dtype dtype; /* VNRT_DTYPE_INVALID for a dtype vnrt does not compute with */
   int32_t rank;     /* may exceed VNRT_MAX_DIMS; then only the first dims are kept */
   int64_t dims[VNRT_MAX_DIMS];
-  uint64_t numel;   /* over all dims */
+  uint64_t numel; /* over all dims */
   bool numel_overflow;
   uint64_t begin, end; /* data_offsets, relative to the data buffer */
 } st_tensor;
@@ -49,8 +57,8 @@ struct vnrt_safetensors {
   uint64_t data_size;
   st_tensor *tensors; /* in header order */
   int32_t count, cap;
-  st_tensor **by_name; /* sorted by name, for lookup and duplicate detection */
-  char **meta; /* key, value, key, value, ... */
+  st_tensor **by_name;          /* sorted by name, for lookup and duplicate detection */
+  char **meta;                  /* key, value, key, value, ... */
   int32_t meta_count, meta_cap; /* in strings */
 };
 
@@ -67,13 +75,14 @@ typedef struct st_parser {
 } st_parser;
 
 static vnrt_status json_error(st_parser *ps, const char *what) {
-  return vn_error(ps->f->ctx, VNRT_ERROR_IO, "%s: invalid JSON in the safetensors header at byte "
-                  "%" PRIu64 ": %s", ps->f->path, (uint64_t)(8 + (ps->p - ps->begin)), what);
+  return vn_error(ps->f->ctx, VNRT_ERROR_IO,
+                  "%s: invalid JSON in the safetensors header at byte "
+                  "%" PRIu64 ": %s",
+                  ps->f->path, (uint64_t)(8 + (ps->p - ps->begin)), what);
 }
 
 static void json_ws(st_parser *ps) {
-  while (ps->p < ps->end &&
-         (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
     ps->p++;
 }
 
@@ -247,8 +256,10 @@ static vnrt_status json_string(st_parser *ps, char **out, const char *what) {
 /* A JSON non-negative integer that fits in int64 (shapes and offsets). */
 static vnrt_status json_uint(st_parser *ps, uint64_t *out, const char *what) {
   json_ws(ps);
-  if (ps->p < ps->end && *ps->p == '-') return json_error(ps, "negative number where a size or "
-                                                          "offset was expected");
+  if (ps->p < ps->end && *ps->p == '-')
+    return json_error(ps,
+                      "negative number where a size or "
+                      "offset was expected");
   if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return json_error(ps, what);
   if (*ps->p == '0' && ps->p + 1 < ps->end && ps->p[1] >= '0' && ps->p[1] <= '9')
     return json_error(ps, "leading zero in a number");
@@ -277,8 +288,7 @@ static vnrt_status parse_metadata(st_parser *ps) {
     f->meta[f->meta_count++] = key;
     for (int32_t i = 0; i + 2 < f->meta_count; i += 2)
       if (strcmp(f->meta[i], key) == 0)
-        return vn_error(f->ctx, VNRT_ERROR_IO, "%s: duplicate __metadata__ key '%s'", f->path,
-                        key);
+        return vn_error(f->ctx, VNRT_ERROR_IO, "%s: duplicate __metadata__ key '%s'", f->path, key);
     VN_RETURN_IF_ERROR(json_expect(ps, ':', "expected ':'"));
     char *value;
     VN_RETURN_IF_ERROR(json_string(ps, &value, "expected a string value in __metadata__"));
@@ -297,8 +307,10 @@ static vnrt_status parse_tensor(st_parser *ps, st_tensor *t) {
     for (;;) {
       char *key;
       VN_RETURN_IF_ERROR(json_string(ps, &key, "expected a string key in a tensor entry"));
-      int which = strcmp(key, "dtype") == 0 ? 0 : strcmp(key, "shape") == 0 ? 1
-                  : strcmp(key, "data_offsets") == 0 ? 2 : -1;
+      int which = strcmp(key, "dtype") == 0          ? 0
+                  : strcmp(key, "shape") == 0        ? 1
+                  : strcmp(key, "data_offsets") == 0 ? 2
+                                                     : -1;
       bool *seen = which == 0 ? &have_dtype : which == 1 ? &have_shape : &have_offsets;
       vnrt_status st = VNRT_OK;
       if (which < 0)
@@ -317,8 +329,8 @@ static vnrt_status parse_tensor(st_parser *ps, st_tensor *t) {
         size_t i = 0;
         while (i < VN_ARRAY_SIZE(kDtypes) && strcmp(kDtypes[i].name, dtype) != 0) i++;
         if (i == VN_ARRAY_SIZE(kDtypes))
-          st = vn_error(f->ctx, VNRT_ERROR_IO, "%s: tensor '%s' has unknown dtype '%.32s'",
-                        f->path, t->name, dtype);
+          st = vn_error(f->ctx, VNRT_ERROR_IO, "%s: tensor '%s' has unknown dtype '%.32s'", f->path,
+                        t->name, dtype);
         else
           snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dtype);
         vn_free(f->ctx, dtype);
@@ -351,8 +363,10 @@ static vnrt_status parse_tensor(st_parser *ps, st_tensor *t) {
       break;
     }
   }
-  const char *missing = !have_dtype ? "dtype" : !have_shape ? "shape"
-                        : !have_offsets ? "data_offsets" : NULL;
+  const char *missing = !have_dtype     ? "dtype"
+                        : !have_shape   ? "shape"
+                        : !have_offsets ? "data_offsets"
+                                        : NULL;
   if (missing)
     return vn_error(f->ctx, VNRT_ERROR_IO, "%s: tensor '%s' has no '%s'", f->path, t->name,
                     missing);
@@ -426,23 +440,28 @@ static vnrt_status validate(vnrt_safetensors *f) {
       }
     }
     if (t->numel_overflow || t->numel > UINT64_MAX / esize)
-      return vn_error(f->ctx, VNRT_ERROR_IO, "%s: tensor '%s': shape is too large (its size "
-                      "overflows)", f->path, t->name);
+      return vn_error(f->ctx, VNRT_ERROR_IO,
+                      "%s: tensor '%s': shape is too large (its size "
+                      "overflows)",
+                      f->path, t->name);
     uint64_t bytes = t->numel * esize;
     if (t->end < t->begin)
       return vn_error(f->ctx, VNRT_ERROR_IO,
-                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before they "
-                      "begin", f->path, t->name, t->begin, t->end);
+                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                      "] end before they "
+                      "begin",
+                      f->path, t->name, t->begin, t->end);
     if (t->end > f->data_size)
       return vn_error(f->ctx, VNRT_ERROR_IO,
-                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] go beyond the end "
-                      "of the file (the data buffer is %" PRIu64 " bytes)", f->path, t->name,
-                      t->begin, t->end, f->data_size);
+                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                      "] go beyond the end "
+                      "of the file (the data buffer is %" PRIu64 " bytes)",
+                      f->path, t->name, t->begin, t->end, f->data_size);
     if (t->end - t->begin != bytes)
       return vn_error(f->ctx, VNRT_ERROR_IO,
                       "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] span %" PRIu64
-                      " bytes but its shape and dtype %s need %" PRIu64 " bytes", f->path,
-                      t->name, t->begin, t->end, t->end - t->begin, t->dtype_name, bytes);
+                      " bytes but its shape and dtype %s need %" PRIu64 " bytes",
+                      f->path, t->name, t->begin, t->end, t->end - t->begin, t->dtype_name, bytes);
   }
   f->by_name = vn_malloc(f->ctx, sizeof(st_tensor *) * (size_t)(f->count ? f->count : 1));
   if (!f->by_name) return vn_error(f->ctx, VNRT_ERROR_OUT_OF_MEMORY, "%s: out of memory", f->path);
@@ -456,18 +475,25 @@ static vnrt_status validate(vnrt_safetensors *f) {
   for (int32_t i = 0; i < f->count; i++) {
     const st_tensor *t = f->by_name[i];
     if (t->begin < at)
-      return vn_error(f->ctx, VNRT_ERROR_IO, "%s: tensor '%s' overlaps tensor '%s' in the data "
-                      "buffer", f->path, t->name, prev);
+      return vn_error(f->ctx, VNRT_ERROR_IO,
+                      "%s: tensor '%s' overlaps tensor '%s' in the data "
+                      "buffer",
+                      f->path, t->name, prev);
     if (t->begin > at)
-      return vn_error(f->ctx, VNRT_ERROR_IO, "%s: %" PRIu64 " bytes before tensor '%s' belong "
-                      "to no tensor (the data buffer must have no holes)", f->path,
-                      t->begin - at, t->name);
+      return vn_error(f->ctx, VNRT_ERROR_IO,
+                      "%s: %" PRIu64
+                      " bytes before tensor '%s' belong "
+                      "to no tensor (the data buffer must have no holes)",
+                      f->path, t->begin - at, t->name);
     at = t->end;
     prev = t->name;
   }
   if (at != f->data_size)
-    return vn_error(f->ctx, VNRT_ERROR_IO, "%s: the last %" PRIu64 " bytes of the file belong to "
-                    "no tensor", f->path, f->data_size - at);
+    return vn_error(f->ctx, VNRT_ERROR_IO,
+                    "%s: the last %" PRIu64
+                    " bytes of the file belong to "
+                    "no tensor",
+                    f->path, f->data_size - at);
 
   qsort(f->by_name, (size_t)f->count, sizeof(st_tensor *), cmp_by_name);
   for (int32_t i = 1; i < f->count; i++)
@@ -512,8 +538,11 @@ vnrt_status vnrt_safetensors_open(vnrt_context *ctx, const char *path,
   uint64_t size = (uint64_t)st.st_size;
   if (size < 8) {
     close(fd);
-    return vn_error(ctx, VNRT_ERROR_IO, "%s: truncated safetensors file: %" PRIu64 " bytes, "
-                    "less than the 8-byte header length", path, size);
+    return vn_error(ctx, VNRT_ERROR_IO,
+                    "%s: truncated safetensors file: %" PRIu64
+                    " bytes, "
+                    "less than the 8-byte header length",
+                    path, size);
   }
   if (size > SIZE_MAX) {
     close(fd);
@@ -541,8 +570,11 @@ vnrt_status vnrt_safetensors_open(vnrt_context *ctx, const char *path,
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->map[i];
   vnrt_status s = VNRT_OK;
   if (hlen > size - 8) {
-    s = vn_error(ctx, VNRT_ERROR_IO, "%s: safetensors header length %" PRIu64 " goes beyond "
-                 "the end of the file (%" PRIu64 " bytes)", path, hlen, size);
+    s = vn_error(ctx, VNRT_ERROR_IO,
+                 "%s: safetensors header length %" PRIu64
+                 " goes beyond "
+                 "the end of the file (%" PRIu64 " bytes)",
+                 path, hlen, size);
   } else {
     f->data = f->map + 8 + hlen;
     f->data_size = size - 8 - hlen;
@@ -570,9 +602,8 @@ const char *vnrt_safetensors_metadata(const vnrt_safetensors *f, const char *key
   return NULL;
 }
 
-vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name,
-                                  vnrt_tensor_type *out_type, const void **out_data,
-                                  size_t *out_bytes) {
+vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_tensor_type *out_type,
+                                  const void **out_data, size_t *out_bytes) {
   if (out_type) memset(out_type, 0, sizeof *out_type);
   if (out_data) *out_data = NULL;
   if (out_bytes) *out_bytes = 0;
@@ -597,13 +628,15 @@ vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name,
     return vn_error(f->ctx, VNRT_ERROR_NOT_FOUND, "%s: no tensor named '%s'", f->path, name);
   const st_tensor *t = f->by_name[lo];
   if (t->dtype == VNRT_DTYPE_INVALID)
-    return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which is not "
-                    "supported (vnrt reads F32, F16, BF16 and I32)", f->path, name,
-                    t->dtype_name);
+    return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
+                    "%s: tensor '%s' has dtype %s, which is not "
+                    "supported (vnrt reads F32, F16, BF16 and I32)",
+                    f->path, name, t->dtype_name);
   if (t->rank > VNRT_MAX_DIMS)
-    return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED, "%s: tensor '%s' has %d dimensions, which is "
-                    "not supported (vnrt tensors have at most %d)", f->path, name, (int)t->rank,
-                    VNRT_MAX_DIMS);
+    return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
+                    "%s: tensor '%s' has %d dimensions, which is "
+                    "not supported (vnrt tensors have at most %d)",
+                    f->path, name, (int)t->rank, VNRT_MAX_DIMS);
   out_type->dtype = t->dtype;
   out_type->rank = t->rank;
   for (int32_t d = 0; d < t->rank; d++) out_type->dims[d] = t->dims[d];
@@ -696,8 +729,7 @@ vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path, const ch
     for (int32_t d = 0; d < t->rank; d++)
       if (t->dims[d] < 0)
         return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                        "vnrt_safetensors_write: tensor '%s' has a negative dimension",
-                        names[i]);
+                        "vnrt_safetensors_write: tensor '%s' has a negative dimension", names[i]);
     if (!datas[i] && vnrt_tensor_type_bytes(t) > 0)
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                       "vnrt_safetensors_write: tensor '%s' has no data", names[i]);

@@ -51,10 +51,10 @@ static void expect_error(const image *im, vnrt_status status, const char *const 
   vnrt_context_destroy(ctx);
 }
 
-#define EXPECT_ERROR(im, status, ...)                     \
-  do {                                                    \
-    const char *const words_[] = {__VA_ARGS__, NULL};        \
-    expect_error(&(im), status, words_);                  \
+#define EXPECT_ERROR(im, status, ...)                 \
+  do {                                                \
+    const char *const words_[] = {__VA_ARGS__, NULL}; \
+    expect_error(&(im), status, words_);              \
   } while (0)
 
 static const char *kF32x23 = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n";
@@ -187,8 +187,10 @@ START_TEST(reads_header_variants) {
       {3, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 2},
       {1, "{\"shape\": (6,), \"fortran_order\": False, \"descr\": \"<f4\"}   \n", 1},
       {1, "{'descr':'<f4','fortran_order':False,'shape':(2L, 3L)}", 2},
-      {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 1, 3), }"
-          "                     \n", 4},
+      {1,
+       "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 1, 3), }"
+       "                     \n",
+       4},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     image im = make_npy(cases[i].major, cases[i].dict, -1, v, sizeof v);
@@ -203,8 +205,7 @@ START_TEST(reads_header_variants) {
   }
   /* A scalar is shape (). */
   const int32_t one = 42;
-  image im = make_npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (), }\n", -1, &one,
-                      4);
+  image im = make_npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (), }\n", -1, &one, 4);
   vnrt_tensor_type got;
   void *data;
   TU_OK(ctx, vnrt_npy_read_memory(ctx, im.bytes, im.size, "s.npy", &got, &data));
@@ -263,8 +264,7 @@ START_TEST(error_malformed_dict) {
       {"{'descr' '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", "expected ':'"},
       {"{'descr': '<f4', 'fortran_order': False}\n", "missing key 'shape'"},
       {"{'descr': '<f4', 'shape': (2, 3)}\n", "missing key 'fortran_order'"},
-      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}\n",
-       "unexpected key 'x'"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}\n", "unexpected key 'x'"},
       {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (6,)}\n",
        "duplicate key 'descr'"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } junk\n", "after the closing"},
@@ -285,8 +285,8 @@ END_TEST
 
 START_TEST(error_fortran_order) {
   const float v[6] = {0};
-  image im = make_npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n", -1, v,
-                      sizeof v);
+  image im =
+      make_npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n", -1, v, sizeof v);
   EXPECT_ERROR(im, VNRT_ERROR_IO, "fortran_order", "C-order");
 }
 END_TEST
@@ -313,18 +313,24 @@ END_TEST
 
 START_TEST(error_bad_shapes) {
   const float v[6] = {0};
-  image five = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2, 1, 3), }"
-                           "\n", -1, v, sizeof v);
+  image five = make_npy(1,
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2, 1, 3), }"
+                        "\n",
+                        -1, v, sizeof v);
   EXPECT_ERROR(five, VNRT_ERROR_IO, "more than 4 dimensions");
-  image neg = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }\n", -1,
-                       v, sizeof v);
+  image neg = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }\n", -1, v,
+                       sizeof v);
   EXPECT_ERROR(neg, VNRT_ERROR_IO, "negative dimension");
-  image big = make_npy(1, "{'descr': '<f4', 'fortran_order': False, "
-                          "'shape': (99999999999999999999, 1), }\n", -1, v, sizeof v);
+  image big = make_npy(1,
+                       "{'descr': '<f4', 'fortran_order': False, "
+                       "'shape': (99999999999999999999, 1), }\n",
+                       -1, v, sizeof v);
   EXPECT_ERROR(big, VNRT_ERROR_IO, "overflows");
   /* Each dim fits, the product of dims and element size does not. */
-  image prod = make_npy(1, "{'descr': '<f4', 'fortran_order': False, "
-                           "'shape': (4294967296, 4294967296), }\n", -1, v, sizeof v);
+  image prod = make_npy(1,
+                        "{'descr': '<f4', 'fortran_order': False, "
+                        "'shape': (4294967296, 4294967296), }\n",
+                        -1, v, sizeof v);
   EXPECT_ERROR(prod, VNRT_ERROR_IO, "too large");
 }
 END_TEST
@@ -407,8 +413,7 @@ START_TEST(write_rejects_bad_arguments) {
   vnrt_tensor_type neg = {VNRT_F32, 1, {-2}};
   ck_assert_int_eq(vnrt_npy_write_memory(ctx, &neg, v, &img, &size), VNRT_ERROR_INVALID_ARGUMENT);
   vnrt_tensor_type ok = {VNRT_F32, 1, {2}};
-  ck_assert_int_eq(vnrt_npy_write_memory(ctx, &ok, NULL, &img, &size),
-                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(vnrt_npy_write_memory(ctx, &ok, NULL, &img, &size), VNRT_ERROR_INVALID_ARGUMENT);
   vnrt_context_destroy(ctx);
 }
 END_TEST

@@ -60,10 +60,10 @@ static void expect_open_error(const char *path, vnrt_status status, const char *
   vnrt_context_destroy(ctx);
 }
 
-#define EXPECT_OPEN_ERROR(path, status, ...)              \
-  do {                                                    \
-    const char *const words_[] = {__VA_ARGS__, NULL};     \
-    expect_open_error(path, status, words_);              \
+#define EXPECT_OPEN_ERROR(path, status, ...)          \
+  do {                                                \
+    const char *const words_[] = {__VA_ARGS__, NULL}; \
+    expect_open_error(path, status, words_);          \
   } while (0)
 
 /* Header + error words for one corrupt file (data of data_bytes zero bytes follows). */
@@ -91,7 +91,7 @@ START_TEST(write_then_read_every_dtype) {
   const char *path = path_in_dir("w.safetensors");
   const char *names[] = {"layers.0.w1", "g", "scalar", "idx", "empty"};
   vnrt_tensor_type types[] = {
-      {VNRT_F16, 2, {3, 5}}, {VNRT_F32, 1, {7}}, {VNRT_BF16, 0, {0}},
+      {VNRT_F16, 2, {3, 5}},       {VNRT_F32, 1, {7}},    {VNRT_BF16, 0, {0}},
       {VNRT_I32, 4, {1, 2, 1, 3}}, {VNRT_F32, 2, {0, 4}},
   };
   void *datas[5];
@@ -302,10 +302,10 @@ START_TEST(error_invalid_json) {
        "invalid JSON", "too large"},
       {"{\"a\\x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid JSON",
        "invalid escape"},
-      {"{\"a\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-       "invalid JSON", "surrogate"},
-      {"{\"a\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-       "invalid JSON", "NUL"},
+      {"{\"a\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid JSON",
+       "surrogate"},
+      {"{\"a\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid JSON",
+       "NUL"},
       {"{\"a\tb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid JSON",
        "control character"},
       {"{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "invalid JSON",
@@ -328,8 +328,8 @@ END_TEST
 
 START_TEST(error_schema) {
   static const bad_case cases[] = {
-      {"{\"a\":{\"dtype\":\"F99\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-       "unknown dtype 'F99'", "'a'"},
+      {"{\"a\":{\"dtype\":\"F99\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'F99'",
+       "'a'"},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, "tensor 'a' has no 'data_offsets'", ""},
       {"{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no 'dtype'", ""},
       {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no 'shape'", ""},
@@ -338,8 +338,8 @@ START_TEST(error_schema) {
       {"{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
        "duplicate key 'dtype'", ""},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-       "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
-       "duplicate tensor name 'a'", ""},
+       "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+       8, "duplicate tensor name 'a'", ""},
       {"{\"__metadata__\":{},\"__metadata__\":{}}", 0, "duplicate __metadata__", ""},
       {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "duplicate __metadata__ key 'k'", ""},
   };
@@ -353,21 +353,21 @@ START_TEST(error_offsets) {
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12,
        "[0, 16] go beyond the end of the file", "12 bytes"},
       /* span disagrees with shape x dtype */
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12,
-       "span 12 bytes", "need 16 bytes"},
-      {"{\"a\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,12]}}", 12,
-       "need 6 bytes", "F16"},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12, "span 12 bytes",
+       "need 16 bytes"},
+      {"{\"a\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,12]}}", 12, "need 6 bytes",
+       "F16"},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8,
        "end before they begin", ""},
       /* overlap, hole, unused tail */
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
-       "tensor 'b' overlaps tensor 'a'", ""},
+       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+       12, "tensor 'b' overlaps tensor 'a'", ""},
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12,
-       "4 bytes before tensor 'b'", "holes"},
-      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 10,
-       "last 6 bytes", "no tensor"},
+       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+       12, "4 bytes before tensor 'b'", "holes"},
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 10, "last 6 bytes",
+       "no tensor"},
       /* a shape whose byte size overflows 64 bits */
       {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}", 4,
        "shape is too large", ""},
@@ -429,9 +429,9 @@ START_TEST(writer_rejects_bad_arguments) {
   vnrt_tensor_type bad[] = {{VNRT_DTYPE_INVALID, 1, {2}}};
   ck_assert_int_eq(vnrt_safetensors_write(ctx, path, one, bad, datas, 1),
                    VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(vnrt_safetensors_write(ctx, "/nonexistent/dir/w.safetensors", one, types,
-                                          datas, 1),
-                   VNRT_ERROR_IO);
+  ck_assert_int_eq(
+      vnrt_safetensors_write(ctx, "/nonexistent/dir/w.safetensors", one, types, datas, 1),
+      VNRT_ERROR_IO);
   ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "cannot create"));
   ck_assert_int_ne(access(path, F_OK), 0); /* nothing was written for a rejected call */
   remove_dir(path);

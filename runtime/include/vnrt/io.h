@@ -26,8 +26,8 @@ extern "C" {
 /* Reads the .npy file at path. On success *out_type is its type and *out_data holds
  * vnrt_tensor_type_bytes(out_type) bytes (never NULL, even for zero elements), allocated with
  * the context's allocator: the caller takes it and frees it with vnrt_free(ctx, data). */
-VNRT_API vnrt_status vnrt_npy_read(vnrt_context *ctx, const char *path,
-                                   vnrt_tensor_type *out_type, void **out_data);
+VNRT_API vnrt_status vnrt_npy_read(vnrt_context *ctx, const char *path, vnrt_tensor_type *out_type,
+                                   void **out_data);
 
 /* The same as vnrt_npy_read for a .npy image already in memory (size bytes at bytes, borrowed).
  * name is used in messages only and may be NULL. */
@@ -44,8 +44,7 @@ VNRT_API vnrt_status vnrt_npy_write(vnrt_context *ctx, const char *path,
 /* The same as vnrt_npy_write into a new buffer: *out_bytes (*out_size bytes) is taken by the
  * caller and freed with vnrt_free(ctx, bytes). */
 VNRT_API vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *type,
-                                           const void *data, void **out_bytes,
-                                           size_t *out_size);
+                                           const void *data, void **out_bytes, size_t *out_size);
 
 /* ---- safetensors ----------------------------------------------------------------------- */
 
@@ -87,8 +86,7 @@ VNRT_API const char *vnrt_safetensors_metadata(const vnrt_safetensors *file, con
  * header padded to a multiple of 8 bytes so that the data of each tensor is 8-byte aligned
  * whenever the earlier tensors' sizes are. Names must be non-empty and unique. */
 VNRT_API vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path,
-                                            const char *const *names,
-                                            const vnrt_tensor_type *types,
+                                            const char *const *names, const vnrt_tensor_type *types,
                                             const void *const *datas, int32_t count);
 
 #ifdef __cplusplus
