@@ -5,7 +5,8 @@
 # (3) builds a plugin from the template against the installed headers, (4) builds and runs a
 # consumer through CMake's find_package and checks the package version rules.
 #
-# Usage: test_install.sh BUILD_DIR SOURCE_DIR   (meson test passes both; CC may be set)
+# Usage: test_install.sh BUILD_DIR SOURCE_DIR
+# Environment: CC, CXX (compilers), VNRT_VERSION (the version the build should install).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -14,8 +15,8 @@ if [[ $# -ne 2 ]]; then
 fi
 build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
-CC=${CC:-cc}
-CXX=${CXX:-c++}
+read -r -a cc <<<"${CC:-cc}"
+read -r -a cxx <<<"${CXX:-c++}"
 MESON=${MESON:-meson}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vnrt-install-test.XXXXXX")
@@ -27,6 +28,8 @@ fail() {
   exit 1
 }
 step() { echo "== $*"; }
+# Runs a program built against the staged libvnrt.so.
+run_staged() { LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 
 step "meson install --destdir $stage"
 "$MESON" install -C "$build" --destdir "$stage" --no-rebuild --quiet >"$tmp/install.log" 2>&1 ||
@@ -34,9 +37,10 @@ step "meson install --destdir $stage"
 
 pc=$(find "$stage" -name vnrt.pc -path '*/pkgconfig/*' | head -n 1)
 [[ -n "$pc" ]] || fail "no vnrt.pc was installed"
-export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 # The .pc file names the final prefix; the sysroot maps its -I/-L flags into the stage.
-export PKG_CONFIG_SYSROOT_DIR="$stage"
+PKG_CONFIG_SYSROOT_DIR="$stage"
+export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 # A variable of vnrt.pc as the final path: pkgconf prefixes the sysroot, pkg-config does not.
 pcvar() {
   local v
@@ -48,57 +52,67 @@ libdir=$stage$(pcvar libdir)
 includedir=$stage$(pcvar includedir)
 [[ -f "$libdir/libvnrt.so" && -f "$libdir/libvnrt.a" ]] ||
   fail "libvnrt.so / libvnrt.a missing from $libdir"
-[[ "$(pkg-config --modversion vnrt)" == "$(sed -n "s/^ *version: '\([^']*\)'.*/\1/p" "$src/meson.build" | head -n 1)" ]] ||
-  fail "vnrt.pc version $(pkg-config --modversion vnrt) differs from meson.build's"
+version=$(pkg-config --modversion vnrt)
+if [[ -n "${VNRT_VERSION:-}" && "$version" != "$VNRT_VERSION" ]]; then
+  fail "vnrt.pc says version $version, the project is $VNRT_VERSION"
+fi
 [[ "$(pcvar plugindir)" == "$(pcvar libdir)/vnrt/plugins" ]] ||
   fail "vnrt.pc plugindir is $(pcvar plugindir), expected $(pcvar libdir)/vnrt/plugins"
-cflags=$(pkg-config --cflags vnrt)
-libs=$(pkg-config --libs vnrt)
-[[ "$cflags $libs" == *"$stage"* ]] || fail "pkg-config flags do not point into the stage: $cflags $libs"
+read -r -a cflags <<<"$(pkg-config --cflags vnrt)"
+read -r -a libs <<<"$(pkg-config --libs vnrt)"
+[[ "${cflags[*]} ${libs[*]}" == *"$stage"* ]] ||
+  fail "pkg-config flags do not point into the stage: ${cflags[*]} ${libs[*]}"
 
 step "the installed headers are exactly runtime/include/vnrt/*.h"
-diff <(cd "$src/runtime/include/vnrt" && ls -1 *.h) <(cd "$includedir/vnrt" && ls -1 *.h) ||
+diff <(cd "$src/runtime/include/vnrt" && ls -1 -- *.h) <(cd "$includedir/vnrt" && ls -1 -- *.h) ||
   fail "installed headers differ from runtime/include/vnrt (left: source, right: installed)"
 
 step "every public header compiles on its own as C11 and as C++11"
-cxx_ok=1
-command -v "$CXX" >/dev/null 2>&1 || { cxx_ok=0; echo "note: no C++ compiler ($CXX): C++ checks skipped"; }
-compilers=("$CC")
-command -v clang >/dev/null 2>&1 && compilers+=(clang)
+c_compilers=("${cc[*]}")
+command -v clang >/dev/null 2>&1 && c_compilers+=(clang)
+cxx_compilers=()
+if command -v "${cxx[0]}" >/dev/null 2>&1; then
+  cxx_compilers+=("${cxx[*]}")
+else
+  echo "note: no C++ compiler (${cxx[*]}): g++ checks skipped"
+fi
+command -v clang++ >/dev/null 2>&1 && cxx_compilers+=(clang++)
+warn=(-Wall -Wextra -Werror -pedantic)
 for h in "$includedir"/vnrt/*.h; do
   name=vnrt/$(basename "$h")
   # Included twice: the include guard must hold.
   printf '#include <%s>\n#include <%s>\nint vnrt_header_test_;\n' "$name" "$name" >"$tmp/h.c"
-  for c in "${compilers[@]}"; do
-    $c -std=c11 -Wall -Wextra -Werror -pedantic -Wshadow -Wvla -Wstrict-prototypes \
-      -fsyntax-only $cflags "$tmp/h.c" || fail "$name does not compile alone as C11 with $c"
+  cp "$tmp/h.c" "$tmp/h.cc"
+  for c in "${c_compilers[@]}"; do
+    read -r -a c_cmd <<<"$c"
+    "${c_cmd[@]}" -std=c11 "${warn[@]}" -Wshadow -Wvla -Wstrict-prototypes -fsyntax-only \
+      "${cflags[@]}" "$tmp/h.c" || fail "$name does not compile alone as C11 with $c"
   done
-  if [[ $cxx_ok -eq 1 ]]; then
-    cp "$tmp/h.c" "$tmp/h.cc"
-    $CXX -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only $cflags "$tmp/h.cc" ||
-      fail "$name does not compile alone as C++11 with $CXX"
-    if command -v clang++ >/dev/null 2>&1; then
-      clang++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only $cflags "$tmp/h.cc" ||
-        fail "$name does not compile alone as C++11 with clang++"
-    fi
-  fi
+  for c in "${cxx_compilers[@]}"; do
+    read -r -a c_cmd <<<"$c"
+    "${c_cmd[@]}" -std=c++11 "${warn[@]}" -fsyntax-only "${cflags[@]}" "$tmp/h.cc" ||
+      fail "$name does not compile alone as C++11 with $c"
+  done
 done
 
 step "pkg-config consumer, linked against libvnrt.so"
-$CC -std=c11 -Wall -Wextra -Werror "$src/tests/install/consumer/consumer.c" $cflags $libs -lm \
-  -o "$tmp/consumer_shared"
+consumer_c=$src/tests/install/consumer/consumer.c
+"${cc[@]}" -std=c11 "${warn[@]}" "$consumer_c" "${cflags[@]}" "${libs[@]}" -lm \
+  -o "$tmp/consumer_shared" || fail "the pkg-config consumer does not build"
 # Without the staged libdir on the path the binary must not start: proves it links libvnrt.so.
 if env -u LD_LIBRARY_PATH "$tmp/consumer_shared" >/dev/null 2>&1 &&
-   ! ldconfig -p 2>/dev/null | grep -q 'libvnrt\.so'; then
+  ! ldconfig -p 2>/dev/null | grep -q 'libvnrt\.so'; then
   fail "consumer_shared ran without libvnrt.so on the library path"
 fi
-LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/consumer_shared" ||
-  fail "the pkg-config consumer (shared) failed"
+run_staged "$tmp/consumer_shared" || fail "the pkg-config consumer (shared) failed"
 
 step "pkg-config --static consumer, linked against libvnrt.a"
-static_libs=$(pkg-config --static --libs vnrt | sed "s|-lvnrt\b|$libdir/libvnrt.a|")
-$CC -std=c11 -Wall -Wextra -Werror "$src/tests/install/consumer/consumer.c" $cflags \
-  $static_libs -lm -o "$tmp/consumer_static" ||
+read -r -a static_libs <<<"$(pkg-config --static --libs vnrt)"
+for i in "${!static_libs[@]}"; do
+  [[ "${static_libs[$i]}" == "-lvnrt" ]] && static_libs[i]=$libdir/libvnrt.a
+done
+"${cc[@]}" -std=c11 "${warn[@]}" "$consumer_c" "${cflags[@]}" "${static_libs[@]}" -lm \
+  -o "$tmp/consumer_static" ||
   fail "linking libvnrt.a with 'pkg-config --static --libs vnrt' failed: Libs.private incomplete?"
 env -u LD_LIBRARY_PATH "$tmp/consumer_static" || fail "the pkg-config consumer (static) failed"
 
@@ -107,16 +121,16 @@ step "the example in docs/api.md builds and runs"
 awk '/^## Example/ {found = 1} found && /^```c/ {inblock = 1; next}
      inblock && /^```/ {exit} inblock {print}' "$src/docs/api.md" >"$tmp/api_example.c"
 grep -q vnrt_plan_run "$tmp/api_example.c" || fail "no example found in docs/api.md"
-$CC -std=c11 -Wall -Wextra -Werror -pedantic "$tmp/api_example.c" $cflags $libs \
+"${cc[@]}" -std=c11 "${warn[@]}" "$tmp/api_example.c" "${cflags[@]}" "${libs[@]}" \
   -o "$tmp/api_example" || fail "the docs/api.md example does not compile"
-VNRT_DEVICE=cpu LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-  "$tmp/api_example" || fail "the docs/api.md example failed"
+VNRT_DEVICE=cpu run_staged "$tmp/api_example" || fail "the docs/api.md example failed"
 
 step "the template plugin builds against the installed headers alone"
-$CC -std=c11 -Wall -Wextra -Werror -pedantic -shared -fPIC -fvisibility=hidden $cflags \
-  "$src/backends/template/template_backend.c" -o "$tmp/libvnrt_backend_template.so" ||
+plugin=$tmp/libvnrt_backend_template.so
+"${cc[@]}" -std=c11 "${warn[@]}" -shared -fPIC -fvisibility=hidden "${cflags[@]}" \
+  "$src/backends/template/template_backend.c" -o "$plugin" ||
   fail "backends/template does not build against the installed headers"
-exported=$(nm -D --defined-only "$tmp/libvnrt_backend_template.so" | awk '$2 ~ /^[TDBR]$/ {print $3}')
+exported=$(nm -D --defined-only "$plugin" | awk '$2 ~ /^[TDBR]$/ {print $3}')
 [[ "$exported" == "vnrt_backend_entry_v1" ]] ||
   fail "the template plugin should export only vnrt_backend_entry_v1, exports: $exported"
 
@@ -130,35 +144,32 @@ command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 
 step "CMake consumer through find_package(vnrt) and vnrt::vnrt"
 cmake -S "$src/tests/install/consumer" -B "$tmp/cmake" "${generator[@]}" \
-  -DCMAKE_PREFIX_PATH="$stage$prefix" \
-  -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$tmp/cmake.log" 2>&1 ||
+  -DCMAKE_PREFIX_PATH="$stage$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+  >"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; fail "cmake could not configure the find_package(vnrt) consumer"; }
-grep -q "^vnrt_DIR:PATH=$stage" "$tmp/cmake/CMakeCache.txt" ||
-  fail "find_package(vnrt) found a vnrt outside the stage: $(grep '^vnrt_DIR' "$tmp/cmake/CMakeCache.txt")"
+vnrt_dir=$(sed -n 's/^vnrt_DIR:PATH=//p' "$tmp/cmake/CMakeCache.txt")
+[[ "$vnrt_dir" == "$stage"/* ]] ||
+  fail "find_package(vnrt) found a vnrt outside the stage: $vnrt_dir"
 cmake --build "$tmp/cmake" >"$tmp/cmake-build.log" 2>&1 ||
   { cat "$tmp/cmake-build.log" >&2; fail "the CMake consumer did not build"; }
-LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/cmake/consumer" ||
-  fail "the CMake consumer failed"
+run_staged "$tmp/cmake/consumer" || fail "the CMake consumer failed"
 
 step "vnrtConfigVersion.cmake accepts compatible requests and rejects others"
-version=$(pkg-config --modversion vnrt)
-IFS=. read -r vmaj vmin vpat <<<"$version"
+IFS=. read -r vmaj vmin _ <<<"$version"
 # A project without languages has no CMAKE_LIBRARY_ARCHITECTURE, so it cannot search
 # lib/<arch>/cmake; point it at the directory find_package found above.
-vnrt_dir=$(sed -n 's/^vnrt_DIR:PATH=//p' "$tmp/cmake/CMakeCache.txt")
-check_version() { # WANT EXPECTED(0 accept, 1 reject)
-  local rc=0
+check_version() { # WANT accept|reject
+  local got=accept
   cmake -S "$src/tests/install/version_check" -B "$tmp/vc-$1" -DWANT="$1" \
-    -Dvnrt_DIR="$vnrt_dir" >"$tmp/vc.log" 2>&1 || rc=1
-  [[ $rc -eq $2 ]] || { cat "$tmp/vc.log" >&2; fail "find_package(vnrt $1): expected $([[ $2 -eq 0 ]] && echo accept || echo reject)"; }
+    -Dvnrt_DIR="$vnrt_dir" >"$tmp/vc.log" 2>&1 || got=reject
+  [[ "$got" == "$2" ]] || { cat "$tmp/vc.log" >&2; fail "find_package(vnrt $1): expected $2"; }
 }
-check_version "$version" 0
-check_version "$vmaj.$vmin" 0
-check_version "$((vmaj + 1))" 1
-check_version "$vmaj.$((vmin + 1))" 1
+check_version "$version" accept
+check_version "$vmaj.$vmin" accept
+check_version "$((vmaj + 1))" reject
+check_version "$vmaj.$((vmin + 1))" reject
 if [[ $vmaj -eq 0 && $vmin -gt 0 ]]; then
-  check_version "0.$((vmin - 1))" 1 # before 1.0 a minor release may break the API
+  check_version "0.$((vmin - 1))" reject # before 1.0 a minor release may break the API
 fi
-: "$vpat"
 
 echo "install test passed"

@@ -4,14 +4,14 @@
 #include <stdio.h>
 #include <vnrt/vnrt.h>
 
-#define CHECK(ctx, expr)                                                          \
-  do {                                                                            \
-    vnrt_status s_ = (expr);                                                      \
-    if (s_ != VNRT_OK) {                                                          \
+#define CHECK(ctx, expr)                                                              \
+  do {                                                                                \
+    vnrt_status s_ = (expr);                                                          \
+    if (s_ != VNRT_OK) {                                                              \
       fprintf(stderr, "consumer: %s failed: %s: %s\n", #expr, vnrt_status_string(s_), \
-              (ctx) ? vnrt_context_last_error(ctx) : "");                         \
-      return 1;                                                                   \
-    }                                                                             \
+              (ctx) ? vnrt_context_last_error(ctx) : "");                             \
+      return 1;                                                                       \
+    }                                                                                 \
   } while (0)
 
 int main(void) {
