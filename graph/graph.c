@@ -152,15 +152,19 @@ void vnrt_graph_destroy(vnrt_graph *graph) {
   vn_free(ctx, graph->nodes);
   vn_free(ctx, graph->inputs);
   vn_free(ctx, graph->outputs);
+  vn_free(ctx, graph->states);
   vn_free(ctx, graph);
 }
 
 /* ---- Inputs and params ----------------------------------------------------------------- */
 
-vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
-                               int is_param, int32_t *out_value, char *err, size_t err_size) {
+/* Declares an input, param or state: checked name and type, appended to its list. */
+static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                                 vn_value_kind kind, int32_t *out_value, char *err,
+                                 size_t err_size) {
   if (out_value) *out_value = -1;
-  const char *what = is_param ? "param" : "input";
+  const char *what = kind == VN_VALUE_PARAM ? "param" : kind == VN_VALUE_STATE ? "state" : "input";
+  bool is_state = kind == VN_VALUE_STATE;
   if (!graph || !type) {
     put_err(err, err_size, "%s: %s is NULL", what, graph ? "type" : "graph");
     return VNRT_ERROR_INVALID_ARGUMENT;
@@ -182,8 +186,10 @@ vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_t
   if (graph->n_values >= INT32_MAX - VNRT_MAX_NODE_OUTPUTS ||
       !vn_grow(ctx, (void **)&graph->values, &graph->cap_values, graph->n_values + 1,
                sizeof *graph->values) ||
-      !vn_grow(ctx, (void **)&graph->inputs, &graph->cap_inputs, graph->n_inputs + 1,
-               sizeof *graph->inputs)) {
+      (!is_state && !vn_grow(ctx, (void **)&graph->inputs, &graph->cap_inputs,
+                             graph->n_inputs + 1, sizeof *graph->inputs)) ||
+      (is_state && !vn_grow(ctx, (void **)&graph->states, &graph->cap_states,
+                            graph->n_states + 1, sizeof *graph->states))) {
     put_err(err, err_size, "%s '%s': out of memory", what, name);
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
@@ -198,12 +204,84 @@ vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_t
   v->name = copy;
   v->type = *type;
   for (int32_t i = type->rank; i < VNRT_MAX_DIMS; ++i) v->type.dims[i] = 0;
-  v->kind = is_param ? VN_VALUE_PARAM : VN_VALUE_INPUT;
+  v->kind = kind;
   v->producer = -1;
   v->slot = 0;
-  graph->inputs[graph->n_inputs++] = id;
+  v->next = -1;
+  if (is_state) graph->states[graph->n_states++] = id;
+  else graph->inputs[graph->n_inputs++] = id;
   if (out_value) *out_value = id;
   return VNRT_OK;
+}
+
+vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                               int is_param, int32_t *out_value, char *err, size_t err_size) {
+  return declare_value(graph, name, type, is_param ? VN_VALUE_PARAM : VN_VALUE_INPUT, out_value,
+                       err, err_size);
+}
+
+vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                               int32_t *out_value, char *err, size_t err_size) {
+  return declare_value(graph, name, type, VN_VALUE_STATE, out_value, err, err_size);
+}
+
+vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name,
+                                 const vnrt_tensor_type *type, vnrt_value *out_value) {
+  if (out_value) *out_value = -1;
+  if (!graph) return vn_error(NULL, VNRT_ERROR_INVALID_ARGUMENT, "graph is NULL");
+  char err[VN_MSG];
+  vnrt_status st = vn_graph_add_state(graph, name, type, out_value, err, sizeof err);
+  if (st != VNRT_OK) return vn_error(graph->ctx, st, "%s", err);
+  return VNRT_OK;
+}
+
+vnrt_status vn_graph_set_state_update(vnrt_graph *graph, int32_t state, int32_t next, char *err,
+                                      size_t err_size) {
+  if (!graph || state < 0 || state >= graph->n_values || next < 0 || next >= graph->n_values) {
+    put_err(err, err_size, "state update: not a value of this graph");
+    return VNRT_ERROR_INVALID_ARGUMENT;
+  }
+  vn_value *s = &graph->values[state];
+  const vn_value *n = &graph->values[next];
+  if (s->kind != VN_VALUE_STATE) {
+    put_err(err, err_size, "state update: '%s' is not a state", s->name);
+    return VNRT_ERROR_INVALID_GRAPH;
+  }
+  if (s->next >= 0) {
+    put_err(err, err_size, "state update: '%s' already takes '%s' after a run", s->name,
+            graph->values[s->next].name);
+    return VNRT_ERROR_INVALID_GRAPH;
+  }
+  if (n->kind != VN_VALUE_NODE) {
+    put_err(err, err_size, "state update: '%s' must be computed by a node", n->name);
+    return VNRT_ERROR_INVALID_GRAPH;
+  }
+  char ts[160], tn[160];
+  if (n->type.dtype != s->type.dtype || n->type.rank != s->type.rank ||
+      memcmp(n->type.dims, s->type.dims, sizeof(int64_t) * (size_t)s->type.rank) != 0) {
+    put_err(err, err_size, "state update: state '%s' is %s but '%s' is %s", s->name,
+            vn_type_str(&s->type, ts, sizeof ts), n->name, vn_type_str(&n->type, tn, sizeof tn));
+    return VNRT_ERROR_SHAPE_MISMATCH;
+  }
+  s->next = next;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_graph_set_state_update(vnrt_graph *graph, vnrt_value state, vnrt_value next) {
+  if (!graph) return vn_error(NULL, VNRT_ERROR_INVALID_ARGUMENT, "graph is NULL");
+  char err[VN_MSG];
+  vnrt_status st = vn_graph_set_state_update(graph, state, next, err, sizeof err);
+  if (st != VNRT_OK) return vn_error(graph->ctx, st, "%s", err);
+  return VNRT_OK;
+}
+
+int32_t vnrt_graph_state_count(const vnrt_graph *graph) { return graph ? graph->n_states : 0; }
+
+vnrt_value vnrt_graph_state(const vnrt_graph *graph, int32_t i, vnrt_value *out_next) {
+  if (out_next) *out_next = -1;
+  if (!graph || i < 0 || i >= graph->n_states) return -1;
+  if (out_next) *out_next = graph->values[graph->states[i]].next;
+  return graph->states[i];
 }
 
 vnrt_status vnrt_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,

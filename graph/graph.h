@@ -8,6 +8,7 @@ typedef enum vn_value_kind {
   VN_VALUE_INPUT = 0, /* bound at run time */
   VN_VALUE_PARAM = 1, /* a weight */
   VN_VALUE_NODE = 2,  /* a result of a node */
+  VN_VALUE_STATE = 3, /* persistent across runs: zero at plan creation, then `next` */
 } vn_value_kind;
 
 typedef struct vn_value {
@@ -16,6 +17,7 @@ typedef struct vn_value {
   vn_value_kind kind;
   int32_t producer; /* node index for VN_VALUE_NODE, else -1 */
   int32_t slot;     /* which result of the producer */
+  int32_t next;     /* for VN_VALUE_STATE: the value it takes after each run, or -1 */
 } vn_value;
 
 typedef struct vn_node {
@@ -38,6 +40,8 @@ struct vnrt_graph {
   int32_t n_inputs, cap_inputs;
   int32_t *outputs; /* value ids, marking order (a value may be marked once) */
   int32_t n_outputs, cap_outputs;
+  int32_t *states; /* value ids of states, declaration order */
+  int32_t n_states, cap_states;
 };
 
 /* Adds a node like vnrt_graph_add_node, but reports a failure as text in err (without node
@@ -51,6 +55,10 @@ vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name,
                                const vnrt_tensor_type *type, int is_param, int32_t *out_value,
                                char *err, size_t err_size);
 vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, size_t err_size);
+vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                               int32_t *out_value, char *err, size_t err_size);
+vnrt_status vn_graph_set_state_update(vnrt_graph *graph, int32_t state, int32_t next, char *err,
+                                      size_t err_size);
 
 /* Formats a type as vnir writes it: "f32[4, 64]"; returns buf. */
 const char *vn_type_str(const vnrt_tensor_type *type, char *buf, size_t size);

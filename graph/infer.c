@@ -529,6 +529,11 @@ DEFINE_INFER(attention) {
     VN_RETURN_IF_ERROR(need_float("sinks", &in[3], err, err_size));
     VN_RETURN_IF_ERROR(need_dims1("sinks", &in[3], q->dims[1], "[Hq]", "q", q, err, err_size));
   }
+  if (n_in > 4) {
+    /* kv_len: how many leading rows of k/v are valid (a KV cache), known at run time. */
+    VN_RETURN_IF_ERROR(need_i32("kv_len", &in[4], err, err_size));
+    VN_RETURN_IF_ERROR(need_dims1("kv_len", &in[4], 1, "[1]", "q", q, err, err_size));
+  }
   VN_RETURN_IF_ERROR(need_bool("causal", attr_i(attrs, n_attrs, "causal", 1), err, err_size));
   int64_t window = attr_i(attrs, n_attrs, "window", 0);
   if (window < 0) {
@@ -885,5 +890,29 @@ DEFINE_INFER(short_conv) {
                                 err, err_size));
   out[0] = *u;
   out[1] = *hist;
+  return VNRT_OK;
+}
+
+/* ---- State ----------------------------------------------------------------------------- */
+
+DEFINE_INFER(kv_write) {
+  const vnrt_tensor_type *cache = &in[0], *rows = &in[1], *pos = &in[2];
+  char sc[TS], sr[TS];
+  if (cache->rank < 1 || rows->rank != cache->rank || rows->dtype != cache->dtype) {
+    return fail(err, err_size, SHAPE,
+                "cache is %s but new is %s: expected the same dtype and rank >= 1",
+                vn_type_str(cache, sc, sizeof sc), vn_type_str(rows, sr, sizeof sr));
+  }
+  for (int32_t i = 1; i < cache->rank; ++i) {
+    if (cache->dims[i] != rows->dims[i]) {
+      return both_fail("cache", cache, "new", rows, err, err_size, "row shapes differ");
+    }
+  }
+  if (rows->dims[0] > cache->dims[0]) {
+    return both_fail("cache", cache, "new", rows, err, err_size, "more new rows than cache rows");
+  }
+  VN_RETURN_IF_ERROR(need_i32("pos", pos, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims1("pos", pos, 1, "[1]", "cache", cache, err, err_size));
+  out[0] = *cache;
   return VNRT_OK;
 }

@@ -22,8 +22,11 @@ vnrt_status vn_pass_topo_order(const vnrt_graph *g, int32_t *order, int32_t *out
   int32_t count = 0;
   /* Iterative post-order DFS from the outputs, in output order, so that producers come first
    * and independent branches keep the order in which the graph's author listed them. */
-  for (int32_t o = 0; o < g->n_outputs && status == VNRT_OK; ++o) {
-    int32_t root = g->values[g->outputs[o]].producer;
+  /* Roots: the outputs, then the values states take after a run. */
+  for (int32_t o = 0; o < g->n_outputs + g->n_states && status == VNRT_OK; ++o) {
+    int32_t rv = o < g->n_outputs ? g->outputs[o] : g->values[g->states[o - g->n_outputs]].next;
+    if (rv < 0) continue;
+    int32_t root = g->values[rv].producer;
     if (root < 0 || state[root] == 2) continue;
     int32_t sp = 0;
     stack[sp++] = root;
@@ -77,4 +80,8 @@ void vn_pass_liveness(const vnrt_graph *g, const int32_t *order, int32_t n,
     }
   }
   for (int32_t o = 0; o < g->n_outputs; ++o) ranges[g->outputs[o]].last = n;
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    int32_t next = g->values[g->states[i]].next;
+    if (next >= 0) ranges[next].last = n; /* copied into the state after the run */
+  }
 }

@@ -46,6 +46,7 @@ struct vnrt_plan {
   int32_t n_devs;
   int32_t (*local)[VN_PLAN_MAX_DEVICES]; /* per value: tensor index on each device, or -1 */
   int32_t *home;                          /* per value: device slot holding the real copy */
+  int32_t *alias;  /* per value: the state whose storage a node result writes in place, or -1 */
   bool *bound;                            /* per value: an input or param that was set */
   vn_partition *parts;
   int32_t n_parts;
@@ -111,6 +112,7 @@ static void free_graph_copy(vnrt_context *ctx, vnrt_graph *g) {
   vn_free(ctx, g->nodes);
   vn_free(ctx, g->inputs);
   vn_free(ctx, g->outputs);
+  vn_free(ctx, g->states);
   vn_free(ctx, g);
 }
 
@@ -123,7 +125,8 @@ static vnrt_graph *copy_graph(vnrt_context *ctx, const vnrt_graph *src) {
   g->nodes = vn_calloc(ctx, (size_t)(src->n_nodes ? src->n_nodes : 1), sizeof *g->nodes);
   g->inputs = vn_calloc(ctx, (size_t)(src->n_inputs ? src->n_inputs : 1), sizeof *g->inputs);
   g->outputs = vn_calloc(ctx, (size_t)(src->n_outputs ? src->n_outputs : 1), sizeof *g->outputs);
-  if (!g->values || !g->nodes || !g->inputs || !g->outputs) goto fail;
+  g->states = vn_calloc(ctx, (size_t)(src->n_states ? src->n_states : 1), sizeof *g->states);
+  if (!g->values || !g->nodes || !g->inputs || !g->outputs || !g->states) goto fail;
   for (int32_t v = 0; v < src->n_values; ++v) {
     g->values[v] = src->values[v];
     g->values[v].name = vn_strdup(ctx, src->values[v].name);
@@ -141,10 +144,12 @@ static vnrt_graph *copy_graph(vnrt_context *ctx, const vnrt_graph *src) {
   }
   memcpy(g->inputs, src->inputs, (size_t)src->n_inputs * sizeof *g->inputs);
   memcpy(g->outputs, src->outputs, (size_t)src->n_outputs * sizeof *g->outputs);
+  memcpy(g->states, src->states, (size_t)src->n_states * sizeof *g->states);
   g->n_inputs = src->n_inputs;
   g->n_outputs = src->n_outputs;
+  g->n_states = src->n_states;
   g->cap_values = g->n_values, g->cap_nodes = g->n_nodes;
-  g->cap_inputs = g->n_inputs, g->cap_outputs = g->n_outputs;
+  g->cap_inputs = g->n_inputs, g->cap_outputs = g->n_outputs, g->cap_states = g->n_states;
   return g;
 fail:
   free_graph_copy(ctx, g);
@@ -250,7 +255,31 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   int32_t nv = g->n_values, n = p->n_order;
   vnrt_status status = VNRT_OK;
 
-  /* Homes: a node's results live where it runs; inputs and params on the target. */
+  /* In-place state updates: next = kv_write(state, ...) on the target, with no other reader of
+   * the state, writes straight into the state's storage instead of copying after the run. */
+  for (int32_t v = 0; v < nv; ++v) p->alias[v] = -1;
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    int32_t st = g->states[i], next = g->values[st].next;
+    if (next < 0) continue;
+    int32_t prod = g->values[next].producer;
+    if (g->nodes[prod].op != VNRT_OP_KV_WRITE || g->nodes[prod].inputs[0] != st ||
+        p->node_dev[prod] != 0) {
+      continue;
+    }
+    int32_t readers = 0;
+    for (int32_t k = 0; k < n; ++k) {
+      const vn_node *nd = &g->nodes[p->order[k]];
+      for (int32_t j = 0; j < nd->n_inputs; ++j) readers += nd->inputs[j] == st;
+    }
+    bool is_output = false;
+    for (int32_t o = 0; o < g->n_outputs; ++o) is_output |= g->outputs[o] == st;
+    if (readers == 1 && !is_output) {
+      p->alias[next] = st;
+      p->info.n_inplace_updates++;
+    }
+  }
+
+  /* Homes: a node's results live where it runs; inputs, params and states on the target. */
   for (int32_t v = 0; v < nv; ++v) {
     int32_t prod = g->values[v].producer;
     p->home[v] = (g->values[v].kind == VN_VALUE_NODE && prod >= 0 && p->node_dev[prod] >= 0)
@@ -258,6 +287,8 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
                      : 0;
     for (int32_t d = 0; d < VN_PLAN_MAX_DEVICES; ++d) p->local[v][d] = -1;
   }
+
+  uint64_t max_transfer = 0; /* the staging buffer's size */
 
   /* Transfers, partitions, and per-device live ranges (steps are positions in order). */
   vn_live_range(*range)[VN_PLAN_MAX_DEVICES] = vn_calloc(ctx, (size_t)(nv ? nv : 1),
@@ -304,17 +335,24 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
       if (range[v][d].last < s) range[v][d].last = s;
     }
   }
-  for (int32_t o = 0; o < g->n_outputs; ++o) {
-    int32_t v = g->outputs[o];
+  for (int32_t o = 0; o < g->n_outputs + g->n_states; ++o) {
+    /* Outputs, and the values states take, are read after the run. */
+    int32_t v = o < g->n_outputs ? g->outputs[o] : g->values[g->states[o - g->n_outputs]].next;
+    if (v < 0) continue;
     range[v][p->home[v]].last = n;
     if (range[v][p->home[v]].first == -2) range[v][p->home[v]].first = -1;
   }
-  for (int32_t i = 0; i < g->n_inputs; ++i) {
-    int32_t v = g->inputs[i];
+  for (int32_t i = 0; i < g->n_inputs + g->n_states; ++i) {
+    int32_t v = i < g->n_inputs ? g->inputs[i] : g->states[i - g->n_inputs];
     if (range[v][0].first == -2) range[v][0] = (vn_live_range){-1, -1}; /* always on target */
+    if (i >= g->n_inputs) {
+      /* A state is copied into each of its replicas after a run: stage the largest. */
+      uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
+      if (bytes > max_transfer) max_transfer = bytes;
+    }
   }
 
-  uint64_t naive = 0, max_transfer = 0;
+  uint64_t naive = 0;
   for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) {
     vn_plan_device *pd = &p->devs[d];
     int32_t count = 0;
@@ -337,10 +375,13 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
       bt->type = g->values[v].type;
       bt->name = g->values[v].name;
       uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
-      if (g->values[v].kind != VN_VALUE_NODE) {
+      if (p->alias[v] >= 0 && d == 0) {
+        bt->offset = UINT64_MAX; /* shares its state's storage: resolved below */
+      } else if (g->values[v].kind != VN_VALUE_NODE) {
         bt->offset = pd->io_bytes;
         pd->io_bytes += align_up(bytes, VN_TENSOR_ALIGN);
         if (g->values[v].kind == VN_VALUE_PARAM) p->info.weight_bytes += bytes;
+        if (g->values[v].kind == VN_VALUE_STATE && d == 0) p->info.state_bytes += bytes;
       } else {
         req[n_req] = (vn_arena_request){bytes, range[v][d].first, range[v][d].last};
         bt->offset = (uint64_t)n_req++; /* the request index until offsets are known */
@@ -361,7 +402,10 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
       for (int32_t v = 0; v < nv; ++v) {
         int32_t t = p->local[v][d];
         if (t < 0) continue;
-        if (g->values[v].kind == VN_VALUE_NODE) {
+        if (p->alias[v] >= 0 && d == 0) {
+          pd->tensors[t].buffer = pd->io;
+          pd->tensors[t].offset = pd->tensors[p->local[p->alias[v]][0]].offset;
+        } else if (g->values[v].kind == VN_VALUE_NODE) {
           pd->tensors[t].buffer = pd->arena;
           pd->tensors[t].offset = offs[pd->tensors[t].offset];
         } else {
@@ -428,6 +472,7 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->node_dev);
   vn_free(ctx, p->local);
   vn_free(ctx, p->home);
+  vn_free(ctx, p->alias);
   vn_free(ctx, p->bound);
   vn_free(ctx, p->parts);
   vn_free(ctx, p->transfers);
@@ -445,7 +490,9 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "vnrt_plan_create: the graph or device belongs to another context");
   }
-  if (graph->n_outputs == 0) {
+  bool updates_state = false;
+  for (int32_t i = 0; i < graph->n_states; ++i) updates_state |= graph->values[graph->states[i]].next >= 0;
+  if (graph->n_outputs == 0 && !updates_state) {
     return vn_error(ctx, VNRT_ERROR_INVALID_GRAPH, "the graph has no outputs");
   }
   vn_clear_error(ctx);
@@ -459,8 +506,9 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->node_dev = vn_calloc(ctx, (size_t)(nn ? nn : 1), sizeof *p->node_dev);
   p->local = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->local);
   p->home = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->home);
+  p->alias = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->alias);
   p->bound = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->bound);
-  if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->bound) {
+  if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->alias || !p->bound) {
     vnrt_plan_destroy(p);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
   }
@@ -486,6 +534,7 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   if (status == VNRT_OK) {
     status = build_devices(p, desc ? desc->kernels : VNRT_KERNELS_FAST);
   }
+  if (status == VNRT_OK) status = vnrt_plan_reset_state(p);
   if (status != VNRT_OK) {
     /* Keep the failing step's message while the plan's resources are released. */
     char msg[VN_ERROR_MAX];
@@ -507,6 +556,7 @@ static int32_t find_value(const vnrt_graph *g, const char *name) {
   return -1;
 }
 
+/* An input, param or state by name, or -1. */
 static int32_t find_input(const vnrt_plan *p, const char *name) {
   int32_t v = name ? find_value(p->graph, name) : -1;
   return (v >= 0 && p->graph->values[v].kind != VN_VALUE_NODE) ? v : -1;
@@ -563,10 +613,11 @@ vnrt_status vnrt_plan_set_input(vnrt_plan *p, const char *name, const void *data
   return VNRT_OK;
 }
 
-static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
-  vn_plan_device *src = &p->devs[tr->src], *dst = &p->devs[tr->dst];
-  const vnrt_backend_tensor *ts = &src->tensors[p->local[tr->value][tr->src]];
-  const vnrt_backend_tensor *td = &dst->tensors[p->local[tr->value][tr->dst]];
+/* Copies tensor ts of device slot src into tensor td of device slot dst (through the staging
+ * buffer unless the source is host-visible). */
+static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend_tensor *ts,
+                               int32_t dst_dev, const vnrt_backend_tensor *td) {
+  vn_plan_device *src = &p->devs[src_dev], *dst = &p->devs[dst_dev];
   uint64_t bytes = vnrt_tensor_type_bytes(&ts->type);
   if (bytes == 0) return VNRT_OK;
   void *src_ptr = src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer)
@@ -577,6 +628,27 @@ static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
   }
   VN_RETURN_IF_ERROR(src->iface->buffer_read(src->bdev, ts->buffer, ts->offset, p->staging, bytes));
   return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset, p->staging, bytes);
+}
+
+static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
+  return copy_tensor(p, tr->src, &p->devs[tr->src].tensors[p->local[tr->value][tr->src]], tr->dst,
+                     &p->devs[tr->dst].tensors[p->local[tr->value][tr->dst]]);
+}
+
+/* After a run: every state takes its next value, in each device's replica. */
+static vnrt_status update_states(vnrt_plan *p) {
+  const vnrt_graph *g = p->graph;
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    int32_t st = g->states[i], next = g->values[st].next;
+    if (next < 0) continue;
+    int32_t h = p->home[next];
+    const vnrt_backend_tensor *src = &p->devs[h].tensors[p->local[next][h]];
+    for (int32_t d = 0; d < p->n_devs; ++d) {
+      if (p->local[st][d] < 0 || (d == 0 && p->alias[next] == st)) continue;
+      VN_RETURN_IF_ERROR(copy_tensor(p, h, src, d, &p->devs[d].tensors[p->local[st][d]]));
+    }
+  }
+  return VNRT_OK;
 }
 
 vnrt_status vnrt_plan_run(vnrt_plan *p) {
@@ -600,6 +672,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
     vn_plan_device *pd = &p->devs[part->dev];
     VN_RETURN_IF_ERROR(pd->iface->run(pd->exec, part->first, part->count));
   }
+  VN_RETURN_IF_ERROR(update_states(p));
   p->ran = true;
   return VNRT_OK;
 }
@@ -670,4 +743,56 @@ vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info) 
   if (!plan || !out_info) return VNRT_ERROR_INVALID_ARGUMENT;
   *out_info = plan->info;
   return VNRT_OK;
+}
+
+static int32_t find_state(const vnrt_plan *p, const char *name) {
+  int32_t v = name ? find_value(p->graph, name) : -1;
+  return (v >= 0 && p->graph->values[v].kind == VN_VALUE_STATE) ? v : -1;
+}
+
+vnrt_status vnrt_plan_read_state(vnrt_plan *p, const char *name, void *data, size_t bytes) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  vn_clear_error(p->ctx);
+  int32_t v = find_state(p, name);
+  if (v < 0) {
+    return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no state named '%s'", name ? name : "(null)");
+  }
+  const vnrt_tensor_type *t = &p->graph->values[v].type;
+  size_t want = vnrt_tensor_type_bytes(t);
+  if (bytes != want) {
+    char tbuf[96];
+    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
+                    "state '%s' is %s (%zu bytes) but a buffer of %zu bytes was given", name,
+                    type_str(t, tbuf, sizeof tbuf), want, bytes);
+  }
+  if (bytes == 0) return VNRT_OK;
+  if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "state '%s': NULL data", name);
+  vn_plan_device *pd = &p->devs[0];
+  const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][0]];
+  return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
+}
+
+vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  const vnrt_graph *g = p->graph;
+  uint64_t largest = 0;
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    uint64_t bytes = vnrt_tensor_type_bytes(&g->values[g->states[i]].type);
+    if (bytes > largest) largest = bytes;
+  }
+  if (largest == 0) return VNRT_OK;
+  void *zeros = vn_calloc(p->ctx, 1, (size_t)largest);
+  if (!zeros) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory zeroing states");
+  vnrt_status status = VNRT_OK;
+  for (int32_t i = 0; i < g->n_states && status == VNRT_OK; ++i) {
+    int32_t v = g->states[i];
+    uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
+    for (int32_t d = 0; d < p->n_devs && status == VNRT_OK && bytes; ++d) {
+      if (p->local[v][d] < 0) continue;
+      const vnrt_backend_tensor *bt = &p->devs[d].tensors[p->local[v][d]];
+      status = p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
+    }
+  }
+  vn_free(p->ctx, zeros);
+  return status;
 }

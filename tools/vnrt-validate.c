@@ -265,6 +265,21 @@ static void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, -2, 2, 16);
   attr_i("window", 64);
 
+  add_case(VNRT_OP_ATTENTION, 1, "KV cache S=32 kv_len=20 T=2 Hq=4 Hkv=2 D=16, sinks");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 4, 16);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 32, 2, 16);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 32, 2, 16);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 4);
+  IN(VNRT_I32, GEN_ARANGE, 20, 0, 1);
+  add_case(VNRT_OP_KV_WRITE, 1, "f32 cache [16, 2, 8] <- [3, 2, 8] at row 5");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 16, 2, 8);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 3, 2, 8);
+  IN(VNRT_I32, GEN_ARANGE, 5, 0, 1);
+  add_case(VNRT_OP_KV_WRITE, 1, "bf16 cache [9, 4] <- [1, 4] at the last row");
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 9, 4);
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 1, 4);
+  IN(VNRT_I32, GEN_ARANGE, 8, 0, 1);
+
   /* Indexing. */
   for (int d = 0; d < 3; ++d) {
     add_case(VNRT_OP_EMBEDDING, 1, "%s table [50, 16], ids [2, 7]", vnrt_dtype_name(kFloat[d]));

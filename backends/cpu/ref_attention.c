@@ -143,6 +143,17 @@ vnrt_status cpu_ref_attention(const cpu_kernel_args *a) {
       .causal = vnrt_node_attr_i(node, "causal", 1) != 0,
       .has_sinks = has_sinks,
   };
+  if (a->n_in > 4) {
+    /* kv_len (an extension for KV caches): only the first kv_len rows of k and v exist, and
+     * the queries are the last T of those positions. */
+    int32_t kv_len = *(const int32_t *)a->in[4];
+    if (kv_len < 0 || kv_len > j.S) {
+      return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
+                            "attention '%s': kv_len %d out of range [0, %lld] (the cache's rows)",
+                            node->name, (int)kv_len, (long long)j.S);
+    }
+    j.S = kv_len;
+  }
   j.scale = (float)vnrt_node_attr_f(node, "scale", 1.0 / sqrt((double)(j.D > 0 ? j.D : 1)));
   cpu_pool_parallel_for(a->pool, j.T * j.Hq, 1, attn_rows, &j);
   return VNRT_OK;

@@ -113,3 +113,23 @@ vnrt_status cpu_ref_concat(const cpu_kernel_args *args) {
   }
   return VNRT_OK;
 }
+
+/* kv_write (an extension for KV caches): cache' = cache with rows [pos, pos + T) replaced by
+ * new. The executor makes cache' share the cache's storage when it can (in place); otherwise
+ * the cache is copied first. pos is validated before anything is written. */
+vnrt_status cpu_ref_kv_write(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *ct = a->in_type[0], *nt = a->in_type[1];
+  int64_t rows = ct->dims[0], t = nt->dims[0];
+  int32_t pos = *(const int32_t *)a->in[2];
+  if (pos < 0 || (int64_t)pos + t > rows) {
+    return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
+                          "kv_write '%s': rows [%d, %lld) out of range [0, %lld) (the cache is "
+                          "full or pos is negative)",
+                          a->node->name, (int)pos, (long long)pos + (long long)t,
+                          (long long)rows);
+  }
+  size_t row_bytes = rows ? vnrt_tensor_type_bytes(ct) / (size_t)rows : 0;
+  if (a->out[0] != a->in[0]) memcpy(a->out[0], a->in[0], vnrt_tensor_type_bytes(ct));
+  memcpy((char *)a->out[0] + (size_t)pos * row_bytes, a->in[1], (size_t)t * row_bytes);
+  return VNRT_OK;
+}

@@ -595,7 +595,7 @@ START_TEST(test_attention) {
                    ATTRS(tu_attr_i("window", -1)), out, 1),
              INVALID_ARGUMENT, "window = -1");
   EXPECT_ERR(infer(VNRT_OP_ATTENTION, INS(T(F32, 3, 8, 64), T(F32, 10, 2, 64)), NO_ATTRS, out, 1),
-             INVALID_ARGUMENT, "takes 3 to 4 inputs, got 2");
+             INVALID_ARGUMENT, "takes 3 to 5 inputs, got 2");
 }
 END_TEST
 

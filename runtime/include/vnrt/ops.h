@@ -39,7 +39,7 @@
   X(SWIGLU, swiglu, 2, 2, 1)                \
   /* positions and attention */             \
   X(ROPE, rope, 2, 2, 1)                    \
-  X(ATTENTION, attention, 3, 4, 1)          \
+  X(ATTENTION, attention, 3, 5, 1)          \
   /* indexing */                            \
   X(EMBEDDING, embedding, 2, 2, 1)          \
   X(TOPK, topk, 1, 1, 2)                    \
@@ -57,7 +57,9 @@
   X(NGRAM_HASH, ngram_hash, 2, 2, 1)        \
   X(ENGRAM_LOOKUP, engram_lookup, 3, 3, 1)  \
   X(ENGRAM_GATE, engram_gate, 5, 5, 1)      \
-  X(SHORT_CONV, short_conv, 4, 4, 2)
+  X(SHORT_CONV, short_conv, 4, 4, 2)        \
+  /* state (extensions beyond spec/ops.md: docs/ops.md) */ \
+  X(KV_WRITE, kv_write, 3, 3, 1)
 
 typedef enum vnrt_op {
   VNRT_OP_INVALID = -1,

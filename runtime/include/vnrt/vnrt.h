@@ -82,7 +82,8 @@ typedef struct vnrt_context_desc {
   void *log_user;
   vnrt_log_level log_level; /* messages below this level are dropped; 0 = VNRT_LOG_DEBUG is
                                promoted to VNRT_LOG_WARN unless log_fn is set */
-  const char *plugin_path;  /* extra ':'-separated plugin directories; NULL: VNRT_PLUGIN_PATH */
+  const char *plugin_path;  /* ':'-separated plugin directories searched first, then
+                               $VNRT_PLUGIN_PATH, then the installed plugin directory */
   int no_plugins;           /* nonzero: load no plugins at all */
   int num_threads;          /* CPU worker threads; 0: all online cores */
 } vnrt_context_desc;
@@ -223,6 +224,19 @@ VNRT_API vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vn
                                          int32_t n_attrs, const char *const *out_names,
                                          vnrt_value *out_values, int32_t n_outputs);
 
+/* Declares a persistent state (a KV cache, a convolution or n-gram history): owned by each
+ * plan, zero when the plan is created, kept across runs, settable with vnrt_plan_set_input and
+ * readable with vnrt_plan_read_state. */
+VNRT_API vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name,
+                                          const vnrt_tensor_type *type, vnrt_value *out_value);
+/* After every run, state takes the value next (same dtype and shape; computed by a node). When
+ * next is kv_write(state, ...) and nothing else reads state, the write happens in place. */
+VNRT_API vnrt_status vnrt_graph_set_state_update(vnrt_graph *graph, vnrt_value state,
+                                                 vnrt_value next);
+/* States in declaration order; out_next (may be NULL) receives the update value or -1. */
+VNRT_API int32_t vnrt_graph_state_count(const vnrt_graph *graph);
+VNRT_API vnrt_value vnrt_graph_state(const vnrt_graph *graph, int32_t i, vnrt_value *out_next);
+
 /* Marks a value as an output of the graph (outputs are kept in marking order). */
 VNRT_API vnrt_status vnrt_graph_add_output(vnrt_graph *graph, vnrt_value value);
 
@@ -270,7 +284,7 @@ VNRT_API void vnrt_plan_destroy(vnrt_plan *plan);
 
 /* Binds an input or param by name: copies `bytes` bytes of host data into the plan. The data
  * must match the declared type exactly (dtype and byte count); see vnrt_plan_input_type. A
- * param bound once stays bound across runs. */
+ * param bound once stays bound across runs. On a state it sets the state's current value. */
 VNRT_API vnrt_status vnrt_plan_set_input(vnrt_plan *plan, const char *name, const void *data,
                                          size_t bytes);
 VNRT_API vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
@@ -289,6 +303,12 @@ VNRT_API vnrt_status vnrt_plan_output_type(const vnrt_plan *plan, const char *na
 VNRT_API vnrt_status vnrt_plan_read_output(vnrt_plan *plan, const char *name, void *data,
                                            size_t bytes);
 
+/* Copies a state's current value into host memory (bytes must equal its byte size), and sets
+ * every state of the plan back to zero. */
+VNRT_API vnrt_status vnrt_plan_read_state(vnrt_plan *plan, const char *name, void *data,
+                                          size_t bytes);
+VNRT_API vnrt_status vnrt_plan_reset_state(vnrt_plan *plan);
+
 typedef struct vnrt_plan_info {
   int32_t n_nodes;
   int32_t n_partitions;        /* runs of consecutive nodes on one device */
@@ -296,6 +316,8 @@ typedef struct vnrt_plan_info {
   uint64_t arena_bytes;        /* peak bytes of intermediates (one arena per device) */
   uint64_t naive_bytes;        /* bytes if every intermediate had its own buffer */
   uint64_t weight_bytes;       /* params */
+  uint64_t state_bytes;        /* states, per replica */
+  int32_t n_inplace_updates;   /* state updates written in place (no copy after a run) */
 } vnrt_plan_info;
 
 VNRT_API vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info);

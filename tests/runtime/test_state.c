@@ -1,0 +1,215 @@
+/* Persistent state: zero-initialised, updated after each run, in place for kv_write, and a
+ * KV-cached decode that equals attention over the whole prefix, on every device. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static vnrt_value node1(vnrt_context *ctx, vnrt_graph *g, vnrt_op op, const vnrt_value *in,
+                        int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs, const char *name) {
+  vnrt_value out = -1;
+  const char *names[1] = {name};
+  TU_OK(ctx, vnrt_graph_add_node(g, op, in, n_in, attrs, n_attrs, names, &out, 1));
+  return out;
+}
+
+START_TEST(a_state_accumulates_across_runs_and_resets) {
+  vnrt_context *ctx = tu_context();
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    vnrt_graph *g = NULL;
+    TU_OK(ctx, vnrt_graph_create(ctx, &g));
+    vnrt_tensor_type t = {VNRT_F32, 1, {5}};
+    vnrt_value c, x;
+    TU_OK(ctx, vnrt_graph_add_state(g, "c", &t, &c));
+    TU_OK(ctx, vnrt_graph_add_input(g, "x", &t, 0, &x));
+    vnrt_value in[2] = {c, x};
+    vnrt_value c2 = node1(ctx, g, VNRT_OP_ADD, in, 2, NULL, 0, "c2");
+    TU_OK(ctx, vnrt_graph_set_state_update(g, c, c2));
+    TU_OK(ctx, vnrt_graph_add_output(g, c2));
+    ck_assert_int_eq(vnrt_graph_state_count(g), 1);
+    vnrt_value next = -1;
+    ck_assert_int_eq(vnrt_graph_state(g, 0, &next), c);
+    ck_assert_int_eq(next, c2);
+    /* A second update of the same state, or one of another type, is refused. */
+    ck_assert_int_eq(vnrt_graph_set_state_update(g, c, c2), VNRT_ERROR_INVALID_GRAPH);
+    ck_assert_int_eq(vnrt_graph_set_state_update(g, x, c2), VNRT_ERROR_INVALID_GRAPH);
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "not a state"));
+
+    vnrt_plan *plan = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+    float ones[5] = {1, 2, 3, 4, 5}, got[5];
+    TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+    for (int i = 0; i < 5; ++i) ck_assert_float_eq(got[i], 0.0f); /* zero at creation */
+    TU_OK(ctx, vnrt_plan_set_input(plan, "x", ones, sizeof ones));
+    for (int r = 0; r < 3; ++r) TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+    for (int i = 0; i < 5; ++i) ck_assert_float_eq(got[i], 3.0f * ones[i]);
+    TU_OK(ctx, vnrt_plan_read_output(plan, "c2", got, sizeof got));
+    for (int i = 0; i < 5; ++i) ck_assert_float_eq(got[i], 3.0f * ones[i]);
+    /* Setting a state by name, and resetting every state to zero. */
+    float seven[5] = {7, 7, 7, 7, 7};
+    TU_OK(ctx, vnrt_plan_set_input(plan, "c", seven, sizeof seven));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+    ck_assert_float_eq(got[2], 10.0f);
+    TU_OK(ctx, vnrt_plan_reset_state(plan));
+    TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+    ck_assert_float_eq(got[2], 0.0f);
+    ck_assert_int_eq(vnrt_plan_read_state(plan, "x", got, sizeof got), VNRT_ERROR_NOT_FOUND);
+    ck_assert_int_eq(vnrt_plan_read_state(plan, "c", got, 4), VNRT_ERROR_SHAPE_MISMATCH);
+    vnrt_plan_destroy(plan);
+    vnrt_graph_destroy(g);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* One decode step: write k/v of the new token at pos, attend over the first pos + 1 rows. */
+enum { S = 8, H = 2, D = 4 };
+
+static vnrt_graph *decode_graph(vnrt_context *ctx) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tc = {VNRT_F32, 3, {S, 1, D}}, tq = {VNRT_F32, 3, {1, H, D}};
+  vnrt_tensor_type tn = {VNRT_F32, 3, {1, 1, D}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_tensor_type ts = {VNRT_F32, 1, {H}};
+  vnrt_value kc, vc, q, kn, vn, pos, len, sinks;
+  TU_OK(ctx, vnrt_graph_add_state(g, "k_cache", &tc, &kc));
+  TU_OK(ctx, vnrt_graph_add_state(g, "v_cache", &tc, &vc));
+  TU_OK(ctx, vnrt_graph_add_input(g, "q", &tq, 0, &q));
+  TU_OK(ctx, vnrt_graph_add_input(g, "k_new", &tn, 0, &kn));
+  TU_OK(ctx, vnrt_graph_add_input(g, "v_new", &tn, 0, &vn));
+  TU_OK(ctx, vnrt_graph_add_input(g, "pos", &tp, 0, &pos));
+  TU_OK(ctx, vnrt_graph_add_input(g, "kv_len", &tp, 0, &len));
+  TU_OK(ctx, vnrt_graph_add_input(g, "sinks", &ts, 1, &sinks));
+  vnrt_value kin[3] = {kc, kn, pos}, vin[3] = {vc, vn, pos};
+  vnrt_value k2 = node1(ctx, g, VNRT_OP_KV_WRITE, kin, 3, NULL, 0, "k2");
+  vnrt_value v2 = node1(ctx, g, VNRT_OP_KV_WRITE, vin, 3, NULL, 0, "v2");
+  vnrt_value ain[5] = {q, k2, v2, sinks, len};
+  vnrt_value y = node1(ctx, g, VNRT_OP_ATTENTION, ain, 5, NULL, 0, "y");
+  TU_OK(ctx, vnrt_graph_set_state_update(g, kc, k2));
+  TU_OK(ctx, vnrt_graph_set_state_update(g, vc, v2));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  return g;
+}
+
+START_TEST(kv_cached_decode_equals_attention_over_the_prefix_in_place) {
+  vnrt_context *ctx = tu_context();
+  float kall[S][D], vall[S][D], qall[S][H][D], sinks[H] = {0.3f, -0.7f};
+  tu_tensor r = tu_tensor_new(VNRT_F32, 1, (int64_t[]){S * D * (2 + H)});
+  tu_fill_uniform(&r, 42, -1, 1);
+  const float *rf = r.data;
+  memcpy(kall, rf, sizeof kall);
+  memcpy(vall, rf + S * D, sizeof vall);
+  memcpy(qall, rf + 2 * S * D, sizeof qall);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    vnrt_graph *g = decode_graph(ctx);
+    vnrt_plan *plan = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+    vnrt_plan_info info;
+    TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+    ck_assert_uint_eq(info.state_bytes, 2 * S * D * sizeof(float));
+    if (info.n_fallback_nodes == 0) {
+      ck_assert_int_eq(info.n_inplace_updates, 2); /* no copy of the caches per step */
+    }
+    TU_OK(ctx, vnrt_plan_set_input(plan, "sinks", sinks, sizeof sinks));
+    for (int32_t t = 0; t < S; ++t) {
+      int32_t pos = t, len = t + 1;
+      TU_OK(ctx, vnrt_plan_set_input(plan, "q", qall[t], sizeof qall[t]));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "k_new", kall[t], sizeof kall[t]));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "v_new", vall[t], sizeof vall[t]));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "pos", &pos, sizeof pos));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "kv_len", &len, sizeof len));
+      TU_OK(ctx, vnrt_plan_run(plan));
+      float y[H][D];
+      TU_OK(ctx, vnrt_plan_read_output(plan, "y", y, sizeof y));
+      /* Independent double-precision attention of token t over keys 0..t, with sinks. */
+      for (int h = 0; h < H; ++h) {
+        double sc[S], m = sinks[h], den = 0.0;
+        for (int s = 0; s <= t; ++s) {
+          double dot = 0.0;
+          for (int d = 0; d < D; ++d) dot += (double)qall[t][h][d] * kall[s][d];
+          sc[s] = dot / sqrt((double)D);
+          if (sc[s] > m) m = sc[s];
+        }
+        den = exp(sinks[h] - m);
+        for (int s = 0; s <= t; ++s) den += exp(sc[s] - m);
+        for (int d = 0; d < D; ++d) {
+          double acc = 0.0;
+          for (int s = 0; s <= t; ++s) acc += exp(sc[s] - m) / den * vall[s][d];
+          ck_assert_msg(fabs(acc - y[h][d]) < 1e-5, "%s step %d head %d: %g vs %g",
+                        tu_device_spec(dev), t, h, y[h][d], acc);
+        }
+      }
+    }
+    float kc[S][1][D];
+    TU_OK(ctx, vnrt_plan_read_state(plan, "k_cache", kc, sizeof kc));
+    for (int s = 0; s < S; ++s) {
+      for (int d = 0; d < D; ++d) ck_assert_float_eq(kc[s][0][d], kall[s][d]);
+    }
+    /* A full cache is an error naming the rows, not a write past its end. */
+    int32_t pos = S, len = S;
+    TU_OK(ctx, vnrt_plan_set_input(plan, "pos", &pos, sizeof pos));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "kv_len", &len, sizeof len));
+    ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_OUT_OF_RANGE);
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "kv_write"));
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "[8, 9)"));
+    pos = 0, len = S + 1;
+    TU_OK(ctx, vnrt_plan_set_input(plan, "pos", &pos, sizeof pos));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "kv_len", &len, sizeof len));
+    ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_OUT_OF_RANGE);
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "kv_len 9"));
+    vnrt_plan_destroy(plan);
+    vnrt_graph_destroy(g);
+  }
+  tu_tensor_free(&r);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(kv_write_on_a_plain_value_copies_instead_of_clobbering) {
+  /* cache is an input, read again after the write: the write must not alter it. */
+  vnrt_context *ctx = tu_context();
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tc = {VNRT_F32, 2, {4, 2}}, tn = {VNRT_F32, 2, {2, 2}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_value c, n, p;
+  TU_OK(ctx, vnrt_graph_add_input(g, "c", &tc, 0, &c));
+  TU_OK(ctx, vnrt_graph_add_input(g, "n", &tn, 0, &n));
+  TU_OK(ctx, vnrt_graph_add_input(g, "p", &tp, 0, &p));
+  vnrt_value in[3] = {c, n, p};
+  vnrt_value w = node1(ctx, g, VNRT_OP_KV_WRITE, in, 3, NULL, 0, "w");
+  vnrt_value in2[2] = {w, c};
+  vnrt_value d = node1(ctx, g, VNRT_OP_SUB, in2, 2, NULL, 0, "d");
+  TU_OK(ctx, vnrt_graph_add_output(g, d));
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_plan *plan = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, tu_device(ctx, di), NULL, &plan));
+    float cv[8] = {1, 1, 1, 1, 1, 1, 1, 1}, nv[4] = {5, 6, 7, 8}, out[8];
+    int32_t pv = 1;
+    TU_OK(ctx, vnrt_plan_set_input(plan, "c", cv, sizeof cv));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "n", nv, sizeof nv));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "p", &pv, sizeof pv));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "d", out, sizeof out));
+    const float want[8] = {0, 0, 4, 5, 6, 7, 0, 0};
+    for (int i = 0; i < 8; ++i) ck_assert_float_eq(out[i], want[i]);
+    vnrt_plan_destroy(plan);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("state");
+  TCase *tc = tcase_create("state");
+  tcase_add_test(tc, a_state_accumulates_across_runs_and_resets);
+  tcase_add_test(tc, kv_cached_decode_equals_attention_over_the_prefix_in_place);
+  tcase_add_test(tc, kv_write_on_a_plain_value_copies_instead_of_clobbering);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}
