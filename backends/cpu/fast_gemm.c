@@ -1,0 +1,434 @@
+/* The GEMM core of the CPU fast kernels (fast_gemm.h): blocked c = x·wᵀ, AVX2/FMA
+ * micro-kernels chosen at run time, a portable fallback, and a tiled, threaded driver. */
+#include "fast_gemm.h"
+
+#include <string.h>
+
+/* x rows per micro-kernel call. */
+#define GEMM_MR 4
+/* w rows per micro-kernel call for mr x rows: the AVX2 kernels hold mr·nr accumulators and
+ * nr w vectors in the 16 YMM registers, and a single x row (GEMV) streams 8 w rows at once
+ * so that enough independent FMA chains hide the latency. 24 is a multiple of each. */
+#define GEMM_NR_FOR(mr) ((mr) == 1 ? 8 : (mr) == 2 ? 6 : (mr) == 3 ? 4 : 3)
+#define GEMM_NR_MAX 8
+/* The [K, N] layout's micro-tile: 6 x rows by 16 columns (12 accumulators, 2 b vectors). */
+#define GEMM_NN_MR 6
+#define GEMM_NN_NR 16
+
+/* ---- portable micro-kernel --------------------------------------------------------------- */
+
+/* s[i·nr + j] = Σ_kk xr[i][kk]·wr[j][kk] over kc elements, eight partial sums per pair so
+ * that the compiler can vectorise it for the baseline ISA. */
+static void kern_generic(int mr, int nr, const float *const *xr, const float *const *wr,
+                         int64_t kc, float *s) {
+  for (int i = 0; i < mr; ++i) {
+    for (int j = 0; j < nr; ++j) {
+      const float *xp = xr[i], *wp = wr[j];
+      float lane[8] = {0};
+      int64_t kk = 0;
+      for (; kk + 8 <= kc; kk += 8) {
+        for (int l = 0; l < 8; ++l) lane[l] += xp[kk + l] * wp[kk + l];
+      }
+      float acc = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                  ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+      for (; kk < kc; ++kk) acc += xp[kk] * wp[kk];
+      s[i * nr + j] = acc;
+    }
+  }
+}
+
+/* The portable form of avx2_nn_kern, for mr rows. */
+static void kern_nn_generic(int mr, const float *x, int64_t ldx, const float *bp, int64_t ldb,
+                            int64_t kc, float *s) {
+  for (int i = 0; i < mr; ++i) {
+    float acc[GEMM_NN_NR] = {0};
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const float xv = x[i * ldx + kk];
+      const float *brow = bp + kk * ldb;
+      for (int j = 0; j < GEMM_NN_NR; ++j) acc[j] += xv * brow[j];
+    }
+    memcpy(s + i * GEMM_NN_NR, acc, sizeof acc);
+  }
+}
+
+/* ---- AVX2 micro-kernels ------------------------------------------------------------------ */
+#if defined(CPU_HAVE_AVX2_CODE)
+
+CPU_AVX2_INLINE float avx2_load1(const void *p, int64_t i, vnrt_dtype dt) {
+  switch (dt) {
+    case VNRT_F16: return _cvtsh_ss(((const uint16_t *)p)[i]);
+    case VNRT_BF16: {
+      uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
+      float f;
+      memcpy(&f, &bits, sizeof f);
+      return f;
+    }
+    default: return ((const float *)p)[i];
+  }
+}
+
+/* The AVX2 form of kern_generic with compile-time MR×NR and w dtype (inlined into one function
+ * per combination, so the accumulators live in registers). w rows are widened in registers. */
+CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
+                               const float *const *xr, const void *const *wr, int64_t kc,
+                               float *s) {
+  __m256 acc[GEMM_MR][GEMM_NR_MAX];
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  int64_t kk = 0;
+  for (; kk + 8 <= kc; kk += 8) {
+    if (MR == 1) {
+      const __m256 xv = _mm256_loadu_ps(xr[0] + kk);
+      for (int j = 0; j < NR; ++j) {
+        acc[0][j] = _mm256_fmadd_ps(xv, avx2_load8(wr[j], kk, WDT), acc[0][j]);
+      }
+    } else {
+      __m256 wv[GEMM_NR_MAX];
+      for (int j = 0; j < NR; ++j) wv[j] = avx2_load8(wr[j], kk, WDT);
+      for (int i = 0; i < MR; ++i) {
+        const __m256 xv = _mm256_loadu_ps(xr[i] + kk);
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) s[i * NR + j] = avx2_hsum(acc[i][j]);
+  }
+  for (; kk < kc; ++kk) {
+    for (int i = 0; i < MR; ++i) {
+      for (int j = 0; j < NR; ++j) s[i * NR + j] += xr[i][kk] * avx2_load1(wr[j], kk, WDT);
+    }
+  }
+}
+
+typedef void (*avx2_kern_fn)(const float *const *xr, const void *const *wr, int64_t kc,
+                             float *s);
+
+#define AVX2_KERN_DEF_(MR, WD, WDT)                                                     \
+  static CPU_AVX2 void avx2_kern_##MR##_##WD(const float *const *xr, const void *const *wr, \
+                                             int64_t kc, float *s) {                    \
+    avx2_kern(MR, GEMM_NR_FOR(MR), WDT, xr, wr, kc, s);                                 \
+  }
+#define AVX2_KERN_ALL_MR_(WD, WDT) \
+  AVX2_KERN_DEF_(1, WD, WDT) AVX2_KERN_DEF_(2, WD, WDT) AVX2_KERN_DEF_(3, WD, WDT) \
+  AVX2_KERN_DEF_(4, WD, WDT)
+AVX2_KERN_ALL_MR_(f32, VNRT_F32)
+AVX2_KERN_ALL_MR_(f16, VNRT_F16)
+AVX2_KERN_ALL_MR_(bf16, VNRT_BF16)
+#undef AVX2_KERN_ALL_MR_
+#undef AVX2_KERN_DEF_
+
+/* [w dtype: f32, f16, bf16][mr] */
+static const avx2_kern_fn avx2_kerns_[3][GEMM_MR + 1] = {
+    {NULL, avx2_kern_1_f32, avx2_kern_2_f32, avx2_kern_3_f32, avx2_kern_4_f32},
+    {NULL, avx2_kern_1_f16, avx2_kern_2_f16, avx2_kern_3_f16, avx2_kern_4_f16},
+    {NULL, avx2_kern_1_bf16, avx2_kern_2_bf16, avx2_kern_3_bf16, avx2_kern_4_bf16},
+};
+
+static CPU_AVX2 void avx2_to_f32(const void *src, vnrt_dtype dt, int64_t n, float *dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, avx2_load8(src, i, dt));
+  for (; i < n; ++i) dst[i] = avx2_load1(src, i, dt);
+}
+
+/* ---- the [K, N] (matmul) layout: broadcast x, 16 columns of b per step ---- */
+
+/* s[i·16 + j] = Σ_kk x[i·ldx + kk]·bp[kk·ldb + j] for i < MR, j < 16 (16 valid columns). */
+CPU_AVX2_INLINE void avx2_nn_kern(const int MR, const float *x, int64_t ldx, const float *bp,
+                                  int64_t ldb, int64_t kc, float *s) {
+  __m256 acc[GEMM_NN_MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const __m256 b0 = _mm256_loadu_ps(bp + kk * ldb), b1 = _mm256_loadu_ps(bp + kk * ldb + 8);
+    for (int i = 0; i < MR; ++i) {
+      const __m256 xv = _mm256_broadcast_ss(x + i * ldx + kk);
+      acc[i][0] = _mm256_fmadd_ps(xv, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xv, b1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(s + i * 16, acc[i][0]);
+    _mm256_storeu_ps(s + i * 16 + 8, acc[i][1]);
+  }
+}
+
+typedef void (*avx2_nn_kern_fn)(const float *x, int64_t ldx, const float *bp, int64_t ldb,
+                                int64_t kc, float *s);
+#define AVX2_NN_KERN_DEF_(MR)                                                             \
+  static CPU_AVX2 void avx2_nn_kern_##MR(const float *x, int64_t ldx, const float *bp,    \
+                                         int64_t ldb, int64_t kc, float *s) {             \
+    avx2_nn_kern(MR, x, ldx, bp, ldb, kc, s);                                             \
+  }
+AVX2_NN_KERN_DEF_(1)
+AVX2_NN_KERN_DEF_(2)
+AVX2_NN_KERN_DEF_(3)
+AVX2_NN_KERN_DEF_(4)
+AVX2_NN_KERN_DEF_(5)
+AVX2_NN_KERN_DEF_(6)
+#undef AVX2_NN_KERN_DEF_
+static const avx2_nn_kern_fn avx2_nn_kerns_[GEMM_NN_MR + 1] = {
+    NULL, avx2_nn_kern_1, avx2_nn_kern_2, avx2_nn_kern_3, avx2_nn_kern_4, avx2_nn_kern_5,
+    avx2_nn_kern_6};
+#endif /* CPU_HAVE_AVX2_CODE */
+
+void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, float *dst) {
+  if (dt == VNRT_F32) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa == CPU_ISA_AVX2) {
+    avx2_to_f32(src, dt, n, dst);
+    return;
+  }
+#endif
+  (void)isa;
+  for (int64_t i = 0; i < n; ++i) dst[i] = cpu_load_f32(src, dt, i);
+}
+
+/* ---- one block, single-threaded ---------------------------------------------------------- */
+
+/* Operand rows a power-of-two apart (K = 2048 floats is 8 KiB) fall into the same few cache
+ * sets, so a block read in place keeps evicting itself from L1/L2. Blocks reused across many
+ * micro-kernel calls are therefore copied (and widened) into contiguous scratch first: the
+ * copy is one pass, the reuse is tens of passes. */
+
+/* dst[r·ld + kk] = src row r (row stride lds elements of dtype dt) element kk, for rows
+ * r < rows and kk < kc. */
+static void pack_rows_(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t lds, int64_t rows,
+                       int64_t kc, float *dst, int64_t ld) {
+  const size_t sz = vnrt_dtype_size(dt);
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu_fast_to_f32(isa, (const char *)src + (size_t)(r * lds) * sz, dt, kc, dst + r * ld);
+  }
+}
+
+static int isa_avx2_(cpu_isa isa) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  return isa == CPU_ISA_AVX2;
+#else
+  (void)isa;
+  return 0;
+#endif
+}
+
+/* Adds (or, for the first K block, stores) a micro-tile's results s[i·lds + j] into c. */
+static void tile_out_(float *c, int64_t ldc, const float *s, int64_t lds, int mr, int nv,
+                      int first) {
+  for (int i = 0; i < mr; ++i) {
+    float *crow = c + i * ldc;
+    if (first) {
+      for (int j = 0; j < nv; ++j) crow[j] = s[i * lds + j];
+    } else {
+      for (int j = 0; j < nv; ++j) crow[j] += s[i * lds + j];
+    }
+  }
+}
+
+/* One x·wᵀ micro-tile: mr x rows (xr) by up to nr w rows starting at wb (ldb apart, dtype
+ * bdt, nv of them valid; a partial group repeats its last row and drops those results). */
+static void nt_tile_(int avx2, int mr, const float *const *xr, const char *wb, int64_t ldb,
+                     vnrt_dtype bdt, int nv, int64_t kc, float *s) {
+  const int nr = GEMM_NR_FOR(mr);
+  const size_t bsz = vnrt_dtype_size(bdt);
+  const void *wr[GEMM_NR_MAX];
+  for (int j = 0; j < nr; ++j) wr[j] = wb + (size_t)((j < nv ? j : nv - 1) * ldb) * bsz;
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (avx2) {
+    avx2_kerns_[bdt == VNRT_F16 ? 1 : bdt == VNRT_BF16 ? 2 : 0][mr](xr, wr, kc, s);
+    return;
+  }
+#endif
+  (void)avx2;
+  kern_generic(mr, nr, xr, (const float *const *)wr, kc, s);
+}
+
+void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                       vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
+                       float *ws) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+    return;
+  }
+  const int avx2 = isa_avx2_(isa);
+  const size_t wsz = vnrt_dtype_size(wdt);
+  float s[GEMM_MR * GEMM_NR_MAX];
+  const float *xr[GEMM_MR];
+
+  /* A GEMV (a few x rows) uses each w element a few times only: w is streamed in place and,
+   * with AVX2, widened in registers. x stays in L1. */
+  if (m <= GEMM_MR && (avx2 || wdt == VNRT_F32)) {
+    const int mr = (int)m, nr = GEMM_NR_FOR(mr);
+    for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
+      const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
+      for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx + k0;
+      for (int64_t j = 0; j < n; j += nr) {
+        const int nv = (int)(n - j < nr ? n - j : nr);
+        nt_tile_(avx2, mr, xr, (const char *)w + (size_t)(j * ldw + k0) * wsz, ldw, wdt, nv, kc,
+                 s);
+        tile_out_(c + j, ldc, s, nr, mr, nv, k0 == 0);
+      }
+    }
+    return;
+  }
+
+  /* Otherwise: per K block, a block of w rows and a block of x rows are packed to f32 and
+   * every 4-row x panel (L1) meets every w row of the block (L2). */
+  float *xp = ws, *wp = ws + CPU_GEMM_MB * CPU_GEMM_KC;
+  for (int64_t j0 = 0; j0 < n; j0 += CPU_GEMM_NB) {
+    const int64_t nb = n - j0 < CPU_GEMM_NB ? n - j0 : CPU_GEMM_NB;
+    for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
+      const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
+      pack_rows_(isa, (const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, wp, kc);
+      for (int64_t m0 = 0; m0 < m; m0 += CPU_GEMM_MB) {
+        const int64_t mb = m - m0 < CPU_GEMM_MB ? m - m0 : CPU_GEMM_MB;
+        pack_rows_(isa, x + m0 * ldx + k0, VNRT_F32, ldx, mb, kc, xp, kc);
+        for (int64_t i0 = 0; i0 < mb; i0 += GEMM_MR) {
+          const int mr = (int)(mb - i0 < GEMM_MR ? mb - i0 : GEMM_MR);
+          const int nr = GEMM_NR_FOR(mr);
+          for (int i = 0; i < mr; ++i) xr[i] = xp + (i0 + i) * kc;
+          for (int64_t jj = 0; jj < nb; jj += nr) {
+            const int nv = (int)(nb - jj < nr ? nb - jj : nr);
+            nt_tile_(avx2, mr, xr, (const char *)(wp + jj * kc), kc, VNRT_F32, nv, kc, s);
+            tile_out_(c + (m0 + i0) * ldc + j0 + jj, ldc, s, nr, mr, nv, k0 == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *b,
+                       vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k, float *c, int64_t ldc,
+                       float *ws) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+    return;
+  }
+  const int avx2 = isa_avx2_(isa);
+  const size_t bsz = vnrt_dtype_size(bdt);
+  float s[GEMM_NN_MR * GEMM_NN_NR];
+  float *xp = ws, *bp = ws + CPU_GEMM_MB * CPU_GEMM_KC;
+  for (int64_t m0 = 0; m0 < m; m0 += CPU_GEMM_MB) {
+    const int64_t mb = m - m0 < CPU_GEMM_MB ? m - m0 : CPU_GEMM_MB;
+    for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
+      const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
+      pack_rows_(isa, x + m0 * ldx + k0, VNRT_F32, ldx, mb, kc, xp, kc);
+      for (int64_t j0 = 0; j0 < n; j0 += GEMM_NN_NR) {
+        const int nv = (int)(n - j0 < GEMM_NN_NR ? n - j0 : GEMM_NN_NR);
+        /* The [kc, 16] panel of b, widened and zero-padded to 16 columns: L1-resident while
+         * every 6-row x panel passes over it. */
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const char *row = (const char *)b + (size_t)((k0 + kk) * ldb + j0) * bsz;
+          cpu_fast_to_f32(isa, row, bdt, nv, bp + kk * GEMM_NN_NR);
+          for (int j = nv; j < GEMM_NN_NR; ++j) bp[kk * GEMM_NN_NR + j] = 0.0f;
+        }
+        for (int64_t i0 = 0; i0 < mb; i0 += GEMM_NN_MR) {
+          const int mr = (int)(mb - i0 < GEMM_NN_MR ? mb - i0 : GEMM_NN_MR);
+          const float *xi = xp + i0 * kc;
+#if defined(CPU_HAVE_AVX2_CODE)
+          if (avx2) {
+            avx2_nn_kerns_[mr](xi, kc, bp, GEMM_NN_NR, kc, s);
+          } else
+#endif
+          {
+            kern_nn_generic(mr, xi, kc, bp, GEMM_NN_NR, kc, s);
+          }
+          tile_out_(c + (m0 + i0) * ldc + j0, ldc, s, GEMM_NN_NR, mr, nv, k0 == 0);
+        }
+      }
+    }
+  }
+}
+
+/* ---- tiled, threaded driver -------------------------------------------------------------- */
+
+typedef struct gemm_job {
+  cpu_isa isa;
+  int nn; /* w is b[K, N] (matmul) rather than w[N, K] (linear) */
+  const float *x;
+  const char *w;
+  void *out;
+  vnrt_dtype wdt, odt;
+  int64_t ldx, ldw, ldo, m, n, k;
+  int64_t mt, nt, n_mt; /* tile extents; tiles are numbered n-major */
+  float *scratch;
+  int64_t slot_floats;
+} gemm_job;
+
+static void gemm_item_(void *user, int64_t item, int32_t slot) {
+  const gemm_job *g = user;
+  const int64_t i0 = (item % g->n_mt) * g->mt, j0 = (item / g->n_mt) * g->nt;
+  const int64_t mi = g->m - i0 < g->mt ? g->m - i0 : g->mt;
+  const int64_t nj = g->n - j0 < g->nt ? g->n - j0 : g->nt;
+  float *ws = g->scratch + slot * g->slot_floats;
+  const char *w = g->w + (size_t)(g->nn ? j0 : j0 * g->ldw) * vnrt_dtype_size(g->wdt);
+  const float *x = g->x + i0 * g->ldx;
+  float *c = (float *)g->out + i0 * g->ldo + j0;
+  int64_t ldc = g->ldo;
+  if (g->odt != VNRT_F32) c = ws + CPU_GEMM_WS_FLOATS, ldc = nj;
+  if (g->nn) {
+    cpu_gemm_nn_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
+  } else {
+    cpu_gemm_nt_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
+  }
+  if (g->odt == VNRT_F32) return;
+  const float *ct = c;
+  for (int64_t i = 0; i < mi; ++i) {
+    for (int64_t j = 0; j < nj; ++j) {
+      cpu_store_f32(g->out, g->odt, (i0 + i) * g->ldo + j0 + j, ct[i * nj + j]);
+    }
+  }
+}
+
+static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, int64_t ldx,
+                             int64_t m, const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n,
+                             int64_t k, void *out, vnrt_dtype odt, int64_t ldo) {
+  if (m <= 0 || n <= 0) return VNRT_OK;
+  gemm_job g = {
+      .isa = cpu_fast_isa(), .nn = nn, .x = x, .w = w, .out = out, .wdt = wdt, .odt = odt,
+      .ldx = ldx, .ldw = ldw, .ldo = ldo, .m = m, .n = n, .k = k,
+  };
+  /* Tiles: up to 64 x rows (their K block stays in L2) by CPU_GEMM_NB w rows; a GEMV (a few
+   * x rows) uses narrower tiles. Halve them until every thread has a few tiles to take. */
+  const int64_t threads = cpu_pool_threads(a->pool);
+  const int64_t want = 4 * threads;
+  const int64_t mr = nn ? GEMM_NN_MR : GEMM_MR, min_nt = nn ? GEMM_NN_NR : 8;
+  g.mt = m <= mr ? m : 16 * mr;
+  g.nt = !nn && m <= GEMM_MR ? 64 : CPU_GEMM_NB;
+  while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
+    if (g.mt > mr && (ceil_div_(m, g.mt) <= ceil_div_(n, g.nt) || g.nt <= min_nt)) {
+      g.mt = ceil_div_(g.mt / 2, mr) * mr;
+    } else if (g.nt > min_nt) {
+      g.nt = ceil_div_(g.nt / 2, min_nt) * min_nt;
+    } else {
+      break;
+    }
+  }
+  if (g.mt > m) g.mt = m;
+  if (g.nt > n) g.nt = n;
+  g.n_mt = ceil_div_(m, g.mt);
+  g.slot_floats = CPU_GEMM_WS_FLOATS + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
+  vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats, &g.scratch);
+  if (st != VNRT_OK) return st;
+  cpu_fast_for_each(a->pool, g.n_mt * ceil_div_(n, g.nt), gemm_item_, &g);
+  cpu_fast_free(a, g.scratch);
+  return VNRT_OK;
+}
+
+vnrt_status cpu_gemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k,
+                        void *out, vnrt_dtype odt, int64_t ldo) {
+  return gemm_run_(a, 0, x, ldx, m, w, wdt, ldw, n, k, out, odt, ldo);
+}
+
+vnrt_status cpu_gemm_nn(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k,
+                        void *out, vnrt_dtype odt, int64_t ldo) {
+  return gemm_run_(a, 1, x, ldx, m, b, bdt, ldb, n, k, out, odt, ldo);
+}

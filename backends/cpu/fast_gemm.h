@@ -1,0 +1,48 @@
+/* The GEMM core of the CPU fast kernels: c = x·wᵀ with f32 x and f32/f16/bf16 w rows (the
+ * `linear` layout) or c = x·b with b[K, N] (the `matmul` layout), register-blocked AVX2/FMA
+ * micro-kernels or a portable fallback. linear, matmul, moe_ffn and hc_pre build on it. */
+#ifndef VNRT_BACKENDS_CPU_FAST_GEMM_H_
+#define VNRT_BACKENDS_CPU_FAST_GEMM_H_
+
+#include <stdint.h>
+
+#include "fast_util.h"
+
+/* K is processed in blocks of this many (a 4-row x panel of one block stays in L1). */
+#define CPU_GEMM_KC 512
+/* w rows and x rows packed (widened) to contiguous f32 per K block, when x has more than a
+ * few rows. */
+#define CPU_GEMM_NB 96
+#define CPU_GEMM_MB 96
+/* Floats of scratch one block call needs (its own, not shared with another thread). */
+#define CPU_GEMM_WS_FLOATS ((CPU_GEMM_MB + CPU_GEMM_NB) * CPU_GEMM_KC)
+
+/* c[i·ldc + j] = Σ_kk x[i·ldx + kk] · w[j·ldw + kk] for i < m, j < n, kk < k, summed in f32.
+ * x is f32; w has dtype wdt (f32, f16 or bf16), rows ldw elements apart; c is f32 and is
+ * overwritten. ws holds CPU_GEMM_WS_FLOATS floats of scratch. Each c element's summation order
+ * depends only on k and isa, never on threads. Single-threaded: callers split the work. */
+void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                       vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
+                       float *ws);
+
+/* The same for b in the [K, N] layout of matmul: c[i·ldc + j] = Σ_kk x[i·ldx + kk]·b[kk·ldb + j].
+ * ws holds CPU_GEMM_WS_FLOATS floats. */
+void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *b,
+                       vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k, float *c, int64_t ldc,
+                       float *ws);
+
+/* out[i·ldo + j] (stored as odt) = Σ_kk x[i·ldx + kk]·w[j·ldw + kk] for the whole [m, n],
+ * split into tiles across the kernel's pool. Reports scratch allocation failures. */
+vnrt_status cpu_gemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k,
+                        void *out, vnrt_dtype odt, int64_t ldo);
+
+/* cpu_gemm_nt for b in the [K, N] layout (ldb elements between rows of b). */
+vnrt_status cpu_gemm_nn(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k,
+                        void *out, vnrt_dtype odt, int64_t ldo);
+
+/* dst[i] = src[i] widened to f32, for n elements of dtype dt. */
+void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, float *dst);
+
+#endif /* VNRT_BACKENDS_CPU_FAST_GEMM_H_ */
