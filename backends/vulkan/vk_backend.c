@@ -1,0 +1,41 @@
+/* The Vulkan backend's table of functions (vnrt/backend.h), and which op file handles a node. */
+#include <stdio.h>
+
+#include "vk_internal.h"
+
+int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                    const vnrt_backend_node *node, char *why, size_t why_size) {
+  if (vk_ops_basic_has(node->op)) {
+    return vk_ops_basic_supported(device, graph, node, why, why_size);
+  }
+  return vk_ops_model_supported(device, graph, node, why, why_size);
+}
+
+vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
+                         const vnrt_backend_node *node) {
+  if (vk_ops_basic_has(node->op)) return vk_ops_basic_record(b, graph, node);
+  return vk_ops_model_record(b, graph, node);
+}
+
+static const vnrt_backend_i vulkan_backend_ = {
+    .struct_size = sizeof(vnrt_backend_i),
+    .api_version = VNRT_BACKEND_API_VERSION,
+    .name = "vulkan",
+    .init = vk_init,
+    .shutdown = vk_shutdown,
+    .device_count = vk_device_count,
+    .device_info = vk_device_info,
+    .device_open = vk_device_open,
+    .device_close = vk_device_close,
+    .buffer_alloc = vk_buffer_alloc,
+    .buffer_free = vk_buffer_free,
+    .buffer_host_ptr = vk_buffer_host_ptr,
+    .buffer_write = vk_buffer_write,
+    .buffer_read = vk_buffer_read,
+    .supports_node = vk_supports_node,
+    .compile = vk_compile,
+    .run = vk_run,
+    .exec_destroy = vk_exec_destroy,
+};
+
+const vnrt_backend_i *vulkan_backend_get(void) { return &vulkan_backend_; }

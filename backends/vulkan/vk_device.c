@@ -1,0 +1,120 @@
+/* Logical devices: the queue, the features a device's shader variants need, and the objects
+ * every plan on it shares (memory, staging, pipelines). */
+#include <string.h>
+
+#include "vk_internal.h"
+
+void vk_device_close(vnrt_backend_device *dev) {
+  if (!dev) return;
+  const vnrt_backend_host *host = dev->host;
+  if (dev->device) {
+    vkDeviceWaitIdle(dev->device);
+    vk_pipelines_destroy(dev);
+    if (dev->staging) vk_buffer_free(dev, dev->staging);
+    if (dev->dummy) vk_buffer_free(dev, dev->dummy);
+    vk_memory_destroy(dev);
+    if (dev->fence) vkDestroyFence(dev->device, dev->fence, NULL);
+    if (dev->cmd_pool) vkDestroyCommandPool(dev->device, dev->cmd_pool, NULL);
+    vkDestroyDevice(dev->device, NULL);
+  }
+  host->free(host->core, dev);
+}
+
+vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **out_device) {
+  vk_state *st = state;
+  const vnrt_backend_host *host = st->host;
+  *out_device = NULL;
+  if (index >= st->n_phys) {
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND, "vulkan: no device %u (%u devices)",
+                       index, st->n_phys);
+  }
+  vnrt_backend_device *dev = host->alloc(host->core, sizeof *dev);
+  if (!dev) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+  memset(dev, 0, sizeof *dev);
+  dev->state = st;
+  dev->host = host;
+  dev->phys = &st->phys[index];
+  const vk_phys *p = dev->phys;
+
+  /* The variant: every optional feature the device has, unless the baseline is forced. Only
+   * the features a variant uses are enabled, so the baseline runs on a device with none. */
+  if (!st->baseline) {
+    if (p->storage16) dev->variant |= VK_VARIANT_S16;
+    if (p->subgroup_arith) dev->variant |= VK_VARIANT_SG;
+    if (p->int64) dev->variant |= VK_VARIANT_I64;
+  }
+  VkPhysicalDevice16BitStorageFeatures s16 = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+      .storageBuffer16BitAccess = (dev->variant & VK_VARIANT_S16) ? VK_TRUE : VK_FALSE,
+  };
+  VkPhysicalDeviceFeatures2 features = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+      .pNext = &s16,
+  };
+  features.features.shaderInt64 = (dev->variant & VK_VARIANT_I64) ? VK_TRUE : VK_FALSE;
+  float priority = 1.0f;
+  VkDeviceQueueCreateInfo qci = {
+      .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+      .queueFamilyIndex = p->queue_family,
+      .queueCount = 1,
+      .pQueuePriorities = &priority,
+  };
+  const char *exts[1];
+  uint32_t n_exts = 0;
+  if (p->portability_subset) exts[n_exts++] = "VK_KHR_portability_subset";
+  VkDeviceCreateInfo dci = {
+      .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+      .pNext = &features,
+      .queueCreateInfoCount = 1,
+      .pQueueCreateInfos = &qci,
+      .enabledExtensionCount = n_exts,
+      .ppEnabledExtensionNames = exts,
+  };
+  VkResult r = vkCreateDevice(p->pd, &dci, NULL, &dev->device);
+  if (r != VK_SUCCESS) {
+    dev->device = VK_NULL_HANDLE;
+    vk_device_close(dev);
+    return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateDevice for '%s'", p->props.deviceName);
+  }
+  vkGetDeviceQueue(dev->device, p->queue_family, 0, &dev->queue);
+  VkCommandPoolCreateInfo cpi = {
+      .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+      .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+      .queueFamilyIndex = p->queue_family,
+  };
+  r = vkCreateCommandPool(dev->device, &cpi, NULL, &dev->cmd_pool);
+  if (r == VK_SUCCESS) {
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = dev->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    r = vkAllocateCommandBuffers(dev->device, &cai, &dev->copy_cmd);
+  }
+  if (r == VK_SUCCESS) {
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    r = vkCreateFence(dev->device, &fci, NULL, &dev->fence);
+  }
+  if (r != VK_SUCCESS) {
+    vk_device_close(dev);
+    return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "creating the command pool and fence");
+  }
+  dev->min_offset_align = p->props.limits.minStorageBufferOffsetAlignment;
+  if (dev->min_offset_align < 4) dev->min_offset_align = 4;
+  vk_memory_init(dev);
+  vnrt_status s = vk_buffer_create(dev, 256, false, "dummy buffer", &dev->dummy);
+  if (s == VNRT_OK) s = vk_pipelines_init(dev);
+  if (s != VNRT_OK) {
+    vk_device_close(dev);
+    return s;
+  }
+  host->log(host->core, VNRT_LOG_DEBUG,
+            "vulkan: opened '%s' (shader variant:%s%s%s%s, buffers %s)", p->props.deviceName,
+            dev->variant ? "" : " baseline", (dev->variant & VK_VARIANT_S16) ? " 16-bit-storage" : "",
+            (dev->variant & VK_VARIANT_SG) ? " subgroups" : "",
+            (dev->variant & VK_VARIANT_I64) ? " int64" : "",
+            dev->mem.device_mapped ? "mapped (zero-copy)" : "staged");
+  *out_device = dev;
+  return VNRT_OK;
+}

@@ -1,0 +1,292 @@
+/* Private to the Vulkan backend: the objects every file of backends/vulkan shares (instance
+ * state, physical device capabilities, logical device, buffers, compiled execs) and the
+ * functions each file offers the others. */
+#ifndef VNRT_BACKENDS_VULKAN_INTERNAL_H_
+#define VNRT_BACKENDS_VULKAN_INTERNAL_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vulkan/vulkan.h>
+
+#include "vnrt/backend.h"
+
+/* ---- Binding layout shared with shaders/vulkan/common.glsl ---------------------------- */
+enum {
+  VK_SLOT_IN0 = 0,     /* inputs: slots 0..4 */
+  VK_SLOT_OUT0 = 5,    /* outputs: slots 5..7 */
+  VK_SLOT_SCRATCH = 8, /* per-exec scratch */
+  VK_SLOT_ERR = 9,     /* the node's error record */
+  VK_SLOT_CONST = 10,  /* host-prepared constants */
+  VK_NUM_SLOTS = 11,
+};
+#define VK_NUM_SPEC 12      /* specialization constants 0..11 (common.glsl) */
+#define VK_PUSH_BYTES 128   /* the push constant range every pipeline declares */
+#define VK_ERR_RECORD_WORDS 8
+
+/* Variant bits: which optional features a compiled shader uses (backends/vulkan/meson.build
+ * compiles every shader for the combinations that matter to it). */
+enum {
+  VK_VARIANT_S16 = 1, /* 16-bit storage */
+  VK_VARIANT_SG = 2,  /* subgroup arithmetic */
+  VK_VARIANT_I64 = 4, /* shaderInt64 */
+};
+
+/* The shaders of shaders/vulkan, by file name. */
+typedef enum vk_shader_id {
+  VK_SHADER_UNARY,
+  VK_SHADER_BINARY,
+  VK_SHADER_COPY,
+  VK_SHADER_MATMUL,
+  VK_SHADER_ROWNORM,
+  VK_SHADER_GATHER,
+  VK_SHADER_ROPE,
+  VK_SHADER_ATTENTION,
+  VK_SHADER_TOPK,
+  VK_SHADER_MHC,
+  VK_SHADER_MOE_ROUTE,
+  VK_SHADER_MOE_FFN,
+  VK_SHADER_NGRAM,
+  VK_SHADER_ENGRAM,
+  VK_SHADER_COUNT
+} vk_shader_id;
+
+typedef struct vk_spirv {
+  vk_shader_id shader;
+  uint32_t variant;
+  const uint32_t *code;
+  size_t bytes;
+} vk_spirv;
+
+/* ---- Instance and physical devices (vk_instance.c) ------------------------------------ */
+
+typedef struct vk_phys {
+  VkPhysicalDevice pd;
+  VkPhysicalDeviceProperties props;
+  VkPhysicalDeviceMemoryProperties mem;
+  uint32_t queue_family;  /* a family with compute */
+  bool has_copy_queue;    /* a transfer-only family exists */
+  /* Features, as probed. */
+  bool storage16, float16, int8, int64, subgroup_arith, timeline;
+  bool portability_subset; /* VK_KHR_portability_subset must be enabled */
+  uint32_t subgroup_size;
+  uint32_t device_type_rank; /* for ordering: higher first */
+  uint64_t device_local_bytes;
+  vnrt_device_info info;
+} vk_phys;
+
+typedef struct vk_state {
+  const vnrt_backend_host *host;
+  VkInstance instance;
+  VkDebugUtilsMessengerEXT messenger;
+  PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
+  bool validation;      /* the Khronos validation layer is enabled */
+  bool baseline;        /* VNRT_VK_BASELINE=1: no optional features */
+  bool force_staging;   /* VNRT_VK_FORCE_STAGING=1: never map device memory */
+  uint32_t n_phys;
+  vk_phys *phys;
+} vk_state;
+
+/* ---- Memory (vk_memory.c) -------------------------------------------------------------- */
+
+typedef struct vk_block vk_block;
+
+typedef struct vk_allocator {
+  vk_block *blocks;
+  uint32_t n_allocations;   /* live VkDeviceMemory objects (maxMemoryAllocationCount) */
+  uint64_t heap_used[VK_MAX_MEMORY_HEAPS];
+  uint32_t device_type;     /* memory type for buffers, UINT32_MAX if none */
+  uint32_t host_type;       /* host-visible type for staging and the aux buffer */
+  bool device_mapped;       /* buffers of device_type are mapped (zero-copy) */
+  uint64_t block_bytes;     /* size of a shared block */
+} vk_allocator;
+
+struct vnrt_backend_buffer {
+  VkBuffer buffer;
+  vk_block *block;
+  uint64_t mem_offset; /* within the block */
+  uint64_t mem_bytes;  /* reserved in the block */
+  uint64_t size;       /* bytes the caller asked for */
+  uint64_t vk_size;    /* the VkBuffer's size: size rounded up to 256 */
+  uint8_t *host;       /* mapped address, or NULL */
+};
+
+/* ---- Device (vk_device.c) -------------------------------------------------------------- */
+
+typedef struct vk_pipeline_entry {
+  vk_shader_id shader;
+  uint32_t spec[VK_NUM_SPEC];
+  VkPipeline pipeline;
+} vk_pipeline_entry;
+
+struct vnrt_backend_device {
+  vk_state *state;
+  const vnrt_backend_host *host;
+  const vk_phys *phys;
+  VkDevice device;
+  VkQueue queue;
+  VkCommandPool cmd_pool; /* for staging copies */
+  VkCommandBuffer copy_cmd;
+  VkFence fence;
+  uint32_t variant;       /* VK_VARIANT_* bits this device runs */
+  vk_allocator mem;
+  vnrt_backend_buffer *staging;
+  vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
+  VkDescriptorSetLayout set_layout;
+  VkPipelineLayout pipeline_layout;
+  VkPipelineCache pipeline_cache;
+  char cache_path[1024];  /* "" when the on-disk cache is off */
+  VkShaderModule modules[VK_SHADER_COUNT];
+  vk_pipeline_entry *pipelines;
+  int32_t n_pipelines, cap_pipelines;
+  uint64_t min_offset_align; /* minStorageBufferOffsetAlignment, at least 4 */
+};
+
+/* ---- Compiled graphs (vk_exec.c) ------------------------------------------------------- */
+
+typedef enum vk_view_kind {
+  VK_VIEW_NONE = 0, /* unused slot: the dummy buffer */
+  VK_VIEW_BUFFER,   /* a tensor or any backend buffer range */
+  VK_VIEW_SCRATCH,  /* offset within the exec's scratch */
+  VK_VIEW_CONST,    /* offset within the exec's constants */
+} vk_view_kind;
+
+typedef struct vk_view {
+  vk_view_kind kind;
+  vnrt_backend_buffer *buffer; /* VK_VIEW_BUFFER */
+  uint64_t offset, range;
+} vk_view;
+
+/* What an op asks for: one compute dispatch. */
+typedef struct vk_dispatch_desc {
+  vk_shader_id shader;
+  uint32_t spec[VK_NUM_SPEC];
+  vk_view slots[VK_NUM_SLOTS];
+  uint32_t push[VK_PUSH_BYTES / 4];
+  uint32_t groups[3];
+} vk_dispatch_desc;
+
+typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */
+
+/* For op code: the device, the graph, and helpers to describe dispatches. */
+const vnrt_backend_host *vk_builder_host(vk_builder *b);
+vnrt_backend_device *vk_builder_device(vk_builder *b);
+/* A view of tensor t of the graph (the dummy for an empty tensor). */
+vk_view vk_tensor_view(vk_builder *b, int32_t t);
+/* A fresh scratch range of `bytes` for the current node (freed when the node ends). */
+vk_view vk_scratch_view(vk_builder *b, uint64_t bytes);
+/* Constants for the current node: copied now, uploaded at the end of compilation. */
+vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_view *out);
+/* Binds tensor t to slot (0..7) of d and sets the slot's dtype specialization constant. */
+void vk_bind(vk_builder *b, vk_dispatch_desc *d, int slot, int32_t t);
+/* Appends a dispatch to the current node; groups of zero add nothing. */
+vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
+/* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
+void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
+
+/* Spec constants are set to the dtypes of each tensor slot by the op code; a desc starts
+ * from this. */
+void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader);
+
+/* ---- Ops (vk_ops_*.c) ------------------------------------------------------------------ */
+
+static inline void vk_push_u(vk_dispatch_desc *d, int i, uint64_t v) { d->push[i] = (uint32_t)v; }
+static inline void vk_push_f(vk_dispatch_desc *d, int i, double v) {
+  float f = (float)v;
+  memcpy(&d->push[i], &f, sizeof f);
+}
+static inline const vnrt_tensor_type *vk_in_type(const vnrt_backend_graph *g,
+                                                 const vnrt_backend_node *n, int i) {
+  return &g->tensors[n->inputs[i]].type;
+}
+static inline const vnrt_tensor_type *vk_out_type(const vnrt_backend_graph *g,
+                                                  const vnrt_backend_node *n, int i) {
+  return &g->tensors[n->outputs[i]].type;
+}
+static inline uint64_t vk_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+/* Whether the device runs node as typed (spec/ops.md exactly, within the device's limits).
+ * Writes why not into why (for a debug log line) when it returns 0. */
+int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                    const vnrt_backend_node *node, char *why, size_t why_size);
+/* Describes node's dispatches through the builder. */
+vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
+                         const vnrt_backend_node *node);
+
+/* Per-group op code: vk_ops_basic.c (elementwise, shape, linear algebra, norms, indexing,
+ * rope) and vk_ops_model.c (attention, mHC, MoE, Engram). */
+bool vk_ops_basic_has(vnrt_op op);
+int vk_ops_basic_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                           const vnrt_backend_node *node, char *why, size_t why_size);
+vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *graph,
+                                const vnrt_backend_node *node);
+int vk_ops_model_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                           const vnrt_backend_node *node, char *why, size_t why_size);
+vnrt_status vk_ops_model_record(vk_builder *b, const vnrt_backend_graph *graph,
+                                const vnrt_backend_node *node);
+
+/* ---- Functions each file offers -------------------------------------------------------- */
+
+/* vk_instance.c */
+vnrt_status vk_init(const vnrt_backend_host *host, void **out_state);
+void vk_shutdown(void *state);
+uint32_t vk_device_count(void *state);
+vnrt_status vk_device_info(void *state, uint32_t index, vnrt_device_info *out_info);
+const char *vk_result_string(VkResult r);
+
+/* vk_device.c */
+vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **out_device);
+void vk_device_close(vnrt_backend_device *device);
+
+/* vk_memory.c */
+void vk_memory_init(vnrt_backend_device *device);
+void vk_memory_destroy(vnrt_backend_device *device);
+vnrt_status vk_buffer_create(vnrt_backend_device *device, uint64_t bytes, bool host_visible,
+                             const char *what, vnrt_backend_buffer **out_buffer);
+vnrt_status vk_buffer_alloc(vnrt_backend_device *device, uint64_t bytes,
+                            vnrt_backend_buffer **out_buffer);
+void vk_buffer_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+void *vk_buffer_host_ptr(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+vnrt_status vk_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                            uint64_t offset, const void *src, uint64_t bytes);
+vnrt_status vk_buffer_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                           uint64_t offset, void *dst, uint64_t bytes);
+/* Makes host writes to a mapped buffer range visible to the device, and device writes visible
+ * to the host (no-ops on coherent memory). */
+void vk_buffer_flush(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                     uint64_t bytes);
+void vk_buffer_invalidate(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                          uint64_t offset, uint64_t bytes);
+/* Submits cmd on the device's queue and waits for it (device->fence). */
+vnrt_status vk_submit_wait(vnrt_backend_device *device, VkCommandBuffer cmd, VkFence fence,
+                           const char *what);
+
+/* vk_pipeline.c */
+vnrt_status vk_pipelines_init(vnrt_backend_device *device);
+void vk_pipelines_destroy(vnrt_backend_device *device);
+vnrt_status vk_pipeline_get(vnrt_backend_device *device, vk_shader_id shader,
+                            const uint32_t spec[VK_NUM_SPEC], VkPipeline *out_pipeline);
+/* The variant bits a shader is compiled for (from the embedded table). */
+uint32_t vk_shader_variants(vk_shader_id shader);
+
+/* vk_exec.c */
+int vk_supports_node(vnrt_backend_device *device, const vnrt_backend_graph *graph, int32_t node);
+vnrt_status vk_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                       vnrt_backend_exec **out_exec);
+vnrt_status vk_run(vnrt_backend_exec *exec, int32_t first, int32_t count);
+void vk_exec_destroy(vnrt_backend_exec *exec);
+
+/* Returns from the calling function when expr fails (the detail is already recorded). */
+#define VK_TRY(expr)                        \
+  do {                                      \
+    vnrt_status vk_try_ = (expr);           \
+    if (vk_try_ != VNRT_OK) return vk_try_; \
+  } while (0)
+
+/* Records a Vulkan failure with the VkResult's name; out-of-memory results become
+ * VNRT_ERROR_OUT_OF_MEMORY whatever status is passed. */
+#define VK_FAIL(host, status, r, ...) vk_fail_((host), (status), (r), __VA_ARGS__)
+vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult r,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif /* VNRT_BACKENDS_VULKAN_INTERNAL_H_ */

@@ -1,0 +1,43 @@
+// Strided copy with optional dtype conversion: reshape, transpose, slice, concat (one
+// dispatch per operand), hc_expand and cast. Iterates n elements over 4 dims (padded on the
+// left); element (i0..i3) moves from in_base + sum(i_d * si_d) to out_base + sum(i_d * so_d).
+// Slot 0: source (dtype DT0), slot 5: destination (DT5). OP 0: copy bits (DT0 == DT5);
+// OP 1: cast with spec/ops.md's rules.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 128) in;
+
+layout(push_constant) uniform PC {
+  uint n;
+  uint d1, d2, d3;
+  uint si0, si1, si2, si3;
+  uint so0, so1, so2, so3;
+  uint in_base, out_base;
+} pc;
+
+void main() {
+  uint i = vn_gid();
+  if (i >= pc.n) return;
+  uint i3 = i % pc.d3, t = i / pc.d3;
+  uint i2 = t % pc.d2;
+  t /= pc.d2;
+  uint i1 = t % pc.d1, i0 = t / pc.d1;
+  uint src = pc.in_base + i0 * pc.si0 + i1 * pc.si1 + i2 * pc.si2 + i3 * pc.si3;
+  uint dst = pc.out_base + i0 * pc.so0 + i1 * pc.so1 + i2 * pc.so2 + i3 * pc.so3;
+  bool wide_in = DT0 == DT_F32 || DT0 == DT_I32;
+  if (OP == 0u) {
+    if (wide_in) stw5(dst, ldw0(src));
+    else st16_5(dst, ld16_0(src));
+    return;
+  }
+  if (DT5 == DT_I32) {
+    sti5(dst, DT0 == DT_I32 ? ldi0(src) : vn_f2i(ldf0(src)));
+  } else if (DT0 == DT_I32) {
+    int v = ldi0(src);
+    stf5(dst, DT5 == DT_F32 ? vn_i2f(v) : vn_i2f_odd(v));
+  } else {
+    stf5(dst, ldf0(src));
+  }
+}
