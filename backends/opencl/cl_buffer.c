@@ -1,0 +1,153 @@
+/* OpenCL buffers: a small per-device pool of cl_mem objects (plans come and go; their arenas
+ * are reused), allocation checked against CL_DEVICE_MAX_MEM_ALLOC_SIZE, and synchronous
+ * reads/writes on the device's in-order queue. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "cl_buffer.h"
+#include "opencl_backend.h"
+
+/* Capacities are rounded up so that slightly different sizes share pooled buffers. */
+#define CL_BUFFER_GRANULE 4096u
+
+vnrt_status cl_mem_get(vnrt_backend_device *dev, uint64_t bytes, const char *what, cl_mem *out_mem,
+                       uint64_t *out_capacity) {
+  *out_mem = NULL;
+  *out_capacity = 0;
+  const cl_device_desc *desc = dev->desc;
+  if (bytes == 0) bytes = 1;
+  if (bytes > desc->max_alloc) {
+    return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY,
+                   "%s of %" PRIu64 " bytes exceeds the device's largest single allocation, "
+                   "CL_DEVICE_MAX_MEM_ALLOC_SIZE = %" PRIu64 " bytes",
+                   what, bytes, desc->max_alloc);
+  }
+  /* The smallest pooled buffer that fits without wasting more than its request. */
+  int32_t best = -1;
+  for (int32_t i = 0; i < dev->n_pool; ++i) {
+    uint64_t cap = dev->pool[i].capacity;
+    if (cap >= bytes && cap <= 2 * bytes + CL_BUFFER_GRANULE &&
+        (best < 0 || cap < dev->pool[best].capacity)) {
+      best = i;
+    }
+  }
+  if (best >= 0) {
+    *out_mem = dev->pool[best].mem;
+    *out_capacity = dev->pool[best].capacity;
+    dev->pool_bytes -= dev->pool[best].capacity;
+    dev->pool[best] = dev->pool[--dev->n_pool];
+    return VNRT_OK;
+  }
+  uint64_t cap = (bytes + CL_BUFFER_GRANULE - 1) / CL_BUFFER_GRANULE * CL_BUFFER_GRANULE;
+  if (cap > desc->max_alloc) cap = bytes;
+  /* Where the device shares host memory, let the driver place the buffer there: transfers
+   * then need no copy across a bus. */
+  cl_mem_flags flags = CL_MEM_READ_WRITE | (desc->unified_memory ? CL_MEM_ALLOC_HOST_PTR : 0);
+  cl_int err = CL_SUCCESS;
+  cl_mem mem = clCreateBuffer(dev->context, flags, (size_t)cap, NULL, &err);
+  if (!mem && desc->unified_memory) {
+    mem = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, (size_t)cap, NULL, &err);
+  }
+  if (!mem || err != CL_SUCCESS) {
+    /* A pooled buffer may hold the memory this one needs: give it all back and retry. */
+    if (dev->n_pool > 0) {
+      cl_pool_drain(dev);
+      mem = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, (size_t)cap, NULL, &err);
+    }
+    if (!mem || err != CL_SUCCESS) {
+      return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY,
+                     "cannot allocate %s of %" PRIu64 " bytes: clCreateBuffer: %d %s", what, bytes,
+                     (int)err, cl_error_name(err));
+    }
+  }
+  *out_mem = mem;
+  *out_capacity = cap;
+  return VNRT_OK;
+}
+
+void cl_mem_put(vnrt_backend_device *dev, cl_mem mem, uint64_t capacity) {
+  if (!mem) return;
+  if (dev->n_pool < CL_POOL_MAX_ENTRIES && dev->pool_bytes + capacity <= dev->pool_limit) {
+    dev->pool[dev->n_pool++] = (cl_pool_entry){mem, capacity};
+    dev->pool_bytes += capacity;
+    return;
+  }
+  clReleaseMemObject(mem);
+}
+
+void cl_pool_drain(vnrt_backend_device *dev) {
+  for (int32_t i = 0; i < dev->n_pool; ++i) clReleaseMemObject(dev->pool[i].mem);
+  dev->n_pool = 0;
+  dev->pool_bytes = 0;
+}
+
+vnrt_status cl_backend_buffer_alloc(vnrt_backend_device *dev, uint64_t bytes,
+                                    vnrt_backend_buffer **out_buffer) {
+  *out_buffer = NULL;
+  const vnrt_backend_host *host = dev->host;
+  vnrt_backend_buffer *buf = host->alloc(host->core, sizeof *buf);
+  if (!buf) return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory");
+  memset(buf, 0, sizeof *buf);
+  vnrt_status s = cl_mem_get(dev, bytes, "a buffer", &buf->mem, &buf->capacity);
+  if (s != VNRT_OK) {
+    host->free(host->core, buf);
+    return s;
+  }
+  buf->size = bytes;
+  *out_buffer = buf;
+  return VNRT_OK;
+}
+
+void cl_backend_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
+  if (!buf) return;
+  /* Kernels still queued may use it: the pool hands it out again only after they ran. */
+  clFinish(dev->queue);
+  cl_mem_put(dev, buf->mem, buf->capacity);
+  dev->host->free(dev->host->core, buf);
+}
+
+static vnrt_status check_range(vnrt_backend_device *dev, const vnrt_backend_buffer *buf,
+                               const char *what, uint64_t offset, uint64_t bytes) {
+  if (offset > buf->size || bytes > buf->size - offset) {
+    return cl_fail(dev, VNRT_ERROR_INVALID_ARGUMENT,
+                   "buffer %s: offset %" PRIu64 " + %" PRIu64
+                   " bytes is past the buffer's size of %" PRIu64 " bytes",
+                   what, offset, bytes, buf->size);
+  }
+  return VNRT_OK;
+}
+
+/* buffer_host_ptr is left NULL on purpose: under OpenCL 1.2 a mapped buffer must not be used by
+ * kernels while it is mapped, so a persistent mapping would be invalid. Transfers go through
+ * clEnqueueRead/WriteBuffer, which on unified-memory devices is a host memcpy. */
+
+vnrt_status cl_backend_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
+                                    uint64_t offset, const void *src, uint64_t bytes) {
+  vnrt_status s = check_range(dev, buf, "write", offset, bytes);
+  if (s != VNRT_OK) return s;
+  if (bytes == 0) return VNRT_OK;
+  cl_int err = clEnqueueWriteBuffer(dev->queue, buf->mem, CL_TRUE, (size_t)offset, (size_t)bytes,
+                                    src, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    return cl_fail(dev, err == CL_MEM_OBJECT_ALLOCATION_FAILURE ? VNRT_ERROR_OUT_OF_MEMORY
+                                                                : VNRT_ERROR_DEVICE,
+                   "writing %" PRIu64 " bytes at offset %" PRIu64 ": clEnqueueWriteBuffer: %d %s",
+                   bytes, offset, (int)err, cl_error_name(err));
+  }
+  return VNRT_OK;
+}
+
+vnrt_status cl_backend_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
+                                   uint64_t offset, void *dst, uint64_t bytes) {
+  vnrt_status s = check_range(dev, buf, "read", offset, bytes);
+  if (s != VNRT_OK) return s;
+  if (bytes == 0) return VNRT_OK;
+  cl_int err = clEnqueueReadBuffer(dev->queue, buf->mem, CL_TRUE, (size_t)offset, (size_t)bytes,
+                                   dst, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    return cl_fail(dev, VNRT_ERROR_DEVICE,
+                   "reading %" PRIu64 " bytes at offset %" PRIu64 ": clEnqueueReadBuffer: %d %s",
+                   bytes, offset, (int)err, cl_error_name(err));
+  }
+  return VNRT_OK;
+}

@@ -1,0 +1,100 @@
+/* Private to the OpenCL backend: the OpenCL headers at the 1.2 API level, the backend's state,
+ * device and buffer structures, and small helpers every file of the backend shares. */
+#ifndef VNRT_BACKENDS_OPENCL_CL_COMMON_H_
+#define VNRT_BACKENDS_OPENCL_CL_COMMON_H_
+
+/* Only OpenCL 1.2 entry points are used, so that every conformant 1.2+ driver works. */
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <stdint.h>
+
+#include "vnrt/backend.h"
+
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001
+#endif
+
+/* What probing learned about one device (filled by cl_device.c at init). */
+typedef struct cl_device_desc {
+  cl_platform_id platform;
+  cl_device_id id;
+  vnrt_device_info info;    /* what device_info reports */
+  char platform_name[128];
+  char platform_version[128];
+  char device_version[128]; /* "OpenCL 3.0 PoCL ..." */
+  char driver_version[128];
+  char c_version[64];       /* CL_DEVICE_OPENCL_C_VERSION */
+  int c_major, c_minor;     /* OpenCL C version the compiler accepts */
+  int has_fp16;             /* cl_khr_fp16: f16 arithmetic (kernels only need vload_half) */
+  int has_fp64;
+  int has_subgroups;
+  int unified_memory;       /* CL_DEVICE_HOST_UNIFIED_MEMORY */
+  int correct_div_sqrt;     /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for single precision */
+  uint64_t max_alloc;       /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+  uint64_t local_mem;       /* CL_DEVICE_LOCAL_MEM_SIZE */
+  size_t max_wg;            /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+  size_t max_wi[3];         /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+} cl_device_desc;
+
+typedef struct cl_state {
+  const vnrt_backend_host *host;
+  uint32_t n_devices;
+  cl_device_desc *devices;
+} cl_state;
+
+/* A pooled cl_mem: buffers freed by one plan are kept for the next (cl_buffer.c). */
+typedef struct cl_pool_entry {
+  cl_mem mem;
+  uint64_t capacity;
+} cl_pool_entry;
+
+#define CL_POOL_MAX_ENTRIES 32
+
+/* A remembered GEMM choice (cl_gemm.c), loaded from and appended to the cache. */
+typedef struct cl_gemm_choice {
+  char key[96];
+  int impl;
+} cl_gemm_choice;
+
+struct vnrt_backend_device {
+  const vnrt_backend_host *host;
+  const cl_device_desc *desc;
+  cl_context context;
+  cl_command_queue queue;
+  cl_program program;       /* every kernel of shaders/opencl, built once per open */
+  char cache_dir[1024];     /* "" when the on-disk cache is off or unusable */
+  uint64_t program_key;     /* device + driver + source + options; names the cache files */
+  char build_options[256];
+  /* The pool of free buffers and the bytes they hold. */
+  cl_pool_entry pool[CL_POOL_MAX_ENTRIES];
+  int32_t n_pool;
+  uint64_t pool_bytes, pool_limit;
+  /* GEMM implementation choices by shape (cl_gemm.c). */
+  cl_gemm_choice *gemm_choices;
+  int32_t n_gemm_choices, cap_gemm_choices;
+  int gemm_choices_loaded;
+};
+
+struct vnrt_backend_buffer {
+  cl_mem mem;
+  uint64_t size;     /* what was asked for: the valid range */
+  uint64_t capacity; /* what the cl_mem holds (a pooled buffer may be larger) */
+};
+
+/* A static name for an OpenCL error code ("CL_OUT_OF_RESOURCES"), or "?" if unknown. */
+const char *cl_error_name(cl_int err);
+
+/* host->error with the device's name prefixed: "opencl (NAME): ...". */
+vnrt_status cl_fail(vnrt_backend_device *dev, vnrt_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Monotonic time in seconds, for build and GEMM timing. */
+double cl_now(void);
+
+/* FNV-1a 64-bit hash, chained through h (start with CL_FNV_SEED). */
+#define CL_FNV_SEED 0xcbf29ce484222325ull
+uint64_t cl_fnv1a(uint64_t h, const void *data, size_t size);
+
+#endif /* VNRT_BACKENDS_OPENCL_CL_COMMON_H_ */

@@ -1,0 +1,400 @@
+/* OpenCL platform and device enumeration through the ICD loader: capability probing at init,
+ * device_info, and opening a device (context, in-order queue, the kernel program). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cl_buffer.h"
+#include "cl_common.h"
+#include "cl_gemm.h"
+#include "cl_program.h"
+#include "opencl_backend.h"
+
+/* ---- Small shared helpers -------------------------------------------------------------- */
+
+const char *cl_error_name(cl_int err) {
+  switch (err) {
+#define CL_ERR_(e) \
+  case e: return #e;
+    CL_ERR_(CL_SUCCESS)
+    CL_ERR_(CL_DEVICE_NOT_FOUND)
+    CL_ERR_(CL_DEVICE_NOT_AVAILABLE)
+    CL_ERR_(CL_COMPILER_NOT_AVAILABLE)
+    CL_ERR_(CL_MEM_OBJECT_ALLOCATION_FAILURE)
+    CL_ERR_(CL_OUT_OF_RESOURCES)
+    CL_ERR_(CL_OUT_OF_HOST_MEMORY)
+    CL_ERR_(CL_PROFILING_INFO_NOT_AVAILABLE)
+    CL_ERR_(CL_MEM_COPY_OVERLAP)
+    CL_ERR_(CL_BUILD_PROGRAM_FAILURE)
+    CL_ERR_(CL_MAP_FAILURE)
+    CL_ERR_(CL_MISALIGNED_SUB_BUFFER_OFFSET)
+    CL_ERR_(CL_COMPILE_PROGRAM_FAILURE)
+    CL_ERR_(CL_LINKER_NOT_AVAILABLE)
+    CL_ERR_(CL_LINK_PROGRAM_FAILURE)
+    CL_ERR_(CL_INVALID_VALUE)
+    CL_ERR_(CL_INVALID_DEVICE_TYPE)
+    CL_ERR_(CL_INVALID_PLATFORM)
+    CL_ERR_(CL_INVALID_DEVICE)
+    CL_ERR_(CL_INVALID_CONTEXT)
+    CL_ERR_(CL_INVALID_QUEUE_PROPERTIES)
+    CL_ERR_(CL_INVALID_COMMAND_QUEUE)
+    CL_ERR_(CL_INVALID_MEM_OBJECT)
+    CL_ERR_(CL_INVALID_BINARY)
+    CL_ERR_(CL_INVALID_BUILD_OPTIONS)
+    CL_ERR_(CL_INVALID_PROGRAM)
+    CL_ERR_(CL_INVALID_PROGRAM_EXECUTABLE)
+    CL_ERR_(CL_INVALID_KERNEL_NAME)
+    CL_ERR_(CL_INVALID_KERNEL)
+    CL_ERR_(CL_INVALID_ARG_INDEX)
+    CL_ERR_(CL_INVALID_ARG_VALUE)
+    CL_ERR_(CL_INVALID_ARG_SIZE)
+    CL_ERR_(CL_INVALID_KERNEL_ARGS)
+    CL_ERR_(CL_INVALID_WORK_DIMENSION)
+    CL_ERR_(CL_INVALID_WORK_GROUP_SIZE)
+    CL_ERR_(CL_INVALID_WORK_ITEM_SIZE)
+    CL_ERR_(CL_INVALID_GLOBAL_OFFSET)
+    CL_ERR_(CL_INVALID_EVENT_WAIT_LIST)
+    CL_ERR_(CL_INVALID_OPERATION)
+    CL_ERR_(CL_INVALID_BUFFER_SIZE)
+    CL_ERR_(CL_INVALID_GLOBAL_WORK_SIZE)
+#undef CL_ERR_
+    case CL_PLATFORM_NOT_FOUND_KHR: return "CL_PLATFORM_NOT_FOUND_KHR";
+    default: return "?";
+  }
+}
+
+vnrt_status cl_fail(vnrt_backend_device *dev, vnrt_status status, const char *fmt, ...) {
+  char msg[1800];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return dev->host->error(dev->host->core, status, "opencl (%s): %s", dev->desc->info.name, msg);
+}
+
+double cl_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t cl_fnv1a(uint64_t h, const void *data, size_t size) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/* ---- Probing --------------------------------------------------------------------------- */
+
+static void platform_string(cl_platform_id p, cl_platform_info what, char *buf, size_t size) {
+  buf[0] = '\0';
+  if (clGetPlatformInfo(p, what, size, buf, NULL) != CL_SUCCESS) buf[0] = '\0';
+  buf[size - 1] = '\0';
+}
+
+/* A device string; long strings (extension lists) are read whole into a host allocation. */
+static char *device_string_alloc(const vnrt_backend_host *host, cl_device_id d,
+                                 cl_device_info what) {
+  size_t n = 0;
+  if (clGetDeviceInfo(d, what, 0, NULL, &n) != CL_SUCCESS) n = 0;
+  char *s = host->alloc(host->core, n + 1);
+  if (!s) return NULL;
+  s[0] = '\0';
+  if (n && clGetDeviceInfo(d, what, n, s, NULL) != CL_SUCCESS) s[0] = '\0';
+  s[n] = '\0';
+  return s;
+}
+
+/* Copies src into buf of size bytes, truncating. */
+static void copy_trunc(char *buf, size_t size, const char *src) {
+  size_t n = strlen(src);
+  if (n >= size) n = size - 1;
+  memcpy(buf, src, n);
+  buf[n] = '\0';
+}
+
+static void device_string(cl_device_id d, cl_device_info what, char *buf, size_t size) {
+  buf[0] = '\0';
+  size_t n = 0;
+  if (clGetDeviceInfo(d, what, 0, NULL, &n) != CL_SUCCESS || n == 0) return;
+  char tmp[1024];
+  if (n > sizeof tmp) n = sizeof tmp;
+  if (clGetDeviceInfo(d, what, n, tmp, NULL) != CL_SUCCESS) return;
+  tmp[n - 1] = '\0';
+  copy_trunc(buf, size, tmp);
+}
+
+/* Whether the space-separated extension list names ext exactly. */
+static int has_extension(const char *list, const char *ext) {
+  size_t len = strlen(ext);
+  for (const char *p = list; p && (p = strstr(p, ext)) != NULL; p += len) {
+    int starts = p == list || p[-1] == ' ';
+    int ends = p[len] == '\0' || p[len] == ' ';
+    if (starts && ends) return 1;
+  }
+  return 0;
+}
+
+/* "OpenCL 1.2 ..." or "OpenCL C 1.2 ..." -> 1, 2; 0, 0 when unparseable. */
+static void parse_version(const char *s, const char *prefix, int *major, int *minor) {
+  *major = *minor = 0;
+  size_t n = strlen(prefix);
+  if (strncmp(s, prefix, n) != 0) return;
+  if (sscanf(s + n, "%d.%d", major, minor) != 2) *major = *minor = 0;
+}
+
+static int version_at_least(int major, int minor, int want_major, int want_minor) {
+  return major > want_major || (major == want_major && minor >= want_minor);
+}
+
+/* Fills desc for device d of platform p; returns 0 (with a logged reason) if unusable. */
+static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_device_id d,
+                        cl_device_desc *desc) {
+  memset(desc, 0, sizeof *desc);
+  desc->platform = p;
+  desc->id = d;
+  vnrt_device_info *info = &desc->info;
+  platform_string(p, CL_PLATFORM_NAME, desc->platform_name, sizeof desc->platform_name);
+  platform_string(p, CL_PLATFORM_VERSION, desc->platform_version, sizeof desc->platform_version);
+  device_string(d, CL_DEVICE_NAME, info->name, sizeof info->name);
+  device_string(d, CL_DEVICE_VERSION, desc->device_version, sizeof desc->device_version);
+  device_string(d, CL_DRIVER_VERSION, desc->driver_version, sizeof desc->driver_version);
+  device_string(d, CL_DEVICE_OPENCL_C_VERSION, desc->c_version, sizeof desc->c_version);
+
+  int major = 0, minor = 0;
+  parse_version(desc->device_version, "OpenCL ", &major, &minor);
+  parse_version(desc->c_version, "OpenCL C ", &desc->c_major, &desc->c_minor);
+  cl_bool available = CL_FALSE, compiler = CL_FALSE;
+  clGetDeviceInfo(d, CL_DEVICE_AVAILABLE, sizeof available, &available, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_COMPILER_AVAILABLE, sizeof compiler, &compiler, NULL);
+  char profile[64];
+  device_string(d, CL_DEVICE_PROFILE, profile, sizeof profile);
+  char *ext = device_string_alloc(host, d, CL_DEVICE_EXTENSIONS);
+  const char *why = NULL;
+  if (!version_at_least(major, minor, 1, 2)) why = "it reports an OpenCL version below 1.2";
+  else if (!version_at_least(desc->c_major, desc->c_minor, 1, 2))
+    why = "its OpenCL C compiler is older than 1.2";
+  else if (!available) why = "it is not available";
+  else if (!compiler) why = "it has no OpenCL C compiler";
+  else if (strcmp(profile, "FULL_PROFILE") != 0 && !has_extension(ext, "cles_khr_int64"))
+    why = "it is an embedded-profile device without 64-bit integers (cles_khr_int64)";
+  if (why) {
+    host->log(host->core, VNRT_LOG_INFO, "opencl: device '%s' (%s) skipped: %s", info->name,
+              desc->platform_name, why);
+    if (ext) host->free(host->core, ext);
+    return 0;
+  }
+
+  desc->has_fp16 = has_extension(ext, "cl_khr_fp16");
+  desc->has_fp64 = has_extension(ext, "cl_khr_fp64");
+  desc->has_subgroups = has_extension(ext, "cl_khr_subgroups") ||
+                        has_extension(ext, "cl_intel_subgroups");
+  if (ext) host->free(host->core, ext);
+  if (!desc->has_subgroups && version_at_least(major, minor, 2, 1)) {
+    /* OpenCL 2.1+ has sub-groups in core; 3.0 makes them optional (max is 0 when absent).
+     * 0x105C is CL_DEVICE_MAX_NUM_SUB_GROUPS, named here because the 1.2 API level hides it. */
+    cl_uint max_sub = 0;
+    if (clGetDeviceInfo(d, 0x105C, sizeof max_sub, &max_sub, NULL) == CL_SUCCESS && max_sub > 0) {
+      desc->has_subgroups = 1;
+    }
+  }
+
+  cl_device_type type = 0;
+  cl_bool unified = CL_FALSE;
+  cl_ulong global_mem = 0, max_alloc = 0, local_mem = 0;
+  cl_uint units = 0;
+  size_t max_wg = 0;
+  cl_device_fp_config fp = 0;
+  clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global_mem, &global_mem, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem, &local_mem, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof desc->max_wi, desc->max_wi, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+  desc->unified_memory = unified == CL_TRUE;
+  desc->correct_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+  desc->max_alloc = max_alloc;
+  desc->local_mem = local_mem;
+  desc->max_wg = max_wg ? max_wg : 1;
+  for (int i = 0; i < 3; ++i) {
+    if (desc->max_wi[i] == 0) desc->max_wi[i] = 1;
+  }
+
+  if (type & CL_DEVICE_TYPE_CPU) {
+    info->type = VNRT_DEVICE_TYPE_SOFTWARE; /* PoCL and other CPU drivers emulate a device */
+  } else if (type & CL_DEVICE_TYPE_GPU) {
+    info->type = desc->unified_memory ? VNRT_DEVICE_TYPE_GPU_INTEGRATED
+                                      : VNRT_DEVICE_TYPE_GPU_DISCRETE;
+  } else {
+    info->type = VNRT_DEVICE_TYPE_ACCELERATOR; /* ACCELERATOR and CUSTOM devices */
+  }
+  snprintf(info->backend, sizeof info->backend, "opencl");
+  char driver[512];
+  snprintf(driver, sizeof driver, "%s, driver %s, %s", desc->platform_name,
+           desc->driver_version, desc->c_version);
+  copy_trunc(info->driver, sizeof info->driver, driver);
+  info->memory_bytes = global_mem;
+  info->max_buffer_bytes = max_alloc;
+  /* f16 storage needs only vload_half/vstore_half, which every OpenCL device has. */
+  info->caps = VNRT_CAP_F16_STORAGE;
+  if (desc->has_fp16) info->caps |= VNRT_CAP_F16;
+  if (desc->has_subgroups) info->caps |= VNRT_CAP_SUBGROUPS;
+  if (desc->unified_memory) info->caps |= VNRT_CAP_UNIFIED_MEMORY;
+  info->compute_units = units;
+  info->subgroup_size = 0; /* a per-kernel property in OpenCL; not known before a kernel */
+  info->max_workgroup_size = (uint32_t)(max_wg > UINT32_MAX ? UINT32_MAX : max_wg);
+  info->shared_memory_bytes = local_mem;
+  return 1;
+}
+
+/* ---- Backend lifetime ------------------------------------------------------------------ */
+
+vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
+  *out_state = NULL;
+  cl_uint n_platforms = 0;
+  cl_int err = clGetPlatformIDs(0, NULL, &n_platforms);
+  if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && n_platforms == 0)) {
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND,
+                       "opencl: no OpenCL platform (clGetPlatformIDs: %d %s): no ICD is "
+                       "installed, or OCL_ICD_VENDORS names none",
+                       (int)err, cl_error_name(err == CL_SUCCESS ? CL_PLATFORM_NOT_FOUND_KHR : err));
+  }
+  if (err != CL_SUCCESS) {
+    return host->error(host->core, VNRT_ERROR_DEVICE, "opencl: clGetPlatformIDs failed: %d %s",
+                       (int)err, cl_error_name(err));
+  }
+  cl_state *state = host->alloc(host->core, sizeof *state);
+  cl_platform_id *platforms = host->alloc(host->core, sizeof *platforms * n_platforms);
+  if (!state || !platforms) {
+    if (state) host->free(host->core, state);
+    if (platforms) host->free(host->core, platforms);
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "opencl: out of memory");
+  }
+  memset(state, 0, sizeof *state);
+  state->host = host;
+  err = clGetPlatformIDs(n_platforms, platforms, NULL);
+  if (err != CL_SUCCESS) n_platforms = 0;
+
+  /* Devices are numbered across all platforms in the loader's platform order. */
+  for (cl_uint p = 0; p < n_platforms; ++p) {
+    cl_uint n_dev = 0;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS ||
+        n_dev == 0) {
+      continue;
+    }
+    cl_device_id *ids = host->alloc(host->core, sizeof *ids * n_dev);
+    cl_device_desc *grown =
+        host->alloc(host->core, sizeof *grown * (state->n_devices + (size_t)n_dev));
+    if (!ids || !grown) {
+      if (ids) host->free(host->core, ids);
+      if (grown) host->free(host->core, grown);
+      continue;
+    }
+    if (state->n_devices) memcpy(grown, state->devices, sizeof *grown * state->n_devices);
+    if (state->devices) host->free(host->core, state->devices);
+    state->devices = grown;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_dev, ids, NULL) == CL_SUCCESS) {
+      for (cl_uint i = 0; i < n_dev; ++i) {
+        if (probe_device(host, platforms[p], ids[i], &state->devices[state->n_devices])) {
+          state->devices[state->n_devices].info.index = state->n_devices;
+          snprintf(state->devices[state->n_devices].info.spec,
+                   sizeof state->devices[state->n_devices].info.spec, "opencl:%u",
+                   state->n_devices);
+          state->n_devices++;
+        }
+      }
+    }
+    host->free(host->core, ids);
+  }
+  host->free(host->core, platforms);
+  *out_state = state;
+  return VNRT_OK;
+}
+
+void cl_backend_shutdown(void *state_) {
+  cl_state *state = state_;
+  if (!state) return;
+  const vnrt_backend_host *host = state->host;
+  if (state->devices) host->free(host->core, state->devices);
+  host->free(host->core, state);
+}
+
+uint32_t cl_backend_device_count(void *state_) { return ((cl_state *)state_)->n_devices; }
+
+vnrt_status cl_backend_device_info(void *state_, uint32_t index, vnrt_device_info *out_info) {
+  cl_state *state = state_;
+  memset(out_info, 0, sizeof *out_info);
+  if (index >= state->n_devices) {
+    return state->host->error(state->host->core, VNRT_ERROR_NOT_FOUND,
+                              "opencl: no device %" PRIu32 " (%" PRIu32 " usable devices)", index,
+                              state->n_devices);
+  }
+  *out_info = state->devices[index].info;
+  return VNRT_OK;
+}
+
+/* ---- Opening a device ------------------------------------------------------------------ */
+
+vnrt_status cl_backend_device_open(void *state_, uint32_t index,
+                                   vnrt_backend_device **out_device) {
+  *out_device = NULL;
+  cl_state *state = state_;
+  const vnrt_backend_host *host = state->host;
+  if (index >= state->n_devices) {
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND,
+                       "opencl: no device %" PRIu32 " (%" PRIu32 " usable devices)", index,
+                       state->n_devices);
+  }
+  vnrt_backend_device *dev = host->alloc(host->core, sizeof *dev);
+  if (!dev) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "opencl: out of memory");
+  memset(dev, 0, sizeof *dev);
+  dev->host = host;
+  dev->desc = &state->devices[index];
+  /* Keep at most an eighth of the device's memory idle in the pool. */
+  dev->pool_limit = dev->desc->info.memory_bytes / 8;
+
+  cl_int err = CL_SUCCESS;
+  cl_context_properties props[3] = {CL_CONTEXT_PLATFORM,
+                                    (cl_context_properties)dev->desc->platform, 0};
+  dev->context = clCreateContext(props, 1, &dev->desc->id, NULL, NULL, &err);
+  if (!dev->context || err != CL_SUCCESS) {
+    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateContext failed: %d %s", (int)err,
+                            cl_error_name(err));
+    host->free(host->core, dev);
+    return s;
+  }
+  dev->queue = clCreateCommandQueue(dev->context, dev->desc->id, 0, &err);
+  if (!dev->queue || err != CL_SUCCESS) {
+    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateCommandQueue failed: %d %s",
+                            (int)err, cl_error_name(err));
+    cl_backend_device_close(dev);
+    return s;
+  }
+  vnrt_status s = cl_program_open_device(dev);
+  if (s != VNRT_OK) {
+    cl_backend_device_close(dev);
+    return s;
+  }
+  *out_device = dev;
+  return VNRT_OK;
+}
+
+void cl_backend_device_close(vnrt_backend_device *dev) {
+  if (!dev) return;
+  if (dev->queue) clFinish(dev->queue);
+  cl_pool_drain(dev);
+  cl_gemm_forget(dev);
+  if (dev->program) clReleaseProgram(dev->program);
+  if (dev->queue) clReleaseCommandQueue(dev->queue);
+  if (dev->context) clReleaseContext(dev->context);
+  dev->host->free(dev->host->core, dev);
+}

@@ -1,0 +1,465 @@
+/* Compiling a graph for an OpenCL device into steps (kernel launches with their arguments
+ * bound, index checks, GEMM calls), and running ranges of nodes by enqueueing those steps on
+ * the device's in-order queue. */
+#include <inttypes.h>
+#include <limits.h>
+#include <string.h>
+
+#include "cl_buffer.h"
+#include "cl_exec.h"
+#include "cl_ops.h"
+#include "opencl_backend.h"
+
+#define CL_ALIGN 256u
+
+/* ---- Growing arrays -------------------------------------------------------------------- */
+
+static int grow(const vnrt_backend_host *host, void **items, int32_t *cap, int32_t need,
+                size_t elem) {
+  if (need <= *cap) return 1;
+  int32_t n = *cap ? *cap : 16;
+  while (n < need) n *= 2;
+  void *p = host->alloc(host->core, elem * (size_t)n);
+  if (!p) return 0;
+  if (*items) {
+    memcpy(p, *items, elem * (size_t)*cap);
+    host->free(host->core, *items);
+  }
+  memset((char *)p + elem * (size_t)*cap, 0, elem * (size_t)(n - *cap));
+  *items = p;
+  *cap = n;
+  return 1;
+}
+
+static const char *node_op_name(const vnrt_backend_node *node) {
+  const char *op = vnrt_op_name(node->op);
+  return op ? op : "?";
+}
+
+/* ---- The launch builder ---------------------------------------------------------------- */
+
+void cl_launch_begin(cl_lower *L, const char *kernel, cl_launch *k) {
+  vnrt_backend_exec *exec = L->exec;
+  vnrt_backend_device *dev = L->dev;
+  memset(k, 0, sizeof *k);
+  k->L = L;
+  k->step = -1;
+  if (!grow(dev->host, (void **)&exec->steps, &exec->cap_steps, exec->n_steps + 1,
+            sizeof *exec->steps)) {
+    k->status = cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+    return;
+  }
+  cl_int err = CL_SUCCESS;
+  cl_kernel kern = clCreateKernel(dev->program, kernel, &err);
+  if (!kern || err != CL_SUCCESS) {
+    k->status = cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): clCreateKernel(%s): %d %s",
+                        L->node->name, node_op_name(L->node), kernel, (int)err,
+                        cl_error_name(err));
+    return;
+  }
+  k->step = exec->n_steps++;
+  cl_step *st = &exec->steps[k->step];
+  memset(st, 0, sizeof *st);
+  st->kind = CL_STEP_KERNEL;
+  st->node = L->node_index;
+  st->kernel = kern;
+  st->kernel_name = kernel;
+}
+
+static void set_arg(cl_launch *k, size_t size, const void *value) {
+  if (k->status != VNRT_OK) return;
+  cl_step *st = &k->L->exec->steps[k->step];
+  cl_int err = clSetKernelArg(st->kernel, k->arg, size, value);
+  if (err != CL_SUCCESS) {
+    k->status = cl_fail(k->L->dev, VNRT_ERROR_INTERNAL,
+                        "node '%s': clSetKernelArg(%s, %u): %d %s", k->L->node->name,
+                        st->kernel_name, (unsigned)k->arg, (int)err, cl_error_name(err));
+    return;
+  }
+  k->arg++;
+}
+
+static void arg_tensor(cl_launch *k, int32_t t, int with_dtype) {
+  if (k->status != VNRT_OK) return;
+  const vnrt_backend_tensor *bt = &k->L->graph->tensors[t];
+  if (!bt->buffer) {
+    k->status = cl_fail(k->L->dev, VNRT_ERROR_INTERNAL, "node '%s': tensor '%s' has no buffer",
+                        k->L->node->name, bt->name);
+    return;
+  }
+  uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
+  if (bt->offset > bt->buffer->size || bytes > bt->buffer->size - bt->offset) {
+    k->status = cl_fail(k->L->dev, VNRT_ERROR_INTERNAL,
+                        "node '%s': tensor '%s' (%" PRIu64 " bytes at %" PRIu64
+                        ") is past its buffer's %" PRIu64 " bytes",
+                        k->L->node->name, bt->name, bytes, bt->offset, bt->buffer->size);
+    return;
+  }
+  cl_mem mem = bt->buffer->mem;
+  cl_ulong off = bt->offset;
+  set_arg(k, sizeof mem, &mem);
+  set_arg(k, sizeof off, &off);
+  if (with_dtype) cl_arg_i32(k, (int32_t)bt->type.dtype);
+}
+
+void cl_arg_in(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->inputs[i], 0); }
+void cl_arg_in_dt(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->inputs[i], 1); }
+void cl_arg_out(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i], 0); }
+void cl_arg_out_dt(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i], 1); }
+
+void cl_arg_opt_in_dt(cl_launch *k, int32_t i) {
+  if (i < k->L->node->n_inputs) arg_tensor(k, k->L->node->inputs[i], 1);
+  else arg_tensor(k, k->L->node->outputs[0], 1);
+}
+
+void cl_arg_opt_in(cl_launch *k, int32_t i) {
+  if (i < k->L->node->n_inputs) arg_tensor(k, k->L->node->inputs[i], 0);
+  else arg_tensor(k, k->L->node->outputs[0], 0);
+}
+
+void cl_arg_i32(cl_launch *k, int32_t v) {
+  cl_int x = v;
+  set_arg(k, sizeof x, &x);
+}
+
+void cl_arg_i64(cl_launch *k, int64_t v) {
+  cl_long x = v;
+  set_arg(k, sizeof x, &x);
+}
+
+void cl_arg_f32(cl_launch *k, float v) {
+  cl_float x = v;
+  set_arg(k, sizeof x, &x);
+}
+
+void cl_arg_long4(cl_launch *k, const int64_t v[4]) {
+  cl_long4 x;
+  for (int i = 0; i < 4; ++i) x.s[i] = v[i];
+  set_arg(k, sizeof x, &x);
+}
+
+void cl_arg_local(cl_launch *k, size_t bytes) {
+  if (k->status != VNRT_OK) return;
+  if (bytes > k->L->dev->desc->local_mem) {
+    k->status = cl_fail(k->L->dev, VNRT_ERROR_UNSUPPORTED,
+                        "node '%s' (%s) needs %zu bytes of local memory; the device has %" PRIu64,
+                        k->L->node->name, node_op_name(k->L->node), bytes,
+                        k->L->dev->desc->local_mem);
+    return;
+  }
+  set_arg(k, bytes ? bytes : 4, NULL);
+}
+
+static void arg_fixup(cl_launch *k, cl_fixup_kind kind, uint64_t offset) {
+  if (k->status != VNRT_OK) return;
+  vnrt_backend_exec *exec = k->L->exec;
+  if (!grow(k->L->dev->host, (void **)&exec->fixups, &exec->cap_fixups, exec->n_fixups + 1,
+            sizeof *exec->fixups)) {
+    k->status = cl_fail(k->L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+    return;
+  }
+  exec->fixups[exec->n_fixups++] = (cl_fixup){k->step, k->arg, kind, offset};
+  k->arg += 2; /* (buffer, offset), set once the buffer exists */
+}
+
+void cl_arg_scratch(cl_launch *k, uint64_t offset) { arg_fixup(k, CL_FIX_SCRATCH, offset); }
+void cl_arg_const(cl_launch *k, uint64_t offset) { arg_fixup(k, CL_FIX_CONST, offset); }
+void cl_arg_err(cl_launch *k, int32_t slot) { arg_fixup(k, CL_FIX_ERR, (uint64_t)slot); }
+
+size_t cl_launch_wg(cl_launch *k, size_t want) {
+  size_t limit = k->L->dev->desc->max_wi[0];
+  if (k->L->dev->desc->max_wg < limit) limit = k->L->dev->desc->max_wg;
+  if (k->status == VNRT_OK) {
+    size_t kmax = 0;
+    cl_step *st = &k->L->exec->steps[k->step];
+    if (clGetKernelWorkGroupInfo(st->kernel, k->L->dev->desc->id, CL_KERNEL_WORK_GROUP_SIZE,
+                                 sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
+        kmax > 0 && kmax < limit) {
+      limit = kmax;
+    }
+  }
+  if (want > limit) want = limit;
+  size_t p = 1;
+  while (p * 2 <= want) p *= 2;
+  return p;
+}
+
+vnrt_status cl_launch_end(cl_launch *k, cl_uint dim, const size_t *items, const size_t *lws) {
+  if (k->status != VNRT_OK) return k->status;
+  vnrt_backend_exec *exec = k->L->exec;
+  cl_step *st = &exec->steps[k->step];
+  int empty = 0;
+  for (cl_uint d = 0; d < dim; ++d) empty |= items[d] == 0;
+  if (empty) {
+    /* Nothing to do: drop the step and any fixups recorded for it. */
+    while (exec->n_fixups > 0 && exec->fixups[exec->n_fixups - 1].step == k->step) {
+      exec->n_fixups--;
+    }
+    clReleaseKernel(st->kernel);
+    exec->n_steps--;
+    return VNRT_OK;
+  }
+  st->dim = dim;
+  st->has_lws = lws != NULL;
+  for (cl_uint d = 0; d < dim; ++d) {
+    st->lws[d] = lws ? lws[d] : 0;
+    st->gws[d] = lws ? cl_round_up(items[d], lws[d]) : items[d];
+  }
+  return VNRT_OK;
+}
+
+/* ---- Scratch, constants, checks, GEMM steps -------------------------------------------- */
+
+uint64_t cl_scratch(cl_lower *L, uint64_t bytes) {
+  uint64_t off = L->scratch_used;
+  L->scratch_used += (bytes + CL_ALIGN - 1) / CL_ALIGN * CL_ALIGN;
+  return off;
+}
+
+uint64_t cl_const(cl_lower *L, const void *data, uint64_t bytes) {
+  vnrt_backend_exec *exec = L->exec;
+  const vnrt_backend_host *host = L->dev->host;
+  uint64_t off = (exec->const_bytes + CL_ALIGN - 1) / CL_ALIGN * CL_ALIGN;
+  uint64_t need = off + bytes;
+  if (need > exec->const_cap) {
+    uint64_t cap = exec->const_cap ? exec->const_cap : 4096;
+    while (cap < need) cap *= 2;
+    unsigned char *p = host->alloc(host->core, (size_t)cap);
+    if (!p) return UINT64_MAX;
+    memset(p, 0, (size_t)cap);
+    if (exec->consts) {
+      memcpy(p, exec->consts, (size_t)exec->const_bytes);
+      host->free(host->core, exec->consts);
+    }
+    exec->consts = p;
+    exec->const_cap = cap;
+  }
+  memcpy(exec->consts + off, data, (size_t)bytes);
+  exec->const_bytes = need;
+  return off;
+}
+
+int32_t cl_err_slot(cl_lower *L) { return L->exec->n_err_slots++; }
+
+vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
+                         const int64_t *info, int n_info) {
+  vnrt_backend_exec *exec = L->exec;
+  if (!grow(L->dev->host, (void **)&exec->steps, &exec->cap_steps, exec->n_steps + 1,
+            sizeof *exec->steps)) {
+    return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+  }
+  cl_step *st = &exec->steps[exec->n_steps++];
+  memset(st, 0, sizeof *st);
+  st->kind = CL_STEP_CHECK;
+  st->node = L->node_index;
+  st->err_slot = slot;
+  st->report = report;
+  for (int i = 0; i < n_info && i < 6; ++i) st->info[i] = info[i];
+  return VNRT_OK;
+}
+
+vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes) {
+  vnrt_backend_exec *exec = L->exec;
+  if (!grow(L->dev->host, (void **)&exec->steps, &exec->cap_steps, exec->n_steps + 1,
+            sizeof *exec->steps)) {
+    L->dev->host->free(L->dev->host->core, call);
+    return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+  }
+  cl_step *st = &exec->steps[exec->n_steps++];
+  memset(st, 0, sizeof *st);
+  st->kind = CL_STEP_GEMM;
+  st->node = L->node_index;
+  st->gemm = call;
+  st->gemm_scratch = scratch_bytes ? cl_scratch(L, scratch_bytes) : 0;
+  return VNRT_OK;
+}
+
+vnrt_status cl_read_i32(vnrt_backend_exec *exec, int32_t t, int64_t i, int32_t *out) {
+  const vnrt_backend_tensor *bt = &exec->graph.tensors[t];
+  cl_int v = 0;
+  cl_int err = clEnqueueReadBuffer(exec->dev->queue, bt->buffer->mem, CL_TRUE,
+                                   (size_t)(bt->offset + (uint64_t)i * 4), 4, &v, 0, NULL, NULL);
+  *out = v;
+  if (err != CL_SUCCESS) {
+    return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading an index of '%s': %d %s", bt->name,
+                   (int)err, cl_error_name(err));
+  }
+  return VNRT_OK;
+}
+
+/* ---- The backend slots ----------------------------------------------------------------- */
+
+int cl_backend_supports_node(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                             int32_t node) {
+  if (!dev || !graph || node < 0 || node >= graph->n_nodes) return 0;
+  const vnrt_backend_node *nd = &graph->nodes[node];
+  if (nd->n_inputs < 0 || nd->n_inputs > VNRT_MAX_NODE_INPUTS || nd->n_outputs < 1 ||
+      nd->n_outputs > VNRT_MAX_NODE_OUTPUTS) {
+    return 0;
+  }
+  for (int32_t i = 0; i < nd->n_inputs + nd->n_outputs; ++i) {
+    int32_t t = i < nd->n_inputs ? nd->inputs[i] : nd->outputs[i - nd->n_inputs];
+    if (t < 0 || t >= graph->n_tensors) return 0;
+    const vnrt_tensor_type *ty = &graph->tensors[t].type;
+    if (ty->rank < 0 || ty->rank > VNRT_MAX_DIMS || vnrt_dtype_size(ty->dtype) == 0) return 0;
+    /* Index math in the kernels is 64-bit, but work sizes and error positions are not meant
+     * for tensors beyond 2^31 elements. */
+    if (vnrt_tensor_type_numel(ty) > INT32_MAX) return 0;
+  }
+  return cl_ops_supports(dev, graph, nd);
+}
+
+void cl_backend_exec_destroy(vnrt_backend_exec *exec) {
+  if (!exec) return;
+  vnrt_backend_device *dev = exec->dev;
+  const vnrt_backend_host *host = dev->host;
+  clFinish(dev->queue);
+  for (int32_t i = 0; i < exec->n_steps; ++i) {
+    cl_step *st = &exec->steps[i];
+    if (st->kernel) clReleaseKernel(st->kernel);
+    if (st->gemm) {
+      cl_gemm_release(st->gemm);
+      host->free(host->core, st->gemm);
+    }
+  }
+  if (exec->scratch) cl_mem_put(dev, exec->scratch, exec->scratch_capacity);
+  if (exec->const_mem) cl_mem_put(dev, exec->const_mem, exec->const_capacity);
+  if (exec->steps) host->free(host->core, exec->steps);
+  if (exec->node_first) host->free(host->core, exec->node_first);
+  if (exec->fixups) host->free(host->core, exec->fixups);
+  if (exec->consts) host->free(host->core, exec->consts);
+  host->free(host->core, exec);
+}
+
+/* Creates the scratch and constant buffers and binds every argument that waited for them. */
+static vnrt_status finalize(vnrt_backend_exec *exec) {
+  vnrt_backend_device *dev = exec->dev;
+  exec->scratch_err_bytes = ((uint64_t)exec->n_err_slots * 4 + CL_ALIGN - 1) / CL_ALIGN * CL_ALIGN;
+  uint64_t scratch = exec->scratch_err_bytes + exec->scratch_node_bytes;
+  if (scratch > 0) {
+    vnrt_status s = cl_mem_get(dev, scratch, "the plan's scratch buffer", &exec->scratch,
+                               &exec->scratch_capacity);
+    if (s != VNRT_OK) return s;
+  }
+  if (exec->const_bytes > 0) {
+    vnrt_status s = cl_mem_get(dev, exec->const_bytes, "the plan's constant tables",
+                               &exec->const_mem, &exec->const_capacity);
+    if (s != VNRT_OK) return s;
+    cl_int err = clEnqueueWriteBuffer(dev->queue, exec->const_mem, CL_TRUE, 0,
+                                      (size_t)exec->const_bytes, exec->consts, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      return cl_fail(dev, VNRT_ERROR_DEVICE, "uploading constant tables: %d %s", (int)err,
+                     cl_error_name(err));
+    }
+  }
+  for (int32_t i = 0; i < exec->n_fixups; ++i) {
+    const cl_fixup *f = &exec->fixups[i];
+    cl_mem mem = f->kind == CL_FIX_CONST ? exec->const_mem : exec->scratch;
+    cl_ulong off = f->kind == CL_FIX_SCRATCH ? exec->scratch_err_bytes + f->offset
+                   : f->kind == CL_FIX_ERR   ? f->offset * 4
+                                             : f->offset;
+    cl_kernel kern = exec->steps[f->step].kernel;
+    cl_int err = clSetKernelArg(kern, f->arg, sizeof mem, &mem);
+    if (err == CL_SUCCESS) err = clSetKernelArg(kern, f->arg + 1, sizeof off, &off);
+    if (err != CL_SUCCESS) {
+      return cl_fail(dev, VNRT_ERROR_INTERNAL, "binding scratch of %s: %d %s",
+                     exec->steps[f->step].kernel_name, (int)err, cl_error_name(err));
+    }
+  }
+  for (int32_t i = 0; i < exec->n_steps; ++i) {
+    cl_step *st = &exec->steps[i];
+    if (st->kind != CL_STEP_GEMM) continue;
+    st->gemm->scratch = exec->scratch;
+    st->gemm->scratch_off = exec->scratch_err_bytes + st->gemm_scratch;
+    vnrt_status s = cl_gemm_prepare(dev, st->gemm);
+    if (s != VNRT_OK) return s;
+  }
+  return VNRT_OK;
+}
+
+vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                               vnrt_backend_exec **out_exec) {
+  *out_exec = NULL;
+  const vnrt_backend_host *host = dev->host;
+  vnrt_backend_exec *exec = host->alloc(host->core, sizeof *exec);
+  if (!exec) return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+  memset(exec, 0, sizeof *exec);
+  exec->dev = dev;
+  exec->graph = *graph;
+  exec->node_first = host->alloc(host->core, sizeof(int32_t) * ((size_t)graph->n_nodes + 1));
+  if (!exec->node_first) {
+    cl_backend_exec_destroy(exec);
+    return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+  }
+  for (int32_t i = 0; i < graph->n_nodes; ++i) {
+    const vnrt_backend_node *node = &graph->nodes[i];
+    exec->node_first[i] = exec->n_steps;
+    if (!cl_backend_supports_node(dev, graph, i)) {
+      cl_backend_exec_destroy(exec);
+      return cl_fail(dev, VNRT_ERROR_UNSUPPORTED, "cannot run node '%s' (%s) as typed",
+                     node->name, node_op_name(node));
+    }
+    cl_lower L = {exec, dev, &exec->graph, node, i, 0};
+    vnrt_status s = cl_ops_lower(&L);
+    if (s != VNRT_OK) {
+      cl_backend_exec_destroy(exec);
+      return s;
+    }
+    if (L.scratch_used > exec->scratch_node_bytes) exec->scratch_node_bytes = L.scratch_used;
+  }
+  exec->node_first[graph->n_nodes] = exec->n_steps;
+  vnrt_status s = finalize(exec);
+  if (s != VNRT_OK) {
+    cl_backend_exec_destroy(exec);
+    return s;
+  }
+  *out_exec = exec;
+  return VNRT_OK;
+}
+
+vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
+  vnrt_backend_device *dev = exec->dev;
+  if (first < 0 || count < 0 || first > exec->graph.n_nodes ||
+      count > exec->graph.n_nodes - first) {
+    return cl_fail(dev, VNRT_ERROR_INTERNAL, "run: nodes [%d, %d) outside the compiled %d nodes",
+                   (int)first, (int)(first + count), (int)exec->graph.n_nodes);
+  }
+  for (int32_t i = exec->node_first[first]; i < exec->node_first[first + count]; ++i) {
+    const cl_step *st = &exec->steps[i];
+    const vnrt_backend_node *node = &exec->graph.nodes[st->node];
+    cl_int err = CL_SUCCESS;
+    switch (st->kind) {
+      case CL_STEP_KERNEL:
+        err = clEnqueueNDRangeKernel(dev->queue, st->kernel, st->dim, NULL, st->gws,
+                                     st->has_lws ? st->lws : NULL, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s",
+                         node->name, node_op_name(node), st->kernel_name, (int)err,
+                         cl_error_name(err));
+        }
+        break;
+      case CL_STEP_CHECK: {
+        cl_int pos = -1;
+        err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE,
+                                  (size_t)st->err_slot * 4, 4, &pos, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
+                         node->name, node_op_name(node), (int)err, cl_error_name(err));
+        }
+        if (pos >= 0) return st->report(exec, st, pos);
+        break;
+      }
+      case CL_STEP_GEMM: {
+        vnrt_status s = cl_gemm_enqueue(dev, st->gemm);
+        if (s != VNRT_OK) return s;
+        break;
+      }
+    }
+  }
+  cl_int err = clFinish(dev->queue);
+  if (err != CL_SUCCESS) {
+    return cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
+                   (int)(first + count), (int)err, cl_error_name(err));
+  }
+  return VNRT_OK;
+}

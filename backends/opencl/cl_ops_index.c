@@ -1,0 +1,75 @@
+/* OpenCL lowering of embedding (ids checked on the device before the gather, so a bad id
+ * writes nothing and is reported with its position) and topk (shaders index.cl). */
+#include "cl_ops.h"
+
+int cl_index_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                      const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+  if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
+  if (node->op == VNRT_OP_EMBEDDING) {
+    const vnrt_tensor_type *ids = cl_q_in(g, node, 1);
+    return x->rank == 2 && ids->dtype == VNRT_I32 &&
+           vnrt_tensor_type_numel(o) == vnrt_tensor_type_numel(ids) * x->dims[1];
+  }
+  int64_t k = vnrt_node_attr_i(node, "k", 0);
+  int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
+  return node->n_outputs == 2 && cl_q_out(g, node, 1)->dtype == VNRT_I32 && k >= 1 && k <= e;
+}
+
+/* Reports the first bad id of an embedding. info: ids tensor, V. */
+static vnrt_status report_embedding(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
+  int32_t id = 0;
+  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], pos, &id);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "embedding '%s': id %d at position %d out of range [0, %lld)",
+                 exec->graph.nodes[st->node].name, (int)id, (int)pos, (long long)st->info[1]);
+}
+
+static vnrt_status lower_embedding(cl_lower *L) {
+  const vnrt_tensor_type *table = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
+  int64_t V = table->dims[0], D = table->dims[1], n = vnrt_tensor_type_numel(ids);
+  if (n == 0) return VNRT_OK;
+  int32_t slot = cl_err_slot(L);
+  cl_launch k;
+  cl_launch_begin(L, "check_index", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_in(&k, 1); /* no offsets */
+  cl_arg_i32(&k, 0);
+  cl_arg_i32(&k, 1);
+  cl_arg_i64(&k, n);
+  cl_arg_i64(&k, V);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  vnrt_status s = cl_launch_single(&k, 64);
+  if (s != VNRT_OK) return s;
+  const int64_t info[2] = {L->node->inputs[1], V};
+  s = cl_add_check(L, slot, report_embedding, info, 2);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "embedding", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_in(&k, 1);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, D);
+  cl_arg_i64(&k, n);
+  return cl_launch_2d(&k, D, n);
+}
+
+static vnrt_status lower_topk(cl_lower *L) {
+  const vnrt_tensor_type *x = cl_in_type(L, 0);
+  int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
+  int64_t rows = e > 0 ? vnrt_tensor_type_numel(x) / e : 0;
+  cl_launch k;
+  cl_launch_begin(L, "topk", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_out(&k, 1);
+  cl_arg_i64(&k, rows);
+  cl_arg_i32(&k, (int32_t)e);
+  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "k", 1));
+  return cl_launch_1d(&k, rows);
+}
+
+vnrt_status cl_index_lower(cl_lower *L) {
+  return L->node->op == VNRT_OP_EMBEDDING ? lower_embedding(L) : lower_topk(L);
+}

@@ -1,0 +1,212 @@
+/* OpenCL lowering of the MoE ops: moe_route, moe_hash_route (token ids and table entries
+ * checked on the device first) and moe_ffn (expert ids checked first, then the up and down
+ * passes over (token, slot) pairs; shaders moe.cl, index.cl). */
+#include <string.h>
+
+#include "cl_ops.h"
+
+/* Matches SCORE_* of moe.cl; -1 for an unknown word. */
+static int score_kind(const vnrt_backend_node *node) {
+  const char *w = vnrt_node_attr_word(node, "score", "");
+  if (strcmp(w, "sigmoid") == 0) return 0;
+  if (strcmp(w, "softmax") == 0) return 1;
+  if (strcmp(w, "sqrt_softplus") == 0) return 2;
+  return -1;
+}
+
+int cl_moe_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                    const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0);
+  if (!cl_is_float(x->dtype) || x->rank < 1) return 0;
+  int64_t last = x->dims[x->rank - 1];
+  int64_t T = last > 0 ? vnrt_tensor_type_numel(x) / last : 0;
+  if (node->op == VNRT_OP_MOE_FFN) {
+    const vnrt_tensor_type *ex = cl_q_in(g, node, 1), *w = cl_q_in(g, node, 2);
+    const vnrt_tensor_type *gu = cl_q_in(g, node, 3), *wd = cl_q_in(g, node, 4);
+    if (ex->dtype != VNRT_I32 || ex->rank < 1 || !cl_is_float(w->dtype) ||
+        !cl_is_float(gu->dtype) || !cl_is_float(wd->dtype) || gu->rank != 3 || wd->rank != 3 ||
+        !cl_is_float(cl_q_out(g, node, 0)->dtype) || last == 0) {
+      return 0;
+    }
+    int64_t k = ex->dims[ex->rank - 1], C = last, F = gu->dims[1] / 2, E = gu->dims[0];
+    return vnrt_tensor_type_numel(ex) == T * k && vnrt_tensor_type_numel(w) == T * k &&
+           gu->dims[1] == 2 * F && gu->dims[2] == C && wd->dims[0] == E && wd->dims[1] == C &&
+           wd->dims[2] == F;
+  }
+  if (score_kind(node) < 0 || node->n_outputs != 2 ||
+      !cl_is_float(cl_q_out(g, node, 0)->dtype) || cl_q_out(g, node, 1)->dtype != VNRT_I32 ||
+      last == 0) {
+    return 0;
+  }
+  int64_t E = last;
+  if (node->op == VNRT_OP_MOE_HASH_ROUTE) {
+    const vnrt_tensor_type *ids = cl_q_in(g, node, 1), *tab = cl_q_in(g, node, 2);
+    return ids->dtype == VNRT_I32 && tab->dtype == VNRT_I32 && tab->rank == 2 &&
+           vnrt_tensor_type_numel(ids) == T &&
+           vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == T * tab->dims[1] &&
+           T * (tab->dims[1] + 1) <= INT32_MAX;
+  }
+  if (node->n_inputs > 1) {
+    const vnrt_tensor_type *b = cl_q_in(g, node, 1);
+    if (!cl_is_float(b->dtype) || vnrt_tensor_type_numel(b) != E) return 0;
+  }
+  int64_t k = vnrt_node_attr_i(node, "k", 1);
+  int64_t n_group = vnrt_node_attr_i(node, "n_group", 1);
+  int64_t topk_group = vnrt_node_attr_i(node, "topk_group", 1);
+  if (n_group > 1 && (E % n_group != 0 || topk_group < 1 || topk_group > n_group)) return 0;
+  int64_t eligible = n_group > 1 ? topk_group * (E / n_group) : E;
+  return k >= 1 && k <= eligible && vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == T * k;
+}
+
+static vnrt_status lower_route(cl_lower *L) {
+  const vnrt_tensor_type *lt = cl_in_type(L, 0);
+  int64_t E = lt->dims[lt->rank - 1], T = vnrt_tensor_type_numel(lt) / E;
+  int64_t n_group = vnrt_node_attr_i(L->node, "n_group", 1), G = n_group > 1 ? n_group : 1;
+  if (T == 0) return VNRT_OK;
+  uint64_t work = cl_scratch(L, (uint64_t)(T * (3 * E + 2 * G)) * 4);
+  cl_launch k;
+  cl_launch_begin(L, "moe_route", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_opt_in_dt(&k, 1);
+  cl_arg_i32(&k, L->node->n_inputs > 1);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_out(&k, 1);
+  cl_arg_scratch(&k, work);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)E);
+  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "k", 1));
+  cl_arg_i32(&k, score_kind(L->node));
+  cl_arg_i32(&k, (int32_t)n_group);
+  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "topk_group", 1));
+  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "norm", 1) != 0);
+  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "scale", 1.0));
+  return cl_launch_1d(&k, T);
+}
+
+/* info: ids tensor, tid2eid tensor, V, k, E. Position t·(k+1) is ids[t] itself, t·(k+1)+1+i
+ * entry i of its table row. */
+static vnrt_status report_hash_route(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
+  const char *name = exec->graph.nodes[st->node].name;
+  int64_t k = st->info[3];
+  int64_t t = pos / (k + 1), r = pos % (k + 1);
+  int32_t id = 0, e = 0;
+  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], t, &id);
+  if (s != VNRT_OK) return s;
+  if (r == 0) {
+    return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                   "moe_hash_route '%s': token id %d (token %lld) is outside [0, %lld) of "
+                   "tid2eid", name, (int)id, (long long)t, (long long)st->info[2]);
+  }
+  s = cl_read_i32(exec, (int32_t)st->info[1], (int64_t)id * k + r - 1, &e);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "moe_hash_route '%s': expert id %d (tid2eid[%d, %lld]) is outside [0, %lld)",
+                 name, (int)e, (int)id, (long long)(r - 1), (long long)st->info[4]);
+}
+
+static vnrt_status lower_hash_route(cl_lower *L) {
+  const vnrt_tensor_type *lt = cl_in_type(L, 0), *tab = cl_in_type(L, 2);
+  int64_t E = lt->dims[lt->rank - 1], T = vnrt_tensor_type_numel(lt) / E;
+  int64_t V = tab->dims[0], kk = tab->dims[1];
+  if (T == 0) return VNRT_OK;
+  int32_t slot = cl_err_slot(L);
+  cl_launch k;
+  cl_launch_begin(L, "check_hash_route", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_in(&k, 2);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)V);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)E);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  vnrt_status s = cl_launch_single(&k, 64);
+  if (s != VNRT_OK) return s;
+  const int64_t info[5] = {L->node->inputs[1], L->node->inputs[2], V, kk, E};
+  s = cl_add_check(L, slot, report_hash_route, info, 5);
+  if (s != VNRT_OK) return s;
+  uint64_t work = cl_scratch(L, (uint64_t)(T * E) * 4);
+  cl_launch_begin(L, "moe_hash_route", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_in(&k, 1);
+  cl_arg_in(&k, 2);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_out(&k, 1);
+  cl_arg_scratch(&k, work);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)E);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, score_kind(L->node));
+  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "norm", 1) != 0);
+  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "scale", 1.0));
+  return cl_launch_1d(&k, T);
+}
+
+/* info: experts tensor, k, E. */
+static vnrt_status report_ffn(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
+  int32_t e = 0;
+  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], pos, &e);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "moe_ffn '%s': expert id %d (experts[%lld, %lld]) is outside [0, %lld)",
+                 exec->graph.nodes[st->node].name, (int)e, (long long)(pos / st->info[1]),
+                 (long long)(pos % st->info[1]), (long long)st->info[2]);
+}
+
+static vnrt_status lower_ffn(cl_lower *L) {
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  int64_t C = x->dims[x->rank - 1], T = vnrt_tensor_type_numel(x) / C;
+  int64_t kk = ex->dims[ex->rank - 1], E = gu->dims[0], F = gu->dims[1] / 2;
+  int64_t pairs = T * kk;
+  if (T == 0) return VNRT_OK;
+  cl_launch k;
+  if (pairs > 0) {
+    int32_t slot = cl_err_slot(L);
+    cl_launch_begin(L, "check_index", &k);
+    cl_arg_in(&k, 1);
+    cl_arg_in(&k, 1);
+    cl_arg_i32(&k, 0);
+    cl_arg_i32(&k, 1);
+    cl_arg_i64(&k, pairs);
+    cl_arg_i64(&k, E);
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    vnrt_status s = cl_launch_single(&k, 64);
+    if (s != VNRT_OK) return s;
+    const int64_t info[3] = {L->node->inputs[1], kk, E};
+    s = cl_add_check(L, slot, report_ffn, info, 3);
+    if (s != VNRT_OK) return s;
+  }
+  uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
+  cl_launch_begin(L, "moe_ffn_up", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_in(&k, 1);
+  cl_arg_in_dt(&k, 3);
+  cl_arg_scratch(&k, h);
+  cl_arg_i64(&k, pairs);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  cl_arg_i32(&k, (int32_t)F);
+  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "limit", 0.0));
+  vnrt_status s = cl_launch_2d(&k, F, pairs);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "moe_ffn_down", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_in_dt(&k, 2);
+  cl_arg_in_dt(&k, 4);
+  cl_arg_scratch(&k, h);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  cl_arg_i32(&k, (int32_t)F);
+  return cl_launch_2d(&k, C, T);
+}
+
+vnrt_status cl_moe_lower(cl_lower *L) {
+  switch (L->node->op) {
+    case VNRT_OP_MOE_ROUTE: return lower_route(L);
+    case VNRT_OP_MOE_HASH_ROUTE: return lower_hash_route(L);
+    default: return lower_ffn(L);
+  }
+}

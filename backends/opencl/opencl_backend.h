@@ -1,0 +1,32 @@
+/* Private to the OpenCL backend: the functions behind its vnrt_backend_i table, by file. */
+#ifndef VNRT_BACKENDS_OPENCL_OPENCL_BACKEND_H_
+#define VNRT_BACKENDS_OPENCL_OPENCL_BACKEND_H_
+
+#include "cl_common.h"
+
+/* cl_device.c */
+vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state);
+void cl_backend_shutdown(void *state);
+uint32_t cl_backend_device_count(void *state);
+vnrt_status cl_backend_device_info(void *state, uint32_t index, vnrt_device_info *out_info);
+vnrt_status cl_backend_device_open(void *state, uint32_t index, vnrt_backend_device **out_device);
+void cl_backend_device_close(vnrt_backend_device *device);
+
+/* cl_buffer.c */
+vnrt_status cl_backend_buffer_alloc(vnrt_backend_device *device, uint64_t bytes,
+                                    vnrt_backend_buffer **out_buffer);
+void cl_backend_buffer_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+vnrt_status cl_backend_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                    uint64_t offset, const void *src, uint64_t bytes);
+vnrt_status cl_backend_buffer_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                   uint64_t offset, void *dst, uint64_t bytes);
+
+/* cl_exec.c */
+int cl_backend_supports_node(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                             int32_t node);
+vnrt_status cl_backend_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
+                               vnrt_backend_exec **out_exec);
+vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count);
+void cl_backend_exec_destroy(vnrt_backend_exec *exec);
+
+#endif /* VNRT_BACKENDS_OPENCL_OPENCL_BACKEND_H_ */

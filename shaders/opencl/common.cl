@@ -1,0 +1,93 @@
+/* Shared by every vnrt OpenCL kernel: dtype codes, (buffer, offset) tensor arguments, exact
+ * f16/bf16 loads and round-to-nearest-even stores, and work-group reductions. OpenCL C 1.2;
+ * no extension is required (f16 goes through vload_half/vstore_half). */
+
+/* Results must agree with the CPU reference, which does not fuse multiply-adds. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* The values of vnrt_dtype. */
+#define DT_F32 1
+#define DT_F16 2
+#define DT_BF16 3
+#define DT_I32 4
+
+/* A tensor argument is a buffer and a byte offset into it (offsets are multiples of 256). */
+#define TENSOR(n) __global uchar *n##_b, ulong n##_o
+#define PTR(n) (n##_b + n##_o)
+
+float bf16_to_f32(ushort u) { return as_float((uint)u << 16); }
+
+ushort f32_to_bf16(float f) {
+  uint x = as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (ushort)((x >> 16) | 0x40u); /* quiet NaN */
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (ushort)(x >> 16);
+}
+
+/* Element i of a tensor of dtype dt, widened exactly to float. */
+float ld(__global const uchar *p, int dt, long i) {
+  switch (dt) {
+    case DT_F16: return vload_half((size_t)i, (__global const half *)p);
+    case DT_BF16: return bf16_to_f32(((__global const ushort *)p)[i]);
+    case DT_I32: return (float)((__global const int *)p)[i];
+    default: return ((__global const float *)p)[i];
+  }
+}
+
+/* Stores v as dtype dt, rounding to nearest even for f16/bf16 (i32 truncates). */
+void st(__global uchar *p, int dt, long i, float v) {
+  switch (dt) {
+    case DT_F16: vstore_half_rte(v, (size_t)i, (__global half *)p); break;
+    case DT_BF16: ((__global ushort *)p)[i] = f32_to_bf16(v); break;
+    case DT_I32: ((__global int *)p)[i] = convert_int_rtz(v); break;
+    default: ((__global float *)p)[i] = v; break;
+  }
+}
+
+int ldi(__global const uchar *p, long i) { return ((__global const int *)p)[i]; }
+
+float sigmoid_f(float x) { return 1.0f / (1.0f + exp(-x)); }
+
+float softplus_f(float x) {
+  if (x > 20.0f) return x;
+  if (x < -20.0f) return exp(x);
+  return log(1.0f + exp(x));
+}
+
+/* Work-group reductions over red[0, wg) (wg a power of two). Every work-item of the group
+ * must call them; all get the result. red is reused, so calls may follow each other. */
+float wg_sum(__local float *red, float v) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  red[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = wg / 2; s > 0; s >>= 1) {
+    if (lid < s) red[lid] += red[lid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  return red[0];
+}
+
+float wg_max(__local float *red, float v) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  red[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = wg / 2; s > 0; s >>= 1) {
+    if (lid < s) red[lid] = fmax(red[lid], red[lid + s]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  return red[0];
+}
+
+int wg_min_i(__local int *red, int v) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  red[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = wg / 2; s > 0; s >>= 1) {
+    if (lid < s) red[lid] = min(red[lid], red[lid + s]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  return red[0];
+}

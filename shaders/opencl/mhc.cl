@@ -1,0 +1,124 @@
+/* mHC (DeepSeek-V4 hyper-connections): the mix projection (one work-group per token), the
+ * per-token finish with Sinkhorn (one work-item per token, f32 scratch), the weighted collapse
+ * of the streams, hc_post, and the standalone sinkhorn. fn rows are [pre, post, comb]. */
+
+/* mix[t, r] = (fn[r]·f)·rsqrt(mean(f²) + norm_eps) with f = X[t] (nc = n·C values). */
+__kernel void hc_mix(TENSOR(X), int dX, TENSOR(fn), int dfn, TENSOR(mix), long nc, int rows,
+                     float norm_eps, __local float *red) {
+  long t = get_group_id(0);
+  int lid = get_local_id(0), wg = get_local_size(0);
+  long xb = t * nc;
+  float ss = 0.0f;
+  for (long i = lid; i < nc; i += wg) {
+    float v = ld(PTR(X), dX, xb + i);
+    ss += v * v;
+  }
+  ss = wg_sum(red, ss);
+  float inv = 1.0f / sqrt(ss / (float)nc + norm_eps);
+  __global float *mx = (__global float *)PTR(mix) + t * rows;
+  for (int r = 0; r < rows; ++r) {
+    float dot = 0.0f;
+    for (long i = lid; i < nc; i += wg) dot += ld(PTR(fn), dfn, r * nc + i) * ld(PTR(X), dX, xb + i);
+    dot = wg_sum(red, dot);
+    if (lid == 0) mx[r] = dot * inv;
+  }
+}
+
+/* In place on M[n, n] holding logits: row softmax, +eps, column normalise, then iters-1 rounds
+ * of (row, column) normalisation; every divide adds eps. */
+void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
+  for (int i = 0; i < n; ++i) {
+    __global float *row = M + i * n;
+    float mx = row[0];
+    for (int j = 1; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j < n; ++j) {
+      row[j] = exp(row[j] - mx);
+      sum += row[j];
+    }
+    for (int j = 0; j < n; ++j) row[j] = row[j] / sum + eps;
+  }
+  for (int it = 0; it < (iters > 1 ? iters : 1); ++it) {
+    if (it > 0) {
+      for (int i = 0; i < n; ++i) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; ++j) sum += M[i * n + j];
+        for (int j = 0; j < n; ++j) M[i * n + j] /= (sum + eps);
+      }
+    }
+    for (int j = 0; j < n; ++j) {
+      float sum = 0.0f;
+      for (int i = 0; i < n; ++i) sum += M[i * n + j];
+      for (int i = 0; i < n; ++i) M[i * n + j] /= (sum + eps);
+    }
+  }
+}
+
+/* Per token: pre weights (to w), post, and comb = sinkhorn(L) (worked in L, then stored). */
+__kernel void hc_pre_finish(TENSOR(mix), TENSOR(scale), int dsc, TENSOR(base), int dba,
+                            TENSOR(post), int dpost, TENSOR(comb), int dcomb, TENSOR(w),
+                            TENSOR(L), long T, int n, int iters, float eps) {
+  long t = get_global_id(0);
+  if (t >= T) return;
+  int rows = (n + 2) * n, nn = n * n;
+  __global const float *mx = (__global const float *)PTR(mix) + t * rows;
+  __global float *pw = (__global float *)PTR(w) + t * n;
+  __global float *lt = (__global float *)PTR(L) + t * nn;
+  float s_pre = ld(PTR(scale), dsc, 0), s_post = ld(PTR(scale), dsc, 1);
+  float s_comb = ld(PTR(scale), dsc, 2);
+  for (int j = 0; j < n; ++j) {
+    pw[j] = sigmoid_f(mx[j] * s_pre + ld(PTR(base), dba, j)) + eps;
+    st(PTR(post), dpost, t * n + j, 2.0f * sigmoid_f(mx[n + j] * s_post + ld(PTR(base), dba, n + j)));
+  }
+  for (int r = 0; r < nn; ++r) lt[r] = mx[2 * n + r] * s_comb + ld(PTR(base), dba, 2 * n + r);
+  sinkhorn_inplace(lt, n, iters, eps);
+  for (int r = 0; r < nn; ++r) st(PTR(comb), dcomb, t * nn + r, lt[r]);
+}
+
+/* hc_head: w_j = sigmoid(mix[j]·scale[0] + base[j]) + eps. */
+__kernel void hc_head_finish(TENSOR(mix), TENSOR(scale), int dsc, TENSOR(base), int dba,
+                             TENSOR(w), long T, int n, float eps) {
+  long t = get_global_id(0);
+  if (t >= T) return;
+  __global const float *mx = (__global const float *)PTR(mix) + t * n;
+  __global float *pw = (__global float *)PTR(w) + t * n;
+  float s = ld(PTR(scale), dsc, 0);
+  for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(mx[j] * s + ld(PTR(base), dba, j)) + eps;
+}
+
+/* x[t, c] = Σ_j w[t, j]·X[t, j, c]; global (C, T). */
+__kernel void hc_collapse(TENSOR(X), int dX, TENSOR(w), TENSOR(o), int dout, long T, int n,
+                          long C) {
+  long c = get_global_id(0), t = get_global_id(1);
+  if (c >= C || t >= T) return;
+  __global const float *pw = (__global const float *)PTR(w) + t * n;
+  float acc = 0.0f;
+  for (int j = 0; j < n; ++j) acc += pw[j] * ld(PTR(X), dX, (t * n + j) * C + c);
+  st(PTR(o), dout, t * C + c, acc);
+}
+
+/* X'[t, k, c] = post[t, k]·y[t, c] + Σ_j comb[t, j, k]·X[t, j, c] (comb transposed);
+ * global (C, T·n). */
+__kernel void hc_post(TENSOR(X), int dX, TENSOR(y), int dy, TENSOR(post), int dpost,
+                      TENSOR(comb), int dcomb, TENSOR(o), int dout, long T, int n, long C) {
+  long c = get_global_id(0), tk = get_global_id(1);
+  if (c >= C || tk >= T * n) return;
+  long t = tk / n, k = tk % n;
+  float acc = ld(PTR(post), dpost, t * n + k) * ld(PTR(y), dy, t * C + c);
+  for (int j = 0; j < n; ++j) {
+    acc += ld(PTR(comb), dcomb, (t * n + j) * n + k) * ld(PTR(X), dX, (t * n + j) * C + c);
+  }
+  st(PTR(o), dout, tk * C + c, acc);
+}
+
+/* L[batch, n, n] -> sinkhorn(L), worked in f32 scratch; one work-item per matrix. */
+__kernel void sinkhorn(TENSOR(L), int dL, TENSOR(work), TENSOR(o), int dout, long batch, int n,
+                       int iters, float eps) {
+  long b = get_global_id(0);
+  if (b >= batch) return;
+  int nn = n * n;
+  __global float *M = (__global float *)PTR(work) + b * nn;
+  for (int r = 0; r < nn; ++r) M[r] = ld(PTR(L), dL, b * nn + r);
+  sinkhorn_inplace(M, n, iters, eps);
+  for (int r = 0; r < nn; ++r) st(PTR(o), dout, b * nn + r, M[r]);
+}
