@@ -4,34 +4,25 @@
 #include <string.h>
 
 #include "arena.h"
+#include "op_table.h"
+#include "budget.h"
+#include "copy_stream.h"
 #include "passes.h"
 #include "plan.h"
 
 /* ---- Graph copy ------------------------------------------------------------------------ */
 
-static void free_attrs(vnrt_context *ctx, vnrt_attr *attrs, int32_t n) {
-  if (!attrs) return;
-  for (int32_t i = 0; i < n; ++i) {
-    vn_free(ctx, (void *)attrs[i].key);
-    vn_free(ctx, (void *)attrs[i].ints);
-    vn_free(ctx, (void *)attrs[i].floats);
-    vn_free(ctx, (void *)attrs[i].word);
-  }
-  vn_free(ctx, attrs);
-}
-
+/* Copies normalised attributes; keys are the op table's static strings and are shared. */
 static vnrt_attr *copy_attrs(vnrt_context *ctx, const vnrt_attr *src, int32_t n) {
   vnrt_attr *a = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *a);
   if (!a) return NULL;
   for (int32_t i = 0; i < n; ++i) {
     a[i] = src[i];
-    a[i].key = NULL, a[i].ints = NULL, a[i].floats = NULL, a[i].word = NULL;
+    a[i].ints = NULL, a[i].floats = NULL, a[i].word = NULL;
   }
   bool ok = true;
   for (int32_t i = 0; i < n && ok; ++i) {
-    a[i].key = vn_strdup(ctx, src[i].key);
-    ok = a[i].key != NULL;
-    if (ok && src[i].kind == VNRT_ATTR_INTS && src[i].count > 0) {
+    if (src[i].kind == VNRT_ATTR_INTS && src[i].count > 0) {
       int64_t *v = vn_calloc(ctx, (size_t)src[i].count, sizeof *v);
       if ((ok = v != NULL)) memcpy(v, src[i].ints, (size_t)src[i].count * sizeof *v);
       a[i].ints = v;
@@ -47,22 +38,16 @@ static vnrt_attr *copy_attrs(vnrt_context *ctx, const vnrt_attr *src, int32_t n)
     }
   }
   if (!ok) {
-    free_attrs(ctx, a, n);
+    vn_attrs_free(ctx, a, n);
     return NULL;
   }
   return a;
 }
 
+/* The copy is a graph like any other: its lookup index is built lazily by graph.c. */
 static void free_graph_copy(vnrt_context *ctx, vnrt_graph *g) {
-  if (!g) return;
-  for (int32_t v = 0; v < g->n_values; ++v) vn_free(ctx, g->values[v].name);
-  for (int32_t i = 0; i < g->n_nodes; ++i) free_attrs(ctx, g->nodes[i].attrs, g->nodes[i].n_attrs);
-  vn_free(ctx, g->values);
-  vn_free(ctx, g->nodes);
-  vn_free(ctx, g->inputs);
-  vn_free(ctx, g->outputs);
-  vn_free(ctx, g->states);
-  vn_free(ctx, g);
+  (void)ctx;
+  vnrt_graph_destroy(g);
 }
 
 /* A deep copy that owns its names and attributes, so the user may destroy the source graph. */
@@ -91,9 +76,10 @@ static vnrt_graph *copy_graph(vnrt_context *ctx, const vnrt_graph *src) {
       goto fail;
     }
   }
-  memcpy(g->inputs, src->inputs, (size_t)src->n_inputs * sizeof *g->inputs);
-  memcpy(g->outputs, src->outputs, (size_t)src->n_outputs * sizeof *g->outputs);
-  memcpy(g->states, src->states, (size_t)src->n_states * sizeof *g->states);
+  /* (memcpy from a NULL array is undefined even for 0 bytes) */
+  if (src->n_inputs) memcpy(g->inputs, src->inputs, (size_t)src->n_inputs * sizeof *g->inputs);
+  if (src->n_outputs) memcpy(g->outputs, src->outputs, (size_t)src->n_outputs * sizeof *g->outputs);
+  if (src->n_states) memcpy(g->states, src->states, (size_t)src->n_states * sizeof *g->states);
   g->n_inputs = src->n_inputs;
   g->n_outputs = src->n_outputs;
   g->n_states = src->n_states;
@@ -188,6 +174,165 @@ static vnrt_status place_nodes(vnrt_plan *p, const vnrt_plan_desc *desc) {
 
 uint64_t vn_align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+/* Lays out device slot d: a tensor for every value live there (range first != -2), inputs,
+ * params and states in fixed io slots, everything else packed into the arena by liveness —
+ * streamed params too, from their stream start. Allocates nothing on the device; a tensor's
+ * buffer is left as a tag (NULL: arena, non-NULL: io) for the caller. */
+static vnrt_status layout_device(vnrt_plan *p, int32_t d, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
+  vnrt_context *ctx = p->ctx;
+  const vnrt_graph *g = p->graph;
+  int32_t nv = g->n_values;
+  vn_plan_device *pd = &p->devs[d];
+  vn_free(ctx, pd->tensors);
+  pd->tensors = NULL;
+  pd->n_tensors = 0;
+  pd->arena_bytes = pd->io_bytes = 0;
+  int32_t count = 0;
+  for (int32_t v = 0; v < nv; ++v) count += range[v][d].first != -2;
+  pd->tensors = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *pd->tensors);
+  vn_arena_request *req = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req);
+  uint64_t *offs = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *offs);
+  int32_t *req_of = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req_of);
+  if (!pd->tensors || !req || !offs || !req_of) {
+    vn_free(ctx, req), vn_free(ctx, offs), vn_free(ctx, req_of);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning tensors");
+  }
+  static const char io_tag; /* any non-NULL pointer: "this tensor goes in the io buffer" */
+  int32_t n_req = 0;
+  for (int32_t v = 0; v < nv; ++v) {
+    p->local[v][d] = -1;
+    if (range[v][d].first == -2) continue;
+    int32_t t = pd->n_tensors++;
+    p->local[v][d] = t;
+    vnrt_backend_tensor *bt = &pd->tensors[t];
+    bt->type = g->values[v].type;
+    bt->name = g->values[v].name;
+    req_of[t] = -1;
+    uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
+    if (p->alias[v] >= 0 && d == 0) {
+      bt->buffer = (vnrt_backend_buffer *)&io_tag; /* the state's storage: resolved below */
+    } else if (d == 0 && p->streamed[v]) {
+      int32_t k = 0;
+      while (p->stream[k].value != v) ++k;
+      req[n_req] = (vn_arena_request){bytes, p->stream[k].start, p->stream[k].last};
+      req_of[t] = n_req++;
+    } else if (g->values[v].kind != VN_VALUE_NODE) {
+      bt->buffer = (vnrt_backend_buffer *)&io_tag;
+      bt->offset = pd->io_bytes;
+      pd->io_bytes += vn_align_up(bytes, VN_TENSOR_ALIGN);
+    } else {
+      req[n_req] = (vn_arena_request){bytes, range[v][d].first, range[v][d].last};
+      req_of[t] = n_req++;
+    }
+  }
+  vnrt_status status = vn_arena_plan(ctx, req, n_req, VN_TENSOR_ALIGN, offs, &pd->arena_bytes);
+  for (int32_t v = 0; v < nv && status == VNRT_OK; ++v) {
+    int32_t t = p->local[v][d];
+    if (t < 0) continue;
+    if (req_of[t] >= 0) pd->tensors[t].offset = offs[req_of[t]];
+    if (p->alias[v] >= 0 && d == 0) pd->tensors[t].offset = pd->tensors[p->local[p->alias[v]][0]].offset;
+  }
+  vn_free(ctx, req);
+  vn_free(ctx, offs);
+  vn_free(ctx, req_of);
+  return status;
+}
+
+/* Orders the streamed params by first use on the target and gives each its stream window: with
+ * depth D in flight, param j's copy may start once param j-D's last reader is done. */
+static void order_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
+  const vnrt_graph *g = p->graph;
+  p->n_stream = 0;
+  for (int32_t v = 0; v < g->n_values; ++v) {
+    if (!p->streamed[v]) continue;
+    /* A param's range starts at -1 (bound before the run): find the step that first reads it. */
+    int32_t first = range[v][0].last;
+    for (int32_t s = 0; s < p->n_order && first == range[v][0].last; ++s) {
+      const vn_node *nd = &g->nodes[p->order[s]];
+      if (p->node_dev[p->order[s]] != 0) continue;
+      for (int32_t k = 0; k < nd->n_inputs; ++k) {
+        if (nd->inputs[k] == v && s < first) first = s;
+      }
+    }
+    vn_streamed sp = {v, first, 0, range[v][0].last};
+    int32_t k = p->n_stream++;
+    while (k > 0 && p->stream[k - 1].first > sp.first) {
+      p->stream[k] = p->stream[k - 1];
+      --k;
+    }
+    p->stream[k] = sp;
+  }
+  for (int32_t j = 0; j < p->n_stream; ++j) {
+    vn_streamed *sp = &p->stream[j];
+    int32_t start = 0;
+    if (j >= p->prefetch_depth) start = p->stream[j - p->prefetch_depth].last + 1;
+    sp->start = start < sp->first ? start : sp->first;
+  }
+}
+
+vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
+  vnrt_context *ctx = p->ctx;
+  const vnrt_graph *g = p->graph;
+  for (;;) {
+    order_streamed(p, range);
+    for (int32_t d = 0; d < p->n_devs; ++d) VN_RETURN_IF_ERROR(layout_device(p, d, range));
+    vn_plan_device *t = &p->devs[0];
+    uint64_t need = t->arena_bytes + t->io_bytes;
+    if (!p->device_limit || need <= p->device_limit) break;
+    /* Stream the largest param the target still holds. Params first read by a node on the
+     * target only: a CPU-fallback reader keeps its own replica anyway. */
+    int32_t pick = -1;
+    uint64_t pick_bytes = 0;
+    for (int32_t v = 0; v < g->n_values; ++v) {
+      uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
+      if (g->values[v].kind == VN_VALUE_PARAM && !p->streamed[v] && range[v][0].last >= 0 &&
+          bytes > pick_bytes) {
+        pick = v, pick_bytes = bytes;
+      }
+    }
+    if (pick < 0) {
+      int32_t big = -1;
+      uint64_t big_bytes = 0;
+      for (int32_t v = 0; v < g->n_values; ++v) {
+        uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
+        if (p->local[v][0] >= 0 && bytes > big_bytes) big = v, big_bytes = bytes;
+      }
+      return vn_error(ctx, VNRT_ERROR_BUDGET_EXCEEDED,
+                      "plan for %s needs %llu bytes of device memory (intermediates %llu, "
+                      "inputs/params/states %llu, with %d params streamed) but %llu are "
+                      "available; the largest tensor is '%s' (%llu bytes)",
+                      t->device->info.spec, (unsigned long long)need,
+                      (unsigned long long)t->arena_bytes, (unsigned long long)t->io_bytes,
+                      p->n_stream, (unsigned long long)p->device_limit,
+                      big >= 0 ? g->values[big].name : "?", (unsigned long long)big_bytes);
+    }
+    p->streamed[pick] = true;
+  }
+  p->info.n_streamed_params = p->n_stream;
+  p->info.streamed_bytes = 0;
+  for (int32_t j = 0; j < p->n_stream; ++j) {
+    p->info.streamed_bytes += vnrt_tensor_type_bytes(&g->values[p->stream[j].value].type);
+  }
+  for (int32_t d = 0; d < p->n_devs; ++d) {
+    vn_plan_device *pd = &p->devs[d];
+    p->info.arena_bytes += pd->arena_bytes;
+    for (int32_t v = 0; v < g->n_values; ++v) {
+      if (p->local[v][d] < 0) continue;
+      uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
+      if (g->values[v].kind == VN_VALUE_PARAM && !(d == 0 && p->streamed[v])) {
+        p->info.weight_bytes += bytes;
+      }
+      if (g->values[v].kind == VN_VALUE_STATE && d == 0) p->info.state_bytes += bytes;
+      if (g->values[v].kind == VN_VALUE_NODE && p->home[v] == d) {
+        p->info.naive_bytes += vn_align_up(bytes, VN_TENSOR_ALIGN);
+      }
+    }
+  }
+  p->info.device_bytes = p->devs[0].arena_bytes + p->devs[0].io_bytes;
+  p->info.device_limit = p->device_limit;
+  return VNRT_OK;
+}
+
 /* Builds tensors, transfers, partitions and memory for every device slot, then compiles. */
 static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   vnrt_context *ctx = p->ctx;
@@ -247,7 +392,7 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
     const vn_node *nd = &g->nodes[p->order[s]];
     int32_t d = p->node_dev[p->order[s]];
     if (p->n_parts == 0 || p->parts[p->n_parts - 1].dev != d) {
-      p->parts[p->n_parts++] = (vn_partition){d, s, 0, p->n_transfers, 0};
+      p->parts[p->n_parts++] = (vn_partition){d, s, 0, p->n_transfers, 0, s};
     }
     vn_partition *part = &p->parts[p->n_parts - 1];
     part->count++;
@@ -284,7 +429,9 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   }
   for (int32_t i = 0; i < g->n_inputs + g->n_states; ++i) {
     int32_t v = i < g->n_inputs ? g->inputs[i] : g->states[i - g->n_inputs];
-    if (range[v][0].first == -2) range[v][0] = (vn_live_range){-1, -1}; /* always on target */
+    if (range[v][0].first == -2 && !p->no_storage[v]) {
+      range[v][0] = (vn_live_range){-1, -1}; /* always on the target */
+    }
     if (i >= g->n_inputs) {
       /* A state is copied into each of its replicas after a run: stage the largest. */
       uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
@@ -292,72 +439,26 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
     }
   }
 
-  uint64_t naive = 0;
+  /* Memory: lay out every device; over the target's budget, stream params (largest first)
+   * until it fits or there is nothing left to stream. */
+  status = vn_plan_choose_streamed(p, range);
   for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) {
     vn_plan_device *pd = &p->devs[d];
-    int32_t count = 0;
-    for (int32_t v = 0; v < nv; ++v) count += range[v][d].first != -2;
-    pd->tensors = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *pd->tensors);
-    vn_arena_request *req = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req);
-    uint64_t *offs = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *offs);
-    if (!pd->tensors || !req || !offs) {
-      vn_free(ctx, req), vn_free(ctx, offs);
-      status = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning tensors");
-      break;
-    }
-    /* Inputs and params get fixed slots in the io buffer; everything else shares the arena. */
-    int32_t n_req = 0;
-    for (int32_t v = 0; v < nv; ++v) {
-      if (range[v][d].first == -2) continue;
-      int32_t t = pd->n_tensors++;
-      p->local[v][d] = t;
-      vnrt_backend_tensor *bt = &pd->tensors[t];
-      bt->type = g->values[v].type;
-      bt->name = g->values[v].name;
-      uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
-      if (p->alias[v] >= 0 && d == 0) {
-        bt->offset = UINT64_MAX; /* shares its state's storage: resolved below */
-      } else if (g->values[v].kind != VN_VALUE_NODE) {
-        bt->offset = pd->io_bytes;
-        pd->io_bytes += vn_align_up(bytes, VN_TENSOR_ALIGN);
-        if (g->values[v].kind == VN_VALUE_PARAM) p->info.weight_bytes += bytes;
-        if (g->values[v].kind == VN_VALUE_STATE && d == 0) p->info.state_bytes += bytes;
-      } else {
-        req[n_req] = (vn_arena_request){bytes, range[v][d].first, range[v][d].last};
-        bt->offset = (uint64_t)n_req++; /* the request index until offsets are known */
-        if (p->home[v] == d) naive += vn_align_up(bytes, VN_TENSOR_ALIGN);
-        else if (bytes > max_transfer) max_transfer = bytes;
-      }
-    }
-    status = vn_arena_plan(ctx, req, n_req, VN_TENSOR_ALIGN, offs, &pd->arena_bytes);
-    if (status == VNRT_OK) {
-      status = pd->iface->buffer_alloc(pd->bdev, pd->arena_bytes ? pd->arena_bytes : VN_TENSOR_ALIGN,
-                                       &pd->arena);
-    }
+    status = pd->iface->buffer_alloc(pd->bdev, pd->arena_bytes ? pd->arena_bytes : VN_TENSOR_ALIGN,
+                                     &pd->arena);
     if (status == VNRT_OK) {
       status = pd->iface->buffer_alloc(pd->bdev, pd->io_bytes ? pd->io_bytes : VN_TENSOR_ALIGN,
                                        &pd->io);
     }
-    if (status == VNRT_OK) {
-      for (int32_t v = 0; v < nv; ++v) {
-        int32_t t = p->local[v][d];
-        if (t < 0) continue;
-        if (p->alias[v] >= 0 && d == 0) {
-          pd->tensors[t].buffer = pd->io;
-          pd->tensors[t].offset = pd->tensors[p->local[p->alias[v]][0]].offset;
-        } else if (g->values[v].kind == VN_VALUE_NODE) {
-          pd->tensors[t].buffer = pd->arena;
-          pd->tensors[t].offset = offs[pd->tensors[t].offset];
-        } else {
-          pd->tensors[t].buffer = pd->io;
-        }
-      }
-      p->info.arena_bytes += pd->arena_bytes;
+    for (int32_t t = 0; t < pd->n_tensors && status == VNRT_OK; ++t) {
+      /* layout_device left the buffer as a tag: NULL = arena, anything else = io. */
+      pd->tensors[t].buffer = pd->tensors[t].buffer ? pd->io : pd->arena;
     }
-    vn_free(ctx, req);
-    vn_free(ctx, offs);
   }
-  p->info.naive_bytes = naive;
+  for (int32_t k = 0; k < p->n_transfers; ++k) {
+    uint64_t bytes = vnrt_tensor_type_bytes(&g->values[p->transfers[k].value].type);
+    if (bytes > max_transfer) max_transfer = bytes;
+  }
   vn_free(ctx, range);
   if (status != VNRT_OK) return status;
 
@@ -399,6 +500,13 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
 void vnrt_plan_destroy(vnrt_plan *p) {
   if (!p) return;
   vnrt_context *ctx = p->ctx;
+  vn_copy_stream_destroy(p->copy); /* first: its thread may still touch buffers */
+  vn_plan_engram_destroy(p);
+  int32_t nv = p->graph ? p->graph->n_values : 0;
+  for (int32_t v = 0; v < nv; ++v) {
+    if (p->host_owned) vn_free(ctx, p->host_owned[v]);
+    if (p->shadow) vn_free(ctx, p->shadow[v]);
+  }
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
     if (pd->exec) pd->iface->exec_destroy(pd->exec);
@@ -411,6 +519,14 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->order);
   vn_free(ctx, p->node_dev);
   vn_free(ctx, p->local);
+  vn_free(ctx, p->host_owned);
+  vn_free(ctx, p->shadow);
+  vn_free(ctx, (void *)p->host_src);
+  vn_free(ctx, p->streamed);
+  vn_free(ctx, p->no_storage);
+  vn_free(ctx, p->stream);
+  vn_free(ctx, p->need);
+  vn_free(ctx, p->signal_at);
   vn_free(ctx, p->home);
   vn_free(ctx, p->alias);
   vn_free(ctx, p->bound);
@@ -441,19 +557,44 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->ctx = ctx;
   vnrt_status status = VNRT_OK;
   p->graph = copy_graph(ctx, graph);
-  int32_t nv = graph->n_values, nn = graph->n_nodes;
+  if (!p->graph) {
+    vnrt_plan_destroy(p);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
+  }
+  /* Engram stores rewrite the plan's graph (adding values), so they come before sizing. */
+  p->prefetch_depth = desc && desc->prefetch_depth > 0 ? desc->prefetch_depth : 2;
+  status = vn_budget_limit_from_env(ctx, desc ? desc->device_memory_limit : 0, &p->device_limit);
+  if (status == VNRT_OK) status = vn_plan_engram_rewrite(p, desc);
+  if (status != VNRT_OK) {
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    vnrt_plan_destroy(p);
+    return vn_error(ctx, status, "%s", msg);
+  }
+  int32_t nv = p->graph->n_values, nn = p->graph->n_nodes;
   p->order = vn_calloc(ctx, (size_t)(nn ? nn : 1), sizeof *p->order);
   p->node_dev = vn_calloc(ctx, (size_t)(nn ? nn : 1), sizeof *p->node_dev);
   p->local = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->local);
   p->home = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->home);
   p->alias = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->alias);
   p->bound = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->bound);
-  if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->alias || !p->bound) {
+  p->streamed = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->streamed);
+  p->no_storage = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->no_storage);
+  p->host_src = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->host_src);
+  p->host_owned = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->host_owned);
+  p->shadow = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->shadow);
+  p->stream = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->stream);
+  p->need = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->need);
+  p->signal_at = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->signal_at);
+  if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->alias || !p->bound ||
+      !p->streamed || !p->no_storage || !p->host_src || !p->host_owned || !p->shadow ||
+      !p->stream || !p->need || !p->signal_at) {
     vnrt_plan_destroy(p);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
   }
   for (int32_t i = 0; i < nn; ++i) p->node_dev[i] = -1;
 
+  vn_plan_engram_mark(p);
   char err[512] = "";
   status = vn_pass_topo_order(p->graph, p->order, &p->n_order, err, sizeof err);
   if (status != VNRT_OK) vn_error(ctx, status, "%s", err);
@@ -475,6 +616,11 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
     status = build_devices(p, desc ? desc->kernels : VNRT_KERNELS_FAST);
   }
   if (status == VNRT_OK) status = vnrt_plan_reset_state(p);
+  if (status == VNRT_OK) status = vn_plan_engram_prepare(p);
+  for (int32_t j = 0; status == VNRT_OK && j < p->n_stream; ++j) {
+    /* The copy of a streamed param may start once step start-1 is done: split there. */
+    p->signal_at[p->stream[j].start] = true;
+  }
   if (status != VNRT_OK) {
     /* Keep the failing step's message while the plan's resources are released. */
     char msg[VN_ERROR_MAX];

@@ -4,6 +4,7 @@
 #define VNRT_RUNTIME_PLAN_H_
 
 #include "graph.h"
+#include "passes.h"
 #include "registry.h"
 
 #define VN_PLAN_MAX_DEVICES 2 /* the target, and the CPU for fallback */
@@ -30,9 +31,20 @@ typedef struct vn_transfer {
 
 /* A run of consecutive nodes on one device, with the transfers it needs first. */
 typedef struct vn_partition {
-  int32_t dev, first, count;
+  int32_t dev, first, count; /* first: index into the device's node list */
   int32_t first_transfer, n_transfers;
+  int32_t step; /* position of its first node in the plan's order */
 } vn_partition;
+
+/* A param kept in host memory and streamed to the target before the nodes that read it. Its
+ * device copy lives in the arena from step `start` (once step start-1 is done the copy may
+ * begin) to its last use; the compute stream waits for it before step `first`. */
+typedef struct vn_streamed {
+  int32_t value;
+  int32_t first, start, last;
+} vn_streamed;
+
+typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */
 
 struct vnrt_plan {
   vnrt_context *ctx;
@@ -54,9 +66,50 @@ struct vnrt_plan {
   uint64_t staging_bytes;
   bool ran;
   vnrt_plan_info info;
+
+  /* Budget and streamed params (plan.c, plan_run.c). */
+  uint64_t device_limit;
+  int32_t prefetch_depth;
+  bool *streamed;        /* per value: a param streamed from host memory */
+  bool *no_storage;      /* per value: needs no device storage (a table an Engram store serves) */
+  const void **host_src; /* per value: a streamed param's bytes in host memory */
+  void **host_owned;     /* per value: the plan's own copy of them, if it made one */
+  void **shadow;         /* per value: host copy of an input the prefetch plans read */
+  vn_streamed *stream;   /* streamed params by first use */
+  int32_t n_stream;
+
+  /* Engram stores (plan_engram.c). */
+  vn_engram_use *engram;
+  int32_t n_engram;
+
+  /* DualPath (plan_run.c). */
+  struct vn_copy_stream *copy;
+  uint64_t compute_base; /* compute timeline value at the start of the current run */
+  uint64_t *need;        /* per step: copy timeline value to wait for before it */
+  bool *signal_at;       /* per step: the copy stream may be waiting for this step to start */
+  vnrt_run_stats stats;
 };
 
 /* Compilation helpers used by running too. */
 uint64_t vn_align_up(uint64_t x, uint64_t a);
+
+/* Engram stores (plan_engram.c): rewrites store-served engram_lookup nodes of the plan's graph
+ * copy to read a device row cache (before ordering); sets up their prefetch plans once the
+ * plan's memory exists; at run start computes their rows and queues the fetches. */
+struct vn_copy_job;
+vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc);
+void vn_plan_engram_mark(vnrt_plan *p);
+vnrt_status vn_plan_engram_prepare(vnrt_plan *p);
+/* Appends one copy job per lookup to jobs (room for p->n_engram more) and records, for the
+ * lookup's step, the index of the job it waits for. */
+vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, struct vn_copy_job *jobs, int32_t *n_jobs,
+                                    int32_t *job_for_step);
+void vn_plan_engram_destroy(vnrt_plan *p);
+
+/* Testing: makes every copy job of p sleep delay_ns first (a slow copy path). */
+vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns);
+
+/* Lays out every device of p, streaming params while the target is over its budget. */
+vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]);
 
 #endif /* VNRT_RUNTIME_PLAN_H_ */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "copy_stream.h"
 #include "plan.h"
 
 /* ---- Bindings and running -------------------------------------------------------------- */
@@ -35,11 +36,18 @@ vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
   return VNRT_OK;
 }
 
-vnrt_status vnrt_plan_set_input(vnrt_plan *p, const char *name, const void *data, size_t bytes) {
+/* Binds an input, param or state; a streamed param is kept on the host (copied, or borrowed
+ * when `borrow`) instead of being written to the target. */
+static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, size_t bytes,
+                             bool borrow) {
   if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
   vn_clear_error(p->ctx);
   int32_t v = find_input(p, name);
   if (v < 0) return no_input(p, name);
+  if (p->no_storage[v]) {
+    return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "param '%s' is served by an Engram store: bind the store, not the table", name);
+  }
   const vnrt_tensor_type *t = &p->graph->values[v].type;
   size_t want = vnrt_tensor_type_bytes(t);
   if (bytes != want) {
@@ -52,15 +60,39 @@ vnrt_status vnrt_plan_set_input(vnrt_plan *p, const char *name, const void *data
     return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "input '%s': NULL data", name);
   }
   p->bound[v] = false;
+  if (p->streamed[v]) {
+    vn_free(p->ctx, p->host_owned[v]);
+    p->host_owned[v] = NULL;
+    p->host_src[v] = data;
+    if (!borrow) {
+      p->host_owned[v] = vn_malloc(p->ctx, bytes);
+      if (!p->host_owned[v]) {
+        return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory keeping param '%s' (%zu "
+                        "bytes) in host memory", name, bytes);
+      }
+      memcpy(p->host_owned[v], data, bytes);
+      p->host_src[v] = p->host_owned[v];
+    }
+  }
+  if (p->shadow[v] && bytes) memcpy(p->shadow[v], data, bytes);
   for (int32_t d = 0; d < p->n_devs; ++d) {
     int32_t t_idx = p->local[v][d];
-    if (t_idx < 0 || bytes == 0) continue;
+    if (t_idx < 0 || bytes == 0 || (d == 0 && p->streamed[v])) continue;
     vn_plan_device *pd = &p->devs[d];
-    VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, pd->io, pd->tensors[t_idx].offset, data,
-                                               bytes));
+    const vnrt_backend_tensor *bt = &pd->tensors[t_idx];
+    VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, data, bytes));
   }
   p->bound[v] = true;
   return VNRT_OK;
+}
+
+vnrt_status vnrt_plan_set_input(vnrt_plan *p, const char *name, const void *data, size_t bytes) {
+  return set_input(p, name, data, bytes, false);
+}
+
+vnrt_status vnrt_plan_set_input_ref(vnrt_plan *p, const char *name, const void *data,
+                                    size_t bytes) {
+  return set_input(p, name, data, bytes, true);
 }
 
 /* Copies tensor ts of device slot src into tensor td of device slot dst (through the staging
@@ -81,6 +113,7 @@ static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend
 }
 
 static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
+  p->stats.bytes_transfers += vnrt_tensor_type_bytes(&p->graph->values[tr->value].type);
   return copy_tensor(p, tr->src, &p->devs[tr->src].tensors[p->local[tr->value][tr->src]], tr->dst,
                      &p->devs[tr->dst].tensors[p->local[tr->value][tr->dst]]);
 }
@@ -101,6 +134,107 @@ static vnrt_status update_states(vnrt_plan *p) {
   return VNRT_OK;
 }
 
+/* The copy job of a streamed param: its host bytes into its arena slot on the target. */
+static vnrt_status stream_job(void *user, const vn_copy_job *job) {
+  vnrt_plan *p = user;
+  int32_t v = (int32_t)job->arg[0];
+  const vnrt_backend_tensor *bt = &p->devs[0].tensors[p->local[v][0]];
+  return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset, p->host_src[v],
+                                        job->bytes);
+}
+
+/* Queues this run's copies (Engram rows first: they may start at once; then streamed params by
+ * the step after which they may start) and records what each step waits for. */
+static vnrt_status queue_copies(vnrt_plan *p) {
+  int32_t n = p->n_order;
+  for (int32_t s = 0; s <= n; ++s) p->need[s] = 0;
+  if (p->n_engram == 0 && p->n_stream == 0) return VNRT_OK;
+  if (!p->copy) {
+    VN_RETURN_IF_ERROR(vn_copy_stream_create(p->ctx, &p->copy));
+    vn_log(p->ctx, VNRT_LOG_INFO, "plan for %s: copy stream is a host thread writing %s",
+           p->devs[0].device->info.spec,
+           p->devs[0].iface->buffer_host_ptr ? "mapped memory when the device exposes it"
+                                             : "through the backend's buffer_write");
+  }
+  int32_t total = p->n_engram + p->n_stream;
+  vn_copy_job jobs[64];
+  vn_copy_job *jp = total <= 64 ? jobs : vn_calloc(p->ctx, (size_t)total, sizeof *jp);
+  int32_t *job_for_step = vn_calloc(p->ctx, (size_t)n + 1, sizeof *job_for_step);
+  if (!jp || !job_for_step) {
+    if (jp != jobs) vn_free(p->ctx, jp);
+    vn_free(p->ctx, job_for_step);
+    return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory queueing copies");
+  }
+  for (int32_t s = 0; s <= n; ++s) job_for_step[s] = -1;
+  int32_t k = 0;
+  vnrt_status st = vn_plan_engram_prefetch(p, jp, &k, job_for_step);
+  /* Streamed params, sorted by start (insertion sort: a handful per plan). */
+  int32_t first_stream = k;
+  for (int32_t j = 0; j < p->n_stream && st == VNRT_OK; ++j) {
+    const vn_streamed *sp = &p->stream[j];
+    if (!p->host_src[sp->value]) {
+      st = vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "param '%s' is not bound",
+                    p->graph->values[sp->value].name);
+      break;
+    }
+    vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start, .fn = stream_job,
+                       .user = p, .arg = {sp->value, sp->first},
+                       .bytes = vnrt_tensor_type_bytes(&p->graph->values[sp->value].type)};
+    int32_t at = k++;
+    while (at > first_stream && jp[at - 1].after > job.after) {
+      jp[at] = jp[at - 1];
+      --at;
+    }
+    jp[at] = job;
+    p->stats.bytes_weights += job.bytes;
+  }
+  for (int32_t i = first_stream; i < k; ++i) {
+    int32_t f = (int32_t)jp[i].arg[1];
+    if (job_for_step[f] < i) job_for_step[f] = i;
+  }
+  uint64_t last = 0;
+  if (st == VNRT_OK) st = vn_copy_stream_submit(p->copy, jp, k, &last);
+  for (int32_t s = 0; s < n && st == VNRT_OK; ++s) {
+    if (job_for_step[s] >= 0) p->need[s] = last - (uint64_t)(k - 1 - job_for_step[s]);
+  }
+  if (jp != jobs) vn_free(p->ctx, jp);
+  vn_free(p->ctx, job_for_step);
+  return st;
+}
+
+/* Whether a run of nodes must be split before step s: a copy may wait for it to start, or it
+ * waits for a copy. */
+static bool breaks_at(const vnrt_plan *p, int32_t s) { return p->need[s] || p->signal_at[s]; }
+
+static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns) {
+  for (int32_t pi = 0; pi < p->n_parts; ++pi) {
+    const vn_partition *part = &p->parts[pi];
+    uint64_t t0 = vn_now_ns();
+    for (int32_t t = 0; t < part->n_transfers; ++t) {
+      VN_RETURN_IF_ERROR(run_transfer(p, &p->transfers[part->first_transfer + t]));
+    }
+    vn_plan_device *pd = &p->devs[part->dev];
+    int32_t end = part->step + part->count;
+    for (int32_t s = part->step; s < end;) {
+      int32_t e = s + 1;
+      while (e < end && !breaks_at(p, e)) ++e;
+      if (p->copy) {
+        /* Steps before s are done: copies waiting for that may start; then wait for ours. */
+        vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
+        if (p->need[s]) {
+          *compute_ns += vn_now_ns() - t0;
+          VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, p->need[s]));
+          t0 = vn_now_ns();
+        }
+      }
+      VN_RETURN_IF_ERROR(pd->iface->run(pd->exec, part->first + (s - part->step), e - s));
+      s = e;
+    }
+    *compute_ns += vn_now_ns() - t0;
+  }
+  return VNRT_OK;
+}
+
 vnrt_status vnrt_plan_run(vnrt_plan *p) {
   if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
   vn_clear_error(p->ctx);
@@ -114,16 +248,48 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
                       p->graph->values[v].name);
     }
   }
-  for (int32_t pi = 0; pi < p->n_parts; ++pi) {
-    const vn_partition *part = &p->parts[pi];
-    for (int32_t t = 0; t < part->n_transfers; ++t) {
-      VN_RETURN_IF_ERROR(run_transfer(p, &p->transfers[part->first_transfer + t]));
-    }
-    vn_plan_device *pd = &p->devs[part->dev];
-    VN_RETURN_IF_ERROR(pd->iface->run(pd->exec, part->first, part->count));
+  uint64_t start = vn_now_ns(), compute_ns = 0;
+  memset(&p->stats, 0, sizeof p->stats);
+  vnrt_status s = queue_copies(p);
+  if (s == VNRT_OK) s = run_steps(p, &compute_ns);
+  if (s == VNRT_OK) {
+    uint64_t t0 = vn_now_ns();
+    s = update_states(p);
+    compute_ns += vn_now_ns() - t0;
   }
-  VN_RETURN_IF_ERROR(update_states(p));
+  vn_copy_stats cs = {0};
+  if (p->copy) {
+    if (s == VNRT_OK) {
+      vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)p->n_order);
+      s = vn_copy_stream_drain(p->copy, &cs);
+    } else {
+      char msg[VN_ERROR_MAX];
+      snprintf(msg, sizeof msg, "%s", p->ctx->last_error);
+      vn_copy_stream_cancel(p->copy); /* jobs waiting for steps that will not run */
+      snprintf(p->ctx->last_error, sizeof p->ctx->last_error, "%s", msg);
+    }
+  }
+  /* Timeline values only grow: the next run starts past every step of this one. */
+  p->compute_base += (uint64_t)p->n_order + 1;
+  if (s != VNRT_OK) return s;
+  vnrt_run_stats *st = &p->stats;
+  st->wall_ns = vn_now_ns() - start;
+  st->compute_ns = compute_ns;
+  st->copy_ns = cs.busy_ns;
+  st->stall_ns = cs.stall_ns;
+  uint64_t shorter = st->compute_ns < st->copy_ns ? st->compute_ns : st->copy_ns;
+  if (shorter > 0) {
+    double hidden = (double)st->compute_ns + (double)st->copy_ns - (double)st->wall_ns;
+    st->overlap = hidden <= 0 ? 0.0 : hidden >= (double)shorter ? 1.0 : hidden / (double)shorter;
+  }
+  st->engram_hit_rate = st->engram_rows ? (double)st->engram_hits / (double)st->engram_rows : 0.0;
   p->ran = true;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_plan_get_run_stats(const vnrt_plan *plan, vnrt_run_stats *out_stats) {
+  if (!plan || !out_stats) return VNRT_ERROR_INVALID_ARGUMENT;
+  *out_stats = plan->stats;
   return VNRT_OK;
 }
 
@@ -239,4 +405,10 @@ vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
   }
   vn_free(p->ctx, zeros);
   return status;
+}
+
+vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns) {
+  if (!p->copy) VN_RETURN_IF_ERROR(vn_copy_stream_create(p->ctx, &p->copy));
+  vn_copy_stream_set_delay(p->copy, delay_ns);
+  return VNRT_OK;
 }

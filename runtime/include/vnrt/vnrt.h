@@ -270,10 +270,28 @@ typedef enum vnrt_kernel_mode {
   VNRT_KERNELS_REFERENCE = 1, /* the CPU reference kernels of spec/ops.md (validation) */
 } vnrt_kernel_mode;
 
+typedef struct vnrt_engram_store vnrt_engram_store; /* vnrt/memory.h */
+
+/* Serves the table param of engram_lookup nodes from an Engram store (vnrt/memory.h) instead of
+ * device memory: the device keeps a row cache, and the rows a run needs are prefetched on the
+ * copy stream as soon as the run starts (their indices depend only on inputs and states). */
+typedef struct vnrt_engram_binding {
+  const char *param;        /* name of the table param */
+  vnrt_engram_store *store; /* borrowed; must outlive the plan */
+} vnrt_engram_binding;
+
 typedef struct vnrt_plan_desc {
   int no_fallback;        /* nonzero: an op the device cannot run fails compilation instead of
                              falling back to the CPU (with a logged note) */
   vnrt_kernel_mode kernels;
+  /* Device memory the plan may use, in bytes; 0: $VNRT_DEVICE_MEMORY_LIMIT ("256M", "2G"...)
+   * if set, else no limit. Over the limit, params are kept in host memory and streamed to the
+   * device before the nodes that read them (largest first); a plan that cannot fit even so
+   * fails to compile with the numbers: needed, available, and the largest tensor. */
+  uint64_t device_memory_limit;
+  int32_t prefetch_depth; /* streamed params in flight at once; 0: 2 */
+  const vnrt_engram_binding *engram;
+  int32_t n_engram;
 } vnrt_plan_desc;
 
 /* Compiles graph for device. The graph may be destroyed afterwards. desc may be NULL. */
@@ -289,6 +307,13 @@ VNRT_API vnrt_status vnrt_plan_set_input(vnrt_plan *plan, const char *name, cons
                                          size_t bytes);
 VNRT_API vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
                                           vnrt_tensor_type *out_type);
+
+/* Like vnrt_plan_set_input, but a streamed param (see device_memory_limit) keeps only the
+ * pointer: memory-mapped weights are read from the mapping when they are streamed, never copied
+ * into host memory. data must stay valid and unchanged until the plan is destroyed or the
+ * param is bound again. Other values are copied as by vnrt_plan_set_input. */
+VNRT_API vnrt_status vnrt_plan_set_input_ref(vnrt_plan *plan, const char *name, const void *data,
+                                             size_t bytes);
 
 /* Runs the plan. Every input and param must be bound. A run-time error (an index out of
  * range) fails the run with a message naming op, value and bound; outputs are then invalid. */
@@ -318,9 +343,33 @@ typedef struct vnrt_plan_info {
   uint64_t weight_bytes;       /* params */
   uint64_t state_bytes;        /* states, per replica */
   int32_t n_inplace_updates;   /* state updates written in place (no copy after a run) */
+  uint64_t device_bytes;       /* device memory of the target: arena, bindings, caches */
+  uint64_t device_limit;       /* the budget it was planned for (0: none) */
+  int32_t n_streamed_params;   /* params kept in host memory and streamed (over budget) */
+  uint64_t streamed_bytes;     /* their size */
+  int32_t n_engram_lookups;    /* engram_lookup nodes served from Engram stores */
+  uint64_t engram_cache_bytes; /* device row caches of those stores */
 } vnrt_plan_info;
 
 VNRT_API vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info);
+
+/* What the last run did: time on each stream, what moved, and how well the copy stream hid
+ * behind compute (DualPath). */
+typedef struct vnrt_run_stats {
+  uint64_t wall_ns;    /* the whole vnrt_plan_run */
+  uint64_t compute_ns; /* the compute stream: nodes, transfers between devices, state updates */
+  uint64_t copy_ns;    /* the copy stream: streamed params and Engram rows */
+  uint64_t stall_ns;   /* compute waiting for copies */
+  double overlap;      /* share of the shorter stream hidden behind the other, in [0, 1] */
+  uint64_t bytes_weights;   /* streamed params, host to device */
+  uint64_t bytes_engram;    /* Engram rows, host or file to device */
+  uint64_t bytes_transfers; /* between devices (CPU fallback) and state updates */
+  uint64_t engram_rows;     /* distinct rows asked for (summed over lookups) */
+  uint64_t engram_hits;     /* of those, found in a device row cache */
+  double engram_hit_rate;   /* hits / rows; 0 when there were none */
+} vnrt_run_stats;
+
+VNRT_API vnrt_status vnrt_plan_get_run_stats(const vnrt_plan *plan, vnrt_run_stats *out_stats);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,336 @@
+/* Issue 6's executor: device memory budgets with streamed params, the DualPath copy stream
+ * (late copies block, never read stale data), and Engram stores served through a device row
+ * cache, bit-identical whatever the cache size — on every device. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "plan.h"
+#include "test_util.h"
+#include "vnrt/memory.h"
+
+enum { LAYERS = 6, C = 64 };
+
+/* x -> linear(w0) -> relu -> linear(w1) -> ... : params of 16 KiB each. */
+static vnrt_graph *mlp_graph(vnrt_context *ctx) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {4, C}}, tw = {VNRT_F32, 2, {C, C}};
+  vnrt_value h;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &h));
+  for (int l = 0; l < LAYERS; ++l) {
+    char wn[16], ln[16], rn[16];
+    snprintf(wn, sizeof wn, "w%d", l), snprintf(ln, sizeof ln, "l%d", l);
+    snprintf(rn, sizeof rn, "r%d", l);
+    vnrt_value w, lin, r;
+    TU_OK(ctx, vnrt_graph_add_input(g, wn, &tw, 1, &w));
+    vnrt_value in[2] = {h, w};
+    const char *n1[1] = {ln}, *n2[1] = {rn};
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 2, NULL, 0, n1, &lin, 1));
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TANH, &lin, 1, NULL, 0, n2, &r, 1));
+    h = r;
+  }
+  TU_OK(ctx, vnrt_graph_add_output(g, h));
+  return g;
+}
+
+static float weights[LAYERS][C * C], xin[4 * C];
+
+static void init_data(void) {
+  tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){LAYERS * C * C + 4 * C});
+  tu_fill_uniform(&t, 7, -0.3f, 0.3f);
+  memcpy(weights, t.data, sizeof weights);
+  memcpy(xin, (float *)t.data + LAYERS * C * C, sizeof xin);
+  tu_tensor_free(&t);
+}
+
+static vnrt_status run_mlp(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
+                           const vnrt_plan_desc *desc, float *out, vnrt_plan_info *info,
+                           vnrt_run_stats *stats, uint64_t delay_ns, int borrow) {
+  vnrt_plan *plan = NULL;
+  vnrt_status s = vnrt_plan_create(ctx, g, dev, desc, &plan);
+  if (s != VNRT_OK) return s;
+  if (delay_ns) TU_OK(ctx, vn_plan_set_copy_delay(plan, delay_ns));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "x", xin, sizeof xin));
+  for (int l = 0; l < LAYERS; ++l) {
+    char wn[16];
+    snprintf(wn, sizeof wn, "w%d", l);
+    if (borrow) TU_OK(ctx, vnrt_plan_set_input_ref(plan, wn, weights[l], sizeof weights[l]));
+    else TU_OK(ctx, vnrt_plan_set_input(plan, wn, weights[l], sizeof weights[l]));
+  }
+  for (int r = 0; r < 2; ++r) TU_OK(ctx, vnrt_plan_run(plan)); /* streamed again every run */
+  char name[16];
+  snprintf(name, sizeof name, "r%d", LAYERS - 1);
+  TU_OK(ctx, vnrt_plan_read_output(plan, name, out, 4 * C * sizeof(float)));
+  if (info) TU_OK(ctx, vnrt_plan_get_info(plan, info));
+  if (stats) TU_OK(ctx, vnrt_plan_get_run_stats(plan, stats));
+  vnrt_plan_destroy(plan);
+  return VNRT_OK;
+}
+
+START_TEST(over_budget_params_are_streamed_with_identical_results) {
+  vnrt_context *ctx = tu_context();
+  init_data();
+  vnrt_graph *g = mlp_graph(ctx);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    float ref[4 * C], got[4 * C];
+    vnrt_plan_info full, tight;
+    TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
+    ck_assert_int_eq(full.n_streamed_params, 0);
+    ck_assert_uint_ge(full.device_bytes, LAYERS * C * C * sizeof(float));
+    /* Room for about two layers' weights plus the activations. */
+    vnrt_plan_desc desc = {0};
+    desc.device_memory_limit = full.device_bytes - 3 * C * C * sizeof(float);
+    vnrt_run_stats st;
+    for (int borrow = 0; borrow < 2; ++borrow) {
+      TU_OK(ctx, run_mlp(ctx, g, dev, &desc, got, &tight, &st, 0, borrow));
+      ck_assert_int_ge(tight.n_streamed_params, 3);
+      ck_assert_uint_le(tight.device_bytes, desc.device_memory_limit);
+      ck_assert_uint_eq(tight.device_limit, desc.device_memory_limit);
+      ck_assert_uint_eq(st.bytes_weights, tight.streamed_bytes);
+      ck_assert_mem_eq(got, ref, sizeof ref); /* the same kernels on the same data */
+    }
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers) {
+  vnrt_context *ctx = tu_context();
+  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_plan_desc desc = {0};
+  desc.device_memory_limit = 1024; /* less than one activation */
+  vnrt_plan *plan = NULL;
+  ck_assert_int_eq(vnrt_plan_create(ctx, g, tu_device(ctx, 0), &desc, &plan),
+                   VNRT_ERROR_BUDGET_EXCEEDED);
+  ck_assert_ptr_null(plan);
+  const char *msg = vnrt_context_last_error(ctx);
+  ck_assert_ptr_nonnull(strstr(msg, "needs"));
+  ck_assert_ptr_nonnull(strstr(msg, "but 1024 are available"));
+  ck_assert_ptr_nonnull(strstr(msg, "largest tensor"));
+  /* The environment sets the budget when the API does not; a malformed value is named. */
+  setenv("VNRT_DEVICE_MEMORY_LIMIT", "1K", 1);
+  ck_assert_int_eq(vnrt_plan_create(ctx, g, tu_device(ctx, 0), NULL, &plan),
+                   VNRT_ERROR_BUDGET_EXCEEDED);
+  setenv("VNRT_DEVICE_MEMORY_LIMIT", "lots", 1);
+  ck_assert_int_eq(vnrt_plan_create(ctx, g, tu_device(ctx, 0), NULL, &plan),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "VNRT_DEVICE_MEMORY_LIMIT"));
+  unsetenv("VNRT_DEVICE_MEMORY_LIMIT");
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data) {
+  vnrt_context *ctx = tu_context();
+  init_data();
+  vnrt_graph *g = mlp_graph(ctx);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    float ref[4 * C], got[4 * C];
+    vnrt_plan_info full;
+    TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
+    vnrt_plan_desc desc = {0};
+    desc.device_memory_limit = full.device_bytes - 3 * C * C * sizeof(float);
+    desc.prefetch_depth = 1; /* one slot: each copy must wait for the previous reader */
+    vnrt_run_stats st;
+    TU_OK(ctx, run_mlp(ctx, g, dev, &desc, got, NULL, &st, 20 * 1000 * 1000, 0));
+    ck_assert_mem_eq(got, ref, sizeof ref);
+    ck_assert_uint_gt(st.stall_ns, 10 * 1000 * 1000); /* the compute stream really waited */
+    ck_assert_uint_ge(st.copy_ns, 1);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* Engram: e = engram_lookup(table, ngram_hash(ids, hist), offsets), hist a state. */
+enum { R = 4000, D = 16, T = 5, K = 4, N = 3, H = (N - 1) * K };
+
+static vnrt_graph *engram_graph(vnrt_context *ctx) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tids = {VNRT_I32, 1, {T}}, thist = {VNRT_I32, 1, {N - 1}};
+  vnrt_tensor_type ttab = {VNRT_F32, 2, {R, D}}, toff = {VNRT_I32, 1, {H}};
+  vnrt_value ids, hist, table, offs, idx, e, cat, hist2;
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids", &tids, 0, &ids));
+  TU_OK(ctx, vnrt_graph_add_state(g, "hist", &thist, &hist));
+  TU_OK(ctx, vnrt_graph_add_input(g, "table", &ttab, 1, &table));
+  TU_OK(ctx, vnrt_graph_add_input(g, "offsets", &toff, 1, &offs));
+  const int64_t mult[N] = {0x5bd1e995LL, -7046029254386353131LL, 0x27d4eb2fLL};
+  const int64_t primes[H] = {499, 491, 487, 479, 467, 463, 461, 457};
+  vnrt_attr ha[2] = {tu_attr_ints("mult", mult, N), tu_attr_ints("primes", primes, H)};
+  vnrt_value hin[2] = {ids, hist};
+  const char *in_[1] = {"idx"}, *en[1] = {"e"}, *cn[1] = {"cat"}, *sn[1] = {"hist2"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NGRAM_HASH, hin, 2, ha, 2, in_, &idx, 1));
+  vnrt_value lin[3] = {table, idx, offs};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, en, &e, 1));
+  vnrt_value cin[2] = {hist, ids};
+  vnrt_attr ax = tu_attr_i("axis", 0);
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_CONCAT, cin, 2, &ax, 1, cn, &cat, 1));
+  vnrt_attr sl[3] = {tu_attr_i("axis", 0), tu_attr_i("start", T), tu_attr_i("len", N - 1)};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_SLICE, &cat, 1, sl, 3, sn, &hist2, 1));
+  TU_OK(ctx, vnrt_graph_set_state_update(g, hist, hist2));
+  TU_OK(ctx, vnrt_graph_add_output(g, e));
+  return g;
+}
+
+static float table_data[R * D];
+static const int32_t offsets_data[H] = {0, 500, 1000, 1500, 2000, 2500, 3000, 3500};
+
+/* Runs `steps` steps of token ids through a plan and concatenates the outputs. */
+static void engram_run(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
+                       const vnrt_plan_desc *desc, int steps, float *out, vnrt_run_stats *last,
+                       int bind_table) {
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, desc, &plan));
+  if (bind_table) TU_OK(ctx, vnrt_plan_set_input(plan, "table", table_data, sizeof table_data));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "offsets", offsets_data, sizeof offsets_data));
+  for (int s = 0; s < steps; ++s) {
+    int32_t ids[T];
+    for (int t = 0; t < T; ++t) ids[t] = (s * 7 + t * 3) % 11; /* repeats: cache hits */
+    TU_OK(ctx, vnrt_plan_set_input(plan, "ids", ids, sizeof ids));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "e", out + (size_t)s * T * H * D,
+                                     sizeof(float) * T * H * D));
+  }
+  if (last) TU_OK(ctx, vnrt_plan_get_run_stats(plan, last));
+  vnrt_plan_destroy(plan);
+}
+
+START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
+  vnrt_context *ctx = tu_context();
+  tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){R * D});
+  tu_fill_uniform(&t, 3, -1, 1);
+  memcpy(table_data, t.data, sizeof table_data);
+  tu_tensor_free(&t);
+  vnrt_graph *g = engram_graph(ctx);
+  enum { STEPS = 6 };
+  static float ref[STEPS * T * H * D], got[STEPS * T * H * D];
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    engram_run(ctx, g, dev, NULL, STEPS, ref, NULL, 1);
+    const int64_t slot_counts[] = {0, 1, 7, 64, 100000};
+    for (size_t c = 0; c < sizeof slot_counts / sizeof slot_counts[0]; ++c) {
+      vnrt_engram_store_desc sd = {0};
+      sd.rows = R, sd.dim = D, sd.dtype = VNRT_F32, sd.host_data = table_data;
+      sd.cache_slots = slot_counts[c];
+      vnrt_engram_store *store = NULL;
+      TU_OK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
+      vnrt_engram_binding b = {"table", store};
+      vnrt_plan_desc desc = {0};
+      desc.engram = &b, desc.n_engram = 1;
+      vnrt_run_stats st;
+      memset(got, 0, sizeof got);
+      engram_run(ctx, g, dev, &desc, STEPS, got, &st, 0);
+      ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ",
+                    tu_device_spec(dev), (long long)slot_counts[c]);
+      ck_assert_uint_gt(st.bytes_engram + st.engram_hits, 0);
+      vnrt_engram_stats es;
+      TU_OK(ctx, vnrt_engram_store_stats(store, &es));
+      ck_assert_uint_eq(es.lookups, STEPS);
+      if (slot_counts[c] >= 64) {
+        ck_assert_uint_gt(es.hits, 0); /* ids repeat across steps */
+        ck_assert_double_gt(st.engram_hit_rate, 0.0);
+      }
+      vnrt_engram_store_destroy(store);
+    }
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(a_file_backed_table_larger_than_the_device_budget_is_served) {
+  vnrt_context *ctx = tu_context();
+  char path[] = "/tmp/vnrt-engram-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, table_data, sizeof table_data), (ssize_t)sizeof table_data);
+  close(fd);
+  vnrt_graph *g = engram_graph(ctx);
+  enum { STEPS = 3 };
+  static float ref[STEPS * T * H * D], got[STEPS * T * H * D];
+  vnrt_device *dev = tu_device(ctx, tu_device_count(ctx) - 1);
+  engram_run(ctx, g, dev, NULL, STEPS, ref, NULL, 1);
+  vnrt_engram_store_desc sd = {0};
+  sd.rows = R, sd.dim = D, sd.dtype = VNRT_F32, sd.file_path = path, sd.cache_slots = 32;
+  vnrt_engram_store *store = NULL;
+  TU_OK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
+  vnrt_engram_binding b = {"table", store};
+  vnrt_plan_desc desc = {0};
+  desc.engram = &b, desc.n_engram = 1;
+  desc.device_memory_limit = sizeof table_data / 4; /* the table could never fit */
+  engram_run(ctx, g, dev, &desc, STEPS, got, NULL, 0);
+  ck_assert_mem_eq(got, ref, sizeof ref);
+  /* The table param is the store's now: binding it is an error that says so. */
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &plan));
+  ck_assert_int_eq(vnrt_plan_set_input(plan, "table", table_data, sizeof table_data),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "Engram store"));
+  vnrt_plan_info info;
+  TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+  ck_assert_int_eq(info.n_engram_lookups, 1);
+  ck_assert_uint_lt(info.device_bytes, sizeof table_data);
+  vnrt_plan_destroy(plan);
+  vnrt_engram_store_destroy(store);
+  vnrt_graph_destroy(g);
+  unlink(path);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(out_of_range_engram_rows_fail_the_run_naming_the_row) {
+  vnrt_context *ctx = tu_context();
+  vnrt_graph *g = engram_graph(ctx);
+  vnrt_engram_store_desc sd = {0};
+  sd.rows = R, sd.dim = D, sd.dtype = VNRT_F32, sd.host_data = table_data, sd.cache_slots = 8;
+  vnrt_engram_store *store = NULL;
+  TU_OK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
+  vnrt_engram_binding b = {"table", store};
+  vnrt_plan_desc desc = {0};
+  desc.engram = &b, desc.n_engram = 1;
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, tu_device(ctx, 0), &desc, &plan));
+  int32_t bad[H];
+  memcpy(bad, offsets_data, sizeof bad);
+  bad[H - 1] = R; /* every row of the last head is past the table */
+  int32_t ids[T] = {1, 2, 3, 4, 5};
+  TU_OK(ctx, vnrt_plan_set_input(plan, "offsets", bad, sizeof bad));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "ids", ids, sizeof ids));
+  ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "engram_lookup 'e'"));
+  /* The plan recovers: a good run after a bad one works. */
+  TU_OK(ctx, vnrt_plan_set_input(plan, "offsets", offsets_data, sizeof offsets_data));
+  TU_OK(ctx, vnrt_plan_run(plan));
+  vnrt_plan_destroy(plan);
+  /* A binding to a param that is not a table of the store's shape is refused at compile. */
+  vnrt_engram_binding wrong = {"offsets", store};
+  desc.engram = &wrong;
+  ck_assert_int_eq(vnrt_plan_create(ctx, g, tu_device(ctx, 0), &desc, &plan),
+                   VNRT_ERROR_SHAPE_MISMATCH);
+  vnrt_engram_store_destroy(store);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("offload");
+  TCase *tc = tcase_create("offload");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, over_budget_params_are_streamed_with_identical_results);
+  tcase_add_test(tc, a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers);
+  tcase_add_test(tc, a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data);
+  tcase_add_test(tc, engram_store_lookups_are_bit_identical_for_every_cache_size);
+  tcase_add_test(tc, a_file_backed_table_larger_than_the_device_budget_is_served);
+  tcase_add_test(tc, out_of_range_engram_rows_fail_the_run_naming_the_row);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}
