@@ -172,6 +172,23 @@ static const avx2_nn_kern_fn avx2_nn_kerns_[GEMM_NN_MR + 1] = {
     avx2_nn_kern_6};
 #endif /* CPU_HAVE_AVX2_CODE */
 
+/* f16 bits to f32, exactly (an inline form of vnrt_f16_to_f32 for the portable path). */
+static inline float f16_to_f32_(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t bits;
+  if (e == 0) {
+    const float sub = (float)mant * 0x1p-24f; /* zero or subnormal: exact in f32 */
+    return sign ? -sub : sub;
+  } else if (e == 31) {
+    bits = sign | 0x7f800000u | (mant << 13); /* Inf, NaN */
+  } else {
+    bits = sign | ((e + 112) << 23) | (mant << 13);
+  }
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
 void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, float *dst) {
   if (dt == VNRT_F32) {
     memcpy(dst, src, (size_t)n * sizeof(float));
@@ -184,7 +201,17 @@ void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, flo
   }
 #endif
   (void)isa;
-  for (int64_t i = 0; i < n; ++i) dst[i] = cpu_load_f32(src, dt, i);
+  const uint16_t *h = src;
+  if (dt == VNRT_BF16) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t bits = (uint32_t)h[i] << 16;
+      memcpy(&dst[i], &bits, sizeof bits);
+    }
+  } else if (dt == VNRT_F16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32_(h[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = cpu_load_f32(src, dt, i);
+  }
 }
 
 /* ---- one block, single-threaded ---------------------------------------------------------- */

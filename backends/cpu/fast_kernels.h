@@ -8,7 +8,10 @@
  * kernel means adding its row here; an op listed without a kernel is a link error. */
 #define CPU_FAST_KERNELS(X) \
   X(LINEAR, linear)         \
-  X(MATMUL, matmul)
+  X(MATMUL, matmul)         \
+  X(MOE_FFN, moe_ffn)       \
+  X(HC_PRE, hc_pre)         \
+  X(ATTENTION, attention)
 
 /* cpu_fast_kernel_table[op] is cpu_fast_<op> for the ops above, NULL for the rest. It lives
  * in fast_table.c, away from cpu_kernels.h's weak declarations, so its references are strong:

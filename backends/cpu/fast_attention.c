@@ -1,0 +1,330 @@
+/* CPU fast kernel for attention: per (query token, block of query heads sharing a kv head),
+ * one pass over the visible keys in blocks with an online softmax, vectorised q·k dot
+ * products and p·v accumulation, threaded over (t, head block). */
+#include <string.h>
+
+#include "fast_gemm.h"
+
+/* Query heads per work item: they share each K/V row loaded (GQA/MQA), and 4 heads × 16
+ * output channels fill 8 accumulators of the AVX2 p·v loop. */
+#define ATT_HB 4
+/* Keys per block: the scores of a block stay in L1 between the softmax and p·v. */
+#define ATT_SB 64
+
+typedef struct attn_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t T, S, Hq, Hkv, D, Dv, group, window, n_hblk;
+  int causal, has_sinks;
+  float scale;
+  float *scratch;
+  int64_t slot_floats;
+} attn_job;
+
+/* ---- vector pieces ----------------------------------------------------------------------- */
+
+/* sc[h·ATT_SB + s] = (q[h] · k[s])·scale for h < hn, s < sn; k rows ldk floats apart. */
+static void scores_generic_(const float *q, int64_t D, int hn, const float *k, int64_t ldk,
+                            int64_t sn, float scale, float *sc) {
+  for (int64_t s = 0; s < sn; ++s) {
+    const float *kr = k + s * ldk;
+    for (int h = 0; h < hn; ++h) {
+      const float *qh = q + h * D;
+      float lane[8] = {0};
+      int64_t d = 0;
+      for (; d + 8 <= D; d += 8) {
+        for (int l = 0; l < 8; ++l) lane[l] += qh[d + l] * kr[d + l];
+      }
+      float dot = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                  ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+      for (; d < D; ++d) dot += qh[d] * kr[d];
+      sc[h * ATT_SB + s] = dot * scale;
+    }
+  }
+}
+
+/* acc[h·Dv + c] += Σ_s p[h·ATT_SB + s]·v[s·ldv + c]. */
+static void pv_generic_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn,
+                        int64_t Dv, float *acc) {
+  for (int h = 0; h < hn; ++h) {
+    float *ah = acc + h * Dv;
+    for (int64_t s = 0; s < sn; ++s) {
+      const float ps = p[h * ATT_SB + s];
+      const float *vr = v + s * ldv;
+      for (int64_t c = 0; c < Dv; ++c) ah[c] += ps * vr[c];
+    }
+  }
+}
+
+/* sc[h·ATT_SB + s] = exp(sc[...] - m[h]) for s < sn; returns nothing, sums into l[h]. */
+static void exp_generic_(float *sc, int hn, int64_t sn, const float *m, float *l) {
+  for (int h = 0; h < hn; ++h) {
+    float sum = 0.0f;
+    for (int64_t s = 0; s < sn; ++s) {
+      sc[h * ATT_SB + s] = expf(sc[h * ATT_SB + s] - m[h]);
+      sum += sc[h * ATT_SB + s];
+    }
+    l[h] += sum;
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+CPU_AVX2_INLINE void avx2_scores_(const int HN, const float *q, int64_t D, const float *k,
+                                  int64_t ldk, int64_t sn, float scale, float *sc) {
+  for (int64_t s = 0; s < sn; ++s) {
+    const float *kr = k + s * ldk;
+    __m256 acc[ATT_HB];
+    for (int h = 0; h < HN; ++h) acc[h] = _mm256_setzero_ps();
+    int64_t d = 0;
+    for (; d + 8 <= D; d += 8) {
+      const __m256 kv = _mm256_loadu_ps(kr + d);
+      for (int h = 0; h < HN; ++h) {
+        acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * D + d), kv, acc[h]);
+      }
+    }
+    for (int h = 0; h < HN; ++h) {
+      float dot = avx2_hsum(acc[h]);
+      for (int64_t dd = d; dd < D; ++dd) dot += q[h * D + dd] * kr[dd];
+      sc[h * ATT_SB + s] = dot * scale;
+    }
+  }
+}
+
+static CPU_AVX2 void avx2_scores_any_(const float *q, int64_t D, int hn, const float *k,
+                                      int64_t ldk, int64_t sn, float scale, float *sc) {
+  switch (hn) {
+    case 1: avx2_scores_(1, q, D, k, ldk, sn, scale, sc); break;
+    case 2: avx2_scores_(2, q, D, k, ldk, sn, scale, sc); break;
+    case 3: avx2_scores_(3, q, D, k, ldk, sn, scale, sc); break;
+    default: avx2_scores_(4, q, D, k, ldk, sn, scale, sc); break;
+  }
+}
+
+CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int64_t ldv,
+                              int64_t sn, int64_t Dv, float *acc) {
+  int64_t c = 0;
+  for (; c + 16 <= Dv; c += 16) {
+    __m256 a0[ATT_HB], a1[ATT_HB];
+    for (int h = 0; h < HN; ++h) {
+      a0[h] = _mm256_loadu_ps(acc + h * Dv + c);
+      a1[h] = _mm256_loadu_ps(acc + h * Dv + c + 8);
+    }
+    for (int64_t s = 0; s < sn; ++s) {
+      const __m256 v0 = _mm256_loadu_ps(v + s * ldv + c), v1 = _mm256_loadu_ps(v + s * ldv + c + 8);
+      for (int h = 0; h < HN; ++h) {
+        const __m256 ps = _mm256_broadcast_ss(p + h * ATT_SB + s);
+        a0[h] = _mm256_fmadd_ps(ps, v0, a0[h]);
+        a1[h] = _mm256_fmadd_ps(ps, v1, a1[h]);
+      }
+    }
+    for (int h = 0; h < HN; ++h) {
+      _mm256_storeu_ps(acc + h * Dv + c, a0[h]);
+      _mm256_storeu_ps(acc + h * Dv + c + 8, a1[h]);
+    }
+  }
+  for (; c < Dv; ++c) {
+    for (int h = 0; h < HN; ++h) {
+      float sum = acc[h * Dv + c];
+      for (int64_t s = 0; s < sn; ++s) sum += p[h * ATT_SB + s] * v[s * ldv + c];
+      acc[h * Dv + c] = sum;
+    }
+  }
+}
+
+static CPU_AVX2 void avx2_pv_any_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn,
+                                  int64_t Dv, float *acc) {
+  switch (hn) {
+    case 1: avx2_pv_(1, p, v, ldv, sn, Dv, acc); break;
+    case 2: avx2_pv_(2, p, v, ldv, sn, Dv, acc); break;
+    case 3: avx2_pv_(3, p, v, ldv, sn, Dv, acc); break;
+    default: avx2_pv_(4, p, v, ldv, sn, Dv, acc); break;
+  }
+}
+
+static CPU_AVX2 void avx2_exp_(float *sc, int hn, int64_t sn, const float *m, float *l) {
+  for (int h = 0; h < hn; ++h) {
+    float *row = sc + h * ATT_SB;
+    const __m256 mv = _mm256_set1_ps(m[h]);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t s = 0;
+    for (; s + 8 <= sn; s += 8) {
+      const __m256 e = avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(row + s), mv));
+      _mm256_storeu_ps(row + s, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float tail = 0.0f;
+    for (; s < sn; ++s) {
+      row[s] = expf(row[s] - m[h]);
+      tail += row[s];
+    }
+    l[h] += avx2_hsum(sum) + tail;
+  }
+}
+#endif /* CPU_HAVE_AVX2_CODE */
+
+/* ---- one work item ----------------------------------------------------------------------- */
+
+/* Rows [s0, s0+sn) of kv head kvh of a [S, Hkv, W] tensor as f32 rows: in place when f32,
+ * else widened into buf. Returns the row pointer; *ld receives the row stride. */
+static const float *kv_rows_(const attn_job *j, int input, int64_t kvh, int64_t s0, int64_t sn,
+                             int64_t width, float *buf, int64_t *ld) {
+  const cpu_kernel_args *a = j->a;
+  const vnrt_dtype dt = a->in_type[input]->dtype;
+  if (dt == VNRT_F32) {
+    *ld = j->Hkv * width;
+    return (const float *)a->in[input] + (s0 * j->Hkv + kvh) * width;
+  }
+  const size_t sz = vnrt_dtype_size(dt);
+  for (int64_t s = 0; s < sn; ++s) {
+    const char *row = (const char *)a->in[input] + (size_t)(((s0 + s) * j->Hkv + kvh) * width) * sz;
+    cpu_fast_to_f32(j->isa, row, dt, width, buf + s * width);
+  }
+  *ld = width;
+  return buf;
+}
+
+static void attn_item_(void *user, int64_t item, int32_t slot) {
+  const attn_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t t = item / (j->Hkv * j->n_hblk), rest = item % (j->Hkv * j->n_hblk);
+  const int64_t kvh = rest / j->n_hblk, h0 = kvh * j->group + (rest % j->n_hblk) * ATT_HB;
+  const int hn = (int)(kvh * j->group + j->group - h0 < ATT_HB ? kvh * j->group + j->group - h0
+                                                                : ATT_HB);
+  const int64_t D = j->D, Dv = j->Dv;
+  const vnrt_dtype odt = a->out_type[0]->dtype;
+
+  const int64_t qpos = j->S - j->T + t; /* query t sits at absolute position S-T+t */
+  int64_t lo = 0, hi = j->S - 1;       /* visible keys: [lo, hi], the same for every head */
+  if (j->causal && qpos < hi) hi = qpos;
+  if (j->window > 0 && qpos - j->window + 1 > lo) lo = qpos - j->window + 1;
+  if (lo > hi) { /* a query that sees no key yields 0 */
+    for (int h = 0; h < hn; ++h) {
+      for (int64_t c = 0; c < Dv; ++c) cpu_store_f32(a->out[0], odt, ((t * j->Hq) + h0 + h) * Dv + c, 0.0f);
+    }
+    return;
+  }
+
+  float *q = j->scratch + slot * j->slot_floats; /* [ATT_HB, D] */
+  float *sc = q + ATT_HB * D;                    /* [ATT_HB, ATT_SB] */
+  float *acc = sc + ATT_HB * ATT_SB;             /* [ATT_HB, Dv] */
+  float *kb = acc + ATT_HB * Dv;                 /* [ATT_SB, D] when k is not f32 */
+  float *vb = kb + ATT_SB * D;                   /* [ATT_SB, Dv] when v is not f32 */
+  const vnrt_dtype qdt = a->in_type[0]->dtype;
+  const size_t qsz = vnrt_dtype_size(qdt);
+  for (int h = 0; h < hn; ++h) {
+    cpu_fast_to_f32(j->isa, (const char *)a->in[0] + (size_t)((t * j->Hq + h0 + h) * D) * qsz, qdt,
+                    D, q + h * D);
+  }
+  memset(acc, 0, sizeof(float) * (size_t)(hn * Dv));
+  float m[ATT_HB], l[ATT_HB];
+  for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
+  int avx2 = 0;
+#if defined(CPU_HAVE_AVX2_CODE)
+  avx2 = j->isa == CPU_ISA_AVX2;
+#endif
+
+  for (int64_t s0 = lo; s0 <= hi; s0 += ATT_SB) {
+    const int64_t sn = hi - s0 + 1 < ATT_SB ? hi - s0 + 1 : ATT_SB;
+    int64_t ldk, ldv;
+    const float *k = kv_rows_(j, 1, kvh, s0, sn, D, kb, &ldk);
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (avx2) {
+      avx2_scores_any_(q, D, hn, k, ldk, sn, j->scale, sc);
+    } else
+#endif
+    {
+      scores_generic_(q, D, hn, k, ldk, sn, j->scale, sc);
+    }
+    /* Online softmax: a new running max rescales what was accumulated so far. */
+    float mnew[ATT_HB];
+    for (int h = 0; h < hn; ++h) {
+      float bm = sc[h * ATT_SB];
+      for (int64_t s = 1; s < sn; ++s) bm = fmaxf(bm, sc[h * ATT_SB + s]);
+      mnew[h] = fmaxf(m[h], bm);
+      if (mnew[h] > m[h] && m[h] > -INFINITY) {
+        const float corr = expf(m[h] - mnew[h]);
+        l[h] *= corr;
+        for (int64_t c = 0; c < Dv; ++c) acc[h * Dv + c] *= corr;
+      }
+      m[h] = mnew[h];
+    }
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (avx2) {
+      avx2_exp_(sc, hn, sn, m, l);
+    } else
+#endif
+    {
+      exp_generic_(sc, hn, sn, m, l);
+    }
+    const float *v = kv_rows_(j, 2, kvh, s0, sn, Dv, vb, &ldv);
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (avx2) {
+      avx2_pv_any_(sc, hn, v, ldv, sn, Dv, acc);
+    } else
+#endif
+    {
+      pv_generic_(sc, hn, v, ldv, sn, Dv, acc);
+    }
+  }
+
+  for (int h = 0; h < hn; ++h) {
+    float mul = 1.0f, denom = l[h];
+    if (j->has_sinks) { /* the sink logit joins the denominator only */
+      const float sink = cpu_load_f32(a->in[3], a->in_type[3]->dtype, h0 + h);
+      const float mf = fmaxf(m[h], sink);
+      mul = expf(m[h] - mf);
+      denom = l[h] * mul + expf(sink - mf);
+    }
+    const float f = mul / denom;
+    const int64_t orow = (t * j->Hq + h0 + h) * Dv;
+    if (odt == VNRT_F32) {
+      float *o = (float *)a->out[0] + orow;
+      for (int64_t c = 0; c < Dv; ++c) o[c] = acc[h * Dv + c] * f;
+    } else {
+      for (int64_t c = 0; c < Dv; ++c) cpu_store_f32(a->out[0], odt, orow + c, acc[h * Dv + c] * f);
+    }
+  }
+}
+
+vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
+  const vnrt_backend_node *node = a->node;
+  const vnrt_tensor_type *qt = a->in_type[0], *kt = a->in_type[1], *vt = a->in_type[2];
+  const int has_sinks = a->n_in > 3 && a->in[3] != NULL;
+  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || kt->dims[2] != qt->dims[2] ||
+      vt->dims[0] != kt->dims[0] || vt->dims[1] != kt->dims[1] || kt->dims[1] <= 0 ||
+      qt->dims[1] % kt->dims[1] != 0 ||
+      (has_sinks && vnrt_tensor_type_numel(a->in_type[3]) != qt->dims[1])) {
+    return cpu_ref_attention(a); /* it reports the shape error */
+  }
+  attn_job j = {
+      .a = a,
+      .isa = cpu_fast_isa(),
+      .T = qt->dims[0],
+      .S = kt->dims[0],
+      .Hq = qt->dims[1],
+      .Hkv = kt->dims[1],
+      .D = qt->dims[2],
+      .Dv = vt->dims[2],
+      .group = qt->dims[1] / kt->dims[1],
+      .window = vnrt_node_attr_i(node, "window", 0),
+      .causal = vnrt_node_attr_i(node, "causal", 1) != 0,
+      .has_sinks = has_sinks,
+  };
+  if (a->n_in > 4) {
+    /* kv_len: only the first kv_len rows of k and v exist (a KV cache); out of range is the
+     * reference kernel's error to report. */
+    const int32_t kv_len = *(const int32_t *)a->in[4];
+    if (kv_len < 0 || kv_len > j.S) return cpu_ref_attention(a);
+    j.S = kv_len;
+  }
+  j.scale = (float)vnrt_node_attr_f(node, "scale", 1.0 / sqrt((double)(j.D > 0 ? j.D : 1)));
+  if (j.T == 0 || j.Hq == 0 || j.Dv == 0) return VNRT_OK;
+  j.n_hblk = (j.group + ATT_HB - 1) / ATT_HB;
+  j.slot_floats = ATT_HB * (j.D + ATT_SB + j.Dv) + ATT_SB * (j.D + j.Dv);
+  const int64_t threads = cpu_pool_threads(a->pool);
+  vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
+  if (st != VNRT_OK) return st;
+  cpu_fast_for_each(a->pool, j.T * j.Hkv * j.n_hblk, attn_item_, &j);
+  cpu_fast_free(a, j.scratch);
+  return VNRT_OK;
+}

@@ -1,0 +1,213 @@
+/* CPU fast kernel for hc_pre, per block of tokens in one work item: the sums of squares, the
+ * (n+2)·n mixing rows as one GEMM on the blocked GEMM core, then per token the sigmoids,
+ * Sinkhorn on an n×n array on the stack and the vectorised collapse of the n streams, all
+ * while the block's rows are in cache. With few tokens, fn's rows are split across threads
+ * and the per-token epilogue runs as a second step. */
+#include <string.h>
+
+#include "fast_gemm.h"
+
+/* Tokens per block: fn's packed K block is reused by all of them, and their n·C rows (8 × 64
+ * KiB for V4's n = 4, C = 4096) stay in L2 from the sum of squares to the collapse. */
+#define HC_TB 8
+/* The largest n kept on the stack in the epilogue; larger n goes to the reference kernel. */
+#define HC_MAX_N 16
+
+typedef struct hc_pre_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t T, n, C, R, iters;
+  float eps, norm_eps;
+  const float *X;    /* [T, n·C] f32 (the input itself, or a widened copy) */
+  float *mix;        /* [T, R] fn·f, not yet scaled by rsqrt(mean(f²)) */
+  float *sumsq;      /* [T] */
+  int64_t tb, rb, n_rb;
+  float *scratch;    /* per slot: slot_floats (GEMM workspace, or C floats of x) */
+  int64_t slot_floats;
+} hc_pre_job;
+
+#if defined(CPU_HAVE_AVX2_CODE)
+static CPU_AVX2 float avx2_sumsq_(const float *f, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 v0 = _mm256_loadu_ps(f + i), v1 = _mm256_loadu_ps(f + i + 8);
+    a0 = _mm256_fmadd_ps(v0, v0, a0);
+    a1 = _mm256_fmadd_ps(v1, v1, a1);
+  }
+  float s = avx2_hsum(_mm256_add_ps(a0, a1));
+  for (; i < n; ++i) s += f[i] * f[i];
+  return s;
+}
+#endif
+
+static float sumsq_(cpu_isa isa, const float *f, int64_t n) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa == CPU_ISA_AVX2) return avx2_sumsq_(f, n);
+#endif
+  (void)isa;
+  float lane[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) lane[l] += f[i + l] * f[i + l];
+  }
+  float s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) s += f[i] * f[i];
+  return s;
+}
+
+static float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* spec/ops.md's sinkhorn on M[n, n] (holding the logits): row softmax, +eps, column normalise,
+ * then iters-1 rounds of (row, column) normalisation; every divide adds eps. The same
+ * operations in the same order as the reference kernel. */
+static void sinkhorn_(float *M, int64_t n, int64_t iters, float eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    float *row = M + i * n;
+    float mx = row[0];
+    for (int64_t c = 1; c < n; ++c) mx = row[c] > mx ? row[c] : mx;
+    float sum = 0.0f;
+    for (int64_t c = 0; c < n; ++c) {
+      row[c] = expf(row[c] - mx);
+      sum += row[c];
+    }
+    for (int64_t c = 0; c < n; ++c) row[c] = row[c] / sum + eps;
+  }
+  for (int64_t it = 0; it < (iters > 1 ? iters : 1); ++it) {
+    if (it > 0) {
+      for (int64_t i = 0; i < n; ++i) {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < n; ++c) sum += M[i * n + c];
+        for (int64_t c = 0; c < n; ++c) M[i * n + c] /= (sum + eps);
+      }
+    }
+    for (int64_t c = 0; c < n; ++c) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < n; ++i) sum += M[i * n + c];
+      for (int64_t i = 0; i < n; ++i) M[i * n + c] /= (sum + eps);
+    }
+  }
+}
+
+/* Token t's epilogue: pre/post/comb from its mix row and sum of squares, then
+ * x[t] = Σ_j pre_j·X[t, j]. acc: C floats of scratch (used when x is not f32). */
+static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
+  const cpu_kernel_args *a = j->a;
+  const int64_t n = j->n, C = j->C, nc = n * C;
+  const vnrt_dtype sdt = a->in_type[2]->dtype, bdt = a->in_type[3]->dtype;
+  const vnrt_dtype xdt = a->out_type[0]->dtype;
+  const float s_pre = cpu_load_f32(a->in[2], sdt, 0), s_post = cpu_load_f32(a->in[2], sdt, 1);
+  const float s_comb = cpu_load_f32(a->in[2], sdt, 2);
+  const float inv_rms = 1.0f / sqrtf(j->sumsq[t] / (float)nc + j->norm_eps);
+  const float *mix = j->mix + t * j->R;
+  float pre[HC_MAX_N], L[HC_MAX_N * HC_MAX_N];
+  for (int64_t q = 0; q < n; ++q) {
+    pre[q] = sigmoid_(mix[q] * inv_rms * s_pre + cpu_load_f32(a->in[3], bdt, q)) + j->eps;
+    const float post =
+        2.0f * sigmoid_(mix[n + q] * inv_rms * s_post + cpu_load_f32(a->in[3], bdt, n + q));
+    cpu_store_f32(a->out[1], a->out_type[1]->dtype, t * n + q, post);
+  }
+  for (int64_t r = 0; r < n * n; ++r) {
+    L[r] = mix[2 * n + r] * inv_rms * s_comb + cpu_load_f32(a->in[3], bdt, 2 * n + r);
+  }
+  sinkhorn_(L, n, j->iters, j->eps);
+  for (int64_t r = 0; r < n * n; ++r) {
+    cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
+  }
+  /* Stream q outer, channels inner: vectorisable, and each channel still sums over the
+   * streams in ascending order as the reference does. */
+  float *x = xdt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
+  const float *Xt = j->X + t * nc;
+  for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;
+  for (int64_t q = 0; q < n; ++q) {
+    const float p = pre[q];
+    const float *Xq = Xt + q * C;
+    for (int64_t c = 0; c < C; ++c) x[c] += p * Xq[c];
+  }
+  if (xdt != VNRT_F32) {
+    for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], xdt, t * C + c, acc[c]);
+  }
+}
+
+/* mix for one token block and one block of fn rows; the first row block also takes the
+ * tokens' sums of squares, and when it is the only one (many tokens) the epilogue follows in
+ * the same item while the block's rows are still in L2. */
+static void hc_block_item_(void *user, int64_t item, int32_t slot) {
+  const hc_pre_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t t0 = (item / j->n_rb) * j->tb, r0 = (item % j->n_rb) * j->rb;
+  const int64_t tb = j->T - t0 < j->tb ? j->T - t0 : j->tb;
+  const int64_t rb = j->R - r0 < j->rb ? j->R - r0 : j->rb;
+  const int64_t nc = j->n * j->C;
+  const vnrt_dtype fdt = a->in_type[1]->dtype;
+  const char *fn = (const char *)a->in[1] + (size_t)(r0 * nc) * vnrt_dtype_size(fdt);
+  float *ws = j->scratch + slot * j->slot_floats;
+  if (r0 == 0) {
+    for (int64_t t = t0; t < t0 + tb; ++t) j->sumsq[t] = sumsq_(j->isa, j->X + t * nc, nc);
+  }
+  cpu_gemm_nt_block(j->isa, j->X + t0 * nc, nc, tb, fn, fdt, nc, rb, nc, j->mix + t0 * j->R + r0,
+                    j->R, ws);
+  if (j->n_rb == 1) {
+    for (int64_t t = t0; t < t0 + tb; ++t) hc_epilogue_(j, t, ws);
+  }
+}
+
+/* The epilogue on its own, when fn's rows were split across items; 4 tokens per item. */
+static void hc_epilogue_item_(void *user, int64_t item, int32_t slot) {
+  const hc_pre_job *j = user;
+  for (int64_t t = item * 4; t < j->T && t < (item + 1) * 4; ++t) {
+    hc_epilogue_(j, t, j->scratch + slot * j->slot_floats);
+  }
+}
+
+static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *Xt = a->in_type[0], *ft = a->in_type[1];
+  if (Xt->rank < 2 || ft->rank != 2) return cpu_ref_hc_pre(a);
+  hc_pre_job j = {
+      .a = a,
+      .isa = cpu_fast_isa(),
+      .n = Xt->dims[Xt->rank - 2],
+      .C = Xt->dims[Xt->rank - 1],
+      .iters = vnrt_node_attr_i(a->node, "iters", 20),
+      .eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6),
+      .norm_eps = (float)vnrt_node_attr_f(a->node, "norm_eps", 1e-6),
+  };
+  const int64_t nc = j.n * j.C;
+  j.R = (j.n + 2) * j.n;
+  j.T = nc > 0 ? vnrt_tensor_type_numel(Xt) / nc : 0;
+  if (j.T == 0 || j.n < 1 || j.n > HC_MAX_N || ft->dims[0] != j.R || ft->dims[1] != nc ||
+      vnrt_tensor_type_numel(a->in_type[3]) < j.R || vnrt_tensor_type_numel(a->in_type[2]) < 3) {
+    return cpu_ref_hc_pre(a);
+  }
+
+  /* Token blocks of HC_TB; when they are too few to occupy every thread, fn's rows are split
+   * too (each item then streams part of fn). */
+  const int64_t threads = cpu_pool_threads(a->pool);
+  j.tb = j.T < HC_TB ? j.T : HC_TB;
+  const int64_t n_tb = ceil_div_(j.T, j.tb);
+  j.rb = j.R;
+  if (n_tb < 2 * threads) j.rb = ceil_div_(j.R, ceil_div_(4 * threads, n_tb));
+  j.n_rb = ceil_div_(j.R, j.rb);
+
+  j.slot_floats = CPU_GEMM_WS_FLOATS > j.C ? CPU_GEMM_WS_FLOATS : j.C;
+  const int64_t xf_floats = Xt->dtype == VNRT_F32 ? 0 : j.T * nc;
+  float *mem = NULL;
+  vnrt_status st = cpu_fast_alloc(a, j.T * (j.R + 1) + xf_floats + threads * j.slot_floats, &mem);
+  if (st != VNRT_OK) return st;
+  j.mix = mem;
+  j.sumsq = j.mix + j.T * j.R;
+  j.scratch = j.sumsq + j.T;
+  if (xf_floats > 0) {
+    float *xf = j.scratch + threads * j.slot_floats;
+    cpu_fast_to_f32(j.isa, a->in[0], Xt->dtype, j.T * nc, xf);
+    j.X = xf;
+  } else {
+    j.X = a->in[0];
+  }
+  cpu_fast_for_each(a->pool, n_tb * j.n_rb, hc_block_item_, &j);
+  if (j.n_rb > 1) cpu_fast_for_each(a->pool, ceil_div_(j.T, 4), hc_epilogue_item_, &j);
+  cpu_fast_free(a, mem);
+  return VNRT_OK;
+}

@@ -1,0 +1,196 @@
+/* CPU fast kernel for moe_ffn: tokens grouped by expert, each expert's gate/up and down run as
+ * small GEMMs on the blocked GEMM core, then a weighted combine in a fixed order per token. */
+#include <string.h>
+
+#include "fast_gemm.h"
+
+/* Row blocks: an expert's routed tokens in chunks of at most this many (an x block that fits
+ * the GEMM core's packing). Column blocks: F (gate/up) and C (down) outputs per work item. */
+#define MOE_MB 64
+#define MOE_FB 64
+#define MOE_CB 128
+
+typedef struct moe_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t T, C, F, k, n_slots;
+  float limit;
+  const int32_t *experts;
+  int32_t *slot_of;    /* [T·k]: the row of (t, i) in the grouped buffers */
+  int32_t *token_of;   /* [T·k]: the token of each grouped row */
+  int64_t *rb_expert;  /* per row block: its expert, first grouped row, and row count */
+  int64_t *rb_row, *rb_rows;
+  int64_t n_rb;
+  float *xg;           /* [T·k, C] x rows grouped by expert (f32) */
+  float *h;            /* [T·k, F] swiglu(gate, up) per grouped row */
+  float *yp;           /* [T·k, C] down projection per grouped row */
+  float *scratch;      /* per slot: GEMM workspace + gate and up tiles */
+  int64_t slot_floats;
+} moe_job;
+
+/* Grouped row r <- x[token_of[r]], widened to f32; items are 16 rows. */
+static void gather_item_(void *user, int64_t item, int32_t slot) {
+  (void)slot;
+  const moe_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const size_t xsz = vnrt_dtype_size(a->in_type[0]->dtype);
+  for (int64_t r = item * 16; r < j->n_slots && r < (item + 1) * 16; ++r) {
+    const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r] * j->C) * xsz;
+    cpu_fast_to_f32(j->isa, src, a->in_type[0]->dtype, j->C, j->xg + r * j->C);
+  }
+}
+
+/* h[rows, f0:f0+fb] = swiglu(x·gateᵀ, x·upᵀ) for one row block and one F block. */
+static void gate_up_item_(void *user, int64_t item, int32_t slot) {
+  const moe_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t n_fb = (j->F + MOE_FB - 1) / MOE_FB;
+  const int64_t rb = item / n_fb, f0 = (item % n_fb) * MOE_FB;
+  const int64_t fb = j->F - f0 < MOE_FB ? j->F - f0 : MOE_FB;
+  const int64_t e = j->rb_expert[rb], r0 = j->rb_row[rb], mb = j->rb_rows[rb];
+  const vnrt_dtype wdt = a->in_type[3]->dtype;
+  const size_t wsz = vnrt_dtype_size(wdt);
+  float *ws = j->scratch + slot * j->slot_floats;
+  float *g = ws + CPU_GEMM_WS_FLOATS, *u = g + MOE_MB * MOE_FB;
+  const char *wgu = (const char *)a->in[3];
+  const char *wg = wgu + (size_t)((e * 2 * j->F + f0) * j->C) * wsz;
+  const char *wu = wgu + (size_t)((e * 2 * j->F + j->F + f0) * j->C) * wsz;
+  const float *x = j->xg + r0 * j->C;
+  cpu_gemm_nt_block(j->isa, x, j->C, mb, wg, wdt, j->C, fb, j->C, g, fb, ws);
+  cpu_gemm_nt_block(j->isa, x, j->C, mb, wu, wdt, j->C, fb, j->C, u, fb, ws);
+  const float limit = j->limit;
+  for (int64_t i = 0; i < mb; ++i) {
+    float *hrow = j->h + (r0 + i) * j->F + f0;
+    for (int64_t f = 0; f < fb; ++f) {
+      float gv = g[i * fb + f], uv = u[i * fb + f];
+      if (limit > 0.0f) {
+        gv = gv < limit ? gv : limit;
+        uv = uv < -limit ? -limit : (uv > limit ? limit : uv);
+      }
+      hrow[f] = gv / (1.0f + expf(-gv)) * uv;
+    }
+  }
+}
+
+/* yp[rows, c0:c0+cb] = h[rows]·downᵀ for one row block and one C block. */
+static void down_item_(void *user, int64_t item, int32_t slot) {
+  const moe_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t n_cb = (j->C + MOE_CB - 1) / MOE_CB;
+  const int64_t rb = item / n_cb, c0 = (item % n_cb) * MOE_CB;
+  const int64_t cb = j->C - c0 < MOE_CB ? j->C - c0 : MOE_CB;
+  const int64_t e = j->rb_expert[rb], r0 = j->rb_row[rb], mb = j->rb_rows[rb];
+  const vnrt_dtype wdt = a->in_type[4]->dtype;
+  const char *wd = (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * vnrt_dtype_size(wdt);
+  cpu_gemm_nt_block(j->isa, j->h + r0 * j->F, j->F, mb, wd, wdt, j->F, cb, j->F,
+                    j->yp + r0 * j->C + c0, j->C, j->scratch + slot * j->slot_floats);
+}
+
+/* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference; 8 tokens per
+ * item. */
+static void combine_item_(void *user, int64_t item, int32_t slot) {
+  const moe_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const vnrt_dtype wdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
+  const int64_t C = j->C;
+  float *acc = j->scratch + slot * j->slot_floats; /* C floats (slot_floats >= C) */
+  for (int64_t t = item * 8; t < j->T && t < (item + 1) * 8; ++t) {
+    float *dst = odt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
+    for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+    for (int64_t i = 0; i < j->k; ++i) {
+      const float w = cpu_load_f32(a->in[2], wdt, t * j->k + i);
+      const float *row = j->yp + (int64_t)j->slot_of[t * j->k + i] * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += w * row[c];
+    }
+    if (odt != VNRT_F32) {
+      for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], odt, t * C + c, acc[c]);
+    }
+  }
+}
+
+vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *xt = a->in_type[0], *et = a->in_type[1], *gt = a->in_type[3];
+  const vnrt_tensor_type *dt = a->in_type[4];
+  if (xt->rank < 1 || et->rank < 1 || gt->rank != 3 || dt->rank != 3 || et->dtype != VNRT_I32) {
+    return cpu_ref_moe_ffn(a);
+  }
+  moe_job j = {
+      .a = a,
+      .isa = cpu_fast_isa(),
+      .C = xt->dims[xt->rank - 1],
+      .k = et->dims[et->rank - 1],
+      .F = gt->dims[1] / 2,
+      .limit = (float)vnrt_node_attr_f(a->node, "limit", 0.0),
+      .experts = a->in[1],
+  };
+  const int64_t E = gt->dims[0];
+  j.T = j.C > 0 ? vnrt_tensor_type_numel(xt) / j.C : 0;
+  j.n_slots = j.T * j.k;
+  /* Degenerate shapes, and any expert id out of range (the reference reports it before
+   * writing anything), go to the reference kernel. */
+  if (j.T == 0 || j.C == 0 || j.F == 0 || j.k == 0 || gt->dims[2] != j.C || dt->dims[0] != E ||
+      dt->dims[1] != j.C || dt->dims[2] != j.F || vnrt_tensor_type_numel(et) != j.n_slots ||
+      j.n_slots > INT32_MAX) {
+    return cpu_ref_moe_ffn(a);
+  }
+  for (int64_t s = 0; s < j.n_slots; ++s) {
+    if (j.experts[s] < 0 || j.experts[s] >= E) return cpu_ref_moe_ffn(a);
+  }
+
+  /* Row blocks (expert, first grouped row, rows); the grouping maps and per-expert starts
+   * (int32, sized in floats); the grouped activations and per-thread scratch. */
+  const int64_t threads = cpu_pool_threads(a->pool);
+  const int64_t max_rb = j.n_slots / MOE_MB + E;
+  j.slot_floats = CPU_GEMM_WS_FLOATS + 2 * MOE_MB * MOE_FB;
+  if (j.slot_floats < j.C) j.slot_floats = j.C;
+  float *rb_mem = NULL, *map_mem = NULL, *buf = NULL;
+  vnrt_status st = cpu_fast_alloc(a, 3 * max_rb * (int64_t)(sizeof(int64_t) / sizeof(float)),
+                                  &rb_mem);
+  if (st == VNRT_OK) st = cpu_fast_alloc(a, E + 1 + 2 * j.n_slots, &map_mem);
+  if (st == VNRT_OK) {
+    st = cpu_fast_alloc(a, j.n_slots * (2 * j.C + j.F) + threads * j.slot_floats, &buf);
+  }
+  if (st != VNRT_OK) {
+    cpu_fast_free(a, rb_mem);
+    cpu_fast_free(a, map_mem);
+    return st;
+  }
+  j.rb_expert = (int64_t *)(void *)rb_mem;
+  j.rb_row = j.rb_expert + max_rb;
+  j.rb_rows = j.rb_row + max_rb;
+  int32_t *start = (int32_t *)(void *)map_mem; /* [E + 1]: first grouped row per expert */
+  j.slot_of = start + E + 1;
+  j.token_of = j.slot_of + j.n_slots;
+  j.xg = buf;
+  j.h = j.xg + j.n_slots * j.C;
+  j.yp = j.h + j.n_slots * j.F;
+  j.scratch = j.yp + j.n_slots * j.C;
+
+  /* Counting sort by expert, stable in (t, i): an expert's rows keep token order. */
+  memset(start, 0, sizeof(int32_t) * (size_t)(E + 1));
+  for (int64_t s = 0; s < j.n_slots; ++s) start[j.experts[s] + 1]++;
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  j.n_rb = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t r = start[e]; r < start[e + 1]; r += MOE_MB) {
+      j.rb_expert[j.n_rb] = e;
+      j.rb_row[j.n_rb] = r;
+      j.rb_rows[j.n_rb] = start[e + 1] - r < MOE_MB ? start[e + 1] - r : MOE_MB;
+      j.n_rb++;
+    }
+  }
+  for (int64_t s = 0; s < j.n_slots; ++s) {
+    int32_t r = start[j.experts[s]]++;
+    j.slot_of[s] = r;
+    j.token_of[r] = (int32_t)(s / j.k);
+  }
+
+  cpu_fast_for_each(a->pool, (j.n_slots + 15) / 16, gather_item_, &j);
+  cpu_fast_for_each(a->pool, j.n_rb * ((j.F + MOE_FB - 1) / MOE_FB), gate_up_item_, &j);
+  cpu_fast_for_each(a->pool, j.n_rb * ((j.C + MOE_CB - 1) / MOE_CB), down_item_, &j);
+  cpu_fast_for_each(a->pool, (j.T + 7) / 8, combine_item_, &j);
+  cpu_fast_free(a, buf);
+  cpu_fast_free(a, map_mem);
+  cpu_fast_free(a, rb_mem);
+  return VNRT_OK;
+}
