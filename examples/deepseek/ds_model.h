@@ -1,0 +1,65 @@
+/* ds_model: the tiny DeepSeek-V4-style model as vnrt graphs — a prefill plan (T = prompt
+ * length) and a decode plan (T = 1), compiled once, fed from memory-mapped safetensors weights,
+ * with the KV caches and Engram histories kept as plan states. */
+#ifndef DS_MODEL_H_
+#define DS_MODEL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ds_config.h"
+#include "vnrt/vnrt.h"
+
+/* Builds the forward graph for T tokens (see README.md for the architecture). Inputs: "ids"
+ * [T] i32, "pos" [T] i32 (rope positions), "start" [1] i32 (the KV cache row of ids[0]),
+ * "kv_len" [1] i32 (= start + T); params: every tensor of ds_tensor_specs by its name; states:
+ * the KV caches, the short_conv histories and the n-gram history; output: "logits" [T, V]. */
+vnrt_status ds_graph_build(vnrt_context *ctx, const ds_config *cfg, int64_t tokens,
+                           vnrt_graph **out_graph, char *err, size_t err_size);
+
+/* Name of the n-gram history state (the last N-1 token ids), shared by the Engram layers. */
+#define DS_NGRAM_HIST_STATE "model.engram.ngram_hist"
+
+typedef struct ds_model ds_model;
+
+/* Opens the weights (memory-mapped) and checks them against cfg: every tensor of the model
+ * must be there with its exact name, dtype and shape, and nothing else. A missing, misnamed,
+ * mis-typed or unexpected tensor fails with a message naming it (VNRT_ERROR_NOT_FOUND,
+ * VNRT_ERROR_SHAPE_MISMATCH or VNRT_ERROR_INVALID_ARGUMENT). The config is copied; ctx is
+ * borrowed and must outlive the model. */
+vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *weights_path,
+                          ds_model **out_model, char *err, size_t err_size);
+void ds_model_close(ds_model *model);
+
+/* Compiles the prefill graph for prompts of prefill_len tokens and the decode graph (one
+ * token) for device, and binds the weights to both. Replaces plans compiled before. */
+vnrt_status ds_model_compile(ds_model *model, vnrt_device *device, int64_t prefill_len);
+
+/* Starts a new sequence with exactly prefill_len tokens: resets every state, runs the prefill
+ * plan, hands its states (KV caches, histories) to the decode plan. logits (may be NULL)
+ * receives [prefill_len, V] floats. */
+vnrt_status ds_model_prefill(ds_model *model, const int32_t *ids, float *logits);
+/* Appends one token and returns its logits [V] (may be NULL). Fails when the KV cache
+ * (max_position_embeddings rows) is full. */
+vnrt_status ds_model_decode(ds_model *model, int32_t id, float *logits);
+
+/* Tokens of the current sequence (prefill plus decode steps). */
+int64_t ds_model_position(const ds_model *model);
+/* The message of the last failure of a ds_model_* call. */
+const char *ds_model_error(const ds_model *model);
+const ds_config *ds_model_config(const ds_model *model);
+/* Plan statistics of the compiled plans (either pointer may be NULL). */
+vnrt_status ds_model_plan_info(const ds_model *model, vnrt_plan_info *prefill,
+                               vnrt_plan_info *decode);
+/* Seconds spent compiling each plan and running each (summed over runs). */
+typedef struct ds_timing {
+  double compile_prefill_s, compile_decode_s, bind_s;
+  double prefill_s, decode_s;
+  int64_t prefill_runs, decode_runs;
+} ds_timing;
+void ds_model_timing(const ds_model *model, ds_timing *out);
+
+/* Index of the largest value (ties: the lowest index). */
+int32_t ds_argmax(const float *values, int64_t n);
+
+#endif /* DS_MODEL_H_ */
