@@ -78,17 +78,32 @@ static void put_err(char *err, size_t size, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* "input 'x'" or "result 1": what a type message is about. Formatted only on an error, since
+ * check_type runs for every value of every graph. */
+static const char *role_str(char *buf, size_t size, const char *what, const char *name,
+                            int index) {
+  if (name) {
+    snprintf(buf, size, "%s '%s'", what, name);
+  } else {
+    snprintf(buf, size, "%s %d", what, index);
+  }
+  return buf;
+}
+
 /* Checks a tensor type: a known dtype, rank 0..4, dims >= 0, and a byte size that neither
- * overflows nor exceeds VN_MAX_TENSOR_BYTES. role names it in the message. */
-static vnrt_status check_type(const vnrt_tensor_type *t, const char *role, char *err, size_t size) {
-  char s[160];
+ * overflows nor exceeds VN_MAX_TENSOR_BYTES. The message names it as role_str(what, name,
+ * index) does. */
+static vnrt_status check_type(const vnrt_tensor_type *t, const char *what, const char *name,
+                              int index, char *err, size_t size) {
+  char s[160], r[160];
+#define ROLE role_str(r, sizeof r, what, name, index)
   size_t esize = vnrt_dtype_size(t->dtype);
   if (t->dtype < VNRT_F32 || t->dtype > VNRT_I32 || esize == 0) {
-    put_err(err, size, "%s has an invalid dtype (%d)", role, (int)t->dtype);
+    put_err(err, size, "%s has an invalid dtype (%d)", ROLE, (int)t->dtype);
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
   if (t->rank < 0 || t->rank > VNRT_MAX_DIMS) {
-    put_err(err, size, "%s has rank %d; ranks 0 to %d are supported", role, (int)t->rank,
+    put_err(err, size, "%s has rank %d; ranks 0 to %d are supported", ROLE, (int)t->rank,
             VNRT_MAX_DIMS);
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
@@ -96,7 +111,7 @@ static vnrt_status check_type(const vnrt_tensor_type *t, const char *role, char 
   bool too_big = false, empty = false;
   for (int32_t i = 0; i < t->rank; ++i) {
     if (t->dims[i] < 0) {
-      put_err(err, size, "%s is %s: dim %d is negative", role, vn_type_str(t, s, sizeof s), (int)i);
+      put_err(err, size, "%s is %s: dim %d is negative", ROLE, vn_type_str(t, s, sizeof s), (int)i);
       return VNRT_ERROR_INVALID_ARGUMENT;
     }
     too_big = too_big || (uint64_t)t->dims[i] > VN_MAX_TENSOR_BYTES;
@@ -112,15 +127,73 @@ static vnrt_status check_type(const vnrt_tensor_type *t, const char *role, char 
     }
   }
   if (too_big) {
-    put_err(err, size, "%s is %s: huge dims: the tensor exceeds the 2^48-byte limit", role,
+    put_err(err, size, "%s is %s: huge dims: the tensor exceeds the 2^48-byte limit", ROLE,
             vn_type_str(t, s, sizeof s));
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
   return VNRT_OK;
+#undef ROLE
+}
+
+/* ---- Name index ------------------------------------------------------------------------ */
+
+/* FNV-1a, with the high half folded in because the table masks the low bits. */
+static size_t hash_name(const char *s) {
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (; *s; ++s) h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+  return (size_t)(h ^ (h >> 32));
+}
+
+/* Puts value id into the index, which has room (the caller reserved it). */
+static void index_put(vnrt_graph *graph, int32_t id) {
+  size_t mask = graph->name_index_cap - 1;
+  size_t k = hash_name(graph->values[id].name) & mask;
+  while (graph->name_index[k] >= 0) k = (k + 1) & mask;
+  graph->name_index[k] = id;
+}
+
+/* Makes the index cover every value, with room for `extra` more at a load of at most 1/2.
+ * Returns false when out of memory; the graph is then as it was (the old index stays). */
+static bool index_reserve(vnrt_graph *graph, int32_t extra) {
+  size_t need = 2 * ((size_t)graph->n_values + (size_t)extra);
+  if (graph->n_indexed == graph->n_values && graph->name_index_cap >= need) return true;
+  size_t cap = graph->name_index_cap ? graph->name_index_cap : 64;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2 / sizeof *graph->name_index) return false;
+    cap *= 2;
+  }
+  if (cap != graph->name_index_cap) {
+    int32_t *table = vn_malloc(graph->ctx, cap * sizeof *table);
+    if (!table) return false;
+    memset(table, 0xFF, cap * sizeof *table); /* every slot -1 */
+    vn_free(graph->ctx, graph->name_index);
+    graph->name_index = table;
+    graph->name_index_cap = cap;
+    graph->n_indexed = 0;
+  }
+  /* A table that has not grown only catches up with values added behind its back. */
+  for (int32_t i = graph->n_indexed; i < graph->n_values; ++i) index_put(graph, i);
+  graph->n_indexed = graph->n_values;
+  return true;
+}
+
+/* Indexes the values appended since the last call; index_reserve made room for them. */
+static void index_commit(vnrt_graph *graph) {
+  for (int32_t i = graph->n_indexed; i < graph->n_values; ++i) index_put(graph, i);
+  graph->n_indexed = graph->n_values;
 }
 
 static int32_t find_value(const vnrt_graph *graph, const char *name) {
-  for (int32_t i = 0; i < graph->n_values; ++i) {
+  if (graph->name_index_cap > 0) {
+    size_t mask = graph->name_index_cap - 1;
+    for (size_t k = hash_name(name) & mask;; k = (k + 1) & mask) {
+      int32_t id = graph->name_index[k];
+      if (id < 0) break;
+      if (strcmp(graph->values[id].name, name) == 0) return id;
+    }
+  }
+  /* Values the index does not hold yet (none, once the graph has been added to). */
+  for (int32_t i = graph->n_indexed; i < graph->n_values; ++i) {
     if (strcmp(graph->values[i].name, name) == 0) return i;
   }
   return -1;
@@ -153,6 +226,8 @@ void vnrt_graph_destroy(vnrt_graph *graph) {
   vn_free(ctx, graph->inputs);
   vn_free(ctx, graph->outputs);
   vn_free(ctx, graph->states);
+  vn_free(ctx, graph->name_index);
+  vn_free(ctx, graph->output_mark);
   vn_free(ctx, graph);
 }
 
@@ -179,9 +254,7 @@ static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt
     put_err(err, err_size, "redefinition: '%s' is already defined", name);
     return VNRT_ERROR_INVALID_GRAPH;
   }
-  char role[160];
-  snprintf(role, sizeof role, "%s '%s'", what, name);
-  VN_RETURN_IF_ERROR(check_type(type, role, err, err_size));
+  VN_RETURN_IF_ERROR(check_type(type, what, name, 0, err, err_size));
   vnrt_context *ctx = graph->ctx;
   if (graph->n_values >= INT32_MAX - VNRT_MAX_NODE_OUTPUTS ||
       !vn_grow(ctx, (void **)&graph->values, &graph->cap_values, graph->n_values + 1,
@@ -189,7 +262,8 @@ static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt
       (!is_state && !vn_grow(ctx, (void **)&graph->inputs, &graph->cap_inputs,
                              graph->n_inputs + 1, sizeof *graph->inputs)) ||
       (is_state && !vn_grow(ctx, (void **)&graph->states, &graph->cap_states,
-                            graph->n_states + 1, sizeof *graph->states))) {
+                            graph->n_states + 1, sizeof *graph->states)) ||
+      !index_reserve(graph, 1)) {
     put_err(err, err_size, "%s '%s': out of memory", what, name);
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
@@ -210,6 +284,7 @@ static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt
   v->next = -1;
   if (is_state) graph->states[graph->n_states++] = id;
   else graph->inputs[graph->n_inputs++] = id;
+  index_commit(graph);
   if (out_value) *out_value = id;
   return VNRT_OK;
 }
@@ -357,7 +432,8 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
 
   vnrt_tensor_type out_types[VNRT_MAX_NODE_OUTPUTS];
   memset(out_types, 0, sizeof out_types);
-  char msg[VN_MSG] = "";
+  char msg[VN_MSG];
+  msg[0] = '\0';
   vnrt_status st = info->infer(in_types, n_inputs, norm, n_norm, out_types, msg, sizeof msg);
   if (st != VNRT_OK) {
     put_err(err, err_size, "%s", msg[0] ? msg : "shape inference failed");
@@ -365,9 +441,7 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
     return st;
   }
   for (int32_t i = 0; i < n_outputs; ++i) {
-    char role[32];
-    snprintf(role, sizeof role, "result %d", (int)i);
-    st = check_type(&out_types[i], role, err, err_size);
+    st = check_type(&out_types[i], "result", NULL, (int)i, err, err_size);
     if (st != VNRT_OK) {
       vn_attrs_free(ctx, norm, n_norm);
       return st;
@@ -380,7 +454,8 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
             vn_grow(ctx, (void **)&graph->values, &graph->cap_values, graph->n_values + n_outputs,
                     sizeof *graph->values) &&
             vn_grow(ctx, (void **)&graph->nodes, &graph->cap_nodes, graph->n_nodes + 1,
-                    sizeof *graph->nodes);
+                    sizeof *graph->nodes) &&
+            index_reserve(graph, n_outputs);
   for (int32_t i = 0; ok && i < n_outputs; ++i) {
     if (out_names && out_names[i]) {
       names[i] = vn_strdup(ctx, out_names[i]);
@@ -420,6 +495,7 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
     node->outputs[i] = id;
     if (out_values) out_values[i] = id;
   }
+  index_commit(graph);
   return VNRT_OK;
 }
 
@@ -435,7 +511,8 @@ vnrt_status vn_graph_add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inpu
     put_err(err, err_size, "%s: graph is NULL", op_name ? op_name : "?");
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
-  char msg[VN_MSG] = "";
+  char msg[VN_MSG];
+  msg[0] = '\0';
   vnrt_status st = add_node(graph, op, inputs, n_inputs, attrs, n_attrs, out_names, out_values,
                             n_outputs, msg, sizeof msg);
   if (st != VNRT_OK) {
@@ -464,7 +541,8 @@ vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vnrt_value 
     name = node_name;
   }
   const char *op_name = vnrt_op_name(op);
-  char msg[VN_MSG] = "";
+  char msg[VN_MSG];
+  msg[0] = '\0';
   vnrt_status st = add_node(graph, op, inputs, n_inputs, attrs, n_attrs, out_names, out_values,
                             n_outputs, msg, sizeof msg);
   if (st != VNRT_OK) {
@@ -475,6 +553,23 @@ vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vnrt_value 
 
 /* ---- Outputs --------------------------------------------------------------------------- */
 
+/* Makes output_mark cover every value. It is rebuilt from the output list when it grows
+ * (to twice the values, so rebuilds are rare) and when it was never built. Returns false
+ * when out of memory, leaving the old marks. */
+static bool marks_reserve(vnrt_graph *graph) {
+  if (graph->output_mark && graph->cap_output_mark >= graph->n_values) return true;
+  int32_t cap = graph->n_values < INT32_MAX / 2 ? 2 * graph->n_values : INT32_MAX;
+  if (cap < 64) cap = 64;
+  uint8_t *marks = vn_malloc(graph->ctx, (size_t)cap);
+  if (!marks) return false;
+  memset(marks, 0, (size_t)cap);
+  for (int32_t i = 0; i < graph->n_outputs; ++i) marks[graph->outputs[i]] = 1;
+  vn_free(graph->ctx, graph->output_mark);
+  graph->output_mark = marks;
+  graph->cap_output_mark = cap;
+  return true;
+}
+
 vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, size_t err_size) {
   if (!graph) {
     put_err(err, err_size, "output: graph is NULL");
@@ -484,12 +579,14 @@ vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, siz
     put_err(err, err_size, "output: %d is not a value of this graph", (int)value);
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
-  for (int32_t i = 0; i < graph->n_outputs; ++i) {
-    if (graph->outputs[i] == value) {
-      put_err(err, err_size, "output: '%s' is already marked as an output",
-              graph->values[value].name);
-      return VNRT_ERROR_INVALID_GRAPH;
-    }
+  if (!marks_reserve(graph)) {
+    put_err(err, err_size, "output: out of memory");
+    return VNRT_ERROR_OUT_OF_MEMORY;
+  }
+  if (graph->output_mark[value]) {
+    put_err(err, err_size, "output: '%s' is already marked as an output",
+            graph->values[value].name);
+    return VNRT_ERROR_INVALID_GRAPH;
   }
   if (!vn_grow(graph->ctx, (void **)&graph->outputs, &graph->cap_outputs, graph->n_outputs + 1,
                sizeof *graph->outputs)) {
@@ -497,6 +594,7 @@ vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, siz
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
   graph->outputs[graph->n_outputs++] = value;
+  graph->output_mark[value] = 1;
   return VNRT_OK;
 }
 

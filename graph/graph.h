@@ -42,6 +42,14 @@ struct vnrt_graph {
   int32_t n_outputs, cap_outputs;
   int32_t *states; /* value ids of states, declaration order */
   int32_t n_states, cap_states;
+  /* Lookup aids kept by graph.c so that building and parsing are linear. All zero (a graph
+   * copied field by field) means "not built yet": the next addition builds them, lookups scan
+   * what they do not cover, and vnrt_graph_destroy frees them. */
+  int32_t *name_index;   /* open addressing on value names: value ids, -1 = empty slot */
+  size_t name_index_cap; /* a power of two, at least twice the indexed values (or 0) */
+  int32_t n_indexed;     /* the index holds values [0, n_indexed) */
+  uint8_t *output_mark;  /* output_mark[v] != 0: value v is an output; v < cap_output_mark */
+  int32_t cap_output_mark;
 };
 
 /* Adds a node like vnrt_graph_add_node, but reports a failure as text in err (without node

@@ -2,6 +2,7 @@
  * every rejection with the words and shapes of its message, and the builder's invariants
  * (unique names, unchanged graph after a rejected node, size limits, lookups). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph.h"
@@ -1214,6 +1215,188 @@ START_TEST(test_null_handles_and_growth) {
 }
 END_TEST
 
+/* Building is linear: a 200,000-node chain through the API (names hashed, outputs marked in
+ * O(1)). Only correctness is asserted; the time is reported by the test's duration. */
+START_TEST(test_long_chain_through_the_api) {
+  enum { N = 200000 };
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = T(F32, 4);
+  vnrt_value prev;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &prev));
+  for (int i = 1; i <= N; ++i) {
+    char name[24];
+    snprintf(name, sizeof name, "layer.%d", i);
+    vnrt_value next;
+    TU_OK(ctx, vnrt_graph_add_node(g, i % 3 ? VNRT_OP_NEG : VNRT_OP_RELU, &prev, 1, NULL, 0,
+                                   (const char *[]){name}, &next, 1));
+    ck_assert_int_eq(next, i);
+    /* every tenth value is an output, so the duplicate check runs on a long output list */
+    if (i % 10 == 0) TU_OK(ctx, vnrt_graph_add_output(g, next));
+    prev = next;
+  }
+  ck_assert_int_eq(g->n_nodes, N);
+  ck_assert_int_eq(vnrt_graph_output_count(g), N / 10);
+  /* every name resolves to its own value, and near-misses to nothing */
+  for (int i = 1; i <= N; ++i) {
+    char name[24];
+    snprintf(name, sizeof name, "layer.%d", i);
+    ck_assert_int_eq(vnrt_graph_find(g, name), i);
+    ck_assert_int_eq(g->nodes[i - 1].inputs[0], i - 1);
+  }
+  ck_assert_int_eq(vnrt_graph_find(g, "x"), 0);
+  ck_assert_int_eq(vnrt_graph_find(g, "layer.0"), -1);
+  ck_assert_int_eq(vnrt_graph_find(g, "layer.200001"), -1);
+  ck_assert_int_eq(vnrt_graph_find(g, "layer.1000."), -1);
+  /* names stay unique and outputs single at the far end of the chain */
+  vnrt_value dup;
+  EXPECT_ERR(vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0,
+                                 (const char *[]){"layer.123457"}, &dup, 1),
+             INVALID_GRAPH, "'layer.123457' is already defined");
+  EXPECT_ERR(vnrt_graph_add_input(g, "layer.1", &tx, 0, &dup), INVALID_GRAPH,
+             "'layer.1' is already defined");
+  EXPECT_ERR(vnrt_graph_add_output(g, 199990), INVALID_GRAPH, "'layer.199990' is already marked");
+  EXPECT_ERR(vnrt_graph_add_output(g, 10), INVALID_GRAPH, "'layer.10' is already marked");
+  TU_OK(ctx, vnrt_graph_add_output(g, 199999));
+  ck_assert_int_eq(vnrt_graph_output(g, N / 10), 199999);
+  vnrt_graph_destroy(g);
+}
+END_TEST
+
+/* A graph whose lookup aids are all zero (as runtime/plan.c's field-by-field copy leaves
+ * them) still finds every value, rejects duplicates, and rebuilds the aids when added to. */
+START_TEST(test_lookup_aids_rebuilt_when_missing) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = T(F32, 3);
+  vnrt_value x, prev;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  prev = x;
+  for (int i = 0; i < 100; ++i) {
+    char name[16];
+    snprintf(name, sizeof name, "n%d", i);
+    vnrt_value next;
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name},
+                                   &next, 1));
+    prev = next;
+  }
+  TU_OK(ctx, vnrt_graph_add_output(g, 7));
+  vn_free(ctx, g->name_index);
+  vn_free(ctx, g->output_mark);
+  g->name_index = NULL, g->name_index_cap = 0, g->n_indexed = 0;
+  g->output_mark = NULL, g->cap_output_mark = 0;
+
+  ck_assert_int_eq(vnrt_graph_find(g, "n41"), 42);
+  ck_assert_int_eq(vnrt_graph_find(g, "n100"), -1);
+  EXPECT_ERR(vnrt_graph_add_output(g, 7), INVALID_GRAPH, "'n6' is already marked");
+  TU_OK(ctx, vnrt_graph_add_output(g, 8));
+  ck_assert_int_eq(g->cap_output_mark >= g->n_values, 1);
+  EXPECT_ERR(vnrt_graph_add_input(g, "n99", &tx, 0, &x), INVALID_GRAPH, "'n99' is already");
+  TU_OK(ctx, vnrt_graph_add_input(g, "y", &tx, 0, &x));
+  ck_assert_int_eq(g->n_indexed, g->n_values);
+  ck_assert_int_eq(vnrt_graph_find(g, "n0"), 1);
+  ck_assert_int_eq(vnrt_graph_find(g, "y"), x);
+  vnrt_graph_destroy(g);
+}
+END_TEST
+
+/* An allocator that fails after a countdown, to prove that an addition failing on any
+ * allocation reports OUT_OF_MEMORY and leaves the graph as it was. */
+typedef struct fail_alloc {
+  long countdown; /* allocations left before failures; < 0: never fail */
+  long live;
+} fail_alloc;
+
+static void *fa_malloc(void *user, size_t size) {
+  fail_alloc *fa = user;
+  if (fa->countdown == 0) return NULL;
+  if (fa->countdown > 0) --fa->countdown;
+  void *p = malloc(size);
+  if (p) ++fa->live;
+  return p;
+}
+static void *fa_realloc(void *user, void *ptr, size_t size) {
+  fail_alloc *fa = user;
+  if (fa->countdown == 0) return NULL;
+  if (fa->countdown > 0) --fa->countdown;
+  void *p = realloc(ptr, size);
+  if (p && !ptr) ++fa->live;
+  return p;
+}
+static void fa_free(void *user, void *ptr) {
+  fail_alloc *fa = user;
+  if (ptr) --fa->live;
+  free(ptr);
+}
+
+START_TEST(test_allocation_failures_leave_graph_unchanged) {
+  fail_alloc fa = {.countdown = -1};
+  vnrt_context_desc desc = {0};
+  desc.allocator = (vnrt_allocator){fa_malloc, fa_realloc, fa_free, &fa};
+  desc.no_plugins = 1;
+  desc.log_level = VNRT_LOG_ERROR;
+  vnrt_context *fctx = NULL;
+  ck_assert_int_eq(vnrt_context_create(&desc, &fctx), VNRT_OK);
+  long base = fa.live;
+  vnrt_graph *g = NULL;
+  ck_assert_int_eq(vnrt_graph_create(fctx, &g), VNRT_OK);
+  vnrt_tensor_type tx = T(F32, 2);
+  vnrt_value prev;
+  ck_assert_int_eq(vnrt_graph_add_input(g, "x", &tx, 0, &prev), VNRT_OK);
+  /* Each step is an input, a state, a node and an output; every allocation of it fails once,
+   * across enough steps that the index, the marks and every array grow. */
+  int failures = 0;
+  for (int step = 0; step < 300; ++step) {
+    char name[32];
+    for (int kind = 0; kind < 4; ++kind) {
+      for (long budget = 0;; ++budget) {
+        int32_t nv = g->n_values, nn = g->n_nodes, ni = g->n_inputs, no = g->n_outputs;
+        int32_t ns = g->n_states;
+        vnrt_value v = -1;
+        fa.countdown = budget;
+        vnrt_status st;
+        if (kind == 0) {
+          snprintf(name, sizeof name, "in%d", step);
+          st = vnrt_graph_add_input(g, name, &tx, step % 2, &v);
+        } else if (kind == 1) {
+          snprintf(name, sizeof name, "st%d", step);
+          st = vnrt_graph_add_state(g, name, &tx, &v);
+        } else if (kind == 2) {
+          snprintf(name, sizeof name, "node%d", step);
+          st = vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name}, &v,
+                                   1);
+        } else {
+          snprintf(name, sizeof name, "node%d", step);
+          st = vnrt_graph_add_output(g, prev);
+        }
+        fa.countdown = -1;
+        if (st == VNRT_OK) {
+          if (kind == 2) prev = v;
+          break;
+        }
+        ++failures;
+        ck_assert_msg(st == VNRT_ERROR_OUT_OF_MEMORY, "step %d kind %d budget %ld: %s", step,
+                      kind, budget, vnrt_context_last_error(fctx));
+        ck_assert_int_eq(v, -1);
+        ck_assert(g->n_values == nv && g->n_nodes == nn && g->n_inputs == ni &&
+                  g->n_outputs == no && g->n_states == ns);
+        ck_assert_int_eq(vnrt_graph_find(g, name), kind == 3 ? prev : -1);
+      }
+    }
+  }
+  ck_assert_int_gt(failures, 300);
+  /* after all that, every name still resolves and duplicates are still refused */
+  ck_assert_int_eq(vnrt_graph_find(g, "in150"), vnrt_graph_input(g, 151, NULL));
+  ck_assert_int_eq(vnrt_graph_find(g, "node299"), prev);
+  ck_assert_int_eq(vnrt_graph_add_output(g, prev), VNRT_ERROR_INVALID_GRAPH);
+  ck_assert_int_eq(vnrt_graph_output_count(g), 300);
+  ck_assert_int_eq(vnrt_graph_state_count(g), 300);
+  vnrt_graph_destroy(g);
+  ck_assert_msg(fa.live == base, "%ld blocks leaked", fa.live - base);
+  vnrt_context_destroy(fctx);
+}
+END_TEST
+
 static Suite *graph_suite(void) {
   Suite *s = suite_create("graph");
   TCase *tc = tcase_create("builder");
@@ -1246,6 +1429,9 @@ static Suite *graph_suite(void) {
   tcase_add_test(tc, test_type_limits);
   tcase_add_test(tc, test_lookups_and_outputs);
   tcase_add_test(tc, test_null_handles_and_growth);
+  tcase_add_test(tc, test_long_chain_through_the_api);
+  tcase_add_test(tc, test_lookup_aids_rebuilt_when_missing);
+  tcase_add_test(tc, test_allocation_failures_leave_graph_unchanged);
   suite_add_tcase(s, tc);
   return s;
 }
