@@ -43,9 +43,11 @@ typedef struct token {
   double f;          /* TK_FLOAT */
 } token;
 
-/* Where a value was defined (for "first defined at" messages) and whether it is an output. */
+/* Where a value was defined (for "first defined at" messages), whether it is an output, and
+ * for a state where its update was given (update_line 0: not yet). */
 typedef struct value_info {
   size_t line, col;
+  size_t update_line, update_col;
   bool is_output;
 } value_info;
 
@@ -56,19 +58,20 @@ typedef struct parser {
   const char *filename;
   size_t pos, line, line_start; /* lexer state */
   token tok;                    /* the current token */
-  vnrt_graph *graph;
-  /* name -> value id, open addressing (a power-of-two table, -1 = empty) */
-  int32_t *table;
-  size_t table_cap, table_count;
-  value_info *vinfo;
+  vnrt_graph *graph; /* names are looked up in the graph's own index */
+  value_info *vinfo; /* by value id */
   int32_t vinfo_cap;
-  int32_t n_outputs;
+  int32_t n_outputs, n_updates;
   /* the attributes of the statement being parsed; lists and words are owned here */
   vnrt_attr attrs[VNIR_ATTRS_MAX];
   int32_t n_attrs;
   char lhs[VNRT_MAX_NODE_OUTPUTS][VNIR_NAME_MAX + 1];
 } parser;
 
+/* Reserved words: never names. `state` and `update` also begin statements, but only where a
+ * name follows them (`state h: f32[4]`, `update h = h2`); elsewhere, and before '=' or ','
+ * (`state = relu(x)`), they are ordinary names, so files written before states existed that
+ * use them as names keep their meaning. */
 static const char *const kKeywords[] = {"vnir", "input", "param", "output"};
 
 /* ---- errors ----------------------------------------------------------------------------- */
@@ -386,57 +389,17 @@ static void tok_copy(const parser *p, const token *t, char *buf) {
 
 /* ---- names ------------------------------------------------------------------------------ */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t k = 0; k < n; ++k) h = (h ^ (unsigned char)s[k]) * 1099511628211ull;
-  return h;
-}
-
-/* The value id named by text[start, start+len), or -1. */
-static int32_t name_lookup(const parser *p, const char *s, size_t n) {
-  if (p->table_cap == 0) return -1;
-  size_t mask = p->table_cap - 1;
-  for (size_t k = hash_bytes(s, n) & mask;; k = (k + 1) & mask) {
-    int32_t id = p->table[k];
-    if (id < 0) return -1;
-    const char *name = p->graph->values[id].name;
-    if (strncmp(name, s, n) == 0 && name[n] == '\0') return id;
-  }
-}
-
-/* Records that value id was defined at line:col (its name is the graph's). */
-static vnrt_status name_insert(parser *p, int32_t id, size_t line, size_t col) {
-  if ((p->table_count + 1) * 2 > p->table_cap) {
-    size_t cap = p->table_cap ? p->table_cap * 2 : 64;
-    int32_t *table = vn_malloc(p->ctx, cap * sizeof *table);
-    if (!table) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "vnir: out of memory");
-    for (size_t k = 0; k < cap; ++k) table[k] = -1;
-    for (size_t k = 0; k < p->table_cap; ++k) {
-      int32_t old = p->table[k];
-      if (old < 0) continue;
-      const char *name = p->graph->values[old].name;
-      size_t j = hash_bytes(name, strlen(name)) & (cap - 1);
-      while (table[j] >= 0) j = (j + 1) & (cap - 1);
-      table[j] = old;
-    }
-    vn_free(p->ctx, p->table);
-    p->table = table;
-    p->table_cap = cap;
-  }
-  const char *name = p->graph->values[id].name;
-  size_t j = hash_bytes(name, strlen(name)) & (p->table_cap - 1);
-  while (p->table[j] >= 0) j = (j + 1) & (p->table_cap - 1);
-  p->table[j] = id;
-  ++p->table_count;
+/* Records that value id was defined at line:col. */
+static vnrt_status note_defined(parser *p, int32_t id, size_t line, size_t col) {
   if (id >= p->vinfo_cap) {
     int32_t old_cap = p->vinfo_cap;
     if (!vn_grow(p->ctx, (void **)&p->vinfo, &p->vinfo_cap, id + 1, sizeof *p->vinfo))
       return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "vnir: out of memory");
     memset(p->vinfo + old_cap, 0, (size_t)(p->vinfo_cap - old_cap) * sizeof *p->vinfo);
   }
+  memset(&p->vinfo[id], 0, sizeof p->vinfo[id]);
   p->vinfo[id].line = line;
   p->vinfo[id].col = col;
-  p->vinfo[id].is_output = false;
   return VNRT_OK;
 }
 
@@ -450,7 +413,7 @@ static vnrt_status expect_new_name(parser *p, char *buf) {
     return PERR(p, &p->tok, "keyword '%s' cannot be used as a name", tmp);
   }
   tok_copy(p, &p->tok, buf);
-  int32_t id = name_lookup(p, p->text + p->tok.start, p->tok.len);
+  int32_t id = vnrt_graph_find(p->graph, buf);
   if (id >= 0)
     return PERR(p, &p->tok,
                 "redefinition of '%s' (first defined at %zu:%zu; names are defined "
@@ -466,7 +429,7 @@ static vnrt_status expect_value(parser *p, const char *what, int32_t *out_id) {
   tok_copy(p, &p->tok, name);
   if (tok_is_keyword(p, &p->tok))
     return PERR(p, &p->tok, "keyword '%s' cannot be used as a name", name);
-  *out_id = name_lookup(p, p->text + p->tok.start, p->tok.len);
+  *out_id = vnrt_graph_find(p->graph, name);
   if (*out_id < 0)
     return PERR(p, &p->tok,
                 "undefined name '%s' (not defined on an earlier line: "
@@ -536,8 +499,8 @@ static vnrt_status parse_type(parser *p, vnrt_tensor_type *type) {
   return next(p);
 }
 
-/* input NAME: TYPE  /  param NAME: TYPE  (the keyword has been consumed) */
-static vnrt_status parse_decl(parser *p, int is_param) {
+/* input NAME: TYPE  /  param NAME: TYPE  /  state NAME: TYPE  (the keyword has been consumed) */
+static vnrt_status parse_decl(parser *p, vn_value_kind kind) {
   char name[VNIR_NAME_MAX + 1];
   VN_RETURN_IF_ERROR(expect_new_name(p, name));
   token name_tok = p->tok;
@@ -550,11 +513,14 @@ static vnrt_status parse_decl(parser *p, int is_param) {
   char err[VN_ERROR_MAX];
   err[0] = '\0';
   int32_t id = -1;
-  vnrt_status st = vn_graph_add_input(p->graph, name, &type, is_param, &id, err, sizeof err);
+  vnrt_status st =
+      kind == VN_VALUE_STATE
+          ? vn_graph_add_state(p->graph, name, &type, &id, err, sizeof err)
+          : vn_graph_add_input(p->graph, name, &type, kind == VN_VALUE_PARAM, &id, err, sizeof err);
   if (st != VNRT_OK)
     return perr_at(p, st == VNRT_ERROR_OUT_OF_MEMORY ? st : VNRT_ERROR_INVALID_GRAPH, name_tok.line,
                    name_tok.col, "%s", err[0] ? err : "declaration rejected");
-  return name_insert(p, id, name_tok.line, name_tok.col);
+  return note_defined(p, id, name_tok.line, name_tok.col);
 }
 
 /* output NAME[, NAME ...]  (the keyword has been consumed) */
@@ -583,13 +549,63 @@ static vnrt_status parse_output(parser *p) {
   return expect_eol(p, "the output names");
 }
 
+static const char *kind_name(vn_value_kind kind) {
+  switch (kind) {
+    case VN_VALUE_INPUT:
+      return "an input";
+    case VN_VALUE_PARAM:
+      return "a param";
+    case VN_VALUE_NODE:
+      return "a node's result";
+    case VN_VALUE_STATE:
+      return "a state";
+  }
+  return "a value";
+}
+
+/* update NAME = VALUE  (the keyword has been consumed): the state NAME takes VALUE after each
+ * run. VALUE must already be defined, like any argument. */
+static vnrt_status parse_update(parser *p) {
+  token state_tok = p->tok;
+  int32_t state = -1, value = -1;
+  char name[VNIR_NAME_MAX + 1];
+  VN_RETURN_IF_ERROR(expect_value(p, "the name of a state to update", &state));
+  tok_copy(p, &state_tok, name);
+  const vn_value *sv = &p->graph->values[state];
+  if (sv->kind != VN_VALUE_STATE)
+    return PERR(p, &state_tok, "'%s' is not a state (it is %s, defined at %zu:%zu); declare it "
+                "with 'state %s: TYPE' to update it", name, kind_name(sv->kind),
+                p->vinfo[state].line, p->vinfo[state].col, name);
+  if (p->vinfo[state].update_line > 0)
+    return PERR(p, &state_tok, "state '%s' is already updated (first at %zu:%zu; a state takes "
+                "one value after each run)", name, p->vinfo[state].update_line,
+                p->vinfo[state].update_col);
+  VN_RETURN_IF_ERROR(next(p));
+  if (p->tok.kind != TK_EQUALS) return expected(p, "'=' and a value after the state name");
+  VN_RETURN_IF_ERROR(next(p));
+  token value_tok = p->tok;
+  VN_RETURN_IF_ERROR(expect_value(p, "the name of the value the state takes", &value));
+  VN_RETURN_IF_ERROR(next(p));
+  VN_RETURN_IF_ERROR(expect_eol(p, "the value"));
+  char err[VN_ERROR_MAX];
+  err[0] = '\0';
+  vnrt_status st = vn_graph_set_state_update(p->graph, state, value, err, sizeof err);
+  if (st != VNRT_OK)
+    return perr_at(p, st == VNRT_ERROR_OUT_OF_MEMORY ? st : VNRT_ERROR_INVALID_GRAPH,
+                   value_tok.line, value_tok.col, "%s", err[0] ? err : "update rejected");
+  p->vinfo[state].update_line = state_tok.line;
+  p->vinfo[state].update_col = state_tok.col;
+  ++p->n_updates;
+  return VNRT_OK;
+}
+
 static void attrs_clear(parser *p) {
   for (int32_t k = 0; k < p->n_attrs; ++k) {
     vn_free(p->ctx, (void *)p->attrs[k].ints);
     vn_free(p->ctx, (void *)p->attrs[k].floats);
     vn_free(p->ctx, (void *)p->attrs[k].word);
   }
-  memset(p->attrs, 0, sizeof p->attrs);
+  memset(p->attrs, 0, (size_t)p->n_attrs * sizeof p->attrs[0]); /* the rest are still zero */
   p->n_attrs = 0;
 }
 
@@ -866,8 +882,19 @@ static vnrt_status parse_node(parser *p) {
     return perr_at(p, st == VNRT_ERROR_OUT_OF_MEMORY ? st : VNRT_ERROR_INVALID_GRAPH, op_tok.line,
                    op_tok.col, "%s", err[0] ? err : "op rejected");
   for (int32_t k = 0; k < n_lhs; ++k)
-    VN_RETURN_IF_ERROR(name_insert(p, out_values[k], lhs_tok[k].line, lhs_tok[k].col));
+    VN_RETURN_IF_ERROR(note_defined(p, out_values[k], lhs_tok[k].line, lhs_tok[k].col));
   return VNRT_OK;
+}
+
+/* The kind of the token after the current one, without consuming anything. */
+static vnrt_status peek_kind(parser *p, tok_kind *out_kind) {
+  size_t pos = p->pos, line = p->line, line_start = p->line_start;
+  token saved = p->tok;
+  vnrt_status st = next(p);
+  *out_kind = p->tok.kind;
+  p->pos = pos, p->line = line, p->line_start = line_start;
+  p->tok = saved;
+  return st;
 }
 
 static vnrt_status skip_newlines(parser *p) {
@@ -894,7 +921,22 @@ static vnrt_status parse_all(parser *p) {
     token t = p->tok;
     if (t.kind == TK_EOF) break;
     if (t.kind != TK_NAME)
-      return expected(p, "a statement (input, param, output or NAME = op(...))");
+      return expected(p, "a statement (input, param, state, output, update or NAME = op(...))");
+    bool is_state = tok_is(p, &t, "state"), is_update = tok_is(p, &t, "update");
+    if (is_state || is_update) {
+      tok_kind after;
+      VN_RETURN_IF_ERROR(peek_kind(p, &after));
+      if (after == TK_EQUALS || after == TK_COMMA) {
+        VN_RETURN_IF_ERROR(parse_node(p)); /* a value named `state` or `update` */
+        continue;
+      }
+      VN_RETURN_IF_ERROR(next(p));
+      if (is_state)
+        VN_RETURN_IF_ERROR(parse_decl(p, VN_VALUE_STATE));
+      else
+        VN_RETURN_IF_ERROR(parse_update(p));
+      continue;
+    }
     if (!tok_is_keyword(p, &t)) {
       VN_RETURN_IF_ERROR(parse_node(p));
       continue;
@@ -910,10 +952,14 @@ static vnrt_status parse_all(parser *p) {
     if (strcmp(kw, "output") == 0)
       VN_RETURN_IF_ERROR(parse_output(p));
     else
-      VN_RETURN_IF_ERROR(parse_decl(p, strcmp(kw, "param") == 0));
+      VN_RETURN_IF_ERROR(parse_decl(p, strcmp(kw, "param") == 0 ? VN_VALUE_PARAM : VN_VALUE_INPUT));
   }
-  if (p->n_outputs == 0)
-    return PERR(p, &p->tok, "no outputs: expected at least one 'output NAME' statement");
+  /* A graph that computes nothing is almost always a truncated file; one that only carries
+   * state forward (a cache being filled) has effects through its updates. */
+  if (p->n_outputs == 0 && p->n_updates == 0)
+    return PERR(p, &p->tok,
+                "no outputs: expected at least one 'output NAME' or 'update NAME = VALUE' "
+                "statement");
   return VNRT_OK;
 }
 
@@ -939,7 +985,6 @@ vnrt_status vnrt_graph_parse(vnrt_context *ctx, const char *text, size_t length,
   } else {
     vnrt_graph_destroy(p->graph);
   }
-  vn_free(ctx, p->table);
   vn_free(ctx, p->vinfo);
   vn_free(ctx, p);
   return st;

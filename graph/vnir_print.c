@@ -242,6 +242,10 @@ static vnrt_status print_graph(out_buf *b, const vnrt_graph *g, const char **nam
     out_printf(b, "%s %s: %s\n", v->kind == VN_VALUE_PARAM ? "param" : "input", names[g->inputs[i]],
                vn_type_str(&v->type, type, sizeof type));
   }
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    const vn_value *v = &g->values[g->states[i]];
+    out_printf(b, "state %s: %s\n", names[g->states[i]], vn_type_str(&v->type, type, sizeof type));
+  }
   for (int32_t n = 0; n < g->n_nodes; ++n) {
     const vn_node *node = &g->nodes[n];
     const char *op = vnrt_op_name(node->op);
@@ -261,6 +265,16 @@ static vnrt_status print_graph(out_buf *b, const vnrt_graph *g, const char **nam
       out_printf(b, "%s %s", k ? "," : "",
                  vn_type_str(&g->values[node->outputs[k]].type, type, sizeof type));
     out_printf(b, "\n");
+  }
+  /* Updates come after every node, so the value each one names is already defined. */
+  for (int32_t i = 0; i < g->n_states; ++i) {
+    int32_t next = g->values[g->states[i]].next;
+    if (next < 0) continue;
+    if (next >= g->n_values)
+      return vn_error(g->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_graph_print: state %d takes value %d, which is not in the graph", i,
+                      (int)next);
+    out_printf(b, "update %s = %s\n", names[g->states[i]], names[next]);
   }
   if (g->n_outputs > 0) {
     out_printf(b, "output ");
