@@ -6,14 +6,12 @@
 // Limits (checked by the host): D <= DMAX, Dv <= WG * DVPER.
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 64u
+#define WG 64
 #include "common.glsl"
 #include "reduce.glsl"
 
 #define DMAX 1024u
 #define DVPER 8u
-
-layout(local_size_x = 64) in;
 
 layout(push_constant) uniform PC {
   uint T, S, Hq, Hkv, D, Dv;

@@ -4,9 +4,8 @@
 // SC0 = 1: a, b and the result have one shape and are contiguous (no index arithmetic).
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint n;

@@ -218,7 +218,14 @@ void vn_report(uint kind, int value, uint bound, uint pos) {
 // The linear index of this workgroup in a grid folded into x and y (x is capped at the
 // device's maxComputeWorkGroupCount[0]).
 uint vn_group() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
-uint vn_gid() { return vn_group() * gl_WorkGroupSize.x + gl_LocalInvocationID.x; }
+
+// One-dimensional shaders define WG (their workgroup size, an int literal) before including
+// this file, which declares it here: gl_WorkGroupSize is not usable in functions that precede
+// the declaration.
+#ifdef WG
+layout(local_size_x = WG) in;
+uint vn_gid() { return vn_group() * uint(WG) + gl_LocalInvocationID.x; }
+#endif
 
 // Numerics shared by several shaders; the formulas are spec/ops.md's, in f32.
 float vn_sigmoid(float x) { return 1.0 / (1.0 + exp(-x)); }

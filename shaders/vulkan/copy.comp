@@ -5,9 +5,8 @@
 // OP 1: cast with spec/ops.md's rules.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint n;

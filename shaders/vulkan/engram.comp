@@ -7,11 +7,9 @@
 //        rows of Z. Slots: 0 u, 1 hist, 2 wn, 3 w[M*C, K], 5 y, 6 hist_out.
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 128u
+#define WG 128
 #include "common.glsl"
 #include "reduce.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint T, M, C, K, P, dil;

@@ -6,9 +6,8 @@
 // the table is read. Slot 0: table (DT0), slot 5: result (DT5).
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint n; // result elements

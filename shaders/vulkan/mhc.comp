@@ -10,13 +10,11 @@
 // Sinkhorn runs on one invocation in the CPU reference's order (n <= NMAX is small).
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 128u
+#define WG 128
 #include "common.glsl"
 #include "reduce.glsl"
 
 #define NMAX 16u
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint T; // tokens (OP 0..2) or matrices (OP 3)

@@ -7,11 +7,9 @@
 // 5 y (DT5). An expert id outside [0, E) is reported and clamped.
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 64u
+#define WG 64
 #include "common.glsl"
 #include "reduce.glsl"
-
-layout(local_size_x = 64) in;
 
 layout(push_constant) uniform PC {
   uint T, C, F, k, E;

@@ -8,15 +8,13 @@
 // SC0: the score, 1 sigmoid, 2 softmax (over E), 3 sqrt_softplus.
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 128u
+#define WG 128
 #include "common.glsl"
 #include "reduce.glsl"
 
 #define EMAX 1024u
 #define GMAX 64u
 #define KMAX 64u
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint T, E, k, n_group, topk_group, norm, V;

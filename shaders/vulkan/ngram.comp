@@ -6,12 +6,11 @@
 // then primes [cols].
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 64
 #include "common.glsl"
 #if VN_I64
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #endif
-
-layout(local_size_x = 64) in;
 
 layout(push_constant) uniform PC {
   uint T, N, K, cols;

@@ -1,5 +1,5 @@
 // Workgroup-wide sum and max of one float per invocation, for shaders whose workgroup is
-// one-dimensional with WG (a power of two) invocations. Every invocation must call them
+// one-dimensional with WG (a power of two, common.glsl) invocations. Every invocation must call them
 // (they contain barriers). VN_SG: subgroup arithmetic, then one shared slot per subgroup;
 // otherwise a shared-memory tree. The result is returned to every invocation.
 
@@ -35,7 +35,7 @@ float vn_sum(float v) {
   uint l = gl_LocalInvocationID.x;
   vn_red[l] = v;
   barrier();
-  for (uint s = WG / 2u; s > 0u; s >>= 1) {
+  for (uint s = uint(WG) / 2u; s > 0u; s >>= 1) {
     if (l < s) vn_red[l] += vn_red[l + s];
     barrier();
   }
@@ -48,7 +48,7 @@ float vn_max(float v) {
   uint l = gl_LocalInvocationID.x;
   vn_red[l] = v;
   barrier();
-  for (uint s = WG / 2u; s > 0u; s >>= 1) {
+  for (uint s = uint(WG) / 2u; s > 0u; s >>= 1) {
     if (l < s) vn_red[l] = max(vn_red[l], vn_red[l + s]);
     barrier();
   }

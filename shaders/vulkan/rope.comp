@@ -8,9 +8,8 @@
 // SC0 = 1: interleaved pairs (2i, 2i+1); 0: pairs (i, i + dims/2).
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint n; // T*H*(first + half)

@@ -4,11 +4,9 @@
 // OP 1: rms_norm, OP 2: softmax.
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 128u
+#define WG 128
 #include "common.glsl"
 #include "reduce.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint rows, len, inner;

@@ -4,10 +4,8 @@
 // Slots: 0 x (DT0), 5 values (DT5 = DT0), 6 indices (i32).
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#define WG 128u
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint rows, E, k;

@@ -2,9 +2,8 @@
 // OP (spec constant) picks f; codes match vk_ops.c. Slot 0: x, slot 5: result.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define WG 128
 #include "common.glsl"
-
-layout(local_size_x = 128) in;
 
 layout(push_constant) uniform PC {
   uint n;

@@ -1,0 +1,928 @@
+/* Check suite for the Vulkan backend: the device and its capabilities (cross-checked with the
+ * Vulkan API itself), an absent driver, allocation limits, every op against the CPU device in
+ * the normal and the baseline shader variants under the Khronos validation layer (which must
+ * stay silent), run-time index errors, the staging path, mixed CPU/Vulkan plans with cached
+ * command buffers, and the on-disk pipeline cache. */
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vulkan/vulkan.h>
+
+#include "test_util.h"
+
+#define TOL_ELEM 1e-7
+#define TOL_GEMM 1e-6
+
+/* ---- A context whose log we can read --------------------------------------------------- */
+
+typedef struct log_capture {
+  int n_validation;      /* ERROR messages that start with "vulkan validation" */
+  int layer_enabled;     /* saw "validation layer enabled" */
+  char text[16384];      /* everything, newline-separated (truncated) */
+  size_t used;
+  char first_validation[1024];
+} log_capture;
+
+static void capture_fn(void *user, vnrt_log_level level, const char *message) {
+  log_capture *c = user;
+  if (level == VNRT_LOG_ERROR && strstr(message, "vulkan validation") == message) {
+    if (c->n_validation++ == 0) {
+      snprintf(c->first_validation, sizeof c->first_validation, "%s", message);
+    }
+  }
+  if (strstr(message, "validation layer enabled")) c->layer_enabled = 1;
+  int w = snprintf(c->text + c->used, sizeof c->text - c->used, "%s\n", message);
+  if (w > 0 && c->used + (size_t)w < sizeof c->text) c->used += (size_t)w;
+}
+
+static vnrt_context *capture_context(log_capture *cap) {
+  memset(cap, 0, sizeof *cap);
+  vnrt_context_desc desc = {0};
+  desc.log_fn = capture_fn;
+  desc.log_user = cap;
+  desc.log_level = VNRT_LOG_DEBUG;
+  desc.no_plugins = 1;
+  vnrt_context *ctx = NULL;
+  vnrt_status s = vnrt_context_create(&desc, &ctx);
+  ck_assert_msg(s == VNRT_OK && ctx, "vnrt_context_create: %s", vnrt_status_string(s));
+  return ctx;
+}
+
+/* Sets (value != NULL) or clears an environment variable, remembering the old value. */
+typedef struct saved_env {
+  const char *name;
+  char *old;
+  int had;
+} saved_env;
+
+static saved_env env_set(const char *name, const char *value) {
+  saved_env s = {name, NULL, 0};
+  const char *o = getenv(name);
+  if (o) {
+    s.had = 1;
+    s.old = strdup(o);
+  }
+  if (value) setenv(name, value, 1);
+  else unsetenv(name);
+  return s;
+}
+
+static void env_restore(saved_env *s) {
+  if (s->had) setenv(s->name, s->old, 1);
+  else unsetenv(s->name);
+  free(s->old);
+  s->old = NULL;
+}
+
+static vnrt_device *vulkan_device(vnrt_context *ctx) {
+  vnrt_device *d = NULL;
+  vnrt_status s = vnrt_device_select(ctx, "vulkan:0", &d);
+  ck_assert_msg(s == VNRT_OK, "no vulkan device (is a Vulkan driver such as lavapipe "
+                "installed?): %s", vnrt_context_last_error(ctx));
+  return d;
+}
+
+static vnrt_device *cpu_device(vnrt_context *ctx) {
+  vnrt_device *d = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &d));
+  return d;
+}
+
+static int count_vulkan_devices(vnrt_context *ctx) {
+  int n = 0;
+  for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
+    vnrt_device *d = NULL;
+    vnrt_device_info info;
+    if (vnrt_device_get(ctx, i, &d) == VNRT_OK && vnrt_device_get_info(d, &info) == VNRT_OK &&
+        strcmp(info.backend, "vulkan") == 0) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+/* ---- Tensors --------------------------------------------------------------------------- */
+
+static tu_tensor rnd(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int64_t d2,
+                     int64_t d3, uint64_t seed, float lo, float hi) {
+  int64_t dims[4] = {d0, d1, d2, d3};
+  tu_tensor t = tu_tensor_new(dt, rank, dims);
+  tu_fill_uniform(&t, seed, lo, hi);
+  return t;
+}
+
+static tu_tensor ints(int32_t rank, int64_t d0, int64_t d1, const int32_t *v) {
+  int64_t dims[2] = {d0, d1};
+  tu_tensor t = tu_tensor_new(VNRT_I32, rank, dims);
+  memcpy(t.data, v, sizeof(int32_t) * (size_t)tu_numel(&t));
+  return t;
+}
+
+static void free_all(tu_tensor *t, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) tu_tensor_free(&t[i]);
+}
+
+/* Compares Vulkan's results of one graph with the CPU device's: floats by NMSE (NaN or Inf
+ * where the CPU has none fails), integers exactly. */
+static void compare_outputs(const char *what, const tu_tensor *vk, const tu_tensor *cpu,
+                            int32_t n_out, double tol) {
+  for (int32_t o = 0; o < n_out; ++o) {
+    ck_assert_msg(vk[o].type.dtype == cpu[o].type.dtype && vk[o].type.rank == cpu[o].type.rank,
+                  "%s: result %d types differ", what, o);
+    int64_t n = tu_numel(&cpu[o]);
+    ck_assert_int_eq(tu_numel(&vk[o]), n);
+    if (cpu[o].type.dtype == VNRT_I32) {
+      for (int64_t i = 0; i < n; ++i) {
+        ck_assert_msg(tu_get(&vk[o], i) == tu_get(&cpu[o], i),
+                      "%s: result %d[%lld] is %g on vulkan, %g on cpu", what, o, (long long)i,
+                      tu_get(&vk[o], i), tu_get(&cpu[o], i));
+      }
+      continue;
+    }
+    double *ref = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    ck_assert_ptr_nonnull(ref);
+    for (int64_t i = 0; i < n; ++i) ref[i] = tu_get(&cpu[o], i);
+    double e = tu_nmse(&vk[o], ref, n);
+    free(ref);
+    ck_assert_msg(e <= tol, "%s: result %d NMSE %.3g against the cpu > %.1g", what, o, e, tol);
+  }
+}
+
+/* Runs a one-op graph on the CPU and on Vulkan (no fallback) and compares. */
+static void vs_cpu(vnrt_context *ctx, const char *what, vnrt_op op, const tu_tensor *in,
+                   int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out,
+                   double tol) {
+  vnrt_graph *g = tu_op_graph(ctx, op, in, n_in, attrs, n_attrs, n_out);
+  tu_tensor ref[4], got[4];
+  vnrt_status s = tu_run(ctx, g, cpu_device(ctx), in, n_in, ref, n_out);
+  ck_assert_msg(s == VNRT_OK, "%s on cpu: %s", what, vnrt_context_last_error(ctx));
+  s = tu_run(ctx, g, vulkan_device(ctx), in, n_in, got, n_out);
+  ck_assert_msg(s == VNRT_OK, "%s on vulkan: %s: %s", what, vnrt_status_string(s),
+                vnrt_context_last_error(ctx));
+  compare_outputs(what, got, ref, n_out, tol);
+  free_all(ref, n_out);
+  free_all(got, n_out);
+  vnrt_graph_destroy(g);
+}
+
+static const vnrt_dtype kFloats[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
+
+/* ---- Every op against the CPU ---------------------------------------------------------- */
+
+static void ops_elementwise(vnrt_context *ctx) {
+  const vnrt_op unary[] = {VNRT_OP_NEG,     VNRT_OP_EXP,  VNRT_OP_SQRT, VNRT_OP_RSQRT,
+                           VNRT_OP_TANH,    VNRT_OP_RELU, VNRT_OP_SIGMOID, VNRT_OP_SILU,
+                           VNRT_OP_GELU,    VNRT_OP_SOFTPLUS, VNRT_OP_SQRT_SOFTPLUS};
+  char what[128];
+  for (size_t i = 0; i < sizeof unary / sizeof unary[0]; ++i) {
+    for (int d = 0; d < 3; ++d) {
+      int pos = unary[i] == VNRT_OP_SQRT || unary[i] == VNRT_OP_RSQRT;
+      /* 301 elements: an odd count, so the last 16-bit value shares a word with nothing. */
+      /* exp stays within f16's range; the rest crosses softplus's +-20 thresholds. */
+      float lo = pos ? 0.05f : (unary[i] == VNRT_OP_EXP ? -8.0f : -25.0f);
+      float hi = unary[i] == VNRT_OP_EXP ? 8.0f : 25.0f;
+      tu_tensor x = rnd(kFloats[d], 2, 7, 43, 0, 0, 10 + i, lo, hi);
+      snprintf(what, sizeof what, "%s %s", vnrt_op_name(unary[i]), vnrt_dtype_name(kFloats[d]));
+      vs_cpu(ctx, what, unary[i], &x, 1, NULL, 0, 1, TOL_ELEM);
+      tu_tensor_free(&x);
+    }
+  }
+  tu_tensor x = rnd(VNRT_BF16, 3, 3, 5, 7, 0, 3, -4.0f, 4.0f);
+  vnrt_attr sc = tu_attr_f("s", -1.75);
+  vs_cpu(ctx, "scale bf16", VNRT_OP_SCALE, &x, 1, &sc, 1, 1, TOL_ELEM);
+  vnrt_attr cl[2] = {tu_attr_f("min", -1.5), tu_attr_f("max", 0.25)};
+  vs_cpu(ctx, "clamp both", VNRT_OP_CLAMP, &x, 1, cl, 2, 1, TOL_ELEM);
+  vs_cpu(ctx, "clamp max only", VNRT_OP_CLAMP, &x, 1, cl + 1, 1, 1, TOL_ELEM);
+  tu_tensor_free(&x);
+
+  /* Broadcasting binary ops, in every float dtype. */
+  const vnrt_op bin[4] = {VNRT_OP_ADD, VNRT_OP_SUB, VNRT_OP_MUL, VNRT_OP_DIV};
+  for (int o = 0; o < 4; ++o) {
+    for (int d = 0; d < 3; ++d) {
+      tu_tensor ab[2] = {rnd(kFloats[d], 4, 2, 1, 3, 5, 20 + o, -2.0f, 2.0f),
+                         rnd(kFloats[d], 3, 4, 1, 5, 0, 30 + o, 0.5f, 3.0f)};
+      snprintf(what, sizeof what, "%s %s broadcast", vnrt_op_name(bin[o]),
+               vnrt_dtype_name(kFloats[d]));
+      vs_cpu(ctx, what, bin[o], ab, 2, NULL, 0, 1, TOL_ELEM);
+      free_all(ab, 2);
+    }
+  }
+  tu_tensor same[2] = {rnd(VNRT_F16, 2, 9, 33, 0, 0, 40, -3.0f, 3.0f),
+                       rnd(VNRT_F16, 2, 9, 33, 0, 0, 41, -3.0f, 3.0f)};
+  vs_cpu(ctx, "add f16 same shape", VNRT_OP_ADD, same, 2, NULL, 0, 1, TOL_ELEM);
+  vnrt_attr lim = tu_attr_f("limit", 1.25);
+  vs_cpu(ctx, "swiglu f16 limit", VNRT_OP_SWIGLU, same, 2, &lim, 1, 1, TOL_ELEM);
+  vs_cpu(ctx, "swiglu f16", VNRT_OP_SWIGLU, same, 2, NULL, 0, 1, TOL_ELEM);
+  free_all(same, 2);
+}
+
+static void ops_shape_and_cast(vnrt_context *ctx) {
+  char what[128];
+  for (int d = 0; d < 3; ++d) {
+    tu_tensor x = rnd(kFloats[d], 3, 3, 5, 7, 0, 50 + d, -4.0f, 4.0f);
+    const int64_t shape[2] = {15, -1}, perm[3] = {2, 0, 1};
+    vnrt_attr a = tu_attr_ints("shape", shape, 2);
+    snprintf(what, sizeof what, "reshape %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_RESHAPE, &x, 1, &a, 1, 1, 0.0);
+    a = tu_attr_ints("perm", perm, 3);
+    snprintf(what, sizeof what, "transpose %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_TRANSPOSE, &x, 1, &a, 1, 1, 0.0);
+    vnrt_attr sl[3] = {tu_attr_i("axis", -2), tu_attr_i("start", 1), tu_attr_i("len", 3)};
+    snprintf(what, sizeof what, "slice %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_SLICE, &x, 1, sl, 3, 1, 0.0);
+    tu_tensor ab[2] = {x, rnd(kFloats[d], 3, 3, 2, 7, 0, 60 + d, -1.0f, 1.0f)};
+    vnrt_attr ax = tu_attr_i("axis", 1);
+    snprintf(what, sizeof what, "concat %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_CONCAT, ab, 2, &ax, 1, 1, 0.0);
+    tu_tensor_free(&ab[1]);
+    /* Casts between every pair, including to and from i32 (large magnitudes, NaN, Inf). */
+    for (int e = 0; e < 4; ++e) {
+      const char *names[4] = {"f32", "f16", "bf16", "i32"};
+      vnrt_attr c = tu_attr_word("dtype", names[e]);
+      snprintf(what, sizeof what, "cast %s -> %s", vnrt_dtype_name(kFloats[d]), names[e]);
+      vs_cpu(ctx, what, VNRT_OP_CAST, &x, 1, &c, 1, 1, 0.0);
+    }
+    tu_tensor_free(&x);
+  }
+  tu_tensor big = rnd(VNRT_F32, 1, 9, 0, 0, 0, 70, -1.0f, 1.0f);
+  const double specials[9] = {3.0e9, -3.0e9, NAN, INFINITY, 65519.0, 65520.0, 1e-8, -2.5, 2.5};
+  for (int i = 0; i < 9; ++i) tu_set(&big, i, specials[i]);
+  for (int e = 0; e < 4; ++e) {
+    const char *names[4] = {"f32", "f16", "bf16", "i32"};
+    vnrt_attr c = tu_attr_word("dtype", names[e]);
+    snprintf(what, sizeof what, "cast special f32 -> %s", names[e]);
+    /* NaN stays NaN on both devices; compare bit patterns through the i32 view instead. */
+    vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_CAST, &big, 1, &c, 1, 1);
+    tu_tensor ref[1], got[1];
+    TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), &big, 1, ref, 1));
+    TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), &big, 1, got, 1));
+    size_t bytes = vnrt_tensor_type_bytes(&ref[0].type);
+    ck_assert_msg(memcmp(ref[0].data, got[0].data, bytes) == 0, "%s: bits differ", what);
+    free_all(ref, 1);
+    free_all(got, 1);
+    vnrt_graph_destroy(g);
+  }
+  tu_tensor_free(&big);
+  const int32_t iv[8] = {0, 1, -7, 2049, 16777217, -2147483647 - 1, 2147483647, 65521};
+  tu_tensor xi = ints(1, 8, 0, iv);
+  for (int e = 0; e < 3; ++e) {
+    const char *names[3] = {"f32", "f16", "bf16"};
+    vnrt_attr c = tu_attr_word("dtype", names[e]);
+    vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_CAST, &xi, 1, &c, 1, 1);
+    tu_tensor ref[1], got[1];
+    TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), &xi, 1, ref, 1));
+    TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), &xi, 1, got, 1));
+    ck_assert_msg(memcmp(ref[0].data, got[0].data, vnrt_tensor_type_bytes(&ref[0].type)) == 0,
+                  "cast i32 -> %s: bits differ from the cpu", names[e]);
+    free_all(ref, 1);
+    free_all(got, 1);
+    vnrt_graph_destroy(g);
+  }
+  tu_tensor_free(&xi);
+  tu_tensor x2 = rnd(VNRT_BF16, 2, 5, 24, 0, 0, 80, -1.0f, 1.0f);
+  vnrt_attr n = tu_attr_i("n", 3);
+  vs_cpu(ctx, "hc_expand bf16", VNRT_OP_HC_EXPAND, &x2, 1, &n, 1, 1, 0.0);
+  tu_tensor_free(&x2);
+}
+
+static void ops_linalg(vnrt_context *ctx) {
+  char what[128];
+  /* Sizes that are not multiples of the 32x64x16 tiles, with broadcast batches. */
+  tu_tensor mm[2] = {rnd(VNRT_F32, 4, 2, 1, 37, 19, 90, -1.0f, 1.0f),
+                     rnd(VNRT_BF16, 3, 3, 19, 70, 0, 91, -1.0f, 1.0f)};
+  vs_cpu(ctx, "matmul f32 x bf16 batched", VNRT_OP_MATMUL, mm, 2, NULL, 0, 1, TOL_GEMM);
+  free_all(mm, 2);
+  tu_tensor mm2[2] = {rnd(VNRT_F16, 2, 65, 40, 0, 0, 92, -1.0f, 1.0f),
+                      rnd(VNRT_F16, 2, 40, 3, 0, 0, 93, -1.0f, 1.0f)};
+  vs_cpu(ctx, "matmul f16", VNRT_OP_MATMUL, mm2, 2, NULL, 0, 1, TOL_GEMM);
+  free_all(mm2, 2);
+  for (int d = 0; d < 3; ++d) {
+    tu_tensor lin[2] = {rnd(VNRT_F32, 3, 2, 3, 100, 0, 94 + d, -1.0f, 1.0f),
+                        rnd(kFloats[d], 2, 130, 100, 0, 0, 97 + d, -0.5f, 0.5f)};
+    snprintf(what, sizeof what, "linear f32 x %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_LINEAR, lin, 2, NULL, 0, 1, TOL_GEMM);
+    free_all(lin, 2);
+  }
+  tu_tensor lin1[2] = {rnd(VNRT_BF16, 1, 200, 0, 0, 0, 100, -1.0f, 1.0f),
+                       rnd(VNRT_F16, 2, 7, 200, 0, 0, 101, -1.0f, 1.0f)};
+  vs_cpu(ctx, "linear bf16 vector x f16", VNRT_OP_LINEAR, lin1, 2, NULL, 0, 1, TOL_GEMM);
+  free_all(lin1, 2);
+
+  for (int d = 0; d < 3; ++d) {
+    tu_tensor rn[2] = {rnd(kFloats[d], 3, 2, 3, 300, 0, 110 + d, -2.0f, 2.0f),
+                       rnd(VNRT_BF16, 1, 300, 0, 0, 0, 113 + d, 0.5f, 1.5f)};
+    vnrt_attr eps = tu_attr_f("eps", 1e-5);
+    snprintf(what, sizeof what, "rms_norm %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_RMS_NORM, rn, 2, &eps, 1, 1, TOL_ELEM);
+    snprintf(what, sizeof what, "rms_norm %s unweighted", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_RMS_NORM, rn, 1, NULL, 0, 1, TOL_ELEM);
+    for (int axis = -1; axis >= -3; --axis) {
+      vnrt_attr ax = tu_attr_i("axis", axis);
+      snprintf(what, sizeof what, "softmax %s axis %d", vnrt_dtype_name(kFloats[d]), axis);
+      vs_cpu(ctx, what, VNRT_OP_SOFTMAX, rn, 1, &ax, 1, 1, TOL_ELEM);
+    }
+    free_all(rn, 2);
+  }
+}
+
+static void ops_index_rope_attention(vnrt_context *ctx) {
+  char what[128];
+  const int32_t ids[6] = {4, 0, 9, 9, 2, 7};
+  tu_tensor emb[2] = {rnd(VNRT_BF16, 2, 10, 33, 0, 0, 120, -1.0f, 1.0f), ints(2, 2, 3, ids)};
+  vs_cpu(ctx, "embedding bf16", VNRT_OP_EMBEDDING, emb, 2, NULL, 0, 1, 0.0);
+  free_all(emb, 2);
+  for (int d = 0; d < 3; ++d) {
+    tu_tensor x = rnd(kFloats[d], 2, 5, 300, 0, 0, 130 + d, -3.0f, 3.0f);
+    vnrt_attr k = tu_attr_i("k", 7);
+    snprintf(what, sizeof what, "topk %s", vnrt_dtype_name(kFloats[d]));
+    vs_cpu(ctx, what, VNRT_OP_TOPK, &x, 1, &k, 1, 2, 0.0);
+    tu_tensor_free(&x);
+  }
+  /* rope at long positions, both pairings, a partial rotary slice. */
+  const int32_t pos[5] = {0, 1, 4096, 100000, 7};
+  for (int inter = 0; inter < 2; ++inter) {
+    tu_tensor in[2] = {rnd(inter ? VNRT_F16 : VNRT_F32, 3, 5, 3, 12, 0, 140 + inter, -1.0f, 1.0f),
+                       ints(1, 5, 0, pos)};
+    vnrt_attr a[3] = {tu_attr_f("theta", 10000.0), tu_attr_i("interleaved", inter),
+                      tu_attr_i("dims", 8)};
+    snprintf(what, sizeof what, "rope interleaved=%d", inter);
+    vs_cpu(ctx, what, VNRT_OP_ROPE, in, 2, a, 3, 1, TOL_ELEM);
+    free_all(in, 2);
+  }
+  /* attention: GQA, causal with a window, sinks, more keys than one chunk, mixed dtypes. */
+  struct {
+    int64_t T, S, Hq, Hkv, D, Dv;
+    int causal, window, sinks;
+  } cases[3] = {{3, 70, 4, 2, 16, 24, 1, 0, 1}, {5, 5, 2, 1, 8, 8, 1, 3, 0},
+                {2, 130, 2, 2, 12, 70, 0, 0, 1}};
+  for (int c = 0; c < 3; ++c) {
+    tu_tensor in[4] = {
+        rnd(VNRT_F32, 3, cases[c].T, cases[c].Hq, cases[c].D, 0, 150 + c, -1.0f, 1.0f),
+        rnd(c == 1 ? VNRT_F16 : VNRT_F32, 3, cases[c].S, cases[c].Hkv, cases[c].D, 0, 160 + c,
+            -1.0f, 1.0f),
+        rnd(c == 2 ? VNRT_BF16 : VNRT_F32, 3, cases[c].S, cases[c].Hkv, cases[c].Dv, 0, 170 + c,
+            -1.0f, 1.0f),
+        rnd(VNRT_F32, 1, cases[c].Hq, 0, 0, 0, 180 + c, -1.0f, 1.0f)};
+    vnrt_attr a[2] = {tu_attr_i("causal", cases[c].causal), tu_attr_i("window", cases[c].window)};
+    snprintf(what, sizeof what, "attention case %d", c);
+    vs_cpu(ctx, what, VNRT_OP_ATTENTION, in, cases[c].sinks ? 4 : 3, a, 2, 1, TOL_GEMM);
+    free_all(in, 4);
+  }
+}
+
+static void ops_mhc_moe(vnrt_context *ctx) {
+  const int64_t T = 3, n = 4, C = 40;
+  tu_tensor X = rnd(VNRT_BF16, 3, T, n, C, 0, 200, -1.0f, 1.0f);
+  tu_tensor pre[4] = {X, rnd(VNRT_F32, 2, (n + 2) * n, n * C, 0, 0, 201, -0.2f, 0.2f),
+                      rnd(VNRT_F32, 1, 3, 0, 0, 0, 202, 0.5f, 1.5f),
+                      rnd(VNRT_F32, 1, (n + 2) * n, 0, 0, 0, 203, -0.5f, 0.5f)};
+  vnrt_attr it = tu_attr_i("iters", 7);
+  vs_cpu(ctx, "hc_pre", VNRT_OP_HC_PRE, pre, 4, &it, 1, 3, TOL_ELEM);
+  tu_tensor head[4] = {X, rnd(VNRT_F16, 2, n, n * C, 0, 0, 204, -0.2f, 0.2f),
+                       rnd(VNRT_F32, 1, 1, 0, 0, 0, 205, 0.5f, 1.5f),
+                       rnd(VNRT_F32, 1, n, 0, 0, 0, 206, -0.5f, 0.5f)};
+  vs_cpu(ctx, "hc_head", VNRT_OP_HC_HEAD, head, 4, NULL, 0, 1, TOL_ELEM);
+  tu_tensor post[4] = {X, rnd(VNRT_BF16, 2, T, C, 0, 0, 207, -1.0f, 1.0f),
+                       rnd(VNRT_F32, 2, T, n, 0, 0, 208, 0.0f, 2.0f),
+                       rnd(VNRT_F32, 3, T, n, n, 0, 209, 0.0f, 1.0f)};
+  vs_cpu(ctx, "hc_post", VNRT_OP_HC_POST, post, 4, NULL, 0, 1, TOL_ELEM);
+  tu_tensor L = rnd(VNRT_F16, 3, 5, n, n, 0, 210, -3.0f, 3.0f);
+  vs_cpu(ctx, "sinkhorn", VNRT_OP_SINKHORN, &L, 1, &it, 1, 1, TOL_ELEM);
+  tu_tensor_free(&L);
+  for (int i = 1; i < 4; ++i) tu_tensor_free(&pre[i]), tu_tensor_free(&head[i]);
+  for (int i = 1; i < 4; ++i) tu_tensor_free(&post[i]);
+  tu_tensor_free(&X);
+
+  const int64_t Tm = 4, E = 64;
+  tu_tensor lg[2] = {rnd(VNRT_F32, 2, Tm, E, 0, 0, 220, -4.0f, 4.0f),
+                     rnd(VNRT_F32, 1, E, 0, 0, 0, 221, -0.5f, 0.5f)};
+  const char *scores[3] = {"sigmoid", "softmax", "sqrt_softplus"};
+  for (int s = 0; s < 3; ++s) {
+    vnrt_attr a[6] = {tu_attr_i("k", 6), tu_attr_word("score", scores[s]),
+                      tu_attr_i("n_group", s == 0 ? 8 : 1), tu_attr_i("topk_group", s == 0 ? 4 : 1),
+                      tu_attr_f("scale", 2.5), tu_attr_i("norm", s != 2)};
+    char what[96];
+    snprintf(what, sizeof what, "moe_route %s", scores[s]);
+    vs_cpu(ctx, what, VNRT_OP_MOE_ROUTE, lg, s == 1 ? 1 : 2, a, 6, 2, TOL_ELEM);
+  }
+  const int32_t tok[4] = {3, 0, 5, 3};
+  int32_t table[6 * 3];
+  for (int i = 0; i < 18; ++i) table[i] = (i * 37 + 5) % (int32_t)E;
+  tu_tensor hr[3] = {lg[0], ints(1, Tm, 0, tok), ints(2, 6, 3, table)};
+  vnrt_attr ha[2] = {tu_attr_word("score", "sqrt_softplus"), tu_attr_f("scale", 1.5)};
+  vs_cpu(ctx, "moe_hash_route", VNRT_OP_MOE_HASH_ROUTE, hr, 3, ha, 2, 2, TOL_ELEM);
+  tu_tensor_free(&hr[1]);
+  tu_tensor_free(&hr[2]);
+  free_all(lg, 2);
+
+  const int64_t Cf = 24, F = 10, Ef = 5, k = 2;
+  const int32_t ex[8] = {0, 4, 2, 2, 1, 3, 4, 0};
+  tu_tensor ffn[5] = {rnd(VNRT_F16, 2, Tm, Cf, 0, 0, 230, -1.0f, 1.0f), ints(2, Tm, k, ex),
+                      rnd(VNRT_F32, 2, Tm, k, 0, 0, 231, 0.1f, 1.0f),
+                      rnd(VNRT_BF16, 3, Ef, 2 * F, Cf, 0, 232, -0.3f, 0.3f),
+                      rnd(VNRT_F32, 3, Ef, Cf, F, 0, 233, -0.3f, 0.3f)};
+  vnrt_attr lim = tu_attr_f("limit", 0.5);
+  vs_cpu(ctx, "moe_ffn limit", VNRT_OP_MOE_FFN, ffn, 5, &lim, 1, 1, TOL_GEMM);
+  vs_cpu(ctx, "moe_ffn", VNRT_OP_MOE_FFN, ffn, 5, NULL, 0, 1, TOL_GEMM);
+  free_all(ffn, 5);
+}
+
+static void ops_engram(vnrt_context *ctx) {
+  /* ngram_hash with multipliers whose products wrap in 64 bits and negative token ids. */
+  const int32_t ids[7] = {5, -3, 1000000007, 0, 42, 2147483647, -2147483647 - 1};
+  const int32_t hist[2] = {17, -1};
+  const int64_t mult[3] = {1, 6364136223846793005LL, -7046029254386353131LL};
+  const int64_t primes[6] = {1000003, 999983, 7, 2147483647, 65537, 3};
+  tu_tensor in[2] = {ints(1, 7, 0, ids), ints(1, 2, 0, hist)};
+  vnrt_attr a[2] = {tu_attr_ints("mult", mult, 3), tu_attr_ints("primes", primes, 6)};
+  vs_cpu(ctx, "ngram_hash", VNRT_OP_NGRAM_HASH, in, 2, a, 2, 1, 0.0);
+  free_all(in, 2);
+
+  const int32_t idx[6] = {0, 3, 2, 1, 4, 0};
+  const int32_t offs[3] = {0, 5, 9};
+  tu_tensor lk[3] = {rnd(VNRT_F16, 2, 14, 6, 0, 0, 240, -1.0f, 1.0f), ints(2, 2, 3, idx),
+                     ints(1, 3, 0, offs)};
+  vs_cpu(ctx, "engram_lookup", VNRT_OP_ENGRAM_LOOKUP, lk, 3, NULL, 0, 1, 0.0);
+  free_all(lk, 3);
+
+  const int64_t T = 3, M = 2, C = 40;
+  tu_tensor gt[5] = {rnd(VNRT_F32, 3, T, M, C, 0, 250, -1.0f, 1.0f),
+                     rnd(VNRT_BF16, 3, T, M, C, 0, 251, -1.0f, 1.0f),
+                     rnd(VNRT_F16, 2, T, C, 0, 0, 252, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 2, M, C, 0, 0, 253, 0.5f, 1.5f),
+                     rnd(VNRT_F32, 2, M, C, 0, 0, 254, 0.5f, 1.5f)};
+  vs_cpu(ctx, "engram_gate", VNRT_OP_ENGRAM_GATE, gt, 5, NULL, 0, 1, TOL_ELEM);
+  vnrt_attr nosq = tu_attr_i("sqrt_gate", 0);
+  vs_cpu(ctx, "engram_gate no sqrt", VNRT_OP_ENGRAM_GATE, gt, 5, &nosq, 1, 1, TOL_ELEM);
+  free_all(gt, 5);
+
+  const int64_t K = 4;
+  for (int dil = 1; dil <= 2; ++dil) {
+    const int64_t P = (K - 1) * dil;
+    tu_tensor sc[4] = {rnd(VNRT_BF16, 3, 2, M, C, 0, 260, -1.0f, 1.0f),
+                       rnd(VNRT_BF16, 3, P, M, C, 0, 261, -1.0f, 1.0f),
+                       rnd(VNRT_F32, 2, M, C, 0, 0, 262, 0.5f, 1.5f),
+                       rnd(VNRT_F32, 2, M * C, K, 0, 0, 263, -0.5f, 0.5f)};
+    vnrt_attr da = tu_attr_i("dilation", dil);
+    char what[64];
+    snprintf(what, sizeof what, "short_conv dilation %d", dil);
+    vs_cpu(ctx, what, VNRT_OP_SHORT_CONV, sc, 4, &da, 1, 2, TOL_ELEM);
+    free_all(sc, 4);
+  }
+}
+
+static void all_ops(vnrt_context *ctx) {
+  ops_elementwise(ctx);
+  ops_shape_and_cast(ctx);
+  ops_linalg(ctx);
+  ops_index_rope_attention(ctx);
+  ops_mhc_moe(ctx);
+  ops_engram(ctx);
+}
+
+/* Every op, under the validation layer, in the given variant mode. */
+static void ops_under_validation(int baseline) {
+  saved_env v = env_set("VNRT_VK_VALIDATION", "1");
+  saved_env b = env_set("VNRT_VK_BASELINE", baseline ? "1" : NULL);
+  log_capture cap;
+  vnrt_context *ctx = capture_context(&cap);
+  ck_assert_msg(cap.layer_enabled, "the validation layer was not enabled; log:\n%s", cap.text);
+  all_ops(ctx);
+  vnrt_context_destroy(ctx);
+  env_restore(&b);
+  env_restore(&v);
+  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
+                cap.first_validation);
+}
+
+START_TEST(test_ops_match_cpu_under_validation) { ops_under_validation(0); }
+END_TEST
+
+START_TEST(test_ops_match_cpu_baseline_under_validation) { ops_under_validation(1); }
+END_TEST
+
+/* ---- Device and capabilities ----------------------------------------------------------- */
+
+START_TEST(test_device_listed_with_capabilities) {
+  vnrt_context *ctx = tu_context();
+  vnrt_device *dev = vulkan_device(ctx);
+  vnrt_device_info info;
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.backend, "vulkan");
+  ck_assert_str_eq(info.spec, "vulkan:0");
+  ck_assert_uint_gt(strlen(info.name), 0);
+  ck_assert_uint_gt(strlen(info.driver), 0);
+
+  /* Cross-check every reported field with the Vulkan API, for the device of the same name. */
+  VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+                           .apiVersion = VK_API_VERSION_1_1};
+  VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+                              .pApplicationInfo = &app};
+  VkInstance inst;
+  ck_assert_int_eq(vkCreateInstance(&ici, NULL, &inst), VK_SUCCESS);
+  uint32_t n = 8;
+  VkPhysicalDevice pds[8];
+  vkEnumeratePhysicalDevices(inst, &n, pds);
+  int found = 0;
+  for (uint32_t i = 0; i < n && !found; ++i) {
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(pds[i], &p);
+    if (strncmp(p.deviceName, info.name, sizeof info.name - 1) != 0) continue;
+    found = 1;
+    VkPhysicalDevice16BitStorageFeatures s16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                    .pNext = &s16};
+    vkGetPhysicalDeviceFeatures2(pds[i], &f2);
+    VkPhysicalDeviceSubgroupProperties sg = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                      .pNext = &sg};
+    vkGetPhysicalDeviceProperties2(pds[i], &p2);
+    vnrt_device_type want_type =
+        p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU            ? VNRT_DEVICE_TYPE_SOFTWARE
+        : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? VNRT_DEVICE_TYPE_GPU_DISCRETE
+        : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_OTHER        ? VNRT_DEVICE_TYPE_ACCELERATOR
+                                                               : VNRT_DEVICE_TYPE_GPU_INTEGRATED;
+    ck_assert_int_eq(info.type, want_type);
+    ck_assert_uint_eq(info.max_buffer_bytes, p.limits.maxStorageBufferRange);
+    ck_assert_uint_eq(info.max_workgroup_size, p.limits.maxComputeWorkGroupInvocations);
+    ck_assert_uint_eq(info.shared_memory_bytes, p.limits.maxComputeSharedMemorySize);
+    ck_assert_uint_eq(info.subgroup_size, sg.subgroupSize);
+    ck_assert_int_eq(!!(info.caps & VNRT_CAP_F16_STORAGE), !!s16.storageBuffer16BitAccess);
+    int arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+    ck_assert_int_eq(!!(info.caps & VNRT_CAP_SUBGROUPS), arith);
+    VkPhysicalDeviceMemoryProperties mp;
+    vkGetPhysicalDeviceMemoryProperties(pds[i], &mp);
+    uint64_t local = 0;
+    for (uint32_t h = 0; h < mp.memoryHeapCount; ++h) {
+      if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) local += mp.memoryHeaps[h].size;
+    }
+    ck_assert_uint_eq(info.memory_bytes, local);
+  }
+  vkDestroyInstance(inst, NULL);
+  ck_assert_msg(found, "no physical device named '%s'", info.name);
+  /* Software devices are never the automatic choice while the cpu exists. */
+  if (info.type == VNRT_DEVICE_TYPE_SOFTWARE) {
+    saved_env e = env_set("VNRT_DEVICE", NULL);
+    vnrt_device *best = NULL;
+    TU_OK(ctx, vnrt_device_select(ctx, "auto", &best));
+    ck_assert_str_eq(tu_device_spec(best), "cpu");
+    env_restore(&e);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_absent_driver_gives_no_devices) {
+  /* The loader reads these at vkCreateInstance: point them at nothing. */
+  saved_env a = env_set("VK_ICD_FILENAMES", "/nonexistent/vnrt-no-driver.json");
+  saved_env b = env_set("VK_DRIVER_FILES", "/nonexistent/vnrt-no-driver.json");
+  saved_env c = env_set("VK_ADD_DRIVER_FILES", NULL);
+  saved_env v = env_set("VNRT_VK_VALIDATION", "1");
+  log_capture cap;
+  vnrt_context *ctx = capture_context(&cap);
+  env_restore(&v);
+  env_restore(&c);
+  env_restore(&b);
+  env_restore(&a);
+  ck_assert_int_eq(count_vulkan_devices(ctx), 0);
+  const char *names[8];
+  uint32_t nb = vnrt_backend_names(ctx, names, 8);
+  for (uint32_t i = 0; i < nb && i < 8; ++i) ck_assert_str_ne(names[i], "vulkan");
+  vnrt_device *d = NULL;
+  ck_assert_int_eq(vnrt_device_select(ctx, "vulkan", &d), VNRT_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(cap.text, "vulkan") != NULL, "the skip is not logged:\n%s", cap.text);
+  /* The context still works. */
+  tu_tensor x = rnd(VNRT_F32, 1, 5, 0, 0, 0, 1, -1.0f, 1.0f);
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_NEG, &x, 1, NULL, 0, 1);
+  tu_tensor out[1];
+  TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), &x, 1, out, 1));
+  for (int i = 0; i < 5; ++i) ck_assert_double_eq(tu_get(&out[0], i), -tu_get(&x, i));
+  free_all(out, 1);
+  vnrt_graph_destroy(g);
+  tu_tensor_free(&x);
+  vnrt_context_destroy(ctx);
+  /* And a later context finds the driver again. */
+  vnrt_context *ctx2 = tu_context();
+  ck_assert_int_ge(count_vulkan_devices(ctx2), 1);
+  vnrt_context_destroy(ctx2);
+}
+END_TEST
+
+/* ---- Memory limits --------------------------------------------------------------------- */
+
+START_TEST(test_allocation_beyond_heap_names_the_limit) {
+  log_capture cap;
+  vnrt_context *ctx = capture_context(&cap);
+  /* 4 TiB of input: more than any heap. */
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type t = {VNRT_F32, 2, {1 << 20, 1 << 20}};
+  vnrt_value x, y;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &t, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NEG, &x, 1, NULL, 0, NULL, &y, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  vnrt_plan *plan = NULL;
+  vnrt_status s = vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan);
+  const char *msg = vnrt_context_last_error(ctx);
+  ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_MEMORY);
+  ck_assert_ptr_null(plan);
+  ck_assert_msg(strstr(msg, "heap") != NULL && strstr(msg, "vulkan") != NULL,
+                "the message does not name the heap: %s", msg);
+  vnrt_graph_destroy(g);
+
+  /* A tensor beyond maxStorageBufferRange (but within the heap) cannot be bound: the node is
+   * declined with a note naming the limit, and runs on the CPU when fallback is allowed. */
+  vnrt_device_info info;
+  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
+  int64_t n = (int64_t)(info.max_buffer_bytes / 4) + 64;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type small = {VNRT_F32, 2, {1, 64}};
+  vnrt_value xs, big, back;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &small, 0, &xs));
+  vnrt_attr en = tu_attr_i("n", n / 64);
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_HC_EXPAND, &xs, 1, &en, 1, NULL, &big, 1));
+  vnrt_attr sl[3] = {tu_attr_i("axis", 1), tu_attr_i("start", n / 64 - 1), tu_attr_i("len", 1)};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_SLICE, &big, 1, sl, 3, NULL, &back, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, back));
+  vnrt_plan_desc strict = {.no_fallback = 1};
+  cap.used = 0;
+  cap.text[0] = '\0';
+  s = vnrt_plan_create(ctx, g, vulkan_device(ctx), &strict, &plan);
+  ck_assert_int_eq(s, VNRT_ERROR_UNSUPPORTED);
+  ck_assert_msg(strstr(cap.text, "maxStorageBufferRange") != NULL,
+                "no note names maxStorageBufferRange:\n%s", cap.text);
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
+  vnrt_plan_info pi;
+  TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
+  ck_assert_int_eq(pi.n_fallback_nodes, 2);
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- Run-time index errors ------------------------------------------------------------- */
+
+static void expect_range_error(vnrt_context *ctx, vnrt_op op, const tu_tensor *in, int32_t n_in,
+                               const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out,
+                               const char *const *words) {
+  vnrt_graph *g = tu_op_graph(ctx, op, in, n_in, attrs, n_attrs, n_out);
+  tu_tensor out[4];
+  vnrt_status s = tu_run(ctx, g, vulkan_device(ctx), in, n_in, out, n_out);
+  const char *msg = vnrt_context_last_error(ctx);
+  ck_assert_msg(s == VNRT_ERROR_OUT_OF_RANGE, "%s: got %s: %s", vnrt_op_name(op),
+                vnrt_status_string(s), msg);
+  for (int i = 0; words[i]; ++i) {
+    ck_assert_msg(strstr(msg, words[i]) != NULL, "'%s' missing from: %s", words[i], msg);
+  }
+  vnrt_graph_destroy(g);
+}
+
+START_TEST(test_index_errors_are_reported) {
+  vnrt_context *ctx = tu_context();
+  const int32_t bad_ids[3] = {1, 12, 0};
+  tu_tensor emb[2] = {rnd(VNRT_F32, 2, 5, 4, 0, 0, 1, -1.0f, 1.0f), ints(1, 3, 0, bad_ids)};
+  const char *const w1[] = {"embedding", "out0", "12", "[0, 5)", NULL};
+  expect_range_error(ctx, VNRT_OP_EMBEDDING, emb, 2, NULL, 0, 1, w1);
+  tu_set(&emb[1], 1, -2.0);
+  const char *const w2[] = {"embedding", "-2", NULL};
+  expect_range_error(ctx, VNRT_OP_EMBEDDING, emb, 2, NULL, 0, 1, w2);
+  free_all(emb, 2);
+
+  const int32_t idx[4] = {0, 1, 2, 3}, offs[2] = {0, 5};
+  tu_tensor lk[3] = {rnd(VNRT_F32, 2, 7, 3, 0, 0, 2, -1.0f, 1.0f), ints(2, 2, 2, idx),
+                     ints(1, 2, 0, offs)};
+  const char *const w3[] = {"engram_lookup", "row", "8", "[0, 7)", NULL};
+  expect_range_error(ctx, VNRT_OP_ENGRAM_LOOKUP, lk, 3, NULL, 0, 1, w3);
+  free_all(lk, 3);
+
+  const int32_t ex[4] = {0, 1, 5, 2};
+  tu_tensor ffn[5] = {rnd(VNRT_F32, 2, 2, 8, 0, 0, 3, -1.0f, 1.0f), ints(2, 2, 2, ex),
+                      rnd(VNRT_F32, 2, 2, 2, 0, 0, 4, 0.0f, 1.0f),
+                      rnd(VNRT_F32, 3, 3, 6, 8, 0, 5, -1.0f, 1.0f),
+                      rnd(VNRT_F32, 3, 3, 8, 3, 0, 6, -1.0f, 1.0f)};
+  const char *const w4[] = {"moe_ffn", "expert id", "5", "[0, 3)", NULL};
+  expect_range_error(ctx, VNRT_OP_MOE_FFN, ffn, 5, NULL, 0, 1, w4);
+  free_all(ffn, 5);
+
+  const int32_t tok[2] = {1, 4}, tab[6] = {0, 1, 1, 2, 2, 0};
+  tu_tensor hr[3] = {rnd(VNRT_F32, 2, 2, 3, 0, 0, 7, -1.0f, 1.0f), ints(1, 2, 0, tok),
+                     ints(2, 3, 2, tab)};
+  vnrt_attr sc = tu_attr_word("score", "softmax");
+  const char *const w5[] = {"moe_hash_route", "token id", "4", "[0, 3)", NULL};
+  expect_range_error(ctx, VNRT_OP_MOE_HASH_ROUTE, hr, 3, &sc, 1, 2, w5);
+  free_all(hr, 3);
+
+  /* A plan that failed runs again cleanly once its input is valid (the record is reset). */
+  const int32_t ids[2] = {9, 1};
+  tu_tensor e2[2] = {rnd(VNRT_F32, 2, 10, 4, 0, 0, 8, -1.0f, 1.0f), ints(1, 2, 0, ids)};
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_EMBEDDING, e2, 2, NULL, 0, 1);
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "in0", e2[0].data, 160));
+  const int32_t bad[2] = {10, 1};
+  TU_OK(ctx, vnrt_plan_set_input(plan, "in1", bad, sizeof bad));
+  ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_OUT_OF_RANGE);
+  TU_OK(ctx, vnrt_plan_set_input(plan, "in1", ids, sizeof ids));
+  TU_OK(ctx, vnrt_plan_run(plan));
+  float got[8];
+  TU_OK(ctx, vnrt_plan_read_output(plan, "out0", got, sizeof got));
+  for (int i = 0; i < 4; ++i) {
+    ck_assert_float_eq(got[i], ((float *)e2[0].data)[9 * 4 + i]);
+    ck_assert_float_eq(got[4 + i], ((float *)e2[0].data)[1 * 4 + i]);
+  }
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  free_all(e2, 2);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- Staging, mixed plans, cached command buffers -------------------------------------- */
+
+START_TEST(test_staging_path_matches) {
+  saved_env st = env_set("VNRT_VK_FORCE_STAGING", "1");
+  vnrt_context *ctx = tu_context();
+  env_restore(&st);
+  /* 20 MB: more than one 16 MiB staging chunk each way. */
+  tu_tensor ab[2] = {rnd(VNRT_F32, 2, 2500, 2000, 0, 0, 300, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 1, 2000, 0, 0, 0, 301, -1.0f, 1.0f)};
+  vs_cpu(ctx, "add through staging", VNRT_OP_ADD, ab, 2, NULL, 0, 1, 0.0);
+  free_all(ab, 2);
+  tu_tensor x = rnd(VNRT_F16, 2, 3, 77, 0, 0, 302, -1.0f, 1.0f);
+  vs_cpu(ctx, "gelu f16 through staging", VNRT_OP_GELU, &x, 1, NULL, 0, 1, TOL_ELEM);
+  tu_tensor_free(&x);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* x -> linear -> logits[E = 2048] -> moe_route (beyond the Vulkan kernel's 1024 experts: runs
+ * on the cpu) -> moe_ffn -> + x: three partitions, run twice with different inputs. */
+#define MIX_T 3
+#define MIX_C 8
+START_TEST(test_mixed_plan_reruns) {
+  vnrt_context *ctx = tu_context();
+  const int64_t T = MIX_T, C = MIX_C, E = 2048, F = 4, k = 2;
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {T, C}}, tw = {VNRT_F32, 2, {E, C}};
+  vnrt_tensor_type tgu = {VNRT_BF16, 3, {E, 2 * F, C}}, td = {VNRT_F16, 3, {E, C, F}};
+  vnrt_value x, w, gu, dn, logits, route[2], y, out;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "w", &tw, 1, &w));
+  TU_OK(ctx, vnrt_graph_add_input(g, "gu", &tgu, 1, &gu));
+  TU_OK(ctx, vnrt_graph_add_input(g, "dn", &td, 1, &dn));
+  vnrt_value lin_in[2] = {x, w};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, lin_in, 2, NULL, 0, NULL, &logits, 1));
+  vnrt_attr ra[2] = {tu_attr_i("k", k), tu_attr_word("score", "softmax")};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &logits, 1, ra, 2, NULL, route, 2));
+  vnrt_value ffn_in[5] = {x, route[1], route[0], gu, dn};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_FFN, ffn_in, 5, NULL, 0, NULL, &y, 1));
+  vnrt_value add_in[2] = {y, x};
+  const char *out_name[1] = {"out"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, add_in, 2, NULL, 0, out_name, &out, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, out));
+
+  tu_tensor pw = rnd(VNRT_F32, 2, E, C, 0, 0, 400, -1.0f, 1.0f);
+  tu_tensor pgu = rnd(VNRT_BF16, 3, E, 2 * F, C, 0, 401, -0.5f, 0.5f);
+  tu_tensor pdn = rnd(VNRT_F16, 3, E, C, F, 0, 402, -0.5f, 0.5f);
+  vnrt_plan *plans[2] = {NULL, NULL};
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plans[0]));
+  TU_OK(ctx, vnrt_plan_create(ctx, g, cpu_device(ctx), NULL, &plans[1]));
+  vnrt_plan_info pi;
+  TU_OK(ctx, vnrt_plan_get_info(plans[0], &pi));
+  ck_assert_int_eq(pi.n_fallback_nodes, 1);
+  ck_assert_int_eq(pi.n_partitions, 3);
+  for (int p = 0; p < 2; ++p) {
+    TU_OK(ctx, vnrt_plan_set_input(plans[p], "w", pw.data, vnrt_tensor_type_bytes(&pw.type)));
+    TU_OK(ctx, vnrt_plan_set_input(plans[p], "gu", pgu.data, vnrt_tensor_type_bytes(&pgu.type)));
+    TU_OK(ctx, vnrt_plan_set_input(plans[p], "dn", pdn.data, vnrt_tensor_type_bytes(&pdn.type)));
+  }
+  for (int round = 0; round < 3; ++round) {
+    tu_tensor xv = rnd(VNRT_F32, 2, T, C, 0, 0, 410 + round, -1.0f, 1.0f);
+    float res[2][MIX_T * MIX_C];
+    for (int p = 0; p < 2; ++p) {
+      TU_OK(ctx, vnrt_plan_set_input(plans[p], "x", xv.data, sizeof(float) * T * C));
+      TU_OK(ctx, vnrt_plan_run(plans[p]));
+      TU_OK(ctx, vnrt_plan_read_output(plans[p], "out", res[p], sizeof res[p]));
+    }
+    double num = 0, den = 0;
+    for (int i = 0; i < T * C; ++i) {
+      num += ((double)res[0][i] - res[1][i]) * ((double)res[0][i] - res[1][i]);
+      den += (double)res[1][i] * res[1][i];
+    }
+    ck_assert_msg(num <= TOL_GEMM * den, "round %d: NMSE %g", round, num / den);
+    tu_tensor_free(&xv);
+  }
+  vnrt_plan_destroy(plans[0]);
+  vnrt_plan_destroy(plans[1]);
+  tu_tensor_free(&pw);
+  tu_tensor_free(&pgu);
+  tu_tensor_free(&pdn);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- Pipeline cache on disk ------------------------------------------------------------ */
+
+static int cache_files(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/vnrt", dir);
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    n += strncmp(e->d_name, "vulkan-", 7) == 0 && len > 4 && strcmp(e->d_name + len - 4, ".bin") == 0;
+  }
+  closedir(d);
+  return n;
+}
+
+static void run_one_op(vnrt_context *ctx) {
+  tu_tensor x = rnd(VNRT_F32, 1, 9, 0, 0, 0, 500, -1.0f, 1.0f);
+  vs_cpu(ctx, "tanh", VNRT_OP_TANH, &x, 1, NULL, 0, 1, TOL_ELEM);
+  tu_tensor_free(&x);
+}
+
+START_TEST(test_pipeline_cache_on_disk) {
+  char dir[] = "/tmp/vnrt-vkcache-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  saved_env x = env_set("XDG_CACHE_HOME", dir);
+  vnrt_context *ctx = tu_context();
+  run_one_op(ctx);
+  vnrt_context_destroy(ctx);
+  ck_assert_int_eq(cache_files(dir), 1);
+  /* Loading it back works (and a second run rewrites the same file). */
+  ctx = tu_context();
+  run_one_op(ctx);
+  vnrt_context_destroy(ctx);
+  ck_assert_int_eq(cache_files(dir), 1);
+  env_restore(&x);
+
+  /* A cache directory that cannot exist (under a regular file) is only a warning. */
+  char file[600], bad[700];
+  snprintf(file, sizeof file, "%s/plainfile", dir);
+  FILE *f = fopen(file, "w");
+  ck_assert_ptr_nonnull(f);
+  fclose(f);
+  snprintf(bad, sizeof bad, "%s/sub", file);
+  x = env_set("XDG_CACHE_HOME", bad);
+  log_capture cap;
+  ctx = capture_context(&cap);
+  run_one_op(ctx);
+  vnrt_context_destroy(ctx);
+  env_restore(&x);
+  ck_assert_msg(strstr(cap.text, "pipeline cache") != NULL, "no warning logged:\n%s", cap.text);
+
+  /* Clean up. */
+  char path[700];
+  DIR *d;
+  snprintf(path, sizeof path, "%s/vnrt", dir);
+  if ((d = opendir(path)) != NULL) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      char p[1000];
+      if (e->d_name[0] == '.') continue;
+      snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+      remove(p);
+    }
+    closedir(d);
+  }
+  rmdir(path);
+  remove(file);
+  rmdir(dir);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("vulkan");
+  TCase *dev = tcase_create("device");
+  tcase_add_test(dev, test_device_listed_with_capabilities);
+  tcase_add_test(dev, test_absent_driver_gives_no_devices);
+  tcase_add_test(dev, test_allocation_beyond_heap_names_the_limit);
+  tcase_add_test(dev, test_pipeline_cache_on_disk);
+  suite_add_tcase(s, dev);
+  TCase *ops = tcase_create("ops");
+  tcase_set_timeout(ops, 240);
+  tcase_add_test(ops, test_ops_match_cpu_under_validation);
+  tcase_add_test(ops, test_ops_match_cpu_baseline_under_validation);
+  suite_add_tcase(s, ops);
+  TCase *run = tcase_create("run");
+  tcase_add_test(run, test_index_errors_are_reported);
+  tcase_add_test(run, test_staging_path_matches);
+  tcase_add_test(run, test_mixed_plan_reruns);
+  suite_add_tcase(s, run);
+  return tu_run_suite(s);
+}
