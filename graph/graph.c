@@ -80,8 +80,7 @@ static void put_err(char *err, size_t size, const char *fmt, ...) {
 
 /* "input 'x'" or "result 1": what a type message is about. Formatted only on an error, since
  * check_type runs for every value of every graph. */
-static const char *role_str(char *buf, size_t size, const char *what, const char *name,
-                            int index) {
+static const char *role_str(char *buf, size_t size, const char *what, const char *name, int index) {
   if (name) {
     snprintf(buf, size, "%s '%s'", what, name);
   } else {
@@ -259,10 +258,10 @@ static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt
   if (graph->n_values >= INT32_MAX - VNRT_MAX_NODE_OUTPUTS ||
       !vn_grow(ctx, (void **)&graph->values, &graph->cap_values, graph->n_values + 1,
                sizeof *graph->values) ||
-      (!is_state && !vn_grow(ctx, (void **)&graph->inputs, &graph->cap_inputs,
-                             graph->n_inputs + 1, sizeof *graph->inputs)) ||
-      (is_state && !vn_grow(ctx, (void **)&graph->states, &graph->cap_states,
-                            graph->n_states + 1, sizeof *graph->states)) ||
+      (!is_state && !vn_grow(ctx, (void **)&graph->inputs, &graph->cap_inputs, graph->n_inputs + 1,
+                             sizeof *graph->inputs)) ||
+      (is_state && !vn_grow(ctx, (void **)&graph->states, &graph->cap_states, graph->n_states + 1,
+                            sizeof *graph->states)) ||
       !index_reserve(graph, 1)) {
     put_err(err, err_size, "%s '%s': out of memory", what, name);
     return VNRT_ERROR_OUT_OF_MEMORY;
@@ -282,8 +281,10 @@ static vnrt_status declare_value(vnrt_graph *graph, const char *name, const vnrt
   v->producer = -1;
   v->slot = 0;
   v->next = -1;
-  if (is_state) graph->states[graph->n_states++] = id;
-  else graph->inputs[graph->n_inputs++] = id;
+  if (is_state)
+    graph->states[graph->n_states++] = id;
+  else
+    graph->inputs[graph->n_inputs++] = id;
   index_commit(graph);
   if (out_value) *out_value = id;
   return VNRT_OK;
@@ -300,8 +301,8 @@ vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_t
   return declare_value(graph, name, type, VN_VALUE_STATE, out_value, err, err_size);
 }
 
-vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name,
-                                 const vnrt_tensor_type *type, vnrt_value *out_value) {
+vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                                 vnrt_value *out_value) {
   if (out_value) *out_value = -1;
   if (!graph) return vn_error(NULL, VNRT_ERROR_INVALID_ARGUMENT, "graph is NULL");
   char err[VN_MSG];

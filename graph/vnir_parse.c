@@ -58,8 +58,8 @@ typedef struct parser {
   const char *filename;
   size_t pos, line, line_start; /* lexer state */
   token tok;                    /* the current token */
-  vnrt_graph *graph; /* names are looked up in the graph's own index */
-  value_info *vinfo; /* by value id */
+  vnrt_graph *graph;            /* names are looked up in the graph's own index */
+  value_info *vinfo;            /* by value id */
   int32_t vinfo_cap;
   int32_t n_outputs, n_updates;
   /* the attributes of the statement being parsed; lists and words are owned here */
@@ -573,13 +573,15 @@ static vnrt_status parse_update(parser *p) {
   tok_copy(p, &state_tok, name);
   const vn_value *sv = &p->graph->values[state];
   if (sv->kind != VN_VALUE_STATE)
-    return PERR(p, &state_tok, "'%s' is not a state (it is %s, defined at %zu:%zu); declare it "
-                "with 'state %s: TYPE' to update it", name, kind_name(sv->kind),
-                p->vinfo[state].line, p->vinfo[state].col, name);
+    return PERR(p, &state_tok,
+                "'%s' is not a state (it is %s, defined at %zu:%zu); declare it "
+                "with 'state %s: TYPE' to update it",
+                name, kind_name(sv->kind), p->vinfo[state].line, p->vinfo[state].col, name);
   if (p->vinfo[state].update_line > 0)
-    return PERR(p, &state_tok, "state '%s' is already updated (first at %zu:%zu; a state takes "
-                "one value after each run)", name, p->vinfo[state].update_line,
-                p->vinfo[state].update_col);
+    return PERR(p, &state_tok,
+                "state '%s' is already updated (first at %zu:%zu; a state takes "
+                "one value after each run)",
+                name, p->vinfo[state].update_line, p->vinfo[state].update_col);
   VN_RETURN_IF_ERROR(next(p));
   if (p->tok.kind != TK_EQUALS) return expected(p, "'=' and a value after the state name");
   VN_RETURN_IF_ERROR(next(p));

@@ -1276,8 +1276,8 @@ START_TEST(test_lookup_aids_rebuilt_when_missing) {
     char name[16];
     snprintf(name, sizeof name, "n%d", i);
     vnrt_value next;
-    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name},
-                                   &next, 1));
+    TU_OK(ctx,
+          vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name}, &next, 1));
     prev = next;
   }
   TU_OK(ctx, vnrt_graph_add_output(g, 7));
@@ -1363,8 +1363,8 @@ START_TEST(test_allocation_failures_leave_graph_unchanged) {
           st = vnrt_graph_add_state(g, name, &tx, &v);
         } else if (kind == 2) {
           snprintf(name, sizeof name, "node%d", step);
-          st = vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name}, &v,
-                                   1);
+          st =
+              vnrt_graph_add_node(g, VNRT_OP_NEG, &prev, 1, NULL, 0, (const char *[]){name}, &v, 1);
         } else {
           snprintf(name, sizeof name, "node%d", step);
           st = vnrt_graph_add_output(g, prev);
@@ -1375,8 +1375,8 @@ START_TEST(test_allocation_failures_leave_graph_unchanged) {
           break;
         }
         ++failures;
-        ck_assert_msg(st == VNRT_ERROR_OUT_OF_MEMORY, "step %d kind %d budget %ld: %s", step,
-                      kind, budget, vnrt_context_last_error(fctx));
+        ck_assert_msg(st == VNRT_ERROR_OUT_OF_MEMORY, "step %d kind %d budget %ld: %s", step, kind,
+                      budget, vnrt_context_last_error(fctx));
         ck_assert_int_eq(v, -1);
         ck_assert(g->n_values == nv && g->n_nodes == nn && g->n_inputs == ni &&
                   g->n_outputs == no && g->n_states == ns);
