@@ -34,6 +34,11 @@ static const char kUsage[] =
     "  --prompt \"1 2 3\"  prompt token ids\n"
     "  --text STR        prompt as bytes (byte tokenizer: id = byte value)\n"
     "  --tokens N        tokens to generate (default 16)\n"
+    "  --memory-limit B  device memory per plan, e.g. 64M or 1G; over it, weights stay in the\n"
+    "                    mapped file and stream to the device (default: "
+    "$VNRT_DEVICE_MEMORY_LIMIT)\n"
+    "  --engram-cache N  serve the Engram tables from Engram stores over the weights file with\n"
+    "                    a device row cache of N rows each (0: no cache)\n"
     "  --stats           print plan statistics and per-run statistics\n"
     "  --help            show this help\n";
 
@@ -41,7 +46,26 @@ typedef struct options {
   const char *config, *weights, *device, *prompt, *text;
   long tokens;
   int stats;
+  ds_model_options model;
 } options;
+
+/* "64M", "1G", "4096": bytes. */
+static int parse_bytes(const char *text, uint64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || v < 0) return -1;
+  double unit = 1.0;
+  if (*end == 'K' || *end == 'k')
+    unit = 1024.0, ++end;
+  else if (*end == 'M' || *end == 'm')
+    unit = 1024.0 * 1024.0, ++end;
+  else if (*end == 'G' || *end == 'g')
+    unit = 1024.0 * 1024.0 * 1024.0, ++end;
+  if (*end) return -1;
+  *out = (uint64_t)(v * unit);
+  return 0;
+}
 
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
@@ -68,6 +92,22 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "deepseek: --tokens wants a positive integer, not '%s'\n", argv[i]);
         return 2;
       }
+    } else if (!strcmp(a, "--memory-limit") && has) {
+      if (parse_bytes(argv[++i], &o->model.device_memory_limit) ||
+          o->model.device_memory_limit == 0) {
+        fprintf(stderr, "deepseek: --memory-limit wants a size such as 64M, not '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (!strcmp(a, "--engram-cache") && has) {
+      char *end = NULL;
+      errno = 0;
+      long rows = strtol(argv[++i], &end, 10);
+      if (errno || !end || *end || rows < 0) {
+        fprintf(stderr, "deepseek: --engram-cache wants a row count, not '%s'\n", argv[i]);
+        return 2;
+      }
+      o->model.engram_store = 1;
+      o->model.engram_cache_rows = rows;
     } else if (!strcmp(a, "--stats")) {
       o->stats = 1;
     } else if (!strcmp(a, "--help")) {
@@ -151,18 +191,33 @@ static void print_plan(const char *what, const vnrt_plan_info *p) {
       "  %s plan: %d nodes in %d partitions, %d on the cpu as fallback, %d in-place state "
       "updates\n",
       what, p->n_nodes, p->n_partitions, p->n_fallback_nodes, p->n_inplace_updates);
-  printf("    arena %.2f MiB (naive %.2f MiB), weights %.2f MiB, states %.2f MiB\n",
-         mib(p->arena_bytes), mib(p->naive_bytes), mib(p->weight_bytes), mib(p->state_bytes));
+  printf(
+      "    arena %.2f MiB (naive %.2f MiB), weights %.2f MiB, states %.2f MiB; on the device "
+      "%.2f MiB (budget %.2f MiB, 0 = none)\n",
+      mib(p->arena_bytes), mib(p->naive_bytes), mib(p->weight_bytes), mib(p->state_bytes),
+      mib(p->device_bytes), mib(p->device_limit));
+  printf(
+      "    streamed weights: %d (%.2f MiB); Engram lookups served from stores: %d (row caches "
+      "%.2f MiB)\n",
+      p->n_streamed_params, mib(p->streamed_bytes), p->n_engram_lookups,
+      mib(p->engram_cache_bytes));
 }
 
-/* Per-run statistics. This vnrt exposes plan statistics only (vnrt_plan_get_info); when the
- * runtime adds per-run counters (bytes moved on the copy stream, Engram row-cache hit rate,
- * copy/compute overlap — issue 6), print them here, after the runs they describe. */
-static void print_run_stats(const ds_model *model) {
-  (void)model;
+/* The runtime's per-run statistics (vnrt_plan_get_run_stats), summed over the runs. New
+ * counters of vnrt_run_stats belong here. */
+static void print_run_stats(const char *what, const vnrt_run_stats *s, int64_t runs) {
+  if (runs == 0) return;
   printf(
-      "  per-run statistics (bytes moved, Engram cache hit rate, copy/compute overlap): not "
-      "exposed by this vnrt version\n");
+      "  %s (%lld runs): wall %.2f ms, compute stream %.2f ms, copy stream %.2f ms, stalled "
+      "%.2f ms, copy/compute overlap %.0f%%\n",
+      what, (long long)runs, 1e-6 * (double)s->wall_ns, 1e-6 * (double)s->compute_ns,
+      1e-6 * (double)s->copy_ns, 1e-6 * (double)s->stall_ns, 100.0 * s->overlap);
+  printf(
+      "    bytes moved: weights %.2f MiB, Engram rows %.2f MiB, between devices and states "
+      "%.2f MiB; Engram rows %llu, cache hits %llu (hit rate %.1f%%)\n",
+      mib(s->bytes_weights), mib(s->bytes_engram), mib(s->bytes_transfers),
+      (unsigned long long)s->engram_rows, (unsigned long long)s->engram_hits,
+      100.0 * s->engram_hit_rate);
 }
 
 int main(int argc, char **argv) {
@@ -240,7 +295,7 @@ int main(int argc, char **argv) {
          mib(ds_weights_bytes(&cfg)), o.weights ? "" : ", deterministic");
   printf("device: %s (%s)\n", info.spec, info.name);
 
-  if (ds_model_compile(model, device, n_prompt) != VNRT_OK) {
+  if (ds_model_compile(model, device, n_prompt, &o.model) != VNRT_OK) {
     fprintf(stderr, "deepseek: %s\n", ds_model_error(model));
     goto done;
   }
@@ -301,15 +356,18 @@ int main(int argc, char **argv) {
   uint64_t peak_d = di.arena_bytes + di.weight_bytes + di.state_bytes;
   printf(
       "peak device memory: %.2f MiB (prefill plan %.2f + decode plan %.2f: arena + weights + "
-      "states)\n",
-      mib(peak_p + peak_d), mib(peak_p), mib(peak_d));
+      "states; the runtime places %.2f MiB on the device)\n",
+      mib(peak_p + peak_d), mib(peak_p), mib(peak_d), mib(pi.device_bytes + di.device_bytes));
   printf("fallback nodes: prefill %d of %d, decode %d of %d\n", pi.n_fallback_nodes, pi.n_nodes,
          di.n_fallback_nodes, di.n_nodes);
   if (o.stats) {
     printf("stats:\n");
     print_plan("prefill", &pi);
     print_plan("decode", &di);
-    print_run_stats(model);
+    vnrt_run_stats ps, ds;
+    ds_model_run_stats(model, &ps, &ds);
+    print_run_stats("prefill", &ps, tm.prefill_runs);
+    print_run_stats("decode", &ds, tm.decode_runs);
   }
   rc = 0;
 

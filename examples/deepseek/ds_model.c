@@ -11,6 +11,7 @@
 
 #include "ds_weights.h"
 #include "vnrt/io.h"
+#include "vnrt/memory.h"
 
 /* ---- Graph building ----------------------------------------------------------------------- */
 
@@ -393,6 +394,7 @@ typedef struct state_entry {
 struct ds_model {
   vnrt_context *ctx;
   ds_config cfg;
+  char *weights_path;
   vnrt_safetensors *file;
   ds_tensor_spec *specs;
   int32_t n_specs;
@@ -407,6 +409,9 @@ struct ds_model {
   int64_t pos; /* tokens in the current sequence */
   int started; /* a prefill ran since the last compile */
   ds_timing timing;
+  vnrt_run_stats prefill_stats, decode_stats;
+  ds_model_options options;
+  vnrt_engram_store *stores[DS_MAX_ENGRAM_LAYERS]; /* with options.engram_store */
   char err[DS_ERR_SIZE];
 };
 
@@ -497,9 +502,12 @@ vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *w
   }
   m->ctx = ctx;
   m->cfg = *cfg;
-  vnrt_status st = VNRT_OK;
+  m->weights_path = strdup(weights_path ? weights_path : "");
+  vnrt_status st = m->weights_path ? VNRT_OK : VNRT_ERROR_OUT_OF_MEMORY;
   char why[DS_ERR_SIZE];
-  if (ds_config_finish(&m->cfg, why, sizeof why)) {
+  if (st != VNRT_OK) {
+    merr(m, st, "out of memory");
+  } else if (ds_config_finish(&m->cfg, why, sizeof why)) {
     st = merr(m, VNRT_ERROR_INVALID_ARGUMENT, "config: %s", why);
   } else if (ds_tensor_specs(&m->cfg, &m->specs, &m->n_specs)) {
     st = merr(m, VNRT_ERROR_OUT_OF_MEMORY, "out of memory listing the tensors");
@@ -535,6 +543,10 @@ static void drop_plans(ds_model *m) {
   vnrt_plan_destroy(m->prefill);
   vnrt_plan_destroy(m->decode);
   m->prefill = m->decode = NULL;
+  for (int32_t i = 0; i < DS_MAX_ENGRAM_LAYERS; ++i) {
+    vnrt_engram_store_destroy(m->stores[i]); /* after the plans that borrow them */
+    m->stores[i] = NULL;
+  }
   free(m->states);
   m->states = NULL;
   m->n_states = 0;
@@ -550,13 +562,14 @@ void ds_model_close(ds_model *m) {
   free(m->specs);
   free(m->scratch);
   free(m->pos_buf);
+  free(m->weights_path);
   vnrt_safetensors_close(m->file);
   free(m);
 }
 
 /* Compiles the graph for T tokens; the first compile also records the states' names. */
-static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T, vnrt_plan **out,
-                               double *seconds) {
+static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T,
+                               const vnrt_plan_desc *desc, vnrt_plan **out, double *seconds) {
   vnrt_graph *g = NULL;
   char why[DS_ERR_SIZE];
   vnrt_status st = ds_graph_build(m->ctx, &m->cfg, T, &g, why, sizeof why);
@@ -587,7 +600,7 @@ static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T, vnrt
     m->n_states = n;
   }
   double t0 = now_s();
-  st = vnrt_plan_create(m->ctx, g, device, NULL, out);
+  st = vnrt_plan_create(m->ctx, g, device, desc, out);
   *seconds = now_s() - t0;
   vnrt_graph_destroy(g);
   if (st != VNRT_OK) {
@@ -597,9 +610,17 @@ static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T, vnrt
   return VNRT_OK;
 }
 
+/* The Engram store serving a tensor, or NULL. */
+static vnrt_engram_store *store_for(const ds_model *m, const ds_tensor_spec *s) {
+  if (!m->options.engram_store || !strstr(s->name, ".engram.embedding.weight")) return NULL;
+  int32_t ei = ds_config_engram_index(&m->cfg, s->layer);
+  return ei >= 0 ? m->stores[ei] : NULL;
+}
+
 static vnrt_status bind_weights(ds_model *m, vnrt_plan *plan) {
   for (int32_t i = 0; i < m->n_specs; ++i) {
     const ds_tensor_spec *s = &m->specs[i];
+    if (store_for(m, s)) continue; /* the plan reads it through the store */
     const void *data = m->derived[i];
     size_t bytes = vnrt_tensor_type_bytes(&s->type);
     if (!s->derived) {
@@ -609,7 +630,8 @@ static vnrt_status bind_weights(ds_model *m, vnrt_plan *plan) {
         return merr(m, st, "tensor '%s': %s", s->name, vnrt_context_last_error(m->ctx));
       }
     }
-    vnrt_status st = vnrt_plan_set_input(plan, s->name, data, bytes);
+    /* Borrowed: the mapping outlives the plans, so streamed weights are read from it. */
+    vnrt_status st = vnrt_plan_set_input_ref(plan, s->name, data, bytes);
     if (st != VNRT_OK) {
       return merr(m, st, "binding '%s': %s", s->name, vnrt_context_last_error(m->ctx));
     }
@@ -617,17 +639,47 @@ static vnrt_status bind_weights(ds_model *m, vnrt_plan *plan) {
   return VNRT_OK;
 }
 
-vnrt_status ds_model_compile(ds_model *m, vnrt_device *device, int64_t prefill_len) {
+vnrt_status ds_model_compile(ds_model *m, vnrt_device *device, int64_t prefill_len,
+                             const ds_model_options *options) {
   if (!m) return VNRT_ERROR_INVALID_ARGUMENT;
   drop_plans(m);
+  memset(&m->options, 0, sizeof m->options);
+  if (options) m->options = *options;
   if (prefill_len < 1 || prefill_len > m->cfg.max_seq) {
     return merr(m, VNRT_ERROR_INVALID_ARGUMENT,
                 "a prompt of %lld tokens: must be in [1, max_position_embeddings = %lld]",
                 (long long)prefill_len, (long long)m->cfg.max_seq);
   }
   memset(&m->timing, 0, sizeof m->timing);
-  vnrt_status st = compile_one(m, device, prefill_len, &m->prefill, &m->timing.compile_prefill_s);
-  if (st == VNRT_OK) st = compile_one(m, device, 1, &m->decode, &m->timing.compile_decode_s);
+  memset(&m->prefill_stats, 0, sizeof m->prefill_stats);
+  memset(&m->decode_stats, 0, sizeof m->decode_stats);
+  vnrt_plan_desc desc = {0};
+  desc.device_memory_limit = m->options.device_memory_limit;
+  vnrt_engram_binding bindings[DS_MAX_ENGRAM_LAYERS];
+  char table_names[DS_MAX_ENGRAM_LAYERS][DS_NAME_SIZE];
+  vnrt_status st = VNRT_OK;
+  if (m->options.engram_store) {
+    for (int32_t i = 0; i < m->cfg.n_engram && st == VNRT_OK; ++i) {
+      snprintf(table_names[i], sizeof table_names[i], "model.layers.%d.engram.embedding.weight",
+               (int)m->cfg.engram_layer[i]);
+      vnrt_engram_store_desc sd = {0};
+      sd.file_path = m->weights_path;
+      sd.tensor_name = table_names[i];
+      sd.cache_slots = m->options.engram_cache_rows;
+      st = vnrt_engram_store_create(m->ctx, &sd, &m->stores[i]);
+      if (st != VNRT_OK) {
+        merr(m, st, "Engram store for %s: %s", table_names[i], vnrt_context_last_error(m->ctx));
+      }
+      bindings[i].param = table_names[i];
+      bindings[i].store = m->stores[i];
+    }
+    desc.engram = bindings;
+    desc.n_engram = m->cfg.n_engram;
+  }
+  if (st == VNRT_OK) {
+    st = compile_one(m, device, prefill_len, &desc, &m->prefill, &m->timing.compile_prefill_s);
+  }
+  if (st == VNRT_OK) st = compile_one(m, device, 1, &desc, &m->decode, &m->timing.compile_decode_s);
   double t0 = now_s();
   if (st == VNRT_OK) st = bind_weights(m, m->prefill);
   if (st == VNRT_OK) st = bind_weights(m, m->decode);
@@ -669,12 +721,28 @@ static vnrt_status bind_step(ds_model *m, vnrt_plan *plan, const int32_t *ids, i
   return VNRT_OK;
 }
 
+/* Adds one run's statistics to a sum (overlap summed too: averaged when reported). */
+static void add_stats(vnrt_run_stats *sum, const vnrt_run_stats *r) {
+  sum->wall_ns += r->wall_ns;
+  sum->compute_ns += r->compute_ns;
+  sum->copy_ns += r->copy_ns;
+  sum->stall_ns += r->stall_ns;
+  sum->overlap += r->overlap;
+  sum->bytes_weights += r->bytes_weights;
+  sum->bytes_engram += r->bytes_engram;
+  sum->bytes_transfers += r->bytes_transfers;
+  sum->engram_rows += r->engram_rows;
+  sum->engram_hits += r->engram_hits;
+}
+
 static vnrt_status run_and_read(ds_model *m, vnrt_plan *plan, float *logits, int64_t T,
-                                double *seconds, const char *what) {
+                                double *seconds, vnrt_run_stats *stats, const char *what) {
   double t0 = now_s();
   vnrt_status st = vnrt_plan_run(plan);
   *seconds += now_s() - t0;
   if (st != VNRT_OK) return merr(m, st, "%s: %s", what, vnrt_context_last_error(m->ctx));
+  vnrt_run_stats r;
+  if (vnrt_plan_get_run_stats(plan, &r) == VNRT_OK) add_stats(stats, &r);
   if (logits) {
     st = vnrt_plan_read_output(plan, "logits", logits,
                                (size_t)T * (size_t)m->cfg.vocab * sizeof(float));
@@ -701,7 +769,8 @@ vnrt_status ds_model_prefill(ds_model *m, const int32_t *ids, float *logits) {
   }
   st = bind_step(m, m->prefill, ids, m->prefill_len, 0);
   if (st == VNRT_OK) {
-    st = run_and_read(m, m->prefill, logits, m->prefill_len, &m->timing.prefill_s, "prefill");
+    st = run_and_read(m, m->prefill, logits, m->prefill_len, &m->timing.prefill_s,
+                      &m->prefill_stats, "prefill");
   }
   if (st != VNRT_OK) return st;
   m->timing.prefill_runs++;
@@ -731,7 +800,9 @@ vnrt_status ds_model_decode(ds_model *m, int32_t id, float *logits) {
                 (long long)m->cfg.max_seq);
   }
   vnrt_status st = bind_step(m, m->decode, &id, 1, m->pos);
-  if (st == VNRT_OK) st = run_and_read(m, m->decode, logits, 1, &m->timing.decode_s, "decode");
+  if (st == VNRT_OK) {
+    st = run_and_read(m, m->decode, logits, 1, &m->timing.decode_s, &m->decode_stats, "decode");
+  }
   if (st != VNRT_OK) return st;
   m->timing.decode_runs++;
   m->pos++;
@@ -756,6 +827,19 @@ void ds_model_timing(const ds_model *m, ds_timing *out) {
   } else {
     memset(out, 0, sizeof *out);
   }
+}
+
+static void finish_stats(const vnrt_run_stats *sum, int64_t runs, vnrt_run_stats *out) {
+  *out = *sum;
+  out->overlap = runs > 0 ? sum->overlap / (double)runs : 0.0;
+  out->engram_hit_rate =
+      sum->engram_rows ? (double)sum->engram_hits / (double)sum->engram_rows : 0.0;
+}
+
+void ds_model_run_stats(const ds_model *m, vnrt_run_stats *prefill, vnrt_run_stats *decode) {
+  vnrt_run_stats zero = {0};
+  if (prefill) finish_stats(m ? &m->prefill_stats : &zero, m ? m->timing.prefill_runs : 0, prefill);
+  if (decode) finish_stats(m ? &m->decode_stats : &zero, m ? m->timing.decode_runs : 0, decode);
 }
 
 int32_t ds_argmax(const float *v, int64_t n) {

@@ -31,9 +31,22 @@ vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *w
                           ds_model **out_model, char *err, size_t err_size);
 void ds_model_close(ds_model *model);
 
+/* How the plans place memory. Zero-initialise for the defaults. */
+typedef struct ds_model_options {
+  /* Device memory each plan may use; over it, weights stay in the mapped file and are streamed
+   * to the device on the copy stream. 0: $VNRT_DEVICE_MEMORY_LIMIT if set, else no limit. */
+  uint64_t device_memory_limit;
+  /* Nonzero: the Engram tables are served from Engram stores over the mapped weights file
+   * (vnrt/memory.h) instead of device memory; their rows are prefetched on the copy stream. */
+  int engram_store;
+  int64_t engram_cache_rows; /* rows of each table's device row cache; 0: no cache */
+} ds_model_options;
+
 /* Compiles the prefill graph for prompts of prefill_len tokens and the decode graph (one
- * token) for device, and binds the weights to both. Replaces plans compiled before. */
-vnrt_status ds_model_compile(ds_model *model, vnrt_device *device, int64_t prefill_len);
+ * token) for device, and binds the weights to both (borrowed from the mapping, never copied
+ * for streamed weights). Replaces plans compiled before. options may be NULL. */
+vnrt_status ds_model_compile(ds_model *model, vnrt_device *device, int64_t prefill_len,
+                             const ds_model_options *options);
 
 /* Starts a new sequence with exactly prefill_len tokens: resets every state, runs the prefill
  * plan, hands its states (KV caches, histories) to the decode plan. logits (may be NULL)
@@ -58,6 +71,11 @@ typedef struct ds_timing {
   int64_t prefill_runs, decode_runs;
 } ds_timing;
 void ds_model_timing(const ds_model *model, ds_timing *out);
+
+/* The runtime's per-run statistics (vnrt_plan_get_run_stats), summed over the prefill runs and
+ * over the decode runs since the last compile; overlap and hit rate are recomputed from the
+ * sums (overlap: mean over runs). Either pointer may be NULL. */
+void ds_model_run_stats(const ds_model *model, vnrt_run_stats *prefill, vnrt_run_stats *decode);
 
 /* Index of the largest value (ties: the lowest index). */
 int32_t ds_argmax(const float *values, int64_t n);

@@ -538,7 +538,7 @@ START_TEST(greedy_tokens_and_logits_agree_with_the_reference_on_every_device) {
   ds_model *m = open_model(ctx, &c, path);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
-    DS_OK(m, ds_model_compile(m, dev, PROMPT));
+    DS_OK(m, ds_model_compile(m, dev, PROMPT, NULL));
     DS_OK(m, ds_model_prefill(m, prompt, logits));
     int32_t tokens[GEN];
     tokens[0] = ds_argmax(logits + (PROMPT - 1) * V, V);
@@ -621,9 +621,9 @@ START_TEST(decode_step_by_step_equals_prefill_of_the_same_tokens) {
   ds_model *a = open_model(ctx, &c, path), *b = open_model(ctx, &c, path);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
-    DS_OK(a, ds_model_compile(a, dev, T));
+    DS_OK(a, ds_model_compile(a, dev, T, NULL));
     DS_OK(a, ds_model_prefill(a, seq, full));
-    DS_OK(b, ds_model_compile(b, dev, P));
+    DS_OK(b, ds_model_compile(b, dev, P, NULL));
     vnrt_plan_info pi, di_info;
     DS_OK(b, ds_model_plan_info(b, &pi, &di_info));
     if (di_info.n_fallback_nodes == 0) {
@@ -658,7 +658,7 @@ START_TEST(decode_step_by_step_equals_prefill_of_the_same_tokens) {
     ck_assert_int_eq(memcmp(first, again, (size_t)(P * V) * sizeof(float)), 0);
   }
   /* Past the KV cache: an error, not a write out of bounds. */
-  DS_OK(b, ds_model_compile(b, tu_device(ctx, 0), P));
+  DS_OK(b, ds_model_compile(b, tu_device(ctx, 0), P, NULL));
   DS_OK(b, ds_model_prefill(b, seq, NULL));
   for (int64_t t = P; t < c.max_seq; ++t) DS_OK(b, ds_model_decode(b, 1, NULL));
   ck_assert_int_eq(ds_model_decode(b, 1, NULL), VNRT_ERROR_OUT_OF_RANGE);
@@ -676,7 +676,71 @@ START_TEST(decode_step_by_step_equals_prefill_of_the_same_tokens) {
 }
 END_TEST
 
-/* Rewrites the weights file with one change, made by edit() on the list of tensors. */
+/* Prefill then decode on the cpu with the given placement: every logit into out[T][V]. */
+static void run_sequence(ds_model *m, vnrt_device *cpu, const ds_model_options *o,
+                         const int32_t *seq, int64_t T, int64_t P, float *out, vnrt_plan_info *info,
+                         vnrt_run_stats *dstats) {
+  const int64_t V = ds_model_config(m)->vocab;
+  DS_OK(m, ds_model_compile(m, cpu, P, o));
+  DS_OK(m, ds_model_prefill(m, seq, out));
+  for (int64_t t = P; t < T; ++t) DS_OK(m, ds_model_decode(m, seq[t], out + t * V));
+  DS_OK(m, ds_model_plan_info(m, NULL, info));
+  ds_model_run_stats(m, NULL, dstats);
+}
+
+START_TEST(engram_stores_and_streamed_weights_give_the_same_logits) {
+  vnrt_context *ctx = tu_context();
+  ds_config c = small_config();
+  tmpdir d = tmp_make();
+  const char *path = tmp_file(&d, "w.safetensors");
+  generate(ctx, &c, path);
+  enum { T = 16, P = 4 };
+  const int64_t V = c.vocab;
+  /* Repeated n-grams, so that a row cache has something to hit. */
+  const int32_t seq[T] = {1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4};
+  float *base = malloc((size_t)(T * V) * sizeof(float));
+  float *got = malloc((size_t)(T * V) * sizeof(float));
+  vnrt_plan_info info;
+  vnrt_run_stats rs;
+  ds_model *m = open_model(ctx, &c, path);
+  run_sequence(m, tu_device(ctx, 0), NULL, seq, T, P, base, &info, &rs);
+  ck_assert_int_eq(info.n_engram_lookups, 0);
+  ck_assert_int_eq(info.n_streamed_params, 0);
+  ck_assert_uint_eq(rs.engram_rows, 0);
+
+  /* Engram tables read through stores over the weights file, with and without a row cache:
+   * bit-identical logits; with a cache, the repeated n-grams hit it. */
+  for (int64_t rows = 0; rows <= 64; rows += 64) {
+    ds_model_options o = {.engram_store = 1, .engram_cache_rows = rows};
+    run_sequence(m, tu_device(ctx, 0), &o, seq, T, P, got, &info, &rs);
+    ck_assert_int_eq(info.n_engram_lookups, c.n_engram);
+    ck_assert_int_eq(memcmp(base, got, (size_t)(T * V) * sizeof(float)), 0);
+    /* Each decode step asks every Engram layer for its (N-1)*K rows. */
+    ck_assert_uint_eq(rs.engram_rows, (uint64_t)((T - P) * c.n_engram * c.engram_heads_total));
+    if (rows == 0) {
+      ck_assert_uint_eq(rs.engram_hits, 0);
+    } else {
+      ck_assert_uint_gt(rs.engram_hits, 0);
+      ck_assert(rs.engram_hit_rate > 0.0 && rs.engram_hit_rate <= 1.0);
+    }
+  }
+
+  /* Half the weights over the device budget: they stay in the mapped file and stream in. */
+  ds_model_options o = {.device_memory_limit = ds_weights_bytes(&c) / 2};
+  run_sequence(m, tu_device(ctx, 0), &o, seq, T, P, got, &info, &rs);
+  ck_assert_int_gt(info.n_streamed_params, 0);
+  ck_assert_uint_le(info.device_bytes, o.device_memory_limit);
+  ck_assert_uint_gt(rs.bytes_weights, 0);
+  ck_assert_int_eq(memcmp(base, got, (size_t)(T * V) * sizeof(float)), 0);
+
+  ds_model_close(m);
+  free(base), free(got);
+  tmp_remove(&d);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* The tensors of a weights file, to write altered copies of it. */
 typedef struct tensor_list {
   const char *names[512];
   vnrt_tensor_type types[512];
@@ -923,6 +987,7 @@ int main(void) {
   tcase_add_test(tc, weights_are_deterministic_and_a_bad_tensor_is_named);
   tcase_add_test(tc, greedy_tokens_and_logits_agree_with_the_reference_on_every_device);
   tcase_add_test(tc, decode_step_by_step_equals_prefill_of_the_same_tokens);
+  tcase_add_test(tc, engram_stores_and_streamed_weights_give_the_same_logits);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
