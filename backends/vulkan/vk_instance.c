@@ -310,6 +310,9 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   st->baseline = env_on("VNRT_VK_BASELINE");
   st->force_staging = env_on("VNRT_VK_FORCE_STAGING");
   bool want_validation = env_on("VNRT_VK_VALIDATION");
+  /* VNRT_VK_VALIDATION=sync also turns on synchronization validation (missing barriers). */
+  const char *vv = getenv("VNRT_VK_VALIDATION");
+  bool want_sync = want_validation && strcmp(vv, "sync") == 0;
 
   uint32_t n_iext = 0;
   VkExtensionProperties *iext = NULL;
@@ -320,12 +323,12 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
     }
     if (!iext) n_iext = 0;
   }
-  const char *ext_names[4];
+  const char *ext_names[5];
   uint32_t n_ext = 0;
   VkInstanceCreateFlags flags = 0;
   if (has_ext(iext, n_iext, "VK_KHR_portability_enumeration")) {
     ext_names[n_ext++] = "VK_KHR_portability_enumeration";
-    flags |= 0x00000001; /* VK_INSTANCE_CREATE_ENUMERATE_PORTABILITY_BIT_KHR */
+    flags |= VK_INSTANCE_CREATE_ENUMERATE_PORTABILITY_BIT_KHR;
   }
   const char *layers[1];
   uint32_t n_layers = 0;
@@ -344,6 +347,7 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
       ext_names[n_ext++] = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
       debug_utils = true;
     }
+    if (st->validation && want_sync) ext_names[n_ext++] = VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME;
   }
   if (iext) host->free(host->core, iext);
 
@@ -366,6 +370,14 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
       .pfnUserCallback = vk_debug_cb_,
       .pUserData = (void *)host,
   };
+  VkValidationFeatureEnableEXT sync_feature =
+      VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT;
+  VkValidationFeaturesEXT features = {
+      .sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT,
+      .enabledValidationFeatureCount = 1,
+      .pEnabledValidationFeatures = &sync_feature,
+  };
+  if (st->validation && want_sync) dbg.pNext = &features;
   VkInstanceCreateInfo ici = {
       .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
       .pNext = debug_utils ? &dbg : NULL, /* also reports create/destroy of the instance */
@@ -389,6 +401,7 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
     st->destroy_messenger = (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(
         st->instance, "vkDestroyDebugUtilsMessengerEXT");
     if (create && st->destroy_messenger) {
+      dbg.pNext = NULL; /* the validation features belong to the instance only */
       r = create(st->instance, &dbg, NULL, &st->messenger);
       if (r != VK_SUCCESS) st->messenger = VK_NULL_HANDLE;
     }
@@ -396,7 +409,10 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
       host->log(host->core, VNRT_LOG_WARN, "vulkan: could not create a debug messenger");
     }
   }
-  if (st->validation) host->log(host->core, VNRT_LOG_INFO, "vulkan: validation layer enabled");
+  if (st->validation) {
+    host->log(host->core, VNRT_LOG_INFO, "vulkan: validation layer enabled%s",
+              want_sync ? " (with synchronization validation)" : "");
+  }
 
   uint32_t n = 0;
   r = vkEnumeratePhysicalDevices(st->instance, &n, NULL);

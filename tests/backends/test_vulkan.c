@@ -477,7 +477,45 @@ static void ops_engram(vnrt_context *ctx) {
   }
 }
 
+/* A chain of nodes, so that dispatches depend on earlier ones (read after write) and the
+ * arena reuses memory (write after read): the barriers between them are what is tested. */
+static void ops_chain(vnrt_context *ctx) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {6, 48}}, tw = {VNRT_BF16, 2, {48, 48}};
+  vnrt_value x, w, v[10];
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "w", &tw, 1, &w));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_RMS_NORM, &x, 1, NULL, 0, NULL, &v[0], 1));
+  vnrt_value in2[2] = {v[0], w};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in2, 2, NULL, 0, NULL, &v[1], 1));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_SILU, &v[1], 1, NULL, 0, NULL, &v[2], 1));
+  in2[0] = v[2], in2[1] = x;
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MUL, in2, 2, NULL, 0, NULL, &v[3], 1));
+  in2[0] = v[3], in2[1] = w;
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in2, 2, NULL, 0, NULL, &v[4], 1));
+  in2[0] = v[4], in2[1] = v[1];
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, in2, 2, NULL, 0, NULL, &v[5], 1));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_SOFTMAX, &v[5], 1, NULL, 0, NULL, &v[6], 1));
+  vnrt_attr k = tu_attr_i("k", 5);
+  const char *names[2] = {"vals", "idx"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TOPK, &v[6], 1, &k, 1, names, &v[7], 2));
+  TU_OK(ctx, vnrt_graph_add_output(g, v[7]));
+  TU_OK(ctx, vnrt_graph_add_output(g, v[8]));
+  tu_tensor in[2] = {rnd(VNRT_F32, 2, 6, 48, 0, 0, 600, -1.0f, 1.0f),
+                     rnd(VNRT_BF16, 2, 48, 48, 0, 0, 601, -0.3f, 0.3f)};
+  tu_tensor ref[2], got[2];
+  TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), in, 2, ref, 2));
+  TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), in, 2, got, 2));
+  compare_outputs("chain", got, ref, 2, TOL_GEMM);
+  free_all(ref, 2);
+  free_all(got, 2);
+  free_all(in, 2);
+  vnrt_graph_destroy(g);
+}
+
 static void all_ops(vnrt_context *ctx) {
+  ops_chain(ctx);
   ops_elementwise(ctx);
   ops_shape_and_cast(ctx);
   ops_linalg(ctx);
@@ -486,9 +524,10 @@ static void all_ops(vnrt_context *ctx) {
   ops_engram(ctx);
 }
 
-/* Every op, under the validation layer, in the given variant mode. */
+/* Every op, under the validation layer, in the given variant mode; the normal mode also
+ * validates synchronization (a missing barrier is reported as a hazard). */
 static void ops_under_validation(int baseline) {
-  saved_env v = env_set("VNRT_VK_VALIDATION", "1");
+  saved_env v = env_set("VNRT_VK_VALIDATION", baseline ? "1" : "sync");
   saved_env b = env_set("VNRT_VK_BASELINE", baseline ? "1" : NULL);
   log_capture cap;
   vnrt_context *ctx = capture_context(&cap);
@@ -753,9 +792,9 @@ START_TEST(test_staging_path_matches) {
   saved_env st = env_set("VNRT_VK_FORCE_STAGING", "1");
   vnrt_context *ctx = tu_context();
   env_restore(&st);
-  /* 20 MB: more than one 16 MiB staging chunk each way. */
-  tu_tensor ab[2] = {rnd(VNRT_F32, 2, 2500, 2000, 0, 0, 300, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 1, 2000, 0, 0, 0, 301, -1.0f, 1.0f)};
+  /* 36 MB: more than one 16 MiB staging chunk each way, and more workgroups than fit in x. */
+  tu_tensor ab[2] = {rnd(VNRT_F32, 2, 2600, 3500, 0, 0, 300, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 1, 3500, 0, 0, 0, 301, -1.0f, 1.0f)};
   vs_cpu(ctx, "add through staging", VNRT_OP_ADD, ab, 2, NULL, 0, 1, 0.0);
   free_all(ab, 2);
   tu_tensor x = rnd(VNRT_F16, 2, 3, 77, 0, 0, 302, -1.0f, 1.0f);
