@@ -408,29 +408,48 @@ static double check_against_reference(vnrt_plan *plan, const bench_graph *bg) {
   return worst;
 }
 
-/* Median seconds of vnrt_plan_run after warm-up runs; caches evicted before each timed run. */
-static double time_plan(vnrt_plan *plan) {
-  for (int w = 0; w < opt.warmup; ++w) check(vnrt_plan_run(plan), "vnrt_plan_run");
-  double *t = xmalloc(sizeof *t * (size_t)opt.reps);
+/* A baseline timed side by side with a case: run(user) does one baseline run. */
+typedef struct baseline {
+  void (*run)(void *user);
+  void *user;
+} baseline;
+
+/* Median seconds of vnrt_plan_run after warm-up runs, caches evicted before each timed run.
+ * With a baseline, its runs alternate with the plan's (plan, baseline, plan, ...) so that a
+ * machine whose load changes during the run slows both alike; *out_base gets its median. */
+static double time_plan(vnrt_plan *plan, const baseline *bl, double *out_base) {
+  for (int w = 0; w < opt.warmup; ++w) {
+    check(vnrt_plan_run(plan), "vnrt_plan_run");
+    if (bl) bl->run(bl->user);
+  }
+  double *t = xmalloc(sizeof *t * (size_t)opt.reps * 2), *tb = t + opt.reps;
   for (int r = 0; r < opt.reps; ++r) {
     evict_caches();
     double t0 = now_s();
     check(vnrt_plan_run(plan), "vnrt_plan_run");
     t[r] = now_s() - t0;
+    if (bl) {
+      evict_caches();
+      t0 = now_s();
+      bl->run(bl->user);
+      tb[r] = now_s() - t0;
+    }
   }
   double m = median(t, opt.reps);
+  if (bl) *out_base = median(tb, opt.reps);
   free(t);
   return m;
 }
 
-/* Times one case on the device; with --check (and check_it) also runs it on the reference
- * kernels and stores the worst NMSE in *out_nmse (else -1). */
+/* Times one case on the device (beside the baseline bl, if any: *out_base gets its time);
+ * with --check (and check_it) also runs it on the reference kernels and stores the worst NMSE
+ * in *out_nmse (else -1). */
 static double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, bool check_it,
-                       double *out_nmse) {
+                       const baseline *bl, double *out_base, double *out_nmse) {
   bench_graph bg = {.op = op, .ins = ins, .n_in = n_in, .n_out = n_out};
   graph_inputs(&bg);
   vnrt_plan *plan = make_plan(&bg, device, VNRT_KERNELS_FAST);
-  double t = time_plan(plan);
+  double t = time_plan(plan, bl, out_base);
   *out_nmse = -1.0;
   if (opt.check && check_it) *out_nmse = check_against_reference(plan, &bg);
   vnrt_plan_destroy(plan);
@@ -438,36 +457,51 @@ static double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, b
   return t;
 }
 
-/* ---- the OpenBLAS baseline --------------------------------------------------------------- */
+/* ---- the baselines: OpenBLAS sgemm and a dense linear ------------------------------------ */
 
-/* Median seconds of cblas_sgemm for C[M, N] = A[M, K]·B (B is [N, K] transposed when trans_b,
- * the linear layout, else [K, N]), f32, on the same thread count; 0 without OpenBLAS. */
-static double time_sgemm(int64_t m, int64_t n, int64_t k, bool trans_b) {
+/* cblas_sgemm for C[M, N] = A[M, K]·B, B being [N, K] transposed when trans_b (the linear
+ * layout), else [K, N]; f32 on the same thread count. */
+typedef struct sgemm_job {
+  float *a, *b, *c;
+  int64_t m, n, k;
+  bool trans_b;
+} sgemm_job;
+
+static void sgemm_run(void *user) {
 #if defined(VNRT_HAVE_OPENBLAS)
-  float *a = xmalloc(sizeof(float) * (size_t)(m * k));
-  float *b = xmalloc(sizeof(float) * (size_t)(k * n));
-  float *c = xmalloc(sizeof(float) * (size_t)(m * n));
-  for (int64_t i = 0; i < m * k; ++i) a[i] = (float)(rng_uniform() - 0.5);
-  for (int64_t i = 0; i < k * n; ++i) b[i] = (float)(rng_uniform() - 0.5);
-  double *t = xmalloc(sizeof *t * (size_t)opt.reps);
-  for (int r = -opt.warmup; r < opt.reps; ++r) {
-    if (r >= 0) evict_caches();
-    double t0 = now_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                (int)k, 1.0f, a, (int)k, b, trans_b ? (int)k : (int)n, 0.0f, c, (int)n);
-    if (r >= 0) t[r] = now_s() - t0;
-  }
-  double med = median(t, opt.reps);
-  free(t);
-  free(a);
-  free(b);
-  free(c);
-  return med;
+  sgemm_job *s = user;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans, (int)s->m,
+              (int)s->n, (int)s->k, 1.0f, s->a, (int)s->k, s->b, s->trans_b ? (int)s->k : (int)s->n,
+              0.0f, s->c, (int)s->n);
 #else
-  (void)m, (void)n, (void)k, (void)trans_b;
-  return 0.0;
+  (void)user;
 #endif
 }
+
+/* Prepares the sgemm baseline; false (and nothing to free) without OpenBLAS. */
+static bool sgemm_prepare(sgemm_job *s, int64_t m, int64_t n, int64_t k, bool trans_b) {
+  memset(s, 0, sizeof *s);
+#if defined(VNRT_HAVE_OPENBLAS)
+  *s = (sgemm_job){.m = m, .n = n, .k = k, .trans_b = trans_b};
+  s->a = xmalloc(sizeof(float) * (size_t)(m * k));
+  s->b = xmalloc(sizeof(float) * (size_t)(k * n));
+  s->c = xmalloc(sizeof(float) * (size_t)(m * n));
+  for (int64_t i = 0; i < m * k; ++i) s->a[i] = (float)(rng_uniform() - 0.5);
+  for (int64_t i = 0; i < k * n; ++i) s->b[i] = (float)(rng_uniform() - 0.5);
+  return true;
+#else
+  (void)m, (void)n, (void)k, (void)trans_b;
+  return false;
+#endif
+}
+
+static void sgemm_free(sgemm_job *s) {
+  free(s->a);
+  free(s->b);
+  free(s->c);
+}
+
+static void plan_run_baseline(void *user) { check(vnrt_plan_run(user), "vnrt_plan_run"); }
 
 /* ---- results ----------------------------------------------------------------------------- */
 
@@ -537,29 +571,29 @@ static result *add_result(const char *op, double seconds, double flops, double b
 
 /* ---- the cases --------------------------------------------------------------------------- */
 
-/* Times linear x[m, k]·w[n, k]ᵀ with weights of dtype wdt; returns its GFLOP/s. */
-static double bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt, bool with_blas,
-                                const char *op_label) {
-  input_desc ins[2] = {
-      {"x", ttype(VNRT_F32, 2, m, k, 0), 0, GEN_UNIFORM, -1.0, 1.0},
-      {"w", ttype(wdt, 2, n, k, 0), 1, GEN_UNIFORM, -0.05, 0.05},
-  };
-  double nmse;
-  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, op_label != NULL, &nmse);
+static input_desc linear_input(int which, int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
+  if (which == 0) return (input_desc){"x", ttype(VNRT_F32, 2, m, k, 0), 0, GEN_UNIFORM, -1.0, 1.0};
+  return (input_desc){"w", ttype(wdt, 2, n, k, 0), 1, GEN_UNIFORM, -0.05, 0.05};
+}
+
+/* Times linear x[m, k]·w[n, k]ᵀ with weights of dtype wdt beside OpenBLAS sgemm. */
+static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
+  input_desc ins[2] = {linear_input(0, m, n, k, wdt), linear_input(1, m, n, k, wdt)};
+  sgemm_job sj;
+  baseline bl = {sgemm_run, &sj};
+  bool have_blas = sgemm_prepare(&sj, m, n, k, true);
+  double nmse, tb = 0.0;
+  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, true, have_blas ? &bl : NULL, &tb, &nmse);
+  sgemm_free(&sj);
   double flops = 2.0 * (double)m * (double)n * (double)k;
   double bytes = (double)(n * k) * (double)vnrt_dtype_size(wdt) + 4.0 * (double)(m * k + m * n);
-  if (!op_label) return flops / t / 1e9;
-  result *r = add_result(op_label, t, flops, bytes, "%s w, M=%lld x[%lld,%lld] w[%lld,%lld]",
+  result *r = add_result("linear", t, flops, bytes, "%s w, M=%lld x[%lld,%lld] w[%lld,%lld]",
                          vnrt_dtype_name(wdt), (long long)m, (long long)m, (long long)k,
                          (long long)n, (long long)k);
   r->memory_bound = m <= 4;
   r->nmse = nmse;
-  if (with_blas) {
-    double tb = time_sgemm(m, n, k, true);
-    if (tb > 0.0) r->blas_gflops = flops / tb / 1e9;
-  }
+  if (tb > 0.0) r->blas_gflops = flops / tb / 1e9;
   print_result(r);
-  return r->gflops;
 }
 
 static void bench_linear(void) {
@@ -567,7 +601,7 @@ static void bench_linear(void) {
   static const vnrt_dtype wdts[] = {VNRT_F32, VNRT_F16};
   for (size_t d = 0; d < 2; ++d) {
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; ++i) {
-      bench_linear_case(ms[i], 5632, 2048, wdts[d], true, "linear");
+      bench_linear_case(ms[i], 5632, 2048, wdts[d]);
     }
   }
 }
@@ -580,14 +614,17 @@ static void bench_matmul(void) {
         {"a", ttype(VNRT_F32, 2, m, k, 0), 0, GEN_UNIFORM, -1.0, 1.0},
         {"b", ttype(VNRT_F32, 2, k, n, 0), 1, GEN_UNIFORM, -0.05, 0.05},
     };
-    double nmse;
-    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, &nmse);
+    sgemm_job sj;
+    baseline bl = {sgemm_run, &sj};
+    bool have_blas = sgemm_prepare(&sj, m, n, k, false);
+    double nmse, tb = 0.0;
+    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, have_blas ? &bl : NULL, &tb, &nmse);
+    sgemm_free(&sj);
     double flops = 2.0 * (double)(m * n) * (double)k;
     result *r = add_result("matmul", t, flops, 4.0 * (double)(m * k + k * n + m * n),
                            "f32 a[%lld,%lld] b[%lld,%lld]", (long long)m, (long long)k,
                            (long long)k, (long long)n);
     r->nmse = nmse;
-    double tb = time_sgemm(m, n, k, false);
     if (tb > 0.0) r->blas_gflops = flops / tb / 1e9;
     print_result(r);
   }
@@ -606,8 +643,18 @@ static void bench_moe(void) {
         {"w_gate_up", ttype(wdt, 3, E, 2 * F, C), 1, GEN_UNIFORM, -0.05, 0.05},
         {"w_down", ttype(wdt, 3, E, C, F), 1, GEN_UNIFORM, -0.05, 0.05},
     };
-    double nmse;
-    double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, &nmse);
+    /* The same work as one dense linear, x[T·k, C]·w[3F, C]ᵀ with the same weight dtype, timed
+     * side by side. */
+    bench_graph dense = {.op = VNRT_OP_LINEAR, .n_in = 2, .n_out = 1};
+    input_desc dins[2] = {linear_input(0, T * K, 3 * F, C, wdt), linear_input(1, T * K, 3 * F, C, wdt)};
+    dense.ins = dins;
+    graph_inputs(&dense);
+    vnrt_plan *dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);
+    baseline bl = {plan_run_baseline, dplan};
+    double nmse, td = 0.0;
+    double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, &bl, &td, &nmse);
+    vnrt_plan_destroy(dplan);
+    graph_free(&dense);
     /* Per routed token: gate/up 2·(2F)·C, down 2·C·F. Bytes: the experts' weights read (all
      * of them when every expert is hit, else about T·k experts' worth) plus activations. */
     double flops = (double)(T * K) * (4.0 * (double)(F * C) + 2.0 * (double)(C * F));
@@ -619,8 +666,7 @@ static void bench_moe(void) {
                            (long long)C, (long long)F);
     r->memory_bound = T * K < E;
     r->nmse = nmse;
-    /* The same work as one dense linear: x[T·k, C]·w[3F, C]ᵀ with the same weight dtype. */
-    r->dense_gflops = bench_linear_case(T * K, 3 * F, C, wdt, false, NULL);
+    r->dense_gflops = flops / td / 1e9;
     print_result(r);
   }
 }
@@ -637,7 +683,7 @@ static void bench_hc_pre(void) {
         {"base", ttype(VNRT_F32, 1, R, 0, 0), 1, GEN_UNIFORM, -0.5, 0.5},
     };
     double nmse;
-    double t = run_case(VNRT_OP_HC_PRE, ins, 4, 3, true, &nmse);
+    double t = run_case(VNRT_OP_HC_PRE, ins, 4, 3, true, NULL, NULL, &nmse);
     double flops = (double)T * (2.0 * (double)(R * n * C) + 4.0 * (double)(n * C));
     double bytes = 4.0 * ((double)(R * n * C) + (double)(T * n * C) + (double)(T * C));
     result *r = add_result("hc_pre", t, flops, bytes, "f32 n=%lld C=%lld T=%lld", (long long)n,
@@ -657,7 +703,7 @@ static void bench_attention(void) {
       {"v", ttype(VNRT_F32, 3, S, Hkv, D), 0, GEN_UNIFORM, -1.0, 1.0},
   };
   double nmse;
-  double t = run_case(VNRT_OP_ATTENTION, ins, 3, 1, true, &nmse);
+  double t = run_case(VNRT_OP_ATTENTION, ins, 3, 1, true, NULL, NULL, &nmse);
   double flops = 4.0 * (double)(T * Hq * S * D);
   double bytes = 4.0 * (double)(2 * S * Hkv * D + 2 * T * Hq * D);
   result *r = add_result("attention", t, flops, bytes, "f32 T=%lld S=%lld Hq=%lld Hkv=%lld D=%lld",

@@ -71,21 +71,24 @@ static void exp_generic_(float *sc, int hn, int64_t sn, const float *m, float *l
 #if defined(CPU_HAVE_AVX2_CODE)
 CPU_AVX2_INLINE void avx2_scores_(const int HN, const float *q, int64_t D, const float *k,
                                   int64_t ldk, int64_t sn, float scale, float *sc) {
+  const float *q0 = q, *q1 = q + D, *q2 = q + 2 * D, *q3 = q + 3 * D;
   for (int64_t s = 0; s < sn; ++s) {
     const float *kr = k + s * ldk;
-    __m256 acc[ATT_HB];
-    for (int h = 0; h < HN; ++h) acc[h] = _mm256_setzero_ps();
+    /* Named accumulators (an array would be mirrored in memory by GCC). */
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t d = 0;
     for (; d + 8 <= D; d += 8) {
       const __m256 kv = _mm256_loadu_ps(kr + d);
-      for (int h = 0; h < HN; ++h) {
-        acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * D + d), kv, acc[h]);
-      }
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a0);
+      if (HN > 1) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
+      if (HN > 2) a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), kv, a2);
+      if (HN > 3) a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), kv, a3);
     }
+    float dot[ATT_HB] = {avx2_hsum(a0), HN > 1 ? avx2_hsum(a1) : 0.0f,
+                         HN > 2 ? avx2_hsum(a2) : 0.0f, HN > 3 ? avx2_hsum(a3) : 0.0f};
     for (int h = 0; h < HN; ++h) {
-      float dot = avx2_hsum(acc[h]);
-      for (int64_t dd = d; dd < D; ++dd) dot += q[h * D + dd] * kr[dd];
-      sc[h * ATT_SB + s] = dot * scale;
+      for (int64_t dd = d; dd < D; ++dd) dot[h] += q[h * D + dd] * kr[dd];
+      sc[h * ATT_SB + s] = dot[h] * scale;
     }
   }
 }
@@ -102,25 +105,40 @@ static CPU_AVX2 void avx2_scores_any_(const float *q, int64_t D, int hn, const f
 
 CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int64_t ldv,
                               int64_t sn, int64_t Dv, float *acc) {
+  const float *p0 = p, *p1 = p + ATT_SB, *p2 = p + 2 * ATT_SB, *p3 = p + 3 * ATT_SB;
+  float *o0 = acc, *o1 = acc + Dv, *o2 = acc + 2 * Dv, *o3 = acc + 3 * Dv;
   int64_t c = 0;
   for (; c + 16 <= Dv; c += 16) {
-    __m256 a0[ATT_HB], a1[ATT_HB];
-    for (int h = 0; h < HN; ++h) {
-      a0[h] = _mm256_loadu_ps(acc + h * Dv + c);
-      a1[h] = _mm256_loadu_ps(acc + h * Dv + c + 8);
-    }
+    __m256 a00 = _mm256_loadu_ps(o0 + c), a01 = _mm256_loadu_ps(o0 + c + 8);
+    __m256 a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    if (HN > 1) a10 = _mm256_loadu_ps(o1 + c), a11 = _mm256_loadu_ps(o1 + c + 8);
+    if (HN > 2) a20 = _mm256_loadu_ps(o2 + c), a21 = _mm256_loadu_ps(o2 + c + 8);
+    if (HN > 3) a30 = _mm256_loadu_ps(o3 + c), a31 = _mm256_loadu_ps(o3 + c + 8);
     for (int64_t s = 0; s < sn; ++s) {
       const __m256 v0 = _mm256_loadu_ps(v + s * ldv + c), v1 = _mm256_loadu_ps(v + s * ldv + c + 8);
-      for (int h = 0; h < HN; ++h) {
-        const __m256 ps = _mm256_broadcast_ss(p + h * ATT_SB + s);
-        a0[h] = _mm256_fmadd_ps(ps, v0, a0[h]);
-        a1[h] = _mm256_fmadd_ps(ps, v1, a1[h]);
+      __m256 ps = _mm256_broadcast_ss(p0 + s);
+      a00 = _mm256_fmadd_ps(ps, v0, a00);
+      a01 = _mm256_fmadd_ps(ps, v1, a01);
+      if (HN > 1) {
+        ps = _mm256_broadcast_ss(p1 + s);
+        a10 = _mm256_fmadd_ps(ps, v0, a10);
+        a11 = _mm256_fmadd_ps(ps, v1, a11);
+      }
+      if (HN > 2) {
+        ps = _mm256_broadcast_ss(p2 + s);
+        a20 = _mm256_fmadd_ps(ps, v0, a20);
+        a21 = _mm256_fmadd_ps(ps, v1, a21);
+      }
+      if (HN > 3) {
+        ps = _mm256_broadcast_ss(p3 + s);
+        a30 = _mm256_fmadd_ps(ps, v0, a30);
+        a31 = _mm256_fmadd_ps(ps, v1, a31);
       }
     }
-    for (int h = 0; h < HN; ++h) {
-      _mm256_storeu_ps(acc + h * Dv + c, a0[h]);
-      _mm256_storeu_ps(acc + h * Dv + c + 8, a1[h]);
-    }
+    _mm256_storeu_ps(o0 + c, a00), _mm256_storeu_ps(o0 + c + 8, a01);
+    if (HN > 1) _mm256_storeu_ps(o1 + c, a10), _mm256_storeu_ps(o1 + c + 8, a11);
+    if (HN > 2) _mm256_storeu_ps(o2 + c, a20), _mm256_storeu_ps(o2 + c + 8, a21);
+    if (HN > 3) _mm256_storeu_ps(o3 + c, a30), _mm256_storeu_ps(o3 + c + 8, a31);
   }
   for (; c < Dv; ++c) {
     for (int h = 0; h < HN; ++h) {

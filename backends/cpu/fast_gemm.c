@@ -83,12 +83,19 @@ CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
       for (int j = 0; j < NR; ++j) {
         acc[0][j] = _mm256_fmadd_ps(xv, avx2_load8(wr[j], kk, WDT), acc[0][j]);
       }
-    } else {
+    } else if (NR <= MR) { /* hold the NR w vectors, stream the x rows */
       __m256 wv[GEMM_NR_MAX];
       for (int j = 0; j < NR; ++j) wv[j] = avx2_load8(wr[j], kk, WDT);
       for (int i = 0; i < MR; ++i) {
         const __m256 xv = _mm256_loadu_ps(xr[i] + kk);
         for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+      }
+    } else { /* hold the MR x vectors, stream the w rows: MR·NR + MR + 1 registers */
+      __m256 xv[GEMM_MR];
+      for (int i = 0; i < MR; ++i) xv[i] = _mm256_loadu_ps(xr[i] + kk);
+      for (int j = 0; j < NR; ++j) {
+        const __m256 wv = avx2_load8(wr[j], kk, WDT);
+        for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
       }
     }
   }
@@ -134,23 +141,31 @@ static CPU_AVX2 void avx2_to_f32(const void *src, vnrt_dtype dt, int64_t n, floa
 
 /* ---- the [K, N] (matmul) layout: broadcast x, 16 columns of b per step ---- */
 
-/* s[i·16 + j] = Σ_kk x[i·ldx + kk]·bp[kk·ldb + j] for i < MR, j < 16 (16 valid columns). */
+/* s[i·16 + j] = Σ_kk x[i·ldx + kk]·bp[kk·ldb + j] for i < MR, j < 16 (16 valid columns).
+ * The accumulators are named variables, not an array: GCC keeps an array's copy in memory
+ * up to date inside the loop, which makes the kernel store-bound. */
 CPU_AVX2_INLINE void avx2_nn_kern(const int MR, const float *x, int64_t ldx, const float *bp,
                                   int64_t ldb, int64_t kc, float *s) {
-  __m256 acc[GEMM_NN_MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t kk = 0; kk < kc; ++kk) {
     const __m256 b0 = _mm256_loadu_ps(bp + kk * ldb), b1 = _mm256_loadu_ps(bp + kk * ldb + 8);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 xv = _mm256_broadcast_ss(x + i * ldx + kk);
-      acc[i][0] = _mm256_fmadd_ps(xv, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(xv, b1, acc[i][1]);
-    }
+#define NN_ROW_(i)                                                  \
+  if (MR > i) {                                                     \
+    const __m256 xv = _mm256_broadcast_ss(x + i * ldx + kk);        \
+    c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);                     \
+    c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);                     \
   }
-  for (int i = 0; i < MR; ++i) {
-    _mm256_storeu_ps(s + i * 16, acc[i][0]);
-    _mm256_storeu_ps(s + i * 16 + 8, acc[i][1]);
+    NN_ROW_(0) NN_ROW_(1) NN_ROW_(2) NN_ROW_(3) NN_ROW_(4) NN_ROW_(5)
+#undef NN_ROW_
   }
+#define NN_OUT_(i)                                 \
+  if (MR > i) {                                    \
+    _mm256_storeu_ps(s + i * 16, c##i##0);         \
+    _mm256_storeu_ps(s + i * 16 + 8, c##i##1);     \
+  }
+  NN_OUT_(0) NN_OUT_(1) NN_OUT_(2) NN_OUT_(3) NN_OUT_(4) NN_OUT_(5)
+#undef NN_OUT_
 }
 
 typedef void (*avx2_nn_kern_fn)(const float *x, int64_t ldx, const float *bp, int64_t ldb,
