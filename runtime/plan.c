@@ -526,6 +526,8 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->no_storage);
   vn_free(ctx, p->stream);
   vn_free(ctx, p->need);
+  vn_free(ctx, p->jobs);
+  vn_free(ctx, p->job_for_step);
   vn_free(ctx, p->signal_at);
   vn_free(ctx, p->home);
   vn_free(ctx, p->alias);
@@ -563,6 +565,7 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   }
   /* Engram stores rewrite the plan's graph (adding values), so they come before sizing. */
   p->prefetch_depth = desc && desc->prefetch_depth > 0 ? desc->prefetch_depth : 2;
+  p->serial = desc && desc->serialize_copies;
   status = vn_budget_limit_from_env(ctx, desc ? desc->device_memory_limit : 0, &p->device_limit);
   if (status == VNRT_OK) status = vn_plan_engram_rewrite(p, desc);
   if (status != VNRT_OK) {
@@ -585,10 +588,11 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->shadow = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->shadow);
   p->stream = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->stream);
   p->need = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->need);
+  p->job_for_step = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->job_for_step);
   p->signal_at = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->signal_at);
   if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->alias || !p->bound ||
       !p->streamed || !p->no_storage || !p->host_src || !p->host_owned || !p->shadow ||
-      !p->stream || !p->need || !p->signal_at) {
+      !p->stream || !p->need || !p->signal_at || !p->job_for_step) {
     vnrt_plan_destroy(p);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
   }

@@ -84,6 +84,11 @@ struct vnrt_plan {
 
   /* DualPath (plan_run.c). */
   struct vn_copy_stream *copy;
+  bool serial;                 /* copies run inline before their consumers */
+  struct vn_copy_job *jobs;    /* this run's copies, in queue order */
+  int32_t n_jobs, cap_jobs;
+  int32_t *job_for_step;       /* per step: the last job index it needs, or -1 */
+  int32_t inline_done;         /* serial mode: jobs already run */
   uint64_t compute_base; /* compute timeline value at the start of the current run */
   uint64_t *need;        /* per step: copy timeline value to wait for before it */
   bool *signal_at;       /* per step: the copy stream may be waiting for this step to start */

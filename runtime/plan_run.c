@@ -143,39 +143,35 @@ static vnrt_status stream_job(void *user, const vn_copy_job *job) {
                                         job->bytes);
 }
 
-/* Queues this run's copies (Engram rows first: they may start at once; then streamed params by
- * the step after which they may start) and records what each step waits for. */
+/* Builds this run's copies (Engram rows first: they may start at once; then streamed params by
+ * the step after which they may start), records what each step waits for, and queues them on
+ * the copy stream (or, serialised, leaves them to run inline). */
 static vnrt_status queue_copies(vnrt_plan *p) {
   int32_t n = p->n_order;
-  for (int32_t s = 0; s <= n; ++s) p->need[s] = 0;
+  for (int32_t s = 0; s <= n; ++s) p->need[s] = 0, p->job_for_step[s] = -1;
+  p->n_jobs = p->inline_done = 0;
   if (p->n_engram == 0 && p->n_stream == 0) return VNRT_OK;
-  if (!p->copy) {
-    VN_RETURN_IF_ERROR(vn_copy_stream_create(p->ctx, &p->copy));
-    vn_log(p->ctx, VNRT_LOG_INFO, "plan for %s: copy stream is a host thread writing %s",
-           p->devs[0].device->info.spec,
-           p->devs[0].iface->buffer_host_ptr ? "mapped memory when the device exposes it"
-                                             : "through the backend's buffer_write");
-  }
   int32_t total = p->n_engram + p->n_stream;
-  vn_copy_job jobs[64];
-  vn_copy_job *jp = total <= 64 ? jobs : vn_calloc(p->ctx, (size_t)total, sizeof *jp);
-  int32_t *job_for_step = vn_calloc(p->ctx, (size_t)n + 1, sizeof *job_for_step);
-  if (!jp || !job_for_step) {
-    if (jp != jobs) vn_free(p->ctx, jp);
-    vn_free(p->ctx, job_for_step);
+  if (!vn_grow(p->ctx, (void **)&p->jobs, &p->cap_jobs, total, sizeof *p->jobs)) {
     return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory queueing copies");
   }
-  for (int32_t s = 0; s <= n; ++s) job_for_step[s] = -1;
+  if (!p->copy && !p->serial) {
+    VN_RETURN_IF_ERROR(vn_copy_stream_create(p->ctx, &p->copy));
+    vn_log(p->ctx, VNRT_LOG_INFO, "plan for %s: the copy stream is a host thread writing %s",
+           p->devs[0].device->info.spec,
+           p->devs[0].iface->buffer_host_ptr ? "mapped memory where the device exposes it"
+                                             : "through the backend's buffer_write");
+  }
+  vn_copy_job *jp = p->jobs;
   int32_t k = 0;
-  vnrt_status st = vn_plan_engram_prefetch(p, jp, &k, job_for_step);
+  VN_RETURN_IF_ERROR(vn_plan_engram_prefetch(p, jp, &k, p->job_for_step));
   /* Streamed params, sorted by start (insertion sort: a handful per plan). */
   int32_t first_stream = k;
-  for (int32_t j = 0; j < p->n_stream && st == VNRT_OK; ++j) {
+  for (int32_t j = 0; j < p->n_stream; ++j) {
     const vn_streamed *sp = &p->stream[j];
     if (!p->host_src[sp->value]) {
-      st = vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "param '%s' is not bound",
-                    p->graph->values[sp->value].name);
-      break;
+      return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "param '%s' is not bound",
+                      p->graph->values[sp->value].name);
     }
     vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start, .fn = stream_job,
                        .user = p, .arg = {sp->value, sp->first},
@@ -190,23 +186,36 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   }
   for (int32_t i = first_stream; i < k; ++i) {
     int32_t f = (int32_t)jp[i].arg[1];
-    if (job_for_step[f] < i) job_for_step[f] = i;
+    if (p->job_for_step[f] < i) p->job_for_step[f] = i;
   }
+  p->n_jobs = k;
+  if (p->serial) return VNRT_OK;
   uint64_t last = 0;
-  if (st == VNRT_OK) st = vn_copy_stream_submit(p->copy, jp, k, &last);
-  for (int32_t s = 0; s < n && st == VNRT_OK; ++s) {
-    if (job_for_step[s] >= 0) p->need[s] = last - (uint64_t)(k - 1 - job_for_step[s]);
+  VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, jp, k, &last));
+  for (int32_t s = 0; s < n; ++s) {
+    if (p->job_for_step[s] >= 0) p->need[s] = last - (uint64_t)(k - 1 - p->job_for_step[s]);
   }
-  if (jp != jobs) vn_free(p->ctx, jp);
-  vn_free(p->ctx, job_for_step);
-  return st;
+  return VNRT_OK;
+}
+
+/* Serialised copies: run, on this thread, every job up to the one step s needs. */
+static vnrt_status run_inline(vnrt_plan *p, int32_t s, uint64_t *copy_ns) {
+  uint64_t t0 = vn_now_ns();
+  for (; p->inline_done <= p->job_for_step[s]; ++p->inline_done) {
+    const vn_copy_job *job = &p->jobs[p->inline_done];
+    VN_RETURN_IF_ERROR(job->fn(job->user, job));
+  }
+  *copy_ns += vn_now_ns() - t0;
+  return VNRT_OK;
 }
 
 /* Whether a run of nodes must be split before step s: a copy may wait for it to start, or it
  * waits for a copy. */
-static bool breaks_at(const vnrt_plan *p, int32_t s) { return p->need[s] || p->signal_at[s]; }
+static bool breaks_at(const vnrt_plan *p, int32_t s) {
+  return p->job_for_step[s] >= 0 || p->signal_at[s];
+}
 
-static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns) {
+static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inline_copy_ns) {
   for (int32_t pi = 0; pi < p->n_parts; ++pi) {
     const vn_partition *part = &p->parts[pi];
     uint64_t t0 = vn_now_ns();
@@ -218,7 +227,11 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns) {
     for (int32_t s = part->step; s < end;) {
       int32_t e = s + 1;
       while (e < end && !breaks_at(p, e)) ++e;
-      if (p->copy) {
+      if (p->serial && p->job_for_step[s] >= 0) {
+        *compute_ns += vn_now_ns() - t0;
+        VN_RETURN_IF_ERROR(run_inline(p, s, inline_copy_ns));
+        t0 = vn_now_ns();
+      } else if (p->copy) {
         /* Steps before s are done: copies waiting for that may start; then wait for ours. */
         vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
         if (p->need[s]) {
@@ -248,10 +261,10 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
                       p->graph->values[v].name);
     }
   }
-  uint64_t start = vn_now_ns(), compute_ns = 0;
+  uint64_t start = vn_now_ns(), compute_ns = 0, inline_copy_ns = 0;
   memset(&p->stats, 0, sizeof p->stats);
   vnrt_status s = queue_copies(p);
-  if (s == VNRT_OK) s = run_steps(p, &compute_ns);
+  if (s == VNRT_OK) s = run_steps(p, &compute_ns, &inline_copy_ns);
   if (s == VNRT_OK) {
     uint64_t t0 = vn_now_ns();
     s = update_states(p);
@@ -275,7 +288,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   vnrt_run_stats *st = &p->stats;
   st->wall_ns = vn_now_ns() - start;
   st->compute_ns = compute_ns;
-  st->copy_ns = cs.busy_ns;
+  st->copy_ns = cs.busy_ns + inline_copy_ns;
   st->stall_ns = cs.stall_ns;
   uint64_t shorter = st->compute_ns < st->copy_ns ? st->compute_ns : st->copy_ns;
   if (shorter > 0) {

@@ -93,6 +93,13 @@ START_TEST(over_budget_params_are_streamed_with_identical_results) {
       ck_assert_uint_eq(st.bytes_weights, tight.streamed_bytes);
       ck_assert_mem_eq(got, ref, sizeof ref); /* the same kernels on the same data */
     }
+    /* Serialised: the same copies on the compute stream, nothing hidden, same results. */
+    desc.serialize_copies = 1;
+    TU_OK(ctx, run_mlp(ctx, g, dev, &desc, got, &tight, &st, 0, 0));
+    ck_assert_mem_eq(got, ref, sizeof ref);
+    ck_assert_uint_eq(st.stall_ns, 0);
+    ck_assert_uint_gt(st.copy_ns, 0);
+    ck_assert_uint_eq(st.bytes_weights, tight.streamed_bytes);
   }
   vnrt_graph_destroy(g);
   vnrt_context_destroy(ctx);
@@ -237,6 +244,12 @@ START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
       if (slot_counts[c] >= 64) {
         ck_assert_uint_gt(es.hits, 0); /* ids repeat across steps */
         ck_assert_double_gt(st.engram_hit_rate, 0.0);
+      }
+      if (c == 2) {
+        desc.serialize_copies = 1; /* the same lookups with the copies inline */
+        memset(got, 0, sizeof got);
+        engram_run(ctx, g, dev, &desc, STEPS, got, &st, 0);
+        ck_assert_mem_eq(got, ref, sizeof ref);
       }
       vnrt_engram_store_destroy(store);
     }

@@ -290,6 +290,9 @@ typedef struct vnrt_plan_desc {
    * fails to compile with the numbers: needed, available, and the largest tensor. */
   uint64_t device_memory_limit;
   int32_t prefetch_depth; /* streamed params in flight at once; 0: 2 */
+  int serialize_copies;   /* nonzero: no copy stream; each copy runs on the compute stream
+                             right before the node that needs it (to measure what DualPath
+                             hides) */
   const vnrt_engram_binding *engram;
   int32_t n_engram;
 } vnrt_plan_desc;
