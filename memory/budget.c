@@ -7,11 +7,16 @@
 
 const char *vn_tier_name(vn_tier tier) {
   switch (tier) {
-    case VN_TIER_DEVICE: return "device";
-    case VN_TIER_HOST_VISIBLE: return "host-visible";
-    case VN_TIER_HOST: return "host";
-    case VN_TIER_FILE_MAPPED: return "file-mapped";
-    default: return "invalid";
+    case VN_TIER_DEVICE:
+      return "device";
+    case VN_TIER_HOST_VISIBLE:
+      return "host-visible";
+    case VN_TIER_HOST:
+      return "host";
+    case VN_TIER_FILE_MAPPED:
+      return "file-mapped";
+    default:
+      return "invalid";
   }
 }
 
@@ -65,11 +70,20 @@ vnrt_status vn_budget_parse(vnrt_context *ctx, const char *text, uint64_t *out) 
 
   uint64_t mult = 1;
   switch (lower(*p)) {
-    case 'k': mult = 1ull << 10; break;
-    case 'm': mult = 1ull << 20; break;
-    case 'g': mult = 1ull << 30; break;
-    case 't': mult = 1ull << 40; break;
-    default: break;
+    case 'k':
+      mult = 1ull << 10;
+      break;
+    case 'm':
+      mult = 1ull << 20;
+      break;
+    case 'g':
+      mult = 1ull << 30;
+      break;
+    case 't':
+      mult = 1ull << 40;
+      break;
+    default:
+      break;
   }
   if (mult != 1) {
     ++p;
@@ -118,8 +132,8 @@ vnrt_status vn_budget_limit_from_env(vnrt_context *ctx, uint64_t api_limit, uint
 static void raise_peak(vn_budget *b, vn_tier tier, uint64_t value) {
   uint64_t peak = atomic_load_explicit(&b->peak[tier], memory_order_relaxed);
   while (peak < value &&
-         !atomic_compare_exchange_weak_explicit(&b->peak[tier], &peak, value,
-                                                memory_order_relaxed, memory_order_relaxed)) {
+         !atomic_compare_exchange_weak_explicit(&b->peak[tier], &peak, value, memory_order_relaxed,
+                                                memory_order_relaxed)) {
   }
 }
 
@@ -145,12 +159,12 @@ vnrt_status vn_budget_reserve(vn_budget *b, vn_tier tier, uint64_t bytes, const 
     if (bytes > UINT64_MAX - used) {
       return vn_error(b->ctx, VNRT_ERROR_INVALID_ARGUMENT,
                       "%s: %llu more bytes of %s memory overflow the counter (%llu in use)",
-                      what ? what : "an allocation", (unsigned long long)bytes,
-                      vn_tier_name(tier), (unsigned long long)used);
+                      what ? what : "an allocation", (unsigned long long)bytes, vn_tier_name(tier),
+                      (unsigned long long)used);
     }
     next = used + bytes;
-  } while (!atomic_compare_exchange_weak_explicit(&b->used[tier], &used, next,
-                                                  memory_order_relaxed, memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&b->used[tier], &used, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
   raise_peak(b, tier, next);
   return VNRT_OK;
 }
@@ -164,8 +178,8 @@ vnrt_status vn_budget_release(vn_budget *b, vn_tier tier, uint64_t bytes) {
   uint64_t next;
   do {
     next = bytes > used ? 0 : used - bytes;
-  } while (!atomic_compare_exchange_weak_explicit(&b->used[tier], &used, next,
-                                                  memory_order_relaxed, memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&b->used[tier], &used, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
   if (bytes > used) {
     return vn_error(b->ctx, VNRT_ERROR_INTERNAL,
                     "released %llu bytes of %s memory but only %llu were in use",

@@ -31,11 +31,11 @@ const char *vn_tier_name(vn_tier tier);
  * buffer, which (like all context state) is not synchronised: when two threads fail at once
  * the message may be either one's. */
 typedef struct vn_budget {
-  vnrt_context *ctx;               /* borrowed; receives the messages of failed reservations */
-  uint64_t limit;                  /* device tier limit in bytes; 0 = unlimited */
+  vnrt_context *ctx; /* borrowed; receives the messages of failed reservations */
+  uint64_t limit;    /* device tier limit in bytes; 0 = unlimited */
   _Atomic uint64_t used[VN_TIER_COUNT];
   _Atomic uint64_t peak[VN_TIER_COUNT];
-  _Atomic uint64_t failures;       /* reservations refused for the limit */
+  _Atomic uint64_t failures; /* reservations refused for the limit */
 } vn_budget;
 
 /* Resets every counter and sets the limit (0 = unlimited). ctx may be NULL (no messages). */

@@ -20,8 +20,8 @@ struct vnrt_engram_store {
   vn_tier tier;
   const uint8_t *data; /* row 0 of the table, wherever it lives */
 
-  void *owned;         /* copy of host_data */
-  void *map;           /* raw file mapping (page-aligned start) */
+  void *owned; /* copy of host_data */
+  void *map;   /* raw file mapping (page-aligned start) */
   size_t map_len;
   vnrt_safetensors *st; /* safetensors file that data points into */
   char *path;           /* file name for messages, or NULL */
@@ -60,15 +60,15 @@ static vnrt_status map_raw_file(vnrt_engram_store *s, const char *path, uint64_t
   const uint64_t size = (uint64_t)st.st_size;
   if (offset > UINT64_MAX - s->table_bytes || size < offset + s->table_bytes) {
     close(fd);
-    return vn_error(ctx, VNRT_ERROR_IO,
-                    "Engram table file %s is truncated: %lld x %lld %s rows at offset %llu need "
-                    "%llu bytes in all, but the file has %llu",
-                    path, (long long)s->rows, (long long)s->dim, vnrt_dtype_name(s->dtype),
-                    (unsigned long long)offset,
-                    (unsigned long long)(offset > UINT64_MAX - s->table_bytes
-                                             ? UINT64_MAX
-                                             : offset + s->table_bytes),
-                    (unsigned long long)size);
+    return vn_error(
+        ctx, VNRT_ERROR_IO,
+        "Engram table file %s is truncated: %lld x %lld %s rows at offset %llu need "
+        "%llu bytes in all, but the file has %llu",
+        path, (long long)s->rows, (long long)s->dim, vnrt_dtype_name(s->dtype),
+        (unsigned long long)offset,
+        (unsigned long long)(offset > UINT64_MAX - s->table_bytes ? UINT64_MAX
+                                                                  : offset + s->table_bytes),
+        (unsigned long long)size);
   }
   /* Map only the table's pages: nothing is read until a row is asked for. */
   long page = sysconf(_SC_PAGESIZE);
@@ -83,8 +83,8 @@ static vnrt_status map_raw_file(vnrt_engram_store *s, const char *path, uint64_t
   int err = errno;
   close(fd); /* the mapping keeps the file */
   if (map == MAP_FAILED) {
-    return vn_error(ctx, VNRT_ERROR_IO, "Engram table file %s: mmap of %llu bytes failed: %s",
-                    path, (unsigned long long)len, strerror(err));
+    return vn_error(ctx, VNRT_ERROR_IO, "Engram table file %s: mmap of %llu bytes failed: %s", path,
+                    (unsigned long long)len, strerror(err));
   }
   /* Lookups hit rows at random; read-ahead would only pull in rows nobody asked for. */
   madvise(map, (size_t)len, MADV_RANDOM);
@@ -269,8 +269,8 @@ vn_row_cache *vn_engram_store_cache(vnrt_engram_store *s) { return s->cache; }
 
 static vnrt_status row_out_of_range(const vnrt_engram_store *s, int64_t k, int64_t row) {
   return vn_error(s->ctx, VNRT_ERROR_OUT_OF_RANGE,
-                  "Engram table %s: row %lld (entry %lld) is out of range [0, %lld)",
-                  table_name(s), (long long)row, (long long)k, (long long)s->rows);
+                  "Engram table %s: row %lld (entry %lld) is out of range [0, %lld)", table_name(s),
+                  (long long)row, (long long)k, (long long)s->rows);
 }
 
 vnrt_status vn_engram_store_gather_rows(vnrt_engram_store *s, const int64_t *rows, int64_t n,
@@ -307,8 +307,8 @@ vnrt_status vn_engram_store_fetch_to_slots(vnrt_engram_store *s, const vn_row_fe
   uint8_t *base = slot_base;
   const size_t rb = (size_t)s->row_bytes;
   for (int64_t k = 0; k < n; ++k) {
-    memcpy(base + (size_t)fetch[k].slot * (size_t)slot_stride,
-           s->data + (size_t)fetch[k].row * rb, rb);
+    memcpy(base + (size_t)fetch[k].slot * (size_t)slot_stride, s->data + (size_t)fetch[k].row * rb,
+           rb);
   }
   atomic_fetch_add_explicit(&s->bytes, (uint64_t)n * s->row_bytes, memory_order_relaxed);
   return VNRT_OK;
@@ -374,7 +374,8 @@ vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *s, const int32_t *idx, i
                     heads);
   }
   const int64_t n = tokens * heads;
-  if (n > 0 && ((uint64_t)n > UINT64_MAX / s->row_bytes || (uint64_t)n * s->row_bytes != out_bytes)) {
+  if (n > 0 &&
+      ((uint64_t)n > UINT64_MAX / s->row_bytes || (uint64_t)n * s->row_bytes != out_bytes)) {
     return vn_error(s->ctx, VNRT_ERROR_SHAPE_MISMATCH,
                     "engram lookup: out has %zu bytes; %lld tokens x %d heads x %lld %s need "
                     "%llu",
@@ -420,10 +421,10 @@ vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *s, const int32_t *idx, i
   uint8_t *dst = out;
   for (int64_t start = 0, next = 0; start < n; start = next) {
     int64_t n_fetch = 0;
-    vnrt_status st = vn_row_cache_plan(s->cache, rows, n, start, s->scratch_slots,
-                                       s->scratch_fetch, &n_fetch, &next);
-    if (st == VNRT_OK) st = vn_engram_store_fetch_to_slots(s, s->scratch_fetch, n_fetch,
-                                                           s->slot_data, rb);
+    vnrt_status st = vn_row_cache_plan(s->cache, rows, n, start, s->scratch_slots, s->scratch_fetch,
+                                       &n_fetch, &next);
+    if (st == VNRT_OK)
+      st = vn_engram_store_fetch_to_slots(s, s->scratch_fetch, n_fetch, s->slot_data, rb);
     if (st != VNRT_OK) {
       /* Rows were checked, so this is a bug; drop the cache rather than trust its slots. */
       vn_row_cache_clear(s->cache);

@@ -76,10 +76,14 @@ static void map_remove(vn_row_cache *c, int64_t row) {
 }
 
 static void lru_unlink(vn_row_cache *c, int32_t s) {
-  if (c->prev[s] != NO_SLOT) c->next[c->prev[s]] = c->next[s];
-  else c->head = c->next[s];
-  if (c->next[s] != NO_SLOT) c->prev[c->next[s]] = c->prev[s];
-  else c->tail = c->prev[s];
+  if (c->prev[s] != NO_SLOT)
+    c->next[c->prev[s]] = c->next[s];
+  else
+    c->head = c->next[s];
+  if (c->next[s] != NO_SLOT)
+    c->prev[c->next[s]] = c->prev[s];
+  else
+    c->tail = c->prev[s];
   c->prev[s] = c->next[s] = NO_SLOT;
 }
 
@@ -141,8 +145,8 @@ vnrt_status vn_row_cache_create(vnrt_context *ctx, int64_t slots, vn_eviction ev
                                 uint64_t row_bytes, vn_row_cache **out_cache) {
   *out_cache = NULL;
   if (slots < 1 || slots > INT32_MAX) {
-    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                    "row cache: %lld slots is outside [1, %d]", (long long)slots, INT32_MAX);
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "row cache: %lld slots is outside [1, %d]",
+                    (long long)slots, INT32_MAX);
   }
   if (eviction != VN_EVICT_CLOCK && eviction != VN_EVICT_LRU) {
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "row cache: unknown eviction policy %d",

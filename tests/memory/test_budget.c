@@ -13,8 +13,8 @@ static void expect_parse(vnrt_context *ctx, const char *text, uint64_t expected)
   vnrt_status s = vn_budget_parse(ctx, text, &v);
   ck_assert_msg(s == VNRT_OK, "\"%s\": %s: %s", text, vnrt_status_string(s),
                 vnrt_context_last_error(ctx));
-  ck_assert_msg(v == expected, "\"%s\" parsed as %llu, expected %llu", text,
-                (unsigned long long)v, (unsigned long long)expected);
+  ck_assert_msg(v == expected, "\"%s\" parsed as %llu, expected %llu", text, (unsigned long long)v,
+                (unsigned long long)expected);
 }
 
 static void expect_parse_error(vnrt_context *ctx, const char *text) {
@@ -41,7 +41,7 @@ START_TEST(parse_accepts_plain_and_suffixed_sizes) {
   expect_parse(ctx, "2T", 2ull << 40);
   expect_parse(ctx, "1.5G", 1610612736ull); /* 1.5 * 2^30 */
   expect_parse(ctx, "0.5K", 512);
-  expect_parse(ctx, "1.1K", 1126); /* 1126.4 rounded down */
+  expect_parse(ctx, "1.1K", 1126);          /* 1126.4 rounded down */
   expect_parse(ctx, "1.0009765625K", 1025); /* exactly 1024 + 1 */
   expect_parse(ctx, "2GiB", 2ull << 30);
   expect_parse(ctx, "2gib", 2ull << 30);
@@ -60,10 +60,30 @@ START_TEST(parse_accepts_plain_and_suffixed_sizes) {
 END_TEST
 
 START_TEST(parse_rejects_garbage_signs_and_overflow) {
-  const char *bad[] = {"",     " ",    "abc",   "-1",   "+5",   "1.5.5G", "1X",  "1GG",
-                       "G",    ".5G",  "1.",    "1.G",  "1 G x", "1iB",   "1 K iB", "1KiBB",
-                       "0x10", "1e9",  "1,5G",  "5 5",  "18446744073709551616",
-                       "16777216T",    "17179869184G", "99999999999999999999999"};
+  const char *bad[] = {"",
+                       " ",
+                       "abc",
+                       "-1",
+                       "+5",
+                       "1.5.5G",
+                       "1X",
+                       "1GG",
+                       "G",
+                       ".5G",
+                       "1.",
+                       "1.G",
+                       "1 G x",
+                       "1iB",
+                       "1 K iB",
+                       "1KiBB",
+                       "0x10",
+                       "1e9",
+                       "1,5G",
+                       "5 5",
+                       "18446744073709551616",
+                       "16777216T",
+                       "17179869184G",
+                       "99999999999999999999999"};
   vnrt_context *ctx = tu_context();
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) expect_parse_error(ctx, bad[i]);
 
@@ -182,8 +202,10 @@ static void *grab(void *arg) {
   pthread_barrier_wait(w->start);
   for (int i = 0; i < N_TRIES; ++i) {
     vnrt_status s = vn_budget_reserve(w->b, VN_TIER_DEVICE, 1, "one byte");
-    if (s == VNRT_OK) ++w->granted;
-    else if (s != VNRT_ERROR_BUDGET_EXCEEDED) ++w->errors;
+    if (s == VNRT_OK)
+      ++w->granted;
+    else if (s != VNRT_ERROR_BUDGET_EXCEEDED)
+      ++w->errors;
   }
   return NULL;
 }

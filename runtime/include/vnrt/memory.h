@@ -59,8 +59,7 @@ typedef struct vnrt_engram_store_desc {
 /* Creates a store. A file that is shorter than file_offset + R x D x element size fails with
  * VNRT_ERROR_IO naming the file, the bytes expected and the bytes it has; a missing file with
  * VNRT_ERROR_NOT_FOUND. On failure *out_store is NULL. */
-VNRT_API vnrt_status vnrt_engram_store_create(vnrt_context *ctx,
-                                              const vnrt_engram_store_desc *desc,
+VNRT_API vnrt_status vnrt_engram_store_create(vnrt_context *ctx, const vnrt_engram_store_desc *desc,
                                               vnrt_engram_store **out_store);
 /* Unmaps or frees the table (a borrowed host_data is left alone). NULL is a no-op. */
 VNRT_API void vnrt_engram_store_destroy(vnrt_engram_store *store);
@@ -72,9 +71,8 @@ VNRT_API void vnrt_engram_store_destroy(vnrt_engram_store *store);
  * [0, R) fails with VNRT_ERROR_OUT_OF_RANGE naming t, h, the row and R, before anything is
  * written to out. */
 VNRT_API vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *store, const int32_t *idx,
-                                              int64_t tokens, int32_t heads,
-                                              const int32_t *offsets, void *out,
-                                              size_t out_bytes);
+                                              int64_t tokens, int32_t heads, const int32_t *offsets,
+                                              void *out, size_t out_bytes);
 
 /* Counters since creation or the last reset. */
 typedef struct vnrt_engram_stats {
