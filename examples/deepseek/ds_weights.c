@@ -207,8 +207,9 @@ void ds_tensor_fill(const ds_config *cfg, const ds_tensor_spec *spec, void *data
       }
       break;
     case DS_INIT_HC_BASE: {
-      /* Rows [pre (n), post (n), comb (n x n)]: comb starts near the identity (a plain
-       * residual per stream) with some mixing, the gates anywhere in (lo, hi). */
+      /* Rows [pre (n), post (n), comb (n x n)]: comb leans to the identity (a plain residual
+       * per stream) but mixes visibly, so that a transposed comb shows; the gates anywhere in
+       * (lo, hi). */
       const int64_t n = cfg->hc_mult;
       for (int64_t i = 0; i < numel; ++i) {
         double u = next_unit(&state);
@@ -217,7 +218,7 @@ void ds_tensor_fill(const ds_config *cfg, const ds_tensor_spec *spec, void *data
           v = spec->lo + (spec->hi - spec->lo) * u;
         } else {
           int64_t r = (i - 2 * n) / n, col = (i - 2 * n) % n;
-          v = (r == col ? 2.0 : 0.0) + 0.5 * (u - 0.5);
+          v = (r == col ? 1.0 : 0.0) + 2.0 * (u - 0.5);
         }
         store(dt, data, i, v);
       }

@@ -676,12 +676,12 @@ START_TEST(decode_step_by_step_equals_prefill_of_the_same_tokens) {
 }
 END_TEST
 
-/* Prefill then decode on the cpu with the given placement: every logit into out[T][V]. */
-static void run_sequence(ds_model *m, vnrt_device *cpu, const ds_model_options *o,
+/* Prefill then decode on device with the given placement: every logit into out[T][V]. */
+static void run_sequence(ds_model *m, vnrt_device *device, const ds_model_options *o,
                          const int32_t *seq, int64_t T, int64_t P, float *out, vnrt_plan_info *info,
                          vnrt_run_stats *dstats) {
   const int64_t V = ds_model_config(m)->vocab;
-  DS_OK(m, ds_model_compile(m, cpu, P, o));
+  DS_OK(m, ds_model_compile(m, device, P, o));
   DS_OK(m, ds_model_prefill(m, seq, out));
   for (int64_t t = P; t < T; ++t) DS_OK(m, ds_model_decode(m, seq[t], out + t * V));
   DS_OK(m, ds_model_plan_info(m, NULL, info));
@@ -702,8 +702,9 @@ START_TEST(engram_stores_and_streamed_weights_give_the_same_logits) {
   float *got = malloc((size_t)(T * V) * sizeof(float));
   vnrt_plan_info info;
   vnrt_run_stats rs;
+  vnrt_device *dev = tu_device(ctx, 0); /* the cpu, unless VNRT_TEST_DEVICES says otherwise */
   ds_model *m = open_model(ctx, &c, path);
-  run_sequence(m, tu_device(ctx, 0), NULL, seq, T, P, base, &info, &rs);
+  run_sequence(m, dev, NULL, seq, T, P, base, &info, &rs);
   ck_assert_int_eq(info.n_engram_lookups, 0);
   ck_assert_int_eq(info.n_streamed_params, 0);
   ck_assert_uint_eq(rs.engram_rows, 0);
@@ -712,7 +713,7 @@ START_TEST(engram_stores_and_streamed_weights_give_the_same_logits) {
    * bit-identical logits; with a cache, the repeated n-grams hit it. */
   for (int64_t rows = 0; rows <= 64; rows += 64) {
     ds_model_options o = {.engram_store = 1, .engram_cache_rows = rows};
-    run_sequence(m, tu_device(ctx, 0), &o, seq, T, P, got, &info, &rs);
+    run_sequence(m, dev, &o, seq, T, P, got, &info, &rs);
     ck_assert_int_eq(info.n_engram_lookups, c.n_engram);
     ck_assert_int_eq(memcmp(base, got, (size_t)(T * V) * sizeof(float)), 0);
     /* Each decode step asks every Engram layer for its (N-1)*K rows. */
@@ -727,7 +728,7 @@ START_TEST(engram_stores_and_streamed_weights_give_the_same_logits) {
 
   /* Half the weights over the device budget: they stay in the mapped file and stream in. */
   ds_model_options o = {.device_memory_limit = ds_weights_bytes(&c) / 2};
-  run_sequence(m, tu_device(ctx, 0), &o, seq, T, P, got, &info, &rs);
+  run_sequence(m, dev, &o, seq, T, P, got, &info, &rs);
   ck_assert_int_gt(info.n_streamed_params, 0);
   ck_assert_uint_le(info.device_bytes, o.device_memory_limit);
   ck_assert_uint_gt(rs.bytes_weights, 0);
