@@ -36,6 +36,8 @@ typedef struct cl_device_desc {
   uint64_t local_mem;       /* CL_DEVICE_LOCAL_MEM_SIZE */
   size_t max_wg;            /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
   size_t max_wi[3];         /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+  int vec_width;            /* float vector width the GEMM kernels use: 4, 8 or 16 */
+  int local_mem_dedicated;  /* CL_DEVICE_LOCAL_MEM_TYPE is CL_LOCAL (not emulated in global) */
 } cl_device_desc;
 
 typedef struct cl_state {
@@ -54,7 +56,7 @@ typedef struct cl_pool_entry {
 
 /* A remembered GEMM choice (cl_gemm.c), loaded from and appended to the cache. */
 typedef struct cl_gemm_choice {
-  char key[96];
+  char key[112];
   int impl;
 } cl_gemm_choice;
 

@@ -211,6 +211,8 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   cl_uint units = 0;
   size_t max_wg = 0;
   cl_device_fp_config fp = 0;
+  cl_uint pref_vec = 0;
+  cl_device_local_mem_type lmem_type = CL_LOCAL;
   clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof type, &type, NULL);
   clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
   clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global_mem, &global_mem, NULL);
@@ -220,6 +222,10 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL);
   clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof desc->max_wi, desc->max_wi, NULL);
   clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref_vec, &pref_vec, NULL);
+  clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_TYPE, sizeof lmem_type, &lmem_type, NULL);
+  desc->vec_width = pref_vec >= 16 ? 16 : pref_vec >= 8 ? 8 : 4;
+  desc->local_mem_dedicated = lmem_type == CL_LOCAL;
   desc->unified_memory = unified == CL_TRUE;
   desc->correct_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
   desc->max_alloc = max_alloc;

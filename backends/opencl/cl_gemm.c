@@ -32,6 +32,16 @@ static uint64_t align256(uint64_t x) { return (x + 255) / 256 * 256; }
 
 static int64_t batch_count(const cl_gemm_shape *s) { return s->batch[0] * s->batch[1]; }
 
+const char *cl_gemm_impl_name(cl_gemm_impl impl) {
+  switch (impl) {
+    case CL_GEMM_TILED: return "tiled";
+    case CL_GEMM_CLBLAST: return "clblast";
+    case CL_GEMM_VEC: return "vec";
+    case CL_GEMM_ROWS: return "rows";
+    default: return "?";
+  }
+}
+
 uint64_t cl_gemm_scratch_bytes(const cl_gemm_shape *s, cl_gemm_impl impl) {
   if (impl != CL_GEMM_CLBLAST) return 0;
   uint64_t bytes = 0;
@@ -86,14 +96,18 @@ static vnrt_status make_kernel(vnrt_backend_device *dev, const char *name, cl_ke
   return VNRT_OK;
 }
 
-/* Picks the own kernel for the shape and binds its arguments. */
+/* Creates the own kernel of call->impl (stepping down to what the device's work-group limits
+ * allow) and binds its arguments. */
 static vnrt_status prepare_own(vnrt_backend_device *dev, cl_gemm_call *call) {
   const cl_gemm_shape *s = &call->s;
   const cl_device_desc *desc = dev->desc;
   const char *name = NULL;
-  size_t wx = 0, ts = 0;
-  if (s->M <= 4 && s->K >= 64) {
-    name = "gemm_rows"; /* decode: parallel over k instead of wasting a tile's rows */
+  size_t wx = 0, ts = 0, vec_m = 0, vec_n = 0;
+  if (call->impl == CL_GEMM_ROWS) {
+    name = "gemm_rows";
+  } else if (call->impl == CL_GEMM_VEC) {
+    if (s->trans_b) name = "gemm_vec_nt", vec_m = 4, vec_n = 4;
+    else name = "gemm_vec_nn", vec_m = 8, vec_n = 2 * (size_t)desc->vec_width;
   } else if (desc->max_wi[0] >= 16 && desc->max_wi[1] >= 16 && desc->max_wg >= 256) {
     name = "gemm_t64", wx = 16, ts = 64;
   } else if (desc->max_wi[0] >= 8 && desc->max_wi[1] >= 8 && desc->max_wg >= 64) {
@@ -159,6 +173,15 @@ static vnrt_status prepare_own(vnrt_backend_device *dev, cl_gemm_call *call) {
     }
     call->lws[0] = p, call->lws[1] = 1, call->lws[2] = 1;
     call->gws[0] = (size_t)s->N * p, call->gws[1] = (size_t)s->M, call->gws[2] = batch;
+  } else if (vec_m) {
+    /* Small fixed work-groups: enough of them to spread over every compute unit. */
+    size_t lx = 8;
+    while (lx > 1 && (lx > kernel_wg(dev, k) || lx > desc->max_wi[0])) lx /= 2;
+    call->lws[0] = lx, call->lws[1] = 1, call->lws[2] = 1;
+    call->gws[0] = ((size_t)s->N + vec_n - 1) / vec_n;
+    call->gws[0] = (call->gws[0] + lx - 1) / lx * lx;
+    call->gws[1] = ((size_t)s->M + vec_m - 1) / vec_m;
+    call->gws[2] = batch;
   } else if (wx) {
     call->lws[0] = wx, call->lws[1] = wx, call->lws[2] = 1;
     call->gws[0] = ((size_t)s->N + ts - 1) / ts * wx;
@@ -273,6 +296,7 @@ static vnrt_status enqueue_clblast(vnrt_backend_device *dev, const cl_gemm_call 
 
 /* ---- Calls ----------------------------------------------------------------------------- */
 
+
 vnrt_status cl_gemm_prepare(vnrt_backend_device *dev, cl_gemm_call *call) {
   return call->impl == CL_GEMM_CLBLAST ? prepare_clblast(dev, call) : prepare_own(dev, call);
 }
@@ -329,8 +353,8 @@ static void remember(vnrt_backend_device *dev, const char *key, int impl) {
   c->impl = impl;
 }
 
-/* Lines of the .gemm file: "<key> -> own|clblast <own µs> <clblast µs>"; the last line of a
- * key wins, and lines that do not parse are ignored. */
+/* Lines of the .gemm file: "<key> -> <impl> <µs per candidate...>"; the last line of a key
+ * wins, and lines that do not parse are ignored. */
 static void load_choices(vnrt_backend_device *dev) {
   dev->gemm_choices_loaded = 1;
   char path[1100];
@@ -343,22 +367,25 @@ static void load_choices(vnrt_backend_device *dev) {
     if (!arrow) continue;
     *arrow = '\0';
     const char *what = arrow + 4;
-    if (strncmp(what, "own ", 4) == 0) remember(dev, line, CL_GEMM_OWN);
-    else if (strncmp(what, "clblast ", 8) == 0) remember(dev, line, CL_GEMM_CLBLAST);
+    for (int impl = CL_GEMM_TILED; impl <= CL_GEMM_ROWS; ++impl) {
+      const char *name = cl_gemm_impl_name((cl_gemm_impl)impl);
+      size_t len = strlen(name);
+      if (strncmp(what, name, len) == 0 && what[len] == ' ') remember(dev, line, impl);
+    }
   }
   fclose(f);
 }
 
-static void store_choice(vnrt_backend_device *dev, const char *key, int impl, double t_own,
-                         double t_blas) {
+static void store_choice(vnrt_backend_device *dev, const char *key, int impl,
+                         const char *times) {
   char path[1100];
   if (!cl_cache_path(dev, ".gemm", path, sizeof path)) return;
   FILE *f = fopen(path, "a");
   if (!f) return;
   /* One short line per write: appends from concurrent processes stay whole. */
   char line[256];
-  int n = snprintf(line, sizeof line, "%s -> %s %.0f %.0f\n", key,
-                   impl == CL_GEMM_CLBLAST ? "clblast" : "own", 1e6 * t_own, 1e6 * t_blas);
+  int n = snprintf(line, sizeof line, "%s -> %s %s\n", key, cl_gemm_impl_name((cl_gemm_impl)impl),
+                   times);
   if (n > 0 && (size_t)n < sizeof line) fwrite(line, 1, (size_t)n, f);
   fclose(f);
 }
@@ -402,8 +429,14 @@ static double time_impl(vnrt_backend_device *dev, const cl_gemm_shape *s, cl_gem
   return best;
 }
 
+/* The own kernel that suits dev for s when nothing is measured. */
+static cl_gemm_impl default_impl(vnrt_backend_device *dev, const cl_gemm_shape *s) {
+  if (dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE) return CL_GEMM_VEC;
+  return s->M <= 4 && s->K >= 64 ? CL_GEMM_ROWS : CL_GEMM_TILED;
+}
+
 static vnrt_status measure(vnrt_backend_device *dev, const cl_gemm_shape *s, const char *key,
-                           cl_gemm_impl *out) {
+                           int with_clblast, cl_gemm_impl *out) {
   const vnrt_backend_host *host = dev->host;
   cl_mem mem[4] = {NULL, NULL, NULL, NULL};
   uint64_t cap[4] = {0, 0, 0, 0};
@@ -417,57 +450,80 @@ static vnrt_status measure(vnrt_backend_device *dev, const cl_gemm_shape *s, con
   for (int i = 0; i < 4 && st == VNRT_OK; ++i) {
     st = cl_mem_get(dev, bytes[i] ? bytes[i] : 4, "a GEMM timing buffer", &mem[i], &cap[i]);
   }
-  double t_own = -1.0, t_blas = -1.0;
+  const cl_gemm_impl cands[4] = {CL_GEMM_VEC, CL_GEMM_TILED, CL_GEMM_ROWS, CL_GEMM_CLBLAST};
+  double t[4] = {-1.0, -1.0, -1.0, -1.0};
   if (st == VNRT_OK && fill(dev, mem[0], s->da, s->a_numel) == CL_SUCCESS &&
       fill(dev, mem[1], s->db, s->b_numel) == CL_SUCCESS) {
-    t_own = time_impl(dev, s, CL_GEMM_OWN, mem[0], mem[1], mem[2], mem[3]);
-    t_blas = time_impl(dev, s, CL_GEMM_CLBLAST, mem[0], mem[1], mem[2], mem[3]);
+    for (int i = 0; i < 4; ++i) {
+      if (cands[i] == CL_GEMM_CLBLAST && !with_clblast) continue;
+      if (cands[i] == CL_GEMM_ROWS && s->M > 16) continue; /* a group per output: few rows */
+      /* Local-memory tiles and reductions only pay where local memory is real (not emulated
+       * in global memory, as on CPU drivers). */
+      if ((cands[i] == CL_GEMM_TILED || cands[i] == CL_GEMM_ROWS) &&
+          !dev->desc->local_mem_dedicated) {
+        continue;
+      }
+      t[i] = time_impl(dev, s, cands[i], mem[0], mem[1], mem[2], mem[3]);
+    }
   }
   clFinish(dev->queue);
   for (int i = 0; i < 4; ++i) {
     if (mem[i]) cl_mem_put(dev, mem[i], cap[i]);
   }
-  if (st != VNRT_OK) {
-    /* No room to measure: not an error for the plan, just no choice recorded. */
-    host->log(host->core, VNRT_LOG_INFO, "opencl (%s): GEMM %s not measured (no scratch memory)",
-              dev->desc->info.name, key);
-    *out = CL_GEMM_OWN;
+  cl_gemm_impl impl = default_impl(dev, s);
+  double best = -1.0;
+  for (int i = 0; i < 4; ++i) {
+    if (t[i] > 0.0 && (best < 0.0 || t[i] < best)) best = t[i], impl = cands[i];
+  }
+  if (st != VNRT_OK || best < 0.0) {
+    /* No room (or no candidate ran): not an error for the plan, just nothing recorded. */
+    host->log(host->core, VNRT_LOG_INFO, "opencl (%s): GEMM %s not measured; using %s",
+              dev->desc->info.name, key, cl_gemm_impl_name(impl));
+    *out = impl;
     return VNRT_OK;
   }
-  cl_gemm_impl impl = (t_blas > 0.0 && (t_own < 0.0 || t_blas < t_own)) ? CL_GEMM_CLBLAST
-                                                                          : CL_GEMM_OWN;
-  host->log(host->core, VNRT_LOG_INFO,
-            "opencl (%s): GEMM %s: own %.0f us, clBLAST %.0f us -> %s", dev->desc->info.name, key,
-            1e6 * t_own, 1e6 * t_blas, impl == CL_GEMM_CLBLAST ? "clBLAST" : "own");
-  remember(dev, key, impl);
-  store_choice(dev, key, impl, t_own, t_blas);
+  char times[128];
+  snprintf(times, sizeof times, "vec %.0f tiled %.0f rows %.0f clblast %.0f", 1e6 * t[0],
+           1e6 * t[1], 1e6 * t[2], 1e6 * t[3]);
+  host->log(host->core, VNRT_LOG_INFO, "opencl (%s): GEMM %s: %s (us) -> %s",
+            dev->desc->info.name, key, times, cl_gemm_impl_name(impl));
+  if (with_clblast) { /* a full measurement: remember it */
+    remember(dev, key, impl);
+    store_choice(dev, key, impl, times);
+  }
   *out = impl;
   return VNRT_OK;
 }
 
 vnrt_status cl_gemm_choose(vnrt_backend_device *dev, const cl_gemm_shape *s,
                            cl_gemm_impl *out_impl) {
-  *out_impl = CL_GEMM_OWN;
+  *out_impl = default_impl(dev, s);
   const char *force = getenv("VNRT_CL_GEMM");
-  if (force && strcmp(force, "own") == 0) return VNRT_OK;
-  if (!cl_gemm_have_clblast() || s->K == 0) return VNRT_OK;
-  if (force && strcmp(force, "clblast") == 0) {
-    *out_impl = CL_GEMM_CLBLAST;
-    return VNRT_OK;
+  if (force && force[0] && strcmp(force, "auto") != 0 && strcmp(force, "own") != 0) {
+    for (int impl = CL_GEMM_TILED; impl <= CL_GEMM_ROWS; ++impl) {
+      if (strcmp(force, cl_gemm_impl_name((cl_gemm_impl)impl)) != 0) continue;
+      if (impl == CL_GEMM_CLBLAST && (!cl_gemm_have_clblast() || s->K == 0)) break;
+      *out_impl = (cl_gemm_impl)impl;
+      return VNRT_OK;
+    }
+    return VNRT_OK; /* an unknown or unavailable choice: the default */
   }
+  int with_clblast = cl_gemm_have_clblast() && s->K > 0 && !(force && strcmp(force, "own") == 0);
   if ((double)s->M * (double)s->N * (double)s->K * (double)batch_count(s) < CL_GEMM_MEASURE_MIN) {
     return VNRT_OK;
   }
-  char key[96];
+  char key[112];
   shape_key(s, key, sizeof key);
-  if (!dev->gemm_choices_loaded) load_choices(dev);
-  for (int32_t i = 0; i < dev->n_gemm_choices; ++i) {
-    if (strcmp(dev->gemm_choices[i].key, key) == 0) {
-      *out_impl = (cl_gemm_impl)dev->gemm_choices[i].impl;
-      return VNRT_OK;
+  if (with_clblast) {
+    if (!dev->gemm_choices_loaded) load_choices(dev);
+    for (int32_t i = 0; i < dev->n_gemm_choices; ++i) {
+      if (strcmp(dev->gemm_choices[i].key, key) == 0) {
+        *out_impl = (cl_gemm_impl)dev->gemm_choices[i].impl;
+        return VNRT_OK;
+      }
     }
   }
-  return measure(dev, s, key, out_impl);
+  return measure(dev, s, key, with_clblast, out_impl);
 }
 
 void cl_gemm_forget(vnrt_backend_device *dev) {

@@ -6,10 +6,16 @@
 
 #include "cl_common.h"
 
+/* vnrt's own kernels (shaders/opencl/gemm.cl) come in three shapes; each is a candidate. */
 typedef enum cl_gemm_impl {
-  CL_GEMM_OWN = 1,     /* shaders/opencl/gemm.cl */
+  CL_GEMM_TILED = 1,   /* local-memory tiles (gemm_t64/t32; gemm_naive on tiny work-groups) */
   CL_GEMM_CLBLAST = 2, /* CLBlastSgemm, with f16/bf16 operands converted to f32 first */
+  CL_GEMM_VEC = 3,     /* register blocks in explicit vectors (gemm_vec_nt/nn): CPU-like devices */
+  CL_GEMM_ROWS = 4,    /* a work-group per output, parallel over k (gemm_rows): few rows */
 } cl_gemm_impl;
+
+/* "tiled", "clblast", "vec", "rows". */
+const char *cl_gemm_impl_name(cl_gemm_impl impl);
 
 /* C[z] = A[z]·B[z] for every batch z = (b0, b1) of C, in elements. A is [M, K] row-major; B is
  * [K, N] row-major, or [N, K] (w of linear) when trans_b. */
@@ -43,9 +49,10 @@ typedef struct cl_gemm_call {
 /* Whether clBLAST was compiled in. */
 int cl_gemm_have_clblast(void);
 
-/* The implementation for s on dev: forced by $VNRT_CL_GEMM (own|clblast), remembered from an
- * earlier measurement, or measured now (both run on scratch buffers; the faster wins and is
- * appended to the cache). Small shapes use the own kernel without measuring. */
+/* The implementation for s on dev: forced by $VNRT_CL_GEMM (tiled|vec|rows|clblast; "own"
+ * measures only vnrt's kernels), remembered from an earlier measurement, or measured now (every
+ * candidate runs on scratch buffers; the fastest wins and is appended to the cache). Shapes
+ * too small to measure take the own kernel that suits the device type. */
 vnrt_status cl_gemm_choose(vnrt_backend_device *dev, const cl_gemm_shape *s,
                            cl_gemm_impl *out_impl);
 

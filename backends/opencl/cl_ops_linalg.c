@@ -80,7 +80,7 @@ static vnrt_status lower_gemm(cl_lower *L) {
     batch_strides(tb, nb, s.b_bstride);
   }
   if (s.M == 0 || s.N == 0 || s.batch[0] * s.batch[1] == 0) return VNRT_OK;
-  cl_gemm_impl impl = CL_GEMM_OWN;
+  cl_gemm_impl impl = CL_GEMM_TILED;
   vnrt_status st = cl_gemm_choose(L->dev, &s, &impl);
   if (st != VNRT_OK) return st;
   cl_gemm_call *call = L->dev->host->alloc(L->dev->host->core, sizeof *call);

@@ -233,10 +233,11 @@ static void cache_store(vnrt_backend_device *dev, cl_program program, const char
 vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
   const vnrt_backend_host *host = dev->host;
   const cl_device_desc *desc = dev->desc;
-  /* No #pragma or extension is needed by the kernels; a driver that rounds single-precision
+  /* No extension is needed by the kernels. VN_VW is the vector width of the register-blocked
+   * GEMM kernels (the device's preferred float width); a driver that rounds single-precision
    * divide and sqrt correctly when asked gets the flag, so results match the CPU more closely. */
-  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2%s",
-           desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s",
+           desc->vec_width, desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
 
   uint64_t key = CL_FNV_SEED;
   key = cl_fnv1a(key, CL_CACHE_MAGIC, 8);

@@ -104,3 +104,186 @@ __kernel void gemm_naive(GEMM_ARGS) {
   for (long k = 0; k < K; ++k) acc += ld(PTR(a), da, ab + k * a_sk) * ld(PTR(b), db, bb + k * b_sk);
   st(PTR(c), dc, z * M * N + m * N + n, acc);
 }
+
+/* ---- Register-blocked kernels with explicit vectors ------------------------------------ */
+/* CPU-like devices (PoCL) run a work-group's items one after another, so local-memory tiles
+ * buy nothing there; what pays is each item keeping a block of C in vector registers, written
+ * out as separate variables so that no compiler leaves them in memory. The host builds with
+ * -DVN_VW=<the device's preferred float vector width> (4, 8 or 16). These kernels are timed
+ * against the tiled ones and clBLAST like any other candidate. Multiply-adds may fuse here
+ * (FP_CONTRACT ON): that is the point of these kernels, and GEMM's tolerance allows it. */
+
+#ifndef VN_VW
+#define VN_VW 8
+#endif
+#if VN_VW == 16
+#define floatv float16
+#define vloadv vload16
+#define vstorev_ vstore16
+#define vload_halfv vload_half16
+#define VN_HSUM(v) hsum8((v).lo + (v).hi)
+#define VN_BF16V(p) as_float16(convert_uint16(vload16(0, (__global const ushort *)(p))) << 16)
+#elif VN_VW == 4
+#define floatv float4
+#define vloadv vload4
+#define vstorev_ vstore4
+#define vload_halfv vload_half4
+#define VN_HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
+#define VN_BF16V(p) as_float4(convert_uint4(vload4(0, (__global const ushort *)(p))) << 16)
+#else
+#undef VN_VW
+#define VN_VW 8
+#define floatv float8
+#define vloadv vload8
+#define vstorev_ vstore8
+#define vload_halfv vload_half8
+#define VN_HSUM(v) hsum8(v)
+#define VN_BF16V(p) as_float8(convert_uint8(vload8(0, (__global const ushort *)(p))) << 16)
+#endif
+
+float hsum8(float8 v) { return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7)); }
+
+/* VN_VW elements of dtype dt starting at element i. */
+floatv ldv(__global const uchar *p, int dt, long i) {
+  switch (dt) {
+    case DT_F16: return vload_halfv(0, (__global const half *)(p + 2 * i));
+    case DT_BF16: return VN_BF16V(p + 2 * i);
+    default: return vloadv(0, (__global const float *)(p + 4 * i));
+  }
+}
+
+/* One k-step of the 4x4 block of gemm_vec_nt, with loads LA (A rows) and LB (B rows). */
+#define VN_NT_STEP(LA, LB)                                                                 \
+  {                                                                                        \
+    floatv a0 = LA(ar0 + k), a1 = LA(ar1 + k), a2 = LA(ar2 + k), a3 = LA(ar3 + k);          \
+    floatv bv = LB(br0 + k);                                                               \
+    c00 = a0 * bv + c00, c10 = a1 * bv + c10, c20 = a2 * bv + c20, c30 = a3 * bv + c30;    \
+    bv = LB(br1 + k);                                                                      \
+    c01 = a0 * bv + c01, c11 = a1 * bv + c11, c21 = a2 * bv + c21, c31 = a3 * bv + c31;    \
+    bv = LB(br2 + k);                                                                      \
+    c02 = a0 * bv + c02, c12 = a1 * bv + c12, c22 = a2 * bv + c22, c32 = a3 * bv + c32;    \
+    bv = LB(br3 + k);                                                                      \
+    c03 = a0 * bv + c03, c13 = a1 * bv + c13, c23 = a2 * bv + c23, c33 = a3 * bv + c33;    \
+  }
+#define VN_LD_F32A(i) vloadv(0, (__global const float *)A + (i))
+#define VN_LD_F32B(i) vloadv(0, (__global const float *)B + (i))
+#define VN_LD_F16B(i) vload_halfv(0, (__global const half *)(B + 2 * (i)))
+#define VN_LD_BF16B(i) VN_BF16V(B + 2 * (i))
+#define VN_LD_ANYA(i) ldv(A, da, (i))
+#define VN_LD_ANYB(i) ldv(B, db, (i))
+
+/* B transposed (linear: w[N, K]): an item computes C[m0..m0+4, n0..n0+4] with VN_VW partial
+ * sums along k for each of its 16 outputs. Global (ceil(N/4), ceil(M/4), batch). */
+__kernel void gemm_vec_nt(GEMM_ARGS) {
+#pragma OPENCL FP_CONTRACT ON
+  long n0 = get_global_id(0) * 4, m0 = get_global_id(1) * 4;
+  if (n0 >= N || m0 >= M) return;
+  long z = get_global_id(2), b0 = z / bd1, b1 = z % bd1;
+  __global const uchar *A = PTR(a), *B = PTR(b);
+  long ab = b0 * a_bs0 + b1 * a_bs1, bb = b0 * b_bs0 + b1 * b_bs1;
+  /* Rows past the edge re-read the last row (in bounds) and are not stored. */
+  long ar0 = ab + min(m0, (long)M - 1) * a_sm, ar1 = ab + min(m0 + 1, (long)M - 1) * a_sm;
+  long ar2 = ab + min(m0 + 2, (long)M - 1) * a_sm, ar3 = ab + min(m0 + 3, (long)M - 1) * a_sm;
+  long br0 = bb + min(n0, (long)N - 1) * b_sn, br1 = bb + min(n0 + 1, (long)N - 1) * b_sn;
+  long br2 = bb + min(n0 + 2, (long)N - 1) * b_sn, br3 = bb + min(n0 + 3, (long)N - 1) * b_sn;
+  floatv c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f, c10 = 0.0f, c11 = 0.0f, c12 = 0.0f,
+         c13 = 0.0f, c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f, c30 = 0.0f, c31 = 0.0f,
+         c32 = 0.0f, c33 = 0.0f;
+  int kv = K / VN_VW * VN_VW;
+  /* The common dtype pairs get their own loops, so no load branches on a dtype. */
+  if (da == DT_F32 && db == DT_F32) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F32B)
+  } else if (da == DT_F32 && db == DT_F16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F16B)
+  } else if (da == DT_F32 && db == DT_BF16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_BF16B)
+  } else {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_ANYA, VN_LD_ANYB)
+  }
+  float r[16] = {VN_HSUM(c00), VN_HSUM(c01), VN_HSUM(c02), VN_HSUM(c03),
+                 VN_HSUM(c10), VN_HSUM(c11), VN_HSUM(c12), VN_HSUM(c13),
+                 VN_HSUM(c20), VN_HSUM(c21), VN_HSUM(c22), VN_HSUM(c23),
+                 VN_HSUM(c30), VN_HSUM(c31), VN_HSUM(c32), VN_HSUM(c33)};
+  long arow[4] = {ar0, ar1, ar2, ar3}, brow[4] = {br0, br1, br2, br3};
+  for (int i = 0; i < 4; ++i) {
+    long m = m0 + i;
+    if (m >= M) break;
+    for (int j = 0; j < 4; ++j) {
+      long n = n0 + j;
+      if (n >= N) break;
+      float s = r[i * 4 + j];
+      for (int k = kv; k < K; ++k) s = ld(A, da, arow[i] + k) * ld(B, db, brow[j] + k) + s;
+      st(PTR(c), dc, z * M * N + m * N + n, s);
+    }
+  }
+}
+
+/* One k-step of gemm_vec_nn's 8 rows: row i's A value (loaded by LS) times the two B
+ * vectors b0v, b1v. */
+#define VN_NN_ROW(i, LS)                                       \
+  {                                                            \
+    floatv av = (floatv)(LS(ar##i + k * a_sk));                \
+    x##i = av * b0v + x##i;                                    \
+    y##i = av * b1v + y##i;                                    \
+  }
+#define VN_NN_ROWS(LS) VN_NN_ROW(0, LS) VN_NN_ROW(1, LS) VN_NN_ROW(2, LS) VN_NN_ROW(3, LS) \
+  VN_NN_ROW(4, LS) VN_NN_ROW(5, LS) VN_NN_ROW(6, LS) VN_NN_ROW(7, LS)
+#define VN_LD_F32S(i) ((__global const float *)A)[i]
+#define VN_LD_ANYS(i) ld(A, da, (i))
+#define VN_NN_LOOP(LB, LS)                                     \
+  for (int k = 0; k < K; ++k) {                                \
+    floatv b0v = LB(bb + k * b_sk + n0);                       \
+    floatv b1v = LB(bb + k * b_sk + n0 + VN_VW);               \
+    VN_NN_ROWS(LS)                                             \
+  }
+
+/* B not transposed (matmul: B[K, N], n contiguous): an item computes 8 rows x 2·VN_VW
+ * columns, two vector accumulators per row. Global (ceil(N/(2·VN_VW)), ceil(M/8), batch). */
+__kernel void gemm_vec_nn(GEMM_ARGS) {
+#pragma OPENCL FP_CONTRACT ON
+  long n0 = get_global_id(0) * 2 * VN_VW, m0 = get_global_id(1) * 8;
+  if (n0 >= N || m0 >= M) return;
+  long z = get_global_id(2), b0 = z / bd1, b1 = z % bd1;
+  __global const uchar *A = PTR(a), *B = PTR(b);
+  long ab = b0 * a_bs0 + b1 * a_bs1, bb = b0 * b_bs0 + b1 * b_bs1;
+  long ar0 = ab + min(m0, (long)M - 1) * a_sm, ar1 = ab + min(m0 + 1, (long)M - 1) * a_sm;
+  long ar2 = ab + min(m0 + 2, (long)M - 1) * a_sm, ar3 = ab + min(m0 + 3, (long)M - 1) * a_sm;
+  long ar4 = ab + min(m0 + 4, (long)M - 1) * a_sm, ar5 = ab + min(m0 + 5, (long)M - 1) * a_sm;
+  long ar6 = ab + min(m0 + 6, (long)M - 1) * a_sm, ar7 = ab + min(m0 + 7, (long)M - 1) * a_sm;
+  floatv x0 = 0.0f, x1 = 0.0f, x2 = 0.0f, x3 = 0.0f, x4 = 0.0f, x5 = 0.0f, x6 = 0.0f, x7 = 0.0f;
+  floatv y0 = 0.0f, y1 = 0.0f, y2 = 0.0f, y3 = 0.0f, y4 = 0.0f, y5 = 0.0f, y6 = 0.0f, y7 = 0.0f;
+  if (n0 + 2 * VN_VW <= N && b_sn == 1) {
+    /* The common dtype pairs get their own loops, so no load branches on a dtype. */
+    if (da == DT_F32 && db == DT_F32) {
+      VN_NN_LOOP(VN_LD_F32B, VN_LD_F32S)
+    } else if (da == DT_F32 && db == DT_F16) {
+      VN_NN_LOOP(VN_LD_F16B, VN_LD_F32S)
+    } else if (da == DT_F32 && db == DT_BF16) {
+      VN_NN_LOOP(VN_LD_BF16B, VN_LD_F32S)
+    } else {
+      VN_NN_LOOP(VN_LD_ANYB, VN_LD_ANYS)
+    }
+  } else {
+    /* The right edge (or a strided B): gather the columns, zeros past N. */
+    for (int k = 0; k < K; ++k) {
+      float bs[2 * VN_VW];
+      for (int j = 0; j < 2 * VN_VW; ++j) {
+        long n = n0 + j;
+        bs[j] = n < N ? ld(B, db, bb + k * b_sk + n * b_sn) : 0.0f;
+      }
+      floatv b0v = vloadv(0, bs), b1v = vloadv(1, bs);
+      VN_NN_ROWS(VN_LD_ANYS)
+    }
+  }
+  floatv xs[8] = {x0, x1, x2, x3, x4, x5, x6, x7}, ys[8] = {y0, y1, y2, y3, y4, y5, y6, y7};
+  for (int i = 0; i < 8; ++i) {
+    long m = m0 + i;
+    if (m >= M) break;
+    float r[2 * VN_VW];
+    vstorev_(xs[i], 0, r);
+    vstorev_(ys[i], 1, r);
+    for (int j = 0; j < 2 * VN_VW; ++j) {
+      if (n0 + j < N) st(PTR(c), dc, z * M * N + m * N + n0 + j, r[j]);
+    }
+  }
+}

@@ -1,0 +1,685 @@
+/* Check suite for the OpenCL backend: device listing against a direct OpenCL query, a missing
+ * ICD, build logs in errors, the allocation limit, the program cache (hit, corrupt, truncated,
+ * stale), every GEMM implementation against a double reference, the measured GEMM choice, and
+ * rope at long positions. Op-by-op agreement with the CPU is covered by test_cpu_*.c, which run
+ * on every device. */
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "opencl/cl_program.h"
+#include "test_util.h"
+#include "vnrt/backend.h"
+
+const vnrt_backend_i *opencl_backend_get(void);
+
+/* ---- Helpers --------------------------------------------------------------------------- */
+
+/* Usable devices as the backend's rules define them, by a direct query: OpenCL 1.2+, available,
+ * with a compiler, full profile or cles_khr_int64. */
+typedef struct direct_dev {
+  cl_device_id id;
+  char name[256];
+  cl_ulong global_mem, max_alloc, local_mem;
+  cl_bool unified;
+  cl_device_type type;
+  int fp16;
+} direct_dev;
+
+static int direct_devices(direct_dev *out, int cap) {
+  cl_uint np = 0;
+  if (clGetPlatformIDs(0, NULL, &np) != CL_SUCCESS || np == 0) return 0;
+  cl_platform_id plats[16];
+  if (np > 16) np = 16;
+  clGetPlatformIDs(np, plats, NULL);
+  int n = 0;
+  for (cl_uint p = 0; p < np; ++p) {
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS) continue;
+    cl_device_id ids[16];
+    if (nd > 16) nd = 16;
+    clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, ids, NULL);
+    for (cl_uint i = 0; i < nd && n < cap; ++i) {
+      char ver[256] = "", cver[256] = "", prof[64] = "", ext[8192] = "";
+      cl_bool avail = 0, comp = 0;
+      clGetDeviceInfo(ids[i], CL_DEVICE_VERSION, sizeof ver, ver, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_OPENCL_C_VERSION, sizeof cver, cver, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_PROFILE, sizeof prof, prof, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_EXTENSIONS, sizeof ext, ext, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_AVAILABLE, sizeof avail, &avail, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_COMPILER_AVAILABLE, sizeof comp, &comp, NULL);
+      int maj = 0, min = 0, cmaj = 0, cmin = 0;
+      sscanf(ver, "OpenCL %d.%d", &maj, &min);
+      sscanf(cver, "OpenCL C %d.%d", &cmaj, &cmin);
+      if (maj * 10 + min < 12 || cmaj * 10 + cmin < 12 || !avail || !comp) continue;
+      if (strcmp(prof, "FULL_PROFILE") != 0 && !strstr(ext, "cles_khr_int64")) continue;
+      direct_dev *d = &out[n++];
+      memset(d, 0, sizeof *d);
+      d->id = ids[i];
+      clGetDeviceInfo(ids[i], CL_DEVICE_NAME, sizeof d->name, d->name, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof d->global_mem, &d->global_mem, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof d->max_alloc, &d->max_alloc,
+                      NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem, &d->local_mem, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof d->unified, &d->unified, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
+      d->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+    }
+  }
+  return n;
+}
+
+/* The vnrt device opencl:0 of ctx, or NULL when the machine has none. */
+static vnrt_device *opencl0(vnrt_context *ctx) {
+  vnrt_device *dev = NULL;
+  return vnrt_device_select(ctx, "opencl:0", &dev) == VNRT_OK ? dev : NULL;
+}
+
+/* Skips (passes with a note) on machines without any OpenCL device, after checking that the
+ * backend agrees there is none. */
+#define REQUIRE_OPENCL(ctx)                                                               \
+  do {                                                                                    \
+    if (!opencl0(ctx)) {                                                                  \
+      direct_dev dd_[4];                                                                  \
+      ck_assert_int_eq(direct_devices(dd_, 4), 0);                                        \
+      fprintf(stderr, "%s: no OpenCL device on this machine; skipped\n", __func__);       \
+      vnrt_context_destroy(ctx);                                                          \
+      return;                                                                             \
+    }                                                                                     \
+  } while (0)
+
+/* Log messages collected by a context (INFO and up). */
+typedef struct log_buf {
+  char text[65536];
+  size_t len;
+} log_buf;
+
+static void collect_log(void *user, vnrt_log_level level, const char *message) {
+  log_buf *b = user;
+  int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%s\n", message);
+  if (n > 0 && b->len + (size_t)n < sizeof b->text) b->len += (size_t)n;
+}
+
+static vnrt_context *logging_context(log_buf *lb) {
+  memset(lb, 0, sizeof *lb);
+  vnrt_context_desc desc = {0};
+  desc.log_fn = collect_log;
+  desc.log_user = lb;
+  desc.log_level = VNRT_LOG_INFO;
+  desc.no_plugins = 1;
+  vnrt_context *ctx = NULL;
+  ck_assert_int_eq(vnrt_context_create(&desc, &ctx), VNRT_OK);
+  return ctx;
+}
+
+/* A fake host for calling the backend table directly. */
+typedef struct fake_host {
+  vnrt_backend_host host;
+  char msg[4096];
+} fake_host;
+
+static void fake_log(void *core, vnrt_log_level level, const char *fmt, ...) {}
+static vnrt_status fake_error(void *core, vnrt_status status, const char *fmt, ...) {
+  fake_host *h = core;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(h->msg, sizeof h->msg, fmt, ap);
+  va_end(ap);
+  return status;
+}
+static void *fake_alloc(void *core, size_t size) { return malloc(size); }
+static void fake_free(void *core, void *p) { free(p); }
+
+static void fake_host_init(fake_host *h) {
+  memset(h, 0, sizeof *h);
+  h->host = (vnrt_backend_host){sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc,
+                                fake_free, 1};
+}
+
+/* A fresh temporary directory (removed by rm_rf). */
+static void temp_dir(char *buf, size_t size) {
+  snprintf(buf, size, "/tmp/vnrt-test-opencl-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(buf));
+}
+
+static void rm_rf(const char *path) {
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      char sub[1024];
+      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+      rm_rf(sub);
+    }
+    closedir(d);
+    rmdir(path);
+  } else {
+    remove(path);
+  }
+}
+
+/* The first file in dir whose name ends with suffix, into out; 0 if none. */
+static int find_file(const char *dir, const char *suffix, char *out, size_t size) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *e;
+  int found = 0;
+  while (!found && (e = readdir(d)) != NULL) {
+    size_t n = strlen(e->d_name), s = strlen(suffix);
+    if (n > s && strcmp(e->d_name + n - s, suffix) == 0) {
+      snprintf(out, size, "%s/%s", dir, e->d_name);
+      found = 1;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* Runs out = a + b ([3, 5] f32) on opencl:0 of ctx and checks every value. */
+static void run_add_and_check(vnrt_context *ctx) {
+  const int64_t dims[2] = {3, 5};
+  tu_tensor in[2] = {tu_tensor_new(VNRT_F32, 2, dims), tu_tensor_new(VNRT_F32, 2, dims)};
+  tu_fill_uniform(&in[0], 1, -2.0f, 2.0f);
+  tu_fill_uniform(&in[1], 2, -2.0f, 2.0f);
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_ADD, in, 2, NULL, 0, 1);
+  tu_tensor out;
+  TU_OK(ctx, tu_run(ctx, g, opencl0(ctx), in, 2, &out, 1));
+  for (int64_t i = 0; i < 15; ++i) {
+    ck_assert_msg(tu_get(&out, i) == (double)(float)(tu_get(&in[0], i) + tu_get(&in[1], i)),
+                  "add[%lld] = %g", (long long)i, tu_get(&out, i));
+  }
+  tu_tensor_free(&out);
+  tu_tensor_free(&in[0]);
+  tu_tensor_free(&in[1]);
+  vnrt_graph_destroy(g);
+}
+
+/* ---- Devices --------------------------------------------------------------------------- */
+
+START_TEST(test_devices_listed_with_capabilities) {
+  vnrt_context *ctx = tu_context();
+  direct_dev dd[16];
+  int n_direct = direct_devices(dd, 16);
+  int n_vnrt = 0;
+  for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
+    vnrt_device *dev = NULL;
+    vnrt_device_info info;
+    TU_OK(ctx, vnrt_device_get(ctx, i, &dev));
+    TU_OK(ctx, vnrt_device_get_info(dev, &info));
+    if (strcmp(info.backend, "opencl") != 0) continue;
+    ck_assert_int_lt(n_vnrt, n_direct);
+    const direct_dev *d = &dd[n_vnrt];
+    char spec[32];
+    snprintf(spec, sizeof spec, "opencl:%d", n_vnrt);
+    ck_assert_str_eq(info.spec, spec);
+    ck_assert_uint_eq(info.index, (uint32_t)n_vnrt);
+    ck_assert_msg(strncmp(info.name, d->name, sizeof info.name - 1) == 0, "name %s vs %s",
+                  info.name, d->name);
+    ck_assert_uint_eq(info.memory_bytes, d->global_mem);
+    ck_assert_uint_eq(info.max_buffer_bytes, d->max_alloc);
+    ck_assert_uint_eq(info.shared_memory_bytes, d->local_mem);
+    vnrt_device_type want = (d->type & CL_DEVICE_TYPE_CPU)   ? VNRT_DEVICE_TYPE_SOFTWARE
+                            : (d->type & CL_DEVICE_TYPE_GPU) ? (d->unified
+                                                                    ? VNRT_DEVICE_TYPE_GPU_INTEGRATED
+                                                                    : VNRT_DEVICE_TYPE_GPU_DISCRETE)
+                                                             : VNRT_DEVICE_TYPE_ACCELERATOR;
+    ck_assert_int_eq(info.type, want);
+    ck_assert(info.caps & VNRT_CAP_F16_STORAGE);
+    ck_assert_int_eq(!!(info.caps & VNRT_CAP_F16), d->fp16);
+    ck_assert_int_eq(!!(info.caps & VNRT_CAP_UNIFIED_MEMORY), d->unified == CL_TRUE);
+    ck_assert_msg(strstr(info.driver, "OpenCL C 1.") || strstr(info.driver, "OpenCL C 2.") ||
+                      strstr(info.driver, "OpenCL C 3."),
+                  "driver string names no OpenCL C version: %s", info.driver);
+    ck_assert_uint_gt(info.max_workgroup_size, 0);
+    /* opencl:N selects exactly this device. */
+    vnrt_device *sel = NULL;
+    TU_OK(ctx, vnrt_device_select(ctx, spec, &sel));
+    ck_assert_ptr_eq(sel, dev);
+    ++n_vnrt;
+  }
+  ck_assert_int_eq(n_vnrt, n_direct);
+  vnrt_device *none = NULL;
+  char past[32];
+  snprintf(past, sizeof past, "opencl:%d", n_vnrt);
+  ck_assert_int_ne(vnrt_device_select(ctx, past, &none), VNRT_OK);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_missing_icd_gives_zero_devices) {
+  /* The ICD loader reads OCL_ICD_VENDORS once per process; Check runs each test in a fresh
+   * child, so nothing has touched OpenCL yet. Without fork there is no clean way to test. */
+  const char *fork_mode = getenv("CK_FORK");
+  if (fork_mode && strcmp(fork_mode, "no") == 0) {
+    fprintf(stderr, "test_missing_icd_gives_zero_devices: needs CK_FORK != no; skipped\n");
+    return;
+  }
+  char dir[64];
+  temp_dir(dir, sizeof dir);
+  const char *old = getenv("OCL_ICD_VENDORS");
+  char *saved = old ? strdup(old) : NULL;
+  setenv("OCL_ICD_VENDORS", dir, 1);
+  log_buf *lb = calloc(1, sizeof *lb);
+  vnrt_context *ctx = logging_context(lb);
+  int opencl_devices = 0;
+  for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
+    vnrt_device *dev = NULL;
+    vnrt_device_info info;
+    TU_OK(ctx, vnrt_device_get(ctx, i, &dev));
+    TU_OK(ctx, vnrt_device_get_info(dev, &info));
+    opencl_devices += strcmp(info.backend, "opencl") == 0;
+  }
+  ck_assert_int_eq(opencl_devices, 0);
+  vnrt_device *dev = NULL;
+  ck_assert_int_eq(vnrt_device_select(ctx, "opencl:0", &dev), VNRT_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(lb->text, "CL_PLATFORM_NOT_FOUND_KHR"),
+                "the skipped backend's reason is not logged: %s", lb->text);
+  /* The context still works. */
+  vnrt_device *cpu = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
+  vnrt_context_destroy(ctx);
+  free(lb);
+  if (saved) {
+    setenv("OCL_ICD_VENDORS", saved, 1);
+    free(saved);
+  } else {
+    unsetenv("OCL_ICD_VENDORS");
+  }
+  rm_rf(dir);
+}
+END_TEST
+
+/* ---- Build logs and allocation limits (through the backend table) ---------------------- */
+
+START_TEST(test_build_failure_surfaces_the_log) {
+  fake_host h;
+  fake_host_init(&h);
+  const vnrt_backend_i *be = opencl_backend_get();
+  void *state = NULL;
+  if (be->init(&h.host, &state) != VNRT_OK || be->device_count(state) == 0) {
+    direct_dev dd[4];
+    ck_assert_int_eq(direct_devices(dd, 4), 0);
+    if (state) be->shutdown(state);
+    return;
+  }
+  vnrt_backend_device *dev = NULL;
+  ck_assert_msg(be->device_open(state, 0, &dev) == VNRT_OK, "device_open: %s", h.msg);
+  const char *src[1] = {
+      "__kernel void broken(__global float *x) { x[0] = vnrt_undeclared_name_42; }\n"};
+  cl_program prog = NULL;
+  vnrt_status s = cl_program_build_source(dev, src, 1, "-cl-std=CL1.2", &prog);
+  ck_assert_int_eq(s, VNRT_ERROR_DEVICE);
+  ck_assert_ptr_null(prog);
+  ck_assert_msg(strstr(h.msg, "build log") && strstr(h.msg, "vnrt_undeclared_name_42") &&
+                    strstr(h.msg, "CL_BUILD_PROGRAM_FAILURE"),
+                "the error does not carry the build log: %s", h.msg);
+  /* A good program still builds on the same device. */
+  const char *ok_src[1] = {"__kernel void fine(__global float *x) { x[0] = 1.0f; }\n"};
+  ck_assert_int_eq(cl_program_build_source(dev, ok_src, 1, "-cl-std=CL1.2", &prog), VNRT_OK);
+  clReleaseProgram(prog);
+  be->device_close(dev);
+  be->shutdown(state);
+}
+END_TEST
+
+START_TEST(test_allocation_beyond_the_limit_names_it) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  vnrt_device_info info;
+  TU_OK(ctx, vnrt_device_get_info(opencl0(ctx), &info));
+  char limit[32];
+  snprintf(limit, sizeof limit, "%llu", (unsigned long long)info.max_buffer_bytes);
+
+  /* Through the backend table: one byte past CL_DEVICE_MAX_MEM_ALLOC_SIZE. */
+  fake_host h;
+  fake_host_init(&h);
+  const vnrt_backend_i *be = opencl_backend_get();
+  void *state = NULL;
+  ck_assert_int_eq(be->init(&h.host, &state), VNRT_OK);
+  vnrt_backend_device *dev = NULL;
+  ck_assert_msg(be->device_open(state, 0, &dev) == VNRT_OK, "device_open: %s", h.msg);
+  vnrt_backend_buffer *buf = NULL;
+  ck_assert_int_eq(be->buffer_alloc(dev, info.max_buffer_bytes + 1, &buf),
+                   VNRT_ERROR_OUT_OF_MEMORY);
+  ck_assert_ptr_null(buf);
+  ck_assert_msg(strstr(h.msg, "CL_DEVICE_MAX_MEM_ALLOC_SIZE") && strstr(h.msg, limit),
+                "message does not name the limit %s: %s", limit, h.msg);
+  /* A small buffer round-trips. */
+  ck_assert_int_eq(be->buffer_alloc(dev, 1000, &buf), VNRT_OK);
+  unsigned char w[1000], r[1000];
+  for (int i = 0; i < 1000; ++i) w[i] = (unsigned char)(i * 7);
+  ck_assert_int_eq(be->buffer_write(dev, buf, 0, w, 1000), VNRT_OK);
+  memset(r, 0, sizeof r);
+  ck_assert_int_eq(be->buffer_read(dev, buf, 100, r, 900), VNRT_OK);
+  ck_assert_int_eq(memcmp(r, w + 100, 900), 0);
+  ck_assert_int_eq(be->buffer_read(dev, buf, 900, r, 101), VNRT_ERROR_INVALID_ARGUMENT);
+  be->buffer_free(dev, buf);
+  be->device_close(dev);
+  be->shutdown(state);
+
+  /* Through a plan: an input one element past the limit (when the element count is one the
+   * kernels take at all). */
+  int64_t n = (int64_t)(info.max_buffer_bytes / 4) + 1;
+  if (n <= INT32_MAX) {
+    vnrt_graph *g = NULL;
+    TU_OK(ctx, vnrt_graph_create(ctx, &g));
+    vnrt_tensor_type t = {VNRT_F32, 1, {n}};
+    vnrt_value x, y;
+    TU_OK(ctx, vnrt_graph_add_input(g, "x", &t, 0, &x));
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NEG, &x, 1, NULL, 0, NULL, &y, 1));
+    TU_OK(ctx, vnrt_graph_add_output(g, y));
+    vnrt_plan_desc pd = {0};
+    pd.no_fallback = 1;
+    vnrt_plan *plan = NULL;
+    ck_assert_int_eq(vnrt_plan_create(ctx, g, opencl0(ctx), &pd, &plan),
+                     VNRT_ERROR_OUT_OF_MEMORY);
+    const char *msg = vnrt_context_last_error(ctx);
+    ck_assert_msg(strstr(msg, "CL_DEVICE_MAX_MEM_ALLOC_SIZE") && strstr(msg, limit),
+                  "plan error does not name the limit %s: %s", limit, msg);
+    vnrt_graph_destroy(g);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- The program cache ----------------------------------------------------------------- */
+
+/* A context with VNRT_CACHE_DIR=dir that runs an add on opencl:0; returns its log. */
+static void cached_run(log_buf *lb) {
+  vnrt_context *ctx = logging_context(lb);
+  run_add_and_check(ctx);
+  vnrt_context_destroy(ctx);
+}
+
+START_TEST(test_program_cache_hit_corrupt_truncated_stale) {
+  vnrt_context *probe = tu_context();
+  REQUIRE_OPENCL(probe);
+  vnrt_context_destroy(probe);
+  char dir[64], sub[128], file[512];
+  temp_dir(dir, sizeof dir);
+  setenv("VNRT_CACHE_DIR", dir, 1);
+  snprintf(sub, sizeof sub, "%s/opencl", dir);
+  log_buf *lb = calloc(1, sizeof *lb);
+
+  cached_run(lb); /* first: built from source and written */
+  ck_assert_msg(strstr(lb->text, "kernels built from source") && strstr(lb->text, "no cache entry"),
+                "first context did not build: %s", lb->text);
+  ck_assert_msg(find_file(sub, ".clbin", file, sizeof file), "no cache file in %s", sub);
+  struct stat st;
+  ck_assert_int_eq(stat(file, &st), 0);
+  long size = (long)st.st_size;
+  ck_assert_int_gt(size, 300);
+
+  cached_run(lb); /* second: a cache hit, no build */
+  ck_assert_msg(strstr(lb->text, "kernels loaded from the cache") &&
+                    !strstr(lb->text, "built from source"),
+                "second context did not hit the cache: %s", lb->text);
+
+  /* A flipped byte in the binary: detected by the checksum, rebuilt, rewritten. */
+  FILE *f = fopen(file, "r+b");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, size - 17, SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, size - 17, SEEK_SET);
+  fputc(c ^ 0x5a, f);
+  fclose(f);
+  cached_run(lb);
+  ck_assert_msg(strstr(lb->text, "corrupt cache entry (checksum mismatch)") &&
+                    strstr(lb->text, "built from source"),
+                "a corrupt entry was not rebuilt: %s", lb->text);
+  cached_run(lb);
+  ck_assert_msg(strstr(lb->text, "loaded from the cache"), "the rebuilt entry was not rewritten: %s",
+                lb->text);
+
+  /* Truncated in the middle of the binary. */
+  ck_assert_int_eq(truncate(file, size / 2), 0);
+  cached_run(lb);
+  ck_assert_msg(strstr(lb->text, "size mismatch") && strstr(lb->text, "built from source"),
+                "a truncated entry was not rebuilt: %s", lb->text);
+
+  /* A header whose key is another program's (as after a source or driver change). */
+  f = fopen(file, "r+b");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 16, SEEK_SET); /* the key field follows magic[8], format and header size */
+  c = fgetc(f);
+  fseek(f, 16, SEEK_SET);
+  fputc(c ^ 0xff, f);
+  fclose(f);
+  cached_run(lb);
+  ck_assert_msg(strstr(lb->text, "stale cache entry") && strstr(lb->text, "built from source"),
+                "a stale entry was not rebuilt: %s", lb->text);
+
+  /* Garbage of the right size is not a program either. */
+  f = fopen(file, "wb");
+  ck_assert_ptr_nonnull(f);
+  for (long i = 0; i < size; ++i) fputc((int)(i * 31), f);
+  fclose(f);
+  cached_run(lb);
+  ck_assert_msg(strstr(lb->text, "foreign header") && strstr(lb->text, "built from source"),
+                "a garbage entry was not rebuilt: %s", lb->text);
+
+  free(lb);
+  unsetenv("VNRT_CACHE_DIR");
+  rm_rf(dir);
+}
+END_TEST
+
+/* ---- GEMM ------------------------------------------------------------------------------ */
+
+/* out[b][m][n] = Σ_k a·b in double for a matmul with batch broadcast (ranks 2..4). */
+static void matmul_ref(const tu_tensor *a, const tu_tensor *b, const vnrt_tensor_type *o,
+                       double *out) {
+  int64_t M = a->type.dims[a->type.rank - 2], K = a->type.dims[a->type.rank - 1];
+  int64_t N = b->type.dims[b->type.rank - 1];
+  int64_t batch = vnrt_tensor_type_numel(o) / (M * N);
+  int32_t nb = o->rank - 2;
+  for (int64_t z = 0; z < batch; ++z) {
+    /* Coordinates of z in o's batch dims, mapped to a's and b's (size-1 dims broadcast). */
+    int64_t coord[2] = {0, 0}, rem = z;
+    for (int32_t d = nb - 1; d >= 0; --d) {
+      coord[d] = rem % o->dims[d];
+      rem /= o->dims[d];
+    }
+    int64_t za = 0, zb = 0;
+    for (int32_t d = 0; d < nb; ++d) {
+      int32_t da = d - (nb - (a->type.rank - 2)), db = d - (nb - (b->type.rank - 2));
+      if (da >= 0) za = za * a->type.dims[da] + (a->type.dims[da] == 1 ? 0 : coord[d]);
+      if (db >= 0) zb = zb * b->type.dims[db] + (b->type.dims[db] == 1 ? 0 : coord[d]);
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          acc += tu_get(a, za * M * K + m * K + k) * tu_get(b, zb * K * N + k * N + n);
+        }
+        out[(z * M + m) * N + n] = acc;
+      }
+    }
+  }
+}
+
+static double round_to(vnrt_dtype dt, double v) {
+  switch (dt) {
+    case VNRT_F16: return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16: return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default: return (float)v;
+  }
+}
+
+/* Runs op on opencl:0 with VNRT_CL_GEMM=impl and checks against the double reference. */
+static void check_gemm(vnrt_context *ctx, const char *impl, vnrt_op op, tu_tensor *in) {
+  setenv("VNRT_CL_GEMM", impl, 1);
+  vnrt_graph *g = tu_op_graph(ctx, op, in, 2, NULL, 0, 1);
+  tu_tensor out;
+  vnrt_status s = tu_run(ctx, g, opencl0(ctx), in, 2, &out, 1);
+  unsetenv("VNRT_CL_GEMM");
+  ck_assert_msg(s == VNRT_OK, "%s %s: %s", vnrt_op_name(op), impl, vnrt_context_last_error(ctx));
+  int64_t n = tu_numel(&out);
+  double *want = malloc(sizeof(double) * (size_t)n);
+  if (op == VNRT_OP_MATMUL) {
+    matmul_ref(&in[0], &in[1], &out.type, want);
+  } else {
+    int64_t K = in[1].type.dims[1], N = in[1].type.dims[0], M = tu_numel(&in[0]) / K;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t j = 0; j < N; ++j) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; ++k) acc += tu_get(&in[0], m * K + k) * tu_get(&in[1], j * K + k);
+        want[m * N + j] = acc;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) want[i] = round_to(out.type.dtype, want[i]);
+  double err = tu_nmse(&out, want, n);
+  ck_assert_msg(err <= 1e-6, "%s with %s (%s result): NMSE %.3g", vnrt_op_name(op), impl,
+                vnrt_dtype_name(out.type.dtype), err);
+  free(want);
+  tu_tensor_free(&out);
+  vnrt_graph_destroy(g);
+}
+
+START_TEST(test_every_gemm_implementation_is_correct) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  const char *impls[] = {"vec", "tiled", "rows", "clblast"};
+  /* linear with f16 weights and an odd K; with bf16 x (bf16 result) and few rows. */
+  const int64_t xd[2] = {37, 70}, wd[2] = {45, 70}, x2d[3] = {2, 2, 67}, w2d[2] = {33, 67};
+  tu_tensor lin[2] = {tu_tensor_new(VNRT_F32, 2, xd), tu_tensor_new(VNRT_F16, 2, wd)};
+  tu_tensor lin2[2] = {tu_tensor_new(VNRT_BF16, 3, x2d), tu_tensor_new(VNRT_BF16, 2, w2d)};
+  /* matmul with batch broadcast, bf16 a (bf16 result); and one with f32 a, f16 b. */
+  const int64_t ad[4] = {2, 1, 19, 33}, bd[3] = {3, 33, 21}, a2d[2] = {70, 40}, b2d[2] = {40, 50};
+  tu_tensor mm[2] = {tu_tensor_new(VNRT_BF16, 4, ad), tu_tensor_new(VNRT_F32, 3, bd)};
+  tu_tensor mm2[2] = {tu_tensor_new(VNRT_F32, 2, a2d), tu_tensor_new(VNRT_F16, 2, b2d)};
+  tu_tensor *sets[4] = {lin, lin2, mm, mm2};
+  for (int i = 0; i < 4; ++i) {
+    tu_fill_uniform(&sets[i][0], 10 + i, -1.0f, 1.0f);
+    tu_fill_uniform(&sets[i][1], 20 + i, -1.0f, 1.0f);
+  }
+  for (int i = 0; i < 4; ++i) {
+    check_gemm(ctx, impls[i], VNRT_OP_LINEAR, lin);
+    check_gemm(ctx, impls[i], VNRT_OP_LINEAR, lin2);
+    check_gemm(ctx, impls[i], VNRT_OP_MATMUL, mm);
+    check_gemm(ctx, impls[i], VNRT_OP_MATMUL, mm2);
+  }
+  for (int i = 0; i < 4; ++i) {
+    tu_tensor_free(&sets[i][0]);
+    tu_tensor_free(&sets[i][1]);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_gemm_choice_is_measured_once_and_cached) {
+  vnrt_context *probe = tu_context();
+  REQUIRE_OPENCL(probe);
+  vnrt_context_destroy(probe);
+  char dir[64], sub[128], file[512];
+  temp_dir(dir, sizeof dir);
+  setenv("VNRT_CACHE_DIR", dir, 1);
+  snprintf(sub, sizeof sub, "%s/opencl", dir);
+  const int64_t xd[2] = {64, 96}, wd[2] = {80, 96}; /* 491520 multiply-adds: measured */
+  tu_tensor in[2] = {tu_tensor_new(VNRT_F32, 2, xd), tu_tensor_new(VNRT_F32, 2, wd)};
+  tu_fill_uniform(&in[0], 5, -1.0f, 1.0f);
+  tu_fill_uniform(&in[1], 6, -1.0f, 1.0f);
+  log_buf *lb = calloc(1, sizeof *lb);
+  for (int round = 0; round < 2; ++round) {
+    vnrt_context *ctx = logging_context(lb);
+    vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_LINEAR, in, 2, NULL, 0, 1);
+    tu_tensor out;
+    TU_OK(ctx, tu_run(ctx, g, opencl0(ctx), in, 2, &out, 1));
+    double got = tu_get(&out, 5 * 80 + 7), want = 0.0;
+    for (int k = 0; k < 96; ++k) want += tu_get(&in[0], 5 * 96 + k) * tu_get(&in[1], 7 * 96 + k);
+    ck_assert_msg(fabs(got - want) < 1e-4, "y[5, 7] = %g, want %g", got, want);
+    tu_tensor_free(&out);
+    vnrt_graph_destroy(g);
+    vnrt_context_destroy(ctx);
+    if (round == 0) {
+      ck_assert_msg(strstr(lb->text, "GEMM nt 64x80x96") && strstr(lb->text, " -> "),
+                    "the first plan did not measure: %s", lb->text);
+      ck_assert_msg(find_file(sub, ".gemm", file, sizeof file), "no .gemm file in %s", sub);
+      FILE *f = fopen(file, "r");
+      char line[256] = "";
+      ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+      fclose(f);
+      ck_assert_msg(strncmp(line, "nt 64x80x96 b1 f32.f32.f32 -> ", 30) == 0, "line: %s", line);
+    } else {
+      ck_assert_msg(!strstr(lb->text, "GEMM nt 64x80x96"), "the choice was measured again: %s",
+                    lb->text);
+    }
+  }
+  free(lb);
+  tu_tensor_free(&in[0]);
+  tu_tensor_free(&in[1]);
+  unsetenv("VNRT_CACHE_DIR");
+  rm_rf(dir);
+}
+END_TEST
+
+/* ---- rope at long positions ------------------------------------------------------------ */
+
+START_TEST(test_rope_keeps_long_positions_accurate) {
+  /* Angles of millions of radians: an f32 product pos·f alone would be off by ~0.5 rad. */
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  const int64_t T = 4, H = 2, D = 32, xd[3] = {T, H, D}, pd[1] = {T};
+  tu_tensor in[2] = {tu_tensor_new(VNRT_F32, 3, xd), tu_tensor_new(VNRT_I32, 1, pd)};
+  tu_fill_uniform(&in[0], 77, -1.0f, 1.0f);
+  const int32_t pos[4] = {8000000, 16777215, 1234567, 3};
+  memcpy(in[1].data, pos, sizeof pos);
+  vnrt_attr attrs[1] = {tu_attr_i("interleaved", 0)};
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_ROPE, in, 2, attrs, 1, 1);
+  tu_tensor out;
+  TU_OK(ctx, tu_run(ctx, g, opencl0(ctx), in, 2, &out, 1));
+  double want[4 * 2 * 32];
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t i = 0; i < D / 2; ++i) {
+        double a = pos[t] * pow(10000.0, -2.0 * (double)i / (double)D);
+        int64_t r = (t * H + h) * D;
+        double x1 = tu_get(&in[0], r + i), x2 = tu_get(&in[0], r + i + D / 2);
+        want[r + i] = x1 * cos(a) - x2 * sin(a);
+        want[r + i + D / 2] = x1 * sin(a) + x2 * cos(a);
+      }
+    }
+  }
+  double err = tu_nmse(&out, want, T * H * D);
+  ck_assert_msg(err <= 1e-10, "rope at long positions: NMSE %.3g", err);
+  tu_tensor_free(&out);
+  tu_tensor_free(&in[0]);
+  tu_tensor_free(&in[1]);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *opencl_suite(void) {
+  Suite *s = suite_create("opencl");
+  TCase *dev = tcase_create("devices");
+  tcase_add_test(dev, test_devices_listed_with_capabilities);
+  tcase_add_test(dev, test_missing_icd_gives_zero_devices);
+  tcase_add_test(dev, test_build_failure_surfaces_the_log);
+  tcase_add_test(dev, test_allocation_beyond_the_limit_names_it);
+  suite_add_tcase(s, dev);
+  TCase *cache = tcase_create("cache");
+  tcase_set_timeout(cache, 240);
+  tcase_add_test(cache, test_program_cache_hit_corrupt_truncated_stale);
+  suite_add_tcase(s, cache);
+  TCase *gemm = tcase_create("gemm");
+  tcase_set_timeout(gemm, 240);
+  tcase_add_test(gemm, test_every_gemm_implementation_is_correct);
+  tcase_add_test(gemm, test_gemm_choice_is_measured_once_and_cached);
+  suite_add_tcase(s, gemm);
+  TCase *ops = tcase_create("ops");
+  tcase_add_test(ops, test_rope_keeps_long_positions_accurate);
+  suite_add_tcase(s, ops);
+  return s;
+}
+
+int main(void) { return tu_run_suite(opencl_suite()); }
