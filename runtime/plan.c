@@ -254,7 +254,7 @@ static void order_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVI
         if (nd->inputs[k] == v && s < first) first = s;
       }
     }
-    vn_streamed sp = {v, first, 0, range[v][0].last};
+    vn_streamed sp = {v, first, 0, range[v][0].last, -1, -1, 0, NULL};
     int32_t k = p->n_stream++;
     while (k > 0 && p->stream[k - 1].first > sp.first) {
       p->stream[k] = p->stream[k - 1];
@@ -524,6 +524,7 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, (void *)p->host_src);
   vn_free(ctx, p->streamed);
   vn_free(ctx, p->no_storage);
+  for (int32_t j = 0; p->stream && j < p->n_stream; ++j) vn_free(ctx, p->stream[j].used);
   vn_free(ctx, p->stream);
   vn_free(ctx, p->need);
   vn_free(ctx, p->jobs);
@@ -536,6 +537,45 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->transfers);
   vn_free(ctx, p->staging);
   vn_free(ctx, p);
+}
+
+/* Whether streamed param sp is the expert weights of a moe_ffn whose experts come from
+ * moe_hash_route of bound ids and tid2eid: then a run streams only the experts it uses, known
+ * from token ids before any compute (DualPath prefetch of hash-routed experts). */
+static vnrt_status find_hash_routed(vnrt_plan *p, vn_streamed *sp) {
+  const vnrt_graph *g = p->graph;
+  int32_t reader = -1, readers = 0;
+  for (int32_t s = 0; s < p->n_order; ++s) {
+    const vn_node *nd = &g->nodes[p->order[s]];
+    for (int32_t k = 0; k < nd->n_inputs; ++k) {
+      if (nd->inputs[k] == sp->value) reader = p->order[s], ++readers;
+    }
+  }
+  if (readers != 1) return VNRT_OK;
+  const vn_node *ffn = &g->nodes[reader];
+  if (ffn->op != VNRT_OP_MOE_FFN || (ffn->inputs[3] != sp->value && ffn->inputs[4] != sp->value)) {
+    return VNRT_OK;
+  }
+  const vn_value *ev = &g->values[ffn->inputs[1]];
+  if (ev->kind != VN_VALUE_NODE || ev->slot != 1) return VNRT_OK;
+  const vn_node *route = &g->nodes[ev->producer];
+  if (route->op != VNRT_OP_MOE_HASH_ROUTE) return VNRT_OK;
+  int32_t ids = route->inputs[1], table = route->inputs[2];
+  if (g->values[ids].kind == VN_VALUE_NODE || g->values[table].kind == VN_VALUE_NODE ||
+      p->streamed[table]) {
+    return VNRT_OK;
+  }
+  sp->hash_ids = ids;
+  sp->hash_table = table;
+  sp->experts = g->values[sp->value].type.dims[0];
+  sp->used = vn_calloc(p->ctx, (size_t)sp->experts, 1);
+  for (int32_t k = 0; k < 2; ++k) {
+    int32_t v = k ? table : ids;
+    if (!p->shadow[v]) p->shadow[v] = vn_calloc(p->ctx, 1, vnrt_tensor_type_bytes(&g->values[v].type));
+    if (!p->shadow[v]) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  if (!sp->used) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  return VNRT_OK;
 }
 
 vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
@@ -624,6 +664,7 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   for (int32_t j = 0; status == VNRT_OK && j < p->n_stream; ++j) {
     /* The copy of a streamed param may start once step start-1 is done: split there. */
     p->signal_at[p->stream[j].start] = true;
+    status = find_hash_routed(p, &p->stream[j]);
   }
   if (status != VNRT_OK) {
     /* Keep the failing step's message while the plan's resources are released. */

@@ -42,6 +42,11 @@ typedef struct vn_partition {
 typedef struct vn_streamed {
   int32_t value;
   int32_t first, start, last;
+  /* Expert weights of a hash-routed moe_ffn (experts = tid2eid[ids], both bound by the user):
+   * only the experts a run uses are streamed. -1 when not such a param. */
+  int32_t hash_ids, hash_table;
+  int64_t experts;      /* E: the param is [E, ...], one slice per expert */
+  uint8_t *used;        /* per expert, this run */
 } vn_streamed;
 
 typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */

@@ -134,13 +134,58 @@ static vnrt_status update_states(vnrt_plan *p) {
   return VNRT_OK;
 }
 
-/* The copy job of a streamed param: its host bytes into its arena slot on the target. */
+/* The copy job of a streamed param: its host bytes into its arena slot on the target — for
+ * hash-routed expert weights, only the slices of the experts this run uses. */
 static vnrt_status stream_job(void *user, const vn_copy_job *job) {
   vnrt_plan *p = user;
-  int32_t v = (int32_t)job->arg[0];
+  const vn_streamed *sp = &p->stream[job->arg[2]];
+  int32_t v = sp->value;
   const vnrt_backend_tensor *bt = &p->devs[0].tensors[p->local[v][0]];
-  return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset, p->host_src[v],
-                                        job->bytes);
+  uint64_t total = vnrt_tensor_type_bytes(&bt->type);
+  if (!job->arg[3]) {
+    return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset,
+                                          p->host_src[v], total);
+  }
+  uint64_t slice = total / (uint64_t)sp->experts;
+  for (int64_t e = 0; e < sp->experts;) {
+    if (!sp->used[e]) {
+      ++e;
+      continue;
+    }
+    int64_t f = e + 1;
+    while (f < sp->experts && sp->used[f]) ++f; /* neighbours in one write */
+    VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_write(
+        p->devs[0].bdev, bt->buffer, bt->offset + (uint64_t)e * slice,
+        (const char *)p->host_src[v] + (uint64_t)e * slice, (uint64_t)(f - e) * slice));
+    e = f;
+  }
+  return VNRT_OK;
+}
+
+/* Marks the experts a hash-routed layer uses this run; returns their bytes, or the whole
+ * param's when an id is out of range (moe_hash_route then reports it). */
+static uint64_t mark_experts(vnrt_plan *p, vn_streamed *sp, bool *selective) {
+  const vnrt_graph *g = p->graph;
+  uint64_t total = vnrt_tensor_type_bytes(&g->values[sp->value].type);
+  *selective = false;
+  if (sp->hash_ids < 0) return total;
+  const vnrt_tensor_type *tt = &g->values[sp->hash_table].type;
+  const int32_t *ids = p->shadow[sp->hash_ids], *table = p->shadow[sp->hash_table];
+  int64_t tokens = vnrt_tensor_type_numel(&g->values[sp->hash_ids].type);
+  int64_t vocab = tt->dims[0], k = tt->dims[1];
+  memset(sp->used, 0, (size_t)sp->experts);
+  int64_t n_used = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) return total;
+    for (int64_t i = 0; i < k; ++i) {
+      int32_t e = table[ids[t] * k + i];
+      if (e < 0 || e >= sp->experts) return total;
+      n_used += !sp->used[e];
+      sp->used[e] = 1;
+    }
+  }
+  *selective = true;
+  return total / (uint64_t)sp->experts * (uint64_t)n_used;
 }
 
 /* Builds this run's copies (Engram rows first: they may start at once; then streamed params by
@@ -173,9 +218,10 @@ static vnrt_status queue_copies(vnrt_plan *p) {
       return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "param '%s' is not bound",
                       p->graph->values[sp->value].name);
     }
+    bool selective = false;
+    uint64_t bytes = mark_experts(p, &p->stream[j], &selective);
     vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start, .fn = stream_job,
-                       .user = p, .arg = {sp->value, sp->first},
-                       .bytes = vnrt_tensor_type_bytes(&p->graph->values[sp->value].type)};
+                       .user = p, .arg = {sp->value, sp->first, j, selective}, .bytes = bytes};
     int32_t at = k++;
     while (at > first_stream && jp[at - 1].after > job.after) {
       jp[at] = jp[at - 1];

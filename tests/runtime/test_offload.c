@@ -334,6 +334,89 @@ START_TEST(out_of_range_engram_rows_fail_the_run_naming_the_row) {
 }
 END_TEST
 
+START_TEST(hash_routed_expert_weights_stream_only_the_experts_used) {
+  /* Two hash-routed MoE layers; over budget, their expert weights are streamed one layer at a
+   * time, and only the experts the tokens' ids route to are copied. */
+  enum { TT = 4, CC = 32, E = 16, F = 16, V = 20, KK = 2 };
+  vnrt_context *ctx = tu_context();
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {TT, CC}}, tl = {VNRT_F32, 2, {TT, E}};
+  vnrt_tensor_type ti = {VNRT_I32, 1, {TT}}, tt = {VNRT_I32, 2, {V, KK}};
+  vnrt_tensor_type tgu = {VNRT_F32, 3, {E, 2 * F, CC}}, tdn = {VNRT_F32, 3, {E, CC, F}};
+  vnrt_value x, lg, ids, t2e, rw[2];
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "logits", &tl, 0, &lg));
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids", &ti, 0, &ids));
+  TU_OK(ctx, vnrt_graph_add_input(g, "tid2eid", &tt, 1, &t2e));
+  vnrt_attr sc = tu_attr_word("score", "sqrt_softplus");
+  vnrt_value rin[3] = {lg, ids, t2e};
+  const char *rn[2] = {"rw", "re"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_HASH_ROUTE, rin, 3, &sc, 1, rn, rw, 2));
+  vnrt_value h = x;
+  for (int l = 0; l < 2; ++l) {
+    char gn[16], dnm[16], yn[8];
+    snprintf(gn, sizeof gn, "gu%d", l), snprintf(dnm, sizeof dnm, "dn%d", l);
+    snprintf(yn, sizeof yn, "y%d", l);
+    vnrt_value wgu, wdn, y;
+    TU_OK(ctx, vnrt_graph_add_input(g, gn, &tgu, 1, &wgu));
+    TU_OK(ctx, vnrt_graph_add_input(g, dnm, &tdn, 1, &wdn));
+    vnrt_value fin[5] = {h, rw[1], rw[0], wgu, wdn};
+    const char *names[1] = {yn};
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_FFN, fin, 5, NULL, 0, names, &y, 1));
+    h = y;
+  }
+  TU_OK(ctx, vnrt_graph_add_output(g, h));
+
+  tu_tensor in = tu_tensor_new(VNRT_F32, 1, (int64_t[]){TT * CC + TT * E});
+  tu_fill_uniform(&in, 11, -1, 1);
+  tu_tensor w = tu_tensor_new(VNRT_F32, 1, (int64_t[]){2 * E * 3 * F * CC});
+  tu_fill_uniform(&w, 12, -0.2f, 0.2f);
+  int32_t table[V * KK], idv[TT] = {3, 7, 3, 11};
+  for (int i = 0; i < V; ++i) table[i * KK] = i % 4, table[i * KK + 1] = 4 + i % 3;
+  size_t gub = vnrt_tensor_type_bytes(&tgu), dnb = vnrt_tensor_type_bytes(&tdn);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    float out[2][TT * CC];
+    vnrt_run_stats st;
+    vnrt_plan_info info;
+    for (int limited = 0; limited < 2; ++limited) {
+      vnrt_plan_desc desc = {0};
+      desc.prefetch_depth = 1;
+      if (limited) desc.device_memory_limit = gub + dnb + 16 * 1024; /* one layer's experts */
+      vnrt_plan *plan = NULL;
+      TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &plan));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "x", in.data, sizeof(float) * TT * CC));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "logits", (float *)in.data + TT * CC,
+                                     sizeof(float) * TT * E));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "ids", idv, sizeof idv));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "tid2eid", table, sizeof table));
+      for (int l = 0; l < 2; ++l) {
+        char gn[16], dnm[16];
+        snprintf(gn, sizeof gn, "gu%d", l), snprintf(dnm, sizeof dnm, "dn%d", l);
+        const char *base = (const char *)w.data + (size_t)l * (gub + dnb);
+        TU_OK(ctx, vnrt_plan_set_input(plan, gn, base, gub));
+        TU_OK(ctx, vnrt_plan_set_input(plan, dnm, base + gub, dnb));
+      }
+      TU_OK(ctx, vnrt_plan_run(plan));
+      TU_OK(ctx, vnrt_plan_read_output(plan, "y1", out[limited], sizeof out[limited]));
+      TU_OK(ctx, vnrt_plan_get_run_stats(plan, &st));
+      TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+      vnrt_plan_destroy(plan);
+    }
+    ck_assert_mem_eq(out[1], out[0], sizeof out[0]);
+    ck_assert_int_eq(info.n_streamed_params, 4);
+    /* ids 3, 7, 11 route to experts {3, 7 % 4 = 3, 11 % 4 = 3} and {4 + 0, 4 + 1, 4 + 2}:
+     * 4 of 16 experts in each layer. */
+    ck_assert_uint_eq(st.bytes_weights, 2 * 4 * (gub + dnb) / E);
+    ck_assert_uint_lt(st.bytes_weights, info.streamed_bytes);
+  }
+  tu_tensor_free(&in), tu_tensor_free(&w);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("offload");
   TCase *tc = tcase_create("offload");
@@ -344,6 +427,7 @@ int main(void) {
   tcase_add_test(tc, engram_store_lookups_are_bit_identical_for_every_cache_size);
   tcase_add_test(tc, a_file_backed_table_larger_than_the_device_budget_is_served);
   tcase_add_test(tc, out_of_range_engram_rows_fail_the_run_naming_the_row);
+  tcase_add_test(tc, hash_routed_expert_weights_stream_only_the_experts_used);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
