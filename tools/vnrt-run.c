@@ -1,5 +1,6 @@
 /* vnrt-run: runs a .vnir graph on a device with npy inputs and safetensors weights. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,14 +11,21 @@
 
 static const char kUsage[] =
     "usage: vnrt-run GRAPH.vnir [options]\n"
-    "Runs a vnir graph once and writes or prints its outputs.\n"
+    "Runs a vnir graph (once, or --runs N times) and writes or prints its outputs.\n"
     "\n"
     "  --device SPEC             cpu, vulkan, vulkan:1, opencl:0, ... (default: $VNRT_DEVICE,\n"
     "                            else the best device; see vnrt-info)\n"
     "  --weights FILE            a .safetensors file: binds every param by its exact name\n"
     "  --input NAME=FILE.npy     binds an input (or a param, overriding --weights); repeatable\n"
-    "  --output NAME=FILE.npy    writes an output; repeatable. Without any --output, each\n"
-    "                            output's name, type and first values are printed\n"
+    "  --output NAME=FILE.npy    writes an output; repeatable. Without any --output or\n"
+    "                            --save-state, each output's and state's name, type and\n"
+    "                            first values are printed\n"
+    "  --state NAME=FILE.npy     sets a state's value before the first run (default: zeros);\n"
+    "                            repeatable\n"
+    "  --runs N                  runs the graph N times (default 1); states carry over from\n"
+    "                            one run to the next, inputs stay bound\n"
+    "  --save-state NAME=FILE.npy\n"
+    "                            writes a state after the last run; repeatable\n"
     "  --reference               run the CPU reference kernels (validation)\n"
     "  --no-fallback             fail instead of running unsupported ops on the CPU\n"
     "  --verbose                 log informational messages (placement, fallbacks)\n"
@@ -39,8 +47,9 @@ typedef struct options {
   const char *graph_path;
   const char *device;
   const char *weights;
-  binding *inputs, *outputs;
-  int n_inputs, n_outputs;
+  binding *inputs, *outputs, *states, *saves;
+  int n_inputs, n_outputs, n_states, n_saves;
+  long runs;
   int reference, no_fallback, verbose;
 } options;
 
@@ -102,6 +111,7 @@ static void add_binding(binding **list, int *n, const char *opt, const char *arg
 static options parse_args(int argc, char **argv) {
   options o;
   memset(&o, 0, sizeof o);
+  o.runs = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -121,6 +131,21 @@ static options parse_args(int argc, char **argv) {
       i++;
     } else if (strcmp(a, "--output") == 0) {
       add_binding(&o.outputs, &o.n_outputs, a, next);
+      i++;
+    } else if (strcmp(a, "--state") == 0) {
+      add_binding(&o.states, &o.n_states, a, next);
+      i++;
+    } else if (strcmp(a, "--save-state") == 0) {
+      add_binding(&o.saves, &o.n_saves, a, next);
+      i++;
+    } else if (strcmp(a, "--runs") == 0) {
+      char *end = NULL;
+      errno = 0;
+      long n = next ? strtol(next, &end, 10) : 0;
+      if (!next) fail(2, "--runs needs a whole number of runs from 1 to %d", INT_MAX);
+      if (end == next || *end || errno || n < 1 || n > INT_MAX)
+        fail(2, "--runs needs a whole number of runs from 1 to %d, got '%s'", INT_MAX, next);
+      o.runs = n;
       i++;
     } else if (strcmp(a, "--reference") == 0) {
       o.reference = 1;
@@ -205,32 +230,60 @@ static int graph_has_output(const vnrt_graph *g, const char *name) {
   return 0;
 }
 
-/* "a, b, c": the names of the graph's inputs (which = 0) or outputs (which = 1), for hints. */
+static int graph_has_state(const vnrt_graph *g, const char *name) {
+  for (int32_t i = 0; i < vnrt_graph_state_count(g); i++) {
+    const char *n = vnrt_graph_value_name(g, vnrt_graph_state(g, i, NULL));
+    if (n && strcmp(n, name) == 0) return 1;
+  }
+  return 0;
+}
+
+enum { LIST_INPUTS, LIST_OUTPUTS, LIST_STATES };
+
+/* "a, b, c": the names of the graph's inputs, outputs or states, for hints. */
 static void list_names(const vnrt_graph *g, int which, char *buf, size_t cap) {
   size_t n = 0;
   buf[0] = '\0';
-  int32_t count = which ? vnrt_graph_output_count(g) : vnrt_graph_input_count(g);
+  int32_t count = which == LIST_OUTPUTS  ? vnrt_graph_output_count(g)
+                  : which == LIST_STATES ? vnrt_graph_state_count(g)
+                                         : vnrt_graph_input_count(g);
   for (int32_t i = 0; i < count && n < cap; i++) {
-    vnrt_value v = which ? vnrt_graph_output(g, i) : vnrt_graph_input(g, i, NULL);
+    vnrt_value v = which == LIST_OUTPUTS  ? vnrt_graph_output(g, i)
+                   : which == LIST_STATES ? vnrt_graph_state(g, i, NULL)
+                                          : vnrt_graph_input(g, i, NULL);
     const char *name = vnrt_graph_value_name(g, v);
     n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", name ? name : "?");
   }
   if (count == 0) snprintf(buf, cap, "none");
 }
 
-static void print_output(vnrt_context *ctx, vnrt_plan *plan, const char *name) {
-  vnrt_tensor_type t;
-  if (vnrt_plan_output_type(plan, name, &t) != VNRT_OK)
+/* Reads an output (state == NULL) or the state of that type into a new buffer. */
+static void *read_value(vnrt_context *ctx, vnrt_plan *plan, const char *name,
+                        const vnrt_tensor_type *state, vnrt_tensor_type *out_type) {
+  const char *kind = state ? "state" : "output";
+  if (state) {
+    *out_type = *state;
+  } else if (vnrt_plan_output_type(plan, name, out_type) != VNRT_OK) {
     fail(1, "output '%s': %s", name, vnrt_context_last_error(ctx));
-  size_t bytes = vnrt_tensor_type_bytes(&t);
+  }
+  size_t bytes = vnrt_tensor_type_bytes(out_type);
   void *data = malloc(bytes ? bytes : 1);
   if (!data) fail(1, "out of memory");
-  if (vnrt_plan_read_output(plan, name, data, bytes) != VNRT_OK)
-    fail(1, "reading output '%s': %s", name, vnrt_context_last_error(ctx));
+  vnrt_status s = state ? vnrt_plan_read_state(plan, name, data, bytes)
+                        : vnrt_plan_read_output(plan, name, data, bytes);
+  if (s != VNRT_OK) fail(1, "reading %s '%s': %s", kind, name, vnrt_context_last_error(ctx));
+  return data;
+}
+
+/* Prints "NAME: TYPE = [v0, v1, ...]" (states prefixed with "state "). */
+static void print_value(vnrt_context *ctx, vnrt_plan *plan, const char *name,
+                        const vnrt_tensor_type *state) {
+  vnrt_tensor_type t;
+  void *data = read_value(ctx, plan, name, state, &t);
   char type[96];
   format_type(type, sizeof type, &t);
   int64_t n = vnrt_tensor_type_numel(&t);
-  printf("%s: %s = [", name, type);
+  printf("%s%s: %s = [", state ? "state " : "", name, type);
   for (int64_t i = 0; i < n && i < PRINT_VALUES; i++) {
     if (i) printf(", ");
     if (t.dtype == VNRT_I32) {
@@ -247,18 +300,22 @@ static void print_output(vnrt_context *ctx, vnrt_plan *plan, const char *name) {
   free(data);
 }
 
-static void write_output(vnrt_context *ctx, vnrt_plan *plan, const binding *b) {
+/* Writes an output (state == NULL) or a state to b's npy file. */
+static void write_value(vnrt_context *ctx, vnrt_plan *plan, const binding *b,
+                        const vnrt_tensor_type *state) {
   vnrt_tensor_type t;
-  if (vnrt_plan_output_type(plan, b->name, &t) != VNRT_OK)
-    fail(1, "output '%s': %s", b->name, vnrt_context_last_error(ctx));
-  size_t bytes = vnrt_tensor_type_bytes(&t);
-  void *data = malloc(bytes ? bytes : 1);
-  if (!data) fail(1, "out of memory");
-  if (vnrt_plan_read_output(plan, b->name, data, bytes) != VNRT_OK)
-    fail(1, "reading output '%s': %s", b->name, vnrt_context_last_error(ctx));
+  void *data = read_value(ctx, plan, b->name, state, &t);
   if (vnrt_npy_write(ctx, b->path, &t, data) != VNRT_OK)
-    fail(1, "output '%s': %s", b->name, vnrt_context_last_error(ctx));
+    fail(1, "%s '%s': %s", state ? "state" : "output", b->name, vnrt_context_last_error(ctx));
   free(data);
+}
+
+/* The declared type of the state called name (the caller checked that it exists). */
+static vnrt_tensor_type state_type(vnrt_context *ctx, const vnrt_graph *g, const char *name) {
+  vnrt_tensor_type t;
+  if (vnrt_graph_value_type(g, vnrt_graph_find(g, name), &t) != VNRT_OK)
+    fail(1, "state '%s': %s", name, vnrt_context_last_error(ctx));
+  return t;
 }
 
 int main(int argc, char **argv) {
@@ -278,17 +335,29 @@ int main(int argc, char **argv) {
   /* Names on the command line are checked before any slow work, so a typo fails at once. */
   char names[1024];
   for (int i = 0; i < o.n_inputs; i++) {
-    if (!graph_has_input(graph, o.inputs[i].name, NULL)) {
-      list_names(graph, 0, names, sizeof names);
-      fail(2, "--input %s: the graph has no input or param named '%s' (it has: %s)",
-           o.inputs[i].name, o.inputs[i].name, names);
+    const char *name = o.inputs[i].name;
+    if (!graph_has_input(graph, name, NULL)) {
+      list_names(graph, LIST_INPUTS, names, sizeof names);
+      fail(2, "--input %s: the graph has no input or param named '%s' (it has: %s)%s", name, name,
+           names, graph_has_state(graph, name) ? "; it is a state: use --state" : "");
     }
   }
   for (int i = 0; i < o.n_outputs; i++) {
     if (!graph_has_output(graph, o.outputs[i].name)) {
-      list_names(graph, 1, names, sizeof names);
-      fail(2, "--output %s: the graph has no output named '%s' (its outputs: %s)",
-           o.outputs[i].name, o.outputs[i].name, names);
+      list_names(graph, LIST_OUTPUTS, names, sizeof names);
+      fail(2, "--output %s: the graph has no output named '%s' (its outputs: %s)%s",
+           o.outputs[i].name, o.outputs[i].name, names,
+           graph_has_state(graph, o.outputs[i].name) ? "; it is a state: use --save-state" : "");
+    }
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    const binding *list = pass ? o.saves : o.states;
+    for (int i = 0; i < (pass ? o.n_saves : o.n_states); i++) {
+      if (!graph_has_state(graph, list[i].name)) {
+        list_names(graph, LIST_STATES, names, sizeof names);
+        fail(2, "%s %s: the graph has no state named '%s' (its states: %s)",
+             pass ? "--save-state" : "--state", list[i].name, list[i].name, names);
+      }
     }
   }
 
@@ -344,13 +413,38 @@ int main(int argc, char **argv) {
          is_param && !weights ? " or --weights FILE.safetensors" : "");
   }
 
-  if (vnrt_plan_run(plan) != VNRT_OK) fail(1, "%s", vnrt_context_last_error(ctx));
+  /* States start at zero; --state overrides that before the first run only. */
+  for (int i = 0; i < o.n_states; i++) {
+    const binding *b = &o.states[i];
+    vnrt_tensor_type want = state_type(ctx, graph, b->name), have;
+    void *data = NULL;
+    if (vnrt_npy_read(ctx, b->path, &have, &data) != VNRT_OK)
+      fail(1, "state '%s': %s", b->name, vnrt_context_last_error(ctx));
+    bind(ctx, plan, "state", b->name, &want, &have, data, b->path);
+    vnrt_free(ctx, data);
+  }
 
-  if (o.n_outputs) {
-    for (int i = 0; i < o.n_outputs; i++) write_output(ctx, plan, &o.outputs[i]);
+  for (long r = 0; r < o.runs; r++) {
+    if (vnrt_plan_run(plan) != VNRT_OK) {
+      if (o.runs > 1) fail(1, "run %ld of %ld: %s", r + 1, o.runs, vnrt_context_last_error(ctx));
+      fail(1, "%s", vnrt_context_last_error(ctx));
+    }
+  }
+
+  if (o.n_outputs || o.n_saves) {
+    for (int i = 0; i < o.n_outputs; i++) write_value(ctx, plan, &o.outputs[i], NULL);
+    for (int i = 0; i < o.n_saves; i++) {
+      vnrt_tensor_type t = state_type(ctx, graph, o.saves[i].name);
+      write_value(ctx, plan, &o.saves[i], &t);
+    }
   } else {
     for (int32_t i = 0; i < vnrt_plan_output_count(plan); i++)
-      print_output(ctx, plan, vnrt_plan_output_name(plan, i));
+      print_value(ctx, plan, vnrt_plan_output_name(plan, i), NULL);
+    for (int32_t i = 0; i < vnrt_graph_state_count(graph); i++) {
+      const char *name = vnrt_graph_value_name(graph, vnrt_graph_state(graph, i, NULL));
+      vnrt_tensor_type t = state_type(ctx, graph, name);
+      print_value(ctx, plan, name, &t);
+    }
   }
   if (fflush(stdout) != 0) fail(1, "writing to stdout: %s", strerror(errno));
 
@@ -360,7 +454,11 @@ int main(int argc, char **argv) {
   vnrt_context_destroy(ctx);
   for (int i = 0; i < o.n_inputs; i++) free((void *)o.inputs[i].name);
   for (int i = 0; i < o.n_outputs; i++) free((void *)o.outputs[i].name);
+  for (int i = 0; i < o.n_states; i++) free((void *)o.states[i].name);
+  for (int i = 0; i < o.n_saves; i++) free((void *)o.saves[i].name);
   free(o.inputs);
   free(o.outputs);
+  free(o.states);
+  free(o.saves);
   return 0;
 }

@@ -182,6 +182,61 @@ then
   cmp -s neg.npy expect_neg.npy || fail "bf16 output differs: $(od -An -tx1 neg.npy)"
 fi
 
+# ---- states: --state, --runs, --save-state ----------------------------------------------------
+cat >counter.vnir <<'EOF'
+vnir 1
+input x: f32[3]
+state c: f32[3]
+c2 = add(c, x)
+update c = c2
+output c2
+EOF
+npy x3.npy '<f4' '(3,)' $F1 $F2 $F3
+npy expect_c1.npy '<f4' '(3,)' $F1 $F2 $F3                  # one run from zero: c = x
+npy expect_c3.npy '<f4' '(3,)' $F3 $F6 41100000             # three runs: c = 3x = 3 6 9
+npy c0.npy '<f4' '(3,)' 41200000 41a00000 41f00000          # 10 20 30
+npy expect_c0_3.npy '<f4' '(3,)' 41500000 41d00000 421c0000 # 10+3 20+6 30+9
+if expect_ok "one run, state saved" "$RUN" counter.vnir --input x=x3.npy --save-state c=c1.npy; then
+  cmp -s c1.npy expect_c1.npy || fail "--save-state after one run: $(od -An -tx1 c1.npy)"
+fi
+for spec in $SPECS; do
+  if expect_ok "--runs 3 on $spec" "$RUN" counter.vnir --device "$spec" --input x=x3.npy \
+    --runs 3 --save-state c=c3.npy --output c2=c2_3.npy; then
+    cmp -s c3.npy expect_c3.npy || fail "$spec: state after 3 runs: $(od -An -tx1 c3.npy)"
+    cmp -s c2_3.npy expect_c3.npy || fail "$spec: output of run 3: $(od -An -tx1 c2_3.npy)"
+  fi
+done
+if expect_ok "--state sets the initial value" "$RUN" counter.vnir --input x=x3.npy \
+  --state c=c0.npy --runs 3 --save-state c=c0_3.npy; then
+  cmp -s c0_3.npy expect_c0_3.npy || fail "--state then 3 runs: $(od -An -tx1 c0_3.npy)"
+fi
+if expect_ok "printed outputs and states" "$RUN" counter.vnir --input x=x3.npy --runs 3; then
+  grep -qxF "c2: f32[3] = [3, 6, 9]" out.txt || fail "printed output: $(cat out.txt)"
+  grep -qxF "state c: f32[3] = [3, 6, 9]" out.txt || fail "printed state: $(cat out.txt)"
+fi
+# A graph without outputs that fills a two-row cache at a position it keeps in a state.
+cat >fill.vnir <<'EOF'
+vnir 1
+input row: f32[1, 3]
+input one: f32[1]
+state cache: f32[2, 3]
+state posf: f32[1]
+pos = cast(posf, dtype=i32)
+c2 = kv_write(cache, row, pos)
+p2 = add(posf, one)
+update cache = c2
+update posf = p2
+EOF
+npy row.npy '<f4' '(1, 3)' $F4 $F5 $F6
+npy one.npy '<f4' '(1,)' $F1
+if expect_ok "a graph that only updates states" "$RUN" fill.vnir --input row=row.npy \
+  --input one=one.npy --runs 2; then
+  grep -qxF "state cache: f32[2, 3] = [4, 5, 6, 4, 5, 6]" out.txt || fail "fill: $(cat out.txt)"
+  grep -qxF "state posf: f32[1] = [2]" out.txt || fail "fill: $(cat out.txt)"
+fi
+expect_error "run-time error in a later run" 1 "run 3 of 3" "kv_write" "[2, 3)" -- \
+  "$RUN" fill.vnir --input row=row.npy --input one=one.npy --runs 3
+
 # ---- user errors: non-zero exit, one line naming the problem ---------------------------------
 expect_error "no graph" 2 "no graph given" -- "$RUN"
 expect_error "unknown option" 2 "unknown option '--bogus'" -- "$RUN" mul.vnir --bogus
@@ -232,6 +287,33 @@ expect_error "truncated safetensors" 1 "trunc.safetensors" "beyond the end" -- \
   "$RUN" mul.vnir --weights trunc.safetensors --input x=x.npy
 expect_error "output to an unwritable path" 1 "output 'y'" "cannot create" -- \
   "$RUN" mul.vnir --input x=x.npy --input w=w.npy --output y=/nonexistent/dir/y.npy
+
+expect_error "bad --state syntax" 2 "--state c.npy: expected NAME=FILE.npy" -- \
+  "$RUN" counter.vnir --state c.npy
+expect_error "bad --save-state syntax" 2 "--save-state c: expected NAME=FILE.npy" -- \
+  "$RUN" counter.vnir --save-state c
+expect_error "--state given twice" 2 "'c' is given twice" -- \
+  "$RUN" counter.vnir --state c=c0.npy --state c=c0.npy
+expect_error "unknown --state name" 2 "no state named 'z'" "its states: c" -- \
+  "$RUN" counter.vnir --input x=x3.npy --state z=c0.npy
+expect_error "unknown --save-state name" 2 "no state named 'x'" "its states: c" -- \
+  "$RUN" counter.vnir --input x=x3.npy --save-state x=x_out.npy
+expect_error "--state on a graph without states" 2 "no state named 'w'" "its states: none" -- \
+  "$RUN" mul.vnir --state w=w.npy
+expect_error "a state bound with --input" 2 "no input or param named 'c'" "use --state" -- \
+  "$RUN" counter.vnir --input c=c0.npy
+expect_error "a state written with --output" 2 "no output named 'c'" "use --save-state" -- \
+  "$RUN" counter.vnir --input x=x3.npy --output c=c.npy
+expect_error "--runs 0" 2 "--runs needs a whole number" "'0'" -- "$RUN" counter.vnir --runs 0
+expect_error "--runs not a number" 2 "--runs needs a whole number" "'3x'" -- \
+  "$RUN" counter.vnir --runs 3x
+expect_error "--runs without a value" 2 "--runs needs a whole number" -- "$RUN" counter.vnir --runs
+expect_error "--state shape mismatch" 1 "state 'c'" "x32.npy" "f32[3, 2]" "f32[3]" -- \
+  "$RUN" counter.vnir --input x=x3.npy --state c=x32.npy
+expect_error "--state file missing" 1 "state 'c'" "nofile.npy" -- \
+  "$RUN" counter.vnir --input x=x3.npy --state c=nofile.npy
+expect_error "--save-state to an unwritable path" 1 "state 'c'" "cannot create" -- \
+  "$RUN" counter.vnir --input x=x3.npy --save-state c=/nonexistent/dir/c.npy
 
 # ---- vnrt-info ------------------------------------------------------------------------------
 if expect_ok "vnrt-info" "$INFO"; then
