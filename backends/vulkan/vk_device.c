@@ -17,6 +17,11 @@ void vk_device_close(vnrt_backend_device *dev) {
     if (dev->cmd_pool) vkDestroyCommandPool(dev->device, dev->cmd_pool, NULL);
     vkDestroyDevice(dev->device, NULL);
   }
+  if (dev->locks_ready) {
+    pthread_mutex_destroy(&dev->queue_lock);
+    pthread_mutex_destroy(&dev->staging_lock);
+    pthread_mutex_destroy(&dev->mem_lock);
+  }
   host->free(host->core, dev);
 }
 
@@ -35,6 +40,22 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
   dev->host = host;
   dev->phys = &st->phys[index];
   const vk_phys *p = dev->phys;
+  if (pthread_mutex_init(&dev->queue_lock, NULL) != 0) {
+    host->free(host->core, dev);
+    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+  }
+  if (pthread_mutex_init(&dev->staging_lock, NULL) != 0) {
+    pthread_mutex_destroy(&dev->queue_lock);
+    host->free(host->core, dev);
+    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+  }
+  if (pthread_mutex_init(&dev->mem_lock, NULL) != 0) {
+    pthread_mutex_destroy(&dev->queue_lock);
+    pthread_mutex_destroy(&dev->staging_lock);
+    host->free(host->core, dev);
+    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+  }
+  dev->locks_ready = true;
 
   /* The variant: every optional feature the device has, unless the baseline is forced. Only
    * the features a variant uses are enabled, so the baseline runs on a device with none. */

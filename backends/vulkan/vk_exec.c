@@ -10,6 +10,7 @@
 
 /* Error kinds written by shaders (common.glsl VN_ERR_*). */
 static const char *const vk_err_words[] = {"index", "id", "row", "expert id", "token id"};
+enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6 };
 
 typedef struct vk_dispatch {
   VkPipeline pipeline;
@@ -563,6 +564,18 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
     if (rec[0] == 0) continue;
     const vnrt_backend_node *node = &e->graph.nodes[n];
     const char *op = vnrt_op_name(node->op);
+    if (rec[1] == VK_ERR_ROWS) {
+      return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
+                         "%s '%s': rows [%d, %lld) out of range [0, %" PRIu32 ") (the cache is "
+                         "full or pos is negative)",
+                         op ? op : "?", node->name, (int32_t)rec[2],
+                         (long long)(int32_t)rec[2] + (long long)rec[4], rec[3]);
+    }
+    if (rec[1] == VK_ERR_KV_LEN) {
+      return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
+                         "%s '%s': kv_len %d out of range [0, %" PRIu32 "] (the cache's rows)",
+                         op ? op : "?", node->name, (int32_t)rec[2], rec[3]);
+    }
     uint32_t kind = rec[1] < sizeof vk_err_words / sizeof vk_err_words[0] ? rec[1] : 0;
     return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
                        "%s '%s': %s %d at position %" PRIu32 " is out of range [0, %" PRIu32 ")",

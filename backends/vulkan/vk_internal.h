@@ -4,6 +4,7 @@
 #ifndef VNRT_BACKENDS_VULKAN_INTERNAL_H_
 #define VNRT_BACKENDS_VULKAN_INTERNAL_H_
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -119,7 +120,14 @@ typedef struct vk_pipeline_entry {
   VkPipeline pipeline;
 } vk_pipeline_entry;
 
+/* Threads: the executor's copy stream calls buffer_write/buffer_read on a host thread while
+ * run() submits on the calling thread, so the queue, the staging path and the allocator each
+ * have a lock. */
 struct vnrt_backend_device {
+  pthread_mutex_t queue_lock;   /* vkQueueSubmit (the queue is externally synchronized) */
+  pthread_mutex_t staging_lock; /* staging buffer, copy_cmd and fence */
+  pthread_mutex_t mem_lock;     /* the suballocator */
+  bool locks_ready;
   vk_state *state;
   const vnrt_backend_host *host;
   const vk_phys *phys;

@@ -317,8 +317,9 @@ static void release(vnrt_backend_device *dev, vk_block *b, uint64_t offset, uint
   block_free(dev, b);
 }
 
-vnrt_status vk_buffer_create(vnrt_backend_device *dev, uint64_t bytes, bool host_visible,
-                             const char *what, vnrt_backend_buffer **out_buffer) {
+static vnrt_status buffer_create_locked(vnrt_backend_device *dev, uint64_t bytes,
+                                        bool host_visible, const char *what,
+                                        vnrt_backend_buffer **out_buffer) {
   const vnrt_backend_host *host = dev->host;
   *out_buffer = NULL;
   uint32_t type = host_visible ? dev->mem.host_type : dev->mem.device_type;
@@ -387,6 +388,14 @@ vnrt_status vk_buffer_create(vnrt_backend_device *dev, uint64_t bytes, bool host
   return VNRT_OK;
 }
 
+vnrt_status vk_buffer_create(vnrt_backend_device *dev, uint64_t bytes, bool host_visible,
+                             const char *what, vnrt_backend_buffer **out_buffer) {
+  pthread_mutex_lock(&dev->mem_lock);
+  vnrt_status s = buffer_create_locked(dev, bytes, host_visible, what, out_buffer);
+  pthread_mutex_unlock(&dev->mem_lock);
+  return s;
+}
+
 vnrt_status vk_buffer_alloc(vnrt_backend_device *dev, uint64_t bytes,
                             vnrt_backend_buffer **out_buffer) {
   return vk_buffer_create(dev, bytes, false, "buffer_alloc", out_buffer);
@@ -394,8 +403,10 @@ vnrt_status vk_buffer_alloc(vnrt_backend_device *dev, uint64_t bytes,
 
 void vk_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
   if (!buf) return;
+  pthread_mutex_lock(&dev->mem_lock);
   vkDestroyBuffer(dev->device, buf->buffer, NULL);
   release(dev, buf->block, buf->mem_offset, buf->mem_bytes);
+  pthread_mutex_unlock(&dev->mem_lock);
   dev->host->free(dev->host->core, buf);
 }
 
@@ -447,12 +458,18 @@ vnrt_status vk_submit_wait(vnrt_backend_device *dev, VkCommandBuffer cmd, VkFenc
       .commandBufferCount = 1,
       .pCommandBuffers = &cmd,
   };
+  pthread_mutex_lock(&dev->queue_lock);
   VkResult r = vkQueueSubmit(dev->queue, 1, &si, fence);
+  pthread_mutex_unlock(&dev->queue_lock);
   if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: vkQueueSubmit", what);
   r = vkWaitForFences(dev->device, 1, &fence, VK_TRUE, VK_WAIT_NS);
   if (r != VK_SUCCESS) {
     /* The fence may still signal later; wait for the queue so that nothing is in flight. */
-    if (r == VK_TIMEOUT) vkQueueWaitIdle(dev->queue);
+    if (r == VK_TIMEOUT) {
+      pthread_mutex_lock(&dev->queue_lock);
+      vkQueueWaitIdle(dev->queue);
+      pthread_mutex_unlock(&dev->queue_lock);
+    }
     vkResetFences(dev->device, 1, &fence);
     return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: waiting for the device", what);
   }
@@ -535,18 +552,20 @@ vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, 
     vk_buffer_flush(dev, buf, offset, bytes);
     return VNRT_OK;
   }
-  VK_TRY(ensure_staging(dev));
+  pthread_mutex_lock(&dev->staging_lock);
+  vnrt_status s = ensure_staging(dev);
   const uint8_t *p = src;
-  while (bytes > 0) {
+  while (s == VNRT_OK && bytes > 0) {
     uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
     memcpy(dev->staging->host, p, (size_t)chunk);
     vk_buffer_flush(dev, dev->staging, 0, chunk);
-    VK_TRY(staged_copy(dev, buf, offset, chunk, true));
+    s = staged_copy(dev, buf, offset, chunk, true);
     p += chunk;
     offset += chunk;
     bytes -= chunk;
   }
-  return VNRT_OK;
+  pthread_mutex_unlock(&dev->staging_lock);
+  return s;
 }
 
 vnrt_status vk_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
@@ -558,16 +577,19 @@ vnrt_status vk_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, u
     memcpy(dst, buf->host + offset, (size_t)bytes);
     return VNRT_OK;
   }
-  VK_TRY(ensure_staging(dev));
+  pthread_mutex_lock(&dev->staging_lock);
+  vnrt_status s = ensure_staging(dev);
   uint8_t *p = dst;
-  while (bytes > 0) {
+  while (s == VNRT_OK && bytes > 0) {
     uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
-    VK_TRY(staged_copy(dev, buf, offset, chunk, false));
+    s = staged_copy(dev, buf, offset, chunk, false);
+    if (s != VNRT_OK) break;
     vk_buffer_invalidate(dev, dev->staging, 0, chunk);
     memcpy(p, dev->staging->host, (size_t)chunk);
     p += chunk;
     offset += chunk;
     bytes -= chunk;
   }
-  return VNRT_OK;
+  pthread_mutex_unlock(&dev->staging_lock);
+  return s;
 }

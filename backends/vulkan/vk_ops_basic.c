@@ -58,6 +58,7 @@ bool vk_ops_basic_has(vnrt_op op) {
     case VNRT_OP_TOPK:
     case VNRT_OP_ROPE:
     case VNRT_OP_HC_EXPAND:
+    case VNRT_OP_KV_WRITE:
       return true;
     default:
       return false;
@@ -164,6 +165,14 @@ int vk_ops_basic_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
     case VNRT_OP_CAST:
     case VNRT_OP_RESHAPE:
       return 1;
+    case VNRT_OP_KV_WRITE: {
+      const vnrt_tensor_type *tn = vk_in_type(g, node, 1), *tp = vk_in_type(g, node, 2);
+      if (t0->rank < 1 || tn->rank != t0->rank || tn->dtype != t0->dtype ||
+          tp->dtype != VNRT_I32 || numel(tp) != 1) {
+        return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
+      }
+      return 1;
+    }
     default:
       break;
   }
@@ -263,6 +272,32 @@ static vnrt_status record_copy_ops(vk_builder *b, const vnrt_backend_graph *g,
       uint64_t itb[4] = {1, outer, db, inner}, sib[4] = {0, db * inner, inner, 1};
       VK_TRY(emit_copy(b, in, out, 0, ita, sia, so, 0, 0));
       return emit_copy(b, node->inputs[1], out, 0, itb, sib, so, 0, da * inner);
+    }
+    case VNRT_OP_KV_WRITE: {
+      /* Not in place: the cache first, then the new rows (the executor aliases the result
+       * with a state's storage when it can, and then only the rows move). */
+      vk_view vc = vk_tensor_view(b, in), vo = vk_tensor_view(b, out);
+      if (vc.buffer != vo.buffer || vc.offset != vo.offset) {
+        uint64_t n = (uint64_t)numel(to);
+        uint64_t it[4] = {1, 1, 1, n}, s[4] = {0, 0, 0, 1};
+        VK_TRY(emit_copy(b, in, out, 0, it, s, s, 0, 0));
+      }
+      const vnrt_tensor_type *tn = vk_in_type(g, node, 1);
+      uint64_t rows = (uint64_t)ti->dims[0];
+      uint64_t row_elems = rows ? (uint64_t)numel(ti) / rows : 0;
+      uint64_t n = (uint64_t)numel(tn);
+      if (n == 0 || row_elems == 0) return VNRT_OK;
+      vk_dispatch_desc d;
+      vk_desc_init(&d, VK_SHADER_COPY);
+      vk_bind(b, &d, 0, node->inputs[1]);
+      vk_bind(b, &d, 2, node->inputs[2]);
+      vk_bind(b, &d, 5, out);
+      d.spec[8] = 2;
+      vk_push_u(&d, 0, n);
+      vk_push_u(&d, 1, 1), vk_push_u(&d, 2, 1), vk_push_u(&d, 3, n);
+      vk_push_u(&d, 14, rows), vk_push_u(&d, 15, row_elems);
+      grid_1d(b, &d, n, WG_ELEM);
+      return vk_emit(b, &d);
     }
     case VNRT_OP_HC_EXPAND: {
       uint64_t C = ti->rank > 0 ? (uint64_t)ti->dims[ti->rank - 1] : 1;
@@ -426,6 +461,7 @@ vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *g,
     case VNRT_OP_SLICE:
     case VNRT_OP_CONCAT:
     case VNRT_OP_HC_EXPAND:
+    case VNRT_OP_KV_WRITE:
       return record_copy_ops(b, g, node);
     case VNRT_OP_MATMUL:
     case VNRT_OP_LINEAR:

@@ -46,6 +46,10 @@ int vk_ops_model_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
       if (t0->dims[2] > ATTN_DMAX || tv->dims[2] > ATTN_DVMAX) {
         return WHY("attention kernel handles D <= %d and Dv <= %d", ATTN_DMAX, ATTN_DVMAX);
       }
+      if (node->n_inputs > 4) {
+        const vnrt_tensor_type *tl = vk_in_type(g, node, 4);
+        if (tl->dtype != VNRT_I32 || numel(tl) != 1) return WHY("kv_len must be i32[1]");
+      }
       return 1;
     }
     case VNRT_OP_HC_PRE:
@@ -164,6 +168,7 @@ static vnrt_status record_attention(vk_builder *b, const vnrt_backend_graph *g,
   for (int i = 0; i < node->n_inputs; ++i) vk_bind(b, &d, i, node->inputs[i]);
   vk_bind(b, &d, 5, node->outputs[0]);
   d.spec[9] = node->n_inputs > 3;
+  d.spec[10] = node->n_inputs > 4;
   int64_t window = vnrt_node_attr_i(node, "window", 0);
   if (window < 0) window = 0;
   if ((uint64_t)window > S + T) window = (int64_t)(S + T); /* beyond that it masks nothing */

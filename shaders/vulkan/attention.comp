@@ -2,7 +2,8 @@
 // h / (Hq/Hkv)), causal and sliding-window masks over absolute positions (query t sits at
 // S - T + t) and optional per-head sink logits. One workgroup per (t, h); keys are taken in
 // chunks of WG with an online (running max) softmax, so S is unbounded.
-// Slots: 0 q (DT0), 1 k (DT1), 2 v (DT2), 3 sinks (DT3, SC0 = 1), 5 result (DT5).
+// Slots: 0 q (DT0), 1 k (DT1), 2 v (DT2), 3 sinks (DT3, SC0 = 1), 4 kv_len (i32, SC1 = 1:
+// only the first kv_len rows of k and v exist; outside [0, S] it is reported), 5 result (DT5).
 // Limits (checked by the host): D <= DMAX, Dv <= WG * DVPER.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -28,8 +29,17 @@ void main() {
   uint l = gl_LocalInvocationID.x;
   uint t = r / pc.Hq, h = r % pc.Hq;
   uint kvh = h / (pc.Hq / pc.Hkv);
-  int qpos = int(pc.S) - int(pc.T) + int(t);
-  int lo = 0, hi = int(pc.S) - 1;
+  int S = int(pc.S);
+  if (SC1 != 0u) {
+    int kv_len = ldi4(0u);
+    if (kv_len < 0 || kv_len > S) {
+      if (l == 0u) vn_report(VN_ERR_KV_LEN, kv_len, pc.S, 0u);
+      kv_len = clamp(kv_len, 0, S);
+    }
+    S = kv_len;
+  }
+  int qpos = S - int(pc.T) + int(t);
+  int lo = 0, hi = S - 1;
   if (pc.causal != 0u && qpos < hi) hi = qpos;
   if (pc.window > 0u && qpos - int(pc.window) + 1 > lo) lo = qpos - int(pc.window) + 1;
   uint orow = r * pc.Dv;

@@ -203,6 +203,8 @@ float cf(uint i) { return uintBitsToFloat(consts.u[i]); }
 #define VN_ERR_ROW 2u
 #define VN_ERR_EXPERT 3u
 #define VN_ERR_TOKEN 4u
+#define VN_ERR_ROWS 5u   // value: first row, bound: rows, pos: how many rows
+#define VN_ERR_KV_LEN 6u // value: kv_len, bound: rows (inclusive)
 
 // Records the first run-time index error of this node; the caller clamps and carries on, so
 // no memory outside a tensor is read.

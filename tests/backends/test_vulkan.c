@@ -374,6 +374,18 @@ static void ops_index_rope_attention(vnrt_context *ctx) {
     vs_cpu(ctx, what, VNRT_OP_ATTENTION, in, cases[c].sinks ? 4 : 3, a, 2, 1, TOL_GEMM);
     free_all(in, 4);
   }
+  /* The KV-cache extensions (docs/ops.md): attention over the first kv_len rows, kv_write. */
+  const int32_t kv_len[1] = {6}, pos1[1] = {3};
+  tu_tensor kv[5] = {rnd(VNRT_F32, 3, 2, 2, 8, 0, 190, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 3, 10, 1, 8, 0, 191, -1.0f, 1.0f),
+                     rnd(VNRT_F16, 3, 10, 1, 8, 0, 192, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 1, 2, 0, 0, 0, 193, -1.0f, 1.0f), ints(1, 1, 0, kv_len)};
+  vs_cpu(ctx, "attention kv_len", VNRT_OP_ATTENTION, kv, 5, NULL, 0, 1, TOL_GEMM);
+  free_all(kv, 5);
+  tu_tensor kw[3] = {rnd(VNRT_F16, 3, 6, 2, 3, 0, 194, -1.0f, 1.0f),
+                     rnd(VNRT_F16, 3, 2, 2, 3, 0, 195, -1.0f, 1.0f), ints(1, 1, 0, pos1)};
+  vs_cpu(ctx, "kv_write f16", VNRT_OP_KV_WRITE, kw, 3, NULL, 0, 1, 0.0);
+  free_all(kw, 3);
 }
 
 static void ops_mhc_moe(vnrt_context *ctx) {
@@ -760,6 +772,21 @@ START_TEST(test_index_errors_are_reported) {
   const char *const w5[] = {"moe_hash_route", "token id", "4", "[0, 3)", NULL};
   expect_range_error(ctx, VNRT_OP_MOE_HASH_ROUTE, hr, 3, &sc, 1, 2, w5);
   free_all(hr, 3);
+
+  const int32_t pos[1] = {5};
+  tu_tensor kw[3] = {rnd(VNRT_F32, 2, 6, 3, 0, 0, 9, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 2, 2, 3, 0, 0, 10, -1.0f, 1.0f), ints(1, 1, 0, pos)};
+  const char *const w6[] = {"kv_write", "rows [5, 7)", "[0, 6)", NULL};
+  expect_range_error(ctx, VNRT_OP_KV_WRITE, kw, 3, NULL, 0, 1, w6);
+  free_all(kw, 3);
+  const int32_t len[1] = {11};
+  tu_tensor at[5] = {rnd(VNRT_F32, 3, 1, 1, 4, 0, 11, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 3, 10, 1, 4, 0, 12, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 3, 10, 1, 4, 0, 13, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 1, 1, 0, 0, 0, 14, -1.0f, 1.0f), ints(1, 1, 0, len)};
+  const char *const w7[] = {"attention", "kv_len 11", "[0, 10]", NULL};
+  expect_range_error(ctx, VNRT_OP_ATTENTION, at, 5, NULL, 0, 1, w7);
+  free_all(at, 5);
 
   /* A plan that failed runs again cleanly once its input is valid (the record is reset). */
   const int32_t ids[2] = {9, 1};
