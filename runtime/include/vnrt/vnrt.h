@@ -331,10 +331,10 @@ VNRT_API vnrt_status vnrt_plan_output_type(const vnrt_plan *plan, const char *na
 VNRT_API vnrt_status vnrt_plan_read_output(vnrt_plan *plan, const char *name, void *data,
                                            size_t bytes);
 
-/* Copies a state's current value into host memory (bytes must equal its byte size), and sets
- * every state of the plan back to zero. */
+/* Copies a state's current value into host memory; bytes must equal its byte size. */
 VNRT_API vnrt_status vnrt_plan_read_state(vnrt_plan *plan, const char *name, void *data,
                                           size_t bytes);
+/* Sets every state of the plan back to zero (as when the plan was created). */
 VNRT_API vnrt_status vnrt_plan_reset_state(vnrt_plan *plan);
 
 typedef struct vnrt_plan_info {
