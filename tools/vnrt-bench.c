@@ -408,48 +408,49 @@ static double check_against_reference(vnrt_plan *plan, const bench_graph *bg) {
   return worst;
 }
 
-/* A baseline timed side by side with a case: run(user) does one baseline run. */
+/* A baseline timed side by side with a case: run(user) does one baseline run; seconds
+ * receives its median (or fastest) time. */
 typedef struct baseline {
   void (*run)(void *user);
   void *user;
+  double seconds;
 } baseline;
 
 /* Median seconds of vnrt_plan_run after warm-up runs, caches evicted before each timed run.
- * With a baseline, its runs alternate with the plan's (plan, baseline, plan, ...) so that a
- * machine whose load changes during the run slows both alike; *out_base gets its median. */
-static double time_plan(vnrt_plan *plan, const baseline *bl, double *out_base) {
+ * The baselines' runs alternate with the plan's (plan, baselines, plan, ...), so that a
+ * machine whose load changes during the run slows them all alike. */
+static double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
   for (int w = 0; w < opt.warmup; ++w) {
     check(vnrt_plan_run(plan), "vnrt_plan_run");
-    if (bl) bl->run(bl->user);
+    for (int b = 0; b < n_bl; ++b) bls[b].run(bls[b].user);
   }
-  double *t = xmalloc(sizeof *t * (size_t)opt.reps * 2), *tb = t + opt.reps;
+  double *t = xmalloc(sizeof *t * (size_t)opt.reps * (size_t)(1 + n_bl));
   for (int r = 0; r < opt.reps; ++r) {
     evict_caches();
     double t0 = now_s();
     check(vnrt_plan_run(plan), "vnrt_plan_run");
     t[r] = now_s() - t0;
-    if (bl) {
+    for (int b = 0; b < n_bl; ++b) {
       evict_caches();
       t0 = now_s();
-      bl->run(bl->user);
-      tb[r] = now_s() - t0;
+      bls[b].run(bls[b].user);
+      t[(1 + b) * opt.reps + r] = now_s() - t0;
     }
   }
   double m = median(t, opt.reps);
-  if (bl) *out_base = median(tb, opt.reps);
+  for (int b = 0; b < n_bl; ++b) bls[b].seconds = median(t + (1 + b) * opt.reps, opt.reps);
   free(t);
   return m;
 }
 
-/* Times one case on the device (beside the baseline bl, if any: *out_base gets its time);
- * with --check (and check_it) also runs it on the reference kernels and stores the worst NMSE
- * in *out_nmse (else -1). */
+/* Times one case on the device beside its baselines; with --check (and check_it) also runs it
+ * on the reference kernels and stores the worst NMSE in *out_nmse (else -1). */
 static double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, bool check_it,
-                       const baseline *bl, double *out_base, double *out_nmse) {
+                       baseline *bls, int n_bl, double *out_nmse) {
   bench_graph bg = {.op = op, .ins = ins, .n_in = n_in, .n_out = n_out};
   graph_inputs(&bg);
   vnrt_plan *plan = make_plan(&bg, device, VNRT_KERNELS_FAST);
-  double t = time_plan(plan, bl, out_base);
+  double t = time_plan(plan, bls, n_bl);
   *out_nmse = -1.0;
   if (opt.check && check_it) *out_nmse = check_against_reference(plan, &bg);
   vnrt_plan_destroy(plan);
@@ -503,6 +504,16 @@ static void sgemm_free(sgemm_job *s) {
 
 static void plan_run_baseline(void *user) { check(vnrt_plan_run(user), "vnrt_plan_run"); }
 
+/* One triad pass: the bandwidth baseline of memory-bound cases, timed beside them too. */
+static void triad_baseline(void *user) {
+  (void)user;
+  team_run(triad_pass, NULL);
+}
+
+static double triad_gbps(double seconds) {
+  return seconds > 0.0 ? 3.0 * (double)tri.n * sizeof(float) / seconds / 1e9 : 0.0;
+}
+
 /* ---- results ----------------------------------------------------------------------------- */
 
 typedef struct result {
@@ -511,6 +522,7 @@ typedef struct result {
   double blas_gflops;  /* OpenBLAS sgemm on the same shape; 0 if none */
   double dense_gflops; /* dense linear of the same work (moe_ffn); 0 if none */
   bool memory_bound;   /* compare with the bandwidth */
+  double bw_gbps;      /* the triad's bandwidth measured beside this case */
   double nmse;         /* against the reference kernels (--check); < 0: not checked */
   double tolerance;
 } result;
@@ -529,25 +541,26 @@ static void ratio_cell(char *buf, size_t size, double num, double den) {
 }
 
 static void print_header(void) {
-  printf("%-10s %-44s %10s %9s %8s %10s %8s %7s %8s%s\n", "op", "shape", "time ms", "GFLOP/s",
-         "GB/s", "baseline", "vs BLAS", "vs BW", "vs dense", opt.check ? "      NMSE" : "");
+  printf("%-10s %-42s %9s %8s %7s %9s %8s %7s %7s %8s%s\n", "op", "shape", "time ms", "GFLOP/s",
+         "GB/s", "base GF/s", "BW GB/s", "vs BLAS", "vs BW", "vs dense",
+         opt.check ? "      NMSE" : "");
 }
 
 static void print_result(const result *r) {
-  char base[32] = "-", vb[16], vw[16], vd[16];
-  if (r->blas_gflops > 0.0) snprintf(base, sizeof base, "%.1f GF/s", r->blas_gflops);
-  if (r->dense_gflops > 0.0) snprintf(base, sizeof base, "%.1f GF/s", r->dense_gflops);
+  char base[24] = "-", bw[24] = "-", vb[16], vw[16], vd[16], nm[32] = "";
+  if (r->blas_gflops > 0.0) snprintf(base, sizeof base, "%.1f", r->blas_gflops);
+  if (r->dense_gflops > 0.0) snprintf(base, sizeof base, "%.1f", r->dense_gflops);
+  if (r->memory_bound && r->bw_gbps > 0.0) snprintf(bw, sizeof bw, "%.1f", r->bw_gbps);
   ratio_cell(vb, sizeof vb, r->gflops, r->blas_gflops);
-  ratio_cell(vw, sizeof vw, r->memory_bound ? r->gbps : 0.0, bandwidth_gbps);
+  ratio_cell(vw, sizeof vw, r->memory_bound ? r->gbps : 0.0, r->bw_gbps);
   ratio_cell(vd, sizeof vd, r->gflops, r->dense_gflops);
-  char nm[32] = "";
   if (r->nmse >= 0.0) {
     bool bad = !(r->nmse <= r->tolerance);
     snprintf(nm, sizeof nm, "  %8.2e%s", r->nmse, bad ? " FAIL" : "");
     check_failed = check_failed || bad;
   }
-  printf("%-10s %-44s %10.3f %9.2f %8.2f %10s %8s %7s %8s%s\n", r->op, r->shape, r->ms, r->gflops,
-         r->gbps, base, vb, vw, vd, nm);
+  printf("%-10s %-42s %9.3f %8.2f %7.2f %9s %8s %7s %7s %8s%s\n", r->op, r->shape, r->ms,
+         r->gflops, r->gbps, base, bw, vb, vw, vd, nm);
   fflush(stdout);
 }
 
@@ -580,19 +593,23 @@ static input_desc linear_input(int which, int64_t m, int64_t n, int64_t k, vnrt_
 static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
   input_desc ins[2] = {linear_input(0, m, n, k, wdt), linear_input(1, m, n, k, wdt)};
   sgemm_job sj;
-  baseline bl = {sgemm_run, &sj};
+  baseline bls[2] = {{sgemm_run, &sj, 0.0}, {triad_baseline, NULL, 0.0}};
   bool have_blas = sgemm_prepare(&sj, m, n, k, true);
-  double nmse, tb = 0.0;
-  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, true, have_blas ? &bl : NULL, &tb, &nmse);
+  const bool memory_bound = m <= 4;
+  baseline *bl = have_blas ? bls : bls + 1;
+  int n_bl = (have_blas ? 1 : 0) + (memory_bound ? 1 : 0);
+  double nmse;
+  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, true, bl, n_bl, &nmse);
   sgemm_free(&sj);
   double flops = 2.0 * (double)m * (double)n * (double)k;
   double bytes = (double)(n * k) * (double)vnrt_dtype_size(wdt) + 4.0 * (double)(m * k + m * n);
   result *r = add_result("linear", t, flops, bytes, "%s w, M=%lld x[%lld,%lld] w[%lld,%lld]",
                          vnrt_dtype_name(wdt), (long long)m, (long long)m, (long long)k,
                          (long long)n, (long long)k);
-  r->memory_bound = m <= 4;
+  r->memory_bound = memory_bound;
+  r->bw_gbps = triad_gbps(bls[1].seconds);
   r->nmse = nmse;
-  if (tb > 0.0) r->blas_gflops = flops / tb / 1e9;
+  if (have_blas) r->blas_gflops = flops / bls[0].seconds / 1e9;
   print_result(r);
 }
 
@@ -615,17 +632,17 @@ static void bench_matmul(void) {
         {"b", ttype(VNRT_F32, 2, k, n, 0), 1, GEN_UNIFORM, -0.05, 0.05},
     };
     sgemm_job sj;
-    baseline bl = {sgemm_run, &sj};
+    baseline bl = {sgemm_run, &sj, 0.0};
     bool have_blas = sgemm_prepare(&sj, m, n, k, false);
-    double nmse, tb = 0.0;
-    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, have_blas ? &bl : NULL, &tb, &nmse);
+    double nmse;
+    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, &bl, have_blas ? 1 : 0, &nmse);
     sgemm_free(&sj);
     double flops = 2.0 * (double)(m * n) * (double)k;
     result *r = add_result("matmul", t, flops, 4.0 * (double)(m * k + k * n + m * n),
                            "f32 a[%lld,%lld] b[%lld,%lld]", (long long)m, (long long)k,
                            (long long)k, (long long)n);
     r->nmse = nmse;
-    if (tb > 0.0) r->blas_gflops = flops / tb / 1e9;
+    if (have_blas) r->blas_gflops = flops / bl.seconds / 1e9;
     print_result(r);
   }
 }
@@ -650,9 +667,10 @@ static void bench_moe(void) {
     dense.ins = dins;
     graph_inputs(&dense);
     vnrt_plan *dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);
-    baseline bl = {plan_run_baseline, dplan};
-    double nmse, td = 0.0;
-    double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, &bl, &td, &nmse);
+    baseline bls[2] = {{plan_run_baseline, dplan, 0.0}, {triad_baseline, NULL, 0.0}};
+    const bool memory_bound = T * K < E;
+    double nmse;
+    double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, bls, memory_bound ? 2 : 1, &nmse);
     vnrt_plan_destroy(dplan);
     graph_free(&dense);
     /* Per routed token: gate/up 2·(2F)·C, down 2·C·F. Bytes: the experts' weights read (all
@@ -664,9 +682,10 @@ static void bench_moe(void) {
     result *r = add_result("moe_ffn", t, flops, bytes, "%s w, T=%lld E=%lld k=%lld C=%lld F=%lld",
                            vnrt_dtype_name(wdt), (long long)T, (long long)E, (long long)K,
                            (long long)C, (long long)F);
-    r->memory_bound = T * K < E;
+    r->memory_bound = memory_bound;
+    r->bw_gbps = triad_gbps(bls[1].seconds);
     r->nmse = nmse;
-    r->dense_gflops = flops / td / 1e9;
+    r->dense_gflops = flops / bls[0].seconds / 1e9;
     print_result(r);
   }
 }
@@ -682,13 +701,15 @@ static void bench_hc_pre(void) {
         {"scale", ttype(VNRT_F32, 1, 3, 0, 0), 1, GEN_UNIFORM, 0.5, 1.5},
         {"base", ttype(VNRT_F32, 1, R, 0, 0), 1, GEN_UNIFORM, -0.5, 0.5},
     };
+    baseline bw = {triad_baseline, NULL, 0.0};
     double nmse;
-    double t = run_case(VNRT_OP_HC_PRE, ins, 4, 3, true, NULL, NULL, &nmse);
+    double t = run_case(VNRT_OP_HC_PRE, ins, 4, 3, true, &bw, 1, &nmse);
     double flops = (double)T * (2.0 * (double)(R * n * C) + 4.0 * (double)(n * C));
     double bytes = 4.0 * ((double)(R * n * C) + (double)(T * n * C) + (double)(T * C));
     result *r = add_result("hc_pre", t, flops, bytes, "f32 n=%lld C=%lld T=%lld", (long long)n,
                            (long long)C, (long long)T);
     r->memory_bound = true;
+    r->bw_gbps = triad_gbps(bw.seconds);
     r->nmse = nmse;
     r->tolerance = 1e-7; /* mHC ops: spec/ops.md's tighter bound */
     print_result(r);
@@ -702,13 +723,15 @@ static void bench_attention(void) {
       {"k", ttype(VNRT_F32, 3, S, Hkv, D), 0, GEN_UNIFORM, -1.0, 1.0},
       {"v", ttype(VNRT_F32, 3, S, Hkv, D), 0, GEN_UNIFORM, -1.0, 1.0},
   };
+  baseline bw = {triad_baseline, NULL, 0.0};
   double nmse;
-  double t = run_case(VNRT_OP_ATTENTION, ins, 3, 1, true, NULL, NULL, &nmse);
+  double t = run_case(VNRT_OP_ATTENTION, ins, 3, 1, true, &bw, 1, &nmse);
   double flops = 4.0 * (double)(T * Hq * S * D);
   double bytes = 4.0 * (double)(2 * S * Hkv * D + 2 * T * Hq * D);
   result *r = add_result("attention", t, flops, bytes, "f32 T=%lld S=%lld Hq=%lld Hkv=%lld D=%lld",
                          (long long)T, (long long)S, (long long)Hq, (long long)Hkv, (long long)D);
   r->memory_bound = true;
+  r->bw_gbps = triad_gbps(bw.seconds);
   r->nmse = nmse;
   print_result(r);
 }
@@ -746,7 +769,8 @@ static void write_json(const char *path, const vnrt_device_info *info, const cha
     json_number(f, "openblas_gflops", r->blas_gflops, true);
     json_number(f, "dense_gflops", r->dense_gflops, true);
     json_number(f, "vs_openblas", r->blas_gflops > 0 ? r->gflops / r->blas_gflops : 0, true);
-    json_number(f, "vs_bandwidth", r->memory_bound ? r->gbps / bandwidth_gbps : 0, true);
+    json_number(f, "bandwidth_gbps", r->memory_bound ? r->bw_gbps : 0, true);
+    json_number(f, "vs_bandwidth", r->memory_bound ? r->gbps / r->bw_gbps : 0, true);
     json_number(f, "vs_dense", r->dense_gflops > 0 ? r->gflops / r->dense_gflops : 0, true);
     if (r->nmse >= 0.0) {
       fprintf(f, "\"nmse\": %.6g, ", isfinite(r->nmse) ? r->nmse : 1e308);

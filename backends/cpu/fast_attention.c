@@ -1,6 +1,6 @@
 /* CPU fast kernel for attention: per (query token, block of query heads sharing a kv head),
- * one pass over the visible keys in blocks with an online softmax, vectorised q·k dot
- * products and p·v accumulation, threaded over (t, head block). */
+ * one pass over the visible keys in blocks with an online softmax; q·k as a small GEMM on the
+ * blocked GEMM core, p·v vectorised, threaded over (t, head block). */
 #include <string.h>
 
 #include "fast_gemm.h"
@@ -22,26 +22,6 @@ typedef struct attn_job {
 } attn_job;
 
 /* ---- vector pieces ----------------------------------------------------------------------- */
-
-/* sc[h·ATT_SB + s] = (q[h] · k[s])·scale for h < hn, s < sn; k rows ldk floats apart. */
-static void scores_generic_(const float *q, int64_t D, int hn, const float *k, int64_t ldk,
-                            int64_t sn, float scale, float *sc) {
-  for (int64_t s = 0; s < sn; ++s) {
-    const float *kr = k + s * ldk;
-    for (int h = 0; h < hn; ++h) {
-      const float *qh = q + h * D;
-      float lane[8] = {0};
-      int64_t d = 0;
-      for (; d + 8 <= D; d += 8) {
-        for (int l = 0; l < 8; ++l) lane[l] += qh[d + l] * kr[d + l];
-      }
-      float dot = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
-                  ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-      for (; d < D; ++d) dot += qh[d] * kr[d];
-      sc[h * ATT_SB + s] = dot * scale;
-    }
-  }
-}
 
 /* acc[h·Dv + c] += Σ_s p[h·ATT_SB + s]·v[s·ldv + c]. */
 static void pv_generic_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn,
@@ -69,40 +49,6 @@ static void exp_generic_(float *sc, int hn, int64_t sn, const float *m, float *l
 }
 
 #if defined(CPU_HAVE_AVX2_CODE)
-CPU_AVX2_INLINE void avx2_scores_(const int HN, const float *q, int64_t D, const float *k,
-                                  int64_t ldk, int64_t sn, float scale, float *sc) {
-  const float *q0 = q, *q1 = q + D, *q2 = q + 2 * D, *q3 = q + 3 * D;
-  for (int64_t s = 0; s < sn; ++s) {
-    const float *kr = k + s * ldk;
-    /* Named accumulators (an array would be mirrored in memory by GCC). */
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t d = 0;
-    for (; d + 8 <= D; d += 8) {
-      const __m256 kv = _mm256_loadu_ps(kr + d);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a0);
-      if (HN > 1) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
-      if (HN > 2) a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), kv, a2);
-      if (HN > 3) a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), kv, a3);
-    }
-    float dot[ATT_HB] = {avx2_hsum(a0), HN > 1 ? avx2_hsum(a1) : 0.0f,
-                         HN > 2 ? avx2_hsum(a2) : 0.0f, HN > 3 ? avx2_hsum(a3) : 0.0f};
-    for (int h = 0; h < HN; ++h) {
-      for (int64_t dd = d; dd < D; ++dd) dot[h] += q[h * D + dd] * kr[dd];
-      sc[h * ATT_SB + s] = dot[h] * scale;
-    }
-  }
-}
-
-static CPU_AVX2 void avx2_scores_any_(const float *q, int64_t D, int hn, const float *k,
-                                      int64_t ldk, int64_t sn, float scale, float *sc) {
-  switch (hn) {
-    case 1: avx2_scores_(1, q, D, k, ldk, sn, scale, sc); break;
-    case 2: avx2_scores_(2, q, D, k, ldk, sn, scale, sc); break;
-    case 3: avx2_scores_(3, q, D, k, ldk, sn, scale, sc); break;
-    default: avx2_scores_(4, q, D, k, ldk, sn, scale, sc); break;
-  }
-}
-
 CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int64_t ldv,
                               int64_t sn, int64_t Dv, float *acc) {
   const float *p0 = p, *p1 = p + ATT_SB, *p2 = p + 2 * ATT_SB, *p3 = p + 3 * ATT_SB;
@@ -245,13 +191,11 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
     const int64_t sn = hi - s0 + 1 < ATT_SB ? hi - s0 + 1 : ATT_SB;
     int64_t ldk, ldv;
     const float *k = kv_rows_(j, 1, kvh, s0, sn, D, kb, &ldk);
-#if defined(CPU_HAVE_AVX2_CODE)
-    if (avx2) {
-      avx2_scores_any_(q, D, hn, k, ldk, sn, j->scale, sc);
-    } else
-#endif
-    {
-      scores_generic_(q, D, hn, k, ldk, sn, j->scale, sc);
+    /* The block's scores are a small GEMM, q[hn, D]·k[sn, D]ᵀ: the core's register-blocked
+     * dot-product tiles load each k row once for all hn heads. */
+    cpu_gemm_nt_block(j->isa, q, D, hn, k, VNRT_F32, ldk, sn, D, sc, ATT_SB, NULL);
+    for (int h = 0; h < hn; ++h) {
+      for (int64_t s = 0; s < sn; ++s) sc[h * ATT_SB + s] *= j->scale;
     }
     /* Online softmax: a new running max rescales what was accumulated so far. */
     float mnew[ATT_HB];

@@ -9,7 +9,7 @@
 /* w rows per micro-kernel call for mr x rows: the AVX2 kernels hold mr·nr accumulators and
  * nr w vectors in the 16 YMM registers, and a single x row (GEMV) streams 8 w rows at once
  * so that enough independent FMA chains hide the latency. 24 is a multiple of each. */
-#define GEMM_NR_FOR(mr) ((mr) == 1 ? 8 : (mr) == 2 ? 6 : (mr) == 3 ? 4 : 3)
+#define GEMM_NR_FOR(mr) ((mr) == 1 ? 8 : (mr) == 2 ? 6 : (mr) == 3 ? 4 : 3) /* mr·nr % 4 == 0 */
 #define GEMM_NR_MAX 8
 /* The [K, N] layout's micro-tile: 6 x rows by 16 columns (12 accumulators, 2 b vectors). */
 #define GEMM_NN_MR 6
@@ -99,8 +99,14 @@ CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
       }
     }
   }
-  for (int i = 0; i < MR; ++i) {
-    for (int j = 0; j < NR; ++j) s[i * NR + j] = avx2_hsum(acc[i][j]);
+  /* Four accumulators reduce together (three hadds and one add) straight into s, whose
+   * row-major [MR, NR] layout is the accumulators' order; MR·NR is a multiple of 4. */
+  for (int f = 0; f < MR * NR; f += 4) {
+    const __m256 t0 = _mm256_hadd_ps(acc[f / NR][f % NR], acc[(f + 1) / NR][(f + 1) % NR]);
+    const __m256 t1 = _mm256_hadd_ps(acc[(f + 2) / NR][(f + 2) % NR],
+                                     acc[(f + 3) / NR][(f + 3) % NR]);
+    const __m256 t2 = _mm256_hadd_ps(t0, t1);
+    _mm_storeu_ps(s + f, _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1)));
   }
   for (; kk < kc; ++kk) {
     for (int i = 0; i < MR; ++i) {
@@ -316,14 +322,23 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
     return;
   }
 
-  /* Otherwise: per K block, a block of w rows and a block of x rows are packed to f32 and
-   * every 4-row x panel (L1) meets every w row of the block (L2). */
+  /* Otherwise: per K block, a block of x rows and a block of w rows are packed to f32 and
+   * every 4-row x panel (L1) meets every w row of the block (L2). An f32 w whose rows do not
+   * alias in the caches (not a multiple of 1 KiB apart) is read in place instead. */
+  const int pack_w = wdt != VNRT_F32 || ((size_t)ldw * sizeof(float)) % 1024 == 0;
   float *xp = ws, *wp = ws + CPU_GEMM_MB * CPU_GEMM_KC;
   for (int64_t j0 = 0; j0 < n; j0 += CPU_GEMM_NB) {
     const int64_t nb = n - j0 < CPU_GEMM_NB ? n - j0 : CPU_GEMM_NB;
     for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
       const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
-      pack_rows_(isa, (const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, wp, kc);
+      const float *wb = (const float *)w + j0 * ldw + k0;
+      int64_t ldb = ldw;
+      if (pack_w) {
+        pack_rows_(isa, (const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, wp,
+                   kc);
+        wb = wp;
+        ldb = kc;
+      }
       for (int64_t m0 = 0; m0 < m; m0 += CPU_GEMM_MB) {
         const int64_t mb = m - m0 < CPU_GEMM_MB ? m - m0 : CPU_GEMM_MB;
         pack_rows_(isa, x + m0 * ldx + k0, VNRT_F32, ldx, mb, kc, xp, kc);
@@ -333,7 +348,7 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
           for (int i = 0; i < mr; ++i) xr[i] = xp + (i0 + i) * kc;
           for (int64_t jj = 0; jj < nb; jj += nr) {
             const int nv = (int)(nb - jj < nr ? nb - jj : nr);
-            nt_tile_(avx2, mr, xr, (const char *)(wp + jj * kc), kc, VNRT_F32, nv, kc, s);
+            nt_tile_(avx2, mr, xr, (const char *)(wb + jj * ldb), ldb, VNRT_F32, nv, kc, s);
             tile_out_(c + (m0 + i0) * ldc + j0 + jj, ldc, s, nr, mr, nv, k0 == 0);
           }
         }

@@ -19,7 +19,8 @@
 
 /* c[i·ldc + j] = Σ_kk x[i·ldx + kk] · w[j·ldw + kk] for i < m, j < n, kk < k, summed in f32.
  * x is f32; w has dtype wdt (f32, f16 or bf16), rows ldw elements apart; c is f32 and is
- * overwritten. ws holds CPU_GEMM_WS_FLOATS floats of scratch. Each c element's summation order
+ * overwritten. ws holds CPU_GEMM_WS_FLOATS floats of scratch; it may be NULL when m <= 4 and w
+ * is f32 (a GEMV streams w in place and packs nothing). Each c element's summation order
  * depends only on k and isa, never on threads. Single-threaded: callers split the work. */
 void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
                        vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,

@@ -7,9 +7,12 @@
 
 #include "fast_gemm.h"
 
-/* Tokens per block: fn's packed K block is reused by all of them, and their n·C rows (8 × 64
- * KiB for V4's n = 4, C = 4096) stay in L2 from the sum of squares to the collapse. */
-#define HC_TB 8
+/* Tokens per block: each pass over fn serves all of them, and their n·C rows (64 KiB each for
+ * V4's n = 4, C = 4096) are cache-hot from the sum of squares to the collapse. */
+#define HC_TB 16
+/* fn is widened once per call into rows this many floats longer than n·C, so that its rows
+ * (n·C = 16384 floats apart for V4) do not alias in the caches and are read in place. */
+#define HC_FN_PAD 16
 /* The largest n kept on the stack in the epilogue; larger n goes to the reference kernel. */
 #define HC_MAX_N 16
 
@@ -19,6 +22,10 @@ typedef struct hc_pre_job {
   int64_t T, n, C, R, iters;
   float eps, norm_eps;
   const float *X;    /* [T, n·C] f32 (the input itself, or a widened copy) */
+  const void *fn;    /* fn itself (a GEMV reads it in place), or a padded f32 copy */
+  vnrt_dtype fn_dt;
+  int64_t fn_ld;
+  float *fn_copy;    /* [R, n·C + HC_FN_PAD] */
   float *mix;        /* [T, R] fn·f, not yet scaled by rsqrt(mean(f²)) */
   float *sumsq;      /* [T] */
   int64_t tb, rb, n_rb;
@@ -134,22 +141,31 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
  * the same item while the block's rows are still in L2. */
 static void hc_block_item_(void *user, int64_t item, int32_t slot) {
   const hc_pre_job *j = user;
-  const cpu_kernel_args *a = j->a;
   const int64_t t0 = (item / j->n_rb) * j->tb, r0 = (item % j->n_rb) * j->rb;
   const int64_t tb = j->T - t0 < j->tb ? j->T - t0 : j->tb;
   const int64_t rb = j->R - r0 < j->rb ? j->R - r0 : j->rb;
   const int64_t nc = j->n * j->C;
-  const vnrt_dtype fdt = a->in_type[1]->dtype;
-  const char *fn = (const char *)a->in[1] + (size_t)(r0 * nc) * vnrt_dtype_size(fdt);
   float *ws = j->scratch + slot * j->slot_floats;
   if (r0 == 0) {
     for (int64_t t = t0; t < t0 + tb; ++t) j->sumsq[t] = sumsq_(j->isa, j->X + t * nc, nc);
   }
-  cpu_gemm_nt_block(j->isa, j->X + t0 * nc, nc, tb, fn, fdt, nc, rb, nc, j->mix + t0 * j->R + r0,
-                    j->R, ws);
+  const char *fn = (const char *)j->fn + (size_t)(r0 * j->fn_ld) * vnrt_dtype_size(j->fn_dt);
+  cpu_gemm_nt_block(j->isa, j->X + t0 * nc, nc, tb, fn, j->fn_dt, j->fn_ld, rb, nc,
+                    j->mix + t0 * j->R + r0, j->R, ws);
   if (j->n_rb == 1) {
     for (int64_t t = t0; t < t0 + tb; ++t) hc_epilogue_(j, t, ws);
   }
+}
+
+/* Row r of fn, widened into the padded f32 copy. */
+static void hc_fn_item_(void *user, int64_t r, int32_t slot) {
+  (void)slot;
+  const hc_pre_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t nc = j->n * j->C;
+  const vnrt_dtype fdt = a->in_type[1]->dtype;
+  cpu_fast_to_f32(j->isa, (const char *)a->in[1] + (size_t)(r * nc) * vnrt_dtype_size(fdt), fdt,
+                  nc, j->fn_copy + r * (nc + HC_FN_PAD));
 }
 
 /* The epilogue on its own, when fn's rows were split across items; 4 tokens per item. */
@@ -194,11 +210,20 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   j.slot_floats = CPU_GEMM_WS_FLOATS > j.C ? CPU_GEMM_WS_FLOATS : j.C;
   const int64_t xf_floats = Xt->dtype == VNRT_F32 ? 0 : j.T * nc;
   float *mem = NULL;
-  vnrt_status st = cpu_fast_alloc(a, j.T * (j.R + 1) + xf_floats + threads * j.slot_floats, &mem);
+  /* A GEMV (a few tokens) streams fn once, in place; larger blocks read it once per block,
+   * from a padded f32 copy. */
+  const int copy_fn = j.tb > 4;
+  const int64_t fn_floats = copy_fn ? j.R * (nc + HC_FN_PAD) : 0;
+  vnrt_status st = cpu_fast_alloc(
+      a, j.T * (j.R + 1) + fn_floats + xf_floats + threads * j.slot_floats, &mem);
   if (st != VNRT_OK) return st;
   j.mix = mem;
   j.sumsq = j.mix + j.T * j.R;
-  j.scratch = j.sumsq + j.T;
+  j.fn_copy = j.sumsq + j.T;
+  j.scratch = j.fn_copy + fn_floats;
+  j.fn = copy_fn ? (const void *)j.fn_copy : a->in[1];
+  j.fn_dt = copy_fn ? VNRT_F32 : ft->dtype;
+  j.fn_ld = copy_fn ? nc + HC_FN_PAD : nc;
   if (xf_floats > 0) {
     float *xf = j.scratch + threads * j.slot_floats;
     cpu_fast_to_f32(j.isa, a->in[0], Xt->dtype, j.T * nc, xf);
@@ -206,6 +231,7 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   } else {
     j.X = a->in[0];
   }
+  if (copy_fn) cpu_fast_for_each(a->pool, j.R, hc_fn_item_, &j);
   cpu_fast_for_each(a->pool, n_tb * j.n_rb, hc_block_item_, &j);
   if (j.n_rb > 1) cpu_fast_for_each(a->pool, ceil_div_(j.T, 4), hc_epilogue_item_, &j);
   cpu_fast_free(a, mem);
