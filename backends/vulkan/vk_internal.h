@@ -49,6 +49,7 @@ typedef enum vk_shader_id {
   VK_SHADER_MOE_FFN,
   VK_SHADER_NGRAM,
   VK_SHADER_ENGRAM,
+  VK_SHADER_MATVEC,
   VK_SHADER_COUNT
 } vk_shader_id;
 
@@ -220,6 +221,12 @@ int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph 
 /* Describes node's dispatches through the builder. */
 vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
                          const vnrt_backend_node *node);
+
+/* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
+ * matvec.comp for a few rows of A against a B contiguous along k, else the tiled matmul.comp,
+ * and sets the grid. */
+vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N,
+                         uint64_t batch, bool b_k_contiguous);
 
 /* Per-group op code: vk_ops_basic.c (elementwise, shape, linear algebra, norms, indexing,
  * rope) and vk_ops_model.c (attention, mHC, MoE, Engram). */

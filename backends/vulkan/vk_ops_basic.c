@@ -10,6 +10,8 @@
 #define WG_ELEM 128u
 #define MM_BM 32u
 #define MM_BN 64u
+#define MV_MMAX 4u /* matvec.comp */
+#define MV_NC 4u
 
 /* Op codes of unary.comp and binary.comp. */
 static uint32_t unary_code(vnrt_op op) {
@@ -346,10 +348,24 @@ static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 7, nb1);
   vk_push_u(&d, 8, abs[0]), vk_push_u(&d, 9, abs[1]);
   vk_push_u(&d, 10, bbs[0]), vk_push_u(&d, 11, bbs[1]);
-  d.groups[0] = (uint32_t)vk_div_up(N, MM_BN);
-  d.groups[1] = (uint32_t)vk_div_up(M, MM_BM);
-  d.groups[2] = (uint32_t)batch;
-  return vk_emit(b, &d);
+  return vk_emit_gemm(b, &d, M, N, batch, node->op == VNRT_OP_LINEAR);
+}
+
+vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N,
+                         uint64_t batch, bool b_k_contiguous) {
+  if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
+    /* Decode-sized products: tiles of 32 rows would mostly compute padding. */
+    d->shader = VK_SHADER_MATVEC;
+    d->spec[9] = d->spec[10] = 0;
+    d->spec[11] = (uint32_t)M;
+    vk_grid(b, vk_div_up(N, MV_NC), d->groups);
+  } else {
+    d->shader = VK_SHADER_MATMUL;
+    d->groups[0] = (uint32_t)vk_div_up(N, MM_BN);
+    d->groups[1] = (uint32_t)vk_div_up(M, MM_BM);
+  }
+  d->groups[2] = (uint32_t)batch;
+  return vk_emit(b, d);
 }
 
 /* Splits g = theta^(-2i/dims) / 2pi (turns per position) into g1 + g2 + g3 with g1 and g2

@@ -209,10 +209,7 @@ static vnrt_status record_mhc(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 0, T), vk_push_u(&d, 1, rows), vk_push_u(&d, 2, K);
   vk_push_u(&d, 3, K), vk_push_u(&d, 4, 1), vk_push_u(&d, 5, 1), vk_push_u(&d, 6, K);
   vk_push_u(&d, 7, 1);
-  d.groups[0] = (uint32_t)vk_div_up(rows, MM_BN);
-  d.groups[1] = (uint32_t)vk_div_up(T, MM_BM);
-  d.groups[2] = 1;
-  VK_TRY(vk_emit(b, &d));
+  VK_TRY(vk_emit_gemm(b, &d, T, rows, 1, true));
 
   vk_desc_init(&d, VK_SHADER_MHC);
   vk_bind(b, &d, 0, node->inputs[0]);

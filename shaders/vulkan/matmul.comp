@@ -11,7 +11,7 @@
 
 #define BM 32u
 #define BN 64u
-#define BK 16u
+#define BK 32u
 
 layout(local_size_x = 16, local_size_y = 8) in;
 

@@ -313,6 +313,11 @@ static void ops_linalg(vnrt_context *ctx) {
                        rnd(VNRT_F16, 2, 7, 200, 0, 0, 101, -1.0f, 1.0f)};
   vs_cpu(ctx, "linear bf16 vector x f16", VNRT_OP_LINEAR, lin1, 2, NULL, 0, 1, TOL_GEMM);
   free_all(lin1, 2);
+  /* 4 rows: the largest product the matrix-vector kernel takes, with a ragged last group. */
+  tu_tensor lin4[2] = {rnd(VNRT_F16, 2, 4, 77, 0, 0, 102, -1.0f, 1.0f),
+                       rnd(VNRT_BF16, 2, 9, 77, 0, 0, 103, -1.0f, 1.0f)};
+  vs_cpu(ctx, "linear 4 rows", VNRT_OP_LINEAR, lin4, 2, NULL, 0, 1, TOL_GEMM);
+  free_all(lin4, 2);
 
   for (int d = 0; d < 3; ++d) {
     tu_tensor rn[2] = {rnd(kFloats[d], 3, 2, 3, 300, 0, 110 + d, -2.0f, 2.0f),
@@ -400,6 +405,10 @@ static void ops_mhc_moe(vnrt_context *ctx) {
                        rnd(VNRT_F32, 1, 1, 0, 0, 0, 205, 0.5f, 1.5f),
                        rnd(VNRT_F32, 1, n, 0, 0, 0, 206, -0.5f, 0.5f)};
   vs_cpu(ctx, "hc_head", VNRT_OP_HC_HEAD, head, 4, NULL, 0, 1, TOL_ELEM);
+  /* More tokens than the matrix-vector kernel takes: the mixing GEMM is tiled. */
+  tu_tensor head7[4] = {rnd(VNRT_F32, 3, 7, n, C, 0, 211, -1.0f, 1.0f), head[1], head[2], head[3]};
+  vs_cpu(ctx, "hc_head 7 tokens", VNRT_OP_HC_HEAD, head7, 4, NULL, 0, 1, TOL_ELEM);
+  tu_tensor_free(&head7[0]);
   tu_tensor post[4] = {X, rnd(VNRT_BF16, 2, T, C, 0, 0, 207, -1.0f, 1.0f),
                        rnd(VNRT_F32, 2, T, n, 0, 0, 208, 0.0f, 2.0f),
                        rnd(VNRT_F32, 3, T, n, n, 0, 209, 0.0f, 1.0f)};
