@@ -226,6 +226,13 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_TYPE, sizeof lmem_type, &lmem_type, NULL);
   desc->vec_width = pref_vec >= 16 ? 16 : pref_vec >= 8 ? 8 : 4;
   desc->local_mem_dedicated = lmem_type == CL_LOCAL;
+  /* Kernels are chosen by whether local memory is real (GPU-like: work-group tiles and
+   * reductions) or emulated in global memory (CPU drivers: a work-item per row, register
+   * blocks). VNRT_CL_LOCAL_MEM=dedicated|emulated overrides what the driver reports, to try
+   * (or test) the other family on a device. */
+  const char *lm = getenv("VNRT_CL_LOCAL_MEM");
+  if (lm && strcmp(lm, "dedicated") == 0) desc->local_mem_dedicated = 1;
+  if (lm && strcmp(lm, "emulated") == 0) desc->local_mem_dedicated = 0;
   desc->unified_memory = unified == CL_TRUE;
   desc->correct_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
   desc->max_alloc = max_alloc;

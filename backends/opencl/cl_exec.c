@@ -258,7 +258,8 @@ vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
   return VNRT_OK;
 }
 
-vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes) {
+vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,
+                        uint64_t c_off) {
   vnrt_backend_exec *exec = L->exec;
   if (!grow(L->dev->host, (void **)&exec->steps, &exec->cap_steps, exec->n_steps + 1,
             sizeof *exec->steps)) {
@@ -271,6 +272,8 @@ vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes)
   st->node = L->node_index;
   st->gemm = call;
   st->gemm_scratch = scratch_bytes ? cl_scratch(L, scratch_bytes) : 0;
+  st->gemm_c_scratch = c_in_scratch;
+  st->gemm_c_off = c_off;
   return VNRT_OK;
 }
 
@@ -371,6 +374,10 @@ static vnrt_status finalize(vnrt_backend_exec *exec) {
     if (st->kind != CL_STEP_GEMM) continue;
     st->gemm->scratch = exec->scratch;
     st->gemm->scratch_off = exec->scratch_err_bytes + st->gemm_scratch;
+    if (st->gemm_c_scratch) {
+      st->gemm->c = exec->scratch;
+      st->gemm->c_off = exec->scratch_err_bytes + st->gemm_c_off;
+    }
     vnrt_status s = cl_gemm_prepare(dev, st->gemm);
     if (s != VNRT_OK) return s;
   }

@@ -34,6 +34,8 @@ typedef struct cl_step {
   /* CL_STEP_GEMM */
   cl_gemm_call *gemm;
   uint64_t gemm_scratch; /* node-relative scratch offset of the call's conversions */
+  int gemm_c_scratch;    /* the result goes to scratch at gemm_c_off (node-relative) */
+  uint64_t gemm_c_off;
 } cl_step;
 
 /* A kernel argument bound once the exec's scratch and constant buffers exist. */
@@ -132,8 +134,10 @@ int32_t cl_err_slot(cl_lower *L);
  * report (info is copied into the step for it). */
 vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
                          const int64_t *info, int n_info);
-/* Appends a GEMM call (taken over by the exec) needing scratch_bytes of node scratch. */
-vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes);
+/* Appends a GEMM call (taken over by the exec) needing scratch_bytes of node scratch. With
+ * c_in_scratch its result goes to this node's scratch at c_off (call->c is set later). */
+vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,
+                        uint64_t c_off);
 
 /* Reads one i32 of graph tensor t at element i (for error messages after a failed check). */
 vnrt_status cl_read_i32(vnrt_backend_exec *exec, int32_t t, int64_t i, int32_t *out);

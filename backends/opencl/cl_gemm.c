@@ -323,10 +323,13 @@ void cl_gemm_release(cl_gemm_call *call) {
 
 /* ---- Choosing -------------------------------------------------------------------------- */
 
-static void shape_key(const cl_gemm_shape *s, char *buf, size_t size) {
-  snprintf(buf, size, "%s %" PRId64 "x%" PRId64 "x%" PRId64 " b%" PRId64 " %s.%s.%s",
+/* The shape, dtypes and kernel family (local memory real or emulated: the candidates differ)
+ * of a GEMM: "nt 64x80x96 b1 f32.f16.f32 lmem". */
+static void shape_key(vnrt_backend_device *dev, const cl_gemm_shape *s, char *buf, size_t size) {
+  snprintf(buf, size, "%s %" PRId64 "x%" PRId64 "x%" PRId64 " b%" PRId64 " %s.%s.%s %s",
            s->trans_b ? "nt" : "nn", s->M, s->N, s->K, batch_count(s), vnrt_dtype_name(s->da),
-           vnrt_dtype_name(s->db), vnrt_dtype_name(s->dc));
+           vnrt_dtype_name(s->db), vnrt_dtype_name(s->dc),
+           dev->desc->local_mem_dedicated ? "lmem" : "gmem");
 }
 
 static void remember(vnrt_backend_device *dev, const char *key, int impl) {
@@ -431,7 +434,7 @@ static double time_impl(vnrt_backend_device *dev, const cl_gemm_shape *s, cl_gem
 
 /* The own kernel that suits dev for s when nothing is measured. */
 static cl_gemm_impl default_impl(vnrt_backend_device *dev, const cl_gemm_shape *s) {
-  if (dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE) return CL_GEMM_VEC;
+  if (!dev->desc->local_mem_dedicated) return CL_GEMM_VEC;
   return s->M <= 4 && s->K >= 64 ? CL_GEMM_ROWS : CL_GEMM_TILED;
 }
 
@@ -513,7 +516,7 @@ vnrt_status cl_gemm_choose(vnrt_backend_device *dev, const cl_gemm_shape *s,
     return VNRT_OK;
   }
   char key[112];
-  shape_key(s, key, sizeof key);
+  shape_key(dev, s, key, sizeof key);
   if (with_clblast) {
     if (!dev->gemm_choices_loaded) load_choices(dev);
     for (int32_t i = 0; i < dev->n_gemm_choices; ++i) {

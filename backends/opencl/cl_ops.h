@@ -35,6 +35,11 @@ CL_OPS_GROUP_(moe)
 CL_OPS_GROUP_(engram)
 #undef CL_OPS_GROUP_
 
+/* Appends C[M, N] = A[M, K]·B[N, K]ᵀ (inputs a_input, b_input of the node, any float dtype)
+ * as a GEMM into this node's f32 scratch at c_off (cl_ops_linalg.c). */
+vnrt_status cl_lower_gemm_nt_to_scratch(cl_lower *L, int32_t a_input, int32_t b_input, int64_t M,
+                                        int64_t N, int64_t K, uint64_t c_off);
+
 /* Work-group size the reduction kernels ask for. */
 #define CL_REDUCE_WG 64
 

@@ -1,5 +1,6 @@
 /* OpenCL lowering of rope (frequencies computed here in double, split into two floats) and
- * attention (one work-group per query row; shaders attention.cl). */
+ * attention (one work-group per query row where local memory is real, one work-item per row on
+ * CPU drivers; shaders attention.cl). */
 #include <math.h>
 #include <string.h>
 
@@ -118,6 +119,31 @@ static vnrt_status lower_attention(cl_lower *L) {
     const int64_t info[2] = {L->node->inputs[4], S};
     s = cl_add_check(L, slot, report_kv_len, info, 2);
     if (s != VNRT_OK) return s;
+  }
+  if (!L->dev->desc->local_mem_dedicated) {
+    /* CPU drivers: a work-item per query row, no barriers (attention_rows). */
+    uint64_t acc = cl_scratch(L, (uint64_t)(T * Hq * Dv) * 4);
+    cl_launch_begin(L, "attention_rows", &k);
+    cl_arg_in_dt(&k, 0);
+    cl_arg_in_dt(&k, 1);
+    cl_arg_in_dt(&k, 2);
+    cl_arg_opt_in_dt(&k, 3);
+    cl_arg_i32(&k, L->node->n_inputs > 3);
+    cl_arg_opt_in(&k, 4);
+    cl_arg_i32(&k, has_kvl);
+    cl_arg_out_dt(&k, 0);
+    cl_arg_i32(&k, (int32_t)T);
+    cl_arg_i32(&k, (int32_t)S);
+    cl_arg_i32(&k, (int32_t)Hq);
+    cl_arg_i32(&k, (int32_t)Hkv);
+    cl_arg_i32(&k, (int32_t)D);
+    cl_arg_i32(&k, (int32_t)Dv);
+    cl_arg_i32(&k, vnrt_node_attr_i(L->node, "causal", 1) != 0);
+    cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "window", 0));
+    cl_arg_f32(&k, (float)scale);
+    cl_arg_scratch(&k, acc);
+    size_t one = 1, items = (size_t)(T * Hq);
+    return cl_launch_end(&k, 1, &items, &one);
   }
   cl_launch_begin(L, "attention", &k);
   size_t wg = cl_launch_wg(&k, attention_want_wg(Dv));

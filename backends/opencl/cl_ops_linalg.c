@@ -94,7 +94,34 @@ static vnrt_status lower_gemm(cl_lower *L) {
   call->b_off = cl_in(L, 1)->offset;
   call->c = cl_out(L, 0)->buffer->mem;
   call->c_off = cl_out(L, 0)->offset;
-  return cl_add_gemm(L, call, cl_gemm_scratch_bytes(&s, impl));
+  return cl_add_gemm(L, call, cl_gemm_scratch_bytes(&s, impl), 0, 0);
+}
+
+vnrt_status cl_lower_gemm_nt_to_scratch(cl_lower *L, int32_t a_input, int32_t b_input, int64_t M,
+                                        int64_t N, int64_t K, uint64_t c_off) {
+  cl_gemm_shape s;
+  memset(&s, 0, sizeof s);
+  s.M = M, s.N = N, s.K = K, s.trans_b = 1;
+  s.da = cl_in_type(L, a_input)->dtype;
+  s.db = cl_in_type(L, b_input)->dtype;
+  s.dc = VNRT_F32;
+  s.batch[0] = s.batch[1] = 1;
+  s.a_numel = M * K;
+  s.b_numel = N * K;
+  if (M == 0 || N == 0) return VNRT_OK;
+  cl_gemm_impl impl = CL_GEMM_TILED;
+  vnrt_status st = cl_gemm_choose(L->dev, &s, &impl);
+  if (st != VNRT_OK) return st;
+  cl_gemm_call *call = L->dev->host->alloc(L->dev->host->core, sizeof *call);
+  if (!call) return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
+  memset(call, 0, sizeof *call);
+  call->s = s;
+  call->impl = impl;
+  call->a = cl_in(L, a_input)->buffer->mem;
+  call->a_off = cl_in(L, a_input)->offset;
+  call->b = cl_in(L, b_input)->buffer->mem;
+  call->b_off = cl_in(L, b_input)->offset;
+  return cl_add_gemm(L, call, cl_gemm_scratch_bytes(&s, impl), 1, c_off);
 }
 
 static vnrt_status lower_rms_norm(cl_lower *L) {

@@ -1,6 +1,6 @@
-/* OpenCL lowering of the mHC ops: hc_expand (a strided copy), hc_pre and hc_head (mix
- * projection, per-token finish with Sinkhorn, weighted collapse), hc_post and sinkhorn
- * (shaders mhc.cl, elementwise.cl). */
+/* OpenCL lowering of the mHC ops: hc_expand (a strided copy), hc_pre and hc_head (the mix
+ * projection as a GEMM plus a row norm, per-token finish with Sinkhorn, weighted collapse),
+ * hc_post and sinkhorn (shaders mhc.cl, gemm.cl, engram.cl, elementwise.cl). */
 #include "cl_ops.h"
 
 int cl_mhc_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -50,15 +50,16 @@ static vnrt_status lower_expand(cl_lower *L) {
   return cl_launch_1d(&k, total);
 }
 
-/* mix[t, :] of rows fn rows into scratch at mix_off. */
-static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, uint64_t mix_off) {
+/* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and inv[t] = rsqrt(mean(X[t]^2) + norm_eps). */
+static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, uint64_t dot,
+                              uint64_t inv) {
+  vnrt_status s = cl_lower_gemm_nt_to_scratch(L, 0, 1, T, rows, nc, dot);
+  if (s != VNRT_OK) return s;
   cl_launch k;
-  cl_launch_begin(L, "hc_mix", &k);
+  cl_launch_begin(L, "short_conv_scale", &k);
   cl_arg_in_dt(&k, 0);
-  cl_arg_in_dt(&k, 1);
-  cl_arg_scratch(&k, mix_off);
+  cl_arg_scratch(&k, inv);
   cl_arg_i64(&k, nc);
-  cl_arg_i32(&k, (int32_t)rows);
   cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "norm_eps", 1e-6));
   return cl_launch_rows(&k, T, CL_REDUCE_WG);
 }
@@ -84,14 +85,16 @@ static vnrt_status lower_pre_head(cl_lower *L) {
   int64_t rows = pre ? (n + 2) * n : n;
   float eps = (float)vnrt_node_attr_f(L->node, "eps", 1e-6);
   uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
+  uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
   uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4);
-  vnrt_status s = launch_mix(L, T, n * C, rows, mix);
+  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv);
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pre) {
     uint64_t lt = cl_scratch(L, (uint64_t)(T * n * n) * 4);
     cl_launch_begin(L, "hc_pre_finish", &k);
     cl_arg_scratch(&k, mix);
+    cl_arg_scratch(&k, inv);
     cl_arg_in_dt(&k, 2);
     cl_arg_in_dt(&k, 3);
     cl_arg_out_dt(&k, 1);
@@ -105,6 +108,7 @@ static vnrt_status lower_pre_head(cl_lower *L) {
   } else {
     cl_launch_begin(L, "hc_head_finish", &k);
     cl_arg_scratch(&k, mix);
+    cl_arg_scratch(&k, inv);
     cl_arg_in_dt(&k, 2);
     cl_arg_in_dt(&k, 3);
     cl_arg_scratch(&k, w);

@@ -153,6 +153,73 @@ static vnrt_status report_ffn(vnrt_backend_exec *exec, const cl_step *st, int32_
                  (long long)(pos % st->info[1]), (long long)st->info[2]);
 }
 
+/* One grouped expert GEMM: out[p, r] = W[e(p), r, :]·in[p / in_div, :] over rows x K. */
+static vnrt_status launch_grouped(cl_lower *L, int32_t w_input, int in_input, uint64_t in_scratch,
+                                  int in_div, uint64_t out, uint64_t order, uint64_t blocks,
+                                  int64_t rows, int64_t K, uint64_t max_blocks) {
+  cl_launch k;
+  cl_launch_begin(L, "moe_gemm_grouped", &k);
+  cl_arg_in_dt(&k, w_input);
+  if (in_input >= 0) {
+    cl_arg_in_dt(&k, in_input);
+  } else {
+    cl_arg_scratch(&k, in_scratch);
+    cl_arg_i32(&k, VNRT_F32);
+  }
+  cl_arg_i32(&k, in_div);
+  cl_arg_scratch(&k, out);
+  cl_arg_scratch(&k, order);
+  cl_arg_scratch(&k, blocks);
+  cl_arg_i32(&k, (int32_t)rows);
+  cl_arg_i32(&k, (int32_t)K);
+  size_t wg = cl_launch_wg(&k, 8);
+  size_t items[2] = {(size_t)(rows + 3) / 4, (size_t)max_blocks}, lws[2] = {wg, 1};
+  return cl_launch_end(&k, 2, items, lws);
+}
+
+static vnrt_status lower_ffn_grouped(cl_lower *L, int64_t T, int64_t C, int64_t F, int64_t kk,
+                                     int64_t E, uint64_t max_blocks) {
+  int64_t pairs = T * kk;
+  uint64_t counts = cl_scratch(L, (uint64_t)E * 4);
+  uint64_t order = cl_scratch(L, (uint64_t)pairs * 4);
+  uint64_t blocks = cl_scratch(L, (4 + 4 * max_blocks) * 4);
+  uint64_t gu = cl_scratch(L, (uint64_t)(pairs * 2 * F) * 4);
+  uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
+  uint64_t yp = cl_scratch(L, (uint64_t)(pairs * C) * 4);
+  cl_launch k;
+  cl_launch_begin(L, "moe_sort", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_i64(&k, pairs);
+  cl_arg_i32(&k, (int32_t)E);
+  cl_arg_scratch(&k, counts);
+  cl_arg_scratch(&k, order);
+  cl_arg_scratch(&k, blocks);
+  const size_t one = 1;
+  vnrt_status s = cl_launch_end(&k, 1, &one, &one);
+  if (s != VNRT_OK) return s;
+  /* gate and up rows together: gu[p] = w_gate_up[e]·x[t] (2F values), t = p / k. */
+  s = launch_grouped(L, 3, 0, 0, (int)kk, gu, order, blocks, 2 * F, C, max_blocks);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "moe_swiglu", &k);
+  cl_arg_scratch(&k, gu);
+  cl_arg_scratch(&k, h);
+  cl_arg_i64(&k, pairs);
+  cl_arg_i32(&k, (int32_t)F);
+  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "limit", 0.0));
+  s = cl_launch_2d(&k, F, pairs);
+  if (s != VNRT_OK) return s;
+  s = launch_grouped(L, 4, -1, h, 1, yp, order, blocks, C, F, max_blocks);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "moe_combine", &k);
+  cl_arg_scratch(&k, yp);
+  cl_arg_in_dt(&k, 2);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  return cl_launch_2d(&k, C, T);
+}
+
 static vnrt_status lower_ffn(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
   int64_t C = x->dims[x->rank - 1], T = vnrt_tensor_type_numel(x) / C;
@@ -177,6 +244,14 @@ static vnrt_status lower_ffn(cl_lower *L) {
     s = cl_add_check(L, slot, report_ffn, info, 3);
     if (s != VNRT_OK) return s;
   }
+  /* Expert GEMMs when their scratch fits comfortably: pairs sorted by expert, each block of
+   * pairs multiplied by its expert's weights once. Otherwise gather-GEMVs per pair, whose
+   * scratch is only the hidden activations. */
+  uint64_t max_blocks = (uint64_t)(pairs + 3) / 4 + (uint64_t)(E < pairs ? E : pairs);
+  uint64_t grouped_bytes = 4 * ((uint64_t)E + (uint64_t)pairs + 4 + 4 * max_blocks +
+                                (uint64_t)pairs * (3 * (uint64_t)F + (uint64_t)C)) + 6 * 256;
+  uint64_t budget = L->dev->desc->max_alloc < (1ull << 30) ? L->dev->desc->max_alloc : (1ull << 30);
+  if (grouped_bytes <= budget / 2) return lower_ffn_grouped(L, T, C, F, kk, E, max_blocks);
   uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
   cl_launch_begin(L, "moe_ffn_up", &k);
   cl_arg_in_dt(&k, 0);

@@ -107,3 +107,73 @@ __kernel void attention(TENSOR(q), int dq, TENSOR(k), int dk, TENSOR(v), int dv,
     st(PTR(o), dout, orow + c, acc[j] / l);
   }
 }
+
+/* The same attention for devices without dedicated local memory (CPU drivers, where a
+ * work-group's items run one after another and barriers cost): one work-item per query row,
+ * an online softmax key by key, the Dv accumulators in f32 scratch acc[rows, Dv]. */
+__kernel void attention_rows(TENSOR(q), int dq, TENSOR(k), int dk, TENSOR(v), int dv, TENSOR(sk),
+                             int dsk, int has_sinks, TENSOR(kvl), int has_kvl, TENSOR(o),
+                             int dout, int T, int S, int Hq, int Hkv, int D, int Dv, int causal,
+                             int window, float scale, TENSOR(acc)) {
+  const long r = get_global_id(0);
+  if (r >= (long)T * Hq) return;
+  const int t = r / Hq, h = r % Hq, kvh = h / (Hq / Hkv);
+  if (has_kvl) S = ldi(PTR(kvl), 0);
+  const long qpos = (long)S - T + t;
+  long lo = 0, hi = S - 1;
+  if (causal && qpos < hi) hi = qpos;
+  if (window > 0 && qpos - window + 1 > lo) lo = qpos - window + 1;
+  const long orow = r * Dv;
+  if (lo > hi) {
+    for (int c = 0; c < Dv; ++c) st(PTR(o), dout, orow + c, 0.0f);
+    return;
+  }
+  __global float *a = (__global float *)PTR(acc) + r * Dv;
+  for (int c = 0; c < Dv; ++c) a[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  if (has_sinks) {
+    m = ld(PTR(sk), dsk, h);
+    l = 1.0f;
+  }
+  const long qo = r * D;
+  if (dq == DT_F32 && dk == DT_F32 && dv == DT_F32 && D % VN_VW == 0 && Dv % VN_VW == 0) {
+    /* f32 with whole vectors: the same loop on floatv (gemm.cl's vector width). */
+    __global const float *qp = (__global const float *)PTR(q) + qo;
+    __global const float *kp = (__global const float *)PTR(k), *vp = (__global const float *)PTR(v);
+    for (long s = lo; s <= hi; ++s) {
+      const long ko = (s * Hkv + kvh) * D, vo = (s * Hkv + kvh) * Dv;
+      floatv dv8 = 0.0f;
+      for (int c = 0; c < D; c += VN_VW) dv8 += vloadv(0, qp + c) * vloadv(0, kp + ko + c);
+      float score = VN_HSUM(dv8) * scale;
+      if (score > m) {
+        float alpha = exp(m - score);
+        l *= alpha;
+        for (int c = 0; c < Dv; c += VN_VW) vstorev_(vloadv(0, a + c) * alpha, 0, a + c);
+        m = score;
+      }
+      float p = exp(score - m);
+      l += p;
+      for (int c = 0; c < Dv; c += VN_VW) {
+        vstorev_(vloadv(0, a + c) + p * vloadv(0, vp + vo + c), 0, a + c);
+      }
+    }
+    for (int c = 0; c < Dv; ++c) st(PTR(o), dout, orow + c, a[c] / l);
+    return;
+  }
+  for (long s = lo; s <= hi; ++s) {
+    const long ko = (s * Hkv + kvh) * D, vo = (s * Hkv + kvh) * Dv;
+    float dot = 0.0f;
+    for (int c = 0; c < D; ++c) dot += ld(PTR(q), dq, qo + c) * ld(PTR(k), dk, ko + c);
+    float score = dot * scale;
+    if (score > m) { /* a new maximum: rescale what was summed so far */
+      float alpha = exp(m - score);
+      l *= alpha;
+      for (int c = 0; c < Dv; ++c) a[c] *= alpha;
+      m = score;
+    }
+    float p = exp(score - m);
+    l += p;
+    for (int c = 0; c < Dv; ++c) a[c] += p * ld(PTR(v), dv, vo + c);
+  }
+  for (int c = 0; c < Dv; ++c) st(PTR(o), dout, orow + c, a[c] / l);
+}

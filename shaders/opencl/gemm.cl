@@ -68,14 +68,16 @@ void gemm_tiled_body(__global const uchar *A, int da, long a_sm, long a_sk, long
       long b_sk, long b_sn, long b_bs0, long b_bs1, TENSOR(c), int dc, int M, int N, int K, \
       int bd1
 
-__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void gemm_t64(GEMM_ARGS) {
+/* No reqd_work_group_size: a device whose work-groups are smaller must still build the
+ * program (the host then picks gemm_t32 or gemm_naive). */
+__kernel void gemm_t64(GEMM_ARGS) {
   __local float As[GEMM_TK * 65], Bs[GEMM_TK * 65];
   long z = get_global_id(2), b0 = z / bd1, b1 = z % bd1;
   gemm_tiled_body(PTR(a), da, a_sm, a_sk, b0 * a_bs0 + b1 * a_bs1, PTR(b), db, b_sk, b_sn,
                   b0 * b_bs0 + b1 * b_bs1, PTR(c), dc, z * M * N, M, N, K, As, Bs, 64, 16);
 }
 
-__kernel __attribute__((reqd_work_group_size(8, 8, 1))) void gemm_t32(GEMM_ARGS) {
+__kernel void gemm_t32(GEMM_ARGS) {
   __local float As[GEMM_TK * 33], Bs[GEMM_TK * 33];
   long z = get_global_id(2), b0 = z / bd1, b1 = z % bd1;
   gemm_tiled_body(PTR(a), da, a_sm, a_sk, b0 * a_bs0 + b1 * a_bs1, PTR(b), db, b_sk, b_sn,
@@ -284,6 +286,62 @@ __kernel void gemm_vec_nn(GEMM_ARGS) {
     vstorev_(ys[i], 1, r);
     for (int j = 0; j < 2 * VN_VW; ++j) {
       if (n0 + j < N) st(PTR(c), dc, z * M * N + m * N + n0 + j, r[j]);
+    }
+  }
+}
+
+/* ---- Grouped expert GEMM (moe_ffn) ----------------------------------------------------- */
+/* moe_ffn's (token, slot) pairs are sorted by expert on the device (moe_sort in moe.cl) and cut
+ * into blocks of at most 4 pairs of one expert; an item multiplies one block by 4 rows of that
+ * expert's weights, so each weight row is read once per block instead of once per pair. */
+
+/* out[p, r] = W[e, r, :]·in[p / in_div, :] for the pairs p of block b (ints: e, start, count, -)
+ * and rows r0..r0+3; K the row length. Global (ceil(rows/4), max blocks). */
+__kernel void moe_gemm_grouped(TENSOR(w), int dw, TENSOR(in), int din, int in_div,
+                               TENSOR(out), TENSOR(order), TENSOR(blocks), int rows, int K) {
+#pragma OPENCL FP_CONTRACT ON
+  long r0 = get_global_id(0) * 4;
+  int b = get_global_id(1);
+  __global const int *hdr = (__global const int *)PTR(blocks);
+  if (r0 >= rows || b >= hdr[0]) return;
+  __global const int *blk = hdr + 4 + 4 * b;
+  __global const int *ord = (__global const int *)PTR(order);
+  long e = blk[0], start = blk[1];
+  int cnt = blk[2];
+  const int da = din, db = dw;
+  __global const uchar *A = PTR(in), *B = PTR(w);
+  long p0 = ord[start], p1 = ord[start + min(1, cnt - 1)];
+  long p2 = ord[start + min(2, cnt - 1)], p3 = ord[start + min(3, cnt - 1)];
+  long ar0 = p0 / in_div * K, ar1 = p1 / in_div * K, ar2 = p2 / in_div * K, ar3 = p3 / in_div * K;
+  long wb = e * rows * (long)K;
+  long br0 = wb + min(r0, (long)rows - 1) * K, br1 = wb + min(r0 + 1, (long)rows - 1) * K;
+  long br2 = wb + min(r0 + 2, (long)rows - 1) * K, br3 = wb + min(r0 + 3, (long)rows - 1) * K;
+  floatv c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f, c10 = 0.0f, c11 = 0.0f, c12 = 0.0f,
+         c13 = 0.0f, c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f, c30 = 0.0f, c31 = 0.0f,
+         c32 = 0.0f, c33 = 0.0f;
+  int kv = K / VN_VW * VN_VW;
+  if (da == DT_F32 && db == DT_F32) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F32B)
+  } else if (da == DT_F32 && db == DT_F16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F16B)
+  } else if (da == DT_F32 && db == DT_BF16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_BF16B)
+  } else {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_ANYA, VN_LD_ANYB)
+  }
+  float r[16] = {VN_HSUM(c00), VN_HSUM(c01), VN_HSUM(c02), VN_HSUM(c03),
+                 VN_HSUM(c10), VN_HSUM(c11), VN_HSUM(c12), VN_HSUM(c13),
+                 VN_HSUM(c20), VN_HSUM(c21), VN_HSUM(c22), VN_HSUM(c23),
+                 VN_HSUM(c30), VN_HSUM(c31), VN_HSUM(c32), VN_HSUM(c33)};
+  long prow[4] = {p0, p1, p2, p3}, arow[4] = {ar0, ar1, ar2, ar3}, brow[4] = {br0, br1, br2, br3};
+  __global float *o = (__global float *)PTR(out);
+  for (int i = 0; i < cnt; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      long rr = r0 + j;
+      if (rr >= rows) break;
+      float s = r[i * 4 + j];
+      for (int k = kv; k < K; ++k) s = ld(A, da, arow[i] + k) * ld(B, db, brow[j] + k) + s;
+      o[prow[i] * rows + rr] = s;
     }
   }
 }

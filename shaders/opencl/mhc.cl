@@ -1,28 +1,7 @@
-/* mHC (DeepSeek-V4 hyper-connections): the mix projection (one work-group per token), the
- * per-token finish with Sinkhorn (one work-item per token, f32 scratch), the weighted collapse
- * of the streams, hc_post, and the standalone sinkhorn. fn rows are [pre, post, comb]. */
-
-/* mix[t, r] = (fn[r]·f)·rsqrt(mean(f²) + norm_eps) with f = X[t] (nc = n·C values). */
-__kernel void hc_mix(TENSOR(X), int dX, TENSOR(fn), int dfn, TENSOR(mix), long nc, int rows,
-                     float norm_eps, __local float *red) {
-  long t = get_group_id(0);
-  int lid = get_local_id(0), wg = get_local_size(0);
-  long xb = t * nc;
-  float ss = 0.0f;
-  for (long i = lid; i < nc; i += wg) {
-    float v = ld(PTR(X), dX, xb + i);
-    ss += v * v;
-  }
-  ss = wg_sum(red, ss);
-  float inv = 1.0f / sqrt(ss / (float)nc + norm_eps);
-  __global float *mx = (__global float *)PTR(mix) + t * rows;
-  for (int r = 0; r < rows; ++r) {
-    float dot = 0.0f;
-    for (long i = lid; i < nc; i += wg) dot += ld(PTR(fn), dfn, r * nc + i) * ld(PTR(X), dX, xb + i);
-    dot = wg_sum(red, dot);
-    if (lid == 0) mx[r] = dot * inv;
-  }
-}
+/* mHC (DeepSeek-V4 hyper-connections): the per-token finish with Sinkhorn (one work-item per
+ * token, f32 scratch), the weighted collapse of the streams, hc_post, and the standalone
+ * sinkhorn. fn rows are [pre, post, comb]. The mix projection fn·f is a GEMM (gemm.cl) and its
+ * rsqrt(mean(f^2) + norm_eps) a row reduction (short_conv_scale, engram.cl): mix = dot·inv. */
 
 /* In place on M[n, n] holding logits: row softmax, +eps, column normalise, then iters-1 rounds
  * of (row, column) normalisation; every divide adds eps. */
@@ -54,36 +33,41 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
   }
 }
 
-/* Per token: pre weights (to w), post, and comb = sinkhorn(L) (worked in L, then stored). */
-__kernel void hc_pre_finish(TENSOR(mix), TENSOR(scale), int dsc, TENSOR(base), int dba,
-                            TENSOR(post), int dpost, TENSOR(comb), int dcomb, TENSOR(w),
+/* Per token: pre weights (to w), post, and comb = sinkhorn(L) (worked in L, then stored).
+ * The mix row is dot[t, :]·inv[t]. */
+__kernel void hc_pre_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
+                            int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb, TENSOR(w),
                             TENSOR(L), long T, int n, int iters, float eps) {
   long t = get_global_id(0);
   if (t >= T) return;
   int rows = (n + 2) * n, nn = n * n;
-  __global const float *mx = (__global const float *)PTR(mix) + t * rows;
+  __global const float *dt = (__global const float *)PTR(dot) + t * rows;
+  float iv = ((__global const float *)PTR(inv))[t];
+#define mx(r) (dt[r] * iv)
   __global float *pw = (__global float *)PTR(w) + t * n;
   __global float *lt = (__global float *)PTR(L) + t * nn;
   float s_pre = ld(PTR(scale), dsc, 0), s_post = ld(PTR(scale), dsc, 1);
   float s_comb = ld(PTR(scale), dsc, 2);
   for (int j = 0; j < n; ++j) {
-    pw[j] = sigmoid_f(mx[j] * s_pre + ld(PTR(base), dba, j)) + eps;
-    st(PTR(post), dpost, t * n + j, 2.0f * sigmoid_f(mx[n + j] * s_post + ld(PTR(base), dba, n + j)));
+    pw[j] = sigmoid_f(mx(j) * s_pre + ld(PTR(base), dba, j)) + eps;
+    st(PTR(post), dpost, t * n + j, 2.0f * sigmoid_f(mx(n + j) * s_post + ld(PTR(base), dba, n + j)));
   }
-  for (int r = 0; r < nn; ++r) lt[r] = mx[2 * n + r] * s_comb + ld(PTR(base), dba, 2 * n + r);
+  for (int r = 0; r < nn; ++r) lt[r] = mx(2 * n + r) * s_comb + ld(PTR(base), dba, 2 * n + r);
+#undef mx
   sinkhorn_inplace(lt, n, iters, eps);
   for (int r = 0; r < nn; ++r) st(PTR(comb), dcomb, t * nn + r, lt[r]);
 }
 
-/* hc_head: w_j = sigmoid(mix[j]·scale[0] + base[j]) + eps. */
-__kernel void hc_head_finish(TENSOR(mix), TENSOR(scale), int dsc, TENSOR(base), int dba,
-                             TENSOR(w), long T, int n, float eps) {
+/* hc_head: w_j = sigmoid(mix[j]·scale[0] + base[j]) + eps, mix[j] = dot[t, j]·inv[t]. */
+__kernel void hc_head_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
+                             int dba, TENSOR(w), long T, int n, float eps) {
   long t = get_global_id(0);
   if (t >= T) return;
-  __global const float *mx = (__global const float *)PTR(mix) + t * n;
+  __global const float *dt = (__global const float *)PTR(dot) + t * n;
+  float iv = ((__global const float *)PTR(inv))[t];
   __global float *pw = (__global float *)PTR(w) + t * n;
   float s = ld(PTR(scale), dsc, 0);
-  for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(mx[j] * s + ld(PTR(base), dba, j)) + eps;
+  for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(dt[j] * iv * s + ld(PTR(base), dba, j)) + eps;
 }
 
 /* x[t, c] = Σ_j w[t, j]·X[t, j, c]; global (C, T). */

@@ -140,3 +140,55 @@ __kernel void moe_ffn_down(TENSOR(ex), TENSOR(wt), int dwt, TENSOR(wd), int dd, 
   }
   st(PTR(y), dy, t * C + c, acc);
 }
+
+/* Sorts the pairs of experts[pairs] by expert (stable) into order, and cuts each expert's run
+ * into blocks of at most 4: blocks = [count, -, -, -, then (e, start, count, -) per block].
+ * counts is E ints of scratch. One work-item: pairs are few and this is a counting sort. */
+__kernel void moe_sort(TENSOR(ex), long pairs, int E, TENSOR(counts), TENSOR(order),
+                       TENSOR(blocks)) {
+  if (get_global_id(0) != 0) return;
+  __global const int *e = (__global const int *)PTR(ex);
+  __global int *cnt = (__global int *)PTR(counts), *ord = (__global int *)PTR(order);
+  __global int *blk = (__global int *)PTR(blocks);
+  for (int i = 0; i < E; ++i) cnt[i] = 0;
+  for (long p = 0; p < pairs; ++p) cnt[e[p]]++;
+  int nb = 0, start = 0;
+  for (int i = 0; i < E; ++i) {
+    int c = cnt[i];
+    for (int s = 0; s < c; s += 4) {
+      blk[4 + 4 * nb] = i;
+      blk[4 + 4 * nb + 1] = start + s;
+      blk[4 + 4 * nb + 2] = min(4, c - s);
+      blk[4 + 4 * nb + 3] = 0;
+      ++nb;
+    }
+    cnt[i] = start; /* from here on: the next free slot of expert i */
+    start += c;
+  }
+  blk[0] = nb;
+  for (long p = 0; p < pairs; ++p) ord[cnt[e[p]]++] = (int)p;
+}
+
+/* h[p, f] = silu(min(g, limit))·clamp(u, ±limit) from gu[p] = [gate (F), up (F)]. */
+__kernel void moe_swiglu(TENSOR(gu), TENSOR(h), long pairs, int F, float limit) {
+  long f = get_global_id(0), p = get_global_id(1);
+  if (f >= F || p >= pairs) return;
+  __global const float *row = (__global const float *)PTR(gu) + p * 2 * F;
+  float g = row[f], u = row[F + f];
+  if (limit > 0.0f) {
+    g = g < limit ? g : limit;
+    u = u < -limit ? -limit : (u > limit ? limit : u);
+  }
+  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+}
+
+/* y[t, c] = Σ_i weights[t, i]·yp[t·k + i, c], slots in order; global (C, T). */
+__kernel void moe_combine(TENSOR(yp), TENSOR(wt), int dwt, TENSOR(y), int dy, long T, int k,
+                          int C) {
+  long c = get_global_id(0), t = get_global_id(1);
+  if (c >= C || t >= T) return;
+  __global const float *src = (__global const float *)PTR(yp);
+  float acc = 0.0f;
+  for (int i = 0; i < k; ++i) acc += ld(PTR(wt), dwt, t * k + i) * src[(t * k + i) * C + c];
+  st(PTR(y), dy, t * C + c, acc);
+}
