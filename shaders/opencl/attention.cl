@@ -1,17 +1,17 @@
 /* Positions and attention: rope (one work-item per channel pair) and attention (one
  * work-group per query row, an online softmax over key chunks held in local memory). */
 
-/* The rotation angle pos·f, reduced to [-π, π], where f = fh + fl is the frequency split by the
+/* The rotation angle pos*f, reduced to [-pi, pi], where f = fh + fl is the frequency split by the
  * host into two floats (computed there in double). Done in two-float arithmetic with exact
  * fma() products: a plain f32 product would lose whole radians' worth of bits for long
  * positions. Exact for |pos| < 2^24. */
 float rope_angle(int pos, float fh, float fl) {
-  const float two_pi_hi = 6.2831854820251465f;       /* (float)2π */
-  const float two_pi_mid = -1.7484555314695172e-07f; /* (float)(2π - two_pi_hi) */
+  const float two_pi_hi = 6.2831854820251465f;       /* (float)2pi */
+  const float two_pi_mid = -1.7484555314695172e-07f; /* (float)(2pi - two_pi_hi) */
   const float two_pi_lo = -6.8604980400235275e-15f;  /* the next 24 bits */
   float p = (float)pos;
   float ah = p * fh;
-  float ae = fma(p, fh, -ah) + p * fl; /* ah + ae = p·f to ~48 bits */
+  float ae = fma(p, fh, -ah) + p * fl; /* ah + ae = p*f to ~48 bits */
   float k = rint(ah * 0.159154943091895336f);
   float r = fma(-k, two_pi_hi, ah);
   r = fma(-k, two_pi_mid, r);
@@ -20,7 +20,7 @@ float rope_angle(int pos, float fh, float fl) {
 }
 
 /* x[T, H, D] rotated on its last `dims` channels; freq[i] = (hi, lo) of theta^(-2i/dims).
- * Global (D - dims + dims/2, T·H): items below first copy, the rest rotate one pair. */
+ * Global (D - dims + dims/2, T*H): items below first copy, the rest rotate one pair. */
 __kernel void rope(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int dout, int D,
                    int dims, int interleaved, int H, long rows) {
   int c = get_global_id(0);
@@ -43,7 +43,7 @@ __kernel void rope(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int 
   st(PTR(o), dout, i2, x1 * sn + x2 * cs);
 }
 
-/* Channels of Dv one work-item accumulates (host ensures Dv <= ATT_MAXJ·wg). */
+/* Channels of Dv one work-item accumulates (host ensures Dv <= ATT_MAXJ*wg). */
 #define ATT_MAXJ 8
 
 /* q[T, Hq, D], k[S, Hkv, D], v[S, Hkv, Dv], sinks[Hq]?, kv_len[1]? -> o[T, Hq, Dv]. Work-group

@@ -126,7 +126,7 @@ __kernel void copy_strided(TENSOR(x), TENSOR(o), int esize, long n, long4 dims, 
   }
 }
 
-/* kv_write: o[pos·row + i] = new[i] for i < n elements, pos read on the device (checked
+/* kv_write: o[pos*row + i] = new[i] for i < n elements, pos read on the device (checked
  * before: the rows [pos, pos + T) lie inside the cache). */
 __kernel void kv_write_rows(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long n) {
   long i = get_global_id(0);

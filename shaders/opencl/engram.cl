@@ -1,7 +1,7 @@
 /* Engram: n-gram hashing with wrapping 64-bit multiplies and floor modulo, the row gather
  * (rows checked before), the gate (one work-group per (t, m)) and the short convolution. */
 
-/* idx[t, (n-2)·K + h] = (XOR_j tok(t-j)·mult[j]) mod primes[c] for n = 2..N; global (T). */
+/* idx[t, (n-2)*K + h] = (XOR_j tok(t-j)*mult[j]) mod primes[c] for n = 2..N; global (T). */
 __kernel void ngram_hash(TENSOR(ids), TENSOR(hist), TENSOR(mult), TENSOR(primes), TENSOR(idx),
                          long T, int N, int K) {
   long t = get_global_id(0);
@@ -28,7 +28,7 @@ __kernel void ngram_hash(TENSOR(ids), TENSOR(hist), TENSOR(mult), TENSOR(primes)
   }
 }
 
-/* e[t, h·D + d] = table[offsets[h] + idx[t, h], d]; heads concatenated; global (D, rows·H). */
+/* e[t, h*D + d] = table[offsets[h] + idx[t, h], d]; heads concatenated; global (D, rows*H). */
 __kernel void engram_lookup(TENSOR(table), int dt, TENSOR(idx), TENSOR(off), TENSOR(o), int dout,
                             long D, int H, long n) {
   long d = get_global_id(0), th = get_global_id(1);
@@ -37,7 +37,7 @@ __kernel void engram_lookup(TENSOR(table), int dt, TENSOR(idx), TENSOR(off), TEN
   st(PTR(o), dout, th * D + d, ld(PTR(table), dt, row * D + d));
 }
 
-/* u[t, m] = sigmoid(g)·v[t], g = <rms_norm(h[t,m], wh[m]), rms_norm(k[t,m], wk[m])>/sqrt(C),
+/* u[t, m] = sigmoid(g)*v[t], g = <rms_norm(h[t,m], wh[m]), rms_norm(k[t,m], wk[m])>/sqrt(C),
  * signed-sqrt'ed if sqrt_gate; one work-group per (t, m). */
 __kernel void engram_gate(TENSOR(h), int dh, TENSOR(k), int dk, TENSOR(v), int dv, TENSOR(wh),
                           int dwh, TENSOR(wk), int dwk, TENSOR(o), int dout, int M, long C,
@@ -69,7 +69,7 @@ __kernel void engram_gate(TENSOR(h), int dh, TENSOR(k), int dk, TENSOR(v), int d
   for (long c = lid; c < C; c += wg) st(PTR(o), dout, off + c, alpha * ld(PTR(v), dv, t * C + c));
 }
 
-/* scale[t·M + m] = 1/sqrt(mean(u[t, m]²) + eps); one work-group per (t, m). */
+/* scale[t*M + m] = 1/sqrt(mean(u[t, m]^2) + eps); one work-group per (t, m). */
 __kernel void short_conv_scale(TENSOR(u), int du, TENSOR(scale), long C, float eps,
                                __local float *red) {
   long tm = get_group_id(0);
@@ -91,7 +91,7 @@ float short_conv_z(__global const uchar *u, int du, __global const uchar *hist,
   return ld(u, du, ((r - P) * M + m) * C + c) * scale[(r - P) * M + m] * ld(wn, dn, m * C + c);
 }
 
-/* y[t, q] = silu(Σ_i w[q, i]·Z[P + t - (K-1-i)·dil, q]) + u[t, q]; global (M·C, T). */
+/* y[t, q] = silu(sum_i w[q, i]*Z[P + t - (K-1-i)*dil, q]) + u[t, q]; global (M*C, T). */
 __kernel void short_conv_y(TENSOR(u), int du, TENSOR(hist), TENSOR(wn), int dn, TENSOR(w),
                            int dw, TENSOR(scale), TENSOR(y), int dy, long T, long M, long C,
                            int K, int dil) {
@@ -109,7 +109,7 @@ __kernel void short_conv_y(TENSOR(u), int du, TENSOR(hist), TENSOR(wn), int dn, 
   st(PTR(y), dy, t * M * C + q, silu + ld(PTR(u), du, t * M * C + q));
 }
 
-/* hist_out[r] = Z[T + r] for r < P; global (M·C, P). */
+/* hist_out[r] = Z[T + r] for r < P; global (M*C, P). */
 __kernel void short_conv_hist(TENSOR(u), int du, TENSOR(hist), TENSOR(wn), int dn, TENSOR(scale),
                               TENSOR(ho), int dho, long T, long M, long C, long P) {
   long q = get_global_id(0), r = get_global_id(1);

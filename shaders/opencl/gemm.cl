@@ -1,4 +1,4 @@
-/* vnrt's own GEMM kernels for matmul and linear: C[z][m][n] = Σ_k A[z][m][k]·B[z][k][n].
+/* vnrt's own GEMM kernels for matmul and linear: C[z][m][n] = sum_k A[z][m][k]*B[z][k][n].
  * Operands are addressed through element strides, so one kernel covers matmul (B [K, N]) and
  * linear (B = w [N, K]) and broadcast batch dims (a batch stride of 0); every dtype is widened
  * while a tile is loaded, so f16/bf16 weights need no conversion pass. Sums run over k in order,
@@ -7,7 +7,7 @@
 
 #define GEMM_TK 16
 
-/* The tiled body: TS x TS outputs per work-group of WX x WX items (TS = 4·WX). */
+/* The tiled body: TS x TS outputs per work-group of WX x WX items (TS = 4*WX). */
 void gemm_tiled_body(__global const uchar *A, int da, long a_sm, long a_sk, long a_base,
                      __global const uchar *B, int db, long b_sk, long b_sn, long b_base,
                      __global uchar *C, int dc, long c_base, int M, int N, int K,
@@ -62,7 +62,7 @@ void gemm_tiled_body(__global const uchar *A, int da, long a_sm, long a_sk, long
   }
 }
 
-/* Argument list shared by the GEMM kernels. Batch z = b0·bd1 + b1 of the result. */
+/* Argument list shared by the GEMM kernels. Batch z = b0*bd1 + b1 of the result. */
 #define GEMM_ARGS                                                                         \
   TENSOR(a), int da, long a_sm, long a_sk, long a_bs0, long a_bs1, TENSOR(b), int db,     \
       long b_sk, long b_sn, long b_bs0, long b_bs1, TENSOR(c), int dc, int M, int N, int K, \
@@ -84,7 +84,7 @@ __kernel void gemm_t32(GEMM_ARGS) {
                   b0 * b_bs0 + b1 * b_bs1, PTR(c), dc, z * M * N, M, N, K, As, Bs, 32, 8);
 }
 
-/* Few rows: work-group (n) of items over k, one output per group; global (N·wg, M, batch). */
+/* Few rows: work-group (n) of items over k, one output per group; global (N*wg, M, batch). */
 __kernel void gemm_rows(GEMM_ARGS, __local float *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
   long n = get_group_id(0), m = get_global_id(1);
@@ -239,8 +239,8 @@ __kernel void gemm_vec_nt(GEMM_ARGS) {
     VN_NN_ROWS(LS)                                             \
   }
 
-/* B not transposed (matmul: B[K, N], n contiguous): an item computes 8 rows x 2·VN_VW
- * columns, two vector accumulators per row. Global (ceil(N/(2·VN_VW)), ceil(M/8), batch). */
+/* B not transposed (matmul: B[K, N], n contiguous): an item computes 8 rows x 2*VN_VW
+ * columns, two vector accumulators per row. Global (ceil(N/(2*VN_VW)), ceil(M/8), batch). */
 __kernel void gemm_vec_nn(GEMM_ARGS) {
 #pragma OPENCL FP_CONTRACT ON
   long n0 = get_global_id(0) * 2 * VN_VW, m0 = get_global_id(1) * 8;
@@ -295,7 +295,7 @@ __kernel void gemm_vec_nn(GEMM_ARGS) {
  * into blocks of at most 4 pairs of one expert; an item multiplies one block by 4 rows of that
  * expert's weights, so each weight row is read once per block instead of once per pair. */
 
-/* out[p, r] = W[e, r, :]·in[p / in_div, :] for the pairs p of block b (ints: e, start, count, -)
+/* out[p, r] = W[e, r, :]*in[p / in_div, :] for the pairs p of block b (ints: e, start, count, -)
  * and rows r0..r0+3; K the row length. Global (ceil(rows/4), max blocks). */
 __kernel void moe_gemm_grouped(TENSOR(w), int dw, TENSOR(in), int din, int in_div,
                                TENSOR(out), TENSOR(order), TENSOR(blocks), int rows, int K) {

@@ -20,7 +20,7 @@ __kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, 
   if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
 }
 
-/* moe_hash_route: position t·(k+1) stands for ids[t] in [0, V); t·(k+1)+1+i for
+/* moe_hash_route: position t*(k+1) stands for ids[t] in [0, V); t*(k+1)+1+i for
  * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). */
 __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, int E,
                                TENSOR(err), int slot, __local int *red) {

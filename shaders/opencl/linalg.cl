@@ -1,7 +1,7 @@
 /* Norms and activations: rms_norm and softmax (one work-group per row, local-memory
  * reductions) and swiglu (one work-item per element). */
 
-/* x[rows, D] -> x·rsqrt(mean(x²) + eps)·w; has_w = 0 for the unweighted form. */
+/* x[rows, D] -> x*rsqrt(mean(x^2) + eps)*w; has_w = 0 for the unweighted form. */
 __kernel void rms_norm(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o), int dout,
                        long D, float eps, __local float *red) {
   long row = get_group_id(0);
@@ -39,7 +39,7 @@ __kernel void softmax(TENSOR(x), int dx, TENSOR(o), int dout, long len, long inn
   }
 }
 
-/* silu(min(g, limit))·clamp(u, -limit, limit); limit 0 = no clamp. */
+/* silu(min(g, limit))*clamp(u, -limit, limit); limit 0 = no clamp. */
 __kernel void swiglu(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, long n,
                      float limit) {
   long i = get_global_id(0);

@@ -1,7 +1,7 @@
 /* mHC (DeepSeek-V4 hyper-connections): the per-token finish with Sinkhorn (one work-item per
  * token, f32 scratch), the weighted collapse of the streams, hc_post, and the standalone
- * sinkhorn. fn rows are [pre, post, comb]. The mix projection fn·f is a GEMM (gemm.cl) and its
- * rsqrt(mean(f^2) + norm_eps) a row reduction (short_conv_scale, engram.cl): mix = dot·inv. */
+ * sinkhorn. fn rows are [pre, post, comb]. The mix projection fn*f is a GEMM (gemm.cl) and its
+ * rsqrt(mean(f^2) + norm_eps) a row reduction (short_conv_scale, engram.cl): mix = dot*inv. */
 
 /* In place on M[n, n] holding logits: row softmax, +eps, column normalise, then iters-1 rounds
  * of (row, column) normalisation; every divide adds eps. */
@@ -34,7 +34,7 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
 }
 
 /* Per token: pre weights (to w), post, and comb = sinkhorn(L) (worked in L, then stored).
- * The mix row is dot[t, :]·inv[t]. */
+ * The mix row is dot[t, :]*inv[t]. */
 __kernel void hc_pre_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
                             int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb, TENSOR(w),
                             TENSOR(L), long T, int n, int iters, float eps) {
@@ -58,7 +58,7 @@ __kernel void hc_pre_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TE
   for (int r = 0; r < nn; ++r) st(PTR(comb), dcomb, t * nn + r, lt[r]);
 }
 
-/* hc_head: w_j = sigmoid(mix[j]·scale[0] + base[j]) + eps, mix[j] = dot[t, j]·inv[t]. */
+/* hc_head: w_j = sigmoid(mix[j]*scale[0] + base[j]) + eps, mix[j] = dot[t, j]*inv[t]. */
 __kernel void hc_head_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
                              int dba, TENSOR(w), long T, int n, float eps) {
   long t = get_global_id(0);
@@ -70,7 +70,7 @@ __kernel void hc_head_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, T
   for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(dt[j] * iv * s + ld(PTR(base), dba, j)) + eps;
 }
 
-/* x[t, c] = Σ_j w[t, j]·X[t, j, c]; global (C, T). */
+/* x[t, c] = sum_j w[t, j]*X[t, j, c]; global (C, T). */
 __kernel void hc_collapse(TENSOR(X), int dX, TENSOR(w), TENSOR(o), int dout, long T, int n,
                           long C) {
   long c = get_global_id(0), t = get_global_id(1);
@@ -81,8 +81,8 @@ __kernel void hc_collapse(TENSOR(X), int dX, TENSOR(w), TENSOR(o), int dout, lon
   st(PTR(o), dout, t * C + c, acc);
 }
 
-/* X'[t, k, c] = post[t, k]·y[t, c] + Σ_j comb[t, j, k]·X[t, j, c] (comb transposed);
- * global (C, T·n). */
+/* X'[t, k, c] = post[t, k]*y[t, c] + sum_j comb[t, j, k]*X[t, j, c] (comb transposed);
+ * global (C, T*n). */
 __kernel void hc_post(TENSOR(X), int dX, TENSOR(y), int dy, TENSOR(post), int dpost,
                       TENSOR(comb), int dcomb, TENSOR(o), int dout, long T, int n, long C) {
   long c = get_global_id(0), tk = get_global_id(1);

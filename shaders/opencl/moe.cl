@@ -26,7 +26,7 @@ void score_row(__global const uchar *logits, int dl, long t, int E, int kind,
   }
 }
 
-/* weights[t, i] = s[experts[t, i]], normalised (w /= Σw + 1e-20) if norm, then scaled. */
+/* weights[t, i] = s[experts[t, i]], normalised (w /= sum w + 1e-20) if norm, then scaled. */
 void route_weights(__global uchar *w, int dw, long t, int k, __global const float *s,
                    __global const int *experts, int norm, float scale) {
   float sum = 0.0f;
@@ -103,8 +103,8 @@ __kernel void moe_hash_route(TENSOR(logits), int dl, TENSOR(ids), TENSOR(tab), T
   route_weights(PTR(w), dw, t, k, s, out, norm, scale);
 }
 
-/* h[p, f] = silu(min(g, limit))·clamp(u, ±limit) for pair p = (t, i), e = experts[t, i]:
- * g = gate_e[f]·x[t], u = up_e[f]·x[t]; global (F, T·k). */
+/* h[p, f] = silu(min(g, limit))*clamp(u, +-limit) for pair p = (t, i), e = experts[t, i]:
+ * g = gate_e[f]*x[t], u = up_e[f]*x[t]; global (F, T*k). */
 __kernel void moe_ffn_up(TENSOR(x), int dx, TENSOR(ex), TENSOR(wgu), int dg, TENSOR(h),
                          long pairs, int k, int C, int F, float limit) {
   long f = get_global_id(0), p = get_global_id(1);
@@ -122,7 +122,7 @@ __kernel void moe_ffn_up(TENSOR(x), int dx, TENSOR(ex), TENSOR(wgu), int dg, TEN
   ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
 }
 
-/* y[t, c] = Σ_i weights[t, i]·(down_e[c]·h[t, i]); global (C, T). */
+/* y[t, c] = sum_i weights[t, i]*(down_e[c]*h[t, i]); global (C, T). */
 __kernel void moe_ffn_down(TENSOR(ex), TENSOR(wt), int dwt, TENSOR(wd), int dd, TENSOR(h),
                            TENSOR(y), int dy, long T, int k, int C, int F) {
   long c = get_global_id(0), t = get_global_id(1);
@@ -169,7 +169,7 @@ __kernel void moe_sort(TENSOR(ex), long pairs, int E, TENSOR(counts), TENSOR(ord
   for (long p = 0; p < pairs; ++p) ord[cnt[e[p]]++] = (int)p;
 }
 
-/* h[p, f] = silu(min(g, limit))·clamp(u, ±limit) from gu[p] = [gate (F), up (F)]. */
+/* h[p, f] = silu(min(g, limit))*clamp(u, +-limit) from gu[p] = [gate (F), up (F)]. */
 __kernel void moe_swiglu(TENSOR(gu), TENSOR(h), long pairs, int F, float limit) {
   long f = get_global_id(0), p = get_global_id(1);
   if (f >= F || p >= pairs) return;
@@ -182,7 +182,7 @@ __kernel void moe_swiglu(TENSOR(gu), TENSOR(h), long pairs, int F, float limit) 
   ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
 }
 
-/* y[t, c] = Σ_i weights[t, i]·yp[t·k + i, c], slots in order; global (C, T). */
+/* y[t, c] = sum_i weights[t, i]*yp[t*k + i, c], slots in order; global (C, T). */
 __kernel void moe_combine(TENSOR(yp), TENSOR(wt), int dwt, TENSOR(y), int dy, long T, int k,
                           int C) {
   long c = get_global_id(0), t = get_global_id(1);
