@@ -19,6 +19,7 @@
 #define ROUTE_EMAX 1024
 #define ROUTE_GMAX 64
 #define ROUTE_KMAX 64
+#define FFN_NB 4 /* outputs per workgroup in moe_ffn.comp */
 
 static int64_t numel(const vnrt_tensor_type *t) { return vnrt_tensor_type_numel(t); }
 
@@ -294,10 +295,10 @@ static vnrt_status record_moe_ffn(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 4, E);
   vk_push_f(&d, 5, vnrt_node_attr_f(node, "limit", 0.0));
   d.spec[8] = 0;
-  vk_grid(b, T * k * F, d.groups);
+  vk_grid(b, T * k * vk_div_up(F, FFN_NB), d.groups);
   VK_TRY(vk_emit(b, &d));
   d.spec[8] = 1;
-  vk_grid(b, T * C, d.groups);
+  vk_grid(b, T * vk_div_up(C, FFN_NB), d.groups);
   return vk_emit(b, &d);
 }
 
