@@ -132,7 +132,7 @@ static void cache_save(vnrt_backend_device *dev) {
   if (vkGetPipelineCacheData(dev->device, dev->pipeline_cache, &size, data) == VK_SUCCESS) {
     /* Write a private file, then rename: concurrent processes never see a torn cache. */
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", dev->cache_path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.%ld.%p.tmp", dev->cache_path, (long)getpid(), (void *)dev);
     FILE *f = fopen(tmp, "wb");
     bool ok = f && fwrite(data, 1, size, f) == size;
     if (f && fclose(f) != 0) ok = false;
