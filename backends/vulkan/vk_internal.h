@@ -193,8 +193,8 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
 /* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
 
-/* Spec constants are set to the dtypes of each tensor slot by the op code; a desc starts
- * from this. */
+/* An empty dispatch of shader: every slot unused, slot dtypes f32 (vk_bind sets the real
+ * ones), no push constants, no grid. */
 void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader);
 
 /* ---- Ops (vk_ops_*.c) ------------------------------------------------------------------ */
@@ -215,7 +215,7 @@ static inline const vnrt_tensor_type *vk_out_type(const vnrt_backend_graph *g,
 static inline uint64_t vk_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 /* Whether the device runs node as typed (spec/ops.md exactly, within the device's limits).
- * Writes why not into why (for a debug log line) when it returns 0. */
+ * Writes why not into why (for a log line) when it returns 0. */
 int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node, char *why, size_t why_size);
 /* Describes node's dispatches through the builder. */

@@ -29,12 +29,15 @@ void main() {
   uint a_off = zb0 * pc.a_bs0 + zb1 * pc.a_bs1;
   uint b_off = zb0 * pc.b_bs0 + zb1 * pc.b_bs1;
   uint nc = min(NC, pc.N - n0);
+  // Loops run to constants (NC, and M as a specialization constant) with guards inside, so
+  // that compilers unroll them and keep acc in registers.
   float acc[MMAX * NC];
   for (uint i = 0u; i < MMAX * NC; ++i) acc[i] = 0.0;
   for (uint k = l; k < pc.K; k += uint(WG)) {
     float xv[MMAX];
     for (uint m = 0u; m < SC2; ++m) xv[m] = ldf0(a_off + m * pc.a_rs + k * pc.a_cs);
-    for (uint c = 0u; c < nc; ++c) {
+    for (uint c = 0u; c < NC; ++c) {
+      if (c >= nc) break;
       float wv = ldf1(b_off + k * pc.b_rs + (n0 + c) * pc.b_cs);
       for (uint m = 0u; m < SC2; ++m) acc[m * NC + c] += xv[m] * wv;
     }

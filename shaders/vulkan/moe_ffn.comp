@@ -51,7 +51,8 @@ void main() {
     for (uint j = 0u; j < NB; ++j) ga[j] = ua[j] = 0.0;
     for (uint c = l; c < C; c += uint(WG)) {
       float x = ldf0(t * C + c);
-      for (uint j = 0u; j < nf; ++j) {
+      for (uint j = 0u; j < NB; ++j) {
+        if (j >= nf) break;
         ga[j] += ldf3((e * 2u * F + f0 + j) * C + c) * x;
         ua[j] += ldf3((e * 2u * F + F + f0 + j) * C + c) * x;
       }
@@ -82,7 +83,10 @@ void main() {
       float w = ldf2(p);
       for (uint f = l; f < F; f += uint(WG)) {
         float hv = scratch.f[p * F + f] * w;
-        for (uint j = 0u; j < ncol; ++j) acc[j] += ldf4((e * C + c0 + j) * F + f) * hv;
+        for (uint j = 0u; j < NB; ++j) {
+          if (j >= ncol) break;
+          acc[j] += ldf4((e * C + c0 + j) * F + f) * hv;
+        }
       }
     }
     for (uint j = 0u; j < NB; ++j) red[j * uint(WG) + l] = acc[j];
