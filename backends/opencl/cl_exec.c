@@ -279,6 +279,12 @@ vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes,
 
 vnrt_status cl_read_i32(vnrt_backend_exec *exec, int32_t t, int64_t i, int32_t *out) {
   const vnrt_backend_tensor *bt = &exec->graph.tensors[t];
+  *out = 0;
+  if (i < 0 || i >= vnrt_tensor_type_numel(&bt->type)) {
+    return cl_fail(exec->dev, VNRT_ERROR_INTERNAL,
+                   "an index check reported position %lld of '%s', which has %lld elements",
+                   (long long)i, bt->name, (long long)vnrt_tensor_type_numel(&bt->type));
+  }
   cl_int v = 0;
   cl_int err = clEnqueueReadBuffer(exec->dev->queue, bt->buffer->mem, CL_TRUE,
                                    (size_t)(bt->offset + (uint64_t)i * 4), 4, &v, 0, NULL, NULL);
@@ -358,8 +364,9 @@ static vnrt_status finalize(vnrt_backend_exec *exec) {
   for (int32_t i = 0; i < exec->n_fixups; ++i) {
     const cl_fixup *f = &exec->fixups[i];
     cl_mem mem = f->kind == CL_FIX_CONST ? exec->const_mem : exec->scratch;
+    /* Check kernels index the error slots themselves: they get the slots' base. */
     cl_ulong off = f->kind == CL_FIX_SCRATCH ? exec->scratch_err_bytes + f->offset
-                   : f->kind == CL_FIX_ERR   ? f->offset * 4
+                   : f->kind == CL_FIX_ERR   ? 0
                                              : f->offset;
     cl_kernel kern = exec->steps[f->step].kernel;
     cl_int err = clSetKernelArg(kern, f->arg, sizeof mem, &mem);

@@ -44,7 +44,7 @@ typedef struct cl_fixup {
   int32_t step;
   cl_uint arg;
   cl_fixup_kind kind;
-  uint64_t offset; /* scratch: node-relative; const: absolute; err: the slot */
+  uint64_t offset; /* scratch: node-relative; const: absolute; err: unused (slots' base) */
 } cl_fixup;
 
 struct vnrt_backend_exec {
@@ -113,7 +113,7 @@ void cl_arg_f32(cl_launch *k, float v);
 void cl_arg_long4(cl_launch *k, const int64_t v[4]);
 void cl_arg_local(cl_launch *k, size_t bytes);
 /* (buffer, offset) of this node's scratch at offset (from cl_scratch), a constant table (from
- * cl_const), or the error slot (from cl_err_slot). */
+ * cl_const), or the base of the error slots (the kernel indexes slot itself; from cl_err_slot). */
 void cl_arg_scratch(cl_launch *k, uint64_t offset);
 void cl_arg_const(cl_launch *k, uint64_t offset);
 void cl_arg_err(cl_launch *k, int32_t slot);

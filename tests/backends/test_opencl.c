@@ -660,6 +660,66 @@ START_TEST(test_rope_keeps_long_positions_accurate) {
 }
 END_TEST
 
+/* ---- Several index checks in one plan -------------------------------------------------- */
+
+/* e1 = embedding(t1, ids1), e2 = embedding(t2, ids2), y = add(e1, e2): two checks, two slots. */
+static vnrt_status run_two_embeddings(vnrt_context *ctx, const int32_t *ids1, const int32_t *ids2,
+                                      float *y) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tt1 = {VNRT_F32, 2, {10, 4}}, tt2 = {VNRT_F32, 2, {7, 4}};
+  vnrt_tensor_type ti = {VNRT_I32, 1, {3}};
+  vnrt_value t1, t2, i1, i2, e1, e2, out;
+  TU_OK(ctx, vnrt_graph_add_input(g, "t1", &tt1, 1, &t1));
+  TU_OK(ctx, vnrt_graph_add_input(g, "t2", &tt2, 1, &t2));
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids1", &ti, 0, &i1));
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids2", &ti, 0, &i2));
+  const char *n1[] = {"e1"}, *n2[] = {"e2"}, *n3[] = {"y"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t1, i1}, 2, NULL, 0, n1,
+                                 &e1, 1));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t2, i2}, 2, NULL, 0, n2,
+                                 &e2, 1));
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, (vnrt_value[]){e1, e2}, 2, NULL, 0, n3, &out, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, out));
+  vnrt_plan_desc pd = {0};
+  pd.no_fallback = 1;
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, opencl0(ctx), &pd, &plan));
+  float tab1[40], tab2[28];
+  for (int i = 0; i < 40; ++i) tab1[i] = (float)i;
+  for (int i = 0; i < 28; ++i) tab2[i] = 100.0f * (float)i;
+  TU_OK(ctx, vnrt_plan_set_input(plan, "t1", tab1, sizeof tab1));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "t2", tab2, sizeof tab2));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "ids1", ids1, 12));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "ids2", ids2, 12));
+  vnrt_status s = vnrt_plan_run(plan);
+  if (s == VNRT_OK) s = vnrt_plan_read_output(plan, "y", y, 12 * sizeof(float));
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  return s;
+}
+
+START_TEST(test_each_index_check_has_its_own_slot) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  const int32_t good1[3] = {9, 0, 4}, good2[3] = {6, 2, 0}, bad2[3] = {1, 7, 2};
+  float y[12];
+  TU_OK(ctx, run_two_embeddings(ctx, good1, good2, y));
+  for (int i = 0; i < 3; ++i) {
+    for (int d = 0; d < 4; ++d) {
+      float want = (float)(good1[i] * 4 + d) + 100.0f * (float)(good2[i] * 4 + d);
+      ck_assert_msg(y[i * 4 + d] == want, "y[%d, %d] = %g, want %g", i, d, y[i * 4 + d], want);
+    }
+  }
+  /* The second embedding's id 7 of 7 rows: reported for that node, not the first. */
+  ck_assert_int_eq(run_two_embeddings(ctx, good1, bad2, y), VNRT_ERROR_OUT_OF_RANGE);
+  const char *msg = vnrt_context_last_error(ctx);
+  ck_assert_msg(strstr(msg, "'e2'") && strstr(msg, "id 7 at position 1") && strstr(msg, "[0, 7)"),
+                "message: %s", msg);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 /* ---- The GPU-style kernel family on this device ---------------------------------------- */
 
 /* Runs op on the cpu and on opencl:0 and compares every output (NMSE <= tol; i32 exactly). */
@@ -808,6 +868,7 @@ static Suite *opencl_suite(void) {
   tcase_set_timeout(ops, 240);
   tcase_add_test(ops, test_rope_keeps_long_positions_accurate);
   tcase_add_test(ops, test_gpu_kernel_family_matches_cpu);
+  tcase_add_test(ops, test_each_index_check_has_its_own_slot);
   suite_add_tcase(s, ops);
   return s;
 }
