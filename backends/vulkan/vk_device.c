@@ -30,8 +30,8 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
   const vnrt_backend_host *host = st->host;
   *out_device = NULL;
   if (index >= st->n_phys) {
-    return host->error(host->core, VNRT_ERROR_NOT_FOUND, "vulkan: no device %u (%u devices)",
-                       index, st->n_phys);
+    return host->error(host->core, VNRT_ERROR_NOT_FOUND, "vulkan: no device %u (%u devices)", index,
+                       st->n_phys);
   }
   vnrt_backend_device *dev = host->alloc(host->core, sizeof *dev);
   if (!dev) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
@@ -130,9 +130,9 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
     vk_device_close(dev);
     return s;
   }
-  host->log(host->core, VNRT_LOG_DEBUG,
-            "vulkan: opened '%s' (shader variant:%s%s%s%s, buffers %s)", p->props.deviceName,
-            dev->variant ? "" : " baseline", (dev->variant & VK_VARIANT_S16) ? " 16-bit-storage" : "",
+  host->log(host->core, VNRT_LOG_DEBUG, "vulkan: opened '%s' (shader variant:%s%s%s%s, buffers %s)",
+            p->props.deviceName, dev->variant ? "" : " baseline",
+            (dev->variant & VK_VARIANT_S16) ? " 16-bit-storage" : "",
             (dev->variant & VK_VARIANT_SG) ? " subgroups" : "",
             (dev->variant & VK_VARIANT_I64) ? " int64" : "",
             dev->mem.device_mapped ? "mapped (zero-copy)" : "staged");

@@ -133,12 +133,13 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   const vnrt_backend_host *host = b->dev->host;
   if (desc->groups[0] == 0 || desc->groups[1] == 0 || desc->groups[2] == 0) return VNRT_OK;
   const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
+  static const char axes[3] = {'x', 'y', 'z'};
   for (int i = 0; i < 3; ++i) {
     if (desc->groups[i] > lim->maxComputeWorkGroupCount[i]) {
       return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
                          "vulkan: node '%s' needs %u workgroups along %c, beyond the device's "
                          "maxComputeWorkGroupCount (%u)",
-                         b->graph->nodes[b->node].name, desc->groups[i], "xyz"[i],
+                         b->graph->nodes[b->node].name, desc->groups[i], axes[i],
                          lim->maxComputeWorkGroupCount[i]);
     }
   }
@@ -180,7 +181,8 @@ int vk_supports_node(vnrt_backend_device *dev, const vnrt_backend_graph *graph, 
     int64_t numel = vnrt_tensor_type_numel(ty);
     if (bytes > range) {
       snprintf(why, sizeof why,
-               "tensor '%s' is %" PRIu64 " bytes, beyond the device's maxStorageBufferRange "
+               "tensor '%s' is %" PRIu64
+               " bytes, beyond the device's maxStorageBufferRange "
                "(%" PRIu64 " bytes)",
                graph->tensors[t].name, bytes, range);
       ok = 0;
@@ -281,7 +283,8 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   if (b->scratch_max > 0) {
     if (b->scratch_max > dev->phys->props.limits.maxStorageBufferRange) {
       return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
-                         "vulkan compile: %" PRIu64 " bytes of scratch exceed the device's "
+                         "vulkan compile: %" PRIu64
+                         " bytes of scratch exceed the device's "
                          "maxStorageBufferRange (%" PRIu32 ")",
                          b->scratch_max, dev->phys->props.limits.maxStorageBufferRange);
     }
@@ -432,8 +435,8 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
    * are visible to the first dispatch. */
   VkMemoryBarrier start = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-      .srcAccessMask = VK_ACCESS_HOST_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
-                       VK_ACCESS_SHADER_WRITE_BIT,
+      .srcAccessMask =
+          VK_ACCESS_HOST_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT,
       .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
   };
   vkCmdPipelineBarrier(cmd,
@@ -501,14 +504,15 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
   VkMemoryBarrier end = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
       .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-      .dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                       VK_ACCESS_TRANSFER_WRITE_BIT,
+      .dstAccessMask =
+          VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
   };
   vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &end, 0,
                        NULL, 0, NULL);
   r = vkEndCommandBuffer(cmd);
-  if (s == VNRT_OK && r != VK_SUCCESS) s = VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEndCommandBuffer");
+  if (s == VNRT_OK && r != VK_SUCCESS)
+    s = VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEndCommandBuffer");
   if (s != VNRT_OK) {
     vkFreeCommandBuffers(dev->device, e->cmd_pool, 1, &cmd);
     return s;
@@ -566,7 +570,8 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
     const char *op = vnrt_op_name(node->op);
     if (rec[1] == VK_ERR_ROWS) {
       return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
-                         "%s '%s': rows [%d, %lld) out of range [0, %" PRIu32 ") (the cache is "
+                         "%s '%s': rows [%d, %lld) out of range [0, %" PRIu32
+                         ") (the cache is "
                          "full or pos is negative)",
                          op ? op : "?", node->name, (int32_t)rec[2],
                          (long long)(int32_t)rec[2] + (long long)rec[4], rec[3]);

@@ -19,7 +19,8 @@
 const char *vk_result_string(VkResult r) {
   switch (r) {
 #define VK_RESULT_CASE_(x) \
-  case x: return #x;
+  case x:                  \
+    return #x;
     VK_RESULT_CASE_(VK_SUCCESS)
     VK_RESULT_CASE_(VK_NOT_READY)
     VK_RESULT_CASE_(VK_TIMEOUT)
@@ -41,12 +42,13 @@ const char *vk_result_string(VkResult r) {
     VK_RESULT_CASE_(VK_ERROR_FRAGMENTATION)
     VK_RESULT_CASE_(VK_ERROR_UNKNOWN)
 #undef VK_RESULT_CASE_
-    default: return "VkResult(unknown)";
+    default:
+      return "VkResult(unknown)";
   }
 }
 
-vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult r,
-                     const char *fmt, ...) {
+vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult r, const char *fmt,
+                     ...) {
   char msg[768];
   va_list ap;
   va_start(ap, fmt);
@@ -64,9 +66,10 @@ static bool env_on(const char *name) {
   return v && v[0] && strcmp(v, "0") != 0;
 }
 
-static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb_(
-    VkDebugUtilsMessageSeverityFlagBitsEXT severity, VkDebugUtilsMessageTypeFlagsEXT types,
-    const VkDebugUtilsMessengerCallbackDataEXT *data, void *user) {
+static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb_(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+                                                   VkDebugUtilsMessageTypeFlagsEXT types,
+                                                   const VkDebugUtilsMessengerCallbackDataEXT *data,
+                                                   void *user) {
   (void)severity, (void)types;
   const vnrt_backend_host *host = user;
   host->log(host->core, VNRT_LOG_ERROR, "vulkan validation: %s",
@@ -116,11 +119,21 @@ static VkResult device_exts(const vnrt_backend_host *host, VkPhysicalDevice pd,
 
 static vnrt_device_type map_type(VkPhysicalDeviceType t, uint32_t *rank) {
   switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: *rank = 5; return VNRT_DEVICE_TYPE_GPU_DISCRETE;
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: *rank = 4; return VNRT_DEVICE_TYPE_GPU_INTEGRATED;
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: *rank = 3; return VNRT_DEVICE_TYPE_GPU_INTEGRATED;
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: *rank = 1; return VNRT_DEVICE_TYPE_SOFTWARE;
-    default: *rank = 4; return VNRT_DEVICE_TYPE_ACCELERATOR; /* NPUs report OTHER */
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+      *rank = 5;
+      return VNRT_DEVICE_TYPE_GPU_DISCRETE;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+      *rank = 4;
+      return VNRT_DEVICE_TYPE_GPU_INTEGRATED;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+      *rank = 3;
+      return VNRT_DEVICE_TYPE_GPU_INTEGRATED;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+      *rank = 1;
+      return VNRT_DEVICE_TYPE_SOFTWARE;
+    default:
+      *rank = 4;
+      return VNRT_DEVICE_TYPE_ACCELERATOR; /* NPUs report OTHER */
   }
 }
 
@@ -218,8 +231,8 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
                                     .pNext = &sg};
   if (has_drv) sg.pNext = &drv;
   vkGetPhysicalDeviceProperties2(pd, &p2);
-  const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
-                                      VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+  const VkSubgroupFeatureFlags need =
+      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
   p->subgroup_size = sg.subgroupSize;
   p->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                       (sg.supportedOperations & need) == need && sg.subgroupSize > 0;
@@ -356,8 +369,8 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
       .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
       .pApplicationName = "vnrt",
       .pEngineName = "vnrt",
-      .engineVersion = VK_MAKE_API_VERSION(0, VNRT_VERSION_MAJOR, VNRT_VERSION_MINOR,
-                                           VNRT_VERSION_PATCH),
+      .engineVersion =
+          VK_MAKE_API_VERSION(0, VNRT_VERSION_MAJOR, VNRT_VERSION_MINOR, VNRT_VERSION_PATCH),
       .apiVersion = api,
   };
   VkDebugUtilsMessengerCreateInfoEXT dbg = {
@@ -396,8 +409,9 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
                    r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver is installed?)" : "");
   }
   if (debug_utils) {
-    PFN_vkCreateDebugUtilsMessengerEXT create = (PFN_vkCreateDebugUtilsMessengerEXT)
-        vkGetInstanceProcAddr(st->instance, "vkCreateDebugUtilsMessengerEXT");
+    PFN_vkCreateDebugUtilsMessengerEXT create =
+        (PFN_vkCreateDebugUtilsMessengerEXT)vkGetInstanceProcAddr(st->instance,
+                                                                  "vkCreateDebugUtilsMessengerEXT");
     st->destroy_messenger = (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(
         st->instance, "vkDestroyDebugUtilsMessengerEXT");
     if (create && st->destroy_messenger) {
@@ -454,7 +468,8 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
     vk_shutdown(st);
     return host->error(host->core, VNRT_ERROR_NOT_FOUND,
                        "vulkan: no usable device (%u found, none with Vulkan 1.1 compute and "
-                       "the limits vnrt needs)", n);
+                       "the limits vnrt needs)",
+                       n);
   }
   *out_state = st;
   return VNRT_OK;

@@ -21,8 +21,8 @@ enum {
   VK_SLOT_CONST = 10,  /* host-prepared constants */
   VK_NUM_SLOTS = 11,
 };
-#define VK_NUM_SPEC 12      /* specialization constants 0..11 (common.glsl) */
-#define VK_PUSH_BYTES 128   /* the push constant range every pipeline declares */
+#define VK_NUM_SPEC 12    /* specialization constants 0..11 (common.glsl) */
+#define VK_PUSH_BYTES 128 /* the push constant range every pipeline declares */
 #define VK_ERR_RECORD_WORDS 8
 
 /* Variant bits: which optional features a compiled shader uses (backends/vulkan/meson.build
@@ -66,8 +66,8 @@ typedef struct vk_phys {
   VkPhysicalDevice pd;
   VkPhysicalDeviceProperties props;
   VkPhysicalDeviceMemoryProperties mem;
-  uint32_t queue_family;  /* a family with compute */
-  bool has_copy_queue;    /* a transfer-only family exists */
+  uint32_t queue_family; /* a family with compute */
+  bool has_copy_queue;   /* a transfer-only family exists */
   /* Features, as probed. */
   bool storage16, float16, int8, int64, subgroup_arith, timeline;
   bool portability_subset; /* VK_KHR_portability_subset must be enabled */
@@ -82,9 +82,9 @@ typedef struct vk_state {
   VkInstance instance;
   VkDebugUtilsMessengerEXT messenger;
   PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
-  bool validation;      /* the Khronos validation layer is enabled */
-  bool baseline;        /* VNRT_VK_BASELINE=1: no optional features */
-  bool force_staging;   /* VNRT_VK_FORCE_STAGING=1: never map device memory */
+  bool validation;    /* the Khronos validation layer is enabled */
+  bool baseline;      /* VNRT_VK_BASELINE=1: no optional features */
+  bool force_staging; /* VNRT_VK_FORCE_STAGING=1: never map device memory */
   uint32_t n_phys;
   vk_phys *phys;
 } vk_state;
@@ -95,12 +95,12 @@ typedef struct vk_block vk_block;
 
 typedef struct vk_allocator {
   vk_block *blocks;
-  uint32_t n_allocations;   /* live VkDeviceMemory objects (maxMemoryAllocationCount) */
+  uint32_t n_allocations; /* live VkDeviceMemory objects (maxMemoryAllocationCount) */
   uint64_t heap_used[VK_MAX_MEMORY_HEAPS];
-  uint32_t device_type;     /* memory type for buffers, UINT32_MAX if none */
-  uint32_t host_type;       /* host-visible type for staging and the aux buffer */
-  bool device_mapped;       /* buffers of device_type are mapped (zero-copy) */
-  uint64_t block_bytes;     /* size of a shared block */
+  uint32_t device_type; /* memory type for buffers, UINT32_MAX if none */
+  uint32_t host_type;   /* host-visible type for staging and the aux buffer */
+  bool device_mapped;   /* buffers of device_type are mapped (zero-copy) */
+  uint64_t block_bytes; /* size of a shared block */
 } vk_allocator;
 
 struct vnrt_backend_buffer {
@@ -137,14 +137,14 @@ struct vnrt_backend_device {
   VkCommandPool cmd_pool; /* for staging copies */
   VkCommandBuffer copy_cmd;
   VkFence fence;
-  uint32_t variant;       /* VK_VARIANT_* bits this device runs */
+  uint32_t variant; /* VK_VARIANT_* bits this device runs */
   vk_allocator mem;
   vnrt_backend_buffer *staging;
   vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
   VkDescriptorSetLayout set_layout;
   VkPipelineLayout pipeline_layout;
   VkPipelineCache pipeline_cache;
-  char cache_path[1024];  /* "" when the on-disk cache is off */
+  char cache_path[1024]; /* "" when the on-disk cache is off */
   VkShaderModule modules[VK_SHADER_COUNT];
   vk_pipeline_entry *pipelines;
   int32_t n_pipelines, cap_pipelines;
@@ -225,8 +225,8 @@ vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
  * matvec.comp for a few rows of A against a B contiguous along k, else the tiled matmul.comp,
  * and sets the grid. */
-vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N,
-                         uint64_t batch, bool b_k_contiguous);
+vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t batch,
+                         bool b_k_contiguous);
 
 /* Per-group op code: vk_ops_basic.c (elementwise, shape, linear algebra, norms, indexing,
  * rope) and vk_ops_model.c (attention, mHC, MoE, Engram). */
@@ -270,8 +270,8 @@ vnrt_status vk_buffer_read(vnrt_backend_device *device, vnrt_backend_buffer *buf
  * to the host (no-ops on coherent memory). */
 void vk_buffer_flush(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                      uint64_t bytes);
-void vk_buffer_invalidate(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
-                          uint64_t offset, uint64_t bytes);
+void vk_buffer_invalidate(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                          uint64_t bytes);
 /* Submits cmd on the device's queue and waits for it (device->fence). */
 vnrt_status vk_submit_wait(vnrt_backend_device *device, VkCommandBuffer cmd, VkFence fence,
                            const char *what);
@@ -301,7 +301,7 @@ void vk_exec_destroy(vnrt_backend_exec *exec);
 /* Records a Vulkan failure with the VkResult's name; out-of-memory results become
  * VNRT_ERROR_OUT_OF_MEMORY whatever status is passed. */
 #define VK_FAIL(host, status, r, ...) vk_fail_((host), (status), (r), __VA_ARGS__)
-vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult r,
-                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult r, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
 
 #endif /* VNRT_BACKENDS_VULKAN_INTERNAL_H_ */

@@ -22,7 +22,7 @@ struct vk_block {
   uint32_t type;
   uint8_t *map; /* persistent mapping of host-visible memory, else NULL */
   bool dedicated;
-  uint32_t live; /* suballocations in use */
+  uint32_t live;  /* suballocations in use */
   vk_range *free; /* free ranges sorted by offset */
   int32_t n_free, cap_free;
   vk_block *next;
@@ -131,7 +131,8 @@ static vnrt_status block_create(vnrt_backend_device *dev, uint32_t type, uint64_
   uint64_t heap_size = mp->memoryHeaps[heap].size;
   if (dev->mem.n_allocations >= lim->maxMemoryAllocationCount) {
     return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
-                       "vulkan %s: %" PRIu64 " more bytes would need another device memory "
+                       "vulkan %s: %" PRIu64
+                       " more bytes would need another device memory "
                        "allocation, beyond the device's maxMemoryAllocationCount (%" PRIu32 ")",
                        what, size, lim->maxMemoryAllocationCount);
   }
@@ -317,9 +318,8 @@ static void release(vnrt_backend_device *dev, vk_block *b, uint64_t offset, uint
   block_free(dev, b);
 }
 
-static vnrt_status buffer_create_locked(vnrt_backend_device *dev, uint64_t bytes,
-                                        bool host_visible, const char *what,
-                                        vnrt_backend_buffer **out_buffer) {
+static vnrt_status buffer_create_locked(vnrt_backend_device *dev, uint64_t bytes, bool host_visible,
+                                        const char *what, vnrt_backend_buffer **out_buffer) {
   const vnrt_backend_host *host = dev->host;
   *out_buffer = NULL;
   uint32_t type = host_visible ? dev->mem.host_type : dev->mem.device_type;
@@ -477,8 +477,8 @@ vnrt_status vk_submit_wait(vnrt_backend_device *dev, VkCommandBuffer cmd, VkFenc
   return VNRT_OK;
 }
 
-static vnrt_status check_range(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
-                               const char *what, uint64_t offset, uint64_t bytes) {
+static vnrt_status check_range(vnrt_backend_device *dev, vnrt_backend_buffer *buf, const char *what,
+                               uint64_t offset, uint64_t bytes) {
   if (!buf || offset > buf->size || bytes > buf->size - offset) {
     return dev->host->error(dev->host->core, VNRT_ERROR_INVALID_ARGUMENT,
                             "vulkan buffer_%s: offset %" PRIu64 " + %" PRIu64
@@ -532,8 +532,8 @@ static vnrt_status staged_copy(vnrt_backend_device *dev, vnrt_backend_buffer *bu
   VkMemoryBarrier after = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
       .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
-      .dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_SHADER_READ_BIT |
-                       VK_ACCESS_SHADER_WRITE_BIT,
+      .dstAccessMask =
+          VK_ACCESS_HOST_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
   };
   vkCmdPipelineBarrier(dev->copy_cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1,

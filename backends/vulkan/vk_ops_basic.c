@@ -16,31 +16,51 @@
 /* Op codes of unary.comp and binary.comp. */
 static uint32_t unary_code(vnrt_op op) {
   switch (op) {
-    case VNRT_OP_NEG: return 1;
-    case VNRT_OP_EXP: return 2;
-    case VNRT_OP_SQRT: return 3;
-    case VNRT_OP_RSQRT: return 4;
-    case VNRT_OP_TANH: return 5;
-    case VNRT_OP_RELU: return 6;
-    case VNRT_OP_SIGMOID: return 7;
-    case VNRT_OP_SILU: return 8;
-    case VNRT_OP_GELU: return 9;
-    case VNRT_OP_SOFTPLUS: return 10;
-    case VNRT_OP_SQRT_SOFTPLUS: return 11;
-    case VNRT_OP_CLAMP: return 12;
-    case VNRT_OP_SCALE: return 13;
-    default: return 0;
+    case VNRT_OP_NEG:
+      return 1;
+    case VNRT_OP_EXP:
+      return 2;
+    case VNRT_OP_SQRT:
+      return 3;
+    case VNRT_OP_RSQRT:
+      return 4;
+    case VNRT_OP_TANH:
+      return 5;
+    case VNRT_OP_RELU:
+      return 6;
+    case VNRT_OP_SIGMOID:
+      return 7;
+    case VNRT_OP_SILU:
+      return 8;
+    case VNRT_OP_GELU:
+      return 9;
+    case VNRT_OP_SOFTPLUS:
+      return 10;
+    case VNRT_OP_SQRT_SOFTPLUS:
+      return 11;
+    case VNRT_OP_CLAMP:
+      return 12;
+    case VNRT_OP_SCALE:
+      return 13;
+    default:
+      return 0;
   }
 }
 
 static uint32_t binary_code(vnrt_op op) {
   switch (op) {
-    case VNRT_OP_ADD: return 1;
-    case VNRT_OP_SUB: return 2;
-    case VNRT_OP_MUL: return 3;
-    case VNRT_OP_DIV: return 4;
-    case VNRT_OP_SWIGLU: return 5;
-    default: return 0;
+    case VNRT_OP_ADD:
+      return 1;
+    case VNRT_OP_SUB:
+      return 2;
+    case VNRT_OP_MUL:
+      return 3;
+    case VNRT_OP_DIV:
+      return 4;
+    case VNRT_OP_SWIGLU:
+      return 5;
+    default:
+      return 0;
   }
 }
 
@@ -116,8 +136,8 @@ int vk_ops_basic_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
     case VNRT_OP_LINEAR: {
       const vnrt_tensor_type *t1 = vk_in_type(g, node, 1);
       if (t0->rank < 1 || t1->rank != 2) return WHY("linear needs x[..., K] and w[N, K]");
-      uint64_t rows = t0->dims[t0->rank - 1] > 0 ? (uint64_t)(numel(t0) / t0->dims[t0->rank - 1])
-                                                 : 1;
+      uint64_t rows =
+          t0->dims[t0->rank - 1] > 0 ? (uint64_t)(numel(t0) / t0->dims[t0->rank - 1]) : 1;
       if (vk_div_up((uint64_t)t1->dims[0], MM_BN) > lim->maxComputeWorkGroupCount[0] ||
           vk_div_up(rows, MM_BM) > lim->maxComputeWorkGroupCount[1]) {
         return WHY("the linear grid exceeds maxComputeWorkGroupCount");
@@ -136,13 +156,14 @@ int vk_ops_basic_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
     }
     case VNRT_OP_SLICE:
       return norm_axis(vnrt_node_attr_i(node, "axis", 0), t0->rank) >= 0 ? 1
-                                                                           : WHY("axis out of range");
+                                                                         : WHY("axis out of range");
     case VNRT_OP_CONCAT:
       return norm_axis(vnrt_node_attr_i(node, "axis", 0), o0->rank) >= 0 ? 1
-                                                                           : WHY("axis out of range");
+                                                                         : WHY("axis out of range");
     case VNRT_OP_SOFTMAX:
-      return norm_axis(vnrt_node_attr_i(node, "axis", -1), t0->rank) >= 0 ? 1
-                                                                            : WHY("axis out of range");
+      return norm_axis(vnrt_node_attr_i(node, "axis", -1), t0->rank) >= 0
+                 ? 1
+                 : WHY("axis out of range");
     case VNRT_OP_RMS_NORM:
       return t0->rank >= 1 ? 1 : WHY("rms_norm needs x[..., D]");
     case VNRT_OP_EMBEDDING:
@@ -169,8 +190,8 @@ int vk_ops_basic_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
       return 1;
     case VNRT_OP_KV_WRITE: {
       const vnrt_tensor_type *tn = vk_in_type(g, node, 1), *tp = vk_in_type(g, node, 2);
-      if (t0->rank < 1 || tn->rank != t0->rank || tn->dtype != t0->dtype ||
-          tp->dtype != VNRT_I32 || numel(tp) != 1) {
+      if (t0->rank < 1 || tn->rank != t0->rank || tn->dtype != t0->dtype || tp->dtype != VNRT_I32 ||
+          numel(tp) != 1) {
         return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
       }
       return 1;
@@ -351,8 +372,8 @@ static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
   return vk_emit_gemm(b, &d, M, N, batch, node->op == VNRT_OP_LINEAR);
 }
 
-vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N,
-                         uint64_t batch, bool b_k_contiguous) {
+vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t batch,
+                         bool b_k_contiguous) {
   if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
     /* Decode-sized products: tiles of 32 rows would mostly compute padding. */
     d->shader = VK_SHADER_MATVEC;

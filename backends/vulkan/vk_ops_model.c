@@ -94,8 +94,7 @@ int vk_ops_model_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
       if (k < 1 || k > ROUTE_KMAX) return WHY("routing kernel handles 1 <= k <= %d", ROUTE_KMAX);
       if (n_group > 1) {
         if (n_group > ROUTE_GMAX || E % n_group != 0 || topk_group < 1 || topk_group > n_group) {
-          return WHY("groups must divide E, n_group <= %d, 1 <= topk_group <= n_group",
-                     ROUTE_GMAX);
+          return WHY("groups must divide E, n_group <= %d, 1 <= topk_group <= n_group", ROUTE_GMAX);
         }
         if (k > topk_group * (E / n_group)) return WHY("k exceeds the eligible experts");
       } else if (k > E) {
@@ -377,18 +376,25 @@ static vnrt_status record_engram(vk_builder *b, const vnrt_backend_graph *g,
 vnrt_status vk_ops_model_record(vk_builder *b, const vnrt_backend_graph *g,
                                 const vnrt_backend_node *node) {
   switch (node->op) {
-    case VNRT_OP_ATTENTION: return record_attention(b, g, node);
+    case VNRT_OP_ATTENTION:
+      return record_attention(b, g, node);
     case VNRT_OP_HC_PRE:
     case VNRT_OP_HC_HEAD:
-    case VNRT_OP_HC_POST: return record_mhc(b, g, node);
-    case VNRT_OP_SINKHORN: return record_sinkhorn(b, g, node);
+    case VNRT_OP_HC_POST:
+      return record_mhc(b, g, node);
+    case VNRT_OP_SINKHORN:
+      return record_sinkhorn(b, g, node);
     case VNRT_OP_MOE_ROUTE:
-    case VNRT_OP_MOE_HASH_ROUTE: return record_route(b, g, node);
-    case VNRT_OP_MOE_FFN: return record_moe_ffn(b, g, node);
-    case VNRT_OP_NGRAM_HASH: return record_ngram(b, g, node);
+    case VNRT_OP_MOE_HASH_ROUTE:
+      return record_route(b, g, node);
+    case VNRT_OP_MOE_FFN:
+      return record_moe_ffn(b, g, node);
+    case VNRT_OP_NGRAM_HASH:
+      return record_ngram(b, g, node);
     case VNRT_OP_ENGRAM_LOOKUP:
     case VNRT_OP_ENGRAM_GATE:
-    case VNRT_OP_SHORT_CONV: return record_engram(b, g, node);
+    case VNRT_OP_SHORT_CONV:
+      return record_engram(b, g, node);
     default:
       return vk_builder_host(b)->error(vk_builder_host(b)->core, VNRT_ERROR_INTERNAL,
                                        "vulkan: no recorder for op %s", vnrt_op_name(node->op));

@@ -78,7 +78,8 @@ static void cache_path_init(vnrt_backend_device *dev) {
   if (err != 0) {
     host->log(host->core, VNRT_LOG_WARN,
               "vulkan: pipeline cache directory %s cannot be created (%s); pipelines will not be "
-              "cached on disk", dir, strerror(err));
+              "cached on disk",
+              dir, strerror(err));
     dev->cache_path[0] = '\0';
   }
 }
@@ -223,8 +224,7 @@ void vk_pipelines_destroy(vnrt_backend_device *dev) {
   dev->set_layout = VK_NULL_HANDLE;
 }
 
-static vnrt_status get_module(vnrt_backend_device *dev, vk_shader_id shader,
-                              VkShaderModule *out) {
+static vnrt_status get_module(vnrt_backend_device *dev, vk_shader_id shader, VkShaderModule *out) {
   if (dev->modules[shader]) {
     *out = dev->modules[shader];
     return VNRT_OK;
@@ -295,8 +295,8 @@ vnrt_status vk_pipeline_get(vnrt_backend_device *dev, vk_shader_id shader,
       .layout = dev->pipeline_layout,
   };
   vk_pipeline_entry *e = &dev->pipelines[dev->n_pipelines];
-  VkResult r = vkCreateComputePipelines(dev->device, dev->pipeline_cache, 1, &cpi, NULL,
-                                        &e->pipeline);
+  VkResult r =
+      vkCreateComputePipelines(dev->device, dev->pipeline_cache, 1, &cpi, NULL, &e->pipeline);
   if (r != VK_SUCCESS) {
     return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateComputePipelines (shader %d)", (int)shader);
   }

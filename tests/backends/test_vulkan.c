@@ -22,9 +22,9 @@
 /* ---- A context whose log we can read --------------------------------------------------- */
 
 typedef struct log_capture {
-  int n_validation;      /* ERROR messages that start with "vulkan validation" */
-  int layer_enabled;     /* saw "validation layer enabled" */
-  char text[16384];      /* everything, newline-separated (truncated) */
+  int n_validation;  /* ERROR messages that start with "vulkan validation" */
+  int layer_enabled; /* saw "validation layer enabled" */
+  char text[16384];  /* everything, newline-separated (truncated) */
   size_t used;
   char first_validation[1024];
 } log_capture;
@@ -68,14 +68,18 @@ static saved_env env_set(const char *name, const char *value) {
     s.had = 1;
     s.old = strdup(o);
   }
-  if (value) setenv(name, value, 1);
-  else unsetenv(name);
+  if (value)
+    setenv(name, value, 1);
+  else
+    unsetenv(name);
   return s;
 }
 
 static void env_restore(saved_env *s) {
-  if (s->had) setenv(s->name, s->old, 1);
-  else unsetenv(s->name);
+  if (s->had)
+    setenv(s->name, s->old, 1);
+  else
+    unsetenv(s->name);
   free(s->old);
   s->old = NULL;
 }
@@ -83,8 +87,10 @@ static void env_restore(saved_env *s) {
 static vnrt_device *vulkan_device(vnrt_context *ctx) {
   vnrt_device *d = NULL;
   vnrt_status s = vnrt_device_select(ctx, "vulkan:0", &d);
-  ck_assert_msg(s == VNRT_OK, "no vulkan device (is a Vulkan driver such as lavapipe "
-                "installed?): %s", vnrt_context_last_error(ctx));
+  ck_assert_msg(s == VNRT_OK,
+                "no vulkan device (is a Vulkan driver such as lavapipe "
+                "installed?): %s",
+                vnrt_context_last_error(ctx));
   return d;
 }
 
@@ -109,8 +115,8 @@ static int count_vulkan_devices(vnrt_context *ctx) {
 
 /* ---- Tensors --------------------------------------------------------------------------- */
 
-static tu_tensor rnd(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int64_t d2,
-                     int64_t d3, uint64_t seed, float lo, float hi) {
+static tu_tensor rnd(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                     uint64_t seed, float lo, float hi) {
   int64_t dims[4] = {d0, d1, d2, d3};
   tu_tensor t = tu_tensor_new(dt, rank, dims);
   tu_fill_uniform(&t, seed, lo, hi);
@@ -176,9 +182,9 @@ static const vnrt_dtype kFloats[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
 /* ---- Every op against the CPU ---------------------------------------------------------- */
 
 static void ops_elementwise(vnrt_context *ctx) {
-  const vnrt_op unary[] = {VNRT_OP_NEG,     VNRT_OP_EXP,  VNRT_OP_SQRT, VNRT_OP_RSQRT,
-                           VNRT_OP_TANH,    VNRT_OP_RELU, VNRT_OP_SIGMOID, VNRT_OP_SILU,
-                           VNRT_OP_GELU,    VNRT_OP_SOFTPLUS, VNRT_OP_SQRT_SOFTPLUS};
+  const vnrt_op unary[] = {VNRT_OP_NEG,  VNRT_OP_EXP,      VNRT_OP_SQRT,         VNRT_OP_RSQRT,
+                           VNRT_OP_TANH, VNRT_OP_RELU,     VNRT_OP_SIGMOID,      VNRT_OP_SILU,
+                           VNRT_OP_GELU, VNRT_OP_SOFTPLUS, VNRT_OP_SQRT_SOFTPLUS};
   char what[128];
   for (size_t i = 0; i < sizeof unary / sizeof unary[0]; ++i) {
     for (int d = 0; d < 3; ++d) {
@@ -364,8 +370,8 @@ static void ops_index_rope_attention(vnrt_context *ctx) {
   struct {
     int64_t T, S, Hq, Hkv, D, Dv;
     int causal, window, sinks;
-  } cases[3] = {{3, 70, 4, 2, 16, 24, 1, 0, 1}, {5, 5, 2, 1, 8, 8, 1, 3, 0},
-                {2, 130, 2, 2, 12, 70, 0, 0, 1}};
+  } cases[3] = {
+      {3, 70, 4, 2, 16, 24, 1, 0, 1}, {5, 5, 2, 1, 8, 8, 1, 3, 0}, {2, 130, 2, 2, 12, 70, 0, 0, 1}};
   for (int c = 0; c < 3; ++c) {
     tu_tensor in[4] = {
         rnd(VNRT_F32, 3, cases[c].T, cases[c].Hq, cases[c].D, 0, 150 + c, -1.0f, 1.0f),
@@ -425,9 +431,12 @@ static void ops_mhc_moe(vnrt_context *ctx) {
                      rnd(VNRT_F32, 1, E, 0, 0, 0, 221, -0.5f, 0.5f)};
   const char *scores[3] = {"sigmoid", "softmax", "sqrt_softplus"};
   for (int s = 0; s < 3; ++s) {
-    vnrt_attr a[6] = {tu_attr_i("k", 6), tu_attr_word("score", scores[s]),
-                      tu_attr_i("n_group", s == 0 ? 8 : 1), tu_attr_i("topk_group", s == 0 ? 4 : 1),
-                      tu_attr_f("scale", 2.5), tu_attr_i("norm", s != 2)};
+    vnrt_attr a[6] = {tu_attr_i("k", 6),
+                      tu_attr_word("score", scores[s]),
+                      tu_attr_i("n_group", s == 0 ? 8 : 1),
+                      tu_attr_i("topk_group", s == 0 ? 4 : 1),
+                      tu_attr_f("scale", 2.5),
+                      tu_attr_i("norm", s != 2)};
     char what[96];
     snprintf(what, sizeof what, "moe_route %s", scores[s]);
     vs_cpu(ctx, what, VNRT_OP_MOE_ROUTE, lg, s == 1 ? 1 : 2, a, 6, 2, TOL_ELEM);
@@ -623,7 +632,8 @@ START_TEST(test_device_listed_with_capabilities) {
     vkGetPhysicalDeviceMemoryProperties(pds[i], &mp);
     uint64_t local = 0;
     for (uint32_t h = 0; h < mp.memoryHeapCount; ++h) {
-      if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) local += mp.memoryHeaps[h].size;
+      if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+        local += mp.memoryHeaps[h].size;
     }
     ck_assert_uint_eq(info.memory_bytes, local);
   }
@@ -919,7 +929,8 @@ static int cache_files(const char *dir) {
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     size_t len = strlen(e->d_name);
-    n += strncmp(e->d_name, "vulkan-", 7) == 0 && len > 4 && strcmp(e->d_name + len - 4, ".bin") == 0;
+    n += strncmp(e->d_name, "vulkan-", 7) == 0 && len > 4 &&
+         strcmp(e->d_name + len - 4, ".bin") == 0;
   }
   closedir(d);
   return n;
