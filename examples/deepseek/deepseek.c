@@ -37,8 +37,10 @@ static const char kUsage[] =
     "  --memory-limit B  device memory per plan, e.g. 64M or 1G; over it, weights stay in the\n"
     "                    mapped file and stream to the device (default: "
     "$VNRT_DEVICE_MEMORY_LIMIT)\n"
-    "  --engram-cache N  serve the Engram tables from Engram stores over the weights file with\n"
-    "                    a device row cache of N rows each (0: no cache)\n"
+    "  --engram-cache N  device row cache of N rows for each Engram table, which is served from\n"
+    "                    an Engram store over the mapped weights file (default 4096; 0: no\n"
+    "                    cache, every step fetches its rows)\n"
+    "  --engram-resident keep the Engram tables in device memory like other weights instead\n"
     "  --stats           print plan statistics and per-run statistics\n"
     "  --help            show this help\n";
 
@@ -69,6 +71,10 @@ static int parse_bytes(const char *text, uint64_t *out) {
 
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
+  /* Engram tables live in Engram stores over the mapped weights file by default: the device
+   * keeps a row cache and DualPath prefetches each step's rows (docs/executor.md). */
+  o->model.engram_store = 1;
+  o->model.engram_cache_rows = 4096;
   o->config = DS_DEFAULT_CONFIG;
   o->tokens = 16;
   for (int i = 1; i < argc; ++i) {
@@ -108,6 +114,8 @@ static int parse_args(int argc, char **argv, options *o) {
       }
       o->model.engram_store = 1;
       o->model.engram_cache_rows = rows;
+    } else if (!strcmp(a, "--engram-resident")) {
+      o->model.engram_store = 0;
     } else if (!strcmp(a, "--stats")) {
       o->stats = 1;
     } else if (!strcmp(a, "--help")) {
