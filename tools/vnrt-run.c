@@ -28,6 +28,9 @@ static const char kUsage[] =
     "                            writes a state after the last run; repeatable\n"
     "  --reference               run the CPU reference kernels (validation)\n"
     "  --no-fallback             fail instead of running unsupported ops on the CPU\n"
+    "  --stats                   print the plan (placement, memory) and the last run's\n"
+    "                            statistics (stream times, overlap, bytes moved, Engram hit\n"
+    "                            rate) to stderr\n"
     "  --verbose                 log informational messages (placement, fallbacks)\n"
     "  --help                    show this help\n"
     "\n"
@@ -50,7 +53,7 @@ typedef struct options {
   binding *inputs, *outputs, *states, *saves;
   int n_inputs, n_outputs, n_states, n_saves;
   long runs;
-  int reference, no_fallback, verbose;
+  int reference, no_fallback, verbose, stats;
 } options;
 
 /* Every failure ends here: one line on stderr, then a non-zero exit. */
@@ -151,6 +154,8 @@ static options parse_args(int argc, char **argv) {
       o.reference = 1;
     } else if (strcmp(a, "--no-fallback") == 0) {
       o.no_fallback = 1;
+    } else if (strcmp(a, "--stats") == 0) {
+      o.stats = 1;
     } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
       o.verbose = 1;
     } else if (a[0] == '-' && a[1]) {
@@ -318,6 +323,34 @@ static vnrt_tensor_type state_type(vnrt_context *ctx, const vnrt_graph *g, const
   return t;
 }
 
+/* --stats: what the plan placed where, and what its last run did (docs/executor.md). */
+static void print_stats(const vnrt_plan *plan) {
+  vnrt_plan_info pi;
+  vnrt_run_stats rs;
+  if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || vnrt_plan_get_run_stats(plan, &rs) != VNRT_OK) {
+    return;
+  }
+  const double mib = 1.0 / (1024.0 * 1024.0), ms = 1e-6;
+  fprintf(stderr,
+          "plan: %d nodes in %d partitions, %d on the cpu as fallback; device memory %.2f MiB "
+          "(budget %.2f MiB, 0 = none): intermediates %.2f MiB (naive %.2f), weights %.2f MiB, "
+          "states %.2f MiB; %d params streamed (%.2f MiB); %d Engram lookups from stores\n",
+          pi.n_nodes, pi.n_partitions, pi.n_fallback_nodes, (double)pi.device_bytes * mib,
+          (double)pi.device_limit * mib, (double)pi.arena_bytes * mib,
+          (double)pi.naive_bytes * mib, (double)pi.weight_bytes * mib,
+          (double)pi.state_bytes * mib, pi.n_streamed_params, (double)pi.streamed_bytes * mib,
+          pi.n_engram_lookups);
+  fprintf(stderr,
+          "last run: wall %.3f ms, compute %.3f ms, copy %.3f ms, stalled %.3f ms, overlap "
+          "%.0f%%; moved: weights %.3f MiB, Engram rows %.3f MiB, between devices %.3f MiB; "
+          "Engram rows %llu, hits %llu (%.1f%%)\n",
+          (double)rs.wall_ns * ms, (double)rs.compute_ns * ms, (double)rs.copy_ns * ms,
+          (double)rs.stall_ns * ms, rs.overlap * 100.0, (double)rs.bytes_weights * mib,
+          (double)rs.bytes_engram * mib, (double)rs.bytes_transfers * mib,
+          (unsigned long long)rs.engram_rows, (unsigned long long)rs.engram_hits,
+          rs.engram_hit_rate * 100.0);
+}
+
 int main(int argc, char **argv) {
   options o = parse_args(argc, argv);
 
@@ -430,6 +463,7 @@ int main(int argc, char **argv) {
       fail(1, "%s", vnrt_context_last_error(ctx));
     }
   }
+  if (o.stats) print_stats(plan);
 
   if (o.n_outputs || o.n_saves) {
     for (int i = 0; i < o.n_outputs; i++) write_value(ctx, plan, &o.outputs[i], NULL);

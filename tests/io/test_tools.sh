@@ -214,6 +214,11 @@ if expect_ok "printed outputs and states" "$RUN" counter.vnir --input x=x3.npy -
   grep -qxF "c2: f32[3] = [3, 6, 9]" out.txt || fail "printed output: $(cat out.txt)"
   grep -qxF "state c: f32[3] = [3, 6, 9]" out.txt || fail "printed state: $(cat out.txt)"
 fi
+if expect_ok "--stats" "$RUN" counter.vnir --input x=x3.npy --runs 2 --stats; then
+  grep -q "^plan: 1 nodes in 1 partitions, 0 on the cpu as fallback" err.txt ||
+    fail "--stats plan line: $(cat err.txt)"
+  grep -q "^last run: wall [0-9.]* ms, compute" err.txt || fail "--stats run line: $(cat err.txt)"
+fi
 # A graph without outputs that fills a two-row cache at a position it keeps in a state.
 cat >fill.vnir <<'EOF'
 vnir 1
