@@ -18,7 +18,8 @@ vnrt_status cl_mem_get(vnrt_backend_device *dev, uint64_t bytes, const char *wha
   if (bytes == 0) bytes = 1;
   if (bytes > desc->max_alloc) {
     return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY,
-                   "%s of %" PRIu64 " bytes exceeds the device's largest single allocation, "
+                   "%s of %" PRIu64
+                   " bytes exceeds the device's largest single allocation, "
                    "CL_DEVICE_MAX_MEM_ALLOC_SIZE = %" PRIu64 " bytes",
                    what, bytes, desc->max_alloc);
   }
@@ -129,10 +130,10 @@ vnrt_status cl_backend_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffe
   cl_int err = clEnqueueWriteBuffer(dev->queue, buf->mem, CL_TRUE, (size_t)offset, (size_t)bytes,
                                     src, 0, NULL, NULL);
   if (err != CL_SUCCESS) {
-    return cl_fail(dev, err == CL_MEM_OBJECT_ALLOCATION_FAILURE ? VNRT_ERROR_OUT_OF_MEMORY
-                                                                : VNRT_ERROR_DEVICE,
-                   "writing %" PRIu64 " bytes at offset %" PRIu64 ": clEnqueueWriteBuffer: %d %s",
-                   bytes, offset, (int)err, cl_error_name(err));
+    return cl_fail(
+        dev, err == CL_MEM_OBJECT_ALLOCATION_FAILURE ? VNRT_ERROR_OUT_OF_MEMORY : VNRT_ERROR_DEVICE,
+        "writing %" PRIu64 " bytes at offset %" PRIu64 ": clEnqueueWriteBuffer: %d %s", bytes,
+        offset, (int)err, cl_error_name(err));
   }
   return VNRT_OK;
 }

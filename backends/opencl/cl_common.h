@@ -20,24 +20,24 @@
 typedef struct cl_device_desc {
   cl_platform_id platform;
   cl_device_id id;
-  vnrt_device_info info;    /* what device_info reports */
+  vnrt_device_info info; /* what device_info reports */
   char platform_name[128];
   char platform_version[128];
   char device_version[128]; /* "OpenCL 3.0 PoCL ..." */
   char driver_version[128];
-  char c_version[64];       /* CL_DEVICE_OPENCL_C_VERSION */
-  int c_major, c_minor;     /* OpenCL C version the compiler accepts */
-  int has_fp16;             /* cl_khr_fp16: f16 arithmetic (kernels only need vload_half) */
+  char c_version[64];   /* CL_DEVICE_OPENCL_C_VERSION */
+  int c_major, c_minor; /* OpenCL C version the compiler accepts */
+  int has_fp16;         /* cl_khr_fp16: f16 arithmetic (kernels only need vload_half) */
   int has_fp64;
   int has_subgroups;
-  int unified_memory;       /* CL_DEVICE_HOST_UNIFIED_MEMORY */
-  int correct_div_sqrt;     /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for single precision */
-  uint64_t max_alloc;       /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
-  uint64_t local_mem;       /* CL_DEVICE_LOCAL_MEM_SIZE */
-  size_t max_wg;            /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
-  size_t max_wi[3];         /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
-  int vec_width;            /* float vector width the GEMM kernels use: 4, 8 or 16 */
-  int local_mem_dedicated;  /* CL_DEVICE_LOCAL_MEM_TYPE is CL_LOCAL (not emulated in global) */
+  int unified_memory;      /* CL_DEVICE_HOST_UNIFIED_MEMORY */
+  int correct_div_sqrt;    /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for single precision */
+  uint64_t max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+  uint64_t local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
+  size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+  size_t max_wi[3];        /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+  int vec_width;           /* float vector width the GEMM kernels use: 4, 8 or 16 */
+  int local_mem_dedicated; /* CL_DEVICE_LOCAL_MEM_TYPE is CL_LOCAL (not emulated in global) */
 } cl_device_desc;
 
 typedef struct cl_state {
@@ -65,9 +65,9 @@ struct vnrt_backend_device {
   const cl_device_desc *desc;
   cl_context context;
   cl_command_queue queue;
-  cl_program program;       /* every kernel of shaders/opencl, built once per open */
-  char cache_dir[1024];     /* "" when the on-disk cache is off or unusable */
-  uint64_t program_key;     /* device + driver + source + options; names the cache files */
+  cl_program program;   /* every kernel of shaders/opencl, built once per open */
+  char cache_dir[1024]; /* "" when the on-disk cache is off or unusable */
+  uint64_t program_key; /* device + driver + source + options; names the cache files */
   char build_options[256];
   /* The pool of free buffers and the bytes they hold. */
   cl_pool_entry pool[CL_POOL_MAX_ENTRIES];

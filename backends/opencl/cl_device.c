@@ -18,7 +18,8 @@
 const char *cl_error_name(cl_int err) {
   switch (err) {
 #define CL_ERR_(e) \
-  case e: return #e;
+  case e:          \
+    return #e;
     CL_ERR_(CL_SUCCESS)
     CL_ERR_(CL_DEVICE_NOT_FOUND)
     CL_ERR_(CL_DEVICE_NOT_AVAILABLE)
@@ -61,8 +62,10 @@ const char *cl_error_name(cl_int err) {
     CL_ERR_(CL_INVALID_BUFFER_SIZE)
     CL_ERR_(CL_INVALID_GLOBAL_WORK_SIZE)
 #undef CL_ERR_
-    case CL_PLATFORM_NOT_FOUND_KHR: return "CL_PLATFORM_NOT_FOUND_KHR";
-    default: return "?";
+    case CL_PLATFORM_NOT_FOUND_KHR:
+      return "CL_PLATFORM_NOT_FOUND_KHR";
+    default:
+      return "?";
   }
 }
 
@@ -177,11 +180,14 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   device_string(d, CL_DEVICE_PROFILE, profile, sizeof profile);
   char *ext = device_string_alloc(host, d, CL_DEVICE_EXTENSIONS);
   const char *why = NULL;
-  if (!version_at_least(major, minor, 1, 2)) why = "it reports an OpenCL version below 1.2";
+  if (!version_at_least(major, minor, 1, 2))
+    why = "it reports an OpenCL version below 1.2";
   else if (!version_at_least(desc->c_major, desc->c_minor, 1, 2))
     why = "its OpenCL C compiler is older than 1.2";
-  else if (!available) why = "it is not available";
-  else if (!compiler) why = "it has no OpenCL C compiler";
+  else if (!available)
+    why = "it is not available";
+  else if (!compiler)
+    why = "it has no OpenCL C compiler";
   else if (strcmp(profile, "FULL_PROFILE") != 0 && !has_extension(ext, "cles_khr_int64"))
     why = "it is an embedded-profile device without 64-bit integers (cles_khr_int64)";
   if (why) {
@@ -193,8 +199,8 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
 
   desc->has_fp16 = has_extension(ext, "cl_khr_fp16");
   desc->has_fp64 = has_extension(ext, "cl_khr_fp64");
-  desc->has_subgroups = has_extension(ext, "cl_khr_subgroups") ||
-                        has_extension(ext, "cl_intel_subgroups");
+  desc->has_subgroups =
+      has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
   if (ext) host->free(host->core, ext);
   if (!desc->has_subgroups && version_at_least(major, minor, 2, 1)) {
     /* OpenCL 2.1+ has sub-groups in core; 3.0 makes them optional (max is 0 when absent).
@@ -245,15 +251,15 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   if (type & CL_DEVICE_TYPE_CPU) {
     info->type = VNRT_DEVICE_TYPE_SOFTWARE; /* PoCL and other CPU drivers emulate a device */
   } else if (type & CL_DEVICE_TYPE_GPU) {
-    info->type = desc->unified_memory ? VNRT_DEVICE_TYPE_GPU_INTEGRATED
-                                      : VNRT_DEVICE_TYPE_GPU_DISCRETE;
+    info->type =
+        desc->unified_memory ? VNRT_DEVICE_TYPE_GPU_INTEGRATED : VNRT_DEVICE_TYPE_GPU_DISCRETE;
   } else {
     info->type = VNRT_DEVICE_TYPE_ACCELERATOR; /* ACCELERATOR and CUSTOM devices */
   }
   snprintf(info->backend, sizeof info->backend, "opencl");
   char driver[512];
-  snprintf(driver, sizeof driver, "%s, driver %s, %s", desc->platform_name,
-           desc->driver_version, desc->c_version);
+  snprintf(driver, sizeof driver, "%s, driver %s, %s", desc->platform_name, desc->driver_version,
+           desc->c_version);
   copy_trunc(info->driver, sizeof info->driver, driver);
   info->memory_bytes = global_mem;
   info->max_buffer_bytes = max_alloc;
@@ -279,7 +285,8 @@ vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
     return host->error(host->core, VNRT_ERROR_NOT_FOUND,
                        "opencl: no OpenCL platform (clGetPlatformIDs: %d %s): no ICD is "
                        "installed, or OCL_ICD_VENDORS names none",
-                       (int)err, cl_error_name(err == CL_SUCCESS ? CL_PLATFORM_NOT_FOUND_KHR : err));
+                       (int)err,
+                       cl_error_name(err == CL_SUCCESS ? CL_PLATFORM_NOT_FOUND_KHR : err));
   }
   if (err != CL_SUCCESS) {
     return host->error(host->core, VNRT_ERROR_DEVICE, "opencl: clGetPlatformIDs failed: %d %s",
@@ -357,8 +364,7 @@ vnrt_status cl_backend_device_info(void *state_, uint32_t index, vnrt_device_inf
 
 /* ---- Opening a device ------------------------------------------------------------------ */
 
-vnrt_status cl_backend_device_open(void *state_, uint32_t index,
-                                   vnrt_backend_device **out_device) {
+vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_device **out_device) {
   *out_device = NULL;
   cl_state *state = state_;
   const vnrt_backend_host *host = state->host;
@@ -376,8 +382,8 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index,
   dev->pool_limit = dev->desc->info.memory_bytes / 8;
 
   cl_int err = CL_SUCCESS;
-  cl_context_properties props[3] = {CL_CONTEXT_PLATFORM,
-                                    (cl_context_properties)dev->desc->platform, 0};
+  cl_context_properties props[3] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->desc->platform,
+                                    0};
   dev->context = clCreateContext(props, 1, &dev->desc->id, NULL, NULL, &err);
   if (!dev->context || err != CL_SUCCESS) {
     vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateContext failed: %d %s", (int)err,
@@ -387,8 +393,8 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index,
   }
   dev->queue = clCreateCommandQueue(dev->context, dev->desc->id, 0, &err);
   if (!dev->queue || err != CL_SUCCESS) {
-    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateCommandQueue failed: %d %s",
-                            (int)err, cl_error_name(err));
+    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateCommandQueue failed: %d %s", (int)err,
+                            cl_error_name(err));
     cl_backend_device_close(dev);
     return s;
   }

@@ -53,8 +53,7 @@ void cl_launch_begin(cl_lower *L, const char *kernel, cl_launch *k) {
   cl_kernel kern = clCreateKernel(dev->program, kernel, &err);
   if (!kern || err != CL_SUCCESS) {
     k->status = cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): clCreateKernel(%s): %d %s",
-                        L->node->name, node_op_name(L->node), kernel, (int)err,
-                        cl_error_name(err));
+                        L->node->name, node_op_name(L->node), kernel, (int)err, cl_error_name(err));
     return;
   }
   k->step = exec->n_steps++;
@@ -71,9 +70,9 @@ static void set_arg(cl_launch *k, size_t size, const void *value) {
   cl_step *st = &k->L->exec->steps[k->step];
   cl_int err = clSetKernelArg(st->kernel, k->arg, size, value);
   if (err != CL_SUCCESS) {
-    k->status = cl_fail(k->L->dev, VNRT_ERROR_INTERNAL,
-                        "node '%s': clSetKernelArg(%s, %u): %d %s", k->L->node->name,
-                        st->kernel_name, (unsigned)k->arg, (int)err, cl_error_name(err));
+    k->status =
+        cl_fail(k->L->dev, VNRT_ERROR_INTERNAL, "node '%s': clSetKernelArg(%s, %u): %d %s",
+                k->L->node->name, st->kernel_name, (unsigned)k->arg, (int)err, cl_error_name(err));
     return;
   }
   k->arg++;
@@ -108,13 +107,17 @@ void cl_arg_out(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i],
 void cl_arg_out_dt(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i], 1); }
 
 void cl_arg_opt_in_dt(cl_launch *k, int32_t i) {
-  if (i < k->L->node->n_inputs) arg_tensor(k, k->L->node->inputs[i], 1);
-  else arg_tensor(k, k->L->node->outputs[0], 1);
+  if (i < k->L->node->n_inputs)
+    arg_tensor(k, k->L->node->inputs[i], 1);
+  else
+    arg_tensor(k, k->L->node->outputs[0], 1);
 }
 
 void cl_arg_opt_in(cl_launch *k, int32_t i) {
-  if (i < k->L->node->n_inputs) arg_tensor(k, k->L->node->inputs[i], 0);
-  else arg_tensor(k, k->L->node->outputs[0], 0);
+  if (i < k->L->node->n_inputs)
+    arg_tensor(k, k->L->node->inputs[i], 0);
+  else
+    arg_tensor(k, k->L->node->outputs[0], 0);
 }
 
 void cl_arg_i32(cl_launch *k, int32_t v) {
@@ -141,10 +144,10 @@ void cl_arg_long4(cl_launch *k, const int64_t v[4]) {
 void cl_arg_local(cl_launch *k, size_t bytes) {
   if (k->status != VNRT_OK) return;
   if (bytes > k->L->dev->desc->local_mem) {
-    k->status = cl_fail(k->L->dev, VNRT_ERROR_UNSUPPORTED,
-                        "node '%s' (%s) needs %zu bytes of local memory; the device has %" PRIu64,
-                        k->L->node->name, node_op_name(k->L->node), bytes,
-                        k->L->dev->desc->local_mem);
+    k->status =
+        cl_fail(k->L->dev, VNRT_ERROR_UNSUPPORTED,
+                "node '%s' (%s) needs %zu bytes of local memory; the device has %" PRIu64,
+                k->L->node->name, node_op_name(k->L->node), bytes, k->L->dev->desc->local_mem);
     return;
   }
   set_arg(k, bytes ? bytes : 4, NULL);
@@ -241,8 +244,8 @@ uint64_t cl_const(cl_lower *L, const void *data, uint64_t bytes) {
 
 int32_t cl_err_slot(cl_lower *L) { return L->exec->n_err_slots++; }
 
-vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
-                         const int64_t *info, int n_info) {
+vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report, const int64_t *info,
+                         int n_info) {
   vnrt_backend_exec *exec = L->exec;
   if (!grow(L->dev->host, (void **)&exec->steps, &exec->cap_steps, exec->n_steps + 1,
             sizeof *exec->steps)) {
@@ -410,8 +413,8 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
     exec->node_first[i] = exec->n_steps;
     if (!cl_backend_supports_node(dev, graph, i)) {
       cl_backend_exec_destroy(exec);
-      return cl_fail(dev, VNRT_ERROR_UNSUPPORTED, "cannot run node '%s' (%s) as typed",
-                     node->name, node_op_name(node));
+      return cl_fail(dev, VNRT_ERROR_UNSUPPORTED, "cannot run node '%s' (%s) as typed", node->name,
+                     node_op_name(node));
     }
     cl_lower L = {exec, dev, &exec->graph, node, i, 0};
     vnrt_status s = cl_ops_lower(&L);
@@ -447,15 +450,14 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
         err = clEnqueueNDRangeKernel(dev->queue, st->kernel, st->dim, NULL, st->gws,
                                      st->has_lws ? st->lws : NULL, 0, NULL, NULL);
         if (err != CL_SUCCESS) {
-          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s",
-                         node->name, node_op_name(node), st->kernel_name, (int)err,
-                         cl_error_name(err));
+          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s", node->name,
+                         node_op_name(node), st->kernel_name, (int)err, cl_error_name(err));
         }
         break;
       case CL_STEP_CHECK: {
         cl_int pos = -1;
-        err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE,
-                                  (size_t)st->err_slot * 4, 4, &pos, 0, NULL, NULL);
+        err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE, (size_t)st->err_slot * 4, 4,
+                                  &pos, 0, NULL, NULL);
         if (err != CL_SUCCESS) {
           return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
                          node->name, node_op_name(node), (int)err, cl_error_name(err));

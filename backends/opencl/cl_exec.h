@@ -132,8 +132,8 @@ uint64_t cl_const(cl_lower *L, const void *data, uint64_t bytes);
 int32_t cl_err_slot(cl_lower *L);
 /* Appends the host side of a check: after the check kernel, read slot; on a bad position call
  * report (info is copied into the step for it). */
-vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
-                         const int64_t *info, int n_info);
+vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report, const int64_t *info,
+                         int n_info);
 /* Appends a GEMM call (taken over by the exec) needing scratch_bytes of node scratch. With
  * c_in_scratch its result goes to this node's scratch at c_off (call->c is set later). */
 vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,

@@ -34,11 +34,16 @@ static int64_t batch_count(const cl_gemm_shape *s) { return s->batch[0] * s->bat
 
 const char *cl_gemm_impl_name(cl_gemm_impl impl) {
   switch (impl) {
-    case CL_GEMM_TILED: return "tiled";
-    case CL_GEMM_CLBLAST: return "clblast";
-    case CL_GEMM_VEC: return "vec";
-    case CL_GEMM_ROWS: return "rows";
-    default: return "?";
+    case CL_GEMM_TILED:
+      return "tiled";
+    case CL_GEMM_CLBLAST:
+      return "clblast";
+    case CL_GEMM_VEC:
+      return "vec";
+    case CL_GEMM_ROWS:
+      return "rows";
+    default:
+      return "?";
   }
 }
 
@@ -53,8 +58,8 @@ uint64_t cl_gemm_scratch_bytes(const cl_gemm_shape *s, cl_gemm_impl impl) {
 
 /* ---- Own kernels ----------------------------------------------------------------------- */
 
-static vnrt_status set_args(vnrt_backend_device *dev, cl_kernel k, const char *name,
-                            cl_uint *idx, size_t size, const void *value) {
+static vnrt_status set_args(vnrt_backend_device *dev, cl_kernel k, const char *name, cl_uint *idx,
+                            size_t size, const void *value) {
   cl_int err = clSetKernelArg(k, (*idx)++, size, value);
   if (err != CL_SUCCESS) {
     return cl_fail(dev, VNRT_ERROR_INTERNAL, "clSetKernelArg(%s, %u): %d %s", name,
@@ -63,22 +68,22 @@ static vnrt_status set_args(vnrt_backend_device *dev, cl_kernel k, const char *n
   return VNRT_OK;
 }
 
-#define VN_CL_GEMM_TRY_(expr)             \
-  do {                                    \
-    vnrt_status t_ = (expr);              \
-    if (t_ != VNRT_OK) return t_;         \
+#define VN_CL_GEMM_TRY_(expr)     \
+  do {                            \
+    vnrt_status t_ = (expr);      \
+    if (t_ != VNRT_OK) return t_; \
   } while (0)
 
-#define CL_SET_(k, name, idx, value)                                               \
-  do {                                                                             \
-    vnrt_status s_ = set_args(dev, (k), (name), &(idx), sizeof(value), &(value));  \
-    if (s_ != VNRT_OK) return s_;                                                  \
+#define CL_SET_(k, name, idx, value)                                              \
+  do {                                                                            \
+    vnrt_status s_ = set_args(dev, (k), (name), &(idx), sizeof(value), &(value)); \
+    if (s_ != VNRT_OK) return s_;                                                 \
   } while (0)
 
 static size_t kernel_wg(vnrt_backend_device *dev, cl_kernel k) {
   size_t wg = 0;
-  if (clGetKernelWorkGroupInfo(k, dev->desc->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg,
-                               NULL) != CL_SUCCESS) {
+  if (clGetKernelWorkGroupInfo(k, dev->desc->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) !=
+      CL_SUCCESS) {
     wg = 1;
   }
   if (wg > dev->desc->max_wg) wg = dev->desc->max_wg;
@@ -106,8 +111,10 @@ static vnrt_status prepare_own(vnrt_backend_device *dev, cl_gemm_call *call) {
   if (call->impl == CL_GEMM_ROWS) {
     name = "gemm_rows";
   } else if (call->impl == CL_GEMM_VEC) {
-    if (s->trans_b) name = "gemm_vec_nt", vec_m = 4, vec_n = 4;
-    else name = "gemm_vec_nn", vec_m = 8, vec_n = 2 * (size_t)desc->vec_width;
+    if (s->trans_b)
+      name = "gemm_vec_nt", vec_m = 4, vec_n = 4;
+    else
+      name = "gemm_vec_nn", vec_m = 8, vec_n = 2 * (size_t)desc->vec_width;
   } else if (desc->max_wi[0] >= 16 && desc->max_wi[1] >= 16 && desc->max_wg >= 256) {
     name = "gemm_t64", wx = 16, ts = 64;
   } else if (desc->max_wi[0] >= 8 && desc->max_wi[1] >= 8 && desc->max_wg >= 64) {
@@ -168,8 +175,8 @@ static vnrt_status prepare_own(vnrt_backend_device *dev, cl_gemm_call *call) {
     while (p * 2 <= wg && p * 2 <= 64) p *= 2;
     cl_int err = clSetKernelArg(k, i, p * sizeof(float), NULL);
     if (err != CL_SUCCESS) {
-      return cl_fail(dev, VNRT_ERROR_INTERNAL, "clSetKernelArg(gemm_rows local): %d %s",
-                     (int)err, cl_error_name(err));
+      return cl_fail(dev, VNRT_ERROR_INTERNAL, "clSetKernelArg(gemm_rows local): %d %s", (int)err,
+                     cl_error_name(err));
     }
     call->lws[0] = p, call->lws[1] = 1, call->lws[2] = 1;
     call->gws[0] = (size_t)s->N * p, call->gws[1] = (size_t)s->M, call->gws[2] = batch;
@@ -275,14 +282,15 @@ static vnrt_status enqueue_clblast(vnrt_backend_device *dev, const cl_gemm_call 
     size_t ae = (size_t)(a_off / 4 + (uint64_t)(b0 * s->a_bstride[0] + b1 * s->a_bstride[1]));
     size_t be = (size_t)(b_off / 4 + (uint64_t)(b0 * s->b_bstride[0] + b1 * s->b_bstride[1]));
     size_t ce = (size_t)(c_off / 4 + (uint64_t)(z * s->M * s->N));
-    CLBlastStatusCode st = CLBlastSgemm(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo,
-        s->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)s->M, (size_t)s->N,
-        (size_t)s->K, 1.0f, a, ae, (size_t)s->K, b, be, (size_t)(s->trans_b ? s->K : s->N), 0.0f,
-        c, ce, (size_t)s->N, &queue, NULL);
+    CLBlastStatusCode st =
+        CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                     s->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)s->M,
+                     (size_t)s->N, (size_t)s->K, 1.0f, a, ae, (size_t)s->K, b, be,
+                     (size_t)(s->trans_b ? s->K : s->N), 0.0f, c, ce, (size_t)s->N, &queue, NULL);
     if (st != CLBlastSuccess) {
-      return cl_fail(dev, VNRT_ERROR_DEVICE, "CLBlastSgemm(%" PRId64 "x%" PRId64 "x%" PRId64
-                     "): status %d", s->M, s->N, s->K, (int)st);
+      return cl_fail(dev, VNRT_ERROR_DEVICE,
+                     "CLBlastSgemm(%" PRId64 "x%" PRId64 "x%" PRId64 "): status %d", s->M, s->N,
+                     s->K, (int)st);
     }
   }
   if (call->cvt[2]) {
@@ -296,7 +304,6 @@ static vnrt_status enqueue_clblast(vnrt_backend_device *dev, const cl_gemm_call 
 
 /* ---- Calls ----------------------------------------------------------------------------- */
 
-
 vnrt_status cl_gemm_prepare(vnrt_backend_device *dev, cl_gemm_call *call) {
   return call->impl == CL_GEMM_CLBLAST ? prepare_clblast(dev, call) : prepare_own(dev, call);
 }
@@ -306,8 +313,9 @@ vnrt_status cl_gemm_enqueue(vnrt_backend_device *dev, const cl_gemm_call *call) 
   cl_int err = clEnqueueNDRangeKernel(dev->queue, call->kernel, call->dim, NULL, call->gws,
                                       call->lws[0] ? call->lws : NULL, 0, NULL, NULL);
   if (err != CL_SUCCESS) {
-    return cl_fail(dev, VNRT_ERROR_DEVICE, "enqueueing a GEMM (%" PRId64 "x%" PRId64 "x%" PRId64
-                   "): %d %s", call->s.M, call->s.N, call->s.K, (int)err, cl_error_name(err));
+    return cl_fail(dev, VNRT_ERROR_DEVICE,
+                   "enqueueing a GEMM (%" PRId64 "x%" PRId64 "x%" PRId64 "): %d %s", call->s.M,
+                   call->s.N, call->s.K, (int)err, cl_error_name(err));
   }
   return VNRT_OK;
 }
@@ -379,8 +387,7 @@ static void load_choices(vnrt_backend_device *dev) {
   fclose(f);
 }
 
-static void store_choice(vnrt_backend_device *dev, const char *key, int impl,
-                         const char *times) {
+static void store_choice(vnrt_backend_device *dev, const char *key, int impl, const char *times) {
   char path[1100];
   if (!cl_cache_path(dev, ".gemm", path, sizeof path)) return;
   FILE *f = fopen(path, "a");
@@ -488,8 +495,8 @@ static vnrt_status measure(vnrt_backend_device *dev, const cl_gemm_shape *s, con
   char times[128];
   snprintf(times, sizeof times, "vec %.0f tiled %.0f rows %.0f clblast %.0f", 1e6 * t[0],
            1e6 * t[1], 1e6 * t[2], 1e6 * t[3]);
-  host->log(host->core, VNRT_LOG_INFO, "opencl (%s): GEMM %s: %s (us) -> %s",
-            dev->desc->info.name, key, times, cl_gemm_impl_name(impl));
+  host->log(host->core, VNRT_LOG_INFO, "opencl (%s): GEMM %s: %s (us) -> %s", dev->desc->info.name,
+            key, times, cl_gemm_impl_name(impl));
   if (with_clblast) { /* a full measurement: remember it */
     remember(dev, key, impl);
     store_choice(dev, key, impl, times);

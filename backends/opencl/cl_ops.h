@@ -22,9 +22,9 @@ static inline const vnrt_tensor_type *cl_q_out(const vnrt_backend_graph *g,
 }
 
 /* Per group: supports (given a node of one of its ops) and lower. */
-#define CL_OPS_GROUP_(group)                                                              \
-  int cl_##group##_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,     \
-                            const vnrt_backend_node *node);                                \
+#define CL_OPS_GROUP_(group)                                                           \
+  int cl_##group##_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph, \
+                            const vnrt_backend_node *node);                            \
   vnrt_status cl_##group##_lower(cl_lower *L);
 CL_OPS_GROUP_(elementwise)
 CL_OPS_GROUP_(linalg)

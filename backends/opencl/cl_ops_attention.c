@@ -6,7 +6,7 @@
 
 #include "cl_ops.h"
 
-#define ATT_MAXJ 8    /* as in attention.cl: output channels per work-item */
+#define ATT_MAXJ 8 /* as in attention.cl: output channels per work-item */
 #define ATT_WG_MAX 256
 
 /* The work-group size attention asks for: enough items for Dv in ATT_MAXJ channels each. */
@@ -45,8 +45,8 @@ int cl_attention_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   /* Each work-item accumulates at most ATT_MAXJ channels of Dv; q and two chunks of wg
    * scores live in local memory. */
   size_t wg = attention_want_wg(v->dims[2]);
-  size_t dev_wg = dev->desc->max_wg < dev->desc->max_wi[0] ? dev->desc->max_wg
-                                                             : dev->desc->max_wi[0];
+  size_t dev_wg =
+      dev->desc->max_wg < dev->desc->max_wi[0] ? dev->desc->max_wg : dev->desc->max_wi[0];
   if (wg > dev_wg) return 0;
   return (int64_t)wg * ATT_MAXJ >= v->dims[2] &&
          (uint64_t)(x->dims[2] + 2 * (int64_t)wg) * 4 <= dev->desc->local_mem;

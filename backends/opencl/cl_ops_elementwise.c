@@ -7,26 +7,51 @@
 
 /* Matches the UN_* codes of elementwise.cl. */
 enum {
-  UN_NEG, UN_EXP, UN_SQRT, UN_RSQRT, UN_TANH, UN_RELU, UN_SIGMOID, UN_SILU, UN_GELU,
-  UN_SOFTPLUS, UN_SQRT_SOFTPLUS, UN_SCALE, UN_CLAMP
+  UN_NEG,
+  UN_EXP,
+  UN_SQRT,
+  UN_RSQRT,
+  UN_TANH,
+  UN_RELU,
+  UN_SIGMOID,
+  UN_SILU,
+  UN_GELU,
+  UN_SOFTPLUS,
+  UN_SQRT_SOFTPLUS,
+  UN_SCALE,
+  UN_CLAMP
 };
 
 static int unary_code(vnrt_op op) {
   switch (op) {
-    case VNRT_OP_NEG: return UN_NEG;
-    case VNRT_OP_EXP: return UN_EXP;
-    case VNRT_OP_SQRT: return UN_SQRT;
-    case VNRT_OP_RSQRT: return UN_RSQRT;
-    case VNRT_OP_TANH: return UN_TANH;
-    case VNRT_OP_RELU: return UN_RELU;
-    case VNRT_OP_SIGMOID: return UN_SIGMOID;
-    case VNRT_OP_SILU: return UN_SILU;
-    case VNRT_OP_GELU: return UN_GELU;
-    case VNRT_OP_SOFTPLUS: return UN_SOFTPLUS;
-    case VNRT_OP_SQRT_SOFTPLUS: return UN_SQRT_SOFTPLUS;
-    case VNRT_OP_SCALE: return UN_SCALE;
-    case VNRT_OP_CLAMP: return UN_CLAMP;
-    default: return -1;
+    case VNRT_OP_NEG:
+      return UN_NEG;
+    case VNRT_OP_EXP:
+      return UN_EXP;
+    case VNRT_OP_SQRT:
+      return UN_SQRT;
+    case VNRT_OP_RSQRT:
+      return UN_RSQRT;
+    case VNRT_OP_TANH:
+      return UN_TANH;
+    case VNRT_OP_RELU:
+      return UN_RELU;
+    case VNRT_OP_SIGMOID:
+      return UN_SIGMOID;
+    case VNRT_OP_SILU:
+      return UN_SILU;
+    case VNRT_OP_GELU:
+      return UN_GELU;
+    case VNRT_OP_SOFTPLUS:
+      return UN_SOFTPLUS;
+    case VNRT_OP_SQRT_SOFTPLUS:
+      return UN_SQRT_SOFTPLUS;
+    case VNRT_OP_SCALE:
+      return UN_SCALE;
+    case VNRT_OP_CLAMP:
+      return UN_CLAMP;
+    default:
+      return -1;
   }
 }
 
@@ -55,7 +80,10 @@ int cl_elementwise_supports(vnrt_backend_device *dev, const vnrt_backend_graph *
                             const vnrt_backend_node *node) {
   const vnrt_tensor_type *o = cl_q_out(g, node, 0);
   switch (node->op) {
-    case VNRT_OP_ADD: case VNRT_OP_SUB: case VNRT_OP_MUL: case VNRT_OP_DIV: {
+    case VNRT_OP_ADD:
+    case VNRT_OP_SUB:
+    case VNRT_OP_MUL:
+    case VNRT_OP_DIV: {
       const vnrt_tensor_type *a = cl_q_in(g, node, 0), *b = cl_q_in(g, node, 1);
       return cl_is_float(a->dtype) && cl_is_float(b->dtype) && cl_is_float(o->dtype) &&
              a->rank <= o->rank && b->rank <= o->rank;
@@ -120,8 +148,10 @@ static void bcast4(const vnrt_tensor_type *in, int32_t rank, int64_t out[4]) {
 
 static vnrt_status lower_binary(cl_lower *L) {
   const vnrt_tensor_type *o = cl_out_type(L, 0);
-  int code = L->node->op == VNRT_OP_ADD ? 0 : L->node->op == VNRT_OP_SUB ? 1
-           : L->node->op == VNRT_OP_MUL ? 2 : 3;
+  int code = L->node->op == VNRT_OP_ADD   ? 0
+             : L->node->op == VNRT_OP_SUB ? 1
+             : L->node->op == VNRT_OP_MUL ? 2
+                                          : 3;
   int64_t dims[4], sa[4], sb[4];
   dims4(o, dims);
   bcast4(cl_in_type(L, 0), o->rank, sa);
@@ -296,14 +326,24 @@ static vnrt_status lower_kv_write(cl_lower *L) {
 
 vnrt_status cl_elementwise_lower(cl_lower *L) {
   switch (L->node->op) {
-    case VNRT_OP_ADD: case VNRT_OP_SUB: case VNRT_OP_MUL: case VNRT_OP_DIV:
+    case VNRT_OP_ADD:
+    case VNRT_OP_SUB:
+    case VNRT_OP_MUL:
+    case VNRT_OP_DIV:
       return lower_binary(L);
-    case VNRT_OP_CAST: return lower_cast(L);
-    case VNRT_OP_RESHAPE: return lower_reshape(L);
-    case VNRT_OP_TRANSPOSE: return lower_transpose(L);
-    case VNRT_OP_SLICE: return lower_slice(L);
-    case VNRT_OP_CONCAT: return lower_concat(L);
-    case VNRT_OP_KV_WRITE: return lower_kv_write(L);
-    default: return lower_unary(L);
+    case VNRT_OP_CAST:
+      return lower_cast(L);
+    case VNRT_OP_RESHAPE:
+      return lower_reshape(L);
+    case VNRT_OP_TRANSPOSE:
+      return lower_transpose(L);
+    case VNRT_OP_SLICE:
+      return lower_slice(L);
+    case VNRT_OP_CONCAT:
+      return lower_concat(L);
+    case VNRT_OP_KV_WRITE:
+      return lower_kv_write(L);
+    default:
+      return lower_unary(L);
   }
 }

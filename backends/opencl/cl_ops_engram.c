@@ -70,13 +70,13 @@ int cl_engram_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
       int64_t T = u->dims[0], M = u->dims[1], C = u->dims[2], K = w->dims[1];
       int64_t P = (K - 1) * dil;
       return K >= 1 && w->dims[0] == M * C && vnrt_tensor_type_numel(hist) == P * M * C &&
-             hist->dtype == u->dtype &&
-             vnrt_tensor_type_numel(cl_q_in(g, node, 2)) == M * C &&
+             hist->dtype == u->dtype && vnrt_tensor_type_numel(cl_q_in(g, node, 2)) == M * C &&
              vnrt_tensor_type_numel(cl_q_out(g, node, 0)) == T * M * C &&
              vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == P * M * C &&
              cl_is_float(cl_q_out(g, node, 0)->dtype) && cl_is_float(cl_q_out(g, node, 1)->dtype);
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -207,9 +207,13 @@ static vnrt_status lower_short_conv(cl_lower *L) {
 
 vnrt_status cl_engram_lower(cl_lower *L) {
   switch (L->node->op) {
-    case VNRT_OP_NGRAM_HASH: return lower_ngram(L);
-    case VNRT_OP_ENGRAM_LOOKUP: return lower_lookup(L);
-    case VNRT_OP_ENGRAM_GATE: return lower_gate(L);
-    default: return lower_short_conv(L);
+    case VNRT_OP_NGRAM_HASH:
+      return lower_ngram(L);
+    case VNRT_OP_ENGRAM_LOOKUP:
+      return lower_lookup(L);
+    case VNRT_OP_ENGRAM_GATE:
+      return lower_gate(L);
+    default:
+      return lower_short_conv(L);
   }
 }

@@ -23,8 +23,7 @@ int cl_linalg_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
       if (x->rank < 1) return 0;
       if (node->n_inputs > 1) {
         const vnrt_tensor_type *w = cl_q_in(g, node, 1);
-        if (!cl_is_float(w->dtype) || vnrt_tensor_type_numel(w) != x->dims[x->rank - 1])
-          return 0;
+        if (!cl_is_float(w->dtype) || vnrt_tensor_type_numel(w) != x->dims[x->rank - 1]) return 0;
       }
       return 1;
     case VNRT_OP_SOFTMAX: {
@@ -34,11 +33,11 @@ int cl_linalg_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
     }
     case VNRT_OP_SWIGLU: {
       const vnrt_tensor_type *u = cl_q_in(g, node, 1);
-      return cl_is_float(u->dtype) &&
-             vnrt_tensor_type_numel(u) == vnrt_tensor_type_numel(o) &&
+      return cl_is_float(u->dtype) && vnrt_tensor_type_numel(u) == vnrt_tensor_type_numel(o) &&
              vnrt_tensor_type_numel(x) == vnrt_tensor_type_numel(o);
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -171,9 +170,13 @@ static vnrt_status lower_swiglu(cl_lower *L) {
 vnrt_status cl_linalg_lower(cl_lower *L) {
   switch (L->node->op) {
     case VNRT_OP_MATMUL:
-    case VNRT_OP_LINEAR: return lower_gemm(L);
-    case VNRT_OP_RMS_NORM: return lower_rms_norm(L);
-    case VNRT_OP_SOFTMAX: return lower_softmax(L);
-    default: return lower_swiglu(L);
+    case VNRT_OP_LINEAR:
+      return lower_gemm(L);
+    case VNRT_OP_RMS_NORM:
+      return lower_rms_norm(L);
+    case VNRT_OP_SOFTMAX:
+      return lower_softmax(L);
+    default:
+      return lower_swiglu(L);
   }
 }

@@ -155,9 +155,13 @@ static vnrt_status lower_sinkhorn(cl_lower *L) {
 
 vnrt_status cl_mhc_lower(cl_lower *L) {
   switch (L->node->op) {
-    case VNRT_OP_HC_EXPAND: return lower_expand(L);
-    case VNRT_OP_HC_POST: return lower_post(L);
-    case VNRT_OP_SINKHORN: return lower_sinkhorn(L);
-    default: return lower_pre_head(L);
+    case VNRT_OP_HC_EXPAND:
+      return lower_expand(L);
+    case VNRT_OP_HC_POST:
+      return lower_post(L);
+    case VNRT_OP_SINKHORN:
+      return lower_sinkhorn(L);
+    default:
+      return lower_pre_head(L);
   }
 }

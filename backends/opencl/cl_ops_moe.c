@@ -33,9 +33,8 @@ int cl_moe_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
            gu->dims[1] == 2 * F && gu->dims[2] == C && wd->dims[0] == E && wd->dims[1] == C &&
            wd->dims[2] == F;
   }
-  if (score_kind(node) < 0 || node->n_outputs != 2 ||
-      !cl_is_float(cl_q_out(g, node, 0)->dtype) || cl_q_out(g, node, 1)->dtype != VNRT_I32 ||
-      last == 0) {
+  if (score_kind(node) < 0 || node->n_outputs != 2 || !cl_is_float(cl_q_out(g, node, 0)->dtype) ||
+      cl_q_out(g, node, 1)->dtype != VNRT_I32 || last == 0) {
     return 0;
   }
   int64_t E = last;
@@ -95,13 +94,14 @@ static vnrt_status report_hash_route(vnrt_backend_exec *exec, const cl_step *st,
   if (r == 0) {
     return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                    "moe_hash_route '%s': token id %d (token %lld) is outside [0, %lld) of "
-                   "tid2eid", name, (int)id, (long long)t, (long long)st->info[2]);
+                   "tid2eid",
+                   name, (int)id, (long long)t, (long long)st->info[2]);
   }
   s = cl_read_i32(exec, (int32_t)st->info[1], (int64_t)id * k + r - 1, &e);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
-                 "moe_hash_route '%s': expert id %d (tid2eid[%d, %lld]) is outside [0, %lld)",
-                 name, (int)e, (int)id, (long long)(r - 1), (long long)st->info[4]);
+                 "moe_hash_route '%s': expert id %d (tid2eid[%d, %lld]) is outside [0, %lld)", name,
+                 (int)e, (int)id, (long long)(r - 1), (long long)st->info[4]);
 }
 
 static vnrt_status lower_hash_route(cl_lower *L) {
@@ -249,7 +249,8 @@ static vnrt_status lower_ffn(cl_lower *L) {
    * scratch is only the hidden activations. */
   uint64_t max_blocks = (uint64_t)(pairs + 3) / 4 + (uint64_t)(E < pairs ? E : pairs);
   uint64_t grouped_bytes = 4 * ((uint64_t)E + (uint64_t)pairs + 4 + 4 * max_blocks +
-                                (uint64_t)pairs * (3 * (uint64_t)F + (uint64_t)C)) + 6 * 256;
+                                (uint64_t)pairs * (3 * (uint64_t)F + (uint64_t)C)) +
+                           6 * 256;
   uint64_t budget = L->dev->desc->max_alloc < (1ull << 30) ? L->dev->desc->max_alloc : (1ull << 30);
   if (grouped_bytes <= budget / 2) return lower_ffn_grouped(L, T, C, F, kk, E, max_blocks);
   uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
@@ -280,8 +281,11 @@ static vnrt_status lower_ffn(cl_lower *L) {
 
 vnrt_status cl_moe_lower(cl_lower *L) {
   switch (L->node->op) {
-    case VNRT_OP_MOE_ROUTE: return lower_route(L);
-    case VNRT_OP_MOE_HASH_ROUTE: return lower_hash_route(L);
-    default: return lower_ffn(L);
+    case VNRT_OP_MOE_ROUTE:
+      return lower_route(L);
+    case VNRT_OP_MOE_HASH_ROUTE:
+      return lower_hash_route(L);
+    default:
+      return lower_ffn(L);
   }
 }

@@ -102,9 +102,8 @@ vnrt_status cl_program_build_source(vnrt_backend_device *dev, const char *const 
                                     cl_program *out_program) {
   *out_program = NULL;
   cl_int err = CL_SUCCESS;
-  cl_program program =
-      clCreateProgramWithSource(dev->context, (cl_uint)n_sources, (const char **)sources, NULL,
-                                &err);
+  cl_program program = clCreateProgramWithSource(dev->context, (cl_uint)n_sources,
+                                                 (const char **)sources, NULL, &err);
   if (!program || err != CL_SUCCESS) {
     return cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateProgramWithSource failed: %d %s", (int)err,
                    cl_error_name(err));
@@ -127,8 +126,8 @@ vnrt_status cl_program_build_source(vnrt_backend_device *dev, const char *const 
 /* ---- The cache ------------------------------------------------------------------------- */
 
 /* Loads the cache entry at path into a built program; on any mismatch returns 0 with why set. */
-static int cache_load(vnrt_backend_device *dev, const char *path, cl_program *out,
-                      char *why, size_t why_size) {
+static int cache_load(vnrt_backend_device *dev, const char *path, cl_program *out, char *why,
+                      size_t why_size) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -150,8 +149,9 @@ static int cache_load(vnrt_backend_device *dev, const char *path, cl_program *ou
     snprintf(why, why_size, "stale cache entry (key %016" PRIx64 ")", h.key);
   } else if (h.binary_bytes == 0 || h.binary_bytes > CL_CACHE_MAX_BINARY ||
              (uint64_t)file_size != sizeof h + h.binary_bytes) {
-    snprintf(why, why_size, "cache entry size mismatch (%ld bytes on disk, header says %" PRIu64
-             " + %zu)", file_size, h.binary_bytes, sizeof h);
+    snprintf(why, why_size,
+             "cache entry size mismatch (%ld bytes on disk, header says %" PRIu64 " + %zu)",
+             file_size, h.binary_bytes, sizeof h);
   } else if (strncmp(h.driver, dev->desc->driver_version, sizeof h.driver - 1) != 0) {
     snprintf(why, why_size, "stale cache entry (driver %.60s)", h.driver);
   } else if (!(bin = dev->host->alloc(dev->host->core, (size_t)h.binary_bytes))) {
@@ -168,16 +168,16 @@ static int cache_load(vnrt_backend_device *dev, const char *path, cl_program *ou
     cl_int err = CL_SUCCESS, bin_status = CL_SUCCESS;
     size_t len = (size_t)h.binary_bytes;
     const unsigned char *bins[1] = {bin};
-    cl_program program = clCreateProgramWithBinary(dev->context, 1, &dev->desc->id, &len, bins,
-                                                   &bin_status, &err);
+    cl_program program =
+        clCreateProgramWithBinary(dev->context, 1, &dev->desc->id, &len, bins, &bin_status, &err);
     if (!program || err != CL_SUCCESS || bin_status != CL_SUCCESS) {
       snprintf(why, why_size, "the driver rejected the cached binary (%d %s)",
                (int)(err != CL_SUCCESS ? err : bin_status),
                cl_error_name(err != CL_SUCCESS ? err : bin_status));
       if (program) clReleaseProgram(program);
       ok = 0;
-    } else if ((err = clBuildProgram(program, 1, &dev->desc->id, dev->build_options, NULL,
-                                     NULL)) != CL_SUCCESS) {
+    } else if ((err = clBuildProgram(program, 1, &dev->desc->id, dev->build_options, NULL, NULL)) !=
+               CL_SUCCESS) {
       snprintf(why, why_size, "the cached binary did not build (%d %s)", (int)err,
                cl_error_name(err));
       clReleaseProgram(program);
@@ -196,8 +196,10 @@ static void cache_store(vnrt_backend_device *dev, cl_program program, const char
   size_t size = 0;
   cl_int err = clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
   if (err != CL_SUCCESS || size == 0 || size > CL_CACHE_MAX_BINARY) {
-    host->log(host->core, VNRT_LOG_INFO, "opencl (%s): the driver offers no program binary to "
-              "cache (%d)", dev->desc->info.name, (int)err);
+    host->log(host->core, VNRT_LOG_INFO,
+              "opencl (%s): the driver offers no program binary to "
+              "cache (%d)",
+              dev->desc->info.name, (int)err);
     return;
   }
   unsigned char *bin = host->alloc(host->core, size);
@@ -237,7 +239,8 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
    * GEMM kernels (the device's preferred float width); a driver that rounds single-precision
    * divide and sqrt correctly when asked gets the flag, so results match the CPU more closely. */
   snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s",
-           desc->vec_width, desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+           desc->vec_width,
+           desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
 
   uint64_t key = CL_FNV_SEED;
   key = cl_fnv1a(key, CL_CACHE_MAGIC, 8);
@@ -254,7 +257,8 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
   if (!cl_cache_dir(dev->cache_dir, sizeof dev->cache_dir)) {
     host->log(host->core, VNRT_LOG_INFO,
               "opencl (%s): no usable cache directory (VNRT_CACHE_DIR, XDG_CACHE_HOME, HOME); "
-              "kernels are built every time", desc->info.name);
+              "kernels are built every time",
+              desc->info.name);
   }
 
   char path[1100], why[200] = "no cache directory";
@@ -269,9 +273,9 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
   vnrt_status s = cl_program_build_source(dev, vn_cl_sources, vn_cl_source_count,
                                           dev->build_options, &dev->program);
   if (s != VNRT_OK) return s;
-  host->log(host->core, VNRT_LOG_INFO,
-            "opencl (%s): kernels built from source in %.0f ms (%s)%s%s", desc->info.name,
-            1e3 * (cl_now() - t0), why, have_path ? "; caching in " : "", have_path ? path : "");
+  host->log(host->core, VNRT_LOG_INFO, "opencl (%s): kernels built from source in %.0f ms (%s)%s%s",
+            desc->info.name, 1e3 * (cl_now() - t0), why, have_path ? "; caching in " : "",
+            have_path ? path : "");
   if (have_path) cache_store(dev, dev->program, path);
   return VNRT_OK;
 }

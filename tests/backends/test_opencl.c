@@ -64,7 +64,8 @@ static int direct_devices(direct_dev *out, int cap) {
       memset(d, 0, sizeof *d);
       d->id = ids[i];
       clGetDeviceInfo(ids[i], CL_DEVICE_NAME, sizeof d->name, d->name, NULL);
-      clGetDeviceInfo(ids[i], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof d->global_mem, &d->global_mem, NULL);
+      clGetDeviceInfo(ids[i], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof d->global_mem, &d->global_mem,
+                      NULL);
       clGetDeviceInfo(ids[i], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof d->max_alloc, &d->max_alloc,
                       NULL);
       clGetDeviceInfo(ids[i], CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem, &d->local_mem, NULL);
@@ -84,15 +85,15 @@ static vnrt_device *opencl0(vnrt_context *ctx) {
 
 /* Skips (passes with a note) on machines without any OpenCL device, after checking that the
  * backend agrees there is none. */
-#define REQUIRE_OPENCL(ctx)                                                               \
-  do {                                                                                    \
-    if (!opencl0(ctx)) {                                                                  \
-      direct_dev dd_[4];                                                                  \
-      ck_assert_int_eq(direct_devices(dd_, 4), 0);                                        \
-      fprintf(stderr, "%s: no OpenCL device on this machine; skipped\n", __func__);       \
-      vnrt_context_destroy(ctx);                                                          \
-      return;                                                                             \
-    }                                                                                     \
+#define REQUIRE_OPENCL(ctx)                                                         \
+  do {                                                                              \
+    if (!opencl0(ctx)) {                                                            \
+      direct_dev dd_[4];                                                            \
+      ck_assert_int_eq(direct_devices(dd_, 4), 0);                                  \
+      fprintf(stderr, "%s: no OpenCL device on this machine; skipped\n", __func__); \
+      vnrt_context_destroy(ctx);                                                    \
+      return;                                                                       \
+    }                                                                               \
   } while (0)
 
 /* Log messages collected by a context (INFO and up). */
@@ -139,8 +140,8 @@ static void fake_free(void *core, void *p) { free(p); }
 
 static void fake_host_init(fake_host *h) {
   memset(h, 0, sizeof *h);
-  h->host = (vnrt_backend_host){sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc,
-                                fake_free, 1};
+  h->host = (vnrt_backend_host){
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, 1};
 }
 
 /* A fresh temporary directory (removed by rm_rf). */
@@ -226,11 +227,11 @@ START_TEST(test_devices_listed_with_capabilities) {
     ck_assert_uint_eq(info.memory_bytes, d->global_mem);
     ck_assert_uint_eq(info.max_buffer_bytes, d->max_alloc);
     ck_assert_uint_eq(info.shared_memory_bytes, d->local_mem);
-    vnrt_device_type want = (d->type & CL_DEVICE_TYPE_CPU)   ? VNRT_DEVICE_TYPE_SOFTWARE
-                            : (d->type & CL_DEVICE_TYPE_GPU) ? (d->unified
-                                                                    ? VNRT_DEVICE_TYPE_GPU_INTEGRATED
-                                                                    : VNRT_DEVICE_TYPE_GPU_DISCRETE)
-                                                             : VNRT_DEVICE_TYPE_ACCELERATOR;
+    vnrt_device_type want =
+        (d->type & CL_DEVICE_TYPE_CPU) ? VNRT_DEVICE_TYPE_SOFTWARE
+        : (d->type & CL_DEVICE_TYPE_GPU)
+            ? (d->unified ? VNRT_DEVICE_TYPE_GPU_INTEGRATED : VNRT_DEVICE_TYPE_GPU_DISCRETE)
+            : VNRT_DEVICE_TYPE_ACCELERATOR;
     ck_assert_int_eq(info.type, want);
     ck_assert(info.caps & VNRT_CAP_F16_STORAGE);
     ck_assert_int_eq(!!(info.caps & VNRT_CAP_F16), d->fp16);
@@ -379,8 +380,7 @@ START_TEST(test_allocation_beyond_the_limit_names_it) {
     vnrt_plan_desc pd = {0};
     pd.no_fallback = 1;
     vnrt_plan *plan = NULL;
-    ck_assert_int_eq(vnrt_plan_create(ctx, g, opencl0(ctx), &pd, &plan),
-                     VNRT_ERROR_OUT_OF_MEMORY);
+    ck_assert_int_eq(vnrt_plan_create(ctx, g, opencl0(ctx), &pd, &plan), VNRT_ERROR_OUT_OF_MEMORY);
     const char *msg = vnrt_context_last_error(ctx);
     ck_assert_msg(strstr(msg, "CL_DEVICE_MAX_MEM_ALLOC_SIZE") && strstr(msg, limit),
                   "plan error does not name the limit %s: %s", limit, msg);
@@ -419,9 +419,9 @@ START_TEST(test_program_cache_hit_corrupt_truncated_stale) {
   ck_assert_int_gt(size, 300);
 
   cached_run(lb); /* second: a cache hit, no build */
-  ck_assert_msg(strstr(lb->text, "kernels loaded from the cache") &&
-                    !strstr(lb->text, "built from source"),
-                "second context did not hit the cache: %s", lb->text);
+  ck_assert_msg(
+      strstr(lb->text, "kernels loaded from the cache") && !strstr(lb->text, "built from source"),
+      "second context did not hit the cache: %s", lb->text);
 
   /* A flipped byte in the binary: detected by the checksum, rebuilt, rewritten. */
   FILE *f = fopen(file, "r+b");
@@ -436,8 +436,8 @@ START_TEST(test_program_cache_hit_corrupt_truncated_stale) {
                     strstr(lb->text, "built from source"),
                 "a corrupt entry was not rebuilt: %s", lb->text);
   cached_run(lb);
-  ck_assert_msg(strstr(lb->text, "loaded from the cache"), "the rebuilt entry was not rewritten: %s",
-                lb->text);
+  ck_assert_msg(strstr(lb->text, "loaded from the cache"),
+                "the rebuilt entry was not rewritten: %s", lb->text);
 
   /* Truncated in the middle of the binary. */
   ck_assert_int_eq(truncate(file, size / 2), 0);
@@ -508,9 +508,12 @@ static void matmul_ref(const tu_tensor *a, const tu_tensor *b, const vnrt_tensor
 
 static double round_to(vnrt_dtype dt, double v) {
   switch (dt) {
-    case VNRT_F16: return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16: return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default: return (float)v;
+    case VNRT_F16:
+      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default:
+      return (float)v;
   }
 }
 
@@ -531,7 +534,8 @@ static void check_gemm(vnrt_context *ctx, const char *impl, vnrt_op op, tu_tenso
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t j = 0; j < N; ++j) {
         double acc = 0.0;
-        for (int64_t k = 0; k < K; ++k) acc += tu_get(&in[0], m * K + k) * tu_get(&in[1], j * K + k);
+        for (int64_t k = 0; k < K; ++k)
+          acc += tu_get(&in[0], m * K + k) * tu_get(&in[1], j * K + k);
         want[m * N + j] = acc;
       }
     }
@@ -675,10 +679,10 @@ static vnrt_status run_two_embeddings(vnrt_context *ctx, const int32_t *ids1, co
   TU_OK(ctx, vnrt_graph_add_input(g, "ids1", &ti, 0, &i1));
   TU_OK(ctx, vnrt_graph_add_input(g, "ids2", &ti, 0, &i2));
   const char *n1[] = {"e1"}, *n2[] = {"e2"}, *n3[] = {"y"};
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t1, i1}, 2, NULL, 0, n1,
-                                 &e1, 1));
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t2, i2}, 2, NULL, 0, n2,
-                                 &e2, 1));
+  TU_OK(ctx,
+        vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t1, i1}, 2, NULL, 0, n1, &e1, 1));
+  TU_OK(ctx,
+        vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, (vnrt_value[]){t2, i2}, 2, NULL, 0, n2, &e2, 1));
   TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, (vnrt_value[]){e1, e2}, 2, NULL, 0, n3, &out, 1));
   TU_OK(ctx, vnrt_graph_add_output(g, out));
   vnrt_plan_desc pd = {0};
@@ -819,7 +823,8 @@ START_TEST(test_gpu_kernel_family_matches_cpu) {
   {
     const int64_t X[3] = {3, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
     tu_tensor in[4] = {rnd(VNRT_F32, 3, X, 17, -2, 2), rnd(VNRT_F32, 2, fn, 18, -0.1f, 0.1f),
-                       rnd(VNRT_F32, 1, sc, 19, 0.5f, 1.5f), rnd(VNRT_F32, 1, base, 20, -0.5f, 0.5f)};
+                       rnd(VNRT_F32, 1, sc, 19, 0.5f, 1.5f),
+                       rnd(VNRT_F32, 1, base, 20, -0.5f, 0.5f)};
     vs_cpu(ctx, "hc_pre", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
     free_all(in, 4);
   }
