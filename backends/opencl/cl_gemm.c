@@ -298,6 +298,7 @@ static vnrt_status enqueue_clblast(vnrt_backend_device *dev, const cl_gemm_call 
   }
   return VNRT_OK;
 #else
+  (void)enqueue_cast; /* only the clBLAST path converts operands */
   return cl_fail(dev, VNRT_ERROR_UNSUPPORTED, "this build of vnrt has no clBLAST");
 #endif
 }
