@@ -484,9 +484,9 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   }
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
-    vnrt_backend_graph bg = {pd->n_tensors, pd->tensors, pd->n_nodes, pd->nodes, kernels};
+    pd->graph = (vnrt_backend_graph){pd->n_tensors, pd->tensors, pd->n_nodes, pd->nodes, kernels};
     if (pd->n_nodes == 0) continue;
-    VN_RETURN_IF_ERROR(pd->iface->compile(pd->bdev, &bg, &pd->exec));
+    VN_RETURN_IF_ERROR(pd->iface->compile(pd->bdev, &pd->graph, &pd->exec));
   }
   if (max_transfer > 0) {
     p->staging = vn_malloc(ctx, (size_t)max_transfer);

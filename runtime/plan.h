@@ -21,6 +21,7 @@ typedef struct vn_plan_device {
   vnrt_backend_buffer *arena; /* intermediates, packed by liveness */
   vnrt_backend_buffer *io;    /* inputs and params, one slot each */
   uint64_t arena_bytes, io_bytes;
+  vnrt_backend_graph graph; /* what compile got: valid until exec_destroy, as backend.h says */
   vnrt_backend_exec *exec;
 } vn_plan_device;
 

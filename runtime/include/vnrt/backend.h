@@ -101,7 +101,9 @@ typedef struct vnrt_backend_i {
   void (*buffer_free)(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
   /* Optional: the host address of a host-visible buffer (zero-copy), else NULL. */
   void *(*buffer_host_ptr)(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
-  /* Synchronous copies between host memory and a buffer. */
+  /* Synchronous copies between host memory and a buffer. The executor's copy stream (DualPath,
+   * docs/executor.md) calls buffer_write from its own thread while `run` executes on another
+   * thread, on different byte ranges: a backend must allow that (e.g. lock its queue). */
   vnrt_status (*buffer_write)(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
                               uint64_t offset, const void *src, uint64_t bytes);
   vnrt_status (*buffer_read)(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
