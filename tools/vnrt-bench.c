@@ -303,10 +303,18 @@ static void *make_data(const input_desc *in, size_t *out_bytes) {
     for (int64_t i = 0; i < n; ++i) {
       float v = (float)(in->lo + (in->hi - in->lo) * rng_uniform());
       switch (in->type.dtype) {
-        case VNRT_F16: ((uint16_t *)p)[i] = vnrt_f32_to_f16(v); break;
-        case VNRT_BF16: ((uint16_t *)p)[i] = vnrt_f32_to_bf16(v); break;
-        case VNRT_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-        default: ((float *)p)[i] = v; break;
+        case VNRT_F16:
+          ((uint16_t *)p)[i] = vnrt_f32_to_f16(v);
+          break;
+        case VNRT_BF16:
+          ((uint16_t *)p)[i] = vnrt_f32_to_bf16(v);
+          break;
+        case VNRT_I32:
+          ((int32_t *)p)[i] = (int32_t)v;
+          break;
+        default:
+          ((float *)p)[i] = v;
+          break;
       }
     }
   }
@@ -338,13 +346,12 @@ static vnrt_plan *make_plan(const bench_graph *bg, vnrt_device *dev, vnrt_kernel
   check(vnrt_graph_create(ctx, &g), "vnrt_graph_create");
   vnrt_value vals[8], outs[4];
   for (int i = 0; i < bg->n_in; ++i) {
-    check(vnrt_graph_add_input(g, bg->ins[i].name, &bg->ins[i].type, bg->ins[i].is_param,
-                               &vals[i]),
+    check(vnrt_graph_add_input(g, bg->ins[i].name, &bg->ins[i].type, bg->ins[i].is_param, &vals[i]),
           "vnrt_graph_add_input");
   }
-  check(vnrt_graph_add_node(g, bg->op, vals, bg->n_in, bg->attrs, bg->n_attrs, NULL, outs,
-                            bg->n_out),
-        "vnrt_graph_add_node");
+  check(
+      vnrt_graph_add_node(g, bg->op, vals, bg->n_in, bg->attrs, bg->n_attrs, NULL, outs, bg->n_out),
+      "vnrt_graph_add_node");
   for (int o = 0; o < bg->n_out; ++o) {
     check(vnrt_graph_add_output(g, outs[o]), "vnrt_graph_add_output");
   }
@@ -370,10 +377,18 @@ static double *read_output(vnrt_plan *plan, const char *name, int64_t *out_n) {
   double *v = xmalloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
   for (int64_t i = 0; i < n; ++i) {
     switch (t.dtype) {
-      case VNRT_F16: v[i] = vnrt_f16_to_f32(((const uint16_t *)raw)[i]); break;
-      case VNRT_BF16: v[i] = vnrt_bf16_to_f32(((const uint16_t *)raw)[i]); break;
-      case VNRT_I32: v[i] = ((const int32_t *)raw)[i]; break;
-      default: v[i] = ((const float *)raw)[i]; break;
+      case VNRT_F16:
+        v[i] = vnrt_f16_to_f32(((const uint16_t *)raw)[i]);
+        break;
+      case VNRT_BF16:
+        v[i] = vnrt_bf16_to_f32(((const uint16_t *)raw)[i]);
+        break;
+      case VNRT_I32:
+        v[i] = ((const int32_t *)raw)[i];
+        break;
+      default:
+        v[i] = ((const float *)raw)[i];
+        break;
     }
   }
   free(raw);
@@ -559,8 +574,8 @@ static void print_result(const result *r) {
     snprintf(nm, sizeof nm, "  %8.2e%s", r->nmse, bad ? " FAIL" : "");
     check_failed = check_failed || bad;
   }
-  printf("%-10s %-42s %9.3f %8.2f %7.2f %9s %8s %7s %7s %8s%s\n", r->op, r->shape, r->ms,
-         r->gflops, r->gbps, base, bw, vb, vw, vd, nm);
+  printf("%-10s %-42s %9.3f %8.2f %7.2f %9s %8s %7s %7s %8s%s\n", r->op, r->shape, r->ms, r->gflops,
+         r->gbps, base, bw, vb, vw, vd, nm);
   fflush(stdout);
 }
 
@@ -663,7 +678,8 @@ static void bench_moe(void) {
     /* The same work as one dense linear, x[T·k, C]·w[3F, C]ᵀ with the same weight dtype, timed
      * side by side. */
     bench_graph dense = {.op = VNRT_OP_LINEAR, .n_in = 2, .n_out = 1};
-    input_desc dins[2] = {linear_input(0, T * K, 3 * F, C, wdt), linear_input(1, T * K, 3 * F, C, wdt)};
+    input_desc dins[2] = {linear_input(0, T * K, 3 * F, C, wdt),
+                          linear_input(1, T * K, 3 * F, C, wdt)};
     dense.ins = dins;
     graph_inputs(&dense);
     vnrt_plan *dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);

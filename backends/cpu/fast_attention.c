@@ -24,8 +24,8 @@ typedef struct attn_job {
 /* ---- vector pieces ----------------------------------------------------------------------- */
 
 /* acc[h·Dv + c] += Σ_s p[h·ATT_SB + s]·v[s·ldv + c]. */
-static void pv_generic_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn,
-                        int64_t Dv, float *acc) {
+static void pv_generic_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn, int64_t Dv,
+                        float *acc) {
   for (int h = 0; h < hn; ++h) {
     float *ah = acc + h * Dv;
     for (int64_t s = 0; s < sn; ++s) {
@@ -49,8 +49,8 @@ static void exp_generic_(float *sc, int hn, int64_t sn, const float *m, float *l
 }
 
 #if defined(CPU_HAVE_AVX2_CODE)
-CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int64_t ldv,
-                              int64_t sn, int64_t Dv, float *acc) {
+CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int64_t ldv, int64_t sn,
+                              int64_t Dv, float *acc) {
   const float *p0 = p, *p1 = p + ATT_SB, *p2 = p + 2 * ATT_SB, *p3 = p + 3 * ATT_SB;
   float *o0 = acc, *o1 = acc + Dv, *o2 = acc + 2 * Dv, *o3 = acc + 3 * Dv;
   int64_t c = 0;
@@ -98,10 +98,18 @@ CPU_AVX2_INLINE void avx2_pv_(const int HN, const float *p, const float *v, int6
 static CPU_AVX2 void avx2_pv_any_(const float *p, int hn, const float *v, int64_t ldv, int64_t sn,
                                   int64_t Dv, float *acc) {
   switch (hn) {
-    case 1: avx2_pv_(1, p, v, ldv, sn, Dv, acc); break;
-    case 2: avx2_pv_(2, p, v, ldv, sn, Dv, acc); break;
-    case 3: avx2_pv_(3, p, v, ldv, sn, Dv, acc); break;
-    default: avx2_pv_(4, p, v, ldv, sn, Dv, acc); break;
+    case 1:
+      avx2_pv_(1, p, v, ldv, sn, Dv, acc);
+      break;
+    case 2:
+      avx2_pv_(2, p, v, ldv, sn, Dv, acc);
+      break;
+    case 3:
+      avx2_pv_(3, p, v, ldv, sn, Dv, acc);
+      break;
+    default:
+      avx2_pv_(4, p, v, ldv, sn, Dv, acc);
+      break;
   }
 }
 
@@ -152,18 +160,19 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
   const cpu_kernel_args *a = j->a;
   const int64_t t = item / (j->Hkv * j->n_hblk), rest = item % (j->Hkv * j->n_hblk);
   const int64_t kvh = rest / j->n_hblk, h0 = kvh * j->group + (rest % j->n_hblk) * ATT_HB;
-  const int hn = (int)(kvh * j->group + j->group - h0 < ATT_HB ? kvh * j->group + j->group - h0
-                                                                : ATT_HB);
+  const int hn =
+      (int)(kvh * j->group + j->group - h0 < ATT_HB ? kvh * j->group + j->group - h0 : ATT_HB);
   const int64_t D = j->D, Dv = j->Dv;
   const vnrt_dtype odt = a->out_type[0]->dtype;
 
   const int64_t qpos = j->S - j->T + t; /* query t sits at absolute position S-T+t */
-  int64_t lo = 0, hi = j->S - 1;       /* visible keys: [lo, hi], the same for every head */
+  int64_t lo = 0, hi = j->S - 1;        /* visible keys: [lo, hi], the same for every head */
   if (j->causal && qpos < hi) hi = qpos;
   if (j->window > 0 && qpos - j->window + 1 > lo) lo = qpos - j->window + 1;
   if (lo > hi) { /* a query that sees no key yields 0 */
     for (int h = 0; h < hn; ++h) {
-      for (int64_t c = 0; c < Dv; ++c) cpu_store_f32(a->out[0], odt, ((t * j->Hq) + h0 + h) * Dv + c, 0.0f);
+      for (int64_t c = 0; c < Dv; ++c)
+        cpu_store_f32(a->out[0], odt, ((t * j->Hq) + h0 + h) * Dv + c, 0.0f);
     }
     return;
   }

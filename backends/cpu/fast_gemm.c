@@ -11,6 +11,9 @@
  * so that enough independent FMA chains hide the latency. 24 is a multiple of each. */
 #define GEMM_NR_FOR(mr) ((mr) == 1 ? 8 : (mr) == 2 ? 6 : (mr) == 3 ? 4 : 3) /* mr·nr % 4 == 0 */
 #define GEMM_NR_MAX 8
+/* The AVX2 [N, K] path's tiles: x rows (their K block stays in L2) by w rows (streamed). */
+#define GEMM_MT_MAX 128
+#define GEMM_NT_AVX2 384
 /* The [K, N] layout's micro-tile: 6 x rows by 16 columns (12 accumulators, 2 b vectors). */
 #define GEMM_NN_MR 6
 #define GEMM_NN_NR 16
@@ -19,8 +22,8 @@
 
 /* s[i·nr + j] = Σ_kk xr[i][kk]·wr[j][kk] over kc elements, eight partial sums per pair so
  * that the compiler can vectorise it for the baseline ISA. */
-static void kern_generic(int mr, int nr, const float *const *xr, const float *const *wr,
-                         int64_t kc, float *s) {
+static void kern_generic(int mr, int nr, const float *const *xr, const float *const *wr, int64_t kc,
+                         float *s) {
   for (int i = 0; i < mr; ++i) {
     for (int j = 0; j < nr; ++j) {
       const float *xp = xr[i], *wp = wr[j];
@@ -29,8 +32,8 @@ static void kern_generic(int mr, int nr, const float *const *xr, const float *co
       for (; kk + 8 <= kc; kk += 8) {
         for (int l = 0; l < 8; ++l) lane[l] += xp[kk + l] * wp[kk + l];
       }
-      float acc = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
-                  ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+      float acc =
+          ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
       for (; kk < kc; ++kk) acc += xp[kk] * wp[kk];
       s[i * nr + j] = acc;
     }
@@ -56,28 +59,36 @@ static void kern_nn_generic(int mr, const float *x, int64_t ldx, const float *bp
 
 CPU_AVX2_INLINE float avx2_load1(const void *p, int64_t i, vnrt_dtype dt) {
   switch (dt) {
-    case VNRT_F16: return _cvtsh_ss(((const uint16_t *)p)[i]);
+    case VNRT_F16:
+      return _cvtsh_ss(((const uint16_t *)p)[i]);
     case VNRT_BF16: {
       uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
       float f;
       memcpy(&f, &bits, sizeof f);
       return f;
     }
-    default: return ((const float *)p)[i];
+    default:
+      return ((const float *)p)[i];
   }
 }
 
 /* The AVX2 form of kern_generic with compile-time MR×NR and w dtype (inlined into one function
  * per combination, so the accumulators live in registers). w rows are widened in registers. */
 CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
-                               const float *const *xr, const void *const *wr, int64_t kc,
-                               float *s) {
+                               const float *const *xr, const void *const *wr, const char *const *pf,
+                               int64_t kc, float *s) {
+  const int64_t wsz = WDT == VNRT_F32 ? 4 : 2;
   __m256 acc[GEMM_MR][GEMM_NR_MAX];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   int64_t kk = 0;
   for (; kk + 8 <= kc; kk += 8) {
+    /* pf: the w rows the next call will read, one cache line of each per 64 bytes of this
+     * call's rows, so that they arrive from memory while this tile computes. */
+    if (pf && ((kk * wsz) & 63) == 0) {
+      for (int j = 0; j < NR; ++j) _mm_prefetch(pf[j] + kk * wsz, _MM_HINT_T0);
+    }
     if (MR == 1) {
       const __m256 xv = _mm256_loadu_ps(xr[0] + kk);
       for (int j = 0; j < NR; ++j) {
@@ -103,8 +114,8 @@ CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
    * row-major [MR, NR] layout is the accumulators' order; MR·NR is a multiple of 4. */
   for (int f = 0; f < MR * NR; f += 4) {
     const __m256 t0 = _mm256_hadd_ps(acc[f / NR][f % NR], acc[(f + 1) / NR][(f + 1) % NR]);
-    const __m256 t1 = _mm256_hadd_ps(acc[(f + 2) / NR][(f + 2) % NR],
-                                     acc[(f + 3) / NR][(f + 3) % NR]);
+    const __m256 t1 =
+        _mm256_hadd_ps(acc[(f + 2) / NR][(f + 2) % NR], acc[(f + 3) / NR][(f + 3) % NR]);
     const __m256 t2 = _mm256_hadd_ps(t0, t1);
     _mm_storeu_ps(s + f, _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1)));
   }
@@ -115,17 +126,17 @@ CPU_AVX2_INLINE void avx2_kern(const int MR, const int NR, const vnrt_dtype WDT,
   }
 }
 
-typedef void (*avx2_kern_fn)(const float *const *xr, const void *const *wr, int64_t kc,
-                             float *s);
+typedef void (*avx2_kern_fn)(const float *const *xr, const void *const *wr, const char *const *pf,
+                             int64_t kc, float *s);
 
-#define AVX2_KERN_DEF_(MR, WD, WDT)                                                     \
+#define AVX2_KERN_DEF_(MR, WD, WDT)                                                         \
   static CPU_AVX2 void avx2_kern_##MR##_##WD(const float *const *xr, const void *const *wr, \
-                                             int64_t kc, float *s) {                    \
-    avx2_kern(MR, GEMM_NR_FOR(MR), WDT, xr, wr, kc, s);                                 \
+                                             const char *const *pf, int64_t kc, float *s) { \
+    avx2_kern(MR, GEMM_NR_FOR(MR), WDT, xr, wr, pf, kc, s);                                 \
   }
 #define AVX2_KERN_ALL_MR_(WD, WDT) \
-  AVX2_KERN_DEF_(1, WD, WDT) AVX2_KERN_DEF_(2, WD, WDT) AVX2_KERN_DEF_(3, WD, WDT) \
-  AVX2_KERN_DEF_(4, WD, WDT)
+  AVX2_KERN_DEF_(1, WD, WDT)       \
+  AVX2_KERN_DEF_(2, WD, WDT) AVX2_KERN_DEF_(3, WD, WDT) AVX2_KERN_DEF_(4, WD, WDT)
 AVX2_KERN_ALL_MR_(f32, VNRT_F32)
 AVX2_KERN_ALL_MR_(f16, VNRT_F16)
 AVX2_KERN_ALL_MR_(bf16, VNRT_BF16)
@@ -156,19 +167,19 @@ CPU_AVX2_INLINE void avx2_nn_kern(const int MR, const float *x, int64_t ldx, con
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t kk = 0; kk < kc; ++kk) {
     const __m256 b0 = _mm256_loadu_ps(bp + kk * ldb), b1 = _mm256_loadu_ps(bp + kk * ldb + 8);
-#define NN_ROW_(i)                                                  \
-  if (MR > i) {                                                     \
-    const __m256 xv = _mm256_broadcast_ss(x + i * ldx + kk);        \
-    c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);                     \
-    c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);                     \
+#define NN_ROW_(i)                                           \
+  if (MR > i) {                                              \
+    const __m256 xv = _mm256_broadcast_ss(x + i * ldx + kk); \
+    c##i##0 = _mm256_fmadd_ps(xv, b0, c##i##0);              \
+    c##i##1 = _mm256_fmadd_ps(xv, b1, c##i##1);              \
   }
     NN_ROW_(0) NN_ROW_(1) NN_ROW_(2) NN_ROW_(3) NN_ROW_(4) NN_ROW_(5)
 #undef NN_ROW_
   }
-#define NN_OUT_(i)                                 \
-  if (MR > i) {                                    \
-    _mm256_storeu_ps(s + i * 16, c##i##0);         \
-    _mm256_storeu_ps(s + i * 16 + 8, c##i##1);     \
+#define NN_OUT_(i)                             \
+  if (MR > i) {                                \
+    _mm256_storeu_ps(s + i * 16, c##i##0);     \
+    _mm256_storeu_ps(s + i * 16 + 8, c##i##1); \
   }
   NN_OUT_(0) NN_OUT_(1) NN_OUT_(2) NN_OUT_(3) NN_OUT_(4) NN_OUT_(5)
 #undef NN_OUT_
@@ -176,10 +187,10 @@ CPU_AVX2_INLINE void avx2_nn_kern(const int MR, const float *x, int64_t ldx, con
 
 typedef void (*avx2_nn_kern_fn)(const float *x, int64_t ldx, const float *bp, int64_t ldb,
                                 int64_t kc, float *s);
-#define AVX2_NN_KERN_DEF_(MR)                                                             \
-  static CPU_AVX2 void avx2_nn_kern_##MR(const float *x, int64_t ldx, const float *bp,    \
-                                         int64_t ldb, int64_t kc, float *s) {             \
-    avx2_nn_kern(MR, x, ldx, bp, ldb, kc, s);                                             \
+#define AVX2_NN_KERN_DEF_(MR)                                                          \
+  static CPU_AVX2 void avx2_nn_kern_##MR(const float *x, int64_t ldx, const float *bp, \
+                                         int64_t ldb, int64_t kc, float *s) {          \
+    avx2_nn_kern(MR, x, ldx, bp, ldb, kc, s);                                          \
   }
 AVX2_NN_KERN_DEF_(1)
 AVX2_NN_KERN_DEF_(2)
@@ -189,8 +200,8 @@ AVX2_NN_KERN_DEF_(5)
 AVX2_NN_KERN_DEF_(6)
 #undef AVX2_NN_KERN_DEF_
 static const avx2_nn_kern_fn avx2_nn_kerns_[GEMM_NN_MR + 1] = {
-    NULL, avx2_nn_kern_1, avx2_nn_kern_2, avx2_nn_kern_3, avx2_nn_kern_4, avx2_nn_kern_5,
-    avx2_nn_kern_6};
+    NULL,           avx2_nn_kern_1, avx2_nn_kern_2, avx2_nn_kern_3,
+    avx2_nn_kern_4, avx2_nn_kern_5, avx2_nn_kern_6};
 #endif /* CPU_HAVE_AVX2_CODE */
 
 /* f16 bits to f32, exactly (an inline form of vnrt_f16_to_f32 for the portable path). */
@@ -275,20 +286,28 @@ static void tile_out_(float *c, int64_t ldc, const float *s, int64_t lds, int mr
 }
 
 /* One x·wᵀ micro-tile: mr x rows (xr) by up to nr w rows starting at wb (ldb apart, dtype
- * bdt, nv of them valid; a partial group repeats its last row and drops those results). */
+ * bdt, nv of them valid; a partial group repeats its last row and drops those results).
+ * next (may be NULL): the first of the next_rows w rows the next call reads, to prefetch. */
 static void nt_tile_(int avx2, int mr, const float *const *xr, const char *wb, int64_t ldb,
-                     vnrt_dtype bdt, int nv, int64_t kc, float *s) {
+                     vnrt_dtype bdt, int nv, int64_t kc, const char *next, int64_t next_rows,
+                     float *s) {
   const int nr = GEMM_NR_FOR(mr);
   const size_t bsz = vnrt_dtype_size(bdt);
   const void *wr[GEMM_NR_MAX];
   for (int j = 0; j < nr; ++j) wr[j] = wb + (size_t)((j < nv ? j : nv - 1) * ldb) * bsz;
 #if defined(CPU_HAVE_AVX2_CODE)
   if (avx2) {
-    avx2_kerns_[bdt == VNRT_F16 ? 1 : bdt == VNRT_BF16 ? 2 : 0][mr](xr, wr, kc, s);
+    const char *pf[GEMM_NR_MAX];
+    for (int j = 0; next && j < nr; ++j) {
+      pf[j] = next + (size_t)((j < next_rows ? j : next_rows - 1) * ldb) * bsz;
+    }
+    avx2_kerns_[bdt == VNRT_F16    ? 1
+                : bdt == VNRT_BF16 ? 2
+                                   : 0][mr](xr, wr, next ? pf : NULL, kc, s);
     return;
   }
 #endif
-  (void)avx2;
+  (void)avx2, (void)next, (void)next_rows;
   kern_generic(mr, nr, xr, (const float *const *)wr, kc, s);
 }
 
@@ -305,26 +324,54 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
   float s[GEMM_MR * GEMM_NR_MAX];
   const float *xr[GEMM_MR];
 
-  /* A GEMV (a few x rows) uses each w element a few times only: w is streamed in place and,
-   * with AVX2, widened in registers. x stays in L1. */
+  /* A GEMV (a few x rows; AVX2, or f32 w): per K block the x rows stay in L1 and w streams
+   * past them exactly once, f16/bf16 widened in registers. */
   if (m <= GEMM_MR && (avx2 || wdt == VNRT_F32)) {
     const int mr = (int)m, nr = GEMM_NR_FOR(mr);
+    for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx;
     for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
       const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
-      for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx + k0;
+      const float *xk[GEMM_MR];
+      for (int i = 0; i < mr; ++i) xk[i] = xr[i] + k0;
       for (int64_t j = 0; j < n; j += nr) {
         const int nv = (int)(n - j < nr ? n - j : nr);
-        nt_tile_(avx2, mr, xr, (const char *)w + (size_t)(j * ldw + k0) * wsz, ldw, wdt, nv, kc,
-                 s);
+        const char *next =
+            j + nr < n ? (const char *)w + (size_t)((j + nr) * ldw + k0) * wsz : NULL;
+        nt_tile_(avx2, mr, xk, (const char *)w + (size_t)(j * ldw + k0) * wsz, ldw, wdt, nv, kc,
+                 next, n - j - nr, s);
         tile_out_(c + j, ldc, s, nr, mr, nv, k0 == 0);
       }
     }
     return;
   }
+  /* AVX2 with more x rows: per K block the x rows (a tile's <= 128 rows: L2) meet each group
+   * of 3 w rows in turn; the group is read in place once, from memory into L1, and serves
+   * every 4-row x panel before the next group streams in. */
+  if (avx2) {
+    for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
+      const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
+      for (int64_t j = 0; j < n; j += GEMM_NR_FOR(GEMM_MR)) {
+        const int nv = (int)(n - j < GEMM_NR_FOR(GEMM_MR) ? n - j : GEMM_NR_FOR(GEMM_MR));
+        const char *wj = (const char *)w + (size_t)(j * ldw + k0) * wsz;
+        for (int64_t i0 = 0; i0 < m; i0 += GEMM_MR) {
+          const int mr = (int)(m - i0 < GEMM_MR ? m - i0 : GEMM_MR);
+          for (int i = 0; i < mr; ++i) xr[i] = x + (i0 + i) * ldx + k0;
+          /* The first x panel prefetches the next group of w rows. */
+          const int64_t jn = j + GEMM_NR_FOR(GEMM_MR);
+          const char *next =
+              i0 == 0 && jn < n ? (const char *)w + (size_t)(jn * ldw + k0) * wsz : NULL;
+          nt_tile_(avx2, mr, xr, wj, ldw, wdt, nv, kc, next, n - jn, s);
+          tile_out_(c + i0 * ldc + j, ldc, s, GEMM_NR_FOR(mr), mr, nv, k0 == 0);
+        }
+      }
+    }
+    return;
+  }
 
-  /* Otherwise: per K block, a block of x rows and a block of w rows are packed to f32 and
-   * every 4-row x panel (L1) meets every w row of the block (L2). An f32 w whose rows do not
-   * alias in the caches (not a multiple of 1 KiB apart) is read in place instead. */
+  /* The portable path: per K block, a block of x rows and a block of w rows are packed
+   * (widened) to contiguous f32, then every 4-row x panel meets every w row of the block. An
+   * f32 w whose rows do not alias in the caches (not a multiple of 1 KiB apart) is read in
+   * place instead. */
   const int pack_w = wdt != VNRT_F32 || ((size_t)ldw * sizeof(float)) % 1024 == 0;
   float *xp = ws, *wp = ws + CPU_GEMM_MB * CPU_GEMM_KC;
   for (int64_t j0 = 0; j0 < n; j0 += CPU_GEMM_NB) {
@@ -334,8 +381,7 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
       const float *wb = (const float *)w + j0 * ldw + k0;
       int64_t ldb = ldw;
       if (pack_w) {
-        pack_rows_(isa, (const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, wp,
-                   kc);
+        pack_rows_(isa, (const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, wp, kc);
         wb = wp;
         ldb = kc;
       }
@@ -348,7 +394,8 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
           for (int i = 0; i < mr; ++i) xr[i] = xp + (i0 + i) * kc;
           for (int64_t jj = 0; jj < nb; jj += nr) {
             const int nv = (int)(nb - jj < nr ? nb - jj : nr);
-            nt_tile_(avx2, mr, xr, (const char *)(wb + jj * ldb), ldb, VNRT_F32, nv, kc, s);
+            nt_tile_(avx2, mr, xr, (const char *)(wb + jj * ldb), ldb, VNRT_F32, nv, kc, NULL, 0,
+                     s);
             tile_out_(c + (m0 + i0) * ldc + j0 + jj, ldc, s, nr, mr, nv, k0 == 0);
           }
         }
@@ -448,16 +495,34 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
                              int64_t k, void *out, vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
   gemm_job g = {
-      .isa = cpu_fast_isa(), .nn = nn, .x = x, .w = w, .out = out, .wdt = wdt, .odt = odt,
-      .ldx = ldx, .ldw = ldw, .ldo = ldo, .m = m, .n = n, .k = k,
+      .isa = cpu_fast_isa(),
+      .nn = nn,
+      .x = x,
+      .w = w,
+      .out = out,
+      .wdt = wdt,
+      .odt = odt,
+      .ldx = ldx,
+      .ldw = ldw,
+      .ldo = ldo,
+      .m = m,
+      .n = n,
+      .k = k,
   };
-  /* Tiles: up to 64 x rows (their K block stays in L2) by CPU_GEMM_NB w rows; a GEMV (a few
-   * x rows) uses narrower tiles. Halve them until every thread has a few tiles to take. */
+  /* Tiles: on the AVX2 [N, K] path up to GEMM_MT_MAX x rows (one K block of them stays in L2)
+   * by GEMM_NT_AVX2 w rows streamed past them; otherwise the rows one packed block holds by
+   * CPU_GEMM_NB; a GEMV (a few x rows) by 64 w rows. Halve them until every thread has a few
+   * tiles to take. */
   const int64_t threads = cpu_pool_threads(a->pool);
   const int64_t want = 4 * threads;
   const int64_t mr = nn ? GEMM_NN_MR : GEMM_MR, min_nt = nn ? GEMM_NN_NR : 8;
-  g.mt = m <= mr ? m : 16 * mr;
-  g.nt = !nn && m <= GEMM_MR ? 64 : CPU_GEMM_NB;
+  const int avx2_nt = !nn && g.isa == CPU_ISA_AVX2;
+  if (m <= mr) {
+    g.mt = m;
+  } else {
+    g.mt = avx2_nt ? (m < GEMM_MT_MAX ? m : GEMM_MT_MAX) : 16 * mr;
+  }
+  g.nt = !nn && m <= GEMM_MR ? 64 : avx2_nt ? GEMM_NT_AVX2 : CPU_GEMM_NB;
   while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
     if (g.mt > mr && (ceil_div_(m, g.mt) <= ceil_div_(n, g.nt) || g.nt <= min_nt)) {
       g.mt = ceil_div_(g.mt / 2, mr) * mr;
@@ -479,13 +544,13 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
 }
 
 vnrt_status cpu_gemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k,
-                        void *out, vnrt_dtype odt, int64_t ldo) {
+                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, void *out,
+                        vnrt_dtype odt, int64_t ldo) {
   return gemm_run_(a, 0, x, ldx, m, w, wdt, ldw, n, k, out, odt, ldo);
 }
 
 vnrt_status cpu_gemm_nn(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k,
-                        void *out, vnrt_dtype odt, int64_t ldo) {
+                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k, void *out,
+                        vnrt_dtype odt, int64_t ldo) {
   return gemm_run_(a, 1, x, ldx, m, b, bdt, ldb, n, k, out, odt, ldo);
 }

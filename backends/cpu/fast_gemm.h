@@ -26,8 +26,8 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
                        vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
                        float *ws);
 
-/* The same for b in the [K, N] layout of matmul: c[i·ldc + j] = Σ_kk x[i·ldx + kk]·b[kk·ldb + j].
- * ws holds CPU_GEMM_WS_FLOATS floats. */
+/* The same for b in the [K, N] layout of matmul:
+ * c[i·ldc + j] = Σ_kk x[i·ldx + kk]·b[kk·ldb + j]. ws holds CPU_GEMM_WS_FLOATS floats. */
 void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *b,
                        vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k, float *c, int64_t ldc,
                        float *ws);
@@ -35,13 +35,13 @@ void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
 /* out[i·ldo + j] (stored as odt) = Σ_kk x[i·ldx + kk]·w[j·ldw + kk] for the whole [m, n],
  * split into tiles across the kernel's pool. Reports scratch allocation failures. */
 vnrt_status cpu_gemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k,
-                        void *out, vnrt_dtype odt, int64_t ldo);
+                        const void *w, vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, void *out,
+                        vnrt_dtype odt, int64_t ldo);
 
 /* cpu_gemm_nt for b in the [K, N] layout (ldb elements between rows of b). */
 vnrt_status cpu_gemm_nn(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k,
-                        void *out, vnrt_dtype odt, int64_t ldo);
+                        const void *b, vnrt_dtype bdt, int64_t ldb, int64_t n, int64_t k, void *out,
+                        vnrt_dtype odt, int64_t ldo);
 
 /* dst[i] = src[i] widened to f32, for n elements of dtype dt. */
 void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, float *dst);

@@ -9,8 +9,8 @@
 vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
   const vnrt_tensor_type *tx = a->in_type[0], *tw = a->in_type[1], *to = a->out_type[0];
   /* Shapes the reference rejects, and empty ones, are left to it (one message, one place). */
-  if (tx->rank < 1 || tw->rank != 2 || tx->dims[tx->rank - 1] != tw->dims[1] ||
-      tw->dims[0] <= 0 || tw->dims[1] <= 0 || vnrt_tensor_type_numel(tx) == 0) {
+  if (tx->rank < 1 || tw->rank != 2 || tx->dims[tx->rank - 1] != tw->dims[1] || tw->dims[0] <= 0 ||
+      tw->dims[1] <= 0 || vnrt_tensor_type_numel(tx) == 0) {
     return cpu_ref_linear(a);
   }
   const int64_t n = tw->dims[0], k = tw->dims[1];
@@ -23,7 +23,8 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
     cpu_fast_to_f32(cpu_fast_isa(), a->in[0], tx->dtype, rows * k, xs);
     x = xs;
   }
-  vnrt_status st = cpu_gemm_nt(a, x, k, rows, a->in[1], tw->dtype, k, n, k, a->out[0], to->dtype, n);
+  vnrt_status st =
+      cpu_gemm_nt(a, x, k, rows, a->in[1], tw->dtype, k, n, k, a->out[0], to->dtype, n);
   cpu_fast_free(a, xs);
   return st;
 }

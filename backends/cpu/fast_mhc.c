@@ -21,15 +21,15 @@ typedef struct hc_pre_job {
   cpu_isa isa;
   int64_t T, n, C, R, iters;
   float eps, norm_eps;
-  const float *X;    /* [T, n·C] f32 (the input itself, or a widened copy) */
-  const void *fn;    /* fn itself (a GEMV reads it in place), or a padded f32 copy */
+  const float *X; /* [T, n·C] f32 (the input itself, or a widened copy) */
+  const void *fn; /* fn itself (a GEMV reads it in place), or a padded f32 copy */
   vnrt_dtype fn_dt;
   int64_t fn_ld;
-  float *fn_copy;    /* [R, n·C + HC_FN_PAD] */
-  float *mix;        /* [T, R] fn·f, not yet scaled by rsqrt(mean(f²)) */
-  float *sumsq;      /* [T] */
+  float *fn_copy; /* [R, n·C + HC_FN_PAD] */
+  float *mix;     /* [T, R] fn·f, not yet scaled by rsqrt(mean(f²)) */
+  float *sumsq;   /* [T] */
   int64_t tb, rb, n_rb;
-  float *scratch;    /* per slot: slot_floats (GEMM workspace, or C floats of x) */
+  float *scratch; /* per slot: slot_floats (GEMM workspace, or C floats of x) */
   int64_t slot_floats;
 } hc_pre_job;
 
@@ -58,7 +58,8 @@ static float sumsq_(cpu_isa isa, const float *f, int64_t n) {
   for (; i + 8 <= n; i += 8) {
     for (int l = 0; l < 8; ++l) lane[l] += f[i + l] * f[i + l];
   }
-  float s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  float s =
+      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
   for (; i < n; ++i) s += f[i] * f[i];
   return s;
 }
@@ -164,8 +165,8 @@ static void hc_fn_item_(void *user, int64_t r, int32_t slot) {
   const cpu_kernel_args *a = j->a;
   const int64_t nc = j->n * j->C;
   const vnrt_dtype fdt = a->in_type[1]->dtype;
-  cpu_fast_to_f32(j->isa, (const char *)a->in[1] + (size_t)(r * nc) * vnrt_dtype_size(fdt), fdt,
-                  nc, j->fn_copy + r * (nc + HC_FN_PAD));
+  cpu_fast_to_f32(j->isa, (const char *)a->in[1] + (size_t)(r * nc) * vnrt_dtype_size(fdt), fdt, nc,
+                  j->fn_copy + r * (nc + HC_FN_PAD));
 }
 
 /* The epilogue on its own, when fn's rows were split across items; 4 tokens per item. */
@@ -214,8 +215,8 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
    * from a padded f32 copy. */
   const int copy_fn = j.tb > 4;
   const int64_t fn_floats = copy_fn ? j.R * (nc + HC_FN_PAD) : 0;
-  vnrt_status st = cpu_fast_alloc(
-      a, j.T * (j.R + 1) + fn_floats + xf_floats + threads * j.slot_floats, &mem);
+  vnrt_status st =
+      cpu_fast_alloc(a, j.T * (j.R + 1) + fn_floats + xf_floats + threads * j.slot_floats, &mem);
   if (st != VNRT_OK) return st;
   j.mix = mem;
   j.sumsq = j.mix + j.T * j.R;

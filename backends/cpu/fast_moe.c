@@ -16,15 +16,15 @@ typedef struct moe_job {
   int64_t T, C, F, k, n_slots;
   float limit;
   const int32_t *experts;
-  int32_t *slot_of;    /* [T·k]: the row of (t, i) in the grouped buffers */
-  int32_t *token_of;   /* [T·k]: the token of each grouped row */
-  int64_t *rb_expert;  /* per row block: its expert, first grouped row, and row count */
+  int32_t *slot_of;   /* [T·k]: the row of (t, i) in the grouped buffers */
+  int32_t *token_of;  /* [T·k]: the token of each grouped row */
+  int64_t *rb_expert; /* per row block: its expert, first grouped row, and row count */
   int64_t *rb_row, *rb_rows;
   int64_t n_rb;
-  float *xg;           /* [T·k, C] x rows grouped by expert (f32) */
-  float *h;            /* [T·k, F] swiglu(gate, up) per grouped row */
-  float *yp;           /* [T·k, C] down projection per grouped row */
-  float *scratch;      /* per slot: GEMM workspace + gate and up tiles */
+  float *xg;      /* [T·k, C] x rows grouped by expert (f32) */
+  float *h;       /* [T·k, F] swiglu(gate, up) per grouped row */
+  float *yp;      /* [T·k, C] down projection per grouped row */
+  float *scratch; /* per slot: GEMM workspace + gate and up tiles */
   int64_t slot_floats;
 } moe_job;
 
@@ -144,8 +144,8 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   j.slot_floats = CPU_GEMM_WS_FLOATS + 2 * MOE_MB * MOE_FB;
   if (j.slot_floats < j.C) j.slot_floats = j.C;
   float *rb_mem = NULL, *map_mem = NULL, *buf = NULL;
-  vnrt_status st = cpu_fast_alloc(a, 3 * max_rb * (int64_t)(sizeof(int64_t) / sizeof(float)),
-                                  &rb_mem);
+  vnrt_status st =
+      cpu_fast_alloc(a, 3 * max_rb * (int64_t)(sizeof(int64_t) / sizeof(float)), &rb_mem);
   if (st == VNRT_OK) st = cpu_fast_alloc(a, E + 1 + 2 * j.n_slots, &map_mem);
   if (st == VNRT_OK) {
     st = cpu_fast_alloc(a, j.n_slots * (2 * j.C + j.F) + threads * j.slot_floats, &buf);

@@ -34,7 +34,8 @@ CPU_AVX2_INLINE __m256 avx2_load8(const void *p, int64_t i, vnrt_dtype dt) {
       __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
       return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
-    default: return _mm256_loadu_ps((const float *)p + i);
+    default:
+      return _mm256_loadu_ps((const float *)p + i);
   }
 }
 
@@ -76,7 +77,8 @@ CPU_AVX2_INLINE __m256 avx2_exp(__m256 x) {
   /* 2^fx through the exponent field; fx is in [-126, 128) here, and 2^128 is covered by
    * splitting it as 2^(fx-1)·2. */
   __m256i e = _mm256_cvtps_epi32(_mm256_sub_ps(fx, _mm256_set1_ps(1.0f)));
-  __m256 pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+  __m256 pow2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
   y = _mm256_mul_ps(_mm256_mul_ps(y, pow2), _mm256_set1_ps(2.0f));
   y = _mm256_and_ps(y, under);
   return _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), over);
