@@ -210,8 +210,9 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
     float mnew[ATT_HB];
     for (int h = 0; h < hn; ++h) {
       float bm = sc[h * ATT_SB];
-      for (int64_t s = 1; s < sn; ++s) bm = fmaxf(bm, sc[h * ATT_SB + s]);
-      mnew[h] = fmaxf(m[h], bm);
+      /* Plain compares (fmaxf is a libm call at -O3 without -ffinite-math-only). */
+      for (int64_t s = 1; s < sn; ++s) bm = sc[h * ATT_SB + s] > bm ? sc[h * ATT_SB + s] : bm;
+      mnew[h] = bm > m[h] ? bm : m[h];
       if (mnew[h] > m[h] && m[h] > -INFINITY) {
         const float corr = expf(m[h] - mnew[h]);
         l[h] *= corr;

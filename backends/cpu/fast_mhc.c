@@ -211,9 +211,9 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   j.slot_floats = CPU_GEMM_WS_FLOATS > j.C ? CPU_GEMM_WS_FLOATS : j.C;
   const int64_t xf_floats = Xt->dtype == VNRT_F32 ? 0 : j.T * nc;
   float *mem = NULL;
-  /* A GEMV (a few tokens) streams fn once, in place; larger blocks read it once per block,
-   * from a padded f32 copy. */
-  const int copy_fn = j.tb > 4;
+  /* The AVX2 GEMM core reads fn in place (widening f16/bf16 in registers), as does a GEMV (a
+   * few tokens) on any path; the portable path's larger blocks read a padded f32 copy. */
+  const int copy_fn = j.tb > 4 && j.isa != CPU_ISA_AVX2;
   const int64_t fn_floats = copy_fn ? j.R * (nc + HC_FN_PAD) : 0;
   vnrt_status st =
       cpu_fast_alloc(a, j.T * (j.R + 1) + fn_floats + xf_floats + threads * j.slot_floats, &mem);
