@@ -311,10 +311,81 @@ static void nt_tile_(int avx2, int mr, const float *const *xr, const char *wb, i
   kern_generic(mr, nr, xr, (const float *const *)wr, kc, s);
 }
 
-void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
-                       vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
-                       float *ws) {
-  if (m <= 0 || n <= 0) return;
+/* ---- sums of squares ------------------------------------------------------------------- */
+
+#if defined(CPU_HAVE_AVX2_CODE)
+static CPU_AVX2 float avx2_sumsq_(const float *f, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 v0 = _mm256_loadu_ps(f + i), v1 = _mm256_loadu_ps(f + i + 8);
+    a0 = _mm256_fmadd_ps(v0, v0, a0);
+    a1 = _mm256_fmadd_ps(v1, v1, a1);
+  }
+  float sum = avx2_hsum(_mm256_add_ps(a0, a1));
+  for (; i < n; ++i) sum += f[i] * f[i];
+  return sum;
+}
+#endif
+
+float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa == CPU_ISA_AVX2) return avx2_sumsq_(f, n);
+#endif
+  (void)isa;
+  float lane[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) lane[l] += f[i + l] * f[i + l];
+  }
+  float sum =
+      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) sum += f[i] * f[i];
+  return sum;
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+static CPU_AVX2 void avx2_axpy_(float a, const float *x, float *y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+#endif
+
+void cpu_fast_axpy(cpu_isa isa, float a, const float *x, float *y, int64_t n) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa == CPU_ISA_AVX2) {
+    avx2_axpy_(a, x, y, n);
+    return;
+  }
+#endif
+  (void)isa;
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+/* ss[i] (+)= Σ xr[i][0..kc)² for i < mr: a K block's share of the rows' sums of squares, taken
+ * while the rows are in L1 for the GEMM. */
+static void panel_sumsq_(cpu_isa isa, const float *const *xr, int mr, int64_t kc, float *ss,
+                         int first) {
+  for (int i = 0; i < mr; ++i) {
+    const float part = cpu_fast_sumsq(isa, xr[i], kc);
+    ss[i] = first ? part : ss[i] + part;
+  }
+}
+
+/* cpu_gemm_nt_block; ss (may be NULL) receives each x row's sum of squares. */
+static void gemm_nt_block_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                           vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
+                           float *ws, float *ss) {
+  if (m <= 0) return;
+  if (ss) memset(ss, 0, (size_t)m * sizeof(float));
+  if (n <= 0) {
+    for (int64_t i = 0; ss && i < m; ++i) ss[i] = cpu_fast_sumsq(isa, x + i * ldx, k);
+    return;
+  }
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
     return;
@@ -333,6 +404,7 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
       const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
       const float *xk[GEMM_MR];
       for (int i = 0; i < mr; ++i) xk[i] = xr[i] + k0;
+      if (ss) panel_sumsq_(isa, xk, mr, kc, ss, k0 == 0);
       for (int64_t j = 0; j < n; j += nr) {
         const int nv = (int)(n - j < nr ? n - j : nr);
         const char *next =
@@ -362,6 +434,7 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
               i0 == 0 && jn < n ? (const char *)w + (size_t)(jn * ldw + k0) * wsz : NULL;
           nt_tile_(avx2, mr, xr, wj, ldw, wdt, nv, kc, next, n - jn, s);
           tile_out_(c + i0 * ldc + j, ldc, s, GEMM_NR_FOR(mr), mr, nv, k0 == 0);
+          if (ss && j == 0) panel_sumsq_(isa, xr, mr, kc, ss + i0, k0 == 0);
         }
       }
     }
@@ -392,6 +465,7 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
           const int mr = (int)(mb - i0 < GEMM_MR ? mb - i0 : GEMM_MR);
           const int nr = GEMM_NR_FOR(mr);
           for (int i = 0; i < mr; ++i) xr[i] = xp + (i0 + i) * kc;
+          if (ss && j0 == 0) panel_sumsq_(isa, xr, mr, kc, ss + m0 + i0, k0 == 0);
           for (int64_t jj = 0; jj < nb; jj += nr) {
             const int nv = (int)(nb - jj < nr ? nb - jj : nr);
             nt_tile_(avx2, mr, xr, (const char *)(wb + jj * ldb), ldb, VNRT_F32, nv, kc, NULL, 0,
@@ -402,6 +476,18 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
       }
     }
   }
+}
+
+void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                       vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
+                       float *ws) {
+  gemm_nt_block_(isa, x, ldx, m, w, wdt, ldw, n, k, c, ldc, ws, NULL);
+}
+
+void cpu_gemm_nt_block_sumsq(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                             vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                             int64_t ldc, float *ws, float *x_sumsq) {
+  gemm_nt_block_(isa, x, ldx, m, w, wdt, ldw, n, k, c, ldc, ws, x_sumsq);
 }
 
 void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *b,

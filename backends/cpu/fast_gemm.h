@@ -26,6 +26,18 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
                        vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc,
                        float *ws);
 
+/* cpu_gemm_nt_block that also sets x_sumsq[i] = Σ_kk x[i·ldx + kk]² for i < m, taken while
+ * the rows pass through L1 for the GEMM (one pass over x instead of two). */
+void cpu_gemm_nt_block_sumsq(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
+                             vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                             int64_t ldc, float *ws, float *x_sumsq);
+
+/* Σ f[i]² over n floats (vectorised; the order depends only on n and isa). */
+float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n);
+
+/* y[i] += a·x[i] for n floats. */
+void cpu_fast_axpy(cpu_isa isa, float a, const float *x, float *y, int64_t n);
+
 /* The same for b in the [K, N] layout of matmul:
  * c[i·ldc + j] = Σ_kk x[i·ldx + kk]·b[kk·ldb + j]. ws holds CPU_GEMM_WS_FLOATS floats. */
 void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *b,

@@ -33,37 +33,6 @@ typedef struct hc_pre_job {
   int64_t slot_floats;
 } hc_pre_job;
 
-#if defined(CPU_HAVE_AVX2_CODE)
-static CPU_AVX2 float avx2_sumsq_(const float *f, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 v0 = _mm256_loadu_ps(f + i), v1 = _mm256_loadu_ps(f + i + 8);
-    a0 = _mm256_fmadd_ps(v0, v0, a0);
-    a1 = _mm256_fmadd_ps(v1, v1, a1);
-  }
-  float s = avx2_hsum(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) s += f[i] * f[i];
-  return s;
-}
-#endif
-
-static float sumsq_(cpu_isa isa, const float *f, int64_t n) {
-#if defined(CPU_HAVE_AVX2_CODE)
-  if (isa == CPU_ISA_AVX2) return avx2_sumsq_(f, n);
-#endif
-  (void)isa;
-  float lane[8] = {0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; ++l) lane[l] += f[i + l] * f[i + l];
-  }
-  float s =
-      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (; i < n; ++i) s += f[i] * f[i];
-  return s;
-}
-
 static float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* spec/ops.md's sinkhorn on M[n, n] (holding the logits): row softmax, +eps, column normalise,
@@ -122,16 +91,12 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   for (int64_t r = 0; r < n * n; ++r) {
     cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
   }
-  /* Stream q outer, channels inner: vectorisable, and each channel still sums over the
-   * streams in ascending order as the reference does. */
+  /* Stream q outer, channels inner (vectorised); each channel still sums over the streams in
+   * ascending order as the reference does. */
   float *x = xdt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
   const float *Xt = j->X + t * nc;
   for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;
-  for (int64_t q = 0; q < n; ++q) {
-    const float p = pre[q];
-    const float *Xq = Xt + q * C;
-    for (int64_t c = 0; c < C; ++c) x[c] += p * Xq[c];
-  }
+  for (int64_t q = 0; q < n; ++q) cpu_fast_axpy(j->isa, pre[q], Xt + q * C, x, C);
   if (xdt != VNRT_F32) {
     for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], xdt, t * C + c, acc[c]);
   }
@@ -147,12 +112,10 @@ static void hc_block_item_(void *user, int64_t item, int32_t slot) {
   const int64_t rb = j->R - r0 < j->rb ? j->R - r0 : j->rb;
   const int64_t nc = j->n * j->C;
   float *ws = j->scratch + slot * j->slot_floats;
-  if (r0 == 0) {
-    for (int64_t t = t0; t < t0 + tb; ++t) j->sumsq[t] = sumsq_(j->isa, j->X + t * nc, nc);
-  }
   const char *fn = (const char *)j->fn + (size_t)(r0 * j->fn_ld) * vnrt_dtype_size(j->fn_dt);
-  cpu_gemm_nt_block(j->isa, j->X + t0 * nc, nc, tb, fn, j->fn_dt, j->fn_ld, rb, nc,
-                    j->mix + t0 * j->R + r0, j->R, ws);
+  /* The first row block also takes its tokens' sums of squares, in the same pass over X. */
+  cpu_gemm_nt_block_sumsq(j->isa, j->X + t0 * nc, nc, tb, fn, j->fn_dt, j->fn_ld, rb, nc,
+                          j->mix + t0 * j->R + r0, j->R, ws, r0 == 0 ? j->sumsq + t0 : NULL);
   if (j->n_rb == 1) {
     for (int64_t t = t0; t < t0 + tb; ++t) hc_epilogue_(j, t, ws);
   }
