@@ -13,17 +13,24 @@ static int32_t find_input(const vnrt_plan *p, const char *name) {
   return (v >= 0 && p->graph->values[v].kind != VN_VALUE_NODE) ? v : -1;
 }
 
-static vnrt_status no_input(vnrt_plan *p, const char *name) {
-  char list[512] = "";
+/* "a, b, c": the names of values ids[0, n), cut to fit buf. */
+static const char *name_list(const vnrt_plan *p, const int32_t *ids, int32_t n, char *buf,
+                             size_t size) {
   size_t used = 0;
-  for (int32_t i = 0; i < p->graph->n_inputs && used + 1 < sizeof list; ++i) {
-    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                     p->graph->values[p->graph->inputs[i]].name);
+  buf[0] = '\0';
+  for (int32_t i = 0; i < n && used + 1 < size; ++i) {
+    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", p->graph->values[ids[i]].name);
     if (w < 0) break;
     used += (size_t)w;
   }
+  return buf;
+}
+
+static vnrt_status no_input(vnrt_plan *p, const char *name) {
+  char list[512];
   return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no input or param named '%s' (the graph has: %s)",
-                  name ? name : "(null)", list);
+                  name ? name : "(null)",
+                  name_list(p, p->graph->inputs, p->graph->n_inputs, list, sizeof list));
 }
 
 vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
@@ -360,16 +367,10 @@ static int32_t find_output(const vnrt_plan *p, const char *name) {
 }
 
 static vnrt_status no_output(vnrt_plan *p, const char *name) {
-  char list[512] = "";
-  size_t used = 0;
-  for (int32_t i = 0; i < p->graph->n_outputs && used + 1 < sizeof list; ++i) {
-    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                     p->graph->values[p->graph->outputs[i]].name);
-    if (w < 0) break;
-    used += (size_t)w;
-  }
+  char list[512];
   return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no output named '%s' (the graph has: %s)",
-                  name ? name : "(null)", list);
+                  name ? name : "(null)",
+                  name_list(p, p->graph->outputs, p->graph->n_outputs, list, sizeof list));
 }
 
 int32_t vnrt_plan_output_count(const vnrt_plan *plan) { return plan ? plan->graph->n_outputs : 0; }
