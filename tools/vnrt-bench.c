@@ -429,7 +429,14 @@ typedef struct baseline {
   void (*run)(void *user);
   void *user;
   double seconds;
+  double settle_s; /* idle time after each run before the next timed run */
 } baseline;
+
+static void sleep_s(double seconds) {
+  struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
 
 /* Median seconds of vnrt_plan_run after warm-up runs, caches evicted before each timed run.
  * The baselines' runs alternate with the plan's (plan, baselines, plan, ...), so that a
@@ -437,7 +444,10 @@ typedef struct baseline {
 static double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
   for (int w = 0; w < opt.warmup; ++w) {
     check(vnrt_plan_run(plan), "vnrt_plan_run");
-    for (int b = 0; b < n_bl; ++b) bls[b].run(bls[b].user);
+    for (int b = 0; b < n_bl; ++b) {
+      bls[b].run(bls[b].user);
+      if (bls[b].settle_s > 0.0) sleep_s(bls[b].settle_s);
+    }
   }
   double *t = xmalloc(sizeof *t * (size_t)opt.reps * (size_t)(1 + n_bl));
   for (int r = 0; r < opt.reps; ++r) {
@@ -450,6 +460,7 @@ static double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
       t0 = now_s();
       bls[b].run(bls[b].user);
       t[(1 + b) * opt.reps + r] = now_s() - t0;
+      if (bls[b].settle_s > 0.0) sleep_s(bls[b].settle_s);
     }
   }
   double m = median(t, opt.reps);
@@ -474,6 +485,11 @@ static double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, b
 }
 
 /* ---- the baselines: OpenBLAS sgemm and a dense linear ------------------------------------ */
+
+/* After a call, OpenBLAS's pthread workers spin (sched_yield) for 2^28 TSC cycles (its default
+ * THREAD_TIMEOUT, ~0.13 s here) before they sleep; a vnrt run timed in that window would share
+ * the cores with them. So every sgemm run is followed by this much idle time. */
+static const double kBlasSettle = 0.2;
 
 /* cblas_sgemm for C[M, N] = A[M, K]·B, B being [N, K] transposed when trans_b (the linear
  * layout), else [K, N]; f32 on the same thread count. */
@@ -608,7 +624,7 @@ static input_desc linear_input(int which, int64_t m, int64_t n, int64_t k, vnrt_
 static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
   input_desc ins[2] = {linear_input(0, m, n, k, wdt), linear_input(1, m, n, k, wdt)};
   sgemm_job sj;
-  baseline bls[2] = {{sgemm_run, &sj, 0.0}, {triad_baseline, NULL, 0.0}};
+  baseline bls[2] = {{sgemm_run, &sj, 0.0, kBlasSettle}, {triad_baseline, NULL, 0.0, 0.0}};
   bool have_blas = sgemm_prepare(&sj, m, n, k, true);
   const bool memory_bound = m <= 4;
   baseline *bl = have_blas ? bls : bls + 1;
@@ -647,7 +663,7 @@ static void bench_matmul(void) {
         {"b", ttype(VNRT_F32, 2, k, n, 0), 1, GEN_UNIFORM, -0.05, 0.05},
     };
     sgemm_job sj;
-    baseline bl = {sgemm_run, &sj, 0.0};
+    baseline bl = {sgemm_run, &sj, 0.0, kBlasSettle};
     bool have_blas = sgemm_prepare(&sj, m, n, k, false);
     double nmse;
     double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, &bl, have_blas ? 1 : 0, &nmse);
@@ -683,7 +699,7 @@ static void bench_moe(void) {
     dense.ins = dins;
     graph_inputs(&dense);
     vnrt_plan *dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);
-    baseline bls[2] = {{plan_run_baseline, dplan, 0.0}, {triad_baseline, NULL, 0.0}};
+    baseline bls[2] = {{plan_run_baseline, dplan, 0.0, 0.0}, {triad_baseline, NULL, 0.0, 0.0}};
     const bool memory_bound = T * K < E;
     double nmse;
     double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, bls, memory_bound ? 2 : 1, &nmse);
@@ -717,7 +733,7 @@ static void bench_hc_pre(void) {
         {"scale", ttype(VNRT_F32, 1, 3, 0, 0), 1, GEN_UNIFORM, 0.5, 1.5},
         {"base", ttype(VNRT_F32, 1, R, 0, 0), 1, GEN_UNIFORM, -0.5, 0.5},
     };
-    baseline bw = {triad_baseline, NULL, 0.0};
+    baseline bw = {triad_baseline, NULL, 0.0, 0.0};
     const int n_bl = T == 1 ? 1 : 0;
     double nmse;
     double t = run_case(VNRT_OP_HC_PRE, ins, 4, 3, true, &bw, n_bl, &nmse);
@@ -740,7 +756,7 @@ static void bench_attention(void) {
       {"k", ttype(VNRT_F32, 3, S, Hkv, D), 0, GEN_UNIFORM, -1.0, 1.0},
       {"v", ttype(VNRT_F32, 3, S, Hkv, D), 0, GEN_UNIFORM, -1.0, 1.0},
   };
-  baseline bw = {triad_baseline, NULL, 0.0};
+  baseline bw = {triad_baseline, NULL, 0.0, 0.0};
   double nmse;
   double t = run_case(VNRT_OP_ATTENTION, ins, 3, 1, true, &bw, 1, &nmse);
   double flops = 4.0 * (double)(T * Hq * S * D);
