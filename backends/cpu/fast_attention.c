@@ -5,16 +5,18 @@
 
 #include "fast_gemm.h"
 
-/* Query heads per work item: they share each K/V row loaded (GQA/MQA), and 4 heads × 16
- * output channels fill 8 accumulators of the AVX2 p·v loop. */
-#define ATT_HB 4
+/* Query heads per work item, at most: they share each K/V row loaded (GQA/MQA), so the more
+ * the less K/V traffic; attn_job.hb is chosen per call so that every thread still has an
+ * item. The AVX2 p·v loop takes them 4 at a time (4 heads × 16 channels = 8 accumulators). */
+#define ATT_HB_MAX 16
+#define ATT_PV_HEADS 4
 /* Keys per block: the scores of a block stay in L1 between the softmax and p·v. */
 #define ATT_SB 64
 
 typedef struct attn_job {
   const cpu_kernel_args *a;
   cpu_isa isa;
-  int64_t T, S, Hq, Hkv, D, Dv, group, window, n_hblk;
+  int64_t T, S, Hq, Hkv, D, Dv, group, window, hb, n_hblk;
   int causal, has_sinks;
   float scale;
   float *scratch;
@@ -155,13 +157,25 @@ static const float *kv_rows_(const attn_job *j, int input, int64_t kvh, int64_t 
   return buf;
 }
 
+/* Prefetches rows [s0, s0+sn) of kv head kvh of input `input` ([S, Hkv, width]). */
+static void prefetch_rows_(const attn_job *j, int input, int64_t kvh, int64_t s0, int64_t sn,
+                           int64_t width) {
+  const cpu_kernel_args *a = j->a;
+  const size_t sz = vnrt_dtype_size(a->in_type[input]->dtype);
+  const size_t row_bytes = (size_t)width * sz;
+  for (int64_t s = 0; s < sn; ++s) {
+    const char *row = (const char *)a->in[input] + (size_t)((s0 + s) * j->Hkv + kvh) * row_bytes;
+    for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b, 0, 3);
+  }
+}
+
 static void attn_item_(void *user, int64_t item, int32_t slot) {
   const attn_job *j = user;
   const cpu_kernel_args *a = j->a;
   const int64_t t = item / (j->Hkv * j->n_hblk), rest = item % (j->Hkv * j->n_hblk);
-  const int64_t kvh = rest / j->n_hblk, h0 = kvh * j->group + (rest % j->n_hblk) * ATT_HB;
+  const int64_t kvh = rest / j->n_hblk, h0 = kvh * j->group + (rest % j->n_hblk) * j->hb;
   const int hn =
-      (int)(kvh * j->group + j->group - h0 < ATT_HB ? kvh * j->group + j->group - h0 : ATT_HB);
+      (int)(kvh * j->group + j->group - h0 < j->hb ? kvh * j->group + j->group - h0 : j->hb);
   const int64_t D = j->D, Dv = j->Dv;
   const vnrt_dtype odt = a->out_type[0]->dtype;
 
@@ -177,11 +191,12 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
     return;
   }
 
-  float *q = j->scratch + slot * j->slot_floats; /* [ATT_HB, D] */
-  float *sc = q + ATT_HB * D;                    /* [ATT_HB, ATT_SB] */
-  float *acc = sc + ATT_HB * ATT_SB;             /* [ATT_HB, Dv] */
-  float *kb = acc + ATT_HB * Dv;                 /* [ATT_SB, D] when k is not f32 */
+  float *q = j->scratch + slot * j->slot_floats; /* [hb, D] */
+  float *sc = q + j->hb * D;                     /* [hb, ATT_SB] */
+  float *acc = sc + j->hb * ATT_SB;              /* [hb, Dv] */
+  float *kb = acc + j->hb * Dv;                  /* [ATT_SB, D] when k is not f32 */
   float *vb = kb + ATT_SB * D;                   /* [ATT_SB, Dv] when v is not f32 */
+  float *gws = vb + ATT_SB * Dv;                 /* GEMM workspace, portable path only */
   const vnrt_dtype qdt = a->in_type[0]->dtype;
   const size_t qsz = vnrt_dtype_size(qdt);
   for (int h = 0; h < hn; ++h) {
@@ -189,7 +204,7 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
                     D, q + h * D);
   }
   memset(acc, 0, sizeof(float) * (size_t)(hn * Dv));
-  float m[ATT_HB], l[ATT_HB];
+  float m[ATT_HB_MAX], l[ATT_HB_MAX];
   for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
   int avx2 = 0;
 #if defined(CPU_HAVE_AVX2_CODE)
@@ -198,16 +213,24 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
 
   for (int64_t s0 = lo; s0 <= hi; s0 += ATT_SB) {
     const int64_t sn = hi - s0 + 1 < ATT_SB ? hi - s0 + 1 : ATT_SB;
+    /* This block's V rows and the next block's K rows are requested now, so that they arrive
+     * while q·k and the softmax compute (p·v reads V a column slice at a time, a pattern the
+     * hardware prefetchers follow poorly). */
+    prefetch_rows_(j, 2, kvh, s0, sn, Dv);
+    if (s0 + ATT_SB <= hi) {
+      prefetch_rows_(j, 1, kvh, s0 + ATT_SB,
+                     hi - s0 - ATT_SB + 1 < ATT_SB ? hi - s0 - ATT_SB + 1 : ATT_SB, D);
+    }
     int64_t ldk, ldv;
     const float *k = kv_rows_(j, 1, kvh, s0, sn, D, kb, &ldk);
     /* The block's scores are a small GEMM, q[hn, D]·k[sn, D]ᵀ: the core's register-blocked
      * dot-product tiles load each k row once for all hn heads. */
-    cpu_gemm_nt_block(j->isa, q, D, hn, k, VNRT_F32, ldk, sn, D, sc, ATT_SB, NULL);
+    cpu_gemm_nt_block(j->isa, q, D, hn, k, VNRT_F32, ldk, sn, D, sc, ATT_SB, gws);
     for (int h = 0; h < hn; ++h) {
       for (int64_t s = 0; s < sn; ++s) sc[h * ATT_SB + s] *= j->scale;
     }
     /* Online softmax: a new running max rescales what was accumulated so far. */
-    float mnew[ATT_HB];
+    float mnew[ATT_HB_MAX];
     for (int h = 0; h < hn; ++h) {
       float bm = sc[h * ATT_SB];
       /* Plain compares (fmaxf is a libm call at -O3 without -ffinite-math-only). */
@@ -231,7 +254,10 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
     const float *v = kv_rows_(j, 2, kvh, s0, sn, Dv, vb, &ldv);
 #if defined(CPU_HAVE_AVX2_CODE)
     if (avx2) {
-      avx2_pv_any_(sc, hn, v, ldv, sn, Dv, acc);
+      for (int h = 0; h < hn; h += ATT_PV_HEADS) {
+        avx2_pv_any_(sc + h * ATT_SB, hn - h < ATT_PV_HEADS ? hn - h : ATT_PV_HEADS, v, ldv, sn, Dv,
+                     acc + h * Dv);
+      }
     } else
 #endif
     {
@@ -291,9 +317,17 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   }
   j.scale = (float)vnrt_node_attr_f(node, "scale", 1.0 / sqrt((double)(j.D > 0 ? j.D : 1)));
   if (j.T == 0 || j.Hq == 0 || j.Dv == 0) return VNRT_OK;
-  j.n_hblk = (j.group + ATT_HB - 1) / ATT_HB;
-  j.slot_floats = ATT_HB * (j.D + ATT_SB + j.Dv) + ATT_SB * (j.D + j.Dv);
+  /* As many heads per item as still leave every thread an item. */
   const int64_t threads = cpu_pool_threads(a->pool);
+  const int64_t pairs = j.T * j.Hkv; /* (query token, kv head) pairs */
+  const int64_t splits = pairs >= threads ? 1 : (threads + pairs - 1) / pairs;
+  j.hb = (j.group + splits - 1) / splits;
+  if (j.hb > ATT_HB_MAX) j.hb = ATT_HB_MAX;
+  if (j.hb < 1) j.hb = 1;
+  j.n_hblk = (j.group + j.hb - 1) / j.hb;
+  /* The q·k GEMM packs (needs workspace) only on the portable path with more than 4 heads. */
+  const int64_t gws_floats = j.isa != CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
+  j.slot_floats = j.hb * (j.D + ATT_SB + j.Dv) + ATT_SB * (j.D + j.Dv) + gws_floats;
   vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
   if (st != VNRT_OK) return st;
   cpu_fast_for_each(a->pool, j.T * j.Hkv * j.n_hblk, attn_item_, &j);
