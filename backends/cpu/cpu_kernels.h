@@ -23,8 +23,9 @@ typedef struct cpu_kernel_args {
 typedef vnrt_status (*cpu_kernel_fn)(const cpu_kernel_args *args);
 
 /* Reference kernels: spec/ops.md literally, simple loops, f32 math (cpu_ref_<op>); every op has
- * one. Fast kernels (cpu_fast_<op>) are optional and validated against them; they are declared
- * weak so that an op without one dispatches to its reference kernel (cpu_dispatch.c). */
+ * one. Fast kernels (cpu_fast_<op>) exist for some ops only and are validated against them:
+ * fast_kernels.h lists those and fast_table.c references them strongly (so static links keep
+ * them); the weak declarations here only let any file name a fast kernel. */
 #define CPU_DECLARE_KERNELS_(ID, name, min_in, max_in, n_out)              \
   vnrt_status cpu_ref_##name(const cpu_kernel_args *args);                 \
   __attribute__((weak)) vnrt_status cpu_fast_##name(const cpu_kernel_args *args);
