@@ -32,6 +32,9 @@ typedef vnrt_status (*cpu_kernel_fn)(const cpu_kernel_args *args);
 VNRT_OP_LIST(CPU_DECLARE_KERNELS_)
 #undef CPU_DECLARE_KERNELS_
 
+/* spec/ops.md's sinkhorn on one M[n, n] in place (M holds the logits on entry); ref_mhc.c. */
+void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps);
+
 /* Element i of a tensor of dtype dt, widened exactly to float. */
 static inline float cpu_load_f32(const void *data, vnrt_dtype dt, int64_t i) {
   switch (dt) {

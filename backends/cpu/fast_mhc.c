@@ -35,37 +35,6 @@ typedef struct hc_pre_job {
 
 static float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* spec/ops.md's sinkhorn on M[n, n] (holding the logits): row softmax, +eps, column normalise,
- * then iters-1 rounds of (row, column) normalisation; every divide adds eps. The same
- * operations in the same order as the reference kernel. */
-static void sinkhorn_(float *M, int64_t n, int64_t iters, float eps) {
-  for (int64_t i = 0; i < n; ++i) {
-    float *row = M + i * n;
-    float mx = row[0];
-    for (int64_t c = 1; c < n; ++c) mx = row[c] > mx ? row[c] : mx;
-    float sum = 0.0f;
-    for (int64_t c = 0; c < n; ++c) {
-      row[c] = expf(row[c] - mx);
-      sum += row[c];
-    }
-    for (int64_t c = 0; c < n; ++c) row[c] = row[c] / sum + eps;
-  }
-  for (int64_t it = 0; it < (iters > 1 ? iters : 1); ++it) {
-    if (it > 0) {
-      for (int64_t i = 0; i < n; ++i) {
-        float sum = 0.0f;
-        for (int64_t c = 0; c < n; ++c) sum += M[i * n + c];
-        for (int64_t c = 0; c < n; ++c) M[i * n + c] /= (sum + eps);
-      }
-    }
-    for (int64_t c = 0; c < n; ++c) {
-      float sum = 0.0f;
-      for (int64_t i = 0; i < n; ++i) sum += M[i * n + c];
-      for (int64_t i = 0; i < n; ++i) M[i * n + c] /= (sum + eps);
-    }
-  }
-}
-
 /* Token t's epilogue: pre/post/comb from its mix row and sum of squares, then
  * x[t] = Σ_j pre_j·X[t, j]. acc: C floats of scratch (used when x is not f32). */
 static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
@@ -87,7 +56,7 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   for (int64_t r = 0; r < n * n; ++r) {
     L[r] = mix[2 * n + r] * inv_rms * s_comb + cpu_load_f32(a->in[3], bdt, 2 * n + r);
   }
-  sinkhorn_(L, n, j->iters, j->eps);
+  cpu_sinkhorn_inplace(L, n, j->iters, j->eps);
   for (int64_t r = 0; r < n * n; ++r) {
     cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
   }

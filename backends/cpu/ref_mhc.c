@@ -34,8 +34,9 @@ static vnrt_status scratch_alloc(const cpu_kernel_args *a, const char *op, int64
 }
 
 /* In place on M[n, n], which holds the logits L on entry: row softmax, +eps, column
- * normalise, then iters-1 rounds of (row, column) normalisation; every divide adds eps. */
-static void sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps) {
+ * normalise, then iters-1 rounds of (row, column) normalisation; every divide adds eps.
+ * Shared with the fast hc_pre kernel (cpu_kernels.h), so both take the same steps. */
+void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps) {
   for (int64_t i = 0; i < n; ++i) {
     float *row = M + i * n;
     float mx = row[0];
@@ -146,7 +147,7 @@ static void hc_pre_range(void *user, int64_t begin, int64_t end) {
     for (int64_t r = 0; r < n * n; ++r) {
       L[r] = L[r] * s_comb + cpu_load_f32(a->in[3], bdt, 2 * n + r);
     }
-    sinkhorn_inplace(L, n, job->iters, job->eps);
+    cpu_sinkhorn_inplace(L, n, job->iters, job->eps);
     for (int64_t r = 0; r < n * n; ++r) {
       cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
     }
@@ -274,7 +275,7 @@ vnrt_status cpu_ref_sinkhorn(const cpu_kernel_args *a) {
   if (st != VNRT_OK) return st;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t r = 0; r < n * n; ++r) M[r] = cpu_load_f32(a->in[0], Lt->dtype, b * n * n + r);
-    sinkhorn_inplace(M, n, iters, eps);
+    cpu_sinkhorn_inplace(M, n, iters, eps);
     for (int64_t r = 0; r < n * n; ++r) {
       cpu_store_f32(a->out[0], a->out_type[0]->dtype, b * n * n + r, M[r]);
     }
