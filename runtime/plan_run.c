@@ -26,6 +26,18 @@ static const char *name_list(const vnrt_plan *p, const int32_t *ids, int32_t n, 
   return buf;
 }
 
+/* The byte count a caller passed for a value must be its type's: the error names the value,
+ * its type and both sizes. */
+static vnrt_status check_bytes(vnrt_plan *p, const char *role, const char *name,
+                               const vnrt_tensor_type *t, size_t bytes, bool is_buffer) {
+  size_t want = vnrt_tensor_type_bytes(t);
+  if (bytes == want) return VNRT_OK;
+  char tbuf[160];
+  return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH, "%s '%s' is %s (%zu bytes) but %s%zu bytes %s",
+                  role, name, vn_type_str(t, tbuf, sizeof tbuf), want,
+                  is_buffer ? "a buffer of " : "", bytes, is_buffer ? "was given" : "were given");
+}
+
 static vnrt_status no_input(vnrt_plan *p, const char *name) {
   char list[512];
   return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no input or param named '%s' (the graph has: %s)",
@@ -56,13 +68,7 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
                     "param '%s' is served by an Engram store: bind the store, not the table", name);
   }
   const vnrt_tensor_type *t = &p->graph->values[v].type;
-  size_t want = vnrt_tensor_type_bytes(t);
-  if (bytes != want) {
-    char tbuf[160];
-    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
-                    "input '%s' is %s (%zu bytes) but %zu bytes were given", name,
-                    vn_type_str(t, tbuf, sizeof tbuf), want, bytes);
-  }
+  VN_RETURN_IF_ERROR(check_bytes(p, "input", name, t, bytes, false));
   if (!data && bytes) {
     return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "input '%s': NULL data", name);
   }
@@ -400,13 +406,7 @@ vnrt_status vnrt_plan_read_output(vnrt_plan *p, const char *name, void *data, si
                     "output '%s': the plan has no successful run to read from", name);
   }
   const vnrt_tensor_type *t = &p->graph->values[v].type;
-  size_t want = vnrt_tensor_type_bytes(t);
-  if (bytes != want) {
-    char tbuf[160];
-    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
-                    "output '%s' is %s (%zu bytes) but a buffer of %zu bytes was given", name,
-                    vn_type_str(t, tbuf, sizeof tbuf), want, bytes);
-  }
+  VN_RETURN_IF_ERROR(check_bytes(p, "output", name, t, bytes, true));
   if (bytes == 0) return VNRT_OK;
   if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "output '%s': NULL data", name);
   int32_t d = p->home[v];
@@ -428,13 +428,7 @@ vnrt_status vnrt_plan_read_state(vnrt_plan *p, const char *name, void *data, siz
     return vn_error(p->ctx, VNRT_ERROR_NOT_FOUND, "no state named '%s'", name ? name : "(null)");
   }
   const vnrt_tensor_type *t = &p->graph->values[v].type;
-  size_t want = vnrt_tensor_type_bytes(t);
-  if (bytes != want) {
-    char tbuf[160];
-    return vn_error(p->ctx, VNRT_ERROR_SHAPE_MISMATCH,
-                    "state '%s' is %s (%zu bytes) but a buffer of %zu bytes was given", name,
-                    vn_type_str(t, tbuf, sizeof tbuf), want, bytes);
-  }
+  VN_RETURN_IF_ERROR(check_bytes(p, "state", name, t, bytes, true));
   if (bytes == 0) return VNRT_OK;
   if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "state '%s': NULL data", name);
   vn_plan_device *pd = &p->devs[0];
