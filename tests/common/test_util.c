@@ -230,6 +230,34 @@ vnrt_attr tu_attr_word(const char *key, const char *word) {
   return a;
 }
 
+static void *tu_alloc_malloc(void *user, size_t size) {
+  tu_alloc *a = user;
+  if (a->countdown == 0) return NULL;
+  if (a->countdown > 0) --a->countdown;
+  void *p = malloc(size);
+  if (p) ++a->live, ++a->total;
+  return p;
+}
+
+static void *tu_alloc_realloc(void *user, void *ptr, size_t size) {
+  tu_alloc *a = user;
+  if (a->countdown == 0) return NULL;
+  if (a->countdown > 0) --a->countdown;
+  void *p = realloc(ptr, size);
+  if (p && !ptr) ++a->live, ++a->total;
+  return p;
+}
+
+static void tu_alloc_free(void *user, void *ptr) {
+  tu_alloc *a = user;
+  if (ptr) --a->live;
+  free(ptr);
+}
+
+vnrt_allocator tu_allocator(tu_alloc *a) {
+  return (vnrt_allocator){tu_alloc_malloc, tu_alloc_realloc, tu_alloc_free, a};
+}
+
 int tu_run_suite(Suite *suite) {
   SRunner *sr = srunner_create(suite);
   srunner_run_all(sr, CK_NORMAL);

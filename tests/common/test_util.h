@@ -61,6 +61,14 @@ vnrt_attr tu_attr_word(const char *key, const char *word);
                   vnrt_context_last_error(ctx));                                         \
   } while (0)
 
+/* A host allocator for tests: counts live and total blocks, and fails every allocation once
+ * `countdown` reaches 0 (a negative countdown never fails). tu_allocator(a) wraps it. */
+typedef struct tu_alloc {
+  long countdown;
+  long live, total;
+} tu_alloc;
+vnrt_allocator tu_allocator(tu_alloc *a);
+
 /* Runs a Check suite and returns the process exit code. */
 int tu_run_suite(Suite *suite);
 

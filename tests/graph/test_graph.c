@@ -1308,39 +1308,10 @@ START_TEST(test_lookup_aids_rebuilt_when_missing) {
 }
 END_TEST
 
-/* An allocator that fails after a countdown, to prove that an addition failing on any
- * allocation reports OUT_OF_MEMORY and leaves the graph as it was. */
-typedef struct fail_alloc {
-  long countdown; /* allocations left before failures; < 0: never fail */
-  long live;
-} fail_alloc;
-
-static void *fa_malloc(void *user, size_t size) {
-  fail_alloc *fa = user;
-  if (fa->countdown == 0) return NULL;
-  if (fa->countdown > 0) --fa->countdown;
-  void *p = malloc(size);
-  if (p) ++fa->live;
-  return p;
-}
-static void *fa_realloc(void *user, void *ptr, size_t size) {
-  fail_alloc *fa = user;
-  if (fa->countdown == 0) return NULL;
-  if (fa->countdown > 0) --fa->countdown;
-  void *p = realloc(ptr, size);
-  if (p && !ptr) ++fa->live;
-  return p;
-}
-static void fa_free(void *user, void *ptr) {
-  fail_alloc *fa = user;
-  if (ptr) --fa->live;
-  free(ptr);
-}
-
 START_TEST(test_allocation_failures_leave_graph_unchanged) {
-  fail_alloc fa = {.countdown = -1};
+  tu_alloc fa = {.countdown = -1};
   vnrt_context_desc desc = {0};
-  desc.allocator = (vnrt_allocator){fa_malloc, fa_realloc, fa_free, &fa};
+  desc.allocator = tu_allocator(&fa);
   desc.no_plugins = 1;
   desc.log_level = VNRT_LOG_ERROR;
   vnrt_context *fctx = NULL;

@@ -6,26 +6,6 @@
 
 #include "test_util.h"
 
-typedef struct counting_alloc {
-  long live, total;
-} counting_alloc;
-
-static void *c_malloc(void *user, size_t n) {
-  counting_alloc *c = user;
-  c->live++, c->total++;
-  return malloc(n);
-}
-static void *c_realloc(void *user, void *p, size_t n) {
-  counting_alloc *c = user;
-  if (!p) c->live++, c->total++;
-  return realloc(p, n);
-}
-static void c_free(void *user, void *p) {
-  counting_alloc *c = user;
-  if (p) c->live--;
-  free(p);
-}
-
 START_TEST(version_and_status_strings) {
   int ma = -1, mi = -1, pa = -1;
   const char *v = vnrt_version(&ma, &mi, &pa);
@@ -70,9 +50,9 @@ static void capture_log(void *user, vnrt_log_level level, const char *msg) {
 }
 
 START_TEST(context_uses_the_host_allocator_and_frees_everything) {
-  counting_alloc counts = {0, 0};
+  tu_alloc counts = {.countdown = -1};
   vnrt_context_desc desc = {0};
-  desc.allocator = (vnrt_allocator){c_malloc, c_realloc, c_free, &counts};
+  desc.allocator = tu_allocator(&counts);
   desc.log_fn = capture_log;
   desc.no_plugins = 1;
   vnrt_context *ctx = NULL;
@@ -98,7 +78,8 @@ END_TEST
 
 START_TEST(context_rejects_a_partial_allocator) {
   vnrt_context_desc desc = {0};
-  desc.allocator.malloc_fn = c_malloc;
+  tu_alloc unused = {.countdown = -1};
+  desc.allocator.malloc_fn = tu_allocator(&unused).malloc_fn; /* only one of the three */
   vnrt_context *ctx = (vnrt_context *)&desc; /* must be overwritten with NULL */
   ck_assert_int_eq(vnrt_context_create(&desc, &ctx), VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(ctx);
