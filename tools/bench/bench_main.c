@@ -1,0 +1,149 @@
+/* vnrt-bench: times graphs on a device against baselines measured in the same run. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static const char *const kUsage =
+    "usage: vnrt-bench [--device SPEC] [--op NAME]... [--json FILE] [--reps N] [--quick]\n"
+    "                  [--threads N] [--hot] [--min] [--check] [--no-cpu] [--list]\n"
+    "Times graphs on a device with vnrt_plan_run, next to baselines measured in the same run:\n"
+    "OpenBLAS sgemm on the same shapes and thread count, a STREAM-like triad for memory\n"
+    "bandwidth, and on a device other than the CPU the same graph on the CPU backend\n"
+    "(docs/bench.md).\n"
+    "  --device SPEC   cpu, vulkan, vulkan:1, opencl:0, ... (default: $VNRT_DEVICE, else the\n"
+    "                  best device)\n"
+    "  --op NAME       only this case (repeatable; default: all; --list names them)\n"
+    "  --json FILE     also write the results as JSON\n"
+    "  --reps N        timed runs per case (default 10; the median is reported)\n"
+    "  --quick         2 timed runs per case and a smaller triad: a smoke test, not a measure\n"
+    "  --threads N     CPU threads for vnrt, OpenBLAS and the triad (default: online cores)\n"
+    "  --hot           do not evict the caches before each timed run\n"
+    "  --min           report the fastest run instead of the median (for a busy machine)\n"
+    "  --check         also run each case with the CPU reference kernels and report the NMSE\n"
+    "                  of every output (exit status 1 beyond spec/ops.md's tolerance)\n"
+    "  --no-cpu        on another device, do not time the CPU backend beside it\n"
+    "  --list          list the cases and exit\n";
+
+typedef struct bench_case {
+  const char *name;
+  void (*run)(void);
+  const char *what;
+} bench_case;
+
+static const bench_case kCases[] = {
+    {"linear", bench_linear, "x[M,2048]·w[5632,2048]ᵀ, f32 and f16 weights, M = 1..512"},
+    {"matmul", bench_matmul, "f32 a·b, 256x1024x1024 and 64x2048x2048"},
+    {"moe_ffn", bench_moe, "64 experts top-6, C=1024 F=512, f16 weights, T = 1 and 128"},
+    {"hc_pre", bench_hc_pre, "mHC pre-mix, n=4 C=4096, T = 1 and 128"},
+    {"attention", bench_attention, "decode attention, 4096 keys, 16 heads, MQA"},
+    {"rms_norm", bench_rms_norm, "f32 rows of 4096, 1 / 128 / 4096 rows"},
+    {"softmax", bench_softmax, "f32 rows of 4096, 1 / 128 / 4096 rows"},
+};
+enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
+
+static bool want[N_CASES];
+
+static int parse_int(const char *flag, const char *s, int lo) {
+  char *end = NULL;
+  errno = 0;
+  long v = s ? strtol(s, &end, 10) : 0;
+  if (!s || *end || errno || v < lo || v > 1000000) die("%s needs an integer >= %d", flag, lo);
+  return (int)v;
+}
+
+static void list_cases(FILE *f) {
+  for (int c = 0; c < N_CASES; ++c) fprintf(f, "  %-10s %s\n", kCases[c].name, kCases[c].what);
+}
+
+static void parse_args(int argc, char **argv) {
+  bool any_case = false, no_cpu = false;
+  opt.reps = 10;
+  opt.warmup = 2;
+  for (int i = 1; i < argc; ++i) {
+    const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(kUsage, stdout);
+      exit(0);
+    } else if (strcmp(a, "--list") == 0) {
+      list_cases(stdout);
+      exit(0);
+    } else if (strcmp(a, "--device") == 0) {
+      if (!next) die("--device needs a SPEC");
+      opt.device = next, ++i;
+    } else if (strcmp(a, "--op") == 0) {
+      int found = -1;
+      for (int c = 0; next && c < N_CASES; ++c) {
+        if (strcmp(next, kCases[c].name) == 0) found = c;
+      }
+      if (found < 0) {
+        fprintf(stderr, "cases:\n");
+        list_cases(stderr);
+        die("--op needs one of the cases above (got '%s')", next ? next : "");
+      }
+      want[found] = any_case = true, ++i;
+    } else if (strcmp(a, "--json") == 0) {
+      if (!next) die("--json needs a FILE");
+      opt.json = next, ++i;
+    } else if (strcmp(a, "--reps") == 0) {
+      opt.reps = parse_int("--reps", next, 1), ++i;
+    } else if (strcmp(a, "--threads") == 0) {
+      opt.threads = parse_int("--threads", next, 1), ++i;
+    } else if (strcmp(a, "--quick") == 0) {
+      opt.quick = true;
+    } else if (strcmp(a, "--hot") == 0) {
+      opt.hot = true;
+    } else if (strcmp(a, "--min") == 0) {
+      opt.stat_min = true;
+    } else if (strcmp(a, "--check") == 0) {
+      opt.check = true;
+    } else if (strcmp(a, "--no-cpu") == 0) {
+      no_cpu = true;
+    } else {
+      fprintf(stderr, "%s", kUsage);
+      die("unknown argument '%s'", a);
+    }
+  }
+  if (!any_case) {
+    for (int c = 0; c < N_CASES; ++c) want[c] = true;
+  }
+  if (opt.quick) opt.reps = 2, opt.warmup = 1;
+  if (opt.threads == 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    opt.threads = cores > 0 ? (int)cores : 1;
+  }
+  opt.vs_cpu = !no_cpu; /* cleared below when the device is the CPU */
+}
+
+int main(int argc, char **argv) {
+  parse_args(argc, argv);
+  vnrt_context_desc cd = {.num_threads = opt.threads};
+  if (vnrt_context_create(&cd, &ctx) != VNRT_OK) die("cannot create a vnrt context");
+  check(vnrt_device_select(ctx, opt.device, &device), "vnrt_device_select");
+  check(vnrt_device_get_info(device, &device_info), "vnrt_device_get_info");
+  opt.vs_cpu = opt.vs_cpu && strcmp(device_info.backend, "cpu") != 0;
+
+  blas_set_threads(opt.threads);
+  measure_bandwidth();
+  printf("vnrt-bench: device %s (%s), %d threads, %d timed runs per case (%s), %s caches\n",
+         device_info.spec, device_info.name, opt.threads, opt.reps,
+         opt.stat_min ? "fastest" : "median", opt.hot ? "hot" : "cold");
+  printf("baselines: OpenBLAS sgemm (%s); memory bandwidth (triad): %.2f GB/s%s\n\n",
+         blas_description(), bandwidth_gbps,
+         opt.vs_cpu ? "; the CPU backend on the same graphs" : "");
+  print_header();
+  for (int c = 0; c < N_CASES; ++c) {
+    if (want[c]) kCases[c].run();
+  }
+  if (opt.json) write_json(opt.json, blas_description());
+  free_bandwidth();
+  vnrt_context_destroy(ctx);
+  if (any_check_failed()) {
+    fprintf(stderr, "vnrt-bench: some results differ from the reference beyond tolerance\n");
+    return 1;
+  }
+  return 0;
+}
