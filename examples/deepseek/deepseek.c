@@ -14,6 +14,7 @@
 
 #include "ds_config.h"
 #include "ds_model.h"
+#include "ds_roofline.h"
 #include "ds_weights.h"
 #include "vnrt/vnrt.h"
 
@@ -42,12 +43,16 @@ static const char kUsage[] =
     "                    cache, every step fetches its rows)\n"
     "  --engram-resident keep the Engram tables in device memory like other weights instead\n"
     "  --stats           print plan statistics and per-run statistics\n"
+    "  --roofline        after decoding, measure the memory bandwidth (a STREAM-like triad over\n"
+    "                    256 MiB on the same thread count) and print the bytes a decode step\n"
+    "                    must read, and decode speed as a fraction of that roofline\n"
+    "  --threads N       CPU threads of the runtime and the triad (default: online cores)\n"
     "  --help            show this help\n";
 
 typedef struct options {
   const char *config, *weights, *device, *prompt, *text;
   long tokens;
-  int stats;
+  int stats, roofline, threads;
   ds_model_options model;
 } options;
 
@@ -118,6 +123,17 @@ static int parse_args(int argc, char **argv, options *o) {
       o->model.engram_store = 0;
     } else if (!strcmp(a, "--stats")) {
       o->stats = 1;
+    } else if (!strcmp(a, "--roofline")) {
+      o->roofline = 1;
+    } else if (!strcmp(a, "--threads") && has) {
+      char *end = NULL;
+      errno = 0;
+      long t = strtol(argv[++i], &end, 10);
+      if (errno || !end || *end || t < 1 || t > 256) {
+        fprintf(stderr, "deepseek: --threads wants an integer in [1, 256], not '%s'\n", argv[i]);
+        return 2;
+      }
+      o->threads = (int)t;
     } else if (!strcmp(a, "--help")) {
       fputs(kUsage, stdout);
       return 1;
@@ -228,6 +244,61 @@ static void print_run_stats(const char *what, const vnrt_run_stats *s, int64_t r
       100.0 * s->engram_hit_rate);
 }
 
+/* The decode roofline: bytes a step must read (mean over the decode steps, whose KV reads
+ * grow with the position), the triad bandwidth measured now on the same thread count, and
+ * decode tokens/s × bytes/token ÷ bandwidth. Returns 0, or -1 after printing an error. */
+static int print_roofline(const options *o, const ds_config *cfg, int64_t n_prompt,
+                          const ds_timing *tm) {
+  if (tm->decode_runs < 1 || tm->decode_s <= 0) {
+    fprintf(stderr, "deepseek: --roofline needs decode steps (--tokens 2 or more)\n");
+    return -1;
+  }
+  ds_decode_bytes sum, b;
+  memset(&sum, 0, sizeof sum);
+  for (int64_t i = 1; i <= tm->decode_runs; ++i) {
+    if (ds_decode_bytes_at(cfg, n_prompt + i, &b)) {
+      fprintf(stderr, "deepseek: out of memory\n");
+      return -1;
+    }
+    sum.attention += b.attention, sum.kv_cache += b.kv_cache, sum.routed += b.routed;
+    sum.shared += b.shared, sum.router += b.router, sum.mhc += b.mhc, sum.engram += b.engram;
+    sum.norms += b.norms, sum.embed_head += b.embed_head, sum.total += b.total;
+  }
+  const double steps = (double)tm->decode_runs, mb = 1e6 * steps;
+  int threads = o->threads;
+  if (threads < 1) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cores > 0 ? (int)cores : 1;
+  }
+  double gbps = 0.0;
+  char err[256];
+  if (ds_triad_gbps(threads, 256ull << 20, 7, &gbps, err, sizeof err) || gbps <= 0) {
+    fprintf(stderr, "deepseek: %s\n", err);
+    return -1;
+  }
+  const double per_token = (double)sum.total / steps;
+  const double tps = steps / tm->decode_s;
+  printf(
+      "roofline: a decode step reads %.2f MB (mean of %lld steps at KV lengths %lld..%lld): "
+      "attention %.2f, KV cache %.2f, routed experts %.2f (%lld of %lld per layer), shared "
+      "experts %.2f, router %.2f, mHC %.2f, Engram %.2f, norms %.2f, embedding row + LM head "
+      "%.2f\n",
+      per_token / 1e6, (long long)tm->decode_runs, (long long)(n_prompt + 1),
+      (long long)(n_prompt + tm->decode_runs), (double)sum.attention / mb,
+      (double)sum.kv_cache / mb, (double)sum.routed / mb, (long long)cfg->top_k,
+      (long long)cfg->experts, (double)sum.shared / mb, (double)sum.router / mb,
+      (double)sum.mhc / mb, (double)sum.engram / mb, (double)sum.norms / mb,
+      (double)sum.embed_head / mb);
+  printf("  memory bandwidth: %.2f GB/s (triad over 256 MiB, %d threads, median of 7)\n", gbps,
+         threads);
+  printf(
+      "  decode: %.1f tokens/s x %.2f MB = %.2f GB/s = %.2f of the roofline (%.1f tokens/s at "
+      "the triad bandwidth)\n",
+      tps, per_token / 1e6, tps * per_token / 1e9, tps * per_token / 1e9 / gbps,
+      gbps * 1e9 / per_token);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   options o;
   int rc = parse_args(argc, argv, &o);
@@ -251,7 +322,10 @@ int main(int argc, char **argv) {
   }
 
   vnrt_context *ctx = NULL;
-  if (vnrt_context_create(NULL, &ctx) != VNRT_OK) {
+  vnrt_context_desc desc;
+  memset(&desc, 0, sizeof desc);
+  desc.num_threads = o.threads;
+  if (vnrt_context_create(&desc, &ctx) != VNRT_OK) {
     fprintf(stderr, "deepseek: cannot create a vnrt context\n");
     free(prompt);
     return 1;
@@ -377,6 +451,7 @@ int main(int argc, char **argv) {
     print_run_stats("prefill", &ps, tm.prefill_runs);
     print_run_stats("decode", &ds, tm.decode_runs);
   }
+  if (o.roofline && print_roofline(&o, &cfg, n_prompt, &tm)) goto done;
   rc = 0;
 
 done:
