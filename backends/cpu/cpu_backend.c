@@ -1,8 +1,11 @@
 /* The CPU backend: one device ("cpu") whose buffers are host memory and whose kernels are the
  * reference (and optional fast) kernels of this folder, run on a thread pool. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cpu_dispatch.h"
@@ -18,6 +21,11 @@ typedef struct cpu_state {
 struct vnrt_backend_device {
   const vnrt_backend_host *host;
   cpu_pool *pool;
+  /* VNRT_CPU_PROFILE=1: every node is timed and the totals per op are printed to stderr when
+   * the device closes (atomics: the compute and copy threads may both run plans here). */
+  int profile;
+  atomic_uint_fast64_t op_ns[VNRT_OP_COUNT];
+  atomic_uint_fast64_t op_calls[VNRT_OP_COUNT];
 };
 
 struct vnrt_backend_buffer {
@@ -122,8 +130,11 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   }
   vnrt_backend_device *device = host->alloc(host->core, sizeof *device);
   if (!device) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
+  memset(device, 0, sizeof *device);
   device->host = host;
   device->pool = NULL;
+  const char *prof = getenv("VNRT_CPU_PROFILE");
+  device->profile = prof && *prof && strcmp(prof, "0") != 0;
   vnrt_status s = cpu_pool_create(host, host->num_threads, &device->pool);
   if (s != VNRT_OK) {
     host->free(host->core, device);
@@ -133,8 +144,34 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   return VNRT_OK;
 }
 
+/* The VNRT_CPU_PROFILE table: per op, total time, calls and share, largest first. */
+static void cpu_profile_print_(vnrt_backend_device *device) {
+  uint64_t total = 0;
+  int32_t order[VNRT_OP_COUNT], n = 0;
+  for (int32_t op = 0; op < VNRT_OP_COUNT; ++op) {
+    uint64_t ns = atomic_load(&device->op_ns[op]);
+    if (atomic_load(&device->op_calls[op]) == 0) continue;
+    total += ns;
+    int32_t i = n++;
+    while (i > 0 && atomic_load(&device->op_ns[order[i - 1]]) < ns) order[i] = order[i - 1], --i;
+    order[i] = op;
+  }
+  if (n == 0) return;
+  fprintf(stderr, "vnrt cpu profile (%d threads): %.3f ms in kernels\n",
+          (int)cpu_pool_threads(device->pool), 1e-6 * (double)total);
+  fprintf(stderr, "  %-16s %10s %10s %10s %6s\n", "op", "ms", "calls", "us/call", "share");
+  for (int32_t i = 0; i < n; ++i) {
+    const char *name = vnrt_op_name((vnrt_op)order[i]);
+    double ns = (double)atomic_load(&device->op_ns[order[i]]);
+    double calls = (double)atomic_load(&device->op_calls[order[i]]);
+    fprintf(stderr, "  %-16s %10.3f %10.0f %10.2f %5.1f%%\n", name ? name : "?", 1e-6 * ns, calls,
+            1e-3 * ns / calls, total ? 100.0 * ns / (double)total : 0.0);
+  }
+}
+
 static void cpu_device_close_(vnrt_backend_device *device) {
   if (!device) return;
+  if (device->profile) cpu_profile_print_(device);
   cpu_pool_destroy(device->pool);
   device->host->free(device->host->core, device);
 }
@@ -313,10 +350,22 @@ static vnrt_status cpu_run_(vnrt_backend_exec *exec, int32_t first, int32_t coun
                        "cpu run: nodes [%d, %d) outside the compiled %d nodes", (int)first,
                        (int)first + (int)count, (int)exec->n_nodes);
   }
+  vnrt_backend_device *device = exec->device;
   for (int32_t i = first; i < first + count; ++i) {
     const cpu_exec_node *en = &exec->nodes[i];
+    struct timespec t0, t1;
+    if (device->profile) clock_gettime(CLOCK_MONOTONIC, &t0);
     vnrt_status s = en->fn(&en->args);
     if (s != VNRT_OK) return s; /* the kernel reported its detail through host->error */
+    if (device->profile) {
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+      vnrt_op op = en->args.node->op;
+      if ((int)op >= 0 && op < VNRT_OP_COUNT) {
+        atomic_fetch_add(&device->op_ns[op], (uint_fast64_t)(ns > 0 ? ns : 0));
+        atomic_fetch_add(&device->op_calls[op], 1);
+      }
+    }
   }
   return VNRT_OK;
 }
