@@ -188,5 +188,6 @@ void bench_hc_pre(void);
 void bench_attention(void);
 void bench_rms_norm(void);
 void bench_softmax(void);
+void bench_dispatch(void);
 
 #endif /* VNRT_BENCH_H_ */

@@ -42,6 +42,7 @@ static const bench_case kCases[] = {
     {"attention", bench_attention, "decode attention, 4096 keys, 16 heads, MQA"},
     {"rms_norm", bench_rms_norm, "f32 rows of 4096, 1 / 128 / 4096 rows"},
     {"softmax", bench_softmax, "f32 rows of 4096, 1 / 128 / 4096 rows"},
+    {"dispatch", bench_dispatch, "us per small op: own plan run vs inside a 64-op plan"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 
