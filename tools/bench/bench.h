@@ -176,6 +176,24 @@ void write_json(const char *path, const char *blas);
  * at once and kept for the JSON file as {"name": ..., "value": ..., "unit": ...}. */
 void add_figure(const char *name, double value, const char *unit, const char *note);
 
+/* ---- OpenCL GEMM peers (bench_clblast.c) ------------------------------------------------- */
+
+typedef struct opencl_peers opencl_peers;
+
+/* On an OpenCL device, in a build with clBLAST: fills bls[0..1] with two baselines for the
+ * GEMM C[m, n] = A[m, k]·B (B [n, k] when trans_b, else [k, n]) of a case whose graph is `op`
+ * over ins[n_in] — clBLAST's sgemm called directly on the same device (f32 operands uploaded
+ * once), and the case's graph compiled with vnrt forced onto its clBLAST path — and returns 2.
+ * Otherwise returns 0 and sets *out to NULL. */
+int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in,
+                         int64_t m, int64_t n, int64_t k, bool trans_b, baseline *bls);
+/* After run_case: adds the peers timed in bls (as prepared) to r, "clBLAST" and "vnrt clblast";
+ * nothing when p is NULL. */
+void opencl_peers_add(opencl_peers *p, const baseline *bls, result *r);
+/* After print_result: prints (as a figure) the speed of vnrt's clBLAST path over direct
+ * clBLAST, the overhead the issue bounds, and frees p; nothing when p is NULL. */
+void opencl_peers_finish(opencl_peers *p);
+
 /* ---- the cases (bench_main.c lists them) ------------------------------------------------- */
 
 /* linear's inputs: which = 0 the activations x[m, k], 1 the weights w[n, k] of dtype wdt. */

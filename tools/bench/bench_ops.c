@@ -15,13 +15,17 @@ input_desc linear_input(int which, int64_t m, int64_t n, int64_t k, vnrt_dtype w
 static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
   input_desc ins[2] = {linear_input(0, m, n, k, wdt), linear_input(1, m, n, k, wdt)};
   sgemm_job sj;
-  baseline bls[2] = {{sgemm_run, &sj, 0.0, kBlasSettle}, {triad_baseline, NULL, 0.0, 0.0}};
   bool have_blas = sgemm_prepare(&sj, m, n, k, true);
   const bool memory_bound = m <= 4;
-  baseline *bl = have_blas ? bls : bls + 1;
-  int n_bl = (have_blas ? 1 : 0) + (memory_bound ? 1 : 0);
+  baseline bls[4];
+  int n_bl = 0, i_triad = -1;
+  if (have_blas) bls[n_bl++] = (baseline){sgemm_run, &sj, 0.0, kBlasSettle};
+  if (memory_bound) i_triad = n_bl, bls[n_bl++] = (baseline){triad_baseline, NULL, 0.0, 0.0};
+  opencl_peers *clp = NULL;
+  const int i_cl = n_bl;
+  n_bl += opencl_peers_prepare(&clp, VNRT_OP_LINEAR, ins, 2, m, n, k, true, bls + i_cl);
   case_extra x;
-  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, true, bl, n_bl, &x);
+  double t = run_case(VNRT_OP_LINEAR, ins, 2, 1, true, bls, n_bl, &x);
   sgemm_free(&sj);
   double flops = 2.0 * (double)m * (double)n * (double)k;
   double bytes = (double)(n * k) * (double)vnrt_dtype_size(wdt) + 4.0 * (double)(m * k + m * n);
@@ -29,10 +33,12 @@ static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
                          vnrt_dtype_name(wdt), (long long)m, (long long)m, (long long)k,
                          (long long)n, (long long)k);
   r->memory_bound = memory_bound;
-  r->bw_gbps = triad_gbps(bls[1].seconds);
+  r->bw_gbps = i_triad >= 0 ? triad_gbps(bls[i_triad].seconds) : 0.0;
   result_extra(r, &x);
   if (have_blas) r->blas_gflops = flops / bls[0].seconds / 1e9;
+  opencl_peers_add(clp, bls + i_cl, r);
   print_result(r);
+  opencl_peers_finish(clp);
 }
 
 void bench_linear(void) {
@@ -54,18 +60,23 @@ void bench_matmul(void) {
         {"b", ttype(VNRT_F32, 2, k, n, 0), 1, GEN_UNIFORM, -0.05, 0.05},
     };
     sgemm_job sj;
-    baseline bl = {sgemm_run, &sj, 0.0, kBlasSettle};
+    baseline bls[3] = {{sgemm_run, &sj, 0.0, kBlasSettle}};
     bool have_blas = sgemm_prepare(&sj, m, n, k, false);
+    const int i_cl = have_blas ? 1 : 0;
+    opencl_peers *clp = NULL;
+    int n_bl = i_cl + opencl_peers_prepare(&clp, VNRT_OP_MATMUL, ins, 2, m, n, k, false, bls + i_cl);
     case_extra x;
-    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, &bl, have_blas ? 1 : 0, &x);
+    double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, bls, n_bl, &x);
     sgemm_free(&sj);
     double flops = 2.0 * (double)(m * n) * (double)k;
     result *r = add_result("matmul", t, flops, 4.0 * (double)(m * k + k * n + m * n),
                            "f32 a[%lld,%lld] b[%lld,%lld]", (long long)m, (long long)k,
                            (long long)k, (long long)n);
     result_extra(r, &x);
-    if (have_blas) r->blas_gflops = flops / bl.seconds / 1e9;
+    if (have_blas) r->blas_gflops = flops / bls[0].seconds / 1e9;
+    opencl_peers_add(clp, bls + i_cl, r);
     print_result(r);
+    opencl_peers_finish(clp);
   }
 }
 
