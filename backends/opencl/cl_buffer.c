@@ -99,9 +99,27 @@ vnrt_status cl_backend_buffer_alloc(vnrt_backend_device *dev, uint64_t bytes,
   return VNRT_OK;
 }
 
+/* Remembers ev as the copy queue's latest write (the compute queue waits for it). */
+static void cl_note_copy(vnrt_backend_device *dev, cl_event ev) {
+  pthread_mutex_lock(&dev->copy_lock);
+  cl_event old = dev->copy_event;
+  dev->copy_event = ev;
+  pthread_mutex_unlock(&dev->copy_lock);
+  if (old) clReleaseEvent(old);
+}
+
+cl_event cl_take_copy_event(vnrt_backend_device *dev) {
+  pthread_mutex_lock(&dev->copy_lock);
+  cl_event ev = dev->copy_event;
+  dev->copy_event = NULL;
+  pthread_mutex_unlock(&dev->copy_lock);
+  return ev;
+}
+
 void cl_backend_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
   if (!buf) return;
-  /* Kernels still queued may use it: the pool hands it out again only after they ran. */
+  /* Kernels or writes still queued may use it: the pool hands it out again only after. */
+  clFinish(dev->copy_queue);
   clFinish(dev->queue);
   cl_mem_put(dev, buf->mem, buf->capacity);
   dev->host->free(dev->host->core, buf);
@@ -127,8 +145,13 @@ vnrt_status cl_backend_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffe
   vnrt_status s = check_range(dev, buf, "write", offset, bytes);
   if (s != VNRT_OK) return s;
   if (bytes == 0) return VNRT_OK;
-  cl_int err = clEnqueueWriteBuffer(dev->queue, buf->mem, CL_TRUE, (size_t)offset, (size_t)bytes,
-                                    src, 0, NULL, NULL);
+  /* On the copy queue (it may be called from the copy stream's thread while a run enqueues
+   * kernels); blocking, so src may be reused at once. Its event makes the next run's kernels
+   * wait for it (cl_backend_run), as the copy and compute queues are not ordered otherwise. */
+  cl_event ev = NULL;
+  cl_int err = clEnqueueWriteBuffer(dev->copy_queue, buf->mem, CL_TRUE, (size_t)offset,
+                                    (size_t)bytes, src, 0, NULL, &ev);
+  if (err == CL_SUCCESS) cl_note_copy(dev, ev);
   if (err != CL_SUCCESS) {
     return cl_fail(
         dev, err == CL_MEM_OBJECT_ALLOCATION_FAILURE ? VNRT_ERROR_OUT_OF_MEMORY : VNRT_ERROR_DEVICE,

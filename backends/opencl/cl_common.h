@@ -8,6 +8,7 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #endif
 #include <CL/cl.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "vnrt/backend.h"
@@ -64,7 +65,12 @@ struct vnrt_backend_device {
   const vnrt_backend_host *host;
   const cl_device_desc *desc;
   cl_context context;
-  cl_command_queue queue;
+  cl_command_queue queue;      /* the compute stream: every kernel and GEMM */
+  cl_command_queue copy_queue; /* the copy stream: buffer writes (DualPath), in order */
+  /* The last write on copy_queue not yet waited for by queue (NULL: none); under copy_lock,
+   * since the copy stream writes from its own thread while a run enqueues. */
+  cl_event copy_event;
+  pthread_mutex_t copy_lock;
   cl_program program;   /* every kernel of shaders/opencl, built once per open */
   char cache_dir[1024]; /* "" when the on-disk cache is off or unusable */
   uint64_t program_key; /* device + driver + source + options; names the cache files */
@@ -84,6 +90,9 @@ struct vnrt_backend_buffer {
   uint64_t size;     /* what was asked for: the valid range */
   uint64_t capacity; /* what the cl_mem holds (a pooled buffer may be larger) */
 };
+
+/* The copy queue's latest write not yet waited for (the caller releases it), or NULL. */
+cl_event cl_take_copy_event(vnrt_backend_device *dev);
 
 /* A static name for an OpenCL error code ("CL_OUT_OF_RESOURCES"), or "?" if unknown. */
 const char *cl_error_name(cl_int err);

@@ -380,6 +380,10 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
   dev->desc = &state->devices[index];
   /* Keep at most an eighth of the device's memory idle in the pool. */
   dev->pool_limit = dev->desc->info.memory_bytes / 8;
+  if (pthread_mutex_init(&dev->copy_lock, NULL) != 0) {
+    host->free(host->core, dev);
+    return host->error(host->core, VNRT_ERROR_DEVICE, "opencl: pthread_mutex_init failed");
+  }
 
   cl_int err = CL_SUCCESS;
   cl_context_properties props[3] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->desc->platform,
@@ -388,6 +392,7 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
   if (!dev->context || err != CL_SUCCESS) {
     vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateContext failed: %d %s", (int)err,
                             cl_error_name(err));
+    pthread_mutex_destroy(&dev->copy_lock);
     host->free(host->core, dev);
     return s;
   }
@@ -398,22 +403,40 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
     cl_backend_device_close(dev);
     return s;
   }
+  /* DualPath's copy stream writes on a second in-order queue, so that a write waits only for
+   * earlier writes, not for the kernels queued on the compute queue (the executor orders the
+   * two: a write never targets memory a running node reads, and a run waits for the last
+   * write through an event before its first kernel). */
+  dev->copy_queue = clCreateCommandQueue(dev->context, dev->desc->id, 0, &err);
+  if (!dev->copy_queue || err != CL_SUCCESS) {
+    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE,
+                            "clCreateCommandQueue (the copy queue) failed: %d %s", (int)err,
+                            cl_error_name(err));
+    cl_backend_device_close(dev);
+    return s;
+  }
   vnrt_status s = cl_program_open_device(dev);
   if (s != VNRT_OK) {
     cl_backend_device_close(dev);
     return s;
   }
+  host->log(host->core, VNRT_LOG_INFO,
+            "opencl: copy stream: a second in-order queue, ordered by events");
   *out_device = dev;
   return VNRT_OK;
 }
 
 void cl_backend_device_close(vnrt_backend_device *dev) {
   if (!dev) return;
+  if (dev->copy_queue) clFinish(dev->copy_queue);
   if (dev->queue) clFinish(dev->queue);
+  if (dev->copy_event) clReleaseEvent(dev->copy_event);
   cl_pool_drain(dev);
   cl_gemm_forget(dev);
   if (dev->program) clReleaseProgram(dev->program);
+  if (dev->copy_queue) clReleaseCommandQueue(dev->copy_queue);
   if (dev->queue) clReleaseCommandQueue(dev->queue);
+  pthread_mutex_destroy(&dev->copy_lock);
   if (dev->context) clReleaseContext(dev->context);
   dev->host->free(dev->host->core, dev);
 }

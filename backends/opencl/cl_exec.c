@@ -441,6 +441,17 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
     return cl_fail(dev, VNRT_ERROR_INTERNAL, "run: nodes [%d, %d) outside the compiled %d nodes",
                    (int)first, (int)(first + count), (int)exec->graph.n_nodes);
   }
+  /* Writes on the copy queue (inputs, streamed weights, Engram rows) finished before this
+   * call; the barrier makes them visible to this run's kernels (one queue to another). */
+  cl_event copied = cl_take_copy_event(dev);
+  if (copied) {
+    cl_int err = clEnqueueBarrierWithWaitList(dev->queue, 1, &copied, NULL);
+    clReleaseEvent(copied);
+    if (err != CL_SUCCESS) {
+      return cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): waiting for copies: %d %s",
+                     (int)first, (int)(first + count), (int)err, cl_error_name(err));
+    }
+  }
   for (int32_t i = exec->node_first[first]; i < exec->node_first[first + count]; ++i) {
     const cl_step *st = &exec->steps[i];
     const vnrt_backend_node *node = &exec->graph.nodes[st->node];
