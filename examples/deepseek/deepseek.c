@@ -43,9 +43,10 @@ static const char kUsage[] =
     "                    cache, every step fetches its rows)\n"
     "  --engram-resident keep the Engram tables in device memory like other weights instead\n"
     "  --stats           print plan statistics and per-run statistics\n"
-    "  --roofline        after decoding, measure the memory bandwidth (a STREAM-like triad over\n"
-    "                    256 MiB on the same thread count) and print the bytes a decode step\n"
-    "                    must read, and decode speed as a fraction of that roofline\n"
+    "  --roofline        measure the memory bandwidth beside the decode steps (a STREAM-like\n"
+    "                    triad over 256 MiB on the same thread count, one pass after each\n"
+    "                    step) and print the bytes a decode step must read and decode speed\n"
+    "                    as a fraction of that roofline\n"
     "  --threads N       CPU threads of the runtime and the triad (default: online cores)\n"
     "  --help            show this help\n";
 
@@ -245,11 +246,12 @@ static void print_run_stats(const char *what, const vnrt_run_stats *s, int64_t r
 }
 
 /* The decode roofline: bytes a step must read (mean over the decode steps, whose KV reads
- * grow with the position), the triad bandwidth measured now on the same thread count, and
- * decode tokens/s × bytes/token ÷ bandwidth. Returns 0, or -1 after printing an error. */
-static int print_roofline(const options *o, const ds_config *cfg, int64_t n_prompt,
-                          const ds_timing *tm) {
-  if (tm->decode_runs < 1 || tm->decode_s <= 0) {
+ * grow with the position), the triad bandwidth measured beside the decode steps (triad_s over
+ * triad_passes passes of triad_bytes), and decode tokens/s × bytes/token ÷ bandwidth. */
+static int print_roofline(const ds_config *cfg, int64_t n_prompt, const ds_timing *tm,
+                          int threads, double triad_s, int64_t triad_passes,
+                          uint64_t triad_bytes) {
+  if (tm->decode_runs < 1 || tm->decode_s <= 0 || triad_passes < 1 || triad_s <= 0) {
     fprintf(stderr, "deepseek: --roofline needs decode steps (--tokens 2 or more)\n");
     return -1;
   }
@@ -265,17 +267,7 @@ static int print_roofline(const options *o, const ds_config *cfg, int64_t n_prom
     sum.norms += b.norms, sum.embed_head += b.embed_head, sum.total += b.total;
   }
   const double steps = (double)tm->decode_runs, mb = 1e6 * steps;
-  int threads = o->threads;
-  if (threads < 1) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = cores > 0 ? (int)cores : 1;
-  }
-  double gbps = 0.0;
-  char err[256];
-  if (ds_triad_gbps(threads, 256ull << 20, 7, &gbps, err, sizeof err) || gbps <= 0) {
-    fprintf(stderr, "deepseek: %s\n", err);
-    return -1;
-  }
+  const double gbps = (double)triad_bytes * (double)triad_passes / triad_s / 1e9;
   const double per_token = (double)sum.total / steps;
   const double tps = steps / tm->decode_s;
   printf(
@@ -289,8 +281,10 @@ static int print_roofline(const options *o, const ds_config *cfg, int64_t n_prom
       (long long)cfg->experts, (double)sum.shared / mb, (double)sum.router / mb,
       (double)sum.mhc / mb, (double)sum.engram / mb, (double)sum.norms / mb,
       (double)sum.embed_head / mb);
-  printf("  memory bandwidth: %.2f GB/s (triad over 256 MiB, %d threads, median of 7)\n", gbps,
-         threads);
+  printf(
+      "  memory bandwidth: %.2f GB/s (STREAM-like triad over %.0f MiB on %d threads, one pass "
+      "after each decode step, %lld passes)\n",
+      gbps, (double)triad_bytes / (1024.0 * 1024.0), threads, (long long)triad_passes);
   printf(
       "  decode: %.1f tokens/s x %.2f MB = %.2f GB/s = %.2f of the roofline (%.1f tokens/s at "
       "the triad bandwidth)\n",
@@ -335,6 +329,10 @@ int main(int argc, char **argv) {
   int32_t *out_ids = NULL;
   char tmp_path[] = "/tmp/deepseek-weights-XXXXXX";
   int tmp_made = 0;
+  ds_triad *triad = NULL;
+  int triad_threads = 1;
+  double triad_s = 0.0;
+  int64_t triad_passes = 0;
   rc = 1;
 
   const char *weights = o.weights;
@@ -381,6 +379,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "deepseek: %s\n", ds_model_error(model));
     goto done;
   }
+  if (o.roofline) {
+    triad_threads = o.threads;
+    if (triad_threads < 1) {
+      long cores = sysconf(_SC_NPROCESSORS_ONLN);
+      triad_threads = cores > 0 ? (int)cores : 1;
+    }
+    if (ds_triad_create(triad_threads, 256ull << 20, &triad, err, sizeof err)) {
+      fprintf(stderr, "deepseek: %s\n", err);
+      goto done;
+    }
+  }
   logits = malloc((size_t)n_prompt * (size_t)cfg.vocab * sizeof *logits);
   out_ids = malloc((size_t)o.tokens * sizeof *out_ids);
   if (!logits || !out_ids) {
@@ -398,6 +407,17 @@ int main(int argc, char **argv) {
       goto done;
     }
     out_ids[i] = ds_argmax(logits, cfg.vocab);
+    /* The bandwidth is measured beside the decode steps, pass by pass, so that a change in
+     * the machine's load hits both alike. */
+    if (triad) {
+      const double s = ds_triad_pass(triad);
+      if (s < 0) {
+        fprintf(stderr, "deepseek: triad: cannot start %d threads\n", triad_threads);
+        goto done;
+      }
+      triad_s += s;
+      ++triad_passes;
+    }
   }
 
   printf("prompt (%lld tokens):", (long long)n_prompt);
@@ -451,10 +471,14 @@ int main(int argc, char **argv) {
     print_run_stats("prefill", &ps, tm.prefill_runs);
     print_run_stats("decode", &ds, tm.decode_runs);
   }
-  if (o.roofline && print_roofline(&o, &cfg, n_prompt, &tm)) goto done;
+  if (o.roofline && print_roofline(&cfg, n_prompt, &tm, triad_threads, triad_s, triad_passes,
+                                   ds_triad_bytes(triad))) {
+    goto done;
+  }
   rc = 0;
 
 done:
+  ds_triad_destroy(triad);
   free(out_ids);
   free(logits);
   free(prompt);

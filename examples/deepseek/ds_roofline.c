@@ -65,21 +65,23 @@ int ds_decode_bytes_at(const ds_config *cfg, int64_t kv_len, ds_decode_bytes *ou
 
 /* ---- the triad ---------------------------------------------------------------------------- */
 
-typedef struct triad_job {
+#define DS_TRIAD_MAX_THREADS 256
+
+struct ds_triad {
   float *a, *b, *c;
   size_t n;
   int threads;
   int init; /* first touch instead of the triad */
-} triad_job;
+};
 
 typedef struct triad_arg {
-  const triad_job *job;
+  const ds_triad *job;
   int tid;
 } triad_arg;
 
 static void *triad_slice(void *p) {
   const triad_arg *t = p;
-  const triad_job *j = t->job;
+  const ds_triad *j = t->job;
   const size_t lo = j->n * (size_t)t->tid / (size_t)j->threads;
   const size_t hi = j->n * (size_t)(t->tid + 1) / (size_t)j->threads;
   float *restrict a = j->a;
@@ -98,11 +100,9 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One pass over the arrays on every thread; the seconds it took, or a negative value if a
- * thread could not be started. */
-static double triad_run(triad_job *job) {
-  pthread_t th[256];
-  triad_arg args[256];
+double ds_triad_pass(ds_triad *job) {
+  pthread_t th[DS_TRIAD_MAX_THREADS];
+  triad_arg args[DS_TRIAD_MAX_THREADS];
   const double t0 = now_s();
   int started = 0, failed = 0;
   for (int i = 1; i < job->threads; ++i) {
@@ -119,47 +119,45 @@ static double triad_run(triad_job *job) {
   return failed ? -1.0 : now_s() - t0;
 }
 
-static int cmp_double(const void *x, const void *y) {
-  const double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
+uint64_t ds_triad_bytes(const ds_triad *triad) { return 3u * (uint64_t)triad->n * sizeof(float); }
+
+void ds_triad_destroy(ds_triad *triad) {
+  if (!triad) return;
+  free(triad->a);
+  free(triad->b);
+  free(triad->c);
+  free(triad);
 }
 
-int ds_triad_gbps(int threads, uint64_t total_bytes, int reps, double *out_gbps, char *err,
-                  size_t err_size) {
-  *out_gbps = 0.0;
+int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err,
+                    size_t err_size) {
+  *out = NULL;
   if (threads < 1) threads = 1;
-  if (threads > 256) threads = 256;
-  if (reps < 1) reps = 1;
-  if (reps > 64) reps = 64;
-  triad_job job = {.n = (size_t)(total_bytes / 3 / sizeof(float)), .threads = threads};
-  if (job.n < (size_t)threads) job.n = (size_t)threads;
-  job.a = malloc(job.n * sizeof(float));
-  job.b = malloc(job.n * sizeof(float));
-  job.c = malloc(job.n * sizeof(float));
-  int rc = -1;
-  double t[64];
-  if (!job.a || !job.b || !job.c) {
-    snprintf(err, err_size, "triad: cannot allocate 3 x %zu bytes", job.n * sizeof(float));
-    goto done;
+  if (threads > DS_TRIAD_MAX_THREADS) threads = DS_TRIAD_MAX_THREADS;
+  ds_triad *t = calloc(1, sizeof *t);
+  if (!t) {
+    snprintf(err, err_size, "triad: out of memory");
+    return -1;
   }
-  job.init = 1;
-  if (triad_run(&job) < 0) goto no_threads;
-  job.init = 0;
-  if (triad_run(&job) < 0) goto no_threads; /* warm-up */
-  for (int r = 0; r < reps; ++r) {
-    t[r] = triad_run(&job);
-    if (t[r] < 0) goto no_threads;
+  t->threads = threads;
+  t->n = (size_t)(total_bytes / 3 / sizeof(float));
+  if (t->n < (size_t)threads) t->n = (size_t)threads;
+  t->a = malloc(t->n * sizeof(float));
+  t->b = malloc(t->n * sizeof(float));
+  t->c = malloc(t->n * sizeof(float));
+  if (!t->a || !t->b || !t->c) {
+    snprintf(err, err_size, "triad: cannot allocate 3 x %zu bytes", t->n * sizeof(float));
+    ds_triad_destroy(t);
+    return -1;
   }
-  qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-  const double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-  *out_gbps = med > 0 ? 3.0 * (double)job.n * sizeof(float) / med / 1e9 : 0.0;
-  rc = 0;
-  goto done;
-no_threads:
-  snprintf(err, err_size, "triad: cannot start %d threads", threads);
-done:
-  free(job.a);
-  free(job.b);
-  free(job.c);
-  return rc;
+  t->init = 1;
+  const double s = ds_triad_pass(t);
+  t->init = 0;
+  if (s < 0) {
+    snprintf(err, err_size, "triad: cannot start %d threads", threads);
+    ds_triad_destroy(t);
+    return -1;
+  }
+  *out = t;
+  return 0;
 }

@@ -32,12 +32,19 @@ typedef struct ds_decode_bytes {
  * out of memory. */
 int ds_decode_bytes_at(const ds_config *cfg, int64_t kv_len, ds_decode_bytes *out);
 
-/* Memory bandwidth in GB/s (1e9 bytes/s) by a STREAM-like triad a[i] = b[i] + 0.5·c[i] over
- * three f32 arrays of total_bytes in all, split over `threads` threads (each first-touches the
- * slice it streams), counting two arrays read and one written per pass as STREAM does. The
- * median of `reps` timed passes after one warm-up. Returns 0, or -1 (message in err) if the
- * memory or the threads cannot be had. */
-int ds_triad_gbps(int threads, uint64_t total_bytes, int reps, double *out_gbps, char *err,
-                  size_t err_size);
+/* A STREAM-like triad a[i] = b[i] + 0.5·c[i] over three f32 arrays, split over a number of
+ * threads (each first-touches the slice it streams). Bytes are counted as STREAM does: two
+ * arrays read and one written per pass. */
+typedef struct ds_triad ds_triad;
+
+/* Allocates and first-touches arrays of total_bytes in all. Returns 0, or -1 (message in err)
+ * if the memory or the threads cannot be had. */
+int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err,
+                    size_t err_size);
+void ds_triad_destroy(ds_triad *triad);
+/* Runs one pass; its seconds, or a negative value if a thread could not be started. */
+double ds_triad_pass(ds_triad *triad);
+/* Bytes one pass counts (3 arrays). */
+uint64_t ds_triad_bytes(const ds_triad *triad);
 
 #endif /* DS_ROOFLINE_H_ */
