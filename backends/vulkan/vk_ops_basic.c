@@ -10,7 +10,9 @@
 #define WG_ELEM 128u
 #define MM_BM 32u
 #define MM_BN 64u
-#define MV_MMAX 4u /* matvec.comp */
+#define MB_TM 16u          /* matmul.comp OP 1: rows per invocation */
+#define MB_TN (128u * 8u) /* columns per workgroup */
+#define MV_MMAX 4u        /* matvec.comp */
 #define MV_NC 4u
 
 /* Op codes of unary.comp and binary.comp. */
@@ -372,14 +374,37 @@ static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
   return vk_emit_gemm(b, &d, M, N, batch, node->op == VNRT_OP_LINEAR);
 }
 
+/* Whether matmul.comp OP 1 may read A and B as vec4: the contiguous dim of each is a multiple
+ * of 4 long and every row and batch starts at a multiple of 4 elements. */
+static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
+  const uint32_t *p = d->push; /* M N K a_rs a_cs b_rs b_cs nb1 a_bs0 a_bs1 b_bs0 b_bs1 */
+  bool ok = p[2] % 4 == 0 && p[4] == 1 && p[3] % 4 == 0;
+  for (int i = 8; i < 12; ++i) ok = ok && p[i] % 4 == 0;
+  if (d->spec[10]) return ok && p[6] == 1 && p[5] % 4 == 0 && p[1] % 4 == 0;
+  return ok && p[5] == 1 && p[6] % 4 == 0;
+}
+
+/* The register-blocked matmul.comp OP 1 grid fits the device (rows in x). */
+static bool gemm_blocked_fits(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N) {
+  return vk_div_up(M, MB_TM) <= lim->maxComputeWorkGroupCount[0] &&
+         vk_div_up(N, MB_TN) <= lim->maxComputeWorkGroupCount[1];
+}
+
 vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t batch,
                          bool b_k_contiguous) {
+  const VkPhysicalDeviceLimits *lim = &vk_builder_device(b)->phys->props.limits;
   if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
     /* Decode-sized products: tiles of 32 rows would mostly compute padding. */
     d->shader = VK_SHADER_MATVEC;
     d->spec[9] = d->spec[10] = 0;
     d->spec[11] = (uint32_t)M;
     vk_grid(b, vk_div_up(N, MV_NC), d->groups);
+  } else if (gemm_blocked_fits(lim, M, N)) {
+    d->shader = VK_SHADER_MATMUL;
+    d->spec[8] = 1;
+    d->spec[11] = gemm_vec4_ok(d);
+    d->groups[0] = (uint32_t)vk_div_up(M, MB_TM);
+    d->groups[1] = (uint32_t)vk_div_up(N, MB_TN);
   } else {
     d->shader = VK_SHADER_MATMUL;
     d->groups[0] = (uint32_t)vk_div_up(N, MM_BN);

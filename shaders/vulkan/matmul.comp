@@ -4,7 +4,15 @@
 // Slot 0: A (DT0), slot 1: B (DT1), slot 5: C, contiguous [batch, M, N] (DT5).
 // SC0 = 1: A is contiguous along k; SC1 = 1: B is contiguous along n (else along k). They
 // only choose which tile loads are coalesced.
-// A workgroup of 16x8 invocations computes a 32x64 tile, each invocation 4x4 results.
+// OP 0: a workgroup of 16x8 invocations computes a 32x64 tile through shared memory, each
+// invocation 4x4 results.
+// OP 1: register-blocked, no shared memory and no barrier: each invocation computes TM rows x
+// TN columns straight from the buffers; a workgroup covers TM rows x 128*TN columns, rows
+// fastest in the grid (x) so that consecutive workgroups reuse the same B columns from cache.
+// SC2 = 1: A and B are read as vec4 along their contiguous dim (the host checks alignment);
+// 0: scalar loads. This is what llvmpipe rewards: it runs each workgroup on one thread with
+// invocations as SIMD lanes, every buffer load is a per-lane scalar loop and a barrier costs
+// a coroutine switch, so the FMA count per loaded element (TM*TN / (TM+TN)) is what matters.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -25,7 +33,106 @@ layout(push_constant) uniform PC {
 shared float As[BK * BM];
 shared float Bs[BK * BN];
 
+// ---- OP 1 ----------------------------------------------------------------------------------
+
+#define TM 16u
+#define TN 8u
+#define LANES 128u
+
+// Aliases of slots 0 and 1 for vec4 loads: 4 floats, or 4 halves packed in two words.
+layout(set = 0, binding = 0, std430) readonly buffer VnA4 { vec4 v[]; } va4;
+layout(set = 0, binding = 0, std430) readonly buffer VnA2 { uvec2 v[]; } va2;
+layout(set = 0, binding = 1, std430) readonly buffer VnB4 { vec4 v[]; } vb4;
+layout(set = 0, binding = 1, std430) readonly buffer VnB2 { uvec2 v[]; } vb2;
+
+vec4 halves4(uint dt, uvec2 u) {
+  if (dt == DT_F16) {
+    return vec4(vn_h2f(u.x & 0xffffu), vn_h2f(u.x >> 16), vn_h2f(u.y & 0xffffu), vn_h2f(u.y >> 16));
+  }
+  return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u),
+              uintBitsToFloat(u.y << 16), uintBitsToFloat(u.y & 0xffff0000u));
+}
+
+// i: element index, a multiple of 4.
+vec4 lda4(uint i) { return DT0 == DT_F32 ? va4.v[i >> 2] : halves4(DT0, va2.v[i >> 2]); }
+vec4 ldb4(uint i) { return DT1 == DT_F32 ? vb4.v[i >> 2] : halves4(DT1, vb2.v[i >> 2]); }
+
+void main_blocked() {
+  uint lid = gl_LocalInvocationIndex;
+  uint m0 = gl_WorkGroupID.x * TM;
+  uint n0 = (gl_WorkGroupID.y * LANES + lid) * TN;
+  uint z = gl_WorkGroupID.z;
+  uint zb0 = z / pc.nb1, zb1 = z % pc.nb1;
+  uint a_off = zb0 * pc.a_bs0 + zb1 * pc.a_bs1;
+  uint b_off = zb0 * pc.b_bs0 + zb1 * pc.b_bs1;
+  // Rows and columns past the edge load the last valid one (always in bounds) and store
+  // nothing, so the loops below need no guards.
+  uint arow[TM];
+  for (uint r = 0u; r < TM; ++r) arow[r] = a_off + min(m0 + r, pc.M - 1u) * pc.a_rs;
+  // A vec4 along n needs 4 valid columns: clamp the group's start (N % 4 == 0 there).
+  uint ncl[TN / 4u];
+  uint bcol[TN];
+  for (uint g = 0u; g < TN / 4u; ++g) {
+    ncl[g] = n0 + 4u * g;
+    if (SC2 != 0u && SC1 != 0u) ncl[g] = min(ncl[g], pc.N - 4u);
+    for (uint c = 0u; c < 4u; ++c) bcol[4u * g + c] = b_off + min(ncl[g] + c, pc.N - 1u) * pc.b_cs;
+  }
+
+  vec4 acc[TM][TN / 4u]; // acc[r][g][c]: row m0 + r, column ncl[g] + c
+  for (uint r = 0u; r < TM; ++r)
+    for (uint g = 0u; g < TN / 4u; ++g) acc[r][g] = vec4(0.0);
+  if (SC2 != 0u) {
+    // K % 4 == 0 and every row start is a multiple of 4 (the host checks).
+    for (uint k = 0u; k < pc.K; k += 4u) {
+      vec4 b[TN / 4u][4];
+      for (uint g = 0u; g < TN / 4u; ++g) {
+        for (uint j = 0u; j < 4u; ++j) {
+          // SC1 = 0: b[g][j] is column 4g+j at k..k+3; SC1 = 1: row k+j at the group's columns.
+          b[g][j] = SC1 == 0u ? ldb4(bcol[4u * g + j] + k) : ldb4(bcol[4u * g] + (k + j) * pc.b_rs);
+        }
+      }
+      for (uint r = 0u; r < TM; ++r) {
+        vec4 a = lda4(arow[r] + k);
+        for (uint g = 0u; g < TN / 4u; ++g) {
+          if (SC1 == 0u) {
+            acc[r][g] += vec4(dot(a, b[g][0]), dot(a, b[g][1]), dot(a, b[g][2]), dot(a, b[g][3]));
+          } else {
+            acc[r][g] += a.x * b[g][0] + a.y * b[g][1] + a.z * b[g][2] + a.w * b[g][3];
+          }
+        }
+      }
+    }
+  } else {
+    for (uint k = 0u; k < pc.K; ++k) {
+      vec4 b[TN / 4u];
+      for (uint c = 0u; c < TN; ++c) b[c / 4u][c % 4u] = ldf1(bcol[c] + k * pc.b_rs);
+      for (uint r = 0u; r < TM; ++r) {
+        float a = ldf0(arow[r] + k * pc.a_cs);
+        for (uint g = 0u; g < TN / 4u; ++g) acc[r][g] += a * b[g];
+      }
+    }
+  }
+  uint c_off = z * pc.M * pc.N;
+  for (uint r = 0u; r < TM; ++r) {
+    uint m = m0 + r;
+    if (m >= pc.M) break;
+    for (uint g = 0u; g < TN / 4u; ++g) {
+      for (uint c = 0u; c < 4u; ++c) {
+        uint n = ncl[g] + c;
+        // A clamped group (ncl < n0 + 4g) holds columns of another lane: store only its own.
+        if (n >= n0 + 4u * g && n < pc.N) stf5(c_off + m * pc.N + n, acc[r][g][c]);
+      }
+    }
+  }
+}
+
+// ---- OP 0 ----------------------------------------------------------------------------------
+
 void main() {
+  if (OP == 1u) {
+    main_blocked();
+    return;
+  }
   uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
   uint tid = ty * 16u + tx;
   uint n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM;
