@@ -4,63 +4,123 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* A job is published under `mutex` by bumping `generation`; workers that see a new generation
- * claim chunks through the atomic `next_chunk` until none are left, then report back. The
- * caller claims chunks too, so a pool of one thread (no workers) runs everything inline. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_POOL_RELAX() _mm_pause()
+#else
+#define CPU_POOL_RELAX() ((void)0)
+#endif
+
+/* How long an idle worker (and a caller waiting for the last chunk) spins before it sleeps on
+ * a condition variable. A decode step is hundreds of small ops back to back; a futex wake and
+ * the scheduler's latency cost ~5-20 µs per op on a busy 2-core machine, more than many of
+ * those ops take, while the gap between two ops is a few µs. VNRT_CPU_SPIN_US overrides it
+ * (0: sleep at once). */
+#define CPU_POOL_SPIN_US_DEFAULT 100
+
+/* A job is published by storing a new `claim` word: generation (high 32 bits), chunk count
+ * (16 bits) and the next chunk to hand out (low 16 bits). A thread takes a chunk with a
+ * compare-and-swap that only succeeds while the word still carries the generation it saw, so a
+ * worker that wakes late can never take a chunk of a later job, and it touches the job's
+ * fields only once it holds a chunk of a live job (the job cannot finish before that chunk
+ * does). The caller takes chunks too and returns when `done` reaches the chunk count: it never
+ * waits for a worker that took no chunk. A pool of one thread (no workers) runs inline. */
 struct cpu_pool {
   const vnrt_backend_host *host;
   int32_t n_threads; /* workers + the calling thread */
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
+  int64_t spin_ns;
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
-  pthread_mutex_t mutex;
-  pthread_cond_t wake; /* workers wait here for a new generation or shutdown */
-  pthread_cond_t done; /* the caller waits here for the last worker to finish */
-  uint64_t generation;
-  int shutdown;
-  int32_t busy; /* workers still inside the current job */
+  pthread_mutex_t mutex;  /* guards sleepers, caller_sleeping and the condition variables */
+  pthread_cond_t wake;    /* idle workers sleep here */
+  pthread_cond_t done_cv; /* the caller sleeps here for the last chunk */
+  int32_t sleepers;
+  atomic_int caller_sleeping;
+  atomic_int shutdown;
 
-  /* The current job; written under mutex before the generation is bumped. */
+  atomic_uint_fast64_t claim;
+  atomic_int_fast64_t done; /* chunks finished in the current job */
+
+  /* The current job; written before `claim` publishes it. */
   cpu_range_fn fn;
   void *user;
-  int64_t n, chunk, n_chunks;
-  atomic_int_fast64_t next_chunk;
+  int64_t n, chunk;
 };
 
 /* Set while a thread runs chunks of a job, so that a nested parallel_for from inside a chunk
  * runs inline instead of deadlocking on the pool it is already part of. */
 static _Thread_local int cpu_pool_in_job_;
 
-static void cpu_pool_run_chunks_(cpu_pool *pool) {
+#define CLAIM_GEN_(w) ((uint32_t)((w) >> 32))
+#define CLAIM_CHUNKS_(w) ((int64_t)(((w) >> 16) & 0xffffu))
+#define CLAIM_NEXT_(w) ((int64_t)((w)&0xffffu))
+
+static int64_t now_ns_(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Takes and runs chunks of generation gen until none are left. */
+static void cpu_pool_run_chunks_(cpu_pool *pool, uint32_t gen) {
   cpu_pool_in_job_ = 1;
+  uint_fast64_t w = atomic_load_explicit(&pool->claim, memory_order_acquire);
   for (;;) {
-    int64_t c = atomic_fetch_add(&pool->next_chunk, 1);
-    if (c >= pool->n_chunks) break;
-    int64_t begin = c * pool->chunk;
-    int64_t end = begin + pool->chunk < pool->n ? begin + pool->chunk : pool->n;
+    if (CLAIM_GEN_(w) != gen || CLAIM_NEXT_(w) >= CLAIM_CHUNKS_(w)) break;
+    if (!atomic_compare_exchange_weak_explicit(&pool->claim, &w, w + 1, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+      continue; /* w was reloaded */
+    }
+    const int64_t c = CLAIM_NEXT_(w), n_chunks = CLAIM_CHUNKS_(w);
+    const int64_t begin = c * pool->chunk;
+    const int64_t end = begin + pool->chunk < pool->n ? begin + pool->chunk : pool->n;
     pool->fn(pool->user, begin, end);
+    if (atomic_fetch_add(&pool->done, 1) + 1 == n_chunks &&
+        atomic_load(&pool->caller_sleeping)) {
+      pthread_mutex_lock(&pool->mutex);
+      pthread_cond_signal(&pool->done_cv);
+      pthread_mutex_unlock(&pool->mutex);
+    }
+    w = atomic_load_explicit(&pool->claim, memory_order_acquire);
   }
   cpu_pool_in_job_ = 0;
 }
 
 static void *cpu_pool_worker_(void *arg) {
   cpu_pool *pool = arg;
-  uint64_t seen = 0;
-  pthread_mutex_lock(&pool->mutex);
+  uint32_t seen = 0;
   for (;;) {
-    while (!pool->shutdown && pool->generation == seen)
-      pthread_cond_wait(&pool->wake, &pool->mutex);
-    if (pool->shutdown) break;
-    seen = pool->generation;
-    pthread_mutex_unlock(&pool->mutex);
-    cpu_pool_run_chunks_(pool);
-    pthread_mutex_lock(&pool->mutex);
-    if (--pool->busy == 0) pthread_cond_signal(&pool->done);
+    uint32_t gen = CLAIM_GEN_(atomic_load_explicit(&pool->claim, memory_order_acquire));
+    if (gen == seen && !atomic_load(&pool->shutdown) && pool->spin_ns > 0) {
+      const int64_t until = now_ns_() + pool->spin_ns;
+      for (int i = 1;; ++i) {
+        CPU_POOL_RELAX();
+        gen = CLAIM_GEN_(atomic_load_explicit(&pool->claim, memory_order_acquire));
+        if (gen != seen || atomic_load(&pool->shutdown)) break;
+        if ((i & 63) == 0 && now_ns_() > until) break;
+      }
+    }
+    if (gen == seen && !atomic_load(&pool->shutdown)) {
+      pthread_mutex_lock(&pool->mutex);
+      for (;;) {
+        gen = CLAIM_GEN_(atomic_load(&pool->claim));
+        if (gen != seen || atomic_load(&pool->shutdown)) break;
+        pool->sleepers++;
+        pthread_cond_wait(&pool->wake, &pool->mutex);
+        pool->sleepers--;
+      }
+      pthread_mutex_unlock(&pool->mutex);
+    }
+    if (atomic_load(&pool->shutdown)) break;
+    seen = gen;
+    cpu_pool_run_chunks_(pool, gen);
   }
-  pthread_mutex_unlock(&pool->mutex);
   return NULL;
 }
 
@@ -73,11 +133,21 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   memset(pool, 0, sizeof *pool);
   pool->host = host;
   pool->n_threads = num_threads;
-  atomic_init(&pool->next_chunk, 0);
+  pool->spin_ns = (int64_t)CPU_POOL_SPIN_US_DEFAULT * 1000;
+  const char *spin = getenv("VNRT_CPU_SPIN_US");
+  if (spin && *spin) {
+    char *end = NULL;
+    long us = strtol(spin, &end, 10);
+    if (end && !*end && us >= 0 && us <= 1000000) pool->spin_ns = (int64_t)us * 1000;
+  }
+  atomic_init(&pool->claim, 0);
+  atomic_init(&pool->done, 0);
+  atomic_init(&pool->shutdown, 0);
+  atomic_init(&pool->caller_sleeping, 0);
   pthread_mutex_init(&pool->submit, NULL);
   pthread_mutex_init(&pool->mutex, NULL);
   pthread_cond_init(&pool->wake, NULL);
-  pthread_cond_init(&pool->done, NULL);
+  pthread_cond_init(&pool->done_cv, NULL);
   if (num_threads > 1) {
     size_t bytes = sizeof(pthread_t) * (size_t)(num_threads - 1);
     pool->workers = host->alloc(host->core, bytes);
@@ -104,11 +174,11 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
 void cpu_pool_destroy(cpu_pool *pool) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mutex);
-  pool->shutdown = 1;
+  atomic_store(&pool->shutdown, 1);
   pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
   for (int32_t i = 0; i < pool->n_workers; ++i) pthread_join(pool->workers[i], NULL);
-  pthread_cond_destroy(&pool->done);
+  pthread_cond_destroy(&pool->done_cv);
   pthread_cond_destroy(&pool->wake);
   pthread_mutex_destroy(&pool->mutex);
   pthread_mutex_destroy(&pool->submit);
@@ -126,28 +196,43 @@ void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_f
   /* As many chunks as threads (fewer when n is small), each at least grain long. */
   int64_t n_chunks = (n + grain - 1) / grain;
   if (n_chunks > threads) n_chunks = threads;
+  if (n_chunks > 0xffff) n_chunks = 0xffff;
   if (n_chunks <= 1 || cpu_pool_in_job_) {
     fn(user, 0, n);
     return;
   }
   pthread_mutex_lock(&pool->submit);
-  pthread_mutex_lock(&pool->mutex);
   pool->fn = fn;
   pool->user = user;
   pool->n = n;
   pool->chunk = (n + n_chunks - 1) / n_chunks;
-  pool->n_chunks = (n + pool->chunk - 1) / pool->chunk;
-  atomic_store(&pool->next_chunk, 0);
-  pool->busy = pool->n_workers;
-  pool->generation++;
-  pthread_cond_broadcast(&pool->wake);
-  pthread_mutex_unlock(&pool->mutex);
-
-  cpu_pool_run_chunks_(pool);
-
-  /* Every worker must leave the job before the next one may overwrite its fields. */
+  n_chunks = (n + pool->chunk - 1) / pool->chunk;
+  atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+  const uint32_t gen = CLAIM_GEN_(atomic_load(&pool->claim)) + 1;
+  atomic_store_explicit(&pool->claim, ((uint_fast64_t)gen << 32) | ((uint_fast64_t)n_chunks << 16),
+                        memory_order_seq_cst);
+  /* Sleeping workers need a wake-up; spinning ones see the new word by themselves. A worker
+   * that is about to sleep checks the word under the mutex, so it cannot miss this job. */
   pthread_mutex_lock(&pool->mutex);
-  while (pool->busy > 0) pthread_cond_wait(&pool->done, &pool->mutex);
+  if (pool->sleepers > 0) pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
+
+  cpu_pool_run_chunks_(pool, gen);
+
+  /* Chunks other threads took may still be running: spin a while, then sleep. */
+  if (atomic_load_explicit(&pool->done, memory_order_acquire) < n_chunks) {
+    const int64_t until = now_ns_() + pool->spin_ns;
+    for (int i = 1; atomic_load_explicit(&pool->done, memory_order_acquire) < n_chunks; ++i) {
+      CPU_POOL_RELAX();
+      if ((i & 63) == 0 && now_ns_() > until) break;
+    }
+  }
+  if (atomic_load_explicit(&pool->done, memory_order_acquire) < n_chunks) {
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->caller_sleeping, 1);
+    while (atomic_load(&pool->done) < n_chunks) pthread_cond_wait(&pool->done_cv, &pool->mutex);
+    atomic_store(&pool->caller_sleeping, 0);
+    pthread_mutex_unlock(&pool->mutex);
+  }
   pthread_mutex_unlock(&pool->submit);
 }

@@ -536,6 +536,9 @@ void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
 
 /* ---- tiled, threaded driver -------------------------------------------------------------- */
 
+/* Weight bytes × rows below which a GEMM runs on the calling thread (see gemm_run_). */
+#define CPU_GEMM_INLINE_BYTES (48 * 1024)
+
 typedef struct gemm_job {
   cpu_isa isa;
   int nn; /* w is b[K, N] (matmul) rather than w[N, K] (linear) */
@@ -554,12 +557,12 @@ static void gemm_item_(void *user, int64_t item, int32_t slot) {
   const int64_t i0 = (item % g->n_mt) * g->mt, j0 = (item / g->n_mt) * g->nt;
   const int64_t mi = g->m - i0 < g->mt ? g->m - i0 : g->mt;
   const int64_t nj = g->n - j0 < g->nt ? g->n - j0 : g->nt;
-  float *ws = g->scratch + slot * g->slot_floats;
+  float *ws = g->scratch ? g->scratch + slot * g->slot_floats : NULL;
   const char *w = g->w + (size_t)(g->nn ? j0 : j0 * g->ldw) * vnrt_dtype_size(g->wdt);
   const float *x = g->x + i0 * g->ldx;
   float *c = (float *)g->out + i0 * g->ldo + j0;
   int64_t ldc = g->ldo;
-  if (g->odt != VNRT_F32) c = ws + CPU_GEMM_WS_FLOATS, ldc = nj;
+  if (g->odt != VNRT_F32) c = ws + (g->slot_floats - g->mt * g->nt), ldc = nj;
   if (g->nn) {
     cpu_gemm_nn_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
   } else {
@@ -621,10 +624,23 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
   if (g.mt > m) g.mt = m;
   if (g.nt > n) g.nt = n;
   g.n_mt = ceil_div_(m, g.mt);
-  g.slot_floats = CPU_GEMM_WS_FLOATS + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
-  vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats, &g.scratch);
-  if (st != VNRT_OK) return st;
-  cpu_fast_for_each(a->pool, g.n_mt * ceil_div_(n, g.nt), gemm_item_, &g);
+  /* A GEMV on the AVX2 path (or with f32 w) streams w in place and needs no workspace: a
+   * decode step runs dozens of them, and allocating ~0.8 MiB for each cost more than the
+   * smaller ones take. An f32 result needs no output tile either. */
+  const int gemv = !nn && m <= GEMM_MR && (g.isa == CPU_ISA_AVX2 || wdt == VNRT_F32);
+  g.slot_floats = (gemv ? 0 : CPU_GEMM_WS_FLOATS) + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
+  g.scratch = NULL;
+  if (g.slot_floats > 0) {
+    vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats, &g.scratch);
+    if (st != VNRT_OK) return st;
+  }
+  const int64_t items = g.n_mt * ceil_div_(n, g.nt);
+  /* Work too small to repay waking the pool (a few µs of streaming) runs on this thread. */
+  if ((uint64_t)n * (uint64_t)k * vnrt_dtype_size(wdt) * (uint64_t)m < CPU_GEMM_INLINE_BYTES) {
+    for (int64_t it = 0; it < items; ++it) gemm_item_(&g, it, 0);
+  } else {
+    cpu_fast_for_each(a->pool, items, gemm_item_, &g);
+  }
   cpu_fast_free(a, g.scratch);
   return VNRT_OK;
 }

@@ -11,7 +11,9 @@
   X(MATMUL, matmul)         \
   X(MOE_FFN, moe_ffn)       \
   X(HC_PRE, hc_pre)         \
-  X(ATTENTION, attention)
+  X(HC_POST, hc_post)       \
+  X(ATTENTION, attention)   \
+  X(SHORT_CONV, short_conv)
 
 /* cpu_fast_kernel_table[op] is cpu_fast_<op> for the ops above, NULL for the rest. It lives
  * in fast_table.c, away from cpu_kernels.h's weak declarations, so its references are strong:

@@ -170,3 +170,97 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   cpu_fast_free(a, mem);
   return VNRT_OK;
 }
+
+/* ---- hc_post ----------------------------------------------------------------------------- */
+
+/* Channels per hc_post work item, and the output size below which one thread does it all (a
+ * decode step's hc_post is n·C = 4096 outputs: ~1 µs of work, less than a pool wake-up). */
+#define HC_POST_CB 512
+#define HC_POST_INLINE 32768
+
+typedef struct hc_post_job {
+  cpu_isa isa;
+  int64_t T, n, C, n_cb;
+  const float *X, *y, *post, *comb;
+  float *out;
+} hc_post_job;
+
+#if defined(CPU_HAVE_AVX2_CODE)
+/* o[c] = p·y[c] + Σ_j w[j·n]·X[j·C + c] for c < cb, j ascending (w: comb column k). */
+static CPU_AVX2 void hc_post_avx2_(const float *X, const float *y, float p, const float *w,
+                                   int64_t n, int64_t C, int64_t cb, float *o) {
+  const __m256 pv = _mm256_set1_ps(p);
+  int64_t c = 0;
+  for (; c + 8 <= cb; c += 8) {
+    __m256 acc = _mm256_mul_ps(pv, _mm256_loadu_ps(y + c));
+    for (int64_t jj = 0; jj < n; ++jj) {
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(w[jj * n]), _mm256_loadu_ps(X + jj * C + c), acc);
+    }
+    _mm256_storeu_ps(o + c, acc);
+  }
+  for (; c < cb; ++c) {
+    float acc = p * y[c];
+    for (int64_t jj = 0; jj < n; ++jj) acc += w[jj * n] * X[jj * C + c];
+    o[c] = acc;
+  }
+}
+#endif
+
+/* out[t, k, c] = post[t, k]·y[t, c] + Σ_j comb[t, j, k]·X[t, j, c] (comb applied transposed,
+ * as spec/ops.md says) for one token and one block of channels, every k. */
+static void hc_post_item_(void *user, int64_t item, int32_t slot) {
+  (void)slot;
+  const hc_post_job *j = user;
+  const int64_t t = item / j->n_cb, c0 = (item % j->n_cb) * HC_POST_CB;
+  const int64_t n = j->n, C = j->C, cb = C - c0 < HC_POST_CB ? C - c0 : HC_POST_CB;
+  const float *X = j->X + t * n * C + c0, *y = j->y + t * C + c0;
+  for (int64_t k = 0; k < n; ++k) {
+    const float p = j->post[t * n + k], *w = j->comb + t * n * n + k;
+    float *o = j->out + (t * n + k) * C + c0;
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (j->isa == CPU_ISA_AVX2) {
+      hc_post_avx2_(X, y, p, w, n, C, cb, o);
+      continue;
+    }
+#endif
+    for (int64_t c = 0; c < cb; ++c) {
+      float acc = p * y[c];
+      for (int64_t jj = 0; jj < n; ++jj) acc += w[jj * n] * X[jj * C + c];
+      o[c] = acc;
+    }
+  }
+}
+
+vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *Xt = a->in_type[0];
+  if (Xt->rank < 2 || Xt->dtype != VNRT_F32 || a->in_type[1]->dtype != VNRT_F32 ||
+      a->in_type[2]->dtype != VNRT_F32 || a->in_type[3]->dtype != VNRT_F32 ||
+      a->out_type[0]->dtype != VNRT_F32) {
+    return cpu_ref_hc_post(a);
+  }
+  hc_post_job j = {
+      .isa = cpu_fast_isa(),
+      .n = Xt->dims[Xt->rank - 2],
+      .C = Xt->dims[Xt->rank - 1],
+      .X = a->in[0],
+      .y = a->in[1],
+      .post = a->in[2],
+      .comb = a->in[3],
+      .out = a->out[0],
+  };
+  const int64_t nc = j.n * j.C;
+  j.T = nc > 0 ? vnrt_tensor_type_numel(Xt) / nc : 0;
+  if (j.T == 0 || vnrt_tensor_type_numel(a->in_type[1]) != j.T * j.C ||
+      vnrt_tensor_type_numel(a->in_type[2]) != j.T * j.n ||
+      vnrt_tensor_type_numel(a->in_type[3]) != j.T * j.n * j.n) {
+    return cpu_ref_hc_post(a);
+  }
+  j.n_cb = ceil_div_(j.C, HC_POST_CB);
+  const int64_t items = j.T * j.n_cb;
+  if (j.T * nc < HC_POST_INLINE) {
+    for (int64_t it = 0; it < items; ++it) hc_post_item_(&j, it, 0);
+  } else {
+    cpu_fast_for_each(a->pool, items, hc_post_item_, &j);
+  }
+  return VNRT_OK;
+}

@@ -108,6 +108,117 @@ static void combine_item_(void *user, int64_t item, int32_t slot) {
   }
 }
 
+/* ---- a few tokens (decode): one GEMV per routed slot ------------------------------------ */
+
+/* Tokens up to which each (token, slot) pair runs as its own GEMV, reading its expert's rows
+ * in place: nothing to group, and two passes over the pool instead of four. */
+#define MOE_SMALL_T 4
+/* Rows of down (outputs) per work item of the second pass. */
+#define MOE_SMALL_CB 128
+
+typedef struct moe_small_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t T, C, F, k, fb, n_fb, n_cb;
+  float limit;
+  const int32_t *experts;
+  const float *x; /* [T, C] f32 */
+  float *h;       /* [T·k, F] swiglu(gate, up) per slot */
+  float *tiles;   /* per thread slot: gate and up (2·fb) or a down tile (MOE_SMALL_CB) */
+  int64_t tile_floats;
+} moe_small_job;
+
+/* h[s, f0:f0+fb] for slot s = item / n_fb. */
+static void small_gate_up_item_(void *user, int64_t item, int32_t slot) {
+  const moe_small_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t s = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
+  const int64_t fb = j->F - f0 < j->fb ? j->F - f0 : j->fb;
+  const int64_t e = j->experts[s], t = s / j->k;
+  const vnrt_dtype wdt = a->in_type[3]->dtype;
+  const size_t wsz = vnrt_dtype_size(wdt);
+  const char *wgu = (const char *)a->in[3];
+  const char *wg = wgu + (size_t)((e * 2 * j->F + f0) * j->C) * wsz;
+  const char *wu = wgu + (size_t)((e * 2 * j->F + j->F + f0) * j->C) * wsz;
+  float *g = j->tiles + slot * j->tile_floats, *u = g + j->fb;
+  const float *x = j->x + t * j->C;
+  cpu_gemm_nt_block(j->isa, x, j->C, 1, wg, wdt, j->C, fb, j->C, g, fb, NULL);
+  cpu_gemm_nt_block(j->isa, x, j->C, 1, wu, wdt, j->C, fb, j->C, u, fb, NULL);
+  const float limit = j->limit;
+  float *hrow = j->h + s * j->F + f0;
+  for (int64_t f = 0; f < fb; ++f) {
+    float gv = g[f], uv = u[f];
+    if (limit > 0.0f) {
+      gv = gv < limit ? gv : limit;
+      uv = uv < -limit ? -limit : (uv > limit ? limit : uv);
+    }
+    hrow[f] = gv / (1.0f + expf(-gv)) * uv;
+  }
+}
+
+/* y[t, c0:c0+cb] = Σ_i weights[t, i]·(h[t·k + i]·down[e_i, c]ᵀ), i ascending as in the
+ * reference, for one token and one block of outputs. */
+static void small_down_item_(void *user, int64_t item, int32_t slot) {
+  const moe_small_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t t = item / j->n_cb, c0 = (item % j->n_cb) * MOE_SMALL_CB;
+  const int64_t cb = j->C - c0 < MOE_SMALL_CB ? j->C - c0 : MOE_SMALL_CB;
+  const vnrt_dtype wdt = a->in_type[4]->dtype, pdt = a->in_type[2]->dtype;
+  const vnrt_dtype odt = a->out_type[0]->dtype;
+  const size_t wsz = vnrt_dtype_size(wdt);
+  float *yp = j->tiles + slot * j->tile_floats, *acc = yp + MOE_SMALL_CB;
+  for (int64_t c = 0; c < cb; ++c) acc[c] = 0.0f;
+  for (int64_t i = 0; i < j->k; ++i) {
+    const int64_t s = t * j->k + i, e = j->experts[s];
+    const char *wd = (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * wsz;
+    cpu_gemm_nt_block(j->isa, j->h + s * j->F, j->F, 1, wd, wdt, j->F, cb, j->F, yp, cb, NULL);
+    const float w = cpu_load_f32(a->in[2], pdt, s);
+    for (int64_t c = 0; c < cb; ++c) acc[c] += w * yp[c];
+  }
+  for (int64_t c = 0; c < cb; ++c) cpu_store_f32(a->out[0], odt, t * j->C + c0 + c, acc[c]);
+}
+
+static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
+                                  int64_t k, float limit) {
+  moe_small_job j = {
+      .a = a,
+      .isa = cpu_fast_isa(),
+      .T = T,
+      .C = C,
+      .F = F,
+      .k = k,
+      .limit = limit,
+      .experts = a->in[1],
+  };
+  const int64_t threads = cpu_pool_threads(a->pool);
+  /* F blocks of a multiple of 8 rows (the GEMV's tile), enough for 4 items per thread. */
+  const int64_t want = (4 * threads + T * k - 1) / (T * k);
+  j.fb = (F + want - 1) / want;
+  j.fb = (j.fb + 7) / 8 * 8;
+  if (j.fb > F) j.fb = F;
+  j.n_fb = (F + j.fb - 1) / j.fb;
+  j.n_cb = (C + MOE_SMALL_CB - 1) / MOE_SMALL_CB;
+  j.tile_floats = 2 * j.fb > 2 * MOE_SMALL_CB ? 2 * j.fb : 2 * MOE_SMALL_CB;
+  const int x_f32 = a->in_type[0]->dtype == VNRT_F32;
+  float *mem = NULL;
+  vnrt_status st =
+      cpu_fast_alloc(a, T * k * F + threads * j.tile_floats + (x_f32 ? 0 : T * C), &mem);
+  if (st != VNRT_OK) return st;
+  j.h = mem;
+  j.tiles = j.h + T * k * F;
+  if (x_f32) {
+    j.x = a->in[0];
+  } else {
+    float *xf = j.tiles + threads * j.tile_floats;
+    cpu_fast_to_f32(j.isa, a->in[0], a->in_type[0]->dtype, T * C, xf);
+    j.x = xf;
+  }
+  cpu_fast_for_each(a->pool, T * k * j.n_fb, small_gate_up_item_, &j);
+  cpu_fast_for_each(a->pool, T * j.n_cb, small_down_item_, &j);
+  cpu_fast_free(a, mem);
+  return VNRT_OK;
+}
+
 vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *et = a->in_type[1], *gt = a->in_type[3];
   const vnrt_tensor_type *dt = a->in_type[4];
@@ -135,6 +246,10 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   }
   for (int64_t s = 0; s < j.n_slots; ++s) {
     if (j.experts[s] < 0 || j.experts[s] >= E) return cpu_ref_moe_ffn(a);
+  }
+  /* The GEMV path reads w in place only on AVX2 (the portable GEMV needs f32 w). */
+  if (j.T <= MOE_SMALL_T && (j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
+    return moe_ffn_small_(a, j.T, j.C, j.F, j.k, j.limit);
   }
 
   /* Row blocks (expert, first grouped row, rows); the grouping maps and per-expert starts

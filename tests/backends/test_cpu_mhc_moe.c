@@ -432,7 +432,10 @@ START_TEST(test_hc_post_applies_comb_transposed) {
   struct {
     int64_t T, n, C;
     vnrt_dtype xdt;
-  } cases[] = {{3, 4, 6, VNRT_F32}, {2, 3, 5, VNRT_BF16}, {1, 4, 1, VNRT_F16}};
+  } cases[] = {{3, 4, 6, VNRT_F32},     {2, 3, 5, VNRT_BF16}, {1, 4, 1, VNRT_F16},
+               /* a decode step (one thread), and blocks of 512 channels with a partial one
+                  split across threads */
+               {1, 4, 1024, VNRT_F32}, {3, 4, 2100, VNRT_F32}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     const int64_t T = cases[ci].T, n = cases[ci].n, C = cases[ci].C;
     const vnrt_dtype xdt = cases[ci].xdt;
@@ -1064,6 +1067,14 @@ START_TEST(test_ffn_low_precision_weights_and_limit) {
       check_ffn(&c, 910 + li * 3 + di);
     }
   }
+  /* Decode shapes (the per-slot GEMV path of a few tokens): several F blocks and blocks of
+   * 128 outputs with a partial one, bf16 experts, the V4 clamp; then T = 3 and T = 4. */
+  ffn_case dec = {1, 264, 48, 16, 6, 0.35, VNRT_F32, VNRT_F32, VNRT_BF16, VNRT_BF16};
+  check_ffn(&dec, 930);
+  ffn_case dec3 = {3, 136, 20, 8, 4, 0.35, VNRT_F32, VNRT_F32, VNRT_F16, VNRT_BF16};
+  check_ffn(&dec3, 931);
+  ffn_case dec4 = {4, 64, 24, 6, 6, 0.0, VNRT_BF16, VNRT_F32, VNRT_BF16, VNRT_F32};
+  check_ffn(&dec4, 932);
   /* bf16 activations and weights, f16 combine weights. */
   ffn_case c = {4, 9, 6, 3, 2, 0.35, VNRT_BF16, VNRT_F16, VNRT_BF16, VNRT_F16};
   check_ffn(&c, 920);
