@@ -10,8 +10,11 @@
 #define WG_ELEM 128u
 #define MM_BM 32u
 #define MM_BN 64u
-#define MB_TM 16u          /* matmul.comp OP 1: rows per invocation */
-#define MB_TN (128u * 8u) /* columns per workgroup */
+#define MB_TM 16u /* matmul.comp OP >= 1: rows and columns per invocation, */
+#define MB_TN 8u
+#define MB_LANES 128u /* invocations per workgroup */
+#define WG_ROWNORM 128u       /* rownorm.comp */
+#define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
 #define MV_MMAX 4u        /* matvec.comp */
 #define MV_NC 4u
 
@@ -384,27 +387,45 @@ static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
   return ok && p[5] == 1 && p[6] % 4 == 0;
 }
 
-/* The register-blocked matmul.comp OP 1 grid fits the device (rows in x). */
-static bool gemm_blocked_fits(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N) {
-  return vk_div_up(M, MB_TM) <= lim->maxComputeWorkGroupCount[0] &&
-         vk_div_up(N, MB_TN) <= lim->maxComputeWorkGroupCount[1];
+/* The register-blocked matmul.comp: log2 of its invocations along n (OP - 1), chosen so that
+ * the padded tiles waste the least work (a proxy that also counts workgroups, up to 4, as
+ * parallelism), preferring more along n (each B element read by more rows); -1 when no grid
+ * fits the device (rows in x). */
+static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N,
+                           uint32_t groups[2]) {
+  int best = -1;
+  double best_cost = 0.0;
+  for (int l = 7; l >= 0; --l) {
+    uint64_t ln = 1u << l, lm = MB_LANES / ln;
+    uint64_t gx = vk_div_up(M, lm * MB_TM), gy = vk_div_up(N, ln * MB_TN);
+    if (gx > lim->maxComputeWorkGroupCount[0] || gy > lim->maxComputeWorkGroupCount[1]) continue;
+    uint64_t g = gx * gy;
+    double cost = (double)(gx * lm * MB_TM) * (double)(gy * ln * MB_TN) / (double)(g < 1 ? 1 : g < 4 ? g : 4);
+    if (best < 0 || cost < best_cost) {
+      best = l, best_cost = cost;
+      groups[0] = (uint32_t)gx, groups[1] = (uint32_t)gy;
+    }
+  }
+  return best;
 }
 
 vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t batch,
                          bool b_k_contiguous) {
   const VkPhysicalDeviceLimits *lim = &vk_builder_device(b)->phys->props.limits;
+  uint32_t groups[2] = {0, 0};
+  int ln = gemm_blocked_ln(lim, M, N, groups);
   if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
     /* Decode-sized products: tiles of 32 rows would mostly compute padding. */
     d->shader = VK_SHADER_MATVEC;
     d->spec[9] = d->spec[10] = 0;
     d->spec[11] = (uint32_t)M;
     vk_grid(b, vk_div_up(N, MV_NC), d->groups);
-  } else if (gemm_blocked_fits(lim, M, N)) {
+  } else if (ln >= 0) {
     d->shader = VK_SHADER_MATMUL;
-    d->spec[8] = 1;
+    d->spec[8] = 1 + (uint32_t)ln;
     d->spec[11] = gemm_vec4_ok(d);
-    d->groups[0] = (uint32_t)vk_div_up(M, MB_TM);
-    d->groups[1] = (uint32_t)vk_div_up(N, MB_TN);
+    d->groups[0] = groups[0];
+    d->groups[1] = groups[1];
   } else {
     d->shader = VK_SHADER_MATMUL;
     d->groups[0] = (uint32_t)vk_div_up(N, MM_BN);
@@ -554,7 +575,21 @@ vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *g,
       }
       uint64_t rows = len ? outer * inner : 0;
       vk_push_u(&d, 0, rows), vk_push_u(&d, 1, len), vk_push_u(&d, 2, inner);
-      vk_grid(b, rows, d.groups);
+      /* On a CPU device (invocations are SIMD lanes of a thread) one invocation per row beats
+       * a workgroup per row as soon as there are rows enough to fill a few lane vectors. */
+      if (vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
+          rows >= RN_LANE_MIN_ROWS) {
+        /* Fewer rows per workgroup when there are few: workgroups are what threads share
+         * (idle invocations of a workgroup cost little, whole lane vectors of them nothing). */
+        uint64_t rpg = WG_ROWNORM;
+        while (rpg > 8 && rows / rpg < 8) rpg /= 2;
+        d.spec[10] = 1;
+        d.spec[11] = inner == 1 && len % 4 == 0;
+        vk_push_u(&d, 4, rpg);
+        grid_1d(b, &d, rows, (uint32_t)rpg);
+      } else {
+        vk_grid(b, rows, d.groups);
+      }
       return vk_emit(b, &d);
     }
     case VNRT_OP_EMBEDDING: {

@@ -6,9 +6,10 @@
 // only choose which tile loads are coalesced.
 // OP 0: a workgroup of 16x8 invocations computes a 32x64 tile through shared memory, each
 // invocation 4x4 results.
-// OP 1: register-blocked, no shared memory and no barrier: each invocation computes TM rows x
-// TN columns straight from the buffers; a workgroup covers TM rows x 128*TN columns, rows
-// fastest in the grid (x) so that consecutive workgroups reuse the same B columns from cache.
+// OP >= 1: register-blocked, no shared memory and no barrier: each invocation computes TM rows
+// x TN columns straight from the buffers. The 128 invocations are LN = 2^(OP-1) along n by
+// 128/LN along m (the host picks LN for the shape); workgroups go rows fastest in the grid (x)
+// so that consecutive ones reuse the same B columns from cache.
 // SC2 = 1: A and B are read as vec4 along their contiguous dim (the host checks alignment);
 // 0: scalar loads. This is what llvmpipe rewards: it runs each workgroup on one thread with
 // invocations as SIMD lanes, every buffer load is a per-lane scalar loop and a barrier costs
@@ -37,7 +38,8 @@ shared float Bs[BK * BN];
 
 #define TM 16u
 #define TN 8u
-#define LANES 128u
+#define LN (1u << (OP - 1u))
+#define LM (128u / LN)
 
 // Aliases of slots 0 and 1 for vec4 loads: 4 floats, or 4 halves packed in two words.
 layout(set = 0, binding = 0, std430) readonly buffer VnA4 { vec4 v[]; } va4;
@@ -59,8 +61,9 @@ vec4 ldb4(uint i) { return DT1 == DT_F32 ? vb4.v[i >> 2] : halves4(DT1, vb2.v[i 
 
 void main_blocked() {
   uint lid = gl_LocalInvocationIndex;
-  uint m0 = gl_WorkGroupID.x * TM;
-  uint n0 = (gl_WorkGroupID.y * LANES + lid) * TN;
+  uint m0 = (gl_WorkGroupID.x * LM + lid / LN) * TM;
+  uint n0 = (gl_WorkGroupID.y * LN + lid % LN) * TN;
+  if (m0 >= pc.M) return; // no barrier in this path
   uint z = gl_WorkGroupID.z;
   uint zb0 = z / pc.nb1, zb1 = z % pc.nb1;
   uint a_off = zb0 * pc.a_bs0 + zb1 * pc.a_bs1;
@@ -129,7 +132,7 @@ void main_blocked() {
 // ---- OP 0 ----------------------------------------------------------------------------------
 
 void main() {
-  if (OP == 1u) {
+  if (OP >= 1u) {
     main_blocked();
     return;
   }

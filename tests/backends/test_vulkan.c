@@ -544,11 +544,194 @@ static void ops_chain(vnrt_context *ctx) {
   vnrt_graph_destroy(g);
 }
 
+/* ---- The register-blocked GEMM and the row-per-invocation norms against double ---------- */
+
+/* Runs op on the Vulkan device and compares result 0 with ref (doubles, rounded to the
+ * result's dtype first, so a 16-bit result is held to its own rounding). */
+static void vs_double(vnrt_context *ctx, const char *what, vnrt_op op, const tu_tensor *in,
+                      int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs, const double *ref,
+                      double tol) {
+  vnrt_graph *g = tu_op_graph(ctx, op, in, n_in, attrs, n_attrs, 1);
+  tu_tensor got;
+  vnrt_status s = tu_run(ctx, g, vulkan_device(ctx), in, n_in, &got, 1);
+  ck_assert_msg(s == VNRT_OK, "%s on vulkan: %s: %s", what, vnrt_status_string(s),
+                vnrt_context_last_error(ctx));
+  int64_t n = tu_numel(&got);
+  tu_tensor rounded = tu_tensor_new(got.type.dtype, got.type.rank, got.type.dims);
+  double *r = malloc(sizeof(double) * (size_t)(n ? n : 1));
+  ck_assert_ptr_nonnull(r);
+  for (int64_t i = 0; i < n; ++i) {
+    tu_set(&rounded, i, ref[i]);
+    r[i] = tu_get(&rounded, i);
+  }
+  double e = tu_nmse(&got, r, n);
+  ck_assert_msg(e <= tol, "%s: NMSE %.3g against the double reference > %.1g", what, e, tol);
+  free(r);
+  tu_tensor_free(&rounded);
+  tu_tensor_free(&got);
+  vnrt_graph_destroy(g);
+}
+
+/* C[z][m][n] = sum_k A[z][m][k] * B[z][k][n] in double; B is [N, K] when b_nk (linear). A is
+ * [batch, M, K]; B has bbatch (1 or batch) matrices, broadcast when 1. */
+static double *gemm_ref(const tu_tensor *a, const tu_tensor *b, int64_t batch, int64_t bbatch,
+                        int64_t M, int64_t N, int64_t K, int b_nk) {
+  int64_t total = batch * M * N;
+  double *c = calloc((size_t)(total > 0 ? total : 1), sizeof(double));
+  ck_assert_ptr_nonnull(c);
+  for (int64_t z = 0; z < batch; ++z) {
+    int64_t bz = bbatch == 1 ? 0 : z;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          int64_t bi = bz * K * N + (b_nk ? n * K + k : k * N + n);
+          acc += tu_get(a, (z * M + m) * K + k) * tu_get(b, bi);
+        }
+        c[(z * M + m) * N + n] = acc;
+      }
+    }
+  }
+  return c;
+}
+
+static void gemm_tiles(vnrt_context *ctx) {
+  /* linear x[M, K] . w[N, K]^T: M, N, K off the 16x8 tiles and the 4-wide vectors, K = 1,
+   * a large K, columns across a whole workgroup's width, every weight dtype. */
+  static const struct {
+    int64_t M, N, K;
+    vnrt_dtype x, w;
+  } lin[] = {
+      {17, 13, 5, VNRT_F32, VNRT_F32},    {33, 1030, 1, VNRT_F32, VNRT_F32},
+      {20, 200, 4100, VNRT_F32, VNRT_F16}, {40, 70, 64, VNRT_F32, VNRT_BF16},
+      {5, 9, 12, VNRT_F32, VNRT_F32},      {130, 24, 36, VNRT_F32, VNRT_F16},
+      {23, 31, 40, VNRT_F16, VNRT_BF16},   {9, 17, 3, VNRT_BF16, VNRT_F32},
+  };
+  char what[160];
+  for (size_t i = 0; i < sizeof lin / sizeof lin[0]; ++i) {
+    tu_tensor in[2] = {rnd(lin[i].x, 2, lin[i].M, lin[i].K, 0, 0, 300 + i, -1.0f, 1.0f),
+                       rnd(lin[i].w, 2, lin[i].N, lin[i].K, 0, 0, 320 + i, -1.0f, 1.0f)};
+    double *ref = gemm_ref(&in[0], &in[1], 1, 1, lin[i].M, lin[i].N, lin[i].K, 1);
+    snprintf(what, sizeof what, "linear tile x[%lld, %lld] %s . w[%lld] %s",
+             (long long)lin[i].M, (long long)lin[i].K, vnrt_dtype_name(lin[i].x),
+             (long long)lin[i].N, vnrt_dtype_name(lin[i].w));
+    vs_double(ctx, what, VNRT_OP_LINEAR, in, 2, NULL, 0, ref, lin[i].x == VNRT_F32 ? 1e-9 : 1e-6);
+    free(ref);
+    free_all(in, 2);
+  }
+  /* matmul a[M, K] @ b[K, N]: N a multiple of 4 (vec4 rows of b) and not, K = 1. */
+  static const struct {
+    int64_t M, N, K;
+    vnrt_dtype b;
+  } mm[] = {{19, 36, 28, VNRT_F16}, {19, 37, 28, VNRT_F32}, {70, 8, 1, VNRT_BF16},
+            {6, 1028, 12, VNRT_F32}};
+  for (size_t i = 0; i < sizeof mm / sizeof mm[0]; ++i) {
+    tu_tensor in[2] = {rnd(VNRT_F32, 2, mm[i].M, mm[i].K, 0, 0, 340 + i, -1.0f, 1.0f),
+                       rnd(mm[i].b, 2, mm[i].K, mm[i].N, 0, 0, 360 + i, -1.0f, 1.0f)};
+    double *ref = gemm_ref(&in[0], &in[1], 1, 1, mm[i].M, mm[i].N, mm[i].K, 0);
+    snprintf(what, sizeof what, "matmul tile [%lld, %lld] @ [%lld] %s", (long long)mm[i].M,
+             (long long)mm[i].K, (long long)mm[i].N, vnrt_dtype_name(mm[i].b));
+    vs_double(ctx, what, VNRT_OP_MATMUL, in, 2, NULL, 0, ref, 1e-9);
+    free(ref);
+    free_all(in, 2);
+  }
+  /* A batch of 6 against one broadcast b. */
+  tu_tensor bb[2] = {rnd(VNRT_F32, 3, 6, 18, 8, 0, 380, -1.0f, 1.0f),
+                     rnd(VNRT_F32, 2, 8, 12, 0, 0, 381, -1.0f, 1.0f)};
+  double *ref = gemm_ref(&bb[0], &bb[1], 6, 1, 18, 12, 8, 0);
+  vs_double(ctx, "matmul tile batched, b broadcast", VNRT_OP_MATMUL, bb, 2, NULL, 0, ref, 1e-9);
+  free(ref);
+  free_all(bb, 2);
+}
+
+/* rms_norm over rows of len (contiguous) in double. */
+static double *rms_ref(const tu_tensor *x, const tu_tensor *w, int64_t rows, int64_t len,
+                       double eps) {
+  double *y = malloc(sizeof(double) * (size_t)(rows * len));
+  ck_assert_ptr_nonnull(y);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0.0;
+    for (int64_t a = 0; a < len; ++a) ss += tu_get(x, r * len + a) * tu_get(x, r * len + a);
+    double inv = 1.0 / sqrt(ss / (double)len + eps);
+    for (int64_t a = 0; a < len; ++a) {
+      y[r * len + a] = tu_get(x, r * len + a) * inv * (w ? tu_get(w, a) : 1.0);
+    }
+  }
+  return y;
+}
+
+/* softmax of x[outer, len, inner] along len in double. */
+static double *softmax_ref(const tu_tensor *x, int64_t outer, int64_t len, int64_t inner) {
+  double *y = malloc(sizeof(double) * (size_t)(outer * len * inner));
+  ck_assert_ptr_nonnull(y);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t base = o * len * inner + i;
+      double mx = -INFINITY, s = 0.0;
+      for (int64_t a = 0; a < len; ++a) mx = fmax(mx, tu_get(x, base + a * inner));
+      for (int64_t a = 0; a < len; ++a) s += exp(tu_get(x, base + a * inner) - mx);
+      for (int64_t a = 0; a < len; ++a) {
+        y[base + a * inner] = exp(tu_get(x, base + a * inner) - mx) / s;
+      }
+    }
+  }
+  return y;
+}
+
+static void norm_rows(vnrt_context *ctx) {
+  /* Enough rows for one invocation per row on a CPU device; vec4 rows (len % 4 == 0) and
+   * scalar ones, 16-bit results written as whole words, a row count off the workgroup. */
+  static const struct {
+    int64_t rows, len;
+    vnrt_dtype x;
+  } rn[] = {{40, 4100, VNRT_F32}, {37, 301, VNRT_F16}, {64, 64, VNRT_BF16}, {300, 12, VNRT_F16}};
+  char what[128];
+  for (size_t i = 0; i < sizeof rn / sizeof rn[0]; ++i) {
+    tu_tensor in[2] = {rnd(rn[i].x, 2, rn[i].rows, rn[i].len, 0, 0, 400 + i, -2.0f, 2.0f),
+                       rnd(VNRT_BF16, 1, rn[i].len, 0, 0, 0, 410 + i, 0.5f, 1.5f)};
+    vnrt_attr eps = tu_attr_f("eps", 1e-5);
+    double tol = rn[i].x == VNRT_F32 ? 1e-10 : 1e-6;
+    double *ref = rms_ref(&in[0], &in[1], rn[i].rows, rn[i].len, (double)(float)1e-5);
+    snprintf(what, sizeof what, "rms_norm rows [%lld, %lld] %s", (long long)rn[i].rows,
+             (long long)rn[i].len, vnrt_dtype_name(rn[i].x));
+    vs_double(ctx, what, VNRT_OP_RMS_NORM, in, 2, &eps, 1, ref, tol);
+    free(ref);
+    ref = softmax_ref(&in[0], rn[i].rows, rn[i].len, 1);
+    snprintf(what, sizeof what, "softmax rows [%lld, %lld] %s", (long long)rn[i].rows,
+             (long long)rn[i].len, vnrt_dtype_name(rn[i].x));
+    vs_double(ctx, what, VNRT_OP_SOFTMAX, in, 1, NULL, 0, ref, tol);
+    free(ref);
+    free_all(in, 2);
+  }
+  /* Masked logits: rows that start with a run of -inf (the online max must not form
+   * -inf - -inf), in vec4 and scalar rows. */
+  for (int64_t len = 36; len <= 37; ++len) {
+    tu_tensor x = rnd(VNRT_F32, 2, 48, len, 0, 0, 420 + len, -3.0f, 3.0f);
+    for (int64_t r = 0; r < 48; r += 2) {
+      for (int64_t a = 0; a < 1 + r % 9; ++a) tu_set(&x, r * len + a, -INFINITY);
+    }
+    double *ref = softmax_ref(&x, 48, len, 1);
+    snprintf(what, sizeof what, "softmax rows with leading -inf, len %lld", (long long)len);
+    vs_double(ctx, what, VNRT_OP_SOFTMAX, &x, 1, NULL, 0, ref, 1e-10);
+    free(ref);
+    tu_tensor_free(&x);
+  }
+  /* Along the first axis: 40 strided rows. */
+  tu_tensor x = rnd(VNRT_F32, 2, 50, 40, 0, 0, 430, -3.0f, 3.0f);
+  vnrt_attr ax = tu_attr_i("axis", 0);
+  double *ref = softmax_ref(&x, 1, 50, 40);
+  vs_double(ctx, "softmax strided rows", VNRT_OP_SOFTMAX, &x, 1, &ax, 1, ref, 1e-10);
+  free(ref);
+  tu_tensor_free(&x);
+}
+
 static void all_ops(vnrt_context *ctx) {
   ops_chain(ctx);
   ops_elementwise(ctx);
   ops_shape_and_cast(ctx);
   ops_linalg(ctx);
+  gemm_tiles(ctx);
+  norm_rows(ctx);
   ops_index_rope_attention(ctx);
   ops_mhc_moe(ctx);
   ops_engram(ctx);
