@@ -2,6 +2,7 @@
  * shader runs a node, with which specialization constants, push constants and grid. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
@@ -10,7 +11,7 @@
 #define WG_ELEM 128u
 #define MM_BM 32u
 #define MM_BN 64u
-#define MB_TM 16u /* matmul.comp OP >= 1: rows and columns per invocation, */
+#define MB_TM 16u /* matmul.comp OP >= 1: the most rows per invocation, and columns */
 #define MB_TN 8u
 #define MB_LANES 128u /* invocations per workgroup */
 #define WG_ROWNORM 128u       /* rownorm.comp */
@@ -377,6 +378,16 @@ static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
   return vk_emit_gemm(b, &d, M, N, batch, node->op == VNRT_OP_LINEAR);
 }
 
+/* Whether to use the kernels written for CPU devices (invocations are SIMD lanes of a thread,
+ * every buffer load a per-lane loop, a barrier a coroutine switch: llvmpipe/lavapipe) rather
+ * than those written for GPUs. VNRT_VK_CPU_KERNELS=0 forces the GPU ones, so that tests cover
+ * them on lavapipe. */
+static bool cpu_kernels(vk_builder *b) {
+  const char *env = getenv("VNRT_VK_CPU_KERNELS");
+  if (env && strcmp(env, "0") == 0) return false;
+  return vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
 /* Whether matmul.comp OP 1 may read A and B as vec4: the contiguous dim of each is a multiple
  * of 4 long and every row and batch starts at a multiple of 4 elements. */
 static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
@@ -392,15 +403,15 @@ static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
  * parallelism), preferring more along n (each B element read by more rows); -1 when no grid
  * fits the device (rows in x). */
 static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N,
-                           uint32_t groups[2]) {
+                           uint64_t tm, uint32_t groups[2]) {
   int best = -1;
   double best_cost = 0.0;
   for (int l = 7; l >= 0; --l) {
     uint64_t ln = 1u << l, lm = MB_LANES / ln;
-    uint64_t gx = vk_div_up(M, lm * MB_TM), gy = vk_div_up(N, ln * MB_TN);
+    uint64_t gx = vk_div_up(M, lm * tm), gy = vk_div_up(N, ln * MB_TN);
     if (gx > lim->maxComputeWorkGroupCount[0] || gy > lim->maxComputeWorkGroupCount[1]) continue;
     uint64_t g = gx * gy;
-    double cost = (double)(gx * lm * MB_TM) * (double)(gy * ln * MB_TN) / (double)(g < 1 ? 1 : g < 4 ? g : 4);
+    double cost = (double)(gx * lm * tm) * (double)(gy * ln * MB_TN) / (double)(g < 1 ? 1 : g < 4 ? g : 4);
     if (best < 0 || cost < best_cost) {
       best = l, best_cost = cost;
       groups[0] = (uint32_t)gx, groups[1] = (uint32_t)gy;
@@ -413,19 +424,23 @@ vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_
                          bool b_k_contiguous) {
   const VkPhysicalDeviceLimits *lim = &vk_builder_device(b)->phys->props.limits;
   uint32_t groups[2] = {0, 0};
-  int ln = gemm_blocked_ln(lim, M, N, groups);
-  if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
+  uint64_t tm = M <= MB_TM ? (M ? M : 1) : vk_div_up(M, vk_div_up(M, MB_TM));
+  int ln = cpu_kernels(b) ? gemm_blocked_ln(lim, M, N, tm, groups) : -1;
+  if (ln >= 0) {
+    /* On a CPU device at every M, a single row included: on lavapipe it beats matvec.comp
+     * (1.4 vs 3.2 GFLOP per CPU-second at M = 4, docs/vulkan.md). */
+    d->shader = VK_SHADER_MATMUL;
+    d->spec[8] = 1 + (uint32_t)ln;
+    d->spec[9] = (uint32_t)tm;
+    d->spec[11] = gemm_vec4_ok(d);
+    d->groups[0] = groups[0];
+    d->groups[1] = groups[1];
+  } else if (M >= 1 && M <= MV_MMAX && b_k_contiguous) {
     /* Decode-sized products: tiles of 32 rows would mostly compute padding. */
     d->shader = VK_SHADER_MATVEC;
     d->spec[9] = d->spec[10] = 0;
     d->spec[11] = (uint32_t)M;
     vk_grid(b, vk_div_up(N, MV_NC), d->groups);
-  } else if (ln >= 0) {
-    d->shader = VK_SHADER_MATMUL;
-    d->spec[8] = 1 + (uint32_t)ln;
-    d->spec[11] = gemm_vec4_ok(d);
-    d->groups[0] = groups[0];
-    d->groups[1] = groups[1];
   } else {
     d->shader = VK_SHADER_MATMUL;
     d->groups[0] = (uint32_t)vk_div_up(N, MM_BN);
@@ -577,8 +592,7 @@ vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *g,
       vk_push_u(&d, 0, rows), vk_push_u(&d, 1, len), vk_push_u(&d, 2, inner);
       /* On a CPU device (invocations are SIMD lanes of a thread) one invocation per row beats
        * a workgroup per row as soon as there are rows enough to fill a few lane vectors. */
-      if (vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-          rows >= RN_LANE_MIN_ROWS) {
+      if (cpu_kernels(b) && rows >= RN_LANE_MIN_ROWS) {
         /* Fewer rows per workgroup when there are few: workgroups are what threads share
          * (idle invocations of a workgroup cost little, whole lane vectors of them nothing). */
         uint64_t rpg = WG_ROWNORM;

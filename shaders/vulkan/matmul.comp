@@ -7,7 +7,9 @@
 // OP 0: a workgroup of 16x8 invocations computes a 32x64 tile through shared memory, each
 // invocation 4x4 results.
 // OP >= 1: register-blocked, no shared memory and no barrier: each invocation computes TM rows
-// x TN columns straight from the buffers. The 128 invocations are LN = 2^(OP-1) along n by
+// x TN columns straight from the buffers, TM = SC0 (1..16) chosen by the host for M (a few
+// rows need no padding: this is also the decode-sized kernel on CPU devices). The 128
+// invocations are LN = 2^(OP-1) along n by
 // 128/LN along m (the host picks LN for the shape); workgroups go rows fastest in the grid (x)
 // so that consecutive ones reuse the same B columns from cache.
 // SC2 = 1: A and B are read as vec4 along their contiguous dim (the host checks alignment);
@@ -36,7 +38,7 @@ shared float Bs[BK * BN];
 
 // ---- OP 1 ----------------------------------------------------------------------------------
 
-#define TM 16u
+const uint TM = SC0 < 1u ? 1u : (SC0 > 16u ? 16u : SC0);
 #define TN 8u
 #define LN (1u << (OP - 1u))
 #define LM (128u / LN)

@@ -759,6 +759,28 @@ END_TEST
 START_TEST(test_ops_match_cpu_baseline_under_validation) { ops_under_validation(1); }
 END_TEST
 
+/* On a CPU device (lavapipe) GEMMs and norms run kernels written for it; the ones for GPUs
+ * (matvec.comp, the shared-memory tiles, a workgroup per row) are forced here so that they
+ * stay covered, under the validation layer. */
+START_TEST(test_gpu_kernels_match_under_validation) {
+  saved_env v = env_set("VNRT_VK_VALIDATION", "1");
+  saved_env k = env_set("VNRT_VK_CPU_KERNELS", "0");
+  log_capture cap;
+  vnrt_context *ctx = capture_context(&cap);
+  ck_assert_msg(cap.layer_enabled, "the validation layer was not enabled; log:\n%s", cap.text);
+  ops_chain(ctx);
+  ops_linalg(ctx);
+  gemm_tiles(ctx);
+  norm_rows(ctx);
+  ops_mhc_moe(ctx);
+  vnrt_context_destroy(ctx);
+  env_restore(&k);
+  env_restore(&v);
+  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
+                cap.first_validation);
+}
+END_TEST
+
 /* ---- Device and capabilities ----------------------------------------------------------- */
 
 START_TEST(test_device_listed_with_capabilities) {
@@ -1179,6 +1201,7 @@ int main(void) {
   tcase_set_timeout(ops, 240);
   tcase_add_test(ops, test_ops_match_cpu_under_validation);
   tcase_add_test(ops, test_ops_match_cpu_baseline_under_validation);
+  tcase_add_test(ops, test_gpu_kernels_match_under_validation);
   suite_add_tcase(s, ops);
   TCase *run = tcase_create("run");
   tcase_add_test(run, test_index_errors_are_reported);
