@@ -51,7 +51,13 @@ layout(set = 0, binding = 1, std430) readonly buffer VnB2 { uvec2 v[]; } vb2;
 
 vec4 halves4(uint dt, uvec2 u) {
   if (dt == DT_F16) {
-    return vec4(vn_h2f(u.x & 0xffffu), vn_h2f(u.x >> 16), vn_h2f(u.y & 0xffffu), vn_h2f(u.y >> 16));
+    // unpackHalf2x16 (one hardware conversion on llvmpipe), with subnormal halves formed
+    // exactly here as m * 2^-24, as a driver may flush them.
+    uvec4 h = uvec4(u.x & 0xffffu, u.x >> 16, u.y & 0xffffu, u.y >> 16);
+    vec4 f = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+    vec4 sub = vec4(h & 0x3ffu) * 5.9604644775390625e-8;
+    sub = mix(sub, -sub, notEqual(h & 0x8000u, uvec4(0u)));
+    return mix(f, sub, equal(h & 0x7c00u, uvec4(0u)));
   }
   return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xffff0000u),
               uintBitsToFloat(u.y << 16), uintBitsToFloat(u.y & 0xffff0000u));

@@ -619,6 +619,13 @@ static void gemm_tiles(vnrt_context *ctx) {
     free(ref);
     free_all(in, 2);
   }
+  /* f16 weights, most of them subnormal (|w| < 2^-14): converted exactly, never flushed. */
+  tu_tensor sub[2] = {rnd(VNRT_F32, 2, 12, 16, 0, 0, 330, -1.0f, 1.0f),
+                      rnd(VNRT_F16, 2, 20, 16, 0, 0, 331, -1e-4f, 1e-4f)};
+  double *sref = gemm_ref(&sub[0], &sub[1], 1, 1, 12, 20, 16, 1);
+  vs_double(ctx, "linear tile, subnormal f16 weights", VNRT_OP_LINEAR, sub, 2, NULL, 0, sref, 1e-9);
+  free(sref);
+  free_all(sub, 2);
   /* matmul a[M, K] @ b[K, N]: N a multiple of 4 (vec4 rows of b) and not, K = 1. */
   static const struct {
     int64_t M, N, K;
