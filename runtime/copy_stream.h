@@ -12,14 +12,27 @@
 
 typedef struct vn_copy_stream vn_copy_stream;
 
-/* A unit of copy work. fn runs on the copy thread; a failure stops the stream: waits return
- * the status and the message fn recorded with vn_error on the job's context. */
+/* Jobs that move fewer bytes than this are lazy (below): a thread hand-off costs tens of
+ * microseconds on an idle machine and far more on a loaded one, while 256 KiB copy in about as
+ * long. */
+#define VN_COPY_LAZY_BYTES (256u << 10)
+
+/* A unit of copy work. fn runs on the copy thread, or on a thread waiting for it (below); a
+ * failure stops the stream: waits return the status and fn's message — from `error` when fn
+ * wrote one there, else the context's last error. */
 typedef struct vn_copy_job {
   uint64_t after; /* compute timeline value to wait for before starting */
   vnrt_status (*fn)(void *user, const struct vn_copy_job *job);
   void *user;
   int64_t arg[4]; /* for fn's use */
   uint64_t bytes; /* bytes the job moves, for statistics */
+  /* Optional, VN_ERROR_MAX bytes: where fn writes its failure message. The context's last
+   * error is not thread-safe, so a job that can fail on its own should use this. */
+  const char *error;
+  /* Too small to be worth waking the copy thread for (on a machine whose cores the compute
+   * stream uses, the wake-up costs more than the copy): the copy thread leaves it to the
+   * thread that waits for it, unless a job queued behind it is not lazy. */
+  bool lazy;
 } vn_copy_job;
 
 typedef struct vn_copy_stats {
@@ -34,7 +47,11 @@ void vn_copy_stream_destroy(vn_copy_stream *cs);
 /* Queues jobs in order; returns the copy timeline value of the last one (0 if n == 0). */
 vnrt_status vn_copy_stream_submit(vn_copy_stream *cs, const vn_copy_job *jobs, int32_t n,
                                   uint64_t *out_last);
-/* Blocks until the copy timeline reaches value (time spent counts as stall). */
+/* Blocks until the copy timeline reaches value (time spent counts as stall). A waiter does not
+ * idle while the job it needs has not started: when the copy thread is not running a job and
+ * the next one may start, the waiter runs it itself (its time counts as copy time too), so a
+ * consumer right behind its copy pays no thread hand-off. Jobs still run one at a time, in
+ * order. */
 vnrt_status vn_copy_stream_wait(vn_copy_stream *cs, uint64_t value);
 /* Advances the compute timeline to value (never backwards) and wakes the copy thread. */
 void vn_copy_stream_signal_compute(vn_copy_stream *cs, uint64_t value);

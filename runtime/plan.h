@@ -115,6 +115,9 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p);
  * lookup's step, the index of the job it waits for. */
 vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, struct vn_copy_job *jobs, int32_t *n_jobs,
                                     int32_t *job_for_step);
+/* After the run's copies are done: adds the lookups' rows, hits and bytes to p->stats (their
+ * jobs counted them on the copy thread). */
+void vn_plan_engram_collect(vnrt_plan *p);
 void vn_plan_engram_destroy(vnrt_plan *p);
 
 /* Testing: makes every copy job of p sleep delay_ns first (a slow copy path). */

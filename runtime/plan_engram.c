@@ -4,13 +4,18 @@
  * engram_lookup(table, idx, offsets) becomes engram_lookup(cache, slots, zeros): cache is an
  * internal state of [slots + T·H, D] rows (the row cache, then a bypass region for lookups whose
  * distinct rows do not fit), slots an internal input the executor writes every run, zeros a
- * param of H zeros. idx depends only on inputs and states (ngram_hash of token ids), so a small
- * CPU plan computes it at run start; its rows are checked, planned through a vn_row_cache, and
- * the misses copied while the compute stream runs the layers before the lookup. */
+ * param of H zeros. idx depends only on inputs and states (ngram_hash of token ids). When it is
+ * ngram_hash of an input and a state or input (the usual case) the copy job itself hashes with
+ * the CPU reference kernel; otherwise a small CPU plan computes idx at run start. Either way the
+ * job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
+ * misses while the compute stream runs the layers before the lookup. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "copy_stream.h"
+#include "cpu/cpu_kernels.h"
+#include "cpu/cpu_pool.h"
 #include "engram_store.h"
 #include "plan.h"
 #include "row_cache.h"
@@ -27,7 +32,7 @@ struct vn_engram_use {
   int32_t slots; /* cache slots (0: no cache) */
   uint64_t row_bytes;
   vn_row_cache *rc;
-  vnrt_plan *host_plan;  /* computes idx on the CPU; NULL when idx is an input */
+  vnrt_plan *host_plan;  /* computes idx on the CPU; NULL when idx is an input or hashed */
   int32_t *leaves;       /* values of this plan that feed host_plan, by the same names */
   int32_t n_leaves;
   void **leaf_bufs;      /* for states: where their current value is read to */
@@ -36,6 +41,25 @@ struct vn_engram_use {
   vn_row_fetch *fetch;
   int64_t n_fetch;
   void *staging; /* n rows, for devices whose memory the host cannot map */
+
+  /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with the CPU reference kernel. */
+  int32_t hash_from;         /* the ngram_hash node, or -1 when idx is not hashed in the job */
+  int32_t hash_in[2];        /* its inputs (leaves) */
+  void *hash_state[2];       /* for a state input: its value, read at run start */
+  const void *hash_src[2];   /* this run's inputs: a host copy or hash_state */
+  vnrt_tensor_type hash_type[3]; /* ids, hist, idx */
+  vnrt_backend_node hash_node;
+  vnrt_backend_host hash_host; /* its error() writes to err: the context is not thread-safe */
+  cpu_pool *hash_pool;         /* one thread, no workers: the kernel interface wants a pool */
+
+  /* What slot_in holds on each device: slot_of rarely changes (never with the cache off), and
+   * skipping an unchanged write saves a transfer on devices the host cannot map. */
+  int32_t *slot_dev[VN_PLAN_MAX_DEVICES];
+  bool slot_dev_valid[VN_PLAN_MAX_DEVICES];
+
+  /* Written by the job; read on the compute thread once it has waited for the job. */
+  char err[VN_ERROR_MAX];
+  uint64_t run_rows, run_hits, run_bytes;
 };
 
 static bool is_leaf(const vn_value *v) { return v->kind != VN_VALUE_NODE; }
@@ -190,8 +214,17 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
       nd->inputs[0] = u->cache;
       nd->inputs[1] = u->slot_in;
       nd->inputs[2] = u->zeros;
+      u->hash_from = -1;
       if (g->values[u->idx].kind == VN_VALUE_NODE) {
-        VN_RETURN_IF_ERROR(build_host_plan(p, u, u->idx));
+        const vn_node *hn = &g->nodes[g->values[u->idx].producer];
+        if (hn->op == VNRT_OP_NGRAM_HASH && hn->n_inputs == 2 &&
+            is_leaf(&g->values[hn->inputs[0]]) && is_leaf(&g->values[hn->inputs[1]])) {
+          u->hash_from = g->values[u->idx].producer;
+          u->hash_in[0] = hn->inputs[0];
+          u->hash_in[1] = hn->inputs[1];
+        } else {
+          VN_RETURN_IF_ERROR(build_host_plan(p, u, u->idx));
+        }
       }
       ++served;
     }
@@ -213,6 +246,50 @@ void vn_plan_engram_mark(vnrt_plan *p) {
   }
 }
 
+static vnrt_status hash_error(void *core, vnrt_status status, const char *fmt, ...) {
+  vn_engram_use *u = core;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(u->err, sizeof u->err, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+static void hash_log(void *core, vnrt_log_level level, const char *fmt, ...) {
+  (void)core, (void)level, (void)fmt; /* ngram_hash logs nothing; never log off-thread */
+}
+
+static void *hash_alloc(void *core, size_t size) {
+  return vn_malloc(((vn_engram_use *)core)->plan->ctx, size);
+}
+
+static void hash_free(void *core, void *ptr) { vn_free(((vn_engram_use *)core)->plan->ctx, ptr); }
+
+/* The kernel call the job makes: ngram_hash's node as the CPU backend would see it, a host
+ * whose errors land in the use's own buffer, and a pool of one thread (no workers). */
+static vnrt_status prepare_hash(vnrt_plan *p, vn_engram_use *u) {
+  const vnrt_graph *g = p->graph;
+  const vn_node *hn = &g->nodes[u->hash_from];
+  u->hash_node = (vnrt_backend_node){.op = hn->op, .name = g->values[hn->outputs[0]].name,
+                                     .n_inputs = 2, .inputs = {0, 1}, .n_outputs = 1,
+                                     .outputs = {2}, .n_attrs = hn->n_attrs, .attrs = hn->attrs};
+  u->hash_host = (vnrt_backend_host){.struct_size = sizeof u->hash_host, .core = u,
+                                     .log = hash_log, .error = hash_error, .alloc = hash_alloc,
+                                     .free = hash_free, .num_threads = 1};
+  for (int32_t i = 0; i < 2; ++i) {
+    const vn_value *v = &g->values[u->hash_in[i]];
+    u->hash_type[i] = v->type;
+    if (v->kind == VN_VALUE_STATE) {
+      u->hash_state[i] = vn_calloc(p->ctx, 1, vnrt_tensor_type_bytes(&v->type) + 1);
+      if (!u->hash_state[i]) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+  }
+  u->hash_type[2] = g->values[u->idx].type;
+  vnrt_status s = cpu_pool_create(&u->hash_host, 1, &u->hash_pool);
+  if (s != VNRT_OK) return vn_error(p->ctx, s, "Engram prefetch: %s", u->err);
+  return VNRT_OK;
+}
+
 vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
   vnrt_context *ctx = p->ctx;
   const vnrt_graph *g = p->graph;
@@ -224,6 +301,10 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
     u->idx_buf = vn_calloc(ctx, (size_t)u->n, sizeof *u->idx_buf);
     u->offs_buf = vn_calloc(ctx, (size_t)u->heads, sizeof *u->offs_buf);
     u->slot_of = vn_calloc(ctx, (size_t)u->n, sizeof *u->slot_of);
+    for (int32_t d = 0; d < p->n_devs; ++d) {
+      u->slot_dev[d] = vn_calloc(ctx, (size_t)u->n, sizeof *u->slot_dev[d]);
+      if (!u->slot_dev[d]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
     u->rows = vn_calloc(ctx, (size_t)u->n, sizeof *u->rows);
     u->fetch = vn_calloc(ctx, (size_t)u->n, sizeof *u->fetch);
     u->staging = vn_malloc(ctx, (size_t)(u->n * (int64_t)u->row_bytes));
@@ -236,7 +317,14 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
     int32_t need_shadow[VNRT_MAX_NODE_INPUTS + 2];
     int32_t n_need = 0;
     need_shadow[n_need++] = u->offsets;
-    if (!u->host_plan) need_shadow[n_need++] = u->idx;
+    if (u->hash_from >= 0) {
+      VN_RETURN_IF_ERROR(prepare_hash(p, u));
+      for (int32_t i = 0; i < 2; ++i) {
+        if (g->values[u->hash_in[i]].kind != VN_VALUE_STATE) need_shadow[n_need++] = u->hash_in[i];
+      }
+    } else if (!u->host_plan) {
+      need_shadow[n_need++] = u->idx;
+    }
     for (int32_t i = 0; i < n_need; ++i) {
       int32_t v = need_shadow[i];
       if (!p->shadow[v]) {
@@ -274,6 +362,9 @@ void vn_plan_engram_destroy(vnrt_plan *p) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
     vnrt_plan_destroy(u->host_plan);
+    cpu_pool_destroy(u->hash_pool);
+    vn_free(ctx, u->hash_state[0]);
+    vn_free(ctx, u->hash_state[1]);
     vn_row_cache_destroy(u->rc);
     for (int32_t l = 0; u->leaf_bufs && l < u->n_leaves; ++l) vn_free(ctx, u->leaf_bufs[l]);
     vn_free(ctx, u->leaf_bufs);
@@ -281,6 +372,7 @@ void vn_plan_engram_destroy(vnrt_plan *p) {
     vn_free(ctx, u->idx_buf);
     vn_free(ctx, u->offs_buf);
     vn_free(ctx, u->slot_of);
+    for (int32_t d = 0; d < VN_PLAN_MAX_DEVICES; ++d) vn_free(ctx, u->slot_dev[d]);
     vn_free(ctx, u->rows);
     vn_free(ctx, u->fetch);
     vn_free(ctx, u->staging);
@@ -290,11 +382,98 @@ void vn_plan_engram_destroy(vnrt_plan *p) {
   p->n_engram = 0;
 }
 
-/* The copy job: fetched rows into their slots, then the slot of every entry, on each device
- * that holds the cache. */
+/* Records the job's failure in its own buffer (the copy stream reports it on the compute
+ * thread), naming the lookup. */
+static vnrt_status job_fail(vn_engram_use *u, vnrt_status status, const char *fmt, ...) {
+  char msg[VN_ERROR_MAX - 128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const vnrt_graph *g = u->plan->graph;
+  snprintf(u->err, sizeof u->err, "engram_lookup '%s': %s",
+           g->values[g->nodes[u->node].outputs[0]].name, msg);
+  return status;
+}
+
+/* The job's first half: idx (hashed here unless the compute thread made it), the checked rows,
+ * and the cache plan: which entries read which slot, and which rows to fetch into which slot. */
+static vnrt_status plan_rows(vn_engram_use *u) {
+  if (u->hash_from >= 0) {
+    cpu_kernel_args a;
+    memset(&a, 0, sizeof a);
+    a.node = &u->hash_node;
+    a.n_in = 2, a.n_out = 1;
+    a.in_type[0] = &u->hash_type[0], a.in[0] = u->hash_src[0];
+    a.in_type[1] = &u->hash_type[1], a.in[1] = u->hash_src[1];
+    a.out_type[0] = &u->hash_type[2], a.out[0] = u->idx_buf;
+    a.pool = u->hash_pool;
+    a.host = &u->hash_host;
+    vnrt_status s = cpu_ref_ngram_hash(&a);
+    if (s != VNRT_OK) {
+      char msg[VN_ERROR_MAX];
+      snprintf(msg, sizeof msg, "%s", u->err);
+      return job_fail(u, s, "%s", msg);
+    }
+  }
+  const int64_t R = vn_engram_store_rows(u->store);
+  for (int64_t t = 0; t < u->tokens; ++t) {
+    for (int32_t h = 0; h < u->heads; ++h) {
+      const int64_t i = t * u->heads + h;
+      const int64_t row = (int64_t)u->offs_buf[h] + u->idx_buf[i];
+      if (row < 0 || row >= R) {
+        return job_fail(u, VNRT_ERROR_OUT_OF_RANGE,
+                        "row %lld (offsets[%d]=%d + idx[%lld, %d]=%d) is out of range [0, %lld) "
+                        "of its Engram table",
+                        (long long)row, h, u->offs_buf[h], (long long)t, h, u->idx_buf[i],
+                        (long long)R);
+      }
+      u->rows[i] = row;
+    }
+  }
+  vn_row_cache_stats before = {0}, after = {0};
+  int64_t next = 0;
+  u->n_fetch = 0;
+  if (u->rc) {
+    vn_row_cache_stats_get(u->rc, &before);
+    vnrt_status s = vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch, &u->n_fetch,
+                                      &next);
+    if (s != VNRT_OK) return job_fail(u, s, "planning the row cache failed");
+    vn_row_cache_stats_get(u->rc, &after);
+  }
+  vnrt_engram_stats delta = {0};
+  delta.lookups = 1;
+  delta.rows_requested = (uint64_t)u->n;
+  if (u->rc && next == u->n) {
+    delta.unique_rows = after.unique - before.unique;
+    delta.hits = after.hits - before.hits;
+    delta.misses = after.misses - before.misses;
+    delta.evictions = after.evictions - before.evictions;
+  } else {
+    /* No cache, or this lookup's distinct rows do not fit in it: every entry gets its own row
+     * in the bypass region after the cache (the cache keeps nothing of this lookup). */
+    if (u->rc) vn_row_cache_clear(u->rc);
+    for (int64_t i = 0; i < u->n; ++i) {
+      u->slot_of[i] = u->slots + (int32_t)i;
+      u->fetch[i] = (vn_row_fetch){u->rows[i], u->slots + (int32_t)i};
+    }
+    u->n_fetch = u->n;
+    delta.unique_rows = delta.misses = (uint64_t)u->n;
+  }
+  vn_engram_store_record(u->store, &delta); /* atomics: safe beside other threads */
+  u->run_rows += delta.unique_rows;
+  u->run_hits += delta.hits;
+  u->run_bytes += (uint64_t)u->n_fetch * u->row_bytes;
+  return VNRT_OK;
+}
+
+/* The copy job: the rows of the lookup (plan_rows), then fetched rows into their slots and the
+ * slot of every entry, on each device that holds the cache. */
 static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
   vn_engram_use *u = user;
   vnrt_plan *p = u->plan;
+  u->err[0] = '\0';
+  VN_RETURN_IF_ERROR(plan_rows(u));
   for (int32_t d = 0; d < p->n_devs; ++d) {
     int32_t tc = p->local[u->cache][d], ts = p->local[u->slot_in][d];
     if (tc < 0 && ts < 0) continue;
@@ -321,21 +500,25 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
         }
       }
     }
-    if (ts >= 0) {
+    const size_t slot_bytes = sizeof(int32_t) * (size_t)u->n;
+    if (ts >= 0 && !(u->slot_dev_valid[d] && memcmp(u->slot_dev[d], u->slot_of, slot_bytes) == 0)) {
       const vnrt_backend_tensor *bt = &pd->tensors[ts];
-      VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, u->slot_of,
-                                                 sizeof(int32_t) * (uint64_t)u->n));
+      u->slot_dev_valid[d] = false;
+      VN_RETURN_IF_ERROR(
+          pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, u->slot_of, slot_bytes));
+      memcpy(u->slot_dev[d], u->slot_of, slot_bytes);
+      u->slot_dev_valid[d] = true;
     }
   }
   (void)job;
   return VNRT_OK;
 }
 
-/* Computes one lookup's rows and plans its cache; fills *job. */
+/* On the compute thread at run start: what the job reads of this run's inputs and states (a
+ * state's device copy may be overwritten by the run's end), or idx itself when a CPU plan
+ * computes it; fills *job. */
 static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job) {
-  vnrt_context *ctx = p->ctx;
   const vnrt_graph *g = p->graph;
-  const char *name = g->values[g->nodes[u->node].outputs[0]].name;
   if (u->host_plan) {
     for (int32_t l = 0; l < u->n_leaves; ++l) {
       int32_t v = u->leaves[l];
@@ -350,50 +533,39 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     VN_RETURN_IF_ERROR(vnrt_plan_run(u->host_plan));
     VN_RETURN_IF_ERROR(vnrt_plan_read_output(u->host_plan, g->values[u->idx].name, u->idx_buf,
                                              sizeof(int32_t) * (size_t)u->n));
+  } else if (u->hash_from >= 0) {
+    for (int32_t i = 0; i < 2; ++i) {
+      int32_t v = u->hash_in[i];
+      if (!u->hash_state[i]) {
+        u->hash_src[i] = p->shadow[v];
+        continue;
+      }
+      /* Layers usually hash the same history: read each state once per run. */
+      const void *earlier = NULL;
+      for (int32_t k = 0; k < (int32_t)(u - p->engram) && !earlier; ++k) {
+        const vn_engram_use *o = &p->engram[k];
+        for (int32_t j = 0; j < 2 && o->hash_from >= 0; ++j) {
+          if (o->hash_in[j] == v && o->hash_state[j]) earlier = o->hash_state[j];
+        }
+      }
+      if (earlier) {
+        memcpy(u->hash_state[i], earlier, vnrt_tensor_type_bytes(&g->values[v].type));
+        u->hash_src[i] = u->hash_state[i];
+        continue;
+      }
+      vn_plan_device *pd = &p->devs[0];
+      const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][0]];
+      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset,
+                                                u->hash_state[i],
+                                                vnrt_tensor_type_bytes(&g->values[v].type)));
+      u->hash_src[i] = u->hash_state[i];
+    }
   } else {
     memcpy(u->idx_buf, p->shadow[u->idx], sizeof(int32_t) * (size_t)u->n);
   }
   memcpy(u->offs_buf, p->shadow[u->offsets], sizeof(int32_t) * (size_t)u->heads);
-  vnrt_status s = vn_engram_store_lookup_rows(u->store, u->idx_buf, u->tokens, u->heads,
-                                              u->offs_buf, u->rows);
-  if (s != VNRT_OK) {
-    char msg[VN_ERROR_MAX];
-    snprintf(msg, sizeof msg, "%s", ctx->last_error);
-    return vn_error(ctx, s, "engram_lookup '%s': %s", name, msg);
-  }
-  vn_row_cache_stats before = {0}, after = {0};
-  int64_t next = 0;
-  u->n_fetch = 0;
-  if (u->rc) {
-    vn_row_cache_stats_get(u->rc, &before);
-    VN_RETURN_IF_ERROR(vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch,
-                                         &u->n_fetch, &next));
-    vn_row_cache_stats_get(u->rc, &after);
-  }
-  vnrt_engram_stats delta = {0};
-  delta.lookups = 1;
-  delta.rows_requested = (uint64_t)u->n;
-  if (u->rc && next == u->n) {
-    delta.unique_rows = after.unique - before.unique;
-    delta.hits = after.hits - before.hits;
-    delta.misses = after.misses - before.misses;
-    delta.evictions = after.evictions - before.evictions;
-  } else {
-    /* No cache, or this lookup's distinct rows do not fit in it: every entry gets its own row
-     * in the bypass region after the cache (the cache keeps nothing of this lookup). */
-    if (u->rc) vn_row_cache_clear(u->rc);
-    for (int64_t i = 0; i < u->n; ++i) {
-      u->slot_of[i] = u->slots + (int32_t)i;
-      u->fetch[i] = (vn_row_fetch){u->rows[i], u->slots + (int32_t)i};
-    }
-    u->n_fetch = u->n;
-    delta.unique_rows = delta.misses = (uint64_t)u->n;
-  }
-  vn_engram_store_record(u->store, &delta);
-  p->stats.engram_rows += delta.unique_rows;
-  p->stats.engram_hits += delta.hits;
-  *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u,
-                       .bytes = (uint64_t)u->n_fetch * u->row_bytes};
+  *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u, .error = u->err,
+                       .lazy = (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
   return VNRT_OK;
 }
 
@@ -401,10 +573,19 @@ vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, vn_copy_job *jobs, int32_t *n_
                                     int32_t *job_for_step) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
+    u->run_rows = u->run_hits = u->run_bytes = 0;
     VN_RETURN_IF_ERROR(prefetch_one(p, u, &jobs[*n_jobs]));
     job_for_step[u->step] = *n_jobs;
-    p->stats.bytes_engram += jobs[*n_jobs].bytes;
     ++*n_jobs;
   }
   return VNRT_OK;
+}
+
+void vn_plan_engram_collect(vnrt_plan *p) {
+  for (int32_t k = 0; k < p->n_engram; ++k) {
+    const vn_engram_use *u = &p->engram[k];
+    p->stats.engram_rows += u->run_rows;
+    p->stats.engram_hits += u->run_hits;
+    p->stats.bytes_engram += u->run_bytes;
+  }
 }

@@ -250,6 +250,8 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   p->n_jobs = k;
   if (p->serial) return VNRT_OK;
   uint64_t last = 0;
+  /* The run has started: jobs that wait for nothing (Engram rows) may start at once. */
+  vn_copy_stream_signal_compute(p->copy, p->compute_base);
   VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, jp, k, &last));
   for (int32_t s = 0; s < n; ++s) {
     if (p->job_for_step[s] >= 0) p->need[s] = last - (uint64_t)(k - 1 - p->job_for_step[s]);
@@ -262,7 +264,11 @@ static vnrt_status run_inline(vnrt_plan *p, int32_t s, uint64_t *copy_ns) {
   uint64_t t0 = vn_now_ns();
   for (; p->inline_done <= p->job_for_step[s]; ++p->inline_done) {
     const vn_copy_job *job = &p->jobs[p->inline_done];
-    VN_RETURN_IF_ERROR(job->fn(job->user, job));
+    vnrt_status st = job->fn(job->user, job);
+    if (st != VNRT_OK) {
+      if (job->error && job->error[0]) vn_error(p->ctx, st, "%s", job->error);
+      return st;
+    }
   }
   *copy_ns += vn_now_ns() - t0;
   return VNRT_OK;
@@ -291,8 +297,10 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
         VN_RETURN_IF_ERROR(run_inline(p, s, inline_copy_ns));
         t0 = vn_now_ns();
       } else if (p->copy) {
-        /* Steps before s are done: copies waiting for that may start; then wait for ours. */
-        vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
+        /* Steps before s are done: copies waiting for that may start (only streamed params
+         * wait; telling the copy thread needlessly costs a lock it may hold); then wait for
+         * ours. */
+        if (p->signal_at[s]) vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
         if (p->need[s]) {
           *compute_ns += vn_now_ns() - t0;
           VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, p->need[s]));
@@ -344,6 +352,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   /* Timeline values only grow: the next run starts past every step of this one. */
   p->compute_base += (uint64_t)p->n_order + 1;
   if (s != VNRT_OK) return s;
+  vn_plan_engram_collect(p);
   vnrt_run_stats *st = &p->stats;
   st->wall_ns = vn_now_ns() - start;
   st->compute_ns = compute_ns;

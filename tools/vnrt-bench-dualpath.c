@@ -34,23 +34,15 @@ static uint64_t rng(uint64_t *s) {
   return *s;
 }
 
-/* STREAM triad a = b + s*c on 3 x 64 MiB, best of 5: bytes moved per second. */
-static double triad_gbs(void) {
-  size_t n = (64u << 20) / sizeof(float);
-  float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
-  if (!a || !b || !c) exit(1);
-  for (size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f, a[i] = 0.0f;
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    double t0 = now_s();
-    for (size_t i = 0; i < n; ++i) a[i] = b[i] + 3.0f * c[i];
-    double t = now_s() - t0;
-    if (t < best) best = t;
-  }
+/* STREAM triad a = b + s*c on 3 x 64 MiB arrays the caller owns (n floats each), once: bytes
+ * moved per second. */
+static double triad_once(float *a, const float *b, const float *c, size_t n) {
+  double t0 = now_s();
+  for (size_t i = 0; i < n; ++i) a[i] = b[i] + 3.0f * c[i];
+  double t = now_s() - t0;
   volatile float sink = a[n / 2];
   (void)sink;
-  free(a), free(b), free(c);
-  return 3.0 * (double)n * sizeof(float) / best / 1e9;
+  return 3.0 * (double)n * sizeof(float) / t / 1e9;
 }
 
 /* A file-backed f16 table of rows x dim, written once (zeros are fine: we time bytes). */
@@ -71,36 +63,55 @@ static const char *make_table_file(int64_t rows, int64_t dim) {
   return path;
 }
 
-/* 1. Engram gather from a file-backed table with the cache off: every row is fetched. */
-static void bench_gather(vnrt_context *ctx, const char *table, int64_t rows, int64_t dim,
-                         double bw) {
+/* 1. Engram gather from a file-backed table with the cache off (every row is fetched) against
+ * the triad. Both are measured in alternation, best of each, so that load from other processes
+ * hits both alike; returns the gather's read+write bandwidth over the triad's. */
+static double bench_gather(vnrt_context *ctx, const char *table, int64_t rows, int64_t dim) {
   vnrt_engram_store_desc sd = {0};
   sd.rows = rows, sd.dim = dim, sd.dtype = VNRT_F16, sd.file_path = table;
   vnrt_engram_store *store = NULL;
   CHECK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
-  enum { TOK = 256, HEADS = 32 };
+  enum { TOK = 256, HEADS = 32, ROUNDS = 7, LOOKUPS = 4 };
   int32_t *idx = malloc(sizeof(int32_t) * TOK * HEADS), offs[HEADS];
   size_t out_bytes = (size_t)TOK * HEADS * (size_t)dim * 2;
   void *out = malloc(out_bytes);
+  size_t n = (64u << 20) / sizeof(float);
+  float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+  if (!idx || !out || !a || !b || !c) exit(1);
+  for (size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f, a[i] = 0.0f;
   int64_t per_head = rows / HEADS;
   for (int h = 0; h < HEADS; ++h) offs[h] = (int32_t)(h * per_head);
   uint64_t s = 88172645463325252ull;
-  double best = 1e30;
-  for (int r = 0; r < 20; ++r) {
-    for (int i = 0; i < TOK * HEADS; ++i) idx[i] = (int32_t)(rng(&s) % (uint64_t)per_head);
-    double t0 = now_s();
-    CHECK(ctx, vnrt_engram_store_lookup(store, idx, TOK, HEADS, offs, out, out_bytes));
-    double t = now_s() - t0;
-    if (t < best) best = t;
+  /* Every page of the mapping once, so that the gather reads memory, not first-touch faults. */
+  for (int64_t r = 0; r < per_head; r += 4096 / (dim * 2)) {
+    int32_t rep[HEADS];
+    for (int h = 0; h < HEADS; ++h) rep[h] = (int32_t)r;
+    CHECK(ctx, vnrt_engram_store_lookup(store, rep, 1, HEADS, offs, out,
+                                        (size_t)HEADS * (size_t)dim * 2));
+  }
+  double best = 1e30, bw = 0;
+  for (int r = 0; r < ROUNDS; ++r) {
+    double t = triad_once(a, b, c, n);
+    if (t > bw) bw = t;
+    for (int l = 0; l < LOOKUPS; ++l) {
+      for (int i = 0; i < TOK * HEADS; ++i) idx[i] = (int32_t)(rng(&s) % (uint64_t)per_head);
+      double t0 = now_s();
+      CHECK(ctx, vnrt_engram_store_lookup(store, idx, TOK, HEADS, offs, out, out_bytes));
+      double dt = now_s() - t0;
+      if (dt < best) best = dt;
+    }
   }
   double rows_s = (double)TOK * HEADS / best, gbs = (double)out_bytes / best / 1e9;
+  printf("memory bandwidth (triad, 3 x 64 MiB, best of %d): %.2f GB/s\n", ROUNDS, bw);
   /* A gather reads each row once and writes it once: count both, as the triad counts 3. */
-  printf("engram gather: table %lld x %lld f16 (%.0f MiB, file-mapped), %d random rows/lookup: "
-         "%.2f Mrows/s, %.2f GB/s read (%.2f GB/s read+write) = %.2fx of triad %.2f GB/s\n",
+  printf("engram gather: table %lld x %lld f16 (%.0f MiB, file-mapped), %d random rows/lookup, "
+         "best of %d alternating with the triad: %.2f Mrows/s, %.2f GB/s read (%.2f GB/s "
+         "read+write) = %.2fx of the triad\n",
          (long long)rows, (long long)dim, (double)rows * dim * 2 / 1048576.0, TOK * HEADS,
-         rows_s / 1e6, gbs, 2 * gbs, 2 * gbs / bw, bw);
-  free(idx), free(out);
+         ROUNDS * LOOKUPS, rows_s / 1e6, gbs, 2 * gbs, 2 * gbs / bw);
+  free(idx), free(out), free(a), free(b), free(c);
   vnrt_engram_store_destroy(store);
+  return 2 * gbs / bw;
 }
 
 /* The decode step: ids -> ngram_hash -> engram_lookup (2 layers) -> linear projections, plus
@@ -175,84 +186,135 @@ static vnrt_graph *decode_graph(vnrt_context *ctx, const decode_cfg *c) {
   return g;
 }
 
+/* Per-step figures of one mode: medians over the steps (load from other processes makes means
+ * follow the outliers). */
 typedef struct step_result {
-  double step_ms;                     /* median */
-  double wall_ms, compute_ms, copy_ms, stall_ms; /* means over the steps, from run stats */
-  vnrt_run_stats last;
+  double step_ms;                               /* the step as the caller sees it */
+  double wall_ms, compute_ms, copy_ms, stall_ms; /* from the run statistics */
+  double ratio; /* per step: wall / max(compute, copy) */
 } step_result;
 
-/* Runs `steps` decode steps and reports the median step time and the last step's stats.
- * mode 0: tables resident on the device; 1: Engram stores, DualPath; 2: stores, serialised. */
-static step_result run_decode(vnrt_context *ctx, vnrt_device *dev, vnrt_graph *g,
-                              const decode_cfg *c, const char *table_file, int mode,
-                              int steps, void *table_host, void *weights) {
-  vnrt_engram_store *stores[2] = {NULL, NULL};
+enum { N_FIGS = 6 };
+
+enum { MODE_RESIDENT, MODE_DUALPATH, MODE_SERIAL, N_MODES };
+
+/* One plan of the decode loop. mode RESIDENT: tables bound as params, on the device; DUALPATH:
+ * the tables are Engram stores over a table in host memory, rows fetched on the copy stream;
+ * SERIAL: the same stores with the copies inline. */
+typedef struct decode_run {
+  vnrt_plan *plan;
+  vnrt_engram_store *stores[2];
+  double *figs[N_FIGS]; /* per figure of step_result, per step */
+} decode_run;
+
+static void decode_open(vnrt_context *ctx, vnrt_device *dev, vnrt_graph *g, const decode_cfg *c,
+                        int mode, int steps, void *table_host, void *weights, decode_run *r) {
+  memset(r, 0, sizeof *r);
   vnrt_engram_binding b[2];
   vnrt_plan_desc desc = {0};
-  if (mode) {
+  if (mode != MODE_RESIDENT) {
     for (int l = 0; l < 2; ++l) {
       vnrt_engram_store_desc sd = {0};
-      sd.rows = c->rows, sd.dim = c->dim, sd.dtype = VNRT_F16, sd.file_path = table_file;
+      sd.rows = c->rows, sd.dim = c->dim, sd.dtype = VNRT_F16, sd.host_data = table_host;
       sd.cache_slots = 0; /* every step fetches its rows: the worst case for the copy path */
-      CHECK(ctx, vnrt_engram_store_create(ctx, &sd, &stores[l]));
+      CHECK(ctx, vnrt_engram_store_create(ctx, &sd, &r->stores[l]));
       b[l].param = l ? "table1" : "table0";
-      b[l].store = stores[l];
+      b[l].store = r->stores[l];
     }
     desc.engram = b, desc.n_engram = 2;
-    desc.serialize_copies = mode == 2;
+    desc.serialize_copies = mode == MODE_SERIAL;
   }
-  vnrt_plan *plan = NULL;
-  CHECK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &plan));
+  CHECK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &r->plan));
   int64_t H = 2 * c->heads_k;
   int32_t offs[64];
   for (int64_t h = 0; h < H; ++h) offs[h] = (int32_t)(h * (c->rows / H));
-  CHECK(ctx, vnrt_plan_set_input(plan, "offsets", offs, sizeof(int32_t) * (size_t)H));
-  if (!mode) {
+  CHECK(ctx, vnrt_plan_set_input(r->plan, "offsets", offs, sizeof(int32_t) * (size_t)H));
+  if (mode == MODE_RESIDENT) {
     size_t tb = (size_t)(c->rows * c->dim * 2);
-    CHECK(ctx, vnrt_plan_set_input(plan, "table0", table_host, tb));
-    CHECK(ctx, vnrt_plan_set_input(plan, "table1", table_host, tb));
+    CHECK(ctx, vnrt_plan_set_input(r->plan, "table0", table_host, tb));
+    CHECK(ctx, vnrt_plan_set_input(r->plan, "table1", table_host, tb));
   }
   size_t pb = (size_t)(c->hidden * H * c->dim * 2), wb = (size_t)(c->hidden * c->hidden * 2);
   for (int l = 0; l < 2; ++l) {
     char n[32];
     snprintf(n, sizeof n, "proj%d", l);
-    CHECK(ctx, vnrt_plan_set_input(plan, n, weights, pb));
+    CHECK(ctx, vnrt_plan_set_input(r->plan, n, weights, pb));
     for (int m = 0; m < c->mlp; ++m) {
       snprintf(n, sizeof n, "w%d_%d", l, m);
-      CHECK(ctx, vnrt_plan_set_input(plan, n, weights, wb));
+      CHECK(ctx, vnrt_plan_set_input(r->plan, n, weights, wb));
     }
   }
   float *x = calloc((size_t)c->hidden, sizeof *x);
-  CHECK(ctx, vnrt_plan_set_input(plan, "x", x, sizeof(float) * (size_t)c->hidden));
-  double *times = calloc((size_t)steps, sizeof *times);
-  uint64_t s = 2463534242ull;
-  step_result res;
-  memset(&res, 0, sizeof res);
-  for (int i = 0; i < steps; ++i) {
-    int32_t id = (int32_t)(rng(&s) % 129280u);
-    CHECK(ctx, vnrt_plan_set_input(plan, "ids", &id, sizeof id));
-    double t0 = now_s();
-    CHECK(ctx, vnrt_plan_run(plan));
-    times[i] = now_s() - t0;
-    vnrt_run_stats st;
-    CHECK(ctx, vnrt_plan_get_run_stats(plan, &st));
-    res.wall_ms += 1e-6 * (double)st.wall_ns / steps;
-    res.compute_ms += 1e-6 * (double)st.compute_ns / steps;
-    res.copy_ms += 1e-6 * (double)st.copy_ns / steps;
-    res.stall_ms += 1e-6 * (double)st.stall_ns / steps;
-  }
-  CHECK(ctx, vnrt_plan_get_run_stats(plan, &res.last));
-  for (int i = 1; i < steps; ++i) { /* insertion sort for the median */
-    double t = times[i];
+  CHECK(ctx, vnrt_plan_set_input(r->plan, "x", x, sizeof(float) * (size_t)c->hidden));
+  free(x);
+  for (int f = 0; f < N_FIGS; ++f) r->figs[f] = calloc((size_t)steps, sizeof(double));
+}
+
+/* One decode step with token `id`; step i < 0 is a warm-up, not recorded. */
+static void decode_step(vnrt_context *ctx, decode_run *r, int i, int steps, int32_t id) {
+  CHECK(ctx, vnrt_plan_set_input(r->plan, "ids", &id, sizeof id));
+  double t0 = now_s();
+  CHECK(ctx, vnrt_plan_run(r->plan));
+  double t = now_s() - t0;
+  if (i < 0) return;
+  vnrt_run_stats st;
+  CHECK(ctx, vnrt_plan_get_run_stats(r->plan, &st));
+  double comp = 1e-6 * (double)st.compute_ns, copy = 1e-6 * (double)st.copy_ns;
+  r->figs[0][i] = 1e3 * t;
+  r->figs[1][i] = 1e-6 * (double)st.wall_ns;
+  r->figs[2][i] = comp;
+  r->figs[3][i] = copy;
+  r->figs[4][i] = 1e-6 * (double)st.stall_ns;
+  r->figs[5][i] = r->figs[1][i] / (comp > copy ? comp : copy);
+  (void)steps;
+}
+
+static double median(double *v, int n) {
+  for (int i = 1; i < n; ++i) { /* insertion sort */
+    double t = v[i];
     int j = i;
-    while (j > 0 && times[j - 1] > t) times[j] = times[j - 1], --j;
-    times[j] = t;
+    while (j > 0 && v[j - 1] > t) v[j] = v[j - 1], --j;
+    v[j] = t;
   }
-  res.step_ms = 1e3 * times[steps / 2];
-  free(times), free(x);
-  vnrt_plan_destroy(plan);
-  for (int l = 0; l < 2; ++l) vnrt_engram_store_destroy(stores[l]);
+  return v[n / 2];
+}
+
+static step_result decode_close(decode_run *r, int steps) {
+  double m[N_FIGS];
+  for (int f = 0; f < N_FIGS; ++f) m[f] = median(r->figs[f], steps), free(r->figs[f]);
+  step_result res = {m[0], m[1], m[2], m[3], m[4], m[5]};
+  vnrt_plan_destroy(r->plan);
+  for (int l = 0; l < 2; ++l) vnrt_engram_store_destroy(r->stores[l]);
   return res;
+}
+
+/* 2. The decode loop in every mode. The modes take turns step by step (in a rotating order),
+ * so that load from other processes falls on all of them alike; each step feeds all modes the
+ * same token. */
+static void bench_decode(vnrt_context *ctx, vnrt_device *dev, const decode_cfg *c, int steps,
+                         step_result out[N_MODES]) {
+  void *table_host = malloc((size_t)(c->rows * c->dim * 2));
+  void *weights = calloc((size_t)(c->hidden * 2 * c->heads_k * c->dim + c->hidden * c->hidden), 2);
+  if (!table_host || !weights) exit(1);
+  /* Written, not just allocated: every page is real memory, as a loaded table's would be. */
+  memset(table_host, 0x11, (size_t)(c->rows * c->dim * 2));
+  vnrt_graph *g = decode_graph(ctx, c);
+  decode_run runs[N_MODES];
+  for (int m = 0; m < N_MODES; ++m) {
+    decode_open(ctx, dev, g, c, m, steps, table_host, weights, &runs[m]);
+  }
+  uint64_t s = 2463534242ull;
+  enum { WARMUP = 5 };
+  for (int i = -WARMUP; i < steps; ++i) {
+    int32_t id = (int32_t)(rng(&s) % 129280u);
+    for (int k = 0; k < N_MODES; ++k) {
+      int m = ((i < 0 ? 0 : i) + k) % N_MODES;
+      decode_step(ctx, &runs[m], i, steps, id);
+    }
+  }
+  for (int m = 0; m < N_MODES; ++m) out[m] = decode_close(&runs[m], steps);
+  vnrt_graph_destroy(g);
+  free(table_host), free(weights);
 }
 
 int main(int argc, char **argv) {
@@ -284,37 +346,28 @@ int main(int argc, char **argv) {
   vnrt_device_get_info(dev, &info);
   printf("device %s (%s)\n", info.spec, info.name);
 
-  double bw = triad_gbs();
-  printf("memory bandwidth (triad, 3 x 64 MiB, best of 5): %.2f GB/s\n", bw);
   decode_cfg c = {1 << 18, 64, 16, 1024, 2}; /* 2 x 32 MiB tables, 16 heads x 2 orders */
   const char *table = make_table_file(c.rows, c.dim);
-  bench_gather(ctx, table, c.rows, c.dim, bw);
+  bench_gather(ctx, table, c.rows, c.dim);
 
-  void *table_host = calloc((size_t)(c.rows * c.dim), 2);
-  void *weights = calloc((size_t)(c.hidden * 2 * c.heads_k * c.dim + c.hidden * c.hidden), 2);
-  vnrt_graph *g = decode_graph(ctx, &c);
-  step_result res = run_decode(ctx, dev, g, &c, table, 0, steps, table_host, weights);
-  step_result dual = run_decode(ctx, dev, g, &c, table, 1, steps, table_host, weights);
-  step_result ser = run_decode(ctx, dev, g, &c, table, 2, steps, table_host, weights);
-  double comp = dual.compute_ms, copy = dual.copy_ms;
-  double mx = comp > copy ? comp : copy;
+  step_result r[N_MODES];
+  bench_decode(ctx, dev, &c, steps, r);
+  const step_result *res = &r[MODE_RESIDENT], *dual = &r[MODE_DUALPATH], *ser = &r[MODE_SERIAL];
   printf("decode loop: 1 token/step, 2 Engram layers x 16 heads x 2 orders, D=64 f16, cache "
-         "off, %d MLP linears [%lld x %lld] per layer, median of %d steps\n",
+         "off, %d MLP linears [%lld x %lld] per layer; the modes take turns step by step; "
+         "medians of %d steps each\n",
          c.mlp, (long long)c.hidden, (long long)c.hidden, steps);
-  printf("  tables resident on the device:   %.3f ms/step\n", res.step_ms);
-  printf("  Engram stores, DualPath:         %.3f ms/step (means: wall %.3f ms = compute stream "
-         "%.3f ms + copy stream %.3f ms hidden, stall %.3f ms; the rest is the host prefetch: "
-         "hashing and row planning)\n",
-         dual.step_ms, dual.wall_ms, comp, copy, dual.stall_ms);
-  printf("  Engram stores, serialised:       %.3f ms/step (wall %.3f ms)\n", ser.step_ms,
-         ser.wall_ms);
+  printf("  tables resident on the device:   %.3f ms/step (run wall %.3f ms)\n", res->step_ms,
+         res->wall_ms);
+  printf("  Engram stores, DualPath:         %.3f ms/step (run wall %.3f ms: compute stream %.3f "
+         "ms, copy stream %.3f ms, stall %.3f ms)\n",
+         dual->step_ms, dual->wall_ms, dual->compute_ms, dual->copy_ms, dual->stall_ms);
+  printf("  Engram stores, serialised:       %.3f ms/step (run wall %.3f ms, copies %.3f ms)\n",
+         ser->step_ms, ser->wall_ms, ser->copy_ms);
   printf("  DualPath wall / max(compute, copy) = %.2f; serialised / DualPath = %.2f; offloaded "
-         "overhead vs resident = %+.1f%% of the step (wall %+.1f%%)\n",
-         dual.wall_ms / mx, ser.wall_ms / dual.wall_ms,
-         100.0 * (dual.step_ms - res.step_ms) / res.step_ms,
-         100.0 * (dual.wall_ms - res.wall_ms) / res.wall_ms);
-  vnrt_graph_destroy(g);
-  free(table_host), free(weights);
+         "(host memory) overhead vs resident = %+.1f%% of the step\n",
+         dual->ratio, ser->step_ms / dual->step_ms,
+         100.0 * (dual->step_ms - res->step_ms) / res->step_ms);
   unlink(table);
   vnrt_context_destroy(ctx);
   return 0;
