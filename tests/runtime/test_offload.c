@@ -334,6 +334,88 @@ START_TEST(out_of_range_engram_rows_fail_the_run_naming_the_row) {
 }
 END_TEST
 
+/* ids[T + 1] -> slice -> ngram_hash: idx is not a hash of plan inputs, so the executor computes
+ * it with a CPU plan at run start instead of hashing in the copy job. */
+static vnrt_graph *sliced_engram_graph(vnrt_context *ctx) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tids = {VNRT_I32, 1, {T + 1}}, thist = {VNRT_I32, 1, {N - 1}};
+  vnrt_tensor_type ttab = {VNRT_F32, 2, {R, D}}, toff = {VNRT_I32, 1, {H}};
+  vnrt_value ids_all, ids, hist, table, offs, idx, e;
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids", &tids, 0, &ids_all));
+  TU_OK(ctx, vnrt_graph_add_state(g, "hist", &thist, &hist));
+  TU_OK(ctx, vnrt_graph_add_input(g, "table", &ttab, 1, &table));
+  TU_OK(ctx, vnrt_graph_add_input(g, "offsets", &toff, 1, &offs));
+  vnrt_attr sl[3] = {tu_attr_i("axis", 0), tu_attr_i("start", 1), tu_attr_i("len", T)};
+  const char *sn[1] = {"ids_s"}, *in_[1] = {"idx"}, *en[1] = {"e"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_SLICE, &ids_all, 1, sl, 3, sn, &ids, 1));
+  const int64_t mult[N] = {0x5bd1e995LL, -7046029254386353131LL, 0x27d4eb2fLL};
+  const int64_t primes[H] = {499, 491, 487, 479, 467, 463, 461, 457};
+  vnrt_attr ha[2] = {tu_attr_ints("mult", mult, N), tu_attr_ints("primes", primes, H)};
+  vnrt_value hin[2] = {ids, hist};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_NGRAM_HASH, hin, 2, ha, 2, in_, &idx, 1));
+  vnrt_value lin[3] = {table, idx, offs};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, en, &e, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, e));
+  return g;
+}
+
+START_TEST(computed_ids_and_a_slow_copy_path_give_bit_identical_engram_rows) {
+  vnrt_context *ctx = tu_context();
+  tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){R * D});
+  tu_fill_uniform(&t, 5, -1, 1);
+  memcpy(table_data, t.data, sizeof table_data);
+  tu_tensor_free(&t);
+  vnrt_graph *g = sliced_engram_graph(ctx);
+  const int32_t hist0[N - 1] = {9, 4}; /* a non-zero history: the state reaches the hash */
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    float ref[T * H * D], got[T * H * D];
+    for (int served = 0; served < 2; ++served) {
+      vnrt_engram_store *store = NULL;
+      vnrt_engram_binding b = {"table", NULL};
+      vnrt_plan_desc desc = {0};
+      if (served) {
+        vnrt_engram_store_desc sd = {0};
+        sd.rows = R, sd.dim = D, sd.dtype = VNRT_F32, sd.host_data = table_data;
+        sd.cache_slots = 7;
+        TU_OK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
+        b.store = store;
+        desc.engram = &b, desc.n_engram = 1;
+      }
+      vnrt_plan *plan = NULL;
+      TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &plan));
+      /* A slow copy path: the lookup must wait for its rows, never read the slots early. */
+      if (served) TU_OK(ctx, vn_plan_set_copy_delay(plan, 20 * 1000 * 1000));
+      if (!served) TU_OK(ctx, vnrt_plan_set_input(plan, "table", table_data, sizeof table_data));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "offsets", offsets_data, sizeof offsets_data));
+      TU_OK(ctx, vnrt_plan_set_input(plan, "hist", hist0, sizeof hist0));
+      int32_t ids[T + 1] = {5, 1, 2, 3, 4, 5};
+      TU_OK(ctx, vnrt_plan_set_input(plan, "ids", ids, sizeof ids));
+      TU_OK(ctx, vnrt_plan_run(plan));
+      TU_OK(ctx, vnrt_plan_read_output(plan, "e", served ? got : ref, sizeof got));
+      if (served) {
+        vnrt_run_stats st;
+        TU_OK(ctx, vnrt_plan_get_run_stats(plan, &st));
+        ck_assert_uint_gt(st.stall_ns, 10 * 1000 * 1000);
+        ck_assert_uint_gt(st.bytes_engram, 0);
+      }
+      vnrt_plan_destroy(plan);
+      vnrt_engram_store_destroy(store);
+    }
+    ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: rows differ", tu_device_spec(dev));
+    /* Independently: entry (t=0, column 0) is order 2 of tokens ids[1] and hist[1]. */
+    uint64_t mix = (uint64_t)(int64_t)1 * (uint64_t)0x5bd1e995LL ^
+                   (uint64_t)(int64_t)4 * (uint64_t)(-7046029254386353131LL);
+    int64_t r = (int64_t)mix % 499;
+    if (r < 0) r += 499;
+    ck_assert_float_eq(got[0], table_data[(size_t)r * D]);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(hash_routed_expert_weights_stream_only_the_experts_used) {
   /* Two hash-routed MoE layers; over budget, their expert weights are streamed one layer at a
    * time, and only the experts the tokens' ids route to are copied. */
@@ -427,6 +509,7 @@ int main(void) {
   tcase_add_test(tc, engram_store_lookups_are_bit_identical_for_every_cache_size);
   tcase_add_test(tc, a_file_backed_table_larger_than_the_device_budget_is_served);
   tcase_add_test(tc, out_of_range_engram_rows_fail_the_run_naming_the_row);
+  tcase_add_test(tc, computed_ids_and_a_slow_copy_path_give_bit_identical_engram_rows);
   tcase_add_test(tc, hash_routed_expert_weights_stream_only_the_experts_used);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
