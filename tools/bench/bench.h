@@ -16,6 +16,7 @@ typedef struct bench_options {
   const char *json;
   int reps, warmup, threads;
   bool quick, hot, check, stat_min;
+  bool if_present; /* a missing device is a skip (exit 77), not an error */
   bool vs_cpu; /* the device is not the CPU: time every case on the CPU backend beside it */
 } bench_options;
 
