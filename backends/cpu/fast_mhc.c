@@ -111,6 +111,81 @@ static void hc_epilogue_item_(void *user, int64_t item, int32_t slot) {
 
 static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* ---- a few tokens (decode): fn split by rows and by K ------------------------------------ */
+
+/* Tokens up to which hc_pre runs as GEMVs over fn read in place. With T = 1 there are only
+ * (n+2)·n = 24 rows, so fn (n·C columns) is also split along K, in pieces of a fixed size so
+ * that each output's summation order depends on the shape alone, never on the threads. */
+#define HC_SMALL_T 4
+#define HC_SMALL_RB 8
+#define HC_SMALL_KS 1024
+
+typedef struct hc_small_job {
+  const hc_pre_job *j;
+  int64_t n_rb, n_ks;
+  float *part_mix; /* [n_ks, T, R] */
+  float *part_ss;  /* [n_ks, T] */
+} hc_small_job;
+
+static void hc_small_item_(void *user, int64_t item, int32_t slot) {
+  (void)slot;
+  const hc_small_job *sj = user;
+  const hc_pre_job *j = sj->j;
+  const int64_t rbi = item % sj->n_rb, ki = item / sj->n_rb;
+  const int64_t r0 = rbi * HC_SMALL_RB, k0 = ki * HC_SMALL_KS, nc = j->n * j->C;
+  const int64_t rb = j->R - r0 < HC_SMALL_RB ? j->R - r0 : HC_SMALL_RB;
+  const int64_t kc = nc - k0 < HC_SMALL_KS ? nc - k0 : HC_SMALL_KS;
+  const char *fn = (const char *)j->fn + (size_t)(r0 * j->fn_ld + k0) * vnrt_dtype_size(j->fn_dt);
+  cpu_gemm_nt_block_sumsq(j->isa, j->X + k0, nc, j->T, fn, j->fn_dt, j->fn_ld, rb, kc,
+                          sj->part_mix + ki * j->T * j->R + r0, j->R, NULL,
+                          rbi == 0 ? sj->part_ss + ki * j->T : NULL);
+}
+
+static vnrt_status hc_pre_small_(hc_pre_job *j) {
+  const cpu_kernel_args *a = j->a;
+  const int64_t nc = j->n * j->C;
+  hc_small_job sj = {.j = j};
+  sj.n_rb = ceil_div_(j->R, HC_SMALL_RB);
+  sj.n_ks = ceil_div_(nc, HC_SMALL_KS);
+  const int64_t xf_floats = a->in_type[0]->dtype == VNRT_F32 ? 0 : j->T * nc;
+  const int64_t acc_floats = a->out_type[0]->dtype == VNRT_F32 ? 0 : j->C;
+  float *mem = NULL;
+  vnrt_status st = cpu_fast_alloc(
+      a, (sj.n_ks + 1) * j->T * (j->R + 1) + xf_floats + acc_floats, &mem);
+  if (st != VNRT_OK) return st;
+  sj.part_mix = mem;
+  sj.part_ss = sj.part_mix + sj.n_ks * j->T * j->R;
+  j->mix = sj.part_ss + sj.n_ks * j->T;
+  j->sumsq = j->mix + j->T * j->R;
+  float *acc = j->sumsq + j->T;
+  if (xf_floats > 0) {
+    float *xf = acc + acc_floats;
+    cpu_fast_to_f32(j->isa, a->in[0], a->in_type[0]->dtype, j->T * nc, xf);
+    j->X = xf;
+  } else {
+    j->X = a->in[0];
+  }
+  j->fn = a->in[1];
+  j->fn_dt = a->in_type[1]->dtype;
+  j->fn_ld = nc;
+  cpu_fast_for_each(a->pool, sj.n_rb * sj.n_ks, hc_small_item_, &sj);
+  /* The K pieces add up in ascending order; the epilogue (Sinkhorn on n×n, the collapse of
+   * n·C floats) is a few µs for a few tokens: this thread does it. */
+  for (int64_t t = 0; t < j->T; ++t) {
+    for (int64_t r = 0; r < j->R; ++r) {
+      float m = 0.0f;
+      for (int64_t ki = 0; ki < sj.n_ks; ++ki) m += sj.part_mix[(ki * j->T + t) * j->R + r];
+      j->mix[t * j->R + r] = m;
+    }
+    float ss = 0.0f;
+    for (int64_t ki = 0; ki < sj.n_ks; ++ki) ss += sj.part_ss[ki * j->T + t];
+    j->sumsq[t] = ss;
+    hc_epilogue_(j, t, acc);
+  }
+  cpu_fast_free(a, mem);
+  return VNRT_OK;
+}
+
 vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   const vnrt_tensor_type *Xt = a->in_type[0], *ft = a->in_type[1];
   if (Xt->rank < 2 || ft->rank != 2) return cpu_ref_hc_pre(a);
@@ -129,6 +204,10 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   if (j.T == 0 || j.n < 1 || j.n > HC_MAX_N || ft->dims[0] != j.R || ft->dims[1] != nc ||
       vnrt_tensor_type_numel(a->in_type[3]) < j.R || vnrt_tensor_type_numel(a->in_type[2]) < 3) {
     return cpu_ref_hc_pre(a);
+  }
+
+  if (j.T <= HC_SMALL_T && (j.isa == CPU_ISA_AVX2 || ft->dtype == VNRT_F32)) {
+    return hc_pre_small_(&j);
   }
 
   /* Token blocks of HC_TB; when they are too few to occupy every thread, fn's rows are split

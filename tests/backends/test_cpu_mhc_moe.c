@@ -340,6 +340,12 @@ START_TEST(test_hc_pre_odd_shapes_and_dtypes) {
   check_hc_pre(&c3, VNRT_BF16, VNRT_F16, VNRT_F32, 404, 1, 1);
   hc_pre_case c4 = {.T = 4, .n = 1, .C = 3, .iters = 20, .eps = 1e-6, .norm_eps = 1e-6};
   check_hc_pre(&c4, VNRT_F32, VNRT_F32, VNRT_F32, 505, 1, 0);
+  /* Decode shapes: fn split in K pieces of 1024 with a partial last one (n·C = 4100), 24 rows
+   * in blocks of 8; and three tokens with bf16 fn. */
+  hc_pre_case c5 = {.T = 1, .n = 4, .C = 1025, .iters = 20, .eps = 1e-6, .norm_eps = 1e-6};
+  check_hc_pre(&c5, VNRT_F32, VNRT_F32, VNRT_F32, 606, 1, 1);
+  hc_pre_case c6 = {.T = 3, .n = 4, .C = 600, .iters = 20, .eps = 1e-6, .norm_eps = 1e-6};
+  check_hc_pre(&c6, VNRT_F32, VNRT_BF16, VNRT_F32, 707, 1, 1);
 }
 END_TEST
 
