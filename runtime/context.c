@@ -82,7 +82,8 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
   ctx->log_level = d.log_level;
   if (!d.log_fn && ctx->log_level < VNRT_LOG_WARN) ctx->log_level = VNRT_LOG_WARN;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  ctx->num_threads = d.num_threads > 0 ? d.num_threads : (cores > 0 ? (int32_t)cores : 1);
+  ctx->cores = cores > 0 ? (int32_t)cores : 1;
+  ctx->num_threads = d.num_threads > 0 ? d.num_threads : ctx->cores;
   ctx->host = (vnrt_backend_host){
       .struct_size = sizeof(vnrt_backend_host),
       .core = ctx,

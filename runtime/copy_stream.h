@@ -17,6 +17,12 @@ typedef struct vn_copy_stream vn_copy_stream;
  * long. */
 #define VN_COPY_LAZY_BYTES (256u << 10)
 
+/* Whether small jobs should be lazy: only when the compute stream's threads take every core
+ * (else a free core runs the copy thread, and waking it costs the compute stream nothing). */
+static inline bool vn_copy_small_is_lazy(const vnrt_context *ctx) {
+  return ctx->num_threads >= ctx->cores;
+}
+
 /* A unit of copy work. fn runs on the copy thread, or on a thread waiting for it (below); a
  * failure stops the stream: waits return the status and fn's message — from `error` when fn
  * wrote one there, else the context's last error. */

@@ -565,7 +565,8 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
   }
   memcpy(u->offs_buf, p->shadow[u->offsets], sizeof(int32_t) * (size_t)u->heads);
   *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u, .error = u->err,
-                       .lazy = (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
+                       .lazy = vn_copy_small_is_lazy(p->ctx) &&
+                               (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
   return VNRT_OK;
 }
 
