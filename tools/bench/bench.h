@@ -208,5 +208,7 @@ void bench_attention(void);
 void bench_rms_norm(void);
 void bench_softmax(void);
 void bench_dispatch(void);
+void bench_engram(void);
+void bench_dualpath(void);
 
 #endif /* VNRT_BENCH_H_ */

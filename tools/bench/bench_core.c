@@ -450,7 +450,7 @@ static result results[64];
 static int n_results;
 
 typedef struct figure {
-  char name[64], unit[16], note[96];
+  char name[64], unit[16], note[160];
   double value;
 } figure;
 

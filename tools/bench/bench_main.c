@@ -45,6 +45,8 @@ static const bench_case kCases[] = {
     {"rms_norm", bench_rms_norm, "f32 rows of 4096, 1 / 128 / 4096 rows"},
     {"softmax", bench_softmax, "f32 rows of 4096, 1 / 128 / 4096 rows"},
     {"dispatch", bench_dispatch, "us per small op: own plan run vs inside a 64-op plan"},
+    {"engram", bench_engram, "Engram store gather from a file-mapped table vs the triad"},
+    {"dualpath", bench_dualpath, "decode loop: Engram tables resident / DualPath / serialised"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 

@@ -1,48 +1,18 @@
-/* vnrt-bench-dualpath: measures the memory manager's DualPath claims (docs/executor.md) in one
- * run on one device — Engram gather bandwidth against the machine's memory bandwidth, a
- * decode-style loop with and without the copy stream, and an offloaded Engram table against a
- * device-resident one. */
+/* vnrt-bench's memory-manager cases (docs/executor.md): Engram gather bandwidth against the
+ * machine's memory bandwidth, and a decode-style loop with the Engram tables resident on the
+ * device, offloaded with DualPath, and offloaded with the copies serialised. */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "vnrt/memory.h"
-#include "vnrt/vnrt.h"
-
-#define CHECK(ctx, expr)                                                              \
-  do {                                                                                \
-    vnrt_status s_ = (expr);                                                          \
-    if (s_ != VNRT_OK) {                                                              \
-      fprintf(stderr, "vnrt-bench-dualpath: %s: %s\n", #expr,                         \
-              vnrt_context_last_error(ctx));                                          \
-      exit(1);                                                                        \
-    }                                                                                 \
-  } while (0)
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng(uint64_t *s) {
   *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
   return *s;
-}
-
-/* STREAM triad a = b + s*c on 3 x 64 MiB arrays the caller owns (n floats each), once: bytes
- * moved per second. */
-static double triad_once(float *a, const float *b, const float *c, size_t n) {
-  double t0 = now_s();
-  for (size_t i = 0; i < n; ++i) a[i] = b[i] + 3.0f * c[i];
-  double t = now_s() - t0;
-  volatile float sink = a[n / 2];
-  (void)sink;
-  return 3.0 * (double)n * sizeof(float) / t / 1e9;
 }
 
 /* A file-backed f16 table of rows x dim, written once (zeros are fine: we time bytes). */
@@ -50,8 +20,7 @@ static const char *make_table_file(int64_t rows, int64_t dim) {
   static char path[] = "/tmp/vnrt-bench-engram-XXXXXX";
   int fd = mkstemp(path);
   if (fd < 0 || ftruncate(fd, (off_t)(rows * dim * 2)) != 0) {
-    fprintf(stderr, "vnrt-bench-dualpath: cannot create %s: %s\n", path, strerror(errno));
-    exit(1);
+    die("cannot create %s: %s", path, strerror(errno));
   }
   /* Touch every page so that the measurement reads memory, not page faults of a sparse file. */
   char *buf = calloc(1, 1 << 20);
@@ -65,20 +34,17 @@ static const char *make_table_file(int64_t rows, int64_t dim) {
 
 /* 1. Engram gather from a file-backed table with the cache off (every row is fetched) against
  * the triad. Both are measured in alternation, best of each, so that load from other processes
- * hits both alike; returns the gather's read+write bandwidth over the triad's. */
-static double bench_gather(vnrt_context *ctx, const char *table, int64_t rows, int64_t dim) {
+ * hits both alike. */
+static void bench_gather(const char *table, int64_t rows, int64_t dim) {
   vnrt_engram_store_desc sd = {0};
   sd.rows = rows, sd.dim = dim, sd.dtype = VNRT_F16, sd.file_path = table;
   vnrt_engram_store *store = NULL;
-  CHECK(ctx, vnrt_engram_store_create(ctx, &sd, &store));
-  enum { TOK = 256, HEADS = 32, ROUNDS = 7, LOOKUPS = 4 };
-  int32_t *idx = malloc(sizeof(int32_t) * TOK * HEADS), offs[HEADS];
+  check(vnrt_engram_store_create(ctx, &sd, &store), "vnrt_engram_store_create");
+  enum { TOK = 256, HEADS = 32, LOOKUPS = 4 };
+  const int rounds = opt.quick ? 2 : 7;
+  int32_t *idx = xmalloc(sizeof(int32_t) * TOK * HEADS), offs[HEADS];
   size_t out_bytes = (size_t)TOK * HEADS * (size_t)dim * 2;
-  void *out = malloc(out_bytes);
-  size_t n = (64u << 20) / sizeof(float);
-  float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
-  if (!idx || !out || !a || !b || !c) exit(1);
-  for (size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f, a[i] = 0.0f;
+  void *out = xmalloc(out_bytes);
   int64_t per_head = rows / HEADS;
   for (int h = 0; h < HEADS; ++h) offs[h] = (int32_t)(h * per_head);
   uint64_t s = 88172645463325252ull;
@@ -86,32 +52,39 @@ static double bench_gather(vnrt_context *ctx, const char *table, int64_t rows, i
   for (int64_t r = 0; r < per_head; r += 4096 / (dim * 2)) {
     int32_t rep[HEADS];
     for (int h = 0; h < HEADS; ++h) rep[h] = (int32_t)r;
-    CHECK(ctx, vnrt_engram_store_lookup(store, rep, 1, HEADS, offs, out,
-                                        (size_t)HEADS * (size_t)dim * 2));
+    check(vnrt_engram_store_lookup(store, rep, 1, HEADS, offs, out,
+                                   (size_t)HEADS * (size_t)dim * 2),
+          "vnrt_engram_store_lookup");
   }
-  double best = 1e30, bw = 0;
-  for (int r = 0; r < ROUNDS; ++r) {
-    double t = triad_once(a, b, c, n);
-    if (t > bw) bw = t;
+  double best = 1e30, best_triad = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    double t0 = now_s();
+    triad_baseline(NULL);
+    double tt = now_s() - t0;
+    if (tt < best_triad) best_triad = tt;
     for (int l = 0; l < LOOKUPS; ++l) {
       for (int i = 0; i < TOK * HEADS; ++i) idx[i] = (int32_t)(rng(&s) % (uint64_t)per_head);
-      double t0 = now_s();
-      CHECK(ctx, vnrt_engram_store_lookup(store, idx, TOK, HEADS, offs, out, out_bytes));
+      t0 = now_s();
+      check(vnrt_engram_store_lookup(store, idx, TOK, HEADS, offs, out, out_bytes),
+            "vnrt_engram_store_lookup");
       double dt = now_s() - t0;
       if (dt < best) best = dt;
     }
   }
+  double bw = triad_gbps(best_triad);
   double rows_s = (double)TOK * HEADS / best, gbs = (double)out_bytes / best / 1e9;
-  printf("memory bandwidth (triad, 3 x 64 MiB, best of %d): %.2f GB/s\n", ROUNDS, bw);
+  char note[96];
+  snprintf(note, sizeof note, "%d random rows of %lld f16 per lookup, %.0f MiB file-mapped table",
+           TOK * HEADS, (long long)dim, (double)rows * (double)dim * 2 / 1048576.0);
+  printf("\n");
+  add_figure("engram gather: rows per second", rows_s / 1e6, "Mrows/s", note);
   /* A gather reads each row once and writes it once: count both, as the triad counts 3. */
-  printf("engram gather: table %lld x %lld f16 (%.0f MiB, file-mapped), %d random rows/lookup, "
-         "best of %d alternating with the triad: %.2f Mrows/s, %.2f GB/s read (%.2f GB/s "
-         "read+write) = %.2fx of the triad\n",
-         (long long)rows, (long long)dim, (double)rows * dim * 2 / 1048576.0, TOK * HEADS,
-         ROUNDS * LOOKUPS, rows_s / 1e6, gbs, 2 * gbs, 2 * gbs / bw);
-  free(idx), free(out), free(a), free(b), free(c);
+  add_figure("engram gather: read + write", 2 * gbs, "GB/s", "best of the lookups");
+  add_figure("engram gather: triad beside it", bw, "GB/s", "best of the passes between lookups");
+  add_figure("engram gather / triad", 2 * gbs / bw, "x", "target >= 0.5");
+  free(idx);
+  free(out);
   vnrt_engram_store_destroy(store);
-  return 2 * gbs / bw;
 }
 
 /* The decode step: ids -> ngram_hash -> engram_lookup (2 layers) -> linear projections, plus
@@ -121,9 +94,9 @@ typedef struct decode_cfg {
   int mlp;
 } decode_cfg;
 
-static vnrt_graph *decode_graph(vnrt_context *ctx, const decode_cfg *c) {
+static vnrt_graph *decode_graph(const decode_cfg *c) {
   vnrt_graph *g = NULL;
-  CHECK(ctx, vnrt_graph_create(ctx, &g));
+  check(vnrt_graph_create(ctx, &g), "vnrt_graph_create");
   int64_t H = 2 * c->heads_k; /* 2- and 3-grams */
   vnrt_tensor_type tid = {VNRT_I32, 1, {1}}, th = {VNRT_I32, 1, {2}};
   vnrt_tensor_type ttab = {VNRT_F16, 2, {c->rows, c->dim}}, toff = {VNRT_I32, 1, {H}};
@@ -131,10 +104,10 @@ static vnrt_graph *decode_graph(vnrt_context *ctx, const decode_cfg *c) {
   vnrt_tensor_type tw = {VNRT_F16, 2, {c->hidden, c->hidden}};
   vnrt_tensor_type tp = {VNRT_F16, 2, {c->hidden, H * c->dim}};
   vnrt_value ids, hist, off, x;
-  CHECK(ctx, vnrt_graph_add_input(g, "ids", &tid, 0, &ids));
-  CHECK(ctx, vnrt_graph_add_state(g, "hist", &th, &hist));
-  CHECK(ctx, vnrt_graph_add_input(g, "offsets", &toff, 1, &off));
-  CHECK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  check(vnrt_graph_add_input(g, "ids", &tid, 0, &ids), "vnrt_graph_add_input");
+  check(vnrt_graph_add_state(g, "hist", &th, &hist), "vnrt_graph_add_state");
+  check(vnrt_graph_add_input(g, "offsets", &toff, 1, &off), "vnrt_graph_add_input");
+  check(vnrt_graph_add_input(g, "x", &tx, 0, &x), "vnrt_graph_add_input");
   int64_t mult[3] = {0x5bd1e995LL, 0x27d4eb2fLL, 0x165667b1LL};
   int64_t primes[64];
   int64_t p = c->rows / H - 1;
@@ -146,29 +119,29 @@ static vnrt_graph *decode_graph(vnrt_context *ctx, const decode_cfg *c) {
     char n[64];
     vnrt_value tab, idx, e, proj, pw, y, hin[2] = {ids, hist};
     snprintf(n, sizeof n, "table%d", layer);
-    CHECK(ctx, vnrt_graph_add_input(g, n, &ttab, 1, &tab));
+    check(vnrt_graph_add_input(g, n, &ttab, 1, &tab), "vnrt_graph_add_input");
     snprintf(n, sizeof n, "idx%d", layer);
     const char *nm[1] = {n};
-    CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_NGRAM_HASH, hin, 2, ha, 2, nm, &idx, 1));
+    check(vnrt_graph_add_node(g, VNRT_OP_NGRAM_HASH, hin, 2, ha, 2, nm, &idx, 1), "vnrt_graph_add_node");
     vnrt_value lin[3] = {tab, idx, off};
     snprintf(n, sizeof n, "e%d", layer);
-    CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, nm, &e, 1));
+    check(vnrt_graph_add_node(g, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, nm, &e, 1), "vnrt_graph_add_node");
     snprintf(n, sizeof n, "proj%d", layer);
-    CHECK(ctx, vnrt_graph_add_input(g, n, &tp, 1, &pw));
+    check(vnrt_graph_add_input(g, n, &tp, 1, &pw), "vnrt_graph_add_input");
     vnrt_value pin[2] = {e, pw};
     snprintf(n, sizeof n, "v%d", layer);
-    CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, pin, 2, NULL, 0, nm, &proj, 1));
+    check(vnrt_graph_add_node(g, VNRT_OP_LINEAR, pin, 2, NULL, 0, nm, &proj, 1), "vnrt_graph_add_node");
     vnrt_value ain[2] = {h, proj};
     snprintf(n, sizeof n, "h%d", layer);
-    CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, ain, 2, NULL, 0, nm, &y, 1));
+    check(vnrt_graph_add_node(g, VNRT_OP_ADD, ain, 2, NULL, 0, nm, &y, 1), "vnrt_graph_add_node");
     h = y;
     for (int m = 0; m < c->mlp; ++m) {
       vnrt_value w, z;
       snprintf(n, sizeof n, "w%d_%d", layer, m);
-      CHECK(ctx, vnrt_graph_add_input(g, n, &tw, 1, &w));
+      check(vnrt_graph_add_input(g, n, &tw, 1, &w), "vnrt_graph_add_input");
       vnrt_value win[2] = {h, w};
       snprintf(n, sizeof n, "m%d_%d", layer, m);
-      CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, win, 2, NULL, 0, nm, &z, 1));
+      check(vnrt_graph_add_node(g, VNRT_OP_LINEAR, win, 2, NULL, 0, nm, &z, 1), "vnrt_graph_add_node");
       h = z;
     }
   }
@@ -176,13 +149,13 @@ static vnrt_graph *decode_graph(vnrt_context *ctx, const decode_cfg *c) {
   vnrt_value cat, hist2, cin[2] = {hist, ids};
   vnrt_attr ax = {.key = "axis", .kind = VNRT_ATTR_INT, .i = 0};
   const char *cn[1] = {"cat"}, *hn[1] = {"hist2"};
-  CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_CONCAT, cin, 2, &ax, 1, cn, &cat, 1));
+  check(vnrt_graph_add_node(g, VNRT_OP_CONCAT, cin, 2, &ax, 1, cn, &cat, 1), "vnrt_graph_add_node");
   vnrt_attr sl[3] = {{.key = "axis", .kind = VNRT_ATTR_INT, .i = 0},
                      {.key = "start", .kind = VNRT_ATTR_INT, .i = 1},
                      {.key = "len", .kind = VNRT_ATTR_INT, .i = 2}};
-  CHECK(ctx, vnrt_graph_add_node(g, VNRT_OP_SLICE, &cat, 1, sl, 3, hn, &hist2, 1));
-  CHECK(ctx, vnrt_graph_set_state_update(g, hist, hist2));
-  CHECK(ctx, vnrt_graph_add_output(g, h));
+  check(vnrt_graph_add_node(g, VNRT_OP_SLICE, &cat, 1, sl, 3, hn, &hist2, 1), "vnrt_graph_add_node");
+  check(vnrt_graph_set_state_update(g, hist, hist2), "vnrt_graph_set_state_update");
+  check(vnrt_graph_add_output(g, h), "vnrt_graph_add_output");
   return g;
 }
 
@@ -207,7 +180,7 @@ typedef struct decode_run {
   double *figs[N_FIGS]; /* per figure of step_result, per step */
 } decode_run;
 
-static void decode_open(vnrt_context *ctx, vnrt_device *dev, vnrt_graph *g, const decode_cfg *c,
+static void decode_open(vnrt_device *dev, vnrt_graph *g, const decode_cfg *c,
                         int mode, int steps, void *table_host, void *weights, decode_run *r) {
   memset(r, 0, sizeof *r);
   vnrt_engram_binding b[2];
@@ -217,48 +190,48 @@ static void decode_open(vnrt_context *ctx, vnrt_device *dev, vnrt_graph *g, cons
       vnrt_engram_store_desc sd = {0};
       sd.rows = c->rows, sd.dim = c->dim, sd.dtype = VNRT_F16, sd.host_data = table_host;
       sd.cache_slots = 0; /* every step fetches its rows: the worst case for the copy path */
-      CHECK(ctx, vnrt_engram_store_create(ctx, &sd, &r->stores[l]));
+      check(vnrt_engram_store_create(ctx, &sd, &r->stores[l]), "vnrt_engram_store_create");
       b[l].param = l ? "table1" : "table0";
       b[l].store = r->stores[l];
     }
     desc.engram = b, desc.n_engram = 2;
     desc.serialize_copies = mode == MODE_SERIAL;
   }
-  CHECK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &r->plan));
+  check(vnrt_plan_create(ctx, g, dev, &desc, &r->plan), "vnrt_plan_create");
   int64_t H = 2 * c->heads_k;
   int32_t offs[64];
   for (int64_t h = 0; h < H; ++h) offs[h] = (int32_t)(h * (c->rows / H));
-  CHECK(ctx, vnrt_plan_set_input(r->plan, "offsets", offs, sizeof(int32_t) * (size_t)H));
+  check(vnrt_plan_set_input(r->plan, "offsets", offs, sizeof(int32_t) * (size_t)H), "vnrt_plan_set_input");
   if (mode == MODE_RESIDENT) {
     size_t tb = (size_t)(c->rows * c->dim * 2);
-    CHECK(ctx, vnrt_plan_set_input(r->plan, "table0", table_host, tb));
-    CHECK(ctx, vnrt_plan_set_input(r->plan, "table1", table_host, tb));
+    check(vnrt_plan_set_input(r->plan, "table0", table_host, tb), "vnrt_plan_set_input");
+    check(vnrt_plan_set_input(r->plan, "table1", table_host, tb), "vnrt_plan_set_input");
   }
   size_t pb = (size_t)(c->hidden * H * c->dim * 2), wb = (size_t)(c->hidden * c->hidden * 2);
   for (int l = 0; l < 2; ++l) {
     char n[32];
     snprintf(n, sizeof n, "proj%d", l);
-    CHECK(ctx, vnrt_plan_set_input(r->plan, n, weights, pb));
+    check(vnrt_plan_set_input(r->plan, n, weights, pb), "vnrt_plan_set_input");
     for (int m = 0; m < c->mlp; ++m) {
       snprintf(n, sizeof n, "w%d_%d", l, m);
-      CHECK(ctx, vnrt_plan_set_input(r->plan, n, weights, wb));
+      check(vnrt_plan_set_input(r->plan, n, weights, wb), "vnrt_plan_set_input");
     }
   }
   float *x = calloc((size_t)c->hidden, sizeof *x);
-  CHECK(ctx, vnrt_plan_set_input(r->plan, "x", x, sizeof(float) * (size_t)c->hidden));
+  check(vnrt_plan_set_input(r->plan, "x", x, sizeof(float) * (size_t)c->hidden), "vnrt_plan_set_input");
   free(x);
   for (int f = 0; f < N_FIGS; ++f) r->figs[f] = calloc((size_t)steps, sizeof(double));
 }
 
 /* One decode step with token `id`; step i < 0 is a warm-up, not recorded. */
-static void decode_step(vnrt_context *ctx, decode_run *r, int i, int steps, int32_t id) {
-  CHECK(ctx, vnrt_plan_set_input(r->plan, "ids", &id, sizeof id));
+static void decode_step(decode_run *r, int i, int steps, int32_t id) {
+  check(vnrt_plan_set_input(r->plan, "ids", &id, sizeof id), "vnrt_plan_set_input");
   double t0 = now_s();
-  CHECK(ctx, vnrt_plan_run(r->plan));
+  check(vnrt_plan_run(r->plan), "vnrt_plan_run");
   double t = now_s() - t0;
   if (i < 0) return;
   vnrt_run_stats st;
-  CHECK(ctx, vnrt_plan_get_run_stats(r->plan, &st));
+  check(vnrt_plan_get_run_stats(r->plan, &st), "vnrt_plan_get_run_stats");
   double comp = 1e-6 * (double)st.compute_ns, copy = 1e-6 * (double)st.copy_ns;
   r->figs[0][i] = 1e3 * t;
   r->figs[1][i] = 1e-6 * (double)st.wall_ns;
@@ -267,16 +240,6 @@ static void decode_step(vnrt_context *ctx, decode_run *r, int i, int steps, int3
   r->figs[4][i] = 1e-6 * (double)st.stall_ns;
   r->figs[5][i] = r->figs[1][i] / (comp > copy ? comp : copy);
   (void)steps;
-}
-
-static double median(double *v, int n) {
-  for (int i = 1; i < n; ++i) { /* insertion sort */
-    double t = v[i];
-    int j = i;
-    while (j > 0 && v[j - 1] > t) v[j] = v[j - 1], --j;
-    v[j] = t;
-  }
-  return v[n / 2];
 }
 
 static step_result decode_close(decode_run *r, int steps) {
@@ -291,17 +254,17 @@ static step_result decode_close(decode_run *r, int steps) {
 /* 2. The decode loop in every mode. The modes take turns step by step (in a rotating order),
  * so that load from other processes falls on all of them alike; each step feeds all modes the
  * same token. */
-static void bench_decode(vnrt_context *ctx, vnrt_device *dev, const decode_cfg *c, int steps,
+static void bench_decode(const decode_cfg *c, int steps,
                          step_result out[N_MODES]) {
   void *table_host = malloc((size_t)(c->rows * c->dim * 2));
   void *weights = calloc((size_t)(c->hidden * 2 * c->heads_k * c->dim + c->hidden * c->hidden), 2);
-  if (!table_host || !weights) exit(1);
+  if (!table_host || !weights) die("out of memory");
   /* Written, not just allocated: every page is real memory, as a loaded table's would be. */
   memset(table_host, 0x11, (size_t)(c->rows * c->dim * 2));
-  vnrt_graph *g = decode_graph(ctx, c);
+  vnrt_graph *g = decode_graph(c);
   decode_run runs[N_MODES];
   for (int m = 0; m < N_MODES; ++m) {
-    decode_open(ctx, dev, g, c, m, steps, table_host, weights, &runs[m]);
+    decode_open(device, g, c, m, steps, table_host, weights, &runs[m]);
   }
   uint64_t s = 2463534242ull;
   enum { WARMUP = 5 };
@@ -309,7 +272,7 @@ static void bench_decode(vnrt_context *ctx, vnrt_device *dev, const decode_cfg *
     int32_t id = (int32_t)(rng(&s) % 129280u);
     for (int k = 0; k < N_MODES; ++k) {
       int m = ((i < 0 ? 0 : i) + k) % N_MODES;
-      decode_step(ctx, &runs[m], i, steps, id);
+      decode_step(&runs[m], i, steps, id);
     }
   }
   for (int m = 0; m < N_MODES; ++m) out[m] = decode_close(&runs[m], steps);
@@ -317,58 +280,37 @@ static void bench_decode(vnrt_context *ctx, vnrt_device *dev, const decode_cfg *
   free(table_host), free(weights);
 }
 
-int main(int argc, char **argv) {
-  const char *spec = NULL;
-  int steps = 200;
-  for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--device") && i + 1 < argc) {
-      spec = argv[++i];
-    } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-      steps = atoi(argv[++i]);
-    } else if (!strcmp(argv[i], "--quick")) {
-      steps = 20;
-    } else {
-      fprintf(stderr,
-              "usage: vnrt-bench-dualpath [--device SPEC] [--steps N] [--quick]\n"
-              "Engram gather bandwidth, a decode loop with and without DualPath, and an\n"
-              "offloaded Engram table against a resident one (docs/bench.md).\n");
-      return 2;
-    }
-  }
-  if (steps < 3) steps = 3;
-  vnrt_context_desc cd = {0};
-  cd.log_level = VNRT_LOG_ERROR;
-  vnrt_context *ctx = NULL;
-  if (vnrt_context_create(&cd, &ctx) != VNRT_OK) return 1;
-  vnrt_device *dev = NULL;
-  CHECK(ctx, vnrt_device_select(ctx, spec, &dev));
-  vnrt_device_info info;
-  vnrt_device_get_info(dev, &info);
-  printf("device %s (%s)\n", info.spec, info.name);
 
-  decode_cfg c = {1 << 18, 64, 16, 1024, 2}; /* 2 x 32 MiB tables, 16 heads x 2 orders */
-  const char *table = make_table_file(c.rows, c.dim);
-  bench_gather(ctx, table, c.rows, c.dim);
+/* 2 x 32 MiB tables of 16 heads x 2 orders, D = 64, and two 1024 x 1024 f16 linears per layer
+ * as the compute of comparable duration. */
+static const decode_cfg kDecode = {1 << 18, 64, 16, 1024, 2};
 
-  step_result r[N_MODES];
-  bench_decode(ctx, dev, &c, steps, r);
-  const step_result *res = &r[MODE_RESIDENT], *dual = &r[MODE_DUALPATH], *ser = &r[MODE_SERIAL];
-  printf("decode loop: 1 token/step, 2 Engram layers x 16 heads x 2 orders, D=64 f16, cache "
-         "off, %d MLP linears [%lld x %lld] per layer; the modes take turns step by step; "
-         "medians of %d steps each\n",
-         c.mlp, (long long)c.hidden, (long long)c.hidden, steps);
-  printf("  tables resident on the device:   %.3f ms/step (run wall %.3f ms)\n", res->step_ms,
-         res->wall_ms);
-  printf("  Engram stores, DualPath:         %.3f ms/step (run wall %.3f ms: compute stream %.3f "
-         "ms, copy stream %.3f ms, stall %.3f ms)\n",
-         dual->step_ms, dual->wall_ms, dual->compute_ms, dual->copy_ms, dual->stall_ms);
-  printf("  Engram stores, serialised:       %.3f ms/step (run wall %.3f ms, copies %.3f ms)\n",
-         ser->step_ms, ser->wall_ms, ser->copy_ms);
-  printf("  DualPath wall / max(compute, copy) = %.2f; serialised / DualPath = %.2f; offloaded "
-         "(host memory) overhead vs resident = %+.1f%% of the step\n",
-         dual->ratio, ser->step_ms / dual->step_ms,
-         100.0 * (dual->step_ms - res->step_ms) / res->step_ms);
+void bench_engram(void) {
+  const char *table = make_table_file(kDecode.rows, kDecode.dim);
+  bench_gather(table, kDecode.rows, kDecode.dim);
   unlink(table);
-  vnrt_context_destroy(ctx);
-  return 0;
+}
+
+void bench_dualpath(void) {
+  int steps = opt.quick ? 20 : 20 * opt.reps;
+  step_result r[N_MODES];
+  bench_decode(&kDecode, steps, r);
+  const step_result *res = &r[MODE_RESIDENT], *dual = &r[MODE_DUALPATH], *ser = &r[MODE_SERIAL];
+  char note[128];
+  printf("\n");
+  snprintf(note, sizeof note,
+           "1 token/step, 2 Engram layers x 16 heads x 2 orders, D=64 f16, %d linears "
+           "[1024 x 1024] per layer; median of %d",
+           kDecode.mlp, steps);
+  add_figure("decode step, tables resident on the device", res->step_ms, "ms", note);
+  snprintf(note, sizeof note, "run wall %.3f ms: compute %.3f ms, copy %.3f ms, stall %.3f ms",
+           dual->wall_ms, dual->compute_ms, dual->copy_ms, dual->stall_ms);
+  add_figure("decode step, Engram stores, DualPath", dual->step_ms, "ms", note);
+  snprintf(note, sizeof note, "run wall %.3f ms, copies %.3f ms", ser->wall_ms, ser->copy_ms);
+  add_figure("decode step, Engram stores, serialised", ser->step_ms, "ms", note);
+  add_figure("DualPath wall / max(compute, copy)", dual->ratio, "x", "target <= 1.15");
+  add_figure("serialised / DualPath", ser->step_ms / dual->step_ms, "x", "what DualPath hides");
+  add_figure("offloaded vs resident, share of the step",
+             100.0 * (dual->step_ms - res->step_ms) / res->step_ms, "%",
+             "host-memory tables, cache off; target <= 5");
 }
