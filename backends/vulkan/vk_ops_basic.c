@@ -12,7 +12,7 @@
 #define MM_BM 32u
 #define MM_BN 64u
 #define MB_TM 16u /* matmul.comp OP >= 1: the most rows per invocation, and columns */
-#define MB_TN 8u
+#define MB_TN 16u
 #define MB_LANES 128u /* invocations per workgroup */
 #define WG_ROWNORM 128u       /* rownorm.comp */
 #define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
@@ -399,9 +399,10 @@ static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
 }
 
 /* The register-blocked matmul.comp: log2 of its invocations along n (OP - 1), chosen so that
- * the padded tiles waste the least work (a proxy that also counts workgroups, up to 4, as
- * parallelism), preferring more along n (each B element read by more rows); -1 when no grid
- * fits the device (rows in x). */
+ * padded columns waste the least work (a proxy that also counts workgroups, up to 4, as
+ * parallelism; rows past M cost next to nothing, as invocations past M return at once),
+ * preferring more along n (each B element read by more rows); -1 when no grid fits the device
+ * (rows in x). */
 static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N,
                            uint64_t tm, uint32_t groups[2]) {
   int best = -1;
@@ -411,7 +412,8 @@ static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64
     uint64_t gx = vk_div_up(M, lm * tm), gy = vk_div_up(N, ln * MB_TN);
     if (gx > lim->maxComputeWorkGroupCount[0] || gy > lim->maxComputeWorkGroupCount[1]) continue;
     uint64_t g = gx * gy;
-    double cost = (double)(gx * lm * tm) * (double)(gy * ln * MB_TN) / (double)(g < 1 ? 1 : g < 4 ? g : 4);
+    double rows = (double)(vk_div_up(M, tm) * tm), cols = (double)(gy * ln * MB_TN);
+    double cost = rows * cols / (double)(g < 1 ? 1 : g < 4 ? g : 4);
     if (best < 0 || cost < best_cost) {
       best = l, best_cost = cost;
       groups[0] = (uint32_t)gx, groups[1] = (uint32_t)gy;

@@ -39,7 +39,7 @@ shared float Bs[BK * BN];
 // ---- OP 1 ----------------------------------------------------------------------------------
 
 const uint TM = SC0 < 1u ? 1u : (SC0 > 16u ? 16u : SC0);
-#define TN 8u
+#define TN 16u
 #define LN (1u << (OP - 1u))
 #define LM (128u / LN)
 
