@@ -3,9 +3,15 @@
 #ifndef VNRT_BACKENDS_OPENCL_CL_COMMON_H_
 #define VNRT_BACKENDS_OPENCL_CL_COMMON_H_
 
-/* Only OpenCL 1.2 entry points are used, so that every conformant 1.2+ driver works. */
+/* OpenCL 1.2 entry points, so that every conformant 1.2+ driver works; the 2.0 headers are
+ * used only for shared virtual memory (clSVMAlloc), which is called only on devices that report
+ * OpenCL 2.0+ and fine-grained buffer SVM. The 1.2 calls 2.0 deprecated (clCreateCommandQueue)
+ * stay the portable choice. */
 #ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
+#define CL_TARGET_OPENCL_VERSION 200
+#endif
+#ifndef CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #endif
 #include <CL/cl.h>
 #include <pthread.h>
@@ -39,6 +45,7 @@ typedef struct cl_device_desc {
   size_t max_wi[3];        /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
   int vec_width;           /* float vector width the GEMM kernels use: 4, 8 or 16 */
   int local_mem_dedicated; /* CL_DEVICE_LOCAL_MEM_TYPE is CL_LOCAL (not emulated in global) */
+  int svm_fine_buffer;     /* OpenCL 2.0+ with CL_DEVICE_SVM_FINE_GRAIN_BUFFER */
 } cl_device_desc;
 
 typedef struct cl_state {
@@ -47,10 +54,13 @@ typedef struct cl_state {
   cl_device_desc *devices;
 } cl_state;
 
-/* A pooled cl_mem: buffers freed by one plan are kept for the next (cl_buffer.c). */
+/* A pooled cl_mem: buffers freed by one plan are kept for the next (cl_buffer.c). svm is the
+ * fine-grained SVM allocation under it (the cl_mem was created over it with
+ * CL_MEM_USE_HOST_PTR), or NULL for an ordinary buffer. */
 typedef struct cl_pool_entry {
   cl_mem mem;
   uint64_t capacity;
+  void *svm;
 } cl_pool_entry;
 
 #define CL_POOL_MAX_ENTRIES 32
@@ -71,6 +81,10 @@ struct vnrt_backend_device {
    * since the copy stream writes from its own thread while a run enqueues. */
   cl_event copy_event;
   pthread_mutex_t copy_lock;
+  /* Buffers are fine-grained SVM allocations wrapped in cl_mem objects, so the host reads and
+   * writes them in place (buffer_host_ptr): the device reports fine-grained buffer SVM and
+   * VNRT_CL_SVM is not 0. */
+  int svm;
   cl_program program;   /* every kernel of shaders/opencl, built once per open */
   char cache_dir[1024]; /* "" when the on-disk cache is off or unusable */
   uint64_t program_key; /* device + driver + source + options; names the cache files */
@@ -89,7 +103,12 @@ struct vnrt_backend_buffer {
   cl_mem mem;
   uint64_t size;     /* what was asked for: the valid range */
   uint64_t capacity; /* what the cl_mem holds (a pooled buffer may be larger) */
+  void *svm;         /* the fine-grained SVM memory under mem (buffer_host_ptr), or NULL */
 };
+
+/* buffer_host_ptr: the SVM memory under buf (the host reads and writes it in place, with the
+ * ordering the executor already keeps), or NULL for an ordinary cl_mem (cl_buffer.c). */
+void *cl_backend_buffer_host_ptr(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 
 /* The copy queue's latest write not yet waited for (the caller releases it), or NULL. */
 cl_event cl_take_copy_event(vnrt_backend_device *dev);

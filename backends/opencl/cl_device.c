@@ -240,6 +240,14 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   if (lm && strcmp(lm, "dedicated") == 0) desc->local_mem_dedicated = 1;
   if (lm && strcmp(lm, "emulated") == 0) desc->local_mem_dedicated = 0;
   desc->unified_memory = unified == CL_TRUE;
+  /* Fine-grained buffer SVM lets the host read and write buffers in place while kernels use
+   * them (cl_buffer.c); the query exists from OpenCL 2.0 on only. */
+  if (version_at_least(major, minor, 2, 0)) {
+    cl_device_svm_capabilities svm = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_SVM_CAPABILITIES, sizeof svm, &svm, NULL) == CL_SUCCESS) {
+      desc->svm_fine_buffer = (svm & CL_DEVICE_SVM_FINE_GRAIN_BUFFER) != 0;
+    }
+  }
   desc->correct_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
   desc->max_alloc = max_alloc;
   desc->local_mem = local_mem;
@@ -420,8 +428,21 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
     cl_backend_device_close(dev);
     return s;
   }
+  /* Buffers in fine-grained SVM where the device has it: buffer_host_ptr then gives the
+   * executor the memory itself, and the copy stream writes Engram rows there with no queue call
+   * (each blocking call costs ~0.1 ms on PoCL). VNRT_CL_SVM=0 keeps ordinary buffers. */
+  const char *svm_env = getenv("VNRT_CL_SVM");
+  int svm_off = svm_env && strcmp(svm_env, "0") == 0;
+  dev->svm = dev->desc->svm_fine_buffer && !svm_off;
+  host->log(host->core, VNRT_LOG_INFO, "opencl (%s): buffers: %s", dev->desc->info.name,
+            dev->svm ? "fine-grained SVM, read and written in place by the host (buffer_host_ptr)"
+            : svm_off && dev->desc->svm_fine_buffer
+                ? "ordinary cl_mem through queue calls (VNRT_CL_SVM=0; the device has "
+                  "fine-grained buffer SVM)"
+                : "ordinary cl_mem through queue calls (no fine-grained buffer SVM)");
   host->log(host->core, VNRT_LOG_INFO,
-            "opencl: copy stream: a second in-order queue, ordered by events");
+            "opencl: copy stream: a second in-order queue, ordered by events%s",
+            dev->svm ? " (for ordinary buffers; SVM buffers are written in place)" : "");
   *out_device = dev;
   return VNRT_OK;
 }

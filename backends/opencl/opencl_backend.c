@@ -14,8 +14,8 @@ static const vnrt_backend_i opencl_backend_ = {
     .device_close = cl_backend_device_close,
     .buffer_alloc = cl_backend_buffer_alloc,
     .buffer_free = cl_backend_buffer_free,
-    /* No persistent host mapping: see cl_buffer.c. */
-    .buffer_host_ptr = NULL,
+    /* The memory of fine-grained SVM buffers; NULL for ordinary ones (cl_buffer.c). */
+    .buffer_host_ptr = cl_backend_buffer_host_ptr,
     .buffer_write = cl_backend_buffer_write,
     .buffer_read = cl_backend_buffer_read,
     .supports_node = cl_backend_supports_node,
