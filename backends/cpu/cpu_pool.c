@@ -16,11 +16,12 @@
 #endif
 
 /* How long an idle worker (and a caller waiting for the last chunk) spins before it sleeps on
- * a condition variable. A decode step is hundreds of small ops back to back; a futex wake and
- * the scheduler's latency cost ~5-20 µs per op on a busy 2-core machine, more than many of
- * those ops take, while the gap between two ops is a few µs. VNRT_CPU_SPIN_US overrides it
- * (0: sleep at once). */
-#define CPU_POOL_SPIN_US_DEFAULT 100
+ * a condition variable. A decode step is hundreds of small ops back to back and a futex wake
+ * costs several µs, but on a machine shared with other work a spinning thread takes a core
+ * from someone: on the 2-core development machine under load, 100 µs made the bench model's
+ * decode ~5-10% slower than 0 or 30 µs (docs/bench.md). VNRT_CPU_SPIN_US overrides it (0:
+ * sleep at once). */
+#define CPU_POOL_SPIN_US_DEFAULT 20
 
 /* A job is published by storing a new `claim` word: generation (high 32 bits), chunk count
  * (16 bits) and the next chunk to hand out (low 16 bits). A thread takes a chunk with a
