@@ -1,9 +1,11 @@
 /* Check suite for the OpenCL backend: device listing against a direct OpenCL query, a missing
  * ICD, build logs in errors, the allocation limit, the program cache (hit, corrupt, truncated,
- * stale), every GEMM implementation against a double reference, the measured GEMM choice, and
- * rope at long positions. Op-by-op agreement with the CPU is covered by test_cpu_*.c, which run
+ * stale), every GEMM implementation against a double reference, the measured GEMM choice,
+ * rope at long positions, and buffers in fine-grained SVM (host pointer, VNRT_CL_SVM=0). Op-by-op agreement with the CPU is covered by test_cpu_*.c, which run
  * on every device. */
-#define CL_TARGET_OPENCL_VERSION 120
+/* 2.0 headers for the SVM capability query only. */
+#define CL_TARGET_OPENCL_VERSION 200
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
 #include <dirent.h>
 #include <math.h>
@@ -31,6 +33,7 @@ typedef struct direct_dev {
   cl_bool unified;
   cl_device_type type;
   int fp16;
+  int svm_fine_buffer; /* OpenCL 2.0+ with CL_DEVICE_SVM_FINE_GRAIN_BUFFER */
 } direct_dev;
 
 static int direct_devices(direct_dev *out, int cap) {
@@ -72,6 +75,10 @@ static int direct_devices(direct_dev *out, int cap) {
       clGetDeviceInfo(ids[i], CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof d->unified, &d->unified, NULL);
       clGetDeviceInfo(ids[i], CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
       d->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+      cl_device_svm_capabilities svm = 0;
+      if (maj >= 2 &&
+          clGetDeviceInfo(ids[i], CL_DEVICE_SVM_CAPABILITIES, sizeof svm, &svm, NULL) == CL_SUCCESS)
+        d->svm_fine_buffer = (svm & CL_DEVICE_SVM_FINE_GRAIN_BUFFER) != 0;
     }
   }
   return n;
@@ -851,6 +858,123 @@ START_TEST(test_gpu_kernel_family_matches_cpu) {
 }
 END_TEST
 
+
+/* ---- Buffers in fine-grained SVM ------------------------------------------------------- */
+
+/* Compiles y = -x through the backend table, x at byte 0 and y at byte 1024 of buf, n f32. */
+static vnrt_backend_exec *compile_neg(const vnrt_backend_i *be, vnrt_backend_device *dev,
+                                      vnrt_backend_buffer *buf, int64_t n, fake_host *h) {
+  static vnrt_backend_tensor t[2];
+  static vnrt_backend_node node;
+  t[0] = (vnrt_backend_tensor){{VNRT_F32, 1, {n}}, "x", buf, 0};
+  t[1] = (vnrt_backend_tensor){{VNRT_F32, 1, {n}}, "y", buf, 1024};
+  memset(&node, 0, sizeof node);
+  node.op = VNRT_OP_NEG;
+  node.name = "y";
+  node.n_inputs = 1;
+  node.inputs[0] = 0;
+  node.n_outputs = 1;
+  node.outputs[0] = 1;
+  static vnrt_backend_graph g;
+  g = (vnrt_backend_graph){2, t, 1, &node, VNRT_KERNELS_FAST};
+  vnrt_backend_exec *exec = NULL;
+  ck_assert_msg(be->compile(dev, &g, &exec) == VNRT_OK, "compile: %s", h->msg);
+  return exec;
+}
+
+/* With svm_env as VNRT_CL_SVM (NULL: unset): whether buffer_host_ptr is there as the device's
+ * SVM capability says, and that a kernel and the host see each other's data through it (or
+ * through buffer_read/buffer_write without it), over two runs of one exec and a pooled buffer. */
+static void check_host_pointer(const char *svm_env, int want_ptr) {
+  if (svm_env) setenv("VNRT_CL_SVM", svm_env, 1);
+  fake_host h;
+  fake_host_init(&h);
+  const vnrt_backend_i *be = opencl_backend_get();
+  void *state = NULL;
+  ck_assert_int_eq(be->init(&h.host, &state), VNRT_OK);
+  vnrt_backend_device *dev = NULL;
+  vnrt_status s = be->device_open(state, 0, &dev);
+  unsetenv("VNRT_CL_SVM");
+  ck_assert_msg(s == VNRT_OK, "device_open: %s", h.msg);
+  ck_assert_ptr_nonnull(be->buffer_host_ptr);
+
+  enum { N = 200 };
+  vnrt_backend_buffer *buf = NULL;
+  ck_assert_int_eq(be->buffer_alloc(dev, 2048, &buf), VNRT_OK);
+  float *p = be->buffer_host_ptr(dev, buf);
+  ck_assert_msg((p != NULL) == want_ptr, "VNRT_CL_SVM=%s: host pointer %p, want %s",
+                svm_env ? svm_env : "(unset)", (void *)p, want_ptr ? "one" : "none");
+  vnrt_backend_exec *exec = compile_neg(be, dev, buf, N, &h);
+  for (int round = 0; round < 2; ++round) {
+    float x[N], y[N];
+    for (int i = 0; i < N; ++i) x[i] = (float)((double)(i - 77) * 0.25 + round * 1000.0);
+    if (p) {
+      memcpy(p, x, sizeof x); /* straight into the memory the kernel reads */
+      memset((char *)p + 1024, 0xff, sizeof y);
+    } else {
+      ck_assert_int_eq(be->buffer_write(dev, buf, 0, x, sizeof x), VNRT_OK);
+    }
+    ck_assert_msg(be->run(exec, 0, 1) == VNRT_OK, "run: %s", h.msg);
+    if (p) {
+      memcpy(y, (char *)p + 1024, sizeof y); /* the kernel's result, in place */
+    } else {
+      ck_assert_int_eq(be->buffer_read(dev, buf, 1024, y, sizeof y), VNRT_OK);
+    }
+    for (int i = 0; i < N; ++i) {
+      double want = -((double)(i - 77) * 0.25 + round * 1000.0);
+      ck_assert_msg((double)y[i] == want, "round %d: y[%d] = %g, want %g", round, i, y[i], want);
+    }
+    if (p) {
+      /* buffer_read and buffer_write agree with the pointer. */
+      float r[N];
+      ck_assert_int_eq(be->buffer_read(dev, buf, 1024, r, sizeof r), VNRT_OK);
+      ck_assert_int_eq(memcmp(r, y, sizeof r), 0);
+      const float w[2] = {3.5f, -8.25f};
+      ck_assert_int_eq(be->buffer_write(dev, buf, 8, w, sizeof w), VNRT_OK);
+      ck_assert(p[2] == 3.5f && p[3] == -8.25f);
+    }
+  }
+  be->exec_destroy(exec);
+  /* A pooled buffer keeps its SVM memory (and an ordinary one has none). */
+  be->buffer_free(dev, buf);
+  vnrt_backend_buffer *again = NULL;
+  ck_assert_int_eq(be->buffer_alloc(dev, 2000, &again), VNRT_OK);
+  ck_assert_ptr_eq(be->buffer_host_ptr(dev, again), p);
+  be->buffer_free(dev, again);
+  be->device_close(dev);
+  be->shutdown(state);
+}
+
+START_TEST(test_svm_buffers_are_shared_with_the_host) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  vnrt_context_destroy(ctx);
+  direct_dev dd[16];
+  ck_assert_int_gt(direct_devices(dd, 16), 0);
+  if (!dd[0].svm_fine_buffer) {
+    fprintf(stderr, "%s: %s has no fine-grained buffer SVM; only the ordinary path runs\n",
+            __func__, dd[0].name);
+  }
+  check_host_pointer(NULL, dd[0].svm_fine_buffer);
+  check_host_pointer("0", 0);
+  check_host_pointer("1", dd[0].svm_fine_buffer);
+}
+END_TEST
+
+/* Every run of a plan on opencl:0 agrees with the CPU both ways (the executor then copies
+ * through the pointer or through the queues). */
+START_TEST(test_plan_results_match_with_and_without_svm) {
+  for (int mode = 0; mode < 2; ++mode) {
+    setenv("VNRT_CL_SVM", mode ? "1" : "0", 1);
+    vnrt_context *ctx = tu_context();
+    unsetenv("VNRT_CL_SVM");
+    REQUIRE_OPENCL(ctx);
+    for (int rep = 0; rep < 3; ++rep) run_add_and_check(ctx);
+    vnrt_context_destroy(ctx);
+  }
+}
+END_TEST
+
 static Suite *opencl_suite(void) {
   Suite *s = suite_create("opencl");
   TCase *dev = tcase_create("devices");
@@ -860,6 +984,11 @@ static Suite *opencl_suite(void) {
   tcase_add_test(dev, test_build_failure_surfaces_the_log);
   tcase_add_test(dev, test_allocation_beyond_the_limit_names_it);
   suite_add_tcase(s, dev);
+  TCase *svm = tcase_create("svm");
+  tcase_set_timeout(svm, 240);
+  tcase_add_test(svm, test_svm_buffers_are_shared_with_the_host);
+  tcase_add_test(svm, test_plan_results_match_with_and_without_svm);
+  suite_add_tcase(s, svm);
   TCase *cache = tcase_create("cache");
   tcase_set_timeout(cache, 240);
   tcase_add_test(cache, test_program_cache_hit_corrupt_truncated_stale);
