@@ -10,6 +10,7 @@
 
 #include "ds_config.h"
 #include "ds_model.h"
+#include "ds_roofline.h"
 #include "ds_weights.h"
 #include "test_util.h"
 #include "vnrt/io.h"
@@ -981,11 +982,83 @@ START_TEST(configs_parse_strictly) {
 }
 END_TEST
 
+/* The roofline's bytes per decode step, from the config's sizes written out here (not from
+ * the tensor list the code walks), for both configs and with the window clamping the KV
+ * reads. */
+static void check_decode_bytes(const ds_config *c, int64_t kv_len) {
+  const double wd = (double)vnrt_dtype_size(c->weight_dtype), f4 = 4.0;
+  const double C = (double)c->hidden, L = (double)c->layers, V = (double)c->vocab;
+  const double Hq = (double)c->heads, D = (double)c->head_dim, n = (double)c->hc_mult;
+  const double E = (double)c->experts, k = (double)c->top_k, F = (double)c->expert_ffn;
+  const double H = (double)c->engram_heads_total, Dh = (double)c->engram_dim;
+  const double hash = (double)c->hash_layers, P = (double)((c->conv_kernel - 1) * c->ngram);
+  const double visible = (double)(c->window > 0 && kv_len > c->window ? c->window : kv_len);
+  const double attention = L * ((2 * Hq * D * C + 2 * D * C) * wd + Hq * f4);
+  const double kv = L * 2 * visible * D * f4;
+  const double routed = L * k * 3 * F * C * wd;
+  const double shared = L * 3 * (double)c->shared * F * C * wd;
+  const double router = L * E * C * f4 + hash * k * f4 + (L - hash) * E * f4;
+  const double mhc = L * 2 * ((n + 2) * n * n * C + (n + 2) * n + 3) * f4 + (n * n * C + n + 1) * f4;
+  const double norms = (2 * L + 1) * C * f4;
+  const double embed_head = C * wd + V * C * wd;
+  const double engram =
+      (double)c->n_engram * (H * Dh * wd + (C + n * C) * H * Dh * wd + 3 * n * C * f4 +
+                             n * C * (double)c->conv_kernel * f4 + H * f4 + P * n * C * f4);
+  ds_decode_bytes b;
+  ck_assert_int_eq(ds_decode_bytes_at(c, kv_len, &b), 0);
+  const struct {
+    const char *what;
+    uint64_t got;
+    double want;
+  } parts[] = {{"attention", b.attention, attention}, {"kv", b.kv_cache, kv},
+               {"routed", b.routed, routed},          {"shared", b.shared, shared},
+               {"router", b.router, router},          {"mhc", b.mhc, mhc},
+               {"norms", b.norms, norms},             {"embed_head", b.embed_head, embed_head},
+               {"engram", b.engram, engram}};
+  double total = 0.0;
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; ++i) {
+    ck_assert_msg((double)parts[i].got == parts[i].want, "kv_len %lld: %s %llu bytes, want %.0f",
+                  (long long)kv_len, parts[i].what, (unsigned long long)parts[i].got,
+                  parts[i].want);
+    total += parts[i].want;
+  }
+  ck_assert_msg((double)b.total == total, "total %llu, want %.0f", (unsigned long long)b.total,
+                total);
+}
+
+START_TEST(roofline_bytes_per_decode_step_and_triad) {
+  ds_config c;
+  char err[DS_ERR_SIZE];
+  ck_assert_msg(ds_config_load(DS_CONFIG_DIR "/bench.json", &c, err, sizeof err) == 0, "%s", err);
+  check_decode_bytes(&c, 5);
+  check_decode_bytes(&c, 300); /* past the window of 128 */
+  ds_decode_bytes b5, b300;
+  ck_assert_int_eq(ds_decode_bytes_at(&c, 5, &b5), 0);
+  ck_assert_int_eq(ds_decode_bytes_at(&c, 300, &b300), 0);
+  ck_assert_uint_eq(b300.kv_cache, 128u * 2u * 128u * 4u * 8u);
+  ck_assert_uint_eq(b300.total - b5.total, b300.kv_cache - b5.kv_cache);
+  ck_assert_msg(b5.total > 100000000u && b5.total < 102000000u, "bench step reads %llu bytes",
+                (unsigned long long)b5.total);
+  ck_assert_msg(ds_config_load(DS_CONFIG_DIR "/tiny.json", &c, err, sizeof err) == 0, "%s", err);
+  check_decode_bytes(&c, 1);
+  check_decode_bytes(&c, 200);
+
+  /* The triad streams its three arrays and counts them as STREAM does. */
+  ds_triad *t = NULL;
+  ck_assert_msg(ds_triad_create(2, 3u << 20, &t, err, sizeof err) == 0, "%s", err);
+  ck_assert_uint_eq(ds_triad_bytes(t), 3u << 20);
+  const double s = ds_triad_pass(t);
+  ck_assert_msg(s > 0.0 && s < 10.0, "a triad pass took %g s", s);
+  ds_triad_destroy(t);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("deepseek");
   TCase *tc = tcase_create("deepseek");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, configs_parse_strictly);
+  tcase_add_test(tc, roofline_bytes_per_decode_step_and_triad);
   tcase_add_test(tc, weights_are_deterministic_and_a_bad_tensor_is_named);
   tcase_add_test(tc, greedy_tokens_and_logits_agree_with_the_reference_on_every_device);
   tcase_add_test(tc, decode_step_by_step_equals_prefill_of_the_same_tokens);
