@@ -13,10 +13,10 @@
 #define MM_BN 64u
 #define MB_TM 16u /* matmul.comp OP >= 1: the most rows per invocation, and columns */
 #define MB_TN 16u
-#define MB_LANES 128u /* invocations per workgroup */
-#define WG_ROWNORM 128u       /* rownorm.comp */
+#define MB_LANES 128u        /* invocations per workgroup */
+#define WG_ROWNORM 128u      /* rownorm.comp */
 #define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
-#define MV_MMAX 4u        /* matvec.comp */
+#define MV_MMAX 4u           /* matvec.comp */
 #define MV_NC 4u
 
 /* Op codes of unary.comp and binary.comp. */
@@ -403,8 +403,8 @@ static bool gemm_vec4_ok(const vk_dispatch_desc *d) {
  * parallelism; rows past M cost next to nothing, as invocations past M return at once),
  * preferring more along n (each B element read by more rows); -1 when no grid fits the device
  * (rows in x). */
-static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N,
-                           uint64_t tm, uint32_t groups[2]) {
+static int gemm_blocked_ln(const VkPhysicalDeviceLimits *lim, uint64_t M, uint64_t N, uint64_t tm,
+                           uint32_t groups[2]) {
   int best = -1;
   double best_cost = 0.0;
   for (int l = 7; l >= 0; --l) {

@@ -602,7 +602,7 @@ static void gemm_tiles(vnrt_context *ctx) {
     int64_t M, N, K;
     vnrt_dtype x, w;
   } lin[] = {
-      {17, 13, 5, VNRT_F32, VNRT_F32},    {33, 1030, 1, VNRT_F32, VNRT_F32},
+      {17, 13, 5, VNRT_F32, VNRT_F32},     {33, 1030, 1, VNRT_F32, VNRT_F32},
       {20, 200, 4100, VNRT_F32, VNRT_F16}, {40, 70, 64, VNRT_F32, VNRT_BF16},
       {5, 9, 12, VNRT_F32, VNRT_F32},      {130, 24, 36, VNRT_F32, VNRT_F16},
       {23, 31, 40, VNRT_F16, VNRT_BF16},   {9, 17, 3, VNRT_BF16, VNRT_F32},
@@ -612,9 +612,9 @@ static void gemm_tiles(vnrt_context *ctx) {
     tu_tensor in[2] = {rnd(lin[i].x, 2, lin[i].M, lin[i].K, 0, 0, 300 + i, -1.0f, 1.0f),
                        rnd(lin[i].w, 2, lin[i].N, lin[i].K, 0, 0, 320 + i, -1.0f, 1.0f)};
     double *ref = gemm_ref(&in[0], &in[1], 1, 1, lin[i].M, lin[i].N, lin[i].K, 1);
-    snprintf(what, sizeof what, "linear tile x[%lld, %lld] %s . w[%lld] %s",
-             (long long)lin[i].M, (long long)lin[i].K, vnrt_dtype_name(lin[i].x),
-             (long long)lin[i].N, vnrt_dtype_name(lin[i].w));
+    snprintf(what, sizeof what, "linear tile x[%lld, %lld] %s . w[%lld] %s", (long long)lin[i].M,
+             (long long)lin[i].K, vnrt_dtype_name(lin[i].x), (long long)lin[i].N,
+             vnrt_dtype_name(lin[i].w));
     vs_double(ctx, what, VNRT_OP_LINEAR, in, 2, NULL, 0, ref, lin[i].x == VNRT_F32 ? 1e-9 : 1e-6);
     free(ref);
     free_all(in, 2);
@@ -630,7 +630,9 @@ static void gemm_tiles(vnrt_context *ctx) {
   static const struct {
     int64_t M, N, K;
     vnrt_dtype b;
-  } mm[] = {{19, 36, 28, VNRT_F16}, {19, 37, 28, VNRT_F32}, {70, 8, 1, VNRT_BF16},
+  } mm[] = {{19, 36, 28, VNRT_F16},
+            {19, 37, 28, VNRT_F32},
+            {70, 8, 1, VNRT_BF16},
             {6, 1028, 12, VNRT_F32}};
   for (size_t i = 0; i < sizeof mm / sizeof mm[0]; ++i) {
     tu_tensor in[2] = {rnd(VNRT_F32, 2, mm[i].M, mm[i].K, 0, 0, 340 + i, -1.0f, 1.0f),
