@@ -886,7 +886,11 @@ static vnrt_backend_exec *compile_neg(const vnrt_backend_i *be, vnrt_backend_dev
  * SVM capability says, and that a kernel and the host see each other's data through it (or
  * through buffer_read/buffer_write without it), over two runs of one exec and a pooled buffer. */
 static void check_host_pointer(const char *svm_env, int want_ptr) {
-  if (svm_env) setenv("VNRT_CL_SVM", svm_env, 1);
+  if (svm_env) {
+    setenv("VNRT_CL_SVM", svm_env, 1);
+  } else {
+    unsetenv("VNRT_CL_SVM"); /* the suite may run with VNRT_CL_SVM=0 (test_opencl_nosvm) */
+  }
   fake_host h;
   fake_host_init(&h);
   const vnrt_backend_i *be = opencl_backend_get();
