@@ -307,6 +307,19 @@ END_TEST
 
 /* ---- Build logs and allocation limits (through the backend table) ---------------------- */
 
+/* The backend table, its state and opencl:0 opened through it, reporting to h. */
+static vnrt_backend_device *open_device0(fake_host *h, const vnrt_backend_i **out_be,
+                                         void **out_state) {
+  fake_host_init(h);
+  const vnrt_backend_i *be = opencl_backend_get();
+  ck_assert_int_eq(be->init(&h->host, out_state), VNRT_OK);
+  vnrt_backend_device *dev = NULL;
+  ck_assert_msg(be->device_open(*out_state, 0, &dev) == VNRT_OK, "device_open: %s", h->msg);
+  *out_be = be;
+  return dev;
+}
+
+
 START_TEST(test_build_failure_surfaces_the_log) {
   fake_host h;
   fake_host_init(&h);
@@ -348,12 +361,9 @@ START_TEST(test_allocation_beyond_the_limit_names_it) {
 
   /* Through the backend table: one byte past CL_DEVICE_MAX_MEM_ALLOC_SIZE. */
   fake_host h;
-  fake_host_init(&h);
-  const vnrt_backend_i *be = opencl_backend_get();
+  const vnrt_backend_i *be = NULL;
   void *state = NULL;
-  ck_assert_int_eq(be->init(&h.host, &state), VNRT_OK);
-  vnrt_backend_device *dev = NULL;
-  ck_assert_msg(be->device_open(state, 0, &dev) == VNRT_OK, "device_open: %s", h.msg);
+  vnrt_backend_device *dev = open_device0(&h, &be, &state);
   vnrt_backend_buffer *buf = NULL;
   ck_assert_int_eq(be->buffer_alloc(dev, info.max_buffer_bytes + 1, &buf),
                    VNRT_ERROR_OUT_OF_MEMORY);
@@ -892,14 +902,10 @@ static void check_host_pointer(const char *svm_env, int want_ptr) {
     unsetenv("VNRT_CL_SVM"); /* the suite may run with VNRT_CL_SVM=0 (test_opencl_nosvm) */
   }
   fake_host h;
-  fake_host_init(&h);
-  const vnrt_backend_i *be = opencl_backend_get();
+  const vnrt_backend_i *be = NULL;
   void *state = NULL;
-  ck_assert_int_eq(be->init(&h.host, &state), VNRT_OK);
-  vnrt_backend_device *dev = NULL;
-  vnrt_status s = be->device_open(state, 0, &dev);
+  vnrt_backend_device *dev = open_device0(&h, &be, &state);
   unsetenv("VNRT_CL_SVM");
-  ck_assert_msg(s == VNRT_OK, "device_open: %s", h.msg);
   ck_assert_ptr_nonnull(be->buffer_host_ptr);
 
   enum { N = 200 };
