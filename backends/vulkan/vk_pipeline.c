@@ -1,6 +1,7 @@
 /* Shaders and pipelines: the SPIR-V embedded at build time, the variant a device runs, the one
  * descriptor/pipeline layout, compute pipelines deduplicated per device, and the on-disk
- * VkPipelineCache ($XDG_CACHE_HOME/vnrt or ~/.cache/vnrt, keyed by the driver's cache UUID). */
+ * VkPipelineCache ($VNRT_CACHE_DIR, else $XDG_CACHE_HOME/vnrt or ~/.cache/vnrt, keyed by the
+ * driver's cache UUID). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -55,10 +56,13 @@ static int make_parents(char *path) {
 static void cache_path_init(vnrt_backend_device *dev) {
   const vnrt_backend_host *host = dev->host;
   dev->cache_path[0] = '\0';
+  const char *root = getenv("VNRT_CACHE_DIR"); /* as the OpenCL program cache */
   const char *xdg = getenv("XDG_CACHE_HOME");
   const char *home = getenv("HOME");
   char dir[768];
-  if (xdg && xdg[0]) {
+  if (root && root[0]) {
+    snprintf(dir, sizeof dir, "%s", root);
+  } else if (xdg && xdg[0]) {
     snprintf(dir, sizeof dir, "%s/vnrt", xdg);
   } else if (home && home[0]) {
     snprintf(dir, sizeof dir, "%s/.cache/vnrt", home);
