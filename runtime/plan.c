@@ -1,6 +1,7 @@
 /* Plans: compile a graph for a device (order, placement with CPU fallback, liveness-packed
  * arenas, per-device backend graphs). Running them is plan_run.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
@@ -174,32 +175,135 @@ static vnrt_status place_nodes(vnrt_plan *p, const vnrt_plan_desc *desc) {
 
 uint64_t vn_align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+/* The planner's limit per buffer on device slot d: the device's largest buffer, lowered (never
+ * raised) by VNRT_DEVICE_MAX_BUFFER, rounded down to a multiple of VN_TENSOR_ALIGN so that
+ * aligned slots fill it exactly. 0: no limit. */
+static void set_max_buffer(const vnrt_plan *p, vn_plan_device *pd) {
+  uint64_t own = pd->device->info.max_buffer_bytes, lim = own;
+  pd->max_buffer_lowered = false;
+  if (p->max_buffer_env && (own == 0 || p->max_buffer_env < own)) {
+    lim = p->max_buffer_env;
+    pd->max_buffer_lowered = true;
+  }
+  if (lim) lim = lim < VN_TENSOR_ALIGN ? VN_TENSOR_ALIGN : lim / VN_TENSOR_ALIGN * VN_TENSOR_ALIGN;
+  pd->max_buffer = lim;
+}
+
+/* Liveness packing into chunks of at most cap bytes, for when one arena would be larger: the
+ * arena planner's greedy (largest first, each at the lowest offset that collides with no
+ * time-overlapping tensor) run over the chunks in turn, a new chunk opened for a tensor no chunk
+ * has room for, so no tensor straddles two. A tensor larger than cap (beyond the device's own
+ * limit: a lowered limit is checked before) opens a chunk of its size. Sets offsets[i] and
+ * chunk[i] per request, chunk_bytes[c] (room for n entries) and *out_chunks. */
+static vnrt_status pack_chunks(vnrt_context *ctx, const vn_arena_request *req, int32_t n,
+                               uint64_t cap, uint64_t *offsets, int32_t *chunk,
+                               uint64_t *chunk_bytes, int32_t *out_chunks) {
+  *out_chunks = 0;
+  int32_t *by_size = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *by_size);
+  int32_t *placed = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *placed);
+  if (!by_size || !placed) {
+    vn_free(ctx, by_size), vn_free(ctx, placed);
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning %d tensors", n);
+  }
+  /* The arena planner's order: size descending, then first use (insertion sort, stable). */
+  for (int32_t i = 0; i < n; ++i) {
+    int32_t j = i;
+    while (j > 0 && (req[by_size[j - 1]].size < req[i].size ||
+                     (req[by_size[j - 1]].size == req[i].size &&
+                      req[by_size[j - 1]].first > req[i].first))) {
+      by_size[j] = by_size[j - 1];
+      --j;
+    }
+    by_size[j] = i;
+  }
+  int32_t n_chunks = 0, n_placed = 0;
+  for (int32_t k = 0; k < n; ++k) {
+    int32_t i = by_size[k];
+    uint64_t size = vn_align_up(req[i].size, VN_TENSOR_ALIGN);
+    offsets[i] = 0;
+    chunk[i] = -1;
+    for (int32_t c = 0; c < n_chunks && chunk[i] < 0 && size <= cap; ++c) {
+      uint64_t best = UINT64_MAX;
+      for (int32_t a = -1; a < n_placed; ++a) {
+        uint64_t cand = 0;
+        if (a >= 0) {
+          int32_t q = placed[a];
+          if (chunk[q] != c || req[q].last < req[i].first || req[i].last < req[q].first) continue;
+          cand = offsets[q] + vn_align_up(req[q].size, VN_TENSOR_ALIGN);
+        }
+        if (cand >= best || cand + size > cap) continue;
+        bool ok = true;
+        for (int32_t b = 0; b < n_placed && ok; ++b) {
+          int32_t q = placed[b];
+          if (chunk[q] != c || req[q].last < req[i].first || req[i].last < req[q].first) continue;
+          uint64_t qs = offsets[q], qe = qs + vn_align_up(req[q].size, VN_TENSOR_ALIGN);
+          if (cand < qe && qs < cand + size) ok = false;
+        }
+        if (ok) best = cand;
+      }
+      if (best != UINT64_MAX) chunk[i] = c, offsets[i] = best;
+    }
+    if (chunk[i] < 0) {
+      chunk[i] = n_chunks;
+      chunk_bytes[n_chunks++] = 0;
+    }
+    placed[n_placed++] = i;
+    if (offsets[i] + size > chunk_bytes[chunk[i]]) chunk_bytes[chunk[i]] = offsets[i] + size;
+  }
+  vn_free(ctx, by_size);
+  vn_free(ctx, placed);
+  *out_chunks = n_chunks;
+  return VNRT_OK;
+}
+
+/* The error for a tensor that no buffer under a lowered limit can hold. */
+static vnrt_status too_large(vnrt_plan *p, const vn_plan_device *pd, const char *name,
+                             uint64_t bytes) {
+  return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY,
+                  "tensor '%s' is %llu bytes, more than the largest buffer a plan may use on %s: "
+                  "%llu bytes (%s lowers the device's own %llu)",
+                  name, (unsigned long long)bytes, pd->device->info.spec,
+                  (unsigned long long)pd->max_buffer, VN_MAX_BUFFER_ENV,
+                  (unsigned long long)pd->device->info.max_buffer_bytes);
+}
+
 /* Lays out device slot d: a tensor for every value live there (range first != -2), inputs,
- * params and states in fixed io slots, everything else packed into the arena by liveness —
- * streamed params too, from their stream start. Allocates nothing on the device; a tensor's
- * buffer is left as a tag (NULL: arena, non-NULL: io) for the caller. */
+ * params and states in fixed io slots packed in value order into buffers of at most
+ * max_buffer bytes, everything else packed by liveness into the arena — streamed params too,
+ * from their stream start — in one buffer, or in several when one would pass the limit.
+ * Allocates nothing on the device: buf_of and buf_bytes say what build_devices allocates. */
 static vnrt_status layout_device(vnrt_plan *p, int32_t d, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
   vnrt_context *ctx = p->ctx;
   const vnrt_graph *g = p->graph;
   int32_t nv = g->n_values;
   vn_plan_device *pd = &p->devs[d];
   vn_free(ctx, pd->tensors);
+  vn_free(ctx, pd->buf_of);
+  vn_free(ctx, pd->buf_bytes);
   pd->tensors = NULL;
-  pd->n_tensors = 0;
+  pd->buf_of = NULL;
+  pd->buf_bytes = NULL;
+  pd->n_tensors = pd->n_bufs = pd->n_io_bufs = 0;
   pd->arena_bytes = pd->io_bytes = 0;
+  set_max_buffer(p, pd);
+  const uint64_t cap = pd->max_buffer;
   int32_t count = 0;
   for (int32_t v = 0; v < nv; ++v) count += range[v][d].first != -2;
-  pd->tensors = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *pd->tensors);
-  vn_arena_request *req = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req);
-  uint64_t *offs = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *offs);
-  int32_t *req_of = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *req_of);
-  if (!pd->tensors || !req || !offs || !req_of) {
-    vn_free(ctx, req), vn_free(ctx, offs), vn_free(ctx, req_of);
-    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning tensors");
+  size_t n_alloc = (size_t)(count ? count : 1);
+  pd->tensors = vn_calloc(ctx, n_alloc, sizeof *pd->tensors);
+  pd->buf_of = vn_calloc(ctx, n_alloc, sizeof *pd->buf_of);
+  /* Each buffer holds at least one tensor, but an arena chunk of empty tensors only: count+1. */
+  pd->buf_bytes = vn_calloc(ctx, n_alloc + 1, sizeof *pd->buf_bytes);
+  vn_arena_request *req = vn_calloc(ctx, n_alloc, sizeof *req);
+  uint64_t *offs = vn_calloc(ctx, n_alloc, sizeof *offs);
+  int32_t *req_of = vn_calloc(ctx, n_alloc, sizeof *req_of);
+  int32_t *chunk = vn_calloc(ctx, n_alloc, sizeof *chunk);
+  vnrt_status status = VNRT_OK;
+  if (!pd->tensors || !pd->buf_of || !pd->buf_bytes || !req || !offs || !req_of || !chunk) {
+    status = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning tensors");
   }
-  static const char io_tag; /* any non-NULL pointer: "this tensor goes in the io buffer" */
-  int32_t n_req = 0;
-  for (int32_t v = 0; v < nv; ++v) {
+  int32_t n_req = 0, io_open = -1; /* the io buffer being filled */
+  for (int32_t v = 0; v < nv && status == VNRT_OK; ++v) {
     p->local[v][d] = -1;
     if (range[v][d].first == -2) continue;
     int32_t t = pd->n_tensors++;
@@ -208,33 +312,67 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d, vn_live_range (*range)
     bt->type = g->values[v].type;
     bt->name = g->values[v].name;
     req_of[t] = -1;
+    pd->buf_of[t] = -1;
     uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
-    if (p->alias[v] >= 0 && d == 0) {
-      bt->buffer = (vnrt_backend_buffer *)&io_tag; /* the state's storage: resolved below */
+    uint64_t slot = vn_align_up(bytes, VN_TENSOR_ALIGN);
+    if (cap && slot > cap && pd->max_buffer_lowered) {
+      status = too_large(p, pd, bt->name, bytes);
+    } else if (p->alias[v] >= 0 && d == 0) {
+      /* The state's storage: resolved below. */
     } else if (d == 0 && p->streamed[v]) {
       int32_t k = 0;
       while (p->stream[k].value != v) ++k;
       req[n_req] = (vn_arena_request){bytes, p->stream[k].start, p->stream[k].last};
       req_of[t] = n_req++;
     } else if (g->values[v].kind != VN_VALUE_NODE) {
-      bt->buffer = (vnrt_backend_buffer *)&io_tag;
-      bt->offset = pd->io_bytes;
-      pd->io_bytes += vn_align_up(bytes, VN_TENSOR_ALIGN);
+      /* The next slot of the open io buffer, or a new buffer where it would pass the limit. */
+      if (io_open < 0 || (cap && pd->buf_bytes[io_open] > 0 && pd->buf_bytes[io_open] + slot > cap)) {
+        io_open = pd->n_bufs++;
+      }
+      pd->buf_of[t] = io_open;
+      bt->offset = pd->buf_bytes[io_open];
+      pd->buf_bytes[io_open] += slot;
+      pd->io_bytes += slot;
     } else {
       req[n_req] = (vn_arena_request){bytes, range[v][d].first, range[v][d].last};
       req_of[t] = n_req++;
     }
   }
-  vnrt_status status = vn_arena_plan(ctx, req, n_req, VN_TENSOR_ALIGN, offs, &pd->arena_bytes);
+  pd->n_io_bufs = pd->n_bufs;
+  uint64_t total = 0;
+  int32_t n_chunks = 0;
+  if (status == VNRT_OK) status = vn_arena_plan(ctx, req, n_req, VN_TENSOR_ALIGN, offs, &total);
+  if (status == VNRT_OK && n_req > 0) {
+    if (!cap || total <= cap) {
+      /* One arena, as packed. */
+      n_chunks = 1;
+      pd->buf_bytes[pd->n_bufs] = total;
+    } else {
+      status = pack_chunks(ctx, req, n_req, cap, offs, chunk, &pd->buf_bytes[pd->n_bufs],
+                           &n_chunks);
+    }
+  }
+  if (status == VNRT_OK) {
+    for (int32_t c = 0; c < n_chunks; ++c) pd->arena_bytes += pd->buf_bytes[pd->n_bufs + c];
+  }
   for (int32_t v = 0; v < nv && status == VNRT_OK; ++v) {
     int32_t t = p->local[v][d];
     if (t < 0) continue;
-    if (req_of[t] >= 0) pd->tensors[t].offset = offs[req_of[t]];
-    if (p->alias[v] >= 0 && d == 0) pd->tensors[t].offset = pd->tensors[p->local[p->alias[v]][0]].offset;
+    if (req_of[t] >= 0) {
+      pd->tensors[t].offset = offs[req_of[t]];
+      pd->buf_of[t] = pd->n_bufs + chunk[req_of[t]];
+    }
+    if (p->alias[v] >= 0 && d == 0) {
+      int32_t ts = p->local[p->alias[v]][0];
+      pd->tensors[t].offset = pd->tensors[ts].offset;
+      pd->buf_of[t] = pd->buf_of[ts];
+    }
   }
+  if (status == VNRT_OK) pd->n_bufs += n_chunks;
   vn_free(ctx, req);
   vn_free(ctx, offs);
   vn_free(ctx, req_of);
+  vn_free(ctx, chunk);
   return status;
 }
 
@@ -330,6 +468,47 @@ vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN
   }
   p->info.device_bytes = p->devs[0].arena_bytes + p->devs[0].io_bytes;
   p->info.device_limit = p->device_limit;
+  return VNRT_OK;
+}
+
+/* Allocates the buffers layout_device planned for device slot d and points every tensor at its
+ * own. A failed allocation names the buffer's tensors: the backend's message names its limit. */
+static vnrt_status alloc_buffers(vnrt_plan *p, int32_t d) {
+  vnrt_context *ctx = p->ctx;
+  vn_plan_device *pd = &p->devs[d];
+  pd->bufs = vn_calloc(ctx, (size_t)(pd->n_bufs ? pd->n_bufs : 1), sizeof *pd->bufs);
+  if (!pd->bufs) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  uint64_t largest = 0;
+  for (int32_t b = 0; b < pd->n_bufs; ++b) {
+    uint64_t bytes = pd->buf_bytes[b] ? pd->buf_bytes[b] : VN_TENSOR_ALIGN;
+    if (bytes > largest) largest = bytes;
+    vnrt_status st = pd->iface->buffer_alloc(pd->bdev, bytes, &pd->bufs[b]);
+    if (st == VNRT_OK) continue;
+    pd->bufs[b] = NULL;
+    int32_t first = -1, n_in = 0;
+    for (int32_t t = 0; t < pd->n_tensors; ++t) {
+      if (pd->buf_of[t] != b) continue;
+      if (first < 0) first = t;
+      ++n_in;
+    }
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    return vn_error(ctx, st, "plan for %s: %s buffer %d of %d (%llu bytes, holding '%s' and %d "
+                    "more tensors): %s",
+                    pd->device->info.spec, b < pd->n_io_bufs ? "io" : "arena", (int)b + 1,
+                    (int)pd->n_bufs, (unsigned long long)bytes,
+                    first >= 0 ? pd->tensors[first].name : "", n_in > 0 ? n_in - 1 : 0, msg);
+  }
+  for (int32_t t = 0; t < pd->n_tensors; ++t) pd->tensors[t].buffer = pd->bufs[pd->buf_of[t]];
+  if (pd->n_io_bufs > 1 || pd->n_bufs - pd->n_io_bufs > 1) {
+    vn_log(ctx, VNRT_LOG_INFO,
+           "plan for %s: %d io buffers (%llu bytes) and %d arena buffers (%llu bytes), the "
+           "largest %llu bytes under a limit of %llu%s",
+           pd->device->info.spec, (int)pd->n_io_bufs, (unsigned long long)pd->io_bytes,
+           (int)(pd->n_bufs - pd->n_io_bufs), (unsigned long long)pd->arena_bytes,
+           (unsigned long long)largest, (unsigned long long)pd->max_buffer,
+           pd->max_buffer_lowered ? " (" VN_MAX_BUFFER_ENV ")" : "");
+  }
   return VNRT_OK;
 }
 
@@ -442,19 +621,7 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   /* Memory: lay out every device; over the target's budget, stream params (largest first)
    * until it fits or there is nothing left to stream. */
   status = vn_plan_choose_streamed(p, range);
-  for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) {
-    vn_plan_device *pd = &p->devs[d];
-    status = pd->iface->buffer_alloc(pd->bdev, pd->arena_bytes ? pd->arena_bytes : VN_TENSOR_ALIGN,
-                                     &pd->arena);
-    if (status == VNRT_OK) {
-      status = pd->iface->buffer_alloc(pd->bdev, pd->io_bytes ? pd->io_bytes : VN_TENSOR_ALIGN,
-                                       &pd->io);
-    }
-    for (int32_t t = 0; t < pd->n_tensors && status == VNRT_OK; ++t) {
-      /* layout_device left the buffer as a tag: NULL = arena, anything else = io. */
-      pd->tensors[t].buffer = pd->tensors[t].buffer ? pd->io : pd->arena;
-    }
-  }
+  for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) status = alloc_buffers(p, d);
   for (int32_t k = 0; k < p->n_transfers; ++k) {
     uint64_t bytes = vnrt_tensor_type_bytes(&g->values[p->transfers[k].value].type);
     if (bytes > max_transfer) max_transfer = bytes;
@@ -510,8 +677,12 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
     if (pd->exec) pd->iface->exec_destroy(pd->exec);
-    if (pd->arena) pd->iface->buffer_free(pd->bdev, pd->arena);
-    if (pd->io) pd->iface->buffer_free(pd->bdev, pd->io);
+    for (int32_t b = 0; pd->bufs && b < pd->n_bufs; ++b) {
+      if (pd->bufs[b]) pd->iface->buffer_free(pd->bdev, pd->bufs[b]);
+    }
+    vn_free(ctx, pd->bufs);
+    vn_free(ctx, pd->buf_bytes);
+    vn_free(ctx, pd->buf_of);
     vn_free(ctx, pd->tensors);
     vn_free(ctx, pd->nodes);
   }
@@ -607,6 +778,14 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->prefetch_depth = desc && desc->prefetch_depth > 0 ? desc->prefetch_depth : 2;
   p->serial = desc && desc->serialize_copies;
   status = vn_budget_limit_from_env(ctx, desc ? desc->device_memory_limit : 0, &p->device_limit);
+  const char *max_buffer = getenv(VN_MAX_BUFFER_ENV);
+  if (status == VNRT_OK && max_buffer && *max_buffer) {
+    status = vn_budget_parse(ctx, max_buffer, &p->max_buffer_env);
+    if (status != VNRT_OK) {
+      vn_error(ctx, status, "%s=\"%s\" is not a byte count such as 1048576, 64K, 256M or 1G",
+               VN_MAX_BUFFER_ENV, max_buffer);
+    }
+  }
   if (status == VNRT_OK) status = vn_plan_engram_rewrite(p, desc);
   if (status != VNRT_OK) {
     char msg[VN_ERROR_MAX];

@@ -9,6 +9,8 @@
 
 #define VN_PLAN_MAX_DEVICES 2 /* the target, and the CPU for fallback */
 #define VN_TENSOR_ALIGN 256
+/* Lowers every device's largest buffer for the planner (testing and porting aid; never raises). */
+#define VN_MAX_BUFFER_ENV "VNRT_DEVICE_MAX_BUFFER"
 
 typedef struct vn_plan_device {
   vnrt_device *device;
@@ -18,9 +20,19 @@ typedef struct vn_plan_device {
   int32_t n_tensors;
   vnrt_backend_node *nodes;
   int32_t n_nodes;
-  vnrt_backend_buffer *arena; /* intermediates, packed by liveness */
-  vnrt_backend_buffer *io;    /* inputs and params, one slot each */
-  uint64_t arena_bytes, io_bytes;
+  /* Device memory: buffers of at most max_buffer bytes each (a device's largest buffer is
+   * limited, often far below its memory). The io buffers come first: inputs, params and states,
+   * one slot each, packed in value order. Then the arena's: intermediates (and streamed params'
+   * device copies) packed by liveness, in several buffers when one would exceed max_buffer; no
+   * tensor straddles two. A tensor larger than the device's own limit gets a buffer of its own,
+   * which the backend may refuse (naming its limit) or accept (when no kernel binds it here). */
+  vnrt_backend_buffer **bufs;
+  uint64_t *buf_bytes;
+  int32_t n_bufs, n_io_bufs;
+  int32_t *buf_of;                /* per tensor: its buffer, an index into bufs */
+  uint64_t arena_bytes, io_bytes; /* summed over the arena's and the io buffers */
+  uint64_t max_buffer;            /* the planner's limit per buffer; 0: none */
+  bool max_buffer_lowered;        /* by VNRT_DEVICE_MAX_BUFFER, below the device's own */
   vnrt_backend_graph graph; /* what compile got: valid until exec_destroy, as backend.h says */
   vnrt_backend_exec *exec;
 } vn_plan_device;
@@ -75,6 +87,7 @@ struct vnrt_plan {
 
   /* Budget and streamed params (plan.c, plan_run.c). */
   uint64_t device_limit;
+  uint64_t max_buffer_env; /* VNRT_DEVICE_MAX_BUFFER, 0 when unset */
   int32_t prefetch_depth;
   bool *streamed;        /* per value: a param streamed from host memory */
   bool *no_storage;      /* per value: needs no device storage (a table an Engram store serves) */
