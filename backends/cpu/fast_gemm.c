@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+/* The longest K a single-row GEMV takes in one block (16 KiB of x). */
+#define CPU_GEMV_KMAX 4096
 /* x rows per micro-kernel call. */
 #define GEMM_MR 4
 /* w rows per micro-kernel call for mr x rows: the AVX2 kernels hold mr·nr accumulators and
@@ -399,9 +401,12 @@ static void gemm_nt_block_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, 
    * past them exactly once, f16/bf16 widened in registers. */
   if (m <= GEMM_MR && (avx2 || wdt == VNRT_F32)) {
     const int mr = (int)m, nr = GEMM_NR_FOR(mr);
+    /* One x row of up to CPU_GEMV_KMAX floats stays in L1 whole: w's rows then stream end to
+     * end (longer runs for the prefetchers, one reduction per row instead of one per block). */
+    const int64_t kb = mr == 1 && k <= CPU_GEMV_KMAX ? k : CPU_GEMM_KC;
     for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx;
-    for (int64_t k0 = 0; k0 < k; k0 += CPU_GEMM_KC) {
-      const int64_t kc = k - k0 < CPU_GEMM_KC ? k - k0 : CPU_GEMM_KC;
+    for (int64_t k0 = 0; k0 < k; k0 += kb) {
+      const int64_t kc = k - k0 < kb ? k - k0 : kb;
       const float *xk[GEMM_MR];
       for (int i = 0; i < mr; ++i) xk[i] = xr[i] + k0;
       if (ss) panel_sumsq_(isa, xk, mr, kc, ss, k0 == 0);

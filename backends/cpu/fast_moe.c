@@ -114,7 +114,7 @@ static void combine_item_(void *user, int64_t item, int32_t slot) {
  * in place: nothing to group, and two passes over the pool instead of four. */
 #define MOE_SMALL_T 4
 /* Rows of down (outputs) per work item of the second pass. */
-#define MOE_SMALL_CB 128
+#define MOE_SMALL_CB 512
 
 typedef struct moe_small_job {
   const cpu_kernel_args *a;
@@ -124,7 +124,8 @@ typedef struct moe_small_job {
   const int32_t *experts;
   const float *x; /* [T, C] f32 */
   float *h;       /* [T·k, F] swiglu(gate, up) per slot */
-  float *tiles;   /* per thread slot: gate and up (2·fb) or a down tile (MOE_SMALL_CB) */
+  float *yp;      /* [T·k, C] each slot's down projection */
+  float *tiles;   /* per thread slot: gate and up (2·fb) */
   int64_t tile_floats;
 } moe_small_job;
 
@@ -156,26 +157,21 @@ static void small_gate_up_item_(void *user, int64_t item, int32_t slot) {
   }
 }
 
-/* y[t, c0:c0+cb] = Σ_i weights[t, i]·(h[t·k + i]·down[e_i, c]ᵀ), i ascending as in the
- * reference, for one token and one block of outputs. */
+/* yp[s, c0:c0+cb] = h[s]·down[e_s, c0:c0+cb]ᵀ for slot s = item / n_cb: a contiguous run of
+ * cb rows of one expert's down matrix (rows of F elements are short, so whole blocks of them
+ * stream better than a few rows of every slot). */
 static void small_down_item_(void *user, int64_t item, int32_t slot) {
+  (void)slot;
   const moe_small_job *j = user;
   const cpu_kernel_args *a = j->a;
-  const int64_t t = item / j->n_cb, c0 = (item % j->n_cb) * MOE_SMALL_CB;
+  const int64_t s = item / j->n_cb, c0 = (item % j->n_cb) * MOE_SMALL_CB;
   const int64_t cb = j->C - c0 < MOE_SMALL_CB ? j->C - c0 : MOE_SMALL_CB;
-  const vnrt_dtype wdt = a->in_type[4]->dtype, pdt = a->in_type[2]->dtype;
-  const vnrt_dtype odt = a->out_type[0]->dtype;
-  const size_t wsz = vnrt_dtype_size(wdt);
-  float *yp = j->tiles + slot * j->tile_floats, *acc = yp + MOE_SMALL_CB;
-  for (int64_t c = 0; c < cb; ++c) acc[c] = 0.0f;
-  for (int64_t i = 0; i < j->k; ++i) {
-    const int64_t s = t * j->k + i, e = j->experts[s];
-    const char *wd = (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * wsz;
-    cpu_gemm_nt_block(j->isa, j->h + s * j->F, j->F, 1, wd, wdt, j->F, cb, j->F, yp, cb, NULL);
-    const float w = cpu_load_f32(a->in[2], pdt, s);
-    for (int64_t c = 0; c < cb; ++c) acc[c] += w * yp[c];
-  }
-  for (int64_t c = 0; c < cb; ++c) cpu_store_f32(a->out[0], odt, t * j->C + c0 + c, acc[c]);
+  const vnrt_dtype wdt = a->in_type[4]->dtype;
+  const int64_t e = j->experts[s];
+  const char *wd =
+      (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * vnrt_dtype_size(wdt);
+  cpu_gemm_nt_block(j->isa, j->h + s * j->F, j->F, 1, wd, wdt, j->F, cb, j->F,
+                    j->yp + s * j->C + c0, j->C, NULL);
 }
 
 static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
@@ -198,14 +194,15 @@ static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C
   if (j.fb > F) j.fb = F;
   j.n_fb = (F + j.fb - 1) / j.fb;
   j.n_cb = (C + MOE_SMALL_CB - 1) / MOE_SMALL_CB;
-  j.tile_floats = 2 * j.fb > 2 * MOE_SMALL_CB ? 2 * j.fb : 2 * MOE_SMALL_CB;
+  j.tile_floats = 2 * j.fb;
   const int x_f32 = a->in_type[0]->dtype == VNRT_F32;
   float *mem = NULL;
   vnrt_status st =
-      cpu_fast_alloc(a, T * k * F + threads * j.tile_floats + (x_f32 ? 0 : T * C), &mem);
+      cpu_fast_alloc(a, T * k * (F + C) + threads * j.tile_floats + (x_f32 ? 0 : T * C) + C, &mem);
   if (st != VNRT_OK) return st;
   j.h = mem;
-  j.tiles = j.h + T * k * F;
+  j.yp = j.h + T * k * F;
+  j.tiles = j.yp + T * k * C;
   if (x_f32) {
     j.x = a->in[0];
   } else {
@@ -214,7 +211,22 @@ static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C
     j.x = xf;
   }
   cpu_fast_for_each(a->pool, T * k * j.n_fb, small_gate_up_item_, &j);
-  cpu_fast_for_each(a->pool, T * j.n_cb, small_down_item_, &j);
+  cpu_fast_for_each(a->pool, T * k * j.n_cb, small_down_item_, &j);
+  /* y[t] = Σ_i weights[t, i]·yp[t·k + i], i ascending as in the reference: T·k·C
+   * multiply-adds, less than a pool wake-up. */
+  const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
+  float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats + (x_f32 ? 0 : T * C);
+  for (int64_t t = 0; t < T; ++t) {
+    float *dst = row ? row : (float *)a->out[0] + t * C;
+    for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float w = cpu_load_f32(a->in[2], pdt, t * k + i);
+      cpu_fast_axpy(j.isa, w, j.yp + (t * k + i) * C, dst, C);
+    }
+    if (row) {
+      for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], odt, t * C + c, row[c]);
+    }
+  }
   cpu_fast_free(a, mem);
   return VNRT_OK;
 }
