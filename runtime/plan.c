@@ -272,7 +272,8 @@ static vnrt_status too_large(vnrt_plan *p, const vn_plan_device *pd, const char 
  * max_buffer bytes, everything else packed by liveness into the arena — streamed params too,
  * from their stream start — in one buffer, or in several when one would pass the limit.
  * Allocates nothing on the device: buf_of and buf_bytes say what build_devices allocates. */
-static vnrt_status layout_device(vnrt_plan *p, int32_t d, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
+static vnrt_status layout_device(vnrt_plan *p, int32_t d,
+                                 vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
   vnrt_context *ctx = p->ctx;
   const vnrt_graph *g = p->graph;
   int32_t nv = g->n_values;
@@ -326,7 +327,8 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d, vn_live_range (*range)
       req_of[t] = n_req++;
     } else if (g->values[v].kind != VN_VALUE_NODE) {
       /* The next slot of the open io buffer, or a new buffer where it would pass the limit. */
-      if (io_open < 0 || (cap && pd->buf_bytes[io_open] > 0 && pd->buf_bytes[io_open] + slot > cap)) {
+      if (io_open < 0 ||
+          (cap && pd->buf_bytes[io_open] > 0 && pd->buf_bytes[io_open] + slot > cap)) {
         io_open = pd->n_bufs++;
       }
       pd->buf_of[t] = io_open;

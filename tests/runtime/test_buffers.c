@@ -41,8 +41,8 @@ static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int3
     for (int32_t v = 0; v < p->graph->n_values; ++v) {
       /* (A streamed param's device copy lives in the arena, packed by liveness.) */
       if (p->local[v][d] >= 0) {
-        is_io[p->local[v][d]] = p->graph->values[v].kind != VN_VALUE_NODE &&
-                                !(d == 0 && p->streamed[v]);
+        is_io[p->local[v][d]] =
+            p->graph->values[v].kind != VN_VALUE_NODE && !(d == 0 && p->streamed[v]);
       }
     }
     for (int32_t b = 0; b < pd->n_bufs; ++b) {
@@ -411,8 +411,8 @@ START_TEST(store_served_engram_rows_match_under_the_limit) {
       desc.engram = &b, desc.n_engram = 1;
       memset(got, 0, sizeof got);
       engram_run(ctx, g, dev, &desc, LIMIT, got);
-      ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ",
-                    tu_device_spec(dev), (long long)slot_counts[c]);
+      ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ", tu_device_spec(dev),
+                    (long long)slot_counts[c]);
       vnrt_engram_store_destroy(store);
     }
   }
@@ -423,8 +423,8 @@ END_TEST
 
 /* Compiling g for dev under LIMIT fails with OUT_OF_MEMORY naming the tensor, its bytes and
  * the limit. */
-static void expect_too_large(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
-                             const char *name, uint64_t bytes) {
+static void expect_too_large(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev, const char *name,
+                             uint64_t bytes) {
   set_limit(LIMIT);
   vnrt_plan *plan = NULL;
   vnrt_status s = vnrt_plan_create(ctx, g, dev, NULL, &plan);
@@ -497,8 +497,11 @@ START_TEST(the_override_only_lowers_and_must_be_a_byte_count) {
       const char *text;
       uint64_t want;
       bool lowered;
-    } cases[] = {{NULL, own, false},   {"1T", own, false}, {"64K", 65536, true},
-                 {"1000", 768, true}, {"10", 256, true}};
+    } cases[] = {{NULL, own, false},
+                 {"1T", own, false},
+                 {"64K", 65536, true},
+                 {"1000", 768, true},
+                 {"10", 256, true}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
       set_limit(cases[c].text);
       vnrt_plan *plan = NULL;
