@@ -208,6 +208,13 @@ static void build_cases(void) {
     IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 67, 128);
     IN(kFloat[d], GEN_UNIFORM, -1, 1, 130, 128);
   }
+  /* One-row GEMVs past one K block (4096) and beyond the inline-on-the-caller size. */
+  add_case(VNRT_OP_LINEAR, 1, "f32 x [1, 4100] . f16 w [70, 4100] (decode, long K)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 4100);
+  IN(VNRT_F16, GEN_UNIFORM, -0.2, 0.2, 70, 4100);
+  add_case(VNRT_OP_LINEAR, 1, "f32 x [1, 4096] . bf16 w [33, 4096] (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 4096);
+  IN(VNRT_BF16, GEN_UNIFORM, -0.2, 0.2, 33, 4096);
   add_case(VNRT_OP_LINEAR, 1, "bf16 x [8, 64] . bf16 w [32, 64]");
   IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 8, 64);
   IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 32, 64);
@@ -310,6 +317,17 @@ static void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 3);
   IN(VNRT_F32, GEN_UNIFORM, -0.5, 0.5, 24);
   attr_i("iters", 3);
+  /* Decode: one token over n·C = 4100 (not a multiple of the fast kernel's column pieces). */
+  add_case(VNRT_OP_HC_PRE, 3, "f32 X [1, 4, 1025], bf16 fn [24, 4100] (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 1, 4, 1025);
+  IN(VNRT_BF16, GEN_UNIFORM, -0.05, 0.05, 24, 4100);
+  IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 3);
+  IN(VNRT_F32, GEN_UNIFORM, -0.5, 0.5, 24);
+  add_case(VNRT_OP_HC_POST, 1, "f32 X [1, 4, 1025] (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 1, 4, 1025);
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 1, 1025);
+  IN(VNRT_F32, GEN_UNIFORM, 0, 2, 1, 4);
+  IN(VNRT_F32, GEN_UNIFORM, 0, 1, 1, 4, 4);
   add_case(VNRT_OP_HC_POST, 1, "f32 X [3, 4, 64]");
   IN(VNRT_F32, GEN_UNIFORM, -2, 2, 3, 4, 64);
   IN(VNRT_F32, GEN_UNIFORM, -2, 2, 3, 64);
@@ -351,6 +369,15 @@ static void build_cases(void) {
     IN(VNRT_F32, GEN_UNIFORM, 0, 1, 5, 2);
     IN(kFloat[d], GEN_UNIFORM, -0.3, 0.3, 4, 48, 32);
     IN(kFloat[d], GEN_UNIFORM, -0.3, 0.3, 4, 32, 24);
+  }
+  /* Decode: a few tokens (the per-slot GEMV path), down projections past 512 rows. */
+  for (int t = 1; t <= 4; t += 3) {
+    add_case(VNRT_OP_MOE_FFN, 1, "T=%d E=8 k=3 C=600 F=40, f16 weights (decode)", t);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, t, 600);
+    IN(VNRT_I32, GEN_ROWPERM, 0, 8, t, 3);
+    IN(VNRT_F32, GEN_UNIFORM, 0, 1, t, 3);
+    IN(VNRT_F16, GEN_UNIFORM, -0.1, 0.1, 8, 80, 600);
+    IN(VNRT_F16, GEN_UNIFORM, -0.1, 0.1, 8, 600, 40);
   }
   add_case(VNRT_OP_MOE_FFN, 1, "T=9 E=16 k=6 C=64 F=32 limit 0.5 (V4 clamp)");
   IN(VNRT_F32, GEN_UNIFORM, -1, 1, 9, 64);
