@@ -273,6 +273,42 @@ static vnrt_status row_out_of_range(const vnrt_engram_store *s, int64_t k, int64
                   (long long)row, (long long)k, (long long)s->rows);
 }
 
+/* Rows are scattered over the table, so a gather is bound by memory latency, not bandwidth,
+ * unless many rows are in flight at once: each copy first asks for the row this far ahead. */
+enum { kGatherAhead = 16 };
+
+static inline void prefetch_row(const vnrt_engram_store *s, int64_t row) {
+  if (row < 0 || row >= s->rows) return; /* checked before any copy; never touch past it */
+  const uint8_t *p = s->data + (size_t)row * (size_t)s->row_bytes;
+  for (uint64_t off = 0; off < s->row_bytes; off += 64) __builtin_prefetch(p + off, 0, 0);
+}
+
+/* Rows checked to be in range, copied to dst: entry k is row rows[k] to dst + k·stride, or
+ * (fetch) row fetch[k].row to dst + fetch[k].slot·stride. */
+typedef struct copy_job {
+  const vnrt_engram_store *s;
+  const int64_t *rows;
+  const vn_row_fetch *fetch;
+  uint8_t *dst;
+  uint64_t stride;
+} copy_job;
+
+static void copy_range(const copy_job *j, int64_t lo, int64_t hi) {
+  const vnrt_engram_store *s = j->s;
+  const size_t rb = (size_t)s->row_bytes;
+  for (int64_t k = lo; k < hi; ++k) {
+    int64_t row, at;
+    if (j->rows) {
+      if (k + kGatherAhead < hi) prefetch_row(s, j->rows[k + kGatherAhead]);
+      row = j->rows[k], at = k;
+    } else {
+      if (k + kGatherAhead < hi) prefetch_row(s, j->fetch[k + kGatherAhead].row);
+      row = j->fetch[k].row, at = j->fetch[k].slot;
+    }
+    memcpy(j->dst + (size_t)at * (size_t)j->stride, s->data + (size_t)row * rb, rb);
+  }
+}
+
 vnrt_status vn_engram_store_gather_rows(vnrt_engram_store *s, const int64_t *rows, int64_t n,
                                         void *dst) {
   if (n < 0 || (n > 0 && (!rows || !dst))) {
@@ -282,9 +318,8 @@ vnrt_status vn_engram_store_gather_rows(vnrt_engram_store *s, const int64_t *row
   for (int64_t k = 0; k < n; ++k) {
     if (rows[k] < 0 || rows[k] >= s->rows) return row_out_of_range(s, k, rows[k]);
   }
-  uint8_t *out = dst;
-  const size_t rb = (size_t)s->row_bytes;
-  for (int64_t k = 0; k < n; ++k) memcpy(out + (size_t)k * rb, s->data + (size_t)rows[k] * rb, rb);
+  copy_job job = {.s = s, .rows = rows, .dst = dst, .stride = s->row_bytes};
+  copy_range(&job, 0, n);
   atomic_fetch_add_explicit(&s->bytes, (uint64_t)n * s->row_bytes, memory_order_relaxed);
   return VNRT_OK;
 }
@@ -304,12 +339,8 @@ vnrt_status vn_engram_store_fetch_to_slots(vnrt_engram_store *s, const vn_row_fe
                       (long long)k, fetch[k].slot);
     }
   }
-  uint8_t *base = slot_base;
-  const size_t rb = (size_t)s->row_bytes;
-  for (int64_t k = 0; k < n; ++k) {
-    memcpy(base + (size_t)fetch[k].slot * (size_t)slot_stride, s->data + (size_t)fetch[k].row * rb,
-           rb);
-  }
+  copy_job job = {.s = s, .fetch = fetch, .dst = slot_base, .stride = slot_stride};
+  copy_range(&job, 0, n);
   atomic_fetch_add_explicit(&s->bytes, (uint64_t)n * s->row_bytes, memory_order_relaxed);
   return VNRT_OK;
 }

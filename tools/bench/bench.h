@@ -53,6 +53,8 @@ void free_bandwidth(void);
 void evict_caches(void);
 /* One triad pass as a baseline, and the GB/s of a pass that took `seconds`. */
 void triad_baseline(void *user);
+/* The same pass on the calling thread alone: what one thread can stream. */
+void triad_baseline_one_thread(void *user);
 double triad_gbps(double seconds);
 
 /* ---- one-op graphs through the public API ------------------------------------------------ */
