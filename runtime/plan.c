@@ -320,6 +320,8 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d,
       status = too_large(p, pd, bt->name, bytes);
     } else if (p->alias[v] >= 0 && d == 0) {
       /* The state's storage: resolved below. */
+    } else if (d == 0 && p->share_store[v] >= 0) {
+      bt->offset = p->share_off[v]; /* another plan's memory: alloc_buffers points at it */
     } else if (d == 0 && p->streamed[v]) {
       int32_t k = 0;
       while (p->stream[k].value != v) ++k;
@@ -426,7 +428,7 @@ vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN
     for (int32_t v = 0; v < g->n_values; ++v) {
       uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
       if (g->values[v].kind == VN_VALUE_PARAM && !p->streamed[v] && range[v][0].last >= 0 &&
-          bytes > pick_bytes) {
+          p->share_store[v] < 0 && bytes > pick_bytes) {
         pick = v, pick_bytes = bytes;
       }
     }
@@ -480,11 +482,20 @@ static vnrt_status alloc_buffers(vnrt_plan *p, int32_t d) {
   vn_plan_device *pd = &p->devs[d];
   pd->bufs = vn_calloc(ctx, (size_t)(pd->n_bufs ? pd->n_bufs : 1), sizeof *pd->bufs);
   if (!pd->bufs) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  if (d == 0) {
+    /* The target's io buffers belong to the plan's io store: plans sharing params keep them. */
+    vn_io_store *io = p->io;
+    io->iface = pd->iface, io->bdev = pd->bdev;
+    io->bufs = vn_calloc(ctx, (size_t)(pd->n_io_bufs ? pd->n_io_bufs : 1), sizeof *io->bufs);
+    if (!io->bufs) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    io->n_bufs = pd->n_io_bufs;
+  }
   uint64_t largest = 0;
   for (int32_t b = 0; b < pd->n_bufs; ++b) {
     uint64_t bytes = pd->buf_bytes[b] ? pd->buf_bytes[b] : VN_TENSOR_ALIGN;
     if (bytes > largest) largest = bytes;
     vnrt_status st = pd->iface->buffer_alloc(pd->bdev, bytes, &pd->bufs[b]);
+    if (st == VNRT_OK && d == 0 && b < pd->n_io_bufs) p->io->bufs[b] = pd->bufs[b];
     if (st == VNRT_OK) continue;
     pd->bufs[b] = NULL;
     int32_t first = -1, n_in = 0;
@@ -501,7 +512,10 @@ static vnrt_status alloc_buffers(vnrt_plan *p, int32_t d) {
                     (int)pd->n_bufs, (unsigned long long)bytes,
                     first >= 0 ? pd->tensors[first].name : "", n_in > 0 ? n_in - 1 : 0, msg);
   }
-  for (int32_t t = 0; t < pd->n_tensors; ++t) pd->tensors[t].buffer = pd->bufs[pd->buf_of[t]];
+  for (int32_t v = 0; v < p->graph->n_values; ++v) {
+    int32_t t = p->local[v][d];
+    if (t >= 0) pd->tensors[t].buffer = pd->buf_of[t] >= 0 ? pd->bufs[pd->buf_of[t]] : p->share_buf[v];
+  }
   if (pd->n_io_bufs > 1 || pd->n_bufs - pd->n_io_bufs > 1) {
     vn_log(ctx, VNRT_LOG_INFO,
            "plan for %s: %d io buffers (%llu bytes) and %d arena buffers (%llu bytes), the "
@@ -512,6 +526,106 @@ static vnrt_status alloc_buffers(vnrt_plan *p, int32_t d) {
            pd->max_buffer_lowered ? " (" VN_MAX_BUFFER_ENV ")" : "");
   }
   return VNRT_OK;
+}
+
+/* ---- Shared params ---------------------------------------------------------------------- */
+
+vn_io_store *vn_io_store_new(vnrt_context *ctx, int32_t n_values) {
+  vn_io_store *s = vn_calloc(ctx, 1, sizeof *s);
+  if (!s) return NULL;
+  s->refs = 1;
+  s->ctx = ctx;
+  s->bound = vn_calloc(ctx, (size_t)(n_values ? n_values : 1), sizeof *s->bound);
+  s->gen = vn_calloc(ctx, (size_t)(n_values ? n_values : 1), sizeof *s->gen);
+  if (!s->bound || !s->gen) {
+    vn_io_store_release(s);
+    return NULL;
+  }
+  return s;
+}
+
+void vn_io_store_release(vn_io_store *s) {
+  if (!s || --s->refs > 0) return;
+  for (int32_t b = 0; s->bufs && b < s->n_bufs; ++b) {
+    if (s->bufs[b]) s->iface->buffer_free(s->bdev, s->bufs[b]);
+  }
+  vn_free(s->ctx, s->bufs);
+  vn_free(s->ctx, s->bound);
+  vn_free(s->ctx, s->gen);
+  vn_free(s->ctx, s);
+}
+
+static bool same_type(const vnrt_tensor_type *a, const vnrt_tensor_type *b) {
+  if (a->dtype != b->dtype || a->rank != b->rank) return false;
+  for (int32_t i = 0; i < a->rank; ++i) {
+    if (a->dims[i] != b->dims[i]) return false;
+  }
+  return true;
+}
+
+/* Which params of p another plan may share: resident on the target in the io buffers — not
+ * streamed, not served by an Engram store, not replicated on the CPU for a fallback node (a
+ * binding through the other plan would not reach the replica) and not bound by the executor
+ * itself (Engram's internal params). Set once the plan is built, before any user binding. */
+static void mark_exportable(vnrt_plan *p) {
+  const vnrt_graph *g = p->graph;
+  for (int32_t v = 0; v < g->n_values; ++v) {
+    p->exportable[v] = g->values[v].kind == VN_VALUE_PARAM && p->local[v][0] >= 0 &&
+                       !p->streamed[v] && !p->no_storage[v] && !p->bound[v] &&
+                       (p->n_devs < 2 || p->local[v][1] < 0);
+  }
+}
+
+/* Points p's params at src's device memory where src has a param of the same name, dtype and
+ * shape that it may share (mark_exportable), on the same target, and p's own param would live
+ * in its io buffers on the target only. Before layout: shared params take no slot and are never
+ * streamed. Takes a reference on every store src's params live in. */
+static void choose_shared(vnrt_plan *p, const vnrt_plan *src,
+                          vn_live_range (*range)[VN_PLAN_MAX_DEVICES]) {
+  vnrt_context *ctx = p->ctx;
+  const vnrt_graph *g = p->graph;
+  int32_t n_params = 0;
+  for (int32_t v = 0; v < g->n_values; ++v) n_params += g->values[v].kind == VN_VALUE_PARAM;
+  if (src->devs[0].device != p->devs[0].device) {
+    vn_log(ctx, VNRT_LOG_INFO, "plan for %s: shares no params (0 of %d, 0 bytes): the other "
+           "plan is for %s", p->devs[0].device->info.spec, n_params,
+           src->devs[0].device->info.spec);
+    return;
+  }
+  p->stores = vn_calloc(ctx, (size_t)src->n_stores + 1, sizeof *p->stores);
+  if (!p->stores) return; /* sharing is an optimisation: without memory for it, share nothing */
+  p->stores[0] = src->io;
+  for (int32_t k = 0; k < src->n_stores; ++k) p->stores[k + 1] = src->stores[k];
+  p->n_stores = src->n_stores + 1;
+  for (int32_t k = 0; k < p->n_stores; ++k) p->stores[k]->refs++;
+  for (int32_t v = 0; v < g->n_values; ++v) {
+    const vn_value *val = &g->values[v];
+    if (val->kind != VN_VALUE_PARAM || p->no_storage[v] || p->bound[v] ||
+        range[v][0].first == -2 || range[v][1].first != -2) {
+      continue;
+    }
+    int32_t w = vnrt_graph_find(src->graph, val->name);
+    if (w < 0 || !src->exportable[w] || !same_type(&val->type, &src->graph->values[w].type)) {
+      continue;
+    }
+    if (src->share_store[w] >= 0) { /* itself shared: the memory of the plan it shares */
+      p->share_store[v] = src->share_store[w] + 1;
+      p->share_value[v] = src->share_value[w];
+      p->share_buf[v] = src->share_buf[w];
+      p->share_off[v] = src->share_off[w];
+    } else {
+      const vnrt_backend_tensor *bt = &src->devs[0].tensors[src->local[w][0]];
+      p->share_store[v] = 0;
+      p->share_value[v] = w;
+      p->share_buf[v] = bt->buffer;
+      p->share_off[v] = bt->offset;
+    }
+    p->n_shared++;
+    p->shared_bytes += vnrt_tensor_type_bytes(&val->type);
+  }
+  vn_log(ctx, VNRT_LOG_INFO, "plan for %s: shares %d of %d params (%llu bytes) with another "
+         "plan", p->devs[0].device->info.spec, p->n_shared, n_params,
+         (unsigned long long)p->shared_bytes);
 }
 
 /* Builds tensors, transfers, partitions and memory for every device slot, then compiles. */
@@ -622,6 +736,7 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
 
   /* Memory: lay out every device; over the target's budget, stream params (largest first)
    * until it fits or there is nothing left to stream. */
+  if (p->share_src) choose_shared(p, p->share_src, range);
   status = vn_plan_choose_streamed(p, range);
   for (int32_t d = 0; d < p->n_devs && status == VNRT_OK; ++d) status = alloc_buffers(p, d);
   for (int32_t k = 0; k < p->n_transfers; ++k) {
@@ -679,8 +794,8 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
     if (pd->exec) pd->iface->exec_destroy(pd->exec);
-    for (int32_t b = 0; pd->bufs && b < pd->n_bufs; ++b) {
-      if (pd->bufs[b]) pd->iface->buffer_free(pd->bdev, pd->bufs[b]);
+    for (int32_t b = d == 0 ? pd->n_io_bufs : 0; pd->bufs && b < pd->n_bufs; ++b) {
+      if (pd->bufs[b]) pd->iface->buffer_free(pd->bdev, pd->bufs[b]); /* (io: p->io's) */
     }
     vn_free(ctx, pd->bufs);
     vn_free(ctx, pd->buf_bytes);
@@ -705,7 +820,15 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->signal_at);
   vn_free(ctx, p->home);
   vn_free(ctx, p->alias);
-  vn_free(ctx, p->bound);
+  vn_io_store_release(p->io); /* frees p->bound, and the io buffers unless shared */
+  for (int32_t k = 0; k < p->n_stores; ++k) vn_io_store_release(p->stores[k]);
+  vn_free(ctx, p->stores);
+  vn_free(ctx, p->share_store);
+  vn_free(ctx, p->share_value);
+  vn_free(ctx, p->share_buf);
+  vn_free(ctx, p->share_off);
+  vn_free(ctx, p->seen_gen);
+  vn_free(ctx, p->exportable);
   vn_free(ctx, p->parts);
   vn_free(ctx, p->transfers);
   vn_free(ctx, p->staging);
@@ -751,15 +874,16 @@ static vnrt_status find_hash_routed(vnrt_plan *p, vn_streamed *sp) {
   return VNRT_OK;
 }
 
-vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
-                             const vnrt_plan_desc *desc, vnrt_plan **out_plan) {
+static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                               const vnrt_plan_desc *desc, const vnrt_plan *share,
+                               vnrt_plan **out_plan, const char *fn) {
   if (out_plan) *out_plan = NULL;
   if (!ctx || !graph || !device || !out_plan) {
-    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_plan_create: NULL argument");
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s: NULL argument", fn);
   }
-  if (graph->ctx != ctx || device->ctx != ctx) {
+  if (graph->ctx != ctx || device->ctx != ctx || (share && share->ctx != ctx)) {
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                    "vnrt_plan_create: the graph or device belongs to another context");
+                    "%s: the graph, device or plan to share with belongs to another context", fn);
   }
   bool updates_state = false;
   for (int32_t i = 0; i < graph->n_states; ++i) updates_state |= graph->values[graph->states[i]].next >= 0;
@@ -801,7 +925,14 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->local = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->local);
   p->home = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->home);
   p->alias = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->alias);
-  p->bound = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->bound);
+  p->io = vn_io_store_new(ctx, nv);
+  p->bound = p->io ? p->io->bound : NULL;
+  p->share_store = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->share_store);
+  p->share_value = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->share_value);
+  p->share_buf = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->share_buf);
+  p->share_off = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->share_off);
+  p->seen_gen = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->seen_gen);
+  p->exportable = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->exportable);
   p->streamed = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->streamed);
   p->no_storage = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->no_storage);
   p->host_src = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *p->host_src);
@@ -813,11 +944,14 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   p->signal_at = vn_calloc(ctx, (size_t)nn + 1, sizeof *p->signal_at);
   if (!p->graph || !p->order || !p->node_dev || !p->local || !p->home || !p->alias || !p->bound ||
       !p->streamed || !p->no_storage || !p->host_src || !p->host_owned || !p->shadow ||
-      !p->stream || !p->need || !p->signal_at || !p->job_for_step) {
+      !p->stream || !p->need || !p->signal_at || !p->job_for_step || !p->share_store ||
+      !p->share_value || !p->share_buf || !p->share_off || !p->seen_gen || !p->exportable) {
     vnrt_plan_destroy(p);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating a plan");
   }
   for (int32_t i = 0; i < nn; ++i) p->node_dev[i] = -1;
+  for (int32_t v = 0; v < nv; ++v) p->share_store[v] = -1;
+  p->share_src = share;
 
   vn_plan_engram_mark(p);
   char err[512] = "";
@@ -840,6 +974,8 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   if (status == VNRT_OK) {
     status = build_devices(p, desc ? desc->kernels : VNRT_KERNELS_FAST);
   }
+  p->share_src = NULL;
+  if (status == VNRT_OK) mark_exportable(p);
   if (status == VNRT_OK) status = vnrt_plan_reset_state(p);
   if (status == VNRT_OK) status = vn_plan_engram_prepare(p);
   for (int32_t j = 0; status == VNRT_OK && j < p->n_stream; ++j) {
@@ -857,6 +993,18 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   }
   *out_plan = p;
   return VNRT_OK;
+}
+
+vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                             const vnrt_plan_desc *desc, vnrt_plan **out_plan) {
+  return create_plan(ctx, graph, device, desc, NULL, out_plan, "vnrt_plan_create");
+}
+
+vnrt_status vnrt_plan_create_shared(vnrt_context *ctx, const vnrt_graph *graph,
+                                    vnrt_device *device, const vnrt_plan_desc *desc,
+                                    vnrt_plan *share_params_with, vnrt_plan **out_plan) {
+  return create_plan(ctx, graph, device, desc, share_params_with, out_plan,
+                     "vnrt_plan_create_shared");
 }
 
 vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info) {

@@ -64,6 +64,24 @@ typedef struct vn_streamed {
 
 typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */
 
+/* A plan's io buffers on its target (inputs, params and states) with their bound flags,
+ * refcounted: a plan that shares params with this one (vnrt_plan_create_shared) holds a
+ * reference, so either may be destroyed first. Plans sharing params are used from one thread
+ * at a time, as their context is. */
+typedef struct vn_io_store {
+  int32_t refs;
+  vnrt_context *ctx;
+  const vnrt_backend_i *iface;
+  vnrt_backend_device *bdev; /* the context's device: lives as long as the context */
+  vnrt_backend_buffer **bufs;
+  int32_t n_bufs;
+  bool *bound;   /* per value of the owning plan's graph: bound, through any plan */
+  uint64_t *gen; /* per value: bumped by every binding, so host shadows know to refresh */
+} vn_io_store;
+
+vn_io_store *vn_io_store_new(vnrt_context *ctx, int32_t n_values);
+void vn_io_store_release(vn_io_store *s);
+
 struct vnrt_plan {
   vnrt_context *ctx;
   vnrt_graph *graph; /* the plan's own copy: names and attributes live here */
@@ -75,7 +93,7 @@ struct vnrt_plan {
   int32_t (*local)[VN_PLAN_MAX_DEVICES]; /* per value: tensor index on each device, or -1 */
   int32_t *home;                          /* per value: device slot holding the real copy */
   int32_t *alias;  /* per value: the state whose storage a node result writes in place, or -1 */
-  bool *bound;                            /* per value: an input or param that was set */
+  bool *bound; /* per value: an input or param that was set (io->bound; see vn_plan_bound) */
   vn_partition *parts;
   int32_t n_parts;
   vn_transfer *transfers;
@@ -97,6 +115,21 @@ struct vnrt_plan {
   vn_streamed *stream;   /* streamed params by first use */
   int32_t n_stream;
 
+  /* Params shared with other plans (vnrt_plan_create_shared). A shared value has no io slot of
+   * its own: its target tensor is share_buf[v] at share_off[v], memory of the store
+   * stores[share_store[v]] where it is value share_value[v]. */
+  vn_io_store *io;              /* this plan's own io buffers and bound flags */
+  vn_io_store **stores;         /* the stores this plan's shared params live in (referenced) */
+  int32_t n_stores;
+  int32_t *share_store, *share_value; /* per value; share_store -1: not shared */
+  vnrt_backend_buffer **share_buf;
+  uint64_t *share_off;
+  uint64_t *seen_gen;   /* per value: the binding generation its host shadow holds */
+  bool *exportable;     /* per value: a param another plan may share (see plan.c) */
+  const vnrt_plan *share_src; /* during creation only: the plan to share with, or NULL */
+  int32_t n_shared;
+  uint64_t shared_bytes;
+
   /* Engram stores (plan_engram.c). */
   vn_engram_use *engram;
   int32_t n_engram;
@@ -113,6 +146,16 @@ struct vnrt_plan {
   bool *signal_at;       /* per step: the copy stream may be waiting for this step to start */
   vnrt_run_stats stats;
 };
+
+/* The bound flag and binding generation of value v, wherever its storage lives. */
+static inline bool *vn_plan_bound(vnrt_plan *p, int32_t v) {
+  return p->share_store[v] >= 0 ? &p->stores[p->share_store[v]]->bound[p->share_value[v]]
+                                : &p->bound[v];
+}
+static inline uint64_t *vn_plan_gen(vnrt_plan *p, int32_t v) {
+  return p->share_store[v] >= 0 ? &p->stores[p->share_store[v]]->gen[p->share_value[v]]
+                                : &p->io->gen[v];
+}
 
 /* Compilation helpers used by running too. */
 uint64_t vn_align_up(uint64_t x, uint64_t a);

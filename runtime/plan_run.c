@@ -72,7 +72,9 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
   if (!data && bytes) {
     return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "input '%s': NULL data", name);
   }
-  p->bound[v] = false;
+  /* A param shared with another plan (vnrt_plan_create_shared) is bound for both. */
+  bool *bound = vn_plan_bound(p, v);
+  *bound = false;
   if (p->streamed[v]) {
     vn_free(p->ctx, p->host_owned[v]);
     p->host_owned[v] = NULL;
@@ -87,7 +89,11 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
       p->host_src[v] = p->host_owned[v];
     }
   }
-  if (p->shadow[v] && bytes) memcpy(p->shadow[v], data, bytes);
+  uint64_t gen = ++*vn_plan_gen(p, v);
+  if (p->shadow[v]) {
+    if (bytes) memcpy(p->shadow[v], data, bytes);
+    p->seen_gen[v] = gen;
+  }
   for (int32_t d = 0; d < p->n_devs; ++d) {
     int32_t t_idx = p->local[v][d];
     if (t_idx < 0 || bytes == 0 || (d == 0 && p->streamed[v])) continue;
@@ -95,7 +101,26 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
     const vnrt_backend_tensor *bt = &pd->tensors[t_idx];
     VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, data, bytes));
   }
-  p->bound[v] = true;
+  *bound = true;
+  return VNRT_OK;
+}
+
+/* Host shadows of values bound through another plan that shares them since this plan last
+ * looked: read back from the shared device memory (a hash-routing table or Engram offsets —
+ * small tensors). */
+static vnrt_status refresh_shadows(vnrt_plan *p) {
+  for (int32_t v = 0; v < p->graph->n_values; ++v) {
+    if (!p->shadow[v] || p->local[v][0] < 0 || p->streamed[v]) continue;
+    uint64_t gen = *vn_plan_gen(p, v);
+    if (gen == p->seen_gen[v]) continue;
+    const vnrt_backend_tensor *bt = &p->devs[0].tensors[p->local[v][0]];
+    uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
+    if (bytes) {
+      VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_read(p->devs[0].bdev, bt->buffer, bt->offset,
+                                                       p->shadow[v], bytes));
+    }
+    p->seen_gen[v] = gen;
+  }
   return VNRT_OK;
 }
 
@@ -321,7 +346,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   p->ran = false;
   for (int32_t i = 0; i < p->graph->n_inputs; ++i) {
     int32_t v = p->graph->inputs[i];
-    if (!p->bound[v]) {
+    if (!*vn_plan_bound(p, v)) {
       return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
                       "%s '%s' is not bound: call vnrt_plan_set_input first",
                       p->graph->values[v].kind == VN_VALUE_PARAM ? "param" : "input",
@@ -330,7 +355,8 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   }
   uint64_t start = vn_now_ns(), compute_ns = 0, inline_copy_ns = 0;
   memset(&p->stats, 0, sizeof p->stats);
-  vnrt_status s = queue_copies(p);
+  vnrt_status s = refresh_shadows(p);
+  if (s == VNRT_OK) s = queue_copies(p);
   if (s == VNRT_OK) s = run_steps(p, &compute_ns, &inline_copy_ns);
   if (s == VNRT_OK) {
     uint64_t t0 = vn_now_ns();

@@ -301,6 +301,26 @@ typedef struct vnrt_plan_desc {
 VNRT_API vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph,
                                       vnrt_device *device, const vnrt_plan_desc *desc,
                                       vnrt_plan **out_plan);
+/* Like vnrt_plan_create, but params of the new plan use the device memory of the same params
+ * of share_params_with (weights shared between, e.g., the prefill and decode graphs of one
+ * model). A param of the new plan is shared when share_params_with has a param of the same
+ * name, dtype and shape and both plans keep it resident in the target's memory: the two plans
+ * are for the same device, neither streams it (see device_memory_limit; a shared param is never
+ * streamed by the new plan and does not count against its limit), neither copies it to the CPU
+ * for a node that falls back there, and it is not a table served by an Engram store. Other
+ * params — mismatched, streamed, or of a plan for another device — are the new plan's own, as
+ * with vnrt_plan_create. Binding a shared param through either plan binds it for both (a plan
+ * that reads it on the host too, such as a hash-routing table or Engram offsets, reads it back
+ * from the device on its next run). The plans may be destroyed in either order: the memory
+ * holding the new plan's shared params (share_params_with's inputs, params and states) is
+ * freed when the last plan using it is. Plans that share are used from one thread at a time.
+ * An info log line gives the number of params and bytes shared; vnrt_plan_info.device_bytes
+ * of the new plan excludes them (weight_bytes still counts every param it reads). A
+ * share_params_with of another plan that shares counts through to the memory that one uses.
+ * share_params_with NULL: exactly vnrt_plan_create. */
+VNRT_API vnrt_status vnrt_plan_create_shared(vnrt_context *ctx, const vnrt_graph *graph,
+                                             vnrt_device *device, const vnrt_plan_desc *desc,
+                                             vnrt_plan *share_params_with, vnrt_plan **out_plan);
 VNRT_API void vnrt_plan_destroy(vnrt_plan *plan);
 
 /* Binds an input or param by name: copies `bytes` bytes of host data into the plan. The data
