@@ -42,6 +42,8 @@ static const char kUsage[] =
     "                    an Engram store over the mapped weights file (default 4096; 0: no\n"
     "                    cache, every step fetches its rows)\n"
     "  --engram-resident keep the Engram tables in device memory like other weights instead\n"
+    "  --no-share        give the decode plan its own copy of the weights instead of sharing\n"
+    "                    the prefill plan's (to compare memory)\n"
     "  --stats           print plan statistics and per-run statistics\n"
     "  --roofline        measure the memory bandwidth beside the decode steps (a STREAM-like\n"
     "                    triad over 256 MiB on the same thread count, one pass after each\n"
@@ -104,6 +106,8 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "deepseek: --tokens wants a positive integer, not '%s'\n", argv[i]);
         return 2;
       }
+    } else if (!strcmp(a, "--no-share")) {
+      o->model.no_share = 1;
     } else if (!strcmp(a, "--memory-limit") && has) {
       if (parse_bytes(argv[++i], &o->model.device_memory_limit) ||
           o->model.device_memory_limit == 0) {
@@ -453,13 +457,15 @@ int main(int argc, char **argv) {
     printf("decode: %lld tokens in %.1f ms = %.1f tokens/s\n", (long long)tm.decode_runs,
            1e3 * tm.decode_s, tm.decode_s > 0 ? (double)tm.decode_runs / tm.decode_s : 0.0);
   }
-  /* Both plans stay alive together, each with its own weights, arena and states. */
-  uint64_t peak_p = pi.arena_bytes + pi.weight_bytes + pi.state_bytes;
-  uint64_t peak_d = di.arena_bytes + di.weight_bytes + di.state_bytes;
-  printf(
-      "peak device memory: %.2f MiB (prefill plan %.2f + decode plan %.2f: arena + weights + "
-      "states; the runtime places %.2f MiB on the device)\n",
-      mib(peak_p + peak_d), mib(peak_p), mib(peak_d), mib(pi.device_bytes + di.device_bytes));
+  /* Both plans stay alive together, each with its own arena, inputs and states; the decode
+   * plan's device_bytes leaves out the weights it shares with the prefill plan, so the sum
+   * counts them once. */
+  uint64_t peak_p = pi.device_bytes, peak_d = di.device_bytes;
+  printf("peak device memory: %.2f MiB (prefill plan %.2f + decode plan %.2f: arenas, inputs, "
+         "states and weights, %s)\n",
+         mib(peak_p + peak_d), mib(peak_p), mib(peak_d),
+         o.model.no_share ? "each plan with its own weights (--no-share)"
+                          : "the weights the plans share counted once");
   printf("fallback nodes: prefill %d of %d, decode %d of %d\n", pi.n_fallback_nodes, pi.n_nodes,
          di.n_fallback_nodes, di.n_nodes);
   if (o.stats) {

@@ -569,7 +569,8 @@ void ds_model_close(ds_model *m) {
 
 /* Compiles the graph for T tokens; the first compile also records the states' names. */
 static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T,
-                               const vnrt_plan_desc *desc, vnrt_plan **out, double *seconds) {
+                               const vnrt_plan_desc *desc, vnrt_plan *share, vnrt_plan **out,
+                               double *seconds) {
   vnrt_graph *g = NULL;
   char why[DS_ERR_SIZE];
   vnrt_status st = ds_graph_build(m->ctx, &m->cfg, T, &g, why, sizeof why);
@@ -600,7 +601,7 @@ static vnrt_status compile_one(ds_model *m, vnrt_device *device, int64_t T,
     m->n_states = n;
   }
   double t0 = now_s();
-  st = vnrt_plan_create(m->ctx, g, device, desc, out);
+  st = vnrt_plan_create_shared(m->ctx, g, device, desc, share, out);
   *seconds = now_s() - t0;
   vnrt_graph_destroy(g);
   if (st != VNRT_OK) {
@@ -677,12 +678,25 @@ vnrt_status ds_model_compile(ds_model *m, vnrt_device *device, int64_t prefill_l
     desc.n_engram = m->cfg.n_engram;
   }
   if (st == VNRT_OK) {
-    st = compile_one(m, device, prefill_len, &desc, &m->prefill, &m->timing.compile_prefill_s);
+    st = compile_one(m, device, prefill_len, &desc, NULL, &m->prefill,
+                     &m->timing.compile_prefill_s);
   }
-  if (st == VNRT_OK) st = compile_one(m, device, 1, &desc, &m->decode, &m->timing.compile_decode_s);
+  if (st == VNRT_OK) {
+    st = compile_one(m, device, 1, &desc, m->options.no_share ? NULL : m->prefill, &m->decode,
+                     &m->timing.compile_decode_s);
+  }
   double t0 = now_s();
   if (st == VNRT_OK) st = bind_weights(m, m->prefill);
-  if (st == VNRT_OK) st = bind_weights(m, m->decode);
+  /* Every weight has the same name and shape in both graphs, so vnrt_plan_create_shared shares
+   * all of them unless a plan streams some or replicates some for CPU fallback: then the
+   * decode plan gets its own bindings too (a shared one is just written again). */
+  vnrt_plan_info pi = {0}, di = {0};
+  if (st == VNRT_OK) st = vnrt_plan_get_info(m->prefill, &pi);
+  if (st == VNRT_OK) st = vnrt_plan_get_info(m->decode, &di);
+  int all_shared = !m->options.no_share && pi.n_streamed_params == 0 &&
+                   di.n_streamed_params == 0 && pi.n_fallback_nodes == 0 &&
+                   di.n_fallback_nodes == 0;
+  if (st == VNRT_OK && !all_shared) st = bind_weights(m, m->decode);
   m->timing.bind_s = now_s() - t0;
   if (st != VNRT_OK) {
     drop_plans(m);

@@ -40,11 +40,15 @@ typedef struct ds_model_options {
    * (vnrt/memory.h) instead of device memory; their rows are prefetched on the copy stream. */
   int engram_store;
   int64_t engram_cache_rows; /* rows of each table's device row cache; 0: no cache */
+  /* Nonzero: each plan holds its own copy of the weights (as before vnrt_plan_create_shared;
+   * for comparing). By default the decode plan uses the prefill plan's device weights. */
+  int no_share;
 } ds_model_options;
 
 /* Compiles the prefill graph for prompts of prefill_len tokens and the decode graph (one
- * token) for device, and binds the weights to both (borrowed from the mapping, never copied
- * for streamed weights). Replaces plans compiled before. options may be NULL. */
+ * token) for device, the decode plan sharing the prefill plan's device weights, and binds the
+ * weights once (borrowed from the mapping, never copied for streamed weights; weights the plans
+ * cannot share, streamed or replicated for CPU fallback, are bound to each plan). Replaces plans compiled before. options may be NULL. */
 vnrt_status ds_model_compile(ds_model *model, vnrt_device *device, int64_t prefill_len,
                              const ds_model_options *options);
 

@@ -711,6 +711,15 @@ START_TEST(engram_stores_and_streamed_weights_give_the_same_logits) {
   ck_assert_int_eq(info.n_streamed_params, 0);
   ck_assert_uint_eq(rs.engram_rows, 0);
 
+  /* The decode plan shares the prefill plan's device weights by default; with its own copy
+   * (no_share) the logits are bit-identical and its device memory holds every weight again. */
+  vnrt_plan_info own;
+  ds_model_options ns = {.no_share = 1};
+  run_sequence(m, dev, &ns, seq, T, P, got, &own, &rs);
+  ck_assert_int_eq(memcmp(base, got, (size_t)(T * V) * sizeof(float)), 0);
+  ck_assert_uint_eq(own.weight_bytes, info.weight_bytes);
+  ck_assert_uint_ge(own.device_bytes, info.device_bytes + info.weight_bytes);
+
   /* Engram tables read through stores over the weights file, with and without a row cache:
    * bit-identical logits; with a cache, the repeated n-grams hit it. */
   for (int64_t rows = 0; rows <= 64; rows += 64) {
