@@ -3,12 +3,14 @@
  * engram_gate, short_conv). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
 
 #define WG_ELEM 128u
 #define WG_NGRAM 64u
+#define WG_ATTN 64u /* WG of attention.comp */
 #define MM_BM 32u
 #define MM_BN 64u
 
@@ -157,6 +159,23 @@ int vk_ops_model_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
 
 /* ---- Recording ------------------------------------------------------------------------- */
 
+/* Whether to use the kernels written for CPU devices (an invocation is a SIMD lane of a host
+ * thread, every buffer load a per-lane loop, a barrier a coroutine switch: llvmpipe/lavapipe),
+ * chosen by device type as in vk_ops_basic.c; VNRT_VK_CPU_KERNELS=0 forces the GPU kernels so
+ * that tests cover both on lavapipe. */
+static bool cpu_kernels(vk_builder *b) {
+  const char *env = getenv("VNRT_VK_CPU_KERNELS");
+  if (env && strcmp(env, "0") == 0) return false;
+  return vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
+/* Whether the f32 scores and denominators of attention's CPU passes fit one scratch binding. */
+static bool attention_cpu_fits(vk_builder *b, uint64_t T, uint64_t Hq, uint64_t S) {
+  uint64_t words = T * Hq * (S + 1);
+  return words < (1ull << 31) &&
+         words * 4 <= vk_builder_device(b)->phys->props.limits.maxStorageBufferRange;
+}
+
 static vnrt_status record_attention(vk_builder *b, const vnrt_backend_graph *g,
                                     const vnrt_backend_node *node) {
   const vnrt_tensor_type *tq = vk_in_type(g, node, 0), *tk = vk_in_type(g, node, 1);
@@ -178,6 +197,21 @@ static vnrt_status record_attention(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 6, vnrt_node_attr_i(node, "causal", 1) != 0);
   vk_push_u(&d, 7, (uint64_t)window);
   vk_push_f(&d, 8, (float)scale);
+  if (cpu_kernels(b) && T * Hq > 0 && S > 0 && D % 4 == 0 && Dv % 4 == 0 && Dv > 0 &&
+      attention_cpu_fits(b, T, Hq, S)) {
+    uint64_t blocks = T * Hkv * vk_div_up(Hq / Hkv, 4); /* 4 heads of one kv group each */
+    d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, T * Hq * (S + 1) * 4);
+    d.spec[11] = tq->dtype == VNRT_F32 && tk->dtype == VNRT_F32 && tv->dtype == VNRT_F32;
+    d.spec[8] = 1;
+    vk_grid(b, vk_div_up(blocks * vk_div_up(S, 4), WG_ATTN), d.groups);
+    VK_TRY(vk_emit(b, &d));
+    d.spec[8] = 2;
+    vk_grid(b, vk_div_up(T * Hq, WG_ATTN), d.groups);
+    VK_TRY(vk_emit(b, &d));
+    d.spec[8] = 3;
+    vk_grid(b, vk_div_up(blocks * (Dv / 4), WG_ATTN), d.groups);
+    return vk_emit(b, &d);
+  }
   vk_grid(b, T * Hq, d.groups);
   return vk_emit(b, &d);
 }
