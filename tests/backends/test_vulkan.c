@@ -734,6 +734,85 @@ static void norm_rows(vnrt_context *ctx) {
   tu_tensor_free(&x);
 }
 
+/* attention in double (spec/ops.md): query t sits at kv - T + t (kv: kv_len or S), sees keys
+ * in [qpos - window + 1, qpos] (causal) within [0, kv), logits scaled by 1/sqrt(D), a sink
+ * adds exp(sink) to the denominator; a query that sees no key yields 0. */
+static double *attention_ref(const tu_tensor *q, const tu_tensor *k, const tu_tensor *v,
+                             const tu_tensor *sinks, int64_t kv, int causal, int64_t window) {
+  int64_t T = q->type.dims[0], Hq = q->type.dims[1], D = q->type.dims[2];
+  int64_t Hkv = k->type.dims[1], Dv = v->type.dims[2];
+  double *out = calloc((size_t)(T * Hq * Dv), sizeof(double));
+  double *p = malloc(sizeof(double) * (size_t)(kv > 0 ? kv : 1));
+  ck_assert_ptr_nonnull(out);
+  ck_assert_ptr_nonnull(p);
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t qpos = kv - T + t, lo = 0, hi = kv - 1;
+    if (causal && qpos < hi) hi = qpos;
+    if (window > 0 && qpos - window + 1 > lo) lo = qpos - window + 1;
+    for (int64_t h = 0; h < Hq; ++h) {
+      if (lo > hi) continue;
+      int64_t g = h / (Hq / Hkv);
+      double m = sinks ? tu_get(sinks, h) : -INFINITY;
+      for (int64_t s = lo; s <= hi; ++s) {
+        double dot = 0.0;
+        for (int64_t d = 0; d < D; ++d) {
+          dot += tu_get(q, (t * Hq + h) * D + d) * tu_get(k, (s * Hkv + g) * D + d);
+        }
+        p[s] = dot / sqrt((double)D);
+        if (p[s] > m) m = p[s];
+      }
+      double l = sinks ? exp(tu_get(sinks, h) - m) : 0.0;
+      for (int64_t s = lo; s <= hi; ++s) l += (p[s] = exp(p[s] - m));
+      for (int64_t dv = 0; dv < Dv; ++dv) {
+        double a = 0.0;
+        for (int64_t s = lo; s <= hi; ++s) a += p[s] * tu_get(v, (s * Hkv + g) * Dv + dv);
+        out[(t * Hq + h) * Dv + dv] = a / l;
+      }
+    }
+  }
+  free(p);
+  return out;
+}
+
+/* attention's edge cases against double: MQA/GQA groups that are not a multiple of the 4-head
+ * block, S not a multiple of the 4-key block, decode (T = 1) and prefill, causal and windowed,
+ * sinks, kv_len (fewer rows than S, also 0: no key at all), f16/bf16 k and v. */
+static void attention_cases(vnrt_context *ctx) {
+  struct {
+    int64_t T, S, Hq, Hkv, D, Dv;
+    int causal, window, sinks, kv_len;
+    vnrt_dtype kdt;
+  } cases[] = {
+      {1, 37, 6, 1, 16, 8, 1, 0, 0, -1, VNRT_F32},  {1, 130, 8, 2, 32, 12, 1, 0, 1, -1, VNRT_F32},
+      {7, 7, 5, 5, 8, 16, 1, 0, 0, -1, VNRT_F32},   {6, 41, 4, 2, 12, 4, 1, 5, 1, -1, VNRT_F16},
+      {3, 19, 9, 3, 8, 8, 0, 0, 1, -1, VNRT_BF16},  {1, 40, 6, 2, 16, 8, 1, 0, 1, 23, VNRT_F32},
+      {2, 12, 3, 1, 8, 4, 1, 4, 0, 9, VNRT_F16},    {1, 16, 4, 1, 8, 8, 1, 0, 1, 0, VNRT_F32},
+      {4, 9, 2, 1, 8, 8, 0, 2, 0, -1, VNRT_F32},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+    int32_t kvl[1] = {(int32_t)cases[c].kv_len};
+    tu_tensor in[5] = {
+        rnd(VNRT_F32, 3, cases[c].T, cases[c].Hq, cases[c].D, 0, 400 + (int)c, -1.0f, 1.0f),
+        rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].D, 0, 420 + (int)c, -1.5f, 1.5f),
+        rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].Dv, 0, 440 + (int)c, -1.0f, 1.0f),
+        rnd(VNRT_F32, 1, cases[c].Hq, 0, 0, 0, 460 + (int)c, -1.0f, 1.0f), ints(1, 1, 0, kvl)};
+    int64_t kv = cases[c].kv_len >= 0 ? cases[c].kv_len : cases[c].S;
+    double *ref = attention_ref(&in[0], &in[1], &in[2], cases[c].sinks ? &in[3] : NULL, kv,
+                                cases[c].causal, cases[c].window);
+    vnrt_attr a[2] = {tu_attr_i("causal", cases[c].causal), tu_attr_i("window", cases[c].window)};
+    char what[96];
+    snprintf(what, sizeof what, "attention edge case %zu", c);
+    if (cases[c].kv_len >= 0 && !cases[c].sinks) {
+      /* kv_len needs the sinks slot: give sinks of -inf weight through a huge negative. */
+      for (int64_t h = 0; h < cases[c].Hq; ++h) tu_set(&in[3], h, -1e30);
+    }
+    vs_double(ctx, what, VNRT_OP_ATTENTION, in, cases[c].kv_len >= 0 ? 5 : (cases[c].sinks ? 4 : 3),
+              a, 2, ref, TOL_GEMM);
+    free(ref);
+    free_all(in, 5);
+  }
+}
+
 static void all_ops(vnrt_context *ctx) {
   ops_chain(ctx);
   ops_elementwise(ctx);
@@ -742,6 +821,7 @@ static void all_ops(vnrt_context *ctx) {
   gemm_tiles(ctx);
   norm_rows(ctx);
   ops_index_rope_attention(ctx);
+  attention_cases(ctx);
   ops_mhc_moe(ctx);
   ops_engram(ctx);
 }
@@ -768,7 +848,7 @@ END_TEST
 START_TEST(test_ops_match_cpu_baseline_under_validation) { ops_under_validation(1); }
 END_TEST
 
-/* On a CPU device (lavapipe) GEMMs and norms run kernels written for it; the ones for GPUs
+/* On a CPU device (lavapipe) GEMMs, norms and attention run kernels written for it; the ones for GPUs
  * (matvec.comp, the shared-memory tiles, a workgroup per row) are forced here so that they
  * stay covered, under the validation layer. */
 START_TEST(test_gpu_kernels_match_under_validation) {
@@ -781,6 +861,8 @@ START_TEST(test_gpu_kernels_match_under_validation) {
   ops_linalg(ctx);
   gemm_tiles(ctx);
   norm_rows(ctx);
+  ops_index_rope_attention(ctx);
+  attention_cases(ctx);
   ops_mhc_moe(ctx);
   vnrt_context_destroy(ctx);
   env_restore(&k);
