@@ -180,6 +180,11 @@ typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a
 /* For op code: the device, the graph, and helpers to describe dispatches. */
 const vnrt_backend_host *vk_builder_host(vk_builder *b);
 vnrt_backend_device *vk_builder_device(vk_builder *b);
+/* Whether to record the kernels written for CPU devices (lavapipe: invocations are SIMD lanes
+ * of a host thread, every buffer load a per-lane loop, a barrier a coroutine switch) rather
+ * than those written for GPUs: by device type; VNRT_VK_CPU_KERNELS=0 forces the GPU kernels,
+ * so that tests cover them on lavapipe (vk_ops_basic.c). */
+bool vk_builder_cpu_kernels(vk_builder *b);
 /* A view of tensor t of the graph (the dummy for an empty tensor). */
 vk_view vk_tensor_view(vk_builder *b, int32_t t);
 /* A fresh scratch range of `bytes` for the current node (freed when the node ends). */

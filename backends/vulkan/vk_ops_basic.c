@@ -382,7 +382,7 @@ static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
  * every buffer load a per-lane loop, a barrier a coroutine switch: llvmpipe/lavapipe) rather
  * than those written for GPUs. VNRT_VK_CPU_KERNELS=0 forces the GPU ones, so that tests cover
  * them on lavapipe. */
-static bool cpu_kernels(vk_builder *b) {
+bool vk_builder_cpu_kernels(vk_builder *b) {
   const char *env = getenv("VNRT_VK_CPU_KERNELS");
   if (env && strcmp(env, "0") == 0) return false;
   return vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
@@ -427,7 +427,7 @@ vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_
   const VkPhysicalDeviceLimits *lim = &vk_builder_device(b)->phys->props.limits;
   uint32_t groups[2] = {0, 0};
   uint64_t tm = M <= MB_TM ? (M ? M : 1) : vk_div_up(M, vk_div_up(M, MB_TM));
-  int ln = cpu_kernels(b) ? gemm_blocked_ln(lim, M, N, tm, groups) : -1;
+  int ln = vk_builder_cpu_kernels(b) ? gemm_blocked_ln(lim, M, N, tm, groups) : -1;
   if (ln >= 0) {
     /* On a CPU device at every M, a single row included: on lavapipe it beats matvec.comp
      * (1.4 vs 3.2 GFLOP per CPU-second at M = 4, docs/vulkan.md). */
@@ -594,7 +594,7 @@ vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *g,
       vk_push_u(&d, 0, rows), vk_push_u(&d, 1, len), vk_push_u(&d, 2, inner);
       /* On a CPU device (invocations are SIMD lanes of a thread) one invocation per row beats
        * a workgroup per row as soon as there are rows enough to fill a few lane vectors. */
-      if (cpu_kernels(b) && rows >= RN_LANE_MIN_ROWS) {
+      if (vk_builder_cpu_kernels(b) && rows >= RN_LANE_MIN_ROWS) {
         /* Fewer rows per workgroup when there are few: workgroups are what threads share
          * (idle invocations of a workgroup cost little, whole lane vectors of them nothing). */
         uint64_t rpg = WG_ROWNORM;

@@ -159,16 +159,6 @@ int vk_ops_model_supported(const vnrt_backend_device *dev, const vnrt_backend_gr
 
 /* ---- Recording ------------------------------------------------------------------------- */
 
-/* Whether to use the kernels written for CPU devices (an invocation is a SIMD lane of a host
- * thread, every buffer load a per-lane loop, a barrier a coroutine switch: llvmpipe/lavapipe),
- * chosen by device type as in vk_ops_basic.c; VNRT_VK_CPU_KERNELS=0 forces the GPU kernels so
- * that tests cover both on lavapipe. */
-static bool cpu_kernels(vk_builder *b) {
-  const char *env = getenv("VNRT_VK_CPU_KERNELS");
-  if (env && strcmp(env, "0") == 0) return false;
-  return vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
-}
-
 /* Whether the f32 scores and denominators of attention's CPU passes fit one scratch binding. */
 static bool attention_cpu_fits(vk_builder *b, uint64_t T, uint64_t Hq, uint64_t S) {
   uint64_t words = T * Hq * (S + 1);
@@ -197,8 +187,8 @@ static vnrt_status record_attention(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 6, vnrt_node_attr_i(node, "causal", 1) != 0);
   vk_push_u(&d, 7, (uint64_t)window);
   vk_push_f(&d, 8, (float)scale);
-  if (cpu_kernels(b) && T * Hq > 0 && S > 0 && D % 4 == 0 && Dv % 4 == 0 && Dv > 0 &&
-      attention_cpu_fits(b, T, Hq, S)) {
+  if (vk_builder_cpu_kernels(b) && T * Hq > 0 && S > 0 && D % 4 == 0 && Dv % 4 == 0 &&
+      Dv > 0 && attention_cpu_fits(b, T, Hq, S)) {
     uint64_t blocks = T * Hkv * vk_div_up(Hq / Hkv, 4); /* 4 heads of one kv group each */
     d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, T * Hq * (S + 1) * 4);
     d.spec[11] = tq->dtype == VNRT_F32 && tk->dtype == VNRT_F32 && tv->dtype == VNRT_F32;
