@@ -7,6 +7,15 @@
 //         expression is linear in them); a workgroup per (t, NB values of c).
 // Slots: 0 x (DT0), 1 experts (i32), 2 weights (DT2), 3 w_gate_up (DT3), 4 w_down (DT4),
 // 5 y (DT5). An expert id outside [0, E) is reported and clamped.
+//
+// OP 0/1 are the GPU kernels above. CPU devices (an invocation is a SIMD lane, every buffer
+// load a loop over lanes, barriers costly: docs/vulkan.md) run two barrier-free passes with
+// the same scratch instead, each invocation owning RB outputs so every loaded x (or h) value
+// serves RB (2 RB) weight rows:
+//   OP 2: h[p, f0 .. f0+RB) for one slot p = t*k+i: RB gate and RB up rows against x[t].
+//   OP 3: y[t, c0 .. c0+RB) = sum over the slots i in order of w[t,i] <w_down[e, c, :], h[p, :]>.
+// SC2 = 1 (C and F multiples of 4, taken by the host) loads x, weights and h four at a time
+// (vec4 for f32, two packed words for f16/bf16); else one element at a time of any dtype.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 64
@@ -30,6 +39,118 @@ int expert(uint p) {
   return e;
 }
 
+#define RB 4u
+
+// Four-wide aliases (SC2 = 1 only) of x, the two weight tensors and the scratch.
+layout(set = 0, binding = 0, std430) readonly buffer VnX4 { vec4 v[]; } x4f;
+layout(set = 0, binding = 0, std430) readonly buffer VnX4h { uvec2 v[]; } x4h;
+layout(set = 0, binding = 3, std430) readonly buffer VnG4 { vec4 v[]; } g4f;
+layout(set = 0, binding = 3, std430) readonly buffer VnG4h { uvec2 v[]; } g4h;
+layout(set = 0, binding = 4, std430) readonly buffer VnD4 { vec4 v[]; } d4f;
+layout(set = 0, binding = 4, std430) readonly buffer VnD4h { uvec2 v[]; } d4h;
+layout(set = 0, binding = 8, std430) readonly buffer VnS4 { vec4 v[]; } s4;
+
+// Four 16-bit values (two words) of dtype dt as f32.
+vec4 unpack4(uvec2 u, uint dt) {
+  uvec4 h = uvec4(u.x & 0xffffu, u.x >> 16, u.y & 0xffffu, u.y >> 16);
+  if (dt == DT_BF16) return uintBitsToFloat(h << 16);
+  return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+}
+// Elements i .. i+3 (i a multiple of 4) of slots 0, 3 and 4.
+vec4 ldx4(uint i) { return DT0 == DT_F32 ? x4f.v[i >> 2] : unpack4(x4h.v[i >> 2], DT0); }
+vec4 ldg4(uint i) { return DT3 == DT_F32 ? g4f.v[i >> 2] : unpack4(g4h.v[i >> 2], DT3); }
+vec4 ldd4(uint i) { return DT4 == DT_F32 ? d4f.v[i >> 2] : unpack4(d4h.v[i >> 2], DT4); }
+
+// The expert of slot p, reported (by the caller's choice of one lane) and clamped.
+uint expert_lane(uint p, bool report) {
+  int e = ldi1(p);
+  if (e < 0 || uint(e) >= pc.E) {
+    if (report) vn_report(VN_ERR_EXPERT, e, pc.E, p);
+    e = clamp(e, 0, int(pc.E) - 1);
+  }
+  return uint(e);
+}
+
+float hsum(vec4 a) { return (a.x + a.y) + (a.z + a.w); }
+
+void cpu_main() {
+  uint gid = vn_gid();
+  uint C = pc.C, F = pc.F;
+  if (OP == 2u) {
+    uint blocks = (F + RB - 1u) / RB;
+    if (gid >= pc.T * pc.k * blocks) return;
+    uint p = gid / blocks, f0 = (gid % blocks) * RB, t = p / pc.k;
+    uint nf = min(RB, F - f0);
+    uint e = expert_lane(p, f0 == 0u);
+    uint go[RB], uo[RB]; // row starts; padding repeats the last row
+    for (uint j = 0u; j < RB; ++j) {
+      go[j] = (e * 2u * F + f0 + min(j, nf - 1u)) * C;
+      uo[j] = go[j] + F * C;
+    }
+    vec4 ga[RB], ua[RB];
+    for (uint j = 0u; j < RB; ++j) ga[j] = ua[j] = vec4(0.0);
+    if (SC2 != 0u) {
+      for (uint c = 0u; c < C; c += 4u) {
+        vec4 x = ldx4(t * C + c);
+        for (uint j = 0u; j < RB; ++j) {
+          ga[j] += ldg4(go[j] + c) * x;
+          ua[j] += ldg4(uo[j] + c) * x;
+        }
+      }
+    } else {
+      for (uint c = 0u; c < C; ++c) {
+        float x = ldf0(t * C + c);
+        for (uint j = 0u; j < RB; ++j) {
+          ga[j].x += ldf3(go[j] + c) * x;
+          ua[j].x += ldf3(uo[j] + c) * x;
+        }
+      }
+    }
+    for (uint j = 0u; j < RB; ++j) {
+      if (j >= nf) break;
+      float gs = hsum(ga[j]), us = hsum(ua[j]);
+      if (pc.limit > 0.0) {
+        gs = gs < pc.limit ? gs : pc.limit;
+        us = us < -pc.limit ? -pc.limit : (us > pc.limit ? pc.limit : us);
+      }
+      scratch.f[p * F + f0 + j] = gs / (1.0 + exp(-gs)) * us;
+    }
+    return;
+  }
+  // OP 3
+  uint blocks = (C + RB - 1u) / RB;
+  if (gid >= pc.T * blocks) return;
+  uint t = gid / blocks, c0 = (gid % blocks) * RB;
+  uint nc = min(RB, C - c0);
+  float y[RB];
+  for (uint j = 0u; j < RB; ++j) y[j] = 0.0;
+  for (uint i = 0u; i < pc.k; ++i) {
+    uint p = t * pc.k + i;
+    uint e = expert_lane(p, false); // OP 2 reported it
+    float w = ldf2(p);
+    uint ro[RB];
+    for (uint j = 0u; j < RB; ++j) ro[j] = (e * C + c0 + min(j, nc - 1u)) * F;
+    vec4 acc[RB];
+    for (uint j = 0u; j < RB; ++j) acc[j] = vec4(0.0);
+    if (SC2 != 0u) {
+      for (uint f = 0u; f < F; f += 4u) {
+        vec4 h = s4.v[(p * F + f) >> 2];
+        for (uint j = 0u; j < RB; ++j) acc[j] += ldd4(ro[j] + f) * h;
+      }
+    } else {
+      for (uint f = 0u; f < F; ++f) {
+        float h = scratch.f[p * F + f];
+        for (uint j = 0u; j < RB; ++j) acc[j].x += ldf4(ro[j] + f) * h;
+      }
+    }
+    for (uint j = 0u; j < RB; ++j) y[j] += w * hsum(acc[j]);
+  }
+  for (uint j = 0u; j < RB; ++j) {
+    if (j >= nc) break;
+    stf5(t * C + c0 + j, y[j]);
+  }
+}
+
 // Sum over the workgroup of red[j * WG + 0 .. WG), by one invocation.
 float column(uint j) {
   float s = 0.0;
@@ -38,6 +159,10 @@ float column(uint j) {
 }
 
 void main() {
+  if (OP >= 2u) {
+    cpu_main();
+    return;
+  }
   uint l = gl_LocalInvocationID.x;
   uint g = vn_group();
   uint C = pc.C, F = pc.F;
