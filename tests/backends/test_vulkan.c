@@ -813,6 +813,84 @@ static void attention_cases(vnrt_context *ctx) {
   }
 }
 
+/* moe_ffn in double (spec/ops.md): y[t] = sum_i w[t,i] down_e(silu(g) u), g = gate_e x[t]
+ * (clamped above at limit), u = up_e x[t] (clamped to [-limit, limit]) when limit > 0. */
+static double *moe_ffn_ref(const tu_tensor *x, const tu_tensor *ex, const tu_tensor *w,
+                           const tu_tensor *wgu, const tu_tensor *wd, double limit) {
+  int64_t T = x->type.dims[0], C = x->type.dims[1], k = ex->type.dims[1];
+  int64_t F = wgu->type.dims[1] / 2;
+  double *y = calloc((size_t)(T * C), sizeof(double));
+  double *h = malloc(sizeof(double) * (size_t)F);
+  ck_assert_ptr_nonnull(y);
+  ck_assert_ptr_nonnull(h);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t i = 0; i < k; ++i) {
+      int64_t e = (int64_t)tu_get(ex, t * k + i);
+      for (int64_t f = 0; f < F; ++f) {
+        double g = 0.0, u = 0.0;
+        for (int64_t c = 0; c < C; ++c) {
+          g += tu_get(wgu, (e * 2 * F + f) * C + c) * tu_get(x, t * C + c);
+          u += tu_get(wgu, (e * 2 * F + F + f) * C + c) * tu_get(x, t * C + c);
+        }
+        if (limit > 0.0) {
+          g = g < limit ? g : limit;
+          u = u < -limit ? -limit : (u > limit ? limit : u);
+        }
+        h[f] = g / (1.0 + exp(-g)) * u;
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        double a = 0.0;
+        for (int64_t f = 0; f < F; ++f) a += tu_get(wd, (e * C + c) * F + f) * h[f];
+        y[t * C + c] += tu_get(w, t * k + i) * a;
+      }
+    }
+  }
+  free(h);
+  return y;
+}
+
+/* moe_ffn's cases against double: decode (T = 1) and a few tokens, experts repeated across
+ * tokens (and within one), f16/bf16/f32 weights and x, the limit clamp, C and F off the
+ * four-wide loads and the 4-row blocks of the CPU passes, f16 weights in the subnormal range
+ * (their conversion must be exact), a single expert. */
+static void moe_ffn_cases(vnrt_context *ctx) {
+  struct {
+    int64_t T, C, F, E, k;
+    vnrt_dtype xdt, wdt, ddt;
+    double limit;
+    float wlo;
+  } cases[] = {
+      {1, 64, 32, 8, 6, VNRT_F32, VNRT_F16, VNRT_F16, 0.0, 0.3f},
+      {4, 40, 24, 5, 3, VNRT_F32, VNRT_BF16, VNRT_BF16, 0.4, 0.3f},
+      {4, 37, 13, 3, 2, VNRT_F16, VNRT_F32, VNRT_F32, 0.0, 0.3f},
+      {3, 42, 22, 4, 3, VNRT_BF16, VNRT_F16, VNRT_BF16, 0.3, 0.3f},
+      {2, 20, 12, 6, 4, VNRT_F32, VNRT_F32, VNRT_F16, 0.25, 0.3f},
+      {5, 8, 4, 1, 1, VNRT_F32, VNRT_F16, VNRT_F32, 0.0, 0.3f},
+      {2, 32, 16, 3, 2, VNRT_F32, VNRT_F16, VNRT_F16, 0.0, 2e-4f},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+    int64_t T = cases[c].T, C = cases[c].C, F = cases[c].F, E = cases[c].E, k = cases[c].k;
+    int32_t ex[64];
+    ck_assert_int_le(T * k, 64);
+    /* Token t's slot i: a pattern that repeats experts across tokens (and within a token when
+     * k > E is impossible, so across slots of neighbouring tokens). */
+    for (int64_t j = 0; j < T * k; ++j) ex[j] = (int32_t)(((j / k) * 2 + (j % k) * 3) % E);
+    float wlo = cases[c].wlo;
+    tu_tensor in[5] = {rnd(cases[c].xdt, 2, T, C, 0, 0, 500 + (int)c, -1.0f, 1.0f),
+                       ints(2, T, k, ex),
+                       rnd(VNRT_F32, 2, T, k, 0, 0, 520 + (int)c, 0.1f, 1.0f),
+                       rnd(cases[c].wdt, 3, E, 2 * F, C, 0, 540 + (int)c, -wlo, wlo),
+                       rnd(cases[c].ddt, 3, E, C, F, 0, 560 + (int)c, -0.3f, 0.3f)};
+    double *ref = moe_ffn_ref(&in[0], &in[1], &in[2], &in[3], &in[4], cases[c].limit);
+    vnrt_attr lim = tu_attr_f("limit", cases[c].limit);
+    char what[96];
+    snprintf(what, sizeof what, "moe_ffn case %zu", c);
+    vs_double(ctx, what, VNRT_OP_MOE_FFN, in, 5, &lim, 1, ref, TOL_GEMM);
+    free(ref);
+    free_all(in, 5);
+  }
+}
+
 static void all_ops(vnrt_context *ctx) {
   ops_chain(ctx);
   ops_elementwise(ctx);
@@ -823,6 +901,7 @@ static void all_ops(vnrt_context *ctx) {
   ops_index_rope_attention(ctx);
   attention_cases(ctx);
   ops_mhc_moe(ctx);
+  moe_ffn_cases(ctx);
   ops_engram(ctx);
 }
 
@@ -848,9 +927,9 @@ END_TEST
 START_TEST(test_ops_match_cpu_baseline_under_validation) { ops_under_validation(1); }
 END_TEST
 
-/* On a CPU device (lavapipe) GEMMs, norms and attention run kernels written for it; the ones for GPUs
- * (matvec.comp, the shared-memory tiles, a workgroup per row) are forced here so that they
- * stay covered, under the validation layer. */
+/* On a CPU device (lavapipe) GEMMs, norms, attention and moe_ffn run kernels written for it;
+ * the ones for GPUs (matvec.comp, the shared-memory tiles, a workgroup per row) are forced
+ * here so that they stay covered, under the validation layer. */
 START_TEST(test_gpu_kernels_match_under_validation) {
   saved_env v = env_set("VNRT_VK_VALIDATION", "1");
   saved_env k = env_set("VNRT_VK_CPU_KERNELS", "0");
@@ -864,6 +943,7 @@ START_TEST(test_gpu_kernels_match_under_validation) {
   ops_index_rope_attention(ctx);
   attention_cases(ctx);
   ops_mhc_moe(ctx);
+  moe_ffn_cases(ctx);
   vnrt_context_destroy(ctx);
   env_restore(&k);
   env_restore(&v);
