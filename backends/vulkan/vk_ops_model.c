@@ -22,7 +22,7 @@
 #define ROUTE_GMAX 64
 #define ROUTE_KMAX 64
 #define FFN_NB 4 /* outputs per workgroup in moe_ffn.comp */
-#define FFN_RB 4 /* outputs per invocation in moe_ffn.comp's CPU passes */
+#define FFN_RB 8 /* outputs per invocation in moe_ffn.comp's CPU passes */
 #define WG_FFN 64u /* WG of moe_ffn.comp */
 
 static int64_t numel(const vnrt_tensor_type *t) { return vnrt_tensor_type_numel(t); }
@@ -320,9 +320,9 @@ static vnrt_status record_moe_ffn(vk_builder *b, const vnrt_backend_graph *g,
   vk_push_u(&d, 4, E);
   vk_push_f(&d, 5, vnrt_node_attr_f(node, "limit", 0.0));
   if (vk_builder_cpu_kernels(b)) {
-    /* Barrier-free passes, RB outputs per invocation (moe_ffn.comp); four-wide loads when
-     * every row starts on a multiple of 4 elements. */
-    d.spec[11] = C % 4 == 0 && F % 4 == 0;
+    /* Barrier-free passes, RB outputs per invocation (moe_ffn.comp); eight-wide loads when
+     * every row starts on a multiple of 8 elements. */
+    d.spec[11] = C % 8 == 0 && F % 8 == 0;
     d.spec[8] = 2;
     vk_grid(b, vk_div_up(T * k * vk_div_up(F, FFN_RB), WG_FFN), d.groups);
     VK_TRY(vk_emit(b, &d));

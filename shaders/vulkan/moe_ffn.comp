@@ -10,12 +10,12 @@
 //
 // OP 0/1 are the GPU kernels above. CPU devices (an invocation is a SIMD lane, every buffer
 // load a loop over lanes, barriers costly: docs/vulkan.md) run two barrier-free passes with
-// the same scratch instead, each invocation owning RB outputs so every loaded x (or h) value
-// serves RB (2 RB) weight rows:
+// the same scratch instead, each invocation owning RB = 8 outputs so every loaded x (or h)
+// value serves 2 RB (RB) weight rows (8 and 4 measured alike on a busy lavapipe host):
 //   OP 2: h[p, f0 .. f0+RB) for one slot p = t*k+i: RB gate and RB up rows against x[t].
 //   OP 3: y[t, c0 .. c0+RB) = sum over the slots i in order of w[t,i] <w_down[e, c, :], h[p, :]>.
-// SC2 = 1 (C and F multiples of 4, taken by the host) loads x, weights and h four at a time
-// (vec4 for f32, two packed words for f16/bf16); else one element at a time of any dtype.
+// SC2 = 1 (C and F multiples of 8, taken by the host) loads x, weights and h eight at a time
+// (two vec4 for f32, a uvec4 of packed halves for f16/bf16); else one element at a time.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 64
@@ -39,27 +39,38 @@ int expert(uint p) {
   return e;
 }
 
-#define RB 4u
+#define RB 8u
 
-// Four-wide aliases (SC2 = 1 only) of x, the two weight tensors and the scratch.
+// Eight-wide aliases (SC2 = 1 only) of x, the two weight tensors and the scratch: 16-bit
+// tensors load eight values as one uvec4, f32 ones as two vec4.
 layout(set = 0, binding = 0, std430) readonly buffer VnX4 { vec4 v[]; } x4f;
-layout(set = 0, binding = 0, std430) readonly buffer VnX4h { uvec2 v[]; } x4h;
+layout(set = 0, binding = 0, std430) readonly buffer VnX8h { uvec4 v[]; } x8h;
 layout(set = 0, binding = 3, std430) readonly buffer VnG4 { vec4 v[]; } g4f;
-layout(set = 0, binding = 3, std430) readonly buffer VnG4h { uvec2 v[]; } g4h;
+layout(set = 0, binding = 3, std430) readonly buffer VnG8h { uvec4 v[]; } g8h;
 layout(set = 0, binding = 4, std430) readonly buffer VnD4 { vec4 v[]; } d4f;
-layout(set = 0, binding = 4, std430) readonly buffer VnD4h { uvec2 v[]; } d4h;
+layout(set = 0, binding = 4, std430) readonly buffer VnD8h { uvec4 v[]; } d8h;
 layout(set = 0, binding = 8, std430) readonly buffer VnS4 { vec4 v[]; } s4;
 
-// Four 16-bit values (two words) of dtype dt as f32.
+// Four 16-bit values (two words) of dtype dt as f32 (f16 -> f32 is exact in any rounding).
 vec4 unpack4(uvec2 u, uint dt) {
-  uvec4 h = uvec4(u.x & 0xffffu, u.x >> 16, u.y & 0xffffu, u.y >> 16);
-  if (dt == DT_BF16) return uintBitsToFloat(h << 16);
+  if (dt == DT_BF16) {
+    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+  }
   return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
 }
-// Elements i .. i+3 (i a multiple of 4) of slots 0, 3 and 4.
-vec4 ldx4(uint i) { return DT0 == DT_F32 ? x4f.v[i >> 2] : unpack4(x4h.v[i >> 2], DT0); }
-vec4 ldg4(uint i) { return DT3 == DT_F32 ? g4f.v[i >> 2] : unpack4(g4h.v[i >> 2], DT3); }
-vec4 ldd4(uint i) { return DT4 == DT_F32 ? d4f.v[i >> 2] : unpack4(d4h.v[i >> 2], DT4); }
+// Elements i .. i+7 (i a multiple of 8) of slots 0, 3 and 4.
+#define VN_LD8(NAME, F4, H8, DT)                                \
+  void NAME(uint i, out vec4 a, out vec4 b) {                   \
+    if (DT == DT_F32) {                                         \
+      a = F4.v[i >> 2], b = F4.v[(i >> 2) + 1u];                \
+    } else {                                                    \
+      uvec4 u = H8.v[i >> 3];                                   \
+      a = unpack4(u.xy, DT), b = unpack4(u.zw, DT);             \
+    }                                                           \
+  }
+VN_LD8(ldx8, x4f, x8h, DT0)
+VN_LD8(ldg8, g4f, g8h, DT3)
+VN_LD8(ldd8, d4f, d8h, DT4)
 
 // The expert of slot p, reported (by the caller's choice of one lane) and clamped.
 uint expert_lane(uint p, bool report) {
@@ -90,11 +101,14 @@ void cpu_main() {
     vec4 ga[RB], ua[RB];
     for (uint j = 0u; j < RB; ++j) ga[j] = ua[j] = vec4(0.0);
     if (SC2 != 0u) {
-      for (uint c = 0u; c < C; c += 4u) {
-        vec4 x = ldx4(t * C + c);
+      for (uint c = 0u; c < C; c += 8u) {
+        vec4 xa, xb, wa, wb;
+        ldx8(t * C + c, xa, xb);
         for (uint j = 0u; j < RB; ++j) {
-          ga[j] += ldg4(go[j] + c) * x;
-          ua[j] += ldg4(uo[j] + c) * x;
+          ldg8(go[j] + c, wa, wb);
+          ga[j] += wa * xa + wb * xb;
+          ldg8(uo[j] + c, wa, wb);
+          ua[j] += wa * xa + wb * xb;
         }
       }
     } else {
@@ -133,9 +147,12 @@ void cpu_main() {
     vec4 acc[RB];
     for (uint j = 0u; j < RB; ++j) acc[j] = vec4(0.0);
     if (SC2 != 0u) {
-      for (uint f = 0u; f < F; f += 4u) {
-        vec4 h = s4.v[(p * F + f) >> 2];
-        for (uint j = 0u; j < RB; ++j) acc[j] += ldd4(ro[j] + f) * h;
+      for (uint f = 0u; f < F; f += 8u) {
+        vec4 ha = s4.v[(p * F + f) >> 2], hb = s4.v[((p * F + f) >> 2) + 1u], wa, wb;
+        for (uint j = 0u; j < RB; ++j) {
+          ldd8(ro[j] + f, wa, wb);
+          acc[j] += wa * ha + wb * hb;
+        }
       }
     } else {
       for (uint f = 0u; f < F; ++f) {

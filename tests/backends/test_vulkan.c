@@ -850,9 +850,9 @@ static double *moe_ffn_ref(const tu_tensor *x, const tu_tensor *ex, const tu_ten
 }
 
 /* moe_ffn's cases against double: decode (T = 1) and a few tokens, experts repeated across
- * tokens (and within one), f16/bf16/f32 weights and x, the limit clamp, C and F off the
- * four-wide loads and the 4-row blocks of the CPU passes, f16 weights in the subnormal range
- * (their conversion must be exact), a single expert. */
+ * tokens, f16/bf16/f32 weights and x, the limit clamp, C and F off the eight-wide loads and
+ * the 8-row blocks of the CPU passes, f16 weights in the subnormal range (their conversion
+ * must be exact), a single expert. */
 static void moe_ffn_cases(vnrt_context *ctx) {
   struct {
     int64_t T, C, F, E, k;
@@ -872,8 +872,7 @@ static void moe_ffn_cases(vnrt_context *ctx) {
     int64_t T = cases[c].T, C = cases[c].C, F = cases[c].F, E = cases[c].E, k = cases[c].k;
     int32_t ex[64];
     ck_assert_int_le(T * k, 64);
-    /* Token t's slot i: a pattern that repeats experts across tokens (and within a token when
-     * k > E is impossible, so across slots of neighbouring tokens). */
+    /* Token t's slot i: a pattern that repeats experts across tokens. */
     for (int64_t j = 0; j < T * k; ++j) ex[j] = (int32_t)(((j / k) * 2 + (j % k) * 3) % E);
     float wlo = cases[c].wlo;
     tu_tensor in[5] = {rnd(cases[c].xdt, 2, T, C, 0, 0, 500 + (int)c, -1.0f, 1.0f),
