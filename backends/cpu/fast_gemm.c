@@ -6,6 +6,8 @@
 
 /* The longest K a single-row GEMV takes in one block (16 KiB of x). */
 #define CPU_GEMV_KMAX 4096
+/* How far ahead (bytes of w) a GEMV of short rows prefetches; see gemm_nt_block_. */
+#define GEMV_PF_BYTES 4096
 /* x rows per micro-kernel call. */
 #define GEMM_MR 4
 /* w rows per micro-kernel call for mr x rows: the AVX2 kernels hold mr·nr accumulators and
@@ -410,12 +412,18 @@ static void gemm_nt_block_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, 
       const float *xk[GEMM_MR];
       for (int i = 0; i < mr; ++i) xk[i] = xr[i] + k0;
       if (ss) panel_sumsq_(isa, xk, mr, kc, ss, k0 == 0);
+      /* Prefetch distance in tiles: short rows (a MoE down projection's F = 48 is 96 bytes)
+       * make one tile a few hundred bytes, too little lead to hide memory latency, so such
+       * tiles prefetch the one GEMV_PF_BYTES ahead. */
+      int64_t pd = (int64_t)GEMV_PF_BYTES / (nr * kc * (int64_t)wsz);
+      if (pd < 1) pd = 1;
+      if (pd > 16) pd = 16;
       for (int64_t j = 0; j < n; j += nr) {
         const int nv = (int)(n - j < nr ? n - j : nr);
-        const char *next =
-            j + nr < n ? (const char *)w + (size_t)((j + nr) * ldw + k0) * wsz : NULL;
+        const int64_t jn = j + pd * nr;
+        const char *next = jn < n ? (const char *)w + (size_t)(jn * ldw + k0) * wsz : NULL;
         nt_tile_(avx2, mr, xk, (const char *)w + (size_t)(j * ldw + k0) * wsz, ldw, wdt, nv, kc,
-                 next, n - j - nr, s);
+                 next, n - jn, s);
         tile_out_(c + j, ldc, s, nr, mr, nv, k0 == 0);
       }
     }

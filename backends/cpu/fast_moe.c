@@ -174,6 +174,132 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
                     j->yp + s * j->C + c0, j->C, NULL);
 }
 
+/* ---- a few tokens, one pass: each item one expert's whole FFN for its routed tokens ------ */
+
+/* Items of the fused few-token pass: up to GEMM-MR (4) grouped rows of one expert. The item
+ * streams the expert's gate/up rows once (a GEMV of its rows against 2F weight rows), applies
+ * swiglu in a per-thread tile, and streams the down rows once: one pool pass, no barrier
+ * between gate/up and down, and each expert's weights read once however many of the tokens
+ * chose it. */
+#define MOE_FUSED_MR 4
+
+typedef struct moe_fused_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t C, F, k;
+  float limit;
+  const int32_t *it_expert; /* per item: expert, first grouped row, rows */
+  const int32_t *it_row, *it_rows;
+  const int32_t *token_of; /* [T·k]: the token of each grouped row */
+  float *yp;               /* [T·k, C] down projection per grouped row */
+  float *tiles;            /* per thread slot: x [4, C], gate/up [4, 2F], h [4, F] */
+  int64_t tile_floats;
+} moe_fused_job;
+
+static void fused_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t C = j->C, F = j->F;
+  const int64_t e = j->it_expert[item], r0 = j->it_row[item], m = j->it_rows[item];
+  float *xt = j->tiles + slot * j->tile_floats, *gu = xt + MOE_FUSED_MR * C;
+  float *h = gu + MOE_FUSED_MR * 2 * F;
+  const vnrt_dtype xdt = a->in_type[0]->dtype;
+  const size_t xsz = vnrt_dtype_size(xdt);
+  for (int64_t i = 0; i < m; ++i) {
+    const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r0 + i] * C) * xsz;
+    cpu_fast_to_f32(j->isa, src, xdt, C, xt + i * C);
+  }
+  const vnrt_dtype gdt = a->in_type[3]->dtype, ddt = a->in_type[4]->dtype;
+  const char *wgu = (const char *)a->in[3] + (size_t)(e * 2 * F * C) * vnrt_dtype_size(gdt);
+  cpu_gemm_nt_block(j->isa, xt, C, m, wgu, gdt, C, 2 * F, C, gu, 2 * F, NULL);
+  const float limit = j->limit;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t f = 0; f < F; ++f) {
+      float gv = gu[i * 2 * F + f], uv = gu[i * 2 * F + F + f];
+      if (limit > 0.0f) {
+        gv = gv < limit ? gv : limit;
+        uv = uv < -limit ? -limit : (uv > limit ? limit : uv);
+      }
+      h[i * F + f] = gv / (1.0f + expf(-gv)) * uv;
+    }
+  }
+  const char *wd = (const char *)a->in[4] + (size_t)(e * C * F) * vnrt_dtype_size(ddt);
+  cpu_gemm_nt_block(j->isa, h, F, m, wd, ddt, F, C, F, j->yp + r0 * C, C, NULL);
+}
+
+/* The fused pass; *out_done is 0 (nothing written) when it has too few items to keep every
+ * thread busy, and the two-pass path below runs instead. */
+static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
+                                  int64_t k, int64_t E, float limit, int *out_done) {
+  *out_done = 0;
+  const int64_t threads = cpu_pool_threads(a->pool), n_slots = T * k;
+  const int32_t *experts = a->in[1];
+  moe_fused_job j = {.a = a, .isa = cpu_fast_isa(), .C = C, .F = F, .k = k, .limit = limit};
+  j.tile_floats = MOE_FUSED_MR * (C + 3 * F);
+  /* int32 maps sized in floats: start [E + 1], slot_of, token_of [T·k] each, and per item
+   * expert, row, rows (at most T·k items). */
+  float *map_mem = NULL, *mem = NULL;
+  vnrt_status st = cpu_fast_alloc(a, E + 1 + 5 * n_slots, &map_mem);
+  if (st != VNRT_OK) return st;
+  int32_t *start = (int32_t *)(void *)map_mem, *slot_of = start + E + 1;
+  int32_t *token_of = slot_of + n_slots, *it_expert = token_of + n_slots;
+  int32_t *it_row = it_expert + n_slots, *it_rows = it_row + n_slots;
+  /* Counting sort by expert, stable in (t, i). */
+  memset(start, 0, sizeof(int32_t) * (size_t)(E + 1));
+  for (int64_t s = 0; s < n_slots; ++s) start[experts[s] + 1]++;
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  int64_t n_items = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t r = start[e]; r < start[e + 1]; r += MOE_FUSED_MR) {
+      it_expert[n_items] = (int32_t)e;
+      it_row[n_items] = (int32_t)r;
+      const int64_t rows = start[e + 1] - r;
+      it_rows[n_items] = (int32_t)(rows < MOE_FUSED_MR ? rows : MOE_FUSED_MR);
+      n_items++;
+    }
+  }
+  /* Whole experts as items balance only when there are a few per thread. */
+  if (n_items < 2 * threads) {
+    cpu_fast_free(a, map_mem);
+    return VNRT_OK;
+  }
+  for (int64_t s = 0; s < n_slots; ++s) {
+    const int32_t r = start[experts[s]]++;
+    slot_of[s] = r;
+    token_of[r] = (int32_t)(s / k);
+  }
+  st = cpu_fast_alloc(a, n_slots * C + threads * j.tile_floats + C, &mem);
+  if (st != VNRT_OK) {
+    cpu_fast_free(a, map_mem);
+    return st;
+  }
+  j.it_expert = it_expert;
+  j.it_row = it_row;
+  j.it_rows = it_rows;
+  j.token_of = token_of;
+  j.yp = mem;
+  j.tiles = mem + n_slots * C;
+  cpu_fast_for_each(a->pool, n_items, fused_item_, &j);
+  /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference. */
+  const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
+  float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats;
+  for (int64_t t = 0; t < T; ++t) {
+    float *dst = row ? row : (float *)a->out[0] + t * C;
+    for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float w = cpu_load_f32(a->in[2], pdt, t * k + i);
+      cpu_fast_axpy(j.isa, w, j.yp + (int64_t)slot_of[t * k + i] * C, dst, C);
+    }
+    if (row) {
+      for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], odt, t * C + c, row[c]);
+    }
+  }
+  cpu_fast_free(a, mem);
+  cpu_fast_free(a, map_mem);
+  *out_done = 1;
+  return VNRT_OK;
+}
+
 static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
                                   int64_t k, float limit) {
   moe_small_job j = {
@@ -261,6 +387,9 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   }
   /* The GEMV path reads w in place only on AVX2 (the portable GEMV needs f32 w). */
   if (j.T <= MOE_SMALL_T && (j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
+    int done = 0;
+    vnrt_status st = moe_ffn_fused_(a, j.T, j.C, j.F, j.k, E, j.limit, &done);
+    if (st != VNRT_OK || done) return st;
     return moe_ffn_small_(a, j.T, j.C, j.F, j.k, j.limit);
   }
 
