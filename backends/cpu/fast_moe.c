@@ -182,6 +182,8 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
  * between gate/up and down, and each expert's weights read once however many of the tokens
  * chose it. */
 #define MOE_FUSED_MR 4
+/* Items below which the two-pass path (finer items) runs instead. */
+#define MOE_FUSED_MIN_ITEMS 4
 
 typedef struct moe_fused_job {
   const cpu_kernel_args *a;
@@ -258,8 +260,10 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
       n_items++;
     }
   }
-  /* Whole experts as items balance only when there are a few per thread. */
-  if (n_items < 2 * threads) {
+  /* Whole experts as items balance only when there are a few of them. The bound is fixed,
+   * not the thread count: the two paths block K differently for several tokens, and which
+   * one runs must not depend on the threads (results would). */
+  if (n_items < MOE_FUSED_MIN_ITEMS) {
     cpu_fast_free(a, map_mem);
     return VNRT_OK;
   }

@@ -1178,6 +1178,89 @@ static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const
   return s;
 }
 
+/* Runs the fast moe_ffn kernel directly on a pool of `threads` threads into y (f32 [T, C]). */
+static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, int32_t threads, float *y) {
+  ck_assert_msg(cpu_fast_moe_ffn != NULL, "cpu_fast_moe_ffn is not linked");
+  fake_core fc = {{0}, VNRT_OK};
+  vnrt_backend_host host = {.struct_size = sizeof host,
+                            .core = &fc,
+                            .log = fake_log,
+                            .error = fake_error,
+                            .alloc = fake_alloc,
+                            .free = fake_free,
+                            .num_threads = threads};
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&host, threads, &pool) == VNRT_OK);
+  vnrt_backend_node node = {
+      .op = VNRT_OP_MOE_FFN, .name = "ffn", .n_inputs = 5, .n_outputs = 1, .n_attrs = 1,
+      .attrs = attrs};
+  vnrt_tensor_type yt = {.dtype = VNRT_F32, .rank = 2};
+  yt.dims[0] = in[0].type.dims[0];
+  yt.dims[1] = in[0].type.dims[1];
+  cpu_kernel_args a;
+  memset(&a, 0, sizeof a);
+  a.node = &node;
+  a.n_in = 5;
+  a.n_out = 1;
+  a.pool = pool;
+  a.host = &host;
+  for (int32_t i = 0; i < 5; ++i) {
+    a.in_type[i] = &in[i].type;
+    a.in[i] = in[i].data;
+  }
+  a.out_type[0] = &yt;
+  a.out[0] = y;
+  vnrt_status s = cpu_fast_moe_ffn(&a);
+  ck_assert_msg(s == VNRT_OK, "moe_ffn on %d threads: %s", threads, fc.msg);
+  cpu_pool_destroy(pool);
+}
+
+/* The decode path splits the routed experts into items that threads take in any order; each
+ * output must still be summed in one fixed order, bit for bit the same on 1, 2 and 3 threads,
+ * and agree with the double reference. Shapes: six experts of a token (one item each), and
+ * four tokens over six experts (items of up to four tokens, an expert chosen twice by one
+ * token, K past one 512 block), and two tokens of one expert each (the two-pass path). */
+START_TEST(test_ffn_decode_independent_of_threads) {
+  const ffn_case cases[] = {
+      {1, 264, 48, 16, 6, 0.35, VNRT_F32, VNRT_F32, VNRT_BF16, VNRT_BF16},
+      {4, 600, 24, 6, 6, 0.0, VNRT_F32, VNRT_F32, VNRT_F16, VNRT_F16},
+      {2, 520, 16, 64, 1, 0.0, VNRT_F32, VNRT_F32, VNRT_BF16, VNRT_F16},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+    const ffn_case *c = &cases[ci];
+    tu_tensor in[5];
+    make_ffn_inputs(c, 940 + ci, in);
+    double *x = values(&in[0]), *ex = values(&in[1]), *w = values(&in[2]);
+    double *wgu = values(&in[3]), *wd = values(&in[4]), *yd = dalloc(c->T * c->C);
+    ffn_d(c->T, c->C, c->F, c->k, c->limit, x, ex, w, wgu, wd, yd);
+    vnrt_attr attrs[] = {tu_attr_f("limit", c->limit)};
+    const int64_t n = c->T * c->C;
+    float *y1 = malloc(sizeof(float) * (size_t)n), *yn = malloc(sizeof(float) * (size_t)n);
+    double *y1d = dalloc(n);
+    ck_assert(y1 && yn);
+    run_fast_ffn(in, attrs, 1, y1);
+    for (int64_t i = 0; i < n; ++i) y1d[i] = y1[i];
+    const double e = nmse_d(y1d, yd, n);
+    ck_assert_msg(e <= TOL_FFN, "case %zu: NMSE %.3g vs double > %.3g", ci, e, TOL_FFN);
+    for (int32_t threads = 2; threads <= 3; ++threads) {
+      run_fast_ffn(in, attrs, threads, yn);
+      ck_assert_msg(memcmp(y1, yn, sizeof(float) * (size_t)n) == 0,
+                    "case %zu: %d threads differ from 1 thread", ci, threads);
+    }
+    free(y1);
+    free(yn);
+    free(y1d);
+    free(x);
+    free(ex);
+    free(w);
+    free(wgu);
+    free(wd);
+    free(yd);
+    for (int i = 0; i < 5; ++i) tu_tensor_free(&in[i]);
+  }
+}
+END_TEST
+
 START_TEST(test_errors_leave_outputs_untouched) {
   fake_core fc;
   /* moe_hash_route: the bad id is the last token's. */
@@ -1241,6 +1324,7 @@ static Suite *mhc_moe_suite(void) {
   tcase_add_test(moe, test_ffn_f32_weights_no_limit);
   tcase_add_test(moe, test_ffn_low_precision_weights_and_limit);
   tcase_add_test(moe, test_ffn_rejects_out_of_range_expert);
+  tcase_add_test(moe, test_ffn_decode_independent_of_threads);
   tcase_add_test(moe, test_errors_leave_outputs_untouched);
   suite_add_tcase(s, moe);
   return s;
