@@ -82,6 +82,15 @@ static void bind(vnrt_context *ctx, vnrt_plan *p, const char *name, const float 
   TU_OK(ctx, vnrt_plan_set_input(p, name, data, count * sizeof(float)));
 }
 
+/* Binds the prefill plan p's weights (w0 and w1 are shared with d through it) and each plan's
+ * own "odd", whose shapes differ. */
+static void bind_pair(vnrt_context *ctx, vnrt_plan *p, vnrt_plan *d) {
+  bind(ctx, p, "w0", w0, C * C);
+  bind(ctx, p, "w1", w1, C * C);
+  bind(ctx, p, "odd", oddp, C * C);
+  bind(ctx, d, "odd", oddd, H * C);
+}
+
 /* Runs p on x and reads y and z. */
 static void run(vnrt_context *ctx, vnrt_plan *p, const float *x, int64_t t, int64_t odd_rows,
                 result *r) {
@@ -151,10 +160,7 @@ START_TEST(test_shared_equals_unshared) {
     ck_assert_uint_eq(info.device_bytes + 2 * W_BYTES, info_d.device_bytes);
     ck_assert_uint_eq(info.weight_bytes, info_d.weight_bytes);
     /* Weights bound once, through the prefill plan; decode's own odd through decode. */
-    bind(ctx, p, "w0", w0, C * C);
-    bind(ctx, p, "w1", w1, C * C);
-    bind(ctx, p, "odd", oddp, C * C);
-    bind(ctx, d, "odd", oddd, H * C);
+    bind_pair(ctx, p, d);
     run(ctx, d, xd, TD, H, &got);
     check(&got, &want_d, xd, TD, w1, oddd, H, spec);
     run(ctx, p, xp, TP, C, &got);
@@ -223,10 +229,7 @@ START_TEST(test_destroy_order) {
       vnrt_plan *p = NULL, *d = NULL;
       TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, NULL, &p));
       TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, dev, NULL, p, &d));
-      bind(ctx, p, "w0", w0, C * C);
-      bind(ctx, p, "w1", w1, C * C);
-      bind(ctx, p, "odd", oddp, C * C);
-      bind(ctx, d, "odd", oddd, H * C);
+      bind_pair(ctx, p, d);
       if (order == 0) {
         vnrt_plan_destroy(p);
         run(ctx, d, xd, TD, H, &got);
@@ -283,10 +286,7 @@ START_TEST(test_streamed_not_shared) {
     vnrt_plan_info id;
     TU_OK(ctx, vnrt_plan_get_info(d, &id));
     ck_assert_int_eq(id.n_streamed_params, 0);
-    bind(ctx, p, "w0", w0, C * C);
-    bind(ctx, p, "w1", w1, C * C);
-    bind(ctx, p, "odd", oddp, C * C);
-    bind(ctx, d, "odd", oddd, H * C);
+    bind_pair(ctx, p, d);
     /* w0 is not shared: decode's own copy is unbound until bound through decode. */
     bind(ctx, d, "x", xd, TD * C);
     ck_assert_int_eq(vnrt_plan_run(d), VNRT_ERROR_INVALID_ARGUMENT);
