@@ -95,9 +95,32 @@ static vnrt_status report_kv_len(vnrt_backend_exec *exec, const cl_step *st, int
                  exec->graph.nodes[st->node].name, (int)kv_len, (long long)st->info[1]);
 }
 
+/* The arguments both attention kernels take first: q, k, v, sinks, kv_len, the result, the
+ * sizes and the attributes. */
+static void attention_args(cl_lower *L, cl_launch *k, double scale) {
+  const vnrt_tensor_type *q = cl_in_type(L, 0), *kt = cl_in_type(L, 1), *v = cl_in_type(L, 2);
+  cl_arg_in_dt(k, 0);
+  cl_arg_in_dt(k, 1);
+  cl_arg_in_dt(k, 2);
+  cl_arg_opt_in_dt(k, 3);
+  cl_arg_i32(k, L->node->n_inputs > 3);
+  cl_arg_opt_in(k, 4);
+  cl_arg_i32(k, L->node->n_inputs > 4);
+  cl_arg_out_dt(k, 0);
+  cl_arg_i32(k, (int32_t)q->dims[0]);
+  cl_arg_i32(k, (int32_t)kt->dims[0]);
+  cl_arg_i32(k, (int32_t)q->dims[1]);
+  cl_arg_i32(k, (int32_t)kt->dims[1]);
+  cl_arg_i32(k, (int32_t)q->dims[2]);
+  cl_arg_i32(k, (int32_t)v->dims[2]);
+  cl_arg_i32(k, vnrt_node_attr_i(L->node, "causal", 1) != 0);
+  cl_arg_i32(k, (int32_t)vnrt_node_attr_i(L->node, "window", 0));
+  cl_arg_f32(k, (float)scale);
+}
+
 static vnrt_status lower_attention(cl_lower *L) {
   const vnrt_tensor_type *q = cl_in_type(L, 0), *kt = cl_in_type(L, 1), *v = cl_in_type(L, 2);
-  int64_t T = q->dims[0], Hq = q->dims[1], D = q->dims[2], S = kt->dims[0], Hkv = kt->dims[1];
+  int64_t T = q->dims[0], Hq = q->dims[1], D = q->dims[2], S = kt->dims[0];
   int64_t Dv = v->dims[2];
   double scale = vnrt_node_attr_f(L->node, "scale", 1.0 / sqrt((double)(D > 0 ? D : 1)));
   int has_kvl = L->node->n_inputs > 4;
@@ -124,23 +147,7 @@ static vnrt_status lower_attention(cl_lower *L) {
     /* CPU drivers: a work-item per query row, no barriers (attention_rows). */
     uint64_t acc = cl_scratch(L, (uint64_t)(T * Hq * Dv) * 4);
     cl_launch_begin(L, "attention_rows", &k);
-    cl_arg_in_dt(&k, 0);
-    cl_arg_in_dt(&k, 1);
-    cl_arg_in_dt(&k, 2);
-    cl_arg_opt_in_dt(&k, 3);
-    cl_arg_i32(&k, L->node->n_inputs > 3);
-    cl_arg_opt_in(&k, 4);
-    cl_arg_i32(&k, has_kvl);
-    cl_arg_out_dt(&k, 0);
-    cl_arg_i32(&k, (int32_t)T);
-    cl_arg_i32(&k, (int32_t)S);
-    cl_arg_i32(&k, (int32_t)Hq);
-    cl_arg_i32(&k, (int32_t)Hkv);
-    cl_arg_i32(&k, (int32_t)D);
-    cl_arg_i32(&k, (int32_t)Dv);
-    cl_arg_i32(&k, vnrt_node_attr_i(L->node, "causal", 1) != 0);
-    cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "window", 0));
-    cl_arg_f32(&k, (float)scale);
+    attention_args(L, &k, scale);
     cl_arg_scratch(&k, acc);
     size_t one = 1, items = (size_t)(T * Hq);
     return cl_launch_end(&k, 1, &items, &one);
@@ -152,23 +159,7 @@ static vnrt_status lower_attention(cl_lower *L) {
                    "attention '%s': Dv=%lld needs work-groups of %lld items; the kernel allows %zu",
                    L->node->name, (long long)Dv, (long long)((Dv + ATT_MAXJ - 1) / ATT_MAXJ), wg);
   }
-  cl_arg_in_dt(&k, 0);
-  cl_arg_in_dt(&k, 1);
-  cl_arg_in_dt(&k, 2);
-  cl_arg_opt_in_dt(&k, 3);
-  cl_arg_i32(&k, L->node->n_inputs > 3);
-  cl_arg_opt_in(&k, 4);
-  cl_arg_i32(&k, has_kvl);
-  cl_arg_out_dt(&k, 0);
-  cl_arg_i32(&k, (int32_t)T);
-  cl_arg_i32(&k, (int32_t)S);
-  cl_arg_i32(&k, (int32_t)Hq);
-  cl_arg_i32(&k, (int32_t)Hkv);
-  cl_arg_i32(&k, (int32_t)D);
-  cl_arg_i32(&k, (int32_t)Dv);
-  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "causal", 1) != 0);
-  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "window", 0));
-  cl_arg_f32(&k, (float)scale);
+  attention_args(L, &k, scale);
   cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
   cl_arg_local(&k, sizeof(float) * wg);
   cl_arg_local(&k, sizeof(float) * wg);
