@@ -174,6 +174,33 @@ floatv ldv(__global const uchar *p, int dt, long i) {
 #define VN_LD_ANYA(i) ldv(A, da, (i))
 #define VN_LD_ANYB(i) ldv(B, db, (i))
 
+/* The vectorised part of a 4x4 block of dot products: r[i·4 + j] = A row ari · B row brj over
+ * k < the returned kv (K rounded down to the vector width; the caller adds the tail). The
+ * common dtype pairs get their own loops, so no load branches on a dtype. */
+int nt_block4x4(__global const uchar *A, int da, __global const uchar *B, int db, long ar0,
+                long ar1, long ar2, long ar3, long br0, long br1, long br2, long br3, int K,
+                float *r) {
+#pragma OPENCL FP_CONTRACT ON
+  floatv c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f, c10 = 0.0f, c11 = 0.0f, c12 = 0.0f,
+         c13 = 0.0f, c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f, c30 = 0.0f, c31 = 0.0f,
+         c32 = 0.0f, c33 = 0.0f;
+  int kv = K / VN_VW * VN_VW;
+  if (da == DT_F32 && db == DT_F32) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F32B)
+  } else if (da == DT_F32 && db == DT_F16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F16B)
+  } else if (da == DT_F32 && db == DT_BF16) {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_BF16B)
+  } else {
+    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_ANYA, VN_LD_ANYB)
+  }
+  r[0] = VN_HSUM(c00), r[1] = VN_HSUM(c01), r[2] = VN_HSUM(c02), r[3] = VN_HSUM(c03);
+  r[4] = VN_HSUM(c10), r[5] = VN_HSUM(c11), r[6] = VN_HSUM(c12), r[7] = VN_HSUM(c13);
+  r[8] = VN_HSUM(c20), r[9] = VN_HSUM(c21), r[10] = VN_HSUM(c22), r[11] = VN_HSUM(c23);
+  r[12] = VN_HSUM(c30), r[13] = VN_HSUM(c31), r[14] = VN_HSUM(c32), r[15] = VN_HSUM(c33);
+  return kv;
+}
+
 /* B transposed (linear: w[N, K]): an item computes C[m0..m0+4, n0..n0+4] with VN_VW partial
  * sums along k for each of its 16 outputs. Global (ceil(N/4), ceil(M/4), batch). */
 __kernel void gemm_vec_nt(GEMM_ARGS) {
@@ -188,24 +215,8 @@ __kernel void gemm_vec_nt(GEMM_ARGS) {
   long ar2 = ab + min(m0 + 2, (long)M - 1) * a_sm, ar3 = ab + min(m0 + 3, (long)M - 1) * a_sm;
   long br0 = bb + min(n0, (long)N - 1) * b_sn, br1 = bb + min(n0 + 1, (long)N - 1) * b_sn;
   long br2 = bb + min(n0 + 2, (long)N - 1) * b_sn, br3 = bb + min(n0 + 3, (long)N - 1) * b_sn;
-  floatv c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f, c10 = 0.0f, c11 = 0.0f, c12 = 0.0f,
-         c13 = 0.0f, c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f, c30 = 0.0f, c31 = 0.0f,
-         c32 = 0.0f, c33 = 0.0f;
-  int kv = K / VN_VW * VN_VW;
-  /* The common dtype pairs get their own loops, so no load branches on a dtype. */
-  if (da == DT_F32 && db == DT_F32) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F32B)
-  } else if (da == DT_F32 && db == DT_F16) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F16B)
-  } else if (da == DT_F32 && db == DT_BF16) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_BF16B)
-  } else {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_ANYA, VN_LD_ANYB)
-  }
-  float r[16] = {VN_HSUM(c00), VN_HSUM(c01), VN_HSUM(c02), VN_HSUM(c03),
-                 VN_HSUM(c10), VN_HSUM(c11), VN_HSUM(c12), VN_HSUM(c13),
-                 VN_HSUM(c20), VN_HSUM(c21), VN_HSUM(c22), VN_HSUM(c23),
-                 VN_HSUM(c30), VN_HSUM(c31), VN_HSUM(c32), VN_HSUM(c33)};
+  float r[16];
+  int kv = nt_block4x4(A, da, B, db, ar0, ar1, ar2, ar3, br0, br1, br2, br3, K, r);
   long arow[4] = {ar0, ar1, ar2, ar3}, brow[4] = {br0, br1, br2, br3};
   for (int i = 0; i < 4; ++i) {
     long m = m0 + i;
@@ -316,23 +327,8 @@ __kernel void moe_gemm_grouped(TENSOR(w), int dw, TENSOR(in), int din, int in_di
   long wb = e * rows * (long)K;
   long br0 = wb + min(r0, (long)rows - 1) * K, br1 = wb + min(r0 + 1, (long)rows - 1) * K;
   long br2 = wb + min(r0 + 2, (long)rows - 1) * K, br3 = wb + min(r0 + 3, (long)rows - 1) * K;
-  floatv c00 = 0.0f, c01 = 0.0f, c02 = 0.0f, c03 = 0.0f, c10 = 0.0f, c11 = 0.0f, c12 = 0.0f,
-         c13 = 0.0f, c20 = 0.0f, c21 = 0.0f, c22 = 0.0f, c23 = 0.0f, c30 = 0.0f, c31 = 0.0f,
-         c32 = 0.0f, c33 = 0.0f;
-  int kv = K / VN_VW * VN_VW;
-  if (da == DT_F32 && db == DT_F32) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F32B)
-  } else if (da == DT_F32 && db == DT_F16) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_F16B)
-  } else if (da == DT_F32 && db == DT_BF16) {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_F32A, VN_LD_BF16B)
-  } else {
-    for (int k = 0; k < kv; k += VN_VW) VN_NT_STEP(VN_LD_ANYA, VN_LD_ANYB)
-  }
-  float r[16] = {VN_HSUM(c00), VN_HSUM(c01), VN_HSUM(c02), VN_HSUM(c03),
-                 VN_HSUM(c10), VN_HSUM(c11), VN_HSUM(c12), VN_HSUM(c13),
-                 VN_HSUM(c20), VN_HSUM(c21), VN_HSUM(c22), VN_HSUM(c23),
-                 VN_HSUM(c30), VN_HSUM(c31), VN_HSUM(c32), VN_HSUM(c33)};
+  float r[16];
+  int kv = nt_block4x4(A, da, B, db, ar0, ar1, ar2, ar3, br0, br1, br2, br3, K, r);
   long prow[4] = {p0, p1, p2, p3}, arow[4] = {ar0, ar1, ar2, ar3}, brow[4] = {br0, br1, br2, br3};
   __global float *o = (__global float *)PTR(out);
   for (int i = 0; i < cnt; ++i) {
