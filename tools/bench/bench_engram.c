@@ -10,11 +10,6 @@
 #include "bench.h"
 #include "vnrt/memory.h"
 
-static uint64_t rng(uint64_t *s) {
-  *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-  return *s;
-}
-
 /* A file-backed f16 table of rows x dim, written once (zeros are fine: we time bytes). */
 static const char *make_table_file(int64_t rows, int64_t dim) {
   static char path[] = "/tmp/vnrt-bench-engram-XXXXXX";
@@ -47,7 +42,6 @@ static void bench_gather(const char *table, int64_t rows, int64_t dim) {
   void *out = xmalloc(out_bytes);
   int64_t per_head = rows / HEADS;
   for (int h = 0; h < HEADS; ++h) offs[h] = (int32_t)(h * per_head);
-  uint64_t s = 88172645463325252ull;
   /* Every page of the mapping once, so that the gather reads memory, not first-touch faults. */
   for (int64_t r = 0; r < per_head; r += 4096 / (dim * 2)) {
     int32_t rep[HEADS];
@@ -67,7 +61,7 @@ static void bench_gather(const char *table, int64_t rows, int64_t dim) {
     tt = now_s() - t0;
     if (tt < best_triad1) best_triad1 = tt;
     for (int l = 0; l < LOOKUPS; ++l) {
-      for (int i = 0; i < TOK * HEADS; ++i) idx[i] = (int32_t)(rng(&s) % (uint64_t)per_head);
+      for (int i = 0; i < TOK * HEADS; ++i) idx[i] = (int32_t)(rng_uniform() * (double)per_head);
       t0 = now_s();
       check(vnrt_engram_store_lookup(store, idx, TOK, HEADS, offs, out, out_bytes),
             "vnrt_engram_store_lookup");
@@ -281,10 +275,9 @@ static void bench_decode(const decode_cfg *c, int steps,
   for (int m = 0; m < N_MODES; ++m) {
     decode_open(device, g, c, m, steps, table_host, weights, &runs[m]);
   }
-  uint64_t s = 2463534242ull;
   enum { WARMUP = 5 };
   for (int i = -WARMUP; i < steps; ++i) {
-    int32_t id = (int32_t)(rng(&s) % 129280u);
+    int32_t id = (int32_t)(rng_uniform() * 129280.0);
     for (int k = 0; k < N_MODES; ++k) {
       int m = ((i < 0 ? 0 : i) + k) % N_MODES;
       decode_step(&runs[m], i, steps, id);
