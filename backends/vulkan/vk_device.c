@@ -1,5 +1,5 @@
-/* Logical devices: the queue, the features a device's shader variants need, and the objects
- * every plan on it shares (memory, staging, pipelines). */
+/* Logical devices: the queues, the features a device's shader variants need, and the objects
+ * every plan on it shares (memory, the copy stream, pipelines). */
 #include <string.h>
 
 #include "vk_internal.h"
@@ -10,11 +10,9 @@ void vk_device_close(vnrt_backend_device *dev) {
   if (dev->device) {
     vkDeviceWaitIdle(dev->device);
     vk_pipelines_destroy(dev);
-    if (dev->staging) vk_buffer_free(dev, dev->staging);
+    vk_copy_destroy(dev);
     if (dev->dummy) vk_buffer_free(dev, dev->dummy);
     vk_memory_destroy(dev);
-    if (dev->fence) vkDestroyFence(dev->device, dev->fence, NULL);
-    if (dev->cmd_pool) vkDestroyCommandPool(dev->device, dev->cmd_pool, NULL);
     vkDestroyDevice(dev->device, NULL);
   }
   if (dev->locks_ready) {
@@ -73,21 +71,28 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
       .pNext = &s16,
   };
   features.features.shaderInt64 = (dev->variant & VK_VARIANT_I64) ? VK_TRUE : VK_FALSE;
-  float priority = 1.0f;
-  VkDeviceQueueCreateInfo qci = {
-      .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
-      .queueFamilyIndex = p->queue_family,
-      .queueCount = 1,
-      .pQueuePriorities = &priority,
+  /* The copy stream's queue is chosen before the device exists: it may need a second queue
+   * and timeline semaphores. */
+  vk_copy_choose(dev);
+  VkPhysicalDeviceTimelineSemaphoreFeaturesKHR tl = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES_KHR,
+      .timelineSemaphore = VK_TRUE,
   };
-  const char *exts[1];
+  const char *exts[2];
   uint32_t n_exts = 0;
+  if (dev->copy.mode != VK_COPY_NONE) {
+    s16.pNext = &tl;
+    if (!p->timeline_core) exts[n_exts++] = VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME;
+  }
   if (p->portability_subset) exts[n_exts++] = "VK_KHR_portability_subset";
+  float priorities[2];
+  VkDeviceQueueCreateInfo qci[2];
+  uint32_t n_qci = vk_copy_queue_infos(dev, qci, priorities);
   VkDeviceCreateInfo dci = {
       .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
       .pNext = &features,
-      .queueCreateInfoCount = 1,
-      .pQueueCreateInfos = &qci,
+      .queueCreateInfoCount = n_qci,
+      .pQueueCreateInfos = qci,
       .enabledExtensionCount = n_exts,
       .ppEnabledExtensionNames = exts,
   };
@@ -98,33 +103,11 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
     return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateDevice for '%s'", p->props.deviceName);
   }
   vkGetDeviceQueue(dev->device, p->queue_family, 0, &dev->queue);
-  VkCommandPoolCreateInfo cpi = {
-      .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-      .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-      .queueFamilyIndex = p->queue_family,
-  };
-  r = vkCreateCommandPool(dev->device, &cpi, NULL, &dev->cmd_pool);
-  if (r == VK_SUCCESS) {
-    VkCommandBufferAllocateInfo cai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = dev->cmd_pool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    r = vkAllocateCommandBuffers(dev->device, &cai, &dev->copy_cmd);
-  }
-  if (r == VK_SUCCESS) {
-    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    r = vkCreateFence(dev->device, &fci, NULL, &dev->fence);
-  }
-  if (r != VK_SUCCESS) {
-    vk_device_close(dev);
-    return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "creating the command pool and fence");
-  }
   dev->min_offset_align = p->props.limits.minStorageBufferOffsetAlignment;
   if (dev->min_offset_align < 4) dev->min_offset_align = 4;
   vk_memory_init(dev);
-  vnrt_status s = vk_buffer_create(dev, 256, false, "dummy buffer", &dev->dummy);
+  vnrt_status s = vk_copy_init(dev);
+  if (s == VNRT_OK) s = vk_buffer_create(dev, 256, false, "dummy buffer", &dev->dummy);
   if (s == VNRT_OK) s = vk_pipelines_init(dev);
   if (s != VNRT_OK) {
     vk_device_close(dev);

@@ -561,7 +561,7 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
   uint64_t err_lo = (uint64_t)first * e->err_stride, err_bytes = (uint64_t)count * e->err_stride;
   memset(e->aux->host + err_lo, 0, (size_t)err_bytes);
   vk_buffer_flush(dev, e->aux, err_lo, err_bytes);
-  VK_TRY(vk_submit_wait(dev, cmd, e->fence, "run"));
+  VK_TRY(vk_submit_compute(dev, cmd, e->fence, "run"));
   vk_buffer_invalidate(dev, e->aux, err_lo, err_bytes);
   for (int32_t n = first; n < first + count; ++n) {
     const uint32_t *rec = (const uint32_t *)(e->aux->host + (uint64_t)n * e->err_stride);

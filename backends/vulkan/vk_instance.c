@@ -167,20 +167,25 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
     return false;
   }
 
-  /* Queues: any family with compute; note whether a transfer-only family exists. */
+  /* Queues: any family with compute (and how many queues it has, for a second one as the copy
+   * queue); the first transfer-only family, for the copy stream (vk_copy.c). */
   uint32_t nq = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, NULL);
   VkQueueFamilyProperties *qf = nq ? host->alloc(host->core, sizeof *qf * nq) : NULL;
   if (nq && !qf) return false;
   if (qf) vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, qf);
   bool found = false;
+  p->copy_family = UINT32_MAX;
   for (uint32_t i = 0; i < nq; ++i) {
     VkQueueFlags f = qf[i].queueFlags;
     if (!found && (f & VK_QUEUE_COMPUTE_BIT) && qf[i].queueCount > 0) {
       p->queue_family = i;
+      p->queue_count = qf[i].queueCount;
       found = true;
     }
-    if ((f & VK_QUEUE_TRANSFER_BIT) && !(f & (VK_QUEUE_COMPUTE_BIT | VK_QUEUE_GRAPHICS_BIT))) {
+    if ((f & VK_QUEUE_TRANSFER_BIT) && !(f & (VK_QUEUE_COMPUTE_BIT | VK_QUEUE_GRAPHICS_BIT)) &&
+        qf[i].queueCount > 0) {
+      if (!p->has_copy_queue) p->copy_family = i;
       p->has_copy_queue = true;
     }
   }
@@ -222,6 +227,7 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
   p->int8 = has_f16i8 && has_s8 && f16i8.shaderInt8 && s8.storageBuffer8BitAccess;
   p->int64 = f2.features.shaderInt64;
   p->timeline = has_tl && tl.timelineSemaphore;
+  p->timeline_core = v12;
 
   VkPhysicalDeviceSubgroupProperties sg = {
       .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
@@ -322,6 +328,17 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   st->host = host;
   st->baseline = env_on("VNRT_VK_BASELINE");
   st->force_staging = env_on("VNRT_VK_FORCE_STAGING");
+  const char *cq = getenv("VNRT_VK_COPY_QUEUE");
+  if (cq && strcmp(cq, "0") == 0) {
+    st->copy_pref = VK_COPY_PREF_OFF;
+  } else if (cq && strcmp(cq, "shared") == 0) {
+    st->copy_pref = VK_COPY_PREF_SHARED;
+  } else if (cq && cq[0] && strcmp(cq, "1") != 0 && strcmp(cq, "auto") != 0) {
+    host->log(host->core, VNRT_LOG_WARN,
+              "vulkan: VNRT_VK_COPY_QUEUE='%s' is not 0, 1, auto or shared; choosing by "
+              "capability",
+              cq);
+  }
   bool want_validation = env_on("VNRT_VK_VALIDATION");
   /* VNRT_VK_VALIDATION=sync also turns on synchronization validation (missing barriers). */
   const char *vv = getenv("VNRT_VK_VALIDATION");

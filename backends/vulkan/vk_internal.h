@@ -5,6 +5,7 @@
 #define VNRT_BACKENDS_VULKAN_INTERNAL_H_
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -67,15 +68,26 @@ typedef struct vk_phys {
   VkPhysicalDeviceProperties props;
   VkPhysicalDeviceMemoryProperties mem;
   uint32_t queue_family; /* a family with compute */
+  uint32_t queue_count;  /* queues in that family */
+  uint32_t copy_family;  /* a transfer-only family, UINT32_MAX if none */
   bool has_copy_queue;   /* a transfer-only family exists */
   /* Features, as probed. */
   bool storage16, float16, int8, int64, subgroup_arith, timeline;
+  bool timeline_core;      /* timeline semaphores are core (1.2), not VK_KHR_timeline_semaphore */
   bool portability_subset; /* VK_KHR_portability_subset must be enabled */
   uint32_t subgroup_size;
   uint32_t device_type_rank; /* for ordering: higher first */
   uint64_t device_local_bytes;
   vnrt_device_info info;
 } vk_phys;
+
+/* VNRT_VK_COPY_QUEUE: the copy stream's queue by capability (unset), none ("0"), or the
+ * compute queue itself ("shared": how a one-queue device exercises the copy-queue path). */
+typedef enum vk_copy_pref {
+  VK_COPY_PREF_AUTO,
+  VK_COPY_PREF_OFF,
+  VK_COPY_PREF_SHARED,
+} vk_copy_pref;
 
 typedef struct vk_state {
   const vnrt_backend_host *host;
@@ -85,6 +97,7 @@ typedef struct vk_state {
   bool validation;    /* the Khronos validation layer is enabled */
   bool baseline;      /* VNRT_VK_BASELINE=1: no optional features */
   bool force_staging; /* VNRT_VK_FORCE_STAGING=1: never map device memory */
+  vk_copy_pref copy_pref;
   uint32_t n_phys;
   vk_phys *phys;
 } vk_state;
@@ -121,25 +134,60 @@ typedef struct vk_pipeline_entry {
   VkPipeline pipeline;
 } vk_pipeline_entry;
 
+/* The copy stream's queue (vk_copy.c), chosen by capability when the device is opened. */
+typedef enum vk_copy_mode {
+  VK_COPY_NONE,     /* staged copies go on the compute queue, each waited for with a fence */
+  VK_COPY_TRANSFER, /* a queue of a transfer-only family */
+  VK_COPY_SECOND,   /* queue 1 of the compute family */
+  VK_COPY_SHARED,   /* the compute queue itself (VNRT_VK_COPY_QUEUE=shared) */
+} vk_copy_mode;
+
+#define VK_COPY_SLOTS 2 /* staging chunks in flight: one is filled while the other copies */
+
+/* One staging chunk and the command buffer that copies it. */
+typedef struct vk_copy_slot {
+  vnrt_backend_buffer *staging;
+  VkCommandBuffer cmd;
+  VkFence fence;  /* VK_COPY_NONE: signalled by the slot's submit */
+  uint64_t value; /* else: the copy timeline value its last submit signals */
+  bool pending;   /* submitted and not yet waited for: the staging memory is the device's */
+} vk_copy_slot;
+
+/* Timelines: every staged copy signals the next value of `copy_timeline`; every run signals
+ * the next value of `compute_timeline`. A run waits for the last copy value submitted, a copy
+ * that reads a device buffer for the last compute value submitted. The *_published values are
+ * stored after the submit that signals them, so a wait never precedes its signal. */
+typedef struct vk_copy {
+  vk_copy_mode mode;
+  const char *why; /* VK_COPY_NONE: the reason, for the log line */
+  uint32_t family; /* the copy queue's family */
+  uint32_t index;  /* the copy queue's index in it */
+  VkQueue queue;   /* == the device's compute queue for NONE and SHARED */
+  VkCommandPool pool;
+  vk_copy_slot slots[VK_COPY_SLOTS];
+  VkSemaphore copy_timeline, compute_timeline; /* NULL for VK_COPY_NONE */
+  uint64_t copy_submitted;                     /* under staging_lock */
+  uint64_t compute_submitted;                  /* under queue_lock */
+  _Atomic uint64_t copy_published, compute_published;
+  PFN_vkWaitSemaphores wait_semaphores; /* core or KHR entry point */
+} vk_copy;
+
 /* Threads: the executor's copy stream calls buffer_write/buffer_read on a host thread while
  * run() submits on the calling thread, so the queue, the staging path and the allocator each
- * have a lock. */
+ * have a lock. Lock order: staging_lock, then queue_lock, then mem_lock. */
 struct vnrt_backend_device {
-  pthread_mutex_t queue_lock;   /* vkQueueSubmit (the queue is externally synchronized) */
-  pthread_mutex_t staging_lock; /* staging buffer, copy_cmd and fence */
+  pthread_mutex_t queue_lock;   /* vkQueueSubmit on `queue` (externally synchronized) */
+  pthread_mutex_t staging_lock; /* the copy slots, and submits on a copy queue of its own */
   pthread_mutex_t mem_lock;     /* the suballocator */
   bool locks_ready;
   vk_state *state;
   const vnrt_backend_host *host;
   const vk_phys *phys;
   VkDevice device;
-  VkQueue queue;
-  VkCommandPool cmd_pool; /* for staging copies */
-  VkCommandBuffer copy_cmd;
-  VkFence fence;
+  VkQueue queue; /* the compute queue */
+  vk_copy copy;
   uint32_t variant; /* VK_VARIANT_* bits this device runs */
   vk_allocator mem;
-  vnrt_backend_buffer *staging;
   vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
   VkDescriptorSetLayout set_layout;
   VkPipelineLayout pipeline_layout;
@@ -277,9 +325,29 @@ void vk_buffer_flush(vnrt_backend_device *device, vnrt_backend_buffer *buffer, u
                      uint64_t bytes);
 void vk_buffer_invalidate(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                           uint64_t bytes);
-/* Submits cmd on the device's queue and waits for it (device->fence). */
-vnrt_status vk_submit_wait(vnrt_backend_device *device, VkCommandBuffer cmd, VkFence fence,
-                           const char *what);
+
+/* vk_copy.c */
+/* Picks the copy queue by capability and VNRT_VK_COPY_QUEUE (before the VkDevice exists). */
+void vk_copy_choose(vnrt_backend_device *device);
+/* The queue create infos for the compute queue and the chosen copy queue: returns how many
+ * (1 or 2); priorities must hold 2 floats and outlive the infos. */
+uint32_t vk_copy_queue_infos(const vnrt_backend_device *device, VkDeviceQueueCreateInfo out[2],
+                             float *priorities);
+/* Gets the queues, creates the copy pool, command buffers and timelines, and logs the choice. */
+vnrt_status vk_copy_init(vnrt_backend_device *device);
+void vk_copy_destroy(vnrt_backend_device *device);
+/* Queue families that use buffers: 2 when the copy queue has its own family (buffers are then
+ * created VK_SHARING_MODE_CONCURRENT over both), else 1. */
+uint32_t vk_copy_families(const vnrt_backend_device *device, uint32_t out[2]);
+/* Staged copies between host memory and a buffer that is not mapped. */
+vnrt_status vk_copy_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                          const void *src, uint64_t bytes);
+vnrt_status vk_copy_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                         void *dst, uint64_t bytes);
+/* Submits a run's cmd on the compute queue (waiting for the copy timeline, signalling the
+ * compute timeline) and waits for fence. */
+vnrt_status vk_submit_compute(vnrt_backend_device *device, VkCommandBuffer cmd, VkFence fence,
+                              const char *what);
 
 /* vk_pipeline.c */
 vnrt_status vk_pipelines_init(vnrt_backend_device *device);

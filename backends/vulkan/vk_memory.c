@@ -1,16 +1,14 @@
 /* Device memory: a suballocator over a few large VkDeviceMemory blocks per memory type (with
  * the device's heap sizes and maxMemoryAllocationCount respected), the backend's buffers, and
  * host <-> device copies (zero-copy through a persistent mapping where device memory is
- * host-visible, else through a staging buffer). */
+ * host-visible, else through the copy stream's staging chunks, vk_copy.c). */
 #include <inttypes.h>
 #include <string.h>
 
 #include "vk_internal.h"
 
-#define VK_BLOCK_BYTES (64ull << 20)   /* a shared block; larger requests get their own */
-#define VK_STAGING_BYTES (16ull << 20) /* staging chunk for buffer_read/write */
-#define VK_BUFFER_ALIGN 256ull         /* tensor offsets are multiples of 256 */
-#define VK_WAIT_NS (600ull * 1000000000ull)
+#define VK_BLOCK_BYTES (64ull << 20) /* a shared block; larger requests get their own */
+#define VK_BUFFER_ALIGN 256ull       /* tensor offsets are multiples of 256 */
 
 typedef struct vk_range {
   uint64_t offset, size;
@@ -29,6 +27,16 @@ struct vk_block {
 };
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Buffers are used by the compute queue and the copy queue: where those are of two families,
+ * both may access them concurrently (no ownership transfers). families must outlive bci. */
+static void sharing_mode(const vnrt_backend_device *dev, VkBufferCreateInfo *bci,
+                         uint32_t families[2]) {
+  uint32_t n = vk_copy_families(dev, families);
+  bci->sharingMode = n > 1 ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE;
+  bci->queueFamilyIndexCount = n > 1 ? n : 0;
+  bci->pQueueFamilyIndices = n > 1 ? families : NULL;
+}
 
 /* Picks the memory types for buffers and for host-visible staging, by capability. */
 static void pick_types(vnrt_backend_device *dev, uint32_t allowed) {
@@ -88,8 +96,9 @@ void vk_memory_init(vnrt_backend_device *dev) {
       .size = VK_BUFFER_ALIGN,
       .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-      .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
   };
+  uint32_t families[2];
+  sharing_mode(dev, &bci, families);
   VkBuffer probe = VK_NULL_HANDLE;
   if (vkCreateBuffer(dev->device, &bci, NULL, &probe) == VK_SUCCESS) {
     VkMemoryRequirements req;
@@ -349,8 +358,9 @@ static vnrt_status buffer_create_locked(vnrt_backend_device *dev, uint64_t bytes
       .size = vk_size,
       .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-      .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
   };
+  uint32_t families[2];
+  sharing_mode(dev, &bci, families);
   VkResult r = vkCreateBuffer(dev->device, &bci, NULL, &buf->buffer);
   if (r != VK_SUCCESS) {
     host->free(host->core, buf);
@@ -451,32 +461,6 @@ void vk_buffer_invalidate(vnrt_backend_device *dev, vnrt_backend_buffer *buf, ui
   vkInvalidateMappedMemoryRanges(dev->device, 1, &r);
 }
 
-vnrt_status vk_submit_wait(vnrt_backend_device *dev, VkCommandBuffer cmd, VkFence fence,
-                           const char *what) {
-  VkSubmitInfo si = {
-      .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-      .commandBufferCount = 1,
-      .pCommandBuffers = &cmd,
-  };
-  pthread_mutex_lock(&dev->queue_lock);
-  VkResult r = vkQueueSubmit(dev->queue, 1, &si, fence);
-  pthread_mutex_unlock(&dev->queue_lock);
-  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: vkQueueSubmit", what);
-  r = vkWaitForFences(dev->device, 1, &fence, VK_TRUE, VK_WAIT_NS);
-  if (r != VK_SUCCESS) {
-    /* The fence may still signal later; wait for the queue so that nothing is in flight. */
-    if (r == VK_TIMEOUT) {
-      pthread_mutex_lock(&dev->queue_lock);
-      vkQueueWaitIdle(dev->queue);
-      pthread_mutex_unlock(&dev->queue_lock);
-    }
-    vkResetFences(dev->device, 1, &fence);
-    return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: waiting for the device", what);
-  }
-  vkResetFences(dev->device, 1, &fence);
-  return VNRT_OK;
-}
-
 static vnrt_status check_range(vnrt_backend_device *dev, vnrt_backend_buffer *buf, const char *what,
                                uint64_t offset, uint64_t bytes) {
   if (!buf || offset > buf->size || bytes > buf->size - offset) {
@@ -488,61 +472,6 @@ static vnrt_status check_range(vnrt_backend_device *dev, vnrt_backend_buffer *bu
   return VNRT_OK;
 }
 
-/* The device's staging buffer, created on first use (only devices whose buffers are not
- * mapped need one). */
-static vnrt_status ensure_staging(vnrt_backend_device *dev) {
-  if (dev->staging) return VNRT_OK;
-  VK_TRY(vk_buffer_create(dev, VK_STAGING_BYTES, true, "staging", &dev->staging));
-  if (!dev->staging->host) {
-    return dev->host->error(dev->host->core, VNRT_ERROR_DEVICE,
-                            "vulkan: the staging buffer is not host-visible");
-  }
-  return VNRT_OK;
-}
-
-/* Copies between the staging buffer and buf with one command buffer: to_device picks the
- * direction. */
-static vnrt_status staged_copy(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
-                               uint64_t bytes, bool to_device) {
-  VkCommandBufferBeginInfo bi = {
-      .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-      .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-  };
-  VkResult r = vkResetCommandBuffer(dev->copy_cmd, 0);
-  if (r == VK_SUCCESS) r = vkBeginCommandBuffer(dev->copy_cmd, &bi);
-  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "staging: recording a copy");
-  VkBufferCopy region = {
-      .srcOffset = to_device ? 0 : offset,
-      .dstOffset = to_device ? offset : 0,
-      .size = bytes,
-  };
-  VkBuffer src = to_device ? dev->staging->buffer : buf->buffer;
-  VkBuffer dst = to_device ? buf->buffer : dev->staging->buffer;
-  /* Order against earlier compute work on the queue, and make the copy visible to later work
-   * and to the host. */
-  VkMemoryBarrier before = {
-      .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-      .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-  };
-  vkCmdPipelineBarrier(dev->copy_cmd,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &before, 0, NULL, 0, NULL);
-  vkCmdCopyBuffer(dev->copy_cmd, src, dst, 1, &region);
-  VkMemoryBarrier after = {
-      .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-      .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
-      .dstAccessMask =
-          VK_ACCESS_HOST_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-  };
-  vkCmdPipelineBarrier(dev->copy_cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1,
-                       &after, 0, NULL, 0, NULL);
-  r = vkEndCommandBuffer(dev->copy_cmd);
-  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "staging: recording a copy");
-  return vk_submit_wait(dev, dev->copy_cmd, dev->fence, to_device ? "buffer_write" : "buffer_read");
-}
-
 vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
                             const void *src, uint64_t bytes) {
   VK_TRY(check_range(dev, buf, "write", offset, bytes));
@@ -552,20 +481,7 @@ vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, 
     vk_buffer_flush(dev, buf, offset, bytes);
     return VNRT_OK;
   }
-  pthread_mutex_lock(&dev->staging_lock);
-  vnrt_status s = ensure_staging(dev);
-  const uint8_t *p = src;
-  while (s == VNRT_OK && bytes > 0) {
-    uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
-    memcpy(dev->staging->host, p, (size_t)chunk);
-    vk_buffer_flush(dev, dev->staging, 0, chunk);
-    s = staged_copy(dev, buf, offset, chunk, true);
-    p += chunk;
-    offset += chunk;
-    bytes -= chunk;
-  }
-  pthread_mutex_unlock(&dev->staging_lock);
-  return s;
+  return vk_copy_write(dev, buf, offset, src, bytes);
 }
 
 vnrt_status vk_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
@@ -577,19 +493,5 @@ vnrt_status vk_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, u
     memcpy(dst, buf->host + offset, (size_t)bytes);
     return VNRT_OK;
   }
-  pthread_mutex_lock(&dev->staging_lock);
-  vnrt_status s = ensure_staging(dev);
-  uint8_t *p = dst;
-  while (s == VNRT_OK && bytes > 0) {
-    uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
-    s = staged_copy(dev, buf, offset, chunk, false);
-    if (s != VNRT_OK) break;
-    vk_buffer_invalidate(dev, dev->staging, 0, chunk);
-    memcpy(p, dev->staging->host, (size_t)chunk);
-    p += chunk;
-    offset += chunk;
-    bytes -= chunk;
-  }
-  pthread_mutex_unlock(&dev->staging_lock);
-  return s;
+  return vk_copy_read(dev, buf, offset, dst, bytes);
 }
