@@ -185,6 +185,57 @@ START_TEST(host_lookups_match_the_spec_for_every_cache) {
 }
 END_TEST
 
+/* Rows of whole 64-byte pieces (D = 64 f16, 32 and 64 f32, 96 bf16) and of odd sizes (40 f16,
+ * 33 f32), in lookups far longer than the gather's prefetch distance, with the cache off (rows
+ * copied straight to the output), tiny and large: the copy path's fast and fallback branches,
+ * and rows near the table's end, equal the spec. */
+START_TEST(wide_rows_in_long_lookups_match_the_spec) {
+  vnrt_context *ctx = tu_context();
+  const struct {
+    vnrt_dtype dtype;
+    int64_t D;
+  } shapes[] = {{VNRT_F16, 64},  {VNRT_F32, 32}, {VNRT_F32, 64},
+                {VNRT_BF16, 96}, {VNRT_F16, 40}, {VNRT_F32, 33}};
+  const int32_t H = 4, per_head = 97;
+  const int64_t R = H * per_head;
+  const int32_t offsets[4] = {0, 97, 194, 291};
+  const int64_t caches[] = {0, 1, 64, R + 5};
+  for (size_t si = 0; si < VN_ARRAY_SIZE(shapes); ++si) {
+    table t = table_new(R, shapes[si].D, shapes[si].dtype, 101 + si);
+    for (size_t ci = 0; ci < VN_ARRAY_SIZE(caches); ++ci) {
+      vnrt_engram_store_desc desc = {0};
+      desc.rows = R;
+      desc.dim = t.D;
+      desc.dtype = t.dtype;
+      desc.host_data = t.bytes;
+      desc.cache_slots = caches[ci];
+      vnrt_engram_store *s = make_store(ctx, &desc);
+      uint64_t st = 9 + si * 16 + ci;
+      const int64_t T = 300;
+      int32_t *idx = malloc((size_t)(T * H) * sizeof *idx);
+      for (int call = 0; call < 3; ++call) {
+        random_idx(idx, T, H, per_head, &st);
+        /* The last rows of the table and of each head, near the end of the lookup too. */
+        for (int32_t h = 0; h < H; ++h) idx[(T - 1) * H + h] = per_head - 1;
+        idx[0] = per_head - 1;
+        const size_t bytes = (size_t)(T * H * t.D) * t.elem;
+        void *out = malloc(bytes);
+        TU_OK(ctx, vnrt_engram_store_lookup(s, idx, T, H, offsets, out, bytes));
+        char what[96];
+        snprintf(what, sizeof what, "%s D=%lld, cache %lld, call %d", vnrt_dtype_name(t.dtype),
+                 (long long)t.D, (long long)caches[ci], call);
+        check_lookup(&t, idx, T, H, offsets, out, what);
+        free(out);
+      }
+      free(idx);
+      vnrt_engram_store_destroy(s);
+    }
+    table_free(&t);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(host_data_is_borrowed_or_copied) {
   vnrt_context *ctx = tu_context();
   table t = table_new(10, 4, VNRT_F32, 5);
@@ -652,6 +703,7 @@ int main(void) {
   Suite *s = suite_create("engram_store");
   TCase *tc = tcase_create("engram_store");
   tcase_add_test(tc, host_lookups_match_the_spec_for_every_cache);
+  tcase_add_test(tc, wide_rows_in_long_lookups_match_the_spec);
   tcase_add_test(tc, host_data_is_borrowed_or_copied);
   tcase_add_test(tc, raw_file_tables_at_any_offset);
   tcase_add_test(tc, truncated_and_missing_files_fail_with_the_sizes);
