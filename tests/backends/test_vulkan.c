@@ -1,11 +1,14 @@
 /* Check suite for the Vulkan backend: the device and its capabilities (cross-checked with the
  * Vulkan API itself), an absent driver, allocation limits, every op against the CPU device in
  * the normal and the baseline shader variants under the Khronos validation layer (which must
- * stay silent), run-time index errors, the staging path, mixed CPU/Vulkan plans with cached
- * command buffers, and the on-disk pipeline cache. */
+ * stay silent), run-time index errors, the staging path, the copy stream's queue and timelines
+ * (large transfers, copies from a second thread during runs, the logged choice), mixed
+ * CPU/Vulkan plans with cached command buffers, and the on-disk pipeline cache. */
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 
 #include <vulkan/vulkan.h>
 
+#include "registry.h" /* vn_device_open: the backend device, for buffer-level copies */
 #include "test_util.h"
 
 #define TOL_ELEM 1e-7
@@ -27,6 +31,7 @@ typedef struct log_capture {
   char text[16384];  /* everything, newline-separated (truncated) */
   size_t used;
   char first_validation[1024];
+  char copy_line[512]; /* the last "vulkan: copy stream: ..." line */
 } log_capture;
 
 static void capture_fn(void *user, vnrt_log_level level, const char *message) {
@@ -37,6 +42,9 @@ static void capture_fn(void *user, vnrt_log_level level, const char *message) {
     }
   }
   if (strstr(message, "validation layer enabled")) c->layer_enabled = 1;
+  if (strstr(message, "vulkan: copy stream: ") == message) {
+    snprintf(c->copy_line, sizeof c->copy_line, "%s", message);
+  }
   int w = snprintf(c->text + c->used, sizeof c->text - c->used, "%s\n", message);
   if (w > 0 && c->used + (size_t)w < sizeof c->text) c->used += (size_t)w;
 }
@@ -783,10 +791,10 @@ static void attention_cases(vnrt_context *ctx) {
     int causal, window, sinks, kv_len;
     vnrt_dtype kdt;
   } cases[] = {
-      {1, 37, 6, 1, 16, 8, 1, 0, 0, -1, VNRT_F32},  {1, 130, 8, 2, 32, 12, 1, 0, 1, -1, VNRT_F32},
-      {7, 7, 5, 5, 8, 16, 1, 0, 0, -1, VNRT_F32},   {6, 41, 4, 2, 12, 4, 1, 5, 1, -1, VNRT_F16},
-      {3, 19, 9, 3, 8, 8, 0, 0, 1, -1, VNRT_BF16},  {1, 40, 6, 2, 16, 8, 1, 0, 1, 23, VNRT_F32},
-      {2, 12, 3, 1, 8, 4, 1, 4, 0, 9, VNRT_F16},    {1, 16, 4, 1, 8, 8, 1, 0, 1, 0, VNRT_F32},
+      {1, 37, 6, 1, 16, 8, 1, 0, 0, -1, VNRT_F32}, {1, 130, 8, 2, 32, 12, 1, 0, 1, -1, VNRT_F32},
+      {7, 7, 5, 5, 8, 16, 1, 0, 0, -1, VNRT_F32},  {6, 41, 4, 2, 12, 4, 1, 5, 1, -1, VNRT_F16},
+      {3, 19, 9, 3, 8, 8, 0, 0, 1, -1, VNRT_BF16}, {1, 40, 6, 2, 16, 8, 1, 0, 1, 23, VNRT_F32},
+      {2, 12, 3, 1, 8, 4, 1, 4, 0, 9, VNRT_F16},   {1, 16, 4, 1, 8, 8, 1, 0, 1, 0, VNRT_F32},
       {4, 9, 2, 1, 8, 8, 0, 2, 0, -1, VNRT_F32},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
@@ -876,8 +884,7 @@ static void moe_ffn_cases(vnrt_context *ctx) {
     for (int64_t j = 0; j < T * k; ++j) ex[j] = (int32_t)(((j / k) * 2 + (j % k) * 3) % E);
     float wlo = cases[c].wlo;
     tu_tensor in[5] = {rnd(cases[c].xdt, 2, T, C, 0, 0, 500 + (int)c, -1.0f, 1.0f),
-                       ints(2, T, k, ex),
-                       rnd(VNRT_F32, 2, T, k, 0, 0, 520 + (int)c, 0.1f, 1.0f),
+                       ints(2, T, k, ex), rnd(VNRT_F32, 2, T, k, 0, 0, 520 + (int)c, 0.1f, 1.0f),
                        rnd(cases[c].wdt, 3, E, 2 * F, C, 0, 540 + (int)c, -wlo, wlo),
                        rnd(cases[c].ddt, 3, E, C, F, 0, 560 + (int)c, -0.3f, 0.3f)};
     double *ref = moe_ffn_ref(&in[0], &in[1], &in[2], &in[3], &in[4], cases[c].limit);
@@ -1213,7 +1220,7 @@ START_TEST(test_staging_path_matches) {
   saved_env st = env_set("VNRT_VK_FORCE_STAGING", "1");
   vnrt_context *ctx = tu_context();
   env_restore(&st);
-  /* 36 MB: more than one 16 MiB staging chunk each way, and more workgroups than fit in x. */
+  /* 36 MB: several 8 MiB staging chunks each way, and more workgroups than fit in x. */
   tu_tensor ab[2] = {rnd(VNRT_F32, 2, 2600, 3500, 0, 0, 300, -1.0f, 1.0f),
                      rnd(VNRT_F32, 1, 3500, 0, 0, 0, 301, -1.0f, 1.0f)};
   vs_cpu(ctx, "add through staging", VNRT_OP_ADD, ab, 2, NULL, 0, 1, 0.0);
@@ -1289,6 +1296,257 @@ START_TEST(test_mixed_plan_reruns) {
   tu_tensor_free(&pgu);
   tu_tensor_free(&pdn);
   vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- The copy stream's queue (vk_copy.c) ----------------------------------------------- */
+
+/* One copy-queue setting: VNRT_VK_COPY_QUEUE (NULL: unset) and VNRT_VK_FORCE_STAGING. */
+typedef struct copyq_env {
+  const char *copy_queue;
+  int staging;
+} copyq_env;
+
+/* A context for the setting, under synchronization validation (which must stay silent). */
+static vnrt_context *copyq_context(copyq_env e, log_capture *cap) {
+  saved_env v = env_set("VNRT_VK_VALIDATION", "sync");
+  saved_env q = env_set("VNRT_VK_COPY_QUEUE", e.copy_queue);
+  saved_env st = env_set("VNRT_VK_FORCE_STAGING", e.staging ? "1" : NULL);
+  vnrt_context *ctx = capture_context(cap);
+  env_restore(&st);
+  env_restore(&q);
+  env_restore(&v);
+  ck_assert_msg(cap->layer_enabled, "the validation layer was not enabled; log:\n%s", cap->text);
+  return ctx;
+}
+
+/* The backend device behind vulkan:0, opened (opening logs the copy stream's choice). */
+typedef struct vk_handle {
+  const vnrt_backend_i *iface;
+  vnrt_backend_device *bdev;
+} vk_handle;
+
+static vk_handle backend_device(vnrt_context *ctx) {
+  vnrt_device *d = vulkan_device(ctx);
+  vk_handle h = {d->backend->iface, NULL};
+  TU_OK(ctx, vn_device_open(d, &h.bdev));
+  return h;
+}
+
+/* The logged choice is the one the setting and the device's capabilities call for. */
+static void check_copy_line(vnrt_context *ctx, copyq_env e, const log_capture *cap) {
+  const char *line = cap->copy_line;
+  ck_assert_msg(line[0], "no copy stream line logged; log:\n%s", cap->text);
+  vnrt_device_info info;
+  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
+  int off = e.copy_queue && strcmp(e.copy_queue, "0") == 0;
+  if (off || !(info.caps & VNRT_CAP_TIMELINE)) {
+    ck_assert_msg(strstr(line, off ? "(VNRT_VK_COPY_QUEUE=0)" : "(no timeline semaphores)"), "%s",
+                  line);
+    if (e.staging)
+      ck_assert_msg(strstr(line, "host thread staging through the compute queue"), "%s", line);
+  } else if (e.copy_queue) {
+    ck_assert_msg(strstr(line, "vulkan: copy stream: the compute queue itself (family ") == line &&
+                      strstr(line, "VNRT_VK_COPY_QUEUE=shared), timeline semaphores"),
+                  "%s", line);
+  } else if (info.caps & VNRT_CAP_COPY_QUEUE) {
+    ck_assert_msg(strstr(line, "vulkan: copy stream: dedicated transfer queue (family ") == line,
+                  "%s", line);
+  } else {
+    ck_assert_msg(strstr(line, "vulkan: copy stream: second compute queue (family ") == line ||
+                      strstr(line, "(one queue)"),
+                  "%s", line);
+  }
+  /* Staged buffers are never described as mapped. */
+  if (e.staging) ck_assert_msg(!strstr(line, "mapped"), "%s", line);
+}
+
+/* Deterministic bytes (xorshift), different for each seed. */
+static void fill_bytes(uint8_t *p, uint64_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (uint64_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p[i] = (uint8_t)(x >> 24);
+  }
+}
+
+/* The first index where a and b differ, or -1. */
+static int64_t first_difference(const uint8_t *a, const uint8_t *b, uint64_t n) {
+  if (memcmp(a, b, (size_t)n) == 0) return -1;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return (int64_t)i;
+  }
+  return -1;
+}
+
+/* More than two 8 MiB staging chunks, and an odd size. */
+#define COPYQ_BYTES ((19ull << 20) + 5)
+
+/* Writes at odd offsets and sizes (across and straddling the staging chunks), and after each
+ * reads the whole buffer and the range written, checking every byte against a host mirror. */
+static void round_trips(vnrt_context *ctx, vk_handle h, int staged) {
+  const uint64_t size = COPYQ_BYTES, chunk = 8ull << 20;
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, size, &buf));
+  /* Staged buffers are not mapped: the copies below really go through the copy queue. */
+  if (staged) ck_assert_ptr_null(h.iface->buffer_host_ptr(h.bdev, buf));
+  uint8_t *mirror = malloc(size), *src = malloc(size), *got = malloc(size);
+  ck_assert(mirror && src && got);
+  const uint64_t w[][2] = {
+      {0, size},  {4093, size - 4093 - 11}, {chunk - 3, 7}, {2 * chunk + 1, 1}, {size - 1, 1},
+      {12345, 0}, {1, 2 * chunk + 1}};
+  for (int i = 0; i < (int)(sizeof w / sizeof w[0]); ++i) {
+    fill_bytes(src, w[i][1], 1000 + (uint64_t)i);
+    TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, w[i][0], src, w[i][1]));
+    memcpy(mirror + w[i][0], src, (size_t)w[i][1]);
+    const uint64_t r[][2] = {{0, size}, {w[i][0], w[i][1]}};
+    for (int j = 0; j < 2; ++j) {
+      memset(got, 0xA5, (size_t)r[j][1]);
+      TU_OK(ctx, h.iface->buffer_read(h.bdev, buf, r[j][0], got, r[j][1]));
+      int64_t d = first_difference(got, mirror + r[j][0], r[j][1]);
+      ck_assert_msg(d < 0,
+                    "after write %d of %llu bytes at %llu: reading %llu bytes at %llu, byte %lld "
+                    "is %u, not %u",
+                    i, (unsigned long long)w[i][1], (unsigned long long)w[i][0],
+                    (unsigned long long)r[j][1], (unsigned long long)r[j][0], (long long)d,
+                    got[d < 0 ? 0 : d], mirror[r[j][0] + (uint64_t)(d < 0 ? 0 : d)]);
+    }
+  }
+  ck_assert_int_eq(h.iface->buffer_write(h.bdev, buf, size - 1, src, 2),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(h.iface->buffer_read(h.bdev, buf, size + 1, got, 0),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  h.iface->buffer_free(h.bdev, buf);
+  free(mirror), free(src), free(got);
+}
+
+static const copyq_env kCopyqEnvs[] = {{"shared", 1}, {"0", 1}, {NULL, 1}, {"shared", 0}};
+
+START_TEST(test_copy_queue_round_trips_large_buffers) {
+  copyq_env e = kCopyqEnvs[_i];
+  log_capture cap;
+  vnrt_context *ctx = copyq_context(e, &cap);
+  vk_handle h = backend_device(ctx);
+  check_copy_line(ctx, e, &cap);
+  round_trips(ctx, h, e.staging);
+  vnrt_context_destroy(ctx);
+  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
+                cap.first_validation);
+}
+END_TEST
+
+/* A second thread's round trips through the same device, while the test thread runs a plan. */
+typedef struct copier {
+  vk_handle h;
+  vnrt_backend_buffer *buf;
+  _Atomic int stop, rounds, bad; /* msg is written before bad is set */
+  char msg[256];
+} copier;
+
+static void *copier_main(void *arg) {
+  copier *c = arg;
+  const uint64_t size = COPYQ_BYTES;
+  uint8_t *src = malloc(size), *got = malloc(size);
+  if (!src || !got) {
+    snprintf(c->msg, sizeof c->msg, "out of memory");
+    atomic_store(&c->bad, 1);
+  }
+  for (int r = 0; !atomic_load(&c->bad) && (r < 2 || !atomic_load(&c->stop)); ++r) {
+    uint64_t off = (uint64_t)r * 997 % 4096, len = size - off - (uint64_t)(r % 7);
+    fill_bytes(src, len, 5000 + (uint64_t)r);
+    vnrt_status s = c->h.iface->buffer_write(c->h.bdev, c->buf, off, src, len);
+    if (s == VNRT_OK) s = c->h.iface->buffer_read(c->h.bdev, c->buf, off, got, len);
+    int64_t d = s == VNRT_OK ? first_difference(got, src, len) : -1;
+    if (s != VNRT_OK || d >= 0) {
+      snprintf(c->msg, sizeof c->msg, "round %d: %s, first differing byte %lld", r,
+               vnrt_status_string(s), (long long)d);
+      atomic_store(&c->bad, 1);
+    }
+    atomic_store(&c->rounds, r + 1);
+  }
+  free(src), free(got);
+  return NULL;
+}
+
+#define IL_T 16
+#define IL_K 384
+#define IL_N 256
+START_TEST(test_copy_queue_writes_interleave_with_runs) {
+  copyq_env e = kCopyqEnvs[_i];
+  log_capture cap;
+  vnrt_context *ctx = copyq_context(e, &cap);
+  vk_handle h = backend_device(ctx);
+  /* y = tanh(x·wᵀ): the plan's input and output go through staged copies too. */
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {IL_T, IL_K}}, tw = {VNRT_F32, 2, {IL_N, IL_K}};
+  vnrt_value x, w, lin, y;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "w", &tw, 1, &w));
+  vnrt_value in[2] = {x, w};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 2, NULL, 0, NULL, &lin, 1));
+  const char *yn[1] = {"y"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TANH, &lin, 1, NULL, 0, yn, &y, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  vnrt_plan_desc pd = {.no_fallback = 1};
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), &pd, &plan));
+  tu_tensor pw = rnd(VNRT_F32, 2, IL_N, IL_K, 0, 0, 600, -0.1f, 0.1f);
+  TU_OK(ctx, vnrt_plan_set_input(plan, "w", pw.data, sizeof(float) * IL_N * IL_K));
+
+  copier c = {.h = h};
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, COPYQ_BYTES, &c.buf));
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, copier_main, &c), 0);
+  static float got[IL_T * IL_N];
+  int runs = 0;
+  double worst = 0;
+  for (; runs < 200 && (runs < 6 || atomic_load(&c.rounds) < 2) && !atomic_load(&c.bad); ++runs) {
+    tu_tensor xv = rnd(VNRT_F32, 2, IL_T, IL_K, 0, 0, 610 + (uint64_t)runs, -1.0f, 1.0f);
+    TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv.data, sizeof(float) * IL_T * IL_K));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
+    const float *xd = xv.data, *wd = pw.data;
+    for (int t = 0; t < IL_T; ++t) {
+      for (int n = 0; n < IL_N; ++n) {
+        double acc = 0;
+        for (int k = 0; k < IL_K; ++k) acc += (double)xd[t * IL_K + k] * wd[n * IL_K + k];
+        double err = fabs(got[t * IL_N + n] - tanh(acc));
+        if (err > worst) worst = err;
+      }
+    }
+    tu_tensor_free(&xv);
+  }
+  atomic_store(&c.stop, 1);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_msg(!atomic_load(&c.bad), "the copying thread: %s", c.msg);
+  ck_assert_msg(worst < 1e-5, "largest error against the double reference: %g", worst);
+  ck_assert_int_ge(runs, 6);
+  ck_assert_int_ge(atomic_load(&c.rounds), 2);
+  h.iface->buffer_free(h.bdev, c.buf);
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  tu_tensor_free(&pw);
+  vnrt_context_destroy(ctx);
+  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
+                cap.first_validation);
+}
+END_TEST
+
+/* A value VNRT_VK_COPY_QUEUE does not know is named in a warning; the choice is by capability. */
+START_TEST(test_copy_queue_unknown_setting_warns) {
+  saved_env q = env_set("VNRT_VK_COPY_QUEUE", "sideways");
+  log_capture cap;
+  vnrt_context *ctx = capture_context(&cap);
+  env_restore(&q);
+  vulkan_device(ctx);
+  vk_handle h = backend_device(ctx);
+  (void)h;
+  ck_assert_msg(strstr(cap.text, "VNRT_VK_COPY_QUEUE='sideways' is not 0, 1, auto or shared"), "%s",
+                cap.text);
+  ck_assert_msg(cap.copy_line[0] && !strstr(cap.copy_line, "VNRT_VK_COPY_QUEUE="), "%s",
+                cap.copy_line);
   vnrt_context_destroy(ctx);
 }
 END_TEST
@@ -1377,6 +1635,10 @@ int main(void) {
   tcase_add_test(run, test_index_errors_are_reported);
   tcase_add_test(run, test_staging_path_matches);
   tcase_add_test(run, test_mixed_plan_reruns);
+  const int n_envs = (int)(sizeof kCopyqEnvs / sizeof kCopyqEnvs[0]);
+  tcase_add_loop_test(run, test_copy_queue_round_trips_large_buffers, 0, n_envs);
+  tcase_add_loop_test(run, test_copy_queue_writes_interleave_with_runs, 0, 3);
+  tcase_add_test(run, test_copy_queue_unknown_setting_warns);
   suite_add_tcase(s, run);
   return tu_run_suite(s);
 }
