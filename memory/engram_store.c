@@ -20,8 +20,9 @@ struct vnrt_engram_store {
   vn_tier tier;
   const uint8_t *data; /* row 0 of the table, wherever it lives */
 
-  void *owned; /* copy of host_data */
-  void *map;   /* raw file mapping (page-aligned start) */
+  void *owned;          /* copy of host_data */
+  size_t owned_map_len; /* > 0: owned is an anonymous mapping of this length, not vn_malloc's */
+  void *map;            /* raw file mapping (page-aligned start) */
   size_t map_len;
   vnrt_safetensors *st; /* safetensors file that data points into */
   char *path;           /* file name for messages, or NULL */
@@ -138,6 +139,37 @@ static uint64_t table_size(int64_t rows, int64_t dim, size_t elem) {
   return r * row;
 }
 
+/* Rows are read at random, so on 4 KiB pages nearly every row costs a page walk (and, under a
+ * hypervisor, often far more). A copy the store makes of a large table therefore goes into an
+ * anonymous mapping that asks for transparent huge pages — but only when the caller left the
+ * context's allocator to the C library: a caller's own allocator gets every byte. */
+enum { kHugePage = 2u << 20 };
+
+static void *alloc_table_copy(vnrt_engram_store *s, size_t bytes) {
+  if (s->ctx->default_alloc && bytes >= kHugePage) {
+    size_t len = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+#if defined(MADV_HUGEPAGE)
+      madvise(m, len, MADV_HUGEPAGE); /* a hint: without THP the pages are simply 4 KiB */
+#endif
+      s->owned_map_len = len;
+      return m;
+    }
+  }
+  return vn_malloc(s->ctx, bytes);
+}
+
+static void free_table_copy(vnrt_engram_store *s) {
+  if (s->owned_map_len) {
+    munmap(s->owned, s->owned_map_len);
+  } else {
+    vn_free(s->ctx, s->owned);
+  }
+  s->owned = NULL;
+  s->owned_map_len = 0;
+}
+
 vnrt_status vnrt_engram_store_create(vnrt_context *ctx, const vnrt_engram_store_desc *desc,
                                      vnrt_engram_store **out_store) {
   if (!out_store) return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "out_store is NULL");
@@ -208,7 +240,7 @@ vnrt_status vnrt_engram_store_create(vnrt_context *ctx, const vnrt_engram_store_
   if (d->host_data) {
     s->tier = VN_TIER_HOST;
     if (d->copy_host_data) {
-      if (s->table_bytes > SIZE_MAX || !(s->owned = vn_malloc(ctx, (size_t)s->table_bytes))) {
+      if (s->table_bytes > SIZE_MAX || !(s->owned = alloc_table_copy(s, (size_t)s->table_bytes))) {
         st = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY,
                       "engram store: out of host memory copying a %llu-byte table",
                       (unsigned long long)s->table_bytes);
@@ -246,7 +278,7 @@ void vnrt_engram_store_destroy(vnrt_engram_store *s) {
   if (s->map) munmap(s->map, s->map_len);
   vnrt_safetensors_close(s->st);
   vn_row_cache_destroy(s->cache);
-  vn_free(ctx, s->owned);
+  free_table_copy(s);
   vn_free(ctx, s->path);
   vn_free(ctx, s->slot_data);
   vn_free(ctx, s->scratch_rows);
@@ -297,17 +329,6 @@ typedef struct copy_job {
   uint64_t stride;
 } copy_job;
 
-/* One row of rb bytes. Rows are usually a multiple of 64 bytes (D = 64 f16 is 128): copied in
- * fixed 64-byte pieces the compiler turns into vector moves, rather than through a memcpy call
- * per row whose size it cannot see. */
-static inline void copy_row(uint8_t *restrict dst, const uint8_t *restrict src, size_t rb) {
-  if (rb % 64 == 0) {
-    for (size_t off = 0; off < rb; off += 64) memcpy(dst + off, src + off, 64);
-  } else {
-    memcpy(dst, src, rb);
-  }
-}
-
 static void copy_range(const copy_job *j, int64_t lo, int64_t hi) {
   const vnrt_engram_store *s = j->s;
   const size_t rb = (size_t)s->row_bytes, stride = (size_t)j->stride;
@@ -319,7 +340,7 @@ static void copy_range(const copy_job *j, int64_t lo, int64_t hi) {
     }
     const int64_t row = j->rows ? j->rows[k] : j->fetch[k].row;
     const size_t at = j->rows ? (size_t)k : (size_t)j->fetch[k].slot;
-    copy_row(j->dst + at * stride, s->data + (size_t)row * rb, rb);
+    memcpy(j->dst + at * stride, s->data + (size_t)row * rb, rb);
   }
 }
 
@@ -361,6 +382,29 @@ vnrt_status vn_engram_store_fetch_to_slots(vnrt_engram_store *s, const vn_row_fe
 
 /* ---- lookups --------------------------------------------------------------------------- */
 
+static vnrt_status lookup_row_error(const vnrt_engram_store *s, const int32_t *idx, int64_t t,
+                                    int32_t h, int32_t heads, const int32_t *offsets) {
+  return vn_error(s->ctx, VNRT_ERROR_OUT_OF_RANGE,
+                  "engram lookup in table %s: row %lld (offsets[%d]=%d + idx[%lld, %d]=%d) is out "
+                  "of range [0, %lld)",
+                  table_name(s), (long long)offsets[h] + idx[t * heads + h], h, offsets[h],
+                  (long long)t, h, idx[t * heads + h], (long long)s->rows);
+}
+
+/* rows[t·heads + h] = offsets[h] + idx[t·heads + h] in one pass, failing at the first row
+ * outside [0, R) (rows is then partly written: for the store's own scratch). */
+static vnrt_status make_rows(const vnrt_engram_store *s, const int32_t *idx, int64_t tokens,
+                             int32_t heads, const int32_t *offsets, int64_t *rows) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int32_t h = 0; h < heads; ++h) {
+      const int64_t row = (int64_t)offsets[h] + idx[t * heads + h];
+      rows[t * heads + h] = row;
+      if (row < 0 || row >= s->rows) return lookup_row_error(s, idx, t, h, heads, offsets);
+    }
+  }
+  return VNRT_OK;
+}
+
 vnrt_status vn_engram_store_lookup_rows(vnrt_engram_store *s, const int32_t *idx, int64_t tokens,
                                         int32_t heads, const int32_t *offsets, int64_t *rows) {
   if (tokens < 0 || heads < 0 || (tokens > 0 && heads > 0 && (!idx || !offsets || !rows))) {
@@ -368,24 +412,14 @@ vnrt_status vn_engram_store_lookup_rows(vnrt_engram_store *s, const int32_t *idx
                     "engram lookup: bad arguments (tokens=%lld, heads=%d)", (long long)tokens,
                     heads);
   }
+  /* Checked first, so that rows stays untouched on failure (its contract). */
   for (int64_t t = 0; t < tokens; ++t) {
     for (int32_t h = 0; h < heads; ++h) {
       const int64_t row = (int64_t)offsets[h] + idx[t * heads + h];
-      if (row < 0 || row >= s->rows) {
-        return vn_error(s->ctx, VNRT_ERROR_OUT_OF_RANGE,
-                        "engram lookup in table %s: row %lld (offsets[%d]=%d + idx[%lld, %d]=%d) "
-                        "is out of range [0, %lld)",
-                        table_name(s), (long long)row, h, offsets[h], (long long)t, h,
-                        idx[t * heads + h], (long long)s->rows);
-      }
+      if (row < 0 || row >= s->rows) return lookup_row_error(s, idx, t, h, heads, offsets);
     }
   }
-  /* A second pass (rows stay untouched on failure), nested so no division per entry. */
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int32_t h = 0; h < heads; ++h)
-      rows[t * heads + h] = (int64_t)offsets[h] + idx[t * heads + h];
-  }
-  return VNRT_OK;
+  return make_rows(s, idx, tokens, heads, offsets, rows);
 }
 
 static vnrt_status grow_scratch(vnrt_engram_store *s, int64_t n) {
@@ -443,12 +477,19 @@ vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *s, const int32_t *idx, i
   if (!out) return vn_error(s->ctx, VNRT_ERROR_INVALID_ARGUMENT, "engram lookup: out is NULL");
   VN_RETURN_IF_ERROR(grow_scratch(s, n));
   int64_t *rows = s->scratch_rows;
-  VN_RETURN_IF_ERROR(vn_engram_store_lookup_rows(s, idx, tokens, heads, offsets, rows));
+  /* rows is the store's scratch: one pass that checks as it goes (nothing is copied unless
+   * every row is in range). */
+  if (!idx || !offsets) {
+    return vn_error(s->ctx, VNRT_ERROR_INVALID_ARGUMENT, "engram lookup: idx or offsets is NULL");
+  }
+  VN_RETURN_IF_ERROR(make_rows(s, idx, tokens, heads, offsets, rows));
 
   vnrt_engram_stats delta = {.lookups = 1, .rows_requested = (uint64_t)n};
   if (!s->cache) {
-    /* No cache: every entry is a fetch straight into the output. */
-    VN_RETURN_IF_ERROR(vn_engram_store_gather_rows(s, rows, n, out));
+    /* No cache: every entry is a fetch straight into the output (rows checked above). */
+    copy_job job = {.s = s, .rows = rows, .dst = out, .stride = s->row_bytes};
+    copy_range(&job, 0, n);
+    atomic_fetch_add_explicit(&s->bytes, (uint64_t)n * s->row_bytes, memory_order_relaxed);
     delta.unique_rows = delta.misses = (uint64_t)n;
     vn_engram_store_record(s, &delta);
     return VNRT_OK;

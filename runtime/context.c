@@ -77,6 +77,7 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
   if (!ctx) return VNRT_ERROR_OUT_OF_MEMORY;
   memset(ctx, 0, sizeof *ctx);
   ctx->alloc = alloc;
+  ctx->default_alloc = !have_alloc;
   ctx->log_fn = d.log_fn;
   ctx->log_user = d.log_user;
   ctx->log_level = d.log_level;

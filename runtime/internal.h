@@ -16,6 +16,7 @@ typedef struct vn_registry vn_registry; /* runtime/registry.c */
 
 struct vnrt_context {
   vnrt_allocator alloc;
+  bool default_alloc; /* alloc is the C library's (the caller gave none) */
   vnrt_log_fn log_fn;
   void *log_user;
   vnrt_log_level log_level;

@@ -185,10 +185,10 @@ START_TEST(host_lookups_match_the_spec_for_every_cache) {
 }
 END_TEST
 
-/* Rows of whole 64-byte pieces (D = 64 f16, 32 and 64 f32, 96 bf16) and of odd sizes (40 f16,
+/* Rows of whole cache lines (D = 64 f16, 32 and 64 f32, 96 bf16) and of odd sizes (40 f16,
  * 33 f32), in lookups far longer than the gather's prefetch distance, with the cache off (rows
- * copied straight to the output), tiny and large: the copy path's fast and fallback branches,
- * and rows near the table's end, equal the spec. */
+ * copied straight to the output), tiny and large: every row, the table's last ones too, equals
+ * the spec. */
 START_TEST(wide_rows_in_long_lookups_match_the_spec) {
   vnrt_context *ctx = tu_context();
   const struct {
@@ -275,6 +275,49 @@ static void write_file(const char *path, const void *data, size_t bytes, size_t 
 }
 
 /* Raw files at offsets inside the first page, past it, and on a page boundary. */
+/* A copy of a large table (>= 2 MiB) is the store's own: with the C library's allocator it is
+ * an anonymous mapping that asks for huge pages, with a caller's allocator it is one more block
+ * of that allocator. Either way lookups read the copy, not the caller's (changed) bytes. */
+START_TEST(large_copies_use_the_callers_allocator_or_huge_pages) {
+  const int64_t R = 8192, D = 64; /* 2 MiB of f32 */
+  table t = table_new(R, D, VNRT_F32, 21);
+  tu_alloc fa = {.countdown = -1};
+  for (int custom = 0; custom < 2; ++custom) {
+    vnrt_context *ctx = NULL;
+    vnrt_context_desc cd = {0};
+    if (custom) cd.allocator = tu_allocator(&fa);
+    TU_OK(ctx, vnrt_context_create(&cd, &ctx));
+    vnrt_engram_store_desc desc = {0};
+    desc.rows = R;
+    desc.dim = D;
+    desc.host_data = t.bytes;
+    long live0 = fa.live;
+    vnrt_engram_store *borrowed = make_store(ctx, &desc);
+    long live_borrowed = fa.live - live0;
+    desc.copy_host_data = 1;
+    live0 = fa.live;
+    vnrt_engram_store *copied = make_store(ctx, &desc);
+    if (custom) ck_assert_int_eq(fa.live - live0, live_borrowed + 1); /* + the table copy */
+    float *src = (float *)t.bytes;
+    const float saved = src[(R - 1) * D + 5];
+    src[(R - 1) * D + 5] = 1234.5f; /* the caller changes its table after the copy */
+    int32_t idx[4] = {0, (int32_t)(R - 1), 4097, (int32_t)(R - 1)}, off[1] = {0};
+    float *out = malloc(4 * D * sizeof *out);
+    TU_OK(ctx, vnrt_engram_store_lookup(copied, idx, 4, 1, off, out, 4 * D * sizeof *out));
+    check_lookup(&t, idx, 4, 1, off, out, custom ? "copy, caller's allocator" : "copy, mapped");
+    TU_OK(ctx, vnrt_engram_store_lookup(borrowed, idx, 4, 1, off, out, 4 * D * sizeof *out));
+    ck_assert_float_eq(out[D + 5], 1234.5f);
+    src[(R - 1) * D + 5] = saved;
+    free(out);
+    vnrt_engram_store_destroy(copied);
+    vnrt_engram_store_destroy(borrowed);
+    vnrt_context_destroy(ctx);
+  }
+  ck_assert_int_eq(fa.live, 0);
+  table_free(&t);
+}
+END_TEST
+
 START_TEST(raw_file_tables_at_any_offset) {
   vnrt_context *ctx = tu_context();
   make_dir();
@@ -705,6 +748,7 @@ int main(void) {
   tcase_add_test(tc, host_lookups_match_the_spec_for_every_cache);
   tcase_add_test(tc, wide_rows_in_long_lookups_match_the_spec);
   tcase_add_test(tc, host_data_is_borrowed_or_copied);
+  tcase_add_test(tc, large_copies_use_the_callers_allocator_or_huge_pages);
   tcase_add_test(tc, raw_file_tables_at_any_offset);
   tcase_add_test(tc, truncated_and_missing_files_fail_with_the_sizes);
   tcase_add_test(tc, safetensors_tensor_as_table);
