@@ -311,14 +311,6 @@ static vnrt_status row_out_of_range(const vnrt_engram_store *s, int64_t k, int64
  * (docs/memory.md). */
 enum { kGatherAhead = 32 };
 
-/* Where to prefetch row `row` from: the row when it is in range, else row 0 — a prefetch must
- * never touch past the table, and rows are checked only before the copy starts. The prefetch
- * itself sits in the copy loop: GCC 12 finds a function that only prefetches free of side
- * effects and deletes calls to it (a prefetch_row() helper here compiled to nothing). */
-static inline const uint8_t *prefetch_addr(const vnrt_engram_store *s, int64_t row) {
-  return s->data + (row >= 0 && row < s->rows ? (size_t)row * (size_t)s->row_bytes : 0);
-}
-
 /* Rows checked to be in range, copied to dst: entry k is row rows[k] to dst + k·stride, or
  * (fetch) row fetch[k].row to dst + fetch[k].slot·stride. */
 typedef struct copy_job {
@@ -329,18 +321,28 @@ typedef struct copy_job {
   uint64_t stride;
 } copy_job;
 
+/* Copies entries [lo, hi): each first prefetches the row kGatherAhead entries on (every cache
+ * line of it). The prefetch sits in the loop itself: GCC 12 finds a function that only
+ * prefetches free of side effects and deletes calls to it (a prefetch_row() helper here compiled
+ * to nothing). A row outside the table — rows are checked only before the copy starts — is
+ * prefetched as row 0: a prefetch must never touch past the table. Everything the loop reads
+ * through j and s is in locals, since the copies could alias it as far as the compiler knows. */
 static void copy_range(const copy_job *j, int64_t lo, int64_t hi) {
-  const vnrt_engram_store *s = j->s;
-  const size_t rb = (size_t)s->row_bytes, stride = (size_t)j->stride;
+  const uint8_t *const data = j->s->data;
+  const int64_t R = j->s->rows;
+  const size_t rb = (size_t)j->s->row_bytes, stride = (size_t)j->stride;
+  const int64_t *const rows = j->rows;
+  const vn_row_fetch *const fetch = j->fetch;
+  uint8_t *const dst = j->dst;
   for (int64_t k = lo; k < hi; ++k) {
     if (k + kGatherAhead < hi) {
-      const int64_t ahead = j->rows ? j->rows[k + kGatherAhead] : j->fetch[k + kGatherAhead].row;
-      const uint8_t *p = prefetch_addr(s, ahead);
+      const int64_t ahead = rows ? rows[k + kGatherAhead] : fetch[k + kGatherAhead].row;
+      const uint8_t *p = data + (ahead >= 0 && ahead < R ? (size_t)ahead * rb : 0);
       for (size_t off = 0; off < rb; off += 64) __builtin_prefetch(p + off, 0, 0);
     }
-    const int64_t row = j->rows ? j->rows[k] : j->fetch[k].row;
-    const size_t at = j->rows ? (size_t)k : (size_t)j->fetch[k].slot;
-    memcpy(j->dst + at * stride, s->data + (size_t)row * rb, rb);
+    const int64_t row = rows ? rows[k] : fetch[k].row;
+    const size_t at = rows ? (size_t)k : (size_t)fetch[k].slot;
+    memcpy(dst + at * stride, data + (size_t)row * rb, rb);
   }
 }
 
