@@ -80,32 +80,22 @@ static void log_choice(vnrt_backend_device *dev) {
   const char *mapped = dev->mem.device_mapped
                            ? "; buffers are mapped, so the host thread writes and reads them"
                            : "";
-  switch (c->mode) {
-    case VK_COPY_TRANSFER:
-      host->log(host->core, VNRT_LOG_INFO,
-                "vulkan: copy stream: dedicated transfer queue (family %" PRIu32
-                "), timeline semaphores%s",
-                c->family, mapped);
-      break;
-    case VK_COPY_SECOND:
-      host->log(host->core, VNRT_LOG_INFO,
-                "vulkan: copy stream: second compute queue (family %" PRIu32
-                ", queue 1), timeline semaphores%s",
-                c->family, mapped);
-      break;
-    case VK_COPY_SHARED:
-      host->log(host->core, VNRT_LOG_INFO,
-                "vulkan: copy stream: the compute queue itself (family %" PRIu32
-                ", queue 0, VNRT_VK_COPY_QUEUE=shared), timeline semaphores%s",
-                c->family, mapped);
-      break;
-    default:
-      host->log(
-          host->core, VNRT_LOG_INFO, "vulkan: copy stream: host thread %s (%s)",
-          dev->mem.device_mapped ? "writing mapped memory" : "staging through the compute queue",
-          c->why);
-      break;
+  if (c->mode == VK_COPY_NONE) {
+    host->log(
+        host->core, VNRT_LOG_INFO, "vulkan: copy stream: host thread %s (%s)",
+        dev->mem.device_mapped ? "writing mapped memory" : "staging through the compute queue",
+        c->why);
+    return;
   }
+  const char *queue = c->mode == VK_COPY_TRANSFER ? "dedicated transfer queue"
+                      : c->mode == VK_COPY_SECOND ? "second compute queue"
+                                                  : "the compute queue itself";
+  const char *which = c->mode == VK_COPY_TRANSFER ? ""
+                      : c->mode == VK_COPY_SECOND ? ", queue 1"
+                                                  : ", queue 0, VNRT_VK_COPY_QUEUE=shared";
+  host->log(host->core, VNRT_LOG_INFO,
+            "vulkan: copy stream: %s (family %" PRIu32 "%s), timeline semaphores%s", queue,
+            c->family, which, mapped);
 }
 
 vnrt_status vk_copy_init(vnrt_backend_device *dev) {
