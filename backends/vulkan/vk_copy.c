@@ -275,6 +275,26 @@ static vnrt_status slot_record(vnrt_backend_device *dev, vk_copy_slot *slot,
   return VNRT_OK;
 }
 
+/* Makes si wait for *wait on wait_sem (unless *wait is 0: nothing to wait for) and signal
+ * *signal on signal_sem, through ti. Every pointer must outlive the submit. */
+static void timeline_values(VkSubmitInfo *si, VkTimelineSemaphoreSubmitInfo *ti,
+                            const VkSemaphore *wait_sem, const uint64_t *wait,
+                            const VkPipelineStageFlags *wait_stage, const VkSemaphore *signal_sem,
+                            const uint64_t *signal) {
+  si->pNext = ti;
+  if (*wait > 0) {
+    si->waitSemaphoreCount = 1;
+    si->pWaitSemaphores = wait_sem;
+    si->pWaitDstStageMask = wait_stage;
+    ti->waitSemaphoreValueCount = 1;
+    ti->pWaitSemaphoreValues = wait;
+  }
+  si->signalSemaphoreCount = 1;
+  si->pSignalSemaphores = signal_sem;
+  ti->signalSemaphoreValueCount = 1;
+  ti->pSignalSemaphoreValues = signal;
+}
+
 /* Submits the slot's copy on the copy queue. With timelines it signals the next copy value and,
  * for a copy that reads a device buffer (after_compute), waits for the last run submitted. */
 static vnrt_status slot_submit(vnrt_backend_device *dev, vk_copy_slot *slot, bool after_compute,
@@ -291,18 +311,7 @@ static vnrt_status slot_submit(vnrt_backend_device *dev, vk_copy_slot *slot, boo
   uint64_t signal = c->copy_submitted + 1;
   uint64_t wait = after_compute ? atomic_load(&c->compute_published) : 0;
   if (timeline) {
-    si.pNext = &ti;
-    if (wait > 0) {
-      si.waitSemaphoreCount = 1;
-      si.pWaitSemaphores = &c->compute_timeline;
-      si.pWaitDstStageMask = &wait_stage;
-      ti.waitSemaphoreValueCount = 1;
-      ti.pWaitSemaphoreValues = &wait;
-    }
-    si.signalSemaphoreCount = 1;
-    si.pSignalSemaphores = &c->copy_timeline;
-    ti.signalSemaphoreValueCount = 1;
-    ti.pSignalSemaphoreValues = &signal;
+    timeline_values(&si, &ti, &c->compute_timeline, &wait, &wait_stage, &c->copy_timeline, &signal);
   }
   /* The compute queue is shared with run() on another thread; a copy queue of its own is only
    * used under staging_lock, which the caller holds. */
@@ -415,18 +424,7 @@ vnrt_status vk_submit_compute(vnrt_backend_device *dev, VkCommandBuffer cmd, VkF
      * them on the host already, and this keeps the device's order right on its own. */
     wait = atomic_load(&c->copy_published);
     signal = c->compute_submitted + 1;
-    si.pNext = &ti;
-    if (wait > 0) {
-      si.waitSemaphoreCount = 1;
-      si.pWaitSemaphores = &c->copy_timeline;
-      si.pWaitDstStageMask = &wait_stage;
-      ti.waitSemaphoreValueCount = 1;
-      ti.pWaitSemaphoreValues = &wait;
-    }
-    si.signalSemaphoreCount = 1;
-    si.pSignalSemaphores = &c->compute_timeline;
-    ti.signalSemaphoreValueCount = 1;
-    ti.pSignalSemaphoreValues = &signal;
+    timeline_values(&si, &ti, &c->copy_timeline, &wait, &wait_stage, &c->compute_timeline, &signal);
   }
   VkResult r = vkQueueSubmit(dev->queue, 1, &si, fence);
   if (r == VK_SUCCESS && timeline) {
