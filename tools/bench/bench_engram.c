@@ -257,6 +257,7 @@ typedef struct step_result {
   double wall_ms, compute_ms, copy_ms, stall_ms; /* from the run statistics */
   double ratio;                                  /* per step: wall / max(compute, copy) */
   double weights_mb;                             /* streamed params per step (run statistics), MB */
+  double param_mb; /* every param the compute reads: resident and streamed (plan info), MB */
 } step_result;
 
 enum { N_FIGS = 7 };
@@ -346,7 +347,10 @@ static void decode_step(decode_run *r, int i, int steps, int32_t id) {
 static step_result decode_close(decode_run *r, int steps) {
   double m[N_FIGS];
   for (int f = 0; f < N_FIGS; ++f) m[f] = median(r->figs[f], steps), free(r->figs[f]);
-  step_result res = {m[0], m[1], m[2], m[3], m[4], m[5], m[6]};
+  vnrt_plan_info info;
+  check(vnrt_plan_get_info(r->plan, &info), "vnrt_plan_get_info");
+  step_result res = {m[0], m[1], m[2], m[3],
+                     m[4], m[5], m[6], 1e-6 * (double)(info.weight_bytes + info.streamed_bytes)};
   vnrt_plan_destroy(r->plan);
   for (int l = 0; l < 2; ++l) vnrt_engram_store_destroy(r->stores[l]);
   return res;
@@ -427,14 +431,11 @@ void bench_dualpath(void) {
   /* Where the device computes from host DRAM (the CPU device; lavapipe and PoCL here too), the
    * copy (read + write of each streamed byte) and the compute (which reads every weight) share
    * one memory bandwidth, so no overlap can beat their traffic at the triad's speed. */
-  const decode_cfg *c = &kDecode;
-  double param_mb = 1e-6 * 2.0 * 2.0 *
-                    (double)(c->hidden * 2 * c->heads_k * c->dim + c->mlp * c->hidden * c->hidden);
-  double traffic_mb = 2 * st->weights_mb + param_mb;
+  double traffic_mb = 2 * st->weights_mb + st->param_mb;
   double bound_ms = traffic_mb / bandwidth_gbps; /* MB / (GB/s) = ms */
   snprintf(note, sizeof note,
            "%.1f MB streamed x 2 + %.1f MB of weights read, at the %.1f GB/s triad: %.3f ms",
-           st->weights_mb, param_mb, bandwidth_gbps, bound_ms);
+           st->weights_mb, st->param_mb, bandwidth_gbps, bound_ms);
   add_figure("streamed: DualPath wall / shared-DRAM bound",
              st->wall_ms / (bound_ms > 0 ? bound_ms : 1e-9), "x", note);
 }
