@@ -210,12 +210,17 @@ static void engram_run(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
   vnrt_plan_destroy(plan);
 }
 
-START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
-  vnrt_context *ctx = tu_context();
+/* The Engram table: uniform values in [-1, 1) from seed. */
+static void fill_table(uint64_t seed) {
   tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){R * D});
-  tu_fill_uniform(&t, 3, -1, 1);
+  tu_fill_uniform(&t, seed, -1, 1);
   memcpy(table_data, t.data, sizeof table_data);
   tu_tensor_free(&t);
+}
+
+START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
+  vnrt_context *ctx = tu_context();
+  fill_table(3);
   vnrt_graph *g = engram_graph(ctx);
   enum { STEPS = 6 };
   static float ref[STEPS * T * H * D], got[STEPS * T * H * D];
@@ -362,10 +367,7 @@ static vnrt_graph *sliced_engram_graph(vnrt_context *ctx) {
 
 START_TEST(computed_ids_and_a_slow_copy_path_give_bit_identical_engram_rows) {
   vnrt_context *ctx = tu_context();
-  tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){R * D});
-  tu_fill_uniform(&t, 5, -1, 1);
-  memcpy(table_data, t.data, sizeof table_data);
-  tu_tensor_free(&t);
+  fill_table(5);
   vnrt_graph *g = sliced_engram_graph(ctx);
   const int32_t hist0[N - 1] = {9, 4}; /* a non-zero history: the state reaches the hash */
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
