@@ -51,8 +51,8 @@ static void make_data(void) {
 }
 
 /* y and z of x[t, C] in double precision. */
-static void reference(const float *x, int64_t t, const float *wa, const float *wb,
-                      const float *odd, int64_t odd_rows, double *y, double *z) {
+static void reference(const float *x, int64_t t, const float *wa, const float *wb, const float *odd,
+                      int64_t odd_rows, double *y, double *z) {
   double h[TP * C];
   for (int64_t i = 0; i < t; ++i) {
     for (int64_t n = 0; n < C; ++n) {
@@ -116,8 +116,8 @@ static void unshared(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev, const f
 }
 
 /* Bit-identical to the unshared run, and within tolerance of the reference. */
-static void check(const result *got, const result *want, const float *x, int64_t t,
-                  const float *wb, const float *odd, int64_t odd_rows, const char *what) {
+static void check(const result *got, const result *want, const float *x, int64_t t, const float *wb,
+                  const float *odd, int64_t odd_rows, const char *what) {
   ck_assert_msg(memcmp(got->y, want->y, (size_t)(t * C) * sizeof(float)) == 0,
                 "%s: y differs from the unshared plan's", what);
   ck_assert_msg(memcmp(got->z, want->z, (size_t)(t * odd_rows) * sizeof(float)) == 0,
@@ -150,136 +150,132 @@ static void run_decode(vnrt_context *ctx, vnrt_plan *d, const result *want, cons
 
 static const uint64_t W_BYTES = (uint64_t)C * C * sizeof(float);
 
-START_TEST(test_shared_equals_unshared) {
-  vnrt_context *ctx = tu_context();
+/* Every test: a context, the data, and the prefill and decode graphs (a checked fixture). */
+static vnrt_context *g_ctx;
+static vnrt_graph *g_gp, *g_gd;
+
+static void setup(void) {
+  g_ctx = tu_context();
   make_data();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
-  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
-    vnrt_device *dev = tu_device(ctx, di);
+  g_gp = make_graph(g_ctx, TP, C);
+  g_gd = make_graph(g_ctx, TD, H);
+}
+
+static void teardown(void) {
+  vnrt_graph_destroy(g_gp);
+  vnrt_graph_destroy(g_gd);
+  vnrt_context_destroy(g_ctx);
+}
+
+START_TEST(test_shared_equals_unshared) {
+  for (int32_t di = 0; di < tu_device_count(g_ctx); ++di) {
+    vnrt_device *dev = tu_device(g_ctx, di);
     const char *spec = tu_device_spec(dev);
     result want_p, want_d, want_p2, got;
     vnrt_plan_info info_d;
-    unshared(ctx, gp, dev, w1, oddp, C, xp, TP, &want_p, NULL);
-    unshared(ctx, gd, dev, w1, oddd, H, xd, TD, &want_d, &info_d);
-    unshared(ctx, gp, dev, w1b, oddp, C, xp, TP, &want_p2, NULL);
+    unshared(g_ctx, g_gp, dev, w1, oddp, C, xp, TP, &want_p, NULL);
+    unshared(g_ctx, g_gd, dev, w1, oddd, H, xd, TD, &want_d, &info_d);
+    unshared(g_ctx, g_gp, dev, w1b, oddp, C, xp, TP, &want_p2, NULL);
 
     vnrt_plan *p = NULL, *d = NULL, *e = NULL;
-    TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, NULL, &p));
-    TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, dev, NULL, p, &d));
+    TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, NULL, &p));
+    TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, dev, NULL, p, &d));
     /* w0 and w1 are shared; odd differs in shape and is the decode plan's own. */
     ck_assert_int_eq(d->n_shared, 2);
     ck_assert_uint_eq(d->shared_bytes, 2 * W_BYTES);
     vnrt_plan_info info;
-    TU_OK(ctx, vnrt_plan_get_info(d, &info));
+    TU_OK(g_ctx, vnrt_plan_get_info(d, &info));
     ck_assert_uint_eq(info.device_bytes + 2 * W_BYTES, info_d.device_bytes);
     ck_assert_uint_eq(info.weight_bytes, info_d.weight_bytes);
     /* Weights bound once, through the prefill plan; decode's own odd through decode. */
-    bind_pair(ctx, p, d);
-    run_decode(ctx, d, &want_d, spec);
-    run_prefill(ctx, p, &want_p, spec);
+    bind_pair(g_ctx, p, d);
+    run_decode(g_ctx, d, &want_d, spec);
+    run_prefill(g_ctx, p, &want_p, spec);
     /* A plan sharing with a sharing plan reaches the same memory (w0, w1; odd is [H, C] there). */
-    TU_OK(ctx, vnrt_plan_create_shared(ctx, gp, dev, NULL, d, &e));
+    TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gp, dev, NULL, d, &e));
     ck_assert_int_eq(e->n_shared, 2);
-    bind(ctx, e, "odd", oddp, C * C);
-    run(ctx, e, xp, TP, C, &got);
+    bind(g_ctx, e, "odd", oddp, C * C);
+    run(g_ctx, e, xp, TP, C, &got);
     check(&got, &want_p, xp, TP, w1, oddp, C, spec);
     /* Rebinding through the decode plan is seen by the prefill plan and the chained one. */
-    bind(ctx, d, "w1", w1b, C * C);
-    run(ctx, p, xp, TP, C, &got);
+    bind(g_ctx, d, "w1", w1b, C * C);
+    run(g_ctx, p, xp, TP, C, &got);
     check(&got, &want_p2, xp, TP, w1b, oddp, C, spec);
-    run(ctx, e, xp, TP, C, &got);
+    run(g_ctx, e, xp, TP, C, &got);
     check(&got, &want_p2, xp, TP, w1b, oddp, C, spec);
     vnrt_plan_destroy(e);
     vnrt_plan_destroy(d);
     vnrt_plan_destroy(p);
   }
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
 /* A param bound through neither plan is unbound in both: the run names it. */
 START_TEST(test_unbound_shared) {
-  vnrt_context *ctx = tu_context();
-  make_data();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
   vnrt_plan *p = NULL, *d = NULL;
-  TU_OK(ctx, vnrt_plan_create(ctx, gp, tu_device(ctx, 0), NULL, &p));
-  TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, tu_device(ctx, 0), NULL, p, &d));
-  bind(ctx, p, "w0", w0, C * C);
-  bind(ctx, d, "odd", oddd, H * C);
-  bind(ctx, d, "x", xd, TD * C);
+  TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, tu_device(g_ctx, 0), NULL, &p));
+  TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, tu_device(g_ctx, 0), NULL, p, &d));
+  bind(g_ctx, p, "w0", w0, C * C);
+  bind(g_ctx, d, "odd", oddd, H * C);
+  bind(g_ctx, d, "x", xd, TD * C);
   ck_assert_int_eq(vnrt_plan_run(d), VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "'w1' is not bound"));
-  bind(ctx, d, "w1", w1, C * C);
-  TU_OK(ctx, vnrt_plan_run(d));
-  bind(ctx, p, "odd", oddp, C * C);
-  bind(ctx, p, "x", xp, TP * C);
-  TU_OK(ctx, vnrt_plan_run(p)); /* w1 bound through d */
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(g_ctx), "'w1' is not bound"));
+  bind(g_ctx, d, "w1", w1, C * C);
+  TU_OK(g_ctx, vnrt_plan_run(d));
+  bind(g_ctx, p, "odd", oddp, C * C);
+  bind(g_ctx, p, "x", xp, TP * C);
+  TU_OK(g_ctx, vnrt_plan_run(p)); /* w1 bound through d */
   vnrt_plan_destroy(d);
   vnrt_plan_destroy(p);
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
 /* Either plan may go first: the other keeps running on the shared memory (ASan/valgrind see
  * no use after free). */
 START_TEST(test_destroy_order) {
-  vnrt_context *ctx = tu_context();
-  make_data();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
-  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
-    vnrt_device *dev = tu_device(ctx, di);
+  for (int32_t di = 0; di < tu_device_count(g_ctx); ++di) {
+    vnrt_device *dev = tu_device(g_ctx, di);
     const char *spec = tu_device_spec(dev);
     result want_p, want_d;
-    unshared(ctx, gp, dev, w1, oddp, C, xp, TP, &want_p, NULL);
-    unshared(ctx, gd, dev, w1, oddd, H, xd, TD, &want_d, NULL);
+    unshared(g_ctx, g_gp, dev, w1, oddp, C, xp, TP, &want_p, NULL);
+    unshared(g_ctx, g_gd, dev, w1, oddd, H, xd, TD, &want_d, NULL);
     for (int order = 0; order < 2; ++order) {
       vnrt_plan *p = NULL, *d = NULL;
-      TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, NULL, &p));
-      TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, dev, NULL, p, &d));
-      bind_pair(ctx, p, d);
+      TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, NULL, &p));
+      TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, dev, NULL, p, &d));
+      bind_pair(g_ctx, p, d);
       if (order == 0) {
         vnrt_plan_destroy(p);
-        run_decode(ctx, d, &want_d, spec);
+        run_decode(g_ctx, d, &want_d, spec);
         vnrt_plan_destroy(d);
       } else {
         vnrt_plan_destroy(d);
-        run_prefill(ctx, p, &want_p, spec);
+        run_prefill(g_ctx, p, &want_p, spec);
         vnrt_plan_destroy(p);
       }
     }
   }
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
 /* A param the source plan streams (over its device memory limit) is not shared; the sharing
  * plan's own limit does not count shared params, which it never streams. */
 START_TEST(test_streamed_not_shared) {
-  vnrt_context *ctx = tu_context();
-  make_data();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
-  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
-    vnrt_device *dev = tu_device(ctx, di);
+  for (int32_t di = 0; di < tu_device_count(g_ctx); ++di) {
+    vnrt_device *dev = tu_device(g_ctx, di);
     const char *spec = tu_device_spec(dev);
     result want_p, want_d;
     vnrt_plan_info full_p, full_d;
-    unshared(ctx, gp, dev, w1, oddp, C, xp, TP, &want_p, &full_p);
-    unshared(ctx, gd, dev, w1, oddd, H, xd, TD, &want_d, &full_d);
+    unshared(g_ctx, g_gp, dev, w1, oddp, C, xp, TP, &want_p, &full_p);
+    unshared(g_ctx, g_gd, dev, w1, oddd, H, xd, TD, &want_d, &full_d);
     /* Under its need: the prefill plan streams params (largest first) until it fits. */
     vnrt_plan_desc dp = {0};
     dp.device_memory_limit = full_p.device_bytes - 1;
     dp.prefetch_depth = 1;
     vnrt_plan *p = NULL, *d = NULL;
-    TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, &dp, &p));
+    TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, &dp, &p));
     vnrt_plan_info ip;
-    TU_OK(ctx, vnrt_plan_get_info(p, &ip));
+    TU_OK(g_ctx, vnrt_plan_get_info(p, &ip));
     ck_assert_int_ge(ip.n_streamed_params, 1);
     bool p_streams_w0 = p->streamed[vnrt_graph_find(p->graph, "w0")];
     bool p_streams_w1 = p->streamed[vnrt_graph_find(p->graph, "w1")];
@@ -288,91 +284,83 @@ START_TEST(test_streamed_not_shared) {
      * shared (and not counted) does it fit with nothing streamed. */
     vnrt_plan_desc dd = {0};
     dd.device_memory_limit = full_d.device_bytes - W_BYTES;
-    TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, dev, &dd, p, &d));
+    TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, dev, &dd, p, &d));
     ck_assert_int_eq(d->n_shared, 1);
     int32_t d_w0 = vnrt_graph_find(d->graph, "w0"), d_w1 = vnrt_graph_find(d->graph, "w1");
     ck_assert_int_lt(d->share_store[d_w0], 0);
     ck_assert_int_ge(d->share_store[d_w1], 0);
     vnrt_plan_info id;
-    TU_OK(ctx, vnrt_plan_get_info(d, &id));
+    TU_OK(g_ctx, vnrt_plan_get_info(d, &id));
     ck_assert_int_eq(id.n_streamed_params, 0);
-    bind_pair(ctx, p, d);
+    bind_pair(g_ctx, p, d);
     /* w0 is not shared: decode's own copy is unbound until bound through decode. */
-    bind(ctx, d, "x", xd, TD * C);
+    bind(g_ctx, d, "x", xd, TD * C);
     ck_assert_int_eq(vnrt_plan_run(d), VNRT_ERROR_INVALID_ARGUMENT);
-    bind(ctx, d, "w0", w0, C * C);
-    run_decode(ctx, d, &want_d, spec);
-    run_prefill(ctx, p, &want_p, spec);
+    bind(g_ctx, d, "w0", w0, C * C);
+    run_decode(g_ctx, d, &want_d, spec);
+    run_prefill(g_ctx, p, &want_p, spec);
     vnrt_plan_destroy(p);
     vnrt_plan_destroy(d);
   }
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
 /* Plans for different devices share nothing; NULL share_params_with is vnrt_plan_create. */
 START_TEST(test_other_device_and_null) {
-  vnrt_context *ctx = tu_context();
-  make_data();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
-  int32_t n = tu_device_count(ctx);
+  int32_t n = tu_device_count(g_ctx);
   for (int32_t di = 0; di < n; ++di) {
-    vnrt_device *dev = tu_device(ctx, di), *other = tu_device(ctx, (di + 1) % n);
+    vnrt_device *dev = tu_device(g_ctx, di), *other = tu_device(g_ctx, (di + 1) % n);
     result want_d, got;
     vnrt_plan_info full_d;
-    unshared(ctx, gd, other, w1, oddd, H, xd, TD, &want_d, &full_d);
+    unshared(g_ctx, g_gd, other, w1, oddd, H, xd, TD, &want_d, &full_d);
     vnrt_plan *p = NULL, *d = NULL;
-    TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, NULL, &p));
-    TU_OK(ctx, vnrt_plan_create_shared(ctx, gd, other, NULL, other == dev ? NULL : p, &d));
+    TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, NULL, &p));
+    TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, other, NULL, other == dev ? NULL : p, &d));
     ck_assert_int_eq(d->n_shared, 0);
     vnrt_plan_info id;
-    TU_OK(ctx, vnrt_plan_get_info(d, &id));
+    TU_OK(g_ctx, vnrt_plan_get_info(d, &id));
     ck_assert_uint_eq(id.device_bytes, full_d.device_bytes);
-    bind(ctx, p, "w0", w0, C * C);
-    bind(ctx, p, "w1", w1, C * C);
-    bind(ctx, d, "odd", oddd, H * C);
-    bind(ctx, d, "x", xd, TD * C);
+    bind(g_ctx, p, "w0", w0, C * C);
+    bind(g_ctx, p, "w1", w1, C * C);
+    bind(g_ctx, d, "odd", oddd, H * C);
+    bind(g_ctx, d, "x", xd, TD * C);
     ck_assert_int_eq(vnrt_plan_run(d), VNRT_ERROR_INVALID_ARGUMENT); /* w0: its own, unbound */
-    bind(ctx, d, "w0", w0, C * C);
-    bind(ctx, d, "w1", w1, C * C);
-    run(ctx, d, xd, TD, H, &got);
+    bind(g_ctx, d, "w0", w0, C * C);
+    bind(g_ctx, d, "w1", w1, C * C);
+    run(g_ctx, d, xd, TD, H, &got);
     check(&got, &want_d, xd, TD, w1, oddd, H, tu_device_spec(other));
     vnrt_plan_destroy(p);
     vnrt_plan_destroy(d);
   }
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
 START_TEST(test_bad_arguments) {
-  vnrt_context *ctx = tu_context(), *ctx2 = tu_context();
-  vnrt_graph *gp = make_graph(ctx, TP, C), *gd = make_graph(ctx, TD, H);
+  vnrt_context *ctx2 = tu_context();
   vnrt_graph *g2 = make_graph(ctx2, TD, H);
-  vnrt_device *dev = tu_device(ctx, 0);
+  vnrt_device *dev = tu_device(g_ctx, 0);
   vnrt_plan *p = NULL, *d = (vnrt_plan *)&d, *p2 = NULL;
-  TU_OK(ctx, vnrt_plan_create(ctx, gp, dev, NULL, &p));
-  ck_assert_int_eq(vnrt_plan_create_shared(ctx, NULL, dev, NULL, p, &d), VNRT_ERROR_INVALID_ARGUMENT);
+  TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, NULL, &p));
+  ck_assert_int_eq(vnrt_plan_create_shared(g_ctx, NULL, dev, NULL, p, &d),
+                   VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(d);
-  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "vnrt_plan_create_shared: NULL"));
-  ck_assert_int_eq(vnrt_plan_create_shared(ctx, gd, NULL, NULL, p, &d), VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(vnrt_plan_create_shared(ctx, gd, dev, NULL, p, NULL), VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(vnrt_plan_create_shared(NULL, gd, dev, NULL, p, &d), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(g_ctx), "vnrt_plan_create_shared: NULL"));
+  ck_assert_int_eq(vnrt_plan_create_shared(g_ctx, g_gd, NULL, NULL, p, &d),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(vnrt_plan_create_shared(g_ctx, g_gd, dev, NULL, p, NULL),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(vnrt_plan_create_shared(NULL, g_gd, dev, NULL, p, &d),
+                   VNRT_ERROR_INVALID_ARGUMENT);
   /* A plan of another context. */
   TU_OK(ctx2, vnrt_plan_create(ctx2, g2, tu_device(ctx2, 0), NULL, &p2));
-  ck_assert_int_eq(vnrt_plan_create_shared(ctx, gd, dev, NULL, p2, &d), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(vnrt_plan_create_shared(g_ctx, g_gd, dev, NULL, p2, &d),
+                   VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(d);
-  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "another context"));
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(g_ctx), "another context"));
   vnrt_plan_destroy(p2);
   vnrt_plan_destroy(p);
   vnrt_graph_destroy(g2);
-  vnrt_graph_destroy(gp);
-  vnrt_graph_destroy(gd);
   vnrt_context_destroy(ctx2);
-  vnrt_context_destroy(ctx);
 }
 END_TEST
 
@@ -380,6 +368,7 @@ int main(void) {
   Suite *s = suite_create("share");
   TCase *tc = tcase_create("share");
   tcase_set_timeout(tc, 120);
+  tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_shared_equals_unshared);
   tcase_add_test(tc, test_unbound_shared);
   tcase_add_test(tc, test_destroy_order);
