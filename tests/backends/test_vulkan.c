@@ -62,6 +62,19 @@ static vnrt_context *capture_context(log_capture *cap) {
   return ctx;
 }
 
+/* The validation layer was asked for (VNRT_VK_VALIDATION) and must have been enabled. */
+static void assert_layer_enabled(const log_capture *cap) {
+  ck_assert_msg(cap->layer_enabled, "the validation layer was not enabled; log:\n%s", cap->text);
+}
+
+/* Destroys ctx (the layer reports leaks and late errors then), then asserts that it said
+ * nothing. */
+static void destroy_silent(vnrt_context *ctx, const log_capture *cap) {
+  vnrt_context_destroy(ctx);
+  ck_assert_msg(cap->n_validation == 0, "%d validation messages; the first: %s", cap->n_validation,
+                cap->first_validation);
+}
+
 /* Sets (value != NULL) or clears an environment variable, remembering the old value. */
 typedef struct saved_env {
   const char *name;
@@ -918,13 +931,11 @@ static void ops_under_validation(int baseline) {
   saved_env b = env_set("VNRT_VK_BASELINE", baseline ? "1" : NULL);
   log_capture cap;
   vnrt_context *ctx = capture_context(&cap);
-  ck_assert_msg(cap.layer_enabled, "the validation layer was not enabled; log:\n%s", cap.text);
+  assert_layer_enabled(&cap);
   all_ops(ctx);
-  vnrt_context_destroy(ctx);
   env_restore(&b);
   env_restore(&v);
-  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
-                cap.first_validation);
+  destroy_silent(ctx, &cap);
 }
 
 START_TEST(test_ops_match_cpu_under_validation) { ops_under_validation(0); }
@@ -941,7 +952,7 @@ START_TEST(test_gpu_kernels_match_under_validation) {
   saved_env k = env_set("VNRT_VK_CPU_KERNELS", "0");
   log_capture cap;
   vnrt_context *ctx = capture_context(&cap);
-  ck_assert_msg(cap.layer_enabled, "the validation layer was not enabled; log:\n%s", cap.text);
+  assert_layer_enabled(&cap);
   ops_chain(ctx);
   ops_linalg(ctx);
   gemm_tiles(ctx);
@@ -950,11 +961,9 @@ START_TEST(test_gpu_kernels_match_under_validation) {
   attention_cases(ctx);
   ops_mhc_moe(ctx);
   moe_ffn_cases(ctx);
-  vnrt_context_destroy(ctx);
   env_restore(&k);
   env_restore(&v);
-  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
-                cap.first_validation);
+  destroy_silent(ctx, &cap);
 }
 END_TEST
 
@@ -1317,7 +1326,7 @@ static vnrt_context *copyq_context(copyq_env e, log_capture *cap) {
   env_restore(&st);
   env_restore(&q);
   env_restore(&v);
-  ck_assert_msg(cap->layer_enabled, "the validation layer was not enabled; log:\n%s", cap->text);
+  assert_layer_enabled(cap);
   return ctx;
 }
 
@@ -1430,9 +1439,7 @@ START_TEST(test_copy_queue_round_trips_large_buffers) {
   vk_handle h = backend_device(ctx);
   check_copy_line(ctx, e, &cap);
   round_trips(ctx, h, e.staging);
-  vnrt_context_destroy(ctx);
-  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
-                cap.first_validation);
+  destroy_silent(ctx, &cap);
 }
 END_TEST
 
@@ -1528,9 +1535,7 @@ START_TEST(test_copy_queue_writes_interleave_with_runs) {
   vnrt_plan_destroy(plan);
   vnrt_graph_destroy(g);
   tu_tensor_free(&pw);
-  vnrt_context_destroy(ctx);
-  ck_assert_msg(cap.n_validation == 0, "%d validation messages; the first: %s", cap.n_validation,
-                cap.first_validation);
+  destroy_silent(ctx, &cap);
 }
 END_TEST
 
