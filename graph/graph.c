@@ -496,6 +496,7 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
     node->outputs[i] = id;
     if (out_values) out_values[i] = id;
   }
+  vn_node_resolve_params(graph, node);
   index_commit(graph);
   return VNRT_OK;
 }

@@ -28,6 +28,7 @@ typedef struct vn_node {
   int32_t outputs[VNRT_MAX_NODE_OUTPUTS]; /* value ids */
   int32_t n_attrs;
   vnrt_attr *attrs; /* owned, normalised: schema order, defaults filled (see op_table.h) */
+  vnrt_op_params params; /* resolved from attrs and input types (params.c); lists point into attrs */
 } vn_node;
 
 struct vnrt_graph {
@@ -67,6 +68,11 @@ vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_t
                                int32_t *out_value, char *err, size_t err_size);
 vnrt_status vn_graph_set_state_update(vnrt_graph *graph, int32_t state, int32_t next, char *err,
                                       size_t err_size);
+
+/* Fills nd->params from nd's normalised attributes and the types of its inputs and results in
+ * g (which must already be checked by inference). Call again after copying attrs: list members
+ * point into them. */
+void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd);
 
 /* Formats a type as vnir writes it: "f32[4, 64]"; returns buf. */
 const char *vn_type_str(const vnrt_tensor_type *type, char *buf, size_t size);

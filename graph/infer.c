@@ -916,3 +916,22 @@ DEFINE_INFER(kv_write) {
   out[0] = *cache;
   return VNRT_OK;
 }
+
+/* ---- Quantization support -------------------------------------------------------------- */
+
+DEFINE_INFER(hadamard) {
+  const vnrt_tensor_type *x = &in[0];
+  VN_RETURN_IF_ERROR(need_float("x", x, err, err_size));
+  char sx[TS];
+  if (x->rank < 1) {
+    return fail(err, err_size, SHAPE, "x is %s: needs rank >= 1 ([..., D])",
+                vn_type_str(x, sx, sizeof sx));
+  }
+  int64_t d = x->dims[x->rank - 1];
+  if (d < 1 || (d & (d - 1)) != 0) {
+    return fail(err, err_size, SHAPE, "x is %s: D = %" PRId64 " must be a power of 2",
+                vn_type_str(x, sx, sizeof sx), d);
+  }
+  out[0] = *x;
+  return VNRT_OK;
+}

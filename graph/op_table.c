@@ -111,6 +111,7 @@ static const vn_attr_schema k_short_conv[] = {REQ_I("dilation"), DEF_F("eps", 1e
 #define VN_SCHEMA_engram_gate SCHEMA_(engram_gate)
 #define VN_SCHEMA_short_conv SCHEMA_(short_conv)
 #define VN_SCHEMA_kv_write NONE_
+#define VN_SCHEMA_hadamard NONE_
 
 /* Name, arity and result count come straight from VNRT_OP_LIST, so the table cannot drift. */
 #define VN_OP_ROW_(ID, name, min_in, max_in, n_out) \

@@ -77,6 +77,7 @@ static vnrt_graph *copy_graph(vnrt_context *ctx, const vnrt_graph *src) {
       goto fail;
     }
   }
+  for (int32_t i = 0; i < g->n_nodes; ++i) vn_node_resolve_params(g, &g->nodes[i]);
   /* (memcpy from a NULL array is undefined even for 0 bytes) */
   if (src->n_inputs) memcpy(g->inputs, src->inputs, (size_t)src->n_inputs * sizeof *g->inputs);
   if (src->n_outputs) memcpy(g->outputs, src->outputs, (size_t)src->n_outputs * sizeof *g->outputs);
@@ -105,6 +106,7 @@ static void fill_node(const vnrt_graph *g, int32_t node, vnrt_backend_node *out)
   for (int32_t i = 0; i < nd->n_outputs; ++i) out->outputs[i] = nd->outputs[i];
   out->n_attrs = nd->n_attrs;
   out->attrs = nd->attrs;
+  out->params = &nd->params;
 }
 
 /* Decides which device runs each live node: the target if it can, else the CPU. */

@@ -272,7 +272,8 @@ static vnrt_status prepare_hash(vnrt_plan *p, vn_engram_use *u) {
   const vn_node *hn = &g->nodes[u->hash_from];
   u->hash_node = (vnrt_backend_node){.op = hn->op, .name = g->values[hn->outputs[0]].name,
                                      .n_inputs = 2, .inputs = {0, 1}, .n_outputs = 1,
-                                     .outputs = {2}, .n_attrs = hn->n_attrs, .attrs = hn->attrs};
+                                     .outputs = {2}, .n_attrs = hn->n_attrs, .attrs = hn->attrs,
+                                     .params = &hn->params};
   u->hash_host = (vnrt_backend_host){.struct_size = sizeof u->hash_host, .core = u,
                                      .log = hash_log, .error = hash_error, .alloc = hash_alloc,
                                      .free = hash_free, .num_threads = 1};

@@ -15,7 +15,7 @@
 /* The size of vnrt_backend_i as each API version defined it. */
 static size_t iface_min_size(uint32_t api_version) {
   switch (api_version) {
-    case 1: return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
+    case 2: return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
     default: return 0;
   }
 }
@@ -23,8 +23,9 @@ static size_t iface_min_size(uint32_t api_version) {
 /* Checks a backend's table before anything of it is called. Returns NULL if acceptable. */
 static const char *iface_problem(const vnrt_backend_i *b) {
   if (!b) return "the entry point returned no table";
-  if (b->api_version < 1 || b->api_version > VNRT_BACKEND_API_VERSION) {
-    return "unsupported api_version";
+  /* Version 1's nodes had no params member (a different array stride): not accepted. */
+  if (b->api_version < 2 || b->api_version > VNRT_BACKEND_API_VERSION) {
+    return "unsupported api_version (this vnrt accepts 2)";
   }
   if (b->struct_size < iface_min_size(b->api_version)) return "struct_size too small";
   if (!b->name || !b->name[0] || strlen(b->name) >= 16) return "missing or too long name";

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "vnrt/op_params.h"
 #include "vnrt/vnrt.h"
 
 #ifdef __cplusplus
@@ -24,7 +25,7 @@ extern "C" {
 /* The version of this interface. A backend reports the version it was built against; the core
  * accepts any version it knows (1 .. VNRT_BACKEND_API_VERSION) whose struct_size is at least
  * the size that version defined. Slots are only ever appended. */
-#define VNRT_BACKEND_API_VERSION 1
+#define VNRT_BACKEND_API_VERSION 2
 #define VNRT_BACKEND_ENTRY_SYMBOL "vnrt_backend_entry_v1"
 
 #define VNRT_MAX_NODE_INPUTS 8
@@ -57,9 +58,9 @@ typedef struct vnrt_backend_tensor {
   uint64_t offset;             /* byte offset in buffer; a multiple of 256 */
 } vnrt_backend_tensor;
 
-/* A node: op, tensors by index into vnrt_backend_graph.tensors, and its attributes. Every
- * attribute of the op's schema is present, defaults filled in (a `clamp` bound that was left
- * out is absent), so a backend reads them with the vnrt_node_attr_* helpers below. */
+/* A node: op, tensors by index into vnrt_backend_graph.tensors, and its parameters. A backend
+ * reads the op's typed parameters (vnrt/op_params.h: defaults and shape-derived values already
+ * resolved); attrs is the node's attribute list as written, for messages and tools only. */
 typedef struct vnrt_backend_node {
   vnrt_op op;
   const char *name; /* the first result's name, for messages */
@@ -68,7 +69,8 @@ typedef struct vnrt_backend_node {
   int32_t n_outputs;
   int32_t outputs[VNRT_MAX_NODE_OUTPUTS];
   int32_t n_attrs;
-  const vnrt_attr *attrs;
+  const vnrt_attr *attrs;         /* for messages; kernels read params */
+  const vnrt_op_params *params;   /* never NULL; zero for ops without parameters (API 2) */
 } vnrt_backend_node;
 
 /* The part of a plan one device runs: its tensor table and nodes in execution order. */

@@ -59,7 +59,9 @@
   X(ENGRAM_GATE, engram_gate, 5, 5, 1)      \
   X(SHORT_CONV, short_conv, 4, 4, 2)        \
   /* state (extensions beyond spec/ops.md: docs/ops.md) */ \
-  X(KV_WRITE, kv_write, 3, 3, 1)
+  X(KV_WRITE, kv_write, 3, 3, 1)            \
+  /* quantization support (docs/ops.md) */  \
+  X(HADAMARD, hadamard, 1, 1, 1)
 
 typedef enum vnrt_op {
   VNRT_OP_INVALID = -1,
