@@ -2,7 +2,7 @@
 #ifndef VNRT_GRAPH_GRAPH_H_
 #define VNRT_GRAPH_GRAPH_H_
 
-#include "internal.h"
+#include "core.h"
 
 typedef enum vn_value_kind {
   VN_VALUE_INPUT = 0, /* bound at run time */

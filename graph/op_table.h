@@ -2,7 +2,7 @@
 #ifndef VNRT_GRAPH_OP_TABLE_H_
 #define VNRT_GRAPH_OP_TABLE_H_
 
-#include "internal.h"
+#include "core.h"
 
 typedef struct vn_attr_schema {
   const char *key;

@@ -2,7 +2,7 @@
 #ifndef VNRT_MEMORY_ARENA_H_
 #define VNRT_MEMORY_ARENA_H_
 
-#include "internal.h"
+#include "core.h"
 
 typedef struct vn_arena_request {
   uint64_t size;       /* bytes; 0 takes no space */

@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "core.h"
 
 /* Where bytes live. Only VN_TIER_DEVICE counts against the limit: the other tiers are
  * recorded so that a run can report where its memory went (and so that a file-mapped table far

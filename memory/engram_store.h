@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "budget.h"
-#include "internal.h"
+#include "core.h"
 #include "row_cache.h"
 #include "vnrt/memory.h"
 

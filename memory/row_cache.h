@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "internal.h"
+#include "core.h"
 
 typedef enum vn_eviction {
   VN_EVICT_CLOCK = 0, /* second chance: a reference bit per slot and a sweeping hand */

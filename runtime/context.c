@@ -1,104 +1,27 @@
-/* The context: host allocator, logging, and the device registry it owns. */
-#include <stdio.h>
-#include <stdlib.h>
+/* The context: the core services (core/context.c) and the device registry it owns. */
 #include <string.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "core.h"
 #include "registry.h"
-
-void vn_host_log(void *core, vnrt_log_level level, const char *fmt, ...);
-vnrt_status vn_host_error(void *core, vnrt_status status, const char *fmt, ...);
-
-static void *default_malloc(void *user, size_t size) { (void)user; return malloc(size); }
-static void *default_realloc(void *user, void *p, size_t size) { (void)user; return realloc(p, size); }
-static void default_free(void *user, void *p) { (void)user; free(p); }
-
-void *vn_malloc(vnrt_context *ctx, size_t size) {
-  return ctx->alloc.malloc_fn(ctx->alloc.user, size ? size : 1);
-}
-
-void *vn_calloc(vnrt_context *ctx, size_t count, size_t size) {
-  if (size && count > SIZE_MAX / size) return NULL;
-  void *p = vn_malloc(ctx, count * size);
-  if (p) memset(p, 0, count * size);
-  return p;
-}
-
-void *vn_realloc(vnrt_context *ctx, void *ptr, size_t size) {
-  return ctx->alloc.realloc_fn(ctx->alloc.user, ptr, size ? size : 1);
-}
-
-void vn_free(vnrt_context *ctx, void *ptr) {
-  if (ptr) ctx->alloc.free_fn(ctx->alloc.user, ptr);
-}
-
-char *vn_strdup(vnrt_context *ctx, const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = vn_malloc(ctx, n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
-bool vn_grow(vnrt_context *ctx, void **items, int32_t *capacity, int32_t need, size_t elem_size) {
-  if (need <= *capacity) return true;
-  if (need < 0 || need > INT32_MAX / 2) return false;
-  int32_t cap = *capacity ? *capacity : 8;
-  while (cap < need) cap *= 2;
-  if ((size_t)cap > SIZE_MAX / elem_size) return false;
-  void *p = vn_realloc(ctx, *items, (size_t)cap * elem_size);
-  if (!p) return false;
-  *items = p;
-  *capacity = cap;
-  return true;
-}
-
-void vnrt_free(vnrt_context *ctx, void *ptr) {
-  if (ctx) vn_free(ctx, ptr);
-}
-
-static void *host_alloc(void *core, size_t size) { return vn_malloc((vnrt_context *)core, size); }
-static void host_free(void *core, void *p) { vn_free((vnrt_context *)core, p); }
 
 vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **out_ctx) {
   if (!out_ctx) return VNRT_ERROR_INVALID_ARGUMENT;
   *out_ctx = NULL;
   vnrt_context_desc d = {0};
   if (desc) d = *desc;
-  int have_alloc = d.allocator.malloc_fn && d.allocator.realloc_fn && d.allocator.free_fn;
-  if (!have_alloc && (d.allocator.malloc_fn || d.allocator.realloc_fn || d.allocator.free_fn)) {
-    return VNRT_ERROR_INVALID_ARGUMENT; /* all three or none */
-  }
-  vnrt_allocator alloc = d.allocator;
-  if (!have_alloc) {
-    alloc = (vnrt_allocator){default_malloc, default_realloc, default_free, NULL};
-  }
-  vnrt_context *ctx = alloc.malloc_fn(alloc.user, sizeof *ctx);
+  /* The context lives in the caller's allocator when there is one; the core checks it. */
+  vnrt_context probe;
+  VN_RETURN_IF_ERROR(vn_context_init_core(&probe, &d));
+  vnrt_context *ctx = probe.alloc.malloc_fn(probe.alloc.user, sizeof *ctx);
   if (!ctx) return VNRT_ERROR_OUT_OF_MEMORY;
-  memset(ctx, 0, sizeof *ctx);
-  ctx->alloc = alloc;
-  ctx->default_alloc = !have_alloc;
-  ctx->log_fn = d.log_fn;
-  ctx->log_user = d.log_user;
-  ctx->log_level = d.log_level;
-  if (!d.log_fn && ctx->log_level < VNRT_LOG_WARN) ctx->log_level = VNRT_LOG_WARN;
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  ctx->cores = cores > 0 ? (int32_t)cores : 1;
-  ctx->num_threads = d.num_threads > 0 ? d.num_threads : ctx->cores;
-  ctx->host = (vnrt_backend_host){
-      .struct_size = sizeof(vnrt_backend_host),
-      .core = ctx,
-      .log = vn_host_log,
-      .error = vn_host_error,
-      .alloc = host_alloc,
-      .free = host_free,
-      .num_threads = ctx->num_threads,
-  };
+  *ctx = probe;
+  ctx->host.core = ctx;
   vnrt_status s = vn_registry_create(ctx, &d, &ctx->registry);
   if (s != VNRT_OK) {
     /* The context is unusable; report the message through the log since no handle exists. */
     vn_log(ctx, VNRT_LOG_ERROR, "vnrt_context_create: %s", ctx->last_error);
-    alloc.free_fn(alloc.user, ctx);
+    vnrt_allocator a = ctx->alloc;
+    a.free_fn(a.user, ctx);
     return s;
   }
   *out_ctx = ctx;

@@ -8,7 +8,7 @@
 #ifndef VNRT_RUNTIME_COPY_STREAM_H_
 #define VNRT_RUNTIME_COPY_STREAM_H_
 
-#include "internal.h"
+#include "core.h"
 
 typedef struct vn_copy_stream vn_copy_stream;
 

@@ -2,7 +2,7 @@
 #ifndef VNRT_RUNTIME_REGISTRY_H_
 #define VNRT_RUNTIME_REGISTRY_H_
 
-#include "internal.h"
+#include "core.h"
 
 typedef struct vn_backend {
   const vnrt_backend_i *iface;

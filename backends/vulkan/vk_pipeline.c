@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "vk_internal.h"
-#include "vulkan/vk_spirv_table.h" /* generated: vk_spirv_table[] */
+#include "vk_spirv_table.h" /* generated: vk_spirv_table[] */
 
 #define VK_CACHE_MAX_BYTES (256u << 20)
 

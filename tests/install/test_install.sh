@@ -63,9 +63,9 @@ read -r -a libs <<<"$(pkg-config --libs vnrt)"
 [[ "${cflags[*]} ${libs[*]}" == *"$stage"* ]] ||
   fail "pkg-config flags do not point into the stage: ${cflags[*]} ${libs[*]}"
 
-step "the installed headers are exactly runtime/include/vnrt/*.h"
-diff <(cd "$src/runtime/include/vnrt" && ls -1 -- *.h) <(cd "$includedir/vnrt" && ls -1 -- *.h) ||
-  fail "installed headers differ from runtime/include/vnrt (left: source, right: installed)"
+step "the installed headers are exactly include/vnrt/*.h"
+diff <(cd "$src/include/vnrt" && ls -1 -- *.h) <(cd "$includedir/vnrt" && ls -1 -- *.h) ||
+  fail "installed headers differ from include/vnrt (left: source, right: installed)"
 
 step "every public header compiles on its own as C11 and as C++11"
 c_compilers=("${cc[*]}")

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core.h"
 
 const char *vnrt_dtype_name(vnrt_dtype dtype) {
   switch (dtype) {

@@ -1,6 +1,8 @@
-/* Private core of the runtime: the context, its error/log helpers and allocation wrappers. */
-#ifndef VNRT_RUNTIME_INTERNAL_H_
-#define VNRT_RUNTIME_INTERNAL_H_
+/* The ground floor (core/): the context's core state, the error sink, logging, the host
+ * allocator and small containers. Every layer above (io, graph, memory, runtime) includes this;
+ * it includes nothing but the public headers. */
+#ifndef VNRT_CORE_CORE_H_
+#define VNRT_CORE_CORE_H_
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,7 +14,7 @@
 
 #define VN_ERROR_MAX 2048
 
-typedef struct vn_registry vn_registry; /* runtime/registry.c */
+typedef struct vn_registry vn_registry; /* opaque here: the runtime owns it (runtime/registry.c) */
 
 struct vnrt_context {
   vnrt_allocator alloc;
@@ -41,6 +43,16 @@ void *vn_realloc(vnrt_context *ctx, void *ptr, size_t size);
 void vn_free(vnrt_context *ctx, void *ptr);
 char *vn_strdup(vnrt_context *ctx, const char *s);
 
+/* Fills a context's core state from desc (allocator, logging, threads, the backend host
+ * services); the registry is left NULL. Fails only on an allocator with some but not all
+ * of its functions. */
+vnrt_status vn_context_init_core(vnrt_context *ctx, const vnrt_context_desc *desc);
+/* The backend host services on a context (host.core is the context). */
+void vn_host_log(void *core, vnrt_log_level level, const char *fmt, ...);
+vnrt_status vn_host_error(void *core, vnrt_status status, const char *fmt, ...);
+void *vn_host_alloc(void *core, size_t size);
+void vn_host_free(void *core, void *ptr);
+
 /* Grows *items (of elem_size bytes) so that it holds at least need elements. */
 bool vn_grow(vnrt_context *ctx, void **items, int32_t *capacity, int32_t need, size_t elem_size);
 
@@ -52,4 +64,4 @@ bool vn_grow(vnrt_context *ctx, void **items, int32_t *capacity, int32_t need, s
 
 #define VN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#endif /* VNRT_RUNTIME_INTERNAL_H_ */
+#endif /* VNRT_CORE_CORE_H_ */

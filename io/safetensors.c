@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core.h"
 #include "vnrt/io.h"
 
 /* Every dtype the safetensors format defines, with its element size, so that a file holding

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "core.h"
 #include "vnrt/io.h"
 
 /* "\x93NUMPY", two version bytes, then a 2-byte (1.0) or 4-byte (2.0, 3.0) header length. */

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core.h"
 
 const char *vnrt_version(int *out_major, int *out_minor, int *out_patch) {
   if (out_major) *out_major = VNRT_VERSION_MAJOR;
