@@ -49,7 +49,7 @@
 #define CL_ROW_ENGRAM_GATE cl_engram_gate_supports, cl_engram_gate_lower
 #define CL_ROW_SHORT_CONV cl_short_conv_supports, cl_short_conv_lower
 #define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
-#define CL_ROW_HADAMARD NULL, NULL
+#define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
 
 typedef struct cl_op_row {
   cl_supports_fn supports;

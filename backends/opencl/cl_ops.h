@@ -70,6 +70,8 @@ CL_OPS_KIND_(ngram_hash)
 CL_OPS_KIND_(engram_lookup)
 CL_OPS_KIND_(engram_gate)
 CL_OPS_KIND_(short_conv)
+/* cl_ops_quant.c */
+CL_OPS_KIND_(hadamard)
 #undef CL_OPS_KIND_
 
 /* Appends C[M, N] = A[M, K]·B[N, K]ᵀ (inputs a_input, b_input of the node, any float dtype)
