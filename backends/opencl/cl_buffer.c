@@ -15,8 +15,8 @@
  * cl_mem as ever and the host reads and writes the pointer); NULL mem when either call fails. */
 static cl_mem svm_buffer(vnrt_backend_device *dev, uint64_t cap, void **out_svm, cl_int *out_err) {
   *out_svm = NULL;
-  void *p = clSVMAlloc(dev->context, CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER, (size_t)cap,
-                       0);
+  void *p =
+      clSVMAlloc(dev->context, CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER, (size_t)cap, 0);
   if (!p) {
     *out_err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
     return NULL;

@@ -417,9 +417,9 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
    * write through an event before its first kernel). */
   dev->copy_queue = clCreateCommandQueue(dev->context, dev->desc->id, 0, &err);
   if (!dev->copy_queue || err != CL_SUCCESS) {
-    vnrt_status s = cl_fail(dev, VNRT_ERROR_DEVICE,
-                            "clCreateCommandQueue (the copy queue) failed: %d %s", (int)err,
-                            cl_error_name(err));
+    vnrt_status s =
+        cl_fail(dev, VNRT_ERROR_DEVICE, "clCreateCommandQueue (the copy queue) failed: %d %s",
+                (int)err, cl_error_name(err));
     cl_backend_device_close(dev);
     return s;
   }

@@ -1,117 +1,82 @@
-/* The OpenCL backend's op dispatch: each op of vnrt/ops.h to the file of its group. */
+/* What the OpenCL backend runs: one row per op of vnrt/ops.h, in its order, with the function
+ * that says whether the device runs a node of the op as typed and the one that lowers it
+ * (cl_ops.h names the file of each). A row of NULL, NULL sends the op to the CPU fallback.
+ * The table is built from VNRT_OP_LIST, so an op added there without a row here does not
+ * compile. */
 #include "cl_ops.h"
 
-typedef enum cl_group {
-  G_NONE,
-  G_ELEMENTWISE,
-  G_LINALG,
-  G_ATTENTION,
-  G_INDEX,
-  G_MHC,
-  G_MOE,
-  G_ENGRAM
-} cl_group;
+#define CL_ROW_ADD cl_binary_supports, cl_binary_lower
+#define CL_ROW_SUB cl_binary_supports, cl_binary_lower
+#define CL_ROW_MUL cl_binary_supports, cl_binary_lower
+#define CL_ROW_DIV cl_binary_supports, cl_binary_lower
+#define CL_ROW_SCALE cl_unary_supports, cl_unary_lower
+#define CL_ROW_NEG cl_unary_supports, cl_unary_lower
+#define CL_ROW_EXP cl_unary_supports, cl_unary_lower
+#define CL_ROW_SQRT cl_unary_supports, cl_unary_lower
+#define CL_ROW_RSQRT cl_unary_supports, cl_unary_lower
+#define CL_ROW_TANH cl_unary_supports, cl_unary_lower
+#define CL_ROW_RELU cl_unary_supports, cl_unary_lower
+#define CL_ROW_SIGMOID cl_unary_supports, cl_unary_lower
+#define CL_ROW_SILU cl_unary_supports, cl_unary_lower
+#define CL_ROW_GELU cl_unary_supports, cl_unary_lower
+#define CL_ROW_SOFTPLUS cl_unary_supports, cl_unary_lower
+#define CL_ROW_SQRT_SOFTPLUS cl_unary_supports, cl_unary_lower
+#define CL_ROW_CLAMP cl_unary_supports, cl_unary_lower
+#define CL_ROW_CAST cl_cast_supports, cl_cast_lower
+#define CL_ROW_RESHAPE cl_reshape_supports, cl_reshape_lower
+#define CL_ROW_TRANSPOSE cl_transpose_supports, cl_transpose_lower
+#define CL_ROW_SLICE cl_slice_supports, cl_slice_lower
+#define CL_ROW_CONCAT cl_concat_supports, cl_concat_lower
+#define CL_ROW_MATMUL cl_matmul_supports, cl_matmul_lower
+#define CL_ROW_LINEAR cl_linear_supports, cl_linear_lower
+#define CL_ROW_RMS_NORM cl_rms_norm_supports, cl_rms_norm_lower
+#define CL_ROW_SOFTMAX cl_softmax_supports, cl_softmax_lower
+#define CL_ROW_SWIGLU cl_swiglu_supports, cl_swiglu_lower
+#define CL_ROW_ROPE cl_rope_supports, cl_rope_lower
+#define CL_ROW_ATTENTION cl_attention_supports, cl_attention_lower
+#define CL_ROW_EMBEDDING cl_embedding_supports, cl_embedding_lower
+#define CL_ROW_TOPK cl_topk_supports, cl_topk_lower
+#define CL_ROW_HC_EXPAND cl_hc_expand_supports, cl_hc_expand_lower
+#define CL_ROW_HC_PRE cl_hc_pre_supports, cl_hc_pre_lower
+#define CL_ROW_HC_POST cl_hc_post_supports, cl_hc_post_lower
+#define CL_ROW_HC_HEAD cl_hc_head_supports, cl_hc_head_lower
+#define CL_ROW_SINKHORN cl_sinkhorn_supports, cl_sinkhorn_lower
+#define CL_ROW_MOE_ROUTE cl_moe_route_supports, cl_moe_route_lower
+#define CL_ROW_MOE_HASH_ROUTE cl_moe_hash_route_supports, cl_moe_hash_route_lower
+#define CL_ROW_MOE_FFN cl_moe_ffn_supports, cl_moe_ffn_lower
+#define CL_ROW_NGRAM_HASH cl_ngram_hash_supports, cl_ngram_hash_lower
+#define CL_ROW_ENGRAM_LOOKUP cl_engram_lookup_supports, cl_engram_lookup_lower
+#define CL_ROW_ENGRAM_GATE cl_engram_gate_supports, cl_engram_gate_lower
+#define CL_ROW_SHORT_CONV cl_short_conv_supports, cl_short_conv_lower
+#define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
+#define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
 
-static cl_group group_of(vnrt_op op) {
-  switch (op) {
-    case VNRT_OP_ADD:
-    case VNRT_OP_SUB:
-    case VNRT_OP_MUL:
-    case VNRT_OP_DIV:
-    case VNRT_OP_SCALE:
-    case VNRT_OP_NEG:
-    case VNRT_OP_EXP:
-    case VNRT_OP_SQRT:
-    case VNRT_OP_RSQRT:
-    case VNRT_OP_TANH:
-    case VNRT_OP_RELU:
-    case VNRT_OP_SIGMOID:
-    case VNRT_OP_SILU:
-    case VNRT_OP_GELU:
-    case VNRT_OP_SOFTPLUS:
-    case VNRT_OP_SQRT_SOFTPLUS:
-    case VNRT_OP_CLAMP:
-    case VNRT_OP_CAST:
-    case VNRT_OP_RESHAPE:
-    case VNRT_OP_TRANSPOSE:
-    case VNRT_OP_SLICE:
-    case VNRT_OP_CONCAT:
-    case VNRT_OP_KV_WRITE:
-      return G_ELEMENTWISE;
-    case VNRT_OP_MATMUL:
-    case VNRT_OP_LINEAR:
-    case VNRT_OP_RMS_NORM:
-    case VNRT_OP_SOFTMAX:
-    case VNRT_OP_SWIGLU:
-      return G_LINALG;
-    case VNRT_OP_ROPE:
-    case VNRT_OP_ATTENTION:
-      return G_ATTENTION;
-    case VNRT_OP_EMBEDDING:
-    case VNRT_OP_TOPK:
-      return G_INDEX;
-    case VNRT_OP_HC_EXPAND:
-    case VNRT_OP_HC_PRE:
-    case VNRT_OP_HC_POST:
-    case VNRT_OP_HC_HEAD:
-    case VNRT_OP_SINKHORN:
-      return G_MHC;
-    case VNRT_OP_MOE_ROUTE:
-    case VNRT_OP_MOE_HASH_ROUTE:
-    case VNRT_OP_MOE_FFN:
-      return G_MOE;
-    case VNRT_OP_NGRAM_HASH:
-    case VNRT_OP_ENGRAM_LOOKUP:
-    case VNRT_OP_ENGRAM_GATE:
-    case VNRT_OP_SHORT_CONV:
-      return G_ENGRAM;
-    default:
-      return G_NONE;
-  }
+typedef struct cl_op_row {
+  cl_supports_fn supports;
+  cl_lower_fn lower;
+} cl_op_row;
+
+#define CL_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID] = {CL_ROW_##ID},
+static const cl_op_row k_ops[VNRT_OP_COUNT] = {VNRT_OP_LIST(CL_ROW_)};
+#undef CL_ROW_
+
+static const cl_op_row *row_of(vnrt_op op) {
+  return op >= 0 && op < VNRT_OP_COUNT ? &k_ops[op] : NULL;
 }
 
 int cl_ops_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node) {
-  switch (group_of(node->op)) {
-    case G_ELEMENTWISE:
-      return cl_elementwise_supports(dev, graph, node);
-    case G_LINALG:
-      return cl_linalg_supports(dev, graph, node);
-    case G_ATTENTION:
-      return cl_attention_supports(dev, graph, node);
-    case G_INDEX:
-      return cl_index_supports(dev, graph, node);
-    case G_MHC:
-      return cl_mhc_supports(dev, graph, node);
-    case G_MOE:
-      return cl_moe_supports(dev, graph, node);
-    case G_ENGRAM:
-      return cl_engram_supports(dev, graph, node);
-    default:
-      return 0;
-  }
+  const cl_op_row *row = row_of(node->op);
+  return row && row->supports && row->supports(dev, graph, node);
 }
 
 vnrt_status cl_ops_lower(cl_lower *L) {
-  switch (group_of(L->node->op)) {
-    case G_ELEMENTWISE:
-      return cl_elementwise_lower(L);
-    case G_LINALG:
-      return cl_linalg_lower(L);
-    case G_ATTENTION:
-      return cl_attention_lower(L);
-    case G_INDEX:
-      return cl_index_lower(L);
-    case G_MHC:
-      return cl_mhc_lower(L);
-    case G_MOE:
-      return cl_moe_lower(L);
-    case G_ENGRAM:
-      return cl_engram_lower(L);
-    default:
-      return cl_fail(L->dev, VNRT_ERROR_UNSUPPORTED, "node '%s': op %d has no OpenCL kernel",
-                     L->node->name, (int)L->node->op);
+  const cl_op_row *row = row_of(L->node->op);
+  if (!row || !row->lower) {
+    return cl_fail(L->dev, VNRT_ERROR_UNSUPPORTED, "node '%s': op %d has no OpenCL kernel",
+                   L->node->name, (int)L->node->op);
   }
+  return row->lower(L);
 }
 
 vnrt_status cl_launch_1d(cl_launch *k, int64_t n) {

@@ -1,39 +1,78 @@
-/* Private to the OpenCL backend: which ops the device runs (supports) and how each is lowered
- * to steps at compile time, one file per op group (cl_ops_<group>.c). */
+/* Private to the OpenCL backend: what the device runs and how each op is lowered to steps at
+ * compile time. The op table (cl_ops.c) has one row per op of vnrt/ops.h: a supports and a
+ * lower function, defined per op group in cl_ops_<group>.c and declared here. */
 #ifndef VNRT_BACKENDS_OPENCL_CL_OPS_H_
 #define VNRT_BACKENDS_OPENCL_CL_OPS_H_
 
 #include "cl_exec.h"
+#include "vnrt/backend_util.h"
 
 /* Whether node (already checked for sane tensor indices, ranks and sizes) runs as typed. */
+typedef int (*cl_supports_fn)(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                              const vnrt_backend_node *node);
+/* Appends the node's steps. */
+typedef vnrt_status (*cl_lower_fn)(cl_lower *L);
+
+/* The op table's answers: 0 for an op without a row (the CPU fallback runs it). */
 int cl_ops_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node);
-/* Appends the node's steps. */
 vnrt_status cl_ops_lower(cl_lower *L);
 
 /* The type of input/output i of node in graph. */
 static inline const vnrt_tensor_type *cl_q_in(const vnrt_backend_graph *g,
                                               const vnrt_backend_node *node, int32_t i) {
-  return &g->tensors[node->inputs[i]].type;
+  return &vnrt_node_input(g, node, i)->type;
 }
 static inline const vnrt_tensor_type *cl_q_out(const vnrt_backend_graph *g,
                                                const vnrt_backend_node *node, int32_t i) {
-  return &g->tensors[node->outputs[i]].type;
+  return &vnrt_node_output(g, node, i)->type;
 }
 
-/* Per group: supports (given a node of one of its ops) and lower. */
-#define CL_OPS_GROUP_(group)                                                           \
-  int cl_##group##_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph, \
-                            const vnrt_backend_node *node);                            \
-  vnrt_status cl_##group##_lower(cl_lower *L);
-CL_OPS_GROUP_(elementwise)
-CL_OPS_GROUP_(linalg)
-CL_OPS_GROUP_(attention)
-CL_OPS_GROUP_(index)
-CL_OPS_GROUP_(mhc)
-CL_OPS_GROUP_(moe)
-CL_OPS_GROUP_(engram)
-#undef CL_OPS_GROUP_
+/* The rows' functions: cl_<kind>_supports and cl_<kind>_lower. A kind serves one op, or a
+ * family whose ops share a kernel (binary: add, sub, mul, div). */
+#define CL_OPS_KIND_(kind)                                                            \
+  int cl_##kind##_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph, \
+                           const vnrt_backend_node *node);                            \
+  vnrt_status cl_##kind##_lower(cl_lower *L);
+/* cl_ops_elementwise.c */
+CL_OPS_KIND_(binary) /* add, sub, mul, div */
+CL_OPS_KIND_(unary)  /* neg ... sqrt_softplus, scale, clamp */
+CL_OPS_KIND_(cast)
+CL_OPS_KIND_(reshape)
+CL_OPS_KIND_(transpose)
+CL_OPS_KIND_(slice)
+CL_OPS_KIND_(concat)
+CL_OPS_KIND_(kv_write)
+/* cl_ops_linalg.c */
+CL_OPS_KIND_(matmul)
+CL_OPS_KIND_(linear)
+CL_OPS_KIND_(rms_norm)
+CL_OPS_KIND_(softmax)
+CL_OPS_KIND_(swiglu)
+/* cl_ops_attention.c */
+CL_OPS_KIND_(rope)
+CL_OPS_KIND_(attention)
+/* cl_ops_index.c */
+CL_OPS_KIND_(embedding)
+CL_OPS_KIND_(topk)
+/* cl_ops_mhc.c */
+CL_OPS_KIND_(hc_expand)
+CL_OPS_KIND_(hc_pre)
+CL_OPS_KIND_(hc_post)
+CL_OPS_KIND_(hc_head)
+CL_OPS_KIND_(sinkhorn)
+/* cl_ops_moe.c */
+CL_OPS_KIND_(moe_route)
+CL_OPS_KIND_(moe_hash_route)
+CL_OPS_KIND_(moe_ffn)
+/* cl_ops_engram.c */
+CL_OPS_KIND_(ngram_hash)
+CL_OPS_KIND_(engram_lookup)
+CL_OPS_KIND_(engram_gate)
+CL_OPS_KIND_(short_conv)
+/* cl_ops_quant.c */
+CL_OPS_KIND_(hadamard)
+#undef CL_OPS_KIND_
 
 /* Appends C[M, N] = A[M, K]·B[N, K]ᵀ (inputs a_input, b_input of the node, any float dtype)
  * as a GEMM into this node's f32 scratch at c_off (cl_ops_linalg.c). */

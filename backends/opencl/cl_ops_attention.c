@@ -2,7 +2,6 @@
  * attention (one work-group per query row where local memory is real, one work-item per row on
  * CPU drivers; shaders attention.cl). */
 #include <math.h>
-#include <string.h>
 
 #include "cl_ops.h"
 
@@ -16,17 +15,22 @@ static size_t attention_want_wg(int64_t Dv) {
   return want;
 }
 
+int cl_rope_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                     const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+  const vnrt_tensor_type *pos = cl_q_in(g, node, 1);
+  if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype) || x->rank != 3 || pos->rank != 1 ||
+      pos->dtype != VNRT_I32 || pos->dims[0] != x->dims[0]) {
+    return 0;
+  }
+  int32_t dims = node->params->rope.dims;
+  return dims > 0 && dims <= x->dims[2] && dims % 2 == 0;
+}
+
 int cl_attention_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                           const vnrt_backend_node *node) {
   const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
   if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
-  if (node->op == VNRT_OP_ROPE) {
-    const vnrt_tensor_type *pos = cl_q_in(g, node, 1);
-    if (x->rank != 3 || pos->rank != 1 || pos->dtype != VNRT_I32 || pos->dims[0] != x->dims[0])
-      return 0;
-    int64_t D = x->dims[2], dims = vnrt_node_attr_i(node, "dims", D);
-    return dims > 0 && dims <= D && dims % 2 == 0;
-  }
   const vnrt_tensor_type *k = cl_q_in(g, node, 1), *v = cl_q_in(g, node, 2);
   if (!cl_is_float(k->dtype) || !cl_is_float(v->dtype) || x->rank != 3 || k->rank != 3 ||
       v->rank != 3 || k->dims[2] != x->dims[2] || v->dims[0] != k->dims[0] ||
@@ -35,11 +39,11 @@ int cl_attention_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   }
   if (node->n_inputs > 3) {
     const vnrt_tensor_type *s = cl_q_in(g, node, 3);
-    if (!cl_is_float(s->dtype) || vnrt_tensor_type_numel(s) != x->dims[1]) return 0;
+    if (!cl_is_float(s->dtype) || vnrt_numel(s) != x->dims[1]) return 0;
   }
   if (node->n_inputs > 4) {
     const vnrt_tensor_type *kvl = cl_q_in(g, node, 4);
-    if (kvl->dtype != VNRT_I32 || vnrt_tensor_type_numel(kvl) != 1) return 0;
+    if (kvl->dtype != VNRT_I32 || vnrt_numel(kvl) != 1) return 0;
   }
   if (node->n_inputs > 5) return 0;
   /* Each work-item accumulates at most ATT_MAXJ channels of Dv; q and two chunks of wg
@@ -52,11 +56,12 @@ int cl_attention_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
          (uint64_t)(x->dims[2] + 2 * (int64_t)wg) * 4 <= dev->desc->local_mem;
 }
 
-static vnrt_status lower_rope(cl_lower *L) {
+vnrt_status cl_rope_lower(cl_lower *L) {
+  const vnrt_rope_params *p = &L->node->params->rope;
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t T = x->dims[0], H = x->dims[1], D = x->dims[2];
-  int64_t dims = vnrt_node_attr_i(L->node, "dims", D);
-  double theta = vnrt_node_attr_f(L->node, "theta", 10000.0);
+  int64_t dims = p->dims;
+  double theta = p->theta;
   int64_t half = dims / 2;
   if (T * H == 0 || D == 0) return VNRT_OK;
   /* theta^(-2i/dims) in double, as (hi, lo) floats: the kernel forms pos·f in two-float
@@ -79,7 +84,7 @@ static vnrt_status lower_rope(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i32(&k, (int32_t)D);
   cl_arg_i32(&k, (int32_t)dims);
-  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "interleaved", 1) != 0);
+  cl_arg_i32(&k, p->interleaved);
   cl_arg_i32(&k, (int32_t)H);
   cl_arg_i64(&k, T * H);
   return cl_launch_2d(&k, D - dims + half, T * H);
@@ -97,13 +102,14 @@ static vnrt_status report_kv_len(vnrt_backend_exec *exec, const cl_step *st, int
 
 /* The arguments both attention kernels take first: q, k, v, sinks, kv_len, the result, the
  * sizes and the attributes. */
-static void attention_args(cl_lower *L, cl_launch *k, double scale) {
+static void attention_args(cl_lower *L, cl_launch *k) {
+  const vnrt_attention_params *p = &L->node->params->attention;
   const vnrt_tensor_type *q = cl_in_type(L, 0), *kt = cl_in_type(L, 1), *v = cl_in_type(L, 2);
   cl_arg_in_dt(k, 0);
   cl_arg_in_dt(k, 1);
   cl_arg_in_dt(k, 2);
   cl_arg_opt_in_dt(k, 3);
-  cl_arg_i32(k, L->node->n_inputs > 3);
+  cl_arg_i32(k, p->has_sinks);
   cl_arg_opt_in(k, 4);
   cl_arg_i32(k, L->node->n_inputs > 4);
   cl_arg_out_dt(k, 0);
@@ -113,16 +119,15 @@ static void attention_args(cl_lower *L, cl_launch *k, double scale) {
   cl_arg_i32(k, (int32_t)kt->dims[1]);
   cl_arg_i32(k, (int32_t)q->dims[2]);
   cl_arg_i32(k, (int32_t)v->dims[2]);
-  cl_arg_i32(k, vnrt_node_attr_i(L->node, "causal", 1) != 0);
-  cl_arg_i32(k, (int32_t)vnrt_node_attr_i(L->node, "window", 0));
-  cl_arg_f32(k, (float)scale);
+  cl_arg_i32(k, p->causal);
+  cl_arg_i32(k, (int32_t)p->window);
+  cl_arg_f32(k, (float)p->scale);
 }
 
-static vnrt_status lower_attention(cl_lower *L) {
+vnrt_status cl_attention_lower(cl_lower *L) {
   const vnrt_tensor_type *q = cl_in_type(L, 0), *kt = cl_in_type(L, 1), *v = cl_in_type(L, 2);
   int64_t T = q->dims[0], Hq = q->dims[1], D = q->dims[2], S = kt->dims[0];
   int64_t Dv = v->dims[2];
-  double scale = vnrt_node_attr_f(L->node, "scale", 1.0 / sqrt((double)(D > 0 ? D : 1)));
   int has_kvl = L->node->n_inputs > 4;
   cl_launch k;
   if (has_kvl) {
@@ -147,7 +152,7 @@ static vnrt_status lower_attention(cl_lower *L) {
     /* CPU drivers: a work-item per query row, no barriers (attention_rows). */
     uint64_t acc = cl_scratch(L, (uint64_t)(T * Hq * Dv) * 4);
     cl_launch_begin(L, "attention_rows", &k);
-    attention_args(L, &k, scale);
+    attention_args(L, &k);
     cl_arg_scratch(&k, acc);
     size_t one = 1, items = (size_t)(T * Hq);
     return cl_launch_end(&k, 1, &items, &one);
@@ -159,14 +164,10 @@ static vnrt_status lower_attention(cl_lower *L) {
                    "attention '%s': Dv=%lld needs work-groups of %lld items; the kernel allows %zu",
                    L->node->name, (long long)Dv, (long long)((Dv + ATT_MAXJ - 1) / ATT_MAXJ), wg);
   }
-  attention_args(L, &k, scale);
+  attention_args(L, &k);
   cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
   cl_arg_local(&k, sizeof(float) * wg);
   cl_arg_local(&k, sizeof(float) * wg);
   size_t items = (size_t)(T * Hq) * wg;
   return cl_launch_end(&k, 1, &items, &wg);
-}
-
-vnrt_status cl_attention_lower(cl_lower *L) {
-  return L->node->op == VNRT_OP_ROPE ? lower_rope(L) : lower_attention(L);
 }

@@ -5,90 +5,75 @@
 
 #include "cl_ops.h"
 
-/* N and K of an ngram_hash node as the CPU reference derives them; 0 if they do not fit. */
-static int ngram_params(const vnrt_backend_graph *g, const vnrt_backend_node *node, int64_t *N,
-                        int64_t *K) {
-  const vnrt_attr *mult = vnrt_node_attr(node, "mult");
-  const vnrt_attr *primes = vnrt_node_attr(node, "primes");
-  if (!mult || !primes || mult->kind != VNRT_ATTR_INTS || primes->kind != VNRT_ATTR_INTS) return 0;
-  *N = vnrt_node_attr_i(node, "max_n", mult->count);
-  *K = vnrt_node_attr_i(node, "heads", *N > 1 ? primes->count / (*N - 1) : 0);
-  int64_t cols = (*N - 1) * *K;
-  int64_t T = vnrt_tensor_type_numel(cl_q_in(g, node, 0));
-  if (*N < 2 || *N > mult->count || *K < 1 || cols > primes->count ||
-      vnrt_tensor_type_numel(cl_q_in(g, node, 1)) != *N - 1 ||
-      vnrt_tensor_type_numel(cl_q_out(g, node, 0)) != T * cols) {
+int cl_ngram_hash_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                           const vnrt_backend_node *node) {
+  const vnrt_ngram_hash_params *p = &node->params->ngram_hash;
+  if (cl_q_in(g, node, 0)->dtype != VNRT_I32 || cl_q_in(g, node, 1)->dtype != VNRT_I32 ||
+      cl_q_out(g, node, 0)->dtype != VNRT_I32 || !p->mult || !p->primes) {
+    return 0;
+  }
+  int64_t N = p->max_n, K = p->heads, cols = (N - 1) * K;
+  int64_t T = vnrt_numel(cl_q_in(g, node, 0));
+  if (N < 2 || N > p->n_mult || K < 1 || cols > p->n_primes ||
+      vnrt_numel(cl_q_in(g, node, 1)) != N - 1 || vnrt_numel(cl_q_out(g, node, 0)) != T * cols) {
     return 0;
   }
   for (int64_t c = 0; c < cols; ++c) {
-    if (primes->ints[c] <= 0 || primes->ints[c] > INT32_MAX) return 0;
+    if (p->primes[c] <= 0 || p->primes[c] > INT32_MAX) return 0;
   }
   return 1;
 }
 
-int cl_engram_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                       const vnrt_backend_node *node) {
-  switch (node->op) {
-    case VNRT_OP_NGRAM_HASH: {
-      int64_t N, K;
-      return cl_q_in(g, node, 0)->dtype == VNRT_I32 && cl_q_in(g, node, 1)->dtype == VNRT_I32 &&
-             cl_q_out(g, node, 0)->dtype == VNRT_I32 && ngram_params(g, node, &N, &K);
-    }
-    case VNRT_OP_ENGRAM_LOOKUP: {
-      const vnrt_tensor_type *t = cl_q_in(g, node, 0), *idx = cl_q_in(g, node, 1);
-      const vnrt_tensor_type *off = cl_q_in(g, node, 2);
-      if (!cl_is_float(t->dtype) || t->rank != 2 || idx->dtype != VNRT_I32 || idx->rank < 1 ||
-          off->dtype != VNRT_I32 || !cl_is_float(cl_q_out(g, node, 0)->dtype)) {
-        return 0;
-      }
-      int64_t H = idx->dims[idx->rank - 1];
-      int64_t rows = H > 0 ? vnrt_tensor_type_numel(idx) / H : 0;
-      return vnrt_tensor_type_numel(off) == H &&
-             vnrt_tensor_type_numel(cl_q_out(g, node, 0)) == rows * H * t->dims[1];
-    }
-    case VNRT_OP_ENGRAM_GATE: {
-      const vnrt_tensor_type *h = cl_q_in(g, node, 0);
-      for (int32_t i = 0; i < 5; ++i) {
-        if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
-      }
-      if (h->rank != 3 || !cl_is_float(cl_q_out(g, node, 0)->dtype)) return 0;
-      int64_t T = h->dims[0], M = h->dims[1], C = h->dims[2];
-      return vnrt_tensor_type_numel(cl_q_in(g, node, 1)) == T * M * C &&
-             vnrt_tensor_type_numel(cl_q_in(g, node, 2)) == T * C &&
-             vnrt_tensor_type_numel(cl_q_in(g, node, 3)) == M * C &&
-             vnrt_tensor_type_numel(cl_q_in(g, node, 4)) == M * C;
-    }
-    case VNRT_OP_SHORT_CONV: {
-      const vnrt_tensor_type *u = cl_q_in(g, node, 0), *hist = cl_q_in(g, node, 1);
-      const vnrt_tensor_type *w = cl_q_in(g, node, 3);
-      int64_t dil = vnrt_node_attr_i(node, "dilation", 1);
-      for (int32_t i = 0; i < 4; ++i) {
-        if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
-      }
-      if (u->rank != 3 || w->rank != 2 || dil < 1 || dil > INT32_MAX || node->n_outputs != 2)
-        return 0;
-      int64_t T = u->dims[0], M = u->dims[1], C = u->dims[2], K = w->dims[1];
-      int64_t P = (K - 1) * dil;
-      return K >= 1 && w->dims[0] == M * C && vnrt_tensor_type_numel(hist) == P * M * C &&
-             hist->dtype == u->dtype && vnrt_tensor_type_numel(cl_q_in(g, node, 2)) == M * C &&
-             vnrt_tensor_type_numel(cl_q_out(g, node, 0)) == T * M * C &&
-             vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == P * M * C &&
-             cl_is_float(cl_q_out(g, node, 0)->dtype) && cl_is_float(cl_q_out(g, node, 1)->dtype);
-    }
-    default:
-      return 0;
+int cl_engram_lookup_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                              const vnrt_backend_node *node) {
+  const vnrt_tensor_type *t = cl_q_in(g, node, 0), *idx = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *off = cl_q_in(g, node, 2);
+  if (!cl_is_float(t->dtype) || t->rank != 2 || idx->dtype != VNRT_I32 || idx->rank < 1 ||
+      off->dtype != VNRT_I32 || !cl_is_float(cl_q_out(g, node, 0)->dtype)) {
+    return 0;
   }
+  int64_t H = idx->dims[idx->rank - 1];
+  int64_t rows = H > 0 ? vnrt_numel(idx) / H : 0;
+  return vnrt_numel(off) == H && vnrt_numel(cl_q_out(g, node, 0)) == rows * H * t->dims[1];
 }
 
-static vnrt_status lower_ngram(cl_lower *L) {
-  int64_t N = 0, K = 0;
-  ngram_params(L->graph, L->node, &N, &K);
-  const vnrt_attr *mult = vnrt_node_attr(L->node, "mult");
-  const vnrt_attr *primes = vnrt_node_attr(L->node, "primes");
-  int64_t T = vnrt_tensor_type_numel(cl_in_type(L, 0));
+int cl_engram_gate_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                            const vnrt_backend_node *node) {
+  const vnrt_tensor_type *h = cl_q_in(g, node, 0);
+  for (int32_t i = 0; i < 5; ++i) {
+    if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
+  }
+  if (h->rank != 3 || !cl_is_float(cl_q_out(g, node, 0)->dtype)) return 0;
+  int64_t T = h->dims[0], M = h->dims[1], C = h->dims[2];
+  return vnrt_numel(cl_q_in(g, node, 1)) == T * M * C && vnrt_numel(cl_q_in(g, node, 2)) == T * C &&
+         vnrt_numel(cl_q_in(g, node, 3)) == M * C && vnrt_numel(cl_q_in(g, node, 4)) == M * C;
+}
+
+int cl_short_conv_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                           const vnrt_backend_node *node) {
+  const vnrt_tensor_type *u = cl_q_in(g, node, 0), *hist = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *w = cl_q_in(g, node, 3);
+  int64_t dil = node->params->short_conv.dilation;
+  for (int32_t i = 0; i < 4; ++i) {
+    if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
+  }
+  if (u->rank != 3 || w->rank != 2 || dil < 1 || node->n_outputs != 2) return 0;
+  int64_t T = u->dims[0], M = u->dims[1], C = u->dims[2], K = w->dims[1];
+  int64_t P = (K - 1) * dil;
+  return K >= 1 && w->dims[0] == M * C && vnrt_numel(hist) == P * M * C &&
+         hist->dtype == u->dtype && vnrt_numel(cl_q_in(g, node, 2)) == M * C &&
+         vnrt_numel(cl_q_out(g, node, 0)) == T * M * C &&
+         vnrt_numel(cl_q_out(g, node, 1)) == P * M * C &&
+         cl_is_float(cl_q_out(g, node, 0)->dtype) && cl_is_float(cl_q_out(g, node, 1)->dtype);
+}
+
+vnrt_status cl_ngram_hash_lower(cl_lower *L) {
+  const vnrt_ngram_hash_params *p = &L->node->params->ngram_hash;
+  int64_t N = p->max_n, K = p->heads;
+  int64_t T = vnrt_numel(cl_in_type(L, 0));
   if (T == 0) return VNRT_OK;
-  uint64_t moff = cl_const(L, mult->ints, sizeof(int64_t) * (uint64_t)N);
-  uint64_t poff = cl_const(L, primes->ints, sizeof(int64_t) * (uint64_t)((N - 1) * K));
+  uint64_t moff = cl_const(L, p->mult, sizeof(int64_t) * (uint64_t)N);
+  uint64_t poff = cl_const(L, p->primes, sizeof(int64_t) * (uint64_t)((N - 1) * K));
   if (moff == UINT64_MAX || poff == UINT64_MAX) {
     return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
   }
@@ -119,10 +104,10 @@ static vnrt_status report_lookup(vnrt_backend_exec *exec, const cl_step *st, int
                  (int)off, (long long)t, (long long)h, (int)idx, (long long)st->info[3]);
 }
 
-static vnrt_status lower_lookup(cl_lower *L) {
+vnrt_status cl_engram_lookup_lower(cl_lower *L) {
   const vnrt_tensor_type *t = cl_in_type(L, 0), *idx = cl_in_type(L, 1);
   int64_t R = t->dims[0], D = t->dims[1], H = idx->dims[idx->rank - 1];
-  int64_t n = vnrt_tensor_type_numel(idx);
+  int64_t n = vnrt_numel(idx);
   if (n == 0) return VNRT_OK;
   int32_t slot = cl_err_slot(L);
   cl_launch k;
@@ -151,7 +136,8 @@ static vnrt_status lower_lookup(cl_lower *L) {
   return cl_launch_2d(&k, D, n);
 }
 
-static vnrt_status lower_gate(cl_lower *L) {
+vnrt_status cl_engram_gate_lower(cl_lower *L) {
+  const vnrt_engram_gate_params *p = &L->node->params->engram_gate;
   const vnrt_tensor_type *h = cl_in_type(L, 0);
   int64_t T = h->dims[0], M = h->dims[1], C = h->dims[2];
   cl_launch k;
@@ -160,22 +146,23 @@ static vnrt_status lower_gate(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i32(&k, (int32_t)M);
   cl_arg_i64(&k, C);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "eps", 1e-6));
-  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "sqrt_gate", 1) != 0);
+  cl_arg_f32(&k, (float)p->eps);
+  cl_arg_i32(&k, p->sqrt_gate);
   return cl_launch_rows(&k, T * M, CL_REDUCE_WG);
 }
 
-static vnrt_status lower_short_conv(cl_lower *L) {
+vnrt_status cl_short_conv_lower(cl_lower *L) {
+  const vnrt_short_conv_params *p = &L->node->params->short_conv;
   const vnrt_tensor_type *u = cl_in_type(L, 0), *w = cl_in_type(L, 3);
   int64_t T = u->dims[0], M = u->dims[1], C = u->dims[2], K = w->dims[1];
-  int64_t dil = vnrt_node_attr_i(L->node, "dilation", 1), P = (K - 1) * dil;
+  int64_t dil = p->dilation, P = (K - 1) * dil;
   uint64_t scale = cl_scratch(L, (uint64_t)(T * M) * 4);
   cl_launch k;
   cl_launch_begin(L, "short_conv_scale", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_scratch(&k, scale);
   cl_arg_i64(&k, C);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "eps", 1e-6));
+  cl_arg_f32(&k, (float)p->eps);
   vnrt_status s = cl_launch_rows(&k, T * M, CL_REDUCE_WG);
   if (s != VNRT_OK) return s;
   cl_launch_begin(L, "short_conv_y", &k);
@@ -203,17 +190,4 @@ static vnrt_status lower_short_conv(cl_lower *L) {
   cl_arg_i64(&k, C);
   cl_arg_i64(&k, P);
   return cl_launch_2d(&k, M * C, P);
-}
-
-vnrt_status cl_engram_lower(cl_lower *L) {
-  switch (L->node->op) {
-    case VNRT_OP_NGRAM_HASH:
-      return lower_ngram(L);
-    case VNRT_OP_ENGRAM_LOOKUP:
-      return lower_lookup(L);
-    case VNRT_OP_ENGRAM_GATE:
-      return lower_gate(L);
-    default:
-      return lower_short_conv(L);
-  }
 }

@@ -2,16 +2,19 @@
  * writes nothing and is reported with its position) and topk (shaders index.cl). */
 #include "cl_ops.h"
 
-int cl_index_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                      const vnrt_backend_node *node) {
+int cl_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                          const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+  const vnrt_tensor_type *ids = cl_q_in(g, node, 1);
+  return cl_is_float(x->dtype) && cl_is_float(o->dtype) && x->rank == 2 && ids->dtype == VNRT_I32 &&
+         vnrt_numel(o) == vnrt_numel(ids) * x->dims[1];
+}
+
+int cl_topk_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                     const vnrt_backend_node *node) {
   const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
   if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
-  if (node->op == VNRT_OP_EMBEDDING) {
-    const vnrt_tensor_type *ids = cl_q_in(g, node, 1);
-    return x->rank == 2 && ids->dtype == VNRT_I32 &&
-           vnrt_tensor_type_numel(o) == vnrt_tensor_type_numel(ids) * x->dims[1];
-  }
-  int64_t k = vnrt_node_attr_i(node, "k", 0);
+  int64_t k = node->params->topk.k;
   int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
   return node->n_outputs == 2 && cl_q_out(g, node, 1)->dtype == VNRT_I32 && k >= 1 && k <= e;
 }
@@ -26,9 +29,9 @@ static vnrt_status report_embedding(vnrt_backend_exec *exec, const cl_step *st, 
                  exec->graph.nodes[st->node].name, (int)id, (int)pos, (long long)st->info[1]);
 }
 
-static vnrt_status lower_embedding(cl_lower *L) {
+vnrt_status cl_embedding_lower(cl_lower *L) {
   const vnrt_tensor_type *table = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
-  int64_t V = table->dims[0], D = table->dims[1], n = vnrt_tensor_type_numel(ids);
+  int64_t V = table->dims[0], D = table->dims[1], n = vnrt_numel(ids);
   if (n == 0) return VNRT_OK;
   int32_t slot = cl_err_slot(L);
   cl_launch k;
@@ -55,10 +58,10 @@ static vnrt_status lower_embedding(cl_lower *L) {
   return cl_launch_2d(&k, D, n);
 }
 
-static vnrt_status lower_topk(cl_lower *L) {
+vnrt_status cl_topk_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
-  int64_t rows = e > 0 ? vnrt_tensor_type_numel(x) / e : 0;
+  int64_t rows = e > 0 ? vnrt_numel(x) / e : 0;
   cl_launch k;
   cl_launch_begin(L, "topk", &k);
   cl_arg_in_dt(&k, 0);
@@ -66,10 +69,6 @@ static vnrt_status lower_topk(cl_lower *L) {
   cl_arg_out(&k, 1);
   cl_arg_i64(&k, rows);
   cl_arg_i32(&k, (int32_t)e);
-  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "k", 1));
+  cl_arg_i32(&k, L->node->params->topk.k);
   return cl_launch_1d(&k, rows);
-}
-
-vnrt_status cl_index_lower(cl_lower *L) {
-  return L->node->op == VNRT_OP_EMBEDDING ? lower_embedding(L) : lower_topk(L);
 }

@@ -4,54 +4,47 @@
 
 #include "cl_ops.h"
 
-int cl_linalg_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                       const vnrt_backend_node *node) {
-  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
-  if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
-  switch (node->op) {
-    case VNRT_OP_MATMUL: {
-      const vnrt_tensor_type *b = cl_q_in(g, node, 1);
-      return cl_is_float(b->dtype) && x->rank >= 2 && b->rank >= 2 && o->rank >= 2 &&
-             o->rank <= 4 && x->dims[x->rank - 1] == b->dims[b->rank - 2];
-    }
-    case VNRT_OP_LINEAR: {
-      const vnrt_tensor_type *w = cl_q_in(g, node, 1);
-      return cl_is_float(w->dtype) && x->rank >= 1 && w->rank == 2 &&
-             x->dims[x->rank - 1] == w->dims[1];
-    }
-    case VNRT_OP_RMS_NORM:
-      if (x->rank < 1) return 0;
-      if (node->n_inputs > 1) {
-        const vnrt_tensor_type *w = cl_q_in(g, node, 1);
-        if (!cl_is_float(w->dtype) || vnrt_tensor_type_numel(w) != x->dims[x->rank - 1]) return 0;
-      }
-      return 1;
-    case VNRT_OP_SOFTMAX: {
-      int64_t axis = vnrt_node_attr_i(node, "axis", -1);
-      if (axis < 0) axis += x->rank;
-      return axis >= 0 && axis < x->rank;
-    }
-    case VNRT_OP_SWIGLU: {
-      const vnrt_tensor_type *u = cl_q_in(g, node, 1);
-      return cl_is_float(u->dtype) && vnrt_tensor_type_numel(u) == vnrt_tensor_type_numel(o) &&
-             vnrt_tensor_type_numel(x) == vnrt_tensor_type_numel(o);
-    }
-    default:
-      return 0;
+/* The operands and result of every op here are float. */
+static int all_float(const vnrt_backend_graph *g, const vnrt_backend_node *node) {
+  for (int32_t i = 0; i < node->n_inputs; ++i) {
+    if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
   }
+  return cl_is_float(cl_q_out(g, node, 0)->dtype);
 }
 
-/* A's or B's element strides along C's nb batch dims (padded to 2; 0 where it broadcasts). */
-static void batch_strides(const vnrt_tensor_type *t, int32_t nb, int64_t out[2]) {
-  int32_t tb = t->rank - 2;
-  int64_t s = t->dims[t->rank - 2] * t->dims[t->rank - 1];
-  out[0] = out[1] = 0;
-  for (int32_t d = nb - 1; d >= 0; --d) {
-    int32_t td = d - (nb - tb);
-    if (td < 0) break;
-    out[2 - nb + d] = t->dims[td] == 1 ? 0 : s;
-    s *= t->dims[td];
-  }
+int cl_matmul_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                       const vnrt_backend_node *node) {
+  const vnrt_tensor_type *a = cl_q_in(g, node, 0), *b = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *o = cl_q_out(g, node, 0);
+  return all_float(g, node) && a->rank >= 2 && b->rank >= 2 && o->rank >= 2 && o->rank <= 4 &&
+         a->dims[a->rank - 1] == b->dims[b->rank - 2];
+}
+
+int cl_linear_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                       const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *w = cl_q_in(g, node, 1);
+  return all_float(g, node) && x->rank >= 1 && w->rank == 2 && x->dims[x->rank - 1] == w->dims[1];
+}
+
+int cl_rms_norm_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                         const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0);
+  if (!all_float(g, node) || x->rank < 1) return 0;
+  return !node->params->rms_norm.has_weight ||
+         vnrt_numel(cl_q_in(g, node, 1)) == x->dims[x->rank - 1];
+}
+
+int cl_softmax_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                        const vnrt_backend_node *node) {
+  int32_t axis = node->params->softmax.axis;
+  return all_float(g, node) && axis >= 0 && axis < cl_q_in(g, node, 0)->rank;
+}
+
+int cl_swiglu_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                       const vnrt_backend_node *node) {
+  int64_t n = vnrt_numel(cl_q_out(g, node, 0));
+  return all_float(g, node) && vnrt_numel(cl_q_in(g, node, 0)) == n &&
+         vnrt_numel(cl_q_in(g, node, 1)) == n;
 }
 
 static vnrt_status lower_gemm(cl_lower *L) {
@@ -62,12 +55,12 @@ static vnrt_status lower_gemm(cl_lower *L) {
   s.db = tb->dtype;
   s.dc = to->dtype;
   s.batch[0] = s.batch[1] = 1;
-  s.a_numel = vnrt_tensor_type_numel(ta);
-  s.b_numel = vnrt_tensor_type_numel(tb);
+  s.a_numel = vnrt_numel(ta);
+  s.b_numel = vnrt_numel(tb);
   if (L->node->op == VNRT_OP_LINEAR) {
     s.K = tb->dims[1];
     s.N = tb->dims[0];
-    s.M = s.K > 0 ? s.a_numel / s.K : vnrt_tensor_type_numel(to) / (s.N > 0 ? s.N : 1);
+    s.M = s.K > 0 ? s.a_numel / s.K : vnrt_numel(to) / (s.N > 0 ? s.N : 1);
     s.trans_b = 1;
   } else {
     s.M = ta->dims[ta->rank - 2];
@@ -75,8 +68,8 @@ static vnrt_status lower_gemm(cl_lower *L) {
     s.N = tb->dims[tb->rank - 1];
     int32_t nb = to->rank - 2;
     for (int32_t d = 0; d < nb; ++d) s.batch[2 - nb + d] = to->dims[d];
-    batch_strides(ta, nb, s.a_bstride);
-    batch_strides(tb, nb, s.b_bstride);
+    vnrt_matmul_batch_strides(ta, nb, s.a_bstride);
+    vnrt_matmul_batch_strides(tb, nb, s.b_bstride);
   }
   if (s.M == 0 || s.N == 0 || s.batch[0] * s.batch[1] == 0) return VNRT_OK;
   cl_gemm_impl impl = CL_GEMM_TILED;
@@ -123,28 +116,27 @@ vnrt_status cl_lower_gemm_nt_to_scratch(cl_lower *L, int32_t a_input, int32_t b_
   return cl_add_gemm(L, call, cl_gemm_scratch_bytes(&s, impl), 1, c_off);
 }
 
-static vnrt_status lower_rms_norm(cl_lower *L) {
+vnrt_status cl_rms_norm_lower(cl_lower *L) {
+  const vnrt_rms_norm_params *p = &L->node->params->rms_norm;
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t D = x->dims[x->rank - 1];
-  int64_t rows = D > 0 ? vnrt_tensor_type_numel(x) / D : 0;
+  int64_t rows = D > 0 ? vnrt_numel(x) / D : 0;
   cl_launch k;
   cl_launch_begin(L, "rms_norm", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_opt_in_dt(&k, 1);
-  cl_arg_i32(&k, L->node->n_inputs > 1);
+  cl_arg_i32(&k, p->has_weight);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, D);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "eps", 1e-6));
+  cl_arg_f32(&k, (float)p->eps);
   return cl_launch_rows(&k, rows, CL_REDUCE_WG);
 }
 
-static vnrt_status lower_softmax(cl_lower *L) {
+vnrt_status cl_softmax_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0);
-  int64_t axis = vnrt_node_attr_i(L->node, "axis", -1);
-  if (axis < 0) axis += x->rank;
-  int64_t outer = 1, inner = 1, len = x->dims[axis];
-  for (int64_t d = 0; d < axis; ++d) outer *= x->dims[d];
-  for (int64_t d = axis + 1; d < x->rank; ++d) inner *= x->dims[d];
+  int32_t axis = L->node->params->softmax.axis;
+  int64_t outer = vnrt_dims_product(x, 0, axis), len = x->dims[axis];
+  int64_t inner = vnrt_dims_product(x, axis + 1, x->rank);
   if (len == 0) return VNRT_OK;
   cl_launch k;
   cl_launch_begin(L, "softmax", &k);
@@ -155,28 +147,18 @@ static vnrt_status lower_softmax(cl_lower *L) {
   return cl_launch_rows(&k, outer * inner, CL_REDUCE_WG);
 }
 
-static vnrt_status lower_swiglu(cl_lower *L) {
-  int64_t n = vnrt_tensor_type_numel(cl_out_type(L, 0));
+vnrt_status cl_swiglu_lower(cl_lower *L) {
+  int64_t n = vnrt_numel(cl_out_type(L, 0));
   cl_launch k;
   cl_launch_begin(L, "swiglu", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_in_dt(&k, 1);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, n);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "limit", 0.0));
+  cl_arg_f32(&k, (float)L->node->params->swiglu.limit);
   return cl_launch_1d(&k, n);
 }
 
-vnrt_status cl_linalg_lower(cl_lower *L) {
-  switch (L->node->op) {
-    case VNRT_OP_MATMUL:
-    case VNRT_OP_LINEAR:
-      return lower_gemm(L);
-    case VNRT_OP_RMS_NORM:
-      return lower_rms_norm(L);
-    case VNRT_OP_SOFTMAX:
-      return lower_softmax(L);
-    default:
-      return lower_swiglu(L);
-  }
-}
+vnrt_status cl_matmul_lower(cl_lower *L) { return lower_gemm(L); }
+
+vnrt_status cl_linear_lower(cl_lower *L) { return lower_gemm(L); }

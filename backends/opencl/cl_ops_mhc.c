@@ -3,37 +3,61 @@
  * hc_post and sinkhorn (shaders mhc.cl, gemm.cl, engram.cl, elementwise.cl). */
 #include "cl_ops.h"
 
-int cl_mhc_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                    const vnrt_backend_node *node) {
-  const vnrt_tensor_type *X = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+/* Every operand and result of the mHC ops is float. */
+static int all_float(const vnrt_backend_graph *g, const vnrt_backend_node *node) {
   for (int32_t i = 0; i < node->n_inputs; ++i) {
     if (!cl_is_float(cl_q_in(g, node, i)->dtype)) return 0;
   }
   for (int32_t i = 0; i < node->n_outputs; ++i) {
     if (!cl_is_float(cl_q_out(g, node, i)->dtype)) return 0;
   }
-  switch (node->op) {
-    case VNRT_OP_HC_EXPAND:
-      return X->rank >= 1 && o->rank >= 2 && X->dtype == o->dtype &&
-             o->dims[o->rank - 1] == X->dims[X->rank - 1];
-    case VNRT_OP_SINKHORN:
-      return X->rank >= 2 && X->dims[X->rank - 1] == X->dims[X->rank - 2];
-    default:
-      break;
-  }
-  if (X->rank < 2) return 0;
-  int64_t n = X->dims[X->rank - 2], C = X->dims[X->rank - 1];
-  if (node->op == VNRT_OP_HC_POST) return 1;
-  int64_t rows = node->op == VNRT_OP_HC_PRE ? (n + 2) * n : n;
-  return vnrt_tensor_type_numel(cl_q_in(g, node, 1)) == rows * n * C &&
-         vnrt_tensor_type_numel(cl_q_in(g, node, 2)) >= (node->op == VNRT_OP_HC_PRE ? 3 : 1) &&
-         vnrt_tensor_type_numel(cl_q_in(g, node, 3)) >= rows;
+  return 1;
 }
 
-static vnrt_status lower_expand(cl_lower *L) {
+int cl_hc_expand_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                          const vnrt_backend_node *node) {
+  const vnrt_tensor_type *X = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+  return all_float(g, node) && X->rank >= 1 && o->rank >= 2 && X->dtype == o->dtype &&
+         o->dims[o->rank - 1] == X->dims[X->rank - 1];
+}
+
+int cl_sinkhorn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                         const vnrt_backend_node *node) {
+  const vnrt_tensor_type *X = cl_q_in(g, node, 0);
+  return all_float(g, node) && X->rank >= 2 && X->dims[X->rank - 1] == X->dims[X->rank - 2];
+}
+
+int cl_hc_post_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                        const vnrt_backend_node *node) {
+  return all_float(g, node) && cl_q_in(g, node, 0)->rank >= 2;
+}
+
+/* hc_pre and hc_head: X[..., n, C], the mix weights fn[rows, n·C], base (at least n_base
+ * values) and scale (at least rows). */
+static int mix_supports(const vnrt_backend_graph *g, const vnrt_backend_node *node, int pre) {
+  const vnrt_tensor_type *X = cl_q_in(g, node, 0);
+  if (!all_float(g, node) || X->rank < 2) return 0;
+  int64_t n = X->dims[X->rank - 2], C = X->dims[X->rank - 1];
+  int64_t rows = pre ? (n + 2) * n : n;
+  return vnrt_numel(cl_q_in(g, node, 1)) == rows * n * C &&
+         vnrt_numel(cl_q_in(g, node, 2)) >= (pre ? 3 : 1) &&
+         vnrt_numel(cl_q_in(g, node, 3)) >= rows;
+}
+
+int cl_hc_pre_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                       const vnrt_backend_node *node) {
+  return mix_supports(g, node, 1);
+}
+
+int cl_hc_head_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                        const vnrt_backend_node *node) {
+  return mix_supports(g, node, 0);
+}
+
+vnrt_status cl_hc_expand_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0), *o = cl_out_type(L, 0);
   int64_t C = x->dims[x->rank - 1], n = o->dims[o->rank - 2];
-  int64_t T = C > 0 ? vnrt_tensor_type_numel(x) / C : 0;
+  int64_t T = C > 0 ? vnrt_numel(x) / C : 0;
   int64_t dims[4] = {1, T, n, C}, ss[4] = {0, C, 0, 1}, ds[4] = {0, n * C, C, 1};
   int64_t total = T * n * C;
   cl_launch k;
@@ -52,7 +76,7 @@ static vnrt_status lower_expand(cl_lower *L) {
 
 /* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and inv[t] = rsqrt(mean(X[t]^2) + norm_eps). */
 static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, uint64_t dot,
-                              uint64_t inv) {
+                              uint64_t inv, double norm_eps) {
   vnrt_status s = cl_lower_gemm_nt_to_scratch(L, 0, 1, T, rows, nc, dot);
   if (s != VNRT_OK) return s;
   cl_launch k;
@@ -60,7 +84,7 @@ static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, 
   cl_arg_in_dt(&k, 0);
   cl_arg_scratch(&k, inv);
   cl_arg_i64(&k, nc);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "norm_eps", 1e-6));
+  cl_arg_f32(&k, (float)norm_eps);
   return cl_launch_rows(&k, T, CL_REDUCE_WG);
 }
 
@@ -76,18 +100,20 @@ static vnrt_status launch_collapse(cl_lower *L, int64_t T, int64_t n, int64_t C,
   return cl_launch_2d(&k, C, T);
 }
 
-static vnrt_status lower_pre_head(cl_lower *L) {
+/* hc_pre (pre = 1: also the post and comb outputs) and hc_head. */
+static vnrt_status lower_pre_head(cl_lower *L, int pre) {
+  const vnrt_op_params *p = L->node->params;
   const vnrt_tensor_type *X = cl_in_type(L, 0);
   int64_t n = X->dims[X->rank - 2], C = X->dims[X->rank - 1];
-  int64_t T = n * C > 0 ? vnrt_tensor_type_numel(X) / (n * C) : 0;
+  int64_t T = n * C > 0 ? vnrt_numel(X) / (n * C) : 0;
   if (T == 0) return VNRT_OK;
-  int pre = L->node->op == VNRT_OP_HC_PRE;
   int64_t rows = pre ? (n + 2) * n : n;
-  float eps = (float)vnrt_node_attr_f(L->node, "eps", 1e-6);
+  float eps = (float)(pre ? p->hc_pre.eps : p->hc_head.eps);
+  double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
   uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
   uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4);
-  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv);
+  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps);
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pre) {
@@ -103,7 +129,7 @@ static vnrt_status lower_pre_head(cl_lower *L) {
     cl_arg_scratch(&k, lt);
     cl_arg_i64(&k, T);
     cl_arg_i32(&k, (int32_t)n);
-    cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "iters", 20));
+    cl_arg_i32(&k, p->hc_pre.iters);
     cl_arg_f32(&k, eps);
   } else {
     cl_launch_begin(L, "hc_head_finish", &k);
@@ -121,10 +147,14 @@ static vnrt_status lower_pre_head(cl_lower *L) {
   return launch_collapse(L, T, n, C, w);
 }
 
-static vnrt_status lower_post(cl_lower *L) {
+vnrt_status cl_hc_pre_lower(cl_lower *L) { return lower_pre_head(L, 1); }
+
+vnrt_status cl_hc_head_lower(cl_lower *L) { return lower_pre_head(L, 0); }
+
+vnrt_status cl_hc_post_lower(cl_lower *L) {
   const vnrt_tensor_type *X = cl_in_type(L, 0);
   int64_t n = X->dims[X->rank - 2], C = X->dims[X->rank - 1];
-  int64_t T = n * C > 0 ? vnrt_tensor_type_numel(X) / (n * C) : 0;
+  int64_t T = n * C > 0 ? vnrt_numel(X) / (n * C) : 0;
   cl_launch k;
   cl_launch_begin(L, "hc_post", &k);
   for (int32_t i = 0; i < 4; ++i) cl_arg_in_dt(&k, i);
@@ -135,10 +165,11 @@ static vnrt_status lower_post(cl_lower *L) {
   return cl_launch_2d(&k, C, T * n);
 }
 
-static vnrt_status lower_sinkhorn(cl_lower *L) {
+vnrt_status cl_sinkhorn_lower(cl_lower *L) {
+  const vnrt_sinkhorn_params *p = &L->node->params->sinkhorn;
   const vnrt_tensor_type *Lt = cl_in_type(L, 0);
   int64_t n = Lt->dims[Lt->rank - 1];
-  int64_t batch = n > 0 ? vnrt_tensor_type_numel(Lt) / (n * n) : 0;
+  int64_t batch = n > 0 ? vnrt_numel(Lt) / (n * n) : 0;
   if (batch == 0) return VNRT_OK;
   uint64_t work = cl_scratch(L, (uint64_t)(batch * n * n) * 4);
   cl_launch k;
@@ -148,20 +179,7 @@ static vnrt_status lower_sinkhorn(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, batch);
   cl_arg_i32(&k, (int32_t)n);
-  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "iters", 20));
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "eps", 1e-6));
+  cl_arg_i32(&k, p->iters);
+  cl_arg_f32(&k, (float)p->eps);
   return cl_launch_1d(&k, batch);
-}
-
-vnrt_status cl_mhc_lower(cl_lower *L) {
-  switch (L->node->op) {
-    case VNRT_OP_HC_EXPAND:
-      return lower_expand(L);
-    case VNRT_OP_HC_POST:
-      return lower_post(L);
-    case VNRT_OP_SINKHORN:
-      return lower_sinkhorn(L);
-    default:
-      return lower_pre_head(L);
-  }
 }

@@ -1,84 +1,93 @@
 /* OpenCL lowering of the MoE ops: moe_route, moe_hash_route (token ids and table entries
  * checked on the device first) and moe_ffn (expert ids checked first, then the up and down
  * passes over (token, slot) pairs; shaders moe.cl, index.cl). */
-#include <string.h>
-
 #include "cl_ops.h"
 
-/* Matches SCORE_* of moe.cl; -1 for an unknown word. */
-static int score_kind(const vnrt_backend_node *node) {
-  const char *w = vnrt_node_attr_word(node, "score", "");
-  if (strcmp(w, "sigmoid") == 0) return 0;
-  if (strcmp(w, "softmax") == 0) return 1;
-  if (strcmp(w, "sqrt_softplus") == 0) return 2;
-  return -1;
-}
+/* The kernels take the score function as vnrt_score_fn's value (moe.cl's SCORE_*). */
+_Static_assert(VNRT_SCORE_SIGMOID == 0 && VNRT_SCORE_SOFTMAX == 1 && VNRT_SCORE_SQRT_SOFTPLUS == 2,
+               "moe.cl's SCORE_* codes are vnrt_score_fn's values");
 
-int cl_moe_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                    const vnrt_backend_node *node) {
+/* x[..., last] float, with T = numel / last rows; 0 if x is not. */
+static int float_rows(const vnrt_backend_graph *g, const vnrt_backend_node *node, int64_t *last,
+                      int64_t *T) {
   const vnrt_tensor_type *x = cl_q_in(g, node, 0);
   if (!cl_is_float(x->dtype) || x->rank < 1) return 0;
-  int64_t last = x->dims[x->rank - 1];
-  int64_t T = last > 0 ? vnrt_tensor_type_numel(x) / last : 0;
-  if (node->op == VNRT_OP_MOE_FFN) {
-    const vnrt_tensor_type *ex = cl_q_in(g, node, 1), *w = cl_q_in(g, node, 2);
-    const vnrt_tensor_type *gu = cl_q_in(g, node, 3), *wd = cl_q_in(g, node, 4);
-    if (ex->dtype != VNRT_I32 || ex->rank < 1 || !cl_is_float(w->dtype) ||
-        !cl_is_float(gu->dtype) || !cl_is_float(wd->dtype) || gu->rank != 3 || wd->rank != 3 ||
-        !cl_is_float(cl_q_out(g, node, 0)->dtype) || last == 0) {
-      return 0;
-    }
-    int64_t k = ex->dims[ex->rank - 1], C = last, F = gu->dims[1] / 2, E = gu->dims[0];
-    return vnrt_tensor_type_numel(ex) == T * k && vnrt_tensor_type_numel(w) == T * k &&
-           gu->dims[1] == 2 * F && gu->dims[2] == C && wd->dims[0] == E && wd->dims[1] == C &&
-           wd->dims[2] == F;
-  }
-  if (score_kind(node) < 0 || node->n_outputs != 2 || !cl_is_float(cl_q_out(g, node, 0)->dtype) ||
-      cl_q_out(g, node, 1)->dtype != VNRT_I32 || last == 0) {
-    return 0;
-  }
-  int64_t E = last;
-  if (node->op == VNRT_OP_MOE_HASH_ROUTE) {
-    const vnrt_tensor_type *ids = cl_q_in(g, node, 1), *tab = cl_q_in(g, node, 2);
-    return ids->dtype == VNRT_I32 && tab->dtype == VNRT_I32 && tab->rank == 2 &&
-           vnrt_tensor_type_numel(ids) == T &&
-           vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == T * tab->dims[1] &&
-           T * (tab->dims[1] + 1) <= INT32_MAX;
-  }
-  if (node->n_inputs > 1) {
-    const vnrt_tensor_type *b = cl_q_in(g, node, 1);
-    if (!cl_is_float(b->dtype) || vnrt_tensor_type_numel(b) != E) return 0;
-  }
-  int64_t k = vnrt_node_attr_i(node, "k", 1);
-  int64_t n_group = vnrt_node_attr_i(node, "n_group", 1);
-  int64_t topk_group = vnrt_node_attr_i(node, "topk_group", 1);
-  if (n_group > 1 && (E % n_group != 0 || topk_group < 1 || topk_group > n_group)) return 0;
-  int64_t eligible = n_group > 1 ? topk_group * (E / n_group) : E;
-  return k >= 1 && k <= eligible && vnrt_tensor_type_numel(cl_q_out(g, node, 1)) == T * k;
+  *last = x->dims[x->rank - 1];
+  *T = *last > 0 ? vnrt_numel(x) / *last : 0;
+  return 1;
 }
 
-static vnrt_status lower_route(cl_lower *L) {
+/* The routers' results: float weights and i32 experts, over E = last > 0 experts. */
+static int route_outputs(const vnrt_backend_graph *g, const vnrt_backend_node *node, int64_t last) {
+  return node->n_outputs == 2 && cl_is_float(cl_q_out(g, node, 0)->dtype) &&
+         cl_q_out(g, node, 1)->dtype == VNRT_I32 && last != 0;
+}
+
+int cl_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                        const vnrt_backend_node *node) {
+  int64_t last, T;
+  if (!float_rows(g, node, &last, &T)) return 0;
+  const vnrt_tensor_type *ex = cl_q_in(g, node, 1), *w = cl_q_in(g, node, 2);
+  const vnrt_tensor_type *gu = cl_q_in(g, node, 3), *wd = cl_q_in(g, node, 4);
+  if (ex->dtype != VNRT_I32 || ex->rank < 1 || !cl_is_float(w->dtype) || !cl_is_float(gu->dtype) ||
+      !cl_is_float(wd->dtype) || gu->rank != 3 || wd->rank != 3 ||
+      !cl_is_float(cl_q_out(g, node, 0)->dtype) || last == 0) {
+    return 0;
+  }
+  int64_t k = ex->dims[ex->rank - 1], C = last, F = gu->dims[1] / 2, E = gu->dims[0];
+  return vnrt_numel(ex) == T * k && vnrt_numel(w) == T * k && gu->dims[1] == 2 * F &&
+         gu->dims[2] == C && wd->dims[0] == E && wd->dims[1] == C && wd->dims[2] == F;
+}
+
+int cl_moe_hash_route_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                               const vnrt_backend_node *node) {
+  int64_t last, T;
+  if (!float_rows(g, node, &last, &T) || !route_outputs(g, node, last)) return 0;
+  const vnrt_tensor_type *ids = cl_q_in(g, node, 1), *tab = cl_q_in(g, node, 2);
+  return ids->dtype == VNRT_I32 && tab->dtype == VNRT_I32 && tab->rank == 2 &&
+         vnrt_numel(ids) == T && vnrt_numel(cl_q_out(g, node, 1)) == T * tab->dims[1] &&
+         T * (tab->dims[1] + 1) <= INT32_MAX;
+}
+
+int cl_moe_route_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                          const vnrt_backend_node *node) {
+  const vnrt_moe_route_params *p = &node->params->moe_route;
+  int64_t last, T;
+  if (!float_rows(g, node, &last, &T) || !route_outputs(g, node, last)) return 0;
+  int64_t E = last;
+  if (p->has_bias) {
+    const vnrt_tensor_type *b = cl_q_in(g, node, 1);
+    if (!cl_is_float(b->dtype) || vnrt_numel(b) != E) return 0;
+  }
+  int64_t k = p->k, n_group = p->n_group, topk_group = p->topk_group;
+  if (n_group > 1 && (E % n_group != 0 || topk_group < 1 || topk_group > n_group)) return 0;
+  int64_t eligible = n_group > 1 ? topk_group * (E / n_group) : E;
+  return k >= 1 && k <= eligible && vnrt_numel(cl_q_out(g, node, 1)) == T * k;
+}
+
+vnrt_status cl_moe_route_lower(cl_lower *L) {
+  const vnrt_moe_route_params *p = &L->node->params->moe_route;
   const vnrt_tensor_type *lt = cl_in_type(L, 0);
-  int64_t E = lt->dims[lt->rank - 1], T = vnrt_tensor_type_numel(lt) / E;
-  int64_t n_group = vnrt_node_attr_i(L->node, "n_group", 1), G = n_group > 1 ? n_group : 1;
+  int64_t E = lt->dims[lt->rank - 1], T = vnrt_numel(lt) / E;
+  int64_t n_group = p->n_group, G = n_group > 1 ? n_group : 1;
   if (T == 0) return VNRT_OK;
   uint64_t work = cl_scratch(L, (uint64_t)(T * (3 * E + 2 * G)) * 4);
   cl_launch k;
   cl_launch_begin(L, "moe_route", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_opt_in_dt(&k, 1);
-  cl_arg_i32(&k, L->node->n_inputs > 1);
+  cl_arg_i32(&k, p->has_bias);
   cl_arg_out_dt(&k, 0);
   cl_arg_out(&k, 1);
   cl_arg_scratch(&k, work);
   cl_arg_i64(&k, T);
   cl_arg_i32(&k, (int32_t)E);
-  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "k", 1));
-  cl_arg_i32(&k, score_kind(L->node));
+  cl_arg_i32(&k, p->k);
+  cl_arg_i32(&k, (int32_t)p->score);
   cl_arg_i32(&k, (int32_t)n_group);
-  cl_arg_i32(&k, (int32_t)vnrt_node_attr_i(L->node, "topk_group", 1));
-  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "norm", 1) != 0);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "scale", 1.0));
+  cl_arg_i32(&k, p->topk_group);
+  cl_arg_i32(&k, p->norm);
+  cl_arg_f32(&k, (float)p->scale);
   return cl_launch_1d(&k, T);
 }
 
@@ -104,9 +113,10 @@ static vnrt_status report_hash_route(vnrt_backend_exec *exec, const cl_step *st,
                  (int)e, (int)id, (long long)(r - 1), (long long)st->info[4]);
 }
 
-static vnrt_status lower_hash_route(cl_lower *L) {
+vnrt_status cl_moe_hash_route_lower(cl_lower *L) {
+  const vnrt_moe_hash_route_params *p = &L->node->params->moe_hash_route;
   const vnrt_tensor_type *lt = cl_in_type(L, 0), *tab = cl_in_type(L, 2);
-  int64_t E = lt->dims[lt->rank - 1], T = vnrt_tensor_type_numel(lt) / E;
+  int64_t E = lt->dims[lt->rank - 1], T = vnrt_numel(lt) / E;
   int64_t V = tab->dims[0], kk = tab->dims[1];
   if (T == 0) return VNRT_OK;
   int32_t slot = cl_err_slot(L);
@@ -136,9 +146,9 @@ static vnrt_status lower_hash_route(cl_lower *L) {
   cl_arg_i64(&k, T);
   cl_arg_i32(&k, (int32_t)E);
   cl_arg_i32(&k, (int32_t)kk);
-  cl_arg_i32(&k, score_kind(L->node));
-  cl_arg_i32(&k, vnrt_node_attr_i(L->node, "norm", 1) != 0);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "scale", 1.0));
+  cl_arg_i32(&k, (int32_t)p->score);
+  cl_arg_i32(&k, p->norm);
+  cl_arg_f32(&k, (float)p->scale);
   return cl_launch_1d(&k, T);
 }
 
@@ -205,7 +215,7 @@ static vnrt_status lower_ffn_grouped(cl_lower *L, int64_t T, int64_t C, int64_t 
   cl_arg_scratch(&k, h);
   cl_arg_i64(&k, pairs);
   cl_arg_i32(&k, (int32_t)F);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "limit", 0.0));
+  cl_arg_f32(&k, (float)L->node->params->moe_ffn.limit);
   s = cl_launch_2d(&k, F, pairs);
   if (s != VNRT_OK) return s;
   s = launch_grouped(L, 4, -1, h, 1, yp, order, blocks, C, F, max_blocks);
@@ -220,9 +230,9 @@ static vnrt_status lower_ffn_grouped(cl_lower *L, int64_t T, int64_t C, int64_t 
   return cl_launch_2d(&k, C, T);
 }
 
-static vnrt_status lower_ffn(cl_lower *L) {
+vnrt_status cl_moe_ffn_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
-  int64_t C = x->dims[x->rank - 1], T = vnrt_tensor_type_numel(x) / C;
+  int64_t C = x->dims[x->rank - 1], T = vnrt_numel(x) / C;
   int64_t kk = ex->dims[ex->rank - 1], E = gu->dims[0], F = gu->dims[1] / 2;
   int64_t pairs = T * kk;
   if (T == 0) return VNRT_OK;
@@ -263,7 +273,7 @@ static vnrt_status lower_ffn(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)kk);
   cl_arg_i32(&k, (int32_t)C);
   cl_arg_i32(&k, (int32_t)F);
-  cl_arg_f32(&k, (float)vnrt_node_attr_f(L->node, "limit", 0.0));
+  cl_arg_f32(&k, (float)L->node->params->moe_ffn.limit);
   vnrt_status s = cl_launch_2d(&k, F, pairs);
   if (s != VNRT_OK) return s;
   cl_launch_begin(L, "moe_ffn_down", &k);
@@ -277,15 +287,4 @@ static vnrt_status lower_ffn(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)C);
   cl_arg_i32(&k, (int32_t)F);
   return cl_launch_2d(&k, C, T);
-}
-
-vnrt_status cl_moe_lower(cl_lower *L) {
-  switch (L->node->op) {
-    case VNRT_OP_MOE_ROUTE:
-      return lower_route(L);
-    case VNRT_OP_MOE_HASH_ROUTE:
-      return lower_hash_route(L);
-    default:
-      return lower_ffn(L);
-  }
 }
