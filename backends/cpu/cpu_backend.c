@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpu_dispatch.h"
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
 
@@ -242,7 +241,7 @@ static vnrt_status cpu_buffer_read_(vnrt_backend_device *device, vnrt_backend_bu
 static int cpu_supports_node_(vnrt_backend_device *device, const vnrt_backend_graph *graph,
                               int32_t node) {
   if (!graph || node < 0 || node >= graph->n_nodes) return 0;
-  return cpu_dispatch_kernel(graph->nodes[node].op, graph->kernels) != NULL;
+  return cpu_op_kernel(graph->nodes[node].op, graph->kernels) != NULL;
 }
 
 /* Resolves tensor t of graph to its data pointer, checking it lies inside its buffer. */
@@ -301,7 +300,7 @@ static vnrt_status cpu_compile_(vnrt_backend_device *device, const vnrt_backend_
   for (int32_t i = 0; i < graph->n_nodes; ++i) {
     const vnrt_backend_node *node = &graph->nodes[i];
     cpu_exec_node *en = &exec->nodes[i];
-    en->fn = cpu_dispatch_kernel(node->op, graph->kernels);
+    en->fn = cpu_op_kernel(node->op, graph->kernels);
     if (!en->fn) {
       const char *op = vnrt_op_name(node->op);
       cpu_exec_destroy_(exec);

@@ -5,8 +5,9 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "vnrt/backend.h"
 #include "cpu_pool.h"
+#include "vnrt/backend.h"
+#include "vnrt/backend_util.h"
 
 /* What a kernel gets: its node, the tensors it reads and writes, and where their data is. */
 typedef struct cpu_kernel_args {
@@ -22,17 +23,36 @@ typedef struct cpu_kernel_args {
 
 typedef vnrt_status (*cpu_kernel_fn)(const cpu_kernel_args *args);
 
-/* Reference kernels: spec/ops.md literally, simple loops, f32 math (cpu_ref_<op>); every op has
- * one. Fast kernels (cpu_fast_<op>) exist for some ops only and are validated against them:
- * fast_kernels.h lists those and fast_table.c references them strongly (so static links keep
- * them); the weak declarations here only let any file name a fast kernel. */
-#define CPU_DECLARE_KERNELS_(ID, name, min_in, max_in, n_out)              \
-  vnrt_status cpu_ref_##name(const cpu_kernel_args *args);                 \
-  __attribute__((weak)) vnrt_status cpu_fast_##name(const cpu_kernel_args *args);
-VNRT_OP_LIST(CPU_DECLARE_KERNELS_)
-#undef CPU_DECLARE_KERNELS_
+/* Reference kernels: docs/ops.md literally, simple loops, f32 math (cpu_ref_<op>); every op
+ * has one. */
+#define CPU_DECLARE_REF_(ID, name, min_in, max_in, n_out) \
+  vnrt_status cpu_ref_##name(const cpu_kernel_args *args);
+VNRT_OP_LIST(CPU_DECLARE_REF_)
+#undef CPU_DECLARE_REF_
 
-/* spec/ops.md's sinkhorn on one M[n, n] in place (M holds the logits on entry); ref_mhc.c. */
+/* Fast kernels (SIMD, blocking, threads; fast_*.c) for some ops, validated against the
+ * reference ones. cpu_ops.c lists them in its table. */
+vnrt_status cpu_fast_matmul(const cpu_kernel_args *args);
+vnrt_status cpu_fast_linear(const cpu_kernel_args *args);
+vnrt_status cpu_fast_attention(const cpu_kernel_args *args);
+vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *args);
+vnrt_status cpu_fast_hc_post(const cpu_kernel_args *args);
+vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *args);
+vnrt_status cpu_fast_short_conv(const cpu_kernel_args *args);
+
+/* What the CPU backend runs for one op (cpu_ops.c): its reference kernel, and its fast kernel
+ * or NULL. */
+typedef struct cpu_op_kernels {
+  cpu_kernel_fn ref;
+  cpu_kernel_fn fast;
+} cpu_op_kernels;
+extern const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT];
+
+/* The kernel for op in kernel mode `mode`: the fast one in VNRT_KERNELS_FAST mode where the op
+ * has one, else the reference one. NULL only for an op out of range. */
+cpu_kernel_fn cpu_op_kernel(vnrt_op op, vnrt_kernel_mode mode);
+
+/* docs/ops.md's sinkhorn on one M[n, n] in place (M holds the logits on entry); ref_mhc.c. */
 void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps);
 
 /* Element i of a tensor of dtype dt, widened exactly to float. */

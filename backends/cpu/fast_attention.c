@@ -287,11 +287,13 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
 vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   const vnrt_backend_node *node = a->node;
   const vnrt_tensor_type *qt = a->in_type[0], *kt = a->in_type[1], *vt = a->in_type[2];
-  const int has_sinks = a->n_in > 3 && a->in[3] != NULL;
-  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || kt->dims[2] != qt->dims[2] ||
-      vt->dims[0] != kt->dims[0] || vt->dims[1] != kt->dims[1] || kt->dims[1] <= 0 ||
-      qt->dims[1] % kt->dims[1] != 0 ||
-      (has_sinks && vnrt_tensor_type_numel(a->in_type[3]) != qt->dims[1])) {
+  const vnrt_attention_params *p = &node->params->attention;
+  const int has_sinks = p->has_sinks && a->in[3] != NULL;
+  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || qt->dims[1] != p->q_heads ||
+      qt->dims[2] != p->head_dim || kt->dims[1] != p->kv_heads || kt->dims[2] != p->head_dim ||
+      vt->dims[0] != kt->dims[0] || vt->dims[1] != p->kv_heads || vt->dims[2] != p->v_dim ||
+      p->kv_heads <= 0 || p->q_heads % p->kv_heads != 0 ||
+      (has_sinks && vnrt_numel(a->in_type[3]) != p->q_heads)) {
     return cpu_ref_attention(a); /* it reports the shape error */
   }
   attn_job j = {
@@ -299,13 +301,13 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
       .isa = cpu_fast_isa(),
       .T = qt->dims[0],
       .S = kt->dims[0],
-      .Hq = qt->dims[1],
-      .Hkv = kt->dims[1],
-      .D = qt->dims[2],
-      .Dv = vt->dims[2],
-      .group = qt->dims[1] / kt->dims[1],
-      .window = vnrt_node_attr_i(node, "window", 0),
-      .causal = vnrt_node_attr_i(node, "causal", 1) != 0,
+      .Hq = p->q_heads,
+      .Hkv = p->kv_heads,
+      .D = p->head_dim,
+      .Dv = p->v_dim,
+      .group = p->q_heads / p->kv_heads,
+      .window = p->window,
+      .causal = p->causal != 0,
       .has_sinks = has_sinks,
   };
   if (a->n_in > 4) {
@@ -315,7 +317,7 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
     if (kv_len < 0 || kv_len > j.S) return cpu_ref_attention(a);
     j.S = kv_len;
   }
-  j.scale = (float)vnrt_node_attr_f(node, "scale", 1.0 / sqrt((double)(j.D > 0 ? j.D : 1)));
+  j.scale = (float)p->scale;
   if (j.T == 0 || j.Hq == 0 || j.Dv == 0) return VNRT_OK;
   /* As many heads per item as still leave every thread an item. */
   const int64_t threads = cpu_pool_threads(a->pool);

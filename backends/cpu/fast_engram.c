@@ -79,7 +79,7 @@ static void sc_item_(void *user, int64_t item, int32_t slot) {
 
 vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
   const vnrt_tensor_type *ut = a->in_type[0], *ht = a->in_type[1], *wt = a->in_type[3];
-  const int64_t dil = vnrt_node_attr_i(a->node, "dilation", 1);
+  const int64_t dil = a->node->params->short_conv.dilation;
   if (ut->rank != 3 || wt->rank != 2 || dil < 1 || ut->dtype != VNRT_F32 ||
       ht->dtype != VNRT_F32 || a->in_type[2]->dtype != VNRT_F32 || wt->dtype != VNRT_F32 ||
       a->out_type[0]->dtype != VNRT_F32 || a->out_type[1]->dtype != VNRT_F32) {
@@ -92,7 +92,7 @@ vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
       .C = ut->dims[2],
       .K = wt->dims[1],
       .dil = dil,
-      .eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6),
+      .eps = (float)a->node->params->short_conv.eps,
       .u = a->in[0],
       .hist = a->in[1],
       .wn = a->in[2],

@@ -31,20 +31,6 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
 
 /* ---- matmul ---------------------------------------------------------------------------- */
 
-/* Element strides of operand t's batch dims as seen from a result with nb batch dims
- * (right-aligned, padded on the left to 2; extent-1 and missing dims broadcast: stride 0). */
-static void batch_strides_(const vnrt_tensor_type *t, int32_t nb, int64_t *out) {
-  int32_t tb = t->rank - 2;
-  int64_t s = t->dims[t->rank - 2] * t->dims[t->rank - 1];
-  out[0] = out[1] = 0;
-  for (int32_t d = nb - 1; d >= 0; --d) {
-    int32_t td = d - (nb - tb);
-    if (td < 0) break;
-    out[2 - nb + d] = t->dims[td] == 1 ? 0 : s;
-    s *= t->dims[td];
-  }
-}
-
 vnrt_status cpu_fast_matmul(const cpu_kernel_args *a) {
   const vnrt_tensor_type *ta = a->in_type[0], *tb = a->in_type[1], *to = a->out_type[0];
   if (ta->rank < 2 || tb->rank < 2 || to->rank < 2 || to->rank - 2 > 2 ||
@@ -57,8 +43,8 @@ vnrt_status cpu_fast_matmul(const cpu_kernel_args *a) {
   int64_t batch_dims[2] = {1, 1}, a_bs[2], b_bs[2];
   const int32_t nb = to->rank - 2;
   for (int32_t d = 0; d < nb; ++d) batch_dims[2 - nb + d] = to->dims[d];
-  batch_strides_(ta, nb, a_bs);
-  batch_strides_(tb, nb, b_bs);
+  vnrt_matmul_batch_strides(ta, nb, a_bs);
+  vnrt_matmul_batch_strides(tb, nb, b_bs);
 
   const cpu_isa isa = cpu_fast_isa();
   float *as = NULL;

@@ -194,9 +194,9 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
       .isa = cpu_fast_isa(),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
-      .iters = vnrt_node_attr_i(a->node, "iters", 20),
-      .eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6),
-      .norm_eps = (float)vnrt_node_attr_f(a->node, "norm_eps", 1e-6),
+      .iters = a->node->params->hc_pre.iters,
+      .eps = (float)a->node->params->hc_pre.eps,
+      .norm_eps = (float)a->node->params->hc_pre.norm_eps,
   };
   const int64_t nc = j.n * j.C;
   j.R = (j.n + 2) * j.n;
@@ -286,7 +286,7 @@ static CPU_AVX2 void hc_post_avx2_(const float *X, const float *y, float p, cons
 #endif
 
 /* out[t, k, c] = post[t, k]·y[t, c] + Σ_j comb[t, j, k]·X[t, j, c] (comb applied transposed,
- * as spec/ops.md says) for one token and one block of channels, every k. */
+ * as docs/ops.md says) for one token and one block of channels, every k. */
 static void hc_post_item_(void *user, int64_t item, int32_t slot) {
   (void)slot;
   const hc_post_job *j = user;

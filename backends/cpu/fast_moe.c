@@ -373,7 +373,7 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
       .C = xt->dims[xt->rank - 1],
       .k = et->dims[et->rank - 1],
       .F = gt->dims[1] / 2,
-      .limit = (float)vnrt_node_attr_f(a->node, "limit", 0.0),
+      .limit = (float)a->node->params->moe_ffn.limit,
       .experts = a->in[1],
   };
   const int64_t E = gt->dims[0];

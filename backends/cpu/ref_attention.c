@@ -1,8 +1,7 @@
-/* CPU reference kernels for rope and attention: spec/ops.md "Positions and attention". */
+/* CPU reference kernels for rope and attention: docs/ops.md "Positions and attention". */
 #include <math.h>
 #include <stdint.h>
 
-#include "cpu_dispatch.h"
 #include "cpu_kernels.h"
 
 /* ---- rope ------------------------------------------------------------------------------ */
@@ -17,9 +16,9 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
                           "rope %s: expects x[T, H, D] and pos[T] i32", node->name);
   }
   const int64_t T = xt->dims[0], H = xt->dims[1], D = xt->dims[2];
-  const int64_t dims = vnrt_node_attr_i(node, "dims", D);
-  const double theta = vnrt_node_attr_f(node, "theta", 10000.0);
-  const int interleaved = vnrt_node_attr_i(node, "interleaved", 1) != 0;
+  const int64_t dims = node->params->rope.dims;
+  const double theta = node->params->rope.theta;
+  const int interleaved = node->params->rope.interleaved != 0;
   if (dims <= 0 || dims > D || dims % 2 != 0) {
     return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
                           "rope %s: dims=%lld must be even and in (0, D=%lld]", node->name,
@@ -120,11 +119,13 @@ static void attn_rows(void *user, int64_t begin, int64_t end) {
 vnrt_status cpu_ref_attention(const cpu_kernel_args *a) {
   const vnrt_backend_node *node = a->node;
   const vnrt_tensor_type *qt = a->in_type[0], *kt = a->in_type[1], *vt = a->in_type[2];
-  const int has_sinks = a->n_in > 3 && a->in[3] != NULL;
-  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || kt->dims[2] != qt->dims[2] ||
-      vt->dims[0] != kt->dims[0] || vt->dims[1] != kt->dims[1] || kt->dims[1] <= 0 ||
-      qt->dims[1] % kt->dims[1] != 0 ||
-      (has_sinks && vnrt_tensor_type_numel(a->in_type[3]) != qt->dims[1])) {
+  const vnrt_attention_params *p = &node->params->attention;
+  const int has_sinks = p->has_sinks && a->in[3] != NULL;
+  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || qt->dims[1] != p->q_heads ||
+      qt->dims[2] != p->head_dim || kt->dims[1] != p->kv_heads || kt->dims[2] != p->head_dim ||
+      vt->dims[0] != kt->dims[0] || vt->dims[1] != p->kv_heads || vt->dims[2] != p->v_dim ||
+      p->kv_heads <= 0 || p->q_heads % p->kv_heads != 0 ||
+      (has_sinks && vnrt_numel(a->in_type[3]) != p->q_heads)) {
     return a->host->error(a->host->core, VNRT_ERROR_SHAPE_MISMATCH,
                           "attention %s: expects q[T, Hq, D], k[S, Hkv, D], v[S, Hkv, Dv], "
                           "sinks[Hq] with Hq a multiple of Hkv",
@@ -134,13 +135,13 @@ vnrt_status cpu_ref_attention(const cpu_kernel_args *a) {
       .a = a,
       .T = qt->dims[0],
       .S = kt->dims[0],
-      .Hq = qt->dims[1],
-      .Hkv = kt->dims[1],
-      .D = qt->dims[2],
-      .Dv = vt->dims[2],
-      .group = qt->dims[1] / kt->dims[1],
-      .window = vnrt_node_attr_i(node, "window", 0),
-      .causal = vnrt_node_attr_i(node, "causal", 1) != 0,
+      .Hq = p->q_heads,
+      .Hkv = p->kv_heads,
+      .D = p->head_dim,
+      .Dv = p->v_dim,
+      .group = p->q_heads / p->kv_heads,
+      .window = p->window,
+      .causal = p->causal != 0,
       .has_sinks = has_sinks,
   };
   if (a->n_in > 4) {
@@ -154,7 +155,7 @@ vnrt_status cpu_ref_attention(const cpu_kernel_args *a) {
     }
     j.S = kv_len;
   }
-  j.scale = (float)vnrt_node_attr_f(node, "scale", 1.0 / sqrt((double)(j.D > 0 ? j.D : 1)));
+  j.scale = (float)p->scale;
   cpu_pool_parallel_for(a->pool, j.T * j.Hq, 1, attn_rows, &j);
   return VNRT_OK;
 }

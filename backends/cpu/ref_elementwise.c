@@ -1,4 +1,4 @@
-/* CPU reference kernels of the elementwise ops of spec/ops.md: binary ops with numpy
+/* CPU reference kernels of the elementwise ops of docs/ops.md: binary ops with numpy
  * broadcasting, activations, clamp and cast. f32 math; f16/bf16 are widened and rounded back. */
 #include <math.h>
 #include <stdint.h>
@@ -10,21 +10,6 @@
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_kind;
 
-/* Strides (in elements) of `in` as seen from an output of rank `rank`: dimensions are aligned
- * on the right, and a dimension of extent 1 (or a missing leading one) repeats: stride 0. */
-static void broadcast_strides(const vnrt_tensor_type *in, int32_t rank, int64_t *strides) {
-  int64_t s = 1;
-  for (int32_t d = rank - 1; d >= 0; --d) {
-    int32_t id = d - (rank - in->rank);
-    if (id < 0) {
-      strides[d] = 0;
-      continue;
-    }
-    strides[d] = in->dims[id] == 1 ? 0 : s;
-    s *= in->dims[id];
-  }
-}
-
 static vnrt_status binary(const cpu_kernel_args *args, bin_kind kind) {
   const vnrt_tensor_type *ta = args->in_type[0], *tb = args->in_type[1], *to = args->out_type[0];
   int32_t rank = to->rank;
@@ -35,8 +20,8 @@ static vnrt_status binary(const cpu_kernel_args *args, bin_kind kind) {
   /* Pad to 4 dims so that one loop nest covers every rank. */
   int64_t dims[VNRT_MAX_DIMS] = {1, 1, 1, 1}, sa[VNRT_MAX_DIMS] = {0}, sb[VNRT_MAX_DIMS] = {0};
   int64_t ra[VNRT_MAX_DIMS], rb[VNRT_MAX_DIMS];
-  broadcast_strides(ta, rank, ra);
-  broadcast_strides(tb, rank, rb);
+  vnrt_broadcast_strides(ta, rank, ra);
+  vnrt_broadcast_strides(tb, rank, rb);
   int32_t pad = VNRT_MAX_DIMS - rank;
   for (int32_t d = 0; d < rank; ++d) {
     dims[pad + d] = to->dims[d];
@@ -129,7 +114,7 @@ vnrt_status cpu_ref_sqrt_softplus(const cpu_kernel_args *args) {
 }
 
 vnrt_status cpu_ref_scale(const cpu_kernel_args *args) {
-  float s = (float)vnrt_node_attr_f(args->node, "s", 1.0);
+  float s = (float)args->node->params->scale.s;
   return unary(args, scale_u, &s);
 }
 
@@ -146,17 +131,11 @@ static float clamp_u(float x, const void *c) {
 }
 
 vnrt_status cpu_ref_clamp(const cpu_kernel_args *args) {
-  clamp_bounds b = {0};
-  const vnrt_attr *lo = vnrt_node_attr(args->node, "min");
-  const vnrt_attr *hi = vnrt_node_attr(args->node, "max");
-  if (lo) {
-    b.has_min = 1;
-    b.min = (float)vnrt_node_attr_f(args->node, "min", 0.0);
-  }
-  if (hi) {
-    b.has_max = 1;
-    b.max = (float)vnrt_node_attr_f(args->node, "max", 0.0);
-  }
+  const vnrt_clamp_params *p = &args->node->params->clamp;
+  const clamp_bounds b = {.has_min = p->has_min != 0,
+                          .has_max = p->has_max != 0,
+                          .min = (float)p->min,
+                          .max = (float)p->max};
   return unary(args, clamp_u, &b);
 }
 

@@ -1,40 +1,38 @@
 /* CPU reference kernels for the Engram ops (ngram_hash, engram_lookup, engram_gate,
- * short_conv): spec/ops.md "Engram", literally. */
+ * short_conv): docs/ops.md "Engram", literally. */
 #include <math.h>
 #include <stdint.h>
 
-#include "cpu_dispatch.h"
 #include "cpu_kernels.h"
 
 /* ---- ngram_hash ------------------------------------------------------------------------ */
 
 vnrt_status cpu_ref_ngram_hash(const cpu_kernel_args *a) {
   const vnrt_backend_node *node = a->node;
-  const vnrt_attr *mult = vnrt_node_attr(node, "mult");
-  const vnrt_attr *primes = vnrt_node_attr(node, "primes");
-  if (!mult || !primes || mult->kind != VNRT_ATTR_INTS || primes->kind != VNRT_ATTR_INTS) {
+  const vnrt_ngram_hash_params *p = &node->params->ngram_hash;
+  if (!p->mult || !p->primes) {
     return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
                           "ngram_hash %s: needs the INTS attributes mult and primes", node->name);
   }
-  const int64_t N = vnrt_node_attr_i(node, "max_n", mult->count);
-  const int64_t K = vnrt_node_attr_i(node, "heads", N > 1 ? primes->count / (N - 1) : 0);
+  const int64_t N = p->max_n;
+  const int64_t K = p->heads;
   const int64_t T = vnrt_tensor_type_numel(a->in_type[0]);
   const int64_t cols = (N - 1) * K;
-  if (N < 2 || N > mult->count || K < 1 || cols > primes->count ||
+  if (N < 2 || N > p->n_mult || K < 1 || cols > p->n_primes ||
       vnrt_tensor_type_numel(a->in_type[1]) != N - 1 ||
       vnrt_tensor_type_numel(a->out_type[0]) != T * cols) {
     return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
                           "ngram_hash %s: max_n=%lld, heads=%lld do not fit mult (%d values), "
                           "primes (%d values), hist (%lld values) and ids (%lld values)",
-                          node->name, (long long)N, (long long)K, mult->count, primes->count,
+                          node->name, (long long)N, (long long)K, p->n_mult, p->n_primes,
                           (long long)vnrt_tensor_type_numel(a->in_type[1]), (long long)T);
   }
   for (int64_t c = 0; c < cols; ++c) {
     /* The index is stored as i32, so a modulus beyond INT32_MAX could not be represented. */
-    if (primes->ints[c] <= 0 || primes->ints[c] > INT32_MAX) {
+    if (p->primes[c] <= 0 || p->primes[c] > INT32_MAX) {
       return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
                             "ngram_hash %s: primes[%lld]=%lld must be in [1, %d]", node->name,
-                            (long long)c, (long long)primes->ints[c], INT32_MAX);
+                            (long long)c, (long long)p->primes[c], INT32_MAX);
     }
   }
   const int32_t *ids = (const int32_t *)a->in[0];
@@ -48,14 +46,14 @@ vnrt_status cpu_ref_ngram_hash(const cpu_kernel_args *a) {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t tj = t - j;
         const int32_t tok = tj >= 0 ? ids[tj] : hist[N - 1 + tj];
-        mix ^= (uint64_t)(int64_t)tok * (uint64_t)mult->ints[j];
+        mix ^= (uint64_t)(int64_t)tok * (uint64_t)p->mult[j];
       }
       const int64_t smix = (int64_t)mix; /* two's complement reinterpretation */
       for (int64_t h = 0; h < K; ++h) {
         const int64_t c = (n - 2) * K + h;
-        const int64_t p = primes->ints[c];
-        int64_t r = smix % p; /* C truncates toward zero; the spec wants the floor modulo */
-        if (r < 0) r += p;
+        const int64_t prime = p->primes[c];
+        int64_t r = smix % prime; /* C truncates toward zero; the spec wants the floor modulo */
+        if (r < 0) r += prime;
         idx[t * cols + c] = (int32_t)r;
       }
     }
@@ -139,8 +137,8 @@ vnrt_status cpu_ref_engram_gate(const cpu_kernel_args *a) {
                           "engram_gate %s: expects k[T, M, C], v[T, C], wh[M, C], wk[M, C]",
                           node->name);
   }
-  const float eps = (float)vnrt_node_attr_f(node, "eps", 1e-6);
-  const int sqrt_gate = vnrt_node_attr_i(node, "sqrt_gate", 1) != 0;
+  const float eps = (float)node->params->engram_gate.eps;
+  const int sqrt_gate = node->params->engram_gate.sqrt_gate != 0;
   const vnrt_dtype hd = ht->dtype, kd = a->in_type[1]->dtype, vd = a->in_type[2]->dtype;
   const vnrt_dtype whd = a->in_type[3]->dtype, wkd = a->in_type[4]->dtype;
   const vnrt_dtype od = a->out_type[0]->dtype;
@@ -161,7 +159,8 @@ vnrt_status cpu_ref_engram_gate(const cpu_kernel_args *a) {
       }
       g *= inv_sqrt_c;
       if (sqrt_gate) {
-        /* The Engram demo's signed square root; sign(0) = 0 keeps g = 0. */
+        /* The Engram demo's signed square root (its 1e-6 floor is docs/ops.md's constant,
+         * not eps); sign(0) = 0 keeps g = 0. */
         const float sgn = g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f);
         g = sgn * sqrtf(fmaxf(fabsf(g), 1e-6f));
       }
@@ -179,7 +178,7 @@ vnrt_status cpu_ref_engram_gate(const cpu_kernel_args *a) {
 vnrt_status cpu_ref_short_conv(const cpu_kernel_args *a) {
   const vnrt_backend_node *node = a->node;
   const vnrt_tensor_type *ut = a->in_type[0], *ht = a->in_type[1], *wt = a->in_type[3];
-  const int64_t dil = vnrt_node_attr_i(node, "dilation", 1);
+  const int64_t dil = node->params->short_conv.dilation;
   if (ut->rank != 3 || wt->rank != 2 || dil < 1) {
     return a->host->error(a->host->core, VNRT_ERROR_SHAPE_MISMATCH,
                           "short_conv %s: expects u[T, M, C], w[M*C, K] and dilation >= 1",
@@ -196,7 +195,7 @@ vnrt_status cpu_ref_short_conv(const cpu_kernel_args *a) {
                           "w[M*C, K] for u[T, M, C]",
                           node->name, (long long)P);
   }
-  const float eps = (float)vnrt_node_attr_f(node, "eps", 1e-6);
+  const float eps = (float)node->params->short_conv.eps;
   const vnrt_dtype ud = ut->dtype, nd = a->in_type[2]->dtype, wd = wt->dtype;
   const vnrt_dtype yd = a->out_type[0]->dtype, hd = a->out_type[1]->dtype;
   const int64_t MC = M * C;

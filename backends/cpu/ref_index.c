@@ -1,4 +1,4 @@
-/* CPU reference kernels of spec/ops.md's indexing ops: embedding (bounds-checked gather) and
+/* CPU reference kernels of docs/ops.md's indexing ops: embedding (bounds-checked gather) and
  * topk (descending, ties to the lower index). */
 #include <math.h>
 #include <stdint.h>
@@ -41,7 +41,7 @@ static int ranks_before(float va, int64_t ia, float vb, int64_t ib) {
 vnrt_status cpu_ref_topk(const cpu_kernel_args *args) {
   const vnrt_tensor_type *tx = args->in_type[0];
   const vnrt_tensor_type *tv = args->out_type[0], *tidx = args->out_type[1];
-  int64_t k = vnrt_node_attr_i(args->node, "k", 0);
+  int64_t k = args->node->params->topk.k;
   int64_t e = tx->rank > 0 ? tx->dims[tx->rank - 1] : 1;
   if (k < 1 || k > e || tidx->dtype != VNRT_I32) {
     return args->host->error(args->host->core, VNRT_ERROR_INTERNAL,

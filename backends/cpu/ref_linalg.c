@@ -1,4 +1,4 @@
-/* CPU reference kernels of spec/ops.md's linear algebra, norms and activations: matmul,
+/* CPU reference kernels of docs/ops.md's linear algebra, norms and activations: matmul,
  * linear (both split across the thread pool), rms_norm, softmax and swiglu. */
 #include <math.h>
 #include <stdint.h>
@@ -46,20 +46,6 @@ static void matmul_range(void *user, int64_t begin, int64_t end) {
   }
 }
 
-/* Element strides of operand t's batch dims as seen from a result with `nb` batch dims
- * (right-aligned, padded on the left to 2; extent-1 and missing dims broadcast: stride 0). */
-static void batch_strides(const vnrt_tensor_type *t, int32_t nb, int64_t *out) {
-  int32_t tb = t->rank - 2;
-  int64_t s = t->dims[t->rank - 2] * t->dims[t->rank - 1];
-  out[0] = out[1] = 0;
-  for (int32_t d = nb - 1; d >= 0; --d) {
-    int32_t td = d - (nb - tb);
-    if (td < 0) break;
-    out[2 - nb + d] = t->dims[td] == 1 ? 0 : s;
-    s *= t->dims[td];
-  }
-}
-
 vnrt_status cpu_ref_matmul(const cpu_kernel_args *args) {
   const vnrt_tensor_type *ta = args->in_type[0], *tb = args->in_type[1], *to = args->out_type[0];
   if (ta->rank < 2 || tb->rank < 2 || to->rank < 2 || to->rank - 2 > 2 ||
@@ -80,8 +66,8 @@ vnrt_status cpu_ref_matmul(const cpu_kernel_args *args) {
   };
   int32_t nb = to->rank - 2;
   for (int32_t d = 0; d < nb; ++d) j.batch_dims[2 - nb + d] = to->dims[d];
-  batch_strides(ta, nb, j.a_bstride);
-  batch_strides(tb, nb, j.b_bstride);
+  vnrt_matmul_batch_strides(ta, nb, j.a_bstride);
+  vnrt_matmul_batch_strides(tb, nb, j.b_bstride);
   cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), matmul_range, &j);
   return VNRT_OK;
 }
@@ -133,12 +119,13 @@ vnrt_status cpu_ref_linear(const cpu_kernel_args *args) {
 
 vnrt_status cpu_ref_rms_norm(const cpu_kernel_args *args) {
   const vnrt_tensor_type *tx = args->in_type[0], *to = args->out_type[0];
-  const vnrt_tensor_type *tw = args->n_in > 1 ? args->in_type[1] : NULL;
+  const vnrt_rms_norm_params *p = &args->node->params->rms_norm;
+  const vnrt_tensor_type *tw = p->has_weight ? args->in_type[1] : NULL;
   if (tx->rank < 1) return linalg_error(args, "x must have at least one dimension");
   int64_t d = tx->dims[tx->rank - 1];
   if (tw && vnrt_tensor_type_numel(tw) != d) return linalg_error(args, "w is not [D]");
   int64_t rows = d > 0 ? vnrt_tensor_type_numel(tx) / d : 0;
-  float eps = (float)vnrt_node_attr_f(args->node, "eps", 1e-6);
+  float eps = (float)p->eps;
   for (int64_t r = 0; r < rows; ++r) {
     float ss = 0.0f;
     for (int64_t i = 0; i < d; ++i) {
@@ -157,8 +144,7 @@ vnrt_status cpu_ref_rms_norm(const cpu_kernel_args *args) {
 
 vnrt_status cpu_ref_softmax(const cpu_kernel_args *args) {
   const vnrt_tensor_type *tx = args->in_type[0], *to = args->out_type[0];
-  int64_t axis = vnrt_node_attr_i(args->node, "axis", -1);
-  if (axis < 0) axis += tx->rank;
+  int64_t axis = args->node->params->softmax.axis;
   if (axis < 0 || axis >= tx->rank) return linalg_error(args, "axis out of range");
   int64_t outer = 1, inner = 1, len = tx->dims[axis];
   for (int64_t d = 0; d < axis; ++d) outer *= tx->dims[d];
@@ -191,7 +177,7 @@ vnrt_status cpu_ref_swiglu(const cpu_kernel_args *args) {
   if (vnrt_tensor_type_numel(tg) != n || vnrt_tensor_type_numel(tu) != n) {
     return linalg_error(args, "g and u differ in shape");
   }
-  float limit = (float)vnrt_node_attr_f(args->node, "limit", 0.0);
+  float limit = (float)args->node->params->swiglu.limit;
   for (int64_t i = 0; i < n; ++i) {
     float g = cpu_load_f32(args->in[0], tg->dtype, i);
     float u = cpu_load_f32(args->in[1], tu->dtype, i);

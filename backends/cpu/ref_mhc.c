@@ -1,4 +1,4 @@
-/* CPU reference kernels for mHC (hc_expand, hc_pre, hc_post, hc_head, sinkhorn): spec/ops.md
+/* CPU reference kernels for mHC (hc_expand, hc_pre, hc_post, hc_head, sinkhorn): docs/ops.md
  * implemented literally in f32, with the DeepSeek-V4 orderings (fn rows [pre, post, comb],
  * row-softmax Sinkhorn start with eps in every divide, comb applied transposed). */
 #include <stddef.h>
@@ -9,12 +9,6 @@
 
 static const char *node_name(const cpu_kernel_args *a) {
   return (a->node && a->node->name) ? a->node->name : "?";
-}
-
-static int64_t numel_of(const vnrt_tensor_type *t) {
-  int64_t n = 1;
-  for (int32_t i = 0; i < t->rank; ++i) n *= t->dims[i];
-  return n;
 }
 
 static float sigmoid_f32(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -104,7 +98,7 @@ vnrt_status cpu_ref_hc_expand(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
   int64_t C = xt->rank > 0 ? xt->dims[xt->rank - 1] : 1;
   int64_t n = ot->rank >= 2 ? ot->dims[ot->rank - 2] : 1;
-  int64_t T = C > 0 ? numel_of(xt) / C : 0;
+  int64_t T = C > 0 ? vnrt_numel(xt) / C : 0;
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t c = 0; c < C; ++c) {
@@ -161,12 +155,12 @@ vnrt_status cpu_ref_hc_pre(const cpu_kernel_args *a) {
       .a = a,
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
-      .iters = vnrt_node_attr_i(a->node, "iters", 20),
-      .eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6),
-      .norm_eps = (float)vnrt_node_attr_f(a->node, "norm_eps", 1e-6),
+      .iters = a->node->params->hc_pre.iters,
+      .eps = (float)a->node->params->hc_pre.eps,
+      .norm_eps = (float)a->node->params->hc_pre.norm_eps,
   };
   int64_t per_token = job.n * job.C;
-  int64_t T = per_token > 0 ? numel_of(Xt) / per_token : 0;
+  int64_t T = per_token > 0 ? vnrt_numel(Xt) / per_token : 0;
   if (T == 0) return VNRT_OK;
   int64_t rows = (job.n + 2) * job.n;
   vnrt_status st = scratch_alloc(a, "hc_pre", T * rows, &job.scratch);
@@ -210,7 +204,7 @@ vnrt_status cpu_ref_hc_post(const cpu_kernel_args *a) {
   const vnrt_tensor_type *Xt = a->in_type[0];
   hc_post_job job = {.a = a, .n = Xt->dims[Xt->rank - 2], .C = Xt->dims[Xt->rank - 1]};
   int64_t per_token = job.n * job.C;
-  int64_t T = per_token > 0 ? numel_of(Xt) / per_token : 0;
+  int64_t T = per_token > 0 ? vnrt_numel(Xt) / per_token : 0;
   if (T == 0) return VNRT_OK;
   cpu_pool_parallel_for(a->pool, T, grain_for(per_token * job.n), hc_post_range, &job);
   return VNRT_OK;
@@ -248,11 +242,11 @@ vnrt_status cpu_ref_hc_head(const cpu_kernel_args *a) {
       .a = a,
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
-      .eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6),
-      .norm_eps = (float)vnrt_node_attr_f(a->node, "norm_eps", 1e-6),
+      .eps = (float)a->node->params->hc_head.eps,
+      .norm_eps = (float)a->node->params->hc_head.norm_eps,
   };
   int64_t per_token = job.n * job.C;
-  int64_t T = per_token > 0 ? numel_of(Xt) / per_token : 0;
+  int64_t T = per_token > 0 ? vnrt_numel(Xt) / per_token : 0;
   if (T == 0) return VNRT_OK;
   vnrt_status st = scratch_alloc(a, "hc_head", T * job.n, &job.scratch);
   if (st != VNRT_OK) return st;
@@ -266,10 +260,10 @@ vnrt_status cpu_ref_hc_head(const cpu_kernel_args *a) {
 vnrt_status cpu_ref_sinkhorn(const cpu_kernel_args *a) {
   const vnrt_tensor_type *Lt = a->in_type[0];
   int64_t n = Lt->dims[Lt->rank - 1];
-  int64_t batch = n > 0 ? numel_of(Lt) / (n * n) : 0;
+  int64_t batch = n > 0 ? vnrt_numel(Lt) / (n * n) : 0;
   if (batch == 0) return VNRT_OK;
-  int64_t iters = vnrt_node_attr_i(a->node, "iters", 20);
-  float eps = (float)vnrt_node_attr_f(a->node, "eps", 1e-6);
+  int64_t iters = a->node->params->sinkhorn.iters;
+  float eps = (float)a->node->params->sinkhorn.eps;
   float *M = NULL;
   vnrt_status st = scratch_alloc(a, "sinkhorn", n * n, &M);
   if (st != VNRT_OK) return st;

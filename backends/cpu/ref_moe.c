@@ -1,4 +1,4 @@
-/* CPU reference kernels for MoE (moe_route, moe_hash_route, moe_ffn): spec/ops.md literally,
+/* CPU reference kernels for MoE (moe_route, moe_hash_route, moe_ffn): docs/ops.md literally,
  * f32 math; bias selects experts but weights are the unbiased scores; every run-time index is
  * validated before any output is written. */
 #include <stddef.h>
@@ -7,16 +7,8 @@
 
 #include "cpu_kernels.h"
 
-typedef enum moe_score { MOE_SIGMOID, MOE_SOFTMAX, MOE_SQRT_SOFTPLUS } moe_score;
-
 static const char *node_name(const cpu_kernel_args *a) {
   return (a->node && a->node->name) ? a->node->name : "?";
-}
-
-static int64_t numel_of(const vnrt_tensor_type *t) {
-  int64_t n = 1;
-  for (int32_t i = 0; i < t->rank; ++i) n *= t->dims[i];
-  return n;
 }
 
 static void *scratch_alloc(const cpu_kernel_args *a, size_t bytes) {
@@ -29,20 +21,17 @@ static vnrt_status oom(const cpu_kernel_args *a, const char *op, size_t bytes) {
                         (unsigned long long)bytes);
 }
 
-static vnrt_status parse_score(const cpu_kernel_args *a, const char *op, moe_score *out) {
-  const char *w = vnrt_node_attr_word(a->node, "score", "");
-  if (strcmp(w, "sigmoid") == 0) {
-    *out = MOE_SIGMOID;
-  } else if (strcmp(w, "softmax") == 0) {
-    *out = MOE_SOFTMAX;
-  } else if (strcmp(w, "sqrt_softplus") == 0) {
-    *out = MOE_SQRT_SOFTPLUS;
-  } else {
-    return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
-                          "%s '%s': unknown score '%s' (sigmoid, softmax or sqrt_softplus)", op,
-                          node_name(a), w);
+/* The score function is resolved by the graph layer; anything else is a corrupt node. */
+static vnrt_status check_score(const cpu_kernel_args *a, const char *op, vnrt_score_fn score) {
+  switch (score) {
+    case VNRT_SCORE_SIGMOID:
+    case VNRT_SCORE_SOFTMAX:
+    case VNRT_SCORE_SQRT_SOFTPLUS:
+      return VNRT_OK;
   }
-  return VNRT_OK;
+  return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
+                        "%s '%s': unknown score %d (sigmoid, softmax or sqrt_softplus)", op,
+                        node_name(a), (int)score);
 }
 
 static float softplus_f32(float x) {
@@ -52,17 +41,17 @@ static float softplus_f32(float x) {
 }
 
 /* s[e] = score(logits[t, e]) for e in [0, E); softmax is over the E experts. */
-static void score_row(const void *logits, vnrt_dtype dt, int64_t t, int64_t E, moe_score kind,
+static void score_row(const void *logits, vnrt_dtype dt, int64_t t, int64_t E, vnrt_score_fn kind,
                       float *s) {
   for (int64_t e = 0; e < E; ++e) s[e] = cpu_load_f32(logits, dt, t * E + e);
   switch (kind) {
-    case MOE_SIGMOID:
+    case VNRT_SCORE_SIGMOID:
       for (int64_t e = 0; e < E; ++e) s[e] = 1.0f / (1.0f + expf(-s[e]));
       break;
-    case MOE_SQRT_SOFTPLUS:
+    case VNRT_SCORE_SQRT_SOFTPLUS:
       for (int64_t e = 0; e < E; ++e) s[e] = sqrtf(softplus_f32(s[e]));
       break;
-    case MOE_SOFTMAX: {
+    case VNRT_SCORE_SOFTMAX: {
       float mx = s[0];
       for (int64_t e = 1; e < E; ++e) mx = s[e] > mx ? s[e] : mx;
       float sum = 0.0f;
@@ -93,15 +82,16 @@ static void route_weights(const cpu_kernel_args *a, int64_t t, int64_t k, const 
 vnrt_status cpu_ref_moe_route(const cpu_kernel_args *a) {
   const vnrt_tensor_type *lt = a->in_type[0];
   const int64_t E = lt->dims[lt->rank - 1];
-  const int64_t T = E > 0 ? numel_of(lt) / E : 0;
-  const int64_t k = vnrt_node_attr_i(a->node, "k", 1);
-  const int64_t n_group = vnrt_node_attr_i(a->node, "n_group", 1);
-  const int64_t topk_group = vnrt_node_attr_i(a->node, "topk_group", 1);
-  const int norm = vnrt_node_attr_i(a->node, "norm", 1) != 0;
-  const float scale = (float)vnrt_node_attr_f(a->node, "scale", 1.0);
-  const int has_bias = a->n_in > 1 && a->in[1] != NULL;
-  moe_score kind;
-  vnrt_status st = parse_score(a, "moe_route", &kind);
+  const int64_t T = E > 0 ? vnrt_numel(lt) / E : 0;
+  const vnrt_moe_route_params *p = &a->node->params->moe_route;
+  const int64_t k = p->k;
+  const int64_t n_group = p->n_group;
+  const int64_t topk_group = p->topk_group;
+  const int norm = p->norm != 0;
+  const float scale = (float)p->scale;
+  const int has_bias = p->has_bias && a->in[1] != NULL;
+  const vnrt_score_fn kind = p->score;
+  vnrt_status st = check_score(a, "moe_route", kind);
   if (st != VNRT_OK) return st;
 
   const int grouped = n_group > 1;
@@ -181,14 +171,15 @@ vnrt_status cpu_ref_moe_route(const cpu_kernel_args *a) {
 vnrt_status cpu_ref_moe_hash_route(const cpu_kernel_args *a) {
   const vnrt_tensor_type *lt = a->in_type[0], *tt = a->in_type[2];
   const int64_t E = lt->dims[lt->rank - 1];
-  const int64_t T = E > 0 ? numel_of(lt) / E : 0;
+  const int64_t T = E > 0 ? vnrt_numel(lt) / E : 0;
   const int64_t V = tt->dims[0], k = tt->dims[1];
   const int32_t *ids = (const int32_t *)a->in[1];
   const int32_t *tid2eid = (const int32_t *)a->in[2];
-  const int norm = vnrt_node_attr_i(a->node, "norm", 1) != 0;
-  const float scale = (float)vnrt_node_attr_f(a->node, "scale", 1.0);
-  moe_score kind;
-  vnrt_status st = parse_score(a, "moe_hash_route", &kind);
+  const vnrt_moe_hash_route_params *p = &a->node->params->moe_hash_route;
+  const int norm = p->norm != 0;
+  const float scale = (float)p->scale;
+  const vnrt_score_fn kind = p->score;
+  vnrt_status st = check_score(a, "moe_hash_route", kind);
   if (st != VNRT_OK) return st;
 
   /* Validate everything first so that a bad id leaves the outputs untouched. */
@@ -297,10 +288,10 @@ vnrt_status cpu_ref_moe_ffn(const cpu_kernel_args *a) {
       .C = xt->dims[xt->rank - 1],
       .k = et->dims[et->rank - 1],
       .F = gt->dims[1] / 2,
-      .limit = (float)vnrt_node_attr_f(a->node, "limit", 0.0),
+      .limit = (float)a->node->params->moe_ffn.limit,
   };
   const int64_t E = gt->dims[0];
-  job.T = job.C > 0 ? numel_of(xt) / job.C : (job.k > 0 ? numel_of(et) / job.k : 0);
+  job.T = job.C > 0 ? vnrt_numel(xt) / job.C : (job.k > 0 ? vnrt_numel(et) / job.k : 0);
   const int32_t *experts = (const int32_t *)a->in[1];
   /* Validate every expert id before writing anything. */
   for (int64_t t = 0; t < job.T; ++t) {

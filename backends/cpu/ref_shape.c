@@ -1,4 +1,4 @@
-/* CPU reference kernels of the shape ops of spec/ops.md (reshape, transpose, slice, concat):
+/* CPU reference kernels of the shape ops of docs/ops.md (reshape, transpose, slice, concat):
  * byte copies, so they serve every dtype. */
 #include <stdint.h>
 #include <string.h>
@@ -10,10 +10,9 @@ static vnrt_status shape_error(const cpu_kernel_args *args, const char *what) {
                            vnrt_op_name(args->node->op), args->node->name, what);
 }
 
-/* Normalises a possibly negative axis against rank; -1 when out of range. */
-static int32_t norm_axis(int64_t axis, int32_t rank) {
-  if (axis < 0) axis += rank;
-  return (axis < 0 || axis >= rank) ? -1 : (int32_t)axis;
+/* axis (already non-negative in the params) when it lies in [0, rank), else -1. */
+static int32_t checked_axis(int32_t axis, int32_t rank) {
+  return (axis < 0 || axis >= rank) ? -1 : axis;
 }
 
 /* Elements before axis (outer) and bytes of one index step along axis's inner block. */
@@ -38,24 +37,19 @@ vnrt_status cpu_ref_reshape(const cpu_kernel_args *args) {
 
 vnrt_status cpu_ref_transpose(const cpu_kernel_args *args) {
   const vnrt_tensor_type *ti = args->in_type[0], *to = args->out_type[0];
-  const vnrt_attr *perm = vnrt_node_attr(args->node, "perm");
+  const vnrt_transpose_params *perm = &args->node->params->transpose;
   int32_t rank = ti->rank;
-  if (!perm || perm->kind != VNRT_ATTR_INTS || perm->count != rank || to->rank != rank ||
-      rank > VNRT_MAX_DIMS) {
+  if (perm->rank != rank || to->rank != rank || rank > VNRT_MAX_DIMS) {
     return shape_error(args, "perm does not match the input's rank");
   }
   size_t es = vnrt_dtype_size(ti->dtype);
   /* Input strides (elements) read in output-dimension order, padded to 4 dims. */
   int64_t in_stride[VNRT_MAX_DIMS], dims[VNRT_MAX_DIMS] = {1, 1, 1, 1},
                                     st[VNRT_MAX_DIMS] = {0, 0, 0, 0};
-  int64_t s = 1;
-  for (int32_t d = rank - 1; d >= 0; --d) {
-    in_stride[d] = s;
-    s *= ti->dims[d];
-  }
+  vnrt_strides(ti, in_stride);
   int32_t pad = VNRT_MAX_DIMS - rank;
   for (int32_t d = 0; d < rank; ++d) {
-    int64_t p = perm->ints[d];
+    int32_t p = perm->perm[d];
     if (p < 0 || p >= rank) return shape_error(args, "perm entry out of range");
     dims[pad + d] = to->dims[d];
     st[pad + d] = in_stride[p];
@@ -75,10 +69,10 @@ vnrt_status cpu_ref_transpose(const cpu_kernel_args *args) {
 
 vnrt_status cpu_ref_slice(const cpu_kernel_args *args) {
   const vnrt_tensor_type *ti = args->in_type[0], *to = args->out_type[0];
-  int32_t axis = norm_axis(vnrt_node_attr_i(args->node, "axis", 0), ti->rank);
+  int32_t axis = checked_axis(args->node->params->slice.axis, ti->rank);
   if (axis < 0 || to->rank != ti->rank) return shape_error(args, "axis out of range");
   int64_t dim = ti->dims[axis], len = to->dims[axis];
-  int64_t start = vnrt_node_attr_i(args->node, "start", 0);
+  int64_t start = args->node->params->slice.start;
   if (start < 0 || len < 0 || start > dim || len > dim - start) {
     return shape_error(args, "start/len outside the axis");
   }
@@ -95,7 +89,7 @@ vnrt_status cpu_ref_slice(const cpu_kernel_args *args) {
 
 vnrt_status cpu_ref_concat(const cpu_kernel_args *args) {
   const vnrt_tensor_type *ta = args->in_type[0], *tb = args->in_type[1], *to = args->out_type[0];
-  int32_t axis = norm_axis(vnrt_node_attr_i(args->node, "axis", 0), to->rank);
+  int32_t axis = checked_axis(args->node->params->concat.axis, to->rank);
   if (axis < 0 || ta->rank != to->rank || tb->rank != to->rank ||
       ta->dims[axis] + tb->dims[axis] != to->dims[axis]) {
     return shape_error(args, "inputs do not add up to the result along axis");

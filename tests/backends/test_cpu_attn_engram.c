@@ -568,8 +568,6 @@ static void *kernel_alloc_(void *core, size_t size) { return malloc(size); }
 static void kernel_free_(void *core, void *ptr) { free(ptr); }
 
 START_TEST(engram_lookup_kernel_writes_nothing_on_bad_row) {
-  /* The kernel is a weak symbol: NULL unless cpu_dispatch.c keeps ref_engram.o linked. */
-  ck_assert_msg(cpu_ref_engram_lookup != NULL, "cpu_ref_engram_lookup is not linked");
   enum { R = 7, D = 4, T = 3, H = 2 };
   float table[R * D], out[T * H * D];
   for (int i = 0; i < R * D; ++i) table[i] = (float)i + 0.5f;

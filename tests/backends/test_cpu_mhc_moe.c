@@ -1127,7 +1127,7 @@ static void fake_free(void *core, void *ptr) { free(ptr); }
  * that the outputs still hold the sentinel. */
 static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const tu_tensor *in,
                                          int32_t n_in, const vnrt_tensor_type *out_types,
-                                         int32_t n_out, const vnrt_attr *attrs, int32_t n_attrs,
+                                         int32_t n_out, const vnrt_op_params *params,
                                          fake_core *fc) {
   ck_assert_msg(kernel != NULL, "the cpu kernel of %s is not linked", vnrt_op_name(op));
   vnrt_backend_host host = {.struct_size = sizeof host,
@@ -1139,12 +1139,8 @@ static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const
                             .num_threads = 2};
   cpu_pool *pool = NULL;
   ck_assert(cpu_pool_create(&host, 2, &pool) == VNRT_OK);
-  vnrt_backend_node node = {.op = op,
-                            .name = "out0",
-                            .n_inputs = n_in,
-                            .n_outputs = n_out,
-                            .n_attrs = n_attrs,
-                            .attrs = attrs};
+  vnrt_backend_node node = {
+      .op = op, .name = "out0", .n_inputs = n_in, .n_outputs = n_out, .params = params};
   cpu_kernel_args a;
   memset(&a, 0, sizeof a);
   a.node = &node;
@@ -1179,7 +1175,7 @@ static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const
 }
 
 /* Runs the fast moe_ffn kernel directly on a pool of `threads` threads into y (f32 [T, C]). */
-static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, int32_t threads, float *y) {
+static void run_fast_ffn(const tu_tensor *in, double limit, int32_t threads, float *y) {
   ck_assert_msg(cpu_fast_moe_ffn != NULL, "cpu_fast_moe_ffn is not linked");
   fake_core fc = {{0}, VNRT_OK};
   vnrt_backend_host host = {.struct_size = sizeof host,
@@ -1191,9 +1187,9 @@ static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, int32_t th
                             .num_threads = threads};
   cpu_pool *pool = NULL;
   ck_assert(cpu_pool_create(&host, threads, &pool) == VNRT_OK);
+  const vnrt_op_params params = {.moe_ffn = {.limit = limit}};
   vnrt_backend_node node = {
-      .op = VNRT_OP_MOE_FFN, .name = "ffn", .n_inputs = 5, .n_outputs = 1, .n_attrs = 1,
-      .attrs = attrs};
+      .op = VNRT_OP_MOE_FFN, .name = "ffn", .n_inputs = 5, .n_outputs = 1, .params = &params};
   vnrt_tensor_type yt = {.dtype = VNRT_F32, .rank = 2};
   yt.dims[0] = in[0].type.dims[0];
   yt.dims[1] = in[0].type.dims[1];
@@ -1233,17 +1229,16 @@ START_TEST(test_ffn_decode_independent_of_threads) {
     double *x = values(&in[0]), *ex = values(&in[1]), *w = values(&in[2]);
     double *wgu = values(&in[3]), *wd = values(&in[4]), *yd = dalloc(c->T * c->C);
     ffn_d(c->T, c->C, c->F, c->k, c->limit, x, ex, w, wgu, wd, yd);
-    vnrt_attr attrs[] = {tu_attr_f("limit", c->limit)};
     const int64_t n = c->T * c->C;
     float *y1 = malloc(sizeof(float) * (size_t)n), *yn = malloc(sizeof(float) * (size_t)n);
     double *y1d = dalloc(n);
     ck_assert(y1 && yn);
-    run_fast_ffn(in, attrs, 1, y1);
+    run_fast_ffn(in, c->limit, 1, y1);
     for (int64_t i = 0; i < n; ++i) y1d[i] = y1[i];
     const double e = nmse_d(y1d, yd, n);
     ck_assert_msg(e <= TOL_FFN, "case %zu: NMSE %.3g vs double > %.3g", ci, e, TOL_FFN);
     for (int32_t threads = 2; threads <= 3; ++threads) {
-      run_fast_ffn(in, attrs, threads, yn);
+      run_fast_ffn(in, c->limit, threads, yn);
       ck_assert_msg(memcmp(y1, yn, sizeof(float) * (size_t)n) == 0,
                     "case %zu: %d threads differ from 1 thread", ci, threads);
     }
@@ -1270,8 +1265,11 @@ START_TEST(test_errors_leave_outputs_untouched) {
   tu_set(&hin[1], 4, 10.0);
   vnrt_tensor_type hout[2] = {{VNRT_F32, 2, {5, 3}}, {VNRT_I32, 2, {5, 3}}};
   memset(&fc, 0, sizeof fc);
+  const vnrt_op_params hp = {
+      .moe_hash_route = {
+          .score = VNRT_SCORE_SIGMOID, .norm = hc.norm, .scale = hc.scale, .k = (int32_t)hc.k}};
   vnrt_status s = call_kernel_untouched(cpu_ref_moe_hash_route, VNRT_OP_MOE_HASH_ROUTE, hin, 3,
-                                        hout, 2, hash_attrs(&hc), 3, &fc);
+                                        hout, 2, &hp, &fc);
   ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
   ck_assert_int_eq(fc.status, VNRT_ERROR_OUT_OF_RANGE);
   ck_assert_msg(strstr(fc.msg, "moe_hash_route") && strstr(fc.msg, "out0") && strstr(fc.msg, "10"),
@@ -1280,8 +1278,8 @@ START_TEST(test_errors_leave_outputs_untouched) {
   tu_set(&hin[1], 4, 2.0);
   tu_set(&hin[2], 2 * 3 + 2, 8.0);
   memset(&fc, 0, sizeof fc);
-  s = call_kernel_untouched(cpu_ref_moe_hash_route, VNRT_OP_MOE_HASH_ROUTE, hin, 3, hout, 2,
-                            hash_attrs(&hc), 3, &fc);
+  s = call_kernel_untouched(cpu_ref_moe_hash_route, VNRT_OP_MOE_HASH_ROUTE, hin, 3, hout, 2, &hp,
+                            &fc);
   ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
   ck_assert_msg(strstr(fc.msg, "8") != NULL, "message: %s", fc.msg);
   for (int i = 0; i < 3; ++i) tu_tensor_free(&hin[i]);
@@ -1292,9 +1290,9 @@ START_TEST(test_errors_leave_outputs_untouched) {
   make_ffn_inputs(&c, 710, fin);
   tu_set(&fin[1], 7, 4.0);
   vnrt_tensor_type fout = {VNRT_F32, 2, {4, 8}};
-  vnrt_attr limit = tu_attr_f("limit", 0.0);
+  const vnrt_op_params fp = {.moe_ffn = {.limit = 0.0}};
   memset(&fc, 0, sizeof fc);
-  s = call_kernel_untouched(cpu_ref_moe_ffn, VNRT_OP_MOE_FFN, fin, 5, &fout, 1, &limit, 1, &fc);
+  s = call_kernel_untouched(cpu_ref_moe_ffn, VNRT_OP_MOE_FFN, fin, 5, &fout, 1, &fp, &fc);
   ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
   ck_assert_msg(strstr(fc.msg, "moe_ffn") && strstr(fc.msg, "out0") && strstr(fc.msg, "4"),
                 "message: %s", fc.msg);

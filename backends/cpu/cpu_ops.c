@@ -1,0 +1,27 @@
+/* What the CPU backend runs: one row per op of VNRT_OP_LIST, its reference kernel and its fast
+ * kernel (or NULL).
+ *
+ * The fast kernels are listed by hand; an op without one runs its reference kernel in both
+ * kernel modes. Every op's reference kernel comes from the X-macro, so an op without one is a
+ * link error rather than a silent hole. All references are strong: they pull every kernel's
+ * object out of the static library (libvnrt.a) into any program that links the backend. */
+#include "cpu_kernels.h"
+
+const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT] = {
+    [VNRT_OP_MATMUL].fast = cpu_fast_matmul,         /* fast_linalg.c */
+    [VNRT_OP_LINEAR].fast = cpu_fast_linear,         /* fast_linalg.c */
+    [VNRT_OP_ATTENTION].fast = cpu_fast_attention,   /* fast_attention.c */
+    [VNRT_OP_HC_PRE].fast = cpu_fast_hc_pre,         /* fast_mhc.c */
+    [VNRT_OP_HC_POST].fast = cpu_fast_hc_post,       /* fast_mhc.c */
+    [VNRT_OP_MOE_FFN].fast = cpu_fast_moe_ffn,       /* fast_moe.c */
+    [VNRT_OP_SHORT_CONV].fast = cpu_fast_short_conv, /* fast_engram.c */
+#define CPU_REF_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID].ref = cpu_ref_##name,
+    VNRT_OP_LIST(CPU_REF_ROW_)
+#undef CPU_REF_ROW_
+};
+
+cpu_kernel_fn cpu_op_kernel(vnrt_op op, vnrt_kernel_mode mode) {
+  if ((int)op < 0 || op >= VNRT_OP_COUNT) return NULL;
+  const cpu_op_kernels *k = &cpu_op_table[op];
+  return mode == VNRT_KERNELS_FAST && k->fast ? k->fast : k->ref;
+}
