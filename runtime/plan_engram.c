@@ -6,7 +6,7 @@
  * distinct rows do not fit), slots an internal input the executor writes every run, zeros a
  * param of H zeros. idx depends only on inputs and states (ngram_hash of token ids). When it is
  * ngram_hash of an input and a state or input (the usual case) the copy job itself hashes with
- * the CPU reference kernel; otherwise a small CPU plan computes idx at run start. Either way the
+ * the graph layer's vn_ngram_hash; otherwise a small CPU plan computes idx at run start. Either way the
  * job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
  * misses while the compute stream runs the layers before the lookup. */
 #include <stdarg.h>
@@ -14,8 +14,6 @@
 #include <string.h>
 
 #include "copy_stream.h"
-#include "cpu/cpu_kernels.h"
-#include "cpu/cpu_pool.h"
 #include "engram_store.h"
 #include "plan.h"
 #include "row_cache.h"
@@ -42,15 +40,12 @@ struct vn_engram_use {
   int64_t n_fetch;
   void *staging; /* n rows, for devices whose memory the host cannot map */
 
-  /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with the CPU reference kernel. */
-  int32_t hash_from;         /* the ngram_hash node, or -1 when idx is not hashed in the job */
-  int32_t hash_in[2];        /* its inputs (leaves) */
-  void *hash_state[2];       /* for a state input: its value, read at run start */
-  const void *hash_src[2];   /* this run's inputs: a host copy or hash_state */
-  vnrt_tensor_type hash_type[3]; /* ids, hist, idx */
-  vnrt_backend_node hash_node;
-  vnrt_backend_host hash_host; /* its error() writes to err: the context is not thread-safe */
-  cpu_pool *hash_pool;         /* one thread, no workers: the kernel interface wants a pool */
+  /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with vn_ngram_hash. */
+  int32_t hash_from;        /* the ngram_hash node, or -1 when idx is not hashed in the job */
+  int32_t hash_in[2];       /* its inputs (leaves) */
+  const vnrt_ngram_hash_params *hash; /* its params */
+  void *hash_state[2];      /* for a state input: its value, read at run start */
+  const void *hash_src[2];  /* this run's inputs: a host copy or hash_state */
 
   /* What slot_in holds on each device: slot_of rarely changes (never with the cache off), and
    * skipping an unchanged write saves a transfer on devices the host cannot map. */
@@ -232,6 +227,9 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
       return vn_error(ctx, VNRT_ERROR_INVALID_GRAPH,
                       "Engram binding for '%s': no engram_lookup reads it as its table", eb->param);
     }
+    /* The table is host or file-mapped memory, never the device's: accounted where it lives. */
+    VN_RETURN_IF_ERROR(vn_budget_reserve(&p->budget, vn_engram_store_tier(st),
+                                         vn_engram_store_table_bytes(st), eb->param));
   }
   p->info.n_engram_lookups = p->n_engram;
   return VNRT_OK;
@@ -241,53 +239,23 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
 void vn_plan_engram_mark(vnrt_plan *p) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
-    p->no_storage[u->table] = true;
-    p->bound[u->table] = p->bound[u->slot_in] = p->bound[u->zeros] = true;
+    p->vals[u->table].no_storage = true;
+    p->io->bound[u->table] = p->io->bound[u->slot_in] = p->io->bound[u->zeros] = true;
   }
 }
 
-static vnrt_status hash_error(void *core, vnrt_status status, const char *fmt, ...) {
-  vn_engram_use *u = core;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(u->err, sizeof u->err, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-static void hash_log(void *core, vnrt_log_level level, const char *fmt, ...) {
-  (void)core, (void)level, (void)fmt; /* ngram_hash logs nothing; never log off-thread */
-}
-
-static void *hash_alloc(void *core, size_t size) {
-  return vn_malloc(((vn_engram_use *)core)->plan->ctx, size);
-}
-
-static void hash_free(void *core, void *ptr) { vn_free(((vn_engram_use *)core)->plan->ctx, ptr); }
-
-/* The kernel call the job makes: ngram_hash's node as the CPU backend would see it, a host
- * whose errors land in the use's own buffer, and a pool of one thread (no workers). */
+/* What the job's hashing needs: the node's params, and a buffer per state input, whose value
+ * is read at run start. */
 static vnrt_status prepare_hash(vnrt_plan *p, vn_engram_use *u) {
   const vnrt_graph *g = p->graph;
-  const vn_node *hn = &g->nodes[u->hash_from];
-  u->hash_node = (vnrt_backend_node){.op = hn->op, .name = g->values[hn->outputs[0]].name,
-                                     .n_inputs = 2, .inputs = {0, 1}, .n_outputs = 1,
-                                     .outputs = {2}, .n_attrs = hn->n_attrs, .attrs = hn->attrs,
-                                     .params = &hn->params};
-  u->hash_host = (vnrt_backend_host){.struct_size = sizeof u->hash_host, .core = u,
-                                     .log = hash_log, .error = hash_error, .alloc = hash_alloc,
-                                     .free = hash_free, .num_threads = 1};
+  u->hash = &g->nodes[u->hash_from].params.ngram_hash;
   for (int32_t i = 0; i < 2; ++i) {
     const vn_value *v = &g->values[u->hash_in[i]];
-    u->hash_type[i] = v->type;
     if (v->kind == VN_VALUE_STATE) {
       u->hash_state[i] = vn_calloc(p->ctx, 1, vnrt_tensor_type_bytes(&v->type) + 1);
       if (!u->hash_state[i]) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
     }
   }
-  u->hash_type[2] = g->values[u->idx].type;
-  vnrt_status s = cpu_pool_create(&u->hash_host, 1, &u->hash_pool);
-  if (s != VNRT_OK) return vn_error(p->ctx, s, "Engram prefetch: %s", u->err);
   return VNRT_OK;
 }
 
@@ -328,9 +296,9 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
     }
     for (int32_t i = 0; i < n_need; ++i) {
       int32_t v = need_shadow[i];
-      if (!p->shadow[v]) {
-        p->shadow[v] = vn_calloc(ctx, 1, vnrt_tensor_type_bytes(&g->values[v].type));
-        if (!p->shadow[v]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      if (!p->vals[v].shadow) {
+        p->vals[v].shadow = vn_calloc(ctx, 1, vnrt_tensor_type_bytes(&g->values[v].type));
+        if (!p->vals[v].shadow) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
       }
     }
     for (int32_t l = 0; l < u->n_leaves; ++l) {
@@ -339,14 +307,14 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
       if (g->values[v].kind == VN_VALUE_STATE) {
         u->leaf_bufs[l] = vn_calloc(ctx, 1, bytes);
         if (!u->leaf_bufs[l]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-      } else if (!p->shadow[v]) {
-        p->shadow[v] = vn_calloc(ctx, 1, bytes);
-        if (!p->shadow[v]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      } else if (!p->vals[v].shadow) {
+        p->vals[v].shadow = vn_calloc(ctx, 1, bytes);
+        if (!p->vals[v].shadow) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
       }
     }
     /* The zero offsets, on every device that reads them. */
     for (int32_t d = 0; d < p->n_devs; ++d) {
-      int32_t t = p->local[u->zeros][d];
+      int32_t t = p->vals[u->zeros].local[d];
       if (t < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[t];
       VN_RETURN_IF_ERROR(p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset,
@@ -363,7 +331,6 @@ void vn_plan_engram_destroy(vnrt_plan *p) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
     vnrt_plan_destroy(u->host_plan);
-    cpu_pool_destroy(u->hash_pool);
     vn_free(ctx, u->hash_state[0]);
     vn_free(ctx, u->hash_state[1]);
     vn_row_cache_destroy(u->rc);
@@ -401,21 +368,8 @@ static vnrt_status job_fail(vn_engram_use *u, vnrt_status status, const char *fm
  * and the cache plan: which entries read which slot, and which rows to fetch into which slot. */
 static vnrt_status plan_rows(vn_engram_use *u) {
   if (u->hash_from >= 0) {
-    cpu_kernel_args a;
-    memset(&a, 0, sizeof a);
-    a.node = &u->hash_node;
-    a.n_in = 2, a.n_out = 1;
-    a.in_type[0] = &u->hash_type[0], a.in[0] = u->hash_src[0];
-    a.in_type[1] = &u->hash_type[1], a.in[1] = u->hash_src[1];
-    a.out_type[0] = &u->hash_type[2], a.out[0] = u->idx_buf;
-    a.pool = u->hash_pool;
-    a.host = &u->hash_host;
-    vnrt_status s = cpu_ref_ngram_hash(&a);
-    if (s != VNRT_OK) {
-      char msg[VN_ERROR_MAX];
-      snprintf(msg, sizeof msg, "%s", u->err);
-      return job_fail(u, s, "%s", msg);
-    }
+    /* (Inference checked the params and shapes: hashing cannot fail.) */
+    vn_ngram_hash(u->hash, u->hash_src[0], u->tokens, u->hash_src[1], u->idx_buf);
   }
   const int64_t R = vn_engram_store_rows(u->store);
   for (int64_t t = 0; t < u->tokens; ++t) {
@@ -476,7 +430,7 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
   u->err[0] = '\0';
   VN_RETURN_IF_ERROR(plan_rows(u));
   for (int32_t d = 0; d < p->n_devs; ++d) {
-    int32_t tc = p->local[u->cache][d], ts = p->local[u->slot_in][d];
+    int32_t tc = p->vals[u->cache].local[d], ts = p->vals[u->slot_in].local[d];
     if (tc < 0 && ts < 0) continue;
     vn_plan_device *pd = &p->devs[d];
     if (tc >= 0 && u->n_fetch > 0) {
@@ -524,7 +478,7 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     for (int32_t l = 0; l < u->n_leaves; ++l) {
       int32_t v = u->leaves[l];
       size_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
-      const void *src = p->shadow[v];
+      const void *src = p->vals[v].shadow;
       if (g->values[v].kind == VN_VALUE_STATE) {
         VN_RETURN_IF_ERROR(vnrt_plan_read_state(p, g->values[v].name, u->leaf_bufs[l], bytes));
         src = u->leaf_bufs[l];
@@ -538,7 +492,7 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     for (int32_t i = 0; i < 2; ++i) {
       int32_t v = u->hash_in[i];
       if (!u->hash_state[i]) {
-        u->hash_src[i] = p->shadow[v];
+        u->hash_src[i] = p->vals[v].shadow;
         continue;
       }
       /* Layers usually hash the same history: read each state once per run. */
@@ -555,29 +509,28 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
         continue;
       }
       vn_plan_device *pd = &p->devs[0];
-      const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][0]];
+      const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
       VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset,
                                                 u->hash_state[i],
                                                 vnrt_tensor_type_bytes(&g->values[v].type)));
       u->hash_src[i] = u->hash_state[i];
     }
   } else {
-    memcpy(u->idx_buf, p->shadow[u->idx], sizeof(int32_t) * (size_t)u->n);
+    memcpy(u->idx_buf, p->vals[u->idx].shadow, sizeof(int32_t) * (size_t)u->n);
   }
-  memcpy(u->offs_buf, p->shadow[u->offsets], sizeof(int32_t) * (size_t)u->heads);
+  memcpy(u->offs_buf, p->vals[u->offsets].shadow, sizeof(int32_t) * (size_t)u->heads);
   *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u, .error = u->err,
                        .lazy = vn_copy_small_is_lazy(p->ctx) &&
                                (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
   return VNRT_OK;
 }
 
-vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, vn_copy_job *jobs, int32_t *n_jobs,
-                                    int32_t *job_for_step) {
+vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, vn_copy_job *jobs, int32_t *n_jobs) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
     u->run_rows = u->run_hits = u->run_bytes = 0;
     VN_RETURN_IF_ERROR(prefetch_one(p, u, &jobs[*n_jobs]));
-    job_for_step[u->step] = *n_jobs;
+    p->steps[u->step].job = *n_jobs;
     ++*n_jobs;
   }
   return VNRT_OK;
