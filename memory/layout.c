@@ -25,9 +25,9 @@ static vnrt_status pack_chunks(vnrt_context *ctx, const vn_arena_request *req, i
   /* The arena planner's order: size descending, then first use (insertion sort, stable). */
   for (int32_t i = 0; i < n; ++i) {
     int32_t j = i;
-    while (j > 0 && (req[by_size[j - 1]].size < req[i].size ||
-                     (req[by_size[j - 1]].size == req[i].size &&
-                      req[by_size[j - 1]].first > req[i].first))) {
+    while (j > 0 &&
+           (req[by_size[j - 1]].size < req[i].size || (req[by_size[j - 1]].size == req[i].size &&
+                                                       req[by_size[j - 1]].first > req[i].first))) {
       by_size[j] = by_size[j - 1];
       --j;
     }

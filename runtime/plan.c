@@ -51,11 +51,9 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   uint64_t max_transfer = 0; /* the staging buffer's size */
 
   /* Transfers, partitions, and per-device live ranges (steps are positions in order). */
-  vn_live_range(*range)[VN_PLAN_MAX_DEVICES] = vn_calloc(ctx, (size_t)(nv ? nv : 1),
-                                                          sizeof *range);
+  vn_live_range(*range)[VN_PLAN_MAX_DEVICES] = vn_calloc(ctx, (size_t)(nv ? nv : 1), sizeof *range);
   p->parts = vn_calloc(ctx, (size_t)(n ? n : 1), sizeof *p->parts);
-  p->transfers = vn_calloc(ctx, (size_t)(n ? n : 1) * VNRT_MAX_NODE_INPUTS,
-                           sizeof *p->transfers);
+  p->transfers = vn_calloc(ctx, (size_t)(n ? n : 1) * VNRT_MAX_NODE_INPUTS, sizeof *p->transfers);
   if (!range || !p->parts || !p->transfers) {
     vn_free(ctx, range);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory planning %d nodes", n);
@@ -141,7 +139,8 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
     for (int32_t s = part->first; s < part->first + part->count; ++s) {
       vnrt_backend_node *bn = &pd->nodes[pd->n_nodes++];
       vn_plan_fill_node(g, p->order[s], bn);
-      for (int32_t i = 0; i < bn->n_inputs; ++i) bn->inputs[i] = p->vals[bn->inputs[i]].local[part->dev];
+      for (int32_t i = 0; i < bn->n_inputs; ++i)
+        bn->inputs[i] = p->vals[bn->inputs[i]].local[part->dev];
       for (int32_t i = 0; i < bn->n_outputs; ++i) {
         bn->outputs[i] = p->vals[bn->outputs[i]].local[part->dev];
       }
@@ -214,7 +213,9 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
                     "%s: the graph, device or plan to share with belongs to another context", fn);
   }
   bool updates_state = false;
-  for (int32_t i = 0; i < graph->n_states; ++i) updates_state |= graph->values[graph->states[i]].next >= 0;
+  for (int32_t i = 0; i < graph->n_states; ++i) {
+    updates_state |= graph->values[graph->states[i]].next >= 0;
+  }
   if (graph->n_outputs == 0 && !updates_state) {
     return vn_error(ctx, VNRT_ERROR_INVALID_GRAPH, "the graph has no outputs");
   }
@@ -311,9 +312,9 @@ vnrt_status vnrt_plan_create(vnrt_context *ctx, const vnrt_graph *graph, vnrt_de
   return create_plan(ctx, graph, device, desc, NULL, out_plan, "vnrt_plan_create");
 }
 
-vnrt_status vnrt_plan_create_shared(vnrt_context *ctx, const vnrt_graph *graph,
-                                    vnrt_device *device, const vnrt_plan_desc *desc,
-                                    vnrt_plan *share_params_with, vnrt_plan **out_plan) {
+vnrt_status vnrt_plan_create_shared(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                                    const vnrt_plan_desc *desc, vnrt_plan *share_params_with,
+                                    vnrt_plan **out_plan) {
   return create_plan(ctx, graph, device, desc, share_params_with, out_plan,
                      "vnrt_plan_create_shared");
 }

@@ -28,8 +28,8 @@ typedef struct vn_plan_device {
    * buffers first, then the arena's. A tensor larger than the device's own limit gets a buffer
    * of its own, which the backend may refuse (naming its limit) or accept (when no kernel binds
    * it here). */
-  vn_slot *slots;           /* per tensor: its buffer (an index into bufs) and offset */
-  vn_layout layout;         /* the buffers' sizes, io and arena */
+  vn_slot *slots;   /* per tensor: its buffer (an index into bufs) and offset */
+  vn_layout layout; /* the buffers' sizes, io and arena */
   vnrt_backend_buffer **bufs;
   uint64_t max_buffer;      /* the planner's limit per buffer; 0: none */
   bool max_buffer_lowered;  /* by VNRT_DEVICE_MAX_BUFFER, below the device's own */
@@ -41,10 +41,10 @@ typedef struct vn_plan_device {
 typedef struct vn_plan_value {
   int32_t local[VN_PLAN_MAX_DEVICES]; /* its tensor index on each device slot, or -1 */
   int32_t home;                       /* the device slot holding the real copy */
-  int32_t alias;   /* the state whose storage this node result writes in place, or -1 */
-  bool streamed;   /* a param streamed from host memory (plan_memory.c) */
-  bool no_storage; /* needs no device storage (a table an Engram store serves) */
-  bool exportable; /* a param another plan may share (plan_share.c) */
+  int32_t alias;        /* the state whose storage this node result writes in place, or -1 */
+  bool streamed;        /* a param streamed from host memory (plan_memory.c) */
+  bool no_storage;      /* needs no device storage (a table an Engram store serves) */
+  bool exportable;      /* a param another plan may share (plan_share.c) */
   const void *host_src; /* a streamed param's bytes in host memory */
   void *host_owned;     /* the plan's own copy of them, if it made one */
   void *shadow;         /* host copy of an input the prefetch plans read */
@@ -87,8 +87,8 @@ typedef struct vn_streamed {
   /* Expert weights of a hash-routed moe_ffn (experts = tid2eid[ids], both bound by the user):
    * only the experts a run uses are streamed. -1 when not such a param. */
   int32_t hash_ids, hash_table;
-  int64_t experts;      /* E: the param is [E, ...], one slice per expert */
-  uint8_t *used;        /* per expert, this run */
+  int64_t experts; /* E: the param is [E, ...], one slice per expert */
+  uint8_t *used;   /* per expert, this run */
 } vn_streamed;
 
 typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */
@@ -167,8 +167,7 @@ static inline bool *vn_plan_bound(vnrt_plan *p, int32_t v) {
 }
 static inline uint64_t *vn_plan_gen(vnrt_plan *p, int32_t v) {
   const vn_plan_value *pv = &p->vals[v];
-  return pv->share.store >= 0 ? &p->stores[pv->share.store]->gen[pv->share.value]
-                              : &p->io->gen[v];
+  return pv->share.store >= 0 ? &p->stores[pv->share.store]->gen[pv->share.value] : &p->io->gen[v];
 }
 
 /* Placement (plan_place.c): the backend node of graph node `node`, with value ids as tensor

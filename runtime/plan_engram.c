@@ -6,8 +6,8 @@
  * distinct rows do not fit), slots an internal input the executor writes every run, zeros a
  * param of H zeros. idx depends only on inputs and states (ngram_hash of token ids). When it is
  * ngram_hash of an input and a state or input (the usual case) the copy job itself hashes with
- * the graph layer's vn_ngram_hash; otherwise a small CPU plan computes idx at run start. Either way the
- * job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
+ * the graph layer's vn_ngram_hash; otherwise a small CPU plan computes idx at run start. Either way
+ * the job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
  * misses while the compute stream runs the layers before the lookup. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,10 +30,10 @@ struct vn_engram_use {
   int32_t slots; /* cache slots (0: no cache) */
   uint64_t row_bytes;
   vn_row_cache *rc;
-  vnrt_plan *host_plan;  /* computes idx on the CPU; NULL when idx is an input or hashed */
-  int32_t *leaves;       /* values of this plan that feed host_plan, by the same names */
+  vnrt_plan *host_plan; /* computes idx on the CPU; NULL when idx is an input or hashed */
+  int32_t *leaves;      /* values of this plan that feed host_plan, by the same names */
   int32_t n_leaves;
-  void **leaf_bufs;      /* for states: where their current value is read to */
+  void **leaf_bufs; /* for states: where their current value is read to */
   int32_t *idx_buf, *offs_buf, *slot_of;
   int64_t *rows;
   vn_row_fetch *fetch;
@@ -41,11 +41,11 @@ struct vn_engram_use {
   void *staging; /* n rows, for devices whose memory the host cannot map */
 
   /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with vn_ngram_hash. */
-  int32_t hash_from;        /* the ngram_hash node, or -1 when idx is not hashed in the job */
-  int32_t hash_in[2];       /* its inputs (leaves) */
+  int32_t hash_from;  /* the ngram_hash node, or -1 when idx is not hashed in the job */
+  int32_t hash_in[2]; /* its inputs (leaves) */
   const vnrt_ngram_hash_params *hash; /* its params */
-  void *hash_state[2];      /* for a state input: its value, read at run start */
-  const void *hash_src[2];  /* this run's inputs: a host copy or hash_state */
+  void *hash_state[2];                /* for a state input: its value, read at run start */
+  const void *hash_src[2];            /* this run's inputs: a host copy or hash_state */
 
   /* What slot_in holds on each device: slot_of rarely changes (never with the cache off), and
    * skipping an unchanged write saves a transfer on devices the host cannot map. */
@@ -120,10 +120,10 @@ static vnrt_status add_internal(vnrt_plan *p, int32_t k, const char *what, vn_va
                                 const vnrt_tensor_type *type, int32_t *out) {
   char name[64], err[256];
   snprintf(name, sizeof name, "_engram%d.%s", (int)k, what);
-  vnrt_status s = kind == VN_VALUE_STATE
-                      ? vn_graph_add_state(p->graph, name, type, out, err, sizeof err)
-                      : vn_graph_add_input(p->graph, name, type, kind == VN_VALUE_PARAM, out, err,
-                                           sizeof err);
+  vnrt_status s =
+      kind == VN_VALUE_STATE
+          ? vn_graph_add_state(p->graph, name, type, out, err, sizeof err)
+          : vn_graph_add_input(p->graph, name, type, kind == VN_VALUE_PARAM, out, err, sizeof err);
   if (s != VNRT_OK) return vn_error(p->ctx, s, "Engram rewrite: %s", err);
   return VNRT_OK;
 }
@@ -144,9 +144,9 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
     const vnrt_engram_binding *eb = &desc->engram[b];
     int32_t table = eb->param ? vnrt_graph_find(g, eb->param) : -1;
     if (table < 0 || g->values[table].kind != VN_VALUE_PARAM || !eb->store) {
-      return vn_error(ctx, VNRT_ERROR_NOT_FOUND, "Engram binding %d: %s", (int)b,
-                      !eb->store ? "the store is NULL"
-                                 : "no param of that name (it must be a param)");
+      return vn_error(
+          ctx, VNRT_ERROR_NOT_FOUND, "Engram binding %d: %s", (int)b,
+          !eb->store ? "the store is NULL" : "no param of that name (it must be a param)");
     }
     const vnrt_tensor_type table_type = g->values[table].type; /* values may move below */
     const vnrt_tensor_type *tt = &table_type;
@@ -194,8 +194,8 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
       vn_row_cache *sc = vn_engram_store_cache(st);
       u->slots = sc ? vn_row_cache_slots(sc) : 0;
       if (sc) {
-        VN_RETURN_IF_ERROR(vn_row_cache_create(ctx, u->slots, vn_row_cache_eviction(sc),
-                                               u->row_bytes, &u->rc));
+        VN_RETURN_IF_ERROR(
+            vn_row_cache_create(ctx, u->slots, vn_row_cache_eviction(sc), u->row_bytes, &u->rc));
       }
       ++p->n_engram;
       int32_t k = p->n_engram - 1;
@@ -318,8 +318,8 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
       if (t < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[t];
       VN_RETURN_IF_ERROR(p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset,
-                                                        u->offs_buf, sizeof(int32_t) *
-                                                        (size_t)u->heads));
+                                                        u->offs_buf,
+                                                        sizeof(int32_t) * (size_t)u->heads));
     }
     p->info.engram_cache_bytes += vnrt_tensor_type_bytes(&g->values[u->cache].type);
   }
@@ -391,8 +391,8 @@ static vnrt_status plan_rows(vn_engram_use *u) {
   u->n_fetch = 0;
   if (u->rc) {
     vn_row_cache_stats_get(u->rc, &before);
-    vnrt_status s = vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch, &u->n_fetch,
-                                      &next);
+    vnrt_status s =
+        vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch, &u->n_fetch, &next);
     if (s != VNRT_OK) return job_fail(u, s, "planning the row cache failed");
     vn_row_cache_stats_get(u->rc, &after);
   }
@@ -435,12 +435,11 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
     vn_plan_device *pd = &p->devs[d];
     if (tc >= 0 && u->n_fetch > 0) {
       const vnrt_backend_tensor *bt = &pd->tensors[tc];
-      void *base = pd->iface->buffer_host_ptr ? pd->iface->buffer_host_ptr(pd->bdev, bt->buffer)
-                                              : NULL;
+      void *base =
+          pd->iface->buffer_host_ptr ? pd->iface->buffer_host_ptr(pd->bdev, bt->buffer) : NULL;
       if (base) {
         VN_RETURN_IF_ERROR(vn_engram_store_fetch_to_slots(u->store, u->fetch, u->n_fetch,
-                                                          (char *)base + bt->offset,
-                                                          u->row_bytes));
+                                                          (char *)base + bt->offset, u->row_bytes));
       } else {
         for (int64_t i = 0; i < u->n_fetch; ++i) u->rows[i] = u->fetch[i].row;
         VN_RETURN_IF_ERROR(vn_engram_store_gather_rows(u->store, u->rows, u->n_fetch, u->staging));
@@ -510,8 +509,7 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
       }
       vn_plan_device *pd = &p->devs[0];
       const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
-      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset,
-                                                u->hash_state[i],
+      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, u->hash_state[i],
                                                 vnrt_tensor_type_bytes(&g->values[v].type)));
       u->hash_src[i] = u->hash_state[i];
     }
@@ -519,9 +517,12 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     memcpy(u->idx_buf, p->vals[u->idx].shadow, sizeof(int32_t) * (size_t)u->n);
   }
   memcpy(u->offs_buf, p->vals[u->offsets].shadow, sizeof(int32_t) * (size_t)u->heads);
-  *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u, .error = u->err,
-                       .lazy = vn_copy_small_is_lazy(p->ctx) &&
-                               (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
+  *job = (vn_copy_job){
+      .after = p->compute_base,
+      .fn = fetch_job,
+      .user = u,
+      .error = u->err,
+      .lazy = vn_copy_small_is_lazy(p->ctx) && (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
   return VNRT_OK;
 }
 

@@ -69,8 +69,11 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d,
       return too_large(p, pd, bt->name, bytes);
     }
     vn_slot *sl = &pd->slots[t];
-    *sl = (vn_slot){.kind = VN_SLOT_ARENA, .bytes = bytes, .first = range[v][d].first,
-                    .last = range[v][d].last, .alias = -1};
+    *sl = (vn_slot){.kind = VN_SLOT_ARENA,
+                    .bytes = bytes,
+                    .first = range[v][d].first,
+                    .last = range[v][d].last,
+                    .alias = -1};
     if (pv->alias >= 0 && d == 0) {
       sl->kind = VN_SLOT_ALIAS; /* the state's storage: its slot is known below */
     } else if (d == 0 && pv->share.store >= 0) {
@@ -86,10 +89,12 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d,
   }
   for (int32_t v = 0; v < nv && d == 0; ++v) {
     const vn_plan_value *pv = &p->vals[v];
-    if (pv->alias >= 0 && pv->local[0] >= 0) pd->slots[pv->local[0]].alias = p->vals[pv->alias].local[0];
+    if (pv->alias >= 0 && pv->local[0] >= 0) {
+      pd->slots[pv->local[0]].alias = p->vals[pv->alias].local[0];
+    }
   }
-  VN_RETURN_IF_ERROR(vn_layout_plan(ctx, pd->slots, pd->n_tensors, cap, VN_TENSOR_ALIGN,
-                                    &pd->layout));
+  VN_RETURN_IF_ERROR(
+      vn_layout_plan(ctx, pd->slots, pd->n_tensors, cap, VN_TENSOR_ALIGN, &pd->layout));
   for (int32_t t = 0; t < pd->n_tensors; ++t) pd->tensors[t].offset = pd->slots[t].offset;
   return VNRT_OK;
 }
@@ -177,8 +182,8 @@ vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN
     streamed_bytes += vnrt_tensor_type_bytes(&g->values[p->stream[j].value].type);
   }
   VN_RETURN_IF_ERROR(vn_budget_reserve(&p->budget, VN_TIER_DEVICE, need, "the plan's buffers"));
-  VN_RETURN_IF_ERROR(vn_budget_reserve(&p->budget, VN_TIER_HOST, streamed_bytes,
-                                       "streamed params"));
+  VN_RETURN_IF_ERROR(
+      vn_budget_reserve(&p->budget, VN_TIER_HOST, streamed_bytes, "streamed params"));
   p->info.n_streamed_params = p->n_stream;
   p->info.streamed_bytes = streamed_bytes;
   for (int32_t d = 0; d < p->n_devs; ++d) {
@@ -232,7 +237,8 @@ vnrt_status vn_plan_alloc_buffers(vnrt_plan *p, int32_t d) {
     }
     char msg[VN_ERROR_MAX];
     snprintf(msg, sizeof msg, "%s", ctx->last_error);
-    return vn_error(ctx, st, "plan for %s: %s buffer %d of %d (%llu bytes, holding '%s' and %d "
+    return vn_error(ctx, st,
+                    "plan for %s: %s buffer %d of %d (%llu bytes, holding '%s' and %d "
                     "more tensors): %s",
                     pd->device->info.spec, b < l->n_io_bufs ? "io" : "arena", (int)b + 1,
                     (int)l->n_bufs, (unsigned long long)bytes,

@@ -24,10 +24,9 @@ vnrt_status vn_plan_place(vnrt_plan *p, const vnrt_plan_desc *desc) {
   const vnrt_graph *g = p->graph;
   vn_plan_device *target = &p->devs[0];
   /* The query graph: every value as a tensor (index = value id), no buffers yet. */
-  vnrt_backend_tensor *tensors = vn_calloc(ctx, (size_t)(g->n_values ? g->n_values : 1),
-                                           sizeof *tensors);
-  vnrt_backend_node *nodes = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1),
-                                       sizeof *nodes);
+  vnrt_backend_tensor *tensors =
+      vn_calloc(ctx, (size_t)(g->n_values ? g->n_values : 1), sizeof *tensors);
+  vnrt_backend_node *nodes = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1), sizeof *nodes);
   if (!tensors || !nodes) {
     vn_free(ctx, tensors), vn_free(ctx, nodes);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory placing %d nodes", p->n_order);
@@ -70,8 +69,8 @@ vnrt_status vn_plan_place(vnrt_plan *p, const vnrt_plan_desc *desc) {
     }
     p->node_dev[node] = 1;
     if (n_fallback++ == 0) {
-      snprintf(first_fallback, sizeof first_fallback, "'%s' (%s)",
-               g->values[nd->outputs[0]].name, vnrt_op_name(nd->op));
+      snprintf(first_fallback, sizeof first_fallback, "'%s' (%s)", g->values[nd->outputs[0]].name,
+               vnrt_op_name(nd->op));
     }
   }
   if (status == VNRT_OK && n_fallback > 0) {

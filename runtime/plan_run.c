@@ -83,8 +83,10 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
     if (!borrow) {
       pv->host_owned = vn_malloc(p->ctx, bytes);
       if (!pv->host_owned) {
-        return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory keeping param '%s' (%zu "
-                        "bytes) in host memory", name, bytes);
+        return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY,
+                        "out of memory keeping param '%s' (%zu "
+                        "bytes) in host memory",
+                        name, bytes);
       }
       memcpy(pv->host_owned, data, bytes);
       pv->host_src = pv->host_owned;
@@ -142,8 +144,8 @@ static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend
   vn_plan_device *src = &p->devs[src_dev], *dst = &p->devs[dst_dev];
   uint64_t bytes = vnrt_tensor_type_bytes(&ts->type);
   if (bytes == 0) return VNRT_OK;
-  void *src_ptr = src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer)
-                                              : NULL;
+  void *src_ptr =
+      src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer) : NULL;
   if (src_ptr) {
     return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset,
                                     (const char *)src_ptr + ts->offset, bytes);
@@ -236,8 +238,11 @@ static vnrt_status queue_copies(vnrt_plan *p) {
     }
     bool selective = false;
     uint64_t bytes = vn_plan_mark_experts(p, &p->stream[j], &selective);
-    vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start, .fn = stream_job,
-                       .user = p, .arg = {sp->value, sp->first, j, selective}, .bytes = bytes};
+    vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start,
+                       .fn = stream_job,
+                       .user = p,
+                       .arg = {sp->value, sp->first, j, selective},
+                       .bytes = bytes};
     int32_t at = k++;
     while (at > first_stream && jp[at - 1].after > job.after) {
       jp[at] = jp[at - 1];
@@ -469,7 +474,8 @@ vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
     for (int32_t d = 0; d < p->n_devs && status == VNRT_OK && bytes; ++d) {
       if (p->vals[v].local[d] < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[p->vals[v].local[d]];
-      status = p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
+      status =
+          p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
     }
   }
   vn_free(p->ctx, zeros);

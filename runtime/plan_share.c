@@ -60,9 +60,10 @@ void vn_plan_choose_shared(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVI
   int32_t n_params = 0;
   for (int32_t v = 0; v < g->n_values; ++v) n_params += g->values[v].kind == VN_VALUE_PARAM;
   if (src->devs[0].device != p->devs[0].device) {
-    vn_log(ctx, VNRT_LOG_INFO, "plan for %s: shares no params (0 of %d, 0 bytes): the other "
-           "plan is for %s", p->devs[0].device->info.spec, n_params,
-           src->devs[0].device->info.spec);
+    vn_log(ctx, VNRT_LOG_INFO,
+           "plan for %s: shares no params (0 of %d, 0 bytes): the other "
+           "plan is for %s",
+           p->devs[0].device->info.spec, n_params, src->devs[0].device->info.spec);
     return;
   }
   p->stores = vn_calloc(ctx, (size_t)src->n_stores + 1, sizeof *p->stores);
@@ -79,8 +80,7 @@ void vn_plan_choose_shared(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVI
       continue;
     }
     int32_t w = vnrt_graph_find(src->graph, val->name);
-    if (w < 0 || !src->vals[w].exportable ||
-        !same_type(&val->type, &src->graph->values[w].type)) {
+    if (w < 0 || !src->vals[w].exportable || !same_type(&val->type, &src->graph->values[w].type)) {
       continue;
     }
     const vn_plan_value *sw = &src->vals[w];
@@ -97,7 +97,8 @@ void vn_plan_choose_shared(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVI
     p->n_shared++;
     p->shared_bytes += vnrt_tensor_type_bytes(&val->type);
   }
-  vn_log(ctx, VNRT_LOG_INFO, "plan for %s: shares %d of %d params (%llu bytes) with another "
-         "plan", p->devs[0].device->info.spec, p->n_shared, n_params,
-         (unsigned long long)p->shared_bytes);
+  vn_log(ctx, VNRT_LOG_INFO,
+         "plan for %s: shares %d of %d params (%llu bytes) with another "
+         "plan",
+         p->devs[0].device->info.spec, p->n_shared, n_params, (unsigned long long)p->shared_bytes);
 }

@@ -30,9 +30,10 @@ static vnrt_value node1(vnrt_context *ctx, vnrt_graph *g, vnrt_op op, const vnrt
   return out;
 }
 
-/* Every buffer of every device of p within limit (0: none), every tensor inside its buffer, and
- * no two slots of inputs, params or states overlapping (a state's in-place update shares its
- * slot); returns the target's io and arena buffer counts. */
+/* Every buffer of every device of p within limit (0: none), every tensor inside its buffer, no
+ * two slots of inputs, params or states overlapping (a state's in-place update shares its slot)
+ * and the target's buffers reserved in its budget; returns the target's io and arena buffer
+ * counts. */
 static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int32_t *n_arena) {
   for (int32_t d = 0; d < p->n_devs; ++d) {
     const vn_plan_device *pd = &p->devs[d];
@@ -70,6 +71,11 @@ static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int3
     }
     free(is_io);
   }
+  /* The target's buffers are what its budget holds, within the limit. */
+  const vn_layout *tl = &p->devs[0].layout;
+  const uint64_t reserved = vn_budget_used(&p->budget, VN_TIER_DEVICE);
+  ck_assert_uint_eq(reserved, tl->io_bytes + tl->arena_bytes);
+  if (p->budget.limit) ck_assert_uint_le(reserved, p->budget.limit);
   *n_io = p->devs[0].layout.n_io_bufs;
   *n_arena = p->devs[0].layout.n_bufs - p->devs[0].layout.n_io_bufs;
 }
