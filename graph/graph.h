@@ -74,6 +74,17 @@ vnrt_status vn_graph_set_state_update(vnrt_graph *graph, int32_t state, int32_t 
  * point into them. */
 void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd);
 
+/* A deep copy of src owned by ctx: its own names, attributes and resolved params, so src may be
+ * destroyed; its lookup index is built lazily, as for any graph (graph_clone.c). NULL when out of
+ * memory. Free with vnrt_graph_destroy. */
+vnrt_graph *vn_graph_clone(vnrt_context *ctx, const vnrt_graph *src);
+
+/* docs/ops.md's ngram_hash on the host (ngram.c): idx[T, (max_n-1)*heads] from ids[T] and
+ * hist[max_n-1], with the wrapping 64-bit multiplies and the floor modulo. p is a node's resolved
+ * params, which inference has checked (max_n = mult's count >= 2, primes in [1, INT32_MAX]). */
+void vn_ngram_hash(const vnrt_ngram_hash_params *p, const int32_t *ids, int64_t T,
+                   const int32_t *hist, int32_t *idx);
+
 /* Formats a type as vnir writes it: "f32[4, 64]"; returns buf. */
 const char *vn_type_str(const vnrt_tensor_type *type, char *buf, size_t size);
 /* Whether a name matches [A-Za-z_][A-Za-z0-9_.]* and is not a keyword. */

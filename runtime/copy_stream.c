@@ -12,15 +12,15 @@ struct vn_copy_stream {
   pthread_mutex_t mu;
   pthread_cond_t cv;   /* waiters: a job done, a failure, a cancel */
   pthread_cond_t work; /* the copy thread: a job it should take may start, or stop */
-  vn_copy_job *jobs; /* queued jobs; job i has copy timeline value base + i + 1 */
+  vn_copy_job *jobs;   /* queued jobs; job i has copy timeline value base + i + 1 */
   int32_t n_jobs, cap_jobs, next_job;
-  uint64_t base;     /* timeline value of the job before jobs[0] */
-  uint64_t done;     /* copy timeline: jobs finished */
-  uint64_t compute;  /* compute timeline */
+  uint64_t base;    /* timeline value of the job before jobs[0] */
+  uint64_t done;    /* copy timeline: jobs finished */
+  uint64_t compute; /* compute timeline */
   vnrt_status failed;
   char message[VN_ERROR_MAX + 16];
   bool stop;
-  bool in_flight; /* the thread is running jobs[next_job] */
+  bool in_flight;  /* the thread is running jobs[next_job] */
   int32_t waiters; /* threads blocked on cv */
   uint64_t delay_ns;
   vn_copy_stats stats;
@@ -135,8 +135,8 @@ vnrt_status vn_copy_stream_submit(vn_copy_stream *cs, const vn_copy_job *jobs, i
     cs->base += (uint64_t)cs->n_jobs;
     cs->n_jobs = cs->next_job = 0;
   }
-  if (s == VNRT_OK && !vn_grow(cs->ctx, (void **)&cs->jobs, &cs->cap_jobs, cs->n_jobs + n,
-                               sizeof *cs->jobs)) {
+  if (s == VNRT_OK &&
+      !vn_grow(cs->ctx, (void **)&cs->jobs, &cs->cap_jobs, cs->n_jobs + n, sizeof *cs->jobs)) {
     s = vn_error(cs->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory queueing %d copies", n);
   }
   if (s == VNRT_OK) {

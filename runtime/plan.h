@@ -1,9 +1,12 @@
 /* Private to the runtime: a compiled plan — per-device tensors, partitions and transfers —
- * shared by compilation (plan.c) and execution (plan_run.c). */
+ * shared by compilation (plan.c with plan_place.c, plan_memory.c, plan_share.c,
+ * plan_experts.c, plan_engram.c) and execution (plan_run.c). */
 #ifndef VNRT_RUNTIME_PLAN_H_
 #define VNRT_RUNTIME_PLAN_H_
 
+#include "budget.h"
 #include "graph.h"
+#include "layout.h"
 #include "passes.h"
 #include "registry.h"
 
@@ -20,22 +23,48 @@ typedef struct vn_plan_device {
   int32_t n_tensors;
   vnrt_backend_node *nodes;
   int32_t n_nodes;
-  /* Device memory: buffers of at most max_buffer bytes each (a device's largest buffer is
-   * limited, often far below its memory). The io buffers come first: inputs, params and states,
-   * one slot each, packed in value order. Then the arena's: intermediates (and streamed params'
-   * device copies) packed by liveness, in several buffers when one would exceed max_buffer; no
-   * tensor straddles two. A tensor larger than the device's own limit gets a buffer of its own,
-   * which the backend may refuse (naming its limit) or accept (when no kernel binds it here). */
+  /* Device memory (plan_memory.c): buffers of at most max_buffer bytes each (a device's largest
+   * buffer is limited, often far below its memory), laid out by memory/layout.h: the io
+   * buffers first, then the arena's. A tensor larger than the device's own limit gets a buffer
+   * of its own, which the backend may refuse (naming its limit) or accept (when no kernel binds
+   * it here). */
+  vn_slot *slots;   /* per tensor: its buffer (an index into bufs) and offset */
+  vn_layout layout; /* the buffers' sizes, io and arena */
   vnrt_backend_buffer **bufs;
-  uint64_t *buf_bytes;
-  int32_t n_bufs, n_io_bufs;
-  int32_t *buf_of;                /* per tensor: its buffer, an index into bufs */
-  uint64_t arena_bytes, io_bytes; /* summed over the arena's and the io buffers */
-  uint64_t max_buffer;            /* the planner's limit per buffer; 0: none */
-  bool max_buffer_lowered;        /* by VNRT_DEVICE_MAX_BUFFER, below the device's own */
+  uint64_t max_buffer;      /* the planner's limit per buffer; 0: none */
+  bool max_buffer_lowered;  /* by VNRT_DEVICE_MAX_BUFFER, below the device's own */
   vnrt_backend_graph graph; /* what compile got: valid until exec_destroy, as backend.h says */
   vnrt_backend_exec *exec;
 } vn_plan_device;
+
+/* Everything a plan keeps per value of its graph: p->vals[v] for value id v. */
+typedef struct vn_plan_value {
+  int32_t local[VN_PLAN_MAX_DEVICES]; /* its tensor index on each device slot, or -1 */
+  int32_t home;                       /* the device slot holding the real copy */
+  int32_t alias;        /* the state whose storage this node result writes in place, or -1 */
+  bool streamed;        /* a param streamed from host memory (plan_memory.c) */
+  bool no_storage;      /* needs no device storage (a table an Engram store serves) */
+  bool exportable;      /* a param another plan may share (plan_share.c) */
+  const void *host_src; /* a streamed param's bytes in host memory */
+  void *host_owned;     /* the plan's own copy of them, if it made one */
+  void *shadow;         /* host copy of an input the prefetch plans read */
+  uint64_t seen_gen;    /* the binding generation the shadow holds */
+  /* A param shared with another plan (vnrt_plan_create_shared) has no io slot of its own: its
+   * target tensor is buf at off, memory of the store p->stores[store] where it is value
+   * `value`. store -1: not shared. */
+  struct {
+    int32_t store, value;
+    vnrt_backend_buffer *buf;
+    uint64_t off;
+  } share;
+} vn_plan_value;
+
+/* What the run loop keeps per step (position in the plan's order), plus one past the end. */
+typedef struct vn_plan_step {
+  uint64_t need; /* copy timeline value to wait for before it (0: none) */
+  int32_t job;   /* the last copy job it needs, or -1 */
+  bool signal;   /* the copy stream may be waiting for this step to start */
+} vn_plan_step;
 
 /* A value produced on one device and read on another: copied before a partition runs. */
 typedef struct vn_transfer {
@@ -58,8 +87,8 @@ typedef struct vn_streamed {
   /* Expert weights of a hash-routed moe_ffn (experts = tid2eid[ids], both bound by the user):
    * only the experts a run uses are streamed. -1 when not such a param. */
   int32_t hash_ids, hash_table;
-  int64_t experts;      /* E: the param is [E, ...], one slice per expert */
-  uint8_t *used;        /* per expert, this run */
+  int64_t experts; /* E: the param is [E, ...], one slice per expert */
+  uint8_t *used;   /* per expert, this run */
 } vn_streamed;
 
 typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */
@@ -87,13 +116,11 @@ struct vnrt_plan {
   vnrt_graph *graph; /* the plan's own copy: names and attributes live here */
   int32_t *order;
   int32_t n_order;
-  int32_t *node_dev; /* per graph node: device slot, -1 if dead */
+  int32_t *node_dev; /* per graph node: device slot, -1 if dead (plan_place.c) */
   vn_plan_device devs[VN_PLAN_MAX_DEVICES];
   int32_t n_devs;
-  int32_t (*local)[VN_PLAN_MAX_DEVICES]; /* per value: tensor index on each device, or -1 */
-  int32_t *home;                          /* per value: device slot holding the real copy */
-  int32_t *alias;  /* per value: the state whose storage a node result writes in place, or -1 */
-  bool *bound; /* per value: an input or param that was set (io->bound; see vn_plan_bound) */
+  vn_plan_value *vals; /* per value */
+  vn_plan_step *steps; /* per step, n_order + 1 */
   vn_partition *parts;
   int32_t n_parts;
   vn_transfer *transfers;
@@ -103,29 +130,17 @@ struct vnrt_plan {
   bool ran;
   vnrt_plan_info info;
 
-  /* Budget and streamed params (plan.c, plan_run.c). */
-  uint64_t device_limit;
+  /* The target's memory budget and streamed params (plan_memory.c, plan_run.c). */
+  vn_budget budget;        /* its device tier limits the target; streamed params count as host */
   uint64_t max_buffer_env; /* VNRT_DEVICE_MAX_BUFFER, 0 when unset */
   int32_t prefetch_depth;
-  bool *streamed;        /* per value: a param streamed from host memory */
-  bool *no_storage;      /* per value: needs no device storage (a table an Engram store serves) */
-  const void **host_src; /* per value: a streamed param's bytes in host memory */
-  void **host_owned;     /* per value: the plan's own copy of them, if it made one */
-  void **shadow;         /* per value: host copy of an input the prefetch plans read */
-  vn_streamed *stream;   /* streamed params by first use */
+  vn_streamed *stream; /* streamed params by first use */
   int32_t n_stream;
 
-  /* Params shared with other plans (vnrt_plan_create_shared). A shared value has no io slot of
-   * its own: its target tensor is share_buf[v] at share_off[v], memory of the store
-   * stores[share_store[v]] where it is value share_value[v]. */
-  vn_io_store *io;              /* this plan's own io buffers and bound flags */
-  vn_io_store **stores;         /* the stores this plan's shared params live in (referenced) */
+  /* Params shared with other plans (plan_share.c). */
+  vn_io_store *io;      /* this plan's own io buffers and bound flags */
+  vn_io_store **stores; /* the stores this plan's shared params live in (referenced) */
   int32_t n_stores;
-  int32_t *share_store, *share_value; /* per value; share_store -1: not shared */
-  vnrt_backend_buffer **share_buf;
-  uint64_t *share_off;
-  uint64_t *seen_gen;   /* per value: the binding generation its host shadow holds */
-  bool *exportable;     /* per value: a param another plan may share (see plan.c) */
   const vnrt_plan *share_src; /* during creation only: the plan to share with, or NULL */
   int32_t n_shared;
   uint64_t shared_bytes;
@@ -136,29 +151,46 @@ struct vnrt_plan {
 
   /* DualPath (plan_run.c). */
   struct vn_copy_stream *copy;
-  bool serial;                 /* copies run inline before their consumers */
-  struct vn_copy_job *jobs;    /* this run's copies, in queue order */
+  bool serial;              /* copies run inline before their consumers */
+  struct vn_copy_job *jobs; /* this run's copies, in queue order */
   int32_t n_jobs, cap_jobs;
-  int32_t *job_for_step;       /* per step: the last job index it needs, or -1 */
-  int32_t inline_done;         /* serial mode: jobs already run */
+  int32_t inline_done;   /* serial mode: jobs already run */
   uint64_t compute_base; /* compute timeline value at the start of the current run */
-  uint64_t *need;        /* per step: copy timeline value to wait for before it */
-  bool *signal_at;       /* per step: the copy stream may be waiting for this step to start */
   vnrt_run_stats stats;
 };
 
 /* The bound flag and binding generation of value v, wherever its storage lives. */
 static inline bool *vn_plan_bound(vnrt_plan *p, int32_t v) {
-  return p->share_store[v] >= 0 ? &p->stores[p->share_store[v]]->bound[p->share_value[v]]
-                                : &p->bound[v];
+  const vn_plan_value *pv = &p->vals[v];
+  return pv->share.store >= 0 ? &p->stores[pv->share.store]->bound[pv->share.value]
+                              : &p->io->bound[v];
 }
 static inline uint64_t *vn_plan_gen(vnrt_plan *p, int32_t v) {
-  return p->share_store[v] >= 0 ? &p->stores[p->share_store[v]]->gen[p->share_value[v]]
-                                : &p->io->gen[v];
+  const vn_plan_value *pv = &p->vals[v];
+  return pv->share.store >= 0 ? &p->stores[pv->share.store]->gen[pv->share.value] : &p->io->gen[v];
 }
 
-/* Compilation helpers used by running too. */
-uint64_t vn_align_up(uint64_t x, uint64_t a);
+/* Placement (plan_place.c): the backend node of graph node `node`, with value ids as tensor
+ * indices; which device runs each live node (p->node_dev), the target if it can, else the CPU. */
+void vn_plan_fill_node(const vnrt_graph *g, int32_t node, vnrt_backend_node *out);
+vnrt_status vn_plan_place(vnrt_plan *p, const vnrt_plan_desc *desc);
+
+/* Memory (plan_memory.c): lays out every device of p, streaming params while the target is over
+ * its budget, and records the result in the budget and p->info; then allocates the buffers of
+ * device slot d and points every tensor at its own. */
+vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]);
+vnrt_status vn_plan_alloc_buffers(vnrt_plan *p, int32_t d);
+
+/* Shared params (plan_share.c): before layout, points p's params at p->share_src's memory
+ * where it may share them; once p is built, marks which of its params another plan may share. */
+void vn_plan_choose_shared(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]);
+void vn_plan_mark_exportable(vnrt_plan *p);
+
+/* Hash-routed experts (plan_experts.c): whether streamed param sp is a hash-routed moe_ffn's
+ * expert weights (then sets sp's hash fields and the shadows it reads); at run start, marks
+ * the experts this run uses and returns the bytes to stream (*selective: only those). */
+vnrt_status vn_plan_find_hash_routed(vnrt_plan *p, vn_streamed *sp);
+uint64_t vn_plan_mark_experts(vnrt_plan *p, vn_streamed *sp, bool *selective);
 
 /* Engram stores (plan_engram.c): rewrites store-served engram_lookup nodes of the plan's graph
  * copy to read a device row cache (before ordering); sets up their prefetch plans once the
@@ -167,10 +199,9 @@ struct vn_copy_job;
 vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc);
 void vn_plan_engram_mark(vnrt_plan *p);
 vnrt_status vn_plan_engram_prepare(vnrt_plan *p);
-/* Appends one copy job per lookup to jobs (room for p->n_engram more) and records, for the
+/* Appends one copy job per lookup to jobs (room for p->n_engram more) and records, in the
  * lookup's step, the index of the job it waits for. */
-vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, struct vn_copy_job *jobs, int32_t *n_jobs,
-                                    int32_t *job_for_step);
+vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, struct vn_copy_job *jobs, int32_t *n_jobs);
 /* After the run's copies are done: adds the lookups' rows, hits and bytes to p->stats (their
  * jobs counted them on the copy thread). */
 void vn_plan_engram_collect(vnrt_plan *p);
@@ -178,8 +209,5 @@ void vn_plan_engram_destroy(vnrt_plan *p);
 
 /* Testing: makes every copy job of p sleep delay_ns first (a slow copy path). */
 vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns);
-
-/* Lays out every device of p, streaming params while the target is over its budget. */
-vnrt_status vn_plan_choose_streamed(vnrt_plan *p, vn_live_range (*range)[VN_PLAN_MAX_DEVICES]);
 
 #endif /* VNRT_RUNTIME_PLAN_H_ */

@@ -6,16 +6,14 @@
  * distinct rows do not fit), slots an internal input the executor writes every run, zeros a
  * param of H zeros. idx depends only on inputs and states (ngram_hash of token ids). When it is
  * ngram_hash of an input and a state or input (the usual case) the copy job itself hashes with
- * the CPU reference kernel; otherwise a small CPU plan computes idx at run start. Either way the
- * job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
+ * the graph layer's vn_ngram_hash; otherwise a small CPU plan computes idx at run start. Either way
+ * the job, on the copy thread, checks the rows, plans them through a vn_row_cache and copies the
  * misses while the compute stream runs the layers before the lookup. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "copy_stream.h"
-#include "cpu/cpu_kernels.h"
-#include "cpu/cpu_pool.h"
 #include "engram_store.h"
 #include "plan.h"
 #include "row_cache.h"
@@ -32,25 +30,22 @@ struct vn_engram_use {
   int32_t slots; /* cache slots (0: no cache) */
   uint64_t row_bytes;
   vn_row_cache *rc;
-  vnrt_plan *host_plan;  /* computes idx on the CPU; NULL when idx is an input or hashed */
-  int32_t *leaves;       /* values of this plan that feed host_plan, by the same names */
+  vnrt_plan *host_plan; /* computes idx on the CPU; NULL when idx is an input or hashed */
+  int32_t *leaves;      /* values of this plan that feed host_plan, by the same names */
   int32_t n_leaves;
-  void **leaf_bufs;      /* for states: where their current value is read to */
+  void **leaf_bufs; /* for states: where their current value is read to */
   int32_t *idx_buf, *offs_buf, *slot_of;
   int64_t *rows;
   vn_row_fetch *fetch;
   int64_t n_fetch;
   void *staging; /* n rows, for devices whose memory the host cannot map */
 
-  /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with the CPU reference kernel. */
-  int32_t hash_from;         /* the ngram_hash node, or -1 when idx is not hashed in the job */
-  int32_t hash_in[2];        /* its inputs (leaves) */
-  void *hash_state[2];       /* for a state input: its value, read at run start */
-  const void *hash_src[2];   /* this run's inputs: a host copy or hash_state */
-  vnrt_tensor_type hash_type[3]; /* ids, hist, idx */
-  vnrt_backend_node hash_node;
-  vnrt_backend_host hash_host; /* its error() writes to err: the context is not thread-safe */
-  cpu_pool *hash_pool;         /* one thread, no workers: the kernel interface wants a pool */
+  /* idx = ngram_hash(ids, hist) of two leaves: the job hashes with vn_ngram_hash. */
+  int32_t hash_from;  /* the ngram_hash node, or -1 when idx is not hashed in the job */
+  int32_t hash_in[2]; /* its inputs (leaves) */
+  const vnrt_ngram_hash_params *hash; /* its params */
+  void *hash_state[2];                /* for a state input: its value, read at run start */
+  const void *hash_src[2];            /* this run's inputs: a host copy or hash_state */
 
   /* What slot_in holds on each device: slot_of rarely changes (never with the cache off), and
    * skipping an unchanged write saves a transfer on devices the host cannot map. */
@@ -125,10 +120,10 @@ static vnrt_status add_internal(vnrt_plan *p, int32_t k, const char *what, vn_va
                                 const vnrt_tensor_type *type, int32_t *out) {
   char name[64], err[256];
   snprintf(name, sizeof name, "_engram%d.%s", (int)k, what);
-  vnrt_status s = kind == VN_VALUE_STATE
-                      ? vn_graph_add_state(p->graph, name, type, out, err, sizeof err)
-                      : vn_graph_add_input(p->graph, name, type, kind == VN_VALUE_PARAM, out, err,
-                                           sizeof err);
+  vnrt_status s =
+      kind == VN_VALUE_STATE
+          ? vn_graph_add_state(p->graph, name, type, out, err, sizeof err)
+          : vn_graph_add_input(p->graph, name, type, kind == VN_VALUE_PARAM, out, err, sizeof err);
   if (s != VNRT_OK) return vn_error(p->ctx, s, "Engram rewrite: %s", err);
   return VNRT_OK;
 }
@@ -149,9 +144,9 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
     const vnrt_engram_binding *eb = &desc->engram[b];
     int32_t table = eb->param ? vnrt_graph_find(g, eb->param) : -1;
     if (table < 0 || g->values[table].kind != VN_VALUE_PARAM || !eb->store) {
-      return vn_error(ctx, VNRT_ERROR_NOT_FOUND, "Engram binding %d: %s", (int)b,
-                      !eb->store ? "the store is NULL"
-                                 : "no param of that name (it must be a param)");
+      return vn_error(
+          ctx, VNRT_ERROR_NOT_FOUND, "Engram binding %d: %s", (int)b,
+          !eb->store ? "the store is NULL" : "no param of that name (it must be a param)");
     }
     const vnrt_tensor_type table_type = g->values[table].type; /* values may move below */
     const vnrt_tensor_type *tt = &table_type;
@@ -199,8 +194,8 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
       vn_row_cache *sc = vn_engram_store_cache(st);
       u->slots = sc ? vn_row_cache_slots(sc) : 0;
       if (sc) {
-        VN_RETURN_IF_ERROR(vn_row_cache_create(ctx, u->slots, vn_row_cache_eviction(sc),
-                                               u->row_bytes, &u->rc));
+        VN_RETURN_IF_ERROR(
+            vn_row_cache_create(ctx, u->slots, vn_row_cache_eviction(sc), u->row_bytes, &u->rc));
       }
       ++p->n_engram;
       int32_t k = p->n_engram - 1;
@@ -232,6 +227,9 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
       return vn_error(ctx, VNRT_ERROR_INVALID_GRAPH,
                       "Engram binding for '%s': no engram_lookup reads it as its table", eb->param);
     }
+    /* The table is host or file-mapped memory, never the device's: accounted where it lives. */
+    VN_RETURN_IF_ERROR(vn_budget_reserve(&p->budget, vn_engram_store_tier(st),
+                                         vn_engram_store_table_bytes(st), eb->param));
   }
   p->info.n_engram_lookups = p->n_engram;
   return VNRT_OK;
@@ -241,53 +239,23 @@ vnrt_status vn_plan_engram_rewrite(vnrt_plan *p, const vnrt_plan_desc *desc) {
 void vn_plan_engram_mark(vnrt_plan *p) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
-    p->no_storage[u->table] = true;
-    p->bound[u->table] = p->bound[u->slot_in] = p->bound[u->zeros] = true;
+    p->vals[u->table].no_storage = true;
+    p->io->bound[u->table] = p->io->bound[u->slot_in] = p->io->bound[u->zeros] = true;
   }
 }
 
-static vnrt_status hash_error(void *core, vnrt_status status, const char *fmt, ...) {
-  vn_engram_use *u = core;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(u->err, sizeof u->err, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-static void hash_log(void *core, vnrt_log_level level, const char *fmt, ...) {
-  (void)core, (void)level, (void)fmt; /* ngram_hash logs nothing; never log off-thread */
-}
-
-static void *hash_alloc(void *core, size_t size) {
-  return vn_malloc(((vn_engram_use *)core)->plan->ctx, size);
-}
-
-static void hash_free(void *core, void *ptr) { vn_free(((vn_engram_use *)core)->plan->ctx, ptr); }
-
-/* The kernel call the job makes: ngram_hash's node as the CPU backend would see it, a host
- * whose errors land in the use's own buffer, and a pool of one thread (no workers). */
+/* What the job's hashing needs: the node's params, and a buffer per state input, whose value
+ * is read at run start. */
 static vnrt_status prepare_hash(vnrt_plan *p, vn_engram_use *u) {
   const vnrt_graph *g = p->graph;
-  const vn_node *hn = &g->nodes[u->hash_from];
-  u->hash_node = (vnrt_backend_node){.op = hn->op, .name = g->values[hn->outputs[0]].name,
-                                     .n_inputs = 2, .inputs = {0, 1}, .n_outputs = 1,
-                                     .outputs = {2}, .n_attrs = hn->n_attrs, .attrs = hn->attrs,
-                                     .params = &hn->params};
-  u->hash_host = (vnrt_backend_host){.struct_size = sizeof u->hash_host, .core = u,
-                                     .log = hash_log, .error = hash_error, .alloc = hash_alloc,
-                                     .free = hash_free, .num_threads = 1};
+  u->hash = &g->nodes[u->hash_from].params.ngram_hash;
   for (int32_t i = 0; i < 2; ++i) {
     const vn_value *v = &g->values[u->hash_in[i]];
-    u->hash_type[i] = v->type;
     if (v->kind == VN_VALUE_STATE) {
       u->hash_state[i] = vn_calloc(p->ctx, 1, vnrt_tensor_type_bytes(&v->type) + 1);
       if (!u->hash_state[i]) return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
     }
   }
-  u->hash_type[2] = g->values[u->idx].type;
-  vnrt_status s = cpu_pool_create(&u->hash_host, 1, &u->hash_pool);
-  if (s != VNRT_OK) return vn_error(p->ctx, s, "Engram prefetch: %s", u->err);
   return VNRT_OK;
 }
 
@@ -328,9 +296,9 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
     }
     for (int32_t i = 0; i < n_need; ++i) {
       int32_t v = need_shadow[i];
-      if (!p->shadow[v]) {
-        p->shadow[v] = vn_calloc(ctx, 1, vnrt_tensor_type_bytes(&g->values[v].type));
-        if (!p->shadow[v]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      if (!p->vals[v].shadow) {
+        p->vals[v].shadow = vn_calloc(ctx, 1, vnrt_tensor_type_bytes(&g->values[v].type));
+        if (!p->vals[v].shadow) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
       }
     }
     for (int32_t l = 0; l < u->n_leaves; ++l) {
@@ -339,19 +307,19 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
       if (g->values[v].kind == VN_VALUE_STATE) {
         u->leaf_bufs[l] = vn_calloc(ctx, 1, bytes);
         if (!u->leaf_bufs[l]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-      } else if (!p->shadow[v]) {
-        p->shadow[v] = vn_calloc(ctx, 1, bytes);
-        if (!p->shadow[v]) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      } else if (!p->vals[v].shadow) {
+        p->vals[v].shadow = vn_calloc(ctx, 1, bytes);
+        if (!p->vals[v].shadow) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
       }
     }
     /* The zero offsets, on every device that reads them. */
     for (int32_t d = 0; d < p->n_devs; ++d) {
-      int32_t t = p->local[u->zeros][d];
+      int32_t t = p->vals[u->zeros].local[d];
       if (t < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[t];
       VN_RETURN_IF_ERROR(p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset,
-                                                        u->offs_buf, sizeof(int32_t) *
-                                                        (size_t)u->heads));
+                                                        u->offs_buf,
+                                                        sizeof(int32_t) * (size_t)u->heads));
     }
     p->info.engram_cache_bytes += vnrt_tensor_type_bytes(&g->values[u->cache].type);
   }
@@ -363,7 +331,6 @@ void vn_plan_engram_destroy(vnrt_plan *p) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
     vnrt_plan_destroy(u->host_plan);
-    cpu_pool_destroy(u->hash_pool);
     vn_free(ctx, u->hash_state[0]);
     vn_free(ctx, u->hash_state[1]);
     vn_row_cache_destroy(u->rc);
@@ -401,21 +368,8 @@ static vnrt_status job_fail(vn_engram_use *u, vnrt_status status, const char *fm
  * and the cache plan: which entries read which slot, and which rows to fetch into which slot. */
 static vnrt_status plan_rows(vn_engram_use *u) {
   if (u->hash_from >= 0) {
-    cpu_kernel_args a;
-    memset(&a, 0, sizeof a);
-    a.node = &u->hash_node;
-    a.n_in = 2, a.n_out = 1;
-    a.in_type[0] = &u->hash_type[0], a.in[0] = u->hash_src[0];
-    a.in_type[1] = &u->hash_type[1], a.in[1] = u->hash_src[1];
-    a.out_type[0] = &u->hash_type[2], a.out[0] = u->idx_buf;
-    a.pool = u->hash_pool;
-    a.host = &u->hash_host;
-    vnrt_status s = cpu_ref_ngram_hash(&a);
-    if (s != VNRT_OK) {
-      char msg[VN_ERROR_MAX];
-      snprintf(msg, sizeof msg, "%s", u->err);
-      return job_fail(u, s, "%s", msg);
-    }
+    /* (Inference checked the params and shapes: hashing cannot fail.) */
+    vn_ngram_hash(u->hash, u->hash_src[0], u->tokens, u->hash_src[1], u->idx_buf);
   }
   const int64_t R = vn_engram_store_rows(u->store);
   for (int64_t t = 0; t < u->tokens; ++t) {
@@ -437,8 +391,8 @@ static vnrt_status plan_rows(vn_engram_use *u) {
   u->n_fetch = 0;
   if (u->rc) {
     vn_row_cache_stats_get(u->rc, &before);
-    vnrt_status s = vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch, &u->n_fetch,
-                                      &next);
+    vnrt_status s =
+        vn_row_cache_plan(u->rc, u->rows, u->n, 0, u->slot_of, u->fetch, &u->n_fetch, &next);
     if (s != VNRT_OK) return job_fail(u, s, "planning the row cache failed");
     vn_row_cache_stats_get(u->rc, &after);
   }
@@ -476,17 +430,16 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
   u->err[0] = '\0';
   VN_RETURN_IF_ERROR(plan_rows(u));
   for (int32_t d = 0; d < p->n_devs; ++d) {
-    int32_t tc = p->local[u->cache][d], ts = p->local[u->slot_in][d];
+    int32_t tc = p->vals[u->cache].local[d], ts = p->vals[u->slot_in].local[d];
     if (tc < 0 && ts < 0) continue;
     vn_plan_device *pd = &p->devs[d];
     if (tc >= 0 && u->n_fetch > 0) {
       const vnrt_backend_tensor *bt = &pd->tensors[tc];
-      void *base = pd->iface->buffer_host_ptr ? pd->iface->buffer_host_ptr(pd->bdev, bt->buffer)
-                                              : NULL;
+      void *base =
+          pd->iface->buffer_host_ptr ? pd->iface->buffer_host_ptr(pd->bdev, bt->buffer) : NULL;
       if (base) {
         VN_RETURN_IF_ERROR(vn_engram_store_fetch_to_slots(u->store, u->fetch, u->n_fetch,
-                                                          (char *)base + bt->offset,
-                                                          u->row_bytes));
+                                                          (char *)base + bt->offset, u->row_bytes));
       } else {
         for (int64_t i = 0; i < u->n_fetch; ++i) u->rows[i] = u->fetch[i].row;
         VN_RETURN_IF_ERROR(vn_engram_store_gather_rows(u->store, u->rows, u->n_fetch, u->staging));
@@ -524,7 +477,7 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     for (int32_t l = 0; l < u->n_leaves; ++l) {
       int32_t v = u->leaves[l];
       size_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
-      const void *src = p->shadow[v];
+      const void *src = p->vals[v].shadow;
       if (g->values[v].kind == VN_VALUE_STATE) {
         VN_RETURN_IF_ERROR(vnrt_plan_read_state(p, g->values[v].name, u->leaf_bufs[l], bytes));
         src = u->leaf_bufs[l];
@@ -538,7 +491,7 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
     for (int32_t i = 0; i < 2; ++i) {
       int32_t v = u->hash_in[i];
       if (!u->hash_state[i]) {
-        u->hash_src[i] = p->shadow[v];
+        u->hash_src[i] = p->vals[v].shadow;
         continue;
       }
       /* Layers usually hash the same history: read each state once per run. */
@@ -555,29 +508,30 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
         continue;
       }
       vn_plan_device *pd = &p->devs[0];
-      const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][0]];
-      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset,
-                                                u->hash_state[i],
+      const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
+      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, u->hash_state[i],
                                                 vnrt_tensor_type_bytes(&g->values[v].type)));
       u->hash_src[i] = u->hash_state[i];
     }
   } else {
-    memcpy(u->idx_buf, p->shadow[u->idx], sizeof(int32_t) * (size_t)u->n);
+    memcpy(u->idx_buf, p->vals[u->idx].shadow, sizeof(int32_t) * (size_t)u->n);
   }
-  memcpy(u->offs_buf, p->shadow[u->offsets], sizeof(int32_t) * (size_t)u->heads);
-  *job = (vn_copy_job){.after = p->compute_base, .fn = fetch_job, .user = u, .error = u->err,
-                       .lazy = vn_copy_small_is_lazy(p->ctx) &&
-                               (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
+  memcpy(u->offs_buf, p->vals[u->offsets].shadow, sizeof(int32_t) * (size_t)u->heads);
+  *job = (vn_copy_job){
+      .after = p->compute_base,
+      .fn = fetch_job,
+      .user = u,
+      .error = u->err,
+      .lazy = vn_copy_small_is_lazy(p->ctx) && (uint64_t)u->n * u->row_bytes < VN_COPY_LAZY_BYTES};
   return VNRT_OK;
 }
 
-vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, vn_copy_job *jobs, int32_t *n_jobs,
-                                    int32_t *job_for_step) {
+vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, vn_copy_job *jobs, int32_t *n_jobs) {
   for (int32_t k = 0; k < p->n_engram; ++k) {
     vn_engram_use *u = &p->engram[k];
     u->run_rows = u->run_hits = u->run_bytes = 0;
     VN_RETURN_IF_ERROR(prefetch_one(p, u, &jobs[*n_jobs]));
-    job_for_step[u->step] = *n_jobs;
+    p->steps[u->step].job = *n_jobs;
     ++*n_jobs;
   }
   return VNRT_OK;

@@ -63,7 +63,8 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
   vn_clear_error(p->ctx);
   int32_t v = find_input(p, name);
   if (v < 0) return no_input(p, name);
-  if (p->no_storage[v]) {
+  vn_plan_value *pv = &p->vals[v];
+  if (pv->no_storage) {
     return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "param '%s' is served by an Engram store: bind the store, not the table", name);
   }
@@ -75,28 +76,30 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
   /* A param shared with another plan (vnrt_plan_create_shared) is bound for both. */
   bool *bound = vn_plan_bound(p, v);
   *bound = false;
-  if (p->streamed[v]) {
-    vn_free(p->ctx, p->host_owned[v]);
-    p->host_owned[v] = NULL;
-    p->host_src[v] = data;
+  if (pv->streamed) {
+    vn_free(p->ctx, pv->host_owned);
+    pv->host_owned = NULL;
+    pv->host_src = data;
     if (!borrow) {
-      p->host_owned[v] = vn_malloc(p->ctx, bytes);
-      if (!p->host_owned[v]) {
-        return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory keeping param '%s' (%zu "
-                        "bytes) in host memory", name, bytes);
+      pv->host_owned = vn_malloc(p->ctx, bytes);
+      if (!pv->host_owned) {
+        return vn_error(p->ctx, VNRT_ERROR_OUT_OF_MEMORY,
+                        "out of memory keeping param '%s' (%zu "
+                        "bytes) in host memory",
+                        name, bytes);
       }
-      memcpy(p->host_owned[v], data, bytes);
-      p->host_src[v] = p->host_owned[v];
+      memcpy(pv->host_owned, data, bytes);
+      pv->host_src = pv->host_owned;
     }
   }
   uint64_t gen = ++*vn_plan_gen(p, v);
-  if (p->shadow[v]) {
-    if (bytes) memcpy(p->shadow[v], data, bytes);
-    p->seen_gen[v] = gen;
+  if (pv->shadow) {
+    if (bytes) memcpy(pv->shadow, data, bytes);
+    pv->seen_gen = gen;
   }
   for (int32_t d = 0; d < p->n_devs; ++d) {
-    int32_t t_idx = p->local[v][d];
-    if (t_idx < 0 || bytes == 0 || (d == 0 && p->streamed[v])) continue;
+    int32_t t_idx = pv->local[d];
+    if (t_idx < 0 || bytes == 0 || (d == 0 && pv->streamed)) continue;
     vn_plan_device *pd = &p->devs[d];
     const vnrt_backend_tensor *bt = &pd->tensors[t_idx];
     VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, data, bytes));
@@ -110,16 +113,17 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
  * small tensors). */
 static vnrt_status refresh_shadows(vnrt_plan *p) {
   for (int32_t v = 0; v < p->graph->n_values; ++v) {
-    if (!p->shadow[v] || p->local[v][0] < 0 || p->streamed[v]) continue;
+    vn_plan_value *pv = &p->vals[v];
+    if (!pv->shadow || pv->local[0] < 0 || pv->streamed) continue;
     uint64_t gen = *vn_plan_gen(p, v);
-    if (gen == p->seen_gen[v]) continue;
-    const vnrt_backend_tensor *bt = &p->devs[0].tensors[p->local[v][0]];
+    if (gen == pv->seen_gen) continue;
+    const vnrt_backend_tensor *bt = &p->devs[0].tensors[pv->local[0]];
     uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
     if (bytes) {
       VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_read(p->devs[0].bdev, bt->buffer, bt->offset,
-                                                       p->shadow[v], bytes));
+                                                       pv->shadow, bytes));
     }
-    p->seen_gen[v] = gen;
+    pv->seen_gen = gen;
   }
   return VNRT_OK;
 }
@@ -140,8 +144,8 @@ static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend
   vn_plan_device *src = &p->devs[src_dev], *dst = &p->devs[dst_dev];
   uint64_t bytes = vnrt_tensor_type_bytes(&ts->type);
   if (bytes == 0) return VNRT_OK;
-  void *src_ptr = src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer)
-                                              : NULL;
+  void *src_ptr =
+      src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer) : NULL;
   if (src_ptr) {
     return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset,
                                     (const char *)src_ptr + ts->offset, bytes);
@@ -152,8 +156,9 @@ static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend
 
 static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
   p->stats.bytes_transfers += vnrt_tensor_type_bytes(&p->graph->values[tr->value].type);
-  return copy_tensor(p, tr->src, &p->devs[tr->src].tensors[p->local[tr->value][tr->src]], tr->dst,
-                     &p->devs[tr->dst].tensors[p->local[tr->value][tr->dst]]);
+  const vn_plan_value *pv = &p->vals[tr->value];
+  return copy_tensor(p, tr->src, &p->devs[tr->src].tensors[pv->local[tr->src]], tr->dst,
+                     &p->devs[tr->dst].tensors[pv->local[tr->dst]]);
 }
 
 /* After a run: every state takes its next value, in each device's replica. */
@@ -162,11 +167,12 @@ static vnrt_status update_states(vnrt_plan *p) {
   for (int32_t i = 0; i < g->n_states; ++i) {
     int32_t st = g->states[i], next = g->values[st].next;
     if (next < 0) continue;
-    int32_t h = p->home[next];
-    const vnrt_backend_tensor *src = &p->devs[h].tensors[p->local[next][h]];
+    const vn_plan_value *pn = &p->vals[next], *ps = &p->vals[st];
+    int32_t h = pn->home;
+    const vnrt_backend_tensor *src = &p->devs[h].tensors[pn->local[h]];
     for (int32_t d = 0; d < p->n_devs; ++d) {
-      if (p->local[st][d] < 0 || (d == 0 && p->alias[next] == st)) continue;
-      VN_RETURN_IF_ERROR(copy_tensor(p, h, src, d, &p->devs[d].tensors[p->local[st][d]]));
+      if (ps->local[d] < 0 || (d == 0 && pn->alias == st)) continue;
+      VN_RETURN_IF_ERROR(copy_tensor(p, h, src, d, &p->devs[d].tensors[ps->local[d]]));
     }
   }
   return VNRT_OK;
@@ -177,12 +183,12 @@ static vnrt_status update_states(vnrt_plan *p) {
 static vnrt_status stream_job(void *user, const vn_copy_job *job) {
   vnrt_plan *p = user;
   const vn_streamed *sp = &p->stream[job->arg[2]];
-  int32_t v = sp->value;
-  const vnrt_backend_tensor *bt = &p->devs[0].tensors[p->local[v][0]];
+  const vn_plan_value *pv = &p->vals[sp->value];
+  const vnrt_backend_tensor *bt = &p->devs[0].tensors[pv->local[0]];
   uint64_t total = vnrt_tensor_type_bytes(&bt->type);
   if (!job->arg[3]) {
-    return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset,
-                                          p->host_src[v], total);
+    return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset, pv->host_src,
+                                          total);
   }
   uint64_t slice = total / (uint64_t)sp->experts;
   for (int64_t e = 0; e < sp->experts;) {
@@ -194,36 +200,10 @@ static vnrt_status stream_job(void *user, const vn_copy_job *job) {
     while (f < sp->experts && sp->used[f]) ++f; /* neighbours in one write */
     VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_write(
         p->devs[0].bdev, bt->buffer, bt->offset + (uint64_t)e * slice,
-        (const char *)p->host_src[v] + (uint64_t)e * slice, (uint64_t)(f - e) * slice));
+        (const char *)pv->host_src + (uint64_t)e * slice, (uint64_t)(f - e) * slice));
     e = f;
   }
   return VNRT_OK;
-}
-
-/* Marks the experts a hash-routed layer uses this run; returns their bytes, or the whole
- * param's when an id is out of range (moe_hash_route then reports it). */
-static uint64_t mark_experts(vnrt_plan *p, vn_streamed *sp, bool *selective) {
-  const vnrt_graph *g = p->graph;
-  uint64_t total = vnrt_tensor_type_bytes(&g->values[sp->value].type);
-  *selective = false;
-  if (sp->hash_ids < 0) return total;
-  const vnrt_tensor_type *tt = &g->values[sp->hash_table].type;
-  const int32_t *ids = p->shadow[sp->hash_ids], *table = p->shadow[sp->hash_table];
-  int64_t tokens = vnrt_tensor_type_numel(&g->values[sp->hash_ids].type);
-  int64_t vocab = tt->dims[0], k = tt->dims[1];
-  memset(sp->used, 0, (size_t)sp->experts);
-  int64_t n_used = 0;
-  for (int64_t t = 0; t < tokens; ++t) {
-    if (ids[t] < 0 || ids[t] >= vocab) return total;
-    for (int64_t i = 0; i < k; ++i) {
-      int32_t e = table[ids[t] * k + i];
-      if (e < 0 || e >= sp->experts) return total;
-      n_used += !sp->used[e];
-      sp->used[e] = 1;
-    }
-  }
-  *selective = true;
-  return total / (uint64_t)sp->experts * (uint64_t)n_used;
 }
 
 /* Builds this run's copies (Engram rows first: they may start at once; then streamed params by
@@ -231,7 +211,7 @@ static uint64_t mark_experts(vnrt_plan *p, vn_streamed *sp, bool *selective) {
  * the copy stream (or, serialised, leaves them to run inline). */
 static vnrt_status queue_copies(vnrt_plan *p) {
   int32_t n = p->n_order;
-  for (int32_t s = 0; s <= n; ++s) p->need[s] = 0, p->job_for_step[s] = -1;
+  for (int32_t s = 0; s <= n; ++s) p->steps[s].need = 0, p->steps[s].job = -1;
   p->n_jobs = p->inline_done = 0;
   if (p->n_engram == 0 && p->n_stream == 0) return VNRT_OK;
   int32_t total = p->n_engram + p->n_stream;
@@ -247,19 +227,22 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   }
   vn_copy_job *jp = p->jobs;
   int32_t k = 0;
-  VN_RETURN_IF_ERROR(vn_plan_engram_prefetch(p, jp, &k, p->job_for_step));
+  VN_RETURN_IF_ERROR(vn_plan_engram_prefetch(p, jp, &k));
   /* Streamed params, sorted by start (insertion sort: a handful per plan). */
   int32_t first_stream = k;
   for (int32_t j = 0; j < p->n_stream; ++j) {
     const vn_streamed *sp = &p->stream[j];
-    if (!p->host_src[sp->value]) {
+    if (!p->vals[sp->value].host_src) {
       return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "param '%s' is not bound",
                       p->graph->values[sp->value].name);
     }
     bool selective = false;
-    uint64_t bytes = mark_experts(p, &p->stream[j], &selective);
-    vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start, .fn = stream_job,
-                       .user = p, .arg = {sp->value, sp->first, j, selective}, .bytes = bytes};
+    uint64_t bytes = vn_plan_mark_experts(p, &p->stream[j], &selective);
+    vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start,
+                       .fn = stream_job,
+                       .user = p,
+                       .arg = {sp->value, sp->first, j, selective},
+                       .bytes = bytes};
     int32_t at = k++;
     while (at > first_stream && jp[at - 1].after > job.after) {
       jp[at] = jp[at - 1];
@@ -270,7 +253,7 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   }
   for (int32_t i = first_stream; i < k; ++i) {
     int32_t f = (int32_t)jp[i].arg[1];
-    if (p->job_for_step[f] < i) p->job_for_step[f] = i;
+    if (p->steps[f].job < i) p->steps[f].job = i;
   }
   p->n_jobs = k;
   if (p->serial) return VNRT_OK;
@@ -279,7 +262,7 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   vn_copy_stream_signal_compute(p->copy, p->compute_base);
   VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, jp, k, &last));
   for (int32_t s = 0; s < n; ++s) {
-    if (p->job_for_step[s] >= 0) p->need[s] = last - (uint64_t)(k - 1 - p->job_for_step[s]);
+    if (p->steps[s].job >= 0) p->steps[s].need = last - (uint64_t)(k - 1 - p->steps[s].job);
   }
   return VNRT_OK;
 }
@@ -287,7 +270,7 @@ static vnrt_status queue_copies(vnrt_plan *p) {
 /* Serialised copies: run, on this thread, every job up to the one step s needs. */
 static vnrt_status run_inline(vnrt_plan *p, int32_t s, uint64_t *copy_ns) {
   uint64_t t0 = vn_now_ns();
-  for (; p->inline_done <= p->job_for_step[s]; ++p->inline_done) {
+  for (; p->inline_done <= p->steps[s].job; ++p->inline_done) {
     const vn_copy_job *job = &p->jobs[p->inline_done];
     vnrt_status st = job->fn(job->user, job);
     if (st != VNRT_OK) {
@@ -302,7 +285,7 @@ static vnrt_status run_inline(vnrt_plan *p, int32_t s, uint64_t *copy_ns) {
 /* Whether a run of nodes must be split before step s: a copy may wait for it to start, or it
  * waits for a copy. */
 static bool breaks_at(const vnrt_plan *p, int32_t s) {
-  return p->job_for_step[s] >= 0 || p->signal_at[s];
+  return p->steps[s].job >= 0 || p->steps[s].signal;
 }
 
 static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inline_copy_ns) {
@@ -317,7 +300,7 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
     for (int32_t s = part->step; s < end;) {
       int32_t e = s + 1;
       while (e < end && !breaks_at(p, e)) ++e;
-      if (p->serial && p->job_for_step[s] >= 0) {
+      if (p->serial && p->steps[s].job >= 0) {
         *compute_ns += vn_now_ns() - t0;
         VN_RETURN_IF_ERROR(run_inline(p, s, inline_copy_ns));
         t0 = vn_now_ns();
@@ -325,10 +308,12 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
         /* Steps before s are done: copies waiting for that may start (only streamed params
          * wait; telling the copy thread needlessly costs a lock it may hold); then wait for
          * ours. */
-        if (p->signal_at[s]) vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
-        if (p->need[s]) {
+        if (p->steps[s].signal) {
+          vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)s);
+        }
+        if (p->steps[s].need) {
           *compute_ns += vn_now_ns() - t0;
-          VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, p->need[s]));
+          VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, p->steps[s].need));
           t0 = vn_now_ns();
         }
       }
@@ -444,9 +429,9 @@ vnrt_status vnrt_plan_read_output(vnrt_plan *p, const char *name, void *data, si
   VN_RETURN_IF_ERROR(check_bytes(p, "output", name, t, bytes, true));
   if (bytes == 0) return VNRT_OK;
   if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "output '%s': NULL data", name);
-  int32_t d = p->home[v];
+  int32_t d = p->vals[v].home;
   vn_plan_device *pd = &p->devs[d];
-  const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][d]];
+  const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[d]];
   return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
 }
 
@@ -467,7 +452,7 @@ vnrt_status vnrt_plan_read_state(vnrt_plan *p, const char *name, void *data, siz
   if (bytes == 0) return VNRT_OK;
   if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "state '%s': NULL data", name);
   vn_plan_device *pd = &p->devs[0];
-  const vnrt_backend_tensor *bt = &pd->tensors[p->local[v][0]];
+  const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
   return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
 }
 
@@ -487,9 +472,10 @@ vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
     int32_t v = g->states[i];
     uint64_t bytes = vnrt_tensor_type_bytes(&g->values[v].type);
     for (int32_t d = 0; d < p->n_devs && status == VNRT_OK && bytes; ++d) {
-      if (p->local[v][d] < 0) continue;
-      const vnrt_backend_tensor *bt = &p->devs[d].tensors[p->local[v][d]];
-      status = p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
+      if (p->vals[v].local[d] < 0) continue;
+      const vnrt_backend_tensor *bt = &p->devs[d].tensors[p->vals[v].local[d]];
+      status =
+          p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
     }
   }
   vn_free(p->ctx, zeros);

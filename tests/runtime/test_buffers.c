@@ -30,9 +30,10 @@ static vnrt_value node1(vnrt_context *ctx, vnrt_graph *g, vnrt_op op, const vnrt
   return out;
 }
 
-/* Every buffer of every device of p within limit (0: none), every tensor inside its buffer, and
- * no two slots of inputs, params or states overlapping (a state's in-place update shares its
- * slot); returns the target's io and arena buffer counts. */
+/* Every buffer of every device of p within limit (0: none), every tensor inside its buffer, no
+ * two slots of inputs, params or states overlapping (a state's in-place update shares its slot)
+ * and the target's buffers reserved in its budget; returns the target's io and arena buffer
+ * counts. */
 static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int32_t *n_arena) {
   for (int32_t d = 0; d < p->n_devs; ++d) {
     const vn_plan_device *pd = &p->devs[d];
@@ -40,26 +41,26 @@ static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int3
     ck_assert_ptr_nonnull(is_io);
     for (int32_t v = 0; v < p->graph->n_values; ++v) {
       /* (A streamed param's device copy lives in the arena, packed by liveness.) */
-      if (p->local[v][d] >= 0) {
-        is_io[p->local[v][d]] =
-            p->graph->values[v].kind != VN_VALUE_NODE && !(d == 0 && p->streamed[v]);
+      if (p->vals[v].local[d] >= 0) {
+        is_io[p->vals[v].local[d]] =
+            p->graph->values[v].kind != VN_VALUE_NODE && !(d == 0 && p->vals[v].streamed);
       }
     }
-    for (int32_t b = 0; b < pd->n_bufs; ++b) {
-      if (limit) ck_assert_uint_le(pd->buf_bytes[b], limit);
+    for (int32_t b = 0; b < pd->layout.n_bufs; ++b) {
+      if (limit) ck_assert_uint_le(pd->layout.buf_bytes[b], limit);
       ck_assert_ptr_nonnull(pd->bufs[b]);
     }
     for (int32_t t = 0; t < pd->n_tensors; ++t) {
       const vnrt_backend_tensor *bt = &pd->tensors[t];
-      int32_t b = pd->buf_of[t];
+      int32_t b = pd->slots[t].buffer;
       ck_assert_int_ge(b, 0);
-      ck_assert_int_lt(b, pd->n_bufs);
+      ck_assert_int_lt(b, pd->layout.n_bufs);
       ck_assert_ptr_eq(bt->buffer, pd->bufs[b]);
-      ck_assert_uint_le(bt->offset + vnrt_tensor_type_bytes(&bt->type), pd->buf_bytes[b]);
-      if (is_io[t]) ck_assert_int_lt(b, pd->n_io_bufs);
+      ck_assert_uint_le(bt->offset + vnrt_tensor_type_bytes(&bt->type), pd->layout.buf_bytes[b]);
+      if (is_io[t]) ck_assert_int_lt(b, pd->layout.n_io_bufs);
       for (int32_t u = 0; u < t && is_io[t]; ++u) {
         const vnrt_backend_tensor *bu = &pd->tensors[u];
-        if (!is_io[u] || pd->buf_of[u] != b || vnrt_tensor_type_bytes(&bu->type) == 0 ||
+        if (!is_io[u] || pd->slots[u].buffer != b || vnrt_tensor_type_bytes(&bu->type) == 0 ||
             vnrt_tensor_type_bytes(&bt->type) == 0) {
           continue;
         }
@@ -70,8 +71,13 @@ static void check_layout(const vnrt_plan *p, uint64_t limit, int32_t *n_io, int3
     }
     free(is_io);
   }
-  *n_io = p->devs[0].n_io_bufs;
-  *n_arena = p->devs[0].n_bufs - p->devs[0].n_io_bufs;
+  /* The target's buffers are what its budget holds, within the limit. */
+  const vn_layout *tl = &p->devs[0].layout;
+  const uint64_t reserved = vn_budget_used(&p->budget, VN_TIER_DEVICE);
+  ck_assert_uint_eq(reserved, tl->io_bytes + tl->arena_bytes);
+  if (p->budget.limit) ck_assert_uint_le(reserved, p->budget.limit);
+  *n_io = p->devs[0].layout.n_io_bufs;
+  *n_arena = p->devs[0].layout.n_bufs - p->devs[0].layout.n_io_bufs;
 }
 
 /* The model: x[Tn, C] through LAYERS of a_l = tanh(linear(a_{l-1}, w_l)), all kept to the end
@@ -341,7 +347,7 @@ static void engram_run(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
     ck_assert_int_ge(n_io, 2);
     int32_t cache = vnrt_graph_find(plan->graph, "_engram0.cache");
     ck_assert_int_ge(cache, 0);
-    ck_assert_int_gt(plan->devs[0].buf_of[plan->local[cache][0]], 0);
+    ck_assert_int_gt(plan->devs[0].slots[plan->vals[cache].local[0]].buffer, 0);
   }
   if (!desc) TU_OK(ctx, vnrt_plan_set_input(plan, "table", table_data, sizeof table_data));
   TU_OK(ctx, vnrt_plan_set_input(plan, "offsets", offsets_data, sizeof offsets_data));

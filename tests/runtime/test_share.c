@@ -277,8 +277,8 @@ START_TEST(test_streamed_not_shared) {
     vnrt_plan_info ip;
     TU_OK(g_ctx, vnrt_plan_get_info(p, &ip));
     ck_assert_int_ge(ip.n_streamed_params, 1);
-    bool p_streams_w0 = p->streamed[vnrt_graph_find(p->graph, "w0")];
-    bool p_streams_w1 = p->streamed[vnrt_graph_find(p->graph, "w1")];
+    bool p_streams_w0 = p->vals[vnrt_graph_find(p->graph, "w0")].streamed;
+    bool p_streams_w1 = p->vals[vnrt_graph_find(p->graph, "w1")].streamed;
     ck_assert_msg(p_streams_w0 && !p_streams_w1, "%s: the test expects w0 streamed, w1 not", spec);
     /* The decode plan's limit: its unshared need less the shared w1, so that only with w1
      * shared (and not counted) does it fit with nothing streamed. */
@@ -287,8 +287,8 @@ START_TEST(test_streamed_not_shared) {
     TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, dev, &dd, p, &d));
     ck_assert_int_eq(d->n_shared, 1);
     int32_t d_w0 = vnrt_graph_find(d->graph, "w0"), d_w1 = vnrt_graph_find(d->graph, "w1");
-    ck_assert_int_lt(d->share_store[d_w0], 0);
-    ck_assert_int_ge(d->share_store[d_w1], 0);
+    ck_assert_int_lt(d->vals[d_w0].share.store, 0);
+    ck_assert_int_ge(d->vals[d_w1].share.store, 0);
     vnrt_plan_info id;
     TU_OK(g_ctx, vnrt_plan_get_info(d, &id));
     ck_assert_int_eq(id.n_streamed_params, 0);
