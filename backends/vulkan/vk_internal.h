@@ -275,7 +275,7 @@ typedef vnrt_status (*vk_record_fn)(vk_builder *b, const vnrt_backend_graph *g,
   vnrt_status name(vk_builder *b, const vnrt_backend_graph *g, const vnrt_backend_node *node, \
                    uint32_t code)
 
-/* vk_ops_basic.c: elementwise, shape, linear algebra, norms, indexing, rope. */
+/* vk_ops_basic.c: elementwise, shape, linear algebra, norms, indexing, rope, hadamard. */
 VK_SUPPORTED_FN(vk_sup_always);
 VK_SUPPORTED_FN(vk_sup_elementwise);
 VK_SUPPORTED_FN(vk_sup_transpose);
@@ -290,6 +290,7 @@ VK_SUPPORTED_FN(vk_sup_embedding);
 VK_SUPPORTED_FN(vk_sup_topk);
 VK_SUPPORTED_FN(vk_sup_hc_expand);
 VK_SUPPORTED_FN(vk_sup_kv_write);
+VK_SUPPORTED_FN(vk_sup_hadamard);
 VK_RECORD_FN(vk_rec_unary);
 VK_RECORD_FN(vk_rec_binary);
 VK_RECORD_FN(vk_rec_flat_copy);
@@ -305,6 +306,7 @@ VK_RECORD_FN(vk_rec_embedding);
 VK_RECORD_FN(vk_rec_topk);
 VK_RECORD_FN(vk_rec_hc_expand);
 VK_RECORD_FN(vk_rec_kv_write);
+VK_RECORD_FN(vk_rec_hadamard);
 
 /* vk_ops_model.c: attention, mHC, MoE, Engram. */
 VK_SUPPORTED_FN(vk_sup_attention);

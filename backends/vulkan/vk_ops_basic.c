@@ -1,5 +1,5 @@
 /* The supported and record functions of the op table (vk_ops.c) for elementwise, shape, linear
- * algebra, norm, indexing and rope ops: which shader runs a node, with which
+ * algebra, norm, indexing, rope and hadamard ops: which shader runs a node, with which
  * specialization constants, push constants and grid. */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +19,7 @@
 #define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
 #define MV_MMAX 4u           /* matvec.comp */
 #define MV_NC 4u
+#define HD_DMAX 4096u /* hadamard.comp: the longest row (its shared-memory buffer) */
 
 static bool is_float(vnrt_dtype d) { return d == VNRT_F32 || d == VNRT_F16 || d == VNRT_BF16; }
 
@@ -124,6 +125,16 @@ VK_SUPPORTED_FN(vk_sup_kv_write) {
       vnrt_numel(tp) != 1) {
     return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
   }
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_hadamard) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *o0 = vk_out_type(g, node, 0);
+  if (!is_float(t0->dtype) || !is_float(o0->dtype)) return WHY("expects float tensors");
+  if (t0->rank < 1) return WHY("hadamard needs x[..., D]");
+  int64_t D = t0->dims[t0->rank - 1];
+  if (D < 1 || (D & (D - 1)) != 0) return WHY("hadamard needs D a power of 2");
+  if ((uint64_t)D > HD_DMAX) return WHY("hadamard kernel handles D <= %u", HD_DMAX);
   return 1;
 }
 
@@ -545,6 +556,21 @@ VK_RECORD_FN(vk_rec_topk) {
   vk_bind(b, &d, 6, node->outputs[1]);
   vk_push_u(&d, 0, rows), vk_push_u(&d, 1, E);
   vk_push_u(&d, 2, (uint64_t)node->params->topk.k);
+  vk_grid(b, rows, d.groups);
+  return vk_emit(b, &d);
+}
+
+/* A workgroup per row: the butterflies in shared memory, as cpu_ref_hadamard orders them. */
+VK_RECORD_FN(vk_rec_hadamard) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  uint64_t D = (uint64_t)t0->dims[t0->rank - 1];
+  uint64_t rows = (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1);
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_HADAMARD);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  vk_push_u(&d, 0, rows), vk_push_u(&d, 1, D);
+  vk_push_f(&d, 2, 1.0 / sqrt((double)D)); /* rounded to f32 once, as the reference does */
   vk_grid(b, rows, d.groups);
   return vk_emit(b, &d);
 }
