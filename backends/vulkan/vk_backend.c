@@ -1,21 +1,5 @@
-/* The Vulkan backend's table of functions (vnrt/backend.h), and which op file handles a node. */
-#include <stdio.h>
-
+/* The Vulkan backend's table of functions (vnrt/backend.h); the op table is vk_ops.c. */
 #include "vk_internal.h"
-
-int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
-                    const vnrt_backend_node *node, char *why, size_t why_size) {
-  if (vk_ops_basic_has(node->op)) {
-    return vk_ops_basic_supported(device, graph, node, why, why_size);
-  }
-  return vk_ops_model_supported(device, graph, node, why, why_size);
-}
-
-vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
-                         const vnrt_backend_node *node) {
-  if (vk_ops_basic_has(node->op)) return vk_ops_basic_record(b, graph, node);
-  return vk_ops_model_record(b, graph, node);
-}
 
 static const vnrt_backend_i vulkan_backend_ = {
     .struct_size = sizeof(vnrt_backend_i),

@@ -12,6 +12,7 @@
 #include <vulkan/vulkan.h>
 
 #include "vnrt/backend.h"
+#include "vnrt/backend_util.h"
 
 /* ---- Binding layout shared with shaders/vulkan/common.glsl ---------------------------- */
 enum {
@@ -34,25 +35,9 @@ enum {
   VK_VARIANT_I64 = 4, /* shaderInt64 */
 };
 
-/* The shaders of shaders/vulkan, by file name. */
-typedef enum vk_shader_id {
-  VK_SHADER_UNARY,
-  VK_SHADER_BINARY,
-  VK_SHADER_COPY,
-  VK_SHADER_MATMUL,
-  VK_SHADER_ROWNORM,
-  VK_SHADER_GATHER,
-  VK_SHADER_ROPE,
-  VK_SHADER_ATTENTION,
-  VK_SHADER_TOPK,
-  VK_SHADER_MHC,
-  VK_SHADER_MOE_ROUTE,
-  VK_SHADER_MOE_FFN,
-  VK_SHADER_NGRAM,
-  VK_SHADER_ENGRAM,
-  VK_SHADER_MATVEC,
-  VK_SHADER_COUNT
-} vk_shader_id;
+/* The shaders of shaders/vulkan, by file name: VK_SHADER_<NAME> and VK_SHADER_COUNT, generated
+ * from the one shader list in backends/vulkan/meson.build. */
+#include "vk_shader_ids.h" /* generated from backends/vulkan/meson.build */
 
 typedef struct vk_spirv {
   vk_shader_id shader;
@@ -267,31 +252,93 @@ static inline const vnrt_tensor_type *vk_out_type(const vnrt_backend_graph *g,
 }
 static inline uint64_t vk_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
-/* Whether the device runs node as typed (spec/ops.md exactly, within the device's limits).
- * Writes why not into why (for a log line) when it returns 0. */
+/* Whether the device runs node as typed (docs/ops.md exactly, within the device's limits).
+ * Writes why not into why (for a log line) when it returns 0. From the op table (vk_ops.c). */
 int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node, char *why, size_t why_size);
-/* Describes node's dispatches through the builder. */
+/* Describes node's dispatches through the builder (the op table's record function). */
 vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
                          const vnrt_backend_node *node);
+
+/* The two functions of an op in the op table (vk_ops.c): whether the device runs a node (0
+ * with the reason in why), and the recording of its dispatches. `code` is the table's third
+ * column: the OP specialization constant of a shader several ops share (unary.comp,
+ * binary.comp), else 0. */
+typedef int (*vk_supported_fn)(const vnrt_backend_device *device, const vnrt_backend_graph *g,
+                               const vnrt_backend_node *node, char *why, size_t why_size);
+typedef vnrt_status (*vk_record_fn)(vk_builder *b, const vnrt_backend_graph *g,
+                                    const vnrt_backend_node *node, uint32_t code);
+#define VK_SUPPORTED_FN(name)                                              \
+  int name(const vnrt_backend_device *device, const vnrt_backend_graph *g, \
+           const vnrt_backend_node *node, char *why, size_t why_size)
+#define VK_RECORD_FN(name)                                                                    \
+  vnrt_status name(vk_builder *b, const vnrt_backend_graph *g, const vnrt_backend_node *node, \
+                   uint32_t code)
+
+/* vk_ops_basic.c: elementwise, shape, linear algebra, norms, indexing, rope, hadamard. */
+VK_SUPPORTED_FN(vk_sup_always);
+VK_SUPPORTED_FN(vk_sup_elementwise);
+VK_SUPPORTED_FN(vk_sup_transpose);
+VK_SUPPORTED_FN(vk_sup_slice);
+VK_SUPPORTED_FN(vk_sup_concat);
+VK_SUPPORTED_FN(vk_sup_matmul);
+VK_SUPPORTED_FN(vk_sup_linear);
+VK_SUPPORTED_FN(vk_sup_rms_norm);
+VK_SUPPORTED_FN(vk_sup_softmax);
+VK_SUPPORTED_FN(vk_sup_rope);
+VK_SUPPORTED_FN(vk_sup_embedding);
+VK_SUPPORTED_FN(vk_sup_topk);
+VK_SUPPORTED_FN(vk_sup_hc_expand);
+VK_SUPPORTED_FN(vk_sup_kv_write);
+VK_SUPPORTED_FN(vk_sup_hadamard);
+VK_RECORD_FN(vk_rec_unary);
+VK_RECORD_FN(vk_rec_binary);
+VK_RECORD_FN(vk_rec_flat_copy);
+VK_RECORD_FN(vk_rec_transpose);
+VK_RECORD_FN(vk_rec_slice);
+VK_RECORD_FN(vk_rec_concat);
+VK_RECORD_FN(vk_rec_matmul);
+VK_RECORD_FN(vk_rec_linear);
+VK_RECORD_FN(vk_rec_rms_norm);
+VK_RECORD_FN(vk_rec_softmax);
+VK_RECORD_FN(vk_rec_rope);
+VK_RECORD_FN(vk_rec_embedding);
+VK_RECORD_FN(vk_rec_topk);
+VK_RECORD_FN(vk_rec_hc_expand);
+VK_RECORD_FN(vk_rec_kv_write);
+VK_RECORD_FN(vk_rec_hadamard);
+
+/* vk_ops_model.c: attention, mHC, MoE, Engram. */
+VK_SUPPORTED_FN(vk_sup_attention);
+VK_SUPPORTED_FN(vk_sup_hc_pre);
+VK_SUPPORTED_FN(vk_sup_hc_head);
+VK_SUPPORTED_FN(vk_sup_hc_post);
+VK_SUPPORTED_FN(vk_sup_sinkhorn);
+VK_SUPPORTED_FN(vk_sup_moe_route);
+VK_SUPPORTED_FN(vk_sup_moe_hash_route);
+VK_SUPPORTED_FN(vk_sup_moe_ffn);
+VK_SUPPORTED_FN(vk_sup_ngram_hash);
+VK_SUPPORTED_FN(vk_sup_engram_lookup);
+VK_SUPPORTED_FN(vk_sup_engram_gate);
+VK_SUPPORTED_FN(vk_sup_short_conv);
+VK_RECORD_FN(vk_rec_attention);
+VK_RECORD_FN(vk_rec_hc_pre);
+VK_RECORD_FN(vk_rec_hc_head);
+VK_RECORD_FN(vk_rec_hc_post);
+VK_RECORD_FN(vk_rec_sinkhorn);
+VK_RECORD_FN(vk_rec_moe_route);
+VK_RECORD_FN(vk_rec_moe_hash_route);
+VK_RECORD_FN(vk_rec_moe_ffn);
+VK_RECORD_FN(vk_rec_ngram_hash);
+VK_RECORD_FN(vk_rec_engram_lookup);
+VK_RECORD_FN(vk_rec_engram_gate);
+VK_RECORD_FN(vk_rec_short_conv);
 
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
  * matvec.comp for a few rows of A against a B contiguous along k, else the tiled matmul.comp,
  * and sets the grid. */
 vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t batch,
                          bool b_k_contiguous);
-
-/* Per-group op code: vk_ops_basic.c (elementwise, shape, linear algebra, norms, indexing,
- * rope) and vk_ops_model.c (attention, mHC, MoE, Engram). */
-bool vk_ops_basic_has(vnrt_op op);
-int vk_ops_basic_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
-                           const vnrt_backend_node *node, char *why, size_t why_size);
-vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *graph,
-                                const vnrt_backend_node *node);
-int vk_ops_model_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
-                           const vnrt_backend_node *node, char *why, size_t why_size);
-vnrt_status vk_ops_model_record(vk_builder *b, const vnrt_backend_graph *graph,
-                                const vnrt_backend_node *node);
 
 /* ---- Functions each file offers -------------------------------------------------------- */
 

@@ -1,5 +1,6 @@
-/* Op dispatch for elementwise, shape, linear algebra, norm, indexing and rope ops: which
- * shader runs a node, with which specialization constants, push constants and grid. */
+/* The supported and record functions of the op table (vk_ops.c) for elementwise, shape, linear
+ * algebra, norm, indexing, rope and hadamard ops: which shader runs a node, with which
+ * specialization constants, push constants and grid. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,198 +19,123 @@
 #define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
 #define MV_MMAX 4u           /* matvec.comp */
 #define MV_NC 4u
-
-/* Op codes of unary.comp and binary.comp. */
-static uint32_t unary_code(vnrt_op op) {
-  switch (op) {
-    case VNRT_OP_NEG:
-      return 1;
-    case VNRT_OP_EXP:
-      return 2;
-    case VNRT_OP_SQRT:
-      return 3;
-    case VNRT_OP_RSQRT:
-      return 4;
-    case VNRT_OP_TANH:
-      return 5;
-    case VNRT_OP_RELU:
-      return 6;
-    case VNRT_OP_SIGMOID:
-      return 7;
-    case VNRT_OP_SILU:
-      return 8;
-    case VNRT_OP_GELU:
-      return 9;
-    case VNRT_OP_SOFTPLUS:
-      return 10;
-    case VNRT_OP_SQRT_SOFTPLUS:
-      return 11;
-    case VNRT_OP_CLAMP:
-      return 12;
-    case VNRT_OP_SCALE:
-      return 13;
-    default:
-      return 0;
-  }
-}
-
-static uint32_t binary_code(vnrt_op op) {
-  switch (op) {
-    case VNRT_OP_ADD:
-      return 1;
-    case VNRT_OP_SUB:
-      return 2;
-    case VNRT_OP_MUL:
-      return 3;
-    case VNRT_OP_DIV:
-      return 4;
-    case VNRT_OP_SWIGLU:
-      return 5;
-    default:
-      return 0;
-  }
-}
-
-bool vk_ops_basic_has(vnrt_op op) {
-  if (unary_code(op) || binary_code(op)) return true;
-  switch (op) {
-    case VNRT_OP_CAST:
-    case VNRT_OP_RESHAPE:
-    case VNRT_OP_TRANSPOSE:
-    case VNRT_OP_SLICE:
-    case VNRT_OP_CONCAT:
-    case VNRT_OP_MATMUL:
-    case VNRT_OP_LINEAR:
-    case VNRT_OP_RMS_NORM:
-    case VNRT_OP_SOFTMAX:
-    case VNRT_OP_EMBEDDING:
-    case VNRT_OP_TOPK:
-    case VNRT_OP_ROPE:
-    case VNRT_OP_HC_EXPAND:
-    case VNRT_OP_KV_WRITE:
-      return true;
-    default:
-      return false;
-  }
-}
-
-static int64_t numel(const vnrt_tensor_type *t) { return vnrt_tensor_type_numel(t); }
+#define HD_DMAX 4096u /* hadamard.comp: the longest row (its shared-memory buffer) */
 
 static bool is_float(vnrt_dtype d) { return d == VNRT_F32 || d == VNRT_F16 || d == VNRT_BF16; }
 
-static int64_t norm_axis(int64_t axis, int32_t rank) {
-  if (axis < 0) axis += rank;
-  return (axis < 0 || axis >= rank) ? -1 : axis;
-}
-
-/* Batch strides of a matmul operand against nb result batch dims (right-aligned, padded to
- * 2; broadcast dims get stride 0), as the CPU reference computes them. */
-static void batch_strides(const vnrt_tensor_type *t, int32_t nb, uint64_t out[2]) {
-  int32_t tb = t->rank - 2;
-  uint64_t s = (uint64_t)(t->dims[t->rank - 2] * t->dims[t->rank - 1]);
-  out[0] = out[1] = 0;
-  for (int32_t d = nb - 1; d >= 0; --d) {
-    int32_t td = d - (nb - tb);
-    if (td < 0) break;
-    out[2 - nb + d] = t->dims[td] == 1 ? 0 : s;
-    s *= (uint64_t)t->dims[td];
-  }
-}
-
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
 
-int vk_ops_basic_supported(const vnrt_backend_device *dev, const vnrt_backend_graph *g,
-                           const vnrt_backend_node *node, char *why, size_t why_size) {
-  const VkPhysicalDeviceLimits *lim = &dev->phys->props.limits;
-  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+VK_SUPPORTED_FN(vk_sup_always) { return 1; }
+
+VK_SUPPORTED_FN(vk_sup_elementwise) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *o0 = vk_out_type(g, node, 0);
+  if (!is_float(t0->dtype) || o0->rank > 4) return WHY("expects float tensors of rank <= 4");
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_matmul) {
+  const VkPhysicalDeviceLimits *lim = &device->phys->props.limits;
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
   const vnrt_tensor_type *o0 = vk_out_type(g, node, 0);
-  switch (node->op) {
-    case VNRT_OP_MATMUL: {
-      const vnrt_tensor_type *t1 = vk_in_type(g, node, 1);
-      if (t0->rank < 2 || t1->rank < 2 || o0->rank < 2 || o0->rank > 4) {
-        return WHY("matmul needs [..., M, K] x [..., K, N] with at most 2 batch dims");
-      }
-      int64_t batch = numel(o0) / (o0->dims[o0->rank - 2] * o0->dims[o0->rank - 1] > 0
-                                       ? o0->dims[o0->rank - 2] * o0->dims[o0->rank - 1]
-                                       : 1);
-      if (vk_div_up((uint64_t)o0->dims[o0->rank - 1], MM_BN) > lim->maxComputeWorkGroupCount[0] ||
-          vk_div_up((uint64_t)o0->dims[o0->rank - 2], MM_BM) > lim->maxComputeWorkGroupCount[1] ||
-          (uint64_t)batch > lim->maxComputeWorkGroupCount[2]) {
-        return WHY("the matmul grid exceeds maxComputeWorkGroupCount");
-      }
-      return 1;
-    }
-    case VNRT_OP_LINEAR: {
-      const vnrt_tensor_type *t1 = vk_in_type(g, node, 1);
-      if (t0->rank < 1 || t1->rank != 2) return WHY("linear needs x[..., K] and w[N, K]");
-      uint64_t rows =
-          t0->dims[t0->rank - 1] > 0 ? (uint64_t)(numel(t0) / t0->dims[t0->rank - 1]) : 1;
-      if (vk_div_up((uint64_t)t1->dims[0], MM_BN) > lim->maxComputeWorkGroupCount[0] ||
-          vk_div_up(rows, MM_BM) > lim->maxComputeWorkGroupCount[1]) {
-        return WHY("the linear grid exceeds maxComputeWorkGroupCount");
-      }
-      return 1;
-    }
-    case VNRT_OP_TRANSPOSE: {
-      const vnrt_attr *perm = vnrt_node_attr(node, "perm");
-      if (!perm || perm->kind != VNRT_ATTR_INTS || perm->count != t0->rank) {
-        return WHY("transpose needs perm with one entry per dim");
-      }
-      for (int32_t d = 0; d < perm->count; ++d) {
-        if (perm->ints[d] < 0 || perm->ints[d] >= t0->rank) return WHY("perm entry out of range");
-      }
-      return 1;
-    }
-    case VNRT_OP_SLICE:
-      return norm_axis(vnrt_node_attr_i(node, "axis", 0), t0->rank) >= 0 ? 1
-                                                                         : WHY("axis out of range");
-    case VNRT_OP_CONCAT:
-      return norm_axis(vnrt_node_attr_i(node, "axis", 0), o0->rank) >= 0 ? 1
-                                                                         : WHY("axis out of range");
-    case VNRT_OP_SOFTMAX:
-      return norm_axis(vnrt_node_attr_i(node, "axis", -1), t0->rank) >= 0
-                 ? 1
-                 : WHY("axis out of range");
-    case VNRT_OP_RMS_NORM:
-      return t0->rank >= 1 ? 1 : WHY("rms_norm needs x[..., D]");
-    case VNRT_OP_EMBEDDING:
-      return (t0->rank == 2 && vk_in_type(g, node, 1)->dtype == VNRT_I32)
-                 ? 1
-                 : WHY("embedding needs table[V, D] and i32 ids");
-    case VNRT_OP_TOPK: {
-      int64_t k = vnrt_node_attr_i(node, "k", 0);
-      int64_t e = t0->rank > 0 ? t0->dims[t0->rank - 1] : 1;
-      return (k >= 1 && k <= e) ? 1 : WHY("topk needs 1 <= k <= E");
-    }
-    case VNRT_OP_ROPE: {
-      if (t0->rank != 3) return WHY("rope needs x[T, H, D]");
-      int64_t D = t0->dims[2], dims = vnrt_node_attr_i(node, "dims", D);
-      double theta = vnrt_node_attr_f(node, "theta", 10000.0);
-      if (dims <= 0 || dims > D || dims % 2 != 0) return WHY("rope dims must be even, in (0, D]");
-      if (!(theta > 0.0) || !isfinite(theta)) return WHY("rope theta must be positive");
-      return 1;
-    }
-    case VNRT_OP_HC_EXPAND:
-      return o0->rank >= 2 ? 1 : WHY("hc_expand needs x[T, C]");
-    case VNRT_OP_CAST:
-    case VNRT_OP_RESHAPE:
-      return 1;
-    case VNRT_OP_KV_WRITE: {
-      const vnrt_tensor_type *tn = vk_in_type(g, node, 1), *tp = vk_in_type(g, node, 2);
-      if (t0->rank < 1 || tn->rank != t0->rank || tn->dtype != t0->dtype || tp->dtype != VNRT_I32 ||
-          numel(tp) != 1) {
-        return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
-      }
-      return 1;
-    }
-    default:
-      break;
+  if (t0->rank < 2 || t1->rank < 2 || o0->rank < 2 || o0->rank > 4) {
+    return WHY("matmul needs [..., M, K] x [..., K, N] with at most 2 batch dims");
   }
-  if (unary_code(node->op) || binary_code(node->op)) {
-    if (!is_float(t0->dtype) || o0->rank > 4) return WHY("expects float tensors of rank <= 4");
-    return 1;
+  int64_t batch = vnrt_dims_product(o0, 0, o0->rank - 2);
+  if (vk_div_up((uint64_t)o0->dims[o0->rank - 1], MM_BN) > lim->maxComputeWorkGroupCount[0] ||
+      vk_div_up((uint64_t)o0->dims[o0->rank - 2], MM_BM) > lim->maxComputeWorkGroupCount[1] ||
+      (uint64_t)batch > lim->maxComputeWorkGroupCount[2]) {
+    return WHY("the matmul grid exceeds maxComputeWorkGroupCount");
   }
-  return WHY("no kernel");
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_linear) {
+  const VkPhysicalDeviceLimits *lim = &device->phys->props.limits;
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
+  if (t0->rank < 1 || t1->rank != 2) return WHY("linear needs x[..., K] and w[N, K]");
+  uint64_t rows = (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1);
+  if (vk_div_up((uint64_t)t1->dims[0], MM_BN) > lim->maxComputeWorkGroupCount[0] ||
+      vk_div_up(rows, MM_BM) > lim->maxComputeWorkGroupCount[1]) {
+    return WHY("the linear grid exceeds maxComputeWorkGroupCount");
+  }
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_transpose) {
+  const vnrt_transpose_params *p = &node->params->transpose;
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  if (p->rank != t0->rank) return WHY("transpose needs perm with one entry per dim");
+  for (int32_t d = 0; d < p->rank; ++d) {
+    if (p->perm[d] < 0 || p->perm[d] >= t0->rank) return WHY("perm entry out of range");
+  }
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_slice) {
+  int32_t axis = node->params->slice.axis;
+  return axis >= 0 && axis < vk_in_type(g, node, 0)->rank ? 1 : WHY("axis out of range");
+}
+
+VK_SUPPORTED_FN(vk_sup_concat) {
+  int32_t axis = node->params->concat.axis;
+  return axis >= 0 && axis < vk_out_type(g, node, 0)->rank ? 1 : WHY("axis out of range");
+}
+
+VK_SUPPORTED_FN(vk_sup_softmax) {
+  int32_t axis = node->params->softmax.axis;
+  return axis >= 0 && axis < vk_in_type(g, node, 0)->rank ? 1 : WHY("axis out of range");
+}
+
+VK_SUPPORTED_FN(vk_sup_rms_norm) {
+  return vk_in_type(g, node, 0)->rank >= 1 ? 1 : WHY("rms_norm needs x[..., D]");
+}
+
+VK_SUPPORTED_FN(vk_sup_embedding) {
+  return (vk_in_type(g, node, 0)->rank == 2 && vk_in_type(g, node, 1)->dtype == VNRT_I32)
+             ? 1
+             : WHY("embedding needs table[V, D] and i32 ids");
+}
+
+VK_SUPPORTED_FN(vk_sup_topk) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  int64_t k = node->params->topk.k;
+  int64_t e = t0->rank > 0 ? t0->dims[t0->rank - 1] : 1;
+  return (k >= 1 && k <= e) ? 1 : WHY("topk needs 1 <= k <= E");
+}
+
+VK_SUPPORTED_FN(vk_sup_rope) {
+  const vnrt_rope_params *p = &node->params->rope;
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  if (t0->rank != 3) return WHY("rope needs x[T, H, D]");
+  if (p->dims <= 0 || p->dims > t0->dims[2] || p->dims % 2 != 0) {
+    return WHY("rope dims must be even, in (0, D]");
+  }
+  if (!(p->theta > 0.0) || !isfinite(p->theta)) return WHY("rope theta must be positive");
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_hc_expand) {
+  return vk_out_type(g, node, 0)->rank >= 2 ? 1 : WHY("hc_expand needs x[T, C]");
+}
+
+VK_SUPPORTED_FN(vk_sup_kv_write) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  const vnrt_tensor_type *tn = vk_in_type(g, node, 1), *tp = vk_in_type(g, node, 2);
+  if (t0->rank < 1 || tn->rank != t0->rank || tn->dtype != t0->dtype || tp->dtype != VNRT_I32 ||
+      vnrt_numel(tp) != 1) {
+    return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
+  }
+  return 1;
+}
+
+VK_SUPPORTED_FN(vk_sup_hadamard) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *o0 = vk_out_type(g, node, 0);
+  if (!is_float(t0->dtype) || !is_float(o0->dtype)) return WHY("expects float tensors");
+  if (t0->rank < 1) return WHY("hadamard needs x[..., D]");
+  int64_t D = t0->dims[t0->rank - 1];
+  if (D < 1 || (D & (D - 1)) != 0) return WHY("hadamard needs D a power of 2");
+  if ((uint64_t)D > HD_DMAX) return WHY("hadamard kernel handles D <= %u", HD_DMAX);
+  return 1;
 }
 
 /* ---- Recording ------------------------------------------------------------------------- */
@@ -239,143 +165,150 @@ static vnrt_status emit_copy(vk_builder *b, int32_t src, int32_t dst, uint32_t o
   return vk_emit(b, &d);
 }
 
-/* [outer, axis, inner] sizes of t around axis. */
-static void split_axis(const vnrt_tensor_type *t, int32_t axis, uint64_t *outer, uint64_t *inner) {
-  uint64_t o = 1, in = 1;
-  for (int32_t d = 0; d < axis; ++d) o *= (uint64_t)t->dims[d];
-  for (int32_t d = axis + 1; d < t->rank; ++d) in *= (uint64_t)t->dims[d];
-  *outer = o;
-  *inner = in;
+/* One contiguous copy of n elements from src to dst, converting dtypes when they differ. */
+static vnrt_status emit_flat_copy(vk_builder *b, int32_t src, int32_t dst, uint32_t op,
+                                  uint64_t n) {
+  uint64_t it[4] = {1, 1, 1, n}, s[4] = {0, 0, 0, 1};
+  return emit_copy(b, src, dst, op, it, s, s, 0, 0);
 }
 
-static vnrt_status record_copy_ops(vk_builder *b, const vnrt_backend_graph *g,
-                                   const vnrt_backend_node *node) {
+/* cast and reshape: one flat copy (reshape keeps the dtype, so no conversion). */
+VK_RECORD_FN(vk_rec_flat_copy) {
+  const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  return emit_flat_copy(b, node->inputs[0], node->outputs[0], ti->dtype != to->dtype ? 1 : 0,
+                        (uint64_t)vnrt_numel(to));
+}
+
+VK_RECORD_FN(vk_rec_transpose) {
+  const vnrt_transpose_params *p = &node->params->transpose;
+  const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  int32_t rank = ti->rank, pad = 4 - rank;
+  int64_t in_stride[VNRT_MAX_DIMS], out_stride[VNRT_MAX_DIMS];
+  uint64_t it[4] = {1, 1, 1, 1}, si[4] = {0}, so[4] = {0};
+  vnrt_strides(ti, in_stride);
+  vnrt_strides(to, out_stride);
+  for (int32_t d = 0; d < rank; ++d) {
+    it[pad + d] = (uint64_t)to->dims[d];
+    si[pad + d] = (uint64_t)in_stride[p->perm[d]];
+    so[pad + d] = (uint64_t)out_stride[d];
+  }
+  return emit_copy(b, node->inputs[0], node->outputs[0], 0, it, si, so, 0, 0);
+}
+
+VK_RECORD_FN(vk_rec_slice) {
+  const vnrt_slice_params *p = &node->params->slice;
+  const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  int32_t axis = p->axis;
+  int64_t dim = ti->dims[axis], len = to->dims[axis], start = p->start; /* start >= 0 */
+  uint64_t outer = (uint64_t)vnrt_dims_product(ti, 0, axis);
+  uint64_t inner = (uint64_t)vnrt_dims_product(ti, axis + 1, ti->rank);
+  uint64_t it[4] = {1, outer, (uint64_t)len, inner};
+  uint64_t si[4] = {0, (uint64_t)dim * inner, inner, 1};
+  uint64_t so[4] = {0, (uint64_t)len * inner, inner, 1};
+  return emit_copy(b, node->inputs[0], node->outputs[0], 0, it, si, so, (uint64_t)start * inner, 0);
+}
+
+VK_RECORD_FN(vk_rec_concat) {
+  const vnrt_tensor_type *ta = vk_in_type(g, node, 0), *tb = vk_in_type(g, node, 1);
+  const vnrt_tensor_type *to = vk_out_type(g, node, 0);
+  int32_t axis = node->params->concat.axis, out = node->outputs[0];
+  uint64_t outer = (uint64_t)vnrt_dims_product(to, 0, axis);
+  uint64_t inner = (uint64_t)vnrt_dims_product(to, axis + 1, to->rank);
+  uint64_t da = (uint64_t)ta->dims[axis], db = (uint64_t)tb->dims[axis];
+  uint64_t so[4] = {0, (da + db) * inner, inner, 1};
+  uint64_t ita[4] = {1, outer, da, inner}, sia[4] = {0, da * inner, inner, 1};
+  uint64_t itb[4] = {1, outer, db, inner}, sib[4] = {0, db * inner, inner, 1};
+  VK_TRY(emit_copy(b, node->inputs[0], out, 0, ita, sia, so, 0, 0));
+  return emit_copy(b, node->inputs[1], out, 0, itb, sib, so, 0, da * inner);
+}
+
+VK_RECORD_FN(vk_rec_kv_write) {
   const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
   int32_t in = node->inputs[0], out = node->outputs[0];
-  switch (node->op) {
-    case VNRT_OP_RESHAPE:
-    case VNRT_OP_CAST: {
-      uint64_t n = (uint64_t)numel(to);
-      uint64_t it[4] = {1, 1, 1, n}, s[4] = {0, 0, 0, 1};
-      uint32_t op = (node->op == VNRT_OP_CAST && ti->dtype != to->dtype) ? 1 : 0;
-      return emit_copy(b, in, out, op, it, s, s, 0, 0);
-    }
-    case VNRT_OP_TRANSPOSE: {
-      const vnrt_attr *perm = vnrt_node_attr(node, "perm");
-      int32_t rank = ti->rank, pad = 4 - rank;
-      uint64_t in_stride[4], it[4] = {1, 1, 1, 1}, si[4] = {0}, so[4] = {0};
-      uint64_t s = 1;
-      for (int32_t d = rank - 1; d >= 0; --d) {
-        in_stride[d] = s;
-        s *= (uint64_t)ti->dims[d];
-      }
-      s = 1;
-      for (int32_t d = rank - 1; d >= 0; --d) {
-        it[pad + d] = (uint64_t)to->dims[d];
-        si[pad + d] = in_stride[perm->ints[d]];
-        so[pad + d] = s;
-        s *= (uint64_t)to->dims[d];
-      }
-      return emit_copy(b, in, out, 0, it, si, so, 0, 0);
-    }
-    case VNRT_OP_SLICE: {
-      int32_t axis = (int32_t)norm_axis(vnrt_node_attr_i(node, "axis", 0), ti->rank);
-      int64_t dim = ti->dims[axis], len = to->dims[axis];
-      int64_t start = vnrt_node_attr_i(node, "start", 0);
-      if (start < 0) start += dim;
-      uint64_t outer, inner;
-      split_axis(ti, axis, &outer, &inner);
-      uint64_t it[4] = {1, outer, (uint64_t)len, inner};
-      uint64_t si[4] = {0, (uint64_t)dim * inner, inner, 1};
-      uint64_t so[4] = {0, (uint64_t)len * inner, inner, 1};
-      return emit_copy(b, in, out, 0, it, si, so, (uint64_t)start * inner, 0);
-    }
-    case VNRT_OP_CONCAT: {
-      int32_t axis = (int32_t)norm_axis(vnrt_node_attr_i(node, "axis", 0), to->rank);
-      const vnrt_tensor_type *tb = vk_in_type(g, node, 1);
-      uint64_t outer, inner;
-      split_axis(to, axis, &outer, &inner);
-      uint64_t da = (uint64_t)ti->dims[axis], db = (uint64_t)tb->dims[axis];
-      uint64_t so[4] = {0, (da + db) * inner, inner, 1};
-      uint64_t ita[4] = {1, outer, da, inner}, sia[4] = {0, da * inner, inner, 1};
-      uint64_t itb[4] = {1, outer, db, inner}, sib[4] = {0, db * inner, inner, 1};
-      VK_TRY(emit_copy(b, in, out, 0, ita, sia, so, 0, 0));
-      return emit_copy(b, node->inputs[1], out, 0, itb, sib, so, 0, da * inner);
-    }
-    case VNRT_OP_KV_WRITE: {
-      /* Not in place: the cache first, then the new rows (the executor aliases the result
-       * with a state's storage when it can, and then only the rows move). */
-      vk_view vc = vk_tensor_view(b, in), vo = vk_tensor_view(b, out);
-      if (vc.buffer != vo.buffer || vc.offset != vo.offset) {
-        uint64_t n = (uint64_t)numel(to);
-        uint64_t it[4] = {1, 1, 1, n}, s[4] = {0, 0, 0, 1};
-        VK_TRY(emit_copy(b, in, out, 0, it, s, s, 0, 0));
-      }
-      const vnrt_tensor_type *tn = vk_in_type(g, node, 1);
-      uint64_t rows = (uint64_t)ti->dims[0];
-      uint64_t row_elems = rows ? (uint64_t)numel(ti) / rows : 0;
-      uint64_t n = (uint64_t)numel(tn);
-      if (n == 0 || row_elems == 0) return VNRT_OK;
-      vk_dispatch_desc d;
-      vk_desc_init(&d, VK_SHADER_COPY);
-      vk_bind(b, &d, 0, node->inputs[1]);
-      vk_bind(b, &d, 2, node->inputs[2]);
-      vk_bind(b, &d, 5, out);
-      d.spec[8] = 2;
-      vk_push_u(&d, 0, n);
-      vk_push_u(&d, 1, 1), vk_push_u(&d, 2, 1), vk_push_u(&d, 3, n);
-      vk_push_u(&d, 14, rows), vk_push_u(&d, 15, row_elems);
-      grid_1d(b, &d, n, WG_ELEM);
-      return vk_emit(b, &d);
-    }
-    case VNRT_OP_HC_EXPAND: {
-      uint64_t C = ti->rank > 0 ? (uint64_t)ti->dims[ti->rank - 1] : 1;
-      uint64_t n = (uint64_t)to->dims[to->rank - 2];
-      uint64_t T = C ? (uint64_t)numel(ti) / C : 0;
-      uint64_t it[4] = {1, T, n, C}, si[4] = {0, C, 0, 1}, so[4] = {0, n * C, C, 1};
-      return emit_copy(b, in, out, 0, it, si, so, 0, 0);
-    }
-    default:
-      return VNRT_ERROR_INTERNAL;
+  /* Not in place: the cache first, then the new rows (the executor aliases the result with a
+   * state's storage when it can, and then only the rows move). */
+  vk_view vc = vk_tensor_view(b, in), vo = vk_tensor_view(b, out);
+  if (vc.buffer != vo.buffer || vc.offset != vo.offset) {
+    VK_TRY(emit_flat_copy(b, in, out, 0, (uint64_t)vnrt_numel(to)));
   }
+  const vnrt_tensor_type *tn = vk_in_type(g, node, 1);
+  uint64_t rows = (uint64_t)ti->dims[0];
+  uint64_t row_elems = rows ? (uint64_t)vnrt_numel(ti) / rows : 0;
+  uint64_t n = (uint64_t)vnrt_numel(tn);
+  if (n == 0 || row_elems == 0) return VNRT_OK;
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_COPY);
+  vk_bind(b, &d, 0, node->inputs[1]);
+  vk_bind(b, &d, 2, node->inputs[2]);
+  vk_bind(b, &d, 5, out);
+  d.spec[8] = 2;
+  vk_push_u(&d, 0, n);
+  vk_push_u(&d, 1, 1), vk_push_u(&d, 2, 1), vk_push_u(&d, 3, n);
+  vk_push_u(&d, 14, rows), vk_push_u(&d, 15, row_elems);
+  grid_1d(b, &d, n, WG_ELEM);
+  return vk_emit(b, &d);
 }
 
-static vnrt_status record_linalg(vk_builder *b, const vnrt_backend_graph *g,
-                                 const vnrt_backend_node *node) {
+VK_RECORD_FN(vk_rec_hc_expand) {
+  const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  uint64_t C = ti->rank > 0 ? (uint64_t)ti->dims[ti->rank - 1] : 1;
+  uint64_t n = (uint64_t)to->dims[to->rank - 2];
+  uint64_t T = C ? (uint64_t)vnrt_numel(ti) / C : 0;
+  uint64_t it[4] = {1, T, n, C}, si[4] = {0, C, 0, 1}, so[4] = {0, n * C, C, 1};
+  return emit_copy(b, node->inputs[0], node->outputs[0], 0, it, si, so, 0, 0);
+}
+
+/* A matmul.comp dispatch of A = input 0, B = input 1 into output 0, without push constants. */
+static void gemm_desc(vk_builder *b, const vnrt_backend_node *node, vk_dispatch_desc *d) {
+  vk_desc_init(d, VK_SHADER_MATMUL);
+  vk_bind(b, d, 0, node->inputs[0]);
+  vk_bind(b, d, 1, node->inputs[1]);
+  vk_bind(b, d, 5, node->outputs[0]);
+}
+
+/* matmul.comp's push constants: M N K a_rs a_cs b_rs b_cs nb1 a_bs0 a_bs1 b_bs0 b_bs1. */
+static void gemm_push(vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t K,
+                      const uint64_t a_b_strides[4], uint64_t nb1, const int64_t abs[2],
+                      const int64_t bbs[2]) {
+  vk_push_u(d, 0, M), vk_push_u(d, 1, N), vk_push_u(d, 2, K);
+  for (int i = 0; i < 4; ++i) vk_push_u(d, 3 + i, a_b_strides[i]);
+  vk_push_u(d, 7, nb1);
+  vk_push_u(d, 8, (uint64_t)abs[0]), vk_push_u(d, 9, (uint64_t)abs[1]);
+  vk_push_u(d, 10, (uint64_t)bbs[0]), vk_push_u(d, 11, (uint64_t)bbs[1]);
+}
+
+VK_RECORD_FN(vk_rec_matmul) {
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0), *tb = vk_in_type(g, node, 1);
   const vnrt_tensor_type *to = vk_out_type(g, node, 0);
   vk_dispatch_desc d;
-  vk_desc_init(&d, VK_SHADER_MATMUL);
-  vk_bind(b, &d, 0, node->inputs[0]);
-  vk_bind(b, &d, 1, node->inputs[1]);
-  vk_bind(b, &d, 5, node->outputs[0]);
-  uint64_t M, N, K, batch = 1, nb1 = 1, abs[2] = {0, 0}, bbs[2] = {0, 0};
-  if (node->op == VNRT_OP_MATMUL) {
-    M = (uint64_t)ta->dims[ta->rank - 2];
-    K = (uint64_t)ta->dims[ta->rank - 1];
-    N = (uint64_t)tb->dims[tb->rank - 1];
-    int32_t nb = to->rank - 2;
-    for (int32_t i = 0; i < nb; ++i) batch *= (uint64_t)to->dims[i];
-    if (nb >= 1) nb1 = (uint64_t)to->dims[to->rank - 3];
-    batch_strides(ta, nb, abs);
-    batch_strides(tb, nb, bbs);
-    /* A: [M, K] row-major; B: [K, N] row-major. */
-    vk_push_u(&d, 3, K), vk_push_u(&d, 4, 1), vk_push_u(&d, 5, N), vk_push_u(&d, 6, 1);
-    d.spec[9] = 1, d.spec[10] = 1;
-  } else {
-    K = (uint64_t)tb->dims[1];
-    N = (uint64_t)tb->dims[0];
-    M = 1;
-    for (int32_t i = 0; i < ta->rank - 1; ++i) M *= (uint64_t)ta->dims[i];
-    /* B[k][n] = w[n][k]: stride 1 along k, K along n. */
-    vk_push_u(&d, 3, K), vk_push_u(&d, 4, 1), vk_push_u(&d, 5, 1), vk_push_u(&d, 6, K);
-    d.spec[9] = 1, d.spec[10] = 0;
-  }
-  vk_push_u(&d, 0, M), vk_push_u(&d, 1, N), vk_push_u(&d, 2, K);
-  vk_push_u(&d, 7, nb1);
-  vk_push_u(&d, 8, abs[0]), vk_push_u(&d, 9, abs[1]);
-  vk_push_u(&d, 10, bbs[0]), vk_push_u(&d, 11, bbs[1]);
-  return vk_emit_gemm(b, &d, M, N, batch, node->op == VNRT_OP_LINEAR);
+  gemm_desc(b, node, &d);
+  uint64_t M = (uint64_t)ta->dims[ta->rank - 2], K = (uint64_t)ta->dims[ta->rank - 1];
+  uint64_t N = (uint64_t)tb->dims[tb->rank - 1];
+  int32_t nb = to->rank - 2;
+  uint64_t batch = (uint64_t)vnrt_dims_product(to, 0, nb);
+  uint64_t nb1 = nb >= 1 ? (uint64_t)to->dims[to->rank - 3] : 1;
+  int64_t abs[2], bbs[2];
+  vnrt_matmul_batch_strides(ta, nb, abs);
+  vnrt_matmul_batch_strides(tb, nb, bbs);
+  /* A: [M, K] row-major; B: [K, N] row-major. */
+  const uint64_t st[4] = {K, 1, N, 1};
+  gemm_push(&d, M, N, K, st, nb1, abs, bbs);
+  d.spec[9] = 1, d.spec[10] = 1;
+  return vk_emit_gemm(b, &d, M, N, batch, false);
+}
+
+VK_RECORD_FN(vk_rec_linear) {
+  const vnrt_tensor_type *ta = vk_in_type(g, node, 0), *tb = vk_in_type(g, node, 1);
+  vk_dispatch_desc d;
+  gemm_desc(b, node, &d);
+  uint64_t K = (uint64_t)tb->dims[1], N = (uint64_t)tb->dims[0];
+  uint64_t M = (uint64_t)vnrt_dims_product(ta, 0, ta->rank - 1);
+  /* B[k][n] = w[n][k]: stride 1 along k, K along n. */
+  const uint64_t st[4] = {K, 1, 1, K};
+  const int64_t zero[2] = {0, 0};
+  gemm_push(&d, M, N, K, st, 1, zero, zero);
+  d.spec[9] = 1, d.spec[10] = 0;
+  return vk_emit_gemm(b, &d, M, N, 1, true);
 }
 
 /* Whether to use the kernels written for CPU devices (invocations are SIMD lanes of a thread,
@@ -468,19 +401,17 @@ static void split_turns(double g, float out[3]) {
   out[2] = (float)r;
 }
 
-static vnrt_status record_rope(vk_builder *b, const vnrt_backend_graph *g,
-                               const vnrt_backend_node *node) {
+VK_RECORD_FN(vk_rec_rope) {
+  const vnrt_rope_params *p = &node->params->rope;
   const vnrt_backend_host *host = vk_builder_host(b);
   const vnrt_tensor_type *tx = vk_in_type(g, node, 0);
   uint64_t T = (uint64_t)tx->dims[0], H = (uint64_t)tx->dims[1], D = (uint64_t)tx->dims[2];
-  int64_t dims = vnrt_node_attr_i(node, "dims", (int64_t)D);
-  double theta = vnrt_node_attr_f(node, "theta", 10000.0);
-  uint64_t half = (uint64_t)dims / 2, first = D - (uint64_t)dims;
+  uint64_t half = (uint64_t)p->dims / 2, first = D - (uint64_t)p->dims;
   float *tab = host->alloc(host->core, sizeof(float) * 3 * (half ? half : 1));
   if (!tab) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   for (uint64_t i = 0; i < half; ++i) {
     /* The CPU reference forms the angle in double; so does this table. */
-    double gi = pow(theta, -2.0 * (double)i / (double)dims) / (2.0 * M_PI);
+    double gi = pow(p->theta, -2.0 * (double)i / (double)p->dims) / (2.0 * M_PI);
     split_turns(gi, tab + 3 * i);
   }
   vk_dispatch_desc d;
@@ -491,7 +422,7 @@ static vnrt_status record_rope(vk_builder *b, const vnrt_backend_graph *g,
   vk_bind(b, &d, 0, node->inputs[0]);
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 5, node->outputs[0]);
-  d.spec[9] = vnrt_node_attr_i(node, "interleaved", 1) != 0;
+  d.spec[9] = p->interleaved != 0;
   uint64_t n = T * H * (first + half);
   vk_push_u(&d, 0, n), vk_push_u(&d, 1, H), vk_push_u(&d, 2, D), vk_push_u(&d, 3, first);
   vk_push_u(&d, 4, half);
@@ -499,140 +430,147 @@ static vnrt_status record_rope(vk_builder *b, const vnrt_backend_graph *g,
   return vk_emit(b, &d);
 }
 
-vnrt_status vk_ops_basic_record(vk_builder *b, const vnrt_backend_graph *g,
-                                const vnrt_backend_node *node) {
-  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *o0 = vk_out_type(g, node, 0);
-  uint64_t n_out = (uint64_t)numel(o0);
+VK_RECORD_FN(vk_rec_unary) {
+  uint64_t n = (uint64_t)vnrt_numel(vk_out_type(g, node, 0));
   vk_dispatch_desc d;
-  uint32_t code = unary_code(node->op);
-  if (code) {
-    vk_desc_init(&d, VK_SHADER_UNARY);
-    vk_bind(b, &d, 0, node->inputs[0]);
-    vk_bind(b, &d, 5, node->outputs[0]);
-    d.spec[8] = code;
-    vk_push_u(&d, 0, n_out);
-    if (node->op == VNRT_OP_CLAMP) {
-      const vnrt_attr *lo = vnrt_node_attr(node, "min"), *hi = vnrt_node_attr(node, "max");
-      vk_push_u(&d, 1, lo != NULL), vk_push_u(&d, 2, hi != NULL);
-      vk_push_f(&d, 3, lo ? vnrt_node_attr_f(node, "min", 0.0) : 0.0);
-      vk_push_f(&d, 4, hi ? vnrt_node_attr_f(node, "max", 0.0) : 0.0);
-    } else if (node->op == VNRT_OP_SCALE) {
-      vk_push_f(&d, 3, vnrt_node_attr_f(node, "s", 1.0));
-    }
-    grid_1d(b, &d, n_out, WG_ELEM);
-    return vk_emit(b, &d);
+  vk_desc_init(&d, VK_SHADER_UNARY);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.spec[8] = code;
+  vk_push_u(&d, 0, n);
+  if (node->op == VNRT_OP_CLAMP) {
+    const vnrt_clamp_params *p = &node->params->clamp;
+    vk_push_u(&d, 1, p->has_min != 0), vk_push_u(&d, 2, p->has_max != 0);
+    vk_push_f(&d, 3, p->has_min ? p->min : 0.0);
+    vk_push_f(&d, 4, p->has_max ? p->max : 0.0);
+  } else if (node->op == VNRT_OP_SCALE) {
+    vk_push_f(&d, 3, node->params->scale.s);
   }
-  code = binary_code(node->op);
-  if (code) {
-    const vnrt_tensor_type *t1 = vk_in_type(g, node, 1);
-    vk_desc_init(&d, VK_SHADER_BINARY);
-    vk_bind(b, &d, 0, node->inputs[0]);
+  grid_1d(b, &d, n, WG_ELEM);
+  return vk_emit(b, &d);
+}
+
+VK_RECORD_FN(vk_rec_binary) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
+  const vnrt_tensor_type *o0 = vk_out_type(g, node, 0);
+  uint64_t n = (uint64_t)vnrt_numel(o0);
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_BINARY);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 1, node->inputs[1]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.spec[8] = code;
+  int32_t rank = o0->rank, pad = 4 - rank;
+  int64_t dims[4], sa[VNRT_MAX_DIMS], sb[VNRT_MAX_DIMS];
+  vnrt_dims4(o0, dims);
+  vnrt_broadcast_strides(t0, rank, sa);
+  vnrt_broadcast_strides(t1, rank, sb);
+  d.spec[9] = vnrt_numel(t0) == (int64_t)n && vnrt_numel(t1) == (int64_t)n;
+  vk_push_u(&d, 0, n);
+  for (int i = 1; i < 4; ++i) vk_push_u(&d, i, dims[i] ? (uint64_t)dims[i] : 1);
+  for (int i = 0; i < 4; ++i) {
+    vk_push_u(&d, 4 + i, i < pad ? 0 : (uint64_t)sa[i - pad]);
+    vk_push_u(&d, 8 + i, i < pad ? 0 : (uint64_t)sb[i - pad]);
+  }
+  vk_push_f(&d, 12, node->op == VNRT_OP_SWIGLU ? node->params->swiglu.limit : 0.0);
+  grid_1d(b, &d, n, WG_ELEM);
+  return vk_emit(b, &d);
+}
+
+/* rownorm.comp over rows of len elements, inner apart (rows contiguous when inner is 1). */
+static vnrt_status emit_rownorm(vk_builder *b, vk_dispatch_desc *d, uint64_t rows, uint64_t len,
+                                uint64_t inner) {
+  vk_push_u(d, 0, rows), vk_push_u(d, 1, len), vk_push_u(d, 2, inner);
+  /* On a CPU device (invocations are SIMD lanes of a thread) one invocation per row beats a
+   * workgroup per row as soon as there are rows enough to fill a few lane vectors. */
+  if (vk_builder_cpu_kernels(b) && rows >= RN_LANE_MIN_ROWS) {
+    /* Fewer rows per workgroup when there are few: workgroups are what threads share (idle
+     * invocations of a workgroup cost little, whole lane vectors of them nothing). */
+    uint64_t rpg = WG_ROWNORM;
+    while (rpg > 8 && rows / rpg < 8) rpg /= 2;
+    d->spec[10] = 1;
+    d->spec[11] = inner == 1 && len % 4 == 0;
+    vk_push_u(d, 4, rpg);
+    grid_1d(b, d, rows, (uint32_t)rpg);
+  } else {
+    vk_grid(b, rows, d->groups);
+  }
+  return vk_emit(b, d);
+}
+
+VK_RECORD_FN(vk_rec_rms_norm) {
+  const vnrt_rms_norm_params *p = &node->params->rms_norm;
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_ROWNORM);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.spec[8] = 1;
+  if (p->has_weight) {
     vk_bind(b, &d, 1, node->inputs[1]);
-    vk_bind(b, &d, 5, node->outputs[0]);
-    d.spec[8] = code;
-    int32_t rank = o0->rank, pad = 4 - rank;
-    uint64_t dims[4] = {1, 1, 1, 1}, sa[4] = {0}, sb[4] = {0};
-    bool same = numel(t0) == (int64_t)n_out && numel(t1) == (int64_t)n_out;
-    const vnrt_tensor_type *ops[2] = {t0, t1};
-    uint64_t *strides[2] = {sa, sb};
-    for (int k = 0; k < 2; ++k) {
-      /* Right-aligned; an extent-1 or missing dim repeats (stride 0). */
-      uint64_t s = 1;
-      for (int32_t dd = rank - 1; dd >= 0; --dd) {
-        int32_t id = dd - (rank - ops[k]->rank);
-        if (id < 0) continue;
-        strides[k][pad + dd] = ops[k]->dims[id] == 1 ? 0 : s;
-        s *= (uint64_t)ops[k]->dims[id];
-      }
-    }
-    for (int32_t dd = 0; dd < rank; ++dd) dims[pad + dd] = (uint64_t)o0->dims[dd];
-    d.spec[9] = same;
-    vk_push_u(&d, 0, n_out);
-    for (int i = 1; i < 4; ++i) vk_push_u(&d, i, dims[i] ? dims[i] : 1);
-    for (int i = 0; i < 4; ++i) vk_push_u(&d, 4 + i, sa[i]), vk_push_u(&d, 8 + i, sb[i]);
-    vk_push_f(&d, 12, node->op == VNRT_OP_SWIGLU ? vnrt_node_attr_f(node, "limit", 0.0) : 0.0);
-    grid_1d(b, &d, n_out, WG_ELEM);
-    return vk_emit(b, &d);
+    d.spec[9] = 1;
   }
-  switch (node->op) {
-    case VNRT_OP_CAST:
-    case VNRT_OP_RESHAPE:
-    case VNRT_OP_TRANSPOSE:
-    case VNRT_OP_SLICE:
-    case VNRT_OP_CONCAT:
-    case VNRT_OP_HC_EXPAND:
-    case VNRT_OP_KV_WRITE:
-      return record_copy_ops(b, g, node);
-    case VNRT_OP_MATMUL:
-    case VNRT_OP_LINEAR:
-      return record_linalg(b, g, node);
-    case VNRT_OP_ROPE:
-      return record_rope(b, g, node);
-    case VNRT_OP_RMS_NORM:
-    case VNRT_OP_SOFTMAX: {
-      vk_desc_init(&d, VK_SHADER_ROWNORM);
-      vk_bind(b, &d, 0, node->inputs[0]);
-      vk_bind(b, &d, 5, node->outputs[0]);
-      uint64_t outer, inner, len;
-      if (node->op == VNRT_OP_RMS_NORM) {
-        len = (uint64_t)t0->dims[t0->rank - 1];
-        inner = 1;
-        outer = len ? n_out / len : 0;
-        d.spec[8] = 1;
-        if (node->n_inputs > 1) {
-          vk_bind(b, &d, 1, node->inputs[1]);
-          d.spec[9] = 1;
-        }
-        vk_push_f(&d, 3, vnrt_node_attr_f(node, "eps", 1e-6));
-      } else {
-        int32_t axis = (int32_t)norm_axis(vnrt_node_attr_i(node, "axis", -1), t0->rank);
-        len = (uint64_t)t0->dims[axis];
-        split_axis(t0, axis, &outer, &inner);
-        d.spec[8] = 2;
-      }
-      uint64_t rows = len ? outer * inner : 0;
-      vk_push_u(&d, 0, rows), vk_push_u(&d, 1, len), vk_push_u(&d, 2, inner);
-      /* On a CPU device (invocations are SIMD lanes of a thread) one invocation per row beats
-       * a workgroup per row as soon as there are rows enough to fill a few lane vectors. */
-      if (vk_builder_cpu_kernels(b) && rows >= RN_LANE_MIN_ROWS) {
-        /* Fewer rows per workgroup when there are few: workgroups are what threads share
-         * (idle invocations of a workgroup cost little, whole lane vectors of them nothing). */
-        uint64_t rpg = WG_ROWNORM;
-        while (rpg > 8 && rows / rpg < 8) rpg /= 2;
-        d.spec[10] = 1;
-        d.spec[11] = inner == 1 && len % 4 == 0;
-        vk_push_u(&d, 4, rpg);
-        grid_1d(b, &d, rows, (uint32_t)rpg);
-      } else {
-        vk_grid(b, rows, d.groups);
-      }
-      return vk_emit(b, &d);
-    }
-    case VNRT_OP_EMBEDDING: {
-      vk_desc_init(&d, VK_SHADER_GATHER);
-      vk_bind(b, &d, 0, node->inputs[0]);
-      vk_bind(b, &d, 1, node->inputs[1]);
-      vk_bind(b, &d, 5, node->outputs[0]);
-      d.spec[8] = 0;
-      vk_push_u(&d, 0, n_out), vk_push_u(&d, 1, t0->dims[1]), vk_push_u(&d, 2, 1);
-      vk_push_u(&d, 3, t0->dims[0]);
-      grid_1d(b, &d, n_out, WG_ELEM);
-      return vk_emit(b, &d);
-    }
-    case VNRT_OP_TOPK: {
-      uint64_t E = t0->rank > 0 ? (uint64_t)t0->dims[t0->rank - 1] : 1;
-      uint64_t rows = E ? (uint64_t)numel(t0) / E : 0;
-      vk_desc_init(&d, VK_SHADER_TOPK);
-      vk_bind(b, &d, 0, node->inputs[0]);
-      vk_bind(b, &d, 5, node->outputs[0]);
-      vk_bind(b, &d, 6, node->outputs[1]);
-      vk_push_u(&d, 0, rows), vk_push_u(&d, 1, E);
-      vk_push_u(&d, 2, (uint64_t)vnrt_node_attr_i(node, "k", 1));
-      vk_grid(b, rows, d.groups);
-      return vk_emit(b, &d);
-    }
-    default:
-      return vk_builder_host(b)->error(vk_builder_host(b)->core, VNRT_ERROR_INTERNAL,
-                                       "vulkan: no recorder for op %s", vnrt_op_name(node->op));
-  }
+  vk_push_f(&d, 3, p->eps);
+  uint64_t len = (uint64_t)t0->dims[t0->rank - 1];
+  uint64_t rows = len ? (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1) : 0;
+  return emit_rownorm(b, &d, rows, len, 1);
+}
+
+VK_RECORD_FN(vk_rec_softmax) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  int32_t axis = node->params->softmax.axis;
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_ROWNORM);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.spec[8] = 2;
+  uint64_t len = (uint64_t)t0->dims[axis];
+  uint64_t outer = (uint64_t)vnrt_dims_product(t0, 0, axis);
+  uint64_t inner = (uint64_t)vnrt_dims_product(t0, axis + 1, t0->rank);
+  return emit_rownorm(b, &d, len ? outer * inner : 0, len, inner);
+}
+
+VK_RECORD_FN(vk_rec_embedding) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  uint64_t n = (uint64_t)vnrt_numel(vk_out_type(g, node, 0));
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_GATHER);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 1, node->inputs[1]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.spec[8] = 0;
+  vk_push_u(&d, 0, n), vk_push_u(&d, 1, (uint64_t)t0->dims[1]), vk_push_u(&d, 2, 1);
+  vk_push_u(&d, 3, (uint64_t)t0->dims[0]);
+  grid_1d(b, &d, n, WG_ELEM);
+  return vk_emit(b, &d);
+}
+
+VK_RECORD_FN(vk_rec_topk) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  uint64_t E = t0->rank > 0 ? (uint64_t)t0->dims[t0->rank - 1] : 1;
+  uint64_t rows = E ? (uint64_t)vnrt_numel(t0) / E : 0;
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_TOPK);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  vk_bind(b, &d, 6, node->outputs[1]);
+  vk_push_u(&d, 0, rows), vk_push_u(&d, 1, E);
+  vk_push_u(&d, 2, (uint64_t)node->params->topk.k);
+  vk_grid(b, rows, d.groups);
+  return vk_emit(b, &d);
+}
+
+/* A workgroup per row: the butterflies in shared memory, as cpu_ref_hadamard orders them. */
+VK_RECORD_FN(vk_rec_hadamard) {
+  const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
+  uint64_t D = (uint64_t)t0->dims[t0->rank - 1];
+  uint64_t rows = (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1);
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_HADAMARD);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 5, node->outputs[0]);
+  vk_push_u(&d, 0, rows), vk_push_u(&d, 1, D);
+  vk_push_f(&d, 2, 1.0 / sqrt((double)D)); /* rounded to f32 once, as the reference does */
+  vk_grid(b, rows, d.groups);
+  return vk_emit(b, &d);
 }

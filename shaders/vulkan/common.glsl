@@ -229,7 +229,7 @@ layout(local_size_x = WG) in;
 uint vn_gid() { return vn_group() * uint(WG) + gl_LocalInvocationID.x; }
 #endif
 
-// Numerics shared by several shaders; the formulas are spec/ops.md's, in f32.
+// Numerics shared by several shaders; the formulas are docs/ops.md's, in f32.
 float vn_sigmoid(float x) { return 1.0 / (1.0 + exp(-x)); }
 float vn_softplus(float x) {
   if (x > 20.0) return x;

@@ -2,7 +2,7 @@
 // dispatch per operand), hc_expand and cast. Iterates n elements over 4 dims (padded on the
 // left); element (i0..i3) moves from in_base + sum(i_d * si_d) to out_base + sum(i_d * so_d).
 // Slot 0: source (dtype DT0), slot 5: destination (DT5). OP 0: copy bits (DT0 == DT5);
-// OP 1: cast with spec/ops.md's rules; OP 2: kv_write's row update: the n contiguous elements
+// OP 1: cast with docs/ops.md's rules; OP 2: kv_write's row update: the n contiguous elements
 // of slot 0 go to rows [pos, pos + n/row_elems) of slot 5, pos read from slot 2 (i32); a pos
 // outside [0, rows - n/row_elems] is reported and nothing is written.
 #version 450

@@ -1,5 +1,5 @@
-// Elementwise unary ops of spec/ops.md (activations, scale, clamp): out[i] = f(x[i]).
-// OP (spec constant) picks f; codes match vk_ops.c. Slot 0: x, slot 5: result.
+// Elementwise unary ops of docs/ops.md (activations, scale, clamp): out[i] = f(x[i]).
+// OP (spec constant) picks f; codes match vk_ops.c (U_*). Slot 0: x, slot 5: result.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 128
