@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cpu_pool.h"
 #include "vnrt/backend.h"

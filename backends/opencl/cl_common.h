@@ -16,6 +16,7 @@
 #include <CL/cl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "vnrt/backend.h"
 

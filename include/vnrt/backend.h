@@ -13,7 +13,6 @@
 #define VNRT_BACKEND_H_
 
 #include <stdarg.h>
-#include <string.h>
 
 #include "vnrt/op_params.h"
 #include "vnrt/vnrt.h"
@@ -128,31 +127,6 @@ typedef struct vnrt_backend_i {
 /* The entry point a plugin exports as VNRT_BACKEND_ENTRY_SYMBOL. It receives the core's
  * VNRT_BACKEND_API_VERSION and returns its table (static storage), or NULL to decline. */
 typedef const vnrt_backend_i *(*vnrt_backend_entry_fn)(uint32_t core_api_version);
-
-/* ---- Attribute helpers ----------------------------------------------------------------- */
-static inline const vnrt_attr *vnrt_node_attr(const vnrt_backend_node *node, const char *key) {
-  for (int32_t i = 0; i < node->n_attrs; ++i) {
-    if (strcmp(node->attrs[i].key, key) == 0) return &node->attrs[i];
-  }
-  return NULL;
-}
-static inline int64_t vnrt_node_attr_i(const vnrt_backend_node *node, const char *key,
-                                       int64_t fallback) {
-  const vnrt_attr *a = vnrt_node_attr(node, key);
-  if (!a) return fallback;
-  return a->kind == VNRT_ATTR_FLOAT ? (int64_t)a->f : a->i;
-}
-static inline double vnrt_node_attr_f(const vnrt_backend_node *node, const char *key,
-                                      double fallback) {
-  const vnrt_attr *a = vnrt_node_attr(node, key);
-  if (!a) return fallback;
-  return a->kind == VNRT_ATTR_INT ? (double)a->i : a->f;
-}
-static inline const char *vnrt_node_attr_word(const vnrt_backend_node *node, const char *key,
-                                              const char *fallback) {
-  const vnrt_attr *a = vnrt_node_attr(node, key);
-  return (a && a->kind == VNRT_ATTR_WORD) ? a->word : fallback;
-}
 
 #ifdef __cplusplus
 }
