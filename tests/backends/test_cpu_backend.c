@@ -336,8 +336,8 @@ static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const
   vnrt_status s = kernel(&a);
   for (int32_t o = 0; o < n_out; ++o) {
     for (size_t b = 0; b < bytes[o]; ++b) {
-      ck_assert_msg(((unsigned char *)a.out[o])[b] == 0xAB, "%s wrote out%d byte %zu before failing",
-                    vnrt_op_name(op), o, b);
+      ck_assert_msg(((unsigned char *)a.out[o])[b] == 0xAB,
+                    "%s wrote out%d byte %zu before failing", vnrt_op_name(op), o, b);
     }
     free(a.out[o]);
   }
@@ -398,12 +398,11 @@ START_TEST(test_moe_errors_leave_outputs_untouched) {
   vnrt_tensor_type fout = {VNRT_F32, 2, {4, 8}};
   vnrt_attr limit = tu_attr_f("limit", 0.0);
   const vnrt_op_params fp = ffn_params(0.0);
-  s = call_kernel_untouched(cpu_ref_moe_ffn, VNRT_OP_MOE_FFN, fin, 5, &fout, 1, &limit, 1, &fp,
-                            &h);
+  s = call_kernel_untouched(cpu_ref_moe_ffn, VNRT_OP_MOE_FFN, fin, 5, &fout, 1, &limit, 1, &fp, &h);
   ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
-  ck_assert_msg(strstr(h.last_error, "moe_ffn") && strstr(h.last_error, "out0") &&
-                    strstr(h.last_error, "4"),
-                "message: %s", h.last_error);
+  ck_assert_msg(
+      strstr(h.last_error, "moe_ffn") && strstr(h.last_error, "out0") && strstr(h.last_error, "4"),
+      "message: %s", h.last_error);
   free_all(fin, 5);
 }
 END_TEST
@@ -411,8 +410,8 @@ END_TEST
 /* ---- The fast moe_ffn on 1, 2 and 3 threads --------------------------------------------- */
 
 /* Runs the fast moe_ffn kernel directly on a pool of `threads` threads into y (f32 [T, C]). */
-static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, double limit,
-                         int32_t threads, float *y) {
+static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, double limit, int32_t threads,
+                         float *y) {
   ck_assert_msg(cpu_fast_moe_ffn != NULL, "cpu_fast_moe_ffn is not linked");
   fake_host h;
   fake_host_init(&h, threads);
@@ -520,8 +519,7 @@ START_TEST(test_short_conv_prefill_and_steps_agree_bitwise) {
   tu_tensor full_in[4] = {u, hist0, wn, w}, full[2];
   vnrt_graph *gf = tu_op_graph(ctx, VNRT_OP_SHORT_CONV, full_in, 4, attrs, 1, 2);
   TU_OK(ctx, tu_run(ctx, gf, cpu, full_in, 4, full, 2));
-  tu_tensor step_in[4] = {new_t(VNRT_F32, 1, SC_M, SC_C), new_t(VNRT_F32, SC_P, SC_M, SC_C), wn,
-                          w};
+  tu_tensor step_in[4] = {new_t(VNRT_F32, 1, SC_M, SC_C), new_t(VNRT_F32, SC_P, SC_M, SC_C), wn, w};
   memcpy(step_in[1].data, hist0.data, sizeof(float) * SC_P * SC_MC);
   vnrt_graph *gs = tu_op_graph(ctx, VNRT_OP_SHORT_CONV, step_in, 4, attrs, 1, 2);
   for (int t = 0; t < SC_T; ++t) {

@@ -124,21 +124,35 @@ int64_t tu_numel(const tu_tensor *t) { return vnrt_tensor_type_numel(&t->type); 
 
 double tu_get(const tu_tensor *t, int64_t i) {
   switch (t->type.dtype) {
-    case VNRT_F32: return ((const float *)t->data)[i];
-    case VNRT_F16: return vnrt_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case VNRT_BF16: return vnrt_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case VNRT_I32: return ((const int32_t *)t->data)[i];
-    default: return NAN;
+    case VNRT_F32:
+      return ((const float *)t->data)[i];
+    case VNRT_F16:
+      return vnrt_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case VNRT_I32:
+      return ((const int32_t *)t->data)[i];
+    default:
+      return NAN;
   }
 }
 
 void tu_set(tu_tensor *t, int64_t i, double v) {
   switch (t->type.dtype) {
-    case VNRT_F32: ((float *)t->data)[i] = (float)v; break;
-    case VNRT_F16: ((uint16_t *)t->data)[i] = vnrt_f32_to_f16((float)v); break;
-    case VNRT_BF16: ((uint16_t *)t->data)[i] = vnrt_f32_to_bf16((float)v); break;
-    case VNRT_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    default: break;
+    case VNRT_F32:
+      ((float *)t->data)[i] = (float)v;
+      break;
+    case VNRT_F16:
+      ((uint16_t *)t->data)[i] = vnrt_f32_to_f16((float)v);
+      break;
+    case VNRT_BF16:
+      ((uint16_t *)t->data)[i] = vnrt_f32_to_bf16((float)v);
+      break;
+    case VNRT_I32:
+      ((int32_t *)t->data)[i] = (int32_t)v;
+      break;
+    default:
+      break;
   }
 }
 
@@ -192,8 +206,8 @@ int tu_fallback_allowed(void) {
 }
 
 static vnrt_status run_plan(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
-                            int no_fallback, const tu_tensor *inputs, int32_t n_in,
-                            tu_tensor *outs, int32_t n_out, int32_t *out_fallback_nodes) {
+                            int no_fallback, const tu_tensor *inputs, int32_t n_in, tu_tensor *outs,
+                            int32_t n_out, int32_t *out_fallback_nodes) {
   vnrt_plan_desc desc = {0};
   desc.no_fallback = no_fallback;
   vnrt_plan *plan = NULL;

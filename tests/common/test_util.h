@@ -71,11 +71,11 @@ vnrt_attr tu_attr_ints(const char *key, const int64_t *v, int32_t count);
 vnrt_attr tu_attr_word(const char *key, const char *word);
 
 /* Asserts status == VNRT_OK, printing the context's last error otherwise. */
-#define TU_OK(ctx, expr)                                                                 \
-  do {                                                                                   \
-    vnrt_status tu_s_ = (expr);                                                          \
+#define TU_OK(ctx, expr)                                                                   \
+  do {                                                                                     \
+    vnrt_status tu_s_ = (expr);                                                            \
     ck_assert_msg(tu_s_ == VNRT_OK, "%s failed: %s: %s", #expr, vnrt_status_string(tu_s_), \
-                  vnrt_context_last_error(ctx));                                         \
+                  vnrt_context_last_error(ctx));                                           \
   } while (0)
 
 /* A host allocator for tests: counts live and total blocks, and fails every allocation once

@@ -69,8 +69,8 @@ static void rope_expected(const tu_tensor *x, const int32_t *pos, int64_t dims, 
 }
 
 /* dims <= 0: leave the attribute out (= D). */
-static void check_rope(int64_t T, int64_t H, int64_t D, int64_t dims, double theta,
-                       int interleaved, uint64_t seed) {
+static void check_rope(int64_t T, int64_t H, int64_t D, int64_t dims, double theta, int interleaved,
+                       uint64_t seed) {
   vnrt_context *ctx = tu_conformance_context(0);
   static const int32_t pos_all[] = {0, 1, 7, 100, 3, 4096, 17, 2};
   ck_assert_int_le(T, 8);
@@ -104,14 +104,10 @@ static void check_rope(int64_t T, int64_t H, int64_t D, int64_t dims, double the
   vnrt_context_destroy(ctx);
 }
 
-START_TEST(rope_interleaved_pairs_adjacent_channels) {
-  check_rope(5, 3, 8, 0, 10000.0, 1, 11);
-}
+START_TEST(rope_interleaved_pairs_adjacent_channels) { check_rope(5, 3, 8, 0, 10000.0, 1, 11); }
 END_TEST
 
-START_TEST(rope_half_split_pairs_i_with_i_plus_half) {
-  check_rope(6, 2, 12, 0, 500.0, 0, 12);
-}
+START_TEST(rope_half_split_pairs_i_with_i_plus_half) { check_rope(6, 2, 12, 0, 500.0, 0, 12); }
 END_TEST
 
 START_TEST(rope_partial_dims_rotates_the_last_channels) {
@@ -281,21 +277,20 @@ START_TEST(attention_non_causal_sees_all_keys) {
 END_TEST
 
 START_TEST(attention_sliding_window) {
-  const attn_case c = {.T = 8, .S = 8, .Hq = 2, .Hkv = 1, .D = 4, .Dv = 4, .causal = 1,
-                       .window = 3};
+  const attn_case c = {
+      .T = 8, .S = 8, .Hq = 2, .Hkv = 1, .D = 4, .Dv = 4, .causal = 1, .window = 3};
   check_attention(&c, 27);
-  const attn_case dec = {.T = 2, .S = 10, .Hq = 4, .Hkv = 2, .D = 8, .Dv = 6, .causal = 1,
-                         .window = 4};
+  const attn_case dec = {
+      .T = 2, .S = 10, .Hq = 4, .Hkv = 2, .D = 8, .Dv = 6, .causal = 1, .window = 4};
   check_attention(&dec, 28);
 }
 END_TEST
 
 START_TEST(attention_sinks_take_probability_mass) {
-  const attn_case c = {.T = 4, .S = 6, .Hq = 4, .Hkv = 2, .D = 8, .Dv = 8, .causal = 1,
-                       .sinks = 1};
+  const attn_case c = {.T = 4, .S = 6, .Hq = 4, .Hkv = 2, .D = 8, .Dv = 8, .causal = 1, .sinks = 1};
   check_attention(&c, 29);
-  const attn_case w = {.T = 5, .S = 5, .Hq = 2, .Hkv = 2, .D = 4, .Dv = 3, .causal = 1,
-                       .window = 2, .sinks = 1};
+  const attn_case w = {
+      .T = 5, .S = 5, .Hq = 2, .Hkv = 2, .D = 4, .Dv = 3, .causal = 1, .window = 2, .sinks = 1};
   check_attention(&w, 30);
 }
 END_TEST
@@ -304,19 +299,18 @@ START_TEST(attention_fully_masked_query_yields_zero) {
   /* T > S puts the first queries before position 0: they see no key, sinks or not. */
   const attn_case c = {.T = 4, .S = 2, .Hq = 2, .Hkv = 1, .D = 4, .Dv = 4, .causal = 1};
   ck_assert_int_eq(check_attention(&c, 31), 2 * 2);
-  const attn_case s = {.T = 3, .S = 2, .Hq = 2, .Hkv = 2, .D = 4, .Dv = 3, .causal = 1,
-                       .sinks = 1};
+  const attn_case s = {.T = 3, .S = 2, .Hq = 2, .Hkv = 2, .D = 4, .Dv = 3, .causal = 1, .sinks = 1};
   ck_assert_int_eq(check_attention(&s, 32), 1 * 2);
 }
 END_TEST
 
 START_TEST(attention_odd_sizes_and_explicit_scale) {
-  const attn_case c = {.T = 5, .S = 9, .Hq = 6, .Hkv = 3, .D = 7, .Dv = 3, .causal = 1,
-                       .scale = 0.3};
+  const attn_case c = {
+      .T = 5, .S = 9, .Hq = 6, .Hkv = 3, .D = 7, .Dv = 3, .causal = 1, .scale = 0.3};
   check_attention(&c, 33);
   /* Dv beyond one accumulation block of the reference kernel. */
-  const attn_case wide = {.T = 3, .S = 5, .Hq = 3, .Hkv = 1, .D = 5, .Dv = 133, .causal = 0,
-                          .scale = 0.7};
+  const attn_case wide = {
+      .T = 3, .S = 5, .Hq = 3, .Hkv = 1, .D = 5, .Dv = 133, .causal = 0, .scale = 0.7};
   check_attention(&wide, 34);
 }
 END_TEST
@@ -324,8 +318,17 @@ END_TEST
 START_TEST(attention_mixed_half_precision_inputs) {
   /* Inputs are widened exactly, so the double reference uses the stored values; only the f16
    * result's rounding (about 1e-7 NMSE) separates the two. */
-  const attn_case c = {.T = 4, .S = 6, .Hq = 4, .Hkv = 2, .D = 8, .Dv = 8, .causal = 1,
-                       .sinks = 1, .qd = VNRT_F16, .kd = VNRT_BF16, .vd = VNRT_F32};
+  const attn_case c = {.T = 4,
+                       .S = 6,
+                       .Hq = 4,
+                       .Hkv = 2,
+                       .D = 8,
+                       .Dv = 8,
+                       .causal = 1,
+                       .sinks = 1,
+                       .qd = VNRT_F16,
+                       .kd = VNRT_BF16,
+                       .vd = VNRT_F32};
   check_attention(&c, 35);
 }
 END_TEST
@@ -502,8 +505,7 @@ static void check_lookup_out_of_range(int32_t bad_idx, int64_t bad_row) {
   int32_t bad[T * H] = {8, 7, 6, 5, 4, 0};
   bad[T * H - 1] = bad_idx;
   vnrt_context *ctx = tu_conformance_context(0);
-  tu_tensor in[3] = {new_t(VNRT_F32, R, D, 0), new_t(VNRT_I32, T, H, 0),
-                     new_t(VNRT_I32, H, 0, 0)};
+  tu_tensor in[3] = {new_t(VNRT_F32, R, D, 0), new_t(VNRT_I32, T, H, 0), new_t(VNRT_I32, H, 0, 0)};
   tu_fill_uniform(&in[0], 42, -1.0f, 1.0f);
   set_i32(&in[2], offsets, H);
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_ENGRAM_LOOKUP, in, 3, NULL, 0, 1);
@@ -525,8 +527,7 @@ static void check_lookup_out_of_range(int32_t bad_idx, int64_t bad_row) {
     TU_OK(ctx, vnrt_plan_set_input(plan, "in1", bad, sizeof bad));
     s = vnrt_plan_run(plan);
     const char *msg = vnrt_context_last_error(ctx);
-    ck_assert_msg(s == VNRT_ERROR_OUT_OF_RANGE, "%s: got %s: %s", spec, vnrt_status_string(s),
-                  msg);
+    ck_assert_msg(s == VNRT_ERROR_OUT_OF_RANGE, "%s: got %s: %s", spec, vnrt_status_string(s), msg);
     char row_s[32], bound_s[32];
     snprintf(row_s, sizeof row_s, "%lld", (long long)bad_row);
     snprintf(bound_s, sizeof bound_s, "%d", R);
@@ -546,7 +547,7 @@ static void check_lookup_out_of_range(int32_t bad_idx, int64_t bad_row) {
 }
 
 START_TEST(engram_lookup_out_of_range_row_fails_cleanly) {
-  check_lookup_out_of_range(8, 9 + 8);   /* row 17 == R: one past the end */
+  check_lookup_out_of_range(8, 9 + 8);    /* row 17 == R: one past the end */
   check_lookup_out_of_range(-23, 9 - 23); /* row -14 */
 }
 END_TEST
@@ -653,8 +654,8 @@ static void check_conv_chunks(vnrt_context *ctx, int32_t dev_i, int chunk, const
                               const tu_tensor *hist0, const tu_tensor *wn, const tu_tensor *w,
                               const double *Z, const double *y) {
   const char *spec = tu_device_spec(tu_device(ctx, dev_i));
-  tu_tensor in[4] = {new_t(VNRT_F32, chunk, SC_M, SC_C), new_t(VNRT_F32, SC_P, SC_M, SC_C),
-                     *wn, *w};
+  tu_tensor in[4] = {new_t(VNRT_F32, chunk, SC_M, SC_C), new_t(VNRT_F32, SC_P, SC_M, SC_C), *wn,
+                     *w};
   memcpy(in[1].data, hist0->data, sizeof(float) * SC_P * SC_MC);
   vnrt_attr attrs[1] = {tu_attr_i("dilation", SC_DIL)};
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_SHORT_CONV, in, 4, attrs, 1, 2);
@@ -669,8 +670,8 @@ static void check_conv_chunks(vnrt_context *ctx, int32_t dev_i, int chunk, const
                   t0, e);
     /* After t0 + chunk tokens the state is rows [t0 + chunk, t0 + chunk + P) of Z. */
     e = tu_nmse(&out[1], Z + (t0 + chunk) * SC_MC, SC_P * SC_MC);
-    ck_assert_msg(e <= NMSE_ENGRAM, "short_conv on %s, chunk %d at t=%d: hist nmse %g", spec,
-                  chunk, t0, e);
+    ck_assert_msg(e <= NMSE_ENGRAM, "short_conv on %s, chunk %d at t=%d: hist nmse %g", spec, chunk,
+                  t0, e);
     memcpy(in[1].data, out[1].data, sizeof(float) * SC_P * SC_MC);
     free_all(out, 2);
   }
@@ -710,14 +711,10 @@ static void check_conv(int zero_hist) {
   vnrt_context_destroy(ctx);
 }
 
-START_TEST(short_conv_prefill_equals_stepwise_with_history) {
-  check_conv(0);
-}
+START_TEST(short_conv_prefill_equals_stepwise_with_history) { check_conv(0); }
 END_TEST
 
-START_TEST(short_conv_new_sequence_zero_history) {
-  check_conv(1);
-}
+START_TEST(short_conv_new_sequence_zero_history) { check_conv(1); }
 END_TEST
 
 static Suite *attn_engram_suite(void) {

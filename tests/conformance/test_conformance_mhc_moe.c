@@ -1,6 +1,7 @@
 /* Conformance: the mHC and MoE ops on every device against double-precision references written
- * here from docs/ops.md, including the DeepSeek-V4 porting traps (fn row order, row-softmax Sinkhorn
- * with eps in every divide, transposed comb, unbiased route weights, top-2 group scores). */
+ * here from docs/ops.md, including the DeepSeek-V4 porting traps (fn row order, row-softmax
+ * Sinkhorn with eps in every divide, transposed comb, unbiased route weights, top-2 group scores).
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,10 +438,13 @@ START_TEST(test_hc_post_applies_comb_transposed) {
   struct {
     int64_t T, n, C;
     vnrt_dtype xdt;
-  } cases[] = {{3, 4, 6, VNRT_F32},     {2, 3, 5, VNRT_BF16}, {1, 4, 1, VNRT_F16},
+  } cases[] = {{3, 4, 6, VNRT_F32},
+               {2, 3, 5, VNRT_BF16},
+               {1, 4, 1, VNRT_F16},
                /* a decode step (one thread), and blocks of 512 channels with a partial one
                   split across threads */
-               {1, 4, 1024, VNRT_F32}, {3, 4, 2100, VNRT_F32}};
+               {1, 4, 1024, VNRT_F32},
+               {3, 4, 2100, VNRT_F32}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     const int64_t T = cases[ci].T, n = cases[ci].n, C = cases[ci].C;
     const vnrt_dtype xdt = cases[ci].xdt;

@@ -17,10 +17,14 @@
  * rounding goes through f32 first exactly as a kernel's f32 result would. */
 static double round_to(vnrt_dtype dt, double v) {
   switch (dt) {
-    case VNRT_F32: return (float)v;
-    case VNRT_F16: return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16: return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default: return v;
+    case VNRT_F32:
+      return (float)v;
+    case VNRT_F16:
+      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default:
+      return v;
   }
 }
 
@@ -149,10 +153,14 @@ static const bshape kBinaryShapes[] = {
 
 static double binary_math(vnrt_op op, double x, double y) {
   switch (op) {
-    case VNRT_OP_ADD: return x + y;
-    case VNRT_OP_SUB: return x - y;
-    case VNRT_OP_MUL: return x * y;
-    default: return x / y;
+    case VNRT_OP_ADD:
+      return x + y;
+    case VNRT_OP_SUB:
+      return x - y;
+    case VNRT_OP_MUL:
+      return x * y;
+    default:
+      return x / y;
   }
 }
 
@@ -197,18 +205,30 @@ static double softplus_d(double x) { return x > 20 ? x : x < -20 ? exp(x) : log1
 
 static double unary_math(vnrt_op op, double x) {
   switch (op) {
-    case VNRT_OP_NEG: return -x;
-    case VNRT_OP_EXP: return exp(x);
-    case VNRT_OP_SQRT: return sqrt(x);
-    case VNRT_OP_RSQRT: return 1.0 / sqrt(x);
-    case VNRT_OP_TANH: return tanh(x);
-    case VNRT_OP_RELU: return x > 0 ? x : 0;
-    case VNRT_OP_SIGMOID: return sigmoid_d(x);
-    case VNRT_OP_SILU: return x * sigmoid_d(x);
-    case VNRT_OP_GELU: return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case VNRT_OP_SOFTPLUS: return softplus_d(x);
-    case VNRT_OP_SQRT_SOFTPLUS: return sqrt(softplus_d(x));
-    default: return NAN;
+    case VNRT_OP_NEG:
+      return -x;
+    case VNRT_OP_EXP:
+      return exp(x);
+    case VNRT_OP_SQRT:
+      return sqrt(x);
+    case VNRT_OP_RSQRT:
+      return 1.0 / sqrt(x);
+    case VNRT_OP_TANH:
+      return tanh(x);
+    case VNRT_OP_RELU:
+      return x > 0 ? x : 0;
+    case VNRT_OP_SIGMOID:
+      return sigmoid_d(x);
+    case VNRT_OP_SILU:
+      return x * sigmoid_d(x);
+    case VNRT_OP_GELU:
+      return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case VNRT_OP_SOFTPLUS:
+      return softplus_d(x);
+    case VNRT_OP_SQRT_SOFTPLUS:
+      return sqrt(softplus_d(x));
+    default:
+      return NAN;
   }
 }
 

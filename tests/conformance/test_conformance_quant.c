@@ -23,10 +23,14 @@ static const vnrt_dtype kFloatTypes[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
 /* v as the dtype would store it (round to nearest even), widened back to double. */
 static double round_to(vnrt_dtype dt, double v) {
   switch (dt) {
-    case VNRT_F32: return (float)v;
-    case VNRT_F16: return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16: return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default: return v;
+    case VNRT_F32:
+      return (float)v;
+    case VNRT_F16:
+      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default:
+      return v;
   }
 }
 
@@ -95,11 +99,12 @@ static void check_hadamard_want(vnrt_context *ctx, const char *what, const tu_te
     }
     ck_assert_msg(out.type.dtype == x->type.dtype && out.type.rank == x->type.rank,
                   "%s on %s: result is %s rank %d, want %s rank %d", what, spec,
-                  vnrt_dtype_name(out.type.dtype), out.type.rank,
-                  vnrt_dtype_name(x->type.dtype), x->type.rank);
+                  vnrt_dtype_name(out.type.dtype), out.type.rank, vnrt_dtype_name(x->type.dtype),
+                  x->type.rank);
     for (int32_t k = 0; k < x->type.rank; ++k) {
-      ck_assert_msg(out.type.dims[k] == x->type.dims[k], "%s on %s: result dim %d is %lld, want %lld",
-                    what, spec, k, (long long)out.type.dims[k], (long long)x->type.dims[k]);
+      ck_assert_msg(out.type.dims[k] == x->type.dims[k],
+                    "%s on %s: result dim %d is %lld, want %lld", what, spec, k,
+                    (long long)out.type.dims[k], (long long)x->type.dims[k]);
     }
     double err = tu_nmse(&out, rounded, n);
     ck_assert_msg(err <= tol, "%s on %s: NMSE %.3g > %.1g", what, spec, err, tol);
@@ -128,8 +133,8 @@ START_TEST(test_hadamard_dtypes_sizes_rows) {
         tu_fill_uniform(&x, (uint64_t)(100 * di + 10 * si + sh), -2.0f, 2.0f);
         double *want = hadamard_expected(&x);
         char what[96];
-        snprintf(what, sizeof what, "hadamard %s D=%lld rows %lld", vnrt_dtype_name(kFloatTypes[di]),
-                 (long long)D, (long long)(tu_numel(&x) / D));
+        snprintf(what, sizeof what, "hadamard %s D=%lld rows %lld",
+                 vnrt_dtype_name(kFloatTypes[di]), (long long)D, (long long)(tu_numel(&x) / D));
         check_hadamard_want(ctx, what, &x, want, TOL_ELEM);
         free(want);
         tu_tensor_free(&x);
