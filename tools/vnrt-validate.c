@@ -426,6 +426,23 @@ static void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 4, 32);
   IN(VNRT_F32, GEN_UNIFORM, -0.5, 0.5, 128, 4);
   attr_i("dilation", 3);
+
+  /* Quantization support: hadamard rows of D = 1 .. 4096 (D a power of 2), appended last so
+   * that the earlier cases keep their --case numbers. */
+  for (int d = 0; d < 3; ++d) {
+    add_case(VNRT_OP_HADAMARD, 1, "%s [5, 64]", vnrt_dtype_name(kFloat[d]));
+    IN(kFloat[d], GEN_UNIFORM, -2, 2, 5, 64);
+  }
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [3, 4096]");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 3, 4096);
+  add_case(VNRT_OP_HADAMARD, 1, "bf16 [2, 3, 128]");
+  IN(VNRT_BF16, GEN_UNIFORM, -2, 2, 2, 3, 128);
+  add_case(VNRT_OP_HADAMARD, 1, "f16 [1, 4096] (decode)");
+  IN(VNRT_F16, GEN_UNIFORM, -2, 2, 1, 4096);
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [7, 2]");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 7, 2);
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [4, 1] (D = 1: the identity)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 4, 1);
 }
 
 /* ---- Inputs ---------------------------------------------------------------------------- */
@@ -621,7 +638,7 @@ static void usage(FILE *f) {
           "usage: vnrt-validate [--device SPEC|all] [--op NAME]... [--seed N] [--case N]\n"
           "                     [--json FILE] [--list]\n"
           "Runs every op on each selected device (default: all) over several shapes and dtypes\n"
-          "against the CPU reference kernels of spec/ops.md, with its tolerances. On the cpu\n"
+          "against the CPU reference kernels of docs/ops.md, with its tolerances. On the cpu\n"
           "device it checks the fast kernels against the reference kernels. Exits 1 on any\n"
           "failure or when no case ran.\n");
 }
