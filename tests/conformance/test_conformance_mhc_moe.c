@@ -1,7 +1,13 @@
 /* Conformance: the mHC and MoE ops on every device against double-precision references written
  * here from docs/ops.md, including the DeepSeek-V4 porting traps (fn row order, row-softmax
  * Sinkhorn with eps in every divide, transposed comb, unbiased route weights, top-2 group scores).
- */
+ *
+ * Devices: every device the registry lists (vnrt_device_count / vnrt_device_get), plugins'
+ * included when $VNRT_PLUGIN_PATH is set; $VNRT_TEST_DEVICES narrows the list (e.g.
+ * "template:0") and $VNRT_TEST_FALLBACK=1 lets nodes a device cannot run go to the CPU. The
+ * *_template meson tests run this file against the template plugin that way; to run it against
+ * another plugin: VNRT_PLUGIN_PATH=DIR VNRT_TEST_DEVICES=NAME:0 VNRT_TEST_FALLBACK=1 <this test>
+ * (tests/conformance/meson.build). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
