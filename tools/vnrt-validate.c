@@ -96,7 +96,7 @@ static void attr_ints(const char *key, int32_t count, const int64_t *v) {
   /* a->ints is pointed at lists[k] when the case runs: the case table may still move. */
   a->key = key, a->kind = VNRT_ATTR_INTS, a->count = count;
 }
-#define INTS(key, ...)                                                                   \
+#define INTS(key, ...)                                                          \
   attr_ints(key, (int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
             (int64_t[]){__VA_ARGS__})
 
@@ -104,11 +104,21 @@ static const vnrt_dtype kFloat[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
 
 static void build_cases(void) {
   /* Elementwise unary: input ranges keep every function finite and exercise its branches. */
-  static const struct { vnrt_op op; double lo, hi; } unary[] = {
-      {VNRT_OP_NEG, -4, 4},      {VNRT_OP_EXP, -5, 5},     {VNRT_OP_SQRT, 0.01, 9},
-      {VNRT_OP_RSQRT, 0.05, 9},  {VNRT_OP_TANH, -4, 4},    {VNRT_OP_RELU, -4, 4},
-      {VNRT_OP_SIGMOID, -8, 8},  {VNRT_OP_SILU, -8, 8},    {VNRT_OP_GELU, -5, 5},
-      {VNRT_OP_SOFTPLUS, -30, 30}, {VNRT_OP_SQRT_SOFTPLUS, -30, 30},
+  static const struct {
+    vnrt_op op;
+    double lo, hi;
+  } unary[] = {
+      {VNRT_OP_NEG, -4, 4},
+      {VNRT_OP_EXP, -5, 5},
+      {VNRT_OP_SQRT, 0.01, 9},
+      {VNRT_OP_RSQRT, 0.05, 9},
+      {VNRT_OP_TANH, -4, 4},
+      {VNRT_OP_RELU, -4, 4},
+      {VNRT_OP_SIGMOID, -8, 8},
+      {VNRT_OP_SILU, -8, 8},
+      {VNRT_OP_GELU, -5, 5},
+      {VNRT_OP_SOFTPLUS, -30, 30},
+      {VNRT_OP_SQRT_SOFTPLUS, -30, 30},
   };
   for (size_t u = 0; u < sizeof unary / sizeof unary[0]; ++u) {
     for (int d = 0; d < 3; ++d) {
@@ -148,14 +158,19 @@ static void build_cases(void) {
   }
 
   /* Casts and shape ops. */
-  static const struct { vnrt_dtype from; const char *to; } casts[] = {
-      {VNRT_F32, "f16"}, {VNRT_F32, "bf16"}, {VNRT_F16, "f32"}, {VNRT_BF16, "f32"},
+  static const struct {
+    vnrt_dtype from;
+    const char *to;
+  } casts[] = {
+      {VNRT_F32, "f16"}, {VNRT_F32, "bf16"}, {VNRT_F16, "f32"},  {VNRT_BF16, "f32"},
       {VNRT_F32, "i32"}, {VNRT_I32, "f32"},  {VNRT_F16, "bf16"},
   };
   for (size_t c = 0; c < sizeof casts / sizeof casts[0]; ++c) {
     add_case(VNRT_OP_CAST, 1, "%s -> %s", vnrt_dtype_name(casts[c].from), casts[c].to);
-    if (casts[c].from == VNRT_I32) IN(VNRT_I32, GEN_INDEX, 0, 100000, 300);
-    else IN(casts[c].from, GEN_UNIFORM, -300, 300, 300);
+    if (casts[c].from == VNRT_I32)
+      IN(VNRT_I32, GEN_INDEX, 0, 100000, 300);
+    else
+      IN(casts[c].from, GEN_UNIFORM, -300, 300, 300);
     attr_w("dtype", casts[c].to);
   }
   add_case(VNRT_OP_RESHAPE, 1, "f32 [6, 4] -> [3, -1, 2]");
@@ -203,8 +218,7 @@ static void build_cases(void) {
              vnrt_dtype_name(kFloat[d]));
     IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 512);
     IN(kFloat[d], GEN_UNIFORM, -1, 1, 96, 512);
-    add_case(VNRT_OP_LINEAR, 1, "f32 x [2, 67, 128] . %s w [130, 128]",
-             vnrt_dtype_name(kFloat[d]));
+    add_case(VNRT_OP_LINEAR, 1, "f32 x [2, 67, 128] . %s w [130, 128]", vnrt_dtype_name(kFloat[d]));
     IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 67, 128);
     IN(kFloat[d], GEN_UNIFORM, -1, 1, 130, 128);
   }
@@ -392,8 +406,8 @@ static void build_cases(void) {
   IN(VNRT_I32, GEN_INDEX, 0, 129280, 7);
   IN(VNRT_I32, GEN_INDEX, 0, 129280, 2);
   INTS("mult", 0x9E3779B97F4A7C15LL >> 1, 0x7F4A7C159E3779B9LL, -6510615555426900571LL);
-  INTS("primes", 1000003, 1000033, 1000037, 1000039, 1000081, 1000099, 1000117, 1000121,
-       999983, 999979, 999961, 999959, 999953, 999931, 999917, 999907);
+  INTS("primes", 1000003, 1000033, 1000037, 1000039, 1000081, 1000099, 1000117, 1000121, 999983,
+       999979, 999961, 999959, 999953, 999931, 999917, 999907);
   add_case(VNRT_OP_NGRAM_HASH, 1, "N=2 K=3, T=1 (decode)");
   IN(VNRT_I32, GEN_INDEX, 0, 1000, 1);
   IN(VNRT_I32, GEN_INDEX, 0, 1000, 1);
@@ -426,6 +440,23 @@ static void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 4, 32);
   IN(VNRT_F32, GEN_UNIFORM, -0.5, 0.5, 128, 4);
   attr_i("dilation", 3);
+
+  /* Quantization support: hadamard rows of D = 1 .. 4096 (D a power of 2), appended last so
+   * that the earlier cases keep their --case numbers. */
+  for (int d = 0; d < 3; ++d) {
+    add_case(VNRT_OP_HADAMARD, 1, "%s [5, 64]", vnrt_dtype_name(kFloat[d]));
+    IN(kFloat[d], GEN_UNIFORM, -2, 2, 5, 64);
+  }
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [3, 4096]");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 3, 4096);
+  add_case(VNRT_OP_HADAMARD, 1, "bf16 [2, 3, 128]");
+  IN(VNRT_BF16, GEN_UNIFORM, -2, 2, 2, 3, 128);
+  add_case(VNRT_OP_HADAMARD, 1, "f16 [1, 4096] (decode)");
+  IN(VNRT_F16, GEN_UNIFORM, -2, 2, 1, 4096);
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [7, 2]");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 7, 2);
+  add_case(VNRT_OP_HADAMARD, 1, "f32 [4, 1] (D = 1: the identity)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 4, 1);
 }
 
 /* ---- Inputs ---------------------------------------------------------------------------- */
@@ -440,21 +471,35 @@ static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.
 
 static void store(void *data, vnrt_dtype dt, int64_t i, double v) {
   switch (dt) {
-    case VNRT_F32: ((float *)data)[i] = (float)v; break;
-    case VNRT_F16: ((uint16_t *)data)[i] = vnrt_f32_to_f16((float)v); break;
-    case VNRT_BF16: ((uint16_t *)data)[i] = vnrt_f32_to_bf16((float)v); break;
-    case VNRT_I32: ((int32_t *)data)[i] = (int32_t)v; break;
-    default: break;
+    case VNRT_F32:
+      ((float *)data)[i] = (float)v;
+      break;
+    case VNRT_F16:
+      ((uint16_t *)data)[i] = vnrt_f32_to_f16((float)v);
+      break;
+    case VNRT_BF16:
+      ((uint16_t *)data)[i] = vnrt_f32_to_bf16((float)v);
+      break;
+    case VNRT_I32:
+      ((int32_t *)data)[i] = (int32_t)v;
+      break;
+    default:
+      break;
   }
 }
 
 static double load(const void *data, vnrt_dtype dt, int64_t i) {
   switch (dt) {
-    case VNRT_F32: return ((const float *)data)[i];
-    case VNRT_F16: return vnrt_f16_to_f32(((const uint16_t *)data)[i]);
-    case VNRT_BF16: return vnrt_bf16_to_f32(((const uint16_t *)data)[i]);
-    case VNRT_I32: return ((const int32_t *)data)[i];
-    default: return NAN;
+    case VNRT_F32:
+      return ((const float *)data)[i];
+    case VNRT_F16:
+      return vnrt_f16_to_f32(((const uint16_t *)data)[i]);
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(((const uint16_t *)data)[i]);
+    case VNRT_I32:
+      return ((const int32_t *)data)[i];
+    default:
+      return NAN;
   }
 }
 
@@ -467,10 +512,12 @@ static void *make_input(const input_spec *s, uint64_t seed) {
   uint64_t st = seed;
   switch (s->gen) {
     case GEN_UNIFORM:
-      for (int64_t i = 0; i < n; ++i) store(data, s->type.dtype, i, s->lo + (s->hi - s->lo) * next_unit(&st));
+      for (int64_t i = 0; i < n; ++i)
+        store(data, s->type.dtype, i, s->lo + (s->hi - s->lo) * next_unit(&st));
       break;
     case GEN_INDEX:
-      for (int64_t i = 0; i < n; ++i) store(data, VNRT_I32, i, (double)(next_u64(&st) % (uint64_t)s->hi));
+      for (int64_t i = 0; i < n; ++i)
+        store(data, VNRT_I32, i, (double)(next_u64(&st) % (uint64_t)s->hi));
       break;
     case GEN_ARANGE:
       for (int64_t i = 0; i < n; ++i) store(data, VNRT_I32, i, s->lo + (double)i * s->hi);
@@ -514,8 +561,8 @@ static void free_result(result *r) {
 }
 
 static vnrt_status run_case(vnrt_context *ctx, const vcase *c, void *const *inputs,
-                            vnrt_device *device, vnrt_kernel_mode mode, result *out,
-                            char *err, size_t err_size) {
+                            vnrt_device *device, vnrt_kernel_mode mode, result *out, char *err,
+                            size_t err_size) {
   memset(out, 0, sizeof *out);
   vnrt_graph *g = NULL;
   vnrt_plan *plan = NULL;
@@ -621,7 +668,7 @@ static void usage(FILE *f) {
           "usage: vnrt-validate [--device SPEC|all] [--op NAME]... [--seed N] [--case N]\n"
           "                     [--json FILE] [--list]\n"
           "Runs every op on each selected device (default: all) over several shapes and dtypes\n"
-          "against the CPU reference kernels of spec/ops.md, with its tolerances. On the cpu\n"
+          "against the CPU reference kernels of docs/ops.md, with its tolerances. On the cpu\n"
           "device it checks the fast kernels against the reference kernels. Exits 1 on any\n"
           "failure or when no case ran.\n");
 }
@@ -741,14 +788,16 @@ int main(int argc, char **argv) {
           double tol = exact_op(vc->op) ? 1e-6 : 1e-7;
           if (s != VNRT_OK || !(nmse <= tol)) {
             r->failed++, total_failed++;
-            printf("FAIL %s %s [%s]: %s\n  replay: vnrt-validate --device %s --op %s --case %d "
-                   "--seed %llu\n",
-                   info.spec, vnrt_op_name(vc->op), vc->label, s != VNRT_OK ? err : why, info.spec,
-                   vnrt_op_name(vc->op), c, (unsigned long long)seed);
+            printf(
+                "FAIL %s %s [%s]: %s\n  replay: vnrt-validate --device %s --op %s --case %d "
+                "--seed %llu\n",
+                info.spec, vnrt_op_name(vc->op), vc->label, s != VNRT_OK ? err : why, info.spec,
+                vnrt_op_name(vc->op), c, (unsigned long long)seed);
             if (json) {
-              fprintf(json, "%s\n    {\"device\": \"%s\", \"op\": \"%s\", \"case\": %d, "
-                      "\"label\": \"%s\"}", n_fail_json++ ? "," : "", info.spec,
-                      vnrt_op_name(vc->op), c, vc->label);
+              fprintf(json,
+                      "%s\n    {\"device\": \"%s\", \"op\": \"%s\", \"case\": %d, "
+                      "\"label\": \"%s\"}",
+                      n_fail_json++ ? "," : "", info.spec, vnrt_op_name(vc->op), c, vc->label);
             }
           } else {
             r->passed++;
@@ -795,10 +844,11 @@ int main(int argc, char **argv) {
       for (int op = 0; op < VNRT_OP_COUNT; ++op) {
         const row *r = &rows[d * VNRT_OP_COUNT + op];
         if (!r->device[0]) continue;
-        fprintf(json, "%s\n    {\"op\": \"%s\", \"device\": \"%s\", \"cases\": %d, \"passed\": %d, "
-                "\"failed\": %d, \"unsupported\": %d, \"worst_nmse\": %.6g}", first ? "" : ",",
-                vnrt_op_name(r->op), r->device, r->cases, r->passed, r->failed, r->unsupported,
-                isinf(r->worst) ? -1.0 : r->worst);
+        fprintf(json,
+                "%s\n    {\"op\": \"%s\", \"device\": \"%s\", \"cases\": %d, \"passed\": %d, "
+                "\"failed\": %d, \"unsupported\": %d, \"worst_nmse\": %.6g}",
+                first ? "" : ",", vnrt_op_name(r->op), r->device, r->cases, r->passed, r->failed,
+                r->unsupported, isinf(r->worst) ? -1.0 : r->worst);
         first = 0;
       }
     }

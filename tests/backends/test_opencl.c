@@ -1,8 +1,8 @@
 /* Check suite for the OpenCL backend: device listing against a direct OpenCL query, a missing
  * ICD, build logs in errors, the allocation limit, the program cache (hit, corrupt, truncated,
  * stale), every GEMM implementation against a double reference, the measured GEMM choice,
- * rope at long positions, and buffers in fine-grained SVM (host pointer, VNRT_CL_SVM=0). Op-by-op agreement with the CPU is covered by test_cpu_*.c, which run
- * on every device. */
+ * rope at long positions, and buffers in fine-grained SVM (host pointer, VNRT_CL_SVM=0). Op-by-op
+ * agreement with the CPU is covered by test_cpu_*.c, which run on every device. */
 /* 2.0 headers for the SVM capability query only. */
 #define CL_TARGET_OPENCL_VERSION 200
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
@@ -318,7 +318,6 @@ static vnrt_backend_device *open_device0(fake_host *h, const vnrt_backend_i **ou
   *out_be = be;
   return dev;
 }
-
 
 START_TEST(test_build_failure_surfaces_the_log) {
   fake_host h;
@@ -867,7 +866,6 @@ START_TEST(test_gpu_kernel_family_matches_cpu) {
   vnrt_context_destroy(ctx);
 }
 END_TEST
-
 
 /* ---- Buffers in fine-grained SVM ------------------------------------------------------- */
 

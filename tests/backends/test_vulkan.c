@@ -755,7 +755,7 @@ static void norm_rows(vnrt_context *ctx) {
   tu_tensor_free(&x);
 }
 
-/* attention in double (spec/ops.md): query t sits at kv - T + t (kv: kv_len or S), sees keys
+/* attention in double (docs/ops.md): query t sits at kv - T + t (kv: kv_len or S), sees keys
  * in [qpos - window + 1, qpos] (causal) within [0, kv), logits scaled by 1/sqrt(D), a sink
  * adds exp(sink) to the denominator; a query that sees no key yields 0. */
 static double *attention_ref(const tu_tensor *q, const tu_tensor *k, const tu_tensor *v,
@@ -834,7 +834,7 @@ static void attention_cases(vnrt_context *ctx) {
   }
 }
 
-/* moe_ffn in double (spec/ops.md): y[t] = sum_i w[t,i] down_e(silu(g) u), g = gate_e x[t]
+/* moe_ffn in double (docs/ops.md): y[t] = sum_i w[t,i] down_e(silu(g) u), g = gate_e x[t]
  * (clamped above at limit), u = up_e x[t] (clamped to [-limit, limit]) when limit > 0. */
 static double *moe_ffn_ref(const tu_tensor *x, const tu_tensor *ex, const tu_tensor *w,
                            const tu_tensor *wgu, const tu_tensor *wd, double limit) {

@@ -16,6 +16,43 @@ vnrt_context *tu_context(void) {
   return ctx;
 }
 
+/* Fails the test when an entry of $VNRT_TEST_DEVICES names no device of ctx: a plugin that did
+ * not load must not turn the suite into a run over zero devices. */
+static void check_listed_devices(vnrt_context *ctx) {
+  const char *p = getenv("VNRT_TEST_DEVICES");
+  while (p && *p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    int found = 0;
+    for (uint32_t i = 0; i < vnrt_device_count(ctx) && !found; ++i) {
+      vnrt_device *d = NULL;
+      vnrt_device_info info;
+      if (vnrt_device_get(ctx, i, &d) != VNRT_OK || vnrt_device_get_info(d, &info) != VNRT_OK) {
+        continue;
+      }
+      found = (strlen(info.spec) == len && strncmp(info.spec, p, len) == 0) ||
+              (strlen(info.backend) == len && strncmp(info.backend, p, len) == 0);
+    }
+    ck_assert_msg(found || len == 0, "VNRT_TEST_DEVICES names '%.*s', which is not a device here",
+                  (int)len, p);
+    p += len;
+    if (*p == ',') ++p;
+  }
+}
+
+vnrt_context *tu_conformance_context(int32_t threads) {
+  const char *plugins = getenv("VNRT_PLUGIN_PATH");
+  vnrt_context_desc desc = {0};
+  desc.log_level = VNRT_LOG_ERROR;
+  desc.no_plugins = !(plugins && plugins[0]);
+  desc.num_threads = threads;
+  vnrt_context *ctx = NULL;
+  vnrt_status s = vnrt_context_create(&desc, &ctx);
+  ck_assert_msg(s == VNRT_OK && ctx, "vnrt_context_create: %s", vnrt_status_string(s));
+  check_listed_devices(ctx);
+  return ctx;
+}
+
 /* Whether spec (e.g. "vulkan:0") is in the comma-separated list, by full spec or backend. */
 static int spec_listed(const char *list, const vnrt_device_info *info) {
   const char *p = list;
@@ -87,21 +124,35 @@ int64_t tu_numel(const tu_tensor *t) { return vnrt_tensor_type_numel(&t->type); 
 
 double tu_get(const tu_tensor *t, int64_t i) {
   switch (t->type.dtype) {
-    case VNRT_F32: return ((const float *)t->data)[i];
-    case VNRT_F16: return vnrt_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case VNRT_BF16: return vnrt_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case VNRT_I32: return ((const int32_t *)t->data)[i];
-    default: return NAN;
+    case VNRT_F32:
+      return ((const float *)t->data)[i];
+    case VNRT_F16:
+      return vnrt_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case VNRT_I32:
+      return ((const int32_t *)t->data)[i];
+    default:
+      return NAN;
   }
 }
 
 void tu_set(tu_tensor *t, int64_t i, double v) {
   switch (t->type.dtype) {
-    case VNRT_F32: ((float *)t->data)[i] = (float)v; break;
-    case VNRT_F16: ((uint16_t *)t->data)[i] = vnrt_f32_to_f16((float)v); break;
-    case VNRT_BF16: ((uint16_t *)t->data)[i] = vnrt_f32_to_bf16((float)v); break;
-    case VNRT_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    default: break;
+    case VNRT_F32:
+      ((float *)t->data)[i] = (float)v;
+      break;
+    case VNRT_F16:
+      ((uint16_t *)t->data)[i] = vnrt_f32_to_f16((float)v);
+      break;
+    case VNRT_BF16:
+      ((uint16_t *)t->data)[i] = vnrt_f32_to_bf16((float)v);
+      break;
+    case VNRT_I32:
+      ((int32_t *)t->data)[i] = (int32_t)v;
+      break;
+    default:
+      break;
   }
 }
 
@@ -149,14 +200,26 @@ vnrt_graph *tu_op_graph(vnrt_context *ctx, vnrt_op op, const tu_tensor *inputs, 
   return g;
 }
 
-vnrt_status tu_run(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
-                   const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out) {
+int tu_fallback_allowed(void) {
+  const char *v = getenv("VNRT_TEST_FALLBACK");
+  return v && strcmp(v, "1") == 0;
+}
+
+static vnrt_status run_plan(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
+                            int no_fallback, const tu_tensor *inputs, int32_t n_in, tu_tensor *outs,
+                            int32_t n_out, int32_t *out_fallback_nodes) {
   vnrt_plan_desc desc = {0};
-  desc.no_fallback = 1;
+  desc.no_fallback = no_fallback;
   vnrt_plan *plan = NULL;
   for (int32_t i = 0; i < n_out; ++i) memset(&outs[i], 0, sizeof outs[i]);
+  if (out_fallback_nodes) *out_fallback_nodes = 0;
   vnrt_status s = vnrt_plan_create(ctx, graph, device, &desc, &plan);
   if (s != VNRT_OK) return s;
+  if (out_fallback_nodes) {
+    vnrt_plan_info info = {0};
+    s = vnrt_plan_get_info(plan, &info);
+    *out_fallback_nodes = info.n_fallback_nodes;
+  }
   for (int32_t i = 0; i < n_in && s == VNRT_OK; ++i) {
     int is_param = 0;
     vnrt_value v = vnrt_graph_input(graph, i, &is_param);
@@ -179,6 +242,17 @@ vnrt_status tu_run(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
   }
   vnrt_plan_destroy(plan);
   return VNRT_OK;
+}
+
+vnrt_status tu_run(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
+                   const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out) {
+  return run_plan(ctx, graph, device, !tu_fallback_allowed(), inputs, n_in, outs, n_out, NULL);
+}
+
+vnrt_status tu_run_fallback(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
+                            const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out,
+                            int32_t *out_fallback_nodes) {
+  return run_plan(ctx, graph, device, 0, inputs, n_in, outs, n_out, out_fallback_nodes);
 }
 
 double tu_nmse(const tu_tensor *got, const double *expected, int64_t n) {

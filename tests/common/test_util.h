@@ -11,6 +11,12 @@
 /* A context with logging quietened (errors only) and no plugins. Fails the test on error. */
 vnrt_context *tu_context(void);
 
+/* The conformance suite's context (tests/conformance/): like tu_context, with `threads` CPU
+ * threads (0: the default), and with the plugins of $VNRT_PLUGIN_PATH when that is set and not
+ * empty (tests/meson.build empties it for every test; the plugin conformance runs point it at
+ * the template plugin). Every entry of $VNRT_TEST_DEVICES must name one of its devices. */
+vnrt_context *tu_conformance_context(int32_t threads);
+
 /* Devices a graph test runs on: every device of every built-in backend (cpu always first);
  * $VNRT_TEST_DEVICES (comma-separated specs) narrows the list. */
 int32_t tu_device_count(vnrt_context *ctx);
@@ -37,11 +43,22 @@ int64_t tu_numel(const tu_tensor *t);
 vnrt_graph *tu_op_graph(vnrt_context *ctx, vnrt_op op, const tu_tensor *inputs, int32_t n_in,
                         const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out);
 
-/* Compiles graph for device (no fallback), binds inputs in0.. (or by graph input order),
- * runs, and reads every output into outs[i] (allocated). Returns the status of the first
- * failing step, leaving vnrt_context_last_error for the test to check. */
+/* Whether $VNRT_TEST_FALLBACK is "1": tu_run then lets a device send the nodes it cannot run
+ * to the CPU (the plugin conformance runs: the template plugin runs no op itself). Otherwise
+ * every node must run on the device itself. */
+int tu_fallback_allowed(void);
+
+/* Compiles graph for device (no fallback unless tu_fallback_allowed()), binds inputs in0..
+ * (or by graph input order), runs, and reads every output into outs[i] (allocated). Returns
+ * the status of the first failing step, leaving vnrt_context_last_error for the test to
+ * check. */
 vnrt_status tu_run(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
                    const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out);
+/* The same with CPU fallback always allowed; *out_fallback_nodes (may be NULL) receives how
+ * many nodes the plan sent to the CPU (vnrt_plan_info.n_fallback_nodes). */
+vnrt_status tu_run_fallback(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
+                            const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out,
+                            int32_t *out_fallback_nodes);
 
 /* Normalised mean squared error Σ(a−r)²/Σr² of got against expected doubles. NaN/Inf in got
  * where expected is finite gives INFINITY. */
@@ -54,11 +71,11 @@ vnrt_attr tu_attr_ints(const char *key, const int64_t *v, int32_t count);
 vnrt_attr tu_attr_word(const char *key, const char *word);
 
 /* Asserts status == VNRT_OK, printing the context's last error otherwise. */
-#define TU_OK(ctx, expr)                                                                 \
-  do {                                                                                   \
-    vnrt_status tu_s_ = (expr);                                                          \
+#define TU_OK(ctx, expr)                                                                   \
+  do {                                                                                     \
+    vnrt_status tu_s_ = (expr);                                                            \
     ck_assert_msg(tu_s_ == VNRT_OK, "%s failed: %s: %s", #expr, vnrt_status_string(tu_s_), \
-                  vnrt_context_last_error(ctx));                                         \
+                  vnrt_context_last_error(ctx));                                           \
   } while (0)
 
 /* A host allocator for tests: counts live and total blocks, and fails every allocation once

@@ -1007,7 +1007,8 @@ static void check_decode_bytes(const ds_config *c, int64_t kv_len) {
   const double routed = L * k * 3 * F * C * wd;
   const double shared = L * 3 * (double)c->shared * F * C * wd;
   const double router = L * E * C * f4 + hash * k * f4 + (L - hash) * E * f4;
-  const double mhc = L * 2 * ((n + 2) * n * n * C + (n + 2) * n + 3) * f4 + (n * n * C + n + 1) * f4;
+  const double mhc =
+      L * 2 * ((n + 2) * n * n * C + (n + 2) * n + 3) * f4 + (n * n * C + n + 1) * f4;
   const double norms = (2 * L + 1) * C * f4;
   const double embed_head = C * wd + V * C * wd;
   const double engram =
@@ -1019,10 +1020,14 @@ static void check_decode_bytes(const ds_config *c, int64_t kv_len) {
     const char *what;
     uint64_t got;
     double want;
-  } parts[] = {{"attention", b.attention, attention}, {"kv", b.kv_cache, kv},
-               {"routed", b.routed, routed},          {"shared", b.shared, shared},
-               {"router", b.router, router},          {"mhc", b.mhc, mhc},
-               {"norms", b.norms, norms},             {"embed_head", b.embed_head, embed_head},
+  } parts[] = {{"attention", b.attention, attention},
+               {"kv", b.kv_cache, kv},
+               {"routed", b.routed, routed},
+               {"shared", b.shared, shared},
+               {"router", b.router, router},
+               {"mhc", b.mhc, mhc},
+               {"norms", b.norms, norms},
+               {"embed_head", b.embed_head, embed_head},
                {"engram", b.engram, engram}};
   double total = 0.0;
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; ++i) {

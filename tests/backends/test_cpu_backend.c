@@ -1,0 +1,564 @@
+/* The CPU backend's own pieces, below the public API: its thread pool, its buffers and device
+ * info, its kernels called directly (a failed run leaves a plan's outputs unreadable, so "no
+ * output is half-written" is checked on the kernels themselves, with sentinel-filled outputs
+ * and a host that records the error), the fast moe_ffn's thread independence, and short_conv's
+ * bitwise agreement of prefill and decode on the cpu device. What every device must do is in
+ * tests/conformance/. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_kernels.h"
+#include "cpu/cpu_pool.h"
+#include "moe_ref.h"
+#include "test_util.h"
+#include "vnrt/op_params.h"
+
+const vnrt_backend_i *cpu_backend_get(void);
+
+#define TOL_FFN 1e-6
+
+/* ---- A host that records errors --------------------------------------------------------- */
+
+typedef struct fake_host {
+  vnrt_backend_host host;
+  vnrt_status last_status;
+  char last_error[512];
+} fake_host;
+
+static void fake_log(void *core, vnrt_log_level level, const char *fmt, ...) {}
+static vnrt_status fake_error(void *core, vnrt_status status, const char *fmt, ...) {
+  fake_host *h = core;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(h->last_error, sizeof h->last_error, fmt, ap);
+  va_end(ap);
+  h->last_status = status;
+  return status;
+}
+static void *fake_alloc(void *core, size_t size) { return malloc(size ? size : 1); }
+static void fake_free(void *core, void *p) { free(p); }
+
+static void fake_host_init(fake_host *h, int32_t threads) {
+  memset(h, 0, sizeof *h);
+  h->host = (vnrt_backend_host){
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, threads};
+}
+
+static vnrt_tensor_type ttype(vnrt_dtype dt, int32_t rank, const int64_t *dims) {
+  vnrt_tensor_type t;
+  memset(&t, 0, sizeof t);
+  t.dtype = dt;
+  t.rank = rank;
+  for (int32_t i = 0; i < rank; ++i) t.dims[i] = dims[i];
+  return t;
+}
+
+/* The tensor's values (as stored, so f16/bf16 rounding is included) as doubles. */
+static double *values(const tu_tensor *t) {
+  int64_t n = tu_numel(t);
+  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (int64_t i = 0; i < n; ++i) v[i] = tu_get(t, i);
+  return v;
+}
+
+static double *dalloc(int64_t n) {
+  double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  return v;
+}
+
+static double nmse_d(const double *a, const double *ref, int64_t n) {
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (a[i] - ref[i]) * (a[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0.0 ? num / den : num;
+}
+
+static void free_all(tu_tensor *t, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) tu_tensor_free(&t[i]);
+}
+
+/* ---- Thread pool ------------------------------------------------------------------------ */
+
+typedef struct pool_probe {
+  atomic_int hits[1000];
+  atomic_int calls;
+  int64_t n;
+  int bad_range;
+} pool_probe;
+
+static void probe_range(void *user, int64_t begin, int64_t end) {
+  pool_probe *p = user;
+  atomic_fetch_add(&p->calls, 1);
+  if (begin < 0 || end > p->n || begin >= end) p->bad_range = 1;
+  for (int64_t i = begin; i < end && i >= 0 && i < 1000; ++i) atomic_fetch_add(&p->hits[i], 1);
+}
+
+START_TEST(test_pool_covers_range_once) {
+  const int32_t threads[4] = {1, 2, 4, 9};
+  const int64_t sizes[6] = {0, 1, 2, 3, 17, 1000};
+  const int64_t grains[3] = {1, 7, 5000};
+  for (int t = 0; t < 4; ++t) {
+    fake_host h;
+    fake_host_init(&h, threads[t]);
+    cpu_pool *pool = NULL;
+    ck_assert_int_eq(cpu_pool_create(&h.host, threads[t], &pool), VNRT_OK);
+    ck_assert_int_eq(cpu_pool_threads(pool), threads[t]);
+    for (int s = 0; s < 6; ++s) {
+      for (int g = 0; g < 3; ++g) {
+        /* Repeated jobs on the same pool: no lost wake-ups, no stale job. */
+        for (int rep = 0; rep < 20; ++rep) {
+          pool_probe *p = calloc(1, sizeof *p);
+          p->n = sizes[s];
+          cpu_pool_parallel_for(pool, sizes[s], grains[g], probe_range, p);
+          ck_assert(!p->bad_range);
+          for (int64_t i = 0; i < sizes[s]; ++i) {
+            ck_assert_msg(atomic_load(&p->hits[i]) == 1,
+                          "threads %d n %lld grain %lld: item %lld ran %d times", threads[t],
+                          (long long)sizes[s], (long long)grains[g], (long long)i,
+                          atomic_load(&p->hits[i]));
+          }
+          int64_t max_chunks = (sizes[s] + grains[g] - 1) / grains[g];
+          ck_assert_int_le(atomic_load(&p->calls), max_chunks);
+          ck_assert_int_le(atomic_load(&p->calls), threads[t]);
+          free(p);
+        }
+      }
+    }
+    cpu_pool_destroy(pool);
+  }
+}
+END_TEST
+
+typedef struct nest_ctx {
+  cpu_pool *pool;
+  pool_probe *inner;
+} nest_ctx;
+
+static void outer_range(void *user, int64_t begin, int64_t end) {
+  nest_ctx *c = user;
+  for (int64_t i = begin; i < end; ++i) {
+    cpu_pool_parallel_for(c->pool, 10, 1, probe_range, &c->inner[i]);
+  }
+}
+
+START_TEST(test_pool_nested_runs_inline) {
+  fake_host h;
+  fake_host_init(&h, 4);
+  cpu_pool *pool = NULL;
+  ck_assert_int_eq(cpu_pool_create(&h.host, 4, &pool), VNRT_OK);
+  pool_probe *inner = calloc(8, sizeof *inner);
+  for (int i = 0; i < 8; ++i) inner[i].n = 10;
+  nest_ctx c = {pool, inner};
+  cpu_pool_parallel_for(pool, 8, 1, outer_range, &c);
+  for (int i = 0; i < 8; ++i) {
+    ck_assert_int_eq(atomic_load(&inner[i].calls), 1); /* one inline call over all 10 */
+    for (int j = 0; j < 10; ++j) ck_assert_int_eq(atomic_load(&inner[i].hits[j]), 1);
+  }
+  free(inner);
+  cpu_pool_destroy(pool);
+}
+END_TEST
+
+/* ---- Buffers and device info ------------------------------------------------------------ */
+
+START_TEST(test_backend_buffers) {
+  const vnrt_backend_i *b = cpu_backend_get();
+  ck_assert_str_eq(b->name, "cpu");
+  ck_assert_uint_eq(b->api_version, VNRT_BACKEND_API_VERSION);
+  ck_assert_uint_eq(b->struct_size, sizeof(vnrt_backend_i));
+  fake_host h;
+  fake_host_init(&h, 2);
+  void *state = NULL;
+  ck_assert_int_eq(b->init(&h.host, &state), VNRT_OK);
+  ck_assert_uint_eq(b->device_count(state), 1);
+  vnrt_backend_device *dev = NULL;
+  ck_assert_int_eq(b->device_open(state, 1, &dev), VNRT_ERROR_NOT_FOUND);
+  ck_assert_ptr_null(dev);
+  ck_assert_int_eq(b->device_open(state, 0, &dev), VNRT_OK);
+  for (uint64_t bytes = 0; bytes < 200; bytes += 37) {
+    vnrt_backend_buffer *buf = NULL;
+    ck_assert_int_eq(b->buffer_alloc(dev, bytes, &buf), VNRT_OK);
+    uint8_t *p = b->buffer_host_ptr(dev, buf);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 64, 0);
+    uint8_t src[200], dst[200];
+    for (int i = 0; i < 200; ++i) src[i] = (uint8_t)(i * 13 + 1);
+    ck_assert_int_eq(b->buffer_write(dev, buf, 0, src, bytes), VNRT_OK);
+    memset(dst, 0, sizeof dst);
+    ck_assert_int_eq(b->buffer_read(dev, buf, 0, dst, bytes), VNRT_OK);
+    ck_assert_int_eq(memcmp(src, dst, bytes), 0);
+    ck_assert_int_eq(memcmp(p, src, bytes), 0); /* host pointer is the buffer itself */
+    /* Past the end: refused, with offset, bytes and size in the message. */
+    ck_assert_int_eq(b->buffer_write(dev, buf, bytes, src, 1), VNRT_ERROR_INVALID_ARGUMENT);
+    char want[128];
+    snprintf(want, sizeof want, "offset %llu + 1 bytes is past the buffer's size of %llu bytes",
+             (unsigned long long)bytes, (unsigned long long)bytes);
+    ck_assert_msg(strstr(h.last_error, want), "message: %s", h.last_error);
+    ck_assert_int_eq(b->buffer_read(dev, buf, 1, dst, bytes), VNRT_ERROR_INVALID_ARGUMENT);
+    ck_assert_int_eq(b->buffer_read(dev, buf, UINT64_MAX, dst, 2), VNRT_ERROR_INVALID_ARGUMENT);
+    b->buffer_free(dev, buf);
+  }
+  b->device_close(dev);
+  b->shutdown(state);
+}
+END_TEST
+
+START_TEST(test_device_info) {
+  vnrt_context *ctx = tu_context();
+  vnrt_device *dev = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &dev));
+  vnrt_device_info info;
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.backend, "cpu");
+  ck_assert_str_eq(info.spec, "cpu");
+  ck_assert_int_eq(info.type, VNRT_DEVICE_TYPE_CPU);
+  ck_assert_uint_eq(info.index, 0);
+  ck_assert_int_gt((int)strlen(info.name), 0);
+  ck_assert_uint_gt(info.memory_bytes, 0);
+  ck_assert_uint_ge(info.compute_units, 1);
+  ck_assert_uint_eq(info.caps & VNRT_CAP_F16_STORAGE, VNRT_CAP_F16_STORAGE);
+  ck_assert_uint_eq(info.caps & VNRT_CAP_F16, 0); /* no f16 arithmetic: kernels widen */
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- Kernels that fail write nothing ---------------------------------------------------- */
+
+START_TEST(test_embedding_writes_nothing_on_bad_id) {
+  ck_assert_ptr_nonnull(cpu_ref_embedding);
+  fake_host h;
+  fake_host_init(&h, 2);
+  cpu_pool *pool = NULL;
+  ck_assert_int_eq(cpu_pool_create(&h.host, 2, &pool), VNRT_OK);
+  const int64_t td[2] = {4, 3}, id[1] = {4}, od[2] = {4, 3};
+  vnrt_tensor_type tt = ttype(VNRT_F32, 2, td), ti = ttype(VNRT_I32, 1, id),
+                   to = ttype(VNRT_F32, 2, od);
+  float table[12];
+  for (int i = 0; i < 12; ++i) table[i] = (float)i;
+  const int32_t ids[4] = {0, 1, 2, 4};
+  float out[12];
+  for (int i = 0; i < 12; ++i) out[i] = -7.0f;
+  const vnrt_op_params params = {0};
+  vnrt_backend_node node = {
+      .op = VNRT_OP_EMBEDDING, .name = "emb", .n_inputs = 2, .n_outputs = 1, .params = &params};
+  cpu_kernel_args args = {.node = &node,
+                          .n_in = 2,
+                          .n_out = 1,
+                          .in_type = {&tt, &ti},
+                          .in = {table, ids},
+                          .out_type = {&to},
+                          .out = {out},
+                          .pool = pool,
+                          .host = &h.host};
+  ck_assert_int_eq(cpu_ref_embedding(&args), VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_str_eq(h.last_error, "embedding 'emb': id 4 at position 3 out of range [0, 4)");
+  for (int i = 0; i < 12; ++i) ck_assert_msg(out[i] == -7.0f, "out[%d] was written", i);
+  cpu_pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_engram_lookup_writes_nothing_on_bad_row) {
+  ck_assert_msg(cpu_ref_engram_lookup != NULL, "cpu_ref_engram_lookup is not linked");
+  enum { R = 7, D = 4, T = 3, H = 2 };
+  float table[R * D], out[T * H * D];
+  for (int i = 0; i < R * D; ++i) table[i] = (float)i + 0.5f;
+  const int32_t offsets[H] = {0, 3};
+  const int32_t idx[T * H] = {1, 2, 0, 3, 2, 4}; /* last: row 3 + 4 = 7 == R */
+  for (int i = 0; i < T * H * D; ++i) out[i] = -99.0f;
+  fake_host h;
+  fake_host_init(&h, 1);
+  cpu_pool *pool = NULL;
+  ck_assert_int_eq(cpu_pool_create(&h.host, 1, &pool), VNRT_OK);
+  const vnrt_op_params params = {0};
+  vnrt_backend_node node = {.op = VNRT_OP_ENGRAM_LOOKUP,
+                            .name = "e_layer2",
+                            .n_inputs = 3,
+                            .n_outputs = 1,
+                            .params = &params};
+  vnrt_tensor_type tt = {VNRT_F32, 2, {R, D}}, it = {VNRT_I32, 2, {T, H}};
+  vnrt_tensor_type ft = {VNRT_I32, 1, {H}}, ot = {VNRT_F32, 2, {T, H * D}};
+  cpu_kernel_args a = {.node = &node, .n_in = 3, .n_out = 1, .pool = pool, .host = &h.host};
+  a.in_type[0] = &tt, a.in_type[1] = &it, a.in_type[2] = &ft, a.out_type[0] = &ot;
+  a.in[0] = table, a.in[1] = idx, a.in[2] = offsets, a.out[0] = out;
+  ck_assert_int_eq(cpu_ref_engram_lookup(&a), VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_msg(strstr(h.last_error, "engram_lookup") && strstr(h.last_error, "e_layer2") &&
+                    strstr(h.last_error, "row 7") && strstr(h.last_error, "[0, 7)"),
+                "message must name op, node, row and bound: %s", h.last_error);
+  for (int i = 0; i < T * H * D; ++i) ck_assert_float_eq(out[i], -99.0f);
+  cpu_pool_destroy(pool);
+}
+END_TEST
+
+/* Calls kernel on in[] with outputs prefilled with 0xAB bytes; returns its status and checks
+ * that the outputs still hold the sentinel. */
+static vnrt_status call_kernel_untouched(cpu_kernel_fn kernel, vnrt_op op, const tu_tensor *in,
+                                         int32_t n_in, const vnrt_tensor_type *out_types,
+                                         int32_t n_out, const vnrt_attr *attrs, int32_t n_attrs,
+                                         const vnrt_op_params *params, fake_host *h) {
+  ck_assert_msg(kernel != NULL, "the cpu kernel of %s is not linked", vnrt_op_name(op));
+  fake_host_init(h, 2);
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&h->host, 2, &pool) == VNRT_OK);
+  vnrt_backend_node node = {.op = op,
+                            .name = "out0",
+                            .n_inputs = n_in,
+                            .n_outputs = n_out,
+                            .n_attrs = n_attrs,
+                            .attrs = attrs,
+                            .params = params};
+  cpu_kernel_args a;
+  memset(&a, 0, sizeof a);
+  a.node = &node;
+  a.n_in = n_in;
+  a.n_out = n_out;
+  a.pool = pool;
+  a.host = &h->host;
+  for (int32_t i = 0; i < n_in; ++i) {
+    a.in_type[i] = &in[i].type;
+    a.in[i] = in[i].data;
+  }
+  size_t bytes[4] = {0};
+  for (int32_t o = 0; o < n_out; ++o) {
+    a.out_type[o] = &out_types[o];
+    bytes[o] = vnrt_tensor_type_bytes(&out_types[o]);
+    a.out[o] = malloc(bytes[o]);
+    ck_assert_ptr_nonnull(a.out[o]);
+    memset(a.out[o], 0xAB, bytes[o]);
+  }
+  vnrt_status s = kernel(&a);
+  for (int32_t o = 0; o < n_out; ++o) {
+    for (size_t b = 0; b < bytes[o]; ++b) {
+      ck_assert_msg(((unsigned char *)a.out[o])[b] == 0xAB,
+                    "%s wrote out%d byte %zu before failing", vnrt_op_name(op), o, b);
+    }
+    free(a.out[o]);
+  }
+  cpu_pool_destroy(pool);
+  return s;
+}
+
+/* The typed parameters the graph layer would resolve for c (docs/ops.md: moe_hash_route). */
+static vnrt_op_params hash_params(const hash_case *c) {
+  static const vnrt_score_fn fns[3] = {VNRT_SCORE_SIGMOID, VNRT_SCORE_SOFTMAX,
+                                       VNRT_SCORE_SQRT_SOFTPLUS};
+  vnrt_op_params p;
+  memset(&p, 0, sizeof p);
+  p.moe_hash_route.score = fns[c->kind];
+  p.moe_hash_route.norm = c->norm;
+  p.moe_hash_route.scale = c->scale;
+  p.moe_hash_route.k = (int32_t)c->k;
+  return p;
+}
+
+static vnrt_op_params ffn_params(double limit) {
+  vnrt_op_params p;
+  memset(&p, 0, sizeof p);
+  p.moe_ffn.limit = limit;
+  return p;
+}
+
+START_TEST(test_moe_errors_leave_outputs_untouched) {
+  fake_host h;
+  /* moe_hash_route: the bad id is the last token's. */
+  const hash_case hc = {5, 8, 10, 3, SCORE_SIGMOID, 1, 1.0};
+  const vnrt_op_params hp = hash_params(&hc);
+  tu_tensor hin[3];
+  make_hash_inputs(&hc, 700, hin);
+  tu_set(&hin[1], 4, 10.0);
+  vnrt_tensor_type hout[2] = {{VNRT_F32, 2, {5, 3}}, {VNRT_I32, 2, {5, 3}}};
+  vnrt_status s = call_kernel_untouched(cpu_ref_moe_hash_route, VNRT_OP_MOE_HASH_ROUTE, hin, 3,
+                                        hout, 2, hash_attrs(&hc), 3, &hp, &h);
+  ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_int_eq(h.last_status, VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_msg(strstr(h.last_error, "moe_hash_route") && strstr(h.last_error, "out0") &&
+                    strstr(h.last_error, "10"),
+                "message: %s", h.last_error);
+  /* ... and a table entry out of range on the last token. */
+  tu_set(&hin[1], 4, 2.0);
+  tu_set(&hin[2], 2 * 3 + 2, 8.0);
+  s = call_kernel_untouched(cpu_ref_moe_hash_route, VNRT_OP_MOE_HASH_ROUTE, hin, 3, hout, 2,
+                            hash_attrs(&hc), 3, &hp, &h);
+  ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_msg(strstr(h.last_error, "8") != NULL, "message: %s", h.last_error);
+  free_all(hin, 3);
+
+  /* moe_ffn: the bad expert is the last token's. */
+  const ffn_case c = {4, 8, 4, 4, 2, 0.0, VNRT_F32, VNRT_F32, VNRT_F32, VNRT_F32};
+  tu_tensor fin[5];
+  make_ffn_inputs(&c, 710, fin);
+  tu_set(&fin[1], 7, 4.0);
+  vnrt_tensor_type fout = {VNRT_F32, 2, {4, 8}};
+  vnrt_attr limit = tu_attr_f("limit", 0.0);
+  const vnrt_op_params fp = ffn_params(0.0);
+  s = call_kernel_untouched(cpu_ref_moe_ffn, VNRT_OP_MOE_FFN, fin, 5, &fout, 1, &limit, 1, &fp, &h);
+  ck_assert_int_eq(s, VNRT_ERROR_OUT_OF_RANGE);
+  ck_assert_msg(
+      strstr(h.last_error, "moe_ffn") && strstr(h.last_error, "out0") && strstr(h.last_error, "4"),
+      "message: %s", h.last_error);
+  free_all(fin, 5);
+}
+END_TEST
+
+/* ---- The fast moe_ffn on 1, 2 and 3 threads --------------------------------------------- */
+
+/* Runs the fast moe_ffn kernel directly on a pool of `threads` threads into y (f32 [T, C]). */
+static void run_fast_ffn(const tu_tensor *in, const vnrt_attr *attrs, double limit, int32_t threads,
+                         float *y) {
+  ck_assert_msg(cpu_fast_moe_ffn != NULL, "cpu_fast_moe_ffn is not linked");
+  fake_host h;
+  fake_host_init(&h, threads);
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&h.host, threads, &pool) == VNRT_OK);
+  const vnrt_op_params params = ffn_params(limit);
+  vnrt_backend_node node = {.op = VNRT_OP_MOE_FFN,
+                            .name = "ffn",
+                            .n_inputs = 5,
+                            .n_outputs = 1,
+                            .n_attrs = 1,
+                            .attrs = attrs,
+                            .params = &params};
+  vnrt_tensor_type yt = {.dtype = VNRT_F32, .rank = 2};
+  yt.dims[0] = in[0].type.dims[0];
+  yt.dims[1] = in[0].type.dims[1];
+  cpu_kernel_args a;
+  memset(&a, 0, sizeof a);
+  a.node = &node;
+  a.n_in = 5;
+  a.n_out = 1;
+  a.pool = pool;
+  a.host = &h.host;
+  for (int32_t i = 0; i < 5; ++i) {
+    a.in_type[i] = &in[i].type;
+    a.in[i] = in[i].data;
+  }
+  a.out_type[0] = &yt;
+  a.out[0] = y;
+  vnrt_status s = cpu_fast_moe_ffn(&a);
+  ck_assert_msg(s == VNRT_OK, "moe_ffn on %d threads: %s", threads, h.last_error);
+  cpu_pool_destroy(pool);
+}
+
+/* The decode path splits the routed experts into items that threads take in any order; each
+ * output must still be summed in one fixed order, bit for bit the same on 1, 2 and 3 threads,
+ * and agree with the double reference. Shapes: six experts of a token (one item each), and
+ * four tokens over six experts (items of up to four tokens, an expert chosen twice by one
+ * token, K past one 512 block), and two tokens of one expert each (the two-pass path). */
+START_TEST(test_ffn_decode_independent_of_threads) {
+  const ffn_case cases[] = {
+      {1, 264, 48, 16, 6, 0.35, VNRT_F32, VNRT_F32, VNRT_BF16, VNRT_BF16},
+      {4, 600, 24, 6, 6, 0.0, VNRT_F32, VNRT_F32, VNRT_F16, VNRT_F16},
+      {2, 520, 16, 64, 1, 0.0, VNRT_F32, VNRT_F32, VNRT_BF16, VNRT_F16},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+    const ffn_case *c = &cases[ci];
+    tu_tensor in[5];
+    make_ffn_inputs(c, 940 + ci, in);
+    double *x = values(&in[0]), *ex = values(&in[1]), *w = values(&in[2]);
+    double *wgu = values(&in[3]), *wd = values(&in[4]), *yd = dalloc(c->T * c->C);
+    ffn_d(c->T, c->C, c->F, c->k, c->limit, x, ex, w, wgu, wd, yd);
+    vnrt_attr attrs[] = {tu_attr_f("limit", c->limit)};
+    const int64_t n = c->T * c->C;
+    float *y1 = malloc(sizeof(float) * (size_t)n), *yn = malloc(sizeof(float) * (size_t)n);
+    double *y1d = dalloc(n);
+    ck_assert(y1 && yn);
+    run_fast_ffn(in, attrs, c->limit, 1, y1);
+    for (int64_t i = 0; i < n; ++i) y1d[i] = y1[i];
+    const double e = nmse_d(y1d, yd, n);
+    ck_assert_msg(e <= TOL_FFN, "case %zu: NMSE %.3g vs double > %.3g", ci, e, TOL_FFN);
+    for (int32_t threads = 2; threads <= 3; ++threads) {
+      run_fast_ffn(in, attrs, c->limit, threads, yn);
+      ck_assert_msg(memcmp(y1, yn, sizeof(float) * (size_t)n) == 0,
+                    "case %zu: %d threads differ from 1 thread", ci, threads);
+    }
+    free(y1);
+    free(yn);
+    free(y1d);
+    free(x);
+    free(ex);
+    free(w);
+    free(wgu);
+    free(wd);
+    free(yd);
+    free_all(in, 5);
+  }
+}
+END_TEST
+
+/* ---- short_conv on the cpu device ------------------------------------------------------- */
+
+enum { SC_M = 2, SC_C = 3, SC_K = 4, SC_DIL = 3, SC_P = (SC_K - 1) * SC_DIL, SC_T = 12 };
+#define SC_MC (SC_M * SC_C)
+
+static tu_tensor new_t(vnrt_dtype dt, int64_t d0, int64_t d1, int64_t d2) {
+  int64_t dims[3] = {d0, d1, d2};
+  int32_t rank = d2 > 0 ? 3 : (d1 > 0 ? 2 : 1);
+  return tu_tensor_new(dt, rank, dims);
+}
+
+START_TEST(test_short_conv_prefill_and_steps_agree_bitwise) {
+  /* On the CPU, a token's z is the same f32 value whether it was computed in this call or
+   * carried in through hist, so prefill and token-by-token runs agree exactly. */
+  vnrt_context *ctx = tu_context();
+  vnrt_device *cpu = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
+  tu_tensor u = new_t(VNRT_F32, SC_T, SC_M, SC_C), hist0 = new_t(VNRT_F32, SC_P, SC_M, SC_C);
+  tu_tensor wn = new_t(VNRT_F32, SC_M, SC_C, 0), w = new_t(VNRT_F32, SC_MC, SC_K, 0);
+  tu_fill_uniform(&u, 71, -1.0f, 1.0f);
+  tu_fill_uniform(&hist0, 72, -1.0f, 1.0f);
+  tu_fill_uniform(&wn, 73, 0.5f, 1.5f);
+  tu_fill_uniform(&w, 74, -0.8f, 0.8f);
+  vnrt_attr attrs[1] = {tu_attr_i("dilation", SC_DIL)};
+  tu_tensor full_in[4] = {u, hist0, wn, w}, full[2];
+  vnrt_graph *gf = tu_op_graph(ctx, VNRT_OP_SHORT_CONV, full_in, 4, attrs, 1, 2);
+  TU_OK(ctx, tu_run(ctx, gf, cpu, full_in, 4, full, 2));
+  tu_tensor step_in[4] = {new_t(VNRT_F32, 1, SC_M, SC_C), new_t(VNRT_F32, SC_P, SC_M, SC_C), wn, w};
+  memcpy(step_in[1].data, hist0.data, sizeof(float) * SC_P * SC_MC);
+  vnrt_graph *gs = tu_op_graph(ctx, VNRT_OP_SHORT_CONV, step_in, 4, attrs, 1, 2);
+  for (int t = 0; t < SC_T; ++t) {
+    memcpy(step_in[0].data, (const float *)u.data + t * SC_MC, sizeof(float) * SC_MC);
+    tu_tensor out[2];
+    TU_OK(ctx, tu_run(ctx, gs, cpu, step_in, 4, out, 2));
+    ck_assert_mem_eq(out[0].data, (const float *)full[0].data + t * SC_MC, sizeof(float) * SC_MC);
+    memcpy(step_in[1].data, out[1].data, sizeof(float) * SC_P * SC_MC);
+    free_all(out, 2);
+  }
+  ck_assert_mem_eq(step_in[1].data, full[1].data, sizeof(float) * SC_P * SC_MC);
+  vnrt_graph_destroy(gf);
+  vnrt_graph_destroy(gs);
+  free_all(full, 2);
+  free_all(step_in, 2);
+  tu_tensor_free(&u);
+  tu_tensor_free(&hist0);
+  tu_tensor_free(&wn);
+  tu_tensor_free(&w);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *cpu_backend_suite(void) {
+  Suite *s = suite_create("cpu_backend");
+  TCase *be = tcase_create("backend");
+  tcase_add_test(be, test_pool_covers_range_once);
+  tcase_add_test(be, test_pool_nested_runs_inline);
+  tcase_add_test(be, test_backend_buffers);
+  tcase_add_test(be, test_device_info);
+  suite_add_tcase(s, be);
+  TCase *k = tcase_create("kernels");
+  tcase_add_test(k, test_embedding_writes_nothing_on_bad_id);
+  tcase_add_test(k, test_engram_lookup_writes_nothing_on_bad_row);
+  tcase_add_test(k, test_moe_errors_leave_outputs_untouched);
+  tcase_add_test(k, test_ffn_decode_independent_of_threads);
+  tcase_add_test(k, test_short_conv_prefill_and_steps_agree_bitwise);
+  suite_add_tcase(s, k);
+  return s;
+}
+
+int main(void) { return tu_run_suite(cpu_backend_suite()); }
