@@ -1,4 +1,4 @@
-/* Shape and dtype inference for every op of spec/ops.md, with the dtype rules of the attribute
+/* Shape and dtype inference for every op of docs/ops.md, with the dtype rules of the attribute
  * schema: each vn_infer_<op> checks everything its kernels rely on and explains a rejection
  * with the shapes involved, e.g. "x is f32[4, 64] but w is f16[128, 32]: inner dims differ". */
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* The op table: every op's name, arity, attribute schema (attrs.md) and inference function,
+/* The op table: every op's name, arity, attribute schema (docs/ops.md) and inference function,
  * plus normalisation of user attributes against that schema. */
 #include "op_table.h"
 

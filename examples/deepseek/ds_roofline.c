@@ -50,7 +50,7 @@ int ds_decode_bytes_at(const ds_config *cfg, int64_t kv_len, ds_decode_bytes *ou
     }
   }
   free(specs);
-  /* Keys the query at position kv_len - 1 sees (spec/ops.md: s > pos - window). */
+  /* Keys the query at position kv_len - 1 sees (docs/ops.md: s > pos - window). */
   int64_t visible = kv_len;
   if (cfg->window > 0 && visible > cfg->window) visible = cfg->window;
   out->kv_cache = (uint64_t)cfg->layers * 2u * (uint64_t)visible * (uint64_t)cfg->head_dim *

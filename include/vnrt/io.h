@@ -7,7 +7,7 @@
  *
  * Data types: .npy files hold `<f4`, `<f2` or `<i4` (C order, little-endian; format 1.0, 2.0
  * and 3.0); safetensors tensors are F32, F16, BF16 or I32. numpy has no bf16, so a bf16 tensor
- * is widened to `<f4` when written as .npy (spec/vnir.md, "npy binding").
+ * is widened to `<f4` when written as .npy (docs/vnir.md, "npy binding").
  */
 #ifndef VNRT_IO_H_
 #define VNRT_IO_H_

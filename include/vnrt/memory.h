@@ -64,7 +64,7 @@ VNRT_API vnrt_status vnrt_engram_store_create(vnrt_context *ctx, const vnrt_engr
 /* Unmaps or frees the table (a borrowed host_data is left alone). NULL is a no-op. */
 VNRT_API void vnrt_engram_store_destroy(vnrt_engram_store *store);
 
-/* engram_lookup on the host (spec/ops.md): for t < tokens and h < heads,
+/* engram_lookup on the host (docs/ops.md): for t < tokens and h < heads,
  *   out[t, h·D + d] = table[offsets[h] + idx[t·heads + h], d]
  * — the heads' rows concatenated, in the table's dtype; out_bytes must be
  * tokens x heads x D x element size. The rows go through the store's cache. A row outside

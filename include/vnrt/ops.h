@@ -1,4 +1,4 @@
-/* The op table of vnrt: every op of spec/ops.md, defined once.
+/* The op table of vnrt: every op of docs/ops.md, defined once.
  *
  * VNRT_OP_LIST(X) expands X(ID, name, min_inputs, max_inputs, n_outputs) for every op, in a
  * fixed order. The numeric values of vnrt_op are part of the ABI: new ops are appended only.
@@ -58,7 +58,7 @@
   X(ENGRAM_LOOKUP, engram_lookup, 3, 3, 1)  \
   X(ENGRAM_GATE, engram_gate, 5, 5, 1)      \
   X(SHORT_CONV, short_conv, 4, 4, 2)        \
-  /* state (extensions beyond spec/ops.md: docs/ops.md) */ \
+  /* state (extensions beyond docs/ops.md: docs/ops.md) */ \
   X(KV_WRITE, kv_write, 3, 3, 1)            \
   /* quantization support (docs/ops.md) */  \
   X(HADAMARD, hadamard, 1, 1, 1)

@@ -25,7 +25,7 @@ static const char *const kUsage =
     "  --hot           do not evict the caches before each timed run\n"
     "  --min           report the fastest run instead of the median (for a busy machine)\n"
     "  --check         also run each case with the CPU reference kernels and report the NMSE\n"
-    "                  of every output (exit status 1 beyond spec/ops.md's tolerance)\n"
+    "                  of every output (exit status 1 beyond docs/ops.md's tolerance)\n"
     "  --no-cpu        on another device, do not time the CPU backend beside it\n"
     "  --if-present    exit with status 77 (skipped) when the device does not exist\n"
     "  --list          list the cases and exit\n";

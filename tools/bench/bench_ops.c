@@ -146,7 +146,7 @@ void bench_hc_pre(void) {
     r->memory_bound = T == 1; /* T = 128 does ~10 flops per byte */
     r->bw_gbps = triad_gbps(bw.seconds);
     result_extra(r, &x);
-    r->tolerance = 1e-7; /* mHC ops: spec/ops.md's tighter bound */
+    r->tolerance = 1e-7; /* mHC ops: docs/ops.md's tighter bound */
     print_result(r);
   }
 }
