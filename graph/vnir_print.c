@@ -10,7 +10,7 @@
 #include "graph.h"
 #include "op_table.h"
 
-/* Names longer than this are rejected by the parser (VNIR_NAME_MAX in vnir_parse.c). */
+/* Names longer than this are rejected by the parser (VNIR_NAME_MAX in vnir_parse.h). */
 #define VNIR_NAME_MAX 1024
 
 typedef struct out_buf {
