@@ -7,9 +7,18 @@
 
 #include "core.h"
 
-static void *default_malloc(void *user, size_t size) { (void)user; return malloc(size); }
-static void *default_realloc(void *user, void *p, size_t size) { (void)user; return realloc(p, size); }
-static void default_free(void *user, void *p) { (void)user; free(p); }
+static void *default_malloc(void *user, size_t size) {
+  (void)user;
+  return malloc(size);
+}
+static void *default_realloc(void *user, void *p, size_t size) {
+  (void)user;
+  return realloc(p, size);
+}
+static void default_free(void *user, void *p) {
+  (void)user;
+  free(p);
+}
 
 void *vn_malloc(vnrt_context *ctx, size_t size) {
   return ctx->alloc.malloc_fn(ctx->alloc.user, size ? size : 1);
@@ -64,7 +73,8 @@ vnrt_status vn_context_init_core(vnrt_context *ctx, const vnrt_context_desc *d) 
   }
   memset(ctx, 0, sizeof *ctx);
   ctx->alloc = d->allocator;
-  if (!have_alloc) ctx->alloc = (vnrt_allocator){default_malloc, default_realloc, default_free, NULL};
+  if (!have_alloc)
+    ctx->alloc = (vnrt_allocator){default_malloc, default_realloc, default_free, NULL};
   ctx->default_alloc = !have_alloc;
   ctx->log_fn = d->log_fn;
   ctx->log_user = d->log_user;

@@ -56,9 +56,9 @@ void vn_host_free(void *core, void *ptr);
 /* Grows *items (of elem_size bytes) so that it holds at least need elements. */
 bool vn_grow(vnrt_context *ctx, void **items, int32_t *capacity, int32_t need, size_t elem_size);
 
-#define VN_RETURN_IF_ERROR(expr)          \
-  do {                                    \
-    vnrt_status vn_status_ = (expr);      \
+#define VN_RETURN_IF_ERROR(expr)                  \
+  do {                                            \
+    vnrt_status vn_status_ = (expr);              \
     if (vn_status_ != VNRT_OK) return vn_status_; \
   } while (0)
 

@@ -6,19 +6,29 @@
 
 const char *vnrt_dtype_name(vnrt_dtype dtype) {
   switch (dtype) {
-    case VNRT_F32: return "f32";
-    case VNRT_F16: return "f16";
-    case VNRT_BF16: return "bf16";
-    case VNRT_I32: return "i32";
-    default: return "invalid";
+    case VNRT_F32:
+      return "f32";
+    case VNRT_F16:
+      return "f16";
+    case VNRT_BF16:
+      return "bf16";
+    case VNRT_I32:
+      return "i32";
+    default:
+      return "invalid";
   }
 }
 
 size_t vnrt_dtype_size(vnrt_dtype dtype) {
   switch (dtype) {
-    case VNRT_F32: case VNRT_I32: return 4;
-    case VNRT_F16: case VNRT_BF16: return 2;
-    default: return 0;
+    case VNRT_F32:
+    case VNRT_I32:
+      return 4;
+    case VNRT_F16:
+    case VNRT_BF16:
+      return 2;
+    default:
+      return 0;
   }
 }
 
@@ -40,8 +50,16 @@ size_t vnrt_tensor_type_bytes(const vnrt_tensor_type *type) {
   return (size_t)n * es;
 }
 
-static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+static float bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
 
 uint16_t vnrt_f32_to_f16(float value) {
   uint32_t x = f32_bits(value);

@@ -10,23 +10,36 @@ const char *vnrt_version(int *out_major, int *out_minor, int *out_patch) {
   if (out_patch) *out_patch = VNRT_VERSION_PATCH;
 #define VN_STR2_(x) #x
 #define VN_STR_(x) VN_STR2_(x)
-  return VN_STR_(VNRT_VERSION_MAJOR) "." VN_STR_(VNRT_VERSION_MINOR) "." VN_STR_(VNRT_VERSION_PATCH);
+  return VN_STR_(VNRT_VERSION_MAJOR) "." VN_STR_(VNRT_VERSION_MINOR) "." VN_STR_(
+      VNRT_VERSION_PATCH);
 }
 
 const char *vnrt_status_string(vnrt_status status) {
   switch (status) {
-    case VNRT_OK: return "VNRT_OK";
-    case VNRT_ERROR_INVALID_ARGUMENT: return "VNRT_ERROR_INVALID_ARGUMENT";
-    case VNRT_ERROR_INVALID_GRAPH: return "VNRT_ERROR_INVALID_GRAPH";
-    case VNRT_ERROR_SHAPE_MISMATCH: return "VNRT_ERROR_SHAPE_MISMATCH";
-    case VNRT_ERROR_NOT_FOUND: return "VNRT_ERROR_NOT_FOUND";
-    case VNRT_ERROR_UNSUPPORTED: return "VNRT_ERROR_UNSUPPORTED";
-    case VNRT_ERROR_OUT_OF_MEMORY: return "VNRT_ERROR_OUT_OF_MEMORY";
-    case VNRT_ERROR_BUDGET_EXCEEDED: return "VNRT_ERROR_BUDGET_EXCEEDED";
-    case VNRT_ERROR_OUT_OF_RANGE: return "VNRT_ERROR_OUT_OF_RANGE";
-    case VNRT_ERROR_IO: return "VNRT_ERROR_IO";
-    case VNRT_ERROR_DEVICE: return "VNRT_ERROR_DEVICE";
-    case VNRT_ERROR_INTERNAL: return "VNRT_ERROR_INTERNAL";
+    case VNRT_OK:
+      return "VNRT_OK";
+    case VNRT_ERROR_INVALID_ARGUMENT:
+      return "VNRT_ERROR_INVALID_ARGUMENT";
+    case VNRT_ERROR_INVALID_GRAPH:
+      return "VNRT_ERROR_INVALID_GRAPH";
+    case VNRT_ERROR_SHAPE_MISMATCH:
+      return "VNRT_ERROR_SHAPE_MISMATCH";
+    case VNRT_ERROR_NOT_FOUND:
+      return "VNRT_ERROR_NOT_FOUND";
+    case VNRT_ERROR_UNSUPPORTED:
+      return "VNRT_ERROR_UNSUPPORTED";
+    case VNRT_ERROR_OUT_OF_MEMORY:
+      return "VNRT_ERROR_OUT_OF_MEMORY";
+    case VNRT_ERROR_BUDGET_EXCEEDED:
+      return "VNRT_ERROR_BUDGET_EXCEEDED";
+    case VNRT_ERROR_OUT_OF_RANGE:
+      return "VNRT_ERROR_OUT_OF_RANGE";
+    case VNRT_ERROR_IO:
+      return "VNRT_ERROR_IO";
+    case VNRT_ERROR_DEVICE:
+      return "VNRT_ERROR_DEVICE";
+    case VNRT_ERROR_INTERNAL:
+      return "VNRT_ERROR_INTERNAL";
   }
   return "VNRT_ERROR_UNKNOWN";
 }

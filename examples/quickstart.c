@@ -11,14 +11,14 @@
 
 #include "vnrt/vnrt.h"
 
-#define CHECK(ctx, expr)                                                              \
-  do {                                                                                \
-    vnrt_status s_ = (expr);                                                          \
-    if (s_ != VNRT_OK) {                                                              \
-      fprintf(stderr, "quickstart: %s: %s\n", vnrt_status_string(s_),                \
-              vnrt_context_last_error(ctx));                                          \
-      exit(1);                                                                        \
-    }                                                                                 \
+#define CHECK(ctx, expr)                                              \
+  do {                                                                \
+    vnrt_status s_ = (expr);                                          \
+    if (s_ != VNRT_OK) {                                              \
+      fprintf(stderr, "quickstart: %s: %s\n", vnrt_status_string(s_), \
+              vnrt_context_last_error(ctx));                          \
+      exit(1);                                                        \
+    }                                                                 \
   } while (0)
 
 enum { T = 4, C = 64, N = 128 };

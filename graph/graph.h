@@ -28,7 +28,8 @@ typedef struct vn_node {
   int32_t outputs[VNRT_MAX_NODE_OUTPUTS]; /* value ids */
   int32_t n_attrs;
   vnrt_attr *attrs; /* owned, normalised: schema order, defaults filled (see op_table.h) */
-  vnrt_op_params params; /* resolved from attrs and input types (params.c); lists point into attrs */
+  vnrt_op_params
+      params; /* resolved from attrs and input types (params.c); lists point into attrs */
 } vn_node;
 
 struct vnrt_graph {
@@ -58,11 +59,10 @@ struct vnrt_graph {
  * Used by the parser to prefix file:line:col. */
 vnrt_status vn_graph_add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs,
                               int32_t n_inputs, const vnrt_attr *attrs, int32_t n_attrs,
-                              const char *const *out_names, int32_t *out_values,
-                              int32_t n_outputs, char *err, size_t err_size);
-vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name,
-                               const vnrt_tensor_type *type, int is_param, int32_t *out_value,
-                               char *err, size_t err_size);
+                              const char *const *out_names, int32_t *out_values, int32_t n_outputs,
+                              char *err, size_t err_size);
+vnrt_status vn_graph_add_input(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
+                               int is_param, int32_t *out_value, char *err, size_t err_size);
 vnrt_status vn_graph_add_output(vnrt_graph *graph, int32_t value, char *err, size_t err_size);
 vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_tensor_type *type,
                                int32_t *out_value, char *err, size_t err_size);

@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The inference functions live in infer_basic.c and infer_model.c, one per op, named vn_infer_<op>. */
+/* The inference functions live in infer_basic.c and infer_model.c, one per op, named vn_infer_<op>.
+ */
 #define VN_DECLARE_INFER_(ID, name, min_in, max_in, n_out)                                      \
   vnrt_status vn_infer_##name(const vnrt_tensor_type *in, int32_t n_in, const vnrt_attr *attrs, \
                               int32_t n_attrs, vnrt_tensor_type *out, char *err, size_t err_size);

@@ -1,6 +1,7 @@
 /* Typed op parameters (vnrt/op_params.h): every node's attributes resolved once, defaults and
  * shape-derived values included, so that no backend reads an attribute by name or restates a
- * default. The values are those of docs/ops.md; inference (infer_basic.c, infer_model.c) has already checked them. */
+ * default. The values are those of docs/ops.md; inference (infer_basic.c, infer_model.c) has
+ * already checked them. */
 #include <math.h>
 #include <string.h>
 

@@ -4,8 +4,8 @@
 
 #include "passes.h"
 
-vnrt_status vn_pass_topo_order(const vnrt_graph *g, int32_t *order, int32_t *out_count,
-                               char *err, size_t err_size) {
+vnrt_status vn_pass_topo_order(const vnrt_graph *g, int32_t *order, int32_t *out_count, char *err,
+                               size_t err_size) {
   *out_count = 0;
   vnrt_context *ctx = g->ctx;
   int32_t n = g->n_nodes;
@@ -61,8 +61,7 @@ vnrt_status vn_pass_topo_order(const vnrt_graph *g, int32_t *order, int32_t *out
   return status;
 }
 
-void vn_pass_liveness(const vnrt_graph *g, const int32_t *order, int32_t n,
-                      vn_live_range *ranges) {
+void vn_pass_liveness(const vnrt_graph *g, const int32_t *order, int32_t n, vn_live_range *ranges) {
   for (int32_t v = 0; v < g->n_values; ++v) {
     bool is_input = g->values[v].kind != VN_VALUE_NODE;
     ranges[v].first = is_input ? -1 : INT32_MIN;

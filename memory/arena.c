@@ -23,9 +23,9 @@ vnrt_status vn_arena_plan(vnrt_context *ctx, const vn_arena_request *req, int32_
   /* Insertion sort by size descending, then by first use: stable and fine for plan sizes. */
   for (int32_t i = 1; i < n; ++i) {
     int32_t x = by_size[i], j = i;
-    while (j > 0 && (req[by_size[j - 1]].size < req[x].size ||
-                     (req[by_size[j - 1]].size == req[x].size &&
-                      req[by_size[j - 1]].first > req[x].first))) {
+    while (j > 0 &&
+           (req[by_size[j - 1]].size < req[x].size || (req[by_size[j - 1]].size == req[x].size &&
+                                                       req[by_size[j - 1]].first > req[x].first))) {
       by_size[j] = by_size[j - 1];
       --j;
     }

@@ -15,8 +15,10 @@
 /* The size of vnrt_backend_i as each API version defined it. */
 static size_t iface_min_size(uint32_t api_version) {
   switch (api_version) {
-    case 2: return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
-    default: return 0;
+    case 2:
+      return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
+    default:
+      return 0;
   }
 }
 
@@ -185,8 +187,7 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
       d->backend = be;
       d->index = i;
       if (be->iface->device_info(be->state, i, &d->info) != VNRT_OK) {
-        vn_log(ctx, VNRT_LOG_WARN, "device %s:%u skipped: %s", be->iface->name, i,
-               ctx->last_error);
+        vn_log(ctx, VNRT_LOG_WARN, "device %s:%u skipped: %s", be->iface->name, i, ctx->last_error);
         continue;
       }
       /* The core owns these fields, whatever the backend wrote. */
@@ -267,11 +268,16 @@ uint32_t vnrt_backend_names(vnrt_context *ctx, const char **names, uint32_t capa
 /* Higher is better for automatic choice; software devices rank below the CPU backend. */
 static int device_rank(const vnrt_device *d) {
   switch (d->info.type) {
-    case VNRT_DEVICE_TYPE_GPU_DISCRETE: return 5;
-    case VNRT_DEVICE_TYPE_ACCELERATOR: return 4;
-    case VNRT_DEVICE_TYPE_GPU_INTEGRATED: return 3;
-    case VNRT_DEVICE_TYPE_CPU: return 2;
-    case VNRT_DEVICE_TYPE_SOFTWARE: return 1;
+    case VNRT_DEVICE_TYPE_GPU_DISCRETE:
+      return 5;
+    case VNRT_DEVICE_TYPE_ACCELERATOR:
+      return 4;
+    case VNRT_DEVICE_TYPE_GPU_INTEGRATED:
+      return 3;
+    case VNRT_DEVICE_TYPE_CPU:
+      return 2;
+    case VNRT_DEVICE_TYPE_SOFTWARE:
+      return 1;
   }
   return 0;
 }
@@ -330,7 +336,8 @@ vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device 
       list_devices(ctx, known, sizeof known);
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                       "bad device spec '%s': the index must be a non-negative integer "
-                      "(devices: %s)", spec, known);
+                      "(devices: %s)",
+                      spec, known);
     }
   }
   vnrt_device *best = NULL;
@@ -354,8 +361,9 @@ vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device 
       return vn_error(ctx, VNRT_ERROR_NOT_FOUND,
                       "unknown device '%s': no backend '%s' (devices: %s)", spec, name, known);
     }
-    return vn_error(ctx, VNRT_ERROR_NOT_FOUND, "unknown device '%s': backend '%s' has no %s (devices: %s)",
-                    spec, name, index >= 0 ? "device with that index" : "devices", known);
+    return vn_error(ctx, VNRT_ERROR_NOT_FOUND,
+                    "unknown device '%s': backend '%s' has no %s (devices: %s)", spec, name,
+                    index >= 0 ? "device with that index" : "devices", known);
   }
   *out_device = best;
   return VNRT_OK;

@@ -336,10 +336,9 @@ static void print_stats(const vnrt_plan *plan) {
           "(budget %.2f MiB, 0 = none): intermediates %.2f MiB (naive %.2f), weights %.2f MiB, "
           "states %.2f MiB; %d params streamed (%.2f MiB); %d Engram lookups from stores\n",
           pi.n_nodes, pi.n_partitions, pi.n_fallback_nodes, (double)pi.device_bytes * mib,
-          (double)pi.device_limit * mib, (double)pi.arena_bytes * mib,
-          (double)pi.naive_bytes * mib, (double)pi.weight_bytes * mib,
-          (double)pi.state_bytes * mib, pi.n_streamed_params, (double)pi.streamed_bytes * mib,
-          pi.n_engram_lookups);
+          (double)pi.device_limit * mib, (double)pi.arena_bytes * mib, (double)pi.naive_bytes * mib,
+          (double)pi.weight_bytes * mib, (double)pi.state_bytes * mib, pi.n_streamed_params,
+          (double)pi.streamed_bytes * mib, pi.n_engram_lookups);
   fprintf(stderr,
           "last run: wall %.3f ms, compute %.3f ms, copy %.3f ms, stalled %.3f ms, overlap "
           "%.0f%%; moved: weights %.3f MiB, Engram rows %.3f MiB, between devices %.3f MiB; "

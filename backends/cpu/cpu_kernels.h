@@ -59,27 +59,40 @@ void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps);
 /* Element i of a tensor of dtype dt, widened exactly to float. */
 static inline float cpu_load_f32(const void *data, vnrt_dtype dt, int64_t i) {
   switch (dt) {
-    case VNRT_F32: return ((const float *)data)[i];
-    case VNRT_F16: return vnrt_f16_to_f32(((const uint16_t *)data)[i]);
+    case VNRT_F32:
+      return ((const float *)data)[i];
+    case VNRT_F16:
+      return vnrt_f16_to_f32(((const uint16_t *)data)[i]);
     case VNRT_BF16: {
       uint32_t bits = (uint32_t)((const uint16_t *)data)[i] << 16;
       float f;
       memcpy(&f, &bits, sizeof f);
       return f;
     }
-    case VNRT_I32: return (float)((const int32_t *)data)[i];
-    default: return 0.0f;
+    case VNRT_I32:
+      return (float)((const int32_t *)data)[i];
+    default:
+      return 0.0f;
   }
 }
 
 /* Stores a float as dtype dt (round to nearest even for f16/bf16; i32 truncates). */
 static inline void cpu_store_f32(void *data, vnrt_dtype dt, int64_t i, float v) {
   switch (dt) {
-    case VNRT_F32: ((float *)data)[i] = v; break;
-    case VNRT_F16: ((uint16_t *)data)[i] = vnrt_f32_to_f16(v); break;
-    case VNRT_BF16: ((uint16_t *)data)[i] = vnrt_f32_to_bf16(v); break;
-    case VNRT_I32: ((int32_t *)data)[i] = (int32_t)v; break;
-    default: break;
+    case VNRT_F32:
+      ((float *)data)[i] = v;
+      break;
+    case VNRT_F16:
+      ((uint16_t *)data)[i] = vnrt_f32_to_f16(v);
+      break;
+    case VNRT_BF16:
+      ((uint16_t *)data)[i] = vnrt_f32_to_bf16(v);
+      break;
+    case VNRT_I32:
+      ((int32_t *)data)[i] = (int32_t)v;
+      break;
+    default:
+      break;
   }
 }
 

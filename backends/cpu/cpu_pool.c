@@ -82,8 +82,7 @@ static void cpu_pool_run_chunks_(cpu_pool *pool, uint32_t gen) {
     const int64_t begin = c * pool->chunk;
     const int64_t end = begin + pool->chunk < pool->n ? begin + pool->chunk : pool->n;
     pool->fn(pool->user, begin, end);
-    if (atomic_fetch_add(&pool->done, 1) + 1 == n_chunks &&
-        atomic_load(&pool->caller_sleeping)) {
+    if (atomic_fetch_add(&pool->done, 1) + 1 == n_chunks && atomic_load(&pool->caller_sleeping)) {
       pthread_mutex_lock(&pool->mutex);
       pthread_cond_signal(&pool->done_cv);
       pthread_mutex_unlock(&pool->mutex);

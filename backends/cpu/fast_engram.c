@@ -36,8 +36,8 @@ static CPU_AVX2 void sc_silu_add_avx2_(const float *acc, const float *u, float *
   for (; c + 8 <= n; c += 8) {
     const __m256 v = _mm256_loadu_ps(acc + c);
     const __m256 e = avx2_exp(_mm256_sub_ps(zero, v));
-    _mm256_storeu_ps(y + c, _mm256_add_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)),
-                                           _mm256_loadu_ps(u + c)));
+    _mm256_storeu_ps(
+        y + c, _mm256_add_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + c)));
   }
   for (; c < n; ++c) y[c] = acc[c] / (1.0f + expf(-acc[c])) + u[c];
 }
@@ -80,8 +80,8 @@ static void sc_item_(void *user, int64_t item, int32_t slot) {
 vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
   const vnrt_tensor_type *ut = a->in_type[0], *ht = a->in_type[1], *wt = a->in_type[3];
   const int64_t dil = a->node->params->short_conv.dilation;
-  if (ut->rank != 3 || wt->rank != 2 || dil < 1 || ut->dtype != VNRT_F32 ||
-      ht->dtype != VNRT_F32 || a->in_type[2]->dtype != VNRT_F32 || wt->dtype != VNRT_F32 ||
+  if (ut->rank != 3 || wt->rank != 2 || dil < 1 || ut->dtype != VNRT_F32 || ht->dtype != VNRT_F32 ||
+      a->in_type[2]->dtype != VNRT_F32 || wt->dtype != VNRT_F32 ||
       a->out_type[0]->dtype != VNRT_F32 || a->out_type[1]->dtype != VNRT_F32) {
     return cpu_ref_short_conv(a);
   }
@@ -102,8 +102,8 @@ vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
   j.P = (j.K - 1) * dil;
   const int64_t MC = j.M * j.C;
   /* Shapes the reference rejects, and empty ones, go to it (one message, one place). */
-  if (j.K < 1 || j.T < 1 || j.C < 1 || wt->dims[0] != MC || vnrt_tensor_type_numel(ht) != j.P * MC ||
-      vnrt_tensor_type_numel(a->in_type[2]) != MC ||
+  if (j.K < 1 || j.T < 1 || j.C < 1 || wt->dims[0] != MC ||
+      vnrt_tensor_type_numel(ht) != j.P * MC || vnrt_tensor_type_numel(a->in_type[2]) != MC ||
       vnrt_tensor_type_numel(a->out_type[0]) != j.T * MC ||
       vnrt_tensor_type_numel(a->out_type[1]) != j.P * MC) {
     return cpu_ref_short_conv(a);

@@ -150,8 +150,8 @@ static vnrt_status hc_pre_small_(hc_pre_job *j) {
   const int64_t xf_floats = a->in_type[0]->dtype == VNRT_F32 ? 0 : j->T * nc;
   const int64_t acc_floats = a->out_type[0]->dtype == VNRT_F32 ? 0 : j->C;
   float *mem = NULL;
-  vnrt_status st = cpu_fast_alloc(
-      a, (sj.n_ks + 1) * j->T * (j->R + 1) + xf_floats + acc_floats, &mem);
+  vnrt_status st =
+      cpu_fast_alloc(a, (sj.n_ks + 1) * j->T * (j->R + 1) + xf_floats + acc_floats, &mem);
   if (st != VNRT_OK) return st;
   sj.part_mix = mem;
   sj.part_ss = sj.part_mix + sj.n_ks * j->T * j->R;

@@ -168,8 +168,7 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
   const int64_t cb = j->C - c0 < MOE_SMALL_CB ? j->C - c0 : MOE_SMALL_CB;
   const vnrt_dtype wdt = a->in_type[4]->dtype;
   const int64_t e = j->experts[s];
-  const char *wd =
-      (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * vnrt_dtype_size(wdt);
+  const char *wd = (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * vnrt_dtype_size(wdt);
   cpu_gemm_nt_block(j->isa, j->h + s * j->F, j->F, 1, wd, wdt, j->F, cb, j->F,
                     j->yp + s * j->C + c0, j->C, NULL);
 }
@@ -390,7 +389,8 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
     if (j.experts[s] < 0 || j.experts[s] >= E) return cpu_ref_moe_ffn(a);
   }
   /* The GEMV path reads w in place only on AVX2 (the portable GEMV needs f32 w). */
-  if (j.T <= MOE_SMALL_T && (j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
+  if (j.T <= MOE_SMALL_T &&
+      (j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
     int done = 0;
     vnrt_status st = moe_ffn_fused_(a, j.T, j.C, j.F, j.k, E, j.limit, &done);
     if (st != VNRT_OK || done) return st;

@@ -85,7 +85,7 @@ static void attn_rows(void *user, int64_t begin, int64_t end) {
     const int64_t t = r / j->Hq, h = r % j->Hq;
     const int64_t kvh = h / j->group;
     const int64_t qpos = j->S - j->T + t; /* query t sits at absolute position S-T+t */
-    int64_t lo = 0, hi = j->S - 1;       /* visible keys: [lo, hi] */
+    int64_t lo = 0, hi = j->S - 1;        /* visible keys: [lo, hi] */
     if (j->causal && qpos < hi) hi = qpos;
     if (j->window > 0 && qpos - j->window + 1 > lo) lo = qpos - j->window + 1;
     const int64_t orow = (t * j->Hq + h) * j->Dv;

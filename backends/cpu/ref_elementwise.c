@@ -42,10 +42,18 @@ static vnrt_status binary(const cpu_kernel_args *args, bin_kind kind) {
           float y = cpu_load_f32(b, db, ib + i3 * sb[3]);
           float r;
           switch (kind) {
-            case BIN_ADD: r = x + y; break;
-            case BIN_SUB: r = x - y; break;
-            case BIN_MUL: r = x * y; break;
-            default: r = x / y; break;
+            case BIN_ADD:
+              r = x + y;
+              break;
+            case BIN_SUB:
+              r = x - y;
+              break;
+            case BIN_MUL:
+              r = x * y;
+              break;
+            default:
+              r = x / y;
+              break;
           }
           cpu_store_f32(out, dout, o, r);
         }

@@ -73,8 +73,7 @@ vnrt_status cpu_ref_engram_lookup(const cpu_kernel_args *a) {
   const int64_t R = tt->dims[0], D = tt->dims[1];
   const int64_t H = it->dims[it->rank - 1];
   const int64_t rows = H > 0 ? vnrt_tensor_type_numel(it) / H : 0;
-  if (vnrt_tensor_type_numel(ft) != H ||
-      vnrt_tensor_type_numel(a->out_type[0]) != rows * H * D) {
+  if (vnrt_tensor_type_numel(ft) != H || vnrt_tensor_type_numel(a->out_type[0]) != rows * H * D) {
     return a->host->error(a->host->core, VNRT_ERROR_SHAPE_MISMATCH,
                           "engram_lookup %s: expects offsets[H=%lld] and e[T, H*D]", node->name,
                           (long long)H);
@@ -91,8 +90,8 @@ vnrt_status cpu_ref_engram_lookup(const cpu_kernel_args *a) {
         return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
                               "engram_lookup %s: row %lld (offsets[%lld]=%d + idx[%lld, %lld]=%d) "
                               "is out of range [0, %lld) of the table",
-                              node->name, (long long)row, (long long)h, offsets[h],
-                              (long long)t, (long long)h, idx[t * H + h], (long long)R);
+                              node->name, (long long)row, (long long)h, offsets[h], (long long)t,
+                              (long long)h, idx[t * H + h], (long long)R);
       }
     }
   }
@@ -151,10 +150,10 @@ vnrt_status cpu_ref_engram_gate(const cpu_kernel_args *a) {
       const float rk = inv_rms(a->in[1], kd, off, C, eps);
       float g = 0.0f;
       for (int64_t c = 0; c < C; ++c) {
-        const float hn = cpu_load_f32(a->in[0], hd, off + c) * rh *
-                         cpu_load_f32(a->in[3], whd, m * C + c);
-        const float kn = cpu_load_f32(a->in[1], kd, off + c) * rk *
-                         cpu_load_f32(a->in[4], wkd, m * C + c);
+        const float hn =
+            cpu_load_f32(a->in[0], hd, off + c) * rh * cpu_load_f32(a->in[3], whd, m * C + c);
+        const float kn =
+            cpu_load_f32(a->in[1], kd, off + c) * rk * cpu_load_f32(a->in[4], wkd, m * C + c);
         g += hn * kn;
       }
       g *= inv_sqrt_c;
@@ -216,10 +215,10 @@ vnrt_status cpu_ref_short_conv(const cpu_kernel_args *a) {
     }
   }
 /* Z[r, m, c] for r in [0, P + T): hist for r < P, else rms_norm(u[r - P, m], wn[m]). */
-#define SC_Z(r, m, c)                                                                   \
-  ((r) < P ? cpu_load_f32(a->in[1], ud, (r) * MC + (m) * C + (c))                       \
-           : cpu_load_f32(a->in[0], ud, ((r) - P) * MC + (m) * C + (c)) *               \
-                 scale[((r) - P) * M + (m)] * cpu_load_f32(a->in[2], nd, (m) * C + (c)))
+#define SC_Z(r, m, c)                                                                            \
+  ((r) < P ? cpu_load_f32(a->in[1], ud, (r)*MC + (m)*C + (c))                                    \
+           : cpu_load_f32(a->in[0], ud, ((r)-P) * MC + (m)*C + (c)) * scale[((r)-P) * M + (m)] * \
+                 cpu_load_f32(a->in[2], nd, (m)*C + (c)))
 
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t m = 0; m < M; ++m) {

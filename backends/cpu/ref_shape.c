@@ -119,8 +119,7 @@ vnrt_status cpu_ref_kv_write(const cpu_kernel_args *a) {
     return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
                           "kv_write '%s': rows [%d, %lld) out of range [0, %lld) (the cache is "
                           "full or pos is negative)",
-                          a->node->name, (int)pos, (long long)pos + (long long)t,
-                          (long long)rows);
+                          a->node->name, (int)pos, (long long)pos + (long long)t, (long long)rows);
   }
   size_t row_bytes = rows ? vnrt_tensor_type_bytes(ct) / (size_t)rows : 0;
   if (a->out[0] != a->in[0]) memcpy(a->out[0], a->in[0], vnrt_tensor_type_bytes(ct));

@@ -252,9 +252,8 @@ static void print_run_stats(const char *what, const vnrt_run_stats *s, int64_t r
 /* The decode roofline: bytes a step must read (mean over the decode steps, whose KV reads
  * grow with the position), the triad bandwidth measured beside the decode steps (triad_s over
  * triad_passes passes of triad_bytes), and decode tokens/s × bytes/token ÷ bandwidth. */
-static int print_roofline(const ds_config *cfg, int64_t n_prompt, const ds_timing *tm,
-                          int threads, double triad_s, int64_t triad_passes,
-                          uint64_t triad_bytes) {
+static int print_roofline(const ds_config *cfg, int64_t n_prompt, const ds_timing *tm, int threads,
+                          double triad_s, int64_t triad_passes, uint64_t triad_bytes) {
   if (tm->decode_runs < 1 || tm->decode_s <= 0 || triad_passes < 1 || triad_s <= 0) {
     fprintf(stderr, "deepseek: --roofline needs decode steps (--tokens 2 or more)\n");
     return -1;
@@ -461,11 +460,12 @@ int main(int argc, char **argv) {
    * plan's device_bytes leaves out the weights it shares with the prefill plan, so the sum
    * counts them once. */
   uint64_t peak_p = pi.device_bytes, peak_d = di.device_bytes;
-  printf("peak device memory: %.2f MiB (prefill plan %.2f + decode plan %.2f: arenas, inputs, "
-         "states and weights, %s)\n",
-         mib(peak_p + peak_d), mib(peak_p), mib(peak_d),
-         o.model.no_share ? "each plan with its own weights (--no-share)"
-                          : "the weights the plans share counted once");
+  printf(
+      "peak device memory: %.2f MiB (prefill plan %.2f + decode plan %.2f: arenas, inputs, "
+      "states and weights, %s)\n",
+      mib(peak_p + peak_d), mib(peak_p), mib(peak_d),
+      o.model.no_share ? "each plan with its own weights (--no-share)"
+                       : "the weights the plans share counted once");
   printf("fallback nodes: prefill %d of %d, decode %d of %d\n", pi.n_fallback_nodes, pi.n_nodes,
          di.n_fallback_nodes, di.n_nodes);
   if (o.stats) {

@@ -48,7 +48,8 @@ typedef struct ds_model_options {
 /* Compiles the prefill graph for prompts of prefill_len tokens and the decode graph (one
  * token) for device, the decode plan sharing the prefill plan's device weights, and binds the
  * weights once (borrowed from the mapping, never copied for streamed weights; weights the plans
- * cannot share, streamed or replicated for CPU fallback, are bound to each plan). Replaces plans compiled before. options may be NULL. */
+ * cannot share, streamed or replicated for CPU fallback, are bound to each plan). Replaces plans
+ * compiled before. options may be NULL. */
 vnrt_status ds_model_compile(ds_model *model, vnrt_device *device, int64_t prefill_len,
                              const ds_model_options *options);
 

@@ -53,13 +53,13 @@ int ds_decode_bytes_at(const ds_config *cfg, int64_t kv_len, ds_decode_bytes *ou
   /* Keys the query at position kv_len - 1 sees (docs/ops.md: s > pos - window). */
   int64_t visible = kv_len;
   if (cfg->window > 0 && visible > cfg->window) visible = cfg->window;
-  out->kv_cache = (uint64_t)cfg->layers * 2u * (uint64_t)visible * (uint64_t)cfg->head_dim *
-                  sizeof(float);
+  out->kv_cache =
+      (uint64_t)cfg->layers * 2u * (uint64_t)visible * (uint64_t)cfg->head_dim * sizeof(float);
   /* Each Engram layer's short-conv history: (kernel - 1)·N rows of n·C f32. */
   out->engram += (uint64_t)cfg->n_engram * (uint64_t)((cfg->conv_kernel - 1) * cfg->ngram) *
                  (uint64_t)(cfg->hc_mult * cfg->hidden) * sizeof(float);
-  out->total = out->attention + out->kv_cache + out->routed + out->shared + out->router +
-               out->mhc + out->engram + out->norms + out->embed_head;
+  out->total = out->attention + out->kv_cache + out->routed + out->shared + out->router + out->mhc +
+               out->engram + out->norms + out->embed_head;
   return 0;
 }
 
@@ -129,8 +129,7 @@ void ds_triad_destroy(ds_triad *triad) {
   free(triad);
 }
 
-int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err,
-                    size_t err_size) {
+int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err, size_t err_size) {
   *out = NULL;
   if (threads < 1) threads = 1;
   if (threads > DS_TRIAD_MAX_THREADS) threads = DS_TRIAD_MAX_THREADS;

@@ -15,16 +15,16 @@
  * distinct ones), so k/E of each packed expert tensor is read. Activations (a few KiB that
  * stay in cache) and writes (the KV row, the histories) are not counted. */
 typedef struct ds_decode_bytes {
-  uint64_t attention;   /* q/k/v/o projections, sinks */
-  uint64_t kv_cache;    /* the K and V rows the query sees (window) at this step, f32 */
-  uint64_t routed;      /* k of E experts' gate_up and down per layer */
-  uint64_t shared;      /* the shared experts */
-  uint64_t router;      /* router weights, score bias, the token's tid2eid row */
-  uint64_t mhc;         /* attn_hc/ffn_hc fn, base, scale; hc_head */
-  uint64_t engram;      /* value/key projections, norms, conv weights, the H hashed table
-                           rows, the short-conv history */
-  uint64_t norms;       /* RMSNorm weights */
-  uint64_t embed_head;  /* the embedding row and the LM head */
+  uint64_t attention;  /* q/k/v/o projections, sinks */
+  uint64_t kv_cache;   /* the K and V rows the query sees (window) at this step, f32 */
+  uint64_t routed;     /* k of E experts' gate_up and down per layer */
+  uint64_t shared;     /* the shared experts */
+  uint64_t router;     /* router weights, score bias, the token's tid2eid row */
+  uint64_t mhc;        /* attn_hc/ffn_hc fn, base, scale; hc_head */
+  uint64_t engram;     /* value/key projections, norms, conv weights, the H hashed table
+                          rows, the short-conv history */
+  uint64_t norms;      /* RMSNorm weights */
+  uint64_t embed_head; /* the embedding row and the LM head */
   uint64_t total;
 } ds_decode_bytes;
 
@@ -39,8 +39,7 @@ typedef struct ds_triad ds_triad;
 
 /* Allocates and first-touches arrays of total_bytes in all. Returns 0, or -1 (message in err)
  * if the memory or the threads cannot be had. */
-int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err,
-                    size_t err_size);
+int ds_triad_create(int threads, uint64_t total_bytes, ds_triad **out, char *err, size_t err_size);
 void ds_triad_destroy(ds_triad *triad);
 /* Runs one pass; its seconds, or a negative value if a thread could not be started. */
 double ds_triad_pass(ds_triad *triad);

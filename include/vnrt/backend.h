@@ -68,8 +68,8 @@ typedef struct vnrt_backend_node {
   int32_t n_outputs;
   int32_t outputs[VNRT_MAX_NODE_OUTPUTS];
   int32_t n_attrs;
-  const vnrt_attr *attrs;         /* for messages; kernels read params */
-  const vnrt_op_params *params;   /* never NULL; zero for ops without parameters (API 2) */
+  const vnrt_attr *attrs;       /* for messages; kernels read params */
+  const vnrt_op_params *params; /* never NULL; zero for ops without parameters (API 2) */
 } vnrt_backend_node;
 
 /* The part of a plan one device runs: its tensor table and nodes in execution order. */
@@ -112,8 +112,7 @@ typedef struct vnrt_backend_i {
 
   /* Whether the device runs graph->nodes[node] as typed. Must not fail; returning 0 sends the
    * node to the CPU fallback (or fails compilation when fallback is off). */
-  int (*supports_node)(vnrt_backend_device *device, const vnrt_backend_graph *graph,
-                       int32_t node);
+  int (*supports_node)(vnrt_backend_device *device, const vnrt_backend_graph *graph, int32_t node);
   /* Compiles all nodes of graph (every tensor has its buffer) into an exec: pipelines,
    * kernels, pre-recorded command buffers. graph stays valid until exec_destroy. */
   vnrt_status (*compile)(vnrt_backend_device *device, const vnrt_backend_graph *graph,

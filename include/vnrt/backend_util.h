@@ -88,8 +88,7 @@ static inline void vnrt_strides4(const vnrt_tensor_type *t, int64_t out[4]) {
 
 /* The tensor of a node's i-th input or output. */
 static inline const vnrt_backend_tensor *vnrt_node_input(const vnrt_backend_graph *g,
-                                                         const vnrt_backend_node *node,
-                                                         int32_t i) {
+                                                         const vnrt_backend_node *node, int32_t i) {
   return &g->tensors[node->inputs[i]];
 }
 static inline const vnrt_backend_tensor *vnrt_node_output(const vnrt_backend_graph *g,

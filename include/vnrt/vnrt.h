@@ -136,27 +136,27 @@ typedef enum vnrt_device_type {
 
 /* Capability bits of a device. */
 enum {
-  VNRT_CAP_F16 = 1u << 0,       /* f16 arithmetic */
+  VNRT_CAP_F16 = 1u << 0, /* f16 arithmetic */
   VNRT_CAP_F16_STORAGE = 1u << 1,
   VNRT_CAP_INT8 = 1u << 2,
   VNRT_CAP_SUBGROUPS = 1u << 3,
-  VNRT_CAP_TIMELINE = 1u << 4,  /* timeline semaphores or equivalent */
+  VNRT_CAP_TIMELINE = 1u << 4, /* timeline semaphores or equivalent */
   VNRT_CAP_UNIFIED_MEMORY = 1u << 5,
   VNRT_CAP_COPY_QUEUE = 1u << 6, /* a dedicated transfer queue */
 };
 
 typedef struct vnrt_device_info {
-  char backend[16];           /* "cpu", "vulkan", "opencl", or a plugin's name */
-  char name[128];             /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
-  char driver[128];           /* driver/version string, may be empty */
-  char spec[32];              /* the spec string that selects it, e.g. "vulkan:0" */
+  char backend[16]; /* "cpu", "vulkan", "opencl", or a plugin's name */
+  char name[128];   /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
+  char driver[128]; /* driver/version string, may be empty */
+  char spec[32];    /* the spec string that selects it, e.g. "vulkan:0" */
   vnrt_device_type type;
-  uint32_t index;             /* index within its backend */
-  uint64_t memory_bytes;      /* device-local memory (host RAM for the CPU) */
-  uint64_t max_buffer_bytes;  /* the largest single buffer */
-  uint32_t caps;              /* VNRT_CAP_* bits */
+  uint32_t index;            /* index within its backend */
+  uint64_t memory_bytes;     /* device-local memory (host RAM for the CPU) */
+  uint64_t max_buffer_bytes; /* the largest single buffer */
+  uint32_t caps;             /* VNRT_CAP_* bits */
   uint32_t compute_units;
-  uint32_t subgroup_size;     /* 0 if unknown */
+  uint32_t subgroup_size; /* 0 if unknown */
   uint32_t max_workgroup_size;
   uint64_t shared_memory_bytes;
 } vnrt_device_info;
@@ -183,7 +183,7 @@ typedef struct vnrt_graph vnrt_graph;
 typedef int32_t vnrt_value; /* a value of a graph; negative = invalid */
 
 /* Ops come from the table in vnrt/ops.h: VNRT_OP_ADD, VNRT_OP_MATMUL, ... */
-VNRT_API const char *vnrt_op_name(vnrt_op op);      /* "add"...; NULL if out of range */
+VNRT_API const char *vnrt_op_name(vnrt_op op);        /* "add"...; NULL if out of range */
 VNRT_API vnrt_op vnrt_op_from_name(const char *name); /* VNRT_OP_INVALID if unknown */
 
 typedef enum vnrt_attr_kind {
@@ -191,7 +191,7 @@ typedef enum vnrt_attr_kind {
   VNRT_ATTR_FLOAT = 2, /* a real number (integers are accepted where floats are expected) */
   VNRT_ATTR_INTS = 3,  /* a list of integers */
   VNRT_ATTR_FLOATS = 4,
-  VNRT_ATTR_WORD = 5,  /* an enum word such as "sigmoid" or "f16" */
+  VNRT_ATTR_WORD = 5, /* an enum word such as "sigmoid" or "f16" */
 } vnrt_attr_kind;
 
 /* One attribute of a node, as written in vnir: `key=value`. Pointers are borrowed; the graph
@@ -220,9 +220,9 @@ VNRT_API vnrt_status vnrt_graph_add_input(vnrt_graph *graph, const char *name,
  * generated as "%N"); out_values receives n_outputs values and n_outputs must equal the op's
  * result count. */
 VNRT_API vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vnrt_value *inputs,
-                                         int32_t n_inputs, const vnrt_attr *attrs,
-                                         int32_t n_attrs, const char *const *out_names,
-                                         vnrt_value *out_values, int32_t n_outputs);
+                                         int32_t n_inputs, const vnrt_attr *attrs, int32_t n_attrs,
+                                         const char *const *out_names, vnrt_value *out_values,
+                                         int32_t n_outputs);
 
 /* Declares a persistent state (a KV cache, a convolution or n-gram history): owned by each
  * plan, zero when the plan is created, kept across runs, settable with vnrt_plan_set_input and
@@ -281,8 +281,8 @@ typedef struct vnrt_engram_binding {
 } vnrt_engram_binding;
 
 typedef struct vnrt_plan_desc {
-  int no_fallback;        /* nonzero: an op the device cannot run fails compilation instead of
-                             falling back to the CPU (with a logged note) */
+  int no_fallback; /* nonzero: an op the device cannot run fails compilation instead of
+                      falling back to the CPU (with a logged note) */
   vnrt_kernel_mode kernels;
   /* Device memory the plan may use, in bytes; 0: $VNRT_DEVICE_MEMORY_LIMIT ("256M", "2G"...)
    * if set, else no limit. Over the limit, params are kept in host memory and streamed to the
@@ -379,13 +379,13 @@ VNRT_API vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *o
 /* What the last run did: time on each stream, what moved, and how well the copy stream hid
  * behind compute (DualPath). */
 typedef struct vnrt_run_stats {
-  uint64_t wall_ns;    /* the whole vnrt_plan_run */
-  uint64_t compute_ns; /* the compute stream: nodes, transfers between devices, state updates */
-  uint64_t copy_ns;    /* the copy stream: streamed params and Engram rows */
-  uint64_t stall_ns;   /* compute waiting for copies */
-  double overlap;      /* share of the shorter stream hidden behind the other, in [0, 1] */
-  uint64_t bytes_weights;   /* streamed params, host to device */
-  uint64_t bytes_engram;    /* Engram rows, host or file to device */
+  uint64_t wall_ns;       /* the whole vnrt_plan_run */
+  uint64_t compute_ns;    /* the compute stream: nodes, transfers between devices, state updates */
+  uint64_t copy_ns;       /* the copy stream: streamed params and Engram rows */
+  uint64_t stall_ns;      /* compute waiting for copies */
+  double overlap;         /* share of the shorter stream hidden behind the other, in [0, 1] */
+  uint64_t bytes_weights; /* streamed params, host to device */
+  uint64_t bytes_engram;  /* Engram rows, host or file to device */
   uint64_t bytes_transfers; /* between devices (CPU fallback) and state updates */
   uint64_t engram_rows;     /* distinct rows asked for (summed over lookups) */
   uint64_t engram_hits;     /* of those, found in a device row cache */

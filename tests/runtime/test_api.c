@@ -25,11 +25,11 @@ START_TEST(half_conversions_round_to_nearest_even) {
   ck_assert_uint_eq(vnrt_f32_to_f16(1.0f), 0x3c00);
   ck_assert_uint_eq(vnrt_f32_to_f16(-2.0f), 0xc000);
   ck_assert_uint_eq(vnrt_f32_to_f16(65504.0f), 0x7bff);
-  ck_assert_uint_eq(vnrt_f32_to_f16(65520.0f), 0x7c00);  /* rounds up to infinity */
-  ck_assert_uint_eq(vnrt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie -> even (down) */
+  ck_assert_uint_eq(vnrt_f32_to_f16(65520.0f), 0x7c00);            /* rounds up to infinity */
+  ck_assert_uint_eq(vnrt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);     /* tie -> even (down) */
   ck_assert_uint_eq(vnrt_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02); /* tie -> even (up) */
-  ck_assert_uint_eq(vnrt_f32_to_f16(0x1p-24f), 0x0001); /* smallest subnormal */
-  ck_assert_uint_eq(vnrt_f32_to_f16(0x1p-26f), 0x0000); /* below half of it */
+  ck_assert_uint_eq(vnrt_f32_to_f16(0x1p-24f), 0x0001);            /* smallest subnormal */
+  ck_assert_uint_eq(vnrt_f32_to_f16(0x1p-26f), 0x0000);            /* below half of it */
   ck_assert(vnrt_f16_to_f32(0x0001) == 0x1p-24f);
   for (uint32_t h = 0; h < 0x7c00; ++h) {
     ck_assert_uint_eq(vnrt_f32_to_f16(vnrt_f16_to_f32((uint16_t)h)), h); /* exact round trip */
@@ -80,7 +80,7 @@ START_TEST(context_rejects_a_partial_allocator) {
   vnrt_context_desc desc = {0};
   tu_alloc unused = {.countdown = -1};
   desc.allocator.malloc_fn = tu_allocator(&unused).malloc_fn; /* only one of the three */
-  vnrt_context *ctx = (vnrt_context *)&desc; /* must be overwritten with NULL */
+  vnrt_context *ctx = (vnrt_context *)&desc;                  /* must be overwritten with NULL */
   ck_assert_int_eq(vnrt_context_create(&desc, &ctx), VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(ctx);
   ck_assert_int_eq(vnrt_context_create(NULL, NULL), VNRT_ERROR_INVALID_ARGUMENT);
@@ -168,8 +168,7 @@ START_TEST(plan_binding_errors_name_what_is_wrong) {
   ck_assert_int_eq(vnrt_plan_set_input(plan, "nope", x, sizeof x), VNRT_ERROR_NOT_FOUND);
   ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "'nope'"));
   ck_assert_int_eq(vnrt_plan_set_input(plan, "e", x, sizeof x), VNRT_ERROR_NOT_FOUND);
-  ck_assert_int_eq(vnrt_plan_set_input(plan, "x", x, 5 * sizeof(float)),
-                   VNRT_ERROR_SHAPE_MISMATCH);
+  ck_assert_int_eq(vnrt_plan_set_input(plan, "x", x, 5 * sizeof(float)), VNRT_ERROR_SHAPE_MISMATCH);
   ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "f32[2, 3]"));
   ck_assert_int_eq(vnrt_plan_read_output(plan, "y", y, sizeof y), VNRT_ERROR_INVALID_ARGUMENT);
 

@@ -57,8 +57,10 @@ static vnrt_status run_mlp(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
   for (int l = 0; l < LAYERS; ++l) {
     char wn[16];
     snprintf(wn, sizeof wn, "w%d", l);
-    if (borrow) TU_OK(ctx, vnrt_plan_set_input_ref(plan, wn, weights[l], sizeof weights[l]));
-    else TU_OK(ctx, vnrt_plan_set_input(plan, wn, weights[l], sizeof weights[l]));
+    if (borrow)
+      TU_OK(ctx, vnrt_plan_set_input_ref(plan, wn, weights[l], sizeof weights[l]));
+    else
+      TU_OK(ctx, vnrt_plan_set_input(plan, wn, weights[l], sizeof weights[l]));
   }
   for (int r = 0; r < 2; ++r) TU_OK(ctx, vnrt_plan_run(plan)); /* streamed again every run */
   char name[16];
@@ -203,8 +205,8 @@ static void engram_run(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
     for (int t = 0; t < T; ++t) ids[t] = (s * 7 + t * 3) % 11; /* repeats: cache hits */
     TU_OK(ctx, vnrt_plan_set_input(plan, "ids", ids, sizeof ids));
     TU_OK(ctx, vnrt_plan_run(plan));
-    TU_OK(ctx, vnrt_plan_read_output(plan, "e", out + (size_t)s * T * H * D,
-                                     sizeof(float) * T * H * D));
+    TU_OK(ctx,
+          vnrt_plan_read_output(plan, "e", out + (size_t)s * T * H * D, sizeof(float) * T * H * D));
   }
   if (last) TU_OK(ctx, vnrt_plan_get_run_stats(plan, last));
   vnrt_plan_destroy(plan);
@@ -240,8 +242,8 @@ START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
       vnrt_run_stats st;
       memset(got, 0, sizeof got);
       engram_run(ctx, g, dev, &desc, STEPS, got, &st, 0);
-      ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ",
-                    tu_device_spec(dev), (long long)slot_counts[c]);
+      ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ", tu_device_spec(dev),
+                    (long long)slot_counts[c]);
       ck_assert_uint_gt(st.bytes_engram + st.engram_hits, 0);
       vnrt_engram_stats es;
       TU_OK(ctx, vnrt_engram_store_stats(store, &es));

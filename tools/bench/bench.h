@@ -17,7 +17,7 @@ typedef struct bench_options {
   int reps, warmup, threads;
   bool quick, hot, check, stat_min;
   bool if_present; /* a missing device is a skip (exit 77), not an error */
-  bool vs_cpu; /* the device is not the CPU: time every case on the CPU backend beside it */
+  bool vs_cpu;     /* the device is not the CPU: time every case on the CPU backend beside it */
 } bench_options;
 
 extern bench_options opt;
@@ -158,7 +158,7 @@ typedef struct result {
     double gflops;
   } peers[4]; /* other implementations of the same work timed beside it (e.g. clBLAST) */
   int n_peers;
-  double nmse;         /* against the reference kernels (--check); < 0: not checked */
+  double nmse; /* against the reference kernels (--check); < 0: not checked */
   double tolerance;
 } result;
 
@@ -188,8 +188,8 @@ typedef struct opencl_peers opencl_peers;
  * over ins[n_in] — clBLAST's sgemm called directly on the same device (f32 operands uploaded
  * once), and the case's graph compiled with vnrt forced onto its clBLAST path — and returns 2.
  * Otherwise returns 0 and sets *out to NULL. */
-int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in,
-                         int64_t m, int64_t n, int64_t k, bool trans_b, baseline *bls);
+int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in, int64_t m,
+                         int64_t n, int64_t k, bool trans_b, baseline *bls);
 /* After run_case: adds the peers timed in bls (as prepared) to r, "clBLAST" and "vnrt clblast";
  * nothing when p is NULL. */
 void opencl_peers_add(opencl_peers *p, const baseline *bls, result *r);

@@ -60,7 +60,8 @@ static bool open_device(void) {
     devs = realloc(devs, sizeof *devs * (n_devs + n));
     dev_plat = realloc(dev_plat, sizeof *dev_plat * (n_devs + n));
     if (!devs || !dev_plat) die("out of memory");
-    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, n, devs + n_devs, NULL) != CL_SUCCESS) continue;
+    if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, n, devs + n_devs, NULL) != CL_SUCCESS)
+      continue;
     for (cl_uint i = 0; i < n; ++i) dev_plat[n_devs + i] = plats[p];
     n_devs += n;
   }
@@ -89,9 +90,10 @@ static bool open_device(void) {
              device_info.name, (int)err);
       close_device();
     } else {
-      printf("(peers: clBLAST %s sgemm called directly on '%s' (loader device %d), f32 operands"
-             " uploaded once; vnrt clblast = this graph compiled with VNRT_CL_GEMM=clblast)\n",
-             VNRT_BENCH_CLBLAST_VERSION, device_info.name, pick);
+      printf(
+          "(peers: clBLAST %s sgemm called directly on '%s' (loader device %d), f32 operands"
+          " uploaded once; vnrt clblast = this graph compiled with VNRT_CL_GEMM=clblast)\n",
+          VNRT_BENCH_CLBLAST_VERSION, device_info.name, pick);
       atexit(close_device);
     }
   }
@@ -116,9 +118,9 @@ static cl_mem upload(const float *host, size_t n) {
 static void clblast_run(void *user) {
   opencl_peers *p = user;
   CLBlastStatusCode st = CLBlastSgemm(
-      CLBlastLayoutRowMajor, CLBlastTransposeNo, p->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo,
-      p->m, p->n, p->k, 1.0f, p->a, 0, p->k, p->b, 0, p->trans_b ? p->k : p->n, 0.0f, p->c, 0, p->n,
-      &cl.queue, NULL);
+      CLBlastLayoutRowMajor, CLBlastTransposeNo,
+      p->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, p->m, p->n, p->k, 1.0f, p->a, 0, p->k,
+      p->b, 0, p->trans_b ? p->k : p->n, 0.0f, p->c, 0, p->n, &cl.queue, NULL);
   if (st != CLBlastSuccess) die("CLBlastSgemm(%zux%zux%zu): status %d", p->m, p->n, p->k, (int)st);
   cl_int err = clFinish(cl.queue);
   if (err != CL_SUCCESS) die("clFinish: OpenCL error %d", (int)err);
@@ -139,8 +141,8 @@ static vnrt_plan *forced_clblast_plan(bench_graph *bg) {
   return plan;
 }
 
-int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in,
-                         int64_t m, int64_t n, int64_t k, bool trans_b, baseline *bls) {
+int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in, int64_t m,
+                         int64_t n, int64_t k, bool trans_b, baseline *bls) {
   *out = NULL;
   if (strcmp(device_info.backend, "opencl") != 0) return 0;
   if (!cl.tried) cl.tried = 1, cl.ok = open_device();
@@ -196,8 +198,8 @@ struct opencl_peers {
   int unused;
 };
 
-int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in,
-                         int64_t m, int64_t n, int64_t k, bool trans_b, baseline *bls) {
+int opencl_peers_prepare(opencl_peers **out, vnrt_op op, const input_desc *ins, int n_in, int64_t m,
+                         int64_t n, int64_t k, bool trans_b, baseline *bls) {
   (void)op, (void)ins, (void)n_in, (void)m, (void)n, (void)k, (void)trans_b, (void)bls;
   *out = NULL;
   return 0;

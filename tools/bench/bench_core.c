@@ -61,7 +61,6 @@ double rng_uniform(void) {
   return (double)((rng_state * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-
 /* ---- threads for the baselines ----------------------------------------------------------- */
 
 typedef void (*slice_fn)(void *user, int tid, int nthreads);

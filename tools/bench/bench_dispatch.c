@@ -69,8 +69,7 @@ void bench_dispatch(void) {
   printf("\n");
   add_figure("dispatch: one scale[1024] as its own plan run", t_one * 1e6, "us",
              "one submit (or pool round) per op");
-  snprintf(note, sizeof note, "per op in one %d-op plan run: each op waits on the last",
-           kChainOps);
+  snprintf(note, sizeof note, "per op in one %d-op plan run: each op waits on the last", kChainOps);
   add_figure("dispatch: scale[1024] in a recorded chain", t_chain * 1e6 / kChainOps, "us", note);
   snprintf(note, sizeof note, "per op in one %d-op plan run: no dependencies", kChainOps);
   add_figure("dispatch: scale[1024] in a recorded fan", t_fan * 1e6 / kChainOps, "us", note);

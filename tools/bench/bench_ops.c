@@ -64,7 +64,8 @@ void bench_matmul(void) {
     bool have_blas = sgemm_prepare(&sj, m, n, k, false);
     const int i_cl = have_blas ? 1 : 0;
     opencl_peers *clp = NULL;
-    int n_bl = i_cl + opencl_peers_prepare(&clp, VNRT_OP_MATMUL, ins, 2, m, n, k, false, bls + i_cl);
+    int n_bl =
+        i_cl + opencl_peers_prepare(&clp, VNRT_OP_MATMUL, ins, 2, m, n, k, false, bls + i_cl);
     case_extra x;
     double t = run_case(VNRT_OP_MATMUL, ins, 2, 1, true, bls, n_bl, &x);
     sgemm_free(&sj);
@@ -184,8 +185,8 @@ static void bench_rows(vnrt_op op, const char *name, int64_t rows, int64_t cols)
   double elems = (double)(rows * cols);
   double flops = (op == VNRT_OP_RMS_NORM ? 4.0 : 5.0) * elems;
   double bytes = 4.0 * (2.0 * elems + (n_in == 2 ? (double)cols : 0.0));
-  result *r = add_result(name, t, flops, bytes, "f32 x[%lld,%lld]", (long long)rows,
-                         (long long)cols);
+  result *r =
+      add_result(name, t, flops, bytes, "f32 x[%lld,%lld]", (long long)rows, (long long)cols);
   r->memory_bound = true;
   r->bw_gbps = triad_gbps(bw.seconds);
   result_extra(r, &x);
