@@ -10,6 +10,8 @@ packages=(
   meson ninja-build pkg-config gcc g++ libc6-dev
   # tests and the CPU backend
   check libopenblas-dev python3 cmake
+  # house rules (tests/house): the formatter .clang-format is written for
+  clang-format-14
   # Vulkan backend: loader + headers, shader compiler, lavapipe, validation layer, vulkaninfo
   libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   # OpenCL backend: ICD loader + headers, CLBlast, PoCL, clinfo

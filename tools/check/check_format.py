@@ -5,7 +5,8 @@ usage: check_format.py CLANG_FORMAT SOURCE_ROOT
 
 Runs `CLANG_FORMAT --dry-run --Werror` on every *.c and *.h of the project (project_files.py:
 no build folders, no third_party/) and lists the files that differ. Exits 0 when all match,
-1 otherwise, 77 (meson's "skipped") when CLANG_FORMAT is empty or cannot be run. The fix is
+1 otherwise, 77 (meson's "skipped") when CLANG_FORMAT is empty or cannot be run — except with
+CI=true, where that is a failure too. The fix is
 `clang-format -i FILE...` with the same clang-format (other major versions format a few
 constructs differently, so meson looks for clang-format-14 first).
 """
@@ -29,14 +30,18 @@ def main():
         print(__doc__.strip(), file=sys.stderr)
         return 2
     clang_format, root = sys.argv[1], os.path.abspath(sys.argv[2])
+    # In CI (CI=true, as .ci/run runs) a missing formatter is a failure, not a skip: the rule
+    # must hold on every landing. install-deps.sh installs clang-format-14.
+    missing = 1 if os.environ.get("CI") == "true" else 77
     if not clang_format:
-        print("check_format: no clang-format found: skipped")
-        return 77
+        print("check_format: no clang-format found: "
+              + ("failing, since CI=true" if missing == 1 else "skipped"))
+        return missing
     try:
         version = subprocess.run([clang_format, "--version"], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as e:
-        print(f"check_format: cannot run {clang_format} ({e}): skipped")
-        return 77
+        print(f"check_format: cannot run {clang_format} ({e})")
+        return missing
     print(f"check_format: {version.stdout.decode().strip()}")
     sources = [p for p in project_files(root) if p.endswith((".c", ".h"))]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
