@@ -3,6 +3,7 @@
 #define VNRT_BACKENDS_CPU_KERNELS_H_
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -52,6 +53,10 @@ extern const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT];
 /* The kernel for op in kernel mode `mode`: the fast one in VNRT_KERNELS_FAST mode where the op
  * has one, else the reference one. NULL only for an op out of range. */
 cpu_kernel_fn cpu_op_kernel(vnrt_op op, vnrt_kernel_mode mode);
+
+/* Whether an attention node's q, k, v (and sinks) have the shapes its params describe; the
+ * reference kernel reports the error, the fast one defers to it (ref_attention.c). */
+bool cpu_attention_shapes_ok(const cpu_kernel_args *a);
 
 /* docs/ops.md's sinkhorn on one M[n, n] in place (M holds the logits on entry); ref_mhc.c. */
 void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps);

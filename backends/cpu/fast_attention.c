@@ -286,14 +286,10 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
 
 vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   const vnrt_backend_node *node = a->node;
-  const vnrt_tensor_type *qt = a->in_type[0], *kt = a->in_type[1], *vt = a->in_type[2];
+  const vnrt_tensor_type *qt = a->in_type[0], *kt = a->in_type[1];
   const vnrt_attention_params *p = &node->params->attention;
   const int has_sinks = p->has_sinks && a->in[3] != NULL;
-  if (qt->rank != 3 || kt->rank != 3 || vt->rank != 3 || qt->dims[1] != p->q_heads ||
-      qt->dims[2] != p->head_dim || kt->dims[1] != p->kv_heads || kt->dims[2] != p->head_dim ||
-      vt->dims[0] != kt->dims[0] || vt->dims[1] != p->kv_heads || vt->dims[2] != p->v_dim ||
-      p->kv_heads <= 0 || p->q_heads % p->kv_heads != 0 ||
-      (has_sinks && vnrt_numel(a->in_type[3]) != p->q_heads)) {
+  if (!cpu_attention_shapes_ok(a)) {
     return cpu_ref_attention(a); /* it reports the shape error */
   }
   attn_job j = {
