@@ -1,4 +1,5 @@
-/* Data types: names, sizes, element counts, and exact f16/bf16 conversions. */
+/* Data types: names, sizes, element counts, and exact f16/bf16 conversions (FP8/FP4 codecs:
+ * quant.c). */
 #include <math.h>
 #include <string.h>
 
@@ -14,22 +15,38 @@ const char *vnrt_dtype_name(vnrt_dtype dtype) {
       return "bf16";
     case VNRT_I32:
       return "i32";
+    case VNRT_E4M3:
+      return "e4m3";
+    case VNRT_E8M0:
+      return "e8m0";
+    case VNRT_E2M1:
+      return "e2m1";
     default:
       return "invalid";
   }
 }
 
-size_t vnrt_dtype_size(vnrt_dtype dtype) {
+uint32_t vnrt_dtype_bits(vnrt_dtype dtype) {
   switch (dtype) {
     case VNRT_F32:
     case VNRT_I32:
-      return 4;
+      return 32;
     case VNRT_F16:
     case VNRT_BF16:
-      return 2;
+      return 16;
+    case VNRT_E4M3:
+    case VNRT_E8M0:
+      return 8;
+    case VNRT_E2M1:
+      return 4;
     default:
       return 0;
   }
+}
+
+size_t vnrt_dtype_size(vnrt_dtype dtype) {
+  uint32_t bits = vnrt_dtype_bits(dtype);
+  return bits % 8 == 0 ? bits / 8 : 0;
 }
 
 int64_t vnrt_tensor_type_numel(const vnrt_tensor_type *type) {
@@ -45,9 +62,9 @@ int64_t vnrt_tensor_type_numel(const vnrt_tensor_type *type) {
 
 size_t vnrt_tensor_type_bytes(const vnrt_tensor_type *type) {
   int64_t n = vnrt_tensor_type_numel(type);
-  size_t es = type ? vnrt_dtype_size(type->dtype) : 0;
-  if (es && (uint64_t)n > SIZE_MAX / es) return 0;
-  return (size_t)n * es;
+  uint64_t bits = type ? vnrt_dtype_bits(type->dtype) : 0;
+  if (bits && (uint64_t)n > SIZE_MAX / bits) return 0;
+  return (size_t)(((uint64_t)n * bits + 7) / 8); /* e2m1: half a byte each, rounded up */
 }
 
 static uint32_t f32_bits(float f) {

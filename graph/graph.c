@@ -96,14 +96,20 @@ static vnrt_status check_type(const vnrt_tensor_type *t, const char *what, const
                               int index, char *err, size_t size) {
   char s[160], r[160];
 #define ROLE role_str(r, sizeof r, what, name, index)
-  size_t esize = vnrt_dtype_size(t->dtype);
-  if (t->dtype < VNRT_F32 || t->dtype > VNRT_I32 || esize == 0) {
+  if (t->dtype < VNRT_F32 || t->dtype > VNRT_E2M1 || vnrt_dtype_bits(t->dtype) == 0) {
     put_err(err, size, "%s has an invalid dtype (%d)", ROLE, (int)t->dtype);
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
+  const size_t esize = vnrt_dtype_size(t->dtype) ? vnrt_dtype_size(t->dtype) : 1;
   if (t->rank < 0 || t->rank > VNRT_MAX_DIMS) {
     put_err(err, size, "%s has rank %d; ranks 0 to %d are supported", ROLE, (int)t->rank,
             VNRT_MAX_DIMS);
+    return VNRT_ERROR_INVALID_ARGUMENT;
+  }
+  /* e2m1 packs two codes a byte along the last dim: rows must be whole bytes. */
+  if (t->dtype == VNRT_E2M1 && (t->rank < 1 || t->dims[t->rank - 1] % 2 != 0)) {
+    put_err(err, size, "%s is %s: e2m1 codes need rank >= 1 and an even last dim (two a byte)",
+            ROLE, vn_type_str(t, s, sizeof s));
     return VNRT_ERROR_INVALID_ARGUMENT;
   }
   /* A dim above the limit is rejected even when another dim is 0: strides would overflow. */
@@ -408,6 +414,15 @@ static vnrt_status add_node(vnrt_graph *graph, vnrt_op op, const int32_t *inputs
       return VNRT_ERROR_INVALID_ARGUMENT;
     }
     in_types[i] = graph->values[inputs[i]].type;
+    const vnrt_dtype dt = in_types[i].dtype;
+    if ((dt == VNRT_E4M3 || dt == VNRT_E2M1 || dt == VNRT_E8M0) && !vn_op_quant_input(op, i)) {
+      char ts[160];
+      put_err(err, err_size,
+              "input %d is %s: quantized codes and scales are read only as the weight operand "
+              "of linear, matmul, embedding or moe_ffn and its scale",
+              (int)i, vn_type_str(&in_types[i], ts, sizeof ts));
+      return VNRT_ERROR_INVALID_ARGUMENT;
+    }
   }
   for (int32_t i = 0; out_names && i < n_outputs; ++i) {
     const char *name = out_names[i];

@@ -217,9 +217,10 @@ DEFINE_INFER(concat) {
 DEFINE_INFER(matmul) {
   const vnrt_tensor_type *a = &in[0], *b = &in[1];
   VN_RETURN_IF_ERROR(need_float("a", a, err, err_size));
-  VN_RETURN_IF_ERROR(need_float("b", b, err, err_size));
   VN_RETURN_IF_ERROR(need_min_rank("a", a, 2, "[..., M, K]", err, err_size));
   VN_RETURN_IF_ERROR(need_min_rank("b", b, 2, "[..., K, N]", err, err_size));
+  VN_RETURN_IF_ERROR(need_weight("b", b, n_in > 2 ? &in[2] : NULL, attrs, n_attrs, err, err_size));
+  if (is_quant_codes(b->dtype)) VN_RETURN_IF_ERROR(need_rank("b", b, 2, "[K, N]", err, err_size));
   if (a->dims[a->rank - 1] != b->dims[b->rank - 2]) {
     return both_fail("a", a, "b", b, err, err_size, "inner dims differ (a's K vs b's K)");
   }
@@ -243,12 +244,13 @@ DEFINE_INFER(matmul) {
 DEFINE_INFER(linear) {
   const vnrt_tensor_type *x = &in[0], *w = &in[1];
   VN_RETURN_IF_ERROR(need_float("x", x, err, err_size));
-  VN_RETURN_IF_ERROR(need_float("w", w, err, err_size));
   VN_RETURN_IF_ERROR(need_min_rank("x", x, 1, "[..., K]", err, err_size));
   VN_RETURN_IF_ERROR(need_rank("w", w, 2, "[N, K]", err, err_size));
+  VN_RETURN_IF_ERROR(need_weight("w", w, n_in > 2 ? &in[2] : NULL, attrs, n_attrs, err, err_size));
   if (x->dims[x->rank - 1] != w->dims[1]) {
     return both_fail("x", x, "w", w, err, err_size, "inner dims differ (x[..., K], w[N, K])");
   }
+  VN_RETURN_IF_ERROR(need_act_quant(attrs, n_attrs, "x", w->dims[1], err, err_size));
   out[0] = *x;
   out[0].dims[x->rank - 1] = w->dims[0];
   return VNRT_OK;
@@ -298,8 +300,9 @@ DEFINE_INFER(swiglu) {
 
 DEFINE_INFER(embedding) {
   const vnrt_tensor_type *table = &in[0], *ids = &in[1];
-  VN_RETURN_IF_ERROR(need_float("table", table, err, err_size));
   VN_RETURN_IF_ERROR(need_rank("table", table, 2, "[V, D]", err, err_size));
+  VN_RETURN_IF_ERROR(
+      need_weight("table", table, n_in > 2 ? &in[2] : NULL, attrs, n_attrs, err, err_size));
   VN_RETURN_IF_ERROR(need_i32("ids", ids, err, err_size));
   if (ids->rank + 1 > VNRT_MAX_DIMS) {
     char s[TS];

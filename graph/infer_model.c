@@ -249,8 +249,17 @@ DEFINE_INFER(moe_ffn) {
   VN_RETURN_IF_ERROR(need_float("weights", weights, err, err_size));
   VN_RETURN_IF_ERROR(
       need_dims2("weights", weights, t, k, "[T, k]", "experts", experts, err, err_size));
-  VN_RETURN_IF_ERROR(need_float("w_gate_up", wgu, err, err_size));
   VN_RETURN_IF_ERROR(need_rank("w_gate_up", wgu, 3, "[E, 2F, C]", err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("w_down", wd, 3, "[E, C, F]", err, err_size));
+  if (!is_quant_codes(wgu->dtype) && is_quant_codes(wd->dtype)) {
+    return both_fail("w_gate_up", wgu, "w_down", wd, err, err_size,
+                     "w_down is quantized but w_gate_up is not: the scales are inputs 5 "
+                     "(w_gate_up's) and 6 (w_down's), so quantize both or w_gate_up alone");
+  }
+  VN_RETURN_IF_ERROR(need_weight("w_gate_up", wgu, n_in > 5 ? &in[5] : NULL, attrs, n_attrs, err,
+                                 err_size));
+  VN_RETURN_IF_ERROR(
+      need_weight("w_down", wd, n_in > 6 ? &in[6] : NULL, attrs, n_attrs, err, err_size));
   int64_t e = wgu->dims[0], f = wgu->dims[1] / 2;
   if (wgu->dims[1] % 2 != 0) {
     return both_fail("w_gate_up", wgu, "x", x, err, err_size,
@@ -258,10 +267,12 @@ DEFINE_INFER(moe_ffn) {
   }
   VN_RETURN_IF_ERROR(
       need_dims3("w_gate_up", wgu, e, 2 * f, c, "[E, 2F, C]", "x", x, err, err_size));
-  VN_RETURN_IF_ERROR(need_float("w_down", wd, err, err_size));
   VN_RETURN_IF_ERROR(
       need_dims3("w_down", wd, e, c, f, "[E, C, F]", "w_gate_up", wgu, err, err_size));
   VN_RETURN_IF_ERROR(need_nonneg("limit", attr_f(attrs, n_attrs, "limit", 0), err, err_size));
+  VN_RETURN_IF_ERROR(need_act_quant(attrs, n_attrs, "x (C)", c, err, err_size));
+  VN_RETURN_IF_ERROR(need_act_quant(attrs, n_attrs, "the down projection's input (F)", f, err,
+                                    err_size));
   out[0] = *x;
   return VNRT_OK;
 }
@@ -419,6 +430,37 @@ DEFINE_INFER(hadamard) {
   if (d < 1 || (d & (d - 1)) != 0) {
     return fail(err, err_size, SHAPE, "x is %s: D = %" PRId64 " must be a power of 2",
                 vn_type_str(x, sx, sizeof sx), d);
+  }
+  out[0] = *x;
+  return VNRT_OK;
+}
+
+DEFINE_INFER(fake_quant) {
+  const vnrt_tensor_type *x = &in[0];
+  VN_RETURN_IF_ERROR(need_float("x", x, err, err_size));
+  VN_RETURN_IF_ERROR(need_min_rank("x", x, 1, "[..., D]", err, err_size));
+  const vnrt_attr *fmt = find_attr(attrs, n_attrs, "fmt");
+  const bool e2m1 = fmt && fmt->word && strcmp(fmt->word, "e2m1") == 0;
+  const int64_t d = x->dims[x->rank - 1];
+  const int64_t block = attr_i(attrs, n_attrs, "block", e2m1 ? 32 : 128);
+  const int64_t start = attr_i(attrs, n_attrs, "start", 0);
+  int64_t len = attr_i(attrs, n_attrs, "len", 0);
+  char sx[TS];
+  if (block < 1 || block > INT32_MAX) {
+    return fail(err, err_size, ARG, "attribute block = %" PRId64 " must be >= 1", block);
+  }
+  if (start < 0 || start > d || len < 0 || len > d - start) {
+    return fail(err, err_size, ARG,
+                "x is %s: channels [start = %" PRId64 ", start + len = %" PRId64
+                ") must lie in [0, D = %" PRId64 "]",
+                vn_type_str(x, sx, sizeof sx), start, start + len, d);
+  }
+  if (len == 0) len = d - start;
+  if (len % block != 0) {
+    return fail(err, err_size, ARG,
+                "x is %s: the %" PRId64 " channels from %" PRId64 " are not a multiple of block = "
+                "%" PRId64,
+                vn_type_str(x, sx, sizeof sx), len, start, block);
   }
   out[0] = *x;
   return VNRT_OK;

@@ -199,4 +199,83 @@ static inline vnrt_status need_iters(int64_t iters, char *err, size_t size) {
   return fail(err, size, ARG, "attribute iters = %" PRId64 " must be >= 1", iters);
 }
 
+
+/* ---- Quantized weights (docs/ops.md, "Quantized weights") ------------------------------ */
+
+static inline bool is_quant_codes(vnrt_dtype d) { return d == VNRT_E4M3 || d == VNRT_E2M1; }
+
+/* The block of a quantized weight: the `block` attribute, else the format's: 128 x 128 for
+ * e4m3, 1 x 32 for e2m1. */
+static inline vnrt_status quant_block(const vnrt_attr *attrs, int32_t n_attrs, vnrt_dtype codes,
+                                      int64_t block[2], char *err, size_t size) {
+  const vnrt_attr *a = find_attr(attrs, n_attrs, "block");
+  block[0] = codes == VNRT_E2M1 ? 1 : 128;
+  block[1] = codes == VNRT_E2M1 ? 32 : 128;
+  if (!a) return VNRT_OK;
+  if (a->count != 2 || a->ints[0] < 1 || a->ints[1] < 1 || a->ints[0] > INT32_MAX ||
+      a->ints[1] > INT32_MAX) {
+    char b[TS];
+    return fail(err, size, ARG,
+                "attribute block = %s must be two positive integers [rows, cols]",
+                ints_str(a->ints, a->count, b, sizeof b));
+  }
+  block[0] = a->ints[0];
+  block[1] = a->ints[1];
+  return VNRT_OK;
+}
+
+/* Checks a weight operand: f32/f16/bf16 with no scale, or e4m3/e2m1 codes (rank >= 2) with an
+ * e8m0 scale (NULL when the scale input was left off) of dims [leading dims of w...,
+ * ceil(rows / block[0]), ceil(cols / block[1])] over w's last two dims. */
+static inline vnrt_status need_weight(const char *role, const vnrt_tensor_type *w,
+                                      const vnrt_tensor_type *scale, const vnrt_attr *attrs,
+                                      int32_t n_attrs, char *err, size_t size) {
+  char a[TS], b[TS];
+  if (is_float(w->dtype)) {
+    if (!scale) return VNRT_OK;
+    return fail(err, size, ARG, "%s is %s but a scale input was given: only e4m3 or e2m1 codes "
+                "take one", role, vn_type_str(w, a, sizeof a));
+  }
+  if (!is_quant_codes(w->dtype) || w->rank < 2) {
+    return fail(err, size, SHAPE,
+                "%s is %s: expected f32, f16, bf16, or e4m3/e2m1 codes (rank >= 2) with an e8m0 "
+                "scale", role, vn_type_str(w, a, sizeof a));
+  }
+  if (!scale) {
+    return fail(err, size, ARG, "%s is %s: quantized codes need their e8m0 scale input", role,
+                vn_type_str(w, a, sizeof a));
+  }
+  int64_t blk[2];
+  VN_RETURN_IF_ERROR(quant_block(attrs, n_attrs, w->dtype, blk, err, size));
+  const int32_t r = w->rank;
+  bool ok = scale->dtype == VNRT_E8M0 && scale->rank == r;
+  for (int32_t d = 0; ok && d < r - 2; ++d) ok = scale->dims[d] == w->dims[d];
+  const int64_t rows = (w->dims[r - 2] + blk[0] - 1) / blk[0];
+  const int64_t cols = (w->dims[r - 1] + blk[1] - 1) / blk[1];
+  ok = ok && scale->dims[r - 2] == rows && scale->dims[r - 1] == cols;
+  if (!ok) {
+    return fail(err, size, SHAPE,
+                "%s is %s in %" PRId64 " x %" PRId64 " blocks: its scale must be e8m0 with dims "
+                "[..., %" PRId64 ", %" PRId64 "] (one per block), not %s",
+                role, vn_type_str(w, a, sizeof a), blk[0], blk[1], rows, cols,
+                vn_type_str(scale, b, sizeof b));
+  }
+  return VNRT_OK;
+}
+
+/* act_quant is 0 or 128; with 128 every channel count k it quantizes must be a multiple. */
+static inline vnrt_status need_act_quant(const vnrt_attr *attrs, int32_t n_attrs, const char *what,
+                                         int64_t k, char *err, size_t size) {
+  const int64_t aq = attr_i(attrs, n_attrs, "act_quant", 0);
+  if (aq != 0 && aq != 128) {
+    return fail(err, size, ARG, "attribute act_quant = %" PRId64 " must be 0 or 128", aq);
+  }
+  if (aq && k % aq != 0) {
+    return fail(err, size, ARG,
+                "act_quant = 128 quantizes %s in blocks of 128 channels, but it has %" PRId64, what,
+                k);
+  }
+  return VNRT_OK;
+}
+
 #endif /* VN_INFER_UTIL_H_ */

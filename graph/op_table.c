@@ -14,6 +14,7 @@ VNRT_OP_LIST(VN_DECLARE_INFER_)
 #undef VN_DECLARE_INFER_
 
 static const char *const k_dtype_words[] = {"f32", "f16", "bf16", "i32", NULL};
+static const char *const k_quant_fmt_words[] = {"e4m3", "e2m1", NULL};
 static const char *const k_score_words[] = {"sigmoid", "softmax", "sqrt_softplus", NULL};
 
 /* Schema rows. REQ: must be given; OPT: may be absent (no default); DEF_*: default filled. */
@@ -25,6 +26,8 @@ static const char *const k_score_words[] = {"sigmoid", "softmax", "sqrt_softplus
   { .key = k, .kind = VNRT_ATTR_INTS, .required = true }
 #define REQ_W(k, w) \
   { .key = k, .kind = VNRT_ATTR_WORD, .required = true, .words = w }
+#define OPT_INTS(k) \
+  { .key = k, .kind = VNRT_ATTR_INTS, .optional = true }
 #define OPT_I(k) \
   { .key = k, .kind = VNRT_ATTR_INT, .optional = true }
 #define OPT_F(k) \
@@ -59,7 +62,13 @@ static const vn_attr_schema k_moe_route[] = {REQ_I("k"),          REQ_W("score",
                                              DEF_I("norm", 1),    DEF_F("scale", 1.0)};
 static const vn_attr_schema k_moe_hash_route[] = {REQ_W("score", k_score_words), DEF_I("norm", 1),
                                                   DEF_F("scale", 1.0)};
-static const vn_attr_schema k_moe_ffn[] = {DEF_F("limit", 0.0)};
+static const vn_attr_schema k_moe_ffn[] = {DEF_F("limit", 0.0), DEF_I("act_quant", 0),
+                                           OPT_INTS("block")};
+static const vn_attr_schema k_linear[] = {DEF_I("act_quant", 0), OPT_INTS("block")};
+static const vn_attr_schema k_matmul[] = {OPT_INTS("block")};
+static const vn_attr_schema k_embedding[] = {OPT_INTS("block")};
+static const vn_attr_schema k_fake_quant[] = {REQ_W("fmt", k_quant_fmt_words), OPT_I("block"),
+                                              DEF_I("start", 0), DEF_I("len", 0)};
 static const vn_attr_schema k_ngram_hash[] = {REQ_INTS("mult"), REQ_INTS("primes"), OPT_I("max_n"),
                                               OPT_I("heads")};
 static const vn_attr_schema k_engram_gate[] = {DEF_F("eps", 1e-6), DEF_I("sqrt_gate", 1)};
@@ -90,14 +99,14 @@ static const vn_attr_schema k_short_conv[] = {REQ_I("dilation"), DEF_F("eps", 1e
 #define VN_SCHEMA_transpose SCHEMA_(transpose)
 #define VN_SCHEMA_slice SCHEMA_(slice)
 #define VN_SCHEMA_concat SCHEMA_(concat)
-#define VN_SCHEMA_matmul NONE_
-#define VN_SCHEMA_linear NONE_
+#define VN_SCHEMA_matmul SCHEMA_(matmul)
+#define VN_SCHEMA_linear SCHEMA_(linear)
 #define VN_SCHEMA_rms_norm SCHEMA_(rms_norm)
 #define VN_SCHEMA_softmax SCHEMA_(softmax)
 #define VN_SCHEMA_swiglu SCHEMA_(swiglu)
 #define VN_SCHEMA_rope SCHEMA_(rope)
 #define VN_SCHEMA_attention SCHEMA_(attention)
-#define VN_SCHEMA_embedding NONE_
+#define VN_SCHEMA_embedding SCHEMA_(embedding)
 #define VN_SCHEMA_topk SCHEMA_(topk)
 #define VN_SCHEMA_hc_expand SCHEMA_(hc_expand)
 #define VN_SCHEMA_hc_pre SCHEMA_(hc_pre)
@@ -113,6 +122,7 @@ static const vn_attr_schema k_short_conv[] = {REQ_I("dilation"), DEF_F("eps", 1e
 #define VN_SCHEMA_short_conv SCHEMA_(short_conv)
 #define VN_SCHEMA_kv_write NONE_
 #define VN_SCHEMA_hadamard NONE_
+#define VN_SCHEMA_fake_quant SCHEMA_(fake_quant)
 
 /* Name, arity and result count come straight from VNRT_OP_LIST, so the table cannot drift. */
 #define VN_OP_ROW_(ID, name, min_in, max_in, n_out) \
@@ -126,6 +136,20 @@ static const vn_op_info k_ops[VNRT_OP_COUNT] = {VNRT_OP_LIST(VN_OP_ROW_)};
                  #name ": arity exceeds the node limits");
 VNRT_OP_LIST(VN_CHECK_ROW_)
 #undef VN_CHECK_ROW_
+
+bool vn_op_quant_input(vnrt_op op, int32_t input) {
+  switch (op) {
+    case VNRT_OP_LINEAR:
+    case VNRT_OP_MATMUL:
+      return input == 1 || input == 2; /* the weight and its scale */
+    case VNRT_OP_EMBEDDING:
+      return input == 0 || input == 2; /* the table and its scale */
+    case VNRT_OP_MOE_FFN:
+      return input >= 3; /* w_gate_up, w_down and their scales */
+    default:
+      return false;
+  }
+}
 
 const vn_op_info *vn_op_info_get(vnrt_op op) {
   if ((int)op < 0 || (int)op >= VNRT_OP_COUNT) return NULL;

@@ -29,6 +29,10 @@ typedef struct vn_op_info {
   vn_infer_fn infer;
 } vn_op_info;
 
+/* Whether input `input` of op may hold quantized codes or scales (e4m3, e2m1, e8m0): the weight
+ * operands of linear, matmul, embedding and moe_ffn and their scales; nothing else reads them. */
+bool vn_op_quant_input(vnrt_op op, int32_t input);
+
 /* The schema of op, or NULL if op is out of range. */
 const vn_op_info *vn_op_info_get(vnrt_op op);
 

@@ -49,6 +49,21 @@ static vnrt_dtype dtype_of(const char *w) {
   return VNRT_DTYPE_INVALID;
 }
 
+/* A weight operand at input w_input, its scale (if any) at scale_input. */
+static vnrt_quant_weight quant_weight(const vn_node *nd, const vnrt_tensor_type *const *in,
+                                      int32_t w_input, int32_t scale_input) {
+  vnrt_quant_weight q = {.codes = VNRT_DTYPE_INVALID, .block = {0, 0}, .scale_input = -1};
+  const vnrt_dtype dt = in[w_input]->dtype;
+  if (dt != VNRT_E4M3 && dt != VNRT_E2M1) return q;
+  q.codes = dt;
+  q.scale_input = scale_input;
+  const vnrt_attr *b = find(nd, "block");
+  const bool fp4 = dt == VNRT_E2M1;
+  q.block[0] = b ? (int32_t)b->ints[0] : fp4 ? 1 : 128;
+  q.block[1] = b ? (int32_t)b->ints[1] : fp4 ? 32 : 128;
+  return q;
+}
+
 void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
   vnrt_op_params *p = &nd->params;
   memset(p, 0, sizeof *p);
@@ -157,7 +172,31 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       break;
     case VNRT_OP_MOE_FFN:
       p->moe_ffn.limit = get_f(nd, "limit", 0.0);
+      p->moe_ffn.act_quant = (int32_t)get_i(nd, "act_quant", 0);
+      p->moe_ffn.w_gate_up = quant_weight(nd, in, 3, 5);
+      p->moe_ffn.w_down = quant_weight(nd, in, 4, 6);
       break;
+    case VNRT_OP_LINEAR:
+      p->linear.act_quant = (int32_t)get_i(nd, "act_quant", 0);
+      p->linear.w = quant_weight(nd, in, 1, 2);
+      break;
+    case VNRT_OP_MATMUL:
+      p->matmul.b = quant_weight(nd, in, 1, 2);
+      break;
+    case VNRT_OP_EMBEDDING:
+      p->embedding.table = quant_weight(nd, in, 0, 2);
+      break;
+    case VNRT_OP_FAKE_QUANT: {
+      const vnrt_attr *f = find(nd, "fmt");
+      const bool fp4 = f && f->word && strcmp(f->word, "e2m1") == 0;
+      const int64_t d = in[0]->dims[in[0]->rank - 1];
+      p->fake_quant.fmt = fp4 ? VNRT_E2M1 : VNRT_E4M3;
+      p->fake_quant.block = (int32_t)get_i(nd, "block", fp4 ? 32 : 128);
+      p->fake_quant.start = get_i(nd, "start", 0);
+      p->fake_quant.len = get_i(nd, "len", 0);
+      if (p->fake_quant.len == 0) p->fake_quant.len = d - p->fake_quant.start;
+      break;
+    }
     case VNRT_OP_NGRAM_HASH: {
       const vnrt_attr *mult = find(nd, "mult"), *primes = find(nd, "primes");
       int32_t n = mult ? mult->count : 0, np = primes ? primes->count : 0;

@@ -84,7 +84,8 @@ static vnrt_status parse_type(parser *p, vnrt_tensor_type *type) {
   static const struct {
     const char *name;
     vnrt_dtype dtype;
-  } dtypes[] = {{"f32", VNRT_F32}, {"f16", VNRT_F16}, {"bf16", VNRT_BF16}, {"i32", VNRT_I32}};
+  } dtypes[] = {{"f32", VNRT_F32},   {"f16", VNRT_F16},   {"bf16", VNRT_BF16}, {"i32", VNRT_I32},
+                {"e4m3", VNRT_E4M3}, {"e8m0", VNRT_E8M0}, {"e2m1", VNRT_E2M1}};
   memset(type, 0, sizeof *type);
   token dt = p->tok;
   if (dt.kind != TK_NAME) return vn_vnir_expected(p, "a type such as f32[4, 64]");
@@ -92,7 +93,7 @@ static vnrt_status parse_type(parser *p, vnrt_tensor_type *type) {
     if (tok_is(p, &dt, dtypes[k].name)) type->dtype = dtypes[k].dtype;
   if (type->dtype == VNRT_DTYPE_INVALID) {
     char buf[96];
-    return PERR(p, &dt, "unknown dtype: expected f32, f16, bf16 or i32, got %s",
+    return PERR(p, &dt, "unknown dtype: expected f32, f16, bf16, i32, e4m3, e8m0 or e2m1, got %s",
                 vn_vnir_tok_describe(p, &dt, buf, sizeof buf));
   }
   VN_RETURN_IF_ERROR(vn_vnir_next(p));

@@ -54,6 +54,10 @@ extern const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT];
  * has one, else the reference one. NULL only for an op out of range. */
 cpu_kernel_fn cpu_op_kernel(vnrt_op op, vnrt_kernel_mode mode);
 
+/* The e4m3 or e2m1 round trip of one block of n values in place, with the block's power-of-two
+ * scale (docs/ops.md's fake_quant; linear's and moe_ffn's act_quant use it per 128). */
+void cpu_fake_quant_block(float *v, int64_t n, vnrt_dtype fmt);
+
 /* Whether an attention node's q, k, v (and sinks) have the shapes its params describe; the
  * reference kernel reports the error, the fast one defers to it (ref_attention.c). */
 bool cpu_attention_shapes_ok(const cpu_kernel_args *a);

@@ -50,6 +50,7 @@
 #define CL_ROW_SHORT_CONV cl_short_conv_supports, cl_short_conv_lower
 #define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
 #define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
+#define CL_ROW_FAKE_QUANT NULL, NULL
 
 typedef struct cl_op_row {
   cl_supports_fn supports;

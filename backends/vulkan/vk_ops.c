@@ -73,6 +73,7 @@ enum { B_ADD = 1, B_SUB = 2, B_MUL = 3, B_DIV = 4, B_SWIGLU = 5 };
 #define VK_OP_SHORT_CONV     vk_sup_short_conv,      vk_rec_short_conv,      0
 #define VK_OP_KV_WRITE       vk_sup_kv_write,        vk_rec_kv_write,        0
 #define VK_OP_HADAMARD       vk_sup_hadamard,        vk_rec_hadamard,        0
+#define VK_OP_FAKE_QUANT     NULL,                   NULL,                   0
 /* clang-format on */
 
 typedef struct vk_op_row {

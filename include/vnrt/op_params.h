@@ -8,7 +8,7 @@
  *
  * One struct per op that has parameters, named after the op; vnrt_op_params is their union,
  * indexed by the same op name: `node->params->rms_norm.eps`. Ops without parameters (add,
- * matmul, embedding, hadamard, ...) have no member; their params are zero. Members are only
+ * hadamard, ...) have no member; their params are zero. Members are only
  * ever appended, like ops in vnrt/ops.h.
  */
 #ifndef VNRT_OP_PARAMS_H_
@@ -131,8 +131,23 @@ typedef struct vnrt_moe_hash_route_params {
   int32_t k; /* experts per token: tid2eid's second dim */
 } vnrt_moe_hash_route_params;
 
+/* A weight operand: plain f32/f16/bf16, or codes with an e8m0 scale tensor (docs/ops.md,
+ * "Quantized weights"): W[r][c] = decode(code[r][c]) * 2^(scale[r / block[0]][c / block[1]] - 127)
+ * over the operand's last two dims (leading dims, such as moe_ffn's experts, index the scale
+ * too). */
+typedef struct vnrt_quant_weight {
+  vnrt_dtype codes;    /* VNRT_E4M3 or VNRT_E2M1; VNRT_DTYPE_INVALID for a plain float weight */
+  int32_t block[2];    /* rows x cols one scale covers: 128 x 128 (e4m3), 1 x 32 (e2m1) */
+  int32_t scale_input; /* the node input that holds the scales; -1 for a plain weight */
+} vnrt_quant_weight;
+
 typedef struct vnrt_moe_ffn_params {
   double limit; /* swiglu limit, 0 = no clamp */
+  /* appended with quantized weights */
+  int32_t act_quant; /* 0, or 128: x and the down projection's input are fake-quantized to e4m3
+                        per token per 128 channels first, and the routing weight is applied
+                        before down (DeepSeek's reference order) */
+  vnrt_quant_weight w_gate_up, w_down;
 } vnrt_moe_ffn_params;
 
 /* mult has max_n entries (n-gram orders 2..max_n use mult[0..n-1]); primes has
@@ -156,6 +171,28 @@ typedef struct vnrt_short_conv_params {
   int32_t dilation;
   double eps;
 } vnrt_short_conv_params;
+
+typedef struct vnrt_linear_params {
+  int32_t act_quant; /* 0, or 128: x is fake-quantized to e4m3 per row per 128 channels first */
+  vnrt_quant_weight w;
+} vnrt_linear_params;
+
+typedef struct vnrt_matmul_params {
+  vnrt_quant_weight b; /* a quantized b is [K, N] (rank 2) */
+} vnrt_matmul_params;
+
+typedef struct vnrt_embedding_params {
+  vnrt_quant_weight table;
+} vnrt_embedding_params;
+
+/* Quantize, then dequantize, channels [start, start + len) of every row in blocks of `block`,
+ * each with its power-of-two scale (vnrt_quant_block_scale); the other channels pass through. */
+typedef struct vnrt_fake_quant_params {
+  vnrt_dtype fmt; /* VNRT_E4M3 or VNRT_E2M1 */
+  int32_t block;  /* channels per scale: default 128 (e4m3), 32 (e2m1) */
+  int64_t start;
+  int64_t len; /* resolved: D - start when the attribute was 0 or left out */
+} vnrt_fake_quant_params;
 
 typedef union vnrt_op_params {
   vnrt_scale_params scale;
@@ -181,6 +218,10 @@ typedef union vnrt_op_params {
   vnrt_ngram_hash_params ngram_hash;
   vnrt_engram_gate_params engram_gate;
   vnrt_short_conv_params short_conv;
+  vnrt_linear_params linear;
+  vnrt_matmul_params matmul;
+  vnrt_embedding_params embedding;
+  vnrt_fake_quant_params fake_quant;
   uint8_t reserved_[128]; /* room for members appended later without changing the size */
 } vnrt_op_params;
 

@@ -32,8 +32,8 @@
   X(SLICE, slice, 1, 1, 1)                                 \
   X(CONCAT, concat, 2, 2, 1)                               \
   /* linear algebra, norms, activations */                 \
-  X(MATMUL, matmul, 2, 2, 1)                               \
-  X(LINEAR, linear, 2, 2, 1)                               \
+  X(MATMUL, matmul, 2, 3, 1)                               \
+  X(LINEAR, linear, 2, 3, 1)                               \
   X(RMS_NORM, rms_norm, 1, 2, 1)                           \
   X(SOFTMAX, softmax, 1, 1, 1)                             \
   X(SWIGLU, swiglu, 2, 2, 1)                               \
@@ -41,7 +41,7 @@
   X(ROPE, rope, 2, 2, 1)                                   \
   X(ATTENTION, attention, 3, 5, 1)                         \
   /* indexing */                                           \
-  X(EMBEDDING, embedding, 2, 2, 1)                         \
+  X(EMBEDDING, embedding, 2, 3, 1)                         \
   X(TOPK, topk, 1, 1, 2)                                   \
   /* mHC */                                                \
   X(HC_EXPAND, hc_expand, 1, 1, 1)                         \
@@ -52,7 +52,7 @@
   /* MoE */                                                \
   X(MOE_ROUTE, moe_route, 1, 2, 2)                         \
   X(MOE_HASH_ROUTE, moe_hash_route, 3, 3, 2)               \
-  X(MOE_FFN, moe_ffn, 5, 5, 1)                             \
+  X(MOE_FFN, moe_ffn, 5, 7, 1)                             \
   /* Engram */                                             \
   X(NGRAM_HASH, ngram_hash, 2, 2, 1)                       \
   X(ENGRAM_LOOKUP, engram_lookup, 3, 3, 1)                 \
@@ -61,7 +61,8 @@
   /* state (extensions beyond docs/ops.md: docs/ops.md) */ \
   X(KV_WRITE, kv_write, 3, 3, 1)                           \
   /* quantization support (docs/ops.md) */                 \
-  X(HADAMARD, hadamard, 1, 1, 1)
+  X(HADAMARD, hadamard, 1, 1, 1)\
+  X(FAKE_QUANT, fake_quant, 1, 1, 1)
 
 typedef enum vnrt_op {
   VNRT_OP_INVALID = -1,

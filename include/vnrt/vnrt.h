@@ -101,12 +101,22 @@ typedef enum vnrt_dtype {
   VNRT_F16 = 2,
   VNRT_BF16 = 3,
   VNRT_I32 = 4,
+  /* Quantized storage (docs/ops.md, "Quantized weights"). Codes, not numbers: they are read only
+   * as the weight operand of linear, matmul, moe_ffn and embedding, always with an e8m0 scale
+   * tensor beside them, and stay in this form in host and device memory. */
+  VNRT_E4M3 = 5, /* FP8 OCP e4m3fn: one byte, max +-448, no infinities, 0x7F/0xFF are NaN */
+  VNRT_E8M0 = 6, /* power-of-two scales: one byte e, value 2^(e-127); 255 is NaN */
+  VNRT_E2M1 = 7, /* FP4: two codes per byte along the last dim, the even index in the low
+                    nibble; a nibble is sign + index into {0, .5, 1, 1.5, 2, 3, 4, 6} */
 } vnrt_dtype;
 
 #define VNRT_MAX_DIMS 4
 
 VNRT_API const char *vnrt_dtype_name(vnrt_dtype dtype); /* "f32"...; "invalid" otherwise */
-VNRT_API size_t vnrt_dtype_size(vnrt_dtype dtype);      /* bytes per element; 0 if invalid */
+/* Bytes per element; 0 if invalid, and 0 for e2m1, whose elements are half a byte: use
+ * vnrt_dtype_bits, or vnrt_tensor_type_bytes for a whole tensor. */
+VNRT_API size_t vnrt_dtype_size(vnrt_dtype dtype);
+VNRT_API uint32_t vnrt_dtype_bits(vnrt_dtype dtype); /* bits per element; 0 if invalid */
 
 /* A tensor's type: dtype and up to 4 dims, outermost first, row-major. rank 0 is a scalar. */
 typedef struct vnrt_tensor_type {
@@ -115,7 +125,8 @@ typedef struct vnrt_tensor_type {
   int64_t dims[VNRT_MAX_DIMS];
 } vnrt_tensor_type;
 
-/* Element count (1 for a scalar) and byte size of a type. */
+/* Element count (1 for a scalar) and byte size of a type (e2m1: half a byte per element; its
+ * last dim is even, so rows are whole bytes). */
 VNRT_API int64_t vnrt_tensor_type_numel(const vnrt_tensor_type *type);
 VNRT_API size_t vnrt_tensor_type_bytes(const vnrt_tensor_type *type);
 
@@ -124,6 +135,20 @@ VNRT_API uint16_t vnrt_f32_to_f16(float value);
 VNRT_API float vnrt_f16_to_f32(uint16_t bits);
 VNRT_API uint16_t vnrt_f32_to_bf16(float value);
 VNRT_API float vnrt_bf16_to_f32(uint16_t bits);
+
+/* FP8/FP4 codecs (docs/ops.md, "Quantized weights"). Decoders are exact. Encoders round to
+ * nearest even and saturate: e4m3 to +-448, e2m1 to +-6; NaN encodes as e4m3 0x7F and e2m1
+ * +6 (e2m1 has no NaN). vnrt_e8m0_to_f32(0) is 2^-127 (a subnormal), 255 is NaN. */
+VNRT_API float vnrt_e4m3_to_f32(uint8_t code);
+VNRT_API uint8_t vnrt_f32_to_e4m3(float value);
+VNRT_API float vnrt_e8m0_to_f32(uint8_t code);
+VNRT_API float vnrt_e2m1_to_f32(uint8_t nibble); /* the low 4 bits */
+VNRT_API uint8_t vnrt_f32_to_e2m1(float value);  /* a nibble: 0..15 */
+/* The power-of-two block scale of the reference recipe for a block whose largest magnitude is
+ * amax: 2^ceil(log2(max(amax, floor) / fmt_max)), as an e8m0 code. fmt is VNRT_E4M3 (fmt_max
+ * 448, floor 1e-4) or VNRT_E2M1 (fmt_max 6, floor 6*2^-126); 255 (NaN) for another dtype or a
+ * NaN amax. */
+VNRT_API uint8_t vnrt_quant_block_scale(vnrt_dtype fmt, float amax);
 
 /* ---- Devices --------------------------------------------------------------------------- */
 typedef enum vnrt_device_type {
@@ -143,6 +168,8 @@ enum {
   VNRT_CAP_TIMELINE = 1u << 4, /* timeline semaphores or equivalent */
   VNRT_CAP_UNIFIED_MEMORY = 1u << 5,
   VNRT_CAP_COPY_QUEUE = 1u << 6, /* a dedicated transfer queue */
+  VNRT_CAP_FP8 = 1u << 7,        /* native FP8 (e4m3) arithmetic; without it kernels widen */
+  VNRT_CAP_FP4 = 1u << 8,        /* native FP4 (e2m1) arithmetic; without it kernels widen */
 };
 
 typedef struct vnrt_device_info {
