@@ -72,7 +72,7 @@ uint8_t vnrt_quant_block_scale(vnrt_dtype fmt, float amax) {
   const float r = fmaxf(amax, floor_) / fmt_max;
   if (isinf(r)) return 254;
   int e;
-  const float m = frexpf(r, &e);        /* r = m * 2^e, m in [0.5, 1) */
+  const float m = frexpf(r, &e);       /* r = m * 2^e, m in [0.5, 1) */
   const int c = m == 0.5f ? e - 1 : e; /* ceil(log2 r): exponent + 1 unless a power of two */
   const int code = c + 127;
   return (uint8_t)(code < 0 ? 0 : code > 254 ? 254 : code);

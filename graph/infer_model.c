@@ -256,8 +256,8 @@ DEFINE_INFER(moe_ffn) {
                      "w_down is quantized but w_gate_up is not: the scales are inputs 5 "
                      "(w_gate_up's) and 6 (w_down's), so quantize both or w_gate_up alone");
   }
-  VN_RETURN_IF_ERROR(need_weight("w_gate_up", wgu, n_in > 5 ? &in[5] : NULL, attrs, n_attrs, err,
-                                 err_size));
+  VN_RETURN_IF_ERROR(
+      need_weight("w_gate_up", wgu, n_in > 5 ? &in[5] : NULL, attrs, n_attrs, err, err_size));
   VN_RETURN_IF_ERROR(
       need_weight("w_down", wd, n_in > 6 ? &in[6] : NULL, attrs, n_attrs, err, err_size));
   int64_t e = wgu->dims[0], f = wgu->dims[1] / 2;
@@ -271,8 +271,8 @@ DEFINE_INFER(moe_ffn) {
       need_dims3("w_down", wd, e, c, f, "[E, C, F]", "w_gate_up", wgu, err, err_size));
   VN_RETURN_IF_ERROR(need_nonneg("limit", attr_f(attrs, n_attrs, "limit", 0), err, err_size));
   VN_RETURN_IF_ERROR(need_act_quant(attrs, n_attrs, "x (C)", c, err, err_size));
-  VN_RETURN_IF_ERROR(need_act_quant(attrs, n_attrs, "the down projection's input (F)", f, err,
-                                    err_size));
+  VN_RETURN_IF_ERROR(
+      need_act_quant(attrs, n_attrs, "the down projection's input (F)", f, err, err_size));
   out[0] = *x;
   return VNRT_OK;
 }
@@ -458,7 +458,8 @@ DEFINE_INFER(fake_quant) {
   if (len == 0) len = d - start;
   if (len % block != 0) {
     return fail(err, err_size, ARG,
-                "x is %s: the %" PRId64 " channels from %" PRId64 " are not a multiple of block = "
+                "x is %s: the %" PRId64 " channels from %" PRId64
+                " are not a multiple of block = "
                 "%" PRId64,
                 vn_type_str(x, sx, sizeof sx), len, start, block);
   }

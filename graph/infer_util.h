@@ -199,7 +199,6 @@ static inline vnrt_status need_iters(int64_t iters, char *err, size_t size) {
   return fail(err, size, ARG, "attribute iters = %" PRId64 " must be >= 1", iters);
 }
 
-
 /* ---- Quantized weights (docs/ops.md, "Quantized weights") ------------------------------ */
 
 static inline bool is_quant_codes(vnrt_dtype d) { return d == VNRT_E4M3 || d == VNRT_E2M1; }
@@ -215,8 +214,7 @@ static inline vnrt_status quant_block(const vnrt_attr *attrs, int32_t n_attrs, v
   if (a->count != 2 || a->ints[0] < 1 || a->ints[1] < 1 || a->ints[0] > INT32_MAX ||
       a->ints[1] > INT32_MAX) {
     char b[TS];
-    return fail(err, size, ARG,
-                "attribute block = %s must be two positive integers [rows, cols]",
+    return fail(err, size, ARG, "attribute block = %s must be two positive integers [rows, cols]",
                 ints_str(a->ints, a->count, b, sizeof b));
   }
   block[0] = a->ints[0];
@@ -233,13 +231,16 @@ static inline vnrt_status need_weight(const char *role, const vnrt_tensor_type *
   char a[TS], b[TS];
   if (is_float(w->dtype)) {
     if (!scale) return VNRT_OK;
-    return fail(err, size, ARG, "%s is %s but a scale input was given: only e4m3 or e2m1 codes "
-                "take one", role, vn_type_str(w, a, sizeof a));
+    return fail(err, size, ARG,
+                "%s is %s but a scale input was given: only e4m3 or e2m1 codes "
+                "take one",
+                role, vn_type_str(w, a, sizeof a));
   }
   if (!is_quant_codes(w->dtype) || w->rank < 2) {
     return fail(err, size, SHAPE,
-                "%s is %s: expected f32, f16, bf16, or e4m3/e2m1 codes (rank >= 2) with an e8m0 "
-                "scale", role, vn_type_str(w, a, sizeof a));
+                "%s is %s: expected a float dtype (f32, f16, bf16) or e4m3/e2m1 codes (rank >= 2) "
+                "with an e8m0 scale",
+                role, vn_type_str(w, a, sizeof a));
   }
   if (!scale) {
     return fail(err, size, ARG, "%s is %s: quantized codes need their e8m0 scale input", role,
@@ -255,7 +256,8 @@ static inline vnrt_status need_weight(const char *role, const vnrt_tensor_type *
   ok = ok && scale->dims[r - 2] == rows && scale->dims[r - 1] == cols;
   if (!ok) {
     return fail(err, size, SHAPE,
-                "%s is %s in %" PRId64 " x %" PRId64 " blocks: its scale must be e8m0 with dims "
+                "%s is %s in %" PRId64 " x %" PRId64
+                " blocks: its scale must be e8m0 with dims "
                 "[..., %" PRId64 ", %" PRId64 "] (one per block), not %s",
                 role, vn_type_str(w, a, sizeof a), blk[0], blk[1], rows, cols,
                 vn_type_str(scale, b, sizeof b));

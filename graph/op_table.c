@@ -62,9 +62,11 @@ static const vn_attr_schema k_moe_route[] = {REQ_I("k"),          REQ_W("score",
                                              DEF_I("norm", 1),    DEF_F("scale", 1.0)};
 static const vn_attr_schema k_moe_hash_route[] = {REQ_W("score", k_score_words), DEF_I("norm", 1),
                                                   DEF_F("scale", 1.0)};
-static const vn_attr_schema k_moe_ffn[] = {DEF_F("limit", 0.0), DEF_I("act_quant", 0),
+/* act_quant is optional rather than defaulted so that graphs without it print as before; its
+ * absence means 0 (graph/params.c). */
+static const vn_attr_schema k_moe_ffn[] = {DEF_F("limit", 0.0), OPT_I("act_quant"),
                                            OPT_INTS("block")};
-static const vn_attr_schema k_linear[] = {DEF_I("act_quant", 0), OPT_INTS("block")};
+static const vn_attr_schema k_linear[] = {OPT_I("act_quant"), OPT_INTS("block")};
 static const vn_attr_schema k_matmul[] = {OPT_INTS("block")};
 static const vn_attr_schema k_embedding[] = {OPT_INTS("block")};
 static const vn_attr_schema k_fake_quant[] = {REQ_W("fmt", k_quant_fmt_words), OPT_I("block"),

@@ -57,8 +57,8 @@ vnrt_status cpu_ref_fake_quant(const cpu_kernel_args *a) {
   const int64_t rows = D > 0 ? vnrt_tensor_type_numel(xt) / D : 0;
   float *row = a->host->alloc(a->host->core, (size_t)(D > 0 ? D : 1) * sizeof *row);
   if (!row) {
-    return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_MEMORY,
-                          "fake_quant '%s': out of memory", a->node->name);
+    return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_MEMORY, "fake_quant '%s': out of memory",
+                          a->node->name);
   }
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < D; ++i) row[i] = cpu_load_f32(a->in[0], xt->dtype, r * D + i);

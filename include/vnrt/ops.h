@@ -61,7 +61,7 @@
   /* state (extensions beyond docs/ops.md: docs/ops.md) */ \
   X(KV_WRITE, kv_write, 3, 3, 1)                           \
   /* quantization support (docs/ops.md) */                 \
-  X(HADAMARD, hadamard, 1, 1, 1)\
+  X(HADAMARD, hadamard, 1, 1, 1)                           \
   X(FAKE_QUANT, fake_quant, 1, 1, 1)
 
 typedef enum vnrt_op {
