@@ -16,6 +16,10 @@ typedef enum gen_kind {
   GEN_DISTINCT, /* per last-dim row, a shuffled ramp lo, lo+step, ... (no near-ties) */
   GEN_ROWPERM,  /* i32 per row: distinct values in [0, hi) (expert ids) */
   GEN_ARANGE,   /* i32: lo + i * hi */
+  GEN_E4M3,     /* e4m3 codes, random sign and mantissa, exponent field in [lo, hi], no NaN */
+  GEN_E2M1,     /* e2m1 codes, any nibble */
+  GEN_E8M0,     /* e8m0 scale codes in [lo, hi] */
+  GEN_DYADIC,   /* an integer in [lo, hi] / 16: sums of products with the codes stay exact */
 } gen_kind;
 
 typedef struct input_spec {
@@ -24,7 +28,7 @@ typedef struct input_spec {
   double lo, hi;
 } input_spec;
 
-#define MAX_IN 5
+#define MAX_IN 7
 #define MAX_ATTRS 6
 #define MAX_LIST 32
 
@@ -457,6 +461,101 @@ static void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, -2, 2, 7, 2);
   add_case(VNRT_OP_HADAMARD, 1, "f32 [4, 1] (D = 1: the identity)");
   IN(VNRT_F32, GEN_UNIFORM, -2, 2, 4, 1);
+
+  /* Quantized weights (docs/ops.md, "Quantized weights"): every op x format, odd N, K not a
+   * multiple of 128 (fp8) or 32 (fp4 matmul's N), partial blocks, T = 1 and several rows,
+   * act_quant, custom blocks; then fake_quant. Appended last to keep the earlier numbers. */
+  for (int f = 0; f < 2; ++f) {
+    const vnrt_dtype q = f ? VNRT_E2M1 : VNRT_E4M3;
+    const char *qn = vnrt_dtype_name(q);
+    const int64_t b0 = f ? 1 : 128, b1 = f ? 32 : 128;
+#define CEIL(a, b) (((a) + (b)-1) / (b))
+    /* linear x[T, K] . w[N, K] */
+    static const struct {
+      int64_t t, n, k, aq, blk0, blk1;
+      vnrt_dtype x;
+    } lin[] = {
+        {3, 19, 200, 0, 0, 0, VNRT_F32},   {1, 130, 96, 0, 0, 0, VNRT_F32},
+        {7, 37, 256, 128, 0, 0, VNRT_F32}, {1, 45, 384, 128, 0, 0, VNRT_F32},
+        {5, 21, 160, 0, 16, 64, VNRT_F32}, {4, 33, 256, 128, 0, 0, VNRT_BF16},
+        {1, 70, 32, 0, 0, 0, VNRT_F32},
+    };
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; ++i) {
+      const int64_t B0 = lin[i].blk0 ? lin[i].blk0 : b0, B1 = lin[i].blk1 ? lin[i].blk1 : b1;
+      add_case(VNRT_OP_LINEAR, 1, "%s x [%lld, %lld] . %s w [%lld, %lld] block %lldx%lld aq %lld",
+               vnrt_dtype_name(lin[i].x), (long long)lin[i].t, (long long)lin[i].k, qn,
+               (long long)lin[i].n, (long long)lin[i].k, (long long)B0, (long long)B1,
+               (long long)lin[i].aq);
+      IN(lin[i].x, GEN_UNIFORM, -2, 2, lin[i].t, lin[i].k);
+      IN(q, f ? GEN_E2M1 : GEN_E4M3, 1, 14, lin[i].n, lin[i].k);
+      IN(VNRT_E8M0, GEN_E8M0, 118, 130, CEIL(lin[i].n, B0), CEIL(lin[i].k, B1));
+      if (lin[i].blk0) INTS("block", B0, B1);
+      if (lin[i].aq) attr_i("act_quant", lin[i].aq);
+    }
+    /* matmul a[..., M, K] . b[K, N] */
+    add_case(VNRT_OP_MATMUL, 1, "f32 [5, 200] x %s [200, 42]", qn);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, 5, 200);
+    IN(q, f ? GEN_E2M1 : GEN_E4M3, 1, 14, 200, 42);
+    IN(VNRT_E8M0, GEN_E8M0, 120, 132, CEIL(200, b0), CEIL(42, b1));
+    add_case(VNRT_OP_MATMUL, 1, "f32 [2, 3, 130] x %s [130, 70] batch", qn);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 3, 130);
+    IN(q, f ? GEN_E2M1 : GEN_E4M3, 1, 14, 130, 70);
+    IN(VNRT_E8M0, GEN_E8M0, 120, 132, CEIL(130, b0), CEIL(70, b1));
+    add_case(VNRT_OP_MATMUL, 1, "f32 [1, 33] x %s [33, 22] block 4x8", qn);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 33);
+    IN(q, f ? GEN_E2M1 : GEN_E4M3, 1, 14, 33, 22);
+    IN(VNRT_E8M0, GEN_E8M0, 120, 132, CEIL(33, 4), CEIL(22, 8));
+    INTS("block", 4, 8);
+    /* embedding table[V, D] */
+    add_case(VNRT_OP_EMBEDDING, 1, "%s table [300, 200], ids [9]", qn);
+    IN(q, f ? GEN_E2M1 : GEN_E4M3, 0, 15, 300, 200);
+    IN(VNRT_I32, GEN_INDEX, 0, 300, 9);
+    IN(VNRT_E8M0, GEN_E8M0, 110, 140, CEIL(300, b0), CEIL(200, b1));
+    add_case(VNRT_OP_EMBEDDING, 1, "%s table [7, 34], ids [2, 3]", qn);
+    IN(q, f ? GEN_E2M1 : GEN_E4M3, 0, 15, 7, 34);
+    IN(VNRT_I32, GEN_INDEX, 0, 7, 2, 3);
+    IN(VNRT_E8M0, GEN_E8M0, 110, 140, CEIL(7, b0), CEIL(34, b1));
+    /* moe_ffn E=4 k=2: both quantized, w_gate_up alone, act_quant (dyadic x and codes in
+     * [2^-2, 4) so that the gate and up sums are exact in f32 on every device: act_quant's
+     * rounding of the down projection's input then sees the same values). */
+    static const struct {
+      int64_t t, c, ff, aq, down_q;
+    } moe[] = {{5, 96, 40, 0, 1}, {1, 200, 72, 0, 0}, {7, 128, 128, 128, 1}, {1, 256, 128, 128, 0}};
+    for (size_t i = 0; i < sizeof moe / sizeof moe[0]; ++i) {
+      const int64_t T = moe[i].t, C = moe[i].c, F = moe[i].ff;
+      add_case(VNRT_OP_MOE_FFN, 1, "T=%lld E=4 k=2 C=%lld F=%lld %s %s aq %lld", (long long)T,
+               (long long)C, (long long)F, qn, moe[i].down_q ? "both" : "w_gate_up alone",
+               (long long)moe[i].aq);
+      IN(VNRT_F32, GEN_DYADIC, -16, 16, T, C);
+      IN(VNRT_I32, GEN_ROWPERM, 0, 4, T, 2);
+      IN(VNRT_F32, GEN_UNIFORM, 0.1, 1, T, 2);
+      IN(q, f ? GEN_E2M1 : GEN_E4M3, 5, 8, 4, 2 * F, C);
+      if (moe[i].down_q) {
+        IN(q, f ? GEN_E2M1 : GEN_E4M3, 5, 8, 4, C, F);
+      } else {
+        IN(VNRT_F32, GEN_UNIFORM, -0.3, 0.3, 4, C, F);
+      }
+      IN(VNRT_E8M0, GEN_E8M0, 122, 126, 4, CEIL(2 * F, b0), CEIL(C, b1));
+      if (moe[i].down_q) IN(VNRT_E8M0, GEN_E8M0, 122, 126, 4, CEIL(C, b0), CEIL(F, b1));
+      if (moe[i].aq) attr_i("act_quant", moe[i].aq);
+    }
+#undef CEIL
+  }
+  add_case(VNRT_OP_FAKE_QUANT, 1, "f32 [5, 256] e4m3 (blocks of 128)");
+  IN(VNRT_F32, GEN_UNIFORM, -3, 3, 5, 256);
+  attr_w("fmt", "e4m3");
+  add_case(VNRT_OP_FAKE_QUANT, 1, "f32 [3, 96] e2m1 (blocks of 32)");
+  IN(VNRT_F32, GEN_UNIFORM, -3, 3, 3, 96);
+  attr_w("fmt", "e2m1");
+  add_case(VNRT_OP_FAKE_QUANT, 1, "bf16 [2, 3, 200] e4m3 block 64 start 32 len 128");
+  IN(VNRT_BF16, GEN_UNIFORM, -20, 20, 2, 3, 200);
+  attr_w("fmt", "e4m3"), attr_i("block", 64), attr_i("start", 32), attr_i("len", 128);
+  add_case(VNRT_OP_FAKE_QUANT, 1, "f16 [4, 80] e2m1 block 16 start 16 len 32");
+  IN(VNRT_F16, GEN_UNIFORM, -0.01, 0.01, 4, 80);
+  attr_w("fmt", "e2m1"), attr_i("block", 16), attr_i("start", 16), attr_i("len", 32);
+  add_case(VNRT_OP_FAKE_QUANT, 1, "f32 [1, 448] e4m3 block 64 from 64 (decode row, V4 KV)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 448);
+  attr_w("fmt", "e4m3"), attr_i("block", 64), attr_i("start", 64);
 }
 
 /* ---- Inputs ---------------------------------------------------------------------------- */
@@ -482,6 +581,10 @@ static void store(void *data, vnrt_dtype dt, int64_t i, double v) {
       break;
     case VNRT_I32:
       ((int32_t *)data)[i] = (int32_t)v;
+      break;
+    case VNRT_E4M3:
+    case VNRT_E8M0:
+      ((uint8_t *)data)[i] = (uint8_t)v; /* v is the code */
       break;
     default:
       break;
@@ -521,6 +624,29 @@ static void *make_input(const input_spec *s, uint64_t seed) {
       break;
     case GEN_ARANGE:
       for (int64_t i = 0; i < n; ++i) store(data, VNRT_I32, i, s->lo + (double)i * s->hi);
+      break;
+    case GEN_E4M3:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint64_t r = next_u64(&st);
+        const int e = (int)s->lo + (int)(r % (uint64_t)(s->hi - s->lo + 1));
+        uint8_t c = (uint8_t)(((r >> 8) & 0x80) | (uint64_t)(e << 3) | ((r >> 16) & 7));
+        if ((c & 0x7F) == 0x7F) c = (uint8_t)(c - 1); /* never NaN */
+        store(data, VNRT_E4M3, i, c);
+      }
+      break;
+    case GEN_E2M1:
+      for (size_t i = 0; i < bytes; ++i) ((uint8_t *)data)[i] = (uint8_t)next_u64(&st);
+      break;
+    case GEN_E8M0:
+      for (int64_t i = 0; i < n; ++i) {
+        store(data, VNRT_E8M0, i, s->lo + (double)(next_u64(&st) % (uint64_t)(s->hi - s->lo + 1)));
+      }
+      break;
+    case GEN_DYADIC:
+      for (int64_t i = 0; i < n; ++i) {
+        const double k = s->lo + (double)(next_u64(&st) % (uint64_t)(s->hi - s->lo + 1));
+        store(data, s->type.dtype, i, k / 16.0);
+      }
       break;
     case GEN_DISTINCT:
     case GEN_ROWPERM: {
@@ -568,7 +694,7 @@ static vnrt_status run_case(vnrt_context *ctx, const vcase *c, void *const *inpu
   vnrt_plan *plan = NULL;
   vnrt_status s = vnrt_graph_create(ctx, &g);
   vnrt_value in[MAX_IN], res[4];
-  const char *in_names[MAX_IN] = {"in0", "in1", "in2", "in3", "in4"};
+  const char *in_names[MAX_IN] = {"in0", "in1", "in2", "in3", "in4", "in5", "in6"};
   const char *out_names[4] = {"out0", "out1", "out2", "out3"};
   for (int32_t i = 0; i < c->n_in && s == VNRT_OK; ++i) {
     s = vnrt_graph_add_input(g, in_names[i], &c->in[i].type, 0, &in[i]);
