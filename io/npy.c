@@ -196,8 +196,16 @@ static vnrt_status hdr_parse(npy_source *src, const char *text, size_t len, npy_
   return VNRT_OK;
 }
 
-/* Maps a descr to a vnrt dtype, or explains why it cannot. */
-static vnrt_status descr_dtype(npy_source *src, const char *descr, vnrt_dtype *out) {
+static bool is_code_dtype(vnrt_dtype dtype) {
+  return dtype == VNRT_E4M3 || dtype == VNRT_E8M0 || dtype == VNRT_E2M1;
+}
+
+/* Maps a descr to a vnrt dtype and its bytes per stored element, or explains why it cannot. A
+ * byte array (`|u1`, `|i1`; byte order means nothing for one byte) holds quantized codes: it
+ * is read as `want` when that is e4m3, e8m0 or e2m1 (vnrt_npy_read_as), and rejected otherwise,
+ * since its descr alone cannot say which. */
+static vnrt_status descr_dtype(npy_source *src, const char *descr, vnrt_dtype want, vnrt_dtype *out,
+                               size_t *out_elem) {
   static const struct {
     const char *descr;
     vnrt_dtype dtype;
@@ -205,8 +213,26 @@ static vnrt_status descr_dtype(npy_source *src, const char *descr, vnrt_dtype *o
   for (size_t i = 0; i < VN_ARRAY_SIZE(kTable); i++) {
     if (strcmp(descr, kTable[i].descr) == 0) {
       *out = kTable[i].dtype;
+      *out_elem = vnrt_dtype_size(kTable[i].dtype);
       return VNRT_OK;
     }
+  }
+  if (strlen(descr) == 3 && strchr("|<>=", descr[0]) && (descr[1] == 'u' || descr[1] == 'i') &&
+      descr[2] == '1') {
+    if (is_code_dtype(want)) {
+      *out = want;
+      *out_elem = 1;
+      return VNRT_OK;
+    }
+    if (want == VNRT_DTYPE_INVALID)
+      return vn_error(src->ctx, VNRT_ERROR_IO,
+                      "%s: unsupported dtype '%s' here: a byte array holds quantized codes "
+                      "whose dtype the file cannot name (read it with vnrt_npy_read_as as e4m3, "
+                      "e8m0 or e2m1)",
+                      src->name, descr);
+    return vn_error(src->ctx, VNRT_ERROR_IO,
+                    "%s: byte array '%s' is read only as e4m3, e8m0 or e2m1 codes, not as %s",
+                    src->name, descr, vnrt_dtype_name(want));
   }
   if (descr[0] == '>')
     return vn_error(src->ctx, VNRT_ERROR_IO,
@@ -214,7 +240,8 @@ static vnrt_status descr_dtype(npy_source *src, const char *descr, vnrt_dtype *o
                     "<f4, <f2 or <i4)",
                     src->name, descr);
   return vn_error(src->ctx, VNRT_ERROR_IO,
-                  "%s: unsupported dtype '%s' (vnrt reads <f4, <f2 and <i4)", src->name, descr);
+                  "%s: unsupported dtype '%s' (vnrt reads <f4, <f2, <i4 and |u1 codes)", src->name,
+                  descr);
 }
 
 static void format_shape(char *buf, size_t cap, int32_t rank, const int64_t *dims) {
@@ -226,7 +253,8 @@ static void format_shape(char *buf, size_t cap, int32_t rank, const int64_t *dim
 
 /* Parses prelude and header, checks the data size against the source size, and reads the
  * data into a new buffer. */
-static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **out_data) {
+static vnrt_status npy_load(npy_source *src, vnrt_dtype want, vnrt_tensor_type *out_type,
+                            void **out_data) {
   uint8_t pre[NPY_PRELUDE_V2];
   /* A short file that starts like a .npy file is truncated; anything else is not .npy. */
   size_t first = src->size < NPY_PRELUDE_V1 ? (size_t)src->size : NPY_PRELUDE_V1;
@@ -268,14 +296,15 @@ static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **
   VN_RETURN_IF_ERROR(s);
 
   vnrt_tensor_type type = {VNRT_DTYPE_INVALID, h.rank, {0}};
-  VN_RETURN_IF_ERROR(descr_dtype(src, h.descr, &type.dtype));
+  size_t elem = 0;
+  VN_RETURN_IF_ERROR(descr_dtype(src, h.descr, want, &type.dtype, &elem));
   if (h.fortran_order)
     return vn_error(src->ctx, VNRT_ERROR_IO,
                     "%s: fortran_order is True; vnrt reads only C-order arrays "
                     "(save np.ascontiguousarray(a))",
                     src->name);
   /* Element count and byte size with overflow checks: the dims come from the file. */
-  uint64_t bytes = vnrt_dtype_size(type.dtype);
+  uint64_t bytes = elem;
   bool overflow = false;
   for (int32_t i = 0; i < h.rank; i++) {
     type.dims[i] = h.dims[i];
@@ -288,6 +317,15 @@ static vnrt_status npy_load(npy_source *src, vnrt_tensor_type *out_type, void **
   if (overflow || bytes > SIZE_MAX)
     return vn_error(src->ctx, VNRT_ERROR_IO, "%s: .npy shape %s is too large (size overflows)",
                     src->name, shape);
+  if (type.dtype == VNRT_E2M1) {
+    /* Two codes per byte along the last dim: the tensor is twice as wide as the array. */
+    if (h.rank == 0 || h.dims[h.rank - 1] > INT64_MAX / 2)
+      return vn_error(src->ctx, VNRT_ERROR_IO,
+                      "%s: .npy shape %s cannot hold packed e2m1 codes (%s)", src->name, shape,
+                      h.rank == 0 ? "a scalar has no last dimension to pack along"
+                                  : "its last dimension is too large");
+    type.dims[h.rank - 1] *= 2;
+  }
   uint64_t offset = prelude + hlen;
   uint64_t have = src->size - offset;
   if (have != bytes)
@@ -318,18 +356,29 @@ static vnrt_status clear_outs(vnrt_context *ctx, vnrt_tensor_type *out_type, voi
   return VNRT_OK;
 }
 
-vnrt_status vnrt_npy_read_memory(vnrt_context *ctx, const void *bytes, size_t size,
-                                 const char *name, vnrt_tensor_type *out_type, void **out_data) {
+vnrt_status vnrt_npy_read_memory_as(vnrt_context *ctx, const void *bytes, size_t size,
+                                    const char *name, vnrt_dtype dtype, vnrt_tensor_type *out_type,
+                                    void **out_data) {
   VN_RETURN_IF_ERROR(clear_outs(ctx, out_type, out_data));
   if (!bytes && size)
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_read_memory: bytes is NULL");
   static const uint8_t kEmpty[1] = {0};
   npy_source src = {ctx, name ? name : "<memory>", NULL, bytes ? bytes : kEmpty, size};
-  return npy_load(&src, out_type, out_data);
+  return npy_load(&src, dtype, out_type, out_data);
+}
+
+vnrt_status vnrt_npy_read_memory(vnrt_context *ctx, const void *bytes, size_t size,
+                                 const char *name, vnrt_tensor_type *out_type, void **out_data) {
+  return vnrt_npy_read_memory_as(ctx, bytes, size, name, VNRT_DTYPE_INVALID, out_type, out_data);
 }
 
 vnrt_status vnrt_npy_read(vnrt_context *ctx, const char *path, vnrt_tensor_type *out_type,
                           void **out_data) {
+  return vnrt_npy_read_as(ctx, path, VNRT_DTYPE_INVALID, out_type, out_data);
+}
+
+vnrt_status vnrt_npy_read_as(vnrt_context *ctx, const char *path, vnrt_dtype dtype,
+                             vnrt_tensor_type *out_type, void **out_data) {
   VN_RETURN_IF_ERROR(clear_outs(ctx, out_type, out_data));
   if (!path) return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_read: path is NULL");
   FILE *f = fopen(path, "rb");
@@ -344,7 +393,7 @@ vnrt_status vnrt_npy_read(vnrt_context *ctx, const char *path, vnrt_tensor_type 
     s = vn_error(ctx, VNRT_ERROR_IO, "%s: not a regular file", path);
   } else {
     npy_source src = {ctx, path, f, NULL, (uint64_t)st.st_size};
-    s = npy_load(&src, out_type, out_data);
+    s = npy_load(&src, dtype, out_type, out_data);
   }
   fclose(f);
   return s;
@@ -379,6 +428,12 @@ vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *typ
       descr = "<i4";
       out_elem = 4;
       break;
+    case VNRT_E4M3:
+    case VNRT_E8M0:
+    case VNRT_E2M1:
+      descr = "|u1"; /* the codes' bytes; vnrt_npy_read_as names their dtype */
+      out_elem = 1;
+      break;
     default:
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_write: invalid dtype %d",
                       (int)type->dtype);
@@ -396,12 +451,23 @@ vnrt_status vnrt_npy_write_memory(vnrt_context *ctx, const vnrt_tensor_type *typ
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_write: shape too large");
     numel *= d;
   }
+  /* e2m1 is stored as its bytes: the last dim counts bytes of two codes each. */
+  int64_t dims[VNRT_MAX_DIMS];
+  for (int32_t i = 0; i < type->rank; i++) dims[i] = type->dims[i];
+  if (type->dtype == VNRT_E2M1) {
+    if (type->rank == 0 || dims[type->rank - 1] % 2 != 0)
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_npy_write: an e2m1 tensor needs an even last dimension (two codes "
+                      "per byte)");
+    dims[type->rank - 1] /= 2;
+    numel /= 2;
+  }
   if (!data && numel)
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_npy_write: data is NULL");
 
   /* numpy's own layout: the dict repr, spaces, '\n', total prelude + header a multiple of 64. */
   char shape[128];
-  format_shape(shape, sizeof shape, type->rank, type->dims);
+  format_shape(shape, sizeof shape, type->rank, dims);
   char dict[256];
   int dlen = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
                       descr, shape);

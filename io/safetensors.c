@@ -191,6 +191,14 @@ const char *vnrt_safetensors_name(const vnrt_safetensors *f, int32_t i) {
   return f && i >= 0 && i < f->count ? f->tensors[i].name : NULL;
 }
 
+int32_t vnrt_safetensors_metadata_count(const vnrt_safetensors *f) {
+  return f ? f->meta_count / 2 : 0;
+}
+
+const char *vnrt_safetensors_metadata_key(const vnrt_safetensors *f, int32_t i) {
+  return f && i >= 0 && i < f->meta_count / 2 ? f->meta[2 * i] : NULL;
+}
+
 const char *vnrt_safetensors_metadata(const vnrt_safetensors *f, const char *key) {
   if (!f || !key) return NULL;
   for (int32_t i = 0; i + 1 < f->meta_count; i += 2)
@@ -225,9 +233,10 @@ vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_te
   const st_tensor *t = f->by_name[lo];
   if (t->dtype == VNRT_DTYPE_INVALID)
     return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
-                    "%s: tensor '%s' has dtype %s, which is not "
-                    "supported (vnrt reads F32, F16, BF16 and I32)",
-                    f->path, name, t->dtype_name);
+                    "%s: tensor '%s' has dtype %s, which is not supported (vnrt reads F32, F16, "
+                    "BF16, I32, F8_E4M3, F8_E8M0%s)",
+                    f->path, name, t->dtype_name,
+                    VN_ST_I8_DTYPE == VNRT_E2M1 ? " and I8 as packed FP4" : "");
   if (t->rank > VNRT_MAX_DIMS)
     return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
                     "%s: tensor '%s' has %d dimensions, which is "
@@ -236,6 +245,18 @@ vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_te
   out_type->dtype = t->dtype;
   out_type->rank = t->rank;
   for (int32_t d = 0; d < t->rank; d++) out_type->dims[d] = t->dims[d];
+  if (vnrt_dtype_bits(t->dtype) == 4) {
+    /* Packed FP4 stored as bytes: each byte of the last dim holds two codes. */
+    if (t->rank == 0 || t->dims[t->rank - 1] > INT64_MAX / 2) {
+      memset(out_type, 0, sizeof *out_type);
+      return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
+                      "%s: tensor '%s' (%s) cannot hold packed FP4 codes: %s", f->path, name,
+                      t->dtype_name,
+                      t->rank == 0 ? "it is a scalar (two codes per byte need a last dimension)"
+                                   : "its last dimension is too large");
+    }
+    out_type->dims[t->rank - 1] *= 2;
+  }
   if (out_data) *out_data = f->data + t->begin;
   if (out_bytes) *out_bytes = (size_t)(t->end - t->begin);
   return VNRT_OK;

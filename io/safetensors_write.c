@@ -66,13 +66,30 @@ static const char *st_dtype_name(vnrt_dtype dtype) {
   return NULL;
 }
 
-vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path, const char *const *names,
-                                   const vnrt_tensor_type *types, const void *const *datas,
-                                   int32_t count) {
-  if (!ctx) return VNRT_ERROR_INVALID_ARGUMENT;
-  if (!path || count < 0 || (count > 0 && (!names || !types || !datas)))
-    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                    "vnrt_safetensors_write: path, names, types and datas are required");
+struct vnrt_safetensors_writer {
+  vnrt_context *ctx;
+  char *path;
+  FILE *fp;
+  int32_t count, next;
+  char **names;       /* copies, for messages */
+  uint64_t *bytes;    /* of each tensor */
+  vnrt_status failed; /* the first failure of a put; VNRT_OK while none */
+};
+
+static void writer_free(vnrt_safetensors_writer *w) {
+  vnrt_context *ctx = w->ctx;
+  if (w->names)
+    for (int32_t i = 0; i < w->count; i++) vn_free(ctx, w->names[i]);
+  vn_free(ctx, w->names);
+  vn_free(ctx, w->bytes);
+  vn_free(ctx, w->path);
+  vn_free(ctx, w);
+}
+
+/* Checks the tensors and metadata a writer is opened with (nothing is created on failure). */
+static vnrt_status check_entries(vnrt_context *ctx, const char *const *names,
+                                 const vnrt_tensor_type *types, int32_t count,
+                                 const char *const *meta, int32_t meta_count) {
   for (int32_t i = 0; i < count; i++) {
     const vnrt_tensor_type *t = &types[i];
     if (!names[i] || !names[i][0])
@@ -92,53 +109,174 @@ vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path, const ch
       if (t->dims[d] < 0)
         return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                         "vnrt_safetensors_write: tensor '%s' has a negative dimension", names[i]);
-    if (!datas[i] && vnrt_tensor_type_bytes(t) > 0)
+    if (vnrt_dtype_bits(t->dtype) == 4 && (t->rank == 0 || t->dims[t->rank - 1] % 2 != 0))
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                      "vnrt_safetensors_write: tensor '%s' has no data", names[i]);
+                      "vnrt_safetensors_write: e2m1 tensor '%s' needs an even last dimension "
+                      "(two codes per byte)",
+                      names[i]);
   }
+  for (int32_t i = 0; i < meta_count; i++) {
+    if (!meta[2 * i] || !meta[2 * i + 1])
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_safetensors_write: metadata entry %d has a NULL key or value", (int)i);
+    for (int32_t j = 0; j < i; j++)
+      if (strcmp(meta[2 * i], meta[2 * j]) == 0)
+        return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                        "vnrt_safetensors_write: duplicate metadata key '%s'", meta[2 * i]);
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
+                                         const char *const *names, const vnrt_tensor_type *types,
+                                         int32_t count, const char *const *meta, int32_t meta_count,
+                                         vnrt_safetensors_writer **out_writer) {
+  if (out_writer) *out_writer = NULL;
+  if (!ctx) return VNRT_ERROR_INVALID_ARGUMENT;
+  if (!path || !out_writer || count < 0 || meta_count < 0 || (count > 0 && (!names || !types)) ||
+      (meta_count > 0 && !meta))
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "vnrt_safetensors_writer_open: path, names, types and out_writer are required");
+  VN_RETURN_IF_ERROR(check_entries(ctx, names, types, count, meta, meta_count));
 
   st_buf b = {ctx, NULL, 0, 0, false};
   buf_put(&b, "{", 1);
+  if (meta_count > 0) {
+    buf_put(&b, "\"__metadata__\":{", 16);
+    for (int32_t i = 0; i < meta_count; i++) {
+      if (i) buf_put(&b, ",", 1);
+      buf_json_string(&b, meta[2 * i]);
+      buf_put(&b, ":", 1);
+      buf_json_string(&b, meta[2 * i + 1]);
+    }
+    buf_put(&b, "}", 1);
+  }
   uint64_t offset = 0;
   for (int32_t i = 0; i < count; i++) {
     const vnrt_tensor_type *t = &types[i];
     uint64_t bytes = vnrt_tensor_type_bytes(t);
-    if (i) buf_put(&b, ",", 1);
+    if (i || meta_count > 0) buf_put(&b, ",", 1);
     buf_json_string(&b, names[i]);
     buf_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(t->dtype));
-    for (int32_t d = 0; d < t->rank; d++) buf_printf(&b, "%s%" PRId64, d ? "," : "", t->dims[d]);
+    for (int32_t d = 0; d < t->rank; d++) {
+      /* Packed FP4 is stored as bytes: the last dim counts bytes, two codes each. */
+      int64_t dim = t->dims[d] / (d == t->rank - 1 && vnrt_dtype_bits(t->dtype) == 4 ? 2 : 1);
+      buf_printf(&b, "%s%" PRId64, d ? "," : "", dim);
+    }
     buf_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + bytes);
     offset += bytes;
   }
   buf_put(&b, "}", 1);
   while (!b.oom && b.len % 8) buf_put(&b, " ", 1); /* so the data buffer starts 8-aligned */
-  if (b.oom) {
+
+  vnrt_safetensors_writer *w = vn_calloc(ctx, 1, sizeof *w);
+  if (w) {
+    w->ctx = ctx;
+    w->path = vn_strdup(ctx, path);
+    w->names = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof(char *));
+    w->bytes = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof(uint64_t));
+    if (w->names) w->count = count;
+  }
+  bool oom = b.oom || !w || !w->path || !w->names || !w->bytes;
+  for (int32_t i = 0; !oom && i < count; i++) {
+    w->names[i] = vn_strdup(ctx, names[i]);
+    w->bytes[i] = vnrt_tensor_type_bytes(&types[i]);
+    oom = !w->names[i];
+  }
+  if (oom) {
     vn_free(ctx, b.p);
+    if (w) writer_free(w);
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "vnrt_safetensors_write: out of memory");
   }
 
   vnrt_status s = VNRT_OK;
-  FILE *fp = fopen(path, "wb");
-  if (!fp) {
+  w->fp = fopen(path, "wb");
+  if (!w->fp) {
     s = vn_error(ctx, VNRT_ERROR_IO, "%s: cannot create: %s", path, strerror(errno));
   } else {
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)b.len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(b.p, 1, b.len, fp) == b.len;
-    for (int32_t i = 0; ok && i < count; i++) {
-      size_t bytes = vnrt_tensor_type_bytes(&types[i]);
-      ok = bytes == 0 || fwrite(datas[i], 1, bytes, fp) == bytes;
-    }
-    int err = errno;
-    if (fclose(fp) != 0 && ok) {
-      ok = false;
-      err = errno;
-    }
-    if (!ok) {
-      s = vn_error(ctx, VNRT_ERROR_IO, "%s: write failed: %s", path, strerror(err));
+    if (fwrite(len8, 1, 8, w->fp) != 8 || fwrite(b.p, 1, b.len, w->fp) != b.len) {
+      s = vn_error(ctx, VNRT_ERROR_IO, "%s: write failed: %s", path, strerror(errno));
+      fclose(w->fp);
       remove(path);
     }
   }
   vn_free(ctx, b.p);
+  if (s != VNRT_OK) {
+    writer_free(w);
+    return s;
+  }
+  *out_writer = w;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_safetensors_writer_put(vnrt_safetensors_writer *w, const void *data,
+                                        size_t bytes) {
+  if (!w) return VNRT_ERROR_INVALID_ARGUMENT;
+  if (w->failed != VNRT_OK)
+    return vn_error(w->ctx, w->failed, "%s: an earlier write failed", w->path);
+  if (w->next >= w->count)
+    return vn_error(w->ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s: all %d tensors are already written",
+                    w->path, (int)w->count);
+  const char *name = w->names[w->next];
+  if (bytes != w->bytes[w->next]) {
+    w->failed = VNRT_ERROR_INVALID_ARGUMENT;
+    return vn_error(w->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "%s: tensor '%s' is %" PRIu64 " bytes but %zu bytes were given", w->path, name,
+                    w->bytes[w->next], bytes);
+  }
+  if (!data && bytes) {
+    w->failed = VNRT_ERROR_INVALID_ARGUMENT;
+    return vn_error(w->ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s: tensor '%s' has no data", w->path,
+                    name);
+  }
+  if (bytes && fwrite(data, 1, bytes, w->fp) != bytes) {
+    w->failed = VNRT_ERROR_IO;
+    return vn_error(w->ctx, VNRT_ERROR_IO, "%s: write failed (tensor '%s'): %s", w->path, name,
+                    strerror(errno));
+  }
+  w->next++;
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_safetensors_writer_close(vnrt_safetensors_writer *w) {
+  if (!w) return VNRT_OK;
+  vnrt_status s = w->failed;
+  int err = 0;
+  if (fclose(w->fp) != 0 && s == VNRT_OK) {
+    err = errno;
+    s = vn_error(w->ctx, VNRT_ERROR_IO, "%s: write failed: %s", w->path, strerror(err));
+  }
+  if (s == VNRT_OK && w->next < w->count)
+    s = vn_error(w->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                 "%s: closed after %d of its %d tensors; the incomplete file is removed", w->path,
+                 (int)w->next, (int)w->count);
+  if (s != VNRT_OK) remove(w->path);
+  writer_free(w);
   return s;
+}
+
+vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path, const char *const *names,
+                                   const vnrt_tensor_type *types, const void *const *datas,
+                                   int32_t count) {
+  if (!ctx) return VNRT_ERROR_INVALID_ARGUMENT;
+  if (!path || count < 0 || (count > 0 && (!names || !types || !datas)))
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "vnrt_safetensors_write: path, names, types and datas are required");
+  VN_RETURN_IF_ERROR(check_entries(ctx, names, types, count, NULL, 0));
+  for (int32_t i = 0; i < count; i++)
+    if (!datas[i] && vnrt_tensor_type_bytes(&types[i]) > 0)
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_safetensors_write: tensor '%s' has no data", names[i]);
+  vnrt_safetensors_writer *w;
+  VN_RETURN_IF_ERROR(vnrt_safetensors_writer_open(ctx, path, names, types, count, NULL, 0, &w));
+  for (int32_t i = 0; i < count; i++) {
+    vnrt_status s = vnrt_safetensors_writer_put(w, datas[i], vnrt_tensor_type_bytes(&types[i]));
+    if (s != VNRT_OK) {
+      vnrt_safetensors_writer_close(w);
+      return s;
+    }
+  }
+  return vnrt_safetensors_writer_close(w);
 }

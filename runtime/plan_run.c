@@ -55,6 +55,50 @@ vnrt_status vnrt_plan_input_type(const vnrt_plan *plan, const char *name,
   return VNRT_OK;
 }
 
+static const char *value_role(const vnrt_plan *p, int32_t v) {
+  switch (p->graph->values[v].kind) {
+    case VN_VALUE_PARAM:
+      return "param";
+    case VN_VALUE_STATE:
+      return "state";
+    default:
+      return "input";
+  }
+}
+
+/* Quantized codes are checked as they are bound (docs/ops.md, "Quantized weights"): a NaN e4m3
+ * code (0x7F, 0xFF) or a NaN e8m0 scale (255) would make every product it touches NaN, so it
+ * is a named error here rather than a wrong answer later. e2m1 has no NaN code. */
+static vnrt_status check_codes(vnrt_plan *p, int32_t v, const vnrt_tensor_type *t, const void *data,
+                               size_t bytes) {
+  const uint8_t *b = data;
+  size_t i = 0;
+  if (t->dtype == VNRT_E4M3) {
+    while (i < bytes && (b[i] & 0x7Fu) != 0x7Fu) ++i;
+  } else if (t->dtype == VNRT_E8M0) {
+    while (i < bytes && b[i] != 0xFFu) ++i;
+  } else {
+    return VNRT_OK;
+  }
+  if (i == bytes) return VNRT_OK;
+  /* The flat index as a multi-index, outermost first. */
+  char at[96];
+  size_t used = (size_t)snprintf(at, sizeof at, "[");
+  for (int32_t d = 0; d < t->rank && used < sizeof at; ++d) {
+    uint64_t stride = 1;
+    for (int32_t e = d + 1; e < t->rank; ++e) stride *= (uint64_t)t->dims[e];
+    used += (size_t)snprintf(at + used, sizeof at - used, "%s%llu", d ? ", " : "",
+                             (unsigned long long)((i / stride) % (uint64_t)t->dims[d]));
+  }
+  if (used < sizeof at) snprintf(at + used, sizeof at - used, "]");
+  char tbuf[160];
+  return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                  "%s '%s' (%s) holds a NaN %s at index %zu %s: byte 0x%02X%s", value_role(p, v),
+                  p->graph->values[v].name, vn_type_str(t, tbuf, sizeof tbuf),
+                  t->dtype == VNRT_E4M3 ? "e4m3 code" : "e8m0 scale", i, at, (unsigned)b[i],
+                  t->dtype == VNRT_E4M3 ? " (0x7F and 0xFF are NaN)" : " (255 is NaN)");
+}
+
 /* Binds an input, param or state; a streamed param is kept on the host (copied, or borrowed
  * when `borrow`) instead of being written to the target. */
 static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, size_t bytes,
@@ -69,10 +113,12 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
                     "param '%s' is served by an Engram store: bind the store, not the table", name);
   }
   const vnrt_tensor_type *t = &p->graph->values[v].type;
-  VN_RETURN_IF_ERROR(check_bytes(p, "input", name, t, bytes, false));
+  VN_RETURN_IF_ERROR(check_bytes(p, value_role(p, v), name, t, bytes, false));
   if (!data && bytes) {
-    return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "input '%s': NULL data", name);
+    return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s '%s': NULL data", value_role(p, v),
+                    name);
   }
+  VN_RETURN_IF_ERROR(check_codes(p, v, t, data, bytes));
   /* A param shared with another plan (vnrt_plan_create_shared) is bound for both. */
   bool *bound = vn_plan_bound(p, v);
   *bound = false;

@@ -35,8 +35,10 @@ static const char kUsage[] =
     "  --help                    show this help\n"
     "\n"
     "An input's npy dtype must equal the declared dtype, except that <f4 data may bind f16 or\n"
-    "bf16 (rounded to nearest even). Outputs are written as <f4, <f2 or <i4; bf16 is widened\n"
-    "to <f4. Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n";
+    "bf16 (rounded to nearest even). Quantized params (e4m3, e8m0, e2m1) bind at their stored\n"
+    "size from F8_E4M3, F8_E8M0 and I8 (packed FP4) tensors or |u1 .npy arrays (e2m1: last dim\n"
+    "halved); NaN codes fail. Outputs are written as <f4, <f2 or <i4; bf16 is widened to <f4.\n"
+    "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n";
 
 /* How many values the summary of an output shows. */
 #define PRINT_VALUES 8
@@ -420,7 +422,8 @@ int main(int argc, char **argv) {
     if (b) {
       vnrt_tensor_type have;
       void *data = NULL;
-      if (vnrt_npy_read(ctx, b->path, &have, &data) != VNRT_OK)
+      /* |u1 arrays hold codes of the declared dtype (never widened). */
+      if (vnrt_npy_read_as(ctx, b->path, want.dtype, &have, &data) != VNRT_OK)
         fail(1, "%s '%s': %s", kind, name, vnrt_context_last_error(ctx));
       bind(ctx, plan, kind, name, &want, &have, data, b->path);
       vnrt_free(ctx, data);
@@ -450,7 +453,7 @@ int main(int argc, char **argv) {
     const binding *b = &o.states[i];
     vnrt_tensor_type want = state_type(ctx, graph, b->name), have;
     void *data = NULL;
-    if (vnrt_npy_read(ctx, b->path, &have, &data) != VNRT_OK)
+    if (vnrt_npy_read_as(ctx, b->path, want.dtype, &have, &data) != VNRT_OK)
       fail(1, "state '%s': %s", b->name, vnrt_context_last_error(ctx));
     bind(ctx, plan, "state", b->name, &want, &have, data, b->path);
     vnrt_free(ctx, data);

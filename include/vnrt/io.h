@@ -5,9 +5,13 @@
  * in vnrt_context_last_error(ctx). Malformed or truncated files fail with VNRT_ERROR_IO; the
  * readers never read outside the file, whatever it contains.
  *
- * Data types: .npy files hold `<f4`, `<f2` or `<i4` (C order, little-endian; format 1.0, 2.0
- * and 3.0); safetensors tensors are F32, F16, BF16 or I32. numpy has no bf16, so a bf16 tensor
- * is widened to `<f4` when written as .npy (docs/vnir.md, "npy binding").
+ * Data types (docs/api.md, "Data types in files"): .npy files hold `<f4`, `<f2` or `<i4` (C
+ * order, little-endian; format 1.0, 2.0 and 3.0), and quantized codes as byte arrays (`|u1`);
+ * safetensors tensors are F32, F16, BF16, I32, F8_E4M3 (e4m3), F8_E8M0 (e8m0) or I8, which is
+ * read as packed FP4: an I8 tensor [..., C2] is the e2m1 tensor [..., 2*C2] (DeepSeek's
+ * float4_e2m1fn_x2). numpy has no bf16, so a bf16 tensor is widened to `<f4` when written as
+ * .npy (docs/vnir.md, "npy binding"). Quantized tensors are never widened: they keep their
+ * stored bytes.
  */
 #ifndef VNRT_IO_H_
 #define VNRT_IO_H_
@@ -35,9 +39,24 @@ VNRT_API vnrt_status vnrt_npy_read_memory(vnrt_context *ctx, const void *bytes, 
                                           const char *name, vnrt_tensor_type *out_type,
                                           void **out_data);
 
+/* Like vnrt_npy_read and vnrt_npy_read_memory, for a caller that knows the dtype it wants. A
+ * byte array (`|u1`, also `|i1`) holds quantized codes, which its descr alone cannot name: it
+ * is read as dtype, which must then be VNRT_E4M3 or VNRT_E8M0 (one code per byte, the same
+ * dims) or VNRT_E2M1 (two codes per byte, even index in the low nibble: a [..., C2] array is
+ * the e2m1 tensor [..., 2*C2]); for another dtype such a file fails with VNRT_ERROR_IO. A file
+ * of any other descr is read exactly as vnrt_npy_read reads it, whatever dtype is: the caller
+ * compares *out_type with the type it wants. vnrt_npy_read itself rejects byte arrays. */
+VNRT_API vnrt_status vnrt_npy_read_as(vnrt_context *ctx, const char *path, vnrt_dtype dtype,
+                                      vnrt_tensor_type *out_type, void **out_data);
+VNRT_API vnrt_status vnrt_npy_read_memory_as(vnrt_context *ctx, const void *bytes, size_t size,
+                                             const char *name, vnrt_dtype dtype,
+                                             vnrt_tensor_type *out_type, void **out_data);
+
 /* Writes a tensor of the given type (data: vnrt_tensor_type_bytes(type) bytes, borrowed) as a
  * format 1.0 .npy file, replacing path. f32, f16 and i32 are written as `<f4`, `<f2` and `<i4`;
- * bf16 is widened to `<f4` (exactly: every bf16 value is an f32 value). */
+ * bf16 is widened to `<f4` (exactly: every bf16 value is an f32 value). e4m3 and e8m0 codes are
+ * written as `|u1` of the same dims, e2m1 as `|u1` with the last dim halved (its bytes; the last
+ * dim must be even): read them back with vnrt_npy_read_as. */
 VNRT_API vnrt_status vnrt_npy_write(vnrt_context *ctx, const char *path,
                                     const vnrt_tensor_type *type, const void *data);
 
@@ -80,14 +99,38 @@ VNRT_API vnrt_status vnrt_safetensors_find(vnrt_safetensors *file, const char *n
 
 /* The value of a "__metadata__" entry, or NULL if the file has no such key. Borrowed. */
 VNRT_API const char *vnrt_safetensors_metadata(const vnrt_safetensors *file, const char *key);
+/* The "__metadata__" keys in the order the header lists them; vnrt_safetensors_metadata_key
+ * returns NULL when i is out of range. Borrowed. */
+VNRT_API int32_t vnrt_safetensors_metadata_count(const vnrt_safetensors *file);
+VNRT_API const char *vnrt_safetensors_metadata_key(const vnrt_safetensors *file, int32_t i);
 
 /* Writes count tensors (names[i] of types[i], with vnrt_tensor_type_bytes(&types[i]) bytes at
  * datas[i]; all borrowed) as a safetensors file replacing path, in the given order, with the
  * header padded to a multiple of 8 bytes so that the data of each tensor is 8-byte aligned
- * whenever the earlier tensors' sizes are. Names must be non-empty and unique. */
+ * whenever the earlier tensors' sizes are. Names must be non-empty and unique. e4m3 and e8m0
+ * tensors are written as F8_E4M3 and F8_E8M0, e2m1 as I8 with the last dim halved (its bytes;
+ * the last dim must be even). */
 VNRT_API vnrt_status vnrt_safetensors_write(vnrt_context *ctx, const char *path,
                                             const char *const *names, const vnrt_tensor_type *types,
                                             const void *const *datas, int32_t count);
+
+/* The same file written one tensor at a time, so that a converter holds one tensor in memory:
+ * vnrt_safetensors_writer_open checks the entries as vnrt_safetensors_write does, creates path
+ * and writes the header, with meta_count "__metadata__" entries (meta: key, value, key, value,
+ * ...; may be NULL when meta_count is 0; keys unique). Each vnrt_safetensors_writer_put then
+ * writes the next tensor's data in the order of names (bytes must be its type's byte size).
+ * vnrt_safetensors_writer_close finishes the file and frees the writer; unless every tensor was
+ * put without error it removes the file and fails (with the first put's error, if one failed),
+ * which is also how to abandon a file. Closing NULL is a no-op. */
+typedef struct vnrt_safetensors_writer vnrt_safetensors_writer;
+VNRT_API vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
+                                                  const char *const *names,
+                                                  const vnrt_tensor_type *types, int32_t count,
+                                                  const char *const *meta, int32_t meta_count,
+                                                  vnrt_safetensors_writer **out_writer);
+VNRT_API vnrt_status vnrt_safetensors_writer_put(vnrt_safetensors_writer *writer, const void *data,
+                                                 size_t bytes);
+VNRT_API vnrt_status vnrt_safetensors_writer_close(vnrt_safetensors_writer *writer);
 
 #ifdef __cplusplus
 }

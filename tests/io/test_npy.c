@@ -418,6 +418,113 @@ START_TEST(write_rejects_bad_arguments) {
 }
 END_TEST
 
+/* ---- quantized codes ------------------------------------------------------------------- */
+
+/* e4m3 and e8m0 codes are |u1 arrays of the same dims, e2m1 a |u1 array of its bytes (last dim
+ * halved); vnrt_npy_read_as reads them back as the dtype asked for, never widened. */
+START_TEST(quantized_codes_round_trip) {
+  vnrt_context *ctx = tu_context();
+  const vnrt_dtype dtypes[] = {VNRT_E4M3, VNRT_E8M0, VNRT_E2M1};
+  const char *shapes[] = {"'shape': (2, 6), ", "'shape': (2, 6), ", "'shape': (2, 3), "};
+  const size_t sizes[] = {12, 12, 6};
+  unsigned char codes[12];
+  for (int i = 0; i < 12; i++) codes[i] = (unsigned char)(i * 21 + 5);
+  for (int di = 0; di < 3; di++) {
+    vnrt_tensor_type type = {dtypes[di], 2, {2, 6}};
+    ck_assert_uint_eq(vnrt_tensor_type_bytes(&type), sizes[di]);
+    void *img;
+    size_t size;
+    TU_OK(ctx, vnrt_npy_write_memory(ctx, &type, codes, &img, &size));
+    ck_assert_uint_eq(size, 128 + sizes[di]);
+    ck_assert_ptr_nonnull(strstr((char *)img + 10, "'descr': '|u1'"));
+    ck_assert_ptr_nonnull(strstr((char *)img + 10, shapes[di]));
+    ck_assert_int_eq(memcmp((char *)img + 128, codes, sizes[di]), 0);
+    vnrt_tensor_type got;
+    void *data;
+    TU_OK(ctx, vnrt_npy_read_memory_as(ctx, img, size, "q.npy", dtypes[di], &got, &data));
+    ck_assert_int_eq(got.dtype, dtypes[di]);
+    ck_assert_int_eq(got.rank, 2);
+    ck_assert_int_eq(got.dims[0], 2);
+    ck_assert_int_eq(got.dims[1], 6);
+    ck_assert_int_eq(memcmp(data, codes, sizes[di]), 0);
+    vnrt_free(ctx, data);
+    /* Without a dtype, or as a dtype that is not codes, a byte array is an error. */
+    ck_assert_int_eq(vnrt_npy_read_memory(ctx, img, size, "q.npy", &got, &data), VNRT_ERROR_IO);
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "vnrt_npy_read_as"));
+    ck_assert_ptr_null(data);
+    ck_assert_int_eq(vnrt_npy_read_memory_as(ctx, img, size, "q.npy", VNRT_F32, &got, &data),
+                     VNRT_ERROR_IO);
+    ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "not as f32"));
+    vnrt_free(ctx, img);
+  }
+  /* Any other descr reads as vnrt_npy_read does, whatever dtype is asked: the caller compares. */
+  float v[6] = {1, 2, 3, 4, 5, 6};
+  image im = make_npy(1, kF32x23, -1, v, sizeof v);
+  vnrt_tensor_type got;
+  void *data;
+  TU_OK(ctx, vnrt_npy_read_memory_as(ctx, im.bytes, im.size, "f.npy", VNRT_E4M3, &got, &data));
+  ck_assert_int_eq(got.dtype, VNRT_F32);
+  vnrt_free(ctx, data);
+  /* An odd e2m1 last dim cannot be written as bytes. */
+  vnrt_tensor_type odd = {VNRT_E2M1, 1, {5}};
+  void *img;
+  size_t size;
+  ck_assert_int_eq(vnrt_npy_write_memory(ctx, &odd, codes, &img, &size),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "even last dimension"));
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* The same through a file, and the errors a byte array of codes can have. */
+START_TEST(quantized_codes_files_and_errors) {
+  vnrt_context *ctx = tu_context();
+  char dir[] = "/tmp/vnrt_npy_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/e2m1.npy", dir);
+  vnrt_tensor_type type = {VNRT_E2M1, 3, {2, 1, 4}};
+  unsigned char codes[4] = {0x21, 0x43, 0x65, 0x87};
+  TU_OK(ctx, vnrt_npy_write(ctx, path, &type, codes));
+  vnrt_tensor_type got;
+  void *data;
+  TU_OK(ctx, vnrt_npy_read_as(ctx, path, VNRT_E2M1, &got, &data));
+  ck_assert_int_eq(got.dtype, VNRT_E2M1);
+  ck_assert_int_eq(got.rank, 3);
+  ck_assert_int_eq(got.dims[2], 4);
+  ck_assert_int_eq(memcmp(data, codes, 4), 0);
+  vnrt_free(ctx, data);
+  /* Read as e4m3 instead, the same bytes are [2, 1, 2] codes: the caller's dtype decides. */
+  TU_OK(ctx, vnrt_npy_read_as(ctx, path, VNRT_E4M3, &got, &data));
+  ck_assert_int_eq(got.dims[2], 2);
+  vnrt_free(ctx, data);
+  ck_assert_int_eq(vnrt_npy_read(ctx, path, &got, &data), VNRT_ERROR_IO);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), path));
+  unlink(path);
+  rmdir(dir);
+
+  const unsigned char bytes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  image scalar =
+      make_npy(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (), }\n", -1, bytes, 1);
+  ck_assert_int_eq(
+      vnrt_npy_read_memory_as(ctx, scalar.bytes, scalar.size, "s.npy", VNRT_E2M1, &got, &data),
+      VNRT_ERROR_IO);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "cannot hold packed e2m1 codes"));
+  TU_OK(ctx,
+        vnrt_npy_read_memory_as(ctx, scalar.bytes, scalar.size, "s.npy", VNRT_E8M0, &got, &data));
+  ck_assert_int_eq(got.rank, 0);
+  vnrt_free(ctx, data);
+  image trunc =
+      make_npy(1, "{'descr': '|i1', 'fortran_order': False, 'shape': (3, 3), }\n", -1, bytes, 8);
+  ck_assert_int_eq(
+      vnrt_npy_read_memory_as(ctx, trunc.bytes, trunc.size, "t.npy", VNRT_E4M3, &got, &data),
+      VNRT_ERROR_IO);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "needs 9 bytes (truncated)"));
+  ck_assert_ptr_null(data);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("npy");
   TCase *tc = tcase_create("npy");
@@ -438,6 +545,8 @@ int main(void) {
   tcase_add_test(tc, every_truncation_is_an_error);
   tcase_add_test(tc, error_files);
   tcase_add_test(tc, write_rejects_bad_arguments);
+  tcase_add_test(tc, quantized_codes_round_trip);
+  tcase_add_test(tc, quantized_codes_files_and_errors);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

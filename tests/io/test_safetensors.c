@@ -439,6 +439,184 @@ START_TEST(writer_rejects_bad_arguments) {
 }
 END_TEST
 
+/* ---- quantized dtypes ------------------------------------------------------------------ */
+
+/* e4m3 and e8m0 are F8_E4M3 and F8_E8M0 of the same dims; e2m1 is I8 with the last dim halved
+ * (two codes per byte), read back as the e2m1 tensor of the original dims. */
+START_TEST(quantized_round_trip) {
+  vnrt_context *ctx = tu_context();
+  make_dir();
+  const char *path = path_in_dir("q.safetensors");
+  const char *names[] = {"w.weight", "w.scale", "e.weight"};
+  vnrt_tensor_type types[] = {
+      {VNRT_E4M3, 2, {3, 5}}, {VNRT_E8M0, 2, {1, 2}}, {VNRT_E2M1, 2, {2, 6}}};
+  uint8_t codes[15], scales[2] = {127, 0}, packed[6];
+  for (int i = 0; i < 15; i++) codes[i] = (uint8_t)(i * 17);
+  for (int i = 0; i < 6; i++) packed[i] = (uint8_t)(0x10 * i + 15 - i);
+  const void *datas[] = {codes, scales, packed};
+  TU_OK(ctx, vnrt_safetensors_write(ctx, path, names, types, datas, 3));
+
+  FILE *fp = fopen(path, "rb");
+  unsigned char len8[8];
+  ck_assert_uint_eq(fread(len8, 1, 8, fp), 8);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+  char header[512] = {0};
+  ck_assert_uint_lt(hlen, sizeof header);
+  ck_assert_uint_eq(fread(header, 1, hlen, fp), hlen);
+  fclose(fp);
+  const char *expect =
+      "{\"w.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[3,5],\"data_offsets\":[0,15]},"
+      "\"w.scale\":{\"dtype\":\"F8_E8M0\",\"shape\":[1,2],\"data_offsets\":[15,17]},"
+      "\"e.weight\":{\"dtype\":\"I8\",\"shape\":[2,3],\"data_offsets\":[17,23]}}";
+  ck_assert_int_eq(strncmp(header, expect, strlen(expect)), 0);
+  for (size_t k = strlen(expect); k < hlen; k++) ck_assert_int_eq(header[k], ' ');
+
+  vnrt_safetensors *f;
+  TU_OK(ctx, vnrt_safetensors_open(ctx, path, &f));
+  for (int i = 0; i < 3; i++) {
+    vnrt_tensor_type got;
+    const void *data;
+    size_t bytes;
+    TU_OK(ctx, vnrt_safetensors_find(f, names[i], &got, &data, &bytes));
+    ck_assert_int_eq(got.dtype, types[i].dtype);
+    ck_assert_int_eq(got.rank, 2);
+    ck_assert_int_eq(got.dims[0], types[i].dims[0]);
+    ck_assert_int_eq(got.dims[1], types[i].dims[1]);
+    ck_assert_uint_eq(bytes, vnrt_tensor_type_bytes(&types[i]));
+    ck_assert_int_eq(memcmp(data, datas[i], bytes), 0);
+  }
+  ck_assert_uint_eq(vnrt_tensor_type_bytes(&types[2]), 6);
+  vnrt_safetensors_close(f);
+
+  /* An e2m1 tensor needs an even last dim (and a dim at all) to be written as bytes. */
+  vnrt_tensor_type odd[] = {{VNRT_E2M1, 2, {2, 5}}};
+  ck_assert_int_eq(vnrt_safetensors_write(ctx, path, names, odd, datas, 1),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "'w.weight' needs an even last"));
+  vnrt_tensor_type scalar[] = {{VNRT_E2M1, 0, {0}}};
+  ck_assert_int_eq(vnrt_safetensors_write(ctx, path, names, scalar, datas, 1),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  remove_dir(path);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* DeepSeek's layout written by hand: I8 [out, in/2] is e2m1 [out, in]; an I8 scalar cannot
+ * hold packed codes; F8_E5M2 is still a dtype vnrt does not hold. */
+START_TEST(quantized_foreign_headers) {
+  vnrt_context *ctx = tu_context();
+  make_dir();
+  const char *path = path_in_dir("ds.safetensors");
+  write_header(
+      path,
+      "{\"__metadata__\":{\"format\":\"pt\"},"
+      "\"experts.0.w1.weight\":{\"dtype\":\"I8\",\"shape\":[4,16],\"data_offsets\":[0,64]},"
+      "\"experts.0.w1.scale\":{\"dtype\":\"F8_E8M0\",\"shape\":[4,1],"
+      "\"data_offsets\":[64,68]},"
+      "\"wq.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,3],\"data_offsets\":[68,74]},"
+      "\"i8s\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[74,75]},"
+      "\"e5\":{\"dtype\":\"F8_E5M2\",\"shape\":[1],\"data_offsets\":[75,76]}}",
+      76);
+  vnrt_safetensors *f;
+  TU_OK(ctx, vnrt_safetensors_open(ctx, path, &f));
+  vnrt_tensor_type t;
+  size_t bytes;
+  TU_OK(ctx, vnrt_safetensors_find(f, "experts.0.w1.weight", &t, NULL, &bytes));
+  ck_assert_int_eq(t.dtype, VNRT_E2M1);
+  ck_assert_int_eq(t.rank, 2);
+  ck_assert_int_eq(t.dims[0], 4);
+  ck_assert_int_eq(t.dims[1], 32);
+  ck_assert_uint_eq(bytes, 64);
+  ck_assert_uint_eq(vnrt_tensor_type_bytes(&t), 64);
+  TU_OK(ctx, vnrt_safetensors_find(f, "experts.0.w1.scale", &t, NULL, &bytes));
+  ck_assert_int_eq(t.dtype, VNRT_E8M0);
+  ck_assert_int_eq(t.dims[1], 1);
+  TU_OK(ctx, vnrt_safetensors_find(f, "wq.weight", &t, NULL, &bytes));
+  ck_assert_int_eq(t.dtype, VNRT_E4M3);
+  ck_assert_uint_eq(bytes, 6);
+  ck_assert_int_eq(vnrt_safetensors_find(f, "i8s", &t, NULL, NULL), VNRT_ERROR_UNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "'i8s' (I8) cannot hold packed FP4"));
+  ck_assert_int_eq(t.dtype, VNRT_DTYPE_INVALID);
+  ck_assert_int_eq(vnrt_safetensors_find(f, "e5", &t, NULL, NULL), VNRT_ERROR_UNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "F8_E5M2"));
+  ck_assert_int_eq(vnrt_safetensors_metadata_count(f), 1);
+  ck_assert_str_eq(vnrt_safetensors_metadata_key(f, 0), "format");
+  ck_assert_ptr_null(vnrt_safetensors_metadata_key(f, 1));
+  vnrt_safetensors_close(f);
+  remove_dir(path);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* A quantized tensor whose offsets disagree with its shape, or that runs past the end of a
+ * truncated file, is named in the error. */
+START_TEST(quantized_mis_sized) {
+  static const bad_case cases[] = {
+      {"{\"w.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[4,4],\"data_offsets\":[0,15]}}", 15,
+       "tensor 'w.weight'", "need 16 bytes"},
+      {"{\"w.scale\":{\"dtype\":\"F8_E8M0\",\"shape\":[2],\"data_offsets\":[0,3]}}", 3,
+       "tensor 'w.scale'", "need 2 bytes"},
+      {"{\"e.weight\":{\"dtype\":\"I8\",\"shape\":[2,3],\"data_offsets\":[0,12]}}", 12,
+       "tensor 'e.weight'", "need 6 bytes"},
+      {"{\"e.weight\":{\"dtype\":\"I8\",\"shape\":[2,8],\"data_offsets\":[0,16]}}", 10,
+       "tensor 'e.weight'", "beyond the end"},
+  };
+  run_bad_cases(cases, sizeof cases / sizeof cases[0]);
+}
+END_TEST
+
+/* The streaming writer: metadata, puts in order, wrong sizes and early closes. */
+START_TEST(streaming_writer) {
+  vnrt_context *ctx = tu_context();
+  make_dir();
+  const char *path = path_in_dir("s.safetensors");
+  const char *names[] = {"a", "b"};
+  vnrt_tensor_type types[] = {{VNRT_F32, 1, {2}}, {VNRT_E4M3, 1, {3}}};
+  const float a[2] = {1.5f, -2.0f};
+  const uint8_t b[3] = {1, 2, 3};
+  const char *meta[] = {"format", "pt", "quote\"d", "v"};
+  vnrt_safetensors_writer *w;
+  TU_OK(ctx, vnrt_safetensors_writer_open(ctx, path, names, types, 2, meta, 2, &w));
+  TU_OK(ctx, vnrt_safetensors_writer_put(w, a, sizeof a));
+  TU_OK(ctx, vnrt_safetensors_writer_put(w, b, sizeof b));
+  ck_assert_int_eq(vnrt_safetensors_writer_put(w, b, sizeof b), VNRT_ERROR_INVALID_ARGUMENT);
+  TU_OK(ctx, vnrt_safetensors_writer_close(w));
+  vnrt_safetensors *f;
+  TU_OK(ctx, vnrt_safetensors_open(ctx, path, &f));
+  ck_assert_int_eq(vnrt_safetensors_metadata_count(f), 2);
+  ck_assert_str_eq(vnrt_safetensors_metadata_key(f, 1), "quote\"d");
+  ck_assert_str_eq(vnrt_safetensors_metadata(f, "format"), "pt");
+  const void *data;
+  vnrt_tensor_type t;
+  TU_OK(ctx, vnrt_safetensors_find(f, "b", &t, &data, NULL));
+  ck_assert_int_eq(memcmp(data, b, 3), 0);
+  vnrt_safetensors_close(f);
+
+  /* A wrong size names the tensor; the file is removed at close. */
+  TU_OK(ctx, vnrt_safetensors_writer_open(ctx, path, names, types, 2, NULL, 0, &w));
+  ck_assert_int_eq(vnrt_safetensors_writer_put(w, a, 4), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "tensor 'a' is 8 bytes"));
+  ck_assert_int_eq(vnrt_safetensors_writer_close(w), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  /* Closed early: incomplete, removed. */
+  TU_OK(ctx, vnrt_safetensors_writer_open(ctx, path, names, types, 2, NULL, 0, &w));
+  TU_OK(ctx, vnrt_safetensors_writer_put(w, a, sizeof a));
+  ck_assert_int_eq(vnrt_safetensors_writer_close(w), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "closed after 1 of its 2 tensors"));
+  ck_assert_int_ne(access(path, F_OK), 0);
+  /* Duplicate metadata keys are rejected before anything is created. */
+  const char *dup[] = {"k", "1", "k", "2"};
+  ck_assert_int_eq(vnrt_safetensors_writer_open(ctx, path, names, types, 2, dup, 2, &w),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_null(w);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  vnrt_safetensors_writer_close(NULL);
+  remove_dir(path);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("safetensors");
   TCase *tc = tcase_create("safetensors");
@@ -452,6 +630,10 @@ int main(void) {
   tcase_add_test(tc, error_offsets);
   tcase_add_test(tc, every_truncation_is_an_error);
   tcase_add_test(tc, writer_rejects_bad_arguments);
+  tcase_add_test(tc, quantized_round_trip);
+  tcase_add_test(tc, quantized_foreign_headers);
+  tcase_add_test(tc, quantized_mis_sized);
+  tcase_add_test(tc, streaming_writer);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

@@ -320,6 +320,40 @@ expect_error "--state file missing" 1 "state 'c'" "nofile.npy" -- \
 expect_error "--save-state to an unwritable path" 1 "state 'c'" "cannot create" -- \
   "$RUN" counter.vnir --input x=x3.npy --save-state c=/nonexistent/dir/c.npy
 
+# ---- quantized params: bound at their stored size, NaN codes named --------------------------
+cat >quant.vnir <<'VNIR'
+vnir 1
+input x: f32[1, 4]
+param w: e4m3[2, 4]
+param w_scale: e8m0[1, 1]
+param e: e2m1[2, 32]
+param e_scale: e8m0[2, 1]
+y = linear(x, w, w_scale)
+output y
+VNIR
+npy xq.npy '<f4' '(1, 4)' 3f800000 3f800000 3f800000 3f800000
+# w as F8_E4M3 (0x38 = 1.0), e as I8 [2, 16] (packed FP4), e_scale as F8_E8M0.
+E_BYTES=()
+for ((i = 0; i < 32; i++)); do E_BYTES+=(ff); done
+safetensors q.safetensors '{"w":{"dtype":"F8_E4M3","shape":[2,4],"data_offsets":[0,8]},"e":{"dtype":"I8","shape":[2,16],"data_offsets":[8,40]},"e_scale":{"dtype":"F8_E8M0","shape":[2,1],"data_offsets":[40,42]}}' \
+  38 38 38 38 38 38 38 38 "${E_BYTES[@]}" 7f 7f
+safetensors qnan.safetensors '{"w":{"dtype":"F8_E4M3","shape":[2,4],"data_offsets":[0,8]}}' \
+  38 38 38 38 38 7f 38 38
+npy scale_ok.npy '|u1' '(1, 1)' 7f
+npy scale_nan.npy '|u1' '(1, 1)' ff
+npy w_f32.npy '<f4' '(2, 4)' 00000000 00000000 00000000 00000000 00000000 00000000 00000000 \
+  00000000
+npy e_wide.npy '|u1' '(2, 32)' "${E_BYTES[@]}" "${E_BYTES[@]}"
+expect_error "NaN e4m3 code in safetensors" 1 "param 'w'" "NaN e4m3 code" "index 5 [1, 1]" -- \
+  "$RUN" quant.vnir --weights qnan.safetensors --input x=xq.npy
+expect_error "NaN e8m0 scale in npy" 1 "param 'w_scale'" "NaN e8m0 scale" "index 0 [0, 0]" -- \
+  "$RUN" quant.vnir --weights q.safetensors --input x=xq.npy --input w_scale=scale_nan.npy
+expect_error "f32 data for e4m3 param" 1 "shape/dtype mismatch for param 'w'" "f32[2, 4]" \
+  "e4m3[2, 4]" -- "$RUN" quant.vnir --weights q.safetensors --input x=xq.npy --input w=w_f32.npy
+expect_error "unpacked FP4 npy" 1 "shape/dtype mismatch for param 'e'" "e2m1[2, 64]" \
+  "e2m1[2, 32]" -- "$RUN" quant.vnir --weights q.safetensors --input x=xq.npy \
+  --input w_scale=scale_ok.npy --input e=e_wide.npy
+
 # ---- vnrt-info ------------------------------------------------------------------------------
 if expect_ok "vnrt-info" "$INFO"; then
   grep -q '^vnrt [0-9]*\.[0-9]*\.[0-9]*$' out.txt || fail "vnrt-info: no version line"
