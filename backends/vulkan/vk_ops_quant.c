@@ -76,22 +76,27 @@ static int grid_scratch_ok(const vnrt_backend_device *device, uint64_t n, uint64
   return 1;
 }
 
-/* Binds weight w (and, for codes, its scale) to slots ws and ss; sets SC2 when scaled. */
+/* Binds weight w to slot 3 and, for codes, its scale to slot 4 (SC2 = 1). L: the length of
+ * the rows the kernel reduces along (0: none); when L and the block's columns are whole words
+ * of codes, sets SC0 bit 2 (row_dot in quant.comp decodes word by word). */
 static void bind_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
-                        const vnrt_quant_weight *q, int ws, int ss) {
-  vk_bind(b, d, ws, node->inputs[w]);
-  if (is_codes(q->codes)) {
-    vk_bind(b, d, ss, node->inputs[q->scale_input]);
-    d->spec[11] = 1;
-  }
+                        const vnrt_quant_weight *q, uint64_t L) {
+  vk_bind(b, d, 3, node->inputs[w]);
+  if (!is_codes(q->codes)) return;
+  vk_bind(b, d, 4, node->inputs[q->scale_input]);
+  d->spec[11] = 1;
+  uint64_t per = q->codes == VNRT_E2M1 ? 8 : 4;
+  if (L > 0 && L % per == 0 && (uint64_t)q->block[1] % per == 0) d->spec[9] |= 4;
 }
 
 /* The block shape and the scale matrix's rows and columns pushed at push[i..i+3] (b0 b1 sr
- * sc), for a weight of R x C (per leading index); plain weights push 1 1 0 0 (never read). */
+ * sc), for a weight of R x C (per leading index); a plain weight is one block per row (its
+ * scales are never read). */
 static void push_blocks(vk_dispatch_desc *d, int i, const vnrt_quant_weight *q, uint64_t R,
                         uint64_t C) {
   bool qd = is_codes(q->codes);
-  uint64_t b0 = qd ? (uint64_t)q->block[0] : 1, b1 = qd ? (uint64_t)q->block[1] : 1;
+  uint64_t b0 = qd ? (uint64_t)q->block[0] : 1;
+  uint64_t b1 = qd ? (uint64_t)q->block[1] : (C ? C : 1);
   vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1);
   vk_push_u(d, i + 2, qd ? vk_div_up(R, b0) : 0), vk_push_u(d, i + 3, qd ? vk_div_up(C, b1) : 0);
 }
@@ -199,7 +204,7 @@ static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_node *node,
   } else {
     vk_bind(b, &d, 0, node->inputs[0]);
   }
-  bind_weight(b, &d, node, 1, q, 1, 2);
+  bind_weight(b, &d, node, 1, q, transposed ? K : 0);
   vk_bind(b, &d, 5, node->outputs[0]);
   d.spec[10] = transposed;
   vk_push_u(&d, 0, M), vk_push_u(&d, 1, N), vk_push_u(&d, 2, K), vk_push_u(&d, 3, 0);
@@ -241,7 +246,7 @@ VK_RECORD_FN(vk_rec_qembedding) {
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_QUANT);
   d.spec[8] = QOP_EMBEDDING;
-  bind_weight(b, &d, node, 0, q, 0, 2);
+  bind_weight(b, &d, node, 0, q, 0);
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 5, node->outputs[0]);
   vk_push_u(&d, 0, n), vk_push_u(&d, 1, D), vk_push_u(&d, 2, (uint64_t)t0->dims[0]);
@@ -283,7 +288,7 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   uint64_t F = (uint64_t)tg->dims[1] / 2, E = (uint64_t)tg->dims[0];
   if (T == 0 || C == 0) return VNRT_OK;
   bool aq = p->act_quant != 0;
-  uint64_t x_off = 0, h_off = aq ? T * C : 0;
+  uint64_t x_off = 0, h_off = aq ? (T * C + 3) / 4 * 4 : 0; /* h rows start on vec4s */
   vk_view s = vk_scratch_view(b, (h_off + T * k * F) * 4);
   if (aq) {
     VK_TRY(emit_fake_quant(b, node->inputs[0], -1, s, 0, x_off, VNRT_E4M3, T, C, 0, C / ACT_BLOCK,
@@ -298,7 +303,7 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   if (!aq) vk_bind(b, &d, 0, node->inputs[0]);
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 2, node->inputs[2]);
-  bind_weight(b, &d, node, 3, &p->w_gate_up, 3, 4);
+  bind_weight(b, &d, node, 3, &p->w_gate_up, C);
   d.slots[VK_SLOT_SCRATCH] = s;
   vk_push_u(&d, 0, T), vk_push_u(&d, 1, C), vk_push_u(&d, 2, F), vk_push_u(&d, 3, k);
   vk_push_u(&d, 4, E), vk_push_f(&d, 5, p->limit);
@@ -315,10 +320,11 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   }
   vk_desc_init(&d, VK_SHADER_QUANT);
   d.spec[8] = QOP_DOWN;
+  d.spec[9] = 1; /* h from the scratch */
   d.spec[10] = aq;
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 2, node->inputs[2]);
-  bind_weight(b, &d, node, 4, &p->w_down, 3, 4);
+  bind_weight(b, &d, node, 4, &p->w_down, F);
   vk_bind(b, &d, 5, node->outputs[0]);
   d.slots[VK_SLOT_SCRATCH] = s;
   vk_push_u(&d, 0, T), vk_push_u(&d, 1, C), vk_push_u(&d, 2, F), vk_push_u(&d, 3, k);

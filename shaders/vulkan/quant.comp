@@ -6,11 +6,12 @@
 // sum is f32. These are simple kernels (an invocation per output, or per few outputs); the
 // plain-weight paths keep their own fast kernels.
 //
-// A weight W of logical dims [.., R, C] with codes dtype DTn (slot n) and scales (slot n + 1,
-// e8m0 [.., ceil(R/b0), ceil(C/b1)]): W[e][r][c] = dec(code[(e R + r) C + c]) *
+// A weight W of logical dims [.., R, C] (slot 3, DT3) with codes and e8m0 scales (slot 4,
+// [.., ceil(R/b0), ceil(C/b1)]): W[e][r][c] = dec(code[(e R + r) C + c]) *
 // 2^(scale[(e SR + r / b0) SC + c / b1] - 127). A plain f32/f16/bf16 weight (SC2 = 0) is read
 // as it is. e4m3 codes are bytes; e2m1 codes nibbles (the even index in the low nibble), so an
-// e2m1 row of C codes is C/2 bytes and code i is nibble i of the tensor.
+// e2m1 row of C codes is C/2 bytes and code i is nibble i of the tensor. SC0 bit 2: the rows
+// reduced along are whole words of codes, and so is every block (decoded a word at a time).
 //
 //   OP 0 fake_quant: per row of D values, channels [start, start + nq*block) in nq blocks, each
 //        quantized to SC1 (0 e4m3, 1 e2m1) with its power-of-two scale and dequantized; the
@@ -19,15 +20,14 @@
 //        bit 1: write the scratch at out_off (else slot 5, DT5). In place is allowed: an
 //        invocation reads its channels before it writes them.
 //   OP 1 qgemm: Y[m][n] = sum_k X[m][k] W(k, n) into slot 5, X = slot 0 (or the scratch at
-//        x_off when SC0 bit 0), W = slot 1 (scales slot 2); SC1 = 1: W(k, n) = w[n][k] (linear,
-//        R = N, C = K), else W(k, n) = b[k][n] (matmul, R = K, C = N). An invocation per
-//        (n, RM rows).
-//   OP 2 embedding: out[q][d] = table[ids[q]][d], table = slot 0 (scales slot 2), ids slot 1.
+//        x_off when SC0 bit 0); SC1 = 1: W(k, n) = w[n][k] (linear, R = N, C = K), else
+//        W(k, n) = b[k][n] (matmul, R = K, C = N). An invocation per (n, RM rows).
+//   OP 2 embedding: out[q][d] = table[ids[q]][d], table = the weight, ids slot 1.
 //   OP 3 moe_ffn gate/up: h[p][f] = swiglu(gate_e x[t], up_e x[t], limit) (times weights[p]
 //        when SC1 = 1, act_quant) into the scratch at h_off, p = t k + i, e = experts[p];
-//        x = slot 0 or the scratch at x_off (SC0 bit 0); w_gate_up slot 3, scales slot 4.
+//        x = slot 0 or the scratch at x_off (SC0 bit 0); the weight is w_gate_up.
 //   OP 4 moe_ffn down: y[t][c] = sum_i a_i <w_down[e][c][:], h[p][:]>, a_i = weights[p]
-//        (1 when SC1 = 1: the weight is already in h); w_down slot 3, scales slot 4.
+//        (1 when SC1 = 1: the weight is already in h); the weight is w_down.
 // An id or expert outside its range is reported and clamped, as gather.comp and moe_ffn.comp do.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -58,10 +58,15 @@ float vn_e4m3(uint c) {
   return uintBitsToFloat(s | ((em + (120u << 3)) << 20));
 }
 
-const float k_e2m1[16] = float[16](0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5,
-                                   -2.0, -3.0, -4.0, -6.0);
+// e2m1: twice the magnitude of code c & 7 is nibble c & 7 of this constant table (0 1 2 3 4
+// 6 8 12); bit 3 is the sign. A table in a register: llvmpipe runs an indexed const array
+// per lane through memory, 10x slower here.
+#define E2M1_X2 0xC8643210u
 
-float vn_e2m1(uint c) { return k_e2m1[c & 15u]; }
+float vn_e2m1(uint c) {
+  float mag = float((E2M1_X2 >> ((c & 7u) << 2)) & 0xfu) * 0.5;
+  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
+}
 
 float vn_e8m0(uint c) {
   if (c == 255u) return uintBitsToFloat(0x7fc00000u);
@@ -115,26 +120,95 @@ int block_scale_exp(float amax, uint fmt) {
 }
 
 // ---- Loads -----------------------------------------------------------------------------------
+// Every weight is in slot 3 (DT3) and its scales in slot 4.
 
-#define BYTE(n, i) ((b##n.w[(i) >> 2] >> (((i) & 3u) << 3)) & 0xffu)
-#define NIB(n, i) ((b##n.w[(i) >> 3] >> (((i) & 7u) << 2)) & 0xfu)
+float vn_w(uint i) {
+  if (DT3 == DT_E4M3) return vn_e4m3((b3.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
+  if (DT3 == DT_E2M1) return vn_e2m1((b3.w[i >> 3] >> ((i & 7u) << 2)) & 0xfu);
+  return ldf3(i);
+}
+float vn_s(uint i) { return SC2 != 0u ? vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu) : 1.0; }
 
-// Element i of a weight in slot n: codes decoded, plain floats as they are.
-#define VN_WLOAD(n)                                  \
-  float ldq##n(uint i) {                             \
-    if (DT##n == DT_E4M3) return vn_e4m3(BYTE(n, i)); \
-    if (DT##n == DT_E2M1) return vn_e2m1(NIB(n, i));  \
-    return ldf##n(i);                                \
-  }                                                  \
-  float scale##n(uint i) { return vn_e8m0(BYTE(n, i)); }
-VN_WLOAD(0)
-VN_WLOAD(1)
-VN_WLOAD(2)
-VN_WLOAD(3)
-VN_WLOAD(4)
+// Four e4m3 codes of a word, without branches: a normal code is an f32 with the exponent
+// rebased (+120); a subnormal one (exponent field 0) is read as exponent 1 less 2^-6.
+vec4 vn_e4m3x4(uint wd) {
+  uvec4 c = (uvec4(wd) >> uvec4(0u, 8u, 16u, 24u)) & 0xffu;
+  uvec4 em = c & 0x7fu;
+  vec4 nrm = uintBitsToFloat((em << 20) + (120u << 23));
+  vec4 sub = uintBitsToFloat((em << 20) + (121u << 23)) - 0.015625;
+  vec4 mag = mix(nrm, sub, lessThan(em, uvec4(8u)));
+  mag = mix(mag, vec4(uintBitsToFloat(0x7fc00000u)), equal(em, uvec4(0x7fu)));
+  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 0x80u) << 24));
+}
 
-// A weight element with its block scale (has_scale = SC2): weight slot wn, scales slot wn + 1.
-#define QW(wn, sn, idx, sidx) (SC2 != 0u ? ldq##wn(idx) * scale##sn(sidx) : ldq##wn(idx))
+// The four e2m1 codes in the low 16 bits of wd (vn_e2m1 four at a time).
+vec4 vn_e2m1x4(uint wd) {
+  uvec4 c = (uvec4(wd) >> uvec4(0u, 4u, 8u, 12u)) & 0xfu;
+  vec4 mag = vec4((uvec4(E2M1_X2) >> ((c & 7u) << 2)) & 0xfu) * 0.5;
+  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
+}
+
+// x value i of the reduction: the scratch (SC0 bit 0) or slot 0.
+float vn_x(uint i) { return (SC0 & 1u) != 0u ? scratch.f[i] : ldf0(i); }
+
+// x values i .. i+3, i a multiple of 4 (SC0 bit 2 makes every row start one): one vec4 of f32,
+// or two words of f16/bf16 (widening is exact).
+layout(set = 0, binding = 0, std430) readonly buffer VnX4 { vec4 v[]; } x4f;
+layout(set = 0, binding = 0, std430) readonly buffer VnX4h { uvec2 v[]; } x4h;
+layout(set = 0, binding = 8, std430) readonly buffer VnS4 { vec4 v[]; } s4;
+vec4 vn_x4(uint i) {
+  if ((SC0 & 1u) != 0u) return s4.v[i >> 2];
+  if (DT0 == DT_F32) return x4f.v[i >> 2];
+  uvec2 u = x4h.v[i >> 2];
+  if (DT0 == DT_BF16) {
+    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+  }
+  return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+}
+
+// acc[j] += sum_{c < L} x[x0 + j xs + c] W[w0 + c] for j < nx: one row of W (L values from
+// element w0, its scales from s0 on, one per b1 columns) against nx rows of x. The partial
+// sum of each block is multiplied by its power-of-two scale (the same products as scaling
+// each weight). SC0 bit 2 (L and b1 multiples of the codes per word): whole words decoded at
+// once.
+void row_dot(uint w0, uint L, uint s0, uint b1, uint x0, uint xs, uint nx, inout float acc[RM]) {
+  for (uint c0 = 0u, sb = s0; c0 < L; c0 += b1, ++sb) {
+    uint c1 = min(c0 + b1, L);
+    float part[RM];
+    for (uint j = 0u; j < RM; ++j) part[j] = 0.0;
+    if ((SC0 & 4u) != 0u && DT3 == DT_E4M3) {
+      for (uint c = c0; c < c1; c += 4u) {
+        vec4 w = vn_e4m3x4(b3.w[(w0 + c) >> 2]);
+        for (uint j = 0u; j < RM; ++j) {
+          if (j >= nx) break;
+          vec4 xv = vn_x4(x0 + j * xs + c);
+          part[j] += (w.x * xv.x + w.y * xv.y) + (w.z * xv.z + w.w * xv.w);
+        }
+      }
+    } else if ((SC0 & 4u) != 0u && DT3 == DT_E2M1) {
+      for (uint c = c0; c < c1; c += 8u) {
+        uint wd = b3.w[(w0 + c) >> 3];
+        vec4 wa = vn_e2m1x4(wd), wb = vn_e2m1x4(wd >> 16);
+        for (uint j = 0u; j < RM; ++j) {
+          if (j >= nx) break;
+          vec4 xa = vn_x4(x0 + j * xs + c), xb = vn_x4(x0 + j * xs + c + 4u);
+          part[j] += ((wa.x * xa.x + wa.y * xa.y) + (wa.z * xa.z + wa.w * xa.w)) +
+                     ((wb.x * xb.x + wb.y * xb.y) + (wb.z * xb.z + wb.w * xb.w));
+        }
+      }
+    } else {
+      for (uint c = c0; c < c1; ++c) {
+        float w = vn_w(w0 + c);
+        for (uint j = 0u; j < RM; ++j) {
+          if (j >= nx) break;
+          part[j] += w * vn_x(x0 + j * xs + c);
+        }
+      }
+    }
+    float sv = vn_s(sb);
+    for (uint j = 0u; j < RM; ++j) acc[j] += part[j] * sv;
+  }
+}
 
 // ---- OP 0: fake_quant --------------------------------------------------------------------------
 
@@ -185,21 +259,25 @@ void fake_quant(uint g) {
 // ---- OP 1: qgemm -------------------------------------------------------------------------------
 
 // push: M N K x_off b0 b1 sr sc
-float qg_x(uint i) { return (SC0 & 1u) != 0u ? scratch.f[pc.u[3] + i] : ldf0(i); }
-
 void qgemm(uint g) {
-  uint M = pc.u[0], N = pc.u[1], K = pc.u[2], b0 = pc.u[4], b1 = pc.u[5], sc = pc.u[7];
+  uint M = pc.u[0], N = pc.u[1], K = pc.u[2], x_off = pc.u[3], b0 = pc.u[4], b1 = pc.u[5];
+  uint sc = pc.u[7];
   uint mb = (M + RM - 1u) / RM;
   if (g >= N * mb) return;
   uint n = g % N, m0 = (g / N) * RM, nm = min(RM, M - m0);
   float acc[RM];
   for (uint j = 0u; j < RM; ++j) acc[j] = 0.0;
-  for (uint k = 0u; k < K; ++k) {
-    uint r = SC1 != 0u ? n : k, c = SC1 != 0u ? k : n;
-    float w = QW(1, 2, r * (SC1 != 0u ? K : N) + c, (r / b0) * sc + c / b1);
-    for (uint j = 0u; j < RM; ++j) {
-      if (j >= nm) break;
-      acc[j] += qg_x((m0 + j) * K + k) * w;
+  if (SC1 != 0u) {
+    row_dot(n * K, K, (n / b0) * sc, b1, x_off + m0 * K, K, nm, acc);
+  } else {
+    // b[K, N]: a column of codes, one scale per b0 of its rows.
+    uint cs = n / b1;
+    for (uint k = 0u; k < K; ++k) {
+      float w = vn_w(k * N + n) * vn_s((k / b0) * sc + cs);
+      for (uint j = 0u; j < RM; ++j) {
+        if (j >= nm) break;
+        acc[j] += vn_x(x_off + (m0 + j) * K + k) * w;
+      }
     }
   }
   for (uint j = 0u; j < RM; ++j) {
@@ -225,7 +303,7 @@ void embedding(uint i) {
     row = clamp(row, 0, int(R) - 1);
   }
   uint r = uint(row);
-  stf5(i, QW(0, 2, r * D + d, (r / b0) * sc + d / b1));
+  stf5(i, vn_w(r * D + d) * vn_s((r / b0) * sc + d / b1));
 }
 
 // ---- OP 3 / OP 4: moe_ffn ----------------------------------------------------------------------
@@ -249,14 +327,12 @@ void moe_gate_up(uint g) {
   if (g >= T * k * F) return;
   uint p = g / F, f = g % F, t = p / k;
   uint e = expert_of(p, f == 0u);
-  uint rg = f, ru = F + f;
-  uint wbase = e * 2u * F * C, sbase = e * sr * sc;
-  float gs = 0.0, us = 0.0;
-  for (uint c = 0u; c < C; ++c) {
-    float x = (SC0 & 1u) != 0u ? scratch.f[x_off + t * C + c] : ldf0(t * C + c);
-    gs += QW(3, 4, wbase + rg * C + c, sbase + (rg / b0) * sc + c / b1) * x;
-    us += QW(3, 4, wbase + ru * C + c, sbase + (ru / b0) * sc + c / b1) * x;
-  }
+  uint rg = f, ru = F + f, wbase = e * 2u * F * C, sbase = e * sr * sc;
+  float ga[RM], ua[RM];
+  for (uint j = 0u; j < RM; ++j) ga[j] = ua[j] = 0.0;
+  row_dot(wbase + rg * C, C, sbase + (rg / b0) * sc, b1, x_off + t * C, 0u, 1u, ga);
+  row_dot(wbase + ru * C, C, sbase + (ru / b0) * sc, b1, x_off + t * C, 0u, 1u, ua);
+  float gs = ga[0], us = ua[0];
   if (limit > 0.0) {
     gs = gs < limit ? gs : limit;
     us = us < -limit ? -limit : (us > limit ? limit : us);
@@ -266,6 +342,7 @@ void moe_gate_up(uint g) {
   scratch.f[h_off + p * F + f] = h;
 }
 
+// The down projection's input h is always in the scratch: the host sets SC0 bit 0.
 void moe_down(uint g) {
   uint T = pc.u[0], C = pc.u[1], F = pc.u[2], k = pc.u[3];
   uint h_off = pc.u[7], b0 = pc.u[8], b1 = pc.u[9], sr = pc.u[10], sc = pc.u[11];
@@ -275,12 +352,10 @@ void moe_down(uint g) {
   for (uint i = 0u; i < k; ++i) {
     uint p = t * k + i;
     uint e = expert_of(p, false); // OP 3 reported it
-    uint wbase = (e * C + c) * F, sbase = e * sr * sc + (c / b0) * sc;
-    float acc = 0.0;
-    for (uint f = 0u; f < F; ++f) {
-      acc += QW(3, 4, wbase + f, sbase + f / b1) * scratch.f[h_off + p * F + f];
-    }
-    y += SC1 != 0u ? acc : ldf2(p) * acc;
+    float acc[RM];
+    for (uint j = 0u; j < RM; ++j) acc[j] = 0.0;
+    row_dot((e * C + c) * F, F, e * sr * sc + (c / b0) * sc, b1, h_off + p * F, 0u, 1u, acc);
+    y += SC1 != 0u ? acc[0] : ldf2(p) * acc[0];
   }
   stf5(t * C + c, y);
 }
