@@ -335,6 +335,24 @@ VK_RECORD_FN(vk_rec_engram_lookup);
 VK_RECORD_FN(vk_rec_engram_gate);
 VK_RECORD_FN(vk_rec_short_conv);
 
+/* vk_ops_quant.c: fake_quant, and the kernels of linear, matmul, embedding and moe_ffn with
+ * quantized weights or act_quant (vk_quant_* say which nodes need them; the sup/rec functions
+ * of those ops hand such nodes to the q* functions). */
+VK_SUPPORTED_FN(vk_sup_fake_quant);
+VK_RECORD_FN(vk_rec_fake_quant);
+bool vk_quant_linear(const vnrt_backend_node *node);
+bool vk_quant_matmul(const vnrt_backend_node *node);
+bool vk_quant_embedding(const vnrt_backend_node *node);
+bool vk_quant_moe_ffn(const vnrt_backend_node *node);
+VK_SUPPORTED_FN(vk_sup_qlinear);
+VK_SUPPORTED_FN(vk_sup_qmatmul);
+VK_SUPPORTED_FN(vk_sup_qembedding);
+VK_SUPPORTED_FN(vk_sup_qmoe_ffn);
+VK_RECORD_FN(vk_rec_qlinear);
+VK_RECORD_FN(vk_rec_qmatmul);
+VK_RECORD_FN(vk_rec_qembedding);
+VK_RECORD_FN(vk_rec_qmoe_ffn);
+
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
  * matvec.comp for a few rows of A against a B contiguous along k, else the tiled matmul.comp,
  * and sets the grid. */

@@ -3,7 +3,9 @@
  * the op's shader has none of its own). An op Vulkan does not run has NULL functions and falls
  * back to another backend. The table is built from VNRT_OP_LIST, so an op appended there does
  * not compile here until it has a row. The functions are in vk_ops_basic.c and vk_ops_model.c;
- * the kernels in shaders/vulkan (docs/vulkan.md lists which kernel runs which op). */
+ * the kernels in shaders/vulkan (docs/vulkan.md lists which kernel runs which op). Nodes with
+ * quantized weights or act_quant go from the linear, matmul, embedding and moe_ffn functions
+ * to those of vk_ops_quant.c (shaders/vulkan/quant.comp), which also runs fake_quant. */
 #include <stdio.h>
 
 #include "vk_internal.h"
@@ -73,7 +75,7 @@ enum { B_ADD = 1, B_SUB = 2, B_MUL = 3, B_DIV = 4, B_SWIGLU = 5 };
 #define VK_OP_SHORT_CONV     vk_sup_short_conv,      vk_rec_short_conv,      0
 #define VK_OP_KV_WRITE       vk_sup_kv_write,        vk_rec_kv_write,        0
 #define VK_OP_HADAMARD       vk_sup_hadamard,        vk_rec_hadamard,        0
-#define VK_OP_FAKE_QUANT     NULL,                   NULL,                   0
+#define VK_OP_FAKE_QUANT     vk_sup_fake_quant,      vk_rec_fake_quant,      0
 /* clang-format on */
 
 typedef struct vk_op_row {

@@ -34,6 +34,7 @@ VK_SUPPORTED_FN(vk_sup_elementwise) {
 }
 
 VK_SUPPORTED_FN(vk_sup_matmul) {
+  if (vk_quant_matmul(node)) return vk_sup_qmatmul(device, g, node, why, why_size);
   const VkPhysicalDeviceLimits *lim = &device->phys->props.limits;
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
   const vnrt_tensor_type *o0 = vk_out_type(g, node, 0);
@@ -50,6 +51,7 @@ VK_SUPPORTED_FN(vk_sup_matmul) {
 }
 
 VK_SUPPORTED_FN(vk_sup_linear) {
+  if (vk_quant_linear(node)) return vk_sup_qlinear(device, g, node, why, why_size);
   const VkPhysicalDeviceLimits *lim = &device->phys->props.limits;
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
   if (t0->rank < 1 || t1->rank != 2) return WHY("linear needs x[..., K] and w[N, K]");
@@ -91,6 +93,7 @@ VK_SUPPORTED_FN(vk_sup_rms_norm) {
 }
 
 VK_SUPPORTED_FN(vk_sup_embedding) {
+  if (vk_quant_embedding(node)) return vk_sup_qembedding(device, g, node, why, why_size);
   return (vk_in_type(g, node, 0)->rank == 2 && vk_in_type(g, node, 1)->dtype == VNRT_I32)
              ? 1
              : WHY("embedding needs table[V, D] and i32 ids");
@@ -278,6 +281,7 @@ static void gemm_push(vk_dispatch_desc *d, uint64_t M, uint64_t N, uint64_t K,
 }
 
 VK_RECORD_FN(vk_rec_matmul) {
+  if (vk_quant_matmul(node)) return vk_rec_qmatmul(b, g, node, code);
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0), *tb = vk_in_type(g, node, 1);
   const vnrt_tensor_type *to = vk_out_type(g, node, 0);
   vk_dispatch_desc d;
@@ -298,6 +302,7 @@ VK_RECORD_FN(vk_rec_matmul) {
 }
 
 VK_RECORD_FN(vk_rec_linear) {
+  if (vk_quant_linear(node)) return vk_rec_qlinear(b, g, node, code);
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0), *tb = vk_in_type(g, node, 1);
   vk_dispatch_desc d;
   gemm_desc(b, node, &d);
@@ -531,6 +536,7 @@ VK_RECORD_FN(vk_rec_softmax) {
 }
 
 VK_RECORD_FN(vk_rec_embedding) {
+  if (vk_quant_embedding(node)) return vk_rec_qembedding(b, g, node, code);
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
   uint64_t n = (uint64_t)vnrt_numel(vk_out_type(g, node, 0));
   vk_dispatch_desc d;

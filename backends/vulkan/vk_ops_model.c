@@ -127,6 +127,7 @@ VK_SUPPORTED_FN(vk_sup_moe_hash_route) {
 }
 
 VK_SUPPORTED_FN(vk_sup_moe_ffn) {
+  if (vk_quant_moe_ffn(node)) return vk_sup_qmoe_ffn(device, g, node, why, why_size);
   const VkPhysicalDeviceLimits *lim = &device->phys->props.limits;
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *te = vk_in_type(g, node, 1);
   const vnrt_tensor_type *tg = vk_in_type(g, node, 3);
@@ -345,6 +346,7 @@ VK_RECORD_FN(vk_rec_moe_hash_route) {
 }
 
 VK_RECORD_FN(vk_rec_moe_ffn) {
+  if (vk_quant_moe_ffn(node)) return vk_rec_qmoe_ffn(b, g, node, code);
   const vnrt_tensor_type *tx = vk_in_type(g, node, 0), *te = vk_in_type(g, node, 1);
   const vnrt_tensor_type *tg = vk_in_type(g, node, 3);
   uint64_t C = (uint64_t)tx->dims[tx->rank - 1];
