@@ -10,6 +10,9 @@
 #define DT_F16 2
 #define DT_BF16 3
 #define DT_I32 4
+#define DT_E4M3 5 /* FP8 e4m3fn codes (one byte) */
+#define DT_E8M0 6 /* power-of-two scales (one byte) */
+#define DT_E2M1 7 /* FP4 codes, two per byte, the even index in the low nibble */
 
 /* A tensor argument is a buffer and a byte offset into it (offsets are multiples of 256). */
 #define TENSOR(n) __global uchar *n##_b, ulong n##_o
@@ -43,6 +46,42 @@ void st(__global uchar *p, int dt, long i, float v) {
     default: ((__global float *)p)[i] = v; break;
   }
 }
+
+/* ---- Quantized weights (docs/ops.md, "Quantized weights"): exact decoders built from bits,
+ * so no math library call can flush or round them. Codes are read as uchar. */
+
+/* 2^(code - 127); code 0 is 2^-127 (a float subnormal, built from its bits), 255 NaN. */
+float e8m0_to_f32(uint code) {
+  if (code == 255u) return as_float(0x7fc00000u);
+  if (code == 0u) return as_float(0x00400000u);
+  return as_float(code << 23);
+}
+
+/* e4m3fn: sign, 4-bit exponent (bias 7), 3-bit mantissa; exponent 0 is subnormal (m·2^-9);
+ * 0x7F and 0xFF are NaN (no infinities). */
+float e4m3_to_f32(uint code) {
+  uint s = (code & 0x80u) << 24, e = (code >> 3) & 0xFu, m = code & 7u;
+  if (e == 15u && m == 7u) return as_float(s | 0x7fc00000u);
+  if (e == 0u) return as_float(s | as_uint((float)m * 0x1p-9f));
+  return as_float(s | ((e + 120u) << 23) | (m << 20));
+}
+
+/* e2m1 by nibble: the sign is bit 3, magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
+__constant float k_e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                               -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* Element i (logical) of a weight of dtype dt, decoded but not scaled: codes for e4m3/e2m1,
+ * else the float load. */
+float ld_code(__global const uchar *p, int dt, long i) {
+  if (dt == DT_E4M3) return e4m3_to_f32(p[i]);
+  if (dt == DT_E2M1) {
+    uint b = p[i >> 1];
+    return k_e2m1[(i & 1) ? (b >> 4) : (b & 0xFu)];
+  }
+  return ld(p, dt, i);
+}
+
+int is_codes(int dt) { return dt == DT_E4M3 || dt == DT_E2M1; }
 
 int ldi(__global const uchar *p, long i) { return ((__global const int *)p)[i]; }
 
