@@ -2,6 +2,7 @@
  * and gathers of quantized weights (linear, matmul, embedding, moe_ffn; with act_quant), all by
  * vnrt's own kernels in shaders quant.cl. */
 #include <math.h>
+#include <string.h>
 
 #include "cl_ops.h"
 
@@ -175,28 +176,27 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
   int64_t K = linear ? w->dims[1] : w->dims[0], N = linear ? w->dims[0] : w->dims[1];
   int64_t M = K > 0 ? vnrt_numel(x) / K : 0;
   if (M == 0 || N == 0) return VNRT_OK;
-  uint64_t xq = 0;
-  if (aq) {
-    /* x fake-quantized to e4m3 per row per 128 channels, as an f32 copy. */
-    xq = cl_scratch(L, (uint64_t)(M * K) * 4);
-    vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, M, K, 0, K / aq, aq, VNRT_E4M3);
-    if (s != VNRT_OK) return s;
-  }
+  /* x as an f32 copy, fake-quantized to e4m3 per row per 128 channels with act_quant (else
+   * only widened: no block), so the product's inner loop loads f32. */
+  uint64_t xq = cl_scratch(L, (uint64_t)(M * K) * 4);
+  vnrt_status s =
+      launch_fake_quant(L, 0, 0, -1, xq, M, K, 0, aq ? K / aq : 0, aq ? aq : 1, VNRT_E4M3);
+  if (s != VNRT_OK) return s;
   cl_launch k;
-  cl_launch_begin(L, "qgemv", &k);
-  if (aq) {
-    cl_arg_scratch(&k, xq);
-    cl_arg_i32(&k, VNRT_F32);
-  } else {
-    cl_arg_in_dt(&k, 0);
-  }
+  const char *kernel = !linear                 ? "qgemv"
+                       : w->dtype == VNRT_E4M3 ? "qgemv_e4m3"
+                       : w->dtype == VNRT_E2M1 ? "qgemv_e2m1"
+                                               : "qgemv";
+  cl_launch_begin(L, kernel, &k);
+  cl_arg_scratch(&k, xq);
   arg_qweight(&k, 1, q);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, M);
   cl_arg_i64(&k, N);
   cl_arg_i64(&k, K);
   cl_arg_i32(&k, linear);
-  return cl_launch_2d(&k, N, M);
+  /* qgemv_e4m3/_e2m1 compute four features per work-item. */
+  return cl_launch_2d(&k, strcmp(kernel, "qgemv") == 0 ? N : (N + 3) / 4, M);
 }
 
 int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -256,21 +256,15 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
   int64_t pairs = T * kk;
   int32_t aq = p->act_quant;
   vnrt_status s = VNRT_OK;
-  uint64_t xq = 0, h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
-  if (aq && C > 0) {
-    xq = cl_scratch(L, (uint64_t)(T * C) * 4);
-    s = launch_fake_quant(L, 0, 0, -1, xq, T, C, 0, C / aq, aq, VNRT_E4M3);
-    if (s != VNRT_OK) return s;
-  }
+  uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
+  uint64_t xq = cl_scratch(L, (uint64_t)(T * C) * 4);
+  /* x as an f32 copy, fake-quantized with act_quant. */
+  s = launch_fake_quant(L, 0, 0, -1, xq, T, C, 0, aq ? C / aq : 0, aq ? aq : 1, VNRT_E4M3);
+  if (s != VNRT_OK) return s;
   cl_launch k;
   if (pairs > 0 && F > 0) {
     cl_launch_begin(L, "moe_ffn_up_q", &k);
-    if (aq) {
-      cl_arg_scratch(&k, xq);
-      cl_arg_i32(&k, VNRT_F32);
-    } else {
-      cl_arg_in_dt(&k, 0);
-    }
+    cl_arg_scratch(&k, xq);
     cl_arg_in(&k, 1);
     arg_qweight(&k, 3, &p->w_gate_up);
     cl_arg_scratch(&k, h);

@@ -123,42 +123,146 @@ __kernel void fake_quant(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TE
 #define QWEIGHT(n) TENSOR(n), int n##_dt, TENSOR(n##_s), int n##_b0, int n##_b1
 #define QW(n) PTR(n), n##_dt, PTR(n##_s), n##_b0, n##_b1
 
-/* Σ_k x[xo + k]·W(n, k) over k < K in f32, k ascending. W(n, k) is W[z][n][k] (trans: w is
- * [N, K]) or W[z][k][n] (w is [K, N]); R x C are w's last two dims. A float weight is loaded
- * as is; codes are decoded, then scaled (dec·s, one rounding as the reference's dequantized
- * weight), one scale per run of k inside a block. */
-float qw_dot(__global const uchar *w, int dt, __global const uchar *ws, int b0, int b1, long z,
-             long R, long C, int trans, long n, __global const uchar *x, int dx, long xo, long K) {
+/* Σ_k x[k]·W[k] over one row of e4m3 codes (scale srow[k / b1]), in f32 with k ascending:
+ * 16 products at a time (dec·s, one rounding, as the reference's dequantized weight), still
+ * added one by one in k's order, so the sum is the reference's. */
+float dot_e4m3_row(__global const uchar *row, __global const uchar *srow, int b1,
+                   __global const float *x, long K) {
   float acc = 0.0f;
-  if (!is_codes(dt)) {
-    for (long k = 0; k < K; ++k) {
-      long i = trans ? (z * R + n) * C + k : (z * R + k) * C + n;
-      acc += ld(x, dx, xo + k) * ld(w, dt, i);
+  for (long k0 = 0; k0 < K; k0 += b1) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
+    float s = e8m0_to_f32(srow[k0 / b1]);
+    for (; k + 16 <= k1; k += 16) {
+      float16 pr = vload16(0, x + k) * (e4m3_to_f32x16(vload16(0, row + k)) * s);
+      acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3;
+      acc += pr.s4, acc += pr.s5, acc += pr.s6, acc += pr.s7;
+      acc += pr.s8, acc += pr.s9, acc += pr.sa, acc += pr.sb;
+      acc += pr.sc, acc += pr.sd, acc += pr.se, acc += pr.sf;
     }
-    return acc;
+    for (; k < k1; ++k) acc += x[k] * (e4m3_to_f32(row[k]) * s);
   }
-  long SR = (R + b0 - 1) / b0, SC = (C + b1 - 1) / b1, step = trans ? b1 : b0;
-  for (long k0 = 0; k0 < K; k0 += step) {
-    long k1 = k0 + step < K ? k0 + step : K;
-    long si = trans ? (z * SR + n / b0) * SC + k0 / b1 : (z * SR + k0 / b0) * SC + n / b1;
-    float s = e8m0_to_f32(ws[si]);
-    for (long k = k0; k < k1; ++k) {
-      long i = trans ? (z * R + n) * C + k : (z * R + k) * C + n;
-      acc += ld(x, dx, xo + k) * (ld_code(w, dt, i) * s);
+  return acc;
+}
+
+/* The same over a row of e2m1 codes (row starts on a byte: K is even). */
+float dot_e2m1_row(__global const uchar *row, __global const uchar *srow, int b1,
+                   __global const float *x, long K) {
+  float acc = 0.0f;
+  for (long k0 = 0; k0 < K; k0 += b1) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
+    float s = e8m0_to_f32(srow[k0 / b1]);
+    if ((k & 1) == 0) {
+      for (; k + 16 <= k1; k += 16) {
+        float16 pr = vload16(0, x + k) * (e2m1_to_f32x16(vload8(0, row + (k >> 1))) * s);
+        acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3;
+        acc += pr.s4, acc += pr.s5, acc += pr.s6, acc += pr.s7;
+        acc += pr.s8, acc += pr.s9, acc += pr.sa, acc += pr.sb;
+        acc += pr.sc, acc += pr.sd, acc += pr.se, acc += pr.sf;
+      }
+    }
+    for (; k < k1; ++k) {
+      uint b = row[k >> 1];
+      acc += x[k] * (k_e2m1[(k & 1) ? (b >> 4) : (b & 0xFu)] * s);
     }
   }
   return acc;
 }
 
+/* Σ_k x[k]·W(n, k) over k < K in f32, k ascending (x is an f32 row). W(n, k) is W[z][n][k]
+ * (trans: w is [N, K]) or W[z][k][n] (w is [K, N]); R x C are w's last two dims. A float
+ * weight is loaded as is; codes are decoded, then scaled, one scale per run of k inside a
+ * block. */
+float qw_dot(__global const uchar *w, int dt, __global const uchar *ws, int b0, int b1, long z,
+             long R, long C, int trans, long n, __global const float *x, long K) {
+  float acc = 0.0f;
+  if (!is_codes(dt)) {
+    for (long k = 0; k < K; ++k) {
+      acc += x[k] * ld(w, dt, trans ? (z * R + n) * C + k : (z * R + k) * C + n);
+    }
+    return acc;
+  }
+  long SR = (R + b0 - 1) / b0, SC = (C + b1 - 1) / b1;
+  if (trans) {
+    __global const uchar *srow = ws + (z * SR + n / b0) * SC;
+    if (dt == DT_E4M3) return dot_e4m3_row(w + (z * R + n) * C, srow, b1, x, K);
+    return dot_e2m1_row(w + (z * R + n) * C / 2, srow, b1, x, K);
+  }
+  for (long k0 = 0; k0 < K; k0 += b0) {
+    long k1 = k0 + b0 < K ? k0 + b0 : K;
+    float s = e8m0_to_f32(ws[(z * SR + k0 / b0) * SC + n / b1]);
+    for (long k = k0; k < k1; ++k) acc += x[k] * (ld_code(w, dt, (z * R + k) * C + n) * s);
+  }
+  return acc;
+}
+
 /* o[m, n] = Σ_k x[m, k]·W(n, k): linear (trans, w [N, K]) and matmul with a rank-2 b [K, N]
- * (a's batches are rows). global (N, M). */
-__kernel void qgemv(TENSOR(x), int dx, QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
+ * (a's batches are rows); x is f32 (the input widened, or fake-quantized). global (N, M). */
+__kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
                     int trans) {
   long n = get_global_id(0), m = get_global_id(1);
   if (n >= N || m >= M) return;
-  float acc = qw_dot(QW(w), 0, trans ? N : K, trans ? K : N, trans, n, PTR(x), dx, m * K, K);
+  __global const float *xr = (__global const float *)PTR(x) + m * K;
+  float acc = qw_dot(QW(w), 0, trans ? N : K, trans ? K : N, trans, n, xr, K);
   st(PTR(o), dout, m * N + n, acc);
 }
+
+/* qgemv for linear's e4m3 and e2m1 codes, four output features per work-item: four
+ * independent sums interleave (one sum's adds wait on each other), each still the reference's
+ * sum in k's order, 16 decoded products at a time. global (ceil(N / 4), M). */
+#define ADD16_(acc, pr)                                                        \
+  acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3, acc += pr.s4,         \
+      acc += pr.s5, acc += pr.s6, acc += pr.s7, acc += pr.s8, acc += pr.s9,     \
+      acc += pr.sa, acc += pr.sb, acc += pr.sc, acc += pr.sd, acc += pr.se,     \
+      acc += pr.sf
+#define QGEMV4_(name, DEC16, DEC1, ROWBYTES, CHUNK)                                            \
+  __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
+                     int trans) {                                                             \
+    long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
+    if (n0 >= N || m >= M) return;                                                            \
+    __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
+    long SC = (K + w_b1 - 1) / w_b1;                                                          \
+    long n[4];                                                                                \
+    __global const uchar *row[4], *srow[4];                                                   \
+    for (int r = 0; r < 4; ++r) {                                                             \
+      n[r] = n0 + r < N ? n0 + r : N - 1;                                                     \
+      row[r] = PTR(w) + n[r] * (ROWBYTES);                                                    \
+      srow[r] = PTR(w_s) + (n[r] / w_b0) * SC;                                                \
+    }                                                                                         \
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;                                         \
+    for (long k0 = 0; k0 < K; k0 += w_b1) {                                                   \
+      long k1 = k0 + w_b1 < K ? k0 + w_b1 : K, k = k0;                                        \
+      float s0 = e8m0_to_f32(srow[0][k0 / w_b1]), s1 = e8m0_to_f32(srow[1][k0 / w_b1]);        \
+      float s2 = e8m0_to_f32(srow[2][k0 / w_b1]), s3 = e8m0_to_f32(srow[3][k0 / w_b1]);        \
+      if (CHUNK(k)) {                                                                         \
+        for (; k + 16 <= k1; k += 16) {                                                       \
+          float16 xv = vload16(0, xr + k);                                                    \
+          float16 p0 = xv * (DEC16(row[0], k) * s0), p1 = xv * (DEC16(row[1], k) * s1);       \
+          float16 p2 = xv * (DEC16(row[2], k) * s2), p3 = xv * (DEC16(row[3], k) * s3);       \
+          ADD16_(a0, p0);                                                                     \
+          ADD16_(a1, p1);                                                                     \
+          ADD16_(a2, p2);                                                                     \
+          ADD16_(a3, p3);                                                                     \
+        }                                                                                     \
+      }                                                                                       \
+      for (; k < k1; ++k) {                                                                   \
+        a0 += xr[k] * (DEC1(row[0], k) * s0);                                                 \
+        a1 += xr[k] * (DEC1(row[1], k) * s1);                                                 \
+        a2 += xr[k] * (DEC1(row[2], k) * s2);                                                 \
+        a3 += xr[k] * (DEC1(row[3], k) * s3);                                                 \
+      }                                                                                       \
+    }                                                                                         \
+    const float acc[4] = {a0, a1, a2, a3};                                                    \
+    for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, acc[r]);       \
+  }
+
+#define E4M3_DEC16_(row, k) e4m3_to_f32x16(vload16(0, (row) + (k)))
+#define E4M3_DEC1_(row, k) e4m3_to_f32((row)[k])
+#define E2M1_DEC16_(row, k) e2m1_to_f32x16(vload8(0, (row) + ((k) >> 1)))
+#define E2M1_DEC1_(row, k) k_e2m1[((k) & 1) ? ((row)[(k) >> 1] >> 4) : ((row)[(k) >> 1] & 0xFu)]
+#define ANY_CHUNK_(k) 1
+#define EVEN_CHUNK_(k) (((k) & 1) == 0)
+QGEMV4_(qgemv_e4m3, E4M3_DEC16_, E4M3_DEC1_, K, ANY_CHUNK_)
+QGEMV4_(qgemv_e2m1, E2M1_DEC16_, E2M1_DEC1_, K / 2, EVEN_CHUNK_)
 
 /* embedding with a quantized table [V, D] (ids checked before): o[i, j] = W[ids[i]][j]. */
 __kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n) {
@@ -172,15 +276,16 @@ __kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, l
 
 /* moe_ffn with quantized weights or act_quant, as gather-GEMVs over the (token, slot) pairs
  * (expert ids checked before). h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with
- * g = W_gu[e][f]·x[t], u = W_gu[e][F + f]·x[t]; x is the input or its fake-quantized f32 copy.
- * global (F, T·k). */
-__kernel void moe_ffn_up_q(TENSOR(x), int dx, TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs,
-                           int k, int C, int F, float limit) {
+ * g = W_gu[e][f]·x[t], u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with
+ * act_quant). global (F, T·k). */
+__kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
+                           int C, int F, float limit) {
   long f = get_global_id(0), p = get_global_id(1);
   if (f >= F || p >= pairs) return;
   long t = p / k, e = ldi(PTR(ex), p);
-  float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, PTR(x), dx, t * C, C);
-  float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, PTR(x), dx, t * C, C);
+  __global const float *xr = (__global const float *)PTR(x) + t * C;
+  float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, xr, C);
+  float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, xr, C);
   if (limit > 0.0f) {
     g = g < limit ? g : limit;
     u = u < -limit ? -limit : (u > limit ? limit : u);
@@ -197,7 +302,7 @@ __kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT
   float acc = 0.0f;
   for (int i = 0; i < k; ++i) {
     long p = t * k + i, e = ldi(PTR(ex), p);
-    float dot = qw_dot(QW(wd), e, C, F, 1, c, PTR(h), DT_F32, p * F, F);
+    float dot = qw_dot(QW(wd), e, C, F, 1, c, (__global const float *)PTR(h) + p * F, F);
     acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
   }
   st(PTR(y), dy, t * C + c, acc);
