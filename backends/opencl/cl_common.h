@@ -40,6 +40,7 @@ typedef struct cl_device_desc {
   int has_subgroups;
   int unified_memory;      /* CL_DEVICE_HOST_UNIFIED_MEMORY */
   int correct_div_sqrt;    /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for single precision */
+  int denormals;           /* CL_FP_DENORM for single precision: subnormals are not flushed */
   uint64_t max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
   uint64_t local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
   size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */

@@ -249,6 +249,7 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
     }
   }
   desc->correct_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+  desc->denormals = (fp & CL_FP_DENORM) != 0;
   desc->max_alloc = max_alloc;
   desc->local_mem = local_mem;
   desc->max_wg = max_wg ? max_wg : 1;
@@ -276,6 +277,8 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   if (desc->has_fp16) info->caps |= VNRT_CAP_F16;
   if (desc->has_subgroups) info->caps |= VNRT_CAP_SUBGROUPS;
   if (desc->unified_memory) info->caps |= VNRT_CAP_UNIFIED_MEMORY;
+  /* Never VNRT_CAP_FP8 / VNRT_CAP_FP4: OpenCL C has no FP8/FP4 arithmetic, so the kernels
+   * decode e4m3/e2m1 codes to f32 as they load them (shaders quant.cl). */
   info->compute_units = units;
   info->subgroup_size = 0; /* a per-kernel property in OpenCL; not known before a kernel */
   info->max_workgroup_size = (uint32_t)(max_wg > UINT32_MAX ? UINT32_MAX : max_wg);

@@ -313,7 +313,7 @@ int cl_backend_supports_node(vnrt_backend_device *dev, const vnrt_backend_graph 
     int32_t t = i < nd->n_inputs ? nd->inputs[i] : nd->outputs[i - nd->n_inputs];
     if (t < 0 || t >= graph->n_tensors) return 0;
     const vnrt_tensor_type *ty = &graph->tensors[t].type;
-    if (ty->rank < 0 || ty->rank > VNRT_MAX_DIMS || vnrt_dtype_size(ty->dtype) == 0) return 0;
+    if (ty->rank < 0 || ty->rank > VNRT_MAX_DIMS || vnrt_dtype_bits(ty->dtype) == 0) return 0;
     /* Index math in the kernels is 64-bit, but work sizes and error positions are not meant
      * for tensors beyond 2^31 elements. */
     if (vnrt_tensor_type_numel(ty) > INT32_MAX) return 0;

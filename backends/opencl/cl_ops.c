@@ -50,7 +50,7 @@
 #define CL_ROW_SHORT_CONV cl_short_conv_supports, cl_short_conv_lower
 #define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
 #define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
-#define CL_ROW_FAKE_QUANT NULL, NULL
+#define CL_ROW_FAKE_QUANT cl_fake_quant_supports, cl_fake_quant_lower
 
 typedef struct cl_op_row {
   cl_supports_fn supports;

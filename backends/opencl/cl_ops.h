@@ -72,7 +72,28 @@ CL_OPS_KIND_(engram_gate)
 CL_OPS_KIND_(short_conv)
 /* cl_ops_quant.c */
 CL_OPS_KIND_(hadamard)
+CL_OPS_KIND_(fake_quant)
 #undef CL_OPS_KIND_
+
+/* Quantized weights and act_quant (cl_ops_quant.c; docs/ops.md, "Quantized weights"). clBLAST
+ * and the GEMM kernels take float operands only, so these nodes run vnrt's own kernels, which
+ * decode e4m3/e2m1 codes and their e8m0 scales as they load them. */
+/* linear with codes or act_quant, matmul with a quantized b: whether the node takes this path;
+ * whether the device runs it; its lowering. */
+int cl_q_gemv_node(const vnrt_backend_node *node);
+int cl_q_gemv_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                       const vnrt_backend_node *node);
+vnrt_status cl_q_gemv_lower(cl_lower *L);
+/* embedding with a quantized table: supports, and the gather after the id check. */
+int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                            const vnrt_backend_node *node);
+vnrt_status cl_q_embedding_gather(cl_lower *L);
+/* moe_ffn with quantized experts or act_quant: the path, supports, and the passes after the
+ * expert-id check. */
+int cl_q_moe_ffn_node(const vnrt_backend_node *node);
+int cl_q_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
+                          const vnrt_backend_node *node);
+vnrt_status cl_q_moe_ffn_passes(cl_lower *L);
 
 /* Appends C[M, N] = A[M, K]·B[N, K]ᵀ (inputs a_input, b_input of the node, any float dtype)
  * as a GEMM into this node's f32 scratch at c_off (cl_ops_linalg.c). */

@@ -1,11 +1,15 @@
 /* OpenCL lowering of embedding (ids checked on the device before the gather, so a bad id
- * writes nothing and is reported with its position) and topk (shaders index.cl). */
+ * writes nothing and is reported with its position; a quantized table's gather is in
+ * cl_ops_quant.c) and topk (shaders index.cl). */
 #include "cl_ops.h"
 
 int cl_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                           const vnrt_backend_node *node) {
   const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
   const vnrt_tensor_type *ids = cl_q_in(g, node, 1);
+  if (node->params->embedding.table.codes != VNRT_DTYPE_INVALID) {
+    return cl_q_embedding_supports(dev, g, node);
+  }
   return cl_is_float(x->dtype) && cl_is_float(o->dtype) && x->rank == 2 && ids->dtype == VNRT_I32 &&
          vnrt_numel(o) == vnrt_numel(ids) * x->dims[1];
 }
@@ -49,6 +53,9 @@ vnrt_status cl_embedding_lower(cl_lower *L) {
   const int64_t info[2] = {L->node->inputs[1], V};
   s = cl_add_check(L, slot, report_embedding, info, 2);
   if (s != VNRT_OK) return s;
+  if (L->node->params->embedding.table.codes != VNRT_DTYPE_INVALID) {
+    return cl_q_embedding_gather(L);
+  }
   cl_launch_begin(L, "embedding", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_in(&k, 1);

@@ -1,5 +1,5 @@
-/* OpenCL lowering of matmul and linear (GEMM calls, cl_gemm.c) and of rms_norm, softmax and
- * swiglu (shaders linalg.cl). */
+/* OpenCL lowering of matmul and linear (GEMM calls, cl_gemm.c; quantized weights and act_quant
+ * by cl_ops_quant.c) and of rms_norm, softmax and swiglu (shaders linalg.cl). */
 #include <string.h>
 
 #include "cl_ops.h"
@@ -14,6 +14,7 @@ static int all_float(const vnrt_backend_graph *g, const vnrt_backend_node *node)
 
 int cl_matmul_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                        const vnrt_backend_node *node) {
+  if (cl_q_gemv_node(node)) return cl_q_gemv_supports(dev, g, node);
   const vnrt_tensor_type *a = cl_q_in(g, node, 0), *b = cl_q_in(g, node, 1);
   const vnrt_tensor_type *o = cl_q_out(g, node, 0);
   return all_float(g, node) && a->rank >= 2 && b->rank >= 2 && o->rank >= 2 && o->rank <= 4 &&
@@ -22,6 +23,7 @@ int cl_matmul_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
 
 int cl_linear_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                        const vnrt_backend_node *node) {
+  if (cl_q_gemv_node(node)) return cl_q_gemv_supports(dev, g, node);
   const vnrt_tensor_type *x = cl_q_in(g, node, 0), *w = cl_q_in(g, node, 1);
   return all_float(g, node) && x->rank >= 1 && w->rank == 2 && x->dims[x->rank - 1] == w->dims[1];
 }
@@ -159,6 +161,10 @@ vnrt_status cl_swiglu_lower(cl_lower *L) {
   return cl_launch_1d(&k, n);
 }
 
-vnrt_status cl_matmul_lower(cl_lower *L) { return lower_gemm(L); }
+vnrt_status cl_matmul_lower(cl_lower *L) {
+  return cl_q_gemv_node(L->node) ? cl_q_gemv_lower(L) : lower_gemm(L);
+}
 
-vnrt_status cl_linear_lower(cl_lower *L) { return lower_gemm(L); }
+vnrt_status cl_linear_lower(cl_lower *L) {
+  return cl_q_gemv_node(L->node) ? cl_q_gemv_lower(L) : lower_gemm(L);
+}

@@ -1,6 +1,7 @@
 /* OpenCL lowering of the MoE ops: moe_route, moe_hash_route (token ids and table entries
  * checked on the device first) and moe_ffn (expert ids checked first, then the up and down
- * passes over (token, slot) pairs; shaders moe.cl, index.cl). */
+ * passes over (token, slot) pairs; shaders moe.cl, index.cl; with quantized experts or
+ * act_quant the passes of cl_ops_quant.c). */
 #include "cl_ops.h"
 
 /* The kernels take the score function as vnrt_score_fn's value (moe.cl's SCORE_*). */
@@ -25,6 +26,7 @@ static int route_outputs(const vnrt_backend_graph *g, const vnrt_backend_node *n
 
 int cl_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                         const vnrt_backend_node *node) {
+  if (cl_q_moe_ffn_node(node)) return cl_q_moe_ffn_supports(dev, g, node);
   int64_t last, T;
   if (!float_rows(g, node, &last, &T)) return 0;
   const vnrt_tensor_type *ex = cl_q_in(g, node, 1), *w = cl_q_in(g, node, 2);
@@ -254,6 +256,7 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
     s = cl_add_check(L, slot, report_ffn, info, 3);
     if (s != VNRT_OK) return s;
   }
+  if (cl_q_moe_ffn_node(L->node)) return cl_q_moe_ffn_passes(L);
   /* Expert GEMMs when their scratch fits comfortably: pairs sorted by expert, each block of
    * pairs multiplied by its expert's weights once. Otherwise gather-GEMVs per pair, whose
    * scratch is only the hidden activations. */

@@ -1,5 +1,8 @@
-/* OpenCL lowering of the quantization support ops (docs/ops.md): hadamard (shaders quant.cl). */
+/* OpenCL lowering of the quantization ops (docs/ops.md): hadamard, fake_quant, and the products
+ * and gathers of quantized weights (linear, matmul, embedding, moe_ffn; with act_quant), all by
+ * vnrt's own kernels in shaders quant.cl. */
 #include <math.h>
+#include <string.h>
 
 #include "cl_ops.h"
 
@@ -35,4 +38,259 @@ vnrt_status cl_hadamard_lower(cl_lower *L) {
   size_t wg = cl_launch_wg(&k, CL_REDUCE_WG);
   size_t items = (size_t)rows * wg;
   return cl_launch_end(&k, 1, &items, &wg);
+}
+
+/* ---- fake_quant and quantized weights ------------------------------------------------- */
+
+/* The kernels take dtypes as vnrt_dtype's values (common.cl's DT_*). */
+_Static_assert(VNRT_F32 == 1 && VNRT_F16 == 2 && VNRT_BF16 == 3 && VNRT_E4M3 == 5 &&
+                   VNRT_E8M0 == 6 && VNRT_E2M1 == 7,
+               "common.cl's DT_* codes are vnrt_dtype's values");
+
+/* The weight kernels decode scales of 2^-127 and products below 2^-126 as subnormals, and
+ * fake_quant's e2m1 scales reach 2^-126 (its quotients lower): a device that flushes
+ * subnormals would round them to zero, so it leaves these nodes to the CPU. */
+static int keeps_subnormals(const vnrt_backend_device *dev) { return dev->desc->denormals; }
+
+static int is_codes(vnrt_dtype dt) { return dt == VNRT_E4M3 || dt == VNRT_E2M1; }
+
+/* A weight operand the kernels take: float, or e4m3/e2m1 codes (rank >= 2, logical dims)
+ * whose e8m0 scale input graph building checked against the block. */
+static int weight_ok(const vnrt_backend_graph *g, const vnrt_backend_node *node, int32_t input,
+                     const vnrt_quant_weight *q) {
+  const vnrt_tensor_type *w = cl_q_in(g, node, input);
+  if (!is_codes(w->dtype)) return cl_is_float(w->dtype) && q->scale_input < 0;
+  if (q->codes != w->dtype || q->block[0] < 1 || q->block[1] < 1 || q->scale_input < 0 ||
+      q->scale_input >= node->n_inputs || w->rank < 2) {
+    return 0;
+  }
+  const vnrt_tensor_type *s = cl_q_in(g, node, q->scale_input);
+  int64_t R = w->dims[w->rank - 2], C = w->dims[w->rank - 1];
+  int64_t lead = R * C > 0 ? vnrt_numel(w) / (R * C) : 0;
+  /* e2m1 rows are whole bytes (C even), so element i's byte is i / 2 in any row. */
+  if (s->dtype != VNRT_E8M0 || (w->dtype == VNRT_E2M1 && C % 2 != 0)) return 0;
+  return vnrt_numel(s) ==
+         lead * ((R + q->block[0] - 1) / q->block[0]) * ((C + q->block[1] - 1) / q->block[1]);
+}
+
+/* Adds a QWEIGHT argument (quant.cl): input `input` with its scale and block. */
+static void arg_qweight(cl_launch *k, int32_t input, const vnrt_quant_weight *q) {
+  const vnrt_tensor_type *w = cl_in_type(k->L, input);
+  cl_arg_in(k, input);
+  cl_arg_i32(k, (int32_t)w->dtype);
+  cl_arg_opt_in(k, is_codes(w->dtype) ? q->scale_input : INT32_MAX);
+  cl_arg_i32(k, is_codes(w->dtype) ? q->block[0] : 1);
+  cl_arg_i32(k, is_codes(w->dtype) ? q->block[1] : 1);
+}
+
+/* Appends fake_quant over x[rows, D] (x: input x_input, or f32 scratch at x_scratch when
+ * x_input < 0) into f32 scratch at o_scratch (o_scratch == UINT64_MAX: output 0), channels
+ * [start, start + nb·block), rows first multiplied by input mul_input when >= 0. */
+static vnrt_status launch_fake_quant(cl_lower *L, int32_t x_input, uint64_t x_scratch,
+                                     int32_t mul_input, uint64_t o_scratch, int64_t rows, int64_t D,
+                                     int64_t start, int64_t nb, int32_t block, vnrt_dtype fmt) {
+  if (rows == 0 || D == 0) return VNRT_OK;
+  cl_launch k;
+  cl_launch_begin(L, "fake_quant", &k);
+  if (x_input >= 0) {
+    cl_arg_in_dt(&k, x_input);
+  } else {
+    cl_arg_scratch(&k, x_scratch);
+    cl_arg_i32(&k, VNRT_F32);
+  }
+  if (mul_input >= 0) {
+    cl_arg_in_dt(&k, mul_input);
+  } else {
+    cl_arg_opt_in_dt(&k, INT32_MAX);
+  }
+  cl_arg_i32(&k, mul_input >= 0);
+  if (o_scratch == UINT64_MAX) {
+    cl_arg_out_dt(&k, 0);
+  } else {
+    cl_arg_scratch(&k, o_scratch);
+    cl_arg_i32(&k, VNRT_F32);
+  }
+  cl_arg_i64(&k, rows);
+  cl_arg_i64(&k, D);
+  cl_arg_i64(&k, start);
+  cl_arg_i64(&k, nb);
+  cl_arg_i32(&k, block);
+  cl_arg_i32(&k, (int32_t)fmt);
+  return cl_launch_2d(&k, nb + 1, rows);
+}
+
+int cl_fake_quant_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                           const vnrt_backend_node *node) {
+  const vnrt_fake_quant_params *p = &node->params->fake_quant;
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *o = cl_q_out(g, node, 0);
+  if (!keeps_subnormals(dev) || !cl_is_float(x->dtype) || !cl_is_float(o->dtype) || x->rank < 1 ||
+      vnrt_numel(o) != vnrt_numel(x) || (p->fmt != VNRT_E4M3 && p->fmt != VNRT_E2M1)) {
+    return 0;
+  }
+  int64_t D = x->dims[x->rank - 1];
+  return p->block >= 1 && p->start >= 0 && p->len >= 0 && p->start + p->len <= D &&
+         p->len % p->block == 0;
+}
+
+vnrt_status cl_fake_quant_lower(cl_lower *L) {
+  const vnrt_fake_quant_params *p = &L->node->params->fake_quant;
+  const vnrt_tensor_type *x = cl_in_type(L, 0);
+  int64_t D = x->dims[x->rank - 1];
+  int64_t rows = D > 0 ? vnrt_numel(x) / D : 0;
+  return launch_fake_quant(L, 0, 0, -1, UINT64_MAX, rows, D, p->start, p->len / p->block, p->block,
+                           p->fmt);
+}
+
+int cl_q_gemv_node(const vnrt_backend_node *node) {
+  if (node->op == VNRT_OP_LINEAR) {
+    return node->params->linear.act_quant != 0 || is_codes(node->params->linear.w.codes);
+  }
+  return node->op == VNRT_OP_MATMUL && is_codes(node->params->matmul.b.codes);
+}
+
+int cl_q_gemv_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                       const vnrt_backend_node *node) {
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *w = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *o = cl_q_out(g, node, 0);
+  int linear = node->op == VNRT_OP_LINEAR;
+  const vnrt_quant_weight *q = linear ? &node->params->linear.w : &node->params->matmul.b;
+  int32_t aq = linear ? node->params->linear.act_quant : 0;
+  if (!keeps_subnormals(dev) || !cl_is_float(x->dtype) || !cl_is_float(o->dtype) ||
+      x->rank < (linear ? 1 : 2) || w->rank != 2 || !weight_ok(g, node, 1, q) ||
+      (aq != 0 && aq != 128)) {
+    return 0;
+  }
+  int64_t K = linear ? w->dims[1] : w->dims[0], N = linear ? w->dims[0] : w->dims[1];
+  int64_t rows = K > 0 ? vnrt_numel(x) / K : 0;
+  /* matmul: a rank-2 b has no batch dims, so o's rows are a's (batches included). */
+  return x->dims[x->rank - 1] == K && (aq == 0 || K % aq == 0) && vnrt_numel(o) == rows * N &&
+         (K > 0 || vnrt_numel(o) == 0);
+}
+
+vnrt_status cl_q_gemv_lower(cl_lower *L) {
+  const vnrt_backend_node *node = L->node;
+  int linear = node->op == VNRT_OP_LINEAR;
+  const vnrt_quant_weight *q = linear ? &node->params->linear.w : &node->params->matmul.b;
+  int32_t aq = linear ? node->params->linear.act_quant : 0;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *w = cl_in_type(L, 1);
+  int64_t K = linear ? w->dims[1] : w->dims[0], N = linear ? w->dims[0] : w->dims[1];
+  int64_t M = K > 0 ? vnrt_numel(x) / K : 0;
+  if (M == 0 || N == 0) return VNRT_OK;
+  /* x as an f32 copy, fake-quantized to e4m3 per row per 128 channels with act_quant (else
+   * only widened: no block), so the product's inner loop loads f32. */
+  uint64_t xq = cl_scratch(L, (uint64_t)(M * K) * 4);
+  vnrt_status s =
+      launch_fake_quant(L, 0, 0, -1, xq, M, K, 0, aq ? K / aq : 0, aq ? aq : 1, VNRT_E4M3);
+  if (s != VNRT_OK) return s;
+  cl_launch k;
+  const char *kernel = !linear                 ? "qgemv"
+                       : w->dtype == VNRT_E4M3 ? "qgemv_e4m3"
+                       : w->dtype == VNRT_E2M1 ? "qgemv_e2m1"
+                                               : "qgemv";
+  cl_launch_begin(L, kernel, &k);
+  cl_arg_scratch(&k, xq);
+  arg_qweight(&k, 1, q);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, M);
+  cl_arg_i64(&k, N);
+  cl_arg_i64(&k, K);
+  cl_arg_i32(&k, linear);
+  /* qgemv_e4m3/_e2m1 compute four features per work-item. */
+  return cl_launch_2d(&k, strcmp(kernel, "qgemv") == 0 ? N : (N + 3) / 4, M);
+}
+
+int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                            const vnrt_backend_node *node) {
+  const vnrt_tensor_type *t = cl_q_in(g, node, 0), *ids = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *o = cl_q_out(g, node, 0);
+  return keeps_subnormals(dev) && t->rank == 2 && ids->dtype == VNRT_I32 && cl_is_float(o->dtype) &&
+         weight_ok(g, node, 0, &node->params->embedding.table) &&
+         vnrt_numel(o) == vnrt_numel(ids) * t->dims[1];
+}
+
+/* Appends the gather with the table's scale; the ids were checked before (cl_ops_index.c). */
+vnrt_status cl_q_embedding_gather(cl_lower *L) {
+  const vnrt_tensor_type *t = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
+  int64_t D = t->dims[1], n = vnrt_numel(ids);
+  cl_launch k;
+  cl_launch_begin(L, "qembedding", &k);
+  arg_qweight(&k, 0, &L->node->params->embedding.table);
+  cl_arg_in(&k, 1);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, D);
+  cl_arg_i64(&k, n);
+  return cl_launch_2d(&k, D, n);
+}
+
+int cl_q_moe_ffn_node(const vnrt_backend_node *node) {
+  const vnrt_moe_ffn_params *p = &node->params->moe_ffn;
+  return p->act_quant != 0 || is_codes(p->w_gate_up.codes) || is_codes(p->w_down.codes);
+}
+
+int cl_q_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                          const vnrt_backend_node *node) {
+  const vnrt_moe_ffn_params *p = &node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *ex = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *w = cl_q_in(g, node, 2), *gu = cl_q_in(g, node, 3);
+  const vnrt_tensor_type *wd = cl_q_in(g, node, 4), *o = cl_q_out(g, node, 0);
+  if (!keeps_subnormals(dev) || !cl_is_float(x->dtype) || x->rank != 2 || ex->dtype != VNRT_I32 ||
+      ex->rank != 2 || !cl_is_float(w->dtype) || gu->rank != 3 || wd->rank != 3 ||
+      !cl_is_float(o->dtype) || !weight_ok(g, node, 3, &p->w_gate_up) ||
+      !weight_ok(g, node, 4, &p->w_down) || (p->act_quant != 0 && p->act_quant != 128)) {
+    return 0;
+  }
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], E = gu->dims[0], F = gu->dims[1] / 2;
+  if (ex->dims[0] != T || vnrt_numel(w) != T * kk || gu->dims[1] != 2 * F || gu->dims[2] != C ||
+      wd->dims[0] != E || wd->dims[1] != C || wd->dims[2] != F || vnrt_numel(o) != T * C) {
+    return 0;
+  }
+  return p->act_quant == 0 || (C % p->act_quant == 0 && F % p->act_quant == 0);
+}
+
+/* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with
+ * act_quant), the up pass into h, with act_quant h·w fake-quantized in place, the down pass. */
+vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
+  const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  int64_t pairs = T * kk;
+  int32_t aq = p->act_quant;
+  vnrt_status s = VNRT_OK;
+  uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
+  uint64_t xq = cl_scratch(L, (uint64_t)(T * C) * 4);
+  /* x as an f32 copy, fake-quantized with act_quant. */
+  s = launch_fake_quant(L, 0, 0, -1, xq, T, C, 0, aq ? C / aq : 0, aq ? aq : 1, VNRT_E4M3);
+  if (s != VNRT_OK) return s;
+  cl_launch k;
+  if (pairs > 0 && F > 0) {
+    cl_launch_begin(L, "moe_ffn_up_q", &k);
+    cl_arg_scratch(&k, xq);
+    cl_arg_in(&k, 1);
+    arg_qweight(&k, 3, &p->w_gate_up);
+    cl_arg_scratch(&k, h);
+    cl_arg_i64(&k, pairs);
+    cl_arg_i32(&k, (int32_t)kk);
+    cl_arg_i32(&k, (int32_t)C);
+    cl_arg_i32(&k, (int32_t)F);
+    cl_arg_f32(&k, (float)p->limit);
+    s = cl_launch_2d(&k, F, pairs);
+    if (s != VNRT_OK) return s;
+    if (aq) {
+      /* The routing weight first, then e4m3 per 128 of F (DeepSeek's order). */
+      s = launch_fake_quant(L, -1, h, 2, h, pairs, F, 0, F / aq, aq, VNRT_E4M3);
+      if (s != VNRT_OK) return s;
+    }
+  }
+  cl_launch_begin(L, "moe_ffn_down_q", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_in_dt(&k, 2);
+  cl_arg_i32(&k, aq == 0);
+  arg_qweight(&k, 4, &p->w_down);
+  cl_arg_scratch(&k, h);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  cl_arg_i32(&k, (int32_t)F);
+  return cl_launch_2d(&k, C, T);
 }

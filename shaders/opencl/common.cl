@@ -10,6 +10,9 @@
 #define DT_F16 2
 #define DT_BF16 3
 #define DT_I32 4
+#define DT_E4M3 5 /* FP8 e4m3fn codes (one byte) */
+#define DT_E8M0 6 /* power-of-two scales (one byte) */
+#define DT_E2M1 7 /* FP4 codes, two per byte, the even index in the low nibble */
 
 /* A tensor argument is a buffer and a byte offset into it (offsets are multiples of 256). */
 #define TENSOR(n) __global uchar *n##_b, ulong n##_o
@@ -43,6 +46,64 @@ void st(__global uchar *p, int dt, long i, float v) {
     default: ((__global float *)p)[i] = v; break;
   }
 }
+
+/* ---- Quantized weights (docs/ops.md, "Quantized weights"): exact decoders built from bits,
+ * so no math library call can flush or round them. Codes are read as uchar. */
+
+/* 2^(code - 127); code 0 is 2^-127 (a float subnormal, built from its bits), 255 NaN. */
+float e8m0_to_f32(uint code) {
+  if (code == 255u) return as_float(0x7fc00000u);
+  if (code == 0u) return as_float(0x00400000u);
+  return as_float(code << 23);
+}
+
+/* e4m3fn: sign, 4-bit exponent (bias 7), 3-bit mantissa; exponent 0 is subnormal (m·2^-9);
+ * 0x7F and 0xFF are NaN (no infinities). Without branches: the 7 low bits placed at the top of
+ * an f32's exponent and mantissa read as the value times 2^-120 (exponent 0 as an f32
+ * subnormal, which the backend requires the device to keep), so one exact product by 2^120
+ * rescales normal and subnormal codes alike. */
+float e4m3_to_f32(uint code) {
+  float mag = as_float((code & 0x7Fu) << 20) * 0x1p120f;
+  mag = (code & 0x7Fu) == 0x7Fu ? as_float(0x7fc00000u) : mag;
+  return as_float(as_uint(mag) | ((code & 0x80u) << 24));
+}
+
+/* e4m3_to_f32 on 16 codes at once. */
+float16 e4m3_to_f32x16(uchar16 code) {
+  uint16 c = convert_uint16(code);
+  float16 mag = as_float16((c & 0x7Fu) << 20) * 0x1p120f;
+  mag = select(mag, (float16)(as_float(0x7fc00000u)), (c & 0x7Fu) == 0x7Fu);
+  return as_float16(as_uint16(mag) | ((c & 0x80u) << 24));
+}
+
+/* e2m1 by nibble: the sign is bit 3, magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
+__constant float k_e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                               -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once, the table's
+ * values by bits: the three magnitude bits placed at the top of an f32's exponent and mantissa
+ * read as the magnitude times 2^-126 (exponent 0 as the subnormal 0.5·2^-126), rescaled by an
+ * exact product. */
+float16 e2m1_to_f32x16(uchar8 b) {
+  uint8 lo = convert_uint8(b) & 0xFu, hi = convert_uint8(b) >> 4;
+  uint16 c = (uint16)(lo.s0, hi.s0, lo.s1, hi.s1, lo.s2, hi.s2, lo.s3, hi.s3, lo.s4, hi.s4,
+                      lo.s5, hi.s5, lo.s6, hi.s6, lo.s7, hi.s7);
+  float16 mag = as_float16((c & 7u) << 22) * 0x1p126f;
+  return as_float16(as_uint16(mag) | ((c & 8u) << 28));
+}
+
+/* Element i (logical) of a weight of dtype dt, decoded but not scaled: codes for e4m3/e2m1,
+ * else the float load. */
+float ld_code(__global const uchar *p, int dt, long i) {
+  if (dt == DT_E4M3) return e4m3_to_f32(p[i]);
+  if (dt == DT_E2M1) {
+    uint b = p[i >> 1];
+    return k_e2m1[(i & 1) ? (b >> 4) : (b & 0xFu)];
+  }
+  return ld(p, dt, i);
+}
+
+int is_codes(int dt) { return dt == DT_E4M3 || dt == DT_E2M1; }
 
 int ldi(__global const uchar *p, long i) { return ((__global const int *)p)[i]; }
 

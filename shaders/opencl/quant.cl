@@ -1,4 +1,5 @@
-/* Quantization support (docs/ops.md): hadamard. */
+/* Quantization (docs/ops.md): hadamard, fake_quant, and weights of e4m3/e2m1 codes with e8m0
+ * scales decoded to f32 as they load (OpenCL C has no FP8/FP4 arithmetic). */
 
 /* hadamard: each row x[D] (D a power of 2) becomes H_D·x·scale (scale = D^-1/2, from the
  * host), H_D the Sylvester-order Walsh–Hadamard matrix. One work-group per row: the row is
@@ -22,4 +23,287 @@ __kernel void hadamard(TENSOR(x), int dx, TENSOR(o), int dout, long D, float sca
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   for (long i = lid; i < D; i += wg) st(PTR(o), dout, base + i, row[i] * scale);
+}
+
+/* ---- Exact encoders and the block scale (core/quant.c states them) ---------------------- */
+
+/* f32 -> e4m3fn, round to nearest even, saturating to +-448 (infinities too), NaN -> 0x7F.
+ * Bit manipulation only, so the result does not depend on the device's math library. */
+uint f32_to_e4m3(float v) {
+  if (isnan(v)) return 0x7Fu;
+  uint bits = as_uint(v), sign = (bits >> 24) & 0x80u, a = bits & 0x7fffffffu;
+  if (as_float(a) >= 448.0f) return sign | 0x7Eu;
+  if (a < 0x3c800000u) { /* below 2^-6: subnormal quantum 2^-9, q = a·2^9 exactly */
+    return sign | (uint)rint(as_float(a) * 512.0f); /* q = 8 is code 0x08, the least normal */
+  }
+  int E = (int)(a >> 23) - 127; /* E >= -6 */
+  uint keep = (a >> 20) & 7u, rem = a & 0xFFFFFu;
+  if (rem > 0x80000u || (rem == 0x80000u && (keep & 1u))) ++keep;
+  if (keep == 8u) keep = 0u, ++E;
+  return sign | ((uint)(E + 7) << 3) | keep; /* a < 448 keeps this at or below 0x7E */
+}
+
+/* f32 -> e2m1 nibble: to the nearest level, a tie to the even index, saturating at +-6; NaN
+ * takes the largest level (there is no NaN code). */
+uint f32_to_e2m1(float v) {
+  if (isnan(v)) return 7u;
+  uint sign = (as_uint(v) >> 28) & 8u;
+  float a = fabs(v);
+  const float mid[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  uint i = 0;
+  while (i < 7u && (a > mid[i] || (a == mid[i] && ((i + 1u) & 1u) == 0u))) ++i;
+  return sign | i;
+}
+
+/* The e8m0 code of the block scale 2^ceil(log2(max(amax, floor) / fmt_max)) (floor 1e-4 and
+ * max 448 for e4m3; 6·2^-126 and 6 for e2m1). The exponent is found by exact comparisons
+ * fmt_max·2^c >= r (products by powers of two are exact), so no division or log rounds. For
+ * every float r this is the exponent vnrt_quant_block_scale gets from its correctly rounded
+ * quotient: no quotient of a float by 448 or 6 lies within half an ulp above a power of two. */
+uint quant_block_scale(int fmt, float amax) {
+  float fl = fmt == DT_E2M1 ? 0x1.8p-124f : 1e-4f, fm = fmt == DT_E2M1 ? 6.0f : 448.0f;
+  if (isnan(amax)) return 255u;
+  float r = amax > fl ? amax : fl;
+  if (isinf(r)) return 254u;
+  int c = (int)(as_uint(r) >> 23) - 127 - (fmt == DT_E2M1 ? 2 : 8);
+  if (c < -126) c = -126;
+  if (c > 127) c = 127;
+  while (c < 127 && fm * e8m0_to_f32((uint)(c + 127)) < r) ++c;
+  while (c > -126 && fm * e8m0_to_f32((uint)(c + 126)) >= r) --c;
+  return (uint)(c + 127);
+}
+
+/* One block of n channels at i0 of row base: v = x·mul, scale s from the block's amax, then
+ * o = dec(enc(v / s))·s, as cpu_fake_quant_block. amax skips NaN (fmaxf does too). v / s is
+ * v·2^-c exactly, taken as a product by the reciprocal power of two. */
+void fake_quant_block(__global const uchar *x, int dx, __global uchar *o, int dout, long base,
+                      long n, float mul, int fmt) {
+  float amax = 0.0f;
+  for (long i = 0; i < n; ++i) {
+    float a = fabs(ld(x, dx, base + i) * mul);
+    if (a > amax) amax = a;
+  }
+  uint code = quant_block_scale(fmt, amax);
+  float s = e8m0_to_f32(code), inv = e8m0_to_f32(254u - code);
+  if (code == 255u) inv = s; /* NaN */
+  for (long i = 0; i < n; ++i) {
+    float q = ld(x, dx, base + i) * mul * inv;
+    float d = fmt == DT_E2M1 ? k_e2m1[f32_to_e2m1(q)] : e4m3_to_f32(f32_to_e4m3(q));
+    st(o, dout, base + i, d * s);
+  }
+}
+
+/* fake_quant over rows of x[rows, D]: work-item (j, row) with j < nb quantizes block j of
+ * [start, start + nb·block); j == nb copies the channels outside it. Each row is first scaled
+ * by mul[row] when has_mul (moe_ffn's routing weight before the down projection's input is
+ * quantized). x and o may be the same buffer: an item reads its channels before writing
+ * them and no two items share one. */
+__kernel void fake_quant(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR(o),
+                         int dout, long rows, long D, long start, long nb, int block, int fmt) {
+  long j = get_global_id(0), row = get_global_id(1);
+  if (j > nb || row >= rows) return;
+  float m = has_mul ? ld(PTR(mul), dm, row) : 1.0f;
+  if (j < nb) {
+    fake_quant_block(PTR(x), dx, PTR(o), dout, row * D + start + j * block, block, m, fmt);
+    return;
+  }
+  for (long i = 0; i < D; ++i) {
+    if (i == start) i += nb * block;
+    if (i >= D) break;
+    st(PTR(o), dout, row * D + i, ld(PTR(x), dx, row * D + i) * m);
+  }
+}
+
+/* ---- Products with a weight that may be quantized ------------------------------------- */
+
+/* A weight operand: (buffer, offset), dtype (a float dtype, or e4m3/e2m1 codes), its e8m0
+ * scale (buffer, offset; unread for a float weight) and the block [rows, cols] one scale
+ * covers. Weight z of a stack of [R, C] matrices: W[z][r][c] = dec(code) · 2^(scale[z][r / b0]
+ * [c / b1] - 127). */
+#define QWEIGHT(n) TENSOR(n), int n##_dt, TENSOR(n##_s), int n##_b0, int n##_b1
+#define QW(n) PTR(n), n##_dt, PTR(n##_s), n##_b0, n##_b1
+
+/* Σ_k x[k]·W[k] over one row of e4m3 codes (scale srow[k / b1]), in f32 with k ascending:
+ * 16 products at a time (dec·s, one rounding, as the reference's dequantized weight), still
+ * added one by one in k's order, so the sum is the reference's. */
+float dot_e4m3_row(__global const uchar *row, __global const uchar *srow, int b1,
+                   __global const float *x, long K) {
+  float acc = 0.0f;
+  for (long k0 = 0; k0 < K; k0 += b1) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
+    float s = e8m0_to_f32(srow[k0 / b1]);
+    for (; k + 16 <= k1; k += 16) {
+      float16 pr = vload16(0, x + k) * (e4m3_to_f32x16(vload16(0, row + k)) * s);
+      acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3;
+      acc += pr.s4, acc += pr.s5, acc += pr.s6, acc += pr.s7;
+      acc += pr.s8, acc += pr.s9, acc += pr.sa, acc += pr.sb;
+      acc += pr.sc, acc += pr.sd, acc += pr.se, acc += pr.sf;
+    }
+    for (; k < k1; ++k) acc += x[k] * (e4m3_to_f32(row[k]) * s);
+  }
+  return acc;
+}
+
+/* The same over a row of e2m1 codes (row starts on a byte: K is even). */
+float dot_e2m1_row(__global const uchar *row, __global const uchar *srow, int b1,
+                   __global const float *x, long K) {
+  float acc = 0.0f;
+  for (long k0 = 0; k0 < K; k0 += b1) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
+    float s = e8m0_to_f32(srow[k0 / b1]);
+    if ((k & 1) == 0) {
+      for (; k + 16 <= k1; k += 16) {
+        float16 pr = vload16(0, x + k) * (e2m1_to_f32x16(vload8(0, row + (k >> 1))) * s);
+        acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3;
+        acc += pr.s4, acc += pr.s5, acc += pr.s6, acc += pr.s7;
+        acc += pr.s8, acc += pr.s9, acc += pr.sa, acc += pr.sb;
+        acc += pr.sc, acc += pr.sd, acc += pr.se, acc += pr.sf;
+      }
+    }
+    for (; k < k1; ++k) {
+      uint b = row[k >> 1];
+      acc += x[k] * (k_e2m1[(k & 1) ? (b >> 4) : (b & 0xFu)] * s);
+    }
+  }
+  return acc;
+}
+
+/* Σ_k x[k]·W(n, k) over k < K in f32, k ascending (x is an f32 row). W(n, k) is W[z][n][k]
+ * (trans: w is [N, K]) or W[z][k][n] (w is [K, N]); R x C are w's last two dims. A float
+ * weight is loaded as is; codes are decoded, then scaled, one scale per run of k inside a
+ * block. */
+float qw_dot(__global const uchar *w, int dt, __global const uchar *ws, int b0, int b1, long z,
+             long R, long C, int trans, long n, __global const float *x, long K) {
+  float acc = 0.0f;
+  if (!is_codes(dt)) {
+    for (long k = 0; k < K; ++k) {
+      acc += x[k] * ld(w, dt, trans ? (z * R + n) * C + k : (z * R + k) * C + n);
+    }
+    return acc;
+  }
+  long SR = (R + b0 - 1) / b0, SC = (C + b1 - 1) / b1;
+  if (trans) {
+    __global const uchar *srow = ws + (z * SR + n / b0) * SC;
+    if (dt == DT_E4M3) return dot_e4m3_row(w + (z * R + n) * C, srow, b1, x, K);
+    return dot_e2m1_row(w + (z * R + n) * C / 2, srow, b1, x, K);
+  }
+  for (long k0 = 0; k0 < K; k0 += b0) {
+    long k1 = k0 + b0 < K ? k0 + b0 : K;
+    float s = e8m0_to_f32(ws[(z * SR + k0 / b0) * SC + n / b1]);
+    for (long k = k0; k < k1; ++k) acc += x[k] * (ld_code(w, dt, (z * R + k) * C + n) * s);
+  }
+  return acc;
+}
+
+/* o[m, n] = Σ_k x[m, k]·W(n, k): linear (trans, w [N, K]) and matmul with a rank-2 b [K, N]
+ * (a's batches are rows); x is f32 (the input widened, or fake-quantized). global (N, M). */
+__kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
+                    int trans) {
+  long n = get_global_id(0), m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  __global const float *xr = (__global const float *)PTR(x) + m * K;
+  float acc = qw_dot(QW(w), 0, trans ? N : K, trans ? K : N, trans, n, xr, K);
+  st(PTR(o), dout, m * N + n, acc);
+}
+
+/* qgemv for linear's e4m3 and e2m1 codes, four output features per work-item: four
+ * independent sums interleave (one sum's adds wait on each other), each still the reference's
+ * sum in k's order, 16 decoded products at a time. global (ceil(N / 4), M). */
+#define ADD16_(acc, pr)                                                        \
+  acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3, acc += pr.s4,         \
+      acc += pr.s5, acc += pr.s6, acc += pr.s7, acc += pr.s8, acc += pr.s9,     \
+      acc += pr.sa, acc += pr.sb, acc += pr.sc, acc += pr.sd, acc += pr.se,     \
+      acc += pr.sf
+#define QGEMV4_(name, DEC16, DEC1, ROWBYTES, CHUNK)                                            \
+  __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
+                     int trans) {                                                             \
+    long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
+    if (n0 >= N || m >= M) return;                                                            \
+    __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
+    long SC = (K + w_b1 - 1) / w_b1;                                                          \
+    long n[4];                                                                                \
+    __global const uchar *row[4], *srow[4];                                                   \
+    for (int r = 0; r < 4; ++r) {                                                             \
+      n[r] = n0 + r < N ? n0 + r : N - 1;                                                     \
+      row[r] = PTR(w) + n[r] * (ROWBYTES);                                                    \
+      srow[r] = PTR(w_s) + (n[r] / w_b0) * SC;                                                \
+    }                                                                                         \
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;                                         \
+    for (long k0 = 0; k0 < K; k0 += w_b1) {                                                   \
+      long k1 = k0 + w_b1 < K ? k0 + w_b1 : K, k = k0;                                        \
+      float s0 = e8m0_to_f32(srow[0][k0 / w_b1]), s1 = e8m0_to_f32(srow[1][k0 / w_b1]);        \
+      float s2 = e8m0_to_f32(srow[2][k0 / w_b1]), s3 = e8m0_to_f32(srow[3][k0 / w_b1]);        \
+      if (CHUNK(k)) {                                                                         \
+        for (; k + 16 <= k1; k += 16) {                                                       \
+          float16 xv = vload16(0, xr + k);                                                    \
+          float16 p0 = xv * (DEC16(row[0], k) * s0), p1 = xv * (DEC16(row[1], k) * s1);       \
+          float16 p2 = xv * (DEC16(row[2], k) * s2), p3 = xv * (DEC16(row[3], k) * s3);       \
+          ADD16_(a0, p0);                                                                     \
+          ADD16_(a1, p1);                                                                     \
+          ADD16_(a2, p2);                                                                     \
+          ADD16_(a3, p3);                                                                     \
+        }                                                                                     \
+      }                                                                                       \
+      for (; k < k1; ++k) {                                                                   \
+        a0 += xr[k] * (DEC1(row[0], k) * s0);                                                 \
+        a1 += xr[k] * (DEC1(row[1], k) * s1);                                                 \
+        a2 += xr[k] * (DEC1(row[2], k) * s2);                                                 \
+        a3 += xr[k] * (DEC1(row[3], k) * s3);                                                 \
+      }                                                                                       \
+    }                                                                                         \
+    const float acc[4] = {a0, a1, a2, a3};                                                    \
+    for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, acc[r]);       \
+  }
+
+#define E4M3_DEC16_(row, k) e4m3_to_f32x16(vload16(0, (row) + (k)))
+#define E4M3_DEC1_(row, k) e4m3_to_f32((row)[k])
+#define E2M1_DEC16_(row, k) e2m1_to_f32x16(vload8(0, (row) + ((k) >> 1)))
+#define E2M1_DEC1_(row, k) k_e2m1[((k) & 1) ? ((row)[(k) >> 1] >> 4) : ((row)[(k) >> 1] & 0xFu)]
+#define ANY_CHUNK_(k) 1
+#define EVEN_CHUNK_(k) (((k) & 1) == 0)
+QGEMV4_(qgemv_e4m3, E4M3_DEC16_, E4M3_DEC1_, K, ANY_CHUNK_)
+QGEMV4_(qgemv_e2m1, E2M1_DEC16_, E2M1_DEC1_, K / 2, EVEN_CHUNK_)
+
+/* embedding with a quantized table [V, D] (ids checked before): o[i, j] = W[ids[i]][j]. */
+__kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n) {
+  long j = get_global_id(0), i = get_global_id(1);
+  if (j >= D || i >= n) return;
+  long row = ldi(PTR(ids), i);
+  long SC = (D + t_b1 - 1) / t_b1;
+  float s = e8m0_to_f32(PTR(t_s)[(row / t_b0) * SC + j / t_b1]);
+  st(PTR(o), dout, i * D + j, ld_code(PTR(t), t_dt, row * D + j) * s);
+}
+
+/* moe_ffn with quantized weights or act_quant, as gather-GEMVs over the (token, slot) pairs
+ * (expert ids checked before). h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with
+ * g = W_gu[e][f]·x[t], u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with
+ * act_quant). global (F, T·k). */
+__kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
+                           int C, int F, float limit) {
+  long f = get_global_id(0), p = get_global_id(1);
+  if (f >= F || p >= pairs) return;
+  long t = p / k, e = ldi(PTR(ex), p);
+  __global const float *xr = (__global const float *)PTR(x) + t * C;
+  float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, xr, C);
+  float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, xr, C);
+  if (limit > 0.0f) {
+    g = g < limit ? g : limit;
+    u = u < -limit ? -limit : (u > limit ? limit : u);
+  }
+  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+}
+
+/* y[t, c] = Σ_i w[t, i]·(W_d[e][c]·h[t·k + i]) slots in order; with act_quant h already holds
+ * the routing weight (fake_quant's mul), so the sum is of the plain dots. global (C, T). */
+__kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT(wd), TENSOR(h),
+                             TENSOR(y), int dy, long T, int k, int C, int F) {
+  long c = get_global_id(0), t = get_global_id(1);
+  if (c >= C || t >= T) return;
+  float acc = 0.0f;
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i, e = ldi(PTR(ex), p);
+    float dot = qw_dot(QW(wd), e, C, F, 1, c, (__global const float *)PTR(h) + p * F, F);
+    acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
+  }
+  st(PTR(y), dy, t * C + c, acc);
 }
