@@ -363,8 +363,10 @@ static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C
 vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *et = a->in_type[1], *gt = a->in_type[3];
   const vnrt_tensor_type *dt = a->in_type[4];
-  if (xt->rank < 1 || et->rank < 1 || gt->rank != 3 || dt->rank != 3 || et->dtype != VNRT_I32) {
-    return cpu_ref_moe_ffn(a);
+  if (xt->rank < 1 || et->rank < 1 || gt->rank != 3 || dt->rank != 3 || et->dtype != VNRT_I32 ||
+      a->node->params->moe_ffn.w_gate_up.codes != VNRT_DTYPE_INVALID ||
+      a->node->params->moe_ffn.act_quant) {
+    return cpu_ref_moe_ffn(a); /* quantized experts, act_quant: the reference for now */
   }
   moe_job j = {
       .a = a,
