@@ -130,32 +130,56 @@ CPU_AVX2_INLINE __m256 avx2_e2m1_table_(void) {
 
 /* s[i·NR + j] = Σ_k xr[i][k]·W_j[k] for k < kc, W_j[k] = dec(wr[j] codes)·(scale of k's
  * block): sf[j][b] holds block b's scale as f32 (times 2^8 for e4m3), blocks bc wide, bc a
- * multiple of 8. Compile-time MR, NR and format, so the accumulators live in registers. */
-CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, const float *const *xr,
-                                 const uint8_t *const *wr, const float *const *sf, int64_t kc,
-                                 int64_t bc, float *s) {
-  __m256 acc[QV_MR][QV_NR_MAX];
+ * multiple of 8 (BC, when nonzero, is bc known at compile time: whole blocks then unroll).
+ * Compile-time MR, NR and format, so the accumulators live in registers. One x row sums each
+ * block apart and scales the sum (one FMA per block instead of a multiply per vector); more
+ * rows share one multiply of the decoded vector by the scale. */
+CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, const int64_t BC,
+                                 const float *const *xr, const uint8_t *const *wr,
+                                 const float *const *sf, int64_t kc, int64_t bc, float *s) {
+  __m256 acc[QV_MR][QV_NR_MAX], blk[QV_NR_MAX], sv[QV_NR_MAX];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   const __m256 table = avx2_e2m1_table_();
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const int64_t kc8 = kc & ~(int64_t)7;
+#define QSTEP_(kk)                                                                        \
+  for (int j = 0; j < NR; ++j) {                                                          \
+    const __m256 d =                                                                      \
+        FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
+    if (MR == 1) {                                                                        \
+      blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
+    } else {                                                                              \
+      const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
+      for (int i = 0; i < MR; ++i) {                                                      \
+        acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
+      }                                                                                   \
+    }                                                                                     \
+  }
   int64_t k = 0;
   for (int64_t b = 0; k < kc8; ++b) {
     const int64_t kend = k + bc < kc8 ? k + bc : kc8;
-    __m256 sv[QV_NR_MAX];
-    for (int j = 0; j < NR; ++j) sv[j] = _mm256_broadcast_ss(sf[j] + b);
-    for (; k < kend; k += 8) {
-      for (int j = 0; j < NR; ++j) {
-        const __m256 d = FP4 ? avx2_e2m1x8_(wr[j] + k / 2, table, shifts) : avx2_e4m3x8_(wr[j] + k);
-        const __m256 wv = _mm256_mul_ps(d, sv[j]);
-        for (int i = 0; i < MR; ++i) {
-          acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + k), wv, acc[i][j]);
-        }
+    for (int j = 0; j < NR; ++j) {
+      if (MR == 1) {
+        blk[j] = _mm256_setzero_ps();
+      } else {
+        sv[j] = _mm256_broadcast_ss(sf[j] + b);
       }
     }
+    if (BC > 0 && kend - k == BC) {
+      for (int64_t t = 0; t < BC; t += 8) QSTEP_(k + t)
+    } else {
+      for (int64_t kk = k; kk < kend; kk += 8) QSTEP_(kk)
+    }
+    if (MR == 1) {
+      for (int j = 0; j < NR; ++j) {
+        acc[0][j] = _mm256_fmadd_ps(blk[j], _mm256_broadcast_ss(sf[j] + b), acc[0][j]);
+      }
+    }
+    k = kend;
   }
+#undef QSTEP_
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) s[i * NR + j] = avx2_hsum(acc[i][j]);
   }
@@ -173,31 +197,39 @@ CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, cons
 typedef void (*avx2_qkern_fn)(const float *const *xr, const uint8_t *const *wr,
                               const float *const *sf, int64_t kc, int64_t bc, float *s);
 
-#define AVX2_QKERN_DEF_(MR, FMT, FP4)                                                            \
-  static CPU_AVX2 void avx2_qkern_##MR##_##FMT(const float *const *xr, const uint8_t *const *wr, \
-                                               const float *const *sf, int64_t kc, int64_t bc,   \
-                                               float *s) {                                       \
-    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, xr, wr, sf, kc, bc, s);                                  \
+/* Per format: the kernels for any block width (multiple of 8) and for the format's default. */
+#define AVX2_QKERN_DEF_(MR, NAME, FP4, BC)                                                        \
+  static CPU_AVX2 void avx2_qkern_##MR##_##NAME(const float *const *xr, const uint8_t *const *wr, \
+                                                const float *const *sf, int64_t kc, int64_t bc,   \
+                                                float *s) {                                       \
+    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, sf, kc, bc, s);                               \
   }
-AVX2_QKERN_DEF_(1, e4m3, 0)
-AVX2_QKERN_DEF_(2, e4m3, 0)
-AVX2_QKERN_DEF_(3, e4m3, 0)
-AVX2_QKERN_DEF_(4, e4m3, 0)
-AVX2_QKERN_DEF_(1, e2m1, 1)
-AVX2_QKERN_DEF_(2, e2m1, 1)
-AVX2_QKERN_DEF_(3, e2m1, 1)
-AVX2_QKERN_DEF_(4, e2m1, 1)
+#define AVX2_QKERN_ALL_MR_(NAME, FP4, BC) \
+  AVX2_QKERN_DEF_(1, NAME, FP4, BC)       \
+  AVX2_QKERN_DEF_(2, NAME, FP4, BC)       \
+  AVX2_QKERN_DEF_(3, NAME, FP4, BC) AVX2_QKERN_DEF_(4, NAME, FP4, BC)
+AVX2_QKERN_ALL_MR_(e4m3, 0, 0)
+AVX2_QKERN_ALL_MR_(e4m3_128, 0, 128)
+AVX2_QKERN_ALL_MR_(e2m1, 1, 0)
+AVX2_QKERN_ALL_MR_(e2m1_32, 1, 32)
+#undef AVX2_QKERN_ALL_MR_
 #undef AVX2_QKERN_DEF_
 
-/* [format: e4m3, e2m1][mr] */
-static const avx2_qkern_fn avx2_qkerns_[2][QV_MR + 1] = {
-    {NULL, avx2_qkern_1_e4m3, avx2_qkern_2_e4m3, avx2_qkern_3_e4m3, avx2_qkern_4_e4m3},
-    {NULL, avx2_qkern_1_e2m1, avx2_qkern_2_e2m1, avx2_qkern_3_e2m1, avx2_qkern_4_e2m1},
+/* [format: e4m3, e2m1][block: any, the default (128 or 32)][mr] */
+static const avx2_qkern_fn avx2_qkerns_[2][2][QV_MR + 1] = {
+    {{NULL, avx2_qkern_1_e4m3, avx2_qkern_2_e4m3, avx2_qkern_3_e4m3, avx2_qkern_4_e4m3},
+     {NULL, avx2_qkern_1_e4m3_128, avx2_qkern_2_e4m3_128, avx2_qkern_3_e4m3_128,
+      avx2_qkern_4_e4m3_128}},
+    {{NULL, avx2_qkern_1_e2m1, avx2_qkern_2_e2m1, avx2_qkern_3_e2m1, avx2_qkern_4_e2m1},
+     {NULL, avx2_qkern_1_e2m1_32, avx2_qkern_2_e2m1_32, avx2_qkern_3_e2m1_32,
+      avx2_qkern_4_e2m1_32}},
 };
 
-/* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when mult > 1 and some scale in 247..254 makes
- * that overflow (the caller then takes the panel path, which applies the two factors apart). */
-static CPU_AVX2 int avx2_scales_(const uint8_t *s, int64_t n, float mult, float *dst) {
+/* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
+ * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
+ * FLT_MAX) may overflow where the reference's dec·s and x·(dec·s) do not, or the reverse. The
+ * caller then takes the panel path, which multiplies as the reference does. */
+static CPU_AVX2 int avx2_scales_(const uint8_t *s, int64_t n, float mult, int big, float *dst) {
   const __m256 mv = _mm256_set1_ps(mult);
   const __m256i zero = _mm256_setzero_si256(), all = _mm256_set1_epi32(255);
   __m256i bad = zero;
@@ -209,27 +241,28 @@ static CPU_AVX2 int avx2_scales_(const uint8_t *s, int64_t n, float mult, float 
     const __m256i is_nan = _mm256_cmpeq_epi32(v, all);
     bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), is_nan);
     bad = _mm256_or_si256(
-        bad, _mm256_andnot_si256(is_nan, _mm256_cmpgt_epi32(v, _mm256_set1_epi32(246))));
+        bad, _mm256_andnot_si256(is_nan, _mm256_cmpgt_epi32(v, _mm256_set1_epi32(big - 1))));
     _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_castsi256_ps(bits), mv));
   }
-  int ok = mult <= 1.0f || _mm256_testz_si256(bad, bad);
+  int ok = _mm256_testz_si256(bad, bad);
   for (; t < n; ++t) {
     dst[t] = e8m0_f32_(s[t]) * mult;
-    if (mult > 1.0f && s[t] > 246 && s[t] < 255) ok = 0;
+    if (s[t] >= big && s[t] < 255) ok = 0;
   }
   return ok;
 }
 
-/* Whether some of the n e4m3 codes at p is NaN (0x7F or 0xFF). */
+/* Whether some of the n e4m3 codes at p is NaN (0x7F or 0xFF): the largest magnitude byte is
+ * 0x7F. Two operations per 32 codes, on rows the kernel has just brought into L1. */
 static CPU_AVX2 int avx2_has_e4m3_nan_(const uint8_t *p, int64_t n) {
-  const __m256i hi = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi8((char)0xFF);
-  __m256i any = _mm256_setzero_si256();
+  const __m256i m7f = _mm256_set1_epi8(0x7F);
+  __m256i mx = _mm256_setzero_si256();
   int64_t t = 0;
   for (; t + 32 <= n; t += 32) {
     const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + t));
-    any = _mm256_or_si256(any, _mm256_cmpeq_epi8(_mm256_or_si256(b, hi), ones));
+    mx = _mm256_max_epu8(mx, _mm256_and_si256(b, m7f));
   }
-  int found = !_mm256_testz_si256(any, any);
+  int found = _mm256_movemask_epi8(_mm256_cmpeq_epi8(mx, m7f)) != 0;
   for (; t < n; ++t) found |= (p[t] & 0x7F) == 0x7F;
   return found;
 }
@@ -363,10 +396,10 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
       for (int j = 0; j < nr; ++j) {
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
-        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, sfbuf + j * QV_BLOCKS);
+        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, fp4 ? 253 : 247, sfbuf + j * QV_BLOCKS);
       }
       if (!exact) break;
-      avx2_qkerns_[fp4][mr](xr, wr, sf, kc, bc, s);
+      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, sf, kc, bc, s);
       for (int i = 0; i < mr; ++i) {
         float *crow = c + i * ldc + j0;
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
