@@ -1,4 +1,6 @@
-/* CPU reference kernels of the quantization-support ops of docs/ops.md. */
+/* CPU reference kernels of the quantization-support ops of docs/ops.md (hadamard, fake_quant),
+ * and what the reference kernels of linear, matmul, embedding and moe_ffn share for quantized
+ * weights: the weight view, the decoders (the public codecs), the row dot and act_quant. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
