@@ -29,6 +29,8 @@
 #define QV_NR_MAX 4
 #define QV_NR_FOR(mr) ((mr) <= 2 ? 4 : 2)
 #define QV_BLOCKS 512
+/* How far ahead a group of short rows prefetches (bytes of codes). */
+#define QV_PF_BYTES 4096
 /* Weight bytes x rows below which cpu_qgemm_nt runs on the calling thread. */
 #define QGEMM_INLINE_BYTES (48 * 1024)
 
@@ -377,8 +379,20 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   float *sfbuf = ws, *pws = ws + QV_NR_MAX * QV_BLOCKS;
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
+  /* Short rows (a MoE down projection's F = 512 codes are 256 bytes in e2m1) make a group too
+   * short for the hardware prefetchers to get ahead: such groups prefetch the one about
+   * QV_PF_BYTES ahead (the rows are contiguous), a cache line at a time. */
+  const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
+  const int64_t pf_groups =
+      group_bytes < QV_PF_BYTES ? (QV_PF_BYTES + group_bytes - 1) / group_bytes : 0;
   for (int64_t j0 = 0; j0 < n; j0 += nr) {
     const int nv = (int)(n - j0 < nr ? n - j0 : nr);
+    if (pf_groups > 0 && j0 + pf_groups * nr < n) {
+      const int64_t jp = j0 + pf_groups * nr, np = n - jp < nr ? n - jp : nr;
+      const char *pf = (const char *)codes + (fp4 ? ((mat * w->rows + row0 + jp) * K) / 2
+                                                  : (mat * w->rows + row0 + jp) * K);
+      for (int64_t o = 0; o < np * row_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    }
     int64_t rowbase[QV_NR_MAX];
     const uint8_t *srow[QV_NR_MAX];
     for (int j = 0; j < nr; ++j) {
