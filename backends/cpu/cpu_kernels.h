@@ -105,4 +105,61 @@ static inline void cpu_store_f32(void *data, vnrt_dtype dt, int64_t i, float v) 
   }
 }
 
+/* ---- quantized weights (docs/ops.md, "Quantized weights") ------------------------------- */
+
+/* A weight operand as the kernels read it: plain f32/f16/bf16 (scale NULL), or e4m3/e2m1 codes
+ * with one e8m0 scale per block over the last two dims:
+ * W[m][r][c] = decode(code[m][r][c]) * 2^(scale[m][r / br][c / bc] - 127). e2m1 codes are
+ * nibbles, element i of the tensor in byte i / 2 (even i in the low nibble). Leading dims
+ * (moe_ffn's experts) are folded into mats. */
+typedef struct cpu_weight {
+  const void *data;
+  vnrt_dtype dtype;         /* f32/f16/bf16, or VNRT_E4M3 / VNRT_E2M1 codes */
+  const uint8_t *scale;     /* e8m0 [mats, srows, scols]; NULL for a float weight */
+  int64_t mats, rows, cols; /* leading dims folded, then the last two */
+  int64_t br, bc;           /* the block: rows x cols one scale covers */
+  int64_t srows, scols;     /* ceil(rows / br), ceil(cols / bc) */
+} cpu_weight;
+
+/* The view of node input `input` (rank >= 2) with quantization q (the node's typed params);
+ * reports an error naming the node when the scale input is missing or mis-shaped (the graph
+ * layer checks both, so that is a corrupt node). */
+vnrt_status cpu_weight_init(const cpu_kernel_args *a, int32_t input, const vnrt_quant_weight *q,
+                            cpu_weight *w);
+
+/* The reference kernels' decoders: every e4m3 (or e2m1) code and every e8m0 scale widened once
+ * per call through the public codecs (core/quant.c), so the reference states the contract. */
+typedef struct cpu_dequant_lut {
+  float code[256];
+  float scale[256];
+} cpu_dequant_lut;
+void cpu_dequant_lut_init(cpu_dequant_lut *t, vnrt_dtype codes);
+
+/* The code (e4m3 byte or e2m1 nibble) of element i of a quantized weight's tensor. */
+static inline uint8_t cpu_weight_code(const cpu_weight *w, int64_t i) {
+  const uint8_t *p = (const uint8_t *)w->data;
+  if (w->dtype == VNRT_E2M1) return (uint8_t)((p[i >> 1] >> ((i & 1) * 4)) & 0xFu);
+  return p[i];
+}
+
+/* W[mat][r][c] in f32: decode(code) * scale as the contract says, or the float weight widened. */
+static inline float cpu_weight_load(const cpu_weight *w, const cpu_dequant_lut *t, int64_t mat,
+                                    int64_t r, int64_t c) {
+  const int64_t i = (mat * w->rows + r) * w->cols + c;
+  if (!w->scale) return cpu_load_f32(w->data, w->dtype, i);
+  const uint8_t s = w->scale[(mat * w->srows + r / w->br) * w->scols + c / w->bc];
+  return t->code[cpu_weight_code(w, i)] * t->scale[s];
+}
+
+/* Σ_c x[c]·W[mat][r][c] over the row's cols, in f32 with c ascending: the reference's dot of
+ * an f32 activation with one (dequantized) weight row. */
+float cpu_ref_qdot(const cpu_weight *w, const cpu_dequant_lut *t, int64_t mat, int64_t r,
+                   const float *x);
+
+/* *out = input `input` ([rows, k] of any float dtype) widened to f32, each row fake-quantized
+ * to e4m3 in blocks of act_quant channels (cpu_fake_quant_block) when act_quant > 0. Free it
+ * with a->host->free; reports allocation failures. */
+vnrt_status cpu_act_quant_rows(const cpu_kernel_args *a, int32_t input, int64_t rows, int64_t k,
+                               int32_t act_quant, float **out);
+
 #endif /* VNRT_BACKENDS_CPU_KERNELS_H_ */

@@ -1,8 +1,10 @@
 /* CPU fast kernels for linear and matmul on the blocked GEMM core (fast_gemm.c): linear is
- * c = x·wᵀ over w's rows, matmul c = a·b over b's [K, N] rows, per batch. */
+ * c = x·wᵀ over w's rows (quantized w through fast_quant.c), matmul c = a·b over b's [K, N]
+ * rows, per batch (a quantized b runs the reference kernel). */
 #include <string.h>
 
 #include "fast_gemm.h"
+#include "fast_quant.h"
 
 /* ---- linear ---------------------------------------------------------------------------- */
 
@@ -15,16 +17,25 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
   }
   const int64_t n = tw->dims[0], k = tw->dims[1];
   const int64_t rows = vnrt_tensor_type_numel(tx) / k;
+  const vnrt_linear_params *p = &a->node->params->linear;
+  cpu_weight w;
+  vnrt_status st = cpu_weight_init(a, 1, &p->w, &w);
+  if (st != VNRT_OK) return st;
   const float *x = a->in[0];
   float *xs = NULL;
-  if (tx->dtype != VNRT_F32) {
-    vnrt_status st = cpu_fast_alloc(a, rows * k, &xs);
+  /* act_quant rounds a copy of x (each row per 128 channels), as the reference does. */
+  if (tx->dtype != VNRT_F32 || p->act_quant > 0) {
+    st = cpu_fast_alloc(a, rows * k, &xs);
     if (st != VNRT_OK) return st;
     cpu_fast_to_f32(cpu_fast_isa(), a->in[0], tx->dtype, rows * k, xs);
+    cpu_fast_act_quant(xs, k, rows, k, p->act_quant);
     x = xs;
   }
-  vnrt_status st =
-      cpu_gemm_nt(a, x, k, rows, a->in[1], tw->dtype, k, n, k, a->out[0], to->dtype, n);
+  if (w.scale) {
+    st = cpu_qgemm_nt(a, x, k, rows, &w, a->out[0], to->dtype, n);
+  } else {
+    st = cpu_gemm_nt(a, x, k, rows, a->in[1], tw->dtype, k, n, k, a->out[0], to->dtype, n);
+  }
   cpu_fast_free(a, xs);
   return st;
 }
@@ -35,8 +46,8 @@ vnrt_status cpu_fast_matmul(const cpu_kernel_args *a) {
   const vnrt_tensor_type *ta = a->in_type[0], *tb = a->in_type[1], *to = a->out_type[0];
   if (ta->rank < 2 || tb->rank < 2 || to->rank < 2 || to->rank - 2 > 2 ||
       ta->dims[ta->rank - 1] != tb->dims[tb->rank - 2] || vnrt_tensor_type_numel(to) == 0 ||
-      ta->dims[ta->rank - 1] == 0) {
-    return cpu_ref_matmul(a);
+      ta->dims[ta->rank - 1] == 0 || a->node->params->matmul.b.codes != VNRT_DTYPE_INVALID) {
+    return cpu_ref_matmul(a); /* a quantized b: the reference kernel (no fast one yet) */
   }
   const int64_t m = ta->dims[ta->rank - 2], k = ta->dims[ta->rank - 1];
   const int64_t n = tb->dims[tb->rank - 1];

@@ -1,8 +1,10 @@
 /* CPU fast kernel for moe_ffn: tokens grouped by expert, each expert's gate/up and down run as
- * small GEMMs on the blocked GEMM core, then a weighted combine in a fixed order per token. */
+ * small GEMMs on the blocked GEMM core (quantized experts through fast_quant.c), then a weighted
+ * combine in a fixed order per token. */
 #include <string.h>
 
 #include "fast_gemm.h"
+#include "fast_quant.h"
 
 /* Row blocks: an expert's routed tokens in chunks of at most this many (an x block that fits
  * the GEMM core's packing). Column blocks: F (gate/up) and C (down) outputs per work item. */
@@ -24,8 +26,11 @@ typedef struct moe_job {
   float *xg;      /* [T·k, C] x rows grouped by expert (f32) */
   float *h;       /* [T·k, F] swiglu(gate, up) per grouped row */
   float *yp;      /* [T·k, C] down projection per grouped row */
-  float *scratch; /* per slot: GEMM workspace + gate and up tiles */
-  int64_t slot_floats;
+  float *scratch; /* per slot: GEMM workspace (ws_floats) + gate and up tiles */
+  int64_t slot_floats, ws_floats;
+  const cpu_weight *wgu, *wd; /* the expert weights: float, or codes with scales */
+  int32_t act_quant;          /* 0, or the channels per e4m3 block of x and of h */
+  float *wt_of;               /* [T·k]: the routing weight of each grouped row (act_quant) */
 } moe_job;
 
 /* Grouped row r <- x[token_of[r]], widened to f32; items are 16 rows. */
@@ -37,27 +42,22 @@ static void gather_item_(void *user, int64_t item, int32_t slot) {
   for (int64_t r = item * 16; r < j->n_slots && r < (item + 1) * 16; ++r) {
     const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r] * j->C) * xsz;
     cpu_fast_to_f32(j->isa, src, a->in_type[0]->dtype, j->C, j->xg + r * j->C);
+    cpu_fast_act_quant(j->xg + r * j->C, j->C, 1, j->C, j->act_quant);
   }
 }
 
 /* h[rows, f0:f0+fb] = swiglu(x·gateᵀ, x·upᵀ) for one row block and one F block. */
 static void gate_up_item_(void *user, int64_t item, int32_t slot) {
   const moe_job *j = user;
-  const cpu_kernel_args *a = j->a;
   const int64_t n_fb = (j->F + MOE_FB - 1) / MOE_FB;
   const int64_t rb = item / n_fb, f0 = (item % n_fb) * MOE_FB;
   const int64_t fb = j->F - f0 < MOE_FB ? j->F - f0 : MOE_FB;
   const int64_t e = j->rb_expert[rb], r0 = j->rb_row[rb], mb = j->rb_rows[rb];
-  const vnrt_dtype wdt = a->in_type[3]->dtype;
-  const size_t wsz = vnrt_dtype_size(wdt);
   float *ws = j->scratch + slot * j->slot_floats;
-  float *g = ws + CPU_GEMM_WS_FLOATS, *u = g + MOE_MB * MOE_FB;
-  const char *wgu = (const char *)a->in[3];
-  const char *wg = wgu + (size_t)((e * 2 * j->F + f0) * j->C) * wsz;
-  const char *wu = wgu + (size_t)((e * 2 * j->F + j->F + f0) * j->C) * wsz;
+  float *g = ws + j->ws_floats, *u = g + MOE_MB * MOE_FB;
   const float *x = j->xg + r0 * j->C;
-  cpu_gemm_nt_block(j->isa, x, j->C, mb, wg, wdt, j->C, fb, j->C, g, fb, ws);
-  cpu_gemm_nt_block(j->isa, x, j->C, mb, wu, wdt, j->C, fb, j->C, u, fb, ws);
+  cpu_qgemm_nt_block(j->isa, x, j->C, mb, j->wgu, e, f0, fb, g, fb, ws);
+  cpu_qgemm_nt_block(j->isa, x, j->C, mb, j->wgu, e, j->F + f0, fb, u, fb, ws);
   const float limit = j->limit;
   for (int64_t i = 0; i < mb; ++i) {
     float *hrow = j->h + (r0 + i) * j->F + f0;
@@ -75,15 +75,24 @@ static void gate_up_item_(void *user, int64_t item, int32_t slot) {
 /* yp[rows, c0:c0+cb] = h[rows]·downᵀ for one row block and one C block. */
 static void down_item_(void *user, int64_t item, int32_t slot) {
   const moe_job *j = user;
-  const cpu_kernel_args *a = j->a;
   const int64_t n_cb = (j->C + MOE_CB - 1) / MOE_CB;
   const int64_t rb = item / n_cb, c0 = (item % n_cb) * MOE_CB;
   const int64_t cb = j->C - c0 < MOE_CB ? j->C - c0 : MOE_CB;
   const int64_t e = j->rb_expert[rb], r0 = j->rb_row[rb], mb = j->rb_rows[rb];
-  const vnrt_dtype wdt = a->in_type[4]->dtype;
-  const char *wd = (const char *)a->in[4] + (size_t)((e * j->C + c0) * j->F) * vnrt_dtype_size(wdt);
-  cpu_gemm_nt_block(j->isa, j->h + r0 * j->F, j->F, mb, wd, wdt, j->F, cb, j->F,
-                    j->yp + r0 * j->C + c0, j->C, j->scratch + slot * j->slot_floats);
+  cpu_qgemm_nt_block(j->isa, j->h + r0 * j->F, j->F, mb, j->wd, e, c0, cb, j->yp + r0 * j->C + c0,
+                     j->C, j->scratch + slot * j->slot_floats);
+}
+
+/* act_quant: grouped row r's h times its routing weight, rounded to e4m3 per block (DeepSeek's
+ * order, docs/ops.md); 16 rows per item. */
+static void h_quant_item_(void *user, int64_t item, int32_t slot) {
+  (void)slot;
+  const moe_job *j = user;
+  for (int64_t r = item * 16; r < j->n_slots && r < (item + 1) * 16; ++r) {
+    float *hrow = j->h + r * j->F;
+    for (int64_t f = 0; f < j->F; ++f) hrow[f] *= j->wt_of[r];
+    cpu_fast_act_quant(hrow, j->F, 1, j->F, j->act_quant);
+  }
 }
 
 /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference; 8 tokens per
@@ -98,7 +107,8 @@ static void combine_item_(void *user, int64_t item, int32_t slot) {
     float *dst = odt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
     for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
     for (int64_t i = 0; i < j->k; ++i) {
-      const float w = cpu_load_f32(a->in[2], wdt, t * j->k + i);
+      /* With act_quant the weight was applied to h already. */
+      const float w = j->act_quant > 0 ? 1.0f : cpu_load_f32(a->in[2], wdt, t * j->k + i);
       const float *row = j->yp + (int64_t)j->slot_of[t * j->k + i] * C;
       for (int64_t c = 0; c < C; ++c) dst[c] += w * row[c];
     }
@@ -193,8 +203,11 @@ typedef struct moe_fused_job {
   const int32_t *it_row, *it_rows;
   const int32_t *token_of; /* [T·k]: the token of each grouped row */
   float *yp;               /* [T·k, C] down projection per grouped row */
-  float *tiles;            /* per thread slot: x [4, C], gate/up [4, 2F], h [4, F] */
+  float *tiles; /* per thread slot: x [4, C], gate/up [4, 2F], h [4, F], quantized-GEMV scratch */
   int64_t tile_floats;
+  const cpu_weight *wgu, *wd; /* the expert weights: float, or codes with scales */
+  int32_t act_quant;          /* 0, or the channels per e4m3 block of x and of h */
+  const float *wt_of;         /* [T·k]: the routing weight of each grouped row */
 } moe_fused_job;
 
 static void fused_item_(void *user, int64_t item, int32_t slot) {
@@ -210,9 +223,9 @@ static void fused_item_(void *user, int64_t item, int32_t slot) {
     const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r0 + i] * C) * xsz;
     cpu_fast_to_f32(j->isa, src, xdt, C, xt + i * C);
   }
-  const vnrt_dtype gdt = a->in_type[3]->dtype, ddt = a->in_type[4]->dtype;
-  const char *wgu = (const char *)a->in[3] + (size_t)(e * 2 * F * C) * vnrt_dtype_size(gdt);
-  cpu_gemm_nt_block(j->isa, xt, C, m, wgu, gdt, C, 2 * F, C, gu, 2 * F, NULL);
+  cpu_fast_act_quant(xt, C, m, C, j->act_quant);
+  float *qws = h + MOE_FUSED_MR * F;
+  cpu_qgemm_nt_block(j->isa, xt, C, m, j->wgu, e, 0, 2 * F, gu, 2 * F, qws);
   const float limit = j->limit;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t f = 0; f < F; ++f) {
@@ -223,28 +236,46 @@ static void fused_item_(void *user, int64_t item, int32_t slot) {
       }
       h[i * F + f] = gv / (1.0f + expf(-gv)) * uv;
     }
+    if (j->act_quant > 0) { /* DeepSeek's order: weight, round to e4m3, then down */
+      for (int64_t f = 0; f < F; ++f) h[i * F + f] *= j->wt_of[r0 + i];
+    }
   }
-  const char *wd = (const char *)a->in[4] + (size_t)(e * C * F) * vnrt_dtype_size(ddt);
-  cpu_gemm_nt_block(j->isa, h, F, m, wd, ddt, F, C, F, j->yp + r0 * C, C, NULL);
+  cpu_fast_act_quant(h, F, m, F, j->act_quant);
+  cpu_qgemm_nt_block(j->isa, h, F, m, j->wd, e, 0, C, j->yp + r0 * C, C, qws);
 }
 
 /* The fused pass; *out_done is 0 (nothing written) when it has too few items to keep every
- * thread busy, and the two-pass path below runs instead. */
+ * thread busy, and the two-pass path below runs instead — unless `always` (quantized experts
+ * or act_quant, which only this path and the grouped one handle). */
 static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
-                                  int64_t k, int64_t E, float limit, int *out_done) {
+                                  int64_t k, int64_t E, float limit, const cpu_weight *wgu,
+                                  const cpu_weight *wd, int32_t act_quant, int always,
+                                  int *out_done) {
   *out_done = 0;
   const int64_t threads = cpu_pool_threads(a->pool), n_slots = T * k;
   const int32_t *experts = a->in[1];
-  moe_fused_job j = {.a = a, .isa = cpu_fast_isa(), .C = C, .F = F, .k = k, .limit = limit};
-  j.tile_floats = MOE_FUSED_MR * (C + 3 * F);
+  moe_fused_job j = {.a = a,
+                     .isa = cpu_fast_isa(),
+                     .C = C,
+                     .F = F,
+                     .k = k,
+                     .limit = limit,
+                     .wgu = wgu,
+                     .wd = wd,
+                     .act_quant = act_quant};
+  int64_t qws = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wgu);
+  const int64_t qws_d = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wd);
+  qws = qws > qws_d ? qws : qws_d;
+  j.tile_floats = MOE_FUSED_MR * (C + 3 * F) + qws;
   /* int32 maps sized in floats: start [E + 1], slot_of, token_of [T·k] each, and per item
-   * expert, row, rows (at most T·k items). */
+   * expert, row, rows (at most T·k items); then each grouped row's routing weight. */
   float *map_mem = NULL, *mem = NULL;
-  vnrt_status st = cpu_fast_alloc(a, E + 1 + 5 * n_slots, &map_mem);
+  vnrt_status st = cpu_fast_alloc(a, E + 1 + 6 * n_slots, &map_mem);
   if (st != VNRT_OK) return st;
   int32_t *start = (int32_t *)(void *)map_mem, *slot_of = start + E + 1;
   int32_t *token_of = slot_of + n_slots, *it_expert = token_of + n_slots;
   int32_t *it_row = it_expert + n_slots, *it_rows = it_row + n_slots;
+  float *wt_of = (float *)(void *)(it_rows + n_slots);
   /* Counting sort by expert, stable in (t, i). */
   memset(start, 0, sizeof(int32_t) * (size_t)(E + 1));
   for (int64_t s = 0; s < n_slots; ++s) start[experts[s] + 1]++;
@@ -262,7 +293,7 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   /* Whole experts as items balance only when there are a few of them. The bound is fixed,
    * not the thread count: the two paths block K differently for several tokens, and which
    * one runs must not depend on the threads (results would). */
-  if (n_items < MOE_FUSED_MIN_ITEMS) {
+  if (n_items < MOE_FUSED_MIN_ITEMS && !always) {
     cpu_fast_free(a, map_mem);
     return VNRT_OK;
   }
@@ -270,6 +301,7 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
     const int32_t r = start[experts[s]]++;
     slot_of[s] = r;
     token_of[r] = (int32_t)(s / k);
+    wt_of[r] = cpu_load_f32(a->in[2], a->in_type[2]->dtype, s);
   }
   st = cpu_fast_alloc(a, n_slots * C + threads * j.tile_floats + C, &mem);
   if (st != VNRT_OK) {
@@ -280,6 +312,7 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   j.it_row = it_row;
   j.it_rows = it_rows;
   j.token_of = token_of;
+  j.wt_of = wt_of;
   j.yp = mem;
   j.tiles = mem + n_slots * C;
   cpu_fast_for_each(a->pool, n_items, fused_item_, &j);
@@ -290,7 +323,8 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
     float *dst = row ? row : (float *)a->out[0] + t * C;
     for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
     for (int64_t i = 0; i < k; ++i) {
-      const float w = cpu_load_f32(a->in[2], pdt, t * k + i);
+      /* With act_quant the weight was applied to h already. */
+      const float w = act_quant > 0 ? 1.0f : cpu_load_f32(a->in[2], pdt, t * k + i);
       cpu_fast_axpy(j.isa, w, j.yp + (int64_t)slot_of[t * k + i] * C, dst, C);
     }
     if (row) {
@@ -388,11 +422,22 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   for (int64_t s = 0; s < j.n_slots; ++s) {
     if (j.experts[s] < 0 || j.experts[s] >= E) return cpu_ref_moe_ffn(a);
   }
+  const vnrt_moe_ffn_params *p = &a->node->params->moe_ffn;
+  cpu_weight wgu, wd;
+  vnrt_status st = cpu_weight_init(a, 3, &p->w_gate_up, &wgu);
+  if (st == VNRT_OK) st = cpu_weight_init(a, 4, &p->w_down, &wd);
+  if (st != VNRT_OK) return st;
+  j.wgu = &wgu;
+  j.wd = &wd;
+  j.act_quant = p->act_quant;
+  /* Quantized experts and act_quant take the fused path for a few tokens (with scratch for
+   * any weight), the grouped one for more. */
+  const int special = wgu.scale || wd.scale || p->act_quant > 0;
   /* The GEMV path reads w in place only on AVX2 (the portable GEMV needs f32 w). */
   if (j.T <= MOE_SMALL_T &&
-      (j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
+      (special || j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
     int done = 0;
-    vnrt_status st = moe_ffn_fused_(a, j.T, j.C, j.F, j.k, E, j.limit, &done);
+    st = moe_ffn_fused_(a, j.T, j.C, j.F, j.k, E, j.limit, &wgu, &wd, p->act_quant, special, &done);
     if (st != VNRT_OK || done) return st;
     return moe_ffn_small_(a, j.T, j.C, j.F, j.k, j.limit);
   }
@@ -401,12 +446,15 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
    * (int32, sized in floats); the grouped activations and per-thread scratch. */
   const int64_t threads = cpu_pool_threads(a->pool);
   const int64_t max_rb = j.n_slots / MOE_MB + E;
-  j.slot_floats = CPU_GEMM_WS_FLOATS + 2 * MOE_MB * MOE_FB;
+  j.ws_floats = cpu_qgemm_ws_floats(j.isa, MOE_MB, &wgu);
+  const int64_t ws_d = cpu_qgemm_ws_floats(j.isa, MOE_MB, &wd);
+  if (j.ws_floats < ws_d) j.ws_floats = ws_d;
+  if (j.ws_floats < CPU_GEMM_WS_FLOATS) j.ws_floats = CPU_GEMM_WS_FLOATS;
+  j.slot_floats = j.ws_floats + 2 * MOE_MB * MOE_FB;
   if (j.slot_floats < j.C) j.slot_floats = j.C;
   float *rb_mem = NULL, *map_mem = NULL, *buf = NULL;
-  vnrt_status st =
-      cpu_fast_alloc(a, 3 * max_rb * (int64_t)(sizeof(int64_t) / sizeof(float)), &rb_mem);
-  if (st == VNRT_OK) st = cpu_fast_alloc(a, E + 1 + 2 * j.n_slots, &map_mem);
+  st = cpu_fast_alloc(a, 3 * max_rb * (int64_t)(sizeof(int64_t) / sizeof(float)), &rb_mem);
+  if (st == VNRT_OK) st = cpu_fast_alloc(a, E + 1 + 3 * j.n_slots, &map_mem);
   if (st == VNRT_OK) {
     st = cpu_fast_alloc(a, j.n_slots * (2 * j.C + j.F) + threads * j.slot_floats, &buf);
   }
@@ -421,6 +469,7 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   int32_t *start = (int32_t *)(void *)map_mem; /* [E + 1]: first grouped row per expert */
   j.slot_of = start + E + 1;
   j.token_of = j.slot_of + j.n_slots;
+  j.wt_of = (float *)(void *)(j.token_of + j.n_slots);
   j.xg = buf;
   j.h = j.xg + j.n_slots * j.C;
   j.yp = j.h + j.n_slots * j.F;
@@ -443,10 +492,12 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
     int32_t r = start[j.experts[s]]++;
     j.slot_of[s] = r;
     j.token_of[r] = (int32_t)(s / j.k);
+    j.wt_of[r] = cpu_load_f32(a->in[2], a->in_type[2]->dtype, s);
   }
 
   cpu_fast_for_each(a->pool, (j.n_slots + 15) / 16, gather_item_, &j);
   cpu_fast_for_each(a->pool, j.n_rb * ((j.F + MOE_FB - 1) / MOE_FB), gate_up_item_, &j);
+  if (j.act_quant > 0) cpu_fast_for_each(a->pool, (j.n_slots + 15) / 16, h_quant_item_, &j);
   cpu_fast_for_each(a->pool, j.n_rb * ((j.C + MOE_CB - 1) / MOE_CB), down_item_, &j);
   cpu_fast_for_each(a->pool, (j.T + 7) / 8, combine_item_, &j);
   cpu_fast_free(a, buf);

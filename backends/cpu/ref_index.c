@@ -1,5 +1,5 @@
-/* CPU reference kernels of docs/ops.md's indexing ops: embedding (bounds-checked gather) and
- * topk (descending, ties to the lower index). */
+/* CPU reference kernels of docs/ops.md's indexing ops: embedding (bounds-checked gather of float
+ * or quantized rows) and topk (descending, ties to the lower index). */
 #include <math.h>
 #include <stdint.h>
 
@@ -21,11 +21,19 @@ vnrt_status cpu_ref_embedding(const cpu_kernel_args *args) {
                                args->node->name, (int)ids[i], (long long)i, (long long)v);
     }
   }
+  /* A quantized table's rows are decoded element by element (docs/ops.md, "Quantized
+   * weights"). */
+  cpu_weight w;
+  vnrt_status st = cpu_weight_init(args, 0, &args->node->params->embedding.table, &w);
+  if (st != VNRT_OK) return st;
+  cpu_dequant_lut lut;
+  if (w.scale) cpu_dequant_lut_init(&lut, w.dtype);
   for (int64_t i = 0; i < n; ++i) {
     int64_t row = ids[i];
     for (int64_t j = 0; j < d; ++j) {
-      cpu_store_f32(args->out[0], to->dtype, i * d + j,
-                    cpu_load_f32(args->in[0], tt->dtype, row * d + j));
+      const float val = w.scale ? cpu_weight_load(&w, &lut, 0, row, j)
+                                : cpu_load_f32(args->in[0], tt->dtype, row * d + j);
+      cpu_store_f32(args->out[0], to->dtype, i * d + j, val);
     }
   }
   return VNRT_OK;

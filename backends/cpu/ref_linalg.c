@@ -1,5 +1,6 @@
 /* CPU reference kernels of docs/ops.md's linear algebra, norms and activations: matmul,
- * linear (both split across the thread pool), rms_norm, softmax and swiglu. */
+ * linear (both split across the thread pool; float or quantized weights), rms_norm, softmax and
+ * swiglu. */
 #include <math.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ typedef struct matmul_job {
   /* Batch dims of the result (padded to 2) and a's/b's element strides along them (0 where
    * that operand broadcasts). */
   int64_t batch_dims[2], a_bstride[2], b_bstride[2];
+  /* A quantized b (rank 2, [K, N]) and its decoders; NULL for a float b. */
+  const cpu_weight *bq;
+  const cpu_dequant_lut *lut;
 } matmul_job;
 
 static void matmul_range(void *user, int64_t begin, int64_t end) {
@@ -39,6 +43,13 @@ static void matmul_range(void *user, int64_t begin, int64_t end) {
     int64_t a_off = b0 * j->a_bstride[0] + b1 * j->a_bstride[1] + row * j->k;
     int64_t b_off = b0 * j->b_bstride[0] + b1 * j->b_bstride[1] + col;
     float acc = 0.0f;
+    if (j->bq) {
+      for (int64_t kk = 0; kk < j->k; ++kk) {
+        acc += cpu_load_f32(j->a, j->da, a_off + kk) * cpu_weight_load(j->bq, j->lut, 0, kk, col);
+      }
+      cpu_store_f32(j->out, j->dout, e, acc);
+      continue;
+    }
     for (int64_t kk = 0; kk < j->k; ++kk) {
       acc += cpu_load_f32(j->a, j->da, a_off + kk) * cpu_load_f32(j->b, j->db, b_off + kk * j->n);
     }
@@ -68,6 +79,17 @@ vnrt_status cpu_ref_matmul(const cpu_kernel_args *args) {
   for (int32_t d = 0; d < nb; ++d) j.batch_dims[2 - nb + d] = to->dims[d];
   vnrt_matmul_batch_strides(ta, nb, j.a_bstride);
   vnrt_matmul_batch_strides(tb, nb, j.b_bstride);
+  /* A quantized b is decoded element by element (docs/ops.md, "Quantized weights"). */
+  cpu_weight bq;
+  vnrt_status st = cpu_weight_init(args, 1, &args->node->params->matmul.b, &bq);
+  if (st != VNRT_OK) return st;
+  cpu_dequant_lut lut;
+  if (bq.scale) {
+    if (tb->rank != 2) return linalg_error(args, "a quantized b must be [K, N]");
+    cpu_dequant_lut_init(&lut, bq.dtype);
+    j.bq = &bq;
+    j.lut = &lut;
+  }
   cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), matmul_range, &j);
   return VNRT_OK;
 }
@@ -79,6 +101,11 @@ typedef struct linear_job {
   void *out;
   vnrt_dtype dx, dw, dout;
   int64_t k, n;
+  /* With quantized weights or act_quant: x widened (and fake-quantized) to f32 [rows, K], and
+   * w as a weight view with its decoders. NULL otherwise. */
+  const float *xf;
+  const cpu_weight *wq;
+  const cpu_dequant_lut *lut;
 } linear_job;
 
 /* Items are result elements (row-major [rows, N]), so both many rows and a single row with
@@ -88,6 +115,10 @@ static void linear_range(void *user, int64_t begin, int64_t end) {
   for (int64_t e = begin; e < end; ++e) {
     int64_t row = e / j->n, col = e % j->n;
     const int64_t xo = row * j->k, wo = col * j->k;
+    if (j->xf) {
+      cpu_store_f32(j->out, j->dout, e, cpu_ref_qdot(j->wq, j->lut, 0, col, j->xf + xo));
+      continue;
+    }
     float acc = 0.0f;
     for (int64_t kk = 0; kk < j->k; ++kk) {
       acc += cpu_load_f32(j->x, j->dx, xo + kk) * cpu_load_f32(j->w, j->dw, wo + kk);
@@ -111,7 +142,25 @@ vnrt_status cpu_ref_linear(const cpu_kernel_args *args) {
       .k = tw->dims[1],
       .n = tw->dims[0],
   };
+  /* Quantized weights are decoded element by element (docs/ops.md, "Quantized weights");
+   * act_quant rounds a copy of every x row to e4m3 per 128 channels first. */
+  const vnrt_linear_params *p = &args->node->params->linear;
+  cpu_weight w;
+  vnrt_status st = cpu_weight_init(args, 1, &p->w, &w);
+  if (st != VNRT_OK) return st;
+  float *xf = NULL;
+  cpu_dequant_lut lut;
+  if (w.scale || p->act_quant > 0) {
+    const int64_t rows = j.k > 0 ? vnrt_tensor_type_numel(tx) / j.k : 0;
+    st = cpu_act_quant_rows(args, 0, rows, j.k, p->act_quant, &xf);
+    if (st != VNRT_OK) return st;
+    cpu_dequant_lut_init(&lut, w.dtype);
+    j.xf = xf;
+    j.wq = &w;
+    j.lut = &lut;
+  }
   cpu_pool_parallel_for(args->pool, vnrt_tensor_type_numel(to), chunk_grain(j.k), linear_range, &j);
+  if (xf) args->host->free(args->host->core, xf);
   return VNRT_OK;
 }
 

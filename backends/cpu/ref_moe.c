@@ -237,33 +237,57 @@ typedef struct moe_ffn_job {
   const cpu_kernel_args *a;
   int64_t T, C, F, k, chunks;
   float limit;
+  int32_t act_quant;          /* 0, or the channels per e4m3 block of x and of h */
+  const cpu_weight *wgu, *wd; /* the expert weights (float, or codes with scales) */
+  const cpu_dequant_lut *lut_gu, *lut_d;
   float *scratch; /* per chunk: x[C], acc[C], h[F] */
 } moe_ffn_job;
+
+/* Row r of expert e of a weight · v: the float weights' dot_w, or the quantized one. */
+static float expert_dot(const cpu_weight *w, const cpu_dequant_lut *lut, int64_t e, int64_t r,
+                        const float *v) {
+  if (w->scale) return cpu_ref_qdot(w, lut, e, r, v);
+  return dot_w(w->data, w->dtype, (e * w->rows + r) * w->cols, v, w->cols);
+}
+
+/* Fake-quantizes v[n] to e4m3 in blocks of aq channels (act_quant). */
+static void act_quant_vec(float *v, int64_t n, int32_t aq) {
+  for (int64_t b = 0; b < n; b += aq)
+    cpu_fake_quant_block(v + b, n - b < aq ? n - b : aq, VNRT_E4M3);
+}
 
 static void moe_ffn_token(const moe_ffn_job *job, int64_t t, float *x, float *acc, float *h) {
   const cpu_kernel_args *a = job->a;
   const int64_t C = job->C, F = job->F, k = job->k;
   const int32_t *experts = (const int32_t *)a->in[1];
-  const void *wgu = a->in[3], *wd = a->in[4];
-  vnrt_dtype gdt = a->in_type[3]->dtype, ddt = a->in_type[4]->dtype;
   const float limit = job->limit;
+  const int32_t aq = job->act_quant;
   for (int64_t c = 0; c < C; ++c) {
     x[c] = cpu_load_f32(a->in[0], a->in_type[0]->dtype, t * C + c);
     acc[c] = 0.0f;
   }
+  if (aq > 0) act_quant_vec(x, C, aq);
   for (int64_t i = 0; i < k; ++i) {
     int64_t e = experts[t * k + i];
     float w = cpu_load_f32(a->in[2], a->in_type[2]->dtype, t * k + i);
     for (int64_t f = 0; f < F; ++f) {
-      float g = dot_w(wgu, gdt, (e * 2 * F + f) * C, x, C);
-      float u = dot_w(wgu, gdt, (e * 2 * F + F + f) * C, x, C);
+      float g = expert_dot(job->wgu, job->lut_gu, e, f, x);
+      float u = expert_dot(job->wgu, job->lut_gu, e, F + f, x);
       if (limit > 0.0f) {
         g = g < limit ? g : limit;
         u = u < -limit ? -limit : (u > limit ? limit : u);
       }
       h[f] = g / (1.0f + expf(-g)) * u;
     }
-    for (int64_t c = 0; c < C; ++c) acc[c] += w * dot_w(wd, ddt, (e * C + c) * F, h, F);
+    if (aq > 0) {
+      /* DeepSeek's order: the routing weight scales h, which is then rounded to e4m3 per
+       * block; the down projection's result is summed unweighted. */
+      for (int64_t f = 0; f < F; ++f) h[f] *= w;
+      act_quant_vec(h, F, aq);
+      for (int64_t c = 0; c < C; ++c) acc[c] += expert_dot(job->wd, job->lut_d, e, c, h);
+    } else {
+      for (int64_t c = 0; c < C; ++c) acc[c] += w * expert_dot(job->wd, job->lut_d, e, c, h);
+    }
   }
   for (int64_t c = 0; c < C; ++c) {
     cpu_store_f32(a->out[0], a->out_type[0]->dtype, t * C + c, acc[c]);
@@ -306,6 +330,20 @@ vnrt_status cpu_ref_moe_ffn(const cpu_kernel_args *a) {
     }
   }
   if (job.T == 0 || job.C == 0) return VNRT_OK;
+  /* Quantized experts are decoded element by element (docs/ops.md, "Quantized weights"). */
+  const vnrt_moe_ffn_params *p = &a->node->params->moe_ffn;
+  cpu_weight wgu, wd;
+  vnrt_status st = cpu_weight_init(a, 3, &p->w_gate_up, &wgu);
+  if (st == VNRT_OK) st = cpu_weight_init(a, 4, &p->w_down, &wd);
+  if (st != VNRT_OK) return st;
+  cpu_dequant_lut lut_gu, lut_d;
+  if (wgu.scale) cpu_dequant_lut_init(&lut_gu, wgu.dtype);
+  if (wd.scale) cpu_dequant_lut_init(&lut_d, wd.dtype);
+  job.act_quant = p->act_quant;
+  job.wgu = &wgu;
+  job.wd = &wd;
+  job.lut_gu = &lut_gu;
+  job.lut_d = &lut_d;
 
   /* A few chunks per thread balance uneven tokens without a scratch slot per token. */
   int64_t chunks = 4 * (int64_t)cpu_pool_threads(a->pool);

@@ -66,7 +66,9 @@ extern vnrt_device_info device_info;
 /* Dies with the context's message if s is not VNRT_OK. */
 void check(vnrt_status s, const char *what);
 
-typedef enum gen { GEN_UNIFORM, GEN_EXPERTS } gen;
+/* GEN_CODES: random e4m3 codes (any but the NaNs), e2m1 codes (any nibble), or e8m0 scale codes
+ * uniform in [lo, hi]. */
+typedef enum gen { GEN_UNIFORM, GEN_EXPERTS, GEN_CODES } gen;
 
 typedef struct input_desc {
   const char *name;

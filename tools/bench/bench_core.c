@@ -176,7 +176,8 @@ vnrt_tensor_type ttype(vnrt_dtype dt, int rank, int64_t d0, int64_t d1, int64_t 
   return t;
 }
 
-/* Host data for one input: uniform values, or per row distinct expert ids in [0, hi). */
+/* Host data for one input: uniform values, per row distinct expert ids in [0, hi), or random
+ * quantization codes. */
 static void *make_data(const input_desc *in, size_t *out_bytes) {
   int64_t n = vnrt_tensor_type_numel(&in->type);
   size_t bytes = vnrt_tensor_type_bytes(&in->type);
@@ -194,6 +195,17 @@ static void *make_data(const input_desc *in, size_t *out_bytes) {
           for (int64_t j = 0; j < i; ++j) dup = dup || ids[r * k + j] == e;
         } while (dup);
         ids[r * k + i] = e;
+      }
+    }
+  } else if (in->g == GEN_CODES) {
+    uint8_t *c = p;
+    for (size_t i = 0; i < bytes; ++i) {
+      if (in->type.dtype == VNRT_E8M0) {
+        c[i] = (uint8_t)(in->lo + (double)(int64_t)((in->hi - in->lo + 1.0) * rng_uniform()));
+      } else {
+        do { /* e4m3: 0x7F and 0xFF are NaN; e2m1 packs two codes per byte, none of them NaN */
+          c[i] = (uint8_t)(256.0 * rng_uniform());
+        } while (in->type.dtype == VNRT_E4M3 && (c[i] & 0x7F) == 0x7F);
       }
     }
   } else {

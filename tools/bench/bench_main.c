@@ -37,9 +37,12 @@ typedef struct bench_case {
 } bench_case;
 
 static const bench_case kCases[] = {
-    {"linear", bench_linear, "x[M,2048]·w[5632,2048]ᵀ, f32 and f16 weights, M = 1..512"},
+    {"linear", bench_linear,
+     "x[M,2048]·w[5632,2048]ᵀ, f32 and f16 weights, M = 1..512; x[M,4096]·w[16384,4096]ᵀ, "
+     "FP8/FP4 weights, M = 1 and 64"},
     {"matmul", bench_matmul, "f32 a·b, 256x1024x1024 and 64x2048x2048"},
-    {"moe_ffn", bench_moe, "64 experts top-6, C=1024 F=512, f16 weights, T = 1 and 128"},
+    {"moe_ffn", bench_moe,
+     "64 experts top-6, C=1024 F=512, f16 weights, T = 1 and 128; FP4 weights, T = 1"},
     {"hc_pre", bench_hc_pre, "mHC pre-mix, n=4 C=4096, T = 1 and 128"},
     {"attention", bench_attention, "decode attention, 4096 keys, 16 heads, MQA"},
     {"rms_norm", bench_rms_norm, "f32 rows of 4096, 1 / 128 / 4096 rows"},

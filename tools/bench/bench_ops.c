@@ -41,6 +41,59 @@ static void bench_linear_case(int64_t m, int64_t n, int64_t k, vnrt_dtype wdt) {
   opencl_peers_finish(clp);
 }
 
+/* A quantized weight's inputs: codes of dtype `codes` ([..., R, C]) with random values, and
+ * their e8m0 scales (one per block: 128x128 for e4m3, 1x32 for e2m1) of 2^-9..2^-6 (codes
+ * 118..121, the magnitudes of a checkpoint's). */
+static void quant_inputs(const char *name, const char *scale_name, vnrt_dtype codes, int rank,
+                         int64_t e, int64_t r, int64_t c, input_desc out[2]) {
+  const int64_t br = codes == VNRT_E2M1 ? 1 : 128, bc = codes == VNRT_E2M1 ? 32 : 128;
+  const int64_t sr = (r + br - 1) / br, sc = (c + bc - 1) / bc;
+  out[0] = (input_desc){name, rank == 3 ? ttype(codes, 3, e, r, c) : ttype(codes, 2, r, c, 0),
+                        1,    GEN_CODES,
+                        0.0,  0.0};
+  out[1] = (input_desc){
+      scale_name, rank == 3 ? ttype(VNRT_E8M0, 3, e, sr, sc) : ttype(VNRT_E8M0, 2, sr, sc, 0),
+      1,          GEN_CODES,
+      118.0,      121.0};
+}
+
+/* Times linear x[m, k]·w[n, k]ᵀ with e4m3 or e2m1 weights: for a few rows (decode) beside the
+ * triad on the bytes read (codes and scales at their stored size), for more beside the same
+ * shape with f32 weights (the f32 path's GFLOP/s). */
+static void bench_linear_quant_case(int64_t m, int64_t n, int64_t k, vnrt_dtype codes) {
+  input_desc ins[3] = {linear_input(0, m, n, k, VNRT_F32)};
+  quant_inputs("w", "w_scale", codes, 2, 0, n, k, ins + 1);
+  const bool memory_bound = m <= 4;
+  bench_graph f32 = {.op = VNRT_OP_LINEAR, .n_in = 2, .n_out = 1};
+  input_desc fins[2] = {linear_input(0, m, n, k, VNRT_F32), linear_input(1, m, n, k, VNRT_F32)};
+  vnrt_plan *fplan = NULL;
+  baseline bl = {triad_baseline, NULL, 0.0, 0.0};
+  if (!memory_bound) {
+    f32.ins = fins;
+    graph_inputs(&f32);
+    fplan = make_plan(&f32, device, VNRT_KERNELS_FAST);
+    bl = (baseline){plan_run_baseline, fplan, 0.0, 0.0};
+  }
+  case_extra x;
+  /* --check only for a few rows: the reference kernel takes minutes on M = 64. */
+  double t = run_case(VNRT_OP_LINEAR, ins, 3, 1, memory_bound, &bl, 1, &x);
+  if (fplan) {
+    vnrt_plan_destroy(fplan);
+    graph_free(&f32);
+  }
+  const double flops = 2.0 * (double)m * (double)n * (double)k;
+  const double bytes = (double)vnrt_tensor_type_bytes(&ins[1].type) +
+                       (double)vnrt_tensor_type_bytes(&ins[2].type) + 4.0 * (double)(m * k + m * n);
+  result *r = add_result("linear", t, flops, bytes, "%s w, M=%lld x[%lld,%lld] w[%lld,%lld]",
+                         vnrt_dtype_name(codes), (long long)m, (long long)m, (long long)k,
+                         (long long)n, (long long)k);
+  r->memory_bound = memory_bound;
+  r->bw_gbps = memory_bound ? triad_gbps(bl.seconds) : 0.0;
+  if (!memory_bound) add_peer(r, "f32 w", bl.seconds);
+  result_extra(r, &x);
+  print_result(r);
+}
+
 void bench_linear(void) {
   static const int64_t ms[] = {1, 16, 64, 512};
   static const vnrt_dtype wdts[] = {VNRT_F32, VNRT_F16};
@@ -49,6 +102,11 @@ void bench_linear(void) {
       bench_linear_case(ms[i], 5632, 2048, wdts[d]);
     }
   }
+  /* Quantized weights on a DeepSeek-V4-sized projection: decode (FP8 and FP4) and a batch of
+   * 64 rows (FP8) against the f32 path. */
+  bench_linear_quant_case(1, 16384, 4096, VNRT_E4M3);
+  bench_linear_quant_case(1, 16384, 4096, VNRT_E2M1);
+  bench_linear_quant_case(64, 16384, 4096, VNRT_E4M3);
 }
 
 void bench_matmul(void) {
@@ -83,44 +141,72 @@ void bench_matmul(void) {
 
 void bench_moe(void) {
   const int64_t E = 64, K = 6, C = 1024, F = 512;
-  const vnrt_dtype wdt = VNRT_F16;
-  static const int64_t ts[] = {1, 128};
-  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; ++i) {
-    int64_t T = ts[i];
-    input_desc ins[5] = {
+  /* f16 experts for a decode step and a prefill; FP4 (e2m1, 1x32 scales) for decode. */
+  static const struct {
+    int64_t T;
+    vnrt_dtype wdt;
+  } cases[] = {{1, VNRT_F16}, {128, VNRT_F16}, {1, VNRT_E2M1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    const int64_t T = cases[i].T;
+    const vnrt_dtype wdt = cases[i].wdt;
+    const bool quant = wdt == VNRT_E2M1;
+    input_desc ins[7] = {
         {"x", ttype(VNRT_F32, 2, T, C, 0), 0, GEN_UNIFORM, -1.0, 1.0},
         {"experts", ttype(VNRT_I32, 2, T, K, 0), 0, GEN_EXPERTS, 0.0, (double)E},
         {"weights", ttype(VNRT_F32, 2, T, K, 0), 0, GEN_UNIFORM, 0.05, 0.3},
         {"w_gate_up", ttype(wdt, 3, E, 2 * F, C), 1, GEN_UNIFORM, -0.05, 0.05},
         {"w_down", ttype(wdt, 3, E, C, F), 1, GEN_UNIFORM, -0.05, 0.05},
     };
+    if (quant) {
+      input_desc gu[2], dn[2];
+      quant_inputs("w_gate_up", "w_gate_up_scale", wdt, 3, E, 2 * F, C, gu);
+      quant_inputs("w_down", "w_down_scale", wdt, 3, E, C, F, dn);
+      ins[3] = gu[0], ins[4] = dn[0], ins[5] = gu[1], ins[6] = dn[1];
+    }
     /* The same work as one dense linear, x[T·k, C]·w[3F, C]ᵀ with the same weight dtype, timed
-     * side by side. */
+     * side by side (float weights only). */
     bench_graph dense = {.op = VNRT_OP_LINEAR, .n_in = 2, .n_out = 1};
     input_desc dins[2] = {linear_input(0, T * K, 3 * F, C, wdt),
                           linear_input(1, T * K, 3 * F, C, wdt)};
-    dense.ins = dins;
-    graph_inputs(&dense);
-    vnrt_plan *dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);
-    baseline bls[2] = {{plan_run_baseline, dplan, 0.0, 0.0}, {triad_baseline, NULL, 0.0, 0.0}};
+    vnrt_plan *dplan = NULL;
+    baseline bls[2] = {{triad_baseline, NULL, 0.0, 0.0}, {plan_run_baseline, NULL, 0.0, 0.0}};
+    if (!quant) {
+      dense.ins = dins;
+      graph_inputs(&dense);
+      dplan = make_plan(&dense, device, VNRT_KERNELS_FAST);
+      bls[1].user = dplan;
+    }
     const bool memory_bound = T * K < E;
     case_extra x;
-    double t = run_case(VNRT_OP_MOE_FFN, ins, 5, 1, true, bls, memory_bound ? 2 : 1, &x);
-    vnrt_plan_destroy(dplan);
-    graph_free(&dense);
+    /* The triad first: the dense linear is left out where there is none, the triad where the
+     * case is not memory-bound. */
+    baseline *b0 = memory_bound ? bls : bls + 1;
+    const int n_bl = (memory_bound ? 1 : 0) + (dplan ? 1 : 0);
+    double t = run_case(VNRT_OP_MOE_FFN, ins, quant ? 7 : 5, 1, true, b0, n_bl, &x);
+    if (dplan) {
+      vnrt_plan_destroy(dplan);
+      graph_free(&dense);
+    }
     /* Per routed token: gate/up 2·(2F)·C, down 2·C·F. Bytes: the experts' weights read (all
-     * of them when every expert is hit, else about T·k experts' worth) plus activations. */
+     * of them when every expert is hit, else about T·k experts' worth; codes and scales at
+     * their stored size) plus activations. */
     double flops = (double)(T * K) * (4.0 * (double)(F * C) + 2.0 * (double)(C * F));
     double experts_hit = (double)(T * K < E ? T * K : E);
-    double bytes = experts_hit * 3.0 * (double)(F * C) * (double)vnrt_dtype_size(wdt) +
-                   4.0 * (double)(2 * T * C);
+    double expert_bytes = 3.0 * (double)(F * C) * (double)vnrt_dtype_size(wdt);
+    if (quant) {
+      expert_bytes =
+          (double)(vnrt_tensor_type_bytes(&ins[3].type) + vnrt_tensor_type_bytes(&ins[4].type) +
+                   vnrt_tensor_type_bytes(&ins[5].type) + vnrt_tensor_type_bytes(&ins[6].type)) /
+          (double)E;
+    }
+    double bytes = experts_hit * expert_bytes + 4.0 * (double)(2 * T * C);
     result *r = add_result("moe_ffn", t, flops, bytes, "%s w, T=%lld E=%lld k=%lld C=%lld F=%lld",
                            vnrt_dtype_name(wdt), (long long)T, (long long)E, (long long)K,
                            (long long)C, (long long)F);
     r->memory_bound = memory_bound;
-    r->bw_gbps = triad_gbps(bls[1].seconds);
+    r->bw_gbps = memory_bound ? triad_gbps(bls[0].seconds) : 0.0;
     result_extra(r, &x);
-    r->dense_gflops = flops / bls[0].seconds / 1e9;
+    if (dplan) r->dense_gflops = flops / bls[1].seconds / 1e9;
     print_result(r);
   }
 }

@@ -1,0 +1,524 @@
+/* The CPU fast kernels' products with quantized weights (fast_quant.h).
+ *
+ * Two ways to multiply x by codes W (docs/ops.md, "Quantized weights"):
+ * - In registers (AVX2, up to 4 x rows, blocks whose width is a multiple of 8): each group of
+ *   w rows streams once; 8 codes at a time become 8 floats, are multiplied by their block's
+ *   scale (a power of two, so dec·s is exact and every product equals the reference's) and meet
+ *   the x rows in FMAs. e4m3: the byte goes to f16 bits (sign to bit 15, exponent and mantissa
+ *   to bits 13..7, so that f16's subnormals are e4m3's) and F16C widens it; the 2^8 between the
+ *   two biases rides on the scale. e2m1: the 8 nibbles of 4 bytes are shifted into 8 lanes and
+ *   looked up in an 8-entry magnitude table with one permute; the sign bit is XORed in.
+ * - Panels (everything else: more x rows, odd blocks, the portable path, and the rare groups
+ *   the first way cannot do exactly: e4m3 NaN codes, scales of 2^120 and up): QN rows x QK
+ *   columns of W are decoded to f32 in L2 and handed to the blocked f32 GEMM core, so the
+ *   decoding is amortised over every x row. */
+#include "fast_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Panels: W rows and columns decoded at a time, their row stride (floats; not a multiple of
+ * 1 KiB, so that a panel's rows do not alias in L1), and the x rows per GEMM call on one. */
+#define QN 24
+#define QK 512
+#define QLD (QK + 8)
+#define QM 128
+/* In registers: the most x rows, w rows per group for mr x rows (accumulators mr·nr <= 8),
+ * and the scale blocks per row converted to floats at a time. */
+#define QV_MR 4
+#define QV_NR_MAX 4
+#define QV_NR_FOR(mr) ((mr) <= 2 ? 4 : 2)
+#define QV_BLOCKS 512
+/* How far ahead a group of short rows prefetches (bytes of codes). */
+#define QV_PF_BYTES 4096
+/* Weight bytes x rows below which cpu_qgemm_nt runs on the calling thread. */
+#define QGEMM_INLINE_BYTES (48 * 1024)
+
+/* ---- scalar decoders (exact; the vector ones below must agree with them) ----------------- */
+
+static inline float e8m0_f32_(uint8_t s) {
+  const uint32_t bits = s == 0 ? 0x00400000u : s == 255 ? 0x7FC00000u : (uint32_t)s << 23;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static inline float e4m3_f32_(uint8_t c) {
+  const uint32_t e = (c >> 3) & 0xFu, m = c & 7u;
+  float mag;
+  if (e == 0) {
+    mag = (float)m * 0x1p-9f; /* subnormal: m·2^-9, exact */
+  } else if (e == 15 && m == 7) {
+    mag = NAN;
+  } else {
+    const uint32_t bits = ((e + 120u) << 23) | (m << 20); /* 2^(e-7)·(1 + m/8) */
+    memcpy(&mag, &bits, sizeof mag);
+  }
+  return (c & 0x80u) ? -mag : mag;
+}
+
+static const float k_e2m1_[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                  -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* The decoded code of element i of W's tensor. */
+static inline float code_f32_(const cpu_weight *w, int64_t i) {
+  if (w->dtype == VNRT_E2M1) return k_e2m1_[cpu_weight_code(w, i)];
+  return e4m3_f32_(((const uint8_t *)w->data)[i]);
+}
+
+static int isa_avx2_(cpu_isa isa) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  return isa == CPU_ISA_AVX2;
+#else
+  (void)isa;
+  return 0;
+#endif
+}
+
+/* Whether m x rows against w take the in-register path (for the groups it can do exactly). */
+static int regs_ok_(cpu_isa isa, int64_t m, const cpu_weight *w) {
+  return isa_avx2_(isa) && w->scale && m >= 1 && m <= QV_MR && w->bc % 8 == 0;
+}
+
+int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
+  const int avx2 = isa_avx2_(isa);
+  if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
+  const int64_t mq = m < QM ? m : QM;
+  int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
+  if (regs_ok_(isa, m, w)) f += QV_NR_MAX * QV_BLOCKS;
+  return f;
+}
+
+void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant) {
+  for (int64_t r = 0; act_quant > 0 && r < rows; ++r) {
+    for (int64_t b = 0; b < k; b += act_quant) {
+      cpu_fake_quant_block(x + r * ldx + b, k - b < act_quant ? k - b : act_quant, VNRT_E4M3);
+    }
+  }
+}
+
+/* ---- AVX2 decoders and the in-register kernels -------------------------------------------- */
+#if defined(CPU_HAVE_AVX2_CODE)
+
+/* e4m3 codes p[0..8) as f32, divided by 2^8 (f16's bias is 8 above e4m3's): f16 bits
+ * sign << 15 | (code & 0x7F) << 7 are the code's value · 2^-8, subnormals included. NaN codes
+ * come out finite (480·2^-8): callers that can meet them check for them. */
+CPU_AVX2_INLINE __m256 avx2_e4m3x8_(const uint8_t *p) {
+  const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+  const __m128i w = _mm_unpacklo_epi8(_mm_setzero_si128(), b); /* code << 8 per 16 bits */
+  const __m128i h = _mm_and_si128(_mm_srai_epi16(w, 1), _mm_set1_epi16((short)0xBFFF));
+  return _mm256_cvtph_ps(h);
+}
+
+/* e2m1 magnitudes by the low three bits, each XORed with those bits at 28..30: the lookup's
+ * result is then XORed with the nibble << 28, which cancels them and sets the sign bit. */
+#define E2M1_XT_(m, bits) ((int)((uint32_t)(bits) ^ ((uint32_t)(m) << 28)))
+
+/* The 8 e2m1 codes of bytes p[0..4) (even elements in the low nibbles) as f32. */
+CPU_AVX2_INLINE __m256 avx2_e2m1x8_(const uint8_t *p, __m256 table, __m256i shifts) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  const __m256i n = _mm256_srlv_epi32(_mm256_set1_epi32(v), shifts); /* nibble i in lane i */
+  const __m256 mag = _mm256_permutevar8x32_ps(table, n);             /* bits 0..2 index */
+  return _mm256_xor_ps(mag, _mm256_castsi256_ps(_mm256_slli_epi32(n, 28)));
+}
+
+CPU_AVX2_INLINE __m256 avx2_e2m1_table_(void) {
+  return _mm256_castsi256_ps(_mm256_setr_epi32(E2M1_XT_(0, 0x00000000u), E2M1_XT_(1, 0x3F000000u),
+                                               E2M1_XT_(2, 0x3F800000u), E2M1_XT_(3, 0x3FC00000u),
+                                               E2M1_XT_(4, 0x40000000u), E2M1_XT_(5, 0x40400000u),
+                                               E2M1_XT_(6, 0x40800000u), E2M1_XT_(7, 0x40C00000u)));
+}
+
+/* s[i·NR + j] = Σ_k xr[i][k]·W_j[k] for k < kc, W_j[k] = dec(wr[j] codes)·(scale of k's
+ * block): sf[j][b] holds block b's scale as f32 (times 2^8 for e4m3), blocks bc wide, bc a
+ * multiple of 8 (BC, when nonzero, is bc known at compile time: whole blocks then unroll).
+ * Compile-time MR, NR and format, so the accumulators live in registers. One x row sums each
+ * block apart and scales the sum (one FMA per block instead of a multiply per vector); more
+ * rows share one multiply of the decoded vector by the scale. */
+CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, const int64_t BC,
+                                 const float *const *xr, const uint8_t *const *wr,
+                                 const float *const *sf, int64_t kc, int64_t bc, float *s) {
+  __m256 acc[QV_MR][QV_NR_MAX], blk[QV_NR_MAX], sv[QV_NR_MAX];
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256 table = avx2_e2m1_table_();
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const int64_t kc8 = kc & ~(int64_t)7;
+#define QSTEP_(kk)                                                                        \
+  for (int j = 0; j < NR; ++j) {                                                          \
+    const __m256 d =                                                                      \
+        FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
+    if (MR == 1) {                                                                        \
+      blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
+    } else {                                                                              \
+      const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
+      for (int i = 0; i < MR; ++i) {                                                      \
+        acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
+      }                                                                                   \
+    }                                                                                     \
+  }
+  int64_t k = 0;
+  for (int64_t b = 0; k < kc8; ++b) {
+    const int64_t kend = k + bc < kc8 ? k + bc : kc8;
+    for (int j = 0; j < NR; ++j) {
+      if (MR == 1) {
+        blk[j] = _mm256_setzero_ps();
+      } else {
+        sv[j] = _mm256_broadcast_ss(sf[j] + b);
+      }
+    }
+    if (BC > 0 && kend - k == BC) {
+      for (int64_t t = 0; t < BC; t += 8) QSTEP_(k + t)
+    } else {
+      for (int64_t kk = k; kk < kend; kk += 8) QSTEP_(kk)
+    }
+    if (MR == 1) {
+      for (int j = 0; j < NR; ++j) {
+        acc[0][j] = _mm256_fmadd_ps(blk[j], _mm256_broadcast_ss(sf[j] + b), acc[0][j]);
+      }
+    }
+    k = kend;
+  }
+#undef QSTEP_
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) s[i * NR + j] = avx2_hsum(acc[i][j]);
+  }
+  /* The last < 8 columns (K not a multiple of 8): scalar, in the last block. */
+  for (; k < kc; ++k) {
+    const int64_t b = k / bc;
+    for (int j = 0; j < NR; ++j) {
+      const float d = FP4 ? k_e2m1_[(wr[j][k / 2] >> ((k & 1) * 4)) & 0xF] : e4m3_f32_(wr[j][k]);
+      const float wv = d * (FP4 ? sf[j][b] : sf[j][b] * 0x1p-8f);
+      for (int i = 0; i < MR; ++i) s[i * NR + j] += xr[i][k] * wv;
+    }
+  }
+}
+
+typedef void (*avx2_qkern_fn)(const float *const *xr, const uint8_t *const *wr,
+                              const float *const *sf, int64_t kc, int64_t bc, float *s);
+
+/* Per format: the kernels for any block width (multiple of 8) and for the format's default. */
+#define AVX2_QKERN_DEF_(MR, NAME, FP4, BC)                                                        \
+  static CPU_AVX2 void avx2_qkern_##MR##_##NAME(const float *const *xr, const uint8_t *const *wr, \
+                                                const float *const *sf, int64_t kc, int64_t bc,   \
+                                                float *s) {                                       \
+    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, sf, kc, bc, s);                               \
+  }
+#define AVX2_QKERN_ALL_MR_(NAME, FP4, BC) \
+  AVX2_QKERN_DEF_(1, NAME, FP4, BC)       \
+  AVX2_QKERN_DEF_(2, NAME, FP4, BC)       \
+  AVX2_QKERN_DEF_(3, NAME, FP4, BC) AVX2_QKERN_DEF_(4, NAME, FP4, BC)
+AVX2_QKERN_ALL_MR_(e4m3, 0, 0)
+AVX2_QKERN_ALL_MR_(e4m3_128, 0, 128)
+AVX2_QKERN_ALL_MR_(e2m1, 1, 0)
+AVX2_QKERN_ALL_MR_(e2m1_32, 1, 32)
+#undef AVX2_QKERN_ALL_MR_
+#undef AVX2_QKERN_DEF_
+
+/* [format: e4m3, e2m1][block: any, the default (128 or 32)][mr] */
+static const avx2_qkern_fn avx2_qkerns_[2][2][QV_MR + 1] = {
+    {{NULL, avx2_qkern_1_e4m3, avx2_qkern_2_e4m3, avx2_qkern_3_e4m3, avx2_qkern_4_e4m3},
+     {NULL, avx2_qkern_1_e4m3_128, avx2_qkern_2_e4m3_128, avx2_qkern_3_e4m3_128,
+      avx2_qkern_4_e4m3_128}},
+    {{NULL, avx2_qkern_1_e2m1, avx2_qkern_2_e2m1, avx2_qkern_3_e2m1, avx2_qkern_4_e2m1},
+     {NULL, avx2_qkern_1_e2m1_32, avx2_qkern_2_e2m1_32, avx2_qkern_3_e2m1_32,
+      avx2_qkern_4_e2m1_32}},
+};
+
+/* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
+ * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
+ * FLT_MAX) may overflow where the reference's dec·s and x·(dec·s) do not, or the reverse. The
+ * caller then takes the panel path, which multiplies as the reference does. */
+static CPU_AVX2 int avx2_scales_(const uint8_t *s, int64_t n, float mult, int big, float *dst) {
+  const __m256 mv = _mm256_set1_ps(mult);
+  const __m256i zero = _mm256_setzero_si256(), all = _mm256_set1_epi32(255);
+  __m256i bad = zero;
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(s + t)));
+    __m256i bits = _mm256_slli_epi32(v, 23);
+    bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(v, zero));
+    const __m256i is_nan = _mm256_cmpeq_epi32(v, all);
+    bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), is_nan);
+    bad = _mm256_or_si256(
+        bad, _mm256_andnot_si256(is_nan, _mm256_cmpgt_epi32(v, _mm256_set1_epi32(big - 1))));
+    _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_castsi256_ps(bits), mv));
+  }
+  int ok = _mm256_testz_si256(bad, bad);
+  for (; t < n; ++t) {
+    dst[t] = e8m0_f32_(s[t]) * mult;
+    if (s[t] >= big && s[t] < 255) ok = 0;
+  }
+  return ok;
+}
+
+/* Whether some of the n e4m3 codes at p is NaN (0x7F or 0xFF): the largest magnitude byte is
+ * 0x7F. Two operations per 32 codes, on rows the kernel has just brought into L1. */
+static CPU_AVX2 int avx2_has_e4m3_nan_(const uint8_t *p, int64_t n) {
+  const __m256i m7f = _mm256_set1_epi8(0x7F);
+  __m256i mx = _mm256_setzero_si256();
+  int64_t t = 0;
+  for (; t + 32 <= n; t += 32) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + t));
+    mx = _mm256_max_epu8(mx, _mm256_and_si256(b, m7f));
+  }
+  int found = _mm256_movemask_epi8(_mm256_cmpeq_epi8(mx, m7f)) != 0;
+  for (; t < n; ++t) found |= (p[t] & 0x7F) == 0x7F;
+  return found;
+}
+
+/* out[t] = W element (i + t)·s for t < n, NaN codes included. */
+static CPU_AVX2 void avx2_dequant_run_(const cpu_weight *w, int64_t i, int64_t n, float s,
+                                       float *out) {
+  const uint8_t *p = w->data;
+  const __m256 sv = _mm256_set1_ps(s);
+  int64_t t = 0;
+  if (w->dtype == VNRT_E4M3) {
+    const __m256 k256 = _mm256_set1_ps(256.0f);
+    const __m128i m7f = _mm_set1_epi16(0x7F00);
+    for (; t + 8 <= n; t += 8) {
+      const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(p + i + t));
+      const __m128i wd = _mm_unpacklo_epi8(_mm_setzero_si128(), b);
+      __m128i h = _mm_and_si128(_mm_srai_epi16(wd, 1), _mm_set1_epi16((short)0xBFFF));
+      const __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(wd, m7f), m7f);
+      h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7E00), nan); /* f16 NaN */
+      /* (dec·2^-8)·2^8 is dec exactly; then one rounding, as the reference's dec·s. */
+      _mm256_storeu_ps(out + t, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(h), k256), sv));
+    }
+  } else {
+    const __m256 table = avx2_e2m1_table_();
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    if (((i + t) & 1) && t < n) {
+      out[t] = code_f32_(w, i + t) * s;
+      ++t;
+    }
+    for (; t + 8 <= n; t += 8) {
+      _mm256_storeu_ps(out + t, _mm256_mul_ps(avx2_e2m1x8_(p + (i + t) / 2, table, shifts), sv));
+    }
+  }
+  for (; t < n; ++t) out[t] = code_f32_(w, i + t) * s;
+}
+#endif /* CPU_HAVE_AVX2_CODE */
+
+/* ---- panels ------------------------------------------------------------------------------ */
+
+/* dst[r·ld + c] = W[mat][row0 + r][k0 + c] for r < nr, c < kc. */
+static void dequant_panel_(cpu_isa isa, const cpu_weight *w, int64_t mat, int64_t row0, int64_t nr,
+                           int64_t k0, int64_t kc, float *dst, int64_t ld) {
+  const int avx2 = isa_avx2_(isa);
+  (void)avx2;
+  for (int64_t r = 0; r < nr; ++r) {
+    const int64_t row = row0 + r, base = (mat * w->rows + row) * w->cols;
+    const uint8_t *srow = w->scale + (mat * w->srows + row / w->br) * w->scols;
+    float *d = dst + r * ld;
+    for (int64_t c = k0; c < k0 + kc;) {
+      const int64_t b = c / w->bc;
+      const int64_t end = (b + 1) * w->bc < k0 + kc ? (b + 1) * w->bc : k0 + kc;
+      const float s = e8m0_f32_(srow[b]);
+#if defined(CPU_HAVE_AVX2_CODE)
+      if (avx2) {
+        avx2_dequant_run_(w, base + c, end - c, s, d + (c - k0));
+        c = end;
+        continue;
+      }
+#endif
+      for (; c < end; ++c) d[c - k0] = code_f32_(w, base + c) * s;
+    }
+  }
+}
+
+/* cpu_qgemm_nt_block through f32 panels (any isa, shape and block). */
+static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
+                          int64_t mat, int64_t row0, int64_t n, float *c, int64_t ldc, float *ws) {
+  const int64_t K = w->cols;
+  if (K <= 0) {
+    for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+    return;
+  }
+  float *wbuf = ws, *ctmp = wbuf + QN * QLD, *gws = ctmp + QM * QN;
+  for (int64_t j0 = 0; j0 < n; j0 += QN) {
+    const int64_t nv = n - j0 < QN ? n - j0 : QN;
+    for (int64_t k0 = 0; k0 < K; k0 += QK) {
+      const int64_t kc = K - k0 < QK ? K - k0 : QK;
+      dequant_panel_(isa, w, mat, row0 + j0, nv, k0, kc, wbuf, QLD);
+      for (int64_t i0 = 0; i0 < m; i0 += QM) {
+        const int64_t mi = m - i0 < QM ? m - i0 : QM;
+        float *gw = mi > 4 && !isa_avx2_(isa) ? gws : NULL;
+        cpu_gemm_nt_block(isa, x + i0 * ldx + k0, ldx, mi, wbuf, VNRT_F32, QLD, nv, kc, ctmp, nv,
+                          gw);
+        for (int64_t i = 0; i < mi; ++i) {
+          float *crow = c + (i0 + i) * ldc + j0;
+          const float *t = ctmp + i * nv;
+          if (k0 == 0) {
+            memcpy(crow, t, (size_t)nv * sizeof(float));
+          } else {
+            for (int64_t j = 0; j < nv; ++j) crow[j] += t[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ---- in registers ------------------------------------------------------------------------ */
+
+#if defined(CPU_HAVE_AVX2_CODE)
+/* cpu_qgemm_nt_block for 1..4 x rows on AVX2: groups of nr w rows, K in chunks of whole
+ * blocks; a group the registers cannot do exactly is redone through panels. */
+static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
+                        int64_t mat, int64_t row0, int64_t n, float *c, int64_t ldc, float *ws) {
+  const int mr = (int)m, nr = QV_NR_FOR(mr);
+  const int fp4 = w->dtype == VNRT_E2M1;
+  const int64_t K = w->cols, bc = w->bc;
+  int64_t bpc = 4096 / bc;
+  bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
+  const int64_t kq = bpc * bc;
+  const float mult = fp4 ? 1.0f : 256.0f;
+  float *sfbuf = ws, *pws = ws + QV_NR_MAX * QV_BLOCKS;
+  const uint8_t *codes = w->data;
+  float s[QV_MR * QV_NR_MAX];
+  /* Short rows (a MoE down projection's F = 512 codes are 256 bytes in e2m1) make a group too
+   * short for the hardware prefetchers to get ahead: such groups prefetch the one about
+   * QV_PF_BYTES ahead (the rows are contiguous), a cache line at a time. */
+  const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
+  const int64_t pf_groups =
+      group_bytes < QV_PF_BYTES ? (QV_PF_BYTES + group_bytes - 1) / group_bytes : 0;
+  for (int64_t j0 = 0; j0 < n; j0 += nr) {
+    const int nv = (int)(n - j0 < nr ? n - j0 : nr);
+    if (pf_groups > 0 && j0 + pf_groups * nr < n) {
+      const int64_t jp = j0 + pf_groups * nr, np = n - jp < nr ? n - jp : nr;
+      const char *pf = (const char *)codes + (fp4 ? ((mat * w->rows + row0 + jp) * K) / 2
+                                                  : (mat * w->rows + row0 + jp) * K);
+      for (int64_t o = 0; o < np * row_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    }
+    int64_t rowbase[QV_NR_MAX];
+    const uint8_t *srow[QV_NR_MAX];
+    for (int j = 0; j < nr; ++j) {
+      const int64_t row = row0 + j0 + (j < nv ? j : nv - 1); /* a partial group repeats */
+      rowbase[j] = (mat * w->rows + row) * K;
+      srow[j] = w->scale + (mat * w->srows + row / w->br) * w->scols;
+    }
+    int exact = 1;
+    for (int64_t k0 = 0; exact && k0 < K; k0 += kq) {
+      const int64_t kc = K - k0 < kq ? K - k0 : kq, nb = (kc + bc - 1) / bc;
+      const float *xr[QV_MR];
+      const uint8_t *wr[QV_NR_MAX];
+      const float *sf[QV_NR_MAX];
+      for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx + k0;
+      for (int j = 0; j < nr; ++j) {
+        wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
+        sf[j] = sfbuf + j * QV_BLOCKS;
+        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, fp4 ? 253 : 247, sfbuf + j * QV_BLOCKS);
+      }
+      if (!exact) break;
+      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, sf, kc, bc, s);
+      for (int i = 0; i < mr; ++i) {
+        float *crow = c + i * ldc + j0;
+        for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
+      }
+    }
+    for (int j = 0; exact && !fp4 && j < nv; ++j) {
+      exact = !avx2_has_e4m3_nan_(codes + rowbase[j], K);
+    }
+    if (!exact) qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);
+  }
+}
+#endif
+
+void cpu_qgemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
+                        int64_t mat, int64_t row0, int64_t n, float *c, int64_t ldc, float *ws) {
+  if (m <= 0 || n <= 0) return;
+  if (!w->scale) {
+    const size_t sz = vnrt_dtype_size(w->dtype);
+    const char *p = (const char *)w->data + (size_t)((mat * w->rows + row0) * w->cols) * sz;
+    cpu_gemm_nt_block(isa, x, ldx, m, p, w->dtype, w->cols, n, w->cols, c, ldc, ws);
+    return;
+  }
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (regs_ok_(isa, m, w) && w->cols > 0) {
+    qgemm_regs_(isa, x, ldx, m, w, mat, row0, n, c, ldc, ws);
+    return;
+  }
+#endif
+  qgemm_panels_(isa, x, ldx, m, w, mat, row0, n, c, ldc, ws);
+}
+
+/* ---- tiled, threaded driver -------------------------------------------------------------- */
+
+typedef struct qgemm_job {
+  cpu_isa isa;
+  const float *x;
+  const cpu_weight *w;
+  void *out;
+  vnrt_dtype odt;
+  int64_t ldx, ldo, m, n;
+  int64_t mt, nt, n_mt; /* tile extents; tiles are numbered n-major */
+  float *scratch;
+  int64_t ws_floats, slot_floats;
+} qgemm_job;
+
+static void qgemm_item_(void *user, int64_t item, int32_t slot) {
+  const qgemm_job *g = user;
+  const int64_t i0 = (item % g->n_mt) * g->mt, j0 = (item / g->n_mt) * g->nt;
+  const int64_t mi = g->m - i0 < g->mt ? g->m - i0 : g->mt;
+  const int64_t nj = g->n - j0 < g->nt ? g->n - j0 : g->nt;
+  float *ws = g->scratch ? g->scratch + slot * g->slot_floats : NULL;
+  float *c = (float *)g->out + i0 * g->ldo + j0;
+  int64_t ldc = g->ldo;
+  if (g->odt != VNRT_F32) c = ws + g->ws_floats, ldc = nj;
+  cpu_qgemm_nt_block(g->isa, g->x + i0 * g->ldx, g->ldx, mi, g->w, 0, j0, nj, c, ldc, ws);
+  if (g->odt == VNRT_F32) return;
+  for (int64_t i = 0; i < mi; ++i) {
+    for (int64_t j = 0; j < nj; ++j) {
+      cpu_store_f32(g->out, g->odt, (i0 + i) * g->ldo + j0 + j, c[i * nj + j]);
+    }
+  }
+}
+
+static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                         const cpu_weight *w, void *out, vnrt_dtype odt, int64_t ldo) {
+  const int64_t n = w->rows;
+  if (m <= 0 || n <= 0) return VNRT_OK;
+  qgemm_job g = {.isa = cpu_fast_isa(),
+                 .x = x,
+                 .w = w,
+                 .out = out,
+                 .odt = odt,
+                 .ldx = ldx,
+                 .ldo = ldo,
+                 .m = m,
+                 .n = n};
+  /* Tiles: a few x rows by 64 w rows (streamed once), or up to QM x rows by 96 w rows (four
+   * panels). Only w rows are split further, until every thread has a few tiles: a tile's
+   * results do not depend on where it starts, so neither do they on the thread count. */
+  const int64_t threads = cpu_pool_threads(a->pool);
+  const int small = m <= QV_MR;
+  g.mt = small ? m : m < QM ? m : QM;
+  g.nt = small ? 64 : 4 * QN;
+  const int64_t min_nt = small ? 8 : QN;
+  while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < 4 * threads && g.nt > min_nt) {
+    g.nt = ceil_div_(g.nt / 2, min_nt) * min_nt;
+  }
+  if (g.nt > n) g.nt = n;
+  g.n_mt = ceil_div_(m, g.mt);
+  g.ws_floats = cpu_qgemm_ws_floats(g.isa, g.mt, w);
+  g.slot_floats = g.ws_floats + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
+  if (g.slot_floats > 0) {
+    vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats, &g.scratch);
+    if (st != VNRT_OK) return st;
+  }
+  const int64_t items = g.n_mt * ceil_div_(n, g.nt);
+  const uint64_t bytes = (uint64_t)vnrt_tensor_type_bytes(
+      &(vnrt_tensor_type){.dtype = w->dtype, .rank = 2, .dims = {n, w->cols}});
+  if (bytes * (uint64_t)m < QGEMM_INLINE_BYTES) {
+    for (int64_t it = 0; it < items; ++it) qgemm_item_(&g, it, 0);
+  } else {
+    cpu_fast_for_each(a->pool, items, qgemm_item_, &g);
+  }
+  cpu_fast_free(a, g.scratch);
+  return VNRT_OK;
+}
