@@ -30,6 +30,9 @@ static const char kUsage[] =
     "\n"
     "  --weights FILE    .safetensors weights; without it, deterministic weights are\n"
     "                    generated into a temporary file first\n"
+    "  --quant Q         store the big matrices quantized: fp8fp4 (FP8 attention and shared\n"
+    "                    expert, FP4 routed experts), fp8, fp4 or none; overrides the config's\n"
+    "                    weight_format (default: the config's, else the weights file's)\n"
     "  --device SPEC     cpu, vulkan, vulkan:1, opencl:0, ... (default: $VNRT_DEVICE, else\n"
     "                    the best device)\n"
     "  --prompt \"1 2 3\"  prompt token ids\n"
@@ -53,7 +56,7 @@ static const char kUsage[] =
     "  --help            show this help\n";
 
 typedef struct options {
-  const char *config, *weights, *device, *prompt, *text;
+  const char *config, *weights, *device, *prompt, *text, *quant;
   long tokens;
   int stats, roofline, threads;
   ds_model_options model;
@@ -92,6 +95,8 @@ static int parse_args(int argc, char **argv, options *o) {
       o->config = argv[++i];
     } else if (!strcmp(a, "--weights") && has) {
       o->weights = argv[++i];
+    } else if (!strcmp(a, "--quant") && has) {
+      o->quant = argv[++i];
     } else if (!strcmp(a, "--device") && has) {
       o->device = argv[++i];
     } else if (!strcmp(a, "--prompt") && has) {
@@ -303,7 +308,8 @@ int main(int argc, char **argv) {
 
   ds_config cfg;
   char err[DS_ERR_SIZE];
-  if (ds_config_load(o.config, &cfg, err, sizeof err)) {
+  if (ds_config_load(o.config, &cfg, err, sizeof err) ||
+      (o.quant && ds_config_set_quant(&cfg, o.quant, err, sizeof err))) {
     fprintf(stderr, "deepseek: %s\n", err);
     return 1;
   }
@@ -367,6 +373,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "deepseek: %s\n", err);
     goto done;
   }
+  cfg = *ds_model_config(model); /* with the weights file's formats */
   printf(
       "model: %s: C=%lld L=%lld V=%lld, MQA %lldx%lld (rope %lld, window %lld), mHC n=%lld, "
       "MoE %lld experts top-%lld (%lld hash layers), Engram at %d layers\n",
@@ -374,8 +381,12 @@ int main(int argc, char **argv) {
       (long long)cfg.heads, (long long)cfg.head_dim, (long long)cfg.rope_dim, (long long)cfg.window,
       (long long)cfg.hc_mult, (long long)cfg.experts, (long long)cfg.top_k,
       (long long)cfg.hash_layers, (int)cfg.n_engram);
-  printf("weights: %s (%.1f MiB%s)\n", o.weights ? o.weights : "generated",
-         mib(ds_weights_bytes(&cfg)), o.weights ? "" : ", deterministic");
+  char quant[128];
+  ds_config_quant_str(&cfg, quant, sizeof quant);
+  const int quantized = strcmp(quant, "none") != 0;
+  printf("weights: %s (%.1f MiB%s%s%s)\n", o.weights ? o.weights : "generated",
+         mib(ds_weights_bytes(&cfg)), o.weights ? "" : ", deterministic",
+         quantized ? "; quantized: " : "", quantized ? quant : "");
   printf("device: %s (%s)\n", info.spec, info.name);
 
   if (ds_model_compile(model, device, n_prompt, &o.model) != VNRT_OK) {

@@ -1,5 +1,6 @@
-/* ds_config: a strict reader for the model's JSON configuration (one flat object of numbers,
- * strings and number lists) and the checks and derived values of ds_config.h. */
+/* ds_config: a strict reader for the model's JSON configuration (one object of numbers,
+ * strings, number lists and the weight_format object) and the checks and derived values of
+ * ds_config.h. */
 #include "ds_config.h"
 
 #include <errno.h>
@@ -24,14 +25,15 @@ static int failf(char *err, size_t err_size, const char *fmt, ...) {
 /* ---- The keys ------------------------------------------------------------------------- */
 
 typedef enum key_kind {
-  KEY_INT,    /* an integral number into an int64_t */
-  KEY_INT32,  /* an integral number into an int32_t */
-  KEY_U64,    /* a non-negative integral number into a uint64_t */
-  KEY_FLOAT,  /* a number into a double */
-  KEY_SCORE,  /* "sqrtsoftplus" | "sigmoid" | "softmax" */
-  KEY_DTYPE,  /* "bf16" | "f16" | "f32" */
-  KEY_LAYERS, /* a list of integral numbers into engram_layer[] / n_engram */
-  KEY_TEXT,   /* any string, kept only for the reader (model_type, description) */
+  KEY_INT,     /* an integral number into an int64_t */
+  KEY_INT32,   /* an integral number into an int32_t */
+  KEY_U64,     /* a non-negative integral number into a uint64_t */
+  KEY_FLOAT,   /* a number into a double */
+  KEY_SCORE,   /* "sqrtsoftplus" | "sigmoid" | "softmax" */
+  KEY_DTYPE,   /* "bf16" | "f16" | "f32" */
+  KEY_LAYERS,  /* a list of integral numbers into engram_layer[] / n_engram */
+  KEY_TEXT,    /* any string, kept only for the reader (model_type, description) */
+  KEY_WFORMAT, /* {"attention" | "shared" | "experts": "fp8" | "fp4" | "none"} */
 } key_kind;
 
 typedef struct key_spec {
@@ -75,6 +77,7 @@ static const key_spec k_keys[] = {
     KEY("engram_seed", KEY_U64, engram_seed, 0),
     KEY("weight_dtype", KEY_DTYPE, weight_dtype, 0),
     KEY("init_seed", KEY_U64, init_seed, 0),
+    KEY("weight_format", KEY_WFORMAT, weight_format, 0),
     {"model_type", KEY_TEXT, 0, 0},
     {"description", KEY_TEXT, 0, 0},
 };
@@ -207,6 +210,84 @@ static int want_integral(reader *r, size_t at, const char *key, double v, double
   return 0;
 }
 
+static const char *const k_group_keys[DS_WG_COUNT] = {"attention", "shared", "experts"};
+
+static int wformat_from_word(const char *w, ds_wformat *out) {
+  if (!strcmp(w, "fp8")) {
+    *out = DS_WF_FP8;
+  } else if (!strcmp(w, "fp4")) {
+    *out = DS_WF_FP4;
+  } else if (!strcmp(w, "none")) {
+    *out = DS_WF_NONE;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+/* {"attention": "fp8", "shared": "fp8", "experts": "fp4"}: groups left out stay "none". */
+static int read_wformat(reader *r, const char *key, ds_config *c) {
+  if (peek(r) != '{') {
+    return rfail(
+        r, "\"%s\" must be an object such as {\"attention\": \"fp8\", \"experts\": \"fp4\"}", key);
+  }
+  ++r->i;
+  int seen[DS_WG_COUNT] = {0};
+  skip_ws(r);
+  if (peek(r) == '}') {
+    ++r->i;
+    c->weight_format_given = 1;
+    return 0;
+  }
+  for (;;) {
+    skip_ws(r);
+    size_t at = r->i;
+    char group[64], word[64];
+    if (peek(r) != '"') return rfail(r, "expected a group name in \"%s\"", key);
+    if (read_string(r, group, sizeof group)) return -1;
+    int g = 0;
+    while (g < DS_WG_COUNT && strcmp(k_group_keys[g], group) != 0) ++g;
+    if (g == DS_WG_COUNT) {
+      r->i = at;
+      return rfail(
+          r,
+          "\"%s\" has an unknown group \"%s\": expected \"attention\", \"shared\" or \"experts\"",
+          key, group);
+    }
+    if (seen[g]) {
+      r->i = at;
+      return rfail(r, "\"%s\" gives \"%s\" twice", key, group);
+    }
+    seen[g] = 1;
+    skip_ws(r);
+    if (peek(r) != ':') return rfail(r, "expected ':' after \"%s\"", group);
+    ++r->i;
+    skip_ws(r);
+    at = r->i;
+    if (peek(r) != '"') return rfail(r, "\"%s\".\"%s\" must be a string", key, group);
+    if (read_string(r, word, sizeof word)) return -1;
+    if (wformat_from_word(word, &c->weight_format[g])) {
+      r->i = at;
+      return rfail(r, "\"%s\".\"%s\" is \"%s\": expected \"fp8\", \"fp4\" or \"none\"", key, group,
+                   word);
+    }
+    skip_ws(r);
+    if (peek(r) == ',') {
+      ++r->i;
+      skip_ws(r);
+      if (peek(r) == '}') return rfail(r, "trailing ',' before '}' in \"%s\"", key);
+      continue;
+    }
+    if (peek(r) == '}') {
+      ++r->i;
+      break;
+    }
+    return rfail(r, "expected ',' or '}' in \"%s\"", key);
+  }
+  c->weight_format_given = 1;
+  return 0;
+}
+
 static int read_value(reader *r, const key_spec *k, ds_config *c) {
   char *field = (char *)c + k->offset;
   size_t at = r->i;
@@ -305,6 +386,8 @@ static int read_value(reader *r, const key_spec *k, ds_config *c) {
       c->n_engram = n;
       return 0;
     }
+    case KEY_WFORMAT:
+      return read_wformat(r, k->key, c);
   }
   return rfail(r, "internal: unknown key kind");
 }
@@ -469,6 +552,27 @@ int ds_config_finish(ds_config *c, char *err, size_t err_size) {
   if (c->weight_dtype != VNRT_F32 && c->weight_dtype != VNRT_F16 && c->weight_dtype != VNRT_BF16) {
     return failf(err, err_size, "\"weight_dtype\" must be bf16, f16 or f32");
   }
+  for (int g = 0; g < DS_WG_COUNT; ++g) {
+    if (c->weight_format[g] != DS_WF_NONE && c->weight_format[g] != DS_WF_FP8 &&
+        c->weight_format[g] != DS_WF_FP4) {
+      return failf(err, err_size, "\"weight_format\".\"%s\" must be fp8, fp4 or none",
+                   k_group_keys[g]);
+    }
+  }
+  /* FP4 packs two codes per byte along a row, so every row length of an FP4 group is even. */
+  const int64_t row_lengths[DS_WG_COUNT][2] = {{c->hidden, c->heads * c->head_dim},
+                                               {c->hidden, c->shared * c->expert_ffn},
+                                               {c->hidden, c->expert_ffn}};
+  for (int g = 0; g < DS_WG_COUNT; ++g) {
+    for (int j = 0; j < 2 && c->weight_format[g] == DS_WF_FP4; ++j) {
+      if (row_lengths[g][j] % 2) {
+        return failf(err, err_size,
+                     "\"weight_format\".\"%s\" = \"fp4\" packs two codes per byte, but a row has "
+                     "%lld (odd) inputs",
+                     k_group_keys[g], (long long)row_lengths[g][j]);
+      }
+    }
+  }
   RANGE("engram_layer_ids (count)", c->n_engram, 0, DS_MAX_ENGRAM_LAYERS);
   for (int32_t i = 0; i < c->n_engram; ++i) {
     RANGE("engram_layer_ids", c->engram_layer[i], 0, c->layers - 1);
@@ -523,6 +627,53 @@ int32_t ds_config_engram_index(const ds_config *cfg, int64_t layer) {
     if (cfg->engram_layer[i] == layer) return i;
   }
   return -1;
+}
+
+int ds_config_set_quant(ds_config *cfg, const char *word, char *err, size_t err_size) {
+  ds_wformat att, shared, experts;
+  if (word && !strcmp(word, "fp8fp4")) {
+    att = shared = DS_WF_FP8;
+    experts = DS_WF_FP4;
+  } else if (word && !wformat_from_word(word, &att)) {
+    shared = experts = att;
+  } else {
+    return failf(err, err_size,
+                 "quantization \"%s\": expected fp8fp4 (FP8 attention and shared expert, FP4 "
+                 "routed experts), fp8, fp4 or none",
+                 word ? word : "(null)");
+  }
+  cfg->weight_format[DS_WG_ATTENTION] = att;
+  cfg->weight_format[DS_WG_SHARED] = shared;
+  cfg->weight_format[DS_WG_EXPERTS] = experts;
+  cfg->weight_format_given = 1;
+  return 0;
+}
+
+const char *ds_wformat_word(ds_wformat format) {
+  switch (format) {
+    case DS_WF_FP8:
+      return "fp8";
+    case DS_WF_FP4:
+      return "fp4";
+    case DS_WF_NONE:
+    default:
+      return "none";
+  }
+}
+
+const char *ds_config_quant_str(const ds_config *cfg, char *buf, size_t size) {
+  int used = 0, any = 0;
+  if (size) buf[0] = 0;
+  for (int g = 0; g < DS_WG_COUNT; ++g) {
+    if (cfg->weight_format[g] == DS_WF_NONE) continue;
+    if (used >= 0 && (size_t)used < size) {
+      used += snprintf(buf + used, size - (size_t)used, "%s%s %s", any ? ", " : "",
+                       ds_wformat_word(cfg->weight_format[g]), k_group_keys[g]);
+    }
+    any = 1;
+  }
+  if (!any && size) snprintf(buf, size, "none");
+  return buf;
 }
 
 const char *ds_score_word(ds_score score) {

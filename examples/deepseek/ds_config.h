@@ -19,6 +19,21 @@ typedef enum ds_score {
   DS_SCORE_SOFTMAX = 2,
 } ds_score;
 
+/* How a group of big matrices is stored (docs: README.md, "Quantized weights"). */
+typedef enum ds_wformat {
+  DS_WF_NONE = 0, /* weight_dtype, no scale */
+  DS_WF_FP8 = 1,  /* e4m3 codes with an e8m0 scale per 128 x 128 block */
+  DS_WF_FP4 = 2,  /* packed e2m1 codes with an e8m0 scale per 1 x 32 group */
+} ds_wformat;
+
+/* The groups of matrices weight_format sets. */
+typedef enum ds_wgroup {
+  DS_WG_ATTENTION = 0, /* q/k/v/o projections */
+  DS_WG_SHARED = 1,    /* the shared expert's gate/up/down */
+  DS_WG_EXPERTS = 2,   /* the routed experts' gate_up_proj and down_proj */
+  DS_WG_COUNT = 3,
+} ds_wgroup;
+
 /* Every size of the model. Keys of the JSON file are given in brackets. */
 typedef struct ds_config {
   int64_t hidden;      /* C [hidden_size] */
@@ -53,6 +68,13 @@ typedef struct ds_config {
   uint64_t engram_seed;    /* seeds the hash multipliers [engram_seed], default 0 */
   vnrt_dtype weight_dtype; /* big matrices: "bf16" (default), "f16" or "f32" [weight_dtype] */
   uint64_t init_seed;      /* seeds the weight generator [init_seed], default 0 */
+  /* [weight_format]: {"attention": "fp8", "shared": "fp8", "experts": "fp4"}, each "fp8",
+   * "fp4" or "none" (weight_dtype; the default). Quantized matrices are generated as
+   * weight_dtype masters and then quantized. */
+  ds_wformat weight_format[DS_WG_COUNT];
+  /* Nonzero when the config gave weight_format: a weights file must match it. Otherwise
+   * ds_model_open takes each group's format from the file. */
+  int weight_format_given;
 
   /* Derived by ds_config_finish, not read from the file. */
   int64_t engram_heads_total;                                       /* H = (N-1)*K */
@@ -77,6 +99,17 @@ int ds_config_finish(ds_config *cfg, char *err, size_t err_size);
 
 /* Index of layer in engram_layer[], or -1 if the layer has no Engram. */
 int32_t ds_config_engram_index(const ds_config *cfg, int64_t layer);
+
+/* Sets every group's format from a word: "fp8fp4" (FP8 attention and shared expert, FP4
+ * routed experts: DeepSeek-V4's layout), "fp8" (all FP8), "fp4" (all FP4) or "none", and marks
+ * the formats as given. Returns 0, or -1 with a message for another word. */
+int ds_config_set_quant(ds_config *cfg, const char *word, char *err, size_t err_size);
+
+/* "fp8", "fp4" or "none". */
+const char *ds_wformat_word(ds_wformat format);
+
+/* "fp8 attention, fp8 shared, fp4 experts", or "none" when nothing is quantized. */
+const char *ds_config_quant_str(const ds_config *cfg, char *buf, size_t size);
 
 /* "sqrt_softplus", "sigmoid" or "softmax": the moe_route attribute word. */
 const char *ds_score_word(ds_score score);

@@ -86,26 +86,64 @@ static vnrt_value node(builder *b, vnrt_op op, const vnrt_value *in, int32_t n_i
   return out;
 }
 
-/* A weight of the model, declared with its spec's type. */
-static vnrt_value param(builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static vnrt_value param(builder *b, const char *fmt, ...) {
+/* Declares spec as a param. */
+static vnrt_value declare(builder *b, const ds_tensor_spec *s) {
+  vnrt_value v = -1;
+  vnrt_status st = vnrt_graph_add_input(b->g, s->name, &s->type, 1, &v);
+  if (st != VNRT_OK) fail_vnrt(b, st, s->name);
+  return v;
+}
+
+/* A weight of the model, declared with its spec's type; a quantized one also declares its
+ * scale and returns it in *scale (-1 for a plain weight; scale may be NULL only for weights
+ * that are never quantized). */
+static vnrt_value vparam(builder *b, vnrt_value *scale, const char *fmt, va_list ap) {
+  if (scale) *scale = -1;
   if (!ok(b)) return -1;
   char name[DS_NAME_SIZE];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
   const ds_tensor_spec *s = ds_tensor_spec_find(b->specs, b->n_specs, name);
   if (!s) {
     b->st = VNRT_ERROR_INTERNAL;
     snprintf(b->err, b->err_size, "graph uses %s, which is not in the tensor list", name);
     return -1;
   }
-  vnrt_value v = -1;
-  vnrt_status st = vnrt_graph_add_input(b->g, name, &s->type, 1, &v);
-  if (st != VNRT_OK) fail_vnrt(b, st, name);
+  vnrt_value v = declare(b, s);
+  if (s->quant_pair >= 0) {
+    if (!scale) {
+      b->st = VNRT_ERROR_INTERNAL;
+      snprintf(b->err, b->err_size, "%s is quantized where the graph takes no scale", name);
+      return -1;
+    }
+    *scale = declare(b, &b->specs[s->quant_pair]);
+  }
   return v;
 }
+
+static vnrt_value param(builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static vnrt_value param(builder *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vnrt_value v = vparam(b, NULL, fmt, ap);
+  va_end(ap);
+  return v;
+}
+
+/* A big matrix (weight_format may quantize it): its codes and *scale, or the weight and -1. */
+static vnrt_value qparam(builder *b, vnrt_value *scale, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static vnrt_value qparam(builder *b, vnrt_value *scale, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vnrt_value v = vparam(b, scale, fmt, ap);
+  va_end(ap);
+  return v;
+}
+
+/* The activation quantization of a quantized weight with inputs of k channels: DeepSeek's
+ * reference rounds the input of every FP8/FP4 product to e4m3 per 128 channels
+ * (act_quant = 128), which needs k to be a multiple of 128; other widths go unquantized. */
+static int64_t act_quant_for(int64_t k) { return k % 128 == 0 ? 128 : 0; }
 
 static vnrt_value input(builder *b, const char *name, vnrt_dtype dtype, int64_t n) {
   if (!ok(b)) return -1;
@@ -136,6 +174,20 @@ static void update(builder *b, vnrt_value st_value, vnrt_value next, const char 
 static vnrt_value linear(builder *b, vnrt_value x, vnrt_value w, const char *name) {
   vnrt_value in[2] = {x, w};
   return node(b, VNRT_OP_LINEAR, in, 2, NULL, 0, "%s", name);
+}
+
+/* x · wᵀ with w from qparam: a quantized w takes its scale as the third input (the block is the
+ * format's default, as the scale was made) and act_quant per act_quant_for(K). */
+static vnrt_value qlinear(builder *b, vnrt_value x, vnrt_value w, vnrt_value scale,
+                          const char *name) {
+  if (scale < 0) return linear(b, x, w, name);
+  if (!ok(b) || w < 0) return -1;
+  vnrt_tensor_type wt;
+  vnrt_graph_value_type(b->g, w, &wt);
+  vnrt_value in[3] = {x, w, scale};
+  const int64_t aq = act_quant_for(wt.dims[1]);
+  vnrt_attr a = a_int("act_quant", aq);
+  return node(b, VNRT_OP_LINEAR, in, 3, &a, aq ? 1 : 0, "%s", name);
 }
 
 static vnrt_value reshape(builder *b, vnrt_value x, const int64_t *shape, int32_t rank,
@@ -216,15 +268,21 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value pos, vnrt_value
   const int64_t Hq = c->heads, D = c->head_dim;
   char name[DS_NAME_SIZE];
   snprintf(name, sizeof name, "l%d.attn.q_flat", layer);
-  vnrt_value q = linear(b, h, param(b, "model.layers.%d.self_attn.q_proj.weight", layer), name);
+  vnrt_value qs;
+  vnrt_value qw = qparam(b, &qs, "model.layers.%d.self_attn.q_proj.weight", layer);
+  vnrt_value q = qlinear(b, h, qw, qs, name);
   snprintf(name, sizeof name, "l%d.attn.q_heads", layer);
   q = reshape(b, q, (const int64_t[]){T, Hq, D}, 3, name);
   snprintf(name, sizeof name, "l%d.attn.k_flat", layer);
-  vnrt_value k = linear(b, h, param(b, "model.layers.%d.self_attn.k_proj.weight", layer), name);
+  vnrt_value ks;
+  vnrt_value kw = qparam(b, &ks, "model.layers.%d.self_attn.k_proj.weight", layer);
+  vnrt_value k = qlinear(b, h, kw, ks, name);
   snprintf(name, sizeof name, "l%d.attn.k_heads", layer);
   k = reshape(b, k, (const int64_t[]){T, 1, D}, 3, name);
   snprintf(name, sizeof name, "l%d.attn.v_flat", layer);
-  vnrt_value v = linear(b, h, param(b, "model.layers.%d.self_attn.v_proj.weight", layer), name);
+  vnrt_value vs;
+  vnrt_value vw = qparam(b, &vs, "model.layers.%d.self_attn.v_proj.weight", layer);
+  vnrt_value v = qlinear(b, h, vw, vs, name);
   snprintf(name, sizeof name, "l%d.attn.v", layer);
   v = reshape(b, v, (const int64_t[]){T, 1, D}, 3, name);
   if (c->rope_dim > 0) {
@@ -250,7 +308,9 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value pos, vnrt_value
   snprintf(name, sizeof name, "l%d.attn.o", layer);
   o = reshape(b, o, (const int64_t[]){T, Hq * D}, 2, name);
   snprintf(name, sizeof name, "l%d.attn.y", layer);
-  return linear(b, o, param(b, "model.layers.%d.self_attn.o_proj.weight", layer), name);
+  vnrt_value os;
+  vnrt_value ow = qparam(b, &os, "model.layers.%d.self_attn.o_proj.weight", layer);
+  return qlinear(b, o, ow, os, name);
 }
 
 /* DeepSeekMoE: routed experts (hash-routed by token id in the first layers, top-k by biased
@@ -274,23 +334,32 @@ static vnrt_value moe(builder *b, vnrt_value h, vnrt_value ids, int32_t layer) {
                        a_int("norm", 1), a_float("scale", c->route_scale)};
     nodes(b, VNRT_OP_MOE_ROUTE, rin, 2, ra, 4, name, route, 2);
   }
-  vnrt_value fin[5] = {h, route[1], route[0],
-                       param(b, "model.layers.%d.mlp.experts.gate_up_proj", layer),
-                       param(b, "model.layers.%d.mlp.experts.down_proj", layer)};
+  vnrt_value fin[7] = {h, route[1], route[0], -1, -1, -1, -1};
+  fin[3] = qparam(b, &fin[5], "model.layers.%d.mlp.experts.gate_up_proj", layer);
+  fin[4] = qparam(b, &fin[6], "model.layers.%d.mlp.experts.down_proj", layer);
   vnrt_attr limit = a_float("limit", c->swiglu_limit);
-  vnrt_value y = node(b, VNRT_OP_MOE_FFN, fin, 5, &limit, 1, "l%d.mlp.routed", layer);
+  /* Quantized experts take both scales (the format quantizes both matrices), and act_quant
+   * when both products' inputs (C and F channels) allow it. */
+  const int quant = fin[5] >= 0;
+  const int64_t aq = quant && act_quant_for(c->hidden) && act_quant_for(c->expert_ffn) ? 128 : 0;
+  vnrt_attr fa[2] = {limit, a_int("act_quant", aq)};
+  vnrt_value y =
+      node(b, VNRT_OP_MOE_FFN, fin, quant ? 7 : 5, fa, aq ? 2 : 1, "l%d.mlp.routed", layer);
   if (c->shared == 0) return y;
   snprintf(name, sizeof name, "l%d.mlp.shared.gate", layer);
-  vnrt_value g =
-      linear(b, h, param(b, "model.layers.%d.mlp.shared_experts.gate_proj.weight", layer), name);
+  vnrt_value gs;
+  vnrt_value gw = qparam(b, &gs, "model.layers.%d.mlp.shared_experts.gate_proj.weight", layer);
+  vnrt_value g = qlinear(b, h, gw, gs, name);
   snprintf(name, sizeof name, "l%d.mlp.shared.up", layer);
-  vnrt_value u =
-      linear(b, h, param(b, "model.layers.%d.mlp.shared_experts.up_proj.weight", layer), name);
+  vnrt_value us;
+  vnrt_value uw = qparam(b, &us, "model.layers.%d.mlp.shared_experts.up_proj.weight", layer);
+  vnrt_value u = qlinear(b, h, uw, us, name);
   vnrt_value sin[2] = {g, u};
   vnrt_value a = node(b, VNRT_OP_SWIGLU, sin, 2, &limit, 1, "l%d.mlp.shared.act", layer);
   snprintf(name, sizeof name, "l%d.mlp.shared.y", layer);
-  vnrt_value ys =
-      linear(b, a, param(b, "model.layers.%d.mlp.shared_experts.down_proj.weight", layer), name);
+  vnrt_value ds;
+  vnrt_value dw = qparam(b, &ds, "model.layers.%d.mlp.shared_experts.down_proj.weight", layer);
+  vnrt_value ys = qlinear(b, a, dw, ds, name);
   vnrt_value sum[2] = {y, ys};
   return node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "l%d.mlp.y", layer);
 }

@@ -120,6 +120,26 @@ static vnrt_status check_weights(ds_model *m, const char *path) {
   return VNRT_OK;
 }
 
+/* A config without weight_format takes each group's format from the file: from the dtype of
+ * the group's first matrix (e4m3: fp8, e2m1: fp4), so that the output of vnrt-quantize loads
+ * with the unquantized config. check_weights then holds every matrix to it. */
+static void take_formats(ds_model *m) {
+  static const char *const first[DS_WG_COUNT] = {
+      "model.layers.0.self_attn.q_proj.weight",
+      "model.layers.0.mlp.shared_experts.gate_proj.weight",
+      "model.layers.0.mlp.experts.gate_up_proj",
+  };
+  for (int g = 0; g < DS_WG_COUNT; ++g) {
+    vnrt_tensor_type t;
+    ds_wformat f = DS_WF_NONE;
+    if (vnrt_safetensors_find(m->file, first[g], &t, NULL, NULL) == VNRT_OK) {
+      if (t.dtype == VNRT_E4M3) f = DS_WF_FP8;
+      if (t.dtype == VNRT_E2M1) f = DS_WF_FP4;
+    }
+    m->cfg.weight_format[g] = f;
+  }
+}
+
 vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *weights_path,
                           ds_model **out_model, char *err, size_t err_size) {
   *out_model = NULL;
@@ -137,12 +157,17 @@ vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *w
     merr(m, st, "out of memory");
   } else if (ds_config_finish(&m->cfg, why, sizeof why)) {
     st = merr(m, VNRT_ERROR_INVALID_ARGUMENT, "config: %s", why);
-  } else if (ds_tensor_specs(&m->cfg, &m->specs, &m->n_specs)) {
-    st = merr(m, VNRT_ERROR_OUT_OF_MEMORY, "out of memory listing the tensors");
   } else if ((st = vnrt_safetensors_open(ctx, weights_path, &m->file)) != VNRT_OK) {
     merr(m, st, "%s", vnrt_context_last_error(ctx));
   } else {
-    st = check_weights(m, weights_path);
+    if (!m->cfg.weight_format_given) take_formats(m);
+    if (ds_config_finish(&m->cfg, why, sizeof why)) {
+      st = merr(m, VNRT_ERROR_INVALID_ARGUMENT, "%s: the weights' formats: %s", weights_path, why);
+    } else if (ds_tensor_specs(&m->cfg, &m->specs, &m->n_specs)) {
+      st = merr(m, VNRT_ERROR_OUT_OF_MEMORY, "out of memory listing the tensors");
+    } else {
+      st = check_weights(m, weights_path);
+    }
   }
   if (st == VNRT_OK) {
     m->derived = calloc((size_t)m->n_specs, sizeof *m->derived);

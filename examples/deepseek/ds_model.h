@@ -23,8 +23,10 @@ vnrt_status ds_graph_build(vnrt_context *ctx, const ds_config *cfg, int64_t toke
 typedef struct ds_model ds_model;
 
 /* Opens the weights (memory-mapped) and checks them against cfg: every tensor of the model
- * must be there with its exact name, dtype and shape, and nothing else. A missing, misnamed,
- * mis-typed or unexpected tensor fails with a message naming it (VNRT_ERROR_NOT_FOUND,
+ * must be there with its exact name, dtype and shape, and nothing else. When cfg gives no
+ * weight_format, each group's format is the file's (an e4m3 or e2m1 first matrix of the group:
+ * fp8 or fp4, codes with their X.scale beside them); ds_model_config then says which. A missing,
+ * misnamed, mis-typed or unexpected tensor fails with a message naming it (VNRT_ERROR_NOT_FOUND,
  * VNRT_ERROR_SHAPE_MISMATCH or VNRT_ERROR_INVALID_ARGUMENT). The config is copied; ctx is
  * borrowed and must outlive the model. */
 vnrt_status ds_model_open(vnrt_context *ctx, const ds_config *cfg, const char *weights_path,

@@ -46,7 +46,59 @@ static ds_tensor_spec *add(spec_list *l, int32_t layer, vnrt_dtype dtype, int32_
   s->lo = (float)lo;
   s->hi = (float)hi;
   s->layer = layer;
+  s->quant_pair = -1;
+  s->master = dtype;
   return s;
+}
+
+void ds_scale_name(const char *weight_name, char *out, size_t size) {
+  const size_t n = strlen(weight_name), suffix = strlen(".weight");
+  const int stem =
+      n > suffix && !strcmp(weight_name + n - suffix, ".weight") ? (int)(n - suffix) : (int)n;
+  if (snprintf(out, size, "%.*s.scale", stem, weight_name) >= (int)size && size) {
+    out[0] = 0; /* too long for a name: no tensor has it */
+  }
+}
+
+void ds_quant_block(vnrt_dtype codes, int64_t block[2]) {
+  block[0] = codes == VNRT_E2M1 ? 1 : 128;
+  block[1] = codes == VNRT_E2M1 ? 32 : 128;
+}
+
+/* A big matrix of group g: weight_dtype, or codes of the group's format followed by their
+ * e8m0 scale [leading dims..., ceil(rows / block rows), ceil(cols / block cols)]. */
+static void add_matrix(spec_list *l, const ds_config *c, ds_wgroup g, int32_t layer, int32_t rank,
+                       const int64_t *dims, double lo, double hi, const char *fmt, ...)
+    __attribute__((format(printf, 9, 10)));
+static void add_matrix(spec_list *l, const ds_config *c, ds_wgroup g, int32_t layer, int32_t rank,
+                       const int64_t *dims, double lo, double hi, const char *fmt, ...) {
+  char name[DS_NAME_SIZE];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  const ds_wformat f = c->weight_format[g];
+  if (f == DS_WF_NONE) {
+    add(l, layer, c->weight_dtype, rank, dims, DS_INIT_UNIFORM, lo, hi, "%s", name);
+    return;
+  }
+  const vnrt_dtype codes = f == DS_WF_FP4 ? VNRT_E2M1 : VNRT_E4M3;
+  ds_tensor_spec *w = add(l, layer, codes, rank, dims, DS_INIT_UNIFORM, lo, hi, "%s", name);
+  if (!w) return;
+  w->master = c->weight_dtype;
+  int64_t blk[2], sdims[VNRT_MAX_DIMS];
+  ds_quant_block(codes, blk);
+  for (int32_t i = 0; i < rank; ++i) sdims[i] = dims[i];
+  sdims[rank - 2] = (dims[rank - 2] + blk[0] - 1) / blk[0];
+  sdims[rank - 1] = (dims[rank - 1] + blk[1] - 1) / blk[1];
+  char scale_name[DS_NAME_SIZE];
+  ds_scale_name(name, scale_name, sizeof scale_name);
+  ds_tensor_spec *sc =
+      add(l, layer, VNRT_E8M0, rank, sdims, DS_INIT_QUANT_SCALE, 0, 0, "%s", scale_name);
+  if (!sc) return;
+  /* add may have moved the list: find the codes again by position. */
+  l->items[l->count - 2].quant_pair = l->count - 1;
+  sc->quant_pair = l->count - 2;
 }
 
 #define DIMS(...) \
@@ -101,14 +153,14 @@ int ds_tensor_specs(const ds_config *c, ds_tensor_spec **out_specs, int32_t *out
       if (s == 0) {
         add(&l, li, VNRT_F32, DIMS(C), DS_INIT_UNIFORM, 0.8, 1.2,
             "model.layers.%d.input_layernorm.weight", li);
-        add(&l, li, wd, DIMS(Hq * D, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-            "model.layers.%d.self_attn.q_proj.weight", li);
-        add(&l, li, wd, DIMS(D, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-            "model.layers.%d.self_attn.k_proj.weight", li);
-        add(&l, li, wd, DIMS(D, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-            "model.layers.%d.self_attn.v_proj.weight", li);
-        add(&l, li, wd, DIMS(C, Hq * D), DS_INIT_UNIFORM, -lim(Hq * D, out_gain),
-            lim(Hq * D, out_gain), "model.layers.%d.self_attn.o_proj.weight", li);
+        add_matrix(&l, c, DS_WG_ATTENTION, li, DIMS(Hq * D, C), -lim(C, 1), lim(C, 1),
+                   "model.layers.%d.self_attn.q_proj.weight", li);
+        add_matrix(&l, c, DS_WG_ATTENTION, li, DIMS(D, C), -lim(C, 1), lim(C, 1),
+                   "model.layers.%d.self_attn.k_proj.weight", li);
+        add_matrix(&l, c, DS_WG_ATTENTION, li, DIMS(D, C), -lim(C, 1), lim(C, 1),
+                   "model.layers.%d.self_attn.v_proj.weight", li);
+        add_matrix(&l, c, DS_WG_ATTENTION, li, DIMS(C, Hq * D), -lim(Hq * D, out_gain),
+                   lim(Hq * D, out_gain), "model.layers.%d.self_attn.o_proj.weight", li);
         add(&l, li, VNRT_F32, DIMS(Hq), DS_INIT_UNIFORM, -1.0, 1.0,
             "model.layers.%d.self_attn.sinks", li);
       }
@@ -124,17 +176,17 @@ int ds_tensor_specs(const ds_config *c, ds_tensor_spec **out_specs, int32_t *out
       add(&l, li, VNRT_F32, DIMS(E), DS_INIT_UNIFORM, -0.1, 0.1,
           "model.layers.%d.mlp.gate.e_score_correction_bias", li);
     }
-    add(&l, li, wd, DIMS(E, 2 * F, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-        "model.layers.%d.mlp.experts.gate_up_proj", li);
-    add(&l, li, wd, DIMS(E, C, F), DS_INIT_UNIFORM, -lim(F, out_gain), lim(F, out_gain),
-        "model.layers.%d.mlp.experts.down_proj", li);
+    add_matrix(&l, c, DS_WG_EXPERTS, li, DIMS(E, 2 * F, C), -lim(C, 1), lim(C, 1),
+               "model.layers.%d.mlp.experts.gate_up_proj", li);
+    add_matrix(&l, c, DS_WG_EXPERTS, li, DIMS(E, C, F), -lim(F, out_gain), lim(F, out_gain),
+               "model.layers.%d.mlp.experts.down_proj", li);
     if (Fs > 0) {
-      add(&l, li, wd, DIMS(Fs, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-          "model.layers.%d.mlp.shared_experts.gate_proj.weight", li);
-      add(&l, li, wd, DIMS(Fs, C), DS_INIT_UNIFORM, -lim(C, 1), lim(C, 1),
-          "model.layers.%d.mlp.shared_experts.up_proj.weight", li);
-      add(&l, li, wd, DIMS(C, Fs), DS_INIT_UNIFORM, -lim(Fs, out_gain), lim(Fs, out_gain),
-          "model.layers.%d.mlp.shared_experts.down_proj.weight", li);
+      add_matrix(&l, c, DS_WG_SHARED, li, DIMS(Fs, C), -lim(C, 1), lim(C, 1),
+                 "model.layers.%d.mlp.shared_experts.gate_proj.weight", li);
+      add_matrix(&l, c, DS_WG_SHARED, li, DIMS(Fs, C), -lim(C, 1), lim(C, 1),
+                 "model.layers.%d.mlp.shared_experts.up_proj.weight", li);
+      add_matrix(&l, c, DS_WG_SHARED, li, DIMS(C, Fs), -lim(Fs, out_gain), lim(Fs, out_gain),
+                 "model.layers.%d.mlp.shared_experts.down_proj.weight", li);
     }
   }
   add(&l, -1, VNRT_F32, DIMS(n, n * C), DS_INIT_UNIFORM, -lim(n * C, 1), lim(n * C, 1),
@@ -241,6 +293,8 @@ void ds_tensor_fill(const ds_config *cfg, const ds_tensor_spec *spec, void *data
       }
       break;
     }
+    case DS_INIT_QUANT_SCALE:
+      break; /* filled with its codes by ds_tensor_fill_quant */
     case DS_INIT_OFFSETS: {
       int32_t ei = ds_config_engram_index(cfg, spec->layer);
       int64_t acc = 0;
@@ -251,6 +305,73 @@ void ds_tensor_fill(const ds_config *cfg, const ds_tensor_spec *spec, void *data
       break;
     }
   }
+}
+
+/* v as the master dtype stores it. */
+static float round_to(vnrt_dtype dtype, double v) {
+  switch (dtype) {
+    case VNRT_F16:
+      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default:
+      return (float)v;
+  }
+}
+
+int ds_tensor_fill_quant(const ds_config *cfg, const ds_tensor_spec *spec, void *codes_data,
+                         void *scale_data) {
+  const vnrt_tensor_type *t = &spec->type;
+  const vnrt_dtype fmt = t->dtype;
+  const int32_t r = t->rank;
+  if ((fmt != VNRT_E4M3 && fmt != VNRT_E2M1) || r < 2) return -1;
+  const int64_t numel = vnrt_tensor_type_numel(t);
+  const int64_t rows = t->dims[r - 2], cols = t->dims[r - 1], lead = numel / (rows * cols);
+  int64_t blk[2];
+  ds_quant_block(fmt, blk);
+  const int64_t brows = (rows + blk[0] - 1) / blk[0], bcols = (cols + blk[1] - 1) / blk[1];
+  float *w = malloc((size_t)numel * sizeof *w);
+  float *amax = calloc((size_t)(lead * brows * bcols), sizeof *amax);
+  if (!w || !amax) {
+    free(w);
+    free(amax);
+    return -1;
+  }
+  /* The master values: the same draws as an unquantized tensor of this name. */
+  uint64_t state = name_seed(cfg->init_seed, spec->name);
+  for (int64_t i = 0; i < numel; ++i) {
+    w[i] = round_to(spec->master, spec->lo + (spec->hi - spec->lo) * next_unit(&state));
+  }
+  for (int64_t i = 0; i < numel; ++i) {
+    const int64_t m = i / (rows * cols), row = i / cols % rows, col = i % cols;
+    float *a = &amax[(m * brows + row / blk[0]) * bcols + col / blk[1]];
+    if (fabsf(w[i]) > *a) *a = fabsf(w[i]);
+  }
+  const int64_t n_blocks = lead * brows * bcols;
+  uint8_t *codes = codes_data, *scale = scale_data ? scale_data : malloc((size_t)n_blocks);
+  if (!scale) {
+    free(w);
+    free(amax);
+    return -1;
+  }
+  for (int64_t b = 0; b < n_blocks; ++b) scale[b] = vnrt_quant_block_scale(fmt, amax[b]);
+  if (codes && fmt == VNRT_E2M1) memset(codes, 0, vnrt_tensor_type_bytes(t));
+  for (int64_t i = 0; codes && i < numel; ++i) {
+    const int64_t m = i / (rows * cols), row = i / cols % rows, col = i % cols;
+    /* The scale is a power of two, so w / s is exact. */
+    const float q =
+        w[i] / vnrt_e8m0_to_f32(scale[(m * brows + row / blk[0]) * bcols + col / blk[1]]);
+    if (fmt == VNRT_E4M3) {
+      codes[i] = vnrt_f32_to_e4m3(q);
+    } else {
+      /* Rows have an even length, so element i is nibble i of the tensor: even in the low. */
+      codes[i / 2] |= (uint8_t)(vnrt_f32_to_e2m1(q) << (i % 2 ? 4 : 0));
+    }
+  }
+  if (scale != scale_data) free(scale);
+  free(w);
+  free(amax);
+  return 0;
 }
 
 uint64_t ds_weights_bytes(const ds_config *cfg) {
@@ -283,18 +404,29 @@ vnrt_status ds_weights_generate(vnrt_context *ctx, const ds_config *cfg, const c
     st = VNRT_ERROR_OUT_OF_MEMORY;
   }
   for (int32_t i = 0; i < count && st == VNRT_OK; ++i) {
-    if (specs[i].derived) continue;
-    size_t bytes = vnrt_tensor_type_bytes(&specs[i].type);
-    datas[n] = malloc(bytes ? bytes : 1);
-    if (!datas[n]) {
-      snprintf(err, err_size, "out of memory for %s (%zu bytes)", specs[i].name, bytes);
-      st = VNRT_ERROR_OUT_OF_MEMORY;
-      break;
+    if (specs[i].derived || specs[i].init == DS_INIT_QUANT_SCALE) continue; /* scale: below */
+    const int32_t pair = specs[i].quant_pair;
+    const int32_t parts = pair >= 0 ? 2 : 1; /* codes and their scale, or a plain tensor */
+    for (int32_t p = 0; p < parts && st == VNRT_OK; ++p) {
+      const ds_tensor_spec *s = &specs[p ? pair : i];
+      size_t bytes = vnrt_tensor_type_bytes(&s->type);
+      datas[n] = malloc(bytes ? bytes : 1);
+      if (!datas[n]) {
+        snprintf(err, err_size, "out of memory for %s (%zu bytes)", s->name, bytes);
+        st = VNRT_ERROR_OUT_OF_MEMORY;
+        break;
+      }
+      names[n] = s->name;
+      types[n] = s->type;
+      ++n;
     }
-    ds_tensor_fill(cfg, &specs[i], datas[n]);
-    names[n] = specs[i].name;
-    types[n] = specs[i].type;
-    ++n;
+    if (st != VNRT_OK) break;
+    if (pair < 0) {
+      ds_tensor_fill(cfg, &specs[i], datas[n - 1]);
+    } else if (ds_tensor_fill_quant(cfg, &specs[i], datas[n - 2], datas[n - 1])) {
+      snprintf(err, err_size, "out of memory quantizing %s", specs[i].name);
+      st = VNRT_ERROR_OUT_OF_MEMORY;
+    }
   }
   if (st == VNRT_OK) {
     st = vnrt_safetensors_write(ctx, path, names, types, (const void *const *)datas, n);

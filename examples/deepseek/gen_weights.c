@@ -13,16 +13,20 @@
 #include "vnrt/vnrt.h"
 
 static const char kUsage[] =
-    "usage: gen_weights --config FILE.json --out FILE.safetensors\n"
-    "Writes the deterministic weights of a DeepSeek example config.\n";
+    "usage: gen_weights --config FILE.json --out FILE.safetensors [--quant Q]\n"
+    "Writes the deterministic weights of a DeepSeek example config. --quant fp8fp4|fp8|fp4|none\n"
+    "overrides the config's weight_format (fp8fp4: FP8 attention and shared expert, FP4 routed\n"
+    "experts, each X codes with its X.scale).\n";
 
 int main(int argc, char **argv) {
-  const char *config = NULL, *out = NULL;
+  const char *config = NULL, *out = NULL, *quant = NULL;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--config") && i + 1 < argc) {
       config = argv[++i];
     } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
       out = argv[++i];
+    } else if (!strcmp(argv[i], "--quant") && i + 1 < argc) {
+      quant = argv[++i];
     } else if (!strcmp(argv[i], "--help")) {
       fputs(kUsage, stdout);
       return 0;
@@ -37,7 +41,8 @@ int main(int argc, char **argv) {
   }
   ds_config cfg;
   char err[DS_ERR_SIZE];
-  if (ds_config_load(config, &cfg, err, sizeof err)) {
+  if (ds_config_load(config, &cfg, err, sizeof err) ||
+      (quant && ds_config_set_quant(&cfg, quant, err, sizeof err))) {
     fprintf(stderr, "gen_weights: %s\n", err);
     return 1;
   }

@@ -29,6 +29,11 @@
 #define TOL_REFERENCE 1e-6
 #define TOL_DEVICES 1e-5
 #define TOL_DECODE 1e-6
+/* Quantized weights: the reference decodes the same codes exactly, but act_quant rounds
+ * activations to e4m3 (3 mantissa bits), and an f32 activation a rounding error away from an
+ * e4m3 rounding boundary may round the other way than the double reference's: one such flip
+ * moves one input of one product by 1/16 of its value. 1e-4 allows a few flips per run. */
+#define TOL_QUANT 1e-4
 
 /* ---- A small model and its files --------------------------------------------------------- */
 
@@ -96,7 +101,8 @@ static const char *tmp_file(const tmpdir *d, const char *name) {
 }
 
 static void tmp_remove(const tmpdir *d) {
-  static const char *const names[] = {"w.safetensors", "w2.safetensors", "bad.safetensors"};
+  static const char *const names[] = {"w.safetensors", "w2.safetensors", "bad.safetensors",
+                                      "q.safetensors", "u.safetensors"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) remove(tmp_file(d, names[i]));
   rmdir(d->path);
 }
@@ -123,6 +129,58 @@ typedef struct ref_model {
   double min_route_margin; /* smallest gap between the k-th and (k+1)-th selection score */
 } ref_model;
 
+/* ---- Quantized weights, decoded here from the OCP definitions (not with vnrt's codecs) ---- */
+
+/* e4m3fn: sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent 0 is subnormal m·2^-9;
+ * 0x7F and 0xFF are NaN. */
+static double dec_e4m3(uint8_t c) {
+  const int e = (c >> 3) & 15, m = c & 7;
+  if (e == 15 && m == 7) return NAN;
+  const double v = e == 0 ? m * ldexp(1.0, -9) : (1.0 + m / 8.0) * ldexp(1.0, e - 7);
+  return c & 0x80 ? -v : v;
+}
+
+/* e2m1: bit 3 the sign, bits 0-2 index {0, 0.5, 1, 1.5, 2, 3, 4, 6}. */
+static double dec_e2m1(uint8_t nibble) {
+  static const double k[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  return nibble & 8 ? -k[nibble & 7] : k[nibble & 7];
+}
+
+/* Element i (row-major over the logical dims) of codes of dtype dt, decoded. */
+static double dec_code(vnrt_dtype dt, const uint8_t *codes, int64_t i) {
+  if (dt == VNRT_E4M3) return dec_e4m3(codes[i]);
+  return dec_e2m1((uint8_t)(codes[i / 2] >> (i % 2 ? 4 : 0)) & 15);
+}
+
+/* W[..][r][c] = dec(code) · 2^(scale[..][r / br][c / bc] − 127) with the format's block. */
+static double *ref_dequant(ref_model *r, const char *name, const vnrt_tensor_type *t,
+                           const void *data) {
+  char sname[DS_NAME_SIZE];
+  ds_scale_name(name, sname, sizeof sname);
+  vnrt_tensor_type st;
+  const void *sdata = NULL;
+  ck_assert_msg(vnrt_safetensors_find(r->file, sname, &st, &sdata, NULL) == VNRT_OK,
+                "reference: %s has no scale %s", name, sname);
+  ck_assert_int_eq(st.dtype, VNRT_E8M0);
+  const int64_t br = t->dtype == VNRT_E2M1 ? 1 : 128, bc = t->dtype == VNRT_E2M1 ? 32 : 128;
+  const int32_t rk = t->rank;
+  const int64_t rows = t->dims[rk - 2], cols = t->dims[rk - 1];
+  int64_t n = 1;
+  for (int32_t d = 0; d < rk; ++d) n *= t->dims[d];
+  const int64_t sr = st.dims[rk - 2], scn = st.dims[rk - 1];
+  ck_assert_int_eq(sr, (rows + br - 1) / br);
+  ck_assert_int_eq(scn, (cols + bc - 1) / bc);
+  double *v = malloc((size_t)n * sizeof *v + 1);
+  const uint8_t *codes = data, *scale = sdata;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t m = i / (rows * cols), row = i / cols % rows, col = i % cols;
+    const uint8_t e = scale[(m * sr + row / br) * scn + col / bc];
+    ck_assert_int_ne(e, 255);
+    v[i] = dec_code(t->dtype, codes, i) * ldexp(1.0, (int)e - 127);
+  }
+  return v;
+}
+
 static const double *W(ref_model *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static const double *W(ref_model *r, const char *fmt, ...) {
   char name[DS_NAME_SIZE];
@@ -140,6 +198,10 @@ static const double *W(ref_model *r, const char *fmt, ...) {
   size_t bytes = 0;
   ck_assert_msg(vnrt_safetensors_find(r->file, name, &e->type, &data, &bytes) == VNRT_OK,
                 "reference: no tensor %s", name);
+  if (e->type.dtype == VNRT_E4M3 || e->type.dtype == VNRT_E2M1) {
+    e->v = ref_dequant(r, name, &e->type, data);
+    return e->v;
+  }
   tu_tensor t = {e->type, malloc(bytes + 1)};
   memcpy(t.data, data, bytes); /* the mapping is not aligned for every dtype */
   int64_t n = tu_numel(&t);
@@ -164,6 +226,38 @@ static void matvec(const double *w, const double *x, int64_t N, int64_t K, doubl
     for (int64_t k = 0; k < K; ++k) acc += w[i * K + k] * x[k];
     out[i] = acc;
   }
+}
+
+/* act_quant = 128 (docs/ops.md): per block of 128 channels, s = 2^ceil(log2(max(amax, 1e-4) /
+ * 448)) and x -> e4m3_RNE(x / s) · s, written out from the e4m3 grid: 3 mantissa bits, the
+ * exponent at least -6 (subnormals step by 2^-9), saturating at 448. */
+static void fake_quant_e4m3_128(const double *x, int64_t K, double *out) {
+  for (int64_t b0 = 0; b0 < K; b0 += 128) {
+    double amax = 1e-4;
+    for (int64_t k = b0; k < b0 + 128; ++k) amax = fmax(amax, fabs(x[k]));
+    const double s = ldexp(1.0, (int)ceil(log2(amax / 448.0)));
+    for (int64_t k = b0; k < b0 + 128; ++k) {
+      const double v = x[k] / s;
+      int e;
+      frexp(v, &e); /* |v| in [2^(e-1), 2^e) */
+      const double step = ldexp(1.0, (e - 1 < -6 ? -6 : e - 1) - 3);
+      out[k] = fmin(fmax(rint(v / step) * step, -448.0), 448.0) * s;
+    }
+  }
+}
+
+/* A product with a matrix of group g: with a quantized g and K a multiple of 128, the input is
+ * fake-quantized first (the example builds act_quant = 128 there). */
+static void qmatvec(const ds_config *c, ds_wgroup g, const double *w, const double *x, int64_t N,
+                    int64_t K, double *out) {
+  if (c->weight_format[g] == DS_WF_NONE || K % 128 != 0) {
+    matvec(w, x, N, K, out);
+    return;
+  }
+  double *xq = malloc((size_t)K * sizeof *xq);
+  fake_quant_e4m3_128(x, K, xq);
+  matvec(w, xq, N, K, out);
+  free(xq);
 }
 
 static void rmsnorm(const double *x, const double *w, int64_t n, double eps, double *out) {
@@ -344,9 +438,12 @@ static void ref_forward(ref_model *r, const ds_config *c, const int32_t *ids, in
                  W(r, "model.layers.%d.attn_hc.scale", l), W(r, "model.layers.%d.attn_hc.base", l),
                  xin, &post_all[t * n], &comb_all[t * n * n]);
       rmsnorm(xin, W(r, "model.layers.%d.input_layernorm.weight", l), C, c->norm_eps, h);
-      matvec(W(r, "model.layers.%d.self_attn.q_proj.weight", l), h, Hq * D, C, &Q[t * Hq * D]);
-      matvec(W(r, "model.layers.%d.self_attn.k_proj.weight", l), h, D, C, &Kc[t * D]);
-      matvec(W(r, "model.layers.%d.self_attn.v_proj.weight", l), h, D, C, &Vc[t * D]);
+      qmatvec(c, DS_WG_ATTENTION, W(r, "model.layers.%d.self_attn.q_proj.weight", l), h, Hq * D, C,
+              &Q[t * Hq * D]);
+      qmatvec(c, DS_WG_ATTENTION, W(r, "model.layers.%d.self_attn.k_proj.weight", l), h, D, C,
+              &Kc[t * D]);
+      qmatvec(c, DS_WG_ATTENTION, W(r, "model.layers.%d.self_attn.v_proj.weight", l), h, D, C,
+              &Vc[t * D]);
       /* Interleaved RoPE on the last rope_dim channels of every head. */
       for (int64_t hd = 0; hd <= Hq; ++hd) {
         double *vec = hd < Hq ? &Q[(t * Hq + hd) * D] : &Kc[t * D];
@@ -378,7 +475,8 @@ static void ref_forward(ref_model *r, const ds_config *c, const int32_t *ids, in
           o[hd * D + d] = acc;
         }
       }
-      matvec(W(r, "model.layers.%d.self_attn.o_proj.weight", l), o, C, Hq * D, y);
+      qmatvec(c, DS_WG_ATTENTION, W(r, "model.layers.%d.self_attn.o_proj.weight", l), o, C, Hq * D,
+              y);
       ref_hc_post(c, &X[t * nC], y, &post_all[t * n], &comb_all[t * n * n]);
     }
 
@@ -420,7 +518,20 @@ static void ref_forward(ref_model *r, const ds_config *c, const int32_t *ids, in
       const double *gu = W(r, "model.layers.%d.mlp.experts.gate_up_proj", l);
       const double *dn = W(r, "model.layers.%d.mlp.experts.down_proj", l);
       double *gate = aux, *up = gate + F + Fs, *act = up + F + Fs, *out = act + F + Fs;
+      /* With act_quant (quantized experts, C and F multiples of 128): x quantized per token,
+       * and the routing weight applied before the down projection's input is quantized. */
+      const int aq = c->weight_format[DS_WG_EXPERTS] != DS_WF_NONE && C % 128 == 0 && F % 128 == 0;
       for (int64_t i = 0; i < c->top_k; ++i) {
+        if (aq) {
+          qmatvec(c, DS_WG_EXPERTS, &gu[ex[i] * 2 * F * C], h, F, C, gate);
+          qmatvec(c, DS_WG_EXPERTS, &gu[ex[i] * 2 * F * C + F * C], h, F, C, up);
+          for (int64_t f = 0; f < F; ++f) {
+            act[f] = w[i] * ref_swiglu(gate[f], up[f], c->swiglu_limit);
+          }
+          qmatvec(c, DS_WG_EXPERTS, &dn[ex[i] * C * F], act, C, F, out);
+          for (int64_t q = 0; q < C; ++q) y[q] += out[q];
+          continue;
+        }
         matvec(&gu[ex[i] * 2 * F * C], h, F, C, gate);
         matvec(&gu[ex[i] * 2 * F * C + F * C], h, F, C, up);
         for (int64_t f = 0; f < F; ++f) act[f] = ref_swiglu(gate[f], up[f], c->swiglu_limit);
@@ -428,10 +539,13 @@ static void ref_forward(ref_model *r, const ds_config *c, const int32_t *ids, in
         for (int64_t q = 0; q < C; ++q) y[q] += w[i] * out[q];
       }
       if (Fs > 0) {
-        matvec(W(r, "model.layers.%d.mlp.shared_experts.gate_proj.weight", l), h, Fs, C, gate);
-        matvec(W(r, "model.layers.%d.mlp.shared_experts.up_proj.weight", l), h, Fs, C, up);
+        qmatvec(c, DS_WG_SHARED, W(r, "model.layers.%d.mlp.shared_experts.gate_proj.weight", l), h,
+                Fs, C, gate);
+        qmatvec(c, DS_WG_SHARED, W(r, "model.layers.%d.mlp.shared_experts.up_proj.weight", l), h,
+                Fs, C, up);
         for (int64_t f = 0; f < Fs; ++f) act[f] = ref_swiglu(gate[f], up[f], c->swiglu_limit);
-        matvec(W(r, "model.layers.%d.mlp.shared_experts.down_proj.weight", l), act, C, Fs, out);
+        qmatvec(c, DS_WG_SHARED, W(r, "model.layers.%d.mlp.shared_experts.down_proj.weight", l),
+                act, C, Fs, out);
         for (int64_t q = 0; q < C; ++q) y[q] += out[q];
       }
       ref_hc_post(c, &X[t * nC], y, post, comb);
@@ -895,6 +1009,215 @@ START_TEST(weights_are_deterministic_and_a_bad_tensor_is_named) {
 }
 END_TEST
 
+/* ---- Quantized weights ----------------------------------------------------------------- */
+
+/* small_config at widths where act_quant applies: C = 128 and F = 128 are multiples of 128
+ * (q/k/v, the shared expert and the routed experts quantize their inputs), Hq·D = 192 is not
+ * (o_proj does not) and leaves a 64-row tail block in q_proj. FP8 attention and shared
+ * expert, FP4 routed experts, as DeepSeek-V4 stores them. */
+static ds_config quant_config(void) {
+  ds_config c = small_config();
+  c.hidden = 128;
+  c.heads = 3;
+  c.head_dim = 64;
+  c.rope_dim = 16;
+  c.expert_ffn = 128;
+  /* Of seeds 0..23, the one whose reference run has the widest routing margin (7e-3) and top
+   * logit gap (5e-2) with 12 distinct greedy tokens. */
+  c.init_seed = 15;
+  char err[DS_ERR_SIZE];
+  ck_assert_msg(ds_config_set_quant(&c, "fp8fp4", err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(ds_config_finish(&c, err, sizeof err) == 0, "%s", err);
+  return c;
+}
+
+/* Bytes of a [lead, rows, cols] matrix stored as codes of fmt and their e8m0 scales. */
+static uint64_t stored_bytes(ds_wformat fmt, int64_t lead, int64_t rows, int64_t cols) {
+  const int64_t br = fmt == DS_WF_FP4 ? 1 : 128, bc = fmt == DS_WF_FP4 ? 32 : 128;
+  const int64_t codes = fmt == DS_WF_FP4 ? rows * cols / 2 : rows * cols;
+  return (uint64_t)(lead * (codes + ((rows + br - 1) / br) * ((cols + bc - 1) / bc)));
+}
+
+/* Every quantized matrix of the file at q against its unquantized master at u: each scale is
+ * the power of two of the recipe (2^ceil(log2(max(amax, floor) / max)) over the block) and
+ * each code is a nearest one to master / scale, the even code on a tie. */
+static void check_quantized_matrices(vnrt_context *ctx, const ds_config *c, const char *q,
+                                     const char *u) {
+  ds_tensor_spec *specs = NULL;
+  int32_t n = 0;
+  ck_assert_int_eq(ds_tensor_specs(c, &specs, &n), 0);
+  vnrt_safetensors *fq = NULL, *fu = NULL;
+  TU_OK(ctx, vnrt_safetensors_open(ctx, q, &fq));
+  TU_OK(ctx, vnrt_safetensors_open(ctx, u, &fu));
+  int matrices = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (specs[i].quant_pair < 0 || specs[i].type.dtype == VNRT_E8M0) continue;
+    ++matrices;
+    const char *name = specs[i].name;
+    vnrt_tensor_type tq, tu_, ts;
+    const void *dq = NULL, *du = NULL, *ds = NULL;
+    TU_OK(ctx, vnrt_safetensors_find(fq, name, &tq, &dq, NULL));
+    TU_OK(ctx, vnrt_safetensors_find(fu, name, &tu_, &du, NULL));
+    TU_OK(ctx, vnrt_safetensors_find(fq, specs[specs[i].quant_pair].name, &ts, &ds, NULL));
+    ck_assert_int_eq(tu_.dtype, VNRT_BF16);
+    const int fp4 = tq.dtype == VNRT_E2M1;
+    ck_assert_msg(fp4 == (strstr(name, "mlp.experts.") != NULL), "%s is %s", name,
+                  vnrt_dtype_name(tq.dtype));
+    const int64_t br = fp4 ? 1 : 128, bc = fp4 ? 32 : 128, ncode = fp4 ? 16 : 256;
+    const double fmax_ = fp4 ? 6.0 : 448.0, floor_ = fp4 ? 6.0 * ldexp(1.0, -126) : 1e-4;
+    const int32_t rk = tq.rank;
+    const int64_t rows = tq.dims[rk - 2], cols = tq.dims[rk - 1];
+    const int64_t sr = ts.dims[rk - 2], sc = ts.dims[rk - 1];
+    const int64_t lead = vnrt_tensor_type_numel(&tq) / (rows * cols);
+    const uint16_t *mu = du;
+    const uint8_t *codes = dq, *scale = ds;
+    for (int64_t m = 0; m < lead; ++m) {
+      for (int64_t b = 0; b < sr * sc; ++b) {
+        const int64_t r0 = b / sc * br, c0 = b % sc * bc;
+        double amax = 0.0;
+        for (int64_t rr = r0; rr < r0 + br && rr < rows; ++rr) {
+          for (int64_t cc = c0; cc < c0 + bc && cc < cols; ++cc) {
+            amax = fmax(amax, fabs(vnrt_bf16_to_f32(mu[(m * rows + rr) * cols + cc])));
+          }
+        }
+        const int want = 127 + (int)ceil(log2(fmax(amax, floor_) / fmax_));
+        ck_assert_msg(scale[m * sr * sc + b] == want, "%s block %lld: scale %d, want %d", name,
+                      (long long)(m * sr * sc + b), scale[m * sr * sc + b], want);
+        const double s = ldexp(1.0, want - 127);
+        for (int64_t rr = r0; rr < r0 + br && rr < rows; ++rr) {
+          for (int64_t cc = c0; cc < c0 + bc && cc < cols; ++cc) {
+            const int64_t e = (m * rows + rr) * cols + cc;
+            const double w = vnrt_bf16_to_f32(mu[e]) / s;
+            const int64_t code = fp4 ? (codes[e / 2] >> (e % 2 ? 4 : 0)) & 15 : codes[e];
+            const double got = dec_code(tq.dtype, codes, e), dist = fabs(got - w);
+            for (int64_t k = 0; k < ncode; ++k) {
+              const double other = fp4 ? dec_e2m1((uint8_t)k) : dec_e4m3((uint8_t)k);
+              if (isnan(other) || other == got) continue;
+              const double od = fabs(other - w);
+              ck_assert_msg(dist < od || (dist == od && (code & 1) == 0),
+                            "%s[%lld]: %g / scale is %g, coded %g (code %lld), but %g is nearer",
+                            name, (long long)e, w * s, w, got, (long long)code, other);
+            }
+          }
+        }
+      }
+    }
+  }
+  ck_assert_int_eq(matrices, (int)(c->layers * 9)); /* 4 attention, 3 shared, 2 experts */
+  vnrt_safetensors_close(fq);
+  vnrt_safetensors_close(fu);
+  free(specs);
+}
+
+START_TEST(quantized_weights_same_tokens_on_every_device_at_their_stored_size) {
+  vnrt_context *ctx = tu_context();
+  const ds_config cq = quant_config();
+  ds_config cu = cq; /* the same model unquantized: the masters */
+  char err[DS_ERR_SIZE];
+  ck_assert_int_eq(ds_config_set_quant(&cu, "none", err, sizeof err), 0);
+  tmpdir d = tmp_make();
+  const char *pq = tmp_file(&d, "q.safetensors"), *pu = tmp_file(&d, "u.safetensors");
+  generate(ctx, &cq, pq);
+  generate(ctx, &cu, pu);
+  check_quantized_matrices(ctx, &cq, pq, pu);
+
+  /* A config that does not say weight_format takes the file's; one that says otherwise is
+   * refused, naming the tensor. */
+  ds_config auto_cfg = cu;
+  auto_cfg.weight_format_given = 0;
+  ds_model *m = open_model(ctx, &auto_cfg, pq);
+  ck_assert_int_eq(ds_model_config(m)->weight_format[DS_WG_ATTENTION], DS_WF_FP8);
+  ck_assert_int_eq(ds_model_config(m)->weight_format[DS_WG_SHARED], DS_WF_FP8);
+  ck_assert_int_eq(ds_model_config(m)->weight_format[DS_WG_EXPERTS], DS_WF_FP4);
+  ds_model_close(m);
+  ck_assert_int_eq(open_status(ctx, &cu, pq, err), VNRT_ERROR_SHAPE_MISMATCH);
+  ck_assert_msg(strstr(err,
+                       "'model.layers.0.self_attn.q_proj.weight' is e4m3[192, 128] but the "
+                       "config needs bf16[192, 128]"),
+                "%s", err);
+
+  const int64_t V = cq.vocab, S = PROMPT + GEN - 1;
+  const int32_t prompt[PROMPT] = {11, 42, 7, 42, 96};
+  int32_t cpu_tokens[GEN];
+  float *logits = malloc((size_t)(S * V) * sizeof(float));
+  double *ref = malloc((size_t)(S * V) * sizeof(double));
+
+  /* The weights a plan holds are the stored bytes: against the bf16 model, each quantized
+   * matrix saves its bf16 size less its codes and scales (sizes written out here). */
+  const int64_t C = cq.hidden, HD = cq.heads * cq.head_dim, D = cq.head_dim, F = cq.expert_ffn;
+  const int64_t Fs = cq.shared * F, E = cq.experts, L = cq.layers;
+  const uint64_t attn = stored_bytes(DS_WF_FP8, 1, HD, C) + 2 * stored_bytes(DS_WF_FP8, 1, D, C) +
+                        stored_bytes(DS_WF_FP8, 1, C, HD);
+  const uint64_t shared = 2 * stored_bytes(DS_WF_FP8, 1, Fs, C) + stored_bytes(DS_WF_FP8, 1, C, Fs);
+  const uint64_t experts = stored_bytes(DS_WF_FP4, E, 2 * F, C) + stored_bytes(DS_WF_FP4, E, C, F);
+  const uint64_t as_bf16 = 2u * (uint64_t)(HD * C * 2 + D * C * 2 + 3 * Fs * C + 3 * E * F * C);
+  vnrt_plan_info unq, qi;
+  ds_model *mu = open_model(ctx, &cu, pu);
+  DS_OK(mu, ds_model_compile(mu, tu_device(ctx, 0), PROMPT, NULL));
+  DS_OK(mu, ds_model_plan_info(mu, &unq, NULL));
+  ds_model_close(mu);
+
+  /* The reference's own greedy run (so that a wrong device cannot move the data it is
+   * checked on): its tokens, logits, margins and variety. */
+  int32_t seq[PROMPT + GEN];
+  memcpy(seq, prompt, sizeof prompt);
+  double min_margin = INFINITY;
+  for (int i = 0; i <= GEN; ++i) {
+    ref_model r;
+    ref_open(&r, ctx, pq);
+    ref_forward(&r, &cq, seq, i < GEN ? PROMPT + i : S, ref);
+    min_margin = r.min_route_margin;
+    ref_free(&r);
+    if (i < GEN) seq[PROMPT + i] = argmax_d(ref + (PROMPT + i - 1) * V, V);
+  }
+  ck_assert_msg(min_margin > 5e-3, "routing near a tie (%g): pick another seed", min_margin);
+  int distinct = 0;
+  for (int i = 0; i < GEN; ++i) {
+    const int64_t p = PROMPT - 1 + i;
+    ck_assert_msg(top_gap(ref + p * V, V) > 2e-2, "argmax near a tie at %lld", (long long)p);
+    int seen = 0;
+    for (int j = 0; j < i; ++j) seen |= seq[PROMPT + j] == seq[PROMPT + i];
+    distinct += !seen;
+  }
+  ck_assert_msg(distinct >= 3, "greedy output is degenerate (%d distinct tokens)", distinct);
+
+  m = open_model(ctx, &cq, pq);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    DS_OK(m, ds_model_compile(m, dev, PROMPT, NULL));
+    DS_OK(m, ds_model_plan_info(m, &qi, NULL));
+    report("%s: weights %llu bytes quantized, %llu bf16", tu_device_spec(dev),
+           (unsigned long long)qi.weight_bytes, (unsigned long long)unq.weight_bytes);
+    ck_assert_uint_eq(qi.weight_bytes, unq.weight_bytes - (uint64_t)L * as_bf16 +
+                                           (uint64_t)L * (attn + shared + experts));
+    ck_assert_uint_lt(qi.weight_bytes, unq.weight_bytes);
+    DS_OK(m, ds_model_prefill(m, prompt, logits));
+    int32_t tokens[GEN];
+    tokens[0] = ds_argmax(logits + (PROMPT - 1) * V, V);
+    for (int i = 1; i < GEN; ++i) {
+      DS_OK(m, ds_model_decode(m, tokens[i - 1], logits + (PROMPT + i - 1) * V));
+      tokens[i] = ds_argmax(logits + (PROMPT + i - 1) * V, V);
+    }
+    if (di == 0) memcpy(cpu_tokens, tokens, sizeof tokens);
+    for (int i = 0; i < GEN; ++i) {
+      ck_assert_msg(tokens[i] == cpu_tokens[i], "quantized: %s: token %d is %d, cpu says %d",
+                    tu_device_spec(dev), i, tokens[i], cpu_tokens[i]);
+      ck_assert_msg(tokens[i] == seq[PROMPT + i],
+                    "quantized: %s: token %d is %d, the reference says %d", tu_device_spec(dev), i,
+                    tokens[i], seq[PROMPT + i]);
+    }
+    double e = nmse_f(logits, ref, S * V);
+    report("quantized: %s vs reference: NMSE %g (smallest routing margin %g)", tu_device_spec(dev),
+           e, min_margin);
+    ck_assert_msg(e < TOL_QUANT, "quantized: %s vs reference: NMSE %g", tu_device_spec(dev), e);
+  }
+  ds_model_close(m);
+  free(logits), free(ref);
+  tmp_remove(&d);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 static void expect_bad_config(const char *text, const char *want) {
   ds_config c;
   char err[DS_ERR_SIZE] = "";
@@ -986,6 +1309,33 @@ START_TEST(configs_parse_strictly) {
       " \"n_routed_experts\": 4, \"num_experts_per_tok\": 2,"
       " \"moe_intermediate_size\": 4}",
       "\"qk_rope_head_dim\" = 6 must be in [0, 4]");
+  /* weight_format: groups left out stay unquantized; --quant words set all three. */
+  const char *wf = MINIMAL ", \"weight_format\": {\"attention\": \"fp8\", \"experts\": \"fp4\"}}";
+  ck_assert_msg(ds_config_parse(wf, strlen(wf), "t.json", &c, err, sizeof err) == 0, "%s", err);
+  ck_assert_int_eq(c.weight_format_given, 1);
+  ck_assert_int_eq(c.weight_format[DS_WG_ATTENTION], DS_WF_FP8);
+  ck_assert_int_eq(c.weight_format[DS_WG_SHARED], DS_WF_NONE);
+  ck_assert_int_eq(c.weight_format[DS_WG_EXPERTS], DS_WF_FP4);
+  ck_assert_str_eq(ds_config_quant_str(&c, err, sizeof err), "fp8 attention, fp4 experts");
+  ck_assert_int_eq(ds_config_set_quant(&c, "fp4", err, sizeof err), 0);
+  ck_assert_int_eq(c.weight_format[DS_WG_SHARED], DS_WF_FP4);
+  ck_assert_int_ne(ds_config_set_quant(&c, "int8", err, sizeof err), 0);
+  ck_assert_ptr_nonnull(strstr(err, "quantization \"int8\": expected fp8fp4"));
+  ck_assert_int_eq(ds_config_load(DS_CONFIG_DIR "/tiny.json", &c, err, sizeof err), 0);
+  ck_assert_int_eq(c.weight_format_given, 0);
+  ck_assert_str_eq(ds_config_quant_str(&c, err, sizeof err), "none");
+  c.expert_ffn = 15; /* FP4 packs pairs of inputs */
+  c.weight_format[DS_WG_EXPERTS] = DS_WF_FP4;
+  ck_assert_int_ne(ds_config_finish(&c, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, "\"experts\" = \"fp4\" packs two codes per byte, but a row has 15"),
+                "%s", err);
+  expect_bad_config(MINIMAL ", \"weight_format\": {\"attention\": \"fp6\"}}",
+                    "\"weight_format\".\"attention\" is \"fp6\": expected \"fp8\", \"fp4\"");
+  expect_bad_config(MINIMAL ", \"weight_format\": {\"router\": \"fp8\"}}",
+                    "unknown group \"router\"");
+  expect_bad_config(MINIMAL ", \"weight_format\": {\"shared\": \"fp8\", \"shared\": \"fp8\"}}",
+                    "gives \"shared\" twice");
+  expect_bad_config(MINIMAL ", \"weight_format\": \"fp8\"}", "\"weight_format\" must be an object");
   ck_assert_int_ne(ds_config_load(DS_CONFIG_DIR "/no-such.json", &c, err, sizeof err), 0);
   ck_assert_ptr_nonnull(strstr(err, "no-such.json: cannot open"));
 }
@@ -1077,6 +1427,7 @@ int main(void) {
   tcase_add_test(tc, greedy_tokens_and_logits_agree_with_the_reference_on_every_device);
   tcase_add_test(tc, decode_step_by_step_equals_prefill_of_the_same_tokens);
   tcase_add_test(tc, engram_stores_and_streamed_weights_give_the_same_logits);
+  tcase_add_test(tc, quantized_weights_same_tokens_on_every_device_at_their_stored_size);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
