@@ -22,6 +22,8 @@ static const struct {
     {VNRT_CAP_TIMELINE, "timeline"},
     {VNRT_CAP_UNIFIED_MEMORY, "unified-memory"},
     {VNRT_CAP_COPY_QUEUE, "copy-queue"},
+    {VNRT_CAP_FP8, "fp8"},
+    {VNRT_CAP_FP4, "fp4"},
 };
 
 static const char *type_word(vnrt_device_type t) {
