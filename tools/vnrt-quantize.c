@@ -1,6 +1,7 @@
-/* vnrt-quantize: converts the 2-D float weights of a safetensors file to FP8 (e4m3, 128x128
- * blocks) or FP4 (e2m1, 1x32 groups) with power-of-two e8m0 scales, DeepSeek's recipe
- * (docs/tools.md, "vnrt-quantize"; docs/ops.md, "Quantized weights"). */
+/* vnrt-quantize: converts the float weights (rank >= 2) of a safetensors file to FP8 (e4m3,
+ * 128x128 blocks) or FP4 (e2m1, 1x32 groups) over the last two dims, with power-of-two e8m0
+ * scales, DeepSeek's recipe; one run may give each tensor its own format (docs/tools.md,
+ * "vnrt-quantize"; docs/ops.md, "Quantized weights"). */
 #include <errno.h>
 #include <math.h>
 #include <regex.h>
@@ -15,13 +16,21 @@
 #include "vnrt/vnrt.h"
 
 static const char kUsage[] =
-    "usage: vnrt-quantize --format fp8|fp4 [--match REGEX] IN.safetensors OUT.safetensors\n"
+    "usage: vnrt-quantize --format fp8|fp4 [--match REGEX] [--format F [--match REGEX]]...\n"
+    "                     IN.safetensors OUT.safetensors\n"
     "\n"
-    "Converts the f32/f16/bf16 2-D tensors whose names match REGEX (POSIX extended, searched\n"
-    "in the name; default '\\.weight$') to quantized codes plus an e8m0 scale tensor:\n"
-    "  fp8  e4m3 codes, one scale per 128x128 block: scale [ceil(R/128), ceil(C/128)]\n"
-    "  fp4  e2m1 codes (stored as I8, two per byte), one scale per 1x32 group: scale [R, C/32];\n"
-    "       a tensor whose last dim is not a multiple of 32 is copied unchanged, with a note\n"
+    "Converts f32/f16/bf16 tensors of rank >= 2 to quantized codes plus an e8m0 scale tensor.\n"
+    "The block covers the last two dims (R, C); leading dims (packed experts [E, R, C]) are\n"
+    "kept in the scale:\n"
+    "  fp8  e4m3 codes, one scale per 128x128 block: scale [..., ceil(R/128), ceil(C/128)]\n"
+    "  fp4  e2m1 codes (stored as I8, two per byte), one scale per 1x32 group: scale\n"
+    "       [..., R, ceil(C/32)]; a tensor whose last dim is odd is copied unchanged, with a note\n"
+    "Each --format starts a rule; the --match after it (for the first rule, also one before it)\n"
+    "is the rule's REGEX (POSIX extended, searched in the tensor name; default '\\.weight$').\n"
+    "A tensor takes the format of the first rule whose REGEX it matches, e.g. FP8 attention and\n"
+    "FP4 routed experts in one run:\n"
+    "  --format fp8 --match 'self_attn' --format fp4 --match 'mlp\\.experts\\.'\n"
+    "Every rule must match a tensor that no earlier rule took.\n"
     "Per block: s = 2^ceil(log2(max(amax, floor) / fmt_max)), code = round-to-nearest-even(W/s).\n"
     "A tensor X.weight becomes X.weight (codes) and X.scale; another name N becomes N and\n"
     "N.scale. Every other tensor and the __metadata__ are copied unchanged.\n"
@@ -71,15 +80,6 @@ static float load(const uint8_t *p, vnrt_dtype dtype, size_t i) {
   return dtype == VNRT_F16 ? vnrt_f16_to_f32(h) : vnrt_bf16_to_f32(h);
 }
 
-/* One output tensor: a copy of input tensor `src`, or its codes or scale. */
-enum { OUT_COPY, OUT_CODES, OUT_SCALE };
-typedef struct out_tensor {
-  char *name;
-  vnrt_tensor_type type;
-  int kind;
-  int32_t src; /* index of the input tensor */
-} out_tensor;
-
 typedef struct quant_format {
   const char *name;
   vnrt_dtype dtype;
@@ -89,45 +89,78 @@ typedef struct quant_format {
 static const quant_format kFp8 = {"fp8", VNRT_E4M3, 128, 128};
 static const quant_format kFp4 = {"fp4", VNRT_E2M1, 1, 32};
 
-/* Quantizes the R x C float tensor `w` into codes (e4m3 bytes, or packed e2m1) and scales,
- * block by block. A value that is not finite fails it: returns 0 with a message in err. */
+/* One output tensor: a copy of input tensor `src`, or its codes or scale in format `fmt`. */
+enum { OUT_COPY, OUT_CODES, OUT_SCALE };
+typedef struct out_tensor {
+  char *name;
+  vnrt_tensor_type type;
+  int kind;
+  int32_t src; /* index of the input tensor */
+  const quant_format *fmt;
+} out_tensor;
+
+/* A --format rule: tensors whose names match `match` (and no earlier rule's) take `fmt`. */
+typedef struct rule {
+  const quant_format *fmt;
+  const char *match; /* NULL until given: the default */
+  regex_t re;
+  int32_t n_matched, n_converted;
+} rule;
+
+/* Quantizes the float tensor `w` [..., R, C] into codes (e4m3 bytes, or packed e2m1) and
+ * scales [..., ceil(R/bR), ceil(C/bC)], block by block over the last two dims of each leading
+ * index. A value that is not finite fails it: returns 0 with a message in err. */
 static int quantize(const char *name, const uint8_t *w, const vnrt_tensor_type *type,
                     const quant_format *fmt, uint8_t *codes, uint8_t *scales, char *err,
                     size_t err_size) {
-  const int64_t R = type->dims[0], C = type->dims[1];
+  const int32_t rank = type->rank;
+  const int64_t R = type->dims[rank - 2], C = type->dims[rank - 1];
   const int64_t bR = fmt->block_rows, bC = fmt->block_cols;
   const int64_t nbr = (R + bR - 1) / bR, nbc = (C + bC - 1) / bC;
-  for (int64_t br = 0; br < nbr; br++) {
-    for (int64_t bc = 0; bc < nbc; bc++) {
-      const int64_t r1 = br * bR + bR < R ? br * bR + bR : R;
-      const int64_t c1 = bc * bC + bC < C ? bc * bC + bC : C;
-      float amax = 0.0f;
-      for (int64_t r = br * bR; r < r1; r++) {
-        for (int64_t c = bc * bC; c < c1; c++) {
-          const float v = load(w, type->dtype, (size_t)(r * C + c));
-          if (!isfinite(v)) {
-            snprintf(err, err_size,
-                     "tensor '%s' has a non-finite value (%g) at [%lld, %lld]: cannot quantize",
-                     name, (double)v, (long long)r, (long long)c);
-            return 0;
+  int64_t lead = 1;
+  for (int32_t d = 0; d < rank - 2; d++) lead *= type->dims[d];
+  for (int64_t m = 0; m < lead; m++) {
+    const int64_t base = m * R * C; /* element index of the matrix's first value */
+    for (int64_t br = 0; br < nbr; br++) {
+      for (int64_t bc = 0; bc < nbc; bc++) {
+        const int64_t r1 = br * bR + bR < R ? br * bR + bR : R;
+        const int64_t c1 = bc * bC + bC < C ? bc * bC + bC : C;
+        float amax = 0.0f;
+        for (int64_t r = br * bR; r < r1; r++) {
+          for (int64_t c = bc * bC; c < c1; c++) {
+            const float v = load(w, type->dtype, (size_t)(base + r * C + c));
+            if (!isfinite(v)) {
+              if (rank == 2)
+                snprintf(err, err_size,
+                         "tensor '%s' has a non-finite value (%g) at [%lld, %lld]: cannot "
+                         "quantize",
+                         name, (double)v, (long long)r, (long long)c);
+              else
+                snprintf(err, err_size,
+                         "tensor '%s' has a non-finite value (%g) at matrix %lld (of the leading "
+                         "dims), [%lld, %lld]: cannot quantize",
+                         name, (double)v, (long long)m, (long long)r, (long long)c);
+              return 0;
+            }
+            amax = fmaxf(amax, fabsf(v));
           }
-          amax = fmaxf(amax, fabsf(v));
         }
-      }
-      const uint8_t sc = vnrt_quant_block_scale(fmt->dtype, amax);
-      const float s = vnrt_e8m0_to_f32(sc);
-      scales[br * nbc + bc] = sc;
-      for (int64_t r = br * bR; r < r1; r++) {
-        for (int64_t c = bc * bC; c < c1; c++) {
-          const size_t i = (size_t)(r * C + c);
-          const float x = load(w, type->dtype, i) / s; /* exact: s is a power of two */
-          if (fmt->dtype == VNRT_E4M3) {
-            codes[i] = vnrt_f32_to_e4m3(x);
-          } else {
-            /* Two codes per byte along the row: the even column in the low nibble. */
-            const uint8_t q = vnrt_f32_to_e2m1(x);
-            uint8_t *b = &codes[i / 2];
-            *b = (i % 2) ? (uint8_t)((*b & 0x0Fu) | (q << 4)) : (uint8_t)((*b & 0xF0u) | q);
+        const uint8_t sc = vnrt_quant_block_scale(fmt->dtype, amax);
+        const float s = vnrt_e8m0_to_f32(sc);
+        scales[(m * nbr + br) * nbc + bc] = sc;
+        for (int64_t r = br * bR; r < r1; r++) {
+          for (int64_t c = bc * bC; c < c1; c++) {
+            const size_t i = (size_t)(base + r * C + c);
+            const float x = load(w, type->dtype, i) / s; /* exact: s is a power of two */
+            if (fmt->dtype == VNRT_E4M3) {
+              codes[i] = vnrt_f32_to_e4m3(x);
+            } else {
+              /* Two codes per byte along the row (C is even, so rows start on a byte): the
+               * even column in the low nibble. */
+              const uint8_t q = vnrt_f32_to_e2m1(x);
+              uint8_t *b = &codes[i / 2];
+              *b = (i % 2) ? (uint8_t)((*b & 0x0Fu) | (q << 4)) : (uint8_t)((*b & 0xF0u) | q);
+            }
           }
         }
       }
@@ -153,8 +186,10 @@ static int same_file(const char *a, const char *b) {
 }
 
 int main(int argc, char **argv) {
-  const quant_format *fmt = NULL;
-  const char *match = "\\.weight$", *in_path = NULL, *out_path = NULL;
+  rule *rules = xmalloc(sizeof(rule) * (size_t)argc);
+  int n_rules = 0;
+  const char *match_before = NULL; /* a --match before the first --format */
+  const char *in_path = NULL, *out_path = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -163,15 +198,27 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--format") == 0) {
       if (i + 1 >= argc) fail(2, "--format needs fp8 or fp4");
       const char *f = argv[++i];
+      const quant_format *fmt = NULL;
       if (strcmp(f, "fp8") == 0)
         fmt = &kFp8;
       else if (strcmp(f, "fp4") == 0)
         fmt = &kFp4;
       else
         fail(2, "--format %s: expected fp8 or fp4", f);
+      memset(&rules[n_rules], 0, sizeof rules[n_rules]);
+      rules[n_rules].fmt = fmt;
+      rules[n_rules].match = n_rules == 0 ? match_before : NULL;
+      n_rules++;
     } else if (strcmp(a, "--match") == 0) {
       if (i + 1 >= argc) fail(2, "--match needs a REGEX");
-      match = argv[++i];
+      const char *m = argv[++i];
+      if (n_rules == 0 && !match_before)
+        match_before = m;
+      else if (n_rules > 0 && !rules[n_rules - 1].match)
+        rules[n_rules - 1].match = m;
+      else
+        fail(2, "--match '%s' has no --format of its own (give each --match after its --format)",
+             m);
     } else if (a[0] == '-' && a[1] != '\0') {
       fail(2, "unknown option '%s'", a);
     } else if (!in_path) {
@@ -182,14 +229,17 @@ int main(int argc, char **argv) {
       fail(2, "unexpected argument '%s' (IN and OUT are already given)", a);
     }
   }
-  if (!fmt) fail(2, "--format fp8|fp4 is required");
+  if (n_rules == 0) fail(2, "--format fp8|fp4 is required");
   if (!in_path || !out_path) fail(2, "IN.safetensors and OUT.safetensors are required");
-  regex_t re;
-  int rc = regcomp(&re, match, REG_EXTENDED | REG_NOSUB);
-  if (rc != 0) {
-    char msg[256];
-    regerror(rc, &re, msg, sizeof msg);
-    fail(2, "--match '%s': bad regular expression: %s", match, msg);
+  for (int k = 0; k < n_rules; k++) {
+    rule *r = &rules[k];
+    if (!r->match) r->match = "\\.weight$";
+    int rc = regcomp(&r->re, r->match, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+      char msg[256];
+      regerror(rc, &r->re, msg, sizeof msg);
+      fail(2, "--match '%s': bad regular expression: %s", r->match, msg);
+    }
   }
   if (same_file(in_path, out_path))
     fail(1, "%s: OUT is the input file; write the converted file elsewhere", out_path);
@@ -207,57 +257,68 @@ int main(int argc, char **argv) {
   /* The output's tensors, in the input's order with each scale after its codes. */
   const int32_t n_in = vnrt_safetensors_count(in);
   out_tensor *outs = xmalloc(sizeof(out_tensor) * (size_t)(2 * n_in));
-  int32_t n_out = 0, n_matched = 0, n_converted = 0;
+  int32_t n_out = 0, n_converted = 0;
   for (int32_t i = 0; i < n_in; i++) {
     const char *name = vnrt_safetensors_name(in, i);
     vnrt_tensor_type t;
     if (vnrt_safetensors_find(in, name, &t, NULL, NULL) != VNRT_OK)
       fail(1, "cannot copy tensor '%s': %s", name, vnrt_context_last_error(ctx));
+    rule *r = NULL; /* the first rule that matches decides */
+    for (int k = 0; k < n_rules && !r; k++)
+      if (regexec(&rules[k].re, name, 0, NULL, 0) == 0) r = &rules[k];
     int convert = 0;
-    if (regexec(&re, name, 0, NULL, 0) == 0) {
-      n_matched++;
-      char tbuf[96];
+    if (r) {
+      r->n_matched++;
+      char tbuf[160];
       format_type(tbuf, sizeof tbuf, &t);
-      if (!is_float(t.dtype) || t.rank != 2)
+      if (!is_float(t.dtype) || t.rank < 2)
         fprintf(stderr,
-                "vnrt-quantize: note: '%s' matches but is %s, not a 2-D f32/f16/bf16 tensor: "
-                "copied unchanged\n",
+                "vnrt-quantize: note: '%s' matches but is %s, not an f32/f16/bf16 tensor of rank "
+                ">= 2: copied unchanged\n",
                 name, tbuf);
-      else if (fmt->dtype == VNRT_E2M1 && t.dims[1] % fmt->block_cols != 0)
+      else if (r->fmt->dtype == VNRT_E2M1 && t.dims[t.rank - 1] % 2 != 0)
         fprintf(stderr,
-                "vnrt-quantize: note: '%s' is %s: fp4 needs the last dim a multiple of 32: "
-                "copied unchanged\n",
+                "vnrt-quantize: note: '%s' is %s: fp4 packs two codes per byte and needs an even "
+                "last dim: copied unchanged\n",
                 name, tbuf);
       else
         convert = 1;
     }
     if (!convert) {
-      outs[n_out++] = (out_tensor){xstrdup(name), t, OUT_COPY, i};
+      outs[n_out++] = (out_tensor){xstrdup(name), t, OUT_COPY, i, NULL};
       continue;
     }
+    r->n_converted++;
     n_converted++;
-    const vnrt_tensor_type codes = {fmt->dtype, 2, {t.dims[0], t.dims[1]}};
-    const vnrt_tensor_type scale = {VNRT_E8M0,
-                                    2,
-                                    {(t.dims[0] + fmt->block_rows - 1) / fmt->block_rows,
-                                     (t.dims[1] + fmt->block_cols - 1) / fmt->block_cols}};
+    const quant_format *fmt = r->fmt;
+    vnrt_tensor_type codes = t, scale = t;
+    codes.dtype = fmt->dtype;
+    scale.dtype = VNRT_E8M0;
+    scale.dims[t.rank - 2] = (t.dims[t.rank - 2] + fmt->block_rows - 1) / fmt->block_rows;
+    scale.dims[t.rank - 1] = (t.dims[t.rank - 1] + fmt->block_cols - 1) / fmt->block_cols;
+    /* X.weight -> X.scale, another name N -> N.scale (as the DeepSeek example names them). */
     size_t len = strlen(name);
     const size_t suffix = strlen(".weight");
-    size_t stem = len >= suffix && strcmp(name + len - suffix, ".weight") == 0 ? len - suffix : len;
+    size_t stem = len > suffix && strcmp(name + len - suffix, ".weight") == 0 ? len - suffix : len;
     char *scale_name = xmalloc(stem + sizeof ".scale");
     memcpy(scale_name, name, stem);
     memcpy(scale_name + stem, ".scale", sizeof ".scale");
-    outs[n_out++] = (out_tensor){xstrdup(name), codes, OUT_CODES, i};
-    outs[n_out++] = (out_tensor){scale_name, scale, OUT_SCALE, i};
+    outs[n_out++] = (out_tensor){xstrdup(name), codes, OUT_CODES, i, fmt};
+    outs[n_out++] = (out_tensor){scale_name, scale, OUT_SCALE, i, fmt};
   }
-  regfree(&re);
-  if (n_converted == 0) {
-    if (n_matched == 0)
-      fail(1, "%s: no tensor name matches '%s' (of %d tensors); nothing to convert", in_path, match,
-           (int)n_in);
-    fail(1, "%s: %d tensors match '%s' but none can be converted to %s (see the notes above)",
-         in_path, (int)n_matched, match, fmt->name);
+  /* Each rule must convert something: a rule that does not is a mistyped REGEX, or one that
+   * an earlier rule shadows. */
+  for (int k = 0; k < n_rules; k++) {
+    const rule *r = &rules[k];
+    if (r->n_matched == 0)
+      fail(1, "%s: no tensor name matches '%s' (of %d tensors%s); nothing to convert to %s",
+           in_path, r->match, (int)n_in, k ? ", less those an earlier --match took" : "",
+           r->fmt->name);
+    if (r->n_converted == 0)
+      fail(1, "%s: %d tensors match '%s' but none can be converted to %s (see the notes above)",
+           in_path, (int)r->n_matched, r->match, r->fmt->name);
   }
+  for (int k = 0; k < n_rules; k++) regfree(&rules[k].re);
   /* A scale's name taken by another tensor: the input is probably quantized already. */
   for (int32_t i = 0; i < n_out; i++)
     for (int32_t j = 0; j < i; j++)
@@ -304,7 +365,7 @@ int main(int argc, char **argv) {
       uint8_t *codes = xmalloc(code_bytes), *scales = xmalloc(scale_bytes);
       memset(codes, 0, code_bytes);
       char err[256];
-      if (!quantize(src_name, data, &t, fmt, codes, scales, err, sizeof err)) {
+      if (!quantize(src_name, data, &t, o->fmt, codes, scales, err, sizeof err)) {
         vnrt_safetensors_writer_close(w); /* removes the incomplete file */
         fail(1, "%s: %s", in_path, err);
       }
@@ -323,12 +384,27 @@ int main(int argc, char **argv) {
     }
   }
   if (vnrt_safetensors_writer_close(w) != VNRT_OK) fail(1, "%s", vnrt_context_last_error(ctx));
-  printf("%s: %d tensors to %s (%llu -> %llu bytes), %d copied\n", out_path, (int)n_converted,
-         fmt->name, (unsigned long long)bytes_before, (unsigned long long)bytes_after,
+  /* e.g. "8 tensors to fp8, 4 to fp4": the formats in the order the rules first name them */
+  char summary[128] = "";
+  size_t len = 0;
+  for (int k = 0; k < n_rules; k++) {
+    int first = 1, count = 0;
+    for (int j = 0; j < n_rules; j++) {
+      if (rules[j].fmt != rules[k].fmt) continue;
+      first &= j >= k;
+      count += rules[j].n_converted;
+    }
+    if (first && len < sizeof summary)
+      len += (size_t)snprintf(summary + len, sizeof summary - len, "%s%d%s to %s", len ? ", " : "",
+                              count, len ? "" : " tensors", rules[k].fmt->name);
+  }
+  printf("%s: %s (%llu -> %llu bytes), %d copied\n", out_path, summary,
+         (unsigned long long)bytes_before, (unsigned long long)bytes_after,
          (int)(n_in - n_converted));
 
   for (int32_t i = 0; i < n_out; i++) free(outs[i].name);
   free(outs);
+  free(rules);
   free(names);
   free(types);
   free(meta);
