@@ -1271,8 +1271,9 @@ START_TEST(test_long_chain_through_the_api) {
 }
 END_TEST
 
-/* A graph whose lookup aids are all zero (as runtime/plan.c's field-by-field copy leaves
- * them) still finds every value, rejects duplicates, and rebuilds the aids when added to. */
+/* A graph whose lookup aids are all zero (as vn_graph_clone's field-by-field copy,
+ * graph/graph_clone.c, leaves them) still finds every value, rejects duplicates, and rebuilds the
+ * aids when added to. */
 START_TEST(test_lookup_aids_rebuilt_when_missing) {
   vnrt_graph *g = NULL;
   TU_OK(ctx, vnrt_graph_create(ctx, &g));
