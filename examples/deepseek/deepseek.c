@@ -38,9 +38,10 @@ static const char kUsage[] =
     "  --prompt \"1 2 3\"  prompt token ids\n"
     "  --text STR        prompt as bytes (byte tokenizer: id = byte value)\n"
     "  --tokens N        tokens to generate (default 16)\n"
-    "  --memory-limit B  device memory per plan, e.g. 64M or 1G; over it, weights stay in the\n"
-    "                    mapped file and stream to the device (default: "
-    "$VNRT_DEVICE_MEMORY_LIMIT)\n"
+    "  --memory-limit B  device memory per plan, e.g. 64M, 1.5G or 2GiB (the grammar of\n"
+    "                    $VNRT_DEVICE_MEMORY_LIMIT); over it, weights stay in the mapped file\n"
+    "                    and stream to the device (default, or 0: $VNRT_DEVICE_MEMORY_LIMIT,\n"
+    "                    else no limit)\n"
     "  --engram-cache N  device row cache of N rows for each Engram table, which is served from\n"
     "                    an Engram store over the mapped weights file (default 4096; 0: no\n"
     "                    cache, every step fetches its rows)\n"
@@ -62,21 +63,78 @@ typedef struct options {
   ds_model_options model;
 } options;
 
-/* "64M", "1G", "4096": bytes. */
+/* A byte count with the library's grammar for $VNRT_DEVICE_MEMORY_LIMIT (docs/executor.md; the
+ * library's parser is not public API, so this is the same grammar written again): a decimal
+ * number with an optional fraction, then an optional unit K, M, G or T (powers of 1024, any
+ * case) optionally followed by "B" or "iB", spaces allowed around the unit: "4096", "64M",
+ * "1.5G", "2 GiB". A fraction is rounded down to whole bytes. A sign, an exponent, "nan",
+ * "inf", trailing text and values above 2^64 - 1 bytes fail (-1: not a byte count, -2: too
+ * large), leaving *out alone. Integer arithmetic only: no double is ever cast to an integer. */
+static int is_space_c(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_digit_c(char c) { return c >= '0' && c <= '9'; }
+static char lower_c(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
 static int parse_bytes(const char *text, uint64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (errno || end == text || v < 0) return -1;
-  double unit = 1.0;
-  if (*end == 'K' || *end == 'k')
-    unit = 1024.0, ++end;
-  else if (*end == 'M' || *end == 'm')
-    unit = 1024.0 * 1024.0, ++end;
-  else if (*end == 'G' || *end == 'g')
-    unit = 1024.0 * 1024.0 * 1024.0, ++end;
-  if (*end) return -1;
-  *out = (uint64_t)(v * unit);
+  const char *p = text;
+  while (is_space_c(*p)) ++p;
+  if (!is_digit_c(*p)) return -1;
+  uint64_t whole = 0;
+  for (; is_digit_c(*p); ++p) {
+    uint64_t d = (uint64_t)(*p - '0');
+    if (whole > (UINT64_MAX - d) / 10) return -2;
+    whole = whole * 10 + d;
+  }
+  /* The fraction as num/den with at most 18 digits (later ones cannot change whole bytes of a
+   * unit of at most 2^40). */
+  uint64_t num = 0, den = 1;
+  if (*p == '.') {
+    ++p;
+    if (!is_digit_c(*p)) return -1;
+    for (int n = 0; is_digit_c(*p); ++p, ++n)
+      if (n < 18) num = num * 10 + (uint64_t)(*p - '0'), den *= 10;
+  }
+  while (is_space_c(*p)) ++p;
+  int shift = 0;
+  switch (lower_c(*p)) {
+    case 'k':
+      shift = 10;
+      break;
+    case 'm':
+      shift = 20;
+      break;
+    case 'g':
+      shift = 30;
+      break;
+    case 't':
+      shift = 40;
+      break;
+    default:
+      break;
+  }
+  if (shift) {
+    ++p;
+    if (lower_c(p[0]) == 'i' && lower_c(p[1]) == 'b')
+      p += 2;
+    else if (lower_c(*p) == 'b')
+      ++p;
+  } else if (lower_c(*p) == 'b') {
+    ++p;
+  }
+  while (is_space_c(*p)) ++p;
+  if (*p != '\0') return -1;
+  uint64_t mult = (uint64_t)1 << shift;
+  if (whole > UINT64_MAX / mult) return -2;
+  uint64_t bytes = whole * mult;
+  /* floor(num * 2^shift / den) by long division, one bit at a time: num < den <= 10^18 < 2^60,
+   * so the remainder never overflows when doubled. */
+  uint64_t extra = 0, rem = num;
+  for (int b = 0; b < shift; ++b) {
+    extra <<= 1;
+    rem <<= 1;
+    if (rem >= den) rem -= den, extra |= 1;
+  }
+  if (bytes > UINT64_MAX - extra) return -2;
+  *out = bytes + extra;
   return 0;
 }
 
@@ -114,9 +172,18 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (!strcmp(a, "--no-share")) {
       o->model.no_share = 1;
     } else if (!strcmp(a, "--memory-limit") && has) {
-      if (parse_bytes(argv[++i], &o->model.device_memory_limit) ||
-          o->model.device_memory_limit == 0) {
-        fprintf(stderr, "deepseek: --memory-limit wants a size such as 64M, not '%s'\n", argv[i]);
+      int bad = parse_bytes(argv[++i], &o->model.device_memory_limit);
+      if (bad == -2) {
+        fprintf(stderr,
+                "deepseek: --memory-limit '%s' does not fit in 64 bits (at most "
+                "18446744073709551615 bytes)\n",
+                argv[i]);
+        return 2;
+      } else if (bad) {
+        fprintf(stderr,
+                "deepseek: --memory-limit wants a byte count such as 1048576, 512K, 64M, 1.5G "
+                "or 2GiB (0: no limit of its own), not '%s'\n",
+                argv[i]);
         return 2;
       }
     } else if (!strcmp(a, "--engram-cache") && has) {
