@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vnrt/io.h"
 #include "vnrt/vnrt.h"
@@ -58,9 +59,29 @@ typedef struct options {
   int reference, no_fallback, verbose, stats;
 } options;
 
+/* Files written so far under temporary names (docs/tools.md: outputs appear completely or not
+ * at all). fail() removes them; commit_files() renames them to their real paths at the end. */
+typedef struct pending_file {
+  char *tmp;        /* owned */
+  const char *path; /* the real path (points into argv) */
+} pending_file;
+static pending_file *g_pending;
+static int g_n_pending;
+
+static void remove_pending(void) {
+  for (int i = 0; i < g_n_pending; i++) {
+    remove(g_pending[i].tmp);
+    free(g_pending[i].tmp);
+  }
+  free(g_pending);
+  g_pending = NULL;
+  g_n_pending = 0;
+}
+
 /* Every failure ends here: one line on stderr, then a non-zero exit. */
 static void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void fail(int code, const char *fmt, ...) {
+  remove_pending();
   va_list ap;
   va_start(ap, fmt);
   fputs("vnrt-run: ", stderr);
@@ -307,14 +328,53 @@ static void print_value(vnrt_context *ctx, vnrt_plan *plan, const char *name,
   free(data);
 }
 
-/* Writes an output (state == NULL) or a state to b's npy file. */
+/* Writes an output (state == NULL) or a state to a temporary file next to b's npy file (same
+ * directory, so that the final rename cannot cross file systems); commit_files() renames it. */
 static void write_value(vnrt_context *ctx, vnrt_plan *plan, const binding *b,
                         const vnrt_tensor_type *state) {
   vnrt_tensor_type t;
   void *data = read_value(ctx, plan, b->name, state, &t);
-  if (vnrt_npy_write(ctx, b->path, &t, data) != VNRT_OK)
-    fail(1, "%s '%s': %s", state ? "state" : "output", b->name, vnrt_context_last_error(ctx));
+  size_t len = strlen(b->path) + 48;
+  char *tmp = malloc(len);
+  pending_file *grown = realloc(g_pending, sizeof(pending_file) * (size_t)(g_n_pending + 1));
+  if (!tmp || !grown) {
+    free(tmp);
+    free(data);
+    fail(1, "out of memory");
+  }
+  g_pending = grown;
+  snprintf(tmp, len, "%s.vnrt-run-%ld-%d.tmp", b->path, (long)getpid(), g_n_pending);
+  g_pending[g_n_pending].tmp = tmp;
+  g_pending[g_n_pending].path = b->path;
+  g_n_pending++;
+  if (vnrt_npy_write(ctx, tmp, &t, data) != VNRT_OK) {
+    /* The library names the temporary file; name the path the user gave instead. */
+    free(data);
+    fail(1, "%s '%s': cannot write %s: %s", state ? "state" : "output", b->name, b->path,
+         vnrt_context_last_error(ctx));
+  }
   free(data);
+}
+
+/* Every file was written: move each to its real name. A rename that fails (rare: same
+ * directory) removes the files already moved and the temporaries left. */
+static void commit_files(void) {
+  for (int i = 0; i < g_n_pending; i++) {
+    if (rename(g_pending[i].tmp, g_pending[i].path) != 0) {
+      int err = errno;
+      for (int j = 0; j < i; j++) remove(g_pending[j].path);
+      /* The moved ones are gone; drop them from the list that fail() cleans. */
+      const char *path = g_pending[i].path;
+      for (int j = 0; j < i; j++) free(g_pending[j].tmp);
+      memmove(g_pending, g_pending + i, sizeof(pending_file) * (size_t)(g_n_pending - i));
+      g_n_pending -= i;
+      fail(1, "moving %s into place: %s", path, strerror(err));
+    }
+  }
+  for (int i = 0; i < g_n_pending; i++) free(g_pending[i].tmp);
+  free(g_pending);
+  g_pending = NULL;
+  g_n_pending = 0;
 }
 
 /* The declared type of the state called name (the caller checked that it exists). */
@@ -473,6 +533,7 @@ int main(int argc, char **argv) {
       vnrt_tensor_type t = state_type(ctx, graph, o.saves[i].name);
       write_value(ctx, plan, &o.saves[i], &t);
     }
+    commit_files();
   } else {
     for (int32_t i = 0; i < vnrt_plan_output_count(plan); i++)
       print_value(ctx, plan, vnrt_plan_output_name(plan, i), NULL);

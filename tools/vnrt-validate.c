@@ -1,6 +1,8 @@
 /* vnrt-validate: runs every op on every selected device against the CPU reference kernels.
  * This file runs, compares and reports; the cases are in validate/cases.c, their inputs in
  * validate/inputs.c. */
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -134,6 +136,17 @@ static void usage(FILE *f) {
           "failure or when no case ran.\n");
 }
 
+/* Parses a whole decimal number in [0, max] (no sign, no trailing text, no overflow). */
+static bool parse_u64(const char *text, uint64_t max, uint64_t *out) {
+  char *end = NULL;
+  if (!text || !(*text >= '0' && *text <= '9')) return false;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno == ERANGE || end == text || *end != '\0' || v > max) return false;
+  *out = (uint64_t)v;
+  return true;
+}
+
 int main(int argc, char **argv) {
   const char *device_spec = "all", *json_path = NULL;
   const char *ops[64];
@@ -153,9 +166,21 @@ int main(int argc, char **argv) {
       if (n_ops < 64) ops[n_ops++] = v;
       ++i;
     } else if (v && !strcmp(a, "--seed")) {
-      seed = strtoull(v, NULL, 10), ++i;
+      if (!parse_u64(v, UINT64_MAX, &seed)) {
+        fprintf(stderr,
+                "vnrt-validate: --seed wants a whole number in [0, 18446744073709551615], not "
+                "'%s'\n",
+                v);
+        return 2;
+      }
+      ++i;
     } else if (v && !strcmp(a, "--case")) {
-      only_case = atoi(v), ++i;
+      uint64_t c = 0;
+      if (!parse_u64(v, INT_MAX, &c)) {
+        fprintf(stderr, "vnrt-validate: --case wants a case number (see --list), not '%s'\n", v);
+        return 2;
+      }
+      only_case = (int)c, ++i;
     } else if (v && !strcmp(a, "--json")) {
       json_path = v, ++i;
     } else {
@@ -175,6 +200,7 @@ int main(int argc, char **argv) {
     for (int32_t c = 0; c < n_cases; ++c) {
       printf("%3d  %-16s %s\n", c, vnrt_op_name(cases[c].op), cases[c].label);
     }
+    free(cases);
     return 0;
   }
 
@@ -184,6 +210,7 @@ int main(int argc, char **argv) {
   vnrt_status s = vnrt_context_create(&cd, &ctx);
   if (s != VNRT_OK) {
     fprintf(stderr, "vnrt-validate: cannot create a context: %s\n", vnrt_status_string(s));
+    free(cases);
     return 2;
   }
   vnrt_device *cpu = NULL;
@@ -198,16 +225,26 @@ int main(int argc, char **argv) {
     n_dev = 1;
   } else {
     fprintf(stderr, "vnrt-validate: %s\n", vnrt_context_last_error(ctx));
+    free(cases);
     vnrt_context_destroy(ctx);
     return 2;
   }
 
   row *rows = calloc((size_t)n_dev * VNRT_OP_COUNT, sizeof *rows);
+  if (!rows) {
+    fprintf(stderr, "vnrt-validate: out of memory\n");
+    free(cases);
+    vnrt_context_destroy(ctx);
+    return 2;
+  }
   FILE *json = NULL;
   if (json_path) {
     json = fopen(json_path, "w");
     if (!json) {
-      fprintf(stderr, "vnrt-validate: cannot write %s\n", json_path);
+      fprintf(stderr, "vnrt-validate: cannot write %s: %s\n", json_path, strerror(errno));
+      free(rows);
+      free(cases);
+      vnrt_context_destroy(ctx);
       return 2;
     }
     fprintf(json, "{\n  \"seed\": %llu,\n  \"failures\": [", (unsigned long long)seed);

@@ -2,12 +2,15 @@
 # End-to-end tests of vnrt-run and vnrt-info: npy/safetensors binding, outputs, and that every
 # user error exits non-zero with one clear line on stderr. Needs only bash (no numpy): the
 # .npy and .safetensors inputs are written byte by byte with printf.
-# usage: test_tools.sh PATH/TO/vnrt-run PATH/TO/vnrt-info
+# vnrt-validate's argument errors are checked here too (its cases run in the tools suite).
+# usage: test_tools.sh PATH/TO/vnrt-run PATH/TO/vnrt-info PATH/TO/vnrt-validate
 set -u
-RUN=${1:?usage: test_tools.sh VNRT_RUN VNRT_INFO}
-INFO=${2:?usage: test_tools.sh VNRT_RUN VNRT_INFO}
+RUN=${1:?usage: test_tools.sh VNRT_RUN VNRT_INFO VNRT_VALIDATE}
+INFO=${2:?usage: test_tools.sh VNRT_RUN VNRT_INFO VNRT_VALIDATE}
+VALIDATE=${3:?usage: test_tools.sh VNRT_RUN VNRT_INFO VNRT_VALIDATE}
 case "$RUN" in /*) ;; *) RUN=$PWD/$RUN ;; esac
 case "$INFO" in /*) ;; *) INFO=$PWD/$INFO ;; esac
+case "$VALIDATE" in /*) ;; *) VALIDATE=$PWD/$VALIDATE ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/vnrt_tools.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
@@ -354,6 +357,30 @@ expect_error "unpacked FP4 npy" 1 "shape/dtype mismatch for param 'e'" "e2m1[2, 
   "e2m1[2, 32]" -- "$RUN" quant.vnir --weights q.safetensors --input x=xq.npy \
   --input w_scale=scale_ok.npy --input e=e_wide.npy
 
+# ---- outputs appear completely or not at all ------------------------------------------------
+cat >two.vnir <<'EOF2'
+vnir 1
+input x: f32[2, 3]
+param w: f32[3]
+y = mul(x, w)
+z = add(x, x)
+output y
+output z
+EOF2
+expect_error "second --output unwritable" 1 "output 'z'" "nodir/z.npy" -- \
+  "$RUN" two.vnir --input x=x.npy --input w=w.npy --output y=first.npy --output z=nodir/z.npy
+[ -e first.npy ] && fail "a failed later --output left the first output written"
+expect_error "--save-state unwritable after an output" 1 "state 'c'" "nodir/c.npy" -- \
+  "$RUN" counter.vnir --input x=x3.npy --output c2=first_c2.npy --save-state c=nodir/c.npy
+[ -e first_c2.npy ] && fail "a failed --save-state left the output written"
+ls ./*.tmp >/dev/null 2>&1 && fail "temporary files left behind: $(ls ./*.tmp)"
+if expect_ok "two outputs" "$RUN" two.vnir --input x=x.npy --input w=w.npy --output y=two_y.npy \
+  --output z=two_z.npy; then
+  cmp -s two_y.npy expect_y.npy || fail "two outputs: y differs: $(od -An -tx1 two_y.npy)"
+  [ -s two_z.npy ] || fail "two outputs: z not written"
+  ls ./*.tmp >/dev/null 2>&1 && fail "temporary files left after success: $(ls ./*.tmp)"
+fi
+
 # ---- vnrt-info ------------------------------------------------------------------------------
 if expect_ok "vnrt-info" "$INFO"; then
   grep -q '^vnrt [0-9]*\.[0-9]*\.[0-9]*$' out.txt || fail "vnrt-info: no version line"
@@ -366,6 +393,26 @@ if expect_ok "vnrt-info --json" "$INFO" --json; then
   grep -q '"memory_bytes": [1-9]' out.txt || fail "vnrt-info --json: no memory size"
 fi
 expect_error "vnrt-info bad argument" 2 "unknown argument" -- "$INFO" --bogus
+
+# ---- vnrt-validate argument errors -----------------------------------------------------------
+expect_error "vnrt-validate: --json unwritable" 2 "cannot write nodir/x.json" -- \
+  "$VALIDATE" --device cpu --op add --json nodir/x.json
+# Under valgrind when it is installed: the early exit frees the context and the case table.
+if command -v valgrind >/dev/null 2>&1; then
+  valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+    "$VALIDATE" --device cpu --op add --json nodir/x.json >out.txt 2>err.txt
+  rc=$?
+  [ "$rc" -eq 2 ] || fail "vnrt-validate --json unwritable under valgrind: exit $rc: $(grep -m2 "definitely lost" err.txt)"
+fi
+expect_error "vnrt-validate: --seed out of range" 2 "--seed" "99999999999999999999999" -- \
+  "$VALIDATE" --seed 99999999999999999999999 --list
+expect_error "vnrt-validate: negative --seed" 2 "--seed" "'-1'" -- "$VALIDATE" --seed -1 --list
+expect_error "vnrt-validate: --seed with trailing text" 2 "--seed" "'12x'" -- \
+  "$VALIDATE" --seed 12x --list
+expect_error "vnrt-validate: bad --case" 2 "--case" "'3x'" -- "$VALIDATE" --case 3x --list
+if expect_ok "vnrt-validate: largest --seed" "$VALIDATE" --seed 18446744073709551615 --list; then
+  grep -q "add" out.txt || fail "vnrt-validate --list: no add case: $(cat out.txt)"
+fi
 
 if [ "$FAILS" -ne 0 ]; then
   echo "$FAILS check(s) failed"
