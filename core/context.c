@@ -1,6 +1,8 @@
 /* The context's lower half: its host allocator, the small containers built on it, and the
  * services every layer reads from it (docs/api.md). The runtime's context.c creates the
  * context and its device registry on top of this. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -66,10 +68,38 @@ void vnrt_free(vnrt_context *ctx, void *ptr) {
 void *vn_host_alloc(void *core, size_t size) { return vn_malloc((vnrt_context *)core, size); }
 void vn_host_free(void *core, void *p) { vn_free((vnrt_context *)core, p); }
 
+/* Reports a bad vnrt_context_desc: no context exists to hold the message, so it goes through
+ * the desc's log callback (stderr without one) at error level. */
+static vnrt_status bad_desc(vnrt_context *ctx, const vnrt_context_desc *d, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static vnrt_status bad_desc(vnrt_context *ctx, const vnrt_context_desc *d, const char *fmt, ...) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->log_fn = d->log_fn;
+  ctx->log_user = d->log_user;
+  ctx->log_level = VNRT_LOG_ERROR;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  vn_log(ctx, VNRT_LOG_ERROR, "vnrt_context_create: %s", msg);
+  return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "vnrt_context_create: %s", msg);
+}
+
 vnrt_status vn_context_init_core(vnrt_context *ctx, const vnrt_context_desc *d) {
   int have_alloc = d->allocator.malloc_fn && d->allocator.realloc_fn && d->allocator.free_fn;
   if (!have_alloc && (d->allocator.malloc_fn || d->allocator.realloc_fn || d->allocator.free_fn)) {
-    return VNRT_ERROR_INVALID_ARGUMENT; /* all three or none */
+    return bad_desc(ctx, d,
+                    "vnrt_context_desc.allocator: set malloc_fn, realloc_fn and free_fn, or none");
+  }
+  if ((int)d->log_level < VNRT_LOG_DEBUG || (int)d->log_level > VNRT_LOG_ERROR) {
+    return bad_desc(ctx, d,
+                    "vnrt_context_desc.log_level=%d is not a vnrt_log_level (0 DEBUG .. 3 ERROR)",
+                    (int)d->log_level);
+  }
+  if (d->num_threads < 0 || d->num_threads > VN_MAX_THREADS) {
+    return bad_desc(ctx, d, "vnrt_context_desc.num_threads=%d is outside [0, %d] (0: all cores)",
+                    d->num_threads, VN_MAX_THREADS);
   }
   memset(ctx, 0, sizeof *ctx);
   ctx->alloc = d->allocator;

@@ -13,6 +13,8 @@
 #include "vnrt/vnrt.h"
 
 #define VN_ERROR_MAX 2048
+/* The most CPU worker threads vnrt_context_desc.num_threads may ask for (docs/api.md). */
+#define VN_MAX_THREADS 1024
 
 typedef struct vn_registry vn_registry; /* opaque here: the runtime owns it (runtime/registry.c) */
 
@@ -44,8 +46,9 @@ void vn_free(vnrt_context *ctx, void *ptr);
 char *vn_strdup(vnrt_context *ctx, const char *s);
 
 /* Fills a context's core state from desc (allocator, logging, threads, the backend host
- * services); the registry is left NULL. Fails only on an allocator with some but not all
- * of its functions. */
+ * services); the registry is left NULL. Fails with VNRT_ERROR_INVALID_ARGUMENT (the reason
+ * logged through desc's log callback) on an allocator with some but not all of its functions,
+ * a log_level that is not a vnrt_log_level, or num_threads outside [0, VN_MAX_THREADS]. */
 vnrt_status vn_context_init_core(vnrt_context *ctx, const vnrt_context_desc *desc);
 /* The backend host services on a context (host.core is the context). */
 void vn_host_log(void *core, vnrt_log_level level, const char *fmt, ...);

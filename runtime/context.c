@@ -13,7 +13,10 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
   vnrt_context probe;
   VN_RETURN_IF_ERROR(vn_context_init_core(&probe, &d));
   vnrt_context *ctx = probe.alloc.malloc_fn(probe.alloc.user, sizeof *ctx);
-  if (!ctx) return VNRT_ERROR_OUT_OF_MEMORY;
+  if (!ctx) {
+    vn_log(&probe, VNRT_LOG_ERROR, "vnrt_context_create: out of memory allocating the context");
+    return VNRT_ERROR_OUT_OF_MEMORY;
+  }
   *ctx = probe;
   ctx->host.core = ctx;
   vnrt_status s = vn_registry_create(ctx, &d, &ctx->registry);

@@ -212,6 +212,23 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "%s: the graph, device or plan to share with belongs to another context", fn);
   }
+  /* Every enum and count of the desc, before any work (docs/api.md: a bad enum is
+   * INVALID_ARGUMENT). */
+  if (desc && desc->kernels != VNRT_KERNELS_FAST && desc->kernels != VNRT_KERNELS_REFERENCE) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "%s: vnrt_plan_desc.kernels=%d is not a vnrt_kernel_mode (0 FAST, "
+                    "1 REFERENCE)",
+                    fn, (int)desc->kernels);
+  }
+  if (desc && desc->prefetch_depth < 0) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "%s: vnrt_plan_desc.prefetch_depth=%d is negative (0: the default, 2)", fn,
+                    (int)desc->prefetch_depth);
+  }
+  if (desc && desc->n_engram < 0) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s: vnrt_plan_desc.n_engram=%d is negative",
+                    fn, (int)desc->n_engram);
+  }
   bool updates_state = false;
   for (int32_t i = 0; i < graph->n_states; ++i) {
     updates_state |= graph->values[graph->states[i]].next >= 0;

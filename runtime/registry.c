@@ -44,33 +44,51 @@ static const char *iface_problem(const vnrt_backend_i *b) {
   return NULL;
 }
 
-static bool add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_backend_i *iface,
-                        void *dl_handle, const char *path) {
+/* Remembers why a backend did not start (the first VN_MAX_FAILED_BACKENDS of them). */
+static void note_failed(vn_registry *r, const char *name, vnrt_status status, const char *reason) {
+  if (r->n_failed >= VN_MAX_FAILED_BACKENDS) return;
+  vn_failed_backend *f = &r->failed[r->n_failed++];
+  snprintf(f->name, sizeof f->name, "%s", name);
+  f->status = status;
+  snprintf(f->reason, sizeof f->reason, "%s", reason);
+}
+
+/* Starts a backend and registers it. A backend that fails to start is logged (a warning, or
+ * an info line when it merely found no driver or device) and remembered with its reason; the
+ * status says why. */
+static vnrt_status add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_backend_i *iface,
+                               void *dl_handle, const char *path) {
   const char *problem = iface_problem(iface);
   if (problem) {
     vn_log(ctx, VNRT_LOG_WARN, "backend %s skipped: %s", path[0] ? path : "(built-in)", problem);
-    return false;
+    return vn_error(ctx, VNRT_ERROR_UNSUPPORTED, "backend %s: %s", path[0] ? path : "(built-in)",
+                    problem);
   }
   for (int32_t i = 0; i < r->n_backends; ++i) {
     if (strcmp(r->backends[i].iface->name, iface->name) == 0) {
       vn_log(ctx, VNRT_LOG_WARN, "backend '%s' from %s skipped: a backend of that name exists",
              iface->name, path[0] ? path : "(built-in)");
-      return false;
+      return vn_error(ctx, VNRT_ERROR_UNSUPPORTED, "a backend named '%s' exists", iface->name);
     }
   }
   void *state = NULL;
   vn_clear_error(ctx);
   vnrt_status s = iface->init(&ctx->host, &state);
-  if (s != VNRT_OK) {
-    vn_log(ctx, VNRT_LOG_INFO, "backend '%s' not available: %s: %s", iface->name,
-           vnrt_status_string(s), ctx->last_error);
-    vn_clear_error(ctx);
-    return false;
-  }
-  if (!vn_grow(ctx, (void **)&r->backends, &r->cap_backends, r->n_backends + 1,
-               sizeof *r->backends)) {
+  if (s == VNRT_OK && !vn_grow(ctx, (void **)&r->backends, &r->cap_backends, r->n_backends + 1,
+                               sizeof *r->backends)) {
     iface->shutdown(state);
-    return false;
+    s = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory registering the backend");
+  }
+  if (s != VNRT_OK) {
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s: %.400s", vnrt_status_string(s),
+             ctx->last_error[0] ? ctx->last_error : "no message");
+    note_failed(r, iface->name, s, reason);
+    /* No driver or no device is a normal condition; anything else is worth a warning. */
+    vn_log(ctx, s == VNRT_ERROR_NOT_FOUND ? VNRT_LOG_INFO : VNRT_LOG_WARN,
+           "backend '%s' failed to start: %s", iface->name, reason);
+    vn_error(ctx, s, "backend '%s' failed to start: %s", iface->name, reason);
+    return s;
   }
   vn_backend *b = &r->backends[r->n_backends++];
   memset(b, 0, sizeof *b);
@@ -78,7 +96,7 @@ static bool add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_backend_i 
   b->state = state;
   b->dl_handle = dl_handle;
   snprintf(b->path, sizeof b->path, "%s", path);
-  return true;
+  return VNRT_OK;
 }
 
 static void load_plugin_file(vnrt_context *ctx, vn_registry *r, const char *path) {
@@ -96,7 +114,7 @@ static void load_plugin_file(vnrt_context *ctx, vn_registry *r, const char *path
     return;
   }
   const vnrt_backend_i *iface = entry(VNRT_BACKEND_API_VERSION);
-  if (!add_backend(ctx, r, iface, h, path)) {
+  if (add_backend(ctx, r, iface, h, path) != VNRT_OK) {
     dlclose(h);
     return;
   }
@@ -113,9 +131,12 @@ static void load_plugin_dir(vnrt_context *ctx, vn_registry *r, const char *dir) 
   while ((e = readdir(d)) != NULL) {
     size_t len = strlen(e->d_name);
     if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0) continue;
-    if (!vn_grow(ctx, (void **)&names, &cap, n + 1, sizeof *names)) break;
-    names[n] = vn_strdup(ctx, e->d_name);
-    if (names[n]) ++n;
+    if (!vn_grow(ctx, (void **)&names, &cap, n + 1, sizeof *names) ||
+        !(names[n] = vn_strdup(ctx, e->d_name))) {
+      vn_log(ctx, VNRT_LOG_WARN, "plugins in %s skipped from %s on: out of memory", dir, e->d_name);
+      break;
+    }
+    ++n;
   }
   closedir(d);
   for (int32_t i = 1; i < n; ++i) {
@@ -157,11 +178,18 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
   vn_registry *r = vn_calloc(ctx, 1, sizeof *r);
   if (!r) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating the registry");
   for (size_t i = 0; vn_builtin_backends[i]; ++i) {
-    add_backend(ctx, r, vn_builtin_backends[i](), NULL, "");
+    vnrt_status s = add_backend(ctx, r, vn_builtin_backends[i](), NULL, "");
+    if (i == 0 && s != VNRT_OK) {
+      /* The CPU backend comes first and must start; its status (out of memory) is kept. */
+      char msg[VN_ERROR_MAX];
+      snprintf(msg, sizeof msg, "%s", ctx->last_error);
+      vn_registry_destroy(ctx, r);
+      return vn_error(ctx, s, "%s", msg);
+    }
   }
   if (r->n_backends == 0 || strcmp(r->backends[0].iface->name, "cpu") != 0) {
     vn_registry_destroy(ctx, r);
-    return vn_error(ctx, VNRT_ERROR_INTERNAL, "the cpu backend failed to initialise");
+    return vn_error(ctx, VNRT_ERROR_INTERNAL, "the first built-in backend is not 'cpu'");
   }
   if (!desc->no_plugins) {
     load_plugin_path(ctx, r, desc->plugin_path);
@@ -356,6 +384,13 @@ vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device 
     list_devices(ctx, known, sizeof known);
     for (int32_t b = 0; b < r->n_backends && !backend_known; ++b) {
       backend_known = strcmp(r->backends[b].iface->name, name) == 0;
+    }
+    for (int32_t f = 0; f < r->n_failed && !backend_known; ++f) {
+      if (strcmp(r->failed[f].name, name) == 0) {
+        return vn_error(ctx, VNRT_ERROR_NOT_FOUND,
+                        "unknown device '%s': backend '%s' failed to start: %s (devices: %s)", spec,
+                        name, r->failed[f].reason, known);
+      }
     }
     if (!backend_known) {
       return vn_error(ctx, VNRT_ERROR_NOT_FOUND,

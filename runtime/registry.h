@@ -19,7 +19,18 @@ struct vnrt_device {
   vnrt_backend_device *opened; /* opened on first use, closed with the context */
 };
 
+/* A backend whose init failed: kept (without allocating) so that selecting one of its devices
+ * says why it is missing. */
+#define VN_MAX_FAILED_BACKENDS 8
+typedef struct vn_failed_backend {
+  char name[16];
+  vnrt_status status;
+  char reason[512];
+} vn_failed_backend;
+
 struct vn_registry {
+  vn_failed_backend failed[VN_MAX_FAILED_BACKENDS];
+  int32_t n_failed;
   vn_backend *backends;
   int32_t n_backends, cap_backends;
   vnrt_device *devices;

@@ -156,7 +156,8 @@ static int version_at_least(int major, int minor, int want_major, int want_minor
   return major > want_major || (major == want_major && minor >= want_minor);
 }
 
-/* Fills desc for device d of platform p; returns 0 (with a logged reason) if unusable. */
+/* Fills desc for device d of platform p; returns 0 (with a logged reason) if unusable, -1 when
+ * out of host memory. */
 static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_device_id d,
                         cl_device_desc *desc) {
   memset(desc, 0, sizeof *desc);
@@ -179,6 +180,7 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   char profile[64];
   device_string(d, CL_DEVICE_PROFILE, profile, sizeof profile);
   char *ext = device_string_alloc(host, d, CL_DEVICE_EXTENSIONS);
+  if (!ext) return -1; /* out of host memory: cl_backend_init fails */
   const char *why = NULL;
   if (!version_at_least(major, minor, 1, 2))
     why = "it reports an OpenCL version below 1.2";
@@ -328,14 +330,25 @@ vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
     if (!ids || !grown) {
       if (ids) host->free(host->core, ids);
       if (grown) host->free(host->core, grown);
-      continue;
+      host->free(host->core, platforms);
+      cl_backend_shutdown(state);
+      return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                         "opencl: out of memory listing devices");
     }
     if (state->n_devices) memcpy(grown, state->devices, sizeof *grown * state->n_devices);
     if (state->devices) host->free(host->core, state->devices);
     state->devices = grown;
     if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_dev, ids, NULL) == CL_SUCCESS) {
       for (cl_uint i = 0; i < n_dev; ++i) {
-        if (probe_device(host, platforms[p], ids[i], &state->devices[state->n_devices])) {
+        int ok = probe_device(host, platforms[p], ids[i], &state->devices[state->n_devices]);
+        if (ok < 0) {
+          host->free(host->core, ids);
+          host->free(host->core, platforms);
+          cl_backend_shutdown(state);
+          return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                             "opencl: out of memory probing devices");
+        }
+        if (ok) {
           state->devices[state->n_devices].info.index = state->n_devices;
           snprintf(state->devices[state->n_devices].info.spec,
                    sizeof state->devices[state->n_devices].info.spec, "opencl:%u",

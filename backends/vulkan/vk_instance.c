@@ -137,8 +137,10 @@ static vnrt_device_type map_type(VkPhysicalDeviceType t, uint32_t *rank) {
   }
 }
 
-/* Probes one physical device. Returns false (with a logged reason) if vnrt cannot use it. */
-static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_api, vk_phys *p) {
+/* Probes one physical device. Returns false (with a logged reason) if vnrt cannot use it, and
+ * sets *oom when that was for want of host memory (then vk_init fails). */
+static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_api, vk_phys *p,
+                         bool *oom) {
   const vnrt_backend_host *host = st->host;
   memset(p, 0, sizeof *p);
   p->pd = pd;
@@ -172,7 +174,10 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
   uint32_t nq = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, NULL);
   VkQueueFamilyProperties *qf = nq ? host->alloc(host->core, sizeof *qf * nq) : NULL;
-  if (nq && !qf) return false;
+  if (nq && !qf) {
+    *oom = true;
+    return false;
+  }
   if (qf) vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, qf);
   bool found = false;
   p->copy_family = UINT32_MAX;
@@ -197,7 +202,13 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
 
   VkExtensionProperties *exts = NULL;
   uint32_t n_exts = 0;
-  if (device_exts(host, pd, &exts, &n_exts) != VK_SUCCESS) return false;
+  VkResult er = device_exts(host, pd, &exts, &n_exts);
+  if (er != VK_SUCCESS) {
+    *oom = er == VK_ERROR_OUT_OF_HOST_MEMORY;
+    host->log(host->core, VNRT_LOG_INFO, "vulkan: '%s' skipped: %s listing its extensions", name,
+              vk_result_string(er));
+    return false;
+  }
   bool v12 = api >= VK_API_VERSION_1_2;
   bool has_f16i8 = v12 || has_ext(exts, n_exts, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
   bool has_s8 = v12 || has_ext(exts, n_exts, VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
@@ -350,10 +361,12 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   VkExtensionProperties *iext = NULL;
   if (vkEnumerateInstanceExtensionProperties(NULL, &n_iext, NULL) == VK_SUCCESS && n_iext) {
     iext = host->alloc(host->core, sizeof *iext * n_iext);
-    if (iext && vkEnumerateInstanceExtensionProperties(NULL, &n_iext, iext) != VK_SUCCESS) {
-      n_iext = 0;
+    if (!iext) {
+      host->free(host->core, st);
+      return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                         "vulkan: out of memory listing instance extensions");
     }
-    if (!iext) n_iext = 0;
+    if (vkEnumerateInstanceExtensionProperties(NULL, &n_iext, iext) != VK_SUCCESS) n_iext = 0;
   }
   const char *ext_names[5];
   uint32_t n_ext = 0;
@@ -424,7 +437,10 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   if (r != VK_SUCCESS) {
     st->instance = VK_NULL_HANDLE;
     vk_shutdown(st);
-    return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateInstance%s",
+    /* No driver at all is "not found" (logged as info), not a failing one. */
+    return VK_FAIL(host,
+                   r == VK_ERROR_INCOMPATIBLE_DRIVER ? VNRT_ERROR_NOT_FOUND : VNRT_ERROR_DEVICE, r,
+                   "vkCreateInstance%s",
                    r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver is installed?)" : "");
   }
   if (debug_utils) {
@@ -466,10 +482,16 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
     vk_shutdown(st);
     return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEnumeratePhysicalDevices");
   }
-  for (uint32_t i = 0; i < n; ++i) {
-    if (probe_device(st, pds[i], api, &st->phys[st->n_phys])) st->n_phys++;
+  bool oom = false;
+  for (uint32_t i = 0; i < n && !oom; ++i) {
+    if (probe_device(st, pds[i], api, &st->phys[st->n_phys], &oom)) st->n_phys++;
   }
   if (pds) host->free(host->core, pds);
+  if (oom) {
+    vk_shutdown(st);
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                       "vulkan: out of memory probing the physical devices");
+  }
   /* Order by capability: device type, then device-local memory; stable otherwise. Never by
    * vendor or name. */
   for (uint32_t i = 1; i < st->n_phys; ++i) {
