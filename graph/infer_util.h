@@ -194,7 +194,15 @@ static inline vnrt_status need_bool(const char *key, int64_t v, char *err, size_
   return fail(err, size, ARG, "attribute %s = %" PRId64 " must be 0 or 1", key, v);
 }
 
+/* The most Sinkhorn iterations hc_pre and sinkhorn accept (docs/ops.md, "Attribute limits"):
+ * iters scales their work beyond the tensor sizes, so it is bounded at graph-build time. */
+#define VN_MAX_ITERS 1000
+
 static inline vnrt_status need_iters(int64_t iters, char *err, size_t size) {
+  if (iters > VN_MAX_ITERS) {
+    return fail(err, size, ARG, "attribute iters = %" PRId64 " exceeds the limit %d", iters,
+                VN_MAX_ITERS);
+  }
   if (iters >= 1) return VNRT_OK;
   return fail(err, size, ARG, "attribute iters = %" PRId64 " must be >= 1", iters);
 }

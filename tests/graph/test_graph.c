@@ -661,6 +661,21 @@ START_TEST(test_mhc) {
   EXPECT_ERR(infer(VNRT_OP_HC_PRE, INS(T(F32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
                    ATTRS(tu_attr_i("iters", 0)), out, 3),
              INVALID_ARGUMENT, "iters = 0");
+  /* iters scales the work beyond the tensor sizes: at most 1000 (docs/ops.md, "Attribute
+   * limits"), checked when the node is added. */
+  TU_OK(ctx, infer(VNRT_OP_HC_PRE, INS(T(F32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
+                   ATTRS(tu_attr_i("iters", 1000)), out, 3));
+  EXPECT_ERR(infer(VNRT_OP_HC_PRE, INS(T(F32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
+                   ATTRS(tu_attr_i("iters", 4400000)), out, 3),
+             INVALID_ARGUMENT, "node 'r0' (hc_pre)",
+             "attribute iters = 4400000 exceeds the limit 1000");
+  EXPECT_ERR(infer(VNRT_OP_HC_PRE, INS(T(F32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
+                   ATTRS(tu_attr_i("iters", 1001)), out, 3),
+             INVALID_ARGUMENT, "attribute iters = 1001 exceeds the limit 1000");
+  /* Beyond int32 (the params' width): still the limit's message, never a wrapped value. */
+  EXPECT_ERR(infer(VNRT_OP_HC_PRE, INS(T(F32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
+                   ATTRS(tu_attr_i("iters", 4294967297LL)), out, 3),
+             INVALID_ARGUMENT, "attribute iters = 4294967297 exceeds the limit 1000");
   EXPECT_ERR(infer(VNRT_OP_HC_PRE, INS(T(I32, 5, 4, 64), T(F32, 24, 256), T(F32, 3), T(F32, 24)),
                    NO_ATTRS, out, 3),
              SHAPE_MISMATCH, "X is i32[5, 4, 64]", "float");
@@ -699,6 +714,14 @@ START_TEST(test_mhc) {
   EXPECT_T(out[0], F32, 2, 5, 4, 4);
   TU_OK(ctx, infer(VNRT_OP_SINKHORN, INS(T(F32, 3, 3)), ATTRS(tu_attr_i("iters", 1)), out, 1));
   EXPECT_T(out[0], F32, 3, 3);
+  TU_OK(ctx, infer(VNRT_OP_SINKHORN, INS(T(F32, 3, 3)), ATTRS(tu_attr_i("iters", 1000)), out, 1));
+  EXPECT_ERR(infer(VNRT_OP_SINKHORN, INS(T(F32, 3, 3)), ATTRS(tu_attr_i("iters", 4400000)), out, 1),
+             INVALID_ARGUMENT, "node 'r0' (sinkhorn)",
+             "attribute iters = 4400000 exceeds the limit 1000");
+  EXPECT_ERR(infer(VNRT_OP_SINKHORN, INS(T(F32, 3, 3)), ATTRS(tu_attr_i("iters", 1001)), out, 1),
+             INVALID_ARGUMENT, "attribute iters = 1001 exceeds the limit 1000");
+  EXPECT_ERR(infer(VNRT_OP_SINKHORN, INS(T(F32, 3, 3)), ATTRS(tu_attr_i("iters", -1)), out, 1),
+             INVALID_ARGUMENT, "attribute iters = -1 must be >= 1");
   EXPECT_ERR(infer(VNRT_OP_SINKHORN, INS(T(F32, 5, 4, 3)), NO_ATTRS, out, 1), SHAPE_MISMATCH,
              "L is f32[5, 4, 3]", "last two dims");
   EXPECT_ERR(infer(VNRT_OP_SINKHORN, INS(T(F32, 4)), NO_ATTRS, out, 1), SHAPE_MISMATCH,
