@@ -7,8 +7,8 @@ usage: check_refs.py SOURCE_ROOT
   whose target is not a URL or a bare #anchor must name an existing file or folder, relative
   to the .md file (as a markdown viewer reads it).
 - Comments of C, C headers, shaders (*.c *.h *.comp *.cl *.glsl) and meson files (meson.build,
-  meson_options.txt): every path ending in .md that they cite (spec/ops.md, docs/vnir.md,
-  attrs.md, ../README.md, ...) must exist relative to the project root or to the citing
+  meson_options.txt): every path ending in .md that they cite (docs/ops.md, docs/vnir.md,
+  ops.md, ../README.md, ...) must exist relative to the project root or to the citing
   file's folder.
 
 Files are those of project_files.py (no build folders, no third_party/). Prints every broken
