@@ -57,30 +57,6 @@ static vnrt_tensor_type ttype(vnrt_dtype dt, int32_t rank, const int64_t *dims) 
   return t;
 }
 
-/* The tensor's values (as stored, so f16/bf16 rounding is included) as doubles. */
-static double *values(const tu_tensor *t) {
-  int64_t n = tu_numel(t);
-  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (int64_t i = 0; i < n; ++i) v[i] = tu_get(t, i);
-  return v;
-}
-
-static double *dalloc(int64_t n) {
-  double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  return v;
-}
-
-static double nmse_d(const double *a, const double *ref, int64_t n) {
-  double num = 0.0, den = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (a[i] - ref[i]) * (a[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return den > 0.0 ? num / den : num;
-}
-
 static void free_all(tu_tensor *t, int32_t n) {
   for (int32_t i = 0; i < n; ++i) tu_tensor_free(&t[i]);
 }
@@ -459,17 +435,17 @@ START_TEST(test_ffn_decode_independent_of_threads) {
     const ffn_case *c = &cases[ci];
     tu_tensor in[5];
     make_ffn_inputs(c, 940 + ci, in);
-    double *x = values(&in[0]), *ex = values(&in[1]), *w = values(&in[2]);
-    double *wgu = values(&in[3]), *wd = values(&in[4]), *yd = dalloc(c->T * c->C);
+    double *x = tu_values(&in[0]), *ex = tu_values(&in[1]), *w = tu_values(&in[2]);
+    double *wgu = tu_values(&in[3]), *wd = tu_values(&in[4]), *yd = tu_dalloc(c->T * c->C);
     ffn_d(c->T, c->C, c->F, c->k, c->limit, x, ex, w, wgu, wd, yd);
     vnrt_attr attrs[] = {tu_attr_f("limit", c->limit)};
     const int64_t n = c->T * c->C;
     float *y1 = malloc(sizeof(float) * (size_t)n), *yn = malloc(sizeof(float) * (size_t)n);
-    double *y1d = dalloc(n);
+    double *y1d = tu_dalloc(n);
     ck_assert(y1 && yn);
     run_fast_ffn(in, attrs, c->limit, 1, y1);
     for (int64_t i = 0; i < n; ++i) y1d[i] = y1[i];
-    const double e = nmse_d(y1d, yd, n);
+    const double e = tu_nmse_d(y1d, yd, n);
     ck_assert_msg(e <= TOL_FFN, "case %zu: NMSE %.3g vs double > %.3g", ci, e, TOL_FFN);
     for (int32_t threads = 2; threads <= 3; ++threads) {
       run_fast_ffn(in, attrs, c->limit, threads, yn);

@@ -522,17 +522,6 @@ static void matmul_ref(const tu_tensor *a, const tu_tensor *b, const vnrt_tensor
   }
 }
 
-static double round_to(vnrt_dtype dt, double v) {
-  switch (dt) {
-    case VNRT_F16:
-      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16:
-      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default:
-      return (float)v;
-  }
-}
-
 /* Runs op on opencl:0 with VNRT_CL_GEMM=impl and checks against the double reference. */
 static void check_gemm(vnrt_context *ctx, const char *impl, vnrt_op op, tu_tensor *in) {
   setenv("VNRT_CL_GEMM", impl, 1);
@@ -556,7 +545,7 @@ static void check_gemm(vnrt_context *ctx, const char *impl, vnrt_op op, tu_tenso
       }
     }
   }
-  for (int64_t i = 0; i < n; ++i) want[i] = round_to(out.type.dtype, want[i]);
+  for (int64_t i = 0; i < n; ++i) want[i] = tu_round_to(out.type.dtype, want[i]);
   double err = tu_nmse(&out, want, n);
   ck_assert_msg(err <= 1e-6, "%s with %s (%s result): NMSE %.3g", vnrt_op_name(op), impl,
                 vnrt_dtype_name(out.type.dtype), err);

@@ -339,3 +339,39 @@ int tu_run_suite(Suite *suite) {
   srunner_free(sr);
   return failed == 0 ? 0 : 1;
 }
+
+double tu_nmse_d(const double *a, const double *ref, int64_t n) {
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (a[i] - ref[i]) * (a[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0.0 ? num / den : num;
+}
+
+double tu_round_to(vnrt_dtype dt, double v) {
+  switch (dt) {
+    case VNRT_F32:
+      return (float)v;
+    case VNRT_F16:
+      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
+    case VNRT_BF16:
+      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
+    default:
+      return v;
+  }
+}
+
+double *tu_values(const tu_tensor *t) {
+  int64_t n = tu_numel(t);
+  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (int64_t i = 0; i < n; ++i) v[i] = tu_get(t, i);
+  return v;
+}
+
+double *tu_dalloc(int64_t n) {
+  double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  return v;
+}

@@ -64,6 +64,18 @@ vnrt_status tu_run_fallback(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *d
  * where expected is finite gives INFINITY. */
 double tu_nmse(const tu_tensor *got, const double *expected, int64_t n);
 
+/* Σ(a−r)²/Σr² of two double arrays (Σ(a−r)² when r is all zero). */
+double tu_nmse_d(const double *a, const double *ref, int64_t n);
+
+/* v as dtype dt would store it (round to nearest even, through f32 as a kernel's f32 result
+ * is), widened back to double; other dtypes return v. */
+double tu_round_to(vnrt_dtype dt, double v);
+
+/* A tensor's values as stored (f16/bf16 rounding included), as a malloc'd double array. */
+double *tu_values(const tu_tensor *t);
+/* A zeroed malloc'd array of n doubles (at least one). */
+double *tu_dalloc(int64_t n);
+
 /* Attribute constructors. */
 vnrt_attr tu_attr_i(const char *key, int64_t v);
 vnrt_attr tu_attr_f(const char *key, double v);

@@ -37,12 +37,6 @@ static void free_all(tu_tensor *t, int32_t n) {
   for (int32_t i = 0; i < n; ++i) tu_tensor_free(&t[i]);
 }
 
-static double *dalloc(int64_t n) {
-  double *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-  ck_assert_ptr_nonnull(p);
-  return p;
-}
-
 static tu_tensor new_t(vnrt_dtype dt, int64_t d0, int64_t d1, int64_t d2) {
   int64_t dims[3] = {d0, d1, d2};
   int32_t rank = d2 > 0 ? 3 : (d1 > 0 ? 2 : 1);
@@ -88,7 +82,7 @@ static void check_rope(int64_t T, int64_t H, int64_t D, int64_t dims, double the
                         tu_attr_i("dims", dims)};
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_ROPE, in, 2, attrs, dims > 0 ? 3 : 2, 1);
   const int64_t n = T * H * D;
-  double *exp_v = dalloc(n);
+  double *exp_v = tu_dalloc(n);
   rope_expected(&in[0], pos_all, dims > 0 ? dims : D, theta, interleaved, exp_v);
   for (int32_t i = 0; i < tu_device_count(ctx); ++i) {
     tu_tensor out[1];
@@ -153,7 +147,7 @@ static int attn_expected(const attn_case *c, const tu_tensor *q, const tu_tensor
                          const tu_tensor *v, const tu_tensor *sinks, double *out) {
   const double scale = c->scale > 0 ? c->scale : 1.0 / sqrt((double)c->D);
   const int64_t group = c->Hq / c->Hkv;
-  double *sc = dalloc(c->S);
+  double *sc = tu_dalloc(c->S);
   int empty = 0;
   for (int64_t t = 0; t < c->T; ++t) {
     const int64_t qpos = c->S - c->T + t;
@@ -219,7 +213,7 @@ static int check_attention(const attn_case *c, uint64_t seed) {
                         tu_attr_f("scale", c->scale)};
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_ATTENTION, in, n_in, attrs, c->scale > 0 ? 3 : 2, 1);
   const int64_t n = c->T * c->Hq * c->Dv;
-  double *exp_v = dalloc(n);
+  double *exp_v = tu_dalloc(n);
   const int empty = attn_expected(c, &in[0], &in[1], &in[2], c->sinks ? &in[3] : NULL, exp_v);
   for (int32_t i = 0; i < tu_device_count(ctx); ++i) {
     tu_tensor out[1];

@@ -115,30 +115,6 @@ static tu_tensor tensor(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int
   return tu_tensor_new(dt, rank, dims);
 }
 
-/* The tensor's values (as stored, so f16/bf16 rounding is included) as doubles. */
-static double *values(const tu_tensor *t) {
-  int64_t n = tu_numel(t);
-  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (int64_t i = 0; i < n; ++i) v[i] = tu_get(t, i);
-  return v;
-}
-
-static double *dalloc(int64_t n) {
-  double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  return v;
-}
-
-static double nmse_d(const double *a, const double *ref, int64_t n) {
-  double num = 0.0, den = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (a[i] - ref[i]) * (a[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return den > 0.0 ? num / den : num;
-}
-
 static uint64_t rng_next(uint64_t *s) {
   uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -226,7 +202,7 @@ static void hc_pre_d(const hc_pre_case *c, const double *X, const double *fn, co
   const int64_t n = c->n, C = c->C, rows = (n + 2) * n;
   const int64_t post_off = order == ORDER_PRE_POST_COMB ? n : n + n * n;
   const int64_t comb_off = order == ORDER_PRE_POST_COMB ? 2 * n : n;
-  double *mix = dalloc(rows), *pre = dalloc(n), *L = dalloc(n * n);
+  double *mix = tu_dalloc(rows), *pre = tu_dalloc(n), *L = tu_dalloc(n * n);
   for (int64_t t = 0; t < c->T; ++t) {
     mix_d(X, t, n * C, fn, rows, c->norm_eps, mix);
     for (int64_t j = 0; j < n; ++j) {
@@ -275,7 +251,7 @@ START_TEST(test_hc_expand_copies_every_stream) {
     int64_t T = cases[ci].T, C = cases[ci].C, n = cases[ci].n;
     tu_tensor x = tensor(cases[ci].dt, 2, T, C, 0, 0);
     tu_fill_uniform(&x, 11 + ci, -3.0f, 3.0f);
-    double *want_v = dalloc(T * n * C);
+    double *want_v = tu_dalloc(T * n * C);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t j = 0; j < n; ++j) {
         for (int64_t c = 0; c < C; ++c) want_v[(t * n + j) * C + c] = tu_get(&x, t * C + c);
@@ -303,13 +279,14 @@ static void check_hc_pre(const hc_pre_case *c, vnrt_dtype xdt, vnrt_dtype fdt, v
   tu_set(&in[2], 1, 1.3);
   tu_set(&in[2], 2, 1.7);
   tu_fill_uniform(&in[3], seed + 2, -1.0f, 1.0f);
-  double *X = values(&in[0]), *fn = values(&in[1]), *sc = values(&in[2]), *b = values(&in[3]);
-  double *x = dalloc(T * C), *post = dalloc(T * n), *comb = dalloc(T * n * n);
+  double *X = tu_values(&in[0]), *fn = tu_values(&in[1]), *sc = tu_values(&in[2]),
+         *b = tu_values(&in[3]);
+  double *x = tu_dalloc(T * C), *post = tu_dalloc(T * n), *comb = tu_dalloc(T * n * n);
   hc_pre_d(c, X, fn, sc, b, ORDER_PRE_POST_COMB, SK_SPEC, x, post, comb);
   if (order_matters) {
-    double *x2 = dalloc(T * C), *post2 = dalloc(T * n), *comb2 = dalloc(T * n * n);
+    double *x2 = tu_dalloc(T * C), *post2 = tu_dalloc(T * n), *comb2 = tu_dalloc(T * n * n);
     hc_pre_d(c, X, fn, sc, b, ORDER_PRE_COMB_POST, SK_SPEC, x2, post2, comb2);
-    ck_assert_msg(nmse_d(post2, post, T * n) > 1e-3 && nmse_d(comb2, comb, T * n * n) > 1e-3,
+    ck_assert_msg(tu_nmse_d(post2, post, T * n) > 1e-3 && tu_nmse_d(comb2, comb, T * n * n) > 1e-3,
                   "test data cannot tell fn row orders apart");
     free(x2);
     free(post2);
@@ -387,7 +364,7 @@ START_TEST(test_sinkhorn_is_doubly_stochastic_after_20_iters) {
   /* Batch dims [2, 3] in front of 4×4, defaults iters 20 / eps 1e-6. */
   tu_tensor L = tensor(VNRT_F32, 4, 2, 3, 4, 4);
   tu_fill_uniform(&L, 7, -2.0f, 2.0f);
-  double *Lv = values(&L), *M = dalloc(6 * 16);
+  double *Lv = tu_values(&L), *M = tu_dalloc(6 * 16);
   for (int64_t b = 0; b < 6; ++b) sinkhorn_d(Lv + b * 16, 4, 20, 1e-6, SK_SPEC, M + b * 16);
   sums_check sc = {.n = 4, .batch = 6, .row_tol = 1e-4, .col_tol = 1e-5};
   want w[] = {{M, 6 * 16, TOL_MHC}};
@@ -414,19 +391,19 @@ START_TEST(test_sinkhorn_exact_values_iters_1_and_3) {
       tu_tensor L =
           B == 1 ? tensor(cases[ci].dt, 2, n, n, 0, 0) : tensor(cases[ci].dt, 3, B, n, n, 0);
       tu_fill_uniform(&L, 31 + ci * 7 + ii, -2.5f, 2.5f);
-      double *Lv = values(&L), *M = dalloc(B * n * n), *bad = dalloc(B * n * n);
+      double *Lv = tu_values(&L), *M = tu_dalloc(B * n * n), *bad = tu_dalloc(B * n * n);
       for (int64_t b = 0; b < B; ++b) {
         sinkhorn_d(Lv + b * n * n, n, iters, eps, SK_SPEC, M + b * n * n);
       }
       for (int64_t b = 0; b < B; ++b) {
         sinkhorn_d(Lv + b * n * n, n, iters, eps, SK_EXP_START, bad + b * n * n);
       }
-      ck_assert_msg(nmse_d(bad, M, B * n * n) > 1e-4, "data cannot tell exp() from softmax");
+      ck_assert_msg(tu_nmse_d(bad, M, B * n * n) > 1e-4, "data cannot tell exp() from softmax");
       if (eps > 1e-3) {
         for (int64_t b = 0; b < B; ++b) {
           sinkhorn_d(Lv + b * n * n, n, iters, eps, SK_NO_EPS, bad + b * n * n);
         }
-        ck_assert_msg(nmse_d(bad, M, B * n * n) > 1e-4, "data cannot tell a missing eps");
+        ck_assert_msg(tu_nmse_d(bad, M, B * n * n) > 1e-4, "data cannot tell a missing eps");
       }
       vnrt_attr attrs[] = {tu_attr_i("iters", iters), tu_attr_f("eps", eps)};
       want w[] = {{M, B * n * n, TOL_MHC}};
@@ -460,12 +437,13 @@ START_TEST(test_hc_post_applies_comb_transposed) {
     tu_fill_uniform(&in[1], 51 + ci, -2.0f, 2.0f);
     tu_fill_uniform(&in[2], 61 + ci, 0.0f, 2.0f);
     tu_fill_uniform(&in[3], 71 + ci, 0.0f, 1.0f); /* far from symmetric */
-    double *X = values(&in[0]), *y = values(&in[1]), *post = values(&in[2]);
-    double *comb = values(&in[3]);
-    double *out = dalloc(T * n * C), *bad = dalloc(T * n * C);
+    double *X = tu_values(&in[0]), *y = tu_values(&in[1]), *post = tu_values(&in[2]);
+    double *comb = tu_values(&in[3]);
+    double *out = tu_dalloc(T * n * C), *bad = tu_dalloc(T * n * C);
     hc_post_d(T, n, C, X, y, post, comb, 1, out);
     hc_post_d(T, n, C, X, y, post, comb, 0, bad);
-    ck_assert_msg(nmse_d(bad, out, T * n * C) > 1e-3, "data cannot tell comb from its transpose");
+    ck_assert_msg(tu_nmse_d(bad, out, T * n * C) > 1e-3,
+                  "data cannot tell comb from its transpose");
     want w[] = {{out, T * n * C, tol_for(xdt, TOL_MHC)}};
     run_check(VNRT_OP_HC_POST, in, 4, NULL, 0, 1, w, NULL, NULL);
     free(X);
@@ -494,8 +472,8 @@ START_TEST(test_hc_head_collapses_with_sigmoid_weights) {
     tu_fill_uniform(&in[1], 91 + ci, -0.6f, 0.6f);
     tu_set(&in[2], 0, 1.4);
     tu_fill_uniform(&in[3], 97 + ci, -1.0f, 1.0f);
-    double *X = values(&in[0]), *fn = values(&in[1]), *sc = values(&in[2]);
-    double *b = values(&in[3]), *mix = dalloc(n), *x = dalloc(T * C);
+    double *X = tu_values(&in[0]), *fn = tu_values(&in[1]), *sc = tu_values(&in[2]);
+    double *b = tu_values(&in[3]), *mix = tu_dalloc(n), *x = tu_dalloc(T * C);
     for (int64_t t = 0; t < T; ++t) {
       mix_d(X, t, n * C, fn, n, cases[ci].norm_eps, mix);
       for (int64_t j = 0; j < n; ++j) mix[j] = sigm(mix[j] * sc[0] + b[j]) + cases[ci].eps;
@@ -567,7 +545,7 @@ typedef struct route_ref_opts {
 static void route_d(const route_case *c, const double *L, const double *bias, route_ref_opts *o,
                     double *w, double *ex) {
   const int64_t E = c->E, k = c->k, G = c->n_group, gs = E / c->n_group;
-  double *s = dalloc(E), *sel = dalloc(E), *gsc = dalloc(G);
+  double *s = tu_dalloc(E), *sel = tu_dalloc(E), *gsc = tu_dalloc(G);
   int *ok = calloc((size_t)E, sizeof *ok), *gok = calloc((size_t)G, sizeof *gok);
   ck_assert(ok && gok);
   o->min_gap = INFINITY;
@@ -639,7 +617,7 @@ static int64_t count_diff(const double *a, const double *b, int64_t n) {
 /* Runs moe_route for c on logits/bias (bias may be NULL) and compares with the reference. */
 static void check_route(const route_case *c, tu_tensor *logits, tu_tensor *bias, double *out_w,
                         double *out_ex) {
-  double *L = values(logits), *b = bias ? values(bias) : NULL;
+  double *L = tu_values(logits), *b = bias ? tu_values(bias) : NULL;
   route_ref_opts o = {0};
   route_d(c, L, b, &o, out_w, out_ex);
   if (c->n_group > 1) ck_assert_msg(o.min_gap > 1e-4, "near-tie in group scores: %g", o.min_gap);
@@ -662,7 +640,7 @@ static void make_route_inputs(const route_case *c, uint64_t seed, double center,
                               double bias_range, tu_tensor *logits, tu_tensor *bias) {
   uint64_t s = seed;
   const int64_t E = c->E;
-  double *b = dalloc(E), *target = dalloc(E);
+  double *b = tu_dalloc(E), *target = tu_dalloc(E);
   if (bias) {
     spaced_values(&s, E, -bias_range, bias_range, b);
     for (int64_t e = 0; e < E; ++e) {
@@ -701,16 +679,16 @@ START_TEST(test_route_weights_are_unbiased_scores) {
   for (int64_t t = 0; t < c.T; ++t) {
     for (int64_t e = 0; e < c.E; ++e) tu_set(&logits, t * c.E + e, inv_score(c.kind, s_rows[t][e]));
   }
-  double *L = values(&logits), *b = values(&bias);
-  double *w = dalloc(c.T * c.k), *ex = dalloc(c.T * c.k);
-  double *w2 = dalloc(c.T * c.k), *ex2 = dalloc(c.T * c.k);
+  double *L = tu_values(&logits), *b = tu_values(&bias);
+  double *w = tu_dalloc(c.T * c.k), *ex = tu_dalloc(c.T * c.k);
+  double *w2 = tu_dalloc(c.T * c.k), *ex2 = tu_dalloc(c.T * c.k);
   /* The bias must change the selection, and biased weights must differ from the right ones. */
   route_ref_opts no_bias = {.ignore_bias = 1}, biased_w = {.biased_weights = 1};
   route_d(&c, L, b, &no_bias, w2, ex2);
   check_route(&c, &logits, &bias, w, ex);
   ck_assert_msg(count_diff(ex, ex2, c.T * c.k) > 0, "the bias does not change the selection");
   route_d(&c, L, b, &biased_w, w2, ex2);
-  ck_assert_msg(nmse_d(w2, w, c.T * c.k) > 1e-3, "biased weights look like unbiased ones");
+  ck_assert_msg(tu_nmse_d(w2, w, c.T * c.k) > 1e-3, "biased weights look like unbiased ones");
   /* Token 0 by hand: sel = [.9 .8 .7 .6 .5 .42 .96 .77] -> experts 6, 0; w = s = .3, .9. */
   ck_assert(ex[0] == 6.0 && ex[1] == 0.0);
   ck_assert(fabs(w[0] - 0.25) < 1e-6 && fabs(w[1] - 0.75) < 1e-6);
@@ -752,9 +730,9 @@ START_TEST(test_route_group_score_is_sum_of_top2) {
   for (int64_t t = 0; t < c.T; ++t) {
     for (int64_t e = 0; e < c.E; ++e) tu_set(&logits, t * c.E + e, inv_score(c.kind, rows[t][e]));
   }
-  double *L = values(&logits);
-  double *w = dalloc(c.T * c.k), *ex = dalloc(c.T * c.k), *w2 = dalloc(c.T * c.k);
-  double *ex2 = dalloc(c.T * c.k);
+  double *L = tu_values(&logits);
+  double *w = tu_dalloc(c.T * c.k), *ex = tu_dalloc(c.T * c.k), *w2 = tu_dalloc(c.T * c.k);
+  double *ex2 = tu_dalloc(c.T * c.k);
   check_route(&c, &logits, NULL, w, ex);
   ck_assert(ex[0] == 4.0 && ex[1] == 5.0 && ex[2] == 9.0 && ex[3] == 8.0);
   route_ref_opts max_only = {.group_rule = GROUP_MAX}, sum_all = {.group_rule = GROUP_SUM_ALL};
@@ -782,11 +760,11 @@ START_TEST(test_route_deepseek_v3_config) {
                   .scale = 2.5};
   tu_tensor logits = tensor(VNRT_F32, 2, c.T, c.E, 0, 0), bias = tensor(VNRT_F32, 1, c.E, 0, 0, 0);
   make_route_inputs(&c, 1234, 0.5, 0.2, 0.25, &logits, &bias);
-  double *w = dalloc(c.T * c.k), *ex = dalloc(c.T * c.k);
+  double *w = tu_dalloc(c.T * c.k), *ex = tu_dalloc(c.T * c.k);
   check_route(&c, &logits, &bias, w, ex);
   /* The group limit must matter on this data, or the test would not exercise it. */
-  double *L = values(&logits), *b = values(&bias), *w2 = dalloc(c.T * c.k);
-  double *ex2 = dalloc(c.T * c.k);
+  double *L = tu_values(&logits), *b = tu_values(&bias), *w2 = tu_dalloc(c.T * c.k);
+  double *ex2 = tu_dalloc(c.T * c.k);
   route_case flat = c;
   flat.n_group = 1;
   route_ref_opts o = {0};
@@ -814,7 +792,7 @@ START_TEST(test_route_deepseek_v4_config) {
                   .scale = 1.5};
   tu_tensor logits = tensor(VNRT_F32, 2, c.T, c.E, 0, 0), bias = tensor(VNRT_F32, 1, c.E, 0, 0, 0);
   make_route_inputs(&c, 4321, 1.2, 0.3, 0.4, &logits, &bias);
-  double *w = dalloc(c.T * c.k), *ex = dalloc(c.T * c.k);
+  double *w = tu_dalloc(c.T * c.k), *ex = tu_dalloc(c.T * c.k);
   check_route(&c, &logits, &bias, w, ex);
   /* Also with the score saturating: logits past ±20 take softplus's outer branches. */
   tu_tensor big = tensor(VNRT_F32, 2, 2, 8, 0, 0);
@@ -840,7 +818,7 @@ START_TEST(test_route_deepseek_v4_config) {
 END_TEST
 
 START_TEST(test_route_softmax_odd_groups) {
-  double *w = dalloc(64), *ex = dalloc(64);
+  double *w = tu_dalloc(64), *ex = tu_dalloc(64);
   /* softmax over E with 3 groups of 4; bf16 logits. */
   route_case c = {.T = 4,
                   .E = 12,
@@ -890,7 +868,7 @@ END_TEST
 static void hash_route_d(int kind, int norm, double scale, int64_t T, int64_t E, int64_t k,
                          const double *L, const double *ids, const double *tid2eid, double *w,
                          double *ex) {
-  double *s = dalloc(E);
+  double *s = tu_dalloc(E);
   for (int64_t t = 0; t < T; ++t) {
     score_d(kind, L + t * E, E, s);
     double sum = 0.0;
@@ -915,8 +893,8 @@ START_TEST(test_hash_route_reads_tid2eid) {
     const hash_case *c = &cases[ci];
     tu_tensor in[3];
     make_hash_inputs(c, 500 + ci, in);
-    double *L = values(&in[0]), *ids = values(&in[1]), *tab = values(&in[2]);
-    double *w = dalloc(c->T * c->k), *ex = dalloc(c->T * c->k);
+    double *L = tu_values(&in[0]), *ids = tu_values(&in[1]), *tab = tu_values(&in[2]);
+    double *w = tu_dalloc(c->T * c->k), *ex = tu_dalloc(c->T * c->k);
     hash_route_d(c->kind, c->norm, c->scale, c->T, c->E, c->k, L, ids, tab, w, ex);
     want wv[] = {{w, c->T * c->k, TOL_ROUTE}, {ex, c->T * c->k, EXACT}};
     run_check(VNRT_OP_MOE_HASH_ROUTE, in, 3, hash_attrs(c), 3, 2, wv, NULL, NULL);
@@ -956,13 +934,13 @@ END_TEST
 static void check_ffn(const ffn_case *c, uint64_t seed) {
   tu_tensor in[5];
   make_ffn_inputs(c, seed, in);
-  double *x = values(&in[0]), *ex = values(&in[1]), *w = values(&in[2]);
-  double *wgu = values(&in[3]), *wd = values(&in[4]), *y = dalloc(c->T * c->C);
+  double *x = tu_values(&in[0]), *ex = tu_values(&in[1]), *w = tu_values(&in[2]);
+  double *wgu = tu_values(&in[3]), *wd = tu_values(&in[4]), *y = tu_dalloc(c->T * c->C);
   ffn_d(c->T, c->C, c->F, c->k, c->limit, x, ex, w, wgu, wd, y);
   if (c->limit > 0.0) {
-    double *y0 = dalloc(c->T * c->C);
+    double *y0 = tu_dalloc(c->T * c->C);
     ffn_d(c->T, c->C, c->F, c->k, 0.0, x, ex, w, wgu, wd, y0);
-    ck_assert_msg(nmse_d(y0, y, c->T * c->C) > 1e-4, "limit %g clamps nothing here", c->limit);
+    ck_assert_msg(tu_nmse_d(y0, y, c->T * c->C) > 1e-4, "limit %g clamps nothing here", c->limit);
     free(y0);
   }
   vnrt_attr attrs[] = {tu_attr_f("limit", c->limit)};

@@ -20,21 +20,6 @@
 
 /* ---- Expected values ------------------------------------------------------------------- */
 
-/* v as the dtype would store it (round to nearest even), widened back to double. The
- * rounding goes through f32 first exactly as a kernel's f32 result would. */
-static double round_to(vnrt_dtype dt, double v) {
-  switch (dt) {
-    case VNRT_F32:
-      return (float)v;
-    case VNRT_F16:
-      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16:
-      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default:
-      return v;
-  }
-}
-
 static tu_tensor tensor(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int64_t d2,
                         int64_t d3) {
   int64_t dims[4] = {d0, d1, d2, d3};
@@ -101,7 +86,7 @@ static void compare(const char *what, const char *spec, int32_t slot, const tu_t
   }
   double *want = malloc(sizeof(double) * (size_t)(n ? n : 1));
   ck_assert_ptr_nonnull(want);
-  for (int64_t i = 0; i < n; ++i) want[i] = round_to(e->type.dtype, e->values[i]);
+  for (int64_t i = 0; i < n; ++i) want[i] = tu_round_to(e->type.dtype, e->values[i]);
   double err = tu_nmse(got, want, n);
   free(want);
   ck_assert_msg(err <= e->tol, "%s on %s: result %d NMSE %.3g > %.1g", what, spec, slot, err,

@@ -20,20 +20,6 @@
 
 static const vnrt_dtype kFloatTypes[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
 
-/* v as the dtype would store it (round to nearest even), widened back to double. */
-static double round_to(vnrt_dtype dt, double v) {
-  switch (dt) {
-    case VNRT_F32:
-      return (float)v;
-    case VNRT_F16:
-      return vnrt_f16_to_f32(vnrt_f32_to_f16((float)v));
-    case VNRT_BF16:
-      return vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)v));
-    default:
-      return v;
-  }
-}
-
 static int is_cpu(vnrt_device *dev) {
   vnrt_device_info info;
   return vnrt_device_get_info(dev, &info) == VNRT_OK && info.type == VNRT_DEVICE_TYPE_CPU;
@@ -85,7 +71,7 @@ static void check_hadamard_want(vnrt_context *ctx, const char *what, const tu_te
   const int64_t n = tu_numel(x);
   double *rounded = malloc(sizeof(double) * (size_t)(n ? n : 1));
   ck_assert_ptr_nonnull(rounded);
-  for (int64_t i = 0; i < n; ++i) rounded[i] = round_to(x->type.dtype, want[i]);
+  for (int64_t i = 0; i < n; ++i) rounded[i] = tu_round_to(x->type.dtype, want[i]);
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_HADAMARD, x, 1, NULL, 0, 1);
   int32_t n_dev = tu_device_count(ctx);
   ck_assert_int_ge(n_dev, 1);
