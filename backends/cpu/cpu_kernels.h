@@ -66,8 +66,8 @@ bool cpu_attention_shapes_ok(const cpu_kernel_args *a);
 void cpu_sinkhorn_inplace(float *M, int64_t n, int64_t iters, float eps);
 
 /* Whether every result of a kernel has no elements. A zero-element tensor may still have a
- * huge other dim (f32[1000000000000, 0]): kernels that loop over outer dims return at once when
- * this holds, after their shape checks, instead of looping over nothing for minutes. */
+ * huge other dim (f32[1000000000000, 0]): the backend runs no kernel for such a node (its
+ * shapes were checked when the graph was built), instead of looping over nothing for minutes. */
 static inline bool cpu_outputs_empty(const cpu_kernel_args *args) {
   for (int32_t i = 0; i < args->n_out; ++i) {
     if (vnrt_tensor_type_numel(args->out_type[i]) != 0) return false;

@@ -163,7 +163,6 @@ vnrt_status cpu_ref_attention(const cpu_kernel_args *a) {
     j.S = kv_len;
   }
   j.scale = (float)p->scale;
-  if (cpu_outputs_empty(a)) return VNRT_OK; /* T * Hq rows of nothing when Dv is 0 */
   cpu_pool_parallel_for(a->pool, j.T * j.Hq, 1, attn_rows, &j);
   return VNRT_OK;
 }

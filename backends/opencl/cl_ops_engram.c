@@ -140,8 +140,6 @@ vnrt_status cl_engram_gate_lower(cl_lower *L) {
   const vnrt_engram_gate_params *p = &L->node->params->engram_gate;
   const vnrt_tensor_type *h = cl_in_type(L, 0);
   int64_t T = h->dims[0], M = h->dims[1], C = h->dims[2];
-  /* An empty result (C = 0) computes nothing; its T*M rows would still launch work items. */
-  if (vnrt_numel(cl_out_type(L, 0)) == 0) return VNRT_OK;
   cl_launch k;
   cl_launch_begin(L, "engram_gate", &k);
   for (int32_t i = 0; i < 5; ++i) cl_arg_in_dt(&k, i);

@@ -88,12 +88,22 @@ typedef struct vk_op_row {
 static const vk_op_row vk_op_table[VNRT_OP_COUNT] = {VNRT_OP_LIST(VK_OP_ROW_)};
 #undef VK_OP_ROW_
 
+/* Whether every result of node has no elements: such a node records no dispatch, whatever
+ * grid its kernel would have needed for the (empty) rows of, say, f32[1e12, 0]. */
+static bool outputs_empty(const vnrt_backend_graph *graph, const vnrt_backend_node *node) {
+  for (int32_t i = 0; i < node->n_outputs; ++i) {
+    if (vnrt_numel(&vnrt_node_output(graph, node, i)->type) != 0) return false;
+  }
+  return true;
+}
+
 int vk_op_supported(const vnrt_backend_device *device, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node, char *why, size_t why_size) {
   if (node->op < 0 || node->op >= VNRT_OP_COUNT || !vk_op_table[node->op].supported) {
     snprintf(why, why_size, "no kernel");
     return 0;
   }
+  if (vk_op_table[node->op].record && outputs_empty(graph, node)) return 1;
   return vk_op_table[node->op].supported(device, graph, node, why, why_size);
 }
 
@@ -104,5 +114,6 @@ vnrt_status vk_op_record(vk_builder *b, const vnrt_backend_graph *graph,
     return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: no recorder for op %s",
                        vnrt_op_name(node->op));
   }
+  if (outputs_empty(graph, node)) return VNRT_OK;
   return vk_op_table[node->op].record(b, graph, node, vk_op_table[node->op].code);
 }
