@@ -69,6 +69,17 @@ vnrt_status vn_graph_add_state(vnrt_graph *graph, const char *name, const vnrt_t
 vnrt_status vn_graph_set_state_update(vnrt_graph *graph, int32_t state, int32_t next, char *err,
                                       size_t err_size);
 
+/* The block a quantized weight of codes dtype `codes` has when the `block` attribute is left
+ * out (docs/ops.md, "Quantized weights"): 128 x 128 for e4m3, 1 x 32 for e2m1; and the channels
+ * per scale of fake_quant and act_quant for format `fmt`: 128 (e4m3), 32 (e2m1). */
+static inline void vn_quant_default_block(vnrt_dtype codes, int64_t block[2]) {
+  block[0] = codes == VNRT_E2M1 ? 1 : 128;
+  block[1] = codes == VNRT_E2M1 ? 32 : 128;
+}
+static inline int64_t vn_fake_quant_default_block(vnrt_dtype fmt) {
+  return fmt == VNRT_E2M1 ? 32 : 128;
+}
+
 /* Fills nd->params from nd's normalised attributes and the types of its inputs and results in
  * g (which must already be checked by inference). Call again after copying attrs: list members
  * point into them. */

@@ -442,7 +442,8 @@ DEFINE_INFER(fake_quant) {
   const vnrt_attr *fmt = find_attr(attrs, n_attrs, "fmt");
   const bool e2m1 = fmt && fmt->word && strcmp(fmt->word, "e2m1") == 0;
   const int64_t d = x->dims[x->rank - 1];
-  const int64_t block = attr_i(attrs, n_attrs, "block", e2m1 ? 32 : 128);
+  const int64_t block =
+      attr_i(attrs, n_attrs, "block", vn_fake_quant_default_block(e2m1 ? VNRT_E2M1 : VNRT_E4M3));
   const int64_t start = attr_i(attrs, n_attrs, "start", 0);
   int64_t len = attr_i(attrs, n_attrs, "len", 0);
   char sx[TS];

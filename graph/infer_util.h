@@ -216,8 +216,7 @@ static inline bool is_quant_codes(vnrt_dtype d) { return d == VNRT_E4M3 || d == 
 static inline vnrt_status quant_block(const vnrt_attr *attrs, int32_t n_attrs, vnrt_dtype codes,
                                       int64_t block[2], char *err, size_t size) {
   const vnrt_attr *a = find_attr(attrs, n_attrs, "block");
-  block[0] = codes == VNRT_E2M1 ? 1 : 128;
-  block[1] = codes == VNRT_E2M1 ? 32 : 128;
+  vn_quant_default_block(codes, block);
   if (!a) return VNRT_OK;
   if (a->count != 2 || a->ints[0] < 1 || a->ints[1] < 1 || a->ints[0] > INT32_MAX ||
       a->ints[1] > INT32_MAX) {

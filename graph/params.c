@@ -14,18 +14,28 @@ static const vnrt_attr *find(const vn_node *nd, const char *key) {
   return NULL;
 }
 
-/* Normalised attributes carry their schema kind and default, so `fallback` only covers the
- * schema's optional attributes (absent without a default). */
-static int64_t get_i(const vn_node *nd, const char *key, int64_t fallback) {
+/* A required or defaulted attribute: normalisation (op_table.c) stored it with its schema
+ * default, so it is always present and its default is written only in the schema. */
+static int64_t val_i(const vn_node *nd, const char *key) {
   const vnrt_attr *a = find(nd, key);
-  if (!a) return fallback;
+  if (!a) return 0; /* not reached for a normalised node */
   return a->kind == VNRT_ATTR_FLOAT ? (int64_t)a->f : a->i;
 }
 
-static double get_f(const vn_node *nd, const char *key, double fallback) {
+static double val_f(const vn_node *nd, const char *key) {
   const vnrt_attr *a = find(nd, key);
-  if (!a) return fallback;
+  if (!a) return 0.0; /* not reached for a normalised node */
   return a->kind == VNRT_ATTR_INT ? (double)a->i : a->f;
+}
+
+/* An optional attribute (no schema default): `derived` is the value docs/ops.md gives it when
+ * it is left out, computed from the shapes. */
+static int64_t opt_i(const vn_node *nd, const char *key, int64_t derived) {
+  return find(nd, key) ? val_i(nd, key) : derived;
+}
+
+static double opt_f(const vn_node *nd, const char *key, double derived) {
+  return find(nd, key) ? val_f(nd, key) : derived;
 }
 
 static int32_t axis_of(int64_t axis, int32_t rank) {
@@ -58,9 +68,10 @@ static vnrt_quant_weight quant_weight(const vn_node *nd, const vnrt_tensor_type 
   q.codes = dt;
   q.scale_input = scale_input;
   const vnrt_attr *b = find(nd, "block");
-  const bool fp4 = dt == VNRT_E2M1;
-  q.block[0] = b ? (int32_t)b->ints[0] : fp4 ? 1 : 128;
-  q.block[1] = b ? (int32_t)b->ints[1] : fp4 ? 32 : 128;
+  int64_t blk[2];
+  vn_quant_default_block(dt, blk);
+  q.block[0] = (int32_t)(b ? b->ints[0] : blk[0]);
+  q.block[1] = (int32_t)(b ? b->ints[1] : blk[1]);
   return q;
 }
 
@@ -73,14 +84,14 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
 
   switch (nd->op) {
     case VNRT_OP_SCALE:
-      p->scale.s = get_f(nd, "s", 1.0);
+      p->scale.s = val_f(nd, "s");
       break;
     case VNRT_OP_CLAMP: {
       const vnrt_attr *lo = find(nd, "min"), *hi = find(nd, "max");
       p->clamp.has_min = lo != NULL;
       p->clamp.has_max = hi != NULL;
-      p->clamp.min = lo ? get_f(nd, "min", 0) : -INFINITY;
-      p->clamp.max = hi ? get_f(nd, "max", 0) : INFINITY;
+      p->clamp.min = lo ? val_f(nd, "min") : -INFINITY;
+      p->clamp.max = hi ? val_f(nd, "max") : INFINITY;
       break;
     }
     case VNRT_OP_CAST: {
@@ -102,33 +113,33 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       break;
     }
     case VNRT_OP_SLICE:
-      p->slice.axis = axis_of(get_i(nd, "axis", 0), in[0]->rank);
-      p->slice.start = get_i(nd, "start", 0);
-      p->slice.len = get_i(nd, "len", 0);
+      p->slice.axis = axis_of(val_i(nd, "axis"), in[0]->rank);
+      p->slice.start = val_i(nd, "start");
+      p->slice.len = val_i(nd, "len");
       break;
     case VNRT_OP_CONCAT:
-      p->concat.axis = axis_of(get_i(nd, "axis", 0), in[0]->rank);
+      p->concat.axis = axis_of(val_i(nd, "axis"), in[0]->rank);
       break;
     case VNRT_OP_RMS_NORM:
-      p->rms_norm.eps = get_f(nd, "eps", 1e-6);
+      p->rms_norm.eps = val_f(nd, "eps");
       p->rms_norm.has_weight = nd->n_inputs > 1;
       break;
     case VNRT_OP_SOFTMAX:
-      p->softmax.axis = axis_of(get_i(nd, "axis", -1), in[0]->rank);
+      p->softmax.axis = axis_of(val_i(nd, "axis"), in[0]->rank);
       break;
     case VNRT_OP_SWIGLU:
-      p->swiglu.limit = get_f(nd, "limit", 0.0);
+      p->swiglu.limit = val_f(nd, "limit");
       break;
     case VNRT_OP_ROPE:
-      p->rope.theta = get_f(nd, "theta", 10000.0);
-      p->rope.dims = (int32_t)get_i(nd, "dims", in[0]->dims[2]);
-      p->rope.interleaved = get_i(nd, "interleaved", 1) != 0;
+      p->rope.theta = val_f(nd, "theta");
+      p->rope.dims = (int32_t)opt_i(nd, "dims", in[0]->dims[2]);
+      p->rope.interleaved = val_i(nd, "interleaved") != 0;
       break;
     case VNRT_OP_ATTENTION: {
       int64_t d = in[0]->dims[2];
-      p->attention.scale = get_f(nd, "scale", 1.0 / sqrt((double)(d > 0 ? d : 1)));
-      p->attention.causal = get_i(nd, "causal", 1) != 0;
-      p->attention.window = get_i(nd, "window", 0);
+      p->attention.scale = opt_f(nd, "scale", 1.0 / sqrt((double)(d > 0 ? d : 1)));
+      p->attention.causal = val_i(nd, "causal") != 0;
+      p->attention.window = val_i(nd, "window");
       p->attention.q_heads = (int32_t)in[0]->dims[1];
       p->attention.kv_heads = (int32_t)in[1]->dims[1];
       p->attention.head_dim = (int32_t)d;
@@ -137,47 +148,47 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       break;
     }
     case VNRT_OP_TOPK:
-      p->topk.k = (int32_t)get_i(nd, "k", 1);
+      p->topk.k = (int32_t)val_i(nd, "k");
       break;
     case VNRT_OP_HC_EXPAND:
-      p->hc_expand.n = (int32_t)get_i(nd, "n", 4);
+      p->hc_expand.n = (int32_t)val_i(nd, "n");
       break;
     case VNRT_OP_HC_PRE:
-      p->hc_pre.iters = (int32_t)get_i(nd, "iters", 20);
-      p->hc_pre.eps = get_f(nd, "eps", 1e-6);
-      p->hc_pre.norm_eps = get_f(nd, "norm_eps", 1e-6);
+      p->hc_pre.iters = (int32_t)val_i(nd, "iters");
+      p->hc_pre.eps = val_f(nd, "eps");
+      p->hc_pre.norm_eps = val_f(nd, "norm_eps");
       break;
     case VNRT_OP_HC_HEAD:
-      p->hc_head.eps = get_f(nd, "eps", 1e-6);
-      p->hc_head.norm_eps = get_f(nd, "norm_eps", 1e-6);
+      p->hc_head.eps = val_f(nd, "eps");
+      p->hc_head.norm_eps = val_f(nd, "norm_eps");
       break;
     case VNRT_OP_SINKHORN:
-      p->sinkhorn.iters = (int32_t)get_i(nd, "iters", 20);
-      p->sinkhorn.eps = get_f(nd, "eps", 1e-6);
+      p->sinkhorn.iters = (int32_t)val_i(nd, "iters");
+      p->sinkhorn.eps = val_f(nd, "eps");
       break;
     case VNRT_OP_MOE_ROUTE:
-      p->moe_route.k = (int32_t)get_i(nd, "k", 1);
+      p->moe_route.k = (int32_t)val_i(nd, "k");
       p->moe_route.score = score_of(nd);
-      p->moe_route.n_group = (int32_t)get_i(nd, "n_group", 1);
-      p->moe_route.topk_group = (int32_t)get_i(nd, "topk_group", 1);
-      p->moe_route.norm = get_i(nd, "norm", 1) != 0;
-      p->moe_route.scale = get_f(nd, "scale", 1.0);
+      p->moe_route.n_group = (int32_t)val_i(nd, "n_group");
+      p->moe_route.topk_group = (int32_t)val_i(nd, "topk_group");
+      p->moe_route.norm = val_i(nd, "norm") != 0;
+      p->moe_route.scale = val_f(nd, "scale");
       p->moe_route.has_bias = nd->n_inputs > 1;
       break;
     case VNRT_OP_MOE_HASH_ROUTE:
       p->moe_hash_route.score = score_of(nd);
-      p->moe_hash_route.norm = get_i(nd, "norm", 1) != 0;
-      p->moe_hash_route.scale = get_f(nd, "scale", 1.0);
+      p->moe_hash_route.norm = val_i(nd, "norm") != 0;
+      p->moe_hash_route.scale = val_f(nd, "scale");
       p->moe_hash_route.k = (int32_t)in[2]->dims[1];
       break;
     case VNRT_OP_MOE_FFN:
-      p->moe_ffn.limit = get_f(nd, "limit", 0.0);
-      p->moe_ffn.act_quant = (int32_t)get_i(nd, "act_quant", 0);
+      p->moe_ffn.limit = val_f(nd, "limit");
+      p->moe_ffn.act_quant = (int32_t)opt_i(nd, "act_quant", 0);
       p->moe_ffn.w_gate_up = quant_weight(nd, in, 3, 5);
       p->moe_ffn.w_down = quant_weight(nd, in, 4, 6);
       break;
     case VNRT_OP_LINEAR:
-      p->linear.act_quant = (int32_t)get_i(nd, "act_quant", 0);
+      p->linear.act_quant = (int32_t)opt_i(nd, "act_quant", 0);
       p->linear.w = quant_weight(nd, in, 1, 2);
       break;
     case VNRT_OP_MATMUL:
@@ -191,9 +202,10 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       const bool fp4 = f && f->word && strcmp(f->word, "e2m1") == 0;
       const int64_t d = in[0]->dims[in[0]->rank - 1];
       p->fake_quant.fmt = fp4 ? VNRT_E2M1 : VNRT_E4M3;
-      p->fake_quant.block = (int32_t)get_i(nd, "block", fp4 ? 32 : 128);
-      p->fake_quant.start = get_i(nd, "start", 0);
-      p->fake_quant.len = get_i(nd, "len", 0);
+      p->fake_quant.block =
+          (int32_t)opt_i(nd, "block", vn_fake_quant_default_block(p->fake_quant.fmt));
+      p->fake_quant.start = val_i(nd, "start");
+      p->fake_quant.len = val_i(nd, "len");
       if (p->fake_quant.len == 0) p->fake_quant.len = d - p->fake_quant.start;
       break;
     }
@@ -204,17 +216,17 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       p->ngram_hash.n_primes = np;
       p->ngram_hash.mult = mult ? mult->ints : NULL;
       p->ngram_hash.primes = primes ? primes->ints : NULL;
-      p->ngram_hash.max_n = (int32_t)get_i(nd, "max_n", n);
-      p->ngram_hash.heads = (int32_t)get_i(nd, "heads", n > 1 ? np / (n - 1) : 0);
+      p->ngram_hash.max_n = (int32_t)opt_i(nd, "max_n", n);
+      p->ngram_hash.heads = (int32_t)opt_i(nd, "heads", n > 1 ? np / (n - 1) : 0);
       break;
     }
     case VNRT_OP_ENGRAM_GATE:
-      p->engram_gate.eps = get_f(nd, "eps", 1e-6);
-      p->engram_gate.sqrt_gate = get_i(nd, "sqrt_gate", 1) != 0;
+      p->engram_gate.eps = val_f(nd, "eps");
+      p->engram_gate.sqrt_gate = val_i(nd, "sqrt_gate") != 0;
       break;
     case VNRT_OP_SHORT_CONV:
-      p->short_conv.dilation = (int32_t)get_i(nd, "dilation", 1);
-      p->short_conv.eps = get_f(nd, "eps", 1e-6);
+      p->short_conv.dilation = (int32_t)val_i(nd, "dilation");
+      p->short_conv.eps = val_f(nd, "eps");
       break;
     default: /* ops without parameters */
       break;
