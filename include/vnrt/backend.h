@@ -22,8 +22,9 @@ extern "C" {
 #endif
 
 /* The version of this interface. A backend reports the version it was built against; the core
- * accepts any version it knows (1 .. VNRT_BACKEND_API_VERSION) whose struct_size is at least
- * the size that version defined. Slots are only ever appended. */
+ * accepts a version it knows whose struct_size is at least the size that version defined.
+ * Slots are only ever appended. Version 2 added vnrt_backend_node.params, which changed the
+ * node array's stride, so this core accepts 2 only (docs/backends.md). */
 #define VNRT_BACKEND_API_VERSION 2
 #define VNRT_BACKEND_ENTRY_SYMBOL "vnrt_backend_entry_v1"
 
