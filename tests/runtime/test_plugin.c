@@ -290,6 +290,30 @@ START_TEST(broken_plugin_files_are_skipped_with_a_warning) {
 }
 END_TEST
 
+/* A plugin built for backend API version 1 (nodes without params, another array stride) is
+ * skipped with a warning that says why, and the context still works. */
+START_TEST(version_1_plugin_is_refused_with_a_warning) {
+  char dir[] = "/tmp/vnrt-test-plugin-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  const char *lib = getenv("VNRT_TEST_OLDAPI_SO");
+  ck_assert_msg(lib && lib[0], "VNRT_TEST_OLDAPI_SO is not set (tests/runtime/meson.build)");
+  char copy[sizeof(dir) + 32];
+  snprintf(copy, sizeof(copy), "%s/libvnrt_backend_oldapi.so", dir);
+  ck_assert_msg(copy_file(lib, copy) == 0, "cannot copy %s: %s", lib, strerror(errno));
+  vnrt_context *ctx = plugin_context(dir, 0);
+  int warned = log_has(VNRT_LOG_WARN, "unsupported api_version");
+  int loaded = has_backend(ctx, "oldapi");
+  int cpu = has_backend(ctx, "cpu");
+  vnrt_context_destroy(ctx);
+  unlink(copy);
+  rmdir(dir);
+  if (!warned) dump_log();
+  ck_assert_msg(warned, "no warning says the version-1 plugin's api_version is unsupported");
+  ck_assert_msg(!loaded, "a version-1 plugin was registered");
+  ck_assert_msg(cpu, "the context lost its cpu backend");
+}
+END_TEST
+
 START_TEST(no_plugins_loads_nothing) {
   ck_assert_int_eq(setenv("VNRT_PLUGIN_PATH", plugin_dir(), 1), 0);
   vnrt_context *ctx = plugin_context(plugin_dir(), 1);
@@ -312,6 +336,7 @@ int main(void) {
   tcase_add_test(tc, no_fallback_fails_naming_op_and_device);
   tcase_add_test(tc, fallback_runs_every_node_on_the_cpu_correctly);
   tcase_add_test(tc, broken_plugin_files_are_skipped_with_a_warning);
+  tcase_add_test(tc, version_1_plugin_is_refused_with_a_warning);
   tcase_add_test(tc, no_plugins_loads_nothing);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
