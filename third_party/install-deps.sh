@@ -9,7 +9,9 @@ packages=(
   # build
   meson ninja-build pkg-config gcc g++ libc6-dev
   # tests and the CPU backend
-  check libopenblas-dev python3 cmake
+  check libopenblas-dev python3 python3-numpy cmake
+  # the model library: JSON (config.json, tokenizer.json) and Unicode patterns (tokenizer)
+  libjson-c-dev libpcre2-dev
   # house rules (tests/house): the formatter .clang-format is written for
   clang-format-14
   # Vulkan backend: loader + headers, shader compiler, lavapipe, validation layer, vulkaninfo

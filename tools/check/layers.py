@@ -25,6 +25,7 @@ WITNESS = {
     'graph': 'graph.h',
     'memory': 'engram_store.h',
     'runtime': 'plan.h',
+    'models': 'models.h',
     'cpu': 'cpu_kernels.h',
     'vulkan': 'vk_internal.h',
     'opencl': 'cl_common.h',
@@ -36,11 +37,12 @@ ALLOWED = {
     'graph': {'core', 'graph'},
     'memory': {'core', 'io', 'memory'},
     'runtime': {'core', 'io', 'graph', 'memory', 'runtime'},
+    'models': {'models'},
     'cpu': {'cpu'},
     'vulkan': {'vulkan'},
     'opencl': {'opencl'},
 }
-SOURCE_DIRS = ['core', 'io', 'graph', 'memory', 'runtime', 'backends', 'include', 'tools',
+SOURCE_DIRS = ['core', 'io', 'graph', 'memory', 'runtime', 'models', 'backends', 'include', 'tools',
                'examples', 'tests']
 
 
