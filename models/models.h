@@ -14,6 +14,7 @@
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
-vnrt_status vn_model_fail(char *err, size_t err_size, vnrt_status status, const char *fmt, ...);
+vnrt_status
+vn_model_fail(char *err, size_t err_size, vnrt_status status, const char *fmt, ...);
 
 #endif /* VNRT_MODELS_MODELS_H_ */
