@@ -326,6 +326,10 @@ DEFINE_INFER(topk) {
     return fail(err, err_size, ARG, "x is %s: k = %" PRId64 " must be in [1, E = %" PRId64 "]",
                 vn_type_str(x, s, sizeof s), k, e);
   }
+  const int64_t fill = attr_i(attrs, n_attrs, "fill", -1);
+  if (fill < INT32_MIN || fill > INT32_MAX) {
+    return fail(err, err_size, ARG, "attribute fill = %" PRId64 " must fit in i32", fill);
+  }
   out[0] = *x;
   out[0].dims[x->rank - 1] = k;
   out[1] = out[0];

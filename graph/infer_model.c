@@ -23,6 +23,30 @@ DEFINE_INFER(rope) {
   if (!(theta > 0.0)) return fail(err, err_size, ARG, "attribute theta = %g must be > 0", theta);
   VN_RETURN_IF_ERROR(
       need_bool("interleaved", attr_i(attrs, n_attrs, "interleaved", 1), err, err_size));
+  VN_RETURN_IF_ERROR(need_bool("inverse", attr_i(attrs, n_attrs, "inverse", 0), err, err_size));
+  if (find_attr(attrs, n_attrs, "yarn_factor")) {
+    double f = attr_f(attrs, n_attrs, "yarn_factor", 1.0);
+    if (!(f >= 1.0 && f <= 1e6)) {
+      return fail(err, err_size, ARG, "attribute yarn_factor = %g must be in [1, 1e6]", f);
+    }
+    if (!find_attr(attrs, n_attrs, "yarn_orig_ctx")) {
+      return fail(err, err_size, ARG, "attribute yarn_factor needs yarn_orig_ctx");
+    }
+    int64_t l = attr_i(attrs, n_attrs, "yarn_orig_ctx", 0);
+    if (l < 1) {
+      return fail(err, err_size, ARG, "attribute yarn_orig_ctx = %" PRId64 " must be >= 1", l);
+    }
+    double bf = attr_f(attrs, n_attrs, "beta_fast", 32.0);
+    double bs = attr_f(attrs, n_attrs, "beta_slow", 1.0);
+    if (!(bf > 0.0) || !(bs > 0.0) || !(bf < 1e30) || !(bs < 1e30)) {
+      return fail(err, err_size, ARG, "attributes beta_fast = %g, beta_slow = %g must be > 0", bf,
+                  bs);
+    }
+  } else if (find_attr(attrs, n_attrs, "yarn_orig_ctx") || find_attr(attrs, n_attrs, "beta_fast") ||
+             find_attr(attrs, n_attrs, "beta_slow")) {
+    return fail(err, err_size, ARG,
+                "attributes yarn_orig_ctx, beta_fast and beta_slow need yarn_factor");
+  }
   out[0] = *x;
   return VNRT_OK;
 }
@@ -407,7 +431,13 @@ DEFINE_INFER(kv_write) {
       return both_fail("cache", cache, "new", rows, err, err_size, "row shapes differ");
     }
   }
-  if (rows->dims[0] > cache->dims[0]) {
+  const int64_t ring = attr_i(attrs, n_attrs, "ring", 0);
+  VN_RETURN_IF_ERROR(need_bool("ring", ring, err, err_size));
+  if (ring && cache->dims[0] < 1) {
+    return fail(err, err_size, SHAPE, "cache is %s: a ring needs at least one row",
+                vn_type_str(cache, sc, sizeof sc));
+  }
+  if (!ring && rows->dims[0] > cache->dims[0]) {
     return both_fail("cache", cache, "new", rows, err, err_size, "more new rows than cache rows");
   }
   VN_RETURN_IF_ERROR(need_i32("pos", pos, err, err_size));
@@ -465,5 +495,161 @@ DEFINE_INFER(fake_quant) {
                 vn_type_str(x, sx, sizeof sx), len, start, block);
   }
   out[0] = *x;
+  return VNRT_OK;
+}
+
+/* ---- DeepSeek-V4 attention ------------------------------------------------------------- */
+
+static vnrt_status need_f32(const char *role, const vnrt_tensor_type *t, char *err, size_t size) {
+  if (t->dtype == VNRT_F32) return VNRT_OK;
+  char a[TS];
+  return fail(err, size, SHAPE, "%s is %s: expected dtype f32", role, vn_type_str(t, a, sizeof a));
+}
+
+static vnrt_status need_pos0(const vnrt_tensor_type *pos0, const char *ref_role,
+                             const vnrt_tensor_type *ref, char *err, size_t size) {
+  VN_RETURN_IF_ERROR(need_i32("pos0", pos0, err, size));
+  return need_dims1("pos0", pos0, 1, "[1]", ref_role, ref, err, size);
+}
+
+DEFINE_INFER(kv_compress) {
+  const vnrt_tensor_type *a = &in[0], *z = &in[1], *ape = &in[2], *sa = &in[3], *sz = &in[4];
+  const int64_t m = attr_i(attrs, n_attrs, "ratio", 0);
+  const int64_t overlap = attr_i(attrs, n_attrs, "overlap", 0);
+  VN_RETURN_IF_ERROR(need_bool("overlap", overlap, err, err_size));
+  if (m < 1 || m > (1 << 20)) {
+    return fail(err, err_size, ARG, "attribute ratio = %" PRId64 " must be in [1, 2^20]", m);
+  }
+  VN_RETURN_IF_ERROR(need_f32("a", a, err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("a", a, 2, "[T, c*d]", err, err_size));
+  const int64_t c = 1 + overlap, t = a->dims[0], cd = a->dims[1];
+  char s1[TS];
+  if (cd < c || cd % c != 0) {
+    return fail(err, err_size, SHAPE,
+                "a is %s: its width must be c*d with c = %" PRId64 " (1 + overlap) and d >= 1",
+                vn_type_str(a, s1, sizeof s1), c);
+  }
+  VN_RETURN_IF_ERROR(need_f32("z", z, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("z", z, t, cd, "[T, c*d]", "a", a, err, err_size));
+  VN_RETURN_IF_ERROR(need_f32("ape", ape, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("ape", ape, m, cd, "[ratio, c*d]", "a", a, err, err_size));
+  VN_RETURN_IF_ERROR(need_f32("state_a", sa, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("state_a", sa, c * m, cd, "[c*ratio, c*d]", "a", a, err, err_size));
+  VN_RETURN_IF_ERROR(need_f32("state_z", sz, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("state_z", sz, c * m, cd, "[c*ratio, c*d]", "a", a, err, err_size));
+  VN_RETURN_IF_ERROR(need_pos0(&in[5], "a", a, err, err_size));
+  const int64_t n = (t + m - 1) / m;
+  set_type3(&out[0], VNRT_F32, 2, n, cd / c, 0);
+  set_type3(&out[1], VNRT_I32, 1, n, 0, 0);
+  out[2] = *sa;
+  out[3] = *sz;
+  return VNRT_OK;
+}
+
+DEFINE_INFER(kv_scatter) {
+  const vnrt_tensor_type *cache = &in[0], *rows = &in[1], *pos = &in[2];
+  char sc[TS], sr[TS];
+  if (cache->rank < 1 || rows->rank != cache->rank || rows->dtype != cache->dtype) {
+    return fail(err, err_size, SHAPE,
+                "cache is %s but rows is %s: expected the same dtype and rank >= 1",
+                vn_type_str(cache, sc, sizeof sc), vn_type_str(rows, sr, sizeof sr));
+  }
+  for (int32_t i = 1; i < cache->rank; ++i) {
+    if (cache->dims[i] != rows->dims[i]) {
+      return both_fail("cache", cache, "rows", rows, err, err_size, "row shapes differ");
+    }
+  }
+  VN_RETURN_IF_ERROR(need_i32("pos", pos, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims1("pos", pos, rows->dims[0], "[N]", "rows", rows, err, err_size));
+  const int64_t div = attr_i(attrs, n_attrs, "div", 1);
+  if (div < 1 || div > INT32_MAX) {
+    return fail(err, err_size, ARG, "attribute div = %" PRId64 " must be >= 1", div);
+  }
+  out[0] = *cache;
+  return VNRT_OK;
+}
+
+DEFINE_INFER(index_scores) {
+  const vnrt_tensor_type *q = &in[0], *k = &in[1], *w = &in[2], *pos = &in[3];
+  VN_RETURN_IF_ERROR(need_float("q", q, err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("q", q, 3, "[T, Hi, Di]", err, err_size));
+  VN_RETURN_IF_ERROR(need_float("k", k, err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("k", k, 2, "[S, Di]", err, err_size));
+  if (k->dims[1] != q->dims[2]) {
+    return both_fail("q", q, "k", k, err, err_size, "entry widths Di differ");
+  }
+  VN_RETURN_IF_ERROR(need_float("w", w, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("w", w, q->dims[0], q->dims[1], "[T, Hi]", "q", q, err, err_size));
+  VN_RETURN_IF_ERROR(need_i32("pos", pos, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims1("pos", pos, q->dims[0], "[T]", "q", q, err, err_size));
+  const int64_t ratio = attr_i(attrs, n_attrs, "ratio", 0);
+  if (ratio < 1 || ratio > INT32_MAX) {
+    return fail(err, err_size, ARG, "attribute ratio = %" PRId64 " must be >= 1", ratio);
+  }
+  set_type3(&out[0], VNRT_F32, 2, q->dims[0], k->dims[0], 0);
+  return VNRT_OK;
+}
+
+DEFINE_INFER(sparse_attention) {
+  const vnrt_tensor_type *q = &in[0], *kv = &in[1], *ring = &in[2], *sinks = &in[3];
+  VN_RETURN_IF_ERROR(need_float("q", q, err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("q", q, 3, "[T, H, D]", err, err_size));
+  const int64_t t = q->dims[0], h = q->dims[1], d = q->dims[2];
+  VN_RETURN_IF_ERROR(need_float("kv", kv, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims2("kv", kv, t, d, "[T, D]", "q", q, err, err_size));
+  VN_RETURN_IF_ERROR(need_float("ring", ring, err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("ring", ring, 2, "[W, D]", err, err_size));
+  if (ring->dims[1] != d || ring->dims[0] < 1) {
+    return both_fail("ring", ring, "q", q, err, err_size, "ring must be [W >= 1, D]");
+  }
+  VN_RETURN_IF_ERROR(need_float("sinks", sinks, err, err_size));
+  VN_RETURN_IF_ERROR(need_dims1("sinks", sinks, h, "[H]", "q", q, err, err_size));
+  VN_RETURN_IF_ERROR(need_pos0(&in[4], "q", q, err, err_size));
+  const int64_t ratio = attr_i(attrs, n_attrs, "ratio", 0);
+  if (ratio < 0 || ratio > INT32_MAX) {
+    return fail(err, err_size, ARG, "attribute ratio = %" PRId64 " must be >= 0", ratio);
+  }
+  if (n_in > 5) {
+    const vnrt_tensor_type *comp = &in[5];
+    VN_RETURN_IF_ERROR(need_float("comp", comp, err, err_size));
+    VN_RETURN_IF_ERROR(need_rank("comp", comp, 2, "[Sc, D]", err, err_size));
+    if (comp->dims[1] != d) return both_fail("comp", comp, "q", q, err, err_size, "D differs");
+    if (ratio < 1) {
+      return fail(err, err_size, ARG, "a comp input needs attribute ratio >= 1 (got %" PRId64 ")",
+                  ratio);
+    }
+  }
+  if (n_in > 6) {
+    const vnrt_tensor_type *idx = &in[6];
+    VN_RETURN_IF_ERROR(need_i32("idx", idx, err, err_size));
+    VN_RETURN_IF_ERROR(need_rank("idx", idx, 2, "[T, K]", err, err_size));
+    if (idx->dims[0] != t) return both_fail("idx", idx, "q", q, err, err_size, "T differs");
+  }
+  const vnrt_attr *sc = find_attr(attrs, n_attrs, "scale");
+  if (sc && !(attr_f(attrs, n_attrs, "scale", 1.0) < 1e30)) {
+    return fail(err, err_size, ARG, "attribute scale must be finite");
+  }
+  out[0] = *q;
+  return VNRT_OK;
+}
+
+DEFINE_INFER(grouped_linear) {
+  const vnrt_tensor_type *x = &in[0], *w = &in[1];
+  VN_RETURN_IF_ERROR(need_float("x", x, err, err_size));
+  VN_RETURN_IF_ERROR(need_min_rank("x", x, 1, "[..., G*K]", err, err_size));
+  VN_RETURN_IF_ERROR(need_rank("w", w, 2, "[G*N, K]", err, err_size));
+  VN_RETURN_IF_ERROR(need_weight("w", w, n_in > 2 ? &in[2] : NULL, attrs, n_attrs, err, err_size));
+  const int64_t g = attr_i(attrs, n_attrs, "groups", 0);
+  const int64_t xk = x->dims[x->rank - 1];
+  if (g < 1 || g > INT32_MAX || xk % g != 0 || w->dims[0] % g != 0) {
+    return both_fail("x", x, "w", w, err, err_size,
+                     "attribute groups must be >= 1 and divide x's last dim and w's rows");
+  }
+  if (xk / g != w->dims[1]) {
+    return both_fail("x", x, "w", w, err, err_size,
+                     "a group's width differs (x[..., G*K], w[G*N, K])");
+  }
+  out[0] = *x;
+  out[0].dims[x->rank - 1] = w->dims[0];
   return VNRT_OK;
 }

@@ -47,11 +47,14 @@ static const vn_attr_schema k_concat[] = {REQ_I("axis")};
 static const vn_attr_schema k_rms_norm[] = {DEF_F("eps", 1e-6)};
 static const vn_attr_schema k_softmax[] = {DEF_I("axis", -1)};
 static const vn_attr_schema k_swiglu[] = {DEF_F("limit", 0.0)};
-static const vn_attr_schema k_rope[] = {DEF_F("theta", 10000.0), OPT_I("dims"),
-                                        DEF_I("interleaved", 1)};
+/* The YaRN and inverse attributes are optional so that graphs without them print as before;
+ * absent means no YaRN, beta_fast 32, beta_slow 1, inverse 0 (graph/params.c). */
+static const vn_attr_schema k_rope[] = {
+    DEF_F("theta", 10000.0), OPT_I("dims"),      DEF_I("interleaved", 1), OPT_F("yarn_factor"),
+    OPT_I("yarn_orig_ctx"),  OPT_F("beta_fast"), OPT_F("beta_slow"),      OPT_I("inverse")};
 static const vn_attr_schema k_attention[] = {OPT_F("scale"), DEF_I("causal", 1),
                                              DEF_I("window", 0)};
-static const vn_attr_schema k_topk[] = {REQ_I("k")};
+static const vn_attr_schema k_topk[] = {REQ_I("k"), OPT_I("fill")};
 static const vn_attr_schema k_hc_expand[] = {DEF_I("n", 4)};
 static const vn_attr_schema k_hc_pre[] = {DEF_I("iters", 20), DEF_F("eps", 1e-6),
                                           DEF_F("norm_eps", 1e-6)};
@@ -75,6 +78,12 @@ static const vn_attr_schema k_ngram_hash[] = {REQ_INTS("mult"), REQ_INTS("primes
                                               OPT_I("heads")};
 static const vn_attr_schema k_engram_gate[] = {DEF_F("eps", 1e-6), DEF_I("sqrt_gate", 1)};
 static const vn_attr_schema k_short_conv[] = {REQ_I("dilation"), DEF_F("eps", 1e-6)};
+static const vn_attr_schema k_kv_write[] = {OPT_I("ring")};
+static const vn_attr_schema k_kv_compress[] = {REQ_I("ratio"), DEF_I("overlap", 0)};
+static const vn_attr_schema k_kv_scatter[] = {DEF_I("div", 1)};
+static const vn_attr_schema k_index_scores[] = {REQ_I("ratio")};
+static const vn_attr_schema k_sparse_attention[] = {OPT_F("scale"), DEF_I("ratio", 0)};
+static const vn_attr_schema k_grouped_linear[] = {REQ_I("groups"), OPT_INTS("block")};
 
 /* Each op's schema, by its X-macro name: an op missing here fails to compile. */
 #define SCHEMA_(name) k_##name, (int32_t)VN_ARRAY_SIZE(k_##name)
@@ -122,9 +131,14 @@ static const vn_attr_schema k_short_conv[] = {REQ_I("dilation"), DEF_F("eps", 1e
 #define VN_SCHEMA_engram_lookup NONE_
 #define VN_SCHEMA_engram_gate SCHEMA_(engram_gate)
 #define VN_SCHEMA_short_conv SCHEMA_(short_conv)
-#define VN_SCHEMA_kv_write NONE_
+#define VN_SCHEMA_kv_write SCHEMA_(kv_write)
 #define VN_SCHEMA_hadamard NONE_
 #define VN_SCHEMA_fake_quant SCHEMA_(fake_quant)
+#define VN_SCHEMA_kv_compress SCHEMA_(kv_compress)
+#define VN_SCHEMA_kv_scatter SCHEMA_(kv_scatter)
+#define VN_SCHEMA_index_scores SCHEMA_(index_scores)
+#define VN_SCHEMA_sparse_attention SCHEMA_(sparse_attention)
+#define VN_SCHEMA_grouped_linear SCHEMA_(grouped_linear)
 
 /* Name, arity and result count come straight from VNRT_OP_LIST, so the table cannot drift. */
 #define VN_OP_ROW_(ID, name, min_in, max_in, n_out) \

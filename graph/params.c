@@ -134,6 +134,11 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
       p->rope.theta = val_f(nd, "theta");
       p->rope.dims = (int32_t)opt_i(nd, "dims", in[0]->dims[2]);
       p->rope.interleaved = val_i(nd, "interleaved") != 0;
+      p->rope.inverse = opt_i(nd, "inverse", 0) != 0;
+      p->rope.yarn_factor = opt_f(nd, "yarn_factor", 0.0);
+      p->rope.yarn_orig_ctx = opt_i(nd, "yarn_orig_ctx", 0);
+      p->rope.beta_fast = opt_f(nd, "beta_fast", 32.0);
+      p->rope.beta_slow = opt_f(nd, "beta_slow", 1.0);
       break;
     case VNRT_OP_ATTENTION: {
       int64_t d = in[0]->dims[2];
@@ -149,6 +154,8 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
     }
     case VNRT_OP_TOPK:
       p->topk.k = (int32_t)val_i(nd, "k");
+      p->topk.has_fill = find(nd, "fill") != NULL;
+      p->topk.fill = (int32_t)opt_i(nd, "fill", 0);
       break;
     case VNRT_OP_HC_EXPAND:
       p->hc_expand.n = (int32_t)val_i(nd, "n");
@@ -227,6 +234,35 @@ void vn_node_resolve_params(const vnrt_graph *g, vn_node *nd) {
     case VNRT_OP_SHORT_CONV:
       p->short_conv.dilation = (int32_t)val_i(nd, "dilation");
       p->short_conv.eps = val_f(nd, "eps");
+      break;
+    case VNRT_OP_KV_WRITE:
+      p->kv_write.ring = opt_i(nd, "ring", 0) != 0;
+      break;
+    case VNRT_OP_KV_COMPRESS:
+      p->kv_compress.ratio = (int32_t)val_i(nd, "ratio");
+      p->kv_compress.overlap = val_i(nd, "overlap") != 0;
+      p->kv_compress.width = in[0]->dims[1] / (1 + p->kv_compress.overlap);
+      break;
+    case VNRT_OP_KV_SCATTER:
+      p->kv_scatter.div = (int32_t)val_i(nd, "div");
+      break;
+    case VNRT_OP_INDEX_SCORES:
+      p->index_scores.ratio = (int32_t)val_i(nd, "ratio");
+      p->index_scores.heads = (int32_t)in[0]->dims[1];
+      p->index_scores.head_dim = (int32_t)in[0]->dims[2];
+      break;
+    case VNRT_OP_SPARSE_ATTENTION:
+      p->sparse_attention.heads = (int32_t)in[0]->dims[1];
+      p->sparse_attention.head_dim = (int32_t)in[0]->dims[2];
+      p->sparse_attention.scale = opt_f(nd, "scale", 1.0 / sqrt((double)in[0]->dims[2]));
+      p->sparse_attention.ratio = (int32_t)val_i(nd, "ratio");
+      p->sparse_attention.window = (int32_t)in[2]->dims[0];
+      p->sparse_attention.has_comp = nd->n_inputs > 5;
+      p->sparse_attention.has_idx = nd->n_inputs > 6;
+      break;
+    case VNRT_OP_GROUPED_LINEAR:
+      p->grouped_linear.groups = (int32_t)val_i(nd, "groups");
+      p->grouped_linear.w = quant_weight(nd, in, 1, 2);
       break;
     default: /* ops without parameters */
       break;

@@ -53,6 +53,11 @@
 #define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
 #define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
 #define CL_ROW_FAKE_QUANT cl_fake_quant_supports, cl_fake_quant_lower
+#define CL_ROW_KV_COMPRESS NULL, NULL
+#define CL_ROW_KV_SCATTER NULL, NULL
+#define CL_ROW_INDEX_SCORES NULL, NULL
+#define CL_ROW_SPARSE_ATTENTION NULL, NULL
+#define CL_ROW_GROUPED_LINEAR NULL, NULL
 
 typedef struct cl_op_row {
   cl_supports_fn supports;

@@ -24,6 +24,7 @@ int cl_rope_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
     return 0;
   }
   int32_t dims = node->params->rope.dims;
+  if (node->params->rope.inverse || node->params->rope.yarn_factor != 0.0) return 0;
   return dims > 0 && dims <= x->dims[2] && dims % 2 == 0;
 }
 

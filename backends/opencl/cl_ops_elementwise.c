@@ -106,7 +106,8 @@ int cl_kv_write_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   const vnrt_tensor_type *c = cl_q_in(g, node, 0), *nw = cl_q_in(g, node, 1);
   const vnrt_tensor_type *pos = cl_q_in(g, node, 2), *o = cl_q_out(g, node, 0);
   if (c->rank < 1 || nw->rank != c->rank || nw->dtype != c->dtype || o->dtype != c->dtype ||
-      pos->dtype != VNRT_I32 || vnrt_numel(pos) != 1 || vnrt_numel(o) != vnrt_numel(c)) {
+      pos->dtype != VNRT_I32 || vnrt_numel(pos) != 1 || vnrt_numel(o) != vnrt_numel(c) ||
+      node->params->kv_write.ring) {
     return 0;
   }
   for (int32_t d = 1; d < c->rank; ++d) {

@@ -20,6 +20,7 @@ int cl_topk_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
   int64_t k = node->params->topk.k;
   int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
+  if (node->params->topk.has_fill) return 0;
   return node->n_outputs == 2 && cl_q_out(g, node, 1)->dtype == VNRT_I32 && k >= 1 && k <= e;
 }
 

@@ -76,6 +76,11 @@ enum { B_ADD = 1, B_SUB = 2, B_MUL = 3, B_DIV = 4, B_SWIGLU = 5 };
 #define VK_OP_KV_WRITE       vk_sup_kv_write,        vk_rec_kv_write,        0
 #define VK_OP_HADAMARD       vk_sup_hadamard,        vk_rec_hadamard,        0
 #define VK_OP_FAKE_QUANT     vk_sup_fake_quant,      vk_rec_fake_quant,      0
+#define VK_OP_KV_COMPRESS    NULL,                   NULL,                   0
+#define VK_OP_KV_SCATTER     NULL,                   NULL,                   0
+#define VK_OP_INDEX_SCORES   NULL,                   NULL,                   0
+#define VK_OP_SPARSE_ATTENTION NULL,                 NULL,                   0
+#define VK_OP_GROUPED_LINEAR NULL,                   NULL,                   0
 /* clang-format on */
 
 typedef struct vk_op_row {

@@ -103,6 +103,7 @@ VK_SUPPORTED_FN(vk_sup_topk) {
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
   int64_t k = node->params->topk.k;
   int64_t e = t0->rank > 0 ? t0->dims[t0->rank - 1] : 1;
+  if (node->params->topk.has_fill) return WHY("topk with fill is not implemented");
   return (k >= 1 && k <= e) ? 1 : WHY("topk needs 1 <= k <= E");
 }
 
@@ -114,6 +115,7 @@ VK_SUPPORTED_FN(vk_sup_rope) {
     return WHY("rope dims must be even, in (0, D]");
   }
   if (!(p->theta > 0.0) || !isfinite(p->theta)) return WHY("rope theta must be positive");
+  if (p->inverse || p->yarn_factor != 0.0) return WHY("rope with YaRN or inverse: not implemented");
   return 1;
 }
 
@@ -128,6 +130,7 @@ VK_SUPPORTED_FN(vk_sup_kv_write) {
       vnrt_numel(tp) != 1) {
     return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
   }
+  if (node->params->kv_write.ring) return WHY("kv_write with ring: not implemented");
   return 1;
 }
 

@@ -80,6 +80,11 @@ typedef struct vnrt_rope_params {
   double theta;
   int32_t dims;        /* rotated trailing channels; the attribute's default D resolved */
   int32_t interleaved; /* 1: pairs (2i, 2i+1); 0: pairs (i, i + dims/2) */
+  /* appended for DeepSeek-V4 (docs/ops.md, "DeepSeek-V4 attention") */
+  int32_t inverse;       /* 1: rotate by the negative angle */
+  double yarn_factor;    /* 0: no YaRN; else the frequency divisor f > 1 of the slow pairs */
+  int64_t yarn_orig_ctx; /* L, the original context of YaRN */
+  double beta_fast, beta_slow;
 } vnrt_rope_params;
 
 typedef struct vnrt_attention_params {
@@ -95,6 +100,8 @@ typedef struct vnrt_attention_params {
 
 typedef struct vnrt_topk_params {
   int32_t k;
+  int32_t has_fill; /* appended: indices of -inf values become `fill` */
+  int32_t fill;
 } vnrt_topk_params;
 
 typedef struct vnrt_hc_expand_params {
@@ -194,6 +201,42 @@ typedef struct vnrt_fake_quant_params {
   int64_t len; /* resolved: D - start when the attribute was 0 or left out */
 } vnrt_fake_quant_params;
 
+typedef struct vnrt_kv_write_params {
+  int32_t ring; /* 1: the cache is a ring; position p goes to row p mod S */
+} vnrt_kv_write_params;
+
+/* DeepSeek-V4's KV compressor (docs/ops.md, "DeepSeek-V4 attention"). */
+typedef struct vnrt_kv_compress_params {
+  int32_t ratio;   /* m: positions per window */
+  int32_t overlap; /* 1: CSA (two series, windows w-1 and w pooled together); 0: HCA */
+  int64_t width;   /* d: an entry's width (a's width / (1 + overlap)) */
+} vnrt_kv_compress_params;
+
+typedef struct vnrt_kv_scatter_params {
+  int32_t div; /* rows[i] goes to cache row pos[i] / div */
+} vnrt_kv_scatter_params;
+
+typedef struct vnrt_index_scores_params {
+  int32_t ratio;    /* entry j is visible to position p when j < (p + 1) / ratio */
+  int32_t heads;    /* Hi */
+  int32_t head_dim; /* Di */
+} vnrt_index_scores_params;
+
+typedef struct vnrt_sparse_attention_params {
+  double scale;     /* 1/sqrt(D) when the attribute was left out */
+  int32_t ratio;    /* compression ratio of comp; 0 without comp */
+  int32_t heads;    /* H */
+  int32_t head_dim; /* D */
+  int32_t window;   /* W: the ring's rows */
+  int32_t has_comp; /* the optional comp input was given */
+  int32_t has_idx;  /* the optional idx input was given (CSA); else every visible entry (HCA) */
+} vnrt_sparse_attention_params;
+
+typedef struct vnrt_grouped_linear_params {
+  int32_t groups; /* G */
+  vnrt_quant_weight w;
+} vnrt_grouped_linear_params;
+
 typedef union vnrt_op_params {
   vnrt_scale_params scale;
   vnrt_clamp_params clamp;
@@ -222,6 +265,12 @@ typedef union vnrt_op_params {
   vnrt_matmul_params matmul;
   vnrt_embedding_params embedding;
   vnrt_fake_quant_params fake_quant;
+  vnrt_kv_write_params kv_write;
+  vnrt_kv_compress_params kv_compress;
+  vnrt_kv_scatter_params kv_scatter;
+  vnrt_index_scores_params index_scores;
+  vnrt_sparse_attention_params sparse_attention;
+  vnrt_grouped_linear_params grouped_linear;
   uint8_t reserved_[128]; /* room for members appended later without changing the size */
 } vnrt_op_params;
 

@@ -62,7 +62,13 @@
   X(KV_WRITE, kv_write, 3, 3, 1)                           \
   /* quantization support (docs/ops.md) */                 \
   X(HADAMARD, hadamard, 1, 1, 1)                           \
-  X(FAKE_QUANT, fake_quant, 1, 1, 1)
+  X(FAKE_QUANT, fake_quant, 1, 1, 1)                       \
+  /* DeepSeek-V4 attention (docs/ops.md) */                \
+  X(KV_COMPRESS, kv_compress, 6, 6, 4)                     \
+  X(KV_SCATTER, kv_scatter, 3, 3, 1)                       \
+  X(INDEX_SCORES, index_scores, 4, 4, 1)                   \
+  X(SPARSE_ATTENTION, sparse_attention, 5, 7, 1)           \
+  X(GROUPED_LINEAR, grouped_linear, 2, 3, 1)
 
 typedef enum vnrt_op {
   VNRT_OP_INVALID = -1,
