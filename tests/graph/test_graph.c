@@ -132,10 +132,13 @@ START_TEST(test_schema_keys_match_attrs_md) {
   ck_assert_int_eq(r->attrs[2].default_i, 1);
   ck_assert(r->attrs[5].default_f == 1.0);
   const vn_op_info *rope = vn_op_info_get(VNRT_OP_ROPE);
-  ck_assert_int_eq(rope->n_attrs, 3);
+  ck_assert_int_eq(rope->n_attrs, 8);
   ck_assert(rope->attrs[0].default_f == 10000.0);
   ck_assert(rope->attrs[1].optional);
   ck_assert_int_eq(rope->attrs[2].default_i, 1);
+  /* DeepSeek-V4's YaRN and inverse rotation: optional, so older graphs print as before */
+  ck_assert_str_eq(rope->attrs[3].key, "yarn_factor");
+  for (int i = 3; i < 8; ++i) ck_assert(rope->attrs[i].optional);
   ck_assert_int_eq(vn_op_info_get(VNRT_OP_ADD)->n_attrs, 0);
   ck_assert_int_eq(vn_op_info_get(VNRT_OP_ENGRAM_LOOKUP)->n_attrs, 0);
   ck_assert_int_eq(vn_op_info_get(VNRT_OP_HC_EXPAND)->attrs[0].default_i, 4);
