@@ -1,0 +1,518 @@
+/* The DeepSeek-V4 forward graph, line by line as docs/deepseek-v4.md writes it: every R() of the
+ * text is a cast to bf16 under the reference numerics, and the ops store in their input's dtype,
+ * so a value is kept bf16 exactly where the text rounds it and f32 everywhere else. */
+#include "v4_graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "models.h"
+
+#define NAME_SIZE 96
+
+/* A builder keeps the first error and turns every later call into a no-op (value -1), so the
+ * layer code below reads as the math it builds. */
+typedef struct builder {
+  vnrt_context *ctx;
+  vnrt_graph *g;
+  const vn_v4_config *cfg;
+  int64_t T, max_ctx;
+  int ref; /* the reference numerics */
+  int32_t layer;
+  vnrt_status st;
+  char *err;
+  size_t err_size;
+} builder;
+
+static int ok(const builder *b) { return b->st == VNRT_OK; }
+
+static void fail_vnrt(builder *b, vnrt_status st, const char *what) {
+  if (!ok(b)) return;
+  b->st = st;
+  vn_model_fail(b->err, b->err_size, st, "building the %lld-token graph: %s: %s",
+                (long long)b->T, what, vnrt_context_last_error(b->ctx));
+}
+
+static vnrt_attr a_int(const char *key, int64_t v) {
+  vnrt_attr a = {.key = key, .kind = VNRT_ATTR_INT, .i = v};
+  return a;
+}
+static vnrt_attr a_float(const char *key, double v) {
+  vnrt_attr a = {.key = key, .kind = VNRT_ATTR_FLOAT, .f = v};
+  return a;
+}
+static vnrt_attr a_word(const char *key, const char *w) {
+  vnrt_attr a = {.key = key, .kind = VNRT_ATTR_WORD, .word = w};
+  return a;
+}
+static vnrt_attr a_ints(const char *key, const int64_t *v, int32_t count) {
+  vnrt_attr a = {.key = key, .kind = VNRT_ATTR_INTS, .ints = v, .count = count};
+  return a;
+}
+
+/* Adds a node whose n_out results are named "lN.<what>" (one result) or "lN.<what>.<i>". */
+static void nodes(builder *b, vnrt_op op, const vnrt_value *in, int32_t n_in,
+                  const vnrt_attr *attrs, int32_t n_attrs, const char *what, vnrt_value *outs,
+                  int32_t n_out) {
+  for (int32_t i = 0; i < n_out; ++i) outs[i] = -1;
+  if (!ok(b)) return;
+  for (int32_t i = 0; i < n_in; ++i) {
+    if (in[i] < 0) return;
+  }
+  char names[4][NAME_SIZE];
+  const char *ptrs[4];
+  for (int32_t i = 0; i < n_out && i < 4; ++i) {
+    const char *sep = b->layer >= 0 ? "." : "";
+    char prefix[16] = "";
+    if (b->layer >= 0) snprintf(prefix, sizeof prefix, "l%d", (int)b->layer);
+    if (n_out == 1) {
+      snprintf(names[i], sizeof names[i], "%s%s%s", prefix, sep, what);
+    } else {
+      snprintf(names[i], sizeof names[i], "%s%s%s.%d", prefix, sep, what, (int)i);
+    }
+    ptrs[i] = names[i];
+  }
+  vnrt_status st = vnrt_graph_add_node(b->g, op, in, n_in, attrs, n_attrs, ptrs, outs, n_out);
+  if (st != VNRT_OK) fail_vnrt(b, st, names[0]);
+}
+
+static vnrt_value node(builder *b, vnrt_op op, const vnrt_value *in, int32_t n_in,
+                       const vnrt_attr *attrs, int32_t n_attrs, const char *what) {
+  vnrt_value out;
+  nodes(b, op, in, n_in, attrs, n_attrs, what, &out, 1);
+  return out;
+}
+
+static vnrt_dtype dtype_of(builder *b, vnrt_value v) {
+  vnrt_tensor_type t;
+  if (!ok(b) || v < 0 || vnrt_graph_value_type(b->g, v, &t) != VNRT_OK) return VNRT_DTYPE_INVALID;
+  return t.dtype;
+}
+
+static vnrt_value cast(builder *b, vnrt_value x, vnrt_dtype to, const char *what) {
+  if (!ok(b) || dtype_of(b, x) == to) return x;
+  vnrt_attr a = a_word("dtype", to == VNRT_BF16 ? "bf16" : "f32");
+  return node(b, VNRT_OP_CAST, &x, 1, &a, 1, what);
+}
+
+/* R(): rounds to bf16 under the reference numerics (a bf16 value is already rounded). */
+static vnrt_value R(builder *b, vnrt_value x, const char *what) {
+  return b->ref ? cast(b, x, VNRT_BF16, what) : x;
+}
+/* The same value in f32 (exact), for an op that must compute or store in f32. */
+static vnrt_value F(builder *b, vnrt_value x, const char *what) {
+  return cast(b, x, VNRT_F32, what);
+}
+
+static vnrt_value declare(builder *b, const char *name, vnrt_dtype dtype, int32_t rank,
+                          int64_t d0, int64_t d1, int64_t d2) {
+  if (!ok(b)) return -1;
+  vnrt_tensor_type t = {dtype, rank, {d0, d1, d2, 0}};
+  vnrt_value v = vnrt_graph_find(b->g, name);
+  if (v >= 0) return v; /* a param read twice (none today, but harmless) */
+  vnrt_status st = vnrt_graph_add_input(b->g, name, &t, 1, &v);
+  if (st != VNRT_OK) fail_vnrt(b, st, name);
+  return v;
+}
+
+/* A tensor of the current layer ("layers.N.<suffix>") or a global one (layer < 0). */
+static vnrt_value param(builder *b, const char *suffix, vnrt_dtype dtype, int32_t rank, int64_t d0,
+                        int64_t d1) {
+  char name[NAME_SIZE];
+  if (b->layer >= 0) {
+    snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, suffix);
+  } else {
+    snprintf(name, sizeof name, "%s", suffix);
+  }
+  return declare(b, name, dtype, rank, d0, d1, 0);
+}
+
+/* An FP8 weight [out, in] of the layer: its e4m3 codes and, in *scale, its e8m0 scale over
+ * 128x128 blocks ("<base>.weight", "<base>.scale"). */
+static vnrt_value fp8_param(builder *b, const char *base, int64_t out, int64_t in,
+                            vnrt_value *scale) {
+  char name[NAME_SIZE];
+  snprintf(name, sizeof name, "%s.weight", base);
+  vnrt_value w = param(b, name, VNRT_E4M3, 2, out, in);
+  snprintf(name, sizeof name, "%s.scale", base);
+  *scale = param(b, name, VNRT_E8M0, 2, (out + 127) / 128, (in + 127) / 128);
+  return w;
+}
+
+/* Lq(w, x): a linear with an FP8 weight; act_quant = 128 under the reference numerics. The
+ * result has x's dtype. */
+static vnrt_value Lq(builder *b, vnrt_value x, const char *base, int64_t out, int64_t in,
+                     const char *what) {
+  vnrt_value s;
+  vnrt_value w = fp8_param(b, base, out, in, &s);
+  vnrt_value args[3] = {x, w, s};
+  vnrt_attr a = a_int("act_quant", 128);
+  return node(b, VNRT_OP_LINEAR, args, 3, &a, b->ref ? 1 : 0, what);
+}
+
+/* L(w, x) on a bf16 weight [out, in] (no activation quantization). */
+static vnrt_value L(builder *b, vnrt_value x, const char *wname, int64_t out, int64_t in,
+                    const char *what) {
+  vnrt_value args[2] = {x, param(b, wname, VNRT_BF16, 2, out, in)};
+  return node(b, VNRT_OP_LINEAR, args, 2, NULL, 0, what);
+}
+
+static vnrt_value rms_norm(builder *b, vnrt_value x, vnrt_value w, const char *what) {
+  vnrt_value args[2] = {x, w};
+  vnrt_attr a = a_float("eps", b->cfg->rms_norm_eps);
+  return node(b, VNRT_OP_RMS_NORM, args, w >= 0 ? 2 : 1, &a, 1, what);
+}
+
+static vnrt_value norm_w(builder *b, const char *name, int64_t d) {
+  return param(b, name, VNRT_BF16, 1, d, 0);
+}
+
+static vnrt_value reshape(builder *b, vnrt_value x, int32_t rank, int64_t d0, int64_t d1,
+                          int64_t d2, const char *what) {
+  const int64_t shape[3] = {d0, d1, d2};
+  vnrt_attr a = a_ints("shape", shape, rank);
+  return node(b, VNRT_OP_RESHAPE, &x, 1, &a, 1, what);
+}
+
+/* rope over the trailing r channels of x [T, H, D] at pos [T]: θ = rope_theta in ratio-0
+ * layers, compress_rope_theta with YaRN otherwise; inverse rotates back. */
+static vnrt_value rope(builder *b, vnrt_value x, vnrt_value pos, int32_t ratio, int inverse,
+                       const char *what) {
+  const vn_v4_config *c = b->cfg;
+  vnrt_attr a[8];
+  int32_t n = 0;
+  a[n++] = a_int("dims", c->qk_rope_head_dim);
+  a[n++] = a_int("interleaved", 1);
+  if (ratio == 0) {
+    a[n++] = a_float("theta", c->rope_theta);
+  } else {
+    a[n++] = a_float("theta", c->compress_rope_theta);
+    a[n++] = a_float("yarn_factor", c->rope_scaling.factor);
+    a[n++] = a_int("yarn_orig_ctx", c->rope_scaling.original_max_position_embeddings);
+    a[n++] = a_float("beta_fast", c->rope_scaling.beta_fast);
+    a[n++] = a_float("beta_slow", c->rope_scaling.beta_slow);
+  }
+  if (inverse) a[n++] = a_int("inverse", 1);
+  vnrt_value args[2] = {x, pos};
+  return node(b, VNRT_OP_ROPE, args, 2, a, n, what);
+}
+
+/* FQ8: e4m3 round trip of the non-RoPE channels in blocks of 64 (reference numerics only). */
+static vnrt_value fq8(builder *b, vnrt_value x, const char *what) {
+  if (!b->ref) return x;
+  vnrt_attr a[4] = {a_word("fmt", "e4m3"), a_int("block", 64), a_int("start", 0),
+                    a_int("len", b->cfg->head_dim - b->cfg->qk_rope_head_dim)};
+  return node(b, VNRT_OP_FAKE_QUANT, &x, 1, a, 4, what);
+}
+
+/* FQ4(hadamard(x)) in f32: the hadamard is always there (exact under f32 numerics too, since it
+ * is orthonormal it changes q·k only by rounding); the e2m1 round trip only under REF. */
+static vnrt_value hadamard_fq4(builder *b, vnrt_value x, const char *what) {
+  char name[NAME_SIZE];
+  snprintf(name, sizeof name, "%s.f32", what);
+  x = F(b, x, name);
+  snprintf(name, sizeof name, "%s.hadamard", what);
+  x = node(b, VNRT_OP_HADAMARD, &x, 1, NULL, 0, name);
+  if (!b->ref) return x;
+  vnrt_attr a[2] = {a_word("fmt", "e2m1"), a_int("block", 32)};
+  return node(b, VNRT_OP_FAKE_QUANT, &x, 1, a, 2, what);
+}
+
+static vnrt_value state(builder *b, const char *suffix, int64_t d0, int64_t d1) {
+  if (!ok(b)) return -1;
+  char name[NAME_SIZE];
+  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, suffix);
+  vnrt_tensor_type t = {VNRT_F32, 2, {d0, d1, 0, 0}};
+  vnrt_value v = -1;
+  vnrt_status st = vnrt_graph_add_state(b->g, name, &t, &v);
+  if (st != VNRT_OK) fail_vnrt(b, st, name);
+  return v;
+}
+
+static void update(builder *b, vnrt_value s, vnrt_value next) {
+  if (!ok(b) || s < 0 || next < 0) return;
+  vnrt_status st = vnrt_graph_set_state_update(b->g, s, next);
+  if (st != VNRT_OK) fail_vnrt(b, st, vnrt_graph_value_name(b->g, s));
+}
+
+/* mHC collapse at one site ("attn" or "ffn"): out = {x, post, comb}. */
+static void hc_pre(builder *b, vnrt_value X, const char *site, vnrt_value out[3]) {
+  const vn_v4_config *c = b->cfg;
+  const int64_t n = c->hc_mult, rows = (n + 2) * n;
+  char fn[32], sc[32], ba[32], what[32];
+  snprintf(fn, sizeof fn, "hc_%s_fn", site);
+  snprintf(sc, sizeof sc, "hc_%s_scale", site);
+  snprintf(ba, sizeof ba, "hc_%s_base", site);
+  snprintf(what, sizeof what, "%s.hc_pre", site);
+  vnrt_value args[4] = {X, param(b, fn, VNRT_F32, 2, rows, n * c->hidden_size),
+                        param(b, sc, VNRT_F32, 1, 3, 0), param(b, ba, VNRT_F32, 1, rows, 0)};
+  vnrt_attr a[3] = {a_int("iters", c->hc_sinkhorn_iters), a_float("eps", c->hc_eps),
+                    a_float("norm_eps", c->rms_norm_eps)};
+  nodes(b, VNRT_OP_HC_PRE, args, 4, a, 3, what, out, 3);
+}
+
+static vnrt_value hc_post(builder *b, vnrt_value X, vnrt_value y, const vnrt_value pre[3],
+                          const char *what) {
+  vnrt_value args[4] = {X, y, pre[1], pre[2]};
+  return node(b, VNRT_OP_HC_POST, args, 4, NULL, 0, what);
+}
+
+/* The compressor of a layer or of its indexer (prefix "attn.compressor" or
+ * "attn.indexer.compressor"): pools h into entries, normalises, rotates and rounds them as the
+ * text says, and appends them to the cache state `cache` (whose update is returned). */
+static vnrt_value compressor(builder *b, vnrt_value hf, vnrt_value pos0, const char *prefix,
+                             int32_t ratio, int64_t d, int indexer, vnrt_value cache,
+                             const char *state_prefix) {
+  const vn_v4_config *c = b->cfg;
+  const int64_t C = c->hidden_size, cm = ratio == 4 ? 2 : 1;
+  char wkv[NAME_SIZE], wgate[NAME_SIZE], ape[NAME_SIZE], nrm[NAME_SIZE], what[NAME_SIZE];
+  snprintf(wkv, sizeof wkv, "%s.wkv.weight", prefix);
+  snprintf(wgate, sizeof wgate, "%s.wgate.weight", prefix);
+  snprintf(ape, sizeof ape, "%s.ape", prefix);
+  snprintf(nrm, sizeof nrm, "%s.norm.weight", prefix);
+  /* f32 linears on the bf16 weights (widened exactly) */
+  snprintf(what, sizeof what, "%s.a", prefix);
+  vnrt_value a = L(b, hf, wkv, cm * d, C, what);
+  snprintf(what, sizeof what, "%s.z", prefix);
+  vnrt_value z = L(b, hf, wgate, cm * d, C, what);
+  snprintf(what, sizeof what, "%s_a", state_prefix);
+  vnrt_value sa = state(b, what, cm * ratio, cm * d);
+  snprintf(what, sizeof what, "%s_z", state_prefix);
+  vnrt_value sz = state(b, what, cm * ratio, cm * d);
+  vnrt_value args[6] = {a, z, param(b, ape, VNRT_F32, 2, ratio, cm * d), sa, sz, pos0};
+  vnrt_attr at[2] = {a_int("ratio", ratio), a_int("overlap", ratio == 4)};
+  vnrt_value r[4];
+  snprintf(what, sizeof what, "%s.pool", prefix);
+  nodes(b, VNRT_OP_KV_COMPRESS, args, 6, at, 2, what, r, 4);
+  update(b, sa, r[2]);
+  update(b, sz, r[3]);
+  const int64_t N = (b->T + ratio - 1) / ratio;
+  snprintf(what, sizeof what, "%s.e_bf16", prefix);
+  vnrt_value e = R(b, r[0], what);
+  snprintf(what, sizeof what, "%s.norm", prefix);
+  e = rms_norm(b, e, norm_w(b, nrm, d), what);
+  snprintf(what, sizeof what, "%s.norm.r", prefix);
+  e = R(b, e, what);
+  snprintf(what, sizeof what, "%s.e3", prefix);
+  e = reshape(b, e, 3, N, 1, d, what);
+  snprintf(what, sizeof what, "%s.rope", prefix);
+  e = rope(b, e, r[1], ratio, 0, what);
+  snprintf(what, sizeof what, "%s.rope.r", prefix);
+  e = R(b, e, what);
+  snprintf(what, sizeof what, "%s.e2", prefix);
+  e = reshape(b, e, 2, N, d, 0, what);
+  snprintf(what, sizeof what, "%s.fq", prefix);
+  e = indexer ? hadamard_fq4(b, e, what) : fq8(b, e, what);
+  snprintf(what, sizeof what, "%s.e_f32", prefix);
+  e = F(b, e, what);
+  vnrt_value sargs[3] = {cache, e, r[1]};
+  vnrt_attr da = a_int("div", ratio);
+  snprintf(what, sizeof what, "%s.scatter", prefix);
+  vnrt_value next = node(b, VNRT_OP_KV_SCATTER, sargs, 3, &da, 1, what);
+  update(b, cache, next);
+  return next;
+}
+
+/* The attention sub-layer on h (bf16 under REF, f32 otherwise); returns y [T, C]. */
+static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value pos,
+                            vnrt_value pos0, int32_t ratio) {
+  const vn_v4_config *c = b->cfg;
+  const int64_t T = b->T, C = c->hidden_size, H = c->num_attention_heads, D = c->head_dim;
+  const int64_t Rq = c->q_lora_rank, G = c->o_groups, Ro = c->o_lora_rank;
+  vnrt_value qr = R(b, Lq(b, h, "attn.wq_a", Rq, C, "attn.wq_a"), "attn.wq_a.r");
+  qr = R(b, rms_norm(b, qr, norm_w(b, "attn.q_norm.weight", Rq), "attn.q_norm"), "attn.qr");
+  vnrt_value q = R(b, Lq(b, qr, "attn.wq_b", H * D, Rq, "attn.wq_b"), "attn.wq_b.r");
+  q = reshape(b, q, 3, T, H, D, "attn.q3");
+  q = R(b, rms_norm(b, q, -1, "attn.q_headnorm"), "attn.q_headnorm.r");
+  q = R(b, rope(b, q, pos, ratio, 0, "attn.q_rope"), "attn.q_rope.r");
+
+  vnrt_value kv = R(b, Lq(b, h, "attn.wkv", D, C, "attn.wkv"), "attn.wkv.r");
+  kv = R(b, rms_norm(b, kv, norm_w(b, "attn.kv_norm.weight", D), "attn.kv_norm"), "attn.kv_n");
+  kv = reshape(b, kv, 3, T, 1, D, "attn.kv3");
+  kv = R(b, rope(b, kv, pos, ratio, 0, "attn.kv_rope"), "attn.kv_rope.r");
+  kv = reshape(b, kv, 2, T, D, 0, "attn.kv2");
+  kv = F(b, fq8(b, kv, "attn.kv_fq8"), "attn.kv"); /* exact: the ring is f32 */
+
+  vnrt_value comp = -1, idx = -1;
+  if (ratio != 0) {
+    const int64_t rows = b->max_ctx / ratio > 0 ? b->max_ctx / ratio : 1;
+    vnrt_value cache = state(b, "attn.comp", rows, D);
+    comp = compressor(b, hf, pos0, "attn.compressor", ratio, D, 0, cache, "attn.cstate");
+  }
+  if (ratio == 4) {
+    const int64_t Hi = c->index_n_heads, Di = c->index_head_dim;
+    vnrt_value qi = R(b, Lq(b, qr, "attn.indexer.wq_b", Hi * Di, Rq, "attn.indexer.wq_b"),
+                      "attn.indexer.wq_b.r");
+    qi = reshape(b, qi, 3, T, Hi, Di, "attn.indexer.q3");
+    qi = R(b, rope(b, qi, pos, ratio, 0, "attn.indexer.q_rope"), "attn.indexer.q_rope.r");
+    qi = hadamard_fq4(b, qi, "attn.indexer.q");
+    const int64_t rows = b->max_ctx / 4 > 0 ? b->max_ctx / 4 : 1;
+    vnrt_value icache = state(b, "attn.icomp", rows, Di);
+    vnrt_value icomp =
+        compressor(b, hf, pos0, "attn.indexer.compressor", 4, Di, 1, icache, "attn.istate");
+    vnrt_value w =
+        R(b, L(b, h, "attn.indexer.weights_proj.weight", Hi, C, "attn.indexer.w"), "attn.w.r");
+    w = F(b, w, "attn.indexer.w_f32");
+    vnrt_attr sa = a_float("s", 1.0 / (sqrt((double)Di) * sqrt((double)Hi)));
+    w = node(b, VNRT_OP_SCALE, &w, 1, &sa, 1, "attn.indexer.w_scaled");
+    vnrt_value sargs[4] = {qi, icomp, w, pos};
+    vnrt_attr ra = a_int("ratio", 4);
+    vnrt_value s = node(b, VNRT_OP_INDEX_SCORES, sargs, 4, &ra, 1, "attn.indexer.scores");
+    const int64_t k = c->index_topk < rows ? c->index_topk : rows;
+    vnrt_attr ta[2] = {a_int("k", k), a_int("fill", -1)};
+    vnrt_value top[2];
+    nodes(b, VNRT_OP_TOPK, &s, 1, ta, 2, "attn.indexer.topk", top, 2);
+    idx = top[1];
+  }
+
+  vnrt_value ring = state(b, "attn.ring", c->sliding_window, D);
+  vnrt_value aargs[7] = {F(b, q, "attn.q_f32"), kv, ring,
+                         param(b, "attn.attn_sink", VNRT_F32, 1, H, 0), pos0, comp, idx};
+  vnrt_attr aa = a_int("ratio", ratio);
+  int32_t n_args = ratio == 0 ? 5 : ratio == 4 ? 7 : 6;
+  vnrt_value o = R(b, node(b, VNRT_OP_SPARSE_ATTENTION, aargs, n_args, &aa, ratio ? 1 : 0,
+                           "attn.core"),
+                   "attn.core.r");
+  vnrt_value wargs[3] = {ring, kv, pos0};
+  vnrt_attr ka = a_int("ring", 1);
+  update(b, ring, node(b, VNRT_OP_KV_WRITE, wargs, 3, &ka, 1, "attn.ring_write"));
+  o = R(b, rope(b, o, pos, ratio, 1, "attn.o_unrope"), "attn.o_unrope.r");
+  o = reshape(b, o, 2, T, H * D, 0, "attn.o2");
+  vnrt_value ws;
+  vnrt_value wo_a = fp8_param(b, "attn.wo_a", G * Ro, H * D / G, &ws);
+  vnrt_value gargs[3] = {o, wo_a, ws};
+  vnrt_attr ga = a_int("groups", G);
+  vnrt_value y = R(b, node(b, VNRT_OP_GROUPED_LINEAR, gargs, 3, &ga, 1, "attn.wo_a"), "attn.wo_a.r");
+  return R(b, Lq(b, y, "attn.wo_b", C, G * Ro, "attn.wo_b"), "attn.y");
+}
+
+/* The MoE sub-layer on h; returns R(yr + ys). */
+static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
+  const vn_v4_config *c = b->cfg;
+  const int64_t C = c->hidden_size, E = c->n_routed_experts, F_ = c->moe_intermediate_size;
+  const int64_t k = c->num_experts_per_tok;
+  const char *score = c->scoring_func == VN_V4_SCORING_SOFTMAX   ? "softmax"
+                      : c->scoring_func == VN_V4_SCORING_SIGMOID ? "sigmoid"
+                                                                 : "sqrt_softplus";
+  vnrt_value g = L(b, hf, "ffn.gate.weight", E, C, "ffn.gate");
+  vnrt_value route[2];
+  if (vn_v4_is_hash_layer(c, b->layer)) {
+    vnrt_value args[3] = {g, ids, param(b, "ffn.gate.tid2eid", VNRT_I32, 2, c->vocab_size, k)};
+    vnrt_attr a[3] = {a_word("score", score), a_int("norm", c->norm_topk_prob),
+                      a_float("scale", c->routed_scaling_factor)};
+    nodes(b, VNRT_OP_MOE_HASH_ROUTE, args, 3, a, 3, "ffn.route", route, 2);
+  } else {
+    vnrt_value args[2] = {g, param(b, "ffn.gate.bias", VNRT_F32, 1, E, 0)};
+    vnrt_attr a[4] = {a_int("k", k), a_word("score", score), a_int("norm", c->norm_topk_prob),
+                      a_float("scale", c->routed_scaling_factor)};
+    nodes(b, VNRT_OP_MOE_ROUTE, args, 2, a, 4, "ffn.route", route, 2);
+  }
+  /* The routed experts as vn_checkpoint_pack_experts packs them. */
+  const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
+  const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
+  const int64_t b0 = fp4 ? 1 : 128, b1 = fp4 ? 32 : 128;
+  char name[NAME_SIZE];
+  vnrt_value fargs[7] = {hf, route[1], route[0], -1, -1, -1, -1};
+  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
+  fargs[3] = declare(b, name, code, 3, E, 2 * F_, C);
+  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_DOWN);
+  fargs[4] = declare(b, name, code, 3, E, C, F_);
+  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
+  fargs[5] = declare(b, name, VNRT_E8M0, 3, E, (2 * F_ + b0 - 1) / b0, (C + b1 - 1) / b1);
+  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_DOWN);
+  fargs[6] = declare(b, name, VNRT_E8M0, 3, E, (C + b0 - 1) / b0, (F_ + b1 - 1) / b1);
+  const int64_t block[2] = {b0, b1};
+  vnrt_attr fa[3] = {a_float("limit", c->swiglu_limit), a_ints("block", block, 2),
+                     a_int("act_quant", 128)};
+  vnrt_value yr = node(b, VNRT_OP_MOE_FFN, fargs, 7, fa, b->ref ? 3 : 2, "ffn.routed");
+
+  vnrt_value g1 = Lq(b, hf, "ffn.shared_experts.w1", F_, C, "ffn.shared.w1");
+  vnrt_value g3 = Lq(b, hf, "ffn.shared_experts.w3", F_, C, "ffn.shared.w3");
+  vnrt_value sargs[2] = {g1, g3};
+  vnrt_attr la = a_float("limit", c->swiglu_limit);
+  vnrt_value act = node(b, VNRT_OP_SWIGLU, sargs, 2, &la, 1, "ffn.shared.act");
+  act = F(b, R(b, act, "ffn.shared.act.r"), "ffn.shared.act.f32");
+  vnrt_value ys = Lq(b, act, "ffn.shared_experts.w2", C, F_, "ffn.shared.w2");
+  vnrt_value sum[2] = {yr, ys};
+  return R(b, node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "ffn.sum"), "ffn.y");
+}
+
+vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
+                              const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
+                              size_t err_size) {
+  *out_graph = NULL;
+  if (!cfg || !opt || opt->tokens < 1 || opt->max_context < 1 ||
+      opt->tokens > opt->max_context) {
+    return vn_model_fail(err, err_size, VNRT_ERROR_INVALID_ARGUMENT,
+                         "a graph of %lld tokens for a context of %lld: both must be >= 1 and "
+                         "the tokens at most the context",
+                         opt ? (long long)opt->tokens : 0LL,
+                         opt ? (long long)opt->max_context : 0LL);
+  }
+  builder bd = {ctx,       NULL, cfg, opt->tokens, opt->max_context, !opt->f32_numerics, -1,
+                VNRT_OK,   err,  err_size};
+  builder *b = &bd;
+  vnrt_status st = vnrt_graph_create(ctx, &b->g);
+  if (st != VNRT_OK) {
+    return vn_model_fail(err, err_size, st, "graph: %s", vnrt_context_last_error(ctx));
+  }
+  const int64_t T = opt->tokens, C = cfg->hidden_size, n = cfg->hc_mult;
+  vnrt_value in[3] = {-1, -1, -1};
+  const char *in_names[3] = {VN_V4_IN_IDS, VN_V4_IN_POS, VN_V4_IN_POS0};
+  const int64_t in_len[3] = {T, T, 1};
+  for (int i = 0; i < 3; ++i) {
+    vnrt_tensor_type t = {VNRT_I32, 1, {in_len[i], 0, 0, 0}};
+    st = vnrt_graph_add_input(b->g, in_names[i], &t, 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, in_names[i]);
+  }
+  vnrt_value ids = in[0], pos = in[1], pos0 = in[2];
+
+  vnrt_value eargs[2] = {param(b, "embed.weight", VNRT_BF16, 2, cfg->vocab_size, C), ids};
+  vnrt_value x = node(b, VNRT_OP_EMBEDDING, eargs, 2, NULL, 0, "embed");
+  x = R(b, x, "embed.bf16"); /* exact: the table is bf16 */
+  vnrt_attr na = a_int("n", n);
+  vnrt_value X = node(b, VNRT_OP_HC_EXPAND, &x, 1, &na, 1, "streams");
+
+  for (int32_t i = 0; i < cfg->num_hidden_layers && ok(b); ++i) {
+    b->layer = i;
+    const int32_t ratio = vn_v4_layer_ratio(cfg, i);
+    vnrt_value pre[3];
+    hc_pre(b, X, "attn", pre);
+    vnrt_value h = R(b, pre[0], "attn.x.r");
+    h = R(b, rms_norm(b, h, norm_w(b, "attn_norm.weight", C), "attn_norm"), "attn.h");
+    vnrt_value hf = ratio != 0 ? F(b, h, "attn.h_f32") : -1;
+    vnrt_value y = attention(b, h, hf, pos, pos0, ratio);
+    X = R(b, hc_post(b, X, y, pre, "attn.hc_post"), "attn.X");
+
+    hc_pre(b, X, "ffn", pre);
+    h = R(b, pre[0], "ffn.x.r");
+    h = R(b, rms_norm(b, h, norm_w(b, "ffn_norm.weight", C), "ffn_norm"), "ffn.h");
+    y = moe(b, F(b, h, "ffn.h_f32"), ids);
+    X = R(b, hc_post(b, X, y, pre, "ffn.hc_post"), "ffn.X");
+  }
+  b->layer = -1;
+
+  /* Only the last token's logits are needed: slice it before the head (f32 from here on). */
+  vnrt_attr sl[3] = {a_int("axis", 0), a_int("start", T - 1), a_int("len", 1)};
+  vnrt_value Xl = node(b, VNRT_OP_SLICE, &X, 1, sl, 3, "last");
+  Xl = F(b, Xl, "last.f32");
+  vnrt_value hargs[4] = {Xl, param(b, "hc_head_fn", VNRT_F32, 2, n, n * C),
+                         param(b, "hc_head_scale", VNRT_F32, 1, 1, 0),
+                         param(b, "hc_head_base", VNRT_F32, 1, n, 0)};
+  vnrt_attr ha[2] = {a_float("eps", cfg->hc_eps), a_float("norm_eps", cfg->rms_norm_eps)};
+  x = node(b, VNRT_OP_HC_HEAD, hargs, 4, ha, 2, "hc_head");
+  x = rms_norm(b, x, norm_w(b, "norm.weight", C), "norm");
+  vnrt_value logits = L(b, x, "head.weight", cfg->vocab_size, C, VN_V4_OUT_LOGITS);
+  if (ok(b)) {
+    st = vnrt_graph_add_output(b->g, logits);
+    if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_OUT_LOGITS);
+  }
+  if (!ok(b)) {
+    vnrt_graph_destroy(b->g);
+    return b->st;
+  }
+  *out_graph = b->g;
+  return VNRT_OK;
+}

@@ -1,0 +1,41 @@
+/* The DeepSeek-V4 forward graph (docs/deepseek-v4.md, "Forward pass"), built on the public graph
+ * API for T tokens at positions pos0 … pos0+T−1 of one sequence. */
+#ifndef VNRT_MODELS_V4_GRAPH_H_
+#define VNRT_MODELS_V4_GRAPH_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "v4_config.h"
+#include "vnrt/vnrt.h"
+
+/* Names of the run-time inputs: ids [T] i32, pos [T] i32 (pos0 + t), pos0 [1] i32. The output
+ * is "logits" [1, vocab] f32: the logits of the last token. */
+#define VN_V4_IN_IDS "ids"
+#define VN_V4_IN_POS "pos"
+#define VN_V4_IN_POS0 "pos0"
+#define VN_V4_OUT_LOGITS "logits"
+
+/* Params that are not checkpoint tensors but made from them by the loader: per layer,
+ * "layers.N.ffn.experts.gate_up" (+ ".scale"), "layers.N.ffn.experts.down" (+ ".scale")
+ * (vn_checkpoint_pack_experts) and "layers.N.ffn.gate.tid2eid" as i32 (vn_checkpoint_tid2eid).
+ * Every other param is named and typed as its checkpoint tensor. */
+#define VN_V4_EXPERTS_GATE_UP "ffn.experts.gate_up"
+#define VN_V4_EXPERTS_DOWN "ffn.experts.down"
+
+typedef struct vn_v4_graph_options {
+  int64_t tokens;      /* T >= 1 */
+  int64_t max_context; /* positions the states hold; >= 1 */
+  int f32_numerics;    /* nonzero: VNRT_NUMERICS_F32 (no R(), act_quant, FQ8, FQ4) */
+} vn_v4_graph_options;
+
+/* Builds the graph. States (all f32, zero for a new sequence): per layer "layers.N.attn.ring"
+ * [sliding_window, D]; with ratio != 0 "layers.N.attn.comp" [max(1, max_context / ratio), D]
+ * and "layers.N.attn.cstate_a/_z" [c·ratio, c·D]; with ratio 4 "layers.N.attn.icomp"
+ * [max(1, max_context / 4), Di] and "layers.N.attn.istate_a/_z" [8, 2·Di]. Every state takes
+ * its new value after a run. On failure err names the node. */
+vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
+                              const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
+                              size_t err_size);
+
+#endif /* VNRT_MODELS_V4_GRAPH_H_ */
