@@ -135,7 +135,7 @@ def make(out, seed=1):
     """Draws master weights and writes them in the real formats."""
     c = CONFIG
     rng = np.random.default_rng(seed)
-    C, H, D, r = c["hidden_size"], c["num_attention_heads"], c["head_dim"], c["qk_rope_head_dim"]
+    C, H, D = c["hidden_size"], c["num_attention_heads"], c["head_dim"]
     n, V, E, k = c["hc_mult"], c["vocab_size"], c["n_routed_experts"], c["num_experts_per_tok"]
     Rq, G, Ro = c["q_lora_rank"], c["o_groups"], c["o_lora_rank"]
     Hi, Di, F = c["index_n_heads"], c["index_head_dim"], c["moe_intermediate_size"]

@@ -164,7 +164,7 @@ class Pieces(unittest.TestCase):
 
     def test_sparse_attention_matches_direct(self):
         rng = np.random.default_rng(4)
-        T, H, D, W, m = 13, 2, 8, 5, 4
+        T, H, D, W = 13, 2, 8, 5
         q, kv = rng.normal(0, 1, (T, H, D)), rng.normal(0, 1, (T, D))
         comp, sinks = rng.normal(0, 1, (3, D)), rng.normal(0, 1, H)
         mask = rng.random((T, 3)) < 0.5

@@ -14,6 +14,9 @@ the points docs/deepseek-v4.md names; "f32" numerics make all of them the identi
 
 usage: v4_ref.py --model DIR --ids "0 5 7" --numerics ref|f32 [--from P] --out logits.npy
                  [--greedy N]
+  writes float32 [L, vocab]: the logits of positions P-1 ... len(ids)-1 (default P = len(ids));
+  with --greedy N it appends N argmax tokens one at a time (recomputing the whole pass),
+  prints "generated: i j k" and writes one row per step (positions len(ids)-1 ...).
 """
 import argparse
 import json
@@ -554,6 +557,7 @@ class Model:
         return self.cache[name]
 
     def experts(self, i):
+        """Layer i's routed experts as moe_ffn's w_gate_up[e] = [w1; w3] and w_down[e] = w2."""
         key = f"layers.{i}.experts"
         if key not in self.cache:
             p = f"layers.{i}.ffn.experts."
@@ -567,6 +571,7 @@ class Model:
         return self.cache[key]
 
     def tid2eid(self, i):
+        """Layer i's hash-routing table, I64 [vocab, k], range-checked."""
         key = f"layers.{i}.ffn.gate.tid2eid"
         if key not in self.cache:
             dt, t = self.ck.raw(key)
@@ -579,21 +584,28 @@ class Model:
 
     # the numerics' rounding points (docs/deepseek-v4.md)
     def R(self, x):
+        """R(): bf16 round to nearest even under ref numerics, the identity under f32."""
         return round_bf16(x) if self.ref else np.asarray(x, F32)
 
-    def Lq(self, name, x):
-        """A linear with an FP8/FP4 weight; act_quant=128 on x under ref numerics."""
-        if self.ref:
-            x = fake_quant(x, "e4m3", 128)
-        return matmul_t(x, self.w(name))
-
     def L(self, name, x):
-        return matmul_t(x, self.w(name))
+        """L(w, x): a linear without activation quantization (docs/ops.md linear)."""
+        w = self.w(name)
+        if w.ndim != 2 or w.shape[1] != x.shape[-1]:
+            raise RefError(f"{name}.weight has dims {list(w.shape)}, the input has "
+                           f"{x.shape[-1]} channels")
+        return matmul_t(x, w)
+
+    def Lq(self, name, x):
+        """Lq(w, x): act_quant=128 on x (e4m3 per token per 128 channels) under ref numerics,
+        then the linear (docs/deepseek-v4.md "Forward pass")."""
+        return self.L(name, fake_quant(x, "e4m3", 128) if self.ref else x)
 
     def FQ8(self, x):
+        """FQ8: e4m3 in blocks of 64 over the non-RoPE channels [0, D-r)."""
         return fake_quant(x, "e4m3", 64, 0, x.shape[-1] - self.r) if self.ref else x
 
     def FQ4(self, x):
+        """FQ4: e2m1 in blocks of 32 over all channels."""
         return fake_quant(x, "e2m1", 32) if self.ref else x
 
     def compressor(self, p, h, ratio, overlap, freqs, tail):
@@ -605,6 +617,7 @@ class Model:
         return tail(R(rope(e[:, None, :], epos, freqs)[:, 0, :]))
 
     def attention(self, i, X, ids, pos):
+        """The attention half of layer i (docs/deepseek-v4.md "Forward pass"), X[T, n, C]."""
         R, T, H, D = self.R, X.shape[0], self.H, self.D
         p = f"layers.{i}."
         ratio = self.ratios[i]
@@ -642,6 +655,7 @@ class Model:
         return R(hc_post(X, y, post, comb))
 
     def ffn(self, i, X, ids):
+        """The feed-forward half of layer i: hash or top-k routing, experts, shared expert."""
         R = self.R
         p = f"layers.{i}."
         x, post, comb = hc_pre(X, self.f(p + "hc_ffn_fn"), self.f(p + "hc_ffn_scale"),
