@@ -576,7 +576,8 @@ class Model:
         if key not in self.cache:
             dt, t = self.ck.raw(key)
             if dt not in ("I64", "I32") or t.shape != (self.V, self.k):
-                raise RefError(f"{key}: expected I64[{self.V}, {self.k}], found {dt}{list(t.shape)}")
+                raise RefError(f"{key}: expected I64[{self.V}, {self.k}], "
+                               f"found {dt}{list(t.shape)}")
             if t.min() < 0 or t.max() >= self.E:
                 raise RefError(f"{key}: expert id outside [0, {self.E})")
             self.cache[key] = t.astype(np.int64)
