@@ -1,0 +1,431 @@
+/* vnrt-generate: runs a DeepSeek-V4 checkpoint on a prompt and generates tokens with the model
+ * API (vnrt/model.h); the text is streamed when the checkpoint has a tokenizer.json. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vnrt/io.h"
+#include "vnrt/model.h"
+#include "vnrt/tokenizer.h"
+#include "vnrt/vnrt.h"
+
+static void usage(FILE *fp) {
+  fprintf(fp,
+          "usage: vnrt-generate --model DIR [--prompt TEXT | --prompt-ids \"1 2 3\"] [--chat]\n"
+          "                     [--tokens N] [--device SPEC] [--numerics ref|f32]\n"
+          "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+          "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
+          "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
+          "\n"
+          "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
+          "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
+          "tokenizer.json, and ends with one line `generated: <ids>`.\n"
+          "  --prompt TEXT       the prompt as text (needs DIR/tokenizer.json); with --chat it is\n"
+          "                      the user's message in DeepSeek's chat format\n"
+          "  --prompt-ids IDS    the prompt as token ids (no tokenizer needed)\n"
+          "  --device SPEC       cpu, vulkan:0, opencl:0... (default: auto)\n"
+          "  --numerics ref|f32  DeepSeek's reference roundings (default) or all f32\n"
+          "  --temperature T     0 (default) is greedy; else sampled with --top-k, --top-p and\n"
+          "                      --seed (default 1; the same seed gives the same tokens)\n"
+          "  --max-context N     positions of the sequence (default min(4096, max positions))\n"
+          "  --prefill-chunk N   prompt tokens per prefill run (default 256)\n"
+          "  --memory-limit SIZE device memory per plan (e.g. 64M, 2G); weights over it are\n"
+          "                      streamed from the mapped checkpoint\n"
+          "  --logits-out FILE   float32 [steps, vocab]: row 0 the logits after the prompt, then\n"
+          "                      one row per generated token\n"
+          "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
+          "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
+          "                      needed)\n"
+          "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n");
+}
+
+static int bad_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "vnrt-generate: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see vnrt-generate --help)\n");
+  return 2;
+}
+
+static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || !end || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_f(const char *s, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || !end || end == s || *end || v != v) return -1;
+  *out = v;
+  return 0;
+}
+
+/* "64M", "2G", "1048576", "0" (no limit): binary units. */
+static int parse_size(const char *s, unsigned long long *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || !end || end == s || s[0] == '-') return -1;
+  unsigned shift = 0;
+  if (*end) {
+    switch (*end) {
+      case 'K': case 'k': shift = 10; break;
+      case 'M': case 'm': shift = 20; break;
+      case 'G': case 'g': shift = 30; break;
+      default: return -1;
+    }
+    if (end[1] && !(end[1] == 'B' && !end[2]) && !(end[1] == 'i' && end[2] == 'B' && !end[3])) {
+      return -1;
+    }
+  }
+  if (shift && v > (~0ull >> shift)) return -1;
+  *out = v << shift;
+  return 0;
+}
+
+/* Parses "1 2 3" (spaces or commas) into a new array. */
+static int parse_ids(const char *s, int32_t **out, long long *count) {
+  size_t cap = 16, n = 0;
+  int32_t *ids = malloc(cap * sizeof *ids);
+  if (!ids) return -1;
+  const char *p = s;
+  for (;;) {
+    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') ++p;
+    if (!*p) break;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(p, &end, 10);
+    if (errno || end == p || v < -2147483648LL || v > 2147483647LL ||
+        (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n')) {
+      free(ids);
+      return -1;
+    }
+    if (n == cap) {
+      int32_t *grown = realloc(ids, 2 * cap * sizeof *ids);
+      if (!grown) {
+        free(ids);
+        return -1;
+      }
+      ids = grown;
+      cap *= 2;
+    }
+    ids[n++] = (int32_t)v;
+    p = end;
+  }
+  *out = ids;
+  *count = (long long)n;
+  return 0;
+}
+
+typedef struct args {
+  const char *model, *prompt, *prompt_ids, *device, *logits_out;
+  int chat, stats, plan, f32;
+  long long tokens, top_k, seed, max_context, chunk;
+  double temperature, top_p;
+  unsigned long long memory_limit;
+} args;
+
+static int parse_args(int argc, char **argv, args *a) {
+  memset(a, 0, sizeof *a);
+  a->tokens = 16;
+  a->seed = 1;
+  for (int i = 1; i < argc; ++i) {
+    const char *o = argv[i];
+    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+      usage(stdout);
+      exit(0);
+    }
+    if (!strcmp(o, "--chat")) {
+      a->chat = 1;
+      continue;
+    }
+    if (!strcmp(o, "--stats")) {
+      a->stats = 1;
+      continue;
+    }
+    if (!strcmp(o, "--plan")) {
+      a->plan = 1;
+      continue;
+    }
+    if (strncmp(o, "--", 2) != 0) return bad_usage("unexpected argument '%s'", o);
+    if (i + 1 >= argc) return bad_usage("%s needs a value", o);
+    const char *v = argv[++i];
+    long long n;
+    double f;
+    if (!strcmp(o, "--model")) {
+      a->model = v;
+    } else if (!strcmp(o, "--prompt")) {
+      a->prompt = v;
+    } else if (!strcmp(o, "--prompt-ids")) {
+      a->prompt_ids = v;
+    } else if (!strcmp(o, "--device")) {
+      a->device = v;
+    } else if (!strcmp(o, "--logits-out")) {
+      a->logits_out = v;
+    } else if (!strcmp(o, "--numerics")) {
+      if (strcmp(v, "ref") && strcmp(v, "f32")) {
+        return bad_usage("--numerics '%s': expected ref or f32", v);
+      }
+      a->f32 = !strcmp(v, "f32");
+    } else if (!strcmp(o, "--tokens")) {
+      if (parse_i64(v, 0, 1LL << 30, &n)) return bad_usage("--tokens '%s': expected 0..2^30", v);
+      a->tokens = n;
+    } else if (!strcmp(o, "--top-k")) {
+      if (parse_i64(v, 0, 1LL << 30, &n)) return bad_usage("--top-k '%s': expected >= 0", v);
+      a->top_k = n;
+    } else if (!strcmp(o, "--seed")) {
+      if (parse_i64(v, 0, 0x7fffffffffffffffLL, &n)) {
+        return bad_usage("--seed '%s': expected a non-negative integer", v);
+      }
+      a->seed = n;
+    } else if (!strcmp(o, "--max-context")) {
+      if (parse_i64(v, 1, 1LL << 31, &n)) return bad_usage("--max-context '%s': expected >= 1", v);
+      a->max_context = n;
+    } else if (!strcmp(o, "--prefill-chunk")) {
+      if (parse_i64(v, 1, 1LL << 31, &n)) {
+        return bad_usage("--prefill-chunk '%s': expected >= 1", v);
+      }
+      a->chunk = n;
+    } else if (!strcmp(o, "--temperature")) {
+      if (parse_f(v, &f) || f < 0) return bad_usage("--temperature '%s': expected >= 0", v);
+      a->temperature = f;
+    } else if (!strcmp(o, "--top-p")) {
+      if (parse_f(v, &f) || f < 0 || f > 1) return bad_usage("--top-p '%s': expected [0, 1]", v);
+      a->top_p = f;
+    } else if (!strcmp(o, "--memory-limit")) {
+      if (parse_size(v, &a->memory_limit)) {
+        return bad_usage("--memory-limit '%s': expected a size such as 64M or 2G", v);
+      }
+    } else {
+      return bad_usage("unknown option '%s'", o);
+    }
+  }
+  if (!a->model) return bad_usage("%s", "--model DIR is required");
+  if (a->plan) return 0;
+  if (!!a->prompt + !!a->prompt_ids != 1) {
+    return bad_usage("%s", "give the prompt as --prompt TEXT or --prompt-ids IDS (one of them)");
+  }
+  if (a->chat && !a->prompt) return bad_usage("%s", "--chat needs --prompt TEXT");
+  return 0;
+}
+
+/* Prints the text of ids[0..n) that is new since *printed bytes (decoding the whole tail keeps
+ * multi-byte characters whole). */
+static void stream_text(vnrt_tokenizer *tok, const int32_t *ids, size_t n, size_t *printed) {
+  size_t len = 0;
+  if (vnrt_tokenizer_decode(tok, ids, n, 0, NULL, 0, &len) != VNRT_ERROR_OUT_OF_RANGE &&
+      len == 0) {
+    return;
+  }
+  char *text = malloc(len + 1);
+  if (!text) return;
+  if (vnrt_tokenizer_decode(tok, ids, n, 0, text, len + 1, &len) == VNRT_OK && len > *printed) {
+    fwrite(text + *printed, 1, len - *printed, stdout);
+    fflush(stdout);
+    *printed = len;
+  }
+  free(text);
+}
+
+static int file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int main(int argc, char **argv) {
+  args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc) return rc;
+  if (a.plan) {
+    size_t len = 0;
+    if (vnrt_model_plan_text(a.model, a.max_context, NULL, 0, &len) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      return 1;
+    }
+    char *text = malloc(len + 1);
+    if (!text || vnrt_model_plan_text(a.model, a.max_context, text, len + 1, NULL) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", text ? vnrt_model_last_error() : "out of memory");
+      free(text);
+      return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return 0;
+  }
+
+  vnrt_context *ctx = NULL;
+  vnrt_model *model = NULL;
+  vnrt_session *session = NULL;
+  vnrt_tokenizer *tok = NULL;
+  int32_t *ids = NULL;
+  float *rows = NULL;
+  long long n_prompt = 0;
+  rc = 1;
+  vnrt_context_desc cd = {0};
+  if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
+    fprintf(stderr, "vnrt-generate: cannot create a context\n");
+    return 1;
+  }
+  char tok_path[4096];
+  snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", a.model);
+  if (file_exists(tok_path)) {
+    char err[1024];
+    if (vnrt_tokenizer_open(ctx, tok_path, &tok, err, sizeof err) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", err);
+      goto done;
+    }
+  } else if (a.prompt) {
+    fprintf(stderr, "vnrt-generate: --prompt TEXT needs %s (use --prompt-ids without one)\n",
+            tok_path);
+    goto done;
+  }
+  if (a.prompt_ids) {
+    if (parse_ids(a.prompt_ids, &ids, &n_prompt)) {
+      fprintf(stderr, "vnrt-generate: --prompt-ids '%s': expected integers\n", a.prompt_ids);
+      rc = 2;
+      goto done;
+    }
+  } else {
+    size_t count = 0;
+    vnrt_chat_message msg = {"user", a.prompt};
+    vnrt_status st =
+        a.chat ? vnrt_tokenizer_chat_encode(tok, &msg, 1, VNRT_CHAT_ADD_GENERATION_PROMPT, NULL,
+                                            0, &count)
+               : vnrt_tokenizer_encode(tok, a.prompt, strlen(a.prompt), VNRT_TOKENIZE_ADD_BOS,
+                                       NULL, 0, &count);
+    ids = malloc((count ? count : 1) * sizeof *ids);
+    if (ids) {
+      st = a.chat ? vnrt_tokenizer_chat_encode(tok, &msg, 1, VNRT_CHAT_ADD_GENERATION_PROMPT, ids,
+                                               count, &count)
+                  : vnrt_tokenizer_encode(tok, a.prompt, strlen(a.prompt), VNRT_TOKENIZE_ADD_BOS,
+                                          ids, count, &count);
+    }
+    if (!ids || st != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: encoding the prompt: %s\n",
+              ids ? vnrt_tokenizer_last_error(tok) : "out of memory");
+      goto done;
+    }
+    n_prompt = (long long)count;
+  }
+  if (n_prompt < 1) {
+    fprintf(stderr, "vnrt-generate: the prompt is empty (at least one token is needed)\n");
+    goto done;
+  }
+  int32_t *grown = realloc(ids, (size_t)(n_prompt + a.tokens + 1) * sizeof *ids);
+  if (!grown) {
+    fprintf(stderr, "vnrt-generate: out of memory\n");
+    goto done;
+  }
+  ids = grown;
+
+  vnrt_model_desc md = {0};
+  md.size = sizeof md;
+  md.device_spec = a.device;
+  md.numerics = a.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
+  md.memory_limit = a.memory_limit;
+  if (vnrt_model_open(ctx, a.model, &md, &model) != VNRT_OK) {
+    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    goto done;
+  }
+  vnrt_model_info info = {0};
+  info.size = sizeof info;
+  vnrt_model_get_info(model, &info);
+  vnrt_session_desc sd = {0};
+  sd.size = sizeof sd;
+  sd.max_context = a.max_context;
+  sd.prefill_chunk = a.chunk;
+  if (vnrt_session_create(model, &sd, &session) != VNRT_OK) {
+    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    goto done;
+  }
+  const int64_t V = info.vocab_size;
+  const long long steps = a.tokens + 1;
+  rows = malloc((size_t)(a.logits_out ? steps : 1) * (size_t)V * sizeof *rows);
+  if (!rows) {
+    fprintf(stderr, "vnrt-generate: out of memory\n");
+    goto done;
+  }
+  if (vnrt_session_prefill(session, ids, n_prompt) != VNRT_OK) {
+    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    goto done;
+  }
+  size_t printed = 0;
+  if (tok) stream_text(tok, ids, (size_t)n_prompt, &printed);
+  vnrt_sampler_desc smp = {0};
+  smp.size = sizeof smp;
+  smp.temperature = (float)a.temperature;
+  smp.top_k = (int32_t)a.top_k;
+  smp.top_p = (float)a.top_p;
+  smp.seed = (uint64_t)a.seed;
+  uint64_t rng = 0;
+  long long n = n_prompt, row = 0;
+  for (long long i = 0; i < a.tokens; ++i) {
+    float *lg = rows + (a.logits_out ? row * V : 0);
+    int32_t id = -1;
+    if (vnrt_session_logits(session, lg, (size_t)V) != VNRT_OK ||
+        vnrt_sample(lg, V, &smp, &rng, &id) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      goto done;
+    }
+    ++row;
+    ids[n++] = id;
+    if (tok) stream_text(tok, ids, (size_t)n, &printed);
+    if (i + 1 == a.tokens) break; /* the last token's logits are not needed */
+    if (vnrt_session_decode(session, &id, 1) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      goto done;
+    }
+  }
+  if (a.tokens == 0 && vnrt_session_logits(session, rows, (size_t)V) == VNRT_OK) row = 1;
+  if (tok) printf("\n");
+  printf("generated:");
+  for (long long i = n_prompt; i < n; ++i) printf(" %d", (int)ids[i]);
+  printf("\n");
+  if (a.logits_out) {
+    vnrt_tensor_type t = {VNRT_F32, 2, {row, V, 0, 0}};
+    if (vnrt_npy_write(ctx, a.logits_out, &t, rows) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: writing %s: %s\n", a.logits_out,
+              vnrt_context_last_error(ctx));
+      goto done;
+    }
+  }
+  if (a.stats) {
+    vnrt_session_stats s = {0};
+    s.size = sizeof s;
+    vnrt_session_get_stats(session, &s);
+    fprintf(stderr,
+            "device %s, numerics %s, %d layers, vocab %lld, weights %.1f MiB\n"
+            "prefill: %lld tokens in %.3f s (%.1f tokens/s, %lld runs)\n"
+            "decode: %lld tokens in %.3f s (%.1f tokens/s)\n"
+            "compile: %d plans in %.3f s\n"
+            "decode plan: %d nodes, %d on the CPU (fallback), device %.1f MiB, weights %.1f "
+            "MiB, state %.1f MiB, %d params streamed (%.1f MiB)\n"
+            "streamed during runs: %.1f MiB weights, %.1f MiB transfers\n",
+            info.device, a.f32 ? "f32" : "ref", (int)info.num_layers, (long long)V,
+            (double)info.weight_bytes / 1048576.0, (long long)s.tokens_prefilled,
+            s.prefill_seconds,
+            s.prefill_seconds > 0 ? (double)s.tokens_prefilled / s.prefill_seconds : 0.0,
+            (long long)s.prefill_runs, (long long)s.tokens_decoded, s.decode_seconds,
+            s.decode_seconds > 0 ? (double)s.tokens_decoded / s.decode_seconds : 0.0,
+            (int)s.n_plans, s.compile_seconds, (int)s.n_nodes, (int)s.n_fallback_nodes,
+            (double)s.device_bytes / 1048576.0, (double)s.weight_bytes / 1048576.0,
+            (double)s.state_bytes / 1048576.0, (int)s.n_streamed_params,
+            (double)s.streamed_bytes / 1048576.0,
+            (double)s.bytes_weights_streamed / 1048576.0, (double)s.bytes_transfers / 1048576.0);
+  }
+  rc = 0;
+done:
+  free(rows);
+  free(ids);
+  vnrt_session_destroy(session);
+  vnrt_model_close(model);
+  vnrt_tokenizer_destroy(tok);
+  vnrt_context_destroy(ctx);
+  return rc;
+}
