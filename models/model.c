@@ -427,8 +427,7 @@ void vnrt_session_destroy(vnrt_session *s) {
   free(s);
 }
 
-vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc,
-                                vnrt_session **out) {
+vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vnrt_session **out) {
   if (out) *out = NULL;
   if (!m || !out) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_create: model and out are needed");
@@ -490,7 +489,9 @@ static vnrt_status check_ids(const vnrt_session *s, const int32_t *ids, int64_t 
                              const char *what) {
   if (!s || !ids || n < 1) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "%s: %s", what,
-                !s ? "NULL session" : !ids ? "NULL ids" : "no tokens (n < 1)");
+                !s     ? "NULL session"
+                : !ids ? "NULL ids"
+                       : "no tokens (n < 1)");
   }
   const int64_t V = s->model->cfg->vocab_size;
   for (int64_t i = 0; i < n; ++i) {

@@ -31,8 +31,8 @@ static int ok(const builder *b) { return b->st == VNRT_OK; }
 static void fail_vnrt(builder *b, vnrt_status st, const char *what) {
   if (!ok(b)) return;
   b->st = st;
-  vn_model_fail(b->err, b->err_size, st, "building the %lld-token graph: %s: %s",
-                (long long)b->T, what, vnrt_context_last_error(b->ctx));
+  vn_model_fail(b->err, b->err_size, st, "building the %lld-token graph: %s: %s", (long long)b->T,
+                what, vnrt_context_last_error(b->ctx));
 }
 
 static vnrt_attr a_int(const char *key, int64_t v) {
@@ -106,8 +106,8 @@ static vnrt_value F(builder *b, vnrt_value x, const char *what) {
   return cast(b, x, VNRT_F32, what);
 }
 
-static vnrt_value declare(builder *b, const char *name, vnrt_dtype dtype, int32_t rank,
-                          int64_t d0, int64_t d1, int64_t d2) {
+static vnrt_value declare(builder *b, const char *name, vnrt_dtype dtype, int32_t rank, int64_t d0,
+                          int64_t d1, int64_t d2) {
   if (!ok(b)) return -1;
   vnrt_tensor_type t = {dtype, rank, {d0, d1, d2, 0}};
   vnrt_value v = vnrt_graph_find(b->g, name);
@@ -368,13 +368,18 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
   }
 
   vnrt_value ring = state(b, "attn.ring", c->sliding_window, D);
-  vnrt_value aargs[7] = {F(b, q, "attn.q_f32"), kv, ring,
-                         param(b, "attn.attn_sink", VNRT_F32, 1, H, 0), pos0, comp, idx};
+  vnrt_value aargs[7] = {F(b, q, "attn.q_f32"),
+                         kv,
+                         ring,
+                         param(b, "attn.attn_sink", VNRT_F32, 1, H, 0),
+                         pos0,
+                         comp,
+                         idx};
   vnrt_attr aa = a_int("ratio", ratio);
   int32_t n_args = ratio == 0 ? 5 : ratio == 4 ? 7 : 6;
-  vnrt_value o = R(b, node(b, VNRT_OP_SPARSE_ATTENTION, aargs, n_args, &aa, ratio ? 1 : 0,
-                           "attn.core"),
-                   "attn.core.r");
+  vnrt_value o =
+      R(b, node(b, VNRT_OP_SPARSE_ATTENTION, aargs, n_args, &aa, ratio ? 1 : 0, "attn.core"),
+        "attn.core.r");
   vnrt_value wargs[3] = {ring, kv, pos0};
   vnrt_attr ka = a_int("ring", 1);
   update(b, ring, node(b, VNRT_OP_KV_WRITE, wargs, 3, &ka, 1, "attn.ring_write"));
@@ -384,7 +389,8 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
   vnrt_value wo_a = fp8_param(b, "attn.wo_a", G * Ro, H * D / G, &ws);
   vnrt_value gargs[3] = {o, wo_a, ws};
   vnrt_attr ga = a_int("groups", G);
-  vnrt_value y = R(b, node(b, VNRT_OP_GROUPED_LINEAR, gargs, 3, &ga, 1, "attn.wo_a"), "attn.wo_a.r");
+  vnrt_value y =
+      R(b, node(b, VNRT_OP_GROUPED_LINEAR, gargs, 3, &ga, 1, "attn.wo_a"), "attn.wo_a.r");
   return R(b, Lq(b, y, "attn.wo_b", C, G * Ro, "attn.wo_b"), "attn.y");
 }
 
@@ -443,16 +449,15 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                               const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
                               size_t err_size) {
   *out_graph = NULL;
-  if (!cfg || !opt || opt->tokens < 1 || opt->max_context < 1 ||
-      opt->tokens > opt->max_context) {
+  if (!cfg || !opt || opt->tokens < 1 || opt->max_context < 1 || opt->tokens > opt->max_context) {
     return vn_model_fail(err, err_size, VNRT_ERROR_INVALID_ARGUMENT,
                          "a graph of %lld tokens for a context of %lld: both must be >= 1 and "
                          "the tokens at most the context",
                          opt ? (long long)opt->tokens : 0LL,
                          opt ? (long long)opt->max_context : 0LL);
   }
-  builder bd = {ctx,       NULL, cfg, opt->tokens, opt->max_context, !opt->f32_numerics, -1,
-                VNRT_OK,   err,  err_size};
+  builder bd = {ctx, NULL,    cfg, opt->tokens, opt->max_context, !opt->f32_numerics,
+                -1,  VNRT_OK, err, err_size};
   builder *b = &bd;
   vnrt_status st = vnrt_graph_create(ctx, &b->g);
   if (st != VNRT_OK) {

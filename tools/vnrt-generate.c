@@ -75,10 +75,20 @@ static int parse_size(const char *s, unsigned long long *out) {
   unsigned shift = 0;
   if (*end) {
     switch (*end) {
-      case 'K': case 'k': shift = 10; break;
-      case 'M': case 'm': shift = 20; break;
-      case 'G': case 'g': shift = 30; break;
-      default: return -1;
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      default:
+        return -1;
     }
     if (end[1] && !(end[1] == 'B' && !end[2]) && !(end[1] == 'i' && end[2] == 'B' && !end[3])) {
       return -1;
@@ -219,8 +229,7 @@ static int parse_args(int argc, char **argv, args *a) {
  * multi-byte characters whole). */
 static void stream_text(vnrt_tokenizer *tok, const int32_t *ids, size_t n, size_t *printed) {
   size_t len = 0;
-  if (vnrt_tokenizer_decode(tok, ids, n, 0, NULL, 0, &len) != VNRT_ERROR_OUT_OF_RANGE &&
-      len == 0) {
+  if (vnrt_tokenizer_decode(tok, ids, n, 0, NULL, 0, &len) != VNRT_ERROR_OUT_OF_RANGE && len == 0) {
     return;
   }
   char *text = malloc(len + 1);
@@ -294,11 +303,10 @@ int main(int argc, char **argv) {
   } else {
     size_t count = 0;
     vnrt_chat_message msg = {"user", a.prompt};
-    vnrt_status st =
-        a.chat ? vnrt_tokenizer_chat_encode(tok, &msg, 1, VNRT_CHAT_ADD_GENERATION_PROMPT, NULL,
-                                            0, &count)
-               : vnrt_tokenizer_encode(tok, a.prompt, strlen(a.prompt), VNRT_TOKENIZE_ADD_BOS,
-                                       NULL, 0, &count);
+    vnrt_status st = a.chat ? vnrt_tokenizer_chat_encode(
+                                  tok, &msg, 1, VNRT_CHAT_ADD_GENERATION_PROMPT, NULL, 0, &count)
+                            : vnrt_tokenizer_encode(tok, a.prompt, strlen(a.prompt),
+                                                    VNRT_TOKENIZE_ADD_BOS, NULL, 0, &count);
     ids = malloc((count ? count : 1) * sizeof *ids);
     if (ids) {
       st = a.chat ? vnrt_tokenizer_chat_encode(tok, &msg, 1, VNRT_CHAT_ADD_GENERATION_PROMPT, ids,
@@ -395,6 +403,7 @@ int main(int argc, char **argv) {
       goto done;
     }
   }
+  fflush(stdout);
   if (a.stats) {
     vnrt_session_stats s = {0};
     s.size = sizeof s;
@@ -408,16 +417,15 @@ int main(int argc, char **argv) {
             "MiB, state %.1f MiB, %d params streamed (%.1f MiB)\n"
             "streamed during runs: %.1f MiB weights, %.1f MiB transfers\n",
             info.device, a.f32 ? "f32" : "ref", (int)info.num_layers, (long long)V,
-            (double)info.weight_bytes / 1048576.0, (long long)s.tokens_prefilled,
-            s.prefill_seconds,
+            (double)info.weight_bytes / 1048576.0, (long long)s.tokens_prefilled, s.prefill_seconds,
             s.prefill_seconds > 0 ? (double)s.tokens_prefilled / s.prefill_seconds : 0.0,
             (long long)s.prefill_runs, (long long)s.tokens_decoded, s.decode_seconds,
             s.decode_seconds > 0 ? (double)s.tokens_decoded / s.decode_seconds : 0.0,
             (int)s.n_plans, s.compile_seconds, (int)s.n_nodes, (int)s.n_fallback_nodes,
             (double)s.device_bytes / 1048576.0, (double)s.weight_bytes / 1048576.0,
             (double)s.state_bytes / 1048576.0, (int)s.n_streamed_params,
-            (double)s.streamed_bytes / 1048576.0,
-            (double)s.bytes_weights_streamed / 1048576.0, (double)s.bytes_transfers / 1048576.0);
+            (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
+            (double)s.bytes_transfers / 1048576.0);
   }
   rc = 0;
 done:

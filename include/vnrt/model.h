@@ -68,23 +68,23 @@ VNRT_API void vnrt_model_close(vnrt_model *model);
 
 /* A summary of the config. */
 typedef struct vnrt_model_info {
-  size_t size;                  /* set by the caller: sizeof(vnrt_model_info) (0: current) */
-  int64_t vocab_size;           /* logits per position */
-  int64_t hidden_size;          /* C */
-  int32_t num_layers;           /* decoder layers (MTP excluded) */
-  int32_t num_heads;            /* H */
-  int64_t head_dim;             /* D */
-  int32_t n_routed_experts;     /* E */
-  int32_t num_experts_per_tok;  /* k */
-  int32_t num_hash_layers;      /* layers routed by token id */
-  int64_t sliding_window;       /* W */
+  size_t size;                 /* set by the caller: sizeof(vnrt_model_info) (0: current) */
+  int64_t vocab_size;          /* logits per position */
+  int64_t hidden_size;         /* C */
+  int32_t num_layers;          /* decoder layers (MTP excluded) */
+  int32_t num_heads;           /* H */
+  int64_t head_dim;            /* D */
+  int32_t n_routed_experts;    /* E */
+  int32_t num_experts_per_tok; /* k */
+  int32_t num_hash_layers;     /* layers routed by token id */
+  int64_t sliding_window;      /* W */
   int64_t max_position_embeddings;
-  int32_t n_csa_layers;         /* layers with compress ratio 4 (compressor + indexer) */
-  int32_t n_hca_layers;         /* layers with compress ratio 128 */
+  int32_t n_csa_layers;               /* layers with compress ratio 4 (compressor + indexer) */
+  int32_t n_hca_layers;               /* layers with compress ratio 128 */
   int64_t bos_token_id, eos_token_id; /* -1 when the config names none */
-  uint64_t weight_bytes;        /* stored bytes of the tensors the model reads (MTP excluded) */
+  uint64_t weight_bytes; /* stored bytes of the tensors the model reads (MTP excluded) */
   vnrt_numerics numerics;
-  char device[32];              /* the device's spec, e.g. "vulkan:0" */
+  char device[32]; /* the device's spec, e.g. "vulkan:0" */
 } vnrt_model_info;
 
 VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);
@@ -132,14 +132,13 @@ VNRT_API vnrt_status vnrt_session_decode(vnrt_session *session, const int32_t *i
 
 /* Copies the logits of the last token run (f32[vocab_size]) into out; capacity is out's length
  * in floats and must be >= vocab_size. Fails when no token was run yet. */
-VNRT_API vnrt_status vnrt_session_logits(const vnrt_session *session, float *out,
-                                         size_t capacity);
+VNRT_API vnrt_status vnrt_session_logits(const vnrt_session *session, float *out, size_t capacity);
 
 /* Tokens in the sequence so far (the next token's position). */
 VNRT_API int64_t vnrt_session_position(const vnrt_session *session);
 
 typedef struct vnrt_session_stats {
-  size_t size;             /* set by the caller: sizeof(vnrt_session_stats) (0: current) */
+  size_t size;              /* set by the caller: sizeof(vnrt_session_stats) (0: current) */
   int64_t tokens_prefilled; /* by vnrt_session_prefill since the session was created */
   int64_t tokens_decoded;   /* by vnrt_session_decode */
   int64_t prefill_runs, decode_runs;
@@ -165,11 +164,11 @@ VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
 /* ---- Sampling -------------------------------------------------------------------------- */
 
 typedef struct vnrt_sampler_desc {
-  size_t size;        /* sizeof(vnrt_sampler_desc); 0 is taken as the current size */
-  float temperature;  /* 0: greedy (the largest logit; ties: the lowest id) */
-  int32_t top_k;      /* keep the k most likely ids; 0: all */
-  float top_p;        /* keep the smallest most-likely set whose mass reaches top_p; 0 or 1: all */
-  uint64_t seed;      /* seeds *state when *state is 0 */
+  size_t size;       /* sizeof(vnrt_sampler_desc); 0 is taken as the current size */
+  float temperature; /* 0: greedy (the largest logit; ties: the lowest id) */
+  int32_t top_k;     /* keep the k most likely ids; 0: all */
+  float top_p;       /* keep the smallest most-likely set whose mass reaches top_p; 0 or 1: all */
+  uint64_t seed;     /* seeds *state when *state is 0 */
 } vnrt_sampler_desc;
 
 /* Picks the next token from logits[vocab]. Greedy when temperature is 0 (no state needed;

@@ -1,0 +1,167 @@
+/* The model API (vnrt/model.h) on the tiny checkpoint: descs and errors, decode == prefill ==
+ * prefill in pieces, the context bound, reset, statistics and the sampler. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vnrt/model.h"
+#include "vnrt/vnrt.h"
+
+static int g_failures;
+
+#define CHECK(cond, ...)                                    \
+  do {                                                      \
+    if (!(cond)) {                                          \
+      fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                         \
+      fprintf(stderr, "\n");                                \
+      ++g_failures;                                         \
+    }                                                       \
+  } while (0)
+
+static double rel_diff(const float *a, const float *b, int64_t n) {
+  double d = 0, m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d = fmax(d, fabs((double)a[i] - (double)b[i]));
+    m = fmax(m, fabs((double)b[i]));
+  }
+  return m > 0 ? d / m : d;
+}
+
+static int contains(const char *s, const char *w) { return strstr(s, w) != NULL; }
+
+static void test_sampler(void) {
+  float logits[6] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f};
+  int32_t id = -1;
+  CHECK(vnrt_sample(logits, 6, NULL, NULL, &id) == VNRT_OK && id == 1, "greedy: lowest argmax");
+  vnrt_sampler_desc d = {sizeof d, 1.0f, 0, 0.0f, 42};
+  int counts[6] = {0};
+  uint64_t st = 0;
+  int32_t first[16];
+  for (int i = 0; i < 600; ++i) {
+    CHECK(vnrt_sample(logits, 6, &d, &st, &id) == VNRT_OK && id >= 0 && id < 6, "sampled id");
+    if (id >= 0 && id < 6) counts[id]++;
+    if (i < 16) first[i] = id;
+  }
+  CHECK(counts[1] > 100 && counts[3] > 100 && counts[2] < counts[1], "distribution follows p");
+  st = 0;
+  for (int i = 0; i < 16; ++i) {
+    vnrt_sample(logits, 6, &d, &st, &id);
+    CHECK(id == first[i], "the same seed gives the same draws (%d: %d vs %d)", i, id, first[i]);
+  }
+  d.top_k = 2; /* only ids 1 and 3 */
+  st = 0;
+  for (int i = 0; i < 50; ++i) {
+    vnrt_sample(logits, 6, &d, &st, &id);
+    CHECK(id == 1 || id == 3, "top_k 2 keeps the two largest (got %d)", id);
+  }
+  d.top_k = 0;
+  d.top_p = 0.01f; /* the single most likely id (ties: lower id first) */
+  st = 0;
+  vnrt_sample(logits, 6, &d, &st, &id);
+  CHECK(id == 1, "top_p 0.01 keeps the top id (got %d)", id);
+  d.top_p = 2.0f;
+  CHECK(vnrt_sample(logits, 6, &d, &st, &id) == VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "top_p"),
+        "top_p 2 is refused: %s", vnrt_model_last_error());
+  float nan_logits[2] = {0.0f, NAN};
+  CHECK(vnrt_sample(nan_logits, 2, NULL, NULL, &id) == VNRT_ERROR_INVALID_ARGUMENT, "NaN logit");
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR\n");
+    return 2;
+  }
+  const char *dir = argv[1];
+  test_sampler();
+
+  vnrt_context *ctx = NULL;
+  if (vnrt_context_create(NULL, &ctx) != VNRT_OK) return 1;
+  vnrt_model *m = NULL;
+  vnrt_model_desc d = {0};
+  d.device_spec = "cpu";
+  d.numerics = (vnrt_numerics)7;
+  CHECK(vnrt_model_open(ctx, dir, &d, &m) == VNRT_ERROR_INVALID_ARGUMENT && !m &&
+            contains(vnrt_model_last_error(), "numerics"),
+        "a bad numerics is named: %s", vnrt_model_last_error());
+  d.numerics = VNRT_NUMERICS_F32;
+  CHECK(vnrt_model_open(ctx, "/nonexistent/ckpt", &d, &m) != VNRT_OK && !m &&
+            contains(vnrt_model_last_error(), "/nonexistent/ckpt"),
+        "a missing checkpoint is named: %s", vnrt_model_last_error());
+  vnrt_status st = vnrt_model_open(ctx, dir, &d, &m);
+  CHECK(st == VNRT_OK, "open: %s", vnrt_model_last_error());
+  if (st != VNRT_OK) return 1;
+  vnrt_model_info info = {0};
+  CHECK(vnrt_model_get_info(m, &info) == VNRT_OK && info.vocab_size == 1024 &&
+            info.num_layers == 4 && info.n_csa_layers == 2 && info.n_hca_layers == 1 &&
+            info.num_hash_layers == 2 && !strcmp(info.device, "cpu"),
+        "info: vocab %lld, layers %d, csa %d, hca %d, device %s", (long long)info.vocab_size,
+        (int)info.num_layers, (int)info.n_csa_layers, (int)info.n_hca_layers, info.device);
+  const int64_t V = info.vocab_size;
+
+  vnrt_session *s = NULL;
+  vnrt_session_desc sd = {0};
+  sd.max_context = info.max_position_embeddings + 1;
+  CHECK(vnrt_session_create(m, &sd, &s) == VNRT_ERROR_INVALID_ARGUMENT && !s &&
+            contains(vnrt_model_last_error(), "max_context"),
+        "max_context over the model's: %s", vnrt_model_last_error());
+  sd.max_context = 160; /* beyond the window (128) and a compressed HCA entry (128) */
+  sd.prefill_chunk = 64;
+  st = vnrt_session_create(m, &sd, &s);
+  CHECK(st == VNRT_OK, "session: %s", vnrt_model_last_error());
+  if (st != VNRT_OK) return 1;
+  float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
+  CHECK(vnrt_session_logits(s, a, (size_t)V) == VNRT_ERROR_INVALID_ARGUMENT,
+        "no logits before a run");
+  int32_t ids[150];
+  for (int i = 0; i < 150; ++i) ids[i] = (i * 37 + 11) % 1024;
+  int32_t bad[3] = {1, 1024, 2};
+  CHECK(vnrt_session_prefill(s, bad, 3) == VNRT_ERROR_OUT_OF_RANGE &&
+            contains(vnrt_model_last_error(), "1024") && vnrt_session_position(s) == 0,
+        "an id outside the vocabulary is named and nothing runs: %s", vnrt_model_last_error());
+  CHECK(vnrt_session_prefill(s, ids, 0) == VNRT_ERROR_INVALID_ARGUMENT, "an empty prefill");
+
+  /* One prefill of 150 tokens (chunks 64, 64, 22) == pieces == one token at a time. */
+  CHECK(vnrt_session_prefill(s, ids, 150) == VNRT_OK, "prefill: %s", vnrt_model_last_error());
+  CHECK(vnrt_session_position(s) == 150, "position 150");
+  vnrt_session_logits(s, a, (size_t)V);
+  vnrt_session_reset(s);
+  CHECK(vnrt_session_prefill(s, ids, 100) == VNRT_OK &&
+            vnrt_session_prefill(s, ids + 100, 3) == VNRT_OK &&
+            vnrt_session_decode(s, ids + 103, 47) == VNRT_OK,
+        "prefill 100, 3, decode 47: %s", vnrt_model_last_error());
+  vnrt_session_logits(s, b, (size_t)V);
+  CHECK(rel_diff(b, a, V) <= 1e-5, "pieces vs one prefill: rel %g", rel_diff(b, a, V));
+  vnrt_session_reset(s);
+  CHECK(vnrt_session_decode(s, ids, 150) == VNRT_OK, "decode 150: %s", vnrt_model_last_error());
+  vnrt_session_logits(s, b, (size_t)V);
+  CHECK(rel_diff(b, a, V) <= 1e-5, "decode vs prefill: rel %g", rel_diff(b, a, V));
+  /* The context bound: 10 more tokens do not fit, and nothing runs. */
+  CHECK(vnrt_session_prefill(s, ids, 11) == VNRT_ERROR_OUT_OF_RANGE &&
+            contains(vnrt_model_last_error(), "context") && vnrt_session_position(s) == 150,
+        "over max_context: %s", vnrt_model_last_error());
+  CHECK(vnrt_session_decode(s, ids, 10) == VNRT_OK && vnrt_session_position(s) == 160 &&
+            vnrt_session_decode(s, ids, 1) == VNRT_ERROR_OUT_OF_RANGE,
+        "exactly max_context positions fit");
+  vnrt_session_stats ss = {0};
+  CHECK(vnrt_session_get_stats(s, &ss) == VNRT_OK && ss.tokens_prefilled == 253 &&
+            ss.tokens_decoded == 207 && ss.n_plans >= 3 && ss.n_fallback_nodes == 0 &&
+            ss.weight_bytes > 0,
+        "stats: %lld prefilled, %lld decoded, %d plans", (long long)ss.tokens_prefilled,
+        (long long)ss.tokens_decoded, (int)ss.n_plans);
+  vnrt_session_destroy(s);
+
+  char buf[64];
+  size_t len = 0;
+  CHECK(vnrt_model_plan_text(dir, 1024, buf, sizeof buf, &len) == VNRT_OK && len > sizeof buf &&
+            strlen(buf) == sizeof buf - 1,
+        "plan text is cut to the buffer and says its length");
+  free(a);
+  free(b);
+  vnrt_model_close(m);
+  vnrt_context_destroy(ctx);
+  if (g_failures) fprintf(stderr, "%d failure(s)\n", g_failures);
+  return g_failures ? 1 : 0;
+}
