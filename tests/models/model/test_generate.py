@@ -5,7 +5,8 @@ usage: test_generate.py VNRT_GENERATE V4_REF.py CHECKPOINT CONFIG_DIR WORKDIR PA
 CHECKPOINT is the tiny checkpoint (models/configs/v4-tiny.json, made by vnrt-make-checkpoint),
 CONFIG_DIR models/configs (for v4-flash.json); WORKDIR is the part's own scratch folder.
 PART: ref (logits vs tests/models/v4_ref.py), consistency (decode == prefill, chunking,
-devices, --memory-limit), errors (bad checkpoints, prompts and arguments).
+devices, --memory-limit), errors (bad checkpoints, prompts and arguments), text (--prompt TEXT
+and --chat with a small tokenizer.json).
 
 Tolerances (docs/deepseek-v4.md, "Testing the model"):
 - f32 numerics: max |vnrt - ref| / max |ref| <= 1e-4 per row. Both compute the same f32
@@ -38,7 +39,7 @@ def check(cond, msg):
 
 
 def run(args, expect_rc=0):
-    p = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=300)
     if p.returncode != expect_rc:
         print("command:", " ".join(args)[:400])
         print(p.stdout[-2000:], p.stderr[-2000:])
@@ -196,10 +197,58 @@ def part_errors(model):
     check(outs[0] != outs[2], f"another seed, other tokens: {outs[0]} / {outs[2]}")
 
 
+def byte_alphabet():
+    """GPT-2's byte-level alphabet: byte b -> the character that stands for it in pieces."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    chars, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + n)
+            n += 1
+    return chars
+
+
+def part_text(model):
+    """--prompt TEXT and --chat with a small byte-level tokenizer.json beside the weights."""
+    import json
+    import shutil
+    d = os.path.join(WORK, "with-tokenizer")
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(model, d)
+    chars = byte_alphabet()
+    vocab = {chars[b]: b for b in range(256)}
+    merges = [["h", "e"], ["l", "l"], ["he", "ll"]]
+    for i, (a, b) in enumerate(merges):
+        vocab[a + b] = 256 + i
+    added = [{"id": 300 + i, "content": c, "special": True}
+             for i, c in enumerate(["<s>", "</s>", "<\uff5cUser\uff5c>".encode().decode(
+                 "unicode_escape"), "<\uff5cAssistant\uff5c>".encode().decode("unicode_escape")])]
+    tok = {"model": {"type": "BPE", "vocab": vocab, "merges": merges}, "added_tokens": added,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "decoder": {"type": "ByteLevel"}}
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tok, f)
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>"}, f)
+    p = run([GEN, "--model", d, "--prompt", "hello, world", "--tokens", "6", "--numerics", "f32"])
+    check(p.stdout.startswith("<s>hello, world") or p.stdout.startswith("hello, world"),
+          f"the prompt's text is streamed first: {p.stdout[:80]!r}")
+    lines = p.stdout.strip().splitlines()
+    check(lines[-1].startswith("generated:") and len(lines[-1].split()) == 7,
+          f"6 generated ids: {lines[-1]!r}")
+    p = run([GEN, "--model", d, "--prompt", "hello", "--chat", "--tokens", "3", "--numerics",
+             "f32"])
+    check("hello" in p.stdout and "User" in p.stdout, f"--chat wraps the prompt: {p.stdout[:80]!r}")
+    shutil.rmtree(d)
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     model = MODEL
-    {"ref": part_ref, "consistency": part_consistency, "errors": part_errors}[PART](model)
+    {"ref": part_ref, "consistency": part_consistency, "errors": part_errors,
+     "text": part_text}[PART](model)
     if FAILS:
         print(f"{len(FAILS)} failure(s)")
         sys.exit(1)
