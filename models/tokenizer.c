@@ -578,7 +578,9 @@ vnrt_status vnrt_tokenizer_open(vnrt_context *ctx, const char *path, vnrt_tokeni
     tok->match = pcre2_match_data_create(1, NULL);
     tok->match_ctx = pcre2_match_context_create(NULL);
     tok->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (tok->match == NULL || tok->match_ctx == NULL || tok->jit_stack == NULL) {
+    tok->cache = calloc(TK_CACHE_SLOTS, sizeof *tok->cache);
+    if (tok->match == NULL || tok->match_ctx == NULL || tok->jit_stack == NULL ||
+        tok->cache == NULL) {
       st = tk_fail(tok, VNRT_ERROR_OUT_OF_MEMORY, "tokenizer: out of memory");
     } else {
       pcre2_jit_stack_assign(tok->match_ctx, NULL, tok->jit_stack);
@@ -621,6 +623,7 @@ void vnrt_tokenizer_destroy(vnrt_tokenizer *tok) {
   pcre2_jit_stack_free(tok->jit_stack);
   free(tok->trie);
   free(tok->scratch.data);
+  free(tok->cache);
   free(tok->syms);
   free(tok->heap);
   free(tok);
