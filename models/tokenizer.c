@@ -21,6 +21,8 @@
   "<\xEF\xBD\x9C"    \
   "Assistant\xEF\xBD\x9C>"
 
+enum { TK_MAX_VOCAB = 1 << 24 };
+
 /* GPT-2's pre-tokenizer pattern: ByteLevel's split when its use_regex is true. */
 static const char k_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -152,9 +154,12 @@ static vnrt_status check_normalizer(tk_loader *ld, json_object *n, const char *w
   }
   const char *type = json_str(n, "type");
   json_object *list;
-  if (type != NULL && strcmp(type, "Sequence") == 0 &&
-      json_object_object_get_ex(n, "normalizers", &list) &&
-      json_object_is_type(list, json_type_array)) {
+  if (type != NULL && strcmp(type, "Sequence") == 0) {
+    if (!json_object_object_get_ex(n, "normalizers", &list) ||
+        !json_object_is_type(list, json_type_array)) {
+      return tk_fail(ld->tok, VNRT_ERROR_IO, "%s: %s.normalizers missing or not an array", ld->file,
+                     where);
+    }
     for (size_t i = 0; i < json_object_array_length(list); i++) {
       char sub[256];
       snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
@@ -166,7 +171,7 @@ static vnrt_status check_normalizer(tk_loader *ld, json_object *n, const char *w
     return VNRT_OK;
   }
   return tk_fail(ld->tok, VNRT_ERROR_UNSUPPORTED,
-                 "%s: %s.type '%s' is not supported (only an empty Sequence)", ld->file, where,
+                 "%s: %s.type '%s' is not supported (only Sequences of nothing)", ld->file, where,
                  type ? type : "(missing)");
 }
 
@@ -293,6 +298,11 @@ static vnrt_status load_model(tk_loader *ld, json_object *root) {
   }
   if (max_id < 0) {
     return tk_fail(tok, VNRT_ERROR_IO, "%s: model.vocab is empty", ld->file);
+  }
+  /* ids index arrays, so a stray huge id must not size them */
+  if (max_id >= TK_MAX_VOCAB) {
+    return tk_fail(tok, VNRT_ERROR_IO, "%s: id %d is beyond the %d ids a tokenizer may have",
+                   ld->file, max_id, TK_MAX_VOCAB);
   }
   tok->vocab_size = (uint32_t)max_id + 1;
   tok->pieces = calloc(tok->vocab_size, sizeof *tok->pieces);
