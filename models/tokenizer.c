@@ -946,10 +946,7 @@ vnrt_status vnrt_tokenizer_chat_encode(vnrt_tokenizer *tok, const vnrt_chat_mess
     size_t start = m < c.mark_count ? c.marks[m].start : c.len;
     int32_t id = -1;
     if (m < c.mark_count) {
-      char save = c.buf[start + c.marks[m].len];
-      c.buf[start + c.marks[m].len] = '\0';
       id = tk_piece_lookup(tok, c.buf + start, c.marks[m].len);
-      c.buf[start + c.marks[m].len] = save;
       if (id >= 0 && !(tok->flags[id] & TK_ID_ADDED)) {
         id = -1;
       }
