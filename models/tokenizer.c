@@ -21,6 +21,8 @@
   "<\xEF\xBD\x9C"    \
   "Assistant\xEF\xBD\x9C>"
 
+enum { TK_MAX_VOCAB = 1 << 24 };
+
 /* GPT-2's pre-tokenizer pattern: ByteLevel's split when its use_regex is true. */
 static const char k_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -152,9 +154,12 @@ static vnrt_status check_normalizer(tk_loader *ld, json_object *n, const char *w
   }
   const char *type = json_str(n, "type");
   json_object *list;
-  if (type != NULL && strcmp(type, "Sequence") == 0 &&
-      json_object_object_get_ex(n, "normalizers", &list) &&
-      json_object_is_type(list, json_type_array)) {
+  if (type != NULL && strcmp(type, "Sequence") == 0) {
+    if (!json_object_object_get_ex(n, "normalizers", &list) ||
+        !json_object_is_type(list, json_type_array)) {
+      return tk_fail(ld->tok, VNRT_ERROR_IO, "%s: %s.normalizers missing or not an array", ld->file,
+                     where);
+    }
     for (size_t i = 0; i < json_object_array_length(list); i++) {
       char sub[256];
       snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
@@ -166,7 +171,7 @@ static vnrt_status check_normalizer(tk_loader *ld, json_object *n, const char *w
     return VNRT_OK;
   }
   return tk_fail(ld->tok, VNRT_ERROR_UNSUPPORTED,
-                 "%s: %s.type '%s' is not supported (only an empty Sequence)", ld->file, where,
+                 "%s: %s.type '%s' is not supported (only Sequences of nothing)", ld->file, where,
                  type ? type : "(missing)");
 }
 
@@ -293,6 +298,11 @@ static vnrt_status load_model(tk_loader *ld, json_object *root) {
   }
   if (max_id < 0) {
     return tk_fail(tok, VNRT_ERROR_IO, "%s: model.vocab is empty", ld->file);
+  }
+  /* ids index arrays, so a stray huge id must not size them */
+  if (max_id >= TK_MAX_VOCAB) {
+    return tk_fail(tok, VNRT_ERROR_IO, "%s: id %d is beyond the %d ids a tokenizer may have",
+                   ld->file, max_id, TK_MAX_VOCAB);
   }
   tok->vocab_size = (uint32_t)max_id + 1;
   tok->pieces = calloc(tok->vocab_size, sizeof *tok->pieces);
@@ -578,7 +588,9 @@ vnrt_status vnrt_tokenizer_open(vnrt_context *ctx, const char *path, vnrt_tokeni
     tok->match = pcre2_match_data_create(1, NULL);
     tok->match_ctx = pcre2_match_context_create(NULL);
     tok->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (tok->match == NULL || tok->match_ctx == NULL || tok->jit_stack == NULL) {
+    tok->cache = calloc(TK_CACHE_SLOTS, sizeof *tok->cache);
+    if (tok->match == NULL || tok->match_ctx == NULL || tok->jit_stack == NULL ||
+        tok->cache == NULL) {
       st = tk_fail(tok, VNRT_ERROR_OUT_OF_MEMORY, "tokenizer: out of memory");
     } else {
       pcre2_jit_stack_assign(tok->match_ctx, NULL, tok->jit_stack);
@@ -621,6 +633,7 @@ void vnrt_tokenizer_destroy(vnrt_tokenizer *tok) {
   pcre2_jit_stack_free(tok->jit_stack);
   free(tok->trie);
   free(tok->scratch.data);
+  free(tok->cache);
   free(tok->syms);
   free(tok->heap);
   free(tok);
@@ -933,10 +946,7 @@ vnrt_status vnrt_tokenizer_chat_encode(vnrt_tokenizer *tok, const vnrt_chat_mess
     size_t start = m < c.mark_count ? c.marks[m].start : c.len;
     int32_t id = -1;
     if (m < c.mark_count) {
-      char save = c.buf[start + c.marks[m].len];
-      c.buf[start + c.marks[m].len] = '\0';
       id = tk_piece_lookup(tok, c.buf + start, c.marks[m].len);
-      c.buf[start + c.marks[m].len] = save;
       if (id >= 0 && !(tok->flags[id] & TK_ID_ADDED)) {
         id = -1;
       }

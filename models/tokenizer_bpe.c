@@ -204,12 +204,41 @@ static void push_pair(const vnrt_tokenizer *tok, tk_heap_item *heap, size_t *n, 
   }
 }
 
-/* The lowest-ranked adjacent pair is merged first, the leftmost among equal ranks, as in
- * Hugging Face's BPE; a heap keeps this O(n log n) in the piece's length. */
+static vnrt_status bpe_merge(vnrt_tokenizer *tok, const uint8_t *s, size_t n);
+
+/* One piece's ids: from the cache, or merged and remembered. */
 static vnrt_status bpe_piece(vnrt_tokenizer *tok, const uint8_t *s, size_t n) {
   if (n == 1) {
     return tk_ids_push(tok, &tok->scratch, tok->byte_ids[s[0]]);
   }
+  if (n > TK_CACHE_BYTES) {
+    return bpe_merge(tok, s, n);
+  }
+  tk_cache_entry *e = &tok->cache[tk_hash_bytes((const char *)s, n) % TK_CACHE_SLOTS];
+  vnrt_status st = VNRT_OK;
+  if (e->len == n && memcmp(e->bytes, s, n) == 0) {
+    for (size_t i = 0; i < e->count && st == VNRT_OK; i++) {
+      st = tk_ids_push(tok, &tok->scratch, e->ids[i]);
+    }
+    return st;
+  }
+  size_t first = tok->scratch.count;
+  if ((st = bpe_merge(tok, s, n)) != VNRT_OK) {
+    return st;
+  }
+  size_t count = tok->scratch.count - first;
+  if (count <= TK_CACHE_IDS) {
+    e->len = (uint8_t)n;
+    e->count = (uint8_t)count;
+    memcpy(e->bytes, s, n);
+    memcpy(e->ids, tok->scratch.data + first, count * sizeof *e->ids);
+  }
+  return VNRT_OK;
+}
+
+/* The lowest-ranked adjacent pair is merged first, the leftmost among equal ranks, as in
+ * Hugging Face's BPE; a heap keeps this O(n log n) in the piece's length. */
+static vnrt_status bpe_merge(vnrt_tokenizer *tok, const uint8_t *s, size_t n) {
   if (n > tok->syms_cap) {
     size_t cap = n < 64 ? 64 : n;
     tk_sym *syms = realloc(tok->syms, cap * sizeof *syms);

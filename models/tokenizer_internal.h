@@ -33,6 +33,15 @@ typedef struct tk_trie_node {
   uint8_t byte;
 } tk_trie_node;
 
+/* A direct-mapped cache of short pieces' ids: prose repeats its words. */
+enum { TK_CACHE_SLOTS = 4096, TK_CACHE_BYTES = 24, TK_CACHE_IDS = 12 };
+typedef struct tk_cache_entry {
+  uint8_t len; /* 0: empty */
+  uint8_t count;
+  char bytes[TK_CACHE_BYTES];
+  int32_t ids[TK_CACHE_IDS];
+} tk_cache_entry;
+
 struct vnrt_tokenizer {
   char error[512];
 
@@ -67,7 +76,8 @@ struct vnrt_tokenizer {
 
   int32_t bos_id, eos_id;
 
-  tk_ids scratch; /* encode's output before it is copied out */
+  tk_ids scratch;        /* encode's output before it is copied out */
+  tk_cache_entry *cache; /* TK_CACHE_SLOTS entries */
   /* the BPE's per-word working arrays */
   struct tk_sym *syms;
   size_t syms_cap;

@@ -68,19 +68,27 @@ vnrt_status vn_v4_memory_plan(const vn_v4_config *cfg, int64_t max_ctx, vn_v4_me
   out->max_ctx = max_ctx;
   out->state_bytes_at_max_ctx = fixed + grow_at_ctx;
 
-  /* Prefill arena, f32, for P tokens: the live tensors of one layer (buffers are reused from
-   * layer to layer), plus the last position's logits. */
-  const uint64_t P = (uint64_t)(max_ctx < 4096 ? max_ctx : 4096);
+  out->prefill_tokens = max_ctx < 4096 ? max_ctx : 4096;
+  out->prefill_arena_bytes = vn_v4_prefill_arena_bytes(cfg, out->prefill_tokens);
+  return s.overflow ? VNRT_ERROR_INVALID_ARGUMENT : VNRT_OK;
+}
+
+uint64_t vn_v4_prefill_arena_bytes(const vn_v4_config *cfg, int64_t prefill_tokens) {
+  if (!cfg || prefill_tokens < 1 || prefill_tokens > ((int64_t)1 << 24)) return 0;
+  /* The live tensors of one layer (buffers are reused from layer to layer), plus the last
+   * position's logits. Every term is <= 2^33 for a validated config, P <= 2^24. */
+  const uint64_t P = (uint64_t)prefill_tokens, C = (uint64_t)cfg->hidden_size;
   const uint64_t n = (uint64_t)cfg->hc_mult, H = (uint64_t)cfg->num_attention_heads;
+  const uint64_t D = (uint64_t)cfg->head_dim, Di = (uint64_t)cfg->index_head_dim;
   const uint64_t Rq = (uint64_t)cfg->q_lora_rank, Hi = (uint64_t)cfg->index_n_heads;
   const uint64_t G = (uint64_t)cfg->o_groups, R = (uint64_t)cfg->o_lora_rank;
   const uint64_t F = (uint64_t)cfg->moe_intermediate_size, V = (uint64_t)cfg->vocab_size;
-  const uint64_t topk = (uint64_t)cfg->index_topk;
+  const uint64_t E = (uint64_t)cfg->n_routed_experts, k = (uint64_t)cfg->num_experts_per_tok;
+  const uint64_t W = (uint64_t)cfg->sliding_window, topk = (uint64_t)cfg->index_topk;
   uint64_t per_token = 2 * n * C + (2 + n) * n + C + Rq + 2 * H * D + D + 4 * D + Hi * Di + 4 * Di +
                        G * R + P / 4 + H * (W + topk) + E + k * 2 * F + 2 * F + C;
-  out->prefill_tokens = (int64_t)P;
-  out->prefill_arena_bytes = 4 * (P * per_token + V);
-  return s.overflow ? VNRT_ERROR_INVALID_ARGUMENT : VNRT_OK;
+  if (per_token > UINT64_MAX / 8 / P) return 0;
+  return 4 * (P * per_token + V);
 }
 
 static void row(FILE *fp, const char *what, uint64_t bytes, uint64_t total) {

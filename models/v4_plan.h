@@ -36,6 +36,10 @@ typedef struct vn_v4_memory {
  * max_ctx < 1 or a total overflows 64 bits. */
 vnrt_status vn_v4_memory_plan(const vn_v4_config *cfg, int64_t max_ctx, vn_v4_memory *out);
 
+/* The rough f32 activation arena of a prefill of prefill_tokens tokens (>= 1), the formula of
+ * docs/deepseek-v4.md, "Memory plan"; 0 when prefill_tokens < 1 or the result overflows. */
+uint64_t vn_v4_prefill_arena_bytes(const vn_v4_config *cfg, int64_t prefill_tokens);
+
 /* Prints the plan as a readable table. */
 void vn_v4_memory_plan_print(FILE *fp, const vn_v4_config *cfg, const vn_v4_memory *m);
 

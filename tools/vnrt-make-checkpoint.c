@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ static void *xmalloc(size_t n) {
 
 typedef struct rng {
   uint64_t s;
+  double spare; /* the polar method's second value */
+  bool has_spare;
 } rng;
 
 static uint64_t rng_next(rng *r) { /* splitmix64 */
@@ -64,7 +67,7 @@ static uint64_t rng_next(rng *r) { /* splitmix64 */
 static rng rng_for(uint64_t seed, const char *name) {
   uint64_t h = 1469598103934665603ull ^ seed; /* FNV-1a over the name */
   for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
-  rng r = {h};
+  rng r = {h, 0, false};
   rng_next(&r);
   return r;
 }
@@ -73,9 +76,21 @@ static double rng_uniform(rng *r) { /* (0, 1) */
   return ((double)(rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
-static double rng_normal(rng *r) {
-  double u = rng_uniform(r), v = rng_uniform(r);
-  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+static double rng_normal(rng *r) { /* Marsaglia's polar method: two values per draw */
+  if (r->has_spare) {
+    r->has_spare = false;
+    return r->spare;
+  }
+  double u, v, q;
+  do {
+    u = 2.0 * rng_uniform(r) - 1.0;
+    v = 2.0 * rng_uniform(r) - 1.0;
+    q = u * u + v * v;
+  } while (q >= 1.0 || q == 0.0);
+  double m = sqrt(-2.0 * log(q) / q);
+  r->spare = v * m;
+  r->has_spare = true;
+  return u * m;
 }
 
 /* ---- values ---------------------------------------------------------------------------- */

@@ -73,17 +73,22 @@ static int encode(vnrt_tokenizer *tok, const char *text, size_t len, uint32_t fl
   return 0;
 }
 
-static int decode(vnrt_tokenizer *tok, char *text, uint32_t flags) {
+/* The ids in text (white space between them); NULL after a message on error. */
+static int32_t *parse_ids(const char *text, size_t len, size_t *out_n) {
+  if (memchr(text, '\0', len) != NULL) {
+    fprintf(stderr, "vnrt-tokenize: --decode: NUL in input\n");
+    return NULL;
+  }
   size_t n = 0, cap = 256;
   int32_t *ids = malloc(cap * sizeof *ids);
-  int rc = 1;
-  char *p = text;
-  for (;;) {
+  const char *p = text;
+  while (ids != NULL) {
     while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
       p++;
     }
     if (*p == '\0') {
-      break;
+      *out_n = n;
+      return ids;
     }
     char *end;
     errno = 0;
@@ -91,39 +96,47 @@ static int decode(vnrt_tokenizer *tok, char *text, uint32_t flags) {
     if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX ||
         (*end != '\0' && *end != ' ' && *end != '\n' && *end != '\t' && *end != '\r')) {
       fprintf(stderr, "vnrt-tokenize: --decode: '%.20s' is not an id\n", p);
-      goto done;
+      free(ids);
+      return NULL;
     }
-    if (ids == NULL || (n == cap && (ids = realloc(ids, (cap *= 2) * sizeof *ids)) == NULL)) {
-      fprintf(stderr, "vnrt-tokenize: out of memory\n");
-      goto done;
+    if (n == cap) {
+      int32_t *grown = realloc(ids, 2 * cap * sizeof *ids);
+      if (grown == NULL) {
+        break;
+      }
+      ids = grown;
+      cap *= 2;
     }
     ids[n++] = (int32_t)v;
     p = end;
   }
+  free(ids);
+  fprintf(stderr, "vnrt-tokenize: out of memory\n");
+  return NULL;
+}
+
+static int decode(vnrt_tokenizer *tok, const int32_t *ids, size_t n, uint32_t flags) {
   /* a one-byte buffer: an id error leaves len 0, a size error asks for more */
   size_t len = 0;
   char probe[1];
   vnrt_status st = vnrt_tokenizer_decode(tok, ids, n, flags, probe, sizeof probe, &len);
   if (st != VNRT_OK && !(st == VNRT_ERROR_OUT_OF_RANGE && len + 1 > sizeof probe)) {
     fprintf(stderr, "vnrt-tokenize: %s\n", vnrt_tokenizer_last_error(tok));
-    goto done;
+    return 1;
   }
   char *out = malloc(len + 1);
   if (out == NULL) {
     fprintf(stderr, "vnrt-tokenize: out of memory for %zu bytes\n", len);
-    goto done;
+    return 1;
   }
   st = vnrt_tokenizer_decode(tok, ids, n, flags, out, len + 1, &len);
   if (st != VNRT_OK) {
     fprintf(stderr, "vnrt-tokenize: %s\n", vnrt_tokenizer_last_error(tok));
   } else {
     fwrite(out, 1, len, stdout);
-    rc = 0;
   }
   free(out);
-done:
-  free(ids);
-  return rc;
+  return st != VNRT_OK;
 }
 
 int main(int argc, char **argv) {
@@ -153,24 +166,27 @@ int main(int argc, char **argv) {
     fprintf(stderr, "vnrt-tokenize: --model DIR|tokenizer.json is required\n%s", kUsage);
     return 2;
   }
-  char err[512];
-  vnrt_tokenizer *tok = NULL;
-  if (vnrt_tokenizer_open(NULL, model, &tok, err, sizeof err) != VNRT_OK) {
-    fprintf(stderr, "vnrt-tokenize: %s\n", err);
+  /* the input first: a bad id list fails before the tokenizer is loaded */
+  size_t len = 0, n = 0;
+  char *text = read_stdin(&len);
+  if (text == NULL) {
     return 1;
   }
-  size_t len = 0;
-  char *text = read_stdin(&len);
-  int rc = 1;
-  if (text != NULL) {
-    if (do_decode) {
-      text[len] = '\0'; /* read_stdin leaves room */
-      rc = memchr(text, '\0', len) ? (fprintf(stderr, "vnrt-tokenize: --decode: NUL in input\n"), 1)
-                                   : decode(tok, text, dec_flags);
-    } else {
-      rc = encode(tok, text, len, enc_flags);
-    }
+  text[len] = '\0'; /* read_stdin leaves room */
+  int32_t *ids = NULL;
+  if (do_decode && (ids = parse_ids(text, len, &n)) == NULL) {
+    free(text);
+    return 1;
   }
+  char err[512];
+  vnrt_tokenizer *tok = NULL;
+  int rc = 1;
+  if (vnrt_tokenizer_open(NULL, model, &tok, err, sizeof err) != VNRT_OK) {
+    fprintf(stderr, "vnrt-tokenize: %s\n", err);
+  } else {
+    rc = do_decode ? decode(tok, ids, n, dec_flags) : encode(tok, text, len, enc_flags);
+  }
+  free(ids);
   free(text);
   vnrt_tokenizer_destroy(tok);
   return rc;

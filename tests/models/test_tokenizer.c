@@ -344,6 +344,12 @@ START_TEST(load_errors_are_named) {
   json_object_object_add(t, "content", json_object_new_string("<B>"));
   json_object_array_add(added, t);
   expect_open_error(root, VNRT_ERROR_IO, "added_tokens[4]", "id 65");
+  /* an id far beyond the others */
+  root = synthetic(0);
+  json_object_object_get_ex(root, "model", &model);
+  json_object_object_get_ex(model, "vocab", &vocab);
+  json_object_object_add(vocab, "huge", json_object_new_int(2000000000));
+  expect_open_error(root, VNRT_ERROR_IO, "id 2000000000", NULL);
 }
 END_TEST
 

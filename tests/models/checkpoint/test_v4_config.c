@@ -309,7 +309,12 @@ START_TEST(flash_plan) {
   ck_assert_uint_eq(m.state_bytes_at_max_ctx, fixed + 21ull * (1048576 / 4) * (512 + 128) * 4 +
                                                   20ull * (1048576 / 128) * 512 * 4);
   ck_assert_int_eq(m.prefill_tokens, 4096);
-  ck_assert(m.prefill_arena_bytes > 0);
+  /* The arena formula by hand for Flash, per token: 2nC 32768 + (2+n)n 24 + C 4096 + Rq 1024
+   * + 2HD 65536 + D 512 + 4D 2048 + Hi*Di 8192 + 4Di 512 + G*R 8192 + P/4 1024 + H(W+topk)
+   * 40960 + E 256 + 2kF 24576 + 2F 4096 + C 4096 = 197912; plus the logits row. */
+  ck_assert_uint_eq(m.prefill_arena_bytes, 4ull * (4096ull * 197912 + 129280));
+  ck_assert_uint_eq(vn_v4_prefill_arena_bytes(&c, 4096), m.prefill_arena_bytes);
+  ck_assert_uint_eq(vn_v4_prefill_arena_bytes(&c, 0), 0);
   ck_assert_int_eq(vn_v4_memory_plan(&c, 0, &m), VNRT_ERROR_INVALID_ARGUMENT);
   /* The table prints every kind. */
   char *text = NULL;
