@@ -355,7 +355,10 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
     vnrt_value w =
         R(b, L(b, h, "attn.indexer.weights_proj.weight", Hi, C, "attn.indexer.w"), "attn.w.r");
     w = F(b, w, "attn.indexer.w_f32");
-    vnrt_attr sa = a_float("s", 1.0 / (sqrt((double)Di) * sqrt((double)Hi)));
+    /* · Di^-1/2 · Hi^-1/2: two f32 products, as the text writes them */
+    vnrt_attr sa = a_float("s", (double)(float)(1.0 / sqrt((double)Di)));
+    w = node(b, VNRT_OP_SCALE, &w, 1, &sa, 1, "attn.indexer.w_di");
+    sa = a_float("s", (double)(float)(1.0 / sqrt((double)Hi)));
     w = node(b, VNRT_OP_SCALE, &w, 1, &sa, 1, "attn.indexer.w_scaled");
     vnrt_value sargs[4] = {qi, icomp, w, pos};
     vnrt_attr ra = a_int("ratio", 4);

@@ -1,24 +1,30 @@
 #!/usr/bin/python3
 """vnrt-generate on a generated tiny DeepSeek-V4 checkpoint, against the numpy oracle.
 
-usage: test_generate.py VNRT_GENERATE V4_REF.py CHECKPOINT CONFIG_DIR WORKDIR PART
+usage: test_generate.py VNRT_GENERATE VNRT_MAKE_CHECKPOINT V4_REF.py CHECKPOINT CONFIG_DIR WORKDIR PART
 CHECKPOINT is the tiny checkpoint (models/configs/v4-tiny.json, made by vnrt-make-checkpoint),
 CONFIG_DIR models/configs (for v4-flash.json); WORKDIR is the part's own scratch folder.
 PART: ref (logits vs tests/models/v4_ref.py), consistency (decode == prefill, chunking,
 devices, --memory-limit), errors (bad checkpoints, prompts and arguments), text (--prompt TEXT
 and --chat with a small tokenizer.json).
 
-Tolerances (docs/deepseek-v4.md, "Testing the model"):
+Tolerances (docs/deepseek-v4.md, "Agreement with the reference"):
 - f32 numerics: max |vnrt - ref| / max |ref| <= 1e-4 per row. Both compute the same f32
   pipeline; only summation order differs (observed ~5e-7).
-- ref numerics: the roundings (bf16 R(), e4m3 activation quantization with 3 mantissa bits, FP4
-  indexer entries, top-k expert and entry selection) make the result discontinuous in its input:
-  an f32-vs-f64 accumulation difference that moves one value across a rounding midpoint changes
-  it by a whole e4m3 step (2^-3 relative) or switches an expert, and that spreads. The oracle
-  itself moves by a median 2% and up to 11% of max |logit| when only its matmul accumulation is
-  changed from f64 to f32, so the bound is per row <= 0.25 and median over rows <= 0.06, and
-  the greedy token must equal the oracle's wherever its top-2 margin exceeds twice the row's
-  max |Δ| (where the difference cannot explain a flip).
+- ref numerics, one-layer models (a ratio-4 hash layer; a ratio-128 top-k layer), the last row
+  of 5 prompts (4 to 40 tokens; 64 to 150 for ratio 128): at least 2 of 5 within 1e-5 of
+  max |logit| and all within 0.1. Few roundings lie between input and logits here, so rows
+  mostly agree to f32 rounding, which pins every R(), Lq, FQ8 and FQ4 to its place (f32
+  numerics would miss by ~2e-2 on every row); a row that differs had a value on a rounding
+  midpoint (below), in its own computation or in a cached entry that later rows read too.
+- ref numerics, the 4-layer tiny model: the roundings (bf16 R(), e4m3 activation quantization
+  with 3 mantissa bits, FP4 indexer entries, top-k expert and entry selection) make the result
+  discontinuous in its input: an f32-vs-f64 accumulation difference that moves one value
+  across a rounding midpoint changes it by a whole e4m3 step (2^-3 relative) or switches an
+  expert, and that spreads. The oracle itself moves by a median 2% and up to 11% of
+  max |logit| when only its matmul accumulation is changed from f64 to f32 (vnrt: median 3%,
+  up to 18%), so the bound is per row <= 0.35 and median over rows <= 0.06, and the greedy
+  token must equal the oracle's wherever its top-2 margin exceeds twice the row's max |delta|.
 """
 import os
 import random
@@ -27,7 +33,7 @@ import sys
 
 import numpy as np
 
-GEN, REF, MODEL, CONFIGS, WORK, PART = sys.argv[1:7]
+GEN, MAKE, REF, MODEL, CONFIGS, WORK, PART = sys.argv[1:8]
 PY = "/usr/bin/python3"
 FAILS = []
 
@@ -73,7 +79,7 @@ def compare(v, r, numerics, what):
     if numerics == "f32":
         check(rel.max() <= 1e-4, f"{what} (f32): max rel {rel.max():.3g} > 1e-4")
     else:
-        check(rel.max() <= 0.25, f"{what} (ref): max rel {rel.max():.3g} > 0.25")
+        check(rel.max() <= 0.35, f"{what} (ref): max rel {rel.max():.3g} > 0.35")
         check(np.median(rel) <= 0.06, f"{what} (ref): median rel {np.median(rel):.3g} > 0.06")
     for i in range(len(r)):
         top = np.sort(r[i])
@@ -90,7 +96,37 @@ def prompt(n, seed):
     return [r.randrange(1024) for _ in range(n)]
 
 
+def one_layer(name, ratio, hash_layers):
+    import json
+    with open(os.path.join(CONFIGS, "v4-tiny.json")) as f:
+        c = json.load(f)
+    c["num_hidden_layers"], c["num_hash_layers"], c["compress_ratios"] = 1, hash_layers, [ratio, 0]
+    os.makedirs(WORK, exist_ok=True)
+    cfg, out = os.path.join(WORK, name + ".json"), os.path.join(WORK, name)
+    with open(cfg, "w") as f:
+        json.dump(c, f)
+    run([MAKE, "--config", cfg, "--out", out, "--seed", "1"])
+    return out
+
+
 def part_ref(model):
+    full = prompt(150, 150)
+    for name, ratio, hash_layers, lengths in (("csa-hash", 4, 1, (4, 9, 17, 26, 40)),
+                                               ("hca-topk", 128, 0, (64, 128, 129, 140, 150))):
+        m = one_layer(name, ratio, hash_layers)
+        rel = []
+        for n in lengths:
+            _, v = generate(m, full[:n], 0, "ref", ["--max-context", "256"])
+            r = reference(m, full[:n], n, "ref")
+            rel.append(np.abs(v - r).max() / np.abs(r).max())
+        f = reference(m, full[:n], n, "f32")
+        miss = np.abs(f - r).max() / np.abs(r).max()
+        rel = np.array(rel)
+        print(f"one layer, ratio {ratio} (ref): rel per prompt length",
+              " ".join(f"{x:.2g}" for x in rel), f"; f32 numerics would miss by {miss:.2g}")
+        check((rel <= 1e-5).sum() >= 2, f"{name}: 2 of 5 prompts agree to 1e-5: {rel}")
+        check(rel.max() <= 0.1, f"{name}: every prompt within 0.1: {rel}")
+        check(miss > 1e-3, f"{name}: the test tells the numerics apart: {miss}")
     for numerics in ("f32", "ref"):
         for n_prompt, n_gen, what in ((3, 3, "3-token prompt"), (128, 2, "128-token prompt"),
                                       (200, 70, "prefill 200 + decode 70")):
