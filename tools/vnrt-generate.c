@@ -17,6 +17,7 @@ static void usage(FILE *fp) {
           "                     [--tokens N] [--device SPEC] [--numerics ref|f32]\n"
           "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
+          "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
@@ -31,6 +32,7 @@ static void usage(FILE *fp) {
           "                      --seed (default 1; the same seed gives the same tokens)\n"
           "  --max-context N     positions of the sequence (default min(4096, max positions))\n"
           "  --prefill-chunk N   prompt tokens per prefill run (default 256)\n"
+          "  --threads N         CPU worker threads (default: all cores)\n"
           "  --memory-limit SIZE device memory per plan (e.g. 64M, 2G); weights over it are\n"
           "                      streamed from the mapped checkpoint\n"
           "  --logits-out FILE   float32 [steps, vocab]: row 0 the logits after the prompt, then\n"
@@ -136,7 +138,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out;
   int chat, stats, plan, f32;
-  long long tokens, top_k, seed, max_context, chunk;
+  long long tokens, top_k, seed, max_context, chunk, threads;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -202,6 +204,9 @@ static int parse_args(int argc, char **argv, args *a) {
         return bad_usage("--prefill-chunk '%s': expected >= 1", v);
       }
       a->chunk = n;
+    } else if (!strcmp(o, "--threads")) {
+      if (parse_i64(v, 1, 4096, &n)) return bad_usage("--threads '%s': expected 1..4096", v);
+      a->threads = n;
     } else if (!strcmp(o, "--temperature")) {
       if (parse_f(v, &f) || f < 0) return bad_usage("--temperature '%s': expected >= 0", v);
       a->temperature = f;
@@ -277,6 +282,7 @@ int main(int argc, char **argv) {
   long long n_prompt = 0;
   rc = 1;
   vnrt_context_desc cd = {0};
+  cd.num_threads = (int)a.threads;
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
     fprintf(stderr, "vnrt-generate: cannot create a context\n");
     return 1;

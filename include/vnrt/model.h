@@ -53,6 +53,7 @@ typedef struct vnrt_model_desc {
    * them. 0: $VNRT_DEVICE_MEMORY_LIMIT if set, else no limit. */
   uint64_t memory_limit;
   int no_fallback; /* nonzero: an op the device cannot run fails instead of running on the CPU */
+  /* CPU worker threads are the context's (vnrt_context_desc.num_threads). */
 } vnrt_model_desc;
 
 /* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every
