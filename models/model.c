@@ -54,7 +54,6 @@ struct vnrt_model {
   vn_v4_experts *experts; /* per layer, packed for moe_ffn */
   int32_t **tid2eid;      /* per hash layer, as i32 */
   uint64_t weight_bytes;
-  int32_t n_sessions;
 };
 
 void vnrt_model_close(vnrt_model *m) {
@@ -419,7 +418,6 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
 void vnrt_session_destroy(vnrt_session *s) {
   if (!s) return;
   for (int i = MAX_PLANS - 1; i >= 0; --i) vnrt_plan_destroy(s->plans[i].plan);
-  if (s->model) s->model->n_sessions--;
   free(s->states);
   free(s->scratch);
   free(s->pos_buf);
@@ -456,7 +454,6 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   vnrt_session *s = calloc(1, sizeof *s);
   if (!s) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   s->model = m;
-  m->n_sessions++;
   s->max_ctx = d.max_context;
   s->chunk = d.prefill_chunk;
   s->stats.size = sizeof s->stats;
