@@ -318,15 +318,16 @@ START_TEST(rope_yarn_custom_betas_and_low_equals_high) {
   const int32_t pos[5] = {3, 17, 100, 999, 5};
   const yarn y = {4.0, 2048.0, 8.0, 2.0};
   check_rope(5, 2, 32, 0, 10000.0, 1, &y, -1, pos, 103);
-  /* beta_fast = beta_slow: corr gives low = floor(c), high = ceil(c); c integral-free here,
-   * but a factor of 1 must leave plain rope. */
+  /* A factor of 1 leaves plain rope. */
   const yarn one = {1.0, 4096.0, 32.0, 1.0};
   check_rope(5, 2, 32, 0, 10000.0, 1, &one, -1, pos, 104);
-  /* beta_fast == beta_slow makes low == high: the ramp is a step (high += 0.001). */
-  const yarn step = {8.0, 4096.0, 4.0, 4.0};
+  /* corr(2.0) = 10.05 and corr(2.2) = 9.89 (dims 32, L 4096, theta 10000): low = high = 10,
+   * so high becomes 10.001 and the ramp is a step between pairs 10 and 11. */
+  const yarn step = {8.0, 4096.0, 2.0, 2.2};
   double low = 0, high = 0;
   yarn_freq(0, 32, 10000.0, &step, &low, &high);
-  ck_assert_double_eq_tol(high - low, 0.001, 1e-12);
+  ck_assert_double_eq(low, 10.0);
+  ck_assert_double_eq_tol(high, 10.001, 1e-12);
   check_rope(5, 2, 32, 0, 10000.0, 0, &step, -1, pos, 105);
 }
 END_TEST
