@@ -739,6 +739,10 @@ START_TEST(kv_compress_csa_overlap_two_series) {
   check_compress(4, 6, 1, c1, 10, 311);
   const int64_t c2[] = {1, 2, 13, 1, 8, 1, 20, 3, 1}; /* 50 */
   check_compress(8, 3, 1, c2, 9, 312);
+  /* Wide entries: several vectors of channels and more than one block of the fast kernel. */
+  const int64_t c3[] = {6, 1, 1, 9, 3}; /* 20 */
+  check_compress(4, 20, 1, c3, 5, 313);
+  check_compress(4, 300, 0, c3, 5, 314);
 }
 END_TEST
 
