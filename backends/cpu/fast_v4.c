@@ -9,8 +9,10 @@
 
 /* ---- index_scores ------------------------------------------------------------------------ */
 
-/* Entries per work item: the [Hi, IS_JB] scores of one item stay in L2. */
+/* Entries and tokens per work item: the [IS_TC·Hi, IS_JB] scores of one item stay in L2, and
+ * each block of k is packed once for IS_TC tokens (their q rows are consecutive). */
 #define IS_JB 128
+#define IS_TC 4
 
 typedef struct iscore_job {
   const cpu_kernel_args *a;
@@ -21,46 +23,63 @@ typedef struct iscore_job {
   int64_t slot_floats;
 } iscore_job;
 
-/* s[t, j] = Σ_h w[t, h]·relu(q[t, h]·k[j]) for the visible j of block item % n_jb, −inf for the
- * others; the dot products are the GEMM q[t][Hi, Di]·k[j0 .. j0+jn)ᵀ. */
+/* The entries token t sees: j < (pos[t] + 1) div ratio (none for a negative pos), at most S. */
+static int64_t iscore_visible_(const iscore_job *j, int64_t t) {
+  const int64_t pos = ((const int32_t *)j->a->in[3])[t];
+  const int64_t vis = pos < 0 ? 0 : (pos + 1) / j->ratio;
+  return vis < j->S ? vis : j->S;
+}
+
+/* s[t, e] = Σ_h w[t, h]·relu(q[t, h]·k[e]) for tokens [t0, t0 + tn) and entries of block
+ * item % n_jb, −inf where e is not visible to t; the dot products are one GEMM of the tokens'
+ * q rows [tn·Hi, Di] against the block's k rows. */
 static void iscore_item_(void *user, int64_t item, int32_t slot) {
   const iscore_job *j = user;
   const cpu_kernel_args *a = j->a;
-  const int64_t t = item / j->n_jb, j0 = (item % j->n_jb) * IS_JB;
+  const int64_t t0 = (item / j->n_jb) * IS_TC, j0 = (item % j->n_jb) * IS_JB;
+  const int64_t tn = j->T - t0 < IS_TC ? j->T - t0 : IS_TC;
   const int64_t jend = j0 + IS_JB < j->S ? j0 + IS_JB : j->S;
-  const int64_t pos = ((const int32_t *)a->in[3])[t];
-  int64_t vis = pos < 0 ? 0 : (pos + 1) / j->ratio;
-  if (vis > jend) vis = jend;
-  float *s = (float *)a->out[0] + t * j->S;
-  for (int64_t e = vis > j0 ? vis : j0; e < jend; ++e) s[e] = -INFINITY;
-  const int64_t jn = vis - j0;
-  if (jn <= 0) return;
-  const int64_t Hi = j->Hi, Di = j->Di;
-  float *c = j->scratch + slot * j->slot_floats; /* [Hi, IS_JB] */
-  float *w = c + Hi * IS_JB;                     /* [Hi] */
-  float *qf = w + Hi;                            /* [Hi, Di] when q is not f32 */
-  float *ws = qf + Hi * Di;                      /* GEMM workspace */
-  const vnrt_dtype qdt = a->in_type[0]->dtype, kdt = a->in_type[1]->dtype;
-  const float *q = (const float *)a->in[0] + t * Hi * Di;
-  if (qdt != VNRT_F32) {
-    cpu_fast_to_f32(j->isa, (const char *)a->in[0] + (size_t)(t * Hi * Di) * vnrt_dtype_size(qdt),
-                    qdt, Hi * Di, qf);
-    q = qf;
+  int64_t jn = 0; /* entries of the block the most-seeing token sees */
+  for (int64_t t = t0; t < t0 + tn; ++t) {
+    const int64_t v = iscore_visible_(j, t) - j0;
+    if (v > jn) jn = v;
   }
-  const vnrt_dtype wdt = a->in_type[2]->dtype;
-  cpu_fast_to_f32(j->isa, (const char *)a->in[2] + (size_t)(t * Hi) * vnrt_dtype_size(wdt), wdt, Hi,
-                  w);
-  const void *k = (const char *)a->in[1] + (size_t)(j0 * Di) * vnrt_dtype_size(kdt);
-  cpu_gemm_nt_block(j->isa, q, Di, Hi, k, kdt, Di, jn, Di, c, IS_JB, ws);
-  /* The heads' weighted sum in ascending h, IS_JB entries at a time (vectorisable). */
-  float acc[IS_JB];
-  for (int64_t e = 0; e < jn; ++e) acc[e] = 0.0f;
-  for (int64_t h = 0; h < Hi; ++h) {
-    const float wh = w[h];
-    const float *ch = c + h * IS_JB;
-    for (int64_t e = 0; e < jn; ++e) acc[e] += wh * (ch[e] > 0.0f ? ch[e] : 0.0f);
+  if (jn > jend - j0) jn = jend - j0;
+  const int64_t Hi = j->Hi, Di = j->Di, rows = tn * Hi;
+  float *c = j->scratch + slot * j->slot_floats; /* [IS_TC·Hi, IS_JB] */
+  float *w = c + IS_TC * Hi * IS_JB;             /* [IS_TC·Hi] */
+  float *qf = w + IS_TC * Hi;                    /* [IS_TC·Hi, Di] when q is not f32 */
+  float *ws = qf + IS_TC * Hi * Di;              /* GEMM workspace */
+  if (jn > 0) {
+    const vnrt_dtype qdt = a->in_type[0]->dtype, kdt = a->in_type[1]->dtype;
+    const float *q = (const float *)a->in[0] + t0 * Hi * Di;
+    if (qdt != VNRT_F32) {
+      cpu_fast_to_f32(j->isa,
+                      (const char *)a->in[0] + (size_t)(t0 * Hi * Di) * vnrt_dtype_size(qdt), qdt,
+                      rows * Di, qf);
+      q = qf;
+    }
+    const vnrt_dtype wdt = a->in_type[2]->dtype;
+    cpu_fast_to_f32(j->isa, (const char *)a->in[2] + (size_t)(t0 * Hi) * vnrt_dtype_size(wdt), wdt,
+                    rows, w);
+    const void *k = (const char *)a->in[1] + (size_t)(j0 * Di) * vnrt_dtype_size(kdt);
+    cpu_gemm_nt_block(j->isa, q, Di, rows, k, kdt, Di, jn, Di, c, IS_JB, ws);
   }
-  memcpy(s + j0, acc, sizeof(float) * (size_t)jn);
+  for (int64_t t = t0; t < t0 + tn; ++t) {
+    float *s = (float *)a->out[0] + t * j->S;
+    int64_t vn = iscore_visible_(j, t) - j0;
+    vn = vn < 0 ? 0 : (vn > jn ? jn : vn);
+    /* The heads' weighted sum in ascending h, the block's entries at a time (vectorisable). */
+    float acc[IS_JB];
+    for (int64_t e = 0; e < vn; ++e) acc[e] = 0.0f;
+    for (int64_t h = 0; h < Hi; ++h) {
+      const float wh = w[(t - t0) * Hi + h];
+      const float *ch = c + ((t - t0) * Hi + h) * IS_JB;
+      for (int64_t e = 0; e < vn; ++e) acc[e] += wh * (ch[e] > 0.0f ? ch[e] : 0.0f);
+    }
+    memcpy(s + j0, acc, sizeof(float) * (size_t)vn);
+    for (int64_t e = j0 + vn; e < jend; ++e) s[e] = -INFINITY;
+  }
 }
 
 vnrt_status cpu_fast_index_scores(const cpu_kernel_args *a) {
@@ -80,10 +99,10 @@ vnrt_status cpu_fast_index_scores(const cpu_kernel_args *a) {
                   .ratio = p->ratio};
   j.n_jb = (j.S + IS_JB - 1) / IS_JB;
   const int64_t threads = cpu_pool_threads(a->pool);
-  j.slot_floats = j.Hi * (IS_JB + 1 + j.Di) + CPU_GEMM_WS_FLOATS;
+  j.slot_floats = IS_TC * j.Hi * (IS_JB + 1 + j.Di) + CPU_GEMM_WS_FLOATS;
   vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
   if (st != VNRT_OK) return st;
-  cpu_fast_for_each(a->pool, j.T * j.n_jb, iscore_item_, &j);
+  cpu_fast_for_each(a->pool, (j.T + IS_TC - 1) / IS_TC * j.n_jb, iscore_item_, &j);
   cpu_fast_free(a, j.scratch);
   return VNRT_OK;
 }
