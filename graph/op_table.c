@@ -157,7 +157,6 @@ bool vn_op_quant_input(vnrt_op op, int32_t input) {
   switch (op) {
     case VNRT_OP_LINEAR:
     case VNRT_OP_MATMUL:
-    /* grouped_linear's w is a weight operand too (docs/ops.md), plain or quantized */
     case VNRT_OP_GROUPED_LINEAR:
       return input == 1 || input == 2; /* the weight and its scale */
     case VNRT_OP_EMBEDDING:
