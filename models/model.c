@@ -382,6 +382,7 @@ static vnrt_status get_plan(vnrt_session *s, int64_t T, vnrt_plan **out) {
     if (p->plan == s->current) continue;
     if (!free_slot || p->last_use < free_slot->last_use) free_slot = p;
   }
+  if (!free_slot) return fail(VNRT_ERROR_INTERNAL, "no free plan slot (a bug in vnrt)");
   if (free_slot->T != 0) {
     vnrt_plan_destroy(free_slot->plan);
     free_slot->plan = NULL;
