@@ -6,7 +6,7 @@ CHECKPOINT is the tiny checkpoint (models/configs/v4-tiny.json, made by vnrt-mak
 CONFIG_DIR models/configs (for v4-flash.json); WORKDIR is the part's own scratch folder.
 PART: ref (logits vs tests/models/v4_ref.py), consistency (decode == prefill, chunking,
 devices, --memory-limit), errors (bad checkpoints, prompts and arguments), text (--prompt TEXT
-and --chat with a small tokenizer.json).
+and --chat with a small tokenizer.json), variants (v4-tiny2's shapes, FP8 experts).
 
 Tolerances (docs/deepseek-v4.md, "Agreement with the reference"):
 - f32 numerics: max |vnrt - ref| / max |ref| <= 1e-4 per row. Both compute the same f32
@@ -96,17 +96,33 @@ def prompt(n, seed):
     return [r.randrange(1024) for _ in range(n)]
 
 
-def one_layer(name, ratio, hash_layers):
+def variant(name, base, **changes):
+    """A checkpoint of models/configs/<base> with some fields changed, made in WORK."""
     import json
-    with open(os.path.join(CONFIGS, "v4-tiny.json")) as f:
+    with open(os.path.join(CONFIGS, base)) as f:
         c = json.load(f)
-    c["num_hidden_layers"], c["num_hash_layers"], c["compress_ratios"] = 1, hash_layers, [ratio, 0]
+    c.update(changes)
     os.makedirs(WORK, exist_ok=True)
     cfg, out = os.path.join(WORK, name + ".json"), os.path.join(WORK, name)
     with open(cfg, "w") as f:
         json.dump(c, f)
     run([MAKE, "--config", cfg, "--out", out, "--seed", "1"])
     return out
+
+
+def part_variants(model):
+    """Other shapes (v4-tiny2: C 384, D 128, 8 heads in 4 groups, 8 experts, 1 hash layer) and
+    FP8 routed experts, under f32 numerics."""
+    for m, n_prompt in ((variant("tiny2", "v4-tiny2.json"), 150),
+                        (variant("fp8-experts", "v4-tiny.json", expert_dtype="fp8"), 20)):
+        ids = prompt(n_prompt, 11)
+        gen, v = generate(m, ids, 3, "f32", ["--max-context", "512"])
+        compare(v, reference(m, ids + gen[:-1], n_prompt, "f32"), "f32", os.path.basename(m))
+
+
+def one_layer(name, ratio, hash_layers):
+    return variant(name, "v4-tiny.json", num_hidden_layers=1, num_hash_layers=hash_layers,
+                   compress_ratios=[ratio, 0])
 
 
 def part_ref(model):
@@ -284,7 +300,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     model = MODEL
     {"ref": part_ref, "consistency": part_consistency, "errors": part_errors,
-     "text": part_text}[PART](model)
+     "text": part_text, "variants": part_variants}[PART](model)
     if FAILS:
         print(f"{len(FAILS)} failure(s)")
         sys.exit(1)
