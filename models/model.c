@@ -54,10 +54,14 @@ struct vnrt_model {
   vn_v4_experts *experts; /* per layer, packed for moe_ffn */
   int32_t **tid2eid;      /* per hash layer, as i32 */
   uint64_t weight_bytes;
+  /* A one-token plan of a one-position context that is never run: it holds the device weights
+   * that every session's plans share (vnrt_plan_create_shared), made with the first session. */
+  vnrt_plan *anchor;
 };
 
 void vnrt_model_close(vnrt_model *m) {
   if (!m) return;
+  vnrt_plan_destroy(m->anchor);
   for (int32_t i = 0; m->cfg && i < m->cfg->num_hidden_layers; ++i) {
     if (m->experts) vn_v4_experts_free(&m->experts[i]);
     if (m->tid2eid) free(m->tid2eid[i]);
@@ -289,8 +293,7 @@ static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
   return VNRT_OK;
 }
 
-static vnrt_status bind_weights(vnrt_session *s, const vnrt_graph *g, vnrt_plan *plan) {
-  vnrt_model *m = s->model;
+static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *plan) {
   for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
     int is_param = 0;
     vnrt_value v = vnrt_graph_input(g, i, &is_param);
@@ -316,20 +319,47 @@ static vnrt_status bind_weights(vnrt_session *s, const vnrt_graph *g, vnrt_plan 
   return VNRT_OK;
 }
 
-/* Compiles the plan for T tokens into slot, sharing the decode plan's weights. */
-static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
-  vnrt_model *m = s->model;
-  double t0 = now_s();
-  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32};
+/* Makes the model's anchor plan and binds the weights to it (once per model). */
+static vnrt_status make_anchor(vnrt_model *m) {
+  if (m->anchor) return VNRT_OK;
+  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   vnrt_status st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
+  if (st != VNRT_OK) return fail(st, "%s", err);
+  vnrt_plan_desc pd = {0};
+  pd.device_memory_limit = m->memory_limit;
+  pd.no_fallback = m->no_fallback;
+  st = vnrt_plan_create(m->ctx, g, m->device, &pd, &m->anchor);
+  if (st != VNRT_OK) {
+    fail(st, "compiling the weights' plan: %s", vnrt_context_last_error(m->ctx));
+  } else {
+    st = bind_weights(m, g, m->anchor);
+  }
+  vnrt_graph_destroy(g);
+  if (st != VNRT_OK) {
+    vnrt_plan_destroy(m->anchor);
+    m->anchor = NULL;
+  }
+  return st;
+}
+
+/* Compiles the plan for T tokens into slot, sharing the model's device weights. */
+static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
+  vnrt_model *m = s->model;
+  double t0 = now_s();
+  vnrt_status st = make_anchor(m);
+  if (st != VNRT_OK) return st;
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32};
+  vnrt_graph *g = NULL;
+  char err[ERR_SIZE];
+  st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
   if (st != VNRT_OK) return fail(st, "%s", err);
   if (!s->states) st = record_states(s, g);
   vnrt_plan_desc pd = {0};
   pd.device_memory_limit = m->memory_limit;
   pd.no_fallback = m->no_fallback;
-  vnrt_plan *share = slot == &s->plans[0] ? NULL : s->plans[0].plan;
+  vnrt_plan *share = m->anchor;
   vnrt_plan *plan = NULL;
   if (st == VNRT_OK) {
     st = vnrt_plan_create_shared(m->ctx, g, m->device, &pd, share, &plan);
@@ -337,10 +367,10 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
       fail(st, "compiling the %lld-token plan: %s", (long long)T, vnrt_context_last_error(m->ctx));
     }
   }
-  /* Weights shared with the decode plan are bound already; a plan that streams weights or
-   * copies some to the CPU for a fallback node holds its own and is bound too. */
-  int bind = share == NULL;
-  if (st == VNRT_OK && !bind) {
+  /* Weights shared with the anchor are bound already; a plan that streams weights or copies
+   * some to the CPU for a fallback node holds its own and is bound too. */
+  int bind = 0;
+  if (st == VNRT_OK) {
     vnrt_plan_info a, b;
     st = vnrt_plan_get_info(plan, &a);
     if (st == VNRT_OK) st = vnrt_plan_get_info(share, &b);
@@ -348,7 +378,7 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
            b.n_fallback_nodes;
     st = VNRT_OK;
   }
-  if (st == VNRT_OK && bind) st = bind_weights(s, g, plan);
+  if (st == VNRT_OK && bind) st = bind_weights(m, g, plan);
   vnrt_graph_destroy(g);
   if (st != VNRT_OK) {
     vnrt_plan_destroy(plan);

@@ -110,8 +110,9 @@ typedef struct vnrt_session_desc {
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
- * device. desc may be NULL. The session holds the plans and their states; weights are bound
- * once from the mapped checkpoint and shared by the session's plans. */
+ * device. desc may be NULL. The session holds its plans and their states; the device weights
+ * are the model's, bound once from the mapped checkpoint (with the first session) and shared by
+ * the plans of every session. */
 VNRT_API vnrt_status vnrt_session_create(vnrt_model *model, const vnrt_session_desc *desc,
                                          vnrt_session **out_session);
 VNRT_API void vnrt_session_destroy(vnrt_session *session);

@@ -151,7 +151,21 @@ int main(int argc, char **argv) {
             ss.weight_bytes > 0,
         "stats: %lld prefilled, %lld decoded, %d plans", (long long)ss.tokens_prefilled,
         (long long)ss.tokens_decoded, (int)ss.n_plans);
+  /* A second session shares the model's device weights and computes the same logits. */
+  vnrt_session *s2 = NULL;
+  CHECK(vnrt_session_create(m, &sd, &s2) == VNRT_OK, "second session: %s", vnrt_model_last_error());
+  if (s2) {
+    CHECK(vnrt_session_prefill(s2, ids, 150) == VNRT_OK, "second session's prefill");
+    vnrt_session_logits(s2, b, (size_t)V);
+    CHECK(rel_diff(b, a, V) <= 1e-6, "second session vs first: rel %g", rel_diff(b, a, V));
+    vnrt_session_stats s2s = {0};
+    vnrt_session_get_stats(s2, &s2s);
+    CHECK(s2s.device_bytes < s2s.weight_bytes,
+          "the session's plan holds no weights of its own: device %llu, weights %llu bytes",
+          (unsigned long long)s2s.device_bytes, (unsigned long long)s2s.weight_bytes);
+  }
   vnrt_session_destroy(s);
+  vnrt_session_destroy(s2);
 
   char buf[64];
   size_t len = 0;
