@@ -57,6 +57,9 @@ struct vnrt_model {
   /* A one-token plan of a one-position context that is never run: it holds the device weights
    * that every session's plans share (vnrt_plan_create_shared), made with the first session. */
   vnrt_plan *anchor;
+  /* Set once a plan streams weights: it reads the packed experts from host memory, which must
+   * then stay (otherwise they are packed when a plan binds them and freed right after). */
+  int keep_packed;
 };
 
 void vnrt_model_close(vnrt_model *m) {
@@ -123,8 +126,7 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
   for (int32_t i = 0; i < L && st == VNRT_OK; ++i) {
-    st = vn_checkpoint_pack_experts(m->ck, i, &m->experts[i], err, sizeof err);
-    if (st == VNRT_OK && vn_v4_is_hash_layer(m->cfg, i)) {
+    if (vn_v4_is_hash_layer(m->cfg, i)) {
       st = vn_checkpoint_tid2eid(m->ck, i, &m->tid2eid[i], err, sizeof err);
     }
   }
@@ -217,7 +219,12 @@ static vnrt_status param_data(vnrt_model *m, const char *name, const void **data
   if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0 && layer >= 0 &&
       layer < m->cfg->num_hidden_layers) {
     const char *rest = name + used;
-    const vn_v4_experts *e = &m->experts[layer];
+    vn_v4_experts *e = &m->experts[layer];
+    if (strncmp(rest, "ffn.experts.", 12) == 0 && !e->gate_up) {
+      char err[ERR_SIZE];
+      vnrt_status st = vn_checkpoint_pack_experts(m->ck, layer, e, err, sizeof err);
+      if (st != VNRT_OK) return fail(st, "%s", err);
+    }
     struct {
       const char *suffix;
       const void *data;
@@ -293,6 +300,15 @@ static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
   return VNRT_OK;
 }
 
+/* Frees the packed experts after a bind when no plan reads them from host memory: a plan
+ * copies a param it keeps resident, so only streamed params need the bytes later. */
+static void release_packed(vnrt_model *m, vnrt_plan *plan) {
+  vnrt_plan_info pi;
+  if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || pi.n_streamed_params > 0) m->keep_packed = 1;
+  if (m->keep_packed) return;
+  for (int32_t i = 0; i < m->cfg->num_hidden_layers; ++i) vn_v4_experts_free(&m->experts[i]);
+}
+
 static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *plan) {
   for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
     int is_param = 0;
@@ -316,6 +332,7 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
       return fail(st, "binding '%s': %s", name, vnrt_context_last_error(m->ctx));
     }
   }
+  release_packed(m, plan);
   return VNRT_OK;
 }
 
