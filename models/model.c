@@ -301,15 +301,16 @@ static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
 }
 
 /* Frees the packed experts after a bind when no plan reads them from host memory: a plan
- * copies a param it keeps resident, so only streamed params need the bytes later. */
-static void release_packed(vnrt_model *m, vnrt_plan *plan) {
-  vnrt_plan_info pi;
-  if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || pi.n_streamed_params > 0) m->keep_packed = 1;
+ * copies a param it keeps resident, so only streamed params need the bytes later. The packs
+ * are made again if a later plan binds them. */
+static void release_packed(vnrt_model *m) {
   if (m->keep_packed) return;
   for (int32_t i = 0; i < m->cfg->num_hidden_layers; ++i) vn_v4_experts_free(&m->experts[i]);
 }
 
 static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *plan) {
+  vnrt_plan_info pi;
+  if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || pi.n_streamed_params > 0) m->keep_packed = 1;
   for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
     int is_param = 0;
     vnrt_value v = vnrt_graph_input(g, i, &is_param);
@@ -331,8 +332,16 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
     if (st != VNRT_OK) {
       return fail(st, "binding '%s': %s", name, vnrt_context_last_error(m->ctx));
     }
+    /* A layer's last expert param (v4_graph.c declares down.scale last): its packs can go, so
+     * that at most one layer's are in memory at a time. */
+    int layer = -1, used = 0;
+    if (!m->keep_packed && sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0 &&
+        layer >= 0 && layer < m->cfg->num_hidden_layers &&
+        strcmp(name + used, VN_V4_EXPERTS_DOWN ".scale") == 0) {
+      vn_v4_experts_free(&m->experts[layer]);
+    }
   }
-  release_packed(m, plan);
+  release_packed(m);
   return VNRT_OK;
 }
 
