@@ -57,6 +57,11 @@ vnrt_status vnrt_sample(const float *logits, int64_t vocab, const vnrt_sampler_d
     }
     if (logits[i] > logits[best]) best = i;
   }
+  if (isinf(logits[best])) {
+    return vn_model_error(VNRT_ERROR_INVALID_ARGUMENT,
+                          "vnrt_sample: the largest logit is %g (no finite maximum)",
+                          (double)logits[best]);
+  }
   if (d.temperature == 0) {
     *out_id = (int32_t)best;
     return VNRT_OK;

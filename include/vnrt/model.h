@@ -183,8 +183,9 @@ typedef struct vnrt_sampler_desc {
  *      exceeds u·total (in the sorted order).
  * The PRNG is splitmix64 on the 64-bit *state: state += 0x9E3779B97F4A7C15, then the splitmix64
  * finaliser; u = (z >> 11) · 2^-53. A *state of 0 is first set to seed (or 1 if seed is 0), so
- * the same seed gives the same tokens. A NaN logit, vocab < 1 or a negative top_k / temperature /
- * top_p outside [0, 1] fails with VNRT_ERROR_INVALID_ARGUMENT. */
+ * the same seed gives the same tokens. A NaN logit, an infinite largest logit, vocab < 1, a
+ * negative top_k or temperature, or top_p outside [0, 1] fails with
+ * VNRT_ERROR_INVALID_ARGUMENT. */
 VNRT_API vnrt_status vnrt_sample(const float *logits, int64_t vocab, const vnrt_sampler_desc *desc,
                                  uint64_t *state, int32_t *out_id);
 
