@@ -196,19 +196,22 @@ float qw_dot(__global const uchar *w, int dt, __global const uchar *ws, int b0, 
 }
 
 /* o[m, n] = Σ_k x[m, k]·W(n, k): linear (trans, w [N, K]) and matmul with a rank-2 b [K, N]
- * (a's batches are rows); x is f32 (the input widened, or fake-quantized). global (N, M). */
+ * (a's batches are rows); x is f32 (the input widened, or fake-quantized). With G groups
+ * (grouped_linear, trans; G = 1 otherwise) row m of x and o is group m % G of a row, which
+ * takes w's rows [g·N, (g+1)·N). global (N, M). */
 __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
-                    int trans) {
+                    int trans, long G) {
   long n = get_global_id(0), m = get_global_id(1);
   if (n >= N || m >= M) return;
   __global const float *xr = (__global const float *)PTR(x) + m * K;
-  float acc = qw_dot(QW(w), 0, trans ? N : K, trans ? K : N, trans, n, xr, K);
+  float acc = qw_dot(QW(w), 0, trans ? G * N : K, trans ? K : N, trans, (m % G) * N + n, xr, K);
   st(PTR(o), dout, m * N + n, acc);
 }
 
-/* qgemv for linear's e4m3 and e2m1 codes, four output features per work-item: four
- * independent sums interleave (one sum's adds wait on each other), each still the reference's
- * sum in k's order, 16 decoded products at a time. global (ceil(N / 4), M). */
+/* qgemv for linear's (and grouped_linear's) e4m3 and e2m1 codes, four output features per
+ * work-item (w's rows (m % G)·N + n): four independent sums interleave (one sum's adds wait
+ * on each other), each still the reference's sum in k's order, 16 decoded products at a time.
+ * global (ceil(N / 4), M). */
 #define ADD16_(acc, pr)                                                        \
   acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3, acc += pr.s4,         \
       acc += pr.s5, acc += pr.s6, acc += pr.s7, acc += pr.s8, acc += pr.s9,     \
@@ -216,7 +219,7 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
       acc += pr.sf
 #define QGEMV4_(name, DEC16, DEC1, ROWBYTES, CHUNK)                                            \
   __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
-                     int trans) {                                                             \
+                     int trans, long G) {                                                     \
     long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
     if (n0 >= N || m >= M) return;                                                            \
     __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
@@ -224,7 +227,7 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
     long n[4];                                                                                \
     __global const uchar *row[4], *srow[4];                                                   \
     for (int r = 0; r < 4; ++r) {                                                             \
-      n[r] = n0 + r < N ? n0 + r : N - 1;                                                     \
+      n[r] = (m % G) * N + (n0 + r < N ? n0 + r : N - 1);                                     \
       row[r] = PTR(w) + n[r] * (ROWBYTES);                                                    \
       srow[r] = PTR(w_s) + (n[r] / w_b0) * SC;                                                \
     }                                                                                         \
