@@ -62,32 +62,15 @@ vnrt_status cl_rope_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t T = x->dims[0], H = x->dims[1], D = x->dims[2];
   int64_t dims = p->dims;
-  double theta = p->theta;
   int64_t half = dims / 2;
   if (T * H == 0 || D == 0) return VNRT_OK;
-  /* theta^(-2i/dims) in double (with YaRN, blended with it divided by yarn_factor along the
-   * ramp of docs/ops.md, "DeepSeek-V4 attention"), as (hi, lo) floats: the kernel forms pos·f in
+  /* theta^(-2i/dims) in double (with YaRN, blended along its ramp: vnrt_rope_freq, which
+   * every backend shares), as (hi, lo) floats: the kernel forms pos·f in
    * two-float arithmetic, so long positions keep their angle. */
   float *freq = L->dev->host->alloc(L->dev->host->core, sizeof(float) * 2 * (size_t)half + 8);
   if (!freq) return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
-  double low = 0.0, high = 0.0;
-  if (p->yarn_factor != 0.0) {
-    const double two_pi = 6.283185307179586476925286766559, ln_theta = log(theta);
-    double c_fast =
-        (double)dims * log((double)p->yarn_orig_ctx / (p->beta_fast * two_pi)) / (2.0 * ln_theta);
-    double c_slow =
-        (double)dims * log((double)p->yarn_orig_ctx / (p->beta_slow * two_pi)) / (2.0 * ln_theta);
-    low = fmax(floor(c_fast), 0.0);
-    high = fmin(ceil(c_slow), (double)(dims - 1));
-    if (low == high) high += 0.001;
-  }
   for (int64_t i = 0; i < half; ++i) {
-    double f = pow(theta, -2.0 * (double)i / (double)dims);
-    if (p->yarn_factor != 0.0) {
-      double ramp = ((double)i - low) / (high - low);
-      ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
-      f = f * (1.0 - ramp) + (f / p->yarn_factor) * ramp;
-    }
+    double f = vnrt_rope_freq(p, i);
     freq[2 * i] = (float)f;
     freq[2 * i + 1] = (float)(f - (double)freq[2 * i]);
   }

@@ -13,6 +13,32 @@ static int same_memory(const vnrt_backend_tensor *a, const vnrt_backend_tensor *
   return a->buffer == b->buffer && a->offset == b->offset;
 }
 
+/* info: pos0 tensor. The CPU reference's words. */
+static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
+  const vnrt_backend_node *node = &exec->graph.nodes[st->node];
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE, "%s '%s': pos0 is negative",
+                 vnrt_op_name(node->op), node->name);
+}
+
+/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written. */
+static vnrt_status check_pos0(cl_lower *L, int32_t input) {
+  int32_t slot = cl_err_slot(L);
+  cl_launch k;
+  cl_launch_begin(L, "check_index", &k);
+  cl_arg_in(&k, input);
+  cl_arg_in(&k, input);
+  cl_arg_i32(&k, 0);
+  cl_arg_i32(&k, 1);
+  cl_arg_i64(&k, 1);
+  cl_arg_i64(&k, INT64_MAX);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  vnrt_status s = cl_launch_single(&k, 64);
+  if (s != VNRT_OK) return s;
+  const int64_t info[1] = {L->node->inputs[input]};
+  return cl_add_check(L, slot, report_pos0, info, 1);
+}
+
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
 int cl_kv_compress_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -57,6 +83,8 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0), *e = cl_out_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
+  vnrt_status s = check_pos0(L, 5);
+  if (s != VNRT_OK) return s;
   cl_launch k;
   /* Entries first: they read the old states, which the state results may overwrite. */
   cl_launch_begin(L, "kv_compress_entries", &k);
@@ -68,7 +96,7 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   cl_arg_i64(&k, p->width);
   cl_arg_i64(&k, a->dims[0]);
   cl_arg_i64(&k, e->dims[0]);
-  vnrt_status s = cl_launch_2d(&k, p->width, e->dims[0]);
+  s = cl_launch_2d(&k, p->width, e->dims[0]);
   if (s != VNRT_OK) return s;
   if (!same_memory(cl_in(L, 3), cl_out(L, 2)) && !same_memory(cl_in(L, 4), cl_out(L, 3))) {
     return kv_compress_state(L, 0, 0, 0);
@@ -118,10 +146,12 @@ static vnrt_status report_kv_scatter(vnrt_backend_exec *exec, const cl_step *st,
   int32_t pos = 0;
   vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
   if (s != VNRT_OK) return s;
+  /* The CPU reference's words. */
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
-                 "kv_scatter '%s': row %d (pos %d div %lld = %lld) out of range [0, %lld)",
-                 exec->graph.nodes[st->node].name, (int)at, (int)pos, (long long)st->info[1],
-                 (long long)(pos / st->info[1]), (long long)st->info[2]);
+                 "kv_scatter '%s': row %lld (pos %d / %lld) of rows[%d] is outside the cache's "
+                 "%lld rows",
+                 exec->graph.nodes[st->node].name, (long long)(pos / st->info[1]), (int)pos,
+                 (long long)st->info[1], (int)at, (long long)st->info[2]);
 }
 
 vnrt_status cl_kv_scatter_lower(cl_lower *L) {
@@ -258,7 +288,7 @@ static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st,
   vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &v);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
-                 "sparse_attention '%s': idx[%lld, %lld] = %d out of range [0, %lld) (comp's rows)",
+                 "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",
                  exec->graph.nodes[st->node].name, (long long)(at / st->info[2]),
                  (long long)(at % st->info[2]), (int)v, (long long)st->info[1]);
 }
@@ -271,7 +301,8 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t Sc = has_comp ? cl_in_type(L, 5)->dims[0] : 0;
   int64_t K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
   cl_launch k;
-  vnrt_status s;
+  vnrt_status s = check_pos0(L, 4);
+  if (s != VNRT_OK) return s;
   if (has_idx && T * K > 0) {
     /* idx values >= Sc are errors (negative ones mean "none"): checked before the kernel. */
     int32_t slot = cl_err_slot(L);
