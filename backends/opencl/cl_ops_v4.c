@@ -7,6 +7,8 @@
 
 #define ATT_MAXJ 8 /* as in attention.cl: output channels per work-item */
 #define SA_WG_MAX 256
+/* The most scratch the three-pass sparse_attention's scores may take (else one pass). */
+#define SA_SCORES_MAX_BYTES ((uint64_t)64 << 20)
 
 /* Whether graph tensor a and b are the same memory (the executor made a result in place). */
 static int same_memory(const vnrt_backend_tensor *a, const vnrt_backend_tensor *b) {
@@ -282,6 +284,65 @@ int cl_sparse_attention_supports(vnrt_backend_device *dev, const vnrt_backend_gr
          (uint64_t)(q->dims[2] + 4 * (int64_t)wg) * 4 <= dev->desc->local_mem;
 }
 
+/* The arguments every sparse_attention kernel takes first (v4.cl's SA_ARGS). */
+static void sa_args(cl_lower *L, cl_launch *k) {
+  const vnrt_sparse_attention_params *p = &L->node->params->sparse_attention;
+  const vnrt_tensor_type *q = cl_in_type(L, 0), *ring = cl_in_type(L, 2);
+  const int has_comp = L->node->n_inputs > 5, has_idx = L->node->n_inputs > 6;
+  cl_arg_in_dt(k, 0);
+  cl_arg_in_dt(k, 1);
+  cl_arg_in_dt(k, 2);
+  cl_arg_in_dt(k, 3);
+  cl_arg_in(k, 4);
+  cl_arg_opt_in_dt(k, 5);
+  cl_arg_opt_in(k, 6);
+  cl_arg_out_dt(k, 0);
+  cl_arg_i32(k, (int32_t)q->dims[0]);
+  cl_arg_i32(k, (int32_t)q->dims[1]);
+  cl_arg_i32(k, (int32_t)q->dims[2]);
+  cl_arg_i32(k, (int32_t)ring->dims[0]);
+  cl_arg_i32(k, has_comp);
+  cl_arg_i32(k, has_idx);
+  cl_arg_i32(k, has_comp ? p->ratio : 1);
+  cl_arg_i32(k, has_comp ? (int32_t)cl_in_type(L, 5)->dims[0] : 0);
+  cl_arg_i32(k, has_idx ? (int32_t)cl_in_type(L, 6)->dims[1] : 0);
+  cl_arg_f32(k, (float)p->scale);
+}
+
+/* CPU drivers, when the scores fit: the three passes of v4.cl (scores for 4 heads per item,
+ * softmax per row, the weighted sum of keys for 4 heads per item), keys loaded once for 4
+ * heads. NK is the largest key set a query can have. */
+static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
+  const vnrt_tensor_type *q = cl_in_type(L, 0);
+  int64_t T = q->dims[0], H = q->dims[1], D = q->dims[2], HG = (H + 3) / 4;
+  const int f32 = q->dtype == VNRT_F32 && cl_in_type(L, 1)->dtype == VNRT_F32 &&
+                  cl_in_type(L, 2)->dtype == VNRT_F32 &&
+                  (L->node->n_inputs <= 5 || cl_in_type(L, 5)->dtype == VNRT_F32);
+  const int vec = f32 && D % L->dev->desc->vec_width == 0;
+  uint64_t sc = cl_scratch(L, (uint64_t)(T * H * NK) * 4);
+  cl_launch k;
+  cl_launch_begin(L, "sparse_attention_scores", &k);
+  sa_args(L, &k);
+  cl_arg_scratch(&k, sc);
+  cl_arg_i32(&k, (int32_t)NK);
+  vnrt_status s = cl_launch_2d(&k, NK, T * HG);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "sparse_attention_softmax", &k);
+  cl_arg_in_dt(&k, 3);
+  cl_arg_scratch(&k, sc);
+  cl_arg_i32(&k, (int32_t)T);
+  cl_arg_i32(&k, (int32_t)H);
+  cl_arg_i32(&k, (int32_t)NK);
+  s = cl_launch_1d(&k, T * H);
+  if (s != VNRT_OK) return s;
+  cl_launch_begin(L, "sparse_attention_out", &k);
+  sa_args(L, &k);
+  cl_arg_scratch(&k, sc);
+  cl_arg_i32(&k, (int32_t)NK);
+  cl_arg_i32(&k, vec);
+  return cl_launch_2d(&k, vec ? D / L->dev->desc->vec_width : D, T * HG);
+}
+
 /* info: idx tensor, Sc, K. */
 static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t v = 0;
@@ -294,7 +355,6 @@ static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st,
 }
 
 vnrt_status cl_sparse_attention_lower(cl_lower *L) {
-  const vnrt_sparse_attention_params *p = &L->node->params->sparse_attention;
   const vnrt_tensor_type *q = cl_in_type(L, 0), *ring = cl_in_type(L, 2);
   const int has_comp = L->node->n_inputs > 5, has_idx = L->node->n_inputs > 6;
   int64_t T = q->dims[0], H = q->dims[1], D = q->dims[2];
@@ -320,6 +380,10 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     if (s != VNRT_OK) return s;
   }
   const int rows = !L->dev->desc->local_mem_dedicated;
+  if (rows) {
+    int64_t NK = ring->dims[0] + (has_idx ? K : Sc);
+    if ((uint64_t)(T * H) * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
+  }
   cl_launch_begin(L, rows ? "sparse_attention_rows" : "sparse_attention", &k);
   size_t wg = rows ? 1 : cl_launch_wg(&k, sa_want_wg(D));
   if (k.status == VNRT_OK && !rows && (int64_t)wg * ATT_MAXJ < D) {
@@ -328,24 +392,7 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
                    "allows %zu",
                    L->node->name, (long long)D, (long long)((D + ATT_MAXJ - 1) / ATT_MAXJ), wg);
   }
-  cl_arg_in_dt(&k, 0);
-  cl_arg_in_dt(&k, 1);
-  cl_arg_in_dt(&k, 2);
-  cl_arg_in_dt(&k, 3);
-  cl_arg_in(&k, 4);
-  cl_arg_opt_in_dt(&k, 5);
-  cl_arg_opt_in(&k, 6);
-  cl_arg_out_dt(&k, 0);
-  cl_arg_i32(&k, (int32_t)T);
-  cl_arg_i32(&k, (int32_t)H);
-  cl_arg_i32(&k, (int32_t)D);
-  cl_arg_i32(&k, (int32_t)ring->dims[0]);
-  cl_arg_i32(&k, has_comp);
-  cl_arg_i32(&k, has_idx);
-  cl_arg_i32(&k, has_comp ? p->ratio : 1);
-  cl_arg_i32(&k, (int32_t)Sc);
-  cl_arg_i32(&k, (int32_t)K);
-  cl_arg_f32(&k, (float)p->scale);
+  sa_args(L, &k);
   if (rows) {
     cl_arg_scratch(&k, cl_scratch(L, (uint64_t)(T * H * D) * 4));
     size_t one = 1, items = (size_t)(T * H);

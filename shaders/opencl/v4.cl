@@ -346,3 +346,136 @@ __kernel void sparse_attention_rows(SA_ARGS, TENSOR(acc)) {
   }
   for (int c = 0; c < D; ++c) st(PTR(o), dout, r * D + c, a[c] / l);
 }
+
+/* ---- sparse_attention in three passes (CPU drivers, when the scores fit in scratch) ------ */
+/* Every head of a token shares its keys, so the passes block 4 heads per work-item and load
+ * each key once for all four: scores, a softmax per (t, h), then the weighted sum of keys. */
+
+#define SA_HB 4 /* heads per work-item */
+
+/* sc[(t·H + h)·NK + s] = scale·(q[t, h]·key_s), -inf past the key set or for idx -1.
+ * global (NK, T·ceil(H / 4)). */
+__kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK) {
+  const long s = get_global_id(0), th = get_global_id(1);
+  const int HG = (H + SA_HB - 1) / SA_HB;
+  if (s >= NK || th >= (long)T * HG) return;
+  const long t = th / HG;
+  const int h0 = (int)(th % HG) * SA_HB;
+  const long p0 = ldi(PTR(pos0), 0);
+  sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
+  long row = 0;
+  int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row) : -1;
+  __global float *out = (__global float *)PTR(sc);
+  float r[SA_HB] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  if (which >= 0) {
+    __global const uchar *kp;
+    int dt;
+    SA_SRC(which, kp, dt);
+    const long qb = (t * H + h0) * D;
+    const int nh = H - h0 < SA_HB ? H - h0 : SA_HB;
+    if (dq == DT_F32 && dt == DT_F32 && D % VN_VW == 0 && nh == SA_HB) {
+      __global const float *kf = (__global const float *)kp + row * D;
+      __global const float *qf = (__global const float *)PTR(q) + qb;
+      floatv a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+      for (int c = 0; c < D; c += VN_VW) {
+        floatv kv8 = vloadv(0, kf + c);
+        a0 += vloadv(0, qf + c) * kv8;
+        a1 += vloadv(0, qf + D + c) * kv8;
+        a2 += vloadv(0, qf + 2 * D + c) * kv8;
+        a3 += vloadv(0, qf + 3 * D + c) * kv8;
+      }
+      r[0] = VN_HSUM(a0) * scale, r[1] = VN_HSUM(a1) * scale;
+      r[2] = VN_HSUM(a2) * scale, r[3] = VN_HSUM(a3) * scale;
+    } else {
+      for (int i = 0; i < nh; ++i) {
+        float dot = 0.0f;
+        for (int c = 0; c < D; ++c) dot += ld(PTR(q), dq, qb + i * D + c) * ld(kp, dt, row * D + c);
+        r[i] = dot * scale;
+      }
+    }
+  }
+  for (int i = 0; i < SA_HB && h0 + i < H; ++i) out[(t * H + h0 + i) * NK + s] = r[i];
+}
+
+/* Per (t, h): sc becomes the softmax weights e^(l - M) / (Σ e^(l - M) + e^(sink - M)), M the
+ * maximum of the scores and the sink (0 for -inf scores). global (T·H). */
+__kernel void sparse_attention_softmax(TENSOR(sk), int dsk, TENSOR(sc), int T, int H, int NK) {
+  const long r = get_global_id(0);
+  if (r >= (long)T * H) return;
+  __global float *p = (__global float *)PTR(sc) + r * NK;
+  const float sink = ld(PTR(sk), dsk, r % H);
+  float m = sink;
+  for (int s = 0; s < NK; ++s) m = fmax(m, p[s]);
+  if (m == -INFINITY) { /* no key and a sink of -inf: every weight is 0 */
+    for (int s = 0; s < NK; ++s) p[s] = 0.0f;
+    return;
+  }
+  float l = exp(sink - m);
+  for (int s = 0; s < NK; ++s) {
+    float e = exp(p[s] - m);
+    p[s] = e;
+    l += e;
+  }
+  const float inv = 1.0f / l;
+  for (int s = 0; s < NK; ++s) p[s] *= inv;
+}
+
+/* o[t, h, c] = Σ_s w[t, h, s]·key_s[c] for 4 heads and VN_VW channels (f32 keys and D a
+ * multiple of VN_VW: global (D / VN_VW, T·ceil(H / 4))) or one channel (global (D, ...)). */
+__kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int vec) {
+  const long cv = get_global_id(0), th = get_global_id(1);
+  const int HG = (H + SA_HB - 1) / SA_HB;
+  if (cv >= (vec ? D / VN_VW : D) || th >= (long)T * HG) return;
+  const long t = th / HG;
+  const int h0 = (int)(th % HG) * SA_HB, nh = H - h0 < SA_HB ? H - h0 : SA_HB;
+  const long p0 = ldi(PTR(pos0), 0);
+  sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
+  __global const float *w = (__global const float *)PTR(sc) + (t * H + h0) * NK;
+  const long ob = (t * H + h0) * D;
+  if (vec) {
+    const long c = cv * VN_VW;
+    floatv a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    for (long s = 0; s < ks.nk; ++s) {
+      long row = 0;
+      int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+      if (which < 0) continue;
+      __global const uchar *kp;
+      int dt;
+      SA_SRC(which, kp, dt);
+      floatv kv8 = vloadv(0, (__global const float *)kp + row * D + c);
+      a0 += w[s] * kv8;
+      if (nh > 1) a1 += w[NK + s] * kv8;
+      if (nh > 2) a2 += w[2 * NK + s] * kv8;
+      if (nh > 3) a3 += w[3 * NK + s] * kv8;
+    }
+    if (dout == DT_F32) {
+      __global float *o = (__global float *)PTR(o) + ob + c;
+      vstorev_(a0, 0, o);
+      if (nh > 1) vstorev_(a1, 0, o + D);
+      if (nh > 2) vstorev_(a2, 0, o + 2 * D);
+      if (nh > 3) vstorev_(a3, 0, o + 3 * D);
+      return;
+    }
+    float av[SA_HB][VN_VW];
+    vstorev_(a0, 0, av[0]);
+    vstorev_(a1, 0, av[1]);
+    vstorev_(a2, 0, av[2]);
+    vstorev_(a3, 0, av[3]);
+    for (int i = 0; i < nh; ++i) {
+      for (int j = 0; j < VN_VW; ++j) st(PTR(o), dout, ob + i * D + c + j, av[i][j]);
+    }
+    return;
+  }
+  float a[SA_HB] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (long s = 0; s < ks.nk; ++s) {
+    long row = 0;
+    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+    if (which < 0) continue;
+    __global const uchar *kp;
+    int dt;
+    SA_SRC(which, kp, dt);
+    float kvc = ld(kp, dt, row * D + cv);
+    for (int i = 0; i < nh; ++i) a[i] += w[i * NK + s] * kvc;
+  }
+  for (int i = 0; i < nh; ++i) st(PTR(o), dout, ob + i * D + cv, a[i]);
+}
