@@ -201,8 +201,8 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
 }
 
 /* grouped_linear (docs/ops.md, "DeepSeek-V4 attention"): x[..., G·K] seen as rows [M·G, K]
- * and y[..., G·N] as [M·G, N]; row r takes w's rows [(r % G)·N, (r % G + 1)·N). The qgemv
- * kernels with G groups, on x widened to f32; plain f32/f16/bf16 weights too. */
+ * and y[..., G·N] as [M·G, N]; row r takes w's rows [(r % G)·N, (r % G + 1)·N). On x widened
+ * to f32: the qgemv kernels with G groups for codes, gemv_float4 for f32/f16/bf16 weights. */
 int cl_grouped_linear_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
                                const vnrt_backend_node *node) {
   const vnrt_grouped_linear_params *p = &node->params->grouped_linear;
@@ -228,20 +228,27 @@ vnrt_status cl_grouped_linear_lower(cl_lower *L) {
   uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
   vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;
-  const char *kernel = w->dtype == VNRT_E4M3   ? "qgemv_e4m3"
-                       : w->dtype == VNRT_E2M1 ? "qgemv_e2m1"
-                                               : "qgemv";
+  /* Whole chunks of 16 codes in every block: the kernels that sum in vector lanes. */
+  const int lanes = K % 16 == 0 && p->w.block[1] % 16 == 0;
+  const char *kernel = w->dtype == VNRT_E4M3   ? (lanes ? "qgemv_e4m3_v" : "qgemv_e4m3")
+                       : w->dtype == VNRT_E2M1 ? (lanes ? "qgemv_e2m1_v" : "qgemv_e2m1")
+                                               : "gemv_float4";
   cl_launch k;
   cl_launch_begin(L, kernel, &k);
   cl_arg_scratch(&k, xq);
-  arg_qweight(&k, 1, &p->w);
+  if (is_codes(w->dtype)) {
+    arg_qweight(&k, 1, &p->w);
+  } else {
+    cl_arg_in_dt(&k, 1);
+  }
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, rows);
   cl_arg_i64(&k, N);
   cl_arg_i64(&k, K);
-  cl_arg_i32(&k, 1);
+  if (is_codes(w->dtype) && !lanes) cl_arg_i32(&k, 1);
   cl_arg_i64(&k, G);
-  return cl_launch_2d(&k, strcmp(kernel, "qgemv") == 0 ? N : (N + 3) / 4, rows);
+  /* Every kernel here computes four features per work-item. */
+  return cl_launch_2d(&k, (N + 3) / 4, rows);
 }
 
 int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,

@@ -310,3 +310,66 @@ __kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT
   }
   st(PTR(y), dy, t * C + c, acc);
 }
+
+/* grouped_linear with a float weight (f32/f16/bf16; G groups as qgemv): four features per
+ * work-item, VN_VW channels at a time (FP_CONTRACT ON, as the GEMM kernels), so the weight
+ * streams through vector loads. global (ceil(N / 4), M). */
+__kernel void gemv_float4(TENSOR(x), TENSOR(w), int dw, TENSOR(o), int dout, long M, long N,
+                          long K, long G) {
+#pragma OPENCL FP_CONTRACT ON
+  long n0 = get_global_id(0) * 4, m = get_global_id(1);
+  if (n0 >= N || m >= M) return;
+  __global const float *xr = (__global const float *)PTR(x) + m * K;
+  long r[4];
+  for (int i = 0; i < 4; ++i) r[i] = ((m % G) * N + (n0 + i < N ? n0 + i : N - 1)) * K;
+  floatv v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+  long k = 0;
+  for (; k + VN_VW <= K; k += VN_VW) {
+    floatv xv = vloadv(0, xr + k);
+    v0 = xv * ldv(PTR(w), dw, r[0] + k) + v0;
+    v1 = xv * ldv(PTR(w), dw, r[1] + k) + v1;
+    v2 = xv * ldv(PTR(w), dw, r[2] + k) + v2;
+    v3 = xv * ldv(PTR(w), dw, r[3] + k) + v3;
+  }
+  float acc[4] = {VN_HSUM(v0), VN_HSUM(v1), VN_HSUM(v2), VN_HSUM(v3)};
+  for (; k < K; ++k) {
+    for (int i = 0; i < 4; ++i) acc[i] += xr[k] * ld(PTR(w), dw, r[i] + k);
+  }
+  for (int i = 0; i < 4 && n0 + i < N; ++i) st(PTR(o), dout, m * N + n0 + i, acc[i]);
+}
+
+/* grouped_linear with e4m3/e2m1 codes when K and the block's columns are multiples of 16:
+ * four features per work-item as qgemv_e4m3, but the products of a block are summed in
+ * float16 lanes (then scaled by the block's power of two, exactly), not one by one in k's
+ * order: a decode-sized product is bound by those adds otherwise. global (ceil(N / 4), M). */
+#define QGEMV4V_(name, DEC16, ROWBYTES)                                                        \
+  __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
+                     long G) {                                                                \
+    long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
+    if (n0 >= N || m >= M) return;                                                            \
+    __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
+    long SC = (K + w_b1 - 1) / w_b1;                                                          \
+    __global const uchar *row[4], *srow[4];                                                   \
+    for (int r = 0; r < 4; ++r) {                                                             \
+      long n = (m % G) * N + (n0 + r < N ? n0 + r : N - 1);                                   \
+      row[r] = PTR(w) + n * (ROWBYTES);                                                       \
+      srow[r] = PTR(w_s) + (n / w_b0) * SC;                                                   \
+    }                                                                                         \
+    float16 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;                                       \
+    for (long k0 = 0; k0 < K; k0 += w_b1) {                                                   \
+      long k1 = k0 + w_b1 < K ? k0 + w_b1 : K;                                                \
+      float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;                                     \
+      for (long k = k0; k < k1; k += 16) {                                                    \
+        float16 xv = vload16(0, xr + k);                                                      \
+        a0 += xv * DEC16(row[0], k), a1 += xv * DEC16(row[1], k);                             \
+        a2 += xv * DEC16(row[2], k), a3 += xv * DEC16(row[3], k);                             \
+      }                                                                                       \
+      t0 += a0 * e8m0_to_f32(srow[0][k0 / w_b1]), t1 += a1 * e8m0_to_f32(srow[1][k0 / w_b1]); \
+      t2 += a2 * e8m0_to_f32(srow[2][k0 / w_b1]), t3 += a3 * e8m0_to_f32(srow[3][k0 / w_b1]); \
+    }                                                                                         \
+    const float acc[4] = {hsum8(t0.lo + t0.hi), hsum8(t1.lo + t1.hi), hsum8(t2.lo + t2.hi),  \
+                          hsum8(t3.lo + t3.hi)};                                              \
+    for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, acc[r]);       \
+  }
+QGEMV4V_(qgemv_e4m3_v, E4M3_DEC16_, K)
+QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
