@@ -259,13 +259,12 @@ static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, i
                  (long long)st->info[2]);
 }
 
-/* info: pos tensor. */
+/* info: pos tensor. The CPU reference's words. */
 static vnrt_status report_kv_write_ring(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
   vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
   if (s != VNRT_OK) return s;
-  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
-                 "kv_write '%s': pos %d is negative (a ring cache takes positions >= 0)",
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE, "kv_write '%s': pos %d is negative",
                  exec->graph.nodes[st->node].name, (int)pos);
 }
 
