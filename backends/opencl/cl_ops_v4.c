@@ -7,7 +7,8 @@
 
 #define ATT_MAXJ 8 /* as in attention.cl: output channels per work-item */
 #define SA_WG_MAX 256
-/* The most scratch the three-pass sparse_attention's scores may take (else one pass). */
+/* The most scratch the three-pass sparse_attention's scores take (a chunk of tokens; when one
+ * token's scores exceed it, the one-pass kernel runs). */
 #define SA_SCORES_MAX_BYTES ((uint64_t)64 << 20)
 
 /* Whether graph tensor a and b are the same memory (the executor made a result in place). */
@@ -309,9 +310,10 @@ static void sa_args(cl_lower *L, cl_launch *k) {
   cl_arg_f32(k, (float)p->scale);
 }
 
-/* CPU drivers, when the scores fit: the three passes of v4.cl (scores for 4 heads per item,
- * softmax per row, the weighted sum of keys for 4 heads per item), keys loaded once for 4
- * heads. NK is the largest key set a query can have. */
+/* CPU drivers: the three passes of v4.cl (scores for 4 heads per item, softmax per row, the
+ * weighted sum of keys for 4 heads per item), keys loaded once for 4 heads, over chunks of
+ * tokens whose scores (NK, the largest key set a query can have, per head) fit in
+ * SA_SCORES_MAX_BYTES of scratch. */
 static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
   const vnrt_tensor_type *q = cl_in_type(L, 0);
   int64_t T = q->dims[0], H = q->dims[1], D = q->dims[2], HG = (H + 3) / 4;
@@ -319,28 +321,39 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
                   cl_in_type(L, 2)->dtype == VNRT_F32 &&
                   (L->node->n_inputs <= 5 || cl_in_type(L, 5)->dtype == VNRT_F32);
   const int vec = f32 && D % L->dev->desc->vec_width == 0;
-  uint64_t sc = cl_scratch(L, (uint64_t)(T * H * NK) * 4);
-  cl_launch k;
-  cl_launch_begin(L, "sparse_attention_scores", &k);
-  sa_args(L, &k);
-  cl_arg_scratch(&k, sc);
-  cl_arg_i32(&k, (int32_t)NK);
-  vnrt_status s = cl_launch_2d(&k, NK, T * HG);
-  if (s != VNRT_OK) return s;
-  cl_launch_begin(L, "sparse_attention_softmax", &k);
-  cl_arg_in_dt(&k, 3);
-  cl_arg_scratch(&k, sc);
-  cl_arg_i32(&k, (int32_t)T);
-  cl_arg_i32(&k, (int32_t)H);
-  cl_arg_i32(&k, (int32_t)NK);
-  s = cl_launch_1d(&k, T * H);
-  if (s != VNRT_OK) return s;
-  cl_launch_begin(L, "sparse_attention_out", &k);
-  sa_args(L, &k);
-  cl_arg_scratch(&k, sc);
-  cl_arg_i32(&k, (int32_t)NK);
-  cl_arg_i32(&k, vec);
-  return cl_launch_2d(&k, vec ? D / L->dev->desc->vec_width : D, T * HG);
+  int64_t Tc = (int64_t)(SA_SCORES_MAX_BYTES / ((uint64_t)(H * NK) * 4));
+  if (Tc > T) Tc = T;
+  uint64_t sc = cl_scratch(L, (uint64_t)(Tc * H * NK) * 4);
+  vnrt_status s = VNRT_OK;
+  for (int64_t t0 = 0; t0 < T && s == VNRT_OK; t0 += Tc) {
+    const int64_t n = T - t0 < Tc ? T - t0 : Tc;
+    cl_launch k;
+    cl_launch_begin(L, "sparse_attention_scores", &k);
+    sa_args(L, &k);
+    cl_arg_scratch(&k, sc);
+    cl_arg_i32(&k, (int32_t)NK);
+    cl_arg_i32(&k, (int32_t)t0);
+    cl_arg_i32(&k, (int32_t)n);
+    s = cl_launch_2d(&k, NK, n * HG);
+    if (s != VNRT_OK) break;
+    cl_launch_begin(L, "sparse_attention_softmax", &k);
+    cl_arg_in_dt(&k, 3);
+    cl_arg_scratch(&k, sc);
+    cl_arg_i32(&k, (int32_t)n);
+    cl_arg_i32(&k, (int32_t)H);
+    cl_arg_i32(&k, (int32_t)NK);
+    s = cl_launch_1d(&k, n * H);
+    if (s != VNRT_OK) break;
+    cl_launch_begin(L, "sparse_attention_out", &k);
+    sa_args(L, &k);
+    cl_arg_scratch(&k, sc);
+    cl_arg_i32(&k, (int32_t)NK);
+    cl_arg_i32(&k, (int32_t)t0);
+    cl_arg_i32(&k, (int32_t)n);
+    cl_arg_i32(&k, vec);
+    s = cl_launch_2d(&k, vec ? D / L->dev->desc->vec_width : D, n * HG);
+  }
+  return s;
 }
 
 /* info: idx tensor, Sc, K. */
@@ -382,7 +395,7 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   const int rows = !L->dev->desc->local_mem_dedicated;
   if (rows) {
     int64_t NK = ring->dims[0] + (has_idx ? K : Sc);
-    if ((uint64_t)(T * H) * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
+    if ((uint64_t)H * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
   }
   cl_launch_begin(L, rows ? "sparse_attention_rows" : "sparse_attention", &k);
   size_t wg = rows ? 1 : cl_launch_wg(&k, sa_want_wg(D));

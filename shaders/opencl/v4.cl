@@ -353,13 +353,14 @@ __kernel void sparse_attention_rows(SA_ARGS, TENSOR(acc)) {
 
 #define SA_HB 4 /* heads per work-item */
 
-/* sc[(t·H + h)·NK + s] = scale·(q[t, h]·key_s), -inf past the key set or for idx -1.
- * global (NK, T·ceil(H / 4)). */
-__kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK) {
+/* The passes take the tokens [t0, t0 + Tc) (chunks keep the scores within scratch).
+ * sc[((t - t0)·H + h)·NK + s] = scale·(q[t, h]·key_s), -inf past the key set or for idx -1.
+ * global (NK, Tc·ceil(H / 4)). */
+__kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc) {
   const long s = get_global_id(0), th = get_global_id(1);
   const int HG = (H + SA_HB - 1) / SA_HB;
-  if (s >= NK || th >= (long)T * HG) return;
-  const long t = th / HG;
+  if (s >= NK || th >= (long)Tc * HG) return;
+  const long t = t0 + th / HG;
   const int h0 = (int)(th % HG) * SA_HB;
   const long p0 = ldi(PTR(pos0), 0);
   sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
@@ -394,14 +395,14 @@ __kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK) {
       }
     }
   }
-  for (int i = 0; i < SA_HB && h0 + i < H; ++i) out[(t * H + h0 + i) * NK + s] = r[i];
+  for (int i = 0; i < SA_HB && h0 + i < H; ++i) out[((t - t0) * H + h0 + i) * NK + s] = r[i];
 }
 
 /* Per (t, h): sc becomes the softmax weights e^(l - M) / (Σ e^(l - M) + e^(sink - M)), M the
- * maximum of the scores and the sink (0 for -inf scores). global (T·H). */
-__kernel void sparse_attention_softmax(TENSOR(sk), int dsk, TENSOR(sc), int T, int H, int NK) {
+ * maximum of the scores and the sink (0 for -inf scores). global (Tc·H). */
+__kernel void sparse_attention_softmax(TENSOR(sk), int dsk, TENSOR(sc), int Tc, int H, int NK) {
   const long r = get_global_id(0);
-  if (r >= (long)T * H) return;
+  if (r >= (long)Tc * H) return;
   __global float *p = (__global float *)PTR(sc) + r * NK;
   const float sink = ld(PTR(sk), dsk, r % H);
   float m = sink;
@@ -421,16 +422,16 @@ __kernel void sparse_attention_softmax(TENSOR(sk), int dsk, TENSOR(sc), int T, i
 }
 
 /* o[t, h, c] = Σ_s w[t, h, s]·key_s[c] for 4 heads and VN_VW channels (f32 keys and D a
- * multiple of VN_VW: global (D / VN_VW, T·ceil(H / 4))) or one channel (global (D, ...)). */
-__kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int vec) {
+ * multiple of VN_VW: global (D / VN_VW, Tc·ceil(H / 4))) or one channel (global (D, ...)). */
+__kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, int vec) {
   const long cv = get_global_id(0), th = get_global_id(1);
   const int HG = (H + SA_HB - 1) / SA_HB;
-  if (cv >= (vec ? D / VN_VW : D) || th >= (long)T * HG) return;
-  const long t = th / HG;
+  if (cv >= (vec ? D / VN_VW : D) || th >= (long)Tc * HG) return;
+  const long t = t0 + th / HG;
   const int h0 = (int)(th % HG) * SA_HB, nh = H - h0 < SA_HB ? H - h0 : SA_HB;
   const long p0 = ldi(PTR(pos0), 0);
   sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
-  __global const float *w = (__global const float *)PTR(sc) + (t * H + h0) * NK;
+  __global const float *w = (__global const float *)PTR(sc) + ((t - t0) * H + h0) * NK;
   const long ob = (t * H + h0) * D;
   if (vec) {
     const long c = cv * VN_VW;
