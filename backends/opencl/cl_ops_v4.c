@@ -241,7 +241,7 @@ vnrt_status cl_index_scores_lower(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)q->dims[1]);
   cl_arg_i32(&k, (int32_t)q->dims[2]);
   cl_arg_i32(&k, L->node->params->index_scores.ratio);
-  return cl_launch_2d(&k, S, T);
+  return cl_launch_2d(&k, (S + 3) / 4, T);
 }
 
 /* ---- sparse_attention ------------------------------------------------------------------ */

@@ -139,37 +139,57 @@ __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), T
 /* ---- index_scores (the lightning indexer) ---------------------------------------------- */
 
 /* s[t, j] = Σ_h w[t, h]·relu(q[t, h]·k[j]) for j < (pos[t] + 1) / ratio, else -inf; heads
- * summed in order, each dot in channel order (f32). global (S, T). */
+ * summed in order. An item takes 4 entries j0..j0+3 of one token, so each load of q serves
+ * four dots (f32 q and k with Di a multiple of VN_VW: floatv lanes; else in channel order).
+ * global (ceil(S / 4), T). */
 __kernel void index_scores(TENSOR(q), int dq, TENSOR(k), int dk, TENSOR(w), int dw, TENSOR(pos),
                            TENSOR(s), int S, int T, int Hi, int Di, int ratio) {
-  long j = get_global_id(0), t = get_global_id(1);
-  if (j >= S || t >= T) return;
-  __global float *o = (__global float *)PTR(s) + t * S + j;
-  long nv = ((long)ldi(PTR(pos), t) + 1) / ratio;
-  if (j >= nv) {
-    *o = -INFINITY;
-    return;
-  }
-  float acc = 0.0f;
-  const long kb = j * Di;
+  const long j0 = get_global_id(0) * 4, t = get_global_id(1);
+  if (j0 >= S || t >= T) return;
+  __global float *o = (__global float *)PTR(s) + t * S;
+  const long nv = ((long)ldi(PTR(pos), t) + 1) / ratio;
+  const int n = S - j0 < 4 ? (int)(S - j0) : 4;
+  /* visible entries of this item: [j0, j0 + nj) */
+  const int nj = nv <= j0 ? 0 : (nv - j0 < n ? (int)(nv - j0) : n);
+  for (int i = nj; i < n; ++i) o[j0 + i] = -INFINITY;
+  if (nj == 0) return;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   if (dq == DT_F32 && dk == DT_F32 && Di % VN_VW == 0) {
-    __global const float *kp = (__global const float *)PTR(k) + kb;
+    __global const float *kp = (__global const float *)PTR(k);
+    /* rows past the visible ones repeat the last visible row (read, never stored) */
+    __global const float *k0 = kp + j0 * Di, *k1 = kp + (j0 + (nj > 1 ? 1 : 0)) * Di;
+    __global const float *k2 = kp + (j0 + (nj > 2 ? 2 : nj - 1)) * Di;
+    __global const float *k3 = kp + (j0 + (nj > 3 ? 3 : nj - 1)) * Di;
     for (int h = 0; h < Hi; ++h) {
       __global const float *qp = (__global const float *)PTR(q) + (t * Hi + h) * Di;
-      floatv v = 0.0f;
-      for (int c = 0; c < Di; c += VN_VW) v += vloadv(0, qp + c) * vloadv(0, kp + c);
-      float dot = VN_HSUM(v);
-      acc += ld(PTR(w), dw, t * Hi + h) * fmax(dot, 0.0f);
+      floatv v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+      for (int c = 0; c < Di; c += VN_VW) {
+        floatv qv = vloadv(0, qp + c);
+        v0 += qv * vloadv(0, k0 + c);
+        v1 += qv * vloadv(0, k1 + c);
+        v2 += qv * vloadv(0, k2 + c);
+        v3 += qv * vloadv(0, k3 + c);
+      }
+      const float wh = ld(PTR(w), dw, t * Hi + h);
+      acc[0] += wh * fmax(VN_HSUM(v0), 0.0f);
+      acc[1] += wh * fmax(VN_HSUM(v1), 0.0f);
+      acc[2] += wh * fmax(VN_HSUM(v2), 0.0f);
+      acc[3] += wh * fmax(VN_HSUM(v3), 0.0f);
     }
   } else {
     for (int h = 0; h < Hi; ++h) {
       const long qb = (t * Hi + h) * Di;
-      float dot = 0.0f;
-      for (int c = 0; c < Di; ++c) dot += ld(PTR(q), dq, qb + c) * ld(PTR(k), dk, kb + c);
-      acc += ld(PTR(w), dw, t * Hi + h) * fmax(dot, 0.0f);
+      const float wh = ld(PTR(w), dw, t * Hi + h);
+      for (int i = 0; i < nj; ++i) {
+        float dot = 0.0f;
+        for (int c = 0; c < Di; ++c) {
+          dot += ld(PTR(q), dq, qb + c) * ld(PTR(k), dk, (j0 + i) * Di + c);
+        }
+        acc[i] += wh * fmax(dot, 0.0f);
+      }
     }
   }
-  *o = acc;
+  for (int i = 0; i < nj; ++i) o[j0 + i] = acc[i];
 }
 
 /* ---- sparse_attention ------------------------------------------------------------------ */
