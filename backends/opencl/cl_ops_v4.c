@@ -277,12 +277,21 @@ int cl_sparse_attention_supports(vnrt_backend_device *dev, const vnrt_backend_gr
     const vnrt_tensor_type *idx = cl_q_in(g, node, 6);
     if (idx->dtype != VNRT_I32 || idx->rank != 2 || idx->dims[0] != q->dims[0]) return 0;
   }
-  if (!dev->desc->local_mem_dedicated) return 1;
-  size_t wg = sa_want_wg(q->dims[2]);
+  /* Where the work-group kernel does not fit (D too wide for the device's work-groups or
+   * local memory), the CPU drivers' kernels run instead: every device takes the node. */
+  return 1;
+}
+
+/* Whether the work-group kernel suits dev for heads of width D: real local memory, D within
+ * ATT_MAXJ channels per item of a work-group the device allows, q and 4 wg-sized arrays in
+ * local memory. */
+static int sa_wg_fits(const vnrt_backend_device *dev, int64_t D) {
+  if (!dev->desc->local_mem_dedicated) return 0;
+  size_t wg = sa_want_wg(D);
   size_t dev_wg =
       dev->desc->max_wg < dev->desc->max_wi[0] ? dev->desc->max_wg : dev->desc->max_wi[0];
-  return wg <= dev_wg && (int64_t)wg * ATT_MAXJ >= q->dims[2] &&
-         (uint64_t)(q->dims[2] + 4 * (int64_t)wg) * 4 <= dev->desc->local_mem;
+  return wg <= dev_wg && (int64_t)wg * ATT_MAXJ >= D &&
+         (uint64_t)(D + 4 * (int64_t)wg) * 4 <= dev->desc->local_mem;
 }
 
 /* The arguments every sparse_attention kernel takes first (v4.cl's SA_ARGS). */
@@ -392,30 +401,31 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     s = cl_add_check(L, slot, report_sparse_idx, info, 3);
     if (s != VNRT_OK) return s;
   }
-  const int rows = !L->dev->desc->local_mem_dedicated;
-  if (rows) {
-    int64_t NK = ring->dims[0] + (has_idx ? K : Sc);
-    if ((uint64_t)H * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
+  if (sa_wg_fits(L->dev, D)) {
+    cl_launch_begin(L, "sparse_attention", &k);
+    size_t wg = cl_launch_wg(&k, sa_want_wg(D));
+    if (k.status != VNRT_OK) return k.status;
+    if ((int64_t)wg * ATT_MAXJ >= D) {
+      sa_args(L, &k);
+      cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
+      cl_arg_local(&k, sizeof(float) * wg);
+      cl_arg_local(&k, sizeof(int32_t) * wg);
+      cl_arg_local(&k, sizeof(int32_t) * wg);
+      cl_arg_local(&k, sizeof(float) * wg);
+      size_t items = (size_t)(T * H) * wg;
+      return cl_launch_end(&k, 1, &items, &wg);
+    }
+    /* The kernel allows smaller work-groups than D needs: drop the launch (no items). */
+    size_t none = 0;
+    s = cl_launch_end(&k, 1, &none, NULL);
+    if (s != VNRT_OK) return s;
   }
-  cl_launch_begin(L, rows ? "sparse_attention_rows" : "sparse_attention", &k);
-  size_t wg = rows ? 1 : cl_launch_wg(&k, sa_want_wg(D));
-  if (k.status == VNRT_OK && !rows && (int64_t)wg * ATT_MAXJ < D) {
-    return cl_fail(L->dev, VNRT_ERROR_UNSUPPORTED,
-                   "sparse_attention '%s': D=%lld needs work-groups of %lld items; the kernel "
-                   "allows %zu",
-                   L->node->name, (long long)D, (long long)((D + ATT_MAXJ - 1) / ATT_MAXJ), wg);
-  }
+  int64_t NK = ring->dims[0] + (has_idx ? K : Sc);
+  if ((uint64_t)H * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
+  /* One token's scores exceed the scratch bound: a work-item per (token, head). */
+  cl_launch_begin(L, "sparse_attention_rows", &k);
   sa_args(L, &k);
-  if (rows) {
-    cl_arg_scratch(&k, cl_scratch(L, (uint64_t)(T * H * D) * 4));
-    size_t one = 1, items = (size_t)(T * H);
-    return cl_launch_end(&k, 1, &items, &one);
-  }
-  cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
-  cl_arg_local(&k, sizeof(float) * wg);
-  cl_arg_local(&k, sizeof(int32_t) * wg);
-  cl_arg_local(&k, sizeof(int32_t) * wg);
-  cl_arg_local(&k, sizeof(float) * wg);
-  size_t items = (size_t)(T * H) * wg;
-  return cl_launch_end(&k, 1, &items, &wg);
+  cl_arg_scratch(&k, cl_scratch(L, (uint64_t)(T * H * D) * 4));
+  size_t one = 1, items = (size_t)(T * H);
+  return cl_launch_end(&k, 1, &items, &one);
 }
