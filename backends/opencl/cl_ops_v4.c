@@ -326,8 +326,8 @@ static void sa_args(cl_lower *L, cl_launch *k) {
 static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
   const vnrt_tensor_type *q = cl_in_type(L, 0);
   int64_t T = q->dims[0], H = q->dims[1], D = q->dims[2], HG = (H + 3) / 4;
-  const int f32 = q->dtype == VNRT_F32 && cl_in_type(L, 1)->dtype == VNRT_F32 &&
-                  cl_in_type(L, 2)->dtype == VNRT_F32 &&
+  const int f32 = q->dtype == VNRT_F32 && cl_out_type(L, 0)->dtype == VNRT_F32 &&
+                  cl_in_type(L, 1)->dtype == VNRT_F32 && cl_in_type(L, 2)->dtype == VNRT_F32 &&
                   (L->node->n_inputs <= 5 || cl_in_type(L, 5)->dtype == VNRT_F32);
   const int vec = f32 && D % L->dev->desc->vec_width == 0;
   int64_t Tc = (int64_t)(SA_SCORES_MAX_BYTES / ((uint64_t)(H * NK) * 4));

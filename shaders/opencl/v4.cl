@@ -441,8 +441,9 @@ __kernel void sparse_attention_softmax(TENSOR(sk), int dsk, TENSOR(sc), int Tc, 
   for (int s = 0; s < NK; ++s) p[s] *= inv;
 }
 
-/* o[t, h, c] = Σ_s w[t, h, s]·key_s[c] for 4 heads and VN_VW channels (f32 keys and D a
- * multiple of VN_VW: global (D / VN_VW, Tc·ceil(H / 4))) or one channel (global (D, ...)). */
+/* o[t, h, c] = Σ_s w[t, h, s]·key_s[c] for 4 heads and VN_VW channels (vec: f32 keys and
+ * result, D a multiple of VN_VW; global (D / VN_VW, Tc·ceil(H / 4))) or one channel (global
+ * (D, ...)). */
 __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, int vec) {
   const long cv = get_global_id(0), th = get_global_id(1);
   const int HG = (H + SA_HB - 1) / SA_HB;
@@ -469,22 +470,11 @@ __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, 
       if (nh > 2) a2 += w[2 * NK + s] * kv8;
       if (nh > 3) a3 += w[3 * NK + s] * kv8;
     }
-    if (dout == DT_F32) {
-      __global float *o = (__global float *)PTR(o) + ob + c;
-      vstorev_(a0, 0, o);
-      if (nh > 1) vstorev_(a1, 0, o + D);
-      if (nh > 2) vstorev_(a2, 0, o + 2 * D);
-      if (nh > 3) vstorev_(a3, 0, o + 3 * D);
-      return;
-    }
-    float av[SA_HB][VN_VW];
-    vstorev_(a0, 0, av[0]);
-    vstorev_(a1, 0, av[1]);
-    vstorev_(a2, 0, av[2]);
-    vstorev_(a3, 0, av[3]);
-    for (int i = 0; i < nh; ++i) {
-      for (int j = 0; j < VN_VW; ++j) st(PTR(o), dout, ob + i * D + c + j, av[i][j]);
-    }
+    __global float *o = (__global float *)PTR(o) + ob + c;
+    vstorev_(a0, 0, o);
+    if (nh > 1) vstorev_(a1, 0, o + D);
+    if (nh > 2) vstorev_(a2, 0, o + 2 * D);
+    if (nh > 3) vstorev_(a3, 0, o + 3 * D);
     return;
   }
   float a[SA_HB] = {0.0f, 0.0f, 0.0f, 0.0f};
