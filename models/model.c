@@ -1,10 +1,9 @@
 /* The public model API (vnrt/model.h): a checkpoint opened once, and sessions that run its
  * forward graph (v4_graph.c) through a one-token decode plan and prefill plans of the chunk
- * lengths in use, all sharing the weights bound from the mapped checkpoint. */
+ * lengths in use, all sharing the model's device weights bound from the mapped checkpoint. */
 #define _POSIX_C_SOURCE 200809L
 #include "vnrt/model.h"
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,6 @@
 
 #include "checkpoint.h"
 #include "model_error.h"
-#include "models.h"
 #include "v4_graph.h"
 #include "v4_plan.h"
 
