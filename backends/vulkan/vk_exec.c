@@ -8,8 +8,10 @@
 
 #include "vk_internal.h"
 
-/* Error kinds written by shaders (common.glsl VN_ERR_*). */
-static const char *const vk_err_words[] = {"index", "id", "row", "expert id", "token id"};
+/* Error kinds written by shaders (common.glsl VN_ERR_*; 7 is sparse_attention.comp's
+ * VN_ERR_ENTRY). */
+static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert id",
+                                           "token id", "rows", "kv_len", "idx entry"};
 enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6 };
 
 typedef struct vk_dispatch {
