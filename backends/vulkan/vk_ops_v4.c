@@ -12,6 +12,7 @@
 #define WG_QGEMM 64u /* WG of quant.comp */
 #define QG_RM 4u     /* rows per invocation of quant.comp's GEMM */
 #define SA_DMAX 1024 /* sparse_attention.comp: WG * DPER channels */
+#define SA_WG 128u   /* WG of sparse_attention.comp */
 #define WG_ELEM 128u
 
 enum { V4_KVC_ENTRIES = 1, V4_KVC_STATES = 2, V4_SCATTER_CHECK = 3, V4_SCATTER = 4, V4_INDEX = 5 };
@@ -195,6 +196,35 @@ VK_RECORD_FN(vk_rec_sparse_attention) {
   vk_push_u(&d, 3, (uint64_t)tr->dims[0]), vk_push_u(&d, 4, Sc), vk_push_u(&d, 5, K);
   vk_push_u(&d, 6, p->ratio > 0 ? (uint64_t)p->ratio : 1);
   vk_push_f(&d, 7, p->scale);
+  /* CPU devices: the three passes over chunks of query rows whose scores (and key codes) fit
+   * one scratch binding (NS bounds any row's keys: the window and every entry it could name). */
+  uint64_t NS = (uint64_t)tr->dims[0] + (K ? K : Sc), per_row = H * (NS + 1) + NS;
+  uint64_t cap = vk_builder_device(b)->phys->props.limits.maxStorageBufferRange / 4;
+  if (cap > (1ull << 31) - 1) cap = (1ull << 31) - 1;
+  uint64_t chunk = cap / per_row < T ? cap / per_row : T;
+  if (vk_builder_cpu_kernels(b) && D % 8 == 0 && chunk > 0) {
+    bool f32 = true;
+    for (int i = 0; i < node->n_inputs && i < 6; ++i) {
+      if (i != 3 && i != 4) f32 = f32 && vk_in_type(g, node, i)->dtype == VNRT_F32;
+    }
+    d.spec[11] = f32;
+    d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, chunk * per_row * 4);
+    vk_push_u(&d, 10, NS);
+    for (uint64_t t0 = 0; t0 < T; t0 += chunk) {
+      uint64_t rows = T - t0 < chunk ? T - t0 : chunk;
+      vk_push_u(&d, 8, t0), vk_push_u(&d, 9, rows);
+      d.spec[8] = 1;
+      vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * vk_div_up(NS, 4), SA_WG), d.groups);
+      VK_TRY(vk_emit(b, &d));
+      d.spec[8] = 2;
+      vk_grid(b, vk_div_up(rows * H, SA_WG), d.groups);
+      VK_TRY(vk_emit(b, &d));
+      d.spec[8] = 3;
+      vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * (D / 8), SA_WG), d.groups);
+      VK_TRY(vk_emit(b, &d));
+    }
+    return VNRT_OK;
+  }
   vk_grid(b, T * H, d.groups);
   return vk_emit(b, &d);
 }
