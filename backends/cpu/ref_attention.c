@@ -17,7 +17,6 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
   }
   const int64_t T = xt->dims[0], H = xt->dims[1], D = xt->dims[2];
   const int64_t dims = node->params->rope.dims;
-  const double theta = node->params->rope.theta;
   const int interleaved = node->params->rope.interleaved != 0;
   if (dims <= 0 || dims > D || dims % 2 != 0) {
     return a->host->error(a->host->core, VNRT_ERROR_INVALID_ARGUMENT,
@@ -26,6 +25,14 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
   }
   const int32_t *pos = (const int32_t *)a->in[1];
   const int64_t half = dims / 2;
+  const int inverse = node->params->rope.inverse != 0;
+  /* the pairs' frequencies, with YaRN's blend when set (vnrt_rope_freq) */
+  double *freq = a->host->alloc(a->host->core, (size_t)half * sizeof(double));
+  if (!freq) {
+    return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_MEMORY, "rope %s: no memory",
+                          node->name);
+  }
+  for (int64_t i = 0; i < half; ++i) freq[i] = vnrt_rope_freq(&node->params->rope, i);
   const int64_t first = D - dims; /* the rotated slice is the last `dims` channels */
 
   for (int64_t t = 0; t < T; ++t) {
@@ -37,8 +44,8 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
       for (int64_t i = 0; i < half; ++i) {
         /* The angle is formed in double: for long positions an f32 product already loses
          * whole radians' worth of precision, and the reference should be the accurate side. */
-        const double angle = (double)pos[t] * pow(theta, -2.0 * (double)i / (double)dims);
-        const float cs = (float)cos(angle), sn = (float)sin(angle);
+        const double angle = (double)pos[t] * freq[i];
+        const float cs = (float)cos(angle), sn = inverse ? -(float)sin(angle) : (float)sin(angle);
         const int64_t i1 = row + first + (interleaved ? 2 * i : i);
         const int64_t i2 = row + first + (interleaved ? 2 * i + 1 : i + half);
         const float x1 = cpu_load_f32(a->in[0], xt->dtype, i1);
@@ -48,6 +55,7 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
       }
     }
   }
+  a->host->free(a->host->core, freq);
   return VNRT_OK;
 }
 

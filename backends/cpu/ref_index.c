@@ -77,8 +77,12 @@ vnrt_status cpu_ref_topk(const cpu_kernel_args *args) {
       if (have < k) ++have;
     }
     for (int64_t s = 0; s < k; ++s) {
-      cpu_store_f32(args->out[0], tv->dtype, r * k + s,
-                    cpu_load_f32(x, tx->dtype, r * e + best[s]));
+      const float v = cpu_load_f32(x, tx->dtype, r * e + best[s]);
+      cpu_store_f32(args->out[0], tv->dtype, r * k + s, v);
+      /* fill: an index whose value is -inf means "no entry" */
+      if (args->node->params->topk.has_fill && v == -INFINITY) {
+        best[s] = args->node->params->topk.fill;
+      }
     }
   }
   return VNRT_OK;

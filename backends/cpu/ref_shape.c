@@ -115,6 +115,21 @@ vnrt_status cpu_ref_kv_write(const cpu_kernel_args *a) {
   const vnrt_tensor_type *ct = a->in_type[0], *nt = a->in_type[1];
   int64_t rows = ct->dims[0], t = nt->dims[0];
   int32_t pos = *(const int32_t *)a->in[2];
+  if (a->node->params->kv_write.ring) {
+    /* a ring: position pos + i goes to row (pos + i) mod rows; only the last rows positions
+     * of the run are written (the earlier ones would be overwritten by them) */
+    if (pos < 0) {
+      return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
+                            "kv_write '%s': pos %d is negative", a->node->name, (int)pos);
+    }
+    size_t rb = rows ? vnrt_tensor_type_bytes(ct) / (size_t)rows : 0;
+    if (a->out[0] != a->in[0]) memcpy(a->out[0], a->in[0], vnrt_tensor_type_bytes(ct));
+    for (int64_t i = t > rows ? t - rows : 0; i < t; ++i) {
+      memcpy((char *)a->out[0] + (size_t)(((int64_t)pos + i) % rows) * rb,
+             (const char *)a->in[1] + (size_t)i * rb, rb);
+    }
+    return VNRT_OK;
+  }
   if (pos < 0 || (int64_t)pos + t > rows) {
     return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_RANGE,
                           "kv_write '%s': rows [%d, %lld) out of range [0, %lld) (the cache is "

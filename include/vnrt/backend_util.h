@@ -7,6 +7,7 @@
 #ifndef VNRT_BACKEND_UTIL_H_
 #define VNRT_BACKEND_UTIL_H_
 
+#include <math.h>
 #include <stdint.h>
 
 #include "vnrt/backend.h"
@@ -95,6 +96,25 @@ static inline const vnrt_backend_tensor *vnrt_node_output(const vnrt_backend_gra
                                                           const vnrt_backend_node *node,
                                                           int32_t i) {
   return &g->tensors[node->outputs[i]];
+}
+
+/* rope's frequency of pair i (0 <= i < dims/2), in double (docs/ops.md, rope and "DeepSeek-V4
+ * attention"): theta^(-2i/dims), blended towards theta^(-2i/dims) / yarn_factor over YaRN's
+ * ramp when yarn_factor is set. A backend forms the angle pos * freq from it. */
+static inline double vnrt_rope_freq(const vnrt_rope_params *p, int64_t i) {
+  const double dims = (double)p->dims;
+  const double f = pow(p->theta, -2.0 * (double)i / dims);
+  if (!(p->yarn_factor > 0.0)) return f;
+  const double two_pi = 6.283185307179586476925286766559;
+  const double l = (double)p->yarn_orig_ctx, lt = 2.0 * log(p->theta);
+  double low = floor(dims * log(l / (p->beta_fast * two_pi)) / lt);
+  double high = ceil(dims * log(l / (p->beta_slow * two_pi)) / lt);
+  if (low < 0.0) low = 0.0;
+  if (high > dims - 1.0) high = dims - 1.0;
+  if (low == high) high += 0.001;
+  double ramp = ((double)i - low) / (high - low);
+  ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
+  return f * (1.0 - ramp) + f / p->yarn_factor * ramp;
 }
 
 #ifdef __cplusplus
