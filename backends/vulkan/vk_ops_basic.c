@@ -418,22 +418,6 @@ static void split_turns(double g, float out[3]) {
   out[2] = (float)r;
 }
 
-/* The frequency of pair i: theta^(-2i/dims), blended towards it / yarn_factor by YaRN's ramp
- * when yarn_factor is set (docs/ops.md, "DeepSeek-V4 attention"), in double. */
-static double rope_freq(const vnrt_rope_params *p, double i) {
-  double dims = (double)p->dims, f = pow(p->theta, -2.0 * i / dims);
-  if (p->yarn_factor == 0.0) return f;
-  double L = (double)p->yarn_orig_ctx, lt = 2.0 * log(p->theta);
-  double lo = floor(dims * log(L / (p->beta_fast * 2.0 * M_PI)) / lt);
-  double hi = ceil(dims * log(L / (p->beta_slow * 2.0 * M_PI)) / lt);
-  if (lo < 0.0) lo = 0.0;
-  if (hi > dims - 1.0) hi = dims - 1.0;
-  if (lo == hi) hi += 0.001;
-  double ramp = (i - lo) / (hi - lo);
-  ramp = ramp < 0.0 ? 0.0 : ramp > 1.0 ? 1.0 : ramp;
-  return f * (1.0 - ramp) + (f / p->yarn_factor) * ramp;
-}
-
 VK_RECORD_FN(vk_rec_rope) {
   const vnrt_rope_params *p = &node->params->rope;
   const vnrt_backend_host *host = vk_builder_host(b);
@@ -444,7 +428,7 @@ VK_RECORD_FN(vk_rec_rope) {
   if (!tab) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   for (uint64_t i = 0; i < half; ++i) {
     /* The CPU reference forms the angle in double; so does this table. */
-    double gi = rope_freq(p, (double)i) / (2.0 * M_PI);
+    double gi = vnrt_rope_freq(p, (int64_t)i) / (2.0 * M_PI);
     split_turns(gi, tab + 3 * i);
   }
   vk_dispatch_desc d;

@@ -4,7 +4,7 @@
 // comp[idx[t, i]] with -1 skipped). An idx >= Sc is reported and skipped.
 // Slots: 0 q[T, H, D] (DT0), 1 kv[T, D], 2 ring[W, D], 3 sinks[H], 4 pos0 (i32), 6 comp[Sc, D],
 // 7 idx[T, K] (i32) — comp and idx sit in output slots (never written: the op has 7 inputs);
-// 5 o[T, H, D]. SC0: 1 with comp; SC1: 1 with idx.
+// 5 o[T, H, D]. SC0: 1 with comp; SC1: 1 with idx. pos0 < 0 is reported (no key is read).
 //
 // OP 0 (GPUs): a workgroup per (t, h). Keys go in chunks of WG: each invocation forms one
 // key's score q.key (q in shared memory), the chunk's maximum updates the running one (online
@@ -29,7 +29,8 @@
 #define WG 128
 #include "common.glsl"
 
-#define VN_ERR_ENTRY 7u // an idx entry >= Sc (vk_exec.c words it)
+#define VN_ERR_ENTRY 7u // an idx entry >= Sc (vk_exec.c words these)
+#define VN_ERR_POS0 8u  // pos0 < 0
 #define DPER 8u // channels per invocation: D <= WG * DPER (SA_DMAX in vk_ops_model.c)
 #define DMAX 1024u
 
@@ -107,6 +108,7 @@ uint code_at(uint tl, uint s) { return pc.rows * pc.H * (pc.NS + 1u) + tl * pc.N
 void pass_scores(uint g) {
   uint hg = (pc.H + 3u) / 4u, sg = (pc.NS + 3u) / 4u;
   if (g >= pc.rows * hg * sg) return;
+  if (g == 0u && ldi4(0u) < 0) vn_report(VN_ERR_POS0, ldi4(0u), 0u, 0u);
   uint tl = g / (hg * sg), r = g % (hg * sg);
   uint h0 = (r / sg) * 4u, s0 = (r % sg) * 4u, t = pc.t0 + tl;
   uint codes[4];
@@ -210,6 +212,7 @@ void main() {
   uint t = wg / pc.H, h = wg % pc.H;
   uint D = pc.D;
   int pos0 = ldi4(0u);
+  if (pos0 < 0 && wg == 0u && l == 0u) vn_report(VN_ERR_POS0, pos0, 0u, 0u);
   int p = pos0 + int(t);
   uint qo = (t * pc.H + h) * D;
   for (uint c = l; c < D; c += WG) qs[c] = ldf0(qo + c);

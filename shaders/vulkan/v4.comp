@@ -9,6 +9,7 @@
 //        >= S is reported, and scratch word 0 says whether any was (then nothing is written).
 //   OP 4 kv_scatter rows: an invocation per element of rows (slot 1, DT1) into the cache copy
 //        (slot 5), pos slot 2; nothing when the check failed.
+//   kv_compress reports pos0 < 0 (and reads nothing).
 //   OP 5 index_scores: an invocation per (t, j): slots 0 q[T, Hi, Di], 1 k[S, Di],
 //        2 w[T, Hi], 3 pos[T] (i32); 5 s[T, S] (f32).
 // Positions p < pos0 of kv_compress come from the state rows of docs/ops.md: the open window
@@ -17,6 +18,8 @@
 #extension GL_GOOGLE_include_directive : require
 #define WG 64
 #include "common.glsl"
+
+#define VN_ERR_POS0 8u // pos0 < 0 (vk_exec.c words it)
 
 layout(push_constant) uniform PC { uint u[16]; } pc;
 
@@ -39,9 +42,16 @@ void kvc_load(uint p, uint ch, out float av, out float zv) {
   zv = ldf4(row * cd + ch);
 }
 
+// Whether pos0 is usable; reports it (once) when not. The run then fails.
+bool pos0_ok(uint g) {
+  int p0 = ldi7(0u);
+  if (p0 < 0 && g == 0u) vn_report(VN_ERR_POS0, p0, 0u, 0u);
+  return p0 >= 0;
+}
+
 void kv_compress_entries(uint g) {
   uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3], N = pc.u[4];
-  if (g >= N * d) return;
+  if (g >= N * d || !pos0_ok(g)) return;
   uint i = g / d, k = g % d;
   uint pos0 = uint(ldi7(0u)), w0 = pos0 / m;
   uint closed = (pos0 + T) / m - w0;
@@ -74,14 +84,14 @@ void kv_compress_entries(uint g) {
     den += e;
     num += e * av;
   }
-  stf5(g, num / den);
+  stf5(g, den > 0.0 ? num / den : 0.0);
   if (k == 0u) sti6(i, int(w * m));
 }
 
 void kv_compress_states(uint g) {
   uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3];
   uint cd = c * d;
-  if (g >= c * m * cd) return;
+  if (g >= c * m * cd || !pos0_ok(g)) return;
   uint row = g / cd, ch = g % cd;
   uint pos0 = uint(ldi7(0u)), end = pos0 + T;
   uint wn = end / m; // the open window after this run
