@@ -41,6 +41,9 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *args);
 vnrt_status cpu_fast_hc_post(const cpu_kernel_args *args);
 vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *args);
 vnrt_status cpu_fast_short_conv(const cpu_kernel_args *args);
+vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *args);
+vnrt_status cpu_fast_index_scores(const cpu_kernel_args *args);
+vnrt_status cpu_fast_grouped_linear(const cpu_kernel_args *args);
 
 /* What the CPU backend runs for one op (cpu_ops.c): its reference kernel, and its fast kernel
  * or NULL. */

@@ -10,13 +10,16 @@
 const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT] = {
     /* matmul with a quantized b runs the reference kernel; linear's e4m3/e2m1 weights are
      * decoded in registers or in panels (fast_quant.c). embedding has no fast kernel. */
-    [VNRT_OP_MATMUL].fast = cpu_fast_matmul,         /* fast_linalg.c */
-    [VNRT_OP_LINEAR].fast = cpu_fast_linear,         /* fast_linalg.c, fast_quant.c */
-    [VNRT_OP_ATTENTION].fast = cpu_fast_attention,   /* fast_attention.c */
-    [VNRT_OP_HC_PRE].fast = cpu_fast_hc_pre,         /* fast_mhc.c */
-    [VNRT_OP_HC_POST].fast = cpu_fast_hc_post,       /* fast_mhc.c */
-    [VNRT_OP_MOE_FFN].fast = cpu_fast_moe_ffn,       /* fast_moe.c, fast_quant.c */
-    [VNRT_OP_SHORT_CONV].fast = cpu_fast_short_conv, /* fast_engram.c */
+    [VNRT_OP_MATMUL].fast = cpu_fast_matmul,                     /* fast_linalg.c */
+    [VNRT_OP_LINEAR].fast = cpu_fast_linear,                     /* fast_linalg.c, fast_quant.c */
+    [VNRT_OP_ATTENTION].fast = cpu_fast_attention,               /* fast_attention.c */
+    [VNRT_OP_HC_PRE].fast = cpu_fast_hc_pre,                     /* fast_mhc.c */
+    [VNRT_OP_HC_POST].fast = cpu_fast_hc_post,                   /* fast_mhc.c */
+    [VNRT_OP_MOE_FFN].fast = cpu_fast_moe_ffn,                   /* fast_moe.c, fast_quant.c */
+    [VNRT_OP_SHORT_CONV].fast = cpu_fast_short_conv,             /* fast_engram.c */
+    [VNRT_OP_SPARSE_ATTENTION].fast = cpu_fast_sparse_attention, /* fast_attention.c */
+    [VNRT_OP_INDEX_SCORES].fast = cpu_fast_index_scores,         /* fast_v4.c */
+    [VNRT_OP_GROUPED_LINEAR].fast = cpu_fast_grouped_linear,     /* fast_v4.c, fast_quant.c */
 #define CPU_REF_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID].ref = cpu_ref_##name,
     VNRT_OP_LIST(CPU_REF_ROW_)
 #undef CPU_REF_ROW_

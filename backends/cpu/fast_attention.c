@@ -332,3 +332,183 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   cpu_fast_free(a, j.scratch);
   return VNRT_OK;
 }
+
+/* ---- sparse_attention (DeepSeek-V4) ------------------------------------------------------ */
+
+/* docs/ops.md, "DeepSeek-V4 attention": per (query token, block of heads) the keys are the
+ * window (ring rows before pos0, kv rows after) and then the compressed entries (every visible
+ * one, or the idx-selected ones); K = V. Each block of ATT_SB keys is gathered (widened) into
+ * one f32 panel that serves as K for the q·k GEMM and as V for p·v, with the online softmax of
+ * attention above; the sink joins the denominator at the end. Threaded over (token, head
+ * block): a decode step (T = 1) splits its heads. */
+typedef struct sparse_job {
+  const cpu_kernel_args *a;
+  cpu_isa isa;
+  int64_t T, H, D, W, Sc, K, hb, n_hblk;
+  int32_t pos0, ratio;
+  int has_comp, has_idx;
+  float scale;
+  float *scratch;
+  int64_t slot_floats;
+} sparse_job;
+
+/* The row of key s of query t: window keys first (positions lo .. p), then the entries. */
+static const void *sparse_key_(const sparse_job *j, int64_t lo, int64_t nwin, const int32_t *sel,
+                               int64_t s, vnrt_dtype *dt) {
+  const cpu_kernel_args *a = j->a;
+  int input;
+  int64_t row;
+  if (s < nwin) {
+    const int64_t pos = lo + s;
+    input = pos >= j->pos0 ? 1 : 2;
+    row = pos >= j->pos0 ? pos - j->pos0 : pos % j->W;
+  } else {
+    input = 5;
+    row = j->has_idx ? sel[s - nwin] : s - nwin;
+  }
+  *dt = a->in_type[input]->dtype;
+  return (const char *)a->in[input] + (size_t)(row * j->D) * vnrt_dtype_size(*dt);
+}
+
+static void sparse_item_(void *user, int64_t item, int32_t slot) {
+  const sparse_job *j = user;
+  const cpu_kernel_args *a = j->a;
+  const int64_t t = item / j->n_hblk, h0 = (item % j->n_hblk) * j->hb;
+  const int hn = (int)(j->H - h0 < j->hb ? j->H - h0 : j->hb);
+  const int64_t D = j->D, p = j->pos0 + t;
+  const int64_t lo = p - j->W + 1 > 0 ? p - j->W + 1 : 0, nwin = p - lo + 1;
+  const vnrt_dtype odt = a->out_type[0]->dtype;
+
+  float *q = j->scratch + slot * j->slot_floats; /* [hb, D] */
+  float *sc = q + j->hb * D;                     /* [hb, ATT_SB] */
+  float *acc = sc + j->hb * ATT_SB;              /* [hb, D] */
+  float *kb = acc + j->hb * D;                   /* [ATT_SB, D]: the block's keys = values */
+  int32_t *sel = (int32_t *)(kb + ATT_SB * D);   /* [K]: the selected entries of token t */
+  float *gws = kb + ATT_SB * D + j->K;           /* GEMM workspace, portable path only */
+  int64_t n_ent = 0;
+  if (j->has_idx) {
+    const int32_t *idx = (const int32_t *)a->in[6] + t * j->K;
+    for (int64_t i = 0; i < j->K; ++i) {
+      if (idx[i] >= 0) sel[n_ent++] = idx[i];
+    }
+  } else if (j->has_comp) {
+    n_ent = (p + 1) / j->ratio;
+  }
+  const int64_t n_keys = nwin + n_ent;
+
+  const vnrt_dtype qdt = a->in_type[0]->dtype;
+  const size_t qsz = vnrt_dtype_size(qdt);
+  for (int h = 0; h < hn; ++h) {
+    cpu_fast_to_f32(j->isa, (const char *)a->in[0] + (size_t)((t * j->H + h0 + h) * D) * qsz, qdt,
+                    D, q + h * D);
+  }
+  memset(acc, 0, sizeof(float) * (size_t)(hn * D));
+  float m[ATT_HB_MAX], l[ATT_HB_MAX];
+  for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
+  int avx2 = 0;
+#if defined(CPU_HAVE_AVX2_CODE)
+  avx2 = j->isa == CPU_ISA_AVX2;
+#endif
+  for (int64_t s0 = 0; s0 < n_keys; s0 += ATT_SB) {
+    const int64_t sn = n_keys - s0 < ATT_SB ? n_keys - s0 : ATT_SB;
+    for (int64_t s = 0; s < sn; ++s) {
+      vnrt_dtype dt;
+      const void *row = sparse_key_(j, lo, nwin, sel, s0 + s, &dt);
+      if (dt == VNRT_F32) {
+        memcpy(kb + s * D, row, sizeof(float) * (size_t)D);
+      } else {
+        cpu_fast_to_f32(j->isa, row, dt, D, kb + s * D);
+      }
+    }
+    cpu_gemm_nt_block(j->isa, q, D, hn, kb, VNRT_F32, D, sn, D, sc, ATT_SB, gws);
+    for (int h = 0; h < hn; ++h) {
+      for (int64_t s = 0; s < sn; ++s) sc[h * ATT_SB + s] *= j->scale;
+    }
+    for (int h = 0; h < hn; ++h) {
+      float bm = sc[h * ATT_SB];
+      for (int64_t s = 1; s < sn; ++s) bm = sc[h * ATT_SB + s] > bm ? sc[h * ATT_SB + s] : bm;
+      const float mn = bm > m[h] ? bm : m[h];
+      if (mn > m[h] && m[h] > -INFINITY) {
+        const float corr = expf(m[h] - mn);
+        l[h] *= corr;
+        for (int64_t c = 0; c < D; ++c) acc[h * D + c] *= corr;
+      }
+      m[h] = mn;
+    }
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (avx2) {
+      avx2_exp_(sc, hn, sn, m, l);
+      for (int h = 0; h < hn; h += ATT_PV_HEADS) {
+        avx2_pv_any_(sc + h * ATT_SB, hn - h < ATT_PV_HEADS ? hn - h : ATT_PV_HEADS, kb, D, sn, D,
+                     acc + h * D);
+      }
+    } else
+#endif
+    {
+      exp_generic_(sc, hn, sn, m, l);
+      pv_generic_(sc, hn, kb, D, sn, D, acc);
+    }
+  }
+  for (int h = 0; h < hn; ++h) {
+    const float sink = cpu_load_f32(a->in[3], a->in_type[3]->dtype, h0 + h);
+    const float mf = sink > m[h] ? sink : m[h];
+    const float mul = l[h] > 0.0f ? expf(m[h] - mf) : 0.0f;
+    const float denom = l[h] * mul + (sink > -INFINITY ? expf(sink - mf) : 0.0f);
+    const float f = denom > 0.0f ? mul / denom : 0.0f; /* no key and no sink: 0 */
+    const int64_t orow = (t * j->H + h0 + h) * D;
+    if (odt == VNRT_F32) {
+      float *o = (float *)a->out[0] + orow;
+      for (int64_t c = 0; c < D; ++c) o[c] = acc[h * D + c] * f;
+    } else {
+      for (int64_t c = 0; c < D; ++c) cpu_store_f32(a->out[0], odt, orow + c, acc[h * D + c] * f);
+    }
+  }
+}
+
+vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *a) {
+  const vnrt_sparse_attention_params *p = &a->node->params->sparse_attention;
+  const vnrt_tensor_type *qt = a->in_type[0];
+  if (cpu_outputs_empty(a)) return VNRT_OK;
+  sparse_job j = {
+      .a = a,
+      .isa = cpu_fast_isa(),
+      .T = qt->dims[0],
+      .H = p->heads,
+      .D = p->head_dim,
+      .W = a->in_type[2]->dims[0],
+      .pos0 = *(const int32_t *)a->in[4],
+      .ratio = p->ratio,
+      .has_comp = p->has_comp && a->n_in > 5,
+      .has_idx = p->has_idx && a->n_in > 6,
+      .scale = (float)p->scale,
+  };
+  /* Anything the reference kernel reports (a negative pos0, an idx past comp's rows, more
+   * visible entries than comp has, shapes its params do not describe) is left to it. */
+  bool ok = qt->rank == 3 && qt->dims[1] == j.H && qt->dims[2] == j.D && j.pos0 >= 0 && j.W >= 1;
+  if (j.has_comp) {
+    j.Sc = a->in_type[5]->dims[0];
+    ok = ok && j.ratio >= 1 && a->in_type[5]->dims[1] == j.D;
+  }
+  if (ok && j.has_idx) {
+    j.K = a->in_type[6]->dims[1];
+    const int32_t *idx = a->in[6];
+    for (int64_t i = 0; ok && i < j.T * j.K; ++i) ok = idx[i] < j.Sc;
+  } else if (ok && j.has_comp) {
+    ok = ((int64_t)j.pos0 + j.T) / j.ratio <= j.Sc; /* the last query sees the most */
+  }
+  if (!ok) return cpu_ref_sparse_attention(a);
+  const int64_t threads = cpu_pool_threads(a->pool);
+  /* Enough head blocks that every thread has two items even for one token. */
+  const int64_t splits = j.T >= 2 * threads ? 1 : (2 * threads + j.T - 1) / j.T;
+  j.hb = (j.H + splits - 1) / splits;
+  if (j.hb > ATT_HB_MAX) j.hb = ATT_HB_MAX;
+  if (j.hb < 1) j.hb = 1;
+  j.n_hblk = (j.H + j.hb - 1) / j.hb;
+  const int64_t gws_floats = j.isa != CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
+  j.slot_floats = j.hb * (2 * j.D + ATT_SB) + ATT_SB * j.D + j.K + gws_floats;
+  vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
+  if (st != VNRT_OK) return st;
+  cpu_fast_for_each(a->pool, j.T * j.n_hblk, sparse_item_, &j);
+  cpu_fast_free(a, j.scratch);
+  return VNRT_OK;
+}

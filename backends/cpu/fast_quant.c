@@ -453,7 +453,7 @@ typedef struct qgemm_job {
   const cpu_weight *w;
   void *out;
   vnrt_dtype odt;
-  int64_t ldx, ldo, m, n;
+  int64_t ldx, ldo, m, n, row0;
   int64_t mt, nt, n_mt; /* tile extents; tiles are numbered n-major */
   float *scratch;
   int64_t ws_floats, slot_floats;
@@ -468,7 +468,7 @@ static void qgemm_item_(void *user, int64_t item, int32_t slot) {
   float *c = (float *)g->out + i0 * g->ldo + j0;
   int64_t ldc = g->ldo;
   if (g->odt != VNRT_F32) c = ws + g->ws_floats, ldc = nj;
-  cpu_qgemm_nt_block(g->isa, g->x + i0 * g->ldx, g->ldx, mi, g->w, 0, j0, nj, c, ldc, ws);
+  cpu_qgemm_nt_block(g->isa, g->x + i0 * g->ldx, g->ldx, mi, g->w, 0, g->row0 + j0, nj, c, ldc, ws);
   if (g->odt == VNRT_F32) return;
   for (int64_t i = 0; i < mi; ++i) {
     for (int64_t j = 0; j < nj; ++j) {
@@ -481,7 +481,12 @@ static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
                          const cpu_weight *w, void *out, vnrt_dtype odt, int64_t ldo) {
-  const int64_t n = w->rows;
+  return cpu_qgemm_nt_rows(a, x, ldx, m, w, 0, w->rows, out, odt, ldo);
+}
+
+vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                              const cpu_weight *w, int64_t row0, int64_t n, void *out,
+                              vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
   qgemm_job g = {.isa = cpu_fast_isa(),
                  .x = x,
@@ -491,7 +496,8 @@ vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, 
                  .ldx = ldx,
                  .ldo = ldo,
                  .m = m,
-                 .n = n};
+                 .n = n,
+                 .row0 = row0};
   /* Tiles: a few x rows by 64 w rows (streamed once), or up to QM x rows by 96 w rows (four
    * panels). Only w rows are split further, until every thread has a few tiles: a tile's
    * results do not depend on where it starts, so neither do they on the thread count. */

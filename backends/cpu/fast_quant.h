@@ -25,6 +25,13 @@ void cpu_qgemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
 vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
                          const cpu_weight *w, void *out, vnrt_dtype odt, int64_t ldo);
 
+/* cpu_qgemm_nt over rows [row0, row0 + n) of W only: out[i·ldo + j] = Σ_kk x[i·ldx + kk]·
+ * W[0][row0 + j][kk] for j < n (grouped_linear's groups; row0 need not be block aligned, the
+ * scales are looked up by absolute row). */
+vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                              const cpu_weight *w, int64_t row0, int64_t n, void *out,
+                              vnrt_dtype odt, int64_t ldo);
+
 /* Fake-quantizes each of rows rows of x[rows, k] (ldx apart) to e4m3 in blocks of act_quant
  * channels in place: act_quant's rounding, exactly the reference's (cpu_fake_quant_block). */
 void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant);

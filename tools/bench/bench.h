@@ -214,5 +214,8 @@ void bench_softmax(void);
 void bench_dispatch(void);
 void bench_engram(void);
 void bench_dualpath(void);
+void bench_sparse_attention(void);
+void bench_index_scores(void);
+void bench_grouped_linear(void);
 
 #endif /* VNRT_BENCH_H_ */

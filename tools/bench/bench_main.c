@@ -50,6 +50,10 @@ static const bench_case kCases[] = {
     {"dispatch", bench_dispatch, "us per small op: own plan run vs inside a 64-op plan"},
     {"engram", bench_engram, "Engram store gather from a file-mapped table vs the triad"},
     {"dualpath", bench_dualpath, "decode loop: Engram tables resident / DualPath / serialised"},
+    {"sparse_attention", bench_sparse_attention,
+     "V4 decode: H=64 D=512, window 128 + 512 selected (CSA) or all visible (HCA); T=8"},
+    {"index_scores", bench_index_scores, "V4 lightning indexer Hi=64 Di=128, S = 4096 / 16384"},
+    {"grouped_linear", bench_grouped_linear, "V4 wo_a: 8 groups of 4096 -> 1024, bf16 / e4m3"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 

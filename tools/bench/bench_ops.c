@@ -1,4 +1,5 @@
 /* vnrt-bench's one-op cases: the shapes of a DeepSeek-V4-class model's hot ops. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -291,5 +292,145 @@ void bench_rms_norm(void) {
 void bench_softmax(void) {
   for (size_t i = 0; i < sizeof kRowShapes / sizeof kRowShapes[0]; ++i) {
     bench_rows(VNRT_OP_SOFTMAX, "softmax", kRowShapes[i][0], kRowShapes[i][1]);
+  }
+}
+
+/* ---- DeepSeek-V4 attention --------------------------------------------------------------- */
+
+/* Times a V4 case on the device beside the same graph on the CPU reference kernels (and the
+ * triad), prints it with the reference as a peer and the speed-up as a figure; with --check
+ * the NMSE is taken between the two plans' outputs. */
+static void v4_case(bench_graph *bg, const char *op, double flops, double bytes,
+                    const char *shape) {
+  graph_inputs(bg);
+  vnrt_plan *plan = make_plan(bg, device, VNRT_KERNELS_FAST);
+  vnrt_device *cpu = NULL;
+  check(vnrt_device_select(ctx, "cpu", &cpu), "vnrt_device_select(cpu)");
+  vnrt_plan *ref = make_plan(bg, cpu, VNRT_KERNELS_REFERENCE);
+  baseline bls[2] = {{plan_run_baseline, ref, 0.0, 0.0}, {triad_baseline, NULL, 0.0, 0.0}};
+  const double t = time_plan(plan, bls, 2);
+  case_extra x = {.nmse = -1.0};
+  if (opt.check) {
+    x.nmse = 0.0;
+    for (int32_t o = 0; o < vnrt_plan_output_count(plan); ++o) {
+      const char *name = vnrt_plan_output_name(plan, o);
+      int64_t n = 0, nr = 0;
+      double *got = read_output(plan, name, &n), *want = read_output(ref, name, &nr);
+      double num = 0.0, den = 0.0;
+      for (int64_t i = 0; i < n && i < nr; ++i) {
+        if (isinf(want[i]) && got[i] == want[i]) continue; /* index_scores' -inf */
+        num += (got[i] - want[i]) * (got[i] - want[i]);
+        den += want[i] * want[i];
+      }
+      double e = den > 0.0 ? num / den : (num > 0.0 ? INFINITY : 0.0);
+      if (!isfinite(e) || n != nr) e = INFINITY;
+      if (e > x.nmse) x.nmse = e;
+      free(got);
+      free(want);
+    }
+  }
+  vnrt_plan_destroy(ref);
+  vnrt_plan_destroy(plan);
+  graph_free(bg);
+  result *r = add_result(op, t, flops, bytes, "%s", shape);
+  r->memory_bound = true;
+  r->bw_gbps = triad_gbps(bls[1].seconds);
+  add_peer(r, "reference", bls[0].seconds);
+  result_extra(r, &x);
+  print_result(r);
+  char name[96];
+  snprintf(name, sizeof name, "%s %s: reference / fast", op, shape);
+  add_figure(name, bls[0].seconds / t, "x", "the CPU reference kernels' time over this device's");
+}
+
+/* sparse_attention of a DeepSeek-V4 layer: H = 64 heads of D = 512, a window of 128 and 512
+ * selected entries (CSA, m = 4) or every visible one (HCA, m = 128), at position 65535 (and a
+ * chunk of 8 tokens). */
+void bench_sparse_attention(void) {
+  static const struct {
+    int64_t T, H, D, W, Sc, K;
+    int32_t ratio, pos0;
+  } cs[] = {{1, 64, 512, 128, 16384, 512, 4, 65535},
+            {1, 64, 512, 128, 512, 0, 128, 65535},
+            {8, 64, 512, 128, 16384, 512, 4, 65528}};
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) {
+    const int64_t T = cs[i].T, H = cs[i].H, D = cs[i].D, W = cs[i].W, Sc = cs[i].Sc, K = cs[i].K;
+    input_desc ins[7] = {
+        {"q", ttype(VNRT_F32, 3, T, H, D), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"kv", ttype(VNRT_F32, 2, T, D, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"ring", ttype(VNRT_F32, 2, W, D, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"sinks", ttype(VNRT_F32, 1, H, 0, 0), 1, GEN_UNIFORM, -1.0, 1.0},
+        {"pos0", ttype(VNRT_I32, 1, 1, 0, 0), 0, GEN_UNIFORM, cs[i].pos0, cs[i].pos0},
+        {"comp", ttype(VNRT_F32, 2, Sc, D, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"idx", ttype(VNRT_I32, 2, T, K, 0), 0, GEN_UNIFORM, 0.0, (double)Sc - 0.5},
+    };
+    const vnrt_attr attrs[1] = {{.key = "ratio", .kind = VNRT_ATTR_INT, .i = cs[i].ratio}};
+    bench_graph bg = {.op = VNRT_OP_SPARSE_ATTENTION,
+                      .ins = ins,
+                      .n_in = K ? 7 : 6,
+                      .n_out = 1,
+                      .attrs = attrs,
+                      .n_attrs = 1};
+    const int64_t keys = W + (K ? K : (cs[i].pos0 + T) / cs[i].ratio);
+    const double flops = 4.0 * (double)(T * H * keys * D);
+    const double bytes = 4.0 * (double)(T * keys * D + 2 * T * H * D);
+    char shape[96];
+    snprintf(shape, sizeof shape, "T=%lld H=%lld D=%lld W=%lld %s=%lld", (long long)T, (long long)H,
+             (long long)D, (long long)W, K ? "K" : "HCA Sc", (long long)(K ? K : Sc));
+    v4_case(&bg, "sparse_attn", flops, bytes, shape);
+  }
+}
+
+/* index_scores of the lightning indexer (Hi = 64 heads of Di = 128) over a compressed cache of
+ * S entries (ratio 4), decode steps at position 4·S − 1 and a chunk of 16 tokens. */
+void bench_index_scores(void) {
+  static const int64_t cs[][2] = {{1, 4096}, {1, 16384}, {16, 4096}};
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) {
+    const int64_t T = cs[i][0], S = cs[i][1], Hi = 64, Di = 128;
+    const double pos = (double)(4 * S - 1);
+    input_desc ins[4] = {
+        {"q", ttype(VNRT_F32, 3, T, Hi, Di), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"k", ttype(VNRT_F32, 2, S, Di, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"w", ttype(VNRT_F32, 2, T, Hi, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+        {"pos", ttype(VNRT_I32, 1, T, 0, 0), 0, GEN_UNIFORM, pos, pos},
+    };
+    const vnrt_attr attrs[1] = {{.key = "ratio", .kind = VNRT_ATTR_INT, .i = 4}};
+    bench_graph bg = {.op = VNRT_OP_INDEX_SCORES,
+                      .ins = ins,
+                      .n_in = 4,
+                      .n_out = 1,
+                      .attrs = attrs,
+                      .n_attrs = 1};
+    const double flops = 2.0 * (double)(T * Hi * S * Di) + 3.0 * (double)(T * Hi * S);
+    const double bytes = 4.0 * (double)(S * Di + T * Hi * Di + T * S);
+    char shape[96];
+    snprintf(shape, sizeof shape, "T=%lld Hi=%lld Di=%lld S=%lld", (long long)T, (long long)Hi,
+             (long long)Di, (long long)S);
+    v4_case(&bg, "index_scores", flops, bytes, shape);
+  }
+}
+
+/* grouped_linear as V4's grouped output projection wo_a: x[T, 8·4096]·w[8·1024, 4096] in 8
+ * groups, bf16 and e4m3 (128x128 scales) weights, a decode step. */
+void bench_grouped_linear(void) {
+  const int64_t G = 8, N = 1024, K = 4096, T = 1;
+  static const vnrt_dtype wdts[] = {VNRT_BF16, VNRT_E4M3};
+  for (size_t i = 0; i < 2; ++i) {
+    input_desc ins[3] = {{"x", ttype(VNRT_F32, 2, T, G * K, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+                         {"w", ttype(wdts[i], 2, G * N, K, 0), 1, GEN_UNIFORM, -0.05, 0.05}};
+    if (wdts[i] == VNRT_E4M3) quant_inputs("w", "w_scale", VNRT_E4M3, 2, 0, G * N, K, ins + 1);
+    const vnrt_attr attrs[1] = {{.key = "groups", .kind = VNRT_ATTR_INT, .i = G}};
+    bench_graph bg = {.op = VNRT_OP_GROUPED_LINEAR,
+                      .ins = ins,
+                      .n_in = wdts[i] == VNRT_E4M3 ? 3 : 2,
+                      .n_out = 1,
+                      .attrs = attrs,
+                      .n_attrs = 1};
+    double bytes = 4.0 * (double)(T * G * (K + N));
+    for (int j = 1; j < bg.n_in; ++j) bytes += (double)vnrt_tensor_type_bytes(&ins[j].type);
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s w, T=%lld G=%lld N=%lld K=%lld", vnrt_dtype_name(wdts[i]),
+             (long long)T, (long long)G, (long long)N, (long long)K);
+    v4_case(&bg, "grouped_linear", 2.0 * (double)(T * G * N * K), bytes, shape);
   }
 }

@@ -523,4 +523,197 @@ void build_cases(void) {
   add_case(VNRT_OP_FAKE_QUANT, 1, "f32 [1, 448] e4m3 block 64 from 64 (decode row, V4 KV)");
   IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 448);
   attr_w("fmt", "e4m3"), attr_i("block", 64), attr_i("start", 64);
+
+  /* DeepSeek-V4 attention (docs/ops.md, "DeepSeek-V4 attention"), appended last to keep the
+   * earlier case numbers: rope's YaRN and inverse, topk's fill, kv_write's ring, then the new
+   * ops over prefill (odd T, tails), chunks and T = 1 decode. */
+  add_case(VNRT_OP_ROPE, 1, "f32 [5, 3, 64] YaRN (Flash: theta 160000, f 16, L 65536)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 5, 3, 64);
+  IN(VNRT_I32, GEN_INDEX, 0, 65536, 5);
+  attr_f("theta", 160000), attr_f("yarn_factor", 16), attr_i("yarn_orig_ctx", 65536);
+  add_case(VNRT_OP_ROPE, 1, "f32 [1, 8, 128] YaRN last 64 dims half-split (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 8, 128);
+  IN(VNRT_I32, GEN_ARANGE, 40000, 0, 1);
+  attr_f("theta", 160000), attr_i("dims", 64), attr_i("interleaved", 0);
+  attr_f("yarn_factor", 16), attr_i("yarn_orig_ctx", 65536);
+  add_case(VNRT_OP_ROPE, 1, "f32 [7, 2, 32] inverse");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 7, 2, 32);
+  IN(VNRT_I32, GEN_INDEX, 0, 4096, 7);
+  attr_i("inverse", 1);
+  add_case(VNRT_OP_ROPE, 1, "bf16 [3, 4, 64] YaRN f 4 L 2048 betas 16/2, inverse");
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 3, 4, 64);
+  IN(VNRT_I32, GEN_INDEX, 0, 8192, 3);
+  attr_f("yarn_factor", 4), attr_i("yarn_orig_ctx", 2048), attr_f("beta_fast", 16);
+  attr_f("beta_slow", 2), attr_i("inverse", 1);
+  add_case(VNRT_OP_TOPK, 2, "f32 [5, 37] k 4 fill -1 (some -inf)");
+  IN(VNRT_F32, GEN_MASKED, -1, 0.05, 5, 37);
+  attr_i("k", 4), attr_i("fill", -1);
+  add_case(VNRT_OP_TOPK, 2, "f32 [9, 64] k 16 fill -1 (rows with more -inf than k)");
+  IN(VNRT_F32, GEN_MASKED, -3, 0.02, 9, 64);
+  attr_i("k", 16), attr_i("fill", -1);
+  add_case(VNRT_OP_TOPK, 2, "f32 [4, 20] k 5 no fill (-inf keep their indices)");
+  IN(VNRT_F32, GEN_MASKED, -3, 0.1, 4, 20);
+  attr_i("k", 5);
+  add_case(VNRT_OP_KV_WRITE, 1, "ring f32 cache [8, 2, 4] <- [3, 2, 4] at 6 (wraps)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 8, 2, 4);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 3, 2, 4);
+  IN(VNRT_I32, GEN_ARANGE, 6, 0, 1);
+  attr_i("ring", 1);
+  add_case(VNRT_OP_KV_WRITE, 1, "ring bf16 cache [4, 16] <- [9, 16] at 5 (T > S)");
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 4, 16);
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 9, 16);
+  IN(VNRT_I32, GEN_ARANGE, 5, 0, 1);
+  attr_i("ring", 1);
+  add_case(VNRT_OP_KV_WRITE, 1, "ring f32 cache [128, 64] <- [1, 64] at 1000 (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 128, 64);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 64);
+  IN(VNRT_I32, GEN_ARANGE, 1000, 0, 1);
+  attr_i("ring", 1);
+
+  /* kv_compress: a, z [T, c·d], ape [m, c·d], state_a, state_z [c·m, c·d], pos0. Random states
+   * stand for earlier runs' positions. */
+  static const struct {
+    int64_t m, ov, d, t, pos0;
+    const char *what;
+  } kvc[] = {
+      {4, 1, 16, 11, 0, "CSA prefill, tail"},    {4, 1, 32, 1, 39, "CSA decode, closes"},
+      {4, 1, 8, 1, 41, "CSA decode, open"},      {128, 0, 16, 300, 0, "HCA prefill, tail"},
+      {128, 0, 8, 1, 255, "HCA decode, closes"}, {8, 0, 5, 19, 13, "chunk mid-window"},
+      {8, 1, 6, 21, 77, "CSA chunk mid-window"},
+  };
+  for (size_t i = 0; i < sizeof kvc / sizeof kvc[0]; ++i) {
+    const int64_t c = 1 + kvc[i].ov, cd = c * kvc[i].d;
+    add_case(VNRT_OP_KV_COMPRESS, 4, "m=%lld overlap=%lld d=%lld T=%lld pos0=%lld (%s)",
+             (long long)kvc[i].m, (long long)kvc[i].ov, (long long)kvc[i].d, (long long)kvc[i].t,
+             (long long)kvc[i].pos0, kvc[i].what);
+    IN(VNRT_F32, GEN_UNIFORM, -2, 2, kvc[i].t, cd);
+    IN(VNRT_F32, GEN_UNIFORM, -3, 3, kvc[i].t, cd);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, kvc[i].m, cd);
+    IN(VNRT_F32, GEN_UNIFORM, -2, 2, c * kvc[i].m, cd);
+    IN(VNRT_F32, GEN_UNIFORM, -3, 3, c * kvc[i].m, cd);
+    IN(VNRT_I32, GEN_ARANGE, (double)kvc[i].pos0, 0, 1);
+    attr_i("ratio", kvc[i].m), attr_i("overlap", kvc[i].ov);
+  }
+
+  /* kv_scatter: distinct target rows, every fourth pos -1. */
+  add_case(VNRT_OP_KV_SCATTER, 1, "f32 cache [16, 8] <- [5, 8]");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 16, 8);
+  IN(VNRT_F32, GEN_UNIFORM, 2, 3, 5, 8);
+  IN(VNRT_I32, GEN_SCATTER, 1, 16, 5);
+  add_case(VNRT_OP_KV_SCATTER, 1, "f32 cache [20, 2, 4] <- [3, 2, 4] div 4");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 20, 2, 4);
+  IN(VNRT_F32, GEN_UNIFORM, 2, 3, 3, 2, 4);
+  IN(VNRT_I32, GEN_SCATTER, 4, 20, 3);
+  attr_i("div", 4);
+  add_case(VNRT_OP_KV_SCATTER, 1, "bf16 cache [40, 32] <- [2, 32] div 128");
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 40, 32);
+  IN(VNRT_BF16, GEN_UNIFORM, 2, 3, 2, 32);
+  IN(VNRT_I32, GEN_SCATTER, 128, 40, 2);
+  attr_i("div", 128);
+
+  /* index_scores q[T, Hi, Di], k[S, Di], w[T, Hi], pos[T]. */
+  static const struct {
+    int64_t t, hi, di, s, ratio, pos, step;
+    vnrt_dtype dt;
+  } isc[] = {
+      {7, 4, 32, 5, 4, 0, 1, VNRT_F32},         {1, 64, 128, 300, 4, 1000, 0, VNRT_F32},
+      {5, 3, 20, 4, 128, 250, 60, VNRT_F32},    {3, 8, 64, 33, 4, 100, 1, VNRT_BF16},
+      {2, 64, 128, 1024, 4, 4090, 1, VNRT_F32}, {1, 16, 64, 17, 128, 2100, 0, VNRT_F16},
+  };
+  for (size_t i = 0; i < sizeof isc / sizeof isc[0]; ++i) {
+    add_case(VNRT_OP_INDEX_SCORES, 1, "%s T=%lld Hi=%lld Di=%lld S=%lld ratio %lld pos %lld",
+             vnrt_dtype_name(isc[i].dt), (long long)isc[i].t, (long long)isc[i].hi,
+             (long long)isc[i].di, (long long)isc[i].s, (long long)isc[i].ratio,
+             (long long)isc[i].pos);
+    IN(isc[i].dt, GEN_UNIFORM, -1, 1, isc[i].t, isc[i].hi, isc[i].di);
+    IN(isc[i].dt, GEN_UNIFORM, -1, 1, isc[i].s, isc[i].di);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, isc[i].t, isc[i].hi);
+    IN(VNRT_I32, GEN_ARANGE, (double)isc[i].pos, (double)isc[i].step, isc[i].t);
+    attr_i("ratio", isc[i].ratio);
+  }
+
+  /* sparse_attention q[T, H, D], kv[T, D], ring[W, D], sinks[H], pos0, comp[Sc, D]?, idx?. */
+  static const struct {
+    int64_t t, h, d, w, pos0, sc, ratio, k;
+    const char *what;
+  } spa[] = {
+      {9, 4, 32, 4, 0, 0, 0, 0, "prefill, window only"},
+      {5, 2, 16, 8, 13, 0, 0, 0, "chunk, ring wraps"},
+      {1, 16, 64, 128, 700, 6, 128, 0, "HCA decode"},
+      {7, 3, 24, 8, 40, 12, 4, 0, "HCA chunk"},
+      {1, 8, 64, 16, 300, 80, 4, 16, "CSA decode"},
+      {6, 3, 24, 8, 0, 2, 4, 2, "CSA prefill, -1 entries"},
+      {1, 64, 512, 128, 5000, 1300, 4, 512, "V4 Flash-like decode"},
+  };
+  for (size_t i = 0; i < sizeof spa / sizeof spa[0]; ++i) {
+    add_case(VNRT_OP_SPARSE_ATTENTION, 1,
+             "T=%lld H=%lld D=%lld W=%lld pos0=%lld Sc=%lld ratio %lld K=%lld (%s)",
+             (long long)spa[i].t, (long long)spa[i].h, (long long)spa[i].d, (long long)spa[i].w,
+             (long long)spa[i].pos0, (long long)spa[i].sc, (long long)spa[i].ratio,
+             (long long)spa[i].k, spa[i].what);
+    IN(VNRT_F32, GEN_UNIFORM, -1.5, 1.5, spa[i].t, spa[i].h, spa[i].d);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, spa[i].t, spa[i].d);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, spa[i].w, spa[i].d);
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, spa[i].h);
+    IN(VNRT_I32, GEN_ARANGE, (double)spa[i].pos0, 0, 1);
+    if (spa[i].sc) {
+      IN(VNRT_F32, GEN_UNIFORM, -1, 1, spa[i].sc, spa[i].d);
+      attr_i("ratio", spa[i].ratio);
+    }
+    if (spa[i].k) IN(VNRT_I32, GEN_OPTINDEX, 0, (double)spa[i].sc, spa[i].t, spa[i].k);
+  }
+  add_case(VNRT_OP_SPARSE_ATTENTION, 1, "bf16 q/kv T=3 H=4 D=32 W=4 pos0=9 scale 0.2");
+  IN(VNRT_BF16, GEN_UNIFORM, -1.5, 1.5, 3, 4, 32);
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 3, 32);
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 4, 32);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 4);
+  IN(VNRT_I32, GEN_ARANGE, 9, 0, 1);
+  attr_f("scale", 0.2);
+
+  /* grouped_linear x[..., G·K] . w[G·N, K]: float weights, then FP8 (128x128 blocks that
+   * straddle groups) and FP4 (1x32). */
+  for (int d = 0; d < 3; ++d) {
+    add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [3, 64] . %s w [40, 16] G=4",
+             vnrt_dtype_name(kFloat[d]));
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, 3, 64);
+    IN(kFloat[d], GEN_UNIFORM, -1, 1, 40, 16);
+    attr_i("groups", 4);
+  }
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [1, 512] . bf16 w [256, 64] G=8 (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 1, 512);
+  IN(VNRT_BF16, GEN_UNIFORM, -1, 1, 256, 64);
+  attr_i("groups", 8);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [2, 3, 66] . f16 w [14, 33] G=2");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 3, 66);
+  IN(VNRT_F16, GEN_UNIFORM, -1, 1, 14, 33);
+  attr_i("groups", 2);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [17, 288] . f32 w [192, 96] G=3");
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 17, 288);
+  IN(VNRT_F32, GEN_UNIFORM, -1, 1, 192, 96);
+  attr_i("groups", 3);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [3, 800] . e4m3 w [160, 200] G=4");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 3, 800);
+  IN(VNRT_E4M3, GEN_E4M3, 1, 14, 160, 200);
+  IN(VNRT_E8M0, GEN_E8M0, 118, 130, 2, 2);
+  attr_i("groups", 4);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [1, 1024] . e4m3 w [384, 128] G=8 (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 1, 1024);
+  IN(VNRT_E4M3, GEN_E4M3, 1, 14, 384, 128);
+  IN(VNRT_E8M0, GEN_E8M0, 118, 130, 3, 1);
+  attr_i("groups", 8);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [4, 192] . e4m3 w [30, 64] G=3 block 16x32");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 4, 192);
+  IN(VNRT_E4M3, GEN_E4M3, 1, 14, 30, 64);
+  IN(VNRT_E8M0, GEN_E8M0, 118, 130, 2, 2);
+  attr_i("groups", 3), INTS("block", 16, 32);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [5, 256] . e2m1 w [36, 64] G=4");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 5, 256);
+  IN(VNRT_E2M1, GEN_E2M1, 1, 14, 36, 64);
+  IN(VNRT_E8M0, GEN_E8M0, 118, 130, 36, 2);
+  attr_i("groups", 4);
+  add_case(VNRT_OP_GROUPED_LINEAR, 1, "f32 x [1, 1536] . e2m1 w [128, 96] G=16 (decode)");
+  IN(VNRT_F32, GEN_UNIFORM, -2, 2, 1, 1536);
+  IN(VNRT_E2M1, GEN_E2M1, 1, 14, 128, 96);
+  IN(VNRT_E8M0, GEN_E8M0, 118, 130, 128, 3);
+  attr_i("groups", 16);
 }

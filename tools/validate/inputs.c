@@ -94,9 +94,17 @@ void *make_input(const input_spec *s, uint64_t seed) {
         store(data, s->type.dtype, i, k / 16.0);
       }
       break;
+    case GEN_OPTINDEX:
+      for (int64_t i = 0; i < n; ++i) {
+        store(data, VNRT_I32, i, (double)(next_u64(&st) % (uint64_t)(s->hi + 1)) - 1.0);
+      }
+      break;
     case GEN_DISTINCT:
+    case GEN_MASKED:
+    case GEN_SCATTER:
     case GEN_ROWPERM: {
-      int64_t span = s->gen == GEN_ROWPERM ? (int64_t)s->hi : row;
+      int64_t span = s->gen == GEN_ROWPERM || s->gen == GEN_SCATTER ? (int64_t)s->hi : row;
+      if (s->gen == GEN_SCATTER) row = n; /* one list over the whole tensor */
       int64_t *perm = malloc((size_t)span * sizeof *perm);
       if (!perm) {
         free(data);
@@ -109,8 +117,14 @@ void *make_input(const input_spec *s, uint64_t seed) {
           int64_t t = perm[i];
           perm[i] = perm[j], perm[j] = t;
         }
+        const int64_t masked = (r * 5) % (row + 1);
         for (int64_t i = 0; i < row; ++i) {
           double v = s->gen == GEN_ROWPERM ? (double)perm[i] : s->lo + s->hi * (double)perm[i];
+          if (s->gen == GEN_MASKED && perm[i] < masked) v = -INFINITY;
+          if (s->gen == GEN_SCATTER) {
+            const int64_t div = (int64_t)s->lo;
+            v = i % 4 == 3 ? -1.0 : (double)(perm[i] * div + perm[i] % div);
+          }
           store(data, s->type.dtype, r * row + i, v);
         }
       }
