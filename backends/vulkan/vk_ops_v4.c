@@ -45,6 +45,18 @@ static int sizes_ok(const vnrt_backend_graph *g, const vnrt_backend_node *node, 
   return 1;
 }
 
+/* v4.comp and sparse_attention.comp hold several passes, so their SPIR-V references every
+ * slot: one left on the shared dummy buffer would be seen (by synchronization validation) as
+ * read and written by unrelated dispatches with no barrier between. Unused slots get a
+ * scratch word of this node instead, which the barrier tracking sees. */
+static vnrt_status emit_padded(vk_builder *b, vk_dispatch_desc *d) {
+  vk_dispatch_desc e = *d;
+  for (int s = 0; s <= VK_SLOT_SCRATCH; ++s) {
+    if (e.slots[s].kind == VK_VIEW_NONE) e.slots[s] = vk_scratch_view(b, 16);
+  }
+  return vk_emit(b, &e);
+}
+
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
 VK_SUPPORTED_FN(vk_sup_kv_compress) {
@@ -76,13 +88,13 @@ VK_RECORD_FN(vk_rec_kv_compress) {
     vk_bind(b, &e, 6, node->outputs[1]);
     e.spec[8] = V4_KVC_ENTRIES;
     vk_grid(b, vk_div_up(N * d, WG_V4), e.groups);
-    VK_TRY(vk_emit(b, &e));
+    VK_TRY(emit_padded(b, &e));
   }
   vk_bind(b, &dd, 5, node->outputs[2]);
   vk_bind(b, &dd, 6, node->outputs[3]);
   dd.spec[8] = V4_KVC_STATES;
   vk_grid(b, vk_div_up(c * m * c * d, WG_V4), dd.groups);
-  return vk_emit(b, &dd);
+  return emit_padded(b, &dd);
 }
 
 /* ---- kv_scatter ------------------------------------------------------------------------ */
@@ -126,11 +138,11 @@ VK_RECORD_FN(vk_rec_kv_scatter) {
   /* Every pos is checked first, so that a bad one writes nothing. */
   d.spec[8] = V4_SCATTER_CHECK;
   d.groups[0] = d.groups[1] = d.groups[2] = 1;
-  VK_TRY(vk_emit(b, &d));
+  VK_TRY(emit_padded(b, &d));
   vk_bind(b, &d, 5, out);
   d.spec[8] = V4_SCATTER;
   vk_grid(b, vk_div_up(N * row_elems, WG_V4), d.groups);
-  return vk_emit(b, &d);
+  return emit_padded(b, &d);
 }
 
 /* ---- index_scores ---------------------------------------------------------------------- */
@@ -156,7 +168,7 @@ VK_RECORD_FN(vk_rec_index_scores) {
   vk_push_u(&d, 3, (uint64_t)tq->dims[2]);
   vk_push_u(&d, 4, (uint64_t)node->params->index_scores.ratio);
   vk_grid(b, vk_div_up(T * S, WG_V4), d.groups);
-  return vk_emit(b, &d);
+  return emit_padded(b, &d);
 }
 
 /* ---- sparse_attention ------------------------------------------------------------------ */
@@ -215,18 +227,18 @@ VK_RECORD_FN(vk_rec_sparse_attention) {
       vk_push_u(&d, 8, t0), vk_push_u(&d, 9, rows);
       d.spec[8] = 1;
       vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * vk_div_up(NS, 4), SA_WG), d.groups);
-      VK_TRY(vk_emit(b, &d));
+      VK_TRY(emit_padded(b, &d));
       d.spec[8] = 2;
       vk_grid(b, vk_div_up(rows * H, SA_WG), d.groups);
-      VK_TRY(vk_emit(b, &d));
+      VK_TRY(emit_padded(b, &d));
       d.spec[8] = 3;
       vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * (D / 8), SA_WG), d.groups);
-      VK_TRY(vk_emit(b, &d));
+      VK_TRY(emit_padded(b, &d));
     }
     return VNRT_OK;
   }
   vk_grid(b, T * H, d.groups);
-  return vk_emit(b, &d);
+  return emit_padded(b, &d);
 }
 
 /* ---- grouped_linear -------------------------------------------------------------------- */
