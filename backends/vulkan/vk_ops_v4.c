@@ -3,16 +3,18 @@
  * (shaders/vulkan/v4.comp), sparse_attention (sparse_attention.comp) and grouped_linear
  * (matmul.comp batched over the groups for plain weights, quant.comp's GEMM with group
  * offsets for e4m3/e2m1 codes). The extended rope, topk and kv_write are in vk_ops_basic.c. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 
 #include "vk_internal.h"
 
-#define WG_V4 64u    /* WG of v4.comp */
-#define WG_QGEMM 64u /* WG of quant.comp */
-#define QG_RM 4u     /* rows per invocation of quant.comp's GEMM */
-#define SA_DMAX 1024 /* sparse_attention.comp: WG * DPER channels */
-#define SA_WG 128u   /* WG of sparse_attention.comp */
+#define WG_V4 64u       /* WG of v4.comp */
+#define WG_QGEMM 64u    /* WG of quant.comp */
+#define QG_RM 4u        /* rows per invocation of quant.comp's GEMM */
+#define SA_DMAX 1024    /* sparse_attention.comp: WG * DPER channels */
+#define SA_WG 128u      /* WG of sparse_attention.comp */
+#define SA_NS_MAX 80000 /* keys per query on CPU devices (llvmpipe's loop limit, below) */
 #define WG_ELEM 128u
 
 enum { V4_KVC_ENTRIES = 1, V4_KVC_STATES = 2, V4_SCATTER_CHECK = 3, V4_SCATTER = 4, V4_INDEX = 5 };
@@ -182,7 +184,122 @@ VK_SUPPORTED_FN(vk_sup_sparse_attention) {
   if (tq->dims[2] > SA_DMAX) return WHY("sparse_attention kernel handles D <= %d", SA_DMAX);
   if (node->n_inputs > 5 && p->ratio < 1) return WHY("comp needs ratio >= 1");
   if (!sizes_ok(g, node, why, why_size)) return 0;
+  if (device->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+    /* llvmpipe ends a shader's loops after 65535 iterations in all (the CPU passes loop 3 NS/4
+     * times per query row and head, the GPU kernel (D + 2 WG) times per WG keys) */
+    uint64_t K = node->n_inputs > 6 ? (uint64_t)vk_in_type(g, node, 6)->dims[1] : 0;
+    uint64_t Sc = node->n_inputs > 5 ? (uint64_t)vk_in_type(g, node, 5)->dims[0] : 0;
+    uint64_t NS = (uint64_t)tr->dims[0] + (K ? K : Sc);
+    if (NS > SA_NS_MAX) {
+      return WHY("sparse_attention: %" PRIu64 " keys per query exceed lavapipe's loop limit (%d)",
+                 NS, SA_NS_MAX);
+    }
+  }
   return grid_ok(device, (uint64_t)tq->dims[0] * (uint64_t)tq->dims[1], 1, why, why_size);
+}
+
+/* A view of `words` f32 words at word `at` of the scratch range v. */
+static vk_view sub_view(vk_view v, uint64_t at, uint64_t words) {
+  v.offset += at * 4;
+  v.range = words * 4;
+  return v;
+}
+
+/* sparse_attention on CPU devices (sparse_attention.comp OP 1, 2 between two matmul.comp
+ * GEMMs), chunk by chunk. Scratch words: the panel [rows, NS, D], codes [rows, NS], scores
+ * [rows, H, NS], and with several chunks q [rows, H, D] and o [rows, H, D] (copied in and out:
+ * the GEMMs address their operands from word 0). Sub-ranges start at multiples of 64 words. */
+static vnrt_status record_sparse_cpu(vk_builder *b, const vnrt_backend_graph *g,
+                                     const vnrt_backend_node *node, vk_dispatch_desc *d, uint64_t T,
+                                     uint64_t H, uint64_t D, uint64_t NS, uint64_t chunk) {
+  const vnrt_tensor_type *tq = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  bool whole = chunk >= T;
+  uint64_t a = 64; /* alignment of sub-ranges, in words (256 bytes) */
+  uint64_t n_panel = vk_div_up(chunk * NS * D, a) * a, n_codes = vk_div_up(chunk * NS, a) * a;
+  uint64_t n_scores = vk_div_up(chunk * H * NS, a) * a, n_q = vk_div_up(chunk * H * D, a) * a;
+  uint64_t off_codes = n_panel, off_scores = off_codes + n_codes, off_q = off_scores + n_scores;
+  uint64_t off_o = off_q + (whole ? 0 : n_q), total = off_o + (whole ? 0 : n_q);
+  vk_view sv = vk_scratch_view(b, total * 4);
+  bool f32 = true;
+  for (int i = 1; i < node->n_inputs && i < 6; ++i) {
+    if (i != 3 && i != 4) f32 = f32 && vk_in_type(g, node, i)->dtype == VNRT_F32;
+  }
+  d->spec[11] = f32;
+  d->slots[VK_SLOT_SCRATCH] = sv;
+  vk_push_u(d, 10, NS), vk_push_u(d, 11, off_codes), vk_push_u(d, 12, off_scores);
+  for (uint64_t t0 = 0; t0 < T; t0 += chunk) {
+    uint64_t rows = T - t0 < chunk ? T - t0 : chunk;
+    vk_push_u(d, 8, t0), vk_push_u(d, 9, rows);
+    d->spec[8] = 1; /* the key panels */
+    vk_grid(b, vk_div_up(rows * NS * (D / 4), SA_WG), d->groups);
+    VK_TRY(emit_padded(b, d));
+    /* q of the chunk: the tensor itself, or a copy at off_q */
+    vk_dispatch_desc m;
+    vk_desc_init(&m, VK_SHADER_MATMUL);
+    if (whole) {
+      vk_bind(b, &m, 0, node->inputs[0]);
+    } else {
+      vk_dispatch_desc cp;
+      vk_desc_init(&cp, VK_SHADER_COPY);
+      vk_bind(b, &cp, 0, node->inputs[0]);
+      cp.slots[5] = sub_view(sv, off_q, rows * H * D);
+      cp.spec[5] = VNRT_F32;
+      cp.spec[8] = tq->dtype == VNRT_F32 ? 0 : 1;
+      uint64_t n = rows * H * D;
+      vk_push_u(&cp, 0, n), vk_push_u(&cp, 1, 1), vk_push_u(&cp, 2, 1), vk_push_u(&cp, 3, n);
+      vk_push_u(&cp, 7, 1), vk_push_u(&cp, 11, 1), vk_push_u(&cp, 12, t0 * H * D);
+      vk_grid(b, vk_div_up(n, SA_WG), cp.groups);
+      VK_TRY(vk_emit(b, &cp));
+      m.slots[0] = sub_view(sv, off_q, rows * H * D);
+      m.spec[0] = VNRT_F32;
+    }
+    /* scores [rows][H][NS] = q[t] (H x D) . panel[t]^T (the panel is [NS, D]: linear's w) */
+    m.slots[1] = sub_view(sv, 0, rows * NS * D);
+    m.spec[1] = VNRT_F32;
+    m.slots[5] = sub_view(sv, off_scores, rows * H * NS);
+    m.spec[5] = VNRT_F32;
+    m.spec[9] = 1, m.spec[10] = 0;
+    vk_push_u(&m, 0, H), vk_push_u(&m, 1, NS), vk_push_u(&m, 2, D);
+    vk_push_u(&m, 3, D), vk_push_u(&m, 4, 1), vk_push_u(&m, 5, 1), vk_push_u(&m, 6, D);
+    vk_push_u(&m, 7, rows), vk_push_u(&m, 8, 0), vk_push_u(&m, 9, H * D);
+    vk_push_u(&m, 10, 0), vk_push_u(&m, 11, NS * D);
+    VK_TRY(vk_emit_gemm(b, &m, H, NS, rows, true));
+    d->spec[8] = 2; /* the weights */
+    vk_grid(b, vk_div_up(rows * H, SA_WG), d->groups);
+    VK_TRY(emit_padded(b, d));
+    /* o [rows][H][D] = weights[t] (H x NS) . panel[t] (NS x D) */
+    vk_desc_init(&m, VK_SHADER_MATMUL);
+    m.slots[0] = sub_view(sv, off_scores, rows * H * NS);
+    m.spec[0] = VNRT_F32;
+    m.slots[1] = sub_view(sv, 0, rows * NS * D);
+    m.spec[1] = VNRT_F32;
+    if (whole) {
+      vk_bind(b, &m, 5, node->outputs[0]);
+    } else {
+      m.slots[5] = sub_view(sv, off_o, rows * H * D);
+      m.spec[5] = VNRT_F32;
+    }
+    m.spec[9] = 1, m.spec[10] = 1;
+    vk_push_u(&m, 0, H), vk_push_u(&m, 1, D), vk_push_u(&m, 2, NS);
+    vk_push_u(&m, 3, NS), vk_push_u(&m, 4, 1), vk_push_u(&m, 5, D), vk_push_u(&m, 6, 1);
+    vk_push_u(&m, 7, rows), vk_push_u(&m, 8, 0), vk_push_u(&m, 9, H * NS);
+    vk_push_u(&m, 10, 0), vk_push_u(&m, 11, NS * D);
+    VK_TRY(vk_emit_gemm(b, &m, H, D, rows, false));
+    if (!whole) {
+      vk_dispatch_desc cp;
+      vk_desc_init(&cp, VK_SHADER_COPY);
+      cp.slots[0] = sub_view(sv, off_o, rows * H * D);
+      cp.spec[0] = VNRT_F32;
+      vk_bind(b, &cp, 5, node->outputs[0]);
+      cp.spec[8] = to->dtype == VNRT_F32 ? 0 : 1;
+      uint64_t n = rows * H * D;
+      vk_push_u(&cp, 0, n), vk_push_u(&cp, 1, 1), vk_push_u(&cp, 2, 1), vk_push_u(&cp, 3, n);
+      vk_push_u(&cp, 7, 1), vk_push_u(&cp, 11, 1), vk_push_u(&cp, 13, t0 * H * D);
+      vk_grid(b, vk_div_up(n, SA_WG), cp.groups);
+      VK_TRY(vk_emit(b, &cp));
+    }
+  }
+  return VNRT_OK;
 }
 
 VK_RECORD_FN(vk_rec_sparse_attention) {
@@ -208,34 +325,17 @@ VK_RECORD_FN(vk_rec_sparse_attention) {
   vk_push_u(&d, 3, (uint64_t)tr->dims[0]), vk_push_u(&d, 4, Sc), vk_push_u(&d, 5, K);
   vk_push_u(&d, 6, p->ratio > 0 ? (uint64_t)p->ratio : 1);
   vk_push_f(&d, 7, p->scale);
-  /* CPU devices: the three passes over chunks of query rows whose scores (and key codes) fit
-   * one scratch binding (NS bounds any row's keys: the window and every entry it could name). */
-  uint64_t NS = (uint64_t)tr->dims[0] + (K ? K : Sc), per_row = H * (NS + 1) + NS;
+  /* CPU devices: chunks of query rows whose key panels and scores fit one scratch binding
+   * (NS bounds any row's keys: the window and every entry it could name). */
+  uint64_t NS = vk_div_up((uint64_t)tr->dims[0] + (K ? K : Sc), 4) * 4; /* vec4 rows */
+  uint64_t per_row = NS * D + NS + H * NS + 2 * H * D; /* panel, codes, scores, q and o copies */
   uint64_t cap = vk_builder_device(b)->phys->props.limits.maxStorageBufferRange / 4;
   if (cap > (1ull << 31) - 1) cap = (1ull << 31) - 1;
+  cap -= 1024; /* the sub-ranges' alignment */
   uint64_t chunk = cap / per_row < T ? cap / per_row : T;
-  if (vk_builder_cpu_kernels(b) && D % 8 == 0 && chunk > 0) {
-    bool f32 = true;
-    for (int i = 0; i < node->n_inputs && i < 6; ++i) {
-      if (i != 3 && i != 4) f32 = f32 && vk_in_type(g, node, i)->dtype == VNRT_F32;
-    }
-    d.spec[11] = f32;
-    d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, chunk * per_row * 4);
-    vk_push_u(&d, 10, NS);
-    for (uint64_t t0 = 0; t0 < T; t0 += chunk) {
-      uint64_t rows = T - t0 < chunk ? T - t0 : chunk;
-      vk_push_u(&d, 8, t0), vk_push_u(&d, 9, rows);
-      d.spec[8] = 1;
-      vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * vk_div_up(NS, 4), SA_WG), d.groups);
-      VK_TRY(emit_padded(b, &d));
-      d.spec[8] = 2;
-      vk_grid(b, vk_div_up(rows * H, SA_WG), d.groups);
-      VK_TRY(emit_padded(b, &d));
-      d.spec[8] = 3;
-      vk_grid(b, vk_div_up(rows * vk_div_up(H, 4) * (D / 8), SA_WG), d.groups);
-      VK_TRY(emit_padded(b, &d));
-    }
-    return VNRT_OK;
+  if (chunk > 65535) chunk = 65535; /* the GEMMs' batch is grid z */
+  if (vk_builder_cpu_kernels(b) && D % 4 == 0 && chunk > 0) {
+    return record_sparse_cpu(b, g, node, &d, T, H, D, NS, chunk);
   }
   vk_grid(b, T * H, d.groups);
   return emit_padded(b, &d);

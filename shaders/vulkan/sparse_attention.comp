@@ -11,19 +11,17 @@
 // softmax, the sink as the starting maximum), each invocation turns its score into a weight,
 // and each invocation accumulates its DPER channels of the output over the chunk's keys
 // (coalesced key reads). Three barriers per chunk.
-// OP 1..3 (CPU devices, lavapipe: invocations are SIMD lanes of one thread and every buffer
-// load is a per-lane loop, so what pays is arithmetic per load; the one K=V head serves every
-// query head): three barrier-free passes over the query rows [t0, t0 + rows of this chunk),
-// with the scores of row (t - t0, h) at scratch[(tl H + h)(NS + 1) + s] and its denominator at
-// + NS:
-//   1: an invocation per (t, 4 heads, 4 keys): 16 dot products from 8 loads per 4 channels
-//      (vec4 loads when SC2 = 1: q, kv, ring and comp f32; D is a multiple of 4); -inf for no
-//      key.
-//   2: an invocation per (t, h): the maximum with the sink, the weights e^(l - M) in place and
-//      the denominator with the sink's term.
-//   3: an invocation per (t, 4 heads, 8 channels): the weighted sum over the keys (whose codes
-//      pass 1 left after the scores), each key load serving 4 heads, divided by the
-//      denominator. The CPU passes need D to be a multiple of 8.
+// OP 1, 2 (CPU devices, lavapipe: invocations are SIMD lanes of one thread and every buffer
+// load is a per-lane loop, so what pays is arithmetic per load, which matmul.comp's
+// register-blocked kernel has): over the query rows [t0, t0 + rows) of a chunk, with NS keys per
+// row (the window and every entry a row could name),
+//   1: gathers each row's keys into a dense f32 panel [rows, NS, D] in scratch (0 for no key)
+//      and their codes;
+//   then the host runs matmul.comp for the scores [rows, H, NS] = q . panel^T,
+//   2: turns the scores into softmax weights in place (divided by the denominator, the sink's
+//      term included; 0 for no key);
+//   then matmul.comp again for o [rows, H, D] = weights . panel (K = V).
+// The CPU path needs D to be a multiple of 4.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 128
@@ -37,10 +35,11 @@
 layout(push_constant) uniform PC {
   uint T, H, D, W, Sc, K, ratio;
   float scale;
-  uint t0, rows, NS; // OP 1..3: the chunk's first query row, its rows, scores per row
+  uint t0, rows, NS;          // OP 1, 2: the chunk's first query row, its rows, keys per row
+  uint codes_off, scores_off; // OP 1, 2: scratch word offsets
 } pc;
 
-layout(set = 0, binding = 0, std430) readonly buffer VnQ4 { vec4 v[]; } q4;
+layout(set = 0, binding = 8, std430) buffer VnScratch4 { vec4 v[]; } s4;
 layout(set = 0, binding = 1, std430) readonly buffer VnKv4 { vec4 v[]; } kv4;
 layout(set = 0, binding = 2, std430) readonly buffer VnRing4 { vec4 v[]; } ring4;
 layout(set = 0, binding = 6, std430) readonly buffer VnComp4 { vec4 v[]; } comp4;
@@ -97,113 +96,59 @@ vec4 key4(uint c, uint ch) {
   return vec4(ldf6(i), ldf6(i + 1u), ldf6(i + 2u), ldf6(i + 3u));
 }
 
-vec4 q4_ld(uint i) {
-  if (SC2 != 0u) return q4.v[i >> 2];
-  return vec4(ldf0(i), ldf0(i + 1u), ldf0(i + 2u), ldf0(i + 3u));
-}
-
-// Where pass 1 leaves the code of key s of chunk row tl for pass 3: after every score.
-uint code_at(uint tl, uint s) { return pc.rows * pc.H * (pc.NS + 1u) + tl * pc.NS + s; }
-
-void pass_scores(uint g) {
-  uint hg = (pc.H + 3u) / 4u, sg = (pc.NS + 3u) / 4u;
-  if (g >= pc.rows * hg * sg) return;
+// OP 1: the key panel of chunk row tl: panel[tl][s][ch] (f32; 0 for no key) at scratch word 0,
+// and the key codes at codes_off + tl NS + s. An invocation per (tl, s, 4 channels).
+void pass_gather(uint g) {
+  uint cg = pc.D / 4u;
+  if (g >= pc.rows * pc.NS * cg) return;
+  uint ts = g / cg, ch = (g % cg) * 4u;
+  uint tl = ts / pc.NS, s = ts % pc.NS, t = pc.t0 + tl;
   if (g == 0u && ldi4(0u) < 0) vn_report(VN_ERR_POS0, ldi4(0u), 0u, 0u);
-  uint tl = g / (hg * sg), r = g % (hg * sg);
-  uint h0 = (r / sg) * 4u, s0 = (r % sg) * 4u, t = pc.t0 + tl;
-  uint codes[4];
-  for (uint k = 0u; k < 4u; ++k) codes[k] = key_code(t, s0 + k, h0 == 0u);
-  uint c0 = codes[0] != NONE ? codes[0] : codes[1] != NONE ? codes[1] : codes[2] != NONE ? codes[2] : codes[3];
-  if (c0 == NONE) c0 = 0u; // no key at all: read kv row 0 and store -inf
-  uint kc[4];
-  for (uint k = 0u; k < 4u; ++k) kc[k] = codes[k] != NONE ? codes[k] : c0;
-  uint hmax = min(4u, pc.H - h0);
-  uint qrow[4];
-  for (uint j = 0u; j < 4u; ++j) qrow[j] = (t * pc.H + h0 + min(j, hmax - 1u)) * pc.D;
-  vec4 acc[4][4];
-  for (uint j = 0u; j < 4u; ++j)
-    for (uint k = 0u; k < 4u; ++k) acc[j][k] = vec4(0.0);
-  for (uint ch = 0u; ch < pc.D; ch += 4u) {
-    vec4 kv[4], qv[4];
-    for (uint k = 0u; k < 4u; ++k) kv[k] = key4(kc[k], ch);
-    for (uint j = 0u; j < 4u; ++j) qv[j] = q4_ld(qrow[j] + ch);
-    for (uint j = 0u; j < 4u; ++j)
-      for (uint k = 0u; k < 4u; ++k) acc[j][k] += qv[j] * kv[k];
-  }
-  if (h0 == 0u) {
-    for (uint k = 0u; k < 4u; ++k) {
-      if (s0 + k < pc.NS) scratch.f[code_at(tl, s0 + k)] = uintBitsToFloat(codes[k]);
-    }
-  }
-  for (uint j = 0u; j < hmax; ++j) {
-    uint base = (tl * pc.H + h0 + j) * (pc.NS + 1u);
-    for (uint k = 0u; k < 4u; ++k) {
-      if (s0 + k >= pc.NS) break;
-      vec4 a = acc[j][k];
-      float dot = (a.x + a.y) + (a.z + a.w);
-      scratch.f[base + s0 + k] = codes[k] != NONE ? pc.scale * dot : -1.0 / 0.0;
-    }
-  }
+  uint c = key_code(t, s, ch == 0u);
+  vec4 k = c != NONE ? key4(c, ch) : vec4(0.0);
+  uint o = ts * pc.D + ch;
+  scratch.f[o] = k.x;
+  scratch.f[o + 1u] = k.y;
+  scratch.f[o + 2u] = k.z;
+  scratch.f[o + 3u] = k.w;
+  if (ch == 0u) scratch.f[pc.codes_off + ts] = uintBitsToFloat(c);
 }
 
+// OP 2: per (tl, h), the raw scores q.key at scores_off + (tl H + h) NS (from matmul.comp)
+// become the weights e^(l - M) / den with l = scale q.key, M and den including the sink; no
+// key weighs 0. Four keys per iteration (NS is a multiple of 4): llvmpipe ends a shader's loops
+// after 65535 iterations in all, so the three loops take NS <= SA_NS_MAX (vk_ops_v4.c).
 void pass_softmax(uint g) {
   if (g >= pc.rows * pc.H) return;
-  uint h = g % pc.H, base = g * (pc.NS + 1u);
+  uint tl = g / pc.H, h = g % pc.H;
+  uint base = (pc.scores_off + g * pc.NS) >> 2, cb = (pc.codes_off + tl * pc.NS) >> 2;
   float sink = ldf3(h), m = sink;
-  for (uint s = 0u; s < pc.NS; ++s) m = max(m, scratch.f[base + s]);
-  float den = 0.0;
+  const vec4 ninf = vec4(-1.0 / 0.0);
+  for (uint s = 0u; s < pc.NS / 4u; ++s) {
+    bvec4 key = notEqual(floatBitsToUint(s4.v[cb + s]), uvec4(NONE));
+    vec4 l = mix(ninf, pc.scale * s4.v[base + s], key);
+    m = max(m, max(max(l.x, l.y), max(l.z, l.w)));
+  }
   bool none = isinf(m) && m < 0.0; // no key and a -inf sink: every weight is 0
-  for (uint s = 0u; s < pc.NS; ++s) {
-    float w = none ? 0.0 : exp(scratch.f[base + s] - m);
-    scratch.f[base + s] = w;
-    den += w;
+  float den = none || (isinf(sink) && sink < 0.0) ? 0.0 : exp(sink - m);
+  for (uint s = 0u; s < pc.NS / 4u; ++s) {
+    bvec4 key = notEqual(floatBitsToUint(s4.v[cb + s]), uvec4(NONE));
+    vec4 w = exp(pc.scale * s4.v[base + s] - m);
+    w = none ? vec4(0.0) : mix(vec4(0.0), w, key);
+    s4.v[base + s] = w;
+    den += (w.x + w.y) + (w.z + w.w);
   }
-  if (!(isinf(sink) && sink < 0.0)) den += exp(sink - m);
-  scratch.f[base + pc.NS] = den;
-}
-
-void pass_values(uint g) {
-  uint hg = (pc.H + 3u) / 4u, cg = pc.D / 8u;
-  if (g >= pc.rows * hg * cg) return;
-  uint tl = g / (hg * cg), r = g % (hg * cg);
-  uint h0 = (r / cg) * 4u, ch = (r % cg) * 8u, t = pc.t0 + tl;
-  uint hmax = min(4u, pc.H - h0);
-  uint base[4];
-  for (uint j = 0u; j < 4u; ++j) base[j] = (tl * pc.H + h0 + min(j, hmax - 1u)) * (pc.NS + 1u);
-  vec4 acc[4][2];
-  for (uint j = 0u; j < 4u; ++j) acc[j][0] = acc[j][1] = vec4(0.0);
-  uint cb = code_at(tl, 0u);
-  for (uint s = 0u; s < pc.NS; ++s) {
-    uint c = floatBitsToUint(scratch.f[cb + s]);
-    if (c == NONE) continue;
-    vec4 ka = key4(c, ch), kb = key4(c, ch + 4u);
-    for (uint j = 0u; j < 4u; ++j) {
-      float w = scratch.f[base[j] + s];
-      acc[j][0] += w * ka;
-      acc[j][1] += w * kb;
-    }
-  }
-  for (uint j = 0u; j < hmax; ++j) {
-    float den = scratch.f[base[j] + pc.NS];
-    uint o = (t * pc.H + h0 + j) * pc.D + ch;
-    for (uint e = 0u; e < 4u; ++e) {
-      stf5(o + e, den > 0.0 ? acc[j][0][e] / den : 0.0);
-      stf5(o + 4u + e, den > 0.0 ? acc[j][1][e] / den : 0.0);
-    }
-  }
+  float inv = den > 0.0 ? 1.0 / den : 0.0;
+  for (uint s = 0u; s < pc.NS / 4u; ++s) s4.v[base + s] *= inv;
 }
 
 void main() {
   if (OP == 1u) {
-    pass_scores(vn_gid());
+    pass_gather(vn_gid());
     return;
   }
   if (OP == 2u) {
     pass_softmax(vn_gid());
-    return;
-  }
-  if (OP == 3u) {
-    pass_values(vn_gid());
     return;
   }
   uint wg = vn_group();
