@@ -17,7 +17,14 @@
 #define SA_NS_MAX 80000 /* keys per query on CPU devices (llvmpipe's loop limit, below) */
 #define WG_ELEM 128u
 
-enum { V4_KVC_ENTRIES = 1, V4_KVC_STATES = 2, V4_SCATTER_CHECK = 3, V4_SCATTER = 4, V4_INDEX = 5 };
+enum {
+  V4_KVC_ENTRIES = 1,
+  V4_KVC_STATES = 2,
+  V4_SCATTER_CHECK = 3,
+  V4_SCATTER = 4,
+  V4_INDEX = 5,
+  V4_INDEX_COMBINE = 6,
+};
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
 
@@ -169,6 +176,59 @@ VK_RECORD_FN(vk_rec_index_scores) {
   vk_push_u(&d, 0, T), vk_push_u(&d, 1, S), vk_push_u(&d, 2, (uint64_t)tq->dims[1]);
   vk_push_u(&d, 3, (uint64_t)tq->dims[2]);
   vk_push_u(&d, 4, (uint64_t)node->params->index_scores.ratio);
+  uint64_t Hi = (uint64_t)tq->dims[1], Di = (uint64_t)tq->dims[2];
+  uint64_t cap = vk_builder_device(b)->phys->props.limits.maxStorageBufferRange / 4;
+  uint64_t chunk =
+      Hi * S > 0 && cap / (Hi * S + Hi * Di + 64) < T ? cap / (Hi * S + Hi * Di + 64) : T;
+  if (chunk > 65535) chunk = 65535;
+  if (vk_builder_cpu_kernels(b) && chunk > 0 && S > 0) {
+    /* CPU devices: the head products q[t] (Hi x Di) . k^T as matmul.comp GEMMs (each k row
+     * loaded once serves a block of heads), then the weighted relu sum per (t, j). */
+    bool whole = chunk >= T;
+    uint64_t n_p = vk_div_up(chunk * Hi * S, 64) * 64;
+    vk_view sv = vk_scratch_view(b, (n_p + (whole ? 0 : chunk * Hi * Di)) * 4);
+    d.slots[VK_SLOT_SCRATCH] = sv;
+    d.spec[8] = V4_INDEX_COMBINE;
+    for (uint64_t t0 = 0; t0 < T; t0 += chunk) {
+      uint64_t rows = T - t0 < chunk ? T - t0 : chunk;
+      vk_dispatch_desc m;
+      vk_desc_init(&m, VK_SHADER_MATMUL);
+      if (whole) {
+        vk_bind(b, &m, 0, node->inputs[0]);
+      } else {
+        vk_view qv = sv;
+        qv.offset += n_p * 4, qv.range = rows * Hi * Di * 4;
+        vk_dispatch_desc cp;
+        vk_desc_init(&cp, VK_SHADER_COPY);
+        vk_bind(b, &cp, 0, node->inputs[0]);
+        cp.slots[5] = qv;
+        cp.spec[5] = VNRT_F32;
+        cp.spec[8] = tq->dtype == VNRT_F32 ? 0 : 1;
+        uint64_t n = rows * Hi * Di;
+        vk_push_u(&cp, 0, n), vk_push_u(&cp, 1, 1), vk_push_u(&cp, 2, 1), vk_push_u(&cp, 3, n);
+        vk_push_u(&cp, 7, 1), vk_push_u(&cp, 11, 1), vk_push_u(&cp, 12, t0 * Hi * Di);
+        vk_grid(b, vk_div_up(n, WG_ELEM), cp.groups);
+        VK_TRY(vk_emit(b, &cp));
+        m.slots[0] = qv;
+        m.spec[0] = VNRT_F32;
+      }
+      vk_bind(b, &m, 1, node->inputs[1]);
+      vk_view pv = sv;
+      pv.range = rows * Hi * S * 4;
+      m.slots[5] = pv;
+      m.spec[5] = VNRT_F32;
+      m.spec[9] = 1, m.spec[10] = 0; /* k [S, Di]: linear's w */
+      vk_push_u(&m, 0, Hi), vk_push_u(&m, 1, S), vk_push_u(&m, 2, Di);
+      vk_push_u(&m, 3, Di), vk_push_u(&m, 4, 1), vk_push_u(&m, 5, 1), vk_push_u(&m, 6, Di);
+      vk_push_u(&m, 7, rows), vk_push_u(&m, 8, 0), vk_push_u(&m, 9, Hi * Di);
+      vk_push_u(&m, 10, 0), vk_push_u(&m, 11, 0);
+      VK_TRY(vk_emit_gemm(b, &m, Hi, S, rows, true));
+      vk_push_u(&d, 5, rows), vk_push_u(&d, 6, t0);
+      vk_grid(b, vk_div_up(rows * S, WG_V4), d.groups);
+      VK_TRY(emit_padded(b, &d));
+    }
+    return VNRT_OK;
+  }
   vk_grid(b, vk_div_up(T * S, WG_V4), d.groups);
   return emit_padded(b, &d);
 }

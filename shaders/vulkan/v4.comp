@@ -9,6 +9,7 @@
 //        >= S is reported, and scratch word 0 says whether any was (then nothing is written).
 //   OP 4 kv_scatter rows: an invocation per element of rows (slot 1, DT1) into the cache copy
 //        (slot 5), pos slot 2; nothing when the check failed.
+//   OP 6 index_scores on CPU devices: the combination of the head products (below).
 //   kv_compress reports pos0 < 0 (and reads nothing).
 //   OP 5 index_scores: an invocation per (t, j): slots 0 q[T, Hi, Di], 1 k[S, Di],
 //        2 w[T, Hi], 3 pos[T] (i32); 5 s[T, S] (f32).
@@ -157,6 +158,23 @@ void index_scores(uint g) {
   stf5(g, s);
 }
 
+// OP 6: index_scores from the head products P[t - t0][h][j] = q[t, h] . k[j] that matmul.comp
+// left in scratch (CPU devices): an invocation per (t - t0, j) of the chunk of pc.u[5] rows
+// from t0 = pc.u[6]. push: T S Hi Di ratio rows t0
+void index_combine(uint g) {
+  uint S = pc.u[1], Hi = pc.u[2], ratio = pc.u[4], rows = pc.u[5], t0 = pc.u[6];
+  if (g >= rows * S) return;
+  uint tl = g / S, j = g % S, t = t0 + tl;
+  int p = ldi3(t);
+  if (p < 0 || j >= (uint(p) + 1u) / ratio) {
+    stf5(t * S + j, -1.0 / 0.0);
+    return;
+  }
+  float s = 0.0;
+  for (uint h = 0u; h < Hi; ++h) s += ldf2(t * Hi + h) * max(scratch.f[(tl * Hi + h) * S + j], 0.0);
+  stf5(t * S + j, s);
+}
+
 void main() {
   uint g = vn_gid();
   if (OP == 1u) {
@@ -167,7 +185,9 @@ void main() {
     kv_scatter_check(g);
   } else if (OP == 4u) {
     kv_scatter_rows(g);
-  } else {
+  } else if (OP == 5u) {
     index_scores(g);
+  } else {
+    index_combine(g);
   }
 }
