@@ -157,6 +157,7 @@ bool vn_op_quant_input(vnrt_op op, int32_t input) {
   switch (op) {
     case VNRT_OP_LINEAR:
     case VNRT_OP_MATMUL:
+    case VNRT_OP_GROUPED_LINEAR:
       return input == 1 || input == 2; /* the weight and its scale */
     case VNRT_OP_EMBEDDING:
       return input == 0 || input == 2; /* the table and its scale */

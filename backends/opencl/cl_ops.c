@@ -53,11 +53,11 @@
 #define CL_ROW_KV_WRITE cl_kv_write_supports, cl_kv_write_lower
 #define CL_ROW_HADAMARD cl_hadamard_supports, cl_hadamard_lower
 #define CL_ROW_FAKE_QUANT cl_fake_quant_supports, cl_fake_quant_lower
-#define CL_ROW_KV_COMPRESS NULL, NULL
-#define CL_ROW_KV_SCATTER NULL, NULL
-#define CL_ROW_INDEX_SCORES NULL, NULL
-#define CL_ROW_SPARSE_ATTENTION NULL, NULL
-#define CL_ROW_GROUPED_LINEAR NULL, NULL
+#define CL_ROW_KV_COMPRESS cl_kv_compress_supports, cl_kv_compress_lower
+#define CL_ROW_KV_SCATTER cl_kv_scatter_supports, cl_kv_scatter_lower
+#define CL_ROW_INDEX_SCORES cl_index_scores_supports, cl_index_scores_lower
+#define CL_ROW_SPARSE_ATTENTION cl_sparse_attention_supports, cl_sparse_attention_lower
+#define CL_ROW_GROUPED_LINEAR cl_grouped_linear_supports, cl_grouped_linear_lower
 
 typedef struct cl_op_row {
   cl_supports_fn supports;

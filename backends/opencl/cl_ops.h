@@ -73,6 +73,12 @@ CL_OPS_KIND_(short_conv)
 /* cl_ops_quant.c */
 CL_OPS_KIND_(hadamard)
 CL_OPS_KIND_(fake_quant)
+CL_OPS_KIND_(grouped_linear)
+/* cl_ops_v4.c */
+CL_OPS_KIND_(kv_compress)
+CL_OPS_KIND_(kv_scatter)
+CL_OPS_KIND_(index_scores)
+CL_OPS_KIND_(sparse_attention)
 #undef CL_OPS_KIND_
 
 /* Quantized weights and act_quant (cl_ops_quant.c; docs/ops.md, "Quantized weights"). clBLAST

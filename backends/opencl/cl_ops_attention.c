@@ -1,5 +1,5 @@
-/* OpenCL lowering of rope (frequencies computed here in double, split into two floats) and
- * attention (one work-group per query row where local memory is real, one work-item per row on
+/* OpenCL lowering of rope (frequencies computed here in double, with YaRN, split into two floats)
+ * and attention (one work-group per query row where local memory is real, one work-item per row on
  * CPU drivers; shaders attention.cl). */
 #include <math.h>
 
@@ -23,9 +23,9 @@ int cl_rope_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
       pos->dtype != VNRT_I32 || pos->dims[0] != x->dims[0]) {
     return 0;
   }
-  int32_t dims = node->params->rope.dims;
-  if (node->params->rope.inverse || node->params->rope.yarn_factor != 0.0) return 0;
-  return dims > 0 && dims <= x->dims[2] && dims % 2 == 0;
+  const vnrt_rope_params *p = &node->params->rope;
+  if (p->yarn_factor != 0.0 && !(p->yarn_factor >= 1.0 && p->yarn_orig_ctx >= 1)) return 0;
+  return p->dims > 0 && p->dims <= x->dims[2] && p->dims % 2 == 0;
 }
 
 int cl_attention_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -62,15 +62,15 @@ vnrt_status cl_rope_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t T = x->dims[0], H = x->dims[1], D = x->dims[2];
   int64_t dims = p->dims;
-  double theta = p->theta;
   int64_t half = dims / 2;
   if (T * H == 0 || D == 0) return VNRT_OK;
-  /* theta^(-2i/dims) in double, as (hi, lo) floats: the kernel forms pos·f in two-float
-   * arithmetic, so long positions keep their angle. */
+  /* theta^(-2i/dims) in double (with YaRN, blended along its ramp: vnrt_rope_freq, which
+   * every backend shares), as (hi, lo) floats: the kernel forms pos·f in
+   * two-float arithmetic, so long positions keep their angle. */
   float *freq = L->dev->host->alloc(L->dev->host->core, sizeof(float) * 2 * (size_t)half + 8);
   if (!freq) return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
   for (int64_t i = 0; i < half; ++i) {
-    double f = pow(theta, -2.0 * (double)i / (double)dims);
+    double f = vnrt_rope_freq(p, i);
     freq[2 * i] = (float)f;
     freq[2 * i + 1] = (float)(f - (double)freq[2 * i]);
   }
@@ -86,6 +86,7 @@ vnrt_status cl_rope_lower(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)D);
   cl_arg_i32(&k, (int32_t)dims);
   cl_arg_i32(&k, p->interleaved);
+  cl_arg_i32(&k, p->inverse);
   cl_arg_i32(&k, (int32_t)H);
   cl_arg_i64(&k, T * H);
   return cl_launch_2d(&k, D - dims + half, T * H);

@@ -107,7 +107,7 @@ int cl_kv_write_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   const vnrt_tensor_type *pos = cl_q_in(g, node, 2), *o = cl_q_out(g, node, 0);
   if (c->rank < 1 || nw->rank != c->rank || nw->dtype != c->dtype || o->dtype != c->dtype ||
       pos->dtype != VNRT_I32 || vnrt_numel(pos) != 1 || vnrt_numel(o) != vnrt_numel(c) ||
-      node->params->kv_write.ring) {
+      (node->params->kv_write.ring && c->dims[0] < 1) || vnrt_dtype_size(c->dtype) == 0) {
     return 0;
   }
   for (int32_t d = 1; d < c->rank; ++d) {
@@ -259,11 +259,22 @@ static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, i
                  (long long)st->info[2]);
 }
 
+/* info: pos tensor. The CPU reference's words. */
+static vnrt_status report_kv_write_ring(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
+  int32_t pos = 0;
+  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE, "kv_write '%s': pos %d is negative",
+                 exec->graph.nodes[st->node].name, (int)pos);
+}
+
 vnrt_status cl_kv_write_lower(cl_lower *L) {
   const vnrt_tensor_type *c = cl_in_type(L, 0), *nw = cl_in_type(L, 1);
   int64_t S = c->dims[0], T = nw->dims[0];
   int64_t row = S > 0 ? vnrt_numel(c) / S : 0;
-  /* pos must satisfy 0 <= pos and pos + T <= S, i.e. pos in [0, S - T + 1). */
+  const int ring = L->node->params->kv_write.ring;
+  /* pos must satisfy 0 <= pos and pos + T <= S, i.e. pos in [0, S - T + 1); a ring only
+   * needs pos >= 0. */
   int32_t slot = cl_err_slot(L);
   cl_launch k;
   cl_launch_begin(L, "check_index", &k);
@@ -272,13 +283,13 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   cl_arg_i32(&k, 0);
   cl_arg_i32(&k, 1);
   cl_arg_i64(&k, 1);
-  cl_arg_i64(&k, S - T + 1);
+  cl_arg_i64(&k, ring ? INT64_MAX : S - T + 1);
   cl_arg_err(&k, slot);
   cl_arg_i32(&k, slot);
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[3] = {L->node->inputs[2], T, S};
-  s = cl_add_check(L, slot, report_kv_write, info, 3);
+  s = cl_add_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
   if (s != VNRT_OK) return s;
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
   const vnrt_backend_tensor *ct = cl_in(L, 0), *ot = cl_out(L, 0);
@@ -287,6 +298,21 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
     int64_t dims[4] = {1, 1, 1, n}, st[4] = {0, 0, 0, 1};
     s = copy(L, 0, dims, st, 0, st, 0);
     if (s != VNRT_OK) return s;
+  }
+  if (ring) {
+    /* Only the last min(T, S) positions land: position pos + t goes to row (pos + t) mod S,
+     * and those rows are distinct. */
+    int64_t nt = T < S ? T : S;
+    cl_launch_begin(L, "kv_write_ring", &k);
+    cl_arg_in(&k, 1);
+    cl_arg_in(&k, 2);
+    cl_arg_out(&k, 0);
+    cl_arg_i32(&k, (int32_t)vnrt_dtype_size(c->dtype));
+    cl_arg_i64(&k, row);
+    cl_arg_i64(&k, T - nt);
+    cl_arg_i64(&k, S);
+    cl_arg_i64(&k, nt * row);
+    return cl_launch_1d(&k, nt * row);
   }
   int64_t n = T * row;
   cl_launch_begin(L, "kv_write_rows", &k);

@@ -1,6 +1,7 @@
 /* OpenCL lowering of embedding (ids checked on the device before the gather, so a bad id
  * writes nothing and is reported with its position; a quantized table's gather is in
- * cl_ops_quant.c) and topk (shaders index.cl). */
+ * cl_ops_quant.c), topk (with fill), kv_scatter and the V4 lightning indexer's index_scores
+ * (shaders index.cl). */
 #include "cl_ops.h"
 
 int cl_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -20,7 +21,6 @@ int cl_topk_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype)) return 0;
   int64_t k = node->params->topk.k;
   int64_t e = x->rank > 0 ? x->dims[x->rank - 1] : 1;
-  if (node->params->topk.has_fill) return 0;
   return node->n_outputs == 2 && cl_q_out(g, node, 1)->dtype == VNRT_I32 && k >= 1 && k <= e;
 }
 
@@ -78,5 +78,7 @@ vnrt_status cl_topk_lower(cl_lower *L) {
   cl_arg_i64(&k, rows);
   cl_arg_i32(&k, (int32_t)e);
   cl_arg_i32(&k, L->node->params->topk.k);
+  cl_arg_i32(&k, L->node->params->topk.has_fill);
+  cl_arg_i32(&k, L->node->params->topk.fill);
   return cl_launch_1d(&k, rows);
 }

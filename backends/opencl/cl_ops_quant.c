@@ -195,8 +195,60 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
   cl_arg_i64(&k, N);
   cl_arg_i64(&k, K);
   cl_arg_i32(&k, linear);
+  cl_arg_i64(&k, 1);
   /* qgemv_e4m3/_e2m1 compute four features per work-item. */
   return cl_launch_2d(&k, strcmp(kernel, "qgemv") == 0 ? N : (N + 3) / 4, M);
+}
+
+/* grouped_linear (docs/ops.md, "DeepSeek-V4 attention"): x[..., G·K] seen as rows [M·G, K]
+ * and y[..., G·N] as [M·G, N]; row r takes w's rows [(r % G)·N, (r % G + 1)·N). On x widened
+ * to f32: the qgemv kernels with G groups for codes, gemv_float4 for f32/f16/bf16 weights. */
+int cl_grouped_linear_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
+                               const vnrt_backend_node *node) {
+  const vnrt_grouped_linear_params *p = &node->params->grouped_linear;
+  const vnrt_tensor_type *x = cl_q_in(g, node, 0), *w = cl_q_in(g, node, 1);
+  const vnrt_tensor_type *o = cl_q_out(g, node, 0);
+  if (!cl_is_float(x->dtype) || !cl_is_float(o->dtype) || x->rank < 1 || w->rank != 2 ||
+      p->groups < 1 || !weight_ok(g, node, 1, &p->w) ||
+      (is_codes(w->dtype) && !keeps_subnormals(dev))) {
+    return 0;
+  }
+  int64_t G = p->groups, K = w->dims[1], GK = x->dims[x->rank - 1];
+  if (w->dims[0] % G != 0 || GK != G * K) return 0;
+  int64_t M = GK > 0 ? vnrt_numel(x) / GK : 0;
+  return vnrt_numel(o) == M * w->dims[0];
+}
+
+vnrt_status cl_grouped_linear_lower(cl_lower *L) {
+  const vnrt_grouped_linear_params *p = &L->node->params->grouped_linear;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *w = cl_in_type(L, 1);
+  int64_t G = p->groups, K = w->dims[1], N = w->dims[0] / G;
+  int64_t rows = K > 0 ? vnrt_numel(x) / K : vnrt_numel(cl_out_type(L, 0)) / (N > 0 ? N : 1);
+  if (rows == 0 || N == 0) return VNRT_OK;
+  uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
+  vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
+  if (s != VNRT_OK) return s;
+  /* Whole chunks of 16 codes in every block: the kernels that sum in vector lanes. */
+  const int lanes = K % 16 == 0 && p->w.block[1] % 16 == 0;
+  const char *kernel = w->dtype == VNRT_E4M3   ? (lanes ? "qgemv_e4m3_v" : "qgemv_e4m3")
+                       : w->dtype == VNRT_E2M1 ? (lanes ? "qgemv_e2m1_v" : "qgemv_e2m1")
+                                               : "gemv_float4";
+  cl_launch k;
+  cl_launch_begin(L, kernel, &k);
+  cl_arg_scratch(&k, xq);
+  if (is_codes(w->dtype)) {
+    arg_qweight(&k, 1, &p->w);
+  } else {
+    cl_arg_in_dt(&k, 1);
+  }
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, rows);
+  cl_arg_i64(&k, N);
+  cl_arg_i64(&k, K);
+  if (is_codes(w->dtype) && !lanes) cl_arg_i32(&k, 1);
+  cl_arg_i64(&k, G);
+  /* Every kernel here computes four features per work-item. */
+  return cl_launch_2d(&k, (N + 3) / 4, rows);
 }
 
 int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,

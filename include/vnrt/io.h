@@ -97,6 +97,18 @@ VNRT_API vnrt_status vnrt_safetensors_find(vnrt_safetensors *file, const char *n
                                            vnrt_tensor_type *out_type, const void **out_data,
                                            size_t *out_bytes);
 
+/* A tensor as the file stores it, whatever its dtype: *out_dtype is the file's dtype string
+ * ("I64", "I8", "F8_E4M3", ...; borrowed until close), *out_rank its rank and out_dims (room for
+ * VNRT_MAX_DIMS) its stored dims (an I8 tensor's last dim counts bytes); *out_data and
+ * *out_bytes as vnrt_safetensors_find gives them. For dtypes vnrt cannot compute with (an I64
+ * table, say) this is the only way to their bytes. Fails with VNRT_ERROR_NOT_FOUND for an
+ * unknown name and VNRT_ERROR_UNSUPPORTED for a rank above VNRT_MAX_DIMS. Every out parameter
+ * may be NULL. */
+VNRT_API vnrt_status vnrt_safetensors_find_stored(vnrt_safetensors *file, const char *name,
+                                                  const char **out_dtype, int32_t *out_rank,
+                                                  int64_t *out_dims, const void **out_data,
+                                                  size_t *out_bytes);
+
 /* The value of a "__metadata__" entry, or NULL if the file has no such key. Borrowed. */
 VNRT_API const char *vnrt_safetensors_metadata(const vnrt_safetensors *file, const char *key);
 /* The "__metadata__" keys in the order the header lists them; vnrt_safetensors_metadata_key
@@ -128,6 +140,14 @@ VNRT_API vnrt_status vnrt_safetensors_writer_open(vnrt_context *ctx, const char 
                                                   const vnrt_tensor_type *types, int32_t count,
                                                   const char *const *meta, int32_t meta_count,
                                                   vnrt_safetensors_writer **out_writer);
+/* vnrt_safetensors_writer_open for tensors given as stored, of any dtype the format defines
+ * (I64, U8, ...): dtypes[i] is the file's dtype string and dims[i][0..ranks[i]) the stored
+ * dims (an I8 tensor's last dim counts bytes; ranks[i] <= VNRT_MAX_DIMS). Each put then
+ * takes numel x the dtype's element size bytes. */
+VNRT_API vnrt_status vnrt_safetensors_writer_open_stored(
+    vnrt_context *ctx, const char *path, const char *const *names, const char *const *dtypes,
+    const int32_t *ranks, const int64_t *const *dims, int32_t count, const char *const *meta,
+    int32_t meta_count, vnrt_safetensors_writer **out_writer);
 VNRT_API vnrt_status vnrt_safetensors_writer_put(vnrt_safetensors_writer *writer, const void *data,
                                                  size_t bytes);
 VNRT_API vnrt_status vnrt_safetensors_writer_close(vnrt_safetensors_writer *writer);

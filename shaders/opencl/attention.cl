@@ -19,10 +19,11 @@ float rope_angle(int pos, float fh, float fl) {
   return r + ae;
 }
 
-/* x[T, H, D] rotated on its last `dims` channels; freq[i] = (hi, lo) of theta^(-2i/dims).
+/* x[T, H, D] rotated on its last `dims` channels; freq[i] = (hi, lo) of pair i's frequency
+ * (theta^(-2i/dims), YaRN-blended by the host). inverse rotates by the negative angle.
  * Global (D - dims + dims/2, T*H): items below first copy, the rest rotate one pair. */
 __kernel void rope(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int dout, int D,
-                   int dims, int interleaved, int H, long rows) {
+                   int dims, int interleaved, int inverse, int H, long rows) {
   int c = get_global_id(0);
   long row = get_global_id(1);
   int first = D - dims, npair = dims / 2;
@@ -36,6 +37,7 @@ __kernel void rope(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int 
   int p = ldi(PTR(pos), row / H);
   __global const float *f = (__global const float *)PTR(freq);
   float cs, sn = sincos(rope_angle(p, f[2 * i], f[2 * i + 1]), &cs);
+  if (inverse) sn = -sn;
   long i1 = base + first + (interleaved ? 2 * i : i);
   long i2 = base + first + (interleaved ? 2 * i + 1 : i + npair);
   float x1 = ld(PTR(x), dx, i1), x2 = ld(PTR(x), dx, i2);

@@ -121,8 +121,27 @@ __kernel void copy_strided(TENSOR(x), TENSOR(o), int esize, long n, long4 dims, 
   long d = dbase + bcast_offset(i, dims, ds);
   if (esize == 2) {
     ((__global ushort *)PTR(o))[d] = ((__global const ushort *)PTR(x))[s];
+  } else if (esize == 1) {
+    PTR(o)[d] = PTR(x)[s];
   } else {
     ((__global uint *)PTR(o))[d] = ((__global const uint *)PTR(x))[s];
+  }
+}
+
+/* kv_write with ring: element i of the rows from t0 on (t = t0 + i / row) goes to row
+ * (pos + t) mod S (pos checked >= 0 before). */
+__kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long t0,
+                            long S, long n) {
+  long i = get_global_id(0);
+  if (i >= n) return;
+  long t = t0 + i / row, c = i % row;
+  long d = (((long)ldi(PTR(pos), 0) + t) % S) * row + c, sidx = t * row + c;
+  if (esize == 2) {
+    ((__global ushort *)PTR(o))[d] = ((__global const ushort *)PTR(nw))[sidx];
+  } else if (esize == 1) {
+    PTR(o)[d] = PTR(nw)[sidx];
+  } else {
+    ((__global uint *)PTR(o))[d] = ((__global const uint *)PTR(nw))[sidx];
   }
 }
 
@@ -134,6 +153,8 @@ __kernel void kv_write_rows(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long 
   long d = (long)ldi(PTR(pos), 0) * row + i;
   if (esize == 2) {
     ((__global ushort *)PTR(o))[d] = ((__global const ushort *)PTR(nw))[i];
+  } else if (esize == 1) {
+    PTR(o)[d] = PTR(nw)[i];
   } else {
     ((__global uint *)PTR(o))[d] = ((__global const uint *)PTR(nw))[i];
   }

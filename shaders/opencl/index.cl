@@ -59,9 +59,10 @@ int ranks_before(float va, int ia, float vb, int ib) {
   return va > vb || (va == vb && ia < ib);
 }
 
-/* Per row of x[rows, E]: the k largest, descending, by insertion into the index output. */
+/* Per row of x[rows, E]: the k largest, descending, by insertion into the index output. With
+ * has_fill, the indices of -inf values become fill (their values stay -inf). */
 __kernel void topk(TENSOR(x), int dx, TENSOR(vals), int dv, TENSOR(idx), long rows, int E,
-                   int k) {
+                   int k, int has_fill, int fill) {
   long r = get_global_id(0);
   if (r >= rows) return;
   __global int *best = (__global int *)PTR(idx) + r * k;
@@ -79,5 +80,9 @@ __kernel void topk(TENSOR(x), int dx, TENSOR(vals), int dv, TENSOR(idx), long ro
     best[pos] = i;
     if (have < k) ++have;
   }
-  for (int s = 0; s < k; ++s) st(PTR(vals), dv, r * k + s, ld(PTR(x), dx, xb + best[s]));
+  for (int s = 0; s < k; ++s) {
+    float v = ld(PTR(x), dx, xb + best[s]);
+    st(PTR(vals), dv, r * k + s, v);
+    if (has_fill && v == -INFINITY) best[s] = fill;
+  }
 }

@@ -196,19 +196,22 @@ float qw_dot(__global const uchar *w, int dt, __global const uchar *ws, int b0, 
 }
 
 /* o[m, n] = Σ_k x[m, k]·W(n, k): linear (trans, w [N, K]) and matmul with a rank-2 b [K, N]
- * (a's batches are rows); x is f32 (the input widened, or fake-quantized). global (N, M). */
+ * (a's batches are rows); x is f32 (the input widened, or fake-quantized). With G groups
+ * (grouped_linear, trans; G = 1 otherwise) row m of x and o is group m % G of a row, which
+ * takes w's rows [g·N, (g+1)·N). global (N, M). */
 __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
-                    int trans) {
+                    int trans, long G) {
   long n = get_global_id(0), m = get_global_id(1);
   if (n >= N || m >= M) return;
   __global const float *xr = (__global const float *)PTR(x) + m * K;
-  float acc = qw_dot(QW(w), 0, trans ? N : K, trans ? K : N, trans, n, xr, K);
+  float acc = qw_dot(QW(w), 0, trans ? G * N : K, trans ? K : N, trans, (m % G) * N + n, xr, K);
   st(PTR(o), dout, m * N + n, acc);
 }
 
-/* qgemv for linear's e4m3 and e2m1 codes, four output features per work-item: four
- * independent sums interleave (one sum's adds wait on each other), each still the reference's
- * sum in k's order, 16 decoded products at a time. global (ceil(N / 4), M). */
+/* qgemv for linear's (and grouped_linear's) e4m3 and e2m1 codes, four output features per
+ * work-item (w's rows (m % G)·N + n): four independent sums interleave (one sum's adds wait
+ * on each other), each still the reference's sum in k's order, 16 decoded products at a time.
+ * global (ceil(N / 4), M). */
 #define ADD16_(acc, pr)                                                        \
   acc += pr.s0, acc += pr.s1, acc += pr.s2, acc += pr.s3, acc += pr.s4,         \
       acc += pr.s5, acc += pr.s6, acc += pr.s7, acc += pr.s8, acc += pr.s9,     \
@@ -216,7 +219,7 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
       acc += pr.sf
 #define QGEMV4_(name, DEC16, DEC1, ROWBYTES, CHUNK)                                            \
   __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
-                     int trans) {                                                             \
+                     int trans, long G) {                                                     \
     long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
     if (n0 >= N || m >= M) return;                                                            \
     __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
@@ -224,7 +227,7 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
     long n[4];                                                                                \
     __global const uchar *row[4], *srow[4];                                                   \
     for (int r = 0; r < 4; ++r) {                                                             \
-      n[r] = n0 + r < N ? n0 + r : N - 1;                                                     \
+      n[r] = (m % G) * N + (n0 + r < N ? n0 + r : N - 1);                                     \
       row[r] = PTR(w) + n[r] * (ROWBYTES);                                                    \
       srow[r] = PTR(w_s) + (n[r] / w_b0) * SC;                                                \
     }                                                                                         \
@@ -307,3 +310,66 @@ __kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT
   }
   st(PTR(y), dy, t * C + c, acc);
 }
+
+/* grouped_linear with a float weight (f32/f16/bf16; G groups as qgemv): four features per
+ * work-item, VN_VW channels at a time (FP_CONTRACT ON, as the GEMM kernels), so the weight
+ * streams through vector loads. global (ceil(N / 4), M). */
+__kernel void gemv_float4(TENSOR(x), TENSOR(w), int dw, TENSOR(o), int dout, long M, long N,
+                          long K, long G) {
+#pragma OPENCL FP_CONTRACT ON
+  long n0 = get_global_id(0) * 4, m = get_global_id(1);
+  if (n0 >= N || m >= M) return;
+  __global const float *xr = (__global const float *)PTR(x) + m * K;
+  long r[4];
+  for (int i = 0; i < 4; ++i) r[i] = ((m % G) * N + (n0 + i < N ? n0 + i : N - 1)) * K;
+  floatv v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+  long k = 0;
+  for (; k + VN_VW <= K; k += VN_VW) {
+    floatv xv = vloadv(0, xr + k);
+    v0 = xv * ldv(PTR(w), dw, r[0] + k) + v0;
+    v1 = xv * ldv(PTR(w), dw, r[1] + k) + v1;
+    v2 = xv * ldv(PTR(w), dw, r[2] + k) + v2;
+    v3 = xv * ldv(PTR(w), dw, r[3] + k) + v3;
+  }
+  float acc[4] = {VN_HSUM(v0), VN_HSUM(v1), VN_HSUM(v2), VN_HSUM(v3)};
+  for (; k < K; ++k) {
+    for (int i = 0; i < 4; ++i) acc[i] += xr[k] * ld(PTR(w), dw, r[i] + k);
+  }
+  for (int i = 0; i < 4 && n0 + i < N; ++i) st(PTR(o), dout, m * N + n0 + i, acc[i]);
+}
+
+/* grouped_linear with e4m3/e2m1 codes when K and the block's columns are multiples of 16:
+ * four features per work-item as qgemv_e4m3, but the products of a block are summed in
+ * float16 lanes (then scaled by the block's power of two, exactly), not one by one in k's
+ * order: a decode-sized product is bound by those adds otherwise. global (ceil(N / 4), M). */
+#define QGEMV4V_(name, DEC16, ROWBYTES)                                                        \
+  __kernel void name(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,      \
+                     long G) {                                                                \
+    long n0 = get_global_id(0) * 4, m = get_global_id(1);                                     \
+    if (n0 >= N || m >= M) return;                                                            \
+    __global const float *xr = (__global const float *)PTR(x) + m * K;                        \
+    long SC = (K + w_b1 - 1) / w_b1;                                                          \
+    __global const uchar *row[4], *srow[4];                                                   \
+    for (int r = 0; r < 4; ++r) {                                                             \
+      long n = (m % G) * N + (n0 + r < N ? n0 + r : N - 1);                                   \
+      row[r] = PTR(w) + n * (ROWBYTES);                                                       \
+      srow[r] = PTR(w_s) + (n / w_b0) * SC;                                                   \
+    }                                                                                         \
+    float16 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;                                       \
+    for (long k0 = 0; k0 < K; k0 += w_b1) {                                                   \
+      long k1 = k0 + w_b1 < K ? k0 + w_b1 : K;                                                \
+      float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;                                     \
+      for (long k = k0; k < k1; k += 16) {                                                    \
+        float16 xv = vload16(0, xr + k);                                                      \
+        a0 += xv * DEC16(row[0], k), a1 += xv * DEC16(row[1], k);                             \
+        a2 += xv * DEC16(row[2], k), a3 += xv * DEC16(row[3], k);                             \
+      }                                                                                       \
+      t0 += a0 * e8m0_to_f32(srow[0][k0 / w_b1]), t1 += a1 * e8m0_to_f32(srow[1][k0 / w_b1]); \
+      t2 += a2 * e8m0_to_f32(srow[2][k0 / w_b1]), t3 += a3 * e8m0_to_f32(srow[3][k0 / w_b1]); \
+    }                                                                                         \
+    const float acc[4] = {hsum8(t0.lo + t0.hi), hsum8(t1.lo + t1.hi), hsum8(t2.lo + t2.hi),  \
+                          hsum8(t3.lo + t3.hi)};                                              \
+    for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, acc[r]);       \
+  }
+QGEMV4V_(qgemv_e4m3_v, E4M3_DEC16_, K)
+QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)

@@ -739,6 +739,10 @@ START_TEST(kv_compress_csa_overlap_two_series) {
   check_compress(4, 6, 1, c1, 10, 311);
   const int64_t c2[] = {1, 2, 13, 1, 8, 1, 20, 3, 1}; /* 50 */
   check_compress(8, 3, 1, c2, 9, 312);
+  /* Wide entries: several vectors of channels and more than one block of the fast kernel. */
+  const int64_t c3[] = {6, 1, 1, 9, 3}; /* 20 */
+  check_compress(4, 20, 1, c3, 5, 313);
+  check_compress(4, 300, 0, c3, 5, 314);
 }
 END_TEST
 
@@ -1431,6 +1435,78 @@ START_TEST(grouped_linear_shape_errors) {
 }
 END_TEST
 
+/* ---- empty tensors ------------------------------------------------------------------------ */
+
+/* Runs a one-node graph on every target and checks result 0's element count (and dims). */
+static void check_empty(const char *what, vnrt_op op, const tu_tensor *in, int32_t n_in,
+                        const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out, int64_t d0,
+                        int64_t d1) {
+  vnrt_context *ctx = tu_conformance_context(0);
+  vnrt_graph *g = tu_op_graph(ctx, op, in, n_in, attrs, n_attrs, n_out);
+  target tg[MAX_TARGETS];
+  const int32_t nt = list_targets(ctx, tg);
+  for (int32_t k = 0; k < nt; ++k) {
+    tu_tensor out[4];
+    exec_ok(ctx, g, &tg[k], in, n_in, out, n_out, what);
+    ck_assert_msg(out[0].type.dims[0] == d0 && out[0].type.dims[1] == d1 && tu_numel(&out[0]) == 0,
+                  "%s on %s: result 0 is [%lld, %lld, ...]", what, tg[k].name,
+                  (long long)out[0].type.dims[0], (long long)out[0].type.dims[1]);
+    free_all(out, n_out);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+
+/* docs/ops.md, "Attribute limits and empty tensors": a result without elements costs nothing,
+ * whatever its other dims (1e12 here); a kernel looping over them would time the test out. */
+START_TEST(v4_ops_on_empty_tensors_return_at_once) {
+  const int64_t BIG = 1000000000000LL;
+  int64_t d3[3];
+  {
+    d3[0] = BIG, d3[1] = 0, d3[2] = 0;
+    const int64_t d2[2] = {BIG, 0};
+    tu_tensor in[5] = {tu_tensor_new(VNRT_F32, 3, d3), tu_tensor_new(VNRT_F32, 2, d2),
+                       new_t(VNRT_F32, 4, 0, 0), new_t(VNRT_F32, 0, 0, 0),
+                       new_i32(1, (const int32_t[]){7})};
+    in[2].type.rank = 2; /* ring [4, 0] */
+    in[2].type.dims[1] = 0;
+    in[3].type.dims[0] = 0;
+    check_empty("sparse_attention", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, BIG, 0);
+    free_all(in, 5);
+  }
+  {
+    d3[0] = 0, d3[1] = BIG, d3[2] = 0;
+    const int64_t w2[2] = {0, BIG};
+    tu_tensor in[4] = {tu_tensor_new(VNRT_F32, 3, d3), new_t(VNRT_F32, 5, 0, 0),
+                       tu_tensor_new(VNRT_F32, 2, w2), new_i32(1, NULL)};
+    in[1].type.rank = 2; /* k [5, 0] */
+    in[1].type.dims[1] = 0;
+    in[3].type.dims[0] = 0;
+    vnrt_attr at[1] = {tu_attr_i("ratio", 4)};
+    check_empty("index_scores", VNRT_OP_INDEX_SCORES, in, 4, at, 1, 1, 0, 5);
+    free_all(in, 4);
+  }
+  {
+    const int64_t x2[2] = {BIG, 0};
+    tu_tensor in[2] = {tu_tensor_new(VNRT_F32, 2, x2), new_t(VNRT_F32, 0, 0, 0)};
+    in[1].type.rank = 2; /* w [0, 0] */
+    in[1].type.dims[1] = 0;
+    vnrt_attr at[1] = {tu_attr_i("groups", 2)};
+    check_empty("grouped_linear", VNRT_OP_GROUPED_LINEAR, in, 2, at, 1, 1, BIG, 0);
+    free_all(in, 2);
+  }
+  {
+    const int64_t c2[2] = {BIG, 0};
+    tu_tensor in[3] = {tu_tensor_new(VNRT_F32, 2, c2), new_t(VNRT_F32, 3, 0, 0),
+                       new_i32(3, (const int32_t[]){5, -1, 100})};
+    in[1].type.rank = 2; /* rows [3, 0] */
+    in[1].type.dims[1] = 0;
+    check_empty("kv_scatter", VNRT_OP_KV_SCATTER, in, 3, NULL, 0, 1, BIG, 0);
+    free_all(in, 3);
+  }
+}
+END_TEST
+
 static Suite *v4_suite(void) {
   Suite *s = suite_create("conformance_v4");
   TCase *rope = tcase_create("rope");
@@ -1475,6 +1551,9 @@ static Suite *v4_suite(void) {
   tcase_add_test(gl, grouped_linear_one_group_equals_linear);
   tcase_add_test(gl, grouped_linear_shape_errors);
   suite_add_tcase(s, gl);
+  TCase *empty = tcase_create("empty");
+  tcase_add_test(empty, v4_ops_on_empty_tensors_return_at_once);
+  suite_add_tcase(s, empty);
   return s;
 }
 

@@ -579,7 +579,7 @@ void build_cases(void) {
       {4, 1, 16, 11, 0, "CSA prefill, tail"},    {4, 1, 32, 1, 39, "CSA decode, closes"},
       {4, 1, 8, 1, 41, "CSA decode, open"},      {128, 0, 16, 300, 0, "HCA prefill, tail"},
       {128, 0, 8, 1, 255, "HCA decode, closes"}, {8, 0, 5, 19, 13, "chunk mid-window"},
-      {8, 1, 6, 21, 77, "CSA chunk mid-window"},
+      {8, 1, 6, 21, 77, "CSA chunk mid-window"}, {4, 1, 300, 9, 5, "CSA wide entries"},
   };
   for (size_t i = 0; i < sizeof kvc / sizeof kvc[0]; ++i) {
     const int64_t c = 1 + kvc[i].ov, cd = c * kvc[i].d;

@@ -117,7 +117,7 @@ void *make_input(const input_spec *s, uint64_t seed) {
           int64_t t = perm[i];
           perm[i] = perm[j], perm[j] = t;
         }
-        const int64_t masked = (r * 5) % (row + 1);
+        const int64_t masked = row - 2 * (r % 5) > 0 ? row - 2 * (r % 5) : 0;
         for (int64_t i = 0; i < row; ++i) {
           double v = s->gen == GEN_ROWPERM ? (double)perm[i] : s->lo + s->hi * (double)perm[i];
           if (s->gen == GEN_MASKED && perm[i] < masked) v = -INFINITY;

@@ -20,7 +20,8 @@ typedef enum gen_kind {
   GEN_E2M1,     /* e2m1 codes, any nibble */
   GEN_E8M0,     /* e8m0 scale codes in [lo, hi] */
   GEN_DYADIC,   /* an integer in [lo, hi] / 16: sums of products with the codes stay exact */
-  GEN_MASKED,   /* GEN_DISTINCT, then in row r the (r·5) mod (E+1) smallest values are -inf */
+  GEN_MASKED,   /* GEN_DISTINCT, then in row r all but 2·(r mod 5) values are -inf (so that
+                   topk picks -inf entries, ties among them included) */
   GEN_OPTINDEX, /* i32 uniform in [-1, hi): an index or -1 (none) */
   GEN_SCATTER,  /* i32: distinct cache rows k < hi, as positions k·lo + (k mod lo); every
                    fourth element -1 (kv_scatter's pos with div = lo) */

@@ -1,0 +1,357 @@
+/* DeepSeek-V4 config.json parsing (models/v4_config.h) and the memory plan (models/v4_plan.h):
+ * the shipped configs parse with their values; every class of bad config fails with a message
+ * naming the field; the plan of the real V4-Flash config gives the real checkpoint's tensor
+ * count and payload bytes (159,609,485,896 bytes in 69,187 tensors, MTP included) and state
+ * sizes computed here by hand from the formulas in docs/deepseek-v4.md. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/v4_config.h"
+#include "models/v4_plan.h"
+#include "test_util.h"
+
+static char *read_config(const char *name) {
+  const char *root = getenv("VNRT_TEST_SOURCE_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/models/configs/%s", root ? root : ".", name);
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+static void load(const char *name, vn_v4_config *c) {
+  const char *root = getenv("VNRT_TEST_SOURCE_DIR");
+  char path[1024], err[512];
+  snprintf(path, sizeof path, "%s/models/configs/%s", root ? root : ".", name);
+  vnrt_status s = vn_v4_config_load(path, c, err, sizeof err);
+  ck_assert_msg(s == VNRT_OK, "%s: %s", name, err);
+}
+
+START_TEST(flash_values) {
+  vn_v4_config c;
+  load("v4-flash.json", &c);
+  ck_assert_int_eq(c.vocab_size, 129280);
+  ck_assert_int_eq(c.hidden_size, 4096);
+  ck_assert_int_eq(c.num_hidden_layers, 43);
+  ck_assert_int_eq(c.num_attention_heads, 64);
+  ck_assert_int_eq(c.head_dim, 512);
+  ck_assert_int_eq(c.qk_rope_head_dim, 64);
+  ck_assert_int_eq(c.q_lora_rank, 1024);
+  ck_assert_int_eq(c.o_groups, 8);
+  ck_assert_int_eq(c.o_lora_rank, 1024);
+  ck_assert_int_eq(c.sliding_window, 128);
+  ck_assert_int_eq(c.n_compress_ratios, 44);
+  int csa = 0, hca = 0, swa = 0;
+  for (int i = 0; i < 43; i++) {
+    int r = vn_v4_layer_ratio(&c, i);
+    csa += r == 4, hca += r == 128, swa += r == 0;
+  }
+  ck_assert_int_eq(csa, 21);
+  ck_assert_int_eq(hca, 20);
+  ck_assert_int_eq(swa, 2);
+  ck_assert_int_eq(vn_v4_layer_ratio(&c, 43), 0); /* MTP */
+  ck_assert_int_eq(vn_v4_layer_ratio(&c, 44), -1);
+  ck_assert(vn_v4_is_hash_layer(&c, 2) && !vn_v4_is_hash_layer(&c, 3));
+  ck_assert(c.compress_rope_theta == 160000 && c.rope_theta == 10000);
+  ck_assert_str_eq(c.rope_scaling.type, "yarn");
+  ck_assert(c.rope_scaling.factor == 16 && c.rope_scaling.beta_fast == 32 &&
+            c.rope_scaling.beta_slow == 1);
+  ck_assert_int_eq(c.rope_scaling.original_max_position_embeddings, 65536);
+  ck_assert_int_eq(c.max_position_embeddings, 1048576);
+  ck_assert_int_eq(c.index_n_heads, 64);
+  ck_assert_int_eq(c.index_head_dim, 128);
+  ck_assert_int_eq(c.index_topk, 512);
+  ck_assert_int_eq(c.n_routed_experts, 256);
+  ck_assert_int_eq(c.num_experts_per_tok, 6);
+  ck_assert_int_eq(c.moe_intermediate_size, 2048);
+  ck_assert_int_eq(c.num_hash_layers, 3);
+  ck_assert_int_eq(c.scoring_func, VN_V4_SCORING_SQRTSOFTPLUS);
+  ck_assert_str_eq(c.topk_method, "noaux_tc");
+  ck_assert(c.norm_topk_prob);
+  ck_assert(c.routed_scaling_factor == 1.5 && c.swiglu_limit == 10.0);
+  ck_assert(c.hc_mult == 4 && c.hc_sinkhorn_iters == 20 && c.hc_eps == 1e-6);
+  ck_assert(c.rms_norm_eps == 1e-6);
+  ck_assert_int_eq(c.num_nextn_predict_layers, 1);
+  ck_assert_str_eq(c.hidden_act, "silu");
+  ck_assert(!c.tie_word_embeddings && !c.attention_bias);
+  ck_assert_str_eq(c.torch_dtype, "bfloat16");
+  ck_assert_str_eq(c.quantization_config.fmt, "e4m3");
+  ck_assert_str_eq(c.quantization_config.scale_fmt, "ue8m0");
+  ck_assert_int_eq(c.quantization_config.weight_block_size[1], 128);
+  ck_assert(c.expert_dtype == VN_V4_EXPERT_FP4 && c.expert_dtype_present);
+  ck_assert_int_eq(c.bos_token_id, 0);
+  ck_assert_int_eq(c.eos_token_id, 1);
+}
+END_TEST
+
+START_TEST(shipped_configs) {
+  vn_v4_config c;
+  load("v4-tiny.json", &c);
+  ck_assert_int_eq(c.hidden_size, 256);
+  ck_assert_int_eq(c.num_hidden_layers, 4);
+  ck_assert_int_eq(c.compress_ratios[1], 4);
+  ck_assert_int_eq(c.compress_ratios[2], 128);
+  ck_assert_int_eq(c.num_hash_layers, 2);
+  ck_assert_int_eq(c.index_topk, 8);
+  ck_assert_int_eq(c.n_routed_experts, 16);
+  load("v4-tiny2.json", &c);
+  ck_assert_int_eq(c.hidden_size, 384);
+  ck_assert_int_eq(c.num_hidden_layers, 3);
+  ck_assert_int_eq(c.compress_ratios[0], 4);
+  ck_assert_int_eq(c.vocab_size, 2000);
+  load("v4-bench.json", &c);
+  ck_assert_int_eq(c.num_hidden_layers, 8);
+  ck_assert_int_eq(c.n_routed_experts, 64);
+}
+END_TEST
+
+/* The tiny config with field (may be "a.b") set to the JSON value (NULL deletes it), parsed;
+ * returns the status and leaves the message in err. */
+static vnrt_status parse_edited(const char *field, const char *value, vn_v4_config *c, char *err,
+                                size_t err_size) {
+  json_object *root = json_tokener_parse(read_config("v4-tiny.json"));
+  ck_assert_ptr_nonnull(root);
+  json_object *obj = root;
+  char key[128];
+  snprintf(key, sizeof key, "%s", field);
+  char *dot = strchr(key, '.');
+  if (dot) {
+    *dot = '\0';
+    ck_assert(json_object_object_get_ex(root, key, &obj));
+    memmove(key, dot + 1, strlen(dot + 1) + 1);
+  }
+  if (value) {
+    json_object *v = json_tokener_parse(value);
+    ck_assert_msg(v != NULL || strcmp(value, "null") == 0, "bad test value %s", value);
+    json_object_object_add(obj, key, v);
+  } else {
+    json_object_object_del(obj, key);
+  }
+  const char *text = json_object_to_json_string(root);
+  vnrt_status s = vn_v4_config_parse(text, strlen(text), c, err, err_size);
+  json_object_put(root);
+  return s;
+}
+
+static void expect_bad(const char *field, const char *value, const char *fragment) {
+  vn_v4_config c;
+  char err[512] = "";
+  vnrt_status s = parse_edited(field, value, &c, err, sizeof err);
+  if (s != VNRT_ERROR_INVALID_ARGUMENT)
+    ck_abort_msg("%s = %s: status %d (%s), expected INVALID_ARGUMENT", field,
+                 value ? value : "(deleted)", (int)s, err);
+  if (!strstr(err, fragment))
+    ck_abort_msg("%s = %s: message '%s' lacks '%s'", field, value ? value : "(deleted)", err,
+                 fragment);
+  if (c.hidden_size != 0) ck_abort_msg("%s: *out not cleared on failure", field);
+}
+
+START_TEST(bad_configs) {
+  expect_bad("model_type", "\"deepseek_v3\"", "model_type is \"deepseek_v3\"");
+  expect_bad("hidden_size", NULL, "required field hidden_size is missing");
+  expect_bad("rope_scaling.factor", NULL, "required field rope_scaling.factor is missing");
+  expect_bad("hidden_size", "\"256\"", "hidden_size must be an integer, not a string");
+  expect_bad("hidden_size", "256.5", "hidden_size must be an integer");
+  expect_bad("rope_theta", "\"x\"", "rope_theta must be a number");
+  expect_bad("norm_topk_prob", "1", "norm_topk_prob must be a boolean");
+  expect_bad("compress_ratios", "4", "compress_ratios must be an array");
+  expect_bad("hidden_size", "200", "hidden_size is 200, which is not a multiple of 128");
+  expect_bad("hidden_size", "4294967296", "hidden_size is 4294967296, which is outside");
+  expect_bad("q_lora_rank", "100", "q_lora_rank is 100, which is not a multiple of 128");
+  expect_bad("moe_intermediate_size", "96", "moe_intermediate_size is 96");
+  expect_bad("o_lora_rank", "64", "o_lora_rank is 64");
+  expect_bad("head_dim", "64", "head_dim (64) must be greater than qk_rope_head_dim (64)");
+  expect_bad("head_dim", "160", "head_dim - qk_rope_head_dim is 96");
+  expect_bad("index_head_dim", "96", "index_head_dim is 96, which is not a power of 2");
+  expect_bad("index_head_dim", "16", "index_head_dim is 16, which is not a multiple of 32");
+  expect_bad("index_head_dim", "64", "index_head_dim (64) must be greater than");
+  expect_bad("num_attention_heads", "3", "num_attention_heads (3) is not divisible by o_groups");
+  expect_bad("vocab_size", "0", "vocab_size is 0, which is outside");
+  expect_bad("vocab_size", "-5", "vocab_size is -5");
+  expect_bad("num_experts_per_tok", "17",
+             "num_experts_per_tok (17) is greater than n_routed_experts (16)");
+  expect_bad("num_key_value_heads", "2", "num_key_value_heads is 2");
+  expect_bad("n_shared_experts", "2", "n_shared_experts is 2");
+  expect_bad("compress_ratios", "[0, 4, 128]", "compress_ratios has 3 entries");
+  expect_bad("compress_ratios", "[0, 4, 128, 4]",
+             "fewer than num_hidden_layers + num_nextn_predict_layers");
+  expect_bad("compress_ratios", "[0, 4, 64, 4, 0]", "compress_ratios[2] is 64");
+  expect_bad("compress_ratios", "[0, 4, \"128\", 4, 0]", "compress_ratios[2] is \"128\"");
+  expect_bad("hc_sinkhorn_iters", "0", "hc_sinkhorn_iters is 0, which is outside [1, 1000]");
+  expect_bad("hc_sinkhorn_iters", "1001", "hc_sinkhorn_iters is 1001");
+  expect_bad("tie_word_embeddings", "true", "tie_word_embeddings is true");
+  expect_bad("attention_bias", "true", "attention_bias is true");
+  expect_bad("expert_dtype", "\"int4\"", "expert_dtype is \"int4\", which is not supported");
+  expect_bad("scoring_func", "\"relu\"", "scoring_func is \"relu\"");
+  expect_bad("hidden_act", "\"gelu\"", "hidden_act is \"gelu\"");
+  expect_bad("rope_scaling.type", "\"linear\"", "rope_scaling.type is \"linear\"");
+  expect_bad("rope_scaling.beta_fast", "0.5", "rope_scaling.beta_fast (0.5) must be greater");
+  expect_bad("quantization_config.fmt", "\"e5m2\"", "quantization_config.fmt is \"e5m2\"");
+  expect_bad("quantization_config.weight_block_size", "[64, 64]",
+             "quantization_config.weight_block_size[0] is 64");
+  expect_bad("num_hash_layers", "5", "num_hash_layers (5) is greater than num_hidden_layers");
+  expect_bad("eos_token_id", "1024", "eos_token_id (1024) must be below vocab_size");
+  expect_bad("rope_scaling", "[1]", "rope_scaling must be an object, not an array");
+  /* A product beyond 2^31: H * D = 16384 * 262144. */
+  vn_v4_config c;
+  char err[512];
+  json_object *root = json_tokener_parse(read_config("v4-tiny.json"));
+  json_object_object_add(root, "num_attention_heads", json_object_new_int64(16384));
+  json_object_object_add(root, "head_dim", json_object_new_int64(262144));
+  const char *text = json_object_to_json_string(root);
+  ck_assert_int_eq(vn_v4_config_parse(text, strlen(text), &c, err, sizeof err),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err, "num_attention_heads * head_dim is 4294967296, more than 2^31"), "%s",
+                err);
+  json_object_put(root);
+}
+END_TEST
+
+START_TEST(not_json) {
+  vn_v4_config c;
+  char err[512];
+  ck_assert_int_eq(vn_v4_config_parse("{\"model_type\": ", 15, &c, err, sizeof err),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err, "config.json: not valid JSON"), "%s", err);
+  ck_assert_int_eq(vn_v4_config_parse("[1, 2]", 6, &c, err, sizeof err),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err, "the top level must be a JSON object, not an array"), "%s", err);
+  ck_assert_int_eq(vn_v4_config_parse("{} x", 4, &c, err, sizeof err), VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err, "text after the object"), "%s", err);
+  ck_assert_int_eq(vn_v4_config_load("/nonexistent/config.json", &c, err, sizeof err),
+                   VNRT_ERROR_IO);
+  ck_assert_msg(strstr(err, "/nonexistent/config.json: cannot open"), "%s", err);
+}
+END_TEST
+
+START_TEST(optional_fields) {
+  vn_v4_config c;
+  char err[512];
+  /* No expert_dtype: the default (FP4), and the config says it was absent. */
+  ck_assert_int_eq(parse_edited("expert_dtype", NULL, &c, err, sizeof err), VNRT_OK);
+  ck_assert_int_eq(c.expert_dtype, VN_V4_DEFAULT_EXPERT_DTYPE);
+  ck_assert_int_eq(c.expert_dtype, VN_V4_EXPERT_FP4);
+  ck_assert(!c.expert_dtype_present);
+  ck_assert_int_eq(parse_edited("expert_dtype", "\"fp8\"", &c, err, sizeof err), VNRT_OK);
+  ck_assert_int_eq(c.expert_dtype, VN_V4_EXPERT_FP8);
+  ck_assert_int_eq(parse_edited("scoring_func", "\"softmax\"", &c, err, sizeof err), VNRT_OK);
+  ck_assert_int_eq(c.scoring_func, VN_V4_SCORING_SOFTMAX);
+  ck_assert_int_eq(parse_edited("bos_token_id", NULL, &c, err, sizeof err), VNRT_OK);
+  ck_assert_int_eq(c.bos_token_id, -1);
+  ck_assert_int_eq(c.eos_token_id, 1);
+  /* More ratios than layers + MTP (later revisions add speculative stages): kept. */
+  ck_assert_int_eq(parse_edited("compress_ratios", "[0, 4, 128, 4, 0, 0]", &c, err, sizeof err),
+                   VNRT_OK);
+  ck_assert_int_eq(c.n_compress_ratios, 6);
+  /* HF's newer spelling of the YaRN kind. */
+  json_object *root = json_tokener_parse(read_config("v4-tiny.json"));
+  json_object *rs;
+  ck_assert(json_object_object_get_ex(root, "rope_scaling", &rs));
+  json_object_object_del(rs, "type");
+  json_object_object_add(rs, "rope_type", json_object_new_string("yarn"));
+  const char *text = json_object_to_json_string(root);
+  ck_assert_int_eq(vn_v4_config_parse(text, strlen(text), &c, err, sizeof err), VNRT_OK);
+  json_object_put(root);
+}
+END_TEST
+
+typedef struct count_ctx {
+  uint64_t n, bytes, by_dtype[6];
+} count_ctx;
+
+static int count_tensor(void *user, const vn_v4_tensor_spec *t) {
+  count_ctx *c = user;
+  c->n++;
+  c->bytes += t->bytes;
+  static const char *const kD[] = {"BF16", "F32", "F8_E4M3", "F8_E8M0", "I8", "I64"};
+  for (int i = 0; i < 6; i++)
+    if (strcmp(t->dtype, kD[i]) == 0) c->by_dtype[i]++;
+  return 0;
+}
+
+START_TEST(flash_plan) {
+  vn_v4_config c;
+  load("v4-flash.json", &c);
+  vn_v4_memory m;
+  ck_assert_int_eq(vn_v4_memory_plan(&c, 1048576, &m), VNRT_OK);
+  /* The real V4-Flash inventory (docs/deepseek-v4.md, "Memory plan"). */
+  ck_assert_uint_eq(m.tensor_count_with_mtp, 69187);
+  ck_assert_uint_eq(m.weights_with_mtp, 159609485896ull);
+  ck_assert_uint_eq(m.tensor_count, 69187 - 1575);
+  ck_assert_uint_eq(m.weight_bytes[VN_V4_KIND_MTP], 3593787756ull);
+  ck_assert_uint_eq(m.weights_total, 159609485896ull - 3593787756ull);
+  /* Routed experts by hand: 43 layers x 256 experts x 3 matrices of 2048 x 4096 FP4 codes
+   * (half a byte each) plus one e8m0 scale per 32. */
+  ck_assert_uint_eq(m.weight_bytes[VN_V4_KIND_ROUTED_EXPERTS],
+                    43ull * 256 * 3 * (2048ull * 4096 / 2 + 2048ull * 4096 / 32));
+  ck_assert_uint_eq(m.weight_bytes[VN_V4_KIND_EMBED], 129280ull * 4096 * 2);
+  ck_assert_uint_eq(m.weight_bytes[VN_V4_KIND_HEAD], 129280ull * 4096 * 2);
+  /* Per-layer tensor counts of the real files: 1,565 / 1,569 / 1,576 (ratio 0 / 128 / 4). */
+  count_ctx all = {0};
+  vn_v4_for_each_tensor(&c, VN_V4_LIST_MODEL, count_tensor, &all);
+  ck_assert_uint_eq(all.n, 6 + 2 * 1565 + 20 * 1569 + 21 * 1576);
+  /* Decode: one embedding row, 6 of 256 experts. */
+  uint64_t want = m.weights_total - m.weight_bytes[VN_V4_KIND_EMBED] + 4096 * 2 -
+                  m.weight_bytes[VN_V4_KIND_ROUTED_EXPERTS] +
+                  m.weight_bytes[VN_V4_KIND_ROUTED_EXPERTS] / 256 * 6;
+  ck_assert_uint_eq(m.decode_bytes_per_token, want);
+  /* State: 3,440 f32 values per token; fixed = rings + compressor states. */
+  ck_assert(m.state_bytes_per_token == 3440.0 * 4);
+  uint64_t fixed = 43ull * 128 * 512 * 4 + 21ull * 2 * 8 * 1024 * 4 + 20ull * 2 * 128 * 512 * 4 +
+                   21ull * 2 * 8 * 256 * 4;
+  ck_assert_uint_eq(m.state_fixed_bytes, fixed);
+  ck_assert_uint_eq(m.state_bytes_at_max_ctx, fixed + 21ull * (1048576 / 4) * (512 + 128) * 4 +
+                                                  20ull * (1048576 / 128) * 512 * 4);
+  ck_assert_int_eq(m.prefill_tokens, 4096);
+  /* The arena formula by hand for Flash, per token: 2nC 32768 + (2+n)n 24 + C 4096 + Rq 1024
+   * + 2HD 65536 + D 512 + 4D 2048 + Hi*Di 8192 + 4Di 512 + G*R 8192 + P/4 1024 + H(W+topk)
+   * 40960 + E 256 + 2kF 24576 + 2F 4096 + C 4096 = 197912; plus the logits row. */
+  ck_assert_uint_eq(m.prefill_arena_bytes, 4ull * (4096ull * 197912 + 129280));
+  ck_assert_uint_eq(vn_v4_prefill_arena_bytes(&c, 4096), m.prefill_arena_bytes);
+  ck_assert_uint_eq(vn_v4_prefill_arena_bytes(&c, 0), 0);
+  ck_assert_int_eq(vn_v4_memory_plan(&c, 0, &m), VNRT_ERROR_INVALID_ARGUMENT);
+  /* The table prints every kind. */
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ck_assert_int_eq(vn_v4_memory_plan(&c, 1048576, &m), VNRT_OK);
+  vn_v4_memory_plan_print(f, &c, &m);
+  fclose(f);
+  ck_assert_msg(strstr(text, "routed experts") && strstr(text, "159609485896"), "%s", text);
+  free(text);
+}
+END_TEST
+
+START_TEST(flash_dtype_counts) {
+  /* Per-dtype tensor counts of one CSA layer of the real file (INVF in the reference): the
+   * layer's 1,576 tensors. */
+  vn_v4_config c;
+  load("v4-flash.json", &c);
+  c.num_hidden_layers = 3; /* layers 0, 1 (ratio 0) and 2 (ratio 4, hash) */
+  count_ctx three = {0};
+  vn_v4_for_each_tensor(&c, VN_V4_LIST_MODEL, count_tensor, &three);
+  ck_assert_uint_eq(three.n, 6 + 1565 * 2 + 1576);
+  ck_assert_uint_eq(three.by_dtype[5], 3);           /* I64: tid2eid of layers 0-2 */
+  ck_assert_uint_eq(three.by_dtype[4], 3 * 256 * 3); /* I8: the routed experts */
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("v4_config");
+  TCase *tc = tcase_create("v4_config");
+  tcase_add_test(tc, flash_values);
+  tcase_add_test(tc, shipped_configs);
+  tcase_add_test(tc, bad_configs);
+  tcase_add_test(tc, not_json);
+  tcase_add_test(tc, optional_fields);
+  tcase_add_test(tc, flash_plan);
+  tcase_add_test(tc, flash_dtype_counts);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}
