@@ -20,10 +20,11 @@
 enum {
   V4_KVC_ENTRIES = 1,
   V4_KVC_STATES = 2,
-  V4_SCATTER_CHECK = 3,
+  V4_SCATTER_MARK = 3,
   V4_SCATTER = 4,
   V4_INDEX = 5,
   V4_INDEX_COMBINE = 6,
+  V4_SCATTER_INIT = 7,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -141,12 +142,16 @@ VK_RECORD_FN(vk_rec_kv_scatter) {
   vk_desc_init(&d, VK_SHADER_V4);
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 2, node->inputs[2]);
-  d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, 4);
+  d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, (S + 1) * 4);
   vk_push_u(&d, 0, N), vk_push_u(&d, 1, N * row_elems), vk_push_u(&d, 2, S);
   vk_push_u(&d, 3, row_elems), vk_push_u(&d, 4, (uint64_t)node->params->kv_scatter.div);
-  /* Every pos is checked first, so that a bad one writes nothing. */
-  d.spec[8] = V4_SCATTER_CHECK;
-  d.groups[0] = d.groups[1] = d.groups[2] = 1;
+  /* Every pos is looked at first (so that a bad one writes nothing, and of two rows for one
+   * place only the later is written), then the rows are copied. */
+  d.spec[8] = V4_SCATTER_INIT;
+  vk_grid(b, vk_div_up(S + 1, WG_V4), d.groups);
+  VK_TRY(emit_padded(b, &d));
+  d.spec[8] = V4_SCATTER_MARK;
+  vk_grid(b, vk_div_up(N, WG_V4), d.groups);
   VK_TRY(emit_padded(b, &d));
   vk_bind(b, &d, 5, out);
   d.spec[8] = V4_SCATTER;

@@ -5,10 +5,11 @@
 //        5 entries [N, d], 6 entry_pos [N] (i32).
 //   OP 2 kv_compress states: an invocation per (state row, channel of c*d); same inputs,
 //        5 state_a', 6 state_z'.
-//   OP 3 kv_scatter check: one invocation looks at every pos; the first whose row pos/div is
-//        >= S is reported, and scratch word 0 says whether any was (then nothing is written).
-//   OP 4 kv_scatter rows: an invocation per element of rows (slot 1, DT1) into the cache copy
-//        (slot 5), pos slot 2; nothing when the check failed.
+//   OP 7, 3, 4 kv_scatter: 7 clears the scratch words below; 3, an invocation per row i,
+//        marks the first i whose cache row pos/div is >= S, or that i is the latest row for
+//        its cache row (the later one wins); 4, an invocation per element of rows (slot 1,
+//        DT1), copies the winners into the cache copy (slot 5), pos slot 2, or reports the
+//        first bad row and writes nothing.
 //   OP 6 index_scores on CPU devices: the combination of the head products (below).
 //   kv_compress reports pos0 < 0 (and reads nothing).
 //   OP 5 index_scores: an invocation per (t, j): slots 0 q[T, Hi, Di], 1 k[S, Di],
@@ -108,30 +109,43 @@ void kv_compress_states(uint g) {
 }
 
 // ---- kv_scatter -----------------------------------------------------------------------------
-// push: N rows S row_elems div
+// push: N rows S row_elems div. Scratch words (as uint): 0 the smallest i whose row is >= S
+// (0xffffffff: none), 1 + r the last i (plus 1) that goes to cache row r.
 
-void kv_scatter_check(uint g) {
-  if (g != 0u) return;
+layout(set = 0, binding = 8, std430) buffer VnScratchU { uint u[]; } scr_u;
+
+void kv_scatter_init(uint g) {
+  uint S = pc.u[2];
+  if (g <= S) scr_u.u[g] = g == 0u ? 0xffffffffu : 0u;
+}
+
+void kv_scatter_mark(uint i) {
   uint N = pc.u[0], S = pc.u[2], div = pc.u[4];
-  uint bad = 0u;
-  for (uint i = 0u; i < N; ++i) {
-    int p = ldi2(i);
-    if (p >= 0 && uint(p) / div >= S) {
-      vn_report(VN_ERR_ROW, int(uint(p) / div), S, i);
-      bad = 1u;
-      break;
-    }
+  if (i >= N) return;
+  int p = ldi2(i);
+  if (p < 0) return;
+  uint r = uint(p) / div;
+  if (r >= S) {
+    atomicMin(scr_u.u[0], i);
+  } else {
+    atomicMax(scr_u.u[1u + r], i + 1u); // the later row wins
   }
-  scratch.f[0] = uintBitsToFloat(bad);
 }
 
 void kv_scatter_rows(uint g) {
-  uint n = pc.u[1], row_elems = pc.u[3], div = pc.u[4];
-  if (g >= n || floatBitsToUint(scratch.f[0]) != 0u) return;
+  uint n = pc.u[1], S = pc.u[2], row_elems = pc.u[3], div = pc.u[4];
+  if (g >= n) return;
+  uint bad = scr_u.u[0];
+  if (bad != 0xffffffffu) {
+    if (g == 0u) vn_report(VN_ERR_ROW, int(uint(ldi2(bad)) / div), S, bad);
+    return;
+  }
   uint i = g / row_elems, e = g % row_elems;
   int p = ldi2(i);
   if (p < 0) return;
-  uint to = (uint(p) / div) * row_elems + e;
+  uint r = uint(p) / div;
+  if (scr_u.u[1u + r] != i + 1u) return;
+  uint to = r * row_elems + e;
   if (DT1 == DT_F32 || DT1 == DT_I32) stw5(to, ldw1(g));
   else st16_5(to, ld16_1(g));
 }
@@ -182,7 +196,9 @@ void main() {
   } else if (OP == 2u) {
     kv_compress_states(g);
   } else if (OP == 3u) {
-    kv_scatter_check(g);
+    kv_scatter_mark(g);
+  } else if (OP == 7u) {
+    kv_scatter_init(g);
   } else if (OP == 4u) {
     kv_scatter_rows(g);
   } else if (OP == 5u) {
