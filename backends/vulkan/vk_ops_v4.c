@@ -75,6 +75,10 @@ VK_SUPPORTED_FN(vk_sup_kv_compress) {
   if (ta->rank != 2 || p->ratio < 1 || p->width < 1) return WHY("kv_compress needs a[T, c*d]");
   if (!sizes_ok(g, node, why, why_size)) return 0;
   uint64_t c = 1 + (uint64_t)(p->overlap != 0);
+  if (device->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU && 2 * c * p->ratio > 65535) {
+    /* an entry loops twice over its c*m slots; llvmpipe ends loops after 65535 iterations */
+    return WHY("kv_compress: ratio %d exceeds lavapipe's loop limit", (int)p->ratio);
+  }
   uint64_t states = c * (uint64_t)p->ratio * (uint64_t)ta->dims[1];
   const vnrt_tensor_type *te = vk_out_type(g, node, 0);
   if (!grid_ok(device, states, WG_V4, why, why_size)) return 0;
