@@ -9,10 +9,10 @@
 #include "vk_internal.h"
 
 /* Error kinds written by shaders (common.glsl VN_ERR_*; 7 and 8 are VN_ERR_ENTRY and
- * VN_ERR_POS0 of v4.comp and sparse_attention.comp). */
+ * VN_ERR_POS0 of v4.comp and sparse_attention.comp, 9 copy.comp's VN_ERR_POS). */
 static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert id",
                                            "token id", "rows", "kv_len", "idx entry"};
-enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8 };
+enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
   VkPipeline pipeline;
@@ -585,9 +585,10 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
                          "%s '%s': kv_len %d out of range [0, %" PRIu32 "] (the cache's rows)",
                          op ? op : "?", node->name, (int32_t)rec[2], rec[3]);
     }
-    if (rec[1] == VK_ERR_POS0) {
-      return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE, "%s '%s': pos0 %d is negative",
-                         op ? op : "?", node->name, (int32_t)rec[2]);
+    if (rec[1] == VK_ERR_POS0 || rec[1] == VK_ERR_POS) {
+      return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE, "%s '%s': %s %d is negative",
+                         op ? op : "?", node->name, rec[1] == VK_ERR_POS ? "pos" : "pos0",
+                         (int32_t)rec[2]);
     }
     uint32_t kind = rec[1] < sizeof vk_err_words / sizeof vk_err_words[0] ? rec[1] : 0;
     return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,

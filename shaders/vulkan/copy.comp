@@ -13,6 +13,8 @@
 #define WG 128
 #include "common.glsl"
 
+#define VN_ERR_POS 9u // a ring's pos < 0 (vk_exec.c words it)
+
 layout(push_constant) uniform PC {
   uint n;
   uint d1, d2, d3;
@@ -44,7 +46,7 @@ void main() {
   if (OP == 3u) {
     int pos = ldi2(0u);
     if (pos < 0) {
-      if (i == 0u) vn_report(VN_ERR_ROWS, pos, pc.rows, pc.n / pc.row_elems);
+      if (i == 0u) vn_report(VN_ERR_POS, pos, 0u, 0u);
       return;
     }
     uint t = i / pc.row_elems, e = i % pc.row_elems;
