@@ -8,9 +8,11 @@
 
 #include "vk_internal.h"
 
-/* Error kinds written by shaders (common.glsl VN_ERR_*). */
-static const char *const vk_err_words[] = {"index", "id", "row", "expert id", "token id"};
-enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6 };
+/* Error kinds written by shaders (common.glsl VN_ERR_*; 7 and 8 are VN_ERR_ENTRY and
+ * VN_ERR_POS0 of v4.comp and sparse_attention.comp, 9 copy.comp's VN_ERR_POS). */
+static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert id",
+                                           "token id", "rows", "kv_len", "idx entry"};
+enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
   VkPipeline pipeline;
@@ -172,7 +174,7 @@ int vk_supports_node(vnrt_backend_device *dev, const vnrt_backend_graph *graph, 
   const vnrt_backend_node *node = &graph->nodes[n];
   const uint64_t range = dev->phys->props.limits.maxStorageBufferRange;
   char why[256] = "";
-  int ok = node->n_inputs <= VNRT_MAX_NODE_INPUTS && node->n_outputs <= 3;
+  int ok = node->n_inputs <= VNRT_MAX_NODE_INPUTS && node->n_outputs <= VNRT_MAX_NODE_OUTPUTS;
   for (int32_t i = 0; ok && i < node->n_inputs + node->n_outputs; ++i) {
     int32_t t = i < node->n_inputs ? node->inputs[i] : node->outputs[i - node->n_inputs];
     if (t < 0 || t >= graph->n_tensors) return 0;
@@ -219,13 +221,13 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
 }
 
 /* Checks that every tensor a node touches lies inside its buffer. A node may have more inputs
- * than a dispatch has input slots (moe_ffn with both scales has 7): its record function binds
- * the ones each dispatch reads. */
+ * than a dispatch has input slots (moe_ffn with both scales has 7), or more outputs than it has
+ * output slots (kv_compress has 4): its record function binds the ones each dispatch uses. */
 static vnrt_status check_tensors(vnrt_backend_device *dev, const vnrt_backend_graph *g) {
   const vnrt_backend_host *host = dev->host;
   for (int32_t n = 0; n < g->n_nodes; ++n) {
     const vnrt_backend_node *node = &g->nodes[n];
-    if (node->n_inputs > VNRT_MAX_NODE_INPUTS || node->n_outputs > 3) {
+    if (node->n_inputs > VNRT_MAX_NODE_INPUTS || node->n_outputs > VNRT_MAX_NODE_OUTPUTS) {
       return host->error(host->core, VNRT_ERROR_INTERNAL,
                          "vulkan compile: node '%s' has %d inputs and %d outputs", node->name,
                          (int)node->n_inputs, (int)node->n_outputs);
@@ -582,6 +584,11 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
       return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,
                          "%s '%s': kv_len %d out of range [0, %" PRIu32 "] (the cache's rows)",
                          op ? op : "?", node->name, (int32_t)rec[2], rec[3]);
+    }
+    if (rec[1] == VK_ERR_POS0 || rec[1] == VK_ERR_POS) {
+      return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE, "%s '%s': %s %d is negative",
+                         op ? op : "?", node->name, rec[1] == VK_ERR_POS ? "pos" : "pos0",
+                         (int32_t)rec[2]);
     }
     uint32_t kind = rec[1] < sizeof vk_err_words / sizeof vk_err_words[0] ? rec[1] : 0;
     return host->error(host->core, VNRT_ERROR_OUT_OF_RANGE,

@@ -335,6 +335,18 @@ VK_RECORD_FN(vk_rec_engram_lookup);
 VK_RECORD_FN(vk_rec_engram_gate);
 VK_RECORD_FN(vk_rec_short_conv);
 
+/* vk_ops_v4.c: the DeepSeek-V4 attention ops. */
+VK_SUPPORTED_FN(vk_sup_kv_compress);
+VK_SUPPORTED_FN(vk_sup_kv_scatter);
+VK_SUPPORTED_FN(vk_sup_index_scores);
+VK_SUPPORTED_FN(vk_sup_sparse_attention);
+VK_SUPPORTED_FN(vk_sup_grouped_linear);
+VK_RECORD_FN(vk_rec_kv_compress);
+VK_RECORD_FN(vk_rec_kv_scatter);
+VK_RECORD_FN(vk_rec_index_scores);
+VK_RECORD_FN(vk_rec_sparse_attention);
+VK_RECORD_FN(vk_rec_grouped_linear);
+
 /* vk_ops_quant.c: fake_quant, and the kernels of linear, matmul, embedding and moe_ffn with
  * quantized weights or act_quant (vk_quant_* say which nodes need them; the sup/rec functions
  * of those ops hand such nodes to the q* functions). */

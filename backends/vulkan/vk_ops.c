@@ -2,7 +2,8 @@
  * function, its record function and the shader OP code the record function passes on (0 when
  * the op's shader has none of its own). An op Vulkan does not run has NULL functions and falls
  * back to another backend. The table is built from VNRT_OP_LIST, so an op appended there does
- * not compile here until it has a row. The functions are in vk_ops_basic.c and vk_ops_model.c;
+ * not compile here until it has a row. The functions are in vk_ops_basic.c, vk_ops_model.c and
+ * vk_ops_v4.c (the DeepSeek-V4 attention ops);
  * the kernels in shaders/vulkan (docs/vulkan.md lists which kernel runs which op). Nodes with
  * quantized weights or act_quant go from the linear, matmul, embedding and moe_ffn functions
  * to those of vk_ops_quant.c (shaders/vulkan/quant.comp), which also runs fake_quant. */
@@ -76,11 +77,11 @@ enum { B_ADD = 1, B_SUB = 2, B_MUL = 3, B_DIV = 4, B_SWIGLU = 5 };
 #define VK_OP_KV_WRITE       vk_sup_kv_write,        vk_rec_kv_write,        0
 #define VK_OP_HADAMARD       vk_sup_hadamard,        vk_rec_hadamard,        0
 #define VK_OP_FAKE_QUANT     vk_sup_fake_quant,      vk_rec_fake_quant,      0
-#define VK_OP_KV_COMPRESS    NULL,                   NULL,                   0
-#define VK_OP_KV_SCATTER     NULL,                   NULL,                   0
-#define VK_OP_INDEX_SCORES   NULL,                   NULL,                   0
-#define VK_OP_SPARSE_ATTENTION NULL,                 NULL,                   0
-#define VK_OP_GROUPED_LINEAR NULL,                   NULL,                   0
+#define VK_OP_KV_COMPRESS    vk_sup_kv_compress,     vk_rec_kv_compress,     0
+#define VK_OP_KV_SCATTER     vk_sup_kv_scatter,      vk_rec_kv_scatter,      0
+#define VK_OP_INDEX_SCORES   vk_sup_index_scores,    vk_rec_index_scores,    0
+#define VK_OP_SPARSE_ATTENTION vk_sup_sparse_attention, vk_rec_sparse_attention, 0
+#define VK_OP_GROUPED_LINEAR vk_sup_grouped_linear,  vk_rec_grouped_linear,  0
 /* clang-format on */
 
 typedef struct vk_op_row {

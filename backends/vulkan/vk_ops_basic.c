@@ -103,7 +103,6 @@ VK_SUPPORTED_FN(vk_sup_topk) {
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0);
   int64_t k = node->params->topk.k;
   int64_t e = t0->rank > 0 ? t0->dims[t0->rank - 1] : 1;
-  if (node->params->topk.has_fill) return WHY("topk with fill is not implemented");
   return (k >= 1 && k <= e) ? 1 : WHY("topk needs 1 <= k <= E");
 }
 
@@ -115,7 +114,10 @@ VK_SUPPORTED_FN(vk_sup_rope) {
     return WHY("rope dims must be even, in (0, D]");
   }
   if (!(p->theta > 0.0) || !isfinite(p->theta)) return WHY("rope theta must be positive");
-  if (p->inverse || p->yarn_factor != 0.0) return WHY("rope with YaRN or inverse: not implemented");
+  if (p->yarn_factor != 0.0 && (!(p->yarn_factor >= 1.0) || p->yarn_orig_ctx < 1 ||
+                                !(p->beta_fast > 0.0) || !(p->beta_slow > 0.0))) {
+    return WHY("rope YaRN needs yarn_factor >= 1, yarn_orig_ctx >= 1 and positive betas");
+  }
   return 1;
 }
 
@@ -130,7 +132,7 @@ VK_SUPPORTED_FN(vk_sup_kv_write) {
       vnrt_numel(tp) != 1) {
     return WHY("kv_write needs cache[S, ...], new[T, ...] of its dtype and pos[1] i32");
   }
-  if (node->params->kv_write.ring) return WHY("kv_write with ring: not implemented");
+  if (node->params->kv_write.ring && t0->dims[0] < 1) return WHY("a ring needs at least one row");
   return 1;
 }
 
@@ -248,6 +250,13 @@ VK_RECORD_FN(vk_rec_kv_write) {
   vk_bind(b, &d, 2, node->inputs[2]);
   vk_bind(b, &d, 5, out);
   d.spec[8] = 2;
+  if (node->params->kv_write.ring) {
+    /* Only the last min(T, S) positions land: the earlier ones would be overwritten. */
+    uint64_t T = (uint64_t)tn->dims[0], keep = T < rows ? T : rows;
+    d.spec[8] = 3;
+    vk_push_u(&d, 12, (T - keep) * row_elems); /* in_base: the first kept element */
+    n = keep * row_elems;
+  }
   vk_push_u(&d, 0, n);
   vk_push_u(&d, 1, 1), vk_push_u(&d, 2, 1), vk_push_u(&d, 3, n);
   vk_push_u(&d, 14, rows), vk_push_u(&d, 15, row_elems);
@@ -419,7 +428,7 @@ VK_RECORD_FN(vk_rec_rope) {
   if (!tab) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   for (uint64_t i = 0; i < half; ++i) {
     /* The CPU reference forms the angle in double; so does this table. */
-    double gi = pow(p->theta, -2.0 * (double)i / (double)p->dims) / (2.0 * M_PI);
+    double gi = vnrt_rope_freq(p, (int64_t)i) / (2.0 * M_PI);
     split_turns(gi, tab + 3 * i);
   }
   vk_dispatch_desc d;
@@ -431,6 +440,7 @@ VK_RECORD_FN(vk_rec_rope) {
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 5, node->outputs[0]);
   d.spec[9] = p->interleaved != 0;
+  d.spec[10] = p->inverse != 0;
   uint64_t n = T * H * (first + half);
   vk_push_u(&d, 0, n), vk_push_u(&d, 1, H), vk_push_u(&d, 2, D), vk_push_u(&d, 3, first);
   vk_push_u(&d, 4, half);
@@ -565,6 +575,8 @@ VK_RECORD_FN(vk_rec_topk) {
   vk_bind(b, &d, 6, node->outputs[1]);
   vk_push_u(&d, 0, rows), vk_push_u(&d, 1, E);
   vk_push_u(&d, 2, (uint64_t)node->params->topk.k);
+  d.spec[9] = node->params->topk.has_fill != 0;
+  vk_push_u(&d, 3, (uint32_t)node->params->topk.fill);
   vk_grid(b, rows, d.groups);
   return vk_emit(b, &d);
 }

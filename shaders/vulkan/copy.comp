@@ -4,11 +4,16 @@
 // Slot 0: source (dtype DT0), slot 5: destination (DT5). OP 0: copy bits (DT0 == DT5);
 // OP 1: cast with docs/ops.md's rules; OP 2: kv_write's row update: the n contiguous elements
 // of slot 0 go to rows [pos, pos + n/row_elems) of slot 5, pos read from slot 2 (i32); a pos
-// outside [0, rows - n/row_elems] is reported and nothing is written.
+// outside [0, rows - n/row_elems] is reported and nothing is written. OP 3: kv_write into a
+// ring of `rows` rows: the n elements of slot 0 from in_base on (whole rows: the last
+// min(T, rows) positions) go to rows (pos + in_base/row_elems + t) mod rows; pos < 0 is
+// reported and nothing is written.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 128
 #include "common.glsl"
+
+#define VN_ERR_POS 9u // a ring's pos < 0 (vk_exec.c words it)
 
 layout(push_constant) uniform PC {
   uint n;
@@ -36,6 +41,19 @@ void main() {
     uint to = uint(pos) * pc.row_elems + i;
     if (DT0 == DT_F32 || DT0 == DT_I32) stw5(to, ldw0(i));
     else st16_5(to, ld16_0(i));
+    return;
+  }
+  if (OP == 3u) {
+    int pos = ldi2(0u);
+    if (pos < 0) {
+      if (i == 0u) vn_report(VN_ERR_POS, pos, 0u, 0u);
+      return;
+    }
+    uint t = i / pc.row_elems, e = i % pc.row_elems;
+    uint row = (uint(pos) + pc.in_base / pc.row_elems + t) % pc.rows;
+    uint to = row * pc.row_elems + e;
+    if (DT0 == DT_F32 || DT0 == DT_I32) stw5(to, ldw0(pc.in_base + i));
+    else st16_5(to, ld16_0(pc.in_base + i));
     return;
   }
   uint src = pc.in_base + i0 * pc.si0 + i1 * pc.si1 + i2 * pc.si2 + i3 * pc.si3;

@@ -22,6 +22,8 @@
 //   OP 1 qgemm: Y[m][n] = sum_k X[m][k] W(k, n) into slot 5, X = slot 0 (or the scratch at
 //        x_off when SC0 bit 0); SC1 = 1: W(k, n) = w[n][k] (linear, R = N, C = K), else
 //        W(k, n) = b[k][n] (matmul, R = K, C = N). An invocation per (n, RM rows).
+//        grouped_linear (SC1 = 1, push gn = N/G and xs = G*K at 8, 9): output column n reads
+//        x[m][(n / gn) K + k] (rows of x are xs apart); gn = 0: no groups.
 //   OP 2 embedding: out[q][d] = table[ids[q]][d], table = the weight, ids slot 1.
 //   OP 3 moe_ffn gate/up: h[p][f] = swiglu(gate_e x[t], up_e x[t], limit) (times weights[p]
 //        when SC1 = 1, act_quant) into the scratch at h_off, p = t k + i, e = experts[p];
@@ -268,7 +270,9 @@ void qgemm(uint g) {
   float acc[RM];
   for (uint j = 0u; j < RM; ++j) acc[j] = 0.0;
   if (SC1 != 0u) {
-    row_dot(n * K, K, (n / b0) * sc, b1, x_off + m0 * K, K, nm, acc);
+    // grouped_linear: output n reads group n / gn of x, whose rows are xs apart.
+    uint gn = pc.u[8], xs = gn != 0u ? pc.u[9] : K, xg = gn != 0u ? (n / gn) * K : 0u;
+    row_dot(n * K, K, (n / b0) * sc, b1, x_off + m0 * xs + xg, xs, nm, acc);
   } else {
     // b[K, N]: a column of codes, one scale per b0 of its rows.
     uint cs = n / b1;

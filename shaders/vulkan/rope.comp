@@ -5,7 +5,8 @@
 // |pos| into 11-bit pieces, so every product below except pos*g3 is exact in f32 and
 // fract() of it loses nothing. Long positions therefore keep their accuracy.
 // Slot 0: x (DT0), slot 1: pos (i32), slot 5: result (DT5), consts: g1, g2, g3 per pair.
-// SC0 = 1: interleaved pairs (2i, 2i+1); 0: pairs (i, i + dims/2).
+// SC0 = 1: interleaved pairs (2i, 2i+1); 0: pairs (i, i + dims/2). SC1 = 1: inverse, the
+// rotation by the negative angle. YaRN changes only the frequencies, which the host computes.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 128
@@ -43,7 +44,7 @@ void main() {
   }
   uint i = c - pc.first;
   float ang = turns_of(ldi1(row / pc.H), i) * 6.283185307179586;
-  float cs = cos(ang), sn = sin(ang);
+  float cs = cos(ang), sn = SC1 != 0u ? -sin(ang) : sin(ang);
   uint i1 = base + pc.first + (SC0 != 0u ? 2u * i : i);
   uint i2 = base + pc.first + (SC0 != 0u ? 2u * i + 1u : i + pc.half_);
   float x1 = ldf0(i1), x2 = ldf0(i2);

@@ -1,7 +1,8 @@
 // topk: the k largest of each row of x[..., E], descending, ties to the lower index, NaN after
 // every number (the CPU reference's total order). One workgroup per row; round r picks the
 // best element that ranks after round r-1's pick, so no per-element state is needed.
-// Slots: 0 x (DT0), 5 values (DT5 = DT0), 6 indices (i32).
+// Slots: 0 x (DT0), 5 values (DT5 = DT0), 6 indices (i32). SC0 = 1: the index of a -inf value
+// is stored as `fill` (topk's fill attribute).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define WG 128
@@ -9,6 +10,7 @@
 
 layout(push_constant) uniform PC {
   uint rows, E, k;
+  int fill;
 } pc;
 
 shared float sv[WG];
@@ -53,7 +55,8 @@ void main() {
     barrier();
     if (l == 0u) {
       stf5(row * pc.k + r, pv);
-      sti6(row * pc.k + r, pi);
+      bool empty = SC0 != 0u && !vn_isnan(pv) && isinf(pv) && pv < 0.0;
+      sti6(row * pc.k + r, empty ? pc.fill : pi);
     }
   }
 }

@@ -1,0 +1,209 @@
+// DeepSeek-V4 attention helpers (docs/ops.md, "DeepSeek-V4 attention"), one invocation per
+// result element, no shared memory and no barrier:
+//   OP 1 kv_compress entries: an invocation per (entry row i, channel k < d). Slots: 0 a,
+//        1 z, 2 ape, 3 state_a, 4 state_z (all f32, [.., c*d]), 7 pos0 (i32, read only);
+//        5 entries [N, d], 6 entry_pos [N] (i32).
+//   OP 2 kv_compress states: an invocation per (state row, channel of c*d); same inputs,
+//        5 state_a', 6 state_z'.
+//   OP 7, 3, 4 kv_scatter: 7 clears the scratch words below; 3, an invocation per row i,
+//        marks the first i whose cache row pos/div is >= S, or that i is the latest row for
+//        its cache row (the later one wins); 4, an invocation per element of rows (slot 1,
+//        DT1), copies the winners into the cache copy (slot 5), pos slot 2, or reports the
+//        first bad row and writes nothing.
+//   OP 6 index_scores on CPU devices: the combination of the head products (below).
+//   kv_compress reports pos0 < 0 (and reads nothing).
+//   OP 5 index_scores: an invocation per (t, j): slots 0 q[T, Hi, Di], 1 k[S, Di],
+//        2 w[T, Hi], 3 pos[T] (i32); 5 s[T, S] (f32).
+// Positions p < pos0 of kv_compress come from the state rows of docs/ops.md: the open window
+// W0 = pos0/m at row m*overlap + p mod m and, with overlap, window W0-1 at row p mod m.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#define WG 64
+#include "common.glsl"
+
+#define VN_ERR_POS0 8u // pos0 < 0 (vk_exec.c words it)
+
+layout(push_constant) uniform PC { uint u[16]; } pc;
+
+// ---- kv_compress --------------------------------------------------------------------------
+// push: T m d c N (c = 1 + overlap; cd = c*d)
+
+// a and z' (ape added) of position p (>= 0, within the run or the state), channel ch of c*d.
+void kvc_load(uint p, uint ch, out float av, out float zv) {
+  uint m = pc.u[1], cd = pc.u[2] * pc.u[3];
+  uint pos0 = uint(ldi7(0u));
+  if (p >= pos0) {
+    uint t = p - pos0;
+    av = ldf0(t * cd + ch);
+    zv = ldf1(t * cd + ch) + ldf2((p % m) * cd + ch);
+    return;
+  }
+  uint w0 = pos0 / m, row = p % m;
+  if (p / m == w0) row += m * (pc.u[3] - 1u);
+  av = ldf3(row * cd + ch);
+  zv = ldf4(row * cd + ch);
+}
+
+// Whether pos0 is usable; reports it (once) when not. The run then fails.
+bool pos0_ok(uint g) {
+  int p0 = ldi7(0u);
+  if (p0 < 0 && g == 0u) vn_report(VN_ERR_POS0, p0, 0u, 0u);
+  return p0 >= 0;
+}
+
+void kv_compress_entries(uint g) {
+  uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3], N = pc.u[4];
+  if (g >= N * d || !pos0_ok(g)) return;
+  uint i = g / d, k = g % d;
+  uint pos0 = uint(ldi7(0u)), w0 = pos0 / m;
+  uint closed = (pos0 + T) / m - w0;
+  if (i >= closed) {
+    stf5(g, 0.0);
+    if (k == 0u) sti6(i, -1);
+    return;
+  }
+  uint w = w0 + i;
+  // Slots: with overlap, series A (channel k) of window w-1 first, then series B (d + k) of
+  // window w; without, the m positions of window w.
+  bool has_a = c == 2u && w >= 1u;
+  uint first = has_a ? (w - 1u) * m : w * m;
+  uint n = has_a ? 2u * m : m;
+  float mx = -1.0 / 0.0;
+  for (uint s = 0u; s < n; ++s) {
+    uint p = first + s;
+    uint ch = (c == 2u && p >= w * m) ? d + k : k;
+    float av, zv;
+    kvc_load(p, ch, av, zv);
+    mx = max(mx, zv);
+  }
+  float den = 0.0, num = 0.0;
+  for (uint s = 0u; s < n; ++s) {
+    uint p = first + s;
+    uint ch = (c == 2u && p >= w * m) ? d + k : k;
+    float av, zv;
+    kvc_load(p, ch, av, zv);
+    float e = exp(zv - mx);
+    den += e;
+    num += e * av;
+  }
+  stf5(g, den > 0.0 ? num / den : 0.0);
+  if (k == 0u) sti6(i, int(w * m));
+}
+
+void kv_compress_states(uint g) {
+  uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3];
+  uint cd = c * d;
+  if (g >= c * m * cd || !pos0_ok(g)) return;
+  uint row = g / cd, ch = g % cd;
+  uint pos0 = uint(ldi7(0u)), end = pos0 + T;
+  uint wn = end / m; // the open window after this run
+  uint r = row % m;
+  bool is_a = c == 2u && row < m; // with overlap: rows [0, m) hold window wn - 1
+  float av = ldf3(g), zv = ldf4(g); // rows of positions not yet seen keep their contents
+  if (!(is_a && wn == 0u)) {
+    uint p = (is_a ? wn - 1u : wn) * m + r;
+    if (p < end) kvc_load(p, ch, av, zv);
+  }
+  stf5(g, av);
+  stf6(g, zv);
+}
+
+// ---- kv_scatter -----------------------------------------------------------------------------
+// push: N rows S row_elems div. Scratch words (as uint): 0 the smallest i whose row is >= S
+// (0xffffffff: none), 1 + r the last i (plus 1) that goes to cache row r.
+
+layout(set = 0, binding = 8, std430) buffer VnScratchU { uint u[]; } scr_u;
+
+void kv_scatter_init(uint g) {
+  uint S = pc.u[2];
+  if (g <= S) scr_u.u[g] = g == 0u ? 0xffffffffu : 0u;
+}
+
+void kv_scatter_mark(uint i) {
+  uint N = pc.u[0], S = pc.u[2], div = pc.u[4];
+  if (i >= N) return;
+  int p = ldi2(i);
+  if (p < 0) return;
+  uint r = uint(p) / div;
+  if (r >= S) {
+    atomicMin(scr_u.u[0], i);
+  } else {
+    atomicMax(scr_u.u[1u + r], i + 1u); // the later row wins
+  }
+}
+
+void kv_scatter_rows(uint g) {
+  uint n = pc.u[1], S = pc.u[2], row_elems = pc.u[3], div = pc.u[4];
+  if (g >= n) return;
+  uint bad = scr_u.u[0];
+  if (bad != 0xffffffffu) {
+    if (g == 0u) vn_report(VN_ERR_ROW, int(uint(ldi2(bad)) / div), S, bad);
+    return;
+  }
+  uint i = g / row_elems, e = g % row_elems;
+  int p = ldi2(i);
+  if (p < 0) return;
+  uint r = uint(p) / div;
+  if (scr_u.u[1u + r] != i + 1u) return;
+  uint to = r * row_elems + e;
+  if (DT1 == DT_F32 || DT1 == DT_I32) stw5(to, ldw1(g));
+  else st16_5(to, ld16_1(g));
+}
+
+// ---- index_scores ---------------------------------------------------------------------------
+// push: T S Hi Di ratio
+
+void index_scores(uint g) {
+  uint T = pc.u[0], S = pc.u[1], Hi = pc.u[2], Di = pc.u[3], ratio = pc.u[4];
+  if (g >= T * S) return;
+  uint t = g / S, j = g % S;
+  int p = ldi3(t);
+  if (p < 0 || j >= (uint(p) + 1u) / ratio) {
+    stf5(g, -1.0 / 0.0);
+    return;
+  }
+  float s = 0.0;
+  for (uint h = 0u; h < Hi; ++h) {
+    uint qo = (t * Hi + h) * Di;
+    float dot = 0.0;
+    for (uint e = 0u; e < Di; ++e) dot += ldf0(qo + e) * ldf1(j * Di + e);
+    s += ldf2(t * Hi + h) * max(dot, 0.0);
+  }
+  stf5(g, s);
+}
+
+// OP 6: index_scores from the head products P[t - t0][h][j] = q[t, h] . k[j] that matmul.comp
+// left in scratch (CPU devices): an invocation per (t - t0, j) of the chunk of pc.u[5] rows
+// from t0 = pc.u[6]. push: T S Hi Di ratio rows t0
+void index_combine(uint g) {
+  uint S = pc.u[1], Hi = pc.u[2], ratio = pc.u[4], rows = pc.u[5], t0 = pc.u[6];
+  if (g >= rows * S) return;
+  uint tl = g / S, j = g % S, t = t0 + tl;
+  int p = ldi3(t);
+  if (p < 0 || j >= (uint(p) + 1u) / ratio) {
+    stf5(t * S + j, -1.0 / 0.0);
+    return;
+  }
+  float s = 0.0;
+  for (uint h = 0u; h < Hi; ++h) s += ldf2(t * Hi + h) * max(scratch.f[(tl * Hi + h) * S + j], 0.0);
+  stf5(t * S + j, s);
+}
+
+void main() {
+  uint g = vn_gid();
+  if (OP == 1u) {
+    kv_compress_entries(g);
+  } else if (OP == 2u) {
+    kv_compress_states(g);
+  } else if (OP == 3u) {
+    kv_scatter_mark(g);
+  } else if (OP == 7u) {
+    kv_scatter_init(g);
+  } else if (OP == 4u) {
+    kv_scatter_rows(g);
+  } else if (OP == 5u) {
+    index_scores(g);
+  } else {
+    index_combine(g);
+  }
+}
