@@ -332,6 +332,51 @@ START_TEST(a_device_lost_mid_run_leaves_the_other_devices_working) {
 }
 END_TEST
 
+/* Lost while the copy stream's thread writes a streamed param, in the middle of a run: the run
+ * fails with the device's error, the queued copies are dropped, and once the loss is cleared
+ * the plan runs again with the clean results. */
+START_TEST(a_device_lost_on_the_copy_thread_fails_the_run_cleanly) {
+  init_data();
+  tu_alloc a;
+  vnrt_context *ctx = counting_context(&a);
+  vnrt_graph *g = small_graph(ctx);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    results clean, got;
+    const char *step = "";
+    vnrt_plan *plan = NULL;
+    TU_OK(ctx, sequence(ctx, g, dev, NULL, &plan, &clean, &step));
+    vnrt_plan_info info;
+    TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+    vnrt_plan_destroy(plan);
+    plan = NULL;
+    vnrt_plan_desc desc = {0};
+    desc.device_memory_limit = info.device_bytes - sizeof win[0];
+    TU_OK(ctx, sequence(ctx, g, dev, &desc, &plan, &got, &step));
+    TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+    ck_assert_int_ge(info.n_streamed_params, 1);
+    TU_OK(ctx, vnrt_plan_reset_state(plan));
+    /* The run's first write is a streamed param's: a copy-stream job (on the copy thread, or on
+     * the compute thread waiting for it). */
+    TU_OK(ctx, vn_fault_set(dev, VN_FAULT_WRITE, 1, true));
+    ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_DEVICE);
+    const char *msg = vnrt_context_last_error(ctx);
+    ck_assert_msg(strstr(msg, dev->info.spec) && strstr(msg, "lost") && strstr(msg, "buffer_write"),
+                  "%s", msg);
+    ck_assert_int_eq(vnrt_plan_run(plan), VNRT_ERROR_DEVICE);
+    vn_fault_clear(dev);
+    TU_OK(ctx, vnrt_plan_reset_state(plan));
+    TU_OK(ctx, sequence(ctx, g, dev, &desc, &plan, &got, &step));
+    check_same(&got, &clean, "after a loss on the copy thread is cleared");
+    vnrt_plan_destroy(plan);
+    check_no_device_leak(ctx, "lost on the copy thread");
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+  ck_assert_int_eq(a.live, 0);
+}
+END_TEST
+
 START_TEST(vnrt_fault_inject_arms_faults_and_rejects_a_malformed_value) {
   init_data();
   tu_alloc a;
@@ -401,6 +446,7 @@ int main(void) {
   tcase_add_test(tc, every_call_of_a_plan_with_cpu_fallback_fails_cleanly);
   tcase_add_test(tc, a_failed_device_open_is_a_device_error_and_a_retry_opens_it);
   tcase_add_test(tc, a_device_lost_mid_run_leaves_the_other_devices_working);
+  tcase_add_test(tc, a_device_lost_on_the_copy_thread_fails_the_run_cleanly);
   tcase_add_test(tc, vnrt_fault_inject_arms_faults_and_rejects_a_malformed_value);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
