@@ -151,7 +151,7 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
     vn_plan_device *pd = &p->devs[d];
     pd->graph = (vnrt_backend_graph){pd->n_tensors, pd->tensors, pd->n_nodes, pd->nodes, kernels};
     if (pd->n_nodes == 0) continue;
-    VN_RETURN_IF_ERROR(pd->iface->compile(pd->bdev, &pd->graph, &pd->exec));
+    VN_RETURN_IF_ERROR(vn_dev_compile(pd->device, &pd->graph, &pd->exec));
   }
   if (max_transfer > 0) {
     p->staging = vn_malloc(ctx, (size_t)max_transfer);
@@ -174,9 +174,9 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   }
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
-    if (pd->exec) pd->iface->exec_destroy(pd->exec);
+    vn_dev_exec_destroy(pd->device, pd->exec);
     for (int32_t b = d == 0 ? pd->layout.n_io_bufs : 0; pd->bufs && b < pd->layout.n_bufs; ++b) {
-      if (pd->bufs[b]) pd->iface->buffer_free(pd->bdev, pd->bufs[b]); /* (io: p->io's) */
+      vn_dev_free(pd->device, pd->bufs[b]); /* (io: p->io's) */
     }
     vn_free(ctx, pd->bufs);
     vn_layout_free(ctx, &pd->layout);

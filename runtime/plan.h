@@ -102,6 +102,7 @@ typedef struct vn_io_store {
   vnrt_context *ctx;
   const vnrt_backend_i *iface;
   vnrt_backend_device *bdev; /* the context's device: lives as long as the context */
+  vnrt_device *device;       /* the same, for the device calls (fault.h) */
   vnrt_backend_buffer **bufs;
   int32_t n_bufs;
   bool *bound;   /* per value of the owning plan's graph: bound, through any plan */

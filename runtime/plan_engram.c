@@ -317,9 +317,8 @@ vnrt_status vn_plan_engram_prepare(vnrt_plan *p) {
       int32_t t = p->vals[u->zeros].local[d];
       if (t < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[t];
-      VN_RETURN_IF_ERROR(p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset,
-                                                        u->offs_buf,
-                                                        sizeof(int32_t) * (size_t)u->heads));
+      VN_RETURN_IF_ERROR(vn_dev_write(p->devs[d].device, bt->buffer, bt->offset, u->offs_buf,
+                                      sizeof(int32_t) * (size_t)u->heads));
     }
     p->info.engram_cache_bytes += vnrt_tensor_type_bytes(&g->values[u->cache].type);
   }
@@ -435,8 +434,7 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
     vn_plan_device *pd = &p->devs[d];
     if (tc >= 0 && u->n_fetch > 0) {
       const vnrt_backend_tensor *bt = &pd->tensors[tc];
-      void *base =
-          pd->iface->buffer_host_ptr ? pd->iface->buffer_host_ptr(pd->bdev, bt->buffer) : NULL;
+      void *base = vn_dev_map(pd->device, bt->buffer);
       if (base) {
         VN_RETURN_IF_ERROR(vn_engram_store_fetch_to_slots(u->store, u->fetch, u->n_fetch,
                                                           (char *)base + bt->offset, u->row_bytes));
@@ -447,8 +445,8 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
         for (int64_t i = 0; i < u->n_fetch;) {
           int64_t j = i + 1;
           while (j < u->n_fetch && u->fetch[j].slot == u->fetch[j - 1].slot + 1) ++j;
-          VN_RETURN_IF_ERROR(pd->iface->buffer_write(
-              pd->bdev, bt->buffer, bt->offset + (uint64_t)u->fetch[i].slot * u->row_bytes,
+          VN_RETURN_IF_ERROR(vn_dev_write(
+              pd->device, bt->buffer, bt->offset + (uint64_t)u->fetch[i].slot * u->row_bytes,
               (char *)u->staging + (uint64_t)i * u->row_bytes, (uint64_t)(j - i) * u->row_bytes));
           i = j;
         }
@@ -458,8 +456,7 @@ static vnrt_status fetch_job(void *user, const vn_copy_job *job) {
     if (ts >= 0 && !(u->slot_dev_valid[d] && memcmp(u->slot_dev[d], u->slot_of, slot_bytes) == 0)) {
       const vnrt_backend_tensor *bt = &pd->tensors[ts];
       u->slot_dev_valid[d] = false;
-      VN_RETURN_IF_ERROR(
-          pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, u->slot_of, slot_bytes));
+      VN_RETURN_IF_ERROR(vn_dev_write(pd->device, bt->buffer, bt->offset, u->slot_of, slot_bytes));
       memcpy(u->slot_dev[d], u->slot_of, slot_bytes);
       u->slot_dev_valid[d] = true;
     }
@@ -509,8 +506,8 @@ static vnrt_status prefetch_one(vnrt_plan *p, vn_engram_use *u, vn_copy_job *job
       }
       vn_plan_device *pd = &p->devs[0];
       const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
-      VN_RETURN_IF_ERROR(pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, u->hash_state[i],
-                                                vnrt_tensor_type_bytes(&g->values[v].type)));
+      VN_RETURN_IF_ERROR(vn_dev_read(pd->device, bt->buffer, bt->offset, u->hash_state[i],
+                                     vnrt_tensor_type_bytes(&g->values[v].type)));
       u->hash_src[i] = u->hash_state[i];
     }
   } else {

@@ -216,7 +216,7 @@ vnrt_status vn_plan_alloc_buffers(vnrt_plan *p, int32_t d) {
   if (d == 0) {
     /* The target's io buffers belong to the plan's io store: plans sharing params keep them. */
     vn_io_store *io = p->io;
-    io->iface = pd->iface, io->bdev = pd->bdev;
+    io->iface = pd->iface, io->bdev = pd->bdev, io->device = pd->device;
     io->bufs = vn_calloc(ctx, (size_t)(l->n_io_bufs ? l->n_io_bufs : 1), sizeof *io->bufs);
     if (!io->bufs) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
     io->n_bufs = l->n_io_bufs;
@@ -225,7 +225,7 @@ vnrt_status vn_plan_alloc_buffers(vnrt_plan *p, int32_t d) {
   for (int32_t b = 0; b < l->n_bufs; ++b) {
     uint64_t bytes = l->buf_bytes[b] ? l->buf_bytes[b] : VN_TENSOR_ALIGN;
     if (bytes > largest) largest = bytes;
-    vnrt_status st = pd->iface->buffer_alloc(pd->bdev, bytes, &pd->bufs[b]);
+    vnrt_status st = vn_dev_alloc(pd->device, bytes, &pd->bufs[b]);
     if (st == VNRT_OK && d == 0 && b < l->n_io_bufs) p->io->bufs[b] = pd->bufs[b];
     if (st == VNRT_OK) continue;
     pd->bufs[b] = NULL;

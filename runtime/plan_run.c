@@ -148,7 +148,7 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
     if (t_idx < 0 || bytes == 0 || (d == 0 && pv->streamed)) continue;
     vn_plan_device *pd = &p->devs[d];
     const vnrt_backend_tensor *bt = &pd->tensors[t_idx];
-    VN_RETURN_IF_ERROR(pd->iface->buffer_write(pd->bdev, bt->buffer, bt->offset, data, bytes));
+    VN_RETURN_IF_ERROR(vn_dev_write(pd->device, bt->buffer, bt->offset, data, bytes));
   }
   *bound = true;
   return VNRT_OK;
@@ -166,8 +166,7 @@ static vnrt_status refresh_shadows(vnrt_plan *p) {
     const vnrt_backend_tensor *bt = &p->devs[0].tensors[pv->local[0]];
     uint64_t bytes = vnrt_tensor_type_bytes(&bt->type);
     if (bytes) {
-      VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_read(p->devs[0].bdev, bt->buffer, bt->offset,
-                                                       pv->shadow, bytes));
+      VN_RETURN_IF_ERROR(vn_dev_read(p->devs[0].device, bt->buffer, bt->offset, pv->shadow, bytes));
     }
     pv->seen_gen = gen;
   }
@@ -190,14 +189,13 @@ static vnrt_status copy_tensor(vnrt_plan *p, int32_t src_dev, const vnrt_backend
   vn_plan_device *src = &p->devs[src_dev], *dst = &p->devs[dst_dev];
   uint64_t bytes = vnrt_tensor_type_bytes(&ts->type);
   if (bytes == 0) return VNRT_OK;
-  void *src_ptr =
-      src->iface->buffer_host_ptr ? src->iface->buffer_host_ptr(src->bdev, ts->buffer) : NULL;
+  void *src_ptr = vn_dev_map(src->device, ts->buffer);
   if (src_ptr) {
-    return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset,
-                                    (const char *)src_ptr + ts->offset, bytes);
+    return vn_dev_write(dst->device, td->buffer, td->offset, (const char *)src_ptr + ts->offset,
+                        bytes);
   }
-  VN_RETURN_IF_ERROR(src->iface->buffer_read(src->bdev, ts->buffer, ts->offset, p->staging, bytes));
-  return dst->iface->buffer_write(dst->bdev, td->buffer, td->offset, p->staging, bytes);
+  VN_RETURN_IF_ERROR(vn_dev_read(src->device, ts->buffer, ts->offset, p->staging, bytes));
+  return vn_dev_write(dst->device, td->buffer, td->offset, p->staging, bytes);
 }
 
 static vnrt_status run_transfer(vnrt_plan *p, const vn_transfer *tr) {
@@ -233,8 +231,7 @@ static vnrt_status stream_job(void *user, const vn_copy_job *job) {
   const vnrt_backend_tensor *bt = &p->devs[0].tensors[pv->local[0]];
   uint64_t total = vnrt_tensor_type_bytes(&bt->type);
   if (!job->arg[3]) {
-    return p->devs[0].iface->buffer_write(p->devs[0].bdev, bt->buffer, bt->offset, pv->host_src,
-                                          total);
+    return vn_dev_write(p->devs[0].device, bt->buffer, bt->offset, pv->host_src, total);
   }
   uint64_t slice = total / (uint64_t)sp->experts;
   for (int64_t e = 0; e < sp->experts;) {
@@ -244,9 +241,9 @@ static vnrt_status stream_job(void *user, const vn_copy_job *job) {
     }
     int64_t f = e + 1;
     while (f < sp->experts && sp->used[f]) ++f; /* neighbours in one write */
-    VN_RETURN_IF_ERROR(p->devs[0].iface->buffer_write(
-        p->devs[0].bdev, bt->buffer, bt->offset + (uint64_t)e * slice,
-        (const char *)pv->host_src + (uint64_t)e * slice, (uint64_t)(f - e) * slice));
+    VN_RETURN_IF_ERROR(vn_dev_write(p->devs[0].device, bt->buffer, bt->offset + (uint64_t)e * slice,
+                                    (const char *)pv->host_src + (uint64_t)e * slice,
+                                    (uint64_t)(f - e) * slice));
     e = f;
   }
   return VNRT_OK;
@@ -363,7 +360,7 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
           t0 = vn_now_ns();
         }
       }
-      VN_RETURN_IF_ERROR(pd->iface->run(pd->exec, part->first + (s - part->step), e - s));
+      VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (s - part->step), e - s));
       s = e;
     }
     *compute_ns += vn_now_ns() - t0;
@@ -478,7 +475,7 @@ vnrt_status vnrt_plan_read_output(vnrt_plan *p, const char *name, void *data, si
   int32_t d = p->vals[v].home;
   vn_plan_device *pd = &p->devs[d];
   const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[d]];
-  return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
+  return vn_dev_read(pd->device, bt->buffer, bt->offset, data, bytes);
 }
 
 static int32_t find_state(const vnrt_plan *p, const char *name) {
@@ -499,7 +496,7 @@ vnrt_status vnrt_plan_read_state(vnrt_plan *p, const char *name, void *data, siz
   if (!data) return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT, "state '%s': NULL data", name);
   vn_plan_device *pd = &p->devs[0];
   const vnrt_backend_tensor *bt = &pd->tensors[p->vals[v].local[0]];
-  return pd->iface->buffer_read(pd->bdev, bt->buffer, bt->offset, data, bytes);
+  return vn_dev_read(pd->device, bt->buffer, bt->offset, data, bytes);
 }
 
 vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
@@ -520,8 +517,7 @@ vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
     for (int32_t d = 0; d < p->n_devs && status == VNRT_OK && bytes; ++d) {
       if (p->vals[v].local[d] < 0) continue;
       const vnrt_backend_tensor *bt = &p->devs[d].tensors[p->vals[v].local[d]];
-      status =
-          p->devs[d].iface->buffer_write(p->devs[d].bdev, bt->buffer, bt->offset, zeros, bytes);
+      status = vn_dev_write(p->devs[d].device, bt->buffer, bt->offset, zeros, bytes);
     }
   }
   vn_free(p->ctx, zeros);

@@ -20,7 +20,7 @@ vn_io_store *vn_io_store_new(vnrt_context *ctx, int32_t n_values) {
 void vn_io_store_release(vn_io_store *s) {
   if (!s || --s->refs > 0) return;
   for (int32_t b = 0; s->bufs && b < s->n_bufs; ++b) {
-    if (s->bufs[b]) s->iface->buffer_free(s->bdev, s->bufs[b]);
+    vn_dev_free(s->device, s->bufs[b]);
   }
   vn_free(s->ctx, s->bufs);
   vn_free(s->ctx, s->bound);

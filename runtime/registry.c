@@ -230,6 +230,15 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
     }
   }
   vn_clear_error(ctx);
+  ctx->registry = r; /* for vn_fault_from_env, which finds devices by spec */
+  vnrt_status s = vn_fault_from_env(ctx);
+  ctx->registry = NULL;
+  if (s != VNRT_OK) {
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    vn_registry_destroy(ctx, r);
+    return vn_error(ctx, s, "%s", msg);
+  }
   *out_registry = r;
   return VNRT_OK;
 }
@@ -251,7 +260,7 @@ void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
 vnrt_status vn_device_open(vnrt_device *device, vnrt_backend_device **out) {
   if (!device->opened) {
     vn_backend *b = device->backend;
-    VN_RETURN_IF_ERROR(b->iface->device_open(b->state, device->index, &device->opened));
+    VN_RETURN_IF_ERROR(vn_dev_open(device, &device->opened));
     if (!device->opened) {
       return vn_error(device->ctx, VNRT_ERROR_INTERNAL, "backend '%s' opened no device",
                       b->iface->name);

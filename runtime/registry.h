@@ -3,6 +3,7 @@
 #define VNRT_RUNTIME_REGISTRY_H_
 
 #include "core.h"
+#include "fault.h"
 
 typedef struct vn_backend {
   const vnrt_backend_i *iface;
@@ -17,6 +18,7 @@ struct vnrt_device {
   uint32_t index; /* within its backend */
   vnrt_device_info info;
   vnrt_backend_device *opened; /* opened on first use, closed with the context */
+  vn_fault_state fault;        /* call counts and injected faults (fault.h) */
 };
 
 /* A backend whose init failed: kept (without allocating) so that selecting one of its devices
