@@ -15,14 +15,16 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   int32_t nv = g->n_values, n = p->n_order;
   vnrt_status status = VNRT_OK;
 
-  /* In-place state updates: next = kv_write(state, ...) on the target, with no other reader of
-   * the state, writes straight into the state's storage instead of copying after the run. */
+  /* In-place state updates: next = kv_write(state, ...) or kv_scatter(state, ...) on the
+   * target, with no other reader of the state, writes straight into the state's storage instead
+   * of copying after the run (a KV cache or a compressed cache changes a few rows a step). */
   for (int32_t v = 0; v < nv; ++v) p->vals[v].alias = -1;
   for (int32_t i = 0; i < g->n_states; ++i) {
     int32_t st = g->states[i], next = g->values[st].next;
     if (next < 0) continue;
     int32_t prod = g->values[next].producer;
-    if (g->nodes[prod].op != VNRT_OP_KV_WRITE || g->nodes[prod].inputs[0] != st ||
+    const vnrt_op op = g->nodes[prod].op;
+    if ((op != VNRT_OP_KV_WRITE && op != VNRT_OP_KV_SCATTER) || g->nodes[prod].inputs[0] != st ||
         p->node_dev[prod] != 0) {
       continue;
     }
