@@ -96,6 +96,40 @@ START_TEST(estimates_match_hand_computed_numbers) {
                             "input w: f32[3, 2]\ninput p: i32[3]\n"
                             "s = index_scores(q, k, w, p, ratio=4)\noutput s\n"),
                     2 * 3 * 10 * 2 * (4 + 2) + 24 + 40 + 6 + 3 + 30);
+  /* topk x[3,10], k=4: numel(x)*(ceil(log2(5)) + 1) + (30 + 12 + 12). */
+  ck_assert_uint_eq(work_of(ctx, "vnir 1\ninput x: f32[3, 10]\nv, i = topk(x, k=4)\noutput v, i\n"),
+                    30 * (3 + 1) + 30 + 12 + 12);
+  /* sparse_attention q[2,2,4], ring[8,4]: 4*T*H*W*(D+1) + (16 + 8 + 32 + 2 + 1 + 16); with an
+   * HCA cache comp[5,4] the keys are W + Sc. */
+  const char *sa =
+      "vnir 1\ninput q: f32[2, 2, 4]\ninput kv: f32[2, 4]\ninput ring: f32[8, 4]\n"
+      "param sinks: f32[2]\ninput pos0: i32[1]\n";
+  char text[512];
+  snprintf(text, sizeof text, "%so = sparse_attention(q, kv, ring, sinks, pos0)\noutput o\n", sa);
+  ck_assert_uint_eq(work_of(ctx, text), 4 * 2 * 2 * 8 * 5 + 16 + 8 + 32 + 2 + 1 + 16);
+  snprintf(text, sizeof text,
+           "%sinput comp: f32[5, 4]\no = sparse_attention(q, kv, ring, sinks, pos0, comp, "
+           "ratio=4)\noutput o\n",
+           sa);
+  ck_assert_uint_eq(work_of(ctx, text), 4 * 2 * 2 * 13 * 5 + 16 + 8 + 32 + 2 + 1 + 20 + 16);
+  /* hc_pre X[2,4,8] (n 4, C 8), iters 20: T*(2(n+2)n^2 C + 4nC + 4(iters+1)n^2 + 8(n+2)n) +
+   * (64 + 768 + 3 + 24 + 16 + 8 + 32). */
+  ck_assert_uint_eq(
+      work_of(ctx,
+              "vnir 1\ninput X: f32[2, 4, 8]\nparam fn: f32[24, 32]\n"
+              "param sc: f32[3]\nparam base: f32[24]\n"
+              "x, post, comb = hc_pre(X, fn, sc, base)\n"
+              "output x, post, comb\n"),
+      2 * (2 * 6 * 16 * 8 + 4 * 4 * 8 + 4 * 21 * 16 + 8 * 6 * 4) + 64 + 768 + 3 + 24 + 16 + 8 + 32);
+  /* kv_compress a[8,4], m 4, no overlap: 2 entries of width 4; 6*N*c*m*d + 2*numel(a) +
+   * (32 + 32 + 16 + 16 + 16 + 1 + 8 + 2 + 16 + 16). */
+  ck_assert_uint_eq(work_of(ctx,
+                            "vnir 1\ninput a: f32[8, 4]\ninput z: f32[8, 4]\n"
+                            "param ape: f32[4, 4]\ninput sa: f32[4, 4]\n"
+                            "input sz: f32[4, 4]\ninput p0: i32[1]\n"
+                            "e, ep, sa2, sz2 = kv_compress(a, z, ape, sa, sz, p0, ratio=4)\n"
+                            "output e, ep, sa2, sz2\n"),
+                    6 * 2 * 1 * 4 * 4 + 2 * 32 + 32 + 32 + 16 + 16 + 16 + 1 + 8 + 2 + 16 + 16);
   /* Elementwise: one per result element; a chain sums its nodes. add [4,5]+[5], then relu. */
   ck_assert_uint_eq(work_of(ctx,
                             "vnir 1\ninput a: f32[4, 5]\ninput b: f32[5]\n"
@@ -185,6 +219,15 @@ START_TEST(the_limit_comes_from_desc_then_env_then_default) {
   ck_assert_int_eq(compile(ctx, mm, 0, NULL, NULL), VNRT_ERROR_BUDGET_EXCEEDED);
   ck_assert_msg(strstr(vnrt_context_last_error(ctx), "limit of 1000 ") != NULL, "%s",
                 vnrt_context_last_error(ctx));
+  /* A NULL desc reads the environment too. */
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_parse(ctx, mm, strlen(mm), "cost", &g));
+  vnrt_device *cpu = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
+  vnrt_plan *plan = NULL;
+  ck_assert_int_eq(vnrt_plan_create(ctx, g, cpu, NULL, &plan), VNRT_ERROR_BUDGET_EXCEEDED);
+  ck_assert_ptr_null(plan);
+  vnrt_graph_destroy(g);
   setenv("VNRT_MAX_RUN_WORK", "20000", 1);
   ck_assert_int_eq(compile(ctx, mm, 0, &w, &limit), VNRT_OK);
   ck_assert_uint_eq(limit, 20000);
