@@ -6,7 +6,60 @@
 #include <stdlib.h>
 
 #include "copy_stream.h"
+#include "cost.h"
 #include "plan.h"
+
+/* The work limit of one run: desc's max_work, else $VNRT_MAX_RUN_WORK, else the built-in. */
+static vnrt_status work_limit(vnrt_context *ctx, const vnrt_plan_desc *desc, uint64_t *out) {
+  *out = VN_DEFAULT_MAX_WORK;
+  if (desc && desc->max_work) {
+    *out = desc->max_work;
+    return VNRT_OK;
+  }
+  const char *env = getenv(VN_MAX_WORK_ENV);
+  if (!env || !*env) return VNRT_OK;
+  char *end = NULL;
+  double v = strtod(env, &end);
+  while (end && (*end == ' ' || *end == '\t')) ++end;
+  if (!end || end == env || *end || !(v >= 1)) {
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                    "%s=\"%s\" is not a positive operation count such as 1e15 or 250000000",
+                    VN_MAX_WORK_ENV, env);
+  }
+  *out = v >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)v;
+  return VNRT_OK;
+}
+
+/* The cost model over the nodes one run executes (docs/ops.md, "Attribute limits and empty
+ * tensors"): records the estimate in p->info and refuses a plan over the limit, naming the
+ * most expensive node. */
+static vnrt_status check_work(vnrt_plan *p, const vnrt_plan_desc *desc) {
+  uint64_t limit = 0;
+  VN_RETURN_IF_ERROR(work_limit(p->ctx, desc, &limit));
+  const vnrt_graph *g = p->graph;
+  uint64_t total = 0, top_work = 0;
+  int32_t top = -1;
+  vn_cost top_cost = {0, 0};
+  for (int32_t s = 0; s < p->n_order; ++s) {
+    const vn_node *nd = &g->nodes[p->order[s]];
+    vn_cost c = vn_node_cost(g, nd);
+    uint64_t w = vn_cost_work(c);
+    total = vn_sat_add(total, w);
+    if (top < 0 || w > top_work) top = p->order[s], top_work = w, top_cost = c;
+  }
+  p->info.work = total;
+  p->info.work_limit = limit;
+  if (total <= limit) return VNRT_OK;
+  const vn_node *nd = &g->nodes[top];
+  return vn_error(p->ctx, VNRT_ERROR_BUDGET_EXCEEDED,
+                  "the estimated work of one run is %llu operations (%.3g), over the limit of "
+                  "%llu (%.3g; vnrt_plan_desc.max_work or $%s); the most expensive node is '%s' "
+                  "(%s: %llu operations, %llu arithmetic and %llu elements moved)",
+                  (unsigned long long)total, (double)total, (unsigned long long)limit,
+                  (double)limit, VN_MAX_WORK_ENV, g->values[nd->outputs[0]].name,
+                  vnrt_op_name(nd->op), (unsigned long long)top_work,
+                  (unsigned long long)top_cost.flops, (unsigned long long)top_cost.elements);
+}
 
 /* Builds tensors, transfers, partitions and memory for every device slot, then compiles. */
 static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
@@ -289,6 +342,7 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
   status = vn_pass_topo_order(p->graph, p->order, &p->n_order, err, sizeof err);
   if (status != VNRT_OK) vn_error(ctx, status, "%s", err);
   p->info.n_nodes = p->n_order;
+  if (status == VNRT_OK) status = check_work(p, desc);
 
   vnrt_device *cpu = vn_cpu_device(ctx);
   p->devs[0].device = device;

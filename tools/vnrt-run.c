@@ -29,6 +29,9 @@ static const char kUsage[] =
     "                            writes a state after the last run; repeatable\n"
     "  --reference               run the CPU reference kernels (validation)\n"
     "  --no-fallback             fail instead of running unsupported ops on the CPU\n"
+    "  --max-work N              refuse a graph whose estimated work for one run is over N\n"
+    "                            operations (1e12, 5000000; default: $VNRT_MAX_RUN_WORK, else\n"
+    "                            1e17; docs/ops.md, \"Attribute limits and empty tensors\")\n"
     "  --stats                   print the plan (placement, memory) and the last run's\n"
     "                            statistics (stream times, overlap, bytes moved, Engram hit\n"
     "                            rate) to stderr\n"
@@ -56,6 +59,7 @@ typedef struct options {
   binding *inputs, *outputs, *states, *saves;
   int n_inputs, n_outputs, n_states, n_saves;
   long runs;
+  uint64_t max_work; /* 0: the library's default */
   int reference, no_fallback, verbose, stats;
 } options;
 
@@ -172,6 +176,14 @@ static options parse_args(int argc, char **argv) {
       if (end == next || *end || errno || n < 1 || n > INT_MAX)
         fail(2, "--runs needs a whole number of runs from 1 to %d, got '%s'", INT_MAX, next);
       o.runs = n;
+      i++;
+    } else if (strcmp(a, "--max-work") == 0) {
+      char *end = NULL;
+      double n = next ? strtod(next, &end) : 0;
+      if (!next || end == next || *end || !(n >= 1))
+        fail(2, "--max-work needs a positive operation count such as 1e12, got '%s'",
+             next ? next : "");
+      o.max_work = n >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)n;
       i++;
     } else if (strcmp(a, "--reference") == 0) {
       o.reference = 1;
@@ -401,6 +413,8 @@ static void print_stats(const vnrt_plan *plan) {
           (double)pi.device_limit * mib, (double)pi.arena_bytes * mib, (double)pi.naive_bytes * mib,
           (double)pi.weight_bytes * mib, (double)pi.state_bytes * mib, pi.n_streamed_params,
           (double)pi.streamed_bytes * mib, pi.n_engram_lookups);
+  fprintf(stderr, "plan work: %.4g operations per run (limit %.4g)\n", (double)pi.work,
+          (double)pi.work_limit);
   fprintf(stderr,
           "last run: wall %.3f ms, compute %.3f ms, copy %.3f ms, stalled %.3f ms, overlap "
           "%.0f%%; moved: weights %.3f MiB, Engram rows %.3f MiB, between devices %.3f MiB; "
@@ -466,6 +480,7 @@ int main(int argc, char **argv) {
   vnrt_plan_desc pdesc = {0};
   pdesc.no_fallback = o.no_fallback;
   pdesc.kernels = o.reference ? VNRT_KERNELS_REFERENCE : VNRT_KERNELS_FAST;
+  pdesc.max_work = o.max_work;
   vnrt_plan *plan = NULL;
   if (vnrt_plan_create(ctx, graph, device, &pdesc, &plan) != VNRT_OK)
     fail(1, "%s", vnrt_context_last_error(ctx));

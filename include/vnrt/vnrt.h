@@ -46,7 +46,7 @@ typedef enum vnrt_status {
   VNRT_ERROR_NOT_FOUND = 4,        /* no such name, device, file or tensor */
   VNRT_ERROR_UNSUPPORTED = 5,      /* a device cannot run an op/dtype and fallback is off */
   VNRT_ERROR_OUT_OF_MEMORY = 6,    /* host or device allocation failed */
-  VNRT_ERROR_BUDGET_EXCEEDED = 7,  /* a device memory budget would be exceeded */
+  VNRT_ERROR_BUDGET_EXCEEDED = 7,  /* a device memory or work budget would be exceeded */
   VNRT_ERROR_OUT_OF_RANGE = 8,     /* a run-time index (token, expert, row) out of its bound */
   VNRT_ERROR_IO = 9,               /* a file could not be read, or is truncated or corrupt */
   VNRT_ERROR_DEVICE = 10,          /* the device or driver failed (device lost, build error) */
@@ -323,6 +323,12 @@ typedef struct vnrt_plan_desc {
                              hides) */
   const vnrt_engram_binding *engram;
   int32_t n_engram;
+  /* The most work one run may take, in the operations of docs/ops.md's cost model (arithmetic
+   * plus elements moved, summed over the nodes a run executes); 0: $VNRT_MAX_RUN_WORK ("1e15",
+   * "250000000") if set, else 1e17. A plan whose estimate is over it fails to compile with
+   * VNRT_ERROR_BUDGET_EXCEEDED and the numbers: estimate, limit, and the most expensive node.
+   * UINT64_MAX: no limit. */
+  uint64_t max_work;
 } vnrt_plan_desc;
 
 /* Compiles graph for device. The graph may be destroyed afterwards. desc may be NULL. */
@@ -400,6 +406,8 @@ typedef struct vnrt_plan_info {
   uint64_t streamed_bytes;     /* their size */
   int32_t n_engram_lookups;    /* engram_lookup nodes served from Engram stores */
   uint64_t engram_cache_bytes; /* device row caches of those stores */
+  uint64_t work;               /* the cost model's estimate of one run (see max_work) */
+  uint64_t work_limit;         /* the limit it was checked against */
 } vnrt_plan_info;
 
 VNRT_API vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info);
