@@ -733,6 +733,18 @@ static void norm_rows(vnrt_context *ctx) {
     free(ref);
     free_all(in, 2);
   }
+  /* Values near zero and a large eps (mean(x²) well below it), so that where eps goes matters,
+   * on the row-per-invocation path (>= 32 rows) and the workgroup one. */
+  for (int64_t rows = 8; rows <= 40; rows += 32) {
+    tu_tensor in[2] = {rnd(VNRT_F32, 2, rows, 36, 0, 0, 415 + rows, -0.1f, 0.1f),
+                       rnd(VNRT_F32, 1, 36, 0, 0, 0, 416, 0.5f, 1.5f)};
+    vnrt_attr eps = tu_attr_f("eps", 1e-2);
+    double *ref = rms_ref(&in[0], &in[1], rows, 36, (double)(float)1e-2);
+    snprintf(what, sizeof what, "rms_norm rows [%lld, 36] eps 1e-2, small values", (long long)rows);
+    vs_double(ctx, what, VNRT_OP_RMS_NORM, in, 2, &eps, 1, ref, 1e-10);
+    free(ref);
+    free_all(in, 2);
+  }
   /* Masked logits: rows that start with a run of -inf (the online max must not form
    * -inf - -inf), in vec4 and scalar rows. */
   for (int64_t len = 36; len <= 37; ++len) {

@@ -205,11 +205,17 @@ int tu_fallback_allowed(void) {
   return v && strcmp(v, "1") == 0;
 }
 
+vnrt_kernel_mode tu_kernel_mode(void) {
+  const char *v = getenv("VNRT_TEST_KERNELS");
+  return v && strcmp(v, "reference") == 0 ? VNRT_KERNELS_REFERENCE : VNRT_KERNELS_FAST;
+}
+
 static vnrt_status run_plan(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
                             int no_fallback, const tu_tensor *inputs, int32_t n_in, tu_tensor *outs,
                             int32_t n_out, int32_t *out_fallback_nodes) {
   vnrt_plan_desc desc = {0};
   desc.no_fallback = no_fallback;
+  desc.kernels = tu_kernel_mode();
   vnrt_plan *plan = NULL;
   for (int32_t i = 0; i < n_out; ++i) memset(&outs[i], 0, sizeof outs[i]);
   if (out_fallback_nodes) *out_fallback_nodes = 0;

@@ -48,6 +48,12 @@ vnrt_graph *tu_op_graph(vnrt_context *ctx, vnrt_op op, const tu_tensor *inputs, 
  * every node must run on the device itself. */
 int tu_fallback_allowed(void);
 
+/* The kernel mode tu_run and tu_run_fallback plan with: VNRT_KERNELS_REFERENCE when
+ * $VNRT_TEST_KERNELS is "reference" (the conformance suite's *_reference runs, CPU only, so that
+ * the CPU reference kernels of ops with a fast kernel meet the tests' double references too),
+ * VNRT_KERNELS_FAST otherwise. */
+vnrt_kernel_mode tu_kernel_mode(void);
+
 /* Compiles graph for device (no fallback unless tu_fallback_allowed()), binds inputs in0..
  * (or by graph input order), runs, and reads every output into outs[i] (allocated). Returns
  * the status of the first failing step, leaving vnrt_context_last_error for the test to

@@ -513,7 +513,7 @@ static void check_lookup_out_of_range(int32_t bad_idx, int64_t bad_row) {
   for (int32_t i = 0; i < tu_device_count(ctx); ++i) {
     vnrt_device *dev = tu_device(ctx, i);
     const char *spec = tu_device_spec(dev);
-    vnrt_plan_desc desc = {.no_fallback = !tu_fallback_allowed()};
+    vnrt_plan_desc desc = {.no_fallback = !tu_fallback_allowed(), .kernels = tu_kernel_mode()};
     vnrt_plan *plan = NULL;
     vnrt_status s = vnrt_plan_create(ctx, g, dev, &desc, &plan);
     if (s == VNRT_ERROR_UNSUPPORTED && strncmp(spec, "cpu", 3) != 0) continue;

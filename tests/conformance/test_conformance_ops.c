@@ -659,6 +659,32 @@ START_TEST(test_linear_threads) {
 }
 END_TEST
 
+/* The GEMM drivers' partial blocks: N one past and short of the column block widths (the
+ * micro-kernels' 3/4/6/8 w rows, the [K, N] layout's 16 columns, the 96- and 384-row tiles),
+ * M past the 4- and 6-row micro-tiles and not a multiple of either, f16/bf16 weights (widened
+ * in the kernel) as well as f32, on 1 and 2 threads. A kernel that skips the last partial
+ * column or row block leaves those results wrong. */
+START_TEST(test_gemm_tails) {
+  const int64_t ms[3] = {5, 7, 13}, ns[4] = {17, 97, 191, 389};
+  for (int32_t threads = 1; threads <= 2; ++threads) {
+    vnrt_context *ctx = tu_conformance_context(threads);
+    for (int mi = 0; mi < 3; ++mi)
+      for (int ni = 0; ni < 4; ++ni) {
+        const int64_t xd[2] = {ms[mi], 70};
+        const vnrt_dtype dw = kFloatTypes[(mi + ni) % 3];
+        check_linear(ctx, 2, xd, ns[ni], VNRT_F32, dw, 500 + (uint64_t)(mi * 4 + ni));
+      }
+    const mm_case mm[] = {
+        {2, 2, 2, {7, 40}, {40, 37}, {7, 37}, VNRT_F32, VNRT_F16},
+        {2, 2, 2, {13, 33}, {33, 97}, {13, 97}, VNRT_F32, VNRT_BF16},
+        {3, 2, 3, {2, 5, 24}, {24, 19}, {2, 5, 19}, VNRT_F32, VNRT_F32},
+    };
+    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; ++i) check_matmul(ctx, &mm[i], 600 + i);
+    vnrt_context_destroy(ctx);
+  }
+}
+END_TEST
+
 /* ---- rms_norm, softmax, swiglu --------------------------------------------------------- */
 
 START_TEST(test_rms_norm) {
@@ -685,6 +711,39 @@ START_TEST(test_rms_norm) {
                dw < 3 ? vnrt_dtype_name(kFloatTypes[dw]) : "none");
       check_op(what, VNRT_OP_RMS_NORM, in, dw < 3 ? 2 : 1, dw == 0 ? NULL : &a, dw == 0 ? 0 : 1, &e,
                1);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
+/* Many rows (backends switch to one invocation per row past 32 rows or so) with values near
+ * zero and a large eps, so that mean(x²) is well below eps: where eps goes matters to every
+ * result. */
+START_TEST(test_rms_norm_many_rows_large_eps) {
+  enum { R = 70, C = 24 };
+  const int64_t dims[2] = {R, C}, wd[1] = {C};
+  const double epss[2] = {1e-2, 1e-3};
+  for (int dx = 0; dx < 3; ++dx) {
+    for (int ei = 0; ei < 2; ++ei) {
+      tu_tensor in[2] = {random_tensor(kFloatTypes[dx], 2, dims, 190 + dx, -0.1f, 0.1f),
+                         random_tensor(VNRT_F32, 1, wd, 195 + ei, 0.5f, 1.5f)};
+      double *want = tu_dalloc(R * C);
+      for (int64_t r = 0; r < R; ++r) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < C; ++i) ss += tu_get(&in[0], r * C + i) * tu_get(&in[0], r * C + i);
+        double inv = 1.0 / sqrt(ss / C + epss[ei]);
+        for (int64_t i = 0; i < C; ++i) {
+          want[r * C + i] = tu_get(&in[0], r * C + i) * inv * (ei == 0 ? tu_get(&in[1], i) : 1.0);
+        }
+      }
+      vnrt_attr a = tu_attr_f("eps", epss[ei]);
+      expect e = {in[0].type, want, TOL_ELEM};
+      char what[64];
+      snprintf(what, sizeof what, "rms_norm [%d, %d] x %s eps %g", R, C,
+               vnrt_dtype_name(kFloatTypes[dx]), epss[ei]);
+      check_op(what, VNRT_OP_RMS_NORM, in, ei == 0 ? 2 : 1, &a, 1, &e, 1);
+      free(want);
       free_all(in, 2);
     }
   }
@@ -858,7 +917,9 @@ static Suite *ops_suite(void) {
   tcase_add_test(la, test_matmul_threads);
   tcase_add_test(la, test_linear);
   tcase_add_test(la, test_linear_threads);
+  tcase_add_test(la, test_gemm_tails);
   tcase_add_test(la, test_rms_norm);
+  tcase_add_test(la, test_rms_norm_many_rows_large_eps);
   tcase_add_test(la, test_softmax);
   tcase_add_test(la, test_swiglu);
   suite_add_tcase(s, la);

@@ -279,6 +279,47 @@ START_TEST(error_missing_and_truncated_files) {
 }
 END_TEST
 
+/* The header length against the file size, at the boundary and where 8 + length wraps: a
+ * length that fits exactly opens (every byte after the 8-byte prefix is header, no data); one
+ * to eight bytes more, the file size, and lengths near 2^64 fail with VNRT_ERROR_IO and no
+ * file, before the header parser reads a byte (so the error is the length's, not the JSON's:
+ * a parser run past the mapping would read beyond the file). */
+START_TEST(header_length_bounds) {
+  make_dir();
+  const char *path = path_in_dir("h.safetensors");
+  const char *hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}  ";
+  const uint64_t n = strlen(hdr), size = 8 + n;
+  vnrt_context *ctx = tu_context();
+  write_raw(path, n, hdr, NULL, 0);
+  vnrt_safetensors *f = NULL;
+  TU_OK(ctx, vnrt_safetensors_open(ctx, path, &f));
+  ck_assert_int_eq(vnrt_safetensors_count(f), 1);
+  ck_assert_str_eq(vnrt_safetensors_name(f, 0), "x");
+  vnrt_safetensors_close(f);
+  const uint64_t bad[] = {n + 1,          n + 2,       n + 7,          n + 8,
+                          size,           size + 4096, UINT64_MAX - 7, UINT64_MAX - 6,
+                          UINT64_MAX - 1, UINT64_MAX,  1ull << 63,     (1ull << 63) - 1};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    write_raw(path, bad[i], hdr, NULL, 0);
+    f = (vnrt_safetensors *)1;
+    vnrt_status s = vnrt_safetensors_open(ctx, path, &f);
+    ck_assert_msg(s == VNRT_ERROR_IO, "header length %llu of %llu bytes: %s",
+                  (unsigned long long)bad[i], (unsigned long long)size, vnrt_status_string(s));
+    ck_assert_ptr_null(f);
+    const char *msg = vnrt_context_last_error(ctx);
+    ck_assert_msg(strstr(msg, "invalid JSON") == NULL,
+                  "header length %llu reached the JSON parser: %s", (unsigned long long)bad[i],
+                  msg);
+  }
+  /* A shorter length is a header cut short: the parser's error. */
+  write_raw(path, n - 3, hdr, NULL, 0);
+  ck_assert_int_eq(vnrt_safetensors_open(ctx, path, &f), VNRT_ERROR_IO);
+  ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "invalid JSON"));
+  vnrt_context_destroy(ctx);
+  remove_dir(path);
+}
+END_TEST
+
 START_TEST(error_invalid_json) {
   static const bad_case cases[] = {
       {"", 0, "invalid JSON", "start with '{'"},
@@ -625,6 +666,7 @@ int main(void) {
   tcase_add_test(tc, reads_foreign_headers_and_metadata);
   tcase_add_test(tc, unsupported_dtype_and_rank_fail_lookup);
   tcase_add_test(tc, error_missing_and_truncated_files);
+  tcase_add_test(tc, header_length_bounds);
   tcase_add_test(tc, error_invalid_json);
   tcase_add_test(tc, error_schema);
   tcase_add_test(tc, error_offsets);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "copy_stream.h"
 #include "plan.h"
 #include "test_util.h"
 #include "vnrt/memory.h"
@@ -102,6 +103,104 @@ START_TEST(over_budget_params_are_streamed_with_identical_results) {
     ck_assert_uint_eq(st.stall_ns, 0);
     ck_assert_uint_gt(st.copy_ns, 0);
     ck_assert_uint_eq(st.bytes_weights, tight.streamed_bytes);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* No streamed param's copy may overlap memory that a step still reads: for every streamed
+ * param (copy may begin once steps [0, start) are done, and the copy lives until its last
+ * reader), every other arena tensor sharing any of its bytes must be dead before start (last
+ * use < start) or born after the param's last reader; and the queued job waits for exactly
+ * that compute timeline value. Under the tightest budgets the plan compiles with (weights
+ * sharing slots), with prefetch depths 1 and 2, results equal the unlimited plan's on every
+ * device, with and without a slow copy path. */
+static void check_stream_windows(const vnrt_plan *p, const char *spec) {
+  const vn_plan_device *pd = &p->devs[0];
+  for (int32_t j = 0; j < p->n_stream; ++j) {
+    const vn_streamed *sp = &p->stream[j];
+    ck_assert_int_le(sp->start, sp->first);
+    const int32_t t = p->vals[sp->value].local[0];
+    ck_assert_int_ge(t, 0);
+    const vn_slot *st = &pd->slots[t];
+    for (int32_t u = 0; u < pd->n_tensors; ++u) {
+      const vn_slot *su = &pd->slots[u];
+      if (u == t || su->kind != VN_SLOT_ARENA || su->buffer != st->buffer) continue;
+      const uint64_t bt = vnrt_tensor_type_bytes(&pd->tensors[t].type);
+      const uint64_t bu = vnrt_tensor_type_bytes(&pd->tensors[u].type);
+      if (!bt || !bu || su->offset + bu <= st->offset || st->offset + bt <= su->offset) continue;
+      int32_t uf = su->first, ul = su->last;
+      for (int32_t k = 0; k < p->n_stream; ++k) {
+        if (p->vals[p->stream[k].value].local[0] == u)
+          uf = p->stream[k].start, ul = p->stream[k].last;
+      }
+      if (!(ul < sp->start || uf > sp->last)) {
+        ck_abort_msg(
+            "%s: streamed '%s' (copy from step %d, read until %d) shares memory with "
+            "'%s' (live %d..%d)",
+            spec, pd->tensors[t].name, sp->start, sp->last, pd->tensors[u].name, uf, ul);
+      }
+    }
+  }
+  /* The jobs of the last run (no Engram rows here: every job is a streamed param's). */
+  ck_assert_int_eq(p->n_jobs, p->n_stream);
+  const uint64_t base = p->compute_base - (uint64_t)p->n_order - 1;
+  for (int32_t i = 0; i < p->n_jobs; ++i) {
+    const vn_streamed *sp = &p->stream[p->jobs[i].arg[2]];
+    if (p->jobs[i].after != base + (uint64_t)sp->start) {
+      ck_abort_msg("%s: the copy of '%s' waits for compute value %llu, not base + start %d", spec,
+                   p->graph->values[sp->value].name, (unsigned long long)(p->jobs[i].after - base),
+                   sp->start);
+    }
+  }
+}
+
+START_TEST(streamed_copies_never_overlap_a_live_reader) {
+  vnrt_context *ctx = tu_context();
+  init_data();
+  vnrt_graph *g = mlp_graph(ctx);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    const char *spec = tu_device_spec(dev);
+    float ref[4 * C], got[4 * C];
+    vnrt_plan_info full;
+    TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
+    int checked = 0;
+    for (int32_t depth = 1; depth <= 2; ++depth) {
+      /* The tightest budget (in steps of one weight) that still compiles. */
+      for (int short_by = LAYERS; short_by >= 2; --short_by) {
+        vnrt_plan_desc desc = {0};
+        desc.prefetch_depth = depth;
+        desc.device_memory_limit = full.device_bytes - (uint64_t)short_by * C * C * sizeof(float);
+        vnrt_plan *plan = NULL;
+        if (vnrt_plan_create(ctx, g, dev, &desc, &plan) != VNRT_OK) continue;
+        for (int slow = 0; slow < 2; ++slow) {
+          if (slow) TU_OK(ctx, vn_plan_set_copy_delay(plan, 2 * 1000 * 1000));
+          TU_OK(ctx, vnrt_plan_set_input(plan, "x", xin, sizeof xin));
+          for (int l = 0; l < LAYERS; ++l) {
+            char wn[16];
+            snprintf(wn, sizeof wn, "w%d", l);
+            TU_OK(ctx, vnrt_plan_set_input(plan, wn, weights[l], sizeof weights[l]));
+          }
+          char name[16];
+          snprintf(name, sizeof name, "r%d", LAYERS - 1);
+          for (int r = 0; r < 2; ++r) {
+            TU_OK(ctx, vnrt_plan_run(plan));
+            TU_OK(ctx, vnrt_plan_read_output(plan, name, got, sizeof got));
+            ck_assert_msg(memcmp(got, ref, sizeof ref) == 0,
+                          "%s: depth %d, %d weights short, run %d: results differ", spec, depth,
+                          short_by, r);
+            check_stream_windows(plan, spec);
+          }
+        }
+        ck_assert_int_ge(plan->n_stream, LAYERS - 2);
+        vnrt_plan_destroy(plan);
+        ++checked;
+        break;
+      }
+    }
+    ck_assert_msg(checked == 2, "%s: no tight budget compiled", spec);
   }
   vnrt_graph_destroy(g);
   vnrt_context_destroy(ctx);
@@ -508,6 +607,7 @@ int main(void) {
   TCase *tc = tcase_create("offload");
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, over_budget_params_are_streamed_with_identical_results);
+  tcase_add_test(tc, streamed_copies_never_overlap_a_live_reader);
   tcase_add_test(tc, a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers);
   tcase_add_test(tc, a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data);
   tcase_add_test(tc, engram_store_lookups_are_bit_identical_for_every_cache_size);

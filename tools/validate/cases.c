@@ -216,6 +216,20 @@ void build_cases(void) {
   add_case(VNRT_OP_RMS_NORM, 1, "f32 [3, 2, 64] unweighted eps 1e-5");
   IN(VNRT_F32, GEN_UNIFORM, -3, 3, 3, 2, 64);
   attr_f("eps", 1e-5);
+  /* Many rows (the one-invocation-per-row paths start at 32 rows) with an eps that matters:
+   * values near zero, so that mean(x²) is below eps and where eps goes (inside the square root
+   * or not) changes every result. */
+  add_case(VNRT_OP_RMS_NORM, 1, "f32 [40, 96] with w, eps 1e-2, small values");
+  IN(VNRT_F32, GEN_UNIFORM, -0.1, 0.1, 40, 96);
+  IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 96);
+  attr_f("eps", 1e-2);
+  add_case(VNRT_OP_RMS_NORM, 1, "f16 [2, 33, 48] unweighted, eps 1e-3, small values");
+  IN(VNRT_F16, GEN_UNIFORM, -0.05, 0.05, 2, 33, 48);
+  attr_f("eps", 1e-3);
+  add_case(VNRT_OP_RMS_NORM, 1, "bf16 [64, 40] with w, eps 1e-1");
+  IN(VNRT_BF16, GEN_UNIFORM, -0.5, 0.5, 64, 40);
+  IN(VNRT_F32, GEN_UNIFORM, 0.5, 1.5, 40);
+  attr_f("eps", 1e-1);
   add_case(VNRT_OP_SOFTMAX, 1, "f32 [3, 5, 7] axis 1");
   IN(VNRT_F32, GEN_UNIFORM, -5, 5, 3, 5, 7);
   attr_i("axis", 1);
@@ -371,6 +385,18 @@ void build_cases(void) {
   IN(VNRT_F32, GEN_UNIFORM, -0.3, 0.3, 16, 64, 64);
   IN(VNRT_F32, GEN_UNIFORM, -0.3, 0.3, 16, 64, 32);
   attr_f("limit", 0.5);
+  /* The few-token paths (T <= 4) with the clamp: up values well below -limit (and gate above
+   * it), so that both sides of swiglu's clamp are taken. */
+  for (int d = 0; d < 2; ++d) {
+    add_case(VNRT_OP_MOE_FFN, 1, "T=2 E=6 k=2 C=64 F=24 limit 0.25, %s weights (decode clamp)",
+             vnrt_dtype_name(kFloat[d]));
+    IN(VNRT_F32, GEN_UNIFORM, -1, 1, 2, 64);
+    IN(VNRT_I32, GEN_ROWPERM, 0, 6, 2, 2);
+    IN(VNRT_F32, GEN_UNIFORM, 0, 1, 2, 2);
+    IN(kFloat[d], GEN_UNIFORM, -0.4, 0.4, 6, 48, 64);
+    IN(kFloat[d], GEN_UNIFORM, -0.3, 0.3, 6, 64, 24);
+    attr_f("limit", 0.25);
+  }
 
   /* Engram: 2- and 3-grams x 8 heads. */
   add_case(VNRT_OP_NGRAM_HASH, 1, "N=3 K=8 (2- and 3-grams x 8 heads), T=7");
