@@ -102,7 +102,9 @@ static double compare(const result *got, const result *ref, int32_t n_out, char 
     for (int64_t i = 0; i < n; ++i) {
       double a = load(got->data[o], tg->dtype, i), r = load(ref->data[o], tr->dtype, i);
       if (isinf(r) && a == r) continue; /* -inf of index_scores and topk: must match exactly */
-      if (isfinite(r) && !isfinite(a)) {
+      /* a non-finite value on either side must be matched exactly (an inf - inf or a NaN
+       * would otherwise make the NMSE NaN, which compares as "not worse") */
+      if (isfinite(r) != isfinite(a) || isnan(a) || isnan(r)) {
         snprintf(why, why_size, "output %d: element %lld is %g where the reference is %g", o,
                  (long long)i, a, r);
         return INFINITY;
