@@ -235,6 +235,12 @@ static vnrt_status param_data(vnrt_model *m, const char *name, const void **data
         {"ffn.gate.tid2eid", m->tid2eid[layer],
          (size_t)m->cfg->vocab_size * (size_t)m->cfg->num_experts_per_tok * sizeof(int32_t)},
     };
+    const int32_t ei = vn_v4_engram_index(m->cfg, layer);
+    if (ei >= 0 && strcmp(rest, VN_V4_ENGRAM_OFFSETS) == 0) {
+      *data = m->cfg->engram.offsets[ei];
+      *bytes = (size_t)m->cfg->engram.heads * sizeof(int32_t);
+      return VNRT_OK;
+    }
     for (size_t i = 0; i < sizeof made / sizeof made[0]; ++i) {
       if (strcmp(rest, made[i].suffix) == 0) {
         if (!made[i].data) return fail(VNRT_ERROR_INTERNAL, "param '%s' was not loaded", name);
@@ -455,6 +461,16 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   if (!s->current) {
     vnrt_status st = vnrt_plan_reset_state(plan);
     if (st != VNRT_OK) return fail(st, "reset: %s", vnrt_context_last_error(m->ctx));
+    if (m->cfg->engram.n_layers > 0 && m->cfg->engram.pad_id != 0) {
+      /* A new sequence's n-gram history is the pad id (docs/ops.md, ngram_hash). */
+      int32_t pads[VN_V4_MAX_NGRAM];
+      for (int i = 0; i < VN_V4_MAX_NGRAM; ++i) pads[i] = m->cfg->engram.pad_id;
+      st = vnrt_plan_set_input(plan, VN_V4_ENGRAM_HIST, pads,
+                               (size_t)(m->cfg->engram.max_n - 1) * sizeof(int32_t));
+      if (st != VNRT_OK) {
+        return fail(st, "reset: n-gram history: %s", vnrt_context_last_error(m->ctx));
+      }
+    }
   } else {
     for (int32_t i = 0; i < s->n_states; ++i) {
       const state_entry *e = &s->states[i];

@@ -104,7 +104,7 @@ void vn_v4_memory_plan_print(FILE *fp, const vn_v4_config *cfg, const vn_v4_memo
   fprintf(fp, "weights at stored size (%llu tensors without MTP, %llu with):\n",
           (unsigned long long)m->tensor_count, (unsigned long long)m->tensor_count_with_mtp);
   for (int k = 0; k < VN_V4_KIND_COUNT; k++)
-    if (k != VN_V4_KIND_MTP)
+    if (k != VN_V4_KIND_MTP && (k != VN_V4_KIND_ENGRAM || m->weight_bytes[k] != 0))
       row(fp, vn_v4_kind_name((vn_v4_kind)k), m->weight_bytes[k], m->weights_total);
   row(fp, "total (loaded)", m->weights_total, m->weights_total);
   row(fp, "MTP (skipped)", m->weight_bytes[VN_V4_KIND_MTP], m->weights_total);
