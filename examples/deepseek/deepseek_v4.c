@@ -35,6 +35,8 @@ static const char kUsage[] =
     "  --numerics N      ref (DeepSeek's roundings, default) or f32\n"
     "  --memory-limit B  device memory per plan, e.g. 64M, 1.5G or 2GiB (the grammar of\n"
     "                    $VNRT_DEVICE_MEMORY_LIMIT; 0: none); weights over it are streamed\n"
+    "  --engram-cache N  serve the Engram tables from Engram stores (vnrt/memory.h) over the\n"
+    "                    mapped checkpoint, each with a device row cache of N rows (0: none)\n"
     "  --stats           tokens/s, plan, memory and streaming figures\n"
     "Prints `generated: <ids>`; exit 0 on success, 1 on a failure, 2 on a usage error.\n";
 
@@ -108,7 +110,7 @@ static int parse_bytes(const char *text, uint64_t *out) {
 
 typedef struct options {
   const char *model, *device, *prompt;
-  long tokens;
+  long tokens, engram_cache; /* engram_cache < 0: no Engram stores */
   int f32, stats;
   uint64_t memory_limit;
 } options;
@@ -156,6 +158,15 @@ static int parse_args(int argc, char **argv, options *o) {
                 argv[i]);
         return 2;
       }
+    } else if (!strcmp(a, "--engram-cache") && has) {
+      char *end = NULL;
+      errno = 0;
+      o->engram_cache = strtol(argv[++i], &end, 10);
+      if (errno || !end || *end || end == argv[i] || o->engram_cache < 0 ||
+          o->engram_cache > (1L << 30)) {
+        fprintf(stderr, "deepseek-v4: --engram-cache wants 0..2^30 rows, not '%s'\n", argv[i]);
+        return 2;
+      }
     } else if (!strcmp(a, "--stats")) {
       o->stats = 1;
     } else {
@@ -189,7 +200,7 @@ static int failed(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  options o = {DS_DEFAULT_MODEL, NULL, "1 2 3 4 5 6 7 8", 16, 0, 0, 0};
+  options o = {DS_DEFAULT_MODEL, NULL, "1 2 3 4 5 6 7 8", 16, -1, 0, 0, 0};
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc == 1 ? 0 : rc;
   enum { MAX_PROMPT = 4096 };
@@ -217,6 +228,8 @@ int main(int argc, char **argv) {
   md.device_spec = o.device;
   md.numerics = o.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
   md.memory_limit = o.memory_limit;
+  md.engram_store = o.engram_cache >= 0;
+  md.engram_cache_rows = o.engram_cache >= 0 ? o.engram_cache : 0;
   vnrt_model *model = NULL;
   vnrt_session *s = NULL;
   float *logits = NULL;
