@@ -236,6 +236,18 @@ START_TEST(engram_configs) {
     want += (uint64_t)e->table_rows[l] * 32 * 2 + C * HD * 2 + n * C * HD * 2 + 3 * n * C * 4 +
             n * C * 4 * 4;
   ck_assert_uint_eq(cnt.bytes, want);
+  /* The memory plan: the Engram row, its states, and H table rows per token per layer read. */
+  vn_v4_config plain;
+  load("v4-tiny.json", &plain);
+  vn_v4_memory mp, me;
+  ck_assert_int_eq(vn_v4_memory_plan(&plain, 256, &mp), VNRT_OK);
+  ck_assert_int_eq(vn_v4_memory_plan(&c, 256, &me), VNRT_OK);
+  ck_assert_uint_eq(me.weight_bytes[VN_V4_KIND_ENGRAM], want);
+  ck_assert_uint_eq(mp.weight_bytes[VN_V4_KIND_ENGRAM], 0);
+  ck_assert_uint_eq(me.state_fixed_bytes - mp.state_fixed_bytes, 2 * 4 + 2 * 3 * 3 * n * C * 4);
+  const uint64_t tables = (uint64_t)(e->table_rows[0] + e->table_rows[1]) * 32 * 2;
+  ck_assert_uint_eq(me.decode_bytes_per_token - mp.decode_bytes_per_token,
+                    want - tables + 2 * 8 * 32 * 2);
 
   const char *eg = "v4-tiny-engram.json";
   expect_bad_from(eg, "engram_layer_ids", "[1, 4]",
