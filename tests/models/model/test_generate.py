@@ -356,6 +356,22 @@ def part_engram(model):
     # and the add run in the decode plan.
     extra = plan_nodes(m, ids[:5]) - plan_nodes(model, ids[:5])
     check(extra >= 2 * 7, f"engram: the decode plan has {extra} more nodes than v4-tiny's")
+    # A checkpoint without the Engram tensors its config asks for, and a bad Engram field.
+    import json
+    import shutil
+    bad = os.path.join(WORK, "engram-missing")
+    shutil.rmtree(bad, ignore_errors=True)
+    shutil.copytree(model, bad)
+    for ids_field, words in (([1], ["layers.1.engram.embedding.weight", "missing"]),
+                             ([1, 7], ["engram_layer_ids[1] is 7", "decoder layer"])):
+        with open(os.path.join(bad, "config.json")) as f:
+            c = json.load(f)
+        c["engram_layer_ids"] = ids_field
+        with open(os.path.join(bad, "config.json"), "w") as f:
+            json.dump(c, f)
+        p = run([GEN, "--model", bad, "--prompt-ids", "1 2", "--tokens", "1"], expect_rc=1)
+        for w in words:
+            check(w in p.stderr, f"engram: stderr names '{w}': {p.stderr.strip()[:300]}")
     # A non-zero pad id: the session starts the n-gram history with it.
     mp = variant("engram-pad", "v4-tiny-engram.json", engram_pad_id=7, engram_dilation=2,
                  engram_max_ngram_size=4, engram_n_head_per_ngram=3)
