@@ -14,6 +14,7 @@
 #include "model_error.h"
 #include "v4_graph.h"
 #include "v4_plan.h"
+#include "vnrt/memory.h"
 
 #define ERR_SIZE 1024
 #define NAME_SIZE 128
@@ -58,6 +59,11 @@ struct vnrt_model {
   /* Set once a plan streams weights: it reads the packed experts from host memory, which must
    * then stay (otherwise they are packed when a plan binds them and freed right after). */
   int keep_packed;
+  /* With vnrt_model_desc.engram_store: one store per Engram layer, bound to every plan. */
+  vnrt_engram_store *stores[VN_V4_MAX_ENGRAM_LAYERS];
+  vnrt_engram_binding bindings[VN_V4_MAX_ENGRAM_LAYERS];
+  char table_names[VN_V4_MAX_ENGRAM_LAYERS][64];
+  int32_t n_stores;
 };
 
 void vnrt_model_close(vnrt_model *m) {
@@ -69,6 +75,7 @@ void vnrt_model_close(vnrt_model *m) {
   }
   free(m->experts);
   free(m->tid2eid);
+  for (int32_t i = 0; i < m->n_stores; ++i) vnrt_engram_store_destroy(m->stores[i]);
   vn_checkpoint_close(m->ck);
   free(m);
 }
@@ -126,6 +133,36 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   for (int32_t i = 0; i < L && st == VNRT_OK; ++i) {
     if (vn_v4_is_hash_layer(m->cfg, i)) {
       st = vn_checkpoint_tid2eid(m->ck, i, &m->tid2eid[i], err, sizeof err);
+    }
+  }
+  if (st != VNRT_OK) {
+    vnrt_model_close(m);
+    return fail(st, "%s", err);
+  }
+  for (int32_t i = 0; d.engram_store && i < m->cfg->engram.n_layers && st == VNRT_OK; ++i) {
+    /* The table as mapped (borrowed: the mapping outlives the stores). */
+    const vn_v4_engram *e = &m->cfg->engram;
+    snprintf(m->table_names[i], sizeof m->table_names[i], "layers.%d.engram.embedding.weight",
+             (int)e->layer_ids[i]);
+    vnrt_engram_store_desc sd = {0};
+    sd.rows = e->table_rows[i];
+    sd.dim = e->head_dim;
+    sd.dtype = VNRT_BF16;
+    sd.cache_slots = d.engram_cache_rows;
+    size_t bytes = 0;
+    st = vn_checkpoint_tensor(m->ck, m->table_names[i], NULL, &sd.host_data, &bytes, err,
+                              sizeof err);
+    if (st == VNRT_OK) {
+      st = vnrt_engram_store_create(ctx, &sd, &m->stores[i]);
+      if (st != VNRT_OK) {
+        snprintf(err, sizeof err, "Engram store for '%s': %s", m->table_names[i],
+                 vnrt_context_last_error(ctx));
+      }
+    }
+    if (st == VNRT_OK) {
+      m->bindings[i].param = m->table_names[i];
+      m->bindings[i].store = m->stores[i];
+      m->n_stores = i + 1;
     }
   }
   if (st != VNRT_OK) {
@@ -235,6 +272,12 @@ static vnrt_status param_data(vnrt_model *m, const char *name, const void **data
         {"ffn.gate.tid2eid", m->tid2eid[layer],
          (size_t)m->cfg->vocab_size * (size_t)m->cfg->num_experts_per_tok * sizeof(int32_t)},
     };
+    const int32_t ei = vn_v4_engram_index(m->cfg, layer);
+    if (ei >= 0 && strcmp(rest, VN_V4_ENGRAM_OFFSETS) == 0) {
+      *data = m->cfg->engram.offsets[ei];
+      *bytes = (size_t)m->cfg->engram.heads * sizeof(int32_t);
+      return VNRT_OK;
+    }
     for (size_t i = 0; i < sizeof made / sizeof made[0]; ++i) {
       if (strcmp(rest, made[i].suffix) == 0) {
         if (!made[i].data) return fail(VNRT_ERROR_INTERNAL, "param '%s' was not loaded", name);
@@ -314,6 +357,9 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
     vnrt_value v = vnrt_graph_input(g, i, &is_param);
     if (!is_param) continue;
     const char *name = vnrt_graph_value_name(g, v);
+    int served = 0; /* by an Engram store */
+    for (int32_t k = 0; k < m->n_stores; ++k) served |= strcmp(name, m->table_names[k]) == 0;
+    if (served) continue;
     const void *data = NULL;
     size_t bytes = 0;
     vnrt_status st = param_data(m, name, &data, &bytes);
@@ -354,6 +400,8 @@ static vnrt_status make_anchor(vnrt_model *m) {
   vnrt_plan_desc pd = {0};
   pd.device_memory_limit = m->memory_limit;
   pd.no_fallback = m->no_fallback;
+  pd.engram = m->n_stores ? m->bindings : NULL;
+  pd.n_engram = m->n_stores;
   st = vnrt_plan_create(m->ctx, g, m->device, &pd, &m->anchor);
   if (st != VNRT_OK) {
     fail(st, "compiling the weights' plan: %s", vnrt_context_last_error(m->ctx));
@@ -383,6 +431,8 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
   vnrt_plan_desc pd = {0};
   pd.device_memory_limit = m->memory_limit;
   pd.no_fallback = m->no_fallback;
+  pd.engram = m->n_stores ? m->bindings : NULL;
+  pd.n_engram = m->n_stores;
   vnrt_plan *share = m->anchor;
   vnrt_plan *plan = NULL;
   if (st == VNRT_OK) {
@@ -455,6 +505,16 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   if (!s->current) {
     vnrt_status st = vnrt_plan_reset_state(plan);
     if (st != VNRT_OK) return fail(st, "reset: %s", vnrt_context_last_error(m->ctx));
+    if (m->cfg->engram.n_layers > 0 && m->cfg->engram.pad_id != 0) {
+      /* A new sequence's n-gram history is the pad id (docs/ops.md, ngram_hash). */
+      int32_t pads[VN_V4_MAX_NGRAM];
+      for (int i = 0; i < VN_V4_MAX_NGRAM; ++i) pads[i] = m->cfg->engram.pad_id;
+      st = vnrt_plan_set_input(plan, VN_V4_ENGRAM_HIST, pads,
+                               (size_t)(m->cfg->engram.max_n - 1) * sizeof(int32_t));
+      if (st != VNRT_OK) {
+        return fail(st, "reset: n-gram history: %s", vnrt_context_last_error(m->ctx));
+      }
+    }
   } else {
     for (int32_t i = 0; i < s->n_states; ++i) {
       const state_entry *e = &s->states[i];

@@ -378,6 +378,113 @@ static bool check_relations(parser *p, vn_v4_config *c) {
   return true;
 }
 
+/* ---- Engram (optional) ----------------------------------------------------------------- */
+
+/* splitmix64: the generator of the Engram hash multipliers. */
+static uint64_t splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static bool is_prime(int64_t v) {
+  if (v < 2) return false;
+  for (int64_t d = 2; d * d <= v; ++d)
+    if (v % d == 0) return false;
+  return true;
+}
+
+/* The engram_* fields: absent engram_layer_ids = no Engram (and then no other engram_* field
+ * may be set). The multipliers and table sizes are derived as docs/deepseek-v4.md says. */
+static bool parse_engram(parser *p, vn_v4_config *c) {
+  json_object *r = p->root;
+  vn_v4_engram *e = &c->engram;
+  static const char *const kFields[] = {"engram_max_ngram_size",
+                                        "engram_n_head_per_ngram",
+                                        "engram_head_dim",
+                                        "engram_vocab_size",
+                                        "engram_kernel_size",
+                                        "engram_dilation",
+                                        "engram_pad_id",
+                                        "engram_seed",
+                                        NULL};
+  json_object *ids = member(p, r, "", "engram_layer_ids", false);
+  if (!ids || json_object_is_type(ids, json_type_null)) {
+    for (const char *const *f = kFields; *f; f++)
+      if (member(p, r, "", *f, false))
+        return fail(p, "%s is set but engram_layer_ids is absent (no Engram layers)", *f);
+    return true;
+  }
+  if (!json_object_is_type(ids, json_type_array))
+    return fail(p, "engram_layer_ids must be an array of layer indices, not %s",
+                json_type_label(ids));
+  size_t n = json_object_array_length(ids);
+  if (n > VN_V4_MAX_ENGRAM_LAYERS)
+    return fail(p, "engram_layer_ids has %zu entries, more than %d", n, VN_V4_MAX_ENGRAM_LAYERS);
+  for (size_t i = 0; i < n; i++) {
+    json_object *v = json_object_array_get_idx(ids, i);
+    int64_t x = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+    if (!json_object_is_type(v, json_type_int) || x < 0 || x >= c->num_hidden_layers)
+      return fail(p, "engram_layer_ids[%zu] is %s, which is not a decoder layer in [0, %d)", i,
+                  json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), c->num_hidden_layers);
+    for (size_t j = 0; j < i; j++)
+      if (e->layer_ids[j] == (int32_t)x)
+        return fail(p, "engram_layer_ids lists layer %lld twice", (long long)x);
+    e->layer_ids[i] = (int32_t)x;
+  }
+  e->n_layers = (int32_t)n;
+  e->max_n = 3;
+  e->heads_per_ngram = 8;
+  e->head_dim = 32;
+  e->vocab_size = 1009;
+  e->kernel_size = 4;
+  e->pad_id = 0;
+  int64_t seed = 0;
+  if (!get_i32(p, r, "engram_max_ngram_size", false, 2, VN_V4_MAX_NGRAM, &e->max_n)) return false;
+  e->dilation = e->max_n;
+  if (!get_i32(p, r, "engram_n_head_per_ngram", false, 1, VN_V4_MAX_ENGRAM_HEADS / (e->max_n - 1),
+               &e->heads_per_ngram) ||
+      !get_int(p, r, "", "engram_head_dim", false, 1, 65536, &e->head_dim) ||
+      !get_int(p, r, "", "engram_vocab_size", false, 2, (int64_t)1 << 26, &e->vocab_size) ||
+      !get_i32(p, r, "engram_kernel_size", false, 2, 16, &e->kernel_size) ||
+      !get_i32(p, r, "engram_dilation", false, 1, 64, &e->dilation) ||
+      !get_i32(p, r, "engram_pad_id", false, 0, c->vocab_size - 1, &e->pad_id) ||
+      !get_int(p, r, "", "engram_seed", false, 0, INT64_MAX, &seed))
+    return false;
+  e->seed = (uint64_t)seed;
+  e->heads = (e->max_n - 1) * e->heads_per_ngram;
+  if (e->heads * e->head_dim > DIM_MAX)
+    return fail(p,
+                "(engram_max_ngram_size - 1) * engram_n_head_per_ngram * engram_head_dim is "
+                "%lld, more than 2^31",
+                (long long)(e->heads * e->head_dim));
+  if (c->vocab_size >= ((int64_t)1 << 24))
+    return fail(p, "vocab_size (%lld) must be below 2^24 with Engram (the n-gram hash)",
+                (long long)c->vocab_size);
+  /* Per Engram layer: N odd multipliers below 2^39 (token x multiplier never overflows),
+   * then one distinct prime table size per head of every layer, searched upward from
+   * engram_vocab_size across the layers. */
+  int64_t candidate = e->vocab_size;
+  for (int32_t li = 0; li < e->n_layers; li++) {
+    uint64_t state = e->seed + 10007ull * (uint64_t)e->layer_ids[li];
+    for (int32_t j = 0; j < e->max_n; j++)
+      e->mult[li][j] = (int64_t)((splitmix64(&state) >> 25) | 1u);
+    int64_t total = 0;
+    for (int32_t h = 0; h < e->heads; h++) {
+      while (!is_prime(candidate)) candidate++;
+      e->offsets[li][h] = (int32_t)total;
+      e->primes[li][h] = candidate++;
+      total += e->primes[li][h];
+      if (total > INT32_MAX)
+        return fail(p, "the Engram table of layer %d has more than 2^31 - 1 rows",
+                    e->layer_ids[li]);
+    }
+    e->table_rows[li] = total;
+  }
+  return true;
+}
+
 vnrt_status vn_v4_config_parse(const char *json_text, size_t len, vn_v4_config *out, char *err,
                                size_t err_size) {
   return vn_v4_config_parse_named(json_text, len, "config.json", out, err, err_size);
@@ -417,7 +524,7 @@ vnrt_status vn_v4_config_parse_named(const char *json_text, size_t len, const ch
       return vn_model_fail(err, err_size, VNRT_ERROR_INVALID_ARGUMENT,
                            "%s: not valid JSON (text after the object, at byte %zu)", p.file, i);
     }
-  bool ok = parse_fields(&p, out) && check_relations(&p, out);
+  bool ok = parse_fields(&p, out) && check_relations(&p, out) && parse_engram(&p, out);
   json_object_put(p.root);
   if (!ok) {
     vnrt_status s = p.status != VNRT_OK ? p.status : VNRT_ERROR_INVALID_ARGUMENT;
@@ -473,6 +580,13 @@ int32_t vn_v4_layer_ratio(const vn_v4_config *cfg, int32_t layer) {
   return cfg->compress_ratios[layer];
 }
 
+int32_t vn_v4_engram_index(const vn_v4_config *cfg, int32_t layer) {
+  if (!cfg) return -1;
+  for (int32_t i = 0; i < cfg->engram.n_layers; i++)
+    if (cfg->engram.layer_ids[i] == layer) return i;
+  return -1;
+}
+
 bool vn_v4_is_hash_layer(const vn_v4_config *cfg, int32_t layer) {
   return cfg && layer >= 0 && layer < cfg->num_hidden_layers && layer < cfg->num_hash_layers;
 }
@@ -481,9 +595,8 @@ bool vn_v4_is_hash_layer(const vn_v4_config *cfg, int32_t layer) {
 
 const char *vn_v4_kind_name(vn_v4_kind kind) {
   static const char *const kNames[VN_V4_KIND_COUNT] = {
-      "attention", "compressor", "indexer", "shared expert", "routed experts",
-      "router",    "embed",      "head",    "mHC",           "norms",
-      "MTP"};
+      "attention", "compressor", "indexer", "shared expert", "routed experts", "router", "embed",
+      "head",      "mHC",        "norms",   "MTP",           "Engram"};
   return (unsigned)kind < VN_V4_KIND_COUNT ? kNames[kind] : "?";
 }
 
@@ -543,6 +656,22 @@ static void emit_hc(walker *w, const char *which, int64_t rows) {
   emit(w, name, VN_V4_STORE_F32, VN_V4_KIND_MHC, 1, rows, 0, 0);
   snprintf(name, sizeof name, "hc_%s_scale", which);
   emit(w, name, VN_V4_STORE_F32, VN_V4_KIND_MHC, 1, rows == n ? 1 : 3, 0, 0);
+}
+
+/* The Engram tensors of decoder layer w->layer (Engram index ei). */
+static void emit_engram(walker *w, int32_t ei) {
+  const vn_v4_config *c = w->cfg;
+  const vn_v4_engram *e = &c->engram;
+  const int64_t C = c->hidden_size, n = c->hc_mult, HD = e->heads * e->head_dim;
+  const vn_v4_storage bf = VN_V4_STORE_BF16, f32 = VN_V4_STORE_F32;
+  const vn_v4_kind k = VN_V4_KIND_ENGRAM;
+  emit(w, "engram.embedding.weight", bf, k, 2, e->table_rows[ei], e->head_dim, 0);
+  emit(w, "engram.value_proj.weight", bf, k, 2, C, HD, 0);
+  emit(w, "engram.key_proj.weight", bf, k, 2, n * C, HD, 0);
+  emit(w, "engram.h_norm.weight", f32, k, 2, n, C, 0);
+  emit(w, "engram.k_norm.weight", f32, k, 2, n, C, 0);
+  emit(w, "engram.conv_norm.weight", f32, k, 2, n, C, 0);
+  emit(w, "engram.conv.weight", f32, k, 2, n * C, e->kernel_size, 0);
 }
 
 /* The tensors of one decoder block (a layer or an MTP block's inner layer). */
@@ -614,6 +743,7 @@ int vn_v4_for_each_tensor(const vn_v4_config *cfg, int which, vn_v4_tensor_fn fn
       w.prefix = prefix;
       w.layer = i;
       emit_block(&w, cfg->compress_ratios[i], vn_v4_is_hash_layer(cfg, i));
+      if (vn_v4_engram_index(cfg, i) >= 0) emit_engram(&w, vn_v4_engram_index(cfg, i));
     }
     w.prefix = "";
     w.layer = -1;

@@ -49,6 +49,33 @@ typedef struct vn_v4_quantization_config {
   char activation_scheme[16];   /* "dynamic" */
 } vn_v4_quantization_config;
 
+/* Engram (optional, docs/deepseek-v4.md "Engram"): bounds of the config's Engram fields. */
+#define VN_V4_MAX_ENGRAM_LAYERS 16 /* engram_layer_ids entries */
+#define VN_V4_MAX_NGRAM 8          /* engram_max_ngram_size */
+#define VN_V4_MAX_ENGRAM_HEADS 64  /* (engram_max_ngram_size - 1) * engram_n_head_per_ngram */
+
+/* The Engram layers: hashed 2..N-gram memory added into the residual streams before a layer's
+ * attention. n_layers = 0 (no engram_layer_ids) means no Engram. */
+typedef struct vn_v4_engram {
+  int32_t n_layers;                           /* entries of engram_layer_ids */
+  int32_t layer_ids[VN_V4_MAX_ENGRAM_LAYERS]; /* distinct decoder layers */
+  int32_t max_n;                              /* N: engram_max_ngram_size, [2, 8], default 3 */
+  int32_t heads_per_ngram;                    /* K: engram_n_head_per_ngram, default 8 */
+  int32_t heads;                              /* (N - 1) * K: table heads of a layer */
+  int64_t head_dim;                           /* engram_head_dim, default 32 */
+  int64_t vocab_size;  /* engram_vocab_size: the first table size tried, default 1009 */
+  int32_t kernel_size; /* engram_kernel_size, [2, 16], default 4 */
+  int32_t dilation;    /* engram_dilation, default N */
+  int32_t pad_id;      /* engram_pad_id: the history of a new sequence, default 0 */
+  uint64_t seed;       /* engram_seed: the hash multipliers' generator, default 0 */
+  /* Derived per Engram layer (index into layer_ids): N odd multipliers, one distinct prime
+   * table size per head, the heads' row offsets into the concatenated table, its rows. */
+  int64_t mult[VN_V4_MAX_ENGRAM_LAYERS][VN_V4_MAX_NGRAM];
+  int64_t primes[VN_V4_MAX_ENGRAM_LAYERS][VN_V4_MAX_ENGRAM_HEADS];
+  int32_t offsets[VN_V4_MAX_ENGRAM_LAYERS][VN_V4_MAX_ENGRAM_HEADS];
+  int64_t table_rows[VN_V4_MAX_ENGRAM_LAYERS];
+} vn_v4_engram;
+
 typedef struct vn_v4_config {
   /* Sizes. Every one is > 0 and <= 2^31 after a successful parse. */
   int64_t vocab_size;
@@ -97,6 +124,7 @@ typedef struct vn_v4_config {
   vn_v4_expert_dtype expert_dtype;    /* VN_V4_DEFAULT_EXPERT_DTYPE when absent */
   bool expert_dtype_present;          /* whether the file named it */
   int64_t bos_token_id, eos_token_id; /* -1 when absent */
+  vn_v4_engram engram;                /* n_layers = 0: no Engram */
 } vn_v4_config;
 
 /* Parses and validates config.json text (len bytes; need not be NUL-terminated) into *out.
@@ -120,6 +148,9 @@ int32_t vn_v4_layer_ratio(const vn_v4_config *cfg, int32_t layer);
 /* Whether decoder layer i routes by tid2eid (i < num_hash_layers; MTP layers never do). */
 bool vn_v4_is_hash_layer(const vn_v4_config *cfg, int32_t layer);
 
+/* Index of decoder layer i in cfg->engram.layer_ids, or -1 when it has no Engram. */
+int32_t vn_v4_engram_index(const vn_v4_config *cfg, int32_t layer);
+
 /* ---- tensor inventory ------------------------------------------------------------------ */
 
 /* What a weight is for: the memory plan's rows (vn_v4_memory_plan) and the checkpoint's byte
@@ -136,6 +167,7 @@ typedef enum vn_v4_kind {
   VN_V4_KIND_MHC,            /* hc_* (per layer and hc_head_*) */
   VN_V4_KIND_NORMS,          /* every RMSNorm weight, final norm included */
   VN_V4_KIND_MTP,            /* every mtp.* tensor (skipped by the loader) */
+  VN_V4_KIND_ENGRAM,         /* layers.N.engram.* (Engram layers only) */
   VN_V4_KIND_COUNT
 } vn_v4_kind;
 

@@ -315,6 +315,68 @@ static vnrt_value compressor(builder *b, vnrt_value hf, vnrt_value pos0, const c
   return next;
 }
 
+/* The global n-gram history "engram.ngram_hist" [N - 1] i32: the last N - 1 token ids before
+ * this run (the pad id for a new sequence, set by the session). Returns the state; its update
+ * is the last N - 1 ids of hist ++ ids. */
+static vnrt_value ngram_history(builder *b, vnrt_value ids) {
+  const int64_t N = b->cfg->engram.max_n;
+  if (!ok(b)) return -1;
+  vnrt_tensor_type t = {VNRT_I32, 1, {N - 1, 0, 0, 0}};
+  vnrt_value hist = -1;
+  vnrt_status st = vnrt_graph_add_state(b->g, VN_V4_ENGRAM_HIST, &t, &hist);
+  if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_ENGRAM_HIST);
+  vnrt_value cin[2] = {hist, ids};
+  vnrt_attr ca = a_int("axis", 0);
+  vnrt_value all = node(b, VNRT_OP_CONCAT, cin, 2, &ca, 1, "engram.ids_with_hist");
+  vnrt_attr sa[3] = {a_int("axis", 0), a_int("start", b->T), a_int("len", N - 1)};
+  update(b, hist, node(b, VNRT_OP_SLICE, &all, 1, sa, 3, "engram.next_hist"));
+  return hist;
+}
+
+/* The Engram block of an Engram layer (index ei) on the streams X [T, n, C]: hashed 2..N-gram
+ * rows of the layer's table, gated per stream by the streams, a causal dilated short
+ * convolution (history state "layers.N.engram.conv_state" [(K - 1) * dilation, n, C]), added
+ * into every stream. It computes in f32; the sum is rounded by R(). */
+static vnrt_value engram(builder *b, vnrt_value X, vnrt_value ids, vnrt_value hist, int32_t ei) {
+  const vn_v4_config *c = b->cfg;
+  const vn_v4_engram *e = &c->engram;
+  const int64_t T = b->T, n = c->hc_mult, C = c->hidden_size, HD = e->heads * e->head_dim;
+  vnrt_attr ha[4] = {a_ints("mult", e->mult[ei], e->max_n),
+                     a_ints("primes", e->primes[ei], e->heads), a_int("max_n", e->max_n),
+                     a_int("heads", e->heads_per_ngram)};
+  vnrt_value hin[2] = {ids, hist};
+  vnrt_value idx = node(b, VNRT_OP_NGRAM_HASH, hin, 2, ha, 4, "engram.idx");
+  vnrt_value lin[3] = {
+      param(b, "engram.embedding.weight", VNRT_BF16, 2, e->table_rows[ei], e->head_dim), idx,
+      param(b, VN_V4_ENGRAM_OFFSETS, VNRT_I32, 1, e->heads, 0)};
+  vnrt_value emb = F(b, node(b, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, "engram.e"), "engram.e32");
+  vnrt_value v = L(b, emb, "engram.value_proj.weight", C, HD, "engram.v");
+  vnrt_value k = L(b, emb, "engram.key_proj.weight", n * C, HD, "engram.k_flat");
+  k = reshape(b, k, 3, T, n, C, "engram.k");
+  vnrt_value Xf = F(b, X, "engram.x32");
+  vnrt_value gin[5] = {Xf, k, v, param(b, "engram.h_norm.weight", VNRT_F32, 2, n, C),
+                       param(b, "engram.k_norm.weight", VNRT_F32, 2, n, C)};
+  vnrt_attr ga[2] = {a_float("eps", c->rms_norm_eps), a_int("sqrt_gate", 1)};
+  vnrt_value u = node(b, VNRT_OP_ENGRAM_GATE, gin, 5, ga, 2, "engram.u");
+  const int64_t P = (int64_t)(e->kernel_size - 1) * e->dilation;
+  vnrt_value conv_hist = -1;
+  if (ok(b)) {
+    char name[NAME_SIZE];
+    snprintf(name, sizeof name, "layers.%d.engram.conv_state", (int)b->layer);
+    vnrt_tensor_type t = {VNRT_F32, 3, {P, n, C, 0}};
+    vnrt_status st = vnrt_graph_add_state(b->g, name, &t, &conv_hist);
+    if (st != VNRT_OK) fail_vnrt(b, st, name);
+  }
+  vnrt_value cin[4] = {u, conv_hist, param(b, "engram.conv_norm.weight", VNRT_F32, 2, n, C),
+                       param(b, "engram.conv.weight", VNRT_F32, 2, n * C, e->kernel_size)};
+  vnrt_attr ca[2] = {a_int("dilation", e->dilation), a_float("eps", c->rms_norm_eps)};
+  vnrt_value conv[2];
+  nodes(b, VNRT_OP_SHORT_CONV, cin, 4, ca, 2, "engram.conv", conv, 2);
+  update(b, conv_hist, conv[1]);
+  vnrt_value ain[2] = {Xf, conv[0]};
+  return R(b, node(b, VNRT_OP_ADD, ain, 2, NULL, 0, "engram.X"), "engram.X.r");
+}
+
 /* The attention sub-layer on h (bf16 under REF, f32 otherwise); returns y [T, C]. */
 static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value pos,
                             vnrt_value pos0, int32_t ratio) {
@@ -483,9 +545,14 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
   vnrt_attr na = a_int("n", n);
   vnrt_value X = node(b, VNRT_OP_HC_EXPAND, &x, 1, &na, 1, "streams");
 
+  /* One n-gram history serves every Engram layer. */
+  vnrt_value hist = cfg->engram.n_layers > 0 ? ngram_history(b, ids) : -1;
+
   for (int32_t i = 0; i < cfg->num_hidden_layers && ok(b); ++i) {
     b->layer = i;
     const int32_t ratio = vn_v4_layer_ratio(cfg, i);
+    const int32_t ei = vn_v4_engram_index(cfg, i);
+    if (ei >= 0) X = engram(b, X, ids, hist, ei);
     vnrt_value pre[3];
     hc_pre(b, X, "attn", pre);
     vnrt_value h = R(b, pre[0], "attn.x.r");

@@ -23,6 +23,12 @@
 #define VN_V4_EXPERTS_GATE_UP "ffn.experts.gate_up"
 #define VN_V4_EXPERTS_DOWN "ffn.experts.down"
 
+/* Engram (cfg->engram.n_layers > 0): the state holding the last N - 1 token ids (i32 [N - 1];
+ * a new sequence's is engram_pad_id, which the session sets), and the param of an Engram
+ * layer's table row offsets ("layers.N.engram.offsets", i32 [heads], cfg->engram.offsets). */
+#define VN_V4_ENGRAM_HIST "engram.ngram_hist"
+#define VN_V4_ENGRAM_OFFSETS "engram.offsets"
+
 typedef struct vn_v4_graph_options {
   int64_t tokens;      /* T >= 1 */
   int64_t max_context; /* positions the states hold; >= 1 */
@@ -32,7 +38,9 @@ typedef struct vn_v4_graph_options {
 /* Builds the graph. States (all f32, zero for a new sequence): per layer "layers.N.attn.ring"
  * [sliding_window, D]; with ratio != 0 "layers.N.attn.comp" [max(1, max_context / ratio), D]
  * and "layers.N.attn.cstate_a/_z" [c·ratio, c·D]; with ratio 4 "layers.N.attn.icomp"
- * [max(1, max_context / 4), Di] and "layers.N.attn.istate_a/_z" [8, 2·Di]. Every state takes
+ * [max(1, max_context / 4), Di] and "layers.N.attn.istate_a/_z" [8, 2·Di]; with Engram
+ * VN_V4_ENGRAM_HIST and per Engram layer "layers.N.engram.conv_state" [(K-1)·dilation, n, C].
+ * Every state takes
  * its new value after a run. On failure err names the node. */
 vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                               const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,

@@ -42,6 +42,13 @@ vnrt_status vn_v4_memory_plan(const vn_v4_config *cfg, int64_t max_ctx, vn_v4_me
                                 out->weight_bytes[VN_V4_KIND_ROUTED_EXPERTS] +
                                 L * k * s.routed_per_layer_expert;
   (void)E;
+  /* Engram: a layer's table is read H rows per token, its other tensors once. */
+  const vn_v4_engram *eg = &cfg->engram;
+  for (int32_t i = 0; i < eg->n_layers; i++) {
+    const uint64_t row_bytes = (uint64_t)eg->head_dim * 2; /* BF16 */
+    out->decode_bytes_per_token -= (uint64_t)eg->table_rows[i] * row_bytes;
+    out->decode_bytes_per_token += (uint64_t)eg->heads * row_bytes;
+  }
 
   /* State per sequence, f32 (docs/deepseek-v4.md, "Forward pass": the states). */
   const uint64_t D = (uint64_t)cfg->head_dim, Di = (uint64_t)cfg->index_head_dim;
@@ -62,6 +69,11 @@ vnrt_status vn_v4_memory_plan(const vn_v4_config *cfg, int64_t max_ctx, vn_v4_me
       grow_at_ctx += ctx / 4 * Di * 4;
       per_tok += (double)Di * 4 / 4;
     }
+  }
+  if (eg->n_layers > 0) { /* n-gram history (i32) and each Engram layer's conv history */
+    fixed += (uint64_t)(eg->max_n - 1) * 4;
+    fixed += (uint64_t)eg->n_layers * (uint64_t)(eg->kernel_size - 1) * (uint64_t)eg->dilation *
+             (uint64_t)cfg->hc_mult * C * 4;
   }
   out->state_fixed_bytes = fixed;
   out->state_bytes_per_token = per_tok;
@@ -104,7 +116,7 @@ void vn_v4_memory_plan_print(FILE *fp, const vn_v4_config *cfg, const vn_v4_memo
   fprintf(fp, "weights at stored size (%llu tensors without MTP, %llu with):\n",
           (unsigned long long)m->tensor_count, (unsigned long long)m->tensor_count_with_mtp);
   for (int k = 0; k < VN_V4_KIND_COUNT; k++)
-    if (k != VN_V4_KIND_MTP)
+    if (k != VN_V4_KIND_MTP && (k != VN_V4_KIND_ENGRAM || m->weight_bytes[k] != 0))
       row(fp, vn_v4_kind_name((vn_v4_kind)k), m->weight_bytes[k], m->weights_total);
   row(fp, "total (loaded)", m->weights_total, m->weights_total);
   row(fp, "MTP (skipped)", m->weight_bytes[VN_V4_KIND_MTP], m->weights_total);

@@ -138,7 +138,7 @@ static void fill_plain(const vn_v4_config *cfg, const vn_v4_tensor_spec *t, rng 
     for (size_t i = 0; i < n; i++) v[i] = (float)(0.5 * rng_normal(r));
   } else if (ends_with(name, "gate.bias")) {
     for (size_t i = 0; i < n; i++) v[i] = (float)(0.1 * rng_normal(r));
-  } else if (strcmp(name, "embed.weight") == 0) {
+  } else if (strcmp(name, "embed.weight") == 0 || ends_with(name, "engram.embedding.weight")) {
     for (size_t i = 0; i < n; i++) v[i] = (float)rng_normal(r);
   } else { /* BF16 linears: head, gate, compressor wkv/wgate, indexer weights_proj */
     double s = 1.0 / sqrt((double)t->dims[1]);

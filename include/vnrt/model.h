@@ -54,6 +54,12 @@ typedef struct vnrt_model_desc {
   uint64_t memory_limit;
   int no_fallback; /* nonzero: an op the device cannot run fails instead of running on the CPU */
   /* CPU worker threads are the context's (vnrt_context_desc.num_threads). */
+  /* Nonzero: a model with Engram layers (docs/deepseek-v4.md, "Engram") serves each Engram
+   * table from an Engram store (vnrt/memory.h) over the mapped checkpoint instead of holding it
+   * in device memory; engram_cache_rows is the rows of each store's device row cache (0: no
+   * cache). No effect on a model without Engram. */
+  int engram_store;
+  int64_t engram_cache_rows;
 } vnrt_model_desc;
 
 /* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every

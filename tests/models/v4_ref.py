@@ -502,6 +502,97 @@ def moe_ffn(x, experts, weights, w_gate_up, w_down, limit, act_quant):
 
 
 # ---------------------------------------------------------------------------------------------
+# Engram (docs/ops.md "Engram", docs/deepseek-v4.md "Engram")
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(state):
+    """One splitmix64 step: (new state, value), 64-bit unsigned ints."""
+    state = (state + 0x9E3779B97F4A7C15) & M64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return state, z ^ (z >> 31)
+
+
+def is_prime(v):
+    if v < 2:
+        return False
+    d = 2
+    while d * d <= v:
+        if v % d == 0:
+            return False
+        d += 1
+    return True
+
+
+def engram_hash_params(layer_ids, max_n, heads, vocab_size, seed):
+    """Per Engram layer: N odd multipliers and one distinct prime table size per head, the
+    primes searched upward from engram_vocab_size across the layers in list order."""
+    out, cand = [], vocab_size
+    for layer in layer_ids:
+        st = (seed + 10007 * layer) & M64
+        mult = []
+        for _ in range(max_n):
+            st, v = splitmix64(st)
+            mult.append((v >> 25) | 1)
+        primes = []
+        for _ in range(heads):
+            while not is_prime(cand):
+                cand += 1
+            primes.append(cand)
+            cand += 1
+        out.append((mult, primes))
+    return out
+
+
+def ngram_hash(ids, hist, mult, primes, max_n, k):
+    """idx[T, (N-1)K]: per order n and head h, XOR of tok(t-j) * mult[j] (wrapping int64),
+    floor modulo primes[(n-2)K + h]; tok before ids[0] comes from hist."""
+    toks = [int(x) for x in hist] + [int(x) for x in ids]
+    T, base = len(ids), len(hist)
+    idx = np.zeros((T, (max_n - 1) * k), np.int64)
+    for t in range(T):
+        for n in range(2, max_n + 1):
+            mix = 0
+            for j in range(n):
+                mix ^= (toks[base + t - j] * mult[j]) & M64
+            if mix >= 1 << 63:
+                mix -= 1 << 64
+            for h in range(k):
+                c = (n - 2) * k + h
+                idx[t, c] = mix % primes[c]
+    return idx
+
+
+def engram_gate(h, k, v, wh, wk, eps, sqrt_gate=True):
+    """u[t, m] = sigmoid(g) v[t], g = <rms_norm(h[t,m], wh[m]), rms_norm(k[t,m], wk[m])> / sqrt(C)
+    (signed square root when sqrt_gate)."""
+    C = h.shape[-1]
+    a = np.asarray(rms_norm(h, wh, eps), F64)
+    b = np.asarray(rms_norm(k, wk, eps), F64)
+    g = np.sum(a * b, -1) / math.sqrt(C)
+    if sqrt_gate:
+        g = np.sign(g) * np.sqrt(np.maximum(np.abs(g), 1e-6))
+    return (sigmoid(g)[..., None] * np.asarray(v, F64)[:, None, :]).astype(F32)
+
+
+def short_conv(u, w, wn, kernel, dilation, eps):
+    """y = silu(causal dilated conv of rms_norm(u, wn) over an all-zero history) + u."""
+    T, M, C = u.shape
+    P = (kernel - 1) * dilation
+    z = np.asarray(rms_norm(u, wn, eps), F64)
+    Z = np.concatenate([np.zeros((P, M, C)), z], 0)
+    wq = np.asarray(w, F64).reshape(M, C, kernel)
+    acc = np.zeros((T, M, C))
+    for i in range(kernel):
+        s = P - (kernel - 1 - i) * dilation
+        acc += wq[None, :, :, i] * Z[s:s + T]
+    return (acc * sigmoid(acc) + np.asarray(u, F64)).astype(F32)
+
+
+# ---------------------------------------------------------------------------------------------
 # The model (docs/deepseek-v4.md "Forward pass")
 
 
@@ -543,6 +634,17 @@ class Model:
                                      ys.get("beta_fast", 32), ys.get("beta_slow", 1))
         else:
             self.freqsc = yarn_freqs(self.ctheta, self.r)
+        self.engram = {}
+        lids = c.get("engram_layer_ids")
+        if lids:
+            self.e_n = c.get("engram_max_ngram_size", 3)
+            self.e_k = c.get("engram_n_head_per_ngram", 8)
+            self.e_kernel = c.get("engram_kernel_size", 4)
+            self.e_dil = c.get("engram_dilation", self.e_n)
+            self.e_pad = c.get("engram_pad_id", 0)
+            hp = engram_hash_params(lids, self.e_n, (self.e_n - 1) * self.e_k,
+                                    c.get("engram_vocab_size", 1009), c.get("engram_seed", 0))
+            self.engram = dict(zip(lids, hp))
         self.cache = {}
 
     # weights, dequantized once (kept as float64 holding the exact f32 values)
@@ -674,6 +776,24 @@ class Model:
                                          self.limit)))
         return R(hc_post(X, R(yr + ys), post, comb))
 
+    def engram_block(self, i, X, ids):
+        """Layer i's Engram: hashed n-gram rows of its table (heads concatenated), gated per
+        stream by the streams, short conv, added into every stream; R() of the sum."""
+        mult, primes = self.engram[i]
+        p = f"layers.{i}.engram."
+        idx = ngram_hash(ids, [self.e_pad] * (self.e_n - 1), mult, primes, self.e_n, self.e_k)
+        table = self.f(p + "embedding.weight")
+        offs = np.concatenate([[0], np.cumsum(primes)[:-1]]).astype(np.int64)
+        T = len(ids)
+        e = table[offs[None, :] + idx].reshape(T, -1)  # [T, H * D]
+        v = self.L(p + "value_proj", e)
+        k = self.L(p + "key_proj", e).reshape(T, self.n, self.C)
+        u = engram_gate(X, k, v, self.f(p + "h_norm.weight"), self.f(p + "k_norm.weight"),
+                        self.eps)
+        y = short_conv(u, self.f(p + "conv.weight"), self.f(p + "conv_norm.weight"),
+                       self.e_kernel, self.e_dil, self.eps)
+        return self.R(np.asarray(X, F64) + y)
+
     def forward(self, ids, first_row):
         """Logits [T - first_row, V] of positions first_row ... T-1 of one causal pass."""
         ids = np.asarray(ids, np.int64)
@@ -682,6 +802,8 @@ class Model:
         pos = np.arange(len(ids))
         X = np.repeat(self.f("embed.weight")[ids][:, None, :], self.n, 1)  # hc_expand
         for i in range(self.nl):
+            if i in self.engram:
+                X = self.engram_block(i, X, ids)
             X = self.attention(i, X, ids, pos)
             X = self.ffn(i, X, ids)
         X = X[first_row:]

@@ -113,9 +113,9 @@ END_TEST
 
 /* The tiny config with field (may be "a.b") set to the JSON value (NULL deletes it), parsed;
  * returns the status and leaves the message in err. */
-static vnrt_status parse_edited(const char *field, const char *value, vn_v4_config *c, char *err,
-                                size_t err_size) {
-  json_object *root = json_tokener_parse(read_config("v4-tiny.json"));
+static vnrt_status parse_edited_from(const char *base, const char *field, const char *value,
+                                     vn_v4_config *c, char *err, size_t err_size) {
+  json_object *root = json_tokener_parse(read_config(base));
   ck_assert_ptr_nonnull(root);
   json_object *obj = root;
   char key[128];
@@ -139,10 +139,16 @@ static vnrt_status parse_edited(const char *field, const char *value, vn_v4_conf
   return s;
 }
 
-static void expect_bad(const char *field, const char *value, const char *fragment) {
+static vnrt_status parse_edited(const char *field, const char *value, vn_v4_config *c, char *err,
+                                size_t err_size) {
+  return parse_edited_from("v4-tiny.json", field, value, c, err, err_size);
+}
+
+static void expect_bad_from(const char *base, const char *field, const char *value,
+                            const char *fragment) {
   vn_v4_config c;
   char err[512] = "";
-  vnrt_status s = parse_edited(field, value, &c, err, sizeof err);
+  vnrt_status s = parse_edited_from(base, field, value, &c, err, sizeof err);
   if (s != VNRT_ERROR_INVALID_ARGUMENT)
     ck_abort_msg("%s = %s: status %d (%s), expected INVALID_ARGUMENT", field,
                  value ? value : "(deleted)", (int)s, err);
@@ -151,6 +157,124 @@ static void expect_bad(const char *field, const char *value, const char *fragmen
                  fragment);
   if (c.hidden_size != 0) ck_abort_msg("%s: *out not cleared on failure", field);
 }
+
+static void expect_bad(const char *field, const char *value, const char *fragment) {
+  expect_bad_from("v4-tiny.json", field, value, fragment);
+}
+
+static bool is_prime_i64(int64_t v) {
+  if (v < 2) return false;
+  for (int64_t d = 2; d * d <= v; d++)
+    if (v % d == 0) return false;
+  return true;
+}
+
+typedef struct engram_count {
+  int n;
+  uint64_t bytes;
+  int layers[8];
+} engram_count;
+
+static int count_engram(void *user, const vn_v4_tensor_spec *t) {
+  engram_count *e = user;
+  if (strstr(t->name, ".engram.")) {
+    if (t->kind != VN_V4_KIND_ENGRAM) ck_abort_msg("%s: kind %d", t->name, (int)t->kind);
+    if (e->n < 64 && t->layer >= 0 && t->layer < 8) e->layers[t->layer]++;
+    e->n++;
+    e->bytes += t->bytes;
+  } else if (t->kind == VN_V4_KIND_ENGRAM) {
+    ck_abort_msg("%s is of kind Engram", t->name);
+  }
+  return 0;
+}
+
+/* The Engram option: fields, derived hash parameters, tensors, and bad values. */
+START_TEST(engram_configs) {
+  vn_v4_config c;
+  load("v4-tiny.json", &c);
+  ck_assert_int_eq(c.engram.n_layers, 0);
+  engram_count none = {0};
+  vn_v4_for_each_tensor(&c, VN_V4_LIST_MODEL, count_engram, &none);
+  ck_assert_int_eq(none.n, 0);
+  load("v4-tiny-engram.json", &c);
+  const vn_v4_engram *e = &c.engram;
+  ck_assert_int_eq(e->n_layers, 2);
+  ck_assert_int_eq(e->layer_ids[0], 1);
+  ck_assert_int_eq(e->layer_ids[1], 3);
+  ck_assert_int_eq(vn_v4_engram_index(&c, 3), 1);
+  ck_assert_int_eq(vn_v4_engram_index(&c, 0), -1);
+  ck_assert_int_eq(e->max_n, 3);
+  ck_assert_int_eq(e->heads, 8); /* (3 - 1) * 4 */
+  ck_assert_int_eq(e->dilation, 3);
+  int64_t last = e->vocab_size - 1;
+  for (int l = 0; l < e->n_layers; l++) {
+    for (int j = 0; j < e->max_n; j++) {
+      if ((e->mult[l][j] & 1) == 0 || e->mult[l][j] <= 0 || e->mult[l][j] >= ((int64_t)1 << 39))
+        ck_abort_msg("mult[%d][%d] = %lld", l, j, (long long)e->mult[l][j]);
+    }
+    int64_t off = 0;
+    for (int h = 0; h < e->heads; h++) {
+      if (!is_prime_i64(e->primes[l][h]) || e->primes[l][h] <= last || e->offsets[l][h] != off)
+        ck_abort_msg("layer %d head %d: prime %lld after %lld, offset %d (expected %lld)", l, h,
+                     (long long)e->primes[l][h], (long long)last, e->offsets[l][h], (long long)off);
+      last = e->primes[l][h];
+      off += e->primes[l][h];
+    }
+    ck_assert_int_eq(e->table_rows[l], off);
+  }
+  ck_assert_int_eq(e->primes[0][0], 257); /* engram_vocab_size is prime */
+  engram_count cnt = {0};
+  vn_v4_for_each_tensor(&c, VN_V4_LIST_MODEL, count_engram, &cnt);
+  ck_assert_int_eq(cnt.n, 14); /* 7 per Engram layer */
+  ck_assert_int_eq(cnt.layers[1], 7);
+  ck_assert_int_eq(cnt.layers[3], 7);
+  ck_assert_int_eq(cnt.layers[0] + cnt.layers[2], 0);
+  /* table bf16 + value_proj, key_proj bf16 + three f32 [n, C] norms + f32 conv [n C, K] */
+  const uint64_t C = 256, n = 4, HD = 8 * 32;
+  uint64_t want = 0;
+  for (int l = 0; l < 2; l++)
+    want += (uint64_t)e->table_rows[l] * 32 * 2 + C * HD * 2 + n * C * HD * 2 + 3 * n * C * 4 +
+            n * C * 4 * 4;
+  ck_assert_uint_eq(cnt.bytes, want);
+  /* The memory plan: the Engram row, its states, and H table rows per token per layer read. */
+  vn_v4_config plain;
+  load("v4-tiny.json", &plain);
+  vn_v4_memory mp, me;
+  ck_assert_int_eq(vn_v4_memory_plan(&plain, 256, &mp), VNRT_OK);
+  ck_assert_int_eq(vn_v4_memory_plan(&c, 256, &me), VNRT_OK);
+  ck_assert_uint_eq(me.weight_bytes[VN_V4_KIND_ENGRAM], want);
+  ck_assert_uint_eq(mp.weight_bytes[VN_V4_KIND_ENGRAM], 0);
+  ck_assert_uint_eq(me.state_fixed_bytes - mp.state_fixed_bytes, 2 * 4 + 2 * 3 * 3 * n * C * 4);
+  const uint64_t tables = (uint64_t)(e->table_rows[0] + e->table_rows[1]) * 32 * 2;
+  ck_assert_uint_eq(me.decode_bytes_per_token - mp.decode_bytes_per_token,
+                    want - tables + 2 * 8 * 32 * 2);
+
+  const char *eg = "v4-tiny-engram.json";
+  expect_bad_from(eg, "engram_layer_ids", "[1, 4]",
+                  "engram_layer_ids[1] is 4, which is not a decoder layer in [0, 4)");
+  expect_bad_from(eg, "engram_layer_ids", "[1, 1]", "engram_layer_ids lists layer 1 twice");
+  expect_bad_from(eg, "engram_layer_ids", "3", "engram_layer_ids must be an array");
+  expect_bad_from(eg, "engram_layer_ids", "[\"1\"]", "engram_layer_ids[0] is \"1\"");
+  expect_bad_from(eg, "engram_max_ngram_size", "1", "engram_max_ngram_size is 1, which is outside");
+  expect_bad_from(eg, "engram_max_ngram_size", "9", "engram_max_ngram_size is 9");
+  expect_bad_from(eg, "engram_n_head_per_ngram", "33", "engram_n_head_per_ngram is 33");
+  expect_bad_from(eg, "engram_head_dim", "0", "engram_head_dim is 0");
+  expect_bad_from(eg, "engram_vocab_size", "1", "engram_vocab_size is 1");
+  expect_bad_from(eg, "engram_kernel_size", "1", "engram_kernel_size is 1, which is outside");
+  expect_bad_from(eg, "engram_dilation", "0", "engram_dilation is 0");
+  expect_bad_from(eg, "engram_pad_id", "1024", "engram_pad_id is 1024");
+  expect_bad_from(eg, "engram_seed", "-1", "engram_seed is -1");
+  expect_bad_from(eg, "engram_kernel_size", "\"4\"", "engram_kernel_size must be an integer");
+  expect_bad_from(eg, "engram_vocab_size", "2147483000",
+                  "engram_vocab_size is 2147483000, which is outside");
+  expect_bad_from(eg, "engram_layer_ids", NULL, "is set but engram_layer_ids is absent");
+  expect_bad("engram_seed", "3", "engram_seed is set but engram_layer_ids is absent");
+  /* null engram_layer_ids = no Engram */
+  char err[512] = "";
+  ck_assert_int_eq(parse_edited("engram_layer_ids", "null", &c, err, sizeof err), VNRT_OK);
+  ck_assert_int_eq(c.engram.n_layers, 0);
+}
+END_TEST
 
 START_TEST(bad_configs) {
   expect_bad("model_type", "\"deepseek_v3\"", "model_type is \"deepseek_v3\"");
@@ -348,6 +472,7 @@ int main(void) {
   tcase_add_test(tc, flash_values);
   tcase_add_test(tc, shipped_configs);
   tcase_add_test(tc, bad_configs);
+  tcase_add_test(tc, engram_configs);
   tcase_add_test(tc, not_json);
   tcase_add_test(tc, optional_fields);
   tcase_add_test(tc, flash_plan);

@@ -6,7 +6,8 @@ CHECKPOINT is the tiny checkpoint (models/configs/v4-tiny.json, made by vnrt-mak
 CONFIG_DIR models/configs (for v4-flash.json); WORKDIR is the part's own scratch folder.
 PART: ref (logits vs tests/models/v4_ref.py), consistency (decode == prefill, chunking,
 devices, --memory-limit), errors (bad checkpoints, prompts and arguments), text (--prompt TEXT
-and --chat with a small tokenizer.json), variants (v4-tiny2's shapes, FP8 experts).
+and --chat with a small tokenizer.json), variants (v4-tiny2's shapes, FP8 experts), engram
+(v4-tiny-engram.json: the Engram option against the oracle, decode == prefill, devices).
 
 Tolerances (docs/deepseek-v4.md, "Agreement with the reference"):
 - f32 numerics: max |vnrt - ref| / max |ref| <= 1e-4 per row. Both compute the same f32
@@ -296,11 +297,94 @@ def part_text(model):
     shutil.rmtree(d)
 
 
+def plan_nodes(model, ids):
+    """The decode plan's node count from --stats."""
+    p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "2",
+             "--numerics", "f32", "--device", "cpu", "--max-context", "64", "--stats"])
+    line = [l for l in p.stderr.splitlines() if l.startswith("decode plan:")]
+    check(len(line) == 1, f"--stats prints the decode plan: {p.stderr[-300:]}")
+    return int(line[0].split()[2]) if line else 0
+
+
+def part_engram(model):
+    """models/configs/v4-tiny-engram.json (Engram before the attention of layers 1 and 3):
+    logits against the oracle under both numerics, decode == prefill, chunked prefill, the same
+    greedy tokens on every device, a non-zero pad id, and the Engram nodes in the plan."""
+    m = variant("engram", "v4-tiny-engram.json")
+    ids = prompt(40, 41)
+    for numerics in ("f32", "ref"):
+        gen, v = generate(m, ids, 8, numerics, ["--max-context", "128"])
+        check(len(gen) == 8, f"engram ({numerics}): 8 tokens")
+        compare(v, reference(m, ids + gen[:-1], len(ids), numerics), numerics,
+                f"engram, prefill 40 + decode 8")
+    gen, v = generate(m, ids, 8, "f32", ["--max-context", "128"])
+    # Without its Engram layers the oracle is far away: the comparison above sees them.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("v4_ref", REF)
+    ref_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref_mod)
+    plain = ref_mod.Model(m, "f32")
+    plain.engram = {}
+    r0 = plain.forward(ids, len(ids) - 1)
+    miss = np.abs(r0[0] - v[0]).max() / np.abs(v[0]).max()
+    check(miss > 1e-2, f"engram: the oracle without Engram misses by {miss:.3g} only")
+    print(f"engram: the oracle without its Engram layers would miss by {miss:.3g}")
+    # Decode step k == prefill of the prompt and k tokens (the n-gram and conv histories).
+    for k in (1, 4, 7):
+        _, p = generate(m, ids + gen[:k], 0, "f32", ["--max-context", "128"], name="p")
+        rel = np.abs(p[0] - v[k]).max() / np.abs(v[k]).max()
+        check(rel <= 1e-5, f"engram: decode step {k} vs prefill: rel {rel:.3g}")
+    for chunk in ("1", "2", "7"):
+        _, p = generate(m, ids, 0, "f32", ["--max-context", "128", "--prefill-chunk", chunk],
+                        name="p")
+        rel = np.abs(p[0] - v[0]).max() / np.abs(v[0]).max()
+        check(rel <= 1e-5, f"engram: prefill in chunks of {chunk} vs one run: rel {rel:.3g}")
+    info = subprocess.run([os.path.join(os.path.dirname(GEN), "vnrt-info")], capture_output=True,
+                          text=True).stdout
+    devices = [["--device", "cpu", "--memory-limit", "3M"]]
+    for d in ("vulkan:0", "opencl:0"):
+        if d in info:
+            devices.append(["--device", d])
+    for dev in devices:
+        p = run([GEN, "--model", m, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "8",
+                 "--numerics", "f32", "--max-context", "128"] + dev)
+        line = [l for l in p.stdout.splitlines() if l.startswith("generated:")]
+        got = [int(t) for t in line[-1].split()[1:]] if line else []
+        check(got == gen, f"engram {' '.join(dev)}: generated {got}, cpu {gen}")
+        print("engram", " ".join(dev), "->", got)
+    # Per Engram layer at least ngram_hash, engram_lookup, 2 linears, engram_gate, short_conv
+    # and the add run in the decode plan.
+    extra = plan_nodes(m, ids[:5]) - plan_nodes(model, ids[:5])
+    check(extra >= 2 * 7, f"engram: the decode plan has {extra} more nodes than v4-tiny's")
+    # A checkpoint without the Engram tensors its config asks for, and a bad Engram field.
+    import json
+    import shutil
+    bad = os.path.join(WORK, "engram-missing")
+    shutil.rmtree(bad, ignore_errors=True)
+    shutil.copytree(model, bad)
+    for ids_field, words in (([1], ["layers.1.engram.embedding.weight", "missing"]),
+                             ([1, 7], ["engram_layer_ids[1] is 7", "decoder layer"])):
+        with open(os.path.join(bad, "config.json")) as f:
+            c = json.load(f)
+        c["engram_layer_ids"] = ids_field
+        with open(os.path.join(bad, "config.json"), "w") as f:
+            json.dump(c, f)
+        p = run([GEN, "--model", bad, "--prompt-ids", "1 2", "--tokens", "1"], expect_rc=1)
+        for w in words:
+            check(w in p.stderr, f"engram: stderr names '{w}': {p.stderr.strip()[:300]}")
+    # A non-zero pad id: the session starts the n-gram history with it.
+    mp = variant("engram-pad", "v4-tiny-engram.json", engram_pad_id=7, engram_dilation=2,
+                 engram_max_ngram_size=4, engram_n_head_per_ngram=3)
+    short = ids[:3]
+    gen, v = generate(mp, short, 3, "f32", ["--max-context", "64"])
+    compare(v, reference(mp, short + gen[:-1], len(short), "f32"), "f32", "engram pad 7, N 4")
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     model = MODEL
     {"ref": part_ref, "consistency": part_consistency, "errors": part_errors,
-     "text": part_text, "variants": part_variants}[PART](model)
+     "text": part_text, "variants": part_variants, "engram": part_engram}[PART](model)
     if FAILS:
         print(f"{len(FAILS)} failure(s)")
         sys.exit(1)

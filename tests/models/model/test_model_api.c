@@ -69,9 +69,98 @@ static void test_sampler(void) {
   CHECK(vnrt_sample(nan_logits, 2, NULL, NULL, &id) == VNRT_ERROR_INVALID_ARGUMENT, "NaN logit");
 }
 
+/* The Engram option (models/configs/v4-tiny-engram.json: Engram in layers 1 and 3, pad id 2):
+ * its n-gram and conv histories carry over prefill chunks and decode steps and start again at
+ * a reset (the n-gram history at the pad id), and a second session computes the same. */
+static void test_engram(vnrt_context *ctx, const char *dir) {
+  vnrt_model_desc d = {0};
+  d.device_spec = "cpu";
+  d.numerics = VNRT_NUMERICS_F32;
+  vnrt_model *m = NULL;
+  vnrt_status st = vnrt_model_open(ctx, dir, &d, &m);
+  CHECK(st == VNRT_OK, "engram: open: %s", vnrt_model_last_error());
+  if (st != VNRT_OK) return;
+  enum { V = 1024, N = 40 };
+  vnrt_session *s = NULL, *s2 = NULL;
+  vnrt_session_desc sd = {0};
+  sd.max_context = 64;
+  sd.prefill_chunk = 16;
+  st = vnrt_session_create(m, &sd, &s);
+  CHECK(st == VNRT_OK, "engram: session: %s", vnrt_model_last_error());
+  float *a = malloc(V * sizeof *a), *b = malloc(V * sizeof *b);
+  int32_t ids[N];
+  for (int i = 0; i < N; ++i) ids[i] = (i * 53 + 7) % V;
+  if (st == VNRT_OK && a && b) {
+    CHECK(vnrt_session_prefill(s, ids, N) == VNRT_OK, "engram: prefill: %s",
+          vnrt_model_last_error());
+    vnrt_session_logits(s, a, V);
+    vnrt_session_reset(s);
+    CHECK(vnrt_session_prefill(s, ids, 5) == VNRT_OK &&
+              vnrt_session_prefill(s, ids + 5, 1) == VNRT_OK &&
+              vnrt_session_decode(s, ids + 6, N - 6) == VNRT_OK,
+          "engram: prefill 5, 1, decode 34: %s", vnrt_model_last_error());
+    vnrt_session_logits(s, b, V);
+    CHECK(rel_diff(b, a, V) <= 1e-5, "engram: pieces vs one prefill: rel %g", rel_diff(b, a, V));
+    vnrt_session_reset(s);
+    CHECK(vnrt_session_decode(s, ids, N) == VNRT_OK, "engram: decode: %s", vnrt_model_last_error());
+    vnrt_session_logits(s, b, V);
+    CHECK(rel_diff(b, a, V) <= 1e-5, "engram: decode after reset vs prefill: rel %g",
+          rel_diff(b, a, V));
+    /* A different first token changes the n-gram rows of the next ones: the logits move. */
+    vnrt_session_reset(s);
+    int32_t other[N];
+    memcpy(other, ids, sizeof other);
+    other[0] = (ids[0] + 1) % V;
+    CHECK(vnrt_session_prefill(s, other, N) == VNRT_OK, "engram: other prefill");
+    vnrt_session_logits(s, b, V);
+    CHECK(rel_diff(b, a, V) > 1e-6, "engram: another history gives other logits");
+    CHECK(vnrt_session_create(m, &sd, &s2) == VNRT_OK, "engram: second session: %s",
+          vnrt_model_last_error());
+    if (s2) {
+      CHECK(vnrt_session_prefill(s2, ids, N) == VNRT_OK, "engram: second session's prefill");
+      vnrt_session_logits(s2, b, V);
+      CHECK(rel_diff(b, a, V) <= 1e-6, "engram: second session vs first: rel %g",
+            rel_diff(b, a, V));
+    }
+  }
+  /* The Engram tables served from Engram stores (with and without a row cache): the same. */
+  for (int cache = 0; cache < 2 && a && b; ++cache) {
+    vnrt_model_desc ds = d;
+    ds.engram_store = 1;
+    ds.engram_cache_rows = cache ? 64 : 0;
+    vnrt_model *ms = NULL;
+    vnrt_session *ss = NULL;
+    st = vnrt_model_open(ctx, dir, &ds, &ms);
+    CHECK(st == VNRT_OK, "engram store: open: %s", vnrt_model_last_error());
+    if (st == VNRT_OK) st = vnrt_session_create(ms, &sd, &ss);
+    CHECK(st == VNRT_OK, "engram store: session: %s", vnrt_model_last_error());
+    if (st == VNRT_OK) {
+      CHECK(vnrt_session_prefill(ss, ids, 5) == VNRT_OK &&
+                vnrt_session_decode(ss, ids + 5, N - 5) == VNRT_OK,
+            "engram store: prefill, decode: %s", vnrt_model_last_error());
+      vnrt_session_logits(ss, b, V);
+      CHECK(rel_diff(b, a, V) <= 1e-5, "engram store (cache %d): rel %g", cache * 64,
+            rel_diff(b, a, V));
+      vnrt_session_stats st2 = {0}, st1 = {0};
+      vnrt_session_get_stats(ss, &st2);
+      vnrt_session_get_stats(s, &st1);
+      CHECK(st2.weight_bytes < st1.weight_bytes,
+            "engram store: the plan holds fewer weights (%llu vs %llu bytes)",
+            (unsigned long long)st2.weight_bytes, (unsigned long long)st1.weight_bytes);
+    }
+    vnrt_session_destroy(ss);
+    vnrt_model_close(ms);
+  }
+  free(a);
+  free(b);
+  vnrt_session_destroy(s);
+  vnrt_session_destroy(s2);
+  vnrt_model_close(m);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR\n");
+  if (argc != 2 && argc != 3) {
+    fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR [ENGRAM_CHECKPOINT_DIR]\n");
     return 2;
   }
   const char *dir = argv[1];
@@ -175,6 +264,7 @@ int main(int argc, char **argv) {
   free(a);
   free(b);
   vnrt_model_close(m);
+  if (argc == 3) test_engram(ctx, argv[2]);
   vnrt_context_destroy(ctx);
   if (g_failures) fprintf(stderr, "%d failure(s)\n", g_failures);
   return g_failures ? 1 : 0;
