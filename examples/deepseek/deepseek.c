@@ -1,10 +1,10 @@
-/* deepseek-v4: greedy generation with a real-format DeepSeek-V4 checkpoint through the model
+/* deepseek: greedy generation with a real-format DeepSeek-V4 checkpoint through the model
  * API (vnrt/model.h) — the thin client of the model library. By default it runs the tiny
  * checkpoint with Engram layers that the build generates from models/configs/v4-tiny-engram.json
  * (vnrt-make-checkpoint; random weights, so the ids are meaningless).
  *
- *   ./build/examples/deepseek/deepseek-v4 --stats
- *   ./build/examples/deepseek/deepseek-v4 --model /path/to/ckpt --device vulkan --tokens 32
+ *   ./build/examples/deepseek/deepseek --stats
+ *   ./build/examples/deepseek/deepseek --model /path/to/ckpt --device vulkan --tokens 32
  *
  * Only the public API (vnrt/vnrt.h, vnrt/model.h) is used. */
 #include <errno.h>
@@ -22,8 +22,8 @@
 #endif
 
 static const char kUsage[] =
-    "usage: deepseek-v4 [--model DIR] [--device SPEC] [--prompt \"1 2 3\"] [--tokens N]\n"
-    "                   [--numerics ref|f32] [--memory-limit B] [--stats]\n"
+    "usage: deepseek [--model DIR] [--device SPEC] [--prompt \"1 2 3\"] [--tokens N]\n"
+    "                [--numerics ref|f32] [--memory-limit B] [--stats]\n"
     "  --model DIR       a DeepSeek-V4 checkpoint (config.json, index, shards); default the\n"
     "                    tiny one with Engram that the build generates:\n"
     "                    " DS_DEFAULT_MODEL
@@ -133,13 +133,13 @@ static int parse_args(int argc, char **argv, options *o) {
       errno = 0;
       o->tokens = strtol(argv[++i], &end, 10);
       if (errno || !end || *end || end == argv[i] || o->tokens < 0 || o->tokens > 1000000) {
-        fprintf(stderr, "deepseek-v4: --tokens wants 0..1000000, not '%s'\n", argv[i]);
+        fprintf(stderr, "deepseek: --tokens wants 0..1000000, not '%s'\n", argv[i]);
         return 2;
       }
     } else if (!strcmp(a, "--numerics") && has) {
       const char *v = argv[++i];
       if (strcmp(v, "ref") != 0 && strcmp(v, "f32") != 0) {
-        fprintf(stderr, "deepseek-v4: --numerics wants ref or f32, not '%s'\n", v);
+        fprintf(stderr, "deepseek: --numerics wants ref or f32, not '%s'\n", v);
         return 2;
       }
       o->f32 = !strcmp(v, "f32");
@@ -147,13 +147,13 @@ static int parse_args(int argc, char **argv, options *o) {
       int bad = parse_bytes(argv[++i], &o->memory_limit);
       if (bad == -2) {
         fprintf(stderr,
-                "deepseek-v4: --memory-limit '%s' does not fit in 64 bits (at most "
+                "deepseek: --memory-limit '%s' does not fit in 64 bits (at most "
                 "18446744073709551615 bytes)\n",
                 argv[i]);
         return 2;
       } else if (bad) {
         fprintf(stderr,
-                "deepseek-v4: --memory-limit wants a byte count such as 1048576, 512K, 64M, "
+                "deepseek: --memory-limit wants a byte count such as 1048576, 512K, 64M, "
                 "1.5G or 2GiB (0: no limit of its own), not '%s'\n",
                 argv[i]);
         return 2;
@@ -164,13 +164,13 @@ static int parse_args(int argc, char **argv, options *o) {
       o->engram_cache = strtol(argv[++i], &end, 10);
       if (errno || !end || *end || end == argv[i] || o->engram_cache < 0 ||
           o->engram_cache > (1L << 30)) {
-        fprintf(stderr, "deepseek-v4: --engram-cache wants 0..2^30 rows, not '%s'\n", argv[i]);
+        fprintf(stderr, "deepseek: --engram-cache wants 0..2^30 rows, not '%s'\n", argv[i]);
         return 2;
       }
     } else if (!strcmp(a, "--stats")) {
       o->stats = 1;
     } else {
-      fprintf(stderr, "deepseek-v4: unknown option or missing value: '%s' (see --help)\n", a);
+      fprintf(stderr, "deepseek: unknown option or missing value: '%s' (see --help)\n", a);
       return 2;
     }
   }
@@ -195,7 +195,7 @@ static int64_t parse_ids(const char *s, int32_t *ids, int64_t cap) {
 }
 
 static int failed(const char *what) {
-  fprintf(stderr, "deepseek-v4: %s: %s\n", what, vnrt_model_last_error());
+  fprintf(stderr, "deepseek: %s: %s\n", what, vnrt_model_last_error());
   return 1;
 }
 
@@ -207,20 +207,19 @@ int main(int argc, char **argv) {
   static int32_t prompt[MAX_PROMPT];
   const int64_t n_prompt = parse_ids(o.prompt, prompt, MAX_PROMPT);
   if (n_prompt < 1) {
-    fprintf(stderr, "deepseek-v4: --prompt wants 1..%d token ids, not '%s'\n", MAX_PROMPT,
-            o.prompt);
+    fprintf(stderr, "deepseek: --prompt wants 1..%d token ids, not '%s'\n", MAX_PROMPT, o.prompt);
     return 2;
   }
   if (access(o.model, R_OK) != 0) {
     fprintf(stderr,
-            "deepseek-v4: no checkpoint at '%s' (the default one is made by `ninja -C build`; "
+            "deepseek: no checkpoint at '%s' (the default one is made by `ninja -C build`; "
             "any V4 checkpoint can be passed with --model)\n",
             o.model);
     return 1;
   }
   vnrt_context *ctx = NULL;
   if (vnrt_context_create(NULL, &ctx) != VNRT_OK) {
-    fprintf(stderr, "deepseek-v4: cannot create a vnrt context\n");
+    fprintf(stderr, "deepseek: cannot create a vnrt context\n");
     return 1;
   }
   vnrt_model_desc md = {0};
@@ -256,12 +255,12 @@ int main(int argc, char **argv) {
   logits = malloc((size_t)info.vocab_size * sizeof *logits);
   gen = malloc(((size_t)o.tokens + 1) * sizeof *gen);
   if (!logits || !gen) {
-    fprintf(stderr, "deepseek-v4: out of memory\n");
+    fprintf(stderr, "deepseek: out of memory\n");
     goto done;
   }
   for (int64_t i = 0; i < n_prompt; ++i) {
     if (prompt[i] >= info.vocab_size) {
-      fprintf(stderr, "deepseek-v4: prompt id %d is outside the vocabulary (%lld ids)\n",
+      fprintf(stderr, "deepseek: prompt id %d is outside the vocabulary (%lld ids)\n",
               (int)prompt[i], (long long)info.vocab_size);
       goto done;
     }
