@@ -1,5 +1,6 @@
 /* The model API (vnrt/model.h) on the tiny checkpoint: descs and errors, decode == prefill ==
- * prefill in pieces, the context bound, reset, statistics and the sampler. */
+ * prefill in pieces, the context bound, reset, statistics, the device weights the plans and
+ * sessions share, weights streamed under a memory limit, and the sampler. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,63 @@ static void test_engram(vnrt_context *ctx, const char *dir) {
   vnrt_model_close(m);
 }
 
+/* A prefill of 40 tokens and 10 decode steps on a model opened with desc d; the last logits
+ * into out[V] and the session's statistics into *st. */
+static vnrt_status run_short(vnrt_context *ctx, const char *dir, const vnrt_model_desc *d,
+                             const int32_t *ids, float *out, int64_t V, vnrt_session_stats *st) {
+  vnrt_model *m = NULL;
+  vnrt_session *s = NULL;
+  vnrt_session_desc sd = {0};
+  sd.max_context = 64;
+  sd.prefill_chunk = 64;
+  vnrt_status r = vnrt_model_open(ctx, dir, d, &m);
+  if (r == VNRT_OK) r = vnrt_session_create(m, &sd, &s);
+  if (r == VNRT_OK) r = vnrt_session_prefill(s, ids, 40);
+  if (r == VNRT_OK) r = vnrt_session_decode(s, ids + 40, 10);
+  if (r == VNRT_OK) r = vnrt_session_logits(s, out, (size_t)V);
+  if (r == VNRT_OK) r = vnrt_session_get_stats(s, st);
+  vnrt_session_destroy(s);
+  vnrt_model_close(m);
+  return r;
+}
+
+/* Half the weights over the device budget (memory_limit): they stay in the mapped checkpoint
+ * and stream to the device before the nodes that read them; the plan stays within the budget
+ * and the logits are bit-identical to those with every weight resident (the same kernels read
+ * the same bytes). */
+static void test_streamed(vnrt_context *ctx, const char *dir, const int32_t *ids, int64_t V) {
+  vnrt_model_desc d = {0};
+  d.device_spec = "cpu";
+  d.numerics = VNRT_NUMERICS_F32;
+  float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
+  vnrt_session_stats sa = {0}, sb = {0};
+  vnrt_status st = a && b ? run_short(ctx, dir, &d, ids, a, V, &sa) : VNRT_ERROR_OUT_OF_MEMORY;
+  CHECK(st == VNRT_OK, "resident weights: %s", vnrt_model_last_error());
+  if (st == VNRT_OK) {
+    CHECK(sa.n_streamed_params == 0 && sa.bytes_weights_streamed == 0,
+          "no limit, nothing streamed: %d params", (int)sa.n_streamed_params);
+    d.memory_limit = sa.weight_bytes / 2;
+    st = run_short(ctx, dir, &d, ids, b, V, &sb);
+    CHECK(st == VNRT_OK, "memory_limit %llu: %s", (unsigned long long)d.memory_limit,
+          vnrt_model_last_error());
+  }
+  if (st == VNRT_OK) {
+    CHECK(sb.n_streamed_params > 0 && sb.streamed_bytes > 0 && sb.bytes_weights_streamed > 0,
+          "streamed: %d params, %llu bytes, %llu bytes moved", (int)sb.n_streamed_params,
+          (unsigned long long)sb.streamed_bytes, (unsigned long long)sb.bytes_weights_streamed);
+    CHECK(sb.weight_bytes + sb.streamed_bytes == sa.weight_bytes,
+          "resident %llu + streamed %llu bytes are the weights (%llu)",
+          (unsigned long long)sb.weight_bytes, (unsigned long long)sb.streamed_bytes,
+          (unsigned long long)sa.weight_bytes);
+    CHECK(sb.device_bytes <= d.memory_limit, "decode plan within the limit: %llu > %llu",
+          (unsigned long long)sb.device_bytes, (unsigned long long)d.memory_limit);
+    CHECK(memcmp(a, b, (size_t)V * sizeof *a) == 0, "streamed weights give other logits: rel %g",
+          rel_diff(b, a, V));
+  }
+  free(a);
+  free(b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2 && argc != 3) {
     fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR [ENGRAM_CHECKPOINT_DIR]\n");
@@ -240,6 +298,11 @@ int main(int argc, char **argv) {
             ss.weight_bytes > 0,
         "stats: %lld prefilled, %lld decoded, %d plans", (long long)ss.tokens_prefilled,
         (long long)ss.tokens_decoded, (int)ss.n_plans);
+  /* The session's plans (the decode plan and a prefill plan per chunk length) read the
+   * model's device weights, bound once, instead of holding copies of their own. */
+  CHECK(ss.device_bytes < ss.weight_bytes,
+        "the decode plan holds no weights of its own: device %llu, weights %llu bytes",
+        (unsigned long long)ss.device_bytes, (unsigned long long)ss.weight_bytes);
   /* A second session shares the model's device weights and computes the same logits. */
   vnrt_session *s2 = NULL;
   CHECK(vnrt_session_create(m, &sd, &s2) == VNRT_OK, "second session: %s", vnrt_model_last_error());
@@ -264,6 +327,7 @@ int main(int argc, char **argv) {
   free(a);
   free(b);
   vnrt_model_close(m);
+  test_streamed(ctx, dir, ids, V);
   if (argc == 3) test_engram(ctx, argv[2]);
   vnrt_context_destroy(ctx);
   if (g_failures) fprintf(stderr, "%d failure(s)\n", g_failures);
