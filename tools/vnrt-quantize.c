@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
     scale.dtype = VNRT_E8M0;
     scale.dims[t.rank - 2] = (t.dims[t.rank - 2] + fmt->block_rows - 1) / fmt->block_rows;
     scale.dims[t.rank - 1] = (t.dims[t.rank - 1] + fmt->block_cols - 1) / fmt->block_cols;
-    /* X.weight -> X.scale, another name N -> N.scale (as the DeepSeek example names them). */
+    /* X.weight -> X.scale, another name N -> N.scale (as DeepSeek-V4 checkpoints name them). */
     size_t len = strlen(name);
     const size_t suffix = strlen(".weight");
     size_t stem = len > suffix && strcmp(name + len - suffix, ".weight") == 0 ? len - suffix : len;
