@@ -138,7 +138,8 @@ CPU_AVX2_INLINE __m256 avx2_e2m1_table_(void) {
  * rows share one multiply of the decoded vector by the scale. */
 CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, const int64_t BC,
                                  const float *const *xr, const uint8_t *const *wr,
-                                 const float *const *sf, int64_t kc, int64_t bc, float *s) {
+                                 const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                                 int64_t bc, float *s) {
   __m256 acc[QV_MR][QV_NR_MAX], blk[QV_NR_MAX], sv[QV_NR_MAX];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -146,18 +147,25 @@ CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, cons
   const __m256 table = avx2_e2m1_table_();
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const int64_t kc8 = kc & ~(int64_t)7;
-#define QSTEP_(kk)                                                                        \
-  for (int j = 0; j < NR; ++j) {                                                          \
-    const __m256 d =                                                                      \
-        FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
-    if (MR == 1) {                                                                        \
-      blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
-    } else {                                                                              \
-      const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
-      for (int i = 0; i < MR; ++i) {                                                      \
-        acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
-      }                                                                                   \
-    }                                                                                     \
+  /* pf: the rows a later call reads, one cache line of each per 64 bytes of these rows. */
+#define QSTEP_(kk)                                                                          \
+  {                                                                                         \
+    if (pf && ((kk) & (FP4 ? 127 : 63)) == 0) {                                             \
+      for (int j = 0; j < NR; ++j)                                                          \
+        _mm_prefetch((const char *)pf[j] + (FP4 ? (kk) / 2 : (kk)), _MM_HINT_T0);           \
+    }                                                                                       \
+    for (int j = 0; j < NR; ++j) {                                                          \
+      const __m256 d =                                                                      \
+          FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
+      if (MR == 1) {                                                                        \
+        blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
+      } else {                                                                              \
+        const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
+        for (int i = 0; i < MR; ++i) {                                                      \
+          acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
+        }                                                                                   \
+      }                                                                                     \
+    }                                                                                       \
   }
   int64_t k = 0;
   for (int64_t b = 0; k < kc8; ++b) {
@@ -197,14 +205,15 @@ CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, cons
 }
 
 typedef void (*avx2_qkern_fn)(const float *const *xr, const uint8_t *const *wr,
-                              const float *const *sf, int64_t kc, int64_t bc, float *s);
+                              const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                              int64_t bc, float *s);
 
 /* Per format: the kernels for any block width (multiple of 8) and for the format's default. */
 #define AVX2_QKERN_DEF_(MR, NAME, FP4, BC)                                                        \
   static CPU_AVX2 void avx2_qkern_##MR##_##NAME(const float *const *xr, const uint8_t *const *wr, \
-                                                const float *const *sf, int64_t kc, int64_t bc,   \
-                                                float *s) {                                       \
-    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, sf, kc, bc, s);                               \
+                                                const uint8_t *const *pf, const float *const *sf, \
+                                                int64_t kc, int64_t bc, float *s) {               \
+    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, pf, sf, kc, bc, s);                           \
   }
 #define AVX2_QKERN_ALL_MR_(NAME, FP4, BC) \
   AVX2_QKERN_DEF_(1, NAME, FP4, BC)       \
@@ -379,19 +388,20 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   float *sfbuf = ws, *pws = ws + QV_NR_MAX * QV_BLOCKS;
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
-  /* Short rows (a MoE down projection's F = 512 codes are 256 bytes in e2m1) make a group too
-   * short for the hardware prefetchers to get ahead: such groups prefetch the one about
-   * QV_PF_BYTES ahead (the rows are contiguous), a cache line at a time. */
+  /* Each group prefetches, while it computes, the rows of the group about QV_PF_BYTES ahead
+   * (at least the next one): the prefetchers alone do not keep a GEMV's few short rows
+   * streaming at the memory's rate (a MoE down projection's F = 512 codes are 256 bytes). */
   const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
-  const int64_t pf_groups =
-      group_bytes < QV_PF_BYTES ? (QV_PF_BYTES + group_bytes - 1) / group_bytes : 0;
+  int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
+  pd = pd < 1 ? 1 : pd;
   for (int64_t j0 = 0; j0 < n; j0 += nr) {
     const int nv = (int)(n - j0 < nr ? n - j0 : nr);
-    if (pf_groups > 0 && j0 + pf_groups * nr < n) {
-      const int64_t jp = j0 + pf_groups * nr, np = n - jp < nr ? n - jp : nr;
-      const char *pf = (const char *)codes + (fp4 ? ((mat * w->rows + row0 + jp) * K) / 2
-                                                  : (mat * w->rows + row0 + jp) * K);
-      for (int64_t o = 0; o < np * row_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    const int64_t jp = j0 + pd * nr;
+    const uint8_t *pfrow[QV_NR_MAX];
+    for (int j = 0; jp < n && j < nr; ++j) {
+      const int64_t rp = jp + (jp + j < n ? j : 0);
+      pfrow[j] =
+          codes + (fp4 ? ((mat * w->rows + row0 + rp) * K) / 2 : (mat * w->rows + row0 + rp) * K);
     }
     int64_t rowbase[QV_NR_MAX];
     const uint8_t *srow[QV_NR_MAX];
@@ -404,16 +414,17 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
     for (int64_t k0 = 0; exact && k0 < K; k0 += kq) {
       const int64_t kc = K - k0 < kq ? K - k0 : kq, nb = (kc + bc - 1) / bc;
       const float *xr[QV_MR];
-      const uint8_t *wr[QV_NR_MAX];
+      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX];
       const float *sf[QV_NR_MAX];
       for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx + k0;
       for (int j = 0; j < nr; ++j) {
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
+        pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
         exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, fp4 ? 253 : 247, sfbuf + j * QV_BLOCKS);
       }
       if (!exact) break;
-      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, sf, kc, bc, s);
+      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       for (int i = 0; i < mr; ++i) {
         float *crow = c + i * ldc + j0;
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
