@@ -89,10 +89,65 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   return f;
 }
 
+#if defined(CPU_HAVE_AVX2_CODE)
+/* cpu_fake_quant_block for e4m3 on a block of finite values (amax finite), 8 at a time, with
+ * the same result bit for bit: q = v/s, rounded to e4m3 (to nearest even: 3 mantissa bits by
+ * the integer carry trick for normals, a multiple of 2^-9 below 2^-6), times s. Saturation
+ * cannot happen (|q| <= 448, e4m3's largest, by the choice of s) but is kept by a min. */
+static CPU_AVX2 void avx2_act_quant_block_(float *v, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 mx = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(v + i), absmask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  float amax = _mm_cvtss_f32(m4);
+  for (int64_t t = i; t < n; ++t) amax = fmaxf(amax, fabsf(v[t]));
+  if (!isfinite(amax)) {
+    cpu_fake_quant_block(v, n, VNRT_E4M3);
+    return;
+  }
+  const float s = vnrt_e8m0_to_f32(vnrt_quant_block_scale(VNRT_E4M3, amax));
+  const __m256 sv = _mm256_set1_ps(s), sub = _mm256_set1_ps(0x1p-6f);
+  const __m256 k512 = _mm256_set1_ps(512.0f), inv512 = _mm256_set1_ps(0x1p-9f);
+  const __m256 top = _mm256_set1_ps(448.0f);
+  const __m256i half = _mm256_set1_epi32(0x7FFFF), one = _mm256_set1_epi32(1);
+  const __m256i keep = _mm256_set1_epi32((int)0xFFF00000u);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(v + i);
+    const __m256 q = _mm256_div_ps(x, sv);
+    const __m256 sign = _mm256_andnot_ps(absmask, q);
+    const __m256 a = _mm256_and_ps(q, absmask);
+    const __m256i ab = _mm256_castps_si256(a);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(ab, 20), one);
+    const __m256i rb = _mm256_and_si256(_mm256_add_epi32(ab, _mm256_add_epi32(half, lsb)), keep);
+    const __m256 rn = _mm256_castsi256_ps(rb);
+    const __m256 rs = _mm256_mul_ps(
+        _mm256_round_ps(_mm256_mul_ps(a, k512), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        inv512);
+    const __m256 r =
+        _mm256_min_ps(_mm256_blendv_ps(rn, rs, _mm256_cmp_ps(a, sub, _CMP_LT_OQ)), top);
+    _mm256_storeu_ps(v + i, _mm256_mul_ps(_mm256_or_ps(r, sign), sv));
+  }
+  for (; i < n; ++i) v[i] = vnrt_e4m3_to_f32(vnrt_f32_to_e4m3(v[i] / s)) * s;
+}
+#endif
+
 void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  const int avx2 = isa_avx2_(cpu_fast_isa());
+#endif
   for (int64_t r = 0; act_quant > 0 && r < rows; ++r) {
     for (int64_t b = 0; b < k; b += act_quant) {
-      cpu_fake_quant_block(x + r * ldx + b, k - b < act_quant ? k - b : act_quant, VNRT_E4M3);
+      const int64_t n = k - b < act_quant ? k - b : act_quant;
+#if defined(CPU_HAVE_AVX2_CODE)
+      if (avx2) {
+        avx2_act_quant_block_(x + r * ldx + b, n);
+        continue;
+      }
+#endif
+      cpu_fake_quant_block(x + r * ldx + b, n, VNRT_E4M3);
     }
   }
 }
