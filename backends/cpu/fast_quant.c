@@ -29,6 +29,8 @@
 #define QV_NR_MAX 4
 #define QV_NR_FOR(mr) ((mr) <= 2 ? 4 : 2)
 #define QV_BLOCKS 512
+/* The K columns a group takes at a time (whole blocks; more when one block is wider). */
+#define QV_KQ 4096
 /* How far ahead a group of short rows prefetches (bytes of codes). */
 #define QV_PF_BYTES 4096
 /* Weight bytes x rows below which cpu_qgemm_nt runs on the calling thread. */
@@ -85,7 +87,9 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
   const int64_t mq = m < QM ? m : QM;
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
-  if (regs_ok_(isa, m, w)) f += QV_NR_MAX * QV_BLOCKS;
+  /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
+   * and a permuted x row (FP4, one row). */
+  if (avx2) f += QV_NR_MAX * QV_BLOCKS + QV_KQ;
   return f;
 }
 
@@ -291,6 +295,59 @@ static const avx2_qkern_fn avx2_qkerns_[2][2][QV_MR + 1] = {
       avx2_qkern_4_e2m1_32}},
 };
 
+/* The FP4 GEMV of one x row in 32-code steps, for blocks whose width is a multiple of 32: x
+ * permuted by x_fp4_perm_ (per 32 channels the even ones, then the odd ones), so that a row's
+ * 16 bytes split into their low and high nibbles give the codes in x's order without an
+ * interleave. vpshufb looks each nibble up in a 16-entry table of 2·value as int8 (the levels
+ * times 2 are the integers 0..12) and the int8s widen to f32: about half the operations per code
+ * of the 8-lane permute above. sf holds the block scales times 1/2 (exact). */
+static CPU_AVX2 void avx2_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
+                                      const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                                      int64_t bc, float *s) {
+  const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i low = _mm_set1_epi8(0x0F);
+  __m256 acc[4], blk[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    for (int j = 0; j < 4; ++j) blk[j] = _mm256_setzero_ps();
+    for (int64_t kk = k; kk < k + bc; kk += 32) {
+      if (pf && (kk & 127) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+      }
+      const __m256 x0 = _mm256_loadu_ps(xp + kk), x1 = _mm256_loadu_ps(xp + kk + 8);
+      const __m256 x2 = _mm256_loadu_ps(xp + kk + 16), x3 = _mm256_loadu_ps(xp + kk + 24);
+      for (int j = 0; j < 4; ++j) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(wr[j] + kk / 2));
+        const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(v, low));
+        const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), low));
+        const __m256 d0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+        const __m256 d1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
+        const __m256 d2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+        const __m256 d3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
+        blk[j] = _mm256_fmadd_ps(x0, d0, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x1, d1, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x2, d2, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x3, d3, blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      acc[j] = _mm256_fmadd_ps(blk[j], _mm256_broadcast_ss(sf[j] + b), acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+}
+
+/* xp[32·b + i] = x[32·b + 2i], xp[32·b + 16 + i] = x[32·b + 2i + 1] for i < 16, n a multiple
+ * of 32: the order avx2_qkern_fp4p_ meets the codes in. */
+static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
+  for (int64_t b = 0; b < n; b += 32) {
+    for (int64_t i = 0; i < 16; ++i) {
+      xp[b + i] = x[b + 2 * i];
+      xp[b + 16 + i] = x[b + 2 * i + 1];
+    }
+  }
+}
+
 /* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
  * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
  * FLT_MAX) may overflow where the reference's dec·s and x·(dec·s) do not, or the reverse. The
@@ -436,11 +493,14 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int mr = (int)m, nr = QV_NR_FOR(mr);
   const int fp4 = w->dtype == VNRT_E2M1;
   const int64_t K = w->cols, bc = w->bc;
-  int64_t bpc = 4096 / bc;
+  int64_t bpc = QV_KQ / bc;
   bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
   const int64_t kq = bpc * bc;
-  const float mult = fp4 ? 1.0f : 256.0f;
-  float *sfbuf = ws, *pws = ws + QV_NR_MAX * QV_BLOCKS;
+  /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
+  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
+  const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
+  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
+  if (fp4p) x_fp4_perm_(x, K, xp);
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
   /* Each group prefetches, while it computes, the rows of the group about QV_PF_BYTES ahead
@@ -476,10 +536,18 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
         pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
-        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, fp4 ? 253 : 247, sfbuf + j * QV_BLOCKS);
+        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult,
+                              fp4p  ? 252
+                              : fp4 ? 253
+                                    : 247,
+                              sfbuf + j * QV_BLOCKS);
       }
       if (!exact) break;
-      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      if (fp4p) {
+        avx2_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      } else {
+        avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      }
       for (int i = 0; i < mr; ++i) {
         float *crow = c + i * ldc + j0;
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
