@@ -509,6 +509,10 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
   int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
   pd = pd < 1 ? 1 : pd;
+  /* The scale row each sfbuf row holds (FP8's 128-row blocks serve 32 groups: converted once
+   * while K fits one chunk), and whether its scales allow the registers. */
+  const uint8_t *sf_src[QV_NR_MAX] = {NULL};
+  int sf_ok[QV_NR_MAX] = {0};
   for (int64_t j0 = 0; j0 < n; j0 += nr) {
     const int nv = (int)(n - j0 < nr ? n - j0 : nr);
     const int64_t jp = j0 + pd * nr;
@@ -536,11 +540,12 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
         pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
-        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult,
-                              fp4p  ? 252
-                              : fp4 ? 253
-                                    : 247,
-                              sfbuf + j * QV_BLOCKS);
+        if (sf_src[j] != srow[j] + k0 / bc) {
+          const int big = fp4p ? 252 : fp4 ? 253 : 247;
+          sf_src[j] = srow[j] + k0 / bc;
+          sf_ok[j] = avx2_scales_(sf_src[j], nb, mult, big, sfbuf + j * QV_BLOCKS);
+        }
+        exact &= sf_ok[j];
       }
       if (!exact) break;
       if (fp4p) {
