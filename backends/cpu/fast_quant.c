@@ -29,6 +29,8 @@
 #define QV_NR_MAX 4
 #define QV_NR_FOR(mr) ((mr) <= 2 ? 4 : 2)
 #define QV_BLOCKS 512
+/* The K columns a group takes at a time (whole blocks; more when one block is wider). */
+#define QV_KQ 4096
 /* How far ahead a group of short rows prefetches (bytes of codes). */
 #define QV_PF_BYTES 4096
 /* Weight bytes x rows below which cpu_qgemm_nt runs on the calling thread. */
@@ -85,14 +87,71 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
   const int64_t mq = m < QM ? m : QM;
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
-  if (regs_ok_(isa, m, w)) f += QV_NR_MAX * QV_BLOCKS;
+  /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
+   * and a permuted x row (FP4, one row). */
+  if (avx2) f += QV_NR_MAX * QV_BLOCKS + QV_KQ;
   return f;
 }
 
+#if defined(CPU_HAVE_AVX2_CODE)
+/* cpu_fake_quant_block for e4m3 on a block of finite values (amax finite), 8 at a time, with
+ * the same result bit for bit: q = v/s, rounded to e4m3 (to nearest even: 3 mantissa bits by
+ * the integer carry trick for normals, a multiple of 2^-9 below 2^-6), times s. Saturation
+ * cannot happen (|q| <= 448, e4m3's largest, by the choice of s) but is kept by a min. */
+static CPU_AVX2 void avx2_act_quant_block_(float *v, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 mx = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(v + i), absmask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  float amax = _mm_cvtss_f32(m4);
+  for (int64_t t = i; t < n; ++t) amax = fmaxf(amax, fabsf(v[t]));
+  if (!isfinite(amax)) {
+    cpu_fake_quant_block(v, n, VNRT_E4M3);
+    return;
+  }
+  const float s = vnrt_e8m0_to_f32(vnrt_quant_block_scale(VNRT_E4M3, amax));
+  const __m256 sv = _mm256_set1_ps(s), sub = _mm256_set1_ps(0x1p-6f);
+  const __m256 k512 = _mm256_set1_ps(512.0f), inv512 = _mm256_set1_ps(0x1p-9f);
+  const __m256 top = _mm256_set1_ps(448.0f);
+  const __m256i half = _mm256_set1_epi32(0x7FFFF), one = _mm256_set1_epi32(1);
+  const __m256i keep = _mm256_set1_epi32((int)0xFFF00000u);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(v + i);
+    const __m256 q = _mm256_div_ps(x, sv);
+    const __m256 sign = _mm256_andnot_ps(absmask, q);
+    const __m256 a = _mm256_and_ps(q, absmask);
+    const __m256i ab = _mm256_castps_si256(a);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(ab, 20), one);
+    const __m256i rb = _mm256_and_si256(_mm256_add_epi32(ab, _mm256_add_epi32(half, lsb)), keep);
+    const __m256 rn = _mm256_castsi256_ps(rb);
+    const __m256 rs = _mm256_mul_ps(
+        _mm256_round_ps(_mm256_mul_ps(a, k512), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        inv512);
+    const __m256 r =
+        _mm256_min_ps(_mm256_blendv_ps(rn, rs, _mm256_cmp_ps(a, sub, _CMP_LT_OQ)), top);
+    _mm256_storeu_ps(v + i, _mm256_mul_ps(_mm256_or_ps(r, sign), sv));
+  }
+  for (; i < n; ++i) v[i] = vnrt_e4m3_to_f32(vnrt_f32_to_e4m3(v[i] / s)) * s;
+}
+#endif
+
 void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  const int avx2 = isa_avx2_(cpu_fast_isa());
+#endif
   for (int64_t r = 0; act_quant > 0 && r < rows; ++r) {
     for (int64_t b = 0; b < k; b += act_quant) {
-      cpu_fake_quant_block(x + r * ldx + b, k - b < act_quant ? k - b : act_quant, VNRT_E4M3);
+      const int64_t n = k - b < act_quant ? k - b : act_quant;
+#if defined(CPU_HAVE_AVX2_CODE)
+      if (avx2) {
+        avx2_act_quant_block_(x + r * ldx + b, n);
+        continue;
+      }
+#endif
+      cpu_fake_quant_block(x + r * ldx + b, n, VNRT_E4M3);
     }
   }
 }
@@ -138,7 +197,8 @@ CPU_AVX2_INLINE __m256 avx2_e2m1_table_(void) {
  * rows share one multiply of the decoded vector by the scale. */
 CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, const int64_t BC,
                                  const float *const *xr, const uint8_t *const *wr,
-                                 const float *const *sf, int64_t kc, int64_t bc, float *s) {
+                                 const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                                 int64_t bc, float *s) {
   __m256 acc[QV_MR][QV_NR_MAX], blk[QV_NR_MAX], sv[QV_NR_MAX];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -146,18 +206,25 @@ CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, cons
   const __m256 table = avx2_e2m1_table_();
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const int64_t kc8 = kc & ~(int64_t)7;
-#define QSTEP_(kk)                                                                        \
-  for (int j = 0; j < NR; ++j) {                                                          \
-    const __m256 d =                                                                      \
-        FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
-    if (MR == 1) {                                                                        \
-      blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
-    } else {                                                                              \
-      const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
-      for (int i = 0; i < MR; ++i) {                                                      \
-        acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
-      }                                                                                   \
-    }                                                                                     \
+  /* pf: the rows a later call reads, one cache line of each per 64 bytes of these rows. */
+#define QSTEP_(kk)                                                                          \
+  {                                                                                         \
+    if (pf && ((kk) & (FP4 ? 127 : 63)) == 0) {                                             \
+      for (int j = 0; j < NR; ++j)                                                          \
+        _mm_prefetch((const char *)pf[j] + (FP4 ? (kk) / 2 : (kk)), _MM_HINT_T0);           \
+    }                                                                                       \
+    for (int j = 0; j < NR; ++j) {                                                          \
+      const __m256 d =                                                                      \
+          FP4 ? avx2_e2m1x8_(wr[j] + (kk) / 2, table, shifts) : avx2_e4m3x8_(wr[j] + (kk)); \
+      if (MR == 1) {                                                                        \
+        blk[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + (kk)), d, blk[j]);                 \
+      } else {                                                                              \
+        const __m256 wv = _mm256_mul_ps(d, sv[j]);                                          \
+        for (int i = 0; i < MR; ++i) {                                                      \
+          acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[i] + (kk)), wv, acc[i][j]);        \
+        }                                                                                   \
+      }                                                                                     \
+    }                                                                                       \
   }
   int64_t k = 0;
   for (int64_t b = 0; k < kc8; ++b) {
@@ -197,14 +264,15 @@ CPU_AVX2_INLINE void avx2_qkern_(const int MR, const int NR, const int FP4, cons
 }
 
 typedef void (*avx2_qkern_fn)(const float *const *xr, const uint8_t *const *wr,
-                              const float *const *sf, int64_t kc, int64_t bc, float *s);
+                              const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                              int64_t bc, float *s);
 
 /* Per format: the kernels for any block width (multiple of 8) and for the format's default. */
 #define AVX2_QKERN_DEF_(MR, NAME, FP4, BC)                                                        \
   static CPU_AVX2 void avx2_qkern_##MR##_##NAME(const float *const *xr, const uint8_t *const *wr, \
-                                                const float *const *sf, int64_t kc, int64_t bc,   \
-                                                float *s) {                                       \
-    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, sf, kc, bc, s);                               \
+                                                const uint8_t *const *pf, const float *const *sf, \
+                                                int64_t kc, int64_t bc, float *s) {               \
+    avx2_qkern_(MR, QV_NR_FOR(MR), FP4, BC, xr, wr, pf, sf, kc, bc, s);                           \
   }
 #define AVX2_QKERN_ALL_MR_(NAME, FP4, BC) \
   AVX2_QKERN_DEF_(1, NAME, FP4, BC)       \
@@ -226,6 +294,59 @@ static const avx2_qkern_fn avx2_qkerns_[2][2][QV_MR + 1] = {
      {NULL, avx2_qkern_1_e2m1_32, avx2_qkern_2_e2m1_32, avx2_qkern_3_e2m1_32,
       avx2_qkern_4_e2m1_32}},
 };
+
+/* The FP4 GEMV of one x row in 32-code steps, for blocks whose width is a multiple of 32: x
+ * permuted by x_fp4_perm_ (per 32 channels the even ones, then the odd ones), so that a row's
+ * 16 bytes split into their low and high nibbles give the codes in x's order without an
+ * interleave. vpshufb looks each nibble up in a 16-entry table of 2·value as int8 (the levels
+ * times 2 are the integers 0..12) and the int8s widen to f32: about half the operations per code
+ * of the 8-lane permute above. sf holds the block scales times 1/2 (exact). */
+static CPU_AVX2 void avx2_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
+                                      const uint8_t *const *pf, const float *const *sf, int64_t kc,
+                                      int64_t bc, float *s) {
+  const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i low = _mm_set1_epi8(0x0F);
+  __m256 acc[4], blk[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    for (int j = 0; j < 4; ++j) blk[j] = _mm256_setzero_ps();
+    for (int64_t kk = k; kk < k + bc; kk += 32) {
+      if (pf && (kk & 127) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+      }
+      const __m256 x0 = _mm256_loadu_ps(xp + kk), x1 = _mm256_loadu_ps(xp + kk + 8);
+      const __m256 x2 = _mm256_loadu_ps(xp + kk + 16), x3 = _mm256_loadu_ps(xp + kk + 24);
+      for (int j = 0; j < 4; ++j) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(wr[j] + kk / 2));
+        const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(v, low));
+        const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), low));
+        const __m256 d0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+        const __m256 d1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
+        const __m256 d2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+        const __m256 d3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
+        blk[j] = _mm256_fmadd_ps(x0, d0, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x1, d1, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x2, d2, blk[j]);
+        blk[j] = _mm256_fmadd_ps(x3, d3, blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      acc[j] = _mm256_fmadd_ps(blk[j], _mm256_broadcast_ss(sf[j] + b), acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+}
+
+/* xp[32·b + i] = x[32·b + 2i], xp[32·b + 16 + i] = x[32·b + 2i + 1] for i < 16, n a multiple
+ * of 32: the order avx2_qkern_fp4p_ meets the codes in. */
+static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
+  for (int64_t b = 0; b < n; b += 32) {
+    for (int64_t i = 0; i < 16; ++i) {
+      xp[b + i] = x[b + 2 * i];
+      xp[b + 16 + i] = x[b + 2 * i + 1];
+    }
+  }
+}
 
 /* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
  * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
@@ -372,26 +493,34 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int mr = (int)m, nr = QV_NR_FOR(mr);
   const int fp4 = w->dtype == VNRT_E2M1;
   const int64_t K = w->cols, bc = w->bc;
-  int64_t bpc = 4096 / bc;
+  int64_t bpc = QV_KQ / bc;
   bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
   const int64_t kq = bpc * bc;
-  const float mult = fp4 ? 1.0f : 256.0f;
-  float *sfbuf = ws, *pws = ws + QV_NR_MAX * QV_BLOCKS;
+  /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
+  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
+  const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
+  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
+  if (fp4p) x_fp4_perm_(x, K, xp);
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
-  /* Short rows (a MoE down projection's F = 512 codes are 256 bytes in e2m1) make a group too
-   * short for the hardware prefetchers to get ahead: such groups prefetch the one about
-   * QV_PF_BYTES ahead (the rows are contiguous), a cache line at a time. */
+  /* Each group prefetches, while it computes, the rows of the group about QV_PF_BYTES ahead
+   * (at least the next one): the prefetchers alone do not keep a GEMV's few short rows
+   * streaming at the memory's rate (a MoE down projection's F = 512 codes are 256 bytes). */
   const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
-  const int64_t pf_groups =
-      group_bytes < QV_PF_BYTES ? (QV_PF_BYTES + group_bytes - 1) / group_bytes : 0;
+  int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
+  pd = pd < 1 ? 1 : pd;
+  /* The scale row each sfbuf row holds (FP8's 128-row blocks serve 32 groups: converted once
+   * while K fits one chunk), and whether its scales allow the registers. */
+  const uint8_t *sf_src[QV_NR_MAX] = {NULL};
+  int sf_ok[QV_NR_MAX] = {0};
   for (int64_t j0 = 0; j0 < n; j0 += nr) {
     const int nv = (int)(n - j0 < nr ? n - j0 : nr);
-    if (pf_groups > 0 && j0 + pf_groups * nr < n) {
-      const int64_t jp = j0 + pf_groups * nr, np = n - jp < nr ? n - jp : nr;
-      const char *pf = (const char *)codes + (fp4 ? ((mat * w->rows + row0 + jp) * K) / 2
-                                                  : (mat * w->rows + row0 + jp) * K);
-      for (int64_t o = 0; o < np * row_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    const int64_t jp = j0 + pd * nr;
+    const uint8_t *pfrow[QV_NR_MAX];
+    for (int j = 0; jp < n && j < nr; ++j) {
+      const int64_t rp = jp + (jp + j < n ? j : 0);
+      pfrow[j] =
+          codes + (fp4 ? ((mat * w->rows + row0 + rp) * K) / 2 : (mat * w->rows + row0 + rp) * K);
     }
     int64_t rowbase[QV_NR_MAX];
     const uint8_t *srow[QV_NR_MAX];
@@ -404,16 +533,26 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
     for (int64_t k0 = 0; exact && k0 < K; k0 += kq) {
       const int64_t kc = K - k0 < kq ? K - k0 : kq, nb = (kc + bc - 1) / bc;
       const float *xr[QV_MR];
-      const uint8_t *wr[QV_NR_MAX];
+      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX];
       const float *sf[QV_NR_MAX];
       for (int i = 0; i < mr; ++i) xr[i] = x + i * ldx + k0;
       for (int j = 0; j < nr; ++j) {
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
+        pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
-        exact &= avx2_scales_(srow[j] + k0 / bc, nb, mult, fp4 ? 253 : 247, sfbuf + j * QV_BLOCKS);
+        if (sf_src[j] != srow[j] + k0 / bc) {
+          const int big = fp4p ? 252 : fp4 ? 253 : 247;
+          sf_src[j] = srow[j] + k0 / bc;
+          sf_ok[j] = avx2_scales_(sf_src[j], nb, mult, big, sfbuf + j * QV_BLOCKS);
+        }
+        exact &= sf_ok[j];
       }
       if (!exact) break;
-      avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, sf, kc, bc, s);
+      if (fp4p) {
+        avx2_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      } else {
+        avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      }
       for (int i = 0; i < mr; ++i) {
         float *crow = c + i * ldc + j0;
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];

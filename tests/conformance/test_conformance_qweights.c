@@ -716,37 +716,41 @@ END_TEST
 START_TEST(test_linear_bf16_activations) {
   /* x and y bf16: the reference is rounded to bf16, and one element whose f32 sum lies within
    * f32 rounding of a bf16 rounding midpoint may round the other way (2^-9 relative on one of
-   * 7·19 elements): the bound is 1e-6 here, stated for that reason. */
+   * 7·19 elements): the bound is 1e-6 here, stated for that reason. Shapes: several rows, and
+   * a decode step's one row on DeepSeek-V4's K = 512 and 1024 (the in-register path). */
   vnrt_context *ctx = tu_conformance_context(0);
-  const int64_t xd[2] = {7, 256}, wd[2] = {19, 256};
-  tu_tensor in[3];
-  in[0] = tu_tensor_new(VNRT_BF16, 2, xd);
-  tu_fill_uniform(&in[0], 5, -2.0f, 2.0f);
-  qweight w = qweight_new(VNRT_E4M3, 2, wd, NULL, 6, 1, 14, 118, 130);
-  in[1] = w.codes, in[2] = w.scale;
-  for (int aq = 0; aq <= 128; aq += 128) {
-    vnrt_attr attrs[1] = {tu_attr_i("act_quant", aq)};
-    vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_LINEAR, in, 3, attrs, 1, 1);
-    want r = linear_want(&in[0], &w, aq);
-    for (int64_t i = 0; i < r.n; ++i) r.y[i] = vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)r.y[i]));
-    for (int32_t d = 0; d < tu_device_count(ctx); ++d) {
-      vnrt_device *dev = tu_device(ctx, d);
-      tu_tensor out;
-      int32_t fb = 0;
-      vnrt_status s = tu_run_fallback(ctx, g, dev, in, 3, &out, 1, &fb);
-      ck_assert_msg(s == VNRT_OK, "on %s: %s", tu_device_spec(dev), vnrt_context_last_error(ctx));
-      if (fb) note_fallback(dev, "linear");
-      ck_assert_int_eq(out.type.dtype, VNRT_BF16);
-      const double err = tu_nmse(&out, r.y, r.n);
-      ck_assert_msg(err <= 1e-6, "linear bf16 x act_quant %d on %s: NMSE %.3g", aq,
-                    tu_device_spec(dev), err);
-      tu_tensor_free(&out);
+  static const int64_t shapes[3][3] = {{7, 19, 256}, {1, 77, 512}, {1, 40, 1024}};
+  for (int sh = 0; sh < 3; ++sh) {
+    const int64_t xd[2] = {shapes[sh][0], shapes[sh][2]}, wd[2] = {shapes[sh][1], shapes[sh][2]};
+    tu_tensor in[3];
+    in[0] = tu_tensor_new(VNRT_BF16, 2, xd);
+    tu_fill_uniform(&in[0], 5 + (uint64_t)sh, -2.0f, 2.0f);
+    qweight w = qweight_new(VNRT_E4M3, 2, wd, NULL, 6 + (uint64_t)sh, 1, 14, 118, 130);
+    in[1] = w.codes, in[2] = w.scale;
+    for (int aq = 0; aq <= 128; aq += 128) {
+      vnrt_attr attrs[1] = {tu_attr_i("act_quant", aq)};
+      vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_LINEAR, in, 3, attrs, 1, 1);
+      want r = linear_want(&in[0], &w, aq);
+      for (int64_t i = 0; i < r.n; ++i) r.y[i] = vnrt_bf16_to_f32(vnrt_f32_to_bf16((float)r.y[i]));
+      for (int32_t d = 0; d < tu_device_count(ctx); ++d) {
+        vnrt_device *dev = tu_device(ctx, d);
+        tu_tensor out;
+        int32_t fb = 0;
+        vnrt_status s = tu_run_fallback(ctx, g, dev, in, 3, &out, 1, &fb);
+        ck_assert_msg(s == VNRT_OK, "on %s: %s", tu_device_spec(dev), vnrt_context_last_error(ctx));
+        if (fb) note_fallback(dev, "linear");
+        ck_assert_int_eq(out.type.dtype, VNRT_BF16);
+        const double err = tu_nmse(&out, r.y, r.n);
+        ck_assert_msg(err <= 1e-6, "linear bf16 x [%lld, %lld] act_quant %d on %s: NMSE %.3g",
+                      (long long)xd[0], (long long)xd[1], aq, tu_device_spec(dev), err);
+        tu_tensor_free(&out);
+      }
+      want_free(&r);
+      vnrt_graph_destroy(g);
     }
-    want_free(&r);
-    vnrt_graph_destroy(g);
+    tu_tensor_free(&in[0]);
+    qweight_free(&w);
   }
-  tu_tensor_free(&in[0]);
-  qweight_free(&w);
   vnrt_context_destroy(ctx);
 }
 END_TEST

@@ -217,5 +217,6 @@ void bench_dualpath(void);
 void bench_sparse_attention(void);
 void bench_index_scores(void);
 void bench_grouped_linear(void);
+void bench_v4_linear(void);
 
 #endif /* VNRT_BENCH_H_ */

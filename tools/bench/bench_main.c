@@ -54,6 +54,8 @@ static const bench_case kCases[] = {
      "V4 decode: H=64 D=512, window 128 + 512 selected (CSA) or all visible (HCA); T=8"},
     {"index_scores", bench_index_scores, "V4 lightning indexer Hi=64 Di=128, S = 4096 / 16384"},
     {"grouped_linear", bench_grouped_linear, "V4 wo_a: 8 groups of 4096 -> 1024, bf16 / e4m3"},
+    {"v4_linear", bench_v4_linear,
+     "V4 decode linears (v4-bench shapes): e4m3 with act_quant on bf16 / f32 x, bf16 on f32 x"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 

@@ -434,3 +434,38 @@ void bench_grouped_linear(void) {
     v4_case(&bg, "grouped_linear", 2.0 * (double)(T * G * N * K), bytes, shape);
   }
 }
+
+/* linear as a DeepSeek-V4 decode step runs it (models/configs/v4-bench.json's shapes, T = 1):
+ * e4m3 weights (128x128 scales) with act_quant = 128 on bf16 x (the attention projections)
+ * and f32 x (the shared expert), and bf16 weights on f32 x (the compressors and the head). */
+void bench_v4_linear(void) {
+  static const struct {
+    int64_t n, k;
+    vnrt_dtype xdt, wdt;
+  } cs[] = {{512, 1024, VNRT_BF16, VNRT_E4M3},  {4096, 512, VNRT_BF16, VNRT_E4M3},
+            {1024, 2048, VNRT_BF16, VNRT_E4M3}, {256, 1024, VNRT_F32, VNRT_E4M3},
+            {1024, 256, VNRT_F32, VNRT_E4M3},   {1024, 1024, VNRT_F32, VNRT_BF16},
+            {16384, 1024, VNRT_F32, VNRT_BF16}};
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) {
+    const int64_t n = cs[i].n, k = cs[i].k;
+    const bool q = cs[i].wdt == VNRT_E4M3;
+    input_desc ins[3] = {{"x", ttype(cs[i].xdt, 2, 1, k, 0), 0, GEN_UNIFORM, -1.0, 1.0},
+                         {"w", ttype(cs[i].wdt, 2, n, k, 0), 1, GEN_UNIFORM, -0.05, 0.05}};
+    if (q) quant_inputs("w", "w_scale", VNRT_E4M3, 2, 0, n, k, ins + 1);
+    const vnrt_attr attrs[1] = {{.key = "act_quant", .kind = VNRT_ATTR_INT, .i = 128}};
+    bench_graph bg = {.op = VNRT_OP_LINEAR,
+                      .ins = ins,
+                      .n_in = q ? 3 : 2,
+                      .n_out = 1,
+                      .attrs = attrs,
+                      .n_attrs = q ? 1 : 0};
+    const double xsz = (double)vnrt_dtype_size(cs[i].xdt);
+    double bytes = xsz * (double)(k + n);
+    for (int j = 1; j < bg.n_in; ++j) bytes += (double)vnrt_tensor_type_bytes(&ins[j].type);
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s w, %s x[1,%lld] w[%lld,%lld]%s", vnrt_dtype_name(cs[i].wdt),
+             vnrt_dtype_name(cs[i].xdt), (long long)k, (long long)n, (long long)k,
+             q ? " act_quant" : "");
+    v4_case(&bg, "v4_linear", 2.0 * (double)(n * k), bytes, shape);
+  }
+}

@@ -742,4 +742,20 @@ void build_cases(void) {
   IN(VNRT_E2M1, GEN_E2M1, 1, 14, 128, 96);
   IN(VNRT_E8M0, GEN_E8M0, 118, 130, 128, 3);
   attr_i("groups", 16);
+
+  /* A DeepSeek-V4 decode step's linears (one row, act_quant 128, K = 512 / 1024 / 2048, N not
+   * a multiple of the 4-row groups): the in-register path and its vector act_quant. */
+  static const struct {
+    int64_t n, k;
+    vnrt_dtype x;
+  } v4lin[] = {{77, 512, VNRT_BF16}, {42, 1024, VNRT_F32}, {21, 2048, VNRT_BF16}};
+  for (size_t i = 0; i < sizeof v4lin / sizeof v4lin[0]; ++i) {
+    add_case(VNRT_OP_LINEAR, 1, "%s x [1, %lld] . e4m3 w [%lld, %lld] aq 128 (V4 decode)",
+             vnrt_dtype_name(v4lin[i].x), (long long)v4lin[i].k, (long long)v4lin[i].n,
+             (long long)v4lin[i].k);
+    IN(v4lin[i].x, GEN_UNIFORM, -2, 2, 1, v4lin[i].k);
+    IN(VNRT_E4M3, GEN_E4M3, 1, 14, v4lin[i].n, v4lin[i].k);
+    IN(VNRT_E8M0, GEN_E8M0, 118, 130, (v4lin[i].n + 127) / 128, (v4lin[i].k + 127) / 128);
+    attr_i("act_quant", 128);
+  }
 }
