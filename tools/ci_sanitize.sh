@@ -52,5 +52,32 @@ export CK_TIMEOUT_MULTIPLIER=$mult
 start=$SECONDS
 rc=0
 meson test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier "$mult" "$@" || rc=$?
+# LeakSanitizer's own crash ("Tracer caught signal 11 ... LeakSanitizer has encountered a fatal
+# error"): its stop-the-world thread sometimes faults while a driver thread (PoCL's) exits at
+# the same moment; seen once in test_opencl_nosvm, not reproducible. It is not a finding, so a
+# test that failed only with it runs once more; any other failure stands.
+if [[ $rc -ne 0 ]]; then
+  retry=$(/usr/bin/python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+names, other = [], False
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    if t["result"] in ("OK", "EXPECTEDFAIL", "SKIP"):
+        continue
+    if "LeakSanitizer has encountered a fatal error" in (t.get("stderr") or "") + (t.get("stdout") or ""):
+        names.append(t["name"].split(" / ", 1)[1])
+    else:
+        other = True
+print("" if other else " ".join(names))
+PY
+  )
+  if [[ -n $retry ]]; then
+    echo "ci_sanitize.sh: LeakSanitizer itself crashed in: $retry; running them once more"
+    rc=0
+    # shellcheck disable=SC2086  # test names have no spaces
+    meson test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier "$mult" \
+      --logbase retry $retry || rc=$?
+  fi
+fi
 echo "ci_sanitize.sh: tests ran in $((SECONDS - start)) s (exit $rc)"
 exit $rc
