@@ -6,7 +6,9 @@
 # consumer through CMake's find_package and checks the package version rules.
 #
 # Usage: test_install.sh BUILD_DIR SOURCE_DIR
-# Environment: CC, CXX (compilers), VNRT_VERSION (the version the build should install).
+# Environment: CC, CXX (compilers), VNRT_VERSION (the version the build should install),
+# VNRT_SANITIZE_FLAGS (-fsanitize=... of a sanitized build: the consumers that link libvnrt
+# need the sanitizer runtimes too; docs/sanitizers.md).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -17,6 +19,7 @@ build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
 read -r -a cc <<<"${CC:-cc}"
 read -r -a cxx <<<"${CXX:-c++}"
+read -r -a san <<<"${VNRT_SANITIZE_FLAGS:-}"
 MESON=${MESON:-meson}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vnrt-install-test.XXXXXX")
@@ -97,7 +100,7 @@ done
 
 step "pkg-config consumer, linked against libvnrt.so"
 consumer_c=$src/tests/install/consumer/consumer.c
-"${cc[@]}" -std=c11 "${warn[@]}" "$consumer_c" "${cflags[@]}" "${libs[@]}" -lm \
+"${cc[@]}" -std=c11 "${warn[@]}" "${san[@]}" "$consumer_c" "${cflags[@]}" "${libs[@]}" -lm \
   -o "$tmp/consumer_shared" || fail "the pkg-config consumer does not build"
 # Without the staged libdir on the path the binary must not start: proves it links libvnrt.so.
 if env -u LD_LIBRARY_PATH "$tmp/consumer_shared" >/dev/null 2>&1 &&
@@ -111,8 +114,8 @@ read -r -a static_libs <<<"$(pkg-config --static --libs vnrt)"
 for i in "${!static_libs[@]}"; do
   [[ "${static_libs[$i]}" == "-lvnrt" ]] && static_libs[i]=$libdir/libvnrt.a
 done
-"${cc[@]}" -std=c11 "${warn[@]}" "$consumer_c" "${cflags[@]}" "${static_libs[@]}" -lm \
-  -o "$tmp/consumer_static" ||
+"${cc[@]}" -std=c11 "${warn[@]}" "${san[@]}" "$consumer_c" "${cflags[@]}" "${static_libs[@]}" \
+  -lm -o "$tmp/consumer_static" ||
   fail "linking libvnrt.a with 'pkg-config --static --libs vnrt' failed: Libs.private incomplete?"
 env -u LD_LIBRARY_PATH "$tmp/consumer_static" || fail "the pkg-config consumer (static) failed"
 
@@ -121,7 +124,7 @@ step "the example in docs/api.md builds and runs"
 awk '/^## Example/ {found = 1} found && /^```c/ {inblock = 1; next}
      inblock && /^```/ {exit} inblock {print}' "$src/docs/api.md" >"$tmp/api_example.c"
 grep -q vnrt_plan_run "$tmp/api_example.c" || fail "no example found in docs/api.md"
-"${cc[@]}" -std=c11 "${warn[@]}" "$tmp/api_example.c" "${cflags[@]}" "${libs[@]}" \
+"${cc[@]}" -std=c11 "${warn[@]}" "${san[@]}" "$tmp/api_example.c" "${cflags[@]}" "${libs[@]}" \
   -o "$tmp/api_example" || fail "the docs/api.md example does not compile"
 VNRT_DEVICE=cpu run_staged "$tmp/api_example" || fail "the docs/api.md example failed"
 
@@ -143,9 +146,11 @@ generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 
 step "CMake consumer through find_package(vnrt) and vnrt::vnrt"
+cmake_san=()
+[[ ${#san[@]} -gt 0 ]] && cmake_san=(-DCMAKE_C_FLAGS="${san[*]}")
 cmake -S "$src/tests/install/consumer" -B "$tmp/cmake" "${generator[@]}" \
   -DCMAKE_PREFIX_PATH="$stage$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
-  >"$tmp/cmake.log" 2>&1 ||
+  "${cmake_san[@]}" >"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; fail "cmake could not configure the find_package(vnrt) consumer"; }
 vnrt_dir=$(sed -n 's/^vnrt_DIR:PATH=//p' "$tmp/cmake/CMakeCache.txt")
 [[ "$vnrt_dir" == "$stage"/* ]] ||
