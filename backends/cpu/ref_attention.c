@@ -26,26 +26,24 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
   const int32_t *pos = (const int32_t *)a->in[1];
   const int64_t half = dims / 2;
   const int inverse = node->params->rope.inverse != 0;
-  /* the pairs' frequencies, with YaRN's blend when set (vnrt_rope_freq) */
-  double *freq = a->host->alloc(a->host->core, (size_t)half * sizeof(double));
-  if (!freq) {
-    return a->host->error(a->host->core, VNRT_ERROR_OUT_OF_MEMORY, "rope %s: no memory",
-                          node->name);
-  }
-  for (int64_t i = 0; i < half; ++i) freq[i] = vnrt_rope_freq(&node->params->rope, i);
   const int64_t first = D - dims; /* the rotated slice is the last `dims` channels */
 
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t row = (t * H + h) * D;
-      for (int64_t c = 0; c < first; ++c) {
-        cpu_store_f32(a->out[0], ot->dtype, row + c, cpu_load_f32(a->in[0], xt->dtype, row + c));
-      }
-      for (int64_t i = 0; i < half; ++i) {
-        /* The angle is formed in double: for long positions an f32 product already loses
-         * whole radians' worth of precision, and the reference should be the accurate side. */
-        const double angle = (double)pos[t] * freq[i];
-        const float cs = (float)cos(angle), sn = inverse ? -(float)sin(angle) : (float)sin(angle);
+  for (int64_t r = 0; r < T * H; ++r) {
+    for (int64_t c = 0; c < first; ++c) {
+      cpu_store_f32(a->out[0], ot->dtype, r * D + c, cpu_load_f32(a->in[0], xt->dtype, r * D + c));
+    }
+  }
+  /* Pair by pair, so that each frequency (with YaRN's blend when set) is formed once and the
+   * kernel needs no scratch memory. */
+  for (int64_t i = 0; i < half; ++i) {
+    const double freq = vnrt_rope_freq(&node->params->rope, i);
+    for (int64_t t = 0; t < T; ++t) {
+      /* The angle is formed in double: for long positions an f32 product already loses
+       * whole radians' worth of precision, and the reference should be the accurate side. */
+      const double angle = (double)pos[t] * freq;
+      const float cs = (float)cos(angle), sn = inverse ? -(float)sin(angle) : (float)sin(angle);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t row = (t * H + h) * D;
         const int64_t i1 = row + first + (interleaved ? 2 * i : i);
         const int64_t i2 = row + first + (interleaved ? 2 * i + 1 : i + half);
         const float x1 = cpu_load_f32(a->in[0], xt->dtype, i1);
@@ -55,7 +53,6 @@ vnrt_status cpu_ref_rope(const cpu_kernel_args *a) {
       }
     }
   }
-  a->host->free(a->host->core, freq);
   return VNRT_OK;
 }
 
