@@ -137,25 +137,6 @@ static int count_vulkan_devices(vnrt_context *ctx) {
 
 /* ---- Tensors --------------------------------------------------------------------------- */
 
-static tu_tensor rnd(vnrt_dtype dt, int32_t rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                     uint64_t seed, float lo, float hi) {
-  int64_t dims[4] = {d0, d1, d2, d3};
-  tu_tensor t = tu_tensor_new(dt, rank, dims);
-  tu_fill_uniform(&t, seed, lo, hi);
-  return t;
-}
-
-static tu_tensor ints(int32_t rank, int64_t d0, int64_t d1, const int32_t *v) {
-  int64_t dims[2] = {d0, d1};
-  tu_tensor t = tu_tensor_new(VNRT_I32, rank, dims);
-  memcpy(t.data, v, sizeof(int32_t) * (size_t)tu_numel(&t));
-  return t;
-}
-
-static void free_all(tu_tensor *t, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) tu_tensor_free(&t[i]);
-}
-
 /* Compares Vulkan's results of one graph with the CPU device's: floats by NMSE (NaN or Inf
  * where the CPU has none fails), integers exactly. */
 static void compare_outputs(const char *what, const tu_tensor *vk, const tu_tensor *cpu,
@@ -205,13 +186,13 @@ static void ops_elementwise(vnrt_context *ctx) {
       /* exp stays within f16's range; the rest crosses softplus's +-20 thresholds. */
       float lo = pos ? 0.05f : (unary[i] == VNRT_OP_EXP ? -8.0f : -25.0f);
       float hi = unary[i] == VNRT_OP_EXP ? 8.0f : 25.0f;
-      tu_tensor x = rnd(kFloats[d], 2, 7, 43, 0, 0, 10 + i, lo, hi);
+      tu_tensor x = tu_rnd(kFloats[d], 2, 7, 43, 0, 0, 10 + i, lo, hi);
       snprintf(what, sizeof what, "%s %s", vnrt_op_name(unary[i]), vnrt_dtype_name(kFloats[d]));
       vs_cpu(ctx, what, unary[i], &x, 1, NULL, 0, 1, TOL_ELEM);
       tu_tensor_free(&x);
     }
   }
-  tu_tensor x = rnd(VNRT_BF16, 3, 3, 5, 7, 0, 3, -4.0f, 4.0f);
+  tu_tensor x = tu_rnd(VNRT_BF16, 3, 3, 5, 7, 0, 3, -4.0f, 4.0f);
   vnrt_attr sc = tu_attr_f("s", -1.75);
   vs_cpu(ctx, "scale bf16", VNRT_OP_SCALE, &x, 1, &sc, 1, 1, TOL_ELEM);
   vnrt_attr cl[2] = {tu_attr_f("min", -1.5), tu_attr_f("max", 0.25)};
@@ -223,27 +204,27 @@ static void ops_elementwise(vnrt_context *ctx) {
   const vnrt_op bin[4] = {VNRT_OP_ADD, VNRT_OP_SUB, VNRT_OP_MUL, VNRT_OP_DIV};
   for (int o = 0; o < 4; ++o) {
     for (int d = 0; d < 3; ++d) {
-      tu_tensor ab[2] = {rnd(kFloats[d], 4, 2, 1, 3, 5, 20 + o, -2.0f, 2.0f),
-                         rnd(kFloats[d], 3, 4, 1, 5, 0, 30 + o, 0.5f, 3.0f)};
+      tu_tensor ab[2] = {tu_rnd(kFloats[d], 4, 2, 1, 3, 5, 20 + o, -2.0f, 2.0f),
+                         tu_rnd(kFloats[d], 3, 4, 1, 5, 0, 30 + o, 0.5f, 3.0f)};
       snprintf(what, sizeof what, "%s %s broadcast", vnrt_op_name(bin[o]),
                vnrt_dtype_name(kFloats[d]));
       vs_cpu(ctx, what, bin[o], ab, 2, NULL, 0, 1, TOL_ELEM);
-      free_all(ab, 2);
+      tu_free_all(ab, 2);
     }
   }
-  tu_tensor same[2] = {rnd(VNRT_F16, 2, 9, 33, 0, 0, 40, -3.0f, 3.0f),
-                       rnd(VNRT_F16, 2, 9, 33, 0, 0, 41, -3.0f, 3.0f)};
+  tu_tensor same[2] = {tu_rnd(VNRT_F16, 2, 9, 33, 0, 0, 40, -3.0f, 3.0f),
+                       tu_rnd(VNRT_F16, 2, 9, 33, 0, 0, 41, -3.0f, 3.0f)};
   vs_cpu(ctx, "add f16 same shape", VNRT_OP_ADD, same, 2, NULL, 0, 1, TOL_ELEM);
   vnrt_attr lim = tu_attr_f("limit", 1.25);
   vs_cpu(ctx, "swiglu f16 limit", VNRT_OP_SWIGLU, same, 2, &lim, 1, 1, TOL_ELEM);
   vs_cpu(ctx, "swiglu f16", VNRT_OP_SWIGLU, same, 2, NULL, 0, 1, TOL_ELEM);
-  free_all(same, 2);
+  tu_free_all(same, 2);
 }
 
 static void ops_shape_and_cast(vnrt_context *ctx) {
   char what[128];
   for (int d = 0; d < 3; ++d) {
-    tu_tensor x = rnd(kFloats[d], 3, 3, 5, 7, 0, 50 + d, -4.0f, 4.0f);
+    tu_tensor x = tu_rnd(kFloats[d], 3, 3, 5, 7, 0, 50 + d, -4.0f, 4.0f);
     const int64_t shape[2] = {15, -1}, perm[3] = {2, 0, 1};
     vnrt_attr a = tu_attr_ints("shape", shape, 2);
     snprintf(what, sizeof what, "reshape %s", vnrt_dtype_name(kFloats[d]));
@@ -254,7 +235,7 @@ static void ops_shape_and_cast(vnrt_context *ctx) {
     vnrt_attr sl[3] = {tu_attr_i("axis", -2), tu_attr_i("start", 1), tu_attr_i("len", 3)};
     snprintf(what, sizeof what, "slice %s", vnrt_dtype_name(kFloats[d]));
     vs_cpu(ctx, what, VNRT_OP_SLICE, &x, 1, sl, 3, 1, 0.0);
-    tu_tensor ab[2] = {x, rnd(kFloats[d], 3, 3, 2, 7, 0, 60 + d, -1.0f, 1.0f)};
+    tu_tensor ab[2] = {x, tu_rnd(kFloats[d], 3, 3, 2, 7, 0, 60 + d, -1.0f, 1.0f)};
     vnrt_attr ax = tu_attr_i("axis", 1);
     snprintf(what, sizeof what, "concat %s", vnrt_dtype_name(kFloats[d]));
     vs_cpu(ctx, what, VNRT_OP_CONCAT, ab, 2, &ax, 1, 1, 0.0);
@@ -268,7 +249,7 @@ static void ops_shape_and_cast(vnrt_context *ctx) {
     }
     tu_tensor_free(&x);
   }
-  tu_tensor big = rnd(VNRT_F32, 1, 9, 0, 0, 0, 70, -1.0f, 1.0f);
+  tu_tensor big = tu_rnd(VNRT_F32, 1, 9, 0, 0, 0, 70, -1.0f, 1.0f);
   const double specials[9] = {3.0e9, -3.0e9, NAN, INFINITY, 65519.0, 65520.0, 1e-8, -2.5, 2.5};
   for (int i = 0; i < 9; ++i) tu_set(&big, i, specials[i]);
   for (int e = 0; e < 4; ++e) {
@@ -282,13 +263,13 @@ static void ops_shape_and_cast(vnrt_context *ctx) {
     TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), &big, 1, got, 1));
     size_t bytes = vnrt_tensor_type_bytes(&ref[0].type);
     ck_assert_msg(memcmp(ref[0].data, got[0].data, bytes) == 0, "%s: bits differ", what);
-    free_all(ref, 1);
-    free_all(got, 1);
+    tu_free_all(ref, 1);
+    tu_free_all(got, 1);
     vnrt_graph_destroy(g);
   }
   tu_tensor_free(&big);
   const int32_t iv[8] = {0, 1, -7, 2049, 16777217, -2147483647 - 1, 2147483647, 65521};
-  tu_tensor xi = ints(1, 8, 0, iv);
+  tu_tensor xi = tu_ints(1, 8, 0, iv);
   for (int e = 0; e < 3; ++e) {
     const char *names[3] = {"f32", "f16", "bf16"};
     vnrt_attr c = tu_attr_word("dtype", names[e]);
@@ -298,12 +279,12 @@ static void ops_shape_and_cast(vnrt_context *ctx) {
     TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), &xi, 1, got, 1));
     ck_assert_msg(memcmp(ref[0].data, got[0].data, vnrt_tensor_type_bytes(&ref[0].type)) == 0,
                   "cast i32 -> %s: bits differ from the cpu", names[e]);
-    free_all(ref, 1);
-    free_all(got, 1);
+    tu_free_all(ref, 1);
+    tu_free_all(got, 1);
     vnrt_graph_destroy(g);
   }
   tu_tensor_free(&xi);
-  tu_tensor x2 = rnd(VNRT_BF16, 2, 5, 24, 0, 0, 80, -1.0f, 1.0f);
+  tu_tensor x2 = tu_rnd(VNRT_BF16, 2, 5, 24, 0, 0, 80, -1.0f, 1.0f);
   vnrt_attr n = tu_attr_i("n", 3);
   vs_cpu(ctx, "hc_expand bf16", VNRT_OP_HC_EXPAND, &x2, 1, &n, 1, 1, 0.0);
   tu_tensor_free(&x2);
@@ -312,34 +293,34 @@ static void ops_shape_and_cast(vnrt_context *ctx) {
 static void ops_linalg(vnrt_context *ctx) {
   char what[128];
   /* Sizes that are not multiples of the 32x64x16 tiles, with broadcast batches. */
-  tu_tensor mm[2] = {rnd(VNRT_F32, 4, 2, 1, 37, 19, 90, -1.0f, 1.0f),
-                     rnd(VNRT_BF16, 3, 3, 19, 70, 0, 91, -1.0f, 1.0f)};
+  tu_tensor mm[2] = {tu_rnd(VNRT_F32, 4, 2, 1, 37, 19, 90, -1.0f, 1.0f),
+                     tu_rnd(VNRT_BF16, 3, 3, 19, 70, 0, 91, -1.0f, 1.0f)};
   vs_cpu(ctx, "matmul f32 x bf16 batched", VNRT_OP_MATMUL, mm, 2, NULL, 0, 1, TOL_GEMM);
-  free_all(mm, 2);
-  tu_tensor mm2[2] = {rnd(VNRT_F16, 2, 65, 40, 0, 0, 92, -1.0f, 1.0f),
-                      rnd(VNRT_F16, 2, 40, 3, 0, 0, 93, -1.0f, 1.0f)};
+  tu_free_all(mm, 2);
+  tu_tensor mm2[2] = {tu_rnd(VNRT_F16, 2, 65, 40, 0, 0, 92, -1.0f, 1.0f),
+                      tu_rnd(VNRT_F16, 2, 40, 3, 0, 0, 93, -1.0f, 1.0f)};
   vs_cpu(ctx, "matmul f16", VNRT_OP_MATMUL, mm2, 2, NULL, 0, 1, TOL_GEMM);
-  free_all(mm2, 2);
+  tu_free_all(mm2, 2);
   for (int d = 0; d < 3; ++d) {
-    tu_tensor lin[2] = {rnd(VNRT_F32, 3, 2, 3, 100, 0, 94 + d, -1.0f, 1.0f),
-                        rnd(kFloats[d], 2, 130, 100, 0, 0, 97 + d, -0.5f, 0.5f)};
+    tu_tensor lin[2] = {tu_rnd(VNRT_F32, 3, 2, 3, 100, 0, 94 + d, -1.0f, 1.0f),
+                        tu_rnd(kFloats[d], 2, 130, 100, 0, 0, 97 + d, -0.5f, 0.5f)};
     snprintf(what, sizeof what, "linear f32 x %s", vnrt_dtype_name(kFloats[d]));
     vs_cpu(ctx, what, VNRT_OP_LINEAR, lin, 2, NULL, 0, 1, TOL_GEMM);
-    free_all(lin, 2);
+    tu_free_all(lin, 2);
   }
-  tu_tensor lin1[2] = {rnd(VNRT_BF16, 1, 200, 0, 0, 0, 100, -1.0f, 1.0f),
-                       rnd(VNRT_F16, 2, 7, 200, 0, 0, 101, -1.0f, 1.0f)};
+  tu_tensor lin1[2] = {tu_rnd(VNRT_BF16, 1, 200, 0, 0, 0, 100, -1.0f, 1.0f),
+                       tu_rnd(VNRT_F16, 2, 7, 200, 0, 0, 101, -1.0f, 1.0f)};
   vs_cpu(ctx, "linear bf16 vector x f16", VNRT_OP_LINEAR, lin1, 2, NULL, 0, 1, TOL_GEMM);
-  free_all(lin1, 2);
+  tu_free_all(lin1, 2);
   /* 4 rows: the largest product the matrix-vector kernel takes, with a ragged last group. */
-  tu_tensor lin4[2] = {rnd(VNRT_F16, 2, 4, 77, 0, 0, 102, -1.0f, 1.0f),
-                       rnd(VNRT_BF16, 2, 9, 77, 0, 0, 103, -1.0f, 1.0f)};
+  tu_tensor lin4[2] = {tu_rnd(VNRT_F16, 2, 4, 77, 0, 0, 102, -1.0f, 1.0f),
+                       tu_rnd(VNRT_BF16, 2, 9, 77, 0, 0, 103, -1.0f, 1.0f)};
   vs_cpu(ctx, "linear 4 rows", VNRT_OP_LINEAR, lin4, 2, NULL, 0, 1, TOL_GEMM);
-  free_all(lin4, 2);
+  tu_free_all(lin4, 2);
 
   for (int d = 0; d < 3; ++d) {
-    tu_tensor rn[2] = {rnd(kFloats[d], 3, 2, 3, 300, 0, 110 + d, -2.0f, 2.0f),
-                       rnd(VNRT_BF16, 1, 300, 0, 0, 0, 113 + d, 0.5f, 1.5f)};
+    tu_tensor rn[2] = {tu_rnd(kFloats[d], 3, 2, 3, 300, 0, 110 + d, -2.0f, 2.0f),
+                       tu_rnd(VNRT_BF16, 1, 300, 0, 0, 0, 113 + d, 0.5f, 1.5f)};
     vnrt_attr eps = tu_attr_f("eps", 1e-5);
     snprintf(what, sizeof what, "rms_norm %s", vnrt_dtype_name(kFloats[d]));
     vs_cpu(ctx, what, VNRT_OP_RMS_NORM, rn, 2, &eps, 1, 1, TOL_ELEM);
@@ -350,7 +331,7 @@ static void ops_linalg(vnrt_context *ctx) {
       snprintf(what, sizeof what, "softmax %s axis %d", vnrt_dtype_name(kFloats[d]), axis);
       vs_cpu(ctx, what, VNRT_OP_SOFTMAX, rn, 1, &ax, 1, 1, TOL_ELEM);
     }
-    free_all(rn, 2);
+    tu_free_all(rn, 2);
   }
 }
 
@@ -379,15 +360,15 @@ static void ops_chain(vnrt_context *ctx) {
   TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TOPK, &v[6], 1, &k, 1, names, &v[7], 2));
   TU_OK(ctx, vnrt_graph_add_output(g, v[7]));
   TU_OK(ctx, vnrt_graph_add_output(g, v[8]));
-  tu_tensor in[2] = {rnd(VNRT_F32, 2, 6, 48, 0, 0, 600, -1.0f, 1.0f),
-                     rnd(VNRT_BF16, 2, 48, 48, 0, 0, 601, -0.3f, 0.3f)};
+  tu_tensor in[2] = {tu_rnd(VNRT_F32, 2, 6, 48, 0, 0, 600, -1.0f, 1.0f),
+                     tu_rnd(VNRT_BF16, 2, 48, 48, 0, 0, 601, -0.3f, 0.3f)};
   tu_tensor ref[2], got[2];
   TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), in, 2, ref, 2));
   TU_OK(ctx, tu_run(ctx, g, vulkan_device(ctx), in, 2, got, 2));
   compare_outputs("chain", got, ref, 2, TOL_GEMM);
-  free_all(ref, 2);
-  free_all(got, 2);
-  free_all(in, 2);
+  tu_free_all(ref, 2);
+  tu_free_all(got, 2);
+  tu_free_all(in, 2);
   vnrt_graph_destroy(g);
 }
 
@@ -456,23 +437,23 @@ static void gemm_tiles(vnrt_context *ctx) {
   };
   char what[160];
   for (size_t i = 0; i < sizeof lin / sizeof lin[0]; ++i) {
-    tu_tensor in[2] = {rnd(lin[i].x, 2, lin[i].M, lin[i].K, 0, 0, 300 + i, -1.0f, 1.0f),
-                       rnd(lin[i].w, 2, lin[i].N, lin[i].K, 0, 0, 320 + i, -1.0f, 1.0f)};
+    tu_tensor in[2] = {tu_rnd(lin[i].x, 2, lin[i].M, lin[i].K, 0, 0, 300 + i, -1.0f, 1.0f),
+                       tu_rnd(lin[i].w, 2, lin[i].N, lin[i].K, 0, 0, 320 + i, -1.0f, 1.0f)};
     double *ref = gemm_ref(&in[0], &in[1], 1, 1, lin[i].M, lin[i].N, lin[i].K, 1);
     snprintf(what, sizeof what, "linear tile x[%lld, %lld] %s . w[%lld] %s", (long long)lin[i].M,
              (long long)lin[i].K, vnrt_dtype_name(lin[i].x), (long long)lin[i].N,
              vnrt_dtype_name(lin[i].w));
     vs_double(ctx, what, VNRT_OP_LINEAR, in, 2, NULL, 0, ref, lin[i].x == VNRT_F32 ? 1e-9 : 1e-6);
     free(ref);
-    free_all(in, 2);
+    tu_free_all(in, 2);
   }
   /* f16 weights, most of them subnormal (|w| < 2^-14): converted exactly, never flushed. */
-  tu_tensor sub[2] = {rnd(VNRT_F32, 2, 12, 16, 0, 0, 330, -1.0f, 1.0f),
-                      rnd(VNRT_F16, 2, 20, 16, 0, 0, 331, -1e-4f, 1e-4f)};
+  tu_tensor sub[2] = {tu_rnd(VNRT_F32, 2, 12, 16, 0, 0, 330, -1.0f, 1.0f),
+                      tu_rnd(VNRT_F16, 2, 20, 16, 0, 0, 331, -1e-4f, 1e-4f)};
   double *sref = gemm_ref(&sub[0], &sub[1], 1, 1, 12, 20, 16, 1);
   vs_double(ctx, "linear tile, subnormal f16 weights", VNRT_OP_LINEAR, sub, 2, NULL, 0, sref, 1e-9);
   free(sref);
-  free_all(sub, 2);
+  tu_free_all(sub, 2);
   /* matmul a[M, K] @ b[K, N]: N a multiple of 4 (vec4 rows of b) and not, K = 1. */
   static const struct {
     int64_t M, N, K;
@@ -482,22 +463,22 @@ static void gemm_tiles(vnrt_context *ctx) {
             {70, 8, 1, VNRT_BF16},
             {6, 1028, 12, VNRT_F32}};
   for (size_t i = 0; i < sizeof mm / sizeof mm[0]; ++i) {
-    tu_tensor in[2] = {rnd(VNRT_F32, 2, mm[i].M, mm[i].K, 0, 0, 340 + i, -1.0f, 1.0f),
-                       rnd(mm[i].b, 2, mm[i].K, mm[i].N, 0, 0, 360 + i, -1.0f, 1.0f)};
+    tu_tensor in[2] = {tu_rnd(VNRT_F32, 2, mm[i].M, mm[i].K, 0, 0, 340 + i, -1.0f, 1.0f),
+                       tu_rnd(mm[i].b, 2, mm[i].K, mm[i].N, 0, 0, 360 + i, -1.0f, 1.0f)};
     double *ref = gemm_ref(&in[0], &in[1], 1, 1, mm[i].M, mm[i].N, mm[i].K, 0);
     snprintf(what, sizeof what, "matmul tile [%lld, %lld] @ [%lld] %s", (long long)mm[i].M,
              (long long)mm[i].K, (long long)mm[i].N, vnrt_dtype_name(mm[i].b));
     vs_double(ctx, what, VNRT_OP_MATMUL, in, 2, NULL, 0, ref, 1e-9);
     free(ref);
-    free_all(in, 2);
+    tu_free_all(in, 2);
   }
   /* A batch of 6 against one broadcast b. */
-  tu_tensor bb[2] = {rnd(VNRT_F32, 3, 6, 18, 8, 0, 380, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 2, 8, 12, 0, 0, 381, -1.0f, 1.0f)};
+  tu_tensor bb[2] = {tu_rnd(VNRT_F32, 3, 6, 18, 8, 0, 380, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 2, 8, 12, 0, 0, 381, -1.0f, 1.0f)};
   double *ref = gemm_ref(&bb[0], &bb[1], 6, 1, 18, 12, 8, 0);
   vs_double(ctx, "matmul tile batched, b broadcast", VNRT_OP_MATMUL, bb, 2, NULL, 0, ref, 1e-9);
   free(ref);
-  free_all(bb, 2);
+  tu_free_all(bb, 2);
 }
 
 /* rms_norm over rows of len (contiguous) in double. */
@@ -543,8 +524,8 @@ static void norm_rows(vnrt_context *ctx) {
   } rn[] = {{40, 4100, VNRT_F32}, {37, 301, VNRT_F16}, {64, 64, VNRT_BF16}, {300, 12, VNRT_F16}};
   char what[128];
   for (size_t i = 0; i < sizeof rn / sizeof rn[0]; ++i) {
-    tu_tensor in[2] = {rnd(rn[i].x, 2, rn[i].rows, rn[i].len, 0, 0, 400 + i, -2.0f, 2.0f),
-                       rnd(VNRT_BF16, 1, rn[i].len, 0, 0, 0, 410 + i, 0.5f, 1.5f)};
+    tu_tensor in[2] = {tu_rnd(rn[i].x, 2, rn[i].rows, rn[i].len, 0, 0, 400 + i, -2.0f, 2.0f),
+                       tu_rnd(VNRT_BF16, 1, rn[i].len, 0, 0, 0, 410 + i, 0.5f, 1.5f)};
     vnrt_attr eps = tu_attr_f("eps", 1e-5);
     double tol = rn[i].x == VNRT_F32 ? 1e-10 : 1e-6;
     double *ref = rms_ref(&in[0], &in[1], rn[i].rows, rn[i].len, (double)(float)1e-5);
@@ -557,24 +538,24 @@ static void norm_rows(vnrt_context *ctx) {
              (long long)rn[i].len, vnrt_dtype_name(rn[i].x));
     vs_double(ctx, what, VNRT_OP_SOFTMAX, in, 1, NULL, 0, ref, tol);
     free(ref);
-    free_all(in, 2);
+    tu_free_all(in, 2);
   }
   /* Values near zero and a large eps (mean(x²) well below it), so that where eps goes matters,
    * on the row-per-invocation path (>= 32 rows) and the workgroup one. */
   for (int64_t rows = 8; rows <= 40; rows += 32) {
-    tu_tensor in[2] = {rnd(VNRT_F32, 2, rows, 36, 0, 0, 415 + rows, -0.1f, 0.1f),
-                       rnd(VNRT_F32, 1, 36, 0, 0, 0, 416, 0.5f, 1.5f)};
+    tu_tensor in[2] = {tu_rnd(VNRT_F32, 2, rows, 36, 0, 0, 415 + rows, -0.1f, 0.1f),
+                       tu_rnd(VNRT_F32, 1, 36, 0, 0, 0, 416, 0.5f, 1.5f)};
     vnrt_attr eps = tu_attr_f("eps", 1e-2);
     double *ref = rms_ref(&in[0], &in[1], rows, 36, (double)(float)1e-2);
     snprintf(what, sizeof what, "rms_norm rows [%lld, 36] eps 1e-2, small values", (long long)rows);
     vs_double(ctx, what, VNRT_OP_RMS_NORM, in, 2, &eps, 1, ref, 1e-10);
     free(ref);
-    free_all(in, 2);
+    tu_free_all(in, 2);
   }
   /* Masked logits: rows that start with a run of -inf (the online max must not form
    * -inf - -inf), in vec4 and scalar rows. */
   for (int64_t len = 36; len <= 37; ++len) {
-    tu_tensor x = rnd(VNRT_F32, 2, 48, len, 0, 0, 420 + len, -3.0f, 3.0f);
+    tu_tensor x = tu_rnd(VNRT_F32, 2, 48, len, 0, 0, 420 + len, -3.0f, 3.0f);
     for (int64_t r = 0; r < 48; r += 2) {
       for (int64_t a = 0; a < 1 + r % 9; ++a) tu_set(&x, r * len + a, -INFINITY);
     }
@@ -585,7 +566,7 @@ static void norm_rows(vnrt_context *ctx) {
     tu_tensor_free(&x);
   }
   /* Along the first axis: 40 strided rows. */
-  tu_tensor x = rnd(VNRT_F32, 2, 50, 40, 0, 0, 430, -3.0f, 3.0f);
+  tu_tensor x = tu_rnd(VNRT_F32, 2, 50, 40, 0, 0, 430, -3.0f, 3.0f);
   vnrt_attr ax = tu_attr_i("axis", 0);
   double *ref = softmax_ref(&x, 1, 50, 40);
   vs_double(ctx, "softmax strided rows", VNRT_OP_SOFTMAX, &x, 1, &ax, 1, ref, 1e-10);
@@ -651,10 +632,12 @@ static void attention_cases(vnrt_context *ctx) {
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
     int32_t kvl[1] = {(int32_t)cases[c].kv_len};
     tu_tensor in[5] = {
-        rnd(VNRT_F32, 3, cases[c].T, cases[c].Hq, cases[c].D, 0, 400 + (int)c, -1.0f, 1.0f),
-        rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].D, 0, 420 + (int)c, -1.5f, 1.5f),
-        rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].Dv, 0, 440 + (int)c, -1.0f, 1.0f),
-        rnd(VNRT_F32, 1, cases[c].Hq, 0, 0, 0, 460 + (int)c, -1.0f, 1.0f), ints(1, 1, 0, kvl)};
+        tu_rnd(VNRT_F32, 3, cases[c].T, cases[c].Hq, cases[c].D, 0, 400 + (int)c, -1.0f, 1.0f),
+        tu_rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].D, 0, 420 + (int)c, -1.5f, 1.5f),
+        tu_rnd(cases[c].kdt, 3, cases[c].S, cases[c].Hkv, cases[c].Dv, 0, 440 + (int)c, -1.0f,
+               1.0f),
+        tu_rnd(VNRT_F32, 1, cases[c].Hq, 0, 0, 0, 460 + (int)c, -1.0f, 1.0f),
+        tu_ints(1, 1, 0, kvl)};
     int64_t kv = cases[c].kv_len >= 0 ? cases[c].kv_len : cases[c].S;
     double *ref = attention_ref(&in[0], &in[1], &in[2], cases[c].sinks ? &in[3] : NULL, kv,
                                 cases[c].causal, cases[c].window);
@@ -668,7 +651,7 @@ static void attention_cases(vnrt_context *ctx) {
     vs_double(ctx, what, VNRT_OP_ATTENTION, in, cases[c].kv_len >= 0 ? 5 : (cases[c].sinks ? 4 : 3),
               a, 2, ref, TOL_GEMM);
     free(ref);
-    free_all(in, 5);
+    tu_free_all(in, 5);
   }
 }
 
@@ -734,17 +717,18 @@ static void moe_ffn_cases(vnrt_context *ctx) {
     /* Token t's slot i: a pattern that repeats experts across tokens. */
     for (int64_t j = 0; j < T * k; ++j) ex[j] = (int32_t)(((j / k) * 2 + (j % k) * 3) % E);
     float wlo = cases[c].wlo;
-    tu_tensor in[5] = {rnd(cases[c].xdt, 2, T, C, 0, 0, 500 + (int)c, -1.0f, 1.0f),
-                       ints(2, T, k, ex), rnd(VNRT_F32, 2, T, k, 0, 0, 520 + (int)c, 0.1f, 1.0f),
-                       rnd(cases[c].wdt, 3, E, 2 * F, C, 0, 540 + (int)c, -wlo, wlo),
-                       rnd(cases[c].ddt, 3, E, C, F, 0, 560 + (int)c, -0.3f, 0.3f)};
+    tu_tensor in[5] = {tu_rnd(cases[c].xdt, 2, T, C, 0, 0, 500 + (int)c, -1.0f, 1.0f),
+                       tu_ints(2, T, k, ex),
+                       tu_rnd(VNRT_F32, 2, T, k, 0, 0, 520 + (int)c, 0.1f, 1.0f),
+                       tu_rnd(cases[c].wdt, 3, E, 2 * F, C, 0, 540 + (int)c, -wlo, wlo),
+                       tu_rnd(cases[c].ddt, 3, E, C, F, 0, 560 + (int)c, -0.3f, 0.3f)};
     double *ref = moe_ffn_ref(&in[0], &in[1], &in[2], &in[3], &in[4], cases[c].limit);
     vnrt_attr lim = tu_attr_f("limit", cases[c].limit);
     char what[96];
     snprintf(what, sizeof what, "moe_ffn case %zu", c);
     vs_double(ctx, what, VNRT_OP_MOE_FFN, in, 5, &lim, 1, ref, TOL_GEMM);
     free(ref);
-    free_all(in, 5);
+    tu_free_all(in, 5);
   }
 }
 
@@ -898,12 +882,12 @@ START_TEST(test_absent_driver_gives_no_devices) {
   ck_assert_int_eq(vnrt_device_select(ctx, "vulkan", &d), VNRT_ERROR_NOT_FOUND);
   ck_assert_msg(strstr(cap.text, "vulkan") != NULL, "the skip is not logged:\n%s", cap.text);
   /* The context still works. */
-  tu_tensor x = rnd(VNRT_F32, 1, 5, 0, 0, 0, 1, -1.0f, 1.0f);
+  tu_tensor x = tu_rnd(VNRT_F32, 1, 5, 0, 0, 0, 1, -1.0f, 1.0f);
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_NEG, &x, 1, NULL, 0, 1);
   tu_tensor out[1];
   TU_OK(ctx, tu_run(ctx, g, cpu_device(ctx), &x, 1, out, 1));
   for (int i = 0; i < 5; ++i) ck_assert_double_eq(tu_get(&out[0], i), -tu_get(&x, i));
-  free_all(out, 1);
+  tu_free_all(out, 1);
   vnrt_graph_destroy(g);
   tu_tensor_free(&x);
   vnrt_context_destroy(ctx);
@@ -987,56 +971,56 @@ static void expect_range_error(vnrt_context *ctx, vnrt_op op, const tu_tensor *i
 START_TEST(test_index_errors_are_reported) {
   vnrt_context *ctx = tu_context();
   const int32_t bad_ids[3] = {1, 12, 0};
-  tu_tensor emb[2] = {rnd(VNRT_F32, 2, 5, 4, 0, 0, 1, -1.0f, 1.0f), ints(1, 3, 0, bad_ids)};
+  tu_tensor emb[2] = {tu_rnd(VNRT_F32, 2, 5, 4, 0, 0, 1, -1.0f, 1.0f), tu_ints(1, 3, 0, bad_ids)};
   const char *const w1[] = {"embedding", "out0", "12", "[0, 5)", NULL};
   expect_range_error(ctx, VNRT_OP_EMBEDDING, emb, 2, NULL, 0, 1, w1);
   tu_set(&emb[1], 1, -2.0);
   const char *const w2[] = {"embedding", "-2", NULL};
   expect_range_error(ctx, VNRT_OP_EMBEDDING, emb, 2, NULL, 0, 1, w2);
-  free_all(emb, 2);
+  tu_free_all(emb, 2);
 
   const int32_t idx[4] = {0, 1, 2, 3}, offs[2] = {0, 5};
-  tu_tensor lk[3] = {rnd(VNRT_F32, 2, 7, 3, 0, 0, 2, -1.0f, 1.0f), ints(2, 2, 2, idx),
-                     ints(1, 2, 0, offs)};
+  tu_tensor lk[3] = {tu_rnd(VNRT_F32, 2, 7, 3, 0, 0, 2, -1.0f, 1.0f), tu_ints(2, 2, 2, idx),
+                     tu_ints(1, 2, 0, offs)};
   const char *const w3[] = {"engram_lookup", "row", "8", "[0, 7)", NULL};
   expect_range_error(ctx, VNRT_OP_ENGRAM_LOOKUP, lk, 3, NULL, 0, 1, w3);
-  free_all(lk, 3);
+  tu_free_all(lk, 3);
 
   const int32_t ex[4] = {0, 1, 5, 2};
-  tu_tensor ffn[5] = {rnd(VNRT_F32, 2, 2, 8, 0, 0, 3, -1.0f, 1.0f), ints(2, 2, 2, ex),
-                      rnd(VNRT_F32, 2, 2, 2, 0, 0, 4, 0.0f, 1.0f),
-                      rnd(VNRT_F32, 3, 3, 6, 8, 0, 5, -1.0f, 1.0f),
-                      rnd(VNRT_F32, 3, 3, 8, 3, 0, 6, -1.0f, 1.0f)};
+  tu_tensor ffn[5] = {tu_rnd(VNRT_F32, 2, 2, 8, 0, 0, 3, -1.0f, 1.0f), tu_ints(2, 2, 2, ex),
+                      tu_rnd(VNRT_F32, 2, 2, 2, 0, 0, 4, 0.0f, 1.0f),
+                      tu_rnd(VNRT_F32, 3, 3, 6, 8, 0, 5, -1.0f, 1.0f),
+                      tu_rnd(VNRT_F32, 3, 3, 8, 3, 0, 6, -1.0f, 1.0f)};
   const char *const w4[] = {"moe_ffn", "expert id", "5", "[0, 3)", NULL};
   expect_range_error(ctx, VNRT_OP_MOE_FFN, ffn, 5, NULL, 0, 1, w4);
-  free_all(ffn, 5);
+  tu_free_all(ffn, 5);
 
   const int32_t tok[2] = {1, 4}, tab[6] = {0, 1, 1, 2, 2, 0};
-  tu_tensor hr[3] = {rnd(VNRT_F32, 2, 2, 3, 0, 0, 7, -1.0f, 1.0f), ints(1, 2, 0, tok),
-                     ints(2, 3, 2, tab)};
+  tu_tensor hr[3] = {tu_rnd(VNRT_F32, 2, 2, 3, 0, 0, 7, -1.0f, 1.0f), tu_ints(1, 2, 0, tok),
+                     tu_ints(2, 3, 2, tab)};
   vnrt_attr sc = tu_attr_word("score", "softmax");
   const char *const w5[] = {"moe_hash_route", "token id", "4", "[0, 3)", NULL};
   expect_range_error(ctx, VNRT_OP_MOE_HASH_ROUTE, hr, 3, &sc, 1, 2, w5);
-  free_all(hr, 3);
+  tu_free_all(hr, 3);
 
   const int32_t pos[1] = {5};
-  tu_tensor kw[3] = {rnd(VNRT_F32, 2, 6, 3, 0, 0, 9, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 2, 2, 3, 0, 0, 10, -1.0f, 1.0f), ints(1, 1, 0, pos)};
+  tu_tensor kw[3] = {tu_rnd(VNRT_F32, 2, 6, 3, 0, 0, 9, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 2, 2, 3, 0, 0, 10, -1.0f, 1.0f), tu_ints(1, 1, 0, pos)};
   const char *const w6[] = {"kv_write", "rows [5, 7)", "[0, 6)", NULL};
   expect_range_error(ctx, VNRT_OP_KV_WRITE, kw, 3, NULL, 0, 1, w6);
-  free_all(kw, 3);
+  tu_free_all(kw, 3);
   const int32_t len[1] = {11};
-  tu_tensor at[5] = {rnd(VNRT_F32, 3, 1, 1, 4, 0, 11, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 3, 10, 1, 4, 0, 12, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 3, 10, 1, 4, 0, 13, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 1, 1, 0, 0, 0, 14, -1.0f, 1.0f), ints(1, 1, 0, len)};
+  tu_tensor at[5] = {tu_rnd(VNRT_F32, 3, 1, 1, 4, 0, 11, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 3, 10, 1, 4, 0, 12, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 3, 10, 1, 4, 0, 13, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 1, 1, 0, 0, 0, 14, -1.0f, 1.0f), tu_ints(1, 1, 0, len)};
   const char *const w7[] = {"attention", "kv_len 11", "[0, 10]", NULL};
   expect_range_error(ctx, VNRT_OP_ATTENTION, at, 5, NULL, 0, 1, w7);
-  free_all(at, 5);
+  tu_free_all(at, 5);
 
   /* A plan that failed runs again cleanly once its input is valid (the record is reset). */
   const int32_t ids[2] = {9, 1};
-  tu_tensor e2[2] = {rnd(VNRT_F32, 2, 10, 4, 0, 0, 8, -1.0f, 1.0f), ints(1, 2, 0, ids)};
+  tu_tensor e2[2] = {tu_rnd(VNRT_F32, 2, 10, 4, 0, 0, 8, -1.0f, 1.0f), tu_ints(1, 2, 0, ids)};
   vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_EMBEDDING, e2, 2, NULL, 0, 1);
   vnrt_plan *plan = NULL;
   TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
@@ -1054,7 +1038,7 @@ START_TEST(test_index_errors_are_reported) {
   }
   vnrt_plan_destroy(plan);
   vnrt_graph_destroy(g);
-  free_all(e2, 2);
+  tu_free_all(e2, 2);
   vnrt_context_destroy(ctx);
 }
 END_TEST
@@ -1066,11 +1050,11 @@ START_TEST(test_staging_path_matches) {
   vnrt_context *ctx = tu_context();
   env_restore(&st);
   /* 36 MB: several 8 MiB staging chunks each way, and more workgroups than fit in x. */
-  tu_tensor ab[2] = {rnd(VNRT_F32, 2, 2600, 3500, 0, 0, 300, -1.0f, 1.0f),
-                     rnd(VNRT_F32, 1, 3500, 0, 0, 0, 301, -1.0f, 1.0f)};
+  tu_tensor ab[2] = {tu_rnd(VNRT_F32, 2, 2600, 3500, 0, 0, 300, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 1, 3500, 0, 0, 0, 301, -1.0f, 1.0f)};
   vs_cpu(ctx, "add through staging", VNRT_OP_ADD, ab, 2, NULL, 0, 1, 0.0);
-  free_all(ab, 2);
-  tu_tensor x = rnd(VNRT_F16, 2, 3, 77, 0, 0, 302, -1.0f, 1.0f);
+  tu_free_all(ab, 2);
+  tu_tensor x = tu_rnd(VNRT_F16, 2, 3, 77, 0, 0, 302, -1.0f, 1.0f);
   vs_cpu(ctx, "gelu f16 through staging", VNRT_OP_GELU, &x, 1, NULL, 0, 1, TOL_ELEM);
   tu_tensor_free(&x);
   vnrt_context_destroy(ctx);
@@ -1104,9 +1088,9 @@ START_TEST(test_mixed_plan_reruns) {
   TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, add_in, 2, NULL, 0, out_name, &out, 1));
   TU_OK(ctx, vnrt_graph_add_output(g, out));
 
-  tu_tensor pw = rnd(VNRT_F32, 2, E, C, 0, 0, 400, -1.0f, 1.0f);
-  tu_tensor pgu = rnd(VNRT_BF16, 3, E, 2 * F, C, 0, 401, -0.5f, 0.5f);
-  tu_tensor pdn = rnd(VNRT_F16, 3, E, C, F, 0, 402, -0.5f, 0.5f);
+  tu_tensor pw = tu_rnd(VNRT_F32, 2, E, C, 0, 0, 400, -1.0f, 1.0f);
+  tu_tensor pgu = tu_rnd(VNRT_BF16, 3, E, 2 * F, C, 0, 401, -0.5f, 0.5f);
+  tu_tensor pdn = tu_rnd(VNRT_F16, 3, E, C, F, 0, 402, -0.5f, 0.5f);
   vnrt_plan *plans[2] = {NULL, NULL};
   TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plans[0]));
   TU_OK(ctx, vnrt_plan_create(ctx, g, cpu_device(ctx), NULL, &plans[1]));
@@ -1120,7 +1104,7 @@ START_TEST(test_mixed_plan_reruns) {
     TU_OK(ctx, vnrt_plan_set_input(plans[p], "dn", pdn.data, vnrt_tensor_type_bytes(&pdn.type)));
   }
   for (int round = 0; round < 3; ++round) {
-    tu_tensor xv = rnd(VNRT_F32, 2, T, C, 0, 0, 410 + round, -1.0f, 1.0f);
+    tu_tensor xv = tu_rnd(VNRT_F32, 2, T, C, 0, 0, 410 + round, -1.0f, 1.0f);
     float res[2][MIX_T * MIX_C];
     for (int p = 0; p < 2; ++p) {
       TU_OK(ctx, vnrt_plan_set_input(plans[p], "x", xv.data, sizeof(float) * T * C));
@@ -1335,7 +1319,7 @@ START_TEST(test_copy_queue_writes_interleave_with_runs) {
   vnrt_plan_desc pd = {.no_fallback = 1};
   vnrt_plan *plan = NULL;
   TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), &pd, &plan));
-  tu_tensor pw = rnd(VNRT_F32, 2, IL_N, IL_K, 0, 0, 600, -0.1f, 0.1f);
+  tu_tensor pw = tu_rnd(VNRT_F32, 2, IL_N, IL_K, 0, 0, 600, -0.1f, 0.1f);
   TU_OK(ctx, vnrt_plan_set_input(plan, "w", pw.data, sizeof(float) * IL_N * IL_K));
 
   copier c = {.h = h};
@@ -1346,7 +1330,7 @@ START_TEST(test_copy_queue_writes_interleave_with_runs) {
   int runs = 0;
   double worst = 0;
   for (; runs < 200 && (runs < 6 || atomic_load(&c.rounds) < 2) && !atomic_load(&c.bad); ++runs) {
-    tu_tensor xv = rnd(VNRT_F32, 2, IL_T, IL_K, 0, 0, 610 + (uint64_t)runs, -1.0f, 1.0f);
+    tu_tensor xv = tu_rnd(VNRT_F32, 2, IL_T, IL_K, 0, 0, 610 + (uint64_t)runs, -1.0f, 1.0f);
     TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv.data, sizeof(float) * IL_T * IL_K));
     TU_OK(ctx, vnrt_plan_run(plan));
     TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
@@ -1411,7 +1395,7 @@ static int cache_files(const char *dir) {
 }
 
 static void run_one_op(vnrt_context *ctx) {
-  tu_tensor x = rnd(VNRT_F32, 1, 9, 0, 0, 0, 500, -1.0f, 1.0f);
+  tu_tensor x = tu_rnd(VNRT_F32, 1, 9, 0, 0, 0, 500, -1.0f, 1.0f);
   vs_cpu(ctx, "tanh", VNRT_OP_TANH, &x, 1, NULL, 0, 1, TOL_ELEM);
   tu_tensor_free(&x);
 }

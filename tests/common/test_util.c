@@ -211,16 +211,13 @@ vnrt_kernel_mode tu_kernel_mode(void) {
   return v && strcmp(v, "reference") == 0 ? VNRT_KERNELS_REFERENCE : VNRT_KERNELS_FAST;
 }
 
-static vnrt_status run_plan(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
-                            int no_fallback, const tu_tensor *inputs, int32_t n_in, tu_tensor *outs,
-                            int32_t n_out, int32_t *out_fallback_nodes) {
-  vnrt_plan_desc desc = {0};
-  desc.no_fallback = no_fallback;
-  desc.kernels = tu_kernel_mode();
+vnrt_status tu_run_desc(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                        const vnrt_plan_desc *desc, const tu_tensor *inputs, int32_t n_in,
+                        tu_tensor *outs, int32_t n_out, int32_t *out_fallback_nodes) {
   vnrt_plan *plan = NULL;
   for (int32_t i = 0; i < n_out; ++i) memset(&outs[i], 0, sizeof outs[i]);
   if (out_fallback_nodes) *out_fallback_nodes = 0;
-  vnrt_status s = vnrt_plan_create(ctx, graph, device, &desc, &plan);
+  vnrt_status s = vnrt_plan_create(ctx, graph, device, desc, &plan);
   if (s != VNRT_OK) return s;
   if (out_fallback_nodes) {
     vnrt_plan_info info = {0};
@@ -253,13 +250,15 @@ static vnrt_status run_plan(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *d
 
 vnrt_status tu_run(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
                    const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out) {
-  return run_plan(ctx, graph, device, !tu_fallback_allowed(), inputs, n_in, outs, n_out, NULL);
+  vnrt_plan_desc desc = {.no_fallback = !tu_fallback_allowed(), .kernels = tu_kernel_mode()};
+  return tu_run_desc(ctx, graph, device, &desc, inputs, n_in, outs, n_out, NULL);
 }
 
 vnrt_status tu_run_fallback(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *device,
                             const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out,
                             int32_t *out_fallback_nodes) {
-  return run_plan(ctx, graph, device, 0, inputs, n_in, outs, n_out, out_fallback_nodes);
+  vnrt_plan_desc desc = {.kernels = tu_kernel_mode()};
+  return tu_run_desc(ctx, graph, device, &desc, inputs, n_in, outs, n_out, out_fallback_nodes);
 }
 
 double tu_nmse(const tu_tensor *got, const double *expected, int64_t n) {

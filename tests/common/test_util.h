@@ -66,6 +66,12 @@ vnrt_status tu_run_fallback(vnrt_context *ctx, vnrt_graph *graph, vnrt_device *d
                             const tu_tensor *inputs, int32_t n_in, tu_tensor *outs, int32_t n_out,
                             int32_t *out_fallback_nodes);
 
+/* The same with the plan desc given (kernel mode, fallback, limits): what tu_run and
+ * tu_run_fallback call. */
+vnrt_status tu_run_desc(vnrt_context *ctx, const vnrt_graph *graph, vnrt_device *device,
+                        const vnrt_plan_desc *desc, const tu_tensor *inputs, int32_t n_in,
+                        tu_tensor *outs, int32_t n_out, int32_t *out_fallback_nodes);
+
 /* Normalised mean squared error Σ(a−r)²/Σr² of got against expected doubles. NaN/Inf in got
  * where expected is finite gives INFINITY. */
 double tu_nmse(const tu_tensor *got, const double *expected, int64_t n);

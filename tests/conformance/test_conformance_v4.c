@@ -62,35 +62,8 @@ static int32_t list_targets(vnrt_context *ctx, target *t) {
 static vnrt_status plan_run(vnrt_context *ctx, const vnrt_graph *g, const target *tg,
                             int no_fallback, const tu_tensor *in, int32_t n_in, tu_tensor *out,
                             int32_t n_out, int32_t *fallback_nodes) {
-  vnrt_plan_desc desc = {0};
-  desc.no_fallback = no_fallback;
-  desc.kernels = tg->mode;
-  vnrt_plan *plan = NULL;
-  for (int32_t i = 0; i < n_out; ++i) memset(&out[i], 0, sizeof out[i]);
-  vnrt_status s = vnrt_plan_create(ctx, g, tg->dev, &desc, &plan);
-  if (s != VNRT_OK) return s;
-  vnrt_plan_info info = {0};
-  if (vnrt_plan_get_info(plan, &info) == VNRT_OK) *fallback_nodes = info.n_fallback_nodes;
-  for (int32_t i = 0; i < n_in && s == VNRT_OK; ++i) {
-    int is_param = 0;
-    vnrt_value v = vnrt_graph_input(g, i, &is_param);
-    s = vnrt_plan_set_input(plan, vnrt_graph_value_name(g, v), in[i].data,
-                            vnrt_tensor_type_bytes(&in[i].type));
-  }
-  if (s == VNRT_OK) s = vnrt_plan_run(plan);
-  for (int32_t i = 0; i < n_out && s == VNRT_OK; ++i) {
-    const char *name = vnrt_plan_output_name(plan, i);
-    vnrt_tensor_type t;
-    s = vnrt_plan_output_type(plan, name, &t);
-    if (s != VNRT_OK) break;
-    out[i] = tu_tensor_new(t.dtype, t.rank, t.dims);
-    s = vnrt_plan_read_output(plan, name, out[i].data, vnrt_tensor_type_bytes(&t));
-  }
-  if (s != VNRT_OK) {
-    for (int32_t i = 0; i < n_out; ++i) tu_tensor_free(&out[i]);
-  }
-  vnrt_plan_destroy(plan);
-  return s;
+  vnrt_plan_desc desc = {.no_fallback = no_fallback, .kernels = tg->mode};
+  return tu_run_desc(ctx, g, tg->dev, &desc, in, n_in, out, n_out, fallback_nodes);
 }
 
 /* Runs g on one target; returns the status (the context keeps the message). A device that
