@@ -71,43 +71,6 @@ static const char *io_message(vnrt_context *ctx) {
   return m && m[0] ? m : "unknown error";
 }
 
-/* Reads a whole (small) file into a NUL-terminated buffer. */
-static vnrt_status read_text(const char *path, char **out, size_t *out_len, char *err,
-                             size_t err_size) {
-  *out = NULL;
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return vn_model_fail(err, err_size, VNRT_ERROR_IO, "%s: cannot open: %s", path,
-                         strerror(errno));
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    len += fread(buf + len, 1, cap - len, fp);
-    if (len < cap) break;
-    if (cap >= ((size_t)1 << 30)) break;
-    char *nb = realloc(buf, cap * 2 + 1);
-    if (!nb) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
-  }
-  bool bad = ferror(fp) != 0;
-  fclose(fp);
-  if (!buf)
-    return vn_model_fail(err, err_size, VNRT_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-  if (bad) {
-    free(buf);
-    return vn_model_fail(err, err_size, VNRT_ERROR_IO, "%s: read error", path);
-  }
-  buf[len] = '\0';
-  *out = buf;
-  *out_len = len;
-  return VNRT_OK;
-}
-
 /* A shard name must be a plain file name inside the directory. */
 static bool plain_file_name(const char *s) {
   return s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
@@ -119,7 +82,7 @@ static vnrt_status parse_index(vn_checkpoint *ck, const char *path, uint64_t *to
                                size_t err_size) {
   char *text = NULL;
   size_t len = 0;
-  vnrt_status s = read_text(path, &text, &len, err, err_size);
+  vnrt_status s = vn_model_read_file(path, (size_t)1 << 30, &text, &len, err, err_size);
   if (s != VNRT_OK) return s;
   json_tokener *tok = json_tokener_new();
   json_object *root =

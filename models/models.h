@@ -17,4 +17,10 @@ __attribute__((format(printf, 4, 5)))
 vnrt_status
 vn_model_fail(char *err, size_t err_size, vnrt_status status, const char *fmt, ...);
 
+/* Reads the whole file at path into *out (malloc'd, NUL-terminated; free() it) and its length
+ * into *out_len. A file larger than about max_bytes fails with VNRT_ERROR_IO ("too large")
+ * instead of being read in part; the messages start with path. */
+vnrt_status vn_model_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len,
+                               char *err, size_t err_size);
+
 #endif /* VNRT_MODELS_MODELS_H_ */

@@ -537,40 +537,11 @@ vnrt_status vn_v4_config_parse_named(const char *json_text, size_t len, const ch
 vnrt_status vn_v4_config_load(const char *path, vn_v4_config *out, char *err, size_t err_size) {
   if (out) memset(out, 0, sizeof *out);
   if (!path) return vn_model_fail(err, err_size, VNRT_ERROR_INVALID_ARGUMENT, "path is NULL");
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
-    return vn_model_fail(err, err_size, VNRT_ERROR_IO, "%s: cannot open: %s", path,
-                         strerror(errno));
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap);
-  bool too_big = false;
-  while (buf) {
-    size_t got = fread(buf + len, 1, cap - len, fp);
-    len += got;
-    if (len < cap) break;
-    if (cap >= ((size_t)64 << 20)) {
-      too_big = true;
-      break;
-    }
-    char *nb = realloc(buf, cap * 2);
-    if (!nb) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
-  }
-  bool read_err = ferror(fp) != 0;
-  fclose(fp);
-  if (!buf)
-    return vn_model_fail(err, err_size, VNRT_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-  if (read_err || too_big) {
-    free(buf);
-    return vn_model_fail(err, err_size, VNRT_ERROR_IO, "%s: %s", path,
-                         read_err ? "read error" : "larger than 64 MiB");
-  }
-  vnrt_status s = vn_v4_config_parse_named(buf, len, path, out, err, err_size);
+  char *buf = NULL;
+  size_t len = 0;
+  vnrt_status s = vn_model_read_file(path, (size_t)64 << 20, &buf, &len, err, err_size);
+  if (s != VNRT_OK) return s;
+  s = vn_v4_config_parse_named(buf, len, path, out, err, err_size);
   free(buf);
   return s;
 }
