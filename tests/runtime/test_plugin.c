@@ -125,7 +125,7 @@ START_TEST(template_device_is_listed_with_its_info) {
   ck_assert_msg(has_backend(ctx, "template"), "backend 'template' not registered");
   ck_assert_msg(has_backend(ctx, "cpu"), "built-in cpu backend missing next to the plugin");
 
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   vnrt_device *listed = find_listed(ctx, "template:0", &info);
   ck_assert_msg(listed != NULL, "device template:0 not in the device list");
   ck_assert_str_eq(info.backend, "template");
@@ -136,7 +136,7 @@ START_TEST(template_device_is_listed_with_its_info) {
 
   /* cpu stays first: plugins come after the built-in backends. */
   vnrt_device *first = NULL;
-  vnrt_device_info first_info;
+  vnrt_device_info first_info = {.struct_size = sizeof first_info};
   TU_OK(ctx, vnrt_device_get(ctx, 0, &first));
   TU_OK(ctx, vnrt_device_get_info(first, &first_info));
   ck_assert_str_eq(first_info.backend, "cpu");
@@ -157,7 +157,7 @@ START_TEST(plugin_found_through_env_when_plugin_path_is_null) {
   ck_assert_int_eq(setenv("VNRT_PLUGIN_PATH", plugin_dir(), 1), 0);
   vnrt_context *ctx = plugin_context(NULL, 0);
   ck_assert(has_backend(ctx, "template"));
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   ck_assert_ptr_nonnull(find_listed(ctx, "template:0", &info));
   vnrt_context_destroy(ctx);
 }
@@ -196,7 +196,7 @@ START_TEST(fallback_runs_every_node_on_the_cpu_correctly) {
   vnrt_plan *plan = NULL;
   TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
   vnrt_graph_destroy(g); /* the plan must not need the graph any more */
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_plan_get_info(plan, &info));
   ck_assert_int_eq(info.n_nodes, 2);
   ck_assert_int_eq(info.n_fallback_nodes, 2);
@@ -318,7 +318,7 @@ START_TEST(no_plugins_loads_nothing) {
   ck_assert_int_eq(setenv("VNRT_PLUGIN_PATH", plugin_dir(), 1), 0);
   vnrt_context *ctx = plugin_context(plugin_dir(), 1);
   ck_assert_msg(!has_backend(ctx, "template"), "no_plugins = 1 still registered 'template'");
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   ck_assert_ptr_null(find_listed(ctx, "template:0", &info));
   vnrt_device *dev = NULL;
   ck_assert_int_eq(vnrt_device_select(ctx, "template:0", &dev), VNRT_ERROR_NOT_FOUND);
