@@ -88,10 +88,11 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   }
   vnrt_model_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size < sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                  "vnrt_model_desc.size is %zu: older descs are not known (expected %zu)",
-                  desc->size, sizeof d);
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return fail(
+          VNRT_ERROR_INVALID_ARGUMENT,
+          "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0 or %zu)",
+          desc->size, sizeof d);
     }
     d = *desc;
   }
@@ -180,9 +181,11 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
 
 vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   if (!m || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_get_info: NULL argument");
-  if (out->size != 0 && out->size < sizeof *out) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_info.size is %zu (expected %zu)",
-                out->size, sizeof *out);
+  if (out->size != 0 && out->size != sizeof *out) {
+    return fail(
+        VNRT_ERROR_INVALID_ARGUMENT,
+        "vnrt_model_info.size is %zu: no version of vnrt_model_info had that size (0 or %zu)",
+        out->size, sizeof *out);
   }
   const vn_v4_config *c = m->cfg;
   memset(out, 0, sizeof *out);
@@ -547,9 +550,11 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   vnrt_session_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size < sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_desc.size is %zu (expected %zu)",
-                  desc->size, sizeof d);
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return fail(
+          VNRT_ERROR_INVALID_ARGUMENT,
+          "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size (0 or %zu)",
+          desc->size, sizeof d);
     }
     d = *desc;
   }
@@ -712,9 +717,11 @@ vnrt_status vnrt_session_logits(const vnrt_session *s, float *out, size_t capaci
 
 vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *out) {
   if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_get_stats: NULL");
-  if (out->size != 0 && out->size < sizeof *out) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_stats.size is %zu (expected %zu)",
-                out->size, sizeof *out);
+  if (out->size != 0 && out->size != sizeof *out) {
+    return fail(
+        VNRT_ERROR_INVALID_ARGUMENT,
+        "vnrt_session_stats.size is %zu: no version of vnrt_session_stats had that size (0 or %zu)",
+        out->size, sizeof *out);
   }
   *out = s->stats;
   vnrt_plan_info pi = {.struct_size = sizeof pi};
