@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
   if (vnrt_context_create(NULL, &ctx) != VNRT_OK) return 1;
   vnrt_device *device = NULL;
   CHECK(ctx, vnrt_device_select(ctx, spec, &device));
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   CHECK(ctx, vnrt_device_get_info(device, &info));
   printf("vnrt %s on %s (%s)\n", vnrt_version(NULL, NULL, NULL), info.spec, info.name);
 
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     printf("token %d: mean((y/g)^2) = %.4f, softmax sums to %.6f, argmax %d (p = %.4f)\n", t,
            ms / N, sum, arg, ps[t * N + arg]);
   }
-  vnrt_plan_info pi;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
   CHECK(ctx, vnrt_plan_get_info(plan, &pi));
   printf("plan: %d nodes, %d on the cpu as fallback, intermediates %llu bytes (naive %llu)\n",
          pi.n_nodes, pi.n_fallback_nodes, (unsigned long long)pi.arena_bytes,

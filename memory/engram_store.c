@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sized.h"
 #include "vnrt/io.h"
 
 struct vnrt_engram_store {
@@ -177,6 +179,14 @@ vnrt_status vnrt_engram_store_create(vnrt_context *ctx, const vnrt_engram_store_
   if (!ctx || !desc) {
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "engram store: ctx or desc is NULL");
   }
+  /* The caller's desc as this library's full struct: members past its struct_size default. */
+  vnrt_engram_store_desc full;
+  if (vn_sized_read(ctx, &vn_sized_engram_store_desc, desc, &full) != VNRT_OK) {
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "engram store: %s", msg);
+  }
+  desc = &full;
   const vnrt_engram_store_desc *d = desc;
   if ((d->host_data != NULL) == (d->file_path != NULL)) {
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
@@ -539,18 +549,26 @@ vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *s, const int32_t *idx, i
 
 vnrt_status vnrt_engram_store_stats(const vnrt_engram_store *s, vnrt_engram_stats *out) {
   if (!out) return VNRT_ERROR_INVALID_ARGUMENT;
-  memset(out, 0, sizeof *out);
+  size_t bytes;
+  if (vn_sized_check(s ? s->ctx : NULL, &vn_sized_engram_stats, out->struct_size, &bytes) !=
+      VNRT_OK) {
+    return VNRT_ERROR_INVALID_ARGUMENT;
+  }
+  memset(out, 0, bytes);
+  out->struct_size = bytes;
   if (!s) return VNRT_ERROR_INVALID_ARGUMENT;
-  out->lookups = atomic_load_explicit(&s->lookups, memory_order_relaxed);
-  out->rows_requested = atomic_load_explicit(&s->requested, memory_order_relaxed);
-  out->unique_rows = atomic_load_explicit(&s->unique, memory_order_relaxed);
-  out->hits = atomic_load_explicit(&s->hits, memory_order_relaxed);
-  out->misses = atomic_load_explicit(&s->misses, memory_order_relaxed);
-  out->evictions = atomic_load_explicit(&s->evictions, memory_order_relaxed);
-  out->bytes_fetched = atomic_load_explicit(&s->bytes, memory_order_relaxed);
-  out->cache_slots = vn_row_cache_slots(s->cache);
-  out->resident_rows = vn_row_cache_resident(s->cache);
-  return VNRT_OK;
+  vnrt_engram_stats full = {.struct_size = sizeof full};
+  vnrt_engram_stats *stats = &full;
+  stats->lookups = atomic_load_explicit(&s->lookups, memory_order_relaxed);
+  stats->rows_requested = atomic_load_explicit(&s->requested, memory_order_relaxed);
+  stats->unique_rows = atomic_load_explicit(&s->unique, memory_order_relaxed);
+  stats->hits = atomic_load_explicit(&s->hits, memory_order_relaxed);
+  stats->misses = atomic_load_explicit(&s->misses, memory_order_relaxed);
+  stats->evictions = atomic_load_explicit(&s->evictions, memory_order_relaxed);
+  stats->bytes_fetched = atomic_load_explicit(&s->bytes, memory_order_relaxed);
+  stats->cache_slots = vn_row_cache_slots(s->cache);
+  stats->resident_rows = vn_row_cache_resident(s->cache);
+  return vn_sized_write(s->ctx, &vn_sized_engram_stats, &full, out);
 }
 
 void vnrt_engram_store_reset_stats(vnrt_engram_store *s) {

@@ -88,10 +88,11 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   }
   vnrt_model_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size < sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                  "vnrt_model_desc.size is %zu: older descs are not known (expected %zu)",
-                  desc->size, sizeof d);
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return fail(
+          VNRT_ERROR_INVALID_ARGUMENT,
+          "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0 or %zu)",
+          desc->size, sizeof d);
     }
     d = *desc;
   }
@@ -180,9 +181,11 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
 
 vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   if (!m || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_get_info: NULL argument");
-  if (out->size != 0 && out->size < sizeof *out) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_info.size is %zu (expected %zu)",
-                out->size, sizeof *out);
+  if (out->size != 0 && out->size != sizeof *out) {
+    return fail(
+        VNRT_ERROR_INVALID_ARGUMENT,
+        "vnrt_model_info.size is %zu: no version of vnrt_model_info had that size (0 or %zu)",
+        out->size, sizeof *out);
   }
   const vn_v4_config *c = m->cfg;
   memset(out, 0, sizeof *out);
@@ -205,7 +208,7 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   out->eos_token_id = c->eos_token_id;
   out->weight_bytes = m->weight_bytes;
   out->numerics = m->numerics;
-  vnrt_device_info di;
+  vnrt_device_info di = {.struct_size = sizeof di};
   if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
@@ -350,7 +353,7 @@ static void release_packed(vnrt_model *m) {
 }
 
 static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *plan) {
-  vnrt_plan_info pi;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
   if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || pi.n_streamed_params > 0) m->keep_packed = 1;
   for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
     int is_param = 0;
@@ -445,7 +448,7 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
    * some to the CPU for a fallback node holds its own and is bound too. */
   int bind = 0;
   if (st == VNRT_OK) {
-    vnrt_plan_info a, b;
+    vnrt_plan_info a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
     st = vnrt_plan_get_info(plan, &a);
     if (st == VNRT_OK) st = vnrt_plan_get_info(share, &b);
     bind = st != VNRT_OK || a.n_streamed_params || a.n_fallback_nodes || b.n_streamed_params ||
@@ -547,9 +550,11 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   vnrt_session_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size < sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_desc.size is %zu (expected %zu)",
-                  desc->size, sizeof d);
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return fail(
+          VNRT_ERROR_INVALID_ARGUMENT,
+          "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size (0 or %zu)",
+          desc->size, sizeof d);
     }
     d = *desc;
   }
@@ -655,7 +660,7 @@ static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int
     return fail(st, "running %lld tokens at position %lld: %s (the session was reset)",
                 (long long)T, (long long)pos0, vnrt_context_last_error(m->ctx));
   }
-  vnrt_run_stats rs;
+  vnrt_run_stats rs = {.struct_size = sizeof rs};
   if (vnrt_plan_get_run_stats(plan, &rs) == VNRT_OK) {
     s->stats.bytes_weights_streamed += rs.bytes_weights;
     s->stats.bytes_transfers += rs.bytes_transfers;
@@ -712,12 +717,14 @@ vnrt_status vnrt_session_logits(const vnrt_session *s, float *out, size_t capaci
 
 vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *out) {
   if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_get_stats: NULL");
-  if (out->size != 0 && out->size < sizeof *out) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_stats.size is %zu (expected %zu)",
-                out->size, sizeof *out);
+  if (out->size != 0 && out->size != sizeof *out) {
+    return fail(
+        VNRT_ERROR_INVALID_ARGUMENT,
+        "vnrt_session_stats.size is %zu: no version of vnrt_session_stats had that size (0 or %zu)",
+        out->size, sizeof *out);
   }
   *out = s->stats;
-  vnrt_plan_info pi;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
   if (s->plans[0].plan && vnrt_plan_get_info(s->plans[0].plan, &pi) == VNRT_OK) {
     out->n_nodes = pi.n_nodes;
     out->n_fallback_nodes = pi.n_fallback_nodes;

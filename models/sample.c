@@ -37,9 +37,11 @@ vnrt_status vnrt_sample(const float *logits, int64_t vocab, const vnrt_sampler_d
   }
   vnrt_sampler_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size < sizeof d) {
-      return vn_model_error(VNRT_ERROR_INVALID_ARGUMENT,
-                            "vnrt_sampler_desc.size is %zu (expected %zu)", desc->size, sizeof d);
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return vn_model_error(
+          VNRT_ERROR_INVALID_ARGUMENT,
+          "vnrt_sampler_desc.size is %zu: no version of vnrt_sampler_desc had that size (0 or %zu)",
+          desc->size, sizeof d);
     }
     d = *desc;
   }

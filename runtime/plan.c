@@ -8,6 +8,7 @@
 #include "copy_stream.h"
 #include "cost.h"
 #include "plan.h"
+#include "sized.h"
 
 /* The work limit of one run: desc's max_work, else $VNRT_MAX_RUN_WORK, else the built-in. */
 static vnrt_status work_limit(vnrt_context *ctx, const vnrt_plan_desc *desc, uint64_t *out) {
@@ -204,7 +205,14 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   }
   for (int32_t d = 0; d < p->n_devs; ++d) {
     vn_plan_device *pd = &p->devs[d];
-    pd->graph = (vnrt_backend_graph){pd->n_tensors, pd->tensors, pd->n_nodes, pd->nodes, kernels};
+    pd->graph = (vnrt_backend_graph){pd->n_tensors,
+                                     pd->tensors,
+                                     pd->n_nodes,
+                                     pd->nodes,
+                                     kernels,
+                                     sizeof(vnrt_backend_graph),
+                                     sizeof(vnrt_backend_tensor),
+                                     sizeof(vnrt_backend_node)};
     if (pd->n_nodes == 0) continue;
     VN_RETURN_IF_ERROR(vn_dev_compile(pd->device, &pd->graph, &pd->exec));
   }
@@ -266,6 +274,16 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
   if (graph->ctx != ctx || device->ctx != ctx || (share && share->ctx != ctx)) {
     return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
                     "%s: the graph, device or plan to share with belongs to another context", fn);
+  }
+  /* The caller's desc as this library's full struct: members past its struct_size default. */
+  vnrt_plan_desc full;
+  if (desc) {
+    if (vn_sized_read(ctx, &vn_sized_plan_desc, desc, &full) != VNRT_OK) {
+      char msg[VN_ERROR_MAX];
+      snprintf(msg, sizeof msg, "%s", ctx->last_error);
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s: %s", fn, msg);
+    }
+    desc = &full;
   }
   /* Every enum and count of the desc, before any work (docs/api.md: a bad enum is
    * INVALID_ARGUMENT). */
@@ -394,6 +412,7 @@ vnrt_status vnrt_plan_create_shared(vnrt_context *ctx, const vnrt_graph *graph, 
 
 vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *out_info) {
   if (!plan || !out_info) return VNRT_ERROR_INVALID_ARGUMENT;
-  *out_info = plan->info;
-  return VNRT_OK;
+  vnrt_plan_info info = plan->info;
+  info.struct_size = sizeof info;
+  return vn_sized_write(plan->ctx, &vn_sized_plan_info, &info, out_info);
 }

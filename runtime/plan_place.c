@@ -36,8 +36,14 @@ vnrt_status vn_plan_place(vnrt_plan *p, const vnrt_plan_desc *desc) {
     tensors[v].name = g->values[v].name;
   }
   for (int32_t s = 0; s < p->n_order; ++s) vn_plan_fill_node(g, p->order[s], &nodes[s]);
-  vnrt_backend_graph query = {g->n_values, tensors, p->n_order, nodes,
-                              desc ? desc->kernels : VNRT_KERNELS_FAST};
+  vnrt_backend_graph query = {g->n_values,
+                              tensors,
+                              p->n_order,
+                              nodes,
+                              desc ? desc->kernels : VNRT_KERNELS_FAST,
+                              sizeof(vnrt_backend_graph),
+                              sizeof(vnrt_backend_tensor),
+                              sizeof(vnrt_backend_node)};
   vnrt_status status = VNRT_OK;
   int32_t n_fallback = 0;
   char first_fallback[256] = "";

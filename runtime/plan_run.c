@@ -4,6 +4,7 @@
 
 #include "copy_stream.h"
 #include "plan.h"
+#include "sized.h"
 
 /* ---- Bindings and running -------------------------------------------------------------- */
 
@@ -424,8 +425,9 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
 
 vnrt_status vnrt_plan_get_run_stats(const vnrt_plan *plan, vnrt_run_stats *out_stats) {
   if (!plan || !out_stats) return VNRT_ERROR_INVALID_ARGUMENT;
-  *out_stats = plan->stats;
-  return VNRT_OK;
+  vnrt_run_stats stats = plan->stats;
+  stats.struct_size = sizeof stats;
+  return vn_sized_write(plan->ctx, &vn_sized_run_stats, &stats, out_stats);
 }
 
 static int32_t find_output(const vnrt_plan *p, const char *name) {

@@ -1,12 +1,14 @@
 /* The device registry: registers built-in backends, loads plugins, lists and selects devices. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "builtin_backends.h"
 #include "registry.h"
+#include "sized.h"
 
 #ifndef VNRT_PLUGIN_DIR
 #define VNRT_PLUGIN_DIR ""
@@ -17,17 +19,46 @@ static size_t iface_min_size(uint32_t api_version) {
   switch (api_version) {
     case 2:
       return offsetof(vnrt_backend_i, exec_destroy) + sizeof(void (*)(void));
+    case 3:
+      return offsetof(vnrt_backend_i, maturity) + sizeof(vnrt_backend_maturity);
     default:
       return 0;
   }
 }
 
+/* A backend's maturity; API 2 tables have none and are taken as experimental. */
+static vnrt_backend_maturity iface_maturity(const vnrt_backend_i *b) {
+  return b->api_version >= 3 && b->struct_size >= iface_min_size(3) ? b->maturity
+                                                                    : VNRT_BACKEND_EXPERIMENTAL;
+}
+
+/* The installed plugin directory: <the directory of libvnrt.so>/vnrt/plugins, so a relocated
+ * install finds its own plugins; the compiled-in VNRT_PLUGIN_DIR when vnrt is linked statically
+ * (or the library's path is unknown). */
+static const char *installed_plugin_dir(char *buf, size_t size) {
+  Dl_info info;
+  if (dladdr((void *)(uintptr_t)&vnrt_context_create, &info) && info.dli_fname) {
+    const char *slash = strrchr(info.dli_fname, '/');
+    const char *base = slash ? slash + 1 : info.dli_fname;
+    if (slash && strncmp(base, "libvnrt.so", 10) == 0) {
+      int n =
+          snprintf(buf, size, "%.*s/vnrt/plugins", (int)(slash - info.dli_fname), info.dli_fname);
+      if (n > 0 && (size_t)n < size) return buf;
+    }
+  }
+  return VNRT_PLUGIN_DIR;
+}
+
 /* Checks a backend's table before anything of it is called. Returns NULL if acceptable. */
-static const char *iface_problem(const vnrt_backend_i *b) {
+static const char *iface_problem(const vnrt_backend_i *b, char *msg, size_t msg_size) {
   if (!b) return "the entry point returned no table";
   /* Version 1's nodes had no params member (a different array stride): not accepted. */
-  if (b->api_version < 2 || b->api_version > VNRT_BACKEND_API_VERSION) {
-    return "unsupported api_version (this vnrt accepts 2)";
+  if (b->api_version < VNRT_BACKEND_API_VERSION_MIN || b->api_version > VNRT_BACKEND_API_VERSION) {
+    snprintf(msg, msg_size,
+             "unsupported api_version %u (this vnrt serves backend API versions %d to %d: "
+             "rebuild the plugin against its vnrt/backend.h)",
+             (unsigned)b->api_version, VNRT_BACKEND_API_VERSION_MIN, VNRT_BACKEND_API_VERSION);
+    return msg;
   }
   if (b->struct_size < iface_min_size(b->api_version)) return "struct_size too small";
   if (!b->name || !b->name[0] || strlen(b->name) >= 16) return "missing or too long name";
@@ -44,6 +75,27 @@ static const char *iface_problem(const vnrt_backend_i *b) {
   return NULL;
 }
 
+/* The public view of what a backend reported (members in the same order, plus struct_size). */
+static void vn_device_info_from_backend(const vnrt_backend_device_info *b, vnrt_device_info *d) {
+  memset(d, 0, sizeof *d);
+  d->struct_size = sizeof *d;
+  memcpy(d->backend, b->backend, sizeof d->backend);
+  memcpy(d->name, b->name, sizeof d->name);
+  memcpy(d->driver, b->driver, sizeof d->driver);
+  memcpy(d->spec, b->spec, sizeof d->spec);
+  d->backend[sizeof d->backend - 1] = d->name[sizeof d->name - 1] = '\0';
+  d->driver[sizeof d->driver - 1] = d->spec[sizeof d->spec - 1] = '\0';
+  d->type = b->type;
+  d->index = b->index;
+  d->memory_bytes = b->memory_bytes;
+  d->max_buffer_bytes = b->max_buffer_bytes;
+  d->caps = b->caps;
+  d->compute_units = b->compute_units;
+  d->subgroup_size = b->subgroup_size;
+  d->max_workgroup_size = b->max_workgroup_size;
+  d->shared_memory_bytes = b->shared_memory_bytes;
+}
+
 /* Remembers why a backend did not start (the first VN_MAX_FAILED_BACKENDS of them). */
 static void note_failed(vn_registry *r, const char *name, vnrt_status status, const char *reason) {
   if (r->n_failed >= VN_MAX_FAILED_BACKENDS) return;
@@ -58,7 +110,8 @@ static void note_failed(vn_registry *r, const char *name, vnrt_status status, co
  * status says why. */
 static vnrt_status add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_backend_i *iface,
                                void *dl_handle, const char *path) {
-  const char *problem = iface_problem(iface);
+  char why[256];
+  const char *problem = iface_problem(iface, why, sizeof why);
   if (problem) {
     vn_log(ctx, VNRT_LOG_WARN, "backend %s skipped: %s", path[0] ? path : "(built-in)", problem);
     return vn_error(ctx, VNRT_ERROR_UNSUPPORTED, "backend %s: %s", path[0] ? path : "(built-in)",
@@ -118,7 +171,11 @@ static void load_plugin_file(vnrt_context *ctx, vn_registry *r, const char *path
     dlclose(h);
     return;
   }
-  vn_log(ctx, VNRT_LOG_INFO, "loaded plugin backend '%s' from %s", iface->name, path);
+  vn_log(ctx, VNRT_LOG_INFO, "loaded plugin backend '%s' (API %u, %s) from %s", iface->name,
+         (unsigned)iface->api_version,
+         iface_maturity(iface) == VNRT_BACKEND_STABLE ? "stable"
+                                                      : "experimental: \"auto\" never picks it",
+         path);
 }
 
 static void load_plugin_dir(vnrt_context *ctx, vn_registry *r, const char *dir) {
@@ -194,7 +251,8 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
   if (!desc->no_plugins) {
     load_plugin_path(ctx, r, desc->plugin_path);
     load_plugin_path(ctx, r, getenv("VNRT_PLUGIN_PATH"));
-    load_plugin_path(ctx, r, VNRT_PLUGIN_DIR);
+    char installed[1024];
+    load_plugin_path(ctx, r, installed_plugin_dir(installed, sizeof installed));
   }
   int32_t total = 0;
   for (int32_t b = 0; b < r->n_backends; ++b) {
@@ -214,10 +272,13 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
       d->ctx = ctx;
       d->backend = be;
       d->index = i;
-      if (be->iface->device_info(be->state, i, &d->info) != VNRT_OK) {
+      vnrt_backend_device_info bi;
+      memset(&bi, 0, sizeof bi);
+      if (be->iface->device_info(be->state, i, &bi) != VNRT_OK) {
         vn_log(ctx, VNRT_LOG_WARN, "device %s:%u skipped: %s", be->iface->name, i, ctx->last_error);
         continue;
       }
+      vn_device_info_from_backend(&bi, &d->info);
       /* The core owns these fields, whatever the backend wrote. */
       snprintf(d->info.backend, sizeof d->info.backend, "%s", be->iface->name);
       d->info.index = i;
@@ -289,8 +350,9 @@ vnrt_status vnrt_device_get(vnrt_context *ctx, uint32_t i, vnrt_device **out_dev
 
 vnrt_status vnrt_device_get_info(const vnrt_device *device, vnrt_device_info *out_info) {
   if (!device || !out_info) return VNRT_ERROR_INVALID_ARGUMENT;
-  *out_info = device->info;
-  return VNRT_OK;
+  vnrt_device_info info = device->info;
+  info.struct_size = sizeof info;
+  return vn_sized_write(device->ctx, &vn_sized_device_info, &info, out_info);
 }
 
 uint32_t vnrt_backend_names(vnrt_context *ctx, const char **names, uint32_t capacity) {
@@ -346,8 +408,10 @@ vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device 
       }
       return s;
     }
+    /* An experimental backend's devices are never the automatic choice (vnrt/backend.h). */
     vnrt_device *best = &r->devices[0];
     for (int32_t i = 1; i < r->n_devices; ++i) {
+      if (iface_maturity(r->devices[i].backend->iface) != VNRT_BACKEND_STABLE) continue;
       if (device_rank(&r->devices[i]) > device_rank(best)) best = &r->devices[i];
     }
     *out_device = best;

@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
   int rc = 0;
   for (uint32_t i = 0; i < nd; i++) {
     vnrt_device *d = NULL;
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     if (vnrt_device_get(ctx, i, &d) != VNRT_OK || vnrt_device_get_info(d, &info) != VNRT_OK) {
       fprintf(stderr, "vnrt-info: device %u: %s\n", i, vnrt_context_last_error(ctx));
       rc = 1;

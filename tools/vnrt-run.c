@@ -399,8 +399,8 @@ static vnrt_tensor_type state_type(vnrt_context *ctx, const vnrt_graph *g, const
 
 /* --stats: what the plan placed where, and what its last run did (docs/executor.md). */
 static void print_stats(const vnrt_plan *plan) {
-  vnrt_plan_info pi;
-  vnrt_run_stats rs;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
+  vnrt_run_stats rs = {.struct_size = sizeof rs};
   if (vnrt_plan_get_info(plan, &pi) != VNRT_OK || vnrt_plan_get_run_stats(plan, &rs) != VNRT_OK) {
     return;
   }

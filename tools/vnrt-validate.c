@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
   }
   int total_ran = 0, total_failed = 0, n_fail_json = 0;
   for (int d = 0; d < n_dev; ++d) {
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     vnrt_device_get_info(devices[d], &info);
     bool is_cpu = devices[d] == cpu;
     for (int32_t c = 0; c < n_cases; ++c) {

@@ -85,7 +85,8 @@ static int cpu_model_name_(char *buf, size_t size) {
   return found;
 }
 
-static vnrt_status cpu_device_info_(void *state, uint32_t index, vnrt_device_info *out_info) {
+static vnrt_status cpu_device_info_(void *state, uint32_t index,
+                                    vnrt_backend_device_info *out_info) {
   const vnrt_backend_host *host = ((cpu_state *)state)->host;
   memset(out_info, 0, sizeof *out_info);
   if (index != 0) {
@@ -391,6 +392,7 @@ static const vnrt_backend_i cpu_backend_ = {
     .compile = cpu_compile_,
     .run = cpu_run_,
     .exec_destroy = cpu_exec_destroy_,
+    .maturity = VNRT_BACKEND_STABLE,
 };
 
 const vnrt_backend_i *cpu_backend_get(void) { return &cpu_backend_; }

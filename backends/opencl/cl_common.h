@@ -28,7 +28,7 @@
 typedef struct cl_device_desc {
   cl_platform_id platform;
   cl_device_id id;
-  vnrt_device_info info; /* what device_info reports */
+  vnrt_backend_device_info info; /* what device_info reports */
   char platform_name[128];
   char platform_version[128];
   char device_version[128]; /* "OpenCL 3.0 PoCL ..." */

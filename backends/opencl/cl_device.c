@@ -163,7 +163,7 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   memset(desc, 0, sizeof *desc);
   desc->platform = p;
   desc->id = d;
-  vnrt_device_info *info = &desc->info;
+  vnrt_backend_device_info *info = &desc->info;
   platform_string(p, CL_PLATFORM_NAME, desc->platform_name, sizeof desc->platform_name);
   platform_string(p, CL_PLATFORM_VERSION, desc->platform_version, sizeof desc->platform_version);
   device_string(d, CL_DEVICE_NAME, info->name, sizeof info->name);
@@ -374,7 +374,8 @@ void cl_backend_shutdown(void *state_) {
 
 uint32_t cl_backend_device_count(void *state_) { return ((cl_state *)state_)->n_devices; }
 
-vnrt_status cl_backend_device_info(void *state_, uint32_t index, vnrt_device_info *out_info) {
+vnrt_status cl_backend_device_info(void *state_, uint32_t index,
+                                   vnrt_backend_device_info *out_info) {
   cl_state *state = state_;
   memset(out_info, 0, sizeof *out_info);
   if (index >= state->n_devices) {

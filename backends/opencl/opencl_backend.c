@@ -22,6 +22,7 @@ static const vnrt_backend_i opencl_backend_ = {
     .compile = cl_backend_compile,
     .run = cl_backend_run,
     .exec_destroy = cl_backend_exec_destroy,
+    .maturity = VNRT_BACKEND_STABLE,
 };
 
 const vnrt_backend_i *opencl_backend_get(void);

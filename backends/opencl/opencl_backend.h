@@ -8,7 +8,7 @@
 vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state);
 void cl_backend_shutdown(void *state);
 uint32_t cl_backend_device_count(void *state);
-vnrt_status cl_backend_device_info(void *state, uint32_t index, vnrt_device_info *out_info);
+vnrt_status cl_backend_device_info(void *state, uint32_t index, vnrt_backend_device_info *out_info);
 vnrt_status cl_backend_device_open(void *state, uint32_t index, vnrt_backend_device **out_device);
 void cl_backend_device_close(vnrt_backend_device *device);
 

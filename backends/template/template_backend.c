@@ -80,7 +80,8 @@ static uint64_t template_host_memory_bytes(void) {
   return (uint64_t)pages * (uint64_t)page_size;
 }
 
-static vnrt_status template_device_info(void *opaque, uint32_t index, vnrt_device_info *out_info) {
+static vnrt_status template_device_info(void *opaque, uint32_t index,
+                                        vnrt_backend_device_info *out_info) {
   template_state *state = opaque;
   memset(out_info, 0, sizeof(*out_info));
   if (index >= state->n_devices) {
@@ -233,9 +234,11 @@ static int template_supports_node(vnrt_backend_device *device, const vnrt_backen
   (void)graph;
   (void)node;
   /* PORT: return 1 for each (op, dtypes, attributes) combination a kernel exists for, e.g.
-   *   const vnrt_backend_node *n = &graph->nodes[node];
-   *   return n->op == VNRT_OP_ADD && graph->tensors[n->inputs[0]].type.dtype == VNRT_F32;
-   * Everything else keeps going to the CPU, so ops can be ported one at a time. */
+   *   const vnrt_backend_node *n = vnrt_backend_graph_node(graph, node);
+   *   return n->op == VNRT_OP_ADD && n->n_attrs == 0 &&
+   *          vnrt_backend_graph_tensor(graph, n->inputs[0])->type.dtype == VNRT_F32;
+   * Everything else keeps going to the CPU, so ops can be ported one at a time. Refuse what you
+   * do not know (an attribute, a parameter value): never ignore it. */
   return 0;
 }
 
@@ -246,7 +249,7 @@ static vnrt_status template_compile(vnrt_backend_device *device, const vnrt_back
   if (graph->n_nodes > 0) {
     /* The core only hands over nodes supports_node accepted, so reaching this is a core
      * bug — but a port in progress must still fail loudly, never run nothing silently. */
-    const vnrt_backend_node *n = &graph->nodes[0];
+    const vnrt_backend_node *n = vnrt_backend_graph_node(graph, 0);
     return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
                        "template: device template:%u runs no ops yet (op %s, node '%s'); "
                        "implement compile/run in backends/template/template_backend.c",
@@ -301,6 +304,9 @@ static const vnrt_backend_i template_backend = {
     .compile = template_compile,
     .run = template_run,
     .exec_destroy = template_exec_destroy,
+    /* PORT: VNRT_BACKEND_STABLE once vnrt-validate and the conformance suite pass on your
+     * device (docs/backends.md); until then "auto" never picks it over the CPU. */
+    .maturity = VNRT_BACKEND_EXPERIMENTAL,
 };
 
 /* The one exported symbol (its name is VNRT_BACKEND_ENTRY_SYMBOL). Default visibility keeps it

@@ -20,6 +20,7 @@ static const vnrt_backend_i vulkan_backend_ = {
     .compile = vk_compile,
     .run = vk_run,
     .exec_destroy = vk_exec_destroy,
+    .maturity = VNRT_BACKEND_STABLE,
 };
 
 const vnrt_backend_i *vulkan_backend_get(void) { return &vulkan_backend_; }

@@ -1,5 +1,5 @@
 /* Vulkan instance, validation messenger and physical devices: which devices exist, what each
- * can do (capability probing), and the vnrt_device_info the core lists. */
+ * can do (capability probing), and the vnrt_backend_device_info the core lists. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -261,7 +261,7 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
   }
 
   /* The device info the core lists. */
-  vnrt_device_info *info = &p->info;
+  vnrt_backend_device_info *info = &p->info;
   memset(info, 0, sizeof *info);
   snprintf(info->backend, sizeof info->backend, "vulkan");
   snprintf(info->name, sizeof info->name, "%.127s", name);
@@ -518,7 +518,7 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
 
 uint32_t vk_device_count(void *state) { return state ? ((vk_state *)state)->n_phys : 0; }
 
-vnrt_status vk_device_info(void *state, uint32_t index, vnrt_device_info *out_info) {
+vnrt_status vk_device_info(void *state, uint32_t index, vnrt_backend_device_info *out_info) {
   vk_state *st = state;
   memset(out_info, 0, sizeof *out_info);
   if (index >= st->n_phys) {

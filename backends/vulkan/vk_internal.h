@@ -64,7 +64,7 @@ typedef struct vk_phys {
   uint32_t subgroup_size;
   uint32_t device_type_rank; /* for ordering: higher first */
   uint64_t device_local_bytes;
-  vnrt_device_info info;
+  vnrt_backend_device_info info;
 } vk_phys;
 
 /* VNRT_VK_COPY_QUEUE: the copy stream's queue by capability (unset), none ("0"), or the
@@ -377,7 +377,7 @@ vnrt_status vk_emit_gemm(vk_builder *b, vk_dispatch_desc *d, uint64_t M, uint64_
 vnrt_status vk_init(const vnrt_backend_host *host, void **out_state);
 void vk_shutdown(void *state);
 uint32_t vk_device_count(void *state);
-vnrt_status vk_device_info(void *state, uint32_t index, vnrt_device_info *out_info);
+vnrt_status vk_device_info(void *state, uint32_t index, vnrt_backend_device_info *out_info);
 const char *vk_result_string(VkResult r);
 
 /* vk_device.c */

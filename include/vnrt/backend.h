@@ -8,6 +8,28 @@
  * Ownership: the core owns graphs and tensor tables it passes in (borrowed for the duration of
  * the call unless said otherwise); a backend owns its devices, buffers and execs, and frees
  * them in the matching *_close / *_free / *_destroy slot. Slots marked optional may be NULL.
+ *
+ * Rules every backend follows (docs/backends.md, "The contract"):
+ * - Threading: `init` runs once per context, and contexts may be created from several threads
+ *   at once, so init (and everything it reaches) must not keep unguarded process-wide state;
+ *   each state, device, buffer and exec is used by one thread at a time, except buffer_write /
+ *   buffer_read during `run` (see there).
+ * - Aliasing: within a graph, an output never shares memory with an input of the same node, with
+ *   one exception: kv_write and kv_scatter whose output 0 is the in-place update of a state
+ *   (the executor gives output 0 and input 0 the same buffer and offset), and those kernels
+ *   write only the rows they update. Tensors of different nodes may share arena memory when
+ *   their lifetimes do not overlap.
+ * - Reference mode: graph->kernels is the caller's vnrt_plan_desc.kernels, and the core does
+ *   nothing else with it (it does not move nodes to the CPU). Under VNRT_KERNELS_REFERENCE a
+ *   backend's supports_node and compile use its plainest kernel of each op (the cpu backend:
+ *   the reference kernels of docs/ops.md): no tuned, fused or approximate variant; an op that
+ *   only has such a variant is refused in supports_node, so it runs on the CPU reference.
+ * - Unknown attributes: supports_node returns 0 for a node it cannot run exactly as typed: an op,
+ *   dtype, parameter value (vnrt/op_params.h) or attribute (node->attrs) it does not know is
+ *   refused, never ignored. Newer cores may add parameters; an older backend must not guess.
+ * - Growth: every struct here is laid out as the backend's api_version defined it. The core
+ *   serves a backend built against an older supported version in that version's layout, and
+ *   backends index node and tensor arrays through vnrt_backend_graph_node / _tensor (strides).
  */
 #ifndef VNRT_BACKEND_H_
 #define VNRT_BACKEND_H_
@@ -24,8 +46,11 @@ extern "C" {
 /* The version of this interface. A backend reports the version it was built against; the core
  * accepts a version it knows whose struct_size is at least the size that version defined.
  * Slots are only ever appended. Version 2 added vnrt_backend_node.params, which changed the
- * node array's stride, so this core accepts 2 only (docs/backends.md). */
-#define VNRT_BACKEND_API_VERSION 2
+ * node array's stride: version 1 is refused. Version 3 added vnrt_backend_i.maturity,
+ * vnrt_backend_graph's struct_size and strides, and vnrt_backend_device_info (the layout of
+ * version 2's vnrt_device_info); this core serves versions 2 and 3 (docs/backends.md). */
+#define VNRT_BACKEND_API_VERSION 3
+#define VNRT_BACKEND_API_VERSION_MIN 2 /* the oldest version this core still serves */
 #define VNRT_BACKEND_ENTRY_SYMBOL "vnrt_backend_entry_v1"
 
 #define VNRT_MAX_NODE_INPUTS 8
@@ -34,6 +59,31 @@ extern "C" {
 typedef struct vnrt_backend_device vnrt_backend_device; /* defined by each backend */
 typedef struct vnrt_backend_buffer vnrt_backend_buffer; /* defined by each backend */
 typedef struct vnrt_backend_exec vnrt_backend_exec;     /* defined by each backend */
+
+/* What a backend reports about one of its devices (device_info). The core clears it, then
+ * overwrites backend, spec and index itself; vnrt_device_info is the public view of it. */
+typedef struct vnrt_backend_device_info {
+  char backend[16]; /* ignored: the core sets it */
+  char name[128];   /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
+  char driver[128]; /* driver/version string, may be empty */
+  char spec[32];    /* ignored: the core sets it */
+  vnrt_device_type type;
+  uint32_t index;            /* ignored: the core sets it */
+  uint64_t memory_bytes;     /* device-local memory (host RAM for the CPU) */
+  uint64_t max_buffer_bytes; /* the largest single buffer */
+  uint32_t caps;             /* VNRT_CAP_* bits */
+  uint32_t compute_units;
+  uint32_t subgroup_size; /* 0 if unknown */
+  uint32_t max_workgroup_size;
+  uint64_t shared_memory_bytes;
+} vnrt_backend_device_info;
+
+/* How far a port has come. An experimental backend's devices are listed and can be chosen by
+ * spec ("mydev:0", $VNRT_DEVICE), but "auto" never picks one while a stable device exists. */
+typedef enum vnrt_backend_maturity {
+  VNRT_BACKEND_EXPERIMENTAL = 0, /* the default, and what API 2 backends are taken to be */
+  VNRT_BACKEND_STABLE = 1,       /* passes vnrt-validate and the conformance suite */
+} vnrt_backend_maturity;
 
 /* Services the core offers a backend. Valid from init until shutdown. */
 typedef struct vnrt_backend_host {
@@ -80,7 +130,24 @@ typedef struct vnrt_backend_graph {
   int32_t n_nodes;
   const vnrt_backend_node *nodes;
   vnrt_kernel_mode kernels;
+  /* API 3: sizeof(vnrt_backend_graph) and the byte distance between consecutive elements of
+   * tensors and nodes, as the core built them; read elements through the accessors below. */
+  size_t struct_size;
+  size_t tensor_stride;
+  size_t node_stride;
 } vnrt_backend_graph;
+
+/* Element i of graph's tensor and node arrays, by the core's strides. */
+static inline const vnrt_backend_tensor *vnrt_backend_graph_tensor(const vnrt_backend_graph *graph,
+                                                                   int32_t i) {
+  return (const vnrt_backend_tensor *)(const void *)((const char *)graph->tensors +
+                                                     (size_t)i * graph->tensor_stride);
+}
+static inline const vnrt_backend_node *vnrt_backend_graph_node(const vnrt_backend_graph *graph,
+                                                               int32_t i) {
+  return (const vnrt_backend_node *)(const void *)((const char *)graph->nodes +
+                                                   (size_t)i * graph->node_stride);
+}
 
 typedef struct vnrt_backend_i {
   size_t struct_size;   /* sizeof(vnrt_backend_i) as the backend was built */
@@ -93,7 +160,7 @@ typedef struct vnrt_backend_i {
 
   /* Devices. */
   uint32_t (*device_count)(void *state);
-  vnrt_status (*device_info)(void *state, uint32_t index, vnrt_device_info *out_info);
+  vnrt_status (*device_info)(void *state, uint32_t index, vnrt_backend_device_info *out_info);
   vnrt_status (*device_open)(void *state, uint32_t index, vnrt_backend_device **out_device);
   void (*device_close)(vnrt_backend_device *device);
 
@@ -112,7 +179,8 @@ typedef struct vnrt_backend_i {
                              uint64_t offset, void *dst, uint64_t bytes);
 
   /* Whether the device runs graph->nodes[node] as typed. Must not fail; returning 0 sends the
-   * node to the CPU fallback (or fails compilation when fallback is off). */
+   * node to the CPU fallback (or fails compilation when fallback is off). Returns 0 for any op,
+   * dtype, parameter or attribute it does not know (the unknown-attribute rule above). */
   int (*supports_node)(vnrt_backend_device *device, const vnrt_backend_graph *graph, int32_t node);
   /* Compiles all nodes of graph (every tensor has its buffer) into an exec: pipelines,
    * kernels, pre-recorded command buffers. graph stays valid until exec_destroy. */
@@ -122,6 +190,9 @@ typedef struct vnrt_backend_i {
    * error (index out of range) returns its status through host->error. */
   vnrt_status (*run)(vnrt_backend_exec *exec, int32_t first, int32_t count);
   void (*exec_destroy)(vnrt_backend_exec *exec);
+
+  /* API 3. Whether "auto" may choose this backend's devices (vnrt_backend_maturity). */
+  vnrt_backend_maturity maturity;
 } vnrt_backend_i;
 
 /* The entry point a plugin exports as VNRT_BACKEND_ENTRY_SYMBOL. It receives the core's

@@ -34,9 +34,10 @@ typedef enum vnrt_eviction {
 /* Describes a table. Zero-initialise it and set what you need; exactly one of host_data and
  * file_path must be set. */
 typedef struct vnrt_engram_store_desc {
-  int64_t rows;     /* R; 0 only with tensor_name (then taken from the tensor) */
-  int64_t dim;      /* D; 0 only with tensor_name */
-  vnrt_dtype dtype; /* VNRT_F32, VNRT_F16 or VNRT_BF16; 0: f32, or the tensor's dtype */
+  size_t struct_size; /* sizeof(vnrt_engram_store_desc), or 0 (vnrt.h: sized structs) */
+  int64_t rows;       /* R; 0 only with tensor_name (then taken from the tensor) */
+  int64_t dim;        /* D; 0 only with tensor_name */
+  vnrt_dtype dtype;   /* VNRT_F32, VNRT_F16 or VNRT_BF16; 0: f32, or the tensor's dtype */
 
   /* Host table: R x D elements, row-major. Borrowed (must outlive the store and not change)
    * unless copy_host_data is nonzero, in which case the store keeps its own copy. */
@@ -76,6 +77,7 @@ VNRT_API vnrt_status vnrt_engram_store_lookup(vnrt_engram_store *store, const in
 
 /* Counters since creation or the last reset. */
 typedef struct vnrt_engram_stats {
+  size_t struct_size;      /* set by the caller: sizeof(vnrt_engram_stats), or 0 */
   uint64_t lookups;        /* lookup calls */
   uint64_t rows_requested; /* entries asked for (tokens x heads per lookup), repeats included */
   uint64_t unique_rows;    /* distinct rows per cache pass, summed: hits + misses. With the cache

@@ -42,7 +42,7 @@ typedef enum vnrt_numerics {
 VNRT_API const char *vnrt_model_last_error(void);
 
 typedef struct vnrt_model_desc {
-  size_t size; /* sizeof(vnrt_model_desc); 0 is taken as the current size */
+  size_t size; /* sizeof(vnrt_model_desc), or 0 (vnrt.h: sized structs) */
   /* The device: `device` when not NULL (borrowed from the context), else `device_spec` as
    * vnrt_device_select takes it ("cpu", "vulkan:0", "opencl:0"; NULL or "" = "auto"). */
   vnrt_device *device;
@@ -75,7 +75,7 @@ VNRT_API void vnrt_model_close(vnrt_model *model);
 
 /* A summary of the config. */
 typedef struct vnrt_model_info {
-  size_t size;                 /* set by the caller: sizeof(vnrt_model_info) (0: current) */
+  size_t size;                 /* set by the caller: sizeof(vnrt_model_info), or 0 */
   int64_t vocab_size;          /* logits per position */
   int64_t hidden_size;         /* C */
   int32_t num_layers;          /* decoder layers (MTP excluded) */
@@ -105,7 +105,7 @@ VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, 
                                           size_t capacity, size_t *out_length);
 
 typedef struct vnrt_session_desc {
-  size_t size; /* sizeof(vnrt_session_desc); 0 is taken as the current size */
+  size_t size; /* sizeof(vnrt_session_desc), or 0 (vnrt.h: sized structs) */
   /* Positions a sequence may have (prompt and generated tokens together); the states (window
    * ring, compressed caches, indexer caches) are sized from it. 0: min(max_position_embeddings,
    * 4096). Must lie in [1, max_position_embeddings]. */
@@ -146,7 +146,7 @@ VNRT_API vnrt_status vnrt_session_logits(const vnrt_session *session, float *out
 VNRT_API int64_t vnrt_session_position(const vnrt_session *session);
 
 typedef struct vnrt_session_stats {
-  size_t size;              /* set by the caller: sizeof(vnrt_session_stats) (0: current) */
+  size_t size;              /* set by the caller: sizeof(vnrt_session_stats), or 0 */
   int64_t tokens_prefilled; /* by vnrt_session_prefill since the session was created */
   int64_t tokens_decoded;   /* by vnrt_session_decode */
   int64_t prefill_runs, decode_runs;
@@ -172,7 +172,7 @@ VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
 /* ---- Sampling -------------------------------------------------------------------------- */
 
 typedef struct vnrt_sampler_desc {
-  size_t size;       /* sizeof(vnrt_sampler_desc); 0 is taken as the current size */
+  size_t size;       /* sizeof(vnrt_sampler_desc), or 0 (vnrt.h: sized structs) */
   float temperature; /* 0: greedy (the largest logit; ties: the lowest id) */
   int32_t top_k;     /* keep the k most likely ids; 0: all */
   float top_p;       /* keep the smallest most-likely set whose mass reaches top_p; 0 or 1: all */

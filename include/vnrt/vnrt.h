@@ -5,6 +5,10 @@
  *   vnrt_context_last_error() returns a message with the details (node, shapes, limit).
  * - Results come back through out_* parameters, which are set to NULL/zero on entry.
  * - Description structs are zero-initialised for defaults: `vnrt_context_desc d = {0};`.
+ * - Every desc, info and stats struct starts with `size_t struct_size`: the sizeof the caller
+ *   was built with, or 0 for the first release's size (VNRT_1). The library touches only that
+ *   prefix, so structs grow at their end without breaking older callers; a size no version had
+ *   fails with VNRT_ERROR_INVALID_ARGUMENT (docs/api.md, "ABI and growth").
  * - The library never aborts, exits or prints on its own; it logs through the context's
  *   log callback (default: warnings and errors to stderr).
  * - Handles are not thread-safe: use one context per thread, or serialise calls yourself.
@@ -77,6 +81,7 @@ typedef struct vnrt_allocator {
 } vnrt_allocator;
 
 typedef struct vnrt_context_desc {
+  size_t struct_size;       /* sizeof(vnrt_context_desc), or 0 (see the top of this file) */
   vnrt_allocator allocator; /* zero: the C library's malloc/realloc/free */
   vnrt_log_fn log_fn;       /* NULL: warnings and errors to stderr */
   void *log_user;
@@ -173,10 +178,11 @@ enum {
 };
 
 typedef struct vnrt_device_info {
-  char backend[16]; /* "cpu", "vulkan", "opencl", or a plugin's name */
-  char name[128];   /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
-  char driver[128]; /* driver/version string, may be empty */
-  char spec[32];    /* the spec string that selects it, e.g. "vulkan:0" */
+  size_t struct_size; /* set by the caller: sizeof(vnrt_device_info), or 0 */
+  char backend[16];   /* "cpu", "vulkan", "opencl", or a plugin's name */
+  char name[128];     /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
+  char driver[128];   /* driver/version string, may be empty */
+  char spec[32];      /* the spec string that selects it, e.g. "vulkan:0" */
   vnrt_device_type type;
   uint32_t index;            /* index within its backend */
   uint64_t memory_bytes;     /* device-local memory (host RAM for the CPU) */
@@ -309,8 +315,9 @@ typedef struct vnrt_engram_binding {
 } vnrt_engram_binding;
 
 typedef struct vnrt_plan_desc {
-  int no_fallback; /* nonzero: an op the device cannot run fails compilation instead of
-                      falling back to the CPU (with a logged note) */
+  size_t struct_size; /* sizeof(vnrt_plan_desc), or 0 (see the top of this file) */
+  int no_fallback;    /* nonzero: an op the device cannot run fails compilation instead of
+                         falling back to the CPU (with a logged note) */
   vnrt_kernel_mode kernels;
   /* Device memory the plan may use, in bytes; 0: $VNRT_DEVICE_MEMORY_LIMIT ("256M", "2G"...)
    * if set, else no limit. Over the limit, params are kept in host memory and streamed to the
@@ -392,6 +399,7 @@ VNRT_API vnrt_status vnrt_plan_read_state(vnrt_plan *plan, const char *name, voi
 VNRT_API vnrt_status vnrt_plan_reset_state(vnrt_plan *plan);
 
 typedef struct vnrt_plan_info {
+  size_t struct_size; /* set by the caller: sizeof(vnrt_plan_info), or 0 */
   int32_t n_nodes;
   int32_t n_partitions;        /* runs of consecutive nodes on one device */
   int32_t n_fallback_nodes;    /* nodes sent to the CPU because the device cannot run them */
@@ -415,6 +423,7 @@ VNRT_API vnrt_status vnrt_plan_get_info(const vnrt_plan *plan, vnrt_plan_info *o
 /* What the last run did: time on each stream, what moved, and how well the copy stream hid
  * behind compute (DualPath). */
 typedef struct vnrt_run_stats {
+  size_t struct_size;     /* set by the caller: sizeof(vnrt_run_stats), or 0 */
   uint64_t wall_ns;       /* the whole vnrt_plan_run */
   uint64_t compute_ns;    /* the compute stream: nodes, transfers between devices, state updates */
   uint64_t copy_ns;       /* the copy stream: streamed params and Engram rows */

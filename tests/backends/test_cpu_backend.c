@@ -192,7 +192,7 @@ START_TEST(test_device_info) {
   vnrt_context *ctx = tu_context();
   vnrt_device *dev = NULL;
   TU_OK(ctx, vnrt_device_select(ctx, "cpu", &dev));
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(dev, &info));
   ck_assert_str_eq(info.backend, "cpu");
   ck_assert_str_eq(info.spec, "cpu");

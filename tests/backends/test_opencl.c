@@ -220,7 +220,7 @@ START_TEST(test_devices_listed_with_capabilities) {
   int n_vnrt = 0;
   for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
     vnrt_device *dev = NULL;
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_device_get(ctx, i, &dev));
     TU_OK(ctx, vnrt_device_get_info(dev, &info));
     if (strcmp(info.backend, "opencl") != 0) continue;
@@ -281,7 +281,7 @@ START_TEST(test_missing_icd_gives_zero_devices) {
   int opencl_devices = 0;
   for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
     vnrt_device *dev = NULL;
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_device_get(ctx, i, &dev));
     TU_OK(ctx, vnrt_device_get_info(dev, &info));
     opencl_devices += strcmp(info.backend, "opencl") == 0;
@@ -354,7 +354,7 @@ END_TEST
 START_TEST(test_allocation_beyond_the_limit_names_it) {
   vnrt_context *ctx = tu_context();
   REQUIRE_OPENCL(ctx);
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(opencl0(ctx), &info));
   char limit[32];
   snprintf(limit, sizeof limit, "%llu", (unsigned long long)info.max_buffer_bytes);
@@ -895,7 +895,14 @@ static vnrt_backend_exec *compile_neg(const vnrt_backend_i *be, vnrt_backend_dev
   node.n_outputs = 1;
   node.outputs[0] = 1;
   static vnrt_backend_graph g;
-  g = (vnrt_backend_graph){2, t, 1, &node, VNRT_KERNELS_FAST};
+  g = (vnrt_backend_graph){2,
+                           t,
+                           1,
+                           &node,
+                           VNRT_KERNELS_FAST,
+                           sizeof(vnrt_backend_graph),
+                           sizeof(vnrt_backend_tensor),
+                           sizeof(vnrt_backend_node)};
   vnrt_backend_exec *exec = NULL;
   ck_assert_msg(be->compile(dev, &g, &exec) == VNRT_OK, "compile: %s", h->msg);
   return exec;

@@ -126,7 +126,7 @@ static int count_vulkan_devices(vnrt_context *ctx) {
   int n = 0;
   for (uint32_t i = 0; i < vnrt_device_count(ctx); ++i) {
     vnrt_device *d = NULL;
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     if (vnrt_device_get(ctx, i, &d) == VNRT_OK && vnrt_device_get_info(d, &info) == VNRT_OK &&
         strcmp(info.backend, "vulkan") == 0) {
       ++n;
@@ -792,7 +792,7 @@ END_TEST
 START_TEST(test_device_listed_with_capabilities) {
   vnrt_context *ctx = tu_context();
   vnrt_device *dev = vulkan_device(ctx);
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(dev, &info));
   ck_assert_str_eq(info.backend, "vulkan");
   ck_assert_str_eq(info.spec, "vulkan:0");
@@ -922,7 +922,7 @@ START_TEST(test_allocation_beyond_heap_names_the_limit) {
 
   /* A tensor beyond maxStorageBufferRange (but within the heap) cannot be bound: the node is
    * declined with a note naming the limit, and runs on the CPU when fallback is allowed. */
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
   int64_t n = (int64_t)(info.max_buffer_bytes / 4) + 64;
   TU_OK(ctx, vnrt_graph_create(ctx, &g));
@@ -942,7 +942,7 @@ START_TEST(test_allocation_beyond_heap_names_the_limit) {
   ck_assert_msg(strstr(cap.text, "maxStorageBufferRange") != NULL,
                 "no note names maxStorageBufferRange:\n%s", cap.text);
   TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
-  vnrt_plan_info pi;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
   TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
   ck_assert_int_eq(pi.n_fallback_nodes, 2);
   vnrt_plan_destroy(plan);
@@ -1094,7 +1094,7 @@ START_TEST(test_mixed_plan_reruns) {
   vnrt_plan *plans[2] = {NULL, NULL};
   TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plans[0]));
   TU_OK(ctx, vnrt_plan_create(ctx, g, cpu_device(ctx), NULL, &plans[1]));
-  vnrt_plan_info pi;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
   TU_OK(ctx, vnrt_plan_get_info(plans[0], &pi));
   ck_assert_int_eq(pi.n_fallback_nodes, 1);
   ck_assert_int_eq(pi.n_partitions, 3);
@@ -1167,7 +1167,7 @@ static vk_handle backend_device(vnrt_context *ctx) {
 static void check_copy_line(vnrt_context *ctx, copyq_env e, const log_capture *cap) {
   const char *line = cap->copy_line;
   ck_assert_msg(line[0], "no copy stream line logged; log:\n%s", cap->text);
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
   int off = e.copy_queue && strcmp(e.copy_queue, "0") == 0;
   if (off || !(info.caps & VNRT_CAP_TIMELINE)) {

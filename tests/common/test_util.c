@@ -27,7 +27,7 @@ static void check_listed_devices(vnrt_context *ctx) {
     int found = 0;
     for (uint32_t i = 0; i < vnrt_device_count(ctx) && !found; ++i) {
       vnrt_device *d = NULL;
-      vnrt_device_info info;
+      vnrt_device_info info = {.struct_size = sizeof info};
       if (vnrt_device_get(ctx, i, &d) != VNRT_OK || vnrt_device_get_info(d, &info) != VNRT_OK) {
         continue;
       }
@@ -71,7 +71,7 @@ static int spec_listed(const char *list, const vnrt_device_info *info) {
 }
 
 static int device_selected(vnrt_device *d) {
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   if (vnrt_device_get_info(d, &info) != VNRT_OK) return 0;
   const char *list = getenv("VNRT_TEST_DEVICES");
   if (!list || !list[0]) return 1;
@@ -98,7 +98,7 @@ vnrt_device *tu_device(vnrt_context *ctx, int32_t k) {
 
 const char *tu_device_spec(vnrt_device *device) {
   static __thread char spec[32];
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   if (vnrt_device_get_info(device, &info) != VNRT_OK) return "?";
   snprintf(spec, sizeof spec, "%s", info.spec);
   return spec;

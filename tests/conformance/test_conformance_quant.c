@@ -21,7 +21,7 @@
 static const vnrt_dtype kFloatTypes[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
 
 static int is_cpu(vnrt_device *dev) {
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   return vnrt_device_get_info(dev, &info) == VNRT_OK && info.type == VNRT_DEVICE_TYPE_CPU;
 }
 

@@ -217,7 +217,7 @@ static vnrt_attr block_attr(const qweight *q) { return tu_attr_ints("block", q->
 /* ---- running on every device ------------------------------------------------------------ */
 
 static int is_cpu(vnrt_device *dev) {
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   return vnrt_device_get_info(dev, &info) == VNRT_OK && info.type == VNRT_DEVICE_TYPE_CPU;
 }
 

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     d.cache_slots = 0;
     FUZZ_CHECK(vnrt_engram_store_create(ctx, &d, &plain) == VNRT_OK,
                "a store that opens with a cache opens without one");
-    vnrt_engram_stats s;
+    vnrt_engram_stats s = {.struct_size = sizeof s};
     FUZZ_CHECK(vnrt_engram_store_stats(store, &s) == VNRT_OK, "stats");
     int32_t idx[8];
     const int32_t offsets[2] = {0, 1};

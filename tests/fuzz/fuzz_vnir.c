@@ -32,7 +32,7 @@ static void compile_and_run(vnrt_context *ctx, const vnrt_graph *g) {
   vnrt_plan_desc desc = {.device_memory_limit = 64u << 20, .max_work = FUZZ_MAX_WORK};
   vnrt_plan *plan = NULL;
   if (vnrt_plan_create(ctx, g, cpu, &desc, &plan) != VNRT_OK) return;
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   FUZZ_CHECK(vnrt_plan_get_info(plan, &info) == VNRT_OK && info.work <= FUZZ_MAX_WORK,
              "a plan that compiles is within its work limit");
   if (total_input_bytes(g) <= FUZZ_MAX_INPUT_BYTES) {

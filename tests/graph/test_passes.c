@@ -144,7 +144,7 @@ START_TEST(plan_reports_arena_peak_below_naive) {
   TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
   vnrt_plan *plan = NULL;
   TU_OK(ctx, vnrt_plan_create(ctx, g, cpu, NULL, &plan));
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_plan_get_info(plan, &info));
   ck_assert_int_eq(info.n_nodes, 8);
   ck_assert_uint_eq(info.naive_bytes, 8 * 4096);

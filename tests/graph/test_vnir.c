@@ -741,7 +741,7 @@ START_TEST(test_parsed_states_carry_across_runs) {
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_plan *plan = NULL;
     TU_OK(ctx, vnrt_plan_create(ctx, g, tu_device(ctx, di), NULL, &plan));
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_plan_get_info(plan, &info));
     ck_assert_uint_eq(info.state_bytes, 2 * 128 * 2 * 16 * sizeof(float));
     if (info.n_fallback_nodes == 0) ck_assert_int_eq(info.n_inplace_updates, 2);

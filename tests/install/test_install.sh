@@ -61,6 +61,11 @@ if [[ -n "${VNRT_VERSION:-}" && "$version" != "$VNRT_VERSION" ]]; then
 fi
 [[ "$(pcvar plugindir)" == "$(pcvar libdir)/vnrt/plugins" ]] ||
   fail "vnrt.pc plugindir is $(pcvar plugindir), expected $(pcvar libdir)/vnrt/plugins"
+plugindir=$stage$(pcvar plugindir)
+[[ -d "$plugindir" ]] || fail "the plugin directory $plugindir was not created by meson install"
+docdir=$(find "$stage" -type d -path '*/share/doc/vnrt' | head -n 1)
+[[ -n "$docdir" && -f "$docdir/api.md" && -f "$docdir/backends.md" ]] ||
+  fail "the docs were not installed into share/doc/vnrt"
 read -r -a cflags <<<"$(pkg-config --cflags vnrt)"
 read -r -a libs <<<"$(pkg-config --libs vnrt)"
 [[ "${cflags[*]} ${libs[*]}" == *"$stage"* ]] ||
@@ -136,6 +141,31 @@ plugin=$tmp/libvnrt_backend_template.so
 exported=$(nm -D --defined-only "$plugin" | awk '$2 ~ /^[TDBR]$/ {print $3}')
 [[ "$exported" == "vnrt_backend_entry_v1" ]] ||
   fail "the template plugin should export only vnrt_backend_entry_v1, exports: $exported"
+
+step "the staged (moved) libvnrt.so loads plugins from its own plugin directory"
+# The stage is not the configured prefix: the library must find the plugin directory beside
+# itself, not at the compiled-in path.
+cp "$plugin" "$plugindir/"
+cat >"$tmp/list_backends.c" <<'EOF_C'
+#include <stdio.h>
+#include <string.h>
+#include <vnrt/vnrt.h>
+int main(void) {
+  vnrt_context *ctx = NULL;
+  if (vnrt_context_create(NULL, &ctx) != VNRT_OK) return 2;
+  const char *names[32];
+  uint32_t n = vnrt_backend_names(ctx, names, 32);
+  int found = 0;
+  for (uint32_t i = 0; i < n && i < 32; ++i) found |= strcmp(names[i], "template") == 0;
+  vnrt_context_destroy(ctx);
+  return found ? 0 : 1;
+}
+EOF_C
+"${cc[@]}" -std=c11 "${warn[@]}" "${san[@]}" "$tmp/list_backends.c" "${cflags[@]}" "${libs[@]}" \
+  -o "$tmp/list_backends" || fail "the backend lister does not build"
+env -u VNRT_PLUGIN_PATH LD_LIBRARY_PATH="$libdir" "$tmp/list_backends" ||
+  fail "the staged libvnrt.so did not load the template from $plugindir"
+rm -f "$plugindir/$(basename "$plugin")"
 
 if ! command -v cmake >/dev/null 2>&1; then
   echo "note: cmake not installed (third_party/install-deps.sh installs it): CMake checks skipped"

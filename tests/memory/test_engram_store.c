@@ -157,7 +157,7 @@ START_TEST(host_lookups_match_the_spec_for_every_cache) {
           free(idx);
           free(out);
         }
-        vnrt_engram_stats stats;
+        vnrt_engram_stats stats = {.struct_size = sizeof stats};
         TU_OK(ctx, vnrt_engram_store_stats(s, &stats));
         ck_assert_uint_eq(stats.lookups, 6);
         ck_assert_uint_eq(stats.rows_requested, requested);
@@ -438,7 +438,7 @@ START_TEST(safetensors_tensor_as_table) {
   uint16_t out[6 * 6];
   TU_OK(ctx, vnrt_engram_store_lookup(s, idx, 3, 2, off, out, sizeof out));
   check_lookup(&t, idx, 3, 2, off, out, "safetensors");
-  vnrt_engram_stats st;
+  vnrt_engram_stats st = {.struct_size = sizeof st};
   TU_OK(ctx, vnrt_engram_store_stats(s, &st));
   ck_assert_uint_eq(st.unique_rows, 4);
   ck_assert_uint_eq(st.misses, 4);
@@ -515,7 +515,7 @@ START_TEST(out_of_range_rows_fail_before_writing) {
     ck_assert_int_eq(vnrt_engram_store_lookup(s, ok_idx, 1, 2, off, out, 15),
                      VNRT_ERROR_SHAPE_MISMATCH);
     ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "out has 15 bytes"));
-    vnrt_engram_stats st;
+    vnrt_engram_stats st = {.struct_size = sizeof st};
     TU_OK(ctx, vnrt_engram_store_stats(s, &st));
     ck_assert_uint_eq(st.lookups, 0); /* failed lookups count nothing */
     ck_assert_uint_eq(st.bytes_fetched, 0);
@@ -567,7 +567,7 @@ START_TEST(bad_descriptions_are_rejected) {
   ck_assert_int_eq(vnrt_engram_store_create(NULL, &d, &s), VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_int_eq(vnrt_engram_store_create(ctx, NULL, &s), VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(s);
-  vnrt_engram_stats st;
+  vnrt_engram_stats st = {.struct_size = sizeof st};
   ck_assert_int_eq(vnrt_engram_store_stats(NULL, &st), VNRT_ERROR_INVALID_ARGUMENT);
   vnrt_engram_store_destroy(NULL);
   vnrt_engram_store_reset_stats(NULL);
@@ -589,7 +589,7 @@ START_TEST(stats_reset_and_cache_clear) {
   float out[8];
   TU_OK(ctx, vnrt_engram_store_lookup(s, idx, 4, 1, off, out, sizeof out));
   TU_OK(ctx, vnrt_engram_store_lookup(s, idx, 4, 1, off, out, sizeof out));
-  vnrt_engram_stats st;
+  vnrt_engram_stats st = {.struct_size = sizeof st};
   TU_OK(ctx, vnrt_engram_store_stats(s, &st));
   ck_assert_uint_eq(st.lookups, 2);
   ck_assert_uint_eq(st.rows_requested, 8);
@@ -624,7 +624,7 @@ START_TEST(stats_reset_and_cache_clear) {
                              .evictions = 2,
                              .bytes_fetched = 999};
   vn_engram_store_record(s, &delta);
-  vnrt_engram_stats st2;
+  vnrt_engram_stats st2 = {.struct_size = sizeof st2};
   TU_OK(ctx, vnrt_engram_store_stats(s, &st2));
   ck_assert_uint_eq(st2.lookups, st.lookups + 1);
   ck_assert_uint_eq(st2.rows_requested, st.rows_requested + 10);
@@ -676,7 +676,7 @@ START_TEST(file_table_larger_than_the_device_budget) {
     check_lookup(&t, idx, 16, H, off, out, "file > budget");
     free(out);
   }
-  vnrt_engram_stats stats;
+  vnrt_engram_stats stats = {.struct_size = sizeof stats};
   TU_OK(ctx, vnrt_engram_store_stats(s, &stats));
   ck_assert_uint_lt(stats.bytes_fetched, table_bytes); /* only asked-for rows were read */
   vnrt_engram_store_destroy(s);
@@ -730,7 +730,7 @@ START_TEST(sparse_table_larger_than_ram) {
       }
     }
   }
-  vnrt_engram_stats stats;
+  vnrt_engram_stats stats = {.struct_size = sizeof stats};
   TU_OK(ctx, vnrt_engram_store_stats(s, &stats));
   ck_assert_uint_eq(stats.bytes_fetched, stats.misses * 1024);
   ck_assert_uint_le(stats.bytes_fetched, 6 * 1024);

@@ -11,7 +11,7 @@ static vnrt_status init_(const vnrt_backend_host *host, void **out_state) {
 }
 static void shutdown_(void *state) {}
 static uint32_t count_(void *state) { return 0; }
-static vnrt_status info_(void *state, uint32_t i, vnrt_device_info *out) {
+static vnrt_status info_(void *state, uint32_t i, vnrt_backend_device_info *out) {
   return VNRT_ERROR_NOT_FOUND;
 }
 static vnrt_status open_(void *state, uint32_t i, vnrt_backend_device **out) {

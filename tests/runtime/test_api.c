@@ -93,7 +93,7 @@ START_TEST(devices_list_cpu_first_and_select_by_spec) {
   ck_assert_uint_ge(vnrt_device_count(ctx), 1);
   vnrt_device *d = NULL;
   TU_OK(ctx, vnrt_device_get(ctx, 0, &d));
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_device_get_info(d, &info));
   ck_assert_str_eq(info.backend, "cpu");
   ck_assert_str_eq(info.spec, "cpu");

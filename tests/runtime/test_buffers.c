@@ -229,7 +229,7 @@ START_TEST(a_split_plan_matches_one_buffer_bit_for_bit_with_an_in_place_kv_cache
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     const char *spec = tu_device_spec(dev);
-    vnrt_plan_info i1, i2;
+    vnrt_plan_info i1 = {.struct_size = sizeof i1}, i2 = {.struct_size = sizeof i2};
     int32_t io1, ar1, io2, ar2;
     run_model(ctx, g, dev, NULL, NULL, &one, &i1, &io1, &ar1);
     run_model(ctx, g, dev, NULL, LIMIT, &split, &i2, &io2, &ar2);
@@ -264,7 +264,8 @@ START_TEST(streamed_params_under_a_memory_budget_and_the_buffer_limit_match) {
   static model_out one, both;
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
-    vnrt_plan_info i1, i2, i3;
+    vnrt_plan_info i1 = {.struct_size = sizeof i1}, i2 = {.struct_size = sizeof i2},
+                   i3 = {.struct_size = sizeof i3};
     int32_t io, ar;
     run_model(ctx, g, dev, NULL, NULL, &one, &i1, &io, &ar);
     run_model(ctx, g, dev, NULL, LIMIT, &both, &i2, &io, &ar);
@@ -496,7 +497,7 @@ START_TEST(the_override_only_lowers_and_must_be_a_byte_count) {
   TU_OK(ctx, vnrt_graph_add_output(g, y));
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
-    vnrt_device_info info;
+    vnrt_device_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_device_get_info(dev, &info));
     const uint64_t own = info.max_buffer_bytes / VN_TENSOR_ALIGN * VN_TENSOR_ALIGN;
     struct {

@@ -22,7 +22,7 @@ static vnrt_status compile(vnrt_context *ctx, const char *text, uint64_t max_wor
   st = vnrt_plan_create(ctx, g, cpu, &desc, &plan);
   vnrt_graph_destroy(g);
   if (st == VNRT_OK) {
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_plan_get_info(plan, &info));
     if (out_work) *out_work = info.work;
     if (out_limit) *out_limit = info.work_limit;

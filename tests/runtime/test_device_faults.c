@@ -129,7 +129,7 @@ static void fail_every_call(vnrt_device *target, vnrt_device *dev, vnrt_context 
   vnrt_plan *plan = NULL;
   TU_OK(ctx, sequence(ctx, g, target, &desc, &plan, &clean, &step));
   if (streamed) {
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_plan_get_info(plan, &info));
     desc.device_memory_limit = info.device_bytes - sizeof win[0];
     vnrt_plan_destroy(plan);
@@ -346,7 +346,7 @@ START_TEST(a_device_lost_on_the_copy_thread_fails_the_run_cleanly) {
     const char *step = "";
     vnrt_plan *plan = NULL;
     TU_OK(ctx, sequence(ctx, g, dev, NULL, &plan, &clean, &step));
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_plan_get_info(plan, &info));
     vnrt_plan_destroy(plan);
     plan = NULL;

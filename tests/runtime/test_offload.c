@@ -80,14 +80,14 @@ START_TEST(over_budget_params_are_streamed_with_identical_results) {
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     float ref[4 * C], got[4 * C];
-    vnrt_plan_info full, tight;
+    vnrt_plan_info full = {.struct_size = sizeof full}, tight = {.struct_size = sizeof tight};
     TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
     ck_assert_int_eq(full.n_streamed_params, 0);
     ck_assert_uint_ge(full.device_bytes, LAYERS * C * C * sizeof(float));
     /* Room for about two layers' weights plus the activations. */
     vnrt_plan_desc desc = {0};
     desc.device_memory_limit = full.device_bytes - 3 * C * C * sizeof(float);
-    vnrt_run_stats st;
+    vnrt_run_stats st = {.struct_size = sizeof st};
     for (int borrow = 0; borrow < 2; ++borrow) {
       TU_OK(ctx, run_mlp(ctx, g, dev, &desc, got, &tight, &st, 0, borrow));
       ck_assert_int_ge(tight.n_streamed_params, 3);
@@ -164,7 +164,7 @@ START_TEST(streamed_copies_never_overlap_a_live_reader) {
     vnrt_device *dev = tu_device(ctx, di);
     const char *spec = tu_device_spec(dev);
     float ref[4 * C], got[4 * C];
-    vnrt_plan_info full;
+    vnrt_plan_info full = {.struct_size = sizeof full};
     TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
     int checked = 0;
     for (int32_t depth = 1; depth <= 2; ++depth) {
@@ -241,12 +241,12 @@ START_TEST(a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data) {
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     float ref[4 * C], got[4 * C];
-    vnrt_plan_info full;
+    vnrt_plan_info full = {.struct_size = sizeof full};
     TU_OK(ctx, run_mlp(ctx, g, dev, NULL, ref, &full, NULL, 0, 0));
     vnrt_plan_desc desc = {0};
     desc.device_memory_limit = full.device_bytes - 3 * C * C * sizeof(float);
     desc.prefetch_depth = 1; /* one slot: each copy must wait for the previous reader */
-    vnrt_run_stats st;
+    vnrt_run_stats st = {.struct_size = sizeof st};
     TU_OK(ctx, run_mlp(ctx, g, dev, &desc, got, NULL, &st, 20 * 1000 * 1000, 0));
     ck_assert_mem_eq(got, ref, sizeof ref);
     ck_assert_uint_gt(st.stall_ns, 10 * 1000 * 1000); /* the compute stream really waited */
@@ -338,13 +338,13 @@ START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
       vnrt_engram_binding b = {"table", store};
       vnrt_plan_desc desc = {0};
       desc.engram = &b, desc.n_engram = 1;
-      vnrt_run_stats st;
+      vnrt_run_stats st = {.struct_size = sizeof st};
       memset(got, 0, sizeof got);
       engram_run(ctx, g, dev, &desc, STEPS, got, &st, 0);
       ck_assert_msg(memcmp(got, ref, sizeof ref) == 0, "%s: %lld slots differ", tu_device_spec(dev),
                     (long long)slot_counts[c]);
       ck_assert_uint_gt(st.bytes_engram + st.engram_hits, 0);
-      vnrt_engram_stats es;
+      vnrt_engram_stats es = {.struct_size = sizeof es};
       TU_OK(ctx, vnrt_engram_store_stats(store, &es));
       ck_assert_uint_eq(es.lookups, STEPS);
       if (slot_counts[c] >= 64) {
@@ -393,7 +393,7 @@ START_TEST(a_file_backed_table_larger_than_the_device_budget_is_served) {
   ck_assert_int_eq(vnrt_plan_set_input(plan, "table", table_data, sizeof table_data),
                    VNRT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(vnrt_context_last_error(ctx), "Engram store"));
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_plan_get_info(plan, &info));
   ck_assert_int_eq(info.n_engram_lookups, 1);
   ck_assert_uint_lt(info.device_bytes, sizeof table_data);
@@ -498,7 +498,7 @@ START_TEST(computed_ids_and_a_slow_copy_path_give_bit_identical_engram_rows) {
       TU_OK(ctx, vnrt_plan_run(plan));
       TU_OK(ctx, vnrt_plan_read_output(plan, "e", served ? got : ref, sizeof got));
       if (served) {
-        vnrt_run_stats st;
+        vnrt_run_stats st = {.struct_size = sizeof st};
         TU_OK(ctx, vnrt_plan_get_run_stats(plan, &st));
         ck_assert_uint_gt(st.stall_ns, 10 * 1000 * 1000);
         ck_assert_uint_gt(st.bytes_engram, 0);
@@ -563,8 +563,8 @@ START_TEST(hash_routed_expert_weights_stream_only_the_experts_used) {
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     float out[2][TT * CC];
-    vnrt_run_stats st;
-    vnrt_plan_info info;
+    vnrt_run_stats st = {.struct_size = sizeof st};
+    vnrt_plan_info info = {.struct_size = sizeof info};
     for (int limited = 0; limited < 2; ++limited) {
       vnrt_plan_desc desc = {0};
       desc.prefetch_depth = 1;

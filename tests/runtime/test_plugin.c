@@ -125,7 +125,7 @@ START_TEST(template_device_is_listed_with_its_info) {
   ck_assert_msg(has_backend(ctx, "template"), "backend 'template' not registered");
   ck_assert_msg(has_backend(ctx, "cpu"), "built-in cpu backend missing next to the plugin");
 
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   vnrt_device *listed = find_listed(ctx, "template:0", &info);
   ck_assert_msg(listed != NULL, "device template:0 not in the device list");
   ck_assert_str_eq(info.backend, "template");
@@ -136,7 +136,7 @@ START_TEST(template_device_is_listed_with_its_info) {
 
   /* cpu stays first: plugins come after the built-in backends. */
   vnrt_device *first = NULL;
-  vnrt_device_info first_info;
+  vnrt_device_info first_info = {.struct_size = sizeof first_info};
   TU_OK(ctx, vnrt_device_get(ctx, 0, &first));
   TU_OK(ctx, vnrt_device_get_info(first, &first_info));
   ck_assert_str_eq(first_info.backend, "cpu");
@@ -157,7 +157,7 @@ START_TEST(plugin_found_through_env_when_plugin_path_is_null) {
   ck_assert_int_eq(setenv("VNRT_PLUGIN_PATH", plugin_dir(), 1), 0);
   vnrt_context *ctx = plugin_context(NULL, 0);
   ck_assert(has_backend(ctx, "template"));
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   ck_assert_ptr_nonnull(find_listed(ctx, "template:0", &info));
   vnrt_context_destroy(ctx);
 }
@@ -196,7 +196,7 @@ START_TEST(fallback_runs_every_node_on_the_cpu_correctly) {
   vnrt_plan *plan = NULL;
   TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
   vnrt_graph_destroy(g); /* the plan must not need the graph any more */
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_plan_get_info(plan, &info));
   ck_assert_int_eq(info.n_nodes, 2);
   ck_assert_int_eq(info.n_fallback_nodes, 2);
@@ -309,8 +309,110 @@ START_TEST(version_1_plugin_is_refused_with_a_warning) {
   rmdir(dir);
   if (!warned) dump_log();
   ck_assert_msg(warned, "no warning says the version-1 plugin's api_version is unsupported");
+  ck_assert_msg(log_has2(VNRT_LOG_WARN, "api_version 1", "versions 2 to 3"),
+                "the warning does not name the plugin's version and the versions served");
   ck_assert_msg(!loaded, "a version-1 plugin was registered");
   ck_assert_msg(cpu, "the context lost its cpu backend");
+}
+END_TEST
+
+/* A plugin built against backend API 2 (vnrt 0.1.0's headers, tests/abi/plugin_v2.c) is still
+ * served: its f32 add runs on it, reading this core's graphs through version 2's layout, and
+ * the rest falls back to the CPU. Having no maturity member, it is experimental: "auto" keeps
+ * the CPU although it reports an accelerator. */
+START_TEST(version_2_plugin_is_served) {
+  char dir[] = "/tmp/vnrt-test-plugin-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  const char *lib = getenv("VNRT_TEST_V2_SO");
+  ck_assert_msg(lib && lib[0], "VNRT_TEST_V2_SO is not set (tests/runtime/meson.build)");
+  char copy[sizeof(dir) + 32];
+  snprintf(copy, sizeof(copy), "%s/libvnrt_backend_apitwo.so", dir);
+  ck_assert_msg(copy_file(lib, copy) == 0, "cannot copy %s: %s", lib, strerror(errno));
+  vnrt_context *ctx = plugin_context(dir, 0);
+  unlink(copy);
+  rmdir(dir);
+  if (!log_has2(VNRT_LOG_INFO, "'apitwo' (API 2, experimental", NULL)) dump_log();
+  ck_assert_msg(log_has2(VNRT_LOG_INFO, "'apitwo' (API 2, experimental", NULL),
+                "no log line says the API 2 plugin loaded as experimental");
+  ck_assert_int_eq(unsetenv("VNRT_DEVICE"), 0);
+  vnrt_device *dev = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "auto", &dev));
+  vnrt_device_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.spec, "cpu");
+  TU_OK(ctx, vnrt_device_select(ctx, "apitwo:0", &dev));
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.name, "apitwo (f32 add)");
+  ck_assert_int_eq(info.type, VNRT_DEVICE_TYPE_ACCELERATOR);
+
+  /* h = x + x2 (on the plugin), y = linear(h, w) (on the CPU). */
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type xt = {VNRT_F32, 2, {T, K, 0, 0}}, wt = {VNRT_F32, 2, {N, K, 0, 0}};
+  vnrt_value x, x2, w, h, y;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &xt, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "x2", &xt, 0, &x2));
+  TU_OK(ctx, vnrt_graph_add_input(g, "w", &wt, 1, &w));
+  const char *h_name = "h", *y_name = "y";
+  vnrt_value xx[2] = {x, x2};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_ADD, xx, 2, NULL, 0, &h_name, &h, 1));
+  vnrt_value hw[2] = {h, w};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, hw, 2, NULL, 0, &y_name, &y, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+  vnrt_graph_destroy(g);
+  vnrt_plan_info pinfo = {.struct_size = sizeof pinfo};
+  TU_OK(ctx, vnrt_plan_get_info(plan, &pinfo));
+  ck_assert_int_eq(pinfo.n_nodes, 2);
+  ck_assert_int_eq(pinfo.n_fallback_nodes, 1); /* linear; add runs on the plugin */
+
+  float xv[T * K], x2v[T * K], wv[N * K], yv[T * N];
+  for (int i = 0; i < T * K; ++i) xv[i] = (float)((i * 7) % 11) * 0.25f - 1.0f;
+  for (int i = 0; i < T * K; ++i) x2v[i] = (float)((i * 3) % 5) * 0.5f + 0.125f;
+  for (int i = 0; i < N * K; ++i) wv[i] = (float)((i * 5) % 9) * 0.1875f - 0.75f;
+  TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv, sizeof(xv)));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "x2", x2v, sizeof(x2v)));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "w", wv, sizeof(wv)));
+  TU_OK(ctx, vnrt_plan_run(plan));
+  TU_OK(ctx, vnrt_plan_read_output(plan, "y", yv, sizeof(yv)));
+  for (int t = 0; t < T; ++t) {
+    for (int n = 0; n < N; ++n) {
+      double want = 0.0;
+      for (int k = 0; k < K; ++k) {
+        want += ((double)xv[t * K + k] + (double)x2v[t * K + k]) * (double)wv[n * K + k];
+      }
+      ck_assert_msg(fabs((double)yv[t * N + n] - want) <= 1e-5 * (1.0 + fabs(want)),
+                    "y[%d][%d] = %.9g, expected %.9g", t, n, yv[t * N + n], want);
+    }
+  }
+  vnrt_plan_destroy(plan);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* The template declares itself experimental: its device (an accelerator) is listed and can be
+ * chosen by spec, or by $VNRT_DEVICE, but "auto" never picks it over the CPU. */
+START_TEST(experimental_plugin_is_never_the_auto_default) {
+  vnrt_context *ctx = plugin_context(plugin_dir(), 0);
+  ck_assert_int_eq(unsetenv("VNRT_DEVICE"), 0);
+  vnrt_device *dev = NULL;
+  vnrt_device_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_device_select(ctx, NULL, &dev));
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_msg(strcmp(info.backend, "template") != 0, "auto chose %s", info.spec);
+  TU_OK(ctx, vnrt_device_select(ctx, "template", &dev));
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.spec, "template:0");
+  ck_assert_int_eq(info.type, VNRT_DEVICE_TYPE_ACCELERATOR); /* outranks the CPU if stable */
+  ck_assert_int_eq(setenv("VNRT_DEVICE", "template:0", 1), 0);
+  TU_OK(ctx, vnrt_device_select(ctx, "auto", &dev));
+  ck_assert_int_eq(unsetenv("VNRT_DEVICE"), 0);
+  TU_OK(ctx, vnrt_device_get_info(dev, &info));
+  ck_assert_str_eq(info.spec, "template:0");
+  ck_assert_msg(log_has2(VNRT_LOG_INFO, "'template' (API 3, experimental", NULL),
+                "no log line says the template loaded as experimental");
+  vnrt_context_destroy(ctx);
 }
 END_TEST
 
@@ -318,7 +420,7 @@ START_TEST(no_plugins_loads_nothing) {
   ck_assert_int_eq(setenv("VNRT_PLUGIN_PATH", plugin_dir(), 1), 0);
   vnrt_context *ctx = plugin_context(plugin_dir(), 1);
   ck_assert_msg(!has_backend(ctx, "template"), "no_plugins = 1 still registered 'template'");
-  vnrt_device_info info;
+  vnrt_device_info info = {.struct_size = sizeof info};
   ck_assert_ptr_null(find_listed(ctx, "template:0", &info));
   vnrt_device *dev = NULL;
   ck_assert_int_eq(vnrt_device_select(ctx, "template:0", &dev), VNRT_ERROR_NOT_FOUND);
@@ -337,6 +439,8 @@ int main(void) {
   tcase_add_test(tc, fallback_runs_every_node_on_the_cpu_correctly);
   tcase_add_test(tc, broken_plugin_files_are_skipped_with_a_warning);
   tcase_add_test(tc, version_1_plugin_is_refused_with_a_warning);
+  tcase_add_test(tc, version_2_plugin_is_served);
+  tcase_add_test(tc, experimental_plugin_is_never_the_auto_default);
   tcase_add_test(tc, no_plugins_loads_nothing);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);

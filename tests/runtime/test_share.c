@@ -172,7 +172,7 @@ START_TEST(test_shared_equals_unshared) {
     vnrt_device *dev = tu_device(g_ctx, di);
     const char *spec = tu_device_spec(dev);
     result want_p, want_d, want_p2, got;
-    vnrt_plan_info info_d;
+    vnrt_plan_info info_d = {.struct_size = sizeof info_d};
     unshared(g_ctx, g_gp, dev, w1, oddp, C, xp, TP, &want_p, NULL);
     unshared(g_ctx, g_gd, dev, w1, oddd, H, xd, TD, &want_d, &info_d);
     unshared(g_ctx, g_gp, dev, w1b, oddp, C, xp, TP, &want_p2, NULL);
@@ -183,7 +183,7 @@ START_TEST(test_shared_equals_unshared) {
     /* w0 and w1 are shared; odd differs in shape and is the decode plan's own. */
     ck_assert_int_eq(d->n_shared, 2);
     ck_assert_uint_eq(d->shared_bytes, 2 * W_BYTES);
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(g_ctx, vnrt_plan_get_info(d, &info));
     ck_assert_uint_eq(info.device_bytes + 2 * W_BYTES, info_d.device_bytes);
     ck_assert_uint_eq(info.weight_bytes, info_d.weight_bytes);
@@ -265,7 +265,7 @@ START_TEST(test_streamed_not_shared) {
     vnrt_device *dev = tu_device(g_ctx, di);
     const char *spec = tu_device_spec(dev);
     result want_p, want_d;
-    vnrt_plan_info full_p, full_d;
+    vnrt_plan_info full_p = {.struct_size = sizeof full_p}, full_d = {.struct_size = sizeof full_d};
     unshared(g_ctx, g_gp, dev, w1, oddp, C, xp, TP, &want_p, &full_p);
     unshared(g_ctx, g_gd, dev, w1, oddd, H, xd, TD, &want_d, &full_d);
     /* Under its need: the prefill plan streams params (largest first) until it fits. */
@@ -274,7 +274,7 @@ START_TEST(test_streamed_not_shared) {
     dp.prefetch_depth = 1;
     vnrt_plan *p = NULL, *d = NULL;
     TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, &dp, &p));
-    vnrt_plan_info ip;
+    vnrt_plan_info ip = {.struct_size = sizeof ip};
     TU_OK(g_ctx, vnrt_plan_get_info(p, &ip));
     ck_assert_int_ge(ip.n_streamed_params, 1);
     bool p_streams_w0 = p->vals[vnrt_graph_find(p->graph, "w0")].streamed;
@@ -289,7 +289,7 @@ START_TEST(test_streamed_not_shared) {
     int32_t d_w0 = vnrt_graph_find(d->graph, "w0"), d_w1 = vnrt_graph_find(d->graph, "w1");
     ck_assert_int_lt(d->vals[d_w0].share.store, 0);
     ck_assert_int_ge(d->vals[d_w1].share.store, 0);
-    vnrt_plan_info id;
+    vnrt_plan_info id = {.struct_size = sizeof id};
     TU_OK(g_ctx, vnrt_plan_get_info(d, &id));
     ck_assert_int_eq(id.n_streamed_params, 0);
     bind_pair(g_ctx, p, d);
@@ -311,13 +311,13 @@ START_TEST(test_other_device_and_null) {
   for (int32_t di = 0; di < n; ++di) {
     vnrt_device *dev = tu_device(g_ctx, di), *other = tu_device(g_ctx, (di + 1) % n);
     result want_d, got;
-    vnrt_plan_info full_d;
+    vnrt_plan_info full_d = {.struct_size = sizeof full_d};
     unshared(g_ctx, g_gd, other, w1, oddd, H, xd, TD, &want_d, &full_d);
     vnrt_plan *p = NULL, *d = NULL;
     TU_OK(g_ctx, vnrt_plan_create(g_ctx, g_gp, dev, NULL, &p));
     TU_OK(g_ctx, vnrt_plan_create_shared(g_ctx, g_gd, other, NULL, other == dev ? NULL : p, &d));
     ck_assert_int_eq(d->n_shared, 0);
-    vnrt_plan_info id;
+    vnrt_plan_info id = {.struct_size = sizeof id};
     TU_OK(g_ctx, vnrt_plan_get_info(d, &id));
     ck_assert_uint_eq(id.device_bytes, full_d.device_bytes);
     bind(g_ctx, p, "w0", w0, C * C);

@@ -109,7 +109,7 @@ START_TEST(kv_cached_decode_equals_attention_over_the_prefix_in_place) {
     vnrt_graph *g = decode_graph(ctx);
     vnrt_plan *plan = NULL;
     TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
-    vnrt_plan_info info;
+    vnrt_plan_info info = {.struct_size = sizeof info};
     TU_OK(ctx, vnrt_plan_get_info(plan, &info));
     ck_assert_uint_eq(info.state_bytes, 2 * S * D * sizeof(float));
     if (info.n_fallback_nodes == 0) {

@@ -331,7 +331,7 @@ static void decode_step(decode_run *r, int i, int steps, int32_t id) {
   check(vnrt_plan_run(r->plan), "vnrt_plan_run");
   double t = now_s() - t0;
   if (i < 0) return;
-  vnrt_run_stats st;
+  vnrt_run_stats st = {.struct_size = sizeof st};
   check(vnrt_plan_get_run_stats(r->plan, &st), "vnrt_plan_get_run_stats");
   double comp = 1e-6 * (double)st.compute_ns, copy = 1e-6 * (double)st.copy_ns;
   r->figs[0][i] = 1e3 * t;
@@ -347,7 +347,7 @@ static void decode_step(decode_run *r, int i, int steps, int32_t id) {
 static step_result decode_close(decode_run *r, int steps) {
   double m[N_FIGS];
   for (int f = 0; f < N_FIGS; ++f) m[f] = median(r->figs[f], steps), free(r->figs[f]);
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   check(vnrt_plan_get_info(r->plan, &info), "vnrt_plan_get_info");
   step_result res = {m[0], m[1], m[2], m[3],
                      m[4], m[5], m[6], 1e-6 * (double)(info.weight_bytes + info.streamed_bytes)};

@@ -1,0 +1,123 @@
+/* Shape helpers every backend needs, written once (installed beside vnrt/backend.h).
+ *
+ * Header-only and static inline, so a plugin uses them without linking anything from vnrt.
+ * Shapes are outermost-first and row-major (docs/vnir.md); broadcasting is numpy's: dims are
+ * aligned on the right and an extent-1 or missing dim repeats (stride 0).
+ */
+#ifndef VNRT_BACKEND_UTIL_H_
+#define VNRT_BACKEND_UTIL_H_
+
+#include <math.h>
+#include <stdint.h>
+
+#include "vnrt/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element count of t (1 for a scalar). */
+static inline int64_t vnrt_numel(const vnrt_tensor_type *t) {
+  int64_t n = 1;
+  for (int32_t d = 0; d < t->rank; ++d) n *= t->dims[d];
+  return n;
+}
+
+/* Product of dims [first, last) of t: vnrt_dims_product(t, 0, t->rank - 1) is the row count
+ * of a row op over the last axis. */
+static inline int64_t vnrt_dims_product(const vnrt_tensor_type *t, int32_t first, int32_t last) {
+  int64_t n = 1;
+  for (int32_t d = first; d < last; ++d) n *= t->dims[d];
+  return n;
+}
+
+/* Row-major element strides of t: strides[d] for d in [0, rank). */
+static inline void vnrt_strides(const vnrt_tensor_type *t, int64_t *strides) {
+  int64_t s = 1;
+  for (int32_t d = t->rank - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= t->dims[d];
+  }
+}
+
+/* Element strides of `in` as seen from a result of rank `rank` (numpy broadcasting): strides
+ * has rank entries; dims of `in` that are missing or of extent 1 get stride 0. */
+static inline void vnrt_broadcast_strides(const vnrt_tensor_type *in, int32_t rank,
+                                          int64_t *strides) {
+  int64_t s = 1;
+  for (int32_t d = rank - 1; d >= 0; --d) {
+    int32_t id = d - (rank - in->rank);
+    if (id < 0) {
+      strides[d] = 0;
+      continue;
+    }
+    strides[d] = in->dims[id] == 1 ? 0 : s;
+    s *= in->dims[id];
+  }
+}
+
+/* The batch strides of a matmul operand t ([..., R, C]) as seen from a result with nb batch
+ * dims (nb <= 2): out[2] is right-aligned and padded on the left with 0; an extent-1 or
+ * missing batch dim broadcasts (stride 0). Strides count elements of t. */
+static inline void vnrt_matmul_batch_strides(const vnrt_tensor_type *t, int32_t nb,
+                                             int64_t out[2]) {
+  int32_t tb = t->rank - 2;
+  int64_t s = t->dims[t->rank - 2] * t->dims[t->rank - 1];
+  out[0] = out[1] = 0;
+  for (int32_t d = nb - 1; d >= 0; --d) {
+    int32_t td = d - (nb - tb);
+    if (td < 0) break;
+    out[2 - nb + d] = t->dims[td] == 1 ? 0 : s;
+    s *= t->dims[td];
+  }
+}
+
+/* Dims and row-major strides of t right-aligned into 4 slots (leading dims 1, strides 0), the
+ * form GPU kernels take as push constants. */
+static inline void vnrt_dims4(const vnrt_tensor_type *t, int64_t out[4]) {
+  for (int32_t i = 0; i < 4; ++i) out[i] = 1;
+  for (int32_t d = 0; d < t->rank; ++d) out[4 - t->rank + d] = t->dims[d];
+}
+static inline void vnrt_strides4(const vnrt_tensor_type *t, int64_t out[4]) {
+  int64_t s = 1;
+  for (int32_t i = 0; i < 4; ++i) out[i] = 0;
+  for (int32_t d = t->rank - 1; d >= 0; --d) {
+    out[4 - t->rank + d] = s;
+    s *= t->dims[d];
+  }
+}
+
+/* The tensor of a node's i-th input or output. */
+static inline const vnrt_backend_tensor *vnrt_node_input(const vnrt_backend_graph *g,
+                                                         const vnrt_backend_node *node, int32_t i) {
+  return &g->tensors[node->inputs[i]];
+}
+static inline const vnrt_backend_tensor *vnrt_node_output(const vnrt_backend_graph *g,
+                                                          const vnrt_backend_node *node,
+                                                          int32_t i) {
+  return &g->tensors[node->outputs[i]];
+}
+
+/* rope's frequency of pair i (0 <= i < dims/2), in double (docs/ops.md, rope and "DeepSeek-V4
+ * attention"): theta^(-2i/dims), blended towards theta^(-2i/dims) / yarn_factor over YaRN's
+ * ramp when yarn_factor is set. A backend forms the angle pos * freq from it. */
+static inline double vnrt_rope_freq(const vnrt_rope_params *p, int64_t i) {
+  const double dims = (double)p->dims;
+  const double f = pow(p->theta, -2.0 * (double)i / dims);
+  if (!(p->yarn_factor > 0.0)) return f;
+  const double two_pi = 6.283185307179586476925286766559;
+  const double l = (double)p->yarn_orig_ctx, lt = 2.0 * log(p->theta);
+  double low = floor(dims * log(l / (p->beta_fast * two_pi)) / lt);
+  double high = ceil(dims * log(l / (p->beta_slow * two_pi)) / lt);
+  if (low < 0.0) low = 0.0;
+  if (high > dims - 1.0) high = dims - 1.0;
+  if (low == high) high += 0.001;
+  double ramp = ((double)i - low) / (high - low);
+  ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
+  return f * (1.0 - ramp) + f / p->yarn_factor * ramp;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VNRT_BACKEND_UTIL_H_ */

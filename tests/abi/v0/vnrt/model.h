@@ -1,0 +1,201 @@
+/* vnrt/model.h: the DeepSeek-V4 model library — open a checkpoint directory in DeepSeek's own
+ * layout, run prompts through it on any device, read logits and sample tokens.
+ *
+ * The forward pass, the two numerics and the checkpoint layout are specified in
+ * docs/deepseek-v4.md; this header is its "Model API" section in code.
+ *
+ * Conventions are those of vnrt.h (statuses, out_* params cleared on entry, descs whose zero
+ * means "default"), with one difference: the model layer keeps its own error message. When a
+ * vnrt_model_* / vnrt_session_* call fails, vnrt_model_last_error() returns a message that names
+ * the problem (the file, the tensor, the token id and the bound...). The message is kept per
+ * thread, so it is valid until the next failing model call on the same thread.
+ *
+ * A model and its sessions are used from one thread at a time; the context must outlive them.
+ */
+#ifndef VNRT_MODEL_H_
+#define VNRT_MODEL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vnrt/vnrt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vnrt_model vnrt_model;     /* an opened checkpoint: config and weights */
+typedef struct vnrt_session vnrt_session; /* one sequence: compiled plans and KV states */
+
+/* The numerics of the forward pass (docs/deepseek-v4.md, "Forward pass"). */
+typedef enum vnrt_numerics {
+  /* DeepSeek's reference: bf16 activations between ops (R()), e4m3 activation quantization
+   * before every FP8/FP4 linear, FP8/FP4 round trips of the KV and indexer entries. */
+  VNRT_NUMERICS_REF = 0,
+  /* Everything in f32 on the same (dequantized) weights: R(), Lq's activation quantization,
+   * FQ8 and FQ4 are the identity. */
+  VNRT_NUMERICS_F32 = 1,
+} vnrt_numerics;
+
+/* The message of the last failed vnrt_model_* / vnrt_session_* / vnrt_sample call on this
+ * thread ("" if none). Never NULL. */
+VNRT_API const char *vnrt_model_last_error(void);
+
+typedef struct vnrt_model_desc {
+  size_t size; /* sizeof(vnrt_model_desc); 0 is taken as the current size */
+  /* The device: `device` when not NULL (borrowed from the context), else `device_spec` as
+   * vnrt_device_select takes it ("cpu", "vulkan:0", "opencl:0"; NULL or "" = "auto"). */
+  vnrt_device *device;
+  const char *device_spec;
+  vnrt_numerics numerics; /* 0 = VNRT_NUMERICS_REF */
+  /* Device memory each plan may use (vnrt_plan_desc.device_memory_limit): over it, weights stay
+   * in the mapped checkpoint files and are streamed to the device before the nodes that read
+   * them. 0: $VNRT_DEVICE_MEMORY_LIMIT if set, else no limit. */
+  uint64_t memory_limit;
+  int no_fallback; /* nonzero: an op the device cannot run fails instead of running on the CPU */
+  /* CPU worker threads are the context's (vnrt_context_desc.num_threads). */
+  /* Nonzero: a model with Engram layers (docs/deepseek-v4.md, "Engram") serves each Engram
+   * table from an Engram store (vnrt/memory.h) over the mapped checkpoint instead of holding it
+   * in device memory; engram_cache_rows is the rows of each store's device row cache (0: no
+   * cache). No effect on a model without Engram. */
+  int engram_store;
+  int64_t engram_cache_rows;
+} vnrt_model_desc;
+
+/* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every
+ * tensor is checked against the config before this returns, mtp.* is skipped) and keeps its
+ * shards memory-mapped. desc may be NULL (REF numerics, the "auto" device, no limit). On failure
+ * *out_model is NULL; the status says what kind of problem (VNRT_ERROR_IO for files,
+ * VNRT_ERROR_INVALID_ARGUMENT for content or a bad desc, VNRT_ERROR_NOT_FOUND for a device)
+ * and vnrt_model_last_error() names it. */
+VNRT_API vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir,
+                                     const vnrt_model_desc *desc, vnrt_model **out_model);
+/* Closes the model. Its sessions must be destroyed first. NULL is a no-op. */
+VNRT_API void vnrt_model_close(vnrt_model *model);
+
+/* A summary of the config. */
+typedef struct vnrt_model_info {
+  size_t size;                 /* set by the caller: sizeof(vnrt_model_info) (0: current) */
+  int64_t vocab_size;          /* logits per position */
+  int64_t hidden_size;         /* C */
+  int32_t num_layers;          /* decoder layers (MTP excluded) */
+  int32_t num_heads;           /* H */
+  int64_t head_dim;            /* D */
+  int32_t n_routed_experts;    /* E */
+  int32_t num_experts_per_tok; /* k */
+  int32_t num_hash_layers;     /* layers routed by token id */
+  int64_t sliding_window;      /* W */
+  int64_t max_position_embeddings;
+  int32_t n_csa_layers;               /* layers with compress ratio 4 (compressor + indexer) */
+  int32_t n_hca_layers;               /* layers with compress ratio 128 */
+  int64_t bos_token_id, eos_token_id; /* -1 when the config names none */
+  uint64_t weight_bytes; /* stored bytes of the tensors the model reads (MTP excluded) */
+  vnrt_numerics numerics;
+  char device[32]; /* the device's spec, e.g. "vulkan:0" */
+} vnrt_model_info;
+
+VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);
+
+/* Writes the memory plan of the checkpoint or config in dir (weights by kind, bytes read per
+ * decoded token, per-sequence state at max_context tokens, prefill arena) as readable text into
+ * buf[capacity] (NUL-terminated, cut short if it does not fit), without opening any weights:
+ * dir needs only config.json. *out_length (may be NULL) receives the full length. max_context 0:
+ * min(max_position_embeddings, 4096). */
+VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf,
+                                          size_t capacity, size_t *out_length);
+
+typedef struct vnrt_session_desc {
+  size_t size; /* sizeof(vnrt_session_desc); 0 is taken as the current size */
+  /* Positions a sequence may have (prompt and generated tokens together); the states (window
+   * ring, compressed caches, indexer caches) are sized from it. 0: min(max_position_embeddings,
+   * 4096). Must lie in [1, max_position_embeddings]. */
+  int64_t max_context;
+  /* A prefill runs its tokens in chunks of at most this many (one compiled plan per chunk
+   * length in use). 0: 256. */
+  int64_t prefill_chunk;
+} vnrt_session_desc;
+
+/* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
+ * device. desc may be NULL. The session holds its plans and their states; the device weights
+ * are the model's, bound once from the mapped checkpoint (with the first session) and shared by
+ * the plans of every session. */
+VNRT_API vnrt_status vnrt_session_create(vnrt_model *model, const vnrt_session_desc *desc,
+                                         vnrt_session **out_session);
+VNRT_API void vnrt_session_destroy(vnrt_session *session);
+
+/* Starts the sequence over at position 0 (states back to zero). */
+VNRT_API vnrt_status vnrt_session_reset(vnrt_session *session);
+
+/* Runs n >= 1 tokens at the next positions of the sequence: from position 0 for a new (or
+ * reset) session, else continuing where the sequence stands (a prompt may be fed in several
+ * prefills). The tokens are run in chunks of prefill_chunk. Fails, without running anything,
+ * with VNRT_ERROR_OUT_OF_RANGE for an id outside [0, vocab_size) or when the sequence would
+ * exceed max_context, and VNRT_ERROR_INVALID_ARGUMENT for n < 1 or ids NULL. Afterwards
+ * vnrt_session_logits gives the logits of the last of these tokens. */
+VNRT_API vnrt_status vnrt_session_prefill(vnrt_session *session, const int32_t *ids, int64_t n);
+
+/* Runs n >= 1 tokens one at a time on the one-token plan (each id at the next position); the
+ * same checks as vnrt_session_prefill. The result equals a prefill of the same ids. */
+VNRT_API vnrt_status vnrt_session_decode(vnrt_session *session, const int32_t *ids, int64_t n);
+
+/* Copies the logits of the last token run (f32[vocab_size]) into out; capacity is out's length
+ * in floats and must be >= vocab_size. Fails when no token was run yet. */
+VNRT_API vnrt_status vnrt_session_logits(const vnrt_session *session, float *out, size_t capacity);
+
+/* Tokens in the sequence so far (the next token's position). */
+VNRT_API int64_t vnrt_session_position(const vnrt_session *session);
+
+typedef struct vnrt_session_stats {
+  size_t size;              /* set by the caller: sizeof(vnrt_session_stats) (0: current) */
+  int64_t tokens_prefilled; /* by vnrt_session_prefill since the session was created */
+  int64_t tokens_decoded;   /* by vnrt_session_decode */
+  int64_t prefill_runs, decode_runs;
+  double prefill_seconds, decode_seconds; /* in vnrt_plan_run, summed */
+  double compile_seconds;                 /* compiling plans and binding weights */
+  int32_t n_plans;                        /* plans compiled (decode + prefill chunk lengths) */
+  /* Of the decode plan (vnrt_plan_info): */
+  int32_t n_nodes;
+  int32_t n_fallback_nodes; /* nodes run on the CPU because the device cannot */
+  uint64_t device_bytes;    /* device memory: arena, resident weights, states */
+  uint64_t weight_bytes;    /* params the plan reads */
+  uint64_t state_bytes;
+  int32_t n_streamed_params; /* params kept in host memory and streamed (memory_limit) */
+  uint64_t streamed_bytes;
+  /* Summed over every run (vnrt_run_stats): */
+  uint64_t bytes_weights_streamed; /* host to device */
+  uint64_t bytes_transfers;        /* between devices (CPU fallback) and state updates */
+} vnrt_session_stats;
+
+VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
+                                            vnrt_session_stats *out_stats);
+
+/* ---- Sampling -------------------------------------------------------------------------- */
+
+typedef struct vnrt_sampler_desc {
+  size_t size;       /* sizeof(vnrt_sampler_desc); 0 is taken as the current size */
+  float temperature; /* 0: greedy (the largest logit; ties: the lowest id) */
+  int32_t top_k;     /* keep the k most likely ids; 0: all */
+  float top_p;       /* keep the smallest most-likely set whose mass reaches top_p; 0 or 1: all */
+  uint64_t seed;     /* seeds *state when *state is 0 */
+} vnrt_sampler_desc;
+
+/* Picks the next token from logits[vocab]. Greedy when temperature is 0 (no state needed;
+ * state may be NULL). Otherwise, in this order:
+ *   1. p_i = softmax(logits / temperature) (max-subtracted, in double);
+ *   2. top-k: keep the top_k largest p_i (ties: lower id first), when top_k > 0;
+ *   3. top-p: of those, sorted by p descending, keep the shortest prefix whose renormalised
+ *      mass is >= top_p (at least one id), when 0 < top_p < 1;
+ *   4. renormalise and draw u in [0, 1) from *state, take the first id whose cumulative mass
+ *      exceeds u·total (in the sorted order).
+ * The PRNG is splitmix64 on the 64-bit *state: state += 0x9E3779B97F4A7C15, then the splitmix64
+ * finaliser; u = (z >> 11) · 2^-53. A *state of 0 is first set to seed (or 1 if seed is 0), so
+ * the same seed gives the same tokens. A NaN logit, an infinite largest logit, vocab < 1, a
+ * negative top_k or temperature, or top_p outside [0, 1] fails with
+ * VNRT_ERROR_INVALID_ARGUMENT. */
+VNRT_API vnrt_status vnrt_sample(const float *logits, int64_t vocab, const vnrt_sampler_desc *desc,
+                                 uint64_t *state, int32_t *out_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VNRT_MODEL_H_ */
