@@ -348,6 +348,74 @@ static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
   }
 }
 
+/* The AVX-512 variants of the one-row kernels (cpu_fast_avx512()): the same products, the same
+ * block scales (sf as for the AVX2 kernel of the same format), 16 lanes a vector. Decoding, not
+ * memory, bounds the AVX2 kernels on two cores; here each code costs about half the vector
+ * operations. Four w rows, blocks a multiple of 32 codes wide, kc a multiple of 32 (the last
+ * block may be partial). */
+
+/* e4m3: 32 codes sign-extend to 16 bits; << 7 puts the sign (bit 8 of the extension) at bit
+ * 15 and exponent and mantissa at bits 13..7, bit 14 (a copy of the sign) is masked off: the
+ * f16 bits of avx2_e4m3x8_, code·2^-8, subnormals included. */
+static CPU_AVX512 void avx512_qkern_e4m3_1_(const float *x, const uint8_t *const *wr,
+                                            const uint8_t *const *pf, const float *const *sf,
+                                            int64_t kc, int64_t bc, float *s) {
+  const __m512i mask = _mm512_set1_epi16((short)0xBF80);
+  __m512 acc[4], blk[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 32) {
+      if (pf && (kk & 63) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m512 x0 = _mm512_loadu_ps(x + kk), x1 = _mm512_loadu_ps(x + kk + 16);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(wr[j] + kk));
+        const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), mask);
+        blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(h)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_fmadd_ps(blk[j], _mm512_set1_ps(sf[j][b]), acc[j]);
+  }
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* e2m1 on x permuted by x_fp4_perm_: a block's 16 bytes zero-extend to 16 lanes, whose low
+ * nibbles (the even codes) and high nibbles (the odd ones) index a 16-entry table of 2·value
+ * with one permute each (vpermps reads the low 4 bits of an index). sf: scales times 1/2, as
+ * for avx2_qkern_fp4p_. */
+static CPU_AVX512 void avx512_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
+                                          const uint8_t *const *pf, const float *const *sf,
+                                          int64_t kc, int64_t bc, float *s) {
+  const __m512 table = _mm512_setr_ps(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 6.0f, 8.0f, 12.0f, -0.0f, -1.0f,
+                                      -2.0f, -3.0f, -4.0f, -6.0f, -8.0f, -12.0f);
+  __m512 acc[4], blk[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 32) {
+      if (pf && (kk & 127) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+      }
+      const __m512 xe = _mm512_loadu_ps(xp + kk), xo = _mm512_loadu_ps(xp + kk + 16);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i v =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wr[j] + kk / 2)));
+        const __m512 de = _mm512_permutexvar_ps(v, table);
+        const __m512 dodd = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+        blk[j] = _mm512_fmadd_ps(xe, de, blk[j]);
+        blk[j] = _mm512_fmadd_ps(xo, dodd, blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_fmadd_ps(blk[j], _mm512_set1_ps(sf[j][b]), acc[j]);
+  }
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 /* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
  * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
  * FLT_MAX) may overflow where the reference's dec·s and x·(dec·s) do not, or the reverse. The
@@ -498,6 +566,8 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int64_t kq = bpc * bc;
   /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
   const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
+  /* One x row, blocks and K in whole 32-code steps: the AVX-512 kernels where the CPU has them. */
+  const int v512 = mr == 1 && bc % 32 == 0 && K % 32 == 0 && cpu_fast_avx512();
   const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
   if (fp4p) x_fp4_perm_(x, K, xp);
@@ -548,8 +618,12 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         exact &= sf_ok[j];
       }
       if (!exact) break;
-      if (fp4p) {
+      if (fp4p && v512) {
+        avx512_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      } else if (fp4p) {
         avx2_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      } else if (!fp4 && v512) {
+        avx512_qkern_e4m3_1_(xr[0], wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else {
         avx2_qkerns_[fp4][bc == (fp4 ? 32 : 128)][mr](xr, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       }

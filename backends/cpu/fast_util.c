@@ -23,6 +23,24 @@ cpu_isa cpu_fast_isa(void) {
   return (cpu_isa)v;
 }
 
+static atomic_int cpu_avx512_cache_ = -1;
+
+int cpu_fast_avx512(void) {
+  int v = atomic_load_explicit(&cpu_avx512_cache_, memory_order_relaxed);
+  if (v >= 0) return v;
+  v = 0;
+#if defined(CPU_HAVE_AVX2_CODE)
+  /* Checks XCR0 for the ZMM state as well, like the AVX2 test above. */
+  v = cpu_fast_isa() == CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq");
+#endif
+  const char *force = getenv("VNRT_CPU_ISA");
+  if (force && strcmp(force, "avx2") == 0) v = 0;
+  atomic_store_explicit(&cpu_avx512_cache_, v, memory_order_relaxed);
+  return v;
+}
+
 typedef struct for_each_job {
   atomic_int_fast64_t next;
   int64_t n;

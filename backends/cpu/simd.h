@@ -18,12 +18,19 @@ typedef enum cpu_isa {
  * VNRT_CPU_ISA=generic in the environment forces the portable path (to test it anywhere). */
 cpu_isa cpu_fast_isa(void);
 
+/* Whether the AVX2 kernels may use their AVX-512 variants (AVX-512 F, BW, VL and DQ, with the
+ * OS saving the ZMM state; only where cpu_fast_isa() is CPU_ISA_AVX2). Only the quantized GEMV
+ * has them today: their decoding is bound by the vector work per code, which 512-bit vectors
+ * halve. VNRT_CPU_ISA=avx2 turns them off (to test the AVX2 kernels on such a CPU). */
+int cpu_fast_avx512(void);
+
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_HAVE_AVX2_CODE 1
 #include <immintrin.h>
 
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define CPU_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#define CPU_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
 /* Eight consecutive elements p[i..i+8) of dtype dt (f32/f16/bf16), widened exactly to f32. */
 CPU_AVX2_INLINE __m256 avx2_load8(const void *p, int64_t i, vnrt_dtype dt) {
