@@ -3,9 +3,11 @@
 # --reference; vnrt-validate's progress, coverage, "ran nothing" rows, --list filters, JSON and
 # coverage matrix, on the built-in devices, the template plugin and a plugin with a wrong add
 # kernel (tests/runtime/buggy). JSON is read with /usr/bin/python3 when it has json (stdlib).
-# usage: test_bringup_tools.sh VNRT_RUN VNRT_VALIDATE TEMPLATE_DIR BUGGY_DIR
+# vnrt-bench --graph, its fallback marking and its plot too.
+# usage: test_bringup_tools.sh VNRT_RUN VNRT_VALIDATE TEMPLATE_DIR BUGGY_DIR VNRT_BENCH
 set -u
-RUN=${1:?usage}; VALIDATE=${2:?usage}; TEMPLATE=${3:?usage}; BUGGY=${4:?usage}
+RUN=${1:?usage}; VALIDATE=${2:?usage}; TEMPLATE=${3:?usage}; BUGGY=${4:?usage}; BENCH=${5:?usage}
+case "$BENCH" in /*) ;; *) BENCH=$PWD/$BENCH ;; esac
 case "$RUN" in /*) ;; *) RUN=$PWD/$RUN ;; esac
 case "$VALIDATE" in /*) ;; *) VALIDATE=$PWD/$VALIDATE ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/vnrt_bringup.XXXXXX") || exit 1
@@ -133,6 +135,24 @@ assert f and all(x["status"] == "fail" and x["nmse"] > x["tolerance"] and "NMSE"
 assert all(x["op"] == "add" for x in b["failures"]), b["failures"]
 P
 fi
+
+# ---- vnrt-bench: --graph, fallback marked and excluded, the plot --------------------------
+VNRT_PLUGIN_PATH=$PLUG "$BENCH" --graph g.vnir --device buggy:0 --quick --json gb.json >out 2>err ||
+  fail "bench --graph: $(cat out err)"
+grep -Eq "^ +1  m +matmul +cpu\* " out || fail "bench --graph: m not marked as fallback: $(cat out)"
+grep -Eq "^ +0  h +add +buggy:0 " out || fail "bench --graph: no line for h: $(cat out)"
+grep -q "excluded from the device's time" out || fail "bench --graph: no fallback note"
+grep -q '"fallback": true' gb.json || fail "bench --graph JSON: $(cat gb.json)"
+VNRT_PLUGIN_PATH=$PLUG "$BENCH" --device template:0 --op rms_norm --quick --no-cpu --json fb.json \
+  --plot fb.svg >out 2>err || fail "bench on the template: $(cat out err)"
+[ "$(grep -c "FALLBACK: the cpu ran 1 of 1 nodes; not template:0's time, excluded" out)" -eq 3 ] ||
+  fail "bench: fallback results not marked: $(cat out)"
+grep -q '"excluded": true, "fallback_time_ms": [0-9.e+-]*, "time_ms": null' fb.json ||
+  fail "bench JSON keeps a fallback time as the device's: $(cat fb.json)"
+grep -q "<rect" fb.svg && fail "bench plot shows fallback results"
+"$BENCH" --device cpu --op softmax --quick --plot cpu.svg >out 2>err || fail "bench plot on cpu"
+[ "$(grep -c "<rect" cpu.svg)" -eq 3 ] || fail "bench plot: expected 3 bars vs the triad"
+grep -q "vs triad" cpu.svg || fail "bench plot: no triad label"
 
 [ $FAILS -eq 0 ] && echo "all bring-up tool checks passed"
 exit $((FAILS > 0))
