@@ -295,7 +295,9 @@ typedef struct vnrt_plan vnrt_plan;
 
 typedef enum vnrt_kernel_mode {
   VNRT_KERNELS_FAST = 0,      /* each backend's best kernels */
-  VNRT_KERNELS_REFERENCE = 1, /* the CPU reference kernels of docs/ops.md (validation) */
+  VNRT_KERNELS_REFERENCE = 1, /* the CPU reference kernels of docs/ops.md (validation) for the
+                                 nodes the CPU runs; a plan for another device still runs its
+                                 own kernels (vnrt-run --reference plans for the cpu instead) */
 } vnrt_kernel_mode;
 
 typedef struct vnrt_engram_store vnrt_engram_store; /* vnrt/memory.h */
