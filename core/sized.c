@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "vnrt/inspect.h"
 #include "vnrt/memory.h"
 
 /* VNRT_1 is the first release whose structs carry struct_size, so struct_size 0 is sizeof in
@@ -38,7 +39,8 @@ SIZED(vnrt_device_info, vn_sized_device_info, k_device_info);
 #define E(m) VN_MEMBER_END(vnrt_plan_desc, m)
 static const size_t k_plan_desc[] = {E(no_fallback),    E(kernels),          E(device_memory_limit),
                                      E(prefetch_depth), E(serialize_copies), E(engram),
-                                     E(n_engram),       E(max_work)};
+                                     E(n_engram),       E(max_work),         E(profile_nodes),
+                                     E(shadow),         E(shadow_dir)};
 #undef E
 SIZED(vnrt_plan_desc, vn_sized_plan_desc, k_plan_desc);
 
@@ -74,6 +76,21 @@ static const size_t k_engram_stats[] = {E(lookups),       E(rows_requested), E(u
                                         E(bytes_fetched), E(cache_slots),    E(resident_rows)};
 #undef E
 SIZED(vnrt_engram_stats, vn_sized_engram_stats, k_engram_stats);
+
+#define E(m) VN_MEMBER_END(vnrt_node_info, m)
+static const size_t k_node_info[] = {
+    E(step),      E(op),         E(name),           E(n_outputs),     E(inputs),
+    E(outputs),   E(device),     E(partition),      E(fallback),      E(runs),
+    E(last_ns),   E(total_ns),   E(shadow_checked), E(shadow_failed), E(shadow_error),
+    E(tolerance), E(shadow_note)};
+#undef E
+SIZED(vnrt_node_info, vn_sized_node_info, k_node_info);
+
+#define E(m) VN_MEMBER_END(vnrt_shadow_report, m)
+static const size_t k_shadow_report[] = {E(enabled),     E(n_checked),    E(n_failed),
+                                         E(n_unchecked), E(first_failed), E(saved)};
+#undef E
+SIZED(vnrt_shadow_report, vn_sized_shadow_report, k_shadow_report);
 
 vnrt_status vn_sized_check(vnrt_context *ctx, const vn_sized_type *type, size_t struct_size,
                            size_t *out_bytes) {

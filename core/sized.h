@@ -28,6 +28,8 @@ extern const vn_sized_type vn_sized_plan_info;
 extern const vn_sized_type vn_sized_run_stats;
 extern const vn_sized_type vn_sized_engram_store_desc;
 extern const vn_sized_type vn_sized_engram_stats;
+extern const vn_sized_type vn_sized_node_info;
+extern const vn_sized_type vn_sized_shadow_report;
 
 /* The bytes of a caller's struct the library may touch, from its struct_size: 0 gives
  * type->v1_size; a size that is no member's end (one no version of the struct had) or is larger

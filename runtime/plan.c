@@ -9,6 +9,7 @@
 #include "cost.h"
 #include "plan.h"
 #include "sized.h"
+#include "plan_inspect.h"
 
 /* The work limit of one run: desc's max_work, else $VNRT_MAX_RUN_WORK, else the built-in. */
 static vnrt_status work_limit(vnrt_context *ctx, const vnrt_plan_desc *desc, uint64_t *out) {
@@ -229,6 +230,7 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   if (!p) return;
   vnrt_context *ctx = p->ctx;
   vn_copy_stream_destroy(p->copy); /* first: its thread may still touch buffers */
+  vn_inspect_destroy(p);
   vn_plan_engram_destroy(p);
   int32_t nv = p->graph ? p->graph->n_values : 0;
   for (int32_t v = 0; p->vals && v < nv; ++v) {
@@ -381,6 +383,7 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
   if (status == VNRT_OK) vn_plan_mark_exportable(p);
   if (status == VNRT_OK) status = vnrt_plan_reset_state(p);
   if (status == VNRT_OK) status = vn_plan_engram_prepare(p);
+  if (status == VNRT_OK) status = vn_inspect_create(p, desc);
   for (int32_t j = 0; status == VNRT_OK && j < p->n_stream; ++j) {
     /* The copy of a streamed param may start once step start-1 is done: split there. */
     p->steps[p->stream[j].start].signal = true;

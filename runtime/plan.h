@@ -92,6 +92,7 @@ typedef struct vn_streamed {
 } vn_streamed;
 
 typedef struct vn_engram_use vn_engram_use; /* plan_engram.c */
+typedef struct vn_inspect vn_inspect;       /* plan_inspect.h */
 
 /* A plan's io buffers on its target (inputs, params and states) with their bound flags,
  * refcounted: a plan that shares params with this one (vnrt_plan_create_shared) holds a
@@ -158,6 +159,10 @@ struct vnrt_plan {
   int32_t inline_done;   /* serial mode: jobs already run */
   uint64_t compute_base; /* compute timeline value at the start of the current run */
   vnrt_run_stats stats;
+
+  /* Bring-up (plan_inspect.h): per-node times and shadow comparison; NULL when both are off,
+   * else the run loop submits one node at a time. */
+  vn_inspect *inspect;
 };
 
 /* The bound flag and binding generation of value v, wherever its storage lives. */

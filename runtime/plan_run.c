@@ -5,6 +5,7 @@
 #include "copy_stream.h"
 #include "plan.h"
 #include "sized.h"
+#include "plan_inspect.h"
 
 /* ---- Bindings and running -------------------------------------------------------------- */
 
@@ -343,7 +344,7 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
     int32_t end = part->step + part->count;
     for (int32_t s = part->step; s < end;) {
       int32_t e = s + 1;
-      while (e < end && !breaks_at(p, e)) ++e;
+      while (e < end && !p->inspect && !breaks_at(p, e)) ++e; /* inspected: node by node */
       if (p->serial && p->steps[s].job >= 0) {
         *compute_ns += vn_now_ns() - t0;
         VN_RETURN_IF_ERROR(run_inline(p, s, inline_copy_ns));
@@ -361,7 +362,10 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
           t0 = vn_now_ns();
         }
       }
+      if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_before(p, s));
+      uint64_t tn = vn_now_ns();
       VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (s - part->step), e - s));
+      if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_after(p, s, vn_now_ns() - tn));
       s = e;
     }
     *compute_ns += vn_now_ns() - t0;
@@ -384,6 +388,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   }
   uint64_t start = vn_now_ns(), compute_ns = 0, inline_copy_ns = 0;
   memset(&p->stats, 0, sizeof p->stats);
+  vn_inspect_begin_run(p);
   vnrt_status s = refresh_shadows(p);
   if (s == VNRT_OK) s = queue_copies(p);
   if (s == VNRT_OK) s = run_steps(p, &compute_ns, &inline_copy_ns);
@@ -408,6 +413,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   p->compute_base += (uint64_t)p->n_order + 1;
   if (s != VNRT_OK) return s;
   vn_plan_engram_collect(p);
+  vn_inspect_end_run(p);
   vnrt_run_stats *st = &p->stats;
   st->wall_ns = vn_now_ns() - start;
   st->compute_ns = compute_ns;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vnrt/inspect.h"
 #include "vnrt/io.h"
 #include "vnrt/vnrt.h"
 
@@ -27,7 +28,9 @@ static const char kUsage[] =
     "                            one run to the next, inputs stay bound\n"
     "  --save-state NAME=FILE.npy\n"
     "                            writes a state after the last run; repeatable\n"
-    "  --reference               run the CPU reference kernels (validation)\n"
+    "  --reference               run every node on the CPU's reference kernels of\n"
+    "                            docs/ops.md (the answer a port must match); a --device\n"
+    "                            other than cpu is then ignored, with a warning\n"
     "  --no-fallback             fail instead of running unsupported ops on the CPU\n"
     "  --max-work N              refuse a graph whose estimated work for one run is over N\n"
     "                            operations (1e12, 5000000; default: $VNRT_MAX_RUN_WORK, else\n"
@@ -35,6 +38,13 @@ static const char kUsage[] =
     "  --stats                   print the plan (placement, memory) and the last run's\n"
     "                            statistics (stream times, overlap, bytes moved, Engram hit\n"
     "                            rate) to stderr\n"
+    "  --nodes                   with --stats: time every node (one submission each) and\n"
+    "                            print each node's op, shapes, device, partition and time,\n"
+    "                            then a per-op table (nodes, total, share)\n"
+    "  --shadow                  compare every node with the CPU reference kernel run on the\n"
+    "                            same inputs; names the first node out of tolerance and\n"
+    "                            saves it for replay in --shadow-dir; exit status 1 if any\n"
+    "  --shadow-dir DIR          where --shadow saves that node (default: vnrt-shadow)\n"
     "  --verbose                 log informational messages (placement, fallbacks)\n"
     "  --help                    show this help\n"
     "\n"
@@ -60,7 +70,8 @@ typedef struct options {
   int n_inputs, n_outputs, n_states, n_saves;
   long runs;
   uint64_t max_work; /* 0: the library's default */
-  int reference, no_fallback, verbose, stats;
+  int reference, no_fallback, verbose, stats, nodes, shadow;
+  const char *shadow_dir;
 } options;
 
 /* Files written so far under temporary names (docs/tools.md: outputs appear completely or not
@@ -191,6 +202,14 @@ static options parse_args(int argc, char **argv) {
       o.no_fallback = 1;
     } else if (strcmp(a, "--stats") == 0) {
       o.stats = 1;
+    } else if (strcmp(a, "--nodes") == 0) {
+      o.nodes = 1;
+    } else if (strcmp(a, "--shadow") == 0) {
+      o.shadow = 1;
+    } else if (strcmp(a, "--shadow-dir") == 0) {
+      if (!next) fail(2, "--shadow-dir needs a DIR");
+      o.shadow_dir = next;
+      i++;
     } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
       o.verbose = 1;
     } else if (a[0] == '-' && a[1]) {
@@ -202,6 +221,10 @@ static options parse_args(int argc, char **argv) {
     }
   }
   if (!o.graph_path) fail(2, "no graph given (usage: vnrt-run GRAPH.vnir [options]; see --help)");
+  if (o.nodes && !o.stats) fail(2, "--nodes goes with --stats (vnrt-run GRAPH --stats --nodes)");
+  if (o.shadow_dir && !o.shadow) fail(2, "--shadow-dir goes with --shadow");
+  if (o.shadow && o.reference)
+    fail(2, "--shadow compares a device with the reference kernels; --reference runs only those");
   return o;
 }
 
@@ -426,6 +449,34 @@ static void print_stats(const vnrt_plan *plan) {
           rs.engram_hit_rate * 100.0);
 }
 
+/* --stats --nodes: every node's placement and time, then the per-op table (vnrt/inspect.h). */
+static void print_nodes(vnrt_context *ctx, const vnrt_plan *plan) {
+  char *text = NULL;
+  if (vnrt_plan_print_profile(plan, VNRT_PROFILE_NODES | VNRT_PROFILE_OPS, &text) != VNRT_OK)
+    fail(1, "%s", vnrt_context_last_error(ctx));
+  fputs(text, stderr);
+  vnrt_free(ctx, text);
+}
+
+/* --shadow: one line per node out of tolerance on stderr (the library logged the first in
+ * full); returns the count. */
+static int report_shadow(const vnrt_plan *plan) {
+  vnrt_shadow_report r = {.struct_size = sizeof r};
+  if (vnrt_plan_get_shadow_report(plan, &r) != VNRT_OK) return 0;
+  for (int32_t s = 0; s < vnrt_plan_node_count(plan); s++) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    if (vnrt_plan_get_node(plan, s, &ni) != VNRT_OK || !ni.shadow_failed) continue;
+    fprintf(stderr, "shadow: FAIL step %d '%s' (%s on %s): NMSE %.3g > %.0e: %s\n", s, ni.name,
+            vnrt_op_name(ni.op), ni.device, ni.shadow_error, ni.tolerance, ni.shadow_note);
+  }
+  fprintf(stderr,
+          "shadow: %d nodes compared with the cpu reference kernels, %d out of tolerance, "
+          "%d not compared%s%s\n",
+          r.n_checked, r.n_failed, r.n_unchecked, r.saved[0] ? "; first failure saved as " : "",
+          r.saved);
+  return r.n_failed;
+}
+
 int main(int argc, char **argv) {
   options o = parse_args(argc, argv);
 
@@ -470,7 +521,12 @@ int main(int argc, char **argv) {
   }
 
   vnrt_device *device = NULL;
-  if (vnrt_device_select(ctx, o.device, &device) != VNRT_OK)
+  if (o.reference && o.device && strcmp(o.device, "cpu") != 0)
+    fprintf(stderr,
+            "vnrt-run: warning: --reference runs every node on the cpu's reference "
+            "kernels; --device %s is ignored\n",
+            o.device);
+  if (vnrt_device_select(ctx, o.reference ? "cpu" : o.device, &device) != VNRT_OK)
     fail(1, "%s", vnrt_context_last_error(ctx));
 
   vnrt_safetensors *weights = NULL;
@@ -481,6 +537,11 @@ int main(int argc, char **argv) {
   pdesc.no_fallback = o.no_fallback;
   pdesc.kernels = o.reference ? VNRT_KERNELS_REFERENCE : VNRT_KERNELS_FAST;
   pdesc.max_work = o.max_work;
+  pdesc.profile_nodes = o.nodes ? 1 : 0;
+  if (o.shadow) {
+    pdesc.shadow = VNRT_SHADOW_CPU;
+    pdesc.shadow_dir = o.shadow_dir ? o.shadow_dir : "vnrt-shadow";
+  }
   vnrt_plan *plan = NULL;
   if (vnrt_plan_create(ctx, graph, device, &pdesc, &plan) != VNRT_OK)
     fail(1, "%s", vnrt_context_last_error(ctx));
@@ -541,6 +602,8 @@ int main(int argc, char **argv) {
     }
   }
   if (o.stats) print_stats(plan);
+  if (o.stats && o.nodes) print_nodes(ctx, plan);
+  int shadow_failed = o.shadow ? report_shadow(plan) : 0;
 
   if (o.n_outputs || o.n_saves) {
     for (int i = 0; i < o.n_outputs; i++) write_value(ctx, plan, &o.outputs[i], NULL);
@@ -572,5 +635,5 @@ int main(int argc, char **argv) {
   free(o.outputs);
   free(o.states);
   free(o.saves);
-  return 0;
+  return shadow_failed ? 1 : 0;
 }

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "validate/validate.h"
+#include "vnrt/inspect.h"
 #include "vnrt/vnrt.h"
 
 /* ---- Running and comparing ------------------------------------------------------------- */
@@ -69,12 +72,6 @@ static vnrt_status run_case(vnrt_context *ctx, const vcase *c, void *const *inpu
   return s;
 }
 
-static bool exact_op(vnrt_op op) {
-  return op == VNRT_OP_MATMUL || op == VNRT_OP_LINEAR || op == VNRT_OP_ATTENTION ||
-         op == VNRT_OP_MOE_FFN || op == VNRT_OP_GROUPED_LINEAR || op == VNRT_OP_INDEX_SCORES ||
-         op == VNRT_OP_SPARSE_ATTENTION;
-}
-
 /* Compares one case's outputs; returns the worst NMSE (INFINITY for a mismatch of integers,
  * shapes, or non-finite values where the reference is finite). */
 static double compare(const result *got, const result *ref, int32_t n_out, char *why,
@@ -121,23 +118,77 @@ static double compare(const result *got, const result *ref, int32_t n_out, char 
   return worst;
 }
 
-/* ---- Reporting ------------------------------------------------------------------------- */
+/* ---- Results --------------------------------------------------------------------------- */
 
+typedef enum outcome {
+  OUT_SKIPPED = 0,     /* not selected */
+  OUT_PASS,            /* within tolerance */
+  OUT_FAIL,            /* over tolerance, or the device failed */
+  OUT_UNSUPPORTED,     /* the device cannot run it (no fallback) */
+  OUT_REFERENCE_FAILED /* the CPU reference failed: counts as a failure */
+} outcome;
+
+static const char *outcome_name(outcome o) {
+  static const char *const names[] = {"skipped", "pass", "fail", "unsupported", "reference-failed"};
+  return names[o];
+}
+
+typedef struct case_result {
+  outcome out;
+  double nmse; /* worst NMSE; INFINITY: an exact mismatch or an error */
+  char message[320];
+} case_result;
+
+/* Per device and op: what ran. */
 typedef struct row {
-  vnrt_op op;
-  char device[32];
-  int cases, passed, failed, unsupported;
+  int selected, passed, failed, unsupported;
   double worst;
 } row;
 
+/* The dtype a case is filed under in the coverage matrix: the first word of its label when
+ * that is a dtype ("bf16 [3, 7]"), else its first floating-point input's; with "+e4m3" (or
+ * another code dtype) when it reads quantized weights. Static storage per case. */
+static const char *case_dtype(const vcase *c) {
+  static char buf[256][24];
+  static const vnrt_dtype all[] = {VNRT_F32, VNRT_F16, VNRT_BF16, VNRT_I32};
+  const char *base = NULL;
+  for (size_t k = 0; k < sizeof all / sizeof all[0] && !base; ++k) {
+    const char *n = vnrt_dtype_name(all[k]);
+    size_t len = strlen(n);
+    if (!strncmp(c->label, n, len) && (c->label[len] == ' ' || !c->label[len])) base = n;
+  }
+  const char *quant = NULL;
+  for (int32_t i = 0; i < c->n_in; ++i) {
+    vnrt_dtype d = c->in[i].type.dtype;
+    if (!base && (d == VNRT_F32 || d == VNRT_F16 || d == VNRT_BF16)) base = vnrt_dtype_name(d);
+    if (!quant && (d == VNRT_E4M3 || d == VNRT_E2M1)) quant = vnrt_dtype_name(d);
+  }
+  if (!base) base = vnrt_dtype_name(c->in[0].type.dtype);
+  if (!quant || !strcmp(quant, base)) return base;
+  char *out = buf[(c - cases) % 256];
+  snprintf(out, sizeof buf[0], "%s+%s", base, quant);
+  return out;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vnrt-validate [--device SPEC|all] [--op NAME]... [--seed N] [--case N]\n"
-          "                     [--json FILE] [--list]\n"
-          "Runs every op on each selected device (default: all) over several shapes and dtypes\n"
-          "against the CPU reference kernels of docs/ops.md, with its tolerances. On the cpu\n"
-          "device it checks the fast kernels against the reference kernels. Exits 1 on any\n"
-          "failure or when no case ran.\n");
+          "usage: vnrt-validate [--device SPEC|all]... [--op NAME]... [--seed N] [--case N]\n"
+          "                     [--plugin-path DIR] [--json FILE] [--matrix FILE.md|.html]\n"
+          "                     [--quiet] [--list]\n"
+          "Runs every op on each selected device (default: all, plugins included) over several\n"
+          "shapes and dtypes against the CPU reference kernels of docs/ops.md, with its\n"
+          "tolerances. On the cpu device it checks the fast kernels against the reference\n"
+          "kernels. Progress goes to stderr (--quiet: none), the results table and the coverage\n"
+          "of each device (cases passed / selected) to stdout.\n"
+          "  --device SPEC     cpu, vulkan:0, a plugin's device...; repeatable; 'all' (default)\n"
+          "  --op NAME         only this op; repeatable (also filters --list)\n"
+          "  --case N          only case N of --list (also filters --list)\n"
+          "  --plugin-path DIR load the plugins in DIR (':'-separated) before $VNRT_PLUGIN_PATH\n"
+          "  --json FILE       every case with device, driver, vnrt version, NMSE, tolerance and\n"
+          "                    message, and the coverage per op and device\n"
+          "  --matrix FILE     a coverage matrix (ops x dtypes x devices) to publish: Markdown,\n"
+          "                    or HTML when FILE ends in .html\n"
+          "Exits 1 on any failure or when no case ran, 2 on a usage error.\n");
 }
 
 /* Parses a whole decimal number in [0, max] (no sign, no trailing text, no overflow). */
@@ -151,26 +202,48 @@ static bool parse_u64(const char *text, uint64_t max, uint64_t *out) {
   return true;
 }
 
-int main(int argc, char **argv) {
-  const char *device_spec = "all", *json_path = NULL;
+typedef struct options {
+  const char *devices[64];
+  int n_devices;
   const char *ops[64];
-  int n_ops = 0, only_case = -1, list = 0;
-  uint64_t seed = 1;
+  int n_ops;
+  int only_case, list, quiet;
+  uint64_t seed;
+  const char *json_path, *matrix_path, *plugin_path;
+} options;
+
+static bool case_selected(const options *o, int32_t c) {
+  if (o->only_case >= 0 && c != o->only_case) return false;
+  if (o->n_ops == 0) return true;
+  for (int i = 0; i < o->n_ops; ++i) {
+    if (!strcmp(o->ops[i], vnrt_op_name(cases[c].op))) return true;
+  }
+  return false;
+}
+
+/* Returns 0 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, options *o) {
+  memset(o, 0, sizeof *o);
+  o->only_case = -1;
+  o->seed = 1;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
-      return 0;
+      return -1;
     } else if (!strcmp(a, "--list")) {
-      list = 1;
+      o->list = 1;
+    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+      o->quiet = 1;
     } else if (v && !strcmp(a, "--device")) {
-      device_spec = v, ++i;
+      if (o->n_devices < 64) o->devices[o->n_devices++] = v;
+      ++i;
     } else if (v && !strcmp(a, "--op")) {
-      if (n_ops < 64) ops[n_ops++] = v;
+      if (o->n_ops < 64) o->ops[o->n_ops++] = v;
       ++i;
     } else if (v && !strcmp(a, "--seed")) {
-      if (!parse_u64(v, UINT64_MAX, &seed)) {
+      if (!parse_u64(v, UINT64_MAX, &o->seed)) {
         fprintf(stderr,
                 "vnrt-validate: --seed wants a whole number in [0, 18446744073709551615], not "
                 "'%s'\n",
@@ -184,36 +257,272 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vnrt-validate: --case wants a case number (see --list), not '%s'\n", v);
         return 2;
       }
-      only_case = (int)c, ++i;
+      o->only_case = (int)c, ++i;
     } else if (v && !strcmp(a, "--json")) {
-      json_path = v, ++i;
+      o->json_path = v, ++i;
+    } else if (v && !strcmp(a, "--matrix")) {
+      o->matrix_path = v, ++i;
+    } else if (v && !strcmp(a, "--plugin-path")) {
+      o->plugin_path = v, ++i;
     } else {
       fprintf(stderr, "vnrt-validate: unknown or incomplete argument '%s'\n", a);
       usage(stderr);
       return 2;
     }
   }
-  for (int i = 0; i < n_ops; ++i) {
-    if (vnrt_op_from_name(ops[i]) == VNRT_OP_INVALID) {
-      fprintf(stderr, "vnrt-validate: unknown op '%s'\n", ops[i]);
+  for (int i = 0; i < o->n_ops; ++i) {
+    if (vnrt_op_from_name(o->ops[i]) == VNRT_OP_INVALID) {
+      fprintf(stderr, "vnrt-validate: unknown op '%s'\n", o->ops[i]);
       return 2;
     }
   }
-  build_cases();
-  if (list) {
+  if (o->n_devices == 0) o->devices[o->n_devices++] = "all";
+  return 0;
+}
+
+/* ---- Writers --------------------------------------------------------------------------- */
+
+static double pct(int num, int den) { return den ? 100.0 * num / den : 0.0; }
+
+static json_object *nmse_json(double nmse, outcome out) {
+  if (out != OUT_PASS && out != OUT_FAIL) return NULL;
+  return isfinite(nmse) ? json_object_new_double(nmse) : json_object_new_string("inf");
+}
+
+static int write_json(const options *o, FILE *f, vnrt_device_info *info, int n_dev,
+                      case_result *res, row *rows, int total_ran, int total_failed) {
+  json_object *root = json_object_new_object();
+  json_object_object_add(root, "tool", json_object_new_string("vnrt-validate"));
+  json_object_object_add(root, "vnrt_version", json_object_new_string(vnrt_version(0, 0, 0)));
+  json_object_object_add(root, "seed", json_object_new_uint64(o->seed));
+  json_object *devs = json_object_new_array();
+  for (int d = 0; d < n_dev; ++d) {
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "spec", json_object_new_string(info[d].spec));
+    json_object_object_add(j, "backend", json_object_new_string(info[d].backend));
+    json_object_object_add(j, "name", json_object_new_string(info[d].name));
+    json_object_object_add(j, "driver", json_object_new_string(info[d].driver));
+    int sel = 0, pass = 0, fail = 0, uns = 0;
+    for (int op = 0; op < VNRT_OP_COUNT; ++op) {
+      const row *r = &rows[d * VNRT_OP_COUNT + op];
+      sel += r->selected, pass += r->passed, fail += r->failed, uns += r->unsupported;
+    }
+    json_object_object_add(j, "cases", json_object_new_int(sel));
+    json_object_object_add(j, "passed", json_object_new_int(pass));
+    json_object_object_add(j, "failed", json_object_new_int(fail));
+    json_object_object_add(j, "unsupported", json_object_new_int(uns));
+    json_object_object_add(j, "coverage", json_object_new_double(pct(pass, sel) / 100.0));
+    json_object_array_add(devs, j);
+  }
+  json_object_object_add(root, "devices", devs);
+  json_object *all = json_object_new_array(), *failures = json_object_new_array();
+  for (int d = 0; d < n_dev; ++d) {
     for (int32_t c = 0; c < n_cases; ++c) {
-      printf("%3d  %-16s %s\n", c, vnrt_op_name(cases[c].op), cases[c].label);
+      const case_result *cr = &res[(size_t)d * (size_t)n_cases + (size_t)c];
+      if (cr->out == OUT_SKIPPED) continue;
+      json_object *j = json_object_new_object();
+      json_object_object_add(j, "device", json_object_new_string(info[d].spec));
+      json_object_object_add(j, "op", json_object_new_string(vnrt_op_name(cases[c].op)));
+      json_object_object_add(j, "case", json_object_new_int(c));
+      json_object_object_add(j, "label", json_object_new_string(cases[c].label));
+      json_object_object_add(j, "dtype", json_object_new_string(case_dtype(&cases[c])));
+      json_object_object_add(j, "status", json_object_new_string(outcome_name(cr->out)));
+      json_object_object_add(j, "nmse", nmse_json(cr->nmse, cr->out));
+      json_object_object_add(j, "tolerance",
+                             json_object_new_double(vnrt_op_tolerance(cases[c].op)));
+      json_object_object_add(j, "message", json_object_new_string(cr->message));
+      if (cr->out == OUT_FAIL || cr->out == OUT_REFERENCE_FAILED) {
+        json_object_array_add(failures, json_object_get(j));
+      }
+      json_object_array_add(all, j);
+    }
+  }
+  json_object_object_add(root, "failures", failures);
+  json_object_object_add(root, "cases", all);
+  json_object *results = json_object_new_array();
+  for (int d = 0; d < n_dev; ++d) {
+    for (int op = 0; op < VNRT_OP_COUNT; ++op) {
+      const row *r = &rows[d * VNRT_OP_COUNT + op];
+      if (!r->selected) continue;
+      json_object *j = json_object_new_object();
+      int ran = r->passed + r->failed;
+      json_object_object_add(j, "op", json_object_new_string(vnrt_op_name((vnrt_op)op)));
+      json_object_object_add(j, "device", json_object_new_string(info[d].spec));
+      json_object_object_add(j, "cases", json_object_new_int(r->selected));
+      json_object_object_add(j, "ran", json_object_new_int(ran));
+      json_object_object_add(j, "passed", json_object_new_int(r->passed));
+      json_object_object_add(j, "failed", json_object_new_int(r->failed));
+      json_object_object_add(j, "unsupported", json_object_new_int(r->unsupported));
+      json_object_object_add(j, "coverage",
+                             json_object_new_double(pct(r->passed, r->selected) / 100.0));
+      json_object_object_add(j, "worst_nmse",
+                             ran == 0          ? NULL
+                             : isinf(r->worst) ? json_object_new_string("inf")
+                                               : json_object_new_double(r->worst));
+      json_object_array_add(results, j);
+    }
+  }
+  json_object_object_add(root, "results", results);
+  json_object_object_add(root, "cases_ran", json_object_new_int(total_ran));
+  json_object_object_add(root, "failed", json_object_new_int(total_failed));
+  bool ok = fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY), f) >= 0;
+  ok = fputc('\n', f) != EOF && ok;
+  json_object_put(root);
+  if (fclose(f) != 0 || !ok) {
+    fprintf(stderr, "vnrt-validate: cannot write %s: %s\n", o->json_path, strerror(errno));
+    return 2;
+  }
+  return 0;
+}
+
+/* One cell of the matrix for (op, dtype) on device d: "3/3", "1/3 ✗", "unsupported". */
+static void matrix_cell(const case_result *res, int d, vnrt_op op, const char *dtype, char *buf,
+                        size_t size, int *state) {
+  int sel = 0, pass = 0, fail = 0, uns = 0;
+  for (int32_t c = 0; c < n_cases; ++c) {
+    const case_result *cr = &res[(size_t)d * (size_t)n_cases + (size_t)c];
+    if (cr->out == OUT_SKIPPED || cases[c].op != op || strcmp(case_dtype(&cases[c]), dtype)) {
+      continue;
+    }
+    sel++;
+    pass += cr->out == OUT_PASS;
+    fail += cr->out == OUT_FAIL || cr->out == OUT_REFERENCE_FAILED;
+    uns += cr->out == OUT_UNSUPPORTED;
+  }
+  *state = sel == 0 ? 0 : fail ? 3 : uns == sel ? 2 : pass == sel ? 1 : 4;
+  if (sel == 0) {
+    snprintf(buf, size, " ");
+  } else if (*state == 2) {
+    snprintf(buf, size, "unsupported");
+  } else {
+    snprintf(buf, size, "%s %d/%d%s",
+             fail          ? "FAIL"
+             : pass == sel ? "pass"
+                           : "part",
+             pass, sel, uns ? " (rest unsupported)" : "");
+  }
+}
+
+static int write_matrix(const options *o, FILE *f, const vnrt_device_info *info, int n_dev,
+                        const case_result *res, const row *rows) {
+  size_t len = strlen(o->matrix_path);
+  bool html = len > 5 && !strcmp(o->matrix_path + len - 5, ".html");
+  if (html) {
+    fprintf(f,
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vnrt coverage</title>\n"
+            "<style>td,th{border:1px solid #999;padding:2px 6px;font:13px sans-serif}"
+            "table{border-collapse:collapse}.s1{background:#c8f0c8}.s2{background:#ddd}"
+            ".s3{background:#f4b0b0}.s4{background:#f4e4a0}</style></head><body>\n");
+    fprintf(f,
+            "<h1>vnrt op coverage</h1>\n<p>vnrt %s, vnrt-validate seed %llu. A cell: cases "
+            "passed / cases for that op and dtype against the CPU reference kernels of "
+            "docs/ops.md.</p>\n<ul>\n",
+            vnrt_version(0, 0, 0), (unsigned long long)o->seed);
+  } else {
+    fprintf(f,
+            "# vnrt op coverage\n\nvnrt %s, vnrt-validate seed %llu. A cell: cases passed / "
+            "cases for that op and dtype against the CPU reference kernels of docs/ops.md "
+            "(FAIL: a case out of tolerance; unsupported: the device runs none of them).\n\n",
+            vnrt_version(0, 0, 0), (unsigned long long)o->seed);
+  }
+  for (int d = 0; d < n_dev; ++d) {
+    int sel = 0, pass = 0;
+    for (int op = 0; op < VNRT_OP_COUNT; ++op) {
+      sel += rows[d * VNRT_OP_COUNT + op].selected, pass += rows[d * VNRT_OP_COUNT + op].passed;
+    }
+    fprintf(f,
+            html ? "<li><b>%s</b>: %s (%s), driver %s: %d of %d cases pass (%.1f%%)</li>\n"
+                 : "- **%s**: %s (%s), driver %s: %d of %d cases pass (%.1f%%)\n",
+            info[d].spec, info[d].name, info[d].backend, info[d].driver[0] ? info[d].driver : "-",
+            pass, sel, pct(pass, sel));
+  }
+  fprintf(f, html ? "</ul>\n<table>\n<tr><th>op</th><th>dtype</th>" : "\n| op | dtype |");
+  for (int d = 0; d < n_dev; ++d) fprintf(f, html ? "<th>%s</th>" : " %s |", info[d].spec);
+  fprintf(f, html ? "</tr>\n" : "\n|---|---|");
+  if (!html) {
+    for (int d = 0; d < n_dev; ++d) fprintf(f, "---|");
+    fprintf(f, "\n");
+  }
+  for (int op = 0; op < VNRT_OP_COUNT; ++op) {
+    /* The op's dtypes, in case order. */
+    const char *seen[16];
+    int n_seen = 0;
+    for (int32_t c = 0; c < n_cases; ++c) {
+      if ((int)cases[c].op != op) continue;
+      bool any = false;
+      for (int d = 0; d < n_dev; ++d) any |= res[(size_t)d * (size_t)n_cases + (size_t)c].out != 0;
+      if (!any) continue;
+      const char *dt = case_dtype(&cases[c]);
+      bool dup = false;
+      for (int k = 0; k < n_seen; ++k) dup |= !strcmp(seen[k], dt);
+      if (!dup && n_seen < 16) seen[n_seen++] = dt;
+    }
+    for (int k = 0; k < n_seen; ++k) {
+      fprintf(f, html ? "<tr><td>%s</td><td>%s</td>" : "| %s | %s |", vnrt_op_name((vnrt_op)op),
+              seen[k]);
+      for (int d = 0; d < n_dev; ++d) {
+        char cell[64];
+        int state = 0;
+        matrix_cell(res, d, (vnrt_op)op, seen[k], cell, sizeof cell, &state);
+        if (html) {
+          fprintf(f, "<td class=\"s%d\">%s</td>", state, cell);
+        } else {
+          fprintf(f, " %s |", cell);
+        }
+      }
+      fprintf(f, html ? "</tr>\n" : "\n");
+    }
+  }
+  if (html) fprintf(f, "</table>\n</body></html>\n");
+  if (fclose(f) != 0) {
+    fprintf(stderr, "vnrt-validate: cannot write %s: %s\n", o->matrix_path, strerror(errno));
+    return 2;
+  }
+  return 0;
+}
+
+/* ---- Main ------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+  options o;
+  int rc = parse_args(argc, argv, &o);
+  if (rc) return rc < 0 ? 0 : rc;
+  build_cases();
+  if (o.only_case >= n_cases) {
+    fprintf(stderr, "vnrt-validate: --case %d: there are %d cases (0 to %d; see --list)\n",
+            o.only_case, n_cases, n_cases - 1);
+    free(cases);
+    return 2;
+  }
+  if (o.list) {
+    for (int32_t c = 0; c < n_cases; ++c) {
+      if (case_selected(&o, c))
+        printf("%3d  %-16s %s\n", c, vnrt_op_name(cases[c].op), cases[c].label);
     }
     free(cases);
     return 0;
   }
 
+  /* Output files are opened first, so that a bad path fails before a long run. */
+  FILE *files[2] = {NULL, NULL};
+  const char *paths[2] = {o.json_path, o.matrix_path};
+  for (int k = 0; k < 2; ++k) {
+    if (paths[k] && !(files[k] = fopen(paths[k], "w"))) {
+      fprintf(stderr, "vnrt-validate: cannot write %s: %s\n", paths[k], strerror(errno));
+      if (k) fclose(files[0]);
+      free(cases);
+      return 2;
+    }
+  }
   vnrt_context_desc cd = {0};
   cd.log_level = VNRT_LOG_ERROR;
+  cd.plugin_path = o.plugin_path;
   vnrt_context *ctx = NULL;
   vnrt_status s = vnrt_context_create(&cd, &ctx);
   if (s != VNRT_OK) {
     fprintf(stderr, "vnrt-validate: cannot create a context: %s\n", vnrt_status_string(s));
+    for (int k = 0; k < 2; ++k)
+      if (files[k]) fclose(files[k]);
     free(cases);
     return 2;
   }
@@ -221,87 +530,83 @@ int main(int argc, char **argv) {
   vnrt_device_select(ctx, "cpu", &cpu);
   vnrt_device *devices[64];
   int n_dev = 0;
-  if (!strcmp(device_spec, "all")) {
-    for (uint32_t i = 0; i < vnrt_device_count(ctx) && n_dev < 64; ++i) {
-      vnrt_device_get(ctx, i, &devices[n_dev++]);
-    }
-  } else if (vnrt_device_select(ctx, device_spec, &devices[0]) == VNRT_OK) {
-    n_dev = 1;
-  } else {
-    fprintf(stderr, "vnrt-validate: %s\n", vnrt_context_last_error(ctx));
-    free(cases);
-    vnrt_context_destroy(ctx);
-    return 2;
-  }
-
-  row *rows = calloc((size_t)n_dev * VNRT_OP_COUNT, sizeof *rows);
-  if (!rows) {
-    fprintf(stderr, "vnrt-validate: out of memory\n");
-    free(cases);
-    vnrt_context_destroy(ctx);
-    return 2;
-  }
-  FILE *json = NULL;
-  if (json_path) {
-    json = fopen(json_path, "w");
-    if (!json) {
-      fprintf(stderr, "vnrt-validate: cannot write %s: %s\n", json_path, strerror(errno));
-      free(rows);
+  for (int k = 0; k < o.n_devices; ++k) {
+    if (!strcmp(o.devices[k], "all")) {
+      for (uint32_t i = 0; i < vnrt_device_count(ctx) && n_dev < 64; ++i) {
+        vnrt_device_get(ctx, i, &devices[n_dev++]);
+      }
+    } else if (vnrt_device_select(ctx, o.devices[k], &devices[n_dev]) == VNRT_OK) {
+      n_dev++;
+    } else {
+      fprintf(stderr, "vnrt-validate: %s\n", vnrt_context_last_error(ctx));
+      for (int f = 0; f < 2; ++f)
+        if (files[f]) fclose(files[f]);
       free(cases);
       vnrt_context_destroy(ctx);
       return 2;
     }
-    fprintf(json, "{\n  \"seed\": %llu,\n  \"failures\": [", (unsigned long long)seed);
   }
-  int total_ran = 0, total_failed = 0, n_fail_json = 0;
+
+  vnrt_device_info *info = calloc((size_t)n_dev, sizeof *info);
+  row *rows = calloc((size_t)n_dev * VNRT_OP_COUNT, sizeof *rows);
+  case_result *res = calloc((size_t)n_dev * (size_t)n_cases, sizeof *res);
+  if (!rows || !res || !info) {
+    fprintf(stderr, "vnrt-validate: out of memory\n");
+    return 2;
+  }
+  int n_selected = 0;
+  for (int32_t c = 0; c < n_cases; ++c) n_selected += case_selected(&o, c);
+  int total_ran = 0, total_failed = 0;
   for (int d = 0; d < n_dev; ++d) {
-    vnrt_device_info info = {.struct_size = sizeof info};
-    vnrt_device_get_info(devices[d], &info);
-    bool is_cpu = devices[d] == cpu;
+    info[d].struct_size = sizeof info[d];
+    vnrt_device_get_info(devices[d], &info[d]);
+    int done = 0;
     for (int32_t c = 0; c < n_cases; ++c) {
       const vcase *vc = &cases[c];
-      if (only_case >= 0 && c != only_case) continue;
-      bool selected = n_ops == 0;
-      for (int i = 0; i < n_ops; ++i) selected |= !strcmp(ops[i], vnrt_op_name(vc->op));
-      if (!selected) continue;
+      if (!case_selected(&o, c)) continue;
       row *r = &rows[d * VNRT_OP_COUNT + vc->op];
-      r->op = vc->op;
-      snprintf(r->device, sizeof r->device, "%s", info.spec);
+      case_result *cr = &res[(size_t)d * (size_t)n_cases + (size_t)c];
+      r->selected++;
+      ++done;
       void *inputs[MAX_IN] = {0};
       for (int32_t i = 0; i < vc->n_in; ++i) {
-        inputs[i] = make_input(&vc->in[i], seed * 1000003u + (uint64_t)c * 31u + (uint64_t)i);
+        inputs[i] = make_input(&vc->in[i], o.seed * 1000003u + (uint64_t)c * 31u + (uint64_t)i);
       }
       result ref, got;
       char err[2048] = "", why[256] = "";
       /* The reference always runs the CPU's reference kernels. */
       s = run_case(ctx, vc, inputs, cpu, VNRT_KERNELS_REFERENCE, &ref, err, sizeof err);
+      double tol = vnrt_op_tolerance(vc->op);
       if (s != VNRT_OK) {
-        r->cases++, r->failed++, total_failed++;
-        printf("FAIL %s %s [%s]: the reference failed: %s\n", info.spec, vnrt_op_name(vc->op),
+        cr->out = OUT_REFERENCE_FAILED;
+        cr->nmse = INFINITY;
+        snprintf(cr->message, sizeof cr->message, "the reference failed: %s", err);
+        r->failed++, total_failed++;
+        printf("FAIL %s %s [%s]: the reference failed: %s\n", info[d].spec, vnrt_op_name(vc->op),
                vc->label, err);
       } else {
         s = run_case(ctx, vc, inputs, devices[d], VNRT_KERNELS_FAST, &got, err, sizeof err);
         if (s == VNRT_ERROR_UNSUPPORTED) {
+          cr->out = OUT_UNSUPPORTED;
+          snprintf(cr->message, sizeof cr->message, "%s", err);
           r->unsupported++;
         } else {
-          r->cases++;
           total_ran++;
           double nmse = s == VNRT_OK ? compare(&got, &ref, vc->n_out, why, sizeof why) : INFINITY;
-          double tol = exact_op(vc->op) ? 1e-6 : 1e-7;
+          cr->nmse = nmse;
           if (s != VNRT_OK || !(nmse <= tol)) {
+            cr->out = OUT_FAIL;
+            snprintf(cr->message, sizeof cr->message, "%s%s", s != VNRT_OK ? err : why,
+                     s == VNRT_OK ? " over the tolerance" : "");
             r->failed++, total_failed++;
             printf(
-                "FAIL %s %s [%s]: %s\n  replay: vnrt-validate --device %s --op %s --case %d "
-                "--seed %llu\n",
-                info.spec, vnrt_op_name(vc->op), vc->label, s != VNRT_OK ? err : why, info.spec,
-                vnrt_op_name(vc->op), c, (unsigned long long)seed);
-            if (json) {
-              fprintf(json,
-                      "%s\n    {\"device\": \"%s\", \"op\": \"%s\", \"case\": %d, "
-                      "\"label\": \"%s\"}",
-                      n_fail_json++ ? "," : "", info.spec, vnrt_op_name(vc->op), c, vc->label);
-            }
+                "FAIL %s %s [%s]: %s (tolerance %.0e)\n  replay: vnrt-validate --device %s "
+                "--op %s --case %d --seed %llu\n",
+                info[d].spec, vnrt_op_name(vc->op), vc->label, s != VNRT_OK ? err : why, tol,
+                info[d].spec, vnrt_op_name(vc->op), c, (unsigned long long)o.seed);
           } else {
+            cr->out = OUT_PASS;
+            snprintf(cr->message, sizeof cr->message, "%s", why);
             r->passed++;
           }
           if (s == VNRT_OK && nmse > r->worst) r->worst = nmse;
@@ -311,55 +616,71 @@ int main(int argc, char **argv) {
         free_result(&ref);
       }
       for (int32_t i = 0; i < vc->n_in; ++i) free(inputs[i]);
+      /* Progress: a line per op and device once its last case is done. */
+      bool last = true;
+      for (int32_t k = c + 1; k < n_cases && last; ++k) {
+        last = !(cases[k].op == vc->op && case_selected(&o, k));
+      }
+      if (last && !o.quiet) {
+        fprintf(stderr,
+                "vnrt-validate: %s [%d/%d cases] %-16s %d passed, %d failed, %d unsupported\n",
+                info[d].spec, done, n_selected, vnrt_op_name(vc->op), r->passed, r->failed,
+                r->unsupported);
+      }
     }
-    (void)is_cpu;
   }
 
-  printf("\n%-16s %-10s %6s %7s %7s %12s %11s\n", "op", "device", "cases", "passed", "failed",
-         "unsupported", "worst NMSE");
-  int n_unsupported_rows = 0;
+  printf("\n%-16s %-12s %6s %6s %7s %7s %12s %9s  %s\n", "op", "device", "cases", "ran", "passed",
+         "failed", "unsupported", "coverage", "worst NMSE");
   for (int d = 0; d < n_dev; ++d) {
     for (int op = 0; op < VNRT_OP_COUNT; ++op) {
       const row *r = &rows[d * VNRT_OP_COUNT + op];
-      if (!r->device[0]) continue;
-      printf("%-16s %-10s %6d %7d %7d %12d %11.2e%s\n", vnrt_op_name(r->op), r->device, r->cases,
-             r->passed, r->failed, r->unsupported, r->worst,
-             r->unsupported ? "  (unsupported cases are not passes)" : "");
-      n_unsupported_rows += r->unsupported > 0;
+      if (!r->selected) continue;
+      int ran = r->passed + r->failed;
+      char worst[48];
+      if (ran == 0) {
+        snprintf(worst, sizeof worst, "-  (ran nothing)");
+      } else if (isinf(r->worst)) {
+        snprintf(worst, sizeof worst, "inf");
+      } else {
+        snprintf(worst, sizeof worst, "%.2e", r->worst);
+      }
+      printf("%-16s %-12s %6d %6d %7d %7d %12d %8.1f%%  %s\n", vnrt_op_name((vnrt_op)op),
+             info[d].spec, r->selected, ran, r->passed, r->failed, r->unsupported,
+             pct(r->passed, r->selected), worst);
     }
   }
-  printf("\n%d cases ran, %d failed", total_ran, total_failed);
-  if (n_unsupported_rows) {
-    printf("; unsupported on some devices:");
-    for (int d = 0; d < n_dev; ++d) {
-      for (int op = 0; op < VNRT_OP_COUNT; ++op) {
-        const row *r = &rows[d * VNRT_OP_COUNT + op];
-        if (r->device[0] && r->unsupported) printf(" %s@%s", vnrt_op_name(r->op), r->device);
-      }
+  printf("\ncoverage (cases passed of those selected; an unsupported case is not a pass):\n");
+  for (int d = 0; d < n_dev; ++d) {
+    int sel = 0, pass = 0, fail = 0, uns = 0, ops = 0, ops_full = 0, ops_none = 0;
+    for (int op = 0; op < VNRT_OP_COUNT; ++op) {
+      const row *r = &rows[d * VNRT_OP_COUNT + op];
+      if (!r->selected) continue;
+      ops++;
+      ops_full += r->passed == r->selected;
+      ops_none += r->passed + r->failed == 0;
+      sel += r->selected, pass += r->passed, fail += r->failed, uns += r->unsupported;
     }
+    printf(
+        "  %-12s %5.1f%%: %d cases, %d passed, %d failed, %d unsupported; ops: %d of %d all "
+        "pass, %d ran nothing\n",
+        info[d].spec, pct(pass, sel), sel, pass, fail, uns, ops_full, ops, ops_none);
   }
-  printf("\n");
-  if (json) {
-    fprintf(json, "\n  ],\n  \"results\": [");
-    int first = 1;
-    for (int d = 0; d < n_dev; ++d) {
-      for (int op = 0; op < VNRT_OP_COUNT; ++op) {
-        const row *r = &rows[d * VNRT_OP_COUNT + op];
-        if (!r->device[0]) continue;
-        fprintf(json,
-                "%s\n    {\"op\": \"%s\", \"device\": \"%s\", \"cases\": %d, \"passed\": %d, "
-                "\"failed\": %d, \"unsupported\": %d, \"worst_nmse\": %.6g}",
-                first ? "" : ",", vnrt_op_name(r->op), r->device, r->cases, r->passed, r->failed,
-                r->unsupported, isinf(r->worst) ? -1.0 : r->worst);
-        first = 0;
-      }
-    }
-    fprintf(json, "\n  ],\n  \"cases_ran\": %d,\n  \"failed\": %d\n}\n", total_ran, total_failed);
-    fclose(json);
+  printf("\n%d cases ran, %d failed\n", total_ran, total_failed);
+  int write_rc = 0;
+  if (o.json_path) {
+    write_rc = write_json(&o, files[0], info, n_dev, res, rows, total_ran, total_failed);
+  }
+  if (o.matrix_path) {
+    int m = write_matrix(&o, files[1], info, n_dev, res, rows);
+    write_rc = write_rc ? write_rc : m;
   }
   free(rows);
+  free(res);
+  free(info);
   free(cases);
   vnrt_context_destroy(ctx);
+  if (write_rc) return write_rc;
   if (total_ran == 0) {
     fprintf(stderr, "vnrt-validate: no case ran: that is a failure, not a pass\n");
     return 1;

@@ -301,7 +301,9 @@ typedef struct vnrt_plan vnrt_plan;
 
 typedef enum vnrt_kernel_mode {
   VNRT_KERNELS_FAST = 0,      /* each backend's best kernels */
-  VNRT_KERNELS_REFERENCE = 1, /* the CPU reference kernels of docs/ops.md (validation) */
+  VNRT_KERNELS_REFERENCE = 1, /* the CPU reference kernels of docs/ops.md (validation) for the
+                                 nodes the CPU runs; a plan for another device still runs its
+                                 own kernels (vnrt-run --reference plans for the cpu instead) */
 } vnrt_kernel_mode;
 
 typedef struct vnrt_engram_store vnrt_engram_store; /* vnrt/memory.h */
@@ -313,6 +315,12 @@ typedef struct vnrt_engram_binding {
   const char *param;        /* name of the table param */
   vnrt_engram_store *store; /* borrowed; must outlive the plan */
 } vnrt_engram_binding;
+
+typedef enum vnrt_shadow_mode {
+  VNRT_SHADOW_DEFAULT = 0, /* $VNRT_SHADOW decides */
+  VNRT_SHADOW_OFF = 1,
+  VNRT_SHADOW_CPU = 2, /* compare every node with the CPU reference kernels */
+} vnrt_shadow_mode;
 
 typedef struct vnrt_plan_desc {
   size_t struct_size; /* sizeof(vnrt_plan_desc), or 0 (see the top of this file) */
@@ -336,6 +344,16 @@ typedef struct vnrt_plan_desc {
    * VNRT_ERROR_BUDGET_EXCEEDED and the numbers: estimate, limit, and the most expensive node.
    * UINT64_MAX: no limit. */
   uint64_t max_work;
+  /* Bring-up (vnrt/inspect.h, docs/porting.md). Nonzero: time every node of every run
+   * (vnrt_plan_get_node); 0: on when $VNRT_PROFILE is 1. */
+  int profile_nodes;
+  /* Shadow mode: after each node runs on its device, run the CPU reference kernel of the node
+   * on the same inputs and compare (vnrt_plan_get_shadow_report); 0: $VNRT_SHADOW ("cpu" or
+   * "off"), else off. */
+  vnrt_shadow_mode shadow;
+  /* Where shadow mode saves the first node out of tolerance (a one-node .vnir and its inputs
+   * as .npy, to replay with vnrt-run); NULL: $VNRT_SHADOW_DIR, else nothing is saved. */
+  const char *shadow_dir;
 } vnrt_plan_desc;
 
 /* Compiles graph for device. The graph may be destroyed afterwards. desc may be NULL. */

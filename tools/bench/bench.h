@@ -16,8 +16,10 @@ typedef struct bench_options {
   const char *json;
   int reps, warmup, threads;
   bool quick, hot, check, stat_min;
-  bool if_present; /* a missing device is a skip (exit 77), not an error */
-  bool vs_cpu;     /* the device is not the CPU: time every case on the CPU backend beside it */
+  bool if_present;   /* a missing device is a skip (exit 77), not an error */
+  bool vs_cpu;       /* the device is not the CPU: time every case on the CPU backend beside it */
+  const char *graph; /* --graph FILE.vnir: per-node times of that graph instead of the cases */
+  const char *plot;  /* --plot FILE.svg: ratios against the peers as a bar chart */
 } bench_options;
 
 extern bench_options opt;
@@ -114,8 +116,9 @@ void plan_run_baseline(void *user);
 
 /* What run_case measured besides the case's own time. */
 typedef struct case_extra {
-  double nmse;        /* against the reference kernels (--check); < 0: not checked */
-  double cpu_seconds; /* the same graph on the CPU backend (opt.vs_cpu); 0: not timed */
+  double nmse;               /* against the reference kernels (--check); < 0: not checked */
+  double cpu_seconds;        /* the same graph on the CPU backend (opt.vs_cpu); 0: not timed */
+  int nodes, fallback_nodes; /* of the device's plan: nodes the CPU ran instead (fallback) */
 } case_extra;
 
 /* Times one case on the device beside its baselines (and, with opt.vs_cpu, the same graph on
@@ -162,6 +165,9 @@ typedef struct result {
   int n_peers;
   double nmse; /* against the reference kernels (--check); < 0: not checked */
   double tolerance;
+  /* Nodes of the case the device could not run, so the CPU did: the time is not the device's,
+   * and the result is marked and left out of the JSON's times, ratios and the plot. */
+  int nodes, fallback_nodes;
 } result;
 
 BENCH_PRINTF(5, 6)
@@ -176,6 +182,15 @@ void print_result(const result *r);
 /* Some --check result was beyond its tolerance. */
 bool any_check_failed(void);
 void write_json(const char *path, const char *blas);
+/* An SVG bar chart of every result's ratios against its peers (fallback results left out). */
+void write_plot(const char *path);
+
+/* ---- --graph (bench_graph.c) ------------------------------------------------------------- */
+
+/* Times the graph in opt.graph on the device (random inputs, params and states): the whole
+ * run's median, then every node's time from a profiled plan (vnrt/inspect.h), with nodes the
+ * device cannot run marked and left out of the device's total; JSON with opt.json. */
+void bench_graph_file(void);
 
 /* Free-form lines after the table (cases that are not one op, e.g. dispatch overhead): printed
  * at once and kept for the JSON file as {"name": ..., "value": ..., "unit": ...}. */

@@ -378,6 +378,10 @@ double run_graph_case(bench_graph *bg, bool check_it, baseline *bls, int n_bl,
   }
   double t = time_plan(plan, all, n_bl + (cpu_plan ? 1 : 0));
   for (int b = 0; b < n_bl; ++b) bls[b].seconds = all[b].seconds;
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
+  check(vnrt_plan_get_info(plan, &pi), "vnrt_plan_get_info");
+  out_extra->nodes = pi.n_nodes;
+  out_extra->fallback_nodes = pi.n_fallback_nodes;
   out_extra->nmse = -1.0;
   out_extra->cpu_seconds = cpu_plan ? all[n_bl].seconds : 0.0;
   if (opt.check && check_it) out_extra->nmse = check_against_reference(plan, bg);
@@ -508,6 +512,14 @@ void print_result(const result *r) {
     snprintf(nm, sizeof nm, "%8.2e%s  ", r->nmse, bad ? " FAIL" : "     ");
     check_failed = check_failed || bad;
   }
+  if (r->fallback_nodes > 0) {
+    /* Not the device's time: say so before any ratio is read. */
+    char fb[sizeof vs];
+    snprintf(fb, sizeof fb,
+             "FALLBACK: the cpu ran %d of %d nodes; not %.31s's time, excluded%s%.200s",
+             r->fallback_nodes, r->nodes, device_info.spec, vs[0] ? "; " : "", vs);
+    memcpy(vs, fb, sizeof vs);
+  }
   printf("%-10s %-42s %9.3f %8.2f %7.2f  %s%s\n", r->op, r->shape, r->ms, r->gflops, r->gbps, nm,
          vs[0] ? vs : "-");
   fflush(stdout);
@@ -534,6 +546,8 @@ result *add_result(const char *op, double seconds, double flops, double bytes, c
 void result_extra(result *r, const case_extra *x) {
   r->nmse = x->nmse;
   r->cpu_ms = x->cpu_seconds * 1e3;
+  r->nodes = x->nodes;
+  r->fallback_nodes = x->fallback_nodes;
 }
 
 void add_peer(result *r, const char *name, double seconds) {
@@ -592,7 +606,14 @@ void write_json(const char *path, const char *blas) {
     const result *r = &results[i];
     fprintf(f, "%s\n  {\"op\": \"%s\", \"shape\": ", i ? "," : "", r->op);
     json_string(f, r->shape);
-    fprintf(f, ", ");
+    fprintf(f, ", \"nodes\": %d, \"fallback_nodes\": %d, \"excluded\": %s, ", r->nodes,
+            r->fallback_nodes, r->fallback_nodes > 0 ? "true" : "false");
+    if (r->fallback_nodes > 0) {
+      /* The CPU's time, kept apart so nothing reads it as the device's. */
+      json_number(f, "fallback_time_ms", r->ms, true);
+      fprintf(f, "\"time_ms\": null}");
+      continue;
+    }
     json_number(f, "time_ms", r->ms, true);
     json_number(f, "gflops", r->gflops, true);
     json_number(f, "gbps", r->gbps, true);
@@ -650,4 +671,104 @@ void blas_set_threads(int n) {
 #else
   (void)n;
 #endif
+}
+
+/* ---- the plot ---------------------------------------------------------------------------- */
+
+/* One bar: a result's speed over a peer's (> 1: vnrt is faster). */
+typedef struct bar {
+  char label[160];
+  double ratio;
+} bar;
+
+typedef struct peer_ratio {
+  const char *name;
+  double ratio;
+} peer_ratio;
+
+static int collect_bars(bar *bars, int cap) {
+  int n = 0;
+  for (int i = 0; i < n_results; ++i) {
+    const result *r = &results[i];
+    if (r->fallback_nodes > 0) continue;
+    peer_ratio pr[8];
+    int np = 0;
+    if (r->blas_gflops > 0) pr[np++] = (peer_ratio){"OpenBLAS", r->gflops / r->blas_gflops};
+    if (r->dense_gflops > 0) pr[np++] = (peer_ratio){"dense", r->gflops / r->dense_gflops};
+    for (int p = 0; p < r->n_peers && np < 7; ++p) {
+      pr[np++] = (peer_ratio){r->peers[p].name, r->gflops / r->peers[p].gflops};
+    }
+    if (r->memory_bound && r->bw_gbps > 0 && np < 8) {
+      pr[np++] = (peer_ratio){"triad", r->gbps / r->bw_gbps};
+    }
+    if (r->cpu_ms > 0 && np < 8) pr[np++] = (peer_ratio){"cpu backend", r->cpu_ms / r->ms};
+    for (int p = 0; p < np && n < cap; ++p) {
+      if (!(pr[p].ratio > 0) || !isfinite(pr[p].ratio)) continue;
+      snprintf(bars[n].label, sizeof bars[n].label, "%.15s %.95s vs %.24s", r->op, r->shape,
+               pr[p].name);
+      bars[n++].ratio = pr[p].ratio;
+    }
+  }
+  return n;
+}
+
+static void svg_text(FILE *f, const char *s) {
+  for (; *s; ++s) {
+    if (*s == '<') {
+      fputs("&lt;", f);
+    } else if (*s == '>') {
+      fputs("&gt;", f);
+    } else if (*s == '&') {
+      fputs("&amp;", f);
+    } else {
+      fputc(*s, f);
+    }
+  }
+}
+
+void write_plot(const char *path) {
+  static bar bars[512];
+  int n = collect_bars(bars, 512);
+  FILE *f = fopen(path, "w");
+  if (!f) die("cannot write %s: %s", path, strerror(errno));
+  /* Log2 scale: 1/8x .. 8x, clamped; parity (1x) is the middle line. */
+  const int label_w = 520, plot_w = 480, row_h = 18, top = 50;
+  int height = top + row_h * (n > 0 ? n : 1) + 40;
+  fprintf(f,
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+          "font-family=\"sans-serif\" font-size=\"12\">\n",
+          label_w + plot_w + 80, height);
+  fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"15\">vnrt-bench on ");
+  svg_text(f, device_info.spec);
+  fprintf(f, " (");
+  svg_text(f, device_info.name);
+  fprintf(f,
+          "): speed over each peer measured in the same run (log scale; right of 1x: vnrt is "
+          "faster)</text>\n");
+  double x1 = label_w + plot_w / 2.0;
+  for (int k = -3; k <= 3; ++k) {
+    double x = x1 + k * plot_w / 6.0;
+    fprintf(f,
+            "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"%s\"/>\n"
+            "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%gx</text>\n",
+            x, top - 5, x, height - 35, k == 0 ? "#000" : "#ccc", x, top - 10, pow(2.0, k));
+  }
+  if (n == 0) {
+    fprintf(f, "<text x=\"10\" y=\"%d\">no result has a peer to compare with</text>\n", top + 14);
+  }
+  for (int i = 0; i < n; ++i) {
+    double l = log2(bars[i].ratio);
+    if (l < -3) l = -3;
+    if (l > 3) l = 3;
+    double x = x1 + l * plot_w / 6.0, y = top + i * row_h;
+    fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", label_w - 8, y + 13);
+    svg_text(f, bars[i].label);
+    fprintf(f,
+            "</text>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n"
+            "<text x=\"%.1f\" y=\"%.1f\">%.2fx</text>\n",
+            l < 0 ? x : x1, y + 2, fabs(x - x1) < 1 ? 1 : fabs(x - x1), row_h - 4,
+            l < 0 ? "#d46a6a" : "#5a9e5a", label_w + plot_w + 8.0, y + 13, bars[i].ratio);
+  }
+  fprintf(f, "</svg>\n");
+  if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
 }

@@ -10,7 +10,7 @@
 static const char *const kUsage =
     "usage: vnrt-bench [--device SPEC] [--op NAME]... [--json FILE] [--reps N] [--quick]\n"
     "                  [--threads N] [--hot] [--min] [--check] [--no-cpu] [--if-present]\n"
-    "                  [--list]\n"
+    "                  [--plot FILE.svg] [--graph FILE.vnir] [--list]\n"
     "Times graphs on a device with vnrt_plan_run, next to baselines measured in the same run:\n"
     "OpenBLAS sgemm on the same shapes and thread count, a STREAM-like triad for memory\n"
     "bandwidth, on a device other than the CPU the same graph on the CPU backend, and on an\n"
@@ -19,6 +19,10 @@ static const char *const kUsage =
     "                  best device)\n"
     "  --op NAME       only this case (repeatable; default: all; --list names them)\n"
     "  --json FILE     also write the results as JSON\n"
+    "  --plot FILE.svg also draw each result's speed over its peers (OpenBLAS, the triad,\n"
+    "                  the CPU backend, clBLAST...) as an SVG bar chart\n"
+    "  --graph FILE    time the graph in FILE.vnir instead of the cases: the whole run, then\n"
+    "                  every node (op, shapes, device, share), random inputs and weights\n"
     "  --reps N        timed runs per case (default 10; the median is reported)\n"
     "  --quick         2 timed runs per case and a smaller triad: a smoke test, not a measure\n"
     "  --threads N     CPU threads for vnrt, OpenBLAS and the triad (default: online cores)\n"
@@ -28,7 +32,9 @@ static const char *const kUsage =
     "                  of every output (exit status 1 beyond docs/ops.md's tolerance)\n"
     "  --no-cpu        on another device, do not time the CPU backend beside it\n"
     "  --if-present    exit with status 77 (skipped) when the device does not exist\n"
-    "  --list          list the cases and exit\n";
+    "  --list          list the cases and exit\n"
+    "A case the device cannot run in full (some node falls back to the CPU) is marked\n"
+    "FALLBACK, and its time is left out of the JSON's times and the plot.\n";
 
 typedef struct bench_case {
   const char *name;
@@ -73,8 +79,10 @@ static void list_cases(FILE *f) {
   for (int c = 0; c < N_CASES; ++c) fprintf(f, "  %-10s %s\n", kCases[c].name, kCases[c].what);
 }
 
+static bool any_case;
+
 static void parse_args(int argc, char **argv) {
-  bool any_case = false, no_cpu = false;
+  bool no_cpu = false;
   opt.reps = 10;
   opt.warmup = 2;
   for (int i = 1; i < argc; ++i) {
@@ -99,6 +107,12 @@ static void parse_args(int argc, char **argv) {
         die("--op needs one of the cases above (got '%s')", next ? next : "");
       }
       want[found] = any_case = true, ++i;
+    } else if (strcmp(a, "--plot") == 0) {
+      if (!next) die("--plot needs a FILE.svg");
+      opt.plot = next, ++i;
+    } else if (strcmp(a, "--graph") == 0) {
+      if (!next) die("--graph needs a FILE.vnir");
+      opt.graph = next, ++i;
     } else if (strcmp(a, "--json") == 0) {
       if (!next) die("--json needs a FILE");
       opt.json = next, ++i;
@@ -149,6 +163,12 @@ int main(int argc, char **argv) {
   check(vnrt_device_get_info(device, &device_info), "vnrt_device_get_info");
   opt.vs_cpu = opt.vs_cpu && strcmp(device_info.backend, "cpu") != 0;
 
+  if (opt.graph) {
+    if (any_case || opt.plot) die("--graph times one graph: it takes no --op or --plot");
+    bench_graph_file();
+    vnrt_context_destroy(ctx);
+    return 0;
+  }
   blas_set_threads(opt.threads);
   measure_bandwidth();
   printf("vnrt-bench: device %s (%s), %d threads, %d timed runs per case (%s), %s caches\n",
@@ -162,6 +182,7 @@ int main(int argc, char **argv) {
     if (want[c]) kCases[c].run();
   }
   if (opt.json) write_json(opt.json, blas_description());
+  if (opt.plot) write_plot(opt.plot);
   free_bandwidth();
   vnrt_context_destroy(ctx);
   if (any_check_failed()) {

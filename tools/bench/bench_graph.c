@@ -1,0 +1,162 @@
+/* vnrt-bench --graph FILE.vnir: a whole graph's time on the device and every node's share of
+ * it (vnrt/inspect.h), with the nodes the device cannot run marked and kept out of its total. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "vnrt/inspect.h"
+
+/* Random host data for a value of type t: floats uniform in [-1, 1), integers and codes 0 (a
+ * valid index, expert and code everywhere). */
+static void *random_data(const vnrt_tensor_type *t, size_t *out_bytes) {
+  size_t bytes = vnrt_tensor_type_bytes(t);
+  int64_t n = vnrt_tensor_type_numel(t);
+  void *data = xmalloc(bytes ? bytes : 1);
+  memset(data, 0, bytes);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = (float)(2.0 * rng_uniform() - 1.0);
+    if (t->dtype == VNRT_F32) {
+      ((float *)data)[i] = v;
+    } else if (t->dtype == VNRT_F16) {
+      ((uint16_t *)data)[i] = vnrt_f32_to_f16(v);
+    } else if (t->dtype == VNRT_BF16) {
+      ((uint16_t *)data)[i] = vnrt_f32_to_bf16(v);
+    }
+  }
+  *out_bytes = bytes;
+  return data;
+}
+
+static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
+  vnrt_plan_desc pd = {0};
+  pd.profile_nodes = profile ? 1 : -1;
+  pd.shadow = VNRT_SHADOW_OFF;
+  vnrt_plan *plan = NULL;
+  check(vnrt_plan_create(ctx, g, device, &pd, &plan), "vnrt_plan_create");
+  for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
+    vnrt_value v = vnrt_graph_input(g, i, NULL);
+    vnrt_tensor_type t;
+    check(vnrt_graph_value_type(g, v, &t), "vnrt_graph_value_type");
+    size_t bytes = 0;
+    void *data = random_data(&t, &bytes);
+    check(vnrt_plan_set_input(plan, vnrt_graph_value_name(g, v), data, bytes),
+          "vnrt_plan_set_input");
+    free(data);
+  }
+  return plan;
+}
+
+void bench_graph_file(void) {
+  vnrt_graph *g = NULL;
+  check(vnrt_graph_parse_file(ctx, opt.graph, &g), "vnrt_graph_parse_file");
+  /* The whole run, unprofiled: the graph's real time. */
+  vnrt_plan *plan = graph_plan(g, 0);
+  double *runs = xmalloc(sizeof(double) * (size_t)opt.reps);
+  for (int w = 0; w < opt.warmup; ++w) check(vnrt_plan_run(plan), "vnrt_plan_run");
+  for (int r = 0; r < opt.reps; ++r) {
+    double t0 = now_s();
+    check(vnrt_plan_run(plan), "vnrt_plan_run");
+    runs[r] = now_s() - t0;
+  }
+  double whole = median(runs, opt.reps);
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
+  check(vnrt_plan_get_info(plan, &pi), "vnrt_plan_get_info");
+  vnrt_plan_destroy(plan);
+
+  /* Node by node: each node's median over the timed runs of a profiled plan. */
+  plan = graph_plan(g, 1);
+  int32_t n = vnrt_plan_node_count(plan);
+  double *node_t = xmalloc(sizeof(double) * (size_t)(n ? n : 1) * (size_t)opt.reps);
+  for (int w = 0; w < opt.warmup; ++w) check(vnrt_plan_run(plan), "vnrt_plan_run");
+  for (int r = 0; r < opt.reps; ++r) {
+    check(vnrt_plan_run(plan), "vnrt_plan_run");
+    for (int32_t s = 0; s < n; ++s) {
+      vnrt_node_info ni = {.struct_size = sizeof ni};
+      check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
+      node_t[(size_t)s * (size_t)opt.reps + (size_t)r] = (double)ni.last_ns * 1e-9;
+    }
+  }
+  double *med = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+  double dev_total = 0.0, cpu_total = 0.0;
+  for (int32_t s = 0; s < n; ++s) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
+    med[s] = median(&node_t[(size_t)s * (size_t)opt.reps], opt.reps);
+    if (ni.fallback) {
+      cpu_total += med[s];
+    } else {
+      dev_total += med[s];
+    }
+  }
+  printf(
+      "graph %s on %s: %d nodes in %d partitions, %d on the cpu (fallback); whole run %.3f ms "
+      "(%s of %d)\n\n",
+      opt.graph, device_info.spec, pi.n_nodes, pi.n_partitions, pi.n_fallback_nodes, whole * 1e3,
+      opt.stat_min ? "fastest" : "median", opt.reps);
+  printf("%5s  %-24s %-16s %-12s %12s %7s  %s\n", "step", "node", "op", "device", "time (us)",
+         "share", "shapes");
+  for (int32_t s = 0; s < n; ++s) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
+    char shapes[256] = "", dev[40];
+    size_t used = 0;
+    for (int32_t k = 0; k < ni.n_inputs + ni.n_outputs && used < sizeof shapes; ++k) {
+      const vnrt_tensor_type *t = k < ni.n_inputs ? &ni.inputs[k] : &ni.outputs[k - ni.n_inputs];
+      used += (size_t)snprintf(shapes + used, sizeof shapes - used, "%s%s[",
+                               k == 0             ? ""
+                               : k == ni.n_inputs ? " -> "
+                                                  : ", ",
+                               vnrt_dtype_name(t->dtype));
+      for (int32_t d = 0; d < t->rank && used < sizeof shapes; ++d) {
+        used += (size_t)snprintf(shapes + used, sizeof shapes - used, "%s%lld", d ? ", " : "",
+                                 (long long)t->dims[d]);
+      }
+      if (used < sizeof shapes) used += (size_t)snprintf(shapes + used, sizeof shapes - used, "]");
+    }
+    snprintf(dev, sizeof dev, "%s%s", ni.device, ni.fallback ? "*" : "");
+    /* A fallback node's share is of the cpu's time, not the device's. */
+    double total = ni.fallback ? cpu_total : dev_total;
+    printf("%5d  %-24.24s %-16s %-12s %12.3f %6.1f%%  %s\n", s, ni.name, vnrt_op_name(ni.op), dev,
+           med[s] * 1e6, total > 0 ? 100.0 * med[s] / total : 0.0, shapes);
+  }
+  printf("\n%s: %.3f ms in its %d nodes", device_info.spec, dev_total * 1e3,
+         pi.n_nodes - pi.n_fallback_nodes);
+  if (pi.n_fallback_nodes) {
+    printf(
+        "; cpu (fallback, marked *, excluded from the device's time and share): %.3f ms in "
+        "%d nodes",
+        cpu_total * 1e3, pi.n_fallback_nodes);
+  }
+  printf(
+      "\n(per-node times come from a plan that submits one node at a time; their sum exceeds "
+      "the whole run's time by the submission overhead)\n");
+  if (opt.json) {
+    FILE *f = fopen(opt.json, "w");
+    if (!f) die("cannot write %s: %s", opt.json, strerror(errno));
+    fprintf(f,
+            "{\"graph\": \"%s\", \"device\": \"%s\", \"device_name\": \"%s\", \"reps\": %d, "
+            "\"whole_run_ms\": %.6g, \"device_ms\": %.6g, \"fallback_ms\": %.6g, "
+            "\"fallback_nodes\": %d, \"nodes\": [",
+            opt.graph, device_info.spec, device_info.name, opt.reps, whole * 1e3, dev_total * 1e3,
+            cpu_total * 1e3, pi.n_fallback_nodes);
+    for (int32_t s = 0; s < n; ++s) {
+      vnrt_node_info ni = {.struct_size = sizeof ni};
+      check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
+      fprintf(f,
+              "%s\n  {\"step\": %d, \"name\": \"%s\", \"op\": \"%s\", \"device\": \"%s\", "
+              "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g}",
+              s ? "," : "", s, ni.name, vnrt_op_name(ni.op), ni.device, ni.partition,
+              ni.fallback ? "true" : "false", med[s] * 1e6);
+    }
+    fprintf(f, "\n]}\n");
+    if (fclose(f) != 0) die("cannot write %s: %s", opt.json, strerror(errno));
+  }
+  free(med);
+  free(node_t);
+  free(runs);
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+}
