@@ -86,6 +86,18 @@ typedef struct vnrt_context_desc {
                                $VNRT_PLUGIN_PATH, then the installed plugin directory */
   int no_plugins;           /* nonzero: load no plugins at all */
   int num_threads;          /* CPU worker threads; 0: all online cores */
+  /* Which backends to start, comma-separated ("cpu,vulkan"); NULL or "": every built-in one
+   * and the plugins. The CPU backend always starts (it runs the fallback); naming a backend
+   * that is neither built in nor a plugin fails with VNRT_ERROR_NOT_FOUND naming it. */
+  const char *backends;
+  /* Options as "key=value" pairs separated by ';' or newlines ("cache_dir=none;cpu_isa=generic"),
+   * overriding the fields below and the environment (docs/api.md, "Options": every key, its
+   * environment variable and default). An unknown key or a bad value fails with
+   * VNRT_ERROR_INVALID_ARGUMENT naming it. NULL: none. */
+  const char *options;
+  const char *cache_dir;        /* kernel caches; NULL: $VNRT_CACHE_DIR, else $XDG_CACHE_HOME/vnrt
+                                   or $HOME/.cache/vnrt; "none": no disk cache at all */
+  uint64_t device_memory_limit; /* default for vnrt_plan_desc.device_memory_limit; 0: the env */
 } vnrt_context_desc;
 
 /* Creates a context. desc may be NULL for all defaults. On failure *out_ctx is NULL. */
