@@ -1,6 +1,7 @@
 /* The device registry: registers built-in backends, loads plugins, lists and selects devices. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,13 @@
 #ifndef VNRT_PLUGIN_DIR
 #define VNRT_PLUGIN_DIR ""
 #endif
+
+/* Driver start-up and tear-down, one at a time in the process (docs/api.md, "Threads"):
+ * backend init and shutdown, device open and close. Drivers probe and set themselves up there
+ * (clGetPlatformIDs, PoCL's device probe, vkCreateInstance), and not every driver survives two
+ * threads doing it at once: four threads creating contexts crashed in PoCL's probe. Compiling
+ * and running stay concurrent: they only touch objects of one context. */
+static pthread_mutex_t g_driver_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The size of vnrt_backend_i as each API version defined it. */
 static size_t iface_min_size(uint32_t api_version) {
@@ -73,10 +81,14 @@ static vnrt_status add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_bac
   }
   void *state = NULL;
   vn_clear_error(ctx);
+  pthread_mutex_lock(&g_driver_lock);
   vnrt_status s = iface->init(&ctx->host, &state);
+  pthread_mutex_unlock(&g_driver_lock);
   if (s == VNRT_OK && !vn_grow(ctx, (void **)&r->backends, &r->cap_backends, r->n_backends + 1,
                                sizeof *r->backends)) {
+    pthread_mutex_lock(&g_driver_lock);
     iface->shutdown(state);
+    pthread_mutex_unlock(&g_driver_lock);
     s = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory registering the backend");
   }
   if (s != VNRT_OK) {
@@ -245,6 +257,7 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
 
 void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
   if (!r) return;
+  pthread_mutex_lock(&g_driver_lock);
   for (int32_t i = 0; i < r->n_devices; ++i) {
     if (r->devices[i].opened) r->devices[i].backend->iface->device_close(r->devices[i].opened);
   }
@@ -252,6 +265,7 @@ void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
     r->backends[b].iface->shutdown(r->backends[b].state);
     if (r->backends[b].dl_handle) dlclose(r->backends[b].dl_handle);
   }
+  pthread_mutex_unlock(&g_driver_lock);
   vn_free(ctx, r->devices);
   vn_free(ctx, r->backends);
   vn_free(ctx, r);
@@ -260,7 +274,10 @@ void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
 vnrt_status vn_device_open(vnrt_device *device, vnrt_backend_device **out) {
   if (!device->opened) {
     vn_backend *b = device->backend;
-    VN_RETURN_IF_ERROR(vn_dev_open(device, &device->opened));
+    pthread_mutex_lock(&g_driver_lock);
+    vnrt_status s = vn_dev_open(device, &device->opened);
+    pthread_mutex_unlock(&g_driver_lock);
+    VN_RETURN_IF_ERROR(s);
     if (!device->opened) {
       return vn_error(device->ctx, VNRT_ERROR_INTERNAL, "backend '%s' opened no device",
                       b->iface->name);

@@ -37,7 +37,9 @@ typedef struct worker {
 
 static atomic_int g_start;
 
-static float input_value(int seed, int i) { return (float)(((seed * 7919 + i * 104729) % 97) - 48) / 64.0f; }
+static float input_value(int seed, int i) {
+  return (float)(((seed * 7919 + i * 104729) % 97) - 48) / 64.0f;
+}
 
 /* softmax(x · wᵀ) in double. */
 static void reference(const float *x, const float *w, double *out) {
@@ -54,10 +56,10 @@ static void reference(const float *x, const float *w, double *out) {
   }
 }
 
-#define FAIL(...)                                             \
-  do {                                                        \
+#define FAIL(...)                                                          \
+  do {                                                                     \
     if (!wk->error[0]) snprintf(wk->error, sizeof wk->error, __VA_ARGS__); \
-    goto done;                                                \
+    goto done;                                                             \
   } while (0)
 
 static void *stress_worker(void *arg) {
