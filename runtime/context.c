@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "options.h"
 #include "registry.h"
 
 vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **out_ctx) {
@@ -19,10 +20,12 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
   }
   *ctx = probe;
   ctx->host.core = ctx;
-  vnrt_status s = vn_registry_create(ctx, &d, &ctx->registry);
+  vnrt_status s = vn_options_create(ctx, &d);
+  if (s == VNRT_OK) s = vn_registry_create(ctx, &d, &ctx->registry);
   if (s != VNRT_OK) {
     /* The context is unusable; report the message through the log since no handle exists. */
     vn_log(ctx, VNRT_LOG_ERROR, "vnrt_context_create: %s", ctx->last_error);
+    vn_options_destroy(ctx);
     vnrt_allocator a = ctx->alloc;
     a.free_fn(a.user, ctx);
     return s;
@@ -34,6 +37,7 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
 void vnrt_context_destroy(vnrt_context *ctx) {
   if (!ctx) return;
   vn_registry_destroy(ctx, ctx->registry);
+  vn_options_destroy(ctx);
   vnrt_allocator a = ctx->alloc;
   a.free_fn(a.user, ctx);
 }

@@ -294,7 +294,7 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   }
   attn_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = qt->dims[0],
       .S = kt->dims[0],
       .Hq = p->q_heads,
@@ -475,7 +475,7 @@ vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *a) {
   if (cpu_outputs_empty(a)) return VNRT_OK;
   sparse_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = qt->dims[0],
       .H = p->heads,
       .D = p->head_dim,

@@ -86,7 +86,7 @@ vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
     return cpu_ref_short_conv(a);
   }
   sc_job j = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = ut->dims[0],
       .M = ut->dims[1],
       .C = ut->dims[2],

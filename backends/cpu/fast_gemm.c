@@ -597,7 +597,7 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
                              int64_t k, void *out, vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
   gemm_job g = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .nn = nn,
       .x = x,
       .w = w,

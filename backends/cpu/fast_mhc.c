@@ -191,7 +191,7 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   if (Xt->rank < 2 || ft->rank != 2) return cpu_ref_hc_pre(a);
   hc_pre_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
       .iters = a->node->params->hc_pre.iters,
@@ -318,7 +318,7 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
     return cpu_ref_hc_post(a);
   }
   hc_post_job j = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
       .X = a->in[0],

@@ -138,9 +138,12 @@ static CPU_AVX2 void avx2_act_quant_block_(float *v, int64_t n) {
 }
 #endif
 
-void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant) {
+void cpu_fast_act_quant(cpu_isa isa, float *x, int64_t ldx, int64_t rows, int64_t k,
+                        int32_t act_quant) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  const int avx2 = isa_avx2_(cpu_fast_isa());
+  const int avx2 = isa_avx2_(isa);
+#else
+  (void)isa;
 #endif
   for (int64_t r = 0; act_quant > 0 && r < rows; ++r) {
     for (int64_t b = 0; b < k; b += act_quant) {
@@ -627,7 +630,7 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
                               const cpu_weight *w, int64_t row0, int64_t n, void *out,
                               vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
-  qgemm_job g = {.isa = cpu_fast_isa(),
+  qgemm_job g = {.isa = cpu_fast_isa(a->pool),
                  .x = x,
                  .w = w,
                  .out = out,

@@ -1,13 +1,16 @@
 /* Shared plumbing of the CPU fast kernels: ISA selection, dynamic scheduling, scratch. */
 #include "fast_util.h"
 
+#include "cpu_pool.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 static atomic_int cpu_isa_cache_ = -1;
 
-cpu_isa cpu_fast_isa(void) {
+cpu_isa cpu_fast_isa(const cpu_pool *pool) {
+  if (pool && cpu_pool_generic(pool)) return CPU_ISA_GENERIC;
   int v = atomic_load_explicit(&cpu_isa_cache_, memory_order_relaxed);
   if (v >= 0) return (cpu_isa)v;
   v = CPU_ISA_GENERIC;
@@ -17,8 +20,6 @@ cpu_isa cpu_fast_isa(void) {
    * with AVX2 and FMA has F16C (Haswell, Zen and later). */
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v = CPU_ISA_AVX2;
 #endif
-  const char *force = getenv("VNRT_CPU_ISA");
-  if (force && strcmp(force, "generic") == 0) v = CPU_ISA_GENERIC;
   atomic_store_explicit(&cpu_isa_cache_, v, memory_order_relaxed);
   return (cpu_isa)v;
 }

@@ -14,9 +14,13 @@ typedef enum cpu_isa {
   CPU_ISA_AVX2 = 1,    /* x86-64 with AVX2, FMA and F16C */
 } cpu_isa;
 
-/* CPU_ISA_AVX2 when the CPU (and OS) support AVX2+FMA+F16C, else CPU_ISA_GENERIC. Setting
- * VNRT_CPU_ISA=generic in the environment forces the portable path (to test it anywhere). */
-cpu_isa cpu_fast_isa(void);
+typedef struct cpu_pool cpu_pool;
+
+/* The ISA a device's kernels use: CPU_ISA_AVX2 when the CPU (and OS) support AVX2+FMA+F16C
+ * (probed once per process), else CPU_ISA_GENERIC; the context option cpu_isa=generic
+ * (VNRT_CPU_ISA) forces the portable path on the devices of that context (to test it anywhere).
+ * pool NULL: the machine's. */
+cpu_isa cpu_fast_isa(const cpu_pool *pool);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_HAVE_AVX2_CODE 1

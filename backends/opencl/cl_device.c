@@ -13,6 +13,7 @@
 #include "cl_gemm.h"
 #include "cl_program.h"
 #include "opencl_backend.h"
+#include "vnrt/backend_util.h"
 
 /* ---- Small shared helpers -------------------------------------------------------------- */
 
@@ -239,7 +240,7 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
    * reductions) or emulated in global memory (CPU drivers: a work-item per row, register
    * blocks). VNRT_CL_LOCAL_MEM=dedicated|emulated overrides what the driver reports, to try
    * (or test) the other family on a device. */
-  const char *lm = getenv("VNRT_CL_LOCAL_MEM");
+  const char *lm = vnrt_host_option(host, "cl_local_mem");
   if (lm && strcmp(lm, "dedicated") == 0) desc->local_mem_dedicated = 1;
   if (lm && strcmp(lm, "emulated") == 0) desc->local_mem_dedicated = 0;
   desc->unified_memory = unified == CL_TRUE;
@@ -467,7 +468,7 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
   /* Buffers in fine-grained SVM where the device has it: buffer_host_ptr then gives the
    * executor the memory itself, and the copy stream writes Engram rows there with no queue call
    * (each blocking call costs ~0.1 ms on PoCL). VNRT_CL_SVM=0 keeps ordinary buffers. */
-  const char *svm_env = getenv("VNRT_CL_SVM");
+  const char *svm_env = vnrt_host_option(host, "cl_svm");
   int svm_off = svm_env && strcmp(svm_env, "0") == 0;
   dev->svm = dev->desc->svm_fine_buffer && !svm_off;
   host->log(host->core, VNRT_LOG_INFO, "opencl (%s): buffers: %s", dev->desc->info.name,

@@ -149,7 +149,7 @@ static void fake_free(void *core, void *p) { free(p); }
 static void fake_host_init(fake_host *h) {
   memset(h, 0, sizeof *h);
   h->host = (vnrt_backend_host){
-      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, 1};
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, 1, NULL};
 }
 
 /* A fresh temporary directory (removed by rm_rf). */
