@@ -41,3 +41,7 @@ void vnrt_context_destroy(vnrt_context *ctx) {
   vnrt_allocator a = ctx->alloc;
   a.free_fn(a.user, ctx);
 }
+
+const char *vnrt_context_option(vnrt_context *ctx, const char *key) {
+  return ctx && key ? vn_option(ctx, key) : NULL;
+}

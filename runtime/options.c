@@ -187,7 +187,7 @@ vnrt_status vn_options_create(vnrt_context *ctx, const vnrt_context_desc *desc) 
   }
   if (s == VNRT_OK && desc->options) s = parse_list(ctx, opts, desc->options);
   /* The default logger writes nothing; log=stderr (or VNRT_LOG=stderr) opts in. */
-  const char *log = s == VNRT_OK ? vn_option(ctx, "log") : NULL;
+  const char *log = vn_option(ctx, "log"); /* so that a failure here is reported there too */
   ctx->log_stderr = log && strcmp(log, "stderr") == 0;
   if (s != VNRT_OK) vn_options_destroy(ctx);
   return s;

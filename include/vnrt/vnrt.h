@@ -105,6 +105,10 @@ VNRT_API vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_con
 VNRT_API void vnrt_context_destroy(vnrt_context *ctx);
 /* The detail message of the last failed call on ctx ("" if none). Valid until the next call. */
 VNRT_API const char *vnrt_context_last_error(const vnrt_context *ctx);
+/* The value an option has on ctx (docs/api.md, "Options"): the desc's, else its environment
+ * variable's, else NULL; cache_dir gives the resolved directory or "none". NULL for an unknown
+ * key. Valid until the next call on ctx. */
+VNRT_API const char *vnrt_context_option(vnrt_context *ctx, const char *key);
 
 /* ---- Data types and tensors ------------------------------------------------------------ */
 typedef enum vnrt_dtype {
