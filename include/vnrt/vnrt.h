@@ -6,8 +6,10 @@
  * - Results come back through out_* parameters, which are set to NULL/zero on entry.
  * - Description structs are zero-initialised for defaults: `vnrt_context_desc d = {0};`.
  * - The library never aborts, exits or prints on its own; it logs through the context's
- *   log callback (default: warnings and errors to stderr).
+ *   log callback only (default: nothing; the "log" option can send it to stderr).
  * - Handles are not thread-safe: use one context per thread, or serialise calls yourself.
+ *   Independent contexts may be created, used and destroyed on different threads at once
+ *   (docs/api.md, "Threads": driver start-up is serialised process-wide).
  */
 #ifndef VNRT_VNRT_H_
 #define VNRT_VNRT_H_
@@ -78,7 +80,7 @@ typedef struct vnrt_allocator {
 
 typedef struct vnrt_context_desc {
   vnrt_allocator allocator; /* zero: the C library's malloc/realloc/free */
-  vnrt_log_fn log_fn;       /* NULL: warnings and errors to stderr */
+  vnrt_log_fn log_fn;       /* NULL: messages are dropped (option log=stderr: to stderr) */
   void *log_user;
   vnrt_log_level log_level; /* messages below this level are dropped; 0 = VNRT_LOG_DEBUG is
                                promoted to VNRT_LOG_WARN unless log_fn is set */
