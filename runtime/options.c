@@ -28,7 +28,7 @@ static const vn_option_def k_options[] = {
     {"backends", "VNRT_BACKENDS", VN_OPT_TEXT, NULL, 0},
     {"device", "VNRT_DEVICE", VN_OPT_TEXT, NULL, 0},
     {"plugin_path", "VNRT_PLUGIN_PATH", VN_OPT_TEXT, NULL, 0},
-    {"log", "VNRT_LOG", VN_OPT_CHOICE, "none|stderr", 0},
+    {"log", "VNRT_LOG", VN_OPT_CHOICE, "none|stderr|debug|info|warn|error", 0},
     {"cache_dir", "VNRT_CACHE_DIR", VN_OPT_TEXT, NULL, 0},
     {"device_memory_limit", "VNRT_DEVICE_MEMORY_LIMIT", VN_OPT_BYTES, NULL, 0},
     {"max_buffer", "VNRT_DEVICE_MAX_BUFFER", VN_OPT_BYTES, NULL, 0},
@@ -186,9 +186,14 @@ vnrt_status vn_options_create(vnrt_context *ctx, const vnrt_context_desc *desc) 
     s = set_text(ctx, opts, "device_memory_limit", text);
   }
   if (s == VNRT_OK && desc->options) s = parse_list(ctx, opts, desc->options);
-  /* The default logger writes nothing; log=stderr (or VNRT_LOG=stderr) opts in. */
-  const char *log = vn_option(ctx, "log"); /* so that a failure here is reported there too */
-  ctx->log_stderr = log && strcmp(log, "stderr") == 0;
+  /* The default logger writes nothing; log=stderr (warnings and errors, or desc.log_level) or
+   * log=LEVEL (that level and above) opts in. Read even after a failure, to report it. */
+  const char *log = vn_option(ctx, "log");
+  static const char *const levels[] = {"debug", "info", "warn", "error"};
+  ctx->log_stderr = log && log[0] && strcmp(log, "none") != 0;
+  for (int l = 0; ctx->log_stderr && !desc->log_fn && l < 4; ++l) {
+    if (strcmp(log, levels[l]) == 0) ctx->log_level = (vnrt_log_level)l;
+  }
   if (s != VNRT_OK) vn_options_destroy(ctx);
   return s;
 }
@@ -211,7 +216,7 @@ const char *vn_option(vnrt_context *ctx, const char *key) {
   if (i < 0) return NULL;
   const char *v = ctx && ctx->options ? ctx->options->value[i] : NULL;
   if (!v) v = getenv(k_options[i].env);
-  if (strcmp(key, "cache_dir") != 0) return v;
+  if (strcmp(key, "cache_dir") != 0 || !ctx || !ctx->options) return v;
   /* The cache root: set, else the XDG or home default; "none" when there is none. */
   char *out = ctx->options->cache_dir;
   size_t size = sizeof ctx->options->cache_dir;
