@@ -2,7 +2,7 @@
  * create a context, compile a small graph on every device, run it, check the numbers against a
  * double-precision reference and destroy everything, several times over. Before start-up was
  * serialised process-wide, four threads creating contexts at once crashed inside the OpenCL
- * driver's device probe in most runs. VNRT_TEST_STRESS_ITERS sets the iterations (default 2);
+ * driver's device probe in most runs. VNRT_TEST_STRESS_ITERS sets the iterations (default 3);
  * VNRT_TEST_STRESS_BACKENDS the context's backends (default: all). */
 #include <check.h>
 #include <math.h>
@@ -124,7 +124,7 @@ static int env_int(const char *name, int fallback) {
 }
 
 START_TEST(eight_threads_create_compile_run_destroy_on_every_device) {
-  int iters = env_int("VNRT_TEST_STRESS_ITERS", 2);
+  int iters = env_int("VNRT_TEST_STRESS_ITERS", 3);
   const char *backends = getenv("VNRT_TEST_STRESS_BACKENDS");
   if (backends && !*backends) backends = NULL;
   worker wk[N_THREADS];
