@@ -295,16 +295,18 @@ START_TEST(profile_goes_to_the_log_and_nothing_to_stderr) {
   ck_assert_int_eq(vnrt_context_create(&d, &ctx), VNRT_OK);
   run_everywhere(ctx);
   vnrt_context_destroy(ctx); /* the profile is reported when the device closes */
-  /* No log callback: a bad desc and a profile are both silent. */
-  ck_assert_int_eq(create("cpu_profile=1;colour=blue", NULL, &ctx), VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(create("cpu_profile=1", NULL, &ctx), VNRT_OK);
+  /* No log callback: a bad desc and a profile are both silent. (The CPU backend only: GPU
+   * drivers may print on their own, lavapipe's conformance warning for one.) */
+  ck_assert_int_eq(create("backends=cpu;cpu_profile=1;colour=blue", NULL, &ctx),
+                   VNRT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(create("backends=cpu;cpu_profile=1", NULL, &ctx), VNRT_OK);
   run_everywhere(ctx);
   vnrt_context_destroy(ctx);
   fflush(stderr);
   off_t quiet = lseek(fd, 0, SEEK_END);
   /* log=stderr opts in. */
   ck_assert_int_eq(create("log=stderr;colour=blue", NULL, &ctx), VNRT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(create("log=stderr;cpu_profile=1", NULL, &ctx), VNRT_OK);
+  ck_assert_int_eq(create("backends=cpu;log=stderr;cpu_profile=1", NULL, &ctx), VNRT_OK);
   vnrt_context_destroy(ctx);
   fflush(stderr);
   dup2(saved, STDERR_FILENO);
