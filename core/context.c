@@ -69,7 +69,7 @@ void *vn_host_alloc(void *core, size_t size) { return vn_malloc((vnrt_context *)
 void vn_host_free(void *core, void *p) { vn_free((vnrt_context *)core, p); }
 
 /* Reports a bad vnrt_context_desc: no context exists to hold the message, so it goes through
- * the desc's log callback (stderr without one) at error level. */
+ * the desc's log callback (nowhere without one) at error level. */
 static vnrt_status bad_desc(vnrt_context *ctx, const vnrt_context_desc *d, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static vnrt_status bad_desc(vnrt_context *ctx, const vnrt_context_desc *d, const char *fmt, ...) {

@@ -29,6 +29,8 @@ struct vnrt_context {
   char last_error[VN_ERROR_MAX];
   vnrt_backend_host host; /* what backends get; host.core == this context */
   vn_registry *registry;
+  struct vn_options *options; /* runtime/options.c: what the desc set */
+  bool log_stderr;            /* no log_fn: log to stderr (the "log" option), else nothing */
 };
 
 /* Records a detail message for ctx (printf-style) and returns status. ctx may be NULL. */

@@ -14,8 +14,9 @@
   const vn_sized_type NAME = {#T, sizeof(T), sizeof(T), ENDS, sizeof(ENDS) / sizeof(ENDS[0])}
 
 #define E(m) VN_MEMBER_END(vnrt_context_desc, m)
-static const size_t k_context_desc[] = {E(allocator),   E(log_fn),     E(log_user),   E(log_level),
-                                        E(plugin_path), E(no_plugins), E(num_threads)};
+static const size_t k_context_desc[] = {
+    E(allocator),   E(log_fn),   E(log_user), E(log_level), E(plugin_path),        E(no_plugins),
+    E(num_threads), E(backends), E(options),  E(cache_dir), E(device_memory_limit)};
 #undef E
 SIZED(vnrt_context_desc, vn_sized_context_desc, k_context_desc);
 

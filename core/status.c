@@ -72,6 +72,7 @@ static void vn_vlog(vnrt_context *ctx, vnrt_log_level level, const char *fmt, va
     ctx->log_fn(ctx->log_user, level, msg);
     return;
   }
+  if (!ctx->log_stderr) return; /* a library writes nothing of its own (docs/api.md) */
   static const char *const names[] = {"debug", "info", "warning", "error"};
   fprintf(stderr, "vnrt: %s: %s\n", names[level < 0 || level > 3 ? 3 : level], msg);
 }

@@ -119,11 +119,15 @@ overflow:
 vnrt_status vn_budget_limit_from_env(vnrt_context *ctx, uint64_t api_limit, uint64_t *out_limit) {
   *out_limit = api_limit;
   if (api_limit != 0) return VNRT_OK;
-  const char *env = getenv(VN_BUDGET_ENV);
+  /* The context's device_memory_limit option, whose default is $VNRT_DEVICE_MEMORY_LIMIT
+   * (runtime/options.c reads the environment). */
+  const char *env = ctx && ctx->host.option ? ctx->host.option(ctx, "device_memory_limit") : NULL;
   if (!env || !*env) return VNRT_OK;
   vnrt_status s = vn_budget_parse(ctx, env, out_limit);
   if (s != VNRT_OK) {
-    return vn_error(ctx, s, "%s=\"%s\" is not a byte count such as 1048576, 512K, 256M or 1.5G",
+    return vn_error(ctx, s,
+                    "%s=\"%s\" (or the device_memory_limit option) is not a byte count such as "
+                    "1048576, 512K, 256M or 1.5G",
                     VN_BUDGET_ENV, env);
   }
   return VNRT_OK;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "options.h"
 #include "registry.h"
 #include "sized.h"
 
@@ -31,10 +32,12 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
   }
   *ctx = probe;
   ctx->host.core = ctx;
-  vnrt_status s = vn_registry_create(ctx, &d, &ctx->registry);
+  vnrt_status s = vn_options_create(ctx, &d);
+  if (s == VNRT_OK) s = vn_registry_create(ctx, &d, &ctx->registry);
   if (s != VNRT_OK) {
     /* The context is unusable; report the message through the log since no handle exists. */
     vn_log(ctx, VNRT_LOG_ERROR, "vnrt_context_create: %s", ctx->last_error);
+    vn_options_destroy(ctx);
     vnrt_allocator a = ctx->alloc;
     a.free_fn(a.user, ctx);
     return s;
@@ -46,6 +49,11 @@ vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_context **ou
 void vnrt_context_destroy(vnrt_context *ctx) {
   if (!ctx) return;
   vn_registry_destroy(ctx, ctx->registry);
+  vn_options_destroy(ctx);
   vnrt_allocator a = ctx->alloc;
   a.free_fn(a.user, ctx);
+}
+
+const char *vnrt_context_option(vnrt_context *ctx, const char *key) {
+  return ctx && key ? vn_option(ctx, key) : NULL;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "options.h"
 #include "registry.h"
 
 static const char *const point_names[VN_FAULT_POINTS] = {"open", "alloc",   "write", "read",
@@ -173,7 +174,7 @@ static bool parse_entry(vnrt_context *ctx, const char *entry, size_t len) {
 }
 
 vnrt_status vn_fault_from_env(vnrt_context *ctx) {
-  const char *env = getenv("VNRT_FAULT_INJECT");
+  const char *env = vn_option(ctx, "fault_inject");
   if (!env || !env[0]) return VNRT_OK;
   for (const char *p = env; *p;) {
     const char *end = strchr(p, ',');

@@ -7,9 +7,10 @@
 
 #include "copy_stream.h"
 #include "cost.h"
+#include "options.h"
 #include "plan.h"
-#include "sized.h"
 #include "plan_inspect.h"
+#include "sized.h"
 
 /* The work limit of one run: desc's max_work, else $VNRT_MAX_RUN_WORK, else the built-in. */
 static vnrt_status work_limit(vnrt_context *ctx, const vnrt_plan_desc *desc, uint64_t *out) {
@@ -18,7 +19,7 @@ static vnrt_status work_limit(vnrt_context *ctx, const vnrt_plan_desc *desc, uin
     *out = desc->max_work;
     return VNRT_OK;
   }
-  const char *env = getenv(VN_MAX_WORK_ENV);
+  const char *env = vn_option(ctx, "max_run_work");
   if (!env || !*env) return VNRT_OK;
   char *end = NULL;
   double v = strtod(env, &end);
@@ -327,7 +328,7 @@ static vnrt_status create_plan(vnrt_context *ctx, const vnrt_graph *graph, vnrt_
   uint64_t limit = 0;
   status = vn_budget_limit_from_env(ctx, desc ? desc->device_memory_limit : 0, &limit);
   vn_budget_init(&p->budget, ctx, limit);
-  const char *max_buffer = getenv(VN_MAX_BUFFER_ENV);
+  const char *max_buffer = vn_option(ctx, "max_buffer");
   if (status == VNRT_OK && max_buffer && *max_buffer) {
     status = vn_budget_parse(ctx, max_buffer, &p->max_buffer_env);
     if (status != VNRT_OK) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "copy_stream.h"
+#include "options.h"
 #include "plan_inspect.h"
 #include "sized.h"
 
@@ -33,7 +34,7 @@ vnrt_status vn_inspect_create(vnrt_plan *p, const vnrt_plan_desc *desc) {
   if (desc && desc->profile_nodes != 0) {
     profile = desc->profile_nodes > 0;
   } else {
-    const char *env = getenv(VN_PROFILE_ENV);
+    const char *env = vn_option(ctx, "profile");
     profile = env && strcmp(env, "1") == 0;
   }
   vnrt_shadow_mode mode = desc ? desc->shadow : VNRT_SHADOW_DEFAULT;
@@ -43,7 +44,7 @@ vnrt_status vn_inspect_create(vnrt_plan *p, const vnrt_plan_desc *desc) {
                     (int)mode);
   }
   if (mode == VNRT_SHADOW_DEFAULT) {
-    const char *env = getenv(VN_SHADOW_ENV);
+    const char *env = vn_option(ctx, "shadow");
     if (env && *env && strcmp(env, "off") != 0 && strcmp(env, "0") != 0) {
       if (strcmp(env, "cpu") != 0) {
         return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
@@ -67,7 +68,7 @@ vnrt_status vn_inspect_create(vnrt_plan *p, const vnrt_plan_desc *desc) {
   in->node = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1), sizeof *in->node);
   if (!in->node)
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory for node statistics");
-  const char *dir = desc && desc->shadow_dir ? desc->shadow_dir : getenv(VN_SHADOW_DIR_ENV);
+  const char *dir = desc && desc->shadow_dir ? desc->shadow_dir : vn_option(ctx, "shadow_dir");
   if (shadow && dir && *dir) {
     in->shadow_dir = vn_strdup(ctx, dir);
     if (!in->shadow_dir) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory");

@@ -4,8 +4,8 @@
 
 #include "copy_stream.h"
 #include "plan.h"
-#include "sized.h"
 #include "plan_inspect.h"
+#include "sized.h"
 
 /* ---- Bindings and running -------------------------------------------------------------- */
 

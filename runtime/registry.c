@@ -1,18 +1,27 @@
 /* The device registry: registers built-in backends, loads plugins, lists and selects devices. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "builtin_backends.h"
+#include "options.h"
 #include "registry.h"
 #include "sized.h"
 
 #ifndef VNRT_PLUGIN_DIR
 #define VNRT_PLUGIN_DIR ""
 #endif
+
+/* Driver start-up and tear-down, one at a time in the process (docs/api.md, "Threads"):
+ * backend init and shutdown, device open and close. Drivers probe and set themselves up there
+ * (clGetPlatformIDs, PoCL's device probe, vkCreateInstance), and not every driver survives two
+ * threads doing it at once: four threads creating contexts crashed in PoCL's probe. Compiling
+ * and running stay concurrent: they only touch objects of one context. */
+static pthread_mutex_t g_driver_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The size of vnrt_backend_i as each API version defined it. */
 static size_t iface_min_size(uint32_t api_version) {
@@ -96,6 +105,85 @@ static void vn_device_info_from_backend(const vnrt_backend_device_info *b, vnrt_
   d->shared_memory_bytes = b->shared_memory_bytes;
 }
 
+/* Parses the "backends" option ("cpu,vulkan") into r->wanted. */
+static vnrt_status parse_wanted(vnrt_context *ctx, vn_registry *r, const char *list) {
+  const char *src =
+      vn_option_is_set(ctx, "backends") ? "vnrt_context_desc.backends" : "VNRT_BACKENDS";
+  for (const char *p = list; p && *p;) {
+    size_t len = strcspn(p, ",");
+    const char *b = p, *e = p + len;
+    p = *e ? e + 1 : e;
+    while (b < e && (*b == ' ' || *b == '\t')) ++b;
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t')) --e;
+    if (b == e) continue;
+    bool ok = (size_t)(e - b) < sizeof r->wanted[0];
+    for (const char *c = b; c < e && ok; ++c) {
+      ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    }
+    if (!ok) {
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT,
+                      "%s=\"%s\": \"%.*s\" is not a backend name (lowercase letters, digits, "
+                      "'_'; at most 15)",
+                      src, list, (int)(e - b < 64 ? e - b : 64), b);
+    }
+    if (r->n_wanted >= VN_MAX_WANTED_BACKENDS) {
+      return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "%s=\"%s\": more than %d backends", src,
+                      list, VN_MAX_WANTED_BACKENDS);
+    }
+    memcpy(r->wanted[r->n_wanted], b, (size_t)(e - b));
+    r->wanted[r->n_wanted][e - b] = '\0';
+    r->n_wanted++;
+  }
+  return VNRT_OK;
+}
+
+/* Whether the context starts backend name: every one without a list; the CPU always. */
+static bool is_wanted(const vn_registry *r, const char *name) {
+  if (r->n_wanted == 0 || !name || strcmp(name, "cpu") == 0) return true;
+  for (int32_t i = 0; i < r->n_wanted; ++i) {
+    if (strcmp(r->wanted[i], name) == 0) return true;
+  }
+  return false;
+}
+
+/* Fails on a listed backend that is neither built in nor among the plugins found. */
+static vnrt_status check_wanted(vnrt_context *ctx, const vn_registry *r) {
+  for (int32_t i = 0; i < r->n_wanted; ++i) {
+    bool found = strcmp(r->wanted[i], "cpu") == 0;
+    for (int32_t b = 0; b < r->n_backends && !found; ++b) {
+      found = strcmp(r->backends[b].iface->name, r->wanted[i]) == 0;
+    }
+    for (int32_t f = 0; f < r->n_failed && !found; ++f) {
+      found = strcmp(r->failed[f].name, r->wanted[i]) == 0;
+    }
+    if (found) continue;
+    char known[256];
+    size_t used = 0;
+    known[0] = '\0';
+    for (size_t k = 0; vn_builtin_backends[k] && used + 1 < sizeof known; ++k) {
+      const vnrt_backend_i *bi = vn_builtin_backends[k]();
+      int w = snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "",
+                       bi && bi->name ? bi->name : "?");
+      if (w < 0) break;
+      used += (size_t)w;
+    }
+    for (int32_t b = 0; b < r->n_backends && used + 1 < sizeof known; ++b) {
+      if (!r->backends[b].dl_handle) continue;
+      int w =
+          snprintf(known + used, sizeof known - used, ", %s (plugin)", r->backends[b].iface->name);
+      if (w < 0) break;
+      used += (size_t)w;
+    }
+    return vn_error(
+        ctx, VNRT_ERROR_NOT_FOUND,
+        "%s names backend '%s', which is neither built in nor a plugin found "
+        "(backends: %s)",
+        vn_option_is_set(ctx, "backends") ? "vnrt_context_desc.backends" : "VNRT_BACKENDS",
+        r->wanted[i], known);
+  }
+  return VNRT_OK;
+}
+
 /* Remembers why a backend did not start (the first VN_MAX_FAILED_BACKENDS of them). */
 static void note_failed(vn_registry *r, const char *name, vnrt_status status, const char *reason) {
   if (r->n_failed >= VN_MAX_FAILED_BACKENDS) return;
@@ -126,10 +214,14 @@ static vnrt_status add_backend(vnrt_context *ctx, vn_registry *r, const vnrt_bac
   }
   void *state = NULL;
   vn_clear_error(ctx);
+  pthread_mutex_lock(&g_driver_lock);
   vnrt_status s = iface->init(&ctx->host, &state);
+  pthread_mutex_unlock(&g_driver_lock);
   if (s == VNRT_OK && !vn_grow(ctx, (void **)&r->backends, &r->cap_backends, r->n_backends + 1,
                                sizeof *r->backends)) {
+    pthread_mutex_lock(&g_driver_lock);
     iface->shutdown(state);
+    pthread_mutex_unlock(&g_driver_lock);
     s = vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory registering the backend");
   }
   if (s != VNRT_OK) {
@@ -167,6 +259,12 @@ static void load_plugin_file(vnrt_context *ctx, vn_registry *r, const char *path
     return;
   }
   const vnrt_backend_i *iface = entry(VNRT_BACKEND_API_VERSION);
+  if (iface && iface->name && !is_wanted(r, iface->name)) {
+    vn_log(ctx, VNRT_LOG_DEBUG, "plugin %s ('%s') not started: not in the backends option", path,
+           iface->name);
+    dlclose(h);
+    return;
+  }
   if (add_backend(ctx, r, iface, h, path) != VNRT_OK) {
     dlclose(h);
     return;
@@ -234,8 +332,15 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
   *out_registry = NULL;
   vn_registry *r = vn_calloc(ctx, 1, sizeof *r);
   if (!r) return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory creating the registry");
+  vnrt_status ws = parse_wanted(ctx, r, vn_option(ctx, "backends"));
+  if (ws != VNRT_OK) {
+    vn_free(ctx, r);
+    return ws;
+  }
   for (size_t i = 0; vn_builtin_backends[i]; ++i) {
-    vnrt_status s = add_backend(ctx, r, vn_builtin_backends[i](), NULL, "");
+    const vnrt_backend_i *bi = vn_builtin_backends[i]();
+    if (i > 0 && bi && !is_wanted(r, bi->name)) continue;
+    vnrt_status s = add_backend(ctx, r, bi, NULL, "");
     if (i == 0 && s != VNRT_OK) {
       /* The CPU backend comes first and must start; its status (out of memory) is kept. */
       char msg[VN_ERROR_MAX];
@@ -250,9 +355,16 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
   }
   if (!desc->no_plugins) {
     load_plugin_path(ctx, r, desc->plugin_path);
-    load_plugin_path(ctx, r, getenv("VNRT_PLUGIN_PATH"));
+    load_plugin_path(ctx, r, vn_option(ctx, "plugin_path"));
     char installed[1024];
     load_plugin_path(ctx, r, installed_plugin_dir(installed, sizeof installed));
+  }
+  vnrt_status cs = check_wanted(ctx, r);
+  if (cs != VNRT_OK) {
+    char msg[VN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", ctx->last_error);
+    vn_registry_destroy(ctx, r);
+    return vn_error(ctx, cs, "%s", msg);
   }
   int32_t total = 0;
   for (int32_t b = 0; b < r->n_backends; ++b) {
@@ -306,6 +418,7 @@ vnrt_status vn_registry_create(vnrt_context *ctx, const vnrt_context_desc *desc,
 
 void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
   if (!r) return;
+  pthread_mutex_lock(&g_driver_lock);
   for (int32_t i = 0; i < r->n_devices; ++i) {
     if (r->devices[i].opened) r->devices[i].backend->iface->device_close(r->devices[i].opened);
   }
@@ -313,6 +426,7 @@ void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
     r->backends[b].iface->shutdown(r->backends[b].state);
     if (r->backends[b].dl_handle) dlclose(r->backends[b].dl_handle);
   }
+  pthread_mutex_unlock(&g_driver_lock);
   vn_free(ctx, r->devices);
   vn_free(ctx, r->backends);
   vn_free(ctx, r);
@@ -321,7 +435,10 @@ void vn_registry_destroy(vnrt_context *ctx, vn_registry *r) {
 vnrt_status vn_device_open(vnrt_device *device, vnrt_backend_device **out) {
   if (!device->opened) {
     vn_backend *b = device->backend;
-    VN_RETURN_IF_ERROR(vn_dev_open(device, &device->opened));
+    pthread_mutex_lock(&g_driver_lock);
+    vnrt_status s = vn_dev_open(device, &device->opened);
+    pthread_mutex_unlock(&g_driver_lock);
+    VN_RETURN_IF_ERROR(s);
     if (!device->opened) {
       return vn_error(device->ctx, VNRT_ERROR_INTERNAL, "backend '%s' opened no device",
                       b->iface->name);
@@ -398,13 +515,17 @@ vnrt_status vnrt_device_select(vnrt_context *ctx, const char *spec, vnrt_device 
   if (!ctx || !out_device) return vn_error(ctx, VNRT_ERROR_INVALID_ARGUMENT, "NULL argument");
   vn_registry *r = ctx->registry;
   if (!spec || !spec[0] || strcmp(spec, "auto") == 0) {
-    const char *env = getenv("VNRT_DEVICE");
+    const char *env = vn_option(ctx, "device");
     if (env && env[0] && strcmp(env, "auto") != 0) {
-      vnrt_status s = vnrt_device_select(ctx, env, out_device);
+      char spec_copy[128];
+      snprintf(spec_copy, sizeof spec_copy, "%s", env); /* the lookup's storage is borrowed */
+      vnrt_status s = vnrt_device_select(ctx, spec_copy, out_device);
       if (s != VNRT_OK) {
         char msg[VN_ERROR_MAX];
         snprintf(msg, sizeof msg, "%s", ctx->last_error);
-        return vn_error(ctx, s, "VNRT_DEVICE=%s: %s", env, msg);
+        return vn_error(ctx, s, "%s=%s: %s",
+                        vn_option_is_set(ctx, "device") ? "the device option" : "VNRT_DEVICE",
+                        spec_copy, msg);
       }
       return s;
     }

@@ -30,7 +30,12 @@ typedef struct vn_failed_backend {
   char reason[512];
 } vn_failed_backend;
 
+/* The backends the context's "backends" option names (none: every one). */
+#define VN_MAX_WANTED_BACKENDS 16
+
 struct vn_registry {
+  char wanted[VN_MAX_WANTED_BACKENDS][16];
+  int32_t n_wanted;
   vn_failed_backend failed[VN_MAX_FAILED_BACKENDS];
   int32_t n_failed;
   vn_backend *backends;

@@ -253,6 +253,9 @@ static int file_exists(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  /* A command-line tool shows the library's warnings (the library is silent by default:
+   * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
+  setenv("VNRT_LOG", "warn", 0);
   args a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;

@@ -80,6 +80,9 @@ static void json_string(const char *s) {
 }
 
 int main(int argc, char **argv) {
+  /* A command-line tool shows the library's warnings (the library is silent by default:
+   * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
+  setenv("VNRT_LOG", "warn", 0);
   int json = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0) {

@@ -10,6 +10,7 @@
 
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
+#include "vnrt/backend_util.h"
 
 #define CPU_BUFFER_ALIGN 64
 
@@ -134,7 +135,7 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   memset(device, 0, sizeof *device);
   device->host = host;
   device->pool = NULL;
-  const char *prof = getenv("VNRT_CPU_PROFILE");
+  const char *prof = vnrt_host_option(host, "cpu_profile");
   device->profile = prof && *prof && strcmp(prof, "0") != 0;
   vnrt_status s = cpu_pool_create(host, host->num_threads, &device->pool);
   if (s != VNRT_OK) {
@@ -145,7 +146,8 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   return VNRT_OK;
 }
 
-/* The VNRT_CPU_PROFILE table: per op, total time, calls and share, largest first. */
+/* The cpu_profile table (VNRT_CPU_PROFILE): per op, total time, calls and share, largest
+ * first, as info lines through the context's log callback. */
 static void cpu_profile_print_(vnrt_backend_device *device) {
   uint64_t total = 0;
   int32_t order[VNRT_OP_COUNT], n = 0;
@@ -158,15 +160,17 @@ static void cpu_profile_print_(vnrt_backend_device *device) {
     order[i] = op;
   }
   if (n == 0) return;
-  fprintf(stderr, "vnrt cpu profile (%d threads): %.3f ms in kernels\n",
-          (int)cpu_pool_threads(device->pool), 1e-6 * (double)total);
-  fprintf(stderr, "  %-16s %10s %10s %10s %6s\n", "op", "ms", "calls", "us/call", "share");
+  const vnrt_backend_host *host = device->host;
+  host->log(host->core, VNRT_LOG_INFO, "cpu profile (%d threads): %.3f ms in kernels",
+            (int)cpu_pool_threads(device->pool), 1e-6 * (double)total);
+  host->log(host->core, VNRT_LOG_INFO, "  %-16s %10s %10s %10s %6s", "op", "ms", "calls", "us/call",
+            "share");
   for (int32_t i = 0; i < n; ++i) {
     const char *name = vnrt_op_name((vnrt_op)order[i]);
     double ns = (double)atomic_load(&device->op_ns[order[i]]);
     double calls = (double)atomic_load(&device->op_calls[order[i]]);
-    fprintf(stderr, "  %-16s %10.3f %10.0f %10.2f %5.1f%%\n", name ? name : "?", 1e-6 * ns, calls,
-            1e-3 * ns / calls, total ? 100.0 * ns / (double)total : 0.0);
+    host->log(host->core, VNRT_LOG_INFO, "  %-16s %10.3f %10.0f %10.2f %5.1f%%", name ? name : "?",
+              1e-6 * ns, calls, 1e-3 * ns / calls, total ? 100.0 * ns / (double)total : 0.0);
   }
 }
 

@@ -1,6 +1,8 @@
 /* The CPU backend's thread pool: persistent pthread workers that split parallel_for ranges. */
 #include "cpu_pool.h"
 
+#include "vnrt/backend_util.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +38,8 @@ struct cpu_pool {
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
   int64_t spin_ns;
+  int generic;   /* the cpu_isa option says "generic" */
+  int no_avx512; /* the cpu_isa option says "avx2" */
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
   pthread_mutex_t mutex;  /* guards sleepers, caller_sleeping and the condition variables */
@@ -134,7 +138,10 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   pool->host = host;
   pool->n_threads = num_threads;
   pool->spin_ns = (int64_t)CPU_POOL_SPIN_US_DEFAULT * 1000;
-  const char *spin = getenv("VNRT_CPU_SPIN_US");
+  const char *isa = vnrt_host_option(host, "cpu_isa");
+  pool->generic = isa && strcmp(isa, "generic") == 0;
+  pool->no_avx512 = isa && strcmp(isa, "avx2") == 0;
+  const char *spin = vnrt_host_option(host, "cpu_spin_us");
   if (spin && *spin) {
     char *end = NULL;
     long us = strtol(spin, &end, 10);
@@ -188,6 +195,9 @@ void cpu_pool_destroy(cpu_pool *pool) {
 }
 
 int32_t cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
+int cpu_pool_generic(const cpu_pool *pool) { return pool ? pool->generic : 0; }
+
+int cpu_pool_no_avx512(const cpu_pool *pool) { return pool ? pool->no_avx512 : 0; }
 
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user) {
   if (n <= 0) return;

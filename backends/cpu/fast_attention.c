@@ -208,7 +208,7 @@ static void attn_item_(void *user, int64_t item, int32_t slot) {
   for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
   int avx2 = 0;
 #if defined(CPU_HAVE_AVX2_CODE)
-  avx2 = j->isa == CPU_ISA_AVX2;
+  avx2 = j->isa >= CPU_ISA_AVX2;
 #endif
 
   for (int64_t s0 = lo; s0 <= hi; s0 += ATT_SB) {
@@ -294,7 +294,7 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   }
   attn_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = qt->dims[0],
       .S = kt->dims[0],
       .Hq = p->q_heads,
@@ -324,7 +324,7 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
   if (j.hb < 1) j.hb = 1;
   j.n_hblk = (j.group + j.hb - 1) / j.hb;
   /* The q·k GEMM packs (needs workspace) only on the portable path with more than 4 heads. */
-  const int64_t gws_floats = j.isa != CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
+  const int64_t gws_floats = j.isa < CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
   j.slot_floats = j.hb * (j.D + ATT_SB + j.Dv) + ATT_SB * (j.D + j.Dv) + gws_floats;
   vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
   if (st != VNRT_OK) return st;
@@ -411,7 +411,7 @@ static void sparse_item_(void *user, int64_t item, int32_t slot) {
   for (int h = 0; h < hn; ++h) m[h] = -INFINITY, l[h] = 0.0f;
   int avx2 = 0;
 #if defined(CPU_HAVE_AVX2_CODE)
-  avx2 = j->isa == CPU_ISA_AVX2;
+  avx2 = j->isa >= CPU_ISA_AVX2;
 #endif
   for (int64_t s0 = 0; s0 < n_keys; s0 += ATT_SB) {
     const int64_t sn = n_keys - s0 < ATT_SB ? n_keys - s0 : ATT_SB;
@@ -475,7 +475,7 @@ vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *a) {
   if (cpu_outputs_empty(a)) return VNRT_OK;
   sparse_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = qt->dims[0],
       .H = p->heads,
       .D = p->head_dim,
@@ -508,7 +508,7 @@ vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *a) {
   if (j.hb > SPARSE_HB_MAX) j.hb = SPARSE_HB_MAX;
   if (j.hb < 1) j.hb = 1;
   j.n_hblk = (j.H + j.hb - 1) / j.hb;
-  const int64_t gws_floats = j.isa != CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
+  const int64_t gws_floats = j.isa < CPU_ISA_AVX2 && j.hb > 4 ? CPU_GEMM_WS_FLOATS : 0;
   j.slot_floats = j.hb * (2 * j.D + ATT_SB) + ATT_SB * j.D + j.K + gws_floats;
   vnrt_status st = cpu_fast_alloc(a, threads * j.slot_floats, &j.scratch);
   if (st != VNRT_OK) return st;

@@ -59,7 +59,7 @@ static void sc_row_(const sc_job *j, int64_t t, int64_t m, float *tmp) {
   const float *u = j->u + t * MC + m * C;
   float *y = j->y + t * MC + m * C;
 #if defined(CPU_HAVE_AVX2_CODE)
-  if (j->isa == CPU_ISA_AVX2) {
+  if (j->isa >= CPU_ISA_AVX2) {
     sc_silu_add_avx2_(acc, u, y, C);
     return;
   }
@@ -86,7 +86,7 @@ vnrt_status cpu_fast_short_conv(const cpu_kernel_args *a) {
     return cpu_ref_short_conv(a);
   }
   sc_job j = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = ut->dims[0],
       .M = ut->dims[1],
       .C = ut->dims[2],

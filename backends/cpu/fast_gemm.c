@@ -231,7 +231,7 @@ void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, flo
     return;
   }
 #if defined(CPU_HAVE_AVX2_CODE)
-  if (isa == CPU_ISA_AVX2) {
+  if (isa >= CPU_ISA_AVX2) {
     avx2_to_f32(src, dt, n, dst);
     return;
   }
@@ -269,7 +269,7 @@ static void pack_rows_(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t lds,
 
 static int isa_avx2_(cpu_isa isa) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  return isa == CPU_ISA_AVX2;
+  return isa >= CPU_ISA_AVX2;
 #else
   (void)isa;
   return 0;
@@ -334,7 +334,7 @@ static CPU_AVX2 float avx2_sumsq_(const float *f, int64_t n) {
 
 float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  if (isa == CPU_ISA_AVX2) return avx2_sumsq_(f, n);
+  if (isa >= CPU_ISA_AVX2) return avx2_sumsq_(f, n);
 #endif
   (void)isa;
   float lane[8] = {0};
@@ -361,7 +361,7 @@ static CPU_AVX2 void avx2_axpy_(float a, const float *x, float *y, int64_t n) {
 
 void cpu_fast_axpy(cpu_isa isa, float a, const float *x, float *y, int64_t n) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  if (isa == CPU_ISA_AVX2) {
+  if (isa >= CPU_ISA_AVX2) {
     avx2_axpy_(a, x, y, n);
     return;
   }
@@ -597,7 +597,7 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
                              int64_t k, void *out, vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
   gemm_job g = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .nn = nn,
       .x = x,
       .w = w,
@@ -618,7 +618,7 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
   const int64_t threads = cpu_pool_threads(a->pool);
   const int64_t want = 4 * threads;
   const int64_t mr = nn ? GEMM_NN_MR : GEMM_MR, min_nt = nn ? GEMM_NN_NR : 8;
-  const int avx2_nt = !nn && g.isa == CPU_ISA_AVX2;
+  const int avx2_nt = !nn && g.isa >= CPU_ISA_AVX2;
   if (m <= mr) {
     g.mt = m;
   } else {
@@ -640,7 +640,7 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
   /* A GEMV on the AVX2 path (or with f32 w) streams w in place and needs no workspace: a
    * decode step runs dozens of them, and allocating ~0.8 MiB for each cost more than the
    * smaller ones take. An f32 result needs no output tile either. */
-  const int gemv = !nn && m <= GEMM_MR && (g.isa == CPU_ISA_AVX2 || wdt == VNRT_F32);
+  const int gemv = !nn && m <= GEMM_MR && (g.isa >= CPU_ISA_AVX2 || wdt == VNRT_F32);
   g.slot_floats = (gemv ? 0 : CPU_GEMM_WS_FLOATS) + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
   g.scratch = NULL;
   if (g.slot_floats > 0) {

@@ -27,8 +27,8 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
   if (tx->dtype != VNRT_F32 || p->act_quant > 0) {
     st = cpu_fast_alloc(a, rows * k, &xs);
     if (st != VNRT_OK) return st;
-    cpu_fast_to_f32(cpu_fast_isa(), a->in[0], tx->dtype, rows * k, xs);
-    cpu_fast_act_quant(xs, k, rows, k, p->act_quant);
+    cpu_fast_to_f32(cpu_fast_isa(a->pool), a->in[0], tx->dtype, rows * k, xs);
+    cpu_fast_act_quant(cpu_fast_isa(a->pool), xs, k, rows, k, p->act_quant);
     x = xs;
   }
   if (w.scale) {
@@ -57,7 +57,7 @@ vnrt_status cpu_fast_matmul(const cpu_kernel_args *a) {
   vnrt_matmul_batch_strides(ta, nb, a_bs);
   vnrt_matmul_batch_strides(tb, nb, b_bs);
 
-  const cpu_isa isa = cpu_fast_isa();
+  const cpu_isa isa = cpu_fast_isa(a->pool);
   float *as = NULL;
   vnrt_status st = VNRT_OK;
   if (ta->dtype != VNRT_F32) st = cpu_fast_alloc(a, m * k, &as);

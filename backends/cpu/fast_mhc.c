@@ -191,7 +191,7 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   if (Xt->rank < 2 || ft->rank != 2) return cpu_ref_hc_pre(a);
   hc_pre_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
       .iters = a->node->params->hc_pre.iters,
@@ -206,7 +206,7 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
     return cpu_ref_hc_pre(a);
   }
 
-  if (j.T <= HC_SMALL_T && (j.isa == CPU_ISA_AVX2 || ft->dtype == VNRT_F32)) {
+  if (j.T <= HC_SMALL_T && (j.isa >= CPU_ISA_AVX2 || ft->dtype == VNRT_F32)) {
     return hc_pre_small_(&j);
   }
 
@@ -224,7 +224,7 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   float *mem = NULL;
   /* The AVX2 GEMM core reads fn in place (widening f16/bf16 in registers), as does a GEMV (a
    * few tokens) on any path; the portable path's larger blocks read a padded f32 copy. */
-  const int copy_fn = j.tb > 4 && j.isa != CPU_ISA_AVX2;
+  const int copy_fn = j.tb > 4 && j.isa < CPU_ISA_AVX2;
   const int64_t fn_floats = copy_fn ? j.R * (nc + HC_FN_PAD) : 0;
   vnrt_status st =
       cpu_fast_alloc(a, j.T * (j.R + 1) + fn_floats + xf_floats + threads * j.slot_floats, &mem);
@@ -297,7 +297,7 @@ static void hc_post_item_(void *user, int64_t item, int32_t slot) {
     const float p = j->post[t * n + k], *w = j->comb + t * n * n + k;
     float *o = j->out + (t * n + k) * C + c0;
 #if defined(CPU_HAVE_AVX2_CODE)
-    if (j->isa == CPU_ISA_AVX2) {
+    if (j->isa >= CPU_ISA_AVX2) {
       hc_post_avx2_(X, y, p, w, n, C, cb, o);
       continue;
     }
@@ -318,7 +318,7 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
     return cpu_ref_hc_post(a);
   }
   hc_post_job j = {
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
       .X = a->in[0],

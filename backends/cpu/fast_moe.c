@@ -42,7 +42,7 @@ static void gather_item_(void *user, int64_t item, int32_t slot) {
   for (int64_t r = item * 16; r < j->n_slots && r < (item + 1) * 16; ++r) {
     const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r] * j->C) * xsz;
     cpu_fast_to_f32(j->isa, src, a->in_type[0]->dtype, j->C, j->xg + r * j->C);
-    cpu_fast_act_quant(j->xg + r * j->C, j->C, 1, j->C, j->act_quant);
+    cpu_fast_act_quant(j->isa, j->xg + r * j->C, j->C, 1, j->C, j->act_quant);
   }
 }
 
@@ -91,7 +91,7 @@ static void h_quant_item_(void *user, int64_t item, int32_t slot) {
   for (int64_t r = item * 16; r < j->n_slots && r < (item + 1) * 16; ++r) {
     float *hrow = j->h + r * j->F;
     for (int64_t f = 0; f < j->F; ++f) hrow[f] *= j->wt_of[r];
-    cpu_fast_act_quant(hrow, j->F, 1, j->F, j->act_quant);
+    cpu_fast_act_quant(j->isa, hrow, j->F, 1, j->F, j->act_quant);
   }
 }
 
@@ -223,7 +223,7 @@ static void fused_item_(void *user, int64_t item, int32_t slot) {
     const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r0 + i] * C) * xsz;
     cpu_fast_to_f32(j->isa, src, xdt, C, xt + i * C);
   }
-  cpu_fast_act_quant(xt, C, m, C, j->act_quant);
+  cpu_fast_act_quant(j->isa, xt, C, m, C, j->act_quant);
   float *qws = h + MOE_FUSED_MR * F;
   cpu_qgemm_nt_block(j->isa, xt, C, m, j->wgu, e, 0, 2 * F, gu, 2 * F, qws);
   const float limit = j->limit;
@@ -240,7 +240,7 @@ static void fused_item_(void *user, int64_t item, int32_t slot) {
       for (int64_t f = 0; f < F; ++f) h[i * F + f] *= j->wt_of[r0 + i];
     }
   }
-  cpu_fast_act_quant(h, F, m, F, j->act_quant);
+  cpu_fast_act_quant(j->isa, h, F, m, F, j->act_quant);
   cpu_qgemm_nt_block(j->isa, h, F, m, j->wd, e, 0, C, j->yp + r0 * C, C, qws);
 }
 
@@ -255,7 +255,7 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   const int64_t threads = cpu_pool_threads(a->pool), n_slots = T * k;
   const int32_t *experts = a->in[1];
   moe_fused_job j = {.a = a,
-                     .isa = cpu_fast_isa(),
+                     .isa = cpu_fast_isa(a->pool),
                      .C = C,
                      .F = F,
                      .k = k,
@@ -341,7 +341,7 @@ static vnrt_status moe_ffn_small_(const cpu_kernel_args *a, int64_t T, int64_t C
                                   int64_t k, float limit) {
   moe_small_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .T = T,
       .C = C,
       .F = F,
@@ -402,7 +402,7 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   }
   moe_job j = {
       .a = a,
-      .isa = cpu_fast_isa(),
+      .isa = cpu_fast_isa(a->pool),
       .C = xt->dims[xt->rank - 1],
       .k = et->dims[et->rank - 1],
       .F = gt->dims[1] / 2,
@@ -435,7 +435,7 @@ vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *a) {
   const int special = wgu.scale || wd.scale || p->act_quant > 0;
   /* The GEMV path reads w in place only on AVX2 (the portable GEMV needs f32 w). */
   if (j.T <= MOE_SMALL_T &&
-      (special || j.isa == CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
+      (special || j.isa >= CPU_ISA_AVX2 || (gt->dtype == VNRT_F32 && dt->dtype == VNRT_F32))) {
     int done = 0;
     st = moe_ffn_fused_(a, j.T, j.C, j.F, j.k, E, j.limit, &wgu, &wd, p->act_quant, special, &done);
     if (st != VNRT_OK || done) return st;

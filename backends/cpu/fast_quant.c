@@ -70,7 +70,7 @@ static inline float code_f32_(const cpu_weight *w, int64_t i) {
 
 static int isa_avx2_(cpu_isa isa) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  return isa == CPU_ISA_AVX2;
+  return isa >= CPU_ISA_AVX2;
 #else
   (void)isa;
   return 0;
@@ -138,9 +138,12 @@ static CPU_AVX2 void avx2_act_quant_block_(float *v, int64_t n) {
 }
 #endif
 
-void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant) {
+void cpu_fast_act_quant(cpu_isa isa, float *x, int64_t ldx, int64_t rows, int64_t k,
+                        int32_t act_quant) {
 #if defined(CPU_HAVE_AVX2_CODE)
-  const int avx2 = isa_avx2_(cpu_fast_isa());
+  const int avx2 = isa_avx2_(isa);
+#else
+  (void)isa;
 #endif
   for (int64_t r = 0; act_quant > 0 && r < rows; ++r) {
     for (int64_t b = 0; b < k; b += act_quant) {
@@ -348,7 +351,7 @@ static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
   }
 }
 
-/* The AVX-512 variants of the one-row kernels (cpu_fast_avx512()): the same products, the same
+/* The AVX-512 variants of the one-row kernels (CPU_ISA_AVX512): the same products, the same
  * block scales (sf as for the AVX2 kernel of the same format), 16 lanes a vector. Decoding, not
  * memory, bounds the AVX2 kernels on two cores; here each code costs about half the vector
  * operations. Four w rows, blocks a multiple of 32 codes wide, kc a multiple of 32 (the last
@@ -567,7 +570,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
   const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
   /* One x row, blocks and K in whole 32-code steps: the AVX-512 kernels where the CPU has them. */
-  const int v512 = mr == 1 && bc % 32 == 0 && K % 32 == 0 && cpu_fast_avx512();
+  const int v512 = mr == 1 && bc % 32 == 0 && K % 32 == 0 && isa >= CPU_ISA_AVX512;
   const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
   if (fp4p) x_fp4_perm_(x, K, xp);
@@ -701,7 +704,7 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
                               const cpu_weight *w, int64_t row0, int64_t n, void *out,
                               vnrt_dtype odt, int64_t ldo) {
   if (m <= 0 || n <= 0) return VNRT_OK;
-  qgemm_job g = {.isa = cpu_fast_isa(),
+  qgemm_job g = {.isa = cpu_fast_isa(a->pool),
                  .x = x,
                  .w = w,
                  .out = out,

@@ -34,6 +34,7 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
 
 /* Fake-quantizes each of rows rows of x[rows, k] (ldx apart) to e4m3 in blocks of act_quant
  * channels in place: act_quant's rounding, exactly the reference's (cpu_fake_quant_block). */
-void cpu_fast_act_quant(float *x, int64_t ldx, int64_t rows, int64_t k, int32_t act_quant);
+void cpu_fast_act_quant(cpu_isa isa, float *x, int64_t ldx, int64_t rows, int64_t k,
+                        int32_t act_quant);
 
 #endif /* VNRT_BACKENDS_CPU_FAST_QUANT_H_ */

@@ -1,44 +1,35 @@
 /* Shared plumbing of the CPU fast kernels: ISA selection, dynamic scheduling, scratch. */
 #include "fast_util.h"
 
+#include "cpu_pool.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 static atomic_int cpu_isa_cache_ = -1;
 
-cpu_isa cpu_fast_isa(void) {
+cpu_isa cpu_fast_isa(const cpu_pool *pool) {
+  if (pool && cpu_pool_generic(pool)) return CPU_ISA_GENERIC;
   int v = atomic_load_explicit(&cpu_isa_cache_, memory_order_relaxed);
-  if (v >= 0) return (cpu_isa)v;
-  v = CPU_ISA_GENERIC;
+  if (v < 0) {
+    v = CPU_ISA_GENERIC;
 #if defined(CPU_HAVE_AVX2_CODE)
-  __builtin_cpu_init();
-  /* __builtin_cpu_supports also checks that the OS saves the YMM state (XCR0). Every CPU
-   * with AVX2 and FMA has F16C (Haswell, Zen and later). */
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v = CPU_ISA_AVX2;
+    __builtin_cpu_init();
+    /* __builtin_cpu_supports also checks that the OS saves the YMM (ZMM) state (XCR0). Every
+     * CPU with AVX2 and FMA has F16C (Haswell, Zen and later). */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      v = CPU_ISA_AVX2;
+      if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+        v = CPU_ISA_AVX512;
+      }
+    }
 #endif
-  const char *force = getenv("VNRT_CPU_ISA");
-  if (force && strcmp(force, "generic") == 0) v = CPU_ISA_GENERIC;
-  atomic_store_explicit(&cpu_isa_cache_, v, memory_order_relaxed);
+    atomic_store_explicit(&cpu_isa_cache_, v, memory_order_relaxed);
+  }
+  if (v == CPU_ISA_AVX512 && pool && cpu_pool_no_avx512(pool)) v = CPU_ISA_AVX2;
   return (cpu_isa)v;
-}
-
-static atomic_int cpu_avx512_cache_ = -1;
-
-int cpu_fast_avx512(void) {
-  int v = atomic_load_explicit(&cpu_avx512_cache_, memory_order_relaxed);
-  if (v >= 0) return v;
-  v = 0;
-#if defined(CPU_HAVE_AVX2_CODE)
-  /* Checks XCR0 for the ZMM state as well, like the AVX2 test above. */
-  v = cpu_fast_isa() == CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq");
-#endif
-  const char *force = getenv("VNRT_CPU_ISA");
-  if (force && strcmp(force, "avx2") == 0) v = 0;
-  atomic_store_explicit(&cpu_avx512_cache_, v, memory_order_relaxed);
-  return v;
 }
 
 typedef struct for_each_job {

@@ -91,7 +91,7 @@ vnrt_status cpu_fast_index_scores(const cpu_kernel_args *a) {
     return cpu_ref_index_scores(a); /* it reports what is wrong */
   }
   iscore_job j = {.a = a,
-                  .isa = cpu_fast_isa(),
+                  .isa = cpu_fast_isa(a->pool),
                   .T = qt->dims[0],
                   .Hi = p->heads,
                   .Di = p->head_dim,
@@ -132,7 +132,7 @@ vnrt_status cpu_fast_grouped_linear(const cpu_kernel_args *a) {
   if (tx->dtype != VNRT_F32) {
     st = cpu_fast_alloc(a, rows * GK, &xs);
     if (st != VNRT_OK) return st;
-    cpu_fast_to_f32(cpu_fast_isa(), a->in[0], tx->dtype, rows * GK, xs);
+    cpu_fast_to_f32(cpu_fast_isa(a->pool), a->in[0], tx->dtype, rows * GK, xs);
     x = xs;
   }
   const size_t osz = vnrt_dtype_size(to->dtype), wsz = vnrt_dtype_size(tw->dtype);
@@ -227,7 +227,7 @@ static void kvc_item_(void *user, int64_t item, int32_t slot) {
       kvc_rows_(j, p, ch0, &ar, &zr, &er);
       int64_t k = 0;
 #if defined(CPU_HAVE_AVX2_CODE)
-      if (j->isa == CPU_ISA_AVX2)
+      if (j->isa >= CPU_ISA_AVX2)
         k = pass ? avx2_kvc_acc_(ar, zr, er, kn, mx, num, den) : avx2_kvc_max_(zr, er, kn, mx);
 #endif
       for (; k < kn; ++k) {
@@ -254,7 +254,7 @@ vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *a) {
   if (pos0 < 0 || m < 1 || d < 1 || cd != (1 + p->overlap) * d) {
     return cpu_ref_kv_compress(a); /* it reports what is wrong */
   }
-  kvc_job j = {.isa = cpu_fast_isa(),
+  kvc_job j = {.isa = cpu_fast_isa(a->pool),
                .a = a->in[0],
                .z = a->in[1],
                .ape = a->in[2],

@@ -12,17 +12,19 @@
 typedef enum cpu_isa {
   CPU_ISA_GENERIC = 0, /* portable C the compiler may auto-vectorise for the baseline ISA */
   CPU_ISA_AVX2 = 1,    /* x86-64 with AVX2, FMA and F16C */
+  /* AVX2 and AVX-512 F, BW, VL and DQ: every AVX2 kernel (tests say isa >= CPU_ISA_AVX2), and
+   * the AVX-512 variants some have (today the one-row FP8/FP4 GEMVs, whose decoding, not the
+   * memory, bounds them on two cores). The cpu_isa option avx2 stays at CPU_ISA_AVX2. */
+  CPU_ISA_AVX512 = 2,
 } cpu_isa;
 
-/* CPU_ISA_AVX2 when the CPU (and OS) support AVX2+FMA+F16C, else CPU_ISA_GENERIC. Setting
- * VNRT_CPU_ISA=generic in the environment forces the portable path (to test it anywhere). */
-cpu_isa cpu_fast_isa(void);
+typedef struct cpu_pool cpu_pool;
 
-/* Whether the AVX2 kernels may use their AVX-512 variants (AVX-512 F, BW, VL and DQ, with the
- * OS saving the ZMM state; only where cpu_fast_isa() is CPU_ISA_AVX2). Only the quantized GEMV
- * has them today: their decoding is bound by the vector work per code, which 512-bit vectors
- * halve. VNRT_CPU_ISA=avx2 turns them off (to test the AVX2 kernels on such a CPU). */
-int cpu_fast_avx512(void);
+/* The ISA a device's kernels use: CPU_ISA_AVX512 or CPU_ISA_AVX2 when the CPU (and OS) support
+ * them (probed once per process), else CPU_ISA_GENERIC; the context option cpu_isa=generic
+ * (VNRT_CPU_ISA) forces the portable path on the devices of that context (to test it anywhere),
+ * cpu_isa=avx2 the AVX2 kernels without their AVX-512 variants. pool NULL: the machine's. */
+cpu_isa cpu_fast_isa(const cpu_pool *pool);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_HAVE_AVX2_CODE 1

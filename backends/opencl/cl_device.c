@@ -1,6 +1,7 @@
 /* OpenCL platform and device enumeration through the ICD loader: capability probing at init,
  * device_info, and opening a device (context, in-order queue, the kernel program). */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "cl_gemm.h"
 #include "cl_program.h"
 #include "opencl_backend.h"
+#include "vnrt/backend_util.h"
 
 /* ---- Small shared helpers -------------------------------------------------------------- */
 
@@ -238,7 +240,7 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
    * reductions) or emulated in global memory (CPU drivers: a work-item per row, register
    * blocks). VNRT_CL_LOCAL_MEM=dedicated|emulated overrides what the driver reports, to try
    * (or test) the other family on a device. */
-  const char *lm = getenv("VNRT_CL_LOCAL_MEM");
+  const char *lm = vnrt_host_option(host, "cl_local_mem");
   if (lm && strcmp(lm, "dedicated") == 0) desc->local_mem_dedicated = 1;
   if (lm && strcmp(lm, "emulated") == 0) desc->local_mem_dedicated = 0;
   desc->unified_memory = unified == CL_TRUE;
@@ -290,10 +292,49 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
 
 /* ---- Backend lifetime ------------------------------------------------------------------ */
 
+/* The loader's platforms and their devices, listed once per process: platform and device IDs
+ * stay valid for the process's lifetime, and drivers' first probe (PoCL's) is not safe to run
+ * from two threads at once (docs/api.md, "Threads"). Fixed arrays: no context's allocator owns
+ * process-wide memory. */
+#define CL_MAX_PLATFORMS 16
+#define CL_MAX_PLATFORM_DEVICES 64
+static struct {
+  pthread_once_t once;
+  cl_int err; /* of clGetPlatformIDs */
+  cl_uint n_platforms;
+  cl_platform_id platforms[CL_MAX_PLATFORMS];
+  cl_uint n_devices[CL_MAX_PLATFORMS];
+  cl_device_id devices[CL_MAX_PLATFORMS][CL_MAX_PLATFORM_DEVICES];
+} g_cl_probe = {.once = PTHREAD_ONCE_INIT};
+
+static void cl_probe_once(void) {
+  cl_uint n = 0;
+  g_cl_probe.err = clGetPlatformIDs(0, NULL, &n);
+  if (g_cl_probe.err != CL_SUCCESS || n == 0) return;
+  if (n > CL_MAX_PLATFORMS) n = CL_MAX_PLATFORMS;
+  g_cl_probe.err = clGetPlatformIDs(n, g_cl_probe.platforms, NULL);
+  if (g_cl_probe.err != CL_SUCCESS) return;
+  g_cl_probe.n_platforms = n;
+  for (cl_uint p = 0; p < n; ++p) {
+    cl_uint n_dev = 0;
+    if (clGetDeviceIDs(g_cl_probe.platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) !=
+            CL_SUCCESS ||
+        n_dev == 0) {
+      continue;
+    }
+    if (n_dev > CL_MAX_PLATFORM_DEVICES) n_dev = CL_MAX_PLATFORM_DEVICES;
+    if (clGetDeviceIDs(g_cl_probe.platforms[p], CL_DEVICE_TYPE_ALL, n_dev, g_cl_probe.devices[p],
+                       NULL) == CL_SUCCESS) {
+      g_cl_probe.n_devices[p] = n_dev;
+    }
+  }
+}
+
 vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
   *out_state = NULL;
-  cl_uint n_platforms = 0;
-  cl_int err = clGetPlatformIDs(0, NULL, &n_platforms);
+  pthread_once(&g_cl_probe.once, cl_probe_once);
+  cl_int err = g_cl_probe.err;
+  cl_uint n_platforms = g_cl_probe.n_platforms;
   if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && n_platforms == 0)) {
     return host->error(host->core, VNRT_ERROR_NOT_FOUND,
                        "opencl: no OpenCL platform (clGetPlatformIDs: %d %s): no ICD is "
@@ -306,31 +347,17 @@ vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
                        (int)err, cl_error_name(err));
   }
   cl_state *state = host->alloc(host->core, sizeof *state);
-  cl_platform_id *platforms = host->alloc(host->core, sizeof *platforms * n_platforms);
-  if (!state || !platforms) {
-    if (state) host->free(host->core, state);
-    if (platforms) host->free(host->core, platforms);
-    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "opencl: out of memory");
-  }
+  if (!state) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "opencl: out of memory");
   memset(state, 0, sizeof *state);
   state->host = host;
-  err = clGetPlatformIDs(n_platforms, platforms, NULL);
-  if (err != CL_SUCCESS) n_platforms = 0;
 
   /* Devices are numbered across all platforms in the loader's platform order. */
   for (cl_uint p = 0; p < n_platforms; ++p) {
-    cl_uint n_dev = 0;
-    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS ||
-        n_dev == 0) {
-      continue;
-    }
-    cl_device_id *ids = host->alloc(host->core, sizeof *ids * n_dev);
+    cl_uint n_dev = g_cl_probe.n_devices[p];
+    if (n_dev == 0) continue;
     cl_device_desc *grown =
         host->alloc(host->core, sizeof *grown * (state->n_devices + (size_t)n_dev));
-    if (!ids || !grown) {
-      if (ids) host->free(host->core, ids);
-      if (grown) host->free(host->core, grown);
-      host->free(host->core, platforms);
+    if (!grown) {
       cl_backend_shutdown(state);
       return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
                          "opencl: out of memory listing devices");
@@ -338,28 +365,22 @@ vnrt_status cl_backend_init(const vnrt_backend_host *host, void **out_state) {
     if (state->n_devices) memcpy(grown, state->devices, sizeof *grown * state->n_devices);
     if (state->devices) host->free(host->core, state->devices);
     state->devices = grown;
-    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_dev, ids, NULL) == CL_SUCCESS) {
-      for (cl_uint i = 0; i < n_dev; ++i) {
-        int ok = probe_device(host, platforms[p], ids[i], &state->devices[state->n_devices]);
-        if (ok < 0) {
-          host->free(host->core, ids);
-          host->free(host->core, platforms);
-          cl_backend_shutdown(state);
-          return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
-                             "opencl: out of memory probing devices");
-        }
-        if (ok) {
-          state->devices[state->n_devices].info.index = state->n_devices;
-          snprintf(state->devices[state->n_devices].info.spec,
-                   sizeof state->devices[state->n_devices].info.spec, "opencl:%u",
-                   state->n_devices);
-          state->n_devices++;
-        }
+    for (cl_uint i = 0; i < n_dev; ++i) {
+      int ok = probe_device(host, g_cl_probe.platforms[p], g_cl_probe.devices[p][i],
+                            &state->devices[state->n_devices]);
+      if (ok < 0) {
+        cl_backend_shutdown(state);
+        return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
+                           "opencl: out of memory probing devices");
+      }
+      if (ok) {
+        state->devices[state->n_devices].info.index = state->n_devices;
+        snprintf(state->devices[state->n_devices].info.spec,
+                 sizeof state->devices[state->n_devices].info.spec, "opencl:%u", state->n_devices);
+        state->n_devices++;
       }
     }
-    host->free(host->core, ids);
   }
-  host->free(host->core, platforms);
   *out_state = state;
   return VNRT_OK;
 }
@@ -448,7 +469,7 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
   /* Buffers in fine-grained SVM where the device has it: buffer_host_ptr then gives the
    * executor the memory itself, and the copy stream writes Engram rows there with no queue call
    * (each blocking call costs ~0.1 ms on PoCL). VNRT_CL_SVM=0 keeps ordinary buffers. */
-  const char *svm_env = getenv("VNRT_CL_SVM");
+  const char *svm_env = vnrt_host_option(host, "cl_svm");
   int svm_off = svm_env && strcmp(svm_env, "0") == 0;
   dev->svm = dev->desc->svm_fine_buffer && !svm_off;
   host->log(host->core, VNRT_LOG_INFO, "opencl (%s): buffers: %s", dev->desc->info.name,

@@ -10,6 +10,7 @@
 #include "cl_buffer.h"
 #include "cl_gemm.h"
 #include "cl_program.h"
+#include "vnrt/backend_util.h"
 
 #ifdef VNRT_OPENCL_CLBLAST
 #include <clblast_c.h>
@@ -509,7 +510,7 @@ static vnrt_status measure(vnrt_backend_device *dev, const cl_gemm_shape *s, con
 vnrt_status cl_gemm_choose(vnrt_backend_device *dev, const cl_gemm_shape *s,
                            cl_gemm_impl *out_impl) {
   *out_impl = default_impl(dev, s);
-  const char *force = getenv("VNRT_CL_GEMM");
+  const char *force = vnrt_host_option(dev->host, "cl_gemm");
   if (force && force[0] && strcmp(force, "auto") != 0 && strcmp(force, "own") != 0) {
     for (int impl = CL_GEMM_TILED; impl <= CL_GEMM_ROWS; ++impl) {
       if (strcmp(force, cl_gemm_impl_name((cl_gemm_impl)impl)) != 0) continue;

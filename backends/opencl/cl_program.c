@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cl_program.h"
+#include "vnrt/backend_util.h"
 
 #define CL_CACHE_MAGIC "VNRTCLP1"
 #define CL_CACHE_FORMAT 1u
@@ -47,16 +48,10 @@ static int make_dirs(const char *path) {
   return (stat(tmp, &st) == 0 && S_ISDIR(st.st_mode)) ? 0 : -1;
 }
 
-int cl_cache_dir(char *buf, size_t size) {
-  const char *root = getenv("VNRT_CACHE_DIR");
+int cl_cache_dir(const vnrt_backend_host *host, char *buf, size_t size) {
+  const char *root = vnrt_host_option(host, "cache_dir");
   int n = -1;
-  if (root && root[0]) {
-    n = snprintf(buf, size, "%s/opencl", root);
-  } else if ((root = getenv("XDG_CACHE_HOME")) != NULL && root[0] == '/') {
-    n = snprintf(buf, size, "%s/vnrt/opencl", root);
-  } else if ((root = getenv("HOME")) != NULL && root[0]) {
-    n = snprintf(buf, size, "%s/.cache/vnrt/opencl", root);
-  }
+  if (root && root[0] && strcmp(root, "none") != 0) n = snprintf(buf, size, "%s/opencl", root);
   if (n <= 0 || (size_t)n >= size || make_dirs(buf) != 0) {
     buf[0] = '\0';
     return 0;
@@ -254,10 +249,10 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
     key = cl_fnv1a(key, vn_cl_sources[i], strlen(vn_cl_sources[i]) + 1);
   }
   dev->program_key = key;
-  if (!cl_cache_dir(dev->cache_dir, sizeof dev->cache_dir)) {
+  if (!cl_cache_dir(host, dev->cache_dir, sizeof dev->cache_dir)) {
     host->log(host->core, VNRT_LOG_INFO,
-              "opencl (%s): no usable cache directory (VNRT_CACHE_DIR, XDG_CACHE_HOME, HOME); "
-              "kernels are built every time",
+              "opencl (%s): no disk cache (the cache_dir option is \"none\", or no usable "
+              "directory); kernels are built every time",
               desc->info.name);
   }
 

@@ -23,9 +23,10 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev);
 vnrt_status cl_program_build_source(vnrt_backend_device *dev, const char *const *sources,
                                     size_t n_sources, const char *options, cl_program *out_program);
 
-/* The cache directory: $VNRT_CACHE_DIR/opencl, else $XDG_CACHE_HOME/vnrt/opencl, else
- * $HOME/.cache/vnrt/opencl, created if missing. Returns 0 (buf = "") when none is usable. */
-int cl_cache_dir(char *buf, size_t size);
+/* The cache directory: the context's cache_dir option (docs/api.md, "Options": by default
+ * $VNRT_CACHE_DIR, else $XDG_CACHE_HOME/vnrt, else $HOME/.cache/vnrt) + "/opencl", created if
+ * missing. Returns 0 (buf = "") when there is none ("none") or it is not usable. */
+int cl_cache_dir(const vnrt_backend_host *host, char *buf, size_t size);
 
 /* The path of dev's cache file with the given suffix (".clbin", ".gemm"); 0 if no cache. */
 int cl_cache_path(const vnrt_backend_device *dev, const char *suffix, char *buf, size_t size);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vk_internal.h"
+#include "vnrt/backend_util.h"
 
 #define VK_VALIDATION_LAYER "VK_LAYER_KHRONOS_validation"
 
@@ -60,9 +61,10 @@ vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult
   return host->error(host->core, status, "vulkan: %s: %s (%d)", msg, vk_result_string(r), (int)r);
 }
 
-/* Whether an environment switch such as VNRT_VK_BASELINE is set to something other than 0. */
-static bool env_on(const char *name) {
-  const char *v = getenv(name);
+/* Whether a context option such as vk_baseline (VNRT_VK_BASELINE) is set to something other
+ * than 0. */
+static bool option_on(const vnrt_backend_host *host, const char *key) {
+  const char *v = vnrt_host_option(host, key);
   return v && v[0] && strcmp(v, "0") != 0;
 }
 
@@ -339,9 +341,9 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   if (!st) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   memset(st, 0, sizeof *st);
   st->host = host;
-  st->baseline = env_on("VNRT_VK_BASELINE");
-  st->force_staging = env_on("VNRT_VK_FORCE_STAGING");
-  const char *cq = getenv("VNRT_VK_COPY_QUEUE");
+  st->baseline = option_on(host, "vk_baseline");
+  st->force_staging = option_on(host, "vk_force_staging");
+  const char *cq = vnrt_host_option(host, "vk_copy_queue");
   if (cq && strcmp(cq, "0") == 0) {
     st->copy_pref = VK_COPY_PREF_OFF;
   } else if (cq && strcmp(cq, "shared") == 0) {
@@ -352,10 +354,10 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
               "capability",
               cq);
   }
-  bool want_validation = env_on("VNRT_VK_VALIDATION");
+  bool want_validation = option_on(host, "vk_validation");
   /* VNRT_VK_VALIDATION=sync also turns on synchronization validation (missing barriers). */
-  const char *vv = getenv("VNRT_VK_VALIDATION");
-  bool want_sync = want_validation && strcmp(vv, "sync") == 0;
+  const char *vv = vnrt_host_option(host, "vk_validation");
+  bool want_sync = want_validation && vv && strcmp(vv, "sync") == 0;
 
   uint32_t n_iext = 0;
   VkExtensionProperties *iext = NULL;

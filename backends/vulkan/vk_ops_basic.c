@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vk_internal.h"
+#include "vnrt/backend_util.h"
 
 /* Workgroup sizes of the shaders (local_size_x in shaders/vulkan). */
 #define WG_ELEM 128u
@@ -333,7 +334,7 @@ VK_RECORD_FN(vk_rec_linear) {
  * than those written for GPUs. VNRT_VK_CPU_KERNELS=0 forces the GPU ones, so that tests cover
  * them on lavapipe. */
 bool vk_builder_cpu_kernels(vk_builder *b) {
-  const char *env = getenv("VNRT_VK_CPU_KERNELS");
+  const char *env = vnrt_host_option(vk_builder_host(b), "vk_cpu_kernels");
   if (env && strcmp(env, "0") == 0) return false;
   return vk_builder_device(b)->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
 }

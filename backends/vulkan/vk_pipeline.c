@@ -12,6 +12,7 @@
 
 #include "vk_internal.h"
 #include "vk_spirv_table.h" /* generated: vk_spirv_table[] */
+#include "vnrt/backend_util.h"
 
 #define VK_CACHE_MAX_BYTES (256u << 20)
 
@@ -56,18 +57,13 @@ static int make_parents(char *path) {
 static void cache_path_init(vnrt_backend_device *dev) {
   const vnrt_backend_host *host = dev->host;
   dev->cache_path[0] = '\0';
-  const char *root = getenv("VNRT_CACHE_DIR"); /* as the OpenCL program cache */
-  const char *xdg = getenv("XDG_CACHE_HOME");
-  const char *home = getenv("HOME");
+  /* The context's cache_dir option, as the OpenCL program cache (docs/api.md, "Options"). */
+  const char *root = vnrt_host_option(host, "cache_dir");
   char dir[768];
-  if (root && root[0]) {
+  if (root && root[0] && strcmp(root, "none") != 0) {
     snprintf(dir, sizeof dir, "%s", root);
-  } else if (xdg && xdg[0]) {
-    snprintf(dir, sizeof dir, "%s/vnrt", xdg);
-  } else if (home && home[0]) {
-    snprintf(dir, sizeof dir, "%s/.cache/vnrt", home);
   } else {
-    return; /* nowhere to keep it: pipelines are simply compiled each time */
+    return; /* no disk cache: pipelines are simply compiled each time */
   }
   char uuid[2 * VK_UUID_SIZE + 1];
   for (uint32_t i = 0; i < VK_UUID_SIZE; ++i) {

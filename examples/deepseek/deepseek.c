@@ -200,6 +200,9 @@ static int failed(const char *what) {
 }
 
 int main(int argc, char **argv) {
+  /* A command-line tool shows the library's warnings (the library is silent by default:
+   * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
+  setenv("VNRT_LOG", "warn", 0);
   options o = {DS_DEFAULT_MODEL, NULL, "1 2 3 4 5 6 7 8", 16, -1, 0, 0, 0};
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc == 1 ? 0 : rc;

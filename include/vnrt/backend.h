@@ -98,6 +98,11 @@ typedef struct vnrt_backend_host {
   void *(*alloc)(void *core, size_t size);
   void (*free)(void *core, void *ptr);
   int32_t num_threads; /* CPU worker threads the context asks for (>= 1) */
+  /* The value of a context option ("cpu_isa", "cache_dir"...: docs/api.md, "Options"), set by
+   * the context desc or defaulting to its environment variable; NULL if unset or unknown. A
+   * backend reads its settings here, never with getenv. Valid until the next call. Absent
+   * (struct_size smaller) in cores older than this slot: vnrt_host_option checks. */
+  const char *(*option)(void *core, const char *key);
 } vnrt_backend_host;
 
 /* A tensor of a graph as a backend sees it. */

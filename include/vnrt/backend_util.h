@@ -8,6 +8,7 @@
 #define VNRT_BACKEND_UTIL_H_
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vnrt/backend.h"
@@ -15,6 +16,15 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The context option key through host->option, or NULL where the core has no such slot. */
+static inline const char *vnrt_host_option(const vnrt_backend_host *host, const char *key) {
+  if (!host || host->struct_size < offsetof(vnrt_backend_host, option) + sizeof host->option ||
+      !host->option) {
+    return NULL;
+  }
+  return host->option(host->core, key);
+}
 
 /* Element count of t (1 for a scalar). */
 static inline int64_t vnrt_numel(const vnrt_tensor_type *t) {

@@ -10,8 +10,10 @@
  *   prefix, so structs grow at their end without breaking older callers; a size no version had
  *   fails with VNRT_ERROR_INVALID_ARGUMENT (docs/api.md, "ABI and growth").
  * - The library never aborts, exits or prints on its own; it logs through the context's
- *   log callback (default: warnings and errors to stderr).
+ *   log callback only (default: nothing; the "log" option can send it to stderr).
  * - Handles are not thread-safe: use one context per thread, or serialise calls yourself.
+ *   Independent contexts may be created, used and destroyed on different threads at once
+ *   (docs/api.md, "Threads": driver start-up is serialised process-wide).
  */
 #ifndef VNRT_VNRT_H_
 #define VNRT_VNRT_H_
@@ -83,7 +85,7 @@ typedef struct vnrt_allocator {
 typedef struct vnrt_context_desc {
   size_t struct_size;       /* sizeof(vnrt_context_desc), or 0 (see the top of this file) */
   vnrt_allocator allocator; /* zero: the C library's malloc/realloc/free */
-  vnrt_log_fn log_fn;       /* NULL: warnings and errors to stderr */
+  vnrt_log_fn log_fn;       /* NULL: messages are dropped (option log=stderr: to stderr) */
   void *log_user;
   vnrt_log_level log_level; /* messages below this level are dropped; 0 = VNRT_LOG_DEBUG is
                                promoted to VNRT_LOG_WARN unless log_fn is set */
@@ -91,6 +93,18 @@ typedef struct vnrt_context_desc {
                                $VNRT_PLUGIN_PATH, then the installed plugin directory */
   int no_plugins;           /* nonzero: load no plugins at all */
   int num_threads;          /* CPU worker threads; 0: all online cores */
+  /* Which backends to start, comma-separated ("cpu,vulkan"); NULL or "": every built-in one
+   * and the plugins. The CPU backend always starts (it runs the fallback); naming a backend
+   * that is neither built in nor a plugin fails with VNRT_ERROR_NOT_FOUND naming it. */
+  const char *backends;
+  /* Options as "key=value" pairs separated by ';' or newlines ("cache_dir=none;cpu_isa=generic"),
+   * overriding the fields below and the environment (docs/api.md, "Options": every key, its
+   * environment variable and default). An unknown key or a bad value fails with
+   * VNRT_ERROR_INVALID_ARGUMENT naming it. NULL: none. */
+  const char *options;
+  const char *cache_dir;        /* kernel caches; NULL: $VNRT_CACHE_DIR, else $XDG_CACHE_HOME/vnrt
+                                   or $HOME/.cache/vnrt; "none": no disk cache at all */
+  uint64_t device_memory_limit; /* default for vnrt_plan_desc.device_memory_limit; 0: the env */
 } vnrt_context_desc;
 
 /* Creates a context. desc may be NULL for all defaults. On failure *out_ctx is NULL. */
@@ -98,6 +112,10 @@ VNRT_API vnrt_status vnrt_context_create(const vnrt_context_desc *desc, vnrt_con
 VNRT_API void vnrt_context_destroy(vnrt_context *ctx);
 /* The detail message of the last failed call on ctx ("" if none). Valid until the next call. */
 VNRT_API const char *vnrt_context_last_error(const vnrt_context *ctx);
+/* The value an option has on ctx (docs/api.md, "Options"): the desc's, else its environment
+ * variable's, else NULL; cache_dir gives the resolved directory or "none". NULL for an unknown
+ * key. Valid until the next call on ctx. */
+VNRT_API const char *vnrt_context_option(vnrt_context *ctx, const char *key);
 
 /* ---- Data types and tensors ------------------------------------------------------------ */
 typedef enum vnrt_dtype {

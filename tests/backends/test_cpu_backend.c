@@ -46,7 +46,7 @@ static void fake_free(void *core, void *p) { free(p); }
 static void fake_host_init(fake_host *h, int32_t threads) {
   memset(h, 0, sizeof *h);
   h->host = (vnrt_backend_host){
-      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, threads};
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, threads, NULL};
 }
 
 static vnrt_tensor_type ttype(vnrt_dtype dt, int32_t rank, const int64_t *dims) {
@@ -518,7 +518,7 @@ static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t 
 }
 
 START_TEST(test_gemm_blocks_cover_partial_tiles) {
-  const cpu_isa isas[2] = {CPU_ISA_GENERIC, cpu_fast_isa()};
+  const cpu_isa isas[2] = {CPU_ISA_GENERIC, cpu_fast_isa(NULL)};
   const int64_t ms[5] = {1, 5, 7, 13, 101}, ns[4] = {17, 97, 191, 193}, ks[2] = {70, 530};
   const vnrt_dtype wdts[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
   uint64_t seed = 700;

@@ -145,11 +145,20 @@ static vnrt_status fake_error(void *core, vnrt_status status, const char *fmt, .
 }
 static void *fake_alloc(void *core, size_t size) { return malloc(size); }
 static void fake_free(void *core, void *p) { free(p); }
+/* As the core's options with nothing set: key's environment variable, VNRT_<KEY>. */
+static const char *fake_option(void *core, const char *key) {
+  (void)core;
+  char env[64] = "VNRT_";
+  for (size_t i = 0; key[i] && i + 6 < sizeof env; ++i) {
+    env[5 + i] = (char)(key[i] >= 'a' && key[i] <= 'z' ? key[i] - 'a' + 'A' : key[i]);
+  }
+  return getenv(env);
+}
 
 static void fake_host_init(fake_host *h) {
   memset(h, 0, sizeof *h);
   h->host = (vnrt_backend_host){
-      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, 1};
+      sizeof(vnrt_backend_host), h, fake_log, fake_error, fake_alloc, fake_free, 1, fake_option};
 }
 
 /* A fresh temporary directory (removed by rm_rf). */

@@ -149,6 +149,9 @@ static void parse_args(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* A command-line tool shows the library's warnings (the library is silent by default:
+   * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
+  setenv("VNRT_LOG", "warn", 0);
   parse_args(argc, argv);
   vnrt_context_desc cd = {.num_threads = opt.threads};
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) die("cannot create a vnrt context");
