@@ -61,10 +61,10 @@ typedef struct vn_plan_value {
 
 /* What the run loop keeps per step (position in the plan's order), plus one past the end. */
 typedef struct vn_plan_step {
-  uint64_t need; /* copy timeline value to wait for before it (0: none) */
-  int32_t job;   /* the last copy job it needs, or -1 */
+  uint64_t need;   /* copy timeline value to wait for before it (0: none) */
+  int32_t job;     /* the last copy job it needs, or -1 */
   int32_t dev_job; /* with the async slots: the last streamed job it needs, or -1 */
-  bool signal;   /* the copy stream may be waiting for this step to start */
+  bool signal;     /* the copy stream may be waiting for this step to start */
 } vn_plan_step;
 
 /* A value produced on one device and read on another: copied before a partition runs. */

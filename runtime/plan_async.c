@@ -55,8 +55,8 @@ bool vn_plan_async_use(vnrt_plan *p) {
   p->async_run = false;
   /* One partition on the target, no transfers: the host never touches the target's memory
    * while its runs are queued (states and outputs are handled after the final wait). */
-  if (p->async_off || p->ctx->no_async_copies || p->serial || p->n_stream == 0 || p->n_parts != 1 || p->parts[0].dev != 0 ||
-      p->n_transfers != 0) {
+  if (p->async_off || p->ctx->no_async_copies || p->serial || p->n_stream == 0 || p->n_parts != 1 ||
+      p->parts[0].dev != 0 || p->n_transfers != 0) {
     return false;
   }
   if (p->async_mode == 0) decide(p);
@@ -116,7 +116,8 @@ static vnrt_status queue_job(vnrt_plan *p, int32_t j) {
 
 vnrt_status vn_plan_async_run(vnrt_plan *p, int32_t first, int32_t s, int32_t e) {
   /* Copies that may start once step s is reached: the run signalling it is queued. */
-  while (p->async_next < p->n_jobs && p->jobs[p->async_next].after <= p->compute_base + (uint64_t)s) {
+  while (p->async_next < p->n_jobs &&
+         p->jobs[p->async_next].after <= p->compute_base + (uint64_t)s) {
     VN_RETURN_IF_ERROR(queue_job(p, p->async_next));
     p->async_next++;
   }

@@ -605,7 +605,8 @@ vnrt_status vk_wait_compute(vnrt_backend_device *dev, const char *what) {
       .pValues = &value,
   };
   VkResult r = dev->copy.wait_semaphores(dev->device, &wi, VK_WAIT_NS);
-  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: waiting for runs", what);
+  if (r != VK_SUCCESS)
+    return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: waiting for runs", what);
   return VNRT_OK;
 }
 

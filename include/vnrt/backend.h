@@ -31,9 +31,9 @@ extern "C" {
 #define VNRT_MAX_NODE_INPUTS 8
 #define VNRT_MAX_NODE_OUTPUTS 4
 
-typedef struct vnrt_backend_device vnrt_backend_device; /* defined by each backend */
-typedef struct vnrt_backend_buffer vnrt_backend_buffer; /* defined by each backend */
-typedef struct vnrt_backend_exec vnrt_backend_exec;     /* defined by each backend */
+typedef struct vnrt_backend_device vnrt_backend_device;     /* defined by each backend */
+typedef struct vnrt_backend_buffer vnrt_backend_buffer;     /* defined by each backend */
+typedef struct vnrt_backend_exec vnrt_backend_exec;         /* defined by each backend */
 typedef struct vnrt_backend_timeline vnrt_backend_timeline; /* defined by each backend */
 
 /* What an asynchronous operation waits for before it starts and signals once it is done (the
