@@ -216,12 +216,51 @@ START_TEST(dualpath_over_the_slots_matches_the_host_thread) {
 }
 END_TEST
 
+/* docs/api.md, "Running a plan does not allocate": also with params streamed over the slots
+ * (the timelines and the per-job values are made at the first run). */
+START_TEST(streamed_runs_over_the_slots_do_not_allocate) {
+  tu_alloc counts = {.countdown = -1};
+  vnrt_context_desc d = {.allocator = tu_allocator(&counts), .num_threads = 2};
+  vnrt_context *ctx = NULL;
+  ck_assert_int_eq(vnrt_context_create(&d, &ctx), VNRT_OK);
+  vnrt_graph *g = mlp_graph(ctx);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    vnrt_plan *p = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &p));
+    vnrt_plan_info full;
+    TU_OK(ctx, vnrt_plan_get_info(p, &full));
+    vnrt_plan_destroy(p);
+    vnrt_plan_desc desc = {0};
+    desc.device_memory_limit = full.device_bytes - 3 * C * C * sizeof(float);
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &p));
+    TU_OK(ctx, vnrt_plan_set_input(p, "x", xin, sizeof xin));
+    for (int l = 0; l < LAYERS; ++l) {
+      char wn[16];
+      snprintf(wn, sizeof wn, "w%d", l);
+      TU_OK(ctx, vnrt_plan_set_input_ref(p, wn, weights[l], sizeof weights[l]));
+    }
+    TU_OK(ctx, vnrt_plan_run(p)); /* warm-up */
+    const long before = counts.total;
+    for (int r = 0; r < 4; ++r) TU_OK(ctx, vnrt_plan_run(p));
+    ck_assert_msg(counts.total == before, "%s (%s): 4 streamed runs made %ld host allocations",
+                  tu_device_spec(dev), p->async_mode > 0 ? "async slots" : "host thread",
+                  counts.total - before);
+    vnrt_plan_destroy(p);
+  }
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+  ck_assert_int_eq(counts.live, 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("async");
   TCase *tc = tcase_create("async");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, queued_writes_runs_and_reads_keep_timeline_order);
   tcase_add_test(tc, dualpath_over_the_slots_matches_the_host_thread);
+  tcase_add_test(tc, streamed_runs_over_the_slots_do_not_allocate);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
