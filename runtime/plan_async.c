@@ -9,6 +9,7 @@
  * counts the copies queued; a run waits for the value of the last copy its first step needs.
  * Engram rows stay on the host copy thread (they are hashed and gathered on the host). */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,20 +115,28 @@ static vnrt_status queue_job(vnrt_plan *p, int32_t j) {
   return VNRT_OK;
 }
 
-vnrt_status vn_plan_async_run(vnrt_plan *p, int32_t first, int32_t s, int32_t e) {
-  /* Copies that may start once step s is reached: the run signalling it is queued. */
-  while (p->async_next < p->n_jobs &&
+/* Queues the streamed jobs up to index `upto` that may start once step s is reached. */
+static vnrt_status queue_ready(vnrt_plan *p, int32_t s, int32_t upto) {
+  while (p->async_next < p->n_jobs && p->async_next <= upto &&
          p->jobs[p->async_next].after <= p->compute_base + (uint64_t)s) {
     VN_RETURN_IF_ERROR(queue_job(p, p->async_next));
     p->async_next++;
   }
+  return VNRT_OK;
+}
+
+vnrt_status vn_plan_async_run(vnrt_plan *p, int32_t first, int32_t s, int32_t e) {
+  /* The copies this run needs (the run signalling what they wait for is queued), the run, then
+   * the other copies that may start now: on a device whose copies and runs share one queue,
+   * prefetches for later steps then do not delay this run. */
+  int32_t j = p->steps[s].dev_job;
+  VN_RETURN_IF_ERROR(queue_ready(p, s, j));
   vn_plan_device *pd = &p->devs[0];
   vnrt_backend_sync sync = {.signal = p->tl_compute, .signal_value = p->compute_base + (uint64_t)e};
-  int32_t j = p->steps[s].dev_job;
   if (j >= 0 && p->job_value[j] > 0) sync.wait = p->tl_copy, sync.wait_value = p->job_value[j];
   VN_RETURN_IF_ERROR(vn_dev_run_async(pd->device, pd->exec, first, e - s, &sync));
   p->compute_value = sync.signal_value;
-  return VNRT_OK;
+  return queue_ready(p, s, INT32_MAX);
 }
 
 vnrt_status vn_plan_async_wait(vnrt_plan *p, bool report) {

@@ -131,6 +131,63 @@ START_TEST(queued_writes_runs_and_reads_keep_timeline_order) {
 }
 END_TEST
 
+/* A run-time error the device finds in a queued run (an id out of range) is returned by
+ * run_async when it had to block for the check, else by the next synchronous run. */
+START_TEST(a_queued_runs_index_error_is_reported_by_the_next_run) {
+  vnrt_context *ctx = tu_context();
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tt = {VNRT_F32, 2, {8, 4}}, ti = {VNRT_I32, 1, {2}};
+  vnrt_value in[2], y;
+  TU_OK(ctx, vnrt_graph_add_input(g, "table", &tt, 0, &in[0]));
+  TU_OK(ctx, vnrt_graph_add_input(g, "ids", &ti, 0, &in[1]));
+  const char *names[1] = {"y"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_EMBEDDING, in, 2, NULL, 0, names, &y, 1));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  static float table[8 * 4];
+  static int32_t bad[2] = {1, 99}, good[2] = {1, 7};
+  for (int k = 0; k < 32; ++k) table[k] = (float)k;
+  int tested = 0;
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    const char *spec = tu_device_spec(dev);
+    vnrt_plan *p = NULL;
+    vnrt_plan_desc desc = {.no_fallback = 1};
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &desc, &p));
+    vn_plan_device *pd = &p->devs[0];
+    const vnrt_backend_i *i = pd->iface;
+    vnrt_backend_timeline *tl = NULL;
+    if (!has_slots(i) || i->timeline_create(pd->bdev, &tl) != VNRT_OK) {
+      vnrt_plan_destroy(p);
+      continue;
+    }
+    const vnrt_backend_tensor *tt_ = tensor_of(p, "table"), *tid = tensor_of(p, "ids");
+    vnrt_backend_sync sy = {.signal = tl, .signal_value = 1};
+    TU_OK(ctx, i->buffer_write_async(pd->bdev, tt_->buffer, tt_->offset, table, sizeof table, &sy));
+    sy = (vnrt_backend_sync){.signal = tl, .signal_value = 2};
+    TU_OK(ctx, i->buffer_write_async(pd->bdev, tid->buffer, tid->offset, bad, sizeof bad, &sy));
+    sy = (vnrt_backend_sync){.wait = tl, .wait_value = 2, .signal = tl, .signal_value = 3};
+    vnrt_status s = i->run_async(pd->exec, 0, pd->n_nodes, &sy);
+    if (s == VNRT_OK) {
+      TU_OK(ctx, i->timeline_wait(pd->bdev, tl, 3, 60ull * 1000000000ull));
+      s = i->run(pd->exec, 0, 0);
+    }
+    ck_assert_msg(s == VNRT_ERROR_OUT_OF_RANGE, "%s: status %d, want out of range", spec, (int)s);
+    ck_assert_msg(strstr(vnrt_context_last_error(ctx), "99") != NULL, "%s: message '%s'", spec,
+                  vnrt_context_last_error(ctx));
+    /* Reported once: with good ids the exec runs on. */
+    TU_OK(ctx, i->buffer_write(pd->bdev, tid->buffer, tid->offset, good, sizeof good));
+    TU_OK(ctx, i->run(pd->exec, 0, pd->n_nodes));
+    TU_OK(ctx, i->run(pd->exec, 0, 0));
+    i->timeline_destroy(pd->bdev, tl);
+    vnrt_plan_destroy(p);
+    ++tested;
+  }
+  if (getenv("VNRT_TEST_EXPECT_ASYNC")) ck_assert_int_gt(tested, 0);
+  vnrt_graph_destroy(g);
+}
+END_TEST
+
 /* ---- The executor: streamed params over the slots and over the host thread ---------------- */
 
 static float weights[LAYERS][C * C], xin[4 * C];
@@ -259,6 +316,7 @@ int main(void) {
   TCase *tc = tcase_create("async");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, queued_writes_runs_and_reads_keep_timeline_order);
+  tcase_add_test(tc, a_queued_runs_index_error_is_reported_by_the_next_run);
   tcase_add_test(tc, dualpath_over_the_slots_matches_the_host_thread);
   tcase_add_test(tc, streamed_runs_over_the_slots_do_not_allocate);
   suite_add_tcase(s, tc);
