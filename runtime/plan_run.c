@@ -312,6 +312,11 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   for (int32_t s = 0; s < n; ++s) {
     if (p->steps[s].job >= 0) p->steps[s].need = last - (uint64_t)(host - 1 - p->steps[s].job);
   }
+  /* With the device's copy stream, small (lazy) Engram jobs are done now, before any run is
+   * queued: later, their synchronous writes would wait behind the queued runs and copies. */
+  bool lazy = dev && host > 0;
+  for (int32_t j = 0; j < host && lazy; ++j) lazy = jp[j].lazy;
+  if (lazy) VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, last));
   return VNRT_OK;
 }
 
