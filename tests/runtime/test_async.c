@@ -131,6 +131,50 @@ START_TEST(queued_writes_runs_and_reads_keep_timeline_order) {
 }
 END_TEST
 
+/* The template plugin's synchronous slots (backends/template): copies through a buffer of its
+ * own, in timeline order. Runs where tests/runtime/meson.build gives the plugin's folder. */
+START_TEST(the_template_plugin_shows_the_slots) {
+  const char *dir = getenv("VNRT_TEST_PLUGIN_DIR");
+  if (!dir || !dir[0]) {
+    printf("no VNRT_TEST_PLUGIN_DIR: the plugin case is skipped\n");
+    return;
+  }
+  vnrt_context_desc d = {0};
+  d.log_level = VNRT_LOG_ERROR;
+  d.plugin_path = dir;
+  vnrt_context *ctx = NULL;
+  ck_assert_int_eq(vnrt_context_create(&d, &ctx), VNRT_OK);
+  vnrt_device *tpl = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "template:0", &tpl));
+  vnrt_backend_device *bdev = NULL;
+  TU_OK(ctx, vn_device_open(tpl, &bdev)); /* closed with the context */
+  const vnrt_backend_i *i = tpl->backend->iface;
+  ck_assert(has_slots(i));
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, i->buffer_alloc(bdev, sizeof a1, &buf));
+  vnrt_backend_timeline *tl = NULL;
+  TU_OK(ctx, i->timeline_create(bdev, &tl));
+  for (int k = 0; k < N; ++k) a1[k] = (float)k;
+  vnrt_backend_sync sy = {.signal = tl, .signal_value = 1};
+  TU_OK(ctx, i->buffer_write_async(bdev, buf, 0, a1, sizeof a1, &sy));
+  sy = (vnrt_backend_sync){.wait = tl, .wait_value = 1, .signal = tl, .signal_value = 2};
+  TU_OK(ctx, i->buffer_read_async(bdev, buf, 0, back, sizeof back, &sy));
+  TU_OK(ctx, i->timeline_wait(bdev, tl, 2, 0));
+  ck_assert(memcmp(back, a1, sizeof a1) == 0);
+  /* A value nothing will signal is an error, not a hang. */
+  sy = (vnrt_backend_sync){.wait = tl, .wait_value = 7};
+  ck_assert_int_eq(i->buffer_write_async(bdev, buf, 0, a1, sizeof a1, &sy), VNRT_ERROR_DEVICE);
+  TU_OK(ctx, i->timeline_signal(bdev, tl, 7));
+  TU_OK(ctx, i->buffer_write_async(bdev, buf, 0, a1, sizeof a1, &sy));
+  uint64_t value = 0;
+  TU_OK(ctx, i->timeline_query(bdev, tl, &value));
+  ck_assert_uint_eq(value, 7);
+  i->timeline_destroy(bdev, tl);
+  i->buffer_free(bdev, buf);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 /* A run-time error the device finds in a queued run (an id out of range) is returned by
  * run_async when it had to block for the check, else by the next synchronous run. */
 START_TEST(a_queued_runs_index_error_is_reported_by_the_next_run) {
@@ -316,6 +360,7 @@ int main(void) {
   TCase *tc = tcase_create("async");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, queued_writes_runs_and_reads_keep_timeline_order);
+  tcase_add_test(tc, the_template_plugin_shows_the_slots);
   tcase_add_test(tc, a_queued_runs_index_error_is_reported_by_the_next_run);
   tcase_add_test(tc, dualpath_over_the_slots_matches_the_host_thread);
   tcase_add_test(tc, streamed_runs_over_the_slots_do_not_allocate);
