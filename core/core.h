@@ -25,7 +25,8 @@ struct vnrt_context {
   void *log_user;
   vnrt_log_level log_level;
   int32_t num_threads;
-  int32_t cores; /* online CPU cores when the context was created */
+  int32_t cores;        /* online CPU cores when the context was created */
+  bool no_async_copies; /* testing: plans keep DualPath's host thread (runtime/plan_async.c) */
   char last_error[VN_ERROR_MAX];
   vnrt_backend_host host; /* what backends get; host.core == this context */
   vn_registry *registry;

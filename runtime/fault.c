@@ -109,6 +109,13 @@ vnrt_status vn_dev_write(vnrt_device *device, vnrt_backend_buffer *buffer, uint6
   return device->backend->iface->buffer_write(device->opened, buffer, offset, src, bytes);
 }
 
+vnrt_status vn_dev_write_async(vnrt_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                               const void *src, uint64_t bytes, const vnrt_backend_sync *sync) {
+  VN_RETURN_IF_ERROR(enter(device, VN_FAULT_WRITE, false));
+  return device->backend->iface->buffer_write_async(device->opened, buffer, offset, src, bytes,
+                                                    sync);
+}
+
 vnrt_status vn_dev_read(vnrt_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                         void *dst, uint64_t bytes) {
   VN_RETURN_IF_ERROR(enter(device, VN_FAULT_READ, false));
@@ -128,6 +135,12 @@ vnrt_status vn_dev_compile(vnrt_device *device, const vnrt_backend_graph *graph,
 vnrt_status vn_dev_run(vnrt_device *device, vnrt_backend_exec *exec, int32_t first, int32_t count) {
   VN_RETURN_IF_ERROR(enter(device, VN_FAULT_RUN, false));
   return device->backend->iface->run(exec, first, count);
+}
+
+vnrt_status vn_dev_run_async(vnrt_device *device, vnrt_backend_exec *exec, int32_t first,
+                             int32_t count, const vnrt_backend_sync *sync) {
+  VN_RETURN_IF_ERROR(enter(device, VN_FAULT_RUN, false));
+  return device->backend->iface->run_async(exec, first, count, sync);
 }
 
 void vn_dev_exec_destroy(vnrt_device *device, vnrt_backend_exec *exec) {

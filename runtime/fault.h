@@ -61,6 +61,11 @@ void vn_dev_free(vnrt_device *device, vnrt_backend_buffer *buffer);
 void *vn_dev_map(vnrt_device *device, vnrt_backend_buffer *buffer);
 vnrt_status vn_dev_write(vnrt_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                          const void *src, uint64_t bytes);
+/* The optional async slots (backend.h, API 3): faults as buffer_write and run. */
+vnrt_status vn_dev_write_async(vnrt_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                               const void *src, uint64_t bytes, const vnrt_backend_sync *sync);
+vnrt_status vn_dev_run_async(vnrt_device *device, vnrt_backend_exec *exec, int32_t first,
+                             int32_t count, const vnrt_backend_sync *sync);
 vnrt_status vn_dev_read(vnrt_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                         void *dst, uint64_t bytes);
 vnrt_status vn_dev_compile(vnrt_device *device, const vnrt_backend_graph *graph,

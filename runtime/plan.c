@@ -232,6 +232,7 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vnrt_context *ctx = p->ctx;
   vn_copy_stream_destroy(p->copy); /* first: its thread may still touch buffers */
   vn_inspect_destroy(p);
+  vn_plan_async_destroy(p);
   vn_plan_engram_destroy(p);
   int32_t nv = p->graph ? p->graph->n_values : 0;
   for (int32_t v = 0; p->vals && v < nv; ++v) {

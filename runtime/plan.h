@@ -61,9 +61,10 @@ typedef struct vn_plan_value {
 
 /* What the run loop keeps per step (position in the plan's order), plus one past the end. */
 typedef struct vn_plan_step {
-  uint64_t need; /* copy timeline value to wait for before it (0: none) */
-  int32_t job;   /* the last copy job it needs, or -1 */
-  bool signal;   /* the copy stream may be waiting for this step to start */
+  uint64_t need;   /* copy timeline value to wait for before it (0: none) */
+  int32_t job;     /* the last copy job it needs, or -1 */
+  int32_t dev_job; /* with the async slots: the last streamed job it needs, or -1 */
+  bool signal;     /* the copy stream may be waiting for this step to start */
 } vn_plan_step;
 
 /* A value produced on one device and read on another: copied before a partition runs. */
@@ -163,6 +164,17 @@ struct vnrt_plan {
   /* Bring-up (plan_inspect.h): per-node times and shadow comparison; NULL when both are off,
    * else the run loop submits one node at a time. */
   vn_inspect *inspect;
+
+  /* DualPath on the target backend's async slots (plan_async.c): streamed params go to the
+   * device's copy stream, runs are queued without waiting. */
+  int8_t async_mode; /* 0: not decided yet, 1: the device provides them, -1: it does not */
+  bool async_off;    /* testing: keep the host thread (vn_plan_set_async) */
+  bool async_run;    /* the current run uses them */
+  struct vnrt_backend_timeline *tl_copy, *tl_compute;
+  uint64_t copy_value, compute_value; /* the last values queued on each */
+  uint64_t *job_value;                /* per job of this run: its copy timeline value */
+  int32_t cap_job_value;
+  int32_t async_next; /* the next streamed job to queue */
 };
 
 /* The bound flag and binding generation of value v, wherever its storage lives. */
@@ -212,6 +224,20 @@ vnrt_status vn_plan_engram_prefetch(vnrt_plan *p, struct vn_copy_job *jobs, int3
  * jobs counted them on the copy thread). */
 void vn_plan_engram_collect(vnrt_plan *p);
 void vn_plan_engram_destroy(vnrt_plan *p);
+
+/* DualPath on the backend's async slots (plan_async.c). Whether this run uses them (only a
+ * plan that streams params and runs on its target alone, when the backend provides all the
+ * slots and the device takes a timeline); queues the streamed jobs that may start before step
+ * s and runs nodes [first, first + e - s) of device 0 without waiting; waits for everything
+ * queued (report: return the first error; else only wait, after a failure); frees the
+ * timelines. */
+bool vn_plan_async_use(vnrt_plan *p);
+vnrt_status vn_plan_async_run(vnrt_plan *p, int32_t first, int32_t s, int32_t e);
+vnrt_status vn_plan_async_wait(vnrt_plan *p, bool report);
+void vn_plan_async_destroy(vnrt_plan *p);
+/* Testing: whether plans may use the async slots (default true): false forces the host
+ * thread, so tests run both paths on one device. */
+void vn_plan_set_async(vnrt_plan *p, bool on);
 
 /* Testing: makes every copy job of p sleep delay_ns first (a slow copy path). */
 vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns);

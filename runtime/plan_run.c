@@ -256,8 +256,9 @@ static vnrt_status stream_job(void *user, const vn_copy_job *job) {
  * the copy stream (or, serialised, leaves them to run inline). */
 static vnrt_status queue_copies(vnrt_plan *p) {
   int32_t n = p->n_order;
-  for (int32_t s = 0; s <= n; ++s) p->steps[s].need = 0, p->steps[s].job = -1;
+  for (int32_t s = 0; s <= n; ++s) p->steps[s].need = 0, p->steps[s].job = p->steps[s].dev_job = -1;
   p->n_jobs = p->inline_done = 0;
+  p->async_run = false;
   if (p->n_engram == 0 && p->n_stream == 0) return VNRT_OK;
   int32_t total = p->n_engram + p->n_stream;
   if (!vn_grow(p->ctx, (void **)&p->jobs, &p->cap_jobs, total, sizeof *p->jobs)) {
@@ -273,6 +274,7 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   vn_copy_job *jp = p->jobs;
   int32_t k = 0;
   VN_RETURN_IF_ERROR(vn_plan_engram_prefetch(p, jp, &k));
+  bool dev = vn_plan_async_use(p); /* streamed params on the device's copy stream */
   /* Streamed params, sorted by start (insertion sort: a handful per plan). */
   int32_t first_stream = k;
   for (int32_t j = 0; j < p->n_stream; ++j) {
@@ -298,17 +300,25 @@ static vnrt_status queue_copies(vnrt_plan *p) {
   }
   for (int32_t i = first_stream; i < k; ++i) {
     int32_t f = (int32_t)jp[i].arg[1];
-    if (p->steps[f].job < i) p->steps[f].job = i;
+    int32_t *need = dev ? &p->steps[f].dev_job : &p->steps[f].job;
+    if (*need < i) *need = i;
   }
   p->n_jobs = k;
+  p->async_next = first_stream;
   if (p->serial) return VNRT_OK;
   uint64_t last = 0;
+  int32_t host = dev ? first_stream : k; /* the jobs the host thread runs */
   /* The run has started: jobs that wait for nothing (Engram rows) may start at once. */
   vn_copy_stream_signal_compute(p->copy, p->compute_base);
-  VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, jp, k, &last));
+  VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, jp, host, &last));
   for (int32_t s = 0; s < n; ++s) {
-    if (p->steps[s].job >= 0) p->steps[s].need = last - (uint64_t)(k - 1 - p->steps[s].job);
+    if (p->steps[s].job >= 0) p->steps[s].need = last - (uint64_t)(host - 1 - p->steps[s].job);
   }
+  /* With the device's copy stream, small (lazy) Engram jobs are done now, before any run is
+   * queued: later, their synchronous writes would wait behind the queued runs and copies. */
+  bool lazy = dev && host > 0;
+  for (int32_t j = 0; j < host && lazy; ++j) lazy = jp[j].lazy;
+  if (lazy) VN_RETURN_IF_ERROR(vn_copy_stream_wait(p->copy, last));
   return VNRT_OK;
 }
 
@@ -330,7 +340,7 @@ static vnrt_status run_inline(vnrt_plan *p, int32_t s, uint64_t *copy_ns) {
 /* Whether a run of nodes must be split before step s: a copy may wait for it to start, or it
  * waits for a copy. */
 static bool breaks_at(const vnrt_plan *p, int32_t s) {
-  return p->steps[s].job >= 0 || p->steps[s].signal;
+  return p->steps[s].job >= 0 || p->steps[s].signal || p->steps[s].dev_job >= 0;
 }
 
 static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inline_copy_ns) {
@@ -362,15 +372,22 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
           t0 = vn_now_ns();
         }
       }
-      if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_before(p, s));
-      uint64_t tn = vn_now_ns();
-      VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (s - part->step), e - s));
-      if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_after(p, s, vn_now_ns() - tn));
+      if (p->async_run) {
+        VN_RETURN_IF_ERROR(vn_plan_async_run(p, part->first + (s - part->step), s, e));
+      } else {
+        if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_before(p, s));
+        uint64_t tn = vn_now_ns();
+        VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (s - part->step), e - s));
+        if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_after(p, s, vn_now_ns() - tn));
+      }
       s = e;
     }
     *compute_ns += vn_now_ns() - t0;
   }
-  return VNRT_OK;
+  uint64_t t0 = vn_now_ns();
+  vnrt_status st = vn_plan_async_wait(p, true); /* the queued copies and runs */
+  *compute_ns += vn_now_ns() - t0;
+  return st;
 }
 
 vnrt_status vnrt_plan_run(vnrt_plan *p) {
@@ -392,6 +409,7 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   vnrt_status s = refresh_shadows(p);
   if (s == VNRT_OK) s = queue_copies(p);
   if (s == VNRT_OK) s = run_steps(p, &compute_ns, &inline_copy_ns);
+  if (s != VNRT_OK) vn_plan_async_wait(p, false); /* nothing queued may outlive the run */
   if (s == VNRT_OK) {
     uint64_t t0 = vn_now_ns();
     s = update_states(p);
@@ -533,6 +551,7 @@ vnrt_status vnrt_plan_reset_state(vnrt_plan *p) {
 }
 
 vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns) {
+  p->async_off = true; /* the delay is the host thread's */
   if (!p->copy) VN_RETURN_IF_ERROR(vn_copy_stream_create(p->ctx, &p->copy));
   vn_copy_stream_set_delay(p->copy, delay_ns);
   return VNRT_OK;

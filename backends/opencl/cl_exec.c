@@ -434,12 +434,19 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
   return VNRT_OK;
 }
 
-vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
+/* Enqueues nodes [first, first + count) on the compute queue, after sync's wait (async runs)
+ * and the copy queue's last synchronous write. */
+static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                               const vnrt_backend_sync *sync) {
   vnrt_backend_device *dev = exec->dev;
   if (first < 0 || count < 0 || first > exec->graph.n_nodes ||
       count > exec->graph.n_nodes - first) {
     return cl_fail(dev, VNRT_ERROR_INTERNAL, "run: nodes [%d, %d) outside the compiled %d nodes",
                    (int)first, (int)(first + count), (int)exec->graph.n_nodes);
+  }
+  if (sync) {
+    vnrt_status s = cl_async_run_begin(dev, sync);
+    if (s != VNRT_OK) return s;
   }
   /* Writes on the copy queue (inputs, streamed weights, Engram rows) finished before this
    * call; the barrier makes them visible to this run's kernels (one queue to another). */
@@ -483,10 +490,27 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
       }
     }
   }
+  return VNRT_OK;
+}
+
+vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
+  vnrt_backend_device *dev = exec->dev;
+  vnrt_status s = enqueue_run(exec, first, count, NULL);
+  if (s != VNRT_OK) return s;
   cl_int err = clFinish(dev->queue);
   if (err != CL_SUCCESS) {
     return cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
                    (int)(first + count), (int)err, cl_error_name(err));
   }
   return VNRT_OK;
+}
+
+/* Like run without the clFinish: a marker after the kernels signals. A node with an index check
+ * reads its result back in order, so such a run blocks until the device reaches it. */
+vnrt_status cl_backend_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                                 const vnrt_backend_sync *sync) {
+  static const vnrt_backend_sync none = {0};
+  vnrt_status s = enqueue_run(exec, first, count, sync ? sync : &none);
+  if (s != VNRT_OK) return s;
+  return cl_async_run_end(exec->dev, sync);
 }

@@ -23,6 +23,14 @@ static const vnrt_backend_i opencl_backend_ = {
     .run = cl_backend_run,
     .exec_destroy = cl_backend_exec_destroy,
     .maturity = VNRT_BACKEND_STABLE,
+    .timeline_create = cl_timeline_create,
+    .timeline_destroy = cl_timeline_destroy,
+    .timeline_query = cl_timeline_query,
+    .timeline_wait = cl_timeline_wait,
+    .timeline_signal = cl_timeline_signal,
+    .buffer_write_async = cl_backend_buffer_write_async,
+    .buffer_read_async = cl_backend_buffer_read_async,
+    .run_async = cl_backend_run_async,
 };
 
 const vnrt_backend_i *opencl_backend_get(void);

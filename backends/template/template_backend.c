@@ -283,6 +283,104 @@ static void template_exec_destroy(vnrt_backend_exec *exec) {
   host->free(host->core, exec);
 }
 
+/* ---- Optional: asynchronous copies and runs (backend.h, API 3) --------------------------
+ *
+ * The executor's DualPath gives a device's copy engine the weights it streams through these
+ * slots. This skeleton implements them synchronously, which backend.h allows: each call checks
+ * that its wait value is reached (with no wait-before-signal, a value not reached now never
+ * will be, as nothing here runs later), does the work, and signals at once. A port with a copy
+ * engine keeps the timeline as a device object (a timeline semaphore, an event per value)
+ * and queues the copy on its copy queue instead. Leaving all eight slots NULL is also fine: the
+ * executor then streams with its own host thread through buffer_write. */
+
+struct vnrt_backend_timeline {
+  uint64_t value; /* PORT: a device timeline semaphore or event counter */
+};
+
+static vnrt_status template_timeline_create(vnrt_backend_device *device,
+                                            vnrt_backend_timeline **out_timeline) {
+  const vnrt_backend_host *host = device->state->host;
+  *out_timeline = host->alloc(host->core, sizeof(**out_timeline));
+  if (!*out_timeline) {
+    return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "template: out of host memory");
+  }
+  (*out_timeline)->value = 0;
+  return VNRT_OK;
+}
+
+static void template_timeline_destroy(vnrt_backend_device *device,
+                                      vnrt_backend_timeline *timeline) {
+  if (timeline) device->state->host->free(device->state->host->core, timeline);
+}
+
+static vnrt_status template_timeline_query(vnrt_backend_device *device,
+                                           vnrt_backend_timeline *timeline, uint64_t *out_value) {
+  (void)device;
+  *out_value = timeline->value;
+  return VNRT_OK;
+}
+
+static vnrt_status template_timeline_wait(vnrt_backend_device *device,
+                                          vnrt_backend_timeline *timeline, uint64_t value,
+                                          uint64_t timeout_ns) {
+  (void)timeout_ns; /* PORT: a bounded wait on the device object */
+  if (timeline->value >= value) return VNRT_OK;
+  const vnrt_backend_host *host = device->state->host;
+  return host->error(host->core, VNRT_ERROR_DEVICE,
+                     "template: timeline value %llu is not reached (at %llu) and nothing "
+                     "queued will signal it",
+                     (unsigned long long)value, (unsigned long long)timeline->value);
+}
+
+static vnrt_status template_timeline_signal(vnrt_backend_device *device,
+                                            vnrt_backend_timeline *timeline, uint64_t value) {
+  (void)device;
+  if (value > timeline->value) timeline->value = value;
+  return VNRT_OK;
+}
+
+/* Before an operation: its wait value must be reached (synchronous work has nothing pending). */
+static vnrt_status template_sync_begin(vnrt_backend_device *device, const vnrt_backend_sync *sync) {
+  if (!sync || !sync->wait) return VNRT_OK;
+  return template_timeline_wait(device, sync->wait, sync->wait_value, 0);
+}
+
+static void template_sync_end(const vnrt_backend_sync *sync) {
+  if (sync && sync->signal && sync->signal_value > sync->signal->value) {
+    sync->signal->value = sync->signal_value;
+  }
+}
+
+static vnrt_status template_buffer_write_async(vnrt_backend_device *device,
+                                               vnrt_backend_buffer *buffer, uint64_t offset,
+                                               const void *src, uint64_t bytes,
+                                               const vnrt_backend_sync *sync) {
+  /* PORT: queue the copy on the copy engine, waiting for and signalling device objects. */
+  vnrt_status s = template_sync_begin(device, sync);
+  if (s == VNRT_OK) s = template_buffer_write(device, buffer, offset, src, bytes);
+  if (s == VNRT_OK) template_sync_end(sync);
+  return s;
+}
+
+static vnrt_status template_buffer_read_async(vnrt_backend_device *device,
+                                              vnrt_backend_buffer *buffer, uint64_t offset,
+                                              void *dst, uint64_t bytes,
+                                              const vnrt_backend_sync *sync) {
+  vnrt_status s = template_sync_begin(device, sync);
+  if (s == VNRT_OK) s = template_buffer_read(device, buffer, offset, dst, bytes);
+  if (s == VNRT_OK) template_sync_end(sync);
+  return s;
+}
+
+static vnrt_status template_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                                      const vnrt_backend_sync *sync) {
+  /* PORT: submit without waiting; remember what run-time checks to report at the next run. */
+  vnrt_status s = template_sync_begin(exec->device, sync);
+  if (s == VNRT_OK) s = template_run(exec, first, count);
+  if (s == VNRT_OK) template_sync_end(sync);
+  return s;
+}
+
 /* ---- The table and the entry point ------------------------------------------------------ */
 
 static const vnrt_backend_i template_backend = {
@@ -307,6 +405,15 @@ static const vnrt_backend_i template_backend = {
     /* PORT: VNRT_BACKEND_STABLE once vnrt-validate and the conformance suite pass on your
      * device (docs/backends.md); until then "auto" never picks it over the CPU. */
     .maturity = VNRT_BACKEND_EXPERIMENTAL,
+    /* Optional (API 3); may be left NULL. */
+    .timeline_create = template_timeline_create,
+    .timeline_destroy = template_timeline_destroy,
+    .timeline_query = template_timeline_query,
+    .timeline_wait = template_timeline_wait,
+    .timeline_signal = template_timeline_signal,
+    .buffer_write_async = template_buffer_write_async,
+    .buffer_read_async = template_buffer_read_async,
+    .run_async = template_run_async,
 };
 
 /* The one exported symbol (its name is VNRT_BACKEND_ENTRY_SYMBOL). Default visibility keeps it

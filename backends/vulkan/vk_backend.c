@@ -21,6 +21,14 @@ static const vnrt_backend_i vulkan_backend_ = {
     .run = vk_run,
     .exec_destroy = vk_exec_destroy,
     .maturity = VNRT_BACKEND_STABLE,
+    .timeline_create = vk_timeline_create,
+    .timeline_destroy = vk_timeline_destroy,
+    .timeline_query = vk_timeline_query,
+    .timeline_wait = vk_timeline_wait,
+    .timeline_signal = vk_timeline_signal,
+    .buffer_write_async = vk_buffer_write_async,
+    .buffer_read_async = vk_buffer_read_async,
+    .run_async = vk_run_async,
 };
 
 const vnrt_backend_i *vulkan_backend_get(void) { return &vulkan_backend_; }

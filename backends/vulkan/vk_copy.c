@@ -10,6 +10,11 @@
 #define VK_STAGING_BYTES (8ull << 20)       /* one staging chunk; VK_COPY_SLOTS of them */
 #define VK_WAIT_NS (600ull * 1000000000ull) /* a bounded wait: a hung device is an error */
 
+/* An async slots' timeline (backend.h): a timeline semaphore. */
+struct vnrt_backend_timeline {
+  VkSemaphore sem;
+};
+
 static bool uses_timeline(const vnrt_backend_device *dev) { return dev->copy.mode != VK_COPY_NONE; }
 
 /* ---- Choice and setup ------------------------------------------------------------------ */
@@ -148,9 +153,14 @@ vnrt_status vk_copy_init(vnrt_backend_device *dev) {
     if (r != VK_SUCCESS) {
       return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "copy stream: vkCreateSemaphore (timeline)");
     }
-    const char *name = dev->phys->timeline_core ? "vkWaitSemaphores" : "vkWaitSemaphoresKHR";
+    const bool core = dev->phys->timeline_core;
+    const char *name = core ? "vkWaitSemaphores" : "vkWaitSemaphoresKHR";
     c->wait_semaphores = (PFN_vkWaitSemaphores)vkGetDeviceProcAddr(dev->device, name);
-    if (!c->wait_semaphores) {
+    c->counter_value = (PFN_vkGetSemaphoreCounterValue)vkGetDeviceProcAddr(
+        dev->device, core ? "vkGetSemaphoreCounterValue" : "vkGetSemaphoreCounterValueKHR");
+    c->signal_semaphore = (PFN_vkSignalSemaphore)vkGetDeviceProcAddr(
+        dev->device, core ? "vkSignalSemaphore" : "vkSignalSemaphoreKHR");
+    if (!c->wait_semaphores || !c->counter_value || !c->signal_semaphore) {
       return host->error(host->core, VNRT_ERROR_DEVICE,
                          "vulkan: copy stream: vkGetDeviceProcAddr(\"%s\") returned NULL", name);
     }
@@ -255,7 +265,7 @@ static vnrt_status slot_record(vnrt_backend_device *dev, vk_copy_slot *slot,
       cmd,
       VK_PIPELINE_STAGE_TRANSFER_BIT | (compute_family ? VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT : 0),
       VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &before, 0, NULL, 0, NULL);
-  vkCmdCopyBuffer(cmd, src, dst, 1, &region);
+  if (bytes) vkCmdCopyBuffer(cmd, src, dst, 1, &region);
   /* The copy is visible to the host (a read) and to later work on this queue. */
   VkMemoryBarrier after = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -296,9 +306,10 @@ static void timeline_values(VkSubmitInfo *si, VkTimelineSemaphoreSubmitInfo *ti,
 }
 
 /* Submits the slot's copy on the copy queue. With timelines it signals the next copy value and,
- * for a copy that reads a device buffer (after_compute), waits for the last run submitted. */
+ * for a copy that reads a device buffer (after_compute), waits for the last run submitted. An
+ * async copy (user) waits for the user's timeline instead, and may signal it too. */
 static vnrt_status slot_submit(vnrt_backend_device *dev, vk_copy_slot *slot, bool after_compute,
-                               const char *what) {
+                               const vnrt_backend_sync *user, const char *what) {
   vk_copy *c = &dev->copy;
   const bool timeline = uses_timeline(dev);
   VkSubmitInfo si = {
@@ -312,6 +323,23 @@ static vnrt_status slot_submit(vnrt_backend_device *dev, vk_copy_slot *slot, boo
   uint64_t wait = after_compute ? atomic_load(&c->compute_published) : 0;
   if (timeline) {
     timeline_values(&si, &ti, &c->compute_timeline, &wait, &wait_stage, &c->copy_timeline, &signal);
+  }
+  VkSemaphore signal_sems[2] = {c->copy_timeline};
+  uint64_t signal_values[2] = {signal};
+  if (user) {
+    si.waitSemaphoreCount = ti.waitSemaphoreValueCount = 0;
+    if (user->wait) {
+      si.waitSemaphoreCount = ti.waitSemaphoreValueCount = 1;
+      si.pWaitSemaphores = &user->wait->sem;
+      ti.pWaitSemaphoreValues = &user->wait_value;
+      si.pWaitDstStageMask = &wait_stage;
+    }
+    if (user->signal) {
+      signal_sems[1] = user->signal->sem, signal_values[1] = user->signal_value;
+      si.signalSemaphoreCount = ti.signalSemaphoreValueCount = 2;
+      si.pSignalSemaphores = signal_sems;
+      ti.pSignalSemaphoreValues = signal_values;
+    }
   }
   /* The compute queue is shared with run() on another thread; a copy queue of its own is only
    * used under staging_lock, which the caller holds. */
@@ -327,6 +355,7 @@ static vnrt_status slot_submit(vnrt_backend_device *dev, vk_copy_slot *slot, boo
     slot->value = signal;
     c->copy_submitted = signal;
     atomic_store(&c->copy_published, signal);
+    if (!user) atomic_store(&c->sync_copy_published, signal);
   }
   return VNRT_OK;
 }
@@ -347,7 +376,7 @@ vnrt_status vk_copy_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, ui
     memcpy(slot->staging->host, p, (size_t)chunk);
     vk_buffer_flush(dev, slot->staging, 0, chunk);
     s = slot_record(dev, slot, buf, offset, chunk, true, "buffer_write");
-    if (s == VNRT_OK) s = slot_submit(dev, slot, false, "buffer_write");
+    if (s == VNRT_OK) s = slot_submit(dev, slot, false, NULL, "buffer_write");
     p += chunk;
     offset += chunk;
     bytes -= chunk;
@@ -389,7 +418,7 @@ vnrt_status vk_copy_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uin
     if (s != VNRT_OK) break;
     uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
     s = slot_record(dev, &c->slots[i], buf, offset, chunk, false, "buffer_read");
-    if (s == VNRT_OK) s = slot_submit(dev, &c->slots[i], true, "buffer_read");
+    if (s == VNRT_OK) s = slot_submit(dev, &c->slots[i], true, NULL, "buffer_read");
     if (s == VNRT_OK) out[i] = p, len[i] = chunk;
     p += chunk;
     offset += chunk;
@@ -401,6 +430,184 @@ vnrt_status vk_copy_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uin
   }
   pthread_mutex_unlock(&dev->staging_lock);
   return s;
+}
+
+/* ---- Async slots (backend.h, API 3) ---------------------------------------------------- */
+
+vnrt_status vk_timeline_create(vnrt_backend_device *dev, vnrt_backend_timeline **out) {
+  const vnrt_backend_host *host = dev->host;
+  *out = NULL;
+  if (!uses_timeline(dev)) {
+    return host->error(host->core, VNRT_ERROR_UNSUPPORTED, "vulkan: no copy queue (%s)",
+                       dev->copy.why);
+  }
+  vnrt_backend_timeline *tl = host->alloc(host->core, sizeof *tl);
+  if (!tl) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+  VkResult r = timeline_create(dev->device, &tl->sem);
+  if (r != VK_SUCCESS) {
+    host->free(host->core, tl);
+    return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "timeline: vkCreateSemaphore");
+  }
+  *out = tl;
+  return VNRT_OK;
+}
+
+void vk_timeline_destroy(vnrt_backend_device *dev, vnrt_backend_timeline *tl) {
+  if (!tl) return;
+  vkDestroySemaphore(dev->device, tl->sem, NULL);
+  dev->host->free(dev->host->core, tl);
+}
+
+vnrt_status vk_timeline_query(vnrt_backend_device *dev, vnrt_backend_timeline *tl,
+                              uint64_t *out_value) {
+  *out_value = 0;
+  VkResult r = dev->copy.counter_value(dev->device, tl->sem, out_value);
+  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "timeline: query");
+  return VNRT_OK;
+}
+
+vnrt_status vk_timeline_wait(vnrt_backend_device *dev, vnrt_backend_timeline *tl, uint64_t value,
+                             uint64_t timeout_ns) {
+  if (value == 0) return VNRT_OK;
+  VkSemaphoreWaitInfo wi = {
+      .sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO,
+      .semaphoreCount = 1,
+      .pSemaphores = &tl->sem,
+      .pValues = &value,
+  };
+  VkResult r = dev->copy.wait_semaphores(dev->device, &wi, timeout_ns);
+  if (r != VK_SUCCESS) {
+    return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "timeline: waiting for value %" PRIu64, value);
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vk_timeline_signal(vnrt_backend_device *dev, vnrt_backend_timeline *tl,
+                               uint64_t value) {
+  VkSemaphoreSignalInfo si = {
+      .sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO,
+      .semaphore = tl->sem,
+      .value = value,
+  };
+  VkResult r = dev->copy.signal_semaphore(dev->device, &si);
+  if (r != VK_SUCCESS) {
+    return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "timeline: signalling value %" PRIu64, value);
+  }
+  return VNRT_OK;
+}
+
+/* Through the staging chunks on the copy queue: src is copied into a chunk before this
+ * returns (so the caller may reuse it at once); the chunk's copy waits for sync's value and the
+ * last one signals it. A chunk still in use from an earlier copy is waited for first (its wait
+ * value was queued before, so that wait ends). */
+vnrt_status vk_buffer_write_async(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
+                                  uint64_t offset, const void *src, uint64_t bytes,
+                                  const vnrt_backend_sync *sync) {
+  VK_TRY(vk_buffer_check(dev, buf, offset, bytes, "write_async"));
+  vk_copy *c = &dev->copy;
+  const vnrt_backend_sync none = {0};
+  if (!sync) sync = &none;
+  pthread_mutex_lock(&dev->staging_lock);
+  vnrt_status s = ensure_slots(dev);
+  const uint8_t *p = src;
+  for (uint32_t k = 0; s == VNRT_OK && (bytes > 0 || k == 0); ++k) {
+    vk_copy_slot *slot = &c->slots[c->next_slot];
+    c->next_slot = (c->next_slot + 1) % VK_COPY_SLOTS;
+    uint64_t chunk = bytes < VK_STAGING_BYTES ? bytes : VK_STAGING_BYTES;
+    s = slot_wait(dev, slot, "write_async");
+    if (s != VNRT_OK) break;
+    if (chunk) {
+      memcpy(slot->staging->host, p, (size_t)chunk);
+      vk_buffer_flush(dev, slot->staging, 0, chunk);
+    }
+    /* An empty write still waits and signals (a copy of nothing is recorded as no copy). */
+    s = slot_record(dev, slot, buf, offset, chunk, true, "write_async");
+    vnrt_backend_sync one = *sync;
+    if (bytes > chunk) one.signal = NULL; /* only the last chunk signals */
+    if (s == VNRT_OK) s = slot_submit(dev, slot, false, &one, "write_async");
+    p += chunk;
+    offset += chunk;
+    bytes -= chunk;
+  }
+  pthread_mutex_unlock(&dev->staging_lock);
+  return s;
+}
+
+/* Synchronous, as backend.h allows: the staged chunks must be copied out by the host. Waits for
+ * sync's value and for the earlier signals queued on the signal timeline (a host signal must
+ * come after them), reads, then signals from the host. */
+vnrt_status vk_buffer_read_async(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
+                                 uint64_t offset, void *dst, uint64_t bytes,
+                                 const vnrt_backend_sync *sync) {
+  VK_TRY(vk_buffer_check(dev, buf, offset, bytes, "read_async"));
+  if (sync && sync->wait) {
+    VK_TRY(vk_timeline_wait(dev, sync->wait, sync->wait_value, VK_WAIT_NS));
+  }
+  if (sync && sync->signal) {
+    VK_TRY(vk_timeline_wait(dev, sync->signal, sync->signal_value - 1, VK_WAIT_NS));
+  }
+  if (bytes) VK_TRY(vk_buffer_read(dev, buf, offset, dst, bytes));
+  if (sync && sync->signal) VK_TRY(vk_timeline_signal(dev, sync->signal, sync->signal_value));
+  return VNRT_OK;
+}
+
+vnrt_status vk_submit_compute_async(vnrt_backend_device *dev, VkCommandBuffer cmd,
+                                    const vnrt_backend_sync *sync) {
+  vk_copy *c = &dev->copy;
+  VkSubmitInfo si = {
+      .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+      .commandBufferCount = cmd ? 1 : 0,
+      .pCommandBuffers = cmd ? &cmd : NULL,
+  };
+  VkTimelineSemaphoreSubmitInfo ti = {.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO};
+  const VkPipelineStageFlags stages[2] = {
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT};
+  VkSemaphore wait_sems[2], signal_sems[2];
+  uint64_t wait_values[2], signal_values[2];
+  uint32_t n_wait = 0, n_signal = 0;
+  pthread_mutex_lock(&dev->queue_lock);
+  uint64_t sync_copy = atomic_load(&c->sync_copy_published);
+  if (sync_copy) wait_sems[n_wait] = c->copy_timeline, wait_values[n_wait++] = sync_copy;
+  if (sync && sync->wait && sync->wait_value) {
+    wait_sems[n_wait] = sync->wait->sem, wait_values[n_wait++] = sync->wait_value;
+  }
+  uint64_t signal = c->compute_submitted + 1;
+  signal_sems[n_signal] = c->compute_timeline, signal_values[n_signal++] = signal;
+  if (sync && sync->signal) {
+    signal_sems[n_signal] = sync->signal->sem, signal_values[n_signal++] = sync->signal_value;
+  }
+  si.pNext = &ti;
+  si.waitSemaphoreCount = ti.waitSemaphoreValueCount = n_wait;
+  si.pWaitSemaphores = wait_sems;
+  si.pWaitDstStageMask = stages;
+  ti.pWaitSemaphoreValues = wait_values;
+  si.signalSemaphoreCount = ti.signalSemaphoreValueCount = n_signal;
+  si.pSignalSemaphores = signal_sems;
+  ti.pSignalSemaphoreValues = signal_values;
+  VkResult r = vkQueueSubmit(dev->queue, 1, &si, VK_NULL_HANDLE);
+  if (r == VK_SUCCESS) {
+    c->compute_submitted = signal;
+    atomic_store(&c->compute_published, signal);
+  }
+  pthread_mutex_unlock(&dev->queue_lock);
+  if (r != VK_SUCCESS) return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "run_async: vkQueueSubmit");
+  return VNRT_OK;
+}
+
+vnrt_status vk_wait_compute(vnrt_backend_device *dev, const char *what) {
+  if (!uses_timeline(dev)) return VNRT_OK;
+  uint64_t value = atomic_load(&dev->copy.compute_published);
+  VkSemaphoreWaitInfo wi = {
+      .sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO,
+      .semaphoreCount = 1,
+      .pSemaphores = &dev->copy.compute_timeline,
+      .pValues = &value,
+  };
+  VkResult r = dev->copy.wait_semaphores(dev->device, &wi, VK_WAIT_NS);
+  if (r != VK_SUCCESS)
+    return VK_FAIL(dev->host, VNRT_ERROR_DEVICE, r, "%s: waiting for runs", what);
+  return VNRT_OK;
 }
 
 /* ---- Runs ------------------------------------------------------------------------------ */

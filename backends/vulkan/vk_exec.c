@@ -44,6 +44,7 @@ struct vnrt_backend_exec {
   vnrt_backend_buffer *scratch; /* NULL when no node needs scratch */
   vnrt_backend_buffer *aux;     /* error records [n_nodes], then constants */
   uint64_t err_stride, consts_offset;
+  int32_t pending_lo, pending_hi; /* nodes run by run_async whose records are not checked */
 };
 
 struct vk_builder {
@@ -551,21 +552,18 @@ static vnrt_status command_for(vnrt_backend_exec *e, int32_t first, int32_t coun
   return VNRT_OK;
 }
 
-vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
-  vnrt_backend_device *dev = e->dev;
-  const vnrt_backend_host *host = dev->host;
-  if (first < 0 || count < 0 || first > e->n_nodes || count > e->n_nodes - first) {
-    return host->error(host->core, VNRT_ERROR_INTERNAL,
-                       "vulkan run: nodes [%d, %d) outside the compiled %d nodes", (int)first,
-                       (int)(first + count), (int)e->n_nodes);
-  }
-  if (count == 0 || e->node_first[first] == e->node_first[first + count]) return VNRT_OK;
-  VkCommandBuffer cmd;
-  VK_TRY(command_for(e, first, count, &cmd));
+/* Clears the error records of nodes [first, first + count) before a submit. */
+static void clear_records(vnrt_backend_exec *e, int32_t first, int32_t count) {
   uint64_t err_lo = (uint64_t)first * e->err_stride, err_bytes = (uint64_t)count * e->err_stride;
   memset(e->aux->host + err_lo, 0, (size_t)err_bytes);
-  vk_buffer_flush(dev, e->aux, err_lo, err_bytes);
-  VK_TRY(vk_submit_compute(dev, cmd, e->fence, "run"));
+  vk_buffer_flush(e->dev, e->aux, err_lo, err_bytes);
+}
+
+/* Reports the first error a node of [first, first + count) recorded (its run is done). */
+static vnrt_status check_records(vnrt_backend_exec *e, int32_t first, int32_t count) {
+  vnrt_backend_device *dev = e->dev;
+  const vnrt_backend_host *host = dev->host;
+  uint64_t err_lo = (uint64_t)first * e->err_stride, err_bytes = (uint64_t)count * e->err_stride;
   vk_buffer_invalidate(dev, e->aux, err_lo, err_bytes);
   for (int32_t n = first; n < first + count; ++n) {
     const uint32_t *rec = (const uint32_t *)(e->aux->host + (uint64_t)n * e->err_stride);
@@ -597,4 +595,54 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
                        rec[3]);
   }
   return VNRT_OK;
+}
+
+/* Checks the records of the async runs since the last check, once they are done. */
+static vnrt_status check_pending(vnrt_backend_exec *e) {
+  if (e->pending_hi <= e->pending_lo) return VNRT_OK;
+  int32_t lo = e->pending_lo, hi = e->pending_hi;
+  e->pending_lo = e->pending_hi = 0;
+  VK_TRY(vk_wait_compute(e->dev, "run"));
+  return check_records(e, lo, hi - lo);
+}
+
+static vnrt_status check_nodes(vnrt_backend_exec *e, int32_t first, int32_t count) {
+  if (first < 0 || count < 0 || first > e->n_nodes || count > e->n_nodes - first) {
+    return e->dev->host->error(e->dev->host->core, VNRT_ERROR_INTERNAL,
+                               "vulkan run: nodes [%d, %d) outside the compiled %d nodes",
+                               (int)first, (int)(first + count), (int)e->n_nodes);
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
+  vnrt_backend_device *dev = e->dev;
+  VK_TRY(check_nodes(e, first, count));
+  /* Errors of async runs come first (backend.h: the next synchronous run reports them). */
+  VK_TRY(check_pending(e));
+  if (count == 0 || e->node_first[first] == e->node_first[first + count]) return VNRT_OK;
+  VkCommandBuffer cmd;
+  VK_TRY(command_for(e, first, count, &cmd));
+  clear_records(e, first, count);
+  VK_TRY(vk_submit_compute(dev, cmd, e->fence, "run"));
+  return check_records(e, first, count);
+}
+
+/* Submitted without a fence; the records are checked by the next vk_run. Ranges of one
+ * executor run are disjoint, and it waits for them before the next. */
+vnrt_status vk_run_async(vnrt_backend_exec *e, int32_t first, int32_t count,
+                         const vnrt_backend_sync *sync) {
+  VK_TRY(check_nodes(e, first, count));
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  if (count > 0 && e->node_first[first] != e->node_first[first + count]) {
+    VK_TRY(command_for(e, first, count, &cmd));
+    clear_records(e, first, count);
+    if (e->pending_hi <= e->pending_lo) {
+      e->pending_lo = first, e->pending_hi = first + count;
+    } else {
+      if (first < e->pending_lo) e->pending_lo = first;
+      if (first + count > e->pending_hi) e->pending_hi = first + count;
+    }
+  }
+  return vk_submit_compute_async(e->dev, cmd, sync); /* no work: a signal only */
 }

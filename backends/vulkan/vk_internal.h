@@ -151,11 +151,17 @@ typedef struct vk_copy {
   VkQueue queue;   /* == the device's compute queue for NONE and SHARED */
   VkCommandPool pool;
   vk_copy_slot slots[VK_COPY_SLOTS];
+  uint32_t next_slot; /* async writes: the slot the next chunk takes (under staging_lock) */
   VkSemaphore copy_timeline, compute_timeline; /* NULL for VK_COPY_NONE */
   uint64_t copy_submitted;                     /* under staging_lock */
   uint64_t compute_submitted;                  /* under queue_lock */
   _Atomic uint64_t copy_published, compute_published;
-  PFN_vkWaitSemaphores wait_semaphores; /* core or KHR entry point */
+  /* The last copy value of a synchronous write or read: async runs wait for it (they do not wait
+   * for async copies beyond the one they name, which may be prefetches for later runs). */
+  _Atomic uint64_t sync_copy_published;
+  PFN_vkWaitSemaphores wait_semaphores; /* core or KHR entry points */
+  PFN_vkGetSemaphoreCounterValue counter_value;
+  PFN_vkSignalSemaphore signal_semaphore;
 } vk_copy;
 
 /* Threads: the executor's copy stream calls buffer_write/buffer_read on a host thread while
@@ -422,6 +428,33 @@ vnrt_status vk_copy_write(vnrt_backend_device *device, vnrt_backend_buffer *buff
                           const void *src, uint64_t bytes);
 vnrt_status vk_copy_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                          void *dst, uint64_t bytes);
+/* The buffer range check of buffer_write/read ("vulkan buffer_WHAT: ..."). */
+vnrt_status vk_buffer_check(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                            uint64_t offset, uint64_t bytes, const char *what);
+
+/* The optional async slots (backend.h, API 3), where the device has a copy queue (any mode but
+ * VK_COPY_NONE): a timeline is a timeline semaphore. */
+vnrt_status vk_timeline_create(vnrt_backend_device *device, vnrt_backend_timeline **out_timeline);
+void vk_timeline_destroy(vnrt_backend_device *device, vnrt_backend_timeline *timeline);
+vnrt_status vk_timeline_query(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                              uint64_t *out_value);
+vnrt_status vk_timeline_wait(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                             uint64_t value, uint64_t timeout_ns);
+vnrt_status vk_timeline_signal(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                               uint64_t value);
+vnrt_status vk_buffer_write_async(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                  uint64_t offset, const void *src, uint64_t bytes,
+                                  const vnrt_backend_sync *sync);
+vnrt_status vk_buffer_read_async(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                 uint64_t offset, void *dst, uint64_t bytes,
+                                 const vnrt_backend_sync *sync);
+/* Submits cmd (VK_NULL_HANDLE: none, a signal only) on the compute queue after sync's wait and
+ * the last synchronous copy, signalling sync's value and the compute timeline; no fence. */
+vnrt_status vk_submit_compute_async(vnrt_backend_device *device, VkCommandBuffer cmd,
+                                    const vnrt_backend_sync *sync);
+/* Waits for every run submitted (the compute timeline's last value). */
+vnrt_status vk_wait_compute(vnrt_backend_device *device, const char *what);
+
 /* Submits a run's cmd on the compute queue (waiting for the copy timeline, signalling the
  * compute timeline) and waits for fence. */
 vnrt_status vk_submit_compute(vnrt_backend_device *device, VkCommandBuffer cmd, VkFence fence,
@@ -440,6 +473,8 @@ int vk_supports_node(vnrt_backend_device *device, const vnrt_backend_graph *grap
 vnrt_status vk_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
                        vnrt_backend_exec **out_exec);
 vnrt_status vk_run(vnrt_backend_exec *exec, int32_t first, int32_t count);
+vnrt_status vk_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                         const vnrt_backend_sync *sync);
 void vk_exec_destroy(vnrt_backend_exec *exec);
 
 /* Returns from the calling function when expr fails (the detail is already recorded). */

@@ -472,6 +472,11 @@ static vnrt_status check_range(vnrt_backend_device *dev, vnrt_backend_buffer *bu
   return VNRT_OK;
 }
 
+vnrt_status vk_buffer_check(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
+                            uint64_t bytes, const char *what) {
+  return check_range(dev, buf, what, offset, bytes);
+}
+
 vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
                             const void *src, uint64_t bytes) {
   VK_TRY(check_range(dev, buf, "write", offset, bytes));

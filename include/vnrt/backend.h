@@ -56,9 +56,19 @@ extern "C" {
 #define VNRT_MAX_NODE_INPUTS 8
 #define VNRT_MAX_NODE_OUTPUTS 4
 
-typedef struct vnrt_backend_device vnrt_backend_device; /* defined by each backend */
-typedef struct vnrt_backend_buffer vnrt_backend_buffer; /* defined by each backend */
-typedef struct vnrt_backend_exec vnrt_backend_exec;     /* defined by each backend */
+typedef struct vnrt_backend_device vnrt_backend_device;     /* defined by each backend */
+typedef struct vnrt_backend_buffer vnrt_backend_buffer;     /* defined by each backend */
+typedef struct vnrt_backend_exec vnrt_backend_exec;         /* defined by each backend */
+typedef struct vnrt_backend_timeline vnrt_backend_timeline; /* defined by each backend */
+
+/* What an asynchronous operation waits for before it starts and signals once it is done (the
+ * optional async slots below): a NULL timeline means nothing to wait for / nothing to signal. */
+typedef struct vnrt_backend_sync {
+  vnrt_backend_timeline *wait;
+  uint64_t wait_value;
+  vnrt_backend_timeline *signal;
+  uint64_t signal_value;
+} vnrt_backend_sync;
 
 /* What a backend reports about one of its devices (device_info). The core clears it, then
  * overwrites backend, spec and index itself; vnrt_device_info is the public view of it. */
@@ -198,6 +208,59 @@ typedef struct vnrt_backend_i {
 
   /* API 3. Whether "auto" may choose this backend's devices (vnrt_backend_maturity). */
   vnrt_backend_maturity maturity;
+
+  /* ---- Optional, API 3: asynchronous copies and runs. NULL = not provided. ----------------
+   * The executor's DualPath (docs/executor.md) uses these when a backend provides all eight
+   * and timeline_create succeeds on the device; otherwise (or when timeline_create returns
+   * VNRT_ERROR_UNSUPPORTED, e.g. on a device whose buffers the host writes in place) it keeps
+   * its host thread calling buffer_write. backends/template/ shows a synchronous version.
+   *
+   * A timeline is a device object holding a 64-bit value that starts at 0 and only grows, like
+   * a Vulkan timeline semaphore. A value is reached once the operation that signals it, or one
+   * that signals a larger value, has finished (or the host signalled it). Rules the caller
+   * keeps, so a backend can map a timeline onto in-order queues and events:
+   * - signals on one timeline are queued in increasing value order, from one thread at a time;
+   * - an operation waits only for a value whose signal is already queued (or reached): no
+   *   wait-before-signal, so a call that blocks (e.g. on free staging memory) never deadlocks;
+   * - a write or read queued through these slots uses host memory (src, dst) until its signal
+   *   value is reached: the caller keeps it valid and unchanged until then, and does not touch
+   *   the buffer bytes involved with other calls meanwhile;
+   * - copies (write_async, read_async) run in the order queued, as one copy stream; runs
+   *   (run_async) in the order queued, as one compute stream; between the two streams there is
+   *   no order but the timelines'. Synchronous slots (buffer_write, run, ...) still see every
+   *   earlier synchronous call's effect; the caller waits for async work before mixing them on
+   *   the same bytes.
+   * Any of these calls may block (for staging memory, a device-side check) and still be
+   * correct; an asynchronous slot implemented synchronously (wait, do, signal) is valid.
+   * Destroying a timeline, or the buffers or exec involved, with work pending is the caller's
+   * error: it waits for the last signalled values first. */
+  vnrt_status (*timeline_create)(vnrt_backend_device *device, vnrt_backend_timeline **out_timeline);
+  void (*timeline_destroy)(vnrt_backend_device *device, vnrt_backend_timeline *timeline);
+  /* The value reached now (never blocks). */
+  vnrt_status (*timeline_query)(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                                uint64_t *out_value);
+  /* Blocks until value is reached; VNRT_ERROR_DEVICE when timeout_ns passes first. */
+  vnrt_status (*timeline_wait)(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                               uint64_t value, uint64_t timeout_ns);
+  /* Sets the value from the host (greater than every value signalled or queued before). */
+  vnrt_status (*timeline_signal)(vnrt_backend_device *device, vnrt_backend_timeline *timeline,
+                                 uint64_t value);
+  /* Queues a copy of bytes from src into buffer at offset on the device's copy stream: it starts
+   * once sync->wait reaches sync->wait_value and signals sync->signal_value when the data is in
+   * the buffer. Returns once queued (or done). */
+  vnrt_status (*buffer_write_async)(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                    uint64_t offset, const void *src, uint64_t bytes,
+                                    const vnrt_backend_sync *sync);
+  /* The same from the buffer into dst: dst holds the data once the signal value is reached. */
+  vnrt_status (*buffer_read_async)(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
+                                   uint64_t offset, void *dst, uint64_t bytes,
+                                   const vnrt_backend_sync *sync);
+  /* Queues nodes [first, first + count) like run, without waiting for them: they start once
+   * the wait value is reached and signal when done. A run-time error the device finds (an index
+   * out of range) is returned by the next synchronous `run` of this exec — the executor calls
+   * run(exec, 0, 0) after waiting for its last signal — or by this call when it had to block. */
+  vnrt_status (*run_async)(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                           const vnrt_backend_sync *sync);
 } vnrt_backend_i;
 
 /* The entry point a plugin exports as VNRT_BACKEND_ENTRY_SYMBOL. It receives the core's

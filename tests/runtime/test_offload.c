@@ -39,6 +39,15 @@ static vnrt_graph *mlp_graph(vnrt_context *ctx) {
 
 static float weights[LAYERS][C * C], xin[4 * C];
 
+/* The test context; VNRT_TEST_HOST_COPIES=1 keeps DualPath on its host thread where the
+ * backend offers async copy slots (the _hostcopy test variants run both paths). */
+static vnrt_context *offload_context(void) {
+  vnrt_context *ctx = tu_context();
+  const char *v = getenv("VNRT_TEST_HOST_COPIES");
+  ctx->no_async_copies = v && strcmp(v, "0") != 0;
+  return ctx;
+}
+
 static void init_data(void) {
   tu_tensor t = tu_tensor_new(VNRT_F32, 1, (int64_t[]){LAYERS * C * C + 4 * C});
   tu_fill_uniform(&t, 7, -0.3f, 0.3f);
@@ -74,7 +83,7 @@ static vnrt_status run_mlp(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
 }
 
 START_TEST(over_budget_params_are_streamed_with_identical_results) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   init_data();
   vnrt_graph *g = mlp_graph(ctx);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
@@ -157,7 +166,7 @@ static void check_stream_windows(const vnrt_plan *p, const char *spec) {
 }
 
 START_TEST(streamed_copies_never_overlap_a_live_reader) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   init_data();
   vnrt_graph *g = mlp_graph(ctx);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
@@ -208,7 +217,7 @@ START_TEST(streamed_copies_never_overlap_a_live_reader) {
 END_TEST
 
 START_TEST(a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   vnrt_graph *g = mlp_graph(ctx);
   vnrt_plan_desc desc = {0};
   desc.device_memory_limit = 1024; /* less than one activation */
@@ -235,7 +244,7 @@ START_TEST(a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers) {
 END_TEST
 
 START_TEST(a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   init_data();
   vnrt_graph *g = mlp_graph(ctx);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
@@ -320,7 +329,7 @@ static void fill_table(uint64_t seed) {
 }
 
 START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   fill_table(3);
   vnrt_graph *g = engram_graph(ctx);
   enum { STEPS = 6 };
@@ -366,7 +375,7 @@ START_TEST(engram_store_lookups_are_bit_identical_for_every_cache_size) {
 END_TEST
 
 START_TEST(a_file_backed_table_larger_than_the_device_budget_is_served) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   char path[] = "/tmp/vnrt-engram-XXXXXX";
   int fd = mkstemp(path);
   ck_assert_int_ge(fd, 0);
@@ -406,7 +415,7 @@ START_TEST(a_file_backed_table_larger_than_the_device_budget_is_served) {
 END_TEST
 
 START_TEST(out_of_range_engram_rows_fail_the_run_naming_the_row) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   vnrt_graph *g = engram_graph(ctx);
   vnrt_engram_store_desc sd = {0};
   sd.rows = R, sd.dim = D, sd.dtype = VNRT_F32, sd.host_data = table_data, sd.cache_slots = 8;
@@ -467,7 +476,7 @@ static vnrt_graph *sliced_engram_graph(vnrt_context *ctx) {
 }
 
 START_TEST(computed_ids_and_a_slow_copy_path_give_bit_identical_engram_rows) {
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   fill_table(5);
   vnrt_graph *g = sliced_engram_graph(ctx);
   const int32_t hist0[N - 1] = {9, 4}; /* a non-zero history: the state reaches the hash */
@@ -523,7 +532,7 @@ START_TEST(hash_routed_expert_weights_stream_only_the_experts_used) {
   /* Two hash-routed MoE layers; over budget, their expert weights are streamed one layer at a
    * time, and only the experts the tokens' ids route to are copied. */
   enum { TT = 4, CC = 32, E = 16, F = 16, V = 20, KK = 2 };
-  vnrt_context *ctx = tu_context();
+  vnrt_context *ctx = offload_context();
   vnrt_graph *g = NULL;
   TU_OK(ctx, vnrt_graph_create(ctx, &g));
   vnrt_tensor_type tx = {VNRT_F32, 2, {TT, CC}}, tl = {VNRT_F32, 2, {TT, E}};
