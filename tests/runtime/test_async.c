@@ -277,7 +277,7 @@ static bool run_streamed(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev, boo
   char name[16];
   snprintf(name, sizeof name, "r%d", LAYERS - 1);
   TU_OK(ctx, vnrt_plan_read_output(p, name, out, 4 * C * sizeof(float)));
-  vnrt_plan_info info;
+  vnrt_plan_info info = {.struct_size = sizeof info};
   TU_OK(ctx, vnrt_plan_get_info(p, &info));
   if (limit) ck_assert_int_gt(info.n_streamed_params, 0);
   bool used = p->async_mode > 0;
@@ -299,7 +299,7 @@ START_TEST(dualpath_over_the_slots_matches_the_host_thread) {
     float ref[4 * C], host[4 * C], dev_out[4 * C];
     vnrt_plan *p = NULL;
     TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &p));
-    vnrt_plan_info full;
+    vnrt_plan_info full = {.struct_size = sizeof full};
     TU_OK(ctx, vnrt_plan_get_info(p, &full));
     vnrt_plan_destroy(p);
     uint64_t limit = full.device_bytes - 3 * C * C * sizeof(float);
@@ -329,7 +329,7 @@ START_TEST(streamed_runs_over_the_slots_do_not_allocate) {
     vnrt_device *dev = tu_device(ctx, di);
     vnrt_plan *p = NULL;
     TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &p));
-    vnrt_plan_info full;
+    vnrt_plan_info full = {.struct_size = sizeof full};
     TU_OK(ctx, vnrt_plan_get_info(p, &full));
     vnrt_plan_destroy(p);
     vnrt_plan_desc desc = {0};
