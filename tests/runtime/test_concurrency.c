@@ -22,7 +22,10 @@
  * every run, in the drivers' threads, with vnrt's code not involved. Without an ASan signal
  * stack there is nothing to unmap. Ignored by builds without ASan (nothing calls this). */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "use_sigaltstack=0"; }
+__attribute__((visibility("default"))) const char *__asan_default_options(void) {
+  return "use_sigaltstack=0";
+}
+
 #define ROWS 3
 #define K 48
 #define N 20
