@@ -280,6 +280,43 @@ START_TEST(profile_takes_the_device_clock_where_the_backend_has_one) {
 }
 END_TEST
 
+/* A device whose run_timed declines (no timer) is timed on the host clock, and told once. */
+START_TEST(profile_falls_back_to_the_host_clock_when_the_device_declines) {
+  unsetenv("VNRT_BUGGY_NODE");
+  setenv("VNRT_BUGGY_DECLINE_TIMER", "1", 1);
+  vnrt_context *ctx = plugin_context();
+  unsetenv("VNRT_BUGGY_DECLINE_TIMER");
+  vnrt_graph *g = small_graph(ctx);
+  vnrt_device *dev = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "buggy:0", &dev));
+  vnrt_plan_desc pd = {0};
+  pd.profile_nodes = 1;
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &pd, &plan));
+  bind_small(ctx, plan);
+  logged.n = 0;
+  TU_OK(ctx, vnrt_plan_run(plan));
+  TU_OK(ctx, vnrt_plan_run(plan));
+  int told = 0;
+  for (int i = 0; i < logged.n; ++i) told += strstr(logged.text[i], "does not time nodes") != NULL;
+  ck_assert_int_eq(told, 1);
+  ck_assert_ptr_nonnull(log_find(VNRT_LOG_INFO, "does not time nodes", "no timer"));
+  for (int32_t s = 0; s < 4; ++s) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    TU_OK(ctx, vnrt_plan_get_node(plan, s, &ni));
+    ck_assert_int_eq(ni.runs, 2);
+    ck_assert_uint_gt(ni.last_ns, 0);
+    /* The matmul falls back to the cpu, which times it itself. */
+    ck_assert_int_eq(ni.clock,
+                     ni.op == VNRT_OP_MATMUL ? VNRT_NODE_CLOCK_DEVICE : VNRT_NODE_CLOCK_HOST);
+  }
+  ck_assert_str_eq(vnrt_context_last_error(ctx), "");
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(shadow_agrees_on_correct_kernels_everywhere) {
   unsetenv("VNRT_BUGGY_NODE");
   vnrt_context *ctx = plugin_context();
@@ -461,6 +498,7 @@ int main(void) {
   tcase_add_test(tc, nodes_list_placement_on_every_device);
   tcase_add_test(tc, profile_times_every_node_through_api_table_and_log);
   tcase_add_test(tc, profile_takes_the_device_clock_where_the_backend_has_one);
+  tcase_add_test(tc, profile_falls_back_to_the_host_clock_when_the_device_declines);
   tcase_add_test(tc, shadow_agrees_on_correct_kernels_everywhere);
   tcase_add_test(tc, shadow_names_and_saves_the_node_a_plugin_gets_wrong);
   tcase_add_test(tc, shadow_and_profile_from_the_environment);
