@@ -9,6 +9,9 @@
  * It includes only the installed public headers and links nothing of vnrt: all services
  * (logging, errors, the host allocator) come through the vnrt_backend_host table.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 (template_run_timed) */
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
