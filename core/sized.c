@@ -80,10 +80,10 @@ SIZED(vnrt_engram_stats, vn_sized_engram_stats, k_engram_stats);
 
 #define E(m) VN_MEMBER_END(vnrt_node_info, m)
 static const size_t k_node_info[] = {
-    E(step),      E(op),         E(name),           E(n_outputs),     E(inputs),
-    E(outputs),   E(device),     E(partition),      E(fallback),      E(runs),
-    E(last_ns),   E(total_ns),   E(shadow_checked), E(shadow_failed), E(shadow_error),
-    E(tolerance), E(shadow_note)};
+    E(step),      E(op),          E(name),           E(n_outputs),     E(inputs),
+    E(outputs),   E(device),      E(partition),      E(fallback),      E(runs),
+    E(last_ns),   E(total_ns),    E(shadow_checked), E(shadow_failed), E(shadow_error),
+    E(tolerance), E(shadow_note), E(clock)};
 #undef E
 SIZED(vnrt_node_info, vn_sized_node_info, k_node_info);
 

@@ -137,6 +137,12 @@ vnrt_status vn_dev_run(vnrt_device *device, vnrt_backend_exec *exec, int32_t fir
   return device->backend->iface->run(exec, first, count);
 }
 
+vnrt_status vn_dev_run_timed(vnrt_device *device, vnrt_backend_exec *exec, int32_t first,
+                             int32_t count, uint64_t *out_ns) {
+  VN_RETURN_IF_ERROR(enter(device, VN_FAULT_RUN, false));
+  return device->backend->iface->run_timed(exec, first, count, out_ns);
+}
+
 vnrt_status vn_dev_run_async(vnrt_device *device, vnrt_backend_exec *exec, int32_t first,
                              int32_t count, const vnrt_backend_sync *sync) {
   VN_RETURN_IF_ERROR(enter(device, VN_FAULT_RUN, false));

@@ -71,6 +71,9 @@ vnrt_status vn_dev_read(vnrt_device *device, vnrt_backend_buffer *buffer, uint64
 vnrt_status vn_dev_compile(vnrt_device *device, const vnrt_backend_graph *graph,
                            vnrt_backend_exec **out);
 vnrt_status vn_dev_run(vnrt_device *device, vnrt_backend_exec *exec, int32_t first, int32_t count);
+/* Needs the backend's run_timed slot (vn_inspect_timed_slot). */
+vnrt_status vn_dev_run_timed(vnrt_device *device, vnrt_backend_exec *exec, int32_t first,
+                             int32_t count, uint64_t *out_ns);
 void vn_dev_exec_destroy(vnrt_device *device, vnrt_backend_exec *exec);
 
 #endif /* VNRT_RUNTIME_FAULT_H_ */

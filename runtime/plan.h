@@ -162,7 +162,7 @@ struct vnrt_plan {
   vnrt_run_stats stats;
 
   /* Bring-up (plan_inspect.h): per-node times and shadow comparison; NULL when both are off,
-   * else the run loop submits one node at a time. */
+   * else the run loop submits one node at a time, or runs of nodes the device times. */
   vn_inspect *inspect;
 
   /* DualPath on the target backend's async slots (plan_async.c): streamed params go to the

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "copy_stream.h"
+#include "fault.h"
 #include "options.h"
 #include "plan_inspect.h"
 #include "sized.h"
@@ -24,6 +25,25 @@ double vnrt_op_tolerance(vnrt_op op) {
     default:
       return 1e-7;
   }
+}
+
+const char *vnrt_node_clock_name(vnrt_node_clock clock) {
+  switch (clock) {
+    case VNRT_NODE_CLOCK_NONE:
+      return "none";
+    case VNRT_NODE_CLOCK_HOST:
+      return "host";
+    case VNRT_NODE_CLOCK_DEVICE:
+      return "device";
+  }
+  return "?";
+}
+
+/* Whether a backend's table has the run_timed slot (an optional API 3 slot: older tables end
+ * before it). */
+static bool has_timed_slot(const vnrt_backend_i *i) {
+  return i->struct_size >= offsetof(vnrt_backend_i, run_timed) + sizeof i->run_timed &&
+         i->run_timed != NULL;
 }
 
 /* ---- Switches -------------------------------------------------------------------------- */
@@ -68,6 +88,18 @@ vnrt_status vn_inspect_create(vnrt_plan *p, const vnrt_plan_desc *desc) {
   in->node = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1), sizeof *in->node);
   if (!in->node)
     return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory for node statistics");
+  /* Device timing: profiled plans whose devices time their own nodes; shadow mode keeps its
+   * node-by-node run (it compares each node's results before the next one runs). */
+  bool any_timer = false;
+  for (int32_t d = 0; profile && !shadow && d < p->n_devs; ++d) {
+    in->timer[d] = has_timed_slot(p->devs[d].iface);
+    any_timer |= in->timer[d];
+  }
+  if (any_timer) {
+    in->dev_ns = vn_calloc(ctx, (size_t)(p->n_order ? p->n_order : 1), sizeof *in->dev_ns);
+    if (!in->dev_ns)
+      return vn_error(ctx, VNRT_ERROR_OUT_OF_MEMORY, "out of memory for node statistics");
+  }
   const char *dir = desc && desc->shadow_dir ? desc->shadow_dir : vn_option(ctx, "shadow_dir");
   if (shadow && dir && *dir) {
     in->shadow_dir = vn_strdup(ctx, dir);
@@ -89,6 +121,7 @@ void vn_inspect_destroy(vnrt_plan *p) {
   for (int i = 0; i < VNRT_MAX_NODE_INPUTS; ++i) vn_free(p->ctx, in->in[i]);
   for (int i = 0; i < VNRT_MAX_NODE_OUTPUTS; ++i) vn_free(p->ctx, in->out[i]);
   vn_free(p->ctx, in->node);
+  vn_free(p->ctx, in->dev_ns);
   vn_free(p->ctx, in->shadow_dir);
   vn_free(p->ctx, in);
   p->inspect = NULL;
@@ -113,21 +146,51 @@ vnrt_status vn_inspect_before(vnrt_plan *p, int32_t s) {
   return p->inspect->shadow ? vn_shadow_before(p, s) : VNRT_OK;
 }
 
+/* Records step s's time, measured by clock. */
+static void record_time(vnrt_plan *p, int32_t s, uint64_t ns, vnrt_node_clock clock) {
+  vn_node_stat *st = &p->inspect->node[s];
+  st->runs++;
+  st->last_ns = ns;
+  st->total_ns += ns;
+  st->clock = clock;
+  if (p->ctx->log_level <= VNRT_LOG_DEBUG) {
+    char what[256];
+    vn_log(p->ctx, VNRT_LOG_DEBUG, "node %d %s on %s: %.3f us (%s clock)", s,
+           vn_inspect_node_str(p, s, what, sizeof what),
+           p->devs[p->node_dev[p->order[s]]].device->info.spec, (double)ns * 1e-3,
+           vnrt_node_clock_name(clock));
+  }
+}
+
 vnrt_status vn_inspect_after(vnrt_plan *p, int32_t s, uint64_t ns) {
   vn_inspect *in = p->inspect;
-  if (in->profile) {
-    vn_node_stat *st = &in->node[s];
-    st->runs++;
-    st->last_ns = ns;
-    st->total_ns += ns;
-    if (p->ctx->log_level <= VNRT_LOG_DEBUG) {
-      char what[256];
-      vn_log(p->ctx, VNRT_LOG_DEBUG, "node %d %s on %s: %.3f us", s,
-             vn_inspect_node_str(p, s, what, sizeof what),
-             p->devs[p->node_dev[p->order[s]]].device->info.spec, (double)ns * 1e-3);
-    }
-  }
+  if (in->profile) record_time(p, s, ns, VNRT_NODE_CLOCK_HOST);
   return in->shadow ? vn_shadow_after(p, s) : VNRT_OK;
+}
+
+bool vn_inspect_device_timed(const vnrt_plan *p, int32_t d) {
+  const vn_inspect *in = p->inspect;
+  return in && in->profile && !in->shadow && in->dev_ns && in->timer[d];
+}
+
+vnrt_status vn_inspect_run_timed(vnrt_plan *p, int32_t d, int32_t first, int32_t s, int32_t e) {
+  vn_inspect *in = p->inspect;
+  vn_plan_device *pd = &p->devs[d];
+  uint64_t *ns = in->dev_ns + s;
+  memset(ns, 0, sizeof *ns * (size_t)(e - s));
+  vnrt_status st = vn_dev_run_timed(pd->device, pd->exec, first, e - s, ns);
+  if (st == VNRT_ERROR_UNSUPPORTED) {
+    /* No usable timer on this device (backend.h: nothing ran): the host clock from now on. */
+    vn_log(p->ctx, VNRT_LOG_INFO,
+           "plan for %s: the device does not time nodes (%s); the host clock times them",
+           pd->device->info.spec, p->ctx->last_error);
+    vn_clear_error(p->ctx);
+    in->timer[d] = false;
+    return VNRT_ERROR_UNSUPPORTED;
+  }
+  VN_RETURN_IF_ERROR(st);
+  for (int32_t k = s; k < e; ++k) record_time(p, k, in->dev_ns[k], VNRT_NODE_CLOCK_DEVICE);
+  return VNRT_OK;
 }
 
 void vn_inspect_end_run(vnrt_plan *p) {
@@ -209,6 +272,7 @@ vnrt_status vnrt_plan_get_node(const vnrt_plan *p, int32_t step, vnrt_node_info 
     out->runs = ns->runs;
     out->last_ns = ns->last_ns;
     out->total_ns = ns->total_ns;
+    out->clock = ns->runs ? ns->clock : VNRT_NODE_CLOCK_NONE;
     out->shadow_checked = ns->checked;
     out->shadow_failed = ns->failed;
     out->shadow_error = ns->error;
@@ -267,8 +331,9 @@ vnrt_status vnrt_plan_print_profile(const vnrt_plan *p, uint32_t what, char **ou
   uint64_t total = 0;
   for (int32_t s = 0; timed && s < p->n_order; ++s) total += in->node[s].last_ns;
   if (what & VNRT_PROFILE_NODES) {
-    put(&t, "%5s  %-24s %-16s %-10s %4s %12s%s  %s\n", "step", "node", "op", "device", "part",
-        timed ? "time (us)" : "", shadow ? "   NMSE vs cpu ref" : "", "shapes (inputs -> outputs)");
+    put(&t, "%5s  %-24s %-16s %-10s %4s %12s%s%s  %s\n", "step", "node", "op", "device", "part",
+        timed ? "time (us)" : "", timed ? " clock " : "", shadow ? "   NMSE vs cpu ref" : "",
+        "shapes (inputs -> outputs)");
     for (int32_t s = 0; s < p->n_order; ++s) {
       vnrt_node_info ni = {.struct_size = sizeof ni};
       if (vnrt_plan_get_node(p, s, &ni) != VNRT_OK) continue;
@@ -276,7 +341,7 @@ vnrt_status vnrt_plan_print_profile(const vnrt_plan *p, uint32_t what, char **ou
       snprintf(dev, sizeof dev, "%s%s", ni.device, ni.fallback ? "*" : "");
       put(&t, "%5d  %-24.24s %-16s %-10s %4d ", s, ni.name, vnrt_op_name(ni.op), dev, ni.partition);
       if (timed) {
-        put(&t, "%12.3f", (double)ni.last_ns * 1e-3);
+        put(&t, "%12.3f %-6s", (double)ni.last_ns * 1e-3, vnrt_node_clock_name(ni.clock));
       } else {
         put(&t, "%12s", "");
       }
@@ -293,6 +358,11 @@ vnrt_status vnrt_plan_print_profile(const vnrt_plan *p, uint32_t what, char **ou
     bool any_fallback = false;
     for (int32_t s = 0; s < p->n_order; ++s) any_fallback |= p->node_dev[p->order[s]] != 0;
     if (any_fallback) put(&t, "(* the target cannot run the node: the cpu runs it instead)\n");
+    if (timed) {
+      put(&t,
+          "(clock: device = the device's own timer, the node's execution alone; host = the "
+          "host clock around its submit-and-wait)\n");
+    }
   }
   if ((what & VNRT_PROFILE_OPS) && timed) {
     if (what & VNRT_PROFILE_NODES) put(&t, "\n");

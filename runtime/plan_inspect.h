@@ -14,6 +14,7 @@
 /* Per step: times, and the shadow comparison with the node's one-node reference plan. */
 typedef struct vn_node_stat {
   uint64_t runs, last_ns, total_ns;
+  vnrt_node_clock clock; /* what timed last_ns */
   bool checked, failed;
   double error;
   char note[192];
@@ -29,6 +30,10 @@ struct vn_inspect {
   void *in[VNRT_MAX_NODE_INPUTS], *out[VNRT_MAX_NODE_OUTPUTS]; /* this node's host copies */
   vnrt_shadow_report report;
   bool saved; /* a failure was saved already (once per plan) */
+  /* Device timing (vnrt_backend_i.run_timed): per step, the time the device last reported;
+   * per device slot, whether its backend times nodes itself (cleared when it declines). */
+  uint64_t *dev_ns;
+  bool timer[VN_PLAN_MAX_DEVICES];
 };
 
 /* Sets p->inspect from desc and the environment (NULL when neither profiling nor shadow mode
@@ -41,6 +46,14 @@ void vn_inspect_begin_run(vnrt_plan *p);
 void vn_inspect_end_run(vnrt_plan *p);
 vnrt_status vn_inspect_before(vnrt_plan *p, int32_t s);
 vnrt_status vn_inspect_after(vnrt_plan *p, int32_t s, uint64_t ns);
+
+/* Runs steps [s, e) of partition part (device slot d, its nodes from exec node `first`) with
+ * the device timing each node, and records the times. Returns VNRT_ERROR_UNSUPPORTED, having
+ * run nothing, when the device cannot: the caller runs them node by node on the host clock.
+ * Only for profiled plans without shadow mode, whose device has a timer
+ * (vn_inspect_device_timed). */
+vnrt_status vn_inspect_run_timed(vnrt_plan *p, int32_t d, int32_t first, int32_t s, int32_t e);
+bool vn_inspect_device_timed(const vnrt_plan *p, int32_t d);
 
 /* Shadow mode (plan_shadow.c). */
 vnrt_status vn_shadow_before(vnrt_plan *p, int32_t s);

@@ -352,9 +352,11 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
     }
     vn_plan_device *pd = &p->devs[part->dev];
     int32_t end = part->step + part->count;
+    /* Inspected: node by node on the host clock, or runs of nodes the device times itself. */
+    bool timed = vn_inspect_device_timed(p, part->dev);
     for (int32_t s = part->step; s < end;) {
       int32_t e = s + 1;
-      while (e < end && !p->inspect && !breaks_at(p, e)) ++e; /* inspected: node by node */
+      while (e < end && (!p->inspect || timed) && !breaks_at(p, e)) ++e;
       if (p->serial && p->steps[s].job >= 0) {
         *compute_ns += vn_now_ns() - t0;
         VN_RETURN_IF_ERROR(run_inline(p, s, inline_copy_ns));
@@ -374,11 +376,19 @@ static vnrt_status run_steps(vnrt_plan *p, uint64_t *compute_ns, uint64_t *inlin
       }
       if (p->async_run) {
         VN_RETURN_IF_ERROR(vn_plan_async_run(p, part->first + (s - part->step), s, e));
-      } else {
-        if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_before(p, s));
-        uint64_t tn = vn_now_ns();
+      } else if (!p->inspect) {
         VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (s - part->step), e - s));
-        if (p->inspect) VN_RETURN_IF_ERROR(vn_inspect_after(p, s, vn_now_ns() - tn));
+      } else {
+        vnrt_status ts = VNRT_ERROR_UNSUPPORTED;
+        if (timed) ts = vn_inspect_run_timed(p, part->dev, part->first + (s - part->step), s, e);
+        if (ts != VNRT_OK && ts != VNRT_ERROR_UNSUPPORTED) return ts;
+        timed = timed && ts == VNRT_OK;
+        for (int32_t k = s; ts == VNRT_ERROR_UNSUPPORTED && k < e; ++k) {
+          VN_RETURN_IF_ERROR(vn_inspect_before(p, k));
+          uint64_t tn = vn_now_ns();
+          VN_RETURN_IF_ERROR(vn_dev_run(pd->device, pd->exec, part->first + (k - part->step), 1));
+          VN_RETURN_IF_ERROR(vn_inspect_after(p, k, vn_now_ns() - tn));
+        }
       }
       s = e;
     }

@@ -15,6 +15,7 @@
 #endif
 #include <CL/cl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -78,6 +79,7 @@ struct vnrt_backend_device {
   const cl_device_desc *desc;
   cl_context context;
   cl_command_queue queue;      /* the compute stream: every kernel and GEMM */
+  bool profiling;              /* queue has CL_QUEUE_PROFILING_ENABLE (timed runs) */
   cl_command_queue copy_queue; /* the copy stream: buffer writes (DualPath), in order */
   /* The last write on copy_queue not yet waited for by queue (NULL: none); under copy_lock,
    * since the copy stream writes from its own thread while a run enqueues. */

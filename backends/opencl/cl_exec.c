@@ -340,6 +340,7 @@ void cl_backend_exec_destroy(vnrt_backend_exec *exec) {
   if (exec->node_first) host->free(host->core, exec->node_first);
   if (exec->fixups) host->free(host->core, exec->fixups);
   if (exec->consts) host->free(host->core, exec->consts);
+  if (exec->events) host->free(host->core, exec->events);
   host->free(host->core, exec);
 }
 
@@ -435,9 +436,10 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
 }
 
 /* Enqueues nodes [first, first + count) on the compute queue, after sync's wait (async runs)
- * and the copy queue's last synchronous write. */
+ * and the copy queue's last synchronous write. Timed runs pass ev, two zeroed events per step
+ * from the first node's: a kernel's own in the second; a GEMM's as cl_gemm_enqueue returns. */
 static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t count,
-                               const vnrt_backend_sync *sync) {
+                               const vnrt_backend_sync *sync, cl_event *ev) {
   vnrt_backend_device *dev = exec->dev;
   if (first < 0 || count < 0 || first > exec->graph.n_nodes ||
       count > exec->graph.n_nodes - first) {
@@ -459,14 +461,17 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
                      (int)first, (int)(first + count), (int)err, cl_error_name(err));
     }
   }
-  for (int32_t i = exec->node_first[first]; i < exec->node_first[first + count]; ++i) {
+  const int32_t lo = exec->node_first[first];
+  for (int32_t i = lo; i < exec->node_first[first + count]; ++i) {
     const cl_step *st = &exec->steps[i];
     const vnrt_backend_node *node = &exec->graph.nodes[st->node];
+    cl_event *step_ev = ev ? ev + 2 * (i - lo) : NULL;
     cl_int err = CL_SUCCESS;
     switch (st->kind) {
       case CL_STEP_KERNEL:
         err = clEnqueueNDRangeKernel(dev->queue, st->kernel, st->dim, NULL, st->gws,
-                                     st->has_lws ? st->lws : NULL, 0, NULL, NULL);
+                                     st->has_lws ? st->lws : NULL, 0, NULL,
+                                     step_ev ? step_ev + 1 : NULL);
         if (err != CL_SUCCESS) {
           return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s", node->name,
                          node_op_name(node), st->kernel_name, (int)err, cl_error_name(err));
@@ -484,7 +489,7 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
         break;
       }
       case CL_STEP_GEMM: {
-        vnrt_status s = cl_gemm_enqueue(dev, st->gemm);
+        vnrt_status s = cl_gemm_enqueue(dev, st->gemm, step_ev, step_ev ? step_ev + 1 : NULL);
         if (s != VNRT_OK) return s;
         break;
       }
@@ -495,7 +500,7 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
 
 vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
   vnrt_backend_device *dev = exec->dev;
-  vnrt_status s = enqueue_run(exec, first, count, NULL);
+  vnrt_status s = enqueue_run(exec, first, count, NULL, NULL);
   if (s != VNRT_OK) return s;
   cl_int err = clFinish(dev->queue);
   if (err != CL_SUCCESS) {
@@ -510,7 +515,69 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
 vnrt_status cl_backend_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
                                  const vnrt_backend_sync *sync) {
   static const vnrt_backend_sync none = {0};
-  vnrt_status s = enqueue_run(exec, first, count, sync ? sync : &none);
+  vnrt_status s = enqueue_run(exec, first, count, sync ? sync : &none, NULL);
   if (s != VNRT_OK) return s;
   return cl_async_run_end(exec->dev, sync);
+}
+
+/* A step's device time from its events (enqueue_run): END - START of one kernel, or the span
+ * between two markers. 0 when it has none (an index check). */
+static cl_int step_ns(const cl_event ev[2], uint64_t *out_ns) {
+  *out_ns = 0;
+  if (!ev[1]) return CL_SUCCESS;
+  cl_ulong t0 = 0, t1 = 0;
+  cl_int err =
+      ev[0] ? clGetEventProfilingInfo(ev[0], CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL)
+            : clGetEventProfilingInfo(ev[1], CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+  if (err == CL_SUCCESS) {
+    err = clGetEventProfilingInfo(ev[1], CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+  }
+  if (err == CL_SUCCESS && t1 > t0) *out_ns = (uint64_t)(t1 - t0);
+  return err;
+}
+
+/* Like run, with a profiling event per kernel (the queue has CL_QUEUE_PROFILING_ENABLE); a
+ * node's time is the sum of its kernels' (END - START). Ordinary runs request no events. */
+vnrt_status cl_backend_run_timed(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                                 uint64_t *out_ns) {
+  vnrt_backend_device *dev = exec->dev;
+  const vnrt_backend_host *host = dev->host;
+  if (!dev->profiling) {
+    return cl_fail(dev, VNRT_ERROR_UNSUPPORTED,
+                   "opencl: the compute queue has no profiling (CL_QUEUE_PROFILING_ENABLE was "
+                   "refused)");
+  }
+  if (first < 0 || count < 0 || first > exec->graph.n_nodes ||
+      count > exec->graph.n_nodes - first) {
+    return cl_fail(dev, VNRT_ERROR_INTERNAL, "run: nodes [%d, %d) outside the compiled %d nodes",
+                   (int)first, (int)(first + count), (int)exec->graph.n_nodes);
+  }
+  for (int32_t i = 0; i < count; ++i) out_ns[i] = 0;
+  const int32_t lo = exec->node_first[first], n = exec->node_first[first + count] - lo;
+  if (n > 0 && !exec->events) {
+    exec->events = host->alloc(host->core, sizeof *exec->events * 2 * (size_t)exec->n_steps);
+    if (!exec->events) return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory");
+  }
+  if (n > 0) memset(exec->events, 0, sizeof *exec->events * 2 * (size_t)n);
+  vnrt_status s = enqueue_run(exec, first, count, NULL, n > 0 ? exec->events : NULL);
+  cl_int err = clFinish(dev->queue);
+  if (s == VNRT_OK && err != CL_SUCCESS) {
+    s = cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
+                (int)(first + count), (int)err, cl_error_name(err));
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    cl_event *ev = exec->events + 2 * i;
+    uint64_t ns = 0;
+    if (s == VNRT_OK) {
+      err = step_ns(ev, &ns);
+      if (err != CL_SUCCESS) {
+        s = cl_fail(dev, VNRT_ERROR_DEVICE, "reading a kernel's profiling times: %d %s", (int)err,
+                    cl_error_name(err));
+      }
+      out_ns[exec->steps[lo + i].node - first] += ns;
+    }
+    if (ev[0]) clReleaseEvent(ev[0]);
+    if (ev[1]) clReleaseEvent(ev[1]);
+  }
+  return s;
 }

@@ -64,6 +64,8 @@ struct vnrt_backend_exec {
   uint64_t const_bytes, const_cap;
   cl_mem const_mem;
   uint64_t const_capacity;
+  /* Timed runs only (cl_backend_run_timed): two events per step, allocated on the first. */
+  cl_event *events;
 };
 
 /* What a lowering function sees of the node it lowers. */

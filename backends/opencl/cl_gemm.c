@@ -310,10 +310,25 @@ vnrt_status cl_gemm_prepare(vnrt_backend_device *dev, cl_gemm_call *call) {
   return call->impl == CL_GEMM_CLBLAST ? prepare_clblast(dev, call) : prepare_own(dev, call);
 }
 
-vnrt_status cl_gemm_enqueue(vnrt_backend_device *dev, const cl_gemm_call *call) {
-  if (call->impl == CL_GEMM_CLBLAST) return enqueue_clblast(dev, call);
+vnrt_status cl_gemm_enqueue(vnrt_backend_device *dev, const cl_gemm_call *call, cl_event *out_begin,
+                            cl_event *out_end) {
+  if (out_begin) *out_begin = NULL;
+  if (out_end) *out_end = NULL;
+  if (call->impl == CL_GEMM_CLBLAST) {
+    /* Casts and one clBLAST call per batch: markers around them all. */
+    cl_int err = out_begin ? clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, out_begin) : 0;
+    vnrt_status s = err == CL_SUCCESS ? enqueue_clblast(dev, call) : VNRT_OK;
+    if (s == VNRT_OK && err == CL_SUCCESS && out_end) {
+      err = clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, out_end);
+    }
+    if (err != CL_SUCCESS) {
+      return cl_fail(dev, VNRT_ERROR_DEVICE, "enqueueing a marker around a GEMM: %d %s", (int)err,
+                     cl_error_name(err));
+    }
+    return s;
+  }
   cl_int err = clEnqueueNDRangeKernel(dev->queue, call->kernel, call->dim, NULL, call->gws,
-                                      call->lws[0] ? call->lws : NULL, 0, NULL, NULL);
+                                      call->lws[0] ? call->lws : NULL, 0, NULL, out_end);
   if (err != CL_SUCCESS) {
     return cl_fail(dev, VNRT_ERROR_DEVICE,
                    "enqueueing a GEMM (%" PRId64 "x%" PRId64 "x%" PRId64 "): %d %s", call->s.M,
@@ -423,12 +438,13 @@ static double time_impl(vnrt_backend_device *dev, const cl_gemm_shape *s, cl_gem
   call.impl = impl;
   call.a = a, call.b = b, call.c = c, call.scratch = scratch;
   double best = -1.0;
-  if (cl_gemm_prepare(dev, &call) == VNRT_OK && cl_gemm_enqueue(dev, &call) == VNRT_OK &&
-      clFinish(dev->queue) == CL_SUCCESS) {
+  if (cl_gemm_prepare(dev, &call) == VNRT_OK &&
+      cl_gemm_enqueue(dev, &call, NULL, NULL) == VNRT_OK && clFinish(dev->queue) == CL_SUCCESS) {
     double total = 0.0;
     for (int r = 0; r < 5 && total < 0.05; ++r) {
       double t0 = cl_now();
-      if (cl_gemm_enqueue(dev, &call) != VNRT_OK || clFinish(dev->queue) != CL_SUCCESS) {
+      if (cl_gemm_enqueue(dev, &call, NULL, NULL) != VNRT_OK ||
+          clFinish(dev->queue) != CL_SUCCESS) {
         best = -1.0;
         break;
       }

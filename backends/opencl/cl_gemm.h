@@ -62,8 +62,12 @@ uint64_t cl_gemm_scratch_bytes(const cl_gemm_shape *s, cl_gemm_impl impl);
 /* Creates the call's kernels and binds their arguments; call->a..c, offsets, scratch (when
  * needed) and impl must be set. */
 vnrt_status cl_gemm_prepare(vnrt_backend_device *dev, cl_gemm_call *call);
-/* Enqueues the call on dev's queue (does not wait). */
-vnrt_status cl_gemm_enqueue(vnrt_backend_device *dev, const cl_gemm_call *call);
+/* Enqueues the call on dev's queue (does not wait). Timed runs pass out_begin and out_end
+ * (else NULL): the call's device time is END - START of *out_end when *out_begin is NULL (one
+ * kernel), else END(*out_end) - END(*out_begin) (markers around several); the caller releases
+ * them. */
+vnrt_status cl_gemm_enqueue(vnrt_backend_device *dev, const cl_gemm_call *call, cl_event *out_begin,
+                            cl_event *out_end);
 /* Releases the call's kernels (not its buffers). */
 void cl_gemm_release(cl_gemm_call *call);
 

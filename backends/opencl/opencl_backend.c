@@ -31,6 +31,7 @@ static const vnrt_backend_i opencl_backend_ = {
     .buffer_write_async = cl_backend_buffer_write_async,
     .buffer_read_async = cl_backend_buffer_read_async,
     .run_async = cl_backend_run_async,
+    .run_timed = cl_backend_run_timed,
 };
 
 const vnrt_backend_i *opencl_backend_get(void);

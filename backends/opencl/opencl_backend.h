@@ -27,6 +27,8 @@ int cl_backend_supports_node(vnrt_backend_device *device, const vnrt_backend_gra
 vnrt_status cl_backend_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
                                vnrt_backend_exec **out_exec);
 vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count);
+vnrt_status cl_backend_run_timed(vnrt_backend_exec *exec, int32_t first, int32_t count,
+                                 uint64_t *out_ns);
 void cl_backend_exec_destroy(vnrt_backend_exec *exec);
 vnrt_status cl_backend_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
                                  const vnrt_backend_sync *sync);

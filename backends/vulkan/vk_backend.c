@@ -29,6 +29,7 @@ static const vnrt_backend_i vulkan_backend_ = {
     .buffer_write_async = vk_buffer_write_async,
     .buffer_read_async = vk_buffer_read_async,
     .run_async = vk_run_async,
+    .run_timed = vk_run_timed,
 };
 
 const vnrt_backend_i *vulkan_backend_get(void) { return &vulkan_backend_; }

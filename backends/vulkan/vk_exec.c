@@ -24,6 +24,7 @@ typedef struct vk_dispatch {
 
 typedef struct vk_cmd {
   int32_t first, count;
+  bool timed; /* recorded with timestamps around each node (vk_run_timed) */
   VkCommandBuffer cmd;
 } vk_cmd;
 
@@ -45,6 +46,10 @@ struct vnrt_backend_exec {
   vnrt_backend_buffer *aux;     /* error records [n_nodes], then constants */
   uint64_t err_stride, consts_offset;
   int32_t pending_lo, pending_hi; /* nodes run by run_async whose records are not checked */
+  /* Timed runs only (vk_run_timed), created on the first: timestamps 2n and 2n + 1 before and
+   * after node n, and where they are read back. */
+  VkQueryPool timer;
+  uint64_t *ticks; /* [2 * n_nodes] */
 };
 
 struct vk_builder {
@@ -211,6 +216,8 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   vnrt_backend_device *dev = e->dev;
   const vnrt_backend_host *host = dev->host;
   if (e->fence) vkDestroyFence(dev->device, e->fence, NULL);
+  if (e->timer) vkDestroyQueryPool(dev->device, e->timer, NULL);
+  if (e->ticks) host->free(host->core, e->ticks);
   if (e->cmd_pool) vkDestroyCommandPool(dev->device, e->cmd_pool, NULL); /* frees the cmds */
   if (e->pool) vkDestroyDescriptorPool(dev->device, e->pool, NULL);
   if (e->scratch) vk_buffer_free(dev, e->scratch);
@@ -417,7 +424,10 @@ static int32_t accesses(const vnrt_backend_exec *e, const vk_dispatch *d, int32_
   return n;
 }
 
-static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
+/* Records nodes [first, first + count) into a new command buffer. timed: each node waits for
+ * the one before (a barrier) and is bracketed by timestamps 2n and 2n + 1 in e->timer, both
+ * written once everything before them is done, so their difference is that node alone. */
+static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bool timed,
                           VkCommandBuffer *out_cmd) {
   vnrt_backend_device *dev = e->dev;
   const vnrt_backend_host *host = dev->host;
@@ -448,6 +458,7 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
                        VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
                            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &start, 0, NULL, 0, NULL);
+  if (timed) vkCmdResetQueryPool(cmd, e->timer, 2 * (uint32_t)first, 2 * (uint32_t)count);
   /* Accesses since the last barrier: a dispatch that reads or writes what one of them wrote,
    * or writes what one of them read, waits for them. */
   int32_t n_pending = 0, cap_pending = 0;
@@ -455,11 +466,14 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
   VkPipeline bound = VK_NULL_HANDLE;
   vnrt_status s = VNRT_OK;
   for (int32_t n = first; n < first + count && s == VNRT_OK; ++n) {
+    if (timed) {
+      vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->timer, 2 * (uint32_t)n);
+    }
     for (int32_t i = e->node_first[n]; i < e->node_first[n + 1]; ++i) {
       const vk_dispatch *d = &e->disp[i];
       vk_access acc[VK_NUM_SLOTS];
       int32_t na = accesses(e, d, n, acc);
-      bool hazard = false;
+      bool hazard = timed && i == e->node_first[n] && n > first; /* nodes one after another */
       for (int32_t a = 0; a < na && !hazard; ++a) {
         for (int32_t p = 0; p < n_pending && !hazard; ++p) {
           hazard = pending[p].buffer == acc[a].buffer && pending[p].lo < acc[a].hi &&
@@ -503,6 +517,9 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
                          d->push);
       vkCmdDispatch(cmd, d->groups[0], d->groups[1], d->groups[2]);
     }
+    if (timed) {
+      vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->timer, 2 * (uint32_t)n + 1);
+    }
   }
   if (pending) host->free(host->core, pending);
   /* Results (and error records) are visible to the host and to copies after the submit. */
@@ -526,12 +543,12 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count,
   return VNRT_OK;
 }
 
-/* The cached command buffer for [first, first + count), recorded on first use. */
-static vnrt_status command_for(vnrt_backend_exec *e, int32_t first, int32_t count,
+/* The cached command buffer for [first, first + count), timed or not, recorded on first use. */
+static vnrt_status command_for(vnrt_backend_exec *e, int32_t first, int32_t count, bool timed,
                                VkCommandBuffer *out) {
   const vnrt_backend_host *host = e->dev->host;
   for (int32_t i = 0; i < e->n_cmds; ++i) {
-    if (e->cmds[i].first == first && e->cmds[i].count == count) {
+    if (e->cmds[i].first == first && e->cmds[i].count == count && e->cmds[i].timed == timed) {
       *out = e->cmds[i].cmd;
       return VNRT_OK;
     }
@@ -547,8 +564,8 @@ static vnrt_status command_for(vnrt_backend_exec *e, int32_t first, int32_t coun
     e->cmds = c;
     e->cap_cmds = cap;
   }
-  VK_TRY(record(e, first, count, out));
-  e->cmds[e->n_cmds++] = (vk_cmd){first, count, *out};
+  VK_TRY(record(e, first, count, timed, out));
+  e->cmds[e->n_cmds++] = (vk_cmd){first, count, timed, *out};
   return VNRT_OK;
 }
 
@@ -622,10 +639,62 @@ vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
   VK_TRY(check_pending(e));
   if (count == 0 || e->node_first[first] == e->node_first[first + count]) return VNRT_OK;
   VkCommandBuffer cmd;
-  VK_TRY(command_for(e, first, count, &cmd));
+  VK_TRY(command_for(e, first, count, false, &cmd));
   clear_records(e, first, count);
   VK_TRY(vk_submit_compute(dev, cmd, e->fence, "run"));
   return check_records(e, first, count);
+}
+
+/* Like vk_run, through command buffers of its own with timestamps around each node (record):
+ * ordinary runs keep theirs, uninstrumented. */
+vnrt_status vk_run_timed(vnrt_backend_exec *e, int32_t first, int32_t count, uint64_t *out_ns) {
+  vnrt_backend_device *dev = e->dev;
+  const vnrt_backend_host *host = dev->host;
+  VK_TRY(check_nodes(e, first, count));
+  const vk_phys *ph = dev->phys;
+  double period = (double)ph->props.limits.timestampPeriod; /* ns per tick */
+  if (ph->timestamp_bits == 0 || !(period > 0.0)) {
+    return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
+                       "vulkan: the compute queue family writes no timestamps "
+                       "(timestampValidBits %u, timestampPeriod %g)",
+                       (unsigned)ph->timestamp_bits, period);
+  }
+  VK_TRY(check_pending(e));
+  for (int32_t i = 0; i < count; ++i) out_ns[i] = 0;
+  if (count == 0 || e->node_first[first] == e->node_first[first + count]) return VNRT_OK;
+  if (!e->timer) {
+    VkQueryPoolCreateInfo qi = {
+        .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+        .queryType = VK_QUERY_TYPE_TIMESTAMP,
+        .queryCount = 2 * (uint32_t)e->n_nodes,
+    };
+    VkResult r = vkCreateQueryPool(dev->device, &qi, NULL, &e->timer);
+    if (r != VK_SUCCESS) {
+      e->timer = VK_NULL_HANDLE;
+      return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateQueryPool (timestamps)");
+    }
+  }
+  if (!e->ticks) {
+    e->ticks = host->alloc(host->core, sizeof *e->ticks * 2 * (size_t)e->n_nodes);
+    if (!e->ticks)
+      return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+  }
+  VkCommandBuffer cmd;
+  VK_TRY(command_for(e, first, count, true, &cmd));
+  clear_records(e, first, count);
+  VK_TRY(vk_submit_compute(dev, cmd, e->fence, "run"));
+  VK_TRY(check_records(e, first, count));
+  VkResult r =
+      vkGetQueryPoolResults(dev->device, e->timer, 2 * (uint32_t)first, 2 * (uint32_t)count,
+                            sizeof *e->ticks * 2 * (size_t)count, e->ticks, sizeof *e->ticks,
+                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+  if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkGetQueryPoolResults");
+  uint64_t mask = ph->timestamp_bits >= 64 ? UINT64_MAX : (UINT64_C(1) << ph->timestamp_bits) - 1;
+  for (int32_t i = 0; i < count; ++i) {
+    uint64_t ticks = (e->ticks[2 * i + 1] - e->ticks[2 * i]) & mask; /* wraps within the bits */
+    out_ns[i] = (uint64_t)((double)ticks * period + 0.5);
+  }
+  return VNRT_OK;
 }
 
 /* Submitted without a fence; the records are checked by the next vk_run. Ranges of one
@@ -635,7 +704,7 @@ vnrt_status vk_run_async(vnrt_backend_exec *e, int32_t first, int32_t count,
   VK_TRY(check_nodes(e, first, count));
   VkCommandBuffer cmd = VK_NULL_HANDLE;
   if (count > 0 && e->node_first[first] != e->node_first[first + count]) {
-    VK_TRY(command_for(e, first, count, &cmd));
+    VK_TRY(command_for(e, first, count, false, &cmd));
     clear_records(e, first, count);
     if (e->pending_hi <= e->pending_lo) {
       e->pending_lo = first, e->pending_hi = first + count;

@@ -188,6 +188,7 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
     if (!found && (f & VK_QUEUE_COMPUTE_BIT) && qf[i].queueCount > 0) {
       p->queue_family = i;
       p->queue_count = qf[i].queueCount;
+      p->timestamp_bits = qf[i].timestampValidBits;
       found = true;
     }
     if ((f & VK_QUEUE_TRANSFER_BIT) && !(f & (VK_QUEUE_COMPUTE_BIT | VK_QUEUE_GRAPHICS_BIT)) &&

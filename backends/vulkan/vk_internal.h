@@ -53,10 +53,11 @@ typedef struct vk_phys {
   VkPhysicalDevice pd;
   VkPhysicalDeviceProperties props;
   VkPhysicalDeviceMemoryProperties mem;
-  uint32_t queue_family; /* a family with compute */
-  uint32_t queue_count;  /* queues in that family */
-  uint32_t copy_family;  /* a transfer-only family, UINT32_MAX if none */
-  bool has_copy_queue;   /* a transfer-only family exists */
+  uint32_t queue_family;   /* a family with compute */
+  uint32_t queue_count;    /* queues in that family */
+  uint32_t timestamp_bits; /* that family's timestampValidBits: 0 = no timestamps */
+  uint32_t copy_family;    /* a transfer-only family, UINT32_MAX if none */
+  bool has_copy_queue;     /* a transfer-only family exists */
   /* Features, as probed. */
   bool storage16, float16, int8, int64, subgroup_arith, timeline;
   bool timeline_core;      /* timeline semaphores are core (1.2), not VK_KHR_timeline_semaphore */
@@ -473,6 +474,7 @@ int vk_supports_node(vnrt_backend_device *device, const vnrt_backend_graph *grap
 vnrt_status vk_compile(vnrt_backend_device *device, const vnrt_backend_graph *graph,
                        vnrt_backend_exec **out_exec);
 vnrt_status vk_run(vnrt_backend_exec *exec, int32_t first, int32_t count);
+vnrt_status vk_run_timed(vnrt_backend_exec *exec, int32_t first, int32_t count, uint64_t *out_ns);
 vnrt_status vk_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
                          const vnrt_backend_sync *sync);
 void vk_exec_destroy(vnrt_backend_exec *exec);

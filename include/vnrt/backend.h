@@ -261,6 +261,18 @@ typedef struct vnrt_backend_i {
    * run(exec, 0, 0) after waiting for its last signal — or by this call when it had to block. */
   vnrt_status (*run_async)(vnrt_backend_exec *exec, int32_t first, int32_t count,
                            const vnrt_backend_sync *sync);
+
+  /* ---- Optional, API 3: device timing. NULL = not provided. ----------------------------
+   * Runs nodes [first, first + count) like run, waits for them, and writes out_ns[i], the
+   * device's execution time of node first + i in nanoseconds, measured by the device itself:
+   * timestamp queries around each node's dispatches (Vulkan), profiling events of its kernels
+   * summed (OpenCL), the clock around its kernel (the CPU). A node with no device work gets 0.
+   * Profiled plans (vnrt/inspect.h) call it instead of submitting one node at a time with the
+   * host clock around each; ordinary runs never do, so a backend keeps its timing setup (query
+   * pools, instrumented command buffers) apart from them. A device without a usable timer
+   * returns VNRT_ERROR_UNSUPPORTED having run nothing, and the core times it with the host
+   * clock. Errors as in run. */
+  vnrt_status (*run_timed)(vnrt_backend_exec *exec, int32_t first, int32_t count, uint64_t *out_ns);
 } vnrt_backend_i;
 
 /* The entry point a plugin exports as VNRT_BACKEND_ENTRY_SYMBOL. It receives the core's

@@ -4,8 +4,11 @@
  *
  * Profiling and shadow mode are switched on per plan (vnrt_plan_desc.profile_nodes and
  * .shadow, or $VNRT_PROFILE=1 and $VNRT_SHADOW=cpu for plans whose desc leaves them 0). Either
- * makes the executor submit one node at a time and wait for it, so a profiled run is slower
- * than a plain one; its per-node times are host-clock times of each node's own submission.
+ * makes the executor wait for every node (or run of nodes), so a profiled run is slower than a
+ * plain one. A profiled node's time is the device's own where its backend measures it
+ * (timestamp queries on Vulkan, profiling events on OpenCL, the clock around the kernel on the
+ * CPU: vnrt_backend_i.run_timed), else the host clock around the node's own submit-and-wait;
+ * vnrt_node_info.clock says which. Shadow mode always runs one node at a time, host clock.
  */
 #ifndef VNRT_INSPECT_H_
 #define VNRT_INSPECT_H_
@@ -24,6 +27,16 @@ VNRT_API double vnrt_op_tolerance(vnrt_op op);
 
 #define VNRT_NODE_MAX_INPUTS 8
 #define VNRT_NODE_MAX_OUTPUTS 4
+
+/* What timed a profiled node (vnrt_node_info.clock). */
+typedef enum vnrt_node_clock {
+  VNRT_NODE_CLOCK_NONE = 0,   /* not timed (the plan is not profiled) */
+  VNRT_NODE_CLOCK_HOST = 1,   /* the host clock around the node's own submit-and-wait */
+  VNRT_NODE_CLOCK_DEVICE = 2, /* the device's timer: its execution time alone */
+} vnrt_node_clock;
+
+/* "none", "host" or "device"; "?" for other values. */
+VNRT_API const char *vnrt_node_clock_name(vnrt_node_clock clock);
 
 /* One node of a plan: placement, time and shadow comparison. */
 typedef struct vnrt_node_info {
@@ -48,6 +61,7 @@ typedef struct vnrt_node_info {
                             non-finite values that differ */
   double tolerance;      /* vnrt_op_tolerance(op) */
   char shadow_note[192]; /* what differs most, or why it was not checked */
+  vnrt_node_clock clock; /* what timed last_ns */
 } vnrt_node_info;
 
 /* The nodes a run executes (vnrt_plan_info.n_nodes), and one of them by step. */

@@ -66,6 +66,16 @@ for dev in cpu vulkan:0 opencl:0 template:0 buggy:0; do
     template:0) grep -Eq "^ +0  h +add +cpu\* " err || fail "template: h not marked fallback" ;;
     buggy:0) grep -Eq "^ +0  h +add +buggy:0 " err || fail "buggy: h not on the plugin" ;;
   esac
+  # Which clock timed each node: the device's own (run_timed) on the built-in backends and on
+  # the cpu running a fallback node; the host clock on a plugin without the slot.
+  case $dev in
+    buggy:0) want=host ;;
+    *) want=device ;;
+  esac
+  grep -Eq "^ +0  h +add +[^ ]+ +[0-9]+ +[0-9.]+ $want " err ||
+    fail "$dev: h not timed by the $want clock: $(cat err)"
+  grep -Eq "^ +1  m +matmul +[^ ]+ +[0-9]+ +[0-9.]+ device " err ||
+    fail "$dev: m not timed by the device clock: $(cat err)"
 done
 "$RUN" g.vnir "${IN[@]}" --nodes >/dev/null 2>err && fail "--nodes without --stats accepted"
 

@@ -199,6 +199,124 @@ START_TEST(profile_times_every_node_through_api_table_and_log) {
 }
 END_TEST
 
+/* Profiled plans take each node's time from the device itself where its backend has
+ * vnrt_backend_i.run_timed (cpu, vulkan, opencl, the template; the CPU fallback of a plugin
+ * without it too) and the host clock elsewhere (the buggy plugin's own nodes); results are the
+ * plain run's. */
+START_TEST(profile_takes_the_device_clock_where_the_backend_has_one) {
+  unsetenv("VNRT_BUGGY_NODE");
+  vnrt_context *ctx = plugin_context();
+  vnrt_graph *g = small_graph(ctx);
+  for (int32_t i = 0; i < n_specs(ctx); ++i) {
+    vnrt_device *dev = spec_device(ctx, i);
+    bool is_buggy = strcmp(specs[i], "buggy:0") == 0;
+    float want[32], got[32];
+    vnrt_plan *plain = NULL, *plan = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plain));
+    bind_small(ctx, plain);
+    TU_OK(ctx, vnrt_plan_run(plain));
+    TU_OK(ctx, vnrt_plan_read_output(plain, "t", want, sizeof want));
+    vnrt_plan_destroy(plain);
+    vnrt_plan_desc pd = {0};
+    pd.profile_nodes = 1;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &pd, &plan));
+    bind_small(ctx, plan);
+    for (int run = 0; run < 2; ++run) {
+      logged.n = 0;
+      TU_OK(ctx, vnrt_plan_run(plan));
+      memset(got, 0, sizeof got);
+      TU_OK(ctx, vnrt_plan_read_output(plan, "t", got, sizeof got));
+      for (int k = 0; k < 32; ++k) {
+        if (!(fabsf(got[k] - want[k]) <= 1e-5f * (1.0f + fabsf(want[k])))) {
+          ck_abort_msg("%s run %d: t[%d] = %g, the plain run's %g", specs[i], run, k,
+                       (double)got[k], (double)want[k]);
+        }
+      }
+      vnrt_run_stats st = {.struct_size = sizeof st};
+      TU_OK(ctx, vnrt_plan_get_run_stats(plan, &st));
+      uint64_t sum = 0;
+      for (int32_t s = 0; s < 4; ++s) {
+        vnrt_node_info ni = {.struct_size = sizeof ni};
+        TU_OK(ctx, vnrt_plan_get_node(plan, s, &ni));
+        ck_assert_int_eq(ni.runs, run + 1);
+        /* Every node does device work: a time of 0 means the timer was not read. */
+        ck_assert_msg(ni.last_ns > 0, "%s node %s: no time", specs[i], ni.name);
+        bool own = strcmp(ni.device, specs[i]) == 0;
+        vnrt_node_clock want_clock =
+            is_buggy && own ? VNRT_NODE_CLOCK_HOST : VNRT_NODE_CLOCK_DEVICE;
+        ck_assert_msg(ni.clock == want_clock, "%s node %s on %s: clock %s, expected %s", specs[i],
+                      ni.name, ni.device, vnrt_node_clock_name(ni.clock),
+                      vnrt_node_clock_name(want_clock));
+        ck_assert(ni.clock != VNRT_NODE_CLOCK_DEVICE ||
+                  log_find(VNRT_LOG_DEBUG, ni.name, "(device clock)"));
+        sum += ni.last_ns;
+      }
+      /* Not a timing assertion: device times in ns lie within the run (a unit error, ticks or
+       * us taken for ns, would not). */
+      ck_assert_msg(sum <= st.wall_ns + 5000000, "%s: nodes sum to %llu ns in a run of %llu ns",
+                    specs[i], (unsigned long long)sum, (unsigned long long)st.wall_ns);
+    }
+    char *text = NULL;
+    TU_OK(ctx, vnrt_plan_print_profile(plan, VNRT_PROFILE_NODES, &text));
+    ck_assert_ptr_nonnull(strstr(text, " clock "));
+    ck_assert_msg(strstr(text, " device "), "%s", text);
+    ck_assert(!is_buggy || strstr(text, " host "));
+    vnrt_free(ctx, text);
+    vnrt_plan_destroy(plan);
+  }
+  ck_assert_str_eq(vnrt_node_clock_name(VNRT_NODE_CLOCK_NONE), "none");
+  ck_assert_str_eq(vnrt_node_clock_name((vnrt_node_clock)9), "?");
+  /* Unprofiled: no clock. */
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, spec_device(ctx, 0), NULL, &plan));
+  bind_small(ctx, plan);
+  TU_OK(ctx, vnrt_plan_run(plan));
+  vnrt_node_info ni = {.struct_size = sizeof ni};
+  TU_OK(ctx, vnrt_plan_get_node(plan, 0, &ni));
+  ck_assert_int_eq(ni.clock, VNRT_NODE_CLOCK_NONE);
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* A device whose run_timed declines (no timer) is timed on the host clock, and told once. */
+START_TEST(profile_falls_back_to_the_host_clock_when_the_device_declines) {
+  unsetenv("VNRT_BUGGY_NODE");
+  setenv("VNRT_BUGGY_DECLINE_TIMER", "1", 1);
+  vnrt_context *ctx = plugin_context();
+  unsetenv("VNRT_BUGGY_DECLINE_TIMER");
+  vnrt_graph *g = small_graph(ctx);
+  vnrt_device *dev = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "buggy:0", &dev));
+  vnrt_plan_desc pd = {0};
+  pd.profile_nodes = 1;
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, &pd, &plan));
+  bind_small(ctx, plan);
+  logged.n = 0;
+  TU_OK(ctx, vnrt_plan_run(plan));
+  TU_OK(ctx, vnrt_plan_run(plan));
+  int told = 0;
+  for (int i = 0; i < logged.n; ++i) told += strstr(logged.text[i], "does not time nodes") != NULL;
+  ck_assert_int_eq(told, 1);
+  ck_assert_ptr_nonnull(log_find(VNRT_LOG_INFO, "does not time nodes", "no timer"));
+  for (int32_t s = 0; s < 4; ++s) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    TU_OK(ctx, vnrt_plan_get_node(plan, s, &ni));
+    ck_assert_int_eq(ni.runs, 2);
+    ck_assert_uint_gt(ni.last_ns, 0);
+    /* The matmul falls back to the cpu, which times it itself. */
+    ck_assert_int_eq(ni.clock,
+                     ni.op == VNRT_OP_MATMUL ? VNRT_NODE_CLOCK_DEVICE : VNRT_NODE_CLOCK_HOST);
+  }
+  ck_assert_str_eq(vnrt_context_last_error(ctx), "");
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(shadow_agrees_on_correct_kernels_everywhere) {
   unsetenv("VNRT_BUGGY_NODE");
   vnrt_context *ctx = plugin_context();
@@ -345,6 +463,7 @@ START_TEST(shadow_and_profile_from_the_environment) {
   vnrt_node_info ni = {.struct_size = sizeof ni};
   TU_OK(ctx, vnrt_plan_get_node(plan, 0, &ni));
   ck_assert_int_eq(ni.runs, 1);
+  ck_assert_int_eq(ni.clock, VNRT_NODE_CLOCK_HOST); /* shadow mode: node by node */
   vnrt_plan_destroy(plan);
   /* The desc wins over the environment. */
   vnrt_plan_desc pd = {0};
@@ -378,6 +497,8 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, nodes_list_placement_on_every_device);
   tcase_add_test(tc, profile_times_every_node_through_api_table_and_log);
+  tcase_add_test(tc, profile_takes_the_device_clock_where_the_backend_has_one);
+  tcase_add_test(tc, profile_falls_back_to_the_host_clock_when_the_device_declines);
   tcase_add_test(tc, shadow_agrees_on_correct_kernels_everywhere);
   tcase_add_test(tc, shadow_names_and_saves_the_node_a_plugin_gets_wrong);
   tcase_add_test(tc, shadow_and_profile_from_the_environment);

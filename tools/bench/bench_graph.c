@@ -96,8 +96,8 @@ void bench_graph_file(void) {
       "(%s of %d)\n\n",
       opt.graph, device_info.spec, pi.n_nodes, pi.n_partitions, pi.n_fallback_nodes, whole * 1e3,
       opt.stat_min ? "fastest" : "median", opt.reps);
-  printf("%5s  %-24s %-16s %-12s %12s %7s  %s\n", "step", "node", "op", "device", "time (us)",
-         "share", "shapes");
+  printf("%5s  %-24s %-16s %-12s %12s %7s %-6s  %s\n", "step", "node", "op", "device", "time (us)",
+         "share", "clock", "shapes");
   for (int32_t s = 0; s < n; ++s) {
     vnrt_node_info ni = {.struct_size = sizeof ni};
     check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
@@ -119,8 +119,9 @@ void bench_graph_file(void) {
     snprintf(dev, sizeof dev, "%s%s", ni.device, ni.fallback ? "*" : "");
     /* A fallback node's share is of the cpu's time, not the device's. */
     double total = ni.fallback ? cpu_total : dev_total;
-    printf("%5d  %-24.24s %-16s %-12s %12.3f %6.1f%%  %s\n", s, ni.name, vnrt_op_name(ni.op), dev,
-           med[s] * 1e6, total > 0 ? 100.0 * med[s] / total : 0.0, shapes);
+    printf("%5d  %-24.24s %-16s %-12s %12.3f %6.1f%% %-6s  %s\n", s, ni.name, vnrt_op_name(ni.op),
+           dev, med[s] * 1e6, total > 0 ? 100.0 * med[s] / total : 0.0,
+           vnrt_node_clock_name(ni.clock), shapes);
   }
   printf("\n%s: %.3f ms in its %d nodes", device_info.spec, dev_total * 1e3,
          pi.n_nodes - pi.n_fallback_nodes);
@@ -131,8 +132,9 @@ void bench_graph_file(void) {
         cpu_total * 1e3, pi.n_fallback_nodes);
   }
   printf(
-      "\n(per-node times come from a plan that submits one node at a time; their sum exceeds "
-      "the whole run's time by the submission overhead)\n");
+      "\n(per-node times come from a profiled plan: clock \"device\" is the device's own timer, "
+      "each node alone; \"host\" the host clock around one node's submission, so their sum "
+      "exceeds the whole run's time by the submission overhead)\n");
   if (opt.json) {
     FILE *f = fopen(opt.json, "w");
     if (!f) die("cannot write %s: %s", opt.json, strerror(errno));
@@ -147,9 +149,9 @@ void bench_graph_file(void) {
       check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
       fprintf(f,
               "%s\n  {\"step\": %d, \"name\": \"%s\", \"op\": \"%s\", \"device\": \"%s\", "
-              "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g}",
+              "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g, \"clock\": \"%s\"}",
               s ? "," : "", s, ni.name, vnrt_op_name(ni.op), ni.device, ni.partition,
-              ni.fallback ? "true" : "false", med[s] * 1e6);
+              ni.fallback ? "true" : "false", med[s] * 1e6, vnrt_node_clock_name(ni.clock));
     }
     fprintf(f, "\n]}\n");
     if (fclose(f) != 0) die("cannot write %s: %s", opt.json, strerror(errno));

@@ -2,7 +2,9 @@
  * elementwise add, mul and silu on f32 tensors of one shape, in host memory, and gets them
  * right — except the node whose name is $VNRT_BUGGY_NODE (or every node of the op named by
  * $VNRT_BUGGY_OP), whose result has its first element off by 0.5. Shadow mode must name that
- * node and no other. Built like a vendor plugin: the public headers only. */
+ * node and no other. With $VNRT_BUGGY_DECLINE_TIMER set when the plugin loads, its table has a
+ * run_timed slot that declines (a device without a timer): profiled plans must fall back to
+ * the host clock. Built like a vendor plugin: the public headers only. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -184,6 +186,13 @@ static vnrt_status bug_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
   return VNRT_OK;
 }
 
+static vnrt_status bug_run_timed(vnrt_backend_exec *e, int32_t first, int32_t count,
+                                 uint64_t *out_ns) {
+  (void)first, (void)count, (void)out_ns;
+  const vnrt_backend_host *host = e->device->state->host;
+  return host->error(host->core, VNRT_ERROR_UNSUPPORTED, "buggy: this device has no timer");
+}
+
 static void bug_exec_destroy(vnrt_backend_exec *e) {
   if (e) e->device->state->host->free(e->device->state->host->core, e);
 }
@@ -212,5 +221,10 @@ static const vnrt_backend_i bug_backend = {
 __attribute__((visibility("default"))) const vnrt_backend_i *vnrt_backend_entry_v1(uint32_t v);
 
 const vnrt_backend_i *vnrt_backend_entry_v1(uint32_t v) {
-  return v < VNRT_BACKEND_API_VERSION ? NULL : &bug_backend;
+  static vnrt_backend_i declining; /* bug_backend with a run_timed that declines */
+  if (v < VNRT_BACKEND_API_VERSION) return NULL;
+  if (!getenv("VNRT_BUGGY_DECLINE_TIMER")) return &bug_backend;
+  declining = bug_backend;
+  declining.run_timed = bug_run_timed;
+  return &declining;
 }
