@@ -5,6 +5,7 @@
 #include "vnrt/model.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "model_error.h"
 #include "v4_graph.h"
 #include "v4_plan.h"
+#include "v4_scale.h"
 #include "vnrt/memory.h"
 
 #define ERR_SIZE 1024
@@ -324,6 +326,11 @@ struct vnrt_session {
   int have_logits;
   int64_t pos;
   vnrt_session_stats stats;
+  /* Expert-parallel simulation (ep_simulate_ranks > 0): the last run's routes [L][T, k]. */
+  int32_t ep_ranks;
+  vn_ep_tally ep;
+  int32_t *routes;
+  int64_t routes_T;
 };
 
 static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
@@ -395,7 +402,7 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
 /* Makes the model's anchor plan and binds the weights to it (once per model). */
 static vnrt_status make_anchor(vnrt_model *m) {
   if (m->anchor) return VNRT_OK;
-  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32};
+  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32, 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   vnrt_status st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -425,7 +432,7 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
   double t0 = now_s();
   vnrt_status st = make_anchor(m);
   if (st != VNRT_OK) return st;
-  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32};
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, s->ep_ranks > 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -540,6 +547,8 @@ void vnrt_session_destroy(vnrt_session *s) {
   free(s->scratch);
   free(s->pos_buf);
   free(s->logits);
+  free(s->routes);
+  vn_ep_tally_free(&s->ep);
   free(s);
 }
 
@@ -550,13 +559,16 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   vnrt_session_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size != sizeof d) {
-      return fail(
-          VNRT_ERROR_INVALID_ARGUMENT,
-          "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size (0 or %zu)",
-          desc->size, sizeof d);
+    /* The first sized release ended before ep_simulate_ranks (docs/api.md, "ABI and
+     * growth"): its size and 0 read that prefix, the rest keeps its default. */
+    const size_t v1 = offsetof(vnrt_session_desc, ep_simulate_ranks);
+    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size "
+                  "(0, %zu or %zu)",
+                  desc->size, v1, sizeof d);
     }
-    d = *desc;
+    memcpy(&d, desc, desc->size ? desc->size : v1);
   }
   const int64_t max_pos = m->cfg->max_position_embeddings;
   if (d.max_context == 0) d.max_context = max_pos < 4096 ? max_pos : 4096;
@@ -579,6 +591,28 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   s->stats.size = sizeof s->stats;
   s->pos_buf = malloc((size_t)s->chunk * sizeof *s->pos_buf);
   s->logits = malloc((size_t)m->cfg->vocab_size * sizeof *s->logits);
+  if (d.ep_simulate_ranks != 0) {
+    const vn_v4_config *c = m->cfg;
+    if (d.ep_simulate_ranks < 0 || d.ep_simulate_ranks > c->n_routed_experts ||
+        d.ep_simulate_ranks > VN_EP_MAX_RANKS) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "ep_simulate_ranks %d: must be in [1, min(%d experts, %d)]",
+                  (int)d.ep_simulate_ranks, (int)c->n_routed_experts, VN_EP_MAX_RANKS);
+    }
+    s->ep_ranks = d.ep_simulate_ranks;
+    if (vn_ep_tally_init(&s->ep, s->ep_ranks, c->n_routed_experts, c->num_experts_per_tok,
+                         c->hidden_size) != VNRT_OK) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+    s->routes = malloc((size_t)c->num_hidden_layers * (size_t)s->chunk *
+                       (size_t)c->num_experts_per_tok * sizeof *s->routes);
+    if (!s->routes) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+  }
   if (!s->pos_buf || !s->logits) {
     vnrt_session_destroy(s);
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
@@ -670,6 +704,21 @@ static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int
   if (st != VNRT_OK) {
     return fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
   }
+  if (s->ep_ranks > 0) {
+    const vn_v4_config *c = m->cfg;
+    const size_t per_layer = (size_t)T * (size_t)c->num_experts_per_tok;
+    for (int32_t l = 0; l < c->num_hidden_layers; ++l) {
+      char name[NAME_SIZE];
+      vn_v4_route_output_name(l, name, sizeof name);
+      int32_t *r = s->routes + (size_t)l * per_layer;
+      st = vnrt_plan_read_output(plan, name, r, per_layer * sizeof *r);
+      if (st != VNRT_OK) {
+        return fail(st, "reading the routes '%s': %s", name, vnrt_context_last_error(m->ctx));
+      }
+      vn_ep_tally_add(&s->ep, r, T, s->pos);
+    }
+    s->routes_T = T;
+  }
   s->have_logits = 1;
   s->pos += T;
   if (decode) {
@@ -735,4 +784,99 @@ vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *ou
     out->streamed_bytes = pi.streamed_bytes;
   }
   return VNRT_OK;
+}
+
+/* ---- Scale-out ------------------------------------------------------------------------- */
+
+vnrt_status vnrt_session_routes(const vnrt_session *s, int32_t layer, int32_t *out, size_t capacity,
+                                int64_t *out_tokens) {
+  if (out_tokens) *out_tokens = 0;
+  if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_routes: NULL argument");
+  const vn_v4_config *c = s->model->cfg;
+  if (s->ep_ranks < 1) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_routes: the session keeps no routes (ep_simulate_ranks is 0)");
+  }
+  if (layer < 0 || layer >= c->num_hidden_layers) {
+    return fail(VNRT_ERROR_OUT_OF_RANGE, "vnrt_session_routes: layer %d is outside [0, %d)",
+                (int)layer, (int)c->num_hidden_layers);
+  }
+  if (s->routes_T < 1 || !s->have_logits) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_routes: no token was run yet");
+  }
+  const size_t n = (size_t)s->routes_T * (size_t)c->num_experts_per_tok;
+  if (capacity < n) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_routes: capacity %zu is less than the %zu routes of the last run",
+                capacity, n);
+  }
+  memcpy(out, s->routes + (size_t)layer * n, n * sizeof *out);
+  if (out_tokens) *out_tokens = s->routes_T;
+  return VNRT_OK;
+}
+
+/* Copies text[len] into buf[capacity] (NUL-terminated, cut short) and frees it. */
+static vnrt_status give_text(char *text, size_t len, char *buf, size_t capacity,
+                             size_t *out_length) {
+  if (capacity > 0) {
+    size_t n = len < capacity - 1 ? len : capacity - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+  }
+  if (out_length) *out_length = len;
+  free(text);
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_session_ep_text(const vnrt_session *s, char *buf, size_t capacity,
+                                 size_t *out_length) {
+  if (out_length) *out_length = 0;
+  if (!s || (!buf && capacity > 0)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_ep_text: NULL argument");
+  }
+  if (s->ep_ranks < 1) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_ep_text: the session simulates no ranks (ep_simulate_ranks is 0)");
+  }
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&text, &len);
+  if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  vn_ep_tally_print(fp, &s->ep);
+  fclose(fp);
+  return give_text(text, len, buf, capacity, out_length);
+}
+
+vnrt_status vnrt_model_scale_text(const char *dir, int32_t ranks, int64_t tokens, char *buf,
+                                  size_t capacity, size_t *out_length) {
+  if (out_length) *out_length = 0;
+  if (!dir || (!buf && capacity > 0)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_scale_text: NULL argument");
+  }
+  if (tokens == 0) tokens = 4096;
+  if (tokens < 1 || tokens > (1 << 24)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_scale_text: tokens %lld outside [1, 2^24]",
+                (long long)tokens);
+  }
+  char path[4096], err[ERR_SIZE];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  vn_v4_config cfg;
+  vnrt_status st = vn_v4_config_load(path, &cfg, err, sizeof err);
+  if (st != VNRT_OK) return fail(st, "%s", err);
+  if (ranks < 1 || ranks > cfg.n_routed_experts || ranks > VN_EP_MAX_RANKS) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_scale_text: %d ranks: must be in [1, min(%d experts, %d)]", (int)ranks,
+                (int)cfg.n_routed_experts, VN_EP_MAX_RANKS);
+  }
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&text, &len);
+  if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  st = vn_v4_scale_print(fp, &cfg, ranks, tokens, 1);
+  fclose(fp);
+  if (st != VNRT_OK) {
+    free(text);
+    return fail(st, "%s: no scale-out model for %d ranks", path, (int)ranks);
+  }
+  return give_text(text, len, buf, capacity, out_length);
 }

@@ -21,6 +21,7 @@ typedef struct builder {
   int64_t T, max_ctx;
   int ref; /* the reference numerics */
   int32_t layer;
+  int route_outputs;
   vnrt_status st;
   char *err;
   size_t err_size;
@@ -480,6 +481,10 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
                       a_float("scale", c->routed_scaling_factor)};
     nodes(b, VNRT_OP_MOE_ROUTE, args, 2, a, 4, "ffn.route", route, 2);
   }
+  if (b->route_outputs && ok(b)) {
+    vnrt_status st = vnrt_graph_add_output(b->g, route[1]);
+    if (st != VNRT_OK) fail_vnrt(b, st, "ffn.route output");
+  }
   /* The routed experts as vn_checkpoint_pack_experts packs them. */
   const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
   const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
@@ -510,6 +515,10 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   return R(b, node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "ffn.sum"), "ffn.y");
 }
 
+void vn_v4_route_output_name(int32_t layer, char *buf, size_t size) {
+  snprintf(buf, size, "l%d.ffn.route.1", (int)layer);
+}
+
 vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                               const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
                               size_t err_size) {
@@ -521,8 +530,17 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                          opt ? (long long)opt->tokens : 0LL,
                          opt ? (long long)opt->max_context : 0LL);
   }
-  builder bd = {ctx, NULL,    cfg, opt->tokens, opt->max_context, !opt->f32_numerics,
-                -1,  VNRT_OK, err, err_size};
+  builder bd = {ctx,
+                NULL,
+                cfg,
+                opt->tokens,
+                opt->max_context,
+                !opt->f32_numerics,
+                -1,
+                opt->route_outputs,
+                VNRT_OK,
+                err,
+                err_size};
   builder *b = &bd;
   vnrt_status st = vnrt_graph_create(ctx, &b->g);
   if (st != VNRT_OK) {

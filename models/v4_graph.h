@@ -33,7 +33,13 @@ typedef struct vn_v4_graph_options {
   int64_t tokens;      /* T >= 1 */
   int64_t max_context; /* positions the states hold; >= 1 */
   int f32_numerics;    /* nonzero: VNRT_NUMERICS_F32 (no R(), act_quant, FQ8, FQ4) */
+  /* Nonzero: every layer's routed experts [T, k] i32 are outputs too, named
+   * vn_v4_route_output_name(layer) (the expert-parallel bookkeeping reads them). */
+  int route_outputs;
 } vn_v4_graph_options;
+
+/* The name of layer's route output ("lN.ffn.route.1") into buf[size]. */
+void vn_v4_route_output_name(int32_t layer, char *buf, size_t size);
 
 /* Builds the graph. States (all f32, zero for a new sequence): per layer "layers.N.attn.ring"
  * [sliding_window, D]; with ratio != 0 "layers.N.attn.comp" [max(1, max_context / ratio), D]

@@ -19,6 +19,7 @@ static void usage(FILE *fp) {
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
+          "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
           "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
@@ -40,6 +41,15 @@ static void usage(FILE *fp) {
           "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
           "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
           "                      needed)\n"
+          "  --simulate-ranks N  expert-parallel bookkeeping of N ranks over the run's real\n"
+          "                      routing: the bytes each rank would send (docs/scale-out.md),\n"
+          "                      printed on stderr at the end\n"
+          "  --routes-out FILE   with --simulate-ranks: each run's routing as text lines\n"
+          "                      `pos0 layer t e_0 ... e_k-1`\n"
+          "  --scale-out N       print the scale-out model of DIR/config.json over N devices\n"
+          "                      (weights per device, all-to-all bytes per token, bandwidth) with\n"
+          "                      a synthetic uniform-routing run of --sim-tokens (default 4096)\n"
+          "                      tokens, and exit (no weights needed)\n"
           "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n");
 }
 
@@ -136,9 +146,10 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 }
 
 typedef struct args {
-  const char *model, *prompt, *prompt_ids, *device, *logits_out;
+  const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out;
   int chat, stats, plan, f32;
   long long tokens, top_k, seed, max_context, chunk, threads;
+  long long simulate_ranks, scale_out, sim_tokens;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -178,6 +189,15 @@ static int parse_args(int argc, char **argv, args *a) {
       a->prompt_ids = v;
     } else if (!strcmp(o, "--device")) {
       a->device = v;
+    } else if (!strcmp(o, "--routes-out")) {
+      a->routes_out = v;
+    } else if (!strcmp(o, "--simulate-ranks") || !strcmp(o, "--scale-out")) {
+      if (parse_i64(v, 1, 4096, &n)) return bad_usage("%s: expected 1..4096 ranks", o);
+      *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
+    } else if (!strcmp(o, "--sim-tokens")) {
+      if (parse_i64(v, 1, 1LL << 24, &n))
+        return bad_usage("--sim-tokens '%s': expected 1..2^24", v);
+      a->sim_tokens = n;
     } else if (!strcmp(o, "--logits-out")) {
       a->logits_out = v;
     } else if (!strcmp(o, "--numerics")) {
@@ -222,7 +242,10 @@ static int parse_args(int argc, char **argv, args *a) {
     }
   }
   if (!a->model) return bad_usage("%s", "--model DIR is required");
-  if (a->plan) return 0;
+  if (a->plan || a->scale_out) return 0;
+  if (a->routes_out && !a->simulate_ranks) {
+    return bad_usage("%s", "--routes-out needs --simulate-ranks N");
+  }
   if (!!a->prompt + !!a->prompt_ids != 1) {
     return bad_usage("%s", "give the prompt as --prompt TEXT or --prompt-ids IDS (one of them)");
   }
@@ -252,6 +275,32 @@ static int file_exists(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Appends the last run's routing (of a prefill: its last chunk) (vnrt_session_routes) as lines
+ * `pos0 layer t e_0 ... e_k-1`. */
+static int write_routes(FILE *fp, const vnrt_session *s, const vnrt_model_info *info,
+                        long long max_tokens) {
+  const int64_t k = info->num_experts_per_tok;
+  size_t cap = (size_t)max_tokens * (size_t)k;
+  int32_t *r = malloc(cap * sizeof *r);
+  int rc = r ? 0 : -1;
+  for (int32_t l = 0; rc == 0 && l < info->num_layers; ++l) {
+    int64_t T = 0;
+    if (vnrt_session_routes(s, l, r, cap, &T) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      rc = -1;
+      break;
+    }
+    const int64_t pos0 = vnrt_session_position(s) - T;
+    for (int64_t t = 0; t < T; ++t) {
+      fprintf(fp, "%lld %d %lld", (long long)pos0, (int)l, (long long)t);
+      for (int64_t j = 0; j < k; ++j) fprintf(fp, " %d", (int)r[t * k + j]);
+      fputc('\n', fp);
+    }
+  }
+  free(r);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   /* A command-line tool shows the library's warnings (the library is silent by default:
    * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
@@ -275,6 +324,23 @@ int main(int argc, char **argv) {
     free(text);
     return 0;
   }
+  if (a.scale_out) {
+    size_t len = 0;
+    const int32_t N = (int32_t)a.scale_out;
+    if (vnrt_model_scale_text(a.model, N, a.sim_tokens, NULL, 0, &len) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      return 1;
+    }
+    char *text = malloc(len + 1);
+    if (!text || vnrt_model_scale_text(a.model, N, a.sim_tokens, text, len + 1, NULL) != VNRT_OK) {
+      fprintf(stderr, "vnrt-generate: %s\n", text ? vnrt_model_last_error() : "out of memory");
+      free(text);
+      return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return 0;
+  }
 
   vnrt_context *ctx = NULL;
   vnrt_model *model = NULL;
@@ -282,6 +348,7 @@ int main(int argc, char **argv) {
   vnrt_tokenizer *tok = NULL;
   int32_t *ids = NULL;
   float *rows = NULL;
+  FILE *routes_fp = NULL;
   long long n_prompt = 0;
   rc = 1;
   vnrt_context_desc cd = {0};
@@ -357,6 +424,14 @@ int main(int argc, char **argv) {
   sd.size = sizeof sd;
   sd.max_context = a.max_context;
   sd.prefill_chunk = a.chunk;
+  sd.ep_simulate_ranks = (int32_t)a.simulate_ranks;
+  if (a.routes_out) {
+    routes_fp = fopen(a.routes_out, "w");
+    if (!routes_fp) {
+      fprintf(stderr, "vnrt-generate: cannot write %s\n", a.routes_out);
+      goto done;
+    }
+  }
   if (vnrt_session_create(model, &sd, &session) != VNRT_OK) {
     fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
     goto done;
@@ -372,6 +447,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
     goto done;
   }
+  if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0) goto done;
   size_t printed = 0;
   if (tok) stream_text(tok, ids, (size_t)n_prompt, &printed);
   vnrt_sampler_desc smp = {0};
@@ -398,6 +474,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
       goto done;
     }
+    if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0)
+      goto done;
   }
   if (a.tokens == 0 && vnrt_session_logits(session, rows, (size_t)V) == VNRT_OK) row = 1;
   if (tok) printf("\n");
@@ -436,8 +514,21 @@ int main(int argc, char **argv) {
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
   }
+  if (a.simulate_ranks) {
+    size_t len = 0;
+    vnrt_session_ep_text(session, NULL, 0, &len);
+    char *text = malloc(len + 1);
+    if (text && vnrt_session_ep_text(session, text, len + 1, NULL) == VNRT_OK) {
+      fputs(text, stderr);
+    }
+    free(text);
+  }
   rc = 0;
 done:
+  if (routes_fp && fclose(routes_fp) != 0 && rc == 0) {
+    fprintf(stderr, "vnrt-generate: writing %s failed\n", a.routes_out);
+    rc = 1;
+  }
   free(rows);
   free(ids);
   vnrt_session_destroy(session);

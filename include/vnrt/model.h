@@ -113,6 +113,10 @@ typedef struct vnrt_session_desc {
   /* A prefill runs its tokens in chunks of at most this many (one compiled plan per chunk
    * length in use). 0: 256. */
   int64_t prefill_chunk;
+  /* > 0: expert-parallel simulation (docs/scale-out.md): every run's routing (each layer's
+   * experts [T, k]) is kept for vnrt_session_routes and tallied through the dispatch/combine
+   * bookkeeping of this many ranks (vnrt_session_ep_text). At most min(4096, experts). */
+  int32_t ep_simulate_ranks;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
@@ -168,6 +172,27 @@ typedef struct vnrt_session_stats {
 
 VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
                                             vnrt_session_stats *out_stats);
+
+/* ---- Scale-out (docs/scale-out.md) ------------------------------------------------------ */
+
+/* With vnrt_session_desc.ep_simulate_ranks: the routed experts of `layer` in the last run,
+ * i32 [T, k] row-major into out[capacity] (capacity in ints, >= T·k); *out_tokens = T. Fails
+ * when the session does not keep routes or no token was run yet. */
+VNRT_API vnrt_status vnrt_session_routes(const vnrt_session *session, int32_t layer, int32_t *out,
+                                         size_t capacity, int64_t *out_tokens);
+
+/* With vnrt_session_desc.ep_simulate_ranks: the expert-parallel bookkeeping over every run so
+ * far (per rank: bytes it would send in dispatch and combine) as text into buf[capacity], like
+ * vnrt_model_plan_text. */
+VNRT_API vnrt_status vnrt_session_ep_text(const vnrt_session *session, char *buf, size_t capacity,
+                                          size_t *out_length);
+
+/* The scale-out model of the config in dir over `ranks` devices (weights per device, all-to-all
+ * bytes per token per layer by the formula, the link bandwidth to hide them) and a synthetic
+ * uniform-routing run of `tokens` tokens (0: 4096) through the same bookkeeping, as text, like
+ * vnrt_model_plan_text (dir needs only config.json). */
+VNRT_API vnrt_status vnrt_model_scale_text(const char *dir, int32_t ranks, int64_t tokens,
+                                           char *buf, size_t capacity, size_t *out_length);
 
 /* ---- Sampling -------------------------------------------------------------------------- */
 
