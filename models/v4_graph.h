@@ -52,4 +52,31 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                               const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
                               size_t err_size);
 
+/* Expert parallel (docs/scale-out.md): the graph cut at every MoE layer into num_layers + 1
+ * segments, without the routed experts. Segment s (s < L) ends at layer s's router and shared
+ * expert and outputs, under the names below, the streams X, the mHC post/comb of the ffn site,
+ * the MoE input x [T, C] f32, the route weights [T, k] f32 and experts [T, k] i32 and the
+ * shared expert's output ys [T, C]. Segment s > 0 takes X, post, comb, ys and the routed
+ * experts' output yr [T, C] f32 as inputs of the same names and goes on from ffn.sum; the last
+ * one outputs the logits. Every segment has the inputs ids, pos, pos0 and its layer's states. */
+#define VN_V4_SEG_X "ep.X"
+#define VN_V4_SEG_POST "ep.post"
+#define VN_V4_SEG_COMB "ep.comb"
+#define VN_V4_SEG_HF "ep.x"
+#define VN_V4_SEG_W "ep.weights"
+#define VN_V4_SEG_E "ep.experts"
+#define VN_V4_SEG_YS "ep.ys"
+#define VN_V4_SEG_YR "ep.yr"
+#define VN_V4_SEG_VALUES 7 /* X, post, comb, x, weights, experts, ys */
+
+typedef struct vn_v4_segment_types {
+  vnrt_tensor_type t[VN_V4_SEG_VALUES]; /* in the order of VN_V4_SEG_VALUES */
+} vn_v4_segment_types;
+
+/* Builds the L + 1 segments into segs[0..L] (all or none on failure) and the types of the
+ * values a segment hands on. Models with Engram are not split (VNRT_ERROR_UNSUPPORTED). */
+vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
+                                       const vn_v4_graph_options *opt, vnrt_graph **segs,
+                                       vn_v4_segment_types *types, char *err, size_t err_size);
+
 #endif /* VNRT_MODELS_V4_GRAPH_H_ */
