@@ -21,6 +21,7 @@
 #define ERR_SIZE 1024
 #define NAME_SIZE 128
 #define MAX_PLANS 3 /* the decode plan and two prefill chunk lengths */
+#define MAX_EXPERT_PLANS 16
 
 static _Thread_local char g_error[ERR_SIZE];
 
@@ -66,10 +67,24 @@ struct vnrt_model {
   vnrt_engram_binding bindings[VN_V4_MAX_ENGRAM_LAYERS];
   char table_names[VN_V4_MAX_ENGRAM_LAYERS][64];
   int32_t n_stores;
+  /* vnrt_model_moe_experts: plans of a layer's expert slice for a row count (cached, LRU). */
+  struct expert_plan {
+    int32_t layer, first, count, k;
+    int64_t rows;
+    vnrt_plan *plan;
+    uint64_t last_use;
+  } xplans[MAX_EXPERT_PLANS];
+  uint64_t xclock;
+  int32_t *xids;
+  float *xbuf;
+  size_t xcap; /* rows the scratch holds */
 };
 
 void vnrt_model_close(vnrt_model *m) {
   if (!m) return;
+  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) vnrt_plan_destroy(m->xplans[i].plan);
+  free(m->xids);
+  free(m->xbuf);
   vnrt_plan_destroy(m->anchor);
   for (int32_t i = 0; m->cfg && i < m->cfg->num_hidden_layers; ++i) {
     if (m->experts) vn_v4_experts_free(&m->experts[i]);
@@ -331,24 +346,49 @@ struct vnrt_session {
   vn_ep_tally ep;
   int32_t *routes;
   int64_t routes_T;
+  /* Expert parallel (moe_exchange): per token count, the L + 1 segment plans. */
+  vnrt_moe_exchange_fn exchange;
+  void *exchange_user;
+  struct ep_slot {
+    int64_t T; /* 0: empty */
+    vnrt_plan **seg;
+    int32_t n_seg;
+    uint64_t last_use;
+    vn_v4_segment_types types;
+  } eslots[MAX_PLANS];
+  struct ep_slot *ecur;             /* the slot holding the states; NULL: all zero */
+  int32_t *state_seg;               /* the segment of each state */
+  void *ebuf[VN_V4_SEG_VALUES + 1]; /* the values handed on, and yr last */
+  size_t ebuf_bytes[VN_V4_SEG_VALUES + 1];
 };
 
-static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
-  int32_t n = vnrt_graph_state_count(g);
+static vnrt_status record_states_of(vnrt_session *s, vnrt_graph *const *gs, int32_t n_graphs) {
+  int32_t n = 0;
+  for (int32_t j = 0; j < n_graphs; ++j) n += vnrt_graph_state_count(gs[j]);
   s->states = calloc((size_t)(n > 0 ? n : 1), sizeof *s->states);
-  if (!s->states) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-  for (int32_t i = 0; i < n; ++i) {
-    vnrt_value v = vnrt_graph_state(g, i, NULL);
-    vnrt_tensor_type t;
-    vnrt_graph_value_type(g, v, &t);
-    snprintf(s->states[i].name, sizeof s->states[i].name, "%s", vnrt_graph_value_name(g, v));
-    s->states[i].bytes = vnrt_tensor_type_bytes(&t);
-    if (s->states[i].bytes > s->scratch_bytes) s->scratch_bytes = s->states[i].bytes;
+  s->state_seg = calloc((size_t)(n > 0 ? n : 1), sizeof *s->state_seg);
+  if (!s->states || !s->state_seg) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  int32_t i = 0;
+  for (int32_t j = 0; j < n_graphs; ++j) {
+    const vnrt_graph *g = gs[j];
+    for (int32_t q = 0; q < vnrt_graph_state_count(g); ++q, ++i) {
+      vnrt_value v = vnrt_graph_state(g, q, NULL);
+      vnrt_tensor_type t;
+      vnrt_graph_value_type(g, v, &t);
+      snprintf(s->states[i].name, sizeof s->states[i].name, "%s", vnrt_graph_value_name(g, v));
+      s->states[i].bytes = vnrt_tensor_type_bytes(&t);
+      s->state_seg[i] = j;
+      if (s->states[i].bytes > s->scratch_bytes) s->scratch_bytes = s->states[i].bytes;
+    }
   }
   s->n_states = n;
   s->scratch = malloc(s->scratch_bytes ? s->scratch_bytes : 1);
   if (!s->scratch) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   return VNRT_OK;
+}
+
+static vnrt_status record_states(vnrt_session *s, vnrt_graph *g) {
+  return record_states_of(s, &g, 1);
 }
 
 /* Frees the packed experts after a bind when no plan reads them from host memory: a plan
@@ -540,6 +580,356 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   return VNRT_OK;
 }
 
+/* ---- Expert parallel: the model cut at every MoE layer -------------------------------- */
+
+/* Compiles the L + 1 segment plans for T tokens into slot (each binds its own weights; none
+ * holds the routed experts). */
+static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
+  vnrt_model *m = s->model;
+  double t0 = now_s();
+  const int32_t n = m->cfg->num_hidden_layers + 1;
+  vnrt_graph **g = calloc((size_t)n, sizeof *g);
+  vnrt_plan **p = calloc((size_t)n, sizeof *p);
+  if (!g || !p) {
+    free(g);
+    free(p);
+    return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, 0};
+  char err[ERR_SIZE];
+  vnrt_status st =
+      vn_v4_graph_build_segments(m->ctx, m->cfg, &opt, g, &slot->types, err, sizeof err);
+  if (st != VNRT_OK) {
+    free(g);
+    free(p);
+    return fail(st, "%s", err);
+  }
+  if (!s->states) st = record_states_of(s, g, n);
+  vnrt_plan_desc pd = {0};
+  pd.device_memory_limit = m->memory_limit;
+  pd.no_fallback = m->no_fallback;
+  for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
+    st = vnrt_plan_create(m->ctx, g[i], m->device, &pd, &p[i]);
+    if (st != VNRT_OK) {
+      fail(st, "compiling segment %d of the %lld-token plan: %s", (int)i, (long long)T,
+           vnrt_context_last_error(m->ctx));
+    } else {
+      st = bind_weights(m, g[i], p[i]);
+    }
+  }
+  for (int32_t i = 0; i < n; ++i) vnrt_graph_destroy(g[i]);
+  free(g);
+  if (st != VNRT_OK) {
+    for (int32_t i = 0; i < n; ++i) vnrt_plan_destroy(p[i]);
+    free(p);
+    return st;
+  }
+  slot->T = T;
+  slot->seg = p;
+  slot->n_seg = n;
+  slot->last_use = ++s->clock;
+  s->stats.n_plans += n;
+  s->stats.compile_seconds += now_s() - t0;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_get_slot(vnrt_session *s, int64_t T, struct ep_slot **out) {
+  struct ep_slot *free_slot = NULL;
+  for (int i = 0; i < MAX_PLANS; ++i) {
+    if (s->eslots[i].T == T) {
+      s->eslots[i].last_use = ++s->clock;
+      *out = &s->eslots[i];
+      return VNRT_OK;
+    }
+  }
+  for (int i = 1; i < MAX_PLANS; ++i) {
+    struct ep_slot *p = &s->eslots[i];
+    if (p->T == 0) {
+      free_slot = p;
+      break;
+    }
+    if (p == s->ecur) continue;
+    if (!free_slot || p->last_use < free_slot->last_use) free_slot = p;
+  }
+  if (!free_slot) return fail(VNRT_ERROR_INTERNAL, "no free plan slot (a bug in vnrt)");
+  if (free_slot->T != 0) {
+    for (int32_t j = 0; j < free_slot->n_seg; ++j) vnrt_plan_destroy(free_slot->seg[j]);
+    free(free_slot->seg);
+    free_slot->seg = NULL;
+    free_slot->T = 0;
+  }
+  vnrt_status st = ep_compile(s, free_slot, T);
+  if (st != VNRT_OK) return st;
+  *out = free_slot;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_take_states(vnrt_session *s, struct ep_slot *slot) {
+  vnrt_model *m = s->model;
+  if (slot == s->ecur) return VNRT_OK;
+  if (!s->ecur) {
+    for (int32_t j = 0; j < slot->n_seg; ++j) {
+      vnrt_status st = vnrt_plan_reset_state(slot->seg[j]);
+      if (st != VNRT_OK) return fail(st, "reset: %s", vnrt_context_last_error(m->ctx));
+    }
+  } else {
+    for (int32_t i = 0; i < s->n_states; ++i) {
+      const state_entry *e = &s->states[i];
+      const int32_t j = s->state_seg[i];
+      vnrt_status st = vnrt_plan_read_state(s->ecur->seg[j], e->name, s->scratch, e->bytes);
+      if (st == VNRT_OK) st = vnrt_plan_set_input(slot->seg[j], e->name, s->scratch, e->bytes);
+      if (st != VNRT_OK) {
+        return fail(st, "handing state '%s' between plans: %s", e->name,
+                    vnrt_context_last_error(m->ctx));
+      }
+    }
+  }
+  s->ecur = slot;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
+  static const char *const names[VN_V4_SEG_VALUES + 1] = {
+      VN_V4_SEG_X, VN_V4_SEG_POST, VN_V4_SEG_COMB, VN_V4_SEG_HF,
+      VN_V4_SEG_W, VN_V4_SEG_E,    VN_V4_SEG_YS,   VN_V4_SEG_YR};
+  vnrt_model *m = s->model;
+  struct ep_slot *slot = NULL;
+  vnrt_status st = ep_get_slot(s, T, &slot);
+  if (st == VNRT_OK) st = ep_take_states(s, slot);
+  if (st != VNRT_OK) return st;
+  const vn_v4_segment_types *ty = &slot->types;
+  if (ty->t[3].dtype != VNRT_F32 || ty->t[4].dtype != VNRT_F32 || ty->t[5].dtype != VNRT_I32) {
+    return fail(VNRT_ERROR_INTERNAL, "expert parallel: unexpected MoE value types (a bug)");
+  }
+  for (int i = 0; i <= VN_V4_SEG_VALUES; ++i) {
+    const size_t bytes = vnrt_tensor_type_bytes(&ty->t[i < VN_V4_SEG_VALUES ? i : 3]);
+    if (bytes > s->ebuf_bytes[i]) {
+      void *grown = realloc(s->ebuf[i], bytes);
+      if (!grown) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      s->ebuf[i] = grown;
+      s->ebuf_bytes[i] = bytes;
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) s->pos_buf[t] = (int32_t)(s->pos + t);
+  int32_t pos0 = (int32_t)s->pos;
+  double t0 = now_s();
+  const int32_t L = m->cfg->num_hidden_layers;
+  for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
+    vnrt_plan *plan = slot->seg[j];
+    struct {
+      const char *name;
+      const void *data;
+      size_t bytes;
+    } in[8] = {{VN_V4_IN_IDS, ids, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS, s->pos_buf, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS0, &pos0, sizeof pos0},
+               {VN_V4_SEG_X VN_V4_SEG_IN, s->ebuf[0], vnrt_tensor_type_bytes(&ty->t[0])},
+               {VN_V4_SEG_POST VN_V4_SEG_IN, s->ebuf[1], vnrt_tensor_type_bytes(&ty->t[1])},
+               {VN_V4_SEG_COMB VN_V4_SEG_IN, s->ebuf[2], vnrt_tensor_type_bytes(&ty->t[2])},
+               {VN_V4_SEG_YS VN_V4_SEG_IN, s->ebuf[6], vnrt_tensor_type_bytes(&ty->t[6])},
+               {names[7], s->ebuf[7], vnrt_tensor_type_bytes(&ty->t[3])}};
+    for (int i = 0; i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
+      st = vnrt_plan_set_input(plan, in[i].name, in[i].data, in[i].bytes);
+      if (st != VNRT_OK) {
+        fail(st, "segment %d: input '%s': %s", (int)j, in[i].name, vnrt_context_last_error(m->ctx));
+      }
+    }
+    if (st == VNRT_OK) {
+      st = vnrt_plan_run(plan);
+      if (st != VNRT_OK) {
+        fail(st, "running %lld tokens at position %lld, segment %d: %s", (long long)T,
+             (long long)pos0, (int)j, vnrt_context_last_error(m->ctx));
+      }
+    }
+    vnrt_run_stats rs = {.struct_size = sizeof rs};
+    if (st == VNRT_OK && vnrt_plan_get_run_stats(plan, &rs) == VNRT_OK) {
+      s->stats.bytes_weights_streamed += rs.bytes_weights;
+      s->stats.bytes_transfers += rs.bytes_transfers;
+    }
+    if (st != VNRT_OK || j == L) break;
+    for (int i = 0; i < VN_V4_SEG_VALUES && st == VNRT_OK; ++i) {
+      st = vnrt_plan_read_output(plan, names[i], s->ebuf[i], vnrt_tensor_type_bytes(&ty->t[i]));
+      if (st != VNRT_OK) {
+        fail(st, "segment %d: reading '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
+      }
+    }
+    if (st == VNRT_OK && s->ep_ranks > 0) {
+      const size_t n = (size_t)T * (size_t)m->cfg->num_experts_per_tok;
+      memcpy(s->routes + (size_t)j * n, s->ebuf[5], n * sizeof(int32_t));
+      vn_ep_tally_add(&s->ep, s->ebuf[5], T, s->pos);
+    }
+    if (st == VNRT_OK) {
+      st =
+          s->exchange(s->exchange_user, j, T, pos0, s->ebuf[3], s->ebuf[5], s->ebuf[4], s->ebuf[7]);
+      if (st != VNRT_OK) {
+        char why[ERR_SIZE];
+        snprintf(why, sizeof why, "%s", g_error);
+        fail(st, "running %lld tokens at position %lld: the MoE exchange of layer %d failed%s%s",
+             (long long)T, (long long)pos0, (int)j, why[0] ? ": " : "", why);
+      }
+    }
+  }
+  double dt = now_s() - t0;
+  if (st == VNRT_OK) {
+    st = vnrt_plan_read_output(slot->seg[L], VN_V4_OUT_LOGITS, s->logits,
+                               (size_t)m->cfg->vocab_size * sizeof(float));
+    if (st != VNRT_OK) fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
+  }
+  if (st != VNRT_OK) {
+    s->ecur = NULL; /* the states may be half updated */
+    s->pos = 0;
+    s->have_logits = 0;
+    return st;
+  }
+  if (s->ep_ranks > 0) s->routes_T = T;
+  s->have_logits = 1;
+  s->pos += T;
+  if (decode) {
+    s->stats.decode_seconds += dt;
+    s->stats.decode_runs++;
+    s->stats.tokens_decoded += T;
+  } else {
+    s->stats.prefill_seconds += dt;
+    s->stats.prefill_runs++;
+    s->stats.tokens_prefilled += T;
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, int32_t count,
+                                   const float *x, const int32_t *experts, const float *weights,
+                                   int64_t rows, int32_t k, float *y) {
+  if (!m || (rows > 0 && (!x || !experts || !weights || !y))) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
+  }
+  const vn_v4_config *c = m->cfg;
+  if (layer < 0 || layer >= c->num_hidden_layers || first < 0 || count < 1 ||
+      first > c->n_routed_experts - count || rows < 0 || rows > (1 << 24) || k < 1 || k > 64) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_moe_experts: layer %d, experts [%d, %d), %lld rows of %d: expected a "
+                "layer in [0, %d), a slice of [0, %d), rows in [0, 2^24], k in [1, 64]",
+                (int)layer, (int)first, (int)first + (int)count, (long long)rows, (int)k,
+                (int)c->num_hidden_layers, (int)c->n_routed_experts);
+  }
+  if (rows == 0) return VNRT_OK;
+  /* Rows are padded to a power of two (zero rows, weight 0) so that few plans serve every
+   * count. */
+  int64_t P = 1;
+  while (P < rows) P *= 2;
+  if ((size_t)P > m->xcap) {
+    int32_t *ids = realloc(m->xids, (size_t)P * (size_t)k * sizeof *ids);
+    if (ids) m->xids = ids;
+    float *buf =
+        ids ? realloc(m->xbuf, (size_t)P * (size_t)(c->hidden_size + k) * sizeof *buf) : NULL;
+    if (buf) m->xbuf = buf;
+    if (!ids || !buf) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->xcap = (size_t)P;
+  }
+  const int64_t C = c->hidden_size;
+  float *xs = m->xbuf, *ws = m->xbuf + P * C;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    if (experts[i] < first || experts[i] >= first + count) {
+      return fail(VNRT_ERROR_OUT_OF_RANGE,
+                  "vnrt_model_moe_experts: expert %d (row %lld) is not in this slice [%d, %d)",
+                  (int)experts[i], (long long)(i / k), (int)first, (int)(first + count));
+    }
+    m->xids[i] = experts[i] - first;
+    ws[i] = weights[i];
+  }
+  for (int64_t i = rows * k; i < P * k; ++i) {
+    m->xids[i] = 0;
+    ws[i] = 0.0f;
+  }
+  memcpy(xs, x, (size_t)rows * (size_t)C * sizeof *xs);
+  memset(xs + rows * C, 0, (size_t)(P - rows) * (size_t)C * sizeof *xs);
+  struct expert_plan *hit = NULL, *victim = &m->xplans[0];
+  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) {
+    struct expert_plan *e = &m->xplans[i];
+    if (e->plan && e->layer == layer && e->first == first && e->count == count && e->k == k &&
+        e->rows == P) {
+      hit = e;
+      break;
+    }
+    if (!e->plan || (victim->plan && e->last_use < victim->last_use)) victim = e;
+  }
+  vnrt_status st = VNRT_OK;
+  char err[ERR_SIZE];
+  if (!hit) {
+    hit = victim;
+    vnrt_plan_destroy(hit->plan);
+    hit->plan = NULL;
+    vnrt_graph *g = NULL;
+    st = vn_v4_graph_build_experts(m->ctx, c, layer, P, k, count, m->numerics == VNRT_NUMERICS_F32,
+                                   &g, err, sizeof err);
+    if (st != VNRT_OK) return fail(st, "%s", err);
+    vnrt_plan_desc pd = {0};
+    pd.device_memory_limit = m->memory_limit;
+    pd.no_fallback = m->no_fallback;
+    st = vnrt_plan_create(m->ctx, g, m->device, &pd, &hit->plan);
+    if (st != VNRT_OK) {
+      fail(st, "compiling layer %d's experts [%d, %d): %s", (int)layer, (int)first,
+           (int)(first + count), vnrt_context_last_error(m->ctx));
+    }
+    vnrt_plan_info pi = {.struct_size = sizeof pi};
+    if (st == VNRT_OK && (vnrt_plan_get_info(hit->plan, &pi) != VNRT_OK || pi.n_streamed_params))
+      m->keep_packed = 1;
+    /* Bind the slice of each packed param: [E, ...] holds the experts one after another. */
+    for (int32_t i = 0; st == VNRT_OK && i < vnrt_graph_input_count(g); ++i) {
+      int is_param = 0;
+      vnrt_value v = vnrt_graph_input(g, i, &is_param);
+      if (!is_param) continue;
+      const char *name = vnrt_graph_value_name(g, v);
+      const void *data = NULL;
+      size_t bytes = 0;
+      st = param_data(m, name, &data, &bytes);
+      if (st != VNRT_OK) break;
+      vnrt_tensor_type t;
+      vnrt_graph_value_type(g, v, &t);
+      const size_t per = bytes / (size_t)c->n_routed_experts;
+      if (per * (size_t)c->n_routed_experts != bytes ||
+          per * (size_t)count != vnrt_tensor_type_bytes(&t)) {
+        st = fail(VNRT_ERROR_SHAPE_MISMATCH, "tensor '%s': %zu bytes do not split into %d experts",
+                  name, bytes, (int)c->n_routed_experts);
+        break;
+      }
+      st = vnrt_plan_set_input_ref(hit->plan, name, (const char *)data + per * (size_t)first,
+                                   per * (size_t)count);
+      if (st != VNRT_OK) fail(st, "binding '%s': %s", name, vnrt_context_last_error(m->ctx));
+    }
+    vnrt_graph_destroy(g);
+    if (!m->keep_packed) vn_v4_experts_free(&m->experts[layer]);
+    if (st != VNRT_OK) {
+      vnrt_plan_destroy(hit->plan);
+      hit->plan = NULL;
+      return st;
+    }
+    hit->layer = layer;
+    hit->first = first;
+    hit->count = count;
+    hit->k = k;
+    hit->rows = P;
+  }
+  hit->last_use = ++m->xclock;
+  const size_t nk = (size_t)P * (size_t)k;
+  st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_X, xs, (size_t)P * (size_t)C * sizeof *xs);
+  if (st == VNRT_OK)
+    st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_IDS, m->xids, nk * sizeof(int32_t));
+  if (st == VNRT_OK) st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_W, ws, nk * sizeof(float));
+  if (st == VNRT_OK) st = vnrt_plan_run(hit->plan);
+  char out_name[NAME_SIZE];
+  snprintf(out_name, sizeof out_name, "l%d.ffn.routed", (int)layer);
+  if (st == VNRT_OK) {
+    /* Only the first `rows` rows: the output is read whole into the scratch first. */
+    st = vnrt_plan_read_output(hit->plan, out_name, xs, (size_t)P * (size_t)C * sizeof *xs);
+  }
+  if (st != VNRT_OK) {
+    return fail(st, "layer %d's experts [%d, %d) on %lld rows: %s", (int)layer, (int)first,
+                (int)(first + count), (long long)rows, vnrt_context_last_error(m->ctx));
+  }
+  memcpy(y, xs, (size_t)rows * (size_t)C * sizeof *y);
+  return VNRT_OK;
+}
+
 void vnrt_session_destroy(vnrt_session *s) {
   if (!s) return;
   for (int i = MAX_PLANS - 1; i >= 0; --i) vnrt_plan_destroy(s->plans[i].plan);
@@ -549,6 +939,14 @@ void vnrt_session_destroy(vnrt_session *s) {
   free(s->logits);
   free(s->routes);
   vn_ep_tally_free(&s->ep);
+  for (int i = 0; i < MAX_PLANS; ++i) {
+    for (int32_t j = 0; s->eslots[i].seg && j < s->eslots[i].n_seg; ++j) {
+      vnrt_plan_destroy(s->eslots[i].seg[j]);
+    }
+    free(s->eslots[i].seg);
+  }
+  for (int i = 0; i <= VN_V4_SEG_VALUES; ++i) free(s->ebuf[i]);
+  free(s->state_seg);
   free(s);
 }
 
@@ -617,7 +1015,9 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
     vnrt_session_destroy(s);
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
-  vnrt_status st = compile_plan(s, &s->plans[0], 1);
+  s->exchange = d.moe_exchange;
+  s->exchange_user = d.moe_exchange_user;
+  vnrt_status st = s->exchange ? ep_compile(s, &s->eslots[0], 1) : compile_plan(s, &s->plans[0], 1);
   if (st != VNRT_OK) {
     vnrt_session_destroy(s);
     return st;
@@ -629,6 +1029,7 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
 vnrt_status vnrt_session_reset(vnrt_session *s) {
   if (!s) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_reset: NULL session");
   s->current = NULL;
+  s->ecur = NULL;
   s->pos = 0;
   s->have_logits = 0;
   return VNRT_OK;
@@ -663,6 +1064,7 @@ static vnrt_status check_ids(const vnrt_session *s, const int32_t *ids, int64_t 
 
 /* Runs ids[0..T) at the next positions on the plan for T tokens. */
 static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
+  if (s->exchange) return ep_run_chunk(s, ids, T, decode);
   vnrt_model *m = s->model;
   vnrt_plan *plan = NULL;
   vnrt_status st = get_plan(s, T, &plan);

@@ -26,6 +26,7 @@ typedef struct builder {
   int32_t n_segs;
   vnrt_value ids, pos, pos0;
   vnrt_value ep_route[2]; /* the current layer's route, for a cut */
+  int32_t n_experts;      /* experts the routed params hold (0: the config's) */
   vnrt_status st;
   char *err;
   size_t err_size;
@@ -467,7 +468,8 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
 /* The routed experts on hf as route says: moe_ffn over the layer's packed experts. */
 static vnrt_value routed_experts(builder *b, vnrt_value hf, const vnrt_value route[2]) {
   const vn_v4_config *c = b->cfg;
-  const int64_t C = c->hidden_size, E = c->n_routed_experts, F_ = c->moe_intermediate_size;
+  const int64_t C = c->hidden_size, F_ = c->moe_intermediate_size;
+  const int64_t E = b->n_experts > 0 ? b->n_experts : c->n_routed_experts;
   /* The routed experts as vn_checkpoint_pack_experts packs them. */
   const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
   const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
@@ -581,8 +583,10 @@ static vnrt_value cut(builder *b, vnrt_value *X, vnrt_value pre[3], vnrt_value h
   const int take[4] = {0, 1, 2, 6}; /* X, post, comb, ys */
   vnrt_value in[4] = {-1, -1, -1, -1};
   for (int i = 0; i < 4 && ok(b); ++i) {
-    st = vnrt_graph_add_input(b->g, names[take[i]], &types->t[take[i]], 0, &in[i]);
-    if (st != VNRT_OK) fail_vnrt(b, st, names[take[i]]);
+    char name[NAME_SIZE];
+    snprintf(name, sizeof name, "%s%s", names[take[i]], VN_V4_SEG_IN);
+    st = vnrt_graph_add_input(b->g, name, &types->t[take[i]], 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, name);
   }
   vnrt_value yr = -1;
   vnrt_tensor_type yt = types->t[3]; /* yr: like x, [T, C] f32 */
@@ -715,4 +719,47 @@ vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cf
     for (int32_t i = 0; i <= cfg->num_hidden_layers; ++i) segs[i] = NULL;
   }
   return build(ctx, cfg, opt, segs, types, NULL, err, err_size);
+}
+
+vnrt_status vn_v4_graph_build_experts(vnrt_context *ctx, const vn_v4_config *cfg, int32_t layer,
+                                      int64_t rows, int32_t k, int32_t n_experts, int f32_numerics,
+                                      vnrt_graph **out_graph, char *err, size_t err_size) {
+  *out_graph = NULL;
+  builder bd = {0};
+  bd.ctx = ctx;
+  bd.cfg = cfg;
+  bd.T = rows;
+  bd.max_ctx = rows;
+  bd.ref = !f32_numerics;
+  bd.layer = layer;
+  bd.n_experts = n_experts;
+  bd.st = VNRT_OK;
+  bd.err = err;
+  bd.err_size = err_size;
+  builder *b = &bd;
+  vnrt_status st = vnrt_graph_create(ctx, &b->g);
+  if (st != VNRT_OK) {
+    return vn_model_fail(err, err_size, st, "graph: %s", vnrt_context_last_error(ctx));
+  }
+  const char *names[3] = {VN_V4_EXP_X, VN_V4_EXP_IDS, VN_V4_EXP_W};
+  const vnrt_tensor_type types[3] = {{VNRT_F32, 2, {rows, cfg->hidden_size, 0, 0}},
+                                     {VNRT_I32, 2, {rows, k, 0, 0}},
+                                     {VNRT_F32, 2, {rows, k, 0, 0}}};
+  vnrt_value in[3] = {-1, -1, -1};
+  for (int i = 0; i < 3 && ok(b); ++i) {
+    st = vnrt_graph_add_input(b->g, names[i], &types[i], 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, names[i]);
+  }
+  const vnrt_value route[2] = {in[2], in[1]};
+  vnrt_value y = routed_experts(b, in[0], route);
+  if (ok(b)) {
+    st = vnrt_graph_add_output(b->g, y);
+    if (st != VNRT_OK) fail_vnrt(b, st, "ffn.routed");
+  }
+  if (!ok(b)) {
+    vnrt_graph_destroy(b->g);
+    return b->st;
+  }
+  *out_graph = b->g;
+  return VNRT_OK;
 }

@@ -56,8 +56,9 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
  * segments, without the routed experts. Segment s (s < L) ends at layer s's router and shared
  * expert and outputs, under the names below, the streams X, the mHC post/comb of the ffn site,
  * the MoE input x [T, C] f32, the route weights [T, k] f32 and experts [T, k] i32 and the
- * shared expert's output ys [T, C]. Segment s > 0 takes X, post, comb, ys and the routed
- * experts' output yr [T, C] f32 as inputs of the same names and goes on from ffn.sum; the last
+ * shared expert's output ys [T, C]. Segment s > 0 takes X, post, comb, ys as inputs named
+ * like them with VN_V4_SEG_IN appended, and the routed experts' output yr [T, C] f32
+ * (VN_V4_SEG_YR), and goes on from ffn.sum; the last
  * one outputs the logits. Every segment has the inputs ids, pos, pos0 and its layer's states. */
 #define VN_V4_SEG_X "ep.X"
 #define VN_V4_SEG_POST "ep.post"
@@ -67,6 +68,7 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
 #define VN_V4_SEG_E "ep.experts"
 #define VN_V4_SEG_YS "ep.ys"
 #define VN_V4_SEG_YR "ep.yr"
+#define VN_V4_SEG_IN ".in"
 #define VN_V4_SEG_VALUES 7 /* X, post, comb, x, weights, experts, ys */
 
 typedef struct vn_v4_segment_types {
@@ -78,5 +80,16 @@ typedef struct vn_v4_segment_types {
 vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
                                        const vn_v4_graph_options *opt, vnrt_graph **segs,
                                        vn_v4_segment_types *types, char *err, size_t err_size);
+
+/* The routed experts of one layer alone, for the rows an expert-parallel rank serves: inputs
+ * VN_V4_EXP_X [rows, C] f32, VN_V4_EXP_IDS [rows, k] i32 (in [0, n_experts)), VN_V4_EXP_W
+ * [rows, k] f32; params named as the layer's packed experts but holding n_experts of them (a
+ * contiguous slice of the packs); one output, "lN.ffn.routed" [rows, C] f32. */
+#define VN_V4_EXP_X "x"
+#define VN_V4_EXP_IDS "experts"
+#define VN_V4_EXP_W "weights"
+vnrt_status vn_v4_graph_build_experts(vnrt_context *ctx, const vn_v4_config *cfg, int32_t layer,
+                                      int64_t rows, int32_t k, int32_t n_experts, int f32_numerics,
+                                      vnrt_graph **out_graph, char *err, size_t err_size);
 
 #endif /* VNRT_MODELS_V4_GRAPH_H_ */

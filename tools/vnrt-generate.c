@@ -6,10 +6,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ep_exchange.h"
 #include "vnrt/io.h"
 #include "vnrt/model.h"
 #include "vnrt/tokenizer.h"
 #include "vnrt/vnrt.h"
+
+#ifdef VNRT_HAVE_MPI
+#include <mpi.h>
+#endif
+
+/* "vnrt-generate", or "vnrt-generate: rank R of N" under --expert-parallel. */
+static char g_prog[64] = "vnrt-generate";
 
 static void usage(FILE *fp) {
   fprintf(fp,
@@ -20,6 +28,7 @@ static void usage(FILE *fp) {
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
+          "                     [--ep-local N] [--expert-parallel]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
           "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
@@ -50,11 +59,17 @@ static void usage(FILE *fp) {
           "                      (weights per device, all-to-all bytes per token, bandwidth) with\n"
           "                      a synthetic uniform-routing run of --sim-tokens (default 4096)\n"
           "                      tokens, and exit (no weights needed)\n"
+          "  --ep-local N        run the model expert parallel over N expert slices in this\n"
+          "                      process (the exchange without MPI; same tokens)\n"
+          "  --expert-parallel   under mpirun: each rank owns a slice of every layer's routed\n"
+          "                      experts and serves the tokens routed to it (MPI all-to-all);\n"
+          "                      rank 0 prints the tokens, every rank its statistics on stderr\n"
+          "                      (needs a build with MPI, meson -Dmpi=enabled)\n"
           "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n");
 }
 
 static int bad_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "vnrt-generate: ");
+  fprintf(stderr, "%s: ", g_prog);
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n(see vnrt-generate --help)\n");
   return 2;
@@ -150,6 +165,8 @@ typedef struct args {
   int chat, stats, plan, f32;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
+  long long ep_local, ep_fail_rank;
+  int expert_parallel;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -158,6 +175,7 @@ static int parse_args(int argc, char **argv, args *a) {
   memset(a, 0, sizeof *a);
   a->tokens = 16;
   a->seed = 1;
+  a->ep_fail_rank = -1;
   for (int i = 1; i < argc; ++i) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -174,6 +192,13 @@ static int parse_args(int argc, char **argv, args *a) {
     }
     if (!strcmp(o, "--plan")) {
       a->plan = 1;
+      continue;
+    }
+    if (!strcmp(o, "--expert-parallel")) {
+#ifndef VNRT_HAVE_MPI
+      return bad_usage("%s: this vnrt-generate was built without MPI (meson -Dmpi=enabled)", o);
+#endif
+      a->expert_parallel = 1;
       continue;
     }
     if (strncmp(o, "--", 2) != 0) return bad_usage("unexpected argument '%s'", o);
@@ -194,6 +219,12 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(o, "--simulate-ranks") || !strcmp(o, "--scale-out")) {
       if (parse_i64(v, 1, 4096, &n)) return bad_usage("%s: expected 1..4096 ranks", o);
       *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
+    } else if (!strcmp(o, "--ep-local")) {
+      if (parse_i64(v, 1, 4096, &n)) return bad_usage("--ep-local '%s': expected 1..4096", v);
+      a->ep_local = n;
+    } else if (!strcmp(o, "--ep-fail-rank")) { /* a test aid: that rank opens no model */
+      if (parse_i64(v, 0, 4096, &n)) return bad_usage("--ep-fail-rank '%s': expected >= 0", v);
+      a->ep_fail_rank = n;
     } else if (!strcmp(o, "--sim-tokens")) {
       if (parse_i64(v, 1, 1LL << 24, &n))
         return bad_usage("--sim-tokens '%s': expected 1..2^24", v);
@@ -250,6 +281,9 @@ static int parse_args(int argc, char **argv, args *a) {
     return bad_usage("%s", "give the prompt as --prompt TEXT or --prompt-ids IDS (one of them)");
   }
   if (a->chat && !a->prompt) return bad_usage("%s", "--chat needs --prompt TEXT");
+  if (a->ep_local && a->expert_parallel) {
+    return bad_usage("%s", "--ep-local and --expert-parallel exclude each other");
+  }
   return 0;
 }
 
@@ -286,7 +320,7 @@ static int write_routes(FILE *fp, const vnrt_session *s, const vnrt_model_info *
   for (int32_t l = 0; rc == 0 && l < info->num_layers; ++l) {
     int64_t T = 0;
     if (vnrt_session_routes(s, l, r, cap, &T) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       rc = -1;
       break;
     }
@@ -308,15 +342,31 @@ int main(int argc, char **argv) {
   args a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
+  ep_exchange ex = {0};
+  ex.rank = -1;
+  ex.ranks = (int32_t)a.ep_local;
+#ifdef VNRT_HAVE_MPI
+  if (a.expert_parallel && !a.plan && !a.scale_out) {
+    int rank = 0, size = 1;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ex.mpi = 1;
+    ex.rank = rank;
+    ex.ranks = size;
+    snprintf(g_prog, sizeof g_prog, "vnrt-generate: rank %d of %d", rank, size);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) return 1; /* rank 0 prints */
+  }
+#endif
   if (a.plan) {
     size_t len = 0;
     if (vnrt_model_plan_text(a.model, a.max_context, NULL, 0, &len) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       return 1;
     }
     char *text = malloc(len + 1);
     if (!text || vnrt_model_plan_text(a.model, a.max_context, text, len + 1, NULL) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", text ? vnrt_model_last_error() : "out of memory");
+      fprintf(stderr, "%s: %s\n", g_prog, text ? vnrt_model_last_error() : "out of memory");
       free(text);
       return 1;
     }
@@ -328,12 +378,12 @@ int main(int argc, char **argv) {
     size_t len = 0;
     const int32_t N = (int32_t)a.scale_out;
     if (vnrt_model_scale_text(a.model, N, a.sim_tokens, NULL, 0, &len) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       return 1;
     }
     char *text = malloc(len + 1);
     if (!text || vnrt_model_scale_text(a.model, N, a.sim_tokens, text, len + 1, NULL) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", text ? vnrt_model_last_error() : "out of memory");
+      fprintf(stderr, "%s: %s\n", g_prog, text ? vnrt_model_last_error() : "out of memory");
       free(text);
       return 1;
     }
@@ -354,7 +404,7 @@ int main(int argc, char **argv) {
   vnrt_context_desc cd = {0};
   cd.num_threads = (int)a.threads;
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: cannot create a context\n");
+    fprintf(stderr, "%s: cannot create a context\n", g_prog);
     return 1;
   }
   char tok_path[4096];
@@ -362,17 +412,17 @@ int main(int argc, char **argv) {
   if (file_exists(tok_path)) {
     char err[1024];
     if (vnrt_tokenizer_open(ctx, tok_path, &tok, err, sizeof err) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", err);
+      fprintf(stderr, "%s: %s\n", g_prog, err);
       goto done;
     }
   } else if (a.prompt) {
-    fprintf(stderr, "vnrt-generate: --prompt TEXT needs %s (use --prompt-ids without one)\n",
+    fprintf(stderr, "%s: --prompt TEXT needs %s (use --prompt-ids without one)\n", g_prog,
             tok_path);
     goto done;
   }
   if (a.prompt_ids) {
     if (parse_ids(a.prompt_ids, &ids, &n_prompt)) {
-      fprintf(stderr, "vnrt-generate: --prompt-ids '%s': expected integers\n", a.prompt_ids);
+      fprintf(stderr, "%s: --prompt-ids '%s': expected integers\n", g_prog, a.prompt_ids);
       rc = 2;
       goto done;
     }
@@ -391,19 +441,19 @@ int main(int argc, char **argv) {
                                           ids, count, &count);
     }
     if (!ids || st != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: encoding the prompt: %s\n",
+      fprintf(stderr, "%s: encoding the prompt: %s\n", g_prog,
               ids ? vnrt_tokenizer_last_error(tok) : "out of memory");
       goto done;
     }
     n_prompt = (long long)count;
   }
   if (n_prompt < 1) {
-    fprintf(stderr, "vnrt-generate: the prompt is empty (at least one token is needed)\n");
+    fprintf(stderr, "%s: the prompt is empty (at least one token is needed)\n", g_prog);
     goto done;
   }
   int32_t *grown = realloc(ids, (size_t)(n_prompt + a.tokens + 1) * sizeof *ids);
   if (!grown) {
-    fprintf(stderr, "vnrt-generate: out of memory\n");
+    fprintf(stderr, "%s: out of memory\n", g_prog);
     goto done;
   }
   ids = grown;
@@ -413,8 +463,14 @@ int main(int argc, char **argv) {
   md.device_spec = a.device;
   md.numerics = a.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
   md.memory_limit = a.memory_limit;
-  if (vnrt_model_open(ctx, a.model, &md, &model) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+  char fail_dir[4096];
+  const char *model_dir = a.model;
+  if (ex.mpi && ex.rank == a.ep_fail_rank) {
+    snprintf(fail_dir, sizeof fail_dir, "%s/no-such-checkpoint", a.model);
+    model_dir = fail_dir;
+  }
+  if (vnrt_model_open(ctx, model_dir, &md, &model) != VNRT_OK) {
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
   vnrt_model_info info = {0};
@@ -425,26 +481,39 @@ int main(int argc, char **argv) {
   sd.max_context = a.max_context;
   sd.prefill_chunk = a.chunk;
   sd.ep_simulate_ranks = (int32_t)a.simulate_ranks;
+  if (ex.ranks > 0) {
+    if (ex.ranks > info.n_routed_experts) {
+      fprintf(stderr, "%s: %d ranks for %d experts: at most one rank per expert\n", g_prog,
+              (int)ex.ranks, (int)info.n_routed_experts);
+      goto done;
+    }
+    ex.model = model;
+    ex.experts = info.n_routed_experts;
+    ex.k = info.num_experts_per_tok;
+    ex.hidden = info.hidden_size;
+    sd.moe_exchange = ep_exchange_run;
+    sd.moe_exchange_user = &ex;
+  }
   if (a.routes_out) {
     routes_fp = fopen(a.routes_out, "w");
     if (!routes_fp) {
-      fprintf(stderr, "vnrt-generate: cannot write %s\n", a.routes_out);
+      fprintf(stderr, "%s: cannot write %s\n", g_prog, a.routes_out);
       goto done;
     }
   }
   if (vnrt_session_create(model, &sd, &session) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
   const int64_t V = info.vocab_size;
   const long long steps = a.tokens + 1;
   rows = malloc((size_t)(a.logits_out ? steps : 1) * (size_t)V * sizeof *rows);
   if (!rows) {
-    fprintf(stderr, "vnrt-generate: out of memory\n");
+    fprintf(stderr, "%s: out of memory\n", g_prog);
     goto done;
   }
   if (vnrt_session_prefill(session, ids, n_prompt) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
   if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0) goto done;
@@ -463,7 +532,7 @@ int main(int argc, char **argv) {
     int32_t id = -1;
     if (vnrt_session_logits(session, lg, (size_t)V) != VNRT_OK ||
         vnrt_sample(lg, V, &smp, &rng, &id) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       goto done;
     }
     ++row;
@@ -471,7 +540,7 @@ int main(int argc, char **argv) {
     if (tok) stream_text(tok, ids, (size_t)n, &printed);
     if (i + 1 == a.tokens) break; /* the last token's logits are not needed */
     if (vnrt_session_decode(session, &id, 1) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       goto done;
     }
     if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0)
@@ -485,8 +554,7 @@ int main(int argc, char **argv) {
   if (a.logits_out) {
     vnrt_tensor_type t = {VNRT_F32, 2, {row, V, 0, 0}};
     if (vnrt_npy_write(ctx, a.logits_out, &t, rows) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: writing %s: %s\n", a.logits_out,
-              vnrt_context_last_error(ctx));
+      fprintf(stderr, "%s: writing %s: %s\n", g_prog, a.logits_out, vnrt_context_last_error(ctx));
       goto done;
     }
   }
@@ -514,6 +582,25 @@ int main(int argc, char **argv) {
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
   }
+  if (ex.ranks > 0) {
+    vnrt_session_stats es = {0};
+    es.size = sizeof es;
+    vnrt_session_get_stats(session, &es);
+    ep_exchange_print(stderr, &ex, es.tokens_prefilled + es.tokens_decoded,
+                      es.prefill_seconds + es.decode_seconds);
+  }
+#ifdef VNRT_HAVE_MPI
+  if (ex.mpi) { /* every rank must have generated the same tokens */
+    unsigned long long h = 1469598103934665603ull, lo = 0, hi = 0;
+    for (long long i = n_prompt; i < n; ++i) h = (h ^ (unsigned)ids[i]) * 1099511628211ull;
+    MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    if (lo != hi) {
+      fprintf(stderr, "%s: the ranks generated different tokens\n", g_prog);
+      goto done;
+    }
+  }
+#endif
   if (a.simulate_ranks) {
     size_t len = 0;
     vnrt_session_ep_text(session, NULL, 0, &len);
@@ -526,7 +613,7 @@ int main(int argc, char **argv) {
   rc = 0;
 done:
   if (routes_fp && fclose(routes_fp) != 0 && rc == 0) {
-    fprintf(stderr, "vnrt-generate: writing %s failed\n", a.routes_out);
+    fprintf(stderr, "%s: writing %s failed\n", g_prog, a.routes_out);
     rc = 1;
   }
   free(rows);
@@ -535,5 +622,19 @@ done:
   vnrt_model_close(model);
   vnrt_tokenizer_destroy(tok);
   vnrt_context_destroy(ctx);
+  const int ep_mpi = ex.mpi;
+  ep_exchange_free(&ex);
+#ifdef VNRT_HAVE_MPI
+  if (ep_mpi) {
+    if (rc != 0) {
+      /* The others may wait in a collective for this rank: end them all, with the reason
+       * above naming this rank. */
+      fprintf(stderr, "%s: failed; aborting every rank\n", g_prog);
+      fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+    MPI_Finalize();
+  }
+#endif
   return rc;
 }

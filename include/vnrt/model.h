@@ -104,6 +104,17 @@ VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_inf
 VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf,
                                           size_t capacity, size_t *out_length);
 
+/* Expert parallel (docs/scale-out.md): a session with vnrt_session_desc.moe_exchange runs the
+ * model cut at every MoE layer and calls this in place of the layer's routed experts, with the
+ * MoE input x [T, C], the router's experts and weights [T, k] (row-major) of the run's T tokens
+ * at positions pos0 … pos0 + T − 1; it must write y [T, C], the routed experts' output (the
+ * moe_ffn of docs/ops.md), e.g. by exchanging rows with the ranks that own the experts and
+ * running vnrt_model_moe_experts there. A status other than VNRT_OK fails the run (the
+ * session is reset). Called on the session's thread. */
+typedef vnrt_status (*vnrt_moe_exchange_fn)(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                            const float *x, const int32_t *experts,
+                                            const float *weights, float *y);
+
 typedef struct vnrt_session_desc {
   size_t size; /* sizeof(vnrt_session_desc), or 0 (vnrt.h: sized structs) */
   /* Positions a sequence may have (prompt and generated tokens together); the states (window
@@ -117,6 +128,10 @@ typedef struct vnrt_session_desc {
    * experts [T, k]) is kept for vnrt_session_routes and tallied through the dispatch/combine
    * bookkeeping of this many ranks (vnrt_session_ep_text). At most min(4096, experts). */
   int32_t ep_simulate_ranks;
+  /* Non-NULL: expert parallel; the session never binds the routed experts (see
+   * vnrt_moe_exchange_fn). Models with Engram layers are not supported yet. */
+  vnrt_moe_exchange_fn moe_exchange;
+  void *moe_exchange_user;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
@@ -193,6 +208,16 @@ VNRT_API vnrt_status vnrt_session_ep_text(const vnrt_session *session, char *buf
  * vnrt_model_plan_text (dir needs only config.json). */
 VNRT_API vnrt_status vnrt_model_scale_text(const char *dir, int32_t ranks, int64_t tokens,
                                            char *buf, size_t capacity, size_t *out_length);
+
+/* Runs the routed experts [first, first + count) of `layer` on `rows` rows: y[r] = Σ_i
+ * weights[r, i] · expert_{experts[r, i]}(x[r]) as moe_ffn computes it (in the model's
+ * numerics), where every id lies in [first, first + count) (global ids). Only that slice of the
+ * layer's experts is bound to the device (a plan per layer, row count and slice, cached). x and
+ * y are [rows, C] f32, experts and weights [rows, k]. rows 0 is a no-op. */
+VNRT_API vnrt_status vnrt_model_moe_experts(vnrt_model *model, int32_t layer, int32_t first,
+                                            int32_t count, const float *x, const int32_t *experts,
+                                            const float *weights, int64_t rows, int32_t k,
+                                            float *y);
 
 /* ---- Sampling -------------------------------------------------------------------------- */
 
