@@ -623,6 +623,7 @@ done:
   vnrt_tokenizer_destroy(tok);
   vnrt_context_destroy(ctx);
   const int ep_mpi = ex.mpi;
+  (void)ep_mpi;
   ep_exchange_free(&ex);
 #ifdef VNRT_HAVE_MPI
   if (ep_mpi) {
