@@ -22,6 +22,7 @@
 #define NAME_SIZE 128
 #define MAX_PLANS 3 /* the decode plan and two prefill chunk lengths */
 #define MAX_EXPERT_PLANS 16
+#define MAX_DEVICES 8
 
 static _Thread_local char g_error[ERR_SIZE];
 
@@ -69,12 +70,17 @@ struct vnrt_model {
   int32_t n_stores;
   /* vnrt_model_moe_experts: plans of a layer's expert slice for a row count (cached, LRU). */
   struct expert_plan {
-    int32_t layer, first, count, k;
+    int32_t layer, first, count, k, dev;
     int64_t rows;
     vnrt_plan *plan;
     uint64_t last_use;
   } xplans[MAX_EXPERT_PLANS];
   uint64_t xclock;
+  /* vnrt_model_desc.devices: the devices and the one of each segment (layer; L: the head). */
+  vnrt_device *devs[MAX_DEVICES];
+  char dev_spec[MAX_DEVICES][32];
+  int32_t n_devs;
+  int32_t *seg_dev;
   int32_t *xids;
   float *xbuf;
   size_t xcap; /* rows the scratch holds */
@@ -85,6 +91,7 @@ void vnrt_model_close(vnrt_model *m) {
   for (int i = 0; i < MAX_EXPERT_PLANS; ++i) vnrt_plan_destroy(m->xplans[i].plan);
   free(m->xids);
   free(m->xbuf);
+  free(m->seg_dev);
   vnrt_plan_destroy(m->anchor);
   for (int32_t i = 0; m->cfg && i < m->cfg->num_hidden_layers; ++i) {
     if (m->experts) vn_v4_experts_free(&m->experts[i]);
@@ -97,6 +104,114 @@ void vnrt_model_close(vnrt_model *m) {
   free(m);
 }
 
+/* Bytes of the weights of each segment: layer j's in segment j, embed in the first, the head
+ * and the other globals in the last. */
+typedef struct seg_bytes {
+  uint64_t *bytes;
+  int32_t L;
+} seg_bytes;
+
+static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
+  seg_bytes *sb = user;
+  if (t->kind == VN_V4_KIND_MTP) return 0;
+  const int32_t j = t->layer >= 0 && t->layer < sb->L ? t->layer
+                    : t->kind == VN_V4_KIND_EMBED     ? 0
+                                                      : sb->L;
+  sb->bytes[j] += t->bytes;
+  return 0;
+}
+
+/* Opens the devices of `list` and splits the L + 1 segments over them in order, each taking
+ * a share of the weights in proportion to its memory budget. */
+static vnrt_status place_layers(vnrt_model *m, const char *list) {
+  const int32_t L = m->cfg->num_hidden_layers;
+  if (m->cfg->engram.n_layers > 0) {
+    return fail(VNRT_ERROR_UNSUPPORTED,
+                "devices '%s': a model with Engram layers is not split over devices yet", list);
+  }
+  uint64_t budget[MAX_DEVICES], total_budget = 0;
+  const char *p = list;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char spec[64];
+    if (len == 0 || len >= sizeof spec || m->n_devs == MAX_DEVICES) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "devices '%s': expected up to %d comma-separated device specs", list,
+                  MAX_DEVICES);
+    }
+    memcpy(spec, p, len);
+    spec[len] = '\0';
+    vnrt_device *dev = NULL;
+    vnrt_status st = vnrt_device_select(m->ctx, spec, &dev);
+    if (st != VNRT_OK) {
+      return fail(st, "devices '%s': device '%s': %s", list, spec, vnrt_context_last_error(m->ctx));
+    }
+    vnrt_device_info di = {.struct_size = sizeof di};
+    vnrt_device_get_info(dev, &di);
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      if (m->devs[i] == dev) {
+        return fail(VNRT_ERROR_INVALID_ARGUMENT, "devices '%s': '%s' is named twice", list,
+                    di.spec);
+      }
+    }
+    budget[m->n_devs] = di.memory_bytes;
+    if (m->memory_limit && m->memory_limit < budget[m->n_devs]) {
+      budget[m->n_devs] = m->memory_limit;
+    }
+    total_budget += budget[m->n_devs];
+    snprintf(m->dev_spec[m->n_devs], sizeof m->dev_spec[0], "%s", di.spec);
+    m->devs[m->n_devs++] = dev;
+    p = end ? end + 1 : p + len;
+  }
+  m->device = m->devs[0];
+  uint64_t *bytes = calloc((size_t)L + 1, sizeof *bytes);
+  m->seg_dev = calloc((size_t)L + 1, sizeof *m->seg_dev);
+  if (!bytes || !m->seg_dev) {
+    free(bytes);
+    return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  seg_bytes sb = {bytes, L};
+  vn_v4_for_each_tensor(m->cfg, VN_V4_LIST_MODEL, add_seg_bytes, &sb);
+  uint64_t total = 0, done = 0, used[MAX_DEVICES] = {0};
+  for (int32_t j = 0; j <= L; ++j) total += bytes[j];
+  /* Segment j goes to the first device whose cumulative share of the budgets covers the
+   * middle of j's bytes. */
+  for (int32_t j = 0; j <= L; ++j) {
+    const double mid = ((double)done + 0.5 * (double)bytes[j]) / (double)(total ? total : 1);
+    double cum = 0;
+    int32_t i = 0;
+    for (; i < m->n_devs - 1; ++i) {
+      cum += (double)budget[i] / (double)(total_budget ? total_budget : 1);
+      if (mid <= cum) break;
+    }
+    if (j > 0 && i < m->seg_dev[j - 1]) i = m->seg_dev[j - 1];
+    while (i < m->n_devs - 1 && used[i] + bytes[j] > budget[i]) ++i; /* full: the next one */
+    m->seg_dev[j] = i;
+    used[i] += bytes[j];
+    done += bytes[j];
+  }
+  free(bytes);
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    if (used[i] > budget[i]) {
+      return fail(VNRT_ERROR_OUT_OF_MEMORY,
+                  "devices '%s': %s would hold %llu bytes of weights, over its budget of %llu",
+                  list, m->dev_spec[i], (unsigned long long)used[i], (unsigned long long)budget[i]);
+    }
+  }
+  return VNRT_OK;
+}
+
+const char *vnrt_model_layer_device(const vnrt_model *m, int32_t layer) {
+  if (!m || layer < 0 || layer > m->cfg->num_hidden_layers) return NULL;
+  if (m->n_devs > 0) return m->dev_spec[m->seg_dev[layer]];
+  static _Thread_local char spec[32];
+  vnrt_device_info di = {.struct_size = sizeof di};
+  if (vnrt_device_get_info(m->device, &di) != VNRT_OK) return NULL;
+  snprintf(spec, sizeof spec, "%s", di.spec);
+  return spec;
+}
+
 vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model_desc *desc,
                             vnrt_model **out_model) {
   if (out_model) *out_model = NULL;
@@ -105,13 +220,15 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   }
   vnrt_model_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size != sizeof d) {
-      return fail(
-          VNRT_ERROR_INVALID_ARGUMENT,
-          "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0 or %zu)",
-          desc->size, sizeof d);
+    /* The first sized release ended before `devices` (docs/api.md, "ABI and growth"). */
+    const size_t v1 = offsetof(vnrt_model_desc, devices);
+    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0, "
+                  "%zu or %zu)",
+                  desc->size, v1, sizeof d);
     }
-    d = *desc;
+    memcpy(&d, desc, desc->size ? desc->size : v1);
   }
   if (d.numerics != VNRT_NUMERICS_REF && d.numerics != VNRT_NUMERICS_F32) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
@@ -187,6 +304,13 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
     vnrt_model_close(m);
     return fail(st, "%s", err);
   }
+  if (d.devices && d.devices[0]) {
+    st = place_layers(m, d.devices);
+    if (st != VNRT_OK) {
+      vnrt_model_close(m);
+      return st;
+    }
+  }
   uint64_t by_kind[VN_V4_KIND_COUNT];
   vn_checkpoint_bytes_by_kind(m->ck, by_kind);
   for (int k = 0; k < VN_V4_KIND_COUNT; ++k) {
@@ -226,7 +350,15 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   out->weight_bytes = m->weight_bytes;
   out->numerics = m->numerics;
   vnrt_device_info di = {.struct_size = sizeof di};
-  if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
+  if (m->n_devs > 0) {
+    size_t used = 0;
+    for (int32_t i = 0; i < m->n_devs && used < sizeof out->device; ++i) {
+      int n = snprintf(out->device + used, sizeof out->device - used, "%s%s", i ? "," : "",
+                       m->dev_spec[i]);
+      if (n < 0) break;
+      used += (size_t)n;
+    }
+  } else if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
   return VNRT_OK;
@@ -582,6 +714,17 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
 
 /* ---- Expert parallel: the model cut at every MoE layer -------------------------------- */
 
+/* Several devices without an exchange of the user's: a layer's routed experts, all of them,
+ * on its segment's device, with the run's own T and k (so moe_ffn sums as in one graph). */
+static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                     const float *x, const int32_t *experts, const float *weights,
+                                     float *y) {
+  (void)pos0;
+  vnrt_model *m = user;
+  return vnrt_model_moe_experts(m, layer, 0, m->cfg->n_routed_experts, x, experts, weights, T,
+                                m->cfg->num_experts_per_tok, y);
+}
+
 /* Compiles the L + 1 segment plans for T tokens into slot (each binds its own weights; none
  * holds the routed experts). */
 static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
@@ -609,7 +752,8 @@ static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) 
   pd.device_memory_limit = m->memory_limit;
   pd.no_fallback = m->no_fallback;
   for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
-    st = vnrt_plan_create(m->ctx, g[i], m->device, &pd, &p[i]);
+    vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[i]] : m->device;
+    st = vnrt_plan_create(m->ctx, g[i], dev, &pd, &p[i]);
     if (st != VNRT_OK) {
       fail(st, "compiling segment %d of the %lld-token plan: %s", (int)i, (long long)T,
            vnrt_context_last_error(m->ctx));
@@ -812,6 +956,7 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
                 (int)c->num_hidden_layers, (int)c->n_routed_experts);
   }
   if (rows == 0) return VNRT_OK;
+  const int32_t dev_index = m->n_devs > 0 ? m->seg_dev[layer] : 0;
   /* Rows are padded to a power of two (zero rows, weight 0) so that few plans serve every
    * count. */
   int64_t P = 1;
@@ -846,7 +991,7 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
   for (int i = 0; i < MAX_EXPERT_PLANS; ++i) {
     struct expert_plan *e = &m->xplans[i];
     if (e->plan && e->layer == layer && e->first == first && e->count == count && e->k == k &&
-        e->rows == P) {
+        e->rows == P && e->dev == dev_index) {
       hit = e;
       break;
     }
@@ -865,7 +1010,8 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
     vnrt_plan_desc pd = {0};
     pd.device_memory_limit = m->memory_limit;
     pd.no_fallback = m->no_fallback;
-    st = vnrt_plan_create(m->ctx, g, m->device, &pd, &hit->plan);
+    st = vnrt_plan_create(m->ctx, g, m->n_devs > 0 ? m->devs[dev_index] : m->device, &pd,
+                          &hit->plan);
     if (st != VNRT_OK) {
       fail(st, "compiling layer %d's experts [%d, %d): %s", (int)layer, (int)first,
            (int)(first + count), vnrt_context_last_error(m->ctx));
@@ -908,6 +1054,7 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
     hit->count = count;
     hit->k = k;
     hit->rows = P;
+    hit->dev = dev_index;
   }
   hit->last_use = ++m->xclock;
   const size_t nk = (size_t)P * (size_t)k;
@@ -1017,6 +1164,10 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   s->exchange = d.moe_exchange;
   s->exchange_user = d.moe_exchange_user;
+  if (!s->exchange && m->n_devs > 1) { /* the pipeline: each layer's experts on its device */
+    s->exchange = pipeline_exchange;
+    s->exchange_user = m;
+  }
   vnrt_status st = s->exchange ? ep_compile(s, &s->eslots[0], 1) : compile_plan(s, &s->plans[0], 1);
   if (st != VNRT_OK) {
     vnrt_session_destroy(s);

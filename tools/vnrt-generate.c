@@ -28,7 +28,7 @@ static void usage(FILE *fp) {
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
-          "                     [--ep-local N] [--expert-parallel]\n"
+          "                     [--ep-local N] [--expert-parallel] [--devices LIST]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
           "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
@@ -61,6 +61,9 @@ static void usage(FILE *fp) {
           "                      tokens, and exit (no weights needed)\n"
           "  --ep-local N        run the model expert parallel over N expert slices in this\n"
           "                      process (the exchange without MPI; same tokens)\n"
+          "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
+          "                      layers split over them by memory budget (a pipeline); the\n"
+          "                      placement is printed on stderr\n"
           "  --expert-parallel   under mpirun: each rank owns a slice of every layer's routed\n"
           "                      experts and serves the tokens routed to it (MPI all-to-all);\n"
           "                      rank 0 prints the tokens, every rank its statistics on stderr\n"
@@ -161,7 +164,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 }
 
 typedef struct args {
-  const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out;
+  const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
   int chat, stats, plan, f32;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
@@ -219,6 +222,8 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(o, "--simulate-ranks") || !strcmp(o, "--scale-out")) {
       if (parse_i64(v, 1, 4096, &n)) return bad_usage("%s: expected 1..4096 ranks", o);
       *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
+    } else if (!strcmp(o, "--devices")) {
+      a->devices = v;
     } else if (!strcmp(o, "--ep-local")) {
       if (parse_i64(v, 1, 4096, &n)) return bad_usage("--ep-local '%s': expected 1..4096", v);
       a->ep_local = n;
@@ -463,6 +468,7 @@ int main(int argc, char **argv) {
   md.device_spec = a.device;
   md.numerics = a.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
   md.memory_limit = a.memory_limit;
+  md.devices = a.devices;
   char fail_dir[4096];
   const char *model_dir = a.model;
   if (ex.mpi && ex.rank == a.ep_fail_rank) {
@@ -476,6 +482,23 @@ int main(int argc, char **argv) {
   vnrt_model_info info = {0};
   info.size = sizeof info;
   vnrt_model_get_info(model, &info);
+  if (a.devices) { /* the placement: runs of layers per device */
+    fprintf(stderr, "placement:");
+    for (int32_t l = 0, start = 0; l <= info.num_layers; ++l) {
+      const char *d = vnrt_model_layer_device(model, l);
+      const char *next = l < info.num_layers ? vnrt_model_layer_device(model, l + 1) : NULL;
+      if (next && d && !strcmp(d, next)) continue;
+      if (start == info.num_layers) {
+        fprintf(stderr, " head on %s;", d ? d : "?");
+      } else {
+        fprintf(stderr, " layers %d-%d%s on %s;", (int)start,
+                (int)(l < info.num_layers ? l : l - 1), l == info.num_layers ? " + head" : "",
+                d ? d : "?");
+      }
+      start = l + 1;
+    }
+    fprintf(stderr, "\n");
+  }
   vnrt_session_desc sd = {0};
   sd.size = sizeof sd;
   sd.max_context = a.max_context;

@@ -60,6 +60,13 @@ typedef struct vnrt_model_desc {
    * cache). No effect on a model without Engram. */
   int engram_store;
   int64_t engram_cache_rows;
+  /* Several devices in one process (docs/scale-out.md, "Several devices"): a comma-separated
+   * list of specs ("cpu,vulkan:0,opencl:0") over which the layers are split in order (a
+   * pipeline), each device taking a share of the weights in proportion to its memory budget
+   * (its memory, or memory_limit when smaller); each layer's routed experts run on its
+   * layer's device, activations pass between devices through the host. NULL or "": `device` /
+   * `device_spec` alone. Models with Engram layers are not supported yet. */
+  const char *devices;
 } vnrt_model_desc;
 
 /* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every
@@ -95,6 +102,10 @@ typedef struct vnrt_model_info {
 } vnrt_model_info;
 
 VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);
+
+/* The spec of the device that runs `layer` (its attention, router and experts; num_layers: the
+ * head), or NULL for a layer out of range. Valid while the model is open. */
+VNRT_API const char *vnrt_model_layer_device(const vnrt_model *model, int32_t layer);
 
 /* Writes the memory plan of the checkpoint or config in dir (weights by kind, bytes read per
  * decoded token, per-sequence state at max_context tokens, prefill arena) as readable text into

@@ -4,7 +4,10 @@ bit-identical logits under the reference numerics) and, when built with MPI, und
 `mpirun -np N --oversubscribe ... --expert-parallel`; a rank that cannot load ends every rank
 with a message naming it.
 
-usage: test_ep.py local|mpi VNRT_GENERATE CHECKPOINT ENGRAM_CHECKPOINT WORK_DIR [MPIRUN]
+With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
+a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
+
+usage: test_ep.py local|mpi|devices VNRT_GENERATE CHECKPOINT ENGRAM_CHECKPOINT WORK_DIR [MPIRUN]
 Exit 77 (skipped) for `mpi` when vnrt-generate was built without MPI or mpirun is missing.
 """
 import os
@@ -70,6 +73,37 @@ if part == "local":
     check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model: {p.stderr}")
     p = run(base + ["--ep-local", "17"])
     check(p.returncode == 1 and "17 ranks for 16 experts" in p.stderr, f"17 ranks: {p.stderr}")
+elif part == "devices":
+    # The tiny model's 8th token is a near tie that the devices' roundings decide: 7 tokens.
+    short = base[:base.index("--tokens")] + ["--tokens", "7"]
+    singles = {}
+    for d in ("cpu", "vulkan:0", "opencl:0"):
+        p = run([a if a != "cpu" else d for a in short])
+        if p.returncode != 0 and d != "cpu":
+            print(f"skipped: no {d}: {p.stderr}")
+            sys.exit(77)
+        singles[d] = tokens(p)
+    check(len({tuple(t or []) for t in singles.values()}) == 1, f"one device each: {singles}")
+    # 5 MiB each: the 9.5 MB of weights need all three devices
+    p = run(short + ["--devices", "cpu,vulkan:0,opencl:0", "--memory-limit", "5M", "--stats"])
+    check(p.returncode == 0, f"three devices: exit {p.returncode}: {p.stderr}")
+    check(tokens(p) == singles["cpu"], f"three devices: {tokens(p)} vs {singles['cpu']}")
+    m = re.search(r"^placement:(.*)$", p.stderr, re.M)
+    check(m is not None and all(d in m.group(1) for d in ("cpu", "vulkan:0", "opencl:0")),
+          f"placement over the three devices: {p.stderr}")
+    print(m and m.group(0))
+    check("device cpu,vulkan:0,opencl:0" in p.stderr, f"info.device: {p.stderr}")
+    # no limit: by their memory (vulkan:0 reports less), still the same tokens
+    p = run(short + ["--devices", "opencl:0,cpu"])
+    check(p.returncode == 0 and tokens(p) == singles["cpu"], f"opencl:0,cpu: {p.stderr}")
+    for bad, why in ((["--devices", "cpu,cpu"], "named twice"),
+                     (["--devices", "cpu,nope:1"], "nope:1"),
+                     (["--devices", "cpu,opencl:0", "--memory-limit", "2M"], "over its budget"),
+                     (["--devices", "cpu,,opencl:0"], "comma-separated")):
+        p = run(short + bad)
+        check(p.returncode == 1 and why in p.stderr, f"{bad}: {p.returncode} {p.stderr}")
+    p = run(["--model", engram, "--prompt-ids", "1 2", "--devices", "cpu,opencl:0"])
+    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model over devices: {p.stderr}")
 else:
     help_text = run(["--help"]).stdout
     if "--expert-parallel" not in help_text or not mpirun:
