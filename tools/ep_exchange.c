@@ -27,12 +27,6 @@ void ep_slice(int32_t experts, int32_t ranks, int32_t r, int32_t *first, int32_t
   *count = (int32_t)(b - a);
 }
 
-static int32_t owner_of(const ep_exchange *ex, int32_t e) {
-  int32_t r = (int32_t)((int64_t)e * ex->ranks / ex->experts);
-  while (r > 0 && (int64_t)ex->experts * r / ex->ranks > e) --r;
-  while (r + 1 < ex->ranks && (int64_t)ex->experts * (r + 1) / ex->ranks <= e) ++r;
-  return r;
-}
 
 static int grow(ep_exchange *ex, int i, size_t bytes) {
   if (bytes <= ex->buf_cap[i]) return 0;
@@ -112,6 +106,13 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
 }
 
 #ifdef VNRT_HAVE_MPI
+static int32_t owner_of(const ep_exchange *ex, int32_t e) {
+  int32_t r = (int32_t)((int64_t)e * ex->ranks / ex->experts);
+  while (r > 0 && (int64_t)ex->experts * r / ex->ranks > e) --r;
+  while (r + 1 < ex->ranks && (int64_t)ex->experts * (r + 1) / ex->ranks <= e) ++r;
+  return r;
+}
+
 static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0, const float *x,
                            const int32_t *experts, const float *weights, float *y) {
   const int32_t N = ex->ranks, me = ex->rank;
