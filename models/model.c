@@ -21,7 +21,7 @@
 #define ERR_SIZE 1024
 #define NAME_SIZE 128
 #define MAX_PLANS 3 /* the decode plan and two prefill chunk lengths */
-#define MAX_EXPERT_PLANS 16
+#define MAX_EXPERT_PLANS 64
 #define MAX_DEVICES 8
 
 static _Thread_local char g_error[ERR_SIZE];
