@@ -957,9 +957,9 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
   }
   if (rows == 0) return VNRT_OK;
   const int32_t dev_index = m->n_devs > 0 ? m->seg_dev[layer] : 0;
-  /* Rows are padded to a power of two (zero rows, weight 0) so that few plans serve every
+  /* Rows are padded to a power of two >= 8 (zero rows, weight 0) so that few plans serve every
    * count. */
-  int64_t P = 1;
+  int64_t P = 8; /* a decode step's pairs all fit the smallest */
   while (P < rows) P *= 2;
   if ((size_t)P > m->xcap) {
     int32_t *ids = realloc(m->xids, (size_t)P * (size_t)k * sizeof *ids);
