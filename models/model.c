@@ -725,8 +725,8 @@ static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64
                                 m->cfg->num_experts_per_tok, y);
 }
 
-/* Compiles the L + 1 segment plans for T tokens into slot (each binds its own weights; none
- * holds the routed experts). */
+/* Compiles the L + 1 segment plans for T tokens into slot (the decode slot's bind the weights,
+ * the others share them; none holds the routed experts). */
 static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
   vnrt_model *m = s->model;
   double t0 = now_s();
@@ -753,13 +753,21 @@ static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) 
   pd.no_fallback = m->no_fallback;
   for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
     vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[i]] : m->device;
-    st = vnrt_plan_create(m->ctx, g[i], dev, &pd, &p[i]);
+    /* The decode slot's segments hold the weights; the others share them. */
+    vnrt_plan *share = slot != &s->eslots[0] && s->eslots[0].seg ? s->eslots[0].seg[i] : NULL;
+    st = vnrt_plan_create_shared(m->ctx, g[i], dev, &pd, share, &p[i]);
     if (st != VNRT_OK) {
       fail(st, "compiling segment %d of the %lld-token plan: %s", (int)i, (long long)T,
            vnrt_context_last_error(m->ctx));
-    } else {
-      st = bind_weights(m, g[i], p[i]);
+      break;
     }
+    int bind = !share;
+    if (share) { /* as compile_plan: a plan that streams or falls back binds its own */
+      vnrt_plan_info a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+      bind = vnrt_plan_get_info(p[i], &a) != VNRT_OK || vnrt_plan_get_info(share, &b) != VNRT_OK ||
+             a.n_streamed_params || a.n_fallback_nodes || b.n_streamed_params || b.n_fallback_nodes;
+    }
+    if (bind) st = bind_weights(m, g[i], p[i]);
   }
   for (int32_t i = 0; i < n; ++i) vnrt_graph_destroy(g[i]);
   free(g);
@@ -1327,6 +1335,17 @@ vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *ou
   }
   *out = s->stats;
   vnrt_plan_info pi = {.struct_size = sizeof pi};
+  /* Expert parallel: the decode slot's segments summed. */
+  for (int32_t j = 0; s->eslots[0].seg && j < s->eslots[0].n_seg; ++j) {
+    if (vnrt_plan_get_info(s->eslots[0].seg[j], &pi) != VNRT_OK) continue;
+    out->n_nodes += pi.n_nodes;
+    out->n_fallback_nodes += pi.n_fallback_nodes;
+    out->device_bytes += pi.device_bytes;
+    out->weight_bytes += pi.weight_bytes;
+    out->state_bytes += pi.state_bytes;
+    out->n_streamed_params += pi.n_streamed_params;
+    out->streamed_bytes += pi.streamed_bytes;
+  }
   if (s->plans[0].plan && vnrt_plan_get_info(s->plans[0].plan, &pi) == VNRT_OK) {
     out->n_nodes = pi.n_nodes;
     out->n_fallback_nodes = pi.n_fallback_nodes;
