@@ -83,7 +83,13 @@ struct vnrt_model {
   int32_t *seg_dev;
   int32_t *xids;
   float *xbuf;
-  size_t xcap; /* rows the scratch holds */
+  size_t xcap; /* rows · k the scratch holds (of ids and weights; rows of x with them) */
+  /* vnrt_model_desc.split_experts: device i holds experts [exp_first[i], exp_first[i + 1]) of
+   * every layer, the rest is on devs[0]; the exchange's scratch. */
+  int split_experts;
+  int32_t exp_first[MAX_DEVICES + 1];
+  float *sx;
+  size_t sx_cap;
 };
 
 void vnrt_model_close(vnrt_model *m) {
@@ -92,6 +98,7 @@ void vnrt_model_close(vnrt_model *m) {
   free(m->xids);
   free(m->xbuf);
   free(m->seg_dev);
+  free(m->sx);
   vnrt_plan_destroy(m->anchor);
   for (int32_t i = 0; m->cfg && i < m->cfg->num_hidden_layers; ++i) {
     if (m->experts) vn_v4_experts_free(&m->experts[i]);
@@ -174,6 +181,39 @@ static vnrt_status place_layers(vnrt_model *m, const char *list) {
   seg_bytes sb = {bytes, L};
   vn_v4_for_each_tensor(m->cfg, VN_V4_LIST_MODEL, add_seg_bytes, &sb);
   uint64_t total = 0, done = 0, used[MAX_DEVICES] = {0};
+  if (m->split_experts) {
+    /* The dense part on the first device; the experts of every layer split over all of
+     * them in proportion to what each budget has left. */
+    uint64_t by_kind[VN_V4_KIND_COUNT];
+    vn_checkpoint_bytes_by_kind(m->ck, by_kind);
+    const uint64_t routed = by_kind[VN_V4_KIND_ROUTED_EXPERTS];
+    for (int32_t j = 0; j <= L; ++j) total += bytes[j];
+    free(bytes);
+    const uint64_t dense = total - routed;
+    const int32_t E = m->cfg->n_routed_experts;
+    uint64_t left[MAX_DEVICES], sum_left = 0;
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      left[i] = i == 0 ? (budget[0] > dense ? budget[0] - dense : 0) : budget[i];
+      sum_left += left[i];
+    }
+    double cum = 0;
+    m->exp_first[0] = 0;
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      cum += (double)left[i] / (double)(sum_left ? sum_left : 1);
+      int32_t e = i == m->n_devs - 1 ? E : (int32_t)((double)E * cum + 0.5);
+      if (e < m->exp_first[i]) e = m->exp_first[i];
+      if (e > E) e = E;
+      m->exp_first[i + 1] = e;
+      const uint64_t held = routed / (uint64_t)E * (uint64_t)(e - m->exp_first[i]);
+      if (held + (i == 0 ? dense : 0) > budget[i]) {
+        return fail(VNRT_ERROR_OUT_OF_MEMORY,
+                    "devices '%s': %s would hold %llu bytes of weights, over its budget of %llu",
+                    list, m->dev_spec[i], (unsigned long long)(held + (i == 0 ? dense : 0)),
+                    (unsigned long long)budget[i]);
+      }
+    }
+    return VNRT_OK; /* seg_dev: all 0 */
+  }
   for (int32_t j = 0; j <= L; ++j) total += bytes[j];
   /* Segment j goes to the first device whose cumulative share of the budgets covers the
    * middle of j's bytes. */
@@ -200,6 +240,15 @@ static vnrt_status place_layers(vnrt_model *m, const char *list) {
     }
   }
   return VNRT_OK;
+}
+
+const char *vnrt_model_expert_device(const vnrt_model *m, int32_t expert) {
+  if (!m || expert < 0 || expert >= m->cfg->n_routed_experts) return NULL;
+  if (!m->split_experts) return NULL;
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    if (expert >= m->exp_first[i] && expert < m->exp_first[i + 1]) return m->dev_spec[i];
+  }
+  return NULL;
 }
 
 const char *vnrt_model_layer_device(const vnrt_model *m, int32_t layer) {
@@ -305,6 +354,7 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
     return fail(st, "%s", err);
   }
   if (d.devices && d.devices[0]) {
+    m->split_experts = d.split_experts;
     st = place_layers(m, d.devices);
     if (st != VNRT_OK) {
       vnrt_model_close(m);
@@ -714,6 +764,10 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
 
 /* ---- Expert parallel: the model cut at every MoE layer -------------------------------- */
 
+static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                                  int32_t count, const float *x, const int32_t *experts,
+                                  const float *weights, int64_t rows, int32_t k, float *y);
+
 /* Several devices without an exchange of the user's: a layer's routed experts, all of them,
  * on its segment's device, with the run's own T and k (so moe_ffn sums as in one graph). */
 static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
@@ -723,6 +777,53 @@ static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64
   vnrt_model *m = user;
   return vnrt_model_moe_experts(m, layer, 0, m->cfg->n_routed_experts, x, experts, weights, T,
                                 m->cfg->num_experts_per_tok, y);
+}
+
+/* Several devices with split experts: each pair (token, slot) runs on the device holding its
+ * expert (k = 1, the weight folded in as moe_ffn does), and the pairs are summed in slot
+ * order, as moe_ffn sums them. */
+static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                  const float *x, const int32_t *experts, const float *weights,
+                                  float *y) {
+  (void)pos0;
+  vnrt_model *m = user;
+  const int64_t C = m->cfg->hidden_size, k = m->cfg->num_experts_per_tok, n = T * k;
+  /* xs [n, C], out [n, C], ids [n], ws [n], where [n] */
+  const size_t need = (size_t)n * (size_t)(2 * C + 3);
+  if (need > m->sx_cap) {
+    float *p = realloc(m->sx, need * sizeof *p);
+    if (!p) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->sx = p;
+    m->sx_cap = need;
+  }
+  float *xs = m->sx, *out = xs + n * C, *ws = out + n * C;
+  int32_t *ids = (int32_t *)(ws + n), *where = ids + n;
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    const int32_t first = m->exp_first[i], count = m->exp_first[i + 1] - first;
+    int64_t P = 0;
+    for (int64_t q = 0; q < n && count > 0; ++q) {
+      if (experts[q] < first || experts[q] >= first + count) continue;
+      memcpy(xs + P * C, x + (q / k) * C, (size_t)C * sizeof *xs);
+      ids[P] = experts[q];
+      ws[P] = weights[q];
+      where[P++] = (int32_t)q;
+    }
+    if (P == 0) continue;
+    vnrt_status st = moe_experts_on(m, i, layer, first, count, xs, ids, ws, P, 1, xs);
+    if (st != VNRT_OK) return st;
+    for (int64_t p = 0; p < P; ++p) {
+      memcpy(out + (int64_t)where[p] * C, xs + p * C, (size_t)C * sizeof *xs);
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    float *dst = y + t * C;
+    for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float *row = out + (t * k + i) * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += row[c];
+    }
+  }
+  return VNRT_OK;
 }
 
 /* Compiles the L + 1 segment plans for T tokens into slot (the decode slot's bind the weights,
@@ -951,6 +1052,20 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
 vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, int32_t count,
                                    const float *x, const int32_t *experts, const float *weights,
                                    int64_t rows, int32_t k, float *y) {
+  if (!m) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
+  int32_t dev = 0; /* the layer's device, or with split experts the one holding `first` */
+  if (m->n_devs > 0 && layer >= 0 && layer < m->cfg->num_hidden_layers) {
+    dev = m->seg_dev[layer];
+    for (int32_t i = 0; m->split_experts && i < m->n_devs; ++i) {
+      if (first >= m->exp_first[i] && first < m->exp_first[i + 1]) dev = i;
+    }
+  }
+  return moe_experts_on(m, dev, layer, first, count, x, experts, weights, rows, k, y);
+}
+
+static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                                  int32_t count, const float *x, const int32_t *experts,
+                                  const float *weights, int64_t rows, int32_t k, float *y) {
   if (!m || (rows > 0 && (!x || !experts || !weights || !y))) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
   }
@@ -964,19 +1079,18 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
                 (int)c->num_hidden_layers, (int)c->n_routed_experts);
   }
   if (rows == 0) return VNRT_OK;
-  const int32_t dev_index = m->n_devs > 0 ? m->seg_dev[layer] : 0;
   /* Rows are padded to a power of two >= 8 (zero rows, weight 0) so that few plans serve every
    * count. */
   int64_t P = 8; /* a decode step's pairs all fit the smallest */
   while (P < rows) P *= 2;
-  if ((size_t)P > m->xcap) {
+  if ((size_t)P * (size_t)k > m->xcap) {
     int32_t *ids = realloc(m->xids, (size_t)P * (size_t)k * sizeof *ids);
     if (ids) m->xids = ids;
     float *buf =
         ids ? realloc(m->xbuf, (size_t)P * (size_t)(c->hidden_size + k) * sizeof *buf) : NULL;
     if (buf) m->xbuf = buf;
     if (!ids || !buf) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-    m->xcap = (size_t)P;
+    m->xcap = (size_t)P * (size_t)k;
   }
   const int64_t C = c->hidden_size;
   float *xs = m->xbuf, *ws = m->xbuf + P * C;
@@ -1172,8 +1286,8 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   s->exchange = d.moe_exchange;
   s->exchange_user = d.moe_exchange_user;
-  if (!s->exchange && m->n_devs > 1) { /* the pipeline: each layer's experts on its device */
-    s->exchange = pipeline_exchange;
+  if (!s->exchange && m->n_devs > 1) { /* each layer's experts on its device, or split */
+    s->exchange = m->split_experts ? split_exchange : pipeline_exchange;
     s->exchange_user = m;
   }
   vnrt_status st = s->exchange ? ep_compile(s, &s->eslots[0], 1) : compile_plan(s, &s->plans[0], 1);

@@ -28,7 +28,8 @@ static void usage(FILE *fp) {
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
-          "                     [--ep-local N] [--expert-parallel] [--devices LIST]\n"
+          "                     [--ep-local N] [--expert-parallel]\n"
+          "                     [--devices LIST [--split layers|experts]]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
           "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
@@ -63,7 +64,9 @@ static void usage(FILE *fp) {
           "                      process (the exchange without MPI; same tokens)\n"
           "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
           "                      layers split over them by memory budget (a pipeline); the\n"
-          "                      placement is printed on stderr\n"
+          "                      placement is printed on stderr; --split experts splits every\n"
+          "                      layer's routed experts over them instead (the rest on the\n"
+          "                      first)\n"
           "  --expert-parallel   under mpirun: each rank owns a slice of every layer's routed\n"
           "                      experts and serves the tokens routed to it (MPI all-to-all);\n"
           "                      rank 0 prints the tokens, every rank its statistics on stderr\n"
@@ -169,7 +172,7 @@ typedef struct args {
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
   long long ep_local, ep_fail_rank;
-  int expert_parallel;
+  int expert_parallel, split_experts;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -224,6 +227,11 @@ static int parse_args(int argc, char **argv, args *a) {
       *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
     } else if (!strcmp(o, "--devices")) {
       a->devices = v;
+    } else if (!strcmp(o, "--split")) {
+      if (strcmp(v, "layers") && strcmp(v, "experts")) {
+        return bad_usage("--split '%s': expected layers or experts", v);
+      }
+      a->split_experts = !strcmp(v, "experts");
     } else if (!strcmp(o, "--ep-local")) {
       if (parse_i64(v, 1, 4096, &n)) return bad_usage("--ep-local '%s': expected 1..4096", v);
       a->ep_local = n;
@@ -469,6 +477,7 @@ int main(int argc, char **argv) {
   md.numerics = a.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
   md.memory_limit = a.memory_limit;
   md.devices = a.devices;
+  md.split_experts = a.split_experts;
   char fail_dir[4096];
   const char *model_dir = a.model;
   if (ex.mpi && ex.rank == a.ep_fail_rank) {
@@ -482,7 +491,19 @@ int main(int argc, char **argv) {
   vnrt_model_info info = {0};
   info.size = sizeof info;
   vnrt_model_get_info(model, &info);
-  if (a.devices) { /* the placement: runs of layers per device */
+  if (a.devices && a.split_experts) { /* the placement: the experts' slices */
+    fprintf(stderr, "placement: dense part on %s; experts of every layer:",
+            vnrt_model_layer_device(model, 0));
+    for (int32_t e = 0, start = 0; e < info.n_routed_experts; ++e) {
+      const char *d = vnrt_model_expert_device(model, e);
+      const char *next =
+          e + 1 < info.n_routed_experts ? vnrt_model_expert_device(model, e + 1) : NULL;
+      if (next && d && !strcmp(d, next)) continue;
+      fprintf(stderr, " [%d, %d) on %s;", (int)start, (int)e + 1, d ? d : "?");
+      start = e + 1;
+    }
+    fprintf(stderr, "\n");
+  } else if (a.devices) { /* the placement: runs of layers per device */
     fprintf(stderr, "placement:");
     for (int32_t l = 0, start = 0; l <= info.num_layers; ++l) {
       const char *d = vnrt_model_layer_device(model, l);

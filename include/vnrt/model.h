@@ -67,6 +67,11 @@ typedef struct vnrt_model_desc {
    * layer's device, activations pass between devices through the host. NULL or "": `device` /
    * `device_spec` alone. Models with Engram layers are not supported yet. */
   const char *devices;
+  /* With `devices`: nonzero splits the routed experts of every layer over the devices
+   * instead (expert parallel in one process): the dense part on the first device, each
+   * device a contiguous slice of the experts in proportion to its budget left; a token's
+   * pairs run on their experts' devices and are summed in slot order. */
+  int split_experts;
 } vnrt_model_desc;
 
 /* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every
@@ -106,6 +111,10 @@ VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_inf
 /* The spec of the device that runs `layer` (its attention, router and experts; num_layers: the
  * head), or NULL for a layer out of range. Valid while the model is open. */
 VNRT_API const char *vnrt_model_layer_device(const vnrt_model *model, int32_t layer);
+
+/* With vnrt_model_desc.split_experts: the spec of the device holding routed expert `expert`
+ * (of every layer); NULL otherwise or out of range. */
+VNRT_API const char *vnrt_model_expert_device(const vnrt_model *model, int32_t expert);
 
 /* Writes the memory plan of the checkpoint or config in dir (weights by kind, bytes read per
  * decoded token, per-sequence state at max_context tokens, prefill arena) as readable text into

@@ -246,8 +246,8 @@ static void test_scale_api(vnrt_context *ctx, const char *dir) {
         "a model desc size no version had");
   CHECK(vnrt_model_layer_device(m, 0) && !strcmp(vnrt_model_layer_device(m, 0), "cpu") &&
             vnrt_model_layer_device(m, 4) && !vnrt_model_layer_device(m, 5) &&
-            !vnrt_model_layer_device(m, -1),
-        "vnrt_model_layer_device");
+            !vnrt_model_layer_device(m, -1) && !vnrt_model_expert_device(m, 0),
+        "vnrt_model_layer_device, vnrt_model_expert_device");
   int32_t ids[9] = {3, 14, 15, 92, 65, 35, 89, 79, 32};
   float *a = malloc(1024 * sizeof *a), *b = malloc(1024 * sizeof *b);
   vnrt_session_desc sd = {0};

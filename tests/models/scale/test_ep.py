@@ -93,6 +93,17 @@ elif part == "devices":
           f"placement over the three devices: {p.stderr}")
     print(m and m.group(0))
     check("device cpu,vulkan:0,opencl:0" in p.stderr, f"info.device: {p.stderr}")
+    # the experts of every layer split over the three instead (the dense part on the cpu)
+    p = run(short + ["--devices", "cpu,vulkan:0,opencl:0", "--split", "experts",
+                     "--memory-limit", "8M"])
+    check(p.returncode == 0 and tokens(p) == singles["cpu"],
+          f"split experts: {tokens(p)} vs {singles['cpu']}: {p.stderr}")
+    m = re.search(r"^placement: dense part on cpu; experts of every layer:(.*)$", p.stderr, re.M)
+    check(m is not None and all(f"on {d};" in m.group(1) for d in ("cpu", "vulkan:0", "opencl:0")),
+          f"expert placement over the three devices: {p.stderr}")
+    print(m and m.group(0))
+    p = run(short + ["--devices", "cpu,opencl:0", "--split", "rows"])
+    check(p.returncode == 2 and "--split" in p.stderr, f"--split rows: {p.stderr}")
     # no limit: by their memory (vulkan:0 reports less), still the same tokens
     p = run(short + ["--devices", "opencl:0,cpu"])
     check(p.returncode == 0 and tokens(p) == singles["cpu"], f"opencl:0,cpu: {p.stderr}")
