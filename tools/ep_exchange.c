@@ -27,7 +27,6 @@ void ep_slice(int32_t experts, int32_t ranks, int32_t r, int32_t *first, int32_t
   *count = (int32_t)(b - a);
 }
 
-
 static int grow(ep_exchange *ex, int i, size_t bytes) {
   if (bytes <= ex->buf_cap[i]) return 0;
   char *p = realloc(ex->buf[i], bytes);
