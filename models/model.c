@@ -5,6 +5,7 @@
 #include "vnrt/model.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +15,14 @@
 #include "model_error.h"
 #include "v4_graph.h"
 #include "v4_plan.h"
+#include "v4_scale.h"
 #include "vnrt/memory.h"
 
 #define ERR_SIZE 1024
 #define NAME_SIZE 128
 #define MAX_PLANS 3 /* the decode plan and two prefill chunk lengths */
+#define MAX_EXPERT_PLANS 64
+#define MAX_DEVICES 8
 
 static _Thread_local char g_error[ERR_SIZE];
 
@@ -64,10 +68,37 @@ struct vnrt_model {
   vnrt_engram_binding bindings[VN_V4_MAX_ENGRAM_LAYERS];
   char table_names[VN_V4_MAX_ENGRAM_LAYERS][64];
   int32_t n_stores;
+  /* vnrt_model_moe_experts: plans of a layer's expert slice for a row count (cached, LRU). */
+  struct expert_plan {
+    int32_t layer, first, count, k, dev;
+    int64_t rows;
+    vnrt_plan *plan;
+    uint64_t last_use;
+  } xplans[MAX_EXPERT_PLANS];
+  uint64_t xclock;
+  /* vnrt_model_desc.devices: the devices and the one of each segment (layer; L: the head). */
+  vnrt_device *devs[MAX_DEVICES];
+  char dev_spec[MAX_DEVICES][32];
+  int32_t n_devs;
+  int32_t *seg_dev;
+  int32_t *xids;
+  float *xbuf;
+  size_t xcap; /* rows · k the scratch holds (of ids and weights; rows of x with them) */
+  /* vnrt_model_desc.split_experts: device i holds experts [exp_first[i], exp_first[i + 1]) of
+   * every layer, the rest is on devs[0]; the exchange's scratch. */
+  int split_experts;
+  int32_t exp_first[MAX_DEVICES + 1];
+  float *sx;
+  size_t sx_cap;
 };
 
 void vnrt_model_close(vnrt_model *m) {
   if (!m) return;
+  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) vnrt_plan_destroy(m->xplans[i].plan);
+  free(m->xids);
+  free(m->xbuf);
+  free(m->seg_dev);
+  free(m->sx);
   vnrt_plan_destroy(m->anchor);
   for (int32_t i = 0; m->cfg && i < m->cfg->num_hidden_layers; ++i) {
     if (m->experts) vn_v4_experts_free(&m->experts[i]);
@@ -80,6 +111,156 @@ void vnrt_model_close(vnrt_model *m) {
   free(m);
 }
 
+/* Bytes of the weights of each segment: layer j's in segment j, embed in the first, the head
+ * and the other globals in the last. */
+typedef struct seg_bytes {
+  uint64_t *bytes;
+  int32_t L;
+} seg_bytes;
+
+static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
+  seg_bytes *sb = user;
+  if (t->kind == VN_V4_KIND_MTP) return 0;
+  const int32_t j = t->layer >= 0 && t->layer < sb->L ? t->layer
+                    : t->kind == VN_V4_KIND_EMBED     ? 0
+                                                      : sb->L;
+  sb->bytes[j] += t->bytes;
+  return 0;
+}
+
+/* Opens the devices of `list` and splits the L + 1 segments over them in order, each taking
+ * a share of the weights in proportion to its memory budget. */
+static vnrt_status place_layers(vnrt_model *m, const char *list) {
+  const int32_t L = m->cfg->num_hidden_layers;
+  if (m->cfg->engram.n_layers > 0) {
+    return fail(VNRT_ERROR_UNSUPPORTED,
+                "devices '%s': a model with Engram layers is not split over devices yet", list);
+  }
+  uint64_t budget[MAX_DEVICES], total_budget = 0;
+  const char *p = list;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char spec[64];
+    if (len == 0 || len >= sizeof spec || m->n_devs == MAX_DEVICES) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "devices '%s': expected up to %d comma-separated device specs", list,
+                  MAX_DEVICES);
+    }
+    memcpy(spec, p, len);
+    spec[len] = '\0';
+    vnrt_device *dev = NULL;
+    vnrt_status st = vnrt_device_select(m->ctx, spec, &dev);
+    if (st != VNRT_OK) {
+      return fail(st, "devices '%s': device '%s': %s", list, spec, vnrt_context_last_error(m->ctx));
+    }
+    vnrt_device_info di = {.struct_size = sizeof di};
+    vnrt_device_get_info(dev, &di);
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      if (m->devs[i] == dev) {
+        return fail(VNRT_ERROR_INVALID_ARGUMENT, "devices '%s': '%s' is named twice", list,
+                    di.spec);
+      }
+    }
+    budget[m->n_devs] = di.memory_bytes;
+    if (m->memory_limit && m->memory_limit < budget[m->n_devs]) {
+      budget[m->n_devs] = m->memory_limit;
+    }
+    total_budget += budget[m->n_devs];
+    snprintf(m->dev_spec[m->n_devs], sizeof m->dev_spec[0], "%s", di.spec);
+    m->devs[m->n_devs++] = dev;
+    p = end ? end + 1 : p + len;
+  }
+  m->device = m->devs[0];
+  uint64_t *bytes = calloc((size_t)L + 1, sizeof *bytes);
+  m->seg_dev = calloc((size_t)L + 1, sizeof *m->seg_dev);
+  if (!bytes || !m->seg_dev) {
+    free(bytes);
+    return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  seg_bytes sb = {bytes, L};
+  vn_v4_for_each_tensor(m->cfg, VN_V4_LIST_MODEL, add_seg_bytes, &sb);
+  uint64_t total = 0, done = 0, used[MAX_DEVICES] = {0};
+  if (m->split_experts) {
+    /* The dense part on the first device; the experts of every layer split over all of
+     * them in proportion to what each budget has left. */
+    uint64_t by_kind[VN_V4_KIND_COUNT];
+    vn_checkpoint_bytes_by_kind(m->ck, by_kind);
+    const uint64_t routed = by_kind[VN_V4_KIND_ROUTED_EXPERTS];
+    for (int32_t j = 0; j <= L; ++j) total += bytes[j];
+    free(bytes);
+    const uint64_t dense = total - routed;
+    const int32_t E = m->cfg->n_routed_experts;
+    uint64_t left[MAX_DEVICES], sum_left = 0;
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      left[i] = i == 0 ? (budget[0] > dense ? budget[0] - dense : 0) : budget[i];
+      sum_left += left[i];
+    }
+    double cum = 0;
+    m->exp_first[0] = 0;
+    for (int32_t i = 0; i < m->n_devs; ++i) {
+      cum += (double)left[i] / (double)(sum_left ? sum_left : 1);
+      int32_t e = i == m->n_devs - 1 ? E : (int32_t)((double)E * cum + 0.5);
+      if (e < m->exp_first[i]) e = m->exp_first[i];
+      if (e > E) e = E;
+      m->exp_first[i + 1] = e;
+      const uint64_t held = routed / (uint64_t)E * (uint64_t)(e - m->exp_first[i]);
+      if (held + (i == 0 ? dense : 0) > budget[i]) {
+        return fail(VNRT_ERROR_OUT_OF_MEMORY,
+                    "devices '%s': %s would hold %llu bytes of weights, over its budget of %llu",
+                    list, m->dev_spec[i], (unsigned long long)(held + (i == 0 ? dense : 0)),
+                    (unsigned long long)budget[i]);
+      }
+    }
+    return VNRT_OK; /* seg_dev: all 0 */
+  }
+  for (int32_t j = 0; j <= L; ++j) total += bytes[j];
+  /* Segment j goes to the first device whose cumulative share of the budgets covers the
+   * middle of j's bytes. */
+  for (int32_t j = 0; j <= L; ++j) {
+    const double mid = ((double)done + 0.5 * (double)bytes[j]) / (double)(total ? total : 1);
+    double cum = 0;
+    int32_t i = 0;
+    for (; i < m->n_devs - 1; ++i) {
+      cum += (double)budget[i] / (double)(total_budget ? total_budget : 1);
+      if (mid <= cum) break;
+    }
+    if (j > 0 && i < m->seg_dev[j - 1]) i = m->seg_dev[j - 1];
+    while (i < m->n_devs - 1 && used[i] + bytes[j] > budget[i]) ++i; /* full: the next one */
+    m->seg_dev[j] = i;
+    used[i] += bytes[j];
+    done += bytes[j];
+  }
+  free(bytes);
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    if (used[i] > budget[i]) {
+      return fail(VNRT_ERROR_OUT_OF_MEMORY,
+                  "devices '%s': %s would hold %llu bytes of weights, over its budget of %llu",
+                  list, m->dev_spec[i], (unsigned long long)used[i], (unsigned long long)budget[i]);
+    }
+  }
+  return VNRT_OK;
+}
+
+const char *vnrt_model_expert_device(const vnrt_model *m, int32_t expert) {
+  if (!m || expert < 0 || expert >= m->cfg->n_routed_experts) return NULL;
+  if (!m->split_experts) return NULL;
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    if (expert >= m->exp_first[i] && expert < m->exp_first[i + 1]) return m->dev_spec[i];
+  }
+  return NULL;
+}
+
+const char *vnrt_model_layer_device(const vnrt_model *m, int32_t layer) {
+  if (!m || layer < 0 || layer > m->cfg->num_hidden_layers) return NULL;
+  if (m->n_devs > 0) return m->dev_spec[m->seg_dev[layer]];
+  static _Thread_local char spec[32];
+  vnrt_device_info di = {.struct_size = sizeof di};
+  if (vnrt_device_get_info(m->device, &di) != VNRT_OK) return NULL;
+  snprintf(spec, sizeof spec, "%s", di.spec);
+  return spec;
+}
+
 vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model_desc *desc,
                             vnrt_model **out_model) {
   if (out_model) *out_model = NULL;
@@ -88,13 +269,15 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   }
   vnrt_model_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size != sizeof d) {
-      return fail(
-          VNRT_ERROR_INVALID_ARGUMENT,
-          "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0 or %zu)",
-          desc->size, sizeof d);
+    /* The first sized release ended before `devices` (docs/api.md, "ABI and growth"). */
+    const size_t v1 = offsetof(vnrt_model_desc, devices);
+    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0, "
+                  "%zu or %zu)",
+                  desc->size, v1, sizeof d);
     }
-    d = *desc;
+    memcpy(&d, desc, desc->size ? desc->size : v1);
   }
   if (d.numerics != VNRT_NUMERICS_REF && d.numerics != VNRT_NUMERICS_F32) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
@@ -170,6 +353,14 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
     vnrt_model_close(m);
     return fail(st, "%s", err);
   }
+  if (d.devices && d.devices[0]) {
+    m->split_experts = d.split_experts;
+    st = place_layers(m, d.devices);
+    if (st != VNRT_OK) {
+      vnrt_model_close(m);
+      return st;
+    }
+  }
   uint64_t by_kind[VN_V4_KIND_COUNT];
   vn_checkpoint_bytes_by_kind(m->ck, by_kind);
   for (int k = 0; k < VN_V4_KIND_COUNT; ++k) {
@@ -209,7 +400,15 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   out->weight_bytes = m->weight_bytes;
   out->numerics = m->numerics;
   vnrt_device_info di = {.struct_size = sizeof di};
-  if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
+  if (m->n_devs > 0) {
+    size_t used = 0;
+    for (int32_t i = 0; i < m->n_devs && used < sizeof out->device; ++i) {
+      int n = snprintf(out->device + used, sizeof out->device - used, "%s%s", i ? "," : "",
+                       m->dev_spec[i]);
+      if (n < 0) break;
+      used += (size_t)n;
+    }
+  } else if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
   return VNRT_OK;
@@ -324,24 +523,54 @@ struct vnrt_session {
   int have_logits;
   int64_t pos;
   vnrt_session_stats stats;
+  /* Expert-parallel simulation (ep_simulate_ranks > 0): the last run's routes [L][T, k]. */
+  int32_t ep_ranks;
+  vn_ep_tally ep;
+  int32_t *routes;
+  int64_t routes_T;
+  /* Expert parallel (moe_exchange): per token count, the L + 1 segment plans. */
+  vnrt_moe_exchange_fn exchange;
+  void *exchange_user;
+  struct ep_slot {
+    int64_t T; /* 0: empty */
+    vnrt_plan **seg;
+    int32_t n_seg;
+    uint64_t last_use;
+    vn_v4_segment_types types;
+  } eslots[MAX_PLANS];
+  struct ep_slot *ecur;             /* the slot holding the states; NULL: all zero */
+  int32_t *state_seg;               /* the segment of each state */
+  void *ebuf[VN_V4_SEG_VALUES + 1]; /* the values handed on, and yr last */
+  size_t ebuf_bytes[VN_V4_SEG_VALUES + 1];
 };
 
-static vnrt_status record_states(vnrt_session *s, const vnrt_graph *g) {
-  int32_t n = vnrt_graph_state_count(g);
+static vnrt_status record_states_of(vnrt_session *s, vnrt_graph *const *gs, int32_t n_graphs) {
+  int32_t n = 0;
+  for (int32_t j = 0; j < n_graphs; ++j) n += vnrt_graph_state_count(gs[j]);
   s->states = calloc((size_t)(n > 0 ? n : 1), sizeof *s->states);
-  if (!s->states) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-  for (int32_t i = 0; i < n; ++i) {
-    vnrt_value v = vnrt_graph_state(g, i, NULL);
-    vnrt_tensor_type t;
-    vnrt_graph_value_type(g, v, &t);
-    snprintf(s->states[i].name, sizeof s->states[i].name, "%s", vnrt_graph_value_name(g, v));
-    s->states[i].bytes = vnrt_tensor_type_bytes(&t);
-    if (s->states[i].bytes > s->scratch_bytes) s->scratch_bytes = s->states[i].bytes;
+  s->state_seg = calloc((size_t)(n > 0 ? n : 1), sizeof *s->state_seg);
+  if (!s->states || !s->state_seg) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  int32_t i = 0;
+  for (int32_t j = 0; j < n_graphs; ++j) {
+    const vnrt_graph *g = gs[j];
+    for (int32_t q = 0; q < vnrt_graph_state_count(g); ++q, ++i) {
+      vnrt_value v = vnrt_graph_state(g, q, NULL);
+      vnrt_tensor_type t;
+      vnrt_graph_value_type(g, v, &t);
+      snprintf(s->states[i].name, sizeof s->states[i].name, "%s", vnrt_graph_value_name(g, v));
+      s->states[i].bytes = vnrt_tensor_type_bytes(&t);
+      s->state_seg[i] = j;
+      if (s->states[i].bytes > s->scratch_bytes) s->scratch_bytes = s->states[i].bytes;
+    }
   }
   s->n_states = n;
   s->scratch = malloc(s->scratch_bytes ? s->scratch_bytes : 1);
   if (!s->scratch) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   return VNRT_OK;
+}
+
+static vnrt_status record_states(vnrt_session *s, vnrt_graph *g) {
+  return record_states_of(s, &g, 1);
 }
 
 /* Frees the packed experts after a bind when no plan reads them from host memory: a plan
@@ -395,7 +624,7 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
 /* Makes the model's anchor plan and binds the weights to it (once per model). */
 static vnrt_status make_anchor(vnrt_model *m) {
   if (m->anchor) return VNRT_OK;
-  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32};
+  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32, 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   vnrt_status st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -425,7 +654,7 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
   double t0 = now_s();
   vnrt_status st = make_anchor(m);
   if (st != VNRT_OK) return st;
-  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32};
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, s->ep_ranks > 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -533,6 +762,443 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   return VNRT_OK;
 }
 
+/* ---- Expert parallel: the model cut at every MoE layer -------------------------------- */
+
+static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                                  int32_t count, const float *x, const int32_t *experts,
+                                  const float *weights, int64_t rows, int32_t k, float *y);
+
+/* Several devices without an exchange of the user's: a layer's routed experts, all of them,
+ * on its segment's device, with the run's own T and k (so moe_ffn sums as in one graph). */
+static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                     const float *x, const int32_t *experts, const float *weights,
+                                     float *y) {
+  (void)pos0;
+  vnrt_model *m = user;
+  return vnrt_model_moe_experts(m, layer, 0, m->cfg->n_routed_experts, x, experts, weights, T,
+                                m->cfg->num_experts_per_tok, y);
+}
+
+/* Several devices with split experts: each pair (token, slot) runs on the device holding its
+ * expert (k = 1, the weight folded in as moe_ffn does), and the pairs are summed in slot
+ * order, as moe_ffn sums them. */
+static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                  const float *x, const int32_t *experts, const float *weights,
+                                  float *y) {
+  (void)pos0;
+  vnrt_model *m = user;
+  const int64_t C = m->cfg->hidden_size, k = m->cfg->num_experts_per_tok, n = T * k;
+  /* xs [n, C], out [n, C], ids [n], ws [n], where [n] */
+  const size_t need = (size_t)n * (size_t)(2 * C + 3);
+  if (need > m->sx_cap) {
+    float *p = realloc(m->sx, need * sizeof *p);
+    if (!p) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->sx = p;
+    m->sx_cap = need;
+  }
+  float *xs = m->sx, *out = xs + n * C, *ws = out + n * C;
+  int32_t *ids = (int32_t *)(ws + n), *where = ids + n;
+  for (int32_t i = 0; i < m->n_devs; ++i) {
+    const int32_t first = m->exp_first[i], count = m->exp_first[i + 1] - first;
+    int64_t P = 0;
+    for (int64_t q = 0; q < n && count > 0; ++q) {
+      if (experts[q] < first || experts[q] >= first + count) continue;
+      memcpy(xs + P * C, x + (q / k) * C, (size_t)C * sizeof *xs);
+      ids[P] = experts[q];
+      ws[P] = weights[q];
+      where[P++] = (int32_t)q;
+    }
+    if (P == 0) continue;
+    vnrt_status st = moe_experts_on(m, i, layer, first, count, xs, ids, ws, P, 1, xs);
+    if (st != VNRT_OK) return st;
+    for (int64_t p = 0; p < P; ++p) {
+      memcpy(out + (int64_t)where[p] * C, xs + p * C, (size_t)C * sizeof *xs);
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    float *dst = y + t * C;
+    for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float *row = out + (t * k + i) * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += row[c];
+    }
+  }
+  return VNRT_OK;
+}
+
+/* Compiles the L + 1 segment plans for T tokens into slot (the decode slot's bind the weights,
+ * the others share them; none holds the routed experts). */
+static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
+  vnrt_model *m = s->model;
+  double t0 = now_s();
+  const int32_t n = m->cfg->num_hidden_layers + 1;
+  vnrt_graph **g = calloc((size_t)n, sizeof *g);
+  vnrt_plan **p = calloc((size_t)n, sizeof *p);
+  if (!g || !p) {
+    free(g);
+    free(p);
+    return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, 0};
+  char err[ERR_SIZE];
+  vnrt_status st =
+      vn_v4_graph_build_segments(m->ctx, m->cfg, &opt, g, &slot->types, err, sizeof err);
+  if (st != VNRT_OK) {
+    free(g);
+    free(p);
+    return fail(st, "%s", err);
+  }
+  if (!s->states) st = record_states_of(s, g, n);
+  vnrt_plan_desc pd = {0};
+  pd.device_memory_limit = m->memory_limit;
+  pd.no_fallback = m->no_fallback;
+  for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
+    vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[i]] : m->device;
+    /* The decode slot's segments hold the weights; the others share them. */
+    vnrt_plan *share = slot != &s->eslots[0] && s->eslots[0].seg ? s->eslots[0].seg[i] : NULL;
+    st = vnrt_plan_create_shared(m->ctx, g[i], dev, &pd, share, &p[i]);
+    if (st != VNRT_OK) {
+      fail(st, "compiling segment %d of the %lld-token plan: %s", (int)i, (long long)T,
+           vnrt_context_last_error(m->ctx));
+      break;
+    }
+    int bind = !share;
+    if (share) { /* as compile_plan: a plan that streams or falls back binds its own */
+      vnrt_plan_info a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+      bind = vnrt_plan_get_info(p[i], &a) != VNRT_OK || vnrt_plan_get_info(share, &b) != VNRT_OK ||
+             a.n_streamed_params || a.n_fallback_nodes || b.n_streamed_params || b.n_fallback_nodes;
+    }
+    if (bind) st = bind_weights(m, g[i], p[i]);
+  }
+  for (int32_t i = 0; i < n; ++i) vnrt_graph_destroy(g[i]);
+  free(g);
+  if (st != VNRT_OK) {
+    for (int32_t i = 0; i < n; ++i) vnrt_plan_destroy(p[i]);
+    free(p);
+    return st;
+  }
+  slot->T = T;
+  slot->seg = p;
+  slot->n_seg = n;
+  slot->last_use = ++s->clock;
+  s->stats.n_plans += n;
+  s->stats.compile_seconds += now_s() - t0;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_get_slot(vnrt_session *s, int64_t T, struct ep_slot **out) {
+  struct ep_slot *free_slot = NULL;
+  for (int i = 0; i < MAX_PLANS; ++i) {
+    if (s->eslots[i].T == T) {
+      s->eslots[i].last_use = ++s->clock;
+      *out = &s->eslots[i];
+      return VNRT_OK;
+    }
+  }
+  for (int i = 1; i < MAX_PLANS; ++i) {
+    struct ep_slot *p = &s->eslots[i];
+    if (p->T == 0) {
+      free_slot = p;
+      break;
+    }
+    if (p == s->ecur) continue;
+    if (!free_slot || p->last_use < free_slot->last_use) free_slot = p;
+  }
+  if (!free_slot) return fail(VNRT_ERROR_INTERNAL, "no free plan slot (a bug in vnrt)");
+  if (free_slot->T != 0) {
+    for (int32_t j = 0; j < free_slot->n_seg; ++j) vnrt_plan_destroy(free_slot->seg[j]);
+    free(free_slot->seg);
+    free_slot->seg = NULL;
+    free_slot->T = 0;
+  }
+  vnrt_status st = ep_compile(s, free_slot, T);
+  if (st != VNRT_OK) return st;
+  *out = free_slot;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_take_states(vnrt_session *s, struct ep_slot *slot) {
+  vnrt_model *m = s->model;
+  if (slot == s->ecur) return VNRT_OK;
+  if (!s->ecur) {
+    for (int32_t j = 0; j < slot->n_seg; ++j) {
+      vnrt_status st = vnrt_plan_reset_state(slot->seg[j]);
+      if (st != VNRT_OK) return fail(st, "reset: %s", vnrt_context_last_error(m->ctx));
+    }
+  } else {
+    for (int32_t i = 0; i < s->n_states; ++i) {
+      const state_entry *e = &s->states[i];
+      const int32_t j = s->state_seg[i];
+      vnrt_status st = vnrt_plan_read_state(s->ecur->seg[j], e->name, s->scratch, e->bytes);
+      if (st == VNRT_OK) st = vnrt_plan_set_input(slot->seg[j], e->name, s->scratch, e->bytes);
+      if (st != VNRT_OK) {
+        return fail(st, "handing state '%s' between plans: %s", e->name,
+                    vnrt_context_last_error(m->ctx));
+      }
+    }
+  }
+  s->ecur = slot;
+  return VNRT_OK;
+}
+
+static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
+  static const char *const names[VN_V4_SEG_VALUES + 1] = {
+      VN_V4_SEG_X, VN_V4_SEG_POST, VN_V4_SEG_COMB, VN_V4_SEG_HF,
+      VN_V4_SEG_W, VN_V4_SEG_E,    VN_V4_SEG_YS,   VN_V4_SEG_YR};
+  vnrt_model *m = s->model;
+  struct ep_slot *slot = NULL;
+  vnrt_status st = ep_get_slot(s, T, &slot);
+  if (st == VNRT_OK) st = ep_take_states(s, slot);
+  if (st != VNRT_OK) return st;
+  const vn_v4_segment_types *ty = &slot->types;
+  if (ty->t[3].dtype != VNRT_F32 || ty->t[4].dtype != VNRT_F32 || ty->t[5].dtype != VNRT_I32) {
+    return fail(VNRT_ERROR_INTERNAL, "expert parallel: unexpected MoE value types (a bug)");
+  }
+  for (int i = 0; i <= VN_V4_SEG_VALUES; ++i) {
+    const size_t bytes = vnrt_tensor_type_bytes(&ty->t[i < VN_V4_SEG_VALUES ? i : 3]);
+    if (bytes > s->ebuf_bytes[i]) {
+      void *grown = realloc(s->ebuf[i], bytes);
+      if (!grown) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+      s->ebuf[i] = grown;
+      s->ebuf_bytes[i] = bytes;
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) s->pos_buf[t] = (int32_t)(s->pos + t);
+  int32_t pos0 = (int32_t)s->pos;
+  double t0 = now_s();
+  const int32_t L = m->cfg->num_hidden_layers;
+  for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
+    vnrt_plan *plan = slot->seg[j];
+    struct {
+      const char *name;
+      const void *data;
+      size_t bytes;
+    } in[8] = {{VN_V4_IN_IDS, ids, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS, s->pos_buf, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS0, &pos0, sizeof pos0},
+               {VN_V4_SEG_X VN_V4_SEG_IN, s->ebuf[0], vnrt_tensor_type_bytes(&ty->t[0])},
+               {VN_V4_SEG_POST VN_V4_SEG_IN, s->ebuf[1], vnrt_tensor_type_bytes(&ty->t[1])},
+               {VN_V4_SEG_COMB VN_V4_SEG_IN, s->ebuf[2], vnrt_tensor_type_bytes(&ty->t[2])},
+               {VN_V4_SEG_YS VN_V4_SEG_IN, s->ebuf[6], vnrt_tensor_type_bytes(&ty->t[6])},
+               {names[7], s->ebuf[7], vnrt_tensor_type_bytes(&ty->t[3])}};
+    for (int i = 0; i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
+      st = vnrt_plan_set_input(plan, in[i].name, in[i].data, in[i].bytes);
+      if (st != VNRT_OK) {
+        fail(st, "segment %d: input '%s': %s", (int)j, in[i].name, vnrt_context_last_error(m->ctx));
+      }
+    }
+    if (st == VNRT_OK) {
+      st = vnrt_plan_run(plan);
+      if (st != VNRT_OK) {
+        fail(st, "running %lld tokens at position %lld, segment %d: %s", (long long)T,
+             (long long)pos0, (int)j, vnrt_context_last_error(m->ctx));
+      }
+    }
+    vnrt_run_stats rs = {.struct_size = sizeof rs};
+    if (st == VNRT_OK && vnrt_plan_get_run_stats(plan, &rs) == VNRT_OK) {
+      s->stats.bytes_weights_streamed += rs.bytes_weights;
+      s->stats.bytes_transfers += rs.bytes_transfers;
+    }
+    if (st != VNRT_OK || j == L) break;
+    for (int i = 0; i < VN_V4_SEG_VALUES && st == VNRT_OK; ++i) {
+      st = vnrt_plan_read_output(plan, names[i], s->ebuf[i], vnrt_tensor_type_bytes(&ty->t[i]));
+      if (st != VNRT_OK) {
+        fail(st, "segment %d: reading '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
+      }
+    }
+    if (st == VNRT_OK && s->ep_ranks > 0) {
+      const size_t n = (size_t)T * (size_t)m->cfg->num_experts_per_tok;
+      memcpy(s->routes + (size_t)j * n, s->ebuf[5], n * sizeof(int32_t));
+      vn_ep_tally_add(&s->ep, s->ebuf[5], T, s->pos);
+    }
+    if (st == VNRT_OK) {
+      st =
+          s->exchange(s->exchange_user, j, T, pos0, s->ebuf[3], s->ebuf[5], s->ebuf[4], s->ebuf[7]);
+      if (st != VNRT_OK) {
+        char why[ERR_SIZE];
+        snprintf(why, sizeof why, "%s", g_error);
+        fail(st, "running %lld tokens at position %lld: the MoE exchange of layer %d failed%s%s",
+             (long long)T, (long long)pos0, (int)j, why[0] ? ": " : "", why);
+      }
+    }
+  }
+  double dt = now_s() - t0;
+  if (st == VNRT_OK) {
+    st = vnrt_plan_read_output(slot->seg[L], VN_V4_OUT_LOGITS, s->logits,
+                               (size_t)m->cfg->vocab_size * sizeof(float));
+    if (st != VNRT_OK) fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
+  }
+  if (st != VNRT_OK) {
+    s->ecur = NULL; /* the states may be half updated */
+    s->pos = 0;
+    s->have_logits = 0;
+    return st;
+  }
+  if (s->ep_ranks > 0) s->routes_T = T;
+  s->have_logits = 1;
+  s->pos += T;
+  if (decode) {
+    s->stats.decode_seconds += dt;
+    s->stats.decode_runs++;
+    s->stats.tokens_decoded += T;
+  } else {
+    s->stats.prefill_seconds += dt;
+    s->stats.prefill_runs++;
+    s->stats.tokens_prefilled += T;
+  }
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, int32_t count,
+                                   const float *x, const int32_t *experts, const float *weights,
+                                   int64_t rows, int32_t k, float *y) {
+  if (!m) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
+  int32_t dev = 0; /* the layer's device, or with split experts the one holding `first` */
+  if (m->n_devs > 0 && layer >= 0 && layer < m->cfg->num_hidden_layers) {
+    dev = m->seg_dev[layer];
+    for (int32_t i = 0; m->split_experts && i < m->n_devs; ++i) {
+      if (first >= m->exp_first[i] && first < m->exp_first[i + 1]) dev = i;
+    }
+  }
+  return moe_experts_on(m, dev, layer, first, count, x, experts, weights, rows, k, y);
+}
+
+static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                                  int32_t count, const float *x, const int32_t *experts,
+                                  const float *weights, int64_t rows, int32_t k, float *y) {
+  if (!m || (rows > 0 && (!x || !experts || !weights || !y))) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
+  }
+  const vn_v4_config *c = m->cfg;
+  if (layer < 0 || layer >= c->num_hidden_layers || first < 0 || count < 1 ||
+      first > c->n_routed_experts - count || rows < 0 || rows > (1 << 24) || k < 1 || k > 64) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_moe_experts: layer %d, experts [%d, %d), %lld rows of %d: expected a "
+                "layer in [0, %d), a slice of [0, %d), rows in [0, 2^24], k in [1, 64]",
+                (int)layer, (int)first, (int)first + (int)count, (long long)rows, (int)k,
+                (int)c->num_hidden_layers, (int)c->n_routed_experts);
+  }
+  if (rows == 0) return VNRT_OK;
+  /* Rows are padded to a power of two >= 8 (zero rows, weight 0) so that few plans serve every
+   * count. */
+  int64_t P = 8; /* a decode step's pairs all fit the smallest */
+  while (P < rows) P *= 2;
+  if ((size_t)P * (size_t)k > m->xcap) {
+    int32_t *ids = realloc(m->xids, (size_t)P * (size_t)k * sizeof *ids);
+    if (ids) m->xids = ids;
+    float *buf =
+        ids ? realloc(m->xbuf, (size_t)P * (size_t)(c->hidden_size + k) * sizeof *buf) : NULL;
+    if (buf) m->xbuf = buf;
+    if (!ids || !buf) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->xcap = (size_t)P * (size_t)k;
+  }
+  const int64_t C = c->hidden_size;
+  float *xs = m->xbuf, *ws = m->xbuf + P * C;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    if (experts[i] < first || experts[i] >= first + count) {
+      return fail(VNRT_ERROR_OUT_OF_RANGE,
+                  "vnrt_model_moe_experts: expert %d (row %lld) is not in this slice [%d, %d)",
+                  (int)experts[i], (long long)(i / k), (int)first, (int)(first + count));
+    }
+    m->xids[i] = experts[i] - first;
+    ws[i] = weights[i];
+  }
+  for (int64_t i = rows * k; i < P * k; ++i) {
+    m->xids[i] = 0;
+    ws[i] = 0.0f;
+  }
+  memcpy(xs, x, (size_t)rows * (size_t)C * sizeof *xs);
+  memset(xs + rows * C, 0, (size_t)(P - rows) * (size_t)C * sizeof *xs);
+  struct expert_plan *hit = NULL, *victim = &m->xplans[0];
+  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) {
+    struct expert_plan *e = &m->xplans[i];
+    if (e->plan && e->layer == layer && e->first == first && e->count == count && e->k == k &&
+        e->rows == P && e->dev == dev_index) {
+      hit = e;
+      break;
+    }
+    if (!e->plan || (victim->plan && e->last_use < victim->last_use)) victim = e;
+  }
+  vnrt_status st = VNRT_OK;
+  char err[ERR_SIZE];
+  if (!hit) {
+    hit = victim;
+    vnrt_plan_destroy(hit->plan);
+    hit->plan = NULL;
+    vnrt_graph *g = NULL;
+    st = vn_v4_graph_build_experts(m->ctx, c, layer, P, k, count, m->numerics == VNRT_NUMERICS_F32,
+                                   &g, err, sizeof err);
+    if (st != VNRT_OK) return fail(st, "%s", err);
+    vnrt_plan_desc pd = {0};
+    pd.device_memory_limit = m->memory_limit;
+    pd.no_fallback = m->no_fallback;
+    st = vnrt_plan_create(m->ctx, g, m->n_devs > 0 ? m->devs[dev_index] : m->device, &pd,
+                          &hit->plan);
+    if (st != VNRT_OK) {
+      fail(st, "compiling layer %d's experts [%d, %d): %s", (int)layer, (int)first,
+           (int)(first + count), vnrt_context_last_error(m->ctx));
+    }
+    vnrt_plan_info pi = {.struct_size = sizeof pi};
+    if (st == VNRT_OK && (vnrt_plan_get_info(hit->plan, &pi) != VNRT_OK || pi.n_streamed_params))
+      m->keep_packed = 1;
+    /* Bind the slice of each packed param: [E, ...] holds the experts one after another. */
+    for (int32_t i = 0; st == VNRT_OK && i < vnrt_graph_input_count(g); ++i) {
+      int is_param = 0;
+      vnrt_value v = vnrt_graph_input(g, i, &is_param);
+      if (!is_param) continue;
+      const char *name = vnrt_graph_value_name(g, v);
+      const void *data = NULL;
+      size_t bytes = 0;
+      st = param_data(m, name, &data, &bytes);
+      if (st != VNRT_OK) break;
+      vnrt_tensor_type t;
+      vnrt_graph_value_type(g, v, &t);
+      const size_t per = bytes / (size_t)c->n_routed_experts;
+      if (per * (size_t)c->n_routed_experts != bytes ||
+          per * (size_t)count != vnrt_tensor_type_bytes(&t)) {
+        st = fail(VNRT_ERROR_SHAPE_MISMATCH, "tensor '%s': %zu bytes do not split into %d experts",
+                  name, bytes, (int)c->n_routed_experts);
+        break;
+      }
+      st = vnrt_plan_set_input_ref(hit->plan, name, (const char *)data + per * (size_t)first,
+                                   per * (size_t)count);
+      if (st != VNRT_OK) fail(st, "binding '%s': %s", name, vnrt_context_last_error(m->ctx));
+    }
+    vnrt_graph_destroy(g);
+    if (!m->keep_packed) vn_v4_experts_free(&m->experts[layer]);
+    if (st != VNRT_OK) {
+      vnrt_plan_destroy(hit->plan);
+      hit->plan = NULL;
+      return st;
+    }
+    hit->layer = layer;
+    hit->first = first;
+    hit->count = count;
+    hit->k = k;
+    hit->rows = P;
+    hit->dev = dev_index;
+  }
+  hit->last_use = ++m->xclock;
+  const size_t nk = (size_t)P * (size_t)k;
+  st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_X, xs, (size_t)P * (size_t)C * sizeof *xs);
+  if (st == VNRT_OK)
+    st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_IDS, m->xids, nk * sizeof(int32_t));
+  if (st == VNRT_OK) st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_W, ws, nk * sizeof(float));
+  if (st == VNRT_OK) st = vnrt_plan_run(hit->plan);
+  char out_name[NAME_SIZE];
+  snprintf(out_name, sizeof out_name, "l%d.ffn.routed", (int)layer);
+  if (st == VNRT_OK) {
+    /* Only the first `rows` rows: the output is read whole into the scratch first. */
+    st = vnrt_plan_read_output(hit->plan, out_name, xs, (size_t)P * (size_t)C * sizeof *xs);
+  }
+  if (st != VNRT_OK) {
+    return fail(st, "layer %d's experts [%d, %d) on %lld rows: %s", (int)layer, (int)first,
+                (int)(first + count), (long long)rows, vnrt_context_last_error(m->ctx));
+  }
+  memcpy(y, xs, (size_t)rows * (size_t)C * sizeof *y);
+  return VNRT_OK;
+}
+
 void vnrt_session_destroy(vnrt_session *s) {
   if (!s) return;
   for (int i = MAX_PLANS - 1; i >= 0; --i) vnrt_plan_destroy(s->plans[i].plan);
@@ -540,6 +1206,16 @@ void vnrt_session_destroy(vnrt_session *s) {
   free(s->scratch);
   free(s->pos_buf);
   free(s->logits);
+  free(s->routes);
+  vn_ep_tally_free(&s->ep);
+  for (int i = 0; i < MAX_PLANS; ++i) {
+    for (int32_t j = 0; s->eslots[i].seg && j < s->eslots[i].n_seg; ++j) {
+      vnrt_plan_destroy(s->eslots[i].seg[j]);
+    }
+    free(s->eslots[i].seg);
+  }
+  for (int i = 0; i <= VN_V4_SEG_VALUES; ++i) free(s->ebuf[i]);
+  free(s->state_seg);
   free(s);
 }
 
@@ -550,13 +1226,16 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   vnrt_session_desc d = {0};
   if (desc) {
-    if (desc->size != 0 && desc->size != sizeof d) {
-      return fail(
-          VNRT_ERROR_INVALID_ARGUMENT,
-          "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size (0 or %zu)",
-          desc->size, sizeof d);
+    /* The first sized release ended before ep_simulate_ranks (docs/api.md, "ABI and
+     * growth"): its size and 0 read that prefix, the rest keeps its default. */
+    const size_t v1 = offsetof(vnrt_session_desc, ep_simulate_ranks);
+    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size "
+                  "(0, %zu or %zu)",
+                  desc->size, v1, sizeof d);
     }
-    d = *desc;
+    memcpy(&d, desc, desc->size ? desc->size : v1);
   }
   const int64_t max_pos = m->cfg->max_position_embeddings;
   if (d.max_context == 0) d.max_context = max_pos < 4096 ? max_pos : 4096;
@@ -579,11 +1258,39 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   s->stats.size = sizeof s->stats;
   s->pos_buf = malloc((size_t)s->chunk * sizeof *s->pos_buf);
   s->logits = malloc((size_t)m->cfg->vocab_size * sizeof *s->logits);
+  if (d.ep_simulate_ranks != 0) {
+    const vn_v4_config *c = m->cfg;
+    if (d.ep_simulate_ranks < 0 || d.ep_simulate_ranks > c->n_routed_experts ||
+        d.ep_simulate_ranks > VN_EP_MAX_RANKS) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "ep_simulate_ranks %d: must be in [1, min(%d experts, %d)]",
+                  (int)d.ep_simulate_ranks, (int)c->n_routed_experts, VN_EP_MAX_RANKS);
+    }
+    s->ep_ranks = d.ep_simulate_ranks;
+    if (vn_ep_tally_init(&s->ep, s->ep_ranks, c->n_routed_experts, c->num_experts_per_tok,
+                         c->hidden_size) != VNRT_OK) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+    s->routes = malloc((size_t)c->num_hidden_layers * (size_t)s->chunk *
+                       (size_t)c->num_experts_per_tok * sizeof *s->routes);
+    if (!s->routes) {
+      vnrt_session_destroy(s);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+  }
   if (!s->pos_buf || !s->logits) {
     vnrt_session_destroy(s);
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
-  vnrt_status st = compile_plan(s, &s->plans[0], 1);
+  s->exchange = d.moe_exchange;
+  s->exchange_user = d.moe_exchange_user;
+  if (!s->exchange && m->n_devs > 1) { /* each layer's experts on its device, or split */
+    s->exchange = m->split_experts ? split_exchange : pipeline_exchange;
+    s->exchange_user = m;
+  }
+  vnrt_status st = s->exchange ? ep_compile(s, &s->eslots[0], 1) : compile_plan(s, &s->plans[0], 1);
   if (st != VNRT_OK) {
     vnrt_session_destroy(s);
     return st;
@@ -595,6 +1302,7 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
 vnrt_status vnrt_session_reset(vnrt_session *s) {
   if (!s) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_reset: NULL session");
   s->current = NULL;
+  s->ecur = NULL;
   s->pos = 0;
   s->have_logits = 0;
   return VNRT_OK;
@@ -629,6 +1337,7 @@ static vnrt_status check_ids(const vnrt_session *s, const int32_t *ids, int64_t 
 
 /* Runs ids[0..T) at the next positions on the plan for T tokens. */
 static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
+  if (s->exchange) return ep_run_chunk(s, ids, T, decode);
   vnrt_model *m = s->model;
   vnrt_plan *plan = NULL;
   vnrt_status st = get_plan(s, T, &plan);
@@ -669,6 +1378,21 @@ static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int
                              (size_t)m->cfg->vocab_size * sizeof(float));
   if (st != VNRT_OK) {
     return fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
+  }
+  if (s->ep_ranks > 0) {
+    const vn_v4_config *c = m->cfg;
+    const size_t per_layer = (size_t)T * (size_t)c->num_experts_per_tok;
+    for (int32_t l = 0; l < c->num_hidden_layers; ++l) {
+      char name[NAME_SIZE];
+      vn_v4_route_output_name(l, name, sizeof name);
+      int32_t *r = s->routes + (size_t)l * per_layer;
+      st = vnrt_plan_read_output(plan, name, r, per_layer * sizeof *r);
+      if (st != VNRT_OK) {
+        return fail(st, "reading the routes '%s': %s", name, vnrt_context_last_error(m->ctx));
+      }
+      vn_ep_tally_add(&s->ep, r, T, s->pos);
+    }
+    s->routes_T = T;
   }
   s->have_logits = 1;
   s->pos += T;
@@ -725,6 +1449,17 @@ vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *ou
   }
   *out = s->stats;
   vnrt_plan_info pi = {.struct_size = sizeof pi};
+  /* Expert parallel: the decode slot's segments summed. */
+  for (int32_t j = 0; s->eslots[0].seg && j < s->eslots[0].n_seg; ++j) {
+    if (vnrt_plan_get_info(s->eslots[0].seg[j], &pi) != VNRT_OK) continue;
+    out->n_nodes += pi.n_nodes;
+    out->n_fallback_nodes += pi.n_fallback_nodes;
+    out->device_bytes += pi.device_bytes;
+    out->weight_bytes += pi.weight_bytes;
+    out->state_bytes += pi.state_bytes;
+    out->n_streamed_params += pi.n_streamed_params;
+    out->streamed_bytes += pi.streamed_bytes;
+  }
   if (s->plans[0].plan && vnrt_plan_get_info(s->plans[0].plan, &pi) == VNRT_OK) {
     out->n_nodes = pi.n_nodes;
     out->n_fallback_nodes = pi.n_fallback_nodes;
@@ -735,4 +1470,99 @@ vnrt_status vnrt_session_get_stats(const vnrt_session *s, vnrt_session_stats *ou
     out->streamed_bytes = pi.streamed_bytes;
   }
   return VNRT_OK;
+}
+
+/* ---- Scale-out ------------------------------------------------------------------------- */
+
+vnrt_status vnrt_session_routes(const vnrt_session *s, int32_t layer, int32_t *out, size_t capacity,
+                                int64_t *out_tokens) {
+  if (out_tokens) *out_tokens = 0;
+  if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_routes: NULL argument");
+  const vn_v4_config *c = s->model->cfg;
+  if (s->ep_ranks < 1) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_routes: the session keeps no routes (ep_simulate_ranks is 0)");
+  }
+  if (layer < 0 || layer >= c->num_hidden_layers) {
+    return fail(VNRT_ERROR_OUT_OF_RANGE, "vnrt_session_routes: layer %d is outside [0, %d)",
+                (int)layer, (int)c->num_hidden_layers);
+  }
+  if (s->routes_T < 1 || !s->have_logits) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_routes: no token was run yet");
+  }
+  const size_t n = (size_t)s->routes_T * (size_t)c->num_experts_per_tok;
+  if (capacity < n) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_routes: capacity %zu is less than the %zu routes of the last run",
+                capacity, n);
+  }
+  memcpy(out, s->routes + (size_t)layer * n, n * sizeof *out);
+  if (out_tokens) *out_tokens = s->routes_T;
+  return VNRT_OK;
+}
+
+/* Copies text[len] into buf[capacity] (NUL-terminated, cut short) and frees it. */
+static vnrt_status give_text(char *text, size_t len, char *buf, size_t capacity,
+                             size_t *out_length) {
+  if (capacity > 0) {
+    size_t n = len < capacity - 1 ? len : capacity - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+  }
+  if (out_length) *out_length = len;
+  free(text);
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_session_ep_text(const vnrt_session *s, char *buf, size_t capacity,
+                                 size_t *out_length) {
+  if (out_length) *out_length = 0;
+  if (!s || (!buf && capacity > 0)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_ep_text: NULL argument");
+  }
+  if (s->ep_ranks < 1) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_ep_text: the session simulates no ranks (ep_simulate_ranks is 0)");
+  }
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&text, &len);
+  if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  vn_ep_tally_print(fp, &s->ep);
+  fclose(fp);
+  return give_text(text, len, buf, capacity, out_length);
+}
+
+vnrt_status vnrt_model_scale_text(const char *dir, int32_t ranks, int64_t tokens, char *buf,
+                                  size_t capacity, size_t *out_length) {
+  if (out_length) *out_length = 0;
+  if (!dir || (!buf && capacity > 0)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_scale_text: NULL argument");
+  }
+  if (tokens == 0) tokens = 4096;
+  if (tokens < 1 || tokens > (1 << 24)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_scale_text: tokens %lld outside [1, 2^24]",
+                (long long)tokens);
+  }
+  char path[4096], err[ERR_SIZE];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  vn_v4_config cfg;
+  vnrt_status st = vn_v4_config_load(path, &cfg, err, sizeof err);
+  if (st != VNRT_OK) return fail(st, "%s", err);
+  if (ranks < 1 || ranks > cfg.n_routed_experts || ranks > VN_EP_MAX_RANKS) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_scale_text: %d ranks: must be in [1, min(%d experts, %d)]", (int)ranks,
+                (int)cfg.n_routed_experts, VN_EP_MAX_RANKS);
+  }
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&text, &len);
+  if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  st = vn_v4_scale_print(fp, &cfg, ranks, tokens, 1);
+  fclose(fp);
+  if (st != VNRT_OK) {
+    free(text);
+    return fail(st, "%s: no scale-out model for %d ranks", path, (int)ranks);
+  }
+  return give_text(text, len, buf, capacity, out_length);
 }

@@ -21,6 +21,12 @@ typedef struct builder {
   int64_t T, max_ctx;
   int ref; /* the reference numerics */
   int32_t layer;
+  int route_outputs;
+  vnrt_graph **segs; /* expert-parallel segments (NULL: one graph) */
+  int32_t n_segs;
+  vnrt_value ids, pos, pos0;
+  vnrt_value ep_route[2]; /* the current layer's route, for a cut */
+  int32_t n_experts;      /* experts the routed params hold (0: the config's) */
   vnrt_status st;
   char *err;
   size_t err_size;
@@ -459,7 +465,32 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
   return R(b, Lq(b, y, "attn.wo_b", C, G * Ro, "attn.wo_b"), "attn.y");
 }
 
-/* The MoE sub-layer on h; returns R(yr + ys). */
+/* The routed experts on hf as route says: moe_ffn over the layer's packed experts. */
+static vnrt_value routed_experts(builder *b, vnrt_value hf, const vnrt_value route[2]) {
+  const vn_v4_config *c = b->cfg;
+  const int64_t C = c->hidden_size, F_ = c->moe_intermediate_size;
+  const int64_t E = b->n_experts > 0 ? b->n_experts : c->n_routed_experts;
+  /* The routed experts as vn_checkpoint_pack_experts packs them. */
+  const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
+  const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
+  const int64_t b0 = fp4 ? 1 : 128, b1 = fp4 ? 32 : 128;
+  char name[NAME_SIZE];
+  vnrt_value fargs[7] = {hf, route[1], route[0], -1, -1, -1, -1};
+  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
+  fargs[3] = declare(b, name, code, 3, E, 2 * F_, C);
+  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_DOWN);
+  fargs[4] = declare(b, name, code, 3, E, C, F_);
+  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
+  fargs[5] = declare(b, name, VNRT_E8M0, 3, E, (2 * F_ + b0 - 1) / b0, (C + b1 - 1) / b1);
+  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_DOWN);
+  fargs[6] = declare(b, name, VNRT_E8M0, 3, E, (C + b0 - 1) / b0, (F_ + b1 - 1) / b1);
+  const int64_t block[2] = {b0, b1};
+  vnrt_attr fa[3] = {a_float("limit", c->swiglu_limit), a_ints("block", block, 2),
+                     a_int("act_quant", 128)};
+  return node(b, VNRT_OP_MOE_FFN, fargs, 7, fa, b->ref ? 3 : 2, "ffn.routed");
+}
+
+/* The MoE sub-layer on h; returns R(yr + ys) (ys alone when the graph is split). */
 static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   const vn_v4_config *c = b->cfg;
   const int64_t C = c->hidden_size, E = c->n_routed_experts, F_ = c->moe_intermediate_size;
@@ -480,25 +511,14 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
                       a_float("scale", c->routed_scaling_factor)};
     nodes(b, VNRT_OP_MOE_ROUTE, args, 2, a, 4, "ffn.route", route, 2);
   }
-  /* The routed experts as vn_checkpoint_pack_experts packs them. */
-  const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
-  const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
-  const int64_t b0 = fp4 ? 1 : 128, b1 = fp4 ? 32 : 128;
-  char name[NAME_SIZE];
-  vnrt_value fargs[7] = {hf, route[1], route[0], -1, -1, -1, -1};
-  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
-  fargs[3] = declare(b, name, code, 3, E, 2 * F_, C);
-  snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_DOWN);
-  fargs[4] = declare(b, name, code, 3, E, C, F_);
-  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
-  fargs[5] = declare(b, name, VNRT_E8M0, 3, E, (2 * F_ + b0 - 1) / b0, (C + b1 - 1) / b1);
-  snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_DOWN);
-  fargs[6] = declare(b, name, VNRT_E8M0, 3, E, (C + b0 - 1) / b0, (F_ + b1 - 1) / b1);
-  const int64_t block[2] = {b0, b1};
-  vnrt_attr fa[3] = {a_float("limit", c->swiglu_limit), a_ints("block", block, 2),
-                     a_int("act_quant", 128)};
-  vnrt_value yr = node(b, VNRT_OP_MOE_FFN, fargs, 7, fa, b->ref ? 3 : 2, "ffn.routed");
-
+  if (b->route_outputs && ok(b)) {
+    vnrt_status st = vnrt_graph_add_output(b->g, route[1]);
+    if (st != VNRT_OK) fail_vnrt(b, st, "ffn.route output");
+  }
+  b->ep_route[0] = route[0];
+  b->ep_route[1] = route[1];
+  /* Split for expert parallel: the routed experts run outside the graph. */
+  vnrt_value yr = b->segs ? -1 : routed_experts(b, hf, route);
   vnrt_value g1 = Lq(b, hf, "ffn.shared_experts.w1", F_, C, "ffn.shared.w1");
   vnrt_value g3 = Lq(b, hf, "ffn.shared_experts.w3", F_, C, "ffn.shared.w3");
   vnrt_value sargs[2] = {g1, g3};
@@ -506,14 +526,89 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   vnrt_value act = node(b, VNRT_OP_SWIGLU, sargs, 2, &la, 1, "ffn.shared.act");
   act = F(b, R(b, act, "ffn.shared.act.r"), "ffn.shared.act.f32");
   vnrt_value ys = Lq(b, act, "ffn.shared_experts.w2", C, F_, "ffn.shared.w2");
+  if (b->segs) return ys;
   vnrt_value sum[2] = {yr, ys};
   return R(b, node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "ffn.sum"), "ffn.y");
 }
 
-vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
-                              const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
-                              size_t err_size) {
-  *out_graph = NULL;
+/* Declares the run-time inputs ids, pos, pos0 of the current graph. */
+static void run_inputs(builder *b) {
+  const char *in_names[3] = {VN_V4_IN_IDS, VN_V4_IN_POS, VN_V4_IN_POS0};
+  const int64_t in_len[3] = {b->T, b->T, 1};
+  vnrt_value in[3] = {-1, -1, -1};
+  for (int i = 0; i < 3 && ok(b); ++i) {
+    vnrt_tensor_type t = {VNRT_I32, 1, {in_len[i], 0, 0, 0}};
+    vnrt_status st = vnrt_graph_add_input(b->g, in_names[i], &t, 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, in_names[i]);
+  }
+  b->ids = in[0];
+  b->pos = in[1];
+  b->pos0 = in[2];
+}
+
+/* Expert parallel: ends the current segment at the MoE layer (its outputs X, post, comb, x,
+ * weights, experts, ys under the VN_V4_SEG_* names) and starts the next, whose inputs of the
+ * same names stand for them; returns there R(yr + ys) and the new X and pre. */
+static vnrt_value cut(builder *b, vnrt_value *X, vnrt_value pre[3], vnrt_value hf, vnrt_value ys,
+                      vn_v4_segment_types *types) {
+  static const char *const names[VN_V4_SEG_VALUES] = {VN_V4_SEG_X,  VN_V4_SEG_POST, VN_V4_SEG_COMB,
+                                                      VN_V4_SEG_HF, VN_V4_SEG_W,    VN_V4_SEG_E,
+                                                      VN_V4_SEG_YS};
+  vnrt_value vals[VN_V4_SEG_VALUES] = {*X, pre[1], pre[2], hf, b->ep_route[0], b->ep_route[1], ys};
+  const int32_t layer = b->layer;
+  b->layer = -1; /* the names as they are */
+  for (int i = 0; i < VN_V4_SEG_VALUES && ok(b); ++i) {
+    vnrt_tensor_type t;
+    if (vnrt_graph_value_type(b->g, vals[i], &t) != VNRT_OK) {
+      fail_vnrt(b, VNRT_ERROR_INTERNAL, names[i]);
+      break;
+    }
+    types->t[i] = t;
+    vnrt_attr a = a_ints("shape", t.dims, t.rank);
+    vnrt_value named = node(b, VNRT_OP_RESHAPE, &vals[i], 1, &a, 1, names[i]);
+    if (ok(b)) {
+      vnrt_status st = vnrt_graph_add_output(b->g, named);
+      if (st != VNRT_OK) fail_vnrt(b, st, names[i]);
+    }
+  }
+  b->layer = layer;
+  if (!ok(b)) return -1;
+  vnrt_status st = vnrt_graph_create(b->ctx, &b->segs[b->n_segs]);
+  if (st != VNRT_OK) {
+    fail_vnrt(b, st, "segment");
+    return -1;
+  }
+  b->g = b->segs[b->n_segs++];
+  run_inputs(b);
+  const int take[4] = {0, 1, 2, 6}; /* X, post, comb, ys */
+  vnrt_value in[4] = {-1, -1, -1, -1};
+  for (int i = 0; i < 4 && ok(b); ++i) {
+    char name[NAME_SIZE];
+    snprintf(name, sizeof name, "%s%s", names[take[i]], VN_V4_SEG_IN);
+    st = vnrt_graph_add_input(b->g, name, &types->t[take[i]], 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, name);
+  }
+  vnrt_value yr = -1;
+  vnrt_tensor_type yt = types->t[3]; /* yr: like x, [T, C] f32 */
+  if (ok(b)) {
+    st = vnrt_graph_add_input(b->g, VN_V4_SEG_YR, &yt, 0, &yr);
+    if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_SEG_YR);
+  }
+  *X = in[0];
+  pre[0] = -1;
+  pre[1] = in[1];
+  pre[2] = in[2];
+  vnrt_value sum[2] = {yr, in[3]};
+  return R(b, node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "ffn.sum"), "ffn.y");
+}
+
+void vn_v4_route_output_name(int32_t layer, char *buf, size_t size) {
+  snprintf(buf, size, "l%d.ffn.route.1", (int)layer);
+}
+
+static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4_graph_options *opt,
+                         vnrt_graph **segs, vn_v4_segment_types *types, vnrt_graph **out_graph,
+                         char *err, size_t err_size) {
   if (!cfg || !opt || opt->tokens < 1 || opt->max_context < 1 || opt->tokens > opt->max_context) {
     return vn_model_fail(err, err_size, VNRT_ERROR_INVALID_ARGUMENT,
                          "a graph of %lld tokens for a context of %lld: both must be >= 1 and "
@@ -521,55 +616,61 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                          opt ? (long long)opt->tokens : 0LL,
                          opt ? (long long)opt->max_context : 0LL);
   }
-  builder bd = {ctx, NULL,    cfg, opt->tokens, opt->max_context, !opt->f32_numerics,
-                -1,  VNRT_OK, err, err_size};
+  builder bd = {0};
+  bd.ctx = ctx;
+  bd.cfg = cfg;
+  bd.T = opt->tokens;
+  bd.max_ctx = opt->max_context;
+  bd.ref = !opt->f32_numerics;
+  bd.layer = -1;
+  bd.route_outputs = opt->route_outputs;
+  bd.segs = segs;
+  bd.st = VNRT_OK;
+  bd.err = err;
+  bd.err_size = err_size;
   builder *b = &bd;
   vnrt_status st = vnrt_graph_create(ctx, &b->g);
   if (st != VNRT_OK) {
     return vn_model_fail(err, err_size, st, "graph: %s", vnrt_context_last_error(ctx));
   }
-  const int64_t T = opt->tokens, C = cfg->hidden_size, n = cfg->hc_mult;
-  vnrt_value in[3] = {-1, -1, -1};
-  const char *in_names[3] = {VN_V4_IN_IDS, VN_V4_IN_POS, VN_V4_IN_POS0};
-  const int64_t in_len[3] = {T, T, 1};
-  for (int i = 0; i < 3; ++i) {
-    vnrt_tensor_type t = {VNRT_I32, 1, {in_len[i], 0, 0, 0}};
-    st = vnrt_graph_add_input(b->g, in_names[i], &t, 0, &in[i]);
-    if (st != VNRT_OK) fail_vnrt(b, st, in_names[i]);
-  }
-  vnrt_value ids = in[0], pos = in[1], pos0 = in[2];
+  if (segs) segs[b->n_segs++] = b->g;
+  const int64_t C = cfg->hidden_size, n = cfg->hc_mult;
+  run_inputs(b);
 
-  vnrt_value eargs[2] = {param(b, "embed.weight", VNRT_BF16, 2, cfg->vocab_size, C), ids};
+  vnrt_value eargs[2] = {param(b, "embed.weight", VNRT_BF16, 2, cfg->vocab_size, C), b->ids};
   vnrt_value x = node(b, VNRT_OP_EMBEDDING, eargs, 2, NULL, 0, "embed");
   x = R(b, x, "embed.bf16"); /* exact: the table is bf16 */
   vnrt_attr na = a_int("n", n);
   vnrt_value X = node(b, VNRT_OP_HC_EXPAND, &x, 1, &na, 1, "streams");
 
   /* One n-gram history serves every Engram layer. */
-  vnrt_value hist = cfg->engram.n_layers > 0 ? ngram_history(b, ids) : -1;
+  vnrt_value hist = cfg->engram.n_layers > 0 ? ngram_history(b, b->ids) : -1;
 
   for (int32_t i = 0; i < cfg->num_hidden_layers && ok(b); ++i) {
     b->layer = i;
     const int32_t ratio = vn_v4_layer_ratio(cfg, i);
     const int32_t ei = vn_v4_engram_index(cfg, i);
-    if (ei >= 0) X = engram(b, X, ids, hist, ei);
+    if (ei >= 0) X = engram(b, X, b->ids, hist, ei);
     vnrt_value pre[3];
     hc_pre(b, X, "attn", pre);
     vnrt_value h = R(b, pre[0], "attn.x.r");
     h = R(b, rms_norm(b, h, norm_w(b, "attn_norm.weight", C), "attn_norm"), "attn.h");
     vnrt_value hf = ratio != 0 ? F(b, h, "attn.h_f32") : -1;
-    vnrt_value y = attention(b, h, hf, pos, pos0, ratio);
+    vnrt_value y = attention(b, h, hf, b->pos, b->pos0, ratio);
     X = R(b, hc_post(b, X, y, pre, "attn.hc_post"), "attn.X");
 
     hc_pre(b, X, "ffn", pre);
     h = R(b, pre[0], "ffn.x.r");
     h = R(b, rms_norm(b, h, norm_w(b, "ffn_norm.weight", C), "ffn_norm"), "ffn.h");
-    y = moe(b, F(b, h, "ffn.h_f32"), ids);
+    hf = F(b, h, "ffn.h_f32");
+    y = moe(b, hf, b->ids);
+    if (segs) y = cut(b, &X, pre, hf, y, types);
     X = R(b, hc_post(b, X, y, pre, "ffn.hc_post"), "ffn.X");
   }
   b->layer = -1;
 
   /* Only the last token's logits are needed: slice it before the head (f32 from here on). */
+  const int64_t T = b->T;
   vnrt_attr sl[3] = {a_int("axis", 0), a_int("start", T - 1), a_int("len", 1)};
   vnrt_value Xl = node(b, VNRT_OP_SLICE, &X, 1, sl, 3, "last");
   Xl = F(b, Xl, "last.f32");
@@ -583,6 +684,77 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
   if (ok(b)) {
     st = vnrt_graph_add_output(b->g, logits);
     if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_OUT_LOGITS);
+  }
+  if (!ok(b)) {
+    if (segs) {
+      for (int32_t i = 0; i < b->n_segs; ++i) {
+        vnrt_graph_destroy(segs[i]);
+        segs[i] = NULL;
+      }
+    } else {
+      vnrt_graph_destroy(b->g);
+    }
+    return b->st;
+  }
+  if (out_graph) *out_graph = b->g;
+  return VNRT_OK;
+}
+
+vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
+                              const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
+                              size_t err_size) {
+  *out_graph = NULL;
+  return build(ctx, cfg, opt, NULL, NULL, out_graph, err, err_size);
+}
+
+vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
+                                       const vn_v4_graph_options *opt, vnrt_graph **segs,
+                                       vn_v4_segment_types *types, char *err, size_t err_size) {
+  if (cfg && cfg->engram.n_layers > 0) {
+    return vn_model_fail(err, err_size, VNRT_ERROR_UNSUPPORTED,
+                         "expert parallel: a model with Engram layers is not split yet "
+                         "(docs/scale-out.md)");
+  }
+  if (cfg) {
+    for (int32_t i = 0; i <= cfg->num_hidden_layers; ++i) segs[i] = NULL;
+  }
+  return build(ctx, cfg, opt, segs, types, NULL, err, err_size);
+}
+
+vnrt_status vn_v4_graph_build_experts(vnrt_context *ctx, const vn_v4_config *cfg, int32_t layer,
+                                      int64_t rows, int32_t k, int32_t n_experts, int f32_numerics,
+                                      vnrt_graph **out_graph, char *err, size_t err_size) {
+  *out_graph = NULL;
+  builder bd = {0};
+  bd.ctx = ctx;
+  bd.cfg = cfg;
+  bd.T = rows;
+  bd.max_ctx = rows;
+  bd.ref = !f32_numerics;
+  bd.layer = layer;
+  bd.n_experts = n_experts;
+  bd.st = VNRT_OK;
+  bd.err = err;
+  bd.err_size = err_size;
+  builder *b = &bd;
+  vnrt_status st = vnrt_graph_create(ctx, &b->g);
+  if (st != VNRT_OK) {
+    return vn_model_fail(err, err_size, st, "graph: %s", vnrt_context_last_error(ctx));
+  }
+  const char *names[3] = {VN_V4_EXP_X, VN_V4_EXP_IDS, VN_V4_EXP_W};
+  const vnrt_tensor_type types[3] = {{VNRT_F32, 2, {rows, cfg->hidden_size, 0, 0}},
+                                     {VNRT_I32, 2, {rows, k, 0, 0}},
+                                     {VNRT_F32, 2, {rows, k, 0, 0}}};
+  vnrt_value in[3] = {-1, -1, -1};
+  for (int i = 0; i < 3 && ok(b); ++i) {
+    st = vnrt_graph_add_input(b->g, names[i], &types[i], 0, &in[i]);
+    if (st != VNRT_OK) fail_vnrt(b, st, names[i]);
+  }
+  const vnrt_value route[2] = {in[2], in[1]};
+  vnrt_value y = routed_experts(b, in[0], route);
+  if (ok(b)) {
+    st = vnrt_graph_add_output(b->g, y);
+    if (st != VNRT_OK) fail_vnrt(b, st, "ffn.routed");
   }
   if (!ok(b)) {
     vnrt_graph_destroy(b->g);

@@ -33,7 +33,13 @@ typedef struct vn_v4_graph_options {
   int64_t tokens;      /* T >= 1 */
   int64_t max_context; /* positions the states hold; >= 1 */
   int f32_numerics;    /* nonzero: VNRT_NUMERICS_F32 (no R(), act_quant, FQ8, FQ4) */
+  /* Nonzero: every layer's routed experts [T, k] i32 are outputs too, named
+   * vn_v4_route_output_name(layer) (the expert-parallel bookkeeping reads them). */
+  int route_outputs;
 } vn_v4_graph_options;
+
+/* The name of layer's route output ("lN.ffn.route.1") into buf[size]. */
+void vn_v4_route_output_name(int32_t layer, char *buf, size_t size);
 
 /* Builds the graph. States (all f32, zero for a new sequence): per layer "layers.N.attn.ring"
  * [sliding_window, D]; with ratio != 0 "layers.N.attn.comp" [max(1, max_context / ratio), D]
@@ -45,5 +51,45 @@ typedef struct vn_v4_graph_options {
 vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
                               const vn_v4_graph_options *opt, vnrt_graph **out_graph, char *err,
                               size_t err_size);
+
+/* Expert parallel (docs/scale-out.md): the graph cut at every MoE layer into num_layers + 1
+ * segments, without the routed experts. Segment s (s < L) ends at layer s's router and shared
+ * expert and outputs, under the names below, the streams X, the mHC post/comb of the ffn site,
+ * the MoE input x [T, C] f32, the route weights [T, k] f32 and experts [T, k] i32 and the
+ * shared expert's output ys [T, C]. Segment s > 0 takes X, post, comb, ys as inputs named
+ * like them with VN_V4_SEG_IN appended, and the routed experts' output yr [T, C] f32
+ * (VN_V4_SEG_YR), and goes on from ffn.sum; the last
+ * one outputs the logits. Every segment has the inputs ids, pos, pos0 and its layer's states. */
+#define VN_V4_SEG_X "ep.X"
+#define VN_V4_SEG_POST "ep.post"
+#define VN_V4_SEG_COMB "ep.comb"
+#define VN_V4_SEG_HF "ep.x"
+#define VN_V4_SEG_W "ep.weights"
+#define VN_V4_SEG_E "ep.experts"
+#define VN_V4_SEG_YS "ep.ys"
+#define VN_V4_SEG_YR "ep.yr"
+#define VN_V4_SEG_IN ".in"
+#define VN_V4_SEG_VALUES 7 /* X, post, comb, x, weights, experts, ys */
+
+typedef struct vn_v4_segment_types {
+  vnrt_tensor_type t[VN_V4_SEG_VALUES]; /* in the order of VN_V4_SEG_VALUES */
+} vn_v4_segment_types;
+
+/* Builds the L + 1 segments into segs[0..L] (all or none on failure) and the types of the
+ * values a segment hands on. Models with Engram are not split (VNRT_ERROR_UNSUPPORTED). */
+vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
+                                       const vn_v4_graph_options *opt, vnrt_graph **segs,
+                                       vn_v4_segment_types *types, char *err, size_t err_size);
+
+/* The routed experts of one layer alone, for the rows an expert-parallel rank serves: inputs
+ * VN_V4_EXP_X [rows, C] f32, VN_V4_EXP_IDS [rows, k] i32 (in [0, n_experts)), VN_V4_EXP_W
+ * [rows, k] f32; params named as the layer's packed experts but holding n_experts of them (a
+ * contiguous slice of the packs); one output, "lN.ffn.routed" [rows, C] f32. */
+#define VN_V4_EXP_X "x"
+#define VN_V4_EXP_IDS "experts"
+#define VN_V4_EXP_W "weights"
+vnrt_status vn_v4_graph_build_experts(vnrt_context *ctx, const vn_v4_config *cfg, int32_t layer,
+                                      int64_t rows, int32_t k, int32_t n_experts, int f32_numerics,
+                                      vnrt_graph **out_graph, char *err, size_t err_size);
 
 #endif /* VNRT_MODELS_V4_GRAPH_H_ */

@@ -19,6 +19,7 @@ packages=(
   libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   # OpenCL backend: ICD loader + headers, CLBlast, PoCL, clinfo
   ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd clinfo
+  openmpi-bin libopenmpi-dev  # MPI: expert-parallel vnrt-generate (docs/scale-out.md)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -6,10 +6,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ep_exchange.h"
 #include "vnrt/io.h"
 #include "vnrt/model.h"
 #include "vnrt/tokenizer.h"
 #include "vnrt/vnrt.h"
+
+#ifdef VNRT_HAVE_MPI
+#include <mpi.h>
+#endif
+
+/* "vnrt-generate", or "vnrt-generate: rank R of N" under --expert-parallel. */
+static char g_prog[64] = "vnrt-generate";
 
 static void usage(FILE *fp) {
   fprintf(fp,
@@ -19,6 +27,9 @@ static void usage(FILE *fp) {
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
+          "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
+          "                     [--ep-local N] [--expert-parallel]\n"
+          "                     [--devices LIST [--split layers|experts]]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
           "generates --tokens tokens (default 16), printing the text as it goes when DIR has a\n"
@@ -40,11 +51,31 @@ static void usage(FILE *fp) {
           "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
           "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
           "                      needed)\n"
+          "  --simulate-ranks N  expert-parallel bookkeeping of N ranks over the run's real\n"
+          "                      routing: the bytes each rank would send (docs/scale-out.md),\n"
+          "                      printed on stderr at the end\n"
+          "  --routes-out FILE   with --simulate-ranks: each run's routing as text lines\n"
+          "                      `pos0 layer t e_0 ... e_k-1`\n"
+          "  --scale-out N       print the scale-out model of DIR/config.json over N devices\n"
+          "                      (weights per device, all-to-all bytes per token, bandwidth) with\n"
+          "                      a synthetic uniform-routing run of --sim-tokens (default 4096)\n"
+          "                      tokens, and exit (no weights needed)\n"
+          "  --ep-local N        run the model expert parallel over N expert slices in this\n"
+          "                      process (the exchange without MPI; same tokens)\n"
+          "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
+          "                      layers split over them by memory budget (a pipeline); the\n"
+          "                      placement is printed on stderr; --split experts splits every\n"
+          "                      layer's routed experts over them instead (the rest on the\n"
+          "                      first)\n"
+          "  --expert-parallel   under mpirun: each rank owns a slice of every layer's routed\n"
+          "                      experts and serves the tokens routed to it (MPI all-to-all);\n"
+          "                      rank 0 prints the tokens, every rank its statistics on stderr\n"
+          "                      (needs a build with MPI, meson -Dmpi=enabled)\n"
           "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n");
 }
 
 static int bad_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "vnrt-generate: ");
+  fprintf(stderr, "%s: ", g_prog);
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n(see vnrt-generate --help)\n");
   return 2;
@@ -136,9 +167,12 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 }
 
 typedef struct args {
-  const char *model, *prompt, *prompt_ids, *device, *logits_out;
+  const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
   int chat, stats, plan, f32;
   long long tokens, top_k, seed, max_context, chunk, threads;
+  long long simulate_ranks, scale_out, sim_tokens;
+  long long ep_local, ep_fail_rank;
+  int expert_parallel, split_experts;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -147,6 +181,7 @@ static int parse_args(int argc, char **argv, args *a) {
   memset(a, 0, sizeof *a);
   a->tokens = 16;
   a->seed = 1;
+  a->ep_fail_rank = -1;
   for (int i = 1; i < argc; ++i) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -165,6 +200,13 @@ static int parse_args(int argc, char **argv, args *a) {
       a->plan = 1;
       continue;
     }
+    if (!strcmp(o, "--expert-parallel")) {
+#ifndef VNRT_HAVE_MPI
+      return bad_usage("%s: this vnrt-generate was built without MPI (meson -Dmpi=enabled)", o);
+#endif
+      a->expert_parallel = 1;
+      continue;
+    }
     if (strncmp(o, "--", 2) != 0) return bad_usage("unexpected argument '%s'", o);
     if (i + 1 >= argc) return bad_usage("%s needs a value", o);
     const char *v = argv[++i];
@@ -178,6 +220,28 @@ static int parse_args(int argc, char **argv, args *a) {
       a->prompt_ids = v;
     } else if (!strcmp(o, "--device")) {
       a->device = v;
+    } else if (!strcmp(o, "--routes-out")) {
+      a->routes_out = v;
+    } else if (!strcmp(o, "--simulate-ranks") || !strcmp(o, "--scale-out")) {
+      if (parse_i64(v, 1, 4096, &n)) return bad_usage("%s: expected 1..4096 ranks", o);
+      *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
+    } else if (!strcmp(o, "--devices")) {
+      a->devices = v;
+    } else if (!strcmp(o, "--split")) {
+      if (strcmp(v, "layers") && strcmp(v, "experts")) {
+        return bad_usage("--split '%s': expected layers or experts", v);
+      }
+      a->split_experts = !strcmp(v, "experts");
+    } else if (!strcmp(o, "--ep-local")) {
+      if (parse_i64(v, 1, 4096, &n)) return bad_usage("--ep-local '%s': expected 1..4096", v);
+      a->ep_local = n;
+    } else if (!strcmp(o, "--ep-fail-rank")) { /* a test aid: that rank opens no model */
+      if (parse_i64(v, 0, 4096, &n)) return bad_usage("--ep-fail-rank '%s': expected >= 0", v);
+      a->ep_fail_rank = n;
+    } else if (!strcmp(o, "--sim-tokens")) {
+      if (parse_i64(v, 1, 1LL << 24, &n))
+        return bad_usage("--sim-tokens '%s': expected 1..2^24", v);
+      a->sim_tokens = n;
     } else if (!strcmp(o, "--logits-out")) {
       a->logits_out = v;
     } else if (!strcmp(o, "--numerics")) {
@@ -222,11 +286,17 @@ static int parse_args(int argc, char **argv, args *a) {
     }
   }
   if (!a->model) return bad_usage("%s", "--model DIR is required");
-  if (a->plan) return 0;
+  if (a->plan || a->scale_out) return 0;
+  if (a->routes_out && !a->simulate_ranks) {
+    return bad_usage("%s", "--routes-out needs --simulate-ranks N");
+  }
   if (!!a->prompt + !!a->prompt_ids != 1) {
     return bad_usage("%s", "give the prompt as --prompt TEXT or --prompt-ids IDS (one of them)");
   }
   if (a->chat && !a->prompt) return bad_usage("%s", "--chat needs --prompt TEXT");
+  if (a->ep_local && a->expert_parallel) {
+    return bad_usage("%s", "--ep-local and --expert-parallel exclude each other");
+  }
   return 0;
 }
 
@@ -252,6 +322,32 @@ static int file_exists(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Appends the last run's routing (of a prefill: its last chunk) (vnrt_session_routes) as lines
+ * `pos0 layer t e_0 ... e_k-1`. */
+static int write_routes(FILE *fp, const vnrt_session *s, const vnrt_model_info *info,
+                        long long max_tokens) {
+  const int64_t k = info->num_experts_per_tok;
+  size_t cap = (size_t)max_tokens * (size_t)k;
+  int32_t *r = malloc(cap * sizeof *r);
+  int rc = r ? 0 : -1;
+  for (int32_t l = 0; rc == 0 && l < info->num_layers; ++l) {
+    int64_t T = 0;
+    if (vnrt_session_routes(s, l, r, cap, &T) != VNRT_OK) {
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
+      rc = -1;
+      break;
+    }
+    const int64_t pos0 = vnrt_session_position(s) - T;
+    for (int64_t t = 0; t < T; ++t) {
+      fprintf(fp, "%lld %d %lld", (long long)pos0, (int)l, (long long)t);
+      for (int64_t j = 0; j < k; ++j) fprintf(fp, " %d", (int)r[t * k + j]);
+      fputc('\n', fp);
+    }
+  }
+  free(r);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   /* A command-line tool shows the library's warnings (the library is silent by default:
    * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
@@ -259,15 +355,48 @@ int main(int argc, char **argv) {
   args a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
+  ep_exchange ex = {0};
+  ex.rank = -1;
+  ex.ranks = (int32_t)a.ep_local;
+#ifdef VNRT_HAVE_MPI
+  if (a.expert_parallel && !a.plan && !a.scale_out) {
+    int rank = 0, size = 1;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ex.mpi = 1;
+    ex.rank = rank;
+    ex.ranks = size;
+    snprintf(g_prog, sizeof g_prog, "vnrt-generate: rank %d of %d", rank, size);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) return 1; /* rank 0 prints */
+  }
+#endif
   if (a.plan) {
     size_t len = 0;
     if (vnrt_model_plan_text(a.model, a.max_context, NULL, 0, &len) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       return 1;
     }
     char *text = malloc(len + 1);
     if (!text || vnrt_model_plan_text(a.model, a.max_context, text, len + 1, NULL) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", text ? vnrt_model_last_error() : "out of memory");
+      fprintf(stderr, "%s: %s\n", g_prog, text ? vnrt_model_last_error() : "out of memory");
+      free(text);
+      return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return 0;
+  }
+  if (a.scale_out) {
+    size_t len = 0;
+    const int32_t N = (int32_t)a.scale_out;
+    if (vnrt_model_scale_text(a.model, N, a.sim_tokens, NULL, 0, &len) != VNRT_OK) {
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
+      return 1;
+    }
+    char *text = malloc(len + 1);
+    if (!text || vnrt_model_scale_text(a.model, N, a.sim_tokens, text, len + 1, NULL) != VNRT_OK) {
+      fprintf(stderr, "%s: %s\n", g_prog, text ? vnrt_model_last_error() : "out of memory");
       free(text);
       return 1;
     }
@@ -282,12 +411,13 @@ int main(int argc, char **argv) {
   vnrt_tokenizer *tok = NULL;
   int32_t *ids = NULL;
   float *rows = NULL;
+  FILE *routes_fp = NULL;
   long long n_prompt = 0;
   rc = 1;
   vnrt_context_desc cd = {0};
   cd.num_threads = (int)a.threads;
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: cannot create a context\n");
+    fprintf(stderr, "%s: cannot create a context\n", g_prog);
     return 1;
   }
   char tok_path[4096];
@@ -295,17 +425,17 @@ int main(int argc, char **argv) {
   if (file_exists(tok_path)) {
     char err[1024];
     if (vnrt_tokenizer_open(ctx, tok_path, &tok, err, sizeof err) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", err);
+      fprintf(stderr, "%s: %s\n", g_prog, err);
       goto done;
     }
   } else if (a.prompt) {
-    fprintf(stderr, "vnrt-generate: --prompt TEXT needs %s (use --prompt-ids without one)\n",
+    fprintf(stderr, "%s: --prompt TEXT needs %s (use --prompt-ids without one)\n", g_prog,
             tok_path);
     goto done;
   }
   if (a.prompt_ids) {
     if (parse_ids(a.prompt_ids, &ids, &n_prompt)) {
-      fprintf(stderr, "vnrt-generate: --prompt-ids '%s': expected integers\n", a.prompt_ids);
+      fprintf(stderr, "%s: --prompt-ids '%s': expected integers\n", g_prog, a.prompt_ids);
       rc = 2;
       goto done;
     }
@@ -324,19 +454,19 @@ int main(int argc, char **argv) {
                                           ids, count, &count);
     }
     if (!ids || st != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: encoding the prompt: %s\n",
+      fprintf(stderr, "%s: encoding the prompt: %s\n", g_prog,
               ids ? vnrt_tokenizer_last_error(tok) : "out of memory");
       goto done;
     }
     n_prompt = (long long)count;
   }
   if (n_prompt < 1) {
-    fprintf(stderr, "vnrt-generate: the prompt is empty (at least one token is needed)\n");
+    fprintf(stderr, "%s: the prompt is empty (at least one token is needed)\n", g_prog);
     goto done;
   }
   int32_t *grown = realloc(ids, (size_t)(n_prompt + a.tokens + 1) * sizeof *ids);
   if (!grown) {
-    fprintf(stderr, "vnrt-generate: out of memory\n");
+    fprintf(stderr, "%s: out of memory\n", g_prog);
     goto done;
   }
   ids = grown;
@@ -346,32 +476,91 @@ int main(int argc, char **argv) {
   md.device_spec = a.device;
   md.numerics = a.f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
   md.memory_limit = a.memory_limit;
-  if (vnrt_model_open(ctx, a.model, &md, &model) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+  md.devices = a.devices;
+  md.split_experts = a.split_experts;
+  char fail_dir[4096];
+  const char *model_dir = a.model;
+  if (ex.mpi && ex.rank == a.ep_fail_rank) {
+    snprintf(fail_dir, sizeof fail_dir, "%s/no-such-checkpoint", a.model);
+    model_dir = fail_dir;
+  }
+  if (vnrt_model_open(ctx, model_dir, &md, &model) != VNRT_OK) {
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
   vnrt_model_info info = {0};
   info.size = sizeof info;
   vnrt_model_get_info(model, &info);
+  if (a.devices && a.split_experts) { /* the placement: the experts' slices */
+    fprintf(stderr, "placement: dense part on %s; experts of every layer:",
+            vnrt_model_layer_device(model, 0));
+    for (int32_t e = 0, start = 0; e < info.n_routed_experts; ++e) {
+      const char *d = vnrt_model_expert_device(model, e);
+      const char *next =
+          e + 1 < info.n_routed_experts ? vnrt_model_expert_device(model, e + 1) : NULL;
+      if (next && d && !strcmp(d, next)) continue;
+      fprintf(stderr, " [%d, %d) on %s;", (int)start, (int)e + 1, d ? d : "?");
+      start = e + 1;
+    }
+    fprintf(stderr, "\n");
+  } else if (a.devices) { /* the placement: runs of layers per device */
+    fprintf(stderr, "placement:");
+    for (int32_t l = 0, start = 0; l <= info.num_layers; ++l) {
+      const char *d = vnrt_model_layer_device(model, l);
+      const char *next = l < info.num_layers ? vnrt_model_layer_device(model, l + 1) : NULL;
+      if (next && d && !strcmp(d, next)) continue;
+      if (start == info.num_layers) {
+        fprintf(stderr, " head on %s;", d ? d : "?");
+      } else {
+        fprintf(stderr, " layers %d-%d%s on %s;", (int)start,
+                (int)(l < info.num_layers ? l : l - 1), l == info.num_layers ? " + head" : "",
+                d ? d : "?");
+      }
+      start = l + 1;
+    }
+    fprintf(stderr, "\n");
+  }
   vnrt_session_desc sd = {0};
   sd.size = sizeof sd;
   sd.max_context = a.max_context;
   sd.prefill_chunk = a.chunk;
+  sd.ep_simulate_ranks = (int32_t)a.simulate_ranks;
+  if (ex.ranks > 0) {
+    if (ex.ranks > info.n_routed_experts) {
+      fprintf(stderr, "%s: %d ranks for %d experts: at most one rank per expert\n", g_prog,
+              (int)ex.ranks, (int)info.n_routed_experts);
+      goto done;
+    }
+    ex.model = model;
+    ex.experts = info.n_routed_experts;
+    ex.k = info.num_experts_per_tok;
+    ex.hidden = info.hidden_size;
+    sd.moe_exchange = ep_exchange_run;
+    sd.moe_exchange_user = &ex;
+  }
+  if (a.routes_out) {
+    routes_fp = fopen(a.routes_out, "w");
+    if (!routes_fp) {
+      fprintf(stderr, "%s: cannot write %s\n", g_prog, a.routes_out);
+      goto done;
+    }
+  }
   if (vnrt_session_create(model, &sd, &session) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
   const int64_t V = info.vocab_size;
   const long long steps = a.tokens + 1;
   rows = malloc((size_t)(a.logits_out ? steps : 1) * (size_t)V * sizeof *rows);
   if (!rows) {
-    fprintf(stderr, "vnrt-generate: out of memory\n");
+    fprintf(stderr, "%s: out of memory\n", g_prog);
     goto done;
   }
   if (vnrt_session_prefill(session, ids, n_prompt) != VNRT_OK) {
-    fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
+  if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0) goto done;
   size_t printed = 0;
   if (tok) stream_text(tok, ids, (size_t)n_prompt, &printed);
   vnrt_sampler_desc smp = {0};
@@ -387,7 +576,7 @@ int main(int argc, char **argv) {
     int32_t id = -1;
     if (vnrt_session_logits(session, lg, (size_t)V) != VNRT_OK ||
         vnrt_sample(lg, V, &smp, &rng, &id) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       goto done;
     }
     ++row;
@@ -395,9 +584,11 @@ int main(int argc, char **argv) {
     if (tok) stream_text(tok, ids, (size_t)n, &printed);
     if (i + 1 == a.tokens) break; /* the last token's logits are not needed */
     if (vnrt_session_decode(session, &id, 1) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: %s\n", vnrt_model_last_error());
+      fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       goto done;
     }
+    if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0)
+      goto done;
   }
   if (a.tokens == 0 && vnrt_session_logits(session, rows, (size_t)V) == VNRT_OK) row = 1;
   if (tok) printf("\n");
@@ -407,8 +598,7 @@ int main(int argc, char **argv) {
   if (a.logits_out) {
     vnrt_tensor_type t = {VNRT_F32, 2, {row, V, 0, 0}};
     if (vnrt_npy_write(ctx, a.logits_out, &t, rows) != VNRT_OK) {
-      fprintf(stderr, "vnrt-generate: writing %s: %s\n", a.logits_out,
-              vnrt_context_last_error(ctx));
+      fprintf(stderr, "%s: writing %s: %s\n", g_prog, a.logits_out, vnrt_context_last_error(ctx));
       goto done;
     }
   }
@@ -436,13 +626,60 @@ int main(int argc, char **argv) {
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
   }
+  if (ex.ranks > 0) {
+    vnrt_session_stats es = {0};
+    es.size = sizeof es;
+    vnrt_session_get_stats(session, &es);
+    ep_exchange_print(stderr, &ex, es.tokens_prefilled + es.tokens_decoded,
+                      es.prefill_seconds + es.decode_seconds);
+  }
+#ifdef VNRT_HAVE_MPI
+  if (ex.mpi) { /* every rank must have generated the same tokens */
+    unsigned long long h = 1469598103934665603ull, lo = 0, hi = 0;
+    for (long long i = n_prompt; i < n; ++i) h = (h ^ (unsigned)ids[i]) * 1099511628211ull;
+    MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    if (lo != hi) {
+      fprintf(stderr, "%s: the ranks generated different tokens\n", g_prog);
+      goto done;
+    }
+  }
+#endif
+  if (a.simulate_ranks) {
+    size_t len = 0;
+    vnrt_session_ep_text(session, NULL, 0, &len);
+    char *text = malloc(len + 1);
+    if (text && vnrt_session_ep_text(session, text, len + 1, NULL) == VNRT_OK) {
+      fputs(text, stderr);
+    }
+    free(text);
+  }
   rc = 0;
 done:
+  if (routes_fp && fclose(routes_fp) != 0 && rc == 0) {
+    fprintf(stderr, "%s: writing %s failed\n", g_prog, a.routes_out);
+    rc = 1;
+  }
   free(rows);
   free(ids);
   vnrt_session_destroy(session);
   vnrt_model_close(model);
   vnrt_tokenizer_destroy(tok);
   vnrt_context_destroy(ctx);
+  const int ep_mpi = ex.mpi;
+  (void)ep_mpi;
+  ep_exchange_free(&ex);
+#ifdef VNRT_HAVE_MPI
+  if (ep_mpi) {
+    if (rc != 0) {
+      /* The others may wait in a collective for this rank: end them all, with the reason
+       * above naming this rank. */
+      fprintf(stderr, "%s: failed; aborting every rank\n", g_prog);
+      fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+    MPI_Finalize();
+  }
+#endif
   return rc;
 }

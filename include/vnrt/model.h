@@ -60,6 +60,18 @@ typedef struct vnrt_model_desc {
    * cache). No effect on a model without Engram. */
   int engram_store;
   int64_t engram_cache_rows;
+  /* Several devices in one process (docs/scale-out.md, "Several devices"): a comma-separated
+   * list of specs ("cpu,vulkan:0,opencl:0") over which the layers are split in order (a
+   * pipeline), each device taking a share of the weights in proportion to its memory budget
+   * (its memory, or memory_limit when smaller); each layer's routed experts run on its
+   * layer's device, activations pass between devices through the host. NULL or "": `device` /
+   * `device_spec` alone. Models with Engram layers are not supported yet. */
+  const char *devices;
+  /* With `devices`: nonzero splits the routed experts of every layer over the devices
+   * instead (expert parallel in one process): the dense part on the first device, each
+   * device a contiguous slice of the experts in proportion to its budget left; a token's
+   * pairs run on their experts' devices and are summed in slot order. */
+  int split_experts;
 } vnrt_model_desc;
 
 /* Opens the checkpoint in dir (config.json, model.safetensors.index.json and its shards; every
@@ -96,6 +108,14 @@ typedef struct vnrt_model_info {
 
 VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);
 
+/* The spec of the device that runs `layer` (its attention, router and experts; num_layers: the
+ * head), or NULL for a layer out of range. Valid while the model is open. */
+VNRT_API const char *vnrt_model_layer_device(const vnrt_model *model, int32_t layer);
+
+/* With vnrt_model_desc.split_experts: the spec of the device holding routed expert `expert`
+ * (of every layer); NULL otherwise or out of range. */
+VNRT_API const char *vnrt_model_expert_device(const vnrt_model *model, int32_t expert);
+
 /* Writes the memory plan of the checkpoint or config in dir (weights by kind, bytes read per
  * decoded token, per-sequence state at max_context tokens, prefill arena) as readable text into
  * buf[capacity] (NUL-terminated, cut short if it does not fit), without opening any weights:
@@ -103,6 +123,17 @@ VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_inf
  * min(max_position_embeddings, 4096). */
 VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf,
                                           size_t capacity, size_t *out_length);
+
+/* Expert parallel (docs/scale-out.md): a session with vnrt_session_desc.moe_exchange runs the
+ * model cut at every MoE layer and calls this in place of the layer's routed experts, with the
+ * MoE input x [T, C], the router's experts and weights [T, k] (row-major) of the run's T tokens
+ * at positions pos0 … pos0 + T − 1; it must write y [T, C], the routed experts' output (the
+ * moe_ffn of docs/ops.md), e.g. by exchanging rows with the ranks that own the experts and
+ * running vnrt_model_moe_experts there. A status other than VNRT_OK fails the run (the
+ * session is reset). Called on the session's thread. */
+typedef vnrt_status (*vnrt_moe_exchange_fn)(void *user, int32_t layer, int64_t T, int64_t pos0,
+                                            const float *x, const int32_t *experts,
+                                            const float *weights, float *y);
 
 typedef struct vnrt_session_desc {
   size_t size; /* sizeof(vnrt_session_desc), or 0 (vnrt.h: sized structs) */
@@ -113,6 +144,14 @@ typedef struct vnrt_session_desc {
   /* A prefill runs its tokens in chunks of at most this many (one compiled plan per chunk
    * length in use). 0: 256. */
   int64_t prefill_chunk;
+  /* > 0: expert-parallel simulation (docs/scale-out.md): every run's routing (each layer's
+   * experts [T, k]) is kept for vnrt_session_routes and tallied through the dispatch/combine
+   * bookkeeping of this many ranks (vnrt_session_ep_text). At most min(4096, experts). */
+  int32_t ep_simulate_ranks;
+  /* Non-NULL: expert parallel; the session never binds the routed experts (see
+   * vnrt_moe_exchange_fn). Models with Engram layers are not supported yet. */
+  vnrt_moe_exchange_fn moe_exchange;
+  void *moe_exchange_user;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
@@ -168,6 +207,37 @@ typedef struct vnrt_session_stats {
 
 VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
                                             vnrt_session_stats *out_stats);
+
+/* ---- Scale-out (docs/scale-out.md) ------------------------------------------------------ */
+
+/* With vnrt_session_desc.ep_simulate_ranks: the routed experts of `layer` in the last run,
+ * i32 [T, k] row-major into out[capacity] (capacity in ints, >= T·k); *out_tokens = T. Fails
+ * when the session does not keep routes or no token was run yet. */
+VNRT_API vnrt_status vnrt_session_routes(const vnrt_session *session, int32_t layer, int32_t *out,
+                                         size_t capacity, int64_t *out_tokens);
+
+/* With vnrt_session_desc.ep_simulate_ranks: the expert-parallel bookkeeping over every run so
+ * far (per rank: bytes it would send in dispatch and combine) as text into buf[capacity], like
+ * vnrt_model_plan_text. */
+VNRT_API vnrt_status vnrt_session_ep_text(const vnrt_session *session, char *buf, size_t capacity,
+                                          size_t *out_length);
+
+/* The scale-out model of the config in dir over `ranks` devices (weights per device, all-to-all
+ * bytes per token per layer by the formula, the link bandwidth to hide them) and a synthetic
+ * uniform-routing run of `tokens` tokens (0: 4096) through the same bookkeeping, as text, like
+ * vnrt_model_plan_text (dir needs only config.json). */
+VNRT_API vnrt_status vnrt_model_scale_text(const char *dir, int32_t ranks, int64_t tokens,
+                                           char *buf, size_t capacity, size_t *out_length);
+
+/* Runs the routed experts [first, first + count) of `layer` on `rows` rows: y[r] = Σ_i
+ * weights[r, i] · expert_{experts[r, i]}(x[r]) as moe_ffn computes it (in the model's
+ * numerics), where every id lies in [first, first + count) (global ids). Only that slice of the
+ * layer's experts is bound to the device (a plan per layer, row count and slice, cached). x and
+ * y are [rows, C] f32, experts and weights [rows, k]. rows 0 is a no-op. */
+VNRT_API vnrt_status vnrt_model_moe_experts(vnrt_model *model, int32_t layer, int32_t first,
+                                            int32_t count, const float *x, const int32_t *experts,
+                                            const float *weights, int64_t rows, int32_t k,
+                                            float *y);
 
 /* ---- Sampling -------------------------------------------------------------------------- */
 

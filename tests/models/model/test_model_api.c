@@ -2,6 +2,7 @@
  * prefill in pieces, the context bound, reset, statistics, the device weights the plans and
  * sessions share, weights streamed under a memory limit, and the sampler. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,112 @@ static void test_streamed(vnrt_context *ctx, const char *dir, const int32_t *ids
   free(b);
 }
 
+/* Expert parallel (docs/scale-out.md): an exchange that runs all the experts gives the plain
+ * session's logits bit for bit (REF numerics); slices bind the right experts; errors. */
+typedef struct full_exchange {
+  vnrt_model *m;
+  int calls, fail_at;
+} full_exchange;
+
+static vnrt_status run_full(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                            const int32_t *experts, const float *weights, float *y) {
+  full_exchange *fx = user;
+  (void)pos0;
+  if (fx->calls++ == fx->fail_at) return VNRT_ERROR_INTERNAL;
+  return vnrt_model_moe_experts(fx->m, layer, 0, 16, x, experts, weights, T, 4, y);
+}
+
+static void test_scale_api(vnrt_context *ctx, const char *dir) {
+  vnrt_model_desc d = {0};
+  d.device_spec = "cpu";
+  d.size = offsetof(vnrt_model_desc, devices); /* the first sized release's */
+  vnrt_model *m = NULL;
+  CHECK(vnrt_model_open(ctx, dir, &d, &m) == VNRT_OK, "the previous model desc size: %s",
+        vnrt_model_last_error());
+  if (!m) return;
+  d.size = offsetof(vnrt_model_desc, devices) + 4;
+  vnrt_model *m2 = NULL;
+  CHECK(vnrt_model_open(ctx, dir, &d, &m2) == VNRT_ERROR_INVALID_ARGUMENT && !m2,
+        "a model desc size no version had");
+  CHECK(vnrt_model_layer_device(m, 0) && !strcmp(vnrt_model_layer_device(m, 0), "cpu") &&
+            vnrt_model_layer_device(m, 4) && !vnrt_model_layer_device(m, 5) &&
+            !vnrt_model_layer_device(m, -1) && !vnrt_model_expert_device(m, 0),
+        "vnrt_model_layer_device, vnrt_model_expert_device");
+  int32_t ids[9] = {3, 14, 15, 92, 65, 35, 89, 79, 32};
+  float *a = malloc(1024 * sizeof *a), *b = malloc(1024 * sizeof *b);
+  vnrt_session_desc sd = {0};
+  sd.size = offsetof(vnrt_session_desc, ep_simulate_ranks);
+  vnrt_session *s = NULL;
+  CHECK(vnrt_session_create(m, &sd, &s) == VNRT_OK, "the previous session desc size: %s",
+        vnrt_model_last_error());
+  int32_t routes[64];
+  int64_t T = -1;
+  CHECK(s && vnrt_session_prefill(s, ids, 8) == VNRT_OK &&
+            vnrt_session_decode(s, ids + 8, 1) == VNRT_OK &&
+            vnrt_session_logits(s, a, 1024) == VNRT_OK,
+        "plain run: %s", vnrt_model_last_error());
+  CHECK(vnrt_session_routes(s, 0, routes, 64, &T) == VNRT_ERROR_INVALID_ARGUMENT && T == 0,
+        "no routes without ep_simulate_ranks");
+  vnrt_session_destroy(s);
+  s = NULL;
+  sd.size = sizeof sd;
+  sd.ep_simulate_ranks = 17;
+  CHECK(vnrt_session_create(m, &sd, &s) == VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "ep_simulate_ranks"),
+        "17 simulated ranks of 16 experts: %s", vnrt_model_last_error());
+  /* the exchange: every expert through vnrt_model_moe_experts, and the simulation on top */
+  full_exchange fx = {m, 0, -1};
+  sd.ep_simulate_ranks = 2;
+  sd.moe_exchange = run_full;
+  sd.moe_exchange_user = &fx;
+  CHECK(vnrt_session_create(m, &sd, &s) == VNRT_OK, "exchange session: %s",
+        vnrt_model_last_error());
+  CHECK(s && vnrt_session_prefill(s, ids, 8) == VNRT_OK &&
+            vnrt_session_decode(s, ids + 8, 1) == VNRT_OK &&
+            vnrt_session_logits(s, b, 1024) == VNRT_OK,
+        "exchange run: %s", vnrt_model_last_error());
+  CHECK(memcmp(a, b, 1024 * sizeof *a) == 0, "the exchange changes no bit: rel %g",
+        rel_diff(b, a, 1024));
+  CHECK(fx.calls == 8, "the exchange is called once per layer and run (%d)", fx.calls);
+  CHECK(vnrt_session_routes(s, 3, routes, 64, &T) == VNRT_OK && T == 1 && routes[0] >= 0 &&
+            routes[0] < 16 &&
+            vnrt_session_routes(s, 4, routes, 64, &T) == VNRT_ERROR_OUT_OF_RANGE &&
+            vnrt_session_routes(s, 0, routes, 3, &T) == VNRT_ERROR_INVALID_ARGUMENT,
+        "routes of the last run: %s", vnrt_model_last_error());
+  char text[2048];
+  size_t len = 0;
+  CHECK(vnrt_session_ep_text(s, text, sizeof text, &len) == VNRT_OK &&
+            contains(text, "ep rank 1: home") && len == strlen(text),
+        "ep text: %s", text);
+  fx.fail_at = fx.calls + 2; /* layer 2 of the next run */
+  CHECK(vnrt_session_decode(s, ids, 1) == VNRT_ERROR_INTERNAL &&
+            contains(vnrt_model_last_error(), "exchange of layer 2") &&
+            vnrt_session_position(s) == 0,
+        "a failing exchange fails the run and resets: %s", vnrt_model_last_error());
+  vnrt_session_destroy(s);
+  /* slices: the same rows through the whole layer and through its slice agree bit for bit */
+  float x[4 * 256], y1[4 * 256], y2[4 * 256], w[4] = {0.5f, 1.0f, 0.25f, 2.0f};
+  for (int i = 0; i < 4 * 256; ++i) x[i] = (float)((i * 7919) % 200 - 100) / 50.0f;
+  int32_t lo[4] = {1, 0, 3, 2}, hi[4] = {9, 8, 15, 10};
+  for (int half = 0; half < 2; ++half) {
+    const int32_t *e = half ? hi : lo;
+    CHECK(vnrt_model_moe_experts(m, 1, 0, 16, x, e, w, 4, 1, y1) == VNRT_OK &&
+              vnrt_model_moe_experts(m, 1, half * 8, 8, x, e, w, 4, 1, y2) == VNRT_OK &&
+              memcmp(y1, y2, sizeof y1) == 0,
+          "slice %d: %s", half, vnrt_model_last_error());
+  }
+  CHECK(vnrt_model_moe_experts(m, 1, 0, 8, x, hi, w, 4, 1, y2) == VNRT_ERROR_OUT_OF_RANGE &&
+            contains(vnrt_model_last_error(), "expert 9"),
+        "an expert outside the slice: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_moe_experts(m, 4, 0, 8, x, lo, w, 4, 1, y2) == VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_moe_experts(m, 0, 8, 9, x, lo, w, 4, 1, y2) == VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_moe_experts(m, 0, 0, 8, x, lo, w, 0, 1, y2) == VNRT_OK,
+        "bad layer / slice, zero rows");
+  free(a);
+  free(b);
+  vnrt_model_close(m);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2 && argc != 3) {
     fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR [ENGRAM_CHECKPOINT_DIR]\n");
@@ -226,6 +333,7 @@ int main(int argc, char **argv) {
 
   vnrt_context *ctx = NULL;
   if (vnrt_context_create(NULL, &ctx) != VNRT_OK) return 1;
+  test_scale_api(ctx, dir);
   vnrt_model *m = NULL;
   vnrt_model_desc d = {0};
   d.device_spec = "cpu";

@@ -1,0 +1,155 @@
+"""Expert parallel (docs/scale-out.md): vnrt-generate with the model cut at every MoE layer and
+the routed experts served by N slices gives the one-process tokens — in process (--ep-local N,
+bit-identical logits under the reference numerics) and, when built with MPI, under
+`mpirun -np N --oversubscribe ... --expert-parallel`; a rank that cannot load ends every rank
+with a message naming it.
+
+With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
+a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
+
+usage: test_ep.py local|mpi|devices VNRT_GENERATE CHECKPOINT ENGRAM_CHECKPOINT WORK_DIR [MPIRUN]
+Exit 77 (skipped) for `mpi` when vnrt-generate was built without MPI or mpirun is missing.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+part, gen, ckpt, engram, work = sys.argv[1:6]
+mpirun = sys.argv[6] if len(sys.argv) > 6 else ""
+os.makedirs(work, exist_ok=True)
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def run(args, prefix=(), timeout=120):
+    return subprocess.run(list(prefix) + [gen] + args, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tokens(p):
+    m = re.search(r"^generated:(.*)$", p.stdout, re.M)
+    return m.group(1).split() if m else None
+
+
+base = ["--model", ckpt, "--device", "cpu", "--prompt-ids", "3 14 15 92 65 35 89 79",
+        "--tokens", "6", "--prefill-chunk", "5"]
+one = run(base + ["--logits-out", os.path.join(work, "one.npy")])
+check(one.returncode == 0 and tokens(one), f"one process: {one.stderr}")
+ref_tokens = tokens(one)
+ref_logits = np.load(os.path.join(work, "one.npy"))
+
+if part == "local":
+    for n in (1, 2, 3, 16):
+        out = os.path.join(work, f"local{n}.npy")
+        p = run(base + ["--ep-local", str(n), "--logits-out", out])
+        check(p.returncode == 0, f"--ep-local {n}: exit {p.returncode}: {p.stderr}")
+        check(tokens(p) == ref_tokens, f"--ep-local {n}: tokens {tokens(p)} vs {ref_tokens}")
+        if p.returncode == 0:
+            got = np.load(out)
+            check(np.array_equal(got, ref_logits),
+                  f"--ep-local {n}: logits differ by {np.abs(got - ref_logits).max()}")
+        check(f"ep rank 0 of {n}: experts [0, {16 // n if n != 3 else 5})" in p.stderr,
+              f"--ep-local {n}: statistics line: {p.stderr}")
+    # f32 numerics: the slot sum is outside moe_ffn (an FMA may differ), the tokens are not
+    f1 = run(base + ["--numerics", "f32"])
+    f3 = run(base + ["--numerics", "f32", "--ep-local", "3"])
+    check(f3.returncode == 0 and tokens(f3) == tokens(f1), f"f32 --ep-local 3: {f3.stderr}")
+    # with the simulation on top, the routes are those of the one-process run
+    p = run(base + ["--ep-local", "2", "--simulate-ranks", "2"])
+    q = run(base + ["--simulate-ranks", "2"])
+    tally = lambda s: [l for l in s.splitlines() if l.startswith("ep rank") and "home" in l]
+    check(p.returncode == 0 and tally(p.stderr) == tally(q.stderr) and tally(q.stderr),
+          f"simulation under --ep-local: {tally(p.stderr)} vs {tally(q.stderr)}")
+    # errors
+    p = run(["--model", engram, "--device", "cpu", "--prompt-ids", "1 2", "--ep-local", "2"])
+    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model: {p.stderr}")
+    p = run(base + ["--ep-local", "17"])
+    check(p.returncode == 1 and "17 ranks for 16 experts" in p.stderr, f"17 ranks: {p.stderr}")
+elif part == "devices":
+    # The tiny model's 8th token is a near tie that the devices' roundings decide: 7 tokens.
+    short = base[:base.index("--tokens")] + ["--tokens", "7"]
+    singles = {}
+    for d in ("cpu", "vulkan:0", "opencl:0"):
+        p = run([a if a != "cpu" else d for a in short])
+        if p.returncode != 0 and d != "cpu":
+            print(f"skipped: no {d}: {p.stderr}")
+            sys.exit(77)
+        singles[d] = tokens(p)
+    check(len({tuple(t or []) for t in singles.values()}) == 1, f"one device each: {singles}")
+    # 5 MiB each: the 9.5 MB of weights need all three devices
+    p = run(short + ["--devices", "cpu,vulkan:0,opencl:0", "--memory-limit", "5M", "--stats"])
+    check(p.returncode == 0, f"three devices: exit {p.returncode}: {p.stderr}")
+    check(tokens(p) == singles["cpu"], f"three devices: {tokens(p)} vs {singles['cpu']}")
+    m = re.search(r"^placement:(.*)$", p.stderr, re.M)
+    check(m is not None and all(d in m.group(1) for d in ("cpu", "vulkan:0", "opencl:0")),
+          f"placement over the three devices: {p.stderr}")
+    print(m and m.group(0))
+    check("device cpu,vulkan:0,opencl:0" in p.stderr, f"info.device: {p.stderr}")
+    # the experts of every layer split over the three instead (the dense part on the cpu)
+    p = run(short + ["--devices", "cpu,vulkan:0,opencl:0", "--split", "experts",
+                     "--memory-limit", "8M"])
+    check(p.returncode == 0 and tokens(p) == singles["cpu"],
+          f"split experts: {tokens(p)} vs {singles['cpu']}: {p.stderr}")
+    m = re.search(r"^placement: dense part on cpu; experts of every layer:(.*)$", p.stderr, re.M)
+    check(m is not None and all(f"on {d};" in m.group(1) for d in ("cpu", "vulkan:0", "opencl:0")),
+          f"expert placement over the three devices: {p.stderr}")
+    print(m and m.group(0))
+    p = run(short + ["--devices", "cpu,opencl:0", "--split", "rows"])
+    check(p.returncode == 2 and "--split" in p.stderr, f"--split rows: {p.stderr}")
+    # no limit: by their memory (vulkan:0 reports less), still the same tokens
+    p = run(short + ["--devices", "opencl:0,cpu"])
+    check(p.returncode == 0 and tokens(p) == singles["cpu"], f"opencl:0,cpu: {p.stderr}")
+    for bad, why in ((["--devices", "cpu,cpu"], "named twice"),
+                     (["--devices", "cpu,nope:1"], "nope:1"),
+                     (["--devices", "cpu,opencl:0", "--memory-limit", "2M"], "over its budget"),
+                     (["--devices", "cpu,,opencl:0"], "comma-separated")):
+        p = run(short + bad)
+        check(p.returncode == 1 and why in p.stderr, f"{bad}: {p.returncode} {p.stderr}")
+    p = run(["--model", engram, "--prompt-ids", "1 2", "--devices", "cpu,opencl:0"])
+    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model over devices: {p.stderr}")
+else:
+    help_text = run(["--help"]).stdout
+    if "--expert-parallel" not in help_text or not mpirun:
+        print("skipped: no MPI")
+        sys.exit(77)
+    probe = run(base + ["--expert-parallel", "--tokens", "1"])
+    if "built without MPI" in probe.stderr:
+        print("skipped: vnrt-generate was built without MPI")
+        sys.exit(77)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    os.environ.update(env)
+    for n in (2, 3):
+        mp = [mpirun, "-np", str(n), "--oversubscribe"]
+        out = os.path.join(work, f"mpi{n}.npy")
+        p = run(base + ["--expert-parallel", "--logits-out", out], prefix=mp)
+        check(p.returncode == 0, f"-np {n}: exit {p.returncode}: {p.stdout} {p.stderr}")
+        check(tokens(p) == ref_tokens, f"-np {n}: tokens {tokens(p)} vs {ref_tokens}")
+        check(p.stdout.count("generated:") == 1, f"-np {n}: only rank 0 prints: {p.stdout}")
+        if p.returncode == 0:
+            got = np.load(out)
+            check(np.array_equal(got, ref_logits),
+                  f"-np {n}: logits differ by {np.abs(got - ref_logits).max()}")
+        for r in range(n):
+            m = re.search(rf"ep rank {r} of {n}: experts \[\d+, \d+\) of 16; (\d+) tokens.*"
+                          r"dispatch (\d+), combine (\d+), gather (\d+) bytes; waiting on the "
+                          r"exchange ([\d.]+) s", p.stderr)
+            check(m is not None and m.group(1) == "13", f"-np {n} rank {r}: {p.stderr}")
+        print(p.stderr)
+    # a rank that cannot load ends them all, naming itself and the cause
+    p = run(base + ["--expert-parallel", "--ep-fail-rank", "1"],
+            prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
+    check(p.returncode != 0, "a failing rank: exit 0")
+    check("rank 1 of 2" in p.stderr and "no-such-checkpoint" in p.stderr,
+          f"a failing rank: the message: {p.stderr}")
+if failures:
+    sys.exit(f"{len(failures)} failures")
+print("ok")
