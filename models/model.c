@@ -731,6 +731,22 @@ static vnrt_status get_plan(vnrt_session *s, int64_t T, vnrt_plan **out) {
 }
 
 /* Makes plan hold the sequence's states: copied from the plan that holds them, or zero. */
+/* After a successful run of T tokens that took dt seconds: logits are current, the position
+ * moves on, and the statistics count it as prefill or decode. */
+static void session_advance_(vnrt_session *s, int decode, int64_t T, double dt) {
+  s->have_logits = 1;
+  s->pos += T;
+  if (decode) {
+    s->stats.decode_seconds += dt;
+    s->stats.decode_runs++;
+    s->stats.tokens_decoded += T;
+  } else {
+    s->stats.prefill_seconds += dt;
+    s->stats.prefill_runs++;
+    s->stats.tokens_prefilled += T;
+  }
+}
+
 static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   vnrt_model *m = s->model;
   if (plan == s->current) return VNRT_OK;
@@ -1035,17 +1051,7 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
     return st;
   }
   if (s->ep_ranks > 0) s->routes_T = T;
-  s->have_logits = 1;
-  s->pos += T;
-  if (decode) {
-    s->stats.decode_seconds += dt;
-    s->stats.decode_runs++;
-    s->stats.tokens_decoded += T;
-  } else {
-    s->stats.prefill_seconds += dt;
-    s->stats.prefill_runs++;
-    s->stats.tokens_prefilled += T;
-  }
+  session_advance_(s, decode, T, dt);
   return VNRT_OK;
 }
 
@@ -1394,17 +1400,7 @@ static vnrt_status run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int
     }
     s->routes_T = T;
   }
-  s->have_logits = 1;
-  s->pos += T;
-  if (decode) {
-    s->stats.decode_seconds += dt;
-    s->stats.decode_runs++;
-    s->stats.tokens_decoded += T;
-  } else {
-    s->stats.prefill_seconds += dt;
-    s->stats.prefill_runs++;
-    s->stats.tokens_prefilled += T;
-  }
+  session_advance_(s, decode, T, dt);
   return VNRT_OK;
 }
 

@@ -174,6 +174,28 @@ void tu_fill_uniform(tu_tensor *t, uint64_t seed, float lo, float hi) {
   }
 }
 
+vnrt_graph *tu_mlp_graph(vnrt_context *ctx, int layers, int64_t c) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {4, c}}, tw = {VNRT_F32, 2, {c, c}};
+  vnrt_value h;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &h));
+  for (int l = 0; l < layers; ++l) {
+    char wn[16], ln[16], rn[16];
+    snprintf(wn, sizeof wn, "w%d", l), snprintf(ln, sizeof ln, "l%d", l);
+    snprintf(rn, sizeof rn, "r%d", l);
+    vnrt_value w, lin, r;
+    TU_OK(ctx, vnrt_graph_add_input(g, wn, &tw, 1, &w));
+    vnrt_value in[2] = {h, w};
+    const char *n1[1] = {ln}, *n2[1] = {rn};
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 2, NULL, 0, n1, &lin, 1));
+    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TANH, &lin, 1, NULL, 0, n2, &r, 1));
+    h = r;
+  }
+  TU_OK(ctx, vnrt_graph_add_output(g, h));
+  return g;
+}
+
 vnrt_graph *tu_op_graph(vnrt_context *ctx, vnrt_op op, const tu_tensor *inputs, int32_t n_in,
                         const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out) {
   vnrt_graph *g = NULL;

@@ -43,6 +43,11 @@ int64_t tu_numel(const tu_tensor *t);
 vnrt_graph *tu_op_graph(vnrt_context *ctx, vnrt_op op, const tu_tensor *inputs, int32_t n_in,
                         const vnrt_attr *attrs, int32_t n_attrs, int32_t n_out);
 
+/* x [4, c] -> linear(w0) -> tanh -> linear(w1) -> tanh ... for `layers` layers: input "x",
+ * params "w0".."w<layers-1>" (f32 [c, c]), results "l<i>" / "r<i>", the last r marked. The
+ * streaming tests' model: each weight a separate param to stream. */
+vnrt_graph *tu_mlp_graph(vnrt_context *ctx, int layers, int64_t c);
+
 /* Whether $VNRT_TEST_FALLBACK is "1": tu_run then lets a device send the nodes it cannot run
  * to the CPU (the plugin conformance runs: the template plugin runs no op itself). Otherwise
  * every node must run on the device itself. */

@@ -236,28 +236,6 @@ END_TEST
 
 static float weights[LAYERS][C * C], xin[4 * C];
 
-static vnrt_graph *mlp_graph(vnrt_context *ctx) {
-  vnrt_graph *g = NULL;
-  TU_OK(ctx, vnrt_graph_create(ctx, &g));
-  vnrt_tensor_type tx = {VNRT_F32, 2, {4, C}}, tw = {VNRT_F32, 2, {C, C}};
-  vnrt_value h;
-  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &h));
-  for (int l = 0; l < LAYERS; ++l) {
-    char wn[16], ln[16], rn[16];
-    snprintf(wn, sizeof wn, "w%d", l), snprintf(ln, sizeof ln, "l%d", l);
-    snprintf(rn, sizeof rn, "r%d", l);
-    vnrt_value w, lin, r;
-    TU_OK(ctx, vnrt_graph_add_input(g, wn, &tw, 1, &w));
-    vnrt_value in[2] = {h, w};
-    const char *n1[1] = {ln}, *n2[1] = {rn};
-    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 2, NULL, 0, n1, &lin, 1));
-    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TANH, &lin, 1, NULL, 0, n2, &r, 1));
-    h = r;
-  }
-  TU_OK(ctx, vnrt_graph_add_output(g, h));
-  return g;
-}
-
 /* Runs the MLP three times with weights streamed under a budget of about two layers; returns
  * whether the plan used the async slots. */
 static bool run_streamed(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev, bool async,
@@ -292,7 +270,7 @@ START_TEST(dualpath_over_the_slots_matches_the_host_thread) {
   memcpy(weights, t.data, sizeof weights);
   memcpy(xin, (float *)t.data + LAYERS * C * C, sizeof xin);
   tu_tensor_free(&t);
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   int used = 0;
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
@@ -324,7 +302,7 @@ START_TEST(streamed_runs_over_the_slots_do_not_allocate) {
   vnrt_context_desc d = {.allocator = tu_allocator(&counts), .num_threads = 2};
   vnrt_context *ctx = NULL;
   ck_assert_int_eq(vnrt_context_create(&d, &ctx), VNRT_OK);
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     vnrt_plan *p = NULL;

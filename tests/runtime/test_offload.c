@@ -14,29 +14,6 @@
 
 enum { LAYERS = 6, C = 64 };
 
-/* x -> linear(w0) -> relu -> linear(w1) -> ... : params of 16 KiB each. */
-static vnrt_graph *mlp_graph(vnrt_context *ctx) {
-  vnrt_graph *g = NULL;
-  TU_OK(ctx, vnrt_graph_create(ctx, &g));
-  vnrt_tensor_type tx = {VNRT_F32, 2, {4, C}}, tw = {VNRT_F32, 2, {C, C}};
-  vnrt_value h;
-  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &h));
-  for (int l = 0; l < LAYERS; ++l) {
-    char wn[16], ln[16], rn[16];
-    snprintf(wn, sizeof wn, "w%d", l), snprintf(ln, sizeof ln, "l%d", l);
-    snprintf(rn, sizeof rn, "r%d", l);
-    vnrt_value w, lin, r;
-    TU_OK(ctx, vnrt_graph_add_input(g, wn, &tw, 1, &w));
-    vnrt_value in[2] = {h, w};
-    const char *n1[1] = {ln}, *n2[1] = {rn};
-    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 2, NULL, 0, n1, &lin, 1));
-    TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_TANH, &lin, 1, NULL, 0, n2, &r, 1));
-    h = r;
-  }
-  TU_OK(ctx, vnrt_graph_add_output(g, h));
-  return g;
-}
-
 static float weights[LAYERS][C * C], xin[4 * C];
 
 /* The test context; VNRT_TEST_HOST_COPIES=1 keeps DualPath on its host thread where the
@@ -85,7 +62,7 @@ static vnrt_status run_mlp(vnrt_context *ctx, vnrt_graph *g, vnrt_device *dev,
 START_TEST(over_budget_params_are_streamed_with_identical_results) {
   vnrt_context *ctx = offload_context();
   init_data();
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     float ref[4 * C], got[4 * C];
@@ -168,7 +145,7 @@ static void check_stream_windows(const vnrt_plan *p, const char *spec) {
 START_TEST(streamed_copies_never_overlap_a_live_reader) {
   vnrt_context *ctx = offload_context();
   init_data();
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     const char *spec = tu_device_spec(dev);
@@ -218,7 +195,7 @@ END_TEST
 
 START_TEST(a_plan_that_cannot_fit_fails_at_compile_time_with_the_numbers) {
   vnrt_context *ctx = offload_context();
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   vnrt_plan_desc desc = {0};
   desc.device_memory_limit = 1024; /* less than one activation */
   vnrt_plan *plan = NULL;
@@ -246,7 +223,7 @@ END_TEST
 START_TEST(a_slow_copy_path_blocks_the_consumer_and_never_gives_stale_data) {
   vnrt_context *ctx = offload_context();
   init_data();
-  vnrt_graph *g = mlp_graph(ctx);
+  vnrt_graph *g = tu_mlp_graph(ctx, LAYERS, C);
   for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
     vnrt_device *dev = tu_device(ctx, di);
     float ref[4 * C], got[4 * C];
