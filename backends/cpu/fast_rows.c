@@ -1,0 +1,608 @@
+/* CPU fast kernels of the memory-bound ops a decode step runs between its GEMMs: rms_norm,
+ * softmax (last axis), the elementwise binaries with a full, row or scalar operand, silu,
+ * sigmoid, exp, scale, swiglu and float casts. AVX2 (with the portable path beside it), split
+ * over rows or blocks across the pool only when a call touches enough data to pay for waking
+ * it (smaller calls run on the calling thread). Shapes these kernels do not specialise (softmax
+ * over another axis, general broadcasting, i32) go to the reference kernel. */
+#include <math.h>
+#include <string.h>
+
+#include "fast_util.h"
+
+/* Elements a call must touch before its work is split over the pool: below this the wake-up
+ * and the hand-off of a few KiB cost more than the second core saves (a [1, 4096] row runs in
+ * about a microsecond on one thread). */
+#define ROWS_PAR_ELEMS 32768
+/* Block length of the flat (row-less) elementwise ops. */
+#define ROWS_FLAT_BLOCK 8192
+/* Softmax rows up to this length keep their exponentials in y and rescale them (x is read
+ * from memory once, y stays in L2 between the passes); longer rows take the two-pass
+ * online-max path, which reads x twice but writes y once. */
+#define SOFTMAX_CACHED_LEN 8192
+/* The online max of the long-row softmax is taken per block of this many elements (in L1), so
+ * the running sum is rescaled once per block rather than once per element. */
+#define SOFTMAX_BLOCK 256
+
+static int64_t rows_grain(int64_t row_len) {
+  const int64_t g = ROWS_PAR_ELEMS / (row_len > 0 ? row_len : 1);
+  return g > 0 ? g : 1;
+}
+
+/* ---- rms_norm ---------------------------------------------------------------------------- */
+
+typedef struct norm_job {
+  const void *x, *w;
+  void *y;
+  vnrt_dtype dx, dw, dy;
+  int64_t d;
+  float eps;
+  cpu_isa isa;
+} norm_job;
+
+static void norm_row_generic(const norm_job *j, int64_t r) {
+  const int64_t o = r * j->d;
+  float ss = 0.0f;
+  if (j->dx == VNRT_F32) {
+    const float *x = (const float *)j->x + o;
+    for (int64_t i = 0; i < j->d; ++i) ss += x[i] * x[i];
+  } else {
+    for (int64_t i = 0; i < j->d; ++i) {
+      const float v = cpu_load_f32(j->x, j->dx, o + i);
+      ss += v * v;
+    }
+  }
+  const float inv = 1.0f / sqrtf(ss / (float)j->d + j->eps);
+  if (j->dx == VNRT_F32 && j->dy == VNRT_F32 && (!j->w || j->dw == VNRT_F32)) {
+    const float *x = (const float *)j->x + o, *w = j->w;
+    float *y = (float *)j->y + o;
+    if (w) {
+      for (int64_t i = 0; i < j->d; ++i) y[i] = x[i] * inv * w[i];
+    } else {
+      for (int64_t i = 0; i < j->d; ++i) y[i] = x[i] * inv;
+    }
+    return;
+  }
+  for (int64_t i = 0; i < j->d; ++i) {
+    float v = cpu_load_f32(j->x, j->dx, o + i) * inv;
+    if (j->w) v *= cpu_load_f32(j->w, j->dw, i);
+    cpu_store_f32(j->y, j->dy, o + i, v);
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+CPU_AVX2 static void norm_row_avx2(const norm_job *j, int64_t r) {
+  const int64_t d = j->d, o = r * d;
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    const __m256 a = avx2_load8(j->x, o + i, j->dx), b = avx2_load8(j->x, o + i + 8, j->dx);
+    const __m256 c = avx2_load8(j->x, o + i + 16, j->dx), e = avx2_load8(j->x, o + i + 24, j->dx);
+    s0 = _mm256_fmadd_ps(a, a, s0);
+    s1 = _mm256_fmadd_ps(b, b, s1);
+    s2 = _mm256_fmadd_ps(c, c, s2);
+    s3 = _mm256_fmadd_ps(e, e, s3);
+  }
+  for (; i + 8 <= d; i += 8) {
+    const __m256 a = avx2_load8(j->x, o + i, j->dx);
+    s0 = _mm256_fmadd_ps(a, a, s0);
+  }
+  float ss = avx2_hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < d; ++i) {
+    const float v = cpu_load_f32(j->x, j->dx, o + i);
+    ss += v * v;
+  }
+  const float inv = 1.0f / sqrtf(ss / (float)d + j->eps);
+  const __m256 vi = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= d; i += 8) {
+    __m256 v = _mm256_mul_ps(avx2_load8(j->x, o + i, j->dx), vi);
+    if (j->w) v = _mm256_mul_ps(v, avx2_load8(j->w, i, j->dw));
+    avx2_store8(j->y, o + i, j->dy, v);
+  }
+  for (; i < d; ++i) {
+    float v = cpu_load_f32(j->x, j->dx, o + i) * inv;
+    if (j->w) v *= cpu_load_f32(j->w, j->dw, i);
+    cpu_store_f32(j->y, j->dy, o + i, v);
+  }
+}
+#endif
+
+static void norm_range(void *user, int64_t begin, int64_t end) {
+  const norm_job *j = user;
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (j->isa >= CPU_ISA_AVX2) {
+    for (int64_t r = begin; r < end; ++r) norm_row_avx2(j, r);
+    return;
+  }
+#endif
+  for (int64_t r = begin; r < end; ++r) norm_row_generic(j, r);
+}
+
+static bool float_dtype(vnrt_dtype dt) {
+  return dt == VNRT_F32 || dt == VNRT_F16 || dt == VNRT_BF16;
+}
+
+vnrt_status cpu_fast_rms_norm(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *tx = a->in_type[0], *to = a->out_type[0];
+  const vnrt_rms_norm_params *p = &a->node->params->rms_norm;
+  const vnrt_tensor_type *tw = p->has_weight && a->n_in > 1 ? a->in_type[1] : NULL;
+  if (tx->rank < 1 || (p->has_weight && !tw)) return cpu_ref_rms_norm(a);
+  const int64_t d = tx->dims[tx->rank - 1];
+  if (d <= 0 || (tw && vnrt_tensor_type_numel(tw) != d) || !float_dtype(tx->dtype) ||
+      !float_dtype(to->dtype) || (tw && !float_dtype(tw->dtype))) {
+    return cpu_ref_rms_norm(a);
+  }
+  norm_job j = {.x = a->in[0],
+                .w = tw ? a->in[1] : NULL,
+                .y = a->out[0],
+                .dx = tx->dtype,
+                .dw = tw ? tw->dtype : VNRT_F32,
+                .dy = to->dtype,
+                .d = d,
+                .eps = (float)p->eps,
+                .isa = cpu_fast_isa(a->pool)};
+  cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(tx) / d, rows_grain(d), norm_range, &j);
+  return VNRT_OK;
+}
+
+/* ---- softmax over the last axis -------------------------------------------------------- */
+
+typedef struct softmax_job {
+  const void *x;
+  void *y;
+  vnrt_dtype dx, dy;
+  int64_t len;
+  cpu_isa isa;
+} softmax_job;
+
+static void softmax_row_generic(const softmax_job *j, int64_t r) {
+  const int64_t o = r * j->len;
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < j->len; ++i) {
+    const float v = cpu_load_f32(j->x, j->dx, o + i);
+    if (v > mx) mx = v;
+  }
+  float sum = 0.0f;
+  for (int64_t i = 0; i < j->len; ++i) sum += expf(cpu_load_f32(j->x, j->dx, o + i) - mx);
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < j->len; ++i) {
+    cpu_store_f32(j->y, j->dy, o + i, expf(cpu_load_f32(j->x, j->dx, o + i) - mx) * inv);
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+/* max over x[o, o + n) in f32; n may be 0 (-inf). */
+CPU_AVX2 static float max_avx2(const void *x, vnrt_dtype dt, int64_t o, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(m0, avx2_load8(x, o + i, dt));
+    m1 = _mm256_max_ps(m1, avx2_load8(x, o + i + 8, dt));
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, avx2_load8(x, o + i, dt));
+  float mx = avx2_hmax(_mm256_max_ps(m0, m1));
+  for (; i < n; ++i) {
+    const float v = cpu_load_f32(x, dt, o + i);
+    if (v > mx) mx = v;
+  }
+  return mx;
+}
+
+/* Σ exp(x - mx) over x[o, o + n), storing each exponential in y (f32) when keep is set. */
+CPU_AVX2 static float expsum_avx2(const void *x, vnrt_dtype dt, int64_t o, int64_t n, float mx,
+                                  float *y, int keep) {
+  const __m256 vm = _mm256_set1_ps(mx);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 e0 = avx2_exp(_mm256_sub_ps(avx2_load8(x, o + i, dt), vm));
+    const __m256 e1 = avx2_exp(_mm256_sub_ps(avx2_load8(x, o + i + 8, dt), vm));
+    if (keep) {
+      _mm256_storeu_ps(y + o + i, e0);
+      _mm256_storeu_ps(y + o + i + 8, e1);
+    }
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e0 = avx2_exp(_mm256_sub_ps(avx2_load8(x, o + i, dt), vm));
+    if (keep) _mm256_storeu_ps(y + o + i, e0);
+    s0 = _mm256_add_ps(s0, e0);
+  }
+  float sum = avx2_hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) {
+    const float e = expf(cpu_load_f32(x, dt, o + i) - mx);
+    if (keep) y[o + i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+/* The long-row pass: the row's max and Σ exp(x - max) in one read of x. Each lane keeps a
+ * running max and a sum relative to it; per block of SOFTMAX_BLOCK elements the block's max
+ * is found first (the block stays in L1), the sums are rescaled once, then the block's
+ * exponentials are added. A lane whose max is still -inf contributes nothing (no -inf - -inf). */
+CPU_AVX2 static void online_max_sum_avx2(const void *x, vnrt_dtype dt, int64_t o, int64_t n,
+                                         float *out_max, float *out_sum) {
+  const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+  __m256 m = ninf, s = zero;
+  int64_t i = 0;
+  for (; i + SOFTMAX_BLOCK <= n; i += SOFTMAX_BLOCK) {
+    __m256 bm = ninf;
+    for (int64_t k = 0; k < SOFTMAX_BLOCK; k += 8)
+      bm = _mm256_max_ps(bm, avx2_load8(x, o + i + k, dt));
+    const __m256 nm = _mm256_max_ps(m, bm);
+    const __m256 finite = _mm256_cmp_ps(nm, ninf, _CMP_NEQ_OQ);
+    const __m256 base = _mm256_and_ps(nm, finite); /* 0 in lanes still at -inf */
+    const __m256 same = _mm256_cmp_ps(m, nm, _CMP_EQ_OQ);
+    const __m256 rescale =
+        _mm256_blendv_ps(avx2_exp(_mm256_sub_ps(m, base)), _mm256_set1_ps(1.0f), same);
+    s = _mm256_mul_ps(s, rescale);
+    __m256 acc = zero;
+    for (int64_t k = 0; k < SOFTMAX_BLOCK; k += 8) {
+      acc = _mm256_add_ps(acc, avx2_exp(_mm256_sub_ps(avx2_load8(x, o + i + k, dt), base)));
+    }
+    s = _mm256_add_ps(s, acc);
+    m = nm;
+  }
+  /* Lanes to one value: the row max, and each lane's sum moved onto it. */
+  float lm[8], ls[8];
+  _mm256_storeu_ps(lm, m);
+  _mm256_storeu_ps(ls, s);
+  float mx = -INFINITY;
+  for (int l = 0; l < 8; ++l) mx = lm[l] > mx ? lm[l] : mx;
+  for (int64_t k = i; k < n; ++k) {
+    const float v = cpu_load_f32(x, dt, o + k);
+    if (v > mx) mx = v;
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 8; ++l) {
+    if (lm[l] != -INFINITY) sum += ls[l] * expf(lm[l] - mx);
+  }
+  for (int64_t k = i; k < n; ++k) sum += expf(cpu_load_f32(x, dt, o + k) - mx);
+  *out_max = mx;
+  *out_sum = sum;
+}
+
+CPU_AVX2 static void softmax_row_avx2(const softmax_job *j, int64_t r) {
+  const int64_t n = j->len, o = r * n;
+  float mx, sum;
+  const int keep = j->dy == VNRT_F32 && n <= SOFTMAX_CACHED_LEN;
+  if (keep) {
+    mx = max_avx2(j->x, j->dx, o, n);
+    sum = expsum_avx2(j->x, j->dx, o, n, mx, j->y, 1);
+  } else if (n <= SOFTMAX_CACHED_LEN) {
+    mx = max_avx2(j->x, j->dx, o, n);
+    sum = expsum_avx2(j->x, j->dx, o, n, mx, NULL, 0);
+  } else {
+    online_max_sum_avx2(j->x, j->dx, o, n, &mx, &sum);
+  }
+  const float inv = 1.0f / sum;
+  const __m256 vi = _mm256_set1_ps(inv), vm = _mm256_set1_ps(mx);
+  int64_t i = 0;
+  if (keep) {
+    float *y = (float *)j->y + o;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), vi));
+    for (; i < n; ++i) y[i] *= inv;
+    return;
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = avx2_exp(_mm256_sub_ps(avx2_load8(j->x, o + i, j->dx), vm));
+    avx2_store8(j->y, o + i, j->dy, _mm256_mul_ps(e, vi));
+  }
+  for (; i < n; ++i) {
+    cpu_store_f32(j->y, j->dy, o + i, expf(cpu_load_f32(j->x, j->dx, o + i) - mx) * inv);
+  }
+}
+#endif
+
+static void softmax_range(void *user, int64_t begin, int64_t end) {
+  const softmax_job *j = user;
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (j->isa >= CPU_ISA_AVX2) {
+    for (int64_t r = begin; r < end; ++r) softmax_row_avx2(j, r);
+    return;
+  }
+#endif
+  for (int64_t r = begin; r < end; ++r) softmax_row_generic(j, r);
+}
+
+vnrt_status cpu_fast_softmax(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *tx = a->in_type[0], *to = a->out_type[0];
+  const int64_t axis = a->node->params->softmax.axis;
+  if (tx->rank < 1 || axis != tx->rank - 1 || tx->dims[axis] <= 0 || !float_dtype(tx->dtype) ||
+      !float_dtype(to->dtype)) {
+    return cpu_ref_softmax(a);
+  }
+  const int64_t len = tx->dims[axis];
+  softmax_job j = {.x = a->in[0],
+                   .y = a->out[0],
+                   .dx = tx->dtype,
+                   .dy = to->dtype,
+                   .len = len,
+                   .isa = cpu_fast_isa(a->pool)};
+  cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(tx) / len, rows_grain(len), softmax_range,
+                        &j);
+  return VNRT_OK;
+}
+
+/* ---- elementwise: binaries, unaries, swiglu, cast --------------------------------------- */
+
+typedef enum ew_kind {
+  EW_ADD,
+  EW_SUB,
+  EW_MUL,
+  EW_DIV,
+  EW_SILU,
+  EW_SIGMOID,
+  EW_EXP,
+  EW_SCALE,
+  EW_SWIGLU,
+  EW_COPY, /* cast between float dtypes */
+} ew_kind;
+
+/* One operand of an elementwise op as its rows see it: element i of row r is
+ * p[off + r * row_step + i * step]. */
+typedef struct ew_operand {
+  const void *p;
+  vnrt_dtype dt;
+  int64_t row_step, step; /* full: (row length, 1); a repeated row: (0, 1); a scalar: (0, 0) */
+} ew_operand;
+
+typedef struct ew_job {
+  ew_kind kind;
+  ew_operand a, b; /* b unused by the unaries and the cast */
+  void *y;
+  vnrt_dtype dy;
+  int64_t n, row; /* elements, and the row length the work is split by */
+  float s;        /* scale's factor, swiglu's limit (0: none) */
+  cpu_isa isa;
+} ew_job;
+
+static float ew_scalar(const ew_job *j, float x, float y) {
+  switch (j->kind) {
+    case EW_ADD:
+      return x + y;
+    case EW_SUB:
+      return x - y;
+    case EW_MUL:
+      return x * y;
+    case EW_DIV:
+      return x / y;
+    case EW_SILU:
+      return x * (1.0f / (1.0f + expf(-x)));
+    case EW_SIGMOID:
+      return 1.0f / (1.0f + expf(-x));
+    case EW_EXP:
+      return expf(x);
+    case EW_SCALE:
+      return x * j->s;
+    case EW_SWIGLU:
+      if (j->s > 0.0f) {
+        if (x > j->s) x = j->s;
+        if (y > j->s) y = j->s;
+        if (y < -j->s) y = -j->s;
+      }
+      return x * (1.0f / (1.0f + expf(-x))) * y;
+    default:
+      return x;
+  }
+}
+
+static bool ew_binary(ew_kind k) { return k <= EW_DIV || k == EW_SWIGLU; }
+
+/* Elements [i0, i1) of row r, one at a time (the portable path and the vector tails). */
+static void ew_row_scalar(const ew_job *j, int64_t r, int64_t i0, int64_t i1) {
+  const int64_t ao = r * j->a.row_step, bo = r * j->b.row_step, yo = r * j->row;
+  const bool bin = ew_binary(j->kind);
+  if (j->a.dt == VNRT_F32 && j->dy == VNRT_F32 && (!bin || j->b.dt == VNRT_F32)) {
+    const float *x = (const float *)j->a.p + ao, *z = bin ? (const float *)j->b.p + bo : NULL;
+    float *y = (float *)j->y + yo;
+    if (j->kind == EW_ADD && j->a.step == 1 && j->b.step == 1) {
+      for (int64_t i = i0; i < i1; ++i) y[i] = x[i] + z[i];
+      return;
+    }
+    if (j->kind == EW_MUL && j->a.step == 1 && j->b.step == 1) {
+      for (int64_t i = i0; i < i1; ++i) y[i] = x[i] * z[i];
+      return;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      y[i] = ew_scalar(j, x[i * j->a.step], bin ? z[i * j->b.step] : 0.0f);
+    }
+    return;
+  }
+  for (int64_t i = i0; i < i1; ++i) {
+    const float x = cpu_load_f32(j->a.p, j->a.dt, ao + i * j->a.step);
+    const float z = bin ? cpu_load_f32(j->b.p, j->b.dt, bo + i * j->b.step) : 0.0f;
+    cpu_store_f32(j->y, j->dy, yo + i, ew_scalar(j, x, z));
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+CPU_AVX2_INLINE __m256 ew_load8(const ew_operand *o, int64_t base, int64_t i) {
+  if (o->step == 0) return _mm256_set1_ps(cpu_load_f32(o->p, o->dt, base));
+  return avx2_load8(o->p, base + i, o->dt);
+}
+
+CPU_AVX2_INLINE __m256 sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, avx2_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+CPU_AVX2 static void ew_row_avx2(const ew_job *j, int64_t r, int64_t len) {
+  const int64_t ao = r * j->a.row_step, bo = r * j->b.row_step, yo = r * j->row;
+  const __m256 s = _mm256_set1_ps(j->s), ns = _mm256_set1_ps(-j->s);
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256 x = ew_load8(&j->a, ao, i);
+    __m256 v;
+    switch (j->kind) {
+      case EW_ADD:
+        v = _mm256_add_ps(x, ew_load8(&j->b, bo, i));
+        break;
+      case EW_SUB:
+        v = _mm256_sub_ps(x, ew_load8(&j->b, bo, i));
+        break;
+      case EW_MUL:
+        v = _mm256_mul_ps(x, ew_load8(&j->b, bo, i));
+        break;
+      case EW_DIV:
+        v = _mm256_div_ps(x, ew_load8(&j->b, bo, i));
+        break;
+      case EW_SILU:
+        v = _mm256_mul_ps(x, sigmoid8(x));
+        break;
+      case EW_SIGMOID:
+        v = sigmoid8(x);
+        break;
+      case EW_EXP:
+        v = avx2_exp(x);
+        break;
+      case EW_SCALE:
+        v = _mm256_mul_ps(x, s);
+        break;
+      case EW_SWIGLU: {
+        __m256 g = x, u = ew_load8(&j->b, bo, i);
+        if (j->s > 0.0f) {
+          g = _mm256_min_ps(g, s);
+          u = _mm256_max_ps(_mm256_min_ps(u, s), ns);
+        }
+        v = _mm256_mul_ps(_mm256_mul_ps(g, sigmoid8(g)), u);
+        break;
+      }
+      default:
+        v = x;
+        break;
+    }
+    avx2_store8(j->y, yo + i, j->dy, v);
+  }
+  if (i < len) ew_row_scalar(j, r, i, len);
+}
+#endif
+
+static void ew_range(void *user, int64_t begin, int64_t end) {
+  const ew_job *j = user;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t len = (r + 1) * j->row <= j->n ? j->row : j->n - r * j->row;
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (j->isa >= CPU_ISA_AVX2) {
+      ew_row_avx2(j, r, len);
+      continue;
+    }
+#endif
+    ew_row_scalar(j, r, 0, len);
+  }
+}
+
+static void ew_run(const cpu_kernel_args *a, ew_job *j) {
+  if (j->n <= 0) return;
+  j->y = a->out[0];
+  j->dy = a->out_type[0]->dtype;
+  j->isa = cpu_fast_isa(a->pool);
+  if (j->row <= 0) {
+    j->row = j->n < ROWS_FLAT_BLOCK ? j->n : ROWS_FLAT_BLOCK;
+    if (j->a.step) j->a.row_step = j->row;
+    if (j->b.step) j->b.row_step = j->row;
+  }
+  const int64_t rows = (j->n + j->row - 1) / j->row;
+  cpu_pool_parallel_for(a->pool, rows, rows_grain(j->row), ew_range, j);
+}
+
+/* The length of the row that `in` repeats along out (in's shape is out's trailing dims, with
+ * only 1s or nothing before them), or 0 when it broadcasts some other way. */
+static int64_t repeated_row(const vnrt_tensor_type *in, const vnrt_tensor_type *out) {
+  const int64_t m = vnrt_tensor_type_numel(in);
+  int64_t p = 1;
+  int32_t d = out->rank - 1;
+  for (; d >= 0 && p < m; --d) {
+    const int32_t id = d - (out->rank - in->rank);
+    if ((id >= 0 ? in->dims[id] : 1) != out->dims[d]) return 0;
+    p *= out->dims[d];
+  }
+  if (p != m) return 0;
+  for (; d >= 0; --d) {
+    const int32_t id = d - (out->rank - in->rank);
+    if (id >= 0 && in->dims[id] != 1) return 0;
+  }
+  return p;
+}
+
+/* Sets o for input `in` of a binary op, and *row to the repeated row's length where it is one;
+ * false for a broadcast these kernels do not cover. */
+static bool ew_operand_init(const cpu_kernel_args *a, int32_t in, int64_t *row, ew_operand *o) {
+  const vnrt_tensor_type *t = a->in_type[in], *to = a->out_type[0];
+  const int64_t m = vnrt_tensor_type_numel(t), n = vnrt_tensor_type_numel(to);
+  *o = (ew_operand){.p = a->in[in], .dt = t->dtype, .row_step = 0, .step = 1};
+  if (!float_dtype(t->dtype)) return false;
+  if (m == n) return true; /* row_step set once the row length is known */
+  if (m == 1) {
+    o->step = 0;
+    return true;
+  }
+  const int64_t l = repeated_row(t, to);
+  if (l <= 0 || (*row > 0 && *row != l)) return false;
+  *row = l;
+  o->row_step = -1; /* marks the repeated operand */
+  return true;
+}
+
+static vnrt_status ew_binary_op(const cpu_kernel_args *a, ew_kind kind, cpu_kernel_fn ref) {
+  const vnrt_tensor_type *to = a->out_type[0];
+  if (!float_dtype(to->dtype) || to->rank > VNRT_MAX_DIMS) return ref(a);
+  ew_job j = {.kind = kind, .n = vnrt_tensor_type_numel(to)};
+  int64_t row = 0;
+  if (!ew_operand_init(a, 0, &row, &j.a) || !ew_operand_init(a, 1, &row, &j.b)) return ref(a);
+  if (row > 0) {
+    /* One operand repeats a row: split the work by that row; the full operand advances a row
+     * at a time, the repeated one restarts. */
+    j.row = row;
+    j.a.row_step = j.a.row_step < 0 ? 0 : (j.a.step ? row : 0);
+    j.b.row_step = j.b.row_step < 0 ? 0 : (j.b.step ? row : 0);
+  }
+  if (kind == EW_SWIGLU) j.s = (float)a->node->params->swiglu.limit;
+  ew_run(a, &j);
+  return VNRT_OK;
+}
+
+vnrt_status cpu_fast_add(const cpu_kernel_args *a) { return ew_binary_op(a, EW_ADD, cpu_ref_add); }
+vnrt_status cpu_fast_sub(const cpu_kernel_args *a) { return ew_binary_op(a, EW_SUB, cpu_ref_sub); }
+vnrt_status cpu_fast_mul(const cpu_kernel_args *a) { return ew_binary_op(a, EW_MUL, cpu_ref_mul); }
+vnrt_status cpu_fast_div(const cpu_kernel_args *a) { return ew_binary_op(a, EW_DIV, cpu_ref_div); }
+
+vnrt_status cpu_fast_swiglu(const cpu_kernel_args *a) {
+  const int64_t n = vnrt_tensor_type_numel(a->out_type[0]);
+  if (vnrt_tensor_type_numel(a->in_type[0]) != n || vnrt_tensor_type_numel(a->in_type[1]) != n) {
+    return cpu_ref_swiglu(a);
+  }
+  return ew_binary_op(a, EW_SWIGLU, cpu_ref_swiglu);
+}
+
+static vnrt_status ew_unary_op(const cpu_kernel_args *a, ew_kind kind, float s, cpu_kernel_fn ref) {
+  const vnrt_tensor_type *ti = a->in_type[0], *to = a->out_type[0];
+  if (!float_dtype(ti->dtype) || !float_dtype(to->dtype)) return ref(a);
+  ew_job j = {.kind = kind,
+              .a = {.p = a->in[0], .dt = ti->dtype, .step = 1},
+              .n = vnrt_tensor_type_numel(to),
+              .s = s};
+  ew_run(a, &j);
+  return VNRT_OK;
+}
+
+vnrt_status cpu_fast_silu(const cpu_kernel_args *a) {
+  return ew_unary_op(a, EW_SILU, 0.0f, cpu_ref_silu);
+}
+vnrt_status cpu_fast_sigmoid(const cpu_kernel_args *a) {
+  return ew_unary_op(a, EW_SIGMOID, 0.0f, cpu_ref_sigmoid);
+}
+vnrt_status cpu_fast_exp(const cpu_kernel_args *a) {
+  return ew_unary_op(a, EW_EXP, 0.0f, cpu_ref_exp);
+}
+vnrt_status cpu_fast_scale(const cpu_kernel_args *a) {
+  return ew_unary_op(a, EW_SCALE, (float)a->node->params->scale.s, cpu_ref_scale);
+}
+
+/* cast between f32, f16 and bf16 (i32 either side, and a same-dtype copy, are the
+ * reference's). */
+vnrt_status cpu_fast_cast(const cpu_kernel_args *a) {
+  if (a->in_type[0]->dtype == a->out_type[0]->dtype) return cpu_ref_cast(a);
+  return ew_unary_op(a, EW_COPY, 0.0f, cpu_ref_cast);
+}
