@@ -3,7 +3,8 @@
  * sigmoid, exp, scale, swiglu and float casts. AVX2 (with the portable path beside it), split
  * over rows or blocks across the pool only when a call touches enough data to pay for waking
  * it (smaller calls run on the calling thread). Shapes these kernels do not specialise (softmax
- * over another axis, general broadcasting, i32) go to the reference kernel. */
+ * over another axis, general broadcasting, i32) go to the reference kernel. rope rotates rows
+ * with a cos/sin table formed once per call. */
 #include <math.h>
 #include <string.h>
 
@@ -605,4 +606,141 @@ vnrt_status cpu_fast_scale(const cpu_kernel_args *a) {
 vnrt_status cpu_fast_cast(const cpu_kernel_args *a) {
   if (a->in_type[0]->dtype == a->out_type[0]->dtype) return cpu_ref_cast(a);
   return ew_unary_op(a, EW_COPY, 0.0f, cpu_ref_cast);
+}
+
+/* ---- rope ------------------------------------------------------------------------------- */
+
+/* cos and sin of every (token, pair) are formed once, as the reference forms them (the angle
+ * in double, rounded to f32), into a table laid out like the rotated slice: for interleaved
+ * pairs c[2i] = c[2i+1] = cos and s[2i] = -sin, s[2i+1] = sin, so that y = x·c + swap(x)·s
+ * over the slice; for half-split pairs c[i] = cos, s[i] = sin over the first half. The rows
+ * (token, head) then rotate with no trigonometry. */
+typedef struct rope_job {
+  const void *x;
+  void *y;
+  vnrt_dtype dx, dy;
+  int64_t H, D, dims, first;
+  int interleaved;
+  const float *c, *s; /* [T, dims] */
+  cpu_isa isa;
+} rope_job;
+
+static void rope_row_generic(const rope_job *j, int64_t r, int64_t from) {
+  const int64_t o = r * j->D + j->first, half = j->dims / 2;
+  const float *c = j->c + (r / j->H) * j->dims, *s = j->s + (r / j->H) * j->dims;
+  if (j->interleaved) {
+    for (int64_t k = from; k < j->dims; k += 2) {
+      const float x1 = cpu_load_f32(j->x, j->dx, o + k), x2 = cpu_load_f32(j->x, j->dx, o + k + 1);
+      cpu_store_f32(j->y, j->dy, o + k, x1 * c[k] + x2 * s[k]);
+      cpu_store_f32(j->y, j->dy, o + k + 1, x2 * c[k] + x1 * s[k + 1]);
+    }
+    return;
+  }
+  for (int64_t i = from; i < half; ++i) {
+    const float x1 = cpu_load_f32(j->x, j->dx, o + i), x2 = cpu_load_f32(j->x, j->dx, o + i + half);
+    cpu_store_f32(j->y, j->dy, o + i, x1 * c[i] - x2 * s[i]);
+    cpu_store_f32(j->y, j->dy, o + i + half, x1 * s[i] + x2 * c[i]);
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+CPU_AVX2 static void rope_row_avx2(const rope_job *j, int64_t r) {
+  const int64_t o = r * j->D + j->first, half = j->dims / 2;
+  const float *c = j->c + (r / j->H) * j->dims, *s = j->s + (r / j->H) * j->dims;
+  int64_t k = 0;
+  if (j->interleaved) {
+    for (; k + 8 <= j->dims; k += 8) {
+      const __m256 x = avx2_load8(j->x, o + k, j->dx);
+      const __m256 sw = _mm256_permute_ps(x, 0xB1); /* (x2, x1) in each pair */
+      const __m256 y = _mm256_add_ps(_mm256_mul_ps(x, _mm256_loadu_ps(c + k)),
+                                     _mm256_mul_ps(sw, _mm256_loadu_ps(s + k)));
+      avx2_store8(j->y, o + k, j->dy, y);
+    }
+  } else {
+    for (; k + 8 <= half; k += 8) {
+      const __m256 x1 = avx2_load8(j->x, o + k, j->dx), x2 = avx2_load8(j->x, o + k + half, j->dx);
+      const __m256 vc = _mm256_loadu_ps(c + k), vs = _mm256_loadu_ps(s + k);
+      avx2_store8(j->y, o + k, j->dy, _mm256_sub_ps(_mm256_mul_ps(x1, vc), _mm256_mul_ps(x2, vs)));
+      avx2_store8(j->y, o + k + half, j->dy,
+                  _mm256_add_ps(_mm256_mul_ps(x1, vs), _mm256_mul_ps(x2, vc)));
+    }
+  }
+  rope_row_generic(j, r, k);
+}
+#endif
+
+static void rope_range(void *user, int64_t begin, int64_t end) {
+  const rope_job *j = user;
+  for (int64_t r = begin; r < end; ++r) {
+    /* The channels before the rotated slice are copied. */
+    const int64_t o = r * j->D;
+    if (j->dx == j->dy) {
+      const size_t sz = vnrt_dtype_size(j->dx);
+      if (j->first > 0 && j->x != j->y) {
+        memcpy((char *)j->y + (size_t)o * sz, (const char *)j->x + (size_t)o * sz,
+               (size_t)j->first * sz);
+      }
+    } else {
+      for (int64_t k = 0; k < j->first; ++k) {
+        cpu_store_f32(j->y, j->dy, o + k, cpu_load_f32(j->x, j->dx, o + k));
+      }
+    }
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (j->isa >= CPU_ISA_AVX2) {
+      rope_row_avx2(j, r);
+      continue;
+    }
+#endif
+    rope_row_generic(j, r, 0);
+  }
+}
+
+vnrt_status cpu_fast_rope(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *xt = a->in_type[0], *pt = a->in_type[1], *ot = a->out_type[0];
+  const vnrt_rope_params *p = &a->node->params->rope;
+  /* Shapes the reference rejects are left to it (one message, one place). */
+  if (xt->rank != 3 || pt->rank != 1 || pt->dims[0] != xt->dims[0] || pt->dtype != VNRT_I32 ||
+      p->dims <= 0 || p->dims > xt->dims[2] || p->dims % 2 != 0 || !float_dtype(xt->dtype) ||
+      !float_dtype(ot->dtype)) {
+    return cpu_ref_rope(a);
+  }
+  const int64_t T = xt->dims[0], H = xt->dims[1], D = xt->dims[2], dims = p->dims, half = dims / 2;
+  if (T * H == 0) return VNRT_OK;
+  float *tab = NULL;
+  vnrt_status st = cpu_fast_alloc(a, 2 * T * dims, &tab);
+  if (st != VNRT_OK) return st;
+  float *c = tab, *s = tab + T * dims;
+  const int32_t *pos = a->in[1];
+  const int interleaved = p->interleaved != 0;
+  for (int64_t i = 0; i < half; ++i) {
+    const double freq = vnrt_rope_freq(p, i);
+    for (int64_t t = 0; t < T; ++t) {
+      const double angle = (double)pos[t] * freq;
+      const float cs = (float)cos(angle), sn = p->inverse ? -(float)sin(angle) : (float)sin(angle);
+      float *ct = c + t * dims, *stt = s + t * dims;
+      if (interleaved) {
+        ct[2 * i] = ct[2 * i + 1] = cs;
+        stt[2 * i] = -sn;
+        stt[2 * i + 1] = sn;
+      } else {
+        ct[i] = cs;
+        stt[i] = sn;
+      }
+    }
+  }
+  rope_job j = {.x = a->in[0],
+                .y = a->out[0],
+                .dx = xt->dtype,
+                .dy = ot->dtype,
+                .H = H,
+                .D = D,
+                .dims = dims,
+                .first = D - dims,
+                .interleaved = interleaved,
+                .c = c,
+                .s = s,
+                .isa = cpu_fast_isa(a->pool)};
+  cpu_pool_parallel_for(a->pool, T * H, rows_grain(D), rope_range, &j);
+  cpu_fast_free(a, tab);
+  return VNRT_OK;
 }

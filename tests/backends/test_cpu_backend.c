@@ -783,6 +783,59 @@ START_TEST(test_fast_elementwise_shapes) {
 }
 END_TEST
 
+/* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
+ * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
+ * enough rows to be split over the pool; positions up to 5000. */
+START_TEST(test_fast_rope_shapes) {
+  const struct {
+    int64_t T, H, D, dims;
+    int interleaved, inverse;
+    vnrt_dtype dx, dy;
+  } cases[] = {
+      {3, 4, 64, 64, 1, 0, VNRT_F32, VNRT_F32},     {2, 3, 10, 6, 1, 0, VNRT_F16, VNRT_F16},
+      {5, 2, 128, 64, 0, 0, VNRT_F32, VNRT_BF16},   {4, 3, 40, 36, 0, 1, VNRT_BF16, VNRT_F32},
+      {40, 16, 128, 128, 0, 0, VNRT_F32, VNRT_F32}, {40, 16, 72, 64, 1, 1, VNRT_F32, VNRT_F32},
+  };
+  const double theta = 10000.0;
+  for (int generic = 0; generic < 2; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t T = cases[ci].T, H = cases[ci].H, D = cases[ci].D, dims = cases[ci].dims;
+      const int64_t xd[3] = {T, H, D}, pd[1] = {T};
+      tu_tensor in[2] = {tu_tensor_new(cases[ci].dx, 3, xd), tu_tensor_new(VNRT_I32, 1, pd)};
+      tu_fill_uniform(&in[0], 1500 + ci, -2.0f, 2.0f);
+      int32_t *pos = in[1].data;
+      for (int64_t t = 0; t < T; ++t) pos[t] = (int32_t)((t * 977 + 13 * ci) % 5000);
+      tu_tensor out = tu_tensor_new(cases[ci].dy, 3, xd);
+      double *want = tu_dalloc(T * H * D);
+      const int64_t half = dims / 2, first = D - dims;
+      for (int64_t r = 0; r < T * H; ++r) {
+        for (int64_t k = 0; k < D; ++k) want[r * D + k] = tu_get(&in[0], r * D + k);
+        for (int64_t i = 0; i < half; ++i) {
+          double a = (double)pos[r / H] * pow(theta, -2.0 * (double)i / (double)dims);
+          if (cases[ci].inverse) a = -a;
+          const int64_t i1 = r * D + first + (cases[ci].interleaved ? 2 * i : i);
+          const int64_t i2 = r * D + first + (cases[ci].interleaved ? 2 * i + 1 : i + half);
+          const double x1 = tu_get(&in[0], i1), x2 = tu_get(&in[0], i2);
+          want[i1] = x1 * cos(a) - x2 * sin(a);
+          want[i2] = x1 * sin(a) + x2 * cos(a);
+        }
+      }
+      vnrt_op_params p = {.rope = {.theta = theta,
+                                   .dims = (int32_t)dims,
+                                   .interleaved = cases[ci].interleaved,
+                                   .inverse = cases[ci].inverse}};
+      char what[64];
+      snprintf(what, sizeof what, "rope case %zu", ci);
+      expect_rows(what, run_row_kernel(cpu_fast_rope, VNRT_OP_ROPE, &p, in, 2, &out, want, generic),
+                  generic);
+      free(want);
+      tu_tensor_free(&out);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
 /* The fast float casts round as the contract says, bit for bit: f32 -> f16/bf16 over ties,
  * subnormals, overflow, infinities and NaN, and f16 -> bf16, each compared with the public
  * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. */
@@ -888,6 +941,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_fast_softmax_shapes);
   tcase_add_test(k, test_fast_elementwise_shapes);
   tcase_add_test(k, test_fast_cast_bits);
+  tcase_add_test(k, test_fast_rope_shapes);
   suite_add_tcase(s, k);
   return s;
 }
