@@ -264,6 +264,68 @@ CPU_AVX2 static void online_max_sum_avx2(const void *x, vnrt_dtype dt, int64_t o
   *out_sum = sum;
 }
 
+/* e^x per lane for x <= 0 (softmax's x - max), the polynomial of avx2_exp; 2^n is applied with
+ * scalef, so lanes below -87.3 give exactly 0 as there. */
+static inline CPU_AVX512 __m512 avx512_exp_nonpos(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3365447504f);
+  const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_max_ps(x, lo);
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(y, fx));
+}
+
+/* An f32 row that fits in cache on AVX-512: the exponentials, which bound a cached row, at 16
+ * lanes, and the tails with masks. */
+CPU_AVX512 static void softmax_row_f32_avx512(const float *x, float *y, int64_t n) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+  const int64_t nv = n & ~(int64_t)15;
+  __m512 m0 = ninf, m1 = ninf;
+  int64_t i = 0;
+  for (; i + 32 <= nv; i += 32) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+  }
+  for (; i < nv; i += 16) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+  if (tail) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(ninf, tail, x + nv));
+  const float mx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+  const __m512 vm = _mm512_set1_ps(mx);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  for (i = 0; i + 32 <= nv; i += 32) {
+    const __m512 e0 = avx512_exp_nonpos(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+    const __m512 e1 = avx512_exp_nonpos(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+    _mm512_storeu_ps(y + i, e0);
+    _mm512_storeu_ps(y + i + 16, e1);
+    s0 = _mm512_add_ps(s0, e0);
+    s1 = _mm512_add_ps(s1, e1);
+  }
+  for (; i < nv; i += 16) {
+    const __m512 e0 = avx512_exp_nonpos(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+    _mm512_storeu_ps(y + i, e0);
+    s0 = _mm512_add_ps(s0, e0);
+  }
+  if (tail) {
+    const __m512 e = _mm512_maskz_mov_ps(
+        tail, avx512_exp_nonpos(_mm512_sub_ps(_mm512_mask_loadu_ps(vm, tail, x + nv), vm)));
+    _mm512_mask_storeu_ps(y + nv, tail, e);
+    s1 = _mm512_add_ps(s1, e);
+  }
+  const __m512 vi = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
+  for (i = 0; i < nv; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), vi));
+  if (tail)
+    _mm512_mask_storeu_ps(y + nv, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + nv), vi));
+}
+
 CPU_AVX2 static void softmax_row_avx2(const softmax_job *j, int64_t r) {
   const int64_t n = j->len, o = r * n;
   float mx, sum;
@@ -299,6 +361,13 @@ CPU_AVX2 static void softmax_row_avx2(const softmax_job *j, int64_t r) {
 static void softmax_range(void *user, int64_t begin, int64_t end) {
   const softmax_job *j = user;
 #if defined(CPU_HAVE_AVX2_CODE)
+  if (j->isa >= CPU_ISA_AVX512 && j->dx == VNRT_F32 && j->dy == VNRT_F32 &&
+      j->len <= SOFTMAX_CACHED_LEN) {
+    for (int64_t r = begin; r < end; ++r) {
+      softmax_row_f32_avx512((const float *)j->x + r * j->len, (float *)j->y + r * j->len, j->len);
+    }
+    return;
+  }
   if (j->isa >= CPU_ISA_AVX2) {
     for (int64_t r = begin; r < end; ++r) softmax_row_avx2(j, r);
     return;

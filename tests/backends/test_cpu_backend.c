@@ -542,6 +542,19 @@ static const char *option_generic(void *core, const char *key) {
   return strcmp(key, "cpu_isa") == 0 ? "generic" : NULL;
 }
 
+static const char *option_avx2(void *core, const char *key) {
+  (void)core;
+  return strcmp(key, "cpu_isa") == 0 ? "avx2" : NULL;
+}
+
+/* The ISAs the row kernels are run with: the machine's (AVX-512 where it has it), AVX2
+ * without the AVX-512 variants, and the portable path. */
+enum { ISA_NATIVE, ISA_GENERIC, ISA_AVX2, ISA_MODES };
+
+static const char *isa_mode_name(int mode) {
+  return mode == ISA_GENERIC ? "generic" : mode == ISA_AVX2 ? "avx2" : "native";
+}
+
 /* Runs fast kernel fn on ins into out, on a 2-thread pool with the portable kernels (generic)
  * or the machine's, and returns the NMSE of out against want (double, rounded to out's dtype). */
 static double run_row_kernel(cpu_kernel_fn fn, vnrt_op op, const vnrt_op_params *params,
@@ -549,10 +562,13 @@ static double run_row_kernel(cpu_kernel_fn fn, vnrt_op op, const vnrt_op_params 
                              int generic) {
   fake_host h;
   fake_host_init(&h, 2);
-  if (generic) h.host.option = option_generic;
+  if (generic == ISA_GENERIC) h.host.option = option_generic;
+  if (generic == ISA_AVX2) h.host.option = option_avx2;
   cpu_pool *pool = NULL;
   ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
-  ck_assert_int_eq(cpu_fast_isa(pool) == CPU_ISA_GENERIC, generic || !cpu_fast_isa(NULL));
+  ck_assert_int_eq(cpu_fast_isa(pool) == CPU_ISA_GENERIC,
+                   generic == ISA_GENERIC || !cpu_fast_isa(NULL));
+  ck_assert(generic != ISA_AVX2 || cpu_fast_isa(pool) <= CPU_ISA_AVX2);
   vnrt_backend_node node = {
       .op = op, .name = "n", .n_inputs = n_in, .n_outputs = 1, .params = params};
   cpu_kernel_args a;
@@ -588,7 +604,7 @@ static double run_row_kernel(cpu_kernel_fn fn, vnrt_op op, const vnrt_op_params 
 
 static void expect_rows(const char *what, double e, int generic) {
   if (!(e <= TOL_ROWS))
-    ck_abort_msg("%s (%s): NMSE %.3g vs double", what, generic ? "generic" : "native", e);
+    ck_abort_msg("%s (%s): NMSE %.3g vs double", what, isa_mode_name(generic), e);
 }
 
 /* rms_norm: one row with an odd tail (4099), per-head rows ([3, 7, 128], bf16 w), f16 in and
@@ -606,7 +622,7 @@ START_TEST(test_fast_rms_norm_shapes) {
       {2, {300, 130}, VNRT_BF16, VNRT_F32, VNRT_BF16, 0},
       {2, {300, 130}, VNRT_F32, VNRT_F32, VNRT_F32, 0},
   };
-  for (int generic = 0; generic < 2; ++generic) {
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
       const int64_t d = cases[ci].dims[cases[ci].rank - 1];
       tu_tensor in[2] = {tu_tensor_new(cases[ci].dx, cases[ci].rank, cases[ci].dims),
@@ -651,7 +667,7 @@ START_TEST(test_fast_softmax_shapes) {
       {1, 4096, VNRT_F32, VNRT_F32},  {5, 13, VNRT_F16, VNRT_F16},   {2, 9000, VNRT_F32, VNRT_F32},
       {3, 9000, VNRT_BF16, VNRT_F32}, {2, 700, VNRT_F32, VNRT_BF16}, {40, 1000, VNRT_F32, VNRT_F32},
   };
-  for (int generic = 0; generic < 2; ++generic) {
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
       const int64_t dims[2] = {cases[ci].rows, cases[ci].len}, len = cases[ci].len;
       tu_tensor x = tu_tensor_new(cases[ci].dx, 2, dims),
@@ -702,7 +718,7 @@ START_TEST(test_fast_elementwise_shapes) {
   const vnrt_dtype dts[3] = {VNRT_F32, VNRT_BF16, VNRT_F16};
   const vnrt_op_params none = {0};
   uint64_t seed = 1300;
-  for (int generic = 0; generic < 2; ++generic) {
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si) {
       for (int oi = 0; oi < 4; ++oi) {
         const vnrt_dtype dt = dts[(si + (size_t)oi) % 3];
@@ -797,7 +813,7 @@ START_TEST(test_fast_rope_shapes) {
       {40, 16, 128, 128, 0, 0, VNRT_F32, VNRT_F32}, {40, 16, 72, 64, 1, 1, VNRT_F32, VNRT_F32},
   };
   const double theta = 10000.0;
-  for (int generic = 0; generic < 2; ++generic) {
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
       const int64_t T = cases[ci].T, H = cases[ci].H, D = cases[ci].D, dims = cases[ci].dims;
       const int64_t xd[3] = {T, H, D}, pd[1] = {T};
@@ -849,7 +865,7 @@ START_TEST(test_fast_cast_bits) {
                            -INFINITY, NAN,   0x1p-130f,       1.00390625f};
   for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) xf[i * 2] = special[i];
   const vnrt_op_params none = {0};
-  for (int generic = 0; generic < 2; ++generic) {
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (int to = 0; to < 2; ++to) {
       const vnrt_dtype dt = to ? VNRT_BF16 : VNRT_F16;
       tu_tensor out = tu_tensor_new(dt, 1, nd);
@@ -861,7 +877,7 @@ START_TEST(test_fast_cast_bits) {
         const uint16_t w = to ? vnrt_f32_to_bf16(xf[i]) : vnrt_f32_to_f16(xf[i]);
         if (bits[i] != w) {
           ck_abort_msg("cast f32->%s (%s) of %a: 0x%04x, want 0x%04x", vnrt_dtype_name(dt),
-                       generic ? "generic" : "native", (double)xf[i], bits[i], w);
+                       isa_mode_name(generic), (double)xf[i], bits[i], w);
         }
       }
       tu_tensor_free(&out);
