@@ -813,3 +813,100 @@ vnrt_status cpu_fast_rope(const cpu_kernel_args *a) {
   cpu_fast_free(a, tab);
   return VNRT_OK;
 }
+
+/* ---- hadamard --------------------------------------------------------------------------- */
+
+/* Each f32 row is copied into y and transformed there in place, with the reference's
+ * butterflies (u + v, u - v per pair, stages h = 1, 2, 4, ... in order), so the results are
+ * the reference's bit for bit: the stages within one vector by lane shuffles, the others
+ * between vectors. */
+typedef struct hadamard_job {
+  const void *x;
+  float *y;
+  vnrt_dtype dx;
+  int64_t d;
+  float scale;
+  cpu_isa isa;
+} hadamard_job;
+
+static void hadamard_stages_generic(float *row, int64_t d, int64_t from_h) {
+  for (int64_t h = from_h; h < d; h *= 2) {
+    for (int64_t i = 0; i < d; i += 2 * h) {
+      for (int64_t k = i; k < i + h; ++k) {
+        const float u = row[k], v = row[k + h];
+        row[k] = u + v;
+        row[k + h] = u - v;
+      }
+    }
+  }
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
+CPU_AVX2 static void hadamard_row_avx2(const hadamard_job *j, float *row) {
+  const int64_t d = j->d;
+  /* h = 1, 2, 4: lanes (k, k + h) of one vector; sw holds each lane's partner, and the upper
+   * lane of every pair takes partner - self (u - v), the lower self + partner. */
+  for (int64_t i = 0; i < d; i += 8) {
+    __m256 v = _mm256_loadu_ps(row + i);
+    __m256 sw = _mm256_permute_ps(v, 0xB1);
+    v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xAA);
+    sw = _mm256_permute_ps(v, 0x4E);
+    v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xCC);
+    sw = _mm256_permute2f128_ps(v, v, 0x01);
+    v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xF0);
+    _mm256_storeu_ps(row + i, v);
+  }
+  for (int64_t h = 8; h < d; h *= 2) {
+    for (int64_t i = 0; i < d; i += 2 * h) {
+      for (int64_t k = i; k < i + h; k += 8) {
+        const __m256 u = _mm256_loadu_ps(row + k), v = _mm256_loadu_ps(row + k + h);
+        _mm256_storeu_ps(row + k, _mm256_add_ps(u, v));
+        _mm256_storeu_ps(row + k + h, _mm256_sub_ps(u, v));
+      }
+    }
+  }
+  const __m256 s = _mm256_set1_ps(j->scale);
+  for (int64_t i = 0; i < d; i += 8)
+    _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), s));
+}
+#endif
+
+static void hadamard_range(void *user, int64_t begin, int64_t end) {
+  const hadamard_job *j = user;
+  for (int64_t r = begin; r < end; ++r) {
+    float *row = j->y + r * j->d;
+    if (j->dx == VNRT_F32) {
+      if ((const void *)row != (const void *)((const float *)j->x + r * j->d)) {
+        memcpy(row, (const float *)j->x + r * j->d, sizeof(float) * (size_t)j->d);
+      }
+    } else {
+      for (int64_t i = 0; i < j->d; ++i) row[i] = cpu_load_f32(j->x, j->dx, r * j->d + i);
+    }
+#if defined(CPU_HAVE_AVX2_CODE)
+    if (j->isa >= CPU_ISA_AVX2 && j->d >= 8) {
+      hadamard_row_avx2(j, row);
+      continue;
+    }
+#endif
+    hadamard_stages_generic(row, j->d, 1);
+    for (int64_t i = 0; i < j->d; ++i) row[i] *= j->scale;
+  }
+}
+
+vnrt_status cpu_fast_hadamard(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
+  const int64_t d = xt->rank >= 1 ? xt->dims[xt->rank - 1] : 0;
+  /* An f32 result is its own workspace; f16/bf16 results (and shapes the graph layer would
+   * have rejected) are the reference's. */
+  if (d <= 0 || (d & (d - 1)) != 0 || ot->dtype != VNRT_F32 || !float_dtype(xt->dtype)) {
+    return cpu_ref_hadamard(a);
+  }
+  hadamard_job j = {.x = a->in[0],
+                    .y = a->out[0],
+                    .dx = xt->dtype,
+                    .d = d,
+                    .scale = (float)(1.0 / sqrt((double)d)),
+                    .isa = cpu_fast_isa(a->pool)};
+  cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(xt) / d, rows_grain(d), hadamard_range, &j);
+  return VNRT_OK;
+}

@@ -852,6 +852,46 @@ START_TEST(test_fast_rope_shapes) {
 }
 END_TEST
 
+/* hadamard: D from 1 (no stage) through the in-vector stages (2, 4, 8) to stages between
+ * vectors (64, 1024), f32 and bf16 x, enough rows to be split over the pool; against
+ * H_D·x·D^-1/2 with H_D[i][k] = (-1)^popcount(i & k) (Sylvester order). */
+START_TEST(test_fast_hadamard_shapes) {
+  const struct {
+    int64_t rows, d;
+    vnrt_dtype dx;
+  } cases[] = {{3, 1, VNRT_F32},  {5, 2, VNRT_F32},    {4, 8, VNRT_BF16},
+               {7, 64, VNRT_F32}, {2, 1024, VNRT_F32}, {300, 128, VNRT_BF16}};
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t rows = cases[ci].rows, d = cases[ci].d, dims[2] = {rows, d};
+      tu_tensor x = tu_tensor_new(cases[ci].dx, 2, dims), out = tu_tensor_new(VNRT_F32, 2, dims);
+      tu_fill_uniform(&x, 1600 + ci, -2.0f, 2.0f);
+      double *want = tu_dalloc(rows * d);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < d; ++i) {
+          double acc = 0.0;
+          for (int64_t k = 0; k < d; ++k) {
+            const double v = tu_get(&x, r * d + k);
+            acc += (__builtin_popcountll((unsigned long long)(i & k)) & 1) ? -v : v;
+          }
+          want[r * d + i] = acc / sqrt((double)d);
+        }
+      }
+      const vnrt_op_params none = {0};
+      char what[64];
+      snprintf(what, sizeof what, "hadamard case %zu", ci);
+      expect_rows(
+          what,
+          run_row_kernel(cpu_fast_hadamard, VNRT_OP_HADAMARD, &none, &x, 1, &out, want, generic),
+          generic);
+      free(want);
+      tu_tensor_free(&out);
+      tu_tensor_free(&x);
+    }
+  }
+}
+END_TEST
+
 /* The fast float casts round as the contract says, bit for bit: f32 -> f16/bf16 over ties,
  * subnormals, overflow, infinities and NaN, and f16 -> bf16, each compared with the public
  * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. */
@@ -958,6 +998,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_fast_elementwise_shapes);
   tcase_add_test(k, test_fast_cast_bits);
   tcase_add_test(k, test_fast_rope_shapes);
+  tcase_add_test(k, test_fast_hadamard_shapes);
   suite_add_tcase(s, k);
   return s;
 }
