@@ -7,6 +7,7 @@
  * with a cos/sin table formed once per call. */
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fast_util.h"
 
@@ -24,6 +25,24 @@
  * the running sum is rescaled once per block rather than once per element. */
 #define SOFTMAX_BLOCK 256
 
+/* Whether a result of `bytes` is written with streaming (non-temporal) stores: only one larger
+ * than the last-level cache, which it would evict anyway, so the write skips the read of each
+ * line that an ordinary store makes (a third of an rms_norm's traffic). Smaller results stay in
+ * cache for the node that reads them next. */
+static bool rows_stream_out(int64_t bytes) {
+  static _Atomic int64_t llc = 0;
+  int64_t c = llc;
+  if (c == 0) {
+    c = 32 << 20;
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (l3 > 0) c = l3;
+#endif
+    llc = c;
+  }
+  return bytes > c;
+}
+
 static int64_t rows_grain(int64_t row_len) {
   const int64_t g = ROWS_PAR_ELEMS / (row_len > 0 ? row_len : 1);
   return g > 0 ? g : 1;
@@ -38,6 +57,7 @@ typedef struct norm_job {
   int64_t d;
   float eps;
   cpu_isa isa;
+  bool stream; /* f32 y written with streaming stores (rows_stream_out) */
 } norm_job;
 
 static void norm_row_generic(const norm_job *j, int64_t r) {
@@ -94,10 +114,19 @@ CPU_AVX2 static void norm_row_avx2(const norm_job *j, int64_t r) {
   }
   const float inv = 1.0f / sqrtf(ss / (float)d + j->eps);
   const __m256 vi = _mm256_set1_ps(inv);
-  for (i = 0; i + 8 <= d; i += 8) {
-    __m256 v = _mm256_mul_ps(avx2_load8(j->x, o + i, j->dx), vi);
-    if (j->w) v = _mm256_mul_ps(v, avx2_load8(j->w, i, j->dw));
-    avx2_store8(j->y, o + i, j->dy, v);
+  float *ys = (float *)j->y + o;
+  if (j->stream && ((uintptr_t)ys & 31) == 0) {
+    for (i = 0; i + 8 <= d; i += 8) {
+      __m256 v = _mm256_mul_ps(avx2_load8(j->x, o + i, j->dx), vi);
+      if (j->w) v = _mm256_mul_ps(v, avx2_load8(j->w, i, j->dw));
+      _mm256_stream_ps(ys + i, v);
+    }
+  } else {
+    for (i = 0; i + 8 <= d; i += 8) {
+      __m256 v = _mm256_mul_ps(avx2_load8(j->x, o + i, j->dx), vi);
+      if (j->w) v = _mm256_mul_ps(v, avx2_load8(j->w, i, j->dw));
+      avx2_store8(j->y, o + i, j->dy, v);
+    }
   }
   for (; i < d; ++i) {
     float v = cpu_load_f32(j->x, j->dx, o + i) * inv;
@@ -112,6 +141,7 @@ static void norm_range(void *user, int64_t begin, int64_t end) {
 #if defined(CPU_HAVE_AVX2_CODE)
   if (j->isa >= CPU_ISA_AVX2) {
     for (int64_t r = begin; r < end; ++r) norm_row_avx2(j, r);
+    if (j->stream) _mm_sfence(); /* the streamed lines are visible before the job ends */
     return;
   }
 #endif
@@ -141,6 +171,7 @@ vnrt_status cpu_fast_rms_norm(const cpu_kernel_args *a) {
                 .d = d,
                 .eps = (float)p->eps,
                 .isa = cpu_fast_isa(a->pool)};
+  j.stream = to->dtype == VNRT_F32 && rows_stream_out(vnrt_tensor_type_bytes(to));
   cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(tx) / d, rows_grain(d), norm_range, &j);
   return VNRT_OK;
 }
