@@ -1,5 +1,5 @@
 /* CPU fast kernels of the memory-bound ops a decode step runs between its GEMMs: rms_norm,
- * softmax (last axis), the elementwise binaries with a full, row or scalar operand, silu,
+ * softmax (last axis), the elementwise binaries with a full, row, column or scalar operand, silu,
  * sigmoid, exp, scale, swiglu and float casts. AVX2 (with the portable path beside it), split
  * over rows or blocks across the pool only when a call touches enough data to pay for waking
  * it (smaller calls run on the calling thread). Shapes these kernels do not specialise (softmax
@@ -442,11 +442,12 @@ typedef enum ew_kind {
 } ew_kind;
 
 /* One operand of an elementwise op as its rows see it: element i of row r is
- * p[off + r * row_step + i * step]. */
+ * p[r * row_step + i * step]. */
 typedef struct ew_operand {
   const void *p;
   vnrt_dtype dt;
-  int64_t row_step, step; /* full: (row length, 1); a repeated row: (0, 1); a scalar: (0, 0) */
+  /* full: (row length, 1); a repeated row: (0, 1); a column: (1, 0); a scalar: (0, 0) */
+  int64_t row_step, step;
 } ew_operand;
 
 typedef struct ew_job {
@@ -599,69 +600,77 @@ static void ew_run(const cpu_kernel_args *a, ew_job *j) {
   j->y = a->out[0];
   j->dy = a->out_type[0]->dtype;
   j->isa = cpu_fast_isa(a->pool);
-  if (j->row <= 0) {
+  if (j->row <= 0) { /* flat: every operand full or a scalar, split into blocks */
     j->row = j->n < ROWS_FLAT_BLOCK ? j->n : ROWS_FLAT_BLOCK;
-    if (j->a.step) j->a.row_step = j->row;
-    if (j->b.step) j->b.row_step = j->row;
+    j->a.row_step = j->a.step ? j->row : 0;
+    j->b.row_step = j->b.step ? j->row : 0;
   }
   const int64_t rows = (j->n + j->row - 1) / j->row;
   cpu_pool_parallel_for(a->pool, rows, rows_grain(j->row), ew_range, j);
 }
 
-/* The length of the row that `in` repeats along out (in's shape is out's trailing dims, with
- * only 1s or nothing before them), or 0 when it broadcasts some other way. */
-static int64_t repeated_row(const vnrt_tensor_type *in, const vnrt_tensor_type *out) {
-  const int64_t m = vnrt_tensor_type_numel(in);
-  int64_t p = 1;
-  int32_t d = out->rank - 1;
-  for (; d >= 0 && p < m; --d) {
-    const int32_t id = d - (out->rank - in->rank);
-    if ((id >= 0 ? in->dims[id] : 1) != out->dims[d]) return 0;
-    p *= out->dims[d];
-  }
-  if (p != m) return 0;
-  for (; d >= 0; --d) {
-    const int32_t id = d - (out->rank - in->rank);
-    if (id >= 0 && in->dims[id] != 1) return 0;
-  }
-  return p;
+/* Extent of `in` along result dim d (numpy broadcasting: right-aligned, missing dims are 1). */
+static int64_t bcast_dim(const vnrt_tensor_type *in, const vnrt_tensor_type *out, int32_t d) {
+  const int32_t id = d - (out->rank - in->rank);
+  return id >= 0 ? in->dims[id] : 1;
 }
 
-/* Sets o for input `in` of a binary op, and *row to the repeated row's length where it is one;
- * false for a broadcast these kernels do not cover. */
-static bool ew_operand_init(const cpu_kernel_args *a, int32_t in, int64_t *row, ew_operand *o) {
-  const vnrt_tensor_type *t = a->in_type[in], *to = a->out_type[0];
-  const int64_t m = vnrt_tensor_type_numel(t), n = vnrt_tensor_type_numel(to);
-  *o = (ew_operand){.p = a->in[in], .dt = t->dtype, .row_step = 0, .step = 1};
-  if (!float_dtype(t->dtype)) return false;
-  if (m == n) return true; /* row_step set once the row length is known */
-  if (m == 1) {
-    o->step = 0;
-    return true;
+/* Whether in's dims [d0, d1) of the result are all the result's (full) or all 1 (ones). */
+static void bcast_part(const vnrt_tensor_type *in, const vnrt_tensor_type *out, int32_t d0,
+                       int32_t d1, bool *full, bool *ones) {
+  *full = *ones = true;
+  for (int32_t d = d0; d < d1; ++d) {
+    const int64_t e = bcast_dim(in, out, d);
+    if (e != out->dims[d]) *full = false;
+    if (e != 1) *ones = false;
   }
-  const int64_t l = repeated_row(t, to);
-  if (l <= 0 || (*row > 0 && *row != l)) return false;
-  *row = l;
-  o->row_step = -1; /* marks the repeated operand */
+}
+
+/* Sets o for input `in` with the result split into outer dims [0, k) and inner dims [k, rank)
+ * of `inner` elements: a full operand (its own rows), a repeated row, a column (one value per
+ * row) or a scalar. False when in broadcasts within the outer or inner dims. */
+static bool ew_operand_at(const cpu_kernel_args *a, int32_t in, int32_t k, int64_t inner,
+                          ew_operand *o) {
+  const vnrt_tensor_type *t = a->in_type[in], *to = a->out_type[0];
+  bool outer_full, outer_ones, inner_full, inner_ones;
+  bcast_part(t, to, 0, k, &outer_full, &outer_ones);
+  bcast_part(t, to, k, to->rank, &inner_full, &inner_ones);
+  *o = (ew_operand){.p = a->in[in], .dt = t->dtype};
+  if (outer_full && inner_full) {
+    o->row_step = inner, o->step = 1;
+  } else if (outer_ones && inner_full) {
+    o->row_step = 0, o->step = 1;
+  } else if (outer_full && inner_ones) {
+    o->row_step = 1, o->step = 0;
+  } else if (outer_ones && inner_ones) {
+    o->row_step = 0, o->step = 0;
+  } else {
+    return false;
+  }
   return true;
 }
 
 static vnrt_status ew_binary_op(const cpu_kernel_args *a, ew_kind kind, cpu_kernel_fn ref) {
   const vnrt_tensor_type *to = a->out_type[0];
-  if (!float_dtype(to->dtype) || to->rank > VNRT_MAX_DIMS) return ref(a);
-  ew_job j = {.kind = kind, .n = vnrt_tensor_type_numel(to)};
-  int64_t row = 0;
-  if (!ew_operand_init(a, 0, &row, &j.a) || !ew_operand_init(a, 1, &row, &j.b)) return ref(a);
-  if (row > 0) {
-    /* One operand repeats a row: split the work by that row; the full operand advances a row
-     * at a time, the repeated one restarts. */
-    j.row = row;
-    j.a.row_step = j.a.row_step < 0 ? 0 : (j.a.step ? row : 0);
-    j.b.row_step = j.b.row_step < 0 ? 0 : (j.b.step ? row : 0);
+  if (!float_dtype(to->dtype) || !float_dtype(a->in_type[0]->dtype) ||
+      !float_dtype(a->in_type[1]->dtype) || to->rank > VNRT_MAX_DIMS ||
+      a->in_type[0]->rank > to->rank || a->in_type[1]->rank > to->rank) {
+    return ref(a);
   }
+  ew_job j = {.kind = kind, .n = vnrt_tensor_type_numel(to)};
   if (kind == EW_SWIGLU) j.s = (float)a->node->params->swiglu.limit;
-  ew_run(a, &j);
-  return VNRT_OK;
+  /* The longest rows (the fewest outer dims) in which each operand is full, a repeated row, a
+   * column or a scalar: x[T, C] + b[C] runs rows of C, x[T, C] * g[T, 1] rows of C with one g
+   * per row; a broadcast inside the rows ([4, 1, 3] + [1, 5, 1]) is the reference's. */
+  int64_t inner = j.n;
+  for (int32_t k = 0; k <= to->rank; ++k) {
+    if (k > 0) inner /= to->dims[k - 1] > 0 ? to->dims[k - 1] : 1;
+    if (!ew_operand_at(a, 0, k, inner, &j.a) || !ew_operand_at(a, 1, k, inner, &j.b)) continue;
+    if (k > 0) j.row = inner; /* k = 0: one flat run, split into blocks by ew_run */
+    ew_run(a, &j);
+    return VNRT_OK;
+  }
+  return ref(a);
 }
 
 vnrt_status cpu_fast_add(const cpu_kernel_args *a) { return ew_binary_op(a, EW_ADD, cpu_ref_add); }

@@ -700,8 +700,23 @@ START_TEST(test_fast_softmax_shapes) {
 }
 END_TEST
 
-/* The binaries with a full operand, a repeated row on either side (sub and div keep their
- * order), a scalar, and rows of odd length; the unaries, swiglu and float casts over a tail. */
+/* The element of `in` that numpy broadcasting pairs with element o of a result of type out. */
+static int64_t bcast_src(const vnrt_tensor_type *in, const vnrt_tensor_type *out, int64_t o) {
+  int64_t idx = 0, stride = 1;
+  for (int32_t d = out->rank - 1; d >= 0; --d) {
+    const int64_t c = o % out->dims[d];
+    o /= out->dims[d];
+    const int32_t id = d - (out->rank - in->rank);
+    if (id < 0) continue;
+    if (in->dims[id] != 1) idx += c * stride;
+    stride *= in->dims[id];
+  }
+  return idx;
+}
+
+/* The binaries with a full operand, a repeated row or a column on either side (sub and div
+ * keep their order), a scalar, rows of odd length, and a broadcast within the rows; the unaries,
+ * swiglu and float casts over a tail. */
 START_TEST(test_fast_elementwise_shapes) {
   const struct {
     int32_t ra, rb, ro;
@@ -712,6 +727,10 @@ START_TEST(test_fast_elementwise_shapes) {
       {2, 3, 3, {3, 61}, {4, 3, 61}, {4, 3, 61}},    /* a a repeated [3, 61] block */
       {2, 1, 2, {5, 67}, {1}, {5, 67}},              /* b a scalar */
       {1, 2, 2, {1}, {9, 9}, {9, 9}},                /* a a scalar */
+      {2, 2, 2, {6, 1001}, {6, 1}, {6, 1001}},       /* b a column */
+      {3, 3, 3, {4, 3, 1}, {4, 3, 67}, {4, 3, 67}},  /* a a column over two outer dims */
+      {3, 3, 3, {5, 1, 33}, {1, 4, 33}, {5, 4, 33}}, /* a per head row: rows of 33 */
+      {3, 3, 3, {4, 1, 3}, {1, 5, 1}, {4, 5, 3}},    /* inside the rows: the reference's */
   };
   const vnrt_op ops[4] = {VNRT_OP_ADD, VNRT_OP_SUB, VNRT_OP_MUL, VNRT_OP_DIV};
   const cpu_kernel_fn fns[4] = {cpu_fast_add, cpu_fast_sub, cpu_fast_mul, cpu_fast_div};
@@ -727,11 +746,11 @@ START_TEST(test_fast_elementwise_shapes) {
         tu_fill_uniform(&in[0], seed++, -2.0f, 2.0f);
         tu_fill_uniform(&in[1], seed++, 0.5f, 3.0f);
         tu_tensor out = tu_tensor_new(dt, shapes[si].ro, shapes[si].o);
-        const int64_t n = tu_numel(&out), na = tu_numel(&in[0]), nb = tu_numel(&in[1]);
+        const int64_t n = tu_numel(&out);
         double *want = tu_dalloc(n);
         for (int64_t i = 0; i < n; ++i) {
-          /* The repeated operand's index is the result's modulo its size. */
-          const double x = tu_get(&in[0], i % na), y = tu_get(&in[1], i % nb);
+          const double x = tu_get(&in[0], bcast_src(&in[0].type, &out.type, i));
+          const double y = tu_get(&in[1], bcast_src(&in[1].type, &out.type, i));
           want[i] = oi == 0 ? x + y : oi == 1 ? x - y : oi == 2 ? x * y : x / y;
         }
         char what[64];
