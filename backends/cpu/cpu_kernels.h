@@ -60,6 +60,7 @@ vnrt_status cpu_fast_scale(const cpu_kernel_args *args);
 vnrt_status cpu_fast_cast(const cpu_kernel_args *args);
 vnrt_status cpu_fast_rope(const cpu_kernel_args *args);
 vnrt_status cpu_fast_hadamard(const cpu_kernel_args *args);
+vnrt_status cpu_fast_fake_quant(const cpu_kernel_args *args);
 
 /* What the CPU backend runs for one op (cpu_ops.c): its reference kernel, and its fast kernel
  * or NULL. */

@@ -36,6 +36,7 @@ const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT] = {
     [VNRT_OP_CAST].fast = cpu_fast_cast,
     [VNRT_OP_ROPE].fast = cpu_fast_rope,
     [VNRT_OP_HADAMARD].fast = cpu_fast_hadamard,
+    [VNRT_OP_FAKE_QUANT].fast = cpu_fast_fake_quant,
 #define CPU_REF_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID].ref = cpu_ref_##name,
     VNRT_OP_LIST(CPU_REF_ROW_)
 #undef CPU_REF_ROW_

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fast_quant.h"
 #include "fast_util.h"
 
 /* Elements a call must touch before its work is split over the pool: below this the wake-up
@@ -953,5 +954,56 @@ vnrt_status cpu_fast_hadamard(const cpu_kernel_args *a) {
                     .scale = (float)(1.0 / sqrt((double)d)),
                     .isa = cpu_fast_isa(a->pool)};
   cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(xt) / d, rows_grain(d), hadamard_range, &j);
+  return VNRT_OK;
+}
+
+/* ---- fake_quant --------------------------------------------------------------------------- */
+
+/* Rows widened into the f32 result and rounded there in place: e4m3 blocks through the
+ * vectorised act_quant rounding (bit-exact with cpu_fake_quant_block), e2m1 blocks through
+ * cpu_fake_quant_block itself. */
+typedef struct fake_quant_job {
+  const void *x;
+  float *y;
+  vnrt_dtype dx;
+  int64_t d;
+  const vnrt_fake_quant_params *p;
+  cpu_isa isa;
+} fake_quant_job;
+
+static void fake_quant_range(void *user, int64_t begin, int64_t end) {
+  const fake_quant_job *j = user;
+  const int64_t nb = j->p->len / j->p->block; /* whole blocks only, as the reference */
+  for (int64_t r = begin; r < end; ++r) {
+    float *row = j->y + r * j->d;
+    if (j->dx == VNRT_F32) {
+      if ((const void *)row != (const void *)((const float *)j->x + r * j->d)) {
+        memcpy(row, (const float *)j->x + r * j->d, sizeof(float) * (size_t)j->d);
+      }
+    } else {
+      for (int64_t i = 0; i < j->d; ++i) row[i] = cpu_load_f32(j->x, j->dx, r * j->d + i);
+    }
+    if (j->p->fmt == VNRT_E4M3) {
+      cpu_fast_act_quant(j->isa, row + j->p->start, j->d, 1, nb * j->p->block, j->p->block);
+      continue;
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      cpu_fake_quant_block(row + j->p->start + b * j->p->block, j->p->block, j->p->fmt);
+    }
+  }
+}
+
+vnrt_status cpu_fast_fake_quant(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
+  const vnrt_fake_quant_params *p = &a->node->params->fake_quant;
+  const int64_t d = xt->rank >= 1 ? xt->dims[xt->rank - 1] : 0;
+  if (d <= 0 || ot->dtype != VNRT_F32 || !float_dtype(xt->dtype) || p->block <= 0 || p->start < 0 ||
+      p->len < 0 || p->start + p->len > d || (p->fmt != VNRT_E4M3 && p->fmt != VNRT_E2M1)) {
+    return cpu_ref_fake_quant(a);
+  }
+  fake_quant_job j = {
+      .x = a->in[0], .y = a->out[0], .dx = xt->dtype, .d = d, .p = p, .isa = cpu_fast_isa(a->pool)};
+  cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(xt) / d, rows_grain(d), fake_quant_range,
+                        &j);
   return VNRT_OK;
 }
