@@ -4,7 +4,8 @@
  * over rows or blocks across the pool only when a call touches enough data to pay for waking
  * it (smaller calls run on the calling thread). Shapes these kernels do not specialise (softmax
  * over another axis, general broadcasting, i32) go to the reference kernel. rope rotates rows
- * with a cos/sin table formed once per call. */
+ * with a cos/sin table formed once per call; hadamard and fake_quant round exactly as the
+ * reference kernels. */
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
