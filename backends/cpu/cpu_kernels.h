@@ -45,6 +45,22 @@ vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *args);
 vnrt_status cpu_fast_index_scores(const cpu_kernel_args *args);
 vnrt_status cpu_fast_grouped_linear(const cpu_kernel_args *args);
 vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *args);
+/* fast_rows.c: the memory-bound row-wise and elementwise ops */
+vnrt_status cpu_fast_rms_norm(const cpu_kernel_args *args);
+vnrt_status cpu_fast_softmax(const cpu_kernel_args *args);
+vnrt_status cpu_fast_add(const cpu_kernel_args *args);
+vnrt_status cpu_fast_sub(const cpu_kernel_args *args);
+vnrt_status cpu_fast_mul(const cpu_kernel_args *args);
+vnrt_status cpu_fast_div(const cpu_kernel_args *args);
+vnrt_status cpu_fast_swiglu(const cpu_kernel_args *args);
+vnrt_status cpu_fast_silu(const cpu_kernel_args *args);
+vnrt_status cpu_fast_sigmoid(const cpu_kernel_args *args);
+vnrt_status cpu_fast_exp(const cpu_kernel_args *args);
+vnrt_status cpu_fast_scale(const cpu_kernel_args *args);
+vnrt_status cpu_fast_cast(const cpu_kernel_args *args);
+vnrt_status cpu_fast_rope(const cpu_kernel_args *args);
+vnrt_status cpu_fast_hadamard(const cpu_kernel_args *args);
+vnrt_status cpu_fast_fake_quant(const cpu_kernel_args *args);
 
 /* What the CPU backend runs for one op (cpu_ops.c): its reference kernel, and its fast kernel
  * or NULL. */

@@ -21,6 +21,22 @@ const cpu_op_kernels cpu_op_table[VNRT_OP_COUNT] = {
     [VNRT_OP_INDEX_SCORES].fast = cpu_fast_index_scores,         /* fast_v4.c */
     [VNRT_OP_KV_COMPRESS].fast = cpu_fast_kv_compress,           /* fast_v4.c */
     [VNRT_OP_GROUPED_LINEAR].fast = cpu_fast_grouped_linear,     /* fast_v4.c, fast_quant.c */
+    /* The memory-bound ops between the GEMMs (fast_rows.c). */
+    [VNRT_OP_RMS_NORM].fast = cpu_fast_rms_norm,
+    [VNRT_OP_SOFTMAX].fast = cpu_fast_softmax,
+    [VNRT_OP_ADD].fast = cpu_fast_add,
+    [VNRT_OP_SUB].fast = cpu_fast_sub,
+    [VNRT_OP_MUL].fast = cpu_fast_mul,
+    [VNRT_OP_DIV].fast = cpu_fast_div,
+    [VNRT_OP_SWIGLU].fast = cpu_fast_swiglu,
+    [VNRT_OP_SILU].fast = cpu_fast_silu,
+    [VNRT_OP_SIGMOID].fast = cpu_fast_sigmoid,
+    [VNRT_OP_EXP].fast = cpu_fast_exp,
+    [VNRT_OP_SCALE].fast = cpu_fast_scale,
+    [VNRT_OP_CAST].fast = cpu_fast_cast,
+    [VNRT_OP_ROPE].fast = cpu_fast_rope,
+    [VNRT_OP_HADAMARD].fast = cpu_fast_hadamard,
+    [VNRT_OP_FAKE_QUANT].fast = cpu_fast_fake_quant,
 #define CPU_REF_ROW_(ID, name, min_in, max_in, n_out) [VNRT_OP_##ID].ref = cpu_ref_##name,
     VNRT_OP_LIST(CPU_REF_ROW_)
 #undef CPU_REF_ROW_

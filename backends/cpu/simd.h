@@ -48,6 +48,33 @@ CPU_AVX2_INLINE __m256 avx2_load8(const void *p, int64_t i, vnrt_dtype dt) {
   }
 }
 
+/* Stores the eight lanes of v as p[i..i+8) of dtype dt (f32/f16/bf16), rounding to nearest
+ * even as cpu_store_f32 does (a NaN stays a quiet NaN with the same payload bits). */
+CPU_AVX2_INLINE void avx2_store8(void *p, int64_t i, vnrt_dtype dt, __m256 v) {
+  switch (dt) {
+    case VNRT_F16:
+      _mm_storeu_si128((__m128i *)((uint16_t *)p + i),
+                       _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+      break;
+    case VNRT_BF16: {
+      __m256i b = _mm256_castps_si256(v);
+      __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+      __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+      __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+      r = _mm256_castps_si256(_mm256_blendv_ps(
+          _mm256_castsi256_ps(r),
+          _mm256_castsi256_ps(_mm256_or_si256(b, _mm256_set1_epi32(0x400000))), nan));
+      r = _mm256_srli_epi32(r, 16);
+      __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+      _mm_storeu_si128((__m128i *)((uint16_t *)p + i), h);
+      break;
+    }
+    default:
+      _mm256_storeu_ps((float *)p + i, v);
+      break;
+  }
+}
+
 /* The sum of the eight lanes of v. */
 CPU_AVX2_INLINE float avx2_hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -535,6 +535,467 @@ START_TEST(test_gemm_blocks_cover_partial_tiles) {
 }
 END_TEST
 
+/* ---- The row-wise and elementwise fast kernels on both ISAs ------------------------------ */
+
+static const char *option_generic(void *core, const char *key) {
+  (void)core;
+  return strcmp(key, "cpu_isa") == 0 ? "generic" : NULL;
+}
+
+static const char *option_avx2(void *core, const char *key) {
+  (void)core;
+  return strcmp(key, "cpu_isa") == 0 ? "avx2" : NULL;
+}
+
+/* The ISAs the row kernels are run with: the machine's (AVX-512 where it has it), AVX2
+ * without the AVX-512 variants, and the portable path. */
+enum { ISA_NATIVE, ISA_GENERIC, ISA_AVX2, ISA_MODES };
+
+static const char *isa_mode_name(int mode) {
+  return mode == ISA_GENERIC ? "generic" : mode == ISA_AVX2 ? "avx2" : "native";
+}
+
+/* Runs fast kernel fn on ins into out, on a 2-thread pool with the portable kernels (generic)
+ * or the machine's, and returns the NMSE of out against want (double, rounded to out's dtype). */
+static double run_row_kernel(cpu_kernel_fn fn, vnrt_op op, const vnrt_op_params *params,
+                             const tu_tensor *ins, int32_t n_in, tu_tensor *out, const double *want,
+                             int generic) {
+  fake_host h;
+  fake_host_init(&h, 2);
+  if (generic == ISA_GENERIC) h.host.option = option_generic;
+  if (generic == ISA_AVX2) h.host.option = option_avx2;
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
+  ck_assert_int_eq(cpu_fast_isa(pool) == CPU_ISA_GENERIC,
+                   generic == ISA_GENERIC || !cpu_fast_isa(NULL));
+  ck_assert(generic != ISA_AVX2 || cpu_fast_isa(pool) <= CPU_ISA_AVX2);
+  vnrt_backend_node node = {
+      .op = op, .name = "n", .n_inputs = n_in, .n_outputs = 1, .params = params};
+  cpu_kernel_args a;
+  memset(&a, 0, sizeof a);
+  a.node = &node;
+  a.n_in = n_in;
+  a.n_out = 1;
+  a.pool = pool;
+  a.host = &h.host;
+  for (int32_t i = 0; i < n_in; ++i) {
+    a.in_type[i] = &ins[i].type;
+    a.in[i] = ins[i].data;
+  }
+  const int64_t n = tu_numel(out);
+  for (int64_t i = 0; i < n; ++i) tu_set(out, i, NAN);
+  a.out_type[0] = &out->type;
+  a.out[0] = out->data;
+  vnrt_status s = fn(&a);
+  ck_assert_msg(s == VNRT_OK, "%s: %s", vnrt_op_name(op), h.last_error);
+  cpu_pool_destroy(pool);
+  /* want rounded to the result's dtype, as the kernel's f32 results are */
+  tu_tensor wt = tu_tensor_new(out->type.dtype, out->type.rank, out->type.dims);
+  for (int64_t i = 0; i < n; ++i) tu_set(&wt, i, want[i]);
+  double *got = tu_values(out), *wr = tu_values(&wt);
+  const double e = tu_nmse_d(got, wr, n);
+  free(got);
+  free(wr);
+  tu_tensor_free(&wt);
+  return e;
+}
+
+#define TOL_ROWS 1e-7 /* docs/ops.md: elementwise, norm and softmax ops */
+
+static void expect_rows(const char *what, double e, int generic) {
+  if (!(e <= TOL_ROWS))
+    ck_abort_msg("%s (%s): NMSE %.3g vs double", what, isa_mode_name(generic), e);
+}
+
+/* rms_norm: one row with an odd tail (4099), per-head rows ([3, 7, 128], bf16 w), f16 in and
+ * out, and enough rows (300 x 130, no weight) for the work to be split over the pool. */
+START_TEST(test_fast_rms_norm_shapes) {
+  const struct {
+    int32_t rank;
+    int64_t dims[3];
+    vnrt_dtype dx, dw, dy;
+    int has_w;
+  } cases[] = {
+      {2, {1, 4099}, VNRT_F32, VNRT_F32, VNRT_F32, 1},
+      {3, {3, 7, 128}, VNRT_F32, VNRT_BF16, VNRT_F32, 1},
+      {2, {5, 37}, VNRT_F16, VNRT_F16, VNRT_F16, 1},
+      {2, {300, 130}, VNRT_BF16, VNRT_F32, VNRT_BF16, 0},
+      {2, {300, 130}, VNRT_F32, VNRT_F32, VNRT_F32, 0},
+  };
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t d = cases[ci].dims[cases[ci].rank - 1];
+      tu_tensor in[2] = {tu_tensor_new(cases[ci].dx, cases[ci].rank, cases[ci].dims),
+                         tu_tensor_new(cases[ci].dw, 1, &d)};
+      tu_fill_uniform(&in[0], 1000 + ci, -2.0f, 2.0f);
+      tu_fill_uniform(&in[1], 1100 + ci, 0.5f, 1.5f);
+      tu_tensor out = tu_tensor_new(cases[ci].dy, cases[ci].rank, cases[ci].dims);
+      const int64_t n = tu_numel(&out), rows = n / d;
+      double *want = tu_dalloc(n);
+      for (int64_t r = 0; r < rows; ++r) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < d; ++i) ss += tu_get(&in[0], r * d + i) * tu_get(&in[0], r * d + i);
+        const double inv = 1.0 / sqrt(ss / (double)d + 1e-6);
+        for (int64_t i = 0; i < d; ++i) {
+          want[r * d + i] =
+              tu_get(&in[0], r * d + i) * inv * (cases[ci].has_w ? tu_get(&in[1], i) : 1.0);
+        }
+      }
+      vnrt_op_params p = {.rms_norm = {.eps = 1e-6, .has_weight = cases[ci].has_w}};
+      char what[64];
+      snprintf(what, sizeof what, "rms_norm case %zu", ci);
+      expect_rows(what,
+                  run_row_kernel(cpu_fast_rms_norm, VNRT_OP_RMS_NORM, &p, in,
+                                 cases[ci].has_w ? 2 : 1, &out, want, generic),
+                  generic);
+      free(want);
+      tu_tensor_free(&out);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
+/* softmax over the last axis: one row, short rows, rows past the cached length (9000: the
+ * online-max path, with a tail past its blocks) with masked (-inf) entries and a large
+ * offset, f16/bf16 in or out, and enough rows to be split over the pool. */
+START_TEST(test_fast_softmax_shapes) {
+  const struct {
+    int64_t rows, len;
+    vnrt_dtype dx, dy;
+  } cases[] = {
+      {1, 4096, VNRT_F32, VNRT_F32},  {5, 13, VNRT_F16, VNRT_F16},   {2, 9000, VNRT_F32, VNRT_F32},
+      {3, 9000, VNRT_BF16, VNRT_F32}, {2, 700, VNRT_F32, VNRT_BF16}, {40, 1000, VNRT_F32, VNRT_F32},
+  };
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t dims[2] = {cases[ci].rows, cases[ci].len}, len = cases[ci].len;
+      tu_tensor x = tu_tensor_new(cases[ci].dx, 2, dims),
+                out = tu_tensor_new(cases[ci].dy, 2, dims);
+      tu_fill_uniform(&x, 1200 + ci, 60.0f, 70.0f);
+      /* Masked entries, a whole first block of them in the long rows. */
+      for (int64_t i = 0; i < tu_numel(&x); i += 7) tu_set(&x, i, -INFINITY);
+      if (len > 8192) {
+        for (int64_t i = 0; i < 300; ++i) tu_set(&x, i, -INFINITY);
+      }
+      double *want = tu_dalloc(tu_numel(&x));
+      for (int64_t r = 0; r < cases[ci].rows; ++r) {
+        double mx = -INFINITY, sum = 0.0;
+        for (int64_t i = 0; i < len; ++i) mx = fmax(mx, tu_get(&x, r * len + i));
+        for (int64_t i = 0; i < len; ++i) sum += exp(tu_get(&x, r * len + i) - mx);
+        for (int64_t i = 0; i < len; ++i)
+          want[r * len + i] = exp(tu_get(&x, r * len + i) - mx) / sum;
+      }
+      vnrt_op_params p = {.softmax = {.axis = 1}};
+      char what[64];
+      snprintf(what, sizeof what, "softmax case %zu", ci);
+      expect_rows(what,
+                  run_row_kernel(cpu_fast_softmax, VNRT_OP_SOFTMAX, &p, &x, 1, &out, want, generic),
+                  generic);
+      free(want);
+      tu_tensor_free(&out);
+      tu_tensor_free(&x);
+    }
+  }
+}
+END_TEST
+
+/* The element of `in` that numpy broadcasting pairs with element o of a result of type out. */
+static int64_t bcast_src(const vnrt_tensor_type *in, const vnrt_tensor_type *out, int64_t o) {
+  int64_t idx = 0, stride = 1;
+  for (int32_t d = out->rank - 1; d >= 0; --d) {
+    const int64_t c = o % out->dims[d];
+    o /= out->dims[d];
+    const int32_t id = d - (out->rank - in->rank);
+    if (id < 0) continue;
+    if (in->dims[id] != 1) idx += c * stride;
+    stride *= in->dims[id];
+  }
+  return idx;
+}
+
+/* The binaries with a full operand, a repeated row or a column on either side (sub and div
+ * keep their order), a scalar, rows of odd length, and a broadcast within the rows; the unaries,
+ * swiglu and float casts over a tail. */
+START_TEST(test_fast_elementwise_shapes) {
+  const struct {
+    int32_t ra, rb, ro;
+    int64_t a[3], b[3], o[3];
+  } shapes[] = {
+      {2, 2, 2, {37, 1001}, {37, 1001}, {37, 1001}}, /* full, split over the pool */
+      {2, 1, 2, {50, 1003}, {1003}, {50, 1003}},     /* b a row */
+      {2, 3, 3, {3, 61}, {4, 3, 61}, {4, 3, 61}},    /* a a repeated [3, 61] block */
+      {2, 1, 2, {5, 67}, {1}, {5, 67}},              /* b a scalar */
+      {1, 2, 2, {1}, {9, 9}, {9, 9}},                /* a a scalar */
+      {2, 2, 2, {6, 1001}, {6, 1}, {6, 1001}},       /* b a column */
+      {3, 3, 3, {4, 3, 1}, {4, 3, 67}, {4, 3, 67}},  /* a a column over two outer dims */
+      {3, 3, 3, {5, 1, 33}, {1, 4, 33}, {5, 4, 33}}, /* a per head row: rows of 33 */
+      {3, 3, 3, {4, 1, 3}, {1, 5, 1}, {4, 5, 3}},    /* inside the rows: the reference's */
+  };
+  const vnrt_op ops[4] = {VNRT_OP_ADD, VNRT_OP_SUB, VNRT_OP_MUL, VNRT_OP_DIV};
+  const cpu_kernel_fn fns[4] = {cpu_fast_add, cpu_fast_sub, cpu_fast_mul, cpu_fast_div};
+  const vnrt_dtype dts[3] = {VNRT_F32, VNRT_BF16, VNRT_F16};
+  const vnrt_op_params none = {0};
+  uint64_t seed = 1300;
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; ++si) {
+      for (int oi = 0; oi < 4; ++oi) {
+        const vnrt_dtype dt = dts[(si + (size_t)oi) % 3];
+        tu_tensor in[2] = {tu_tensor_new(dt, shapes[si].ra, shapes[si].a),
+                           tu_tensor_new(VNRT_F32, shapes[si].rb, shapes[si].b)};
+        tu_fill_uniform(&in[0], seed++, -2.0f, 2.0f);
+        tu_fill_uniform(&in[1], seed++, 0.5f, 3.0f);
+        tu_tensor out = tu_tensor_new(dt, shapes[si].ro, shapes[si].o);
+        const int64_t n = tu_numel(&out);
+        double *want = tu_dalloc(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double x = tu_get(&in[0], bcast_src(&in[0].type, &out.type, i));
+          const double y = tu_get(&in[1], bcast_src(&in[1].type, &out.type, i));
+          want[i] = oi == 0 ? x + y : oi == 1 ? x - y : oi == 2 ? x * y : x / y;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s shape %zu %s", vnrt_op_name(ops[oi]), si,
+                 vnrt_dtype_name(dt));
+        expect_rows(what, run_row_kernel(fns[oi], ops[oi], &none, in, 2, &out, want, generic),
+                    generic);
+        free(want);
+        tu_tensor_free(&out);
+        free_all(in, 2);
+      }
+    }
+    /* Unaries and swiglu over [3, 5001] (a tail of 1 past the vectors; split over the pool). */
+    const int64_t ud[2] = {3, 5001};
+    for (int k = 0; k < 6; ++k) {
+      const vnrt_dtype dt = dts[k % 3];
+      tu_tensor in[2] = {tu_tensor_new(dt, 2, ud), tu_tensor_new(dt, 2, ud)};
+      tu_fill_uniform(&in[0], seed++, -6.0f, 6.0f);
+      tu_fill_uniform(&in[1], seed++, -6.0f, 6.0f);
+      tu_tensor out = tu_tensor_new(dts[(k + 1) % 3], 2, ud);
+      const int64_t n = tu_numel(&out);
+      double *want = tu_dalloc(n);
+      vnrt_op_params p = {0};
+      static const vnrt_op uops[6] = {VNRT_OP_SILU,  VNRT_OP_SIGMOID, VNRT_OP_EXP,
+                                      VNRT_OP_SCALE, VNRT_OP_SWIGLU,  VNRT_OP_SWIGLU};
+      static const cpu_kernel_fn ufns[6] = {cpu_fast_silu,  cpu_fast_sigmoid, cpu_fast_exp,
+                                            cpu_fast_scale, cpu_fast_swiglu,  cpu_fast_swiglu};
+      if (k == 3) p.scale.s = -0.75;
+      if (k == 5) p.swiglu.limit = 2.5;
+      for (int64_t i = 0; i < n; ++i) {
+        double g = tu_get(&in[0], i), u = tu_get(&in[1], i);
+        const double sg = 1.0 / (1.0 + exp(-g));
+        switch (k) {
+          case 0:
+            want[i] = g * sg;
+            break;
+          case 1:
+            want[i] = sg;
+            break;
+          case 2:
+            want[i] = exp(g);
+            break;
+          case 3:
+            want[i] = -0.75 * g;
+            break;
+          default:
+            if (k == 5) {
+              g = fmin(g, 2.5);
+              u = fmax(fmin(u, 2.5), -2.5);
+            }
+            want[i] = g / (1.0 + exp(-g)) * u;
+            break;
+        }
+      }
+      char what[64];
+      snprintf(what, sizeof what, "%s #%d %s", vnrt_op_name(uops[k]), k, vnrt_dtype_name(dt));
+      expect_rows(what,
+                  run_row_kernel(ufns[k], uops[k], &p, in, k >= 4 ? 2 : 1, &out, want, generic),
+                  generic);
+      free(want);
+      tu_tensor_free(&out);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
+/* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
+ * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
+ * enough rows to be split over the pool; positions up to 5000. */
+START_TEST(test_fast_rope_shapes) {
+  const struct {
+    int64_t T, H, D, dims;
+    int interleaved, inverse;
+    vnrt_dtype dx, dy;
+  } cases[] = {
+      {3, 4, 64, 64, 1, 0, VNRT_F32, VNRT_F32},     {2, 3, 10, 6, 1, 0, VNRT_F16, VNRT_F16},
+      {5, 2, 128, 64, 0, 0, VNRT_F32, VNRT_BF16},   {4, 3, 40, 36, 0, 1, VNRT_BF16, VNRT_F32},
+      {40, 16, 128, 128, 0, 0, VNRT_F32, VNRT_F32}, {40, 16, 72, 64, 1, 1, VNRT_F32, VNRT_F32},
+  };
+  const double theta = 10000.0;
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t T = cases[ci].T, H = cases[ci].H, D = cases[ci].D, dims = cases[ci].dims;
+      const int64_t xd[3] = {T, H, D}, pd[1] = {T};
+      tu_tensor in[2] = {tu_tensor_new(cases[ci].dx, 3, xd), tu_tensor_new(VNRT_I32, 1, pd)};
+      tu_fill_uniform(&in[0], 1500 + ci, -2.0f, 2.0f);
+      int32_t *pos = in[1].data;
+      for (int64_t t = 0; t < T; ++t) pos[t] = (int32_t)((t * 977 + 13 * ci) % 5000);
+      tu_tensor out = tu_tensor_new(cases[ci].dy, 3, xd);
+      double *want = tu_dalloc(T * H * D);
+      const int64_t half = dims / 2, first = D - dims;
+      for (int64_t r = 0; r < T * H; ++r) {
+        for (int64_t k = 0; k < D; ++k) want[r * D + k] = tu_get(&in[0], r * D + k);
+        for (int64_t i = 0; i < half; ++i) {
+          double a = (double)pos[r / H] * pow(theta, -2.0 * (double)i / (double)dims);
+          if (cases[ci].inverse) a = -a;
+          const int64_t i1 = r * D + first + (cases[ci].interleaved ? 2 * i : i);
+          const int64_t i2 = r * D + first + (cases[ci].interleaved ? 2 * i + 1 : i + half);
+          const double x1 = tu_get(&in[0], i1), x2 = tu_get(&in[0], i2);
+          want[i1] = x1 * cos(a) - x2 * sin(a);
+          want[i2] = x1 * sin(a) + x2 * cos(a);
+        }
+      }
+      vnrt_op_params p = {.rope = {.theta = theta,
+                                   .dims = (int32_t)dims,
+                                   .interleaved = cases[ci].interleaved,
+                                   .inverse = cases[ci].inverse}};
+      char what[64];
+      snprintf(what, sizeof what, "rope case %zu", ci);
+      expect_rows(what, run_row_kernel(cpu_fast_rope, VNRT_OP_ROPE, &p, in, 2, &out, want, generic),
+                  generic);
+      free(want);
+      tu_tensor_free(&out);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
+/* hadamard: D from 1 (no stage) through the in-vector stages (2, 4, 8) to stages between
+ * vectors (64, 1024), f32 and bf16 x, enough rows to be split over the pool; against
+ * H_D·x·D^-1/2 with H_D[i][k] = (-1)^popcount(i & k) (Sylvester order). */
+START_TEST(test_fast_hadamard_shapes) {
+  const struct {
+    int64_t rows, d;
+    vnrt_dtype dx;
+  } cases[] = {{3, 1, VNRT_F32},  {5, 2, VNRT_F32},    {4, 8, VNRT_BF16},
+               {7, 64, VNRT_F32}, {2, 1024, VNRT_F32}, {300, 128, VNRT_BF16}};
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t rows = cases[ci].rows, d = cases[ci].d, dims[2] = {rows, d};
+      tu_tensor x = tu_tensor_new(cases[ci].dx, 2, dims), out = tu_tensor_new(VNRT_F32, 2, dims);
+      tu_fill_uniform(&x, 1600 + ci, -2.0f, 2.0f);
+      double *want = tu_dalloc(rows * d);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < d; ++i) {
+          double acc = 0.0;
+          for (int64_t k = 0; k < d; ++k) {
+            const double v = tu_get(&x, r * d + k);
+            acc += (__builtin_popcountll((unsigned long long)(i & k)) & 1) ? -v : v;
+          }
+          want[r * d + i] = acc / sqrt((double)d);
+        }
+      }
+      const vnrt_op_params none = {0};
+      char what[64];
+      snprintf(what, sizeof what, "hadamard case %zu", ci);
+      expect_rows(
+          what,
+          run_row_kernel(cpu_fast_hadamard, VNRT_OP_HADAMARD, &none, &x, 1, &out, want, generic),
+          generic);
+      free(want);
+      tu_tensor_free(&out);
+      tu_tensor_free(&x);
+    }
+  }
+}
+END_TEST
+
+/* fake_quant: the fast kernel's results are the reference kernel's bit for bit (e4m3 through
+ * the vectorised act_quant rounding, e2m1 through the scalar codec), on every ISA: e4m3 blocks
+ * of 64 over the first 448 of 512 channels (V4's FQ8), e2m1 blocks of 32 over all channels
+ * (FQ4), bf16 x, rows with an all-zero block, tiny and large values, and enough rows to be
+ * split over the pool. */
+START_TEST(test_fast_fake_quant_matches_reference) {
+  const struct {
+    int64_t rows, d, start, len;
+    int32_t block;
+    vnrt_dtype fmt, dx;
+  } cases[] = {
+      {3, 512, 0, 448, 64, VNRT_E4M3, VNRT_F32},
+      {5, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32},
+      {4, 96, 32, 64, 32, VNRT_E4M3, VNRT_BF16},
+      {300, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32},
+  };
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t dims[2] = {cases[ci].rows, cases[ci].d}, n = cases[ci].rows * cases[ci].d;
+      tu_tensor x = tu_tensor_new(cases[ci].dx, 2, dims);
+      tu_fill_uniform(&x, 1700 + ci, -3.0f, 3.0f);
+      for (int64_t i = 0; i < cases[ci].block && i < cases[ci].d; ++i) tu_set(&x, i, 0.0);
+      for (int64_t i = cases[ci].d; i < n; i += 37) tu_set(&x, i, 1e-30 * (double)(i % 5));
+      for (int64_t i = cases[ci].d + 5; i < n; i += 53) tu_set(&x, i, 3e4);
+      tu_tensor got = tu_tensor_new(VNRT_F32, 2, dims), want = tu_tensor_new(VNRT_F32, 2, dims);
+      vnrt_op_params p = {.fake_quant = {.fmt = cases[ci].fmt,
+                                         .block = cases[ci].block,
+                                         .start = cases[ci].start,
+                                         .len = cases[ci].len}};
+      double *unused = tu_dalloc(n);
+      for (int64_t i = 0; i < n; ++i) unused[i] = 0.0;
+      run_row_kernel(cpu_ref_fake_quant, VNRT_OP_FAKE_QUANT, &p, &x, 1, &want, unused, generic);
+      run_row_kernel(cpu_fast_fake_quant, VNRT_OP_FAKE_QUANT, &p, &x, 1, &got, unused, generic);
+      const uint32_t *g = got.data, *w = want.data;
+      for (int64_t i = 0; i < n; ++i) {
+        if (g[i] != w[i]) {
+          ck_abort_msg("fake_quant case %zu (%s) element %lld: %a, reference %a", ci,
+                       isa_mode_name(generic), (long long)i, (double)((float *)got.data)[i],
+                       (double)((float *)want.data)[i]);
+        }
+      }
+      free(unused);
+      tu_tensor_free(&got);
+      tu_tensor_free(&want);
+      tu_tensor_free(&x);
+    }
+  }
+}
+END_TEST
+
+/* The fast float casts round as the contract says, bit for bit: f32 -> f16/bf16 over ties,
+ * subnormals, overflow, infinities and NaN, and f16 -> bf16, each compared with the public
+ * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. */
+START_TEST(test_fast_cast_bits) {
+  const int64_t nd[1] = {37};
+  tu_tensor x = tu_tensor_new(VNRT_F32, 1, nd);
+  tu_fill_uniform(&x, 1400, -70000.0f, 70000.0f);
+  float *xf = (float *)x.data;
+  const float special[] = {0.0f,      -0.0f, 1.0f + 0x1p-11f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-11f,
+                           65520.0f,  1e-7f, -3e-5f,          1e30f,          INFINITY,
+                           -INFINITY, NAN,   0x1p-130f,       1.00390625f};
+  for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) xf[i * 2] = special[i];
+  const vnrt_op_params none = {0};
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (int to = 0; to < 2; ++to) {
+      const vnrt_dtype dt = to ? VNRT_BF16 : VNRT_F16;
+      tu_tensor out = tu_tensor_new(dt, 1, nd);
+      double want[37];
+      for (int i = 0; i < 37; ++i) want[i] = 0.0;
+      run_row_kernel(cpu_fast_cast, VNRT_OP_CAST, &none, &x, 1, &out, want, generic);
+      const uint16_t *bits = out.data;
+      for (int i = 0; i < 37; ++i) {
+        const uint16_t w = to ? vnrt_f32_to_bf16(xf[i]) : vnrt_f32_to_f16(xf[i]);
+        if (bits[i] != w) {
+          ck_abort_msg("cast f32->%s (%s) of %a: 0x%04x, want 0x%04x", vnrt_dtype_name(dt),
+                       isa_mode_name(generic), (double)xf[i], bits[i], w);
+        }
+      }
+      tu_tensor_free(&out);
+    }
+  }
+  tu_tensor_free(&x);
+}
+END_TEST
+
 /* ---- short_conv on the cpu device ------------------------------------------------------- */
 
 enum { SC_M = 2, SC_C = 3, SC_K = 4, SC_DIL = 3, SC_P = (SC_K - 1) * SC_DIL, SC_T = 12 };
@@ -601,6 +1062,13 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_ffn_decode_independent_of_threads);
   tcase_add_test(k, test_gemm_blocks_cover_partial_tiles);
   tcase_add_test(k, test_short_conv_prefill_and_steps_agree_bitwise);
+  tcase_add_test(k, test_fast_rms_norm_shapes);
+  tcase_add_test(k, test_fast_softmax_shapes);
+  tcase_add_test(k, test_fast_elementwise_shapes);
+  tcase_add_test(k, test_fast_cast_bits);
+  tcase_add_test(k, test_fast_rope_shapes);
+  tcase_add_test(k, test_fast_hadamard_shapes);
+  tcase_add_test(k, test_fast_fake_quant_matches_reference);
   suite_add_tcase(s, k);
   return s;
 }
