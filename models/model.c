@@ -38,6 +38,24 @@ vnrt_status vn_model_error(vnrt_status st, const char *fmt, ...) {
 
 #define fail vn_model_error
 
+/* Reads a caller's sized desc (its first member `size`) into dst[full]: size 0 or v1 (the first
+ * sized release's) reads that prefix, sizeof the whole; members past it keep their default
+ * (zero). Any other size is no version's and fails naming the struct. */
+static vnrt_status read_desc_(const void *src, size_t v1, size_t full, void *dst,
+                              const char *name) {
+  memset(dst, 0, full);
+  if (!src) return VNRT_OK;
+  size_t size;
+  memcpy(&size, src, sizeof size);
+  if (size != 0 && size != v1 && size != full) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "%s.size is %zu: no version of %s had that size (0, %zu or %zu)", name, size, name,
+                v1, full);
+  }
+  memcpy(dst, src, size ? size : v1);
+  return VNRT_OK;
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -267,18 +285,11 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   if (!ctx || !dir || !out_model) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_open: ctx, dir and out_model are needed");
   }
-  vnrt_model_desc d = {0};
-  if (desc) {
-    /* The first sized release ended before `devices` (docs/api.md, "ABI and growth"). */
-    const size_t v1 = offsetof(vnrt_model_desc, devices);
-    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                  "vnrt_model_desc.size is %zu: no version of vnrt_model_desc had that size (0, "
-                  "%zu or %zu)",
-                  desc->size, v1, sizeof d);
-    }
-    memcpy(&d, desc, desc->size ? desc->size : v1);
-  }
+  vnrt_model_desc d;
+  /* The first sized release ended before `devices` (docs/api.md, "ABI and growth"). */
+  vnrt_status rs =
+      read_desc_(desc, offsetof(vnrt_model_desc, devices), sizeof d, &d, "vnrt_model_desc");
+  if (rs != VNRT_OK) return rs;
   if (d.numerics != VNRT_NUMERICS_REF && d.numerics != VNRT_NUMERICS_F32) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
                 "vnrt_model_desc.numerics is %d: expected VNRT_NUMERICS_REF (0) or "
@@ -1230,19 +1241,11 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   if (!m || !out) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_create: model and out are needed");
   }
-  vnrt_session_desc d = {0};
-  if (desc) {
-    /* The first sized release ended before ep_simulate_ranks (docs/api.md, "ABI and
-     * growth"): its size and 0 read that prefix, the rest keeps its default. */
-    const size_t v1 = offsetof(vnrt_session_desc, ep_simulate_ranks);
-    if (desc->size != 0 && desc->size != v1 && desc->size != sizeof d) {
-      return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                  "vnrt_session_desc.size is %zu: no version of vnrt_session_desc had that size "
-                  "(0, %zu or %zu)",
-                  desc->size, v1, sizeof d);
-    }
-    memcpy(&d, desc, desc->size ? desc->size : v1);
-  }
+  vnrt_session_desc d;
+  /* The first sized release ended before ep_simulate_ranks (docs/api.md, "ABI and growth"). */
+  vnrt_status rs = read_desc_(desc, offsetof(vnrt_session_desc, ep_simulate_ranks), sizeof d, &d,
+                              "vnrt_session_desc");
+  if (rs != VNRT_OK) return rs;
   const int64_t max_pos = m->cfg->max_position_embeddings;
   if (d.max_context == 0) d.max_context = max_pos < 4096 ? max_pos : 4096;
   if (d.max_context < 1 || d.max_context > max_pos || d.max_context > INT32_MAX) {
