@@ -310,11 +310,15 @@ static void hc_post_item_(void *user, int64_t item, int32_t slot) {
   }
 }
 
+static int hc_float_dtype_(vnrt_dtype dt) {
+  return dt == VNRT_F32 || dt == VNRT_F16 || dt == VNRT_BF16;
+}
+
 vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
   const vnrt_tensor_type *Xt = a->in_type[0];
-  if (Xt->rank < 2 || Xt->dtype != VNRT_F32 || a->in_type[1]->dtype != VNRT_F32 ||
-      a->in_type[2]->dtype != VNRT_F32 || a->in_type[3]->dtype != VNRT_F32 ||
-      a->out_type[0]->dtype != VNRT_F32) {
+  const vnrt_dtype xdt = Xt->dtype, ydt = a->in_type[1]->dtype, odt = a->out_type[0]->dtype;
+  if (Xt->rank < 2 || !hc_float_dtype_(xdt) || !hc_float_dtype_(ydt) || !hc_float_dtype_(odt) ||
+      a->in_type[2]->dtype != VNRT_F32 || a->in_type[3]->dtype != VNRT_F32) {
     return cpu_ref_hc_post(a);
   }
   hc_post_job j = {
@@ -334,6 +338,19 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
       vnrt_tensor_type_numel(a->in_type[3]) != j.T * j.n * j.n) {
     return cpu_ref_hc_post(a);
   }
+  /* f16/bf16 X, y or result (the V4 graph's reference numerics keep the residual streams in
+   * bf16): widened exactly into f32 scratch, and the f32 sums rounded once into the result, as
+   * the reference kernel rounds its f32 sums. */
+  const int64_t xf = xdt == VNRT_F32 ? 0 : j.T * nc, yf = ydt == VNRT_F32 ? 0 : j.T * j.C;
+  const int64_t of = odt == VNRT_F32 ? 0 : j.T * nc;
+  float *mem = NULL;
+  if (xf + yf + of > 0) {
+    vnrt_status st = cpu_fast_alloc(a, xf + yf + of, &mem);
+    if (st != VNRT_OK) return st;
+    if (xf) cpu_fast_to_f32(j.isa, a->in[0], xdt, xf, mem), j.X = mem;
+    if (yf) cpu_fast_to_f32(j.isa, a->in[1], ydt, yf, mem + xf), j.y = mem + xf;
+    if (of) j.out = mem + xf + yf;
+  }
   j.n_cb = ceil_div_(j.C, HC_POST_CB);
   const int64_t items = j.T * j.n_cb;
   if (j.T * nc < HC_POST_INLINE) {
@@ -341,5 +358,7 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
   } else {
     cpu_fast_for_each(a->pool, items, hc_post_item_, &j);
   }
+  for (int64_t i = 0; i < of; ++i) cpu_store_f32(a->out[0], odt, i, j.out[i]);
+  cpu_fast_free(a, mem);
   return VNRT_OK;
 }
