@@ -126,6 +126,11 @@ else:
         sys.exit(77)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
+    if os.environ.get("VNRT_SANITIZED"):
+        # The sanitizer leg: Open MPI's runtime leaks at MPI_Finalize (hundreds of blocks in
+        # libmpi, libopen-pal, hwloc and its unloaded components); the exchange code itself
+        # runs in one process, leak-checked, in ep_local.
+        env["LSAN_OPTIONS"] = env.get("LSAN_OPTIONS", "") + ":detect_leaks=0"
     os.environ.update(env)
     for n in (2, 3):
         mp = [mpirun, "-np", str(n), "--oversubscribe"]
