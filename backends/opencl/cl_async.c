@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "cl_buffer.h"
 #include "opencl_backend.h"
 
 #define CL_ASYNC_TRY(expr)        \
@@ -163,23 +164,12 @@ static void finish_op(const vnrt_backend_sync *sync, cl_event ev) {
   }
 }
 
-static vnrt_status check_range(vnrt_backend_device *dev, const vnrt_backend_buffer *buf,
-                               const char *what, uint64_t offset, uint64_t bytes) {
-  if (offset > buf->size || bytes > buf->size - offset) {
-    return cl_fail(dev, VNRT_ERROR_INVALID_ARGUMENT,
-                   "buffer %s: offset %" PRIu64 " + %" PRIu64
-                   " bytes is past the buffer's size of %" PRIu64 " bytes",
-                   what, offset, bytes, buf->size);
-  }
-  return VNRT_OK;
-}
-
 /* A copy on the copy queue, waiting for sync's wait event and signalling with its own. */
 static vnrt_status copy_async(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
                               void *host, uint64_t bytes, bool write,
                               const vnrt_backend_sync *sync) {
   const char *what = write ? "write_async" : "read_async";
-  CL_ASYNC_TRY(check_range(dev, buf, what, offset, bytes));
+  CL_ASYNC_TRY(cl_buffer_check_range(dev, buf, what, offset, bytes));
   cl_event wait = NULL, ev = NULL;
   CL_ASYNC_TRY(wait_list(dev, sync, &wait));
   cl_int err;

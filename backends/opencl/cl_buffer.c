@@ -195,8 +195,8 @@ void cl_backend_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) 
   dev->host->free(dev->host->core, buf);
 }
 
-static vnrt_status check_range(vnrt_backend_device *dev, const vnrt_backend_buffer *buf,
-                               const char *what, uint64_t offset, uint64_t bytes) {
+vnrt_status cl_buffer_check_range(vnrt_backend_device *dev, const vnrt_backend_buffer *buf,
+                                  const char *what, uint64_t offset, uint64_t bytes) {
   if (offset > buf->size || bytes > buf->size - offset) {
     return cl_fail(dev, VNRT_ERROR_INVALID_ARGUMENT,
                    "buffer %s: offset %" PRIu64 " + %" PRIu64
@@ -222,7 +222,7 @@ void *cl_backend_buffer_host_ptr(vnrt_backend_device *dev, vnrt_backend_buffer *
 
 vnrt_status cl_backend_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
                                     uint64_t offset, const void *src, uint64_t bytes) {
-  vnrt_status s = check_range(dev, buf, "write", offset, bytes);
+  vnrt_status s = cl_buffer_check_range(dev, buf, "write", offset, bytes);
   if (s != VNRT_OK) return s;
   if (bytes == 0) return VNRT_OK;
   if (buf->svm) {
@@ -248,7 +248,7 @@ vnrt_status cl_backend_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffe
 
 vnrt_status cl_backend_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf,
                                    uint64_t offset, void *dst, uint64_t bytes) {
-  vnrt_status s = check_range(dev, buf, "read", offset, bytes);
+  vnrt_status s = cl_buffer_check_range(dev, buf, "read", offset, bytes);
   if (s != VNRT_OK) return s;
   if (bytes == 0) return VNRT_OK;
   if (buf->svm) {

@@ -13,4 +13,9 @@ void cl_mem_put(vnrt_backend_device *dev, cl_mem mem, uint64_t capacity);
 /* Releases every pooled buffer. */
 void cl_pool_drain(vnrt_backend_device *dev);
 
+/* VNRT_OK when [offset, offset + bytes) lies in buf, else INVALID_ARGUMENT naming what ("write",
+ * "async read", ...) and the sizes. */
+vnrt_status cl_buffer_check_range(vnrt_backend_device *dev, const vnrt_backend_buffer *buf,
+                                  const char *what, uint64_t offset, uint64_t bytes);
+
 #endif /* VNRT_BACKENDS_OPENCL_CL_BUFFER_H_ */
