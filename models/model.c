@@ -741,7 +741,6 @@ static vnrt_status get_plan(vnrt_session *s, int64_t T, vnrt_plan **out) {
   return VNRT_OK;
 }
 
-/* Makes plan hold the sequence's states: copied from the plan that holds them, or zero. */
 /* After a successful run of T tokens that took dt seconds: logits are current, the position
  * moves on, and the statistics count it as prefill or decode. */
 static void session_advance_(vnrt_session *s, int decode, int64_t T, double dt) {
@@ -758,6 +757,7 @@ static void session_advance_(vnrt_session *s, int decode, int64_t T, double dt) 
   }
 }
 
+/* Makes plan hold the sequence's states: copied from the plan that holds them, or zero. */
 static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
   vnrt_model *m = s->model;
   if (plan == s->current) return VNRT_OK;
