@@ -38,8 +38,7 @@ struct cpu_pool {
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
   int64_t spin_ns;
-  int generic;   /* the cpu_isa option says "generic" */
-  int no_avx512; /* the cpu_isa option says "avx2" */
+  int isa_cap; /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
   pthread_mutex_t mutex;  /* guards sleepers, caller_sleeping and the condition variables */
@@ -139,8 +138,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   pool->n_threads = num_threads;
   pool->spin_ns = (int64_t)CPU_POOL_SPIN_US_DEFAULT * 1000;
   const char *isa = vnrt_host_option(host, "cpu_isa");
-  pool->generic = isa && strcmp(isa, "generic") == 0;
-  pool->no_avx512 = isa && strcmp(isa, "avx2") == 0;
+  pool->isa_cap = !isa ? 2 : strcmp(isa, "generic") == 0 ? 0 : strcmp(isa, "avx2") == 0 ? 1 : 2;
   const char *spin = vnrt_host_option(host, "cpu_spin_us");
   if (spin && *spin) {
     char *end = NULL;
@@ -195,9 +193,7 @@ void cpu_pool_destroy(cpu_pool *pool) {
 }
 
 int32_t cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
-int cpu_pool_generic(const cpu_pool *pool) { return pool ? pool->generic : 0; }
-
-int cpu_pool_no_avx512(const cpu_pool *pool) { return pool ? pool->no_avx512 : 0; }
+int cpu_pool_isa_cap(const cpu_pool *pool) { return pool ? pool->isa_cap : 2; }
 
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user) {
   if (n <= 0) return;

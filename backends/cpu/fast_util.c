@@ -10,7 +10,6 @@
 static atomic_int cpu_isa_cache_ = -1;
 
 cpu_isa cpu_fast_isa(const cpu_pool *pool) {
-  if (pool && cpu_pool_generic(pool)) return CPU_ISA_GENERIC;
   int v = atomic_load_explicit(&cpu_isa_cache_, memory_order_relaxed);
   if (v < 0) {
     v = CPU_ISA_GENERIC;
@@ -28,8 +27,8 @@ cpu_isa cpu_fast_isa(const cpu_pool *pool) {
 #endif
     atomic_store_explicit(&cpu_isa_cache_, v, memory_order_relaxed);
   }
-  if (v == CPU_ISA_AVX512 && pool && cpu_pool_no_avx512(pool)) v = CPU_ISA_AVX2;
-  return (cpu_isa)v;
+  const int cap = cpu_pool_isa_cap(pool);
+  return (cpu_isa)(v < cap ? v : cap);
 }
 
 typedef struct for_each_job {
