@@ -40,6 +40,11 @@ if ! "$nm" -D --defined-only "$so" | awk '{print $3}' | grep -qx 'vnrt_version@@
   echo "FAIL: $so: vnrt_version is not in version VNRT_0" >&2
   status=1
 fi
+# A function added after 0.1.0 is in VNRT_1, not in 0.1.0's node.
+if ! "$nm" -D --defined-only "$so" | awk '{print $3}' | grep -qx 'vnrt_plan_get_node@@VNRT_1'; then
+  echo "FAIL: $so: vnrt_plan_get_node (new since 0.1.0) is not in version VNRT_1" >&2
+  status=1
+fi
 
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
 if [ "$soname" != "libvnrt.so.$soversion" ]; then
