@@ -16,6 +16,7 @@
 #include "v4_graph.h"
 #include "v4_plan.h"
 #include "v4_scale.h"
+#include "vnrt/inspect.h"
 #include "vnrt/memory.h"
 
 #define ERR_SIZE 1024
@@ -1528,6 +1529,37 @@ vnrt_status vnrt_session_ep_text(const vnrt_session *s, char *buf, size_t capaci
   FILE *fp = open_memstream(&text, &len);
   if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   vn_ep_tally_print(fp, &s->ep);
+  fclose(fp);
+  return give_text(text, len, buf, capacity, out_length);
+}
+
+vnrt_status vnrt_session_profile_text(const vnrt_session *s, uint32_t what, char *buf,
+                                      size_t capacity, size_t *out_length) {
+  if (out_length) *out_length = 0;
+  if (!s || (!buf && capacity > 0)) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_profile_text: NULL argument");
+  }
+  vnrt_plan *const *plans = s->ecur ? s->ecur->seg : &s->current;
+  int32_t n = s->ecur ? s->ecur->n_seg : s->current ? 1 : 0;
+  if (n == 0)
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_profile_text: no token was run yet");
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&text, &len);
+  if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  vnrt_context *ctx = s->model->ctx;
+  for (int32_t j = 0; j < n; ++j) {
+    char *one = NULL;
+    vnrt_status st = vnrt_plan_print_profile(plans[j], what, &one);
+    if (st != VNRT_OK) {
+      fclose(fp);
+      free(text);
+      return fail(st, "vnrt_session_profile_text: %s", vnrt_context_last_error(ctx));
+    }
+    if (n > 1) fprintf(fp, "segment %d of %d:\n", (int)j, (int)n);
+    fputs(one, fp);
+    vnrt_free(ctx, one);
+  }
   fclose(fp);
   return give_text(text, len, buf, capacity, out_length);
 }

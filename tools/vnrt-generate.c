@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "ep_exchange.h"
+#include "vnrt/inspect.h"
 #include "vnrt/io.h"
 #include "vnrt/model.h"
 #include "vnrt/tokenizer.h"
@@ -26,7 +27,7 @@ static void usage(FILE *fp) {
           "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
-          "                     [--logits-out FILE.npy] [--stats] [--plan]\n"
+          "                     [--logits-out FILE.npy] [--stats] [--profile] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "                     [--ep-local N] [--expert-parallel]\n"
           "                     [--devices LIST [--split layers|experts]]\n"
@@ -49,6 +50,8 @@ static void usage(FILE *fp) {
           "  --logits-out FILE   float32 [steps, vocab]: row 0 the logits after the prompt, then\n"
           "                      one row per generated token\n"
           "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
+          "  --profile           time every node (device clocks where the device has them)\n"
+          "                      and print the last run's per-op table on stderr\n"
           "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
           "                      needed)\n"
           "  --simulate-ranks N  expert-parallel bookkeeping of N ranks over the run's real\n"
@@ -168,7 +171,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
-  int chat, stats, plan, f32;
+  int chat, stats, plan, f32, profile;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
   long long ep_local, ep_fail_rank;
@@ -194,6 +197,10 @@ static int parse_args(int argc, char **argv, args *a) {
     }
     if (!strcmp(o, "--stats")) {
       a->stats = 1;
+      continue;
+    }
+    if (!strcmp(o, "--profile")) {
+      a->profile = 1;
       continue;
     }
     if (!strcmp(o, "--plan")) {
@@ -416,6 +423,7 @@ int main(int argc, char **argv) {
   rc = 1;
   vnrt_context_desc cd = {0};
   cd.num_threads = (int)a.threads;
+  if (a.profile) cd.options = "profile=1";
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
     fprintf(stderr, "%s: cannot create a context\n", g_prog);
     return 1;
@@ -625,6 +633,16 @@ int main(int argc, char **argv) {
             (double)s.state_bytes / 1048576.0, (int)s.n_streamed_params,
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
+  }
+  if (a.profile) {
+    size_t need = 0;
+    vnrt_session_profile_text(session, VNRT_PROFILE_OPS, NULL, 0, &need);
+    char *text = malloc(need + 1);
+    if (text &&
+        vnrt_session_profile_text(session, VNRT_PROFILE_OPS, text, need + 1, NULL) == VNRT_OK) {
+      fprintf(stderr, "last run, per op:\n%s", text);
+    }
+    free(text);
   }
   if (ex.ranks > 0) {
     vnrt_session_stats es = {0};

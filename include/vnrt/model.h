@@ -208,6 +208,14 @@ typedef struct vnrt_session_stats {
 VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
                                             vnrt_session_stats *out_stats);
 
+/* The plans of the last run (the decode plan after a decode) as vnrt_plan_print_profile prints
+ * them: `what` is VNRT_PROFILE_NODES and/or VNRT_PROFILE_OPS (vnrt/inspect.h). Times are those
+ * of that run when the context profiles nodes (option profile=1 or VNRT_PROFILE=1), else only
+ * the placement; an expert-parallel session prints each of its segments. Text into
+ * buf[capacity] like vnrt_model_plan_text. Fails when no token was run yet. */
+VNRT_API vnrt_status vnrt_session_profile_text(const vnrt_session *session, uint32_t what,
+                                               char *buf, size_t capacity, size_t *out_length);
+
 /* ---- Scale-out (docs/scale-out.md) ------------------------------------------------------ */
 
 /* With vnrt_session_desc.ep_simulate_ranks: the routed experts of `layer` in the last run,

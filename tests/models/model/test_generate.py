@@ -190,6 +190,18 @@ def part_consistency(model):
         if "--memory-limit" in dev:
             check("0 params streamed" not in p.stderr, "--memory-limit 3M streams weights")
         print(" ".join(dev), "->", got)
+    # --profile: the last run's per-op table, every node of the decode plan counted once.
+    p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "3",
+             "--numerics", "f32", "--max-context", "256", "--stats", "--profile"] + devices[-1][:2])
+    table = p.stderr.split("last run, per op:\n")[-1].splitlines()
+    rows = {l.split()[0]: l.split() for l in table[1:] if l.strip()}
+    plan = [l for l in p.stderr.splitlines() if l.startswith("decode plan:")]
+    check("linear" in rows and "total" in rows and plan, f"--profile prints a table: {p.stderr[-400:]}")
+    if "total" in rows and plan:
+        counted = sum(int(r[1]) for k, r in rows.items() if k != "total")
+        check(counted == int(rows["total"][1]) == int(plan[0].split()[2]),
+              f"--profile counts {counted} nodes, total {rows['total'][1]}, plan {plan[0]}")
+        check(float(rows["total"][3]) > 0, f"--profile times the nodes: {rows['total']}")
 
 
 def part_errors(model):
