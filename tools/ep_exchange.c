@@ -7,9 +7,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ep_exchange.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef VNRT_HAVE_MPI
 #include <mpi.h>
@@ -38,7 +40,7 @@ static int grow(ep_exchange *ex, int i, size_t bytes) {
 
 void ep_exchange_free(ep_exchange *ex) {
   free(ex->pair_out);
-  for (int i = 0; i < 4; ++i) free(ex->buf[i]);
+  for (int i = 0; i < 5; ++i) free(ex->buf[i]);
   memset(ex, 0, sizeof *ex);
 }
 
@@ -47,6 +49,42 @@ typedef struct pair_head {
   int32_t t, slot, expert;
   float weight;
 } pair_head;
+
+size_t ep_pair_bytes(const ep_exchange *ex) {
+  const size_t C = (size_t)ex->hidden;
+  return sizeof(pair_head) + (ex->wire == EP_WIRE_FP8 ? C + C / 128 : C * sizeof(float));
+}
+
+/* A row as it travels: C f32, or C e4m3 codes then C/128 e8m0 scales, quantized per 128
+ * channels as act_quant does (docs/ops.md): s = 2^⌈log2(max(amax, 1e-4)/448)⌉, enc(x/s). */
+static void put_row(const ep_exchange *ex, char *dst, const float *x) {
+  const int64_t C = ex->hidden;
+  if (ex->wire != EP_WIRE_FP8) {
+    memcpy(dst, x, (size_t)C * sizeof(float));
+    return;
+  }
+  for (int64_t b = 0; b < C / 128; ++b) {
+    const float *xb = x + b * 128;
+    float amax = 0.0f;
+    for (int c = 0; c < 128; ++c) amax = fabsf(xb[c]) > amax ? fabsf(xb[c]) : amax;
+    const uint8_t code = vnrt_quant_block_scale(VNRT_E4M3, amax);
+    const float s = vnrt_e8m0_to_f32(code);
+    for (int c = 0; c < 128; ++c) dst[b * 128 + c] = (char)vnrt_f32_to_e4m3(xb[c] / s);
+    dst[C + b] = (char)code;
+  }
+}
+
+static void get_row(const ep_exchange *ex, const char *src, float *x) {
+  const int64_t C = ex->hidden;
+  if (ex->wire != EP_WIRE_FP8) {
+    memcpy(x, src, (size_t)C * sizeof(float));
+    return;
+  }
+  for (int64_t b = 0; b < C / 128; ++b) {
+    const float s = vnrt_e8m0_to_f32((uint8_t)src[C + b]);
+    for (int c = 0; c < 128; ++c) x[b * 128 + c] = vnrt_e4m3_to_f32((uint8_t)src[b * 128 + c]) * s;
+  }
+}
 
 /* y[t] = Σ_i pair_out[t, i] in slot order (moe_ffn's sum; the weights are in the pairs). */
 static void sum_slots(const ep_exchange *ex, int64_t t, float *y) {
@@ -64,8 +102,10 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
                              const float *x, const int32_t *experts, const float *weights,
                              float *y) {
   const int64_t C = ex->hidden, k = ex->k, n = T * k;
+  const size_t rec = ep_pair_bytes(ex);
   if (grow(ex, 0, (size_t)n * (size_t)C * sizeof(float)) ||
-      grow(ex, 1, (size_t)n * (sizeof(int32_t) + sizeof(float) + sizeof(int64_t)))) {
+      grow(ex, 1, (size_t)n * (sizeof(int32_t) + sizeof(float) + sizeof(int64_t))) ||
+      grow(ex, 2, rec)) {
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
   float *xs = (float *)ex->buf[0];
@@ -82,12 +122,14 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
       const int64_t t = s / k;
       if (r == (int32_t)((pos0 + t) % ex->ranks)) {
         ex->pairs_local++;
-      } else {
+        memcpy(xs + P * C, x + t * C, (size_t)C * sizeof *xs);
+      } else { /* the row as the owner would receive it */
         ex->pairs_remote++;
-        ex->dispatch_bytes += sizeof(pair_head) + (uint64_t)C * sizeof(float);
+        ex->dispatch_bytes += rec;
         ex->combine_bytes += (uint64_t)C * sizeof(float);
+        put_row(ex, ex->buf[2], x + t * C);
+        get_row(ex, ex->buf[2], xs + P * C);
       }
-      memcpy(xs + P * C, x + t * C, (size_t)C * sizeof *xs);
       ids[P] = e;
       ws[P] = weights[s];
       where[P++] = s;
@@ -112,60 +154,163 @@ static int32_t owner_of(const ep_exchange *ex, int32_t e) {
   return r;
 }
 
+enum { TAG_COUNTS = 19 };
+
+static size_t at_least_one(int64_t n) { return n > 0 ? (size_t)n : 1; }
+
+/* Past the deadline: names the step (and, for the counts, the ranks that have not sent
+ * theirs), then ends every rank through MPI. A rank that hangs without failing would
+ * otherwise hold the others in the exchange forever. */
+static void timed_out(const ep_exchange *ex, double waited, int32_t layer, const char *what,
+                      MPI_Request *req, int n, const int *peer) {
+  char who[256] = "";
+  size_t len = 0;
+  int late = 0;
+  for (int i = 0; peer && i < n; ++i) {
+    int done = 1;
+    if (peer[i] >= 0) MPI_Test(&req[i], &done, MPI_STATUS_IGNORE);
+    if (done || len + 16 >= sizeof who) continue;
+    len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", late++ ? ", " : "", peer[i]);
+  }
+  fprintf(stderr,
+          "vnrt-generate: rank %d of %d: exchange timed out after %g s in layer %d (waiting for "
+          "%s%s%s%s); aborting every rank\n",
+          (int)ex->rank, (int)ex->ranks, waited, (int)layer, what, late ? " of rank" : "",
+          late > 1 ? "s " : (late ? " " : ""), who);
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 3);
+  abort(); /* MPI_Abort does not return */
+}
+
+/* Completes req[0..n), posted at `posted`, polling with MPI_Testall (a short sleep between
+ * tries leaves the core to a rank that shares it); a wait past ex->timeout_s ends every rank.
+ * peer[i]: the rank request i receives from, -1 for a send (NULL: a collective). */
+static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, double posted,
+                     int32_t layer, const char *what) {
+  const double t0 = now_s();
+  const double limit = ex->timeout_s > 0 ? ex->timeout_s : 60.0;
+  for (long tries = 0;; ++tries) {
+    int done = 0;
+    MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+    if (done) break;
+    const double t = now_s();
+    if (t - t0 > limit) timed_out(ex, limit, layer, what, req, n, peer);
+    if (tries > 64) {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  const double t1 = now_s();
+  ex->wait_seconds += t1 - t0;
+  ex->flight_seconds += t1 - posted;
+}
+
+int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
+  unsigned long long v = value, lo = 0, hi = 0;
+  MPI_Request req[2];
+  const double posted = now_s();
+  MPI_Iallreduce(&v, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD, &req[0]);
+  MPI_Iallreduce(&v, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD, &req[1]);
+  wait_all(ex, req, 2, NULL, posted, -1, "the other ranks' tokens");
+  return lo == hi;
+}
+
+/* One layer's exchange. Each step is a non-blocking MPI call completed by wait_all; while the
+ * dispatch is in flight this rank runs its own experts on its home pairs that stay local. */
 static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0, const float *x,
                            const int32_t *experts, const float *weights, float *y) {
   const int32_t N = ex->ranks, me = ex->rank;
   const int64_t C = ex->hidden, k = ex->k;
-  const size_t rec = sizeof(pair_head) + (size_t)C * sizeof(float);
-  int *cnt = calloc((size_t)N * 8, sizeof *cnt);
-  if (!cnt) return VNRT_ERROR_OUT_OF_MEMORY;
-  int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *rdispl = cnt + 3 * N;
-  int *sbytes = cnt + 4 * N, *rbytes = cnt + 5 * N, *sbd = cnt + 6 * N, *rbd = cnt + 7 * N;
-  vnrt_status st = VNRT_OK;
-  /* 1. My home tokens' pairs, by owner. */
-  for (int64_t t = 0; t < T; ++t) {
-    if ((pos0 + t) % N != me) continue;
-    for (int64_t i = 0; i < k; ++i) scount[owner_of(ex, experts[t * k + i])]++;
+  const size_t rec = ep_pair_bytes(ex), row = (size_t)C * sizeof(float);
+  if (me == ex->stall_rank && layer == ex->stall_layer) {
+    fprintf(stderr, "vnrt-generate: rank %d of %d: stalling in layer %d (--ep-stall, a test aid)\n",
+            (int)me, (int)N, (int)layer);
+    fflush(stderr);
+    for (;;) pause();
   }
-  int64_t n_send = 0;
-  for (int32_t r = 0; r < N; ++r) {
-    sdispl[r] = (int)n_send;
-    n_send += scount[r];
-  }
-  double t0 = now_s();
-  MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, MPI_COMM_WORLD);
-  ex->wait_seconds += now_s() - t0;
-  int64_t n_recv = 0;
-  for (int32_t r = 0; r < N; ++r) {
-    rdispl[r] = (int)n_recv;
-    n_recv += rcount[r];
-  }
-  if (grow(ex, 0, (size_t)(n_send > 0 ? n_send : 1) * rec) ||
-      grow(ex, 1, (size_t)(n_recv > 0 ? n_recv : 1) * rec + (size_t)n_send * (size_t)C * 4) ||
-      grow(ex, 2,
-           (size_t)(n_recv > 0 ? n_recv : 1) * ((size_t)C + 2) * sizeof(float) +
-               (size_t)(n_recv > 0 ? n_recv : 1) * sizeof(int32_t)) ||
-      grow(ex, 3, (size_t)T * (size_t)C * sizeof(float))) {
+  int *cnt = calloc((size_t)N * 9, sizeof *cnt);
+  MPI_Request *req = calloc((size_t)N * 2, sizeof *req);
+  if (!cnt || !req) {
     free(cnt);
+    free(req);
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
-  /* Pack in owner order (the order the results come back in). */
-  int *fill = rbd; /* scratch for now */
-  for (int32_t r = 0; r < N; ++r) fill[r] = sdispl[r];
+  int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *rdispl = cnt + 3 * N;
+  int *sbytes = cnt + 4 * N, *rbytes = cnt + 5 * N, *sbd = cnt + 6 * N, *rbd = cnt + 7 * N;
+  int *peer = cnt + 8 * N;
+  vnrt_status st = VNRT_OK;
+  /* 1. My home tokens' pairs: the remote ones counted by owner, the local ones apart. */
+  int64_t n_local = 0;
   for (int64_t t = 0; t < T; ++t) {
     if ((pos0 + t) % N != me) continue;
     for (int64_t i = 0; i < k; ++i) {
+      const int32_t r = owner_of(ex, experts[t * k + i]);
+      if (r == me) {
+        n_local++;
+      } else {
+        scount[r]++;
+      }
+    }
+  }
+  /* The counts go point to point, so that a timeout can name the ranks that did not send. */
+  int n_req = 0;
+  double posted = now_s();
+  for (int32_t r = 0; r < N; ++r) {
+    if (r == me) continue;
+    MPI_Irecv(&rcount[r], 1, MPI_INT, r, TAG_COUNTS, MPI_COMM_WORLD, &req[n_req]);
+    peer[n_req++] = r;
+    MPI_Isend(&scount[r], 1, MPI_INT, r, TAG_COUNTS, MPI_COMM_WORLD, &req[n_req]);
+    peer[n_req++] = -1;
+  }
+  wait_all(ex, req, n_req, peer, posted, layer, "the counts");
+  int64_t n_send = 0, n_recv = 0;
+  for (int32_t r = 0; r < N; ++r) {
+    sdispl[r] = (int)n_send;
+    n_send += scount[r];
+    rdispl[r] = (int)n_recv;
+    n_recv += rcount[r];
+  }
+  const size_t loc_idx = (at_least_one(n_local) * (row + 2 * sizeof(float)) + 7) & ~(size_t)7;
+  if (grow(ex, 0, at_least_one(n_send) * rec) ||
+      grow(ex, 1, at_least_one(n_recv) * rec + at_least_one(n_send) * row) ||
+      grow(ex, 2, at_least_one(n_recv) * (row + 2 * sizeof(float)) + (size_t)T * row) ||
+      grow(ex, 3, (size_t)T * row) ||
+      grow(ex, 4, loc_idx + at_least_one(n_local) * sizeof(int64_t))) {
+    /* The others expect this rank's rows now: the cause, and every rank ends. */
+    fprintf(stderr,
+            "vnrt-generate: rank %d of %d: out of memory for the exchange of layer %d (%lld "
+            "pairs to send, %lld received); aborting every rank\n",
+            (int)me, (int)N, (int)layer, (long long)n_send, (long long)n_recv);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  /* Pack the remote pairs in owner order (the order their results come back in), the local
+   * ones into their own batch. */
+  float *xl = (float *)ex->buf[4];
+  float *wl = xl + n_local * C;
+  int32_t *idl = (int32_t *)(wl + n_local);
+  int64_t *where = (int64_t *)(ex->buf[4] + loc_idx);
+  int *fill = rbd; /* scratch for now */
+  for (int32_t r = 0; r < N; ++r) fill[r] = sdispl[r];
+  int64_t p_local = 0;
+  for (int64_t t = 0; st == VNRT_OK && t < T; ++t) {
+    if ((pos0 + t) % N != me) continue;
+    for (int64_t i = 0; i < k; ++i) {
       const int32_t e = experts[t * k + i], r = owner_of(ex, e);
+      if (r == me) {
+        memcpy(xl + p_local * C, x + t * C, row);
+        wl[p_local] = weights[t * k + i];
+        idl[p_local] = e;
+        where[p_local++] = t * k + i;
+        ex->pairs_local++;
+        continue;
+      }
       char *p = ex->buf[0] + (size_t)fill[r]++ * rec;
       pair_head h = {(int32_t)t, (int32_t)i, e, weights[t * k + i]};
       memcpy(p, &h, sizeof h);
-      memcpy(p + sizeof h, x + t * C, (size_t)C * sizeof(float));
-      if (r == me) {
-        ex->pairs_local++;
-      } else {
-        ex->pairs_remote++;
-        ex->dispatch_bytes += rec;
-      }
+      put_row(ex, p + sizeof h, x + t * C);
+      ex->pairs_remote++;
+      ex->dispatch_bytes += rec;
     }
   }
   for (int32_t r = 0; r < N; ++r) {
@@ -174,11 +319,22 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     rbytes[r] = rcount[r] * (int)rec;
     rbd[r] = rdispl[r] * (int)rec;
   }
-  /* 2. Dispatch. */
-  t0 = now_s();
-  MPI_Alltoallv(ex->buf[0], sbytes, sbd, MPI_BYTE, ex->buf[1], rbytes, rbd, MPI_BYTE,
-                MPI_COMM_WORLD);
-  ex->wait_seconds += now_s() - t0;
+  int32_t first, count;
+  ep_slice(ex->experts, N, me, &first, &count);
+  /* 2. Dispatch; my experts run my local pairs meanwhile. Open MPI progresses the transfer
+   * inside MPI calls, so a large message may still wait for the MPI_Testall that follows. */
+  posted = now_s();
+  MPI_Ialltoallv(ex->buf[0], sbytes, sbd, MPI_BYTE, ex->buf[1], rbytes, rbd, MPI_BYTE,
+                 MPI_COMM_WORLD, &req[0]);
+  double t0 = now_s();
+  if (st == VNRT_OK && n_local > 0) {
+    st = vnrt_model_moe_experts(ex->model, layer, first, count, xl, idl, wl, n_local, 1, xl);
+    for (int64_t p = 0; st == VNRT_OK && p < n_local; ++p) {
+      memcpy(ex->pair_out + where[p] * C, xl + p * C, row);
+    }
+  }
+  ex->expert_seconds += now_s() - t0;
+  wait_all(ex, req, 1, NULL, posted, layer, "the dispatch (every rank's pairs)");
   /* 3. My experts on every pair I received. */
   float *xs = (float *)ex->buf[2];
   float *ws = xs + n_recv * C;
@@ -186,41 +342,41 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   for (int64_t p = 0; p < n_recv; ++p) {
     pair_head h;
     memcpy(&h, ex->buf[1] + (size_t)p * rec, sizeof h);
-    memcpy(xs + p * C, ex->buf[1] + (size_t)p * rec + sizeof h, (size_t)C * sizeof(float));
+    get_row(ex, ex->buf[1] + (size_t)p * rec + sizeof h, xs + p * C);
     ids[p] = h.expert;
     ws[p] = h.weight;
   }
-  int32_t first, count;
-  ep_slice(ex->experts, N, me, &first, &count);
   t0 = now_s();
-  st = vnrt_model_moe_experts(ex->model, layer, first, count, xs, ids, ws, n_recv, 1, xs);
+  if (st == VNRT_OK && n_recv > 0) {
+    st = vnrt_model_moe_experts(ex->model, layer, first, count, xs, ids, ws, n_recv, 1, xs);
+  }
   ex->expert_seconds += now_s() - t0;
-  /* A failing rank must not leave the others waiting in the collective. */
+  /* A failing rank must not leave the others waiting in the combine. */
   int bad = st != VNRT_OK, any_bad = 0;
-  t0 = now_s();
-  MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
-  ex->wait_seconds += now_s() - t0;
+  posted = now_s();
+  MPI_Iallreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD, &req[0]);
+  wait_all(ex, req, 1, NULL, posted, layer, "the other ranks' expert status");
   if (any_bad) {
     free(cnt);
+    free(req);
     return st != VNRT_OK ? st : VNRT_ERROR_INTERNAL;
   }
   /* 4. Combine: each result back to its pair's home, in the order it came. */
   for (int32_t r = 0; r < N; ++r) {
-    rbytes[r] = rcount[r] * (int)C * (int)sizeof(float);
-    rbd[r] = rdispl[r] * (int)C * (int)sizeof(float);
-    sbytes[r] = scount[r] * (int)C * (int)sizeof(float);
-    sbd[r] = sdispl[r] * (int)C * (int)sizeof(float);
-    if (r != me) ex->combine_bytes += (uint64_t)rbytes[r];
+    rbytes[r] = rcount[r] * (int)row;
+    rbd[r] = rdispl[r] * (int)row;
+    sbytes[r] = scount[r] * (int)row;
+    sbd[r] = sdispl[r] * (int)row;
+    ex->combine_bytes += (uint64_t)rbytes[r];
   }
-  char *back = ex->buf[1]; /* the received pairs are no longer needed */
-  t0 = now_s();
-  MPI_Alltoallv(xs, rbytes, rbd, MPI_BYTE, back, sbytes, sbd, MPI_BYTE, MPI_COMM_WORLD);
-  ex->wait_seconds += now_s() - t0;
+  char *back = ex->buf[1] + at_least_one(n_recv) * rec;
+  posted = now_s();
+  MPI_Ialltoallv(xs, rbytes, rbd, MPI_BYTE, back, sbytes, sbd, MPI_BYTE, MPI_COMM_WORLD, &req[0]);
+  wait_all(ex, req, 1, NULL, posted, layer, "the combine (the results of my pairs)");
   for (int64_t p = 0; p < n_send; ++p) {
     pair_head h;
     memcpy(&h, ex->buf[0] + (size_t)p * rec, sizeof h);
-    memcpy(ex->pair_out + ((int64_t)h.t * k + h.slot) * C, back + (size_t)p * (size_t)C * 4,
-           (size_t)C * sizeof(float));
+    memcpy(ex->pair_out + ((int64_t)h.t * k + h.slot) * C, back + (size_t)p * row, row);
   }
   /* 5. The homes' rows to every rank. */
   float *mine = (float *)ex->buf[3];
@@ -228,41 +384,42 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   for (int64_t t = 0; t < T; ++t) {
     if ((pos0 + t) % N != me) continue;
     sum_slots(ex, t, y);
-    memcpy(mine + n_mine * C, y + t * C, (size_t)C * sizeof(float));
+    memcpy(mine + n_mine * C, y + t * C, row);
     n_mine++;
   }
   int64_t off = 0;
   for (int32_t r = 0; r < N; ++r) {
     int64_t rows = 0;
     for (int64_t t = 0; t < T; ++t) rows += (pos0 + t) % N == r;
-    rbytes[r] = (int)(rows * C * (int64_t)sizeof(float));
-    rbd[r] = (int)(off * C * (int64_t)sizeof(float));
+    rbytes[r] = (int)(rows * (int64_t)row);
+    rbd[r] = (int)(off * (int64_t)row);
     off += rows;
   }
-  ex->gather_bytes += (uint64_t)n_mine * (uint64_t)C * sizeof(float) * (uint64_t)(N - 1);
-  float *all = (float *)ex->buf[2]; /* T rows, by home rank */
-  if (grow(ex, 2, (size_t)T * (size_t)C * sizeof(float))) {
-    free(cnt);
-    return VNRT_ERROR_OUT_OF_MEMORY;
-  }
-  all = (float *)ex->buf[2];
-  t0 = now_s();
-  MPI_Allgatherv(mine, (int)(n_mine * C * (int64_t)sizeof(float)), MPI_BYTE, all, rbytes, rbd,
-                 MPI_BYTE, MPI_COMM_WORLD);
-  ex->wait_seconds += now_s() - t0;
+  ex->gather_bytes += (uint64_t)n_mine * (uint64_t)row * (uint64_t)(N - 1);
+  float *all = (float *)(ex->buf[2] + at_least_one(n_recv) * (row + 2 * sizeof(float)));
+  posted = now_s();
+  MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, all, rbytes, rbd, MPI_BYTE,
+                  MPI_COMM_WORLD, &req[0]);
+  wait_all(ex, req, 1, NULL, posted, layer, "the gather (every home's rows)");
   for (int32_t r = 0; r < N; ++r) {
-    int64_t j = rbd[r] / (int64_t)(C * (int64_t)sizeof(float));
+    int64_t j = rbd[r] / (int64_t)row;
     for (int64_t t = 0; t < T; ++t) {
       if ((pos0 + t) % N != r) continue;
-      memcpy(y + t * C, all + j * C, (size_t)C * sizeof(float));
+      memcpy(y + t * C, all + j * C, row);
       ++j;
     }
   }
   free(cnt);
+  free(req);
   return VNRT_OK;
 }
+#else
+int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
+  (void)ex;
+  (void)value;
+  return 1;
+}
 #endif
-
 vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
                             const int32_t *experts, const float *weights, float *y) {
   ep_exchange *ex = user;
@@ -285,14 +442,20 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
   const double tok = tokens > 0 ? (double)tokens : 1.0;
   int32_t first, count;
   ep_slice(ex->experts, ex->ranks, ex->rank >= 0 ? ex->rank : 0, &first, &count);
+  /* overlap: the share of the time the exchange was in flight that this rank spent working */
+  const double hidden = ex->flight_seconds > ex->wait_seconds
+                            ? ex->flight_seconds - ex->wait_seconds : 0.0;
   fprintf(fp,
           "ep rank %d of %d: experts [%d, %d) of %d; %lld tokens in %.3f s (%.1f tokens/s); "
           "pairs local %llu remote %llu; sent per token: dispatch %.0f, combine %.0f, gather "
-          "%.0f bytes; waiting on the exchange %.3f s (%.1f%%), own experts %.3f s\n",
+          "%.0f bytes; waiting on the exchange %.3f s (%.1f%%), own experts %.3f s; "
+          "%s rows; exchange in flight %.3f s, overlapped %.3f s (%.1f%%)\n",
           (int)(ex->rank >= 0 ? ex->rank : 0), (int)ex->ranks, (int)first, (int)(first + count),
           (int)ex->experts, (long long)tokens, seconds, seconds > 0 ? tok / seconds : 0.0,
           (unsigned long long)ex->pairs_local, (unsigned long long)ex->pairs_remote,
           (double)ex->dispatch_bytes / tok, (double)ex->combine_bytes / tok,
           (double)ex->gather_bytes / tok, ex->wait_seconds,
-          seconds > 0 ? 100.0 * ex->wait_seconds / seconds : 0.0, ex->expert_seconds);
+          seconds > 0 ? 100.0 * ex->wait_seconds / seconds : 0.0, ex->expert_seconds,
+          ex->wire == EP_WIRE_FP8 ? "fp8" : "f32", ex->flight_seconds, hidden,
+          ex->flight_seconds > 0 ? 100.0 * hidden / ex->flight_seconds : 0.0);
 }

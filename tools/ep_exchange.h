@@ -10,23 +10,33 @@
 
 #include "vnrt/model.h"
 
+enum { EP_WIRE_F32 = 0, EP_WIRE_FP8 = 1 };
+
 typedef struct ep_exchange {
   vnrt_model *model;
   int32_t ranks, rank; /* rank: this process's (MPI), or -1 for N slices in this process */
   int32_t experts, k;
   int64_t hidden;
   int mpi;
+  /* The rows of the dispatch: f32 (EP_WIRE_F32), or e4m3 with an e8m0 scale per 128 channels
+   * (EP_WIRE_FP8: exact under the reference numerics, whose moe_ffn quantizes its input so). */
+  int wire;
+  /* MPI: a step of the exchange that waits longer than this ends every rank (no hang). */
+  double timeout_s;
+  /* A test aid (MPI): rank stall_rank stops for good in layer stall_layer's exchange. */
+  int32_t stall_rank, stall_layer;
   /* Statistics of this rank. */
   int64_t calls, token_layers;
   uint64_t pairs_remote, pairs_local;
   uint64_t dispatch_bytes, combine_bytes, gather_bytes; /* sent to other ranks */
-  double wait_seconds;                                  /* in MPI calls */
+  double wait_seconds;   /* blocked until an exchange step completed */
+  double flight_seconds; /* from posting each step to its completion */
   double expert_seconds;                                /* in vnrt_model_moe_experts */
   /* Scratch. */
   float *pair_out;
   size_t pair_cap;
-  char *buf[4];
-  size_t buf_cap[4];
+  char *buf[5];
+  size_t buf_cap[5];
 } ep_exchange;
 
 /* The first expert and the count of rank r's slice: [E·r/N, E·(r+1)/N). */
@@ -37,6 +47,12 @@ vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, 
                             const int32_t *experts, const float *weights, float *y);
 
 void ep_exchange_free(ep_exchange *ex);
+
+/* The bytes of one dispatched pair on the wire: a 16-byte head and the row. */
+size_t ep_pair_bytes(const ep_exchange *ex);
+
+/* MPI: 1 when every rank passed the same value (an allreduce with ex->timeout_s). */
+int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value);
 
 /* One line of this rank's statistics per token (tokens: run through the model). */
 void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double seconds);

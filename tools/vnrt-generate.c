@@ -29,7 +29,8 @@ static void usage(FILE *fp) {
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--profile] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
-          "                     [--ep-local N] [--expert-parallel]\n"
+          "                     [--ep-local N] [--expert-parallel [--ep-timeout S]]\n"
+          "                     [--ep-wire f32|fp8]\n"
           "                     [--devices LIST [--split layers|experts]]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
@@ -74,6 +75,11 @@ static void usage(FILE *fp) {
           "                      experts and serves the tokens routed to it (MPI all-to-all);\n"
           "                      rank 0 prints the tokens, every rank its statistics on stderr\n"
           "                      (needs a build with MPI, meson -Dmpi=enabled)\n"
+          "  --ep-timeout S      a step of the exchange that waits over S seconds (default 60)\n"
+          "                      ends every rank with a message naming the layer and the step\n"
+          "  --ep-wire f32|fp8   the dispatched rows as f32 (default) or e4m3 with an e8m0 scale\n"
+          "                      per 128 channels: 4x fewer bytes, the same tokens under the\n"
+          "                      reference numerics (the experts quantize their input so)\n"
           "Exit status: 0 on success, 1 on a failure, 2 on a usage error.\n");
 }
 
@@ -174,7 +180,9 @@ typedef struct args {
   int chat, stats, plan, f32, profile;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
-  long long ep_local, ep_fail_rank;
+  long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer;
+  int ep_fp8;
+  double ep_timeout;
   int expert_parallel, split_experts;
   double temperature, top_p;
   unsigned long long memory_limit;
@@ -185,6 +193,9 @@ static int parse_args(int argc, char **argv, args *a) {
   a->tokens = 16;
   a->seed = 1;
   a->ep_fail_rank = -1;
+  a->ep_stall_rank = -1;
+  a->ep_stall_layer = -1;
+  a->ep_timeout = 60.0;
   for (int i = 1; i < argc; ++i) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -245,6 +256,24 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(o, "--ep-fail-rank")) { /* a test aid: that rank opens no model */
       if (parse_i64(v, 0, 4096, &n)) return bad_usage("--ep-fail-rank '%s': expected >= 0", v);
       a->ep_fail_rank = n;
+    } else if (!strcmp(o, "--ep-stall")) { /* a test aid: RANK:LAYER stops for good there */
+      long long r = -1, l = -1;
+      char tail = 0;
+      if (sscanf(v, "%lld:%lld%c", &r, &l, &tail) != 2 || r < 0 || l < 0) {
+        return bad_usage("--ep-stall '%s': expected RANK:LAYER", v);
+      }
+      a->ep_stall_rank = r;
+      a->ep_stall_layer = l;
+    } else if (!strcmp(o, "--ep-timeout")) {
+      if (parse_f(v, &f) || !(f > 0) || f > 1e6) {
+        return bad_usage("--ep-timeout '%s': expected seconds > 0", v);
+      }
+      a->ep_timeout = f;
+    } else if (!strcmp(o, "--ep-wire")) {
+      if (strcmp(v, "f32") && strcmp(v, "fp8")) {
+        return bad_usage("--ep-wire '%s': expected f32 or fp8", v);
+      }
+      a->ep_fp8 = !strcmp(v, "fp8");
     } else if (!strcmp(o, "--sim-tokens")) {
       if (parse_i64(v, 1, 1LL << 24, &n))
         return bad_usage("--sim-tokens '%s': expected 1..2^24", v);
@@ -303,6 +332,11 @@ static int parse_args(int argc, char **argv, args *a) {
   if (a->chat && !a->prompt) return bad_usage("%s", "--chat needs --prompt TEXT");
   if (a->ep_local && a->expert_parallel) {
     return bad_usage("%s", "--ep-local and --expert-parallel exclude each other");
+  }
+  if (a->ep_fp8 && a->f32) {
+    /* Only the reference numerics quantize the experts' input: fp8 rows would round it. */
+    return bad_usage("%s", "--ep-wire fp8 needs --numerics ref (under f32 it would change the "
+                           "experts' input)");
   }
   return 0;
 }
@@ -539,7 +573,16 @@ int main(int argc, char **argv) {
               (int)ex.ranks, (int)info.n_routed_experts);
       goto done;
     }
+    if (a.ep_fp8 && info.hidden_size % 128 != 0) {
+      fprintf(stderr, "%s: --ep-wire fp8: hidden size %lld is not a multiple of 128\n", g_prog,
+              (long long)info.hidden_size);
+      goto done;
+    }
     ex.model = model;
+    ex.wire = a.ep_fp8 ? EP_WIRE_FP8 : EP_WIRE_F32;
+    ex.timeout_s = a.ep_timeout;
+    ex.stall_rank = (int32_t)a.ep_stall_rank;
+    ex.stall_layer = (int32_t)a.ep_stall_layer;
     ex.experts = info.n_routed_experts;
     ex.k = info.num_experts_per_tok;
     ex.hidden = info.hidden_size;
@@ -653,11 +696,9 @@ int main(int argc, char **argv) {
   }
 #ifdef VNRT_HAVE_MPI
   if (ex.mpi) { /* every rank must have generated the same tokens */
-    unsigned long long h = 1469598103934665603ull, lo = 0, hi = 0;
+    uint64_t h = 1469598103934665603ull;
     for (long long i = n_prompt; i < n; ++i) h = (h ^ (unsigned)ids[i]) * 1099511628211ull;
-    MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
-    if (lo != hi) {
+    if (!ep_same_on_all_ranks(&ex, h)) {
       fprintf(stderr, "%s: the ranks generated different tokens\n", g_prog);
       goto done;
     }
