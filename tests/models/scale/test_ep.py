@@ -2,7 +2,9 @@
 the routed experts served by N slices gives the one-process tokens — in process (--ep-local N,
 bit-identical logits under the reference numerics) and, when built with MPI, under
 `mpirun -np N --oversubscribe ... --expert-parallel`; a rank that cannot load ends every rank
-with a message naming it.
+with a message naming it, and so does a rank that stalls (the others time out, --ep-timeout);
+the dispatched rows as FP8 (--ep-wire fp8) give bit-identical logits under the reference
+numerics and about a quarter of the dispatch bytes.
 
 With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
 a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
@@ -58,6 +60,34 @@ if part == "local":
                   f"--ep-local {n}: logits differ by {np.abs(got - ref_logits).max()}")
         check(f"ep rank 0 of {n}: experts [0, {16 // n if n != 3 else 5})" in p.stderr,
               f"--ep-local {n}: statistics line: {p.stderr}")
+    # FP8 rows: the experts quantize their input to e4m3 per 128 channels under REF anyway,
+    # so the rows sent as e4m3 + e8m0 scales change no bit; the dispatch shrinks to
+    # (16 + C + C/128) / (16 + 4C) of the f32 rows' bytes
+    for n in (2, 3):
+        f32 = run(base + ["--ep-local", str(n)])
+        out = os.path.join(work, f"local{n}-fp8.npy")
+        p = run(base + ["--ep-local", str(n), "--ep-wire", "fp8", "--logits-out", out])
+        check(p.returncode == 0 and tokens(p) == ref_tokens, f"fp8 --ep-local {n}: {p.stderr}")
+        if p.returncode == 0:
+            got = np.load(out)
+            check(np.array_equal(got, ref_logits),
+                  f"fp8 --ep-local {n}: logits differ by {np.abs(got - ref_logits).max()}")
+        d32 = [float(v) for v in re.findall(r"dispatch (\d+),", f32.stderr)]
+        d8 = [float(v) for v in re.findall(r"dispatch (\d+),", p.stderr)]
+        check(len(d8) == 1 and len(d32) == 1 and "fp8 rows" in p.stderr,
+              f"fp8 --ep-local {n}: statistics: {p.stderr}")
+        for a, b in zip(d32, d8):
+            check(abs(b - a * (16 + 256 + 2) / (16 + 1024)) <= 1,
+                  f"fp8 --ep-local {n}: dispatch {b} bytes per token vs f32 {a}")
+    p = run(base + ["--ep-local", "2", "--ep-wire", "fp8", "--numerics", "f32"])
+    check(p.returncode == 2 and "--numerics ref" in p.stderr, f"fp8 under f32: {p.stderr}")
+    p = run(base + ["--ep-local", "2", "--ep-wire", "bf16"])
+    check(p.returncode == 2 and "f32 or fp8" in p.stderr, f"--ep-wire bf16: {p.stderr}")
+    for bad in ("1", "1:", "a:2", "1:2x"):
+        p = run(base + ["--ep-local", "2", "--ep-stall", bad])
+        check(p.returncode == 2 and "RANK:LAYER" in p.stderr, f"--ep-stall {bad}: {p.stderr}")
+    p = run(base + ["--ep-local", "2", "--ep-timeout", "0"])
+    check(p.returncode == 2 and "--ep-timeout" in p.stderr, f"--ep-timeout 0: {p.stderr}")
     # f32 numerics: the slot sum is outside moe_ffn (an FMA may differ), the tokens are not
     f1 = run(base + ["--numerics", "f32"])
     f3 = run(base + ["--numerics", "f32", "--ep-local", "3"])
@@ -146,9 +176,32 @@ else:
         for r in range(n):
             m = re.search(rf"ep rank {r} of {n}: experts \[\d+, \d+\) of 16; (\d+) tokens.*"
                           r"dispatch (\d+), combine (\d+), gather (\d+) bytes; waiting on the "
-                          r"exchange ([\d.]+) s", p.stderr)
+                          r"exchange ([\d.]+) s.*; f32 rows; exchange in flight ([\d.]+) s, "
+                          r"overlapped ([\d.]+) s \(([\d.]+)%\)", p.stderr)
             check(m is not None and m.group(1) == "13", f"-np {n} rank {r}: {p.stderr}")
+            if m:  # waiting is part of the flight; the rest overlapped this rank's own work
+                wait, flight, hidden = float(m.group(5)), float(m.group(6)), float(m.group(7))
+                check(wait <= flight + 0.002 and abs(flight - wait - hidden) <= 0.002,
+                      f"-np {n} rank {r}: wait {wait}, flight {flight}, overlapped {hidden}")
         print(p.stderr)
+    # FP8 rows over MPI: the same logits, a quarter of the dispatch bytes
+    out = os.path.join(work, "mpi2-fp8.npy")
+    p = run(base + ["--expert-parallel", "--ep-wire", "fp8", "--logits-out", out],
+            prefix=[mpirun, "-np", "2", "--oversubscribe"])
+    check(p.returncode == 0 and tokens(p) == ref_tokens, f"-np 2 fp8: {p.stdout} {p.stderr}")
+    if p.returncode == 0:
+        got = np.load(out)
+        check(np.array_equal(got, ref_logits),
+              f"-np 2 fp8: logits differ by {np.abs(got - ref_logits).max()}")
+    check(p.stderr.count("fp8 rows") == 2, f"-np 2 fp8: statistics: {p.stderr}")
+    # a rank that stalls without failing: the other times out, names the layer and the rank
+    # it waits for, and ends both (the subprocess timeout is only a backstop)
+    p = run(base + ["--expert-parallel", "--ep-stall", "1:2", "--ep-timeout", "1.5"],
+            prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
+    check(p.returncode != 0, "a stalled rank: exit 0")
+    check("rank 0 of 2: exchange timed out after 1.5 s in layer 2 (waiting for the counts of "
+          "rank 1)" in p.stderr, f"a stalled rank: the message: {p.stderr}")
+    check("rank 1 of 2: stalling in layer 2" in p.stderr, f"a stalled rank: {p.stderr}")
     # a rank that cannot load ends them all, naming itself and the cause
     p = run(base + ["--expert-parallel", "--ep-fail-rank", "1"],
             prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
