@@ -158,6 +158,9 @@ enum { TAG_COUNTS = 19 };
 
 static size_t at_least_one(int64_t n) { return n > 0 ? (size_t)n : 1; }
 
+/* The first of n items in wave w of W: wave w holds [lo(w), lo(w + 1)). */
+static int wave_lo(int n, int w, int W) { return (int)((int64_t)n * w / W); }
+
 /* Past the deadline: names the step (and, for the counts, the ranks that have not sent
  * theirs), then ends every rank through MPI. A rank that hangs without failing would
  * otherwise hold the others in the exchange forever. */
@@ -182,19 +185,24 @@ static void timed_out(const ep_exchange *ex, double waited, int32_t layer, const
   abort(); /* MPI_Abort does not return */
 }
 
-/* Completes req[0..n), posted at `posted`, polling with MPI_Testall (a short sleep between
+/* The exchange is "in flight" while at least one posted step has not completed: the wall
+ * time of that union, so that steps in flight together count once. */
+static void posted(ep_exchange *ex) {
+  if (ex->in_flight++ == 0) ex->flight_since = now_s();
+}
+
+/* Completes req[0..n) of one posted step, polling with MPI_Testall (a short sleep between
  * tries leaves the core to a rank that shares it); a wait past ex->timeout_s ends every rank.
  * peer[i]: the rank request i receives from, -1 for a send (NULL: a collective). */
-static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, double posted,
-                     int32_t layer, const char *what) {
+static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, int32_t layer,
+                     const char *what) {
   const double t0 = now_s();
   const double limit = ex->timeout_s > 0 ? ex->timeout_s : 60.0;
   for (long tries = 0;; ++tries) {
     int done = 0;
     MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
     if (done) break;
-    const double t = now_s();
-    if (t - t0 > limit) timed_out(ex, limit, layer, what, req, n, peer);
+    if (now_s() - t0 > limit) timed_out(ex, limit, layer, what, req, n, peer);
     if (tries > 64) {
       struct timespec ts = {0, 50000};
       nanosleep(&ts, NULL);
@@ -202,24 +210,32 @@ static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, 
   }
   const double t1 = now_s();
   ex->wait_seconds += t1 - t0;
-  ex->flight_seconds += t1 - posted;
+  if (--ex->in_flight == 0) ex->flight_seconds += t1 - ex->flight_since;
 }
 
 int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
   unsigned long long v = value, lo = 0, hi = 0;
   MPI_Request req[2];
-  const double posted = now_s();
+  posted(ex);
   MPI_Iallreduce(&v, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD, &req[0]);
   MPI_Iallreduce(&v, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD, &req[1]);
-  wait_all(ex, req, 2, NULL, posted, -1, "the other ranks' tokens");
+  wait_all(ex, req, 2, NULL, -1, "the other ranks' tokens");
   return lo == hi;
 }
 
-/* One layer's exchange. Each step is a non-blocking MPI call completed by wait_all; while the
- * dispatch is in flight this rank runs its own experts on its home pairs that stay local. */
+/* One layer's exchange, as a pipeline of non-blocking MPI steps (every rank posts them in the
+ * same order: counts, dispatch waves 0..W-1, combine waves, then the gather with the status):
+ *   - while the dispatch flies, this rank's experts run its home pairs that stay local;
+ *   - the pairs from each rank are cut into W waves; wave w's combine flies while the experts
+ *     run wave w + 1.
+ * Layouts: the home keeps its remote pairs owner-major (send records and returned rows share
+ * an index); the owner keeps what it receives wave-major (rows of a wave are contiguous for
+ * vnrt_model_moe_experts). Open MPI moves data only inside MPI calls, so a large message in
+ * flight may still wait for the MPI_Testall that completes it. */
 static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0, const float *x,
                            const int32_t *experts, const float *weights, float *y) {
   const int32_t N = ex->ranks, me = ex->rank;
+  const int W = ex->waves > 0 ? ex->waves : 1;
   const int64_t C = ex->hidden, k = ex->k;
   const size_t rec = ep_pair_bytes(ex), row = (size_t)C * sizeof(float);
   if (me == ex->stall_rank && layer == ex->stall_layer) {
@@ -228,16 +244,19 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     fflush(stderr);
     for (;;) pause();
   }
-  int *cnt = calloc((size_t)N * 9, sizeof *cnt);
-  MPI_Request *req = calloc((size_t)N * 2, sizeof *req);
+  /* per rank: counts, displacements, peers; per wave and rank: dispatch and combine arrays */
+  int *cnt = calloc((size_t)N * (5 + 8 * (size_t)W) + (size_t)W + 1, sizeof *cnt);
+  MPI_Request *req = calloc((size_t)N * 2 + 2 * (size_t)W + 2, sizeof *req);
   if (!cnt || !req) {
     free(cnt);
     free(req);
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
-  int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *rdispl = cnt + 3 * N;
-  int *sbytes = cnt + 4 * N, *rbytes = cnt + 5 * N, *sbd = cnt + 6 * N, *rbd = cnt + 7 * N;
-  int *peer = cnt + 8 * N;
+  int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *peer = cnt + 3 * N;
+  int *fill = cnt + 4 * N, *wstart = cnt + 5 * N; /* wstart[w]: the first row of wave w */
+  int *wv = wstart + W + 1;                        /* 8 arrays of N per wave */
+#define WAVE(w, i) (wv + ((size_t)(w) * 8 + (i)) * (size_t)N)
+  MPI_Request *dreq = req + 2 * N, *creq = dreq + W, *greq = creq + W;
   vnrt_status st = VNRT_OK;
   /* 1. My home tokens' pairs: the remote ones counted by owner, the local ones apart. */
   int64_t n_local = 0;
@@ -254,7 +273,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   }
   /* The counts go point to point, so that a timeout can name the ranks that did not send. */
   int n_req = 0;
-  double posted = now_s();
+  posted(ex);
   for (int32_t r = 0; r < N; ++r) {
     if (r == me) continue;
     MPI_Irecv(&rcount[r], 1, MPI_INT, r, TAG_COUNTS, MPI_COMM_WORLD, &req[n_req]);
@@ -262,13 +281,34 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     MPI_Isend(&scount[r], 1, MPI_INT, r, TAG_COUNTS, MPI_COMM_WORLD, &req[n_req]);
     peer[n_req++] = -1;
   }
-  wait_all(ex, req, n_req, peer, posted, layer, "the counts");
+  wait_all(ex, req, n_req, peer, layer, "the counts");
   int64_t n_send = 0, n_recv = 0;
   for (int32_t r = 0; r < N; ++r) {
     sdispl[r] = (int)n_send;
     n_send += scount[r];
-    rdispl[r] = (int)n_recv;
     n_recv += rcount[r];
+  }
+  /* Each wave's arrays: dispatch (bytes of records) 0-3, combine (bytes of rows) 4-7. */
+  wstart[0] = 0;
+  for (int w = 0; w < W; ++w) {
+    int *sb = WAVE(w, 0), *sd = WAVE(w, 1), *rb = WAVE(w, 2), *rd = WAVE(w, 3);
+    int *csb = WAVE(w, 4), *csd = WAVE(w, 5), *crb = WAVE(w, 6), *crd = WAVE(w, 7);
+    int at = wstart[w];
+    for (int32_t r = 0; r < N; ++r) {
+      const int s0 = sdispl[r] + wave_lo(scount[r], w, W);
+      const int sn = wave_lo(scount[r], w + 1, W) - wave_lo(scount[r], w, W);
+      const int rn = wave_lo(rcount[r], w + 1, W) - wave_lo(rcount[r], w, W);
+      sb[r] = sn * (int)rec;
+      sd[r] = s0 * (int)rec;
+      rb[r] = rn * (int)rec;
+      rd[r] = at * (int)rec;
+      csb[r] = rn * (int)row;
+      csd[r] = at * (int)row;
+      crb[r] = sn * (int)row;
+      crd[r] = s0 * (int)row;
+      at += rn;
+    }
+    wstart[w + 1] = at;
   }
   const size_t loc_idx = (at_least_one(n_local) * (row + 2 * sizeof(float)) + 7) & ~(size_t)7;
   if (grow(ex, 0, at_least_one(n_send) * rec) ||
@@ -284,16 +324,14 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  /* Pack the remote pairs in owner order (the order their results come back in), the local
-   * ones into their own batch. */
+  /* Pack the remote pairs owner-major, the local ones into their own batch. */
   float *xl = (float *)ex->buf[4];
   float *wl = xl + n_local * C;
   int32_t *idl = (int32_t *)(wl + n_local);
   int64_t *where = (int64_t *)(ex->buf[4] + loc_idx);
-  int *fill = rbd; /* scratch for now */
   for (int32_t r = 0; r < N; ++r) fill[r] = sdispl[r];
   int64_t p_local = 0;
-  for (int64_t t = 0; st == VNRT_OK && t < T; ++t) {
+  for (int64_t t = 0; t < T; ++t) {
     if ((pos0 + t) % N != me) continue;
     for (int64_t i = 0; i < k; ++i) {
       const int32_t e = experts[t * k + i], r = owner_of(ex, e);
@@ -313,72 +351,59 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
       ex->dispatch_bytes += rec;
     }
   }
-  for (int32_t r = 0; r < N; ++r) {
-    sbytes[r] = scount[r] * (int)rec;
-    sbd[r] = sdispl[r] * (int)rec;
-    rbytes[r] = rcount[r] * (int)rec;
-    rbd[r] = rdispl[r] * (int)rec;
-  }
   int32_t first, count;
   ep_slice(ex->experts, N, me, &first, &count);
-  /* 2. Dispatch; my experts run my local pairs meanwhile. Open MPI progresses the transfer
-   * inside MPI calls, so a large message may still wait for the MPI_Testall that follows. */
-  posted = now_s();
-  MPI_Ialltoallv(ex->buf[0], sbytes, sbd, MPI_BYTE, ex->buf[1], rbytes, rbd, MPI_BYTE,
-                 MPI_COMM_WORLD, &req[0]);
+  /* 2. Dispatch, every wave at once; my experts run my local pairs meanwhile. */
+  for (int w = 0; w < W; ++w) {
+    posted(ex);
+    MPI_Ialltoallv(ex->buf[0], WAVE(w, 0), WAVE(w, 1), MPI_BYTE, ex->buf[1], WAVE(w, 2),
+                   WAVE(w, 3), MPI_BYTE, MPI_COMM_WORLD, &dreq[w]);
+  }
   double t0 = now_s();
-  if (st == VNRT_OK && n_local > 0) {
+  if (n_local > 0) {
     st = vnrt_model_moe_experts(ex->model, layer, first, count, xl, idl, wl, n_local, 1, xl);
     for (int64_t p = 0; st == VNRT_OK && p < n_local; ++p) {
       memcpy(ex->pair_out + where[p] * C, xl + p * C, row);
     }
   }
   ex->expert_seconds += now_s() - t0;
-  wait_all(ex, req, 1, NULL, posted, layer, "the dispatch (every rank's pairs)");
-  /* 3. My experts on every pair I received. */
+  /* 3. Wave by wave: my experts on the pairs received, then their results back to the homes
+   * (the combine), in flight while the next wave runs. A rank whose experts failed still
+   * posts every step, so that no rank waits for it; the status travels with the gather. */
   float *xs = (float *)ex->buf[2];
   float *ws = xs + n_recv * C;
   int32_t *ids = (int32_t *)(ws + n_recv);
-  for (int64_t p = 0; p < n_recv; ++p) {
-    pair_head h;
-    memcpy(&h, ex->buf[1] + (size_t)p * rec, sizeof h);
-    get_row(ex, ex->buf[1] + (size_t)p * rec + sizeof h, xs + p * C);
-    ids[p] = h.expert;
-    ws[p] = h.weight;
-  }
-  t0 = now_s();
-  if (st == VNRT_OK && n_recv > 0) {
-    st = vnrt_model_moe_experts(ex->model, layer, first, count, xs, ids, ws, n_recv, 1, xs);
-  }
-  ex->expert_seconds += now_s() - t0;
-  /* A failing rank must not leave the others waiting in the combine. */
-  int bad = st != VNRT_OK, any_bad = 0;
-  posted = now_s();
-  MPI_Iallreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD, &req[0]);
-  wait_all(ex, req, 1, NULL, posted, layer, "the other ranks' expert status");
-  if (any_bad) {
-    free(cnt);
-    free(req);
-    return st != VNRT_OK ? st : VNRT_ERROR_INTERNAL;
-  }
-  /* 4. Combine: each result back to its pair's home, in the order it came. */
-  for (int32_t r = 0; r < N; ++r) {
-    rbytes[r] = rcount[r] * (int)row;
-    rbd[r] = rdispl[r] * (int)row;
-    sbytes[r] = scount[r] * (int)row;
-    sbd[r] = sdispl[r] * (int)row;
-    ex->combine_bytes += (uint64_t)rbytes[r];
-  }
   char *back = ex->buf[1] + at_least_one(n_recv) * rec;
-  posted = now_s();
-  MPI_Ialltoallv(xs, rbytes, rbd, MPI_BYTE, back, sbytes, sbd, MPI_BYTE, MPI_COMM_WORLD, &req[0]);
-  wait_all(ex, req, 1, NULL, posted, layer, "the combine (the results of my pairs)");
+  for (int w = 0; w < W; ++w) {
+    wait_all(ex, &dreq[w], 1, NULL, layer, "the dispatch (every rank's pairs)");
+    const int64_t p0 = wstart[w], pn = wstart[w + 1] - wstart[w];
+    for (int64_t p = p0; p < p0 + pn; ++p) {
+      pair_head h;
+      memcpy(&h, ex->buf[1] + (size_t)p * rec, sizeof h);
+      get_row(ex, ex->buf[1] + (size_t)p * rec + sizeof h, xs + p * C);
+      ids[p] = h.expert;
+      ws[p] = h.weight;
+    }
+    t0 = now_s();
+    if (st == VNRT_OK && pn > 0) {
+      st = vnrt_model_moe_experts(ex->model, layer, first, count, xs + p0 * C, ids + p0, ws + p0,
+                                  pn, 1, xs + p0 * C);
+    }
+    ex->expert_seconds += now_s() - t0;
+    for (int32_t r = 0; r < N; ++r) ex->combine_bytes += (uint64_t)WAVE(w, 4)[r];
+    posted(ex);
+    MPI_Ialltoallv(xs, WAVE(w, 4), WAVE(w, 5), MPI_BYTE, back, WAVE(w, 6), WAVE(w, 7), MPI_BYTE,
+                   MPI_COMM_WORLD, &creq[w]);
+  }
+  for (int w = 0; w < W; ++w) {
+    wait_all(ex, &creq[w], 1, NULL, layer, "the combine (the results of my pairs)");
+  }
   for (int64_t p = 0; p < n_send; ++p) {
     pair_head h;
     memcpy(&h, ex->buf[0] + (size_t)p * rec, sizeof h);
     memcpy(ex->pair_out + ((int64_t)h.t * k + h.slot) * C, back + (size_t)p * row, row);
   }
-  /* 5. The homes' rows to every rank. */
+  /* 4. The homes' rows to every rank, and whether any rank's experts failed. */
   float *mine = (float *)ex->buf[3];
   int64_t n_mine = 0;
   for (int64_t t = 0; t < T; ++t) {
@@ -387,28 +412,37 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     memcpy(mine + n_mine * C, y + t * C, row);
     n_mine++;
   }
+  int *gb = WAVE(0, 0), *gd = WAVE(0, 1); /* the dispatch's arrays are free again */
   int64_t off = 0;
   for (int32_t r = 0; r < N; ++r) {
     int64_t rows = 0;
     for (int64_t t = 0; t < T; ++t) rows += (pos0 + t) % N == r;
-    rbytes[r] = (int)(rows * (int64_t)row);
-    rbd[r] = (int)(off * (int64_t)row);
+    gb[r] = (int)(rows * (int64_t)row);
+    gd[r] = (int)(off * (int64_t)row);
     off += rows;
   }
   ex->gather_bytes += (uint64_t)n_mine * (uint64_t)row * (uint64_t)(N - 1);
   float *all = (float *)(ex->buf[2] + at_least_one(n_recv) * (row + 2 * sizeof(float)));
-  posted = now_s();
-  MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, all, rbytes, rbd, MPI_BYTE,
-                  MPI_COMM_WORLD, &req[0]);
-  wait_all(ex, req, 1, NULL, posted, layer, "the gather (every home's rows)");
+  int bad = st != VNRT_OK, any_bad = 0;
+  posted(ex);
+  MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, all, gb, gd, MPI_BYTE,
+                  MPI_COMM_WORLD, &greq[0]);
+  MPI_Iallreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD, &greq[1]);
+  wait_all(ex, greq, 2, NULL, layer, "the gather (every home's rows)");
+  if (any_bad) {
+    free(cnt);
+    free(req);
+    return st != VNRT_OK ? st : VNRT_ERROR_INTERNAL;
+  }
   for (int32_t r = 0; r < N; ++r) {
-    int64_t j = rbd[r] / (int64_t)row;
+    int64_t j = gd[r] / (int64_t)row;
     for (int64_t t = 0; t < T; ++t) {
       if ((pos0 + t) % N != r) continue;
       memcpy(y + t * C, all + j * C, row);
       ++j;
     }
   }
+#undef WAVE
   free(cnt);
   free(req);
   return VNRT_OK;
@@ -420,6 +454,7 @@ int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
   return 1;
 }
 #endif
+
 vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
                             const int32_t *experts, const float *weights, float *y) {
   ep_exchange *ex = user;

@@ -23,6 +23,9 @@ typedef struct ep_exchange {
   int wire;
   /* MPI: a step of the exchange that waits longer than this ends every rank (no hang). */
   double timeout_s;
+  /* MPI: the pairs each rank receives are run and returned in this many waves, so that one
+   * wave's results travel while the next runs (0: 1). */
+  int32_t waves;
   /* A test aid (MPI): rank stall_rank stops for good in layer stall_layer's exchange. */
   int32_t stall_rank, stall_layer;
   /* Statistics of this rank. */
@@ -30,7 +33,9 @@ typedef struct ep_exchange {
   uint64_t pairs_remote, pairs_local;
   uint64_t dispatch_bytes, combine_bytes, gather_bytes; /* sent to other ranks */
   double wait_seconds;   /* blocked until an exchange step completed */
-  double flight_seconds; /* from posting each step to its completion */
+  double flight_seconds; /* while at least one posted step had not completed */
+  int32_t in_flight;
+  double flight_since;
   double expert_seconds;                                /* in vnrt_model_moe_experts */
   /* Scratch. */
   float *pair_out;

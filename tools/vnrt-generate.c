@@ -30,7 +30,7 @@ static void usage(FILE *fp) {
           "                     [--logits-out FILE.npy] [--stats] [--profile] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "                     [--ep-local N] [--expert-parallel [--ep-timeout S]]\n"
-          "                     [--ep-wire f32|fp8]\n"
+          "                     [--ep-wire f32|fp8] [--ep-waves W]\n"
           "                     [--devices LIST [--split layers|experts]]\n"
           "\n"
           "Runs the DeepSeek-V4 checkpoint in DIR (docs/deepseek-v4.md) on the prompt and\n"
@@ -77,6 +77,8 @@ static void usage(FILE *fp) {
           "                      (needs a build with MPI, meson -Dmpi=enabled)\n"
           "  --ep-timeout S      a step of the exchange that waits over S seconds (default 60)\n"
           "                      ends every rank with a message naming the layer and the step\n"
+          "  --ep-waves W        each rank runs and returns the pairs it receives in W waves\n"
+          "                      (default 2): a wave's results travel while the next runs\n"
           "  --ep-wire f32|fp8   the dispatched rows as f32 (default) or e4m3 with an e8m0 scale\n"
           "                      per 128 channels: 4x fewer bytes, the same tokens under the\n"
           "                      reference numerics (the experts quantize their input so)\n"
@@ -180,7 +182,7 @@ typedef struct args {
   int chat, stats, plan, f32, profile;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
-  long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer;
+  long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
   int ep_fp8;
   double ep_timeout;
   int expert_parallel, split_experts;
@@ -196,6 +198,7 @@ static int parse_args(int argc, char **argv, args *a) {
   a->ep_stall_rank = -1;
   a->ep_stall_layer = -1;
   a->ep_timeout = 60.0;
+  a->ep_waves = 2;
   for (int i = 1; i < argc; ++i) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -269,6 +272,9 @@ static int parse_args(int argc, char **argv, args *a) {
         return bad_usage("--ep-timeout '%s': expected seconds > 0", v);
       }
       a->ep_timeout = f;
+    } else if (!strcmp(o, "--ep-waves")) {
+      if (parse_i64(v, 1, 64, &n)) return bad_usage("--ep-waves '%s': expected 1..64", v);
+      a->ep_waves = n;
     } else if (!strcmp(o, "--ep-wire")) {
       if (strcmp(v, "f32") && strcmp(v, "fp8")) {
         return bad_usage("--ep-wire '%s': expected f32 or fp8", v);
@@ -581,6 +587,7 @@ int main(int argc, char **argv) {
     ex.model = model;
     ex.wire = a.ep_fp8 ? EP_WIRE_FP8 : EP_WIRE_F32;
     ex.timeout_s = a.ep_timeout;
+    ex.waves = (int32_t)a.ep_waves;
     ex.stall_rank = (int32_t)a.ep_stall_rank;
     ex.stall_layer = (int32_t)a.ep_stall_layer;
     ex.experts = info.n_routed_experts;
