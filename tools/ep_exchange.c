@@ -254,8 +254,8 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   }
   int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *peer = cnt + 3 * N;
   int *fill = cnt + 4 * N, *wstart = cnt + 5 * N; /* wstart[w]: the first row of wave w */
-  int *wv = wstart + W + 1;                        /* 8 arrays of N per wave */
-#define WAVE(w, i) (wv + ((size_t)(w) * 8 + (i)) * (size_t)N)
+  int *wv = wstart + W + 1;                       /* 8 arrays of N per wave */
+#define WAVE(w, i) (wv + ((size_t)(w)*8 + (i)) * (size_t)N)
   MPI_Request *dreq = req + 2 * N, *creq = dreq + W, *greq = creq + W;
   vnrt_status st = VNRT_OK;
   /* 1. My home tokens' pairs: the remote ones counted by owner, the local ones apart. */
@@ -356,8 +356,8 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   /* 2. Dispatch, every wave at once; my experts run my local pairs meanwhile. */
   for (int w = 0; w < W; ++w) {
     posted(ex);
-    MPI_Ialltoallv(ex->buf[0], WAVE(w, 0), WAVE(w, 1), MPI_BYTE, ex->buf[1], WAVE(w, 2),
-                   WAVE(w, 3), MPI_BYTE, MPI_COMM_WORLD, &dreq[w]);
+    MPI_Ialltoallv(ex->buf[0], WAVE(w, 0), WAVE(w, 1), MPI_BYTE, ex->buf[1], WAVE(w, 2), WAVE(w, 3),
+                   MPI_BYTE, MPI_COMM_WORLD, &dreq[w]);
   }
   double t0 = now_s();
   if (n_local > 0) {
@@ -478,8 +478,8 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
   int32_t first, count;
   ep_slice(ex->experts, ex->ranks, ex->rank >= 0 ? ex->rank : 0, &first, &count);
   /* overlap: the share of the time the exchange was in flight that this rank spent working */
-  const double hidden = ex->flight_seconds > ex->wait_seconds
-                            ? ex->flight_seconds - ex->wait_seconds : 0.0;
+  const double hidden =
+      ex->flight_seconds > ex->wait_seconds ? ex->flight_seconds - ex->wait_seconds : 0.0;
   fprintf(fp,
           "ep rank %d of %d: experts [%d, %d) of %d; %lld tokens in %.3f s (%.1f tokens/s); "
           "pairs local %llu remote %llu; sent per token: dispatch %.0f, combine %.0f, gather "

@@ -36,7 +36,7 @@ typedef struct ep_exchange {
   double flight_seconds; /* while at least one posted step had not completed */
   int32_t in_flight;
   double flight_since;
-  double expert_seconds;                                /* in vnrt_model_moe_experts */
+  double expert_seconds; /* in vnrt_model_moe_experts */
   /* Scratch. */
   float *pair_out;
   size_t pair_cap;

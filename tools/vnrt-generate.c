@@ -341,8 +341,9 @@ static int parse_args(int argc, char **argv, args *a) {
   }
   if (a->ep_fp8 && a->f32) {
     /* Only the reference numerics quantize the experts' input: fp8 rows would round it. */
-    return bad_usage("%s", "--ep-wire fp8 needs --numerics ref (under f32 it would change the "
-                           "experts' input)");
+    return bad_usage("%s",
+                     "--ep-wire fp8 needs --numerics ref (under f32 it would change the "
+                     "experts' input)");
   }
   return 0;
 }

@@ -88,6 +88,8 @@ if part == "local":
         check(p.returncode == 2 and "RANK:LAYER" in p.stderr, f"--ep-stall {bad}: {p.stderr}")
     p = run(base + ["--ep-local", "2", "--ep-timeout", "0"])
     check(p.returncode == 2 and "--ep-timeout" in p.stderr, f"--ep-timeout 0: {p.stderr}")
+    p = run(base + ["--ep-local", "2", "--ep-waves", "0"])
+    check(p.returncode == 2 and "--ep-waves" in p.stderr, f"--ep-waves 0: {p.stderr}")
     # f32 numerics: the slot sum is outside moe_ffn (an FMA may differ), the tokens are not
     f1 = run(base + ["--numerics", "f32"])
     f3 = run(base + ["--numerics", "f32", "--ep-local", "3"])
@@ -184,16 +186,19 @@ else:
                 check(wait <= flight + 0.002 and abs(flight - wait - hidden) <= 0.002,
                       f"-np {n} rank {r}: wait {wait}, flight {flight}, overlapped {hidden}")
         print(p.stderr)
-    # FP8 rows over MPI: the same logits, a quarter of the dispatch bytes
-    out = os.path.join(work, "mpi2-fp8.npy")
-    p = run(base + ["--expert-parallel", "--ep-wire", "fp8", "--logits-out", out],
-            prefix=[mpirun, "-np", "2", "--oversubscribe"])
-    check(p.returncode == 0 and tokens(p) == ref_tokens, f"-np 2 fp8: {p.stdout} {p.stderr}")
-    if p.returncode == 0:
-        got = np.load(out)
-        check(np.array_equal(got, ref_logits),
-              f"-np 2 fp8: logits differ by {np.abs(got - ref_logits).max()}")
-    check(p.stderr.count("fp8 rows") == 2, f"-np 2 fp8: statistics: {p.stderr}")
+    # FP8 rows over MPI: the same logits, a quarter of the dispatch bytes; and the pairs run
+    # in 1 or 3 waves instead of 2 (the default): the same logits
+    for extra in (["--ep-wire", "fp8", "--ep-waves", "3"], ["--ep-waves", "1"]):
+        out = os.path.join(work, "mpi2-extra.npy")
+        p = run(base + ["--expert-parallel", "--logits-out", out] + extra,
+                prefix=[mpirun, "-np", "2", "--oversubscribe"])
+        check(p.returncode == 0 and tokens(p) == ref_tokens, f"-np 2 {extra}: {p.stderr}")
+        if p.returncode == 0:
+            got = np.load(out)
+            check(np.array_equal(got, ref_logits),
+                  f"-np 2 {extra}: logits differ by {np.abs(got - ref_logits).max()}")
+        wire = "fp8" if "fp8" in extra else "f32"
+        check(p.stderr.count(f"{wire} rows") == 2, f"-np 2 {extra}: statistics: {p.stderr}")
     # a rank that stalls without failing: the other times out, names the layer and the rank
     # it waits for, and ends both (the subprocess timeout is only a backstop)
     p = run(base + ["--expert-parallel", "--ep-stall", "1:2", "--ep-timeout", "1.5"],
