@@ -40,19 +40,28 @@ static int grow(ep_exchange *ex, int i, size_t bytes) {
 
 void ep_exchange_free(ep_exchange *ex) {
   free(ex->pair_out);
-  for (int i = 0; i < 5; ++i) free(ex->buf[i]);
+  for (int i = 0; i < 6; ++i) free(ex->buf[i]);
   memset(ex, 0, sizeof *ex);
 }
 
-/* A dispatched pair: token, slot, expert, weight, then the token's row (C floats). */
-typedef struct pair_head {
-  int32_t t, slot, expert;
+/* A dispatched record: a token's row goes once to each rank owning any of its experts
+ * (DeepEP's deduplication): the token and its n pairs on that rank, k slots of which the
+ * first n are used, then the row. */
+typedef struct rec_head {
+  int32_t t, n;
+} rec_head;
+typedef struct rec_pair {
+  int32_t slot, expert;
   float weight;
-} pair_head;
+} rec_pair;
 
-size_t ep_pair_bytes(const ep_exchange *ex) {
+static size_t head_bytes(const ep_exchange *ex) {
+  return sizeof(rec_head) + (size_t)ex->k * sizeof(rec_pair);
+}
+
+size_t ep_record_bytes(const ep_exchange *ex) {
   const size_t C = (size_t)ex->hidden;
-  return sizeof(pair_head) + (ex->wire == EP_WIRE_FP8 ? C + C / 128 : C * sizeof(float));
+  return head_bytes(ex) + (ex->wire == EP_WIRE_FP8 ? C + C / 128 : C * sizeof(float));
 }
 
 /* A row as it travels: C f32, or C e4m3 codes then C/128 e8m0 scales, quantized per 128
@@ -102,7 +111,7 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
                              const float *x, const int32_t *experts, const float *weights,
                              float *y) {
   const int64_t C = ex->hidden, k = ex->k, n = T * k;
-  const size_t rec = ep_pair_bytes(ex);
+  const size_t rec = ep_record_bytes(ex);
   if (grow(ex, 0, (size_t)n * (size_t)C * sizeof(float)) ||
       grow(ex, 1, (size_t)n * (sizeof(int32_t) + sizeof(float) + sizeof(int64_t))) ||
       grow(ex, 2, rec)) {
@@ -115,7 +124,7 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
   for (int32_t r = 0; r < ex->ranks; ++r) {
     int32_t first, count;
     ep_slice(ex->experts, ex->ranks, r, &first, &count);
-    int64_t P = 0;
+    int64_t P = 0, last_t = -1;
     for (int64_t s = 0; s < n; ++s) {
       const int32_t e = experts[s];
       if (e < first || e >= first + count) continue;
@@ -123,9 +132,10 @@ static vnrt_status run_local(ep_exchange *ex, int32_t layer, int64_t T, int64_t 
       if (r == (int32_t)((pos0 + t) % ex->ranks)) {
         ex->pairs_local++;
         memcpy(xs + P * C, x + t * C, (size_t)C * sizeof *xs);
-      } else { /* the row as the owner would receive it */
+      } else { /* the row as the owner would receive it, once per token */
         ex->pairs_remote++;
-        ex->dispatch_bytes += rec;
+        if (t != last_t) ex->dispatch_bytes += rec;
+        last_t = t;
         ex->combine_bytes += (uint64_t)C * sizeof(float);
         put_row(ex, ex->buf[2], x + t * C);
         get_row(ex, ex->buf[2], xs + P * C);
@@ -226,18 +236,19 @@ int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
 /* One layer's exchange, as a pipeline of non-blocking MPI steps (every rank posts them in the
  * same order: counts, dispatch waves 0..W-1, combine waves, then the gather with the status):
  *   - while the dispatch flies, this rank's experts run its home pairs that stay local;
- *   - the pairs from each rank are cut into W waves; wave w's combine flies while the experts
- *     run wave w + 1.
- * Layouts: the home keeps its remote pairs owner-major (send records and returned rows share
- * an index); the owner keeps what it receives wave-major (rows of a wave are contiguous for
- * vnrt_model_moe_experts). Open MPI moves data only inside MPI calls, so a large message in
- * flight may still wait for the MPI_Testall that completes it. */
+ *   - the records from each rank are cut into W waves; wave w's combine flies while the
+ *     experts run wave w + 1.
+ * Layouts: the home keeps its records owner-major, and the rows that come back follow them
+ * pair by pair; the owner keeps what it receives wave-major, expanded to one row per pair
+ * (the rows of a wave are contiguous for vnrt_model_moe_experts). Open MPI moves data only
+ * inside MPI calls, so a large message in flight may still wait for the MPI_Testall that
+ * completes it. */
 static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0, const float *x,
                            const int32_t *experts, const float *weights, float *y) {
   const int32_t N = ex->ranks, me = ex->rank;
   const int W = ex->waves > 0 ? ex->waves : 1;
   const int64_t C = ex->hidden, k = ex->k;
-  const size_t rec = ep_pair_bytes(ex), row = (size_t)C * sizeof(float);
+  const size_t rec = ep_record_bytes(ex), head = head_bytes(ex), row = (size_t)C * sizeof(float);
   if (me == ex->stall_rank && layer == ex->stall_layer) {
     fprintf(stderr, "vnrt-generate: rank %d of %d: stalling in layer %d (--ep-stall, a test aid)\n",
             (int)me, (int)N, (int)layer);
@@ -253,20 +264,22 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     return VNRT_ERROR_OUT_OF_MEMORY;
   }
   int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *peer = cnt + 3 * N;
-  int *fill = cnt + 4 * N, *wstart = cnt + 5 * N; /* wstart[w]: the first row of wave w */
+  int *fill = cnt + 4 * N, *wstart = cnt + 5 * N; /* wstart[w]: the first record of wave w */
   int *wv = wstart + W + 1;                       /* 8 arrays of N per wave */
 #define WAVE(w, i) (wv + ((size_t)(w)*8 + (i)) * (size_t)N)
   MPI_Request *dreq = req + 2 * N, *creq = dreq + W, *greq = creq + W;
   vnrt_status st = VNRT_OK;
-  /* 1. My home tokens' pairs: the remote ones counted by owner, the local ones apart. */
+  /* 1. My home tokens: a record per remote rank owning any of their experts; local pairs. */
   int64_t n_local = 0;
   for (int64_t t = 0; t < T; ++t) {
     if ((pos0 + t) % N != me) continue;
     for (int64_t i = 0; i < k; ++i) {
       const int32_t r = owner_of(ex, experts[t * k + i]);
+      int seen = 0;
+      for (int64_t j = 0; j < i; ++j) seen |= owner_of(ex, experts[t * k + j]) == r;
       if (r == me) {
         n_local++;
-      } else {
+      } else if (!seen) {
         scount[r]++;
       }
     }
@@ -288,47 +301,28 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     n_send += scount[r];
     n_recv += rcount[r];
   }
-  /* Each wave's arrays: dispatch (bytes of records) 0-3, combine (bytes of rows) 4-7. */
-  wstart[0] = 0;
-  for (int w = 0; w < W; ++w) {
-    int *sb = WAVE(w, 0), *sd = WAVE(w, 1), *rb = WAVE(w, 2), *rd = WAVE(w, 3);
-    int *csb = WAVE(w, 4), *csd = WAVE(w, 5), *crb = WAVE(w, 6), *crd = WAVE(w, 7);
-    int at = wstart[w];
-    for (int32_t r = 0; r < N; ++r) {
-      const int s0 = sdispl[r] + wave_lo(scount[r], w, W);
-      const int sn = wave_lo(scount[r], w + 1, W) - wave_lo(scount[r], w, W);
-      const int rn = wave_lo(rcount[r], w + 1, W) - wave_lo(rcount[r], w, W);
-      sb[r] = sn * (int)rec;
-      sd[r] = s0 * (int)rec;
-      rb[r] = rn * (int)rec;
-      rd[r] = at * (int)rec;
-      csb[r] = rn * (int)row;
-      csd[r] = at * (int)row;
-      crb[r] = sn * (int)row;
-      crd[r] = s0 * (int)row;
-      at += rn;
-    }
-    wstart[w + 1] = at;
-  }
   const size_t loc_idx = (at_least_one(n_local) * (row + 2 * sizeof(float)) + 7) & ~(size_t)7;
   if (grow(ex, 0, at_least_one(n_send) * rec) ||
-      grow(ex, 1, at_least_one(n_recv) * rec + at_least_one(n_send) * row) ||
-      grow(ex, 2, at_least_one(n_recv) * (row + 2 * sizeof(float)) + (size_t)T * row) ||
+      grow(ex, 1, at_least_one(n_recv) * rec + at_least_one(n_send * k) * row) ||
+      grow(ex, 2, at_least_one(n_recv * k) * (row + 2 * sizeof(float)) + (size_t)T * row) ||
       grow(ex, 3, (size_t)T * row) ||
-      grow(ex, 4, loc_idx + at_least_one(n_local) * sizeof(int64_t))) {
+      grow(ex, 4, loc_idx + at_least_one(n_local) * sizeof(int64_t)) ||
+      grow(ex, 5, (size_t)(n_send + 1) * sizeof(int64_t))) {
     /* The others expect this rank's rows now: the cause, and every rank ends. */
     fprintf(stderr,
             "vnrt-generate: rank %d of %d: out of memory for the exchange of layer %d (%lld "
-            "pairs to send, %lld received); aborting every rank\n",
+            "records to send, %lld received); aborting every rank\n",
             (int)me, (int)N, (int)layer, (long long)n_send, (long long)n_recv);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  /* Pack the remote pairs owner-major, the local ones into their own batch. */
+  /* Pack the records owner-major (a token's slots in order within each), the local pairs
+   * into their own batch. */
   float *xl = (float *)ex->buf[4];
   float *wl = xl + n_local * C;
   int32_t *idl = (int32_t *)(wl + n_local);
   int64_t *where = (int64_t *)(ex->buf[4] + loc_idx);
+  int64_t *pfx = (int64_t *)ex->buf[5]; /* pfx[q]: the pairs in the records before q */
   for (int32_t r = 0; r < N; ++r) fill[r] = sdispl[r];
   int64_t p_local = 0;
   for (int64_t t = 0; t < T; ++t) {
@@ -343,13 +337,51 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
         ex->pairs_local++;
         continue;
       }
-      char *p = ex->buf[0] + (size_t)fill[r]++ * rec;
-      pair_head h = {(int32_t)t, (int32_t)i, e, weights[t * k + i]};
+      int64_t j = 0;
+      while (j < i && owner_of(ex, experts[t * k + j]) != r) ++j;
+      if (j == i) { /* the token's first pair on r: a new record with the row */
+        char *p = ex->buf[0] + (size_t)fill[r]++ * rec;
+        rec_head h = {(int32_t)t, 0};
+        memcpy(p, &h, sizeof h);
+        put_row(ex, p + head, x + t * C);
+        ex->dispatch_bytes += rec;
+      }
+      char *p = ex->buf[0] + (size_t)(fill[r] - 1) * rec;
+      rec_head h;
+      memcpy(&h, p, sizeof h);
+      rec_pair q = {(int32_t)i, e, weights[t * k + i]};
+      memcpy(p + sizeof h + (size_t)h.n * sizeof q, &q, sizeof q);
+      h.n++;
       memcpy(p, &h, sizeof h);
-      put_row(ex, p + sizeof h, x + t * C);
       ex->pairs_remote++;
-      ex->dispatch_bytes += rec;
     }
+  }
+  pfx[0] = 0;
+  for (int64_t q = 0; q < n_send; ++q) {
+    rec_head h;
+    memcpy(&h, ex->buf[0] + (size_t)q * rec, sizeof h);
+    pfx[q + 1] = pfx[q] + h.n;
+  }
+  /* Each wave's arrays: dispatch (bytes of records) 0-3, combine (bytes of rows) 4-7; the
+   * combine's send side (4, 5) is known when the wave's records have arrived. */
+  wstart[0] = 0;
+  for (int w = 0; w < W; ++w) {
+    int *sb = WAVE(w, 0), *sd = WAVE(w, 1), *rb = WAVE(w, 2), *rd = WAVE(w, 3);
+    int *crb = WAVE(w, 6), *crd = WAVE(w, 7);
+    int at = wstart[w];
+    for (int32_t r = 0; r < N; ++r) {
+      const int s0 = sdispl[r] + wave_lo(scount[r], w, W);
+      const int sn = wave_lo(scount[r], w + 1, W) - wave_lo(scount[r], w, W);
+      const int rn = wave_lo(rcount[r], w + 1, W) - wave_lo(rcount[r], w, W);
+      sb[r] = sn * (int)rec;
+      sd[r] = s0 * (int)rec;
+      rb[r] = rn * (int)rec;
+      rd[r] = at * (int)rec;
+      crb[r] = (int)((pfx[s0 + sn] - pfx[s0]) * (int64_t)row);
+      crd[r] = (int)(pfx[s0] * (int64_t)row);
+      at += rn;
+    }
+    wstart[w + 1] = at;
   }
   int32_t first, count;
   ep_slice(ex->experts, N, me, &first, &count);
@@ -371,37 +403,58 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
    * (the combine), in flight while the next wave runs. A rank whose experts failed still
    * posts every step, so that no rank waits for it; the status travels with the gather. */
   float *xs = (float *)ex->buf[2];
-  float *ws = xs + n_recv * C;
-  int32_t *ids = (int32_t *)(ws + n_recv);
+  float *ws = xs + n_recv * k * C;
+  int32_t *ids = (int32_t *)(ws + n_recv * k);
   char *back = ex->buf[1] + at_least_one(n_recv) * rec;
+  int64_t P = 0; /* pairs received so far */
   for (int w = 0; w < W; ++w) {
-    wait_all(ex, &dreq[w], 1, NULL, layer, "the dispatch (every rank's pairs)");
-    const int64_t p0 = wstart[w], pn = wstart[w + 1] - wstart[w];
-    for (int64_t p = p0; p < p0 + pn; ++p) {
-      pair_head h;
-      memcpy(&h, ex->buf[1] + (size_t)p * rec, sizeof h);
-      get_row(ex, ex->buf[1] + (size_t)p * rec + sizeof h, xs + p * C);
-      ids[p] = h.expert;
-      ws[p] = h.weight;
+    wait_all(ex, &dreq[w], 1, NULL, layer, "the dispatch (every rank's rows)");
+    const int64_t P0 = P;
+    int *csb = WAVE(w, 4), *csd = WAVE(w, 5);
+    int64_t q = wstart[w];
+    for (int32_t r = 0; r < N; ++r) {
+      const int64_t from = P;
+      const int rn = wave_lo(rcount[r], w + 1, W) - wave_lo(rcount[r], w, W);
+      for (int i = 0; i < rn; ++i, ++q) {
+        const char *src = ex->buf[1] + (size_t)q * rec;
+        rec_head h;
+        memcpy(&h, src, sizeof h);
+        get_row(ex, src + head, xs + P * C);
+        for (int32_t j = 0; j < h.n && j < k; ++j) {
+          rec_pair pr;
+          memcpy(&pr, src + sizeof h + (size_t)j * sizeof pr, sizeof pr);
+          if (j > 0) memcpy(xs + P * C, xs + (P - 1) * C, row);
+          ids[P] = pr.expert;
+          ws[P++] = pr.weight;
+        }
+      }
+      csb[r] = (int)((P - from) * (int64_t)row);
+      csd[r] = (int)(from * (int64_t)row);
     }
     t0 = now_s();
-    if (st == VNRT_OK && pn > 0) {
-      st = vnrt_model_moe_experts(ex->model, layer, first, count, xs + p0 * C, ids + p0, ws + p0,
-                                  pn, 1, xs + p0 * C);
+    if (st == VNRT_OK && P > P0) {
+      st = vnrt_model_moe_experts(ex->model, layer, first, count, xs + P0 * C, ids + P0, ws + P0,
+                                  P - P0, 1, xs + P0 * C);
     }
     ex->expert_seconds += now_s() - t0;
-    for (int32_t r = 0; r < N; ++r) ex->combine_bytes += (uint64_t)WAVE(w, 4)[r];
+    for (int32_t r = 0; r < N; ++r) ex->combine_bytes += (uint64_t)csb[r];
     posted(ex);
-    MPI_Ialltoallv(xs, WAVE(w, 4), WAVE(w, 5), MPI_BYTE, back, WAVE(w, 6), WAVE(w, 7), MPI_BYTE,
-                   MPI_COMM_WORLD, &creq[w]);
+    MPI_Ialltoallv(xs, csb, csd, MPI_BYTE, back, WAVE(w, 6), WAVE(w, 7), MPI_BYTE, MPI_COMM_WORLD,
+                   &creq[w]);
   }
   for (int w = 0; w < W; ++w) {
     wait_all(ex, &creq[w], 1, NULL, layer, "the combine (the results of my pairs)");
   }
-  for (int64_t p = 0; p < n_send; ++p) {
-    pair_head h;
-    memcpy(&h, ex->buf[0] + (size_t)p * rec, sizeof h);
-    memcpy(ex->pair_out + ((int64_t)h.t * k + h.slot) * C, back + (size_t)p * row, row);
+  for (int64_t q = 0; q < n_send; ++q) {
+    const char *src = ex->buf[0] + (size_t)q * rec;
+    rec_head h;
+    memcpy(&h, src, sizeof h);
+    for (int32_t j = 0; j < h.n; ++j) {
+      rec_pair pr;
+      memcpy(&pr, src + sizeof h + (size_t)j * sizeof pr, sizeof pr);
+      memcpy(ex->pair_out + ((int64_t)h.t * k + pr.slot) * C, back + (size_t)(pfx[q] + j) * row,
+             row);
+    }
   }
   /* 4. The homes' rows to every rank, and whether any rank's experts failed. */
   float *mine = (float *)ex->buf[3];
@@ -422,7 +475,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     off += rows;
   }
   ex->gather_bytes += (uint64_t)n_mine * (uint64_t)row * (uint64_t)(N - 1);
-  float *all = (float *)(ex->buf[2] + at_least_one(n_recv) * (row + 2 * sizeof(float)));
+  float *all = (float *)(ex->buf[2] + at_least_one(n_recv * k) * (row + 2 * sizeof(float)));
   int bad = st != VNRT_OK, any_bad = 0;
   posted(ex);
   MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, all, gb, gd, MPI_BYTE,

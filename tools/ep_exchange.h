@@ -40,8 +40,8 @@ typedef struct ep_exchange {
   /* Scratch. */
   float *pair_out;
   size_t pair_cap;
-  char *buf[5];
-  size_t buf_cap[5];
+  char *buf[6];
+  size_t buf_cap[6];
 } ep_exchange;
 
 /* The first expert and the count of rank r's slice: [E·r/N, E·(r+1)/N). */
@@ -53,8 +53,9 @@ vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, 
 
 void ep_exchange_free(ep_exchange *ex);
 
-/* The bytes of one dispatched pair on the wire: a 16-byte head and the row. */
-size_t ep_pair_bytes(const ep_exchange *ex);
+/* The bytes of one dispatched record on the wire (one token's row to one rank): a head of
+ * 8 + 12·k bytes (the token, its pairs on that rank) and the row. */
+size_t ep_record_bytes(const ep_exchange *ex);
 
 /* MPI: 1 when every rank passed the same value (an allreduce with ex->timeout_s). */
 int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value);
