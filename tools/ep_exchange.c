@@ -164,7 +164,7 @@ static int32_t owner_of(const ep_exchange *ex, int32_t e) {
   return r;
 }
 
-enum { TAG_COUNTS = 19 };
+enum { TAG_COUNTS = 19, EP_AT_START = -1, EP_AT_END = -2 };
 
 static size_t at_least_one(int64_t n) { return n > 0 ? (size_t)n : 1; }
 
@@ -176,6 +176,13 @@ static int wave_lo(int n, int w, int W) { return (int)((int64_t)n * w / W); }
  * otherwise hold the others in the exchange forever. */
 static void timed_out(const ep_exchange *ex, double waited, int32_t layer, const char *what,
                       MPI_Request *req, int n, const int *peer) {
+  char at[64];
+  if (layer >= 0) {
+    snprintf(at, sizeof at, "in layer %d", (int)layer);
+  } else {
+    snprintf(at, sizeof at, "%s",
+             layer == EP_AT_START ? "before the first layer" : "after the run");
+  }
   char who[256] = "";
   size_t len = 0;
   int late = 0;
@@ -186,9 +193,9 @@ static void timed_out(const ep_exchange *ex, double waited, int32_t layer, const
     len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", late++ ? ", " : "", peer[i]);
   }
   fprintf(stderr,
-          "vnrt-generate: rank %d of %d: exchange timed out after %g s in layer %d (waiting for "
+          "vnrt-generate: rank %d of %d: exchange timed out after %g s %s (waiting for "
           "%s%s%s%s); aborting every rank\n",
-          (int)ex->rank, (int)ex->ranks, waited, (int)layer, what, late ? " of rank" : "",
+          (int)ex->rank, (int)ex->ranks, waited, at, what, late ? " of rank" : "",
           late > 1 ? "s " : (late ? " " : ""), who);
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 3);
@@ -201,13 +208,30 @@ static void posted(ep_exchange *ex) {
   if (ex->in_flight++ == 0) ex->flight_since = now_s();
 }
 
+/* --ep-stall: this rank stops for good (until Open MPI ends it), as a hung rank would. */
+static void stall(const ep_exchange *ex, int32_t layer) {
+  if (layer >= 0) {
+    fprintf(stderr, "vnrt-generate: rank %d of %d: stalling in layer %d (--ep-stall, a test aid)\n",
+            (int)ex->rank, (int)ex->ranks, (int)layer);
+  } else {
+    fprintf(stderr,
+            "vnrt-generate: rank %d of %d: stalling after the load (--ep-stall, a test "
+            "aid)\n",
+            (int)ex->rank, (int)ex->ranks);
+  }
+  fflush(stderr);
+  for (;;) pause();
+}
+
+static double timeout_of(const ep_exchange *ex) { return ex->timeout_s > 0 ? ex->timeout_s : 60.0; }
+
 /* Completes req[0..n) of one posted step, polling with MPI_Testall (a short sleep between
- * tries leaves the core to a rank that shares it); a wait past ex->timeout_s ends every rank.
- * peer[i]: the rank request i receives from, -1 for a send (NULL: a collective). */
+ * tries leaves the core to a rank that shares it); a wait past `limit` seconds ends every
+ * rank. peer[i]: the rank request i receives from, -1 for a send (NULL: a collective).
+ * Only the steps of a layer (layer >= 0) count in the statistics. */
 static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, int32_t layer,
-                     const char *what) {
+                     const char *what, double limit) {
   const double t0 = now_s();
-  const double limit = ex->timeout_s > 0 ? ex->timeout_s : 60.0;
   for (long tries = 0;; ++tries) {
     int done = 0;
     MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
@@ -218,18 +242,26 @@ static void wait_all(ep_exchange *ex, MPI_Request *req, int n, const int *peer, 
       nanosleep(&ts, NULL);
     }
   }
+  if (layer < 0) return;
   const double t1 = now_s();
   ex->wait_seconds += t1 - t0;
   if (--ex->in_flight == 0) ex->flight_seconds += t1 - ex->flight_since;
 }
 
+void ep_all_ready(ep_exchange *ex) {
+  if (ex->rank == ex->stall_rank && ex->stall_layer == EP_STALL_LOAD) stall(ex, EP_STALL_LOAD);
+  MPI_Request req;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  wait_all(ex, &req, 1, NULL, EP_AT_START, "the other ranks to load the model",
+           10 * timeout_of(ex));
+}
+
 int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
   unsigned long long v = value, lo = 0, hi = 0;
   MPI_Request req[2];
-  posted(ex);
   MPI_Iallreduce(&v, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD, &req[0]);
   MPI_Iallreduce(&v, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD, &req[1]);
-  wait_all(ex, req, 2, NULL, -1, "the other ranks' tokens");
+  wait_all(ex, req, 2, NULL, EP_AT_END, "the other ranks' tokens", timeout_of(ex));
   return lo == hi;
 }
 
@@ -249,12 +281,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   const int W = ex->waves > 0 ? ex->waves : 1;
   const int64_t C = ex->hidden, k = ex->k;
   const size_t rec = ep_record_bytes(ex), head = head_bytes(ex), row = (size_t)C * sizeof(float);
-  if (me == ex->stall_rank && layer == ex->stall_layer) {
-    fprintf(stderr, "vnrt-generate: rank %d of %d: stalling in layer %d (--ep-stall, a test aid)\n",
-            (int)me, (int)N, (int)layer);
-    fflush(stderr);
-    for (;;) pause();
-  }
+  if (me == ex->stall_rank && layer == ex->stall_layer) stall(ex, layer);
   /* per rank: counts, displacements, peers; per wave and rank: dispatch and combine arrays */
   int *cnt = calloc((size_t)N * (5 + 8 * (size_t)W) + (size_t)W + 1, sizeof *cnt);
   MPI_Request *req = calloc((size_t)N * 2 + 2 * (size_t)W + 2, sizeof *req);
@@ -294,7 +321,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     MPI_Isend(&scount[r], 1, MPI_INT, r, TAG_COUNTS, MPI_COMM_WORLD, &req[n_req]);
     peer[n_req++] = -1;
   }
-  wait_all(ex, req, n_req, peer, layer, "the counts");
+  wait_all(ex, req, n_req, peer, layer, "the counts", timeout_of(ex));
   int64_t n_send = 0, n_recv = 0;
   for (int32_t r = 0; r < N; ++r) {
     sdispl[r] = (int)n_send;
@@ -408,7 +435,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   char *back = ex->buf[1] + at_least_one(n_recv) * rec;
   int64_t P = 0; /* pairs received so far */
   for (int w = 0; w < W; ++w) {
-    wait_all(ex, &dreq[w], 1, NULL, layer, "the dispatch (every rank's rows)");
+    wait_all(ex, &dreq[w], 1, NULL, layer, "the dispatch (every rank's rows)", timeout_of(ex));
     const int64_t P0 = P;
     int *csb = WAVE(w, 4), *csd = WAVE(w, 5);
     int64_t q = wstart[w];
@@ -443,7 +470,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
                    &creq[w]);
   }
   for (int w = 0; w < W; ++w) {
-    wait_all(ex, &creq[w], 1, NULL, layer, "the combine (the results of my pairs)");
+    wait_all(ex, &creq[w], 1, NULL, layer, "the combine (the results of my pairs)", timeout_of(ex));
   }
   for (int64_t q = 0; q < n_send; ++q) {
     const char *src = ex->buf[0] + (size_t)q * rec;
@@ -481,7 +508,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, all, gb, gd, MPI_BYTE,
                   MPI_COMM_WORLD, &greq[0]);
   MPI_Iallreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD, &greq[1]);
-  wait_all(ex, greq, 2, NULL, layer, "the gather (every home's rows)");
+  wait_all(ex, greq, 2, NULL, layer, "the gather (every home's rows)", timeout_of(ex));
   if (any_bad) {
     free(cnt);
     free(req);
@@ -501,6 +528,8 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   return VNRT_OK;
 }
 #else
+void ep_all_ready(ep_exchange *ex) { (void)ex; }
+
 int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
   (void)ex;
   (void)value;

@@ -10,7 +10,7 @@
 
 #include "vnrt/model.h"
 
-enum { EP_WIRE_F32 = 0, EP_WIRE_FP8 = 1 };
+enum { EP_WIRE_F32 = 0, EP_WIRE_FP8 = 1, EP_STALL_LOAD = -2 };
 
 typedef struct ep_exchange {
   vnrt_model *model;
@@ -26,7 +26,8 @@ typedef struct ep_exchange {
   /* MPI: the pairs each rank receives are run and returned in this many waves, so that one
    * wave's results travel while the next runs (0: 1). */
   int32_t waves;
-  /* A test aid (MPI): rank stall_rank stops for good in layer stall_layer's exchange. */
+  /* A test aid (MPI): rank stall_rank stops for good in layer stall_layer's exchange, or
+   * before ep_all_ready with EP_STALL_LOAD. */
   int32_t stall_rank, stall_layer;
   /* Statistics of this rank. */
   int64_t calls, token_layers;
@@ -56,6 +57,10 @@ void ep_exchange_free(ep_exchange *ex);
 /* The bytes of one dispatched record on the wire (one token's row to one rank): a head of
  * 8 + 12·k bytes (the token, its pairs on that rank) and the row. */
 size_t ep_record_bytes(const ep_exchange *ex);
+
+/* MPI: returns when every rank has called it (after loading the model); a rank that does not
+ * come within 10 × ex->timeout_s ends every rank (loads may differ by more than a step). */
+void ep_all_ready(ep_exchange *ex);
 
 /* MPI: 1 when every rank passed the same value (an allreduce with ex->timeout_s). */
 int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value);

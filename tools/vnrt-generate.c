@@ -259,11 +259,15 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(o, "--ep-fail-rank")) { /* a test aid: that rank opens no model */
       if (parse_i64(v, 0, 4096, &n)) return bad_usage("--ep-fail-rank '%s': expected >= 0", v);
       a->ep_fail_rank = n;
-    } else if (!strcmp(o, "--ep-stall")) { /* a test aid: RANK:LAYER stops for good there */
+    } else if (!strcmp(o, "--ep-stall")) { /* a test aid: RANK:LAYER or RANK:load stops */
       long long r = -1, l = -1;
       char tail = 0;
-      if (sscanf(v, "%lld:%lld%c", &r, &l, &tail) != 2 || r < 0 || l < 0) {
-        return bad_usage("--ep-stall '%s': expected RANK:LAYER", v);
+      const char *colon = strchr(v, ':');
+      if (colon && !strcmp(colon, ":load") && sscanf(v, "%lld%c", &r, &tail) == 2 && tail == ':' &&
+          r >= 0) {
+        l = EP_STALL_LOAD;
+      } else if (sscanf(v, "%lld:%lld%c", &r, &l, &tail) != 2 || r < 0 || l < 0) {
+        return bad_usage("--ep-stall '%s': expected RANK:LAYER or RANK:load", v);
       }
       a->ep_stall_rank = r;
       a->ep_stall_layer = l;
@@ -608,6 +612,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
     goto done;
   }
+  if (ex.mpi) ep_all_ready(&ex); /* the loads may differ by more than one step's timeout */
   const int64_t V = info.vocab_size;
   const long long steps = a.tokens + 1;
   rows = malloc((size_t)(a.logits_out ? steps : 1) * (size_t)V * sizeof *rows);

@@ -83,7 +83,7 @@ if part == "local":
     check(p.returncode == 2 and "--numerics ref" in p.stderr, f"fp8 under f32: {p.stderr}")
     p = run(base + ["--ep-local", "2", "--ep-wire", "bf16"])
     check(p.returncode == 2 and "f32 or fp8" in p.stderr, f"--ep-wire bf16: {p.stderr}")
-    for bad in ("1", "1:", "a:2", "1:2x"):
+    for bad in ("1", "1:", "a:2", "1:2x", "x:load", "1:loads"):
         p = run(base + ["--ep-local", "2", "--ep-stall", bad])
         check(p.returncode == 2 and "RANK:LAYER" in p.stderr, f"--ep-stall {bad}: {p.stderr}")
     p = run(base + ["--ep-local", "2", "--ep-timeout", "0"])
@@ -207,6 +207,12 @@ else:
     check("rank 0 of 2: exchange timed out after 1.5 s in layer 2 (waiting for the counts of "
           "rank 1)" in p.stderr, f"a stalled rank: the message: {p.stderr}")
     check("rank 1 of 2: stalling in layer 2" in p.stderr, f"a stalled rank: {p.stderr}")
+    # one that never finishes loading: the others wait 10 x --ep-timeout for it
+    p = run(base + ["--expert-parallel", "--ep-stall", "0:load", "--ep-timeout", "0.2"],
+            prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
+    check(p.returncode != 0, "a rank stalled after the load: exit 0")
+    check("rank 1 of 2: exchange timed out after 2 s before the first layer (waiting for the "
+          "other ranks to load the model)" in p.stderr, f"a rank stalled after the load: {p.stderr}")
     # a rank that cannot load ends them all, naming itself and the cause
     p = run(base + ["--expert-parallel", "--ep-fail-rank", "1"],
             prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
