@@ -1,9 +1,10 @@
 /* The expert-parallel MoE exchange (ep_exchange.h). Every rank runs the same tokens through
  * attention (replicated); token t of a run at pos0 has its home on rank (pos0 + t) mod N, which
- * sends each of its (token, expert) pairs to the expert's owner (counts first, then the
- * payload), gets the pair's weighted output back and sums them in slot order, as moe_ffn does;
- * the homes then share their rows with every rank (the attention that follows is replicated
- * too, where data-parallel attention would not need this). */
+ * sends the token's row once to each rank owning any of its experts (counts first, then the
+ * records), gets each pair's weighted output back and sums them in slot order, as moe_ffn
+ * does; the homes then share their rows with every rank (the attention that follows is
+ * replicated too, where data-parallel attention would not need this). Over MPI every step is
+ * non-blocking and polled against a deadline, so a rank that hangs ends every rank. */
 #define _POSIX_C_SOURCE 200809L
 #include "ep_exchange.h"
 
