@@ -72,8 +72,13 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   vnrt_status status = VNRT_OK;
 
   /* In-place state updates: next = kv_write(state, ...) or kv_scatter(state, ...) on the
-   * target, with no other reader of the state, writes straight into the state's storage instead
-   * of copying after the run (a KV cache or a compressed cache changes a few rows a step). */
+   * target writes straight into the state's storage instead of copying after the run (a KV
+   * cache or a compressed cache changes a few rows a step), when the writer reads the state
+   * only as its cache (input 0), the state is no output, and every other node that reads the
+   * state runs before the writer: those read the old rows before they change, as a copy would
+   * have kept them (the sliding-window ring, read by attention and then written). Backends
+   * already order a node's reads before a later node's writes of the same bytes (arena memory
+   * is reused that way), so nothing else is needed from them. */
   for (int32_t v = 0; v < nv; ++v) p->vals[v].alias = -1;
   for (int32_t i = 0; i < g->n_states; ++i) {
     int32_t st = g->states[i], next = g->values[st].next;
@@ -84,14 +89,18 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
         p->node_dev[prod] != 0) {
       continue;
     }
-    int32_t readers = 0;
-    for (int32_t k = 0; k < n; ++k) {
+    bool ok = true, seen_writer = false;
+    for (int32_t k = 0; k < n && ok; ++k) {
       const vn_node *nd = &g->nodes[p->order[k]];
-      for (int32_t j = 0; j < nd->n_inputs; ++j) readers += nd->inputs[j] == st;
+      const bool writer = p->order[k] == prod;
+      for (int32_t j = writer ? 1 : 0; j < nd->n_inputs; ++j) {
+        /* the writer reading the state again, or a reader after the writer */
+        if (nd->inputs[j] == st && (writer || seen_writer)) ok = false;
+      }
+      seen_writer |= writer;
     }
-    bool is_output = false;
-    for (int32_t o = 0; o < g->n_outputs; ++o) is_output |= g->outputs[o] == st;
-    if (readers == 1 && !is_output) {
+    for (int32_t o = 0; o < g->n_outputs; ++o) ok &= g->outputs[o] != st;
+    if (ok) {
       p->vals[next].alias = st;
       p->info.n_inplace_updates++;
     }

@@ -281,8 +281,8 @@ VNRT_API vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vn
 VNRT_API vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name,
                                           const vnrt_tensor_type *type, vnrt_value *out_value);
 /* After every run, state takes the value next (same dtype and shape; computed by a node). When
- * next is kv_write(state, ...) or kv_scatter(state, ...) and nothing else reads state, the
- * write happens in place. */
+ * next is kv_write(state, ...) or kv_scatter(state, ...), the state is no output and every other
+ * node that reads state runs before that write, the write happens in place. */
 VNRT_API vnrt_status vnrt_graph_set_state_update(vnrt_graph *graph, vnrt_value state,
                                                  vnrt_value next);
 /* States in declaration order; out_next (may be NULL) receives the update value or -1. */

@@ -1,6 +1,7 @@
 /* Persistent state: zero-initialised, updated after each run, in place for kv_write, and a
  * KV-cached decode that equals attention over the whole prefix, on every device. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -204,12 +205,88 @@ START_TEST(kv_write_on_a_plain_value_copies_instead_of_clobbering) {
 }
 END_TEST
 
+/* A state read by another node as well as by its kv_write update (the sliding-window ring of
+ * DeepSeek-V4: attention reads the old rows, then the new row is written). y = 2·c reads the
+ * state; c' = kv_write(c, n, p) is its update. With y first in the order the write is in place
+ * (the reader runs before it); with d = c' − c, a reader after the writer, the cache is copied.
+ * Either way every run sees the state of the run before. */
+static vnrt_graph *ring_graph(vnrt_context *ctx, bool reader_after) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tc = {VNRT_F32, 2, {4, 2}}, tn = {VNRT_F32, 2, {1, 2}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_value c, n, p;
+  TU_OK(ctx, vnrt_graph_add_state(g, "c", &tc, &c));
+  TU_OK(ctx, vnrt_graph_add_input(g, "n", &tn, 0, &n));
+  TU_OK(ctx, vnrt_graph_add_input(g, "p", &tp, 0, &p));
+  vnrt_attr two = {.key = "s", .kind = VNRT_ATTR_FLOAT, .f = 2.0};
+  vnrt_value y = node1(ctx, g, VNRT_OP_SCALE, &c, 1, &two, 1, "y");
+  vnrt_value in[3] = {c, n, p};
+  vnrt_value w = node1(ctx, g, VNRT_OP_KV_WRITE, in, 3, NULL, 0, "w");
+  TU_OK(ctx, vnrt_graph_set_state_update(g, c, w));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  if (reader_after) {
+    vnrt_value in2[2] = {w, c};
+    TU_OK(ctx, vnrt_graph_add_output(g, node1(ctx, g, VNRT_OP_SUB, in2, 2, NULL, 0, "d")));
+  }
+  return g;
+}
+
+START_TEST(a_state_read_before_its_kv_write_is_updated_in_place) {
+  vnrt_context *ctx = tu_context();
+  for (int reader_after = 0; reader_after < 2; ++reader_after) {
+    vnrt_graph *g = ring_graph(ctx, reader_after);
+    for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+      vnrt_device *dev = tu_device(ctx, di);
+      vnrt_plan *plan = NULL;
+      TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+      vnrt_plan_info info = {.struct_size = sizeof info};
+      TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+      if (info.n_fallback_nodes == 0 && info.n_inplace_updates != (reader_after ? 0 : 1)) {
+        ck_abort_msg("%s, reader after the write %d: %d in-place updates", tu_device_spec(dev),
+                     reader_after, (int)info.n_inplace_updates);
+      }
+      float ref[4][2] = {{0}};
+      for (int32_t r = 0; r < 6; ++r) {
+        float nv[2] = {(float)(r + 1), (float)(10 * r + 3)}, y[4][2], d[4][2];
+        int32_t pv = (r * 3) % 4;
+        TU_OK(ctx, vnrt_plan_set_input(plan, "n", nv, sizeof nv));
+        TU_OK(ctx, vnrt_plan_set_input(plan, "p", &pv, sizeof pv));
+        TU_OK(ctx, vnrt_plan_run(plan));
+        TU_OK(ctx, vnrt_plan_read_output(plan, "y", y, sizeof y));
+        if (reader_after) TU_OK(ctx, vnrt_plan_read_output(plan, "d", d, sizeof d));
+        for (int i = 0; i < 4; ++i) {
+          for (int j = 0; j < 2; ++j) {
+            const float next = i == pv ? nv[j] : ref[i][j];
+            if (y[i][j] != 2.0f * ref[i][j]) {
+              ck_abort_msg("%s run %d: y[%d][%d] = %g, want %g", tu_device_spec(dev), (int)r, i, j,
+                           (double)y[i][j], 2.0 * ref[i][j]);
+            }
+            if (reader_after && d[i][j] != next - ref[i][j]) {
+              ck_abort_msg("%s run %d: d[%d][%d] = %g, want %g", tu_device_spec(dev), (int)r, i, j,
+                           (double)d[i][j], (double)(next - ref[i][j]));
+            }
+          }
+        }
+        for (int j = 0; j < 2; ++j) ref[pv][j] = nv[j];
+      }
+      float got[4][2];
+      TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+      if (memcmp(got, ref, sizeof got) != 0) ck_abort_msg("%s: final state", tu_device_spec(dev));
+      vnrt_plan_destroy(plan);
+    }
+    vnrt_graph_destroy(g);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("state");
   TCase *tc = tcase_create("state");
   tcase_add_test(tc, a_state_accumulates_across_runs_and_resets);
   tcase_add_test(tc, kv_cached_decode_equals_attention_over_the_prefix_in_place);
   tcase_add_test(tc, kv_write_on_a_plain_value_copies_instead_of_clobbering);
+  tcase_add_test(tc, a_state_read_before_its_kv_write_is_updated_in_place);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
