@@ -193,6 +193,9 @@ enum {
   VNRT_CAP_COPY_QUEUE = 1u << 6, /* a dedicated transfer queue */
   VNRT_CAP_FP8 = 1u << 7,        /* native FP8 (e4m3) arithmetic; without it kernels widen */
   VNRT_CAP_FP4 = 1u << 8,        /* native FP4 (e2m1) arithmetic; without it kernels widen */
+  /* kv_compress's state_a' and state_z' may share their input states' memory (the executor's
+   * in-place state updates, docs/executor.md); kv_write and kv_scatter always may */
+  VNRT_CAP_STATE_INPLACE = 1u << 9,
 };
 
 typedef struct vnrt_device_info {
