@@ -1000,13 +1000,6 @@ static CPU_AVX2 void avx2_e2m1_round_(float *v, int64_t n, float s) {
   }
 }
 
-/* y[o, o + n) = row[0, n) in dtype dy, eight at a time; returns how many were stored. */
-static CPU_AVX2 int64_t avx2_store_row_(const float *row, int64_t n, void *y, int64_t o,
-                                        vnrt_dtype dy) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) avx2_store8(y, o + i, dy, _mm256_loadu_ps(row + i));
-  return i;
-}
 #endif
 
 /* One e2m1 block of fake_quant, bit-exact with cpu_fake_quant_block(v, n, VNRT_E2M1). */
@@ -1044,12 +1037,10 @@ static void fake_quant_range(void *user, int64_t begin, int64_t end) {
         fq_e2m1_block(j->isa, row + j->p->start + b * j->p->block, j->p->block);
       }
     }
-    if (f32_out) continue;
-    int64_t i = 0;
-#if defined(CPU_HAVE_AVX2_CODE)
-    if (j->isa >= CPU_ISA_AVX2) i = avx2_store_row_(row, j->d, j->y, r * j->d, j->dy);
-#endif
-    for (; i < j->d; ++i) cpu_store_f32(j->y, j->dy, r * j->d + i, row[i]);
+    if (!f32_out) {
+      cpu_fast_from_f32(j->isa, row, j->d,
+                        (char *)j->y + (size_t)(r * j->d) * vnrt_dtype_size(j->dy), j->dy);
+    }
   }
 }
 

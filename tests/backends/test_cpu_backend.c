@@ -974,7 +974,8 @@ END_TEST
 
 /* The fast float casts round as the contract says, bit for bit: f32 -> f16/bf16 over ties,
  * subnormals, overflow, infinities and NaN, and f16 -> bf16, each compared with the public
- * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. */
+ * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. The same
+ * for cpu_fast_from_f32. */
 START_TEST(test_fast_cast_bits) {
   const int64_t nd[1] = {37};
   tu_tensor x = tu_tensor_new(VNRT_F32, 1, nd);
@@ -1001,6 +1002,22 @@ START_TEST(test_fast_cast_bits) {
         }
       }
       tu_tensor_free(&out);
+    }
+  }
+  /* cpu_fast_from_f32, the kernels' rounding of f32 results into an f16/bf16 result, the same
+   * on the portable path and the machine's */
+  const cpu_isa isas[2] = {CPU_ISA_GENERIC, cpu_fast_isa(NULL)};
+  for (int ii = 0; ii < 2; ++ii) {
+    for (int to = 0; to < 2; ++to) {
+      uint16_t bits[37];
+      cpu_fast_from_f32(isas[ii], xf, 37, bits, to ? VNRT_BF16 : VNRT_F16);
+      for (int i = 0; i < 37; ++i) {
+        const uint16_t w = to ? vnrt_f32_to_bf16(xf[i]) : vnrt_f32_to_f16(xf[i]);
+        if (bits[i] != w) {
+          ck_abort_msg("cpu_fast_from_f32 to %s (isa %d) of %a: 0x%04x, want 0x%04x",
+                       to ? "bf16" : "f16", (int)isas[ii], (double)xf[i], bits[i], w);
+        }
+      }
     }
   }
   tu_tensor_free(&x);
