@@ -64,6 +64,21 @@ static vnrt_status check_work(vnrt_plan *p, const vnrt_plan_desc *desc) {
                   (unsigned long long)top_cost.flops, (unsigned long long)top_cost.elements);
 }
 
+/* The input that output `out` of an `op` node updates in place when it is a state's update,
+ * or -1: kv_write's and kv_scatter's cache on every device (docs/backends.md); kv_compress's
+ * state_a and state_z where the device's kernels allow it (VNRT_CAP_STATE_INPLACE). */
+static int32_t in_place_input(vnrt_op op, int32_t out, uint32_t caps) {
+  switch (op) {
+    case VNRT_OP_KV_WRITE:
+    case VNRT_OP_KV_SCATTER:
+      return out == 0 ? 0 : -1;
+    case VNRT_OP_KV_COMPRESS:
+      return (caps & VNRT_CAP_STATE_INPLACE) && (out == 2 || out == 3) ? out + 1 : -1;
+    default:
+      return -1;
+  }
+}
+
 /* Builds tensors, transfers, partitions and memory for every device slot, then compiles. */
 static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   vnrt_context *ctx = p->ctx;
@@ -71,27 +86,38 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
   int32_t nv = g->n_values, n = p->n_order;
   vnrt_status status = VNRT_OK;
 
-  /* In-place state updates: next = kv_write(state, ...) or kv_scatter(state, ...) on the
-   * target, with no other reader of the state, writes straight into the state's storage instead
-   * of copying after the run (a KV cache or a compressed cache changes a few rows a step). */
+  /* In-place state updates (docs/executor.md): a state whose update is a node result that
+   * in_place_input names writes straight into the state's storage instead of being copied
+   * after the run (a KV cache or a compressed cache changes a few rows a step), when the
+   * writer runs on the target and reads the state only there, the state is no output, and
+   * every other node that reads the state runs before the writer: those read the old rows
+   * before they change, as a copy would have kept them (the sliding-window ring, read by
+   * attention and then written). Backends already order a node's reads before a later node's
+   * writes of the same bytes (arena memory is reused that way). */
+  const uint32_t caps = p->devs[0].device->info.caps;
   for (int32_t v = 0; v < nv; ++v) p->vals[v].alias = -1;
   for (int32_t i = 0; i < g->n_states; ++i) {
     int32_t st = g->states[i], next = g->values[st].next;
     if (next < 0) continue;
     int32_t prod = g->values[next].producer;
-    const vnrt_op op = g->nodes[prod].op;
-    if ((op != VNRT_OP_KV_WRITE && op != VNRT_OP_KV_SCATTER) || g->nodes[prod].inputs[0] != st ||
-        p->node_dev[prod] != 0) {
-      continue;
-    }
-    int32_t readers = 0;
-    for (int32_t k = 0; k < n; ++k) {
+    if (prod < 0 || p->node_dev[prod] != 0) continue;
+    const vn_node *wn = &g->nodes[prod];
+    int32_t out = 0;
+    while (out < wn->n_outputs && wn->outputs[out] != next) ++out;
+    const int32_t in = in_place_input(wn->op, out, caps);
+    if (in < 0 || in >= wn->n_inputs || wn->inputs[in] != st) continue;
+    bool ok = true, seen_writer = false;
+    for (int32_t k = 0; k < n && ok; ++k) {
       const vn_node *nd = &g->nodes[p->order[k]];
-      for (int32_t j = 0; j < nd->n_inputs; ++j) readers += nd->inputs[j] == st;
+      const bool writer = p->order[k] == prod;
+      for (int32_t j = 0; j < nd->n_inputs; ++j) {
+        /* the writer reading the state elsewhere too, or a reader after the writer */
+        if (nd->inputs[j] == st && (writer ? j != in : seen_writer)) ok = false;
+      }
+      seen_writer |= writer;
     }
-    bool is_output = false;
-    for (int32_t o = 0; o < g->n_outputs; ++o) is_output |= g->outputs[o] == st;
-    if (readers == 1 && !is_output) {
+    for (int32_t o = 0; o < g->n_outputs; ++o) ok &= g->outputs[o] != st;
+    if (ok) {
       p->vals[next].alias = st;
       p->info.n_inplace_updates++;
     }

@@ -24,6 +24,7 @@ static const struct {
     {VNRT_CAP_COPY_QUEUE, "copy-queue"},
     {VNRT_CAP_FP8, "fp8"},
     {VNRT_CAP_FP4, "fp4"},
+    {VNRT_CAP_STATE_INPLACE, "state-inplace"},
 };
 
 static const char *type_word(vnrt_device_type t) {

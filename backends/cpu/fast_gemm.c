@@ -160,6 +160,12 @@ static CPU_AVX2 void avx2_to_f32(const void *src, vnrt_dtype dt, int64_t n, floa
   for (; i < n; ++i) dst[i] = avx2_load1(src, i, dt);
 }
 
+static CPU_AVX2 int64_t avx2_from_f32(const float *src, int64_t n, void *dst, vnrt_dtype dt) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) avx2_store8(dst, i, dt, _mm256_loadu_ps(src + i));
+  return i;
+}
+
 /* ---- the [K, N] (matmul) layout: broadcast x, 16 columns of b per step ---- */
 
 /* s[i·16 + j] = Σ_kk x[i·ldx + kk]·bp[kk·ldb + j] for i < MR, j < 16 (16 valid columns).
@@ -248,6 +254,20 @@ void cpu_fast_to_f32(cpu_isa isa, const void *src, vnrt_dtype dt, int64_t n, flo
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i] = cpu_load_f32(src, dt, i);
   }
+}
+
+void cpu_fast_from_f32(cpu_isa isa, const float *src, int64_t n, void *dst, vnrt_dtype dt) {
+  if (dt == VNRT_F32) {
+    if ((const void *)src != dst) memmove(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+  int64_t i = 0;
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa >= CPU_ISA_AVX2 && (dt == VNRT_F16 || dt == VNRT_BF16))
+    i = avx2_from_f32(src, n, dst, dt);
+#endif
+  (void)isa;
+  for (; i < n; ++i) cpu_store_f32(dst, dt, i, src[i]);
 }
 
 /* ---- one block, single-threaded ---------------------------------------------------------- */

@@ -67,7 +67,8 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;
   for (int64_t q = 0; q < n; ++q) cpu_fast_axpy(j->isa, pre[q], Xt + q * C, x, C);
   if (xdt != VNRT_F32) {
-    for (int64_t c = 0; c < C; ++c) cpu_store_f32(a->out[0], xdt, t * C + c, acc[c]);
+    cpu_fast_from_f32(j->isa, acc, C, (char *)a->out[0] + (size_t)(t * C) * vnrt_dtype_size(xdt),
+                      xdt);
   }
 }
 
@@ -358,7 +359,7 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
   } else {
     cpu_fast_for_each(a->pool, items, hc_post_item_, &j);
   }
-  for (int64_t i = 0; i < of; ++i) cpu_store_f32(a->out[0], odt, i, j.out[i]);
+  if (of) cpu_fast_from_f32(j.isa, j.out, of, a->out[0], odt);
   cpu_fast_free(a, mem);
   return VNRT_OK;
 }

@@ -960,36 +960,86 @@ vnrt_status cpu_fast_hadamard(const cpu_kernel_args *a) {
 
 /* ---- fake_quant --------------------------------------------------------------------------- */
 
-/* Rows widened into the f32 result and rounded there in place: e4m3 blocks through the
- * vectorised act_quant rounding (bit-exact with cpu_fake_quant_block), e2m1 blocks through
- * cpu_fake_quant_block itself. */
+/* Rows widened into f32 (the f32 result itself, or scratch for an f16/bf16 result) and rounded
+ * there in place: e4m3 blocks through the vectorised act_quant rounding (bit-exact with
+ * cpu_fake_quant_block), e2m1 blocks through fq_e2m1_block; an f16/bf16 result is then stored
+ * rounded to nearest even, as the reference stores it. */
 typedef struct fake_quant_job {
   const void *x;
-  float *y;
-  vnrt_dtype dx;
+  void *y;
+  float *scratch; /* [rows, d] when the result is not f32 */
+  vnrt_dtype dx, dy;
   int64_t d;
   const vnrt_fake_quant_params *p;
   cpu_isa isa;
 } fake_quant_job;
 
+#if defined(CPU_HAVE_AVX2_CODE)
+/* v[0, n) (n a multiple of 8) divided by the power of two s, rounded to the nearest e2m1 level
+ * as vnrt_f32_to_e2m1 does and multiplied back: the level index counts the midpoints below
+ * |q|, a midpoint itself going to the even index (up past the odd midpoints 0.75, 1.75, 3.5);
+ * the level is the sum of the steps (0.5 ×4, 1 ×2, 2) past those midpoints. */
+static CPU_AVX2 void avx2_e2m1_round_(float *v, int64_t n, float s) {
+  static const float mid[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  static const float step[7] = {0.5f, 0.5f, 0.5f, 0.5f, 1.0f, 1.0f, 2.0f};
+  const __m256 vs = _mm256_set1_ps(s), sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 q = _mm256_div_ps(_mm256_loadu_ps(v + i), vs); /* exact: s = 2^k */
+    const __m256 mag = _mm256_andnot_ps(sign, q);
+    __m256 lv = _mm256_setzero_ps();
+    for (int k = 0; k < 7; ++k) {
+      const __m256 m = _mm256_set1_ps(mid[k]);
+      const __m256 past =
+          (k & 1) ? _mm256_cmp_ps(mag, m, _CMP_GE_OQ) : _mm256_cmp_ps(mag, m, _CMP_GT_OQ);
+      lv = _mm256_add_ps(lv, _mm256_and_ps(past, _mm256_set1_ps(step[k])));
+    }
+    lv = _mm256_or_ps(lv, _mm256_and_ps(sign, q));
+    /* NaN (never past a midpoint) is +6, as vnrt_f32_to_e2m1 codes it (7, no sign) */
+    lv = _mm256_blendv_ps(lv, _mm256_set1_ps(6.0f), _mm256_cmp_ps(q, q, _CMP_UNORD_Q));
+    _mm256_storeu_ps(v + i, _mm256_mul_ps(lv, vs));
+  }
+}
+
+#endif
+
+/* One e2m1 block of fake_quant, bit-exact with cpu_fake_quant_block(v, n, VNRT_E2M1). */
+static void fq_e2m1_block(cpu_isa isa, float *v, int64_t n) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (isa >= CPU_ISA_AVX2 && n % 8 == 0) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; ++i) amax = fmaxf(amax, fabsf(v[i]));
+    avx2_e2m1_round_(v, n, vnrt_e8m0_to_f32(vnrt_quant_block_scale(VNRT_E2M1, amax)));
+    return;
+  }
+#endif
+  (void)isa;
+  cpu_fake_quant_block(v, n, VNRT_E2M1);
+}
+
 static void fake_quant_range(void *user, int64_t begin, int64_t end) {
   const fake_quant_job *j = user;
   const int64_t nb = j->p->len / j->p->block; /* whole blocks only, as the reference */
+  const bool f32_out = j->dy == VNRT_F32;
   for (int64_t r = begin; r < end; ++r) {
-    float *row = j->y + r * j->d;
+    float *row = (f32_out ? (float *)j->y : j->scratch) + r * j->d;
     if (j->dx == VNRT_F32) {
       if ((const void *)row != (const void *)((const float *)j->x + r * j->d)) {
         memcpy(row, (const float *)j->x + r * j->d, sizeof(float) * (size_t)j->d);
       }
     } else {
-      for (int64_t i = 0; i < j->d; ++i) row[i] = cpu_load_f32(j->x, j->dx, r * j->d + i);
+      cpu_fast_to_f32(j->isa, (const char *)j->x + (size_t)(r * j->d) * vnrt_dtype_size(j->dx),
+                      j->dx, j->d, row);
     }
     if (j->p->fmt == VNRT_E4M3) {
       cpu_fast_act_quant(j->isa, row + j->p->start, j->d, 1, nb * j->p->block, j->p->block);
-      continue;
+    } else {
+      for (int64_t b = 0; b < nb; ++b) {
+        fq_e2m1_block(j->isa, row + j->p->start + b * j->p->block, j->p->block);
+      }
     }
-    for (int64_t b = 0; b < nb; ++b) {
-      cpu_fake_quant_block(row + j->p->start + b * j->p->block, j->p->block, j->p->fmt);
+    if (!f32_out) {
+      cpu_fast_from_f32(j->isa, row, j->d,
+                        (char *)j->y + (size_t)(r * j->d) * vnrt_dtype_size(j->dy), j->dy);
     }
   }
 }
@@ -998,13 +1048,24 @@ vnrt_status cpu_fast_fake_quant(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
   const vnrt_fake_quant_params *p = &a->node->params->fake_quant;
   const int64_t d = xt->rank >= 1 ? xt->dims[xt->rank - 1] : 0;
-  if (d <= 0 || ot->dtype != VNRT_F32 || !float_dtype(xt->dtype) || p->block <= 0 || p->start < 0 ||
-      p->len < 0 || p->start + p->len > d || (p->fmt != VNRT_E4M3 && p->fmt != VNRT_E2M1)) {
+  if (d <= 0 || !float_dtype(ot->dtype) || !float_dtype(xt->dtype) || p->block <= 0 ||
+      p->start < 0 || p->len < 0 || p->start + p->len > d ||
+      (p->fmt != VNRT_E4M3 && p->fmt != VNRT_E2M1)) {
     return cpu_ref_fake_quant(a);
   }
-  fake_quant_job j = {
-      .x = a->in[0], .y = a->out[0], .dx = xt->dtype, .d = d, .p = p, .isa = cpu_fast_isa(a->pool)};
-  cpu_pool_parallel_for(a->pool, vnrt_tensor_type_numel(xt) / d, rows_grain(d), fake_quant_range,
-                        &j);
+  const int64_t rows = vnrt_tensor_type_numel(xt) / d;
+  fake_quant_job j = {.x = a->in[0],
+                      .y = a->out[0],
+                      .dx = xt->dtype,
+                      .dy = ot->dtype,
+                      .d = d,
+                      .p = p,
+                      .isa = cpu_fast_isa(a->pool)};
+  if (ot->dtype != VNRT_F32) {
+    vnrt_status st = cpu_fast_alloc(a, rows * d, &j.scratch);
+    if (st != VNRT_OK) return st;
+  }
+  cpu_pool_parallel_for(a->pool, rows, rows_grain(d), fake_quant_range, &j);
+  cpu_fast_free(a, j.scratch);
   return VNRT_OK;
 }

@@ -275,7 +275,10 @@ vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *a) {
   if (n > closed) memset(j.entries + closed * d, 0, sizeof(float) * (size_t)((n - closed) * d));
   cpu_fast_for_each(a->pool, closed * j.n_cb, kvc_item_, &j);
   /* The state after the run: the rows of W' = w_end (and W' − 1 with overlap) for the
-   * positions seen so far, the old rows for the others. */
+   * positions seen so far, the old rows for the others. The outputs may be the input states
+   * themselves (VNRT_CAP_STATE_INPLACE): rows are written in order, and row r reads only rows
+   * ≥ r of the old state (the A rows of W' − 1 come from the B rows of W0 = W' − 1), so
+   * nothing is read after it is overwritten. */
   float *oa = a->out[2], *oz = a->out[3];
   const int64_t c = 1 + p->overlap;
   for (int64_t r = 0; r < c * m; ++r) {
@@ -288,7 +291,7 @@ vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *a) {
     }
     const float *ar, *zr, *er;
     kvc_rows_(&j, pos, 0, &ar, &zr, &er);
-    memcpy(oa + r * cd, ar, bytes);
+    if (oa + r * cd != ar) memcpy(oa + r * cd, ar, bytes);
     for (int64_t ch = 0; ch < cd; ++ch) oz[r * cd + ch] = er ? zr[ch] + er[ch] : zr[ch];
   }
   return VNRT_OK;

@@ -97,7 +97,9 @@ vnrt_status cpu_ref_kv_compress(const cpu_kernel_args *a) {
       entry_pos[i] = -1;
     }
   }
-  /* The state of the window open after this run (W' = w_end) and, with overlap, of W' - 1. */
+  /* The state of the window open after this run (W' = w_end) and, with overlap, of W' - 1.
+   * Row r reads only rows >= r of the old state, so the outputs may be the input states
+   * themselves (the executor's in-place state updates, VNRT_CAP_STATE_INPLACE). */
   const float *sa = a->in[3], *sz = a->in[4];
   float *oa = a->out[2], *oz = a->out[3];
   const int64_t c = 1 + p->overlap, end = (int64_t)pos0 + t;

@@ -193,6 +193,9 @@ enum {
   VNRT_CAP_COPY_QUEUE = 1u << 6, /* a dedicated transfer queue */
   VNRT_CAP_FP8 = 1u << 7,        /* native FP8 (e4m3) arithmetic; without it kernels widen */
   VNRT_CAP_FP4 = 1u << 8,        /* native FP4 (e2m1) arithmetic; without it kernels widen */
+  /* kv_compress's state_a' and state_z' may share their input states' memory (the executor's
+   * in-place state updates, docs/executor.md); kv_write and kv_scatter always may */
+  VNRT_CAP_STATE_INPLACE = 1u << 9,
 };
 
 typedef struct vnrt_device_info {
@@ -281,8 +284,8 @@ VNRT_API vnrt_status vnrt_graph_add_node(vnrt_graph *graph, vnrt_op op, const vn
 VNRT_API vnrt_status vnrt_graph_add_state(vnrt_graph *graph, const char *name,
                                           const vnrt_tensor_type *type, vnrt_value *out_value);
 /* After every run, state takes the value next (same dtype and shape; computed by a node). When
- * next is kv_write(state, ...) or kv_scatter(state, ...) and nothing else reads state, the
- * write happens in place. */
+ * next is kv_write(state, ...) or kv_scatter(state, ...), the state is no output and every other
+ * node that reads state runs before that write, the write happens in place. */
 VNRT_API vnrt_status vnrt_graph_set_state_update(vnrt_graph *graph, vnrt_value state,
                                                  vnrt_value next);
 /* States in declaration order; out_next (may be NULL) receives the update value or -1. */

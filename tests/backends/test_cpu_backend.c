@@ -912,21 +912,27 @@ START_TEST(test_fast_hadamard_shapes) {
 END_TEST
 
 /* fake_quant: the fast kernel's results are the reference kernel's bit for bit (e4m3 through
- * the vectorised act_quant rounding, e2m1 through the scalar codec), on every ISA: e4m3 blocks
- * of 64 over the first 448 of 512 channels (V4's FQ8), e2m1 blocks of 32 over all channels
- * (FQ4), bf16 x, rows with an all-zero block, tiny and large values, and enough rows to be
- * split over the pool. */
+ * the vectorised act_quant rounding, e2m1 through the vectorised level search), on every ISA:
+ * e4m3 blocks of 64 over the first 448 of 512 channels (V4's FQ8, also bf16 to bf16 as the
+ * model runs it), e2m1 blocks of 32 over all channels (FQ4), bf16 x, f16 and bf16 results,
+ * rows with an all-zero block, tiny and large values, every e2m1 midpoint (ties to the even
+ * level) and a NaN, and enough rows to be split over the pool. */
 START_TEST(test_fast_fake_quant_matches_reference) {
   const struct {
     int64_t rows, d, start, len;
     int32_t block;
-    vnrt_dtype fmt, dx;
+    vnrt_dtype fmt, dx, dy;
   } cases[] = {
-      {3, 512, 0, 448, 64, VNRT_E4M3, VNRT_F32},
-      {5, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32},
-      {4, 96, 32, 64, 32, VNRT_E4M3, VNRT_BF16},
-      {300, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32},
+      {3, 512, 0, 448, 64, VNRT_E4M3, VNRT_F32, VNRT_F32},
+      {5, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32, VNRT_F32},
+      {4, 96, 32, 64, 32, VNRT_E4M3, VNRT_BF16, VNRT_F32},
+      {300, 128, 0, 128, 32, VNRT_E2M1, VNRT_F32, VNRT_F32},
+      {1, 512, 0, 448, 64, VNRT_E4M3, VNRT_BF16, VNRT_BF16},
+      {3, 100, 0, 96, 32, VNRT_E2M1, VNRT_BF16, VNRT_F16},
   };
+  /* q = v / 1 for a block whose largest magnitude is 6: the midpoints and their negatives */
+  static const double mids[16] = {6,     0.25,  0.75,  1.25,  1.75, 2.5,  3.5, 5,
+                                  -0.25, -0.75, -1.25, -1.75, -2.5, -3.5, -5,  0.5};
   for (int generic = 0; generic < ISA_MODES; ++generic) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
       const int64_t dims[2] = {cases[ci].rows, cases[ci].d}, n = cases[ci].rows * cases[ci].d;
@@ -935,7 +941,13 @@ START_TEST(test_fast_fake_quant_matches_reference) {
       for (int64_t i = 0; i < cases[ci].block && i < cases[ci].d; ++i) tu_set(&x, i, 0.0);
       for (int64_t i = cases[ci].d; i < n; i += 37) tu_set(&x, i, 1e-30 * (double)(i % 5));
       for (int64_t i = cases[ci].d + 5; i < n; i += 53) tu_set(&x, i, 3e4);
-      tu_tensor got = tu_tensor_new(VNRT_F32, 2, dims), want = tu_tensor_new(VNRT_F32, 2, dims);
+      if (cases[ci].fmt == VNRT_E2M1 && cases[ci].rows > 1) {
+        const int64_t r = (cases[ci].rows - 1) * cases[ci].d; /* the last row's first block */
+        for (int64_t i = 0; i < 32; ++i) tu_set(&x, r + i, mids[i % 16]);
+        tu_set(&x, r + cases[ci].block + 3, NAN); /* the second block: all NaN */
+      }
+      const vnrt_dtype dy = cases[ci].dy;
+      tu_tensor got = tu_tensor_new(dy, 2, dims), want = tu_tensor_new(dy, 2, dims);
       vnrt_op_params p = {.fake_quant = {.fmt = cases[ci].fmt,
                                          .block = cases[ci].block,
                                          .start = cases[ci].start,
@@ -944,12 +956,11 @@ START_TEST(test_fast_fake_quant_matches_reference) {
       for (int64_t i = 0; i < n; ++i) unused[i] = 0.0;
       run_row_kernel(cpu_ref_fake_quant, VNRT_OP_FAKE_QUANT, &p, &x, 1, &want, unused, generic);
       run_row_kernel(cpu_fast_fake_quant, VNRT_OP_FAKE_QUANT, &p, &x, 1, &got, unused, generic);
-      const uint32_t *g = got.data, *w = want.data;
+      const size_t es = vnrt_dtype_size(dy);
       for (int64_t i = 0; i < n; ++i) {
-        if (g[i] != w[i]) {
+        if (memcmp((const char *)got.data + i * es, (const char *)want.data + i * es, es) != 0) {
           ck_abort_msg("fake_quant case %zu (%s) element %lld: %a, reference %a", ci,
-                       isa_mode_name(generic), (long long)i, (double)((float *)got.data)[i],
-                       (double)((float *)want.data)[i]);
+                       isa_mode_name(generic), (long long)i, tu_get(&got, i), tu_get(&want, i));
         }
       }
       free(unused);
@@ -963,7 +974,8 @@ END_TEST
 
 /* The fast float casts round as the contract says, bit for bit: f32 -> f16/bf16 over ties,
  * subnormals, overflow, infinities and NaN, and f16 -> bf16, each compared with the public
- * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. */
+ * codecs (vnrt_f32_to_f16/bf16) on both ISAs; 37 values so the tail path runs too. The same
+ * for cpu_fast_from_f32. */
 START_TEST(test_fast_cast_bits) {
   const int64_t nd[1] = {37};
   tu_tensor x = tu_tensor_new(VNRT_F32, 1, nd);
@@ -990,6 +1002,22 @@ START_TEST(test_fast_cast_bits) {
         }
       }
       tu_tensor_free(&out);
+    }
+  }
+  /* cpu_fast_from_f32, the kernels' rounding of f32 results into an f16/bf16 result, the same
+   * on the portable path and the machine's */
+  const cpu_isa isas[2] = {CPU_ISA_GENERIC, cpu_fast_isa(NULL)};
+  for (int ii = 0; ii < 2; ++ii) {
+    for (int to = 0; to < 2; ++to) {
+      uint16_t bits[37];
+      cpu_fast_from_f32(isas[ii], xf, 37, bits, to ? VNRT_BF16 : VNRT_F16);
+      for (int i = 0; i < 37; ++i) {
+        const uint16_t w = to ? vnrt_f32_to_bf16(xf[i]) : vnrt_f32_to_f16(xf[i]);
+        if (bits[i] != w) {
+          ck_abort_msg("cpu_fast_from_f32 to %s (isa %d) of %a: 0x%04x, want 0x%04x",
+                       to ? "bf16" : "f16", (int)isas[ii], (double)xf[i], bits[i], w);
+        }
+      }
     }
   }
   tu_tensor_free(&x);

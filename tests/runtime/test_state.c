@@ -1,6 +1,7 @@
 /* Persistent state: zero-initialised, updated after each run, in place for kv_write, and a
  * KV-cached decode that equals attention over the whole prefix, on every device. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -204,12 +205,190 @@ START_TEST(kv_write_on_a_plain_value_copies_instead_of_clobbering) {
 }
 END_TEST
 
+/* A state read by another node as well as by its kv_write update (the sliding-window ring of
+ * DeepSeek-V4: attention reads the old rows, then the new row is written). y = 2·c reads the
+ * state; c' = kv_write(c, n, p) is its update. With y first in the order the write is in place
+ * (the reader runs before it); with d = c' − c, a reader after the writer, the cache is copied.
+ * Either way every run sees the state of the run before. */
+static vnrt_graph *ring_graph(vnrt_context *ctx, bool reader_after) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tc = {VNRT_F32, 2, {4, 2}}, tn = {VNRT_F32, 2, {1, 2}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_value c, n, p;
+  TU_OK(ctx, vnrt_graph_add_state(g, "c", &tc, &c));
+  TU_OK(ctx, vnrt_graph_add_input(g, "n", &tn, 0, &n));
+  TU_OK(ctx, vnrt_graph_add_input(g, "p", &tp, 0, &p));
+  vnrt_attr two = {.key = "s", .kind = VNRT_ATTR_FLOAT, .f = 2.0};
+  vnrt_value y = node1(ctx, g, VNRT_OP_SCALE, &c, 1, &two, 1, "y");
+  vnrt_value in[3] = {c, n, p};
+  vnrt_value w = node1(ctx, g, VNRT_OP_KV_WRITE, in, 3, NULL, 0, "w");
+  TU_OK(ctx, vnrt_graph_set_state_update(g, c, w));
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  if (reader_after) {
+    vnrt_value in2[2] = {w, c};
+    TU_OK(ctx, vnrt_graph_add_output(g, node1(ctx, g, VNRT_OP_SUB, in2, 2, NULL, 0, "d")));
+  }
+  return g;
+}
+
+START_TEST(a_state_read_before_its_kv_write_is_updated_in_place) {
+  vnrt_context *ctx = tu_context();
+  for (int reader_after = 0; reader_after < 2; ++reader_after) {
+    vnrt_graph *g = ring_graph(ctx, reader_after);
+    for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+      vnrt_device *dev = tu_device(ctx, di);
+      vnrt_plan *plan = NULL;
+      TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+      vnrt_plan_info info = {.struct_size = sizeof info};
+      TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+      if (info.n_fallback_nodes == 0 && info.n_inplace_updates != (reader_after ? 0 : 1)) {
+        ck_abort_msg("%s, reader after the write %d: %d in-place updates", tu_device_spec(dev),
+                     reader_after, (int)info.n_inplace_updates);
+      }
+      float ref[4][2] = {{0}};
+      for (int32_t r = 0; r < 6; ++r) {
+        float nv[2] = {(float)(r + 1), (float)(10 * r + 3)}, y[4][2], d[4][2];
+        int32_t pv = (r * 3) % 4;
+        TU_OK(ctx, vnrt_plan_set_input(plan, "n", nv, sizeof nv));
+        TU_OK(ctx, vnrt_plan_set_input(plan, "p", &pv, sizeof pv));
+        TU_OK(ctx, vnrt_plan_run(plan));
+        TU_OK(ctx, vnrt_plan_read_output(plan, "y", y, sizeof y));
+        if (reader_after) TU_OK(ctx, vnrt_plan_read_output(plan, "d", d, sizeof d));
+        for (int i = 0; i < 4; ++i) {
+          for (int j = 0; j < 2; ++j) {
+            const float next = i == pv ? nv[j] : ref[i][j];
+            if (y[i][j] != 2.0f * ref[i][j]) {
+              ck_abort_msg("%s run %d: y[%d][%d] = %g, want %g", tu_device_spec(dev), (int)r, i, j,
+                           (double)y[i][j], 2.0 * ref[i][j]);
+            }
+            if (reader_after && d[i][j] != next - ref[i][j]) {
+              ck_abort_msg("%s run %d: d[%d][%d] = %g, want %g", tu_device_spec(dev), (int)r, i, j,
+                           (double)d[i][j], (double)(next - ref[i][j]));
+            }
+          }
+        }
+        for (int j = 0; j < 2; ++j) ref[pv][j] = nv[j];
+      }
+      float got[4][2];
+      TU_OK(ctx, vnrt_plan_read_state(plan, "c", got, sizeof got));
+      if (memcmp(got, ref, sizeof got) != 0) ck_abort_msg("%s: final state", tu_device_spec(dev));
+      vnrt_plan_destroy(plan);
+    }
+    vnrt_graph_destroy(g);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* kv_compress's states updated in place where the device allows it (VNRT_CAP_STATE_INPLACE):
+ * the sequence of L positions in runs of T = 1 (decode) and T = 3 (chunks across windows)
+ * gives the entries and the final state rows of one run over all of it, on every device. */
+enum { KM = 4, KD = 3, KCD = 2 * KD, KL = 12 };
+
+static vnrt_graph *compress_graph(vnrt_context *ctx, int64_t t) {
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {t, KCD}}, te = {VNRT_F32, 2, {KM, KCD}};
+  vnrt_tensor_type ts = {VNRT_F32, 2, {2 * KM, KCD}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_value in[6];
+  TU_OK(ctx, vnrt_graph_add_input(g, "a", &tx, 0, &in[0]));
+  TU_OK(ctx, vnrt_graph_add_input(g, "z", &tx, 0, &in[1]));
+  TU_OK(ctx, vnrt_graph_add_input(g, "ape", &te, 1, &in[2]));
+  TU_OK(ctx, vnrt_graph_add_state(g, "sa", &ts, &in[3]));
+  TU_OK(ctx, vnrt_graph_add_state(g, "sz", &ts, &in[4]));
+  TU_OK(ctx, vnrt_graph_add_input(g, "pos0", &tp, 0, &in[5]));
+  vnrt_attr at[2] = {{.key = "ratio", .kind = VNRT_ATTR_INT, .i = KM},
+                     {.key = "overlap", .kind = VNRT_ATTR_INT, .i = 1}};
+  const char *names[4] = {"entries", "entry_pos", "sa2", "sz2"};
+  vnrt_value r[4];
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_KV_COMPRESS, in, 6, at, 2, names, r, 4));
+  TU_OK(ctx, vnrt_graph_set_state_update(g, in[3], r[2]));
+  TU_OK(ctx, vnrt_graph_set_state_update(g, in[4], r[3]));
+  TU_OK(ctx, vnrt_graph_add_output(g, r[0]));
+  TU_OK(ctx, vnrt_graph_add_output(g, r[1]));
+  return g;
+}
+
+/* Runs the sequence in runs of t positions; fills entries[KL / KM][KD] and the final states. */
+static void compress_sequence(vnrt_context *ctx, vnrt_device *dev, int64_t t, const float *a,
+                              const float *z, const float *ape, float *entries, float *sa,
+                              float *sz) {
+  vnrt_graph *g = compress_graph(ctx, t);
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+  vnrt_plan_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+  vnrt_device_info di = {.struct_size = sizeof di};
+  TU_OK(ctx, vnrt_device_get_info(dev, &di));
+  const int want = (di.caps & VNRT_CAP_STATE_INPLACE) ? 2 : 0;
+  if (info.n_fallback_nodes == 0 && info.n_inplace_updates != want) {
+    ck_abort_msg("%s: %d in-place updates, want %d", tu_device_spec(dev),
+                 (int)info.n_inplace_updates, want);
+  }
+  TU_OK(ctx, vnrt_plan_set_input(plan, "ape", ape, sizeof(float) * KM * KCD));
+  const int64_t n = (t + KM - 1) / KM;
+  for (int32_t p0 = 0; p0 < KL; p0 += (int32_t)t) {
+    float e[KL / KM * KD];
+    int32_t ep[KL / KM];
+    const size_t xb = sizeof(float) * (size_t)(t * KCD);
+    TU_OK(ctx, vnrt_plan_set_input(plan, "a", a + p0 * KCD, xb));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "z", z + p0 * KCD, xb));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "pos0", &p0, sizeof p0));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "entries", e, sizeof(float) * (size_t)(n * KD)));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "entry_pos", ep, sizeof(int32_t) * (size_t)n));
+    for (int64_t i = 0; i < n; ++i) {
+      if (ep[i] >= 0) memcpy(entries + ep[i] / KM * KD, e + i * KD, sizeof(float) * KD);
+    }
+  }
+  TU_OK(ctx, vnrt_plan_read_state(plan, "sa", sa, sizeof(float) * 2 * KM * KCD));
+  TU_OK(ctx, vnrt_plan_read_state(plan, "sz", sz, sizeof(float) * 2 * KM * KCD));
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+}
+
+START_TEST(kv_compress_states_in_place_across_runs) {
+  vnrt_context *ctx = tu_context();
+  tu_tensor r = tu_tensor_new(VNRT_F32, 1, (int64_t[]){(2 * KL + KM) * KCD});
+  tu_fill_uniform(&r, 7, -2, 2);
+  const float *a = r.data, *z = a + KL * KCD, *ape = z + KL * KCD;
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    float want[KL / KM * KD], wa[2 * KM * KCD], wz[2 * KM * KCD];
+    compress_sequence(ctx, dev, KL, a, z, ape, want, wa, wz);
+    const int64_t runs[2] = {1, 3};
+    for (int k = 0; k < 2; ++k) {
+      float got[KL / KM * KD], ga[2 * KM * KCD], gz[2 * KM * KCD];
+      compress_sequence(ctx, dev, runs[k], a, z, ape, got, ga, gz);
+      for (int i = 0; i < KL / KM * KD; ++i) {
+        if (fabsf(got[i] - want[i]) > 1e-5f * (1.0f + fabsf(want[i]))) {
+          ck_abort_msg("%s, runs of %d: entry value %d is %g, want %g", tu_device_spec(dev),
+                       (int)runs[k], i, (double)got[i], (double)want[i]);
+        }
+      }
+      /* rows 0..KM-1: window 2 (positions 8..11); the open window 3's rows hold nothing yet
+       * (their old contents, which differ between the run sizes) */
+      for (int i = 0; i < KM * KCD; ++i) {
+        if (ga[i] != wa[i] || gz[i] != wz[i]) {
+          ck_abort_msg("%s, runs of %d: state element %d is %g/%g, want %g/%g", tu_device_spec(dev),
+                       (int)runs[k], i, (double)ga[i], (double)gz[i], (double)wa[i], (double)wz[i]);
+        }
+      }
+    }
+  }
+  tu_tensor_free(&r);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("state");
   TCase *tc = tcase_create("state");
   tcase_add_test(tc, a_state_accumulates_across_runs_and_resets);
   tcase_add_test(tc, kv_cached_decode_equals_attention_over_the_prefix_in_place);
   tcase_add_test(tc, kv_write_on_a_plain_value_copies_instead_of_clobbering);
+  tcase_add_test(tc, a_state_read_before_its_kv_write_is_updated_in_place);
+  tcase_add_test(tc, kv_compress_states_in_place_across_runs);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

@@ -2,13 +2,15 @@
  * the shipped configs parse with their values; every class of bad config fails with a message
  * naming the field; the plan of the real V4-Flash config gives the real checkpoint's tensor
  * count and payload bytes (159,609,485,896 bytes in 69,187 tensors, MTP included) and state
- * sizes computed here by hand from the formulas in docs/deepseek-v4.md. */
+ * sizes computed here by hand from the formulas in docs/deepseek-v4.md; the graphs of the tiny
+ * configs update every state in place on the CPU. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/v4_config.h"
+#include "models/v4_graph.h"
 #include "models/v4_plan.h"
 #include "test_util.h"
 
@@ -466,6 +468,46 @@ START_TEST(flash_dtype_counts) {
 }
 END_TEST
 
+/* The decode and prefill graphs update every state in place on the CPU (docs/executor.md,
+ * "In-place state updates"): the window ring is read by sparse_attention before its kv_write,
+ * the compressed caches by kv_scatter only, the compressors' states by kv_compress only. A graph
+ * change that put a reader after a writer would copy the state every step. */
+START_TEST(graph_states_update_in_place_on_the_cpu) {
+  const char *names[2] = {"v4-tiny.json", "v4-tiny2.json"};
+  vnrt_context *ctx = tu_context();
+  vnrt_device *cpu = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
+  for (int k = 0; k < 2; ++k) {
+    vn_v4_config c;
+    load(names[k], &c);
+    for (int64_t t = 1; t <= 5; t += 4) {
+      vn_v4_graph_options o = {.tokens = t, .max_context = 256};
+      vnrt_graph *g = NULL;
+      char err[512];
+      vnrt_status s = vn_v4_graph_build(ctx, &c, &o, &g, err, sizeof err);
+      ck_assert_msg(s == VNRT_OK, "%s: %s", names[k], err);
+      int32_t updated = 0;
+      for (int32_t i = 0; i < vnrt_graph_state_count(g); ++i) {
+        vnrt_value next = -1;
+        vnrt_graph_state(g, i, &next);
+        updated += next >= 0;
+      }
+      vnrt_plan *plan = NULL;
+      TU_OK(ctx, vnrt_plan_create(ctx, g, cpu, NULL, &plan));
+      vnrt_plan_info info = {.struct_size = sizeof info};
+      TU_OK(ctx, vnrt_plan_get_info(plan, &info));
+      if (updated == 0 || info.n_inplace_updates != updated) {
+        ck_abort_msg("%s, T = %lld: %d of %d state updates in place", names[k], (long long)t,
+                     (int)info.n_inplace_updates, (int)updated);
+      }
+      vnrt_plan_destroy(plan);
+      vnrt_graph_destroy(g);
+    }
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("v4_config");
   TCase *tc = tcase_create("v4_config");
@@ -473,6 +515,7 @@ int main(void) {
   tcase_add_test(tc, shipped_configs);
   tcase_add_test(tc, bad_configs);
   tcase_add_test(tc, engram_configs);
+  tcase_add_test(tc, graph_states_update_in_place_on_the_cpu);
   tcase_add_test(tc, not_json);
   tcase_add_test(tc, optional_fields);
   tcase_add_test(tc, flash_plan);
