@@ -554,6 +554,14 @@ struct vnrt_session {
   int32_t *state_seg;               /* the segment of each state */
   void *ebuf[VN_V4_SEG_VALUES + 1]; /* the values handed on, and yr last */
   size_t ebuf_bytes[VN_V4_SEG_VALUES + 1];
+  /* Engram under expert parallel: the fetch, the hash segment's rows of every Engram layer
+   * (global: the head's offset added) [n_layers][T, H] and one layer's fetched rows
+   * [T, H, Dh] bf16. */
+  vnrt_engram_fetch_fn engram_fetch;
+  void *engram_fetch_user;
+  int32_t *erow_ids;
+  uint16_t *erows;
+  size_t erow_cap; /* T·H entries of one layer that the buffers hold */
 };
 
 static vnrt_status record_states_of(vnrt_session *s, vnrt_graph *const *gs, int32_t n_graphs) {
@@ -859,7 +867,7 @@ static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t 
 static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
   vnrt_model *m = s->model;
   double t0 = now_s();
-  const int32_t n = m->cfg->num_hidden_layers + 1;
+  const int32_t n = vn_v4_segment_count(m->cfg);
   vnrt_graph **g = calloc((size_t)n, sizeof *g);
   vnrt_plan **p = calloc((size_t)n, sizeof *p);
   if (!g || !p) {
@@ -881,7 +889,9 @@ static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) 
   pd.device_memory_limit = m->memory_limit;
   pd.no_fallback = m->no_fallback;
   for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
-    vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[i]] : m->device;
+    /* (the Engram hash segment, past the head, reads no weights: the first device's) */
+    const int32_t at = i <= m->cfg->num_hidden_layers ? i : 0;
+    vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[at]] : m->device;
     /* The decode slot's segments hold the weights; the others share them. */
     vnrt_plan *share = slot != &s->eslots[0] && s->eslots[0].seg ? s->eslots[0].seg[i] : NULL;
     st = vnrt_plan_create_shared(m->ctx, g[i], dev, &pd, share, &p[i]);
@@ -953,6 +963,17 @@ static vnrt_status ep_take_states(vnrt_session *s, struct ep_slot *slot) {
       vnrt_status st = vnrt_plan_reset_state(slot->seg[j]);
       if (st != VNRT_OK) return fail(st, "reset: %s", vnrt_context_last_error(m->ctx));
     }
+    if (m->cfg->engram.n_layers > 0 && m->cfg->engram.pad_id != 0) {
+      /* The hash segment holds the n-gram history: a new sequence's is the pad id. */
+      int32_t pads[VN_V4_MAX_NGRAM];
+      for (int i = 0; i < VN_V4_MAX_NGRAM; ++i) pads[i] = m->cfg->engram.pad_id;
+      vnrt_status st =
+          vnrt_plan_set_input(slot->seg[m->cfg->num_hidden_layers + 1], VN_V4_ENGRAM_HIST, pads,
+                              (size_t)(m->cfg->engram.max_n - 1) * sizeof(int32_t));
+      if (st != VNRT_OK) {
+        return fail(st, "reset: n-gram history: %s", vnrt_context_last_error(m->ctx));
+      }
+    }
   } else {
     for (int32_t i = 0; i < s->n_states; ++i) {
       const state_entry *e = &s->states[i];
@@ -966,6 +987,104 @@ static vnrt_status ep_take_states(vnrt_session *s, struct ep_slot *slot) {
     }
   }
   s->ecur = slot;
+  return VNRT_OK;
+}
+
+/* The built-in Engram fetch: the rows from this process's mapped checkpoint. */
+static vnrt_status local_engram_fetch(void *user, const vnrt_engram_fetch *f) {
+  vnrt_model *m = user;
+  const int32_t ei = vn_v4_engram_index(m->cfg, f->layer);
+  char name[64];
+  snprintf(name, sizeof name, "layers.%d.engram.embedding.weight", (int)f->layer);
+  const void *data = NULL;
+  size_t bytes = 0;
+  vnrt_status st = param_data(m, name, &data, &bytes);
+  if (st != VNRT_OK) return st;
+  const size_t row = (size_t)f->head_dim * sizeof(uint16_t);
+  const int64_t R = m->cfg->engram.table_rows[ei];
+  for (int64_t q = 0; q < f->tokens * f->heads; ++q) {
+    if (f->rows[q] < 0 || f->rows[q] >= R || (size_t)(f->rows[q] + 1) * row > bytes) {
+      return fail(VNRT_ERROR_INTERNAL, "Engram row %d outside the table (a bug)", (int)f->rows[q]);
+    }
+    memcpy(f->out + (size_t)q * (size_t)f->head_dim, (const char *)data + (size_t)f->rows[q] * row,
+           row);
+  }
+  return VNRT_OK;
+}
+
+/* Runs the hash segment (the n-gram history and every Engram layer's hashed rows) and keeps
+ * the rows, the heads' table offsets added, for ep_engram_rows. */
+static vnrt_status ep_engram_hash(vnrt_session *s, struct ep_slot *slot, const int32_t *ids,
+                                  int64_t T, int32_t pos0) {
+  vnrt_model *m = s->model;
+  const vn_v4_engram *e = &m->cfg->engram;
+  const size_t n = (size_t)T * (size_t)e->heads;
+  if (n > s->erow_cap) {
+    int32_t *a = realloc(s->erow_ids, n * (size_t)e->n_layers * sizeof *a);
+    if (a) s->erow_ids = a;
+    uint16_t *r = realloc(s->erows, n * (size_t)e->head_dim * sizeof *r);
+    if (r) s->erows = r;
+    if (!a || !r) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    s->erow_cap = n;
+  }
+  vnrt_plan *plan = slot->seg[m->cfg->num_hidden_layers + 1];
+  vnrt_status st = vnrt_plan_set_input(plan, VN_V4_IN_IDS, ids, (size_t)T * sizeof(int32_t));
+  if (st == VNRT_OK) {
+    st = vnrt_plan_set_input(plan, VN_V4_IN_POS, s->pos_buf, (size_t)T * sizeof(int32_t));
+  }
+  if (st == VNRT_OK) st = vnrt_plan_set_input(plan, VN_V4_IN_POS0, &pos0, sizeof pos0);
+  if (st == VNRT_OK) st = vnrt_plan_run(plan);
+  if (st != VNRT_OK) {
+    return fail(st, "running %lld tokens at position %lld, the Engram hash segment: %s",
+                (long long)T, (long long)pos0, vnrt_context_last_error(m->ctx));
+  }
+  for (int32_t ei = 0; ei < e->n_layers; ++ei) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_IDX, (int)e->layer_ids[ei]);
+    int32_t *rows = s->erow_ids + (size_t)ei * n;
+    st = vnrt_plan_read_output(plan, name, rows, n * sizeof(int32_t));
+    if (st != VNRT_OK) {
+      return fail(st, "the Engram hash segment: reading '%s': %s", name,
+                  vnrt_context_last_error(m->ctx));
+    }
+    for (size_t q = 0; q < n; ++q) rows[q] += e->offsets[ei][q % (size_t)e->heads];
+  }
+  return VNRT_OK;
+}
+
+/* Fetches Engram layer `layer`'s rows (the session's engram_fetch, or the checkpoint) and
+ * sets them as the input of the layer's segment. */
+static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t layer, int64_t T,
+                                  int32_t pos0) {
+  vnrt_model *m = s->model;
+  const vn_v4_engram *e = &m->cfg->engram;
+  const int32_t ei = vn_v4_engram_index(m->cfg, layer);
+  const size_t n = (size_t)T * (size_t)e->heads;
+  vnrt_engram_fetch f = {.struct_size = sizeof f};
+  f.layer = layer;
+  f.tokens = T;
+  f.pos0 = pos0;
+  f.heads = e->heads;
+  f.head_dim = (int32_t)e->head_dim;
+  f.table_rows = e->table_rows[ei];
+  f.rows = s->erow_ids + (size_t)ei * n;
+  f.out = s->erows;
+  g_error[0] = 0;
+  vnrt_status st =
+      s->engram_fetch ? s->engram_fetch(s->engram_fetch_user, &f) : local_engram_fetch(m, &f);
+  if (st != VNRT_OK) {
+    char why[ERR_SIZE];
+    snprintf(why, sizeof why, "%s", g_error);
+    return fail(st, "running %lld tokens at position %lld: the Engram fetch of layer %d failed%s%s",
+                (long long)T, (long long)pos0, (int)layer, why[0] ? ": " : "", why);
+  }
+  char name[64];
+  snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_ROWS, (int)layer);
+  st = vnrt_plan_set_input(plan, name, s->erows, n * (size_t)e->head_dim * sizeof(uint16_t));
+  if (st != VNRT_OK) {
+    return fail(st, "segment %d: input '%s': %s", (int)layer, name,
+                vnrt_context_last_error(m->ctx));
+  }
   return VNRT_OK;
 }
 
@@ -995,8 +1114,13 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
   int32_t pos0 = (int32_t)s->pos;
   double t0 = now_s();
   const int32_t L = m->cfg->num_hidden_layers;
+  if (m->cfg->engram.n_layers > 0) st = ep_engram_hash(s, slot, ids, T, pos0);
   for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
     vnrt_plan *plan = slot->seg[j];
+    if (vn_v4_engram_index(m->cfg, j) >= 0) {
+      st = ep_engram_rows(s, plan, j, T, pos0);
+      if (st != VNRT_OK) break;
+    }
     struct {
       const char *name;
       const void *data;
@@ -1064,6 +1188,41 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
   }
   if (s->ep_ranks > 0) s->routes_T = T;
   session_advance_(s, decode, T, dt);
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_model_engram_rows(vnrt_model *m, int32_t layer, int64_t first, int64_t count,
+                                   void *out, size_t capacity, int64_t *out_rows,
+                                   int32_t *out_head_dim) {
+  if (!m) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_engram_rows: no model");
+  const int32_t ei =
+      layer >= 0 && layer < m->cfg->num_hidden_layers ? vn_v4_engram_index(m->cfg, layer) : -1;
+  if (ei < 0) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_engram_rows: layer %d has no Engram",
+                (int)layer);
+  }
+  const int64_t R = m->cfg->engram.table_rows[ei], D = m->cfg->engram.head_dim;
+  if (out_rows) *out_rows = R;
+  if (out_head_dim) *out_head_dim = (int32_t)D;
+  if (!out) return VNRT_OK;
+  const size_t row = (size_t)D * sizeof(uint16_t);
+  if (first < 0 || count < 0 || first > R || count > R - first || capacity / row < (size_t)count) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_engram_rows: rows [%lld, %lld + %lld) of a %lld-row table into %zu "
+                "bytes",
+                (long long)first, (long long)first, (long long)count, (long long)R, capacity);
+  }
+  char name[64];
+  snprintf(name, sizeof name, "layers.%d.engram.embedding.weight", (int)layer);
+  const void *data = NULL;
+  size_t bytes = 0;
+  vnrt_status st = param_data(m, name, &data, &bytes);
+  if (st != VNRT_OK) return st;
+  if (bytes != (size_t)R * row) {
+    return fail(VNRT_ERROR_SHAPE_MISMATCH, "'%s' holds %zu bytes where %lld rows need %zu", name,
+                bytes, (long long)R, (size_t)R * row);
+  }
+  memcpy(out, (const char *)data + (size_t)first * row, (size_t)count * row);
   return VNRT_OK;
 }
 
@@ -1234,6 +1393,8 @@ void vnrt_session_destroy(vnrt_session *s) {
   }
   for (int i = 0; i <= VN_V4_SEG_VALUES; ++i) free(s->ebuf[i]);
   free(s->state_seg);
+  free(s->erow_ids);
+  free(s->erows);
   free(s);
 }
 
@@ -1296,6 +1457,8 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   }
   s->exchange = d.moe_exchange;
   s->exchange_user = d.moe_exchange_user;
+  s->engram_fetch = d.engram_fetch;
+  s->engram_fetch_user = d.engram_fetch_user;
   if (!s->exchange && m->n_devs > 1) { /* each layer's experts on its device, or split */
     s->exchange = m->split_experts ? split_exchange : pipeline_exchange;
     s->exchange_user = m;

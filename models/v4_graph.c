@@ -339,6 +339,16 @@ static vnrt_value ngram_history(builder *b, vnrt_value ids) {
   return hist;
 }
 
+/* The hashed rows of Engram layer index ei, per head: ngram_hash -> [T, H] i32. */
+static vnrt_value ngram_idx(builder *b, vnrt_value ids, vnrt_value hist, int32_t ei) {
+  const vn_v4_engram *e = &b->cfg->engram;
+  vnrt_attr ha[4] = {a_ints("mult", e->mult[ei], e->max_n),
+                     a_ints("primes", e->primes[ei], e->heads), a_int("max_n", e->max_n),
+                     a_int("heads", e->heads_per_ngram)};
+  vnrt_value hin[2] = {ids, hist};
+  return node(b, VNRT_OP_NGRAM_HASH, hin, 2, ha, 4, "engram.idx");
+}
+
 /* The Engram block of an Engram layer (index ei) on the streams X [T, n, C]: hashed 2..N-gram
  * rows of the layer's table, gated per stream by the streams, a causal dilated short
  * convolution (history state "layers.N.engram.conv_state" [(K - 1) * dilation, n, C]), added
@@ -347,15 +357,24 @@ static vnrt_value engram(builder *b, vnrt_value X, vnrt_value ids, vnrt_value hi
   const vn_v4_config *c = b->cfg;
   const vn_v4_engram *e = &c->engram;
   const int64_t T = b->T, n = c->hc_mult, C = c->hidden_size, HD = e->heads * e->head_dim;
-  vnrt_attr ha[4] = {a_ints("mult", e->mult[ei], e->max_n),
-                     a_ints("primes", e->primes[ei], e->heads), a_int("max_n", e->max_n),
-                     a_int("heads", e->heads_per_ngram)};
-  vnrt_value hin[2] = {ids, hist};
-  vnrt_value idx = node(b, VNRT_OP_NGRAM_HASH, hin, 2, ha, 4, "engram.idx");
-  vnrt_value lin[3] = {
-      param(b, "engram.embedding.weight", VNRT_BF16, 2, e->table_rows[ei], e->head_dim), idx,
-      param(b, VN_V4_ENGRAM_OFFSETS, VNRT_I32, 1, e->heads, 0)};
-  vnrt_value emb = F(b, node(b, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, "engram.e"), "engram.e32");
+  vnrt_value raw = -1;
+  if (b->segs) { /* expert parallel: the rows fetched from the ranks that own them */
+    char name[NAME_SIZE];
+    snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_ROWS, (int)b->layer);
+    vnrt_tensor_type t = {VNRT_BF16, 3, {T, e->heads, e->head_dim, 0}};
+    if (ok(b)) {
+      vnrt_status st = vnrt_graph_add_input(b->g, name, &t, 0, &raw);
+      if (st != VNRT_OK) fail_vnrt(b, st, name);
+    }
+    raw = reshape(b, raw, 2, T, HD, 0, "engram.e");
+  } else {
+    vnrt_value idx = ngram_idx(b, ids, hist, ei);
+    vnrt_value lin[3] = {
+        param(b, "engram.embedding.weight", VNRT_BF16, 2, e->table_rows[ei], e->head_dim), idx,
+        param(b, VN_V4_ENGRAM_OFFSETS, VNRT_I32, 1, e->heads, 0)};
+    raw = node(b, VNRT_OP_ENGRAM_LOOKUP, lin, 3, NULL, 0, "engram.e");
+  }
+  vnrt_value emb = F(b, raw, "engram.e32");
   vnrt_value v = L(b, emb, "engram.value_proj.weight", C, HD, "engram.v");
   vnrt_value k = L(b, emb, "engram.key_proj.weight", n * C, HD, "engram.k_flat");
   k = reshape(b, k, 3, T, n, C, "engram.k");
@@ -633,8 +652,36 @@ static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4
   if (st != VNRT_OK) {
     return vn_model_fail(err, err_size, st, "graph: %s", vnrt_context_last_error(ctx));
   }
-  if (segs) segs[b->n_segs++] = b->g;
   const int64_t C = cfg->hidden_size, n = cfg->hc_mult;
+  const int32_t n_layers = cfg->num_hidden_layers;
+  if (segs && cfg->engram.n_layers > 0) { /* the hash segment, segs[L + 1] */
+    segs[n_layers + 1] = b->g;
+    run_inputs(b);
+    vnrt_value h = ngram_history(b, b->ids);
+    for (int32_t ei = 0; ei < cfg->engram.n_layers && ok(b); ++ei) {
+      b->layer = cfg->engram.layer_ids[ei];
+      vnrt_value idx = ngram_idx(b, b->ids, h, ei);
+      b->layer = -1; /* the output's name as it is */
+      char name[NAME_SIZE];
+      snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_IDX, (int)cfg->engram.layer_ids[ei]);
+      vnrt_attr a = a_ints("shape", (const int64_t[]){b->T, cfg->engram.heads}, 2);
+      vnrt_value named = node(b, VNRT_OP_RESHAPE, &idx, 1, &a, 1, name);
+      if (ok(b)) {
+        st = vnrt_graph_add_output(b->g, named);
+        if (st != VNRT_OK) fail_vnrt(b, st, name);
+      }
+    }
+    if (ok(b)) {
+      st = vnrt_graph_create(ctx, &b->g);
+      if (st != VNRT_OK) fail_vnrt(b, st, "segment");
+    }
+    if (!ok(b)) {
+      vnrt_graph_destroy(segs[n_layers + 1]);
+      segs[n_layers + 1] = NULL;
+      return b->st;
+    }
+  }
+  if (segs) segs[b->n_segs++] = b->g;
   run_inputs(b);
 
   vnrt_value eargs[2] = {param(b, "embed.weight", VNRT_BF16, 2, cfg->vocab_size, C), b->ids};
@@ -644,7 +691,7 @@ static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4
   vnrt_value X = node(b, VNRT_OP_HC_EXPAND, &x, 1, &na, 1, "streams");
 
   /* One n-gram history serves every Engram layer. */
-  vnrt_value hist = cfg->engram.n_layers > 0 ? ngram_history(b, b->ids) : -1;
+  vnrt_value hist = cfg->engram.n_layers > 0 && !segs ? ngram_history(b, b->ids) : -1;
 
   for (int32_t i = 0; i < cfg->num_hidden_layers && ok(b); ++i) {
     b->layer = i;
@@ -691,6 +738,10 @@ static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4
         vnrt_graph_destroy(segs[i]);
         segs[i] = NULL;
       }
+      if (cfg->engram.n_layers > 0) {
+        vnrt_graph_destroy(segs[n_layers + 1]);
+        segs[n_layers + 1] = NULL;
+      }
     } else {
       vnrt_graph_destroy(b->g);
     }
@@ -707,16 +758,15 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
   return build(ctx, cfg, opt, NULL, NULL, out_graph, err, err_size);
 }
 
+int32_t vn_v4_segment_count(const vn_v4_config *cfg) {
+  return cfg->num_hidden_layers + 1 + (cfg->engram.n_layers > 0);
+}
+
 vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
                                        const vn_v4_graph_options *opt, vnrt_graph **segs,
                                        vn_v4_segment_types *types, char *err, size_t err_size) {
-  if (cfg && cfg->engram.n_layers > 0) {
-    return vn_model_fail(err, err_size, VNRT_ERROR_UNSUPPORTED,
-                         "expert parallel: a model with Engram layers is not split yet "
-                         "(docs/scale-out.md)");
-  }
   if (cfg) {
-    for (int32_t i = 0; i <= cfg->num_hidden_layers; ++i) segs[i] = NULL;
+    for (int32_t i = 0; i < vn_v4_segment_count(cfg); ++i) segs[i] = NULL;
   }
   return build(ctx, cfg, opt, segs, types, NULL, err, err_size);
 }

@@ -75,8 +75,22 @@ typedef struct vn_v4_segment_types {
   vnrt_tensor_type t[VN_V4_SEG_VALUES]; /* in the order of VN_V4_SEG_VALUES */
 } vn_v4_segment_types;
 
-/* Builds the L + 1 segments into segs[0..L] (all or none on failure) and the types of the
- * values a segment hands on. Models with Engram are not split (VNRT_ERROR_UNSUPPORTED). */
+/* Engram under expert parallel: the tables are sharded by row across the ranks, so no segment
+ * reads one. A model with Engram layers gets one more segment, segs[L + 1], run before
+ * segment 0: the hash segment. It holds the n-gram history state (VN_V4_ENGRAM_HIST) and
+ * outputs, for every Engram layer N, the hashed rows ngram_hash gives, "ep.engram.idx.N"
+ * i32 [T, H] (per head, before the table offsets): they depend only on the token ids and the
+ * history, so they are known before layer 0. Segment N (the one holding layer N's Engram
+ * block) then takes the fetched rows as the input "ep.engram.rows.N" bf16 [T, H, Dh] in place
+ * of engram_lookup (docs/scale-out.md, "Engram"). */
+#define VN_V4_SEG_ENGRAM_IDX "ep.engram.idx"
+#define VN_V4_SEG_ENGRAM_ROWS "ep.engram.rows"
+
+/* The segments vn_v4_graph_build_segments builds: L + 1, and one more with Engram. */
+int32_t vn_v4_segment_count(const vn_v4_config *cfg);
+
+/* Builds the vn_v4_segment_count segments into segs (all or none on failure) and the types of
+ * the values a segment hands on. */
 vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cfg,
                                        const vn_v4_graph_options *opt, vnrt_graph **segs,
                                        vn_v4_segment_types *types, char *err, size_t err_size);

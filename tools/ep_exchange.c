@@ -30,6 +30,14 @@ void ep_slice(int32_t experts, int32_t ranks, int32_t r, int32_t *first, int32_t
   *count = (int32_t)(b - a);
 }
 
+/* The rank owning global row g of an R-row table over N ranks: R·r/N <= g < R·(r+1)/N. */
+static int32_t row_owner(int64_t R, int32_t N, int64_t g) {
+  int32_t r = (int32_t)(g * N / R);
+  while (r > 0 && R * r / N > g) --r;
+  while (r + 1 < N && R * (r + 1) / N <= g) ++r;
+  return r;
+}
+
 static int grow(ep_exchange *ex, int i, size_t bytes) {
   if (bytes <= ex->buf_cap[i]) return 0;
   char *p = realloc(ex->buf[i], bytes);
@@ -40,6 +48,10 @@ static int grow(ep_exchange *ex, int i, size_t bytes) {
 }
 
 void ep_exchange_free(ep_exchange *ex) {
+  for (int32_t i = 0; i < ex->n_etab; ++i) {
+    for (int32_t r = 0; ex->etab[i].slice && r < ex->ranks; ++r) free(ex->etab[i].slice[r]);
+    free(ex->etab[i].slice);
+  }
   free(ex->pair_out);
   for (int i = 0; i < 6; ++i) free(ex->buf[i]);
   memset(ex, 0, sizeof *ex);
@@ -528,6 +540,112 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   free(req);
   return VNRT_OK;
 }
+
+enum { TAG_ENGRAM = 20 };
+
+/* One Engram layer's fetch over MPI: every rank needs every row (the Engram block runs in the
+ * replicated part), so it asks each owner for the rows of its slice (counts first, point to
+ * point, then an MPI_Ialltoallv of the row ids) and gets them back (an MPI_Ialltoallv of the
+ * rows); its own rows are copied while the requests fly. A request outside the owner's slice
+ * (a bug) travels as a status with the rows, so every rank posts every step. */
+static vnrt_status engram_mpi(ep_exchange *ex, const struct ep_engram_table *tb,
+                              const vnrt_engram_fetch *f) {
+  const int32_t N = ex->ranks, me = ex->rank, layer = f->layer;
+  const int64_t n = f->tokens * f->heads, D = f->head_dim, R = tb->rows;
+  const size_t row = (size_t)D * sizeof(uint16_t);
+  if (me == ex->stall_rank && layer == ex->stall_layer) stall(ex, layer);
+  int *cnt = calloc((size_t)N * 8, sizeof *cnt);
+  MPI_Request *req = calloc((size_t)N * 2 + 2, sizeof *req);
+  if (!cnt || !req) {
+    free(cnt);
+    free(req);
+    return VNRT_ERROR_OUT_OF_MEMORY;
+  }
+  int *scount = cnt, *rcount = cnt + N, *sdispl = cnt + 2 * N, *rdispl = cnt + 3 * N;
+  int *peer = cnt + 4 * N, *fill = cnt + 5 * N, *bcount = cnt + 6 * N, *bdispl = cnt + 7 * N;
+  for (int64_t q = 0; q < n; ++q) {
+    const int32_t o = row_owner(R, N, f->rows[q]);
+    if (o != me) scount[o]++;
+  }
+  int n_req = 0;
+  posted(ex);
+  for (int32_t r = 0; r < N; ++r) {
+    if (r == me) continue;
+    MPI_Irecv(&rcount[r], 1, MPI_INT, r, TAG_ENGRAM, MPI_COMM_WORLD, &req[n_req]);
+    peer[n_req++] = r;
+    MPI_Isend(&scount[r], 1, MPI_INT, r, TAG_ENGRAM, MPI_COMM_WORLD, &req[n_req]);
+    peer[n_req++] = -1;
+  }
+  wait_all(ex, req, n_req, peer, layer, "the Engram counts", timeout_of(ex));
+  int64_t n_send = 0, n_recv = 0;
+  for (int32_t r = 0; r < N; ++r) {
+    sdispl[r] = (int)n_send;
+    rdispl[r] = (int)n_recv;
+    n_send += scount[r];
+    n_recv += rcount[r];
+  }
+  if (grow(ex, 0, at_least_one(n_send) * sizeof(int32_t)) ||
+      grow(ex, 1, at_least_one(n_recv) * sizeof(int32_t)) ||
+      grow(ex, 2, at_least_one(n_recv) * row) || grow(ex, 3, at_least_one(n_send) * row) ||
+      grow(ex, 4, at_least_one(n_send) * sizeof(int64_t))) {
+    fprintf(stderr,
+            "vnrt-generate: rank %d of %d: out of memory for the Engram fetch of layer %d "
+            "(%lld rows asked for, %lld to serve); aborting every rank\n",
+            (int)me, (int)N, (int)layer, (long long)n_send, (long long)n_recv);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  int32_t *ask = (int32_t *)ex->buf[0], *asked = (int32_t *)ex->buf[1];
+  char *serve = ex->buf[2], *got = ex->buf[3];
+  int64_t *where = (int64_t *)ex->buf[4];
+  for (int32_t r = 0; r < N; ++r) fill[r] = sdispl[r];
+  for (int64_t q = 0; q < n; ++q) {
+    const int32_t o = row_owner(R, N, f->rows[q]);
+    if (o == me) continue;
+    where[fill[o]] = q;
+    ask[fill[o]++] = f->rows[q];
+  }
+  ex->engram_req_bytes += (uint64_t)n_send * sizeof(int32_t);
+  posted(ex);
+  MPI_Ialltoallv(ask, scount, sdispl, MPI_INT, asked, rcount, rdispl, MPI_INT, MPI_COMM_WORLD,
+                 &req[0]);
+  /* My own rows meanwhile. */
+  const int64_t first = R * me / N, last = R * (me + 1) / N;
+  for (int64_t q = 0; q < n; ++q) {
+    const int64_t g = f->rows[q];
+    if (g < first || g >= last) continue;
+    memcpy(f->out + q * D, tb->slice[me] + (g - first) * D, row);
+    ex->engram_rows_local++;
+  }
+  wait_all(ex, req, 1, NULL, layer, "the Engram requests", timeout_of(ex));
+  int bad = 0, any_bad = 0;
+  for (int64_t q = 0; q < n_recv; ++q) {
+    const int64_t g = asked[q];
+    if (g < first || g >= last) {
+      bad = 1;
+      memset(serve + (size_t)q * row, 0, row);
+      continue;
+    }
+    memcpy(serve + (size_t)q * row, tb->slice[me] + (g - first) * D, row);
+  }
+  for (int32_t r = 0; r < N; ++r) { /* the rows back: what r asked of me, what I asked of r */
+    rcount[r] *= (int)row;
+    rdispl[r] *= (int)row;
+    bcount[r] = scount[r] * (int)row;
+    bdispl[r] = sdispl[r] * (int)row;
+  }
+  posted(ex);
+  MPI_Ialltoallv(serve, rcount, rdispl, MPI_BYTE, got, bcount, bdispl, MPI_BYTE, MPI_COMM_WORLD,
+                 &req[0]);
+  MPI_Iallreduce(&bad, &any_bad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD, &req[1]);
+  wait_all(ex, req, 2, NULL, layer, "the Engram rows", timeout_of(ex));
+  for (int64_t q = 0; q < n_send; ++q) memcpy(f->out + where[q] * D, got + (size_t)q * row, row);
+  ex->engram_rows_remote += (uint64_t)n_send;
+  ex->engram_bytes += (uint64_t)n_send * row;
+  free(cnt);
+  free(req);
+  return any_bad ? VNRT_ERROR_INTERNAL : VNRT_OK;
+}
 #else
 void ep_all_ready(ep_exchange *ex) { (void)ex; }
 
@@ -537,6 +655,77 @@ int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
   return 1;
 }
 #endif
+
+/* The table of f's layer: this process's slices, copied from the mapped checkpoint at the
+ * layer's first fetch (rank me's over MPI, every slice otherwise). */
+static vnrt_status engram_table(ep_exchange *ex, const vnrt_engram_fetch *f,
+                                struct ep_engram_table **out) {
+  for (int32_t i = 0; i < ex->n_etab; ++i) {
+    if (ex->etab[i].layer == f->layer) {
+      *out = &ex->etab[i];
+      return VNRT_OK;
+    }
+  }
+  if (ex->n_etab == (int32_t)(sizeof ex->etab / sizeof ex->etab[0])) return VNRT_ERROR_INTERNAL;
+  struct ep_engram_table *t = &ex->etab[ex->n_etab];
+  t->slice = calloc((size_t)ex->ranks, sizeof *t->slice);
+  if (!t->slice) return VNRT_ERROR_OUT_OF_MEMORY;
+  ex->n_etab++;
+  t->layer = f->layer;
+  t->rows = f->table_rows;
+  t->head_dim = f->head_dim;
+  const size_t row = (size_t)f->head_dim * sizeof(uint16_t);
+  const int32_t me = ex->rank >= 0 ? ex->rank : 0;
+  for (int32_t r = 0; r < ex->ranks; ++r) {
+    if (ex->mpi && r != me) continue;
+    const int64_t first = t->rows * r / ex->ranks, count = t->rows * (r + 1) / ex->ranks - first;
+    t->slice[r] = malloc(count > 0 ? (size_t)count * row : 1);
+    if (!t->slice[r]) return VNRT_ERROR_OUT_OF_MEMORY;
+    vnrt_status st = vnrt_model_engram_rows(ex->model, f->layer, first, count, t->slice[r],
+                                            (size_t)count * row, NULL, NULL);
+    if (st != VNRT_OK) return st;
+    if (r == me) ex->engram_held_bytes += (uint64_t)count * row;
+  }
+  ex->engram_table_bytes += (uint64_t)t->rows * row;
+  *out = t;
+  return VNRT_OK;
+}
+
+vnrt_status ep_engram_fetch(void *user, const vnrt_engram_fetch *f) {
+  ep_exchange *ex = user;
+  struct ep_engram_table *tb = NULL;
+  vnrt_status st = engram_table(ex, f, &tb);
+  if (st != VNRT_OK) return st;
+  const int64_t n = f->tokens * f->heads, D = f->head_dim, R = tb->rows;
+  for (int64_t q = 0; q < n; ++q) {
+    if (f->rows[q] < 0 || f->rows[q] >= R) return VNRT_ERROR_INVALID_ARGUMENT;
+  }
+  ex->engram_calls++;
+  if (ex->engram_log) {
+    fprintf(ex->engram_log, "layer %d table_rows %lld pos0 %lld tokens %lld rows", (int)f->layer,
+            (long long)R, (long long)f->pos0, (long long)f->tokens);
+    for (int64_t q = 0; q < n; ++q) fprintf(ex->engram_log, " %d", (int)f->rows[q]);
+    fprintf(ex->engram_log, "\n");
+  }
+#ifdef VNRT_HAVE_MPI
+  if (ex->mpi) return engram_mpi(ex, tb, f);
+#endif
+  /* N slices in this process: each row from its owner's slice; the statistics are rank 0's. */
+  const size_t row = (size_t)D * sizeof(uint16_t);
+  for (int64_t q = 0; q < n; ++q) {
+    const int64_t g = f->rows[q];
+    const int32_t o = row_owner(R, ex->ranks, g);
+    memcpy(f->out + q * D, tb->slice[o] + (g - R * o / ex->ranks) * D, row);
+    if (o == 0) {
+      ex->engram_rows_local++;
+    } else {
+      ex->engram_rows_remote++;
+      ex->engram_bytes += row;
+      ex->engram_req_bytes += sizeof(int32_t);
+    }
+  }
+  return VNRT_OK;
+}
 
 vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
                             const int32_t *experts, const float *weights, float *y) {
@@ -576,4 +765,13 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
           seconds > 0 ? 100.0 * ex->wait_seconds / seconds : 0.0, ex->expert_seconds,
           ex->wire == EP_WIRE_FP8 ? "fp8" : "f32", ex->flight_seconds, hidden,
           ex->flight_seconds > 0 ? 100.0 * hidden / ex->flight_seconds : 0.0);
+  if (ex->engram_calls > 0) {
+    fprintf(fp,
+            "ep rank %d of %d: engram: %d tables, rows held %llu of %llu bytes; rows local %llu "
+            "remote %llu; fetched per token %.0f bytes (requests %.0f bytes)\n",
+            (int)(ex->rank >= 0 ? ex->rank : 0), (int)ex->ranks, (int)ex->n_etab,
+            (unsigned long long)ex->engram_held_bytes, (unsigned long long)ex->engram_table_bytes,
+            (unsigned long long)ex->engram_rows_local, (unsigned long long)ex->engram_rows_remote,
+            (double)ex->engram_bytes / tok, (double)ex->engram_req_bytes / tok);
+  }
 }

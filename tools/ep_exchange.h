@@ -38,6 +38,21 @@ typedef struct ep_exchange {
   int32_t in_flight;
   double flight_since;
   double expert_seconds; /* in vnrt_model_moe_experts */
+  /* Engram (docs/scale-out.md, "Engram"): every table is sharded by row, rank r holding rows
+   * [R·r/N, R·(r+1)/N) (ep_slice over rows), copied once from the mapped checkpoint; with N
+   * slices in this process, every slice. The statistics are this rank's (rank 0's for N
+   * slices): rows it needed from other ranks and from itself, bytes it received (rows) and
+   * sent (requests). engram_log, when set (rank 0 or N slices), gets each fetch's rows. */
+  struct ep_engram_table {
+    int32_t layer, head_dim;
+    int64_t rows;
+    uint16_t **slice; /* [ranks]; NULL where this process does not hold it */
+  } etab[16];
+  int32_t n_etab;
+  uint64_t engram_held_bytes, engram_table_bytes;
+  uint64_t engram_rows_remote, engram_rows_local, engram_bytes, engram_req_bytes;
+  int64_t engram_calls;
+  FILE *engram_log;
   /* Scratch. */
   float *pair_out;
   size_t pair_cap;
@@ -51,6 +66,11 @@ void ep_slice(int32_t experts, int32_t ranks, int32_t r, int32_t *first, int32_t
 /* The vnrt_moe_exchange_fn (user: an ep_exchange). */
 vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
                             const int32_t *experts, const float *weights, float *y);
+
+/* The vnrt_engram_fetch_fn (user: an ep_exchange): each row from the rank owning it, over
+ * MPI counts first, then the requests and the rows (non-blocking, polled against the timeout);
+ * with N slices in this process, from the owner's slice. */
+vnrt_status ep_engram_fetch(void *user, const vnrt_engram_fetch *fetch);
 
 void ep_exchange_free(ep_exchange *ex);
 

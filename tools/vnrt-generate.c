@@ -66,6 +66,9 @@ static void usage(FILE *fp) {
           "                      tokens, and exit (no weights needed)\n"
           "  --ep-local N        run the model expert parallel over N expert slices in this\n"
           "                      process (the exchange without MPI; same tokens)\n"
+          "  --ep-engram-out FILE  expert parallel: each Engram fetch's global table rows as\n"
+          "                      text lines `layer L table_rows R pos0 P tokens T rows ...`\n"
+          "                      (rank 0 writes it)\n"
           "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
           "                      layers split over them by memory budget (a pipeline); the\n"
           "                      placement is printed on stderr; --split experts splits every\n"
@@ -179,6 +182,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
+  const char *engram_out;
   int chat, stats, plan, f32, profile;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
@@ -243,6 +247,8 @@ static int parse_args(int argc, char **argv, args *a) {
       a->device = v;
     } else if (!strcmp(o, "--routes-out")) {
       a->routes_out = v;
+    } else if (!strcmp(o, "--ep-engram-out")) {
+      a->engram_out = v;
     } else if (!strcmp(o, "--simulate-ranks") || !strcmp(o, "--scale-out")) {
       if (parse_i64(v, 1, 4096, &n)) return bad_usage("%s: expected 1..4096 ranks", o);
       *(o[2] == 's' && o[3] == 'i' ? &a->simulate_ranks : &a->scale_out) = n;
@@ -340,6 +346,9 @@ static int parse_args(int argc, char **argv, args *a) {
     return bad_usage("%s", "give the prompt as --prompt TEXT or --prompt-ids IDS (one of them)");
   }
   if (a->chat && !a->prompt) return bad_usage("%s", "--chat needs --prompt TEXT");
+  if (a->engram_out && !a->ep_local && !a->expert_parallel) {
+    return bad_usage("%s", "--ep-engram-out needs --ep-local N or --expert-parallel");
+  }
   if (a->ep_local && a->expert_parallel) {
     return bad_usage("%s", "--ep-local and --expert-parallel exclude each other");
   }
@@ -600,6 +609,16 @@ int main(int argc, char **argv) {
     ex.hidden = info.hidden_size;
     sd.moe_exchange = ep_exchange_run;
     sd.moe_exchange_user = &ex;
+    /* Engram tables sharded by row: each rank holds its slice, rows fetched from the owner. */
+    sd.engram_fetch = ep_engram_fetch;
+    sd.engram_fetch_user = &ex;
+    if (a.engram_out && ex.rank <= 0) {
+      ex.engram_log = fopen(a.engram_out, "w");
+      if (!ex.engram_log) {
+        fprintf(stderr, "%s: cannot write %s\n", g_prog, a.engram_out);
+        goto done;
+      }
+    }
   }
   if (a.routes_out) {
     routes_fp = fopen(a.routes_out, "w");
@@ -740,6 +759,7 @@ done:
   vnrt_context_destroy(ctx);
   const int ep_mpi = ex.mpi;
   (void)ep_mpi;
+  if (ex.engram_log) fclose(ex.engram_log);
   ep_exchange_free(&ex);
 #ifdef VNRT_HAVE_MPI
   if (ep_mpi) {

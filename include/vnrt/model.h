@@ -135,6 +135,33 @@ typedef vnrt_status (*vnrt_moe_exchange_fn)(void *user, int32_t layer, int64_t T
                                             const float *x, const int32_t *experts,
                                             const float *weights, float *y);
 
+/* Engram under expert parallel (docs/scale-out.md, "Engram"): the tables can be sharded by row
+ * across ranks. Before the segment holding Engram layer `layer`, the session asks for the rows
+ * its n-gram hash picked: rows[t·heads + h] is the global row (the head's table offset added)
+ * of token t (at position pos0 + t), head h, in [0, table_rows); the fetch writes
+ * out[(t·heads + h)·head_dim …] (bf16, the table's row as stored). A status other than
+ * VNRT_OK fails the run (the session is reset). Called on the session's thread. */
+typedef struct vnrt_engram_fetch {
+  size_t struct_size; /* sizeof(vnrt_engram_fetch), set by the session */
+  int32_t layer;      /* the decoder layer */
+  int32_t heads, head_dim;
+  int64_t tokens, pos0; /* T and the first token's position */
+  int64_t table_rows;   /* rows of the layer's table */
+  const int32_t *rows;  /* [T, heads] */
+  uint16_t *out;        /* [T, heads, head_dim] bf16 */
+} vnrt_engram_fetch;
+
+typedef vnrt_status (*vnrt_engram_fetch_fn)(void *user, const vnrt_engram_fetch *fetch);
+
+/* Engram layer `layer`'s table ("layers.N.engram.embedding.weight", bf16 [rows, head_dim]):
+ * *out_rows and *out_head_dim (either may be NULL) and, with out non-NULL, a copy of rows
+ * [first, first + count) into out (capacity in bytes, >= count·head_dim·2), read from the
+ * mapped checkpoint. A rank that holds only its slice of the table copies that slice once.
+ * VNRT_ERROR_INVALID_ARGUMENT for a layer without Engram or rows outside the table. */
+VNRT_API vnrt_status vnrt_model_engram_rows(vnrt_model *model, int32_t layer, int64_t first,
+                                            int64_t count, void *out, size_t capacity,
+                                            int64_t *out_rows, int32_t *out_head_dim);
+
 typedef struct vnrt_session_desc {
   size_t size; /* sizeof(vnrt_session_desc), or 0 (vnrt.h: sized structs) */
   /* Positions a sequence may have (prompt and generated tokens together); the states (window
@@ -149,9 +176,13 @@ typedef struct vnrt_session_desc {
    * bookkeeping of this many ranks (vnrt_session_ep_text). At most min(4096, experts). */
   int32_t ep_simulate_ranks;
   /* Non-NULL: expert parallel; the session never binds the routed experts (see
-   * vnrt_moe_exchange_fn). Models with Engram layers are not supported yet. */
+   * vnrt_moe_exchange_fn), nor the Engram tables (see engram_fetch). */
   vnrt_moe_exchange_fn moe_exchange;
   void *moe_exchange_user;
+  /* With moe_exchange and a model with Engram layers: fetches each Engram layer's rows (see
+   * vnrt_engram_fetch_fn); NULL: from this process's checkpoint. Unused otherwise. */
+  vnrt_engram_fetch_fn engram_fetch;
+  void *engram_fetch_user;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's
