@@ -6,6 +6,12 @@ with a message naming it, and so does a rank that stalls (the others time out, -
 the dispatched rows as FP8 (--ep-wire fp8) give bit-identical logits under the reference
 numerics and about a quarter of the dispatch bytes.
 
+Engram (the tiny Engram checkpoint, layers 1 and 3): the tables are sharded by row, rank r
+holding rows [R·r/N, R·(r+1)/N); each rank fetches the rows it needs from their owners. The
+logits are bit-identical to one process (the rows are copied), and every rank's Engram bytes
+per token equal a count of the rows outside its slice, recomputed here from the rows the run
+wrote (--ep-engram-out); a rank stalled in the Engram fetch is named by the others' timeout.
+
 With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
 a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
 
@@ -47,6 +53,70 @@ one = run(base + ["--logits-out", os.path.join(work, "one.npy")])
 check(one.returncode == 0 and tokens(one), f"one process: {one.stderr}")
 ref_tokens = tokens(one)
 ref_logits = np.load(os.path.join(work, "one.npy"))
+
+ebase = [engram if a == ckpt else a for a in base]
+ENGRAM_HEAD_DIM = 32  # models/configs/v4-tiny-engram.json: engram_head_dim
+ENGRAM_HEADS = 8  # (engram_max_ngram_size - 1) * engram_n_head_per_ngram = 2 * 4
+ENGRAM_LAYERS = (1, 3)  # engram_layer_ids
+if part in ("local", "mpi"):
+    eone = run(ebase + ["--logits-out", os.path.join(work, "engram-one.npy")])
+    check(eone.returncode == 0 and tokens(eone), f"Engram, one process: {eone.stderr}")
+    eref_tokens = tokens(eone)
+    eref_logits = np.load(os.path.join(work, "engram-one.npy")) if eone.returncode == 0 else None
+
+
+def check_engram(p, n, rows_file, what):
+    """The run's tokens and logits against one process, and every rank's Engram statistics
+    against the rows it wrote: rank r fetches each row outside [R·r/N, R·(r+1)/N)."""
+    check(p.returncode == 0, f"{what}: exit {p.returncode}: {p.stderr}")
+    check(tokens(p) == eref_tokens, f"{what}: tokens {tokens(p)} vs {eref_tokens}")
+    out = os.path.join(work, "engram-run.npy")
+    if p.returncode == 0 and eref_logits is not None:
+        got = np.load(out)
+        check(np.array_equal(got, eref_logits),
+              f"{what}: logits differ by {np.abs(got - eref_logits).max()}")
+    fetches = []
+    with open(rows_file) as f:
+        for line in f:
+            w = line.split()
+            check(w[0] == "layer" and w[2] == "table_rows" and w[8] == "rows", f"{what}: {line}")
+            layer, R, T = int(w[1]), int(w[3]), int(w[7])
+            rows = [int(v) for v in w[9:]]
+            check(len(rows) == T * ENGRAM_HEADS and all(0 <= g < R for g in rows),
+                  f"{what}: rows of layer {layer}: {line}")
+            fetches.append((layer, R, T, rows))
+    tok = 13  # 8 prompt tokens and 5 generated ones run through the model
+    for layer in ENGRAM_LAYERS:
+        check(sum(T for l, _, T, _ in fetches if l == layer) == tok,
+              f"{what}: layer {layer} fetched for {tok} tokens: {fetches}")
+    ranks = range(n) if "--expert-parallel" in p.args else (0,)
+    for r in ranks:
+        remote = sum(sum(1 for g in rows if not R * r // n <= g < R * (r + 1) // n)
+                     for _, R, _, rows in fetches)
+        local = sum(len(rows) for *_, rows in fetches) - remote
+        m = re.search(rf"ep rank {r} of {n}: engram: 2 tables, rows held (\d+) of (\d+) bytes; "
+                      r"rows local (\d+) remote (\d+); fetched per token (\d+) bytes "
+                      r"\(requests (\d+) bytes\)", p.stderr)
+        check(m is not None, f"{what}: rank {r}'s Engram statistics: {p.stderr}")
+        if not m:
+            continue
+        want = remote * ENGRAM_HEAD_DIM * 2 / tok
+        check((int(m.group(3)), int(m.group(4))) == (local, remote),
+              f"{what}: rank {r}: rows local/remote {m.group(3)}/{m.group(4)} vs {local}/{remote}")
+        check(abs(int(m.group(5)) - want) <= 0.5,
+              f"{what}: rank {r}: {m.group(5)} bytes per token vs {want:.1f} from the rows")
+        check(abs(int(m.group(6)) - remote * 4 / tok) <= 0.5, f"{what}: rank {r}: requests")
+        tables = {l: R for l, R, _, _ in fetches}
+        want_held = sum((R * (r + 1) // n - R * r // n) * ENGRAM_HEAD_DIM * 2
+                        for R in tables.values())
+        check(int(m.group(1)) == want_held and
+              int(m.group(2)) == sum(R * ENGRAM_HEAD_DIM * 2 for R in tables.values()),
+              f"{what}: rank {r} holds {m.group(1)} of {m.group(2)} bytes, expected {want_held}")
+        # the formula: T x heads x head_dim x 2 x (N - 1)/N per Engram layer, for rows spread
+        # evenly over the slices (each head's rows are a contiguous range, so within ~1/N)
+        formula = len(ENGRAM_LAYERS) * ENGRAM_HEADS * ENGRAM_HEAD_DIM * 2 * (n - 1) / n
+        check(abs(want - formula) <= 0.35 * formula + 1, f"{what}: rank {r}: {want} vs {formula}")
+        print(f"{what}: rank {r}: Engram {want:.0f} bytes per token (formula {formula:.0f})")
 
 if part == "local":
     for n in (1, 2, 3, 16):
@@ -100,9 +170,20 @@ if part == "local":
     tally = lambda s: [l for l in s.splitlines() if l.startswith("ep rank") and "home" in l]
     check(p.returncode == 0 and tally(p.stderr) == tally(q.stderr) and tally(q.stderr),
           f"simulation under --ep-local: {tally(p.stderr)} vs {tally(q.stderr)}")
+    # Engram: tables sharded by row over N slices in this process
+    for n in (1, 2, 3):
+        rows_file = os.path.join(work, f"engram-rows-{n}.txt")
+        p = run(ebase + ["--ep-local", str(n), "--logits-out", os.path.join(work, "engram-run.npy"),
+                         "--ep-engram-out", rows_file])
+        check_engram(p, n, rows_file, f"Engram --ep-local {n}")
+    # f32 numerics: the tokens (the MoE slot sum may round differently, the rows do not)
+    f1 = run(ebase + ["--numerics", "f32"])
+    f2 = run(ebase + ["--numerics", "f32", "--ep-local", "2"])
+    check(f2.returncode == 0 and tokens(f2) == tokens(f1) and tokens(f1),
+          f"Engram f32 --ep-local 2: {tokens(f2)} vs {tokens(f1)}: {f2.stderr}")
+    p = run(ebase + ["--ep-engram-out", os.path.join(work, "x.txt")])
+    check(p.returncode == 2 and "--ep-engram-out needs" in p.stderr, f"--ep-engram-out: {p.stderr}")
     # errors
-    p = run(["--model", engram, "--device", "cpu", "--prompt-ids", "1 2", "--ep-local", "2"])
-    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model: {p.stderr}")
     p = run(base + ["--ep-local", "17"])
     check(p.returncode == 1 and "17 ranks for 16 experts" in p.stderr, f"17 ranks: {p.stderr}")
 elif part == "devices":
@@ -186,6 +267,19 @@ else:
                 check(wait <= flight + 0.002 and abs(flight - wait - hidden) <= 0.002,
                       f"-np {n} rank {r}: wait {wait}, flight {flight}, overlapped {hidden}")
         print(p.stderr)
+    # Engram over MPI: every rank holds its slice and fetches the rest
+    for n in (2, 3):
+        rows_file = os.path.join(work, f"engram-mpi-rows-{n}.txt")
+        p = run(ebase + ["--expert-parallel", "--logits-out", os.path.join(work, "engram-run.npy"),
+                         "--ep-engram-out", rows_file],
+                prefix=[mpirun, "-np", str(n), "--oversubscribe"])
+        check_engram(p, n, rows_file, f"Engram -np {n}")
+    # a rank stalled in layer 1's Engram fetch (before its MoE exchange): named, both end
+    p = run(ebase + ["--expert-parallel", "--ep-stall", "1:1", "--ep-timeout", "1.5"],
+            prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
+    check(p.returncode != 0, "a rank stalled in the Engram fetch: exit 0")
+    check("rank 0 of 2: exchange timed out after 1.5 s in layer 1 (waiting for the Engram counts "
+          "of rank 1)" in p.stderr, f"a rank stalled in the Engram fetch: {p.stderr}")
     # FP8 rows over MPI: the same logits, a quarter of the dispatch bytes; and the pairs run
     # in 1 or 3 waves instead of 2 (the default): the same logits
     for extra in (["--ep-wire", "fp8", "--ep-waves", "3"], ["--ep-waves", "1"]):
