@@ -555,10 +555,11 @@ struct vnrt_session {
   void *ebuf[VN_V4_SEG_VALUES + 1]; /* the values handed on, and yr last */
   size_t ebuf_bytes[VN_V4_SEG_VALUES + 1];
   /* Engram under expert parallel: the fetch, the hash segment's rows of every Engram layer
-   * (global: the head's offset added) [n_layers][T, H] and one layer's fetched rows
-   * [T, H, Dh] bf16. */
+   * (global: the head's offset added) [n_layers][T, H] and their fetched rows
+   * [n_layers][T, H, Dh] bf16. */
   vnrt_engram_fetch_fn engram_fetch;
   void *engram_fetch_user;
+  int engram_early;
   int32_t *erow_ids;
   uint16_t *erows;
   size_t erow_cap; /* T·H entries of one layer that the buffers hold */
@@ -1022,7 +1023,7 @@ static vnrt_status ep_engram_hash(vnrt_session *s, struct ep_slot *slot, const i
   if (n > s->erow_cap) {
     int32_t *a = realloc(s->erow_ids, n * (size_t)e->n_layers * sizeof *a);
     if (a) s->erow_ids = a;
-    uint16_t *r = realloc(s->erows, n * (size_t)e->head_dim * sizeof *r);
+    uint16_t *r = realloc(s->erows, n * (size_t)e->n_layers * (size_t)e->head_dim * sizeof *r);
     if (r) s->erows = r;
     if (!a || !r) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
     s->erow_cap = n;
@@ -1052,23 +1053,22 @@ static vnrt_status ep_engram_hash(vnrt_session *s, struct ep_slot *slot, const i
   return VNRT_OK;
 }
 
-/* Fetches Engram layer `layer`'s rows (the session's engram_fetch, or the checkpoint) and
- * sets them as the input of the layer's segment. */
-static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t layer, int64_t T,
-                                  int32_t pos0) {
+/* Calls the session's Engram fetch (or the checkpoint's) for layer index ei at `stage`. */
+static vnrt_status ep_engram_call(vnrt_session *s, int32_t ei, int64_t T, int32_t pos0,
+                                  int32_t stage) {
   vnrt_model *m = s->model;
   const vn_v4_engram *e = &m->cfg->engram;
-  const int32_t ei = vn_v4_engram_index(m->cfg, layer);
   const size_t n = (size_t)T * (size_t)e->heads;
   vnrt_engram_fetch f = {.struct_size = sizeof f};
-  f.layer = layer;
+  f.layer = e->layer_ids[ei];
   f.tokens = T;
   f.pos0 = pos0;
   f.heads = e->heads;
   f.head_dim = (int32_t)e->head_dim;
   f.table_rows = e->table_rows[ei];
   f.rows = s->erow_ids + (size_t)ei * n;
-  f.out = s->erows;
+  f.out = s->erows + (size_t)ei * n * (size_t)e->head_dim;
+  f.stage = stage;
   g_error[0] = 0;
   vnrt_status st =
       s->engram_fetch ? s->engram_fetch(s->engram_fetch_user, &f) : local_engram_fetch(m, &f);
@@ -1076,11 +1076,26 @@ static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t laye
     char why[ERR_SIZE];
     snprintf(why, sizeof why, "%s", g_error);
     return fail(st, "running %lld tokens at position %lld: the Engram fetch of layer %d failed%s%s",
-                (long long)T, (long long)pos0, (int)layer, why[0] ? ": " : "", why);
+                (long long)T, (long long)pos0, (int)f.layer, why[0] ? ": " : "", why);
   }
+  return VNRT_OK;
+}
+
+/* Fetches Engram layer `layer`'s rows (or finishes a fetch started early) and sets them as
+ * the input of the layer's segment. */
+static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t layer, int64_t T,
+                                  int32_t pos0) {
+  vnrt_model *m = s->model;
+  const vn_v4_engram *e = &m->cfg->engram;
+  const int32_t ei = vn_v4_engram_index(m->cfg, layer);
+  const size_t n = (size_t)T * (size_t)e->heads;
+  vnrt_status st =
+      ep_engram_call(s, ei, T, pos0, s->engram_early ? VNRT_ENGRAM_FINISH : VNRT_ENGRAM_NOW);
+  if (st != VNRT_OK) return st;
   char name[64];
   snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_ROWS, (int)layer);
-  st = vnrt_plan_set_input(plan, name, s->erows, n * (size_t)e->head_dim * sizeof(uint16_t));
+  st = vnrt_plan_set_input(plan, name, s->erows + (size_t)ei * n * (size_t)e->head_dim,
+                           n * (size_t)e->head_dim * sizeof(uint16_t));
   if (st != VNRT_OK) {
     return fail(st, "segment %d: input '%s': %s", (int)layer, name,
                 vnrt_context_last_error(m->ctx));
@@ -1115,6 +1130,9 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
   double t0 = now_s();
   const int32_t L = m->cfg->num_hidden_layers;
   if (m->cfg->engram.n_layers > 0) st = ep_engram_hash(s, slot, ids, T, pos0);
+  for (int32_t ei = 0; s->engram_early && ei < m->cfg->engram.n_layers && st == VNRT_OK; ++ei) {
+    st = ep_engram_call(s, ei, T, pos0, VNRT_ENGRAM_START); /* the rows fly from here on */
+  }
   for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
     vnrt_plan *plan = slot->seg[j];
     if (vn_v4_engram_index(m->cfg, j) >= 0) {
@@ -1459,6 +1477,7 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
   s->exchange_user = d.moe_exchange_user;
   s->engram_fetch = d.engram_fetch;
   s->engram_fetch_user = d.engram_fetch_user;
+  s->engram_early = d.engram_fetch && d.engram_fetch_early;
   if (!s->exchange && m->n_devs > 1) { /* each layer's experts on its device, or split */
     s->exchange = m->split_experts ? split_exchange : pipeline_exchange;
     s->exchange_user = m;

@@ -48,6 +48,12 @@ static int grow(ep_exchange *ex, int i, size_t bytes) {
 }
 
 void ep_exchange_free(ep_exchange *ex) {
+  for (int32_t i = 0; i < ex->n_epend; ++i) { /* started, never finished (a failed run) */
+    free(ex->epend[i].counts);
+    free(ex->epend[i].req);
+    free(ex->epend[i].got);
+    free(ex->epend[i].mine);
+  }
   for (int32_t i = 0; i < ex->n_etab; ++i) {
     for (int32_t r = 0; ex->etab[i].slice && r < ex->ranks; ++r) free(ex->etab[i].slice[r]);
     free(ex->etab[i].slice);
@@ -646,6 +652,92 @@ static vnrt_status engram_mpi(ep_exchange *ex, const struct ep_engram_table *tb,
   free(req);
   return any_bad ? VNRT_ERROR_INTERNAL : VNRT_OK;
 }
+
+/* VNRT_ENGRAM_START over MPI: every rank needs the same rows (the attention is replicated),
+ * so each knows, without asking, which rows every owner will send: owner o contributes the
+ * rows of its slice in the list's order, and one MPI_Iallgatherv, posted now, brings every
+ * rank all of them while the layers before this one compute. */
+static vnrt_status engram_mpi_start(ep_exchange *ex, const struct ep_engram_table *tb,
+                                    const vnrt_engram_fetch *f) {
+  const int32_t N = ex->ranks, me = ex->rank;
+  const int64_t n = f->tokens * f->heads, D = f->head_dim, R = tb->rows;
+  const size_t row = (size_t)D * sizeof(uint16_t);
+  if (me == ex->stall_rank && f->layer == ex->stall_layer) stall(ex, f->layer);
+  if (ex->n_epend == (int32_t)(sizeof ex->epend / sizeof ex->epend[0])) {
+    return VNRT_ERROR_INTERNAL;
+  }
+  struct ep_engram_pending *pd = &ex->epend[ex->n_epend];
+  pd->counts = calloc((size_t)N * 2, sizeof *pd->counts);
+  pd->req = malloc(sizeof(MPI_Request));
+  pd->got = malloc(at_least_one(n) * row);
+  char *mine = malloc(at_least_one(n) * row);
+  if (!pd->counts || !pd->req || !pd->got || !mine) {
+    fprintf(stderr,
+            "vnrt-generate: rank %d of %d: out of memory for the Engram fetch of layer %d; "
+            "aborting every rank\n",
+            (int)me, (int)N, (int)f->layer);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  ex->n_epend++;
+  pd->layer = f->layer;
+  int *bytes = pd->counts, *displ = pd->counts + N;
+  const int64_t first = R * me / N, last = R * (me + 1) / N;
+  int64_t n_mine = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    const int64_t g = f->rows[q];
+    bytes[row_owner(R, N, g)] += (int)row;
+    if (g < first || g >= last) continue;
+    memcpy(mine + (size_t)n_mine++ * row, tb->slice[me] + (g - first) * D, row);
+  }
+  for (int32_t r = 0, at = 0; r < N; ++r) {
+    displ[r] = at;
+    at += bytes[r];
+  }
+  ex->engram_rows_local += (uint64_t)n_mine;
+  ex->engram_rows_remote += (uint64_t)(n - n_mine);
+  ex->engram_bytes += (uint64_t)(n - n_mine) * row;
+  posted(ex);
+  pd->since = now_s();
+  MPI_Iallgatherv(mine, (int)(n_mine * (int64_t)row), MPI_BYTE, pd->got, bytes, displ, MPI_BYTE,
+                  MPI_COMM_WORLD, (MPI_Request *)pd->req);
+  pd->mine = mine; /* the send buffer stays until the collective completes */
+  return VNRT_OK;
+}
+
+/* VNRT_ENGRAM_FINISH over MPI: completes layer f->layer's allgather and puts every row at its
+ * place: owner o's rows arrived in the list's order. */
+static vnrt_status engram_mpi_finish(ep_exchange *ex, const struct ep_engram_table *tb,
+                                     const vnrt_engram_fetch *f) {
+  const int32_t N = ex->ranks;
+  const int64_t n = f->tokens * f->heads, D = f->head_dim, R = tb->rows;
+  const size_t row = (size_t)D * sizeof(uint16_t);
+  int32_t i = 0;
+  while (i < ex->n_epend && ex->epend[i].layer != f->layer) ++i;
+  if (i == ex->n_epend) return VNRT_ERROR_INTERNAL; /* finished without a start */
+  struct ep_engram_pending *pd = &ex->epend[i];
+  const double t0 = now_s();
+  wait_all(ex, (MPI_Request *)pd->req, 1, NULL, f->layer, "the Engram rows (fetched early)",
+           timeout_of(ex));
+  const double t1 = now_s();
+  ex->engram_wait_seconds += t1 - t0;
+  ex->engram_flight_seconds += t1 - pd->since;
+  int *at = calloc((size_t)N, sizeof *at);
+  if (!at) return VNRT_ERROR_OUT_OF_MEMORY;
+  for (int32_t r = 0; r < N; ++r) at[r] = pd->counts[N + r];
+  for (int64_t q = 0; q < n; ++q) {
+    const int32_t o = row_owner(R, N, f->rows[q]);
+    memcpy(f->out + q * D, pd->got + at[o], row);
+    at[o] += (int)row;
+  }
+  free(at);
+  free(pd->counts);
+  free(pd->req);
+  free(pd->got);
+  free(pd->mine);
+  ex->epend[i] = ex->epend[--ex->n_epend];
+  return VNRT_OK;
+}
 #else
 void ep_all_ready(ep_exchange *ex) { (void)ex; }
 
@@ -700,6 +792,12 @@ vnrt_status ep_engram_fetch(void *user, const vnrt_engram_fetch *f) {
   for (int64_t q = 0; q < n; ++q) {
     if (f->rows[q] < 0 || f->rows[q] >= R) return VNRT_ERROR_INVALID_ARGUMENT;
   }
+  if (f->stage == VNRT_ENGRAM_FINISH) {
+#ifdef VNRT_HAVE_MPI
+    if (ex->mpi) return engram_mpi_finish(ex, tb, f);
+#endif
+    return VNRT_OK; /* N slices in this process: the rows were copied at the start */
+  }
   ex->engram_calls++;
   if (ex->engram_log) {
     fprintf(ex->engram_log, "layer %d table_rows %lld pos0 %lld tokens %lld rows", (int)f->layer,
@@ -708,7 +806,9 @@ vnrt_status ep_engram_fetch(void *user, const vnrt_engram_fetch *f) {
     fprintf(ex->engram_log, "\n");
   }
 #ifdef VNRT_HAVE_MPI
-  if (ex->mpi) return engram_mpi(ex, tb, f);
+  if (ex->mpi) {
+    return f->stage == VNRT_ENGRAM_START ? engram_mpi_start(ex, tb, f) : engram_mpi(ex, tb, f);
+  }
 #endif
   /* N slices in this process: each row from its owner's slice; the statistics are rank 0's. */
   const size_t row = (size_t)D * sizeof(uint16_t);
@@ -773,5 +873,15 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
             (unsigned long long)ex->engram_held_bytes, (unsigned long long)ex->engram_table_bytes,
             (unsigned long long)ex->engram_rows_local, (unsigned long long)ex->engram_rows_remote,
             (double)ex->engram_bytes / tok, (double)ex->engram_req_bytes / tok);
+  }
+  if (ex->engram_flight_seconds > 0) {
+    const double ov = ex->engram_flight_seconds > ex->engram_wait_seconds
+                          ? ex->engram_flight_seconds - ex->engram_wait_seconds
+                          : 0.0;
+    fprintf(fp,
+            "ep rank %d of %d: engram fetched early: in flight %.3f s, waiting %.3f s, "
+            "overlapped %.3f s (%.1f%%)\n",
+            (int)(ex->rank >= 0 ? ex->rank : 0), (int)ex->ranks, ex->engram_flight_seconds,
+            ex->engram_wait_seconds, ov, 100.0 * ov / ex->engram_flight_seconds);
   }
 }

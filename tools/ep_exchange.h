@@ -53,6 +53,17 @@ typedef struct ep_exchange {
   uint64_t engram_rows_remote, engram_rows_local, engram_bytes, engram_req_bytes;
   int64_t engram_calls;
   FILE *engram_log;
+  /* Fetches started early (VNRT_ENGRAM_START, MPI): one allgather per layer in flight until
+   * its VNRT_ENGRAM_FINISH; the time from post to completion and the time waited for it. */
+  struct ep_engram_pending {
+    int32_t layer;
+    void *req;        /* MPI_Request */
+    char *got, *mine; /* the rows received, and this rank's own sent */
+    int *counts;      /* [2·ranks]: bytes and displacements */
+    double since;
+  } epend[16];
+  int32_t n_epend;
+  double engram_flight_seconds, engram_wait_seconds;
   /* Scratch. */
   float *pair_out;
   size_t pair_cap;

@@ -69,6 +69,8 @@ static void usage(FILE *fp) {
           "  --ep-engram-out FILE  expert parallel: each Engram fetch's global table rows as\n"
           "                      text lines `layer L table_rows R pos0 P tokens T rows ...`\n"
           "                      (rank 0 writes it)\n"
+          "  --ep-engram-early   expert parallel: start every Engram layer's row fetch before\n"
+          "                      layer 0 (one allgather each), finish it before its layer\n"
           "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
           "                      layers split over them by memory budget (a pipeline); the\n"
           "                      placement is printed on stderr; --split experts splits every\n"
@@ -189,7 +191,7 @@ typedef struct args {
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
   int ep_fp8;
   double ep_timeout;
-  int expert_parallel, split_experts;
+  int expert_parallel, split_experts, engram_early;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -223,6 +225,10 @@ static int parse_args(int argc, char **argv, args *a) {
     }
     if (!strcmp(o, "--plan")) {
       a->plan = 1;
+      continue;
+    }
+    if (!strcmp(o, "--ep-engram-early")) {
+      a->engram_early = 1;
       continue;
     }
     if (!strcmp(o, "--expert-parallel")) {
@@ -612,6 +618,7 @@ int main(int argc, char **argv) {
     /* Engram tables sharded by row: each rank holds its slice, rows fetched from the owner. */
     sd.engram_fetch = ep_engram_fetch;
     sd.engram_fetch_user = &ex;
+    sd.engram_fetch_early = a.engram_early;
     if (a.engram_out && ex.rank <= 0) {
       ex.engram_log = fopen(a.engram_out, "w");
       if (!ex.engram_log) {

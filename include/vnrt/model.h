@@ -140,7 +140,13 @@ typedef vnrt_status (*vnrt_moe_exchange_fn)(void *user, int32_t layer, int64_t T
  * its n-gram hash picked: rows[t·heads + h] is the global row (the head's table offset added)
  * of token t (at position pos0 + t), head h, in [0, table_rows); the fetch writes
  * out[(t·heads + h)·head_dim …] (bf16, the table's row as stored). A status other than
- * VNRT_OK fails the run (the session is reset). Called on the session's thread. */
+ * VNRT_OK fails the run (the session is reset). Called on the session's thread.
+ * With vnrt_session_desc.engram_fetch_early the session calls it twice per layer and run:
+ * stage VNRT_ENGRAM_START for every Engram layer as soon as the rows are known (before layer
+ * 0; out need not be written yet, and rows and out stay valid), then VNRT_ENGRAM_FINISH before
+ * the layer's segment, after which out must hold the rows; otherwise once, VNRT_ENGRAM_NOW. */
+enum { VNRT_ENGRAM_NOW = 0, VNRT_ENGRAM_START = 1, VNRT_ENGRAM_FINISH = 2 };
+
 typedef struct vnrt_engram_fetch {
   size_t struct_size; /* sizeof(vnrt_engram_fetch), set by the session */
   int32_t layer;      /* the decoder layer */
@@ -149,6 +155,7 @@ typedef struct vnrt_engram_fetch {
   int64_t table_rows;   /* rows of the layer's table */
   const int32_t *rows;  /* [T, heads] */
   uint16_t *out;        /* [T, heads, head_dim] bf16 */
+  int32_t stage;        /* VNRT_ENGRAM_NOW, _START or _FINISH */
 } vnrt_engram_fetch;
 
 typedef vnrt_status (*vnrt_engram_fetch_fn)(void *user, const vnrt_engram_fetch *fetch);
@@ -183,6 +190,10 @@ typedef struct vnrt_session_desc {
    * vnrt_engram_fetch_fn); NULL: from this process's checkpoint. Unused otherwise. */
   vnrt_engram_fetch_fn engram_fetch;
   void *engram_fetch_user;
+  /* Non-zero, with engram_fetch: start every Engram layer's fetch right after the n-gram hash
+   * (before layer 0) and finish each before its layer, so that the rows travel while the
+   * layers before it compute (see vnrt_engram_fetch_fn's stages). */
+  int32_t engram_fetch_early;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's

@@ -105,7 +105,18 @@ def check_engram(p, n, rows_file, what):
               f"{what}: rank {r}: rows local/remote {m.group(3)}/{m.group(4)} vs {local}/{remote}")
         check(abs(int(m.group(5)) - want) <= 0.5,
               f"{what}: rank {r}: {m.group(5)} bytes per token vs {want:.1f} from the rows")
-        check(abs(int(m.group(6)) - remote * 4 / tok) <= 0.5, f"{what}: rank {r}: requests")
+        # requests: 4 bytes per remote row; none when fetched early (every rank knows them)
+        early = "--ep-engram-early" in p.args and "--expert-parallel" in p.args
+        check(abs(int(m.group(6)) - (0 if early else remote * 4 / tok)) <= 0.5,
+              f"{what}: rank {r}: requests {m.group(6)}")
+        if early:
+            e = re.search(rf"ep rank {r} of {n}: engram fetched early: in flight ([\d.]+) s, "
+                          r"waiting ([\d.]+) s, overlapped ([\d.]+) s", p.stderr)
+            check(e is not None, f"{what}: rank {r}: the early fetch's line: {p.stderr}")
+            if e:
+                flight, wait, hidden = (float(e.group(i)) for i in (1, 2, 3))
+                check(wait <= flight + 0.002 and abs(flight - wait - hidden) <= 0.002,
+                      f"{what}: rank {r}: flight {flight}, wait {wait}, overlapped {hidden}")
         tables = {l: R for l, R, _, _ in fetches}
         want_held = sum((R * (r + 1) // n - R * r // n) * ENGRAM_HEAD_DIM * 2
                         for R in tables.values())
@@ -274,6 +285,12 @@ else:
                          "--ep-engram-out", rows_file],
                 prefix=[mpirun, "-np", str(n), "--oversubscribe"])
         check_engram(p, n, rows_file, f"Engram -np {n}")
+        # every layer's fetch started before layer 0 (one allgather each), finished before it
+        p = run(ebase + ["--expert-parallel", "--ep-engram-early", "--logits-out",
+                         os.path.join(work, "engram-run.npy"), "--ep-engram-out", rows_file],
+                prefix=[mpirun, "-np", str(n), "--oversubscribe"])
+        check_engram(p, n, rows_file, f"Engram -np {n} early")
+        print("\n".join(l for l in p.stderr.splitlines() if "engram" in l))
     # a rank stalled in layer 1's Engram fetch (before its MoE exchange): named, both end
     p = run(ebase + ["--expert-parallel", "--ep-stall", "1:1", "--ep-timeout", "1.5"],
             prefix=[mpirun, "-np", "2", "--oversubscribe"], timeout=60)
