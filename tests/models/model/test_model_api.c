@@ -232,6 +232,113 @@ static vnrt_status run_full(void *user, int32_t layer, int64_t T, int64_t pos0, 
   return vnrt_model_moe_experts(fx->m, layer, 0, 16, x, experts, weights, T, 4, y);
 }
 
+/* Engram under expert parallel: a fetch that copies each row with vnrt_model_engram_rows gives
+ * the one-process logits bit for bit (the rows are copied), now or started early; a failing
+ * fetch fails the run naming the layer; vnrt_model_engram_rows refuses a layer without Engram
+ * and rows outside the table. */
+typedef struct row_fetch {
+  vnrt_model *m;
+  int calls, starts, finishes, fail_at, bad;
+} row_fetch;
+
+static vnrt_status fetch_rows(void *user, const vnrt_engram_fetch *f) {
+  row_fetch *rf = user;
+  if (f->struct_size < sizeof *f || f->heads != 8 || f->head_dim != 32 ||
+      (f->layer != 1 && f->layer != 3)) {
+    rf->bad++;
+  }
+  if (f->stage == VNRT_ENGRAM_FINISH) { /* copied at the start */
+    rf->finishes++;
+    return VNRT_OK;
+  }
+  rf->starts += f->stage == VNRT_ENGRAM_START;
+  if (rf->calls++ == rf->fail_at) return VNRT_ERROR_INTERNAL;
+  for (int64_t q = 0; q < f->tokens * f->heads; ++q) {
+    if (f->rows[q] < 0 || f->rows[q] >= f->table_rows) rf->bad++;
+    vnrt_status st =
+        vnrt_model_engram_rows(rf->m, f->layer, f->rows[q], 1, f->out + q * f->head_dim,
+                               (size_t)f->head_dim * 2, NULL, NULL);
+    if (st != VNRT_OK) return st;
+  }
+  return VNRT_OK;
+}
+
+static void test_engram_ep(vnrt_context *ctx, const char *dir) {
+  vnrt_model_desc d = {0};
+  d.device_spec = "cpu";
+  vnrt_model *m = NULL;
+  CHECK(vnrt_model_open(ctx, dir, &d, &m) == VNRT_OK, "engram ep: open: %s",
+        vnrt_model_last_error());
+  if (!m) return;
+  int64_t rows = 0;
+  int32_t dim = 0;
+  uint16_t row[32];
+  CHECK(
+      vnrt_model_engram_rows(m, 1, 0, 0, NULL, 0, &rows, &dim) == VNRT_OK && rows > 0 && dim == 32,
+      "engram rows: the table's size: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_engram_rows(m, 0, 0, 1, row, sizeof row, NULL, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "layer 0 has no Engram"),
+        "engram rows: layer 0: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_engram_rows(m, 1, rows - 1, 2, row, sizeof row, NULL, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_engram_rows(m, 1, 0, 2, row, sizeof row, NULL, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_engram_rows(m, 1, rows - 1, 1, row, sizeof row, NULL, NULL) == VNRT_OK,
+        "engram rows: past the table, past the buffer, the last row");
+  int32_t ids[9] = {3, 14, 15, 92, 65, 35, 89, 79, 32};
+  float *a = malloc(1024 * sizeof *a), *b = malloc(1024 * sizeof *b);
+  vnrt_session_desc sd = {0};
+  sd.size = sizeof sd;
+  vnrt_session *s = NULL;
+  CHECK(a && b && vnrt_session_create(m, &sd, &s) == VNRT_OK &&
+            vnrt_session_prefill(s, ids, 8) == VNRT_OK &&
+            vnrt_session_decode(s, ids + 8, 1) == VNRT_OK &&
+            vnrt_session_logits(s, a, 1024) == VNRT_OK,
+        "engram ep: one process: %s", vnrt_model_last_error());
+  vnrt_session_destroy(s);
+  full_exchange fx = {m, 0, -1};
+  sd.moe_exchange = run_full;
+  sd.moe_exchange_user = &fx;
+  for (int early = 0; early < 2 && a && b; ++early) {
+    row_fetch rf = {m, 0, 0, 0, -1, 0};
+    sd.engram_fetch = fetch_rows;
+    sd.engram_fetch_user = &rf;
+    sd.engram_fetch_early = early;
+    s = NULL;
+    CHECK(vnrt_session_create(m, &sd, &s) == VNRT_OK &&
+              vnrt_session_prefill(s, ids, 8) == VNRT_OK &&
+              vnrt_session_decode(s, ids + 8, 1) == VNRT_OK &&
+              vnrt_session_logits(s, b, 1024) == VNRT_OK,
+          "engram ep (early %d): %s", early, vnrt_model_last_error());
+    CHECK(memcmp(a, b, 1024 * sizeof *a) == 0, "engram ep (early %d): rel %g", early,
+          rel_diff(b, a, 1024));
+    CHECK(rf.calls == 4 && rf.bad == 0 && rf.starts == (early ? 4 : 0) &&
+              rf.finishes == (early ? 4 : 0),
+          "engram ep (early %d): %d calls, %d starts, %d finishes, %d bad", early, rf.calls,
+          rf.starts, rf.finishes, rf.bad);
+    rf.fail_at = rf.calls + 1; /* layer 3 of the next run */
+    CHECK(vnrt_session_decode(s, ids, 1) == VNRT_ERROR_INTERNAL &&
+              contains(vnrt_model_last_error(), "Engram fetch of layer 3") &&
+              vnrt_session_position(s) == 0,
+          "engram ep (early %d): a failing fetch: %s", early, vnrt_model_last_error());
+    vnrt_session_destroy(s);
+  }
+  /* without a fetch of the caller's: the rows from the session's own checkpoint */
+  sd.engram_fetch = NULL;
+  sd.engram_fetch_early = 0;
+  s = NULL;
+  CHECK(a && b && vnrt_session_create(m, &sd, &s) == VNRT_OK &&
+            vnrt_session_prefill(s, ids, 8) == VNRT_OK &&
+            vnrt_session_decode(s, ids + 8, 1) == VNRT_OK &&
+            vnrt_session_logits(s, b, 1024) == VNRT_OK && memcmp(a, b, 1024 * sizeof *a) == 0,
+        "engram ep, the built-in fetch: %s", vnrt_model_last_error());
+  vnrt_session_destroy(s);
+  free(a);
+  free(b);
+  vnrt_model_close(m);
+}
+
 static void test_scale_api(vnrt_context *ctx, const char *dir) {
   vnrt_model_desc d = {0};
   d.device_spec = "cpu";
@@ -437,6 +544,7 @@ int main(int argc, char **argv) {
   vnrt_model_close(m);
   test_streamed(ctx, dir, ids, V);
   if (argc == 3) test_engram(ctx, argv[2]);
+  if (argc == 3) test_engram_ep(ctx, argv[2]);
   vnrt_context_destroy(ctx);
   if (g_failures) fprintf(stderr, "%d failure(s)\n", g_failures);
   return g_failures ? 1 : 0;
