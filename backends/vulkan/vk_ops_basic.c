@@ -321,6 +321,10 @@ VK_RECORD_FN(vk_rec_linear) {
   gemm_desc(b, node, &d);
   uint64_t K = (uint64_t)tb->dims[1], N = (uint64_t)tb->dims[0];
   uint64_t M = (uint64_t)vnrt_dims_product(ta, 0, ta->rank - 1);
+  /* A decode-sized linear on a CPU device: gemv.comp. */
+  if (M >= 1 && M <= VK_GEMV_MMAX && vk_gemv_ok(b, ta->dtype, tb->dtype, NULL, K)) {
+    return vk_emit_gemv_linear(b, node, NULL, NULL, M, N, K, 0, K);
+  }
   /* B[k][n] = w[n][k]: stride 1 along k, K along n. */
   const uint64_t st[4] = {K, 1, 1, K};
   const int64_t zero[2] = {0, 0};

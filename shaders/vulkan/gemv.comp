@@ -1,0 +1,200 @@
+// Decode-sized products on CPU devices (lavapipe; docs/vulkan.md, "Kernels for CPU devices"):
+// linear and grouped_linear with M <= 4 rows of x, and moe_ffn's two passes, for weights of
+// e4m3/e2m1 codes with e8m0 block scales (codes.glsl) or plain f32/f16/bf16 (slot 3, DT3;
+// scales in slot 4 when SC2 = 1). On llvmpipe an invocation is a SIMD lane and every
+// storage-buffer load a loop over the lanes, so what costs is loads, not arithmetic: a
+// workgroup is one 8-lane vector owning RN weight rows, its lanes split each row along k in
+// chunks of CV values (CV = 32 for e2m1, else 16), a chunk of x is loaded once and serves the
+// RN rows, weights are decoded in registers, and one shared-memory pass at the end adds up the
+// lanes. The host uses it only when every row length is a multiple of CV (and, for codes, every
+// block's columns b1), so that chunks never straddle a block or a row.
+//
+// W[r][c] = dec(code[r L + c]) * 2^(scale[(r / b0) sc + c / b1] - 127) for a weight of rows of
+// L codes (per expert for moe_ffn); a plain weight is read as it is.
+//
+//   OP 0 linear: y[m][n] = sum_k x[m][k] W[n][k], m < SC1 (1..4) into slot 5; x = slot 0 (DT0)
+//        or the scratch at x_off (SC0 bit 0). grouped_linear: row n reads group n / gn of x,
+//        whose rows are xs apart (gn = 0: no groups; the host keeps gn a multiple of RN).
+//        push: M N K x_off b0 b1 sc gn xs.
+//   OP 1 moe_ffn gate/up: h[p][f] = swiglu(gate_e x[t], up_e x[t], limit) (times weights[p]
+//        when SC0 bit 2, act_quant) into the scratch at h_off, p = t k + i, e = experts[p]
+//        (slot 1), weights slot 2; x = slot 0 or the scratch at x_off (SC0 bit 0).
+//   OP 2 moe_ffn down: y[t][c] = sum_i a_i <w_down[e][c][:], h[p][:]>, a_i = weights[p] (1
+//        when SC0 bit 2: the weight is already in h); h from the scratch (SC0 bit 0 set).
+//        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
+// SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN).
+// An expert outside its range is reported and clamped, as quant.comp does.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#define WG 8
+#include "common.glsl"
+#include "codes.glsl"
+
+#define RN 8u   // weight rows per workgroup (GV_RN in vk_ops_quant.c)
+#define MMAX 4u // OP 0: rows of x
+#define CV (DT3 == DT_E2M1 ? 32u : 16u)
+
+layout(push_constant) uniform PC { uint u[24]; } pc;
+
+shared float red[RN * MMAX * uint(WG)];
+
+// The scale of weight row r at column c (scales from s_base on, sc per scale row).
+float scale_at(uint s_base, uint r, uint c, uint b0, uint b1, uint sc) {
+  if (SC2 == 0u) return 1.0;
+  uint i = s_base + (r / b0) * sc + c / b1;
+  return vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
+}
+
+// sum_j W[wi + j] xv[j] over one chunk, wi (an element index) a multiple of CV.
+float chunk_dot(uint wi, vec4 xv[8]) {
+  float s = 0.0;
+  if (DT3 == DT_E4M3) {
+    uint w0 = wi >> 2;
+    for (uint j = 0u; j < 4u; ++j) s += dot(vn_e4m3x4(b3.w[w0 + j]), xv[j]);
+  } else if (DT3 == DT_E2M1) {
+    uint w0 = wi >> 3;
+    for (uint j = 0u; j < 4u; ++j) {
+      uint wd = b3.w[w0 + j];
+      s += dot(vn_e2m1x4(wd), xv[2u * j]) + dot(vn_e2m1x4(wd >> 16), xv[2u * j + 1u]);
+    }
+  } else if (DT3 == DT_F32) {
+    for (uint j = 0u; j < 4u; ++j) {
+      uint w0 = wi + 4u * j;
+      vec4 w = uintBitsToFloat(uvec4(b3.w[w0], b3.w[w0 + 1u], b3.w[w0 + 2u], b3.w[w0 + 3u]));
+      s += dot(w, xv[j]);
+    }
+  } else {
+    uint w0 = wi >> 1;
+    for (uint j = 0u; j < 4u; ++j) {
+      uint a = b3.w[w0 + 2u * j], b = b3.w[w0 + 2u * j + 1u];
+      vec4 w = DT3 == DT_BF16 ? uintBitsToFloat(uvec4(a << 16, a & 0xffff0000u, b << 16,
+                                                      b & 0xffff0000u))
+                              : vec4(unpackHalf2x16(a), unpackHalf2x16(b));
+      s += dot(w, xv[j]);
+    }
+  }
+  return s;
+}
+
+void load_x(uint i, out vec4 xv[8]) {
+  for (uint j = 0u; j < CV / 4u; ++j) xv[j] = vn_x4(i + 4u * j);
+}
+
+// acc[r] += a * sum_c W[row0 + r][c] x[x0 + c] over this lane's chunks, r < nr: rows of L
+// values from element w_base, their scales from s_base.
+void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uint b0, uint b1,
+              uint sc, float a, inout float acc[RN]) {
+  for (uint ch = gl_LocalInvocationID.x; ch < L / CV; ch += uint(WG)) {
+    uint c = ch * CV;
+    vec4 xv[8];
+    load_x(x0 + c, xv);
+    float s0 = (SC0 & 2u) != 0u ? scale_at(s_base, row0, c, b0, b1, sc) : 1.0;
+    for (uint r = 0u; r < RN; ++r) {
+      if (r >= nr) break;
+      float s = (SC0 & 2u) != 0u ? s0 : scale_at(s_base, row0 + r, c, b0, b1, sc);
+      acc[r] += a * s * chunk_dot(w_base + (row0 + r) * L + c, xv);
+    }
+  }
+}
+
+// Adds up the lanes' values v[i] (i < n <= RN * MMAX) of the workgroup: after it, lane l < n
+// may read its total from red_sum(l).
+void red_put(uint i, float v) { red[i * uint(WG) + gl_LocalInvocationID.x] = v; }
+float red_sum(uint i) {
+  float s = 0.0;
+  for (uint l = 0u; l < uint(WG); ++l) s += red[i * uint(WG) + l];
+  return s;
+}
+
+void linear() {
+  uint N = pc.u[1], K = pc.u[2], x_off = pc.u[3], b0 = pc.u[4], b1 = pc.u[5], sc = pc.u[6];
+  uint gn = pc.u[7], xs = pc.u[8];
+  uint n0 = vn_group() * RN;
+  if (n0 >= N) return; // uniform across the workgroup
+  uint nr = min(RN, N - n0);
+  uint xg = gn != 0u ? (n0 / gn) * K : 0u;
+  for (uint m = 0u; m < SC1; ++m) {
+    float acc[RN];
+    for (uint r = 0u; r < RN; ++r) acc[r] = 0.0;
+    rows_dot(0u, 0u, n0, nr, K, x_off + m * xs + xg, b0, b1, sc, 1.0, acc);
+    for (uint r = 0u; r < RN; ++r) red_put(r * MMAX + m, acc[r]);
+  }
+  barrier();
+  uint l = gl_LocalInvocationID.x;
+  for (uint m = 0u; m < SC1; ++m) {
+    if (l < nr) stf5(m * N + n0 + l, red_sum(l * MMAX + m));
+  }
+}
+
+uint expert_of(uint p, bool report) {
+  int e = ldi1(p);
+  uint E = pc.u[4];
+  if (e < 0 || uint(e) >= E) {
+    if (report) vn_report(VN_ERR_EXPERT, e, E, p);
+    e = clamp(e, 0, int(E) - 1);
+  }
+  return uint(e);
+}
+
+void moe_gate_up() {
+  uint T = pc.u[0], C = pc.u[1], F = pc.u[2], k = pc.u[3];
+  float limit = uintBitsToFloat(pc.u[5]);
+  uint x_off = pc.u[6], h_off = pc.u[7], b0 = pc.u[8], b1 = pc.u[9], sr = pc.u[10];
+  uint sc = pc.u[11];
+  uint fb = (F + RN - 1u) / RN, g = vn_group();
+  uint p = g / fb, f0 = (g % fb) * RN;
+  if (p >= T * k) return; // uniform across the workgroup
+  uint nr = min(RN, F - f0), t = p / k, l = gl_LocalInvocationID.x;
+  uint e = expert_of(p, f0 == 0u && l == 0u);
+  uint wb = e * 2u * F * C, sb = e * sr * sc;
+  float ga[RN], ua[RN];
+  for (uint r = 0u; r < RN; ++r) ga[r] = ua[r] = 0.0;
+  rows_dot(wb, sb, f0, nr, C, x_off + t * C, b0, b1, sc, 1.0, ga);
+  rows_dot(wb, sb, F + f0, nr, C, x_off + t * C, b0, b1, sc, 1.0, ua);
+  for (uint r = 0u; r < RN; ++r) {
+    red_put(r, ga[r]);
+    red_put(RN + r, ua[r]);
+  }
+  barrier();
+  if (l < nr) {
+    float gs = red_sum(l), us = red_sum(RN + l);
+    if (limit > 0.0) {
+      gs = gs < limit ? gs : limit;
+      us = us < -limit ? -limit : (us > limit ? limit : us);
+    }
+    float h = gs / (1.0 + exp(-gs)) * us;
+    if ((SC0 & 4u) != 0u) h *= ldf2(p);
+    scratch.f[h_off + p * F + f0 + l] = h;
+  }
+}
+
+void moe_down() {
+  uint T = pc.u[0], C = pc.u[1], F = pc.u[2], k = pc.u[3];
+  uint h_off = pc.u[7], b0 = pc.u[8], b1 = pc.u[9], sr = pc.u[10], sc = pc.u[11];
+  uint cb = (C + RN - 1u) / RN, g = vn_group();
+  uint t = g / cb, c0 = (g % cb) * RN;
+  if (t >= T) return; // uniform across the workgroup
+  uint nr = min(RN, C - c0);
+  float acc[RN];
+  for (uint r = 0u; r < RN; ++r) acc[r] = 0.0;
+  for (uint i = 0u; i < k; ++i) {
+    uint p = t * k + i;
+    uint e = expert_of(p, false); // OP 1 reported it
+    float a = (SC0 & 4u) != 0u ? 1.0 : ldf2(p);
+    rows_dot(e * C * F, e * sr * sc, c0, nr, F, h_off + p * F, b0, b1, sc, a, acc);
+  }
+  for (uint r = 0u; r < RN; ++r) red_put(r, acc[r]);
+  barrier();
+  uint l = gl_LocalInvocationID.x;
+  if (l < nr) stf5(t * C + c0 + l, red_sum(l));
+}
+
+void main() {
+  if (OP == 0u) {
+    linear();
+  } else if (OP == 1u) {
+    moe_gate_up();
+  } else {
+    moe_down();
+  }
+}
