@@ -26,11 +26,14 @@
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#if VN_I64
+#extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+#endif
 #define WG 8
 #include "common.glsl"
 #include "codes.glsl"
 
-#define RN 8u   // weight rows per workgroup (GV_RN in vk_ops_quant.c)
+#define RN 16u  // weight rows per workgroup (GV_RN in vk_ops_quant.c)
 #define MMAX 4u // OP 0: rows of x
 #define CV (DT3 == DT_E2M1 ? 32u : 16u)
 
@@ -45,28 +48,59 @@ float scale_at(uint s_base, uint r, uint c, uint b0, uint b1, uint sc) {
   return vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
 }
 
+// Weight words i and i + 1 (i even): VN_I64 reads them as one 64-bit load (half the per-lane
+// loads of llvmpipe), and x likewise.
+#if VN_I64
+layout(set = 0, binding = 3, std430) readonly buffer VnW64 { uint64_t v[]; } w64;
+layout(set = 0, binding = 0, std430) readonly buffer VnX64 { uint64_t v[]; } x64;
+layout(set = 0, binding = 8, std430) readonly buffer VnS64 { uint64_t v[]; } s64;
+uvec2 wpair(uint i) { return unpackUint2x32(w64.v[i >> 1]); }
+vec4 ldx4(uint i) {
+  if ((SC0 & 1u) != 0u) {
+    uint j = i >> 1;
+    return uintBitsToFloat(uvec4(unpackUint2x32(s64.v[j]), unpackUint2x32(s64.v[j + 1u])));
+  }
+  if (DT0 == DT_F32) {
+    uint j = i >> 1;
+    return uintBitsToFloat(uvec4(unpackUint2x32(x64.v[j]), unpackUint2x32(x64.v[j + 1u])));
+  }
+  uvec2 u = unpackUint2x32(x64.v[i >> 2]);
+  if (DT0 == DT_BF16) {
+    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+  }
+  return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+}
+#else
+uvec2 wpair(uint i) { return uvec2(b3.w[i], b3.w[i + 1u]); }
+vec4 ldx4(uint i) { return vn_x4(i); }
+#endif
+
 // sum_j W[wi + j] xv[j] over one chunk, wi (an element index) a multiple of CV.
 float chunk_dot(uint wi, vec4 xv[8]) {
   float s = 0.0;
   if (DT3 == DT_E4M3) {
     uint w0 = wi >> 2;
-    for (uint j = 0u; j < 4u; ++j) s += dot(vn_e4m3x4(b3.w[w0 + j]), xv[j]);
+    for (uint j = 0u; j < 2u; ++j) {
+      uvec2 wd = wpair(w0 + 2u * j);
+      s += dot(vn_e4m3x4(wd.x), xv[2u * j]) + dot(vn_e4m3x4(wd.y), xv[2u * j + 1u]);
+    }
   } else if (DT3 == DT_E2M1) {
     uint w0 = wi >> 3;
-    for (uint j = 0u; j < 4u; ++j) {
-      uint wd = b3.w[w0 + j];
-      s += dot(vn_e2m1x4(wd), xv[2u * j]) + dot(vn_e2m1x4(wd >> 16), xv[2u * j + 1u]);
+    for (uint j = 0u; j < 2u; ++j) {
+      uvec2 wd = wpair(w0 + 2u * j);
+      s += dot(vn_e2m1x4(wd.x), xv[4u * j]) + dot(vn_e2m1x4(wd.x >> 16), xv[4u * j + 1u]) +
+           dot(vn_e2m1x4(wd.y), xv[4u * j + 2u]) + dot(vn_e2m1x4(wd.y >> 16), xv[4u * j + 3u]);
     }
   } else if (DT3 == DT_F32) {
     for (uint j = 0u; j < 4u; ++j) {
-      uint w0 = wi + 4u * j;
-      vec4 w = uintBitsToFloat(uvec4(b3.w[w0], b3.w[w0 + 1u], b3.w[w0 + 2u], b3.w[w0 + 3u]));
+      vec4 w = uintBitsToFloat(uvec4(wpair(wi + 4u * j), wpair(wi + 4u * j + 2u)));
       s += dot(w, xv[j]);
     }
   } else {
     uint w0 = wi >> 1;
     for (uint j = 0u; j < 4u; ++j) {
-      uint a = b3.w[w0 + 2u * j], b = b3.w[w0 + 2u * j + 1u];
+      uvec2 ab = wpair(w0 + 2u * j);
+      uint a = ab.x, b = ab.y;
       vec4 w = DT3 == DT_BF16 ? uintBitsToFloat(uvec4(a << 16, a & 0xffff0000u, b << 16,
                                                       b & 0xffff0000u))
                               : vec4(unpackHalf2x16(a), unpackHalf2x16(b));
@@ -77,7 +111,7 @@ float chunk_dot(uint wi, vec4 xv[8]) {
 }
 
 void load_x(uint i, out vec4 xv[8]) {
-  for (uint j = 0u; j < CV / 4u; ++j) xv[j] = vn_x4(i + 4u * j);
+  for (uint j = 0u; j < CV / 4u; ++j) xv[j] = ldx4(i + 4u * j);
 }
 
 // acc[r] += a * sum_c W[row0 + r][c] x[x0 + c] over this lane's chunks, r < nr: rows of L
@@ -97,8 +131,8 @@ void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uin
   }
 }
 
-// Adds up the lanes' values v[i] (i < n <= RN * MMAX) of the workgroup: after it, lane l < n
-// may read its total from red_sum(l).
+// The lanes' partial sums: each lane puts its value i, and after a barrier red_sum(i) adds
+// up value i of every lane.
 void red_put(uint i, float v) { red[i * uint(WG) + gl_LocalInvocationID.x] = v; }
 float red_sum(uint i) {
   float s = 0.0;
@@ -120,9 +154,8 @@ void linear() {
     for (uint r = 0u; r < RN; ++r) red_put(r * MMAX + m, acc[r]);
   }
   barrier();
-  uint l = gl_LocalInvocationID.x;
-  for (uint m = 0u; m < SC1; ++m) {
-    if (l < nr) stf5(m * N + n0 + l, red_sum(l * MMAX + m));
+  for (uint r = gl_LocalInvocationID.x; r < nr; r += uint(WG)) {
+    for (uint m = 0u; m < SC1; ++m) stf5(m * N + n0 + r, red_sum(r * MMAX + m));
   }
 }
 
@@ -156,15 +189,15 @@ void moe_gate_up() {
     red_put(RN + r, ua[r]);
   }
   barrier();
-  if (l < nr) {
-    float gs = red_sum(l), us = red_sum(RN + l);
+  for (uint r = l; r < nr; r += uint(WG)) {
+    float gs = red_sum(r), us = red_sum(RN + r);
     if (limit > 0.0) {
       gs = gs < limit ? gs : limit;
       us = us < -limit ? -limit : (us > limit ? limit : us);
     }
     float h = gs / (1.0 + exp(-gs)) * us;
     if ((SC0 & 4u) != 0u) h *= ldf2(p);
-    scratch.f[h_off + p * F + f0 + l] = h;
+    scratch.f[h_off + p * F + f0 + r] = h;
   }
 }
 
@@ -185,8 +218,7 @@ void moe_down() {
   }
   for (uint r = 0u; r < RN; ++r) red_put(r, acc[r]);
   barrier();
-  uint l = gl_LocalInvocationID.x;
-  if (l < nr) stf5(t * C + c0 + l, red_sum(l));
+  for (uint r = gl_LocalInvocationID.x; r < nr; r += uint(WG)) stf5(t * C + c0 + r, red_sum(r));
 }
 
 void main() {
