@@ -15,7 +15,8 @@ static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert
 enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
-  VkPipeline pipeline;
+  VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
+  uint64_t copy_bytes; /* a copy's length, from slot 0's view to slot 5's */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
@@ -68,6 +69,7 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 const vnrt_backend_host *vk_builder_host(vk_builder *b) { return b->dev->host; }
 vnrt_backend_device *vk_builder_device(vk_builder *b) { return b->dev; }
+const vnrt_backend_graph *vk_builder_graph(vk_builder *b) { return b->graph; }
 
 void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   memset(d, 0, sizeof *d);
@@ -137,6 +139,26 @@ void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
   }
 }
 
+/* Appends a dispatch slot to the exec (grown as needed), zeroed. */
+static vnrt_status next_dispatch(vk_builder *b, vk_dispatch **out) {
+  const vnrt_backend_host *host = b->dev->host;
+  vnrt_backend_exec *e = b->exec;
+  if (e->n_disp == e->cap_disp) {
+    int32_t cap = e->cap_disp ? 2 * e->cap_disp : 64;
+    vk_dispatch *d = host->alloc(host->core, sizeof *d * (size_t)cap);
+    if (!d) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+    if (e->disp) {
+      memcpy(d, e->disp, sizeof *d * (size_t)e->n_disp);
+      host->free(host->core, e->disp);
+    }
+    e->disp = d;
+    e->cap_disp = cap;
+  }
+  *out = &e->disp[e->n_disp];
+  memset(*out, 0, sizeof **out);
+  return VNRT_OK;
+}
+
 vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   const vnrt_backend_host *host = b->dev->host;
   if (desc->groups[0] == 0 || desc->groups[1] == 0 || desc->groups[2] == 0) return VNRT_OK;
@@ -152,24 +174,24 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
     }
   }
   vnrt_backend_exec *e = b->exec;
-  if (e->n_disp == e->cap_disp) {
-    int32_t cap = e->cap_disp ? 2 * e->cap_disp : 64;
-    vk_dispatch *d = host->alloc(host->core, sizeof *d * (size_t)cap);
-    if (!d) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
-    if (e->disp) {
-      memcpy(d, e->disp, sizeof *d * (size_t)e->n_disp);
-      host->free(host->core, e->disp);
-    }
-    e->disp = d;
-    e->cap_disp = cap;
-  }
-  vk_dispatch *d = &e->disp[e->n_disp];
-  memset(d, 0, sizeof *d);
+  vk_dispatch *d = NULL;
+  VK_TRY(next_dispatch(b, &d));
   VK_TRY(vk_pipeline_get(b->dev, desc->shader, desc->spec, &d->pipeline));
   memcpy(d->push, desc->push, sizeof d->push);
   memcpy(d->groups, desc->groups, sizeof d->groups);
   memcpy(d->slots, desc->slots, sizeof d->slots);
   e->n_disp++;
+  return VNRT_OK;
+}
+
+vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes) {
+  if (bytes == 0) return VNRT_OK;
+  vk_dispatch *d = NULL;
+  VK_TRY(next_dispatch(b, &d));
+  d->copy_bytes = bytes;
+  d->slots[0] = vk_tensor_view(b, src);
+  d->slots[VK_SLOT_OUT0] = vk_tensor_view(b, dst);
+  b->exec->n_disp++;
   return VNRT_OK;
 }
 
@@ -328,6 +350,7 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   for (int32_t n = 0; n < e->n_nodes; ++n) {
     for (int32_t i = e->node_first[n]; i < e->node_first[n + 1]; ++i) {
       vk_dispatch *d = &e->disp[i];
+      if (!d->pipeline) continue; /* a buffer copy: no descriptors */
       VkDescriptorSetAllocateInfo ai = {
           .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
           .descriptorPool = e->pool,
@@ -448,16 +471,18 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
   }
   /* Inputs written by the host or copied in before this submit, and results of earlier runs,
    * are visible to the first dispatch. */
+  const VkAccessFlags rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                           VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  const VkPipelineStageFlags work =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   VkMemoryBarrier start = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
       .srcAccessMask =
           VK_ACCESS_HOST_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-      .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+      .dstAccessMask = rw,
   };
-  vkCmdPipelineBarrier(cmd,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
-                           VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &start, 0, NULL, 0, NULL);
+  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_HOST_BIT | work, work, 0, 1, &start, 0, NULL, 0,
+                       NULL);
   if (timed) vkCmdResetQueryPool(cmd, e->timer, 2 * (uint32_t)first, 2 * (uint32_t)count);
   /* Accesses since the last barrier: a dispatch that reads or writes what one of them wrote,
    * or writes what one of them read, waits for them. */
@@ -481,13 +506,13 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
         }
       }
       if (hazard) {
+        /* Dispatches and buffer copies (vk_emit_copy) alike. */
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
-            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+            .srcAccessMask = rw,
+            .dstAccessMask = rw,
         };
-        vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                             VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+        vkCmdPipelineBarrier(cmd, work, work, 0, 1, &mb, 0, NULL, 0, NULL);
         n_pending = 0;
       }
       if (n_pending + na > cap_pending) {
@@ -507,6 +532,14 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
       }
       memcpy(pending + n_pending, acc, sizeof *acc * (size_t)na);
       n_pending += na;
+      if (!d->pipeline) {
+        VkDescriptorBufferInfo from = resolve(e, &d->slots[0], 0, n);
+        VkDescriptorBufferInfo to = resolve(e, &d->slots[VK_SLOT_OUT0], VK_SLOT_OUT0, n);
+        VkBufferCopy region = {.srcOffset = from.offset, .dstOffset = to.offset,
+                               .size = d->copy_bytes};
+        vkCmdCopyBuffer(cmd, from.buffer, to.buffer, 1, &region);
+        continue;
+      }
       if (d->pipeline != bound) {
         vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline);
         bound = d->pipeline;
@@ -525,13 +558,12 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
   /* Results (and error records) are visible to the host and to copies after the submit. */
   VkMemoryBarrier end = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
       .dstAccessMask =
           VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
   };
-  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &end, 0,
-                       NULL, 0, NULL);
+  vkCmdPipelineBarrier(cmd, work, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                       1, &end, 0, NULL, 0, NULL);
   r = vkEndCommandBuffer(cmd);
   if (s == VNRT_OK && r != VK_SUCCESS)
     s = VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEndCommandBuffer");

@@ -221,6 +221,7 @@ typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a
 /* For op code: the device, the graph, and helpers to describe dispatches. */
 const vnrt_backend_host *vk_builder_host(vk_builder *b);
 vnrt_backend_device *vk_builder_device(vk_builder *b);
+const vnrt_backend_graph *vk_builder_graph(vk_builder *b);
 /* Whether to record the kernels written for CPU devices (lavapipe: invocations are SIMD lanes
  * of a host thread, every buffer load a per-lane loop, a barrier a coroutine switch) rather
  * than those written for GPUs: by device type; VNRT_VK_CPU_KERNELS=0 forces the GPU kernels,
@@ -236,6 +237,9 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
 void vk_bind(vk_builder *b, vk_dispatch_desc *d, int slot, int32_t t);
 /* Appends a dispatch to the current node; groups of zero add nothing. */
 vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
+/* Appends a copy of `bytes` from tensor src to tensor dst (vkCmdCopyBuffer: on lavapipe a
+ * memcpy on the queue's thread, where a dispatch wakes the driver's thread pool). */
+vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes);
 /* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
 
