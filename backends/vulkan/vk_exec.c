@@ -17,6 +17,8 @@ enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 typedef struct vk_dispatch {
   VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
   uint64_t copy_bytes; /* a copy's length, from slot 0's view to slot 5's */
+  bool texel3;         /* slot 3 also at VK_TEXEL_BINDING */
+  VkBufferView view;   /* that texel view, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
@@ -126,6 +128,16 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
   return VNRT_OK;
 }
 
+bool vk_texel_ok(vk_builder *b, int32_t t) {
+  const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
+  vk_view v = vk_tensor_view(b, t);
+  uint64_t align = lim->minTexelBufferOffsetAlignment > VK_TEXEL_BYTES
+                       ? lim->minTexelBufferOffsetAlignment
+                       : VK_TEXEL_BYTES;
+  return v.kind == VK_VIEW_BUFFER && v.offset % align == 0 && v.range >= VK_TEXEL_BYTES &&
+         v.range / VK_TEXEL_BYTES <= lim->maxTexelBufferElements;
+}
+
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
   const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
   uint64_t max_x = lim->maxComputeWorkGroupCount[0];
@@ -180,6 +192,7 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   memcpy(d->push, desc->push, sizeof d->push);
   memcpy(d->groups, desc->groups, sizeof d->groups);
   memcpy(d->slots, desc->slots, sizeof d->slots);
+  d->texel3 = desc->texel3;
   e->n_disp++;
   return VNRT_OK;
 }
@@ -245,6 +258,9 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   if (e->scratch) vk_buffer_free(dev, e->scratch);
   if (e->aux) vk_buffer_free(dev, e->aux);
   if (e->cmds) host->free(host->core, e->cmds);
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    if (e->disp[i].view) vkDestroyBufferView(dev->device, e->disp[i].view, NULL);
+  }
   if (e->disp) host->free(host->core, e->disp);
   if (e->node_first) host->free(host->core, e->node_first);
   host->free(host->core, e);
@@ -335,15 +351,16 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   vk_buffer_flush(dev, e->aux, 0, e->consts_offset + b->consts_bytes);
   if (e->n_disp == 0) return VNRT_OK;
 
-  VkDescriptorPoolSize ps = {
-      .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-      .descriptorCount = (uint32_t)e->n_disp * VK_NUM_SLOTS,
+  VkDescriptorPoolSize ps[2] = {
+      {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+       .descriptorCount = (uint32_t)e->n_disp * VK_NUM_SLOTS},
+      {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = (uint32_t)e->n_disp},
   };
   VkDescriptorPoolCreateInfo dpi = {
       .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
       .maxSets = (uint32_t)e->n_disp,
-      .poolSizeCount = 1,
-      .pPoolSizes = &ps,
+      .poolSizeCount = 2,
+      .pPoolSizes = ps,
   };
   VkResult r = vkCreateDescriptorPool(dev->device, &dpi, NULL, &e->pool);
   if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateDescriptorPool");
@@ -360,7 +377,7 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
       r = vkAllocateDescriptorSets(dev->device, &ai, &d->set);
       if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkAllocateDescriptorSets");
       VkDescriptorBufferInfo infos[VK_NUM_SLOTS];
-      VkWriteDescriptorSet writes[VK_NUM_SLOTS];
+      VkWriteDescriptorSet writes[VK_NUM_SLOTS + 1];
       for (int s = 0; s < VK_NUM_SLOTS; ++s) {
         infos[s] = resolve(e, &d->slots[s], s, n);
         writes[s] = (VkWriteDescriptorSet){
@@ -372,7 +389,31 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
             .pBufferInfo = &infos[s],
         };
       }
-      vkUpdateDescriptorSets(dev->device, VK_NUM_SLOTS, writes, 0, NULL);
+      uint32_t n_writes = VK_NUM_SLOTS;
+      if (d->texel3) {
+        /* The texels of slot 3's range (vk_texel_ok checked its offset and size). */
+        VkBufferViewCreateInfo vi = {
+            .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+            .buffer = infos[3].buffer,
+            .format = VK_FORMAT_R32G32B32A32_UINT,
+            .offset = infos[3].offset,
+            .range = infos[3].range / VK_TEXEL_BYTES * VK_TEXEL_BYTES,
+        };
+        r = vkCreateBufferView(dev->device, &vi, NULL, &d->view);
+        if (r != VK_SUCCESS) {
+          d->view = VK_NULL_HANDLE;
+          return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateBufferView");
+        }
+        writes[n_writes++] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = d->set,
+            .dstBinding = VK_TEXEL_BINDING,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+            .pTexelBufferView = &d->view,
+        };
+      }
+      vkUpdateDescriptorSets(dev->device, n_writes, writes, 0, NULL);
     }
   }
   return VNRT_OK;

@@ -24,6 +24,12 @@ enum {
   VK_SLOT_CONST = 10,  /* host-prepared constants */
   VK_NUM_SLOTS = 11,
 };
+/* Binding VK_TEXEL_BINDING, after the storage buffers: a uniform texel buffer (uvec4 texels,
+ * R32G32B32A32_UINT) over slot 3's range, for the dispatches that ask for it (texel3). On
+ * llvmpipe a texel fetch is a branch-free gather of 16 bytes a lane, where a storage-buffer
+ * load is a loop over the lanes with a bounds-check branch each (gemv.comp). */
+#define VK_TEXEL_BINDING VK_NUM_SLOTS
+#define VK_TEXEL_BYTES 16
 #define VK_NUM_SPEC 12    /* specialization constants 0..11 (common.glsl) */
 #define VK_PUSH_BYTES 128 /* the push constant range every pipeline declares */
 #define VK_ERR_RECORD_WORDS 8
@@ -214,6 +220,7 @@ typedef struct vk_dispatch_desc {
   vk_view slots[VK_NUM_SLOTS];
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
+  bool texel3; /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
 } vk_dispatch_desc;
 
 typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */
@@ -240,6 +247,9 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
 /* Appends a copy of `bytes` from tensor src to tensor dst (vkCmdCopyBuffer: on lavapipe a
  * memcpy on the queue's thread, where a dispatch wakes the driver's thread pool). */
 vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes);
+/* Whether tensor t can be read as texels (VK_TEXEL_BINDING): its offset a multiple of the
+ * device's texel buffer alignment and 16 bytes, and few enough texels. */
+bool vk_texel_ok(vk_builder *b, int32_t t);
 /* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
 
@@ -377,12 +387,12 @@ VK_RECORD_FN(vk_rec_qembedding);
 VK_RECORD_FN(vk_rec_qmoe_ffn);
 
 /* gemv.comp (vk_ops_quant.c), decode-sized products on CPU devices: whether it runs rows of L
- * values of a weight of dtype w (q: its quantization, NULL or plain for a float weight) against
- * x of dtype x; and linear's dispatch: y[M, N] (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32,
+ * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
+ * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N] (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32,
  * when not NULL), W input 1 [N, K]; grouped_linear: row n reads x at (n / gn) K, rows of x xs
  * apart (gn = 0: no groups, xs = K; gn a multiple of 8). */
 #define VK_GEMV_MMAX 4u
-bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, vnrt_dtype w, const vnrt_quant_weight *q,
+bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L);
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
                                 const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,

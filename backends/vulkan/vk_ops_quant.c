@@ -164,9 +164,10 @@ VK_RECORD_FN(vk_rec_fake_quant) {
 /* Values per chunk of gemv.comp for weight dtype w (CV there). */
 static uint64_t gemv_cv(vnrt_dtype w) { return w == VNRT_E2M1 ? 32 : 16; }
 
-bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, vnrt_dtype w, const vnrt_quant_weight *q,
+bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L) {
-  if (!vk_builder_cpu_kernels(b) || !is_float(x)) return false;
+  vnrt_dtype w = vk_builder_graph(b)->tensors[w_tensor].type.dtype;
+  if (!vk_builder_cpu_kernels(b) || !is_float(x) || !vk_texel_ok(b, w_tensor)) return false;
   if (!(q && is_codes(q->codes)) && !is_float(w)) return false;
   uint64_t cv = gemv_cv(w);
   if (L == 0 || L % cv != 0) return false;
@@ -179,6 +180,7 @@ bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, vnrt_dtype w, const vnrt_quant_weig
 static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
                         const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
   vk_bind(b, d, 3, node->inputs[w]);
+  d->texel3 = true;
   if (!(q && is_codes(q->codes))) {
     vk_push_u(d, i, 1), vk_push_u(d, i + 1, L), vk_push_u(d, sc_at, 0);
     return;
@@ -256,7 +258,7 @@ static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_graph *g,
   }
   /* A decode-sized linear on a CPU device: gemv.comp. */
   if (transposed && M <= VK_GEMV_MMAX &&
-      vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, vk_in_type(g, node, 1)->dtype, q, K)) {
+      vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K)) {
     return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, M, N, K, 0, K);
   }
   vk_dispatch_desc d;
@@ -398,8 +400,8 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
     VK_TRY(emit_fake_quant(b, node->inputs[0], -1, s, 0, x_off, VNRT_E4M3, T, C, 0, C / ACT_BLOCK,
                            ACT_BLOCK));
   }
-  if (vk_gemv_ok(b, tx->dtype, tg->dtype, &p->w_gate_up, C) &&
-      vk_gemv_ok(b, VNRT_F32, vk_in_type(g, node, 4)->dtype, &p->w_down, F)) {
+  if (vk_gemv_ok(b, tx->dtype, node->inputs[3], &p->w_gate_up, C) &&
+      vk_gemv_ok(b, VNRT_F32, node->inputs[4], &p->w_down, F)) {
     return gemv_moe(b, node, s, T, C, F, k, E, x_off, h_off);
   }
   /* gate/up: h (times the routing weight when act_quant) into the scratch. */

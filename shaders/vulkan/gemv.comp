@@ -1,7 +1,7 @@
 // Decode-sized products on CPU devices (lavapipe; docs/vulkan.md, "Kernels for CPU devices"):
 // linear and grouped_linear with M <= 4 rows of x, and moe_ffn's two passes, for weights of
-// e4m3/e2m1 codes with e8m0 block scales (codes.glsl) or plain f32/f16/bf16 (slot 3, DT3;
-// scales in slot 4 when SC2 = 1). On llvmpipe an invocation is a SIMD lane and every
+// e4m3/e2m1 codes with e8m0 block scales (codes.glsl) or plain f32/f16/bf16 (slot 3, DT3, read
+// through its texel view at binding 11; scales in slot 4 when SC2 = 1). On llvmpipe an invocation is a SIMD lane and every
 // storage-buffer load a loop over the lanes, so what costs is loads, not arithmetic: a
 // workgroup is one 8-lane vector owning RN weight rows, its lanes split each row along k in
 // chunks of CV values (CV = 32 for e2m1, else 16), a chunk of x is loaded once and serves the
@@ -48,13 +48,17 @@ float scale_at(uint s_base, uint r, uint c, uint b0, uint b1, uint sc) {
   return vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
 }
 
-// Weight words i and i + 1 (i even): VN_I64 reads them as one 64-bit load (half the per-lane
-// loads of llvmpipe), and x likewise.
+// The weight's texels (binding 11, 16 bytes each: a uniform texel buffer over slot 3's
+// range): on llvmpipe a texel fetch is a branch-free gather, where a storage-buffer load is a
+// loop over the lanes with a bounds check each.
+layout(set = 0, binding = 11) uniform usamplerBuffer wtex;
+uvec4 wtx(uint t) { return texelFetch(wtex, int(t)); }
+
+// x values i .. i+3 (i a multiple of 4): VN_I64 reads them as 64-bit words (half the per-lane
+// loads of vn_x4).
 #if VN_I64
-layout(set = 0, binding = 3, std430) readonly buffer VnW64 { uint64_t v[]; } w64;
 layout(set = 0, binding = 0, std430) readonly buffer VnX64 { uint64_t v[]; } x64;
 layout(set = 0, binding = 8, std430) readonly buffer VnS64 { uint64_t v[]; } s64;
-uvec2 wpair(uint i) { return unpackUint2x32(w64.v[i >> 1]); }
 vec4 ldx4(uint i) {
   if ((SC0 & 1u) != 0u) {
     uint j = i >> 1;
@@ -71,43 +75,41 @@ vec4 ldx4(uint i) {
   return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
 }
 #else
-uvec2 wpair(uint i) { return uvec2(b3.w[i], b3.w[i + 1u]); }
 vec4 ldx4(uint i) { return vn_x4(i); }
 #endif
 
-// sum_j W[wi + j] xv[j] over one chunk, wi (an element index) a multiple of CV.
+vec4 bf16x4(uvec2 ab) {
+  return uintBitsToFloat(uvec4(ab.x << 16, ab.x & 0xffff0000u, ab.y << 16, ab.y & 0xffff0000u));
+}
+vec4 f16x4(uvec2 ab) { return vec4(unpackHalf2x16(ab.x), unpackHalf2x16(ab.y)); }
+
+// sum_j W[wi + j] xv[j] over one chunk, wi (an element index) a multiple of CV: one texel of
+// e4m3 or e2m1 codes, two of f16/bf16, four of f32.
 float chunk_dot(uint wi, vec4 xv[8]) {
-  float s = 0.0;
   if (DT3 == DT_E4M3) {
-    uint w0 = wi >> 2;
-    for (uint j = 0u; j < 2u; ++j) {
-      uvec2 wd = wpair(w0 + 2u * j);
-      s += dot(vn_e4m3x4(wd.x), xv[2u * j]) + dot(vn_e4m3x4(wd.y), xv[2u * j + 1u]);
-    }
-  } else if (DT3 == DT_E2M1) {
-    uint w0 = wi >> 3;
-    for (uint j = 0u; j < 2u; ++j) {
-      uvec2 wd = wpair(w0 + 2u * j);
-      s += dot(vn_e2m1x4(wd.x), xv[4u * j]) + dot(vn_e2m1x4(wd.x >> 16), xv[4u * j + 1u]) +
-           dot(vn_e2m1x4(wd.y), xv[4u * j + 2u]) + dot(vn_e2m1x4(wd.y >> 16), xv[4u * j + 3u]);
-    }
-  } else if (DT3 == DT_F32) {
-    for (uint j = 0u; j < 4u; ++j) {
-      vec4 w = uintBitsToFloat(uvec4(wpair(wi + 4u * j), wpair(wi + 4u * j + 2u)));
-      s += dot(w, xv[j]);
-    }
-  } else {
-    uint w0 = wi >> 1;
-    for (uint j = 0u; j < 4u; ++j) {
-      uvec2 ab = wpair(w0 + 2u * j);
-      uint a = ab.x, b = ab.y;
-      vec4 w = DT3 == DT_BF16 ? uintBitsToFloat(uvec4(a << 16, a & 0xffff0000u, b << 16,
-                                                      b & 0xffff0000u))
-                              : vec4(unpackHalf2x16(a), unpackHalf2x16(b));
-      s += dot(w, xv[j]);
-    }
+    uvec4 q = wtx(wi >> 4);
+    return (dot(vn_e4m3x4(q.x), xv[0]) + dot(vn_e4m3x4(q.y), xv[1])) +
+           (dot(vn_e4m3x4(q.z), xv[2]) + dot(vn_e4m3x4(q.w), xv[3]));
   }
-  return s;
+  if (DT3 == DT_E2M1) {
+    uvec4 q = wtx(wi >> 5);
+    return ((dot(vn_e2m1x4(q.x), xv[0]) + dot(vn_e2m1x4(q.x >> 16), xv[1])) +
+            (dot(vn_e2m1x4(q.y), xv[2]) + dot(vn_e2m1x4(q.y >> 16), xv[3]))) +
+           ((dot(vn_e2m1x4(q.z), xv[4]) + dot(vn_e2m1x4(q.z >> 16), xv[5])) +
+            (dot(vn_e2m1x4(q.w), xv[6]) + dot(vn_e2m1x4(q.w >> 16), xv[7])));
+  }
+  if (DT3 == DT_F32) {
+    uint t = wi >> 2;
+    return (dot(uintBitsToFloat(wtx(t)), xv[0]) + dot(uintBitsToFloat(wtx(t + 1u)), xv[1])) +
+           (dot(uintBitsToFloat(wtx(t + 2u)), xv[2]) + dot(uintBitsToFloat(wtx(t + 3u)), xv[3]));
+  }
+  uvec4 q0 = wtx(wi >> 3), q1 = wtx((wi >> 3) + 1u);
+  if (DT3 == DT_BF16) {
+    return (dot(bf16x4(q0.xy), xv[0]) + dot(bf16x4(q0.zw), xv[1])) +
+           (dot(bf16x4(q1.xy), xv[2]) + dot(bf16x4(q1.zw), xv[3]));
+  }
+  return (dot(f16x4(q0.xy), xv[0]) + dot(f16x4(q0.zw), xv[1])) +
+         (dot(f16x4(q1.xy), xv[2]) + dot(f16x4(q1.zw), xv[3]));
 }
 
 void load_x(uint i, out vec4 xv[8]) {
