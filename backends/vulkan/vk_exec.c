@@ -17,8 +17,8 @@ enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 typedef struct vk_dispatch {
   VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
   uint64_t copy_bytes; /* a copy's length, from slot 0's view to slot 5's */
-  bool texel3;         /* slot 3 also at VK_TEXEL_BINDING */
-  VkBufferView view;   /* that texel view, made by finish() */
+  bool texel[VK_NUM_TEXEL];         /* slots 3 and 4 also at VK_TEXEL_BINDING + 0, 1 */
+  VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
@@ -128,14 +128,12 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
   return VNRT_OK;
 }
 
-bool vk_texel_ok(vk_builder *b, int32_t t) {
+bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes) {
   const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
   vk_view v = vk_tensor_view(b, t);
-  uint64_t align = lim->minTexelBufferOffsetAlignment > VK_TEXEL_BYTES
-                       ? lim->minTexelBufferOffsetAlignment
-                       : VK_TEXEL_BYTES;
-  return v.kind == VK_VIEW_BUFFER && v.offset % align == 0 && v.range >= VK_TEXEL_BYTES &&
-         v.range / VK_TEXEL_BYTES <= lim->maxTexelBufferElements;
+  uint64_t align = lim->minTexelBufferOffsetAlignment;
+  return v.kind == VK_VIEW_BUFFER && align > 0 && v.offset % align == 0 && v.offset % bytes == 0 &&
+         v.range >= bytes && v.range / bytes <= lim->maxTexelBufferElements;
 }
 
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
@@ -192,7 +190,8 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   memcpy(d->push, desc->push, sizeof d->push);
   memcpy(d->groups, desc->groups, sizeof d->groups);
   memcpy(d->slots, desc->slots, sizeof d->slots);
-  d->texel3 = desc->texel3;
+  d->texel[0] = desc->texel3;
+  d->texel[1] = desc->texel4;
   e->n_disp++;
   return VNRT_OK;
 }
@@ -259,7 +258,9 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   if (e->aux) vk_buffer_free(dev, e->aux);
   if (e->cmds) host->free(host->core, e->cmds);
   for (int32_t i = 0; i < e->n_disp; ++i) {
-    if (e->disp[i].view) vkDestroyBufferView(dev->device, e->disp[i].view, NULL);
+    for (int v = 0; v < VK_NUM_TEXEL; ++v) {
+      if (e->disp[i].views[v]) vkDestroyBufferView(dev->device, e->disp[i].views[v], NULL);
+    }
   }
   if (e->disp) host->free(host->core, e->disp);
   if (e->node_first) host->free(host->core, e->node_first);
@@ -354,7 +355,8 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   VkDescriptorPoolSize ps[2] = {
       {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
        .descriptorCount = (uint32_t)e->n_disp * VK_NUM_SLOTS},
-      {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = (uint32_t)e->n_disp},
+      {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+       .descriptorCount = (uint32_t)e->n_disp * VK_NUM_TEXEL},
   };
   VkDescriptorPoolCreateInfo dpi = {
       .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
@@ -377,7 +379,7 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
       r = vkAllocateDescriptorSets(dev->device, &ai, &d->set);
       if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkAllocateDescriptorSets");
       VkDescriptorBufferInfo infos[VK_NUM_SLOTS];
-      VkWriteDescriptorSet writes[VK_NUM_SLOTS + 1];
+      VkWriteDescriptorSet writes[VK_NUM_SLOTS + VK_NUM_TEXEL];
       for (int s = 0; s < VK_NUM_SLOTS; ++s) {
         infos[s] = resolve(e, &d->slots[s], s, n);
         writes[s] = (VkWriteDescriptorSet){
@@ -390,27 +392,42 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
         };
       }
       uint32_t n_writes = VK_NUM_SLOTS;
-      if (d->texel3) {
-        /* The texels of slot 3's range (vk_texel_ok checked its offset and size). */
+      for (int v = 0; v < VK_NUM_TEXEL; ++v) {
+        if (!d->texel[v]) {
+          /* A shader that reads texels at one binding declares both: the other gets the
+           * dummy's view. */
+          if (!d->texel[0] && !d->texel[1]) continue;
+          writes[n_writes++] = (VkWriteDescriptorSet){
+              .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+              .dstSet = d->set,
+              .dstBinding = VK_TEXEL_BINDING + (uint32_t)v,
+              .descriptorCount = 1,
+              .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+              .pTexelBufferView = &dev->dummy_views[v],
+          };
+          continue;
+        }
+        /* The texels of slot 3's or 4's range (vk_texel_ok checked its offset and size). */
+        uint64_t tb = v == 0 ? VK_TEXEL_BYTES : 1;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
-            .buffer = infos[3].buffer,
-            .format = VK_FORMAT_R32G32B32A32_UINT,
-            .offset = infos[3].offset,
-            .range = infos[3].range / VK_TEXEL_BYTES * VK_TEXEL_BYTES,
+            .buffer = infos[3 + v].buffer,
+            .format = v == 0 ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R8_UINT,
+            .offset = infos[3 + v].offset,
+            .range = infos[3 + v].range / tb * tb,
         };
-        r = vkCreateBufferView(dev->device, &vi, NULL, &d->view);
+        r = vkCreateBufferView(dev->device, &vi, NULL, &d->views[v]);
         if (r != VK_SUCCESS) {
-          d->view = VK_NULL_HANDLE;
+          d->views[v] = VK_NULL_HANDLE;
           return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateBufferView");
         }
         writes[n_writes++] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = d->set,
-            .dstBinding = VK_TEXEL_BINDING,
+            .dstBinding = VK_TEXEL_BINDING + (uint32_t)v,
             .descriptorCount = 1,
             .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
-            .pTexelBufferView = &d->view,
+            .pTexelBufferView = &d->views[v],
         };
       }
       vkUpdateDescriptorSets(dev->device, n_writes, writes, 0, NULL);

@@ -24,11 +24,13 @@ enum {
   VK_SLOT_CONST = 10,  /* host-prepared constants */
   VK_NUM_SLOTS = 11,
 };
-/* Binding VK_TEXEL_BINDING, after the storage buffers: a uniform texel buffer (uvec4 texels,
- * R32G32B32A32_UINT) over slot 3's range, for the dispatches that ask for it (texel3). On
- * llvmpipe a texel fetch is a branch-free gather of 16 bytes a lane, where a storage-buffer
- * load is a loop over the lanes with a bounds-check branch each (gemv.comp). */
+/* Bindings VK_TEXEL_BINDING and VK_TEXEL_BINDING + 1, after the storage buffers: uniform texel
+ * buffers over slot 3's range (uvec4 texels, R32G32B32A32_UINT) and slot 4's (bytes, R8_UINT),
+ * for the dispatches that ask for them (texel3, texel4). On llvmpipe a texel fetch is a
+ * branch-free gather, where a storage-buffer load is a loop over the lanes with a bounds-check
+ * branch each (gemv.comp). */
 #define VK_TEXEL_BINDING VK_NUM_SLOTS
+#define VK_NUM_TEXEL 2
 #define VK_TEXEL_BYTES 16
 #define VK_NUM_SPEC 12    /* specialization constants 0..11 (common.glsl) */
 #define VK_PUSH_BYTES 128 /* the push constant range every pipeline declares */
@@ -188,6 +190,7 @@ struct vnrt_backend_device {
   uint32_t variant; /* VK_VARIANT_* bits this device runs */
   vk_allocator mem;
   vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
+  VkBufferView dummy_views[VK_NUM_TEXEL]; /* texel views of it, for the texel bindings */
   VkDescriptorSetLayout set_layout;
   VkPipelineLayout pipeline_layout;
   VkPipelineCache pipeline_cache;
@@ -221,6 +224,7 @@ typedef struct vk_dispatch_desc {
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
   bool texel3; /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
+  bool texel4; /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
 } vk_dispatch_desc;
 
 typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */
@@ -247,9 +251,10 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
 /* Appends a copy of `bytes` from tensor src to tensor dst (vkCmdCopyBuffer: on lavapipe a
  * memcpy on the queue's thread, where a dispatch wakes the driver's thread pool). */
 vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes);
-/* Whether tensor t can be read as texels (VK_TEXEL_BINDING): its offset a multiple of the
- * device's texel buffer alignment and 16 bytes, and few enough texels. */
-bool vk_texel_ok(vk_builder *b, int32_t t);
+/* Whether tensor t can be read as texels of `bytes` (16 at VK_TEXEL_BINDING, 1 at the next):
+ * its offset a multiple of the device's texel buffer alignment and of `bytes`, and few enough
+ * texels. */
+bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes);
 /* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
 

@@ -167,7 +167,9 @@ static uint64_t gemv_cv(vnrt_dtype w) { return w == VNRT_E2M1 ? 32 : 16; }
 bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L) {
   vnrt_dtype w = vk_builder_graph(b)->tensors[w_tensor].type.dtype;
-  if (!vk_builder_cpu_kernels(b) || !is_float(x) || !vk_texel_ok(b, w_tensor)) return false;
+  if (!vk_builder_cpu_kernels(b) || !is_float(x) || !vk_texel_ok(b, w_tensor, VK_TEXEL_BYTES)) {
+    return false;
+  }
   if (!(q && is_codes(q->codes)) && !is_float(w)) return false;
   uint64_t cv = gemv_cv(w);
   if (L == 0 || L % cv != 0) return false;
@@ -187,6 +189,10 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   }
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
   d->spec[11] = 1;
+  if (vk_texel_ok(b, node->inputs[q->scale_input], 1)) {
+    d->texel4 = true; /* scales through texels (binding 12) too */
+    d->spec[9] |= 8;
+  }
   uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
   if (b0 % GV_RN == 0) d->spec[9] |= 2;
   vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, vk_div_up(L, b1));

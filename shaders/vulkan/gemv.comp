@@ -22,7 +22,8 @@
 //   OP 2 moe_ffn down: y[t][c] = sum_i a_i <w_down[e][c][:], h[p][:]>, a_i = weights[p] (1
 //        when SC0 bit 2: the weight is already in h); h from the scratch (SC0 bit 0 set).
 //        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
-// SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN).
+// SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
+// scales are read through their byte texel view (binding 12).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -42,9 +43,11 @@ layout(push_constant) uniform PC { uint u[24]; } pc;
 shared float red[RN * MMAX * uint(WG)];
 
 // The scale of weight row r at column c (scales from s_base on, sc per scale row).
+layout(set = 0, binding = 12) uniform usamplerBuffer stex; // SC0 bit 3: slot 4 as bytes
 float scale_at(uint s_base, uint r, uint c, uint b0, uint b1, uint sc) {
   if (SC2 == 0u) return 1.0;
   uint i = s_base + (r / b0) * sc + c / b1;
+  if ((SC0 & 8u) != 0u) return vn_e8m0(texelFetch(stex, int(i)).x);
   return vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
 }
 
