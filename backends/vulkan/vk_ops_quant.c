@@ -160,6 +160,7 @@ VK_RECORD_FN(vk_rec_fake_quant) {
 /* ---- gemv.comp: decode-sized products on CPU devices -------------------------------------- */
 
 #define GV_RN 16u  /* weight rows per workgroup (RN in gemv.comp) */
+#define GV_WG 8u   /* invocations per workgroup (WG in gemv.comp) */
 
 /* Values per chunk of gemv.comp for weight dtype w (CV there). */
 static uint64_t gemv_cv(vnrt_dtype w) { return w == VNRT_E2M1 ? 32 : 16; }
@@ -168,6 +169,12 @@ bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_
                 uint64_t L) {
   vnrt_dtype w = vk_builder_graph(b)->tensors[w_tensor].type.dtype;
   if (!vk_builder_cpu_kernels(b) || !is_float(x) || !vk_texel_ok(b, w_tensor, VK_TEXEL_BYTES)) {
+    return false;
+  }
+  /* Its subgroup variant adds up a workgroup's lanes as one subgroup. */
+  const vnrt_backend_device *dev = vk_builder_device(b);
+  if ((dev->variant & vk_shader_variants(VK_SHADER_GEMV) & VK_VARIANT_SG) &&
+      dev->phys->subgroup_size < GV_WG) {
     return false;
   }
   if (!(q && is_codes(q->codes)) && !is_float(w)) return false;

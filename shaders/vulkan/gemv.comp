@@ -30,6 +30,10 @@
 #if VN_I64
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #endif
+#if VN_SG
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 #define WG 8
 #include "common.glsl"
 #include "codes.glsl"
@@ -40,7 +44,9 @@
 
 layout(push_constant) uniform PC { uint u[24]; } pc;
 
+#if !VN_SG
 shared float red[RN * MMAX * uint(WG)];
+#endif
 
 // The scale of weight row r at column c (scales from s_base on, sc per scale row).
 layout(set = 0, binding = 12) uniform usamplerBuffer stex; // SC0 bit 3: slot 4 as bytes
@@ -136,13 +142,29 @@ void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uin
   }
 }
 
-// The lanes' partial sums: each lane puts its value i, and after a barrier red_sum(i) adds
-// up value i of every lane.
+// The lanes' partial sums are added up through shared memory: each lane puts its value i, and
+// after a barrier red_sum(i) adds up value i of every lane. VN_SG: by subgroupAdd instead (the
+// host runs this variant only where a subgroup holds the whole workgroup), with no barrier,
+// which spares llvmpipe its coroutine switch.
+#if !VN_SG
 void red_put(uint i, float v) { red[i * uint(WG) + gl_LocalInvocationID.x] = v; }
 float red_sum(uint i) {
   float s = 0.0;
   for (uint l = 0u; l < uint(WG); ++l) s += red[i * uint(WG) + l];
   return s;
+}
+#endif
+
+// h = swiglu(gs, us) (times the routing weight when SC0 bit 2) into the scratch.
+void store_h(uint i, uint p, float gs, float us) {
+  float limit = uintBitsToFloat(pc.u[5]);
+  if (limit > 0.0) {
+    gs = gs < limit ? gs : limit;
+    us = us < -limit ? -limit : (us > limit ? limit : us);
+  }
+  float h = gs / (1.0 + exp(-gs)) * us;
+  if ((SC0 & 4u) != 0u) h *= ldf2(p);
+  scratch.f[i] = h;
 }
 
 void linear() {
@@ -156,12 +178,21 @@ void linear() {
     float acc[RN];
     for (uint r = 0u; r < RN; ++r) acc[r] = 0.0;
     rows_dot(0u, 0u, n0, nr, K, x_off + m * xs + xg, b0, b1, sc, 1.0, acc);
+#if VN_SG
+    for (uint r = 0u; r < RN; ++r) {
+      float t = subgroupAdd(acc[r]);
+      if (r < nr && gl_SubgroupInvocationID == r % uint(WG)) stf5(m * N + n0 + r, t);
+    }
+#else
     for (uint r = 0u; r < RN; ++r) red_put(r * MMAX + m, acc[r]);
+#endif
   }
+#if !VN_SG
   barrier();
   for (uint r = gl_LocalInvocationID.x; r < nr; r += uint(WG)) {
     for (uint m = 0u; m < SC1; ++m) stf5(m * N + n0 + r, red_sum(r * MMAX + m));
   }
+#endif
 }
 
 uint expert_of(uint p, bool report) {
@@ -176,7 +207,6 @@ uint expert_of(uint p, bool report) {
 
 void moe_gate_up() {
   uint T = pc.u[0], C = pc.u[1], F = pc.u[2], k = pc.u[3];
-  float limit = uintBitsToFloat(pc.u[5]);
   uint x_off = pc.u[6], h_off = pc.u[7], b0 = pc.u[8], b1 = pc.u[9], sr = pc.u[10];
   uint sc = pc.u[11];
   uint fb = (F + RN - 1u) / RN, g = vn_group();
@@ -189,21 +219,19 @@ void moe_gate_up() {
   for (uint r = 0u; r < RN; ++r) ga[r] = ua[r] = 0.0;
   rows_dot(wb, sb, f0, nr, C, x_off + t * C, b0, b1, sc, 1.0, ga);
   rows_dot(wb, sb, F + f0, nr, C, x_off + t * C, b0, b1, sc, 1.0, ua);
+#if VN_SG
+  for (uint r = 0u; r < RN; ++r) {
+    float gs = subgroupAdd(ga[r]), us = subgroupAdd(ua[r]);
+    if (r < nr && gl_SubgroupInvocationID == r % uint(WG)) store_h(h_off + p * F + f0 + r, p, gs, us);
+  }
+#else
   for (uint r = 0u; r < RN; ++r) {
     red_put(r, ga[r]);
     red_put(RN + r, ua[r]);
   }
   barrier();
-  for (uint r = l; r < nr; r += uint(WG)) {
-    float gs = red_sum(r), us = red_sum(RN + r);
-    if (limit > 0.0) {
-      gs = gs < limit ? gs : limit;
-      us = us < -limit ? -limit : (us > limit ? limit : us);
-    }
-    float h = gs / (1.0 + exp(-gs)) * us;
-    if ((SC0 & 4u) != 0u) h *= ldf2(p);
-    scratch.f[h_off + p * F + f0 + r] = h;
-  }
+  for (uint r = l; r < nr; r += uint(WG)) store_h(h_off + p * F + f0 + r, p, red_sum(r), red_sum(RN + r));
+#endif
 }
 
 void moe_down() {
@@ -221,9 +249,16 @@ void moe_down() {
     float a = (SC0 & 4u) != 0u ? 1.0 : ldf2(p);
     rows_dot(e * C * F, e * sr * sc, c0, nr, F, h_off + p * F, b0, b1, sc, a, acc);
   }
+#if VN_SG
+  for (uint r = 0u; r < RN; ++r) {
+    float y = subgroupAdd(acc[r]);
+    if (r < nr && gl_SubgroupInvocationID == r % uint(WG)) stf5(t * C + c0 + r, y);
+  }
+#else
   for (uint r = 0u; r < RN; ++r) red_put(r, acc[r]);
   barrier();
   for (uint r = gl_LocalInvocationID.x; r < nr; r += uint(WG)) stf5(t * C + c0 + r, red_sum(r));
+#endif
 }
 
 void main() {
