@@ -134,10 +134,13 @@ void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uin
     vec4 xv[8];
     load_x(x0 + c, xv);
     float s0 = (SC0 & 2u) != 0u ? scale_at(s_base, row0, c, b0, b1, sc) : 1.0;
+    // A loop to a constant without a break, so that it unrolls and acc stays in registers (an
+    // array indexed by a variable is a per-lane memory access on llvmpipe): rows past the
+    // last are read again as the last, and never stored.
     for (uint r = 0u; r < RN; ++r) {
-      if (r >= nr) break;
-      float s = (SC0 & 2u) != 0u ? s0 : scale_at(s_base, row0 + r, c, b0, b1, sc);
-      acc[r] += a * s * chunk_dot(w_base + (row0 + r) * L + c, xv);
+      uint row = row0 + min(r, nr - 1u);
+      float s = (SC0 & 2u) != 0u ? s0 : scale_at(s_base, row, c, b0, b1, sc);
+      acc[r] += a * s * chunk_dot(w_base + row * L + c, xv);
     }
   }
 }
