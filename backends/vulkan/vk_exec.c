@@ -17,7 +17,8 @@ enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 typedef struct vk_dispatch {
   VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
   uint64_t copy_bytes; /* a copy's length, from slot 0's view to slot 5's */
-  bool texel[VK_NUM_TEXEL];         /* slots 3 and 4 also at VK_TEXEL_BINDING + 0, 1 */
+  bool texel[VK_NUM_TEXEL]; /* slots 3, 4 and texel_x_slot also at VK_TEXEL_BINDING + 0, 1, 2 */
+  int texel_x_slot;
   VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
@@ -76,6 +77,7 @@ const vnrt_backend_graph *vk_builder_graph(vk_builder *b) { return b->graph; }
 void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   memset(d, 0, sizeof *d);
   d->shader = shader;
+  d->texel_x = -1;
   for (int i = 0; i < 8; ++i) d->spec[i] = VNRT_F32;
 }
 
@@ -128,12 +130,17 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
   return VNRT_OK;
 }
 
-bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes) {
+bool vk_texel_view_ok(vk_builder *b, const vk_view *v, uint64_t bytes) {
   const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
-  vk_view v = vk_tensor_view(b, t);
   uint64_t align = lim->minTexelBufferOffsetAlignment;
-  return v.kind == VK_VIEW_BUFFER && align > 0 && v.offset % align == 0 && v.offset % bytes == 0 &&
-         v.range >= bytes && v.range / bytes <= lim->maxTexelBufferElements;
+  return (v->kind == VK_VIEW_BUFFER || v->kind == VK_VIEW_SCRATCH) && align > 0 &&
+         v->offset % align == 0 && v->offset % bytes == 0 && v->range >= bytes &&
+         v->range / bytes <= lim->maxTexelBufferElements;
+}
+
+bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes) {
+  vk_view v = vk_tensor_view(b, t);
+  return vk_texel_view_ok(b, &v, bytes);
 }
 
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
@@ -192,6 +199,8 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   memcpy(d->slots, desc->slots, sizeof d->slots);
   d->texel[0] = desc->texel3;
   d->texel[1] = desc->texel4;
+  d->texel[2] = desc->texel_x >= 0;
+  d->texel_x_slot = desc->texel_x >= 0 ? desc->texel_x : 0;
   e->n_disp++;
   return VNRT_OK;
 }
@@ -394,9 +403,9 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
       uint32_t n_writes = VK_NUM_SLOTS;
       for (int v = 0; v < VK_NUM_TEXEL; ++v) {
         if (!d->texel[v]) {
-          /* A shader that reads texels at one binding declares both: the other gets the
+          /* A shader that reads texels at one binding declares them all: the others get the
            * dummy's view. */
-          if (!d->texel[0] && !d->texel[1]) continue;
+          if (!d->texel[0] && !d->texel[1] && !d->texel[2]) continue;
           writes[n_writes++] = (VkWriteDescriptorSet){
               .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
               .dstSet = d->set,
@@ -408,13 +417,14 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
           continue;
         }
         /* The texels of slot 3's or 4's range (vk_texel_ok checked its offset and size). */
-        uint64_t tb = v == 0 ? VK_TEXEL_BYTES : 1;
+        uint64_t tb = v == 1 ? 1 : VK_TEXEL_BYTES;
+        int slot = v == 0 ? 3 : v == 1 ? 4 : d->texel_x_slot;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
-            .buffer = infos[3 + v].buffer,
-            .format = v == 0 ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R8_UINT,
-            .offset = infos[3 + v].offset,
-            .range = infos[3 + v].range / tb * tb,
+            .buffer = infos[slot].buffer,
+            .format = v == 1 ? VK_FORMAT_R8_UINT : VK_FORMAT_R32G32B32A32_UINT,
+            .offset = infos[slot].offset,
+            .range = infos[slot].range / tb * tb,
         };
         r = vkCreateBufferView(dev->device, &vi, NULL, &d->views[v]);
         if (r != VK_SUCCESS) {

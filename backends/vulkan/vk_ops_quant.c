@@ -183,6 +183,15 @@ bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_
   return !(q && is_codes(q->codes)) || (uint64_t)q->block[1] % cv == 0;
 }
 
+/* x through texels too (SC0 bit 4) where its view allows: slot 0's, or the scratch's. */
+static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
+  int slot = scratch ? VK_SLOT_SCRATCH : 0;
+  if (vk_texel_view_ok(b, &d->slots[slot], VK_TEXEL_BYTES)) {
+    d->texel_x = (int8_t)slot;
+    d->spec[9] |= 16;
+  }
+}
+
 /* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
  * (SC2 = 1), with push[i], push[i + 1] = b0 b1 and push[sc_at] = sc (scales per scale row)
  * for rows of L; SC0 bit 1 when the rows of a workgroup share one scale row. */
@@ -219,6 +228,7 @@ vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
   } else {
     vk_bind(b, &d, 0, node->inputs[0]);
   }
+  gemv_x_texels(b, &d, x_scratch != NULL);
   gemv_weight(b, &d, node, 1, q, K, 4, 6);
   vk_bind(b, &d, 5, node->outputs[0]);
   vk_push_u(&d, 0, M), vk_push_u(&d, 1, N), vk_push_u(&d, 2, K), vk_push_u(&d, 3, 0);
@@ -389,6 +399,7 @@ static vnrt_status gemv_moe(vk_builder *b, const vnrt_backend_node *node, vk_vie
     vk_push_u(&d, 10, is_codes(q->codes) ? vk_div_up(R, (uint64_t)q->block[0]) : 0);
     if (pass == 2) vk_bind(b, &d, 5, node->outputs[0]);
     d.slots[VK_SLOT_SCRATCH] = s;
+    gemv_x_texels(b, &d, (d.spec[9] & 1) != 0);
     vk_push_u(&d, 0, T), vk_push_u(&d, 1, C), vk_push_u(&d, 2, F), vk_push_u(&d, 3, k);
     vk_push_u(&d, 4, E), vk_push_f(&d, 5, p->limit);
     vk_push_u(&d, 6, x_off), vk_push_u(&d, 7, h_off);

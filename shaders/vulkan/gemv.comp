@@ -23,7 +23,8 @@
 //        when SC0 bit 2: the weight is already in h); h from the scratch (SC0 bit 0 set).
 //        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
 // SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
-// scales are read through their byte texel view (binding 12).
+// scales are read through their byte texel view (binding 12); bit 4: x through its texel view
+// (binding 13).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -121,7 +122,23 @@ float chunk_dot(uint wi, vec4 xv[8]) {
          (dot(f16x4(q1.xy), xv[2]) + dot(f16x4(q1.zw), xv[3]));
 }
 
+// SC0 bit 4: x (slot 0, or the scratch when SC0 bit 0) through its texel view at binding 13.
+layout(set = 0, binding = 13) uniform usamplerBuffer xtex;
+
+// x values i .. i + CV - 1 (i a multiple of CV).
 void load_x(uint i, out vec4 xv[8]) {
+  if ((SC0 & 16u) != 0u) {
+    if ((SC0 & 1u) != 0u || DT0 == DT_F32) {
+      for (uint j = 0u; j < CV / 4u; ++j) xv[j] = uintBitsToFloat(texelFetch(xtex, int((i >> 2) + j)));
+    } else {
+      for (uint j = 0u; j < CV / 8u; ++j) {
+        uvec4 q = texelFetch(xtex, int((i >> 3) + j));
+        xv[2u * j] = DT0 == DT_BF16 ? bf16x4(q.xy) : f16x4(q.xy);
+        xv[2u * j + 1u] = DT0 == DT_BF16 ? bf16x4(q.zw) : f16x4(q.zw);
+      }
+    }
+    return;
+  }
   for (uint j = 0u; j < CV / 4u; ++j) xv[j] = ldx4(i + 4u * j);
 }
 
