@@ -15,8 +15,8 @@ static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert
 enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
-  VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
-  uint64_t copy_bytes; /* a copy's length, from slot 0's view to slot 5's */
+  VkPipeline pipeline;      /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
+  uint64_t copy_bytes;      /* a copy's length, from slot 0's view to slot 5's */
   bool texel[VK_NUM_TEXEL]; /* slots 3, 4 and texel_x_slot also at VK_TEXEL_BINDING + 0, 1, 2 */
   int texel_x_slot;
   VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
@@ -603,8 +603,8 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
       if (!d->pipeline) {
         VkDescriptorBufferInfo from = resolve(e, &d->slots[0], 0, n);
         VkDescriptorBufferInfo to = resolve(e, &d->slots[VK_SLOT_OUT0], VK_SLOT_OUT0, n);
-        VkBufferCopy region = {.srcOffset = from.offset, .dstOffset = to.offset,
-                               .size = d->copy_bytes};
+        VkBufferCopy region = {
+            .srcOffset = from.offset, .dstOffset = to.offset, .size = d->copy_bytes};
         vkCmdCopyBuffer(cmd, from.buffer, to.buffer, 1, &region);
         continue;
       }
@@ -630,8 +630,8 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
       .dstAccessMask =
           VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
   };
-  vkCmdPipelineBarrier(cmd, work, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
-                       1, &end, 0, NULL, 0, NULL);
+  vkCmdPipelineBarrier(cmd, work, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1,
+                       &end, 0, NULL, 0, NULL);
   r = vkEndCommandBuffer(cmd);
   if (s == VNRT_OK && r != VK_SUCCESS)
     s = VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEndCommandBuffer");

@@ -26,9 +26,9 @@ enum {
 };
 /* Bindings VK_TEXEL_BINDING + 0, 1, 2, after the storage buffers: uniform texel buffers over
  * slot 3's range (uvec4 texels, R32G32B32A32_UINT), slot 4's (bytes, R8_UINT) and slot 0's or
- * the scratch's (uvec4), for the dispatches that ask for them (texel3, texel4, texel_x). On llvmpipe a texel fetch is a
- * branch-free gather, where a storage-buffer load is a loop over the lanes with a bounds-check
- * branch each (gemv.comp). */
+ * the scratch's (uvec4), for the dispatches that ask for them (texel3, texel4, texel_x). On
+ * llvmpipe a texel fetch is a branch-free gather, where a storage-buffer load is a loop over the
+ * lanes with a bounds-check branch each (gemv.comp). */
 #define VK_TEXEL_BINDING VK_NUM_SLOTS
 #define VK_NUM_TEXEL 3
 #define VK_TEXEL_BYTES 16
@@ -189,7 +189,7 @@ struct vnrt_backend_device {
   vk_copy copy;
   uint32_t variant; /* VK_VARIANT_* bits this device runs */
   vk_allocator mem;
-  vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
+  vnrt_backend_buffer *dummy;             /* bound to slots a dispatch does not use */
   VkBufferView dummy_views[VK_NUM_TEXEL]; /* texel views of it, for the texel bindings */
   VkDescriptorSetLayout set_layout;
   VkPipelineLayout pipeline_layout;
@@ -223,8 +223,8 @@ typedef struct vk_dispatch_desc {
   vk_view slots[VK_NUM_SLOTS];
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
-  bool texel3; /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
-  bool texel4; /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
+  bool texel3;    /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
+  bool texel4;    /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
   int8_t texel_x; /* 0 or VK_SLOT_SCRATCH: that slot also at VK_TEXEL_BINDING + 2; -1 none */
 } vk_dispatch_desc;
 
@@ -396,9 +396,9 @@ VK_RECORD_FN(vk_rec_qmoe_ffn);
 
 /* gemv.comp (vk_ops_quant.c), decode-sized products on CPU devices: whether it runs rows of L
  * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
- * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N] (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32,
- * when not NULL), W input 1 [N, K]; grouped_linear: row n reads x at (n / gn) K, rows of x xs
- * apart (gn = 0: no groups, xs = K; gn a multiple of 8). */
+ * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N] (M <= VK_GEMV_MMAX)
+ * = x W^T from input 0 (or x_scratch, f32, when not NULL), W input 1 [N, K]; grouped_linear: row n
+ * reads x at (n / gn) K, rows of x xs apart (gn = 0: no groups, xs = K; gn a multiple of 8). */
 #define VK_GEMV_MMAX 4u
 bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L);

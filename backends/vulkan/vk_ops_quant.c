@@ -159,8 +159,8 @@ VK_RECORD_FN(vk_rec_fake_quant) {
 
 /* ---- gemv.comp: decode-sized products on CPU devices -------------------------------------- */
 
-#define GV_RN 16u  /* weight rows per workgroup (RN in gemv.comp) */
-#define GV_WG 8u   /* invocations per workgroup (WG in gemv.comp) */
+#define GV_RN 16u /* weight rows per workgroup (RN in gemv.comp) */
+#define GV_WG 8u  /* invocations per workgroup (WG in gemv.comp) */
 
 /* Values per chunk of gemv.comp for weight dtype w (CV there). */
 static uint64_t gemv_cv(vnrt_dtype w) { return w == VNRT_E2M1 ? 32 : 16; }
