@@ -216,7 +216,8 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
 
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
                                 const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs) {
+                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vk_view *out) {
   if (M == 0 || N == 0) return VNRT_OK;
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_GEMV);
@@ -230,7 +231,12 @@ vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
   }
   gemv_x_texels(b, &d, x_scratch != NULL);
   gemv_weight(b, &d, node, 1, q, K, 4, 6);
-  vk_bind(b, &d, 5, node->outputs[0]);
+  if (out) {
+    d.slots[5] = *out;
+    d.spec[5] = VNRT_F32;
+  } else {
+    vk_bind(b, &d, 5, node->outputs[0]);
+  }
   vk_push_u(&d, 0, M), vk_push_u(&d, 1, N), vk_push_u(&d, 2, K), vk_push_u(&d, 3, 0);
   vk_push_u(&d, 7, gn), vk_push_u(&d, 8, xs);
   vk_grid(b, vk_div_up(N, GV_RN), d.groups);
@@ -282,7 +288,7 @@ static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_graph *g,
   /* A decode-sized linear on a CPU device: gemv.comp. */
   if (transposed && M <= VK_GEMV_MMAX &&
       vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K)) {
-    return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, M, N, K, 0, K);
+    return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, M, N, K, 0, K, NULL);
   }
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_QUANT);
