@@ -93,41 +93,22 @@ vec4 bf16x4(uvec2 ab) {
 }
 vec4 f16x4(uvec2 ab) { return vec4(unpackHalf2x16(ab.x), unpackHalf2x16(ab.y)); }
 
-// Four e4m3 codes of a word (vn_e4m3x4, cheaper): the code's 7 bits shifted into an f32's
-// exponent and mantissa read as an f32 of exponent field e (denormal for e = 0) and scaled by
-// 2^120 is the code's value exactly, subnormal codes included (the scaling is exact as long as
-// the device keeps f32 denormals, which test_conformance_qweights checks with subnormal codes).
-vec4 e4m3x4(uint wd) {
-  uvec4 c = (uvec4(wd) >> uvec4(0u, 8u, 16u, 24u)) & 0xffu;
-  uvec4 em = c & 0x7fu;
-  vec4 mag = uintBitsToFloat(em << 20) * uintBitsToFloat(0x7b800000u); // 2^120
-  mag = mix(mag, vec4(uintBitsToFloat(0x7fc00000u)), equal(em, uvec4(0x7fu)));
-  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 0x80u) << 24));
-}
-
-// The four e2m1 codes in the low 16 bits of wd (vn_e2m1x4, cheaper), the same way: the code's
-// 3 magnitude bits as an f32's exponent and top mantissa bit, scaled by 2^126 (0.5 from the
-// denormal 2^-127 for code 1), the sign bit moved to the top.
-vec4 e2m1x4(uint wd) {
-  uvec4 c = uvec4(wd) >> uvec4(0u, 4u, 8u, 12u);
-  vec4 mag = uintBitsToFloat((c & 7u) << 22) * uintBitsToFloat(0x7e800000u); // 2^126
-  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
-}
-
 // sum_j W[wi + j] xv[j] over one chunk, wi (an element index) a multiple of CV: one texel of
-// e4m3 or e2m1 codes, two of f16/bf16, four of f32.
+// e4m3 or e2m1 codes, two of f16/bf16, four of f32. The codes are decoded without forming f32
+// denormals: a subnormal code read as a denormal f32 and scaled up is exact but costs x86 a
+// microcode assist per vector (e2m1 code 1, 0.5, is common: 4x slower on a random FP4 expert).
 float chunk_dot(uint wi, vec4 xv[8]) {
   if (DT3 == DT_E4M3) {
     uvec4 q = wtx(wi >> 4);
-    return (dot(e4m3x4(q.x), xv[0]) + dot(e4m3x4(q.y), xv[1])) +
-           (dot(e4m3x4(q.z), xv[2]) + dot(e4m3x4(q.w), xv[3]));
+    return (dot(vn_e4m3x4(q.x), xv[0]) + dot(vn_e4m3x4(q.y), xv[1])) +
+           (dot(vn_e4m3x4(q.z), xv[2]) + dot(vn_e4m3x4(q.w), xv[3]));
   }
   if (DT3 == DT_E2M1) {
     uvec4 q = wtx(wi >> 5);
-    return ((dot(e2m1x4(q.x), xv[0]) + dot(e2m1x4(q.x >> 16), xv[1])) +
-            (dot(e2m1x4(q.y), xv[2]) + dot(e2m1x4(q.y >> 16), xv[3]))) +
-           ((dot(e2m1x4(q.z), xv[4]) + dot(e2m1x4(q.z >> 16), xv[5])) +
-            (dot(e2m1x4(q.w), xv[6]) + dot(e2m1x4(q.w >> 16), xv[7])));
+    return ((dot(vn_e2m1x4(q.x), xv[0]) + dot(vn_e2m1x4(q.x >> 16), xv[1])) +
+            (dot(vn_e2m1x4(q.y), xv[2]) + dot(vn_e2m1x4(q.y >> 16), xv[3]))) +
+           ((dot(vn_e2m1x4(q.z), xv[4]) + dot(vn_e2m1x4(q.z >> 16), xv[5])) +
+            (dot(vn_e2m1x4(q.w), xv[6]) + dot(vn_e2m1x4(q.w >> 16), xv[7])));
   }
   if (DT3 == DT_F32) {
     uint t = wi >> 2;
