@@ -1,13 +1,17 @@
-// Decode-sized products on CPU devices (lavapipe; docs/vulkan.md, "Kernels for CPU devices"):
-// linear and grouped_linear with M <= 4 rows of x, and moe_ffn's two passes, for weights of
-// e4m3/e2m1 codes with e8m0 block scales (codes.glsl) or plain f32/f16/bf16 (slot 3, DT3, read
-// through its texel view at binding 11; scales in slot 4 when SC2 = 1). On llvmpipe an invocation is a SIMD lane and every
-// storage-buffer load a loop over the lanes, so what costs is loads, not arithmetic: a
-// workgroup is one 8-lane vector owning RN weight rows, its lanes split each row along k in
-// chunks of CV values (CV = 32 for e2m1, else 16), a chunk of x is loaded once and serves the
-// RN rows, weights are decoded in registers, and one shared-memory pass at the end adds up the
-// lanes. The host uses it only when every row length is a multiple of CV (and, for codes, every
-// block's columns b1), so that chunks never straddle a block or a row.
+// Decode-sized products on CPU devices (lavapipe; docs/bench.md, "Vulkan decode on lavapipe"):
+// linear and grouped_linear with M <= 4 rows of x, moe_ffn's two passes and the mHC mixing
+// products, for weights of e4m3/e2m1 codes with e8m0 block scales (codes.glsl) or plain
+// f32/f16/bf16 (slot 3, DT3; scales in slot 4 when SC2 = 1). On llvmpipe an invocation is a
+// SIMD lane and every storage-buffer load a loop over the lanes with two branches each, while
+// a texel fetch is a branch-free gather: the weights are read through their texel view
+// (binding 11, 16-byte texels), and the scales and x through theirs where the host could make
+// one (SC0 bits 3, 4), else as words (64-bit with VN_I64). A workgroup is one 8-lane vector
+// owning RN weight rows; its lanes split each row along k in chunks of CV values (CV = 32 for
+// e2m1, else 16), a chunk of x is loaded once and serves the RN rows, codes are decoded in
+// registers, and the lanes are added up at the end (subgroupAdd with VN_SG, which the host
+// runs only where a subgroup holds the workgroup; else one shared-memory pass). The host uses
+// it only when every row length is a multiple of CV (and, for codes, every block's columns
+// b1), so that chunks never straddle a block or a row.
 //
 // W[r][c] = dec(code[r L + c]) * 2^(scale[(r / b0) sc + c / b1] - 127) for a weight of rows of
 // L codes (per expert for moe_ffn); a plain weight is read as it is.
