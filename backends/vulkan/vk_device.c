@@ -11,6 +11,9 @@ void vk_device_close(vnrt_backend_device *dev) {
     vkDeviceWaitIdle(dev->device);
     vk_pipelines_destroy(dev);
     vk_copy_destroy(dev);
+    for (int v = 0; v < VK_NUM_TEXEL; ++v) {
+      if (dev->dummy_views[v]) vkDestroyBufferView(dev->device, dev->dummy_views[v], NULL);
+    }
     if (dev->dummy) vk_buffer_free(dev, dev->dummy);
     vk_memory_destroy(dev);
     vkDestroyDevice(dev->device, NULL);
@@ -108,6 +111,21 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
   vk_memory_init(dev);
   vnrt_status s = vk_copy_init(dev);
   if (s == VNRT_OK) s = vk_buffer_create(dev, 256, false, "dummy buffer", &dev->dummy);
+  for (int v = 0; v < VK_NUM_TEXEL && s == VNRT_OK; ++v) {
+    /* The texel bindings of dispatches that do not read texels there. */
+    VkBufferViewCreateInfo vi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = dev->dummy->buffer,
+        .format = v == 0 ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R8_UINT,
+        .offset = 0,
+        .range = 256,
+    };
+    VkResult vr = vkCreateBufferView(dev->device, &vi, NULL, &dev->dummy_views[v]);
+    if (vr != VK_SUCCESS) {
+      dev->dummy_views[v] = VK_NULL_HANDLE;
+      s = VK_FAIL(host, VNRT_ERROR_DEVICE, vr, "vkCreateBufferView (dummy)");
+    }
+  }
   if (s == VNRT_OK) s = vk_pipelines_init(dev);
   if (s != VNRT_OK) {
     vk_device_close(dev);

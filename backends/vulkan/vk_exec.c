@@ -15,7 +15,11 @@ static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert
 enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
-  VkPipeline pipeline;
+  VkPipeline pipeline;      /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
+  uint64_t copy_bytes;      /* a copy's length, from slot 0's view to slot 5's */
+  bool texel[VK_NUM_TEXEL]; /* slots 3, 4 and texel_x_slot also at VK_TEXEL_BINDING + 0, 1, 2 */
+  int texel_x_slot;
+  VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
@@ -68,10 +72,12 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 const vnrt_backend_host *vk_builder_host(vk_builder *b) { return b->dev->host; }
 vnrt_backend_device *vk_builder_device(vk_builder *b) { return b->dev; }
+const vnrt_backend_graph *vk_builder_graph(vk_builder *b) { return b->graph; }
 
 void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   memset(d, 0, sizeof *d);
   d->shader = shader;
+  d->texel_x = -1;
   for (int i = 0; i < 8; ++i) d->spec[i] = VNRT_F32;
 }
 
@@ -124,6 +130,19 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
   return VNRT_OK;
 }
 
+bool vk_texel_view_ok(vk_builder *b, const vk_view *v, uint64_t bytes) {
+  const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
+  uint64_t align = lim->minTexelBufferOffsetAlignment;
+  return (v->kind == VK_VIEW_BUFFER || v->kind == VK_VIEW_SCRATCH) && align > 0 &&
+         v->offset % align == 0 && v->offset % bytes == 0 && v->range >= bytes &&
+         v->range / bytes <= lim->maxTexelBufferElements;
+}
+
+bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes) {
+  vk_view v = vk_tensor_view(b, t);
+  return vk_texel_view_ok(b, &v, bytes);
+}
+
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
   const VkPhysicalDeviceLimits *lim = &b->dev->phys->props.limits;
   uint64_t max_x = lim->maxComputeWorkGroupCount[0];
@@ -135,6 +154,26 @@ void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]) {
     out[0] = (uint32_t)max_x;
     out[1] = (uint32_t)((groups + max_x - 1) / max_x);
   }
+}
+
+/* Appends a dispatch slot to the exec (grown as needed), zeroed. */
+static vnrt_status next_dispatch(vk_builder *b, vk_dispatch **out) {
+  const vnrt_backend_host *host = b->dev->host;
+  vnrt_backend_exec *e = b->exec;
+  if (e->n_disp == e->cap_disp) {
+    int32_t cap = e->cap_disp ? 2 * e->cap_disp : 64;
+    vk_dispatch *d = host->alloc(host->core, sizeof *d * (size_t)cap);
+    if (!d) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+    if (e->disp) {
+      memcpy(d, e->disp, sizeof *d * (size_t)e->n_disp);
+      host->free(host->core, e->disp);
+    }
+    e->disp = d;
+    e->cap_disp = cap;
+  }
+  *out = &e->disp[e->n_disp];
+  memset(*out, 0, sizeof **out);
+  return VNRT_OK;
 }
 
 vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
@@ -152,24 +191,28 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
     }
   }
   vnrt_backend_exec *e = b->exec;
-  if (e->n_disp == e->cap_disp) {
-    int32_t cap = e->cap_disp ? 2 * e->cap_disp : 64;
-    vk_dispatch *d = host->alloc(host->core, sizeof *d * (size_t)cap);
-    if (!d) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
-    if (e->disp) {
-      memcpy(d, e->disp, sizeof *d * (size_t)e->n_disp);
-      host->free(host->core, e->disp);
-    }
-    e->disp = d;
-    e->cap_disp = cap;
-  }
-  vk_dispatch *d = &e->disp[e->n_disp];
-  memset(d, 0, sizeof *d);
+  vk_dispatch *d = NULL;
+  VK_TRY(next_dispatch(b, &d));
   VK_TRY(vk_pipeline_get(b->dev, desc->shader, desc->spec, &d->pipeline));
   memcpy(d->push, desc->push, sizeof d->push);
   memcpy(d->groups, desc->groups, sizeof d->groups);
   memcpy(d->slots, desc->slots, sizeof d->slots);
+  d->texel[0] = desc->texel3;
+  d->texel[1] = desc->texel4;
+  d->texel[2] = desc->texel_x >= 0;
+  d->texel_x_slot = desc->texel_x >= 0 ? desc->texel_x : 0;
   e->n_disp++;
+  return VNRT_OK;
+}
+
+vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes) {
+  if (bytes == 0) return VNRT_OK;
+  vk_dispatch *d = NULL;
+  VK_TRY(next_dispatch(b, &d));
+  d->copy_bytes = bytes;
+  d->slots[0] = vk_tensor_view(b, src);
+  d->slots[VK_SLOT_OUT0] = vk_tensor_view(b, dst);
+  b->exec->n_disp++;
   return VNRT_OK;
 }
 
@@ -223,6 +266,11 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   if (e->scratch) vk_buffer_free(dev, e->scratch);
   if (e->aux) vk_buffer_free(dev, e->aux);
   if (e->cmds) host->free(host->core, e->cmds);
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    for (int v = 0; v < VK_NUM_TEXEL; ++v) {
+      if (e->disp[i].views[v]) vkDestroyBufferView(dev->device, e->disp[i].views[v], NULL);
+    }
+  }
   if (e->disp) host->free(host->core, e->disp);
   if (e->node_first) host->free(host->core, e->node_first);
   host->free(host->core, e);
@@ -313,21 +361,24 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   vk_buffer_flush(dev, e->aux, 0, e->consts_offset + b->consts_bytes);
   if (e->n_disp == 0) return VNRT_OK;
 
-  VkDescriptorPoolSize ps = {
-      .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-      .descriptorCount = (uint32_t)e->n_disp * VK_NUM_SLOTS,
+  VkDescriptorPoolSize ps[2] = {
+      {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+       .descriptorCount = (uint32_t)e->n_disp * VK_NUM_SLOTS},
+      {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+       .descriptorCount = (uint32_t)e->n_disp * VK_NUM_TEXEL},
   };
   VkDescriptorPoolCreateInfo dpi = {
       .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
       .maxSets = (uint32_t)e->n_disp,
-      .poolSizeCount = 1,
-      .pPoolSizes = &ps,
+      .poolSizeCount = 2,
+      .pPoolSizes = ps,
   };
   VkResult r = vkCreateDescriptorPool(dev->device, &dpi, NULL, &e->pool);
   if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateDescriptorPool");
   for (int32_t n = 0; n < e->n_nodes; ++n) {
     for (int32_t i = e->node_first[n]; i < e->node_first[n + 1]; ++i) {
       vk_dispatch *d = &e->disp[i];
+      if (!d->pipeline) continue; /* a buffer copy: no descriptors */
       VkDescriptorSetAllocateInfo ai = {
           .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
           .descriptorPool = e->pool,
@@ -337,7 +388,7 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
       r = vkAllocateDescriptorSets(dev->device, &ai, &d->set);
       if (r != VK_SUCCESS) return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkAllocateDescriptorSets");
       VkDescriptorBufferInfo infos[VK_NUM_SLOTS];
-      VkWriteDescriptorSet writes[VK_NUM_SLOTS];
+      VkWriteDescriptorSet writes[VK_NUM_SLOTS + VK_NUM_TEXEL];
       for (int s = 0; s < VK_NUM_SLOTS; ++s) {
         infos[s] = resolve(e, &d->slots[s], s, n);
         writes[s] = (VkWriteDescriptorSet){
@@ -349,7 +400,47 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
             .pBufferInfo = &infos[s],
         };
       }
-      vkUpdateDescriptorSets(dev->device, VK_NUM_SLOTS, writes, 0, NULL);
+      uint32_t n_writes = VK_NUM_SLOTS;
+      for (int v = 0; v < VK_NUM_TEXEL; ++v) {
+        if (!d->texel[v]) {
+          /* A shader that reads texels at one binding declares them all: the others get the
+           * dummy's view. */
+          if (!d->texel[0] && !d->texel[1] && !d->texel[2]) continue;
+          writes[n_writes++] = (VkWriteDescriptorSet){
+              .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+              .dstSet = d->set,
+              .dstBinding = VK_TEXEL_BINDING + (uint32_t)v,
+              .descriptorCount = 1,
+              .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+              .pTexelBufferView = &dev->dummy_views[v],
+          };
+          continue;
+        }
+        /* The texels of slot 3's or 4's range (vk_texel_ok checked its offset and size). */
+        uint64_t tb = v == 1 ? 1 : VK_TEXEL_BYTES;
+        int slot = v == 0 ? 3 : v == 1 ? 4 : d->texel_x_slot;
+        VkBufferViewCreateInfo vi = {
+            .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+            .buffer = infos[slot].buffer,
+            .format = v == 1 ? VK_FORMAT_R8_UINT : VK_FORMAT_R32G32B32A32_UINT,
+            .offset = infos[slot].offset,
+            .range = infos[slot].range / tb * tb,
+        };
+        r = vkCreateBufferView(dev->device, &vi, NULL, &d->views[v]);
+        if (r != VK_SUCCESS) {
+          d->views[v] = VK_NULL_HANDLE;
+          return VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkCreateBufferView");
+        }
+        writes[n_writes++] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = d->set,
+            .dstBinding = VK_TEXEL_BINDING + (uint32_t)v,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+            .pTexelBufferView = &d->views[v],
+        };
+      }
+      vkUpdateDescriptorSets(dev->device, n_writes, writes, 0, NULL);
     }
   }
   return VNRT_OK;
@@ -448,16 +539,18 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
   }
   /* Inputs written by the host or copied in before this submit, and results of earlier runs,
    * are visible to the first dispatch. */
+  const VkAccessFlags rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                           VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  const VkPipelineStageFlags work =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   VkMemoryBarrier start = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
       .srcAccessMask =
           VK_ACCESS_HOST_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-      .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+      .dstAccessMask = rw,
   };
-  vkCmdPipelineBarrier(cmd,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
-                           VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &start, 0, NULL, 0, NULL);
+  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_HOST_BIT | work, work, 0, 1, &start, 0, NULL, 0,
+                       NULL);
   if (timed) vkCmdResetQueryPool(cmd, e->timer, 2 * (uint32_t)first, 2 * (uint32_t)count);
   /* Accesses since the last barrier: a dispatch that reads or writes what one of them wrote,
    * or writes what one of them read, waits for them. */
@@ -481,13 +574,13 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
         }
       }
       if (hazard) {
+        /* Dispatches and buffer copies (vk_emit_copy) alike. */
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
-            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+            .srcAccessMask = rw,
+            .dstAccessMask = rw,
         };
-        vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                             VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+        vkCmdPipelineBarrier(cmd, work, work, 0, 1, &mb, 0, NULL, 0, NULL);
         n_pending = 0;
       }
       if (n_pending + na > cap_pending) {
@@ -507,6 +600,14 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
       }
       memcpy(pending + n_pending, acc, sizeof *acc * (size_t)na);
       n_pending += na;
+      if (!d->pipeline) {
+        VkDescriptorBufferInfo from = resolve(e, &d->slots[0], 0, n);
+        VkDescriptorBufferInfo to = resolve(e, &d->slots[VK_SLOT_OUT0], VK_SLOT_OUT0, n);
+        VkBufferCopy region = {
+            .srcOffset = from.offset, .dstOffset = to.offset, .size = d->copy_bytes};
+        vkCmdCopyBuffer(cmd, from.buffer, to.buffer, 1, &region);
+        continue;
+      }
       if (d->pipeline != bound) {
         vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline);
         bound = d->pipeline;
@@ -525,13 +626,12 @@ static vnrt_status record(vnrt_backend_exec *e, int32_t first, int32_t count, bo
   /* Results (and error records) are visible to the host and to copies after the submit. */
   VkMemoryBarrier end = {
       .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
       .dstAccessMask =
           VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
   };
-  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &end, 0,
-                       NULL, 0, NULL);
+  vkCmdPipelineBarrier(cmd, work, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1,
+                       &end, 0, NULL, 0, NULL);
   r = vkEndCommandBuffer(cmd);
   if (s == VNRT_OK && r != VK_SUCCESS)
     s = VK_FAIL(host, VNRT_ERROR_DEVICE, r, "vkEndCommandBuffer");

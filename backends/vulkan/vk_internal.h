@@ -24,6 +24,14 @@ enum {
   VK_SLOT_CONST = 10,  /* host-prepared constants */
   VK_NUM_SLOTS = 11,
 };
+/* Bindings VK_TEXEL_BINDING + 0, 1, 2, after the storage buffers: uniform texel buffers over
+ * slot 3's range (uvec4 texels, R32G32B32A32_UINT), slot 4's (bytes, R8_UINT) and slot 0's or
+ * the scratch's (uvec4), for the dispatches that ask for them (texel3, texel4, texel_x). On
+ * llvmpipe a texel fetch is a branch-free gather, where a storage-buffer load is a loop over the
+ * lanes with a bounds-check branch each (gemv.comp). */
+#define VK_TEXEL_BINDING VK_NUM_SLOTS
+#define VK_NUM_TEXEL 3
+#define VK_TEXEL_BYTES 16
 #define VK_NUM_SPEC 12    /* specialization constants 0..11 (common.glsl) */
 #define VK_PUSH_BYTES 128 /* the push constant range every pipeline declares */
 #define VK_ERR_RECORD_WORDS 8
@@ -181,7 +189,8 @@ struct vnrt_backend_device {
   vk_copy copy;
   uint32_t variant; /* VK_VARIANT_* bits this device runs */
   vk_allocator mem;
-  vnrt_backend_buffer *dummy; /* bound to slots a dispatch does not use */
+  vnrt_backend_buffer *dummy;             /* bound to slots a dispatch does not use */
+  VkBufferView dummy_views[VK_NUM_TEXEL]; /* texel views of it, for the texel bindings */
   VkDescriptorSetLayout set_layout;
   VkPipelineLayout pipeline_layout;
   VkPipelineCache pipeline_cache;
@@ -214,6 +223,9 @@ typedef struct vk_dispatch_desc {
   vk_view slots[VK_NUM_SLOTS];
   uint32_t push[VK_PUSH_BYTES / 4];
   uint32_t groups[3];
+  bool texel3;    /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
+  bool texel4;    /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
+  int8_t texel_x; /* 0 or VK_SLOT_SCRATCH: that slot also at VK_TEXEL_BINDING + 2; -1 none */
 } vk_dispatch_desc;
 
 typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */
@@ -221,6 +233,7 @@ typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a
 /* For op code: the device, the graph, and helpers to describe dispatches. */
 const vnrt_backend_host *vk_builder_host(vk_builder *b);
 vnrt_backend_device *vk_builder_device(vk_builder *b);
+const vnrt_backend_graph *vk_builder_graph(vk_builder *b);
 /* Whether to record the kernels written for CPU devices (lavapipe: invocations are SIMD lanes
  * of a host thread, every buffer load a per-lane loop, a barrier a coroutine switch) rather
  * than those written for GPUs: by device type; VNRT_VK_CPU_KERNELS=0 forces the GPU kernels,
@@ -236,12 +249,21 @@ vnrt_status vk_const_view(vk_builder *b, const void *data, uint64_t bytes, vk_vi
 void vk_bind(vk_builder *b, vk_dispatch_desc *d, int slot, int32_t t);
 /* Appends a dispatch to the current node; groups of zero add nothing. */
 vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
+/* Appends a copy of `bytes` from tensor src to tensor dst (vkCmdCopyBuffer: on lavapipe a
+ * memcpy on the queue's thread, where a dispatch wakes the driver's thread pool). */
+vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes);
+/* Whether tensor t can be read as texels of `bytes` (16 at VK_TEXEL_BINDING, 1 at the next):
+ * its offset a multiple of the device's texel buffer alignment and of `bytes`, and few enough
+ * texels. */
+bool vk_texel_ok(vk_builder *b, int32_t t, uint64_t bytes);
 /* Splits `groups` workgroups into an x*y grid within the device's maxComputeWorkGroupCount. */
 void vk_grid(vk_builder *b, uint64_t groups, uint32_t out[3]);
 
 /* An empty dispatch of shader: every slot unused, slot dtypes f32 (vk_bind sets the real
  * ones), no push constants, no grid. */
 void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader);
+/* Whether a view (a tensor's or the scratch's) can be read as 16-byte texels. */
+bool vk_texel_view_ok(vk_builder *b, const vk_view *v, uint64_t bytes);
 
 /* ---- Ops (vk_ops_*.c) ------------------------------------------------------------------ */
 
@@ -371,6 +393,20 @@ VK_RECORD_FN(vk_rec_qlinear);
 VK_RECORD_FN(vk_rec_qmatmul);
 VK_RECORD_FN(vk_rec_qembedding);
 VK_RECORD_FN(vk_rec_qmoe_ffn);
+
+/* gemv.comp (vk_ops_quant.c), decode-sized products on CPU devices: whether it runs rows of L
+ * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
+ * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N]
+ * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32, when not NULL), W input 1
+ * [N, K]; grouped_linear: row n reads x at (n / gn) K, rows of x xs apart (gn = 0: no groups,
+ * xs = K; gn a multiple of 16); y into output 0, or into out (f32) when not NULL. */
+#define VK_GEMV_MMAX 4u
+bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
+                uint64_t L);
+vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
+                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vk_view *out);
 
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
  * matvec.comp for a few rows of A against a B contiguous along k, else the tiled matmul.comp,

@@ -95,7 +95,7 @@ void vk_memory_init(vnrt_backend_device *dev) {
       .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
       .size = VK_BUFFER_ALIGN,
       .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-               VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT,
   };
   uint32_t families[2];
   sharing_mode(dev, &bci, families);
@@ -357,7 +357,7 @@ static vnrt_status buffer_create_locked(vnrt_backend_device *dev, uint64_t bytes
       .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
       .size = vk_size,
       .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-               VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT,
   };
   uint32_t families[2];
   sharing_mode(dev, &bci, families);

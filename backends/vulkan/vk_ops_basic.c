@@ -181,9 +181,20 @@ static vnrt_status emit_flat_copy(vk_builder *b, int32_t src, int32_t dst, uint3
   return emit_copy(b, src, dst, op, it, s, s, 0, 0);
 }
 
+/* A dense tensor copied to another of the same dtype and size as a buffer copy; nothing when
+ * the executor put both in the same place. */
+static vnrt_status copy_same(vk_builder *b, int32_t src, int32_t dst) {
+  vk_view vs = vk_tensor_view(b, src), vd = vk_tensor_view(b, dst);
+  if (vs.kind == vd.kind && vs.buffer == vd.buffer && vs.offset == vd.offset) return VNRT_OK;
+  const vnrt_backend_graph *g = vk_builder_graph(b);
+  uint64_t bytes = vnrt_tensor_type_bytes(&g->tensors[dst].type);
+  return vk_emit_copy(b, src, dst, bytes);
+}
+
 /* cast and reshape: one flat copy (reshape keeps the dtype, so no conversion). */
 VK_RECORD_FN(vk_rec_flat_copy) {
   const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  if (ti->dtype == to->dtype) return copy_same(b, node->inputs[0], node->outputs[0]);
   return emit_flat_copy(b, node->inputs[0], node->outputs[0], ti->dtype != to->dtype ? 1 : 0,
                         (uint64_t)vnrt_numel(to));
 }
@@ -232,14 +243,11 @@ VK_RECORD_FN(vk_rec_concat) {
 }
 
 VK_RECORD_FN(vk_rec_kv_write) {
-  const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
+  const vnrt_tensor_type *ti = vk_in_type(g, node, 0);
   int32_t in = node->inputs[0], out = node->outputs[0];
   /* Not in place: the cache first, then the new rows (the executor aliases the result with a
    * state's storage when it can, and then only the rows move). */
-  vk_view vc = vk_tensor_view(b, in), vo = vk_tensor_view(b, out);
-  if (vc.buffer != vo.buffer || vc.offset != vo.offset) {
-    VK_TRY(emit_flat_copy(b, in, out, 0, (uint64_t)vnrt_numel(to)));
-  }
+  VK_TRY(copy_same(b, in, out));
   const vnrt_tensor_type *tn = vk_in_type(g, node, 1);
   uint64_t rows = (uint64_t)ti->dims[0];
   uint64_t row_elems = rows ? (uint64_t)vnrt_numel(ti) / rows : 0;
@@ -321,6 +329,10 @@ VK_RECORD_FN(vk_rec_linear) {
   gemm_desc(b, node, &d);
   uint64_t K = (uint64_t)tb->dims[1], N = (uint64_t)tb->dims[0];
   uint64_t M = (uint64_t)vnrt_dims_product(ta, 0, ta->rank - 1);
+  /* A decode-sized linear on a CPU device: gemv.comp. */
+  if (M >= 1 && M <= VK_GEMV_MMAX && vk_gemv_ok(b, ta->dtype, node->inputs[1], NULL, K)) {
+    return vk_emit_gemv_linear(b, node, NULL, NULL, M, N, K, 0, K, NULL);
+  }
   /* B[k][n] = w[n][k]: stride 1 along k, K along n. */
   const uint64_t st[4] = {K, 1, 1, K};
   const int64_t zero[2] = {0, 0};

@@ -243,6 +243,22 @@ VK_RECORD_FN(vk_rec_hc_post) {
 
 /* hc_pre (mhc.comp OP 0, rows = (n + 2) n) and hc_head (OP 1, rows = n): the mixing GEMM
  * (X[T, n*C] . fn^T into scratch), then the per-token tail. */
+/* The mixing products fn . X[t] into mix[T, rows] with matmul.comp. */
+static vnrt_status mix_gemm(vk_builder *b, const vnrt_backend_node *node, const vk_view *mix,
+                            uint64_t T, uint64_t rows, uint64_t K) {
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_MATMUL);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 1, node->inputs[1]);
+  d.slots[5] = *mix;
+  d.spec[5] = VNRT_F32;
+  d.spec[9] = 1, d.spec[10] = 0; /* fn is [rows, n*C]: linear layout */
+  vk_push_u(&d, 0, T), vk_push_u(&d, 1, rows), vk_push_u(&d, 2, K);
+  vk_push_u(&d, 3, K), vk_push_u(&d, 4, 1), vk_push_u(&d, 5, 1), vk_push_u(&d, 6, K);
+  vk_push_u(&d, 7, 1);
+  return vk_emit_gemm(b, &d, T, rows, 1, true);
+}
+
 static vnrt_status record_mhc_mix(vk_builder *b, const vnrt_backend_graph *g,
                                   const vnrt_backend_node *node, uint32_t op, uint64_t rows,
                                   int32_t iters, double eps, double norm_eps) {
@@ -251,17 +267,15 @@ static vnrt_status record_mhc_mix(vk_builder *b, const vnrt_backend_graph *g,
   uint64_t K = n * C;
   vk_view mix = vk_scratch_view(b, T * rows * 4);
   vk_dispatch_desc d;
-  vk_desc_init(&d, VK_SHADER_MATMUL);
+  if (T <= VK_GEMV_MMAX && vk_gemv_ok(b, tx->dtype, node->inputs[1], NULL, K)) {
+    /* Decode-sized on a CPU device: gemv.comp. */
+    VK_TRY(vk_emit_gemv_linear(b, node, NULL, NULL, T, rows, K, 0, K, &mix));
+  } else {
+    VK_TRY(mix_gemm(b, node, &mix, T, rows, K));
+  }
+  vk_desc_init(&d, VK_SHADER_MHC);
   vk_bind(b, &d, 0, node->inputs[0]);
   vk_bind(b, &d, 1, node->inputs[1]);
-  d.slots[5] = mix;
-  d.spec[5] = VNRT_F32;
-  d.spec[9] = 1, d.spec[10] = 0; /* fn is [rows, n*C]: linear layout */
-  vk_push_u(&d, 0, T), vk_push_u(&d, 1, rows), vk_push_u(&d, 2, K);
-  vk_push_u(&d, 3, K), vk_push_u(&d, 4, 1), vk_push_u(&d, 5, 1), vk_push_u(&d, 6, K);
-  vk_push_u(&d, 7, 1);
-  VK_TRY(vk_emit_gemm(b, &d, T, rows, 1, true));
-
   vk_desc_init(&d, VK_SHADER_MHC);
   vk_bind(b, &d, 0, node->inputs[0]);
   vk_bind(b, &d, 2, node->inputs[2]);

@@ -157,6 +157,92 @@ VK_RECORD_FN(vk_rec_fake_quant) {
                          (uint64_t)p->start, (uint64_t)(p->len / p->block), (uint64_t)p->block);
 }
 
+/* ---- gemv.comp: decode-sized products on CPU devices -------------------------------------- */
+
+#define GV_RN 16u /* weight rows per workgroup (RN in gemv.comp) */
+#define GV_WG 8u  /* invocations per workgroup (WG in gemv.comp) */
+
+/* Values per chunk of gemv.comp for weight dtype w (CV there). */
+static uint64_t gemv_cv(vnrt_dtype w) { return w == VNRT_E2M1 ? 32 : 16; }
+
+bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
+                uint64_t L) {
+  vnrt_dtype w = vk_builder_graph(b)->tensors[w_tensor].type.dtype;
+  if (!vk_builder_cpu_kernels(b) || !is_float(x) || !vk_texel_ok(b, w_tensor, VK_TEXEL_BYTES)) {
+    return false;
+  }
+  /* Its subgroup variant adds up a workgroup's lanes as one subgroup. */
+  const vnrt_backend_device *dev = vk_builder_device(b);
+  if ((dev->variant & vk_shader_variants(VK_SHADER_GEMV) & VK_VARIANT_SG) &&
+      dev->phys->subgroup_size < GV_WG) {
+    return false;
+  }
+  if (!(q && is_codes(q->codes)) && !is_float(w)) return false;
+  uint64_t cv = gemv_cv(w);
+  if (L == 0 || L % cv != 0) return false;
+  return !(q && is_codes(q->codes)) || (uint64_t)q->block[1] % cv == 0;
+}
+
+/* x through texels too (SC0 bit 4) where its view allows: slot 0's, or the scratch's. */
+static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
+  int slot = scratch ? VK_SLOT_SCRATCH : 0;
+  if (vk_texel_view_ok(b, &d->slots[slot], VK_TEXEL_BYTES)) {
+    d->texel_x = (int8_t)slot;
+    d->spec[9] |= 16;
+  }
+}
+
+/* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
+ * (SC2 = 1), with push[i], push[i + 1] = b0 b1 and push[sc_at] = sc (scales per scale row)
+ * for rows of L; SC0 bit 1 when the rows of a workgroup share one scale row. */
+static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
+                        const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
+  vk_bind(b, d, 3, node->inputs[w]);
+  d->texel3 = true;
+  if (!(q && is_codes(q->codes))) {
+    vk_push_u(d, i, 1), vk_push_u(d, i + 1, L), vk_push_u(d, sc_at, 0);
+    return;
+  }
+  vk_bind(b, d, 4, node->inputs[q->scale_input]);
+  d->spec[11] = 1;
+  if (vk_texel_ok(b, node->inputs[q->scale_input], 1)) {
+    d->texel4 = true; /* scales through texels (binding 12) too */
+    d->spec[9] |= 8;
+  }
+  uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
+  if (b0 % GV_RN == 0) d->spec[9] |= 2;
+  vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, vk_div_up(L, b1));
+}
+
+vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
+                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vk_view *out) {
+  if (M == 0 || N == 0) return VNRT_OK;
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_GEMV);
+  d.spec[8] = 0;
+  d.spec[10] = (uint32_t)M;
+  if (x_scratch) {
+    d.slots[VK_SLOT_SCRATCH] = *x_scratch;
+    d.spec[9] |= 1;
+  } else {
+    vk_bind(b, &d, 0, node->inputs[0]);
+  }
+  gemv_x_texels(b, &d, x_scratch != NULL);
+  gemv_weight(b, &d, node, 1, q, K, 4, 6);
+  if (out) {
+    d.slots[5] = *out;
+    d.spec[5] = VNRT_F32;
+  } else {
+    vk_bind(b, &d, 5, node->outputs[0]);
+  }
+  vk_push_u(&d, 0, M), vk_push_u(&d, 1, N), vk_push_u(&d, 2, K), vk_push_u(&d, 3, 0);
+  vk_push_u(&d, 7, gn), vk_push_u(&d, 8, xs);
+  vk_grid(b, vk_div_up(N, GV_RN), d.groups);
+  return vk_emit(b, &d);
+}
+
 /* ---- linear and matmul ----------------------------------------------------------------- */
 
 VK_SUPPORTED_FN(vk_sup_qlinear) {
@@ -188,17 +274,26 @@ VK_SUPPORTED_FN(vk_sup_qmatmul) {
 }
 
 /* Y[M, N] = X[M, K] W(k, n) through OP 1, X = input 0 rounded first when act_quant. */
-static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_node *node,
-                                const vnrt_quant_weight *q, bool transposed, int32_t act_quant,
-                                uint64_t M, uint64_t N, uint64_t K) {
+static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_graph *g,
+                                const vnrt_backend_node *node, const vnrt_quant_weight *q,
+                                bool transposed, int32_t act_quant, uint64_t M, uint64_t N,
+                                uint64_t K) {
   if (M == 0 || N == 0) return VNRT_OK;
+  vk_view xs = {0};
+  if (act_quant) {
+    xs = vk_scratch_view(b, M * K * 4);
+    VK_TRY(emit_fake_quant(b, node->inputs[0], -1, xs, 0, 0, VNRT_E4M3, M, K, 0,
+                           K / (uint64_t)act_quant, (uint64_t)act_quant));
+  }
+  /* A decode-sized linear on a CPU device: gemv.comp. */
+  if (transposed && M <= VK_GEMV_MMAX &&
+      vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K)) {
+    return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, M, N, K, 0, K, NULL);
+  }
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_QUANT);
   d.spec[8] = QOP_GEMM;
   if (act_quant) {
-    vk_view xs = vk_scratch_view(b, M * K * 4);
-    VK_TRY(emit_fake_quant(b, node->inputs[0], -1, xs, 0, 0, VNRT_E4M3, M, K, 0,
-                           K / (uint64_t)act_quant, (uint64_t)act_quant));
     d.slots[VK_SLOT_SCRATCH] = xs;
     d.spec[9] = 1;
   } else {
@@ -217,7 +312,7 @@ VK_RECORD_FN(vk_rec_qlinear) {
   const vnrt_linear_params *p = &node->params->linear;
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
   uint64_t M = (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1);
-  return record_qgemm(b, node, &p->w, true, p->act_quant, M, (uint64_t)t1->dims[0],
+  return record_qgemm(b, g, node, &p->w, true, p->act_quant, M, (uint64_t)t1->dims[0],
                       (uint64_t)t1->dims[1]);
 }
 
@@ -225,7 +320,7 @@ VK_RECORD_FN(vk_rec_qmatmul) {
   const vnrt_tensor_type *t0 = vk_in_type(g, node, 0), *t1 = vk_in_type(g, node, 1);
   /* b is rank 2: a's batch dims and rows flatten into M (a and the result are dense). */
   uint64_t M = (uint64_t)vnrt_dims_product(t0, 0, t0->rank - 1);
-  return record_qgemm(b, node, &node->params->matmul.b, false, 0, M, (uint64_t)t1->dims[1],
+  return record_qgemm(b, g, node, &node->params->matmul.b, false, 0, M, (uint64_t)t1->dims[1],
                       (uint64_t)t1->dims[0]);
 }
 
@@ -280,6 +375,47 @@ VK_SUPPORTED_FN(vk_sup_qmoe_ffn) {
          grid_scratch_ok(device, T * C, 0, why, why_size);
 }
 
+/* moe_ffn's gate/up and down passes through gemv.comp on a CPU device (after act_quant's
+ * rounding of x into s at x_off, when set): h into s at h_off, then y. */
+static vnrt_status gemv_moe(vk_builder *b, const vnrt_backend_node *node, vk_view s, uint64_t T,
+                            uint64_t C, uint64_t F, uint64_t k, uint64_t E, uint64_t x_off,
+                            uint64_t h_off) {
+  const vnrt_moe_ffn_params *p = &node->params->moe_ffn;
+  bool aq = p->act_quant != 0;
+  vk_dispatch_desc d;
+  for (int pass = 1; pass <= 2; ++pass) {
+    if (pass == 2 && aq) {
+      /* The down projection's input rounded per row of F, in place. */
+      VK_TRY(emit_fake_quant(b, -1, -1, s, h_off, h_off, VNRT_E4M3, T * k, F, 0, F / ACT_BLOCK,
+                             ACT_BLOCK));
+    }
+    vk_desc_init(&d, VK_SHADER_GEMV);
+    d.spec[8] = (uint32_t)pass;
+    if (aq) d.spec[9] |= 4;
+    if (pass == 1 && !aq) {
+      vk_bind(b, &d, 0, node->inputs[0]);
+    } else {
+      d.spec[9] |= 1; /* x (pass 1) or h (pass 2) from the scratch */
+    }
+    vk_bind(b, &d, 1, node->inputs[1]);
+    vk_bind(b, &d, 2, node->inputs[2]);
+    const vnrt_quant_weight *q = pass == 1 ? &p->w_gate_up : &p->w_down;
+    uint64_t R = pass == 1 ? 2 * F : C, L = pass == 1 ? C : F;
+    gemv_weight(b, &d, node, pass == 1 ? 3 : 4, q, L, 8, 11);
+    vk_push_u(&d, 10, is_codes(q->codes) ? vk_div_up(R, (uint64_t)q->block[0]) : 0);
+    if (pass == 2) vk_bind(b, &d, 5, node->outputs[0]);
+    d.slots[VK_SLOT_SCRATCH] = s;
+    gemv_x_texels(b, &d, (d.spec[9] & 1) != 0);
+    vk_push_u(&d, 0, T), vk_push_u(&d, 1, C), vk_push_u(&d, 2, F), vk_push_u(&d, 3, k);
+    vk_push_u(&d, 4, E), vk_push_f(&d, 5, p->limit);
+    vk_push_u(&d, 6, x_off), vk_push_u(&d, 7, h_off);
+    uint64_t groups = pass == 1 ? T * k * vk_div_up(F, GV_RN) : T * vk_div_up(C, GV_RN);
+    vk_grid(b, groups, d.groups);
+    VK_TRY(vk_emit(b, &d));
+  }
+  return VNRT_OK;
+}
+
 VK_RECORD_FN(vk_rec_qmoe_ffn) {
   const vnrt_moe_ffn_params *p = &node->params->moe_ffn;
   const vnrt_tensor_type *tx = vk_in_type(g, node, 0), *te = vk_in_type(g, node, 1);
@@ -293,6 +429,10 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   if (aq) {
     VK_TRY(emit_fake_quant(b, node->inputs[0], -1, s, 0, x_off, VNRT_E4M3, T, C, 0, C / ACT_BLOCK,
                            ACT_BLOCK));
+  }
+  if (vk_gemv_ok(b, tx->dtype, node->inputs[3], &p->w_gate_up, C) &&
+      vk_gemv_ok(b, VNRT_F32, node->inputs[4], &p->w_down, F)) {
+    return gemv_moe(b, node, s, T, C, F, k, E, x_off, h_off);
   }
   /* gate/up: h (times the routing weight when act_quant) into the scratch. */
   vk_dispatch_desc d;

@@ -151,18 +151,19 @@ static void cache_save(vnrt_backend_device *dev) {
 
 vnrt_status vk_pipelines_init(vnrt_backend_device *dev) {
   const vnrt_backend_host *host = dev->host;
-  VkDescriptorSetLayoutBinding bindings[VK_NUM_SLOTS];
-  for (uint32_t i = 0; i < VK_NUM_SLOTS; ++i) {
+  VkDescriptorSetLayoutBinding bindings[VK_NUM_SLOTS + VK_NUM_TEXEL];
+  for (uint32_t i = 0; i < VK_NUM_SLOTS + VK_NUM_TEXEL; ++i) {
     bindings[i] = (VkDescriptorSetLayoutBinding){
         .binding = i,
-        .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+        .descriptorType = i >= VK_TEXEL_BINDING ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                                : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
         .descriptorCount = 1,
         .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
     };
   }
   VkDescriptorSetLayoutCreateInfo dli = {
       .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-      .bindingCount = VK_NUM_SLOTS,
+      .bindingCount = VK_NUM_SLOTS + VK_NUM_TEXEL,
       .pBindings = bindings,
   };
   VkResult r = vkCreateDescriptorSetLayout(dev->device, &dli, NULL, &dev->set_layout);

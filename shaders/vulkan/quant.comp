@@ -36,9 +36,7 @@
 #define WG 64
 #include "common.glsl"
 
-#define DT_E4M3 5u
-#define DT_E8M0 6u
-#define DT_E2M1 7u
+#include "codes.glsl"
 #define RM 4u    // OP 1: rows per invocation (keep in step with QG_RM in vk_ops_quant.c)
 #define PASS 128u // OP 0: copied channels per invocation (QF_PASS in vk_ops_quant.c)
 
@@ -46,35 +44,7 @@ layout(push_constant) uniform PC { uint u[24]; } pc;
 
 float pcf(uint i) { return uintBitsToFloat(pc.u[i]); }
 
-// ---- Codecs (exact; core/quant.c states them) ----------------------------------------------
-
-float vn_e4m3(uint c) {
-  uint s = (c & 0x80u) << 24;
-  uint em = c & 0x7fu;
-  if (em == 0x7fu) return uintBitsToFloat(s | 0x7fc00000u);
-  if (em < 8u) {
-    float f = float(em) * 0.001953125; // subnormal: m * 2^-9
-    return s != 0u ? -f : f;
-  }
-  // exponent e = em >> 3 (bias 7) -> f32 field e + 120; the 3 mantissa bits on top.
-  return uintBitsToFloat(s | ((em + (120u << 3)) << 20));
-}
-
-// e2m1: twice the magnitude of code c & 7 is nibble c & 7 of this constant table (0 1 2 3 4
-// 6 8 12); bit 3 is the sign. A table in a register: llvmpipe runs an indexed const array
-// per lane through memory, 10x slower here.
-#define E2M1_X2 0xC8643210u
-
-float vn_e2m1(uint c) {
-  float mag = float((E2M1_X2 >> ((c & 7u) << 2)) & 0xfu) * 0.5;
-  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
-}
-
-float vn_e8m0(uint c) {
-  if (c == 255u) return uintBitsToFloat(0x7fc00000u);
-  if (c == 0u) return ldexp(1.0, -127); // 2^-127, an f32 subnormal
-  return uintBitsToFloat(c << 23);
-}
+// ---- Encoders (exact; core/quant.c states them) --------------------------------------------
 
 // f32 -> e4m3 code: round to nearest even, saturate to +-448 (infinities too), NaN -> 0x7F.
 uint vn_f2e4m3(float v) {
@@ -131,42 +101,8 @@ float vn_w(uint i) {
 }
 float vn_s(uint i) { return SC2 != 0u ? vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu) : 1.0; }
 
-// Four e4m3 codes of a word, without branches: a normal code is an f32 with the exponent
-// rebased (+120); a subnormal one (exponent field 0) is read as exponent 1 less 2^-6.
-vec4 vn_e4m3x4(uint wd) {
-  uvec4 c = (uvec4(wd) >> uvec4(0u, 8u, 16u, 24u)) & 0xffu;
-  uvec4 em = c & 0x7fu;
-  vec4 nrm = uintBitsToFloat((em << 20) + (120u << 23));
-  vec4 sub = uintBitsToFloat((em << 20) + (121u << 23)) - 0.015625;
-  vec4 mag = mix(nrm, sub, lessThan(em, uvec4(8u)));
-  mag = mix(mag, vec4(uintBitsToFloat(0x7fc00000u)), equal(em, uvec4(0x7fu)));
-  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 0x80u) << 24));
-}
-
-// The four e2m1 codes in the low 16 bits of wd (vn_e2m1 four at a time).
-vec4 vn_e2m1x4(uint wd) {
-  uvec4 c = (uvec4(wd) >> uvec4(0u, 4u, 8u, 12u)) & 0xfu;
-  vec4 mag = vec4((uvec4(E2M1_X2) >> ((c & 7u) << 2)) & 0xfu) * 0.5;
-  return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
-}
-
 // x value i of the reduction: the scratch (SC0 bit 0) or slot 0.
 float vn_x(uint i) { return (SC0 & 1u) != 0u ? scratch.f[i] : ldf0(i); }
-
-// x values i .. i+3, i a multiple of 4 (SC0 bit 2 makes every row start one): one vec4 of f32,
-// or two words of f16/bf16 (widening is exact).
-layout(set = 0, binding = 0, std430) readonly buffer VnX4 { vec4 v[]; } x4f;
-layout(set = 0, binding = 0, std430) readonly buffer VnX4h { uvec2 v[]; } x4h;
-layout(set = 0, binding = 8, std430) readonly buffer VnS4 { vec4 v[]; } s4;
-vec4 vn_x4(uint i) {
-  if ((SC0 & 1u) != 0u) return s4.v[i >> 2];
-  if (DT0 == DT_F32) return x4f.v[i >> 2];
-  uvec2 u = x4h.v[i >> 2];
-  if (DT0 == DT_BF16) {
-    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
-  }
-  return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
-}
 
 // acc[j] += sum_{c < L} x[x0 + j xs + c] W[w0 + c] for j < nx: one row of W (L values from
 // element w0, its scales from s0 on, one per b1 columns) against nx rows of x. The partial

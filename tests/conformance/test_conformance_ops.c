@@ -641,6 +641,13 @@ START_TEST(test_linear) {
   }
   check_linear(ctx, 2, x2, 19, VNRT_F16, VNRT_F16, 40); /* f16 activations and result */
   check_linear(ctx, 2, x2, 19, VNRT_BF16, VNRT_F32, 41);
+  /* Decode-sized: 1 .. 4 rows with K a multiple of 16 (whole chunks of the GEMV kernels for CPU
+   * devices), N = 37 (two groups of 16 rows and a partial one), every weight dtype. */
+  for (int64_t m = 1; m <= 4; ++m) {
+    const int64_t xs[2] = {m, 48};
+    check_linear(ctx, 2, xs, 37, m % 2 ? VNRT_F32 : VNRT_BF16, kFloatTypes[(m - 1) % 3],
+                 90 + (uint64_t)m);
+  }
   vnrt_context_destroy(ctx);
 }
 END_TEST

@@ -680,12 +680,55 @@ START_TEST(test_linear_known_values) {
 }
 END_TEST
 
+/* Every e4m3 code but the NaNs through linear with K a multiple of 16 (the decode-sized GEMV
+ * kernels read whole chunks of 16 codes): w[2, 16] of the subnormal codes alone (0x01..0x07
+ * and their negatives, so that a kernel flushing them to zero is far off), then w[16, 16]
+ * holding code 16r + k (NaN codes replaced by 0), both with one block of scale 2^0 and x of
+ * 1 .. 4 rows. */
+static void run_e4m3_codes(vnrt_context *ctx, int64_t M, int64_t N, uint64_t seed) {
+  const int64_t xd[2] = {M, 16}, wd[2] = {N, 16}, sd[2] = {1, 1};
+  tu_tensor in[3];
+  in[0] = tu_tensor_new(VNRT_F32, 2, xd);
+  tu_fill_uniform(&in[0], seed, 1.0f, 2.0f);
+  in[1] = tu_tensor_new(VNRT_E4M3, 2, wd);
+  uint8_t *c = in[1].data;
+  for (int64_t i = 0; i < N * 16; ++i) {
+    uint8_t code = N == 2 ? (uint8_t)((i % 8) | ((i / 8) % 2 ? 0x80 : 0)) : (uint8_t)i;
+    c[i] = (code & 0x7f) == 0x7f ? 0 : code;
+  }
+  in[2] = tu_tensor_new(VNRT_E8M0, 2, sd);
+  ((uint8_t *)in[2].data)[0] = 127;
+  qweight q = {.codes = in[1], .scale = in[2], .block = {128, 128}};
+  want r = linear_want(&in[0], &q, 0);
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_LINEAR, in, 3, NULL, 0, 1);
+  const int64_t od[2] = {M, N};
+  char what[96];
+  snprintf(what, sizeof what, "linear e4m3 %s codes x[%lld, 16]", N == 2 ? "subnormal" : "all",
+           (long long)M);
+  check_all(ctx, what, "linear", g, in, 3, &r, 2, od, VNRT_F32);
+  vnrt_graph_destroy(g);
+  want_free(&r);
+  for (int i = 0; i < 3; ++i) tu_tensor_free(&in[i]);
+}
+
+START_TEST(test_linear_e4m3_every_code) {
+  vnrt_context *ctx = tu_conformance_context(0);
+  for (int64_t M = 1; M <= 4; ++M) {
+    run_e4m3_codes(ctx, M, 2, 800 + (uint64_t)M);
+    run_e4m3_codes(ctx, M, 16, 810 + (uint64_t)M);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 /* ---- tests: the ops --------------------------------------------------------------------- */
 
 START_TEST(test_linear_fp8) {
+  /* T = 1 and 3: the decode-sized kernels where K is a multiple of 16 (N = 19, 21, 150: a
+   * partial last group of rows); T = 7: the general ones. */
   vnrt_context *ctx = tu_conformance_context(0);
-  const int64_t Ts[2] = {1, 7};
-  for (int ti = 0; ti < 2; ++ti) {
+  const int64_t Ts[3] = {1, 3, 7};
+  for (int ti = 0; ti < 3; ++ti) {
     const int64_t T = Ts[ti];
     run_linear(ctx, VNRT_E4M3, T, 19, 96, NULL, 0, 10 + T);   /* one partial block */
     run_linear(ctx, VNRT_E4M3, T, 130, 200, NULL, 0, 20 + T); /* 2x2 blocks, both partial */
@@ -700,8 +743,8 @@ END_TEST
 
 START_TEST(test_linear_fp4) {
   vnrt_context *ctx = tu_conformance_context(0);
-  const int64_t Ts[2] = {1, 7}, Ks[3] = {32, 64, 96};
-  for (int ti = 0; ti < 2; ++ti) {
+  const int64_t Ts[3] = {1, 3, 7}, Ks[3] = {32, 64, 96};
+  for (int ti = 0; ti < 3; ++ti) {
     const int64_t T = Ts[ti];
     for (int k = 0; k < 3; ++k) run_linear(ctx, VNRT_E2M1, T, 13, Ks[k], NULL, 0, 60 + 3 * T + k);
     run_linear(ctx, VNRT_E2M1, T, 11, 128, NULL, 128, 70 + T);
@@ -943,6 +986,7 @@ static Suite *qweights_suite(void) {
   TCase *w = tcase_create("weights");
   tcase_set_timeout(w, 120);
   tcase_add_test(w, test_linear_known_values);
+  tcase_add_test(w, test_linear_e4m3_every_code);
   tcase_add_test(w, test_linear_fp8);
   tcase_add_test(w, test_linear_fp4);
   tcase_add_test(w, test_linear_bf16_activations);

@@ -1366,6 +1366,7 @@ START_TEST(grouped_linear_float_weights) {
   check_grouped(&(gl_case){.rows = 1, .G = 8, .N = 24, .K = 40, .w_dt = VNRT_BF16}, 702);
   check_grouped(&(gl_case){.lead3 = 1, .G = 2, .N = 7, .K = 33, .w_dt = VNRT_F16}, 703);
   check_grouped(&(gl_case){.rows = 17, .G = 3, .N = 64, .K = 96, .w_dt = VNRT_F32}, 704);
+  check_grouped(&(gl_case){.rows = 2, .G = 4, .N = 48, .K = 32, .w_dt = VNRT_BF16}, 705);
 }
 END_TEST
 
@@ -1382,6 +1383,8 @@ START_TEST(grouped_linear_fp4_weights) {
   check_grouped(&(gl_case){.rows = 3, .G = 4, .N = 9, .K = 64, .w_dt = VNRT_E2M1}, 721);
   check_grouped(&(gl_case){.rows = 1, .G = 16, .N = 8, .K = 96, .w_dt = VNRT_E2M1}, 722);
   check_grouped(&(gl_case){.rows = 5, .G = 2, .N = 11, .K = 40, .w_dt = VNRT_E2M1}, 723);
+  /* Decode-sized, N a multiple of 16 and K of 32: the GEMV kernels of CPU devices. */
+  check_grouped(&(gl_case){.rows = 1, .G = 4, .N = 32, .K = 64, .w_dt = VNRT_E2M1}, 724);
 }
 END_TEST
 
