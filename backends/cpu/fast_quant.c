@@ -624,6 +624,28 @@ static CPU_AVX2 void avx2_dequant_run_(const cpu_weight *w, int64_t i, int64_t n
   }
   for (; t < n; ++t) out[t] = code_f32_(w, i + t) * s;
 }
+/* avx2_dequant_run_ for e4m3 with AVX-512, 32 codes a step: sign-extended to 16 bits, shifted
+ * and masked into f16 bits as in avx512_qkern_e4m3_1_, NaN codes set to f16 NaN through a
+ * byte compare (a mask move), widened, times 2^8 and s (two multiplies: dec·2^-8·2^8 is dec
+ * exactly, so out = dec·s with one rounding, as the reference's). The rest: AVX2. */
+static CPU_AVX512 void avx512_dequant_e4m3_run_(const cpu_weight *w, int64_t i, int64_t n, float s,
+                                                float *out) {
+  const uint8_t *p = (const uint8_t *)w->data + i;
+  const __m512i mask = _mm512_set1_epi16((short)0xBF80), fnan = _mm512_set1_epi16(0x7E00);
+  const __m256i m7f = _mm256_set1_epi8(0x7F);
+  const __m512 k256 = _mm512_set1_ps(256.0f), sv = _mm512_set1_ps(s);
+  int64_t t = 0;
+  for (; t + 32 <= n; t += 32) {
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(p + t));
+    __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), mask);
+    h = _mm512_mask_mov_epi16(h, _mm256_cmpeq_epi8_mask(_mm256_and_si256(c, m7f), m7f), fnan);
+    const __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    const __m512 d1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    _mm512_storeu_ps(out + t, _mm512_mul_ps(_mm512_mul_ps(d0, k256), sv));
+    _mm512_storeu_ps(out + t + 16, _mm512_mul_ps(_mm512_mul_ps(d1, k256), sv));
+  }
+  if (t < n) avx2_dequant_run_(w, i + t, n - t, s, out + t);
+}
 #endif /* CPU_HAVE_AVX2_CODE */
 
 /* ---- panels ------------------------------------------------------------------------------ */
@@ -642,6 +664,11 @@ static void dequant_panel_(cpu_isa isa, const cpu_weight *w, int64_t mat, int64_
       const int64_t end = (b + 1) * w->bc < k0 + kc ? (b + 1) * w->bc : k0 + kc;
       const float s = e8m0_f32_(srow[b]);
 #if defined(CPU_HAVE_AVX2_CODE)
+      if (isa >= CPU_ISA_AVX512 && w->dtype == VNRT_E4M3) {
+        avx512_dequant_e4m3_run_(w, base + c, end - c, s, d + (c - k0));
+        c = end;
+        continue;
+      }
       if (avx2) {
         avx2_dequant_run_(w, base + c, end - c, s, d + (c - k0));
         c = end;
