@@ -85,6 +85,13 @@ static int regs_ok_(cpu_isa isa, int64_t m, const cpu_weight *w) {
   return isa_avx2_(isa) && w->scale && m >= 1 && m <= QV_MR && w->bc % 8 == 0;
 }
 
+/* The permuted x row of the one-row kernels: all of K (whole 128-channel steps), at least
+ * QV_KQ. */
+static int64_t qv_xp_floats_(int64_t k) {
+  const int64_t r = (k + 127) / 128 * 128;
+  return r > QV_KQ ? r : QV_KQ;
+}
+
 int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   const int avx2 = isa_avx2_(isa);
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
@@ -92,7 +99,7 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
   /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
    * and a permuted x row (FP4, one row). */
-  if (avx2) f += QV_NR_MAX * QV_BLOCKS + QV_KQ;
+  if (avx2) f += QV_NR_MAX * QV_BLOCKS + qv_xp_floats_(w->cols);
   return f;
 }
 
@@ -485,6 +492,49 @@ static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *cons
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
 }
 
+/* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
+ * ones, then the odd ones): a step's 32 bytes are 16 words of an even and an odd code, turned
+ * into f16 bits by the same shifts and mask. Blocks a multiple of 32 wide, kc a multiple of
+ * 32; returns 0 on a NaN code or a scale above 246. */
+static CPU_AVX2 int avx2_qkern_e4m3_eo_(const float *xp, const uint8_t *const *wr,
+                                        const uint8_t *const *pf, const uint8_t *const *sr,
+                                        int64_t kc, int64_t bc, float *s) {
+  const __m256i mask = _mm256_set1_epi16((short)0xBF80), m7f = _mm256_set1_epi8(0x7F);
+  __m256i seen = _mm256_setzero_si256();
+  __m256 acc[4], blk[4];
+  int big = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm256_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 32) {
+      if (pf && (kk & 63) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m256 x0 = _mm256_loadu_ps(xp + kk), x1 = _mm256_loadu_ps(xp + kk + 8);
+      const __m256 x2 = _mm256_loadu_ps(xp + kk + 16), x3 = _mm256_loadu_ps(xp + kk + 24);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(wr[j] + kk));
+        seen = _mm256_max_epu8(seen, _mm256_and_si256(w, m7f));
+        const __m256i he = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(w, 8), 1), mask);
+        const __m256i ho = _mm256_and_si256(_mm256_srai_epi16(w, 1), mask);
+        blk[j] = _mm256_fmadd_ps(x0, _mm256_cvtph_ps(_mm256_castsi256_si128(he)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x1, _mm256_cvtph_ps(_mm256_extracti128_si256(he, 1)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x2, _mm256_cvtph_ps(_mm256_castsi256_si128(ho)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x3, _mm256_cvtph_ps(_mm256_extracti128_si256(ho, 1)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t sc = sr[j][b];
+      big |= sc > 246;
+      const __m256 sv = _mm256_castsi256_ps(_mm256_set1_epi32((int)((sc + 8) << 23)));
+      acc[j] = _mm256_fmadd_ps(blk[j], sv, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+  return !big && !_mm256_movemask_epi8(_mm256_cmpeq_epi8(seen, m7f));
+}
+
 /* xp[128c + 16n + l] = x[128c + 8l + n] for n < 8, l < 16, n a multiple of 128: the order
  * avx512_qkern_e2m1_nib_ meets the codes in. */
 static void x_e2m1_perm_(const float *x, int64_t n, float *xp) {
@@ -726,18 +776,23 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   int64_t bpc = QV_KQ / bc;
   bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
   const int64_t kq = bpc * bc;
-  /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
-  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
+  /* One x row on FP4 blocks of whole 32-code steps: the permuted kernel (x permuted once,
+   * all of K; chunks start at multiples of the permutation's steps). */
+  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0;
   /* One x row, blocks and K in whole 32-code steps: the AVX-512 kernels where the CPU has them. */
   const int v512 = mr == 1 && bc % 32 == 0 && K % 32 == 0 && isa >= CPU_ISA_AVX512;
-  /* The AVX-512 kernels that read the scale bytes themselves, K in one chunk: FP8 with blocks
-   * of whole 64-code steps, FP4 with 32-wide blocks and K in whole 128-code steps. */
-  const int e8eo = v512 && !fp4 && bc % 64 == 0 && K % 64 == 0 && K <= kq && K <= QV_KQ;
-  const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0 && K <= kq && K <= QV_KQ;
+  /* The AVX-512 kernels that read the scale bytes themselves: FP8 with blocks of whole
+   * 64-code steps, FP4 with 32-wide blocks and K in whole 128-code steps. */
+  const int e8eo = v512 && !fp4 && bc % 64 == 0 && K % 64 == 0;
+  /* AVX2 (or AVX-512 where 64-code steps do not fit): FP8, one row, 32-code steps. */
+  const int e8eo2 = !e8eo && mr == 1 && !fp4 && bc % 32 == 0 && K % 32 == 0;
+  const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0;
   const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
-  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
+  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
   if (e8eo) {
     x_e4m3_perm_(x, K, xp);
+  } else if (e8eo2) {
+    x_fp4_perm_(x, K, xp);
   } else if (e2nib) {
     x_e2m1_perm_(x, K, xp);
   } else if (fp4p) {
@@ -782,7 +837,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
         pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
-        if (e8eo || e2nib) continue;
+        if (e8eo || e8eo2 || e2nib) continue;
         if (sf_src[j] != srow[j] + k0 / bc) {
           const int big = fp4p ? 252 : fp4 ? 253 : 247;
           sf_src[j] = srow[j] + k0 / bc;
@@ -791,14 +846,18 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         exact &= sf_ok[j];
       }
       if (!exact) break;
-      if (e8eo || e2nib) {
-        exact = e8eo ? avx512_qkern_e4m3_eo_(xp, wr, jp < n ? pf : NULL, srow, kc, bc, s)
-                     : avx512_qkern_e2m1_nib_(xp, wr, jp < n ? pf : NULL, srow, kc, s);
+      if (e8eo || e8eo2 || e2nib) {
+        const uint8_t *const *pfp = jp < n ? pf : NULL;
+        const uint8_t *sr[QV_NR_MAX];
+        for (int j = 0; j < nr; ++j) sr[j] = srow[j] + k0 / bc;
+        exact = e8eo    ? avx512_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+                : e8eo2 ? avx2_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+                        : avx512_qkern_e2m1_nib_(xp + k0, wr, pfp, sr, kc, s);
         if (!exact) break;
       } else if (fp4p && v512) {
-        avx512_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+        avx512_qkern_fp4p_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else if (fp4p) {
-        avx2_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+        avx2_qkern_fp4p_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else if (!fp4 && v512) {
         avx512_qkern_e4m3_1_(xr[0], wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else {
@@ -809,7 +868,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
       }
     }
-    for (int j = 0; exact && !fp4 && !e8eo && j < nv; ++j) {
+    for (int j = 0; exact && !fp4 && !e8eo && !e8eo2 && j < nv; ++j) {
       exact = !avx2_has_e4m3_nan_(codes + rowbase[j], K);
     }
     if (!exact) qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);

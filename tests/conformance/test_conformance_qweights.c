@@ -814,6 +814,9 @@ START_TEST(test_linear_gemv_edges) {
       run_gemv_edges(ctx, VNRT_E2M1, T, 17, 128, big, seed + 4);  /* one step */
       run_gemv_edges(ctx, VNRT_E2M1, T, 13, 96, big, seed + 5);   /* K % 128 = 96 */
       run_gemv_edges(ctx, VNRT_E2M1, T, 9, 70, big, seed + 6);    /* K % 32 = 6 */
+      /* K past the 4096 columns a group takes at a time: a second chunk of x and scales */
+      run_gemv_edges(ctx, VNRT_E4M3, T, 6, 4160, big, seed + 7);
+      run_gemv_edges(ctx, VNRT_E2M1, T, 5, 4224, big, seed + 8);
     }
   }
   vnrt_context_destroy(ctx);
