@@ -350,6 +350,82 @@ static CPU_AVX2 void avx2_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
   for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
 }
 
+/* The FP4 GEMV of one x row on AVX2 for 1x32 blocks, 64 codes (32 bytes, two blocks) a step:
+ * every e2m1 value is a bf16 (0.5 = 0x3F00 ... 6 = 0x40C0), so vpshufb lookups of a 16-entry
+ * table of the high bytes and one of the low bytes, on the low and on the high nibbles, give
+ * each code's bf16 bytes, byte unpacks join them into words, and a shift left by 16 (a dword's
+ * low word) or a mask (its high word) makes f32 bits: 19 operations per 64 codes before the 8
+ * FMAs, no int8-to-f32 conversion, x read by the FMAs from L1. The step's lane 0 holds block
+ * 2c's codes and lane 1 block 2c + 1's, so one FMA with the two scales per lane ends the step.
+ * x comes permuted by x_e2m1_perm64_; sf holds the block scales as f32. */
+static CPU_AVX2 void avx2_qkern_e2m1_64_(const float *xp, const uint8_t *const *wr,
+                                         const uint8_t *const *pf, const float *const *sf,
+                                         int64_t kc, float *s) {
+  const __m256i thi =
+      _mm256_setr_epi8(0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF,
+                       (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0, 0x00,
+                       0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF, (char)0xBF,
+                       (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0);
+  const __m256i tlo =
+      _mm256_setr_epi8(0x00, 0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00,
+                       0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                       (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                       (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0);
+  const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi32((int)0xFFFF0000u);
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t kk = 0; kk < kc; kk += 64) {
+    if (pf && (kk & 127) == 0) {
+      for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+    }
+    const float *x = xp + kk;
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(wr[j] + kk / 2));
+      const __m256i ie = _mm256_and_si256(v, low);
+      const __m256i io = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      const __m256i he = _mm256_shuffle_epi8(thi, ie), le = _mm256_shuffle_epi8(tlo, ie);
+      const __m256i ho = _mm256_shuffle_epi8(thi, io), lo = _mm256_shuffle_epi8(tlo, io);
+      const __m256i e0 = _mm256_unpacklo_epi8(le, he), e1 = _mm256_unpackhi_epi8(le, he);
+      const __m256i o0 = _mm256_unpacklo_epi8(lo, ho), o1 = _mm256_unpackhi_epi8(lo, ho);
+      __m256 t0 = _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_castsi256_ps(_mm256_slli_epi32(e0, 16)));
+      __m256 t1 =
+          _mm256_mul_ps(_mm256_loadu_ps(x + 8), _mm256_castsi256_ps(_mm256_and_si256(e0, top)));
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_castsi256_ps(_mm256_slli_epi32(e1, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_castsi256_ps(_mm256_and_si256(e1, top)),
+                           t1);
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32), _mm256_castsi256_ps(_mm256_slli_epi32(o0, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 40), _mm256_castsi256_ps(_mm256_and_si256(o0, top)),
+                           t1);
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 48), _mm256_castsi256_ps(_mm256_slli_epi32(o1, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 56), _mm256_castsi256_ps(_mm256_and_si256(o1, top)),
+                           t1);
+      const __m256 sv =
+          _mm256_set_m128(_mm_broadcast_ss(sf[j] + kk / 32 + 1), _mm_broadcast_ss(sf[j] + kk / 32));
+      acc[j] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), sv, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+}
+
+/* xp[64c + 8q + 4l + i] = x[64c + 32l + 16h + 4i + 2t + p] with q = 4p + 2h + t, for p (even
+ * codes 0, odd 1), h (unpacklo 0, unpackhi 1), t (a dword's low word 0, high 1), lane l < 2 and
+ * i < 4, n a multiple of 64: the order avx2_qkern_e2m1_64_ leaves the codes in. */
+static void x_e2m1_perm64_(const float *x, int64_t n, float *xp) {
+  for (int64_t c = 0; c < n; c += 64) {
+    for (int64_t q = 0; q < 8; ++q) {
+      const int64_t p = q >> 2, h = (q >> 1) & 1, t = q & 1;
+      for (int64_t l = 0; l < 2; ++l) {
+        for (int64_t i = 0; i < 4; ++i) {
+          xp[c + 8 * q + 4 * l + i] = x[c + 32 * l + 16 * h + 4 * i + 2 * t + p];
+        }
+      }
+    }
+  }
+}
+
 /* xp[32·b + i] = x[32·b + 2i], xp[32·b + 16 + i] = x[32·b + 2i + 1] for i < 16, n a multiple
  * of 32: the order avx2_qkern_fp4p_ meets the codes in. */
 static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
@@ -787,7 +863,9 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   /* AVX2 (or AVX-512 where 64-code steps do not fit): FP8, one row, 32-code steps. */
   const int e8eo2 = !e8eo && mr == 1 && !fp4 && bc % 32 == 0 && K % 32 == 0;
   const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0;
-  const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
+  /* AVX2: FP4, one row, 1x32 blocks, K in whole 64-code steps. */
+  const int e2b16 = !v512 && fp4p && bc == 32 && K % 64 == 0;
+  const float mult = fp4p && !e2b16 ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
   if (e8eo) {
     x_e4m3_perm_(x, K, xp);
@@ -795,6 +873,8 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
     x_fp4_perm_(x, K, xp);
   } else if (e2nib) {
     x_e2m1_perm_(x, K, xp);
+  } else if (e2b16) {
+    x_e2m1_perm64_(x, K, xp);
   } else if (fp4p) {
     x_fp4_perm_(x, K, xp);
   }
@@ -839,7 +919,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         sf[j] = sfbuf + j * QV_BLOCKS;
         if (e8eo || e8eo2 || e2nib) continue;
         if (sf_src[j] != srow[j] + k0 / bc) {
-          const int big = fp4p ? 252 : fp4 ? 253 : 247;
+          const int big = fp4p && !e2b16 ? 252 : fp4 ? 253 : 247;
           sf_src[j] = srow[j] + k0 / bc;
           sf_ok[j] = avx2_scales_(sf_src[j], nb, mult, big, sfbuf + j * QV_BLOCKS);
         }
@@ -854,6 +934,8 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
                 : e8eo2 ? avx2_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
                         : avx512_qkern_e2m1_nib_(xp + k0, wr, pfp, sr, kc, s);
         if (!exact) break;
+      } else if (e2b16) {
+        avx2_qkern_e2m1_64_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, s);
       } else if (fp4p && v512) {
         avx512_qkern_fp4p_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else if (fp4p) {
