@@ -183,68 +183,93 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
                     j->yp + s * j->C + c0, j->C, NULL);
 }
 
-/* ---- a few tokens, one pass: each item one expert's whole FFN for its routed tokens ------ */
+/* ---- a few tokens, quantized or act_quant: expert rows split across the threads ---------- */
 
-/* Items of the fused few-token pass: up to GEMM-MR (4) grouped rows of one expert. The item
- * streams the expert's gate/up rows once (a GEMV of its rows against 2F weight rows), applies
- * swiglu in a per-thread tile, and streams the down rows once: one pool pass, no barrier
- * between gate/up and down, and each expert's weights read once however many of the tokens
- * chose it. */
+/* The few-token path of quantized experts (and of act_quant): the routed rows grouped by
+ * expert, up to GEMM-MR (4) rows of one expert to a group (each expert's weights then stream
+ * once however many of the tokens chose it). Two pool passes: (group, block of F) items run
+ * gate/up and swiglu into h, then (group, block of C) items the down projection. The blocks
+ * split an expert's rows across the threads (T = 1 routes 6 experts: whole experts on 2 or 4
+ * threads balance badly, and a late thread holds the call); each output row's sum does not
+ * depend on the block it falls in, so neither do the results on the thread count. */
 #define MOE_FUSED_MR 4
-/* Items below which the two-pass path (finer items) runs instead. */
+/* Groups below which the two-pass path of float weights (moe_ffn_small_) runs instead. */
 #define MOE_FUSED_MIN_ITEMS 4
+/* Items per thread the blocks aim at, and the smallest blocks (F: the act_quant block, so
+ * that an item rounds whole blocks of h; C: a few 4-row groups). */
+#define MOE_FUSED_ITEMS_PER_THREAD 4
+#define MOE_FUSED_MIN_FB 128
+#define MOE_FUSED_MIN_CB 64
 
 typedef struct moe_fused_job {
   const cpu_kernel_args *a;
   cpu_isa isa;
   int64_t C, F, k;
   float limit;
-  const int32_t *it_expert; /* per item: expert, first grouped row, rows */
+  const int32_t *it_expert; /* per group: expert, first grouped row, rows */
   const int32_t *it_row, *it_rows;
-  const int32_t *token_of; /* [T·k]: the token of each grouped row */
-  float *yp;               /* [T·k, C] down projection per grouped row */
-  float *tiles; /* per thread slot: x [4, C], gate/up [4, 2F], h [4, F], quantized-GEMV scratch */
+  int64_t fb, n_fb, cb, n_cb; /* the F and C blocks of the two passes */
+  const float *xg;            /* [T·k, C] x rows grouped by expert (act_quant applied) */
+  float *h;                   /* [T·k, F] swiglu per grouped row (weighted and rounded) */
+  float *yp;                  /* [T·k, C] down projection per grouped row */
+  float *tiles;               /* per thread slot: gate/up [4, 2·fb], then quantized-GEMV scratch */
   int64_t tile_floats;
   const cpu_weight *wgu, *wd; /* the expert weights: float, or codes with scales */
   int32_t act_quant;          /* 0, or the channels per e4m3 block of x and of h */
   const float *wt_of;         /* [T·k]: the routing weight of each grouped row */
 } moe_fused_job;
 
-static void fused_item_(void *user, int64_t item, int32_t slot) {
+/* h[group rows, f0:f0+fb] = swiglu(x·gate[f0:f0+fb]ᵀ, x·up[f0:f0+fb]ᵀ) (act_quant: times the
+ * routing weight, rounded to e4m3 per block). */
+static void fused_gate_up_item_(void *user, int64_t item, int32_t slot) {
   const moe_fused_job *j = user;
-  const cpu_kernel_args *a = j->a;
-  const int64_t C = j->C, F = j->F;
-  const int64_t e = j->it_expert[item], r0 = j->it_row[item], m = j->it_rows[item];
-  float *xt = j->tiles + slot * j->tile_floats, *gu = xt + MOE_FUSED_MR * C;
-  float *h = gu + MOE_FUSED_MR * 2 * F;
-  const vnrt_dtype xdt = a->in_type[0]->dtype;
-  const size_t xsz = vnrt_dtype_size(xdt);
-  for (int64_t i = 0; i < m; ++i) {
-    const char *src = (const char *)a->in[0] + (size_t)(j->token_of[r0 + i] * C) * xsz;
-    cpu_fast_to_f32(j->isa, src, xdt, C, xt + i * C);
-  }
-  cpu_fast_act_quant(j->isa, xt, C, m, C, j->act_quant);
-  float *qws = h + MOE_FUSED_MR * F;
-  cpu_qgemm_nt_block(j->isa, xt, C, m, j->wgu, e, 0, 2 * F, gu, 2 * F, qws);
+  const int64_t C = j->C, F = j->F, g = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
+  const int64_t fb = F - f0 < j->fb ? F - f0 : j->fb;
+  const int64_t e = j->it_expert[g], r0 = j->it_row[g], m = j->it_rows[g];
+  float *gt = j->tiles + slot * j->tile_floats, *ut = gt + MOE_FUSED_MR * j->fb;
+  float *qws = ut + MOE_FUSED_MR * j->fb;
+  const float *x = j->xg + r0 * C;
+  cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, f0, fb, gt, fb, qws);
+  cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, F + f0, fb, ut, fb, qws);
   const float limit = j->limit;
   for (int64_t i = 0; i < m; ++i) {
-    for (int64_t f = 0; f < F; ++f) {
-      float gv = gu[i * 2 * F + f], uv = gu[i * 2 * F + F + f];
+    float *h = j->h + (r0 + i) * F + f0;
+    for (int64_t f = 0; f < fb; ++f) {
+      float gv = gt[i * fb + f], uv = ut[i * fb + f];
       if (limit > 0.0f) {
         gv = gv < limit ? gv : limit;
         uv = uv < -limit ? -limit : (uv > limit ? limit : uv);
       }
-      h[i * F + f] = gv / (1.0f + expf(-gv)) * uv;
+      h[f] = gv / (1.0f + expf(-gv)) * uv;
     }
     if (j->act_quant > 0) { /* DeepSeek's order: weight, round to e4m3, then down */
-      for (int64_t f = 0; f < F; ++f) h[i * F + f] *= j->wt_of[r0 + i];
+      for (int64_t f = 0; f < fb; ++f) h[f] *= j->wt_of[r0 + i];
+      cpu_fast_act_quant(j->isa, h, F, 1, fb, j->act_quant);
     }
   }
-  cpu_fast_act_quant(j->isa, h, F, m, F, j->act_quant);
-  cpu_qgemm_nt_block(j->isa, h, F, m, j->wd, e, 0, C, j->yp + r0 * C, C, qws);
 }
 
-/* The fused pass; *out_done is 0 (nothing written) when it has too few items to keep every
+/* yp[group rows, c0:c0+cb] = h[group rows]·down[c0:c0+cb]ᵀ. */
+static void fused_down_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  const int64_t C = j->C, F = j->F, g = item / j->n_cb, c0 = (item % j->n_cb) * j->cb;
+  const int64_t cb = C - c0 < j->cb ? C - c0 : j->cb;
+  const int64_t e = j->it_expert[g], r0 = j->it_row[g], m = j->it_rows[g];
+  float *qws = j->tiles + slot * j->tile_floats + 2 * MOE_FUSED_MR * j->fb;
+  cpu_qgemm_nt_block(j->isa, j->h + r0 * F, F, m, j->wd, e, c0, cb, j->yp + r0 * C + c0, C, qws);
+}
+
+/* The blocks of n outputs for the two passes: about `want` items over n_groups groups, whole
+ * multiples of `unit`, at least `min` (or all of n). */
+static int64_t fused_block_(int64_t n, int64_t n_groups, int64_t want, int64_t unit, int64_t min) {
+  const int64_t per = (want + n_groups - 1) / n_groups; /* blocks per group */
+  int64_t b = (n + per - 1) / per;
+  b = (b + unit - 1) / unit * unit;
+  if (b < min) b = min;
+  return b > n ? n : b;
+}
+
+/* The fused pass; *out_done is 0 (nothing written) when it has too few groups to keep every
  * thread busy, and the two-pass path below runs instead — unless `always` (quantized experts
  * or act_quant, which only this path and the grouped one handle). */
 static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C, int64_t F,
@@ -263,12 +288,8 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
                      .wgu = wgu,
                      .wd = wd,
                      .act_quant = act_quant};
-  int64_t qws = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wgu);
-  const int64_t qws_d = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wd);
-  qws = qws > qws_d ? qws : qws_d;
-  j.tile_floats = MOE_FUSED_MR * (C + 3 * F) + qws;
-  /* int32 maps sized in floats: start [E + 1], slot_of, token_of [T·k] each, and per item
-   * expert, row, rows (at most T·k items); then each grouped row's routing weight. */
+  /* int32 maps sized in floats: start [E + 1], slot_of, token_of [T·k] each, and per group
+   * expert, row, rows (at most T·k groups); then each grouped row's routing weight. */
   float *map_mem = NULL, *mem = NULL;
   vnrt_status st = cpu_fast_alloc(a, E + 1 + 6 * n_slots, &map_mem);
   if (st != VNRT_OK) return st;
@@ -280,20 +301,19 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   memset(start, 0, sizeof(int32_t) * (size_t)(E + 1));
   for (int64_t s = 0; s < n_slots; ++s) start[experts[s] + 1]++;
   for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  int64_t n_items = 0;
+  int64_t n_groups = 0;
   for (int64_t e = 0; e < E; ++e) {
     for (int64_t r = start[e]; r < start[e + 1]; r += MOE_FUSED_MR) {
-      it_expert[n_items] = (int32_t)e;
-      it_row[n_items] = (int32_t)r;
+      it_expert[n_groups] = (int32_t)e;
+      it_row[n_groups] = (int32_t)r;
       const int64_t rows = start[e + 1] - r;
-      it_rows[n_items] = (int32_t)(rows < MOE_FUSED_MR ? rows : MOE_FUSED_MR);
-      n_items++;
+      it_rows[n_groups] = (int32_t)(rows < MOE_FUSED_MR ? rows : MOE_FUSED_MR);
+      n_groups++;
     }
   }
-  /* Whole experts as items balance only when there are a few of them. The bound is fixed,
-   * not the thread count: the two paths block K differently for several tokens, and which
-   * one runs must not depend on the threads (results would). */
-  if (n_items < MOE_FUSED_MIN_ITEMS && !always) {
+  /* The bound is fixed, not the thread count: the paths block K differently for several
+   * tokens, and which one runs must not depend on the threads (results would). */
+  if (n_groups < MOE_FUSED_MIN_ITEMS && !always) {
     cpu_fast_free(a, map_mem);
     return VNRT_OK;
   }
@@ -303,19 +323,39 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
     token_of[r] = (int32_t)(s / k);
     wt_of[r] = cpu_load_f32(a->in[2], a->in_type[2]->dtype, s);
   }
-  st = cpu_fast_alloc(a, n_slots * C + threads * j.tile_floats + C, &mem);
+  const int64_t want = MOE_FUSED_ITEMS_PER_THREAD * threads;
+  j.fb = fused_block_(F, n_groups, want, act_quant > 0 ? act_quant : 8, MOE_FUSED_MIN_FB);
+  j.n_fb = (F + j.fb - 1) / j.fb;
+  j.cb = fused_block_(C, n_groups, want, 8, MOE_FUSED_MIN_CB);
+  j.n_cb = (C + j.cb - 1) / j.cb;
+  int64_t qws = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wgu);
+  const int64_t qws_d = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wd);
+  qws = qws > qws_d ? qws : qws_d;
+  j.tile_floats = 2 * MOE_FUSED_MR * j.fb + qws;
+  st = cpu_fast_alloc(a, n_slots * (2 * C + F) + threads * j.tile_floats + C, &mem);
   if (st != VNRT_OK) {
     cpu_fast_free(a, map_mem);
     return st;
   }
+  float *xg = mem;
+  j.h = xg + n_slots * C;
+  j.yp = j.h + n_slots * F;
+  j.tiles = j.yp + n_slots * C;
   j.it_expert = it_expert;
   j.it_row = it_row;
   j.it_rows = it_rows;
-  j.token_of = token_of;
   j.wt_of = wt_of;
-  j.yp = mem;
-  j.tiles = mem + n_slots * C;
-  cpu_fast_for_each(a->pool, n_items, fused_item_, &j);
+  j.xg = xg;
+  /* x rows in expert order, widened and rounded once (T·k rows of C: a few thousand values). */
+  const vnrt_dtype xdt = a->in_type[0]->dtype;
+  const size_t xsz = vnrt_dtype_size(xdt);
+  for (int64_t r = 0; r < n_slots; ++r) {
+    const char *src = (const char *)a->in[0] + (size_t)(token_of[r] * C) * xsz;
+    cpu_fast_to_f32(j.isa, src, xdt, C, xg + r * C);
+  }
+  cpu_fast_act_quant(j.isa, xg, C, n_slots, C, act_quant);
+  cpu_fast_for_each(a->pool, n_groups * j.n_fb, fused_gate_up_item_, &j);
+  cpu_fast_for_each(a->pool, n_groups * j.n_cb, fused_down_item_, &j);
   /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference. */
   const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
   float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats;

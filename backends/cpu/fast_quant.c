@@ -8,6 +8,9 @@
  *   to bits 13..7, so that f16's subnormals are e4m3's) and F16C widens it; the 2^8 between the
  *   two biases rides on the scale. e2m1: the 8 nibbles of 4 bytes are shifted into 8 lanes and
  *   looked up in an 8-entry magnitude table with one permute; the sign bit is XORed in.
+ *   With AVX-512 one x row takes 16-lane kernels; where K allows, they load 64 code bytes a
+ *   step without widening them (x permuted once per call to the order the codes come in),
+ *   read the scale bytes themselves and, for e4m3, note NaN codes as they decode them.
  * - Panels (everything else: more x rows, odd blocks, the portable path, and the rare groups
  *   the first way cannot do exactly: e4m3 NaN codes, scales of 2^120 and up): QN rows x QK
  *   columns of W are decoded to f32 in L2 and handed to the blocked f32 GEMM core, so the
@@ -82,6 +85,13 @@ static int regs_ok_(cpu_isa isa, int64_t m, const cpu_weight *w) {
   return isa_avx2_(isa) && w->scale && m >= 1 && m <= QV_MR && w->bc % 8 == 0;
 }
 
+/* The permuted x row of the one-row kernels: all of K (whole 128-channel steps), at least
+ * QV_KQ. */
+static int64_t qv_xp_floats_(int64_t k) {
+  const int64_t r = (k + 127) / 128 * 128;
+  return r > QV_KQ ? r : QV_KQ;
+}
+
 int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   const int avx2 = isa_avx2_(isa);
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
@@ -89,7 +99,7 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
   /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
    * and a permuted x row (FP4, one row). */
-  if (avx2) f += QV_NR_MAX * QV_BLOCKS + QV_KQ;
+  if (avx2) f += QV_NR_MAX * QV_BLOCKS + qv_xp_floats_(w->cols);
   return f;
 }
 
@@ -340,6 +350,82 @@ static CPU_AVX2 void avx2_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
   for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
 }
 
+/* The FP4 GEMV of one x row on AVX2 for 1x32 blocks, 64 codes (32 bytes, two blocks) a step:
+ * every e2m1 value is a bf16 (0.5 = 0x3F00 ... 6 = 0x40C0), so vpshufb lookups of a 16-entry
+ * table of the high bytes and one of the low bytes, on the low and on the high nibbles, give
+ * each code's bf16 bytes, byte unpacks join them into words, and a shift left by 16 (a dword's
+ * low word) or a mask (its high word) makes f32 bits: 19 operations per 64 codes before the 8
+ * FMAs, no int8-to-f32 conversion, x read by the FMAs from L1. The step's lane 0 holds block
+ * 2c's codes and lane 1 block 2c + 1's, so one FMA with the two scales per lane ends the step.
+ * x comes permuted by x_e2m1_perm64_; sf holds the block scales as f32. */
+static CPU_AVX2 void avx2_qkern_e2m1_64_(const float *xp, const uint8_t *const *wr,
+                                         const uint8_t *const *pf, const float *const *sf,
+                                         int64_t kc, float *s) {
+  const __m256i thi =
+      _mm256_setr_epi8(0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF,
+                       (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0, 0x00,
+                       0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xBF, (char)0xBF,
+                       (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0);
+  const __m256i tlo =
+      _mm256_setr_epi8(0x00, 0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00,
+                       0x00, (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                       (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0, 0x00, 0x00,
+                       (char)0x80, (char)0xC0, 0x00, 0x40, (char)0x80, (char)0xC0);
+  const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi32((int)0xFFFF0000u);
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t kk = 0; kk < kc; kk += 64) {
+    if (pf && (kk & 127) == 0) {
+      for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+    }
+    const float *x = xp + kk;
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(wr[j] + kk / 2));
+      const __m256i ie = _mm256_and_si256(v, low);
+      const __m256i io = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      const __m256i he = _mm256_shuffle_epi8(thi, ie), le = _mm256_shuffle_epi8(tlo, ie);
+      const __m256i ho = _mm256_shuffle_epi8(thi, io), lo = _mm256_shuffle_epi8(tlo, io);
+      const __m256i e0 = _mm256_unpacklo_epi8(le, he), e1 = _mm256_unpackhi_epi8(le, he);
+      const __m256i o0 = _mm256_unpacklo_epi8(lo, ho), o1 = _mm256_unpackhi_epi8(lo, ho);
+      __m256 t0 = _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_castsi256_ps(_mm256_slli_epi32(e0, 16)));
+      __m256 t1 =
+          _mm256_mul_ps(_mm256_loadu_ps(x + 8), _mm256_castsi256_ps(_mm256_and_si256(e0, top)));
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_castsi256_ps(_mm256_slli_epi32(e1, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_castsi256_ps(_mm256_and_si256(e1, top)),
+                           t1);
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32), _mm256_castsi256_ps(_mm256_slli_epi32(o0, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 40), _mm256_castsi256_ps(_mm256_and_si256(o0, top)),
+                           t1);
+      t0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 48), _mm256_castsi256_ps(_mm256_slli_epi32(o1, 16)),
+                           t0);
+      t1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 56), _mm256_castsi256_ps(_mm256_and_si256(o1, top)),
+                           t1);
+      const __m256 sv =
+          _mm256_set_m128(_mm_broadcast_ss(sf[j] + kk / 32 + 1), _mm_broadcast_ss(sf[j] + kk / 32));
+      acc[j] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), sv, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+}
+
+/* xp[64c + 8q + 4l + i] = x[64c + 32l + 16h + 4i + 2t + p] with q = 4p + 2h + t, for p (even
+ * codes 0, odd 1), h (unpacklo 0, unpackhi 1), t (a dword's low word 0, high 1), lane l < 2 and
+ * i < 4, n a multiple of 64: the order avx2_qkern_e2m1_64_ leaves the codes in. */
+static void x_e2m1_perm64_(const float *x, int64_t n, float *xp) {
+  for (int64_t c = 0; c < n; c += 64) {
+    for (int64_t q = 0; q < 8; ++q) {
+      const int64_t p = q >> 2, h = (q >> 1) & 1, t = q & 1;
+      for (int64_t l = 0; l < 2; ++l) {
+        for (int64_t i = 0; i < 4; ++i) {
+          xp[c + 8 * q + 4 * l + i] = x[c + 32 * l + 16 * h + 4 * i + 2 * t + p];
+        }
+      }
+    }
+  }
+}
+
 /* xp[32·b + i] = x[32·b + 2i], xp[32·b + 16 + i] = x[32·b + 2i + 1] for i < 16, n a multiple
  * of 32: the order avx2_qkern_fp4p_ meets the codes in. */
 static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
@@ -419,6 +505,178 @@ static CPU_AVX512 void avx512_qkern_fp4p_(const float *xp, const uint8_t *const 
   for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
 }
 
+/* The one-row AVX-512 GEMVs of x permuted per 64 (FP8) or 128 (FP4) channels, loading 64 code
+ * bytes a step with no widening shuffle, reading the e8m0 scale bytes themselves (no scale
+ * buffer) and, for FP8, noting NaN codes as they pass. Each returns 0, having possibly written
+ * s, when the registers cannot do a row exactly (a NaN code; a scale of 2^-127, or one so
+ * large that a block sum times it may overflow where the reference's x·(dec·s) does not): the
+ * caller then takes the panel path. Four w rows; sr[j] is row j's scale bytes from k0's block. */
+
+/* xp[64c + i] = x[64c + 2i], xp[64c + 32 + i] = x[64c + 2i + 1] for i < 32, n a multiple of
+ * 64: the order avx512_qkern_e4m3_eo_ meets the codes in. */
+static void x_e4m3_perm_(const float *x, int64_t n, float *xp) {
+  for (int64_t b = 0; b < n; b += 64) {
+    for (int64_t i = 0; i < 32; ++i) {
+      xp[b + i] = x[b + 2 * i];
+      xp[b + 32 + i] = x[b + 2 * i + 1];
+    }
+  }
+}
+
+/* e4m3, blocks a multiple of 64 wide, kc a multiple of 64. A step's 64 bytes are 32 16-bit
+ * words, each an even code (low byte) and an odd one (high byte): the odd codes' f16 bits
+ * (sign << 15 | (code & 0x7F) << 7, as avx2_e4m3x8_) are the word shifted right arithmetically
+ * by one with bit 14 and the low byte's bits masked off; the even codes' the same after a
+ * shift left by 8. Scales 2^(s-127)·2^8 are the f32 bits (s + 8) << 23: exact for every s up
+ * to 246 (s = 0, 2^-127, included). */
+static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *const *wr,
+                                            const uint8_t *const *pf, const uint8_t *const *sr,
+                                            int64_t kc, int64_t bc, float *s) {
+  const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
+  __m512i seen = _mm512_setzero_si512();
+  __m512 acc[4], blk[4];
+  int big = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 64) {
+      if (pf) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
+      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
+        seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));
+        const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask);
+        const __m512i ho = _mm512_and_si512(_mm512_srai_epi16(w, 1), mask);
+        blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(he)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(he, 1)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x2, _mm512_cvtph_ps(_mm512_castsi512_si256(ho)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t sc = sr[j][b];
+      big |= sc > 246;
+      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
+      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
+}
+
+/* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
+ * ones, then the odd ones): a step's 32 bytes are 16 words of an even and an odd code, turned
+ * into f16 bits by the same shifts and mask. Blocks a multiple of 32 wide, kc a multiple of
+ * 32; returns 0 on a NaN code or a scale above 246. */
+static CPU_AVX2 int avx2_qkern_e4m3_eo_(const float *xp, const uint8_t *const *wr,
+                                        const uint8_t *const *pf, const uint8_t *const *sr,
+                                        int64_t kc, int64_t bc, float *s) {
+  const __m256i mask = _mm256_set1_epi16((short)0xBF80), m7f = _mm256_set1_epi8(0x7F);
+  __m256i seen = _mm256_setzero_si256();
+  __m256 acc[4], blk[4];
+  int big = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm256_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 32) {
+      if (pf && (kk & 63) == 0) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m256 x0 = _mm256_loadu_ps(xp + kk), x1 = _mm256_loadu_ps(xp + kk + 8);
+      const __m256 x2 = _mm256_loadu_ps(xp + kk + 16), x3 = _mm256_loadu_ps(xp + kk + 24);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(wr[j] + kk));
+        seen = _mm256_max_epu8(seen, _mm256_and_si256(w, m7f));
+        const __m256i he = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(w, 8), 1), mask);
+        const __m256i ho = _mm256_and_si256(_mm256_srai_epi16(w, 1), mask);
+        blk[j] = _mm256_fmadd_ps(x0, _mm256_cvtph_ps(_mm256_castsi256_si128(he)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x1, _mm256_cvtph_ps(_mm256_extracti128_si256(he, 1)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x2, _mm256_cvtph_ps(_mm256_castsi256_si128(ho)), blk[j]);
+        blk[j] = _mm256_fmadd_ps(x3, _mm256_cvtph_ps(_mm256_extracti128_si256(ho, 1)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t sc = sr[j][b];
+      big |= sc > 246;
+      const __m256 sv = _mm256_castsi256_ps(_mm256_set1_epi32((int)((sc + 8) << 23)));
+      acc[j] = _mm256_fmadd_ps(blk[j], sv, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = avx2_hsum(acc[j]);
+  return !big && !_mm256_movemask_epi8(_mm256_cmpeq_epi8(seen, m7f));
+}
+
+/* xp[128c + 16n + l] = x[128c + 8l + n] for n < 8, l < 16, n a multiple of 128: the order
+ * avx512_qkern_e2m1_nib_ meets the codes in. */
+static void x_e2m1_perm_(const float *x, int64_t n, float *xp) {
+  for (int64_t b = 0; b < n; b += 128) {
+    for (int64_t q = 0; q < 8; ++q) {
+      for (int64_t l = 0; l < 16; ++l) xp[b + 16 * q + l] = x[b + 8 * l + q];
+    }
+  }
+}
+
+/* e2m1, blocks 32 wide, kc a multiple of 128. A step's 64 bytes are 16 dwords of 8 codes
+ * each (code 8l + n of the step in nibble n of dword l); vpermps reads the low 4 bits of an
+ * index, so the dwords shifted right by 4n index a 16-entry table of the values for nibble n
+ * of every dword at once: 15 operations (8 permutes, 7 shifts) per 128 codes and no widening.
+ * Lane l of a step meets the scale of block l / 4: 16 scale bytes (512 codes) widen to f32
+ * bits s << 23 once and a permute spreads them per step. Exact for s in [1, 252]. */
+static CPU_AVX512 int avx512_qkern_e2m1_nib_(const float *xp, const uint8_t *const *wr,
+                                             const uint8_t *const *pf, const uint8_t *const *sr,
+                                             int64_t kc, float *s) {
+  const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                      -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+  const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m128i one = _mm_set1_epi8(1), top = _mm_set1_epi8((char)251);
+  __m512 acc[4], sv16[4];
+  __mmask16 bad = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps(), sv16[j] = acc[j];
+  for (int64_t kk = 0; kk < kc; kk += 128) {
+    if ((kk & 511) == 0) {
+      const int64_t nb = (kc - kk) / 32 < 16 ? (kc - kk) / 32 : 16;
+      const __mmask16 m = (__mmask16)((1u << nb) - 1u);
+      for (int j = 0; j < 4; ++j) {
+        const __m128i sb = _mm_maskz_loadu_epi8(m, sr[j] + kk / 32);
+        /* s - 1 > 251 unsigned: s = 0 or s >= 253 */
+        bad |= _mm_mask_cmpgt_epu8_mask(m, _mm_sub_epi8(sb, one), top);
+        sv16[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(sb), 23));
+      }
+    }
+    if (pf) {
+      for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk / 2, _MM_HINT_T0);
+    }
+    const __m512i qi = _mm512_add_epi32(quad, _mm512_set1_epi32((int)((kk & 511) / 32)));
+    const float *x = xp + kk;
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = _mm512_loadu_si512((const void *)(wr[j] + kk / 2));
+      __m512 t0 = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
+      __m512 t1 = _mm512_mul_ps(_mm512_loadu_ps(x + 16),
+                                _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
+      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 32),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), t0);
+      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 48),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), t1);
+      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 64),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), t0);
+      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 80),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), t1);
+      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 96),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), t0);
+      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 112),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), t1);
+      acc[j] = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  return !bad;
+}
+
 /* dst[t] = e8m0(s[t])·mult for t < n; returns 0 when some scale is in [big, 254]: a scale so
  * large that 2^8·s (e4m3, from 247) or a block's sum times s (e2m1, from 253: 6·2^126 is past
  * FLT_MAX) may overflow where the reference's dec·s and x·(dec·s) do not, or the reverse. The
@@ -492,6 +750,28 @@ static CPU_AVX2 void avx2_dequant_run_(const cpu_weight *w, int64_t i, int64_t n
   }
   for (; t < n; ++t) out[t] = code_f32_(w, i + t) * s;
 }
+/* avx2_dequant_run_ for e4m3 with AVX-512, 32 codes a step: sign-extended to 16 bits, shifted
+ * and masked into f16 bits as in avx512_qkern_e4m3_1_, NaN codes set to f16 NaN through a
+ * byte compare (a mask move), widened, times 2^8 and s (two multiplies: dec·2^-8·2^8 is dec
+ * exactly, so out = dec·s with one rounding, as the reference's). The rest: AVX2. */
+static CPU_AVX512 void avx512_dequant_e4m3_run_(const cpu_weight *w, int64_t i, int64_t n, float s,
+                                                float *out) {
+  const uint8_t *p = (const uint8_t *)w->data + i;
+  const __m512i mask = _mm512_set1_epi16((short)0xBF80), fnan = _mm512_set1_epi16(0x7E00);
+  const __m256i m7f = _mm256_set1_epi8(0x7F);
+  const __m512 k256 = _mm512_set1_ps(256.0f), sv = _mm512_set1_ps(s);
+  int64_t t = 0;
+  for (; t + 32 <= n; t += 32) {
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(p + t));
+    __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), mask);
+    h = _mm512_mask_mov_epi16(h, _mm256_cmpeq_epi8_mask(_mm256_and_si256(c, m7f), m7f), fnan);
+    const __m512 d0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    const __m512 d1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    _mm512_storeu_ps(out + t, _mm512_mul_ps(_mm512_mul_ps(d0, k256), sv));
+    _mm512_storeu_ps(out + t + 16, _mm512_mul_ps(_mm512_mul_ps(d1, k256), sv));
+  }
+  if (t < n) avx2_dequant_run_(w, i + t, n - t, s, out + t);
+}
 #endif /* CPU_HAVE_AVX2_CODE */
 
 /* ---- panels ------------------------------------------------------------------------------ */
@@ -510,6 +790,11 @@ static void dequant_panel_(cpu_isa isa, const cpu_weight *w, int64_t mat, int64_
       const int64_t end = (b + 1) * w->bc < k0 + kc ? (b + 1) * w->bc : k0 + kc;
       const float s = e8m0_f32_(srow[b]);
 #if defined(CPU_HAVE_AVX2_CODE)
+      if (isa >= CPU_ISA_AVX512 && w->dtype == VNRT_E4M3) {
+        avx512_dequant_e4m3_run_(w, base + c, end - c, s, d + (c - k0));
+        c = end;
+        continue;
+      }
       if (avx2) {
         avx2_dequant_run_(w, base + c, end - c, s, d + (c - k0));
         c = end;
@@ -567,13 +852,32 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   int64_t bpc = QV_KQ / bc;
   bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
   const int64_t kq = bpc * bc;
-  /* One x row on FP4 blocks of whole 32-code steps, K in one chunk: the permuted kernel. */
-  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0 && K <= kq && K <= QV_KQ;
+  /* One x row on FP4 blocks of whole 32-code steps: the permuted kernel (x permuted once,
+   * all of K; chunks start at multiples of the permutation's steps). */
+  const int fp4p = fp4 && mr == 1 && bc % 32 == 0 && K % 32 == 0;
   /* One x row, blocks and K in whole 32-code steps: the AVX-512 kernels where the CPU has them. */
   const int v512 = mr == 1 && bc % 32 == 0 && K % 32 == 0 && isa >= CPU_ISA_AVX512;
-  const float mult = fp4p ? 0.5f : fp4 ? 1.0f : 256.0f;
-  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + QV_KQ;
-  if (fp4p) x_fp4_perm_(x, K, xp);
+  /* The AVX-512 kernels that read the scale bytes themselves: FP8 with blocks of whole
+   * 64-code steps, FP4 with 32-wide blocks and K in whole 128-code steps. */
+  const int e8eo = v512 && !fp4 && bc % 64 == 0 && K % 64 == 0;
+  /* AVX2 (or AVX-512 where 64-code steps do not fit): FP8, one row, 32-code steps. */
+  const int e8eo2 = !e8eo && mr == 1 && !fp4 && bc % 32 == 0 && K % 32 == 0;
+  const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0;
+  /* AVX2: FP4, one row, 1x32 blocks, K in whole 64-code steps. */
+  const int e2b16 = !v512 && fp4p && bc == 32 && K % 64 == 0;
+  const float mult = fp4p && !e2b16 ? 0.5f : fp4 ? 1.0f : 256.0f;
+  float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
+  if (e8eo) {
+    x_e4m3_perm_(x, K, xp);
+  } else if (e8eo2) {
+    x_fp4_perm_(x, K, xp);
+  } else if (e2nib) {
+    x_e2m1_perm_(x, K, xp);
+  } else if (e2b16) {
+    x_e2m1_perm64_(x, K, xp);
+  } else if (fp4p) {
+    x_fp4_perm_(x, K, xp);
+  }
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
   /* Each group prefetches, while it computes, the rows of the group about QV_PF_BYTES ahead
@@ -613,18 +917,29 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         wr[j] = codes + (fp4 ? (rowbase[j] + k0) / 2 : rowbase[j] + k0);
         pf[j] = pfrow[j] + (fp4 ? k0 / 2 : k0);
         sf[j] = sfbuf + j * QV_BLOCKS;
+        if (e8eo || e8eo2 || e2nib) continue;
         if (sf_src[j] != srow[j] + k0 / bc) {
-          const int big = fp4p ? 252 : fp4 ? 253 : 247;
+          const int big = fp4p && !e2b16 ? 252 : fp4 ? 253 : 247;
           sf_src[j] = srow[j] + k0 / bc;
           sf_ok[j] = avx2_scales_(sf_src[j], nb, mult, big, sfbuf + j * QV_BLOCKS);
         }
         exact &= sf_ok[j];
       }
       if (!exact) break;
-      if (fp4p && v512) {
-        avx512_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+      if (e8eo || e8eo2 || e2nib) {
+        const uint8_t *const *pfp = jp < n ? pf : NULL;
+        const uint8_t *sr[QV_NR_MAX];
+        for (int j = 0; j < nr; ++j) sr[j] = srow[j] + k0 / bc;
+        exact = e8eo    ? avx512_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+                : e8eo2 ? avx2_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+                        : avx512_qkern_e2m1_nib_(xp + k0, wr, pfp, sr, kc, s);
+        if (!exact) break;
+      } else if (e2b16) {
+        avx2_qkern_e2m1_64_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, s);
+      } else if (fp4p && v512) {
+        avx512_qkern_fp4p_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else if (fp4p) {
-        avx2_qkern_fp4p_(xp, wr, jp < n ? pf : NULL, sf, kc, bc, s);
+        avx2_qkern_fp4p_(xp + k0, wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else if (!fp4 && v512) {
         avx512_qkern_e4m3_1_(xr[0], wr, jp < n ? pf : NULL, sf, kc, bc, s);
       } else {
@@ -635,7 +950,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         for (int j = 0; j < nv; ++j) crow[j] = k0 == 0 ? s[i * nr + j] : crow[j] + s[i * nr + j];
       }
     }
-    for (int j = 0; exact && !fp4 && j < nv; ++j) {
+    for (int j = 0; exact && !fp4 && !e8eo && !e8eo2 && j < nv; ++j) {
       exact = !avx2_has_e4m3_nan_(codes + rowbase[j], K);
     }
     if (!exact) qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);

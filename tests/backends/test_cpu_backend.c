@@ -14,6 +14,7 @@
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_pool.h"
 #include "cpu/fast_gemm.h"
+#include "cpu/fast_quant.h"
 #include "moe_ref.h"
 #include "test_util.h"
 #include "vnrt/op_params.h"
@@ -530,6 +531,86 @@ START_TEST(test_gemm_blocks_cover_partial_tiles) {
         check_gemm_block(isas[ii], 0, ms[mi], ns[ni], k, wdt, seed++);
         check_gemm_block(isas[ii], 1, ms[mi], ns[ni], k, wdt, seed++);
       }
+    }
+  }
+}
+END_TEST
+
+/* ---- The quantized GEMV's NaN inputs, kernels called directly ----------------------------- */
+
+/* Binding refuses NaN e4m3 codes and NaN e8m0 scales, so only a direct call gives them to
+ * cpu_qgemm_nt_block: a row with one must come out NaN (dec(NaN)·x in the contract), the other
+ * rows of its 4-row group exact, on every ISA the machine has (the AVX-512 one-row kernel notes
+ * NaN codes as it decodes, the AVX2 ones scan the rows after). K 256 (whole 64-code steps) and
+ * 200 (not), 1..4 x rows. */
+static double e4m3_dbl(uint8_t c) {
+  const int e = (c >> 3) & 15, m = c & 7;
+  if (e == 15 && m == 7) return NAN;
+  const double v = e ? ldexp(1.0 + m / 8.0, e - 7) : ldexp(m, -9);
+  return (c & 0x80) ? -v : v;
+}
+
+static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, uint64_t seed) {
+  const int64_t n = 12, sc_cols = (k + 127) / 128;
+  uint8_t *codes = malloc((size_t)(n * k)), *scale = malloc((size_t)sc_cols);
+  float *x = malloc(sizeof(float) * (size_t)(m * k)), *c = malloc(sizeof(float) * (size_t)(m * n));
+  ck_assert(codes && scale && x && c);
+  uint64_t s = seed;
+  for (int64_t i = 0; i < n * k; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    codes[i] = (uint8_t)((s >> 33) & 0x77); /* never NaN */
+  }
+  for (int64_t i = 0; i < m * k; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
+  }
+  for (int64_t b = 0; b < sc_cols; ++b) scale[b] = (uint8_t)(120 + b % 5);
+  codes[5 * k + k / 3] = 0x7F;
+  codes[9 * k + k - 1] = 0xFF;
+  const cpu_weight w = {.data = codes,
+                        .dtype = VNRT_E4M3,
+                        .scale = scale,
+                        .mats = 1,
+                        .rows = n,
+                        .cols = k,
+                        .br = 128,
+                        .bc = 128,
+                        .srows = 1,
+                        .scols = sc_cols};
+  const int64_t wsf = cpu_qgemm_ws_floats(isa, m, &w);
+  float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
+  ck_assert(ws);
+  cpu_qgemm_nt_block(isa, x, k, m, &w, 0, 0, n, c, n, ws);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0.0, mag = 0.0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const double p =
+            x[i * k + kk] * e4m3_dbl(codes[j * k + kk]) * ldexp(1.0, scale[kk / 128] - 127);
+        acc += p;
+        mag += fabs(p);
+      }
+      const double got = c[i * n + j];
+      if (isnan(acc) ? !isnan(got) : !(fabs(got - acc) <= 1e-6 * mag)) {
+        ck_abort_msg("qgemm isa %d m %lld k %lld: y[%lld, %lld] = %.9g, want %.9g", (int)isa,
+                     (long long)m, (long long)k, (long long)i, (long long)j, got, acc);
+      }
+    }
+  }
+  free(codes);
+  free(scale);
+  free(x);
+  free(c);
+  free(ws);
+}
+
+START_TEST(test_qgemv_nan_codes) {
+  const cpu_isa top = cpu_fast_isa(NULL);
+  uint64_t seed = 900;
+  for (int isa = CPU_ISA_GENERIC; isa <= (int)top; ++isa) {
+    for (int64_t m = 1; m <= 4; ++m) {
+      check_qgemv_nan((cpu_isa)isa, m, 256, seed++);
+      check_qgemv_nan((cpu_isa)isa, m, 200, seed++);
     }
   }
 }
@@ -1089,6 +1170,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_moe_errors_leave_outputs_untouched);
   tcase_add_test(k, test_ffn_decode_independent_of_threads);
   tcase_add_test(k, test_gemm_blocks_cover_partial_tiles);
+  tcase_add_test(k, test_qgemv_nan_codes);
   tcase_add_test(k, test_short_conv_prefill_and_steps_agree_bitwise);
   tcase_add_test(k, test_fast_rms_norm_shapes);
   tcase_add_test(k, test_fast_softmax_shapes);

@@ -756,6 +756,116 @@ START_TEST(test_linear_fp4) {
 }
 END_TEST
 
+/* The CPU's in-register GEMVs (1..4 x rows) on the inputs they hand to the panel path through
+ * the public API: scales of 2^-127 (code 0) and either side of the largest the kernels take, every
+ * e4m3 code but the NaNs in every row and every e2m1 code, K a multiple of the kernels' steps (64
+ * e4m3, 128 e2m1: the AVX-512 one-row kernels) or not (the AVX2 ones, tails). (NaN codes and scales
+ * are refused at binding; test_cpu_backend gives them to the kernels directly.) Each element is
+ * checked within 1e-6 of Σ|x·w| (f32 sums; a row of 2^-127 scales is far above f32's
+ * subnormals). CPU devices only: the backend's GEMVs are what this
+ * pins. */
+static void run_gemv_edges(vnrt_context *ctx, vnrt_dtype fmt, int64_t T, int64_t N, int64_t K,
+                           int big, uint64_t seed) {
+  const int64_t xd[2] = {T, K}, wd[2] = {N, K};
+  tu_tensor in[3];
+  in[0] = tu_tensor_new(VNRT_F32, 2, xd);
+  tu_fill_uniform(&in[0], seed, -2.0f, 2.0f);
+  qweight w = qweight_new(fmt, 2, wd, NULL, seed + 1, 0, 15, 118, 124);
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  const int fp8 = fmt == VNRT_E4M3;
+  for (int64_t r = 0; r < N; ++r) {
+    /* every code (e4m3: all but the NaNs, at a rotating offset; e2m1: all 16) in each row */
+    const int ncodes = fp8 ? 256 : 16;
+    for (int64_t k = 0; k < K; ++k) {
+      uint8_t c = (uint8_t)((k + 37 * r) % ncodes);
+      if (fp8 && (c & 0x7F) == 0x7F) c = (uint8_t)(rng_u64(&s) & 0x77);
+      code_set(&w.codes, r * K + k, c);
+    }
+  }
+  uint8_t *sc = w.scale.data;
+  const int64_t SR = w.scale.type.dims[0], SC = w.scale.type.dims[1];
+  if (big) {
+    /* each side of the largest scale the kernels take (e4m3 247, e2m1 253) in some blocks,
+     * whose codes stay small enough for dec·s to be finite in f32 (e4m3 |code| < 2, e2m1 <= 3),
+     * and x scaled by 2^-40 so that no sum overflows */
+    for (int64_t i = 0; i < T * K; ++i) tu_set(&in[0], i, ldexp(tu_get(&in[0], i), -40));
+    sc[SC / 2] = fp8 ? 246 : 252;
+    if (SR > 2) {
+      sc[1 * SC + SC - 1] = fp8 ? 247 : 253;
+      const int64_t r0 = w.block[0], c0 = (SC - 1) * w.block[1];
+      for (int64_t r = r0; r < r0 + w.block[0] && r < N; ++r) {
+        for (int64_t k = c0; k < K; ++k) {
+          const uint8_t c = code_at(&w.codes, r * K + k);
+          code_set(&w.codes, r * K + k, (uint8_t)(fp8 ? c & 0xB7 : c & 0xD));
+        }
+      }
+    }
+  } else {
+    /* scale code 0 (2^-127) over the last block row, one other block too */
+    for (int64_t c = 0; c < SC; ++c) sc[(SR - 1) * SC + c] = 0;
+    sc[SC - 1] = 0;
+  }
+  double *W = dequant(&w);
+  in[1] = w.codes, in[2] = w.scale;
+  vnrt_attr attrs[1] = {block_attr(&w)};
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_LINEAR, in, 3, attrs, 1, 1);
+  for (int32_t d = 0; d < tu_device_count(ctx); ++d) {
+    vnrt_device *dev = tu_device(ctx, d);
+    if (!is_cpu(dev)) continue;
+    tu_tensor out;
+    int32_t fell_back = 0;
+    vnrt_status st = tu_run_fallback(ctx, g, dev, in, 3, &out, 1, &fell_back);
+    ck_assert_msg(st == VNRT_OK, "gemv edges: %s", vnrt_context_last_error(ctx));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0.0, mag = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double p = tu_get(&in[0], t * K + k) * W[n * K + k];
+          acc += p;
+          mag += fabs(p);
+        }
+        const double got = tu_get(&out, t * N + n);
+        if (!(fabs(got - acc) <= 1e-6 * mag)) {
+          ck_abort_msg(
+              "linear %s x[%lld, %lld] w[%lld, %lld] on %s: y[%lld, %lld] = %.9g, want "
+              "%.9g",
+              vnrt_dtype_name(fmt), (long long)T, (long long)K, (long long)N, (long long)K,
+              tu_device_spec(dev), (long long)t, (long long)n, got, acc);
+        }
+      }
+    }
+    tu_tensor_free(&out);
+  }
+  vnrt_graph_destroy(g);
+  free(W);
+  tu_tensor_free(&in[0]);
+  qweight_free(&w);
+}
+
+START_TEST(test_linear_gemv_edges) {
+  vnrt_context *ctx = tu_conformance_context(0);
+  const int64_t Ts[3] = {1, 2, 4};
+  for (int ti = 0; ti < 3; ++ti) {
+    for (int big = 0; big < 2; ++big) {
+      const int64_t T = Ts[ti];
+      const uint64_t seed = 500 + 20 * (uint64_t)T + 10 * (uint64_t)big;
+      run_gemv_edges(ctx, VNRT_E4M3, T, 270, 256, big, seed);     /* 64-code steps, 3 block rows */
+      run_gemv_edges(ctx, VNRT_E4M3, T, 131, 520, big, seed + 1); /* K % 64 = 8: AVX2 kernel */
+      run_gemv_edges(ctx, VNRT_E4M3, T, 14, 131, big, seed + 2);  /* a 3-code tail */
+      run_gemv_edges(ctx, VNRT_E2M1, T, 14, 640, big, seed + 3);  /* 5 steps of 128: a partial
+                                                                      scale window */
+      run_gemv_edges(ctx, VNRT_E2M1, T, 17, 128, big, seed + 4);  /* one step */
+      run_gemv_edges(ctx, VNRT_E2M1, T, 13, 96, big, seed + 5);   /* K % 128 = 96 */
+      run_gemv_edges(ctx, VNRT_E2M1, T, 9, 70, big, seed + 6);    /* K % 32 = 6 */
+      /* K past the 4096 columns a group takes at a time: a second chunk of x and scales */
+      run_gemv_edges(ctx, VNRT_E4M3, T, 6, 4160, big, seed + 7);
+      run_gemv_edges(ctx, VNRT_E2M1, T, 5, 4224, big, seed + 8);
+    }
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_linear_bf16_activations) {
   /* x and y bf16: the reference is rounded to bf16, and one element whose f32 sum lies within
    * f32 rounding of a bf16 rounding midpoint may round the other way (2^-9 relative on one of
@@ -989,6 +1099,7 @@ static Suite *qweights_suite(void) {
   tcase_add_test(w, test_linear_e4m3_every_code);
   tcase_add_test(w, test_linear_fp8);
   tcase_add_test(w, test_linear_fp4);
+  tcase_add_test(w, test_linear_gemv_edges);
   tcase_add_test(w, test_linear_bf16_activations);
   tcase_add_test(w, test_matmul);
   tcase_add_test(w, test_embedding);
