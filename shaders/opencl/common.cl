@@ -58,38 +58,47 @@ float e8m0_to_f32(uint code) {
 }
 
 /* e4m3fn: sign, 4-bit exponent (bias 7), 3-bit mantissa; exponent 0 is subnormal (m·2^-9);
- * 0x7F and 0xFF are NaN (no infinities). Without branches: the 7 low bits placed at the top of
- * an f32's exponent and mantissa read as the value times 2^-120 (exponent 0 as an f32
- * subnormal, which the backend requires the device to keep), so one exact product by 2^120
- * rescales normal and subnormal codes alike. */
+ * 0x7F and 0xFF are NaN (no infinities). Built without f32 subnormals: a normal code's 7 low
+ * bits placed at the top of an f32's exponent and mantissa, plus 120 on the exponent, are its
+ * value; a subnormal code's mantissa m is converted and scaled by 2^-9 (exact). An f32
+ * subnormal operand would cost a microcode assist per instruction on x86 CPUs (PoCL), and
+ * FP8/FP4 weights hold subnormal codes in nearly every vector. */
 float e4m3_to_f32(uint code) {
-  float mag = as_float((code & 0x7Fu) << 20) * 0x1p120f;
-  mag = (code & 0x7Fu) == 0x7Fu ? as_float(0x7fc00000u) : mag;
-  return as_float(as_uint(mag) | ((code & 0x80u) << 24));
+  uint mag = code & 0x7Fu;
+  float v = mag < 8u ? (float)mag * 0x1p-9f : as_float((mag << 20) + (120u << 23));
+  v = mag == 0x7Fu ? as_float(0x7fc00000u) : v;
+  return as_float(as_uint(v) | ((code & 0x80u) << 24));
 }
 
 /* e4m3_to_f32 on 16 codes at once. */
 float16 e4m3_to_f32x16(uchar16 code) {
-  uint16 c = convert_uint16(code);
-  float16 mag = as_float16((c & 0x7Fu) << 20) * 0x1p120f;
-  mag = select(mag, (float16)(as_float(0x7fc00000u)), (c & 0x7Fu) == 0x7Fu);
-  return as_float16(as_uint16(mag) | ((c & 0x80u) << 24));
+  uint16 c = convert_uint16(code), mag = c & 0x7Fu;
+  float16 v = select(as_float16((mag << 20) + (120u << 23)), convert_float16(mag) * 0x1p-9f,
+                     mag < 8u);
+  v = select(v, (float16)(as_float(0x7fc00000u)), mag == 0x7Fu);
+  return as_float16(as_uint16(v) | ((c & 0x80u) << 24));
 }
 
 /* e2m1 by nibble: the sign is bit 3, magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
 __constant float k_e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
-/* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once, the table's
- * values by bits: the three magnitude bits placed at the top of an f32's exponent and mantissa
- * read as the magnitude times 2^-126 (exponent 0 as the subnormal 0.5·2^-126), rescaled by an
- * exact product. */
+/* 16 e2m1 nibbles (one per lane, in bits 0-3) decoded by bits: magnitude indexes 2-7 placed at
+ * the top of an f32's exponent and mantissa, plus 126 on the exponent, are their values; 0 and
+ * 1 (0 and 0.5) are the index times 0.5. No f32 subnormal is formed (see e4m3_to_f32). */
+float16 e2m1_nibbles_to_f32x16(uint16 c) {
+  uint16 mag = c & 7u;
+  float16 v = select(as_float16((mag << 22) + (126u << 23)), convert_float16(mag) * 0.5f,
+                     mag < 2u);
+  return as_float16(as_uint16(v) | ((c & 8u) << 28));
+}
+
+/* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once. */
 float16 e2m1_to_f32x16(uchar8 b) {
   uint8 lo = convert_uint8(b) & 0xFu, hi = convert_uint8(b) >> 4;
   uint16 c = (uint16)(lo.s0, hi.s0, lo.s1, hi.s1, lo.s2, hi.s2, lo.s3, hi.s3, lo.s4, hi.s4,
                       lo.s5, hi.s5, lo.s6, hi.s6, lo.s7, hi.s7);
-  float16 mag = as_float16((c & 7u) << 22) * 0x1p126f;
-  return as_float16(as_uint16(mag) | ((c & 8u) << 28));
+  return e2m1_nibbles_to_f32x16(c);
 }
 
 /* Element i (logical) of a weight of dtype dt, decoded but not scaled: codes for e4m3/e2m1,
