@@ -202,13 +202,22 @@ static vnrt_status copy(cl_lower *L, int32_t in, const int64_t dims[4], const in
   return cl_launch_1d(&k, n);
 }
 
+/* out = in over n elements, both contiguous from their starts. */
+static vnrt_status copy_all(cl_lower *L, int32_t in, int64_t n) {
+  int64_t bytes = n * (int64_t)vnrt_dtype_size(cl_out_type(L, 0)->dtype);
+  cl_launch k;
+  cl_launch_begin(L, "copy_bytes", &k);
+  cl_arg_in(&k, in);
+  cl_arg_out(&k, 0);
+  cl_arg_i64(&k, bytes);
+  return cl_launch_1d(&k, (bytes + 63) / 64);
+}
+
 vnrt_status cl_reshape_lower(cl_lower *L) {
   const vnrt_backend_tensor *x = cl_in(L, 0), *o = cl_out(L, 0);
   /* The executor may give a reshape's result its input's memory: then it is a no-op. */
   if (x->buffer == o->buffer && x->offset == o->offset) return VNRT_OK;
-  int64_t n = vnrt_numel(&o->type);
-  int64_t dims[4] = {1, 1, 1, n}, st[4] = {0, 0, 0, 1};
-  return copy(L, 0, dims, st, 0, st, 0);
+  return copy_all(L, 0, vnrt_numel(&o->type));
 }
 
 vnrt_status cl_transpose_lower(cl_lower *L) {
@@ -294,9 +303,7 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
   const vnrt_backend_tensor *ct = cl_in(L, 0), *ot = cl_out(L, 0);
   if (ct->buffer != ot->buffer || ct->offset != ot->offset) {
-    int64_t n = vnrt_numel(c);
-    int64_t dims[4] = {1, 1, 1, n}, st[4] = {0, 0, 0, 1};
-    s = copy(L, 0, dims, st, 0, st, 0);
+    s = copy_all(L, 0, vnrt_numel(c));
     if (s != VNRT_OK) return s;
   }
   if (ring) {

@@ -128,6 +128,18 @@ __kernel void copy_strided(TENSOR(x), TENSOR(o), int esize, long n, long4 dims, 
   }
 }
 
+/* A contiguous copy of n bytes (reshape, kv_write's cache copy): 64 bytes per work-item as one
+ * vector (tensor offsets are multiples of 256), the last item's tail byte by byte. */
+__kernel void copy_bytes(TENSOR(x), TENSOR(o), long n) {
+  long i = get_global_id(0) * 64;
+  if (i >= n) return;
+  if (i + 64 <= n) {
+    vstore16(vload16(0, (__global const uint *)(PTR(x) + i)), 0, (__global uint *)(PTR(o) + i));
+    return;
+  }
+  for (; i < n; ++i) PTR(o)[i] = PTR(x)[i];
+}
+
 /* kv_write with ring: element i of the rows from t0 on (t = t0 + i / row) goes to row
  * (pos + t) mod S (pos checked >= 0 before). */
 __kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long t0,
