@@ -210,6 +210,7 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
     cl_arg_i64(&k, M);
     cl_arg_i64(&k, N);
     cl_arg_i64(&k, K);
+    cl_arg_i64(&k, 1);
     return launch_lanes(&k, N, M);
   }
   const char *kernel = !linear                 ? "qgemv"
@@ -257,12 +258,23 @@ vnrt_status cl_grouped_linear_lower(cl_lower *L) {
   uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
   vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;
+  cl_launch k;
+  if (lanes_ok(w->dtype, p->w.block[1], K)) {
+    cl_launch_begin(L, "qgemv_lanes", &k);
+    cl_arg_scratch(&k, xq);
+    arg_qweight(&k, 1, &p->w);
+    cl_arg_out_dt(&k, 0);
+    cl_arg_i64(&k, rows);
+    cl_arg_i64(&k, N);
+    cl_arg_i64(&k, K);
+    cl_arg_i64(&k, G);
+    return launch_lanes(&k, N, rows);
+  }
   /* Whole chunks of 16 codes in every block: the kernels that sum in vector lanes. */
   const int lanes = K % 16 == 0 && p->w.block[1] % 16 == 0;
   const char *kernel = w->dtype == VNRT_E4M3   ? (lanes ? "qgemv_e4m3_v" : "qgemv_e4m3")
                        : w->dtype == VNRT_E2M1 ? (lanes ? "qgemv_e2m1_v" : "qgemv_e2m1")
                                                : "gemv_float4";
-  cl_launch k;
   cl_launch_begin(L, kernel, &k);
   cl_arg_scratch(&k, xq);
   if (is_codes(w->dtype)) {

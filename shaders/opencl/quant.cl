@@ -411,12 +411,15 @@ float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *sr
 }
 
 /* linear (M rows of x, f32) with w [N, K] codes: o[m, n] = x[m]·W[n], one output per
- * work-item. global (N, M). */
-__kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K) {
+ * work-item; with G groups (grouped_linear; G = 1 otherwise) row m takes w's rows
+ * [(m % G)·N, (m % G + 1)·N) as qgemv. global (N, M). */
+__kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
+                          long G) {
   long n = get_global_id(0), m = get_global_id(1);
   if (n >= N || m >= M) return;
+  long r = (m % G) * N + n;
   long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
-  float acc = qrow_dot_lanes(PTR(w) + n * rb, w_dt, PTR(w_s) + (n / w_b0) * SC, w_b1,
+  float acc = qrow_dot_lanes(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1,
                              (__global const float *)PTR(x) + m * K, K);
   st(PTR(o), dout, m * N + n, acc);
 }
