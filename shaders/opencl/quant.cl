@@ -391,8 +391,10 @@ float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *sr
     for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
       long k1 = k0 + b1 < K ? k0 + b1 : K;
       float16 a = 0.0f;
-      for (long k = k0; k < k1; k += 16) a += vload16(0, x + k) * e4m3_to_f32x16(vload16(0, row + k));
-      t += a * e8m0_to_f32(srow[j]);
+      for (long k = k0; k < k1; k += 16) {
+        a += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
+      }
+      t += (a * 256.0f) * e8m0_to_f32(srow[j]);
     }
   } else {
     for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
