@@ -99,6 +99,14 @@ float16 e2m1_nibbles_to_f32x16(uint16 c) {
   return as_float16(as_uint16(v) | ((c & 8u) << 28));
 }
 
+/* 16 e2m1 nibbles (bits 0-3 of each lane) times 2^-14, by way of f16 as e4m3_to_f32x16_div256:
+ * the magnitude's exponent and mantissa bits placed at f16's (bias 15 for e2m1's 1), index 1
+ * (0.5) an f16 subnormal. */
+float16 e2m1_nibbles_to_f32x16_div16384(ushort16 c) {
+  ushort16 h = ((c & (ushort)7u) << (ushort)9) | ((c & (ushort)8u) << (ushort)12);
+  return vload_half16(0, (__private const half *)&h);
+}
+
 /* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once. */
 float16 e2m1_to_f32x16(uchar8 b) {
   uint8 lo = convert_uint8(b) & 0xFu, hi = convert_uint8(b) >> 4;

@@ -401,12 +401,13 @@ float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *sr
       long k1 = k0 + b1 < K ? k0 + b1 : K;
       float16 a = 0.0f;
       for (long k = k0; k < k1; k += 32) {
-        uint16 c = convert_uint16(vload16(0, row + (k >> 1)));
+        ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));
         float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);
         float16 xe = (float16)(x0.even, x1.even), xo = (float16)(x0.odd, x1.odd);
-        a += xe * e2m1_nibbles_to_f32x16(c) + xo * e2m1_nibbles_to_f32x16(c >> 4);
+        a += xe * e2m1_nibbles_to_f32x16_div16384(c) +
+             xo * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4);
       }
-      t += a * e8m0_to_f32(srow[j]);
+      t += (a * 0x1p14f) * e8m0_to_f32(srow[j]);
     }
   }
   return hsum8(t.lo + t.hi);
