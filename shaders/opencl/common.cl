@@ -47,6 +47,31 @@ void st(__global uchar *p, int dt, long i, float v) {
   }
 }
 
+/* Elements [i, i + 16) of a float tensor of dtype dt, widened exactly (ld on 16 at once). */
+float16 ld16(__global const uchar *p, int dt, long i) {
+  switch (dt) {
+    case DT_F16: return vload_half16(0, (__global const half *)p + i);
+    case DT_BF16:
+      return as_float16(convert_uint16(vload16(0, (__global const ushort *)p + i)) << 16);
+    default: return vload16(0, (__global const float *)p + i);
+  }
+}
+
+/* Stores 16 values at [i, i + 16) as st does (round to nearest even for f16/bf16). */
+void st16(__global uchar *p, int dt, long i, float16 v) {
+  switch (dt) {
+    case DT_F16: vstore_half16_rte(v, 0, (__global half *)p + i); break;
+    case DT_BF16: {
+      uint16 x = as_uint16(v);
+      uint16 r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+      r = select(r, (x >> 16) | 0x40u, (x & 0x7fffffffu) > 0x7f800000u);
+      vstore16(convert_ushort16(r), 0, (__global ushort *)p + i);
+      break;
+    }
+    default: vstore16(v, 0, (__global float *)p + i); break;
+  }
+}
+
 /* ---- Quantized weights (docs/ops.md, "Quantized weights"): exact decoders built from bits,
  * so no math library call can flush or round them. Codes are read as uchar. */
 
