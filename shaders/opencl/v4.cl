@@ -136,6 +136,39 @@ __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), T
   ((__global float *)PTR(nz))[r * cd + ch] = vz;
 }
 
+/* kv_compress_state on 16 channels per work-item (cd a multiple of 16): a row's position and
+ * source are the same for all its channels, so the row is copied (or has ape added) 16 values
+ * at a time; the values are kv_compress_state's. global (cd / 16, c·m). */
+__kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), TENSOR(sz),
+                                  TENSOR(pos0), TENSOR(na), TENSOR(nz), int m, int overlap,
+                                  long T, long cd) {
+  long ch = get_global_id(0) * 16, r = get_global_id(1);
+  if (ch >= cd || r >= (long)m * (1 + overlap)) return;
+  __global const float *A = (__global const float *)PTR(sa);
+  __global const float *Z = (__global const float *)PTR(sz);
+  __global const float *AP = (__global const float *)PTR(ape);
+  const long p0 = ldi(PTR(pos0), 0), w1 = floor_div(p0 + T, m);
+  const long win = overlap && r < m ? w1 - 1 : w1, p = win * m + r % m;
+  long src = r * cd; /* the old row r itself */
+  float16 ad = 0.0f;
+  if (p >= 0 && p < p0 + T) {
+    const long rp = p - floor_div(p, m) * m;
+    if (p >= p0) {
+      /* this run's a and z + ape */
+      A = (__global const float *)PTR(a);
+      Z = (__global const float *)PTR(z);
+      src = (p - p0) * cd;
+      ad = vload16(0, AP + rp * cd + ch);
+    } else {
+      src = ((floor_div(p, m) == floor_div(p0, m) ? (long)m * overlap : 0) + rp) * cd;
+    }
+  }
+  vstore16(vload16(0, A + src + ch), 0, (__global float *)PTR(na) + r * cd + ch);
+  float16 vz = vload16(0, Z + src + ch);
+  if (p >= p0 && p >= 0 && p < p0 + T) vz += ad;
+  vstore16(vz, 0, (__global float *)PTR(nz) + r * cd + ch);
+}
+
 /* ---- index_scores (the lightning indexer) ---------------------------------------------- */
 
 /* s[t, j] = Σ_h w[t, h]·relu(q[t, h]·k[j]) for j < (pos[t] + 1) / ratio, else -inf; heads

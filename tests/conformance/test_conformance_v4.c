@@ -716,6 +716,8 @@ START_TEST(kv_compress_csa_overlap_two_series) {
   const int64_t c3[] = {6, 1, 1, 9, 3}; /* 20 */
   check_compress(4, 20, 1, c3, 5, 313);
   check_compress(4, 300, 0, c3, 5, 314);
+  /* c·d a multiple of 16: state rows moved 16 channels at a time (OpenCL) */
+  check_compress(4, 8, 1, c1, 10, 315);
 }
 END_TEST
 
@@ -725,6 +727,8 @@ START_TEST(kv_compress_long_ratio_and_decode_steps) {
   check_compress(128, 4, 0, c1, 21, 321);
   const int64_t c2[] = {17, 100, 11, 1, 1, 1, 1, 126, 2}; /* 260 */
   check_compress(64, 3, 1, c2, 9, 322);
+  check_compress(128, 16, 0, c1, 21, 323); /* c·d a multiple of 16 */
+  check_compress(64, 8, 1, c2, 9, 324);
 }
 END_TEST
 
