@@ -135,6 +135,12 @@ static vnrt_status launch_fake_quant(cl_lower *L, int32_t x_input, uint64_t x_sc
   cl_arg_i64(&k, nb);
   cl_arg_i32(&k, block);
   cl_arg_i32(&k, (int32_t)fmt);
+  /* An item quantizes a whole block, serially: on a CPU driver (which runs a work-group in
+   * one thread) one item per work-group spreads a row's few blocks over the cores. */
+  if (L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE) {
+    size_t items[2] = {(size_t)(nb + 1), (size_t)rows}, lws[2] = {1, 1};
+    return cl_launch_end(&k, 2, items, lws);
+  }
   return cl_launch_2d(&k, nb + 1, rows);
 }
 
