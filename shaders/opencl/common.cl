@@ -47,6 +47,9 @@ void st(__global uchar *p, int dt, long i, float v) {
   }
 }
 
+/* The sum of a float8's lanes, pairwise. */
+float hsum8(float8 v) { return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7)); }
+
 /* Elements [i, i + 16) of a float tensor of dtype dt, widened exactly (ld on 16 at once). */
 float16 ld16(__global const uchar *p, int dt, long i) {
   switch (dt) {
