@@ -165,6 +165,17 @@ static vnrt_status report_ffn(vnrt_backend_exec *exec, const cl_step *st, int32_
                  (long long)(pos % st->info[1]), (long long)st->info[2]);
 }
 
+/* The same for the quantized passes' deferred check (the id stored next to its slot). */
+static vnrt_status report_ffn_deferred(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
+  int32_t e = 0;
+  vnrt_status s = cl_check_value(exec, st, &e);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "moe_ffn '%s': expert id %d (experts[%lld, %lld]) is outside [0, %lld)",
+                 exec->graph.nodes[st->node].name, (int)e, (long long)(pos / st->info[1]),
+                 (long long)(pos % st->info[1]), (long long)st->info[2]);
+}
+
 /* One grouped expert GEMM: out[p, r] = W[e(p), r, :]·in[p / in_div, :] over rows x K. */
 static vnrt_status launch_grouped(cl_lower *L, int32_t w_input, int in_input, uint64_t in_scratch,
                                   int in_div, uint64_t out, uint64_t order, uint64_t blocks,
@@ -239,9 +250,12 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
   int64_t pairs = T * kk;
   if (T == 0) return VNRT_OK;
   cl_launch k;
+  /* The quantized passes clamp expert ids: their check is read after the run. */
+  const int deferred = cl_q_moe_ffn_node(L->node);
   if (pairs > 0) {
     int32_t slot = cl_err_slot(L);
-    cl_launch_begin(L, "check_index", &k);
+    if (deferred) (void)cl_err_slot(L); /* slot + 1: the bad id */
+    cl_launch_begin(L, deferred ? "check_index_val" : "check_index", &k);
     cl_arg_in(&k, 1);
     cl_arg_in(&k, 1);
     cl_arg_i32(&k, 0);
@@ -253,7 +267,8 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
     vnrt_status s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[1], kk, E};
-    s = cl_add_check(L, slot, report_ffn, info, 3);
+    s = deferred ? cl_add_deferred_check(L, slot, report_ffn_deferred, info, 3)
+                 : cl_add_check(L, slot, report_ffn, info, 3);
     if (s != VNRT_OK) return s;
   }
   if (cl_q_moe_ffn_node(L->node)) return cl_q_moe_ffn_passes(L);

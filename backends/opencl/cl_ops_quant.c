@@ -373,6 +373,7 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
     cl_arg_i32(&k, (int32_t)C);
     cl_arg_i32(&k, (int32_t)F);
     cl_arg_f32(&k, (float)p->limit);
+    cl_arg_i32(&k, (int32_t)gu->dims[0]);
     s = up_lanes ? launch_lanes(&k, F, pairs) : cl_launch_2d(&k, F, pairs);
     if (s != VNRT_OK) return s;
     if (aq) {
@@ -394,5 +395,6 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)kk);
   cl_arg_i32(&k, (int32_t)C);
   cl_arg_i32(&k, (int32_t)F);
+  cl_arg_i32(&k, (int32_t)gu->dims[0]);
   return down_lanes ? launch_lanes(&k, C, T) : cl_launch_2d(&k, C, T);
 }

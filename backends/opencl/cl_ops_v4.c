@@ -23,8 +23,10 @@ static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32
                  vnrt_op_name(node->op), node->name);
 }
 
-/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written. */
-static vnrt_status check_pos0(cl_lower *L, int32_t input) {
+/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written;
+ * with deferred, read after the run (kv_compress: its kernels index only inside their
+ * tensors whatever pos0 is). */
+static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
   int32_t slot = cl_err_slot(L);
   cl_launch k;
   cl_launch_begin(L, "check_index", &k);
@@ -39,7 +41,8 @@ static vnrt_status check_pos0(cl_lower *L, int32_t input) {
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[1] = {L->node->inputs[input]};
-  return cl_add_check(L, slot, report_pos0, info, 1);
+  return deferred ? cl_add_deferred_check(L, slot, report_pos0, info, 1)
+                  : cl_add_check(L, slot, report_pos0, info, 1);
 }
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
@@ -88,7 +91,7 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0), *e = cl_out_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
-  vnrt_status s = check_pos0(L, 5);
+  vnrt_status s = check_pos0(L, 5, 1);
   if (s != VNRT_OK) return s;
   cl_launch k;
   /* Entries first: they read the old states, which the state results may overwrite. */
@@ -385,7 +388,7 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t Sc = has_comp ? cl_in_type(L, 5)->dims[0] : 0;
   int64_t K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
   cl_launch k;
-  vnrt_status s = check_pos0(L, 4);
+  vnrt_status s = check_pos0(L, 4, 0);
   if (s != VNRT_OK) return s;
   if (has_idx && T * K > 0) {
     /* idx values >= Sc are errors (negative ones mean "none"): checked before the kernel. */

@@ -20,6 +20,28 @@ __kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, 
   if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
 }
 
+/* check_index for checks read after the run (their consumers clamp or skip bad indices):
+ * also err[slot + 1] = idx[first] (its value, for the error message: by the time the host
+ * reads it, the index tensor's memory may hold a later node's result). */
+__kernel void check_index_val(TENSOR(idx), TENSOR(off), int has_off, int H, long n, long bound,
+                              TENSOR(err), int slot, __local int *red) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  int first = NO_ERROR;
+  for (long p = lid; p < n; p += wg) {
+    long v = (long)ldi(PTR(idx), p) + (has_off ? (long)ldi(PTR(off), p % H) : 0);
+    if (v < 0 || v >= bound) {
+      first = (int)p;
+      break;
+    }
+  }
+  first = wg_min_i(red, first);
+  if (lid == 0) {
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first == NO_ERROR ? -1 : first;
+    e[slot + 1] = first == NO_ERROR ? 0 : ldi(PTR(idx), first);
+  }
+}
+
 /* moe_hash_route: position t*(k+1) stands for ids[t] in [0, V); t*(k+1)+1+i for
  * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). */
 __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, int E,

@@ -278,14 +278,15 @@ __kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, l
 }
 
 /* moe_ffn with quantized weights or act_quant, as gather-GEMVs over the (token, slot) pairs
- * (expert ids checked before). h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with
- * g = W_gu[e][f]·x[t], u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with
- * act_quant). global (F, T·k). */
+ * (expert ids clamped to [0, E): their check is reported after the run).
+ * h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with g = W_gu[e][f]·x[t],
+ * u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with act_quant).
+ * global (F, T·k). */
 __kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
-                           int C, int F, float limit) {
+                           int C, int F, float limit, int E) {
   long f = get_global_id(0), p = get_global_id(1);
   if (f >= F || p >= pairs) return;
-  long t = p / k, e = ldi(PTR(ex), p);
+  long t = p / k, e = clamp(ldi(PTR(ex), p), 0, E - 1);
   __global const float *xr = (__global const float *)PTR(x) + t * C;
   float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, xr, C);
   float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, xr, C);
@@ -299,12 +300,12 @@ __kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long 
 /* y[t, c] = Σ_i w[t, i]·(W_d[e][c]·h[t·k + i]) slots in order; with act_quant h already holds
  * the routing weight (fake_quant's mul), so the sum is of the plain dots. global (C, T). */
 __kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT(wd), TENSOR(h),
-                             TENSOR(y), int dy, long T, int k, int C, int F) {
+                             TENSOR(y), int dy, long T, int k, int C, int F, int E) {
   long c = get_global_id(0), t = get_global_id(1);
   if (c >= C || t >= T) return;
   float acc = 0.0f;
   for (int i = 0; i < k; ++i) {
-    long p = t * k + i, e = ldi(PTR(ex), p);
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
     float dot = qw_dot(QW(wd), e, C, F, 1, c, (__global const float *)PTR(h) + p * F, F);
     acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
   }
@@ -433,10 +434,10 @@ __kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, lo
 
 /* moe_ffn_up_q with lane sums: h[p, f] from rows f and F + f of expert e(p). global (F, T·k). */
 __kernel void moe_ffn_up_lanes(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
-                               int C, int F, float limit) {
+                               int C, int F, float limit, int E) {
   long f = get_global_id(0), p = get_global_id(1);
   if (f >= F || p >= pairs) return;
-  long t = p / k, e = ldi(PTR(ex), p);
+  long t = p / k, e = clamp(ldi(PTR(ex), p), 0, E - 1);
   __global const float *xr = (__global const float *)PTR(x) + t * C;
   long rb = wgu_dt == DT_E2M1 ? C / 2 : C, SC = (C + wgu_b1 - 1) / wgu_b1;
   long R = 2 * (long)F, SR = (R + wgu_b0 - 1) / wgu_b0;
@@ -454,14 +455,15 @@ __kernel void moe_ffn_up_lanes(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), l
 
 /* moe_ffn_down_q with lane sums. global (C, T). */
 __kernel void moe_ffn_down_lanes(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT(wd),
-                                 TENSOR(h), TENSOR(y), int dy, long T, int k, int C, int F) {
+                                 TENSOR(h), TENSOR(y), int dy, long T, int k, int C, int F,
+                                 int E) {
   long c = get_global_id(0), t = get_global_id(1);
   if (c >= C || t >= T) return;
   long rb = wd_dt == DT_E2M1 ? F / 2 : F, SC = (F + wd_b1 - 1) / wd_b1;
   long SR = (C + wd_b0 - 1) / wd_b0;
   float acc = 0.0f;
   for (int i = 0; i < k; ++i) {
-    long p = t * k + i, e = ldi(PTR(ex), p);
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
     float dot = qrow_dot_lanes(PTR(wd) + (e * C + c) * rb, wd_dt,
                                PTR(wd_s) + (e * SR + c / wd_b0) * SC, wd_b1,
                                (__global const float *)PTR(h) + p * F, F);

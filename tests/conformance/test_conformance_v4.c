@@ -511,6 +511,27 @@ START_TEST(kv_write_ring_negative_pos_is_a_run_time_error) {
 }
 END_TEST
 
+/* moe_ffn with FP4 experts (V4's routed experts) and an expert id outside [0, E): a run-time
+ * error naming the id, also where the device reads the check only after the run (OpenCL). */
+START_TEST(moe_ffn_fp4_bad_expert_is_a_run_time_error) {
+  const int32_t bad[2] = {5, -2};
+  for (int b = 0; b < 2; ++b) {
+    tu_tensor in[7] = {new_t(VNRT_F32, 2, 64, 0),   new_i32(4, (int32_t[]){0, 1, 3, bad[b]}),
+                       new_t(VNRT_F32, 2, 2, 0),    new_t(VNRT_E2M1, 4, 64, 64),
+                       new_t(VNRT_E2M1, 4, 64, 32), new_t(VNRT_E8M0, 4, 64, 2),
+                       new_t(VNRT_E8M0, 4, 64, 1)};
+    in[1].type.rank = 2, in[1].type.dims[0] = 2, in[1].type.dims[1] = 2;
+    tu_fill_uniform(&in[0], 3, -1, 1);
+    tu_fill_uniform(&in[2], 4, 0, 1);
+    char id[16];
+    snprintf(id, sizeof id, "%d", (int)bad[b]);
+    expect_run_error(VNRT_OP_MOE_FFN, in, 7, NULL, 0, 1,
+                     (const char *const[]){"moe_ffn", id, NULL});
+    free_all(in, 7);
+  }
+}
+END_TEST
+
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
 /* One compressor's whole sequence: a, z [P, c·d] and ape [m, c·d]. */
@@ -739,6 +760,19 @@ START_TEST(kv_compress_prefill_not_a_multiple_of_ratio) {
   check_compress(4, 5, 1, c, 1, 332);
   const int64_t c3[] = {3}; /* no window closes at all */
   check_compress(4, 2, 1, c3, 1, 333);
+}
+END_TEST
+
+/* A negative pos0 is a run-time error (also where the device reads the check after the run). */
+START_TEST(kv_compress_negative_pos0_is_a_run_time_error) {
+  tu_tensor in[6] = {new_t(VNRT_F32, 3, 8, 0), new_t(VNRT_F32, 3, 8, 0),
+                     new_t(VNRT_F32, 4, 8, 0), new_t(VNRT_F32, 4, 8, 0),
+                     new_t(VNRT_F32, 4, 8, 0), new_i32(1, (int32_t[]){-5})};
+  for (int i = 0; i < 5; ++i) tu_fill_uniform(&in[i], 20 + (uint64_t)i, -1, 1);
+  vnrt_attr at[1] = {tu_attr_i("ratio", 4)};
+  expect_run_error(VNRT_OP_KV_COMPRESS, in, 6, at, 1, 4,
+                   (const char *const[]){"kv_compress", "pos0 is negative", NULL});
+  free_all(in, 6);
 }
 END_TEST
 
@@ -1499,6 +1533,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(small, topk_fill_out_of_i32_is_a_build_error);
   tcase_add_test(small, kv_write_ring_wraps_and_keeps_the_last_s_positions);
   tcase_add_test(small, kv_write_ring_negative_pos_is_a_run_time_error);
+  tcase_add_test(small, moe_ffn_fp4_bad_expert_is_a_run_time_error);
   tcase_add_test(small, kv_scatter_writes_rows_at_pos_div_and_skips_minus_one);
   tcase_add_test(small, kv_scatter_row_out_of_range_is_a_run_time_error);
   tcase_add_test(small, kv_scatter_shape_errors);
@@ -1508,6 +1543,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(comp, kv_compress_csa_overlap_two_series);
   tcase_add_test(comp, kv_compress_long_ratio_and_decode_steps);
   tcase_add_test(comp, kv_compress_prefill_not_a_multiple_of_ratio);
+  tcase_add_test(comp, kv_compress_negative_pos0_is_a_run_time_error);
   tcase_add_test(comp, kv_compress_shape_errors);
   suite_add_tcase(s, comp);
   TCase *attn = tcase_create("index_sparse_attention");
