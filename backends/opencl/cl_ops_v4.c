@@ -24,8 +24,9 @@ static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32
 }
 
 /* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written;
- * with deferred, read after the run (kv_compress: its kernels index only inside their
- * tensors whatever pos0 is). */
+ * with deferred, read after the run (kv_compress's and sparse_attention's kernels index
+ * only inside their tensors whatever pos0 is: positions before 0 select no window key and no
+ * compressed entry). */
 static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
   int32_t slot = cl_err_slot(L);
   cl_launch k;
@@ -152,7 +153,7 @@ int cl_kv_scatter_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g
 /* info: pos tensor, div, S. */
 static vnrt_status report_kv_scatter(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
+  vnrt_status s = cl_check_value(exec, st, &pos);
   if (s != VNRT_OK) return s;
   /* The CPU reference's words. */
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
@@ -169,8 +170,10 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   cl_launch k;
   vnrt_status s = VNRT_OK;
   if (N > 0) {
-    /* Every row's target must lie in the cache: checked before anything is written. */
+    /* Every row's target must lie in the cache: checked after the run (the kernel skips a
+     * row whose target does not). */
     int32_t slot = cl_err_slot(L);
+    (void)cl_err_slot(L); /* slot + 1: the bad position */
     cl_launch_begin(L, "check_below", &k);
     cl_arg_in(&k, 2);
     cl_arg_i64(&k, N);
@@ -178,10 +181,11 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
     cl_arg_i64(&k, S);
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
+    cl_arg_i32(&k, 1);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[2], div, S};
-    s = cl_add_check(L, slot, report_kv_scatter, info, 3);
+    s = cl_add_deferred_check(L, slot, report_kv_scatter, info, 3);
     if (s != VNRT_OK) return s;
   }
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
@@ -215,6 +219,7 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   cl_arg_i32(&k, wide);
   cl_arg_i32(&k, (int32_t)N);
   cl_arg_i32(&k, div);
+  cl_arg_i64(&k, S);
   return cl_launch_1d(&k, units);
 }
 
@@ -388,7 +393,7 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t Sc = has_comp ? cl_in_type(L, 5)->dims[0] : 0;
   int64_t K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
   cl_launch k;
-  vnrt_status s = check_pos0(L, 4, 0);
+  vnrt_status s = check_pos0(L, 4, 1);
   if (s != VNRT_OK) return s;
   if (has_idx && T * K > 0) {
     /* idx values >= Sc are errors (negative ones mean "none"): checked before the kernel. */
@@ -400,6 +405,7 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     cl_arg_i64(&k, Sc);
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
+    cl_arg_i32(&k, 0);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[6], Sc, K};

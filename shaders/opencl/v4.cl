@@ -7,7 +7,7 @@
 /* err[slot] = the first position i in [0, n) with v[i] >= 0 and v[i] / div >= bound, or -1
  * (negative values are "none" and allowed). kv_scatter's rows, sparse_attention's idx. */
 __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), int slot,
-                          __local int *red) {
+                          int with_value, __local int *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
   int first = NO_ERROR;
   for (long i = lid; i < n; i += wg) {
@@ -18,21 +18,27 @@ __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), i
     }
   }
   first = wg_min_i(red, first);
-  if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
+  if (lid == 0) {
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first == NO_ERROR ? -1 : first;
+    /* with_value: the bad value too, for a check read after the run (check_index_val) */
+    if (with_value) e[slot + 1] = first == NO_ERROR ? 0 : ldi(PTR(v), first);
+  }
 }
 
 /* ---- kv_scatter ------------------------------------------------------------------------ */
 
-/* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0 (checked in range before).
- * Item u copies unit u (4 bytes when wide, else 1) of every row, rows in order, so a later row
- * with the same target wins, as in the reference. */
+/* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0; a target past the cache's S
+ * rows is skipped (its check reports it after the run). Item u copies unit u (4 bytes when
+ * wide, else 1) of every row, rows in order, so a later row with the same target wins, as in
+ * the reference. */
 __kernel void kv_scatter(TENSOR(rows), TENSOR(pos), TENSOR(o), long units, int wide, int N,
-                         int div) {
+                         int div, long S) {
   long u = get_global_id(0);
   if (u >= units) return;
   for (int i = 0; i < N; ++i) {
     int p = ldi(PTR(pos), i);
-    if (p < 0) continue;
+    if (p < 0 || (long)(p / div) >= S) continue;
     long d = (long)(p / div) * units + u, s = (long)i * units + u;
     if (wide) {
       ((__global uint *)PTR(o))[d] = ((__global const uint *)PTR(rows))[s];

@@ -1245,6 +1245,33 @@ START_TEST(sparse_attention_idx_past_comp_is_a_run_time_error) {
 }
 END_TEST
 
+/* A negative pos0 is a run-time error, CSA (idx) and HCA (all compressed entries); also where
+ * the device reads the check after the run. */
+START_TEST(sparse_attention_negative_pos0_is_a_run_time_error) {
+  for (int K = 0; K <= 3; K += 3) {
+    sa_case c = {.T = 2,
+                 .H = 2,
+                 .D = 8,
+                 .W = 4,
+                 .pos0 = 3,
+                 .Sc = 6,
+                 .ratio = 4,
+                 .K = K,
+                 .sink_lo = -1,
+                 .sink_hi = 1};
+    tu_tensor in[7];
+    int32_t n_in = 0;
+    sa_inputs(&c, in, &n_in, 661 + (uint64_t)K);
+    i32s(&in[4])[0] = -5;
+    vnrt_attr at[2];
+    const int na = sa_attrs(&c, at);
+    expect_run_error(VNRT_OP_SPARSE_ATTENTION, in, n_in, at, na, 1,
+                     (const char *const[]){"sparse_attention", "pos0 is negative", NULL});
+    free_all(in, n_in);
+  }
+}
+END_TEST
+
 START_TEST(sparse_attention_shape_errors) {
   sa_case c = {.T = 2,
                .H = 2,
@@ -1555,6 +1582,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(attn, sparse_attention_csa_selected_entries_with_minus_one);
   tcase_add_test(attn, sparse_attention_sinks_weigh_in_the_denominator);
   tcase_add_test(attn, sparse_attention_idx_past_comp_is_a_run_time_error);
+  tcase_add_test(attn, sparse_attention_negative_pos0_is_a_run_time_error);
   tcase_add_test(attn, sparse_attention_shape_errors);
   suite_add_tcase(s, attn);
   TCase *gl = tcase_create("grouped_linear");
