@@ -378,7 +378,7 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
 /* info: idx tensor, Sc, K. */
 static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t v = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &v);
+  vnrt_status s = cl_check_value(exec, st, &v);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",
@@ -396,8 +396,10 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   vnrt_status s = check_pos0(L, 4, 1);
   if (s != VNRT_OK) return s;
   if (has_idx && T * K > 0) {
-    /* idx values >= Sc are errors (negative ones mean "none"): checked before the kernel. */
+    /* idx values >= Sc are errors (negative ones mean "none"): checked, and read after the run
+     * (the kernels skip such entries). */
     int32_t slot = cl_err_slot(L);
+    (void)cl_err_slot(L); /* slot + 1: the bad entry (read after the run: the kernels skip it) */
     cl_launch_begin(L, "check_below", &k);
     cl_arg_in(&k, 6);
     cl_arg_i64(&k, T * K);
@@ -405,11 +407,11 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     cl_arg_i64(&k, Sc);
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
-    cl_arg_i32(&k, 0);
+    cl_arg_i32(&k, 1);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[6], Sc, K};
-    s = cl_add_check(L, slot, report_sparse_idx, info, 3);
+    s = cl_add_deferred_check(L, slot, report_sparse_idx, info, 3);
     if (s != VNRT_OK) return s;
   }
   if (sa_wg_fits(L->dev, D)) {

@@ -235,7 +235,8 @@ __kernel void index_scores(TENSOR(q), int dq, TENSOR(k), int dk, TENSOR(w), int 
 
 /* The key set of query t (position p = pos0 + t): keys s < nwin are the window positions
  * lo + s (kv[j - pos0] for j >= pos0, else ring[j mod W]); keys nwin + i are comp[i] for
- * i < ncomp (HCA) or comp[idx[t, i]] (CSA, skipped when negative). sa_key gives key s's tensor
+ * i < ncomp (HCA) or comp[idx[t, i]] (CSA, skipped when negative or, an error reported
+ * after the run, past comp's Sc entries). sa_key gives key s's tensor
  * (0 kv, 1 ring, 2 comp; -1 none) and row. */
 typedef struct sa_keys {
   long p, lo, nwin, nk;
@@ -259,7 +260,7 @@ sa_keys sa_key_set(long pos0, long t, int W, int has_comp, int has_idx, int rati
 }
 
 int sa_key(const sa_keys *ks, long pos0, long t, int W, int has_idx, __global const uchar *idx,
-           int K, long s, long *row) {
+           int K, int Sc, long s, long *row) {
   if (s < ks->nwin) {
     long j = ks->lo + s;
     if (j >= pos0) {
@@ -276,7 +277,7 @@ int sa_key(const sa_keys *ks, long pos0, long t, int W, int has_idx, __global co
   }
   int c = ldi(idx, t * K + i);
   *row = c;
-  return c >= 0 ? 2 : -1;
+  return c >= 0 && c < Sc ? 2 : -1; /* an entry past comp: skipped, reported after the run */
 }
 
 #define SA_ARGS                                                                                 \
@@ -307,7 +308,7 @@ __kernel void sparse_attention(SA_ARGS, __local float *qrow, __local float *pr,
   barrier(CLK_LOCAL_MEM_FENCE);
   for (long s0 = 0; s0 < ks.nk; s0 += wg) {
     long s = s0 + lid, row = 0;
-    int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row) : -1;
+    int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row) : -1;
     float score = -INFINITY;
     if (which >= 0) {
       __global const uchar *kp;
@@ -368,7 +369,7 @@ __kernel void sparse_attention_rows(SA_ARGS, TENSOR(acc)) {
   __global const float *qp = (__global const float *)PTR(q) + r * D;
   for (long s = 0; s < ks.nk; ++s) {
     long row = 0;
-    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
     if (which < 0) continue;
     __global const uchar *kp;
     int dt;
@@ -424,7 +425,7 @@ __kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int T
   const long p0 = ldi(PTR(pos0), 0);
   sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
   long row = 0;
-  int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row) : -1;
+  int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row) : -1;
   __global float *out = (__global float *)PTR(sc);
   float r[SA_HB] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (which >= 0) {
@@ -498,7 +499,7 @@ __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, 
     floatv a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
     for (long s = 0; s < ks.nk; ++s) {
       long row = 0;
-      int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+      int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
       if (which < 0) continue;
       __global const uchar *kp;
       int dt;
@@ -519,7 +520,7 @@ __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, 
   float a[SA_HB] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (long s = 0; s < ks.nk; ++s) {
     long row = 0;
-    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
     if (which < 0) continue;
     __global const uchar *kp;
     int dt;
