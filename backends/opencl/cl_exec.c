@@ -268,15 +268,15 @@ vnrt_status cl_add_deferred_check(cl_lower *L, int32_t slot, cl_check_report_fn 
   return s;
 }
 
-vnrt_status cl_check_value(vnrt_backend_exec *exec, const cl_step *st, int32_t *out) {
+vnrt_status cl_check_value(vnrt_backend_exec *exec, const cl_step *st, int32_t j, int32_t *out) {
   *out = 0;
   if (exec->err_host_valid) {
-    *out = exec->err_host[st->err_slot + 1];
+    *out = exec->err_host[st->err_slot + j];
     return VNRT_OK;
   }
   cl_int v = 0;
   cl_int err = clEnqueueReadBuffer(exec->dev->queue, exec->scratch, CL_TRUE,
-                                   (size_t)(st->err_slot + 1) * 4, 4, &v, 0, NULL, NULL);
+                                   (size_t)(st->err_slot + j) * 4, 4, &v, 0, NULL, NULL);
   *out = v;
   if (err != CL_SUCCESS) {
     return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading an index check's value: %d %s", (int)err,
@@ -464,6 +464,28 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
   return VNRT_OK;
 }
 
+/* After a synchronous run that skipped deferred checks in steps [lo, hi) (the queue
+ * finished): reads every error slot at once and reports the first failed check in step order. */
+static vnrt_status report_deferred(vnrt_backend_exec *exec, int32_t lo, int32_t hi) {
+  cl_int err = clEnqueueReadBuffer(exec->dev->queue, exec->scratch, CL_TRUE, 0,
+                                   (size_t)exec->n_err_slots * 4, exec->err_host, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading the index checks: %d %s", (int)err,
+                   cl_error_name(err));
+  }
+  exec->err_host_valid = 1;
+  vnrt_status s = VNRT_OK;
+  for (int32_t i = lo; i < hi; ++i) {
+    const cl_step *st = &exec->steps[i];
+    if (st->kind == CL_STEP_CHECK && st->deferred && exec->err_host[st->err_slot] >= 0) {
+      s = st->report(exec, st, exec->err_host[st->err_slot]);
+      break;
+    }
+  }
+  exec->err_host_valid = 0;
+  return s;
+}
+
 /* Enqueues nodes [first, first + count) on the compute queue, after sync's wait (async runs)
  * and the copy queue's last synchronous write. Timed runs pass ev, two zeroed events per step
  * from the first node's: a kernel's own in the second; a GEMM's as cl_gemm_enqueue returns. */
@@ -521,7 +543,16 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
           return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
                          node->name, node_op_name(node), (int)err, cl_error_name(err));
         }
-        if (pos >= 0) return st->report(exec, st, pos);
+        if (pos >= 0) {
+          /* A deferred check before this one may have failed first (the queue is idle now:
+           * the read above waited for it). */
+          if (*out_deferred) {
+            *out_deferred = 0;
+            vnrt_status s = report_deferred(exec, lo, i);
+            if (s != VNRT_OK) return s;
+          }
+          return st->report(exec, st, pos);
+        }
         break;
       }
       case CL_STEP_GEMM: {
@@ -534,28 +565,6 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
   return VNRT_OK;
 }
 
-/* After a synchronous run of nodes [first, first + count) that skipped deferred checks: reads
- * every error slot at once and reports the first failed check in step order. */
-static vnrt_status report_deferred(vnrt_backend_exec *exec, int32_t first, int32_t count) {
-  cl_int err = clEnqueueReadBuffer(exec->dev->queue, exec->scratch, CL_TRUE, 0,
-                                   (size_t)exec->n_err_slots * 4, exec->err_host, 0, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading the index checks: %d %s", (int)err,
-                   cl_error_name(err));
-  }
-  exec->err_host_valid = 1;
-  vnrt_status s = VNRT_OK;
-  for (int32_t i = exec->node_first[first]; i < exec->node_first[first + count]; ++i) {
-    const cl_step *st = &exec->steps[i];
-    if (st->kind == CL_STEP_CHECK && st->deferred && exec->err_host[st->err_slot] >= 0) {
-      s = st->report(exec, st, exec->err_host[st->err_slot]);
-      break;
-    }
-  }
-  exec->err_host_valid = 0;
-  return s;
-}
-
 vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
   vnrt_backend_device *dev = exec->dev;
   int deferred = 0;
@@ -566,7 +575,8 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
     return cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
                    (int)(first + count), (int)err, cl_error_name(err));
   }
-  return deferred ? report_deferred(exec, first, count) : VNRT_OK;
+  return deferred ? report_deferred(exec, exec->node_first[first], exec->node_first[first + count])
+                  : VNRT_OK;
 }
 
 /* Like run without the clFinish: a marker after the kernels signals. A node with an index check
@@ -626,7 +636,9 @@ vnrt_status cl_backend_run_timed(vnrt_backend_exec *exec, int32_t first, int32_t
     s = cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
                 (int)(first + count), (int)err, cl_error_name(err));
   }
-  if (s == VNRT_OK && deferred) s = report_deferred(exec, first, count);
+  if (s == VNRT_OK && deferred) {
+    s = report_deferred(exec, exec->node_first[first], exec->node_first[first + count]);
+  }
   for (int32_t i = 0; i < n; ++i) {
     cl_event *ev = exec->events + 2 * i;
     uint64_t ns = 0;

@@ -149,8 +149,9 @@ vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report, c
  * memory may hold a later node's result. */
 vnrt_status cl_add_deferred_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
                                   const int64_t *info, int n_info);
-/* The bad index's value a deferred check's kernel stored next to its slot. */
-vnrt_status cl_check_value(vnrt_backend_exec *exec, const struct cl_step *st, int32_t *out);
+/* Value j (>= 1) a check's kernel stored after its slot (the bad index: j = 1). */
+vnrt_status cl_check_value(vnrt_backend_exec *exec, const struct cl_step *st, int32_t j,
+                           int32_t *out);
 /* Appends a GEMM call (taken over by the exec) needing scratch_bytes of node scratch. With
  * c_in_scratch its result goes to this node's scratch at c_off (call->c is set later). */
 vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,

@@ -259,7 +259,7 @@ vnrt_status cl_concat_lower(cl_lower *L) {
 /* info: pos tensor, T, S. */
 static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_check_value(exec, st, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "kv_write '%s': rows [%d, %lld) out of range [0, %lld) (the cache is full or pos "
@@ -271,7 +271,7 @@ static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, i
 /* info: pos tensor. The CPU reference's words. */
 static vnrt_status report_kv_write_ring(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_check_value(exec, st, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE, "kv_write '%s': pos %d is negative",
                  exec->graph.nodes[st->node].name, (int)pos);

@@ -153,7 +153,7 @@ int cl_kv_scatter_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g
 /* info: pos tensor, div, S. */
 static vnrt_status report_kv_scatter(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_check_value(exec, st, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   /* The CPU reference's words. */
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
@@ -378,7 +378,7 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
 /* info: idx tensor, Sc, K. */
 static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t v = 0;
-  vnrt_status s = cl_check_value(exec, st, &v);
+  vnrt_status s = cl_check_value(exec, st, 1, &v);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",

@@ -43,7 +43,9 @@ __kernel void check_index_val(TENSOR(idx), TENSOR(off), int has_off, int H, long
 }
 
 /* moe_hash_route: position t*(k+1) stands for ids[t] in [0, V); t*(k+1)+1+i for
- * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). */
+ * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). Read after the run
+ * (moe_hash_route clamps): err[slot + 1] and err[slot + 2] keep the bad position's token id
+ * and table entry for the message. */
 __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, int E,
                                TENSOR(err), int slot, __local int *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
@@ -63,7 +65,14 @@ __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, i
     }
   }
   first = wg_min_i(red, first);
-  if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
+  if (lid == 0) {
+    __global int *er = (__global int *)PTR(err);
+    er[slot] = first == NO_ERROR ? -1 : first;
+    long t = first == NO_ERROR ? 0 : first / (k + 1), r = first == NO_ERROR ? 0 : first % (k + 1);
+    int id = first == NO_ERROR ? 0 : ldi(PTR(ids), t);
+    er[slot + 1] = id;
+    er[slot + 2] = r > 0 ? ldi(PTR(tab), (long)id * k + r - 1) : 0;
+  }
 }
 
 /* out[i, :] = table[ids[i], :] (ids already checked); global (D, n). */
