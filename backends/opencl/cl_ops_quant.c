@@ -307,7 +307,8 @@ int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *
          vnrt_numel(o) == vnrt_numel(ids) * t->dims[1];
 }
 
-/* Appends the gather with the table's scale; the ids were checked before (cl_ops_index.c). */
+/* Appends the gather with the table's scale; ids are clamped (their check is read after the
+ * run, cl_ops_index.c). */
 vnrt_status cl_q_embedding_gather(cl_lower *L) {
   const vnrt_tensor_type *t = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
   int64_t D = t->dims[1], n = vnrt_numel(ids);
@@ -318,6 +319,7 @@ vnrt_status cl_q_embedding_gather(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, D);
   cl_arg_i64(&k, n);
+  cl_arg_i64(&k, t->dims[0]);
   return cl_launch_2d(&k, D, n);
 }
 

@@ -75,12 +75,13 @@ __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, i
   }
 }
 
-/* out[i, :] = table[ids[i], :] (ids already checked); global (D, n). */
+/* out[i, :] = table[ids[i], :], ids clamped to [0, V) (a bad one is reported after the run);
+ * global (D, n). */
 __kernel void embedding(TENSOR(table), int dt, TENSOR(ids), TENSOR(o), int dout, long D,
-                        long n) {
+                        long n, long V) {
   long j = get_global_id(0), i = get_global_id(1);
   if (j >= D || i >= n) return;
-  long row = ldi(PTR(ids), i);
+  long row = clamp((long)ldi(PTR(ids), i), 0L, V - 1);
   st(PTR(o), dout, i * D + j, ld(PTR(table), dt, row * D + j));
 }
 

@@ -267,11 +267,12 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
 QGEMV4_(qgemv_e4m3, E4M3_DEC16_, E4M3_DEC1_, K, ANY_CHUNK_)
 QGEMV4_(qgemv_e2m1, E2M1_DEC16_, E2M1_DEC1_, K / 2, EVEN_CHUNK_)
 
-/* embedding with a quantized table [V, D] (ids checked before): o[i, j] = W[ids[i]][j]. */
-__kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n) {
+/* embedding with a quantized table [V, D] (ids clamped; their check is read after the run):
+ * o[i, j] = W[ids[i]][j]. */
+__kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n, long V) {
   long j = get_global_id(0), i = get_global_id(1);
   if (j >= D || i >= n) return;
-  long row = ldi(PTR(ids), i);
+  long row = clamp((long)ldi(PTR(ids), i), 0L, V - 1);
   long SC = (D + t_b1 - 1) / t_b1;
   float s = e8m0_to_f32(PTR(t_s)[(row / t_b0) * SC + j / t_b1]);
   st(PTR(o), dout, i * D + j, ld_code(PTR(t), t_dt, row * D + j) * s);
