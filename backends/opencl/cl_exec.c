@@ -261,6 +261,30 @@ vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report, c
   return VNRT_OK;
 }
 
+vnrt_status cl_add_deferred_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
+                                  const int64_t *info, int n_info) {
+  vnrt_status s = cl_add_check(L, slot, report, info, n_info);
+  if (s == VNRT_OK) L->exec->steps[L->exec->n_steps - 1].deferred = 1;
+  return s;
+}
+
+vnrt_status cl_check_value(vnrt_backend_exec *exec, const cl_step *st, int32_t j, int32_t *out) {
+  *out = 0;
+  if (exec->err_host_valid) {
+    *out = exec->err_host[st->err_slot + j];
+    return VNRT_OK;
+  }
+  cl_int v = 0;
+  cl_int err = clEnqueueReadBuffer(exec->dev->queue, exec->scratch, CL_TRUE,
+                                   (size_t)(st->err_slot + j) * 4, 4, &v, 0, NULL, NULL);
+  *out = v;
+  if (err != CL_SUCCESS) {
+    return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading an index check's value: %d %s", (int)err,
+                   cl_error_name(err));
+  }
+  return VNRT_OK;
+}
+
 vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,
                         uint64_t c_off) {
   vnrt_backend_exec *exec = L->exec;
@@ -341,6 +365,7 @@ void cl_backend_exec_destroy(vnrt_backend_exec *exec) {
   if (exec->fixups) host->free(host->core, exec->fixups);
   if (exec->consts) host->free(host->core, exec->consts);
   if (exec->events) host->free(host->core, exec->events);
+  if (exec->err_host) host->free(host->core, exec->err_host);
   host->free(host->core, exec);
 }
 
@@ -348,6 +373,10 @@ void cl_backend_exec_destroy(vnrt_backend_exec *exec) {
 static vnrt_status finalize(vnrt_backend_exec *exec) {
   vnrt_backend_device *dev = exec->dev;
   exec->scratch_err_bytes = ((uint64_t)exec->n_err_slots * 4 + CL_ALIGN - 1) / CL_ALIGN * CL_ALIGN;
+  if (exec->n_err_slots > 0) {
+    exec->err_host = dev->host->alloc(dev->host->core, sizeof(int32_t) * (size_t)exec->n_err_slots);
+    if (!exec->err_host) return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory");
+  }
   uint64_t scratch = exec->scratch_err_bytes + exec->scratch_node_bytes;
   if (scratch > 0) {
     vnrt_status s = cl_mem_get(dev, scratch, "the plan's scratch buffer", &exec->scratch,
@@ -435,11 +464,36 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
   return VNRT_OK;
 }
 
+/* After a synchronous run that skipped deferred checks in steps [lo, hi) (the queue
+ * finished): reads every error slot at once and reports the first failed check in step order. */
+static vnrt_status report_deferred(vnrt_backend_exec *exec, int32_t lo, int32_t hi) {
+  cl_int err = clEnqueueReadBuffer(exec->dev->queue, exec->scratch, CL_TRUE, 0,
+                                   (size_t)exec->n_err_slots * 4, exec->err_host, 0, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    return cl_fail(exec->dev, VNRT_ERROR_DEVICE, "reading the index checks: %d %s", (int)err,
+                   cl_error_name(err));
+  }
+  exec->err_host_valid = 1;
+  vnrt_status s = VNRT_OK;
+  for (int32_t i = lo; i < hi; ++i) {
+    const cl_step *st = &exec->steps[i];
+    if (st->kind == CL_STEP_CHECK && st->deferred && exec->err_host[st->err_slot] >= 0) {
+      s = st->report(exec, st, exec->err_host[st->err_slot]);
+      break;
+    }
+  }
+  exec->err_host_valid = 0;
+  return s;
+}
+
 /* Enqueues nodes [first, first + count) on the compute queue, after sync's wait (async runs)
  * and the copy queue's last synchronous write. Timed runs pass ev, two zeroed events per step
  * from the first node's: a kernel's own in the second; a GEMM's as cl_gemm_enqueue returns. */
 static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t count,
-                               const vnrt_backend_sync *sync, cl_event *ev) {
+                               const vnrt_backend_sync *sync, cl_event *ev, int defer,
+                               int *out_deferred) {
+  *out_deferred = 0;
+  exec->err_host_valid = 0;
   vnrt_backend_device *dev = exec->dev;
   if (first < 0 || count < 0 || first > exec->graph.n_nodes ||
       count > exec->graph.n_nodes - first) {
@@ -478,6 +532,10 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
         }
         break;
       case CL_STEP_CHECK: {
+        if (st->deferred && defer) {
+          *out_deferred = 1;
+          break;
+        }
         cl_int pos = -1;
         err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE, (size_t)st->err_slot * 4, 4,
                                   &pos, 0, NULL, NULL);
@@ -485,7 +543,16 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
           return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
                          node->name, node_op_name(node), (int)err, cl_error_name(err));
         }
-        if (pos >= 0) return st->report(exec, st, pos);
+        if (pos >= 0) {
+          /* A deferred check before this one may have failed first (the queue is idle now:
+           * the read above waited for it). */
+          if (*out_deferred) {
+            *out_deferred = 0;
+            vnrt_status s = report_deferred(exec, lo, i);
+            if (s != VNRT_OK) return s;
+          }
+          return st->report(exec, st, pos);
+        }
         break;
       }
       case CL_STEP_GEMM: {
@@ -500,14 +567,16 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
 
 vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count) {
   vnrt_backend_device *dev = exec->dev;
-  vnrt_status s = enqueue_run(exec, first, count, NULL, NULL);
-  if (s != VNRT_OK) return s;
+  int deferred = 0;
+  vnrt_status s = enqueue_run(exec, first, count, NULL, NULL, 1, &deferred);
   cl_int err = clFinish(dev->queue);
+  if (s != VNRT_OK) return s;
   if (err != CL_SUCCESS) {
     return cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
                    (int)(first + count), (int)err, cl_error_name(err));
   }
-  return VNRT_OK;
+  return deferred ? report_deferred(exec, exec->node_first[first], exec->node_first[first + count])
+                  : VNRT_OK;
 }
 
 /* Like run without the clFinish: a marker after the kernels signals. A node with an index check
@@ -515,7 +584,8 @@ vnrt_status cl_backend_run(vnrt_backend_exec *exec, int32_t first, int32_t count
 vnrt_status cl_backend_run_async(vnrt_backend_exec *exec, int32_t first, int32_t count,
                                  const vnrt_backend_sync *sync) {
   static const vnrt_backend_sync none = {0};
-  vnrt_status s = enqueue_run(exec, first, count, sync ? sync : &none, NULL);
+  int deferred = 0; /* every check waits here: the run's end is not observed by this backend */
+  vnrt_status s = enqueue_run(exec, first, count, sync ? sync : &none, NULL, 0, &deferred);
   if (s != VNRT_OK) return s;
   return cl_async_run_end(exec->dev, sync);
 }
@@ -559,11 +629,15 @@ vnrt_status cl_backend_run_timed(vnrt_backend_exec *exec, int32_t first, int32_t
     if (!exec->events) return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory");
   }
   if (n > 0) memset(exec->events, 0, sizeof *exec->events * 2 * (size_t)n);
-  vnrt_status s = enqueue_run(exec, first, count, NULL, n > 0 ? exec->events : NULL);
+  int deferred = 0;
+  vnrt_status s = enqueue_run(exec, first, count, NULL, n > 0 ? exec->events : NULL, 1, &deferred);
   cl_int err = clFinish(dev->queue);
   if (s == VNRT_OK && err != CL_SUCCESS) {
     s = cl_fail(dev, VNRT_ERROR_DEVICE, "running nodes [%d, %d): clFinish: %d %s", (int)first,
                 (int)(first + count), (int)err, cl_error_name(err));
+  }
+  if (s == VNRT_OK && deferred) {
+    s = report_deferred(exec, exec->node_first[first], exec->node_first[first + count]);
   }
   for (int32_t i = 0; i < n; ++i) {
     cl_event *ev = exec->events + 2 * i;

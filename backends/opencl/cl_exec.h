@@ -29,6 +29,7 @@ typedef struct cl_step {
   int has_lws;
   /* CL_STEP_CHECK */
   int32_t err_slot;
+  int deferred; /* read after the run by a synchronous run (its consumers are safe) */
   cl_check_report_fn report;
   int64_t info[6]; /* what the report needs: tensor indices and bounds */
   /* CL_STEP_GEMM */
@@ -66,6 +67,10 @@ struct vnrt_backend_exec {
   uint64_t const_capacity;
   /* Timed runs only (cl_backend_run_timed): two events per step, allocated on the first. */
   cl_event *events;
+  /* The error slots as read after a synchronous run with deferred checks (err_host_valid),
+   * so their reports find a slot's value without another read. */
+  int32_t *err_host;
+  int err_host_valid;
 };
 
 /* What a lowering function sees of the node it lowers. */
@@ -136,6 +141,17 @@ int32_t cl_err_slot(cl_lower *L);
  * report (info is copied into the step for it). */
 vnrt_status cl_add_check(cl_lower *L, int32_t slot, cl_check_report_fn report, const int64_t *info,
                          int n_info);
+/* Like cl_add_check for a check whose consumers clamp or skip a bad index (or stay inside
+ * their tensors whatever it is): a synchronous run reads it after its last kernel instead of
+ * waiting for the device at this point (a run-time error may be reported when the run ends,
+ * backend.h). A report that needs the bad index's value takes it from check_index_val (slot
+ * and slot + 1 from two cl_err_slot calls) by cl_check_value: by then the index tensor's
+ * memory may hold a later node's result. */
+vnrt_status cl_add_deferred_check(cl_lower *L, int32_t slot, cl_check_report_fn report,
+                                  const int64_t *info, int n_info);
+/* Value j (>= 1) a check's kernel stored after its slot (the bad index: j = 1). */
+vnrt_status cl_check_value(vnrt_backend_exec *exec, const struct cl_step *st, int32_t j,
+                           int32_t *out);
 /* Appends a GEMM call (taken over by the exec) needing scratch_bytes of node scratch. With
  * c_in_scratch its result goes to this node's scratch at c_off (call->c is set later). */
 vnrt_status cl_add_gemm(cl_lower *L, cl_gemm_call *call, uint64_t scratch_bytes, int c_in_scratch,

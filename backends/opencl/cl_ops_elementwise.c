@@ -202,13 +202,22 @@ static vnrt_status copy(cl_lower *L, int32_t in, const int64_t dims[4], const in
   return cl_launch_1d(&k, n);
 }
 
+/* out = in over n elements, both contiguous from their starts. */
+static vnrt_status copy_all(cl_lower *L, int32_t in, int64_t n) {
+  int64_t bytes = n * (int64_t)vnrt_dtype_size(cl_out_type(L, 0)->dtype);
+  cl_launch k;
+  cl_launch_begin(L, "copy_bytes", &k);
+  cl_arg_in(&k, in);
+  cl_arg_out(&k, 0);
+  cl_arg_i64(&k, bytes);
+  return cl_launch_1d(&k, (bytes + 63) / 64);
+}
+
 vnrt_status cl_reshape_lower(cl_lower *L) {
   const vnrt_backend_tensor *x = cl_in(L, 0), *o = cl_out(L, 0);
   /* The executor may give a reshape's result its input's memory: then it is a no-op. */
   if (x->buffer == o->buffer && x->offset == o->offset) return VNRT_OK;
-  int64_t n = vnrt_numel(&o->type);
-  int64_t dims[4] = {1, 1, 1, n}, st[4] = {0, 0, 0, 1};
-  return copy(L, 0, dims, st, 0, st, 0);
+  return copy_all(L, 0, vnrt_numel(&o->type));
 }
 
 vnrt_status cl_transpose_lower(cl_lower *L) {
@@ -250,7 +259,7 @@ vnrt_status cl_concat_lower(cl_lower *L) {
 /* info: pos tensor, T, S. */
 static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "kv_write '%s': rows [%d, %lld) out of range [0, %lld) (the cache is full or pos "
@@ -262,7 +271,7 @@ static vnrt_status report_kv_write(vnrt_backend_exec *exec, const cl_step *st, i
 /* info: pos tensor. The CPU reference's words. */
 static vnrt_status report_kv_write_ring(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE, "kv_write '%s': pos %d is negative",
                  exec->graph.nodes[st->node].name, (int)pos);
@@ -274,10 +283,12 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   int64_t row = S > 0 ? vnrt_numel(c) / S : 0;
   const int ring = L->node->params->kv_write.ring;
   /* pos must satisfy 0 <= pos and pos + T <= S, i.e. pos in [0, S - T + 1); a ring only
-   * needs pos >= 0. */
+   * needs pos >= 0. The check is read after the run: the kernels below write nothing for a
+   * pos outside that range. */
   int32_t slot = cl_err_slot(L);
+  (void)cl_err_slot(L); /* slot + 1: pos's value */
   cl_launch k;
-  cl_launch_begin(L, "check_index", &k);
+  cl_launch_begin(L, "check_index_val", &k);
   cl_arg_in(&k, 2);
   cl_arg_in(&k, 2);
   cl_arg_i32(&k, 0);
@@ -289,14 +300,12 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[3] = {L->node->inputs[2], T, S};
-  s = cl_add_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
+  s = cl_add_deferred_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
   if (s != VNRT_OK) return s;
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
   const vnrt_backend_tensor *ct = cl_in(L, 0), *ot = cl_out(L, 0);
   if (ct->buffer != ot->buffer || ct->offset != ot->offset) {
-    int64_t n = vnrt_numel(c);
-    int64_t dims[4] = {1, 1, 1, n}, st[4] = {0, 0, 0, 1};
-    s = copy(L, 0, dims, st, 0, st, 0);
+    s = copy_all(L, 0, vnrt_numel(c));
     if (s != VNRT_OK) return s;
   }
   if (ring) {
@@ -322,5 +331,6 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)vnrt_dtype_size(c->dtype));
   cl_arg_i64(&k, row);
   cl_arg_i64(&k, n);
+  cl_arg_i64(&k, S - T);
   return cl_launch_1d(&k, n);
 }

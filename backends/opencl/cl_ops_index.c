@@ -27,7 +27,7 @@ int cl_topk_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
 /* Reports the first bad id of an embedding. info: ids tensor, V. */
 static vnrt_status report_embedding(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
   int32_t id = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], pos, &id);
+  vnrt_status s = cl_check_value(exec, st, 1, &id);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "embedding '%s': id %d at position %d out of range [0, %lld)",
@@ -38,9 +38,11 @@ vnrt_status cl_embedding_lower(cl_lower *L) {
   const vnrt_tensor_type *table = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
   int64_t V = table->dims[0], D = table->dims[1], n = vnrt_numel(ids);
   if (n == 0) return VNRT_OK;
+  /* Read after the run: the gathers clamp ids to [0, V). */
   int32_t slot = cl_err_slot(L);
+  (void)cl_err_slot(L); /* slot + 1: the bad id */
   cl_launch k;
-  cl_launch_begin(L, "check_index", &k);
+  cl_launch_begin(L, "check_index_val", &k);
   cl_arg_in(&k, 1);
   cl_arg_in(&k, 1); /* no offsets */
   cl_arg_i32(&k, 0);
@@ -52,7 +54,7 @@ vnrt_status cl_embedding_lower(cl_lower *L) {
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[2] = {L->node->inputs[1], V};
-  s = cl_add_check(L, slot, report_embedding, info, 2);
+  s = cl_add_deferred_check(L, slot, report_embedding, info, 2);
   if (s != VNRT_OK) return s;
   if (L->node->params->embedding.table.codes != VNRT_DTYPE_INVALID) {
     return cl_q_embedding_gather(L);
@@ -63,6 +65,7 @@ vnrt_status cl_embedding_lower(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, D);
   cl_arg_i64(&k, n);
+  cl_arg_i64(&k, V);
   return cl_launch_2d(&k, D, n);
 }
 

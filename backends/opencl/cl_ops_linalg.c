@@ -123,14 +123,22 @@ vnrt_status cl_rms_norm_lower(cl_lower *L) {
   const vnrt_tensor_type *x = cl_in_type(L, 0);
   int64_t D = x->dims[x->rank - 1];
   int64_t rows = D > 0 ? vnrt_numel(x) / D : 0;
+  /* CPU drivers run a work-group in one thread: there a row per work-item in vectors of 16
+   * beats a work-group's local-memory reduction. */
+  const int row16 = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE && D % 16 == 0;
   cl_launch k;
-  cl_launch_begin(L, "rms_norm", &k);
+  cl_launch_begin(L, row16 ? "rms_norm_row16" : "rms_norm", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_opt_in_dt(&k, 1);
   cl_arg_i32(&k, p->has_weight);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, D);
   cl_arg_f32(&k, (float)p->eps);
+  if (row16) {
+    cl_arg_i64(&k, rows);
+    size_t wg = cl_launch_wg(&k, 4), items = (size_t)(rows > 0 ? rows : 0);
+    return cl_launch_end(&k, 1, &items, &wg);
+  }
   return cl_launch_rows(&k, rows, CL_REDUCE_WG);
 }
 

@@ -100,7 +100,8 @@ static vnrt_status report_hash_route(vnrt_backend_exec *exec, const cl_step *st,
   int64_t k = st->info[3];
   int64_t t = pos / (k + 1), r = pos % (k + 1);
   int32_t id = 0, e = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], t, &id);
+  /* The check kept the id and the entry next to its slot (check_hash_route). */
+  vnrt_status s = cl_check_value(exec, st, 1, &id);
   if (s != VNRT_OK) return s;
   if (r == 0) {
     return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
@@ -108,7 +109,7 @@ static vnrt_status report_hash_route(vnrt_backend_exec *exec, const cl_step *st,
                    "tid2eid",
                    name, (int)id, (long long)t, (long long)st->info[2]);
   }
-  s = cl_read_i32(exec, (int32_t)st->info[1], (int64_t)id * k + r - 1, &e);
+  s = cl_check_value(exec, st, 2, &e);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "moe_hash_route '%s': expert id %d (tid2eid[%d, %lld]) is outside [0, %lld)", name,
@@ -122,6 +123,8 @@ vnrt_status cl_moe_hash_route_lower(cl_lower *L) {
   int64_t V = tab->dims[0], kk = tab->dims[1];
   if (T == 0) return VNRT_OK;
   int32_t slot = cl_err_slot(L);
+  (void)cl_err_slot(L); /* slot + 1, slot + 2: the bad position's id and entry */
+  (void)cl_err_slot(L);
   cl_launch k;
   cl_launch_begin(L, "check_hash_route", &k);
   cl_arg_in(&k, 1);
@@ -135,7 +138,7 @@ vnrt_status cl_moe_hash_route_lower(cl_lower *L) {
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[5] = {L->node->inputs[1], L->node->inputs[2], V, kk, E};
-  s = cl_add_check(L, slot, report_hash_route, info, 5);
+  s = cl_add_deferred_check(L, slot, report_hash_route, info, 5);
   if (s != VNRT_OK) return s;
   uint64_t work = cl_scratch(L, (uint64_t)(T * E) * 4);
   cl_launch_begin(L, "moe_hash_route", &k);
@@ -151,6 +154,7 @@ vnrt_status cl_moe_hash_route_lower(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)p->score);
   cl_arg_i32(&k, p->norm);
   cl_arg_f32(&k, (float)p->scale);
+  cl_arg_i32(&k, (int32_t)V);
   return cl_launch_1d(&k, T);
 }
 
@@ -158,6 +162,17 @@ vnrt_status cl_moe_hash_route_lower(cl_lower *L) {
 static vnrt_status report_ffn(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
   int32_t e = 0;
   vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], pos, &e);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "moe_ffn '%s': expert id %d (experts[%lld, %lld]) is outside [0, %lld)",
+                 exec->graph.nodes[st->node].name, (int)e, (long long)(pos / st->info[1]),
+                 (long long)(pos % st->info[1]), (long long)st->info[2]);
+}
+
+/* The same for the quantized passes' deferred check (the id stored next to its slot). */
+static vnrt_status report_ffn_deferred(vnrt_backend_exec *exec, const cl_step *st, int32_t pos) {
+  int32_t e = 0;
+  vnrt_status s = cl_check_value(exec, st, 1, &e);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "moe_ffn '%s': expert id %d (experts[%lld, %lld]) is outside [0, %lld)",
@@ -239,9 +254,12 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
   int64_t pairs = T * kk;
   if (T == 0) return VNRT_OK;
   cl_launch k;
+  /* The quantized passes clamp expert ids: their check is read after the run. */
+  const int deferred = cl_q_moe_ffn_node(L->node);
   if (pairs > 0) {
     int32_t slot = cl_err_slot(L);
-    cl_launch_begin(L, "check_index", &k);
+    if (deferred) (void)cl_err_slot(L); /* slot + 1: the bad id */
+    cl_launch_begin(L, deferred ? "check_index_val" : "check_index", &k);
     cl_arg_in(&k, 1);
     cl_arg_in(&k, 1);
     cl_arg_i32(&k, 0);
@@ -253,7 +271,8 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
     vnrt_status s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[1], kk, E};
-    s = cl_add_check(L, slot, report_ffn, info, 3);
+    s = deferred ? cl_add_deferred_check(L, slot, report_ffn_deferred, info, 3)
+                 : cl_add_check(L, slot, report_ffn, info, 3);
     if (s != VNRT_OK) return s;
   }
   if (cl_q_moe_ffn_node(L->node)) return cl_q_moe_ffn_passes(L);

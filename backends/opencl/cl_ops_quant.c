@@ -83,6 +83,25 @@ static void arg_qweight(cl_launch *k, int32_t input, const vnrt_quant_weight *q)
   cl_arg_i32(k, is_codes(w->dtype) ? q->block[1] : 1);
 }
 
+/* Whether the lane-summed kernels (qrow_dot_lanes, quant.cl) take rows of K codes of dt whose
+ * scale blocks span b1 columns: whole 16-code vectors for e4m3, 32-code pairs for e2m1. */
+static int lanes_ok(vnrt_dtype dt, int32_t b1, int64_t K) {
+  if (dt == VNRT_E4M3) return K % 16 == 0 && b1 % 16 == 0;
+  if (dt == VNRT_E2M1) return K % 32 == 0 && b1 % 32 == 0;
+  return 0;
+}
+
+/* A 2-D launch of (n0, n1) items for the lane-summed kernels: each item reads whole rows, so
+ * a CPU driver (PoCL runs a work-group's items in one thread) gets small work-groups, enough of
+ * them to keep every core busy; other devices the usual 64. */
+static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
+  int cpu = k->L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
+  size_t wg = cl_launch_wg(k, cpu ? 16 : 64);
+  size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(k, 2, items, lws);
+}
+
 /* Appends fake_quant over x[rows, D] (x: input x_input, or f32 scratch at x_scratch when
  * x_input < 0) into f32 scratch at o_scratch (o_scratch == UINT64_MAX: output 0), channels
  * [start, start + nb·block), rows first multiplied by input mul_input when >= 0. */
@@ -116,6 +135,12 @@ static vnrt_status launch_fake_quant(cl_lower *L, int32_t x_input, uint64_t x_sc
   cl_arg_i64(&k, nb);
   cl_arg_i32(&k, block);
   cl_arg_i32(&k, (int32_t)fmt);
+  /* An item quantizes a whole block, serially: on a CPU driver (which runs a work-group in
+   * one thread) one item per work-group spreads a row's few blocks over the cores. */
+  if (L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE) {
+    size_t items[2] = {(size_t)(nb + 1), (size_t)rows}, lws[2] = {1, 1};
+    return cl_launch_end(&k, 2, items, lws);
+  }
   return cl_launch_2d(&k, nb + 1, rows);
 }
 
@@ -183,6 +208,17 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
       launch_fake_quant(L, 0, 0, -1, xq, M, K, 0, aq ? K / aq : 0, aq ? aq : 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;
   cl_launch k;
+  if (linear && lanes_ok(w->dtype, q->block[1], K)) {
+    cl_launch_begin(L, "qgemv_lanes", &k);
+    cl_arg_scratch(&k, xq);
+    arg_qweight(&k, 1, q);
+    cl_arg_out_dt(&k, 0);
+    cl_arg_i64(&k, M);
+    cl_arg_i64(&k, N);
+    cl_arg_i64(&k, K);
+    cl_arg_i64(&k, 1);
+    return launch_lanes(&k, N, M);
+  }
   const char *kernel = !linear                 ? "qgemv"
                        : w->dtype == VNRT_E4M3 ? "qgemv_e4m3"
                        : w->dtype == VNRT_E2M1 ? "qgemv_e2m1"
@@ -228,12 +264,23 @@ vnrt_status cl_grouped_linear_lower(cl_lower *L) {
   uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
   vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;
+  cl_launch k;
+  if (lanes_ok(w->dtype, p->w.block[1], K)) {
+    cl_launch_begin(L, "qgemv_lanes", &k);
+    cl_arg_scratch(&k, xq);
+    arg_qweight(&k, 1, &p->w);
+    cl_arg_out_dt(&k, 0);
+    cl_arg_i64(&k, rows);
+    cl_arg_i64(&k, N);
+    cl_arg_i64(&k, K);
+    cl_arg_i64(&k, G);
+    return launch_lanes(&k, N, rows);
+  }
   /* Whole chunks of 16 codes in every block: the kernels that sum in vector lanes. */
   const int lanes = K % 16 == 0 && p->w.block[1] % 16 == 0;
   const char *kernel = w->dtype == VNRT_E4M3   ? (lanes ? "qgemv_e4m3_v" : "qgemv_e4m3")
                        : w->dtype == VNRT_E2M1 ? (lanes ? "qgemv_e2m1_v" : "qgemv_e2m1")
                                                : "gemv_float4";
-  cl_launch k;
   cl_launch_begin(L, kernel, &k);
   cl_arg_scratch(&k, xq);
   if (is_codes(w->dtype)) {
@@ -260,7 +307,8 @@ int cl_q_embedding_supports(vnrt_backend_device *dev, const vnrt_backend_graph *
          vnrt_numel(o) == vnrt_numel(ids) * t->dims[1];
 }
 
-/* Appends the gather with the table's scale; the ids were checked before (cl_ops_index.c). */
+/* Appends the gather with the table's scale; ids are clamped (their check is read after the
+ * run, cl_ops_index.c). */
 vnrt_status cl_q_embedding_gather(cl_lower *L) {
   const vnrt_tensor_type *t = cl_in_type(L, 0), *ids = cl_in_type(L, 1);
   int64_t D = t->dims[1], n = vnrt_numel(ids);
@@ -271,6 +319,7 @@ vnrt_status cl_q_embedding_gather(cl_lower *L) {
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, D);
   cl_arg_i64(&k, n);
+  cl_arg_i64(&k, t->dims[0]);
   return cl_launch_2d(&k, D, n);
 }
 
@@ -315,7 +364,8 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pairs > 0 && F > 0) {
-    cl_launch_begin(L, "moe_ffn_up_q", &k);
+    const int up_lanes = lanes_ok(gu->dtype, p->w_gate_up.block[1], C);
+    cl_launch_begin(L, up_lanes ? "moe_ffn_up_lanes" : "moe_ffn_up_q", &k);
     cl_arg_scratch(&k, xq);
     cl_arg_in(&k, 1);
     arg_qweight(&k, 3, &p->w_gate_up);
@@ -325,7 +375,8 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
     cl_arg_i32(&k, (int32_t)C);
     cl_arg_i32(&k, (int32_t)F);
     cl_arg_f32(&k, (float)p->limit);
-    s = cl_launch_2d(&k, F, pairs);
+    cl_arg_i32(&k, (int32_t)gu->dims[0]);
+    s = up_lanes ? launch_lanes(&k, F, pairs) : cl_launch_2d(&k, F, pairs);
     if (s != VNRT_OK) return s;
     if (aq) {
       /* The routing weight first, then e4m3 per 128 of F (DeepSeek's order). */
@@ -333,7 +384,9 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
       if (s != VNRT_OK) return s;
     }
   }
-  cl_launch_begin(L, "moe_ffn_down_q", &k);
+  const vnrt_tensor_type *wd = cl_in_type(L, 4);
+  const int down_lanes = lanes_ok(wd->dtype, p->w_down.block[1], F);
+  cl_launch_begin(L, down_lanes ? "moe_ffn_down_lanes" : "moe_ffn_down_q", &k);
   cl_arg_in(&k, 1);
   cl_arg_in_dt(&k, 2);
   cl_arg_i32(&k, aq == 0);
@@ -344,5 +397,6 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)kk);
   cl_arg_i32(&k, (int32_t)C);
   cl_arg_i32(&k, (int32_t)F);
-  return cl_launch_2d(&k, C, T);
+  cl_arg_i32(&k, (int32_t)gu->dims[0]);
+  return down_lanes ? launch_lanes(&k, C, T) : cl_launch_2d(&k, C, T);
 }

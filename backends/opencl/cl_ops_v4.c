@@ -23,8 +23,11 @@ static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32
                  vnrt_op_name(node->op), node->name);
 }
 
-/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written. */
-static vnrt_status check_pos0(cl_lower *L, int32_t input) {
+/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written;
+ * with deferred, read after the run (kv_compress's and sparse_attention's kernels index
+ * only inside their tensors whatever pos0 is: positions before 0 select no window key and no
+ * compressed entry). */
+static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
   int32_t slot = cl_err_slot(L);
   cl_launch k;
   cl_launch_begin(L, "check_index", &k);
@@ -39,7 +42,8 @@ static vnrt_status check_pos0(cl_lower *L, int32_t input) {
   vnrt_status s = cl_launch_single(&k, 64);
   if (s != VNRT_OK) return s;
   const int64_t info[1] = {L->node->inputs[input]};
-  return cl_add_check(L, slot, report_pos0, info, 1);
+  return deferred ? cl_add_deferred_check(L, slot, report_pos0, info, 1)
+                  : cl_add_check(L, slot, report_pos0, info, 1);
 }
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
@@ -65,8 +69,10 @@ static vnrt_status kv_compress_state(cl_lower *L, int to_scratch, uint64_t na_s,
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
+  /* Whole vectors of 16 channels: the kernel that moves rows 16 values at a time. */
+  const int v16 = cd % 16 == 0;
   cl_launch k;
-  cl_launch_begin(L, "kv_compress_state", &k);
+  cl_launch_begin(L, v16 ? "kv_compress_state16" : "kv_compress_state", &k);
   for (int32_t i = 0; i < 6; ++i) cl_arg_in(&k, i);
   if (to_scratch) {
     cl_arg_scratch(&k, na_s);
@@ -79,14 +85,14 @@ static vnrt_status kv_compress_state(cl_lower *L, int to_scratch, uint64_t na_s,
   cl_arg_i32(&k, p->overlap != 0);
   cl_arg_i64(&k, a->dims[0]);
   cl_arg_i64(&k, cd);
-  return cl_launch_2d(&k, cd, c * p->ratio);
+  return cl_launch_2d(&k, v16 ? cd / 16 : cd, c * p->ratio);
 }
 
 vnrt_status cl_kv_compress_lower(cl_lower *L) {
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0), *e = cl_out_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
-  vnrt_status s = check_pos0(L, 5);
+  vnrt_status s = check_pos0(L, 5, 1);
   if (s != VNRT_OK) return s;
   cl_launch k;
   /* Entries first: they read the old states, which the state results may overwrite. */
@@ -147,7 +153,7 @@ int cl_kv_scatter_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g
 /* info: pos tensor, div, S. */
 static vnrt_status report_kv_scatter(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t pos = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &pos);
+  vnrt_status s = cl_check_value(exec, st, 1, &pos);
   if (s != VNRT_OK) return s;
   /* The CPU reference's words. */
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
@@ -164,8 +170,10 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   cl_launch k;
   vnrt_status s = VNRT_OK;
   if (N > 0) {
-    /* Every row's target must lie in the cache: checked before anything is written. */
+    /* Every row's target must lie in the cache: checked after the run (the kernel skips a
+     * row whose target does not). */
     int32_t slot = cl_err_slot(L);
+    (void)cl_err_slot(L); /* slot + 1: the bad position */
     cl_launch_begin(L, "check_below", &k);
     cl_arg_in(&k, 2);
     cl_arg_i64(&k, N);
@@ -173,10 +181,11 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
     cl_arg_i64(&k, S);
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
+    cl_arg_i32(&k, 1);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[2], div, S};
-    s = cl_add_check(L, slot, report_kv_scatter, info, 3);
+    s = cl_add_deferred_check(L, slot, report_kv_scatter, info, 3);
     if (s != VNRT_OK) return s;
   }
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
@@ -210,6 +219,7 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   cl_arg_i32(&k, wide);
   cl_arg_i32(&k, (int32_t)N);
   cl_arg_i32(&k, div);
+  cl_arg_i64(&k, S);
   return cl_launch_1d(&k, units);
 }
 
@@ -368,7 +378,7 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
 /* info: idx tensor, Sc, K. */
 static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
   int32_t v = 0;
-  vnrt_status s = cl_read_i32(exec, (int32_t)st->info[0], at, &v);
+  vnrt_status s = cl_check_value(exec, st, 1, &v);
   if (s != VNRT_OK) return s;
   return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
                  "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",
@@ -383,11 +393,13 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t Sc = has_comp ? cl_in_type(L, 5)->dims[0] : 0;
   int64_t K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
   cl_launch k;
-  vnrt_status s = check_pos0(L, 4);
+  vnrt_status s = check_pos0(L, 4, 1);
   if (s != VNRT_OK) return s;
   if (has_idx && T * K > 0) {
-    /* idx values >= Sc are errors (negative ones mean "none"): checked before the kernel. */
+    /* idx values >= Sc are errors (negative ones mean "none"): checked, and read after the run
+     * (the kernels skip such entries). */
     int32_t slot = cl_err_slot(L);
+    (void)cl_err_slot(L); /* slot + 1: the bad entry (read after the run: the kernels skip it) */
     cl_launch_begin(L, "check_below", &k);
     cl_arg_in(&k, 6);
     cl_arg_i64(&k, T * K);
@@ -395,10 +407,11 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     cl_arg_i64(&k, Sc);
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
+    cl_arg_i32(&k, 1);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
     const int64_t info[3] = {L->node->inputs[6], Sc, K};
-    s = cl_add_check(L, slot, report_sparse_idx, info, 3);
+    s = cl_add_deferred_check(L, slot, report_sparse_idx, info, 3);
     if (s != VNRT_OK) return s;
   }
   if (sa_wg_fits(L->dev, D)) {

@@ -47,6 +47,34 @@ void st(__global uchar *p, int dt, long i, float v) {
   }
 }
 
+/* The sum of a float8's lanes, pairwise. */
+float hsum8(float8 v) { return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7)); }
+
+/* Elements [i, i + 16) of a float tensor of dtype dt, widened exactly (ld on 16 at once). */
+float16 ld16(__global const uchar *p, int dt, long i) {
+  switch (dt) {
+    case DT_F16: return vload_half16(0, (__global const half *)p + i);
+    case DT_BF16:
+      return as_float16(convert_uint16(vload16(0, (__global const ushort *)p + i)) << 16);
+    default: return vload16(0, (__global const float *)p + i);
+  }
+}
+
+/* Stores 16 values at [i, i + 16) as st does (round to nearest even for f16/bf16). */
+void st16(__global uchar *p, int dt, long i, float16 v) {
+  switch (dt) {
+    case DT_F16: vstore_half16_rte(v, 0, (__global half *)p + i); break;
+    case DT_BF16: {
+      uint16 x = as_uint16(v);
+      uint16 r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+      r = select(r, (x >> 16) | 0x40u, (x & 0x7fffffffu) > 0x7f800000u);
+      vstore16(convert_ushort16(r), 0, (__global ushort *)p + i);
+      break;
+    }
+    default: vstore16(v, 0, (__global float *)p + i); break;
+  }
+}
+
 /* ---- Quantized weights (docs/ops.md, "Quantized weights"): exact decoders built from bits,
  * so no math library call can flush or round them. Codes are read as uchar. */
 
@@ -58,38 +86,61 @@ float e8m0_to_f32(uint code) {
 }
 
 /* e4m3fn: sign, 4-bit exponent (bias 7), 3-bit mantissa; exponent 0 is subnormal (m·2^-9);
- * 0x7F and 0xFF are NaN (no infinities). Without branches: the 7 low bits placed at the top of
- * an f32's exponent and mantissa read as the value times 2^-120 (exponent 0 as an f32
- * subnormal, which the backend requires the device to keep), so one exact product by 2^120
- * rescales normal and subnormal codes alike. */
+ * 0x7F and 0xFF are NaN (no infinities). Built without f32 subnormals: a normal code's 7 low
+ * bits placed at the top of an f32's exponent and mantissa, plus 120 on the exponent, are its
+ * value; a subnormal code's mantissa m is converted and scaled by 2^-9 (exact). An f32
+ * subnormal operand would cost a microcode assist per instruction on x86 CPUs (PoCL), and
+ * FP8/FP4 weights hold subnormal codes in nearly every vector. */
 float e4m3_to_f32(uint code) {
-  float mag = as_float((code & 0x7Fu) << 20) * 0x1p120f;
-  mag = (code & 0x7Fu) == 0x7Fu ? as_float(0x7fc00000u) : mag;
-  return as_float(as_uint(mag) | ((code & 0x80u) << 24));
+  uint mag = code & 0x7Fu;
+  float v = mag < 8u ? (float)mag * 0x1p-9f : as_float((mag << 20) + (120u << 23));
+  v = mag == 0x7Fu ? as_float(0x7fc00000u) : v;
+  return as_float(as_uint(v) | ((code & 0x80u) << 24));
+}
+
+/* 16 e4m3 codes times 2^-8, by way of f16: a code's sign, exponent and mantissa placed in an
+ * f16 (exponent bias 15 for e4m3's 7) read as the code's value times 2^-8, subnormal codes as
+ * f16 subnormals; the f16 -> f32 conversion (vload_half) is exact and, on x86, a hardware
+ * conversion that takes f16 subnormals at full speed. NaN codes are patched in after. */
+float16 e4m3_to_f32x16_div256(uchar16 code) {
+  ushort16 c = convert_ushort16(code);
+  ushort16 h = ((c & (ushort)0x7Fu) << (ushort)7) | ((c & (ushort)0x80u) << (ushort)8);
+  float16 v = vload_half16(0, (__private const half *)&h);
+  return select(v, (float16)(as_float(0x7fc00000u)),
+                convert_int16((c & (ushort)0x7Fu) == (ushort)0x7Fu));
 }
 
 /* e4m3_to_f32 on 16 codes at once. */
-float16 e4m3_to_f32x16(uchar16 code) {
-  uint16 c = convert_uint16(code);
-  float16 mag = as_float16((c & 0x7Fu) << 20) * 0x1p120f;
-  mag = select(mag, (float16)(as_float(0x7fc00000u)), (c & 0x7Fu) == 0x7Fu);
-  return as_float16(as_uint16(mag) | ((c & 0x80u) << 24));
-}
+float16 e4m3_to_f32x16(uchar16 code) { return e4m3_to_f32x16_div256(code) * 256.0f; }
 
 /* e2m1 by nibble: the sign is bit 3, magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
 __constant float k_e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
-/* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once, the table's
- * values by bits: the three magnitude bits placed at the top of an f32's exponent and mantissa
- * read as the magnitude times 2^-126 (exponent 0 as the subnormal 0.5·2^-126), rescaled by an
- * exact product. */
+/* 16 e2m1 nibbles (one per lane, in bits 0-3) decoded by bits: magnitude indexes 2-7 placed at
+ * the top of an f32's exponent and mantissa, plus 126 on the exponent, are their values; 0 and
+ * 1 (0 and 0.5) are the index times 0.5. No f32 subnormal is formed (see e4m3_to_f32). */
+float16 e2m1_nibbles_to_f32x16(uint16 c) {
+  uint16 mag = c & 7u;
+  float16 v = select(as_float16((mag << 22) + (126u << 23)), convert_float16(mag) * 0.5f,
+                     mag < 2u);
+  return as_float16(as_uint16(v) | ((c & 8u) << 28));
+}
+
+/* 16 e2m1 nibbles (bits 0-3 of each lane) times 2^-14, by way of f16 as e4m3_to_f32x16_div256:
+ * the magnitude's exponent and mantissa bits placed at f16's (bias 15 for e2m1's 1), index 1
+ * (0.5) an f16 subnormal. */
+float16 e2m1_nibbles_to_f32x16_div16384(ushort16 c) {
+  ushort16 h = ((c & (ushort)7u) << (ushort)9) | ((c & (ushort)8u) << (ushort)12);
+  return vload_half16(0, (__private const half *)&h);
+}
+
+/* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once. */
 float16 e2m1_to_f32x16(uchar8 b) {
   uint8 lo = convert_uint8(b) & 0xFu, hi = convert_uint8(b) >> 4;
   uint16 c = (uint16)(lo.s0, hi.s0, lo.s1, hi.s1, lo.s2, hi.s2, lo.s3, hi.s3, lo.s4, hi.s4,
                       lo.s5, hi.s5, lo.s6, hi.s6, lo.s7, hi.s7);
-  float16 mag = as_float16((c & 7u) << 22) * 0x1p126f;
-  return as_float16(as_uint16(mag) | ((c & 8u) << 28));
+  return e2m1_nibbles_to_f32x16(c);
 }
 
 /* Element i (logical) of a weight of dtype dt, decoded but not scaled: codes for e4m3/e2m1,

@@ -128,12 +128,24 @@ __kernel void copy_strided(TENSOR(x), TENSOR(o), int esize, long n, long4 dims, 
   }
 }
 
+/* A contiguous copy of n bytes (reshape, kv_write's cache copy): 64 bytes per work-item as one
+ * vector (tensor offsets are multiples of 256), the last item's tail byte by byte. */
+__kernel void copy_bytes(TENSOR(x), TENSOR(o), long n) {
+  long i = get_global_id(0) * 64;
+  if (i >= n) return;
+  if (i + 64 <= n) {
+    vstore16(vload16(0, (__global const uint *)(PTR(x) + i)), 0, (__global uint *)(PTR(o) + i));
+    return;
+  }
+  for (; i < n; ++i) PTR(o)[i] = PTR(x)[i];
+}
+
 /* kv_write with ring: element i of the rows from t0 on (t = t0 + i / row) goes to row
  * (pos + t) mod S (pos checked >= 0 before). */
 __kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long t0,
                             long S, long n) {
   long i = get_global_id(0);
-  if (i >= n) return;
+  if (i >= n || ldi(PTR(pos), 0) < 0) return; /* a bad pos (reported after the run) */
   long t = t0 + i / row, c = i % row;
   long d = (((long)ldi(PTR(pos), 0) + t) % S) * row + c, sidx = t * row + c;
   if (esize == 2) {
@@ -145,12 +157,15 @@ __kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long 
   }
 }
 
-/* kv_write: o[pos*row + i] = new[i] for i < n elements, pos read on the device (checked
- * before: the rows [pos, pos + T) lie inside the cache). */
-__kernel void kv_write_rows(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long n) {
+/* kv_write: o[pos*row + i] = new[i] for i < n elements, pos read on the device; the rows
+ * [pos, pos + T) must lie inside the cache, pos in [0, max_pos]: otherwise nothing is written
+ * (the check kernel's error is reported after the run). */
+__kernel void kv_write_rows(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long n,
+                            long max_pos) {
   long i = get_global_id(0);
-  if (i >= n) return;
-  long d = (long)ldi(PTR(pos), 0) * row + i;
+  long p = ldi(PTR(pos), 0);
+  if (i >= n || p < 0 || p > max_pos) return;
+  long d = p * row + i;
   if (esize == 2) {
     ((__global ushort *)PTR(o))[d] = ((__global const ushort *)PTR(nw))[i];
   } else if (esize == 1) {

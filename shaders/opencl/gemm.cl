@@ -143,7 +143,6 @@ __kernel void gemm_naive(GEMM_ARGS) {
 #define VN_BF16V(p) as_float8(convert_uint8(vload8(0, (__global const ushort *)(p))) << 16)
 #endif
 
-float hsum8(float8 v) { return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7)); }
 
 /* VN_VW elements of dtype dt starting at element i. */
 floatv ldv(__global const uchar *p, int dt, long i) {

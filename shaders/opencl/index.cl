@@ -20,8 +20,32 @@ __kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, 
   if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
 }
 
+/* check_index for checks read after the run (their consumers clamp or skip bad indices):
+ * also err[slot + 1] = idx[first] (its value, for the error message: by the time the host
+ * reads it, the index tensor's memory may hold a later node's result). */
+__kernel void check_index_val(TENSOR(idx), TENSOR(off), int has_off, int H, long n, long bound,
+                              TENSOR(err), int slot, __local int *red) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  int first = NO_ERROR;
+  for (long p = lid; p < n; p += wg) {
+    long v = (long)ldi(PTR(idx), p) + (has_off ? (long)ldi(PTR(off), p % H) : 0);
+    if (v < 0 || v >= bound) {
+      first = (int)p;
+      break;
+    }
+  }
+  first = wg_min_i(red, first);
+  if (lid == 0) {
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first == NO_ERROR ? -1 : first;
+    e[slot + 1] = first == NO_ERROR ? 0 : ldi(PTR(idx), first);
+  }
+}
+
 /* moe_hash_route: position t*(k+1) stands for ids[t] in [0, V); t*(k+1)+1+i for
- * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). */
+ * tid2eid[ids[t], i] in [0, E) (checked only when ids[t] is valid). Read after the run
+ * (moe_hash_route clamps): err[slot + 1] and err[slot + 2] keep the bad position's token id
+ * and table entry for the message. */
 __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, int E,
                                TENSOR(err), int slot, __local int *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
@@ -41,15 +65,23 @@ __kernel void check_hash_route(TENSOR(ids), TENSOR(tab), long T, int V, int k, i
     }
   }
   first = wg_min_i(red, first);
-  if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
+  if (lid == 0) {
+    __global int *er = (__global int *)PTR(err);
+    er[slot] = first == NO_ERROR ? -1 : first;
+    long t = first == NO_ERROR ? 0 : first / (k + 1), r = first == NO_ERROR ? 0 : first % (k + 1);
+    int id = first == NO_ERROR ? 0 : ldi(PTR(ids), t);
+    er[slot + 1] = id;
+    er[slot + 2] = r > 0 ? ldi(PTR(tab), (long)id * k + r - 1) : 0;
+  }
 }
 
-/* out[i, :] = table[ids[i], :] (ids already checked); global (D, n). */
+/* out[i, :] = table[ids[i], :], ids clamped to [0, V) (a bad one is reported after the run);
+ * global (D, n). */
 __kernel void embedding(TENSOR(table), int dt, TENSOR(ids), TENSOR(o), int dout, long D,
-                        long n) {
+                        long n, long V) {
   long j = get_global_id(0), i = get_global_id(1);
   if (j >= D || i >= n) return;
-  long row = ldi(PTR(ids), i);
+  long row = clamp((long)ldi(PTR(ids), i), 0L, V - 1);
   st(PTR(o), dout, i * D + j, ld(PTR(table), dt, row * D + j));
 }
 

@@ -92,14 +92,15 @@ __kernel void moe_route(TENSOR(logits), int dl, TENSOR(bias), int db, int has_bi
 /* experts[t] = tid2eid[ids[t]] (checked before), weights from the unbiased scores. */
 __kernel void moe_hash_route(TENSOR(logits), int dl, TENSOR(ids), TENSOR(tab), TENSOR(w),
                              int dw, TENSOR(ex), TENSOR(work), long T, int E, int k, int kind,
-                             int norm, float scale) {
+                             int norm, float scale, int V) {
   long t = get_global_id(0);
   if (t >= T) return;
   __global float *s = (__global float *)PTR(work) + t * E;
   __global int *out = (__global int *)PTR(ex) + t * k;
-  long id = ldi(PTR(ids), t);
+  /* Ids and entries clamped: a bad one is reported after the run (check_hash_route). */
+  long id = clamp(ldi(PTR(ids), t), 0, V - 1);
   score_row(PTR(logits), dl, t, E, kind, s);
-  for (int i = 0; i < k; ++i) out[i] = ldi(PTR(tab), id * k + i);
+  for (int i = 0; i < k; ++i) out[i] = clamp(ldi(PTR(tab), id * k + i), 0, E - 1);
   route_weights(PTR(w), dw, t, k, s, out, norm, scale);
 }
 

@@ -267,25 +267,27 @@ __kernel void qgemv(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, 
 QGEMV4_(qgemv_e4m3, E4M3_DEC16_, E4M3_DEC1_, K, ANY_CHUNK_)
 QGEMV4_(qgemv_e2m1, E2M1_DEC16_, E2M1_DEC1_, K / 2, EVEN_CHUNK_)
 
-/* embedding with a quantized table [V, D] (ids checked before): o[i, j] = W[ids[i]][j]. */
-__kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n) {
+/* embedding with a quantized table [V, D] (ids clamped; their check is read after the run):
+ * o[i, j] = W[ids[i]][j]. */
+__kernel void qembedding(QWEIGHT(t), TENSOR(ids), TENSOR(o), int dout, long D, long n, long V) {
   long j = get_global_id(0), i = get_global_id(1);
   if (j >= D || i >= n) return;
-  long row = ldi(PTR(ids), i);
+  long row = clamp((long)ldi(PTR(ids), i), 0L, V - 1);
   long SC = (D + t_b1 - 1) / t_b1;
   float s = e8m0_to_f32(PTR(t_s)[(row / t_b0) * SC + j / t_b1]);
   st(PTR(o), dout, i * D + j, ld_code(PTR(t), t_dt, row * D + j) * s);
 }
 
 /* moe_ffn with quantized weights or act_quant, as gather-GEMVs over the (token, slot) pairs
- * (expert ids checked before). h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with
- * g = W_gu[e][f]·x[t], u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with
- * act_quant). global (F, T·k). */
+ * (expert ids clamped to [0, E): their check is reported after the run).
+ * h[p, f] = silu(min(g, limit))·clamp(u, ±limit) with g = W_gu[e][f]·x[t],
+ * u = W_gu[e][F + f]·x[t]; x is the input's f32 copy (fake-quantized with act_quant).
+ * global (F, T·k). */
 __kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
-                           int C, int F, float limit) {
+                           int C, int F, float limit, int E) {
   long f = get_global_id(0), p = get_global_id(1);
   if (f >= F || p >= pairs) return;
-  long t = p / k, e = ldi(PTR(ex), p);
+  long t = p / k, e = clamp(ldi(PTR(ex), p), 0, E - 1);
   __global const float *xr = (__global const float *)PTR(x) + t * C;
   float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, xr, C);
   float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, xr, C);
@@ -299,12 +301,12 @@ __kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long 
 /* y[t, c] = Σ_i w[t, i]·(W_d[e][c]·h[t·k + i]) slots in order; with act_quant h already holds
  * the routing weight (fake_quant's mul), so the sum is of the plain dots. global (C, T). */
 __kernel void moe_ffn_down_q(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT(wd), TENSOR(h),
-                             TENSOR(y), int dy, long T, int k, int C, int F) {
+                             TENSOR(y), int dy, long T, int k, int C, int F, int E) {
   long c = get_global_id(0), t = get_global_id(1);
   if (c >= C || t >= T) return;
   float acc = 0.0f;
   for (int i = 0; i < k; ++i) {
-    long p = t * k + i, e = ldi(PTR(ex), p);
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
     float dot = qw_dot(QW(wd), e, C, F, 1, c, (__global const float *)PTR(h) + p * F, F);
     acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
   }
@@ -373,3 +375,100 @@ __kernel void gemv_float4(TENSOR(x), TENSOR(w), int dw, TENSOR(o), int dout, lon
   }
 QGEMV4V_(qgemv_e4m3_v, E4M3_DEC16_, K)
 QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
+
+/* ---- Lane-summed products for decode (M = 1 and MoE at few tokens) --------------------- */
+/* A work-item takes whole weight rows and sums their products in float16 lanes, a block's
+ * lanes then scaled by its power of two (exact) and the lanes added at the end: the sum's
+ * order differs from the reference's k order, within docs/ops.md's tolerance. Rows are read
+ * as contiguous 16-byte vectors, which PoCL turns into vector loads; decoding never forms an
+ * f32 subnormal (common.cl). */
+
+/* Σ_k x[k]·W[k] over a row of codes (e4m3: K and b1 multiples of 16; e2m1: multiples of 32),
+ * srow the row's scales (one per b1 columns). e2m1 takes each byte's two codes as lanes of
+ * the even and the odd channels, so x is read as 32 floats split into evens and odds. */
+float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *srow, int b1,
+                     __global const float *x, long K) {
+  /* Multiply-adds may fuse here, as in the GEMM kernels: the sum's order is already not the
+   * reference's, and two accumulators per block keep the adds from waiting on each other. */
+#pragma OPENCL FP_CONTRACT ON
+  float16 t = 0.0f;
+  if (dt == DT_E4M3) {
+    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+      long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
+      float16 a0 = 0.0f, a1 = 0.0f;
+      for (; k + 32 <= k1; k += 32) {
+        a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
+        a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16));
+      }
+      if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
+      t += ((a0 + a1) * 256.0f) * e8m0_to_f32(srow[j]);
+    }
+  } else {
+    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+      long k1 = k0 + b1 < K ? k0 + b1 : K;
+      float16 a0 = 0.0f, a1 = 0.0f;
+      for (long k = k0; k < k1; k += 32) {
+        ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));
+        float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);
+        a0 += (float16)(x0.even, x1.even) * e2m1_nibbles_to_f32x16_div16384(c);
+        a1 += (float16)(x0.odd, x1.odd) * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4);
+      }
+      t += ((a0 + a1) * 0x1p14f) * e8m0_to_f32(srow[j]);
+    }
+  }
+  return hsum8(t.lo + t.hi);
+}
+
+/* linear (M rows of x, f32) with w [N, K] codes: o[m, n] = x[m]·W[n], one output per
+ * work-item; with G groups (grouped_linear; G = 1 otherwise) row m takes w's rows
+ * [(m % G)·N, (m % G + 1)·N) as qgemv. global (N, M). */
+__kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, long N, long K,
+                          long G) {
+  long n = get_global_id(0), m = get_global_id(1);
+  if (n >= N || m >= M) return;
+  long r = (m % G) * N + n;
+  long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
+  float acc = qrow_dot_lanes(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1,
+                             (__global const float *)PTR(x) + m * K, K);
+  st(PTR(o), dout, m * N + n, acc);
+}
+
+/* moe_ffn_up_q with lane sums: h[p, f] from rows f and F + f of expert e(p). global (F, T·k). */
+__kernel void moe_ffn_up_lanes(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long pairs, int k,
+                               int C, int F, float limit, int E) {
+  long f = get_global_id(0), p = get_global_id(1);
+  if (f >= F || p >= pairs) return;
+  long t = p / k, e = clamp(ldi(PTR(ex), p), 0, E - 1);
+  __global const float *xr = (__global const float *)PTR(x) + t * C;
+  long rb = wgu_dt == DT_E2M1 ? C / 2 : C, SC = (C + wgu_b1 - 1) / wgu_b1;
+  long R = 2 * (long)F, SR = (R + wgu_b0 - 1) / wgu_b0;
+  __global const uchar *ws = PTR(wgu_s) + e * SR * SC;
+  float g = qrow_dot_lanes(PTR(wgu) + (e * R + f) * rb, wgu_dt, ws + (f / wgu_b0) * SC, wgu_b1,
+                           xr, C);
+  float u = qrow_dot_lanes(PTR(wgu) + (e * R + F + f) * rb, wgu_dt,
+                           ws + ((F + f) / wgu_b0) * SC, wgu_b1, xr, C);
+  if (limit > 0.0f) {
+    g = g < limit ? g : limit;
+    u = u < -limit ? -limit : (u > limit ? limit : u);
+  }
+  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+}
+
+/* moe_ffn_down_q with lane sums. global (C, T). */
+__kernel void moe_ffn_down_lanes(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWEIGHT(wd),
+                                 TENSOR(h), TENSOR(y), int dy, long T, int k, int C, int F,
+                                 int E) {
+  long c = get_global_id(0), t = get_global_id(1);
+  if (c >= C || t >= T) return;
+  long rb = wd_dt == DT_E2M1 ? F / 2 : F, SC = (F + wd_b1 - 1) / wd_b1;
+  long SR = (C + wd_b0 - 1) / wd_b0;
+  float acc = 0.0f;
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
+    float dot = qrow_dot_lanes(PTR(wd) + (e * C + c) * rb, wd_dt,
+                               PTR(wd_s) + (e * SR + c / wd_b0) * SC, wd_b1,
+                               (__global const float *)PTR(h) + p * F, F);
+    acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
+  }
+  st(PTR(y), dy, t * C + c, acc);
+}

@@ -7,7 +7,7 @@
 /* err[slot] = the first position i in [0, n) with v[i] >= 0 and v[i] / div >= bound, or -1
  * (negative values are "none" and allowed). kv_scatter's rows, sparse_attention's idx. */
 __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), int slot,
-                          __local int *red) {
+                          int with_value, __local int *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
   int first = NO_ERROR;
   for (long i = lid; i < n; i += wg) {
@@ -18,21 +18,27 @@ __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), i
     }
   }
   first = wg_min_i(red, first);
-  if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
+  if (lid == 0) {
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first == NO_ERROR ? -1 : first;
+    /* with_value: the bad value too, for a check read after the run (check_index_val) */
+    if (with_value) e[slot + 1] = first == NO_ERROR ? 0 : ldi(PTR(v), first);
+  }
 }
 
 /* ---- kv_scatter ------------------------------------------------------------------------ */
 
-/* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0 (checked in range before).
- * Item u copies unit u (4 bytes when wide, else 1) of every row, rows in order, so a later row
- * with the same target wins, as in the reference. */
+/* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0; a target past the cache's S
+ * rows is skipped (its check reports it after the run). Item u copies unit u (4 bytes when
+ * wide, else 1) of every row, rows in order, so a later row with the same target wins, as in
+ * the reference. */
 __kernel void kv_scatter(TENSOR(rows), TENSOR(pos), TENSOR(o), long units, int wide, int N,
-                         int div) {
+                         int div, long S) {
   long u = get_global_id(0);
   if (u >= units) return;
   for (int i = 0; i < N; ++i) {
     int p = ldi(PTR(pos), i);
-    if (p < 0) continue;
+    if (p < 0 || (long)(p / div) >= S) continue;
     long d = (long)(p / div) * units + u, s = (long)i * units + u;
     if (wide) {
       ((__global uint *)PTR(o))[d] = ((__global const uint *)PTR(rows))[s];
@@ -136,6 +142,39 @@ __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), T
   ((__global float *)PTR(nz))[r * cd + ch] = vz;
 }
 
+/* kv_compress_state on 16 channels per work-item (cd a multiple of 16): a row's position and
+ * source are the same for all its channels, so the row is copied (or has ape added) 16 values
+ * at a time; the values are kv_compress_state's. global (cd / 16, c·m). */
+__kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), TENSOR(sz),
+                                  TENSOR(pos0), TENSOR(na), TENSOR(nz), int m, int overlap,
+                                  long T, long cd) {
+  long ch = get_global_id(0) * 16, r = get_global_id(1);
+  if (ch >= cd || r >= (long)m * (1 + overlap)) return;
+  __global const float *A = (__global const float *)PTR(sa);
+  __global const float *Z = (__global const float *)PTR(sz);
+  __global const float *AP = (__global const float *)PTR(ape);
+  const long p0 = ldi(PTR(pos0), 0), w1 = floor_div(p0 + T, m);
+  const long win = overlap && r < m ? w1 - 1 : w1, p = win * m + r % m;
+  long src = r * cd; /* the old row r itself */
+  float16 ad = 0.0f;
+  if (p >= 0 && p < p0 + T) {
+    const long rp = p - floor_div(p, m) * m;
+    if (p >= p0) {
+      /* this run's a and z + ape */
+      A = (__global const float *)PTR(a);
+      Z = (__global const float *)PTR(z);
+      src = (p - p0) * cd;
+      ad = vload16(0, AP + rp * cd + ch);
+    } else {
+      src = ((floor_div(p, m) == floor_div(p0, m) ? (long)m * overlap : 0) + rp) * cd;
+    }
+  }
+  vstore16(vload16(0, A + src + ch), 0, (__global float *)PTR(na) + r * cd + ch);
+  float16 vz = vload16(0, Z + src + ch);
+  if (p >= p0 && p >= 0 && p < p0 + T) vz += ad;
+  vstore16(vz, 0, (__global float *)PTR(nz) + r * cd + ch);
+}
+
 /* ---- index_scores (the lightning indexer) ---------------------------------------------- */
 
 /* s[t, j] = Σ_h w[t, h]·relu(q[t, h]·k[j]) for j < (pos[t] + 1) / ratio, else -inf; heads
@@ -196,7 +235,8 @@ __kernel void index_scores(TENSOR(q), int dq, TENSOR(k), int dk, TENSOR(w), int 
 
 /* The key set of query t (position p = pos0 + t): keys s < nwin are the window positions
  * lo + s (kv[j - pos0] for j >= pos0, else ring[j mod W]); keys nwin + i are comp[i] for
- * i < ncomp (HCA) or comp[idx[t, i]] (CSA, skipped when negative). sa_key gives key s's tensor
+ * i < ncomp (HCA) or comp[idx[t, i]] (CSA, skipped when negative or, an error reported
+ * after the run, past comp's Sc entries). sa_key gives key s's tensor
  * (0 kv, 1 ring, 2 comp; -1 none) and row. */
 typedef struct sa_keys {
   long p, lo, nwin, nk;
@@ -220,7 +260,7 @@ sa_keys sa_key_set(long pos0, long t, int W, int has_comp, int has_idx, int rati
 }
 
 int sa_key(const sa_keys *ks, long pos0, long t, int W, int has_idx, __global const uchar *idx,
-           int K, long s, long *row) {
+           int K, int Sc, long s, long *row) {
   if (s < ks->nwin) {
     long j = ks->lo + s;
     if (j >= pos0) {
@@ -237,7 +277,7 @@ int sa_key(const sa_keys *ks, long pos0, long t, int W, int has_idx, __global co
   }
   int c = ldi(idx, t * K + i);
   *row = c;
-  return c >= 0 ? 2 : -1;
+  return c >= 0 && c < Sc ? 2 : -1; /* an entry past comp: skipped, reported after the run */
 }
 
 #define SA_ARGS                                                                                 \
@@ -268,7 +308,7 @@ __kernel void sparse_attention(SA_ARGS, __local float *qrow, __local float *pr,
   barrier(CLK_LOCAL_MEM_FENCE);
   for (long s0 = 0; s0 < ks.nk; s0 += wg) {
     long s = s0 + lid, row = 0;
-    int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row) : -1;
+    int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row) : -1;
     float score = -INFINITY;
     if (which >= 0) {
       __global const uchar *kp;
@@ -329,7 +369,7 @@ __kernel void sparse_attention_rows(SA_ARGS, TENSOR(acc)) {
   __global const float *qp = (__global const float *)PTR(q) + r * D;
   for (long s = 0; s < ks.nk; ++s) {
     long row = 0;
-    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
     if (which < 0) continue;
     __global const uchar *kp;
     int dt;
@@ -385,7 +425,7 @@ __kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int T
   const long p0 = ldi(PTR(pos0), 0);
   sa_keys ks = sa_key_set(p0, t, W, has_comp, has_idx, ratio, Sc, K);
   long row = 0;
-  int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row) : -1;
+  int which = s < ks.nk ? sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row) : -1;
   __global float *out = (__global float *)PTR(sc);
   float r[SA_HB] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (which >= 0) {
@@ -459,7 +499,7 @@ __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, 
     floatv a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
     for (long s = 0; s < ks.nk; ++s) {
       long row = 0;
-      int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+      int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
       if (which < 0) continue;
       __global const uchar *kp;
       int dt;
@@ -480,7 +520,7 @@ __kernel void sparse_attention_out(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, 
   float a[SA_HB] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (long s = 0; s < ks.nk; ++s) {
     long row = 0;
-    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, s, &row);
+    int which = sa_key(&ks, p0, t, W, has_idx, PTR(idx), K, Sc, s, &row);
     if (which < 0) continue;
     __global const uchar *kp;
     int dt;

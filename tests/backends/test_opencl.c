@@ -735,6 +735,11 @@ START_TEST(test_each_index_check_has_its_own_slot) {
   const char *msg = vnrt_context_last_error(ctx);
   ck_assert_msg(strstr(msg, "'e2'") && strstr(msg, "id 7 at position 1") && strstr(msg, "[0, 7)"),
                 "message: %s", msg);
+  /* Both bad: the checks are read after the run, and the first node's is reported. */
+  const int32_t bad1[3] = {9, 0, -4};
+  ck_assert_int_eq(run_two_embeddings(ctx, bad1, bad2, y), VNRT_ERROR_OUT_OF_RANGE);
+  msg = vnrt_context_last_error(ctx);
+  ck_assert_msg(strstr(msg, "'e1'") && strstr(msg, "id -4 at position 2"), "message: %s", msg);
   vnrt_context_destroy(ctx);
 }
 END_TEST

@@ -430,7 +430,9 @@ START_TEST(test_hc_post_applies_comb_transposed) {
                {3, 4, 2100, VNRT_F32},
                /* the same in bf16, as the V4 graph's reference numerics keep the streams */
                {1, 4, 1024, VNRT_BF16},
-               {3, 4, 2100, VNRT_BF16}};
+               {3, 4, 2100, VNRT_BF16},
+               /* f16 in whole vectors of 16 channels (the OpenCL kernel that loads 16 at once) */
+               {2, 4, 48, VNRT_F16}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     const int64_t T = cases[ci].T, n = cases[ci].n, C = cases[ci].C;
     const vnrt_dtype xdt = cases[ci].xdt;

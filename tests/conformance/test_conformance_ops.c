@@ -695,30 +695,35 @@ END_TEST
 /* ---- rms_norm, softmax, swiglu --------------------------------------------------------- */
 
 START_TEST(test_rms_norm) {
-  const int64_t dims[3] = {2, 5, 33}, wd[1] = {33};
-  for (int dx = 0; dx < 3; ++dx) {
-    for (int dw = 0; dw < 4; ++dw) { /* dw == 3: no weight */
-      tu_tensor in[2] = {random_tensor(kFloatTypes[dx], 3, dims, 90 + dx, -2.0f, 2.0f),
-                         random_tensor(kFloatTypes[dw % 3], 1, wd, 95 + dw, 0.5f, 1.5f)};
-      double eps = dw == 1 ? 1e-5 : 1e-6;
-      double want[330];
-      for (int64_t r = 0; r < 10; ++r) {
-        double ss = 0.0;
-        for (int64_t i = 0; i < 33; ++i)
-          ss += tu_get(&in[0], r * 33 + i) * tu_get(&in[0], r * 33 + i);
-        double inv = 1.0 / sqrt(ss / 33.0 + eps);
-        for (int64_t i = 0; i < 33; ++i) {
-          want[r * 33 + i] = tu_get(&in[0], r * 33 + i) * inv * (dw < 3 ? tu_get(&in[1], i) : 1.0);
+  /* D = 33, and D = 48: whole vectors of 16 channels (OpenCL's row-per-item kernel). */
+  const int64_t Ds[2] = {33, 48};
+  for (int di = 0; di < 2; ++di) {
+    const int64_t D = Ds[di], dims[3] = {2, 5, D}, wd[1] = {D};
+    for (int dx = 0; dx < 3; ++dx) {
+      for (int dw = 0; dw < 4; ++dw) { /* dw == 3: no weight */
+        tu_tensor in[2] = {random_tensor(kFloatTypes[dx], 3, dims, 90 + dx + 7 * di, -2.0f, 2.0f),
+                           random_tensor(kFloatTypes[dw % 3], 1, wd, 95 + dw, 0.5f, 1.5f)};
+        double eps = dw == 1 ? 1e-5 : 1e-6;
+        double want[480];
+        for (int64_t r = 0; r < 10; ++r) {
+          double ss = 0.0;
+          for (int64_t i = 0; i < D; ++i)
+            ss += tu_get(&in[0], r * D + i) * tu_get(&in[0], r * D + i);
+          double inv = 1.0 / sqrt(ss / (double)D + eps);
+          for (int64_t i = 0; i < D; ++i) {
+            want[r * D + i] = tu_get(&in[0], r * D + i) * inv * (dw < 3 ? tu_get(&in[1], i) : 1.0);
+          }
         }
+        vnrt_attr a = tu_attr_f("eps", eps);
+        expect e = {in[0].type, want, TOL_ELEM};
+        char what[64];
+        snprintf(what, sizeof what, "rms_norm D %d x %s w %s", (int)D,
+                 vnrt_dtype_name(kFloatTypes[dx]),
+                 dw < 3 ? vnrt_dtype_name(kFloatTypes[dw]) : "none");
+        check_op(what, VNRT_OP_RMS_NORM, in, dw < 3 ? 2 : 1, dw == 0 ? NULL : &a, dw == 0 ? 0 : 1,
+                 &e, 1);
+        free_all(in, 2);
       }
-      vnrt_attr a = tu_attr_f("eps", eps);
-      expect e = {in[0].type, want, TOL_ELEM};
-      char what[64];
-      snprintf(what, sizeof what, "rms_norm x %s w %s", vnrt_dtype_name(kFloatTypes[dx]),
-               dw < 3 ? vnrt_dtype_name(kFloatTypes[dw]) : "none");
-      check_op(what, VNRT_OP_RMS_NORM, in, dw < 3 ? 2 : 1, dw == 0 ? NULL : &a, dw == 0 ? 0 : 1, &e,
-               1);
-      free_all(in, 2);
     }
   }
 }

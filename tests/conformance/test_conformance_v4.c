@@ -511,6 +511,27 @@ START_TEST(kv_write_ring_negative_pos_is_a_run_time_error) {
 }
 END_TEST
 
+/* moe_ffn with FP4 experts (V4's routed experts) and an expert id outside [0, E): a run-time
+ * error naming the id, also where the device reads the check only after the run (OpenCL). */
+START_TEST(moe_ffn_fp4_bad_expert_is_a_run_time_error) {
+  const int32_t bad[2] = {5, -2};
+  for (int b = 0; b < 2; ++b) {
+    tu_tensor in[7] = {new_t(VNRT_F32, 2, 64, 0),   new_i32(4, (int32_t[]){0, 1, 3, bad[b]}),
+                       new_t(VNRT_F32, 2, 2, 0),    new_t(VNRT_E2M1, 4, 64, 64),
+                       new_t(VNRT_E2M1, 4, 64, 32), new_t(VNRT_E8M0, 4, 64, 2),
+                       new_t(VNRT_E8M0, 4, 64, 1)};
+    in[1].type.rank = 2, in[1].type.dims[0] = 2, in[1].type.dims[1] = 2;
+    tu_fill_uniform(&in[0], 3, -1, 1);
+    tu_fill_uniform(&in[2], 4, 0, 1);
+    char id[16];
+    snprintf(id, sizeof id, "%d", (int)bad[b]);
+    expect_run_error(VNRT_OP_MOE_FFN, in, 7, NULL, 0, 1,
+                     (const char *const[]){"moe_ffn", id, NULL});
+    free_all(in, 7);
+  }
+}
+END_TEST
+
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
 /* One compressor's whole sequence: a, z [P, c·d] and ape [m, c·d]. */
@@ -716,6 +737,8 @@ START_TEST(kv_compress_csa_overlap_two_series) {
   const int64_t c3[] = {6, 1, 1, 9, 3}; /* 20 */
   check_compress(4, 20, 1, c3, 5, 313);
   check_compress(4, 300, 0, c3, 5, 314);
+  /* c·d a multiple of 16: state rows moved 16 channels at a time (OpenCL) */
+  check_compress(4, 8, 1, c1, 10, 315);
 }
 END_TEST
 
@@ -725,6 +748,8 @@ START_TEST(kv_compress_long_ratio_and_decode_steps) {
   check_compress(128, 4, 0, c1, 21, 321);
   const int64_t c2[] = {17, 100, 11, 1, 1, 1, 1, 126, 2}; /* 260 */
   check_compress(64, 3, 1, c2, 9, 322);
+  check_compress(128, 16, 0, c1, 21, 323); /* c·d a multiple of 16 */
+  check_compress(64, 8, 1, c2, 9, 324);
 }
 END_TEST
 
@@ -735,6 +760,19 @@ START_TEST(kv_compress_prefill_not_a_multiple_of_ratio) {
   check_compress(4, 5, 1, c, 1, 332);
   const int64_t c3[] = {3}; /* no window closes at all */
   check_compress(4, 2, 1, c3, 1, 333);
+}
+END_TEST
+
+/* A negative pos0 is a run-time error (also where the device reads the check after the run). */
+START_TEST(kv_compress_negative_pos0_is_a_run_time_error) {
+  tu_tensor in[6] = {new_t(VNRT_F32, 3, 8, 0), new_t(VNRT_F32, 3, 8, 0),
+                     new_t(VNRT_F32, 4, 8, 0), new_t(VNRT_F32, 4, 8, 0),
+                     new_t(VNRT_F32, 4, 8, 0), new_i32(1, (int32_t[]){-5})};
+  for (int i = 0; i < 5; ++i) tu_fill_uniform(&in[i], 20 + (uint64_t)i, -1, 1);
+  vnrt_attr at[1] = {tu_attr_i("ratio", 4)};
+  expect_run_error(VNRT_OP_KV_COMPRESS, in, 6, at, 1, 4,
+                   (const char *const[]){"kv_compress", "pos0 is negative", NULL});
+  free_all(in, 6);
 }
 END_TEST
 
@@ -1207,6 +1245,33 @@ START_TEST(sparse_attention_idx_past_comp_is_a_run_time_error) {
 }
 END_TEST
 
+/* A negative pos0 is a run-time error, CSA (idx) and HCA (all compressed entries); also where
+ * the device reads the check after the run. */
+START_TEST(sparse_attention_negative_pos0_is_a_run_time_error) {
+  for (int K = 0; K <= 3; K += 3) {
+    sa_case c = {.T = 2,
+                 .H = 2,
+                 .D = 8,
+                 .W = 4,
+                 .pos0 = 3,
+                 .Sc = 6,
+                 .ratio = 4,
+                 .K = K,
+                 .sink_lo = -1,
+                 .sink_hi = 1};
+    tu_tensor in[7];
+    int32_t n_in = 0;
+    sa_inputs(&c, in, &n_in, 661 + (uint64_t)K);
+    i32s(&in[4])[0] = -5;
+    vnrt_attr at[2];
+    const int na = sa_attrs(&c, at);
+    expect_run_error(VNRT_OP_SPARSE_ATTENTION, in, n_in, at, na, 1,
+                     (const char *const[]){"sparse_attention", "pos0 is negative", NULL});
+    free_all(in, n_in);
+  }
+}
+END_TEST
+
 START_TEST(sparse_attention_shape_errors) {
   sa_case c = {.T = 2,
                .H = 2,
@@ -1498,6 +1563,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(small, topk_fill_out_of_i32_is_a_build_error);
   tcase_add_test(small, kv_write_ring_wraps_and_keeps_the_last_s_positions);
   tcase_add_test(small, kv_write_ring_negative_pos_is_a_run_time_error);
+  tcase_add_test(small, moe_ffn_fp4_bad_expert_is_a_run_time_error);
   tcase_add_test(small, kv_scatter_writes_rows_at_pos_div_and_skips_minus_one);
   tcase_add_test(small, kv_scatter_row_out_of_range_is_a_run_time_error);
   tcase_add_test(small, kv_scatter_shape_errors);
@@ -1507,6 +1573,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(comp, kv_compress_csa_overlap_two_series);
   tcase_add_test(comp, kv_compress_long_ratio_and_decode_steps);
   tcase_add_test(comp, kv_compress_prefill_not_a_multiple_of_ratio);
+  tcase_add_test(comp, kv_compress_negative_pos0_is_a_run_time_error);
   tcase_add_test(comp, kv_compress_shape_errors);
   suite_add_tcase(s, comp);
   TCase *attn = tcase_create("index_sparse_attention");
@@ -1518,6 +1585,7 @@ static Suite *v4_suite(void) {
   tcase_add_test(attn, sparse_attention_csa_selected_entries_with_minus_one);
   tcase_add_test(attn, sparse_attention_sinks_weigh_in_the_denominator);
   tcase_add_test(attn, sparse_attention_idx_past_comp_is_a_run_time_error);
+  tcase_add_test(attn, sparse_attention_negative_pos0_is_a_run_time_error);
   tcase_add_test(attn, sparse_attention_shape_errors);
   suite_add_tcase(s, attn);
   TCase *gl = tcase_create("grouped_linear");
