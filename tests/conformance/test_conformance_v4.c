@@ -771,7 +771,7 @@ START_TEST(kv_compress_negative_pos0_is_a_run_time_error) {
   for (int i = 0; i < 5; ++i) tu_fill_uniform(&in[i], 20 + (uint64_t)i, -1, 1);
   vnrt_attr at[1] = {tu_attr_i("ratio", 4)};
   expect_run_error(VNRT_OP_KV_COMPRESS, in, 6, at, 1, 4,
-                   (const char *const[]){"kv_compress", "pos0 is negative", NULL});
+                   (const char *const[]){"kv_compress", "pos0", "is negative", NULL});
   free_all(in, 6);
 }
 END_TEST
@@ -1266,7 +1266,7 @@ START_TEST(sparse_attention_negative_pos0_is_a_run_time_error) {
     vnrt_attr at[2];
     const int na = sa_attrs(&c, at);
     expect_run_error(VNRT_OP_SPARSE_ATTENTION, in, n_in, at, na, 1,
-                     (const char *const[]){"sparse_attention", "pos0 is negative", NULL});
+                     (const char *const[]){"sparse_attention", "pos0", "is negative", NULL});
     free_all(in, n_in);
   }
 }
