@@ -434,7 +434,8 @@ VNRT_API vnrt_status vnrt_plan_read_output(vnrt_plan *plan, const char *name, vo
 /* Copies a state's current value into host memory; bytes must equal its byte size. */
 VNRT_API vnrt_status vnrt_plan_read_state(vnrt_plan *plan, const char *name, void *data,
                                           size_t bytes);
-/* Sets every state of the plan back to zero (as when the plan was created). */
+/* Sets every state of the plan back to zero (as when the plan was created). After a failed
+ * run, states updated in place may hold rows written before the failure (docs/executor.md). */
 VNRT_API vnrt_status vnrt_plan_reset_state(vnrt_plan *plan);
 
 typedef struct vnrt_plan_info {
