@@ -3,21 +3,27 @@
 
 #define NO_ERROR 0x7fffffff
 
-/* err[slot] = the first position p in [0, n) whose row idx[p] (+ off[p % H] when has_off) is
- * outside [0, bound), or -1. */
-__kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, long bound,
-                          TENSOR(err), int slot, __local int *red) {
+/* The first position p in [0, n) whose row idx[p] (+ off[p % H] when has_off) is outside
+ * [0, bound), or NO_ERROR; every item of the work-group gets it. */
+static int first_bad_index(__global const uchar *idx, __global const uchar *off, int has_off,
+                           int H, long n, long bound, __local int *red) {
   int lid = get_local_id(0), wg = get_local_size(0);
   int first = NO_ERROR;
   for (long p = lid; p < n; p += wg) {
-    long v = (long)ldi(PTR(idx), p) + (has_off ? (long)ldi(PTR(off), p % H) : 0);
+    long v = (long)ldi(idx, p) + (has_off ? (long)ldi(off, p % H) : 0);
     if (v < 0 || v >= bound) {
       first = (int)p;
       break; /* an item's positions only grow */
     }
   }
-  first = wg_min_i(red, first);
-  if (lid == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
+  return wg_min_i(red, first);
+}
+
+/* err[slot] = that first bad position, or -1. */
+__kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, long bound,
+                          TENSOR(err), int slot, __local int *red) {
+  int first = first_bad_index(PTR(idx), PTR(off), has_off, H, n, bound, red);
+  if (get_local_id(0) == 0) ((__global int *)PTR(err))[slot] = first == NO_ERROR ? -1 : first;
 }
 
 /* check_index for checks read after the run (their consumers clamp or skip bad indices):
@@ -25,17 +31,8 @@ __kernel void check_index(TENSOR(idx), TENSOR(off), int has_off, int H, long n, 
  * reads it, the index tensor's memory may hold a later node's result). */
 __kernel void check_index_val(TENSOR(idx), TENSOR(off), int has_off, int H, long n, long bound,
                               TENSOR(err), int slot, __local int *red) {
-  int lid = get_local_id(0), wg = get_local_size(0);
-  int first = NO_ERROR;
-  for (long p = lid; p < n; p += wg) {
-    long v = (long)ldi(PTR(idx), p) + (has_off ? (long)ldi(PTR(off), p % H) : 0);
-    if (v < 0 || v >= bound) {
-      first = (int)p;
-      break;
-    }
-  }
-  first = wg_min_i(red, first);
-  if (lid == 0) {
+  int first = first_bad_index(PTR(idx), PTR(off), has_off, H, n, bound, red);
+  if (get_local_id(0) == 0) {
     __global int *e = (__global int *)PTR(err);
     e[slot] = first == NO_ERROR ? -1 : first;
     e[slot + 1] = first == NO_ERROR ? 0 : ldi(PTR(idx), first);
