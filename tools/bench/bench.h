@@ -233,5 +233,6 @@ void bench_sparse_attention(void);
 void bench_index_scores(void);
 void bench_grouped_linear(void);
 void bench_v4_linear(void);
+void bench_v4_prefill(void);
 
 #endif /* VNRT_BENCH_H_ */

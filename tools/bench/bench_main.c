@@ -62,6 +62,8 @@ static const bench_case kCases[] = {
     {"grouped_linear", bench_grouped_linear, "V4 wo_a: 8 groups of 4096 -> 1024, bf16 / e4m3"},
     {"v4_linear", bench_v4_linear,
      "V4 decode linears (v4-bench shapes): e4m3 with act_quant on bf16 / f32 x, bf16 on f32 x"},
+    {"v4_prefill", bench_v4_prefill,
+     "V4 prefill linears (v4-bench shapes), M = 256 and 512, f32 and e4m3 weights vs OpenBLAS"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 
