@@ -32,16 +32,18 @@ Z_INLINE __m512 z_load16_(const void *p, int64_t i, vnrt_dtype dt, __mmask16 mas
   }
 }
 
-/* One zmm whose lane q is the sum of the 16 lanes of v[q], q < 16: a transposing tree of
- * shuffles and adds (30 shuffles for 16 sums rather than 6 for each). Inputs are taken in
- * the order in[t] = v[4·(t % 4) + t / 4], which the tree's lane moves undo. */
-Z_INLINE __m512 z_reduce16_(const __m512 *v) {
+/* The first level of the reductions below: [p's 128-bit lanes 0+2, 1+3 | q's 0+2, 1+3]. */
+Z_INLINE __m512 z_fold_(__m512 p, __m512 q) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, 0x44), _mm512_shuffle_f32x4(p, q, 0xEE));
+}
+
+/* s[q] = the sum of the 16 lanes of v[q], q < 16: a transposing tree of shuffles and adds (2
+ * shuffles per sum rather than 6). The inputs enter in the order v[4·(t % 4) + t / 4], which
+ * the tree's lane moves undo. */
+Z_INLINE void z_reduce16_(const __m512 *v, float *s) {
   __m512 a[8], b[4], c[2];
   for (int t = 0; t < 8; ++t) {
-    const int t0 = 2 * t, t1 = 2 * t + 1;
-    const __m512 p = v[4 * (t0 % 4) + t0 / 4], q = v[4 * (t1 % 4) + t1 / 4];
-    /* [p's 128-bit lanes 0+2, 1+3 | q's 0+2, 1+3] */
-    a[t] = _mm512_add_ps(_mm512_shuffle_f32x4(p, q, 0x44), _mm512_shuffle_f32x4(p, q, 0xEE));
+    a[t] = z_fold_(v[4 * ((2 * t) % 4) + (2 * t) / 4], v[4 * ((2 * t + 1) % 4) + (2 * t + 1) / 4]);
   }
   for (int t = 0; t < 4; ++t) { /* one 128-bit lane (4 partial sums) per input */
     b[t] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * t], a[2 * t + 1], 0x88),
@@ -51,7 +53,25 @@ Z_INLINE __m512 z_reduce16_(const __m512 *v) {
     c[t] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * t], b[2 * t + 1], 0x44),
                          _mm512_shuffle_ps(b[2 * t], b[2 * t + 1], 0xEE));
   }
-  return _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
+  _mm512_storeu_ps(
+      s, _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD)));
+}
+
+/* s[q] = the sum of the 16 lanes of v[q] for q < n <= 8 (v[n..8) are zero): the same tree,
+ * whose last level leaves input l's two partial sums at lanes 4l, 4l+1 and input 4+l's at
+ * 4l+2, 4l+3, gathered in order by one permute. */
+Z_INLINE void z_reduce8_(const __m512 *v, int n, float *s) {
+  const __m512 a0 = z_fold_(v[0], v[1]), a1 = z_fold_(v[2], v[3]);
+  const __m512 a2 = z_fold_(v[4], v[5]), a3 = z_fold_(v[6], v[7]);
+  const __m512 b0 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x88), _mm512_shuffle_f32x4(a0, a1, 0xDD));
+  const __m512 b1 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x88), _mm512_shuffle_f32x4(a2, a3, 0xDD));
+  const __m512 c = _mm512_add_ps(_mm512_shuffle_ps(b0, b1, 0x44), _mm512_shuffle_ps(b0, b1, 0xEE));
+  const __m512 d = _mm512_add_ps(c, _mm512_shuffle_ps(c, c, 0xB1));
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm256_mask_storeu_ps(s, (__mmask8)((1u << n) - 1),
+                        _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, d)));
 }
 
 /* s[i·Z_NR + j] = Σ_kk xr[i][kk]·wr[j][kk] over kc elements, for i < MR and j < Z_NR; pf (may
@@ -93,15 +113,16 @@ Z_INLINE void z_kern_(const int MR, const vnrt_dtype WDT, const float *const *xr
   if (kk < kc) Z_STEP_((__mmask16)((1u << (kc - kk)) - 1))
 #undef Z_STEP_
 #undef Z_COL_
-  /* Reduced 16 at a time (the last group padded with zero vectors) straight into s, whose
-   * row-major [MR, Z_NR] layout is the accumulators' order. */
-  const __m512 all[Z_MR * Z_NR] = {c00, c01, c02, c03, c04, c05, c10, c11, c12, c13, c14, c15,
-                                   c20, c21, c22, c23, c24, c25, c30, c31, c32, c33, c34, c35};
-  for (int f = 0; f < MR * Z_NR; f += 16) {
-    __m512 v[16];
-    const int cnt = MR * Z_NR - f < 16 ? MR * Z_NR - f : 16;
-    for (int q = 0; q < 16; ++q) v[q] = q < cnt ? all[f + q] : zero;
-    _mm512_mask_storeu_ps(s + f, (__mmask16)((1u << cnt) - 1), z_reduce16_(v));
+  /* Reduced 16 and then 8 at a time straight into s, whose row-major [MR, Z_NR] layout is the
+   * accumulators' order; a last group of fewer than 8 is padded with zero vectors. */
+  const __m512 all[Z_MR * Z_NR + 8] = {c00, c01, c02, c03, c04, c05, c10, c11, c12, c13, c14, c15,
+                                       c20, c21, c22, c23, c24, c25, c30, c31, c32, c33, c34, c35};
+  int f = 0;
+  if (MR * Z_NR >= 16) z_reduce16_(all, s), f = 16;
+  for (; f < MR * Z_NR; f += 8) {
+    __m512 v[8];
+    for (int q = 0; q < 8; ++q) v[q] = f + q < MR * Z_NR ? all[f + q] : zero;
+    z_reduce8_(v, MR * Z_NR - f < 8 ? MR * Z_NR - f : 8, s + f);
   }
 }
 
