@@ -474,8 +474,9 @@ END_TEST
  * machine and the process's VNRT_CPU_ISA: M past the 4-row panels and not a multiple of them
  * (5, 7, 13, 101 > the 96-row packed block), N off every column block (3/4/6/8-row tiles, 16
  * columns, the 96-row packed block: 17, 97, 191, 193), K past one block (512; 1024 on
- * AVX-512) and off the 16-wide AVX-512 steps, f32/f16/bf16 w, x rows further apart than K (xpad). A
- * kernel that skips the last partial row or column block leaves those results wrong. */
+ * AVX-512), off the 16-wide AVX-512 steps and on them (96: f32 w rows on cache lines, read in
+ * place; the others are copied to aligned rows), f32/f16/bf16 w, x rows further apart than K
+ * (xpad). A kernel that skips the last partial row or column block leaves those results wrong. */
 static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t k, int64_t xpad,
                              vnrt_dtype wdt, uint64_t seed) {
   const int64_t ldx = k + xpad, xd[2] = {m, ldx}, wd[2] = {nn ? k : n, nn ? n : k};
@@ -523,13 +524,14 @@ START_TEST(test_gemm_blocks_cover_partial_tiles) {
   const cpu_isa native = cpu_fast_isa(NULL);
   const cpu_isa isas[3] = {CPU_ISA_GENERIC, native >= CPU_ISA_AVX2 ? CPU_ISA_AVX2 : native, native};
   const int n_isa = native > CPU_ISA_AVX2 ? 3 : 2;
-  const int64_t ms[5] = {1, 5, 7, 13, 101}, ns[4] = {17, 97, 191, 193}, ks[4] = {70, 530, 13, 1100};
+  const int64_t ms[5] = {1, 5, 7, 13, 101}, ns[4] = {17, 97, 191, 193},
+                ks[5] = {70, 530, 13, 1100, 96};
   const vnrt_dtype wdts[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
   uint64_t seed = 700;
   for (int ii = 0; ii < n_isa; ++ii) {
     for (int mi = 0; mi < 5; ++mi) {
       for (int ni = 0; ni < 4; ++ni) {
-        const int64_t k = ks[(mi + ni) % 4], xpad = (mi + ni) % 2 ? 0 : 5;
+        const int64_t k = ks[(mi + ni) % 5], xpad = (mi + ni) % 2 ? 0 : 5;
         const vnrt_dtype wdt = wdts[(mi + ni + ii) % 3];
         check_gemm_block(isas[ii], 0, ms[mi], ns[ni], k, xpad, wdt, seed++);
         check_gemm_block(isas[ii], 1, ms[mi], ns[ni], k, xpad, wdt, seed++);
