@@ -1,5 +1,6 @@
 /* The GEMM core of the CPU fast kernels (fast_gemm.h): blocked c = x·wᵀ, AVX2/FMA
- * micro-kernels chosen at run time, a portable fallback, and a tiled, threaded driver. */
+ * micro-kernels chosen at run time (AVX-512 ones in fast_gemm_avx512.c), a portable fallback,
+ * and a tiled, threaded driver. */
 #include "fast_gemm.h"
 
 #include <string.h>

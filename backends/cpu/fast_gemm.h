@@ -1,6 +1,7 @@
 /* The GEMM core of the CPU fast kernels: c = x·wᵀ with f32 x and f32/f16/bf16 w rows (the
  * `linear` layout) or c = x·b with b[K, N] (the `matmul` layout), register-blocked AVX2/FMA
- * micro-kernels or a portable fallback. linear, matmul, moe_ffn and hc_pre build on it. */
+ * micro-kernels (AVX-512 ones for x·wᵀ with more than 4 x rows: fast_gemm_avx512.c) or a
+ * portable fallback. linear, matmul, moe_ffn and hc_pre build on it. */
 #ifndef VNRT_BACKENDS_CPU_FAST_GEMM_H_
 #define VNRT_BACKENDS_CPU_FAST_GEMM_H_
 
