@@ -13,7 +13,8 @@
 
 /* The register tile: Z_MR x rows by Z_NR w rows, each pair's partial sums along K in one ZMM
  * (24 accumulators, 4 x vectors and a w vector of the 32 registers). Both operands are read
- * in place, so the block needs no workspace: the panels path of fast_quant.c passes none. */
+ * in place (but for f32 w rows off cache lines, copied to the stack), so the block needs no
+ * workspace: the panels path of fast_quant.c passes none. */
 #define Z_MR 4
 #define Z_NR 6
 /* K per block: a 6-row w group of one block (24 KiB) stays in L1 (48 KiB on Ice Lake) while the
