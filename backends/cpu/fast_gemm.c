@@ -1,5 +1,6 @@
 /* The GEMM core of the CPU fast kernels (fast_gemm.h): blocked c = x·wᵀ, AVX2/FMA
- * micro-kernels chosen at run time, a portable fallback, and a tiled, threaded driver. */
+ * micro-kernels chosen at run time (AVX-512 ones in fast_gemm_avx512.c), a portable fallback,
+ * and a tiled, threaded driver. */
 #include "fast_gemm.h"
 
 #include <string.h>
@@ -449,6 +450,13 @@ static void gemm_nt_block_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, 
     }
     return;
   }
+#if defined(CPU_HAVE_AVX2_CODE)
+  /* AVX-512 with more x rows: the same loop order with ZMM register tiles of 4 x 6 rows. */
+  if (isa >= CPU_ISA_AVX512) {
+    cpu_gemm_nt_block_avx512(x, ldx, m, w, wdt, ldw, n, k, c, ldc, ss);
+    return;
+  }
+#endif
   /* AVX2 with more x rows: per K block the x rows (a tile's <= 128 rows: L2) meet each group
    * of 3 w rows in turn; the group is read in place once, from memory into L1, and serves
    * every 4-row x panel before the next group streams in. */

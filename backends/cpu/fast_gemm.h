@@ -1,6 +1,7 @@
 /* The GEMM core of the CPU fast kernels: c = x·wᵀ with f32 x and f32/f16/bf16 w rows (the
  * `linear` layout) or c = x·b with b[K, N] (the `matmul` layout), register-blocked AVX2/FMA
- * micro-kernels or a portable fallback. linear, matmul, moe_ffn and hc_pre build on it. */
+ * micro-kernels (AVX-512 ones for x·wᵀ with more than 4 x rows: fast_gemm_avx512.c) or a
+ * portable fallback. linear, matmul, moe_ffn and hc_pre build on it. */
 #ifndef VNRT_BACKENDS_CPU_FAST_GEMM_H_
 #define VNRT_BACKENDS_CPU_FAST_GEMM_H_
 
@@ -31,6 +32,11 @@ void cpu_gemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
 void cpu_gemm_nt_block_sumsq(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const void *w,
                              vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
                              int64_t ldc, float *ws, float *x_sumsq);
+
+/* cpu_gemm_nt_block_sumsq's AVX-512 path for m > 4 rows (fast_gemm_avx512.c; x86 only): needs
+ * no workspace; ss (may be NULL) receives each x row's sum of squares. */
+void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                              int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss);
 
 /* Σ f[i]² over n floats (vectorised; the order depends only on n and isa). */
 float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n);

@@ -470,15 +470,17 @@ END_TEST
 
 /* ---- The GEMM blocks on both ISAs --------------------------------------------------------- */
 
-/* cpu_gemm_nt_block and cpu_gemm_nn_block called directly with the portable ISA and with the
- * machine's (AVX2 where it has it), so both paths meet a double reference whatever the machine
- * and the process's VNRT_CPU_ISA: M past the 4-row panels and not a multiple of them (5, 7, 13,
- * 101 > the 96-row packed block), N off every column block (3/4/6/8-row tiles, 16 columns, the
- * 96-row packed block: 17, 97, 191, 193), K past one 512 block, f32/f16/bf16 w. A kernel that
- * skips the last partial row or column block leaves those results wrong. */
-static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t k, vnrt_dtype wdt,
-                             uint64_t seed) {
-  const int64_t xd[2] = {m, k}, wd[2] = {nn ? k : n, nn ? n : k};
+/* cpu_gemm_nt_block and cpu_gemm_nn_block called directly with the portable ISA, AVX2 and the
+ * machine's (AVX-512 where it has it), so every path meets a double reference whatever the
+ * machine and the process's VNRT_CPU_ISA: M past the 4-row panels and not a multiple of them
+ * (5, 7, 13, 101 > the 96-row packed block), N off every column block (3/4/6/8-row tiles, 16
+ * columns, the 96-row packed block: 17, 97, 191, 193), K past one block (512; 1024 on
+ * AVX-512), off the 16-wide AVX-512 steps and on them (96: f32 w rows on cache lines, read in
+ * place; the others are copied to aligned rows), f32/f16/bf16 w, x rows further apart than K
+ * (xpad). A kernel that skips the last partial row or column block leaves those results wrong. */
+static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t k, int64_t xpad,
+                             vnrt_dtype wdt, uint64_t seed) {
+  const int64_t ldx = k + xpad, xd[2] = {m, ldx}, wd[2] = {nn ? k : n, nn ? n : k};
   tu_tensor x = tu_tensor_new(VNRT_F32, 2, xd), w = tu_tensor_new(wdt, 2, wd);
   tu_fill_uniform(&x, seed, -1.0f, 1.0f);
   tu_fill_uniform(&w, seed + 1, -1.0f, 1.0f);
@@ -488,15 +490,15 @@ static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t 
   ck_assert(c && ws);
   for (int64_t i = 0; i < m * n + 1; ++i) c[i] = NAN;
   if (nn) {
-    cpu_gemm_nn_block(isa, x.data, k, m, w.data, wdt, n, n, k, c, n, ws);
+    cpu_gemm_nn_block(isa, x.data, ldx, m, w.data, wdt, n, n, k, c, n, ws);
   } else {
-    cpu_gemm_nt_block(isa, x.data, k, m, w.data, wdt, k, n, k, c, n, ws);
+    cpu_gemm_nt_block(isa, x.data, ldx, m, w.data, wdt, k, n, k, c, n, ws);
   }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0.0;
       for (int64_t kk = 0; kk < k; ++kk) {
-        acc += tu_get(&x, i * k + kk) * tu_get(&w, nn ? kk * n + j : j * k + kk);
+        acc += tu_get(&x, i * ldx + kk) * tu_get(&w, nn ? kk * n + j : j * k + kk);
       }
       want[i * n + j] = acc;
       got[i * n + j] = c[i * n + j];
@@ -506,9 +508,9 @@ static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t 
     ck_abort_msg("gemm block wrote past its [%lld, %lld] result", (long long)m, (long long)n);
   const double e = tu_nmse_d(got, want, m * n);
   if (!(e <= 1e-10)) {
-    ck_abort_msg("gemm_%s_block isa %d m %lld n %lld k %lld w %s: NMSE %.3g vs double",
+    ck_abort_msg("gemm_%s_block isa %d m %lld n %lld k %lld ldx %lld w %s: NMSE %.3g vs double",
                  nn ? "nn" : "nt", (int)isa, (long long)m, (long long)n, (long long)k,
-                 vnrt_dtype_name(wdt), e);
+                 (long long)ldx, vnrt_dtype_name(wdt), e);
   }
   free(c);
   free(ws);
@@ -519,17 +521,21 @@ static void check_gemm_block(cpu_isa isa, int nn, int64_t m, int64_t n, int64_t 
 }
 
 START_TEST(test_gemm_blocks_cover_partial_tiles) {
-  const cpu_isa isas[2] = {CPU_ISA_GENERIC, cpu_fast_isa(NULL)};
-  const int64_t ms[5] = {1, 5, 7, 13, 101}, ns[4] = {17, 97, 191, 193}, ks[2] = {70, 530};
+  /* The portable path, AVX2 (where the machine has it) and the machine's best. */
+  const cpu_isa native = cpu_fast_isa(NULL);
+  const cpu_isa isas[3] = {CPU_ISA_GENERIC, native >= CPU_ISA_AVX2 ? CPU_ISA_AVX2 : native, native};
+  const int n_isa = native > CPU_ISA_AVX2 ? 3 : 2;
+  const int64_t ms[5] = {1, 5, 7, 13, 101}, ns[4] = {17, 97, 191, 193},
+                ks[5] = {70, 530, 13, 1100, 96};
   const vnrt_dtype wdts[3] = {VNRT_F32, VNRT_F16, VNRT_BF16};
   uint64_t seed = 700;
-  for (int ii = 0; ii < 2; ++ii) {
+  for (int ii = 0; ii < n_isa; ++ii) {
     for (int mi = 0; mi < 5; ++mi) {
       for (int ni = 0; ni < 4; ++ni) {
-        const int64_t k = ks[(mi + ni) % 2];
+        const int64_t k = ks[(mi + ni) % 5], xpad = (mi + ni) % 2 ? 0 : 5;
         const vnrt_dtype wdt = wdts[(mi + ni + ii) % 3];
-        check_gemm_block(isas[ii], 0, ms[mi], ns[ni], k, wdt, seed++);
-        check_gemm_block(isas[ii], 1, ms[mi], ns[ni], k, wdt, seed++);
+        check_gemm_block(isas[ii], 0, ms[mi], ns[ni], k, xpad, wdt, seed++);
+        check_gemm_block(isas[ii], 1, ms[mi], ns[ni], k, xpad, wdt, seed++);
       }
     }
   }

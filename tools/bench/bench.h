@@ -16,6 +16,7 @@ typedef struct bench_options {
   const char *json;
   int reps, warmup, threads;
   bool quick, hot, check, stat_min;
+  bool cpu_time;     /* --cpu-time: times are the calling thread's CPU time (needs --threads 1) */
   bool if_present;   /* a missing device is a skip (exit 77), not an error */
   bool vs_cpu;       /* the device is not the CPU: time every case on the CPU backend beside it */
   const char *graph; /* --graph FILE.vnir: per-node times of that graph instead of the cases */
@@ -233,5 +234,6 @@ void bench_sparse_attention(void);
 void bench_index_scores(void);
 void bench_grouped_linear(void);
 void bench_v4_linear(void);
+void bench_v4_prefill(void);
 
 #endif /* VNRT_BENCH_H_ */

@@ -9,7 +9,8 @@
 
 static const char *const kUsage =
     "usage: vnrt-bench [--device SPEC] [--op NAME]... [--json FILE] [--reps N] [--quick]\n"
-    "                  [--threads N] [--hot] [--min] [--check] [--no-cpu] [--if-present]\n"
+    "                  [--threads N] [--hot] [--min] [--cpu-time] [--check] [--no-cpu]\n"
+    "                  [--if-present]\n"
     "                  [--plot FILE.svg] [--graph FILE.vnir] [--list]\n"
     "Times graphs on a device with vnrt_plan_run, next to baselines measured in the same run:\n"
     "OpenBLAS sgemm on the same shapes and thread count, a STREAM-like triad for memory\n"
@@ -28,6 +29,8 @@ static const char *const kUsage =
     "  --threads N     CPU threads for vnrt, OpenBLAS and the triad (default: online cores)\n"
     "  --hot           do not evict the caches before each timed run\n"
     "  --min           report the fastest run instead of the median (for a busy machine)\n"
+    "  --cpu-time      time by the calling thread's CPU time, not the clock (with --threads 1:\n"
+    "                  what other processes take of the core is not counted)\n"
     "  --check         also run each case with the CPU reference kernels and report the NMSE\n"
     "                  of every output (exit status 1 beyond docs/ops.md's tolerance)\n"
     "  --no-cpu        on another device, do not time the CPU backend beside it\n"
@@ -62,6 +65,8 @@ static const bench_case kCases[] = {
     {"grouped_linear", bench_grouped_linear, "V4 wo_a: 8 groups of 4096 -> 1024, bf16 / e4m3"},
     {"v4_linear", bench_v4_linear,
      "V4 decode linears (v4-bench shapes): e4m3 with act_quant on bf16 / f32 x, bf16 on f32 x"},
+    {"v4_prefill", bench_v4_prefill,
+     "V4 prefill linears (v4-bench shapes), M = 256 and 512, f32 and e4m3 weights vs OpenBLAS"},
 };
 enum { N_CASES = (int)(sizeof kCases / sizeof kCases[0]) };
 
@@ -126,6 +131,8 @@ static void parse_args(int argc, char **argv) {
       opt.hot = true;
     } else if (strcmp(a, "--min") == 0) {
       opt.stat_min = true;
+    } else if (strcmp(a, "--cpu-time") == 0) {
+      opt.cpu_time = true;
     } else if (strcmp(a, "--check") == 0) {
       opt.check = true;
     } else if (strcmp(a, "--if-present") == 0) {
@@ -144,6 +151,9 @@ static void parse_args(int argc, char **argv) {
   if (opt.threads == 0) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     opt.threads = cores > 0 ? (int)cores : 1;
+  }
+  if (opt.cpu_time && opt.threads != 1) {
+    die("--cpu-time counts the calling thread's CPU time: it needs --threads 1");
   }
   opt.vs_cpu = !no_cpu; /* cleared below when the device is the CPU */
 }
@@ -174,9 +184,10 @@ int main(int argc, char **argv) {
   }
   blas_set_threads(opt.threads);
   measure_bandwidth();
-  printf("vnrt-bench: device %s (%s), %d threads, %d timed runs per case (%s), %s caches\n",
+  printf("vnrt-bench: device %s (%s), %d threads, %d timed runs per case (%s%s), %s caches\n",
          device_info.spec, device_info.name, opt.threads, opt.reps,
-         opt.stat_min ? "fastest" : "median", opt.hot ? "hot" : "cold");
+         opt.stat_min ? "fastest" : "median", opt.cpu_time ? ", thread CPU time" : "",
+         opt.hot ? "hot" : "cold");
   printf("baselines: OpenBLAS sgemm (%s); memory bandwidth (triad): %.2f GB/s%s\n\n",
          blas_description(), bandwidth_gbps,
          opt.vs_cpu ? "; the CPU backend on the same graphs" : "");

@@ -114,6 +114,49 @@ void bench_linear(void) {
   if (!sanitized) bench_linear_quant_case(64, 16384, 4096, VNRT_E4M3);
 }
 
+/* linear as a DeepSeek-V4 prefill runs it: M = 256 and 512 prompt tokens through the bench
+ * model's (models/configs/v4-bench.json) dense projections, f32 and e4m3 (128x128 scales)
+ * weights on f32 x, each beside OpenBLAS sgemm on the same shape in f32. */
+void bench_v4_prefill(void) {
+  static const struct {
+    int64_t n, k;
+    const char *what;
+  } cs[] = {{512, 1024, "wq_a/wkv"},
+            {4096, 512, "wq_b"},
+            {1024, 2048, "wo_b"},
+            {256, 1024, "shared w1/w3"},
+            {1024, 256, "shared w2"}};
+  static const int64_t ms[] = {256, 512};
+  const int sanitized = opt.quick && getenv("VNRT_SANITIZED") != NULL;
+  for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; ++mi) {
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i) {
+      for (int q = 0; q < 2; ++q) {
+        const int64_t m = ms[mi], n = cs[i].n, k = cs[i].k;
+        if (sanitized) continue;
+        input_desc ins[3] = {linear_input(0, m, n, k, VNRT_F32),
+                             linear_input(1, m, n, k, VNRT_F32)};
+        if (q) quant_inputs("w", "w_scale", VNRT_E4M3, 2, 0, n, k, ins + 1);
+        sgemm_job sj;
+        const bool have_blas = sgemm_prepare(&sj, m, n, k, true);
+        baseline bl = {sgemm_run, &sj, 0.0, kBlasSettle};
+        case_extra x;
+        double t = run_case(VNRT_OP_LINEAR, ins, q ? 3 : 2, 1, false, &bl, have_blas ? 1 : 0, &x);
+        sgemm_free(&sj);
+        const double flops = 2.0 * (double)m * (double)n * (double)k;
+        double bytes = 4.0 * (double)(m * k + m * n);
+        for (int j = 1; j < (q ? 3 : 2); ++j) bytes += (double)vnrt_tensor_type_bytes(&ins[j].type);
+        result *r =
+            add_result("v4_prefill", t, flops, bytes, "%s w, M=%lld x[%lld,%lld] w[%lld,%lld] %s",
+                       q ? "e4m3" : "f32", (long long)m, (long long)m, (long long)k, (long long)n,
+                       (long long)k, cs[i].what);
+        result_extra(r, &x);
+        if (have_blas) r->blas_gflops = flops / bl.seconds / 1e9;
+        print_result(r);
+      }
+    }
+  }
+}
+
 void bench_matmul(void) {
   static const int64_t shapes[][3] = {{256, 1024, 1024}, {64, 2048, 2048}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
