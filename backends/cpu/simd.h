@@ -13,8 +13,9 @@ typedef enum cpu_isa {
   CPU_ISA_GENERIC = 0, /* portable C the compiler may auto-vectorise for the baseline ISA */
   CPU_ISA_AVX2 = 1,    /* x86-64 with AVX2, FMA and F16C */
   /* AVX2 and AVX-512 F, BW, VL and DQ: every AVX2 kernel (tests say isa >= CPU_ISA_AVX2), and
-   * the AVX-512 variants some have (today the one-row FP8/FP4 GEMVs, whose decoding, not the
-   * memory, bounds them on two cores). The cpu_isa option avx2 stays at CPU_ISA_AVX2. */
+   * the AVX-512 variants some have (the one-row FP8/FP4 GEMVs, the FP8 panel decode and the
+   * GEMM block for more than 4 x rows, fast_gemm_avx512.c). The cpu_isa option avx2 stays at
+   * CPU_ISA_AVX2. */
   CPU_ISA_AVX512 = 2,
 } cpu_isa;
 
