@@ -122,6 +122,19 @@ static vnrt_status build_devices(vnrt_plan *p, vnrt_kernel_mode kernels) {
       p->info.n_inplace_updates++;
     }
   }
+  /* Reshapes as views (docs/executor.md): on a target with VNRT_CAP_RESHAPE_VIEW, a reshape
+   * whose input is a node's result takes that result's memory (the root of a chain of
+   * reshapes), which then lives as long as either; the kernel sees the same buffer and offset
+   * on both sides and does nothing. A result that is a state's in-place update keeps its own
+   * memory. */
+  for (int32_t k = 0; k < n && (caps & VNRT_CAP_RESHAPE_VIEW); ++k) {
+    const vn_node *nd = &g->nodes[p->order[k]];
+    if (nd->op != VNRT_OP_RESHAPE || p->node_dev[p->order[k]] != 0) continue;
+    int32_t x = nd->inputs[0], r = nd->outputs[0];
+    int32_t root = p->vals[x].alias >= 0 ? p->vals[x].alias : x;
+    if (p->vals[r].alias >= 0 || g->values[root].kind != VN_VALUE_NODE) continue;
+    p->vals[r].alias = root;
+  }
 
   /* Homes: a node's results live where it runs; inputs, params and states on the target. */
   for (int32_t v = 0; v < nv; ++v) {

@@ -89,9 +89,21 @@ static vnrt_status layout_device(vnrt_plan *p, int32_t d,
   }
   for (int32_t v = 0; v < nv && d == 0; ++v) {
     const vn_plan_value *pv = &p->vals[v];
-    if (pv->alias >= 0 && pv->local[0] >= 0) {
-      pd->slots[pv->local[0]].alias = p->vals[pv->alias].local[0];
+    if (pv->alias < 0 || pv->local[0] < 0) continue;
+    vn_slot *sl = &pd->slots[pv->local[0]];
+    const int32_t to = p->vals[pv->alias].local[0];
+    if (g->values[pv->alias].kind == VN_VALUE_NODE) {
+      /* A reshape's view of a node's result (build_devices): the root's memory lives as long
+       * as either; a root outside the arena (none today) leaves the view its own memory. */
+      vn_slot *root = to >= 0 ? &pd->slots[to] : NULL;
+      if (!root || root->kind != VN_SLOT_ARENA) {
+        sl->kind = VN_SLOT_ARENA;
+        continue;
+      }
+      if (sl->first < root->first) root->first = sl->first;
+      if (sl->last > root->last) root->last = sl->last;
     }
+    sl->alias = to;
   }
   VN_RETURN_IF_ERROR(
       vn_layout_plan(ctx, pd->slots, pd->n_tensors, cap, VN_TENSOR_ALIGN, &pd->layout));

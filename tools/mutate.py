@@ -195,6 +195,13 @@ MUTATIONS = [
          tests=["test_offload", "test_buffers"],
          what="planner: a streamed param's arena slot reserved from its first reader, not from "
               "when its copy starts (the copy overwrites a live tensor)"),
+    dict(id="reshape-view-short-life",
+         file="runtime/plan_memory.c",
+         find="if (sl->last > root->last) root->last = sl->last;", nth=None,
+         repl="if (0 && sl->last > root->last) root->last = sl->last;",
+         tests=["test_state"],
+         what="planner: a reshape's view does not stretch its root's live range (a later result "
+              "overwrites the view's bytes before its last reader)"),
     dict(id="stream-copy-starts-at-once",
          file="runtime/plan_run.c",
          find="vn_copy_job job = {.after = p->compute_base + (uint64_t)sp->start,", nth=None,

@@ -25,6 +25,7 @@ static const struct {
     {VNRT_CAP_FP8, "fp8"},
     {VNRT_CAP_FP4, "fp4"},
     {VNRT_CAP_STATE_INPLACE, "state-inplace"},
+    {VNRT_CAP_RESHAPE_VIEW, "reshape-view"},
 };
 
 static const char *type_word(vnrt_device_type t) {

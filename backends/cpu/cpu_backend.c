@@ -111,7 +111,8 @@ static vnrt_status cpu_device_info_(void *state, uint32_t index,
     out_info->max_buffer_bytes = (uint64_t)PTRDIFF_MAX;
   }
   /* Kernels widen f16/bf16 to f32 (storage only, no f16 arithmetic); buffers are host memory. */
-  out_info->caps = VNRT_CAP_F16_STORAGE | VNRT_CAP_UNIFIED_MEMORY | VNRT_CAP_STATE_INPLACE;
+  out_info->caps = VNRT_CAP_F16_STORAGE | VNRT_CAP_UNIFIED_MEMORY | VNRT_CAP_STATE_INPLACE |
+                   VNRT_CAP_RESHAPE_VIEW;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   out_info->compute_units = cores > 0 ? (uint32_t)cores : 1;
   out_info->subgroup_size = 0;

@@ -18,8 +18,9 @@
  *   one exception: kv_write and kv_scatter whose output 0 is the in-place update of a state
  *   (the executor gives output 0 and input 0 the same buffer and offset), and those kernels
  *   write only the rows they update; on a device with VNRT_CAP_STATE_INPLACE also kv_compress's
- *   outputs 2 and 3 (state_a', state_z') with its inputs 3 and 4. Tensors of different nodes
- *   may share arena memory when their lifetimes do not overlap.
+ *   outputs 2 and 3 (state_a', state_z') with its inputs 3 and 4; on a device with
+ *   VNRT_CAP_RESHAPE_VIEW also reshape's output with its input (the reshape then does nothing).
+ *   Tensors of different nodes may share arena memory when their lifetimes do not overlap.
  * - Reference mode: graph->kernels is the caller's vnrt_plan_desc.kernels, and the core does
  *   nothing else with it (it does not move nodes to the CPU). Under VNRT_KERNELS_REFERENCE a
  *   backend's supports_node and compile use its plainest kernel of each op (the cpu backend:

@@ -196,6 +196,9 @@ enum {
   /* kv_compress's state_a' and state_z' may share their input states' memory (the executor's
    * in-place state updates, docs/executor.md); kv_write and kv_scatter always may */
   VNRT_CAP_STATE_INPLACE = 1u << 9,
+  /* reshape's result may share its input's memory (the executor's views, docs/executor.md):
+   * its kernel then sees the same buffer and offset on both sides and does nothing */
+  VNRT_CAP_RESHAPE_VIEW = 1u << 10,
 };
 
 typedef struct vnrt_device_info {

@@ -381,6 +381,98 @@ START_TEST(kv_compress_states_in_place_across_runs) {
 }
 END_TEST
 
+/* Reshapes as views (docs/executor.md): a reshape of a node's result shares its memory where
+ * the device allows it, and that memory must then live until the view's last reader — here
+ * after several later results that the arena could otherwise put there — including a view that
+ * is an output, a chain of views, and a view that is a state's update (copied after the run).
+ * Reshapes of an input and of a state keep copies. Every run against plain C. */
+static vnrt_value reshape1(vnrt_context *ctx, vnrt_graph *g, vnrt_value x, const int64_t *dims,
+                           int32_t rank, const char *name) {
+  vnrt_attr a = tu_attr_ints("shape", dims, rank);
+  return node1(ctx, g, VNRT_OP_RESHAPE, &x, 1, &a, 1, name);
+}
+
+START_TEST(reshape_views_live_as_long_as_their_readers) {
+  enum { N = 64 };
+  const int64_t flat[1] = {N}, square[2] = {8, 8};
+  vnrt_context *ctx = tu_context();
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
+    vnrt_device *dev = tu_device(ctx, di);
+    vnrt_graph *g = NULL;
+    TU_OK(ctx, vnrt_graph_create(ctx, &g));
+    vnrt_tensor_type t = {VNRT_F32, 1, {N}};
+    vnrt_value x, st;
+    TU_OK(ctx, vnrt_graph_add_input(g, "x", &t, 0, &x));
+    TU_OK(ctx, vnrt_graph_add_state(g, "s", &t, &st));
+    vnrt_value xx[2] = {x, x};
+    vnrt_value a = node1(ctx, g, VNRT_OP_ADD, xx, 2, NULL, 0, "a"); /* 2x */
+    vnrt_value r1 = reshape1(ctx, g, a, square, 2, "r1");
+    vnrt_value r2 = reshape1(ctx, g, r1, flat, 1, "r2");
+    /* Later results, each live while the next is made: the arena would reuse a's bytes. */
+    vnrt_value b = node1(ctx, g, VNRT_OP_MUL, xx, 2, NULL, 0, "b"); /* x^2 */
+    vnrt_value bx[2] = {b, x};
+    vnrt_value c = node1(ctx, g, VNRT_OP_ADD, bx, 2, NULL, 0, "c"); /* x^2 + x */
+    vnrt_value cc[2] = {c, c};
+    vnrt_value d = node1(ctx, g, VNRT_OP_MUL, cc, 2, NULL, 0, "d"); /* (x^2 + x)^2 */
+    vnrt_value dr[2] = {d, r2};
+    vnrt_value e = node1(ctx, g, VNRT_OP_ADD, dr, 2, NULL, 0, "e"); /* d + 2x */
+    /* The state: s' = reshape(reshape(s + x)), and a reshape of s itself and of the input. */
+    vnrt_value sx[2] = {st, x};
+    vnrt_value sum = node1(ctx, g, VNRT_OP_ADD, sx, 2, NULL, 0, "sum");
+    vnrt_value snext = reshape1(ctx, g, reshape1(ctx, g, sum, square, 2, "sq"), flat, 1, "snext");
+    TU_OK(ctx, vnrt_graph_set_state_update(g, st, snext));
+    vnrt_value rs = reshape1(ctx, g, st, square, 2, "rs");
+    vnrt_value rx = reshape1(ctx, g, x, square, 2, "rx");
+    vnrt_value rr[2] = {rs, rx};
+    vnrt_value f = node1(ctx, g, VNRT_OP_SUB, rr, 2, NULL, 0, "f"); /* s - x, [8, 8] */
+    TU_OK(ctx, vnrt_graph_add_output(g, e));
+    TU_OK(ctx, vnrt_graph_add_output(g, r1));
+    TU_OK(ctx, vnrt_graph_add_output(g, f));
+    vnrt_plan *plan = NULL;
+    TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
+    float xv[N], got[N], sref[N] = {0};
+    for (int run = 0; run < 3; ++run) {
+      for (int i = 0; i < N; ++i) xv[i] = (float)((i * 7 + run * 3) % 11) - 5.0f;
+      TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv, sizeof xv));
+      TU_OK(ctx, vnrt_plan_run(plan));
+      TU_OK(ctx, vnrt_plan_read_output(plan, "e", got, sizeof got));
+      for (int i = 0; i < N; ++i) {
+        double q = (double)xv[i] * xv[i] + xv[i], want = q * q + 2.0 * xv[i];
+        if (fabs(got[i] - want) > 1e-5 * (1 + fabs(want))) {
+          ck_abort_msg("%s run %d: e[%d] = %g, want %g", tu_device_spec(dev), run, i,
+                       (double)got[i], want);
+        }
+      }
+      TU_OK(ctx, vnrt_plan_read_output(plan, "r1", got, sizeof got));
+      for (int i = 0; i < N; ++i) {
+        if (got[i] != 2.0f * xv[i]) {
+          ck_abort_msg("%s run %d: r1[%d] = %g, want %g", tu_device_spec(dev), run, i,
+                       (double)got[i], 2.0 * xv[i]);
+        }
+      }
+      TU_OK(ctx, vnrt_plan_read_output(plan, "f", got, sizeof got));
+      for (int i = 0; i < N; ++i) {
+        if (got[i] != sref[i] - xv[i]) {
+          ck_abort_msg("%s run %d: f[%d] = %g, want %g", tu_device_spec(dev), run, i,
+                       (double)got[i], (double)(sref[i] - xv[i]));
+        }
+      }
+      for (int i = 0; i < N; ++i) sref[i] += xv[i];
+      TU_OK(ctx, vnrt_plan_read_state(plan, "s", got, sizeof got));
+      for (int i = 0; i < N; ++i) {
+        if (got[i] != sref[i]) {
+          ck_abort_msg("%s run %d: s[%d] = %g, want %g", tu_device_spec(dev), run, i,
+                       (double)got[i], (double)sref[i]);
+        }
+      }
+    }
+    vnrt_plan_destroy(plan);
+    vnrt_graph_destroy(g);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("state");
   TCase *tc = tcase_create("state");
@@ -389,6 +481,7 @@ int main(void) {
   tcase_add_test(tc, kv_write_on_a_plain_value_copies_instead_of_clobbering);
   tcase_add_test(tc, a_state_read_before_its_kv_write_is_updated_in_place);
   tcase_add_test(tc, kv_compress_states_in_place_across_runs);
+  tcase_add_test(tc, reshape_views_live_as_long_as_their_readers);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
