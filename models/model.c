@@ -140,6 +140,8 @@ typedef struct seg_bytes {
 static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
   seg_bytes *sb = user;
   if (t->kind == VN_V4_KIND_MTP) return 0;
+  /* An Engram table stays in the mapped checkpoint: its rows are copied out per run. */
+  if (t->kind == VN_V4_KIND_ENGRAM && strstr(t->name, ".engram.embedding.")) return 0;
   const int32_t j = t->layer >= 0 && t->layer < sb->L ? t->layer
                     : t->kind == VN_V4_KIND_EMBED     ? 0
                                                       : sb->L;
@@ -148,13 +150,11 @@ static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
 }
 
 /* Opens the devices of `list` and splits the L + 1 segments over them in order, each taking
- * a share of the weights in proportion to its memory budget. */
+ * a share of the weights in proportion to its memory budget. With Engram, the hash segment
+ * runs on the first device and the rows come from the mapped checkpoint (local_engram_fetch),
+ * so the tables count against no device. */
 static vnrt_status place_layers(vnrt_model *m, const char *list) {
   const int32_t L = m->cfg->num_hidden_layers;
-  if (m->cfg->engram.n_layers > 0) {
-    return fail(VNRT_ERROR_UNSUPPORTED,
-                "devices '%s': a model with Engram layers is not split over devices yet", list);
-  }
   uint64_t budget[MAX_DEVICES], total_budget = 0;
   const char *p = list;
   while (*p) {

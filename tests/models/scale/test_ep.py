@@ -15,7 +15,8 @@ per token equal a count of the rows outside its slice, recomputed here from the 
 wrote (--ep-engram-out); a rank stalled in the Engram fetch is named by the others' timeout.
 
 With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
-a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
+a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices);
+so does the Engram model over cpu and vulkan:0 (the hash segment on the first device).
 
 usage: test_ep.py local|mpi|devices VNRT_GENERATE CHECKPOINT ENGRAM_CHECKPOINT WORK_DIR [MPIRUN]
 Exit 77 (skipped) for `mpi` when vnrt-generate was built without MPI or mpirun is missing.
@@ -251,8 +252,22 @@ elif part == "devices":
                      (["--devices", "cpu,,opencl:0"], "comma-separated")):
         p = run(short + bad)
         check(p.returncode == 1 and why in p.stderr, f"{bad}: {p.returncode} {p.stderr}")
-    p = run(["--model", engram, "--prompt-ids", "1 2", "--devices", "cpu,opencl:0"])
-    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model over devices: {p.stderr}")
+    # Engram (layers 1 and 3): the hash segment on the first device, the rows copied from the
+    # mapped checkpoint; 8 MiB each puts layer 1 on one device and layer 3 on the other, in
+    # both orders (so the hash segment runs on each), and the experts split with the dense
+    # part (and the Engram blocks) on the first. OpenCL is left out: on it alone this model
+    # gives other tokens (not a matter of the split).
+    eone = run(ebase)
+    check(eone.returncode == 0 and tokens(eone), f"Engram, one process: {eone.stderr}")
+    for devs, extra, want in (
+            ("cpu,vulkan:0", [], "layers 0-1 on cpu; layers 2-3 + head on vulkan:0"),
+            ("vulkan:0,cpu", [], "layers 0-1 on vulkan:0; layers 2-3 + head on cpu"),
+            ("cpu,vulkan:0", ["--split", "experts"], "dense part on cpu")):
+        p = run(ebase + ["--devices", devs, "--memory-limit", "8M"] + extra)
+        check(p.returncode == 0 and tokens(p) == tokens(eone),
+              f"Engram over {devs} {extra}: {tokens(p)} vs {tokens(eone)}: {p.stderr}")
+        check(f"placement: {want}" in p.stderr, f"Engram over {devs} {extra}: {p.stderr}")
+
 else:
     help_text = run(["--help"]).stdout
     if "--expert-parallel" not in help_text or not mpirun:
