@@ -140,6 +140,8 @@ typedef struct seg_bytes {
 static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
   seg_bytes *sb = user;
   if (t->kind == VN_V4_KIND_MTP) return 0;
+  /* An Engram table stays in the mapped checkpoint: its rows are copied out per run. */
+  if (t->kind == VN_V4_KIND_ENGRAM && strstr(t->name, ".engram.embedding.")) return 0;
   const int32_t j = t->layer >= 0 && t->layer < sb->L ? t->layer
                     : t->kind == VN_V4_KIND_EMBED     ? 0
                                                       : sb->L;
@@ -148,13 +150,11 @@ static int add_seg_bytes(void *user, const vn_v4_tensor_spec *t) {
 }
 
 /* Opens the devices of `list` and splits the L + 1 segments over them in order, each taking
- * a share of the weights in proportion to its memory budget. */
+ * a share of the weights in proportion to its memory budget. With Engram, the hash segment
+ * runs on the first device and the rows come from the mapped checkpoint (local_engram_fetch),
+ * so the tables count against no device. */
 static vnrt_status place_layers(vnrt_model *m, const char *list) {
   const int32_t L = m->cfg->num_hidden_layers;
-  if (m->cfg->engram.n_layers > 0) {
-    return fail(VNRT_ERROR_UNSUPPORTED,
-                "devices '%s': a model with Engram layers is not split over devices yet", list);
-  }
   uint64_t budget[MAX_DEVICES], total_budget = 0;
   const char *p = list;
   while (*p) {
@@ -542,6 +542,7 @@ struct vnrt_session {
   int64_t routes_T;
   /* Expert parallel (moe_exchange): per token count, the L + 1 segment plans. */
   vnrt_moe_exchange_fn exchange;
+  vnrt_moe_exchange_fn exchange_finish; /* non-NULL: each shared expert is its own plan */
   void *exchange_user;
   struct ep_slot {
     int64_t T; /* 0: empty */
@@ -645,7 +646,7 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
 /* Makes the model's anchor plan and binds the weights to it (once per model). */
 static vnrt_status make_anchor(vnrt_model *m) {
   if (m->anchor) return VNRT_OK;
-  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32, 0};
+  vn_v4_graph_options opt = {1, 1, m->numerics == VNRT_NUMERICS_F32, 0, 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   vnrt_status st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -675,7 +676,7 @@ static vnrt_status compile_plan(vnrt_session *s, plan_slot *slot, int64_t T) {
   double t0 = now_s();
   vnrt_status st = make_anchor(m);
   if (st != VNRT_OK) return st;
-  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, s->ep_ranks > 0};
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, s->ep_ranks > 0, 0};
   vnrt_graph *g = NULL;
   char err[ERR_SIZE];
   st = vn_v4_graph_build(m->ctx, m->cfg, &opt, &g, err, sizeof err);
@@ -864,11 +865,13 @@ static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t 
 }
 
 /* Compiles the L + 1 segment plans for T tokens into slot (the decode slot's bind the weights,
- * the others share them; none holds the routed experts). */
+ * the others share them; none holds the routed experts), and with exchange_finish the L shared
+ * expert pieces after them. */
 static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) {
   vnrt_model *m = s->model;
   double t0 = now_s();
-  const int32_t n = vn_v4_segment_count(m->cfg);
+  const int32_t base = vn_v4_segment_count(m->cfg);
+  const int32_t n = base + (s->exchange_finish ? m->cfg->num_hidden_layers : 0);
   vnrt_graph **g = calloc((size_t)n, sizeof *g);
   vnrt_plan **p = calloc((size_t)n, sizeof *p);
   if (!g || !p) {
@@ -876,7 +879,8 @@ static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) 
     free(p);
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
-  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, 0};
+  vn_v4_graph_options opt = {T, s->max_ctx, m->numerics == VNRT_NUMERICS_F32, 0,
+                             s->exchange_finish != NULL};
   char err[ERR_SIZE];
   vnrt_status st =
       vn_v4_graph_build_segments(m->ctx, m->cfg, &opt, g, &slot->types, err, sizeof err);
@@ -891,7 +895,7 @@ static vnrt_status ep_compile(vnrt_session *s, struct ep_slot *slot, int64_t T) 
   pd.no_fallback = m->no_fallback;
   for (int32_t i = 0; i < n && st == VNRT_OK; ++i) {
     /* (the Engram hash segment, past the head, reads no weights: the first device's) */
-    const int32_t at = i <= m->cfg->num_hidden_layers ? i : 0;
+    const int32_t at = i <= m->cfg->num_hidden_layers ? i : i >= base ? i - base : 0;
     vnrt_device *dev = m->n_devs > 0 ? m->devs[m->seg_dev[at]] : m->device;
     /* The decode slot's segments hold the weights; the others share them. */
     vnrt_plan *share = slot != &s->eslots[0] && s->eslots[0].seg ? s->eslots[0].seg[i] : NULL;
@@ -1103,6 +1107,38 @@ static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t laye
   return VNRT_OK;
 }
 
+/* A failed run: the states may be half updated, so the sequence starts over. */
+static vnrt_status ep_failed(vnrt_session *s, vnrt_status st) {
+  s->ecur = NULL;
+  s->pos = 0;
+  s->have_logits = 0;
+  return st;
+}
+
+/* Layer j's shared expert, its own plan: x (ebuf[3]) in, ys (ebuf[6]) out. */
+static vnrt_status ep_shared(vnrt_session *s, struct ep_slot *slot, int32_t j, int64_t T,
+                             int32_t pos0) {
+  vnrt_model *m = s->model;
+  vnrt_plan *plan = slot->seg[vn_v4_segment_count(m->cfg) + j];
+  const vn_v4_segment_types *ty = &slot->types;
+  vnrt_status st = vnrt_plan_set_input(plan, VN_V4_SEG_HF VN_V4_SEG_IN, s->ebuf[3],
+                                       vnrt_tensor_type_bytes(&ty->t[3]));
+  if (st == VNRT_OK) st = vnrt_plan_run(plan);
+  if (st == VNRT_OK) {
+    st = vnrt_plan_read_output(plan, VN_V4_SEG_YS, s->ebuf[6], vnrt_tensor_type_bytes(&ty->t[6]));
+  }
+  if (st != VNRT_OK) {
+    return fail(st, "running %lld tokens at position %lld, the shared expert of layer %d: %s",
+                (long long)T, (long long)pos0, (int)j, vnrt_context_last_error(m->ctx));
+  }
+  vnrt_run_stats rs = {.struct_size = sizeof rs};
+  if (vnrt_plan_get_run_stats(plan, &rs) == VNRT_OK) {
+    s->stats.bytes_weights_streamed += rs.bytes_weights;
+    s->stats.bytes_transfers += rs.bytes_transfers;
+  }
+  return VNRT_OK;
+}
+
 static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
   static const char *const names[VN_V4_SEG_VALUES + 1] = {
       VN_V4_SEG_X, VN_V4_SEG_POST, VN_V4_SEG_COMB, VN_V4_SEG_HF,
@@ -1171,6 +1207,7 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
     }
     if (st != VNRT_OK || j == L) break;
     for (int i = 0; i < VN_V4_SEG_VALUES && st == VNRT_OK; ++i) {
+      if (i == 6 && s->exchange_finish) continue; /* ys: from the shared piece */
       st = vnrt_plan_read_output(plan, names[i], s->ebuf[i], vnrt_tensor_type_bytes(&ty->t[i]));
       if (st != VNRT_OK) {
         fail(st, "segment %d: reading '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
@@ -1184,6 +1221,12 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
     if (st == VNRT_OK) {
       st =
           s->exchange(s->exchange_user, j, T, pos0, s->ebuf[3], s->ebuf[5], s->ebuf[4], s->ebuf[7]);
+      if (st == VNRT_OK && s->exchange_finish) { /* the shared expert under the exchange */
+        vnrt_status sst = ep_shared(s, slot, j, T, pos0);
+        st = s->exchange_finish(s->exchange_user, j, T, pos0, s->ebuf[3], s->ebuf[5], s->ebuf[4],
+                                s->ebuf[7]);
+        if (sst != VNRT_OK) return ep_failed(s, sst);
+      }
       if (st != VNRT_OK) {
         char why[ERR_SIZE];
         snprintf(why, sizeof why, "%s", g_error);
@@ -1198,12 +1241,7 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
                                (size_t)m->cfg->vocab_size * sizeof(float));
     if (st != VNRT_OK) fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
   }
-  if (st != VNRT_OK) {
-    s->ecur = NULL; /* the states may be half updated */
-    s->pos = 0;
-    s->have_logits = 0;
-    return st;
-  }
+  if (st != VNRT_OK) return ep_failed(s, st);
   if (s->ep_ranks > 0) s->routes_T = T;
   session_advance_(s, decode, T, dt);
   return VNRT_OK;
@@ -1474,6 +1512,7 @@ vnrt_status vnrt_session_create(vnrt_model *m, const vnrt_session_desc *desc, vn
     return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
   s->exchange = d.moe_exchange;
+  s->exchange_finish = d.moe_exchange ? d.moe_exchange_finish : NULL;
   s->exchange_user = d.moe_exchange_user;
   s->engram_fetch = d.engram_fetch;
   s->engram_fetch_user = d.engram_fetch_user;

@@ -24,6 +24,8 @@ typedef struct builder {
   int route_outputs;
   vnrt_graph **segs; /* expert-parallel segments (NULL: one graph) */
   int32_t n_segs;
+  int32_t shared_at; /* > 0: each layer's shared expert is its own piece, segs[shared_at + i] */
+  vn_v4_segment_types *types;
   vnrt_value ids, pos, pos0;
   vnrt_value ep_route[2]; /* the current layer's route, for a cut */
   int32_t n_experts;      /* experts the routed params hold (0: the config's) */
@@ -509,7 +511,48 @@ static vnrt_value routed_experts(builder *b, vnrt_value hf, const vnrt_value rou
   return node(b, VNRT_OP_MOE_FFN, fargs, 7, fa, b->ref ? 3 : 2, "ffn.routed");
 }
 
-/* The MoE sub-layer on h; returns R(yr + ys) (ys alone when the graph is split). */
+/* Expert parallel with the shared expert apart: starts layer b->layer's shared piece, a graph
+ * of its own whose input VN_V4_SEG_HF VN_V4_SEG_IN stands for hf; returns that input. */
+static vnrt_value shared_piece_input(builder *b, vnrt_value hf) {
+  vnrt_value in = -1;
+  if (!ok(b)) return -1;
+  vnrt_tensor_type t;
+  vnrt_status st = vnrt_graph_value_type(b->g, hf, &t);
+  if (st == VNRT_OK) b->types->t[3] = t;
+  if (st == VNRT_OK) st = vnrt_graph_create(b->ctx, &b->segs[b->shared_at + b->layer]);
+  if (st != VNRT_OK) {
+    fail_vnrt(b, st, "shared expert piece");
+    return -1;
+  }
+  b->g = b->segs[b->shared_at + b->layer];
+  st = vnrt_graph_add_input(b->g, VN_V4_SEG_HF VN_V4_SEG_IN, &t, 0, &in);
+  if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_SEG_HF VN_V4_SEG_IN);
+  return in;
+}
+
+/* Names ys VN_V4_SEG_YS, the shared piece's output, and records its type. */
+static void shared_piece_output(builder *b, vnrt_value ys) {
+  if (!ok(b)) return;
+  vnrt_tensor_type t;
+  vnrt_status st = vnrt_graph_value_type(b->g, ys, &t);
+  if (st != VNRT_OK) {
+    fail_vnrt(b, VNRT_ERROR_INTERNAL, VN_V4_SEG_YS);
+    return;
+  }
+  b->types->t[6] = t;
+  const int32_t layer = b->layer;
+  b->layer = -1; /* the name as it is */
+  vnrt_attr a = a_ints("shape", t.dims, t.rank);
+  vnrt_value named = node(b, VNRT_OP_RESHAPE, &ys, 1, &a, 1, VN_V4_SEG_YS);
+  b->layer = layer;
+  if (ok(b)) {
+    st = vnrt_graph_add_output(b->g, named);
+    if (st != VNRT_OK) fail_vnrt(b, st, VN_V4_SEG_YS);
+  }
+}
+
+/* The MoE sub-layer on h; returns R(yr + ys) (ys alone when the graph is split, nothing when
+ * the shared expert is its own piece). */
 static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   const vn_v4_config *c = b->cfg;
   const int64_t C = c->hidden_size, E = c->n_routed_experts, F_ = c->moe_intermediate_size;
@@ -538,6 +581,9 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   b->ep_route[1] = route[1];
   /* Split for expert parallel: the routed experts run outside the graph. */
   vnrt_value yr = b->segs ? -1 : routed_experts(b, hf, route);
+  /* Its own piece: the shared expert runs while the exchange is in flight. */
+  vnrt_graph *seg = b->g;
+  if (b->segs && b->shared_at > 0) hf = shared_piece_input(b, hf);
   vnrt_value g1 = Lq(b, hf, "ffn.shared_experts.w1", F_, C, "ffn.shared.w1");
   vnrt_value g3 = Lq(b, hf, "ffn.shared_experts.w3", F_, C, "ffn.shared.w3");
   vnrt_value sargs[2] = {g1, g3};
@@ -545,6 +591,11 @@ static vnrt_value moe(builder *b, vnrt_value hf, vnrt_value ids) {
   vnrt_value act = node(b, VNRT_OP_SWIGLU, sargs, 2, &la, 1, "ffn.shared.act");
   act = F(b, R(b, act, "ffn.shared.act.r"), "ffn.shared.act.f32");
   vnrt_value ys = Lq(b, act, "ffn.shared_experts.w2", C, F_, "ffn.shared.w2");
+  if (b->segs && b->shared_at > 0) {
+    shared_piece_output(b, ys);
+    b->g = seg;
+    return -1;
+  }
   if (b->segs) return ys;
   vnrt_value sum[2] = {yr, ys};
   return R(b, node(b, VNRT_OP_ADD, sum, 2, NULL, 0, "ffn.sum"), "ffn.y");
@@ -577,6 +628,7 @@ static vnrt_value cut(builder *b, vnrt_value *X, vnrt_value pre[3], vnrt_value h
   const int32_t layer = b->layer;
   b->layer = -1; /* the names as they are */
   for (int i = 0; i < VN_V4_SEG_VALUES && ok(b); ++i) {
+    if (i == 6 && b->shared_at > 0) continue; /* ys: the shared piece's output */
     vnrt_tensor_type t;
     if (vnrt_graph_value_type(b->g, vals[i], &t) != VNRT_OK) {
       fail_vnrt(b, VNRT_ERROR_INTERNAL, names[i]);
@@ -644,6 +696,8 @@ static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4
   bd.layer = -1;
   bd.route_outputs = opt->route_outputs;
   bd.segs = segs;
+  bd.shared_at = segs && opt->shared_apart ? vn_v4_segment_count(cfg) : 0;
+  bd.types = types;
   bd.st = VNRT_OK;
   bd.err = err;
   bd.err_size = err_size;
@@ -742,6 +796,10 @@ static vnrt_status build(vnrt_context *ctx, const vn_v4_config *cfg, const vn_v4
         vnrt_graph_destroy(segs[n_layers + 1]);
         segs[n_layers + 1] = NULL;
       }
+      for (int32_t i = 0; b->shared_at > 0 && i < n_layers; ++i) {
+        vnrt_graph_destroy(segs[b->shared_at + i]);
+        segs[b->shared_at + i] = NULL;
+      }
     } else {
       vnrt_graph_destroy(b->g);
     }
@@ -766,7 +824,9 @@ vnrt_status vn_v4_graph_build_segments(vnrt_context *ctx, const vn_v4_config *cf
                                        const vn_v4_graph_options *opt, vnrt_graph **segs,
                                        vn_v4_segment_types *types, char *err, size_t err_size) {
   if (cfg) {
-    for (int32_t i = 0; i < vn_v4_segment_count(cfg); ++i) segs[i] = NULL;
+    const int32_t n =
+        vn_v4_segment_count(cfg) + (opt && opt->shared_apart ? cfg->num_hidden_layers : 0);
+    for (int32_t i = 0; i < n; ++i) segs[i] = NULL;
   }
   return build(ctx, cfg, opt, segs, types, NULL, err, err_size);
 }

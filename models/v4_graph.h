@@ -36,6 +36,9 @@ typedef struct vn_v4_graph_options {
   /* Nonzero: every layer's routed experts [T, k] i32 are outputs too, named
    * vn_v4_route_output_name(layer) (the expert-parallel bookkeeping reads them). */
   int route_outputs;
+  /* Nonzero, for vn_v4_graph_build_segments: each layer's shared expert is a piece of its own
+   * (see there), so that it can run while the exchange is in flight. */
+  int shared_apart;
 } vn_v4_graph_options;
 
 /* The name of layer's route output ("lN.ffn.route.1") into buf[size]. */
@@ -71,6 +74,11 @@ vnrt_status vn_v4_graph_build(vnrt_context *ctx, const vn_v4_config *cfg,
 #define VN_V4_SEG_IN ".in"
 #define VN_V4_SEG_VALUES 7 /* X, post, comb, x, weights, experts, ys */
 
+/* With vn_v4_graph_options.shared_apart, segment s does not compute ys: layer i's shared
+ * expert is the graph segs[vn_v4_segment_count(cfg) + i] (segs then holds that many + L),
+ * whose input VN_V4_SEG_HF VN_V4_SEG_IN is the MoE input x and whose output is
+ * VN_V4_SEG_YS, the ys that segment i + 1 takes as before (so ffn.sum adds yr + ys as in one
+ * graph). */
 typedef struct vn_v4_segment_types {
   vnrt_tensor_type t[VN_V4_SEG_VALUES]; /* in the order of VN_V4_SEG_VALUES */
 } vn_v4_segment_types;

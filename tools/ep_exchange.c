@@ -58,6 +58,10 @@ void ep_exchange_free(ep_exchange *ex) {
     for (int32_t r = 0; ex->etab[i].slice && r < ex->ranks; ++r) free(ex->etab[i].slice[r]);
     free(ex->etab[i].slice);
   }
+  if (ex->mpend.active) { /* started, never finished (a failed run) */
+    free(ex->mpend.cnt);
+    free(ex->mpend.req);
+  }
   free(ex->pair_out);
   for (int i = 0; i < 6; ++i) free(ex->buf[i]);
   memset(ex, 0, sizeof *ex);
@@ -294,8 +298,8 @@ int ep_same_on_all_ranks(ep_exchange *ex, uint64_t value) {
  * (the rows of a wave are contiguous for vnrt_model_moe_experts). Open MPI moves data only
  * inside MPI calls, so a large message in flight may still wait for the MPI_Testall that
  * completes it. */
-static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0, const float *x,
-                           const int32_t *experts, const float *weights, float *y) {
+static vnrt_status mpi_start(ep_exchange *ex, int32_t layer, int64_t T, int64_t pos0,
+                             const float *x, const int32_t *experts, const float *weights) {
   const int32_t N = ex->ranks, me = ex->rank;
   const int W = ex->waves > 0 ? ex->waves : 1;
   const int64_t C = ex->hidden, k = ex->k;
@@ -313,8 +317,7 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
   int *fill = cnt + 4 * N, *wstart = cnt + 5 * N; /* wstart[w]: the first record of wave w */
   int *wv = wstart + W + 1;                       /* 8 arrays of N per wave */
 #define WAVE(w, i) (wv + ((size_t)(w)*8 + (i)) * (size_t)N)
-  MPI_Request *dreq = req + 2 * N, *creq = dreq + W, *greq = creq + W;
-  vnrt_status st = VNRT_OK;
+  MPI_Request *dreq = req + 2 * N;
   /* 1. My home tokens: a record per remote rank owning any of their experts; local pairs. */
   int64_t n_local = 0;
   for (int64_t t = 0; t < T; ++t) {
@@ -429,14 +432,45 @@ static vnrt_status run_mpi(ep_exchange *ex, int32_t layer, int64_t T, int64_t po
     }
     wstart[w + 1] = at;
   }
-  int32_t first, count;
-  ep_slice(ex->experts, N, me, &first, &count);
-  /* 2. Dispatch, every wave at once; my experts run my local pairs meanwhile. */
+  /* 2. Dispatch, every wave at once; the shared expert (between start and finish) and my
+   * experts on my local pairs run meanwhile. */
   for (int w = 0; w < W; ++w) {
     posted(ex);
     MPI_Ialltoallv(ex->buf[0], WAVE(w, 0), WAVE(w, 1), MPI_BYTE, ex->buf[1], WAVE(w, 2), WAVE(w, 3),
                    MPI_BYTE, MPI_COMM_WORLD, &dreq[w]);
   }
+  struct ep_moe_pending pd = {1, layer, T, pos0, n_local, n_send, n_recv, cnt, req};
+  ex->mpend = pd;
+#undef WAVE
+  return VNRT_OK;
+}
+
+/* The rest of the exchange that mpi_start posted: my local pairs, the waves, the combine, the
+ * gather; writes y. */
+static vnrt_status mpi_finish(ep_exchange *ex, float *y) {
+  const struct ep_moe_pending pd = ex->mpend;
+  ex->mpend.active = 0;
+  const int32_t N = ex->ranks, me = ex->rank, layer = pd.layer;
+  const int W = ex->waves > 0 ? ex->waves : 1;
+  const int64_t C = ex->hidden, k = ex->k, T = pd.T, pos0 = pd.pos0;
+  const int64_t n_local = pd.n_local, n_send = pd.n_send, n_recv = pd.n_recv;
+  const size_t rec = ep_record_bytes(ex), head = head_bytes(ex), row = (size_t)C * sizeof(float);
+  int *cnt = pd.cnt;
+  MPI_Request *req = pd.req;
+  int *rcount = cnt + N;
+  int *wstart = cnt + 5 * N;
+  int *wv = wstart + W + 1;
+#define WAVE(w, i) (wv + ((size_t)(w)*8 + (i)) * (size_t)N)
+  MPI_Request *dreq = req + 2 * N, *creq = dreq + W, *greq = creq + W;
+  vnrt_status st = VNRT_OK;
+  const size_t loc_idx = (at_least_one(n_local) * (row + 2 * sizeof(float)) + 7) & ~(size_t)7;
+  float *xl = (float *)ex->buf[4];
+  float *wl = xl + n_local * C;
+  int32_t *idl = (int32_t *)(wl + n_local);
+  int64_t *where = (int64_t *)(ex->buf[4] + loc_idx);
+  int64_t *pfx = (int64_t *)ex->buf[5];
+  int32_t first, count;
+  ep_slice(ex->experts, N, me, &first, &count);
   double t0 = now_s();
   if (n_local > 0) {
     st = vnrt_model_moe_experts(ex->model, layer, first, count, xl, idl, wl, n_local, 1, xl);
@@ -827,9 +861,8 @@ vnrt_status ep_engram_fetch(void *user, const vnrt_engram_fetch *f) {
   return VNRT_OK;
 }
 
-vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
-                            const int32_t *experts, const float *weights, float *y) {
-  ep_exchange *ex = user;
+/* The per-pair scratch every exchange sums from; counts the call. */
+static vnrt_status exchange_begin(ep_exchange *ex, int64_t T) {
   const size_t need = (size_t)T * (size_t)ex->k * (size_t)ex->hidden;
   if (need > ex->pair_cap) {
     float *p = realloc(ex->pair_out, need * sizeof *p);
@@ -839,9 +872,46 @@ vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, 
   }
   ex->calls++;
   ex->token_layers += T;
+  return VNRT_OK;
+}
+
+vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                            const int32_t *experts, const float *weights, float *y) {
+  ep_exchange *ex = user;
+  vnrt_status st = exchange_begin(ex, T);
+  if (st != VNRT_OK) return st;
 #ifdef VNRT_HAVE_MPI
-  if (ex->mpi) return run_mpi(ex, layer, T, pos0, x, experts, weights, y);
+  if (ex->mpi) {
+    st = mpi_start(ex, layer, T, pos0, x, experts, weights);
+    return st == VNRT_OK ? mpi_finish(ex, y) : st;
+  }
 #endif
+  return run_local(ex, layer, T, pos0, x, experts, weights, y);
+}
+
+vnrt_status ep_exchange_start(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                              const int32_t *experts, const float *weights, float *y) {
+  (void)y;
+  ep_exchange *ex = user;
+  vnrt_status st = exchange_begin(ex, T);
+  if (st != VNRT_OK) return st;
+#ifdef VNRT_HAVE_MPI
+  if (ex->mpi) st = mpi_start(ex, layer, T, pos0, x, experts, weights);
+#else
+  (void)layer, (void)pos0, (void)x, (void)experts, (void)weights;
+#endif
+  ex->shared_since = now_s(); /* the session runs the shared expert from here */
+  return st;
+}
+
+vnrt_status ep_exchange_finish(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                               const int32_t *experts, const float *weights, float *y) {
+  ep_exchange *ex = user;
+  ex->shared_seconds += now_s() - ex->shared_since;
+#ifdef VNRT_HAVE_MPI
+  if (ex->mpi) return mpi_finish(ex, y);
+#endif
+  /* N slices in this process: nothing flies, so the slices run here. */
   return run_local(ex, layer, T, pos0, x, experts, weights, y);
 }
 
@@ -852,11 +922,15 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
   /* overlap: the share of the time the exchange was in flight that this rank spent working */
   const double hidden =
       ex->flight_seconds > ex->wait_seconds ? ex->flight_seconds - ex->wait_seconds : 0.0;
+  char shared[96] = "";
+  if (ex->shared_apart) {
+    snprintf(shared, sizeof shared, ", of which the shared expert %.3f s", ex->shared_seconds);
+  }
   fprintf(fp,
           "ep rank %d of %d: experts [%d, %d) of %d; %lld tokens in %.3f s (%.1f tokens/s); "
           "pairs local %llu remote %llu; sent per token: dispatch %.0f, combine %.0f, gather "
           "%.0f bytes; waiting on the exchange %.3f s (%.1f%%), own experts %.3f s; "
-          "%s rows; exchange in flight %.3f s, overlapped %.3f s (%.1f%%)\n",
+          "%s rows; exchange in flight %.3f s, overlapped %.3f s (%.1f%%)%s\n",
           (int)(ex->rank >= 0 ? ex->rank : 0), (int)ex->ranks, (int)first, (int)(first + count),
           (int)ex->experts, (long long)tokens, seconds, seconds > 0 ? tok / seconds : 0.0,
           (unsigned long long)ex->pairs_local, (unsigned long long)ex->pairs_remote,
@@ -864,7 +938,7 @@ void ep_exchange_print(FILE *fp, const ep_exchange *ex, int64_t tokens, double s
           (double)ex->gather_bytes / tok, ex->wait_seconds,
           seconds > 0 ? 100.0 * ex->wait_seconds / seconds : 0.0, ex->expert_seconds,
           ex->wire == EP_WIRE_FP8 ? "fp8" : "f32", ex->flight_seconds, hidden,
-          ex->flight_seconds > 0 ? 100.0 * hidden / ex->flight_seconds : 0.0);
+          ex->flight_seconds > 0 ? 100.0 * hidden / ex->flight_seconds : 0.0, shared);
   if (ex->engram_calls > 0) {
     fprintf(fp,
             "ep rank %d of %d: engram: %d tables, rows held %llu of %llu bytes; rows local %llu "

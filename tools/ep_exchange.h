@@ -38,6 +38,18 @@ typedef struct ep_exchange {
   int32_t in_flight;
   double flight_since;
   double expert_seconds; /* in vnrt_model_moe_experts */
+  /* The shared expert apart (ep_exchange_start/finish): the time the session spent between
+   * the two, running the shared expert (over MPI, with the dispatch in flight). */
+  int shared_apart;
+  double shared_seconds, shared_since;
+  /* MPI: the exchange posted by ep_exchange_start, until ep_exchange_finish. */
+  struct ep_moe_pending {
+    int active;
+    int32_t layer;
+    int64_t T, pos0, n_local, n_send, n_recv;
+    int *cnt;  /* the counts and wave arrays */
+    void *req; /* MPI_Request [] */
+  } mpend;
   /* Engram (docs/scale-out.md, "Engram"): every table is sharded by row, rank r holding rows
    * [R·r/N, R·(r+1)/N) (ep_slice over rows), copied once from the mapped checkpoint; with N
    * slices in this process, every slice. The statistics are this rank's (rank 0's for N
@@ -77,6 +89,14 @@ void ep_slice(int32_t experts, int32_t ranks, int32_t r, int32_t *first, int32_t
 /* The vnrt_moe_exchange_fn (user: an ep_exchange). */
 vnrt_status ep_exchange_run(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
                             const int32_t *experts, const float *weights, float *y);
+
+/* The same exchange in two calls (vnrt_session_desc.moe_exchange and moe_exchange_finish):
+ * the start posts the counts and the dispatch, the finish runs the experts, the combine and the
+ * gather and writes y. With N slices in this process the finish does everything. */
+vnrt_status ep_exchange_start(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                              const int32_t *experts, const float *weights, float *y);
+vnrt_status ep_exchange_finish(void *user, int32_t layer, int64_t T, int64_t pos0, const float *x,
+                               const int32_t *experts, const float *weights, float *y);
 
 /* The vnrt_engram_fetch_fn (user: an ep_exchange): each row from the rank owning it, over
  * MPI counts first, then the requests and the rows (non-blocking, polled against the timeout);

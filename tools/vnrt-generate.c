@@ -71,6 +71,8 @@ static void usage(FILE *fp) {
           "                      (rank 0 writes it)\n"
           "  --ep-engram-early   expert parallel: start every Engram layer's row fetch before\n"
           "                      layer 0 (one allgather each), finish it before its layer\n"
+          "  --ep-shared-before  expert parallel: compute the shared expert before the exchange\n"
+          "                      (default: while the dispatch is in flight)\n"
           "  --devices LIST      several devices in this process, e.g. cpu,vulkan:0,opencl:0: the\n"
           "                      layers split over them by memory budget (a pipeline); the\n"
           "                      placement is printed on stderr; --split experts splits every\n"
@@ -191,7 +193,7 @@ typedef struct args {
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
   int ep_fp8;
   double ep_timeout;
-  int expert_parallel, split_experts, engram_early;
+  int expert_parallel, split_experts, engram_early, shared_before;
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
@@ -225,6 +227,10 @@ static int parse_args(int argc, char **argv, args *a) {
     }
     if (!strcmp(o, "--plan")) {
       a->plan = 1;
+      continue;
+    }
+    if (!strcmp(o, "--ep-shared-before")) {
+      a->shared_before = 1;
       continue;
     }
     if (!strcmp(o, "--ep-engram-early")) {
@@ -613,8 +619,10 @@ int main(int argc, char **argv) {
     ex.experts = info.n_routed_experts;
     ex.k = info.num_experts_per_tok;
     ex.hidden = info.hidden_size;
-    sd.moe_exchange = ep_exchange_run;
+    sd.moe_exchange = a.shared_before ? ep_exchange_run : ep_exchange_start;
+    sd.moe_exchange_finish = a.shared_before ? NULL : ep_exchange_finish;
     sd.moe_exchange_user = &ex;
+    ex.shared_apart = !a.shared_before;
     /* Engram tables sharded by row: each rank holds its slice, rows fetched from the owner. */
     sd.engram_fetch = ep_engram_fetch;
     sd.engram_fetch_user = &ex;

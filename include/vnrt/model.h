@@ -194,6 +194,13 @@ typedef struct vnrt_session_desc {
    * (before layer 0) and finish each before its layer, so that the rows travel while the
    * layers before it compute (see vnrt_engram_fetch_fn's stages). */
   int32_t engram_fetch_early;
+  /* Non-NULL, with moe_exchange: the exchange comes in two calls with the same arguments, so
+   * that the layer's shared expert runs while it is in flight. moe_exchange then starts it
+   * (e.g. posts the dispatch; y need not be written yet, and x, experts, weights and y stay
+   * valid), the session runs the shared expert on its own, then calls this, which must write
+   * y. After a start that returned VNRT_OK, this is called even when the shared expert failed
+   * (the run then fails), so that an exchange between ranks can complete. */
+  vnrt_moe_exchange_fn moe_exchange_finish;
 } vnrt_session_desc;
 
 /* Creates a session (one sequence at position 0) and compiles its decode plan for the model's

@@ -4,7 +4,9 @@ bit-identical logits under the reference numerics) and, when built with MPI, und
 `mpirun -np N --oversubscribe ... --expert-parallel`; a rank that cannot load ends every rank
 with a message naming it, and so does a rank that stalls (the others time out, --ep-timeout);
 the dispatched rows as FP8 (--ep-wire fp8) give bit-identical logits under the reference
-numerics and about a quarter of the dispatch bytes.
+numerics and about a quarter of the dispatch bytes. The shared expert runs as its own piece
+while the dispatch is in flight (the exchange in two calls); --ep-shared-before, the shared
+expert in the segment before a one-call exchange, gives the same bits.
 
 Engram (the tiny Engram checkpoint, layers 1 and 3): the tables are sharded by row, rank r
 holding rows [R·r/N, R·(r+1)/N); each rank fetches the rows it needs from their owners. The
@@ -13,7 +15,8 @@ per token equal a count of the rows outside its slice, recomputed here from the 
 wrote (--ep-engram-out); a rank stalled in the Engram fetch is named by the others' timeout.
 
 With `devices`: the layers split over cpu, vulkan:0 and opencl:0 in one process (--devices,
-a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices).
+a pipeline by memory budget) give the one-device tokens (skipped, 77, without those devices);
+so does the Engram model over cpu and vulkan:0 (the hash segment on the first device).
 
 usage: test_ep.py local|mpi|devices VNRT_GENERATE CHECKPOINT ENGRAM_CHECKPOINT WORK_DIR [MPIRUN]
 Exit 77 (skipped) for `mpi` when vnrt-generate was built without MPI or mpirun is missing.
@@ -141,6 +144,18 @@ if part == "local":
                   f"--ep-local {n}: logits differ by {np.abs(got - ref_logits).max()}")
         check(f"ep rank 0 of {n}: experts [0, {16 // n if n != 3 else 5})" in p.stderr,
               f"--ep-local {n}: statistics line: {p.stderr}")
+        check(re.search(r"overlapped [\d.]+ s \([\d.]+%\), of which the shared expert [\d.]+ s",
+                        p.stderr) is not None, f"--ep-local {n}: the shared expert: {p.stderr}")
+    # the shared expert in the segment before the exchange (the exchange in one call): the
+    # same bits as apart (its own piece, between the exchange's start and finish)
+    out = os.path.join(work, "local2-before.npy")
+    p = run(base + ["--ep-local", "2", "--ep-shared-before", "--logits-out", out])
+    check(p.returncode == 0 and tokens(p) == ref_tokens, f"--ep-shared-before: {p.stderr}")
+    check("shared expert" not in p.stderr, f"--ep-shared-before: no shared figure: {p.stderr}")
+    if p.returncode == 0:
+        got = np.load(out)
+        check(np.array_equal(got, ref_logits),
+              f"--ep-shared-before: logits differ by {np.abs(got - ref_logits).max()}")
     # FP8 rows: the experts quantize their input to e4m3 per 128 channels under REF anyway,
     # so the rows sent as e4m3 + e8m0 scales change no bit; a record (a token's row to a rank,
     # with a head of 8 + 12k bytes) shrinks from 8 + 12k + 4C to 8 + 12k + C + C/128 bytes
@@ -240,8 +255,22 @@ elif part == "devices":
                      (["--devices", "cpu,,opencl:0"], "comma-separated")):
         p = run(short + bad)
         check(p.returncode == 1 and why in p.stderr, f"{bad}: {p.returncode} {p.stderr}")
-    p = run(["--model", engram, "--prompt-ids", "1 2", "--devices", "cpu,opencl:0"])
-    check(p.returncode == 1 and "Engram" in p.stderr, f"Engram model over devices: {p.stderr}")
+    # Engram (layers 1 and 3): the hash segment on the first device, the rows copied from the
+    # mapped checkpoint; 8 MiB each puts layer 1 on one device and layer 3 on the other, in
+    # both orders (so the hash segment runs on each), and the experts split with the dense
+    # part (and the Engram blocks) on the first. OpenCL is left out: on it alone this model
+    # gives other tokens (not a matter of the split).
+    eone = run(ebase)
+    check(eone.returncode == 0 and tokens(eone), f"Engram, one process: {eone.stderr}")
+    for devs, extra, want in (
+            ("cpu,vulkan:0", [], "layers 0-1 on cpu; layers 2-3 + head on vulkan:0"),
+            ("vulkan:0,cpu", [], "layers 0-1 on vulkan:0; layers 2-3 + head on cpu"),
+            ("cpu,vulkan:0", ["--split", "experts"], "dense part on cpu")):
+        p = run(ebase + ["--devices", devs, "--memory-limit", "8M"] + extra)
+        check(p.returncode == 0 and tokens(p) == tokens(eone),
+              f"Engram over {devs} {extra}: {tokens(p)} vs {tokens(eone)}: {p.stderr}")
+        check(f"placement: {want}" in p.stderr, f"Engram over {devs} {extra}: {p.stderr}")
+
 else:
     help_text = run(["--help"]).stdout
     if "--expert-parallel" not in help_text or not mpirun:
@@ -274,12 +303,17 @@ else:
             m = re.search(rf"ep rank {r} of {n}: experts \[\d+, \d+\) of 16; (\d+) tokens.*"
                           r"dispatch (\d+), combine (\d+), gather (\d+) bytes; waiting on the "
                           r"exchange ([\d.]+) s.*; f32 rows; exchange in flight ([\d.]+) s, "
-                          r"overlapped ([\d.]+) s \(([\d.]+)%\)", p.stderr)
+                          r"overlapped ([\d.]+) s \(([\d.]+)%\), of which the shared expert "
+                          r"([\d.]+) s", p.stderr)
             check(m is not None and m.group(1) == "13", f"-np {n} rank {r}: {p.stderr}")
-            if m:  # waiting is part of the flight; the rest overlapped this rank's own work
+            if m:  # waiting is part of the flight; the rest overlapped this rank's own work,
+                # the shared expert (run while the dispatch flew) among it
                 wait, flight, hidden = float(m.group(5)), float(m.group(6)), float(m.group(7))
+                shared = float(m.group(9))
                 check(wait <= flight + 0.002 and abs(flight - wait - hidden) <= 0.002,
                       f"-np {n} rank {r}: wait {wait}, flight {flight}, overlapped {hidden}")
+                check(0 <= shared <= hidden + 0.002,
+                      f"-np {n} rank {r}: shared expert {shared} s, overlapped {hidden}")
         print(p.stderr)
     # Engram over MPI: every rank holds its slice and fetches the rest
     for n in (2, 3):
@@ -302,7 +336,8 @@ else:
           "of rank 1)" in p.stderr, f"a rank stalled in the Engram fetch: {p.stderr}")
     # FP8 rows over MPI: the same logits, a quarter of the dispatch bytes; and the pairs run
     # in 1 or 3 waves instead of 2 (the default): the same logits
-    for extra in (["--ep-wire", "fp8", "--ep-waves", "3"], ["--ep-waves", "1"]):
+    for extra in (["--ep-wire", "fp8", "--ep-waves", "3"], ["--ep-waves", "1"],
+                  ["--ep-shared-before"]):
         out = os.path.join(work, "mpi2-extra.npy")
         p = run(base + ["--expert-parallel", "--logits-out", out] + extra,
                 prefix=[mpirun, "-np", "2", "--oversubscribe"])
