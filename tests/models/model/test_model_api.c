@@ -10,17 +10,7 @@
 #include "vnrt/model.h"
 #include "vnrt/vnrt.h"
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                    \
-  do {                                                      \
-    if (!(cond)) {                                          \
-      fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                         \
-      fprintf(stderr, "\n");                                \
-      ++g_failures;                                         \
-    }                                                       \
-  } while (0)
+#include "../model_check.h"
 
 static double rel_diff(const float *a, const float *b, int64_t n) {
   double d = 0, m = 0;

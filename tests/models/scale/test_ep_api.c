@@ -12,17 +12,7 @@
 #include "vnrt/model.h"
 #include "vnrt/vnrt.h"
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                    \
-  do {                                                      \
-    if (!(cond)) {                                          \
-      fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                         \
-      fprintf(stderr, "\n");                                \
-      ++g_failures;                                         \
-    }                                                       \
-  } while (0)
+#include "../model_check.h"
 
 enum { V = 1024, C = 256, E = 16, K = 4, MAX_T = 8 };
 
