@@ -10,7 +10,7 @@
 #include "vnrt/model.h"
 #include "vnrt/vnrt.h"
 
-#include "../model_check.h"
+#include "model_check.h"
 
 static double rel_diff(const float *a, const float *b, int64_t n) {
   double d = 0, m = 0;

@@ -12,7 +12,7 @@
 #include "vnrt/model.h"
 #include "vnrt/vnrt.h"
 
-#include "../model_check.h"
+#include "model_check.h"
 
 enum { V = 1024, C = 256, E = 16, K = 4, MAX_T = 8 };
 
