@@ -886,6 +886,34 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int64_t row_bytes = fp4 ? K / 2 : K, group_bytes = nr * row_bytes;
   int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
   pd = pd < 1 ? 1 : pd;
+  if (e2nib && K <= kq) {
+    /* One x row, FP4 and all of K in one chunk (a MoE expert's projections): the per-group
+     * setup is a large part of a group's few kernel steps (F = 512 is 4), so the row, scale and
+     * prefetch pointers advance by a stride, with no division where br == 1. */
+    const int64_t rb = K / 2, ss = w->scols, br = w->br, pfo = pd * nr * rb;
+    const uint8_t *wbase = codes + (mat * w->rows + row0) * rb;
+    const uint8_t *sbase = w->scale + mat * w->srows * ss;
+    for (int64_t j0 = 0; j0 < n; j0 += nr) {
+      const uint8_t *wrow = wbase + j0 * rb;
+      const int nv = (int)(n - j0 < nr ? n - j0 : nr);
+      const int64_t jp = j0 + pd * nr;
+      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
+      for (int j = 0; j < nr; ++j) {
+        const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
+        const int64_t row = row0 + j0 + jj;
+        wr[j] = wrow + jj * rb;
+        sr[j] = sbase + (br == 1 ? row : row / br) * ss;
+        pf[j] = jp < n ? wrow + pfo + (jp + j < n ? j : 0) * rb : NULL;
+      }
+      float s4[QV_NR_MAX];
+      if (avx512_qkern_e2m1_nib_(xp, wr, jp < n ? pf : NULL, sr, K, s4)) {
+        for (int j = 0; j < nv; ++j) c[j0 + j] = s4[j];
+      } else {
+        qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);
+      }
+    }
+    return;
+  }
   /* The scale row each sfbuf row holds (FP8's 128-row blocks serve 32 groups: converted once
    * while K fits one chunk), and whether its scales allow the registers. */
   const uint8_t *sf_src[QV_NR_MAX] = {NULL};
