@@ -213,28 +213,20 @@ static int parse_args(int argc, char **argv, args *a) {
       usage(stdout);
       exit(0);
     }
-    if (!strcmp(o, "--chat")) {
-      a->chat = 1;
-      continue;
-    }
-    if (!strcmp(o, "--stats")) {
-      a->stats = 1;
-      continue;
-    }
-    if (!strcmp(o, "--profile")) {
-      a->profile = 1;
-      continue;
-    }
-    if (!strcmp(o, "--plan")) {
-      a->plan = 1;
-      continue;
-    }
-    if (!strcmp(o, "--ep-shared-before")) {
-      a->shared_before = 1;
-      continue;
-    }
-    if (!strcmp(o, "--ep-engram-early")) {
-      a->engram_early = 1;
+    /* Switches without a value. */
+    const struct {
+      const char *name;
+      int *flag;
+    } switches[] = {{"--chat", &a->chat},
+                    {"--stats", &a->stats},
+                    {"--profile", &a->profile},
+                    {"--plan", &a->plan},
+                    {"--ep-shared-before", &a->shared_before},
+                    {"--ep-engram-early", &a->engram_early}};
+    size_t sw = 0;
+    while (sw < sizeof switches / sizeof switches[0] && strcmp(o, switches[sw].name) != 0) ++sw;
+    if (sw < sizeof switches / sizeof switches[0]) {
+      *switches[sw].flag = 1;
       continue;
     }
     if (!strcmp(o, "--expert-parallel")) {
