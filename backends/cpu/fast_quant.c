@@ -571,30 +571,27 @@ static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *cons
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
 }
 
-/* avx512_qkern_e4m3_eo_ on NR w rows (4 or 8) for the FP8 row path: the same sums (each row's
- * blocks summed apart, scaled, added in order), but the NR row sums reduce together, their
- * 16 lanes in a fixed tree (a fifth of the shuffles of NR separate reductions), and eight rows
- * share each x load and the per-group setup of a row's few steps (K = 512 is 8). */
-static inline
-    __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma"))) int
-    avx512_e4m3_rows_(const int NR, const float *xp, const uint8_t *const *wr,
-                      const uint8_t *const *pf, const uint8_t *const *sr, int64_t kc, int64_t bc,
-                      float *s) {
+/* avx512_qkern_e4m3_eo_ for the FP8 row path: the same sums (each row's blocks summed apart,
+ * scaled, added in order), but the four row sums reduce together in a fixed tree (about a third
+ * of the shuffles of four separate reductions; K = 512 is only 8 steps a row). */
+static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *const *wr,
+                                            const uint8_t *const *pf, const uint8_t *const *sr,
+                                            int64_t kc, int64_t bc, float *s) {
   const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
   __m512i seen = _mm512_setzero_si512();
-  __m512 acc[8], blk[8];
+  __m512 acc[4], blk[4];
   int big = 0;
-  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_ps();
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
     const int64_t kend = k + bc < kc ? k + bc : kc;
-    for (int j = 0; j < NR; ++j) blk[j] = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
     for (int64_t kk = k; kk < kend; kk += 64) {
       if (pf) {
-        for (int j = 0; j < NR; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
       }
       const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
       const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
-      for (int j = 0; j < NR; ++j) {
+      for (int j = 0; j < 4; ++j) {
         const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
         seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));
         const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask);
@@ -605,43 +602,26 @@ static inline
         blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
       }
     }
-    for (int j = 0; j < NR; ++j) {
+    for (int j = 0; j < 4; ++j) {
       const uint32_t sc = sr[j][b];
       big |= sc > 246;
       const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
       acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
     }
   }
-  /* Rows 2i and 2i + 1 to one vector of 128-bit quarters [2i: q0+q2, q1+q3, 2i+1: ...], then
-   * quarter i of u[h] holds row 4h + i's four partial sums. */
-  __m512 t[4], u[2];
-  for (int i = 0; i < NR / 2; ++i) {
-    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0xEE));
-  }
-  for (int h = 0; h < NR / 4; ++h) {
-    u[h] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * h], t[2 * h + 1], 0x88),
-                         _mm512_shuffle_f32x4(t[2 * h], t[2 * h + 1], 0xDD));
-  }
+  /* Rows 2i, 2i + 1 to 128-bit quarters [2i: q0 + q2, q1 + q3; 2i + 1: the same]; then quarter
+   * j of u holds row j's four partial sums, which two in-lane swaps add up in lane 4j. */
+  const __m512 t0 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[0], acc[1], 0x44),
+                                  _mm512_shuffle_f32x4(acc[0], acc[1], 0xEE));
+  const __m512 t1 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2], acc[3], 0x44),
+                                  _mm512_shuffle_f32x4(acc[2], acc[3], 0xEE));
+  const __m512 u =
+      _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, 0x88), _mm512_shuffle_f32x4(t0, t1, 0xDD));
+  const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
   float r[16];
-  if (NR == 8) {
-    /* quarter i: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] for rows a = i, b = 4 + i, then the
-     * halves added: lane 4i row i's sum, lane 4i + 1 row 4 + i's */
-    const __m512 v = _mm512_add_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1]));
-    _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E)));
-    for (int i = 0; i < 4; ++i) s[i] = r[4 * i], s[4 + i] = r[4 * i + 1];
-  } else {
-    const __m512 v = _mm512_add_ps(u[0], _mm512_permute_ps(u[0], 0x4E));
-    _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)));
-    for (int i = 0; i < 4; ++i) s[i] = r[4 * i];
-  }
+  _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)));
+  for (int j = 0; j < 4; ++j) s[j] = r[4 * j];
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
-}
-
-static CPU_AVX512 int avx512_qkern_e4m3_r8_(const float *xp, const uint8_t *const *wr,
-                                            const uint8_t *const *pf, const uint8_t *const *sr,
-                                            int64_t kc, int64_t bc, float *s) {
-  return avx512_e4m3_rows_(8, xp, wr, pf, sr, kc, bc, s);
 }
 
 /* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
@@ -1096,26 +1076,25 @@ static void x_e4m3_row_perm_(int64_t step, const float *x, int64_t n, float *xp)
 static void qgemm_e4m3_row_(cpu_isa isa, int64_t step, const float *x, const float *xp,
                             const cpu_weight *w, int64_t mat, int64_t row0, int64_t n,
                             int64_t pf_end, float *c, float *ws) {
-  /* AVX-512: eight rows a group; AVX2: four (its 16 registers) */
-  const int nr = step == 64 ? 8 : 4;
+  enum { NR = 4 };
   const int64_t K = w->cols, bc = w->bc, br = w->br, ss = w->scols;
   const uint8_t *codes = (const uint8_t *)w->data + mat * w->rows * K;
   const uint8_t *sbase = w->scale + mat * w->srows * ss;
-  int64_t pd = (QV_PF_BYTES + nr * K - 1) / (nr * K);
+  int64_t pd = (QV_PF_BYTES + NR * K - 1) / (NR * K);
   pd = pd < 1 ? 1 : pd;
-  float s[8];
-  for (int64_t j0 = 0; j0 < n; j0 += nr) {
-    const int nv = (int)(n - j0 < nr ? n - j0 : nr);
-    const int64_t r = row0 + j0, rp = r + pd * nr, b0 = r / br, rem = r - b0 * br;
-    const uint8_t *wr[8], *pf[8], *sr[8];
-    for (int j = 0; j < nr; ++j) {
+  float s[NR];
+  for (int64_t j0 = 0; j0 < n; j0 += NR) {
+    const int nv = (int)(n - j0 < NR ? n - j0 : NR);
+    const int64_t r = row0 + j0, rp = r + pd * NR, b0 = r / br, rem = r - b0 * br;
+    const uint8_t *wr[NR], *pf[NR], *sr[NR];
+    for (int j = 0; j < NR; ++j) {
       const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
       wr[j] = codes + (r + jj) * K;
-      sr[j] = sbase + (br >= nr ? b0 + (rem + jj >= br) : (r + jj) / br) * ss;
+      sr[j] = sbase + (br >= NR ? b0 + (rem + jj >= br) : (r + jj) / br) * ss;
       pf[j] = codes + (rp + j < pf_end ? rp + j : rp) * K;
     }
     const uint8_t *const *pfp = rp < pf_end ? pf : NULL;
-    const int exact = step == 64 ? avx512_qkern_e4m3_r8_(xp, wr, pfp, sr, K, bc, s)
+    const int exact = step == 64 ? avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s)
                                  : avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s);
     if (exact) {
       for (int j = 0; j < nv; ++j) c[j0 + j] = s[j];
