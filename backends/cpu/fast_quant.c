@@ -1179,10 +1179,10 @@ static void qgemm_item_(const qgemm_job *g, int64_t item, int32_t slot, int64_t 
     cpu_qgemm_nt_block(g->isa, x, g->ldx, mi, g->w, 0, row, nj, c, ldc, ws);
   }
   if (g->odt == VNRT_F32) return;
+  const size_t osz = vnrt_dtype_size(g->odt);
   for (int64_t i = 0; i < mi; ++i) {
-    for (int64_t j = 0; j < nj; ++j) {
-      cpu_store_f32(g->out, g->odt, (i0 + i) * g->ldo + ocol + j, c[i * nj + j]);
-    }
+    char *o = (char *)g->out + (size_t)((i0 + i) * g->ldo + ocol) * osz;
+    cpu_fast_from_f32(g->isa, c + i * nj, nj, o, g->odt);
   }
 }
 
