@@ -27,7 +27,8 @@ static void usage(FILE *fp) {
           "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
-          "                     [--logits-out FILE.npy] [--stats] [--profile] [--plan]\n"
+          "                     [--logits-out FILE.npy] [--stats] [--profile] [--profile-nodes] "
+          "[--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "                     [--ep-local N] [--expert-parallel [--ep-timeout S]]\n"
           "                     [--ep-wire f32|fp8] [--ep-waves W]\n"
@@ -53,6 +54,8 @@ static void usage(FILE *fp) {
           "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
           "  --profile           time every node (device clocks where the device has them)\n"
           "                      and print the last run's per-op table on stderr\n"
+          "  --profile-nodes     --profile, and the last run's time of every node before the\n"
+          "                      table\n"
           "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
           "                      needed)\n"
           "  --simulate-ranks N  expert-parallel bookkeeping of N ranks over the run's real\n"
@@ -187,7 +190,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
   const char *engram_out;
-  int chat, stats, plan, f32, profile;
+  int chat, stats, plan, f32, profile, profile_nodes;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
@@ -220,6 +223,7 @@ static int parse_args(int argc, char **argv, args *a) {
     } switches[] = {{"--chat", &a->chat},
                     {"--stats", &a->stats},
                     {"--profile", &a->profile},
+                    {"--profile-nodes", &a->profile_nodes},
                     {"--plan", &a->plan},
                     {"--ep-shared-before", &a->shared_before},
                     {"--ep-engram-early", &a->engram_early}};
@@ -481,6 +485,7 @@ int main(int argc, char **argv) {
   rc = 1;
   vnrt_context_desc cd = {0};
   cd.num_threads = (int)a.threads;
+  a.profile |= a.profile_nodes;
   if (a.profile) cd.options = "profile=1";
   if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
     fprintf(stderr, "%s: cannot create a context\n", g_prog);
@@ -717,12 +722,13 @@ int main(int argc, char **argv) {
             (double)s.bytes_transfers / 1048576.0);
   }
   if (a.profile) {
+    const uint32_t what = VNRT_PROFILE_OPS | (a.profile_nodes ? VNRT_PROFILE_NODES : 0u);
     size_t need = 0;
-    vnrt_session_profile_text(session, VNRT_PROFILE_OPS, NULL, 0, &need);
+    vnrt_session_profile_text(session, what, NULL, 0, &need);
     char *text = malloc(need + 1);
-    if (text &&
-        vnrt_session_profile_text(session, VNRT_PROFILE_OPS, text, need + 1, NULL) == VNRT_OK) {
-      fprintf(stderr, "last run, per op:\n%s", text);
+    if (text && vnrt_session_profile_text(session, what, text, need + 1, NULL) == VNRT_OK) {
+      fprintf(stderr, "last run, %s:\n%s", a.profile_nodes ? "per node and per op" : "per op",
+              text);
     }
     free(text);
   }

@@ -18,7 +18,10 @@
 #include "fast_quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
+
+#include "cpu_pool.h"
 
 /* Panels: W rows and columns decoded at a time, their row stride (floats; not a multiple of
  * 1 KiB, so that a panel's rows do not alias in L1), and the x rows per GEMM call on one. */
@@ -568,6 +571,59 @@ static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *cons
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
 }
 
+/* avx512_qkern_e4m3_eo_ for the FP8 row path: the same sums (each row's blocks summed apart,
+ * scaled, added in order), but the four row sums reduce together in a fixed tree (about a third
+ * of the shuffles of four separate reductions; K = 512 is only 8 steps a row). */
+static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *const *wr,
+                                            const uint8_t *const *pf, const uint8_t *const *sr,
+                                            int64_t kc, int64_t bc, float *s) {
+  const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
+  __m512i seen = _mm512_setzero_si512();
+  __m512 acc[4], blk[4];
+  int big = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 64) {
+      if (pf) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
+      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
+        seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));
+        const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask);
+        const __m512i ho = _mm512_and_si512(_mm512_srai_epi16(w, 1), mask);
+        blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(he)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(he, 1)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x2, _mm512_cvtph_ps(_mm512_castsi512_si256(ho)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t sc = sr[j][b];
+      big |= sc > 246;
+      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
+      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
+    }
+  }
+  /* Rows 2i, 2i + 1 to 128-bit quarters [2i: q0 + q2, q1 + q3; 2i + 1: the same]; then quarter
+   * j of u holds row j's four partial sums, which two in-lane swaps add up in lane 4j. */
+  const __m512 t0 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[0], acc[1], 0x44),
+                                  _mm512_shuffle_f32x4(acc[0], acc[1], 0xEE));
+  const __m512 t1 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2], acc[3], 0x44),
+                                  _mm512_shuffle_f32x4(acc[2], acc[3], 0xEE));
+  const __m512 u =
+      _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, 0x88), _mm512_shuffle_f32x4(t0, t1, 0xDD));
+  const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
+  float r[16];
+  _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)));
+  for (int j = 0; j < 4; ++j) s[j] = r[4 * j];
+  return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
+}
+
 /* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
  * ones, then the odd ones): a step's 32 bytes are 16 words of an even and an odd code, turned
  * into f16 bits by the same shifts and mask. Blocks a multiple of 32 wide, kc a multiple of
@@ -986,6 +1042,69 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
 }
 #endif
 
+#if defined(CPU_HAVE_AVX2_CODE)
+/* The kernel step of the FP8 row path (qgemm_e4m3_row_) for m x rows against w, 0 where it is
+ * not taken: one x row, e4m3, blocks and K in whole steps (64 codes with AVX-512, 32 with
+ * AVX2: the kernels qgemm_regs_ picks for them) and K within one of its chunks, so that each
+ * sum is formed as qgemm_regs_ forms it. */
+static int64_t e4m3_row_step_(cpu_isa isa, int64_t m, const cpu_weight *w) {
+  if (m != 1 || !regs_ok_(isa, m, w) || w->dtype != VNRT_E4M3 || w->cols <= 0) return 0;
+  const int64_t K = w->cols, bc = w->bc;
+  int64_t bpc = QV_KQ / bc;
+  bpc = bpc < 1 ? 1 : bpc > QV_BLOCKS ? QV_BLOCKS : bpc;
+  if (K > bpc * bc) return 0;
+  if (isa >= CPU_ISA_AVX512 && bc % 64 == 0 && K % 64 == 0) return 64;
+  return bc % 32 == 0 && K % 32 == 0 ? 32 : 0;
+}
+
+/* x permuted for e4m3_row_step_'s kernel, n a multiple of the step. */
+static void x_e4m3_row_perm_(int64_t step, const float *x, int64_t n, float *xp) {
+  if (step == 64) {
+    x_e4m3_perm_(x, n, xp);
+  } else {
+    x_fp4_perm_(x, n, xp);
+  }
+}
+
+/* qgemm_regs_ for one x row on FP8 (e4m3_row_step_ gives step), x already permuted (xp, all of
+ * K, shared by every tile): the short rows of a decode step's projections (K = 512 is 8
+ * kernel steps a row) leave little time for per-group setup, so the row, scale and prefetch
+ * pointers advance by a stride. Each group prefetches the rows about QV_PF_BYTES ahead while
+ * they lie below row pf_end (absolute: the end of the tiles the thread takes next, so the
+ * stream does not stall at a tile's start). A group the registers cannot do exactly goes
+ * through panels (ws: cpu_qgemm_ws_floats floats). */
+static void qgemm_e4m3_row_(cpu_isa isa, int64_t step, const float *x, const float *xp,
+                            const cpu_weight *w, int64_t mat, int64_t row0, int64_t n,
+                            int64_t pf_end, float *c, float *ws) {
+  enum { NR = 4 };
+  const int64_t K = w->cols, bc = w->bc, br = w->br, ss = w->scols;
+  const uint8_t *codes = (const uint8_t *)w->data + mat * w->rows * K;
+  const uint8_t *sbase = w->scale + mat * w->srows * ss;
+  int64_t pd = (QV_PF_BYTES + NR * K - 1) / (NR * K);
+  pd = pd < 1 ? 1 : pd;
+  float s[NR];
+  for (int64_t j0 = 0; j0 < n; j0 += NR) {
+    const int nv = (int)(n - j0 < NR ? n - j0 : NR);
+    const int64_t r = row0 + j0, rp = r + pd * NR, b0 = r / br, rem = r - b0 * br;
+    const uint8_t *wr[NR], *pf[NR], *sr[NR];
+    for (int j = 0; j < NR; ++j) {
+      const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
+      wr[j] = codes + (r + jj) * K;
+      sr[j] = sbase + (br >= NR ? b0 + (rem + jj >= br) : (r + jj) / br) * ss;
+      pf[j] = codes + (rp + j < pf_end ? rp + j : rp) * K;
+    }
+    const uint8_t *const *pfp = rp < pf_end ? pf : NULL;
+    const int exact = step == 64 ? avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s)
+                                 : avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s);
+    if (exact) {
+      for (int j = 0; j < nv; ++j) c[j0 + j] = s[j];
+    } else {
+      qgemm_panels_(isa, x, K, 1, w, mat, r, nv, c + j0, nv, ws);
+    }
+  }
+}
+#endif
+
 void cpu_qgemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
                         int64_t mat, int64_t row0, int64_t n, float *c, int64_t ldc, float *ws) {
   if (m <= 0 || n <= 0) return;
@@ -1006,47 +1125,93 @@ void cpu_qgemm_nt_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
 
 /* ---- tiled, threaded driver -------------------------------------------------------------- */
 
+/* Lanes: the tiles are cut into one run of consecutive tiles per thread, which it takes in
+ * order from the front (its w rows stream as one run, and its prefetches may run into its next
+ * tile), then helps the other lanes from their fronts. */
+#define QGEMM_MAX_LANES 64
+
+typedef struct qgemm_lane {
+  _Alignas(64) atomic_int_fast64_t next;
+} qgemm_lane;
+
 typedef struct qgemm_job {
   cpu_isa isa;
   const float *x;
+  const float *xp; /* x permuted for the FP8 row path (qgemm_e4m3_row_), NULL if not taken */
+  int64_t xp_step; /* that path's kernel step */
   const cpu_weight *w;
   void *out;
   vnrt_dtype odt;
   int64_t ldx, ldo, m, n, row0;
-  int64_t mt, nt, n_mt; /* tile extents; tiles are numbered n-major */
+  int64_t xg, og;       /* group g: x columns from g·xg, W rows from row0 + g·n, out from g·og */
+  int64_t mt, nt, n_mt; /* tile extents; a group's tiles are numbered n-major */
+  int64_t ipg, items;   /* tiles per group, in all */
+  int64_t lanes, per_lane;
+  qgemm_lane *lane;
   float *scratch;
   int64_t ws_floats, slot_floats;
 } qgemm_job;
 
-static void qgemm_item_(void *user, int64_t item, int32_t slot) {
-  const qgemm_job *g = user;
-  const int64_t i0 = (item % g->n_mt) * g->mt, j0 = (item / g->n_mt) * g->nt;
+/* W's row (absolute) where tile item ends. */
+static int64_t qgemm_item_end_row_(const qgemm_job *g, int64_t item) {
+  const int64_t grp = item / g->ipg, j1 = ((item % g->ipg) / g->n_mt + 1) * g->nt;
+  return g->row0 + grp * g->n + (j1 < g->n ? j1 : g->n);
+}
+
+static void qgemm_item_(const qgemm_job *g, int64_t item, int32_t slot, int64_t pf_end) {
+  const int64_t grp = item / g->ipg, t = item % g->ipg;
+  const int64_t i0 = (t % g->n_mt) * g->mt, j0 = (t / g->n_mt) * g->nt;
   const int64_t mi = g->m - i0 < g->mt ? g->m - i0 : g->mt;
   const int64_t nj = g->n - j0 < g->nt ? g->n - j0 : g->nt;
+  const float *x = g->x + grp * g->xg + i0 * g->ldx;
+  const int64_t row = g->row0 + grp * g->n + j0, ocol = grp * g->og + j0;
   float *ws = g->scratch ? g->scratch + slot * g->slot_floats : NULL;
-  float *c = (float *)g->out + i0 * g->ldo + j0;
+  float *c = (float *)g->out + i0 * g->ldo + ocol;
   int64_t ldc = g->ldo;
   if (g->odt != VNRT_F32) c = ws + g->ws_floats, ldc = nj;
-  cpu_qgemm_nt_block(g->isa, g->x + i0 * g->ldx, g->ldx, mi, g->w, 0, g->row0 + j0, nj, c, ldc, ws);
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (g->xp) {
+    qgemm_e4m3_row_(g->isa, g->xp_step, x, g->xp + grp * g->xg, g->w, 0, row, nj, pf_end, c, ws);
+  } else
+#endif
+  {
+    (void)pf_end;
+    cpu_qgemm_nt_block(g->isa, x, g->ldx, mi, g->w, 0, row, nj, c, ldc, ws);
+  }
   if (g->odt == VNRT_F32) return;
+  const size_t osz = vnrt_dtype_size(g->odt);
   for (int64_t i = 0; i < mi; ++i) {
-    for (int64_t j = 0; j < nj; ++j) {
-      cpu_store_f32(g->out, g->odt, (i0 + i) * g->ldo + j0 + j, c[i * nj + j]);
+    char *o = (char *)g->out + (size_t)((i0 + i) * g->ldo + ocol) * osz;
+    cpu_fast_from_f32(g->isa, c + i * nj, nj, o, g->odt);
+  }
+}
+
+/* The pool's chunk [begin, end) of lanes: those lanes, then the others, each from its front
+ * (inline, [0, lanes): all of them in order). Scratch slot begin is this chunk's alone. */
+static void qgemm_lanes_(void *user, int64_t begin, int64_t end) {
+  (void)end;
+  const qgemm_job *g = user;
+  for (int64_t l0 = 0; l0 < g->lanes; ++l0) {
+    const int64_t l = (begin + l0) % g->lanes;
+    const int64_t last = (l + 1) * g->per_lane < g->items ? (l + 1) * g->per_lane : g->items;
+    if (l * g->per_lane >= last) continue;
+    const int64_t pf_end = qgemm_item_end_row_(g, last - 1);
+    for (;;) {
+      const int64_t it = atomic_fetch_add_explicit(&g->lane[l].next, 1, memory_order_relaxed);
+      if (it >= last) break;
+      qgemm_item_(g, it, (int32_t)begin, pf_end);
     }
   }
 }
 
 static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                         const cpu_weight *w, void *out, vnrt_dtype odt, int64_t ldo) {
-  return cpu_qgemm_nt_rows(a, x, ldx, m, w, 0, w->rows, out, odt, ldo);
-}
-
-vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
-                              const cpu_weight *w, int64_t row0, int64_t n, void *out,
-                              vnrt_dtype odt, int64_t ldo) {
-  if (m <= 0 || n <= 0) return VNRT_OK;
+/* cpu_qgemm_nt_groups' body over W rows [row0, row0 + groups·n): group g multiplies x's
+ * columns from g·xg by rows [row0 + g·n, row0 + (g + 1)·n) into out's columns from g·og. */
+static vnrt_status qgemm_run_(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                              const cpu_weight *w, int64_t groups, int64_t row0, int64_t n,
+                              int64_t xg, void *out, vnrt_dtype odt, int64_t ldo, int64_t og) {
+  if (m <= 0 || n <= 0 || groups <= 0) return VNRT_OK;
   qgemm_job g = {.isa = cpu_fast_isa(a->pool),
                  .x = x,
                  .w = w,
@@ -1056,7 +1221,9 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
                  .ldo = ldo,
                  .m = m,
                  .n = n,
-                 .row0 = row0};
+                 .row0 = row0,
+                 .xg = xg,
+                 .og = og};
   /* Tiles: a few x rows by 64 w rows (streamed once), or up to QM x rows by 96 w rows (four
    * panels). Only w rows are split further, until every thread has a few tiles: a tile's
    * results do not depend on where it starts, so neither do they on the thread count. */
@@ -1065,25 +1232,66 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
   g.mt = small ? m : m < QM ? m : QM;
   g.nt = small ? 64 : 4 * QN;
   const int64_t min_nt = small ? 8 : QN;
-  while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < 4 * threads && g.nt > min_nt) {
+  while (groups * ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < 4 * threads && g.nt > min_nt) {
     g.nt = ceil_div_(g.nt / 2, min_nt) * min_nt;
   }
   if (g.nt > n) g.nt = n;
   g.n_mt = ceil_div_(m, g.mt);
+  g.ipg = g.n_mt * ceil_div_(n, g.nt);
+  g.items = groups * g.ipg;
   g.ws_floats = cpu_qgemm_ws_floats(g.isa, g.mt, w);
   g.slot_floats = g.ws_floats + (odt == VNRT_F32 ? 0 : g.mt * g.nt);
-  if (g.slot_floats > 0) {
-    vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats, &g.scratch);
+  int64_t xp_floats = 0;
+#if defined(CPU_HAVE_AVX2_CODE)
+  g.xp_step = e4m3_row_step_(g.isa, m, w);
+  /* The groups' x columns permuted at once: each group's start is a multiple of the step. */
+  if (g.xp_step && (groups == 1 || (xg == w->cols && ldx >= groups * xg))) {
+    xp_floats = groups == 1 ? w->cols : groups * xg;
+  }
+#endif
+  if (g.slot_floats > 0 || xp_floats > 0) {
+    vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats + xp_floats, &g.scratch);
     if (st != VNRT_OK) return st;
   }
-  const int64_t items = g.n_mt * ceil_div_(n, g.nt);
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (xp_floats > 0) {
+    float *xp = g.scratch + threads * g.slot_floats;
+    x_e4m3_row_perm_(g.xp_step, x, xp_floats, xp);
+    g.xp = xp;
+  }
+#endif
   const uint64_t bytes = (uint64_t)vnrt_tensor_type_bytes(
-      &(vnrt_tensor_type){.dtype = w->dtype, .rank = 2, .dims = {n, w->cols}});
-  if (bytes * (uint64_t)m < QGEMM_INLINE_BYTES) {
-    for (int64_t it = 0; it < items; ++it) qgemm_item_(&g, it, 0);
+      &(vnrt_tensor_type){.dtype = w->dtype, .rank = 2, .dims = {groups * n, w->cols}});
+  g.lanes = bytes * (uint64_t)m < QGEMM_INLINE_BYTES ? 1 : threads;
+  g.lanes = g.lanes < g.items ? g.lanes : g.items;
+  g.lanes = g.lanes < QGEMM_MAX_LANES ? g.lanes : QGEMM_MAX_LANES;
+  g.per_lane = ceil_div_(g.items, g.lanes);
+  qgemm_lane lane[QGEMM_MAX_LANES];
+  for (int64_t l = 0; l < g.lanes; ++l) atomic_init(&lane[l].next, l * g.per_lane);
+  g.lane = lane;
+  if (g.lanes == 1) {
+    qgemm_lanes_(&g, 0, 1);
   } else {
-    cpu_fast_for_each(a->pool, items, qgemm_item_, &g);
+    cpu_pool_parallel_for(a->pool, g.lanes, 1, qgemm_lanes_, &g);
   }
   cpu_fast_free(a, g.scratch);
   return VNRT_OK;
+}
+
+vnrt_status cpu_qgemm_nt(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                         const cpu_weight *w, void *out, vnrt_dtype odt, int64_t ldo) {
+  return qgemm_run_(a, x, ldx, m, w, 1, 0, w->rows, 0, out, odt, ldo, 0);
+}
+
+vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                              const cpu_weight *w, int64_t row0, int64_t n, void *out,
+                              vnrt_dtype odt, int64_t ldo) {
+  return qgemm_run_(a, x, ldx, m, w, 1, row0, n, 0, out, odt, ldo, 0);
+}
+
+vnrt_status cpu_qgemm_nt_groups(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                                const cpu_weight *w, int64_t groups, void *out, vnrt_dtype odt,
+                                int64_t ldo) {
+  const int64_t n = w->rows / groups;
+  return qgemm_run_(a, x, ldx, m, w, groups, 0, n, w->cols, out, odt, ldo, n);
 }

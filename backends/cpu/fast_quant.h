@@ -32,6 +32,13 @@ vnrt_status cpu_qgemm_nt_rows(const cpu_kernel_args *a, const float *x, int64_t 
                               const cpu_weight *w, int64_t row0, int64_t n, void *out,
                               vnrt_dtype odt, int64_t ldo);
 
+/* cpu_qgemm_nt of groups independent products in one dispatch (grouped_linear): group g
+ * multiplies x's columns [g·K, (g + 1)·K) (K = w->cols) by W's rows [g·N, (g + 1)·N)
+ * (N = w->rows / groups) into out's columns [g·N, (g + 1)·N). */
+vnrt_status cpu_qgemm_nt_groups(const cpu_kernel_args *a, const float *x, int64_t ldx, int64_t m,
+                                const cpu_weight *w, int64_t groups, void *out, vnrt_dtype odt,
+                                int64_t ldo);
+
 /* Fake-quantizes each of rows rows of x[rows, k] (ldx apart) to e4m3 in blocks of act_quant
  * channels in place: act_quant's rounding, exactly the reference's (cpu_fake_quant_block). */
 void cpu_fast_act_quant(cpu_isa isa, float *x, int64_t ldx, int64_t rows, int64_t k,

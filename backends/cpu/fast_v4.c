@@ -1,7 +1,7 @@
 /* CPU fast kernels of DeepSeek-V4's attention helpers (docs/ops.md, "DeepSeek-V4 attention"):
  * index_scores as per-token GEMMs of the indexer heads against blocks of entries, grouped_linear
- * as one GEMM (float or quantized weights) per group, and kv_compress threaded over channels.
- * sparse_attention lives with attention (fast_attention.c). */
+ * as one GEMM per group (quantized weights: all groups in one dispatch), and kv_compress threaded
+ * over channels. sparse_attention lives with attention (fast_attention.c). */
 #include <string.h>
 
 #include "fast_gemm.h"
@@ -136,14 +136,11 @@ vnrt_status cpu_fast_grouped_linear(const cpu_kernel_args *a) {
     x = xs;
   }
   const size_t osz = vnrt_dtype_size(to->dtype), wsz = vnrt_dtype_size(tw->dtype);
-  for (int64_t g = 0; g < G && st == VNRT_OK; ++g) {
+  if (w.scale) st = cpu_qgemm_nt_groups(a, x, GK, rows, &w, G, a->out[0], to->dtype, GN);
+  for (int64_t g = 0; !w.scale && g < G && st == VNRT_OK; ++g) {
     void *out = (char *)a->out[0] + (size_t)(g * N) * osz;
-    if (w.scale) {
-      st = cpu_qgemm_nt_rows(a, x + g * K, GK, rows, &w, g * N, N, out, to->dtype, GN);
-    } else {
-      const void *wg = (const char *)a->in[1] + (size_t)(g * N * K) * wsz;
-      st = cpu_gemm_nt(a, x + g * K, GK, rows, wg, tw->dtype, K, N, K, out, to->dtype, GN);
-    }
+    const void *wg = (const char *)a->in[1] + (size_t)(g * N * K) * wsz;
+    st = cpu_gemm_nt(a, x + g * K, GK, rows, wg, tw->dtype, K, N, K, out, to->dtype, GN);
   }
   cpu_fast_free(a, xs);
   return st;

@@ -548,7 +548,8 @@ END_TEST
  * cpu_qgemm_nt_block: a row with one must come out NaN (dec(NaN)·x in the contract), the other
  * rows of its 4-row group exact, on every ISA the machine has (the AVX-512 one-row kernel notes
  * NaN codes as it decodes, the AVX2 ones scan the rows after). K 256 (whole 64-code steps) and
- * 200 (not), 1..4 x rows. */
+ * 200 (not), 1..4 x rows; then through cpu_qgemm_nt, whose one-row FP8 path has its own
+ * groups. */
 static double e4m3_dbl(uint8_t c) {
   const int e = (c >> 3) & 15, m = c & 7;
   if (e == 15 && m == 7) return NAN;
@@ -556,7 +557,7 @@ static double e4m3_dbl(uint8_t c) {
   return (c & 0x80) ? -v : v;
 }
 
-static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, uint64_t seed) {
+static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, int pooled, uint64_t seed) {
   const int64_t n = 12, sc_cols = (k + 127) / 128;
   uint8_t *codes = malloc((size_t)(n * k)), *scale = malloc((size_t)sc_cols);
   float *x = malloc(sizeof(float) * (size_t)(m * k)), *c = malloc(sizeof(float) * (size_t)(m * n));
@@ -586,7 +587,20 @@ static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, uint64_t seed) {
   const int64_t wsf = cpu_qgemm_ws_floats(isa, m, &w);
   float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
   ck_assert(ws);
-  cpu_qgemm_nt_block(isa, x, k, m, &w, 0, 0, n, c, n, ws);
+  if (pooled) {
+    /* the threaded driver (its FP8 one-row path for m = 1) on the pool's own isa */
+    fake_host h;
+    fake_host_init(&h, 2);
+    cpu_pool *pool = NULL;
+    ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
+    const vnrt_op_params params = {0};
+    vnrt_backend_node node = {.op = VNRT_OP_LINEAR, .name = "q", .params = &params};
+    cpu_kernel_args a = {.node = &node, .pool = pool, .host = &h.host};
+    ck_assert(cpu_qgemm_nt(&a, x, k, m, &w, c, VNRT_F32, n) == VNRT_OK);
+    cpu_pool_destroy(pool);
+  } else {
+    cpu_qgemm_nt_block(isa, x, k, m, &w, 0, 0, n, c, n, ws);
+  }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0.0, mag = 0.0;
@@ -598,8 +612,9 @@ static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, uint64_t seed) {
       }
       const double got = c[i * n + j];
       if (isnan(acc) ? !isnan(got) : !(fabs(got - acc) <= 1e-6 * mag)) {
-        ck_abort_msg("qgemm isa %d m %lld k %lld: y[%lld, %lld] = %.9g, want %.9g", (int)isa,
-                     (long long)m, (long long)k, (long long)i, (long long)j, got, acc);
+        ck_abort_msg("qgemm isa %d m %lld k %lld%s: y[%lld, %lld] = %.9g, want %.9g", (int)isa,
+                     (long long)m, (long long)k, pooled ? " (cpu_qgemm_nt)" : "", (long long)i,
+                     (long long)j, got, acc);
       }
     }
   }
@@ -615,9 +630,14 @@ START_TEST(test_qgemv_nan_codes) {
   uint64_t seed = 900;
   for (int isa = CPU_ISA_GENERIC; isa <= (int)top; ++isa) {
     for (int64_t m = 1; m <= 4; ++m) {
-      check_qgemv_nan((cpu_isa)isa, m, 256, seed++);
-      check_qgemv_nan((cpu_isa)isa, m, 200, seed++);
+      check_qgemv_nan((cpu_isa)isa, m, 256, 0, seed++);
+      check_qgemv_nan((cpu_isa)isa, m, 200, 0, seed++);
     }
+  }
+  /* K 256: whole 64-code steps (AVX-512's eight-row groups); 96: 32-code steps (AVX2's) */
+  for (int64_t m = 1; m <= 2; ++m) {
+    check_qgemv_nan(top, m, 256, 1, seed++);
+    check_qgemv_nan(top, m, 96, 1, seed++);
   }
 }
 END_TEST

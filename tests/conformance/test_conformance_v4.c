@@ -1441,6 +1441,10 @@ START_TEST(grouped_linear_fp8_blocks_straddle_groups) {
   check_grouped(&(gl_case){.rows = 1, .G = 8, .N = 48, .K = 128, .w_dt = VNRT_E4M3}, 712);
   check_grouped(
       &(gl_case){.lead3 = 1, .G = 3, .N = 10, .K = 64, .w_dt = VNRT_E4M3, .b0 = 16, .b1 = 32}, 713);
+  /* Decode-sized and over 48 KiB of codes: the CPU GEMV's threaded one-row path, all groups in
+   * one dispatch (K 256: 64-code steps; 160: 32-code ones). */
+  check_grouped(&(gl_case){.rows = 1, .G = 4, .N = 96, .K = 256, .w_dt = VNRT_E4M3}, 714);
+  check_grouped(&(gl_case){.rows = 1, .G = 2, .N = 200, .K = 160, .w_dt = VNRT_E4M3}, 715);
 }
 END_TEST
 

@@ -202,6 +202,14 @@ def part_consistency(model):
         check(counted == int(rows["total"][1]) == int(plan[0].split()[2]),
               f"--profile counts {counted} nodes, total {rows['total'][1]}, plan {plan[0]}")
         check(float(rows["total"][3]) > 0, f"--profile times the nodes: {rows['total']}")
+    # --profile-nodes: one line per node of the decode plan (a step number first), then the table.
+    p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "3",
+             "--numerics", "f32", "--max-context", "256", "--stats", "--profile-nodes"] + devices[-1][:2])
+    text = p.stderr.split("last run, per node and per op:\n")[-1]
+    steps = [l for l in text.splitlines() if l.split() and l.split()[0].isdigit()]
+    plan = [l for l in p.stderr.splitlines() if l.startswith("decode plan:")]
+    check(plan and len(steps) == int(plan[0].split()[2]) and "total" in text,
+          f"--profile-nodes prints every node and the table: {len(steps)} node lines, {plan}")
 
 
 def part_errors(model):
