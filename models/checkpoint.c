@@ -479,24 +479,26 @@ vnrt_status vn_checkpoint_pack_experts(vn_checkpoint *ck, int32_t layer, vn_v4_e
                          "vn_checkpoint_pack_experts: layer %d is outside [0, %d)", (int)layer,
                          c->num_hidden_layers);
   const int64_t E = c->n_routed_experts, F = c->moe_intermediate_size, C = c->hidden_size;
-  const bool fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
-  const vnrt_dtype codes = fp4 ? VNRT_E2M1 : VNRT_E4M3;
+  const bool fp4 = c->expert_dtype == VN_V4_EXPERT_FP4, q = c->quantized;
+  const vnrt_dtype codes = !q ? VNRT_BF16 : fp4 ? VNRT_E2M1 : VNRT_E4M3;
   const int64_t b0 = fp4 ? 1 : 128, b1 = fp4 ? 32 : 128;
-  out->block[0] = (int32_t)b0;
-  out->block[1] = (int32_t)b1;
+  out->block[0] = q ? (int32_t)b0 : 0;
+  out->block[1] = q ? (int32_t)b1 : 0;
   out->gate_up_type = (vnrt_tensor_type){codes, 3, {E, 2 * F, C}};
-  out->gate_up_scale_type = (vnrt_tensor_type){VNRT_E8M0, 3, {E, 2 * F / b0, C / b1}};
   out->down_type = (vnrt_tensor_type){codes, 3, {E, C, F}};
-  out->down_scale_type = (vnrt_tensor_type){VNRT_E8M0, 3, {E, C / b0, F / b1}};
   out->gate_up_bytes = vnrt_tensor_type_bytes(&out->gate_up_type);
-  out->gate_up_scale_bytes = vnrt_tensor_type_bytes(&out->gate_up_scale_type);
   out->down_bytes = vnrt_tensor_type_bytes(&out->down_type);
-  out->down_scale_bytes = vnrt_tensor_type_bytes(&out->down_scale_type);
   out->gate_up = malloc(out->gate_up_bytes);
-  out->gate_up_scale = malloc(out->gate_up_scale_bytes);
   out->down = malloc(out->down_bytes);
-  out->down_scale = malloc(out->down_scale_bytes);
-  if (!out->gate_up || !out->gate_up_scale || !out->down || !out->down_scale) {
+  if (q) { /* a dequantized checkpoint's BF16 experts have no scales */
+    out->gate_up_scale_type = (vnrt_tensor_type){VNRT_E8M0, 3, {E, 2 * F / b0, C / b1}};
+    out->down_scale_type = (vnrt_tensor_type){VNRT_E8M0, 3, {E, C / b0, F / b1}};
+    out->gate_up_scale_bytes = vnrt_tensor_type_bytes(&out->gate_up_scale_type);
+    out->down_scale_bytes = vnrt_tensor_type_bytes(&out->down_scale_type);
+    out->gate_up_scale = malloc(out->gate_up_scale_bytes);
+    out->down_scale = malloc(out->down_scale_bytes);
+  }
+  if (!out->gate_up || !out->down || (q && (!out->gate_up_scale || !out->down_scale))) {
     vn_v4_experts_free(out);
     return vn_model_fail(err, err_size, VNRT_ERROR_OUT_OF_MEMORY,
                          "layer %d: out of memory packing the experts", (int)layer);
@@ -508,17 +510,17 @@ vnrt_status vn_checkpoint_pack_experts(vn_checkpoint *ck, int32_t layer, vn_v4_e
   vnrt_status s = VNRT_OK;
   for (int32_t e = 0; e < E && s == VNRT_OK; e++) {
     uint8_t *g = (uint8_t *)out->gate_up + (size_t)e * gu;
-    uint8_t *gs = (uint8_t *)out->gate_up_scale + (size_t)e * gus;
+    uint8_t *gs = q ? (uint8_t *)out->gate_up_scale + (size_t)e * gus : NULL;
     s = copy_part(ck, layer, e, "w1", "weight", g, gu / 2, err, err_size);
     if (s == VNRT_OK)
       s = copy_part(ck, layer, e, "w3", "weight", g + gu / 2, gu / 2, err, err_size);
-    if (s == VNRT_OK) s = copy_part(ck, layer, e, "w1", "scale", gs, gus / 2, err, err_size);
-    if (s == VNRT_OK)
+    if (s == VNRT_OK && q) s = copy_part(ck, layer, e, "w1", "scale", gs, gus / 2, err, err_size);
+    if (s == VNRT_OK && q)
       s = copy_part(ck, layer, e, "w3", "scale", gs + gus / 2, gus / 2, err, err_size);
     if (s == VNRT_OK)
       s = copy_part(ck, layer, e, "w2", "weight", (uint8_t *)out->down + (size_t)e * dn, dn, err,
                     err_size);
-    if (s == VNRT_OK)
+    if (s == VNRT_OK && q)
       s = copy_part(ck, layer, e, "w2", "scale", (uint8_t *)out->down_scale + (size_t)e * dns, dns,
                     err, err_size);
   }

@@ -63,8 +63,9 @@ vnrt_status vn_checkpoint_tid2eid(vn_checkpoint *ck, int32_t layer, int32_t **ou
  *   gate_up [E, 2F, C]: rows [0, F) of expert e are w1 (gate), rows [F, 2F) w3 (up);
  *   down    [E, C, F]: w2;
  * codes e2m1 (fp4: scales [E, 2F, C/32] and [E, C, F/32], block 1x32) or e4m3 (fp8: scales
- * [E, 2F/128, C/128] and [E, C/128, F/128], block 128x128), as expert_dtype says. The four
- * buffers are malloc'd and taken by the caller: free them with vn_v4_experts_free. */
+ * [E, 2F/128, C/128] and [E, C/128, F/128], block 128x128), as expert_dtype says; a dequantized
+ * checkpoint's are BF16 with no scales (NULL, 0 bytes, block {0, 0}). The buffers are malloc'd and
+ * taken by the caller: free them with vn_v4_experts_free. */
 typedef struct vn_v4_experts {
   vnrt_tensor_type gate_up_type, gate_up_scale_type, down_type, down_scale_type;
   void *gate_up, *gate_up_scale, *down, *down_scale;

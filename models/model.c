@@ -384,15 +384,21 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
 
 vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   if (!m || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_get_info: NULL argument");
-  if (out->size != 0 && out->size != sizeof *out) {
-    return fail(
-        VNRT_ERROR_INVALID_ARGUMENT,
-        "vnrt_model_info.size is %zu: no version of vnrt_model_info had that size (0 or %zu)",
-        out->size, sizeof *out);
+  /* The sizes of its releases: before `quantized`, and now. */
+  const size_t v1 = offsetof(vnrt_model_info, quantized);
+  const size_t size = out->size ? out->size : sizeof *out;
+  if (size != v1 && size != sizeof *out) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_info.size is %zu: no version of vnrt_model_info had that size (0, "
+                "%zu or %zu)",
+                out->size, v1, sizeof *out);
   }
+  vnrt_model_info full;
+  vnrt_model_info *caller = out;
+  out = &full;
   const vn_v4_config *c = m->cfg;
   memset(out, 0, sizeof *out);
-  out->size = sizeof *out;
+  out->size = size;
   out->vocab_size = c->vocab_size;
   out->hidden_size = c->hidden_size;
   out->num_layers = c->num_hidden_layers;
@@ -423,6 +429,8 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   } else if (vnrt_device_get_info(m->device, &di) == VNRT_OK) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
+  out->quantized = c->quantized;
+  memcpy(caller, out, size);
   return VNRT_OK;
 }
 
@@ -630,12 +638,13 @@ static vnrt_status bind_weights(vnrt_model *m, const vnrt_graph *g, vnrt_plan *p
     if (st != VNRT_OK) {
       return fail(st, "binding '%s': %s", name, vnrt_context_last_error(m->ctx));
     }
-    /* A layer's last expert param (v4_graph.c declares down.scale last): its packs can go, so
-     * that at most one layer's are in memory at a time. */
+    /* A layer's last expert param (v4_graph.c declares down.scale last, down in a dequantized
+     * checkpoint): its packs can go, so that at most one layer's are in memory at a time. */
     int layer = -1, used = 0;
     if (!m->keep_packed && sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0 &&
         layer >= 0 && layer < m->cfg->num_hidden_layers &&
-        strcmp(name + used, VN_V4_EXPERTS_DOWN ".scale") == 0) {
+        strcmp(name + used, m->cfg->quantized ? VN_V4_EXPERTS_DOWN ".scale" : VN_V4_EXPERTS_DOWN) ==
+            0) {
       vn_v4_experts_free(&m->experts[layer]);
     }
   }

@@ -155,6 +155,42 @@ static bool multiple_of(parser *p, const char *key, int64_t v, int64_t m, const 
   return true;
 }
 
+/* quantization_config: present, DeepSeek's FP8 layout (only e4m3 with ue8m0 scales over
+ * 128x128 blocks); absent or null, a dequantized checkpoint with BF16 weights. */
+static bool parse_quantization(parser *p, json_object *r, vn_v4_config *c) {
+  json_object *qc = member(p, r, "", "quantization_config", false);
+  c->quantized = qc && !json_object_is_type(qc, json_type_null);
+  if (c->quantized && !json_object_is_type(qc, json_type_object))
+    return fail(p, "quantization_config must be an object, not %s", json_type_label(qc));
+  vn_v4_quantization_config *q = &c->quantization_config;
+  memset(q, 0, sizeof *q);
+  if (!c->quantized) return true; /* a dequantized (BF16) checkpoint */
+  static const char *const kFmt[] = {"e4m3", NULL}, *const kScaleFmt[] = {"ue8m0", NULL},
+                           *const kMethod[] = {"fp8", NULL}, *const kScheme[] = {"dynamic", NULL};
+  if (!get_str(p, qc, "quantization_config.", "fmt", true, kFmt, q->fmt, sizeof q->fmt) ||
+      !get_str(p, qc, "quantization_config.", "scale_fmt", true, kScaleFmt, q->scale_fmt,
+               sizeof q->scale_fmt) ||
+      !get_str(p, qc, "quantization_config.", "quant_method", true, kMethod, q->quant_method,
+               sizeof q->quant_method) ||
+      !get_str(p, qc, "quantization_config.", "activation_scheme", true, kScheme,
+               q->activation_scheme, sizeof q->activation_scheme))
+    return false;
+  json_object *wbs = member(p, qc, "quantization_config.", "weight_block_size", true);
+  if (!wbs) return false;
+  if (!json_object_is_type(wbs, json_type_array) || json_object_array_length(wbs) != 2)
+    return fail(p, "quantization_config.weight_block_size must be an array of 2 integers");
+  for (size_t i = 0; i < 2; i++) {
+    json_object *e = json_object_array_get_idx(wbs, i);
+    if (!json_object_is_type(e, json_type_int) || json_object_get_int64(e) != 128)
+      return fail(p,
+                  "quantization_config.weight_block_size[%zu] is %s; only [128, 128] is "
+                  "supported",
+                  i, json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+    q->weight_block_size[i] = 128;
+  }
+  return true;
+}
+
 static bool parse_fields(parser *p, vn_v4_config *c) {
   json_object *r = p->root;
   if (!json_object_is_type(r, json_type_object))
@@ -247,35 +283,7 @@ static bool parse_fields(parser *p, vn_v4_config *c) {
     return fail(p, "rope_scaling.beta_fast (%g) must be greater than rope_scaling.beta_slow (%g)",
                 y->beta_fast, y->beta_slow);
 
-  /* quantization_config */
-  json_object *qc = member(p, r, "", "quantization_config", true);
-  if (!qc) return false;
-  if (!json_object_is_type(qc, json_type_object))
-    return fail(p, "quantization_config must be an object, not %s", json_type_label(qc));
-  vn_v4_quantization_config *q = &c->quantization_config;
-  static const char *const kFmt[] = {"e4m3", NULL}, *const kScaleFmt[] = {"ue8m0", NULL},
-                           *const kMethod[] = {"fp8", NULL}, *const kScheme[] = {"dynamic", NULL};
-  if (!get_str(p, qc, "quantization_config.", "fmt", true, kFmt, q->fmt, sizeof q->fmt) ||
-      !get_str(p, qc, "quantization_config.", "scale_fmt", true, kScaleFmt, q->scale_fmt,
-               sizeof q->scale_fmt) ||
-      !get_str(p, qc, "quantization_config.", "quant_method", true, kMethod, q->quant_method,
-               sizeof q->quant_method) ||
-      !get_str(p, qc, "quantization_config.", "activation_scheme", true, kScheme,
-               q->activation_scheme, sizeof q->activation_scheme))
-    return false;
-  json_object *wbs = member(p, qc, "quantization_config.", "weight_block_size", true);
-  if (!wbs) return false;
-  if (!json_object_is_type(wbs, json_type_array) || json_object_array_length(wbs) != 2)
-    return fail(p, "quantization_config.weight_block_size must be an array of 2 integers");
-  for (size_t i = 0; i < 2; i++) {
-    json_object *e = json_object_array_get_idx(wbs, i);
-    if (!json_object_is_type(e, json_type_int) || json_object_get_int64(e) != 128)
-      return fail(p,
-                  "quantization_config.weight_block_size[%zu] is %s; only [128, 128] is "
-                  "supported",
-                  i, json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
-    q->weight_block_size[i] = 128;
-  }
+  if (!parse_quantization(p, r, c)) return false;
 
   /* compress_ratios */
   json_object *cr = member(p, r, "", "compress_ratios", true);
@@ -595,17 +603,26 @@ static void emit(walker *w, const char *suffix, vn_v4_storage storage, vn_v4_kin
   t.dims[0] = d0;
   t.dims[1] = rank == 2 ? d1 : 0;
   t.logical_in = logical_in;
+  /* logical_in on a BF16 tensor: a dequantized weight (emit_quant); its recipe's format. */
+  if (storage == VN_V4_STORE_BF16 && logical_in > 0)
+    t.dequantized =
+        kind == VN_V4_KIND_ROUTED_EXPERTS && w->cfg->expert_dtype == VN_V4_EXPERT_FP4 ? 4 : 8;
   t.bytes = (uint64_t)d0 * (uint64_t)(rank == 2 ? d1 : 1) * kSize[storage];
   t.kind = w->mtp ? VN_V4_KIND_MTP : kind;
   t.layer = w->layer;
   w->rc = w->fn(w->user, &t);
 }
 
-/* A quantized weight [out, in] and its scale, right after it. */
+/* A quantized weight [out, in] and its scale, right after it; in a dequantized checkpoint the
+ * weight alone, in BF16. */
 static void emit_quant(walker *w, const char *base, bool fp4, vn_v4_kind kind, int64_t out,
                        int64_t in) {
   char name[96];
   snprintf(name, sizeof name, "%s.weight", base);
+  if (!w->cfg->quantized) { /* dequantized: BF16 [out, in], no scale */
+    emit(w, name, VN_V4_STORE_BF16, kind, 2, out, in, in);
+    return;
+  }
   if (fp4) {
     emit(w, name, VN_V4_STORE_FP4, kind, 2, out, in / 2, in);
     snprintf(name, sizeof name, "%s.scale", base);

@@ -120,11 +120,15 @@ typedef struct vn_v4_config {
   bool tie_word_embeddings;         /* must be false */
   bool attention_bias;              /* must be false */
   char torch_dtype[16];             /* as read ("bfloat16"); "" when absent */
-  vn_v4_quantization_config quantization_config;
-  vn_v4_expert_dtype expert_dtype;    /* VN_V4_DEFAULT_EXPERT_DTYPE when absent */
-  bool expert_dtype_present;          /* whether the file named it */
-  int64_t bos_token_id, eos_token_id; /* -1 when absent */
-  vn_v4_engram engram;                /* n_layers = 0: no Engram */
+  /* quantization_config present: DeepSeek's FP8/FP4 layout. Absent (or null): a dequantized
+   * checkpoint (a BF16 conversion), where every weight the quantized layout stores as FP8/FP4
+   * is a BF16 [out, in] without a `.scale` (docs/deepseek-v4.md, "Dequantized checkpoints"). */
+  bool quantized;
+  vn_v4_quantization_config quantization_config; /* zeroed when !quantized */
+  vn_v4_expert_dtype expert_dtype;               /* VN_V4_DEFAULT_EXPERT_DTYPE when absent */
+  bool expert_dtype_present;                     /* whether the file named it */
+  int64_t bos_token_id, eos_token_id;            /* -1 when absent */
+  vn_v4_engram engram;                           /* n_layers = 0: no Engram */
 } vn_v4_config;
 
 /* Parses and validates config.json text (len bytes; need not be NUL-terminated) into *out.
@@ -189,10 +193,12 @@ typedef struct vn_v4_tensor_spec {
   char name[128];    /* "layers.3.attn.wq_a.weight" */
   const char *dtype; /* safetensors dtype: "BF16", "F32", "F8_E4M3", "F8_E8M0", "I8", "I64" */
   vn_v4_storage storage;
-  int32_t rank;       /* 1 or 2 */
-  int64_t dims[2];    /* as stored: an I8 tensor's last dim counts bytes (in / 2) */
-  int64_t logical_in; /* FP8/FP4 weights and their scales: the weight's input dim; else 0 */
-  uint64_t bytes;     /* stored payload bytes */
+  int32_t rank;        /* 1 or 2 */
+  int64_t dims[2];     /* as stored: an I8 tensor's last dim counts bytes (in / 2) */
+  int64_t logical_in;  /* FP8/FP4 weights and their scales: the weight's input dim; else 0 */
+  int32_t dequantized; /* a BF16 weight of a dequantized checkpoint: 8 or 4, the FP8/FP4 format
+                        * the quantized layout stores it in (its recipe); else 0 */
+  uint64_t bytes;      /* stored payload bytes */
   vn_v4_kind kind;
   int32_t layer; /* decoder layer; L + j for MTP block j; -1 for globals */
 } vn_v4_tensor_spec;

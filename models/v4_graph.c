@@ -128,7 +128,7 @@ static vnrt_value declare(builder *b, const char *name, vnrt_dtype dtype, int32_
 /* A tensor of the current layer ("layers.N.<suffix>") or a global one (layer < 0). */
 static vnrt_value param(builder *b, const char *suffix, vnrt_dtype dtype, int32_t rank, int64_t d0,
                         int64_t d1) {
-  char name[NAME_SIZE];
+  char name[NAME_SIZE + 32]; /* "layers.N." and a NAME_SIZE suffix */
   if (b->layer >= 0) {
     snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, suffix);
   } else {
@@ -138,26 +138,31 @@ static vnrt_value param(builder *b, const char *suffix, vnrt_dtype dtype, int32_
 }
 
 /* An FP8 weight [out, in] of the layer: its e4m3 codes and, in *scale, its e8m0 scale over
- * 128x128 blocks ("<base>.weight", "<base>.scale"). */
+ * 128x128 blocks ("<base>.weight", "<base>.scale"). In a dequantized checkpoint
+ * (!cfg->quantized) the weight is BF16 and *scale is -1. */
 static vnrt_value fp8_param(builder *b, const char *base, int64_t out, int64_t in,
                             vnrt_value *scale) {
   char name[NAME_SIZE];
   snprintf(name, sizeof name, "%s.weight", base);
-  vnrt_value w = param(b, name, VNRT_E4M3, 2, out, in);
+  const bool q = b->cfg->quantized;
+  vnrt_value w = param(b, name, q ? VNRT_E4M3 : VNRT_BF16, 2, out, in);
+  *scale = -1;
+  if (!q) return w;
   snprintf(name, sizeof name, "%s.scale", base);
   *scale = param(b, name, VNRT_E8M0, 2, (out + 127) / 128, (in + 127) / 128);
   return w;
 }
 
 /* Lq(w, x): a linear with an FP8 weight; act_quant = 128 under the reference numerics. The
- * result has x's dtype. */
+ * result has x's dtype. On a dequantized checkpoint's BF16 weight, a plain linear: DeepSeek's
+ * reference quantizes activations only in front of FP8 weights. */
 static vnrt_value Lq(builder *b, vnrt_value x, const char *base, int64_t out, int64_t in,
                      const char *what) {
   vnrt_value s;
   vnrt_value w = fp8_param(b, base, out, in, &s);
   vnrt_value args[3] = {x, w, s};
   vnrt_attr a = a_int("act_quant", 128);
-  return node(b, VNRT_OP_LINEAR, args, 3, &a, b->ref ? 1 : 0, what);
+  return node(b, VNRT_OP_LINEAR, args, s >= 0 ? 3 : 2, &a, b->ref && s >= 0 ? 1 : 0, what);
 }
 
 /* L(w, x) on a bf16 weight [out, in] (no activation quantization). */
@@ -481,8 +486,8 @@ static vnrt_value attention(builder *b, vnrt_value h, vnrt_value hf, vnrt_value 
   vnrt_value wo_a = fp8_param(b, "attn.wo_a", G * Ro, H * D / G, &ws);
   vnrt_value gargs[3] = {o, wo_a, ws};
   vnrt_attr ga = a_int("groups", G);
-  vnrt_value y =
-      R(b, node(b, VNRT_OP_GROUPED_LINEAR, gargs, 3, &ga, 1, "attn.wo_a"), "attn.wo_a.r");
+  vnrt_value y = R(b, node(b, VNRT_OP_GROUPED_LINEAR, gargs, ws >= 0 ? 3 : 2, &ga, 1, "attn.wo_a"),
+                   "attn.wo_a.r");
   return R(b, Lq(b, y, "attn.wo_b", C, G * Ro, "attn.wo_b"), "attn.y");
 }
 
@@ -493,7 +498,7 @@ static vnrt_value routed_experts(builder *b, vnrt_value hf, const vnrt_value rou
   const int64_t E = b->n_experts > 0 ? b->n_experts : c->n_routed_experts;
   /* The routed experts as vn_checkpoint_pack_experts packs them. */
   const int fp4 = c->expert_dtype == VN_V4_EXPERT_FP4;
-  const vnrt_dtype code = fp4 ? VNRT_E2M1 : VNRT_E4M3;
+  const vnrt_dtype code = !c->quantized ? VNRT_BF16 : fp4 ? VNRT_E2M1 : VNRT_E4M3;
   const int64_t b0 = fp4 ? 1 : 128, b1 = fp4 ? 32 : 128;
   char name[NAME_SIZE];
   vnrt_value fargs[7] = {hf, route[1], route[0], -1, -1, -1, -1};
@@ -501,6 +506,10 @@ static vnrt_value routed_experts(builder *b, vnrt_value hf, const vnrt_value rou
   fargs[3] = declare(b, name, code, 3, E, 2 * F_, C);
   snprintf(name, sizeof name, "layers.%d.%s", (int)b->layer, VN_V4_EXPERTS_DOWN);
   fargs[4] = declare(b, name, code, 3, E, C, F_);
+  if (!c->quantized) { /* a dequantized checkpoint: BF16 experts, no act_quant */
+    vnrt_attr limit = a_float("limit", c->swiglu_limit);
+    return node(b, VNRT_OP_MOE_FFN, fargs, 5, &limit, 1, "ffn.routed");
+  }
   snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_GATE_UP);
   fargs[5] = declare(b, name, VNRT_E8M0, 3, E, (2 * F_ + b0 - 1) / b0, (C + b1 - 1) / b1);
   snprintf(name, sizeof name, "layers.%d.%s.scale", (int)b->layer, VN_V4_EXPERTS_DOWN);

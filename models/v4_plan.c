@@ -112,7 +112,10 @@ void vn_v4_memory_plan_print(FILE *fp, const vn_v4_config *cfg, const vn_v4_memo
   if (!fp || !cfg || !m) return;
   fprintf(fp, "DeepSeek-V4 memory plan: %d layers, hidden %lld, %d experts (top %d, %s)\n",
           cfg->num_hidden_layers, (long long)cfg->hidden_size, cfg->n_routed_experts,
-          cfg->num_experts_per_tok, cfg->expert_dtype == VN_V4_EXPERT_FP4 ? "fp4" : "fp8");
+          cfg->num_experts_per_tok,
+          !cfg->quantized                         ? "bf16, dequantized"
+          : cfg->expert_dtype == VN_V4_EXPERT_FP4 ? "fp4"
+                                                  : "fp8");
   fprintf(fp, "weights at stored size (%llu tensors without MTP, %llu with):\n",
           (unsigned long long)m->tensor_count, (unsigned long long)m->tensor_count_with_mtp);
   for (int k = 0; k < VN_V4_KIND_COUNT; k++)

@@ -602,6 +602,14 @@ int main(int argc, char **argv) {
               (int)ex.ranks, (int)info.n_routed_experts);
       goto done;
     }
+    if (a.ep_fp8 && !info.quantized) {
+      /* The experts' input is rounded to e4m3 only in front of FP8/FP4 weights. */
+      fprintf(stderr,
+              "%s: --ep-wire fp8 needs FP8/FP4 experts: this checkpoint is dequantized (BF16), "
+              "so e4m3 rows would change the experts' input\n",
+              g_prog);
+      goto done;
+    }
     if (a.ep_fp8 && info.hidden_size % 128 != 0) {
       fprintf(stderr, "%s: --ep-wire fp8: hidden size %lld is not a multiple of 128\n", g_prog,
               (long long)info.hidden_size);

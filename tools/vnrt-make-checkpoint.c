@@ -185,6 +185,28 @@ static void quantize(const float *w, int64_t out, int64_t in, bool fp4, uint8_t 
     }
 }
 
+/* codes x scale as BF16 [out, in]: exact, since an e4m3 or e2m1 value times a power of two
+ * has at most 4 significant bits and stays in BF16's exponent range. */
+static void dequantize(const uint8_t *codes, const uint8_t *scales, int64_t out, int64_t in,
+                       bool fp4, uint8_t *bf16) {
+  const int64_t bc = (in + 127) / 128;
+  for (int64_t r = 0; r < out; r++)
+    for (int64_t c = 0; c < in; c++) {
+      float v;
+      if (fp4) {
+        uint8_t byte = codes[r * (in / 2) + c / 2];
+        v = vnrt_e2m1_to_f32(c % 2 ? byte >> 4 : byte) *
+            vnrt_e8m0_to_f32(scales[r * (in / 32) + c / 32]);
+      } else {
+        v = vnrt_e4m3_to_f32(codes[r * in + c]) *
+            vnrt_e8m0_to_f32(scales[(r / 128) * bc + c / 128]);
+      }
+      uint16_t h = vnrt_f32_to_bf16(v);
+      bf16[2 * (r * in + c)] = (uint8_t)h;
+      bf16[2 * (r * in + c) + 1] = (uint8_t)(h >> 8);
+    }
+}
+
 /* ---- shards ---------------------------------------------------------------------------- */
 
 typedef struct specs {
@@ -256,8 +278,8 @@ static void write_shard(gen *g, const specs *sp, size_t begin, size_t end, const
       pending_scale = NULL;
       continue;
     }
-    if (t->storage == VN_V4_STORE_FP8 || t->storage == VN_V4_STORE_FP4) {
-      const bool fp4 = t->storage == VN_V4_STORE_FP4;
+    if (t->storage == VN_V4_STORE_FP8 || t->storage == VN_V4_STORE_FP4 || t->dequantized) {
+      const bool fp4 = t->storage == VN_V4_STORE_FP4 || t->dequantized == 4;
       const int64_t out = t->dims[0], in = t->logical_in;
       float *m = xmalloc(sizeof(float) * (size_t)(out * in));
       double s = linear_std(t->name, in);
@@ -271,8 +293,16 @@ static void write_shard(gen *g, const specs *sp, size_t begin, size_t end, const
       pending_bytes =
           fp4 ? (size_t)(out * (in / 32)) : (size_t)(((out + 127) / 128) * ((in + 127) / 128));
       pending_scale = xmalloc(pending_bytes);
-      uint8_t *codes = xmalloc(bytes);
+      uint8_t *codes = xmalloc(fp4 ? (size_t)(out * in / 2) : (size_t)(out * in));
       quantize(m, out, in, fp4, codes, pending_scale);
+      if (t->dequantized) { /* a dequantized checkpoint: the same values, exactly, in BF16 */
+        uint8_t *buf = xmalloc(bytes);
+        dequantize(codes, pending_scale, out, in, fp4, buf);
+        free(pending_scale);
+        pending_scale = NULL;
+        free(codes);
+        codes = buf;
+      }
       free(m);
       check(g, vnrt_safetensors_writer_put(w, codes, bytes), path);
       free(codes);
@@ -392,7 +422,8 @@ int main(int argc, char **argv) {
     bool found = false;
     for (size_t k = 0; k < sp.n && !found; k++)
       found = strcmp(sp.v[k].name, masters[i]) == 0 &&
-              (sp.v[k].storage == VN_V4_STORE_FP8 || sp.v[k].storage == VN_V4_STORE_FP4);
+              (sp.v[k].storage == VN_V4_STORE_FP8 || sp.v[k].storage == VN_V4_STORE_FP4 ||
+               sp.v[k].dequantized);
     if (!found) fail(2, "--master %s: no FP8 or FP4 weight of that name", masters[i]);
   }
 

@@ -104,6 +104,11 @@ typedef struct vnrt_model_info {
   uint64_t weight_bytes; /* stored bytes of the tensors the model reads (MTP excluded) */
   vnrt_numerics numerics;
   char device[32]; /* the device's spec, e.g. "vulkan:0" */
+  /* Since the second release (the first's size, 144 on LP64, gets the fields above): 1 for
+   * DeepSeek's FP8/FP4 weights, 0 for a dequantized (BF16) checkpoint, whose linears and experts
+   * take no activation quantization (docs/deepseek-v4.md, "Dequantized checkpoints"). 64-bit
+   * so that it starts at the first release's sizeof, not in its tail padding. */
+  int64_t quantized;
 } vnrt_model_info;
 
 VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);

@@ -605,6 +605,10 @@ class Model:
         self.ref = numerics == "ref"
         self.ck = Checkpoint(path)
         c = self.ck.cfg
+        # A checkpoint without quantization_config is a dequantized one (BF16 weights where the
+        # quantized layout has FP8/FP4): the reference quantizes activations only in front of
+        # FP8/FP4 weights, so act_quant is off there (docs/deepseek-v4.md "Loading").
+        self.aq = self.ref and c.get("quantization_config") is not None
         try:
             self.C, self.nl = c["hidden_size"], c["num_hidden_layers"]
             self.H, self.D, self.r = c["num_attention_heads"], c["head_dim"], c["qk_rope_head_dim"]
@@ -701,7 +705,7 @@ class Model:
     def Lq(self, name, x):
         """Lq(w, x): act_quant=128 on x (e4m3 per token per 128 channels) under ref numerics,
         then the linear (docs/deepseek-v4.md "Forward pass")."""
-        return self.L(name, fake_quant(x, "e4m3", 128) if self.ref else x)
+        return self.L(name, fake_quant(x, "e4m3", 128) if self.aq else x)
 
     def FQ8(self, x):
         """FQ8: e4m3 in blocks of 64 over the non-RoPE channels [0, D-r)."""
@@ -770,7 +774,7 @@ class Model:
         else:
             wts, ex = moe_route(g, self.f(p + "ffn.gate.bias"), self.k, self.route_scale)
         gu, dn = self.experts(i)
-        yr = moe_ffn(h, ex, wts, gu, dn, self.limit, self.ref)
+        yr = moe_ffn(h, ex, wts, gu, dn, self.limit, self.aq)
         ps = p + "ffn.shared_experts."
         ys = self.Lq(ps + "w2", R(swiglu(self.Lq(ps + "w1", h), self.Lq(ps + "w3", h),
                                          self.limit)))

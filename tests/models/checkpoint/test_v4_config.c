@@ -401,6 +401,38 @@ static int count_tensor(void *user, const vn_v4_tensor_spec *t) {
   return 0;
 }
 
+/* A dequantized checkpoint (no quantization_config): every FP8/FP4 weight becomes BF16
+ * [out, in] without a scale; the other tensors stay; a non-object value is refused. */
+START_TEST(dequantized_layout) {
+  vn_v4_config q, b;
+  char err[512];
+  ck_assert_int_eq(parse_edited("quantization_config",
+                                "{\"fmt\": \"e4m3\", \"scale_fmt\": "
+                                "\"ue8m0\", \"quant_method\": \"fp8\", \"activation_scheme\": "
+                                "\"dynamic\", \"weight_block_size\": [128, 128]}",
+                                &q, err, sizeof err),
+                   VNRT_OK);
+  ck_assert(q.quantized);
+  ck_assert_int_eq(parse_edited("quantization_config", NULL, &b, err, sizeof err), VNRT_OK);
+  ck_assert(!b.quantized && b.quantization_config.fmt[0] == '\0');
+  ck_assert_int_eq(parse_edited("quantization_config", "null", &b, err, sizeof err), VNRT_OK);
+  ck_assert(!b.quantized);
+  expect_bad("quantization_config", "[1]", "quantization_config must be an object, not an array");
+  count_ctx cq = {0}, cb = {0};
+  vn_v4_for_each_tensor(&q, VN_V4_LIST_MODEL, count_tensor, &cq);
+  vn_v4_for_each_tensor(&b, VN_V4_LIST_MODEL, count_tensor, &cb);
+  /* by_dtype: BF16, F32, F8_E4M3, F8_E8M0, I8, I64. Each weight keeps its place; its scale goes. */
+  const uint64_t quantized = cq.by_dtype[2] + cq.by_dtype[4];
+  ck_assert_uint_gt(quantized, 100);
+  ck_assert_uint_eq(cq.by_dtype[3], quantized);
+  ck_assert_uint_eq(cb.by_dtype[2] + cb.by_dtype[3] + cb.by_dtype[4], 0);
+  ck_assert_uint_eq(cb.by_dtype[0], cq.by_dtype[0] + quantized);
+  ck_assert_uint_eq(cb.n, cq.n - quantized);
+  ck_assert_uint_eq(cb.by_dtype[1], cq.by_dtype[1]);
+  ck_assert_uint_eq(cb.by_dtype[5], cq.by_dtype[5]);
+}
+END_TEST
+
 START_TEST(flash_plan) {
   vn_v4_config c;
   load("v4-flash.json", &c);
@@ -519,6 +551,7 @@ int main(void) {
   tcase_add_test(tc, not_json);
   tcase_add_test(tc, optional_fields);
   tcase_add_test(tc, flash_plan);
+  tcase_add_test(tc, dequantized_layout);
   tcase_add_test(tc, flash_dtype_counts);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);

@@ -7,7 +7,8 @@ CONFIG_DIR models/configs (for v4-flash.json); WORKDIR is the part's own scratch
 PART: ref (logits vs tests/models/v4_ref.py), consistency (decode == prefill, chunking,
 devices, --memory-limit), errors (bad checkpoints, prompts and arguments), text (--prompt TEXT
 and --chat with a small tokenizer.json), variants (v4-tiny2's shapes, FP8 experts), engram
-(v4-tiny-engram.json: the Engram option against the oracle, decode == prefill, devices).
+(v4-tiny-engram.json: the Engram option against the oracle, decode == prefill, devices),
+dequantized (a BF16 checkpoint without quantization_config: weights, devices, oracle, errors).
 
 Tolerances (docs/deepseek-v4.md, "Agreement with the reference"):
 - f32 numerics: max |vnrt - ref| / max |ref| <= 1e-4 per row. Both compute the same f32
@@ -119,6 +120,83 @@ def part_variants(model):
         ids = prompt(n_prompt, 11)
         gen, v = generate(m, ids, 3, "f32", ["--max-context", "512"])
         compare(v, reference(m, ids + gen[:-1], n_prompt, "f32"), "f32", os.path.basename(m))
+
+
+def part_dequantized(model):
+    """A dequantized checkpoint (config.json without quantization_config: BF16 weights where
+    DeepSeek's layout has FP8/FP4, no .scale tensors), made by vnrt-make-checkpoint from the same
+    seed as MODEL: its weights are MODEL's, dequantized. Checks the weights against the oracle's
+    own dequantization of MODEL's, the f32-numerics logits against MODEL's on every device, the
+    ref numerics (no activation quantization in front of BF16 weights) against the oracle, and
+    that each layout's config refuses the other's tensors by name."""
+    import json
+    import shutil
+    sys.path.insert(0, os.path.dirname(REF))
+    import v4_ref
+    with open(os.path.join(CONFIGS, "v4-tiny.json")) as f:
+        c = json.load(f)
+    del c["quantization_config"]
+    cfg, deq = os.path.join(WORK, "bf16.json"), os.path.join(WORK, "bf16")
+    with open(cfg, "w") as f:
+        json.dump(c, f)
+    run([MAKE, "--config", cfg, "--out", deq])
+    q, b = v4_ref.Checkpoint(model), v4_ref.Checkpoint(deq)
+    n = 0
+    for name in sorted(q.weight_map):
+        if not name.endswith(".scale") or name.startswith("mtp."):
+            continue
+        base = name[:-len(".scale")]
+        dt, _ = b.raw(base + ".weight")
+        check(dt == "BF16", f"{base}.weight is {dt} in the dequantized checkpoint")
+        check(not b.has(name), f"the dequantized checkpoint holds {name}")
+        if dt == "BF16":
+            same = np.array_equal(b.weight(base), q.weight(base))
+            check(same, f"{base}: BF16 values differ from the FP8/FP4 tensor's dequantization")
+        n += 1
+    check(n > 100, f"only {n} quantized weights compared")
+    print(f"{n} dequantized weights equal the oracle's dequantization")
+    ids = prompt(20, 5)
+    for dev in ("cpu", "vulkan:0", "opencl:0"):
+        p = subprocess.run([GEN, "--model", deq, "--prompt-ids", "1", "--tokens", "1",
+                            "--device", dev], capture_output=True, text=True)
+        if dev != "cpu" and p.returncode != 0:
+            print(f"{dev}: not present, skipped")
+            continue
+        outs = []
+        for m in (model, deq):
+            path = os.path.join(WORK, f"dq-{dev}.npy")
+            r = run([GEN, "--model", m, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "4",
+                     "--numerics", "f32", "--device", dev, "--logits-out", path])
+            outs.append((r.stdout.splitlines()[-1:], np.load(path)))
+        rel = np.abs(outs[0][1] - outs[1][1]).max() / np.abs(outs[0][1]).max()
+        check(rel <= 1e-5, f"{dev}: f32 logits of the dequantized checkpoint differ by {rel:.3g}")
+        check(outs[0][0] == outs[1][0], f"{dev}: tokens {outs[0][0]} vs {outs[1][0]}")
+        print(f"{dev}: f32 logits equal to {rel:.3g} of max |logit|, tokens {outs[1][0]}")
+    gen, v = generate(deq, ids, 4, "ref")
+    r = reference(deq, ids + gen[:-1], len(ids), "ref")
+    compare(v, r, "ref", "dequantized")
+    # Without activation quantization only bf16 R() and the KV/indexer round trips remain, so
+    # the rows stay much closer than the quantized model's 0.5 / 0.06 (observed 0.007).
+    if v.shape == r.shape:
+        rel = np.abs(v - r).max() / np.abs(r).max()
+        check(rel <= 0.05, f"dequantized (ref): max rel {rel:.3g} > 0.05")
+    p = run([GEN, "--model", deq, "--prompt-ids", "1 2", "--tokens", "1", "--ep-local", "2",
+             "--ep-wire", "fp8"], expect_rc=1)
+    check("--ep-wire fp8 needs FP8/FP4 experts" in p.stderr, f"--ep-wire fp8: {p.stderr[-300:]}")
+    # Each layout's config over the other's shards: the first mismatching tensor is named.
+    for src, conf, want in ((model, c, "has dtype F8_E4M3, expected BF16"),
+                            (deq, None, "has dtype BF16, expected F8_E4M3")):
+        mixed = os.path.join(WORK, "mixed")
+        shutil.rmtree(mixed, ignore_errors=True)
+        shutil.copytree(src, mixed)
+        if conf is not None:
+            with open(os.path.join(mixed, "config.json"), "w") as f:
+                json.dump(conf, f)
+        else:
+            shutil.copy(os.path.join(model, "config.json"), os.path.join(mixed, "config.json"))
+        p = run([GEN, "--model", mixed, "--prompt-ids", "1", "--tokens", "1"], expect_rc=1)
+        check(want in p.stderr and "attn.wq_a.weight" in p.stderr,
+              f"mixed layout: stderr lacks '{want}': {p.stderr[-300:]}")
 
 
 def one_layer(name, ratio, hash_layers):
@@ -404,7 +482,8 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     model = MODEL
     {"ref": part_ref, "consistency": part_consistency, "errors": part_errors,
-     "text": part_text, "variants": part_variants, "engram": part_engram}[PART](model)
+     "text": part_text, "variants": part_variants, "engram": part_engram,
+     "dequantized": part_dequantized}[PART](model)
     if FAILS:
         print(f"{len(FAILS)} failure(s)")
         sys.exit(1)

@@ -451,6 +451,30 @@ int main(int argc, char **argv) {
             info.num_hash_layers == 2 && !strcmp(info.device, "cpu"),
         "info: vocab %lld, layers %d, csa %d, hca %d, device %s", (long long)info.vocab_size,
         (int)info.num_layers, (int)info.n_csa_layers, (int)info.n_hca_layers, info.device);
+  CHECK(info.size == sizeof info && info.quantized == 1, "info: size %zu, quantized %d", info.size,
+        (int)info.quantized);
+  {
+    /* The first release's size: its fields, and nothing written past them. */
+    struct {
+      vnrt_model_info info;
+      unsigned char guard[sizeof(vnrt_model_info)];
+    } old;
+    memset(&old, 0xA5, sizeof old);
+    old.info.size = offsetof(vnrt_model_info, quantized);
+    const unsigned char *p = (const unsigned char *)&old + offsetof(vnrt_model_info, quantized);
+    int intact = 1;
+    CHECK(vnrt_model_get_info(m, &old.info) == VNRT_OK && old.info.vocab_size == 1024 &&
+              old.info.size == offsetof(vnrt_model_info, quantized),
+          "info at the first release's size");
+    for (size_t i = 0; i < sizeof old - offsetof(vnrt_model_info, quantized); i++)
+      intact &= p[i] == 0xA5;
+    CHECK(intact, "vnrt_model_get_info wrote past the caller's size");
+    vnrt_model_info bad = {0};
+    bad.size = 12;
+    CHECK(vnrt_model_get_info(m, &bad) == VNRT_ERROR_INVALID_ARGUMENT &&
+              contains(vnrt_model_last_error(), "vnrt_model_info.size is 12"),
+          "a size of no release is named: %s", vnrt_model_last_error());
+  }
   const int64_t V = info.vocab_size;
 
   vnrt_session *s = NULL;
