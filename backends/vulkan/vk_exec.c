@@ -17,8 +17,9 @@ enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 typedef struct vk_dispatch {
   VkPipeline pipeline;      /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
   uint64_t copy_bytes;      /* a copy's length, from slot 0's view to slot 5's */
-  bool texel[VK_NUM_TEXEL]; /* slots 3, 4 and texel_x_slot also at VK_TEXEL_BINDING + 0, 1, 2 */
-  int texel_x_slot;
+  bool texel[VK_NUM_TEXEL]; /* slots 3, 4, texel_x_slot and texel_y_slot also at
+                               VK_TEXEL_BINDING + 0, 1, 2, 3 */
+  int texel_x_slot, texel_y_slot;
   VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
@@ -78,6 +79,7 @@ void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   memset(d, 0, sizeof *d);
   d->shader = shader;
   d->texel_x = -1;
+  d->texel_y = -1;
   for (int i = 0; i < 8; ++i) d->spec[i] = VNRT_F32;
 }
 
@@ -201,6 +203,8 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   d->texel[1] = desc->texel4;
   d->texel[2] = desc->texel_x >= 0;
   d->texel_x_slot = desc->texel_x >= 0 ? desc->texel_x : 0;
+  d->texel[3] = desc->texel_y >= 0;
+  d->texel_y_slot = desc->texel_y >= 0 ? desc->texel_y : 0;
   e->n_disp++;
   return VNRT_OK;
 }
@@ -405,7 +409,7 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
         if (!d->texel[v]) {
           /* A shader that reads texels at one binding declares them all: the others get the
            * dummy's view. */
-          if (!d->texel[0] && !d->texel[1] && !d->texel[2]) continue;
+          if (!d->texel[0] && !d->texel[1] && !d->texel[2] && !d->texel[3]) continue;
           writes[n_writes++] = (VkWriteDescriptorSet){
               .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
               .dstSet = d->set,
@@ -416,9 +420,9 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
           };
           continue;
         }
-        /* The texels of slot 3's or 4's range (vk_texel_ok checked its offset and size). */
+        /* The texels of the slot's range (vk_texel_ok checked its offset and size). */
         uint64_t tb = v == 1 ? 1 : VK_TEXEL_BYTES;
-        int slot = v == 0 ? 3 : v == 1 ? 4 : d->texel_x_slot;
+        int slot = v == 0 ? 3 : v == 1 ? 4 : v == 2 ? d->texel_x_slot : d->texel_y_slot;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
             .buffer = infos[slot].buffer,
