@@ -27,6 +27,7 @@ enum {
   V4_INDEX = 5,
   V4_INDEX_COMBINE = 6,
   V4_SCATTER_INIT = 7,
+  V4_KVC_RUN_ROWS = 8,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -71,6 +72,21 @@ static vnrt_status emit_padded(vk_builder *b, vk_dispatch_desc *d) {
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
+static bool same_tensor(const vnrt_backend_graph *g, int32_t a, int32_t b) {
+  const vnrt_backend_tensor *ta = &g->tensors[a], *tb = &g->tensors[b];
+  return ta->buffer == tb->buffer && ta->offset == tb->offset;
+}
+
+/* Whether state tensor `in` can be copied to `out` as a whole: the same tensor (no copy), or
+ * ranges that do not overlap, of one size. */
+static bool state_copyable(const vnrt_backend_graph *g, int32_t in, int32_t out) {
+  const vnrt_backend_tensor *ti = &g->tensors[in], *to = &g->tensors[out];
+  uint64_t bi = vnrt_tensor_type_bytes(&ti->type), bo = vnrt_tensor_type_bytes(&to->type);
+  if (bi != bo || bi == 0 || ti->type.dtype != to->type.dtype) return false;
+  if (same_tensor(g, in, out)) return true;
+  return ti->buffer != to->buffer || ti->offset + bi <= to->offset || to->offset + bo <= ti->offset;
+}
+
 VK_SUPPORTED_FN(vk_sup_kv_compress) {
   const vnrt_kv_compress_params *p = &node->params->kv_compress;
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0);
@@ -108,6 +124,22 @@ VK_RECORD_FN(vk_rec_kv_compress) {
   }
   vk_bind(b, &dd, 5, node->outputs[2]);
   vk_bind(b, &dd, 6, node->outputs[3]);
+  if (c == 1 && state_copyable(g, node->inputs[3], node->outputs[2]) &&
+      state_copyable(g, node->inputs[4], node->outputs[3])) {
+    /* Without overlap only the rows of this run's positions in the open window change: the
+     * states are copied as they are (a buffer copy, nothing where they are the same tensor)
+     * and OP 8 writes those rows, an invocation per (run row, channel). */
+    uint64_t bytes = vnrt_tensor_type_bytes(&g->tensors[node->inputs[3]].type);
+    if (!same_tensor(g, node->inputs[3], node->outputs[2])) {
+      VK_TRY(vk_emit_copy(b, node->inputs[3], node->outputs[2], bytes));
+    }
+    if (!same_tensor(g, node->inputs[4], node->outputs[3])) {
+      VK_TRY(vk_emit_copy(b, node->inputs[4], node->outputs[3], bytes));
+    }
+    dd.spec[8] = V4_KVC_RUN_ROWS;
+    vk_grid(b, vk_div_up(T * d, WG_V4), dd.groups);
+    return emit_padded(b, &dd);
+  }
   dd.spec[8] = V4_KVC_STATES;
   vk_grid(b, vk_div_up(c * m * c * d, WG_V4), dd.groups);
   return emit_padded(b, &dd);
