@@ -102,10 +102,10 @@ vec4 f16x4(uvec2 ab) { return vec4(unpackHalf2x16(ab.x), unpackHalf2x16(ab.y)); 
 // denormals: a subnormal code read as a denormal f32 and scaled up is exact but costs x86 a
 // microcode assist per vector (e2m1 code 1, 0.5, is common: 4x slower on a random FP4 expert).
 float chunk_dot(uint wi, vec4 xv[8]) {
-  if (DT3 == DT_E4M3) {
+  if (DT3 == DT_E4M3) { // through f16 (vn_e4m3_dot_2m8); times 2^8 is exact
     uvec4 q = wtx(wi >> 4);
-    return (dot(vn_e4m3x4(q.x), xv[0]) + dot(vn_e4m3x4(q.y), xv[1])) +
-           (dot(vn_e4m3x4(q.z), xv[2]) + dot(vn_e4m3x4(q.w), xv[3]));
+    return 256.0 * ((vn_e4m3_dot_2m8(q.x, xv[0]) + vn_e4m3_dot_2m8(q.y, xv[1])) +
+                    (vn_e4m3_dot_2m8(q.z, xv[2]) + vn_e4m3_dot_2m8(q.w, xv[3])));
   }
   if (DT3 == DT_E2M1) {
     uvec4 q = wtx(wi >> 5);
