@@ -116,7 +116,7 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
     VkBufferViewCreateInfo vi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
         .buffer = dev->dummy->buffer,
-        .format = v == 0 ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R8_UINT,
+        .format = v == 1 ? VK_FORMAT_R8_UINT : VK_FORMAT_R32G32B32A32_UINT,
         .offset = 0,
         .range = 256,
     };

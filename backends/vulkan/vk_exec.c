@@ -17,8 +17,9 @@ enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 typedef struct vk_dispatch {
   VkPipeline pipeline;      /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
   uint64_t copy_bytes;      /* a copy's length, from slot 0's view to slot 5's */
-  bool texel[VK_NUM_TEXEL]; /* slots 3, 4 and texel_x_slot also at VK_TEXEL_BINDING + 0, 1, 2 */
-  int texel_x_slot;
+  bool texel[VK_NUM_TEXEL]; /* slots 3, 4, texel_x_slot and texel_y_slot also at
+                               VK_TEXEL_BINDING + 0, 1, 2, 3 */
+  int texel_x_slot, texel_y_slot;
   VkBufferView views[VK_NUM_TEXEL]; /* those texel views, made by finish() */
   VkDescriptorSet set;
   uint32_t push[VK_PUSH_BYTES / 4];
@@ -48,6 +49,7 @@ struct vnrt_backend_exec {
   int32_t n_cmds, cap_cmds;
   vnrt_backend_buffer *scratch; /* NULL when no node needs scratch */
   vnrt_backend_buffer *aux;     /* error records [n_nodes], then constants */
+  vnrt_backend_buffer *pads;    /* words for unused writable slots (pad_writable_slots) */
   uint64_t err_stride, consts_offset;
   int32_t pending_lo, pending_hi; /* nodes run by run_async whose records are not checked */
   /* Timed runs only (vk_run_timed), created on the first: timestamps 2n and 2n + 1 before and
@@ -78,6 +80,7 @@ void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   memset(d, 0, sizeof *d);
   d->shader = shader;
   d->texel_x = -1;
+  d->texel_y = -1;
   for (int i = 0; i < 8; ++i) d->spec[i] = VNRT_F32;
 }
 
@@ -201,6 +204,8 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   d->texel[1] = desc->texel4;
   d->texel[2] = desc->texel_x >= 0;
   d->texel_x_slot = desc->texel_x >= 0 ? desc->texel_x : 0;
+  d->texel[3] = desc->texel_y >= 0;
+  d->texel_y_slot = desc->texel_y >= 0 ? desc->texel_y : 0;
   e->n_disp++;
   return VNRT_OK;
 }
@@ -265,6 +270,7 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   if (e->pool) vkDestroyDescriptorPool(dev->device, e->pool, NULL);
   if (e->scratch) vk_buffer_free(dev, e->scratch);
   if (e->aux) vk_buffer_free(dev, e->aux);
+  if (e->pads) vk_buffer_free(dev, e->pads);
   if (e->cmds) host->free(host->core, e->cmds);
   for (int32_t i = 0; i < e->n_disp; ++i) {
     for (int v = 0; v < VK_NUM_TEXEL; ++v) {
@@ -336,10 +342,40 @@ static VkDescriptorBufferInfo resolve(const vnrt_backend_exec *e, const vk_view 
   return bi;
 }
 
+/* A shader's SPIR-V declares its writable bindings (output slots 5..7, the scratch) whether or
+ * not the dispatch's mode writes them, and synchronization validation counts every declared
+ * binding as accessed: left on the device's shared dummy buffer, which other dispatches read
+ * at their unused input slots, such a slot reads as a write-after-read hazard with no barrier
+ * (it is never written). Each gets words of its own instead, which no other dispatch touches,
+ * so the hazard tracking of record() needs no barrier for them either. */
+static vnrt_status pad_writable_slots(vnrt_backend_exec *e) {
+  static const int writable[] = {VK_SLOT_OUT0, VK_SLOT_OUT0 + 1, VK_SLOT_OUT0 + 2, VK_SLOT_SCRATCH};
+  const int n_writable = (int)(sizeof writable / sizeof writable[0]);
+  uint64_t stride = align_up(16, e->dev->min_offset_align), n = 0;
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    for (int w = 0; w < n_writable && e->disp[i].pipeline; ++w) {
+      n += e->disp[i].slots[writable[w]].kind == VK_VIEW_NONE;
+    }
+  }
+  if (n == 0) return VNRT_OK;
+  VK_TRY(vk_buffer_create(e->dev, n * stride, false, "unused output slots", &e->pads));
+  uint64_t at = 0;
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    for (int w = 0; w < n_writable && e->disp[i].pipeline; ++w) {
+      vk_view *v = &e->disp[i].slots[writable[w]];
+      if (v->kind != VK_VIEW_NONE) continue;
+      *v = (vk_view){.kind = VK_VIEW_BUFFER, .buffer = e->pads, .offset = at, .range = 16};
+      at += stride;
+    }
+  }
+  return VNRT_OK;
+}
+
 /* Creates scratch, the aux buffer (error records and constants) and every descriptor set. */
 static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   vnrt_backend_device *dev = e->dev;
   const vnrt_backend_host *host = dev->host;
+  VK_TRY(pad_writable_slots(e));
   if (b->scratch_max > 0) {
     if (b->scratch_max > dev->phys->props.limits.maxStorageBufferRange) {
       return host->error(host->core, VNRT_ERROR_UNSUPPORTED,
@@ -403,9 +439,8 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
       uint32_t n_writes = VK_NUM_SLOTS;
       for (int v = 0; v < VK_NUM_TEXEL; ++v) {
         if (!d->texel[v]) {
-          /* A shader that reads texels at one binding declares them all: the others get the
-           * dummy's view. */
-          if (!d->texel[0] && !d->texel[1] && !d->texel[2]) continue;
+          /* A shader may declare a texel binding that this dispatch's mode does not read
+           * (gemv.comp declares them all, topk.comp one for its OP 1): the dummy's view. */
           writes[n_writes++] = (VkWriteDescriptorSet){
               .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
               .dstSet = d->set,
@@ -416,9 +451,9 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
           };
           continue;
         }
-        /* The texels of slot 3's or 4's range (vk_texel_ok checked its offset and size). */
+        /* The texels of the slot's range (vk_texel_ok checked its offset and size). */
         uint64_t tb = v == 1 ? 1 : VK_TEXEL_BYTES;
-        int slot = v == 0 ? 3 : v == 1 ? 4 : d->texel_x_slot;
+        int slot = v == 0 ? 3 : v == 1 ? 4 : v == 2 ? d->texel_x_slot : d->texel_y_slot;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
             .buffer = infos[slot].buffer,

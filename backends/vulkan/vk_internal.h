@@ -24,13 +24,13 @@ enum {
   VK_SLOT_CONST = 10,  /* host-prepared constants */
   VK_NUM_SLOTS = 11,
 };
-/* Bindings VK_TEXEL_BINDING + 0, 1, 2, after the storage buffers: uniform texel buffers over
- * slot 3's range (uvec4 texels, R32G32B32A32_UINT), slot 4's (bytes, R8_UINT) and slot 0's or
- * the scratch's (uvec4), for the dispatches that ask for them (texel3, texel4, texel_x). On
+/* Bindings VK_TEXEL_BINDING + 0, 1, 2, 3, after the storage buffers: uniform texel buffers over
+ * slot 3's range (uvec4 texels, R32G32B32A32_UINT), slot 4's (bytes, R8_UINT), and two other
+ * slots' (uvec4), for the dispatches that ask for them (texel3, texel4, texel_x, texel_y). On
  * llvmpipe a texel fetch is a branch-free gather, where a storage-buffer load is a loop over the
  * lanes with a bounds-check branch each (gemv.comp). */
 #define VK_TEXEL_BINDING VK_NUM_SLOTS
-#define VK_NUM_TEXEL 3
+#define VK_NUM_TEXEL 4
 #define VK_TEXEL_BYTES 16
 #define VK_NUM_SPEC 12    /* specialization constants 0..11 (common.glsl) */
 #define VK_PUSH_BYTES 128 /* the push constant range every pipeline declares */
@@ -225,7 +225,8 @@ typedef struct vk_dispatch_desc {
   uint32_t groups[3];
   bool texel3;    /* slot 3 also as the texel buffer at VK_TEXEL_BINDING (vk_texel_ok) */
   bool texel4;    /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
-  int8_t texel_x; /* 0 or VK_SLOT_SCRATCH: that slot also at VK_TEXEL_BINDING + 2; -1 none */
+  int8_t texel_x; /* a slot (0 or VK_SLOT_SCRATCH for x) also at VK_TEXEL_BINDING + 2; -1 none */
+  int8_t texel_y; /* a slot also at VK_TEXEL_BINDING + 3 (uvec4 texels); -1 none */
 } vk_dispatch_desc;
 
 typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */

@@ -20,7 +20,10 @@
 #define RN_LANE_MIN_ROWS 32u /* rownorm.comp: fewest rows for one invocation per row */
 #define MV_MMAX 4u           /* matvec.comp */
 #define MV_NC 4u
-#define HD_DMAX 4096u /* hadamard.comp: the longest row (its shared-memory buffer) */
+#define WG_TOPK 128u          /* topk.comp */
+#define TOPK_RANK_ROWS 8u     /* topk.comp OP 1 (O(E^2) a row): decode-sized calls only */
+#define TOPK_RANK_ITER 60000u /* its loop trips (llvmpipe stops a shader at 65535) */
+#define HD_DMAX 4096u         /* hadamard.comp: the longest row (its shared-memory buffer) */
 
 static bool is_float(vnrt_dtype d) { return d == VNRT_F32 || d == VNRT_F16 || d == VNRT_BF16; }
 
@@ -590,6 +593,15 @@ VK_RECORD_FN(vk_rec_topk) {
   vk_push_u(&d, 2, (uint64_t)node->params->topk.k);
   d.spec[9] = node->params->topk.has_fill != 0;
   vk_push_u(&d, 3, (uint32_t)node->params->topk.fill);
+  if (vk_builder_cpu_kernels(b) && t0->dtype == VNRT_F32 && rows <= TOPK_RANK_ROWS && E % 4 == 0 &&
+      E / 4 <= TOPK_RANK_ITER && vk_texel_ok(b, node->inputs[0], VK_TEXEL_BYTES)) {
+    /* OP 1: an invocation per element, its rank counted against the row read as texels. */
+    vk_bind(b, &d, 3, node->inputs[0]);
+    d.texel3 = true;
+    d.spec[8] = 1;
+    vk_grid(b, vk_div_up(rows * E, WG_TOPK), d.groups);
+    return vk_emit(b, &d);
+  }
   vk_grid(b, rows, d.groups);
   return vk_emit(b, &d);
 }

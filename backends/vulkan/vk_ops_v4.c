@@ -16,6 +16,8 @@
 #define SA_WG 128u      /* WG of sparse_attention.comp */
 #define SA_NS_MAX 80000 /* keys per query on CPU devices (llvmpipe's loop limit, below) */
 #define WG_ELEM 128u
+#define SD_TMAX 4         /* sparse_decode.comp: query rows of the decode path */
+#define SD_ITER_MAX 60000 /* its loop iterations per invocation (llvmpipe stops at 65535) */
 
 enum {
   V4_KVC_ENTRIES = 1,
@@ -25,6 +27,7 @@ enum {
   V4_INDEX = 5,
   V4_INDEX_COMBINE = 6,
   V4_SCATTER_INIT = 7,
+  V4_KVC_RUN_ROWS = 8,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -69,6 +72,21 @@ static vnrt_status emit_padded(vk_builder *b, vk_dispatch_desc *d) {
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
+static bool same_tensor(const vnrt_backend_graph *g, int32_t a, int32_t b) {
+  const vnrt_backend_tensor *ta = &g->tensors[a], *tb = &g->tensors[b];
+  return ta->buffer == tb->buffer && ta->offset == tb->offset;
+}
+
+/* Whether state tensor `in` can be copied to `out` as a whole: the same tensor (no copy), or
+ * ranges that do not overlap, of one size. */
+static bool state_copyable(const vnrt_backend_graph *g, int32_t in, int32_t out) {
+  const vnrt_backend_tensor *ti = &g->tensors[in], *to = &g->tensors[out];
+  uint64_t bi = vnrt_tensor_type_bytes(&ti->type), bo = vnrt_tensor_type_bytes(&to->type);
+  if (bi != bo || bi == 0 || ti->type.dtype != to->type.dtype) return false;
+  if (same_tensor(g, in, out)) return true;
+  return ti->buffer != to->buffer || ti->offset + bi <= to->offset || to->offset + bo <= ti->offset;
+}
+
 VK_SUPPORTED_FN(vk_sup_kv_compress) {
   const vnrt_kv_compress_params *p = &node->params->kv_compress;
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0);
@@ -106,6 +124,22 @@ VK_RECORD_FN(vk_rec_kv_compress) {
   }
   vk_bind(b, &dd, 5, node->outputs[2]);
   vk_bind(b, &dd, 6, node->outputs[3]);
+  if (c == 1 && state_copyable(g, node->inputs[3], node->outputs[2]) &&
+      state_copyable(g, node->inputs[4], node->outputs[3])) {
+    /* Without overlap only the rows of this run's positions in the open window change: the
+     * states are copied as they are (a buffer copy, nothing where they are the same tensor)
+     * and OP 8 writes those rows, an invocation per (run row, channel). */
+    uint64_t bytes = vnrt_tensor_type_bytes(&g->tensors[node->inputs[3]].type);
+    if (!same_tensor(g, node->inputs[3], node->outputs[2])) {
+      VK_TRY(vk_emit_copy(b, node->inputs[3], node->outputs[2], bytes));
+    }
+    if (!same_tensor(g, node->inputs[4], node->outputs[3])) {
+      VK_TRY(vk_emit_copy(b, node->inputs[4], node->outputs[3], bytes));
+    }
+    dd.spec[8] = V4_KVC_RUN_ROWS;
+    vk_grid(b, vk_div_up(T * d, WG_V4), dd.groups);
+    return emit_padded(b, &dd);
+  }
   dd.spec[8] = V4_KVC_STATES;
   vk_grid(b, vk_div_up(c * m * c * d, WG_V4), dd.groups);
   return emit_padded(b, &dd);
@@ -371,10 +405,68 @@ static vnrt_status record_sparse_cpu(vk_builder *b, const vnrt_backend_graph *g,
   return VNRT_OK;
 }
 
+/* sparse_attention of a few query rows on CPU devices: sparse_decode.comp, one dispatch, where
+ * q, ring and comp are f32 tensors it can read as texels. Returns false (nothing emitted) where
+ * it does not apply. */
+static bool record_sparse_decode(vk_builder *b, const vnrt_backend_graph *g,
+                                 const vnrt_backend_node *node, vnrt_status *out) {
+  const vnrt_sparse_attention_params *p = &node->params->sparse_attention;
+  const vnrt_tensor_type *tq = vk_in_type(g, node, 0), *tr = vk_in_type(g, node, 2);
+  uint64_t T = (uint64_t)tq->dims[0], H = (uint64_t)tq->dims[1], D = (uint64_t)tq->dims[2];
+  uint64_t W = (uint64_t)tr->dims[0], Sc = 0, K = 0;
+  if (!vk_builder_cpu_kernels(b) || T == 0 || T > SD_TMAX || D % 16 != 0 || H == 0) return false;
+  bool comp = node->n_inputs > 5, idx = node->n_inputs > 6;
+  if (comp) Sc = (uint64_t)vk_in_type(g, node, 5)->dims[0];
+  if (idx) K = (uint64_t)vk_in_type(g, node, 6)->dims[1];
+  if (tq->dtype != VNRT_F32 || tr->dtype != VNRT_F32 ||
+      (comp && vk_in_type(g, node, 5)->dtype != VNRT_F32)) {
+    return false;
+  }
+  if (!vk_texel_ok(b, node->inputs[0], VK_TEXEL_BYTES) ||
+      !vk_texel_ok(b, node->inputs[2], VK_TEXEL_BYTES) ||
+      (comp && Sc > 0 && !vk_texel_ok(b, node->inputs[5], VK_TEXEL_BYTES))) {
+    return false;
+  }
+  uint64_t NS = W + (idx ? K : Sc); /* bounds any row's keys */
+  uint64_t HG = vk_div_up(H, 8), NSL = T * HG >= 2 ? 1 : 2, d16 = D / 16;
+  if (NS * (d16 + 2 + vk_div_up(d16, NSL)) + d16 > SD_ITER_MAX) return false;
+  vk_dispatch_desc d;
+  vk_desc_init(&d, VK_SHADER_SPARSE_DECODE);
+  vk_bind(b, &d, 0, node->inputs[0]);
+  vk_bind(b, &d, 1, node->inputs[1]);
+  vk_bind(b, &d, 2, node->inputs[3]); /* sinks */
+  vk_bind(b, &d, 3, node->inputs[2]); /* ring */
+  vk_bind(b, &d, 4, node->inputs[4]); /* pos0 */
+  vk_bind(b, &d, 5, node->outputs[0]);
+  d.texel_x = 0;
+  d.texel3 = true;
+  if (comp && Sc > 0) {
+    vk_bind(b, &d, 6, node->inputs[5]);
+    d.texel_y = 6;
+    d.spec[9] = 1;
+  }
+  if (idx) {
+    vk_bind(b, &d, 7, node->inputs[6]);
+    d.spec[10] = 1;
+  }
+  uint64_t groups = T * HG * NSL;
+  d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, groups * 8 * (NS ? NS : 1) * 4);
+  vk_push_u(&d, 0, T), vk_push_u(&d, 1, H), vk_push_u(&d, 2, D);
+  vk_push_u(&d, 3, W), vk_push_u(&d, 4, Sc), vk_push_u(&d, 5, K);
+  vk_push_u(&d, 6, p->ratio > 0 ? (uint64_t)p->ratio : 1);
+  vk_push_f(&d, 7, p->scale);
+  vk_push_u(&d, 8, NS), vk_push_u(&d, 9, NSL), vk_push_u(&d, 10, HG);
+  vk_grid(b, groups, d.groups);
+  *out = emit_padded(b, &d);
+  return true;
+}
+
 VK_RECORD_FN(vk_rec_sparse_attention) {
   const vnrt_sparse_attention_params *p = &node->params->sparse_attention;
   const vnrt_tensor_type *tq = vk_in_type(g, node, 0), *tr = vk_in_type(g, node, 2);
   uint64_t T = (uint64_t)tq->dims[0], H = (uint64_t)tq->dims[1], D = (uint64_t)tq->dims[2];
+  vnrt_status st = VNRT_OK;
+  if (record_sparse_decode(b, g, node, &st)) return st;
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_SPARSE_ATTENTION);
   for (int i = 0; i < 5; ++i) vk_bind(b, &d, i, node->inputs[i]);

@@ -46,6 +46,40 @@ vec4 vn_e4m3x4(uint wd) {
   return uintBitsToFloat(floatBitsToUint(mag) | ((c & 0x80u) << 24));
 }
 
+// Two e4m3 codes at bits 0..7 and 16..23 of y (the rest 0) as an f16 pair worth 2^-8 times
+// their values: code s eeee mmm is the f16 s 0eeee mmm 0000000, whose exponent bias is 8 more
+// (subnormal codes become f16 subnormals, exactly); the NaN codes (eeee mmm all ones) get the
+// f16 exponent 31. unpackHalf2x16 widens the pair (F16C's vcvtph2ps on llvmpipe): about half
+// the integer work of vn_e4m3x4.
+uint vn_e4m3_h2(uint y) {
+  uint h = (y + (y & 0x00800080u)) << 7;              // the sign from bit 7 to 8, then to 15
+  uint nan = ((y & 0x007f007fu) + 0x00010001u) & 0x00800080u; // bit 7 where eeee mmm = 0x7f
+  return h | (nan << 7);
+}
+
+// sum_i dec(code i of wd) x[i] times 2^-8 (vn_e4m3_h2 on codes 0, 2 and 1, 3).
+float vn_e4m3_dot_2m8(uint wd, vec4 x) {
+  vec2 a = unpackHalf2x16(vn_e4m3_h2(wd & 0x00ff00ffu));
+  vec2 b = unpackHalf2x16(vn_e4m3_h2((wd >> 8) & 0x00ff00ffu));
+  return dot(a, x.xz) + dot(b, x.yw);
+}
+
+// Two e2m1 codes at bits 0..3 and 16..19 of y (the rest 0) as an f16 pair worth 2^-14 times
+// their values: code s ee m is the f16 s 000 eem 000000000 (bias 15 for e2m1's 1; subnormal
+// m = 1 is the f16 subnormal 2^-15).
+uint vn_e2m1_h2(uint y) { return ((y & 0x00070007u) << 9) | ((y & 0x00080008u) << 12); }
+
+// sum_i dec(code i of wd) x[i] over the 8 codes of wd (codes 0..3 against xa, 4..7 against
+// xb) times 2^-14, through f16 pairs (codes i, i + 4).
+float vn_e2m1_dot_2m14(uint wd, vec4 xa, vec4 xb) {
+  vec2 p0 = unpackHalf2x16(vn_e2m1_h2(wd & 0x000f000fu));
+  vec2 p1 = unpackHalf2x16(vn_e2m1_h2((wd >> 4) & 0x000f000fu));
+  vec2 p2 = unpackHalf2x16(vn_e2m1_h2((wd >> 8) & 0x000f000fu));
+  vec2 p3 = unpackHalf2x16(vn_e2m1_h2((wd >> 12) & 0x000f000fu));
+  return (dot(p0, vec2(xa.x, xb.x)) + dot(p1, vec2(xa.y, xb.y))) +
+         (dot(p2, vec2(xa.z, xb.z)) + dot(p3, vec2(xa.w, xb.w)));
+}
+
 // The four e2m1 codes in the low 16 bits of wd (vn_e2m1 four at a time).
 vec4 vn_e2m1x4(uint wd) {
   uvec4 c = (uvec4(wd) >> uvec4(0u, 4u, 8u, 12u)) & 0xfu;

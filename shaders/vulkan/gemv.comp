@@ -102,17 +102,15 @@ vec4 f16x4(uvec2 ab) { return vec4(unpackHalf2x16(ab.x), unpackHalf2x16(ab.y)); 
 // denormals: a subnormal code read as a denormal f32 and scaled up is exact but costs x86 a
 // microcode assist per vector (e2m1 code 1, 0.5, is common: 4x slower on a random FP4 expert).
 float chunk_dot(uint wi, vec4 xv[8]) {
-  if (DT3 == DT_E4M3) {
+  if (DT3 == DT_E4M3) { // through f16 (vn_e4m3_dot_2m8); times 2^8 is exact
     uvec4 q = wtx(wi >> 4);
-    return (dot(vn_e4m3x4(q.x), xv[0]) + dot(vn_e4m3x4(q.y), xv[1])) +
-           (dot(vn_e4m3x4(q.z), xv[2]) + dot(vn_e4m3x4(q.w), xv[3]));
+    return 256.0 * ((vn_e4m3_dot_2m8(q.x, xv[0]) + vn_e4m3_dot_2m8(q.y, xv[1])) +
+                    (vn_e4m3_dot_2m8(q.z, xv[2]) + vn_e4m3_dot_2m8(q.w, xv[3])));
   }
-  if (DT3 == DT_E2M1) {
+  if (DT3 == DT_E2M1) { // through f16 (vn_e2m1_dot_2m14); times 2^14 is exact
     uvec4 q = wtx(wi >> 5);
-    return ((dot(vn_e2m1x4(q.x), xv[0]) + dot(vn_e2m1x4(q.x >> 16), xv[1])) +
-            (dot(vn_e2m1x4(q.y), xv[2]) + dot(vn_e2m1x4(q.y >> 16), xv[3]))) +
-           ((dot(vn_e2m1x4(q.z), xv[4]) + dot(vn_e2m1x4(q.z >> 16), xv[5])) +
-            (dot(vn_e2m1x4(q.w), xv[6]) + dot(vn_e2m1x4(q.w >> 16), xv[7])));
+    return 16384.0 * ((vn_e2m1_dot_2m14(q.x, xv[0], xv[1]) + vn_e2m1_dot_2m14(q.y, xv[2], xv[3])) +
+                      (vn_e2m1_dot_2m14(q.z, xv[4], xv[5]) + vn_e2m1_dot_2m14(q.w, xv[6], xv[7])));
   }
   if (DT3 == DT_F32) {
     uint t = wi >> 2;

@@ -5,6 +5,9 @@
 //        5 entries [N, d], 6 entry_pos [N] (i32).
 //   OP 2 kv_compress states: an invocation per (state row, channel of c*d); same inputs,
 //        5 state_a', 6 state_z'.
+//   OP 8 kv_compress states without overlap (c = 1), after the host copied state_a and
+//        state_z to 5 and 6: an invocation per (run row i, channel), writing the state row of
+//        position pos0 + i where it lies in the window still open after the run.
 //   OP 7, 3, 4 kv_scatter: 7 clears the scratch words below; 3, an invocation per row i,
 //        marks the first i whose cache row pos/div is >= S, or that i is the latest row for
 //        its cache row (the later one wins); 4, an invocation per element of rows (slot 1,
@@ -108,6 +111,19 @@ void kv_compress_states(uint g) {
   stf6(g, zv);
 }
 
+void kv_compress_run_rows(uint g) {
+  uint T = pc.u[0], m = pc.u[1], d = pc.u[2];
+  if (g >= T * d || !pos0_ok(g)) return;
+  uint i = g / d, ch = g % d;
+  uint pos0 = uint(ldi7(0u)), p = pos0 + i;
+  if (p < ((pos0 + T) / m) * m) return; // a closed window: its row is not kept
+  float av, zv;
+  kvc_load(p, ch, av, zv);
+  uint o = (p % m) * d + ch;
+  stf5(o, av);
+  stf6(o, zv);
+}
+
 // ---- kv_scatter -----------------------------------------------------------------------------
 // push: N rows S row_elems div. Scratch words (as uint): 0 the smallest i whose row is >= S
 // (0xffffffff: none), 1 + r the last i (plus 1) that goes to cache row r.
@@ -195,6 +211,8 @@ void main() {
     kv_compress_entries(g);
   } else if (OP == 2u) {
     kv_compress_states(g);
+  } else if (OP == 8u) {
+    kv_compress_run_rows(g);
   } else if (OP == 3u) {
     kv_scatter_mark(g);
   } else if (OP == 7u) {

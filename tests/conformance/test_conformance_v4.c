@@ -443,6 +443,50 @@ START_TEST(topk_fill_replaces_the_indices_of_minus_inf) {
 }
 END_TEST
 
+/* Rows of a decode step (a multiple of 4 wide: lavapipe's rank kernel, topk.comp OP 1): many
+ * exact ties, -0 beside +0 (equal: the lower index first), -inf with and without fill. */
+static void check_topk_wide(int64_t rows, int64_t e, int64_t k, int has_fill) {
+  vnrt_context *ctx = tu_conformance_context(0);
+  int64_t dims[2] = {rows, e};
+  tu_tensor in[1] = {tu_tensor_new(VNRT_F32, 2, dims)};
+  float *x = f32s(&in[0]);
+  for (int64_t i = 0; i < rows * e; ++i) x[i] = (float)((i * 37) % 11) * 0.5f - 2.0f;
+  for (int64_t i = 0; i < rows * e; i += 13) x[i] = -INFINITY;
+  for (int64_t i = 5; i < rows * e; i += 17) x[i] = (i / 17) % 2 ? -0.0f : 0.0f;
+  vnrt_attr at[2] = {tu_attr_i("k", k), tu_attr_i("fill", -7)};
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_TOPK, in, 1, at, has_fill ? 2 : 1, 2);
+  float *vals = malloc(sizeof *vals * (size_t)(rows * k));
+  int32_t *idx = malloc(sizeof *idx * (size_t)(rows * k));
+  topk_ref(x, rows, e, k, has_fill, -7, vals, idx);
+  target tg[MAX_TARGETS];
+  const int32_t nt = list_targets(ctx, tg);
+  for (int32_t t = 0; t < nt; ++t) {
+    tu_tensor out[2];
+    exec_ok(ctx, g, &tg[t], in, 1, out, 2, "topk");
+    for (int64_t i = 0; i < rows * k; ++i) {
+      const float v = f32s(&out[0])[i];
+      if (!(v == vals[i]) || signbit(v) != signbit(vals[i]) || i32s(&out[1])[i] != idx[i]) {
+        ck_abort_msg("topk [%lld, %lld] k=%lld on %s: entry %lld is %g at %d, want %g at %d",
+                     (long long)rows, (long long)e, (long long)k, tg[t].name, (long long)i, v,
+                     i32s(&out[1])[i], vals[i], idx[i]);
+      }
+    }
+    free_all(out, 2);
+  }
+  free(vals);
+  free(idx);
+  vnrt_graph_destroy(g);
+  free_all(in, 1);
+  vnrt_context_destroy(ctx);
+}
+
+START_TEST(topk_decode_rows_rank_ties_zeros_and_minus_inf) {
+  check_topk_wide(1, 1024, 64, 1);
+  check_topk_wide(3, 64, 64, 0);
+  check_topk_wide(2, 8, 3, 1);
+}
+END_TEST
+
 START_TEST(topk_fill_out_of_i32_is_a_build_error) {
   tu_tensor in[1] = {new_t(VNRT_F32, 2, 5, 0)};
   vnrt_attr at[2] = {tu_attr_i("k", 2), tu_attr_i("fill", 5000000000LL)};
@@ -1564,6 +1608,7 @@ static Suite *v4_suite(void) {
   suite_add_tcase(s, rope);
   TCase *small = tcase_create("topk_kv");
   tcase_add_test(small, topk_fill_replaces_the_indices_of_minus_inf);
+  tcase_add_test(small, topk_decode_rows_rank_ties_zeros_and_minus_inf);
   tcase_add_test(small, topk_fill_out_of_i32_is_a_build_error);
   tcase_add_test(small, kv_write_ring_wraps_and_keeps_the_last_s_positions);
   tcase_add_test(small, kv_write_ring_negative_pos_is_a_run_time_error);
