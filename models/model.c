@@ -1948,15 +1948,15 @@ vnrt_status vnrt_session_get_move_stats(const vnrt_session *s, vnrt_session_move
   if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_get_move_stats: NULL");
   vnrt_session_move_stats d;
   /* Out-struct: the caller's prefix is written, a size no version had fails. */
-  size_t size = out->struct_size;
+  size_t size = out->size;
   if (size != 0 && size != sizeof d) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                "vnrt_session_move_stats.struct_size is %zu: no version of "
+                "vnrt_session_move_stats.size is %zu: no version of "
                 "vnrt_session_move_stats had that size (0 or %zu)",
                 size, sizeof d);
   }
   d = s->mv;
-  d.struct_size = sizeof d;
+  d.size = sizeof d;
   memcpy(out, &d, sizeof d);
   return VNRT_OK;
 }

@@ -715,7 +715,7 @@ int main(int argc, char **argv) {
             (double)s.state_bytes / 1048576.0, (int)s.n_streamed_params,
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
-    vnrt_session_move_stats mv = {.struct_size = sizeof mv};
+    vnrt_session_move_stats mv = {.size = sizeof mv};
     if (vnrt_session_get_move_stats(session, &mv) == VNRT_OK && mv.runs > 0) {
       /* --devices: what passed between the devices, per step (a prefill chunk or a decode
        * step), and how much of the copy streams' time the compute hid (docs/scale-out.md). */

@@ -64,8 +64,10 @@ typedef struct vnrt_model_desc {
    * list of specs ("cpu,vulkan:0,opencl:0") over which the layers are split in order (a
    * pipeline), each device taking a share of the weights in proportion to its memory budget
    * (its memory, or memory_limit when smaller); each layer's routed experts run on its
-   * layer's device, activations pass between devices through the host. NULL or "": `device` /
-   * `device_spec` alone. Models with Engram layers are not supported yet. */
+   * layer's device. Values pass between the devices' plans on their copy streams, what is
+   * known early (ids, Engram rows, hash-routed ids) staged when a run starts
+   * (vnrt_session_get_move_stats). With Engram layers the hash runs on the first device and
+   * the rows come from the mapped checkpoint. NULL or "": `device` / `device_spec` alone. */
   const char *devices;
   /* With `devices`: nonzero splits the routed experts of every layer over the devices
    * instead (expert parallel in one process): the dense part on the first device, each
@@ -264,9 +266,9 @@ VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
  * layers run (token ids and positions, Engram rows, hash-routed layers' expert ids) is staged
  * when the run starts. A session without several devices reports zeros. */
 typedef struct vnrt_session_move_stats {
-  size_t struct_size; /* set by the caller: sizeof(vnrt_session_move_stats), or 0 */
-  int64_t runs;       /* runs (prefill chunks and decode steps) through the placement */
-  int64_t tokens;     /* tokens those runs computed */
+  size_t size;    /* set by the caller: sizeof(vnrt_session_move_stats), or 0 */
+  int64_t runs;   /* runs (prefill chunks and decode steps) through the placement */
+  int64_t tokens; /* tokens those runs computed */
   /* Bytes from one device to another: the activations handed across a segment boundary whose
    * two sides are on different devices (X, post, comb, ys and the routed experts' yr), and
    * with split experts the routed tokens (rows, expert ids, weights, padded as the expert plan
