@@ -1284,6 +1284,34 @@ static vnrt_status ep_shared(vnrt_session *s, struct ep_slot *slot, int32_t j, i
   return VNRT_OK;
 }
 
+/* Several devices: the values segment jn takes from segment jn - 1 (in s->ebuf), staged on its
+ * copy stream: X, post, comb and ys (after == 0: as soon as segment jn - 1 has run, so that
+ * they move while its layer's experts compute), or yr (after == 1: from the exchange; and ys
+ * when a shared piece made it). They stay unchanged until segment jn has run. */
+static vnrt_status stage_boundary(vnrt_session *s, struct ep_slot *slot, int32_t jn, int after) {
+  vnrt_model *m = s->model;
+  const vn_v4_segment_types *ty = &slot->types;
+  const struct {
+    const char *name;
+    int buf, type, after;
+  } in[5] = {{VN_V4_SEG_X VN_V4_SEG_IN, 0, 0, 0},
+             {VN_V4_SEG_POST VN_V4_SEG_IN, 1, 1, 0},
+             {VN_V4_SEG_COMB VN_V4_SEG_IN, 2, 2, 0},
+             {VN_V4_SEG_YS VN_V4_SEG_IN, 6, 6, s->exchange_finish != NULL},
+             {VN_V4_SEG_YR, 7, 3, 1}};
+  for (int i = 0; i < 5; ++i) {
+    if (in[i].after != after) continue;
+    const size_t bytes = vnrt_tensor_type_bytes(&ty->t[in[i].type]);
+    vnrt_status st = vnrt_plan_stage_input(slot->seg[jn], in[i].name, s->ebuf[in[i].buf], bytes);
+    if (st != VNRT_OK) {
+      return fail(st, "segment %d: input '%s': %s", (int)jn, in[i].name,
+                  vnrt_context_last_error(m->ctx));
+    }
+    if (m->seg_dev[jn] != m->seg_dev[jn - 1]) s->mv.bytes_boundaries += bytes;
+  }
+  return VNRT_OK;
+}
+
 /* Several devices, at the start of a run: the token ids and positions of every segment, every
  * Engram layer's rows (fetched now) and the hash-routed layers' expert ids are staged on the
  * copy streams of the plans that take them, so that they move while the earlier segments
@@ -1392,13 +1420,11 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
                {VN_V4_SEG_COMB VN_V4_SEG_IN, s->ebuf[2], vnrt_tensor_type_bytes(&ty->t[2])},
                {VN_V4_SEG_YS VN_V4_SEG_IN, s->ebuf[6], vnrt_tensor_type_bytes(&ty->t[6])},
                {names[7], s->ebuf[7], vnrt_tensor_type_bytes(&ty->t[3])}};
-    for (int i = mv ? 3 : 0; i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
-      st = mv ? vnrt_plan_stage_input(plan, in[i].name, in[i].data, in[i].bytes)
-              : vnrt_plan_set_input(plan, in[i].name, in[i].data, in[i].bytes);
+    for (int i = 0; !mv && i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
+      st = vnrt_plan_set_input(plan, in[i].name, in[i].data, in[i].bytes);
       if (st != VNRT_OK) {
         fail(st, "segment %d: input '%s': %s", (int)j, in[i].name, vnrt_context_last_error(m->ctx));
       }
-      if (mv && m->seg_dev[j] != m->seg_dev[j - 1]) s->mv.bytes_boundaries += in[i].bytes;
     }
     /* Its outputs come back on its copy stream while its later steps run. */
     for (int i = 0; mv && i < (j < L ? VN_V4_SEG_VALUES : 0) && st == VNRT_OK; ++i) {
@@ -1434,6 +1460,9 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
         fail(st, "segment %d: reading '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
       }
     }
+    /* The values segment j + 1 takes from this one move to its device now, under the layer's
+     * routed experts; yr (and ys from a shared piece) once the exchange has made it. */
+    if (st == VNRT_OK && mv) st = stage_boundary(s, slot, j + 1, 0);
     if (st == VNRT_OK && s->ep_ranks > 0) {
       const size_t n = (size_t)T * (size_t)m->cfg->num_experts_per_tok;
       memcpy(s->routes + (size_t)j * n, s->ebuf[5], n * sizeof(int32_t));
@@ -1455,6 +1484,7 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
              (long long)T, (long long)pos0, (int)j, why[0] ? ": " : "", why);
       }
     }
+    if (st == VNRT_OK && mv) st = stage_boundary(s, slot, j + 1, 1);
   }
   double dt = now_s() - t0;
   m->mv = NULL;
