@@ -141,30 +141,44 @@ vnrt_status vn_plan_moves_wait(vnrt_plan *p) {
   return VNRT_OK;
 }
 
+/* The step after the one computing value v (0 for a value no node computes). */
+static int32_t step_after(const vnrt_plan *p, int32_t v) {
+  const int32_t prod = p->graph->values[v].producer;
+  for (int32_t s = 0; prod >= 0 && s < p->n_order; ++s) {
+    if (p->order[s] == prod) return s + 1;
+  }
+  return prod < 0 ? 0 : p->n_order;
+}
+
 vnrt_status vn_plan_moves_queue(vnrt_plan *p) {
   if (p->n_reads == 0 || p->serial) return VNRT_OK;
   VN_RETURN_IF_ERROR(need_stream(p));
   vn_copy_stream_signal_compute(p->copy, p->compute_base); /* the run has started */
-  for (int32_t i = 0; i < p->n_reads; ++i) {
-    const struct vn_staged_read *r = &p->reads[i];
-    /* The step after the one computing the value: the copy may start once it is reached. With
-     * the backend's async slots the steps are only queued, so the reads wait for the end. */
-    const int32_t prod = p->graph->values[r->value].producer;
-    int32_t after = prod < 0 ? 0 : p->n_order;
-    for (int32_t s = 0; prod >= 0 && !p->async_run && s < p->n_order; ++s) {
-      if (p->order[s] == prod) {
-        after = s + 1;
-        break;
-      }
+  /* Where the reads may start. A read starting inside the run splits the run of nodes there
+   * (a submit and a wait on a GPU), so only values computed before the last quarter of the
+   * steps are read early, all at one point (the latest of theirs); the others once the last
+   * step is done, while the run drains. With the backend's async slots the steps are only
+   * queued, so every read waits for the end. */
+  int32_t early = 0;
+  for (int32_t i = 0; i < p->n_reads && !p->async_run; ++i) {
+    const int32_t after = step_after(p, p->reads[i].value);
+    if (after <= p->n_order - p->n_order / 4 && after > early) early = after;
+  }
+  if (early > 0 && early < p->n_order) p->steps[early].signal = true;
+  for (int pass = 0; pass < 2; ++pass) { /* the early reads first: the stream runs in order */
+    for (int32_t i = 0; i < p->n_reads; ++i) {
+      const struct vn_staged_read *r = &p->reads[i];
+      const int32_t after = step_after(p, r->value);
+      const bool is_early = !p->async_run && after <= p->n_order - p->n_order / 4;
+      if (is_early != (pass == 0)) continue;
+      vn_copy_job job = {.after = p->compute_base + (uint64_t)(is_early ? early : p->n_order),
+                         .fn = move_job,
+                         .user = p,
+                         .arg = {r->value, (int64_t)(intptr_t)r->dst, 1, 0},
+                         .bytes = r->bytes};
+      uint64_t last = 0;
+      VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, &job, 1, &last));
     }
-    if (after > 0 && after < p->n_order) p->steps[after].signal = true;
-    vn_copy_job job = {.after = p->compute_base + (uint64_t)after,
-                       .fn = move_job,
-                       .user = p,
-                       .arg = {r->value, (int64_t)(intptr_t)r->dst, 1, 0},
-                       .bytes = r->bytes};
-    uint64_t last = 0;
-    VN_RETURN_IF_ERROR(vn_copy_stream_submit(p->copy, &job, 1, &last));
   }
   return VNRT_OK;
 }
