@@ -560,6 +560,7 @@ struct vnrt_session {
   int64_t pos;
   vnrt_session_stats stats;
   vnrt_session_move_stats mv; /* several devices: what the copy streams moved */
+  int32_t pos0;               /* the run's first position, as staged into every segment */
   /* Expert-parallel simulation (ep_simulate_ranks > 0): the last run's routes [L][T, k]. */
   int32_t ep_ranks;
   vn_ep_tally ep;
@@ -1254,6 +1255,13 @@ static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t laye
 /* A failed run: the states may be half updated, so the sequence starts over. */
 static vnrt_status ep_failed(vnrt_session *s, vnrt_status st) {
   s->model->mv = NULL;
+  /* Writes staged for segments that did not run borrow the caller's ids: done before return
+   * (their own failure, if any, is the next run's). */
+  for (int i = 0; s->model->moves && i < MAX_PLANS; ++i) {
+    for (int32_t j = 0; s->eslots[i].seg && j < s->eslots[i].n_seg; ++j) {
+      vnrt_plan_wait_staged(s->eslots[i].seg[j]);
+    }
+  }
   s->ecur = NULL;
   s->pos = 0;
   s->have_logits = 0;
@@ -1401,7 +1409,8 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
   for (int32_t ei = 0; s->engram_early && ei < m->cfg->engram.n_layers && st == VNRT_OK; ++ei) {
     st = ep_engram_call(s, ei, T, pos0, VNRT_ENGRAM_START); /* the rows fly from here on */
   }
-  if (mv && st == VNRT_OK) st = moves_early(s, slot, ids, T, &pos0);
+  s->pos0 = pos0; /* (staged: it must outlive a failed run's pending writes) */
+  if (mv && st == VNRT_OK) st = moves_early(s, slot, ids, T, &s->pos0);
   for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
     vnrt_plan *plan = slot->seg[j];
     if (!mv && vn_v4_engram_index(m->cfg, j) >= 0) {

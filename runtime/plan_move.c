@@ -150,6 +150,12 @@ static int32_t step_after(const vnrt_plan *p, int32_t v) {
   return prod < 0 ? 0 : p->n_order;
 }
 
+vnrt_status vnrt_plan_wait_staged(vnrt_plan *p) {
+  if (!p) return VNRT_ERROR_INVALID_ARGUMENT;
+  vn_clear_error(p->ctx);
+  return vn_plan_moves_wait(p);
+}
+
 vnrt_status vn_plan_moves_queue(vnrt_plan *p) {
   if (p->n_reads == 0 || p->serial) return VNRT_OK;
   VN_RETURN_IF_ERROR(need_stream(p));

@@ -443,11 +443,15 @@ VNRT_API vnrt_status vnrt_plan_read_output(vnrt_plan *plan, const char *name, vo
  * vnrt_plan_set_input does, but queues the write on the plan's copy stream and returns at
  * once: it overlaps whatever the caller does meanwhile, such as running other plans. data is
  * borrowed: it must stay valid and unchanged until the plan's next vnrt_plan_run returns (or
- * its next vnrt_plan_set_input, which waits for the staged writes). The next run waits for the
- * staged writes before its first step and returns their failure, if any. A plan without a copy
- * stream (serialize_copies) writes at once. */
+ * its next vnrt_plan_set_input or vnrt_plan_wait_staged, which wait for the staged writes). The
+ * next run waits for the staged writes before its first step and returns their failure, if any. A
+ * plan without a copy stream (serialize_copies) writes at once. */
 VNRT_API vnrt_status vnrt_plan_stage_input(vnrt_plan *plan, const char *name, const void *data,
                                            size_t bytes);
+/* Waits for the plan's staged input writes (so their data may be freed or changed) and
+ * returns the first one's failure, naming it; VNRT_OK when none is pending. The next run
+ * would wait for them anyway: this is for a caller that gives up before running the plan. */
+VNRT_API vnrt_status vnrt_plan_wait_staged(vnrt_plan *plan);
 /* Asks the next vnrt_plan_run to copy output `name` into data (bytes: its byte size) on the
  * plan's copy stream as soon as the step computing it is done, while the later steps run.
  * When the run returns VNRT_OK, data holds what vnrt_plan_read_output would give; after a
