@@ -123,16 +123,20 @@ struct vnrt_model {
   size_t sx_cap;
 };
 
-static void xp_free(struct expert_plan *e) {
-  vnrt_plan_destroy(e->plan);
+static void xp_free_buffers(struct expert_plan *e) {
   free(e->x);
   free(e->y);
   free(e->w);
   free(e->ids);
-  e->plan = NULL;
   e->x = e->y = e->w = NULL;
   e->ids = NULL;
   e->ids_tag = 0;
+}
+
+static void xp_free(struct expert_plan *e) {
+  vnrt_plan_destroy(e->plan); /* first: its copy stream may still read the buffers */
+  e->plan = NULL;
+  xp_free_buffers(e);
 }
 
 void vnrt_model_close(vnrt_model *m) {
@@ -1596,15 +1600,6 @@ static vnrt_status xp_get(vnrt_model *m, int32_t dev_index, int32_t layer, int32
   if (!hit) {
     hit = victim;
     xp_free(hit);
-    const int64_t C = c->hidden_size;
-    hit->x = malloc((size_t)P * (size_t)C * sizeof *hit->x);
-    hit->y = malloc((size_t)P * (size_t)C * sizeof *hit->y);
-    hit->w = malloc((size_t)P * (size_t)k * sizeof *hit->w);
-    hit->ids = malloc((size_t)P * (size_t)k * sizeof *hit->ids);
-    if (!hit->x || !hit->y || !hit->w || !hit->ids) {
-      xp_free(hit);
-      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-    }
     vnrt_graph *g = NULL;
     st = vn_v4_graph_build_experts(m->ctx, c, layer, P, k, count, m->numerics == VNRT_NUMERICS_F32,
                                    &g, err, sizeof err);
@@ -1661,6 +1656,18 @@ static vnrt_status xp_get(vnrt_model *m, int32_t dev_index, int32_t layer, int32
     hit->dev = dev_index;
   }
   hit->last_use = ++m->xclock;
+  if (!hit->x) { /* (freed after each call on one device: see moe_experts_on) */
+    const int64_t C = c->hidden_size;
+    hit->x = malloc((size_t)P * (size_t)C * sizeof *hit->x);
+    hit->y = malloc((size_t)P * (size_t)C * sizeof *hit->y);
+    hit->w = malloc((size_t)P * (size_t)k * sizeof *hit->w);
+    hit->ids = malloc((size_t)P * (size_t)k * sizeof *hit->ids);
+    hit->ids_tag = 0;
+    if (!hit->x || !hit->y || !hit->w || !hit->ids) {
+      xp_free_buffers(hit);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+  }
   *out = hit;
   return VNRT_OK;
 }
@@ -1752,6 +1759,9 @@ static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t laye
   if (st == VNRT_OK) st = xp_set_xw(m, e, x, weights, rows);
   if (st == VNRT_OK) st = xp_run(m, e, rows);
   if (st == VNRT_OK) memcpy(y, e->y, (size_t)rows * (size_t)m->cfg->hidden_size * sizeof *y);
+  /* On one device nothing is staged: the host buffers go, as the plans of every row count
+   * would otherwise each keep [rows, C] twice (the device memory is the plan's). */
+  if (!m->moves) xp_free_buffers(e);
   return st;
 }
 
