@@ -57,10 +57,10 @@ static const size_t k_plan_info[] = {
 SIZED(vnrt_plan_info, vn_sized_plan_info, k_plan_info);
 
 #define E(m) VN_MEMBER_END(vnrt_run_stats, m)
-static const size_t k_run_stats[] = {E(wall_ns),      E(compute_ns),      E(copy_ns),
-                                     E(stall_ns),     E(overlap),         E(bytes_weights),
-                                     E(bytes_engram), E(bytes_transfers), E(engram_rows),
-                                     E(engram_hits),  E(engram_hit_rate)};
+static const size_t k_run_stats[] = {
+    E(wall_ns),         E(compute_ns),   E(copy_ns),         E(stall_ns),      E(overlap),
+    E(bytes_weights),   E(bytes_engram), E(bytes_transfers), E(engram_rows),   E(engram_hits),
+    E(engram_hit_rate), E(bytes_staged), E(staged_ns),       E(staged_wait_ns)};
 #undef E
 SIZED(vnrt_run_stats, vn_sized_run_stats, k_run_stats);
 

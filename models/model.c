@@ -93,16 +93,28 @@ struct vnrt_model {
     int64_t rows;
     vnrt_plan *plan;
     uint64_t last_use;
+    /* Its own host buffers (so several can be staged at once): x and y [rows, C], ids and
+     * weights [rows, k]; ids_tag: the run (m->tag) whose ids were staged early, else 0. */
+    float *x, *y, *w;
+    int32_t *ids;
+    uint64_t ids_tag;
   } xplans[MAX_EXPERT_PLANS];
   uint64_t xclock;
+  /* With several devices: values pass between plans on their copy streams (stage_input /
+   * stage_output). tag numbers the runs; mv is the running session's move statistics; the
+   * hash-routed layers' routes of this run [L][T, k], computed from the token ids at its
+   * start. */
+  int moves;
+  uint64_t tag;
+  vnrt_session_move_stats *mv;
+  int32_t *early_routes;
+  size_t early_cap;
+  int64_t early_T;
   /* vnrt_model_desc.devices: the devices and the one of each segment (layer; L: the head). */
   vnrt_device *devs[MAX_DEVICES];
   char dev_spec[MAX_DEVICES][32];
   int32_t n_devs;
   int32_t *seg_dev;
-  int32_t *xids;
-  float *xbuf;
-  size_t xcap; /* rows · k the scratch holds (of ids and weights; rows of x with them) */
   /* vnrt_model_desc.split_experts: device i holds experts [exp_first[i], exp_first[i + 1]) of
    * every layer, the rest is on devs[0]; the exchange's scratch. */
   int split_experts;
@@ -111,11 +123,26 @@ struct vnrt_model {
   size_t sx_cap;
 };
 
+static void xp_free_buffers(struct expert_plan *e) {
+  free(e->x);
+  free(e->y);
+  free(e->w);
+  free(e->ids);
+  e->x = e->y = e->w = NULL;
+  e->ids = NULL;
+  e->ids_tag = 0;
+}
+
+static void xp_free(struct expert_plan *e) {
+  vnrt_plan_destroy(e->plan); /* first: its copy stream may still read the buffers */
+  e->plan = NULL;
+  xp_free_buffers(e);
+}
+
 void vnrt_model_close(vnrt_model *m) {
   if (!m) return;
-  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) vnrt_plan_destroy(m->xplans[i].plan);
-  free(m->xids);
-  free(m->xbuf);
+  for (int i = 0; i < MAX_EXPERT_PLANS; ++i) xp_free(&m->xplans[i]);
+  free(m->early_routes);
   free(m->seg_dev);
   free(m->sx);
   vnrt_plan_destroy(m->anchor);
@@ -372,6 +399,7 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
       vnrt_model_close(m);
       return st;
     }
+    m->moves = m->n_devs > 1; /* values pass between the devices on the copy streams */
   }
   uint64_t by_kind[VN_V4_KIND_COUNT];
   vn_checkpoint_bytes_by_kind(m->ck, by_kind);
@@ -543,6 +571,8 @@ struct vnrt_session {
   int have_logits;
   int64_t pos;
   vnrt_session_stats stats;
+  vnrt_session_move_stats mv; /* several devices: what the copy streams moved */
+  int32_t pos0;               /* the run's first position, as staged into every segment */
   /* Expert-parallel simulation (ep_simulate_ranks > 0): the last run's routes [L][T, k]. */
   int32_t ep_ranks;
   vn_ep_tally ep;
@@ -814,54 +844,124 @@ static vnrt_status take_states(vnrt_session *s, vnrt_plan *plan) {
 static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
                                   int32_t count, const float *x, const int32_t *experts,
                                   const float *weights, int64_t rows, int32_t k, float *y);
+/* The expert plans' steps (below vnrt_model_moe_experts). */
+static vnrt_status xp_get(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                          int32_t count, int64_t rows, int32_t k, struct expert_plan **out);
+static vnrt_status xp_set_ids(vnrt_model *m, struct expert_plan *e, const int32_t *experts,
+                              int64_t rows);
+static vnrt_status xp_set_xw(vnrt_model *m, struct expert_plan *e, const float *x,
+                             const float *weights, int64_t rows);
+static vnrt_status xp_run(vnrt_model *m, struct expert_plan *e, int64_t rows);
+static void count_moves(vnrt_model *m, vnrt_plan *plan);
+
+/* The routes of hash-routed layer `layer` in this run, computed from the token ids when it
+ * started (route_early), or NULL. */
+static const int32_t *early_route(const vnrt_model *m, int32_t layer, int64_t T) {
+  if (!m->moves || !m->early_routes || m->early_T != T || !vn_v4_is_hash_layer(m->cfg, layer)) {
+    return NULL;
+  }
+  return m->early_routes + (size_t)layer * (size_t)T * (size_t)m->cfg->num_experts_per_tok;
+}
+
+/* Whether e's ids were staged at this run's start for exactly these routes. */
+static int ids_staged_early(const vnrt_model *m, const struct expert_plan *e, int32_t layer,
+                            const int32_t *experts, int64_t T) {
+  const int32_t *r = early_route(m, layer, T);
+  return r && e->ids_tag == m->tag &&
+         memcmp(r, experts, (size_t)T * (size_t)m->cfg->num_experts_per_tok * sizeof *r) == 0;
+}
+
+/* With split experts: the pairs (token, slot) of experts in [first, first + count), in order,
+ * into where[]; returns their number. */
+static int64_t pairs_of(const int32_t *experts, int64_t n, int32_t first, int32_t count,
+                        int32_t *where) {
+  int64_t P = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    if (experts[q] >= first && experts[q] < first + count) where[P++] = (int32_t)q;
+  }
+  return P;
+}
 
 /* Several devices without an exchange of the user's: a layer's routed experts, all of them,
- * on its segment's device, with the run's own T and k (so moe_ffn sums as in one graph). */
+ * on its segment's device, with the run's own T and k (so moe_ffn sums as in one graph). The
+ * inputs go on the device's copy stream, the output comes back on it; a hash-routed layer's
+ * ids were staged when the run started. */
 static vnrt_status pipeline_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
                                      const float *x, const int32_t *experts, const float *weights,
                                      float *y) {
   (void)pos0;
   vnrt_model *m = user;
-  return vnrt_model_moe_experts(m, layer, 0, m->cfg->n_routed_experts, x, experts, weights, T,
-                                m->cfg->num_experts_per_tok, y);
+  const int32_t k = m->cfg->num_experts_per_tok;
+  if (!m->moves) {
+    return vnrt_model_moe_experts(m, layer, 0, m->cfg->n_routed_experts, x, experts, weights, T, k,
+                                  y);
+  }
+  struct expert_plan *e = NULL;
+  vnrt_status st = xp_get(m, m->seg_dev[layer], layer, 0, m->cfg->n_routed_experts, T, k, &e);
+  if (st == VNRT_OK && !ids_staged_early(m, e, layer, experts, T)) {
+    st = xp_set_ids(m, e, experts, T);
+  }
+  if (st == VNRT_OK) st = xp_set_xw(m, e, x, weights, T);
+  if (st == VNRT_OK) st = xp_run(m, e, T);
+  if (st == VNRT_OK) memcpy(y, e->y, (size_t)T * (size_t)m->cfg->hidden_size * sizeof *y);
+  return st;
 }
 
 /* Several devices with split experts: each pair (token, slot) runs on the device holding its
  * expert (k = 1, the weight folded in as moe_ffn does), and the pairs are summed in slot
- * order, as moe_ffn sums them. */
+ * order, as moe_ffn sums them. Every device's rows are staged on its copy stream before the
+ * first device runs, so the later devices' uploads overlap the earlier ones' experts. */
 static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t pos0,
                                   const float *x, const int32_t *experts, const float *weights,
                                   float *y) {
   (void)pos0;
   vnrt_model *m = user;
   const int64_t C = m->cfg->hidden_size, k = m->cfg->num_experts_per_tok, n = T * k;
-  /* xs [n, C], out [n, C], ids [n], ws [n], where [n] */
-  const size_t need = (size_t)n * (size_t)(2 * C + 3);
+  /* out [n, C], where [n], ids [n], ws [n] */
+  const size_t need = (size_t)n * (size_t)(C + 3);
   if (need > m->sx_cap) {
     float *p = realloc(m->sx, need * sizeof *p);
     if (!p) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
     m->sx = p;
     m->sx_cap = need;
   }
-  float *xs = m->sx, *out = xs + n * C, *ws = out + n * C;
-  int32_t *ids = (int32_t *)(ws + n), *where = ids + n;
-  for (int32_t i = 0; i < m->n_devs; ++i) {
+  float *out = m->sx, *ws = out + n * C;
+  int32_t *where = (int32_t *)(ws + n), *ids = where + n;
+  struct expert_plan *e[MAX_DEVICES] = {0};
+  int64_t P[MAX_DEVICES] = {0}, at[MAX_DEVICES] = {0};
+  vnrt_status st = VNRT_OK;
+  int64_t done = 0;
+  for (int32_t i = 0; i < m->n_devs && st == VNRT_OK; ++i) {
     const int32_t first = m->exp_first[i], count = m->exp_first[i + 1] - first;
-    int64_t P = 0;
-    for (int64_t q = 0; q < n && count > 0; ++q) {
-      if (experts[q] < first || experts[q] >= first + count) continue;
-      memcpy(xs + P * C, x + (q / k) * C, (size_t)C * sizeof *xs);
-      ids[P] = experts[q];
-      ws[P] = weights[q];
-      where[P++] = (int32_t)q;
+    at[i] = done;
+    P[i] = count > 0 ? pairs_of(experts, n, first, count, where + done) : 0;
+    if (P[i] == 0) continue;
+    const int32_t *wi = where + done;
+    for (int64_t p = 0; p < P[i]; ++p)
+      ids[done + p] = experts[wi[p]], ws[done + p] = weights[wi[p]];
+    st = xp_get(m, i, layer, first, count, P[i], 1, &e[i]);
+    if (st != VNRT_OK) break;
+    if (!m->moves || !ids_staged_early(m, e[i], layer, experts, T)) {
+      st = xp_set_ids(m, e[i], ids + done, P[i]);
     }
-    if (P == 0) continue;
-    vnrt_status st = moe_experts_on(m, i, layer, first, count, xs, ids, ws, P, 1, xs);
-    if (st != VNRT_OK) return st;
-    for (int64_t p = 0; p < P; ++p) {
-      memcpy(out + (int64_t)where[p] * C, xs + p * C, (size_t)C * sizeof *xs);
+    for (int64_t p = 0; p < P[i] && st == VNRT_OK; ++p) {
+      memcpy(e[i]->x + p * C, x + (wi[p] / k) * C, (size_t)C * sizeof *x);
+    }
+    if (st == VNRT_OK) st = xp_set_xw(m, e[i], NULL, ws + done, P[i]);
+    if (st == VNRT_OK && m->mv && i > 0) { /* to a device other than the dense part's and back */
+      m->mv->bytes_routed += (uint64_t)e[i]->rows *
+                             ((uint64_t)C * 2 * sizeof(float) + sizeof(int32_t) + sizeof(float));
+    }
+    done += P[i];
+  }
+  for (int32_t i = 0; i < m->n_devs && st == VNRT_OK; ++i) {
+    if (P[i] == 0) continue;
+    st = xp_run(m, e[i], P[i]);
+    for (int64_t p = 0; p < P[i] && st == VNRT_OK; ++p) {
+      memcpy(out + (int64_t)where[at[i] + p] * C, e[i]->y + p * C, (size_t)C * sizeof *out);
     }
   }
+  if (st != VNRT_OK) return st;
   for (int64_t t = 0; t < T; ++t) {
     float *dst = y + t * C;
     for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
@@ -871,6 +971,55 @@ static vnrt_status split_exchange(void *user, int32_t layer, int64_t T, int64_t 
     }
   }
   return VNRT_OK;
+}
+
+/* At the start of a run through several devices: every hash-routed layer's routes from the
+ * token ids (tid2eid), and the expert ids staged into the plans that will take them, so that
+ * only the rows and weights move at the layer. Returns the bytes staged. */
+static vnrt_status route_early(vnrt_model *m, const int32_t *tok, int64_t T, uint64_t *bytes) {
+  const vn_v4_config *c = m->cfg;
+  const int64_t k = c->num_experts_per_tok, n = T * k;
+  const size_t total = (size_t)c->num_hidden_layers * (size_t)n;
+  if (total > m->early_cap) {
+    int32_t *p = realloc(m->early_routes, total * sizeof *p);
+    if (!p) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    m->early_routes = p;
+    m->early_cap = total;
+  }
+  m->early_T = T;
+  int32_t *where = malloc((size_t)n * 2 * sizeof *where);
+  if (!where) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+  int32_t *ids = where + n;
+  vnrt_status st = VNRT_OK;
+  for (int32_t j = 0; j < c->num_hidden_layers && st == VNRT_OK; ++j) {
+    if (!vn_v4_is_hash_layer(c, j)) continue;
+    int32_t *r = m->early_routes + (size_t)j * (size_t)n;
+    for (int64_t t = 0; t < T; ++t) {
+      memcpy(r + t * k, m->tid2eid[j] + (size_t)tok[t] * (size_t)k, (size_t)k * sizeof *r);
+    }
+    for (int32_t i = 0; i < (m->split_experts ? m->n_devs : 1) && st == VNRT_OK; ++i) {
+      const int32_t first = m->split_experts ? m->exp_first[i] : 0;
+      const int32_t count = m->split_experts ? m->exp_first[i + 1] - first : c->n_routed_experts;
+      struct expert_plan *e = NULL;
+      int64_t rows = T;
+      const int32_t *rid = r;
+      if (m->split_experts) {
+        rows = count > 0 ? pairs_of(r, n, first, count, where) : 0;
+        for (int64_t p = 0; p < rows; ++p) ids[p] = r[where[p]];
+        rid = ids;
+        if (rows == 0) continue;
+        st = xp_get(m, i, j, first, count, rows, 1, &e);
+      } else {
+        st = xp_get(m, m->seg_dev[j], j, first, count, rows, (int32_t)k, &e);
+      }
+      if (st == VNRT_OK) st = xp_set_ids(m, e, rid, rows);
+      if (st != VNRT_OK) break;
+      e->ids_tag = m->tag;
+      *bytes += (uint64_t)e->rows * (uint64_t)e->k * sizeof(int32_t);
+    }
+  }
+  free(where);
+  return st;
 }
 
 /* Compiles the L + 1 segment plans for T tokens into slot (the decode slot's bind the weights,
@@ -1118,6 +1267,14 @@ static vnrt_status ep_engram_rows(vnrt_session *s, vnrt_plan *plan, int32_t laye
 
 /* A failed run: the states may be half updated, so the sequence starts over. */
 static vnrt_status ep_failed(vnrt_session *s, vnrt_status st) {
+  s->model->mv = NULL;
+  /* Writes staged for segments that did not run borrow the caller's ids: done before return
+   * (their own failure, if any, is the next run's). */
+  for (int i = 0; s->model->moves && i < MAX_PLANS; ++i) {
+    for (int32_t j = 0; s->eslots[i].seg && j < s->eslots[i].n_seg; ++j) {
+      vnrt_plan_wait_staged(s->eslots[i].seg[j]);
+    }
+  }
   s->ecur = NULL;
   s->pos = 0;
   s->have_logits = 0;
@@ -1148,6 +1305,84 @@ static vnrt_status ep_shared(vnrt_session *s, struct ep_slot *slot, int32_t j, i
   return VNRT_OK;
 }
 
+/* Several devices: the values segment jn takes from segment jn - 1 (in s->ebuf), staged on its
+ * copy stream: X, post, comb and ys (after == 0: as soon as segment jn - 1 has run, so that
+ * they move while its layer's experts compute), or yr (after == 1: from the exchange; and ys
+ * when a shared piece made it). They stay unchanged until segment jn has run. */
+static vnrt_status stage_boundary(vnrt_session *s, struct ep_slot *slot, int32_t jn, int after) {
+  vnrt_model *m = s->model;
+  const vn_v4_segment_types *ty = &slot->types;
+  const struct {
+    const char *name;
+    int buf, type, after;
+  } in[5] = {{VN_V4_SEG_X VN_V4_SEG_IN, 0, 0, 0},
+             {VN_V4_SEG_POST VN_V4_SEG_IN, 1, 1, 0},
+             {VN_V4_SEG_COMB VN_V4_SEG_IN, 2, 2, 0},
+             {VN_V4_SEG_YS VN_V4_SEG_IN, 6, 6, s->exchange_finish != NULL},
+             {VN_V4_SEG_YR, 7, 3, 1}};
+  for (int i = 0; i < 5; ++i) {
+    if (in[i].after != after) continue;
+    const size_t bytes = vnrt_tensor_type_bytes(&ty->t[in[i].type]);
+    vnrt_status st = vnrt_plan_stage_input(slot->seg[jn], in[i].name, s->ebuf[in[i].buf], bytes);
+    if (st != VNRT_OK) {
+      return fail(st, "segment %d: input '%s': %s", (int)jn, in[i].name,
+                  vnrt_context_last_error(m->ctx));
+    }
+    if (m->seg_dev[jn] != m->seg_dev[jn - 1]) s->mv.bytes_boundaries += bytes;
+  }
+  return VNRT_OK;
+}
+
+/* Several devices, at the start of a run: the token ids and positions of every segment, every
+ * Engram layer's rows (fetched now) and the hash-routed layers' expert ids are staged on the
+ * copy streams of the plans that take them, so that they move while the earlier segments
+ * compute. ids, the positions and *pos0 stay unchanged until the run ends. */
+static vnrt_status moves_early(vnrt_session *s, struct ep_slot *slot, const int32_t *ids, int64_t T,
+                               const int32_t *pos0) {
+  vnrt_model *m = s->model;
+  const int32_t L = m->cfg->num_hidden_layers;
+  uint64_t early = 0;
+  for (int32_t j = 0; j <= L; ++j) {
+    const struct {
+      const char *name;
+      const void *data;
+      size_t bytes;
+    } in[3] = {{VN_V4_IN_IDS, ids, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS, s->pos_buf, (size_t)T * sizeof(int32_t)},
+               {VN_V4_IN_POS0, pos0, sizeof *pos0}};
+    for (int i = 0; i < 3; ++i) {
+      vnrt_status st = vnrt_plan_stage_input(slot->seg[j], in[i].name, in[i].data, in[i].bytes);
+      if (st != VNRT_OK) {
+        return fail(st, "segment %d: input '%s': %s", (int)j, in[i].name,
+                    vnrt_context_last_error(m->ctx));
+      }
+      early += in[i].bytes;
+    }
+  }
+  const vn_v4_engram *e = &m->cfg->engram;
+  const size_t n = (size_t)T * (size_t)e->heads;
+  for (int32_t ei = 0; ei < e->n_layers; ++ei) {
+    const int32_t layer = e->layer_ids[ei];
+    vnrt_status st =
+        ep_engram_call(s, ei, T, *pos0, s->engram_early ? VNRT_ENGRAM_FINISH : VNRT_ENGRAM_NOW);
+    if (st != VNRT_OK) return st;
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d", VN_V4_SEG_ENGRAM_ROWS, (int)layer);
+    const size_t bytes = n * (size_t)e->head_dim * sizeof(uint16_t);
+    st = vnrt_plan_stage_input(slot->seg[layer], name,
+                               s->erows + (size_t)ei * n * (size_t)e->head_dim, bytes);
+    if (st != VNRT_OK) {
+      return fail(st, "segment %d: input '%s': %s", (int)layer, name,
+                  vnrt_context_last_error(m->ctx));
+    }
+    s->mv.bytes_engram += bytes;
+    early += bytes;
+  }
+  vnrt_status st = route_early(m, ids, T, &early);
+  s->mv.bytes_early += early;
+  return st;
+}
+
 static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, int decode) {
   static const char *const names[VN_V4_SEG_VALUES + 1] = {
       VN_V4_SEG_X, VN_V4_SEG_POST, VN_V4_SEG_COMB, VN_V4_SEG_HF,
@@ -1174,13 +1409,24 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
   int32_t pos0 = (int32_t)s->pos;
   double t0 = now_s();
   const int32_t L = m->cfg->num_hidden_layers;
+  /* Several devices: what is known before the layers run moves now, on the copy streams of
+   * the plans that take it, while the earlier segments compute. */
+  const int mv = m->moves;
+  if (mv) {
+    m->mv = &s->mv;
+    ++m->tag;
+    s->mv.runs++;
+    s->mv.tokens += T;
+  }
   if (m->cfg->engram.n_layers > 0) st = ep_engram_hash(s, slot, ids, T, pos0);
   for (int32_t ei = 0; s->engram_early && ei < m->cfg->engram.n_layers && st == VNRT_OK; ++ei) {
     st = ep_engram_call(s, ei, T, pos0, VNRT_ENGRAM_START); /* the rows fly from here on */
   }
+  s->pos0 = pos0; /* (staged: it must outlive a failed run's pending writes) */
+  if (mv && st == VNRT_OK) st = moves_early(s, slot, ids, T, &s->pos0);
   for (int32_t j = 0; j <= L && st == VNRT_OK; ++j) {
     vnrt_plan *plan = slot->seg[j];
-    if (vn_v4_engram_index(m->cfg, j) >= 0) {
+    if (!mv && vn_v4_engram_index(m->cfg, j) >= 0) {
       st = ep_engram_rows(s, plan, j, T, pos0);
       if (st != VNRT_OK) break;
     }
@@ -1196,11 +1442,24 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
                {VN_V4_SEG_COMB VN_V4_SEG_IN, s->ebuf[2], vnrt_tensor_type_bytes(&ty->t[2])},
                {VN_V4_SEG_YS VN_V4_SEG_IN, s->ebuf[6], vnrt_tensor_type_bytes(&ty->t[6])},
                {names[7], s->ebuf[7], vnrt_tensor_type_bytes(&ty->t[3])}};
-    for (int i = 0; i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
+    for (int i = 0; !mv && i < (j > 0 ? 8 : 3) && st == VNRT_OK; ++i) {
       st = vnrt_plan_set_input(plan, in[i].name, in[i].data, in[i].bytes);
       if (st != VNRT_OK) {
         fail(st, "segment %d: input '%s': %s", (int)j, in[i].name, vnrt_context_last_error(m->ctx));
       }
+    }
+    /* Its outputs come back on its copy stream while its later steps run. */
+    for (int i = 0; mv && i < (j < L ? VN_V4_SEG_VALUES : 0) && st == VNRT_OK; ++i) {
+      if (i == 6 && s->exchange_finish) continue; /* ys: from the shared piece */
+      st = vnrt_plan_stage_output(plan, names[i], s->ebuf[i], vnrt_tensor_type_bytes(&ty->t[i]));
+      if (st != VNRT_OK) {
+        fail(st, "segment %d: output '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
+      }
+    }
+    if (mv && j == L && st == VNRT_OK) {
+      st = vnrt_plan_stage_output(plan, VN_V4_OUT_LOGITS, s->logits,
+                                  (size_t)m->cfg->vocab_size * sizeof(float));
+      if (st != VNRT_OK) fail(st, "the logits: %s", vnrt_context_last_error(m->ctx));
     }
     if (st == VNRT_OK) {
       st = vnrt_plan_run(plan);
@@ -1214,14 +1473,18 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
       s->stats.bytes_weights_streamed += rs.bytes_weights;
       s->stats.bytes_transfers += rs.bytes_transfers;
     }
+    if (st == VNRT_OK && mv) count_moves(m, plan);
     if (st != VNRT_OK || j == L) break;
-    for (int i = 0; i < VN_V4_SEG_VALUES && st == VNRT_OK; ++i) {
+    for (int i = 0; !mv && i < VN_V4_SEG_VALUES && st == VNRT_OK; ++i) {
       if (i == 6 && s->exchange_finish) continue; /* ys: from the shared piece */
       st = vnrt_plan_read_output(plan, names[i], s->ebuf[i], vnrt_tensor_type_bytes(&ty->t[i]));
       if (st != VNRT_OK) {
         fail(st, "segment %d: reading '%s': %s", (int)j, names[i], vnrt_context_last_error(m->ctx));
       }
     }
+    /* The values segment j + 1 takes from this one move to its device now, under the layer's
+     * routed experts; yr (and ys from a shared piece) once the exchange has made it. */
+    if (st == VNRT_OK && mv) st = stage_boundary(s, slot, j + 1, 0);
     if (st == VNRT_OK && s->ep_ranks > 0) {
       const size_t n = (size_t)T * (size_t)m->cfg->num_experts_per_tok;
       memcpy(s->routes + (size_t)j * n, s->ebuf[5], n * sizeof(int32_t));
@@ -1243,9 +1506,11 @@ static vnrt_status ep_run_chunk(vnrt_session *s, const int32_t *ids, int64_t T, 
              (long long)T, (long long)pos0, (int)j, why[0] ? ": " : "", why);
       }
     }
+    if (st == VNRT_OK && mv) st = stage_boundary(s, slot, j + 1, 1);
   }
   double dt = now_s() - t0;
-  if (st == VNRT_OK) {
+  m->mv = NULL;
+  if (st == VNRT_OK && !mv) {
     st = vnrt_plan_read_output(slot->seg[L], VN_V4_OUT_LOGITS, s->logits,
                                (size_t)m->cfg->vocab_size * sizeof(float));
     if (st != VNRT_OK) fail(st, "reading the logits: %s", vnrt_context_last_error(m->ctx));
@@ -1305,12 +1570,10 @@ vnrt_status vnrt_model_moe_experts(vnrt_model *m, int32_t layer, int32_t first, 
   return moe_experts_on(m, dev, layer, first, count, x, experts, weights, rows, k, y);
 }
 
-static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
-                                  int32_t count, const float *x, const int32_t *experts,
-                                  const float *weights, int64_t rows, int32_t k, float *y) {
-  if (!m || (rows > 0 && (!x || !experts || !weights || !y))) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
-  }
+/* The plan of `layer`'s experts [first, first + count) for `rows` rows of k pairs on device
+ * dev_index (cached; compiled and bound on a miss), with its host buffers. */
+static vnrt_status xp_check(const vnrt_model *m, int32_t layer, int32_t first, int32_t count,
+                            int64_t rows, int32_t k) {
   const vn_v4_config *c = m->cfg;
   if (layer < 0 || layer >= c->num_hidden_layers || first < 0 || count < 1 ||
       first > c->n_routed_experts - count || rows < 0 || rows > (1 << 24) || k < 1 || k > 64) {
@@ -1320,37 +1583,18 @@ static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t laye
                 (int)layer, (int)first, (int)first + (int)count, (long long)rows, (int)k,
                 (int)c->num_hidden_layers, (int)c->n_routed_experts);
   }
-  if (rows == 0) return VNRT_OK;
+  return VNRT_OK;
+}
+
+static vnrt_status xp_get(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                          int32_t count, int64_t rows, int32_t k, struct expert_plan **out) {
+  const vn_v4_config *c = m->cfg;
+  vnrt_status st = xp_check(m, layer, first, count, rows, k);
+  if (st != VNRT_OK) return st;
   /* Rows are padded to a power of two >= 8 (zero rows, weight 0) so that few plans serve every
    * count. */
   int64_t P = 8; /* a decode step's pairs all fit the smallest */
   while (P < rows) P *= 2;
-  if ((size_t)P * (size_t)k > m->xcap) {
-    int32_t *ids = realloc(m->xids, (size_t)P * (size_t)k * sizeof *ids);
-    if (ids) m->xids = ids;
-    float *buf =
-        ids ? realloc(m->xbuf, (size_t)P * (size_t)(c->hidden_size + k) * sizeof *buf) : NULL;
-    if (buf) m->xbuf = buf;
-    if (!ids || !buf) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
-    m->xcap = (size_t)P * (size_t)k;
-  }
-  const int64_t C = c->hidden_size;
-  float *xs = m->xbuf, *ws = m->xbuf + P * C;
-  for (int64_t i = 0; i < rows * k; ++i) {
-    if (experts[i] < first || experts[i] >= first + count) {
-      return fail(VNRT_ERROR_OUT_OF_RANGE,
-                  "vnrt_model_moe_experts: expert %d (row %lld) is not in this slice [%d, %d)",
-                  (int)experts[i], (long long)(i / k), (int)first, (int)(first + count));
-    }
-    m->xids[i] = experts[i] - first;
-    ws[i] = weights[i];
-  }
-  for (int64_t i = rows * k; i < P * k; ++i) {
-    m->xids[i] = 0;
-    ws[i] = 0.0f;
-  }
-  memcpy(xs, x, (size_t)rows * (size_t)C * sizeof *xs);
-  memset(xs + rows * C, 0, (size_t)(P - rows) * (size_t)C * sizeof *xs);
   struct expert_plan *hit = NULL, *victim = &m->xplans[0];
   for (int i = 0; i < MAX_EXPERT_PLANS; ++i) {
     struct expert_plan *e = &m->xplans[i];
@@ -1361,16 +1605,17 @@ static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t laye
     }
     if (!e->plan || (victim->plan && e->last_use < victim->last_use)) victim = e;
   }
-  vnrt_status st = VNRT_OK;
   char err[ERR_SIZE];
   if (!hit) {
     hit = victim;
-    vnrt_plan_destroy(hit->plan);
-    hit->plan = NULL;
+    xp_free(hit);
     vnrt_graph *g = NULL;
     st = vn_v4_graph_build_experts(m->ctx, c, layer, P, k, count, m->numerics == VNRT_NUMERICS_F32,
                                    &g, err, sizeof err);
-    if (st != VNRT_OK) return fail(st, "%s", err);
+    if (st != VNRT_OK) {
+      xp_free(hit);
+      return fail(st, "%s", err);
+    }
     vnrt_plan_desc pd = {0};
     pd.device_memory_limit = m->memory_limit;
     pd.no_fallback = m->no_fallback;
@@ -1409,8 +1654,7 @@ static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t laye
     vnrt_graph_destroy(g);
     if (!m->keep_packed) vn_v4_experts_free(&m->experts[layer]);
     if (st != VNRT_OK) {
-      vnrt_plan_destroy(hit->plan);
-      hit->plan = NULL;
+      xp_free(hit);
       return st;
     }
     hit->layer = layer;
@@ -1421,24 +1665,113 @@ static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t laye
     hit->dev = dev_index;
   }
   hit->last_use = ++m->xclock;
-  const size_t nk = (size_t)P * (size_t)k;
-  st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_X, xs, (size_t)P * (size_t)C * sizeof *xs);
-  if (st == VNRT_OK)
-    st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_IDS, m->xids, nk * sizeof(int32_t));
-  if (st == VNRT_OK) st = vnrt_plan_set_input(hit->plan, VN_V4_EXP_W, ws, nk * sizeof(float));
-  if (st == VNRT_OK) st = vnrt_plan_run(hit->plan);
-  char out_name[NAME_SIZE];
-  snprintf(out_name, sizeof out_name, "l%d.ffn.routed", (int)layer);
-  if (st == VNRT_OK) {
-    /* Only the first `rows` rows: the output is read whole into the scratch first. */
-    st = vnrt_plan_read_output(hit->plan, out_name, xs, (size_t)P * (size_t)C * sizeof *xs);
+  if (!hit->x) { /* (freed after each call on one device: see moe_experts_on) */
+    const int64_t C = c->hidden_size;
+    hit->x = malloc((size_t)P * (size_t)C * sizeof *hit->x);
+    hit->y = malloc((size_t)P * (size_t)C * sizeof *hit->y);
+    hit->w = malloc((size_t)P * (size_t)k * sizeof *hit->w);
+    hit->ids = malloc((size_t)P * (size_t)k * sizeof *hit->ids);
+    hit->ids_tag = 0;
+    if (!hit->x || !hit->y || !hit->w || !hit->ids) {
+      xp_free_buffers(hit);
+      return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
   }
-  if (st != VNRT_OK) {
-    return fail(st, "layer %d's experts [%d, %d) on %lld rows: %s", (int)layer, (int)first,
-                (int)(first + count), (long long)rows, vnrt_context_last_error(m->ctx));
-  }
-  memcpy(y, xs, (size_t)rows * (size_t)C * sizeof *y);
+  *out = hit;
   return VNRT_OK;
+}
+
+/* Binds an input of an expert plan: staged on its copy stream with several devices (the plan's
+ * buffers stay unchanged until its run), else written now. */
+static vnrt_status xp_bind(vnrt_model *m, struct expert_plan *e, const char *name, const void *data,
+                           size_t bytes) {
+  vnrt_status st = m->moves ? vnrt_plan_stage_input(e->plan, name, data, bytes)
+                            : vnrt_plan_set_input(e->plan, name, data, bytes);
+  if (st != VNRT_OK) {
+    return fail(st, "layer %d's experts [%d, %d): input '%s': %s", (int)e->layer, (int)e->first,
+                (int)(e->first + e->count), name, vnrt_context_last_error(m->ctx));
+  }
+  return VNRT_OK;
+}
+
+/* The ids of rows rows (global expert ids, k per row) into e's buffer, made local to its slice
+ * and padded with 0, then bound. */
+static vnrt_status xp_set_ids(vnrt_model *m, struct expert_plan *e, const int32_t *experts,
+                              int64_t rows) {
+  const int64_t k = e->k;
+  for (int64_t i = 0; i < rows * k; ++i) {
+    if (experts[i] < e->first || experts[i] >= e->first + e->count) {
+      return fail(VNRT_ERROR_OUT_OF_RANGE,
+                  "vnrt_model_moe_experts: expert %d (row %lld) is not in this slice [%d, %d)",
+                  (int)experts[i], (long long)(i / k), (int)e->first, (int)(e->first + e->count));
+    }
+    e->ids[i] = experts[i] - e->first;
+  }
+  for (int64_t i = rows * k; i < e->rows * k; ++i) e->ids[i] = 0;
+  e->ids_tag = 0;
+  return xp_bind(m, e, VN_V4_EXP_IDS, e->ids, (size_t)(e->rows * k) * sizeof(int32_t));
+}
+
+/* The weights (rows · k) into e's buffer, padded with 0, and x's rows (already in e->x unless
+ * x is given), padded with zero rows; both bound. */
+static vnrt_status xp_set_xw(vnrt_model *m, struct expert_plan *e, const float *x,
+                             const float *weights, int64_t rows) {
+  const int64_t C = m->cfg->hidden_size, k = e->k, P = e->rows;
+  memcpy(e->w, weights, (size_t)(rows * k) * sizeof *e->w);
+  for (int64_t i = rows * k; i < P * k; ++i) e->w[i] = 0.0f;
+  if (x) memcpy(e->x, x, (size_t)rows * (size_t)C * sizeof *e->x);
+  memset(e->x + rows * C, 0, (size_t)(P - rows) * (size_t)C * sizeof *e->x);
+  vnrt_status st = xp_bind(m, e, VN_V4_EXP_X, e->x, (size_t)(P * C) * sizeof *e->x);
+  if (st == VNRT_OK) st = xp_bind(m, e, VN_V4_EXP_W, e->w, (size_t)(P * k) * sizeof *e->w);
+  return st;
+}
+
+/* Adds a plan's last run to the running session's move statistics. */
+static void count_moves(vnrt_model *m, vnrt_plan *plan) {
+  vnrt_run_stats rs = {.struct_size = sizeof rs};
+  if (!m->mv || vnrt_plan_get_run_stats(plan, &rs) != VNRT_OK) return;
+  m->mv->bytes_moved += rs.bytes_staged;
+  m->mv->copy_seconds += 1e-9 * (double)rs.staged_ns;
+  m->mv->wait_seconds += 1e-9 * (double)rs.staged_wait_ns;
+  if (rs.staged_ns > rs.staged_wait_ns) {
+    m->mv->overlapped_seconds += 1e-9 * (double)(rs.staged_ns - rs.staged_wait_ns);
+  }
+}
+
+/* Runs e; its output (read back on its copy stream with several devices) lands in e->y. */
+static vnrt_status xp_run(vnrt_model *m, struct expert_plan *e, int64_t rows) {
+  const size_t bytes = (size_t)(e->rows * m->cfg->hidden_size) * sizeof *e->y;
+  char out_name[NAME_SIZE];
+  snprintf(out_name, sizeof out_name, "l%d.ffn.routed", (int)e->layer);
+  vnrt_status st = m->moves ? vnrt_plan_stage_output(e->plan, out_name, e->y, bytes) : VNRT_OK;
+  if (st == VNRT_OK) st = vnrt_plan_run(e->plan);
+  if (st == VNRT_OK && !m->moves) st = vnrt_plan_read_output(e->plan, out_name, e->y, bytes);
+  if (st != VNRT_OK) {
+    return fail(st, "layer %d's experts [%d, %d) on %lld rows: %s", (int)e->layer, (int)e->first,
+                (int)(e->first + e->count), (long long)rows, vnrt_context_last_error(m->ctx));
+  }
+  count_moves(m, e->plan);
+  return VNRT_OK;
+}
+
+static vnrt_status moe_experts_on(vnrt_model *m, int32_t dev_index, int32_t layer, int32_t first,
+                                  int32_t count, const float *x, const int32_t *experts,
+                                  const float *weights, int64_t rows, int32_t k, float *y) {
+  if (!m || (rows > 0 && (!x || !experts || !weights || !y))) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_moe_experts: NULL argument");
+  }
+  if (rows == 0) return xp_check(m, layer, first, count, rows, k);
+  struct expert_plan *e = NULL;
+  vnrt_status st = xp_get(m, dev_index, layer, first, count, rows, k, &e);
+  if (st != VNRT_OK) return st;
+  st = xp_set_ids(m, e, experts, rows);
+  if (st == VNRT_OK) st = xp_set_xw(m, e, x, weights, rows);
+  if (st == VNRT_OK) st = xp_run(m, e, rows);
+  if (st == VNRT_OK) memcpy(y, e->y, (size_t)rows * (size_t)m->cfg->hidden_size * sizeof *y);
+  /* On one device nothing is staged: the host buffers go, as the plans of every row count
+   * would otherwise each keep [rows, C] twice (the device memory is the plan's). */
+  if (!m->moves) xp_free_buffers(e);
+  return st;
 }
 
 void vnrt_session_destroy(vnrt_session *s) {
@@ -1666,6 +1999,23 @@ vnrt_status vnrt_session_logits(const vnrt_session *s, float *out, size_t capaci
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_logits: no token was run yet");
   }
   memcpy(out, s->logits, (size_t)V * sizeof *out);
+  return VNRT_OK;
+}
+
+vnrt_status vnrt_session_get_move_stats(const vnrt_session *s, vnrt_session_move_stats *out) {
+  if (!s || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_session_get_move_stats: NULL");
+  vnrt_session_move_stats d;
+  /* Out-struct: the caller's prefix is written, a size no version had fails. */
+  size_t size = out->size;
+  if (size != 0 && size != sizeof d) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_session_move_stats.size is %zu: no version of "
+                "vnrt_session_move_stats had that size (0 or %zu)",
+                size, sizeof d);
+  }
+  d = s->mv;
+  d.size = sizeof d;
+  memcpy(out, &d, sizeof d);
   return VNRT_OK;
 }
 

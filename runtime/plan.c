@@ -298,6 +298,7 @@ void vnrt_plan_destroy(vnrt_plan *p) {
   vn_free(ctx, p->stream);
   vn_free(ctx, p->steps);
   vn_free(ctx, p->jobs);
+  vn_free(ctx, p->reads);
   vn_io_store_release(p->io); /* frees the bound flags, and the io buffers unless shared */
   for (int32_t k = 0; k < p->n_stores; ++k) vn_io_store_release(p->stores[k]);
   vn_free(ctx, p->stores);

@@ -175,6 +175,16 @@ struct vnrt_plan {
   uint64_t *job_value;                /* per job of this run: its copy timeline value */
   int32_t cap_job_value;
   int32_t async_next; /* the next streamed job to queue */
+  /* Moves between plans (vnrt_plan_stage_input / _output, plan_move.c). */
+  uint64_t staged_in; /* copy timeline value of the last staged input write; 0: none pending */
+  struct vn_staged_read {
+    int32_t value;
+    void *dst;
+    uint64_t bytes;
+  } * reads; /* outputs the next run copies back on the copy stream */
+  int32_t n_reads, cap_reads;
+  uint64_t mv_bytes, mv_ns; /* added by the move jobs (on the copy thread) since the last run */
+  uint64_t mv_wait_ns;      /* this run's waits for them on the caller's thread */
 };
 
 /* The bound flag and binding generation of value v, wherever its storage lives. */
@@ -239,6 +249,14 @@ void vn_plan_async_destroy(vnrt_plan *p);
  * thread, so tests run both paths on one device. */
 void vn_plan_set_async(vnrt_plan *p, bool on);
 
+/* Moves (plan_move.c): waits for the staged input writes (before a synchronous write or a
+ * run; the wait counts in mv_wait_ns); queues this run's staged output reads on the copy stream,
+ * each after the step computing its value (serial plans: none, vn_plan_moves_finish reads
+ * them); after the run's copies are drained, reads what was left and moves the figures into
+ * p->stats. */
+vnrt_status vn_plan_moves_wait(vnrt_plan *p);
+vnrt_status vn_plan_moves_queue(vnrt_plan *p);
+vnrt_status vn_plan_moves_finish(vnrt_plan *p, vnrt_status run_status);
 /* Testing: makes every copy job of p sleep delay_ns first (a slow copy path). */
 vnrt_status vn_plan_set_copy_delay(vnrt_plan *p, uint64_t delay_ns);
 

@@ -109,6 +109,7 @@ static vnrt_status set_input(vnrt_plan *p, const char *name, const void *data, s
   vn_clear_error(p->ctx);
   int32_t v = find_input(p, name);
   if (v < 0) return no_input(p, name);
+  VN_RETURN_IF_ERROR(vn_plan_moves_wait(p)); /* a staged write must not land after this one */
   vn_plan_value *pv = &p->vals[v];
   if (pv->no_storage) {
     return vn_error(p->ctx, VNRT_ERROR_INVALID_ARGUMENT,
@@ -416,8 +417,10 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   uint64_t start = vn_now_ns(), compute_ns = 0, inline_copy_ns = 0;
   memset(&p->stats, 0, sizeof p->stats);
   vn_inspect_begin_run(p);
-  vnrt_status s = refresh_shadows(p);
+  vnrt_status s = vn_plan_moves_wait(p); /* the staged inputs */
+  if (s == VNRT_OK) s = refresh_shadows(p);
   if (s == VNRT_OK) s = queue_copies(p);
+  if (s == VNRT_OK) s = vn_plan_moves_queue(p); /* the staged outputs */
   if (s == VNRT_OK) s = run_steps(p, &compute_ns, &inline_copy_ns);
   if (s != VNRT_OK) vn_plan_async_wait(p, false); /* nothing queued may outlive the run */
   if (s == VNRT_OK) {
@@ -429,7 +432,9 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   if (p->copy) {
     if (s == VNRT_OK) {
       vn_copy_stream_signal_compute(p->copy, p->compute_base + (uint64_t)p->n_order);
+      uint64_t t0 = vn_now_ns();
       s = vn_copy_stream_drain(p->copy, &cs);
+      if (p->n_reads > 0) p->mv_wait_ns += vn_now_ns() - t0; /* the staged outputs' tail */
     } else {
       char msg[VN_ERROR_MAX];
       snprintf(msg, sizeof msg, "%s", p->ctx->last_error);
@@ -439,14 +444,18 @@ vnrt_status vnrt_plan_run(vnrt_plan *p) {
   }
   /* Timeline values only grow: the next run starts past every step of this one. */
   p->compute_base += (uint64_t)p->n_order + 1;
+  s = vn_plan_moves_finish(p, s);
   if (s != VNRT_OK) return s;
   vn_plan_engram_collect(p);
   vn_inspect_end_run(p);
   vnrt_run_stats *st = &p->stats;
   st->wall_ns = vn_now_ns() - start;
   st->compute_ns = compute_ns;
+  /* The staged moves are reported apart (staged_ns, staged_wait_ns). */
   st->copy_ns = cs.busy_ns + inline_copy_ns;
+  if (p->copy) st->copy_ns -= st->staged_ns < st->copy_ns ? st->staged_ns : st->copy_ns;
   st->stall_ns = cs.stall_ns;
+  st->stall_ns -= st->staged_wait_ns < st->stall_ns ? st->staged_wait_ns : st->stall_ns;
   uint64_t shorter = st->compute_ns < st->copy_ns ? st->compute_ns : st->copy_ns;
   if (shorter > 0) {
     double hidden = (double)st->compute_ns + (double)st->copy_ns - (double)st->wall_ns;

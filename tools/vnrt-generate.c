@@ -728,6 +728,26 @@ int main(int argc, char **argv) {
             (double)s.state_bytes / 1048576.0, (int)s.n_streamed_params,
             (double)s.streamed_bytes / 1048576.0, (double)s.bytes_weights_streamed / 1048576.0,
             (double)s.bytes_transfers / 1048576.0);
+    vnrt_session_move_stats mv = {.size = sizeof mv};
+    if (vnrt_session_get_move_stats(session, &mv) == VNRT_OK && mv.runs > 0) {
+      /* --devices: what passed between the devices, per step (a prefill chunk or a decode
+       * step), and how much of the copy streams' time the compute hid (docs/scale-out.md). */
+      const double r = (double)mv.runs;
+      fprintf(stderr,
+              "moves: %lld steps, %lld tokens; between devices %llu bytes (boundaries %llu, "
+              "routed %llu), Engram rows %llu bytes; on the copy streams %llu bytes (%llu "
+              "staged at the step's start)\n"
+              "moves per step: between devices %.0f bytes, copy streams %.6f s, waited "
+              "%.6f s, overlapped %.6f s (%.1f%%)\n",
+              (long long)mv.runs, (long long)mv.tokens,
+              (unsigned long long)(mv.bytes_boundaries + mv.bytes_routed),
+              (unsigned long long)mv.bytes_boundaries, (unsigned long long)mv.bytes_routed,
+              (unsigned long long)mv.bytes_engram, (unsigned long long)mv.bytes_moved,
+              (unsigned long long)mv.bytes_early,
+              (double)(mv.bytes_boundaries + mv.bytes_routed) / r, mv.copy_seconds / r,
+              mv.wait_seconds / r, mv.overlapped_seconds / r,
+              mv.copy_seconds > 0 ? 100.0 * mv.overlapped_seconds / mv.copy_seconds : 0.0);
+    }
   }
   if (a.profile) {
     const uint32_t what = VNRT_PROFILE_OPS | (a.profile_nodes ? VNRT_PROFILE_NODES : 0u);

@@ -64,8 +64,10 @@ typedef struct vnrt_model_desc {
    * list of specs ("cpu,vulkan:0,opencl:0") over which the layers are split in order (a
    * pipeline), each device taking a share of the weights in proportion to its memory budget
    * (its memory, or memory_limit when smaller); each layer's routed experts run on its
-   * layer's device, activations pass between devices through the host. NULL or "": `device` /
-   * `device_spec` alone. Models with Engram layers are not supported yet. */
+   * layer's device. Values pass between the devices' plans on their copy streams, what is
+   * known early (ids, Engram rows, hash-routed ids) staged when a run starts
+   * (vnrt_session_get_move_stats). With Engram layers the hash runs on the first device and
+   * the rows come from the mapped checkpoint. NULL or "": `device` / `device_spec` alone. */
   const char *devices;
   /* With `devices`: nonzero splits the routed experts of every layer over the devices
    * instead (expert parallel in one process): the dense part on the first device, each
@@ -261,6 +263,35 @@ typedef struct vnrt_session_stats {
 
 VNRT_API vnrt_status vnrt_session_get_stats(const vnrt_session *session,
                                             vnrt_session_stats *out_stats);
+
+/* Moves between the devices of a placement (vnrt_model_desc.devices), summed over every run
+ * since the session was created (docs/scale-out.md, "Several devices in one process"). Every
+ * value handed from one plan to another is written on the consuming plan's copy stream and
+ * read back on the producing plan's (vnrt_plan_stage_input / _output); data known before the
+ * layers run (token ids and positions, Engram rows, hash-routed layers' expert ids) is staged
+ * when the run starts. A session without several devices reports zeros. */
+typedef struct vnrt_session_move_stats {
+  size_t size;    /* set by the caller: sizeof(vnrt_session_move_stats), or 0 */
+  int64_t runs;   /* runs (prefill chunks and decode steps) through the placement */
+  int64_t tokens; /* tokens those runs computed */
+  /* Bytes from one device to another: the activations handed across a segment boundary whose
+   * two sides are on different devices (X, post, comb, ys and the routed experts' yr), and
+   * with split experts the routed tokens (rows, expert ids, weights, padded as the expert plan
+   * takes them) sent to a device other than the dense part's and their outputs back. */
+  uint64_t bytes_boundaries;
+  uint64_t bytes_routed;
+  uint64_t bytes_engram; /* Engram rows, host to the device of their layer */
+  /* Everything the copy streams moved for these runs, within a device too (the MoE inputs
+   * and outputs of a layer's own device, ids, positions): vnrt_run_stats.bytes_staged summed */
+  uint64_t bytes_moved;
+  uint64_t bytes_early;      /* of bytes_moved, staged when the run started (known early) */
+  double copy_seconds;       /* the moves' time on the copy streams (staged_ns summed) */
+  double wait_seconds;       /* the session's thread waiting for them (staged_wait_ns) */
+  double overlapped_seconds; /* per plan run max(0, copy - wait), summed: <= copy_seconds */
+} vnrt_session_move_stats;
+
+VNRT_API vnrt_status vnrt_session_get_move_stats(const vnrt_session *session,
+                                                 vnrt_session_move_stats *out_stats);
 
 /* The plans of the last run (the decode plan after a decode) as vnrt_plan_print_profile prints
  * them: `what` is VNRT_PROFILE_NODES and/or VNRT_PROFILE_OPS (vnrt/inspect.h). Times are those

@@ -434,6 +434,32 @@ VNRT_API vnrt_status vnrt_plan_output_type(const vnrt_plan *plan, const char *na
 VNRT_API vnrt_status vnrt_plan_read_output(vnrt_plan *plan, const char *name, void *data,
                                            size_t bytes);
 
+/* Moves on the plan's copy stream (DualPath, docs/executor.md), for a model placed over
+ * several devices that hands values from one plan to the next (docs/scale-out.md, "Several
+ * devices in one process"): asynchronous versions of vnrt_plan_set_input and
+ * vnrt_plan_read_output.
+ *
+ * vnrt_plan_stage_input binds run-time input `name` (not a param or state) as
+ * vnrt_plan_set_input does, but queues the write on the plan's copy stream and returns at
+ * once: it overlaps whatever the caller does meanwhile, such as running other plans. data is
+ * borrowed: it must stay valid and unchanged until the plan's next vnrt_plan_run returns (or
+ * its next vnrt_plan_set_input or vnrt_plan_wait_staged, which wait for the staged writes). The
+ * next run waits for the staged writes before its first step and returns their failure, if any. A
+ * plan without a copy stream (serialize_copies) writes at once. */
+VNRT_API vnrt_status vnrt_plan_stage_input(vnrt_plan *plan, const char *name, const void *data,
+                                           size_t bytes);
+/* Waits for the plan's staged input writes (so their data may be freed or changed) and
+ * returns the first one's failure, naming it; VNRT_OK when none is pending. The next run
+ * would wait for them anyway: this is for a caller that gives up before running the plan. */
+VNRT_API vnrt_status vnrt_plan_wait_staged(vnrt_plan *plan);
+/* Asks the next vnrt_plan_run to copy output `name` into data (bytes: its byte size) on the
+ * plan's copy stream as soon as the step computing it is done, while the later steps run.
+ * When the run returns VNRT_OK, data holds what vnrt_plan_read_output would give; after a
+ * failed run its content is undefined. Each run consumes the requests (ask again for the next
+ * one); asking twice for one output keeps the last data. */
+VNRT_API vnrt_status vnrt_plan_stage_output(vnrt_plan *plan, const char *name, void *data,
+                                            size_t bytes);
+
 /* Copies a state's current value into host memory; bytes must equal its byte size. */
 VNRT_API vnrt_status vnrt_plan_read_state(vnrt_plan *plan, const char *name, void *data,
                                           size_t bytes);
@@ -478,6 +504,12 @@ typedef struct vnrt_run_stats {
   uint64_t engram_rows;     /* distinct rows asked for (summed over lookups) */
   uint64_t engram_hits;     /* of those, found in a device row cache */
   double engram_hit_rate;   /* hits / rows; 0 when there were none */
+  /* Moves staged with vnrt_plan_stage_input (since the previous run) and
+   * vnrt_plan_stage_output (this run), on the copy stream; not in copy_ns or stall_ns: */
+  uint64_t bytes_staged;   /* bytes written and read back */
+  uint64_t staged_ns;      /* their time on the copy stream */
+  uint64_t staged_wait_ns; /* what the caller's thread waited for them (the run's start, its
+                              end); staged_ns minus this, when positive, overlapped other work */
 } vnrt_run_stats;
 
 VNRT_API vnrt_status vnrt_plan_get_run_stats(const vnrt_plan *plan, vnrt_run_stats *out_stats);

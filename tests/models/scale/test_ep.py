@@ -213,6 +213,43 @@ if part == "local":
     p = run(base + ["--ep-local", "17"])
     check(p.returncode == 1 and "17 ranks for 16 experts" in p.stderr, f"17 ranks: {p.stderr}")
 elif part == "devices":
+    HC, C = 4, 256  # models/configs/v4-tiny*.json: hc_mult, hidden_size (both checkpoints)
+
+    def boundary_bytes(x_bytes):
+        # what one token hands across a segment boundary: X [hc, C] (f32 under --numerics f32,
+        # bf16 under the reference numerics), post [hc] and comb [hc, hc] f32, ys and yr [C] f32
+        return HC * C * x_bytes + 4 * HC + 4 * HC * HC + 2 * 4 * C
+
+    def crossings(p):
+        # segment boundaries whose two sides are on different devices, from the placement line
+        m = re.search(r"^placement: (layers .*)$", p.stderr, re.M)
+        return max(len(re.findall(r"layers \d+-\d+", m.group(1))) - 1, 0) if m else None
+
+    def moves(p, what):
+        """The --stats lines of the moves between devices, checked for consistency."""
+        m = re.search(r"^moves: (\d+) steps, (\d+) tokens; between devices (\d+) bytes "
+                      r"\(boundaries (\d+), routed (\d+)\), Engram rows (\d+) bytes; on the "
+                      r"copy streams (\d+) bytes \((\d+) staged at the step's start\)$",
+                      p.stderr, re.M)
+        q = re.search(r"^moves per step: between devices (\d+) bytes, copy streams ([\d.]+) s, "
+                      r"waited ([\d.]+) s, overlapped ([\d.]+) s \(([\d.]+)%\)$", p.stderr, re.M)
+        check(m is not None and q is not None, f"{what}: no moves lines: {p.stderr}")
+        if m is None or q is None:
+            return None
+        v = dict(zip(("steps", "tokens", "between", "boundaries", "routed", "engram", "moved",
+                      "early"), map(int, m.groups())))
+        per_step, copy, waited, over, share = map(float, q.groups())
+        check(abs(per_step * v["steps"] - v["between"]) <= v["steps"],
+              f"{what}: per step {per_step} vs {v['between']} / {v['steps']}")
+        check(v["tokens"] == 14 if "f32" in what else v["tokens"] == 13, f"{what}: tokens {v}")
+        check(v["between"] == v["boundaries"] + v["routed"], f"{what}: {v}")
+        check(v["moved"] >= v["between"] + v["early"] and v["early"] >= v["engram"],
+              f"{what}: the copy streams moved less than the sums: {v}")
+        check(0 <= over <= copy + 1e-6 and 0 <= share <= 100.0, f"{what}: overlap {q.group(0)}")
+        check(copy > 0, f"{what}: no time on the copy streams: {q.group(0)}")
+        print(what, m.group(0), q.group(0), sep="\n  ")
+        return v
+
     # Under f32 numerics: the reference numerics round activations to e4m3 before the linears,
     # which turns the devices' summation orders into logit differences of 0.1-0.5 on this
     # random model, and its near ties (a top-2 gap of 0.07 at step 5) then go either way;
@@ -235,11 +272,25 @@ elif part == "devices":
           f"placement over the three devices: {p.stderr}")
     print(m and m.group(0))
     check("device cpu,vulkan:0,opencl:0" in p.stderr, f"info.device: {p.stderr}")
+    # the activations of every boundary between two devices, for every token run (8 of the
+    # prompt in chunks of 5 and 3, then 6 decoded), and nothing routed elsewhere
+    v = moves(p, "three devices, f32")
+    if v:
+        want = v["tokens"] * crossings(p) * boundary_bytes(4)
+        check(crossings(p) == 2 and v["boundaries"] == want and v["routed"] == 0 and
+              v["engram"] == 0,
+              f"three devices: boundaries {v['boundaries']} vs {want} ({crossings(p)} crossings)")
     # the experts of every layer split over the three instead (the dense part on the cpu)
     p = run(short + ["--devices", "cpu,vulkan:0,opencl:0", "--split", "experts",
-                     "--memory-limit", "8M"])
+                     "--memory-limit", "8M", "--stats"])
     check(p.returncode == 0 and tokens(p) == singles["cpu"],
           f"split experts: {tokens(p)} vs {singles['cpu']}: {p.stderr}")
+    # no boundary between devices; each pair sent to vulkan:0 or opencl:0 moves its row out and
+    # back (f32 [C] each way), its expert id and weight, in padded plans of 8, 16... rows
+    v = moves(p, "split experts, f32")
+    if v:
+        check(v["boundaries"] == 0 and v["routed"] > 0 and v["routed"] % (8 * C + 8) == 0 and
+              v["routed"] // (8 * C + 8) % 8 == 0, f"split experts: routed {v}")
     m = re.search(r"^placement: dense part on cpu; experts of every layer:(.*)$", p.stderr, re.M)
     check(m is not None and all(f"on {d};" in m.group(1) for d in ("cpu", "vulkan:0", "opencl:0")),
           f"expert placement over the three devices: {p.stderr}")
@@ -266,10 +317,21 @@ elif part == "devices":
             ("cpu,vulkan:0", [], "layers 0-1 on cpu; layers 2-3 + head on vulkan:0"),
             ("vulkan:0,cpu", [], "layers 0-1 on vulkan:0; layers 2-3 + head on cpu"),
             ("cpu,vulkan:0", ["--split", "experts"], "dense part on cpu")):
-        p = run(ebase + ["--devices", devs, "--memory-limit", "8M"] + extra)
+        p = run(ebase + ["--devices", devs, "--memory-limit", "8M", "--stats"] + extra)
         check(p.returncode == 0 and tokens(p) == tokens(eone),
               f"Engram over {devs} {extra}: {tokens(p)} vs {tokens(eone)}: {p.stderr}")
         check(f"placement: {want}" in p.stderr, f"Engram over {devs} {extra}: {p.stderr}")
+        # every Engram layer's rows (T x H x Dh bf16) go to their layer's device, staged at the
+        # step's start; the split boundary hands bf16 X under the reference numerics
+        v = moves(p, f"Engram over {devs} {extra}")
+        if v:
+            rows = v["tokens"] * ENGRAM_HEADS * ENGRAM_HEAD_DIM * 2 * len(ENGRAM_LAYERS)
+            check(v["engram"] == rows and v["early"] >= rows,
+                  f"Engram over {devs}: rows {v['engram']} vs {rows}, early {v['early']}")
+            if not extra:
+                want = v["tokens"] * crossings(p) * boundary_bytes(2)
+                check(crossings(p) == 1 and v["boundaries"] == want,
+                      f"Engram over {devs}: boundaries {v['boundaries']} vs {want}")
 
 else:
     help_text = run(["--help"]).stdout
