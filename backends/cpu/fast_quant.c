@@ -655,25 +655,81 @@ static CPU_AVX512 int avx512_qkern_e2m1_nib_(const float *xp, const uint8_t *con
     const float *x = xp + kk;
     for (int j = 0; j < 4; ++j) {
       const __m512i v = _mm512_loadu_si512((const void *)(wr[j] + kk / 2));
-      __m512 t0 = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
-      __m512 t1 = _mm512_mul_ps(_mm512_loadu_ps(x + 16),
-                                _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 32),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 48),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), t1);
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 64),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 80),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), t1);
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 96),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 112),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), t1);
-      acc[j] = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
+      /* One chain per row: the rows' four chains hide the FMA latency, and an add of two
+       * chains per step would be one more operation on the two vector ports. */
+      __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
+      for (int n = 1; n < 8; ++n) {
+        t = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * n),
+                            _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * n), table), t);
+      }
+      acc[j] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
     }
   }
   for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  return !bad;
+}
+
+/* One row's step of avx512_qkern_e2m1_nib4_: 128 codes at w against xp, into acc with the
+ * lanes' scales sv. */
+static CPU_AVX512 inline __m512 e2m1_nib_row_(const float *x, const uint8_t *w, __m512 table,
+                                              __m512 sv, __m512 acc) {
+  const __m512i v = _mm512_loadu_si512((const void *)w);
+  __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
+  for (int n = 1; n < 8; ++n) {
+    t = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * n),
+                        _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * n), table), t);
+  }
+  return _mm512_fmadd_ps(t, sv, acc);
+}
+
+/* avx512_qkern_e2m1_nib_ for four rows rb bytes apart whose scale rows are ss bytes apart
+ * (1x32 blocks: a group of consecutive rows), prefetching the four rows from pf (NULL: none):
+ * the same operations in the same order, so the same sums; a few pointers instead of twelve
+ * keep the loop's addresses in registers, and the scales of 512 codes are widened outside the
+ * loop over their four steps. */
+static CPU_AVX512 int avx512_qkern_e2m1_nib4_(const float *xp, const uint8_t *w, int64_t rb,
+                                              const uint8_t *pf, const uint8_t *sc, int64_t ss,
+                                              int64_t kc, float *s) {
+  const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                      -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+  const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m128i one = _mm_set1_epi8(1), top = _mm_set1_epi8((char)251);
+  const int64_t rb3 = 3 * rb;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __mmask16 bad = 0;
+  for (int64_t k0 = 0; k0 < kc; k0 += 512) {
+    const int64_t nb = (kc - k0) / 32 < 16 ? (kc - k0) / 32 : 16;
+    const __mmask16 m = (__mmask16)((1u << nb) - 1u);
+    __m512 sv[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m128i sb = _mm_maskz_loadu_epi8(m, sc + j * ss + k0 / 32);
+      /* s - 1 > 251 unsigned: s = 0 or s >= 253 */
+      bad |= _mm_mask_cmpgt_epu8_mask(m, _mm_sub_epi8(sb, one), top);
+      sv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(sb), 23));
+    }
+    const int64_t ke = kc - k0 < 512 ? kc : k0 + 512;
+    __m512i qi = quad;
+    for (int64_t kk = k0; kk < ke; kk += 128) {
+      const uint8_t *p = w + kk / 2;
+      if (pf) {
+        const char *q = (const char *)pf + kk / 2;
+        _mm_prefetch(q, _MM_HINT_T0);
+        _mm_prefetch(q + rb, _MM_HINT_T0);
+        _mm_prefetch(q + 2 * rb, _MM_HINT_T0);
+        _mm_prefetch(q + rb3, _MM_HINT_T0);
+      }
+      const float *x = xp + kk;
+      a0 = e2m1_nib_row_(x, p, table, _mm512_permutexvar_ps(qi, sv[0]), a0);
+      a1 = e2m1_nib_row_(x, p + rb, table, _mm512_permutexvar_ps(qi, sv[1]), a1);
+      a2 = e2m1_nib_row_(x, p + 2 * rb, table, _mm512_permutexvar_ps(qi, sv[2]), a2);
+      a3 = e2m1_nib_row_(x, p + rb3, table, _mm512_permutexvar_ps(qi, sv[3]), a3);
+      qi = _mm512_add_epi32(qi, _mm512_set1_epi32(4));
+    }
+  }
+  s[0] = _mm512_reduce_add_ps(a0);
+  s[1] = _mm512_reduce_add_ps(a1);
+  s[2] = _mm512_reduce_add_ps(a2);
+  s[3] = _mm512_reduce_add_ps(a3);
   return !bad;
 }
 
@@ -842,6 +898,88 @@ static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, c
 /* ---- in registers ------------------------------------------------------------------------ */
 
 #if defined(CPU_HAVE_AVX2_CODE)
+/* One x row (xp: permuted by x_e2m1_perm_, x: as given) against rows [row0, row0 + n) of
+ * matrix mat of FP4 weights with 1x32 blocks, all of K (a multiple of 128, at most QV_KQ) in
+ * one chunk of the AVX-512 nibble kernel: a MoE expert's projections, whose per-group setup is
+ * a large part of a group's few kernel steps (F = 512 is 4), so the row, scale and prefetch
+ * pointers advance by a stride, with no division where br == 1. Each group prefetches the
+ * group about QV_PF_BYTES ahead; the last ones prefetch `next` (the caller's next rows, NULL:
+ * none) instead. A group with a scale the kernel cannot take is redone through panels (pws). */
+static void e2nib_rows_(cpu_isa isa, const float *xp, const float *x, int64_t ldx,
+                        const cpu_weight *w, int64_t mat, int64_t row0, int64_t n, float *c,
+                        const uint8_t *next, float *pws) {
+  const int nr = QV_NR_FOR(1);
+  const int64_t K = w->cols, rb = K / 2, ss = w->scols, br = w->br, group_bytes = nr * rb;
+  int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
+  pd = pd < 1 ? 1 : pd;
+  const int64_t pfo = pd * nr * rb;
+  const uint8_t *wbase = (const uint8_t *)w->data + (mat * w->rows + row0) * rb;
+  const uint8_t *sbase = w->scale + mat * w->srows * ss;
+  for (int64_t j0 = 0; j0 < n; j0 += nr) {
+    const uint8_t *wrow = wbase + j0 * rb;
+    const int nv = (int)(n - j0 < nr ? n - j0 : nr);
+    const int64_t jp = j0 + pd * nr;
+    float s4[QV_NR_MAX];
+    int ok;
+    if (nv == nr && br == 1) {
+      /* Consecutive rows and scale rows: the strided kernel. The prefetch runs on into the
+       * next rows (or past the matrix: prefetches do not fault). */
+      const uint8_t *pf0 = jp < n ? wrow + pfo : next ? next + (jp - n) * rb : NULL;
+      ok = avx512_qkern_e2m1_nib4_(xp, wrow, rb, pf0, sbase + (row0 + j0) * ss, ss, K, s4);
+    } else {
+      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
+      for (int j = 0; j < nr; ++j) {
+        const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
+        const int64_t row = row0 + j0 + jj;
+        wr[j] = wrow + jj * rb;
+        sr[j] = sbase + (br == 1 ? row : row / br) * ss;
+        if (jp < n) {
+          pf[j] = wrow + pfo + (jp + j < n ? j : 0) * rb;
+        } else if (next) {
+          /* The next rows as one stream, continuing this one's prefetch distance. */
+          pf[j] = next + (jp - n + j) * rb;
+        }
+      }
+      ok = avx512_qkern_e2m1_nib_(xp, wr, jp < n || next ? pf : NULL, sr, K, s4);
+    }
+    if (ok) {
+      for (int j = 0; j < nv; ++j) c[j0 + j] = s4[j];
+    } else {
+      qgemm_panels_(isa, x, ldx, 1, w, mat, row0 + j0, nv, c + j0, 1, pws);
+    }
+  }
+}
+#endif
+
+int cpu_qgemv_e2m1p_ok(cpu_isa isa, const cpu_weight *w) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  return isa >= CPU_ISA_AVX512 && w->scale && w->dtype == VNRT_E2M1 && w->bc == 32 && w->cols > 0 &&
+         w->cols % 128 == 0 && w->cols <= QV_KQ;
+#else
+  (void)isa, (void)w;
+  return 0;
+#endif
+}
+
+void cpu_qgemv_e2m1p_perm(const float *x, int64_t k, float *xp) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  x_e2m1_perm_(x, k, xp);
+#else
+  (void)x, (void)k, (void)xp;
+#endif
+}
+
+void cpu_qgemv_e2m1p(cpu_isa isa, const float *xp, const float *x, const cpu_weight *w, int64_t mat,
+                     int64_t row0, int64_t n, float *c, const uint8_t *next, float *ws) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (n > 0) e2nib_rows_(isa, xp, x, w->cols, w, mat, row0, n, c, next, ws);
+#else
+  (void)isa, (void)xp, (void)x, (void)w, (void)mat, (void)row0, (void)n, (void)c, (void)next;
+  (void)ws;
+#endif
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
 /* cpu_qgemm_nt_block for 1..4 x rows on AVX2: groups of nr w rows, K in chunks of whole
  * blocks; a group the registers cannot do exactly is redone through panels. */
 static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
@@ -887,31 +1025,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
   pd = pd < 1 ? 1 : pd;
   if (e2nib && K <= kq) {
-    /* One x row, FP4 and all of K in one chunk (a MoE expert's projections): the per-group
-     * setup is a large part of a group's few kernel steps (F = 512 is 4), so the row, scale and
-     * prefetch pointers advance by a stride, with no division where br == 1. */
-    const int64_t rb = K / 2, ss = w->scols, br = w->br, pfo = pd * nr * rb;
-    const uint8_t *wbase = codes + (mat * w->rows + row0) * rb;
-    const uint8_t *sbase = w->scale + mat * w->srows * ss;
-    for (int64_t j0 = 0; j0 < n; j0 += nr) {
-      const uint8_t *wrow = wbase + j0 * rb;
-      const int nv = (int)(n - j0 < nr ? n - j0 : nr);
-      const int64_t jp = j0 + pd * nr;
-      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
-      for (int j = 0; j < nr; ++j) {
-        const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
-        const int64_t row = row0 + j0 + jj;
-        wr[j] = wrow + jj * rb;
-        sr[j] = sbase + (br == 1 ? row : row / br) * ss;
-        pf[j] = jp < n ? wrow + pfo + (jp + j < n ? j : 0) * rb : NULL;
-      }
-      float s4[QV_NR_MAX];
-      if (avx512_qkern_e2m1_nib_(xp, wr, jp < n ? pf : NULL, sr, K, s4)) {
-        for (int j = 0; j < nv; ++j) c[j0 + j] = s4[j];
-      } else {
-        qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);
-      }
-    }
+    e2nib_rows_(isa, xp, x, ldx, w, mat, row0, n, c, NULL, pws);
     return;
   }
   /* The scale row each sfbuf row holds (FP8's 128-row blocks serve 32 groups: converted once
