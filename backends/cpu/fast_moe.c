@@ -247,11 +247,30 @@ typedef struct moe_fused_job {
   /* FP4 experts on the AVX-512 nibble kernel (cpu_qgemv_e2m1p): whether gate/up and down take
    * it, and the rows of x and of h it reads, permuted once per call (one-row groups). */
   int gu_p, d_p;
-  const float *xgp;    /* [T·k, C] */
-  float *hp;           /* [T·k, F] */
-  int64_t n_gu;        /* gate/up items; the down items follow them in the same pass */
+  const float *xgp; /* [T·k, C] */
+  float *hp;        /* [T·k, F] */
+  int64_t n_gu;     /* gate/up items; the down items follow them in the same pass */
+  int64_t n_items, threads;
   atomic_int *gu_done; /* per group: its gate/up items finished */
 } moe_fused_job;
+
+/* The first weight byte item (of the one pass) reads when it runs on cpu_qgemv_e2m1p, else
+ * NULL. An item's last GEMV prefetches the item `threads` on as its rows run out: items are
+ * claimed in order, so that is the likeliest next item of the same thread. */
+static const uint8_t *fused_item_rows_(const moe_fused_job *j, int64_t item) {
+  if (item >= j->n_items) return NULL;
+  if (item < j->n_gu) {
+    const int64_t g = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
+    if (!j->gu_p || j->it_rows[g] != 1) return NULL;
+    const cpu_weight *w = j->wgu;
+    return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + f0) * j->C) / 2;
+  }
+  item -= j->n_gu;
+  const int64_t g = item / j->n_cb, c0 = (item % j->n_cb) * j->cb;
+  if (!j->d_p || j->it_rows[g] != 1) return NULL;
+  const cpu_weight *w = j->wd;
+  return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + c0) * j->F) / 2;
+}
 
 /* h[group rows, f0:f0+fb] = swiglu(x·gate[f0:f0+fb]ᵀ, x·up[f0:f0+fb]ᵀ) (act_quant: times the
  * routing weight, rounded to e4m3 per block). */
@@ -268,7 +287,8 @@ static void fused_gate_up_item_(void *user, int64_t item, int32_t slot) {
     const cpu_weight *w = j->wgu;
     const uint8_t *up = (const uint8_t *)w->data + ((e * w->rows + F + f0) * C) / 2;
     cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, f0, fb, gt, up, qws);
-    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, F + f0, fb, ut, NULL, qws);
+    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, F + f0, fb, ut,
+                    fused_item_rows_(j, item + j->threads), qws);
   } else {
     cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, f0, fb, gt, fb, qws);
     cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, F + f0, fb, ut, fb, qws);
@@ -294,7 +314,7 @@ static void fused_down_item_(void *user, int64_t item, int32_t slot) {
   float *qws = j->tiles + slot * j->tile_floats + 2 * MOE_FUSED_MR * j->fb;
   if (j->d_p && m == 1) {
     cpu_qgemv_e2m1p(j->isa, j->hp + r0 * F, j->h + r0 * F, j->wd, e, c0, cb, j->yp + r0 * C + c0,
-                    NULL, qws);
+                    fused_item_rows_(j, j->n_gu + item + j->threads), qws);
   } else {
     cpu_qgemm_nt_block(j->isa, j->h + r0 * F, F, m, j->wd, e, c0, cb, j->yp + r0 * C + c0, C, qws);
   }
@@ -435,7 +455,9 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   for (int64_t g = 0; g < n_groups; ++g) atomic_init(&gu_done[g], 0);
   j.gu_done = gu_done;
   j.n_gu = n_groups * j.n_fb;
-  cpu_fast_for_each(a->pool, j.n_gu + n_groups * j.n_cb, fused_item_, &j);
+  j.n_items = j.n_gu + n_groups * j.n_cb;
+  j.threads = threads;
+  cpu_fast_for_each(a->pool, j.n_items, fused_item_, &j);
   /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference. */
   const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
   float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats;
