@@ -2,6 +2,8 @@
  * small GEMMs on the blocked GEMM core (quantized experts through fast_quant.c), then a weighted
  * combine in a fixed order per token. */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "fast_gemm.h"
@@ -242,7 +244,33 @@ typedef struct moe_fused_job {
   const cpu_weight *wgu, *wd; /* the expert weights: float, or codes with scales */
   int32_t act_quant;          /* 0, or the channels per e4m3 block of x and of h */
   const float *wt_of;         /* [T·k]: the routing weight of each grouped row */
+  /* FP4 experts on the AVX-512 nibble kernel (cpu_qgemv_e2m1p): whether gate/up and down take
+   * it, and the rows of x and of h it reads, permuted once per call (one-row groups). */
+  int gu_p, d_p;
+  const float *xgp; /* [T·k, C] */
+  float *hp;        /* [T·k, F] */
+  int64_t n_gu;     /* gate/up items; the down items follow them in the same pass */
+  int64_t n_items, threads;
+  atomic_int *gu_done; /* per group: its gate/up items finished */
 } moe_fused_job;
+
+/* The first weight byte item (of the one pass) reads when it runs on cpu_qgemv_e2m1p, else
+ * NULL. An item's last GEMV prefetches the item `threads` on as its rows run out: items are
+ * claimed in order, so that is the likeliest next item of the same thread. */
+static const uint8_t *fused_item_rows_(const moe_fused_job *j, int64_t item) {
+  if (item >= j->n_items) return NULL;
+  if (item < j->n_gu) {
+    const int64_t g = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
+    if (!j->gu_p || j->it_rows[g] != 1) return NULL;
+    const cpu_weight *w = j->wgu;
+    return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + f0) * j->C) / 2;
+  }
+  item -= j->n_gu;
+  const int64_t g = item / j->n_cb, c0 = (item % j->n_cb) * j->cb;
+  if (!j->d_p || j->it_rows[g] != 1) return NULL;
+  const cpu_weight *w = j->wd;
+  return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + c0) * j->F) / 2;
+}
 
 /* h[group rows, f0:f0+fb] = swiglu(x·gate[f0:f0+fb]ᵀ, x·up[f0:f0+fb]ᵀ) (act_quant: times the
  * routing weight, rounded to e4m3 per block). */
@@ -254,8 +282,17 @@ static void fused_gate_up_item_(void *user, int64_t item, int32_t slot) {
   float *gt = j->tiles + slot * j->tile_floats, *ut = gt + MOE_FUSED_MR * j->fb;
   float *qws = ut + MOE_FUSED_MR * j->fb;
   const float *x = j->xg + r0 * C;
-  cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, f0, fb, gt, fb, qws);
-  cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, F + f0, fb, ut, fb, qws);
+  if (j->gu_p && m == 1) {
+    /* The up rows are read right after the gate rows: the gate call prefetches them. */
+    const cpu_weight *w = j->wgu;
+    const uint8_t *up = (const uint8_t *)w->data + ((e * w->rows + F + f0) * C) / 2;
+    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, f0, fb, gt, up, qws);
+    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, F + f0, fb, ut,
+                    fused_item_rows_(j, item + j->threads), qws);
+  } else {
+    cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, f0, fb, gt, fb, qws);
+    cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, F + f0, fb, ut, fb, qws);
+  }
   for (int64_t i = 0; i < m; ++i) {
     float *h = j->h + (r0 + i) * F + f0;
     moe_swiglu_(j->isa, gt + i * fb, ut + i * fb, h, fb, j->limit);
@@ -263,6 +300,8 @@ static void fused_gate_up_item_(void *user, int64_t item, int32_t slot) {
       for (int64_t f = 0; f < fb; ++f) h[f] *= j->wt_of[r0 + i];
       cpu_fast_act_quant(j->isa, h, F, 1, fb, j->act_quant);
     }
+    /* fb and f0 are multiples of 128 here: the block permutes on its own. */
+    if (j->d_p && m == 1) cpu_qgemv_e2m1p_perm(h, fb, j->hp + (r0 + i) * F + f0);
   }
 }
 
@@ -273,7 +312,33 @@ static void fused_down_item_(void *user, int64_t item, int32_t slot) {
   const int64_t cb = C - c0 < j->cb ? C - c0 : j->cb;
   const int64_t e = j->it_expert[g], r0 = j->it_row[g], m = j->it_rows[g];
   float *qws = j->tiles + slot * j->tile_floats + 2 * MOE_FUSED_MR * j->fb;
-  cpu_qgemm_nt_block(j->isa, j->h + r0 * F, F, m, j->wd, e, c0, cb, j->yp + r0 * C + c0, C, qws);
+  if (j->d_p && m == 1) {
+    cpu_qgemv_e2m1p(j->isa, j->hp + r0 * F, j->h + r0 * F, j->wd, e, c0, cb, j->yp + r0 * C + c0,
+                    fused_item_rows_(j, j->n_gu + item + j->threads), qws);
+  } else {
+    cpu_qgemm_nt_block(j->isa, j->h + r0 * F, F, m, j->wd, e, c0, cb, j->yp + r0 * C + c0, C, qws);
+  }
+}
+
+/* Both passes as one: items [0, n_gu) are gate/up, the rest down, claimed in that order; a down
+ * item waits for its group's gate/up items, which are all claimed before it (by running
+ * threads: no deadlock, and one thread runs them in order). The barrier and a pool dispatch
+ * between the passes go: threads start on the first groups' down rows while the last gate/up
+ * items finish. */
+static void fused_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  if (item < j->n_gu) {
+    fused_gate_up_item_(user, item, slot);
+    atomic_fetch_add_explicit(&j->gu_done[item / j->n_fb], 1, memory_order_release);
+    return;
+  }
+  item -= j->n_gu;
+  const atomic_int *done = &j->gu_done[item / j->n_cb];
+  for (int spins = 0; atomic_load_explicit(done, memory_order_acquire) < j->n_fb; ++spins) {
+    /* A thread holding one of them may be preempted on a busy machine: give the core back. */
+    if (spins >= 64) sched_yield();
+  }
+  fused_down_item_(user, item, slot);
 }
 
 /* The blocks of n outputs for the two passes: about `want` items over n_groups groups, whole
@@ -306,14 +371,18 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
                      .wd = wd,
                      .act_quant = act_quant};
   /* int32 maps sized in floats: start [E + 1], slot_of, token_of [T·k] each, and per group
-   * expert, row, rows (at most T·k groups); then each grouped row's routing weight. */
+   * expert, row, rows (at most T·k groups); then each grouped row's routing weight, then per
+   * group its count of finished gate/up items. */
   float *map_mem = NULL, *mem = NULL;
-  vnrt_status st = cpu_fast_alloc(a, E + 1 + 6 * n_slots, &map_mem);
+  const int64_t done_floats =
+      (n_slots * (int64_t)sizeof(atomic_int) + (int64_t)sizeof(float) - 1) / (int64_t)sizeof(float);
+  vnrt_status st = cpu_fast_alloc(a, E + 1 + 6 * n_slots + done_floats, &map_mem);
   if (st != VNRT_OK) return st;
   int32_t *start = (int32_t *)(void *)map_mem, *slot_of = start + E + 1;
   int32_t *token_of = slot_of + n_slots, *it_expert = token_of + n_slots;
   int32_t *it_row = it_expert + n_slots, *it_rows = it_row + n_slots;
   float *wt_of = (float *)(void *)(it_rows + n_slots);
+  atomic_int *gu_done = (atomic_int *)(void *)(wt_of + n_slots);
   /* Counting sort by expert, stable in (t, i). */
   memset(start, 0, sizeof(int32_t) * (size_t)(E + 1));
   for (int64_t s = 0; s < n_slots; ++s) start[experts[s] + 1]++;
@@ -341,7 +410,11 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
     wt_of[r] = cpu_load_f32(a->in[2], a->in_type[2]->dtype, s);
   }
   const int64_t want = MOE_FUSED_ITEMS_PER_THREAD * threads;
-  j.fb = fused_block_(F, n_groups, want, act_quant > 0 ? act_quant : 8, MOE_FUSED_MIN_FB);
+  j.gu_p = cpu_qgemv_e2m1p_ok(j.isa, wgu);
+  j.d_p = cpu_qgemv_e2m1p_ok(j.isa, wd);
+  /* The permuted h is written in blocks of whole 128-channel steps (F is a multiple of 128). */
+  const int64_t f_unit = j.d_p ? 128 : act_quant > 0 ? act_quant : 8;
+  j.fb = fused_block_(F, n_groups, want, f_unit, MOE_FUSED_MIN_FB);
   j.n_fb = (F + j.fb - 1) / j.fb;
   j.cb = fused_block_(C, n_groups, want, 8, MOE_FUSED_MIN_CB);
   j.n_cb = (C + j.cb - 1) / j.cb;
@@ -349,7 +422,7 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   const int64_t qws_d = cpu_qgemm_ws_floats(j.isa, MOE_FUSED_MR, wd);
   qws = qws > qws_d ? qws : qws_d;
   j.tile_floats = 2 * MOE_FUSED_MR * j.fb + qws;
-  st = cpu_fast_alloc(a, n_slots * (2 * C + F) + threads * j.tile_floats + C, &mem);
+  st = cpu_fast_alloc(a, n_slots * (3 * C + 2 * F) + threads * j.tile_floats + C, &mem);
   if (st != VNRT_OK) {
     cpu_fast_free(a, map_mem);
     return st;
@@ -358,6 +431,9 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   j.h = xg + n_slots * C;
   j.yp = j.h + n_slots * F;
   j.tiles = j.yp + n_slots * C;
+  float *xgp = j.tiles + threads * j.tile_floats + C;
+  j.xgp = xgp;
+  j.hp = xgp + n_slots * C;
   j.it_expert = it_expert;
   j.it_row = it_row;
   j.it_rows = it_rows;
@@ -371,8 +447,17 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
     cpu_fast_to_f32(j.isa, src, xdt, C, xg + r * C);
   }
   cpu_fast_act_quant(j.isa, xg, C, n_slots, C, act_quant);
-  cpu_fast_for_each(a->pool, n_groups * j.n_fb, fused_gate_up_item_, &j);
-  cpu_fast_for_each(a->pool, n_groups * j.n_cb, fused_down_item_, &j);
+  if (j.gu_p) {
+    for (int64_t g = 0; g < n_groups; ++g) {
+      if (it_rows[g] == 1) cpu_qgemv_e2m1p_perm(xg + it_row[g] * C, C, xgp + it_row[g] * C);
+    }
+  }
+  for (int64_t g = 0; g < n_groups; ++g) atomic_init(&gu_done[g], 0);
+  j.gu_done = gu_done;
+  j.n_gu = n_groups * j.n_fb;
+  j.n_items = j.n_gu + n_groups * j.n_cb;
+  j.threads = threads;
+  cpu_fast_for_each(a->pool, j.n_items, fused_item_, &j);
   /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference. */
   const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
   float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats;

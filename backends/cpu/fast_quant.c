@@ -415,15 +415,26 @@ static CPU_AVX2 void avx2_qkern_e2m1_64_(const float *xp, const uint8_t *const *
 
 /* xp[64c + 8q + 4l + i] = x[64c + 32l + 16h + 4i + 2t + p] with q = 4p + 2h + t, for p (even
  * codes 0, odd 1), h (unpacklo 0, unpackhi 1), t (a dword's low word 0, high 1), lane l < 2 and
- * i < 4, n a multiple of 64: the order avx2_qkern_e2m1_64_ leaves the codes in. */
-static void x_e2m1_perm64_(const float *x, int64_t n, float *xp) {
+ * i < 4, n a multiple of 64: the order avx2_qkern_e2m1_64_ leaves the codes in. Per h, the rows
+ * i of the 16 floats at 32l + 16h (lane l) are a 4x4 matrix whose column 2t + p is output q: an
+ * in-lane transpose (8 shuffles per 32 floats; the scalar loop took ~1.1 µs per 4096, once per
+ * 64-row tile). */
+static CPU_AVX2 void x_e2m1_perm64_(const float *x, int64_t n, float *xp) {
   for (int64_t c = 0; c < n; c += 64) {
-    for (int64_t q = 0; q < 8; ++q) {
-      const int64_t p = q >> 2, h = (q >> 1) & 1, t = q & 1;
-      for (int64_t l = 0; l < 2; ++l) {
-        for (int64_t i = 0; i < 4; ++i) {
-          xp[c + 8 * q + 4 * l + i] = x[c + 32 * l + 16 * h + 4 * i + 2 * t + p];
-        }
+    for (int h = 0; h < 2; ++h) {
+      __m256 r[4];
+      for (int i = 0; i < 4; ++i) {
+        const float *src = x + c + 16 * h + 4 * i;
+        r[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src)),
+                                    _mm_loadu_ps(src + 32), 1);
+      }
+      const __m256 u0 = _mm256_unpacklo_ps(r[0], r[1]), u1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 u2 = _mm256_unpacklo_ps(r[2], r[3]), u3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 col[4] = {_mm256_shuffle_ps(u0, u2, 0x44), _mm256_shuffle_ps(u0, u2, 0xEE),
+                             _mm256_shuffle_ps(u1, u3, 0x44), _mm256_shuffle_ps(u1, u3, 0xEE)};
+      for (int j = 0; j < 4; ++j) {
+        const int p = j & 1, t = j >> 1;
+        _mm256_storeu_ps(xp + c + 8 * (4 * p + 2 * h + t), col[j]);
       }
     }
   }
@@ -668,13 +679,62 @@ static CPU_AVX2 int avx2_qkern_e4m3_eo_(const float *xp, const uint8_t *const *w
 }
 
 /* xp[128c + 16n + l] = x[128c + 8l + n] for n < 8, l < 16, n a multiple of 128: the order
- * avx512_qkern_e2m1_nib_ meets the codes in. */
-static void x_e2m1_perm_(const float *x, int64_t n, float *xp) {
+ * avx512_qkern_e2m1_nib_ meets the codes in, a 16x8 transpose per 128 floats. AVX-512 only (as
+ * that kernel): three rounds of two-source permutes, 24 per 128 floats. The linear path
+ * permutes x once per tile of 64 rows, where a scalar loop took about a third of the kernel's
+ * time (and gathers are slower still on CPUs with the gather microcode mitigation). Round 1: C
+ * holds, of rows 4p..4p+3 (32 floats), columns 4k..4k+3 at lane 4·col + row; round 2: D of rows
+ * 8q..8q+7, columns 4k+2m and +1 at lane 8·col + row; round 3: one column of all 16 rows. */
+static CPU_AVX512 void x_e2m1_perm_(const float *x, int64_t n, float *xp) {
+  const __m512i r1[2] = {
+      _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27),
+      _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31)};
+  const __m512i r2[2] = {
+      _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+      _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31)};
+  const __m512i r3[2] = {
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+      _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)};
   for (int64_t b = 0; b < n; b += 128) {
-    for (int64_t q = 0; q < 8; ++q) {
-      for (int64_t l = 0; l < 16; ++l) xp[b + 16 * q + l] = x[b + 8 * l + q];
+    __m512 c[4][2], d[2][2][2];
+    for (int p = 0; p < 4; ++p) {
+      const __m512 lo = _mm512_loadu_ps(x + b + 32 * p), hi = _mm512_loadu_ps(x + b + 32 * p + 16);
+      c[p][0] = _mm512_permutex2var_ps(lo, r1[0], hi);
+      c[p][1] = _mm512_permutex2var_ps(lo, r1[1], hi);
+    }
+    for (int q = 0; q < 2; ++q) {
+      for (int k = 0; k < 2; ++k) {
+        for (int m = 0; m < 2; ++m) {
+          d[q][k][m] = _mm512_permutex2var_ps(c[2 * q][k], r2[m], c[2 * q + 1][k]);
+        }
+      }
+    }
+    for (int k = 0; k < 2; ++k) {
+      for (int m = 0; m < 2; ++m) {
+        for (int col = 0; col < 2; ++col) {
+          _mm512_storeu_ps(xp + b + 16 * (4 * k + 2 * m + col),
+                           _mm512_permutex2var_ps(d[0][k][m], r3[col], d[1][k][m]));
+        }
+      }
     }
   }
+}
+
+/* s[j] = the sum of a_j's 16 lanes for j < 4, the four reductions in one tree (13 operations
+ * instead of four times 8: a MoE down projection's rows are two or four kernel steps). */
+static CPU_AVX512 inline void e2m1_reduce4_(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float *s) {
+  /* 128-bit quarters: u = [a0 q0+q2, a0 q1+q3, a1 q0+q2, a1 q1+q3], w the same of a2, a3 */
+  const __m512 u =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+  const __m512 w =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
+  /* quarter j: a_j's four partial sums of four lanes each */
+  __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x88), _mm512_shuffle_f32x4(u, w, 0xDD));
+  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));
+  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
+  const __m128 r = _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), z));
+  _mm_storeu_ps(s, r);
 }
 
 /* e2m1, blocks 32 wide, kc a multiple of 128. A step's 64 bytes are 16 dwords of 8 codes
@@ -711,25 +771,78 @@ static CPU_AVX512 int avx512_qkern_e2m1_nib_(const float *xp, const uint8_t *con
     const float *x = xp + kk;
     for (int j = 0; j < 4; ++j) {
       const __m512i v = _mm512_loadu_si512((const void *)(wr[j] + kk / 2));
-      __m512 t0 = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
-      __m512 t1 = _mm512_mul_ps(_mm512_loadu_ps(x + 16),
-                                _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table));
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 32),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 48),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), t1);
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 64),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 80),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), t1);
-      t0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 96),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), t0);
-      t1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 112),
-                           _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), t1);
-      acc[j] = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
+      /* One chain per row: the rows' four chains hide the FMA latency, and an add of two
+       * chains per step would be one more operation on the two vector ports. */
+      __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
+      for (int n = 1; n < 8; ++n) {
+        t = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * n),
+                            _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * n), table), t);
+      }
+      acc[j] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
     }
   }
-  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  e2m1_reduce4_(acc[0], acc[1], acc[2], acc[3], s);
+  return !bad;
+}
+
+/* One row's step of avx512_qkern_e2m1_nib4_: 128 codes at w against xp, into acc with the
+ * lanes' scales sv. */
+static CPU_AVX512 inline __m512 e2m1_nib_row_(const float *x, const uint8_t *w, __m512 table,
+                                              __m512 sv, __m512 acc) {
+  const __m512i v = _mm512_loadu_si512((const void *)w);
+  __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_permutexvar_ps(v, table));
+  for (int n = 1; n < 8; ++n) {
+    t = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * n),
+                        _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4 * n), table), t);
+  }
+  return _mm512_fmadd_ps(t, sv, acc);
+}
+
+/* avx512_qkern_e2m1_nib_ for four rows rb bytes apart whose scale rows are ss bytes apart
+ * (1x32 blocks: a group of consecutive rows), prefetching the four rows from pf (NULL: none):
+ * the same operations in the same order, so the same sums; a few pointers instead of twelve
+ * keep the loop's addresses in registers, and the scales of 512 codes are widened outside the
+ * loop over their four steps. */
+static CPU_AVX512 int avx512_qkern_e2m1_nib4_(const float *xp, const uint8_t *w, int64_t rb,
+                                              const uint8_t *pf, const uint8_t *sc, int64_t ss,
+                                              int64_t kc, float *s) {
+  const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                      -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+  const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m128i one = _mm_set1_epi8(1), top = _mm_set1_epi8((char)251);
+  const int64_t rb3 = 3 * rb;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __mmask16 bad = 0;
+  for (int64_t k0 = 0; k0 < kc; k0 += 512) {
+    const int64_t nb = (kc - k0) / 32 < 16 ? (kc - k0) / 32 : 16;
+    const __mmask16 m = (__mmask16)((1u << nb) - 1u);
+    __m512 sv[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m128i sb = _mm_maskz_loadu_epi8(m, sc + j * ss + k0 / 32);
+      /* s - 1 > 251 unsigned: s = 0 or s >= 253 */
+      bad |= _mm_mask_cmpgt_epu8_mask(m, _mm_sub_epi8(sb, one), top);
+      sv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(sb), 23));
+    }
+    const int64_t ke = kc - k0 < 512 ? kc : k0 + 512;
+    __m512i qi = quad;
+    for (int64_t kk = k0; kk < ke; kk += 128) {
+      const uint8_t *p = w + kk / 2;
+      if (pf) {
+        const char *q = (const char *)pf + kk / 2;
+        _mm_prefetch(q, _MM_HINT_T0);
+        _mm_prefetch(q + rb, _MM_HINT_T0);
+        _mm_prefetch(q + 2 * rb, _MM_HINT_T0);
+        _mm_prefetch(q + rb3, _MM_HINT_T0);
+      }
+      const float *x = xp + kk;
+      a0 = e2m1_nib_row_(x, p, table, _mm512_permutexvar_ps(qi, sv[0]), a0);
+      a1 = e2m1_nib_row_(x, p + rb, table, _mm512_permutexvar_ps(qi, sv[1]), a1);
+      a2 = e2m1_nib_row_(x, p + 2 * rb, table, _mm512_permutexvar_ps(qi, sv[2]), a2);
+      a3 = e2m1_nib_row_(x, p + rb3, table, _mm512_permutexvar_ps(qi, sv[3]), a3);
+      qi = _mm512_add_epi32(qi, _mm512_set1_epi32(4));
+    }
+  }
+  e2m1_reduce4_(a0, a1, a2, a3, s);
   return !bad;
 }
 
@@ -898,6 +1011,88 @@ static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, c
 /* ---- in registers ------------------------------------------------------------------------ */
 
 #if defined(CPU_HAVE_AVX2_CODE)
+/* One x row (xp: permuted by x_e2m1_perm_, x: as given) against rows [row0, row0 + n) of
+ * matrix mat of FP4 weights with 1x32 blocks, all of K (a multiple of 128, at most QV_KQ) in
+ * one chunk of the AVX-512 nibble kernel: a MoE expert's projections, whose per-group setup is
+ * a large part of a group's few kernel steps (F = 512 is 4), so the row, scale and prefetch
+ * pointers advance by a stride, with no division where br == 1. Each group prefetches the
+ * group about QV_PF_BYTES ahead; the last ones prefetch `next` (the caller's next rows, NULL:
+ * none) instead. A group with a scale the kernel cannot take is redone through panels (pws). */
+static void e2nib_rows_(cpu_isa isa, const float *xp, const float *x, int64_t ldx,
+                        const cpu_weight *w, int64_t mat, int64_t row0, int64_t n, float *c,
+                        const uint8_t *next, float *pws) {
+  const int nr = QV_NR_FOR(1);
+  const int64_t K = w->cols, rb = K / 2, ss = w->scols, br = w->br, group_bytes = nr * rb;
+  int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
+  pd = pd < 1 ? 1 : pd;
+  const int64_t pfo = pd * nr * rb;
+  const uint8_t *wbase = (const uint8_t *)w->data + (mat * w->rows + row0) * rb;
+  const uint8_t *sbase = w->scale + mat * w->srows * ss;
+  for (int64_t j0 = 0; j0 < n; j0 += nr) {
+    const uint8_t *wrow = wbase + j0 * rb;
+    const int nv = (int)(n - j0 < nr ? n - j0 : nr);
+    const int64_t jp = j0 + pd * nr;
+    float s4[QV_NR_MAX];
+    int ok;
+    if (nv == nr && br == 1) {
+      /* Consecutive rows and scale rows: the strided kernel. The prefetch runs on into the
+       * next rows (or past the matrix: prefetches do not fault). */
+      const uint8_t *pf0 = jp < n ? wrow + pfo : next ? next + (jp - n) * rb : NULL;
+      ok = avx512_qkern_e2m1_nib4_(xp, wrow, rb, pf0, sbase + (row0 + j0) * ss, ss, K, s4);
+    } else {
+      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
+      for (int j = 0; j < nr; ++j) {
+        const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
+        const int64_t row = row0 + j0 + jj;
+        wr[j] = wrow + jj * rb;
+        sr[j] = sbase + (br == 1 ? row : row / br) * ss;
+        if (jp < n) {
+          pf[j] = wrow + pfo + (jp + j < n ? j : 0) * rb;
+        } else if (next) {
+          /* The next rows as one stream, continuing this one's prefetch distance. */
+          pf[j] = next + (jp - n + j) * rb;
+        }
+      }
+      ok = avx512_qkern_e2m1_nib_(xp, wr, jp < n || next ? pf : NULL, sr, K, s4);
+    }
+    if (ok) {
+      for (int j = 0; j < nv; ++j) c[j0 + j] = s4[j];
+    } else {
+      qgemm_panels_(isa, x, ldx, 1, w, mat, row0 + j0, nv, c + j0, 1, pws);
+    }
+  }
+}
+#endif
+
+int cpu_qgemv_e2m1p_ok(cpu_isa isa, const cpu_weight *w) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  return isa >= CPU_ISA_AVX512 && w->scale && w->dtype == VNRT_E2M1 && w->bc == 32 && w->cols > 0 &&
+         w->cols % 128 == 0 && w->cols <= QV_KQ;
+#else
+  (void)isa, (void)w;
+  return 0;
+#endif
+}
+
+void cpu_qgemv_e2m1p_perm(const float *x, int64_t k, float *xp) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  x_e2m1_perm_(x, k, xp);
+#else
+  (void)x, (void)k, (void)xp;
+#endif
+}
+
+void cpu_qgemv_e2m1p(cpu_isa isa, const float *xp, const float *x, const cpu_weight *w, int64_t mat,
+                     int64_t row0, int64_t n, float *c, const uint8_t *next, float *ws) {
+#if defined(CPU_HAVE_AVX2_CODE)
+  if (n > 0) e2nib_rows_(isa, xp, x, w->cols, w, mat, row0, n, c, next, ws);
+#else
+  (void)isa, (void)xp, (void)x, (void)w, (void)mat, (void)row0, (void)n, (void)c, (void)next;
+  (void)ws;
+#endif
+}
+
+#if defined(CPU_HAVE_AVX2_CODE)
 /* cpu_qgemm_nt_block for 1..4 x rows on AVX2: groups of nr w rows, K in chunks of whole
  * blocks; a group the registers cannot do exactly is redone through panels. */
 static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
@@ -943,31 +1138,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   int64_t pd = (QV_PF_BYTES + group_bytes - 1) / group_bytes;
   pd = pd < 1 ? 1 : pd;
   if (e2nib && K <= kq) {
-    /* One x row, FP4 and all of K in one chunk (a MoE expert's projections): the per-group
-     * setup is a large part of a group's few kernel steps (F = 512 is 4), so the row, scale and
-     * prefetch pointers advance by a stride, with no division where br == 1. */
-    const int64_t rb = K / 2, ss = w->scols, br = w->br, pfo = pd * nr * rb;
-    const uint8_t *wbase = codes + (mat * w->rows + row0) * rb;
-    const uint8_t *sbase = w->scale + mat * w->srows * ss;
-    for (int64_t j0 = 0; j0 < n; j0 += nr) {
-      const uint8_t *wrow = wbase + j0 * rb;
-      const int nv = (int)(n - j0 < nr ? n - j0 : nr);
-      const int64_t jp = j0 + pd * nr;
-      const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
-      for (int j = 0; j < nr; ++j) {
-        const int jj = j < nv ? j : nv - 1; /* a partial group repeats */
-        const int64_t row = row0 + j0 + jj;
-        wr[j] = wrow + jj * rb;
-        sr[j] = sbase + (br == 1 ? row : row / br) * ss;
-        pf[j] = jp < n ? wrow + pfo + (jp + j < n ? j : 0) * rb : NULL;
-      }
-      float s4[QV_NR_MAX];
-      if (avx512_qkern_e2m1_nib_(xp, wr, jp < n ? pf : NULL, sr, K, s4)) {
-        for (int j = 0; j < nv; ++j) c[j0 + j] = s4[j];
-      } else {
-        qgemm_panels_(isa, x, ldx, m, w, mat, row0 + j0, nv, c + j0, ldc, pws);
-      }
-    }
+    e2nib_rows_(isa, xp, x, ldx, w, mat, row0, n, c, NULL, pws);
     return;
   }
   /* The scale row each sfbuf row holds (FP8's 128-row blocks serve 32 groups: converted once

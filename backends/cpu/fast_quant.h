@@ -44,4 +44,16 @@ vnrt_status cpu_qgemm_nt_groups(const cpu_kernel_args *a, const float *x, int64_
 void cpu_fast_act_quant(cpu_isa isa, float *x, int64_t ldx, int64_t rows, int64_t k,
                         int32_t act_quant);
 
+/* One x row against FP4 weights (e2m1, 1x32 blocks, K = w->cols a multiple of 128 and at most
+ * 4096) with x permuted once by the caller, for callers that run many blocks of rows on the
+ * same row (moe_ffn's experts): whether isa and w take it; xp[k] from x[k] (k a multiple of
+ * 128; a 128-aligned part of a row permutes on its own); and c[j] = Σ_kk x[kk]·W[mat][row0 +
+ * j][kk] for j < n, exactly cpu_qgemm_nt_block's one-row results. x is the row unpermuted (for
+ * the rare rows redone through panels); next (may be NULL) the bytes the caller reads next,
+ * prefetched while the last rows run; ws holds cpu_qgemm_ws_floats(isa, 1, w) floats. */
+int cpu_qgemv_e2m1p_ok(cpu_isa isa, const cpu_weight *w);
+void cpu_qgemv_e2m1p_perm(const float *x, int64_t k, float *xp);
+void cpu_qgemv_e2m1p(cpu_isa isa, const float *xp, const float *x, const cpu_weight *w, int64_t mat,
+                     int64_t row0, int64_t n, float *c, const uint8_t *next, float *ws);
+
 #endif /* VNRT_BACKENDS_CPU_FAST_QUANT_H_ */

@@ -956,8 +956,10 @@ END_TEST
 
 START_TEST(test_moe_ffn_fp4) {
   vnrt_context *ctx = tu_conformance_context(0);
-  const int64_t Ts[2] = {1, 7};
-  for (int ti = 0; ti < 2; ++ti) {
+  /* T = 3 over E = 4: groups of one routed row and of two (the few-token path's one-row
+   * kernels beside the GEMV of several rows). */
+  const int64_t Ts[3] = {1, 3, 7};
+  for (int ti = 0; ti < 3; ++ti) {
     const int64_t T = Ts[ti];
     run_moe(ctx, VNRT_E2M1, T, 64, 32, 1, 0, 0.0, NULL, 400 + T);
     run_moe(ctx, VNRT_E2M1, T, 96, 40, 1, 0, 0.0, NULL, 410 + T); /* F = 40: partial block */
@@ -966,6 +968,9 @@ START_TEST(test_moe_ffn_fp4) {
     run_moe(ctx, VNRT_E2M1, T, 256, 128, 0, 128, 2.0, NULL, 440 + T);
     const int64_t blk[2] = {4, 16};
     run_moe(ctx, VNRT_E2M1, T, 64, 48, 1, 0, 0.0, blk, 450 + T);
+    /* F = 384: h in several 128-channel blocks per routed row (each permuted where it is
+     * computed), C = 512: down in several blocks. */
+    run_moe(ctx, VNRT_E2M1, T, 512, 384, 1, 0, 0.5, NULL, 460 + T);
   }
   vnrt_context_destroy(ctx);
 }
