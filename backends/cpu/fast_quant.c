@@ -1308,8 +1308,10 @@ typedef struct qgemm_lane {
 typedef struct qgemm_job {
   cpu_isa isa;
   const float *x;
-  const float *xp; /* x permuted for the FP8 row path (qgemm_e4m3_row_), NULL if not taken */
-  int64_t xp_step; /* that path's kernel step */
+  const float *xp; /* x permuted for the FP8 row path (qgemm_e4m3_row_) or the FP4 one
+                    * (e2nib_rows_), NULL if neither is taken */
+  int64_t xp_step; /* the FP8 path's kernel step */
+  int xp_e2m1;     /* xp is for the FP4 path */
   const cpu_weight *w;
   void *out;
   vnrt_dtype odt;
@@ -1341,7 +1343,12 @@ static void qgemm_item_(const qgemm_job *g, int64_t item, int32_t slot, int64_t 
   int64_t ldc = g->ldo;
   if (g->odt != VNRT_F32) c = ws + g->ws_floats, ldc = nj;
 #if defined(CPU_HAVE_AVX2_CODE)
-  if (g->xp) {
+  if (g->xp && g->xp_e2m1) {
+    /* The prefetch runs on into the thread's next tile, up to pf_end. */
+    const int64_t rb = g->w->cols / 2;
+    const uint8_t *next = row + nj < pf_end ? (const uint8_t *)g->w->data + (row + nj) * rb : NULL;
+    e2nib_rows_(g->isa, g->xp, x, g->ldx, g->w, 0, row, nj, c, next, ws);
+  } else if (g->xp) {
     qgemm_e4m3_row_(g->isa, g->xp_step, x, g->xp + grp * g->xg, g->w, 0, row, nj, pf_end, c, ws);
   } else
 #endif
@@ -1419,6 +1426,9 @@ static vnrt_status qgemm_run_(const cpu_kernel_args *a, const float *x, int64_t 
   if (g.xp_step && (groups == 1 || (xg == w->cols && ldx >= groups * xg))) {
     xp_floats = groups == 1 ? w->cols : groups * xg;
   }
+  /* One x row on FP4 with 1x32 blocks: x permuted once for the nibble kernel, not per tile. */
+  g.xp_e2m1 = m == 1 && groups == 1 && cpu_qgemv_e2m1p_ok(g.isa, w);
+  if (g.xp_e2m1) xp_floats = w->cols;
 #endif
   if (g.slot_floats > 0 || xp_floats > 0) {
     vnrt_status st = cpu_fast_alloc(a, threads * g.slot_floats + xp_floats, &g.scratch);
@@ -1427,7 +1437,11 @@ static vnrt_status qgemm_run_(const cpu_kernel_args *a, const float *x, int64_t 
 #if defined(CPU_HAVE_AVX2_CODE)
   if (xp_floats > 0) {
     float *xp = g.scratch + threads * g.slot_floats;
-    x_e4m3_row_perm_(g.xp_step, x, xp_floats, xp);
+    if (g.xp_e2m1) {
+      x_e2m1_perm_(x, xp_floats, xp);
+    } else {
+      x_e4m3_row_perm_(g.xp_step, x, xp_floats, xp);
+    }
     g.xp = xp;
   }
 #endif

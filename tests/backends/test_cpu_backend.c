@@ -642,6 +642,80 @@ START_TEST(test_qgemv_nan_codes) {
 }
 END_TEST
 
+/* One x row on FP4 (1x32 scales) through cpu_qgemm_nt: x is permuted once per call for the
+ * nibble kernel where the machine has AVX-512, and the tiles of both threads (n rows, not a
+ * multiple of the 4-row groups; over 48 KiB, so threaded) must give every row, against
+ * double. */
+static double e2m1_dbl(uint8_t nib) {
+  static const double mag[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  return (nib & 8) ? -mag[nib & 7] : mag[nib & 7];
+}
+
+static void check_qgemv_e2m1(int64_t k, int64_t n, uint64_t seed) {
+  const int64_t sc = k / 32;
+  uint8_t *codes = malloc((size_t)(n * k / 2)), *scale = malloc((size_t)(n * sc));
+  float *x = malloc(sizeof(float) * (size_t)k), *c = malloc(sizeof(float) * (size_t)n);
+  ck_assert(codes && scale && x && c);
+  uint64_t s = seed;
+  for (int64_t i = 0; i < n * k / 2; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    codes[i] = (uint8_t)(s >> 40);
+  }
+  for (int64_t i = 0; i < n * sc; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    scale[i] = (uint8_t)(118 + (s >> 40) % 8);
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
+  }
+  const cpu_weight w = {.data = codes,
+                        .dtype = VNRT_E2M1,
+                        .scale = scale,
+                        .mats = 1,
+                        .rows = n,
+                        .cols = k,
+                        .br = 1,
+                        .bc = 32,
+                        .srows = n,
+                        .scols = sc};
+  fake_host h;
+  fake_host_init(&h, 2);
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
+  const vnrt_op_params params = {0};
+  vnrt_backend_node node = {.op = VNRT_OP_LINEAR, .name = "q4", .params = &params};
+  cpu_kernel_args a = {.node = &node, .pool = pool, .host = &h.host};
+  for (int64_t j = 0; j < n; ++j) c[j] = NAN;
+  ck_assert(cpu_qgemm_nt(&a, x, k, 1, &w, c, VNRT_F32, n) == VNRT_OK);
+  cpu_pool_destroy(pool);
+  for (int64_t j = 0; j < n; ++j) {
+    double acc = 0.0, mag = 0.0;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const uint8_t b = codes[(j * k + kk) / 2];
+      const double p =
+          x[kk] * e2m1_dbl(kk % 2 ? b >> 4 : b & 15) * ldexp(1.0, scale[j * sc + kk / 32] - 127);
+      acc += p;
+      mag += fabs(p);
+    }
+    if (!(fabs(c[j] - acc) <= 1e-6 * mag + 1e-30))
+      ck_abort_msg("FP4 one-row k %lld n %lld: y[%lld] = %.9g, want %.9g", (long long)k,
+                   (long long)n, (long long)j, c[j], acc);
+  }
+  free(codes);
+  free(scale);
+  free(x);
+  free(c);
+}
+
+START_TEST(test_qgemv_e2m1_one_row_threaded) {
+  check_qgemv_e2m1(256, 601, 31);    /* 75 KiB: 10 tiles of 64 rows, a partial group */
+  check_qgemv_e2m1(1024, 203, 32);   /* 101 KiB */
+  check_qgemv_e2m1(4096, 67, 33);    /* the nibble kernel's longest row */
+  check_qgemv_e2m1(96 * 2, 513, 34); /* K not a multiple of 128: the other kernels */
+}
+END_TEST
+
 /* ---- The row-wise and elementwise fast kernels on both ISAs ------------------------------ */
 
 static const char *option_generic(void *core, const char *key) {
@@ -1197,6 +1271,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_ffn_decode_independent_of_threads);
   tcase_add_test(k, test_gemm_blocks_cover_partial_tiles);
   tcase_add_test(k, test_qgemv_nan_codes);
+  tcase_add_test(k, test_qgemv_e2m1_one_row_threaded);
   tcase_add_test(k, test_short_conv_prefill_and_steps_agree_bitwise);
   tcase_add_test(k, test_fast_rms_norm_shapes);
   tcase_add_test(k, test_fast_softmax_shapes);
