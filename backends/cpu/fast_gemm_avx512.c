@@ -157,8 +157,11 @@ static const z_kern_fn z_kerns_[3][Z_MR + 1] = {
     {NULL, z_kern_1_bf16, z_kern_2_bf16, z_kern_3_bf16, z_kern_4_bf16},
 };
 
-void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
-                              int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss) {
+/* The block of cpu_gemm_nt_block_avx512 (w rows read in place or copied) or, with dec set, of
+ * cpu_gemm_nt_block_avx512_dec (each group's rows decoded by dec into the aligned stack rows). */
+static void z_block_(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                     int64_t ldw, cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k, float *c,
+                     int64_t ldc, float *ss) {
   const size_t wsz = vnrt_dtype_size(wdt);
   const z_kern_fn *kerns = z_kerns_[wdt == VNRT_F16 ? 1 : wdt == VNRT_BF16 ? 2 : 0];
   float s[Z_MR * Z_NR];
@@ -167,7 +170,7 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
    * lines) are copied a group at a time to aligned rows on the stack, once per group against
    * the m/4 x panels that read it (5-8% faster there). */
   float wcopy[Z_NR * Z_WLD] __attribute__((aligned(64)));
-  const int copy_w = wdt == VNRT_F32 && m >= 4 * Z_MR &&
+  const int copy_w = !dec && wdt == VNRT_F32 && m >= 4 * Z_MR &&
                      (((uintptr_t)w | (uintptr_t)ldw * sizeof(float)) & 63) != 0;
   /* Per K block the x rows (a tile's, in L2) meet each group of Z_NR w rows in turn: the
    * group comes from memory into L1 once and serves every x panel; the first panel prefetches
@@ -179,7 +182,12 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
       const void *wr[Z_NR];
       const char *pf[Z_NR];
       const int64_t jn = j + Z_NR;
-      for (int r = 0; r < Z_NR; ++r) { /* a partial group repeats its last row */
+      if (dec) {
+        /* Decoded straight into the kernel's rows (the decoder prefetches what it reads next). */
+        dec(user, j, nv, k0, kc, wcopy, Z_WLD);
+        for (int r = 0; r < Z_NR; ++r) wr[r] = wcopy + (r < nv ? r : nv - 1) * Z_WLD;
+      }
+      for (int r = 0; !dec && r < Z_NR; ++r) { /* a partial group repeats its last row */
         wr[r] = (const char *)w + (size_t)((j + (r < nv ? r : nv - 1)) * ldw + k0) * wsz;
         if (jn < n) {
           pf[r] = (const char *)w + (size_t)((jn + (jn + r < n ? r : 0)) * ldw + k0) * wsz;
@@ -193,7 +201,7 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
         const int mr = (int)(m - i0 < Z_MR ? m - i0 : Z_MR);
         const float *xr[Z_MR];
         for (int i = 0; i < mr; ++i) xr[i] = x + (i0 + i) * ldx + k0;
-        kerns[mr](xr, wr, i0 == 0 && jn < n ? pf : NULL, kc, s);
+        kerns[mr](xr, wr, !dec && i0 == 0 && jn < n ? pf : NULL, kc, s);
         for (int i = 0; i < mr; ++i) {
           float *crow = c + (i0 + i) * ldc + j;
           if (k0 == 0) {
@@ -209,6 +217,16 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
       }
     }
   }
+}
+
+void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                              int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss) {
+  z_block_(x, ldx, m, w, wdt, ldw, NULL, NULL, n, k, c, ldc, ss);
+}
+
+void cpu_gemm_nt_block_avx512_dec(const float *x, int64_t ldx, int64_t m, cpu_gemm_rows_fn dec,
+                                  void *user, int64_t n, int64_t k, float *c, int64_t ldc) {
+  z_block_(x, ldx, m, NULL, VNRT_F32, 0, dec, user, n, k, c, ldc, NULL);
 }
 
 #endif /* CPU_HAVE_AVX2_CODE */
