@@ -49,6 +49,15 @@ typedef void (*cpu_gemm_rows_fn)(void *user, int64_t row0, int64_t nr, int64_t k
 void cpu_gemm_nt_block_avx512_dec(const float *x, int64_t ldx, int64_t m, cpu_gemm_rows_fn dec,
                                   void *user, int64_t n, int64_t k, float *c, int64_t ldc);
 
+/* cpu_gemm_nt_block_avx512 (ss NULL) for many x rows through w packed per K block and an
+ * outer-product register tile (x elements broadcast against 48 packed w rows), which leaves no
+ * reduction per tile: faster where K is small. ws: ws_floats floats of scratch. Returns 0, and
+ * does nothing, where ws is NULL or smaller than CPU_GEMM_WS_FLOATS. Each c element is summed
+ * along k in order within blocks of 512, and the blocks in order. */
+int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, const void *w,
+                                    vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                                    int64_t ldc, float *ws, int64_t ws_floats);
+
 /* Σ f[i]² over n floats (vectorised; the order depends only on n and isa). */
 float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n);
 
