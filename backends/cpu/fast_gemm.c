@@ -577,9 +577,6 @@ void cpu_gemm_nn_block(cpu_isa isa, const float *x, int64_t ldx, int64_t m, cons
 
 /* ---- tiled, threaded driver -------------------------------------------------------------- */
 
-/* x rows from which a tile on AVX-512 takes the packed outer-product block (its packing of w
- * is then amortised over enough rows). */
-#define GEMM_PACKED_MIN_M 32
 /* Weight bytes × rows below which a GEMM runs on the calling thread (see gemm_run_). */
 #define CPU_GEMM_INLINE_BYTES (48 * 1024)
 
@@ -610,7 +607,7 @@ static void gemm_item_(void *user, int64_t item, int32_t slot) {
   if (g->nn) {
     cpu_gemm_nn_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
 #if defined(CPU_HAVE_AVX2_CODE)
-  } else if (g->isa >= CPU_ISA_AVX512 && mi >= GEMM_PACKED_MIN_M &&
+  } else if (g->isa >= CPU_ISA_AVX512 && mi >= CPU_GEMM_PACKED_MIN_M &&
              cpu_gemm_nt_block_avx512_packed(x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws,
                                              CPU_GEMM_WS_FLOATS)) {
 #endif
@@ -663,13 +660,13 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
   g.nt = !nn && m <= GEMM_MR ? 64 : avx2_nt ? GEMM_NT_AVX2 : CPU_GEMM_NB;
   /* The packed AVX-512 block (gemm_item_): w is packed once per tile and K block, so tiles keep
    * many x rows (up to 256; w columns are split first) and whole 48-row panels of w. */
-  const int packed = !nn && g.isa >= CPU_ISA_AVX512 && m >= GEMM_PACKED_MIN_M;
+  const int packed = !nn && g.isa >= CPU_ISA_AVX512 && m >= CPU_GEMM_PACKED_MIN_M;
   if (packed) {
     g.mt = m < 256 ? m : 256;
     while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
       if (g.nt > 48) {
         g.nt = ceil_div_(g.nt / 2, 48) * 48;
-      } else if (g.mt / 2 >= GEMM_PACKED_MIN_M) {
+      } else if (g.mt / 2 >= CPU_GEMM_PACKED_MIN_M) {
         g.mt = ceil_div_(g.mt / 2, 8) * 8;
       } else {
         break;

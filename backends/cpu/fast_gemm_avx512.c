@@ -271,27 +271,22 @@ Z_INLINE void p_transpose16_(__m512 *r) {
   }
 }
 
-/* pk[(j / P_NR)·kc·P_NR + kk·P_NR + j % P_NR] = row j, column kk of the [nr, kc] block that
- * starts at w (dtype wdt, rows ldw apart; f32 rows, ldw floats apart, when wdt is f32), for
- * j < nr rounded up to P_NR (rows past nr are 0) and kk < kc. */
-static __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))) void p_pack_(
-    const void *w, vnrt_dtype wdt, int64_t ldw, int64_t nr, int64_t kc, float *pk) {
+/* dst[kk·P_NR + j] = row j, column kk of the [nr, kc] block that starts at w (dtype wdt,
+ * rows ldw elements apart) for j < 16 (rows from nr on are 0; nr may be <= 0) and kk < kc:
+ * 16 rows of one packed panel, whose rows are P_NR floats apart. */
+static __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))) void p_pack16_(
+    const void *w, vnrt_dtype wdt, int64_t ldw, int64_t nr, int64_t kc, float *dst) {
   const size_t wsz = vnrt_dtype_size(wdt);
-  const int64_t np = (nr + P_NR - 1) / P_NR * P_NR;
-  for (int64_t j0 = 0; j0 < np; j0 += 16) {
-    float *dst = pk + (j0 / P_NR) * kc * P_NR + j0 % P_NR;
-    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-      const int kn = (int)(kc - k0 < 16 ? kc - k0 : 16);
-      const __mmask16 mask = (__mmask16)((1u << kn) - 1);
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) {
-        r[i] = j0 + i < nr
-                   ? z_load16_((const char *)w + (size_t)((j0 + i) * ldw) * wsz, k0, wdt, mask)
-                   : _mm512_setzero_ps();
-      }
-      p_transpose16_(r);
-      for (int t = 0; t < kn; ++t) _mm512_store_ps(dst + (k0 + t) * P_NR, r[t]);
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int kn = (int)(kc - k0 < 16 ? kc - k0 : 16);
+    const __mmask16 mask = (__mmask16)((1u << kn) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) {
+      r[i] = i < nr ? z_load16_((const char *)w + (size_t)(i * ldw) * wsz, k0, wdt, mask)
+                    : _mm512_setzero_ps();
     }
+    p_transpose16_(r);
+    for (int t = 0; t < kn; ++t) _mm512_store_ps(dst + (k0 + t) * P_NR, r[t]);
   }
 }
 
@@ -363,19 +358,49 @@ P_KERN_DEF_(8)
 static const p_kern_fn p_kerns_[P_MR + 1] = {NULL,     p_kern_1, p_kern_2, p_kern_3, p_kern_4,
                                              p_kern_5, p_kern_6, p_kern_7, p_kern_8};
 
-int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, const void *w,
-                                    vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
-                                    int64_t ldc, float *ws, int64_t ws_floats) {
-  if (!ws || ws_floats < P_KC * P_NB + 16 || m < 1 || n < 1 || k < 1) return 0;
-  float *pk = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+/* The row stride of the decoded rows p_block_ packs (floats): a cache line more than a block. */
+#define P_TLD (P_KC + 16)
+
+/* cpu_gemm_nt_block_avx512_packed, or with dec set its decoded form: per K block and P_NB
+ * rows, the rows (read in place, or decoded 16 at a time to tmp) are packed to pk, then every
+ * 8-row x tile meets every 48-row panel. */
+static void p_block_(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                     int64_t ldw, cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k, float *c,
+                     int64_t ldc, float *pk, float *tmp) {
   const size_t wsz = vnrt_dtype_size(wdt);
   for (int64_t k0 = 0; k0 < k; k0 += P_KC) {
     const int64_t kc = k - k0 < P_KC ? k - k0 : P_KC;
     for (int64_t j0 = 0; j0 < n; j0 += P_NB) {
       const int64_t nb = n - j0 < P_NB ? n - j0 : P_NB;
-      p_pack_((const char *)w + (size_t)(j0 * ldw + k0) * wsz, wdt, ldw, nb, kc, pk);
+      const int64_t np = (nb + P_NR - 1) / P_NR * P_NR;
+      for (int64_t g = 0; g < np; g += 16) {
+        float *dst = pk + (g / P_NR) * kc * P_NR + g % P_NR;
+        const int64_t nr = nb - g < 16 ? nb - g : 16;
+        if (dec && nr > 0) {
+          dec(user, j0 + g, nr, k0, kc, tmp, P_TLD);
+          p_pack16_(tmp, VNRT_F32, P_TLD, nr, kc, dst);
+        } else {
+          p_pack16_((const char *)w + (size_t)((j0 + g) * ldw + k0) * wsz, wdt, ldw, nr, kc, dst);
+        }
+      }
+      /* The next block's rows (in place) are prefetched a few lines per x tile, so that they
+       * arrive while this block computes rather than stalling its packing. */
+      int64_t nk0 = k0, nj0 = j0 + P_NB;
+      if (nj0 >= n) nk0 += P_KC, nj0 = 0;
+      const int64_t nkc = k - nk0 < P_KC ? k - nk0 : P_KC;
+      const int64_t nnb = n - nj0 < P_NB ? n - nj0 : P_NB;
+      const int64_t row_lines = (nkc * (int64_t)wsz + 63) / 64;
+      const int64_t lines = dec || nk0 >= k ? 0 : nnb * row_lines;
+      const int64_t tiles = (m + P_MR - 1) / P_MR;
+      const int64_t per_tile = (lines + tiles - 1) / (tiles > 0 ? tiles : 1);
+      int64_t line = 0;
       for (int64_t i0 = 0; i0 < m; i0 += P_MR) {
         const int mr = (int)(m - i0 < P_MR ? m - i0 : P_MR);
+        for (int64_t q = 0; q < per_tile && line < lines; ++q, ++line) {
+          const int64_t r = line / row_lines, l = line % row_lines;
+          _mm_prefetch((const char *)w + (size_t)((nj0 + r) * ldw + nk0) * wsz + l * 64,
+                       _MM_HINT_T1);
+        }
         for (int64_t jp = 0; jp < nb; jp += P_NR) {
           const int nc = (int)(nb - jp < P_NR ? nb - jp : P_NR);
           p_kerns_[mr](x + i0 * ldx + k0, ldx, pk + jp * kc, kc, c + i0 * ldc + j0 + jp, ldc, nc,
@@ -384,6 +409,27 @@ int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, cons
       }
     }
   }
+}
+
+/* The packed path's scratch: pk, aligned to a cache line, then tmp (decoded rows). */
+#define P_WS_FLOATS (16 + P_KC * P_NB + 16 * P_TLD)
+_Static_assert(P_WS_FLOATS <= CPU_GEMM_WS_FLOATS, "the packed block fits the GEMM workspace");
+
+int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, const void *w,
+                                    vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                                    int64_t ldc, float *ws, int64_t ws_floats) {
+  if (!ws || ws_floats < CPU_GEMM_WS_FLOATS || m < 1 || n < 1 || k < 1) return 0;
+  float *pk = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  p_block_(x, ldx, m, w, wdt, ldw, NULL, NULL, n, k, c, ldc, pk, NULL);
+  return 1;
+}
+
+int cpu_gemm_nt_block_avx512_packed_dec(const float *x, int64_t ldx, int64_t m,
+                                        cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k,
+                                        float *c, int64_t ldc, float *ws, int64_t ws_floats) {
+  if (!ws || ws_floats < CPU_GEMM_WS_FLOATS || m < 1 || n < 1 || k < 1) return 0;
+  float *pk = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  p_block_(x, ldx, m, NULL, VNRT_F32, 0, dec, user, n, k, c, ldc, pk, pk + P_KC * P_NB);
   return 1;
 }
 

@@ -97,6 +97,10 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
   const int64_t mq = m < QM ? m : QM;
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
+  /* qgemm_panels_'s packed AVX-512 block. */
+  if (isa >= CPU_ISA_AVX512 && m >= CPU_GEMM_PACKED_MIN_M && f < CPU_GEMM_WS_FLOATS) {
+    f = CPU_GEMM_WS_FLOATS;
+  }
   /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
    * and a permuted x row (FP4, one row). */
   if (avx2) f += QV_NR_MAX * QV_BLOCKS + qv_xp_floats_(w->cols);
@@ -844,6 +848,13 @@ static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, c
    * partial results to add up per panel). */
   if (isa >= CPU_ISA_AVX512 && m > 4) {
     qdec_rows q = {.isa = isa, .w = w, .mat = mat, .row0 = row0};
+    /* Many x rows: decoded 16 rows at a time and packed for the outer-product block (ws holds
+     * CPU_GEMM_WS_FLOATS then: cpu_qgemm_ws_floats). */
+    if (m >= CPU_GEMM_PACKED_MIN_M &&
+        cpu_gemm_nt_block_avx512_packed_dec(x, ldx, m, qdec_rows_, &q, n, K, c, ldc, ws,
+                                            CPU_GEMM_WS_FLOATS)) {
+      return;
+    }
     cpu_gemm_nt_block_avx512_dec(x, ldx, m, qdec_rows_, &q, n, K, c, ldc);
     return;
   }
