@@ -606,6 +606,11 @@ static void gemm_item_(void *user, int64_t item, int32_t slot) {
   if (g->odt != VNRT_F32) c = ws + (g->slot_floats - g->mt * g->nt), ldc = nj;
   if (g->nn) {
     cpu_gemm_nn_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
+#if defined(CPU_HAVE_AVX2_CODE)
+  } else if (g->isa >= CPU_ISA_AVX512 && mi >= CPU_GEMM_PACKED_MIN_M &&
+             cpu_gemm_nt_block_avx512_packed(x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws,
+                                             CPU_GEMM_WS_FLOATS)) {
+#endif
   } else {
     cpu_gemm_nt_block(g->isa, x, g->ldx, mi, w, g->wdt, g->ldw, nj, g->k, c, ldc, ws);
   }
@@ -653,7 +658,22 @@ static vnrt_status gemm_run_(const cpu_kernel_args *a, int nn, const float *x, i
     g.mt = avx2_nt ? (m < GEMM_MT_MAX ? m : GEMM_MT_MAX) : 16 * mr;
   }
   g.nt = !nn && m <= GEMM_MR ? 64 : avx2_nt ? GEMM_NT_AVX2 : CPU_GEMM_NB;
-  while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
+  /* The packed AVX-512 block (gemm_item_): w is packed once per tile and K block, so tiles keep
+   * many x rows (up to 256; w columns are split first) and whole 48-row panels of w. */
+  const int packed = !nn && g.isa >= CPU_ISA_AVX512 && m >= CPU_GEMM_PACKED_MIN_M;
+  if (packed) {
+    g.mt = m < 256 ? m : 256;
+    while (ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
+      if (g.nt > 48) {
+        g.nt = ceil_div_(g.nt / 2, 48) * 48;
+      } else if (g.mt / 2 >= CPU_GEMM_PACKED_MIN_M) {
+        g.mt = ceil_div_(g.mt / 2, 8) * 8;
+      } else {
+        break;
+      }
+    }
+  }
+  while (!packed && ceil_div_(m, g.mt) * ceil_div_(n, g.nt) < want) {
     if (g.mt > mr && (ceil_div_(m, g.mt) <= ceil_div_(n, g.nt) || g.nt <= min_nt)) {
       g.mt = ceil_div_(g.mt / 2, mr) * mr;
     } else if (g.nt > min_nt) {

@@ -38,6 +38,35 @@ void cpu_gemm_nt_block_sumsq(cpu_isa isa, const float *x, int64_t ldx, int64_t m
 void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
                               int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss);
 
+/* Fills dst[r·ld + c] (f32, dst 64-byte aligned, ld a multiple of 16) with row row0 + r, column
+ * k0 + c of some [N, K] operand for r < nr, c < kc (nr <= 16, kc <= 1024). */
+typedef void (*cpu_gemm_rows_fn)(void *user, int64_t row0, int64_t nr, int64_t k0, int64_t kc,
+                                 float *dst, int64_t ld);
+
+/* cpu_gemm_nt_block_avx512 for an operand whose rows dec produces (decoded quantized weights):
+ * each group of rows of each K block is decoded once into L1-resident rows that every x panel
+ * then reads, with no other packing pass. Same summation order as for f32 w. */
+void cpu_gemm_nt_block_avx512_dec(const float *x, int64_t ldx, int64_t m, cpu_gemm_rows_fn dec,
+                                  void *user, int64_t n, int64_t k, float *c, int64_t ldc);
+
+/* x rows from which AVX-512 callers take the packed blocks below (their packing of w is then
+ * amortised over enough rows). */
+#define CPU_GEMM_PACKED_MIN_M 128
+
+/* cpu_gemm_nt_block_avx512 (ss NULL) for many x rows through w packed per K block and an
+ * outer-product register tile (x elements broadcast against 48 packed w rows), which leaves no
+ * reduction per tile: faster where K is small. ws: ws_floats floats of scratch. Returns 0, and
+ * does nothing, where ws is NULL or smaller than CPU_GEMM_WS_FLOATS. Each c element is summed
+ * along k in order within blocks of 512, and the blocks in order. */
+int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, const void *w,
+                                    vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                                    int64_t ldc, float *ws, int64_t ws_floats);
+
+/* cpu_gemm_nt_block_avx512_packed for an operand whose rows dec produces, 16 at a time. */
+int cpu_gemm_nt_block_avx512_packed_dec(const float *x, int64_t ldx, int64_t m,
+                                        cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k,
+                                        float *c, int64_t ldc, float *ws, int64_t ws_floats);
+
 /* Σ f[i]² over n floats (vectorised; the order depends only on n and isa). */
 float cpu_fast_sumsq(cpu_isa isa, const float *f, int64_t n);
 

@@ -157,8 +157,11 @@ static const z_kern_fn z_kerns_[3][Z_MR + 1] = {
     {NULL, z_kern_1_bf16, z_kern_2_bf16, z_kern_3_bf16, z_kern_4_bf16},
 };
 
-void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
-                              int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss) {
+/* The block of cpu_gemm_nt_block_avx512 (w rows read in place or copied) or, with dec set, of
+ * cpu_gemm_nt_block_avx512_dec (each group's rows decoded by dec into the aligned stack rows). */
+static void z_block_(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                     int64_t ldw, cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k, float *c,
+                     int64_t ldc, float *ss) {
   const size_t wsz = vnrt_dtype_size(wdt);
   const z_kern_fn *kerns = z_kerns_[wdt == VNRT_F16 ? 1 : wdt == VNRT_BF16 ? 2 : 0];
   float s[Z_MR * Z_NR];
@@ -167,7 +170,7 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
    * lines) are copied a group at a time to aligned rows on the stack, once per group against
    * the m/4 x panels that read it (5-8% faster there). */
   float wcopy[Z_NR * Z_WLD] __attribute__((aligned(64)));
-  const int copy_w = wdt == VNRT_F32 && m >= 4 * Z_MR &&
+  const int copy_w = !dec && wdt == VNRT_F32 && m >= 4 * Z_MR &&
                      (((uintptr_t)w | (uintptr_t)ldw * sizeof(float)) & 63) != 0;
   /* Per K block the x rows (a tile's, in L2) meet each group of Z_NR w rows in turn: the
    * group comes from memory into L1 once and serves every x panel; the first panel prefetches
@@ -179,7 +182,12 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
       const void *wr[Z_NR];
       const char *pf[Z_NR];
       const int64_t jn = j + Z_NR;
-      for (int r = 0; r < Z_NR; ++r) { /* a partial group repeats its last row */
+      if (dec) {
+        /* Decoded straight into the kernel's rows (the decoder prefetches what it reads next). */
+        dec(user, j, nv, k0, kc, wcopy, Z_WLD);
+        for (int r = 0; r < Z_NR; ++r) wr[r] = wcopy + (r < nv ? r : nv - 1) * Z_WLD;
+      }
+      for (int r = 0; !dec && r < Z_NR; ++r) { /* a partial group repeats its last row */
         wr[r] = (const char *)w + (size_t)((j + (r < nv ? r : nv - 1)) * ldw + k0) * wsz;
         if (jn < n) {
           pf[r] = (const char *)w + (size_t)((jn + (jn + r < n ? r : 0)) * ldw + k0) * wsz;
@@ -193,7 +201,7 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
         const int mr = (int)(m - i0 < Z_MR ? m - i0 : Z_MR);
         const float *xr[Z_MR];
         for (int i = 0; i < mr; ++i) xr[i] = x + (i0 + i) * ldx + k0;
-        kerns[mr](xr, wr, i0 == 0 && jn < n ? pf : NULL, kc, s);
+        kerns[mr](xr, wr, !dec && i0 == 0 && jn < n ? pf : NULL, kc, s);
         for (int i = 0; i < mr; ++i) {
           float *crow = c + (i0 + i) * ldc + j;
           if (k0 == 0) {
@@ -209,6 +217,220 @@ void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void
       }
     }
   }
+}
+
+void cpu_gemm_nt_block_avx512(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                              int64_t ldw, int64_t n, int64_t k, float *c, int64_t ldc, float *ss) {
+  z_block_(x, ldx, m, w, wdt, ldw, NULL, NULL, n, k, c, ldc, ss);
+}
+
+void cpu_gemm_nt_block_avx512_dec(const float *x, int64_t ldx, int64_t m, cpu_gemm_rows_fn dec,
+                                  void *user, int64_t n, int64_t k, float *c, int64_t ldc) {
+  z_block_(x, ldx, m, NULL, VNRT_F32, 0, dec, user, n, k, c, ldc, NULL);
+}
+
+/* ---- packed outer-product path (many x rows) --------------------------------------------- */
+
+/* The register tile: P_MR x rows by P_NR w rows (three ZMMs of 16), 24 accumulators that hold
+ * c's tile itself: per k one x element per row is broadcast and meets a row of 48 packed w
+ * values, so no reduction is left at the end (the dot-product tile above pays one per tile and
+ * K block, a large share when K is 256 or 512). w is packed per K block to [kc][P_NR] panels
+ * (transposed 16 x 16 at a time), amortised over every x row of the call. */
+#define P_MR 8
+#define P_NR 48
+#define P_KC 512
+/* w rows per packed block: P_KC·P_NB floats (576 KiB, in L2) fit CPU_GEMM_WS_FLOATS with room
+ * to align them. */
+#define P_NB 144
+
+/* Transposes the 16 x 16 block r[0..16) in place (r[i] lane j -> r[j] lane i). */
+Z_INLINE void p_transpose16_(__m512 *r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] =
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(
+        _mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(
+        _mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int h = 0; h < 16; h += 8) {
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+/* dst[kk·P_NR + j] = row j, column kk of the [nr, kc] block that starts at w (dtype wdt,
+ * rows ldw elements apart) for j < 16 (rows from nr on are 0; nr may be <= 0) and kk < kc:
+ * 16 rows of one packed panel, whose rows are P_NR floats apart. */
+static __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))) void p_pack16_(
+    const void *w, vnrt_dtype wdt, int64_t ldw, int64_t nr, int64_t kc, float *dst) {
+  const size_t wsz = vnrt_dtype_size(wdt);
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int kn = (int)(kc - k0 < 16 ? kc - k0 : 16);
+    const __mmask16 mask = (__mmask16)((1u << kn) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) {
+      r[i] = i < nr ? z_load16_((const char *)w + (size_t)(i * ldw) * wsz, k0, wdt, mask)
+                    : _mm512_setzero_ps();
+    }
+    p_transpose16_(r);
+    for (int t = 0; t < kn; ++t) _mm512_store_ps(dst + (k0 + t) * P_NR, r[t]);
+  }
+}
+
+/* c[i·ldc + j] (+)= Σ_kk x[i·ldx + kk]·pk[kk·P_NR + j] for i < MR, j < nc (<= P_NR): c is set
+ * when first, else added to. */
+Z_INLINE void p_kern_(const int MR, const float *x, int64_t ldx, const float *pk, int64_t kc,
+                      float *c, int64_t ldc, int nc, int first) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 c00 = zero, c01 = zero, c02 = zero, c10 = zero, c11 = zero, c12 = zero;
+  __m512 c20 = zero, c21 = zero, c22 = zero, c30 = zero, c31 = zero, c32 = zero;
+  __m512 c40 = zero, c41 = zero, c42 = zero, c50 = zero, c51 = zero, c52 = zero;
+  __m512 c60 = zero, c61 = zero, c62 = zero, c70 = zero, c71 = zero, c72 = zero;
+  const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+  const float *x4 = x + 4 * ldx, *x5 = x + 5 * ldx, *x6 = x + 6 * ldx, *x7 = x + 7 * ldx;
+#define P_ROW_(i)                               \
+  if (MR > i) {                                 \
+    const __m512 xv = _mm512_set1_ps(x##i[kk]); \
+    c##i##0 = _mm512_fmadd_ps(xv, b0, c##i##0); \
+    c##i##1 = _mm512_fmadd_ps(xv, b1, c##i##1); \
+    c##i##2 = _mm512_fmadd_ps(xv, b2, c##i##2); \
+  }
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const float *b = pk + kk * P_NR;
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+    P_ROW_(0) P_ROW_(1) P_ROW_(2) P_ROW_(3) P_ROW_(4) P_ROW_(5) P_ROW_(6) P_ROW_(7)
+  }
+#undef P_ROW_
+  const __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xFFFF : (1u << nc) - 1);
+  const __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+  const __mmask16 m2 = (__mmask16)(nc >= 48 ? 0xFFFF : nc <= 32 ? 0 : (1u << (nc - 32)) - 1);
+#define P_OUT_(i)                                                                           \
+  if (MR > i) {                                                                             \
+    float *cr = c + i * ldc;                                                                \
+    if (first) {                                                                            \
+      _mm512_mask_storeu_ps(cr, m0, c##i##0);                                               \
+      _mm512_mask_storeu_ps(cr + 16, m1, c##i##1);                                          \
+      _mm512_mask_storeu_ps(cr + 32, m2, c##i##2);                                          \
+    } else {                                                                                \
+      _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), c##i##0)); \
+      _mm512_mask_storeu_ps(cr + 16, m1,                                                    \
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), c##i##1));    \
+      _mm512_mask_storeu_ps(cr + 32, m2,                                                    \
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m2, cr + 32), c##i##2));    \
+    }                                                                                       \
+  }
+  P_OUT_(0) P_OUT_(1) P_OUT_(2) P_OUT_(3) P_OUT_(4) P_OUT_(5) P_OUT_(6) P_OUT_(7)
+#undef P_OUT_
+}
+
+typedef void (*p_kern_fn)(const float *x, int64_t ldx, const float *pk, int64_t kc, float *c,
+                          int64_t ldc, int nc, int first);
+
+#define P_KERN_DEF_(MR)                                                                            \
+  static __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))) void          \
+      p_kern_##MR(const float *x, int64_t ldx, const float *pk, int64_t kc, float *c, int64_t ldc, \
+                  int nc, int first) {                                                             \
+    p_kern_(MR, x, ldx, pk, kc, c, ldc, nc, first);                                                \
+  }
+P_KERN_DEF_(1)
+P_KERN_DEF_(2)
+P_KERN_DEF_(3)
+P_KERN_DEF_(4)
+P_KERN_DEF_(5)
+P_KERN_DEF_(6)
+P_KERN_DEF_(7)
+P_KERN_DEF_(8)
+#undef P_KERN_DEF_
+
+static const p_kern_fn p_kerns_[P_MR + 1] = {NULL,     p_kern_1, p_kern_2, p_kern_3, p_kern_4,
+                                             p_kern_5, p_kern_6, p_kern_7, p_kern_8};
+
+/* The row stride of the decoded rows p_block_ packs (floats): a cache line more than a block. */
+#define P_TLD (P_KC + 16)
+
+/* cpu_gemm_nt_block_avx512_packed, or with dec set its decoded form: per K block and P_NB
+ * rows, the rows (read in place, or decoded 16 at a time to tmp) are packed to pk, then every
+ * 8-row x tile meets every 48-row panel. */
+static void p_block_(const float *x, int64_t ldx, int64_t m, const void *w, vnrt_dtype wdt,
+                     int64_t ldw, cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k, float *c,
+                     int64_t ldc, float *pk, float *tmp) {
+  const size_t wsz = vnrt_dtype_size(wdt);
+  for (int64_t k0 = 0; k0 < k; k0 += P_KC) {
+    const int64_t kc = k - k0 < P_KC ? k - k0 : P_KC;
+    for (int64_t j0 = 0; j0 < n; j0 += P_NB) {
+      const int64_t nb = n - j0 < P_NB ? n - j0 : P_NB;
+      const int64_t np = (nb + P_NR - 1) / P_NR * P_NR;
+      for (int64_t g = 0; g < np; g += 16) {
+        float *dst = pk + (g / P_NR) * kc * P_NR + g % P_NR;
+        const int64_t nr = nb - g < 16 ? nb - g : 16;
+        if (dec && nr > 0) {
+          dec(user, j0 + g, nr, k0, kc, tmp, P_TLD);
+          p_pack16_(tmp, VNRT_F32, P_TLD, nr, kc, dst);
+        } else {
+          p_pack16_((const char *)w + (size_t)((j0 + g) * ldw + k0) * wsz, wdt, ldw, nr, kc, dst);
+        }
+      }
+      /* The next block's rows (in place) are prefetched a few lines per x tile, so that they
+       * arrive while this block computes rather than stalling its packing. */
+      int64_t nk0 = k0, nj0 = j0 + P_NB;
+      if (nj0 >= n) nk0 += P_KC, nj0 = 0;
+      const int64_t nkc = k - nk0 < P_KC ? k - nk0 : P_KC;
+      const int64_t nnb = n - nj0 < P_NB ? n - nj0 : P_NB;
+      const int64_t row_lines = (nkc * (int64_t)wsz + 63) / 64;
+      const int64_t lines = dec || nk0 >= k ? 0 : nnb * row_lines;
+      const int64_t tiles = (m + P_MR - 1) / P_MR;
+      const int64_t per_tile = (lines + tiles - 1) / (tiles > 0 ? tiles : 1);
+      int64_t line = 0;
+      for (int64_t i0 = 0; i0 < m; i0 += P_MR) {
+        const int mr = (int)(m - i0 < P_MR ? m - i0 : P_MR);
+        for (int64_t q = 0; q < per_tile && line < lines; ++q, ++line) {
+          const int64_t r = line / row_lines, l = line % row_lines;
+          _mm_prefetch((const char *)w + (size_t)((nj0 + r) * ldw + nk0) * wsz + l * 64,
+                       _MM_HINT_T1);
+        }
+        for (int64_t jp = 0; jp < nb; jp += P_NR) {
+          const int nc = (int)(nb - jp < P_NR ? nb - jp : P_NR);
+          p_kerns_[mr](x + i0 * ldx + k0, ldx, pk + jp * kc, kc, c + i0 * ldc + j0 + jp, ldc, nc,
+                       k0 == 0);
+        }
+      }
+    }
+  }
+}
+
+/* The packed path's scratch: pk, aligned to a cache line, then tmp (decoded rows). */
+#define P_WS_FLOATS (16 + P_KC * P_NB + 16 * P_TLD)
+_Static_assert(P_WS_FLOATS <= CPU_GEMM_WS_FLOATS, "the packed block fits the GEMM workspace");
+
+int cpu_gemm_nt_block_avx512_packed(const float *x, int64_t ldx, int64_t m, const void *w,
+                                    vnrt_dtype wdt, int64_t ldw, int64_t n, int64_t k, float *c,
+                                    int64_t ldc, float *ws, int64_t ws_floats) {
+  if (!ws || ws_floats < CPU_GEMM_WS_FLOATS || m < 1 || n < 1 || k < 1) return 0;
+  float *pk = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  p_block_(x, ldx, m, w, wdt, ldw, NULL, NULL, n, k, c, ldc, pk, NULL);
+  return 1;
+}
+
+int cpu_gemm_nt_block_avx512_packed_dec(const float *x, int64_t ldx, int64_t m,
+                                        cpu_gemm_rows_fn dec, void *user, int64_t n, int64_t k,
+                                        float *c, int64_t ldc, float *ws, int64_t ws_floats) {
+  if (!ws || ws_floats < CPU_GEMM_WS_FLOATS || m < 1 || n < 1 || k < 1) return 0;
+  float *pk = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  p_block_(x, ldx, m, NULL, VNRT_F32, 0, dec, user, n, k, c, ldc, pk, pk + P_KC * P_NB);
+  return 1;
 }
 
 #endif /* CPU_HAVE_AVX2_CODE */

@@ -100,6 +100,10 @@ int64_t cpu_qgemm_ws_floats(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (!w->scale) return m <= 4 && (avx2 || w->dtype == VNRT_F32) ? 0 : CPU_GEMM_WS_FLOATS;
   const int64_t mq = m < QM ? m : QM;
   int64_t f = QN * QLD + mq * QN + (mq > 4 && !avx2 ? CPU_GEMM_WS_FLOATS : 0);
+  /* qgemm_panels_'s packed AVX-512 block. */
+  if (isa >= CPU_ISA_AVX512 && m >= CPU_GEMM_PACKED_MIN_M && f < CPU_GEMM_WS_FLOATS) {
+    f = CPU_GEMM_WS_FLOATS;
+  }
   /* The in-register path (any call of up to QV_MR rows may take it): block scales as floats
    * and a permuted x row (FP4, one row). */
   if (avx2) f += QV_NR_MAX * QV_BLOCKS + qv_xp_floats_(w->cols);
@@ -975,6 +979,30 @@ static void dequant_panel_(cpu_isa isa, const cpu_weight *w, int64_t mat, int64_
   }
 }
 
+#if defined(CPU_HAVE_AVX2_CODE)
+/* The rows of one matrix of W from row0 on, for cpu_gemm_nt_block_avx512_dec. */
+typedef struct qdec_rows {
+  cpu_isa isa;
+  const cpu_weight *w;
+  int64_t mat, row0;
+} qdec_rows;
+
+/* cpu_gemm_rows_fn: decodes rows row0 + r of W (r < nr) at columns [k0, k0 + kc), then
+ * prefetches the codes of the group that follows, which arrive while the x panels compute. */
+static void qdec_rows_(void *user, int64_t r0, int64_t nr, int64_t k0, int64_t kc, float *dst,
+                       int64_t ld) {
+  const qdec_rows *q = user;
+  const cpu_weight *w = q->w;
+  dequant_panel_(q->isa, w, q->mat, q->row0 + r0, nr, k0, kc, dst, ld);
+  const int fp4 = w->dtype == VNRT_E2M1;
+  for (int64_t r = q->row0 + r0 + nr; r < q->row0 + r0 + 2 * nr && r < w->rows; ++r) {
+    const int64_t e = (q->mat * w->rows + r) * w->cols + k0;
+    const char *p = (const char *)w->data + (fp4 ? e / 2 : e);
+    for (int64_t b = 0; b < (fp4 ? kc / 2 : kc); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  }
+}
+#endif
+
 /* cpu_qgemm_nt_block through f32 panels (any isa, shape and block). */
 static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, const cpu_weight *w,
                           int64_t mat, int64_t row0, int64_t n, float *c, int64_t ldc, float *ws) {
@@ -983,6 +1011,23 @@ static void qgemm_panels_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, c
     for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
     return;
   }
+#if defined(CPU_HAVE_AVX2_CODE)
+  /* AVX-512 with more than a few x rows: each group of 6 W rows of each 1024-column block is
+   * decoded once into the L1 rows the GEMM micro-kernel reads (no panel in L2, no copy, no
+   * partial results to add up per panel). */
+  if (isa >= CPU_ISA_AVX512 && m > 4) {
+    qdec_rows q = {.isa = isa, .w = w, .mat = mat, .row0 = row0};
+    /* Many x rows: decoded 16 rows at a time and packed for the outer-product block (ws holds
+     * CPU_GEMM_WS_FLOATS then: cpu_qgemm_ws_floats). */
+    if (m >= CPU_GEMM_PACKED_MIN_M &&
+        cpu_gemm_nt_block_avx512_packed_dec(x, ldx, m, qdec_rows_, &q, n, K, c, ldc, ws,
+                                            CPU_GEMM_WS_FLOATS)) {
+      return;
+    }
+    cpu_gemm_nt_block_avx512_dec(x, ldx, m, qdec_rows_, &q, n, K, c, ldc);
+    return;
+  }
+#endif
   float *wbuf = ws, *ctmp = wbuf + QN * QLD, *gws = ctmp + QM * QN;
   for (int64_t j0 = 0; j0 < n; j0 += QN) {
     const int64_t nv = n - j0 < QN ? n - j0 : QN;

@@ -681,6 +681,14 @@ START_TEST(test_gemm_tails) {
         const vnrt_dtype dw = kFloatTypes[(mi + ni) % 3];
         check_linear(ctx, 2, xd, ns[ni], VNRT_F32, dw, 500 + (uint64_t)(mi * 4 + ni));
       }
+    /* The packed AVX-512 path (128 x rows and up): 8-row tiles and a partial one, 48-row w
+     * panels and 144-row packed blocks with partial ones, K past one 512-column block and not a
+     * multiple of 16. */
+    for (int ni = 0; ni < 2; ++ni) {
+      const int64_t xd[2] = {129 + 6 * ni, 530};
+      check_linear(ctx, 2, xd, ns[ni + 1], VNRT_F32, kFloatTypes[ni + threads - 1],
+                   520 + (uint64_t)(ni + 2 * threads));
+    }
     const mm_case mm[] = {
         {2, 2, 2, {7, 40}, {40, 37}, {7, 37}, VNRT_F32, VNRT_F16},
         {2, 2, 2, {13, 33}, {33, 97}, {13, 97}, VNRT_F32, VNRT_BF16},

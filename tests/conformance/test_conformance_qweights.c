@@ -717,6 +717,8 @@ START_TEST(test_linear_e4m3_every_code) {
     run_e4m3_codes(ctx, M, 2, 800 + (uint64_t)M);
     run_e4m3_codes(ctx, M, 16, 810 + (uint64_t)M);
   }
+  run_e4m3_codes(ctx, 7, 16, 817);   /* the GEMM's decoded rows */
+  run_e4m3_codes(ctx, 128, 16, 818); /* the packed block */
   vnrt_context_destroy(ctx);
 }
 END_TEST
@@ -737,6 +739,13 @@ START_TEST(test_linear_fp8) {
     const int64_t blk[2] = {16, 64};
     run_linear(ctx, VNRT_E4M3, T, 37, 200, blk, 0, 50 + T);
   }
+  /* More x rows than the GEMVs take and K past the AVX-512 GEMM's 1024-column blocks (the rows
+   * decoded per group and block): a partial K block, a partial scale block and a partial group
+   * of rows. */
+  run_linear(ctx, VNRT_E4M3, 9, 13, 1100, NULL, 0, 59);
+  run_linear(ctx, VNRT_E2M1, 6, 7, 1056, NULL, 0, 69);
+  /* And rows enough for the packed block (decoded 16 rows at a time, then transposed). */
+  run_linear(ctx, VNRT_E4M3, 130, 21, 1100, NULL, 0, 58);
   vnrt_context_destroy(ctx);
 }
 END_TEST
