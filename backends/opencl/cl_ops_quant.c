@@ -102,6 +102,37 @@ static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
   return cl_launch_end(k, 2, items, lws);
 }
 
+/* Whether qgemv_lanes_aq (quant.cl) can take x rows of K channels: the work-group keeps one
+ * row as f32 in local memory, fake-quantized per aq channels (aq: 0 or a multiple of 16). */
+static int lanes_aq_ok(const cl_lower *L, int64_t K, int32_t aq) {
+  return K % 16 == 0 && aq % 16 == 0 && (uint64_t)K * 4 <= L->dev->desc->local_mem / 2;
+}
+
+/* The product of x's rows (input 0, in its own dtype) with weight input 1 in one launch,
+ * act_quant done on x by each work-group as it loads it (qgemv_lanes_aq): a decode step's
+ * linears are one launch each instead of a fake_quant (or widening) launch and the product. */
+static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int32_t aq, int64_t M,
+                                   int64_t N, int64_t K, int64_t G) {
+  cl_launch k;
+  cl_launch_begin(L, "qgemv_lanes_aq", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_i32(&k, aq);
+  arg_qweight(&k, 1, q);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, M);
+  cl_arg_i64(&k, N);
+  cl_arg_i64(&k, K);
+  cl_arg_i64(&k, G);
+  cl_arg_local(&k, (size_t)K * sizeof(float));
+  /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
+   * 32 rows (16 where N is small, so both cores get groups). */
+  int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
+  size_t wg = cl_launch_wg(&k, cpu ? (N >= 256 ? 32 : 16) : 64);
+  size_t items[2] = {(size_t)N, (size_t)M};
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(&k, 2, items, lws);
+}
+
 /* Appends fake_quant over x[rows, D] (x: input x_input, or f32 scratch at x_scratch when
  * x_input < 0) into f32 scratch at o_scratch (o_scratch == UINT64_MAX: output 0), channels
  * [start, start + nb·block), rows first multiplied by input mul_input when >= 0. */
@@ -201,6 +232,9 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
   int64_t K = linear ? w->dims[1] : w->dims[0], N = linear ? w->dims[0] : w->dims[1];
   int64_t M = K > 0 ? vnrt_numel(x) / K : 0;
   if (M == 0 || N == 0) return VNRT_OK;
+  if (linear && lanes_ok(w->dtype, q->block[1], K) && lanes_aq_ok(L, K, aq)) {
+    return launch_lanes_aq(L, q, aq, M, N, K, 1);
+  }
   /* x as an f32 copy, fake-quantized to e4m3 per row per 128 channels with act_quant (else
    * only widened: no block), so the product's inner loop loads f32. */
   uint64_t xq = cl_scratch(L, (uint64_t)(M * K) * 4);
@@ -261,6 +295,9 @@ vnrt_status cl_grouped_linear_lower(cl_lower *L) {
   int64_t G = p->groups, K = w->dims[1], N = w->dims[0] / G;
   int64_t rows = K > 0 ? vnrt_numel(x) / K : vnrt_numel(cl_out_type(L, 0)) / (N > 0 ? N : 1);
   if (rows == 0 || N == 0) return VNRT_OK;
+  if (lanes_ok(w->dtype, p->w.block[1], K) && lanes_aq_ok(L, K, 0)) {
+    return launch_lanes_aq(L, &p->w, 0, rows, N, K, G);
+  }
   uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
   vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;

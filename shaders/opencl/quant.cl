@@ -386,38 +386,45 @@ QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
 /* Σ_k x[k]·W[k] over a row of codes (e4m3: K and b1 multiples of 16; e2m1: multiples of 32),
  * srow the row's scales (one per b1 columns). e2m1 takes each byte's two codes as lanes of
  * the even and the odd channels, so x is read as 32 floats split into evens and odds. */
-float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *srow, int b1,
-                     __global const float *x, long K) {
-  /* Multiply-adds may fuse here, as in the GEMM kernels: the sum's order is already not the
-   * reference's, and two accumulators per block keep the adds from waiting on each other. */
+/* Multiply-adds may fuse in these sums, as in the GEMM kernels: the order is already not the
+ * reference's, and two accumulators per block keep the adds from waiting on each other. The
+ * function is written once for x in global and once for x in local memory (OpenCL C 1.2 has
+ * no generic address space). */
 #pragma OPENCL FP_CONTRACT ON
-  float16 t = 0.0f;
-  if (dt == DT_E4M3) {
-    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
-      long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
-      float16 a0 = 0.0f, a1 = 0.0f;
-      for (; k + 32 <= k1; k += 32) {
-        a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
-        a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16));
-      }
-      if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
-      t += ((a0 + a1) * 256.0f) * e8m0_to_f32(srow[j]);
-    }
-  } else {
-    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
-      long k1 = k0 + b1 < K ? k0 + b1 : K;
-      float16 a0 = 0.0f, a1 = 0.0f;
-      for (long k = k0; k < k1; k += 32) {
-        ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));
-        float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);
-        a0 += (float16)(x0.even, x1.even) * e2m1_nibbles_to_f32x16_div16384(c);
-        a1 += (float16)(x0.odd, x1.odd) * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4);
-      }
-      t += ((a0 + a1) * 0x1p14f) * e8m0_to_f32(srow[j]);
-    }
+#define QROW_DOT_LANES_(name, XSPACE)                                                     \
+  float name(__global const uchar *row, int dt, __global const uchar *srow, int b1,       \
+             XSPACE const float *x, long K) {                                             \
+    float16 t = 0.0f;                                                                     \
+    if (dt == DT_E4M3) {                                                                  \
+      for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {                                   \
+        long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;                                      \
+        float16 a0 = 0.0f, a1 = 0.0f;                                                     \
+        for (; k + 32 <= k1; k += 32) {                                                   \
+          a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));           \
+          a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16)); \
+        }                                                                                 \
+        if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k)); \
+        t += ((a0 + a1) * 256.0f) * e8m0_to_f32(srow[j]);                                 \
+      }                                                                                   \
+    } else {                                                                              \
+      for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {                                   \
+        long k1 = k0 + b1 < K ? k0 + b1 : K;                                              \
+        float16 a0 = 0.0f, a1 = 0.0f;                                                     \
+        for (long k = k0; k < k1; k += 32) {                                              \
+          ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));                      \
+          float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);                    \
+          a0 += (float16)(x0.even, x1.even) * e2m1_nibbles_to_f32x16_div16384(c);         \
+          a1 += (float16)(x0.odd, x1.odd) * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4); \
+        }                                                                                 \
+        t += ((a0 + a1) * 0x1p14f) * e8m0_to_f32(srow[j]);                                \
+      }                                                                                   \
+    }                                                                                     \
+    return hsum8(t.lo + t.hi);                                                            \
   }
-  return hsum8(t.lo + t.hi);
-}
+QROW_DOT_LANES_(qrow_dot_lanes, __global)
+/* The same with x in local memory (the fused kernels below). */
+QROW_DOT_LANES_(qrow_dot_lanes_l, __local)
+#pragma OPENCL FP_CONTRACT OFF
 
 /* linear (M rows of x, f32) with w [N, K] codes: o[m, n] = x[m]·W[n], one output per
  * work-item; with G groups (grouped_linear; G = 1 otherwise) row m takes w's rows
@@ -430,6 +437,68 @@ __kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, lo
   long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
   float acc = qrow_dot_lanes(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1,
                              (__global const float *)PTR(x) + m * K, K);
+  st(PTR(o), dout, m * N + n, acc);
+}
+
+/* ---- act_quant inside the product (one launch per linear, not two) ---------------------- */
+
+/* e4m3 rounding of 16 values q (|q| <= 448 but for infinities and NaN, which the encoder
+ * saturates / maps to NaN), as e4m3_to_f32(f32_to_e4m3(q)) lane by lane: the f32 mantissa
+ * rounded to 3 bits, to nearest even (the carry may move the exponent), from 2^-6 up; below
+ * it the subnormal quantum 2^-9. Bit manipulation and exact products only. */
+float16 e4m3_round16(float16 q) {
+  float16 a = fabs(q);
+  uint16 b = as_uint16(a);
+  float16 rn = as_float16((b + 0x7FFFFu + ((b >> 20) & 1u)) & 0xFFF00000u);
+  float16 rs = rint(a * 512.0f) * 0x1p-9f;
+  float16 r = fmin(select(rn, rs, a < 0x1p-6f), 448.0f);
+  r = as_float16(as_uint16(r) | (as_uint16(q) & 0x80000000u));
+  return select(r, (float16)(as_float(0x7fc00000u)), isnan(q));
+}
+
+/* Row m of x (dtype dx, K channels from element base) into xs[K] as f32, by every item of the
+ * work-group: with aq > 0 fake-quantized to e4m3 per aq channels with a power-of-two block
+ * scale (fake_quant_block's result exactly: the same scale, the same quotients by a power of
+ * two, the same rounding), else only widened. K and aq are multiples of 16. Ends with a
+ * barrier, so every item must call it. */
+void act_quant_local(__global const uchar *x, int dx, long base, long K, int aq,
+                     __local float *xs) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  if (aq > 0) {
+    for (long j = lid; j < K / aq; j += wg) {
+      long b0 = j * aq;
+      float16 m16 = 0.0f;
+      for (long i = 0; i < aq; i += 16) m16 = fmax(m16, fabs(ld16(x, dx, base + b0 + i)));
+      float8 m8 = fmax(m16.lo, m16.hi);
+      float4 m4 = fmax(m8.lo, m8.hi);
+      float amax = fmax(fmax(m4.s0, m4.s1), fmax(m4.s2, m4.s3));
+      uint code = quant_block_scale(DT_E4M3, amax);
+      float s = e8m0_to_f32(code), inv = e8m0_to_f32(254u - code);
+      if (code == 255u) inv = s; /* NaN */
+      for (long i = 0; i < aq; i += 16) {
+        float16 q = ld16(x, dx, base + b0 + i) * inv;
+        vstore16(e4m3_round16(q) * s, 0, xs + b0 + i);
+      }
+    }
+  } else {
+    for (long i = (long)lid * 16; i < K; i += (long)wg * 16) {
+      vstore16(ld16(x, dx, base + i), 0, xs + i);
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* qgemv_lanes with x read in its own dtype dx and, with aq, fake-quantized per aq channels
+ * (linear's act_quant) by the work-group into local xs[K] before the rows are summed. global
+ * (N rounded up to the work-group, M), work-groups (wg, 1). */
+__kernel void qgemv_lanes_aq(TENSOR(x), int dx, int aq, QWEIGHT(w), TENSOR(o), int dout, long M,
+                             long N, long K, long G, __local float *xs) {
+  long n = get_global_id(0), m = get_global_id(1);
+  act_quant_local(PTR(x), dx, m * K, K, aq, xs);
+  if (n >= N || m >= M) return;
+  long r = (m % G) * N + n;
+  long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
+  float acc = qrow_dot_lanes_l(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1, xs, K);
   st(PTR(o), dout, m * N + n, acc);
 }
 
