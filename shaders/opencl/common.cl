@@ -137,6 +137,26 @@ float16 e2m1_nibbles_to_f32x16_div16384(ushort16 c) {
   return vload_half16(0, (__private const half *)&h);
 }
 
+/* The even (low nibble) and odd (high nibble) codes of 16 bytes, one byte per ushort lane, as
+ * e2m1_nibbles_to_f32x16_div16384 of each: a nibble shifted so that its sign lands on bit 15,
+ * then shifted right arithmetically by 3, leaves the sign on bit 15 and the magnitude on bits
+ * 9-11 (& 0x8E00 clears the sign's copies between): 3 operations a nibble instead of 5. */
+float16 e2m1_lo_div16384(ushort16 c) {
+  ushort16 h = as_ushort16(as_short16(c << (ushort)12) >> (short)3) & (ushort)0x8E00u;
+  return vload_half16(0, (__private const half *)&h);
+}
+float16 e2m1_hi_div16384(ushort16 c) {
+  ushort16 h = as_ushort16(as_short16(c << (ushort)8) >> (short)3) & (ushort)0x8E00u;
+  return vload_half16(0, (__private const half *)&h);
+}
+
+/* acc·2^e·(the e8m0 scale code): one product by 2^(code - 127 + e) where that is a normal
+ * float (equal to the two exact products by powers of two), else the two products. */
+float16 times_pow2_e8m0(float16 acc, int e, uint code) {
+  if (code >= 1u && code + (uint)e <= 254u) return acc * as_float((code + (uint)e) << 23);
+  return (acc * as_float((uint)(127 + e) << 23)) * e8m0_to_f32(code);
+}
+
 /* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once. */
 float16 e2m1_to_f32x16(uchar8 b) {
   uint8 lo = convert_uint8(b) & 0xFu, hi = convert_uint8(b) >> 4;

@@ -404,7 +404,7 @@ QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
           a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16)); \
         }                                                                                 \
         if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k)); \
-        t += ((a0 + a1) * 256.0f) * e8m0_to_f32(srow[j]);                                 \
+        t += times_pow2_e8m0(a0 + a1, 8, srow[j]);                                        \
       }                                                                                   \
     } else {                                                                              \
       for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {                                   \
@@ -415,10 +415,10 @@ QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
           float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);                    \
           float16 xe = DEINT ? x0 : (float16)(x0.even, x1.even);                          \
           float16 xo = DEINT ? x1 : (float16)(x0.odd, x1.odd);                            \
-          a0 += xe * e2m1_nibbles_to_f32x16_div16384(c);                                  \
-          a1 += xo * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4);                     \
+          a0 += xe * e2m1_lo_div16384(c);                                                 \
+          a1 += xo * e2m1_hi_div16384(c);                                                 \
         }                                                                                 \
-        t += ((a0 + a1) * 0x1p14f) * e8m0_to_f32(srow[j]);                                \
+        t += times_pow2_e8m0(a0 + a1, 14, srow[j]);                                       \
       }                                                                                   \
     }                                                                                     \
     return hsum8(t.lo + t.hi);                                                            \
