@@ -399,29 +399,55 @@ static vnrt_status launch_moe_aq(cl_launch *k, int64_t n0, int64_t n1) {
   return cl_launch_end(k, 2, items, lws);
 }
 
+static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up);
+
+int cl_q_moe_ffn_fused(cl_lower *L) {
+  const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  const vnrt_tensor_type *wd = cl_in_type(L, 4);
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  return T * kk > 0 && F > 0 && lanes_ok(gu->dtype, p->w_gate_up.block[1], C) &&
+         lanes_ok(wd->dtype, p->w_down.block[1], F) && lanes_aq_ok(L, gu->dtype, C, p->act_quant) &&
+         lanes_aq_ok(L, wd->dtype, kk * F, p->act_quant) && F % aq_unit(wd->dtype) == 0;
+}
+
 /* moe_ffn's quantized passes in two launches (moe_ffn_up_aq, moe_ffn_down_aq): each
  * work-group fake-quantizes (act_quant) or widens its token's x, and its token's rows of h,
- * into local memory as it loads them, instead of fake_quant launches around the up pass. */
-static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h) {
+ * into local memory as it loads them, instead of fake_quant launches around the up pass; the
+ * up pass also writes the expert ids' check into error slots slot and slot + 1. */
+vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h) {
+  const vnrt_tensor_type *x0 = cl_in_type(L, 0), *ex0 = cl_in_type(L, 1);
+  const vnrt_tensor_type *gu0 = cl_in_type(L, 3);
+  *out_h = cl_scratch(L, (uint64_t)(x0->dims[0] * ex0->dims[1] * (gu0->dims[1] / 2)) * 4);
+  return moe_passes_aq(L, *out_h, slot, 1);
+}
+
+vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) { return moe_passes_aq(L, h, 0, 0); }
+
+/* The up pass (up = 1, with the check into slot) or the down pass of the fused moe_ffn. */
+static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) {
   const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
   int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
   cl_launch k;
-  cl_launch_begin(L, "moe_ffn_up_aq", &k);
-  cl_arg_in_dt(&k, 0);
-  cl_arg_i32(&k, p->act_quant);
-  cl_arg_in(&k, 1);
-  arg_qweight(&k, 3, &p->w_gate_up);
-  cl_arg_scratch(&k, h);
-  cl_arg_i64(&k, T * kk);
-  cl_arg_i32(&k, (int32_t)kk);
-  cl_arg_i32(&k, (int32_t)C);
-  cl_arg_i32(&k, (int32_t)F);
-  cl_arg_f32(&k, (float)p->limit);
-  cl_arg_i32(&k, (int32_t)gu->dims[0]);
-  cl_arg_local(&k, (size_t)C * sizeof(float));
-  vnrt_status s = launch_moe_aq(&k, F, T * kk);
-  if (s != VNRT_OK) return s;
+  if (up) {
+    cl_launch_begin(L, "moe_ffn_up_aq", &k);
+    cl_arg_in_dt(&k, 0);
+    cl_arg_i32(&k, p->act_quant);
+    cl_arg_in(&k, 1);
+    arg_qweight(&k, 3, &p->w_gate_up);
+    cl_arg_scratch(&k, h);
+    cl_arg_i64(&k, T * kk);
+    cl_arg_i32(&k, (int32_t)kk);
+    cl_arg_i32(&k, (int32_t)C);
+    cl_arg_i32(&k, (int32_t)F);
+    cl_arg_f32(&k, (float)p->limit);
+    cl_arg_i32(&k, (int32_t)gu->dims[0]);
+    cl_arg_local(&k, (size_t)C * sizeof(float));
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    return launch_moe_aq(&k, F, T * kk);
+  }
   cl_launch_begin(L, "moe_ffn_down_aq", &k);
   cl_arg_in(&k, 1);
   cl_arg_in_dt(&k, 2);
@@ -448,12 +474,6 @@ vnrt_status cl_q_moe_ffn_passes(cl_lower *L) {
   int32_t aq = p->act_quant;
   vnrt_status s = VNRT_OK;
   uint64_t h = cl_scratch(L, (uint64_t)(pairs * F) * 4);
-  const vnrt_tensor_type *wd_t = cl_in_type(L, 4);
-  if (pairs > 0 && F > 0 && lanes_ok(gu->dtype, p->w_gate_up.block[1], C) &&
-      lanes_ok(wd_t->dtype, p->w_down.block[1], F) && lanes_aq_ok(L, gu->dtype, C, aq) &&
-      lanes_aq_ok(L, wd_t->dtype, kk * F, aq) && F % aq_unit(wd_t->dtype) == 0) {
-    return moe_passes_aq(L, h);
-  }
   uint64_t xq = cl_scratch(L, (uint64_t)(T * C) * 4);
   /* x as an f32 copy, fake-quantized with act_quant. */
   s = launch_fake_quant(L, 0, 0, -1, xq, T, C, 0, aq ? C / aq : 0, aq ? aq : 1, VNRT_E4M3);

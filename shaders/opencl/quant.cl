@@ -569,14 +569,30 @@ __kernel void moe_ffn_down_lanes(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWE
 }
 
 /* moe_ffn_up_lanes with x read in its own dtype and, with aq, fake-quantized per aq channels
- * by the work-group into local xs[C] (act_quant_rows): one launch, no fake_quant before it.
+ * by the work-group into local xs[C] (act_quant_rows), and the expert ids' check done by its
+ * first item: one launch, no check or fake_quant launch before it.
  * global (F rounded up to the work-group, T·k), work-groups (wg, 1): a group's pair p is
  * one token's. */
 __kernel void moe_ffn_up_aq(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu), TENSOR(h),
                             long pairs, int k, int C, int F, float limit, int E,
-                            __local float *xs) {
+                            __local float *xs, TENSOR(err), int slot) {
   long f = get_global_id(0), p = get_global_id(1);
   long t = p / k;
+  if (f == 0 && p == 0) {
+    /* The expert ids' check (check_index_val's slots, read after the run; the passes clamp
+     * ids): the first bad position and its id, or -1. */
+    int first = -1, bad = 0;
+    for (long q = 0; q < pairs; ++q) {
+      int v = ldi(PTR(ex), q);
+      if (v < 0 || v >= E) {
+        first = (int)q, bad = v;
+        break;
+      }
+    }
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first;
+    e[slot + 1] = bad;
+  }
   act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, wgu_dt == DT_E2M1, xs);
   barrier(CLK_LOCAL_MEM_FENCE);
   if (f >= F || p >= pairs) return;
