@@ -34,10 +34,10 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
 }
 
 /* hc_pre's finish per token (pre weights, post, and comb = sinkhorn(L), worked in L; the mix
- * row is dot[t, :]*inv[t]) and its collapse in one launch: global (C rounded up to the work-group, T),
- * work-groups (wg, 1). Each work-group's first item computes its token's pre weights into
- * local pw[n]; the item at channel 0 also stores the token's post and comb (Sinkhorn worked
- * in L); then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse. */
+ * row is dot[t, :]*inv[t]) and its collapse in one launch: global (C rounded up to the
+ * work-group, T), work-groups (wg, 1). Each work-group's first item computes its token's pre
+ * weights into local pw[n]; the item at channel 0 also stores the token's post and comb;
+ * then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse. */
 __kernel void hc_pre_collapse(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
                               int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb,
                               TENSOR(L), TENSOR(X), int dX, TENSOR(o), int dout, long T, int n,
