@@ -355,9 +355,11 @@ __kernel void moe_gemm_grouped(TENSOR(w), int dw, TENSOR(in), int din, int in_di
   }
 #define GEMV4_LD_F32X(i) vload16(0, (__global const float *)X + (i))
 #define GEMV4_LD_F32W(i) vload16(0, (__global const float *)W + (i))
-#define GEMV4_LD_BF16W(i) as_float16(convert_uint16(vload16(0, (__global const ushort *)W + (i))) << 16)
+#define GEMV4_BF16_(p, i) \
+  as_float16(convert_uint16(vload16(0, (__global const ushort *)(p) + (i))) << 16)
+#define GEMV4_LD_BF16W(i) GEMV4_BF16_(W, i)
 #define GEMV4_LD_F16W(i) vload_half16(0, (__global const half *)W + (i))
-#define GEMV4_LD_BF16X(i) as_float16(convert_uint16(vload16(0, (__global const ushort *)X + (i))) << 16)
+#define GEMV4_LD_BF16X(i) GEMV4_BF16_(X, i)
 #define GEMV4_LD_ANYX(i) ld16(X, dx, (i))
 #define GEMV4_LD_ANYW(i) ld16(W, dw, (i))
 
