@@ -127,9 +127,9 @@ static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int3
   cl_arg_i64(&k, G);
   cl_arg_local(&k, (size_t)K * sizeof(float));
   /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
-   * 32 rows (16 where N is small, so both cores get groups). */
+   * 64 rows where N >= 512 (8 or more groups for the cores), else 16. */
   int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t wg = cl_launch_wg(&k, cpu ? (N >= 256 ? 32 : 16) : 64);
+  size_t wg = cl_launch_wg(&k, cpu ? (N >= 512 ? 64 : 16) : 64);
   size_t items[2] = {(size_t)N, (size_t)M};
   size_t lws[2] = {wg, 1};
   return cl_launch_end(&k, 2, items, lws);
