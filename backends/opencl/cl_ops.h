@@ -100,6 +100,12 @@ int cl_q_moe_ffn_node(const vnrt_backend_node *node);
 int cl_q_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                           const vnrt_backend_node *node);
 vnrt_status cl_q_moe_ffn_passes(cl_lower *L);
+/* Whether a quantized moe_ffn takes the two fused passes (quant.cl's moe_ffn_up_aq and
+ * moe_ffn_down_aq); the up pass also writes the expert ids' check into error slots slot and
+ * slot + 1 (the caller adds the deferred check step after it) and returns h's scratch. */
+int cl_q_moe_ffn_fused(cl_lower *L);
+vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h);
+vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h);
 
 /* Appends C[M, N] = A[M, K]·B[N, K]ᵀ (inputs a_input, b_input of the node, any float dtype)
  * as a GEMM into this node's f32 scratch at c_off (cl_ops_linalg.c). */

@@ -284,24 +284,29 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
   const int ring = L->node->params->kv_write.ring;
   /* pos must satisfy 0 <= pos and pos + T <= S, i.e. pos in [0, S - T + 1); a ring only
    * needs pos >= 0. The check is read after the run: the kernels below write nothing for a
-   * pos outside that range. */
+   * pos outside that range, and when they have items their item 0 does the check (the check
+   * step follows them); else a check kernel does. */
   int32_t slot = cl_err_slot(L);
   (void)cl_err_slot(L); /* slot + 1: pos's value */
-  cl_launch k;
-  cl_launch_begin(L, "check_index_val", &k);
-  cl_arg_in(&k, 2);
-  cl_arg_in(&k, 2);
-  cl_arg_i32(&k, 0);
-  cl_arg_i32(&k, 1);
-  cl_arg_i64(&k, 1);
-  cl_arg_i64(&k, ring ? INT64_MAX : S - T + 1);
-  cl_arg_err(&k, slot);
-  cl_arg_i32(&k, slot);
-  vnrt_status s = cl_launch_single(&k, 64);
-  if (s != VNRT_OK) return s;
   const int64_t info[3] = {L->node->inputs[2], T, S};
-  s = cl_add_deferred_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
-  if (s != VNRT_OK) return s;
+  const int64_t n_write = (ring ? (T < S ? T : S) : T) * row;
+  cl_launch k;
+  vnrt_status s = VNRT_OK;
+  if (n_write == 0) {
+    cl_launch_begin(L, "check_index_val", &k);
+    cl_arg_in(&k, 2);
+    cl_arg_in(&k, 2);
+    cl_arg_i32(&k, 0);
+    cl_arg_i32(&k, 1);
+    cl_arg_i64(&k, 1);
+    cl_arg_i64(&k, ring ? INT64_MAX : S - T + 1);
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    s = cl_launch_single(&k, 64);
+    if (s != VNRT_OK) return s;
+    s = cl_add_deferred_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
+    if (s != VNRT_OK) return s;
+  }
   /* In place when the executor gave the result the cache's memory; else copy the cache. */
   const vnrt_backend_tensor *ct = cl_in(L, 0), *ot = cl_out(L, 0);
   if (ct->buffer != ot->buffer || ct->offset != ot->offset) {
@@ -321,16 +326,22 @@ vnrt_status cl_kv_write_lower(cl_lower *L) {
     cl_arg_i64(&k, T - nt);
     cl_arg_i64(&k, S);
     cl_arg_i64(&k, nt * row);
-    return cl_launch_1d(&k, nt * row);
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    s = cl_launch_1d(&k, nt * row);
+  } else {
+    cl_launch_begin(L, "kv_write_rows", &k);
+    cl_arg_in(&k, 1);
+    cl_arg_in(&k, 2);
+    cl_arg_out(&k, 0);
+    cl_arg_i32(&k, (int32_t)vnrt_dtype_size(c->dtype));
+    cl_arg_i64(&k, row);
+    cl_arg_i64(&k, T * row);
+    cl_arg_i64(&k, S - T);
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    s = cl_launch_1d(&k, T * row);
   }
-  int64_t n = T * row;
-  cl_launch_begin(L, "kv_write_rows", &k);
-  cl_arg_in(&k, 1);
-  cl_arg_in(&k, 2);
-  cl_arg_out(&k, 0);
-  cl_arg_i32(&k, (int32_t)vnrt_dtype_size(c->dtype));
-  cl_arg_i64(&k, row);
-  cl_arg_i64(&k, n);
-  cl_arg_i64(&k, S - T);
-  return cl_launch_1d(&k, n);
+  if (s != VNRT_OK || n_write == 0) return s;
+  return cl_add_deferred_check(L, slot, ring ? report_kv_write_ring : report_kv_write, info, 3);
 }

@@ -49,6 +49,40 @@ int cl_swiglu_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
          vnrt_numel(cl_q_in(g, node, 1)) == n;
 }
 
+/* Whether an x[M, K]·w[N, K]ᵀ product takes gemv_rows4 (gemm.cl): on a CPU driver at M <= 2,
+ * where the GEMM kernels' 4x4 register block would multiply copies of x's one row. */
+static int gemv_rows4_ok(const cl_lower *L, int64_t M, int64_t K) {
+  return L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE && M >= 1 && M <= 2 && K > 0 &&
+         K % 16 == 0;
+}
+
+/* Appends gemv_rows4 over inputs a_input (x) and b_input (w [N, K]) into output 0, or into f32
+ * scratch at c_off when c_off != UINT64_MAX. */
+static vnrt_status launch_gemv_rows4(cl_lower *L, int32_t a_input, int32_t b_input, int64_t M,
+                                     int64_t N, int64_t K, uint64_t c_off) {
+  cl_launch k;
+  cl_launch_begin(L, "gemv_rows4", &k);
+  cl_arg_in_dt(&k, a_input);
+  cl_arg_in_dt(&k, b_input);
+  if (c_off == UINT64_MAX) {
+    cl_arg_out_dt(&k, 0);
+  } else {
+    cl_arg_scratch(&k, c_off);
+    cl_arg_i32(&k, VNRT_F32);
+  }
+  cl_arg_i64(&k, M);
+  cl_arg_i64(&k, N);
+  cl_arg_i64(&k, K);
+  /* Work-groups of up to 8 items (32 rows), at least 4 of them where N allows, so both cores
+   * of a CPU driver get work. */
+  size_t items[2] = {(size_t)((N + 3) / 4), (size_t)M};
+  size_t want = 8;
+  while (want > 1 && items[0] < 4 * want) want /= 2;
+  size_t wg = cl_launch_wg(&k, want);
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(&k, 2, items, lws);
+}
+
 static vnrt_status lower_gemm(cl_lower *L) {
   const vnrt_tensor_type *ta = cl_in_type(L, 0), *tb = cl_in_type(L, 1), *to = cl_out_type(L, 0);
   cl_gemm_shape s;
@@ -74,6 +108,9 @@ static vnrt_status lower_gemm(cl_lower *L) {
     vnrt_matmul_batch_strides(tb, nb, s.b_bstride);
   }
   if (s.M == 0 || s.N == 0 || s.batch[0] * s.batch[1] == 0) return VNRT_OK;
+  if (s.trans_b && gemv_rows4_ok(L, s.M, s.K)) {
+    return launch_gemv_rows4(L, 0, 1, s.M, s.N, s.K, UINT64_MAX);
+  }
   cl_gemm_impl impl = CL_GEMM_TILED;
   vnrt_status st = cl_gemm_choose(L->dev, &s, &impl);
   if (st != VNRT_OK) return st;
@@ -103,6 +140,7 @@ vnrt_status cl_lower_gemm_nt_to_scratch(cl_lower *L, int32_t a_input, int32_t b_
   s.a_numel = M * K;
   s.b_numel = N * K;
   if (M == 0 || N == 0) return VNRT_OK;
+  if (gemv_rows4_ok(L, M, K)) return launch_gemv_rows4(L, a_input, b_input, M, N, K, c_off);
   cl_gemm_impl impl = CL_GEMM_TILED;
   vnrt_status st = cl_gemm_choose(L->dev, &s, &impl);
   if (st != VNRT_OK) return st;

@@ -117,31 +117,37 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pre) {
+    /* The finish and the collapse in one launch (hc_pre_collapse). */
     uint64_t lt = cl_scratch(L, (uint64_t)(T * n * n) * 4);
-    cl_launch_begin(L, "hc_pre_finish", &k);
+    cl_launch_begin(L, "hc_pre_collapse", &k);
     cl_arg_scratch(&k, mix);
     cl_arg_scratch(&k, inv);
     cl_arg_in_dt(&k, 2);
     cl_arg_in_dt(&k, 3);
     cl_arg_out_dt(&k, 1);
     cl_arg_out_dt(&k, 2);
-    cl_arg_scratch(&k, w);
     cl_arg_scratch(&k, lt);
+    cl_arg_in_dt(&k, 0);
+    cl_arg_out_dt(&k, 0);
     cl_arg_i64(&k, T);
     cl_arg_i32(&k, (int32_t)n);
     cl_arg_i32(&k, p->hc_pre.iters);
     cl_arg_f32(&k, eps);
-  } else {
-    cl_launch_begin(L, "hc_head_finish", &k);
-    cl_arg_scratch(&k, mix);
-    cl_arg_scratch(&k, inv);
-    cl_arg_in_dt(&k, 2);
-    cl_arg_in_dt(&k, 3);
-    cl_arg_scratch(&k, w);
-    cl_arg_i64(&k, T);
-    cl_arg_i32(&k, (int32_t)n);
-    cl_arg_f32(&k, eps);
+    cl_arg_i64(&k, C);
+    cl_arg_local(&k, (size_t)n * sizeof(float));
+    size_t wg = cl_launch_wg(&k, 64);
+    size_t items[2] = {(size_t)C, (size_t)T}, lws[2] = {wg, 1};
+    return cl_launch_end(&k, 2, items, lws);
   }
+  cl_launch_begin(L, "hc_head_finish", &k);
+  cl_arg_scratch(&k, mix);
+  cl_arg_scratch(&k, inv);
+  cl_arg_in_dt(&k, 2);
+  cl_arg_in_dt(&k, 3);
+  cl_arg_scratch(&k, w);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)n);
+  cl_arg_f32(&k, eps);
   s = cl_launch_1d(&k, T);
   if (s != VNRT_OK) return s;
   return launch_collapse(L, T, n, C, w);

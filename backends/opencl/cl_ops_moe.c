@@ -254,8 +254,19 @@ vnrt_status cl_moe_ffn_lower(cl_lower *L) {
   int64_t pairs = T * kk;
   if (T == 0) return VNRT_OK;
   cl_launch k;
-  /* The quantized passes clamp expert ids: their check is read after the run. */
+  /* The quantized passes clamp expert ids: their check is read after the run; the fused ones
+   * check the ids in their up pass, which the check step follows. */
   const int deferred = cl_q_moe_ffn_node(L->node);
+  if (deferred && cl_q_moe_ffn_fused(L)) {
+    int32_t slot = cl_err_slot(L);
+    (void)cl_err_slot(L); /* slot + 1: the bad id */
+    uint64_t h = 0;
+    vnrt_status s = cl_q_moe_ffn_fused_up(L, slot, &h);
+    if (s != VNRT_OK) return s;
+    const int64_t info[3] = {L->node->inputs[1], kk, E};
+    s = cl_add_deferred_check(L, slot, report_ffn_deferred, info, 3);
+    return s != VNRT_OK ? s : cl_q_moe_ffn_fused_down(L, h);
+  }
   if (pairs > 0) {
     int32_t slot = cl_err_slot(L);
     if (deferred) (void)cl_err_slot(L); /* slot + 1: the bad id */

@@ -102,6 +102,39 @@ static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
   return cl_launch_end(k, 2, items, lws);
 }
 
+/* Whether the fused kernels (qgemv_lanes_aq, moe_ffn_up_aq/_down_aq: quant.cl) can take x rows
+ * of K channels for weights of dt: the work-group keeps the row as f32 in local memory,
+ * fake-quantized per aq channels (aq 0: only widened). */
+static int lanes_aq_ok(const cl_lower *L, vnrt_dtype dt, int64_t K, int32_t aq) {
+  const int64_t unit = dt == VNRT_E2M1 ? 32 : 16; /* e2m1: x stored 32 channels at a time */
+  return K % unit == 0 && aq % unit == 0 && (uint64_t)K * 4 <= L->dev->desc->local_mem / 2;
+}
+
+/* The product of x's rows (input 0, in its own dtype) with weight input 1 in one launch,
+ * act_quant done on x by each work-group as it loads it (qgemv_lanes_aq): a decode step's
+ * linears are one launch each instead of a fake_quant (or widening) launch and the product. */
+static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int32_t aq, int64_t M,
+                                   int64_t N, int64_t K, int64_t G) {
+  cl_launch k;
+  cl_launch_begin(L, "qgemv_lanes_aq", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_i32(&k, aq);
+  arg_qweight(&k, 1, q);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, M);
+  cl_arg_i64(&k, N);
+  cl_arg_i64(&k, K);
+  cl_arg_i64(&k, G);
+  cl_arg_local(&k, (size_t)K * sizeof(float));
+  /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
+   * 64 rows where N >= 512 (8 or more groups for the cores), else 16. */
+  int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
+  size_t wg = cl_launch_wg(&k, cpu ? (N >= 512 ? 64 : 16) : 64);
+  size_t items[2] = {(size_t)N, (size_t)M};
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(&k, 2, items, lws);
+}
+
 /* Appends fake_quant over x[rows, D] (x: input x_input, or f32 scratch at x_scratch when
  * x_input < 0) into f32 scratch at o_scratch (o_scratch == UINT64_MAX: output 0), channels
  * [start, start + nb·block), rows first multiplied by input mul_input when >= 0. */
@@ -201,6 +234,9 @@ vnrt_status cl_q_gemv_lower(cl_lower *L) {
   int64_t K = linear ? w->dims[1] : w->dims[0], N = linear ? w->dims[0] : w->dims[1];
   int64_t M = K > 0 ? vnrt_numel(x) / K : 0;
   if (M == 0 || N == 0) return VNRT_OK;
+  if (linear && lanes_ok(w->dtype, q->block[1], K) && lanes_aq_ok(L, w->dtype, K, aq)) {
+    return launch_lanes_aq(L, q, aq, M, N, K, 1);
+  }
   /* x as an f32 copy, fake-quantized to e4m3 per row per 128 channels with act_quant (else
    * only widened: no block), so the product's inner loop loads f32. */
   uint64_t xq = cl_scratch(L, (uint64_t)(M * K) * 4);
@@ -261,6 +297,9 @@ vnrt_status cl_grouped_linear_lower(cl_lower *L) {
   int64_t G = p->groups, K = w->dims[1], N = w->dims[0] / G;
   int64_t rows = K > 0 ? vnrt_numel(x) / K : vnrt_numel(cl_out_type(L, 0)) / (N > 0 ? N : 1);
   if (rows == 0 || N == 0) return VNRT_OK;
+  if (lanes_ok(w->dtype, p->w.block[1], K) && lanes_aq_ok(L, w->dtype, K, 0)) {
+    return launch_lanes_aq(L, &p->w, 0, rows, N, K, G);
+  }
   uint64_t xq = cl_scratch(L, (uint64_t)(rows * K) * 4 + 4);
   vnrt_status s = launch_fake_quant(L, 0, 0, -1, xq, rows, K, 0, 0, 1, VNRT_E4M3);
   if (s != VNRT_OK) return s;
@@ -346,6 +385,83 @@ int cl_q_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
     return 0;
   }
   return p->act_quant == 0 || (C % p->act_quant == 0 && F % p->act_quant == 0);
+}
+
+/* The channels act_quant_rows stores at a time for weights of dt. */
+static int64_t aq_unit(vnrt_dtype dt) { return dt == VNRT_E2M1 ? 32 : 16; }
+
+/* A work-group size for the fused moe passes: 16 items on CPU drivers (one thread runs a
+ * group), 64 elsewhere. */
+static vnrt_status launch_moe_aq(cl_launch *k, int64_t n0, int64_t n1) {
+  int cpu = k->L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
+  size_t wg = cl_launch_wg(k, cpu ? 16 : 64);
+  size_t items[2] = {(size_t)n0, (size_t)n1}, lws[2] = {wg, 1};
+  return cl_launch_end(k, 2, items, lws);
+}
+
+static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up);
+
+int cl_q_moe_ffn_fused(cl_lower *L) {
+  const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  const vnrt_tensor_type *wd = cl_in_type(L, 4);
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  return T * kk > 0 && F > 0 && lanes_ok(gu->dtype, p->w_gate_up.block[1], C) &&
+         lanes_ok(wd->dtype, p->w_down.block[1], F) && lanes_aq_ok(L, gu->dtype, C, p->act_quant) &&
+         lanes_aq_ok(L, wd->dtype, kk * F, p->act_quant) && F % aq_unit(wd->dtype) == 0;
+}
+
+/* moe_ffn's quantized passes in two launches (moe_ffn_up_aq, moe_ffn_down_aq): each
+ * work-group fake-quantizes (act_quant) or widens its token's x, and its token's rows of h,
+ * into local memory as it loads them, instead of fake_quant launches around the up pass; the
+ * up pass also writes the expert ids' check into error slots slot and slot + 1. */
+vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h) {
+  const vnrt_tensor_type *x0 = cl_in_type(L, 0), *ex0 = cl_in_type(L, 1);
+  const vnrt_tensor_type *gu0 = cl_in_type(L, 3);
+  *out_h = cl_scratch(L, (uint64_t)(x0->dims[0] * ex0->dims[1] * (gu0->dims[1] / 2)) * 4);
+  return moe_passes_aq(L, *out_h, slot, 1);
+}
+
+vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) { return moe_passes_aq(L, h, 0, 0); }
+
+/* The up pass (up = 1, with the check into slot) or the down pass of the fused moe_ffn. */
+static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) {
+  const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  cl_launch k;
+  if (up) {
+    cl_launch_begin(L, "moe_ffn_up_aq", &k);
+    cl_arg_in_dt(&k, 0);
+    cl_arg_i32(&k, p->act_quant);
+    cl_arg_in(&k, 1);
+    arg_qweight(&k, 3, &p->w_gate_up);
+    cl_arg_scratch(&k, h);
+    cl_arg_i64(&k, T * kk);
+    cl_arg_i32(&k, (int32_t)kk);
+    cl_arg_i32(&k, (int32_t)C);
+    cl_arg_i32(&k, (int32_t)F);
+    cl_arg_f32(&k, (float)p->limit);
+    cl_arg_i32(&k, (int32_t)gu->dims[0]);
+    cl_arg_local(&k, (size_t)C * sizeof(float));
+    cl_arg_err(&k, slot);
+    cl_arg_i32(&k, slot);
+    return launch_moe_aq(&k, F, T * kk);
+  }
+  cl_launch_begin(L, "moe_ffn_down_aq", &k);
+  cl_arg_in(&k, 1);
+  cl_arg_in_dt(&k, 2);
+  cl_arg_i32(&k, p->act_quant);
+  arg_qweight(&k, 4, &p->w_down);
+  cl_arg_scratch(&k, h);
+  cl_arg_out_dt(&k, 0);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  cl_arg_i32(&k, (int32_t)F);
+  cl_arg_i32(&k, (int32_t)gu->dims[0]);
+  cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
+  return launch_moe_aq(&k, C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with

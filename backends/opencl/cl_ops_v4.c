@@ -169,11 +169,13 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   int64_t S = c->dims[0], N = r->dims[0];
   cl_launch k;
   vnrt_status s = VNRT_OK;
-  if (N > 0) {
-    /* Every row's target must lie in the cache: checked after the run (the kernel skips a
-     * row whose target does not). */
-    int32_t slot = cl_err_slot(L);
-    (void)cl_err_slot(L); /* slot + 1: the bad position */
+  /* Every row's target must lie in the cache: checked after the run (the kernel skips a row
+   * whose target does not) by the kernel's item 0 when it runs, else by check_below. */
+  const int64_t rb = row_bytes(c);
+  const int32_t slot = N > 0 ? cl_err_slot(L) : -1;
+  if (N > 0) (void)cl_err_slot(L); /* slot + 1: the bad position */
+  const int64_t info[3] = {L->node->inputs[2], div, S};
+  if (N > 0 && rb == 0) {
     cl_launch_begin(L, "check_below", &k);
     cl_arg_in(&k, 2);
     cl_arg_i64(&k, N);
@@ -184,7 +186,6 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
     cl_arg_i32(&k, 1);
     s = cl_launch_single(&k, 64);
     if (s != VNRT_OK) return s;
-    const int64_t info[3] = {L->node->inputs[2], div, S};
     s = cl_add_deferred_check(L, slot, report_kv_scatter, info, 3);
     if (s != VNRT_OK) return s;
   }
@@ -207,7 +208,6 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
     s = cl_launch_1d(&k, n);
     if (s != VNRT_OK) return s;
   }
-  int64_t rb = row_bytes(c);
   if (N == 0 || rb == 0) return VNRT_OK;
   int wide = rb % 4 == 0;
   int64_t units = wide ? rb / 4 : rb;
@@ -220,7 +220,10 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   cl_arg_i32(&k, (int32_t)N);
   cl_arg_i32(&k, div);
   cl_arg_i64(&k, S);
-  return cl_launch_1d(&k, units);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  s = cl_launch_1d(&k, units);
+  return s != VNRT_OK ? s : cl_add_deferred_check(L, slot, report_kv_scatter, info, 3);
 }
 
 /* ---- index_scores ---------------------------------------------------------------------- */

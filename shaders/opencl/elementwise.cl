@@ -142,9 +142,19 @@ __kernel void copy_bytes(TENSOR(x), TENSOR(o), long n) {
 
 /* kv_write with ring: element i of the rows from t0 on (t = t0 + i / row) goes to row
  * (pos + t) mod S (pos checked >= 0 before). */
+/* kv_write's pos check by item 0 (check_index_val's two slots, read after the run): slot
+ * holds 0 when pos is outside [0, max_pos], else -1; slot + 1 holds pos. */
+void kv_write_check(long pos, long max_pos, __global uchar *err, int slot) {
+  if (get_global_id(0) != 0) return;
+  __global int *e = (__global int *)err;
+  e[slot] = pos < 0 || pos > max_pos ? 0 : -1;
+  e[slot + 1] = (int)pos;
+}
+
 __kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long t0,
-                            long S, long n) {
+                            long S, long n, TENSOR(err), int slot) {
   long i = get_global_id(0);
+  kv_write_check(ldi(PTR(pos), 0), LONG_MAX, PTR(err), slot);
   if (i >= n || ldi(PTR(pos), 0) < 0) return; /* a bad pos (reported after the run) */
   long t = t0 + i / row, c = i % row;
   long d = (((long)ldi(PTR(pos), 0) + t) % S) * row + c, sidx = t * row + c;
@@ -159,11 +169,12 @@ __kernel void kv_write_ring(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long 
 
 /* kv_write: o[pos*row + i] = new[i] for i < n elements, pos read on the device; the rows
  * [pos, pos + T) must lie inside the cache, pos in [0, max_pos]: otherwise nothing is written
- * (the check kernel's error is reported after the run). */
+ * (item 0's check is reported after the run). */
 __kernel void kv_write_rows(TENSOR(nw), TENSOR(pos), TENSOR(o), int esize, long row, long n,
-                            long max_pos) {
+                            long max_pos, TENSOR(err), int slot) {
   long i = get_global_id(0);
   long p = ldi(PTR(pos), 0);
+  kv_write_check(p, max_pos, PTR(err), slot);
   if (i >= n || p < 0 || p > max_pos) return;
   long d = p * row + i;
   if (esize == 2) {

@@ -340,3 +340,54 @@ __kernel void moe_gemm_grouped(TENSOR(w), int dw, TENSOR(in), int din, int in_di
     }
   }
 }
+
+/* ---- M = 1 linear with float weights on CPU drivers ------------------------------------- */
+
+/* x[m]·w[n] for the 4 rows n0..n0+3 of w[N, K] (K a multiple of 16), x and w in their own
+ * float dtypes: each 16 channels of x loaded once for the 4 rows (gemm_vec_nt's 4x4 block
+ * would compute 4 rows of x, 3 of them copies, at M = 1), sums in float16 lanes with fused
+ * multiply-adds as the GEMM kernels. Rows past N re-read row N - 1 and are not stored. */
+#define GEMV4_STEP_(LX, LW)                                        \
+  {                                                                \
+    float16 xv = LX(xb + k);                                       \
+    c0 = xv * LW(r0 + k) + c0, c1 = xv * LW(r1 + k) + c1;          \
+    c2 = xv * LW(r2 + k) + c2, c3 = xv * LW(r3 + k) + c3;          \
+  }
+#define GEMV4_LD_F32X(i) vload16(0, (__global const float *)X + (i))
+#define GEMV4_LD_F32W(i) vload16(0, (__global const float *)W + (i))
+#define GEMV4_BF16_(p, i) \
+  as_float16(convert_uint16(vload16(0, (__global const ushort *)(p) + (i))) << 16)
+#define GEMV4_LD_BF16W(i) GEMV4_BF16_(W, i)
+#define GEMV4_LD_F16W(i) vload_half16(0, (__global const half *)W + (i))
+#define GEMV4_LD_BF16X(i) GEMV4_BF16_(X, i)
+#define GEMV4_LD_ANYX(i) ld16(X, dx, (i))
+#define GEMV4_LD_ANYW(i) ld16(W, dw, (i))
+
+/* global (ceil(N/4), M); o[m, n] in dtype dout, at element o_base + m·N + n. */
+__kernel void gemv_rows4(TENSOR(x), int dx, TENSOR(w), int dw, TENSOR(o), int dout, long M,
+                         long N, long K) {
+#pragma OPENCL FP_CONTRACT ON
+  long n0 = get_global_id(0) * 4, m = get_global_id(1);
+  if (n0 >= N || m >= M) return;
+  __global const uchar *X = PTR(x), *W = PTR(w);
+  long xb = m * K;
+  long r0 = n0 * K, r1 = min(n0 + 1, N - 1) * K, r2 = min(n0 + 2, N - 1) * K;
+  long r3 = min(n0 + 3, N - 1) * K;
+  float16 c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f;
+  if (dx == DT_F32 && dw == DT_BF16) {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_BF16W)
+  } else if (dx == DT_F32 && dw == DT_F32) {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_F32W)
+  } else if (dx == DT_F32 && dw == DT_F16) {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_F16W)
+  } else if (dx == DT_BF16 && dw == DT_F32) {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_BF16X, GEMV4_LD_F32W)
+  } else if (dx == DT_BF16 && dw == DT_BF16) {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_BF16X, GEMV4_LD_BF16W)
+  } else {
+    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_ANYX, GEMV4_LD_ANYW)
+  }
+  float r[4] = {hsum8(c0.lo + c0.hi), hsum8(c1.lo + c1.hi), hsum8(c2.lo + c2.hi),
+                hsum8(c3.lo + c3.hi)};
+  for (int j = 0; j < 4 && n0 + j < N; ++j) st(PTR(o), dout, m * N + n0 + j, r[j]);
+}

@@ -33,29 +33,41 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
   }
 }
 
-/* Per token: pre weights (to w), post, and comb = sinkhorn(L) (worked in L, then stored).
- * The mix row is dot[t, :]*inv[t]. */
-__kernel void hc_pre_finish(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
-                            int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb, TENSOR(w),
-                            TENSOR(L), long T, int n, int iters, float eps) {
-  long t = get_global_id(0);
-  if (t >= T) return;
-  int rows = (n + 2) * n, nn = n * n;
-  __global const float *dt = (__global const float *)PTR(dot) + t * rows;
-  float iv = ((__global const float *)PTR(inv))[t];
+/* hc_pre's finish per token (pre weights, post, and comb = sinkhorn(L), worked in L; the mix
+ * row is dot[t, :]*inv[t]) and its collapse in one launch: global (C rounded up to the
+ * work-group, T), work-groups (wg, 1). Each work-group's first item computes its token's pre
+ * weights into local pw[n]; the item at channel 0 also stores the token's post and comb;
+ * then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse. */
+__kernel void hc_pre_collapse(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
+                              int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb,
+                              TENSOR(L), TENSOR(X), int dX, TENSOR(o), int dout, long T, int n,
+                              int iters, float eps, long C, __local float *pw) {
+  long c = get_global_id(0), t = get_global_id(1);
+  if (get_local_id(0) == 0 && t < T) {
+    int rows = (n + 2) * n, nn = n * n;
+    __global const float *dt = (__global const float *)PTR(dot) + t * rows;
+    float iv = ((__global const float *)PTR(inv))[t];
 #define mx(r) (dt[r] * iv)
-  __global float *pw = (__global float *)PTR(w) + t * n;
-  __global float *lt = (__global float *)PTR(L) + t * nn;
-  float s_pre = ld(PTR(scale), dsc, 0), s_post = ld(PTR(scale), dsc, 1);
-  float s_comb = ld(PTR(scale), dsc, 2);
-  for (int j = 0; j < n; ++j) {
-    pw[j] = sigmoid_f(mx(j) * s_pre + ld(PTR(base), dba, j)) + eps;
-    st(PTR(post), dpost, t * n + j, 2.0f * sigmoid_f(mx(n + j) * s_post + ld(PTR(base), dba, n + j)));
-  }
-  for (int r = 0; r < nn; ++r) lt[r] = mx(2 * n + r) * s_comb + ld(PTR(base), dba, 2 * n + r);
+    float s_pre = ld(PTR(scale), dsc, 0);
+    for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(mx(j) * s_pre + ld(PTR(base), dba, j)) + eps;
+    if (c == 0) {
+      __global float *lt = (__global float *)PTR(L) + t * nn;
+      float s_post = ld(PTR(scale), dsc, 1), s_comb = ld(PTR(scale), dsc, 2);
+      for (int j = 0; j < n; ++j) {
+        st(PTR(post), dpost, t * n + j,
+           2.0f * sigmoid_f(mx(n + j) * s_post + ld(PTR(base), dba, n + j)));
+      }
+      for (int r = 0; r < nn; ++r) lt[r] = mx(2 * n + r) * s_comb + ld(PTR(base), dba, 2 * n + r);
+      sinkhorn_inplace(lt, n, iters, eps);
+      for (int r = 0; r < nn; ++r) st(PTR(comb), dcomb, t * nn + r, lt[r]);
+    }
 #undef mx
-  sinkhorn_inplace(lt, n, iters, eps);
-  for (int r = 0; r < nn; ++r) st(PTR(comb), dcomb, t * nn + r, lt[r]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (c >= C || t >= T) return;
+  float acc = 0.0f;
+  for (int j = 0; j < n; ++j) acc += pw[j] * ld(PTR(X), dX, (t * n + j) * C + c);
+  st(PTR(o), dout, t * C + c, acc);
 }
 
 /* hc_head: w_j = sigmoid(mix[j]*scale[0] + base[j]) + eps, mix[j] = dot[t, j]*inv[t]. */

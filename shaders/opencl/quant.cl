@@ -386,38 +386,48 @@ QGEMV4V_(qgemv_e2m1_v, E2M1_DEC16_, K / 2)
 /* Σ_k x[k]·W[k] over a row of codes (e4m3: K and b1 multiples of 16; e2m1: multiples of 32),
  * srow the row's scales (one per b1 columns). e2m1 takes each byte's two codes as lanes of
  * the even and the odd channels, so x is read as 32 floats split into evens and odds. */
-float qrow_dot_lanes(__global const uchar *row, int dt, __global const uchar *srow, int b1,
-                     __global const float *x, long K) {
-  /* Multiply-adds may fuse here, as in the GEMM kernels: the sum's order is already not the
-   * reference's, and two accumulators per block keep the adds from waiting on each other. */
+/* Multiply-adds may fuse in these sums, as in the GEMM kernels: the order is already not the
+ * reference's, and two accumulators per block keep the adds from waiting on each other. The
+ * function is written once for x in global and once for x in local memory (OpenCL C 1.2 has
+ * no generic address space). */
 #pragma OPENCL FP_CONTRACT ON
-  float16 t = 0.0f;
-  if (dt == DT_E4M3) {
-    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
-      long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;
-      float16 a0 = 0.0f, a1 = 0.0f;
-      for (; k + 32 <= k1; k += 32) {
-        a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
-        a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16));
-      }
-      if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));
-      t += ((a0 + a1) * 256.0f) * e8m0_to_f32(srow[j]);
-    }
-  } else {
-    for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
-      long k1 = k0 + b1 < K ? k0 + b1 : K;
-      float16 a0 = 0.0f, a1 = 0.0f;
-      for (long k = k0; k < k1; k += 32) {
-        ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));
-        float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);
-        a0 += (float16)(x0.even, x1.even) * e2m1_nibbles_to_f32x16_div16384(c);
-        a1 += (float16)(x0.odd, x1.odd) * e2m1_nibbles_to_f32x16_div16384(c >> (ushort)4);
-      }
-      t += ((a0 + a1) * 0x1p14f) * e8m0_to_f32(srow[j]);
-    }
+#define QROW_DOT_LANES_(name, XSPACE, DEINT)                                              \
+  float name(__global const uchar *row, int dt, __global const uchar *srow, int b1,       \
+             XSPACE const float *x, long K) {                                             \
+    float16 t = 0.0f;                                                                     \
+    if (dt == DT_E4M3) {                                                                  \
+      for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {                                   \
+        long k1 = k0 + b1 < K ? k0 + b1 : K, k = k0;                                      \
+        float16 a0 = 0.0f, a1 = 0.0f;                                                     \
+        for (; k + 32 <= k1; k += 32) {                                                   \
+          a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k));           \
+          a1 += vload16(0, x + k + 16) * e4m3_to_f32x16_div256(vload16(0, row + k + 16)); \
+        }                                                                                 \
+        if (k < k1) a0 += vload16(0, x + k) * e4m3_to_f32x16_div256(vload16(0, row + k)); \
+        t += times_pow2_e8m0(a0 + a1, 8, srow[j]);                                        \
+      }                                                                                   \
+    } else {                                                                              \
+      for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {                                   \
+        long k1 = k0 + b1 < K ? k0 + b1 : K;                                              \
+        float16 a0 = 0.0f, a1 = 0.0f;                                                     \
+        for (long k = k0; k < k1; k += 32) {                                              \
+          ushort16 c = convert_ushort16(vload16(0, row + (k >> 1)));                      \
+          float16 x0 = vload16(0, x + k), x1 = vload16(0, x + k + 16);                    \
+          float16 xe = DEINT ? x0 : (float16)(x0.even, x1.even);                          \
+          float16 xo = DEINT ? x1 : (float16)(x0.odd, x1.odd);                            \
+          a0 += xe * e2m1_lo_div16384(c);                                                 \
+          a1 += xo * e2m1_hi_div16384(c);                                                 \
+        }                                                                                 \
+        t += times_pow2_e8m0(a0 + a1, 14, srow[j]);                                       \
+      }                                                                                   \
+    }                                                                                     \
+    return hsum8(t.lo + t.hi);                                                            \
   }
-  return hsum8(t.lo + t.hi);
-}
+QROW_DOT_LANES_(qrow_dot_lanes, __global, 0)
+/* The same with x in local memory (the fused kernels below), laid out by act_quant_rows: for
+ * e2m1 rows each 32 channels as their 16 even ones, then their 16 odd ones. */
+QROW_DOT_LANES_(qrow_dot_lanes_l, __local, 1)
+#pragma OPENCL FP_CONTRACT OFF
 
 /* linear (M rows of x, f32) with w [N, K] codes: o[m, n] = x[m]·W[n], one output per
  * work-item; with G groups (grouped_linear; G = 1 otherwise) row m takes w's rows
@@ -430,6 +440,91 @@ __kernel void qgemv_lanes(TENSOR(x), QWEIGHT(w), TENSOR(o), int dout, long M, lo
   long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
   float acc = qrow_dot_lanes(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1,
                              (__global const float *)PTR(x) + m * K, K);
+  st(PTR(o), dout, m * N + n, acc);
+}
+
+/* ---- act_quant inside the product (one launch per linear, not two) ---------------------- */
+
+/* e4m3 rounding of 16 values q (|q| <= 448 but for infinities and NaN, which the encoder
+ * saturates / maps to NaN), as e4m3_to_f32(f32_to_e4m3(q)) lane by lane: the f32 mantissa
+ * rounded to 3 bits, to nearest even (the carry may move the exponent), from 2^-6 up; below
+ * it the subnormal quantum 2^-9. Bit manipulation and exact products only. */
+float16 e4m3_round16(float16 q) {
+  float16 a = fabs(q);
+  uint16 b = as_uint16(a);
+  float16 rn = as_float16((b + 0x7FFFFu + ((b >> 20) & 1u)) & 0xFFF00000u);
+  float16 rs = rint(a * 512.0f) * 0x1p-9f;
+  float16 r = fmin(select(rn, rs, a < 0x1p-6f), 448.0f);
+  r = as_float16(as_uint16(r) | (as_uint16(q) & 0x80000000u));
+  return select(r, (float16)(as_float(0x7fc00000u)), isnan(q));
+}
+
+/* Stores 32 channels at xs: as they are, or (deint) the 16 even ones then the 16 odd ones. */
+void st32_local(__local float *xs, float16 v0, float16 v1, int deint) {
+  if (deint) {
+    vstore16((float16)(v0.even, v1.even), 0, xs);
+    vstore16((float16)(v0.odd, v1.odd), 0, xs + 16);
+  } else {
+    vstore16(v0, 0, xs);
+    vstore16(v1, 0, xs + 16);
+  }
+}
+
+/* A row of x (dtype dx, K channels from element base) times mul into xs[K] as f32, shared by
+ * the work-group's items: with aq > 0 fake-quantized to e4m3 per aq channels with a
+ * power-of-two block scale (fake_quant_block's result exactly: the same products, the same
+ * scale, the same rounding), else only widened and multiplied. With deint (e2m1 weights) each
+ * 32 channels are stored evens first (qrow_dot_lanes_l). K and aq are multiples of 32 (16
+ * without deint). The caller puts the barrier after its rows. */
+void act_quant_rows(__global const uchar *x, int dx, long base, long K, int aq, float mul,
+                    int deint, __local float *xs) {
+  int lid = get_local_id(0), wg = get_local_size(0);
+  const int step = deint ? 32 : 16;
+  if (aq > 0) {
+    for (long j = lid; j < K / aq; j += wg) {
+      long b0 = j * aq;
+      float16 m16 = 0.0f;
+      for (long i = 0; i < aq; i += 16) m16 = fmax(m16, fabs(ld16(x, dx, base + b0 + i) * mul));
+      float8 m8 = fmax(m16.lo, m16.hi);
+      float4 m4 = fmax(m8.lo, m8.hi);
+      float amax = fmax(fmax(m4.s0, m4.s1), fmax(m4.s2, m4.s3));
+      uint code = quant_block_scale(DT_E4M3, amax);
+      float s = e8m0_to_f32(code), inv = e8m0_to_f32(254u - code);
+      if (code == 255u) inv = s; /* NaN */
+      for (long i = 0; i < aq; i += step) {
+        float16 v0 = e4m3_round16(ld16(x, dx, base + b0 + i) * mul * inv) * s;
+        if (deint) {
+          float16 v1 = e4m3_round16(ld16(x, dx, base + b0 + i + 16) * mul * inv) * s;
+          st32_local(xs + b0 + i, v0, v1, 1);
+        } else {
+          vstore16(v0, 0, xs + b0 + i);
+        }
+      }
+    }
+  } else {
+    for (long i = (long)lid * step; i < K; i += (long)wg * step) {
+      float16 v0 = ld16(x, dx, base + i) * mul;
+      if (deint) {
+        st32_local(xs + i, v0, ld16(x, dx, base + i + 16) * mul, 1);
+      } else {
+        vstore16(v0, 0, xs + i);
+      }
+    }
+  }
+}
+
+/* qgemv_lanes with x read in its own dtype dx and, with aq, fake-quantized per aq channels
+ * (linear's act_quant) by the work-group into local xs[K] before the rows are summed. global
+ * (N rounded up to the work-group, M), work-groups (wg, 1). */
+__kernel void qgemv_lanes_aq(TENSOR(x), int dx, int aq, QWEIGHT(w), TENSOR(o), int dout, long M,
+                             long N, long K, long G, __local float *xs) {
+  long n = get_global_id(0), m = get_global_id(1);
+  act_quant_rows(PTR(x), dx, m * K, K, aq, 1.0f, w_dt == DT_E2M1, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (n >= N || m >= M) return;
+  long r = (m % G) * N + n;
+  long rb = w_dt == DT_E2M1 ? K / 2 : K, SC = (K + w_b1 - 1) / w_b1;
+  float acc = qrow_dot_lanes_l(PTR(w) + r * rb, w_dt, PTR(w_s) + (r / w_b0) * SC, w_b1, xs, K);
   st(PTR(o), dout, m * N + n, acc);
 }
 
@@ -469,6 +564,77 @@ __kernel void moe_ffn_down_lanes(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWE
                                PTR(wd_s) + (e * SR + c / wd_b0) * SC, wd_b1,
                                (__global const float *)PTR(h) + p * F, F);
     acc += use_w ? ld(PTR(wt), dwt, p) * dot : dot;
+  }
+  st(PTR(y), dy, t * C + c, acc);
+}
+
+/* moe_ffn_up_lanes with x read in its own dtype and, with aq, fake-quantized per aq channels
+ * by the work-group into local xs[C] (act_quant_rows), and the expert ids' check done by its
+ * first item: one launch, no check or fake_quant launch before it.
+ * global (F rounded up to the work-group, T·k), work-groups (wg, 1): a group's pair p is
+ * one token's. */
+__kernel void moe_ffn_up_aq(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu), TENSOR(h),
+                            long pairs, int k, int C, int F, float limit, int E,
+                            __local float *xs, TENSOR(err), int slot) {
+  long f = get_global_id(0), p = get_global_id(1);
+  long t = p / k;
+  if (f == 0 && p == 0) {
+    /* The expert ids' check (check_index_val's slots, read after the run; the passes clamp
+     * ids): the first bad position and its id, or -1. */
+    int first = -1, bad = 0;
+    for (long q = 0; q < pairs; ++q) {
+      int v = ldi(PTR(ex), q);
+      if (v < 0 || v >= E) {
+        first = (int)q, bad = v;
+        break;
+      }
+    }
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first;
+    e[slot + 1] = bad;
+  }
+  act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, wgu_dt == DT_E2M1, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (f >= F || p >= pairs) return;
+  long e = clamp(ldi(PTR(ex), p), 0, E - 1);
+  long rb = wgu_dt == DT_E2M1 ? C / 2 : C, SC = (C + wgu_b1 - 1) / wgu_b1;
+  long R = 2 * (long)F, SR = (R + wgu_b0 - 1) / wgu_b0;
+  __global const uchar *ws = PTR(wgu_s) + e * SR * SC;
+  float g = qrow_dot_lanes_l(PTR(wgu) + (e * R + f) * rb, wgu_dt, ws + (f / wgu_b0) * SC, wgu_b1,
+                             xs, C);
+  float u = qrow_dot_lanes_l(PTR(wgu) + (e * R + F + f) * rb, wgu_dt,
+                             ws + ((F + f) / wgu_b0) * SC, wgu_b1, xs, C);
+  if (limit > 0.0f) {
+    g = g < limit ? g : limit;
+    u = u < -limit ? -limit : (u > limit ? limit : u);
+  }
+  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+}
+
+/* moe_ffn_down_lanes with the token's k rows of h in local xs[k·F]: with aq each row times
+ * its routing weight, then fake-quantized per aq channels (DeepSeek's order), the weight not
+ * applied again; without, widened only and the weight applied to each dot as before. global
+ * (C rounded up to the work-group, T), work-groups (wg, 1). */
+__kernel void moe_ffn_down_aq(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(wd), TENSOR(h),
+                              TENSOR(y), int dy, long T, int k, int C, int F, int E,
+                              __local float *xs) {
+  long c = get_global_id(0), t = get_global_id(1);
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i;
+    act_quant_rows(PTR(h), DT_F32, p * F, F, aq, aq ? ld(PTR(wt), dwt, p) : 1.0f,
+                   wd_dt == DT_E2M1, xs + (long)i * F);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (c >= C || t >= T) return;
+  long rb = wd_dt == DT_E2M1 ? F / 2 : F, SC = (F + wd_b1 - 1) / wd_b1;
+  long SR = (C + wd_b0 - 1) / wd_b0;
+  float acc = 0.0f;
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
+    float dot = qrow_dot_lanes_l(PTR(wd) + (e * C + c) * rb, wd_dt,
+                                 PTR(wd_s) + (e * SR + c / wd_b0) * SC, wd_b1, xs + (long)i * F,
+                                 F);
+    acc += aq ? dot : ld(PTR(wt), dwt, p) * dot;
   }
   st(PTR(y), dy, t * C + c, acc);
 }

@@ -29,12 +29,26 @@ __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), i
 /* ---- kv_scatter ------------------------------------------------------------------------ */
 
 /* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0; a target past the cache's S
- * rows is skipped (its check reports it after the run). Item u copies unit u (4 bytes when
+ * rows is skipped (item 0's check reports it after the run). Item u copies unit u (4 bytes when
  * wide, else 1) of every row, rows in order, so a later row with the same target wins, as in
  * the reference. */
 __kernel void kv_scatter(TENSOR(rows), TENSOR(pos), TENSOR(o), long units, int wide, int N,
-                         int div, long S) {
+                         int div, long S, TENSOR(err), int slot) {
   long u = get_global_id(0);
+  if (u == 0) {
+    /* check_below's check with the value (read after the run), by item 0. */
+    int first = -1, bad = 0;
+    for (int i = 0; i < N; ++i) {
+      int x = ldi(PTR(pos), i);
+      if (x >= 0 && (long)(x / div) >= S) {
+        first = i, bad = x;
+        break;
+      }
+    }
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first;
+    e[slot + 1] = bad;
+  }
   if (u >= units) return;
   for (int i = 0; i < N; ++i) {
     int p = ldi(PTR(pos), i);
