@@ -47,7 +47,6 @@ struct cpu_pool {
   int32_t sleepers;
   atomic_int caller_sleeping;
   atomic_int shutdown;
-  uint32_t rouses; /* cpu_pool_rouse calls (under mutex): a sleeper woken by one spins again */
 
   atomic_uint_fast64_t claim;
   atomic_int_fast64_t done; /* chunks finished in the current job */
@@ -110,17 +109,11 @@ static void *cpu_pool_worker_(void *arg) {
         if ((i & 63) == 0 && now_ns_() > until) break;
       }
     }
-    int roused = 0;
     if (gen == seen && !atomic_load(&pool->shutdown)) {
       pthread_mutex_lock(&pool->mutex);
-      const uint32_t rouses = pool->rouses;
       for (;;) {
         gen = CLAIM_GEN_(atomic_load(&pool->claim));
         if (gen != seen || atomic_load(&pool->shutdown)) break;
-        if (pool->rouses != rouses) {
-          roused = 1;
-          break;
-        }
         pool->sleepers++;
         pthread_cond_wait(&pool->wake, &pool->mutex);
         pool->sleepers--;
@@ -128,7 +121,6 @@ static void *cpu_pool_worker_(void *arg) {
       pthread_mutex_unlock(&pool->mutex);
     }
     if (atomic_load(&pool->shutdown)) break;
-    if (roused) continue; /* spin again: a job is about to come */
     seen = gen;
     cpu_pool_run_chunks_(pool, gen);
   }
@@ -202,16 +194,6 @@ void cpu_pool_destroy(cpu_pool *pool) {
 
 int32_t cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
 int cpu_pool_isa_cap(const cpu_pool *pool) { return pool ? pool->isa_cap : 2; }
-
-void cpu_pool_rouse(cpu_pool *pool) {
-  if (!pool || pool->n_workers == 0 || cpu_pool_in_job_) return;
-  pthread_mutex_lock(&pool->mutex);
-  if (pool->sleepers > 0) {
-    pool->rouses++;
-    pthread_cond_broadcast(&pool->wake);
-  }
-  pthread_mutex_unlock(&pool->mutex);
-}
 
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user) {
   if (n <= 0) return;

@@ -19,10 +19,6 @@ int32_t cpu_pool_threads(const cpu_pool *pool);
 /* The highest cpu_isa level (simd.h: 0 generic, 1 AVX2, 2 AVX-512) the context's cpu_isa
  * option allows: generic 0, avx2 1, auto (or unset) 2. */
 int cpu_pool_isa_cap(const cpu_pool *pool);
-/* Wakes sleeping workers without a job: they spin (the pool's spin time) for the one the
- * caller is about to submit, so that their wake-up overlaps its preparation (a futex wake-up
- * takes several µs, more on a virtual machine). */
-void cpu_pool_rouse(cpu_pool *pool);
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user);
 
 #endif /* VNRT_BACKENDS_CPU_POOL_H_ */

@@ -23,9 +23,6 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *a) {
   if (st != VNRT_OK) return st;
   const float *x = a->in[0];
   float *xs = NULL;
-  /* A weight large enough to be split across the threads: the pool's sleeping workers wake now,
-   * while this thread prepares x, instead of after it. */
-  if ((uint64_t)vnrt_tensor_type_bytes(tw) * (uint64_t)rows >= 64 * 1024) cpu_pool_rouse(a->pool);
   /* act_quant rounds a copy of x (each row per 128 channels), as the reference does. */
   if (tx->dtype != VNRT_F32 || p->act_quant > 0) {
     st = cpu_fast_alloc(a, rows * k, &xs);

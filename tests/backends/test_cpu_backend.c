@@ -115,43 +115,6 @@ START_TEST(test_pool_covers_range_once) {
 }
 END_TEST
 
-static const char *option_spin0(void *core, const char *key) {
-  (void)core;
-  return strcmp(key, "cpu_spin_us") == 0 ? "0" : NULL;
-}
-
-/* cpu_pool_rouse wakes sleeping workers without a job (spin 0: they sleep at once): jobs after
- * it, after several of it, and without it still run every item once; on a pool of one thread
- * and on a NULL pool it does nothing. */
-START_TEST(test_pool_rouse_then_jobs) {
-  const int32_t threads[3] = {1, 2, 4};
-  for (int t = 0; t < 3; ++t) {
-    fake_host h;
-    fake_host_init(&h, threads[t]);
-    h.host.option = option_spin0;
-    cpu_pool *pool = NULL;
-    ck_assert_int_eq(cpu_pool_create(&h.host, threads[t], &pool), VNRT_OK);
-    for (int rep = 0; rep < 50; ++rep) {
-      for (int r = 0; r < rep % 3; ++r) cpu_pool_rouse(pool);
-      pool_probe *p = calloc(1, sizeof *p);
-      p->n = 100;
-      cpu_pool_parallel_for(pool, 100, 1, probe_range, p);
-      if (p->bad_range) ck_abort_msg("threads %d rep %d: bad range", threads[t], rep);
-      for (int i = 0; i < 100; ++i) {
-        if (atomic_load(&p->hits[i]) != 1) {
-          ck_abort_msg("threads %d rep %d: item %d ran %d times", threads[t], rep, i,
-                       atomic_load(&p->hits[i]));
-        }
-      }
-      free(p);
-    }
-    cpu_pool_rouse(pool); /* destroyed right after a rouse: the workers still exit */
-    cpu_pool_destroy(pool);
-  }
-  cpu_pool_rouse(NULL);
-}
-END_TEST
-
 typedef struct nest_ctx {
   cpu_pool *pool;
   pool_probe *inner;
@@ -1298,7 +1261,6 @@ static Suite *cpu_backend_suite(void) {
   TCase *be = tcase_create("backend");
   tcase_add_test(be, test_pool_covers_range_once);
   tcase_add_test(be, test_pool_nested_runs_inline);
-  tcase_add_test(be, test_pool_rouse_then_jobs);
   tcase_add_test(be, test_backend_buffers);
   tcase_add_test(be, test_device_info);
   suite_add_tcase(s, be);
