@@ -546,13 +546,15 @@ static void x_e4m3_perm_(const float *x, int64_t n, float *xp) {
  * (sign << 15 | (code & 0x7F) << 7, as avx2_e4m3x8_) are the word shifted right arithmetically
  * by one with bit 14 and the low byte's bits masked off; the even codes' the same after a
  * shift left by 8. Scales 2^(s-127)·2^8 are the f32 bits (s + 8) << 23: exact for every s up
- * to 246 (s = 0, 2^-127, included). */
-static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *const *wr,
-                                            const uint8_t *const *pf, const uint8_t *const *sr,
-                                            int64_t kc, int64_t bc, float *s) {
+ * to 246 (s = 0, 2^-127, included).
+ * The loop of the one-row e4m3 kernels: four rows' sums in acc (each row's blocks summed
+ * apart, scaled, added in order); 0 where a NaN code or a scale above 246 needs the panels. */
+static inline __attribute__((always_inline)) CPU_AVX512 int e4m3_eo_sums_(
+    const float *xp, const uint8_t *const *wr, const uint8_t *const *pf, const uint8_t *const *sr,
+    int64_t kc, int64_t bc, __m512 acc[4]) {
   const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
   __m512i seen = _mm512_setzero_si512();
-  __m512 acc[4], blk[4];
+  __m512 blk[4];
   int big = 0;
   for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
@@ -582,8 +584,17 @@ static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *cons
       acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
     }
   }
-  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
+}
+
+/* avx512_qkern_e4m3_eo_: four rows' sums, each reduced on its own. */
+static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *const *wr,
+                                            const uint8_t *const *pf, const uint8_t *const *sr,
+                                            int64_t kc, int64_t bc, float *s) {
+  __m512 acc[4];
+  const int exact = e4m3_eo_sums_(xp, wr, pf, sr, kc, bc, acc);
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  return exact;
 }
 
 /* avx512_qkern_e4m3_eo_ for the FP8 row path: the same sums (each row's blocks summed apart,
@@ -592,38 +603,8 @@ static CPU_AVX512 int avx512_qkern_e4m3_eo_(const float *xp, const uint8_t *cons
 static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *const *wr,
                                             const uint8_t *const *pf, const uint8_t *const *sr,
                                             int64_t kc, int64_t bc, float *s) {
-  const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
-  __m512i seen = _mm512_setzero_si512();
-  __m512 acc[4], blk[4];
-  int big = 0;
-  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
-    const int64_t kend = k + bc < kc ? k + bc : kc;
-    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
-    for (int64_t kk = k; kk < kend; kk += 64) {
-      if (pf) {
-        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
-      }
-      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
-      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
-      for (int j = 0; j < 4; ++j) {
-        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
-        seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));
-        const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask);
-        const __m512i ho = _mm512_and_si512(_mm512_srai_epi16(w, 1), mask);
-        blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(he)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(he, 1)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x2, _mm512_cvtph_ps(_mm512_castsi512_si256(ho)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
-      }
-    }
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t sc = sr[j][b];
-      big |= sc > 246;
-      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
-      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
-    }
-  }
+  __m512 acc[4];
+  const int exact = e4m3_eo_sums_(xp, wr, pf, sr, kc, bc, acc);
   /* Rows 2i, 2i + 1 to 128-bit quarters [2i: q0 + q2, q1 + q3; 2i + 1: the same]; then quarter
    * j of u holds row j's four partial sums, which two in-lane swaps add up in lane 4j. */
   const __m512 t0 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[0], acc[1], 0x44),
@@ -636,7 +617,7 @@ static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *cons
   float r[16];
   _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)));
   for (int j = 0; j < 4; ++j) s[j] = r[4 * j];
-  return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
+  return exact;
 }
 
 /* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
