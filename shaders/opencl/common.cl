@@ -225,3 +225,13 @@ int wg_min_i(__local int *red, int v) {
   }
   return red[0];
 }
+
+/* moe_ffn's activation between its passes (docs/ops.md "moe_ffn"): with limit > 0 the gate is
+ * clipped above at limit and the up value to [-limit, limit], then silu(g) * u. */
+float moe_act(float g, float u, float limit) {
+  if (limit > 0.0f) {
+    g = g < limit ? g : limit;
+    u = u < -limit ? -limit : (u > limit ? limit : u);
+  }
+  return g / (1.0f + exp(-g)) * u;
+}

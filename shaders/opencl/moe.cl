@@ -116,11 +116,7 @@ __kernel void moe_ffn_up(TENSOR(x), int dx, TENSOR(ex), TENSOR(wgu), int dg, TEN
   float g = 0.0f, u = 0.0f;
   for (int c = 0; c < C; ++c) g += ld(PTR(wgu), dg, gb + c) * ld(PTR(x), dx, xb + c);
   for (int c = 0; c < C; ++c) u += ld(PTR(wgu), dg, ub + c) * ld(PTR(x), dx, xb + c);
-  if (limit > 0.0f) {
-    g = g < limit ? g : limit;
-    u = u < -limit ? -limit : (u > limit ? limit : u);
-  }
-  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+  ((__global float *)PTR(h))[p * F + f] = moe_act(g, u, limit);
 }
 
 /* y[t, c] = sum_i weights[t, i]*(down_e[c]*h[t, i]); global (C, T). */
@@ -176,11 +172,7 @@ __kernel void moe_swiglu(TENSOR(gu), TENSOR(h), long pairs, int F, float limit) 
   if (f >= F || p >= pairs) return;
   __global const float *row = (__global const float *)PTR(gu) + p * 2 * F;
   float g = row[f], u = row[F + f];
-  if (limit > 0.0f) {
-    g = g < limit ? g : limit;
-    u = u < -limit ? -limit : (u > limit ? limit : u);
-  }
-  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+  ((__global float *)PTR(h))[p * F + f] = moe_act(g, u, limit);
 }
 
 /* y[t, c] = sum_i weights[t, i]*yp[t*k + i, c], slots in order; global (C, T). */

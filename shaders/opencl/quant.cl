@@ -291,11 +291,7 @@ __kernel void moe_ffn_up_q(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), long 
   __global const float *xr = (__global const float *)PTR(x) + t * C;
   float g = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, f, xr, C);
   float u = qw_dot(QW(wgu), e, 2 * (long)F, C, 1, F + f, xr, C);
-  if (limit > 0.0f) {
-    g = g < limit ? g : limit;
-    u = u < -limit ? -limit : (u > limit ? limit : u);
-  }
-  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+  ((__global float *)PTR(h))[p * F + f] = moe_act(g, u, limit);
 }
 
 /* y[t, c] = Σ_i w[t, i]·(W_d[e][c]·h[t·k + i]) slots in order; with act_quant h already holds
@@ -542,11 +538,7 @@ __kernel void moe_ffn_up_lanes(TENSOR(x), TENSOR(ex), QWEIGHT(wgu), TENSOR(h), l
                            xr, C);
   float u = qrow_dot_lanes(PTR(wgu) + (e * R + F + f) * rb, wgu_dt,
                            ws + ((F + f) / wgu_b0) * SC, wgu_b1, xr, C);
-  if (limit > 0.0f) {
-    g = g < limit ? g : limit;
-    u = u < -limit ? -limit : (u > limit ? limit : u);
-  }
-  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+  ((__global float *)PTR(h))[p * F + f] = moe_act(g, u, limit);
 }
 
 /* moe_ffn_down_q with lane sums. global (C, T). */
@@ -604,11 +596,7 @@ __kernel void moe_ffn_up_aq(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu),
                              xs, C);
   float u = qrow_dot_lanes_l(PTR(wgu) + (e * R + F + f) * rb, wgu_dt,
                              ws + ((F + f) / wgu_b0) * SC, wgu_b1, xs, C);
-  if (limit > 0.0f) {
-    g = g < limit ? g : limit;
-    u = u < -limit ? -limit : (u > limit ? limit : u);
-  }
-  ((__global float *)PTR(h))[p * F + f] = g / (1.0f + exp(-g)) * u;
+  ((__global float *)PTR(h))[p * F + f] = moe_act(g, u, limit);
 }
 
 /* moe_ffn_down_lanes with the token's k rows of h in local xs[k·F]: with aq each row times
