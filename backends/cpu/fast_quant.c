@@ -1087,7 +1087,7 @@ static void e2nib_rows_(cpu_isa isa, const float *xp, const float *x, int64_t ld
         /* The scale rows of the group pf0 reads: a second stream the prefetchers follow late
          * in a short run of rows. */
         const char *sp = (const char *)(sbase + (row0 + jp) * ss);
-        for (int64_t b = 0; b < nr * ss; b += 64) _mm_prefetch(sp + b, _MM_HINT_T0);
+        _mm_prefetch(sp, _MM_HINT_T0);
         _mm_prefetch(sp + nr * ss - 1, _MM_HINT_T0);
       }
       ok = avx512_qkern_e2m1_nib4_(xp, wrow, rb, pf0, sbase + (row0 + j0) * ss, ss, K, s4);
