@@ -1083,13 +1083,6 @@ static void e2nib_rows_(cpu_isa isa, const float *xp, const float *x, int64_t ld
       /* Consecutive rows and scale rows: the strided kernel. The prefetch runs on into the
        * next rows (or past the matrix: prefetches do not fault). */
       const uint8_t *pf0 = jp < n ? wrow + pfo : next ? next + (jp - n) * rb : NULL;
-      if (jp < n) {
-        /* The scale rows of the group pf0 reads: a second stream the prefetchers follow late
-         * in a short run of rows. */
-        const char *sp = (const char *)(sbase + (row0 + jp) * ss);
-        _mm_prefetch(sp, _MM_HINT_T0);
-        _mm_prefetch(sp + nr * ss - 1, _MM_HINT_T0);
-      }
       ok = avx512_qkern_e2m1_nib4_(xp, wrow, rb, pf0, sbase + (row0 + j0) * ss, ss, K, s4);
     } else {
       const uint8_t *wr[QV_NR_MAX], *pf[QV_NR_MAX], *sr[QV_NR_MAX];
