@@ -214,13 +214,11 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
 
 /* The few-token path of quantized experts (and of act_quant): the routed rows grouped by
  * expert, up to GEMM-MR (4) rows of one expert to a group (each expert's weights then stream
- * once however many of the tokens chose it). One pool pass over items numbered group by group:
- * (group, block of F) items run gate/up and swiglu into h, (group, block of C) items the down
- * projection. Each thread takes a lane of whole groups in order (its own experts' weights as
- * one stream), then helps the other lanes from their fronts, block by block (T = 1 routes 6
- * experts: whole experts on 4 threads balance badly, and a late thread holds the call); each
- * output row's sum does not depend on the block it falls in, so neither do the results on the
- * thread count. */
+ * once however many of the tokens chose it). Two pool passes: (group, block of F) items run
+ * gate/up and swiglu into h, then (group, block of C) items the down projection. The blocks
+ * split an expert's rows across the threads (T = 1 routes 6 experts: whole experts on 2 or 4
+ * threads balance badly, and a late thread holds the call); each output row's sum does not
+ * depend on the block it falls in, so neither do the results on the thread count. */
 #define MOE_FUSED_MR 4
 /* Groups below which the two-pass path of float weights (moe_ffn_small_) runs instead. */
 #define MOE_FUSED_MIN_ITEMS 4
@@ -229,12 +227,6 @@ static void small_down_item_(void *user, int64_t item, int32_t slot) {
 #define MOE_FUSED_ITEMS_PER_THREAD 4
 #define MOE_FUSED_MIN_FB 128
 #define MOE_FUSED_MIN_CB 64
-
-#define MOE_FUSED_MAX_LANES 64
-
-typedef struct moe_fused_lane {
-  _Alignas(64) atomic_int_fast64_t next;
-} moe_fused_lane;
 
 typedef struct moe_fused_job {
   const cpu_kernel_args *a;
@@ -257,37 +249,34 @@ typedef struct moe_fused_job {
   int gu_p, d_p;
   const float *xgp; /* [T·k, C] */
   float *hp;        /* [T·k, F] */
-  int64_t n_items, lanes;
-  const int64_t *lane_end; /* per lane: its items [lane_end[l - 1], lane_end[l]) */
-  moe_fused_lane *lane;    /* per lane: its next unclaimed item */
-  atomic_int *gu_done;     /* per group: its gate/up items finished */
+  int64_t n_gu;     /* gate/up items; the down items follow them in the same pass */
+  int64_t n_items, threads;
+  atomic_int *gu_done; /* per group: its gate/up items finished */
 } moe_fused_job;
 
-/* Items are numbered group-major: group g's n_fb gate/up items, then its n_cb down items. */
-static int64_t fused_per_group_(const moe_fused_job *j) { return j->n_fb + j->n_cb; }
-
-/* The first weight byte item reads when it runs on cpu_qgemv_e2m1p, else NULL: an item's last
- * GEMV prefetches the next item of its lane as its rows run out (one stream per thread). */
+/* The first weight byte item (of the one pass) reads when it runs on cpu_qgemv_e2m1p, else
+ * NULL. An item's last GEMV prefetches the item `threads` on as its rows run out: items are
+ * claimed in order, so that is the likeliest next item of the same thread. */
 static const uint8_t *fused_item_rows_(const moe_fused_job *j, int64_t item) {
   if (item >= j->n_items) return NULL;
-  const int64_t g = item / fused_per_group_(j), sub = item % fused_per_group_(j);
-  if (j->it_rows[g] != 1) return NULL;
-  if (sub < j->n_fb) {
-    if (!j->gu_p) return NULL;
+  if (item < j->n_gu) {
+    const int64_t g = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
+    if (!j->gu_p || j->it_rows[g] != 1) return NULL;
     const cpu_weight *w = j->wgu;
-    return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + sub * j->fb) * j->C) / 2;
+    return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + f0) * j->C) / 2;
   }
-  if (!j->d_p) return NULL;
+  item -= j->n_gu;
+  const int64_t g = item / j->n_cb, c0 = (item % j->n_cb) * j->cb;
+  if (!j->d_p || j->it_rows[g] != 1) return NULL;
   const cpu_weight *w = j->wd;
-  return (const uint8_t *)w->data +
-         ((j->it_expert[g] * w->rows + (sub - j->n_fb) * j->cb) * j->F) / 2;
+  return (const uint8_t *)w->data + ((j->it_expert[g] * w->rows + c0) * j->F) / 2;
 }
 
 /* h[group rows, f0:f0+fb] = swiglu(x·gate[f0:f0+fb]ᵀ, x·up[f0:f0+fb]ᵀ) (act_quant: times the
- * routing weight, rounded to e4m3 per block); `next` is the lane's next item's rows. */
-static void fused_gate_up_item_(const moe_fused_job *j, int64_t g, int64_t fi, int32_t slot,
-                                const uint8_t *next) {
-  const int64_t C = j->C, F = j->F, f0 = fi * j->fb;
+ * routing weight, rounded to e4m3 per block). */
+static void fused_gate_up_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  const int64_t C = j->C, F = j->F, g = item / j->n_fb, f0 = (item % j->n_fb) * j->fb;
   const int64_t fb = F - f0 < j->fb ? F - f0 : j->fb;
   const int64_t e = j->it_expert[g], r0 = j->it_row[g], m = j->it_rows[g];
   float *gt = j->tiles + slot * j->tile_floats, *ut = gt + MOE_FUSED_MR * j->fb;
@@ -298,7 +287,8 @@ static void fused_gate_up_item_(const moe_fused_job *j, int64_t g, int64_t fi, i
     const cpu_weight *w = j->wgu;
     const uint8_t *up = (const uint8_t *)w->data + ((e * w->rows + F + f0) * C) / 2;
     cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, f0, fb, gt, up, qws);
-    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, F + f0, fb, ut, next, qws);
+    cpu_qgemv_e2m1p(j->isa, j->xgp + r0 * C, x, w, e, F + f0, fb, ut,
+                    fused_item_rows_(j, item + j->threads), qws);
   } else {
     cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, f0, fb, gt, fb, qws);
     cpu_qgemm_nt_block(j->isa, x, C, m, j->wgu, e, F + f0, fb, ut, fb, qws);
@@ -316,55 +306,39 @@ static void fused_gate_up_item_(const moe_fused_job *j, int64_t g, int64_t fi, i
 }
 
 /* yp[group rows, c0:c0+cb] = h[group rows]·down[c0:c0+cb]ᵀ. */
-static void fused_down_item_(const moe_fused_job *j, int64_t g, int64_t ci, int32_t slot,
-                             const uint8_t *next) {
-  const int64_t C = j->C, F = j->F, c0 = ci * j->cb;
+static void fused_down_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  const int64_t C = j->C, F = j->F, g = item / j->n_cb, c0 = (item % j->n_cb) * j->cb;
   const int64_t cb = C - c0 < j->cb ? C - c0 : j->cb;
   const int64_t e = j->it_expert[g], r0 = j->it_row[g], m = j->it_rows[g];
   float *qws = j->tiles + slot * j->tile_floats + 2 * MOE_FUSED_MR * j->fb;
   if (j->d_p && m == 1) {
     cpu_qgemv_e2m1p(j->isa, j->hp + r0 * F, j->h + r0 * F, j->wd, e, c0, cb, j->yp + r0 * C + c0,
-                    next, qws);
+                    fused_item_rows_(j, j->n_gu + item + j->threads), qws);
   } else {
     cpu_qgemm_nt_block(j->isa, j->h + r0 * F, F, m, j->wd, e, c0, cb, j->yp + r0 * C + c0, C, qws);
   }
 }
 
-/* One item: a gate/up block (then counted done for its group), or a down block, which waits
- * for its group's gate/up blocks. Those come before it in its lane, which is claimed in order
- * (by the lane's thread or a helper), so they are claimed already, by running threads: no
- * deadlock; the lane's own thread never waits. */
-static void fused_item_(const moe_fused_job *j, int64_t item, int32_t slot, const uint8_t *next) {
-  const int64_t g = item / fused_per_group_(j), sub = item % fused_per_group_(j);
-  if (sub < j->n_fb) {
-    fused_gate_up_item_(j, g, sub, slot, next);
-    atomic_fetch_add_explicit(&j->gu_done[g], 1, memory_order_release);
+/* Both passes as one: items [0, n_gu) are gate/up, the rest down, claimed in that order; a down
+ * item waits for its group's gate/up items, which are all claimed before it (by running
+ * threads: no deadlock, and one thread runs them in order). The barrier and a pool dispatch
+ * between the passes go: threads start on the first groups' down rows while the last gate/up
+ * items finish. */
+static void fused_item_(void *user, int64_t item, int32_t slot) {
+  const moe_fused_job *j = user;
+  if (item < j->n_gu) {
+    fused_gate_up_item_(user, item, slot);
+    atomic_fetch_add_explicit(&j->gu_done[item / j->n_fb], 1, memory_order_release);
     return;
   }
-  const atomic_int *done = &j->gu_done[g];
+  item -= j->n_gu;
+  const atomic_int *done = &j->gu_done[item / j->n_cb];
   for (int spins = 0; atomic_load_explicit(done, memory_order_acquire) < j->n_fb; ++spins) {
     /* A thread holding one of them may be preempted on a busy machine: give the core back. */
     if (spins >= 64) sched_yield();
   }
-  fused_down_item_(j, g, sub - j->n_fb, slot, next);
-}
-
-/* The pool's chunk [begin, end) of lanes: lane begin's items in order, then the other lanes'
- * from their fronts. A lane is a run of whole groups (an expert's gate/up, then its down):
- * each thread streams its own experts' weights from the start, one run with the prefetch
- * running on across items, and waits for no other thread. Scratch slot begin is this
- * chunk's alone. */
-static void fused_lanes_(void *user, int64_t begin, int64_t end) {
-  (void)end;
-  const moe_fused_job *j = user;
-  for (int64_t l0 = 0; l0 < j->lanes; ++l0) {
-    const int64_t l = (begin + l0) % j->lanes, last = j->lane_end[l];
-    for (;;) {
-      const int64_t it = atomic_fetch_add_explicit(&j->lane[l].next, 1, memory_order_relaxed);
-      if (it >= last) break;
-      fused_item_(j, it, (int32_t)begin, it + 1 < last ? fused_item_rows_(j, it + 1) : NULL);
-    }
-  }
+  fused_down_item_(user, item, slot);
 }
 
 /* The blocks of n outputs for the two passes: about `want` items over n_groups groups, whole
@@ -480,23 +454,10 @@ static vnrt_status moe_ffn_fused_(const cpu_kernel_args *a, int64_t T, int64_t C
   }
   for (int64_t g = 0; g < n_groups; ++g) atomic_init(&gu_done[g], 0);
   j.gu_done = gu_done;
-  j.n_items = n_groups * fused_per_group_(&j);
-  /* Lanes of whole groups, as even as the groups allow (the groups weigh the same bytes). */
-  j.lanes = threads < n_groups ? threads : n_groups;
-  j.lanes = j.lanes < MOE_FUSED_MAX_LANES ? j.lanes : MOE_FUSED_MAX_LANES;
-  int64_t lane_end[MOE_FUSED_MAX_LANES];
-  moe_fused_lane lane[MOE_FUSED_MAX_LANES];
-  for (int64_t l = 0; l < j.lanes; ++l) {
-    atomic_init(&lane[l].next, l * n_groups / j.lanes * fused_per_group_(&j));
-    lane_end[l] = (l + 1) * n_groups / j.lanes * fused_per_group_(&j);
-  }
-  j.lane = lane;
-  j.lane_end = lane_end;
-  if (j.lanes == 1) {
-    fused_lanes_(&j, 0, 1);
-  } else {
-    cpu_pool_parallel_for(a->pool, j.lanes, 1, fused_lanes_, &j);
-  }
+  j.n_gu = n_groups * j.n_fb;
+  j.n_items = j.n_gu + n_groups * j.n_cb;
+  j.threads = threads;
+  cpu_fast_for_each(a->pool, j.n_items, fused_item_, &j);
   /* y[t] = Σ_i weights[t, i]·yp[slot_of(t, i)], i ascending as in the reference. */
   const vnrt_dtype pdt = a->in_type[2]->dtype, odt = a->out_type[0]->dtype;
   float *row = odt == VNRT_F32 ? NULL : j.tiles + threads * j.tile_floats;
