@@ -557,6 +557,20 @@ static double e4m3_dbl(uint8_t c) {
   return (c & 0x80) ? -v : v;
 }
 
+/* cpu_qgemm_nt (the threaded driver) on a 2-thread pool with the machine's isa: c = x·wᵀ. */
+static void qgemm_on_pool(const float *x, int64_t k, int64_t m, const cpu_weight *w, float *c,
+                          int64_t n) {
+  fake_host h;
+  fake_host_init(&h, 2);
+  cpu_pool *pool = NULL;
+  ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
+  const vnrt_op_params params = {0};
+  vnrt_backend_node node = {.op = VNRT_OP_LINEAR, .name = "q", .params = &params};
+  cpu_kernel_args a = {.node = &node, .pool = pool, .host = &h.host};
+  ck_assert(cpu_qgemm_nt(&a, x, k, m, w, c, VNRT_F32, n) == VNRT_OK);
+  cpu_pool_destroy(pool);
+}
+
 static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, int pooled, uint64_t seed) {
   const int64_t n = 12, sc_cols = (k + 127) / 128;
   uint8_t *codes = malloc((size_t)(n * k)), *scale = malloc((size_t)sc_cols);
@@ -588,16 +602,7 @@ static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, int pooled, uint6
   float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
   ck_assert(ws);
   if (pooled) {
-    /* the threaded driver (its FP8 one-row path for m = 1) on the pool's own isa */
-    fake_host h;
-    fake_host_init(&h, 2);
-    cpu_pool *pool = NULL;
-    ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
-    const vnrt_op_params params = {0};
-    vnrt_backend_node node = {.op = VNRT_OP_LINEAR, .name = "q", .params = &params};
-    cpu_kernel_args a = {.node = &node, .pool = pool, .host = &h.host};
-    ck_assert(cpu_qgemm_nt(&a, x, k, m, &w, c, VNRT_F32, n) == VNRT_OK);
-    cpu_pool_destroy(pool);
+    qgemm_on_pool(x, k, m, &w, c, n); /* its FP8 one-row path for m = 1 */
   } else {
     cpu_qgemm_nt_block(isa, x, k, m, &w, 0, 0, n, c, n, ws);
   }
@@ -679,16 +684,8 @@ static void check_qgemv_e2m1(int64_t k, int64_t n, uint64_t seed) {
                         .bc = 32,
                         .srows = n,
                         .scols = sc};
-  fake_host h;
-  fake_host_init(&h, 2);
-  cpu_pool *pool = NULL;
-  ck_assert(cpu_pool_create(&h.host, 2, &pool) == VNRT_OK);
-  const vnrt_op_params params = {0};
-  vnrt_backend_node node = {.op = VNRT_OP_LINEAR, .name = "q4", .params = &params};
-  cpu_kernel_args a = {.node = &node, .pool = pool, .host = &h.host};
   for (int64_t j = 0; j < n; ++j) c[j] = NAN;
-  ck_assert(cpu_qgemm_nt(&a, x, k, 1, &w, c, VNRT_F32, n) == VNRT_OK);
-  cpu_pool_destroy(pool);
+  qgemm_on_pool(x, k, 1, &w, c, n);
   for (int64_t j = 0; j < n; ++j) {
     double acc = 0.0, mag = 0.0;
     for (int64_t kk = 0; kk < k; ++kk) {
