@@ -7,12 +7,22 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
 #include "vnrt/backend_util.h"
 
 #define CPU_BUFFER_ALIGN 64
+
+/* Buffers of at least this size start on a 2 MiB boundary and ask the kernel for transparent
+ * huge pages (Linux, MADV_HUGEPAGE; THP's "madvise" mode is Debian's default). A decode step
+ * streams every weight once; in 4 KiB pages that is a TLB miss (a two-level page walk under
+ * a hypervisor) every 4 KiB, in 2 MiB pages one every 2 MiB. */
+#define CPU_HUGE_PAGE ((uint64_t)2 << 20)
+#define CPU_HUGE_MIN ((uint64_t)8 << 20)
 
 typedef struct cpu_state {
   const vnrt_backend_host *host;
@@ -24,6 +34,7 @@ struct vnrt_backend_device {
   /* VNRT_CPU_PROFILE=1: every node is timed and the totals per op are printed to stderr when
    * the device closes (atomics: the compute and copy threads may both run plans here). */
   int profile;
+  int huge_pages; /* the cpu_huge_pages option: big buffers in transparent huge pages */
   atomic_uint_fast64_t op_ns[VNRT_OP_COUNT];
   atomic_uint_fast64_t op_calls[VNRT_OP_COUNT];
 };
@@ -38,6 +49,12 @@ typedef struct cpu_exec_node {
   cpu_kernel_fn fn;
   cpu_kernel_args args;
   bool empty; /* every result has no elements: nothing to compute (cpu_outputs_empty) */
+  /* A node whose kernel keeps every thread streaming memory (a linear whose weight dwarfs its
+   * input, moe_ffn): before it runs, the pool is handed `prefetch`, the weights of the next
+   * such linears, to read while the serial nodes between run (cpu_pool_prefetch). */
+  bool streams;
+  int32_t n_prefetch;
+  cpu_prefetch_range prefetch[CPU_POOL_PREFETCH_RANGES];
 } cpu_exec_node;
 
 struct vnrt_backend_exec {
@@ -138,6 +155,8 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   device->pool = NULL;
   const char *prof = vnrt_host_option(host, "cpu_profile");
   device->profile = prof && *prof && strcmp(prof, "0") != 0;
+  const char *huge = vnrt_host_option(host, "cpu_huge_pages");
+  device->huge_pages = !huge || !*huge || strcmp(huge, "0") != 0;
   vnrt_status s = cpu_pool_create(host, host->num_threads, &device->pool);
   if (s != VNRT_OK) {
     host->free(host->core, device);
@@ -194,15 +213,27 @@ static vnrt_status cpu_buffer_alloc_(vnrt_backend_device *device, uint64_t bytes
   }
   vnrt_backend_buffer *buffer = host->alloc(host->core, sizeof *buffer);
   if (!buffer) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
-  buffer->raw = host->alloc(host->core, (size_t)bytes + CPU_BUFFER_ALIGN);
+  uint64_t align = CPU_BUFFER_ALIGN;
+#ifdef MADV_HUGEPAGE
+  if (bytes >= CPU_HUGE_MIN && bytes <= (uint64_t)SIZE_MAX - CPU_HUGE_PAGE && device->huge_pages) {
+    align = CPU_HUGE_PAGE;
+  }
+#endif
+  buffer->raw = host->alloc(host->core, (size_t)(bytes + align));
   if (!buffer->raw) {
     host->free(host->core, buffer);
     return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY,
                        "cpu: cannot allocate a buffer of %" PRIu64 " bytes", bytes);
   }
   uintptr_t p = (uintptr_t)buffer->raw;
-  p = (p + CPU_BUFFER_ALIGN - 1) & ~(uintptr_t)(CPU_BUFFER_ALIGN - 1);
+  p = (p + align - 1) & ~(uintptr_t)(align - 1);
   buffer->data = (uint8_t *)p;
+#ifdef MADV_HUGEPAGE
+  /* Advice only: where THP is off or the allocator's memory is not anonymous, nothing changes. */
+  if (align == CPU_HUGE_PAGE) {
+    (void)madvise(buffer->data, (size_t)(bytes & ~(CPU_HUGE_PAGE - 1)), MADV_HUGEPAGE);
+  }
+#endif
   buffer->size = bytes;
   *out_buffer = buffer;
   return VNRT_OK;
@@ -287,6 +318,60 @@ static void cpu_exec_destroy_(vnrt_backend_exec *exec) {
   host->free(host->core, exec);
 }
 
+/* The weight a decode-like linear streams: input 1 of linear or grouped_linear when it is at
+ * least 64 KiB and 16 times the activation (prefill, which reuses each weight byte across many
+ * rows, is left alone). Its bytes in *bytes; NULL when the node has none. */
+static const void *cpu_streamed_weight_(const cpu_kernel_args *a, int64_t *bytes) {
+  const vnrt_op op = a->node->op;
+  if ((op != VNRT_OP_LINEAR && op != VNRT_OP_GROUPED_LINEAR) || a->n_in < 2) return NULL;
+  const int64_t w = (int64_t)vnrt_tensor_type_bytes(a->in_type[1]);
+  const int64_t x = (int64_t)vnrt_tensor_type_bytes(a->in_type[0]);
+  if (w < (64 << 10) || w < 16 * x) return NULL;
+  *bytes = w;
+  return a->in[1];
+}
+
+/* Fills every streaming node's prefetch list: the weights of the streamed linears after it, in
+ * order (wrapping round to the graph's start: a decode plan runs again for the next token), up
+ * to the pool's budget. Best effort: without memory for its scratch array it plans nothing. */
+static void cpu_plan_prefetch_(vnrt_backend_exec *exec) {
+  cpu_pool *pool = exec->device->pool;
+  const vnrt_backend_host *host = exec->device->host;
+  const int64_t budget = cpu_pool_prefetch_budget(pool);
+  const int32_t n = exec->n_nodes;
+  if (budget <= 0 || n <= 0) return;
+  /* next[i]: the first node after i (cyclically) with a streamed weight, -1 where none. */
+  int32_t *next = host->alloc(host->core, sizeof *next * (size_t)n);
+  if (!next) return;
+  int32_t seen = -1;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int32_t i = n - 1; i >= 0; --i) {
+      next[i] = seen;
+      int64_t b = 0;
+      if (cpu_streamed_weight_(&exec->nodes[i].args, &b) && !exec->nodes[i].empty) seen = i;
+    }
+  }
+  const int32_t parts = cpu_pool_threads(pool);
+  for (int32_t i = 0; i < n; ++i) {
+    cpu_exec_node *en = &exec->nodes[i];
+    int64_t b = 0;
+    en->streams =
+        cpu_streamed_weight_(&en->args, &b) != NULL || en->args.node->op == VNRT_OP_MOE_FFN;
+    if (!en->streams) continue;
+    int64_t left = budget;
+    for (int32_t j = next[i]; j >= 0 && left > 0 && en->n_prefetch < CPU_POOL_PREFETCH_RANGES;
+         j = next[j]) {
+      if (en->n_prefetch > 0 && j == next[i]) break; /* round the whole graph already */
+      int64_t bytes = 0;
+      const void *w = cpu_streamed_weight_(&exec->nodes[j].args, &bytes);
+      if (bytes > left) bytes = left;
+      en->prefetch[en->n_prefetch++] = (cpu_prefetch_range){w, bytes, parts};
+      left -= bytes;
+    }
+  }
+  host->free(host->core, next);
+}
+
 static vnrt_status cpu_compile_(vnrt_backend_device *device, const vnrt_backend_graph *graph,
                                 vnrt_backend_exec **out_exec) {
   *out_exec = NULL;
@@ -346,6 +431,7 @@ static vnrt_status cpu_compile_(vnrt_backend_device *device, const vnrt_backend_
     }
     en->empty = cpu_outputs_empty(a);
   }
+  cpu_plan_prefetch_(exec);
   *out_exec = exec;
   return VNRT_OK;
 }
@@ -367,6 +453,7 @@ static vnrt_status cpu_run_nodes_(vnrt_backend_exec *exec, int32_t first, int32_
     bool timed = device->profile || out_ns;
     if (out_ns) out_ns[i - first] = 0;
     if (en->empty) continue; /* an f32[1e12, 0] result must not loop over its 1e12 rows */
+    if (en->streams) cpu_pool_prefetch(device->pool, en->prefetch, en->n_prefetch);
     if (timed) clock_gettime(CLOCK_MONOTONIC, &t0);
     vnrt_status s = en->fn(&en->args);
     if (s != VNRT_OK) return s; /* the kernel reported its detail through host->error */

@@ -55,7 +55,26 @@ struct cpu_pool {
   cpu_range_fn fn;
   void *user;
   int64_t n, chunk;
+
+  /* Background prefetch (cpu_pool_prefetch), a sequence lock: bg_word is the generation (high
+   * 32 bits, odd while a poster rewrites the ranges) and the next 4 KiB step (low 32 bits).
+   * A worker computes a step's address from the ranges, then takes the step with a
+   * compare-and-swap that fails if the generation moved meanwhile. */
+  int64_t prefetch_budget;
+  atomic_flag bg_posting; /* one poster at a time; a second one gives up */
+  atomic_uint_fast64_t bg_word;
+  atomic_int bg_n;
+  atomic_uintptr_t bg_data[CPU_POOL_PREFETCH_RANGES];
+  atomic_int_fast64_t bg_bytes[CPU_POOL_PREFETCH_RANGES];
+  atomic_int_fast64_t bg_part[CPU_POOL_PREFETCH_RANGES]; /* bytes of a slice, a multiple of 64 */
+  atomic_int_fast64_t bg_parts[CPU_POOL_PREFETCH_RANGES];
+  atomic_int_fast64_t bg_end[CPU_POOL_PREFETCH_RANGES]; /* the steps of ranges 0..r */
 };
+
+#define CPU_POOL_PREFETCH_STEP 4096
+/* The default cpu_prefetch_kib: the weights of the next few decode linears, well inside a
+ * server L3. */
+#define CPU_POOL_PREFETCH_KIB_DEFAULT 8192
 
 /* Set while a thread runs chunks of a job, so that a nested parallel_for from inside a chunk
  * runs inline instead of deadlocking on the pool it is already part of. */
@@ -95,15 +114,105 @@ static void cpu_pool_run_chunks_(cpu_pool *pool, uint32_t gen) {
   cpu_pool_in_job_ = 0;
 }
 
+/* Takes and prefetches one step of the posted ranges; 0 when there is none left. */
+static int cpu_pool_prefetch_step_(cpu_pool *pool) {
+  uint_fast64_t w = atomic_load_explicit(&pool->bg_word, memory_order_acquire);
+  for (;;) {
+    if ((w >> 32) & 1) return 0; /* being rewritten */
+    const int64_t step = (int64_t)(w & 0xffffffffu);
+    const int n = atomic_load_explicit(&pool->bg_n, memory_order_relaxed);
+    int r = 0;
+    int64_t first = 0;
+    while (r < n && step >= atomic_load_explicit(&pool->bg_end[r], memory_order_relaxed)) {
+      first = atomic_load_explicit(&pool->bg_end[r], memory_order_relaxed);
+      ++r;
+    }
+    if (r >= n) return 0;
+    const int64_t parts = atomic_load_explicit(&pool->bg_parts[r], memory_order_relaxed);
+    const int64_t part = atomic_load_explicit(&pool->bg_part[r], memory_order_relaxed);
+    const int64_t bytes = atomic_load_explicit(&pool->bg_bytes[r], memory_order_relaxed);
+    const uintptr_t data = atomic_load_explicit(&pool->bg_data[r], memory_order_relaxed);
+    const int64_t local = step - first, slice = local % parts;
+    const int64_t begin = slice * part + (local / parts) * CPU_POOL_PREFETCH_STEP;
+    int64_t end = begin + CPU_POOL_PREFETCH_STEP;
+    if (end > (slice + 1) * part) end = (slice + 1) * part;
+    if (end > bytes) end = bytes;
+    if (!atomic_compare_exchange_weak_explicit(&pool->bg_word, &w, w + 1, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+      continue; /* w was reloaded */
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    for (int64_t o = begin; o < end; o += 64) {
+      _mm_prefetch((const char *)(data + (uintptr_t)o), _MM_HINT_T1);
+    }
+#else
+    (void)begin;
+    (void)end;
+    (void)data;
+#endif
+    return 1;
+  }
+}
+
+void cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n) {
+  if (!pool || pool->n_workers == 0 || pool->prefetch_budget <= 0) return;
+  if (atomic_flag_test_and_set_explicit(&pool->bg_posting, memory_order_acquire)) return;
+  if (n > CPU_POOL_PREFETCH_RANGES) n = CPU_POOL_PREFETCH_RANGES;
+  if (n < 0) n = 0;
+  const uint_fast64_t gen = (atomic_load_explicit(&pool->bg_word, memory_order_relaxed) >> 32) | 1;
+  atomic_store_explicit(&pool->bg_word, gen << 32, memory_order_seq_cst); /* odd: rewriting */
+  int64_t steps = 0;
+  int m = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    const cpu_prefetch_range *rg = &ranges[i];
+    if (!rg->data || rg->bytes <= 0) continue;
+    const int64_t parts = rg->parts > 1 ? rg->parts : 1;
+    const int64_t part = ((rg->bytes + parts - 1) / parts + 63) & ~(int64_t)63;
+    const int64_t per = (part + CPU_POOL_PREFETCH_STEP - 1) / CPU_POOL_PREFETCH_STEP;
+    if (steps + parts * per > 0x7fffffff) break;
+    steps += parts * per;
+    atomic_store_explicit(&pool->bg_data[m], (uintptr_t)rg->data, memory_order_relaxed);
+    atomic_store_explicit(&pool->bg_bytes[m], rg->bytes, memory_order_relaxed);
+    atomic_store_explicit(&pool->bg_part[m], part, memory_order_relaxed);
+    atomic_store_explicit(&pool->bg_parts[m], parts, memory_order_relaxed);
+    atomic_store_explicit(&pool->bg_end[m], steps, memory_order_relaxed);
+    ++m;
+  }
+  atomic_store_explicit(&pool->bg_n, m, memory_order_relaxed);
+  atomic_store_explicit(&pool->bg_word, (gen + 1) << 32, memory_order_seq_cst);
+  atomic_flag_clear_explicit(&pool->bg_posting, memory_order_release);
+}
+
+int64_t cpu_pool_prefetch_left(cpu_pool *pool) {
+  if (!pool) return 0;
+  const uint_fast64_t w = atomic_load(&pool->bg_word);
+  if ((w >> 32) & 1) return 0;
+  const int n = atomic_load(&pool->bg_n);
+  const int64_t end = n > 0 ? atomic_load(&pool->bg_end[n - 1]) : 0;
+  const int64_t next = (int64_t)(w & 0xffffffffu);
+  return end > next ? end - next : 0;
+}
+
+int64_t cpu_pool_prefetch_budget(const cpu_pool *pool) {
+  return pool && pool->n_workers > 0 ? pool->prefetch_budget : 0;
+}
+
 static void *cpu_pool_worker_(void *arg) {
   cpu_pool *pool = arg;
   uint32_t seen = 0;
   for (;;) {
     uint32_t gen = CLAIM_GEN_(atomic_load_explicit(&pool->claim, memory_order_acquire));
     if (gen == seen && !atomic_load(&pool->shutdown) && pool->spin_ns > 0) {
-      const int64_t until = now_ns_() + pool->spin_ns;
+      /* Spin, prefetching what cpu_pool_prefetch posted; the spin time counts from the last
+       * prefetch step. */
+      int64_t until = now_ns_() + pool->spin_ns;
       for (int i = 1;; ++i) {
-        CPU_POOL_RELAX();
+        if (cpu_pool_prefetch_step_(pool)) {
+          i = 0;
+          until = now_ns_() + pool->spin_ns;
+        } else {
+          CPU_POOL_RELAX();
+        }
         gen = CLAIM_GEN_(atomic_load_explicit(&pool->claim, memory_order_acquire));
         if (gen != seen || atomic_load(&pool->shutdown)) break;
         if ((i & 63) == 0 && now_ns_() > until) break;
@@ -149,6 +258,23 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   atomic_init(&pool->done, 0);
   atomic_init(&pool->shutdown, 0);
   atomic_init(&pool->caller_sleeping, 0);
+  atomic_init(&pool->bg_word, 0);
+  atomic_init(&pool->bg_n, 0);
+  atomic_flag_clear(&pool->bg_posting);
+  for (int i = 0; i < CPU_POOL_PREFETCH_RANGES; ++i) {
+    atomic_init(&pool->bg_data[i], 0);
+    atomic_init(&pool->bg_bytes[i], 0);
+    atomic_init(&pool->bg_part[i], 0);
+    atomic_init(&pool->bg_parts[i], 1);
+    atomic_init(&pool->bg_end[i], 0);
+  }
+  pool->prefetch_budget = (int64_t)CPU_POOL_PREFETCH_KIB_DEFAULT * 1024;
+  const char *kib = vnrt_host_option(host, "cpu_prefetch_kib");
+  if (kib && *kib) {
+    char *end = NULL;
+    long v = strtol(kib, &end, 10);
+    if (end && !*end && v >= 0 && v <= 1048576) pool->prefetch_budget = (int64_t)v * 1024;
+  }
   pthread_mutex_init(&pool->submit, NULL);
   pthread_mutex_init(&pool->mutex, NULL);
   pthread_cond_init(&pool->wake, NULL);

@@ -21,4 +21,25 @@ int32_t cpu_pool_threads(const cpu_pool *pool);
 int cpu_pool_isa_cap(const cpu_pool *pool);
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user);
 
+/* Background prefetch. A decode step alternates weight-streaming nodes, which keep every
+ * thread reading memory, with short serial ones (norms, rope, attention over a few rows),
+ * during which the workers would only spin. cpu_pool_prefetch hands idle workers byte ranges
+ * to pull into the cache meanwhile (prefetch instructions: they never fault, so a range whose
+ * memory goes away is harmless). Each range is taken 4 KiB at a time, its `parts` equal
+ * slices in turn, so that every thread of a later row-split parallel_for finds the start of
+ * its own slice cached. A parallel_for preempts it (workers check between steps); posting
+ * again replaces what is left. Only workers that are awake (spinning) take part: posting
+ * never makes a system call. At most CPU_POOL_PREFETCH_RANGES ranges; extra ones are ignored. */
+#define CPU_POOL_PREFETCH_RANGES 4
+typedef struct cpu_prefetch_range {
+  const void *data;
+  int64_t bytes;
+  int32_t parts; /* slices read in turn (the threads of the op that will read it); >= 1 */
+} cpu_prefetch_range;
+void cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n);
+/* The 4 KiB steps of the posted ranges no worker has taken yet (0 when none are posted). */
+int64_t cpu_pool_prefetch_left(cpu_pool *pool);
+/* The byte budget the cpu_prefetch_kib option sets (0: background prefetch off). */
+int64_t cpu_pool_prefetch_budget(const cpu_pool *pool);
+
 #endif /* VNRT_BACKENDS_CPU_POOL_H_ */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_pool.h"
@@ -147,6 +149,67 @@ END_TEST
 
 /* ---- Buffers and device info ------------------------------------------------------------ */
 
+/* Background prefetch: idle workers take every posted step, whatever the ranges point at
+ * (prefetches never fault), a parallel_for in the middle still covers its range once, a new
+ * post replaces the old one, and the ranges past CPU_POOL_PREFETCH_RANGES are ignored. */
+static int64_t wait_prefetch_done(cpu_pool *pool) {
+  for (int i = 0; i < 20000 && cpu_pool_prefetch_left(pool) > 0; ++i) {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+  return cpu_pool_prefetch_left(pool);
+}
+
+START_TEST(test_pool_background_prefetch) {
+  fake_host h;
+  fake_host_init(&h, 3);
+  cpu_pool *pool = NULL;
+  ck_assert_int_eq(cpu_pool_create(&h.host, 3, &pool), VNRT_OK);
+  ck_assert_int_gt(cpu_pool_prefetch_budget(pool), 0);
+  ck_assert_int_eq(cpu_pool_prefetch_left(pool), 0);
+  const int64_t bytes = (int64_t)3 << 20;
+  uint8_t *mem = malloc((size_t)bytes);
+  ck_assert_ptr_nonnull(mem);
+  memset(mem, 1, (size_t)bytes);
+  /* Unmapped once the ranges are posted: prefetching it must still be harmless. */
+  void *gone = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(gone, MAP_FAILED);
+  ck_assert_int_eq(munmap(gone, 1 << 20), 0);
+  for (int rep = 0; rep < 50; ++rep) {
+    const cpu_prefetch_range r[6] = {
+        {mem, bytes, 3},    {(const void *)(uintptr_t)4096, 1 << 20, 2},
+        {gone, 1 << 20, 1}, {mem + 5, 100, 7},
+        {mem, bytes, 1},    {mem, bytes, 1}}; /* the last two: past the limit */
+    cpu_pool_prefetch(pool, r, 6);
+    /* Steps: 3 slices of 1 MiB (256 each), 2 of 512 KiB, 256, and 7 slices of one step (100
+     * bytes in 64-byte-rounded slices: most of them empty, still counted). */
+    if (rep == 0) ck_assert_int_le(cpu_pool_prefetch_left(pool), 768 + 256 + 256 + 7);
+    pool_probe *p = calloc(1, sizeof *p);
+    p->n = 1000;
+    cpu_pool_parallel_for(pool, 1000, 1, probe_range, p); /* preempts the prefetch */
+    for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
+    free(p);
+    /* Workers go back to the steps that are left; a spinning worker takes them all. The pool's
+     * workers are awake here: they just ran the parallel_for. */
+    if (rep % 10 == 9) ck_assert_int_eq(wait_prefetch_done(pool), 0);
+  }
+  /* Replaced by an empty post: nothing is left. */
+  cpu_pool_prefetch(pool, NULL, 0);
+  ck_assert_int_eq(cpu_pool_prefetch_left(pool), 0);
+  free(mem);
+  cpu_pool_destroy(pool);
+
+  /* One thread (no workers) and the option at 0: posting does nothing. */
+  fake_host_init(&h, 1);
+  ck_assert_int_eq(cpu_pool_create(&h.host, 1, &pool), VNRT_OK);
+  const cpu_prefetch_range one = {&h, (int64_t)sizeof h, 1};
+  cpu_pool_prefetch(pool, &one, 1);
+  ck_assert_int_eq(cpu_pool_prefetch_left(pool), 0);
+  ck_assert_int_eq(cpu_pool_prefetch_budget(pool), 0);
+  cpu_pool_destroy(pool);
+}
+END_TEST
+
 START_TEST(test_backend_buffers) {
   const vnrt_backend_i *b = cpu_backend_get();
   ck_assert_str_eq(b->name, "cpu");
@@ -184,6 +247,19 @@ START_TEST(test_backend_buffers) {
     ck_assert_int_eq(b->buffer_read(dev, buf, UINT64_MAX, dst, 2), VNRT_ERROR_INVALID_ARGUMENT);
     b->buffer_free(dev, buf);
   }
+#ifdef MADV_HUGEPAGE
+  /* A big buffer starts on a 2 MiB boundary (transparent huge pages) and works as any other. */
+  vnrt_backend_buffer *big = NULL;
+  const uint64_t big_bytes = ((uint64_t)16 << 20) + 12345;
+  ck_assert_int_eq(b->buffer_alloc(dev, big_bytes, &big), VNRT_OK);
+  uint8_t *bp = b->buffer_host_ptr(dev, big);
+  ck_assert_uint_eq((uintptr_t)bp % ((uintptr_t)2 << 20), 0);
+  memset(bp, 7, (size_t)big_bytes);
+  uint8_t tail[4] = {0};
+  ck_assert_int_eq(b->buffer_read(dev, big, big_bytes - 4, tail, 4), VNRT_OK);
+  ck_assert_int_eq(tail[0] + tail[3], 14);
+  b->buffer_free(dev, big);
+#endif
   b->device_close(dev);
   b->shutdown(state);
 }
@@ -1258,6 +1334,7 @@ static Suite *cpu_backend_suite(void) {
   TCase *be = tcase_create("backend");
   tcase_add_test(be, test_pool_covers_range_once);
   tcase_add_test(be, test_pool_nested_runs_inline);
+  tcase_add_test(be, test_pool_background_prefetch);
   tcase_add_test(be, test_backend_buffers);
   tcase_add_test(be, test_device_info);
   suite_add_tcase(s, be);
