@@ -318,12 +318,16 @@ static void cpu_exec_destroy_(vnrt_backend_exec *exec) {
   host->free(host->core, exec);
 }
 
-/* The weight a decode-like linear streams: input 1 of linear or grouped_linear when it is at
- * least 64 KiB and 16 times the activation (prefill, which reuses each weight byte across many
- * rows, is left alone). Its bytes in *bytes; NULL when the node has none. */
+/* The weight a decode-like node streams: input 1 of linear, grouped_linear or hc_pre (its f32
+ * mixing projection) when it is at least 64 KiB and 16 times the activation (prefill, which
+ * reuses each weight byte across many rows, is left alone). Its bytes in *bytes; NULL when the
+ * node has none. */
 static const void *cpu_streamed_weight_(const cpu_kernel_args *a, int64_t *bytes) {
   const vnrt_op op = a->node->op;
-  if ((op != VNRT_OP_LINEAR && op != VNRT_OP_GROUPED_LINEAR) || a->n_in < 2) return NULL;
+  if ((op != VNRT_OP_LINEAR && op != VNRT_OP_GROUPED_LINEAR && op != VNRT_OP_HC_PRE) ||
+      a->n_in < 2) {
+    return NULL;
+  }
   const int64_t w = (int64_t)vnrt_tensor_type_bytes(a->in_type[1]);
   const int64_t x = (int64_t)vnrt_tensor_type_bytes(a->in_type[0]);
   if (w < (64 << 10) || w < 16 * x) return NULL;

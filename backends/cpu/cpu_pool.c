@@ -72,9 +72,11 @@ struct cpu_pool {
 };
 
 #define CPU_POOL_PREFETCH_STEP 4096
-/* The default cpu_prefetch_kib: the weights of the next few decode linears, well inside a
- * server L3. */
-#define CPU_POOL_PREFETCH_KIB_DEFAULT 8192
+/* The default cpu_prefetch_kib: off. On the 2-core development VM it made the bench model's
+ * decode 1.5-7% faster when nothing else ran, and 26% slower beside one busy process: a worker
+ * kept busy through the serial nodes takes its core from whoever shares it (docs/bench.md).
+ * For dedicated cores, 8192 (the next few decode linears, well inside a server L3). */
+#define CPU_POOL_PREFETCH_KIB_DEFAULT 0
 
 /* Set while a thread runs chunks of a job, so that a nested parallel_for from inside a chunk
  * runs inline instead of deadlocking on the pool it is already part of. */

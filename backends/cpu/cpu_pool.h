@@ -29,7 +29,8 @@ void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_f
  * slices in turn, so that every thread of a later row-split parallel_for finds the start of
  * its own slice cached. A parallel_for preempts it (workers check between steps); posting
  * again replaces what is left. Only workers that are awake (spinning) take part: posting
- * never makes a system call. At most CPU_POOL_PREFETCH_RANGES ranges; extra ones are ignored. */
+ * never makes a system call. At most CPU_POOL_PREFETCH_RANGES ranges; extra ones are ignored.
+ * Off unless the cpu_prefetch_kib option sets a budget. */
 #define CPU_POOL_PREFETCH_RANGES 4
 typedef struct cpu_prefetch_range {
   const void *data;

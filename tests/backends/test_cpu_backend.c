@@ -160,12 +160,24 @@ static int64_t wait_prefetch_done(cpu_pool *pool) {
   return cpu_pool_prefetch_left(pool);
 }
 
+static const char *prefetch_option(void *core, const char *key) {
+  return strcmp(key, "cpu_prefetch_kib") == 0 ? "4096" : NULL;
+}
+
 START_TEST(test_pool_background_prefetch) {
   fake_host h;
   fake_host_init(&h, 3);
   cpu_pool *pool = NULL;
+  /* Off by default: posting does nothing. */
   ck_assert_int_eq(cpu_pool_create(&h.host, 3, &pool), VNRT_OK);
-  ck_assert_int_gt(cpu_pool_prefetch_budget(pool), 0);
+  ck_assert_int_eq(cpu_pool_prefetch_budget(pool), 0);
+  const cpu_prefetch_range self = {&h, (int64_t)sizeof h, 1};
+  cpu_pool_prefetch(pool, &self, 1);
+  ck_assert_int_eq(cpu_pool_prefetch_left(pool), 0);
+  cpu_pool_destroy(pool);
+  h.host.option = prefetch_option;
+  ck_assert_int_eq(cpu_pool_create(&h.host, 3, &pool), VNRT_OK);
+  ck_assert_int_eq(cpu_pool_prefetch_budget(pool), 4096 << 10);
   ck_assert_int_eq(cpu_pool_prefetch_left(pool), 0);
   const int64_t bytes = (int64_t)3 << 20;
   uint8_t *mem = malloc((size_t)bytes);
@@ -199,8 +211,9 @@ START_TEST(test_pool_background_prefetch) {
   free(mem);
   cpu_pool_destroy(pool);
 
-  /* One thread (no workers) and the option at 0: posting does nothing. */
+  /* One thread (no workers): posting does nothing. */
   fake_host_init(&h, 1);
+  h.host.option = prefetch_option;
   ck_assert_int_eq(cpu_pool_create(&h.host, 1, &pool), VNRT_OK);
   const cpu_prefetch_range one = {&h, (int64_t)sizeof h, 1};
   cpu_pool_prefetch(pool, &one, 1);
