@@ -374,6 +374,33 @@ static const void *sparse_key_(const sparse_job *j, int64_t lo, int64_t nwin, co
   return (const char *)a->in[input] + (size_t)(row * j->D) * vnrt_dtype_size(*dt);
 }
 
+/* How many keys from s on (at most max) are consecutive rows of one f32 input, so that the
+ * GEMM and p·v can read them where they lie instead of from a gathered panel; 0 when key s is
+ * not f32. *row0 is key s's row. */
+static int64_t sparse_f32_run_(const sparse_job *j, int64_t lo, int64_t nwin, int64_t n_keys,
+                               const int32_t *sel, int64_t s, int64_t max, const float **row0) {
+  vnrt_dtype dt;
+  const void *row = sparse_key_(j, lo, nwin, sel, s, &dt);
+  if (dt != VNRT_F32) return 0;
+  *row0 = row;
+  int64_t run;
+  if (s < nwin) {
+    const int64_t pos = lo + s;
+    run = nwin - s;      /* kv rows: every later window key */
+    if (pos < j->pos0) { /* ring rows up to pos0 or the wrap */
+      const int64_t to_pos0 = j->pos0 - pos, to_wrap = j->W - pos % j->W;
+      run = to_pos0 < run ? to_pos0 : run;
+      run = to_wrap < run ? to_wrap : run;
+    }
+  } else if (j->has_idx) {
+    run = 1;
+    while (s + run < n_keys && run < max && sel[s + run - nwin] == sel[s - nwin] + run) ++run;
+  } else {
+    run = n_keys - s; /* every visible entry, in order */
+  }
+  return run < max ? run : max;
+}
+
 static void sparse_item_(void *user, int64_t item, int32_t slot) {
   const sparse_job *j = user;
   const cpu_kernel_args *a = j->a;
@@ -413,18 +440,25 @@ static void sparse_item_(void *user, int64_t item, int32_t slot) {
 #if defined(CPU_HAVE_AVX2_CODE)
   avx2 = j->isa >= CPU_ISA_AVX2;
 #endif
-  for (int64_t s0 = 0; s0 < n_keys; s0 += ATT_SB) {
-    const int64_t sn = n_keys - s0 < ATT_SB ? n_keys - s0 : ATT_SB;
-    for (int64_t s = 0; s < sn; ++s) {
-      vnrt_dtype dt;
-      const void *row = sparse_key_(j, lo, nwin, sel, s0 + s, &dt);
-      if (dt == VNRT_F32) {
-        memcpy(kb + s * D, row, sizeof(float) * (size_t)D);
-      } else {
-        cpu_fast_to_f32(j->isa, row, dt, D, kb + s * D);
+  for (int64_t s0 = 0, sn = 0; s0 < n_keys; s0 += sn) {
+    /* A run of f32 rows that lie consecutively is read in place (a decode step's window is one
+     * or two such runs); anything else is gathered, widened, into kb. */
+    const float *keys = kb;
+    sn = sparse_f32_run_(j, lo, nwin, n_keys, sel, s0, ATT_SB, &keys);
+    if (sn < 8) {
+      keys = kb;
+      sn = n_keys - s0 < ATT_SB ? n_keys - s0 : ATT_SB;
+      for (int64_t s = 0; s < sn; ++s) {
+        vnrt_dtype dt;
+        const void *row = sparse_key_(j, lo, nwin, sel, s0 + s, &dt);
+        if (dt == VNRT_F32) {
+          memcpy(kb + s * D, row, sizeof(float) * (size_t)D);
+        } else {
+          cpu_fast_to_f32(j->isa, row, dt, D, kb + s * D);
+        }
       }
     }
-    cpu_gemm_nt_block(j->isa, q, D, hn, kb, VNRT_F32, D, sn, D, sc, ATT_SB, gws);
+    cpu_gemm_nt_block(j->isa, q, D, hn, keys, VNRT_F32, D, sn, D, sc, ATT_SB, gws);
     for (int h = 0; h < hn; ++h) {
       for (int64_t s = 0; s < sn; ++s) sc[h * ATT_SB + s] *= j->scale;
     }
@@ -443,14 +477,14 @@ static void sparse_item_(void *user, int64_t item, int32_t slot) {
     if (avx2) {
       avx2_exp_(sc, hn, sn, m, l);
       for (int h = 0; h < hn; h += ATT_PV_HEADS) {
-        avx2_pv_any_(sc + h * ATT_SB, hn - h < ATT_PV_HEADS ? hn - h : ATT_PV_HEADS, kb, D, sn, D,
+        avx2_pv_any_(sc + h * ATT_SB, hn - h < ATT_PV_HEADS ? hn - h : ATT_PV_HEADS, keys, D, sn, D,
                      acc + h * D);
       }
     } else
 #endif
     {
       exp_generic_(sc, hn, sn, m, l);
-      pv_generic_(sc, hn, kb, D, sn, D, acc);
+      pv_generic_(sc, hn, keys, D, sn, D, acc);
     }
   }
   for (int h = 0; h < hn; ++h) {
