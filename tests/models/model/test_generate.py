@@ -46,8 +46,9 @@ def check(cond, msg):
         print("FAIL:", msg)
 
 
-def run(args, expect_rc=0):
-    p = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=300)
+def run(args, expect_rc=0, env=None):
+    p = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=300,
+                       env=dict(os.environ, **env) if env else None)
     if p.returncode != expect_rc:
         print("command:", " ".join(args)[:400])
         print(p.stdout[-2000:], p.stderr[-2000:])
@@ -259,15 +260,20 @@ def part_consistency(model):
     for d in ("vulkan:0", "opencl:0"):
         if d in info:
             devices.append(["--device", d])
+    # The CPU's opt-in background prefetch of the next weights (a small budget, so that posts
+    # are cut short) and small pages must not change a token.
+    cpu_knobs = {"VNRT_CPU_PREFETCH_KIB": "96", "VNRT_CPU_HUGE_PAGES": "0"}
+    devices.insert(0, ["--device", "cpu"])
     for dev in devices:
+        knobs = cpu_knobs if dev == ["--device", "cpu"] else None
         p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "12",
-                 "--numerics", "f32", "--max-context", "256", "--stats"] + dev)
+                 "--numerics", "f32", "--max-context", "256", "--stats"] + dev, env=knobs)
         line = [l for l in p.stdout.splitlines() if l.startswith("generated:")]
         got = [int(t) for t in line[-1].split()[1:]] if line else []
         check(got == gen, f"{' '.join(dev)}: generated {got}, cpu {gen}")
         if "--memory-limit" in dev:
             check("0 params streamed" not in p.stderr, "--memory-limit 3M streams weights")
-        print(" ".join(dev), "->", got)
+        print(" ".join(dev), knobs or "", "->", got)
     # --profile: the last run's per-op table, every node of the decode plan counted once.
     p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "3",
              "--numerics", "f32", "--max-context", "256", "--stats", "--profile"] + devices[-1][:2])
