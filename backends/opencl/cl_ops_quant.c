@@ -430,8 +430,10 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
   int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
   cl_launch k;
+  /* e2m1 rows: four per work-item (moe_ffn_up_e2m1x4 / moe_ffn_down_e2m1x4). */
+  const int x4 = (up ? gu : cl_in_type(L, 4))->dtype == VNRT_E2M1;
   if (up) {
-    cl_launch_begin(L, "moe_ffn_up_aq", &k);
+    cl_launch_begin(L, x4 ? "moe_ffn_up_e2m1x4" : "moe_ffn_up_aq", &k);
     cl_arg_in_dt(&k, 0);
     cl_arg_i32(&k, p->act_quant);
     cl_arg_in(&k, 1);
@@ -446,9 +448,9 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
     cl_arg_local(&k, (size_t)C * sizeof(float));
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
-    return launch_moe_aq(&k, F, T * kk);
+    return launch_moe_aq(&k, x4 ? (F + 1) / 2 : F, T * kk);
   }
-  cl_launch_begin(L, "moe_ffn_down_aq", &k);
+  cl_launch_begin(L, x4 ? "moe_ffn_down_e2m1x4" : "moe_ffn_down_aq", &k);
   cl_arg_in(&k, 1);
   cl_arg_in_dt(&k, 2);
   cl_arg_i32(&k, p->act_quant);
@@ -461,7 +463,7 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
   cl_arg_i32(&k, (int32_t)F);
   cl_arg_i32(&k, (int32_t)gu->dims[0]);
   cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
-  return launch_moe_aq(&k, C, T);
+  return launch_moe_aq(&k, x4 ? (C + 3) / 4 : C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with

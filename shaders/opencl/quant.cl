@@ -626,3 +626,126 @@ __kernel void moe_ffn_down_aq(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(w
   }
   st(PTR(y), dy, t * C + c, acc);
 }
+
+/* ---- FP4 experts at decode: four rows per work-item ------------------------------------ */
+/* moe_ffn with e2m1 gate/up and down weights (fused passes, CPU drivers first of all): a
+ * work-item sums four weight rows against the same x in local memory, so each 32 channels of
+ * x are loaded once for the four rows and a work-group covers four times the rows for one
+ * act_quant of its x; the block scale is one product by 2^(code - 113) (the decode's 2^14
+ * and the e8m0 scale together) wherever that is a normal float. Per row the sums are
+ * qrow_dot_lanes_l's: a block's 32-code steps in float16 lanes, then scaled and added. */
+#pragma OPENCL FP_CONTRACT ON
+/* acc += one 32-code step of an e2m1 row (16 bytes at p) times x's even and odd channels. */
+#define E2M1_STEP4_(acc, p, xe, xo)                                                  \
+  do {                                                                               \
+    ushort16 c_ = convert_ushort16(vload16(0, (p)));                                 \
+    acc = fma((xe), e2m1_lo_div16384(c_), acc);                                      \
+    acc = fma((xo), e2m1_hi_div16384(c_), acc);                                      \
+  } while (0)
+/* t += a·2^14·(e8m0 code): one product for codes <= 240, else times_pow2_e8m0's two. */
+#define E2M1_SCALE4_(t, a, code)                                                     \
+  t = (code) <= 240u ? fma((a), (float16)as_float(((code) + 14u) << 23), t)          \
+                     : t + times_pow2_e8m0((a), 14, (code))
+
+/* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
+ * with x[K] in local memory, each 32 channels stored evens first (act_quant_rows with
+ * deint). K and b1 are multiples of 32. */
+float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
+                         __global const uchar *r2, __global const uchar *r3,
+                         __global const uchar *s0, __global const uchar *s1,
+                         __global const uchar *s2, __global const uchar *s3, int b1,
+                         __local const float *x, long K) {
+  float16 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+  for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K;
+    float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    for (long k = k0; k < k1; k += 32) {
+      float16 xe = vload16(0, x + k), xo = vload16(0, x + k + 16);
+      long kb = k >> 1;
+      E2M1_STEP4_(a0, r0 + kb, xe, xo);
+      E2M1_STEP4_(a1, r1 + kb, xe, xo);
+      E2M1_STEP4_(a2, r2 + kb, xe, xo);
+      E2M1_STEP4_(a3, r3 + kb, xe, xo);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    E2M1_SCALE4_(t0, a0, c0);
+    E2M1_SCALE4_(t1, a1, c1);
+    E2M1_SCALE4_(t2, a2, c2);
+    E2M1_SCALE4_(t3, a3, c3);
+  }
+  return (float4)(hsum8(t0.lo + t0.hi), hsum8(t1.lo + t1.hi), hsum8(t2.lo + t2.hi),
+                  hsum8(t3.lo + t3.hi));
+}
+#pragma OPENCL FP_CONTRACT OFF
+
+/* moe_ffn_up_aq for e2m1 gate/up rows: an item takes features f0 = 2·i and f0 + 1, i.e. the
+ * gate rows f0, f0 + 1 and the up rows F + f0, F + f0 + 1 of its pair's expert (a last odd
+ * feature is read twice, stored once). global (ceil(F / 2) rounded up to the work-group,
+ * T·k), work-groups (wg, 1). */
+__kernel void moe_ffn_up_e2m1x4(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu), TENSOR(h),
+                                long pairs, int k, int C, int F, float limit, int E,
+                                __local float *xs, TENSOR(err), int slot) {
+  long f0 = get_global_id(0) * 2, p = get_global_id(1);
+  long t = p / k;
+  if (f0 == 0 && p == 0) {
+    /* The expert ids' check, as moe_ffn_up_aq's. */
+    int first = -1, bad = 0;
+    for (long q = 0; q < pairs; ++q) {
+      int v = ldi(PTR(ex), q);
+      if (v < 0 || v >= E) {
+        first = (int)q, bad = v;
+        break;
+      }
+    }
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first;
+    e[slot + 1] = bad;
+  }
+  act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, 1, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (f0 >= F || p >= pairs) return;
+  long e = clamp(ldi(PTR(ex), p), 0, E - 1);
+  long f1 = f0 + 1 < F ? f0 + 1 : f0;
+  long rb = C / 2, SC = (C + wgu_b1 - 1) / wgu_b1;
+  long R = 2 * (long)F, SR = (R + wgu_b0 - 1) / wgu_b0;
+  __global const uchar *w = PTR(wgu) + e * R * rb, *ws = PTR(wgu_s) + e * SR * SC;
+  float4 d = qrows4_dot_e2m1_l(w + f0 * rb, w + f1 * rb, w + (F + f0) * rb, w + (F + f1) * rb,
+                               ws + (f0 / wgu_b0) * SC, ws + (f1 / wgu_b0) * SC,
+                               ws + ((F + f0) / wgu_b0) * SC, ws + ((F + f1) / wgu_b0) * SC,
+                               wgu_b1, xs, C);
+  __global float *hr = (__global float *)PTR(h) + p * F;
+  hr[f0] = moe_act(d.s0, d.s2, limit);
+  if (f1 != f0) hr[f1] = moe_act(d.s1, d.s3, limit);
+}
+
+/* moe_ffn_down_aq for e2m1 rows: an item takes output channels c0 = 4·i .. c0 + 3 (rows of
+ * each of the token's k experts; past C the last row is read again and not stored), the
+ * token's k rows of h in local xs[k·F] as moe_ffn_down_aq's. global (ceil(C / 4) rounded up
+ * to the work-group, T), work-groups (wg, 1). */
+__kernel void moe_ffn_down_e2m1x4(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(wd),
+                                  TENSOR(h), TENSOR(y), int dy, long T, int k, int C, int F,
+                                  int E, __local float *xs) {
+  long c0 = get_global_id(0) * 4, t = get_global_id(1);
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i;
+    act_quant_rows(PTR(h), DT_F32, p * F, F, aq, aq ? ld(PTR(wt), dwt, p) : 1.0f, 1,
+                   xs + (long)i * F);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (c0 >= C || t >= T) return;
+  long rb = F / 2, SC = (F + wd_b1 - 1) / wd_b1, SR = (C + wd_b0 - 1) / wd_b0;
+  long c1 = c0 + 1 < C ? c0 + 1 : C - 1, c2 = c0 + 2 < C ? c0 + 2 : C - 1;
+  long c3 = c0 + 3 < C ? c0 + 3 : C - 1;
+  float4 acc = 0.0f;
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
+    __global const uchar *w = PTR(wd) + e * C * rb, *ws = PTR(wd_s) + e * SR * SC;
+    float4 d = qrows4_dot_e2m1_l(w + c0 * rb, w + c1 * rb, w + c2 * rb, w + c3 * rb,
+                                 ws + (c0 / wd_b0) * SC, ws + (c1 / wd_b0) * SC,
+                                 ws + (c2 / wd_b0) * SC, ws + (c3 / wd_b0) * SC, wd_b1,
+                                 xs + (long)i * F, F);
+    acc += aq ? d : ld(PTR(wt), dwt, p) * d;
+  }
+  const float a[4] = {acc.s0, acc.s1, acc.s2, acc.s3};
+  for (int r = 0; r < 4 && c0 + r < C; ++r) st(PTR(y), dy, t * C + c0 + r, a[r]);
+}
