@@ -635,17 +635,32 @@ __kernel void moe_ffn_down_aq(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(w
  * and the e8m0 scale together) wherever that is a normal float. Per row the sums are
  * qrow_dot_lanes_l's: a block's 32-code steps in float16 lanes, then scaled and added. */
 #pragma OPENCL FP_CONTRACT ON
-/* acc += one 32-code step of an e2m1 row (16 bytes at p) times x's even and odd channels. */
-#define E2M1_STEP4_(acc, p, xe, xo)                                                  \
+/* The f16 values of 8 of h's lanes (lanes 0-7, or 8-15 with i = 1) as floats: 8-lane
+ * conversions, which CPU compilers keep at their preferred 256-bit width without joining
+ * halves into 512-bit registers. */
+float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half *)&h); }
+/* ae, ao += one 32-code step of an e2m1 row (16 bytes at p) times x's even channels (xe0:
+ * the first 8, xe1: the next 8) and odd ones (xo0, xo1). */
+#define E2M1_STEP4_(ae, ao, p, xe0, xe1, xo0, xo1)                                   \
   do {                                                                               \
     ushort16 c_ = convert_ushort16(vload16(0, (p)));                                 \
-    acc = fma((xe), e2m1_lo_div16384(c_), acc);                                      \
-    acc = fma((xo), e2m1_hi_div16384(c_), acc);                                      \
+    ushort16 l_ = as_ushort16(as_short16(c_ << (ushort)12) >> (short)3) & (ushort)0x8E00u; \
+    ushort16 h_ = as_ushort16(as_short16(c_ << (ushort)8) >> (short)3) & (ushort)0x8E00u;  \
+    ae = fma((xe0), half8_of(l_, 0), ae);                                            \
+    ao = fma((xo0), half8_of(h_, 0), ao);                                            \
+    ae = fma((xe1), half8_of(l_, 1), ae);                                            \
+    ao = fma((xo1), half8_of(h_, 1), ao);                                            \
   } while (0)
-/* t += a·2^14·(e8m0 code): one product for codes <= 240, else times_pow2_e8m0's two. */
-#define E2M1_SCALE4_(t, a, code)                                                     \
-  t = (code) <= 240u ? fma((a), (float16)as_float(((code) + 14u) << 23), t)          \
-                     : t + times_pow2_e8m0((a), 14, (code))
+/* t += (ae + ao)·2^14·(e8m0 code): one product for codes <= 240, else two. */
+#define E2M1_SCALE4_(t, ae, ao, code)                                                \
+  do {                                                                               \
+    float8 a_ = (ae) + (ao);                                                         \
+    if ((code) <= 240u) {                                                            \
+      t = fma(a_, (float8)as_float(((code) + 14u) << 23), t);                        \
+    } else {                                                                         \
+      t += (a_ * as_float(141u << 23)) * e8m0_to_f32(code);                          \
+    }                                                                                \
+  } while (0)
 
 /* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
  * with x[K] in local memory, each 32 channels stored evens first (act_quant_rows with
@@ -655,26 +670,27 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *s0, __global const uchar *s1,
                          __global const uchar *s2, __global const uchar *s3, int b1,
                          __local const float *x, long K) {
-  float16 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+  float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
-    float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    float8 e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f, o0 = 0.0f, o1 = 0.0f, o2 = 0.0f,
+           o3 = 0.0f;
     for (long k = k0; k < k1; k += 32) {
-      float16 xe = vload16(0, x + k), xo = vload16(0, x + k + 16);
+      float8 xe0 = vload8(0, x + k), xe1 = vload8(1, x + k);
+      float8 xo0 = vload8(2, x + k), xo1 = vload8(3, x + k);
       long kb = k >> 1;
-      E2M1_STEP4_(a0, r0 + kb, xe, xo);
-      E2M1_STEP4_(a1, r1 + kb, xe, xo);
-      E2M1_STEP4_(a2, r2 + kb, xe, xo);
-      E2M1_STEP4_(a3, r3 + kb, xe, xo);
+      E2M1_STEP4_(e0, o0, r0 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e1, o1, r1 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e2, o2, r2 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e3, o3, r3 + kb, xe0, xe1, xo0, xo1);
     }
     uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
-    E2M1_SCALE4_(t0, a0, c0);
-    E2M1_SCALE4_(t1, a1, c1);
-    E2M1_SCALE4_(t2, a2, c2);
-    E2M1_SCALE4_(t3, a3, c3);
+    E2M1_SCALE4_(t0, e0, o0, c0);
+    E2M1_SCALE4_(t1, e1, o1, c1);
+    E2M1_SCALE4_(t2, e2, o2, c2);
+    E2M1_SCALE4_(t3, e3, o3, c3);
   }
-  return (float4)(hsum8(t0.lo + t0.hi), hsum8(t1.lo + t1.hi), hsum8(t2.lo + t2.hi),
-                  hsum8(t3.lo + t3.hi));
+  return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
 }
 #pragma OPENCL FP_CONTRACT OFF
 
