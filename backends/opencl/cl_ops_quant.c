@@ -115,8 +115,10 @@ static int lanes_aq_ok(const cl_lower *L, vnrt_dtype dt, int64_t K, int32_t aq) 
  * linears are one launch each instead of a fake_quant (or widening) launch and the product. */
 static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int32_t aq, int64_t M,
                                    int64_t N, int64_t K, int64_t G) {
+  /* e4m3 rows four per work-item (qgemv4_e4m3_aq): each load of x serves four rows. */
+  const int x4 = cl_in_type(L, 1)->dtype == VNRT_E4M3;
   cl_launch k;
-  cl_launch_begin(L, "qgemv_lanes_aq", &k);
+  cl_launch_begin(L, x4 ? "qgemv4_e4m3_aq" : "qgemv_lanes_aq", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_i32(&k, aq);
   arg_qweight(&k, 1, q);
@@ -129,8 +131,9 @@ static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int3
   /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
    * 64 rows where N >= 512 (8 or more groups for the cores), else 16. */
   int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t wg = cl_launch_wg(&k, cpu ? (N >= 512 ? 64 : 16) : 64);
-  size_t items[2] = {(size_t)N, (size_t)M};
+  size_t rows = cpu ? (N >= 512 ? 64 : 16) : 64, per_item = x4 ? 4 : 1;
+  size_t wg = cl_launch_wg(&k, x4 && !cpu ? 64 : rows / per_item);
+  size_t items[2] = {(size_t)((N + (int64_t)per_item - 1) / (int64_t)per_item), (size_t)M};
   size_t lws[2] = {wg, 1};
   return cl_launch_end(&k, 2, items, lws);
 }

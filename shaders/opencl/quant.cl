@@ -692,6 +692,64 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
   }
   return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
 }
+
+/* The same for four e4m3 rows (K and b1 multiples of 16; x as act_quant_rows stores it
+ * without deint), 16 codes a step in two 8-lane halves, two accumulators per row, a block's
+ * scale one product by 2^(code - 119) (the decode's 2^8 with the e8m0 scale) for codes up to
+ * 246. NaN codes are not patched in the loop (that select costs a shuffle-port operation per
+ * 16 codes): each row ORs (magnitude + 1) of its codes, whose bit 7 is set only by a NaN
+ * code's 0x7F, and a row with one is summed again by qrow_dot_lanes_l. */
+#define E4M3_STEP4_(a, b, nan, p, x0, x1)                                            \
+  do {                                                                               \
+    short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
+    ushort16 h_ = as_ushort16((sx_ & (short)0x17F) << (short)7);                     \
+    nan |= as_ushort16(sx_ & (short)0x7F) + (ushort)1;                               \
+    a = fma((x0), half8_of(h_, 0), a);                                               \
+    b = fma((x1), half8_of(h_, 1), b);                                               \
+  } while (0)
+#define E4M3_SCALE4_(t, a, b, code)                                                  \
+  do {                                                                               \
+    float8 a_ = (a) + (b);                                                           \
+    if ((code) <= 246u) {                                                            \
+      t = fma(a_, (float8)as_float(((code) + 8u) << 23), t);                         \
+    } else {                                                                         \
+      t += (a_ * 256.0f) * e8m0_to_f32(code);                                        \
+    }                                                                                \
+  } while (0)
+
+float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
+                         __global const uchar *r2, __global const uchar *r3,
+                         __global const uchar *s0, __global const uchar *s1,
+                         __global const uchar *s2, __global const uchar *s3, int b1,
+                         __local const float *x, long K) {
+  float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+  ushort16 n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+  for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K;
+    float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1_ = 0.0f, b2 = 0.0f,
+           b3 = 0.0f;
+    for (long k = k0; k < k1; k += 16) {
+      float8 x0 = vload8(0, x + k), x1 = vload8(1, x + k);
+      E4M3_STEP4_(a0, b0, n0, r0 + k, x0, x1);
+      E4M3_STEP4_(a1, b1_, n1, r1 + k, x0, x1);
+      E4M3_STEP4_(a2, b2, n2, r2 + k, x0, x1);
+      E4M3_STEP4_(a3, b3, n3, r3 + k, x0, x1);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    E4M3_SCALE4_(t0, a0, b0, c0);
+    E4M3_SCALE4_(t1, a1, b1_, c1);
+    E4M3_SCALE4_(t2, a2, b2, c2);
+    E4M3_SCALE4_(t3, a3, b3, c3);
+  }
+  float4 d = (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
+  if (any((n0 | n1 | n2 | n3) >= (ushort)0x80)) {
+    d.s0 = qrow_dot_lanes_l(r0, DT_E4M3, s0, b1, x, K);
+    d.s1 = qrow_dot_lanes_l(r1, DT_E4M3, s1, b1, x, K);
+    d.s2 = qrow_dot_lanes_l(r2, DT_E4M3, s2, b1, x, K);
+    d.s3 = qrow_dot_lanes_l(r3, DT_E4M3, s3, b1, x, K);
+  }
+  return d;
+}
 #pragma OPENCL FP_CONTRACT OFF
 
 /* moe_ffn_up_aq for e2m1 gate/up rows: an item takes features f0 = 2·i and f0 + 1, i.e. the
@@ -764,4 +822,25 @@ __kernel void moe_ffn_down_e2m1x4(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIG
   }
   const float a[4] = {acc.s0, acc.s1, acc.s2, acc.s3};
   for (int r = 0; r < 4 && c0 + r < C; ++r) st(PTR(y), dy, t * C + c0 + r, a[r]);
+}
+
+/* qgemv_lanes_aq for e4m3 rows, four per work-item: outputs n0 = 4·i .. n0 + 3 of row m
+ * (past N the last row is read again and not stored), x quantized into local xs[K] by the
+ * work-group as qgemv_lanes_aq's. global (ceil(N / 4) rounded up to the work-group, M),
+ * work-groups (wg, 1). */
+__kernel void qgemv4_e4m3_aq(TENSOR(x), int dx, int aq, QWEIGHT(w), TENSOR(o), int dout, long M,
+                             long N, long K, long G, __local float *xs) {
+  long n0 = get_global_id(0) * 4, m = get_global_id(1);
+  act_quant_rows(PTR(x), dx, m * K, K, aq, 1.0f, 0, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (n0 >= N || m >= M) return;
+  long base = (m % G) * N, SC = (K + w_b1 - 1) / w_b1;
+  long r0 = base + n0, r1 = base + (n0 + 1 < N ? n0 + 1 : N - 1);
+  long r2 = base + (n0 + 2 < N ? n0 + 2 : N - 1), r3 = base + (n0 + 3 < N ? n0 + 3 : N - 1);
+  __global const uchar *w = PTR(w), *ws = PTR(w_s);
+  float4 d = qrows4_dot_e4m3_l(w + r0 * K, w + r1 * K, w + r2 * K, w + r3 * K,
+                               ws + (r0 / w_b0) * SC, ws + (r1 / w_b0) * SC,
+                               ws + (r2 / w_b0) * SC, ws + (r3 / w_b0) * SC, w_b1, xs, K);
+  const float a[4] = {d.s0, d.s1, d.s2, d.s3};
+  for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, a[r]);
 }
