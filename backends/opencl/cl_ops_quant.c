@@ -115,8 +115,10 @@ static int lanes_aq_ok(const cl_lower *L, vnrt_dtype dt, int64_t K, int32_t aq) 
  * linears are one launch each instead of a fake_quant (or widening) launch and the product. */
 static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int32_t aq, int64_t M,
                                    int64_t N, int64_t K, int64_t G) {
+  /* e4m3 rows four per work-item (qgemv4_e4m3_aq): each load of x serves four rows. */
+  const int x4 = cl_in_type(L, 1)->dtype == VNRT_E4M3;
   cl_launch k;
-  cl_launch_begin(L, "qgemv_lanes_aq", &k);
+  cl_launch_begin(L, x4 ? "qgemv4_e4m3_aq" : "qgemv_lanes_aq", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_i32(&k, aq);
   arg_qweight(&k, 1, q);
@@ -129,8 +131,9 @@ static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int3
   /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
    * 64 rows where N >= 512 (8 or more groups for the cores), else 16. */
   int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t wg = cl_launch_wg(&k, cpu ? (N >= 512 ? 64 : 16) : 64);
-  size_t items[2] = {(size_t)N, (size_t)M};
+  size_t rows = cpu ? (N >= 512 ? 64 : 16) : 64, per_item = x4 ? 4 : 1;
+  size_t wg = cl_launch_wg(&k, x4 && !cpu ? 64 : rows / per_item);
+  size_t items[2] = {(size_t)((N + (int64_t)per_item - 1) / (int64_t)per_item), (size_t)M};
   size_t lws[2] = {wg, 1};
   return cl_launch_end(&k, 2, items, lws);
 }
@@ -430,8 +433,10 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
   int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
   cl_launch k;
+  /* e2m1 rows: four per work-item (moe_ffn_up_e2m1x4 / moe_ffn_down_e2m1x4). */
+  const int x4 = (up ? gu : cl_in_type(L, 4))->dtype == VNRT_E2M1;
   if (up) {
-    cl_launch_begin(L, "moe_ffn_up_aq", &k);
+    cl_launch_begin(L, x4 ? "moe_ffn_up_e2m1x4" : "moe_ffn_up_aq", &k);
     cl_arg_in_dt(&k, 0);
     cl_arg_i32(&k, p->act_quant);
     cl_arg_in(&k, 1);
@@ -446,9 +451,9 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
     cl_arg_local(&k, (size_t)C * sizeof(float));
     cl_arg_err(&k, slot);
     cl_arg_i32(&k, slot);
-    return launch_moe_aq(&k, F, T * kk);
+    return launch_moe_aq(&k, x4 ? (F + 1) / 2 : F, T * kk);
   }
-  cl_launch_begin(L, "moe_ffn_down_aq", &k);
+  cl_launch_begin(L, x4 ? "moe_ffn_down_e2m1x4" : "moe_ffn_down_aq", &k);
   cl_arg_in(&k, 1);
   cl_arg_in_dt(&k, 2);
   cl_arg_i32(&k, p->act_quant);
@@ -461,7 +466,7 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
   cl_arg_i32(&k, (int32_t)F);
   cl_arg_i32(&k, (int32_t)gu->dims[0]);
   cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
-  return launch_moe_aq(&k, C, T);
+  return launch_moe_aq(&k, x4 ? (C + 3) / 4 : C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with

@@ -626,3 +626,221 @@ __kernel void moe_ffn_down_aq(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(w
   }
   st(PTR(y), dy, t * C + c, acc);
 }
+
+/* ---- FP4 experts at decode: four rows per work-item ------------------------------------ */
+/* moe_ffn with e2m1 gate/up and down weights (fused passes, CPU drivers first of all): a
+ * work-item sums four weight rows against the same x in local memory, so each 32 channels of
+ * x are loaded once for the four rows and a work-group covers four times the rows for one
+ * act_quant of its x; the block scale is one product by 2^(code - 113) (the decode's 2^14
+ * and the e8m0 scale together) wherever that is a normal float. Per row the sums are
+ * qrow_dot_lanes_l's: a block's 32-code steps in float16 lanes, then scaled and added. */
+#pragma OPENCL FP_CONTRACT ON
+/* The f16 values of 8 of h's lanes (lanes 0-7, or 8-15 with i = 1) as floats: 8-lane
+ * conversions, which CPU compilers keep at their preferred 256-bit width without joining
+ * halves into 512-bit registers. */
+float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half *)&h); }
+/* ae, ao += one 32-code step of an e2m1 row (16 bytes at p) times x's even channels (xe0:
+ * the first 8, xe1: the next 8) and odd ones (xo0, xo1). */
+#define E2M1_STEP4_(ae, ao, p, xe0, xe1, xo0, xo1)                                   \
+  do {                                                                               \
+    ushort16 c_ = convert_ushort16(vload16(0, (p)));                                 \
+    ushort16 l_ = as_ushort16(as_short16(c_ << (ushort)12) >> (short)3) & (ushort)0x8E00u; \
+    ushort16 h_ = as_ushort16(as_short16(c_ << (ushort)8) >> (short)3) & (ushort)0x8E00u;  \
+    ae = fma((xe0), half8_of(l_, 0), ae);                                            \
+    ao = fma((xo0), half8_of(h_, 0), ao);                                            \
+    ae = fma((xe1), half8_of(l_, 1), ae);                                            \
+    ao = fma((xo1), half8_of(h_, 1), ao);                                            \
+  } while (0)
+/* t += (ae + ao)·2^14·(e8m0 code): one product for codes <= 240, else two. */
+#define E2M1_SCALE4_(t, ae, ao, code)                                                \
+  do {                                                                               \
+    float8 a_ = (ae) + (ao);                                                         \
+    if ((code) <= 240u) {                                                            \
+      t = fma(a_, (float8)as_float(((code) + 14u) << 23), t);                        \
+    } else {                                                                         \
+      t += (a_ * as_float(141u << 23)) * e8m0_to_f32(code);                          \
+    }                                                                                \
+  } while (0)
+
+/* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
+ * with x[K] in local memory, each 32 channels stored evens first (act_quant_rows with
+ * deint). K and b1 are multiples of 32. */
+float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
+                         __global const uchar *r2, __global const uchar *r3,
+                         __global const uchar *s0, __global const uchar *s1,
+                         __global const uchar *s2, __global const uchar *s3, int b1,
+                         __local const float *x, long K) {
+  float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+  for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K;
+    float8 e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f, o0 = 0.0f, o1 = 0.0f, o2 = 0.0f,
+           o3 = 0.0f;
+    for (long k = k0; k < k1; k += 32) {
+      float8 xe0 = vload8(0, x + k), xe1 = vload8(1, x + k);
+      float8 xo0 = vload8(2, x + k), xo1 = vload8(3, x + k);
+      long kb = k >> 1;
+      E2M1_STEP4_(e0, o0, r0 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e1, o1, r1 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e2, o2, r2 + kb, xe0, xe1, xo0, xo1);
+      E2M1_STEP4_(e3, o3, r3 + kb, xe0, xe1, xo0, xo1);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    E2M1_SCALE4_(t0, e0, o0, c0);
+    E2M1_SCALE4_(t1, e1, o1, c1);
+    E2M1_SCALE4_(t2, e2, o2, c2);
+    E2M1_SCALE4_(t3, e3, o3, c3);
+  }
+  return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
+}
+
+/* The same for four e4m3 rows (K and b1 multiples of 16; x as act_quant_rows stores it
+ * without deint), 16 codes a step in two 8-lane halves, two accumulators per row, a block's
+ * scale one product by 2^(code - 119) (the decode's 2^8 with the e8m0 scale) for codes up to
+ * 246. NaN codes are not patched in the loop (that select costs a shuffle-port operation per
+ * 16 codes): each row ORs (magnitude + 1) of its codes, whose bit 7 is set only by a NaN
+ * code's 0x7F, and a row with one is summed again by qrow_dot_lanes_l. */
+#define E4M3_STEP4_(a, b, nan, p, x0, x1)                                            \
+  do {                                                                               \
+    short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
+    ushort16 h_ = as_ushort16((sx_ & (short)0x17F) << (short)7);                     \
+    nan |= as_ushort16(sx_ & (short)0x7F) + (ushort)1;                               \
+    a = fma((x0), half8_of(h_, 0), a);                                               \
+    b = fma((x1), half8_of(h_, 1), b);                                               \
+  } while (0)
+#define E4M3_SCALE4_(t, a, b, code)                                                  \
+  do {                                                                               \
+    float8 a_ = (a) + (b);                                                           \
+    if ((code) <= 246u) {                                                            \
+      t = fma(a_, (float8)as_float(((code) + 8u) << 23), t);                         \
+    } else {                                                                         \
+      t += (a_ * 256.0f) * e8m0_to_f32(code);                                        \
+    }                                                                                \
+  } while (0)
+
+float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
+                         __global const uchar *r2, __global const uchar *r3,
+                         __global const uchar *s0, __global const uchar *s1,
+                         __global const uchar *s2, __global const uchar *s3, int b1,
+                         __local const float *x, long K) {
+  float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+  ushort16 n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+  for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
+    long k1 = k0 + b1 < K ? k0 + b1 : K;
+    float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1_ = 0.0f, b2 = 0.0f,
+           b3 = 0.0f;
+    for (long k = k0; k < k1; k += 16) {
+      float8 x0 = vload8(0, x + k), x1 = vload8(1, x + k);
+      E4M3_STEP4_(a0, b0, n0, r0 + k, x0, x1);
+      E4M3_STEP4_(a1, b1_, n1, r1 + k, x0, x1);
+      E4M3_STEP4_(a2, b2, n2, r2 + k, x0, x1);
+      E4M3_STEP4_(a3, b3, n3, r3 + k, x0, x1);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    E4M3_SCALE4_(t0, a0, b0, c0);
+    E4M3_SCALE4_(t1, a1, b1_, c1);
+    E4M3_SCALE4_(t2, a2, b2, c2);
+    E4M3_SCALE4_(t3, a3, b3, c3);
+  }
+  float4 d = (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
+  if (any((n0 | n1 | n2 | n3) >= (ushort)0x80)) {
+    d.s0 = qrow_dot_lanes_l(r0, DT_E4M3, s0, b1, x, K);
+    d.s1 = qrow_dot_lanes_l(r1, DT_E4M3, s1, b1, x, K);
+    d.s2 = qrow_dot_lanes_l(r2, DT_E4M3, s2, b1, x, K);
+    d.s3 = qrow_dot_lanes_l(r3, DT_E4M3, s3, b1, x, K);
+  }
+  return d;
+}
+#pragma OPENCL FP_CONTRACT OFF
+
+/* moe_ffn_up_aq for e2m1 gate/up rows: an item takes features f0 = 2·i and f0 + 1, i.e. the
+ * gate rows f0, f0 + 1 and the up rows F + f0, F + f0 + 1 of its pair's expert (a last odd
+ * feature is read twice, stored once). global (ceil(F / 2) rounded up to the work-group,
+ * T·k), work-groups (wg, 1). */
+__kernel void moe_ffn_up_e2m1x4(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu), TENSOR(h),
+                                long pairs, int k, int C, int F, float limit, int E,
+                                __local float *xs, TENSOR(err), int slot) {
+  long f0 = get_global_id(0) * 2, p = get_global_id(1);
+  long t = p / k;
+  if (f0 == 0 && p == 0) {
+    /* The expert ids' check, as moe_ffn_up_aq's. */
+    int first = -1, bad = 0;
+    for (long q = 0; q < pairs; ++q) {
+      int v = ldi(PTR(ex), q);
+      if (v < 0 || v >= E) {
+        first = (int)q, bad = v;
+        break;
+      }
+    }
+    __global int *e = (__global int *)PTR(err);
+    e[slot] = first;
+    e[slot + 1] = bad;
+  }
+  act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, 1, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (f0 >= F || p >= pairs) return;
+  long e = clamp(ldi(PTR(ex), p), 0, E - 1);
+  long f1 = f0 + 1 < F ? f0 + 1 : f0;
+  long rb = C / 2, SC = (C + wgu_b1 - 1) / wgu_b1;
+  long R = 2 * (long)F, SR = (R + wgu_b0 - 1) / wgu_b0;
+  __global const uchar *w = PTR(wgu) + e * R * rb, *ws = PTR(wgu_s) + e * SR * SC;
+  float4 d = qrows4_dot_e2m1_l(w + f0 * rb, w + f1 * rb, w + (F + f0) * rb, w + (F + f1) * rb,
+                               ws + (f0 / wgu_b0) * SC, ws + (f1 / wgu_b0) * SC,
+                               ws + ((F + f0) / wgu_b0) * SC, ws + ((F + f1) / wgu_b0) * SC,
+                               wgu_b1, xs, C);
+  __global float *hr = (__global float *)PTR(h) + p * F;
+  hr[f0] = moe_act(d.s0, d.s2, limit);
+  if (f1 != f0) hr[f1] = moe_act(d.s1, d.s3, limit);
+}
+
+/* moe_ffn_down_aq for e2m1 rows: an item takes output channels c0 = 4·i .. c0 + 3 (rows of
+ * each of the token's k experts; past C the last row is read again and not stored), the
+ * token's k rows of h in local xs[k·F] as moe_ffn_down_aq's. global (ceil(C / 4) rounded up
+ * to the work-group, T), work-groups (wg, 1). */
+__kernel void moe_ffn_down_e2m1x4(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIGHT(wd),
+                                  TENSOR(h), TENSOR(y), int dy, long T, int k, int C, int F,
+                                  int E, __local float *xs) {
+  long c0 = get_global_id(0) * 4, t = get_global_id(1);
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i;
+    act_quant_rows(PTR(h), DT_F32, p * F, F, aq, aq ? ld(PTR(wt), dwt, p) : 1.0f, 1,
+                   xs + (long)i * F);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (c0 >= C || t >= T) return;
+  long rb = F / 2, SC = (F + wd_b1 - 1) / wd_b1, SR = (C + wd_b0 - 1) / wd_b0;
+  long c1 = c0 + 1 < C ? c0 + 1 : C - 1, c2 = c0 + 2 < C ? c0 + 2 : C - 1;
+  long c3 = c0 + 3 < C ? c0 + 3 : C - 1;
+  float4 acc = 0.0f;
+  for (int i = 0; i < k; ++i) {
+    long p = t * k + i, e = clamp(ldi(PTR(ex), p), 0, E - 1);
+    __global const uchar *w = PTR(wd) + e * C * rb, *ws = PTR(wd_s) + e * SR * SC;
+    float4 d = qrows4_dot_e2m1_l(w + c0 * rb, w + c1 * rb, w + c2 * rb, w + c3 * rb,
+                                 ws + (c0 / wd_b0) * SC, ws + (c1 / wd_b0) * SC,
+                                 ws + (c2 / wd_b0) * SC, ws + (c3 / wd_b0) * SC, wd_b1,
+                                 xs + (long)i * F, F);
+    acc += aq ? d : ld(PTR(wt), dwt, p) * d;
+  }
+  const float a[4] = {acc.s0, acc.s1, acc.s2, acc.s3};
+  for (int r = 0; r < 4 && c0 + r < C; ++r) st(PTR(y), dy, t * C + c0 + r, a[r]);
+}
+
+/* qgemv_lanes_aq for e4m3 rows, four per work-item: outputs n0 = 4·i .. n0 + 3 of row m
+ * (past N the last row is read again and not stored), x quantized into local xs[K] by the
+ * work-group as qgemv_lanes_aq's. global (ceil(N / 4) rounded up to the work-group, M),
+ * work-groups (wg, 1). */
+__kernel void qgemv4_e4m3_aq(TENSOR(x), int dx, int aq, QWEIGHT(w), TENSOR(o), int dout, long M,
+                             long N, long K, long G, __local float *xs) {
+  long n0 = get_global_id(0) * 4, m = get_global_id(1);
+  act_quant_rows(PTR(x), dx, m * K, K, aq, 1.0f, 0, xs);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (n0 >= N || m >= M) return;
+  long base = (m % G) * N, SC = (K + w_b1 - 1) / w_b1;
+  long r0 = base + n0, r1 = base + (n0 + 1 < N ? n0 + 1 : N - 1);
+  long r2 = base + (n0 + 2 < N ? n0 + 2 : N - 1), r3 = base + (n0 + 3 < N ? n0 + 3 : N - 1);
+  __global const uchar *w = PTR(w), *ws = PTR(w_s);
+  float4 d = qrows4_dot_e4m3_l(w + r0 * K, w + r1 * K, w + r2 * K, w + r3 * K,
+                               ws + (r0 / w_b0) * SC, ws + (r1 / w_b0) * SC,
+                               ws + (r2 / w_b0) * SC, ws + (r3 / w_b0) * SC, w_b1, xs, K);
+  const float a[4] = {d.s0, d.s1, d.s2, d.s3};
+  for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, a[r]);
+}

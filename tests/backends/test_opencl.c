@@ -1015,6 +1015,101 @@ START_TEST(test_plan_results_match_with_and_without_svm) {
 }
 END_TEST
 
+/* ---- Quantized rows: scales past the one-product range --------------------------------- */
+
+/* Runs op on the cpu and on opencl:0 and compares output 0 element by element: within 1e-4 of
+ * the element's magnitude plus 1e-6 of the largest |value| below 2^100 (the rows with huge
+ * scales are compared to their own size); NaN where the cpu has NaN. */
+static void vs_cpu_each(vnrt_context *ctx, const char *what, vnrt_op op, const tu_tensor *ins,
+                        int32_t n_in, const vnrt_attr *attrs, int32_t n_attrs) {
+  vnrt_graph *g = tu_op_graph(ctx, op, ins, n_in, attrs, n_attrs, 1);
+  vnrt_device *cpu = NULL;
+  TU_OK(ctx, vnrt_device_select(ctx, "cpu", &cpu));
+  tu_tensor ref, got;
+  TU_OK(ctx, tu_run(ctx, g, cpu, ins, n_in, &ref, 1));
+  vnrt_status s = tu_run(ctx, g, opencl0(ctx), ins, n_in, &got, 1);
+  ck_assert_msg(s == VNRT_OK, "%s: %s", what, vnrt_context_last_error(ctx));
+  const int64_t n = tu_numel(&ref);
+  ck_assert_int_eq(tu_numel(&got), n);
+  double small = 0.0, big = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double w = fabs(tu_get(&ref, i));
+    if (w < 0x1p100 && w > small) small = w;
+    if (w >= 0x1p100 && w > big) big = w;
+  }
+  ck_assert_msg(small > 0.0 && big > 0.0, "%s: want ordinary and huge values", what);
+  for (int64_t i = 0; i < n; ++i) {
+    const double w = tu_get(&ref, i), v = tu_get(&got, i);
+    if (isnan(w) || isnan(v)) {
+      if (isnan(w) != isnan(v)) ck_abort_msg("%s: [%lld] = %g, cpu %g", what, (long long)i, v, w);
+      continue;
+    }
+    if (!(fabs(v - w) <= 1e-4 * fabs(w) + 1e-6 * small)) {
+      ck_abort_msg("%s: [%lld] = %.9g, cpu %.9g", what, (long long)i, v, w);
+    }
+  }
+  tu_tensor_free(&ref);
+  tu_tensor_free(&got);
+  vnrt_graph_destroy(g);
+}
+
+/* The four-row FP8/FP4 kernels scale a block by one product by 2^(code - 119) (e4m3) or
+ * 2^(code - 113) (e2m1) up to codes 246 / 240 and by two products above; both agree with
+ * the cpu. (NaN codes and scales are refused when bound: runtime/plan_run.c.) */
+START_TEST(test_quantized_rows_keep_large_scales) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  uint64_t r = 12345;
+  /* linear, x [2, 64] by e4m3 w [9, 64] with 1x16 blocks (N not a multiple of 4): rows 5 and
+   * 6 hold block scales of 2^120 and 2^123. */
+  const int64_t xd[2] = {2, 64}, wd[2] = {9, 64}, sd[2] = {9, 4};
+  tu_tensor lin[3] = {rnd(VNRT_F32, 2, xd, 71, -1.0f, 1.0f), tu_tensor_new(VNRT_E4M3, 2, wd),
+                      tu_tensor_new(VNRT_E8M0, 2, sd)};
+  uint8_t *w = lin[1].data, *sc = lin[2].data;
+  for (int64_t i = 0; i < 9 * 64; ++i) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    /* exponent field 4..8: magnitudes 2^-3..2^1, so 16 products times 2^123 stay finite */
+    w[i] = (uint8_t)(((r >> 33) & 0x80) | (4 + (r >> 40) % 5) << 3 | ((r >> 50) & 7));
+  }
+  for (int64_t i = 0; i < 9 * 4; ++i) sc[i] = (uint8_t)(120 + i % 8);
+  sc[5 * 4 + 1] = 247;
+  sc[6 * 4 + 2] = 250;
+  const int64_t blk8[2] = {1, 16};
+  const vnrt_attr la[1] = {tu_attr_ints("block", blk8, 2)};
+  vs_cpu_each(ctx, "linear e4m3, scales 247 and 250", VNRT_OP_LINEAR, lin, 3, la, 1);
+  free_all(lin, 3);
+  /* moe_ffn with e2m1 experts (C = 64, F = 32, E = 4, k = 2): a gate row's block and a down
+   * row's block with scales 2^114 and 2^116; limit 10 keeps the gate finite. */
+  const int64_t mx[2] = {1, 64}, me[2] = {1, 2}, gud[3] = {4, 64, 64}, gus[3] = {4, 64, 2};
+  const int64_t dnd[3] = {4, 64, 32}, dns[3] = {4, 64, 1};
+  tu_tensor moe[7] = {rnd(VNRT_F32, 2, mx, 72, -1.0f, 1.0f), tu_tensor_new(VNRT_I32, 2, me),
+                      tu_tensor_new(VNRT_F32, 2, me),        tu_tensor_new(VNRT_E2M1, 3, gud),
+                      tu_tensor_new(VNRT_E2M1, 3, dnd),      tu_tensor_new(VNRT_E8M0, 3, gus),
+                      tu_tensor_new(VNRT_E8M0, 3, dns)};
+  tu_set(&moe[1], 0, 1);
+  tu_set(&moe[1], 1, 3);
+  tu_set(&moe[2], 0, 0.6);
+  tu_set(&moe[2], 1, 0.4);
+  for (int i = 3; i < 5; ++i) {
+    uint8_t *b = moe[i].data;
+    for (int64_t j = 0; j < tu_numel(&moe[i]) / 2; ++j) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      b[j] = (uint8_t)(r >> 40);
+    }
+  }
+  for (int i = 5; i < 7; ++i) {
+    uint8_t *b = moe[i].data;
+    for (int64_t j = 0; j < tu_numel(&moe[i]); ++j) b[j] = (uint8_t)(118 + j % 6);
+  }
+  ((uint8_t *)moe[5].data)[(1 * 64 + 3) * 2 + 1] = 241;
+  ((uint8_t *)moe[6].data)[3 * 64 + 7] = 243;
+  const vnrt_attr ma[1] = {tu_attr_f("limit", 10.0)};
+  vs_cpu_each(ctx, "moe_ffn e2m1, scales 241 and 243", VNRT_OP_MOE_FFN, moe, 7, ma, 1);
+  free_all(moe, 7);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *opencl_suite(void) {
   Suite *s = suite_create("opencl");
   TCase *dev = tcase_create("devices");
@@ -1045,6 +1140,7 @@ static Suite *opencl_suite(void) {
   tcase_add_test(ops, test_ops_match_cpu);
   tcase_add_test(ops, test_ops_match_cpu_work_group_kernels);
   tcase_add_test(ops, test_each_index_check_has_its_own_slot);
+  tcase_add_test(ops, test_quantized_rows_keep_large_scales);
   suite_add_tcase(s, ops);
   return s;
 }
