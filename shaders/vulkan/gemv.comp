@@ -104,8 +104,10 @@ vec4 f16x4(uvec2 ab) { return vec4(unpackHalf2x16(ab.x), unpackHalf2x16(ab.y)); 
 float chunk_dot(uint wi, vec4 xv[8]) {
   if (DT3 == DT_E4M3) { // through f16 (vn_e4m3_dot_2m8); times 2^8 is exact
     uvec4 q = wtx(wi >> 4);
-    return 256.0 * ((vn_e4m3_dot_2m8(q.x, xv[0]) + vn_e4m3_dot_2m8(q.y, xv[1])) +
-                    (vn_e4m3_dot_2m8(q.z, xv[2]) + vn_e4m3_dot_2m8(q.w, xv[3])));
+    float d = (vn_e4m3_dot_2m8(q.x, xv[0]) + vn_e4m3_dot_2m8(q.y, xv[1])) +
+              (vn_e4m3_dot_2m8(q.z, xv[2]) + vn_e4m3_dot_2m8(q.w, xv[3]));
+    // NaN codes, flagged for the whole chunk (one test per 16 codes, not per pair).
+    return vn_e4m3_nan4(q) != 0u ? uintBitsToFloat(0x7fc00000u) : 256.0 * d;
   }
   if (DT3 == DT_E2M1) { // through f16 (vn_e2m1_dot_2m14); times 2^14 is exact
     uvec4 q = wtx(wi >> 5);
