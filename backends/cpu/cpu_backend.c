@@ -49,9 +49,9 @@ typedef struct cpu_exec_node {
   cpu_kernel_fn fn;
   cpu_kernel_args args;
   bool empty; /* every result has no elements: nothing to compute (cpu_outputs_empty) */
-  /* A node whose kernel keeps every thread streaming memory (a linear whose weight dwarfs its
-   * input, moe_ffn): before it runs, the pool is handed `prefetch`, the weights of the next
-   * such linears, to read while the serial nodes between run (cpu_pool_prefetch). */
+  /* A node whose kernel keeps every thread streaming memory (cpu_streamed_weight_'s nodes, and
+   * moe_ffn): before it runs, the pool is handed `prefetch`, the next such nodes' weights, to
+   * read while the serial nodes between run (cpu_pool_prefetch; only with cpu_prefetch_kib). */
   bool streams;
   int32_t n_prefetch;
   cpu_prefetch_range prefetch[CPU_POOL_PREFETCH_RANGES];
@@ -344,36 +344,42 @@ static void cpu_plan_prefetch_(vnrt_backend_exec *exec) {
   const int64_t budget = cpu_pool_prefetch_budget(pool);
   const int32_t n = exec->n_nodes;
   if (budget <= 0 || n <= 0) return;
-  /* next[i]: the first node after i (cyclically) with a streamed weight, -1 where none. */
+  /* Each node's streamed weight (NULL: none), then next[i]: the first node after i
+   * (cyclically) with one, -1 where none. */
+  cpu_prefetch_range *w = host->alloc(host->core, sizeof *w * (size_t)n);
   int32_t *next = host->alloc(host->core, sizeof *next * (size_t)n);
-  if (!next) return;
-  int32_t seen = -1;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int32_t i = n - 1; i >= 0; --i) {
-      next[i] = seen;
-      int64_t b = 0;
-      if (cpu_streamed_weight_(&exec->nodes[i].args, &b) && !exec->nodes[i].empty) seen = i;
+  if (w && next) {
+    const int32_t parts = cpu_pool_threads(pool);
+    for (int32_t i = 0; i < n; ++i) {
+      w[i] = (cpu_prefetch_range){NULL, 0, parts};
+      if (!exec->nodes[i].empty) {
+        w[i].data = cpu_streamed_weight_(&exec->nodes[i].args, &w[i].bytes);
+      }
+    }
+    int32_t seen = -1;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int32_t i = n - 1; i >= 0; --i) {
+        next[i] = seen;
+        if (w[i].data) seen = i;
+      }
+    }
+    for (int32_t i = 0; i < n; ++i) {
+      cpu_exec_node *en = &exec->nodes[i];
+      en->streams = w[i].data || en->args.node->op == VNRT_OP_MOE_FFN;
+      int64_t left = budget;
+      for (int32_t j = next[i];
+           en->streams && j >= 0 && left > 0 && en->n_prefetch < CPU_POOL_PREFETCH_RANGES;
+           j = next[j]) {
+        if (en->n_prefetch > 0 && j == next[i]) break; /* round the whole graph already */
+        cpu_prefetch_range r = w[j];
+        if (r.bytes > left) r.bytes = left;
+        en->prefetch[en->n_prefetch++] = r;
+        left -= r.bytes;
+      }
     }
   }
-  const int32_t parts = cpu_pool_threads(pool);
-  for (int32_t i = 0; i < n; ++i) {
-    cpu_exec_node *en = &exec->nodes[i];
-    int64_t b = 0;
-    en->streams =
-        cpu_streamed_weight_(&en->args, &b) != NULL || en->args.node->op == VNRT_OP_MOE_FFN;
-    if (!en->streams) continue;
-    int64_t left = budget;
-    for (int32_t j = next[i]; j >= 0 && left > 0 && en->n_prefetch < CPU_POOL_PREFETCH_RANGES;
-         j = next[j]) {
-      if (en->n_prefetch > 0 && j == next[i]) break; /* round the whole graph already */
-      int64_t bytes = 0;
-      const void *w = cpu_streamed_weight_(&exec->nodes[j].args, &bytes);
-      if (bytes > left) bytes = left;
-      en->prefetch[en->n_prefetch++] = (cpu_prefetch_range){w, bytes, parts};
-      left -= bytes;
-    }
-  }
-  host->free(host->core, next);
+  if (w) host->free(host->core, w);
+  if (next) host->free(host->core, next);
 }
 
 static vnrt_status cpu_compile_(vnrt_backend_device *device, const vnrt_backend_graph *graph,

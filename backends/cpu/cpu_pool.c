@@ -156,9 +156,9 @@ static int cpu_pool_prefetch_step_(cpu_pool *pool) {
   }
 }
 
-void cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n) {
-  if (!pool || pool->n_workers == 0 || pool->prefetch_budget <= 0) return;
-  if (atomic_flag_test_and_set_explicit(&pool->bg_posting, memory_order_acquire)) return;
+int64_t cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n) {
+  if (!pool || pool->n_workers == 0 || pool->prefetch_budget <= 0) return 0;
+  if (atomic_flag_test_and_set_explicit(&pool->bg_posting, memory_order_acquire)) return 0;
   if (n > CPU_POOL_PREFETCH_RANGES) n = CPU_POOL_PREFETCH_RANGES;
   if (n < 0) n = 0;
   const uint_fast64_t gen = (atomic_load_explicit(&pool->bg_word, memory_order_relaxed) >> 32) | 1;
@@ -183,6 +183,7 @@ void cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t
   atomic_store_explicit(&pool->bg_n, m, memory_order_relaxed);
   atomic_store_explicit(&pool->bg_word, (gen + 1) << 32, memory_order_seq_cst);
   atomic_flag_clear_explicit(&pool->bg_posting, memory_order_release);
+  return steps;
 }
 
 int64_t cpu_pool_prefetch_left(cpu_pool *pool) {

@@ -37,7 +37,8 @@ typedef struct cpu_prefetch_range {
   int64_t bytes;
   int32_t parts; /* slices read in turn (the threads of the op that will read it); >= 1 */
 } cpu_prefetch_range;
-void cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n);
+/* Returns the 4 KiB steps posted (0 when off, or when another thread was posting). */
+int64_t cpu_pool_prefetch(cpu_pool *pool, const cpu_prefetch_range *ranges, int32_t n);
 /* The 4 KiB steps of the posted ranges no worker has taken yet (0 when none are posted). */
 int64_t cpu_pool_prefetch_left(cpu_pool *pool);
 /* The byte budget the cpu_prefetch_kib option sets (0: background prefetch off). */

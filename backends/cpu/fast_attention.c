@@ -344,6 +344,9 @@ vnrt_status cpu_fast_attention(const cpu_kernel_args *a) {
 /* Heads per work item, at most: every head of a token shares the gathered key panel (V4 has
  * 64), so one gather serves them all unless the threads need more items. */
 #define SPARSE_HB_MAX 64
+/* Runs of fewer in-place key rows than this are gathered with the keys after them instead: a
+ * GEMM and p·v call per handful of rows would cost more than the copy. */
+#define SPARSE_MIN_RUN 8
 
 typedef struct sparse_job {
   const cpu_kernel_args *a;
@@ -445,7 +448,7 @@ static void sparse_item_(void *user, int64_t item, int32_t slot) {
      * or two such runs); anything else is gathered, widened, into kb. */
     const float *keys = kb;
     sn = sparse_f32_run_(j, lo, nwin, n_keys, sel, s0, ATT_SB, &keys);
-    if (sn < 8) {
+    if (sn < SPARSE_MIN_RUN) {
       keys = kb;
       sn = n_keys - s0 < ATT_SB ? n_keys - s0 : ATT_SB;
       for (int64_t s = 0; s < sn; ++s) {

@@ -316,8 +316,8 @@ static const avx2_qkern_fn avx2_qkerns_[2][2][QV_MR + 1] = {
 };
 
 /* The FP4 GEMV of one x row in 32-code steps, for blocks whose width is a multiple of 32: x
- * permuted by x_fp4_perm_ (per 32 channels the even ones, then the odd ones), so that a row's
- * 16 bytes split into their low and high nibbles give the codes in x's order without an
+ * permuted by x_evenodd_perm_ in blocks of 32 (the even channels, then the odd ones), so that a
+ * row's 16 bytes split into their low and high nibbles give the codes in x's order without an
  * interleave. vpshufb looks each nibble up in a 16-entry table of 2·value as int8 (the levels
  * times 2 are the integers 0..12) and the int8s widen to f32: about half the operations per code
  * of the 8-lane permute above. sf holds the block scales times 1/2 (exact). */
@@ -444,13 +444,16 @@ static CPU_AVX2 void x_e2m1_perm64_(const float *x, int64_t n, float *xp) {
   }
 }
 
-/* xp[32·b + i] = x[32·b + 2i], xp[32·b + 16 + i] = x[32·b + 2i + 1] for i < 16, n a multiple
- * of 32: the order avx2_qkern_fp4p_ meets the codes in. */
-static void x_fp4_perm_(const float *x, int64_t n, float *xp) {
-  for (int64_t b = 0; b < n; b += 32) {
-    for (int64_t i = 0; i < 16; ++i) {
+/* Per block of `block` channels (32 or 64), the even ones, then the odd ones: xp[b + i] =
+ * x[b + 2i], xp[b + block/2 + i] = x[b + 2i + 1] for i < block/2, n a multiple of block. The
+ * order avx2_qkern_fp4p_ and avx2_qkern_e4m3_eo_ (32) and avx512_qkern_e4m3_eo_ (64) meet the
+ * codes in. */
+static void x_evenodd_perm_(const float *x, int64_t n, int64_t block, float *xp) {
+  const int64_t half = block / 2;
+  for (int64_t b = 0; b < n; b += block) {
+    for (int64_t i = 0; i < half; ++i) {
       xp[b + i] = x[b + 2 * i];
-      xp[b + 16 + i] = x[b + 2 * i + 1];
+      xp[b + half + i] = x[b + 2 * i + 1];
     }
   }
 }
@@ -490,10 +493,10 @@ static CPU_AVX512 void avx512_qkern_e4m3_1_(const float *x, const uint8_t *const
   for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
 }
 
-/* e2m1 on x permuted by x_fp4_perm_: a block's 16 bytes zero-extend to 16 lanes, whose low
- * nibbles (the even codes) and high nibbles (the odd ones) index a 16-entry table of 2·value
- * with one permute each (vpermps reads the low 4 bits of an index). sf: scales times 1/2, as
- * for avx2_qkern_fp4p_. */
+/* e2m1 on x permuted by x_evenodd_perm_ (blocks of 32): a block's 16 bytes zero-extend to 16 lanes,
+ * whose low nibbles (the even codes) and high nibbles (the odd ones) index a 16-entry table of
+ * 2·value with one permute each (vpermps reads the low 4 bits of an index). sf: scales times 1/2,
+ * as for avx2_qkern_fp4p_. */
 static CPU_AVX512 void avx512_qkern_fp4p_(const float *xp, const uint8_t *const *wr,
                                           const uint8_t *const *pf, const float *const *sf,
                                           int64_t kc, int64_t bc, float *s) {
@@ -529,17 +532,6 @@ static CPU_AVX512 void avx512_qkern_fp4p_(const float *xp, const uint8_t *const 
  * s, when the registers cannot do a row exactly (a NaN code; a scale of 2^-127, or one so
  * large that a block sum times it may overflow where the reference's x·(dec·s) does not): the
  * caller then takes the panel path. Four w rows; sr[j] is row j's scale bytes from k0's block. */
-
-/* xp[64c + i] = x[64c + 2i], xp[64c + 32 + i] = x[64c + 2i + 1] for i < 32, n a multiple of
- * 64: the order avx512_qkern_e4m3_eo_ meets the codes in. */
-static void x_e4m3_perm_(const float *x, int64_t n, float *xp) {
-  for (int64_t b = 0; b < n; b += 64) {
-    for (int64_t i = 0; i < 32; ++i) {
-      xp[b + i] = x[b + 2 * i];
-      xp[b + 32 + i] = x[b + 2 * i + 1];
-    }
-  }
-}
 
 /* e4m3, blocks a multiple of 64 wide, kc a multiple of 64. A step's 64 bytes are 32 16-bit
  * words, each an even code (low byte) and an odd one (high byte): the odd codes' f16 bits
@@ -620,7 +612,7 @@ static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *cons
   return exact;
 }
 
-/* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_fp4_perm_ (per 32 channels the even
+/* avx512_qkern_e4m3_eo_ with AVX2, on x permuted by x_evenodd_perm_ (per 32 channels the even
  * ones, then the odd ones): a step's 32 bytes are 16 words of an even and an odd code, turned
  * into f16 bits by the same shifts and mask. Blocks a multiple of 32 wide, kc a multiple of
  * 32; returns 0 on a NaN code or a scale above 246. */
@@ -1145,15 +1137,15 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const float mult = fp4p && !e2b16 ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
   if (e8eo) {
-    x_e4m3_perm_(x, K, xp);
+    x_evenodd_perm_(x, K, 64, xp);
   } else if (e8eo2) {
-    x_fp4_perm_(x, K, xp);
+    x_evenodd_perm_(x, K, 32, xp);
   } else if (e2nib) {
     x_e2m1_perm_(x, K, xp);
   } else if (e2b16) {
     x_e2m1_perm64_(x, K, xp);
   } else if (fp4p) {
-    x_fp4_perm_(x, K, xp);
+    x_evenodd_perm_(x, K, 32, xp);
   }
   const uint8_t *codes = w->data;
   float s[QV_MR * QV_NR_MAX];
@@ -1252,15 +1244,6 @@ static int64_t e4m3_row_step_(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (K > bpc * bc) return 0;
   if (isa >= CPU_ISA_AVX512 && bc % 64 == 0 && K % 64 == 0) return 64;
   return bc % 32 == 0 && K % 32 == 0 ? 32 : 0;
-}
-
-/* x permuted for e4m3_row_step_'s kernel, n a multiple of the step. */
-static void x_e4m3_row_perm_(int64_t step, const float *x, int64_t n, float *xp) {
-  if (step == 64) {
-    x_e4m3_perm_(x, n, xp);
-  } else {
-    x_fp4_perm_(x, n, xp);
-  }
 }
 
 /* qgemm_regs_ for one x row on FP8 (e4m3_row_step_ gives step), x already permuted (xp, all of
@@ -1466,7 +1449,7 @@ static vnrt_status qgemm_run_(const cpu_kernel_args *a, const float *x, int64_t 
     if (g.xp_e2m1) {
       x_e2m1_perm_(x, xp_floats, xp);
     } else {
-      x_e4m3_row_perm_(g.xp_step, x, xp_floats, xp);
+      x_evenodd_perm_(x, xp_floats, g.xp_step, xp); /* e4m3_row_step_'s order */
     }
     g.xp = xp;
   }
