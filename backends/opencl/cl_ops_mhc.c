@@ -112,7 +112,6 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
   uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
-  uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4);
   vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps);
   if (s != VNRT_OK) return s;
   cl_launch k;
@@ -139,6 +138,7 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
     size_t items[2] = {(size_t)C, (size_t)T}, lws[2] = {wg, 1};
     return cl_launch_end(&k, 2, items, lws);
   }
+  uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4); /* hc_head's weights of the n streams */
   cl_launch_begin(L, "hc_head_finish", &k);
   cl_arg_scratch(&k, mix);
   cl_arg_scratch(&k, inv);

@@ -390,20 +390,6 @@ int cl_q_moe_ffn_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
   return p->act_quant == 0 || (C % p->act_quant == 0 && F % p->act_quant == 0);
 }
 
-/* The channels act_quant_rows stores at a time for weights of dt. */
-static int64_t aq_unit(vnrt_dtype dt) { return dt == VNRT_E2M1 ? 32 : 16; }
-
-/* A work-group size for the fused moe passes: 16 items on CPU drivers (one thread runs a
- * group), 64 elsewhere. */
-static vnrt_status launch_moe_aq(cl_launch *k, int64_t n0, int64_t n1) {
-  int cpu = k->L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t wg = cl_launch_wg(k, cpu ? 16 : 64);
-  size_t items[2] = {(size_t)n0, (size_t)n1}, lws[2] = {wg, 1};
-  return cl_launch_end(k, 2, items, lws);
-}
-
-static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up);
-
 int cl_q_moe_ffn_fused(cl_lower *L) {
   const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
@@ -411,48 +397,45 @@ int cl_q_moe_ffn_fused(cl_lower *L) {
   int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
   return T * kk > 0 && F > 0 && lanes_ok(gu->dtype, p->w_gate_up.block[1], C) &&
          lanes_ok(wd->dtype, p->w_down.block[1], F) && lanes_aq_ok(L, gu->dtype, C, p->act_quant) &&
-         lanes_aq_ok(L, wd->dtype, kk * F, p->act_quant) && F % aq_unit(wd->dtype) == 0;
+         lanes_aq_ok(L, wd->dtype, kk * F, p->act_quant);
 }
 
 /* moe_ffn's quantized passes in two launches (moe_ffn_up_aq, moe_ffn_down_aq): each
  * work-group fake-quantizes (act_quant) or widens its token's x, and its token's rows of h,
  * into local memory as it loads them, instead of fake_quant launches around the up pass; the
- * up pass also writes the expert ids' check into error slots slot and slot + 1. */
+ * up pass also writes the expert ids' check into error slots slot and slot + 1. e2m1 weights
+ * take four rows per work-item (moe_ffn_up_e2m1x4 / moe_ffn_down_e2m1x4). */
 vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h) {
-  const vnrt_tensor_type *x0 = cl_in_type(L, 0), *ex0 = cl_in_type(L, 1);
-  const vnrt_tensor_type *gu0 = cl_in_type(L, 3);
-  *out_h = cl_scratch(L, (uint64_t)(x0->dims[0] * ex0->dims[1] * (gu0->dims[1] / 2)) * 4);
-  return moe_passes_aq(L, *out_h, slot, 1);
-}
-
-vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) { return moe_passes_aq(L, h, 0, 0); }
-
-/* The up pass (up = 1, with the check into slot) or the down pass of the fused moe_ffn. */
-static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) {
   const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
   const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
   int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  *out_h = cl_scratch(L, (uint64_t)(T * kk * F) * 4);
+  const int x4 = gu->dtype == VNRT_E2M1;
   cl_launch k;
-  /* e2m1 rows: four per work-item (moe_ffn_up_e2m1x4 / moe_ffn_down_e2m1x4). */
-  const int x4 = (up ? gu : cl_in_type(L, 4))->dtype == VNRT_E2M1;
-  if (up) {
-    cl_launch_begin(L, x4 ? "moe_ffn_up_e2m1x4" : "moe_ffn_up_aq", &k);
-    cl_arg_in_dt(&k, 0);
-    cl_arg_i32(&k, p->act_quant);
-    cl_arg_in(&k, 1);
-    arg_qweight(&k, 3, &p->w_gate_up);
-    cl_arg_scratch(&k, h);
-    cl_arg_i64(&k, T * kk);
-    cl_arg_i32(&k, (int32_t)kk);
-    cl_arg_i32(&k, (int32_t)C);
-    cl_arg_i32(&k, (int32_t)F);
-    cl_arg_f32(&k, (float)p->limit);
-    cl_arg_i32(&k, (int32_t)gu->dims[0]);
-    cl_arg_local(&k, (size_t)C * sizeof(float));
-    cl_arg_err(&k, slot);
-    cl_arg_i32(&k, slot);
-    return launch_moe_aq(&k, x4 ? (F + 1) / 2 : F, T * kk);
-  }
+  cl_launch_begin(L, x4 ? "moe_ffn_up_e2m1x4" : "moe_ffn_up_aq", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_i32(&k, p->act_quant);
+  cl_arg_in(&k, 1);
+  arg_qweight(&k, 3, &p->w_gate_up);
+  cl_arg_scratch(&k, *out_h);
+  cl_arg_i64(&k, T * kk);
+  cl_arg_i32(&k, (int32_t)kk);
+  cl_arg_i32(&k, (int32_t)C);
+  cl_arg_i32(&k, (int32_t)F);
+  cl_arg_f32(&k, (float)p->limit);
+  cl_arg_i32(&k, (int32_t)gu->dims[0]);
+  cl_arg_local(&k, (size_t)C * sizeof(float));
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  return launch_lanes(&k, x4 ? (F + 1) / 2 : F, T * kk);
+}
+
+vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) {
+  const vnrt_moe_ffn_params *p = &L->node->params->moe_ffn;
+  const vnrt_tensor_type *x = cl_in_type(L, 0), *ex = cl_in_type(L, 1), *gu = cl_in_type(L, 3);
+  int64_t T = x->dims[0], C = x->dims[1], kk = ex->dims[1], F = gu->dims[1] / 2;
+  const int x4 = cl_in_type(L, 4)->dtype == VNRT_E2M1;
+  cl_launch k;
   cl_launch_begin(L, x4 ? "moe_ffn_down_e2m1x4" : "moe_ffn_down_aq", &k);
   cl_arg_in(&k, 1);
   cl_arg_in_dt(&k, 2);
@@ -466,7 +449,7 @@ static vnrt_status moe_passes_aq(cl_lower *L, uint64_t h, int32_t slot, int up) 
   cl_arg_i32(&k, (int32_t)F);
   cl_arg_i32(&k, (int32_t)gu->dims[0]);
   cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
-  return launch_moe_aq(&k, x4 ? (C + 3) / 4 : C, T);
+  return launch_lanes(&k, x4 ? (C + 3) / 4 : C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with
