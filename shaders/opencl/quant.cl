@@ -560,6 +560,23 @@ __kernel void moe_ffn_down_lanes(TENSOR(ex), TENSOR(wt), int dwt, int use_w, QWE
   st(PTR(y), dy, t * C + c, acc);
 }
 
+/* The expert ids' check of the fused up passes, done by one item (check_index_val's slots,
+ * read after the run; the passes clamp ids): the first bad position of ex[pairs] and its id,
+ * or -1. */
+void moe_ids_check(__global const uchar *ex, long pairs, int E, __global uchar *err, int slot) {
+  int first = -1, bad = 0;
+  for (long q = 0; q < pairs; ++q) {
+    int v = ldi(ex, q);
+    if (v < 0 || v >= E) {
+      first = (int)q, bad = v;
+      break;
+    }
+  }
+  __global int *e = (__global int *)err;
+  e[slot] = first;
+  e[slot + 1] = bad;
+}
+
 /* moe_ffn_up_lanes with x read in its own dtype and, with aq, fake-quantized per aq channels
  * by the work-group into local xs[C] (act_quant_rows), and the expert ids' check done by its
  * first item: one launch, no check or fake_quant launch before it.
@@ -570,21 +587,7 @@ __kernel void moe_ffn_up_aq(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(wgu),
                             __local float *xs, TENSOR(err), int slot) {
   long f = get_global_id(0), p = get_global_id(1);
   long t = p / k;
-  if (f == 0 && p == 0) {
-    /* The expert ids' check (check_index_val's slots, read after the run; the passes clamp
-     * ids): the first bad position and its id, or -1. */
-    int first = -1, bad = 0;
-    for (long q = 0; q < pairs; ++q) {
-      int v = ldi(PTR(ex), q);
-      if (v < 0 || v >= E) {
-        first = (int)q, bad = v;
-        break;
-      }
-    }
-    __global int *e = (__global int *)PTR(err);
-    e[slot] = first;
-    e[slot + 1] = bad;
-  }
+  if (f == 0 && p == 0) moe_ids_check(PTR(ex), pairs, E, PTR(err), slot);
   act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, wgu_dt == DT_E2M1, xs);
   barrier(CLK_LOCAL_MEM_FENCE);
   if (f >= F || p >= pairs) return;
@@ -761,20 +764,7 @@ __kernel void moe_ffn_up_e2m1x4(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(w
                                 __local float *xs, TENSOR(err), int slot) {
   long f0 = get_global_id(0) * 2, p = get_global_id(1);
   long t = p / k;
-  if (f0 == 0 && p == 0) {
-    /* The expert ids' check, as moe_ffn_up_aq's. */
-    int first = -1, bad = 0;
-    for (long q = 0; q < pairs; ++q) {
-      int v = ldi(PTR(ex), q);
-      if (v < 0 || v >= E) {
-        first = (int)q, bad = v;
-        break;
-      }
-    }
-    __global int *e = (__global int *)PTR(err);
-    e[slot] = first;
-    e[slot + 1] = bad;
-  }
+  if (f0 == 0 && p == 0) moe_ids_check(PTR(ex), pairs, E, PTR(err), slot);
   act_quant_rows(PTR(x), dx, t * C, C, aq, 1.0f, 1, xs);
   barrier(CLK_LOCAL_MEM_FENCE);
   if (f0 >= F || p >= pairs) return;

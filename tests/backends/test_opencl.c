@@ -1105,6 +1105,14 @@ START_TEST(test_quantized_rows_keep_large_scales) {
   ((uint8_t *)moe[6].data)[3 * 64 + 7] = 243;
   const vnrt_attr ma[1] = {tu_attr_f("limit", 10.0)};
   vs_cpu_each(ctx, "moe_ffn e2m1, scales 241 and 243", VNRT_OP_MOE_FFN, moe, 7, ma, 1);
+  /* The fused up pass checks the expert ids as it runs: id 9 of 4 experts is refused. */
+  tu_set(&moe[1], 1, 9);
+  vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_MOE_FFN, moe, 7, ma, 1, 1);
+  tu_tensor got[1];
+  ck_assert_int_eq(tu_run(ctx, g, opencl0(ctx), moe, 7, got, 1), VNRT_ERROR_OUT_OF_RANGE);
+  const char *msg = vnrt_context_last_error(ctx);
+  ck_assert_msg(strstr(msg, "expert id 9 (experts[0, 1])"), "message: %s", msg);
+  vnrt_graph_destroy(g);
   free_all(moe, 7);
   vnrt_context_destroy(ctx);
 }
