@@ -253,6 +253,9 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc);
 /* Appends a copy of `bytes` from tensor src to tensor dst (vkCmdCopyBuffer: on lavapipe a
  * memcpy on the queue's thread, where a dispatch wakes the driver's thread pool). */
 vnrt_status vk_emit_copy(vk_builder *b, int32_t src, int32_t dst, uint64_t bytes);
+/* A dense tensor copied to another of the same dtype and size as a buffer copy (dst's bytes);
+ * nothing when the executor put both in the same place. */
+vnrt_status vk_copy_same(vk_builder *b, int32_t src, int32_t dst);
 /* Whether tensor t can be read as texels of `bytes` (16 at VK_TEXEL_BINDING, 1 at the next):
  * its offset a multiple of the device's texel buffer alignment and of `bytes`, and few enough
  * texels. */

@@ -184,9 +184,7 @@ static vnrt_status emit_flat_copy(vk_builder *b, int32_t src, int32_t dst, uint3
   return emit_copy(b, src, dst, op, it, s, s, 0, 0);
 }
 
-/* A dense tensor copied to another of the same dtype and size as a buffer copy; nothing when
- * the executor put both in the same place. */
-static vnrt_status copy_same(vk_builder *b, int32_t src, int32_t dst) {
+vnrt_status vk_copy_same(vk_builder *b, int32_t src, int32_t dst) {
   vk_view vs = vk_tensor_view(b, src), vd = vk_tensor_view(b, dst);
   if (vs.kind == vd.kind && vs.buffer == vd.buffer && vs.offset == vd.offset) return VNRT_OK;
   const vnrt_backend_graph *g = vk_builder_graph(b);
@@ -197,7 +195,7 @@ static vnrt_status copy_same(vk_builder *b, int32_t src, int32_t dst) {
 /* cast and reshape: one flat copy (reshape keeps the dtype, so no conversion). */
 VK_RECORD_FN(vk_rec_flat_copy) {
   const vnrt_tensor_type *ti = vk_in_type(g, node, 0), *to = vk_out_type(g, node, 0);
-  if (ti->dtype == to->dtype) return copy_same(b, node->inputs[0], node->outputs[0]);
+  if (ti->dtype == to->dtype) return vk_copy_same(b, node->inputs[0], node->outputs[0]);
   return emit_flat_copy(b, node->inputs[0], node->outputs[0], ti->dtype != to->dtype ? 1 : 0,
                         (uint64_t)vnrt_numel(to));
 }
@@ -250,7 +248,7 @@ VK_RECORD_FN(vk_rec_kv_write) {
   int32_t in = node->inputs[0], out = node->outputs[0];
   /* Not in place: the cache first, then the new rows (the executor aliases the result with a
    * state's storage when it can, and then only the rows move). */
-  VK_TRY(copy_same(b, in, out));
+  VK_TRY(vk_copy_same(b, in, out));
   const vnrt_tensor_type *tn = vk_in_type(g, node, 1);
   uint64_t rows = (uint64_t)ti->dims[0];
   uint64_t row_elems = rows ? (uint64_t)vnrt_numel(ti) / rows : 0;

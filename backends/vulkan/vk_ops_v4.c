@@ -72,18 +72,13 @@ static vnrt_status emit_padded(vk_builder *b, vk_dispatch_desc *d) {
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
-static bool same_tensor(const vnrt_backend_graph *g, int32_t a, int32_t b) {
-  const vnrt_backend_tensor *ta = &g->tensors[a], *tb = &g->tensors[b];
-  return ta->buffer == tb->buffer && ta->offset == tb->offset;
-}
-
 /* Whether state tensor `in` can be copied to `out` as a whole: the same tensor (no copy), or
  * ranges that do not overlap, of one size. */
 static bool state_copyable(const vnrt_backend_graph *g, int32_t in, int32_t out) {
   const vnrt_backend_tensor *ti = &g->tensors[in], *to = &g->tensors[out];
   uint64_t bi = vnrt_tensor_type_bytes(&ti->type), bo = vnrt_tensor_type_bytes(&to->type);
   if (bi != bo || bi == 0 || ti->type.dtype != to->type.dtype) return false;
-  if (same_tensor(g, in, out)) return true;
+  if (ti->buffer == to->buffer && ti->offset == to->offset) return true;
   return ti->buffer != to->buffer || ti->offset + bi <= to->offset || to->offset + bo <= ti->offset;
 }
 
@@ -129,13 +124,8 @@ VK_RECORD_FN(vk_rec_kv_compress) {
     /* Without overlap only the rows of this run's positions in the open window change: the
      * states are copied as they are (a buffer copy, nothing where they are the same tensor)
      * and OP 8 writes those rows, an invocation per (run row, channel). */
-    uint64_t bytes = vnrt_tensor_type_bytes(&g->tensors[node->inputs[3]].type);
-    if (!same_tensor(g, node->inputs[3], node->outputs[2])) {
-      VK_TRY(vk_emit_copy(b, node->inputs[3], node->outputs[2], bytes));
-    }
-    if (!same_tensor(g, node->inputs[4], node->outputs[3])) {
-      VK_TRY(vk_emit_copy(b, node->inputs[4], node->outputs[3], bytes));
-    }
+    VK_TRY(vk_copy_same(b, node->inputs[3], node->outputs[2]));
+    VK_TRY(vk_copy_same(b, node->inputs[4], node->outputs[3]));
     dd.spec[8] = V4_KVC_RUN_ROWS;
     vk_grid(b, vk_div_up(T * d, WG_V4), dd.groups);
     return emit_padded(b, &dd);
