@@ -589,8 +589,10 @@ typedef struct walker {
   bool mtp; /* every tensor is VN_V4_KIND_MTP */
 } walker;
 
-static void emit(walker *w, const char *suffix, vn_v4_storage storage, vn_v4_kind kind,
-                 int32_t rank, int64_t d0, int64_t d1, int64_t logical_in) {
+/* One tensor to the walker's callback; dequantized: 8 or 4 for a dequantized weight (the
+ * FP8/FP4 format emit_quant chose), else 0. */
+static void emit_as(walker *w, const char *suffix, vn_v4_storage storage, vn_v4_kind kind,
+                    int32_t rank, int64_t d0, int64_t d1, int64_t logical_in, int32_t dequantized) {
   if (w->rc) return;
   static const char *const kDtype[] = {"BF16", "F32", "F8_E4M3", "I8", "F8_E8M0", "I64"};
   static const uint32_t kSize[] = {2, 4, 1, 1, 1, 8};
@@ -603,14 +605,16 @@ static void emit(walker *w, const char *suffix, vn_v4_storage storage, vn_v4_kin
   t.dims[0] = d0;
   t.dims[1] = rank == 2 ? d1 : 0;
   t.logical_in = logical_in;
-  /* logical_in on a BF16 tensor: a dequantized weight (emit_quant); its recipe's format. */
-  if (storage == VN_V4_STORE_BF16 && logical_in > 0)
-    t.dequantized =
-        kind == VN_V4_KIND_ROUTED_EXPERTS && w->cfg->expert_dtype == VN_V4_EXPERT_FP4 ? 4 : 8;
+  t.dequantized = dequantized;
   t.bytes = (uint64_t)d0 * (uint64_t)(rank == 2 ? d1 : 1) * kSize[storage];
   t.kind = w->mtp ? VN_V4_KIND_MTP : kind;
   t.layer = w->layer;
   w->rc = w->fn(w->user, &t);
+}
+
+static void emit(walker *w, const char *suffix, vn_v4_storage storage, vn_v4_kind kind,
+                 int32_t rank, int64_t d0, int64_t d1, int64_t logical_in) {
+  emit_as(w, suffix, storage, kind, rank, d0, d1, logical_in, 0);
 }
 
 /* A quantized weight [out, in] and its scale, right after it; in a dequantized checkpoint the
@@ -620,7 +624,7 @@ static void emit_quant(walker *w, const char *base, bool fp4, vn_v4_kind kind, i
   char name[96];
   snprintf(name, sizeof name, "%s.weight", base);
   if (!w->cfg->quantized) { /* dequantized: BF16 [out, in], no scale */
-    emit(w, name, VN_V4_STORE_BF16, kind, 2, out, in, in);
+    emit_as(w, name, VN_V4_STORE_BF16, kind, 2, out, in, in, fp4 ? 4 : 8);
     return;
   }
   if (fp4) {
