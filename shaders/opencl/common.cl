@@ -102,12 +102,15 @@ float e4m3_to_f32(uint code) {
  * f16 (exponent bias 15 for e4m3's 7) read as the code's value times 2^-8, subnormal codes as
  * f16 subnormals; the f16 -> f32 conversion (vload_half) is exact and, on x86, a hardware
  * conversion that takes f16 subnormals at full speed. NaN codes are patched in after. */
+/* The f16 bits of e4m3 codes sign-extended to 16 bits (sx): sign-extended, a code is 0xFF80 |
+ * mag when negative, so & 0x17F leaves the sign at bit 8 next to the 7 magnitude bits, and << 7
+ * puts both in their f16 places (3 operations where masking sign and magnitude apart took 6).
+ * A NaN code becomes an f16 NaN. */
+ushort16 e4m3_f16_bits(short16 sx) { return as_ushort16((sx & (short)0x17F) << (short)7); }
+
 float16 e4m3_to_f32x16_div256(uchar16 code) {
-  /* Sign-extended, a code is 0xFF80 | mag when negative: & 0x17F leaves the sign at bit 8
-   * next to the 7 magnitude bits, and << 7 puts both in their f16 places (3 operations where
-   * masking sign and magnitude apart took 6). A NaN code becomes an f16 NaN. */
   short16 sx = convert_short16(as_char16(code));
-  ushort16 h = as_ushort16((sx & (short)0x17F) << (short)7);
+  ushort16 h = e4m3_f16_bits(sx);
   h = select(h, (ushort16)0x7E00u, (sx & (short)0x7F) == (short)0x7F);
   return vload_half16(0, (__private const half *)&h);
 }
@@ -141,12 +144,18 @@ float16 e2m1_nibbles_to_f32x16_div16384(ushort16 c) {
  * e2m1_nibbles_to_f32x16_div16384 of each: a nibble shifted so that its sign lands on bit 15,
  * then shifted right arithmetically by 3, leaves the sign on bit 15 and the magnitude on bits
  * 9-11 (& 0x8E00 clears the sign's copies between): 3 operations a nibble instead of 5. */
+ushort16 e2m1_lo_bits(ushort16 c) {
+  return as_ushort16(as_short16(c << (ushort)12) >> (short)3) & (ushort)0x8E00u;
+}
+ushort16 e2m1_hi_bits(ushort16 c) {
+  return as_ushort16(as_short16(c << (ushort)8) >> (short)3) & (ushort)0x8E00u;
+}
 float16 e2m1_lo_div16384(ushort16 c) {
-  ushort16 h = as_ushort16(as_short16(c << (ushort)12) >> (short)3) & (ushort)0x8E00u;
+  ushort16 h = e2m1_lo_bits(c);
   return vload_half16(0, (__private const half *)&h);
 }
 float16 e2m1_hi_div16384(ushort16 c) {
-  ushort16 h = as_ushort16(as_short16(c << (ushort)8) >> (short)3) & (ushort)0x8E00u;
+  ushort16 h = e2m1_hi_bits(c);
   return vload_half16(0, (__private const half *)&h);
 }
 
@@ -155,6 +164,14 @@ float16 e2m1_hi_div16384(ushort16 c) {
 float16 times_pow2_e8m0(float16 acc, int e, uint code) {
   if (code >= 1u && code + (uint)e <= 254u) return acc * as_float((code + (uint)e) << 23);
   return (acc * as_float((uint)(127 + e) << 23)) * e8m0_to_f32(code);
+}
+
+/* t + a·2^e·(the e8m0 scale code) on 8 lanes: one fused product by 2^(code - 127 + e) where
+ * that is a normal float (code 0 included: 2^-127 times 2^e for e >= 1), else the two exact
+ * products of times_pow2_e8m0. */
+float8 fma_pow2_e8m0_8(float8 a, int e, uint code, float8 t) {
+  if (code + (uint)e <= 254u) return fma(a, (float8)as_float((code + (uint)e) << 23), t);
+  return t + (a * as_float((uint)(127 + e) << 23)) * e8m0_to_f32(code);
 }
 
 /* 16 e2m1 codes from 8 bytes (even index in each byte's low nibble) at once. */

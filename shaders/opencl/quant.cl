@@ -647,22 +647,11 @@ float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half
 #define E2M1_STEP4_(ae, ao, p, xe0, xe1, xo0, xo1)                                   \
   do {                                                                               \
     ushort16 c_ = convert_ushort16(vload16(0, (p)));                                 \
-    ushort16 l_ = as_ushort16(as_short16(c_ << (ushort)12) >> (short)3) & (ushort)0x8E00u; \
-    ushort16 h_ = as_ushort16(as_short16(c_ << (ushort)8) >> (short)3) & (ushort)0x8E00u;  \
+    ushort16 l_ = e2m1_lo_bits(c_), h_ = e2m1_hi_bits(c_);                           \
     ae = fma((xe0), half8_of(l_, 0), ae);                                            \
     ao = fma((xo0), half8_of(h_, 0), ao);                                            \
     ae = fma((xe1), half8_of(l_, 1), ae);                                            \
     ao = fma((xo1), half8_of(h_, 1), ao);                                            \
-  } while (0)
-/* t += (ae + ao)·2^14·(e8m0 code): one product for codes <= 240, else two. */
-#define E2M1_SCALE4_(t, ae, ao, code)                                                \
-  do {                                                                               \
-    float8 a_ = (ae) + (ao);                                                         \
-    if ((code) <= 240u) {                                                            \
-      t = fma(a_, (float8)as_float(((code) + 14u) << 23), t);                        \
-    } else {                                                                         \
-      t += (a_ * as_float(141u << 23)) * e8m0_to_f32(code);                          \
-    }                                                                                \
   } while (0)
 
 /* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
@@ -688,10 +677,10 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
       E2M1_STEP4_(e3, o3, r3 + kb, xe0, xe1, xo0, xo1);
     }
     uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
-    E2M1_SCALE4_(t0, e0, o0, c0);
-    E2M1_SCALE4_(t1, e1, o1, c1);
-    E2M1_SCALE4_(t2, e2, o2, c2);
-    E2M1_SCALE4_(t3, e3, o3, c3);
+    t0 = fma_pow2_e8m0_8(e0 + o0, 14, c0, t0);
+    t1 = fma_pow2_e8m0_8(e1 + o1, 14, c1, t1);
+    t2 = fma_pow2_e8m0_8(e2 + o2, 14, c2, t2);
+    t3 = fma_pow2_e8m0_8(e3 + o3, 14, c3, t3);
   }
   return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
 }
@@ -705,19 +694,10 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
 #define E4M3_STEP4_(a, b, nan, p, x0, x1)                                            \
   do {                                                                               \
     short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
-    ushort16 h_ = as_ushort16((sx_ & (short)0x17F) << (short)7);                     \
+    ushort16 h_ = e4m3_f16_bits(sx_);                                                \
     nan |= as_ushort16(sx_ & (short)0x7F) + (ushort)1;                               \
     a = fma((x0), half8_of(h_, 0), a);                                               \
     b = fma((x1), half8_of(h_, 1), b);                                               \
-  } while (0)
-#define E4M3_SCALE4_(t, a, b, code)                                                  \
-  do {                                                                               \
-    float8 a_ = (a) + (b);                                                           \
-    if ((code) <= 246u) {                                                            \
-      t = fma(a_, (float8)as_float(((code) + 8u) << 23), t);                         \
-    } else {                                                                         \
-      t += (a_ * 256.0f) * e8m0_to_f32(code);                                        \
-    }                                                                                \
   } while (0)
 
 float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
@@ -739,10 +719,10 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
       E4M3_STEP4_(a3, b3, n3, r3 + k, x0, x1);
     }
     uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
-    E4M3_SCALE4_(t0, a0, b0, c0);
-    E4M3_SCALE4_(t1, a1, b1_, c1);
-    E4M3_SCALE4_(t2, a2, b2, c2);
-    E4M3_SCALE4_(t3, a3, b3, c3);
+    t0 = fma_pow2_e8m0_8(a0 + b0, 8, c0, t0);
+    t1 = fma_pow2_e8m0_8(a1 + b1_, 8, c1, t1);
+    t2 = fma_pow2_e8m0_8(a2 + b2, 8, c2, t2);
+    t3 = fma_pow2_e8m0_8(a3 + b3, 8, c3, t3);
   }
   float4 d = (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
   if (any((n0 | n1 | n2 | n3) >= (ushort)0x80)) {
