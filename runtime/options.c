@@ -34,7 +34,7 @@ static const vn_option_def k_options[] = {
     {"max_buffer", "VNRT_DEVICE_MAX_BUFFER", VN_OPT_BYTES, NULL, 0},
     {"max_run_work", "VNRT_MAX_RUN_WORK", VN_OPT_TEXT, NULL, 0},
     {"fault_inject", "VNRT_FAULT_INJECT", VN_OPT_TEXT, NULL, 0},
-    {"cpu_isa", "VNRT_CPU_ISA", VN_OPT_CHOICE, "auto|generic|avx2", 0},
+    {"cpu_isa", "VNRT_CPU_ISA", VN_OPT_CHOICE, "auto|generic|avx2|avx512", 0},
     {"cpu_spin_us", "VNRT_CPU_SPIN_US", VN_OPT_UINT, NULL, 1000000},
     {"cpu_prefetch_kib", "VNRT_CPU_PREFETCH_KIB", VN_OPT_UINT, NULL, 1048576},
     {"cpu_huge_pages", "VNRT_CPU_HUGE_PAGES", VN_OPT_CHOICE, "0|1", 0},

@@ -1,5 +1,6 @@
 /* The CPU backend's thread pool: persistent pthread workers that split parallel_for ranges. */
 #include "cpu_pool.h"
+#include "simd.h"
 
 #include "vnrt/backend_util.h"
 
@@ -250,7 +251,11 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   pool->n_threads = num_threads;
   pool->spin_ns = (int64_t)CPU_POOL_SPIN_US_DEFAULT * 1000;
   const char *isa = vnrt_host_option(host, "cpu_isa");
-  pool->isa_cap = !isa ? 2 : strcmp(isa, "generic") == 0 ? 0 : strcmp(isa, "avx2") == 0 ? 1 : 2;
+  pool->isa_cap = !isa                          ? CPU_ISA_AVX512VBMI
+                  : strcmp(isa, "generic") == 0 ? CPU_ISA_GENERIC
+                  : strcmp(isa, "avx2") == 0    ? CPU_ISA_AVX2
+                  : strcmp(isa, "avx512") == 0  ? CPU_ISA_AVX512
+                                                : CPU_ISA_AVX512VBMI;
   const char *spin = vnrt_host_option(host, "cpu_spin_us");
   if (spin && *spin) {
     char *end = NULL;
@@ -322,7 +327,7 @@ void cpu_pool_destroy(cpu_pool *pool) {
 }
 
 int32_t cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
-int cpu_pool_isa_cap(const cpu_pool *pool) { return pool ? pool->isa_cap : 2; }
+int cpu_pool_isa_cap(const cpu_pool *pool) { return pool ? pool->isa_cap : CPU_ISA_AVX512VBMI; }
 
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user) {
   if (n <= 0) return;

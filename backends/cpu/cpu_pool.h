@@ -16,8 +16,8 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
                             cpu_pool **out_pool);
 void cpu_pool_destroy(cpu_pool *pool);
 int32_t cpu_pool_threads(const cpu_pool *pool);
-/* The highest cpu_isa level (simd.h: 0 generic, 1 AVX2, 2 AVX-512) the context's cpu_isa
- * option allows: generic 0, avx2 1, auto (or unset) 2. */
+/* The highest cpu_isa level (simd.h: 0 generic, 1 AVX2, 2 AVX-512, 3 AVX-512 with VBMI) the
+ * context's cpu_isa option allows: generic 0, avx2 1, avx512 2, auto (or unset) 3. */
 int cpu_pool_isa_cap(const cpu_pool *pool);
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user);
 

@@ -526,6 +526,24 @@ static CPU_AVX512 void avx512_qkern_fp4p_(const float *xp, const uint8_t *const 
   for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
 }
 
+/* s[j] = the sum of a_j's 16 lanes for j < 4, the four reductions in one tree (13 operations
+ * instead of four times 8: a MoE down projection's rows are two or four kernel steps, an FP8
+ * row of K = 512 eight). */
+static CPU_AVX512 inline void reduce4_(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float *s) {
+  /* 128-bit quarters: u = [a0 q0+q2, a0 q1+q3, a1 q0+q2, a1 q1+q3], w the same of a2, a3 */
+  const __m512 u =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+  const __m512 w =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
+  /* quarter j: a_j's four partial sums of four lanes each */
+  __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x88), _mm512_shuffle_f32x4(u, w, 0xDD));
+  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));
+  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
+  const __m128 r = _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), z));
+  _mm_storeu_ps(s, r);
+}
+
 /* The one-row AVX-512 GEMVs of x permuted per 64 (FP8) or 128 (FP4) channels, loading 64 code
  * bytes a step with no widening shuffle, reading the e8m0 scale bytes themselves (no scale
  * buffer) and, for FP8, noting NaN codes as they pass. Each returns 0, having possibly written
@@ -597,18 +615,116 @@ static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *cons
                                             int64_t kc, int64_t bc, float *s) {
   __m512 acc[4];
   const int exact = e4m3_eo_sums_(xp, wr, pf, sr, kc, bc, acc);
-  /* Rows 2i, 2i + 1 to 128-bit quarters [2i: q0 + q2, q1 + q3; 2i + 1: the same]; then quarter
-   * j of u holds row j's four partial sums, which two in-lane swaps add up in lane 4j. */
-  const __m512 t0 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[0], acc[1], 0x44),
-                                  _mm512_shuffle_f32x4(acc[0], acc[1], 0xEE));
-  const __m512 t1 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2], acc[3], 0x44),
-                                  _mm512_shuffle_f32x4(acc[2], acc[3], 0xEE));
-  const __m512 u =
-      _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, 0x88), _mm512_shuffle_f32x4(t0, t1, 0xDD));
-  const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
-  float r[16];
-  _mm512_storeu_ps(r, _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1)));
-  for (int j = 0; j < 4; ++j) s[j] = r[4 * j];
+  reduce4_(acc[0], acc[1], acc[2], acc[3], s);
+  return exact;
+}
+
+/* e4m3 by table (CPU_ISA_AVX512VBMI), on x permuted by x_e4m3_lut_perm_: vpermi2b looks each
+ * code's low 7 bits up in two 128-byte tables, the low and the high byte of the bf16 bits of
+ * its magnitude times 2^-8, as the f16 path has it (bf16 holds every e4m3 value exactly, the
+ * subnormals as normal numbers; 0x7F looks up a NaN, so a NaN code needs no test of its own),
+ * the code's sign is
+ * ORed into the high byte, and the two bytes interleave into words per 128-bit lane. A word in
+ * the high half of a dword is an f32 once the low half is masked off, one in the low half once
+ * shifted up: 13 vector operations per 64 codes where the f16 path (e4m3_eo_sums_) takes 21.
+ * The tables: 0x3800 + (m << 4) for the normal magnitudes m >= 8, m·2^-17 for the subnormal
+ * ones, 0x7FC0 for 0x7F. */
+static const uint8_t k_e4m3_bf16_lo_[128] = {
+    0x00, 0x00, 0x80, 0xC0, 0x00, 0x20, 0x40, 0x60, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0, 0xC0};
+static const uint8_t k_e4m3_bf16_hi_[128] = {
+    0x00, 0x37, 0x37, 0x37, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38, 0x38,
+    0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39, 0x39,
+    0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A, 0x3A,
+    0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B, 0x3B,
+    0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C, 0x3C,
+    0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D, 0x3D,
+    0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E, 0x3E,
+    0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x3F, 0x7F};
+
+/* Per 64 channels, the order e4m3_lut_sums_ meets the codes in: lane d of vector i (d < 16,
+ * i < 4) is code 16·(d / 4) + 2·(d % 4) + (i & 1) + 8·(i >> 1) (vpunpck*bw interleave within
+ * 128-bit lanes; the low word of a dword is the even code). n a multiple of 64. */
+static void x_e4m3_lut_perm_(const float *x, int64_t n, float *xp) {
+  for (int64_t b = 0; b < n; b += 64) {
+    for (int i = 0; i < 4; ++i) {
+      for (int d = 0; d < 16; ++d) {
+        xp[b + 16 * i + d] = x[b + 16 * (d / 4) + 2 * (d % 4) + (i & 1) + 8 * (i >> 1)];
+      }
+    }
+  }
+}
+
+/* e4m3_eo_sums_ by table: the same contract (blocks a multiple of 64 wide, kc a multiple of 64,
+ * four rows' sums in acc, each row's blocks summed apart, scaled, added in order; scales (s +
+ * 8) << 23), 0 only where a scale above 246 needs the panels. */
+static inline __attribute__((always_inline)) CPU_AVX512VBMI int e4m3_lut_sums_(
+    const float *xp, const uint8_t *const *wr, const uint8_t *const *pf, const uint8_t *const *sr,
+    int64_t kc, int64_t bc, __m512 acc[4]) {
+  const __m512i lo0 = _mm512_loadu_si512((const void *)k_e4m3_bf16_lo_);
+  const __m512i lo1 = _mm512_loadu_si512((const void *)(k_e4m3_bf16_lo_ + 64));
+  const __m512i hi0 = _mm512_loadu_si512((const void *)k_e4m3_bf16_hi_);
+  const __m512i hi1 = _mm512_loadu_si512((const void *)(k_e4m3_bf16_hi_ + 64));
+  const __m512i sign = _mm512_set1_epi8((char)0x80), top = _mm512_set1_epi32((int)0xFFFF0000u);
+  __m512 blk[4];
+  int big = 0;
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
+    const int64_t kend = k + bc < kc ? k + bc : kc;
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
+    for (int64_t kk = k; kk < kend; kk += 64) {
+      if (pf) {
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
+      }
+      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
+      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
+        const __m512i lo = _mm512_permutex2var_epi8(lo0, w, lo1);
+        /* 0xF8: a | (b & c) */
+        const __m512i hi =
+            _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(hi0, w, hi1), w, sign, 0xF8);
+        const __m512i e = _mm512_unpacklo_epi8(lo, hi), o = _mm512_unpackhi_epi8(lo, hi);
+        blk[j] = _mm512_fmadd_ps(x0, _mm512_castsi512_ps(_mm512_slli_epi32(e, 16)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x1, _mm512_castsi512_ps(_mm512_and_si512(e, top)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x2, _mm512_castsi512_ps(_mm512_slli_epi32(o, 16)), blk[j]);
+        blk[j] = _mm512_fmadd_ps(x3, _mm512_castsi512_ps(_mm512_and_si512(o, top)), blk[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t sc = sr[j][b];
+      big |= sc > 246;
+      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
+      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
+    }
+  }
+  return !big;
+}
+
+/* avx512_qkern_e4m3_eo_ and _r4_ by table. */
+static CPU_AVX512VBMI int avx512_qkern_e4m3_lut_eo_(const float *xp, const uint8_t *const *wr,
+                                                    const uint8_t *const *pf,
+                                                    const uint8_t *const *sr, int64_t kc,
+                                                    int64_t bc, float *s) {
+  __m512 acc[4];
+  const int exact = e4m3_lut_sums_(xp, wr, pf, sr, kc, bc, acc);
+  for (int j = 0; j < 4; ++j) s[j] = _mm512_reduce_add_ps(acc[j]);
+  return exact;
+}
+
+static CPU_AVX512VBMI int avx512_qkern_e4m3_lut_r4_(const float *xp, const uint8_t *const *wr,
+                                                    const uint8_t *const *pf,
+                                                    const uint8_t *const *sr, int64_t kc,
+                                                    int64_t bc, float *s) {
+  __m512 acc[4];
+  const int exact = e4m3_lut_sums_(xp, wr, pf, sr, kc, bc, acc);
+  reduce4_(acc[0], acc[1], acc[2], acc[3], s);
   return exact;
 }
 
@@ -697,23 +813,6 @@ static CPU_AVX512 void x_e2m1_perm_(const float *x, int64_t n, float *xp) {
   }
 }
 
-/* s[j] = the sum of a_j's 16 lanes for j < 4, the four reductions in one tree (13 operations
- * instead of four times 8: a MoE down projection's rows are two or four kernel steps). */
-static CPU_AVX512 inline void e2m1_reduce4_(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float *s) {
-  /* 128-bit quarters: u = [a0 q0+q2, a0 q1+q3, a1 q0+q2, a1 q1+q3], w the same of a2, a3 */
-  const __m512 u =
-      _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
-  const __m512 w =
-      _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
-  /* quarter j: a_j's four partial sums of four lanes each */
-  __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x88), _mm512_shuffle_f32x4(u, w, 0xDD));
-  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));
-  z = _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
-  const __m128 r = _mm512_castps512_ps128(
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), z));
-  _mm_storeu_ps(s, r);
-}
-
 /* e2m1, blocks 32 wide, kc a multiple of 128. A step's 64 bytes are 16 dwords of 8 codes
  * each (code 8l + n of the step in nibble n of dword l); vpermps reads the low 4 bits of an
  * index, so the dwords shifted right by 4n index a 16-entry table of the values for nibble n
@@ -758,7 +857,7 @@ static CPU_AVX512 int avx512_qkern_e2m1_nib_(const float *xp, const uint8_t *con
       acc[j] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(qi, sv16[j]), acc[j]);
     }
   }
-  e2m1_reduce4_(acc[0], acc[1], acc[2], acc[3], s);
+  reduce4_(acc[0], acc[1], acc[2], acc[3], s);
   return !bad;
 }
 
@@ -819,7 +918,7 @@ static CPU_AVX512 int avx512_qkern_e2m1_nib4_(const float *xp, const uint8_t *w,
       qi = _mm512_add_epi32(qi, _mm512_set1_epi32(4));
     }
   }
-  e2m1_reduce4_(a0, a1, a2, a3, s);
+  reduce4_(a0, a1, a2, a3, s);
   return !bad;
 }
 
@@ -1129,6 +1228,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   /* The AVX-512 kernels that read the scale bytes themselves: FP8 with blocks of whole
    * 64-code steps, FP4 with 32-wide blocks and K in whole 128-code steps. */
   const int e8eo = v512 && !fp4 && bc % 64 == 0 && K % 64 == 0;
+  const int e8lut = e8eo && isa >= CPU_ISA_AVX512VBMI; /* the same, decoding by table */
   /* AVX2 (or AVX-512 where 64-code steps do not fit): FP8, one row, 32-code steps. */
   const int e8eo2 = !e8eo && mr == 1 && !fp4 && bc % 32 == 0 && K % 32 == 0;
   const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0;
@@ -1136,7 +1236,9 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int e2b16 = !v512 && fp4p && bc == 32 && K % 64 == 0;
   const float mult = fp4p && !e2b16 ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
-  if (e8eo) {
+  if (e8lut) {
+    x_e4m3_lut_perm_(x, K, xp);
+  } else if (e8eo) {
     x_evenodd_perm_(x, K, 64, xp);
   } else if (e8eo2) {
     x_evenodd_perm_(x, K, 32, xp);
@@ -1203,7 +1305,8 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
         const uint8_t *const *pfp = jp < n ? pf : NULL;
         const uint8_t *sr[QV_NR_MAX];
         for (int j = 0; j < nr; ++j) sr[j] = srow[j] + k0 / bc;
-        exact = e8eo    ? avx512_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+        exact = e8lut   ? avx512_qkern_e4m3_lut_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
+                : e8eo  ? avx512_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
                 : e8eo2 ? avx2_qkern_e4m3_eo_(xp + k0, wr, pfp, sr, kc, bc, s)
                         : avx512_qkern_e2m1_nib_(xp + k0, wr, pfp, sr, kc, s);
         if (!exact) break;
@@ -1246,6 +1349,15 @@ static int64_t e4m3_row_step_(cpu_isa isa, int64_t m, const cpu_weight *w) {
   return bc % 32 == 0 && K % 32 == 0 ? 32 : 0;
 }
 
+/* x in the order qgemm_e4m3_row_'s kernel for step meets the codes in. */
+static void x_e4m3_row_perm_(cpu_isa isa, int64_t step, const float *x, int64_t n, float *xp) {
+  if (step == 64 && isa >= CPU_ISA_AVX512VBMI) {
+    x_e4m3_lut_perm_(x, n, xp);
+  } else {
+    x_evenodd_perm_(x, n, step, xp);
+  }
+}
+
 /* qgemm_regs_ for one x row on FP8 (e4m3_row_step_ gives step), x already permuted (xp, all of
  * K, shared by every tile): the short rows of a decode step's projections (K = 512 is 8
  * kernel steps a row) leave little time for per-group setup, so the row, scale and prefetch
@@ -1274,8 +1386,10 @@ static void qgemm_e4m3_row_(cpu_isa isa, int64_t step, const float *x, const flo
       pf[j] = codes + (rp + j < pf_end ? rp + j : rp) * K;
     }
     const uint8_t *const *pfp = rp < pf_end ? pf : NULL;
-    const int exact = step == 64 ? avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s)
-                                 : avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s);
+    const int exact = step != 64 ? avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s)
+                      : isa >= CPU_ISA_AVX512VBMI
+                          ? avx512_qkern_e4m3_lut_r4_(xp, wr, pfp, sr, K, bc, s)
+                          : avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s);
     if (exact) {
       for (int j = 0; j < nv; ++j) c[j0 + j] = s[j];
     } else {
@@ -1449,7 +1563,7 @@ static vnrt_status qgemm_run_(const cpu_kernel_args *a, const float *x, int64_t 
     if (g.xp_e2m1) {
       x_e2m1_perm_(x, xp_floats, xp);
     } else {
-      x_evenodd_perm_(x, xp_floats, g.xp_step, xp); /* e4m3_row_step_'s order */
+      x_e4m3_row_perm_(g.isa, g.xp_step, x, xp_floats, xp);
     }
     g.xp = xp;
   }

@@ -22,6 +22,7 @@ cpu_isa cpu_fast_isa(const cpu_pool *pool) {
       if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
         v = CPU_ISA_AVX512;
+        if (__builtin_cpu_supports("avx512vbmi")) v = CPU_ISA_AVX512VBMI;
       }
     }
 #endif

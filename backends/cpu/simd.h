@@ -17,14 +17,19 @@ typedef enum cpu_isa {
    * GEMM block for more than 4 x rows, fast_gemm_avx512.c). The cpu_isa option avx2 stays at
    * CPU_ISA_AVX2. */
   CPU_ISA_AVX512 = 2,
+  /* CPU_ISA_AVX512 and VBMI (Ice Lake, Zen 4 and later): byte permutes from two registers, which
+   * decode FP8 by table in the one-row GEMVs. The cpu_isa option avx512 stays at
+   * CPU_ISA_AVX512. */
+  CPU_ISA_AVX512VBMI = 3,
 } cpu_isa;
 
 typedef struct cpu_pool cpu_pool;
 
-/* The ISA a device's kernels use: CPU_ISA_AVX512 or CPU_ISA_AVX2 when the CPU (and OS) support
- * them (probed once per process), else CPU_ISA_GENERIC; the context option cpu_isa=generic
+/* The ISA a device's kernels use: the highest level above that the CPU (and OS) support
+ * (probed once per process), else CPU_ISA_GENERIC; the context option cpu_isa=generic
  * (VNRT_CPU_ISA) forces the portable path on the devices of that context (to test it anywhere),
- * cpu_isa=avx2 the AVX2 kernels without their AVX-512 variants. pool NULL: the machine's. */
+ * cpu_isa=avx2 the AVX2 kernels without their AVX-512 variants, cpu_isa=avx512 the AVX-512
+ * ones without VBMI. pool NULL: the machine's. */
 cpu_isa cpu_fast_isa(const cpu_pool *pool);
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -34,6 +39,8 @@ cpu_isa cpu_fast_isa(const cpu_pool *pool);
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define CPU_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 #define CPU_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define CPU_AVX512VBMI \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c")))
 
 /* Eight consecutive elements p[i..i+8) of dtype dt (f32/f16/bf16), widened exactly to f32. */
 CPU_AVX2_INLINE __m256 avx2_load8(const void *p, int64_t i, vnrt_dtype dt) {

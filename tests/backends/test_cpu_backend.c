@@ -737,6 +737,51 @@ START_TEST(test_qgemv_nan_codes) {
 }
 END_TEST
 
+/* Every e4m3 code through each ISA's one-row GEMV (the AVX-512 VBMI kernel decodes by a
+ * 128-entry table, the others by shifts): row j of w holds all 254 non-NaN codes (rotated by
+ * 64·j; the two NaN codes are 0 here, test_qgemv_nan_codes has them), and a one-hot x picks one
+ * column at a time, so y[j] is that code's value times the scale exactly, whatever the
+ * summation order. Scales 2^0 and 2^-3 on the two 128-column blocks. */
+START_TEST(test_qgemv_every_e4m3_code) {
+  enum { N = 4, K = 256 };
+  uint8_t codes[N * K], scale[2] = {127, 124};
+  float x[K], c[N];
+  for (int j = 0; j < N; ++j) {
+    for (int k = 0; k < K; ++k) {
+      const uint8_t code = (uint8_t)(k + 64 * j);
+      codes[j * K + k] = (code & 0x7F) == 0x7F ? 0 : code;
+    }
+  }
+  const cpu_weight w = {.data = codes,
+                        .dtype = VNRT_E4M3,
+                        .scale = scale,
+                        .mats = 1,
+                        .rows = N,
+                        .cols = K,
+                        .br = 128,
+                        .bc = 128,
+                        .srows = 1,
+                        .scols = 2};
+  for (int isa = CPU_ISA_AVX2; isa <= (int)cpu_fast_isa(NULL); ++isa) {
+    const int64_t wsf = cpu_qgemm_ws_floats((cpu_isa)isa, 1, &w);
+    float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
+    ck_assert(ws);
+    for (int k = 0; k < K; ++k) {
+      for (int i = 0; i < K; ++i) x[i] = i == k ? 1.0f : 0.0f;
+      cpu_qgemm_nt_block((cpu_isa)isa, x, K, 1, &w, 0, 0, N, c, N, ws);
+      for (int j = 0; j < N; ++j) {
+        const uint8_t code = codes[j * K + k];
+        const double want = e4m3_dbl(code) * ldexp(1.0, scale[k / 128] - 127);
+        if (!((double)c[j] == want)) {
+          ck_abort_msg("isa %d: code 0x%02X gives %.9g, want %.9g", isa, code, c[j], want);
+        }
+      }
+    }
+    free(ws);
+  }
+}
+END_TEST
+
 /* One x row on FP4 (1x32 scales) through cpu_qgemm_nt: x is permuted once per call for the
  * nibble kernel where the machine has AVX-512, and the tiles of both threads (n rows, not a
  * multiple of the 4-row groups; over 48 KiB, so threaded) must give every row, against
@@ -1359,6 +1404,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_ffn_decode_independent_of_threads);
   tcase_add_test(k, test_gemm_blocks_cover_partial_tiles);
   tcase_add_test(k, test_qgemv_nan_codes);
+  tcase_add_test(k, test_qgemv_every_e4m3_code);
   tcase_add_test(k, test_qgemv_e2m1_one_row_threaded);
   tcase_add_test(k, test_short_conv_prefill_and_steps_agree_bitwise);
   tcase_add_test(k, test_fast_rms_norm_shapes);
