@@ -412,14 +412,15 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
 
 vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   if (!m || !out) return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_get_info: NULL argument");
-  /* The sizes of its releases: before `quantized`, and now. */
+  /* The sizes of its releases: before `quantized`, before `decode_bytes_per_token`, and now. */
   const size_t v1 = offsetof(vnrt_model_info, quantized);
+  const size_t v2 = offsetof(vnrt_model_info, decode_bytes_per_token);
   const size_t size = out->size ? out->size : sizeof *out;
-  if (size != v1 && size != sizeof *out) {
+  if (size != v1 && size != v2 && size != sizeof *out) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
                 "vnrt_model_info.size is %zu: no version of vnrt_model_info had that size (0, "
-                "%zu or %zu)",
-                out->size, v1, sizeof *out);
+                "%zu, %zu or %zu)",
+                out->size, v1, v2, sizeof *out);
   }
   vnrt_model_info full;
   vnrt_model_info *caller = out;
@@ -458,6 +459,9 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
   out->quantized = c->quantized;
+  vn_v4_memory plan;
+  if (vn_v4_memory_plan(c, 1, &plan) == VNRT_OK)
+    out->decode_bytes_per_token = plan.decode_bytes_per_token;
   memcpy(caller, out, size);
   return VNRT_OK;
 }

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ep_exchange.h"
+#include "triad.h"
 #include "vnrt/inspect.h"
 #include "vnrt/io.h"
 #include "vnrt/model.h"
@@ -27,8 +29,8 @@ static void usage(FILE *fp) {
           "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
-          "                     [--logits-out FILE.npy] [--stats] [--profile] [--profile-nodes] "
-          "[--plan]\n"
+          "                     [--logits-out FILE.npy] [--stats] [--roofline] [--profile]\n"
+          "                     [--profile-nodes] [--plan]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "                     [--ep-local N] [--expert-parallel [--ep-timeout S]]\n"
           "                     [--ep-wire f32|fp8] [--ep-waves W]\n"
@@ -52,6 +54,10 @@ static void usage(FILE *fp) {
           "  --logits-out FILE   float32 [steps, vocab]: row 0 the logits after the prompt, then\n"
           "                      one row per generated token\n"
           "  --stats             timings (tokens/s), plan and memory figures on stderr\n"
+          "  --roofline          the decode against the memory roofline on stderr: the weight\n"
+          "                      bytes a token reads over a STREAM-like triad of host memory,\n"
+          "                      one pass after each decode step (not timed with it), on the\n"
+          "                      --threads count (docs/bench.md)\n"
           "  --profile           time every node (device clocks where the device has them)\n"
           "                      and print the last run's per-op table on stderr\n"
           "  --profile-nodes     --profile, and the last run's time of every node before the\n"
@@ -190,7 +196,7 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
   const char *engram_out;
-  int chat, stats, plan, f32, profile, profile_nodes;
+  int chat, stats, roofline, plan, f32, profile, profile_nodes;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens;
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
@@ -222,6 +228,7 @@ static int parse_args(int argc, char **argv, args *a) {
       int *flag;
     } switches[] = {{"--chat", &a->chat},
                     {"--stats", &a->stats},
+                    {"--roofline", &a->roofline},
                     {"--profile", &a->profile},
                     {"--profile-nodes", &a->profile_nodes},
                     {"--plan", &a->plan},
@@ -417,6 +424,34 @@ static int write_routes(FILE *fp, const vnrt_session *s, const vnrt_model_info *
   return rc;
 }
 
+static int cmp_double_(const void *x, const void *y) {
+  const double a = *(const double *)x, b = *(const double *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* --roofline's lines: the weights a token reads (the plan's figure, stored size), the triad's
+ * median over the passes between decode steps, the tokens/s that bandwidth allows, and the
+ * decode's fraction of it. */
+static void print_roofline(const tool_triad *tri, double *t, long long n, const vnrt_session *s,
+                           const vnrt_model_info *info) {
+  vnrt_session_stats st = {0};
+  st.size = sizeof st;
+  if (vnrt_session_get_stats(s, &st) != VNRT_OK || n == 0 || st.decode_seconds <= 0.0 ||
+      info->decode_bytes_per_token == 0) {
+    fprintf(stderr, "roofline: no decode step ran (--tokens 2 or more)\n");
+    return;
+  }
+  qsort(t, (size_t)n, sizeof *t, cmp_double_);
+  const double gbps = tool_triad_gbps(tri, n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]));
+  const double gb = (double)info->decode_bytes_per_token / 1e9;
+  const double tps = (double)st.tokens_decoded / st.decode_seconds, bound = gbps / gb;
+  fprintf(stderr,
+          "roofline: %.4f GB of weights per token (stored size); triad %.2f GB/s (median of %lld "
+          "passes, one after each decode step, %d threads) -> at most %.1f tokens/s\n"
+          "roofline: decode %.1f tokens/s = %.3f of the roofline\n",
+          gb, gbps, n, tri->threads, bound, tps, tps / bound);
+}
+
 int main(int argc, char **argv) {
   /* A command-line tool shows the library's warnings (the library is silent by default:
    * docs/api.md, "Options"); VNRT_LOG set by the user wins. */
@@ -482,6 +517,9 @@ int main(int argc, char **argv) {
   float *rows = NULL;
   FILE *routes_fp = NULL;
   long long n_prompt = 0;
+  tool_triad tri = {0};
+  double *tri_s = NULL; /* --roofline: each pass's time, one after each decode step */
+  long long tri_n = 0;
   rc = 1;
   vnrt_context_desc cd = {0};
   cd.num_threads = (int)a.threads;
@@ -664,6 +702,16 @@ int main(int argc, char **argv) {
     goto done;
   }
   if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0) goto done;
+  if (a.roofline) {
+    /* ~256 MiB, far beyond the caches, on the threads the CPU backend runs on. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const int threads = a.threads > 0 ? (int)a.threads : cores > 0 ? (int)cores : 1;
+    tri_s = malloc((size_t)(a.tokens > 0 ? a.tokens : 1) * sizeof *tri_s);
+    if (!tri_s || tool_triad_init(&tri, (size_t)256 << 20, threads) != 0) {
+      fprintf(stderr, "%s: --roofline: no memory or threads for the 256 MiB triad\n", g_prog);
+      goto done;
+    }
+  }
   size_t printed = 0;
   if (tok) stream_text(tok, ids, (size_t)n_prompt, &printed);
   vnrt_sampler_desc smp = {0};
@@ -689,6 +737,12 @@ int main(int argc, char **argv) {
     if (vnrt_session_decode(session, &id, 1) != VNRT_OK) {
       fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
       goto done;
+    }
+    if (a.roofline) {
+      /* Outside the decode's own timing; the next step starts with the caches cold, as a step
+       * of a model far larger than them does. */
+      const double t = tool_triad_pass(&tri);
+      if (t > 0.0) tri_s[tri_n++] = t;
     }
     if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0)
       goto done;
@@ -787,7 +841,10 @@ int main(int argc, char **argv) {
     free(text);
   }
   rc = 0;
+  if (a.roofline) print_roofline(&tri, tri_s, tri_n, session, &info);
 done:
+  tool_triad_free(&tri);
+  free(tri_s);
   if (routes_fp && fclose(routes_fp) != 0 && rc == 0) {
     fprintf(stderr, "%s: writing %s failed\n", g_prog, a.routes_out);
     rc = 1;

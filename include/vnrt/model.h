@@ -111,6 +111,11 @@ typedef struct vnrt_model_info {
    * take no activation quantization (docs/deepseek-v4.md, "Dequantized checkpoints"). 64-bit
    * so that it starts at the first release's sizeof, not in its tail padding. */
   int64_t quantized;
+  /* Since the third release (the second's size, 152 on LP64, gets the fields above): the bytes
+   * of weights one decoded token reads at their stored size (one embedding row, k of E experts
+   * per layer, every other weight once; vnrt_model_plan_text's "weights read per token"), the
+   * numerator of the decode's memory roofline (docs/bench.md). */
+  uint64_t decode_bytes_per_token;
 } vnrt_model_info;
 
 VNRT_API vnrt_status vnrt_model_get_info(const vnrt_model *model, vnrt_model_info *out_info);

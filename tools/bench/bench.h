@@ -43,10 +43,6 @@ double median(double *v, int n);
 double rng_uniform(void);
 void sleep_s(double seconds);
 
-/* Runs fn(user, tid, n) on opt.threads threads (the caller is thread 0); the wall time. */
-typedef void (*slice_fn)(void *user, int tid, int nthreads);
-double team_run(slice_fn fn, void *user);
-
 /* ---- memory bandwidth -------------------------------------------------------------------- */
 
 extern double bandwidth_gbps; /* the triad's, measured once at start-up */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "triad.h"
 
 #if defined(VNRT_HAVE_OPENBLAS)
 #include <cblas.h>
@@ -63,101 +64,25 @@ double rng_uniform(void) {
   return (double)((rng_state * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* ---- threads for the baselines ----------------------------------------------------------- */
+/* ---- memory bandwidth: a STREAM-like triad (triad.h), and cache eviction ----------------- */
 
-typedef void (*slice_fn)(void *user, int tid, int nthreads);
-
-typedef struct team_arg {
-  slice_fn fn;
-  void *user;
-  int tid, n;
-} team_arg;
-
-static void *team_main(void *p) {
-  team_arg *t = p;
-  t->fn(t->user, t->tid, t->n);
-  return NULL;
-}
-
-/* Runs fn on opt.threads threads (the caller is thread 0) and returns the wall time. */
-double team_run(slice_fn fn, void *user) {
-  int n = opt.threads;
-  pthread_t *th = xmalloc(sizeof *th * (size_t)n);
-  team_arg *args = xmalloc(sizeof *args * (size_t)n);
-  double t0 = now_s();
-  for (int i = 0; i < n; ++i) args[i] = (team_arg){fn, user, i, n};
-  for (int i = 1; i < n; ++i) {
-    if (pthread_create(&th[i], NULL, team_main, &args[i]) != 0) die("pthread_create failed");
-  }
-  fn(user, 0, n);
-  for (int i = 1; i < n; ++i) pthread_join(th[i], NULL);
-  double t = now_s() - t0;
-  free(th);
-  free(args);
-  return t;
-}
-
-/* ---- memory bandwidth: a STREAM-like triad, and cache eviction --------------------------- */
-
-typedef struct triad {
-  float *a, *b, *c;
-  size_t n;
-  volatile double sink;
-} triad;
-
-static triad tri;
-
-static void slice(size_t n, int tid, int nthreads, size_t *lo, size_t *hi) {
-  *lo = n * (size_t)tid / (size_t)nthreads;
-  *hi = n * (size_t)(tid + 1) / (size_t)nthreads;
-}
-
-/* Each thread first touches the slice it later streams (pages land near that thread). */
-static void triad_init(void *user, int tid, int nthreads) {
-  (void)user;
-  size_t lo, hi;
-  slice(tri.n, tid, nthreads, &lo, &hi);
-  for (size_t i = lo; i < hi; ++i) tri.a[i] = 0.0f, tri.b[i] = 1.0f, tri.c[i] = 2.0f;
-}
-
-static void triad_pass(void *user, int tid, int nthreads) {
-  (void)user;
-  size_t lo, hi;
-  slice(tri.n, tid, nthreads, &lo, &hi);
-  float *restrict a = tri.a;
-  const float *restrict b = tri.b, *restrict c = tri.c;
-  for (size_t i = lo; i < hi; ++i) a[i] = b[i] + 0.5f * c[i];
-}
-
-/* Reads a buffer larger than any cache, so that the next timed run starts cold. */
-static void evict_slice(void *user, int tid, int nthreads) {
-  (void)user;
-  size_t lo, hi;
-  slice(tri.n, tid, nthreads, &lo, &hi);
-  float s = 0.0f;
-  for (size_t i = lo; i < hi; i += 16) s += tri.b[i] + tri.c[i];
-  tri.sink += s;
-}
+static tool_triad tri;
 
 void evict_caches(void) {
-  if (!opt.hot) team_run(evict_slice, NULL);
+  if (!opt.hot) tool_triad_evict(&tri);
 }
 
 double bandwidth_gbps;
 
 void measure_bandwidth(void) {
   /* Three arrays of ~85 MiB (~256 MiB in all), far beyond any cache; --quick uses a quarter. */
-  tri.n = (opt.quick ? 64u : 256u) * 1024u * 1024u / (3 * sizeof(float));
-  tri.a = xmalloc(tri.n * sizeof(float));
-  tri.b = xmalloc(tri.n * sizeof(float));
-  tri.c = xmalloc(tri.n * sizeof(float));
-  team_run(triad_init, NULL);
-  team_run(triad_pass, NULL);
+  if (tool_triad_init(&tri, (opt.quick ? 64u : 256u) * 1024u * 1024u, opt.threads) != 0) {
+    die("out of memory (or threads) for the triad");
+  }
   int reps = opt.quick ? 3 : 10;
   double *t = xmalloc(sizeof *t * (size_t)reps);
-  for (int r = 0; r < reps; ++r) t[r] = team_run(triad_pass, NULL);
-  /* Bytes as STREAM counts them: two arrays read, one written. */
-  bandwidth_gbps = 3.0 * (double)tri.n * sizeof(float) / median(t, reps) / 1e9;
+  for (int r = 0; r < reps; ++r) t[r] = tool_triad_pass(&tri);
+  bandwidth_gbps = tool_triad_gbps(&tri, median(t, reps));
   free(t);
 }
 
@@ -445,24 +370,17 @@ void plan_run_baseline(void *user) { check(vnrt_plan_run(user), "vnrt_plan_run")
 /* One triad pass: the bandwidth baseline of memory-bound cases, timed beside them too. */
 void triad_baseline(void *user) {
   (void)user;
-  team_run(triad_pass, NULL);
+  (void)tool_triad_pass(&tri);
 }
 
-void free_bandwidth(void) {
-  free(tri.a);
-  free(tri.b);
-  free(tri.c);
-  memset(&tri, 0, sizeof tri);
-}
+void free_bandwidth(void) { tool_triad_free(&tri); }
 
 void triad_baseline_one_thread(void *user) {
   (void)user;
-  triad_pass(NULL, 0, 1);
+  (void)tool_triad_pass_one_thread(&tri);
 }
 
-double triad_gbps(double seconds) {
-  return seconds > 0.0 ? 3.0 * (double)tri.n * sizeof(float) / seconds / 1e9 : 0.0;
-}
+double triad_gbps(double seconds) { return tool_triad_gbps(&tri, seconds); }
 
 /* ---- results ----------------------------------------------------------------------------- */
 

@@ -29,6 +29,7 @@ Tolerances (docs/deepseek-v4.md, "Agreement with the reference"):
   token must equal the oracle's wherever its top-2 margin exceeds twice the row's max |delta|.
 """
 import os
+import re
 import random
 import subprocess
 import sys
@@ -295,6 +296,30 @@ def part_consistency(model):
     plan = [l for l in p.stderr.splitlines() if l.startswith("decode plan:")]
     check(plan and len(steps) == int(plan[0].split()[2]) and "total" in text,
           f"--profile-nodes prints every node and the table: {len(steps)} node lines, {plan}")
+
+
+    # --roofline: the plan's bytes per token over a triad run between the decode steps; the
+    # tokens are the run's own, and the fraction is tokens/s over the bound it prints.
+    plan_text = run([GEN, "--model", model, "--plan"]).stdout
+    want_gb = int(re.search(r"weights read per token:\s+(\d+)\s", plan_text).group(1)) / 1e9
+    p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "4",
+             "--numerics", "f32", "--max-context", "256", "--device", "cpu", "--roofline"])
+    line = [l for l in p.stdout.splitlines() if l.startswith("generated:")]
+    check(line and [int(t) for t in line[-1].split()[1:]] == gen[:4],
+          f"--roofline keeps the tokens: {line}")
+    m1 = re.search(r"roofline: ([0-9.]+) GB of weights per token .* triad ([0-9.]+) GB/s \(median "
+                   r"of 3 passes.* at most ([0-9.]+) tokens/s", p.stderr)
+    m2 = re.search(r"roofline: decode ([0-9.]+) tokens/s = ([0-9.]+) of the roofline", p.stderr)
+    check(m1 and m2, f"--roofline prints the bound and the fraction: {p.stderr[-400:]}")
+    if m1 and m2:
+        gb, bw, bound = (float(g) for g in m1.groups())
+        tps, frac = (float(g) for g in m2.groups())
+        check(abs(gb - round(want_gb, 4)) <= 1e-4 and bw > 0 and abs(bound - bw / want_gb) <= 0.1 + 2e-3 * bound,
+              f"--roofline: {gb} GB (plan {want_gb}), {bw} GB/s, bound {bound}")
+        check(abs(frac - tps / bound) <= 2e-3 + 1e-3 * frac, f"--roofline: {tps} / {bound} = {frac}?")
+    p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "1",
+             "--numerics", "f32", "--max-context", "256", "--device", "cpu", "--roofline"])
+    check("roofline: no decode step ran" in p.stderr, f"--roofline with one token: {p.stderr[-300:]}")
 
 
 def part_errors(model):

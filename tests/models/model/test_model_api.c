@@ -454,21 +454,35 @@ int main(int argc, char **argv) {
   CHECK(info.size == sizeof info && info.quantized == 1, "info: size %zu, quantized %d", info.size,
         (int)info.quantized);
   {
-    /* The first release's size: its fields, and nothing written past them. */
+    /* The decode's bytes per token: the plan's "weights read per token" line. */
+    char plan[4096];
+    CHECK(vnrt_model_plan_text(dir, 0, plan, sizeof plan, NULL) == VNRT_OK, "plan text");
+    const char *line = strstr(plan, "weights read per token:");
+    unsigned long long want = 0;
+    CHECK(line && sscanf(line, "weights read per token: %llu", &want) == 1 && want > 0 &&
+              info.decode_bytes_per_token == want,
+          "info: decode bytes per token %llu, the plan's %llu",
+          (unsigned long long)info.decode_bytes_per_token, want);
+  }
+  /* The earlier releases' sizes: their fields, and nothing written past them. */
+  const size_t releases[2] = {offsetof(vnrt_model_info, quantized),
+                              offsetof(vnrt_model_info, decode_bytes_per_token)};
+  for (int r = 0; r < 2; r++) {
     struct {
       vnrt_model_info info;
       unsigned char guard[sizeof(vnrt_model_info)];
     } old;
     memset(&old, 0xA5, sizeof old);
-    old.info.size = offsetof(vnrt_model_info, quantized);
-    const unsigned char *p = (const unsigned char *)&old + offsetof(vnrt_model_info, quantized);
+    old.info.size = releases[r];
+    const unsigned char *p = (const unsigned char *)&old + releases[r];
     int intact = 1;
     CHECK(vnrt_model_get_info(m, &old.info) == VNRT_OK && old.info.vocab_size == 1024 &&
-              old.info.size == offsetof(vnrt_model_info, quantized),
-          "info at the first release's size");
-    for (size_t i = 0; i < sizeof old - offsetof(vnrt_model_info, quantized); i++)
-      intact &= p[i] == 0xA5;
-    CHECK(intact, "vnrt_model_get_info wrote past the caller's size");
+              old.info.size == releases[r] && (r == 0 || old.info.quantized == 1),
+          "info at release %d's size", r + 1);
+    for (size_t i = 0; i < sizeof old - releases[r]; i++) intact &= p[i] == 0xA5;
+    CHECK(intact, "vnrt_model_get_info wrote past the caller's size %zu", releases[r]);
+  }
+  {
     vnrt_model_info bad = {0};
     bad.size = 12;
     CHECK(vnrt_model_get_info(m, &bad) == VNRT_ERROR_INVALID_ARGUMENT &&
