@@ -551,6 +551,20 @@ static CPU_AVX512 inline void reduce4_(__m512 a0, __m512 a1, __m512 a2, __m512 a
  * large that a block sum times it may overflow where the reference's x·(dec·s) does not): the
  * caller then takes the panel path. Four w rows; sr[j] is row j's scale bytes from k0's block. */
 
+/* The e4m3 kernels' block end: acc[j] += blk[j] times row j's scale of block b, as the f32 bits
+ * (s + 8) << 23 (the codes were decoded to value·2^-8); nonzero where a scale is above 246. */
+static inline __attribute__((always_inline)) CPU_AVX512 int e4m3_scale_blocks_(
+    const uint8_t *const *sr, int64_t b, const __m512 blk[4], __m512 acc[4]) {
+  int big = 0;
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t sc = sr[j][b];
+    big |= sc > 246;
+    const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
+    acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
+  }
+  return big;
+}
+
 /* e4m3, blocks a multiple of 64 wide, kc a multiple of 64. A step's 64 bytes are 32 16-bit
  * words, each an even code (low byte) and an odd one (high byte): the odd codes' f16 bits
  * (sign << 15 | (code & 0x7F) << 7, as avx2_e4m3x8_) are the word shifted right arithmetically
@@ -587,12 +601,7 @@ static inline __attribute__((always_inline)) CPU_AVX512 int e4m3_eo_sums_(
         blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
       }
     }
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t sc = sr[j][b];
-      big |= sc > 246;
-      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
-      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
-    }
+    big |= e4m3_scale_blocks_(sr, b, blk, acc);
   }
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
 }
@@ -697,12 +706,7 @@ static inline __attribute__((always_inline)) CPU_AVX512VBMI int e4m3_lut_sums_(
         blk[j] = _mm512_fmadd_ps(x3, _mm512_castsi512_ps(_mm512_and_si512(o, top)), blk[j]);
       }
     }
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t sc = sr[j][b];
-      big |= sc > 246;
-      const __m512 sv = _mm512_castsi512_ps(_mm512_set1_epi32((int)((sc + 8) << 23)));
-      acc[j] = _mm512_fmadd_ps(blk[j], sv, acc[j]);
-    }
+    big |= e4m3_scale_blocks_(sr, b, blk, acc);
   }
   return !big;
 }
