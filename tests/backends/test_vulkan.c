@@ -380,6 +380,22 @@ static void act_quant_gemv(vnrt_context *ctx) {
   }
 }
 
+/* kv_scatter of one row (a decode step's; v4.comp OP 9) and of two (OP 7, 3, 4), exactly. */
+static void kv_scatter_rows(vnrt_context *ctx) {
+  const int32_t pos[4][2] = {{9, 0}, {-1, 0}, {0, 0}, {7, 7}};
+  for (int c = 0; c < 4; ++c) {
+    const int64_t n = c == 3 ? 2 : 1;
+    tu_tensor in[3] = {tu_rnd(c == 2 ? VNRT_BF16 : VNRT_F32, 2, 6, 5, 0, 0, 130 + c, -1.0f, 1.0f),
+                       tu_rnd(c == 2 ? VNRT_BF16 : VNRT_F32, 2, n, 5, 0, 0, 140 + c, 2.0f, 3.0f),
+                       tu_ints(1, n, 0, pos[c])};
+    vnrt_attr div = tu_attr_i("div", 2);
+    char what[64];
+    snprintf(what, sizeof what, "kv_scatter %lld row(s) at pos %d", (long long)n, pos[c][0]);
+    vs_cpu(ctx, what, VNRT_OP_KV_SCATTER, in, 3, &div, 1, 1, 0.0);
+    tu_free_all(in, 3);
+  }
+}
+
 /* A chain of nodes, so that dispatches depend on earlier ones (read after write) and the
  * arena reuses memory (write after read): the barriers between them are what is tested. */
 static void ops_chain(vnrt_context *ctx) {
@@ -788,6 +804,7 @@ static void kernel_variant_ops(vnrt_context *ctx) {
   tu_sweep_mhc_moe(ctx, vulkan_device(ctx));
   moe_ffn_cases(ctx);
   act_quant_gemv(ctx);
+  kv_scatter_rows(ctx);
 }
 
 static void all_ops(vnrt_context *ctx) {
@@ -1048,6 +1065,15 @@ START_TEST(test_index_errors_are_reported) {
   const char *const w5[] = {"moe_hash_route", "token id", "4", "[0, 3)", NULL};
   expect_range_error(ctx, VNRT_OP_MOE_HASH_ROUTE, hr, 3, &sc, 1, 2, w5);
   tu_free_all(hr, 3);
+
+  /* kv_scatter of one row (v4.comp OP 9): 52 div 4 = row 13 of a cache of 7 rows. */
+  const int32_t spos[1] = {52};
+  tu_tensor ks[3] = {tu_rnd(VNRT_F32, 2, 7, 3, 0, 0, 11, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 2, 1, 3, 0, 0, 12, -1.0f, 1.0f), tu_ints(1, 1, 0, spos)};
+  vnrt_attr div = tu_attr_i("div", 4);
+  const char *const w9[] = {"kv_scatter", "13", "7", NULL};
+  expect_range_error(ctx, VNRT_OP_KV_SCATTER, ks, 3, &div, 1, 1, w9);
+  tu_free_all(ks, 3);
 
   const int32_t pos[1] = {5};
   tu_tensor kw[3] = {tu_rnd(VNRT_F32, 2, 6, 3, 0, 0, 9, -1.0f, 1.0f),
