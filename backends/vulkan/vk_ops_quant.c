@@ -214,23 +214,15 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, vk_div_up(L, b1));
 }
 
-/* Whether gemv.comp runs its subgroup variant (VN_SG) on this device. */
-static bool gemv_sg(vk_builder *b) {
-  return (vk_builder_device(b)->variant & vk_shader_variants(VK_SHADER_GEMV) & VK_VARIANT_SG) != 0;
-}
-
-/* vk_emit_gemv_linear; act_quant: x rounded by act_quant = 128 inside the product (SC0 bit 5:
- * gemv_sg, weight chunks of 16 values, K a multiple of 128). */
-static vnrt_status emit_gemv(vk_builder *b, const vnrt_backend_node *node,
-                             const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                             uint64_t N, uint64_t K, uint64_t gn, uint64_t xs, const vk_view *out,
-                             bool act_quant) {
+vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
+                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vk_view *out) {
   if (M == 0 || N == 0) return VNRT_OK;
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_GEMV);
   d.spec[8] = 0;
   d.spec[10] = (uint32_t)M;
-  if (act_quant) d.spec[9] |= 32;
   if (x_scratch) {
     d.slots[VK_SLOT_SCRATCH] = *x_scratch;
     d.spec[9] |= 1;
@@ -249,13 +241,6 @@ static vnrt_status emit_gemv(vk_builder *b, const vnrt_backend_node *node,
   vk_push_u(&d, 7, gn), vk_push_u(&d, 8, xs);
   vk_grid(b, vk_div_up(N, GV_RN), d.groups);
   return vk_emit(b, &d);
-}
-
-vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
-                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
-                                const vk_view *out) {
-  return emit_gemv(b, node, q, x_scratch, M, N, K, gn, xs, out, false);
 }
 
 /* ---- linear and matmul ----------------------------------------------------------------- */
@@ -294,13 +279,6 @@ static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_graph *g,
                                 bool transposed, int32_t act_quant, uint64_t M, uint64_t N,
                                 uint64_t K) {
   if (M == 0 || N == 0) return VNRT_OK;
-  /* A decode-sized linear on a CPU device whose act_quant gemv.comp does on the way in (one
-   * dispatch instead of fake_quant's and the product's). */
-  if (transposed && act_quant == ACT_BLOCK && M <= VK_GEMV_MMAX && K % ACT_BLOCK == 0 &&
-      gemv_sg(b) && vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K) &&
-      gemv_cv(vk_in_type(g, node, 1)->dtype) * GV_WG == ACT_BLOCK) {
-    return emit_gemv(b, node, q, NULL, M, N, K, 0, K, NULL, true);
-  }
   vk_view xs = {0};
   if (act_quant) {
     xs = vk_scratch_view(b, M * K * 4);

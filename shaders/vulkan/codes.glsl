@@ -86,38 +86,6 @@ vec4 vn_e2m1x4(uint wd) {
   return uintBitsToFloat(floatBitsToUint(mag) | ((c & 8u) << 28));
 }
 
-// The exponent c of the block scale 2^c for amax (vnrt_quant_block_scale: c = ceil(log2(
-// max(amax, floor) / fmt_max)), the e8m0 code c + 127), from the bits of A = max(amax, floor)
-// = 2^eA * mA: A / 448 = 2^(eA-8) (mA / 1.75), so c = eA - 8 + (mA > 1.75); A / 6 = 2^(eA-2)
-// (mA / 1.5), so c = eA - 2 + (mA > 1.5). The f32 quotient the reference rounds is a power of
-// two only when the exact one is, so this is its ceil exactly. Infinite amax: code 254.
-int block_scale_exp(float amax, uint fmt) {
-  uint fl = fmt == 0u ? 0x38d1b717u : 0x01c00000u; // 1e-4f, 6 * 2^-126
-  uint ax = max(floatBitsToUint(amax), fl);         // amax >= 0 and not NaN: bits order as values
-  if (ax >= 0x7f800000u) return 127;
-  int eA = int(ax >> 23) - 127;
-  uint m = ax & 0x7fffffu;
-  int c = fmt == 0u ? eA - 8 + (m > 0x600000u ? 1 : 0) : eA - 2 + (m > 0x400000u ? 1 : 0);
-  return clamp(c, -127, 127);
-}
-
-// q rounded to the nearest e4m3 value (ties to even) and saturated to +-448, as
-// vn_e4m3(vn_f2e4m3(q)) in quant.comp does, without branches or integer rounding: |q| + M
-// with M = 2^(e + 20) for |q| in [2^e, 2^(e+1)) has the ulp 2^(e-3), e4m3's quantum there, so
-// the f32 addition rounds to nearest even where the code's rounding does, and subtracting M
-// is exact; M >= 2^14 gives the subnormal quantum 2^-9 below 2^-6. `precise` keeps the
-// compiler from folding (a + M) - M to a. NaN stays NaN; |q| >= 448 (infinity too) is 448.
-vec4 vn_e4m3_round4(vec4 q) {
-  uvec4 b = floatBitsToUint(q);
-  uvec4 ab = b & 0x7fffffffu;
-  vec4 a = uintBitsToFloat(ab);
-  vec4 m = max(uintBitsToFloat((ab & 0x7f800000u) + (20u << 23)), vec4(16384.0));
-  precise vec4 t = a + m;
-  precise vec4 r = t - m;
-  r = mix(r, vec4(448.0), greaterThanEqual(a, vec4(448.0)));
-  return uintBitsToFloat(floatBitsToUint(r) | (b & 0x80000000u));
-}
-
 // x values i .. i+3, i a multiple of 4: the scratch (f32) when SC0 bit 0 is set, else slot 0
 // (DT0): one vec4 of f32, or two words of f16/bf16 (widening is exact).
 layout(set = 0, binding = 0, std430) readonly buffer VnX4 { vec4 v[]; } x4f;

@@ -28,8 +28,7 @@
 //        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
 // SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
 // scales are read through their byte texel view (binding 12); bit 4: x through its texel view
-// (binding 13); bit 5 (VN_SG, CV = 16, OP 0): x rounded by act_quant = 128 on the way in
-// (act_quant_x), for rows of x whose length is a multiple of 128.
+// (binding 13).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -149,29 +148,6 @@ void load_x(uint i, out vec4 xv[8]) {
   for (uint j = 0u; j < CV / 4u; ++j) xv[j] = ldx4(i + 4u * j);
 }
 
-#if VN_SG
-// act_quant = 128 inside the product (SC0 bit 5, CV = 16, rows of x a multiple of 128 long):
-// the 8 lanes' chunks of one step of rows_dot are one 128-block of x, so its amax is the
-// lanes' subgroupMax, and each lane rounds its 16 values as fake_quant does (quant.comp OP 0:
-// the same scale, the same products, the same e4m3 values), in registers: no dispatch and no
-// scratch round trip before the product (docs/bench.md, "Vulkan decode: ...").
-void act_quant_x(inout vec4 xv[8]) {
-  float am = 0.0;
-  for (uint j = 0u; j < 4u; ++j) {
-    vec4 a = abs(xv[j]);
-    am = a.x > am ? a.x : am; // NaN ignored, as fmaxf does
-    am = a.y > am ? a.y : am;
-    am = a.z > am ? a.z : am;
-    am = a.w > am ? a.w : am;
-  }
-  int c = block_scale_exp(subgroupMax(am), 0u);
-  float s = uintBitsToFloat(uint(c + 127) << 23);
-  float inv0 = uintBitsToFloat(uint(127 - min(c, 126)) << 23);
-  float inv1 = c == 127 ? 0.5 : 1.0;
-  for (uint j = 0u; j < 4u; ++j) xv[j] = vn_e4m3_round4(xv[j] * inv0 * inv1) * s;
-}
-#endif
-
 // acc[r] += a * sum_c W[row0 + r][c] x[x0 + c] over this lane's chunks, r < nr: rows of L
 // values from element w_base, their scales from s_base.
 void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uint b0, uint b1,
@@ -180,9 +156,6 @@ void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uin
     uint c = ch * CV;
     vec4 xv[8];
     load_x(x0 + c, xv);
-#if VN_SG
-    if (CV == 16u && (SC0 & 32u) != 0u) act_quant_x(xv);
-#endif
     float s0 = (SC0 & 2u) != 0u ? scale_at(s_base, row0, c, b0, b1, sc) : 1.0;
     // A loop to a constant without a break, so that it unrolls and acc stays in registers (an
     // array indexed by a variable is a per-lane memory access on llvmpipe): rows past the

@@ -76,6 +76,21 @@ uint vn_f2e2m1(float v) {
   return sign | i;
 }
 
+// The exponent c of the block scale 2^c for amax (vnrt_quant_block_scale: c = ceil(log2(
+// max(amax, floor) / fmt_max)), the e8m0 code c + 127), from the bits of A = max(amax, floor)
+// = 2^eA * mA: A / 448 = 2^(eA-8) (mA / 1.75), so c = eA - 8 + (mA > 1.75); A / 6 = 2^(eA-2)
+// (mA / 1.5), so c = eA - 2 + (mA > 1.5). The f32 quotient the reference rounds is a power of
+// two only when the exact one is, so this is its ceil exactly. Infinite amax: code 254.
+int block_scale_exp(float amax, uint fmt) {
+  uint fl = fmt == 0u ? 0x38d1b717u : 0x01c00000u; // 1e-4f, 6 * 2^-126
+  uint ax = max(floatBitsToUint(amax), fl);         // amax >= 0 and not NaN: bits order as values
+  if (ax >= 0x7f800000u) return 127;
+  int eA = int(ax >> 23) - 127;
+  uint m = ax & 0x7fffffu;
+  int c = fmt == 0u ? eA - 8 + (m > 0x600000u ? 1 : 0) : eA - 2 + (m > 0x400000u ? 1 : 0);
+  return clamp(c, -127, 127);
+}
+
 // ---- Loads -----------------------------------------------------------------------------------
 // Every weight is in slot 3 (DT3) and its scales in slot 4.
 

@@ -335,8 +335,8 @@ static void ops_linalg(vnrt_context *ctx) {
   }
 }
 
-/* linear with act_quant = 128 on decode rows (M <= 4): gemv.comp rounds x to e4m3 inside the
- * product (act_quant_x) where fake_quant ran as a dispatch before. Block 0 of each row has
+/* linear with act_quant = 128 on decode rows (M <= 4: quant.comp's fake_quant into the scratch,
+ * then gemv.comp's product from it) at the rounding's edges. Block 0 of each row has
  * amax 447/256 (scale 2^-8: x = q / 256) and q at the rounding's edges: ties to even, a carry
  * into the exponent (15.5 -> 16), 447 -> 448, the subnormal quantum 2^-9 and its ties, -0;
  * block 1 is random. A value rounded otherwise moves the result far past the tolerance. */
