@@ -28,6 +28,7 @@ enum {
   V4_INDEX_COMBINE = 6,
   V4_SCATTER_INIT = 7,
   V4_KVC_RUN_ROWS = 8,
+  V4_SCATTER_ONE = 9,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -170,9 +171,17 @@ VK_RECORD_FN(vk_rec_kv_scatter) {
   vk_desc_init(&d, VK_SHADER_V4);
   vk_bind(b, &d, 1, node->inputs[1]);
   vk_bind(b, &d, 2, node->inputs[2]);
-  d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, (S + 1) * 4);
   vk_push_u(&d, 0, N), vk_push_u(&d, 1, N * row_elems), vk_push_u(&d, 2, S);
   vk_push_u(&d, 3, row_elems), vk_push_u(&d, 4, (uint64_t)node->params->kv_scatter.div);
+  if (N == 1) {
+    /* A decode step's one row: no other row to win against, so one dispatch checks its pos
+     * and copies it (each dispatch is a round trip to lavapipe's threads). */
+    vk_bind(b, &d, 5, out);
+    d.spec[8] = V4_SCATTER_ONE;
+    vk_grid(b, vk_div_up(row_elems, WG_V4), d.groups);
+    return emit_padded(b, &d);
+  }
+  d.slots[VK_SLOT_SCRATCH] = vk_scratch_view(b, (S + 1) * 4);
   /* Every pos is looked at first (so that a bad one writes nothing, and of two rows for one
    * place only the later is written), then the rows are copied. */
   d.spec[8] = V4_SCATTER_INIT;

@@ -13,6 +13,8 @@
 //        its cache row (the later one wins); 4, an invocation per element of rows (slot 1,
 //        DT1), copies the winners into the cache copy (slot 5), pos slot 2, or reports the
 //        first bad row and writes nothing.
+//   OP 9 kv_scatter of one row (N = 1): an invocation per element copies it, or reports its
+//        row >= S and writes nothing (what 7, 3, 4 do for one row, in one dispatch).
 //   OP 6 index_scores on CPU devices: the combination of the head products (below).
 //   kv_compress reports pos0 < 0 (and reads nothing).
 //   OP 5 index_scores: an invocation per (t, j): slots 0 q[T, Hi, Di], 1 k[S, Di],
@@ -166,6 +168,21 @@ void kv_scatter_rows(uint g) {
   else st16_5(to, ld16_1(g));
 }
 
+void kv_scatter_one(uint e) {
+  uint S = pc.u[2], row_elems = pc.u[3], div = pc.u[4];
+  if (e >= row_elems) return;
+  int p = ldi2(0u);
+  if (p < 0) return;
+  uint r = uint(p) / div;
+  if (r >= S) {
+    if (e == 0u) vn_report(VN_ERR_ROW, int(r), S, 0u);
+    return;
+  }
+  uint to = r * row_elems + e;
+  if (DT1 == DT_F32 || DT1 == DT_I32) stw5(to, ldw1(e));
+  else st16_5(to, ld16_1(e));
+}
+
 // ---- index_scores ---------------------------------------------------------------------------
 // push: T S Hi Di ratio
 
@@ -219,6 +236,8 @@ void main() {
     kv_scatter_init(g);
   } else if (OP == 4u) {
     kv_scatter_rows(g);
+  } else if (OP == 9u) {
+    kv_scatter_one(g);
   } else if (OP == 5u) {
     index_scores(g);
   } else {

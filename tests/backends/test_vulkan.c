@@ -335,6 +335,67 @@ static void ops_linalg(vnrt_context *ctx) {
   }
 }
 
+/* linear with act_quant = 128 on decode rows (M <= 4: quant.comp's fake_quant into the scratch,
+ * then gemv.comp's product from it) at the rounding's edges. Block 0 of each row has
+ * amax 447/256 (scale 2^-8: x = q / 256) and q at the rounding's edges: ties to even, a carry
+ * into the exponent (15.5 -> 16), 447 -> 448, the subnormal quantum 2^-9 and its ties, -0;
+ * block 1 is random. A value rounded otherwise moves the result far past the tolerance. */
+static void act_quant_gemv(vnrt_context *ctx) {
+  static const double edge[] = {447.0,       1.0625,       1.1875,    -2.125,    15.5,
+                                -15.5,       3.5 / 512,    2.5 / 512, 0.5 / 512, -1.5 / 512,
+                                7.9 / 512,   8.25 / 512,   -0.0,      239.0,     -0.4375,
+                                100.0 / 3.0, 1.0 / 1024.0, 1.0e-3,    -447.0,    0.1};
+  const int64_t K = 256, N = 48, nedge = (int64_t)(sizeof edge / sizeof edge[0]);
+  for (int64_t M = 0; M <= 3; M += 1 + (M > 0)) { /* M = 0: one row of subnormal q */
+    const int64_t xd[2] = {M ? M : 1, K}, wd[2] = {N, K}, sd[2] = {1, 2};
+    tu_tensor in[3] = {tu_tensor_new(VNRT_F32, 2, xd), tu_tensor_new(VNRT_E4M3, 2, wd),
+                       tu_tensor_new(VNRT_E8M0, 2, sd)};
+    tu_fill_uniform(&in[0], 120 + (uint64_t)M, -3.0f, 3.0f);
+    for (int64_t r = 0; r < M; ++r) {
+      for (int64_t k = 0; k < 128; ++k) {
+        double q = k < nedge ? edge[k] : (double)((k * 37 + r * 11) % 400) - 200.0;
+        tu_set(&in[0], r * K + k, (r & 1 ? -q : q) / 256.0);
+      }
+    }
+    /* M = 0: q = 447 at the start of each block (its weights are 0) and multiples of 2^-10
+     * below 2^-6 elsewhere (half of them ties of the quantum 2^-9), so that the result is
+     * made of the subnormal roundings alone. */
+    for (int64_t k = 0; M == 0 && k < K; ++k) {
+      double q = k % 128 == 0 ? 447.0 : (double)(k % 16) / 1024.0;
+      tu_set(&in[0], k, (k & 32 ? -q : q) / 256.0);
+    }
+    uint8_t *w = in[1].data, *sc = in[2].data;
+    for (int64_t i = 0; i < N * K; ++i) {
+      uint8_t c = (uint8_t)(i * 37 + 11 + i / 7);
+      w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c; /* no NaN codes */
+      if (M == 0 && i % 128 == 0) w[i] = 0;
+    }
+    sc[0] = 126, sc[1] = 128;
+    vnrt_attr aq = tu_attr_i("act_quant", 128);
+    char what[96];
+    snprintf(what, sizeof what, "linear e4m3 act_quant x[%lld, %lld] %s values",
+             (long long)(M ? M : 1), (long long)K, M ? "edge" : "subnormal");
+    vs_cpu(ctx, what, VNRT_OP_LINEAR, in, 3, &aq, 1, 1, 1e-12);
+    tu_free_all(in, 3);
+  }
+}
+
+/* kv_scatter of one row (a decode step's; v4.comp OP 9) and of two (OP 7, 3, 4), exactly. */
+static void kv_scatter_rows(vnrt_context *ctx) {
+  const int32_t pos[4][2] = {{9, 0}, {-1, 0}, {0, 0}, {7, 7}};
+  for (int c = 0; c < 4; ++c) {
+    const int64_t n = c == 3 ? 2 : 1;
+    tu_tensor in[3] = {tu_rnd(c == 2 ? VNRT_BF16 : VNRT_F32, 2, 6, 5, 0, 0, 130 + c, -1.0f, 1.0f),
+                       tu_rnd(c == 2 ? VNRT_BF16 : VNRT_F32, 2, n, 5, 0, 0, 140 + c, 2.0f, 3.0f),
+                       tu_ints(1, n, 0, pos[c])};
+    vnrt_attr div = tu_attr_i("div", 2);
+    char what[64];
+    snprintf(what, sizeof what, "kv_scatter %lld row(s) at pos %d", (long long)n, pos[c][0]);
+    vs_cpu(ctx, what, VNRT_OP_KV_SCATTER, in, 3, &div, 1, 1, 0.0);
+    tu_free_all(in, 3);
+  }
+}
+
 /* A chain of nodes, so that dispatches depend on earlier ones (read after write) and the
  * arena reuses memory (write after read): the barriers between them are what is tested. */
 static void ops_chain(vnrt_context *ctx) {
@@ -742,6 +803,8 @@ static void kernel_variant_ops(vnrt_context *ctx) {
   attention_cases(ctx);
   tu_sweep_mhc_moe(ctx, vulkan_device(ctx));
   moe_ffn_cases(ctx);
+  act_quant_gemv(ctx);
+  kv_scatter_rows(ctx);
 }
 
 static void all_ops(vnrt_context *ctx) {
@@ -1002,6 +1065,15 @@ START_TEST(test_index_errors_are_reported) {
   const char *const w5[] = {"moe_hash_route", "token id", "4", "[0, 3)", NULL};
   expect_range_error(ctx, VNRT_OP_MOE_HASH_ROUTE, hr, 3, &sc, 1, 2, w5);
   tu_free_all(hr, 3);
+
+  /* kv_scatter of one row (v4.comp OP 9): 52 div 4 = row 13 of a cache of 7 rows. */
+  const int32_t spos[1] = {52};
+  tu_tensor ks[3] = {tu_rnd(VNRT_F32, 2, 7, 3, 0, 0, 11, -1.0f, 1.0f),
+                     tu_rnd(VNRT_F32, 2, 1, 3, 0, 0, 12, -1.0f, 1.0f), tu_ints(1, 1, 0, spos)};
+  vnrt_attr div = tu_attr_i("div", 4);
+  const char *const w9[] = {"kv_scatter", "13", "7", NULL};
+  expect_range_error(ctx, VNRT_OP_KV_SCATTER, ks, 3, &div, 1, 1, w9);
+  tu_free_all(ks, 3);
 
   const int32_t pos[1] = {5};
   tu_tensor kw[3] = {tu_rnd(VNRT_F32, 2, 6, 3, 0, 0, 9, -1.0f, 1.0f),
