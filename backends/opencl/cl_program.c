@@ -233,9 +233,14 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
   /* No extension is needed by the kernels. VN_VW is the vector width of the register-blocked
    * GEMM kernels (the device's preferred float width); a driver that rounds single-precision
    * divide and sqrt correctly when asked gets the flag, so results match the CPU more closely. */
-  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s",
-           desc->vec_width,
-           desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+  /* VN_PREFETCH (common.cl's VN_PF) only where the compiler is known to be clang's, as on
+   * PoCL: another vendor's compiler need not know __builtin_prefetch, and a GPU gains nothing
+   * from it. */
+  const int prefetch = desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
+                       strstr(desc->platform_name, "Portable Computing Language") != NULL;
+  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s%s",
+           desc->vec_width, desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
+           prefetch ? " -DVN_PREFETCH" : "");
 
   uint64_t key = CL_FNV_SEED;
   key = cl_fnv1a(key, CL_CACHE_MAGIC, 8);

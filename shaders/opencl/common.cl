@@ -5,6 +5,17 @@
 /* Results must agree with the CPU reference, which does not fuse multiply-adds. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* VN_PF(p): a hint that the cache line at p is read soon, or nothing. Built with -DVN_PREFETCH
+ * (PoCL, cl_program.c) it is clang's __builtin_prefetch: on a CPU the decode products below
+ * wait on their weight rows' loads, rows too short for the hardware prefetchers to run ahead
+ * of (OpenCL's prefetch() is a no-op there). A prefetch never faults, so an address past a
+ * buffer's end is harmless. */
+#ifdef VN_PREFETCH
+#define VN_PF(p) __builtin_prefetch(p)
+#else
+#define VN_PF(p) ((void)(p))
+#endif
+
 /* The values of vnrt_dtype. */
 #define DT_F32 1
 #define DT_F16 2

@@ -375,7 +375,21 @@ __kernel void gemv_rows4(TENSOR(x), int dx, TENSOR(w), int dw, TENSOR(o), int do
   long r3 = min(n0 + 3, N - 1) * K;
   float16 c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f;
   if (dx == DT_F32 && dw == DT_BF16) {
-    for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_BF16W)
+    /* (a logits head) each 32 channels prefetch the rows' lines of the work-item two after
+     * this one (VN_PF, common.cl), 16·K bytes on. */
+    __global const ushort *W2 = (__global const ushort *)W;
+    long k = 0;
+    for (; k + 32 <= K; k += 32) {
+      VN_PF(W2 + r0 + 8 * K + k);
+      VN_PF(W2 + r1 + 8 * K + k);
+      VN_PF(W2 + r2 + 8 * K + k);
+      VN_PF(W2 + r3 + 8 * K + k);
+      GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_BF16W)
+      k += 16;
+      GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_BF16W)
+      k -= 16;
+    }
+    for (; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_BF16W)
   } else if (dx == DT_F32 && dw == DT_F32) {
     for (long k = 0; k < K; k += 16) GEMV4_STEP_(GEMV4_LD_F32X, GEMV4_LD_F32W)
   } else if (dx == DT_F32 && dw == DT_F16) {
