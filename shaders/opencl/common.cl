@@ -16,6 +16,16 @@
 #define VN_PF(p) ((void)(p))
 #endif
 
+/* VN_X86_512 (cl_program.c: PoCL on an x86 CPU with AVX-512): clang's 512-bit builtins for
+ * what OpenCL C cannot say in one instruction: VN_CVTPH16, 16 f16 bit patterns (ushort16) to
+ * floats (vcvtph2ps, exact); VN_PERM16, table[idx & 15] lane by lane (vpermps; OpenCL's
+ * shuffle() with a variable mask is compiled element by element). */
+#ifdef VN_X86_512
+#define VN_CVTPH16(h) \
+  __builtin_ia32_vcvtph2ps512_mask(as_short16(h), (float16)0.0f, (ushort)0xFFFF, 4)
+#define VN_PERM16(table, idx) __builtin_ia32_permvarsf512((table), (idx))
+#endif
+
 /* The values of vnrt_dtype. */
 #define DT_F32 1
 #define DT_F16 2

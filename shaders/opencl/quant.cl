@@ -654,6 +654,17 @@ float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half
     ao = fma((xo1), half8_of(h_, 1), ao);                                            \
   } while (0)
 
+/* The same on x86 with AVX-512 (VN_X86_512, common.cl): ae, ao (16 lanes each) += x's 16 even
+ * channels (xe) and 16 odd ones (xo) times the row's codes looked up in tab (e2m1 / 2; the
+ * caller's block scale takes 2^1 for it): vpermps reads each lane's low 4 bits, the even
+ * code's nibble as it is and the odd one's shifted down. */
+#define E2M1_STEP4_Z_(ae, ao, p, xe, xo)                                             \
+  do {                                                                               \
+    int16 c_ = convert_int16(vload16(0, (p)));                                       \
+    ae = fma((xe), VN_PERM16(tab, c_), ae);                                          \
+    ao = fma((xo), VN_PERM16(tab, c_ >> 4), ao);                                     \
+  } while (0)
+
 /* VN_PF on the lines that start in bytes [q0, q1) of rows r0..r3, pd bytes further on (the
  * same rows of a later work-item: rows pass each work-item in a few hundred bytes, too few
  * for the hardware prefetchers to run ahead). */
@@ -677,9 +688,29 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
   float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
+    QROWS4_PREFETCH_(k0 >> 1, k1 >> 1);
+#ifdef VN_X86_512
+    /* Codes looked up in a 16-entry table of e2m1 values / 2, 16 at once (vpermps). */
+    const float16 tab = (float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f,
+                                  -0.5f, -0.75f, -1.0f, -1.5f, -2.0f, -3.0f);
+    float16 ze0 = 0.0f, ze1 = 0.0f, ze2 = 0.0f, ze3 = 0.0f, zo0 = 0.0f, zo1 = 0.0f, zo2 = 0.0f,
+            zo3 = 0.0f;
+    for (long k = k0; k < k1; k += 32) {
+      float16 xe = vload16(0, x + k), xo = vload16(1, x + k);
+      long kb = k >> 1;
+      E2M1_STEP4_Z_(ze0, zo0, r0 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze1, zo1, r1 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze2, zo2, r2 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze3, zo3, r3 + kb, xe, xo);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    t0 = fma_pow2_e8m0_8((ze0.lo + ze0.hi) + (zo0.lo + zo0.hi), 1, c0, t0);
+    t1 = fma_pow2_e8m0_8((ze1.lo + ze1.hi) + (zo1.lo + zo1.hi), 1, c1, t1);
+    t2 = fma_pow2_e8m0_8((ze2.lo + ze2.hi) + (zo2.lo + zo2.hi), 1, c2, t2);
+    t3 = fma_pow2_e8m0_8((ze3.lo + ze3.hi) + (zo3.lo + zo3.hi), 1, c3, t3);
+#else
     float8 e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f, o0 = 0.0f, o1 = 0.0f, o2 = 0.0f,
            o3 = 0.0f;
-    QROWS4_PREFETCH_(k0 >> 1, k1 >> 1);
     for (long k = k0; k < k1; k += 32) {
       float8 xe0 = vload8(0, x + k), xe1 = vload8(1, x + k);
       float8 xo0 = vload8(2, x + k), xo1 = vload8(3, x + k);
@@ -694,6 +725,7 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
     t1 = fma_pow2_e8m0_8(e1 + o1, 14, c1, t1);
     t2 = fma_pow2_e8m0_8(e2 + o2, 14, c2, t2);
     t3 = fma_pow2_e8m0_8(e3 + o3, 14, c3, t3);
+#endif
   }
   return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
 }
@@ -715,6 +747,17 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
     b = fma((x1), half8_of(h_, 1), b);                                               \
   } while (0)
 
+/* The same step on x86 with AVX-512 (VN_X86_512, common.cl): the 16 f16 values converted and
+ * multiplied in one 512-bit register, a = the two 8-lane accumulators side by side (the
+ * same sums in the same order as E4M3_STEP4_'s). */
+#define E4M3_STEP4_Z_(a, nan, p, xz)                                                 \
+  do {                                                                               \
+    short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
+    ushort16 h_ = e4m3_f16_bits(sx_);                                                \
+    nan |= h_ + (ushort)0x80;                                                        \
+    a = fma((xz), VN_CVTPH16(h_), a);                                                \
+  } while (0)
+
 float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *r2, __global const uchar *r3,
                          __global const uchar *s0, __global const uchar *s1,
@@ -724,9 +767,21 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
   ushort16 n0 = 0, n1 = 0, n2 = 0, n3 = 0;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
+    QROWS4_PREFETCH_(k0, k1);
+#ifdef VN_X86_512
+    float16 z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
+    for (long k = k0; k < k1; k += 16) {
+      float16 xz = vload16(0, x + k);
+      E4M3_STEP4_Z_(z0, n0, r0 + k, xz);
+      E4M3_STEP4_Z_(z1, n1, r1 + k, xz);
+      E4M3_STEP4_Z_(z2, n2, r2 + k, xz);
+      E4M3_STEP4_Z_(z3, n3, r3 + k, xz);
+    }
+    float8 a0 = z0.lo, a1 = z1.lo, a2 = z2.lo, a3 = z3.lo;
+    float8 b0 = z0.hi, b1_ = z1.hi, b2 = z2.hi, b3 = z3.hi;
+#else
     float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1_ = 0.0f, b2 = 0.0f,
            b3 = 0.0f;
-    QROWS4_PREFETCH_(k0, k1);
     for (long k = k0; k < k1; k += 16) {
       float8 x0 = vload8(0, x + k), x1 = vload8(1, x + k);
       E4M3_STEP4_(a0, b0, n0, r0 + k, x0, x1);
@@ -734,6 +789,7 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
       E4M3_STEP4_(a2, b2, n2, r2 + k, x0, x1);
       E4M3_STEP4_(a3, b3, n3, r3 + k, x0, x1);
     }
+#endif
     uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
     t0 = fma_pow2_e8m0_8(a0 + b0, 8, c0, t0);
     t1 = fma_pow2_e8m0_8(a1 + b1_, 8, c1, t1);
