@@ -77,8 +77,11 @@ vnrt_status cl_rope_lower(cl_lower *L) {
   uint64_t off = cl_const(L, freq, sizeof(float) * 2 * (uint64_t)(half > 0 ? half : 1));
   L->dev->host->free(L->dev->host->core, freq);
   if (off == UINT64_MAX) return cl_fail(L->dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory");
+  /* On a CPU driver whole heads per work-item (rope_heads) where the copied channels come in
+   * 16s: a decode step's rope is then a few dozen items, not one per channel and head. */
+  const int heads = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE && (D - dims) % 16 == 0;
   cl_launch k;
-  cl_launch_begin(L, "rope", &k);
+  cl_launch_begin(L, heads ? "rope_heads" : "rope", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_in(&k, 1);
   cl_arg_const(&k, off);
@@ -88,6 +91,12 @@ vnrt_status cl_rope_lower(cl_lower *L) {
   cl_arg_i32(&k, p->interleaved);
   cl_arg_i32(&k, p->inverse);
   cl_arg_i32(&k, (int32_t)H);
+  if (heads) {
+    cl_arg_i64(&k, T);
+    size_t wg = cl_launch_wg(&k, 8);
+    size_t items[2] = {(size_t)((D - dims) / 16 + half), (size_t)T}, lws[2] = {wg, 1};
+    return cl_launch_end(&k, 2, items, lws);
+  }
   cl_arg_i64(&k, T * H);
   return cl_launch_2d(&k, D - dims + half, T * H);
 }

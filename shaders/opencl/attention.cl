@@ -45,6 +45,38 @@ __kernel void rope(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int 
   st(PTR(o), dout, i2, x1 * sn + x2 * cs);
 }
 
+/* rope for CPU drivers, a token's H heads per work-item: global (first / 16 + dims / 2, T) with
+ * first = D - dims a multiple of 16. Items below first / 16 copy 16 channels of every head
+ * (ld16/st16 instead of a dtype switch per channel); the rest rotate pair i of every head, the
+ * angle's sincos formed once for the H heads. Per channel the arithmetic of rope. */
+__kernel void rope_heads(TENSOR(x), int dx, TENSOR(pos), TENSOR(freq), TENSOR(o), int dout,
+                         int D, int dims, int interleaved, int inverse, int H, long T) {
+  int c = get_global_id(0);
+  long t = get_global_id(1);
+  int first = D - dims, nchunk = first / 16, npair = dims / 2;
+  if (c >= nchunk + npair || t >= T) return;
+  if (c < nchunk) {
+    for (int h = 0; h < H; ++h) {
+      long b = (t * H + h) * D + 16 * c;
+      st16(PTR(o), dout, b, ld16(PTR(x), dx, b));
+    }
+    return;
+  }
+  int i = c - nchunk;
+  int p = ldi(PTR(pos), t);
+  __global const float *f = (__global const float *)PTR(freq);
+  float cs, sn = sincos(rope_angle(p, f[2 * i], f[2 * i + 1]), &cs);
+  if (inverse) sn = -sn;
+  for (int h = 0; h < H; ++h) {
+    long base = (t * H + h) * D;
+    long i1 = base + first + (interleaved ? 2 * i : i);
+    long i2 = base + first + (interleaved ? 2 * i + 1 : i + npair);
+    float x1 = ld(PTR(x), dx, i1), x2 = ld(PTR(x), dx, i2);
+    st(PTR(o), dout, i1, x1 * cs - x2 * sn);
+    st(PTR(o), dout, i2, x1 * sn + x2 * cs);
+  }
+}
+
 /* Channels of Dv one work-item accumulates (host ensures Dv <= ATT_MAXJ*wg). */
 #define ATT_MAXJ 8
 

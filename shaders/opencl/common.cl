@@ -5,6 +5,27 @@
 /* Results must agree with the CPU reference, which does not fuse multiply-adds. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* VN_PF(p): a hint that the cache line at p is read soon, or nothing. Built with -DVN_PREFETCH
+ * (PoCL, cl_program.c) it is clang's __builtin_prefetch: on a CPU the decode products below
+ * wait on their weight rows' loads, rows too short for the hardware prefetchers to run ahead
+ * of (OpenCL's prefetch() is a no-op there). A prefetch never faults, so an address past a
+ * buffer's end is harmless. */
+#ifdef VN_PREFETCH
+#define VN_PF(p) __builtin_prefetch(p)
+#else
+#define VN_PF(p) ((void)(p))
+#endif
+
+/* VN_X86_512 (cl_program.c: PoCL on an x86 CPU with AVX-512): clang's 512-bit builtins for
+ * what OpenCL C cannot say in one instruction: VN_CVTPH16, 16 f16 bit patterns (ushort16) to
+ * floats (vcvtph2ps, exact); VN_PERM16, table[idx & 15] lane by lane (vpermps; OpenCL's
+ * shuffle() with a variable mask is compiled element by element). */
+#ifdef VN_X86_512
+#define VN_CVTPH16(h) \
+  __builtin_ia32_vcvtph2ps512_mask(as_short16(h), (float16)0.0f, (ushort)0xFFFF, 4)
+#define VN_PERM16(table, idx) __builtin_ia32_permvarsf512((table), (idx))
+#endif
+
 /* The values of vnrt_dtype. */
 #define DT_F32 1
 #define DT_F16 2

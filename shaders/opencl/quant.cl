@@ -654,17 +654,61 @@ float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half
     ao = fma((xo1), half8_of(h_, 1), ao);                                            \
   } while (0)
 
+/* The same on x86 with AVX-512 (VN_X86_512, common.cl): ae, ao (16 lanes each) += x's 16 even
+ * channels (xe) and 16 odd ones (xo) times the row's codes looked up in tab (e2m1 / 2; the
+ * caller's block scale takes 2^1 for it): vpermps reads each lane's low 4 bits, the even
+ * code's nibble as it is and the odd one's shifted down. */
+#define E2M1_STEP4_Z_(ae, ao, p, xe, xo)                                             \
+  do {                                                                               \
+    int16 c_ = convert_int16(vload16(0, (p)));                                       \
+    ae = fma((xe), VN_PERM16(tab, c_), ae);                                          \
+    ao = fma((xo), VN_PERM16(tab, c_ >> 4), ao);                                     \
+  } while (0)
+
+/* VN_PF on the lines that start in bytes [q0, q1) of rows r0..r3, pd bytes further on (the
+ * same rows of a later work-item: rows pass each work-item in a few hundred bytes, too few
+ * for the hardware prefetchers to run ahead). */
+#define QROWS4_PREFETCH_(q0, q1)                                                     \
+  for (long q_ = ((q0) + 63) & ~63L; q_ < (q1); q_ += 64) {                          \
+    VN_PF(r0 + pd + q_);                                                             \
+    VN_PF(r1 + pd + q_);                                                             \
+    VN_PF(r2 + pd + q_);                                                             \
+    VN_PF(r3 + pd + q_);                                                             \
+  }
+
 /* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
  * with x[K] in local memory, each 32 channels stored evens first (act_quant_rows with
- * deint). K and b1 are multiples of 32. */
+ * deint). K and b1 are multiples of 32. pd: the prefetch distance in bytes (callers: the
+ * work-item two after this one, which reads the rows that far on). */
 float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *r2, __global const uchar *r3,
                          __global const uchar *s0, __global const uchar *s1,
                          __global const uchar *s2, __global const uchar *s3, int b1,
-                         __local const float *x, long K) {
+                         __local const float *x, long K, long pd) {
   float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
+    QROWS4_PREFETCH_(k0 >> 1, k1 >> 1);
+#ifdef VN_X86_512
+    /* Codes looked up in a 16-entry table of e2m1 values / 2, 16 at once (vpermps). */
+    const float16 tab = (float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f,
+                                  -0.5f, -0.75f, -1.0f, -1.5f, -2.0f, -3.0f);
+    float16 ze0 = 0.0f, ze1 = 0.0f, ze2 = 0.0f, ze3 = 0.0f, zo0 = 0.0f, zo1 = 0.0f, zo2 = 0.0f,
+            zo3 = 0.0f;
+    for (long k = k0; k < k1; k += 32) {
+      float16 xe = vload16(0, x + k), xo = vload16(1, x + k);
+      long kb = k >> 1;
+      E2M1_STEP4_Z_(ze0, zo0, r0 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze1, zo1, r1 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze2, zo2, r2 + kb, xe, xo);
+      E2M1_STEP4_Z_(ze3, zo3, r3 + kb, xe, xo);
+    }
+    uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
+    t0 = fma_pow2_e8m0_8((ze0.lo + ze0.hi) + (zo0.lo + zo0.hi), 1, c0, t0);
+    t1 = fma_pow2_e8m0_8((ze1.lo + ze1.hi) + (zo1.lo + zo1.hi), 1, c1, t1);
+    t2 = fma_pow2_e8m0_8((ze2.lo + ze2.hi) + (zo2.lo + zo2.hi), 1, c2, t2);
+    t3 = fma_pow2_e8m0_8((ze3.lo + ze3.hi) + (zo3.lo + zo3.hi), 1, c3, t3);
+#else
     float8 e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f, o0 = 0.0f, o1 = 0.0f, o2 = 0.0f,
            o3 = 0.0f;
     for (long k = k0; k < k1; k += 32) {
@@ -681,6 +725,7 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
     t1 = fma_pow2_e8m0_8(e1 + o1, 14, c1, t1);
     t2 = fma_pow2_e8m0_8(e2 + o2, 14, c2, t2);
     t3 = fma_pow2_e8m0_8(e3 + o3, 14, c3, t3);
+#endif
   }
   return (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
 }
@@ -689,26 +734,52 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
  * without deint), 16 codes a step in two 8-lane halves, two accumulators per row, a block's
  * scale one product by 2^(code - 119) (the decode's 2^8 with the e8m0 scale) for codes up to
  * 246. NaN codes are not patched in the loop (that select costs a shuffle-port operation per
- * 16 codes): each row ORs (magnitude + 1) of its codes, whose bit 7 is set only by a NaN
- * code's 0x7F, and a row with one is summed again by qrow_dot_lanes_l. */
+ * 16 codes): each row ORs its codes' f16 bits plus 0x80, whose bit 14 is set only by a
+ * carry through the 7 magnitude bits (bits 7-13) of a NaN code's 0x7F (two operations, not
+ * the three of masking the magnitude first), and a row with one is summed again by
+ * qrow_dot_lanes_l. */
 #define E4M3_STEP4_(a, b, nan, p, x0, x1)                                            \
   do {                                                                               \
     short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
     ushort16 h_ = e4m3_f16_bits(sx_);                                                \
-    nan |= as_ushort16(sx_ & (short)0x7F) + (ushort)1;                               \
+    nan |= h_ + (ushort)0x80;                                                        \
     a = fma((x0), half8_of(h_, 0), a);                                               \
     b = fma((x1), half8_of(h_, 1), b);                                               \
+  } while (0)
+
+/* The same step on x86 with AVX-512 (VN_X86_512, common.cl): the 16 f16 values converted and
+ * multiplied in one 512-bit register, a = the two 8-lane accumulators side by side (the
+ * same sums in the same order as E4M3_STEP4_'s). */
+#define E4M3_STEP4_Z_(a, nan, p, xz)                                                 \
+  do {                                                                               \
+    short16 sx_ = convert_short16(as_char16(vload16(0, (p))));                       \
+    ushort16 h_ = e4m3_f16_bits(sx_);                                                \
+    nan |= h_ + (ushort)0x80;                                                        \
+    a = fma((xz), VN_CVTPH16(h_), a);                                                \
   } while (0)
 
 float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *r2, __global const uchar *r3,
                          __global const uchar *s0, __global const uchar *s1,
                          __global const uchar *s2, __global const uchar *s3, int b1,
-                         __local const float *x, long K) {
+                         __local const float *x, long K, long pd) {
   float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   ushort16 n0 = 0, n1 = 0, n2 = 0, n3 = 0;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
+    QROWS4_PREFETCH_(k0, k1);
+#ifdef VN_X86_512
+    float16 z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
+    for (long k = k0; k < k1; k += 16) {
+      float16 xz = vload16(0, x + k);
+      E4M3_STEP4_Z_(z0, n0, r0 + k, xz);
+      E4M3_STEP4_Z_(z1, n1, r1 + k, xz);
+      E4M3_STEP4_Z_(z2, n2, r2 + k, xz);
+      E4M3_STEP4_Z_(z3, n3, r3 + k, xz);
+    }
+    float8 a0 = z0.lo, a1 = z1.lo, a2 = z2.lo, a3 = z3.lo;
+    float8 b0 = z0.hi, b1_ = z1.hi, b2 = z2.hi, b3 = z3.hi;
+#else
     float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1_ = 0.0f, b2 = 0.0f,
            b3 = 0.0f;
     for (long k = k0; k < k1; k += 16) {
@@ -718,6 +789,7 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
       E4M3_STEP4_(a2, b2, n2, r2 + k, x0, x1);
       E4M3_STEP4_(a3, b3, n3, r3 + k, x0, x1);
     }
+#endif
     uint c0 = s0[j], c1 = s1[j], c2 = s2[j], c3 = s3[j];
     t0 = fma_pow2_e8m0_8(a0 + b0, 8, c0, t0);
     t1 = fma_pow2_e8m0_8(a1 + b1_, 8, c1, t1);
@@ -725,7 +797,7 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
     t3 = fma_pow2_e8m0_8(a3 + b3, 8, c3, t3);
   }
   float4 d = (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
-  if (any((n0 | n1 | n2 | n3) >= (ushort)0x80)) {
+  if (any(((n0 | n1 | n2 | n3) & (ushort)0x4000) != (ushort)0)) {
     d.s0 = qrow_dot_lanes_l(r0, DT_E4M3, s0, b1, x, K);
     d.s1 = qrow_dot_lanes_l(r1, DT_E4M3, s1, b1, x, K);
     d.s2 = qrow_dot_lanes_l(r2, DT_E4M3, s2, b1, x, K);
@@ -756,7 +828,7 @@ __kernel void moe_ffn_up_e2m1x4(TENSOR(x), int dx, int aq, TENSOR(ex), QWEIGHT(w
   float4 d = qrows4_dot_e2m1_l(w + f0 * rb, w + f1 * rb, w + (F + f0) * rb, w + (F + f1) * rb,
                                ws + (f0 / wgu_b0) * SC, ws + (f1 / wgu_b0) * SC,
                                ws + ((F + f0) / wgu_b0) * SC, ws + ((F + f1) / wgu_b0) * SC,
-                               wgu_b1, xs, C);
+                               wgu_b1, xs, C, 4 * rb);
   __global float *hr = (__global float *)PTR(h) + p * F;
   hr[f0] = moe_act(d.s0, d.s2, limit);
   if (f1 != f0) hr[f1] = moe_act(d.s1, d.s3, limit);
@@ -787,7 +859,7 @@ __kernel void moe_ffn_down_e2m1x4(TENSOR(ex), TENSOR(wt), int dwt, int aq, QWEIG
     float4 d = qrows4_dot_e2m1_l(w + c0 * rb, w + c1 * rb, w + c2 * rb, w + c3 * rb,
                                  ws + (c0 / wd_b0) * SC, ws + (c1 / wd_b0) * SC,
                                  ws + (c2 / wd_b0) * SC, ws + (c3 / wd_b0) * SC, wd_b1,
-                                 xs + (long)i * F, F);
+                                 xs + (long)i * F, F, 8 * rb);
     acc += aq ? d : ld(PTR(wt), dwt, p) * d;
   }
   const float a[4] = {acc.s0, acc.s1, acc.s2, acc.s3};
@@ -810,7 +882,8 @@ __kernel void qgemv4_e4m3_aq(TENSOR(x), int dx, int aq, QWEIGHT(w), TENSOR(o), i
   __global const uchar *w = PTR(w), *ws = PTR(w_s);
   float4 d = qrows4_dot_e4m3_l(w + r0 * K, w + r1 * K, w + r2 * K, w + r3 * K,
                                ws + (r0 / w_b0) * SC, ws + (r1 / w_b0) * SC,
-                               ws + (r2 / w_b0) * SC, ws + (r3 / w_b0) * SC, w_b1, xs, K);
+                               ws + (r2 / w_b0) * SC, ws + (r3 / w_b0) * SC, w_b1, xs, K,
+                               8 * K);
   const float a[4] = {d.s0, d.s1, d.s2, d.s3};
   for (int r = 0; r < 4 && n0 + r < N; ++r) st(PTR(o), dout, m * N + n0 + r, a[r]);
 }

@@ -1118,6 +1118,187 @@ START_TEST(test_quantized_rows_keep_large_scales) {
 }
 END_TEST
 
+/* ---- The AVX-512 decode steps against the portable ones --------------------------------- */
+
+/* A raw kernel launch on dev's queue: n_args (size, value) pairs, then gws/lws in 2-D. */
+typedef struct raw_arg {
+  size_t size;
+  const void *value;
+} raw_arg;
+
+static void raw_run(vnrt_backend_device *dev, cl_program prog, const char *name,
+                    const raw_arg *args, int n_args, const size_t gws[2], const size_t lws[2]) {
+  cl_int err = CL_SUCCESS;
+  cl_kernel k = clCreateKernel(prog, name, &err);
+  ck_assert_msg(k && err == CL_SUCCESS, "clCreateKernel(%s): %d", name, (int)err);
+  for (int i = 0; i < n_args; ++i) {
+    err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+    if (err != CL_SUCCESS) ck_abort_msg("%s: clSetKernelArg(%d): %d", name, i, (int)err);
+  }
+  err = clEnqueueNDRangeKernel(dev->queue, k, 2, NULL, gws, lws, 0, NULL, NULL);
+  ck_assert_msg(err == CL_SUCCESS, "%s: enqueue: %d", name, (int)err);
+  ck_assert_int_eq(clFinish(dev->queue), CL_SUCCESS);
+  clReleaseKernel(k);
+}
+
+static cl_mem raw_buf(vnrt_backend_device *dev, size_t bytes, const void *data) {
+  cl_int err = CL_SUCCESS;
+  cl_mem m = clCreateBuffer(dev->context, CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0),
+                            bytes, (void *)data, &err);
+  ck_assert_msg(m && err == CL_SUCCESS, "clCreateBuffer(%zu): %d", bytes, (int)err);
+  return m;
+}
+
+static void raw_read(vnrt_backend_device *dev, cl_mem m, size_t bytes, void *out) {
+  ck_assert_int_eq(clEnqueueReadBuffer(dev->queue, m, CL_TRUE, 0, bytes, out, 0, NULL, NULL),
+                   CL_SUCCESS);
+}
+
+static uint8_t next_byte(uint64_t *r) {
+  *r = *r * 6364136223846793005ull + 1442695040888963407ull;
+  return (uint8_t)(*r >> 40);
+}
+
+#define RAW_T(m) \
+  {sizeof(cl_mem), &(m)}, { sizeof(cl_ulong), &zero }
+#define RAW_I(v) \
+  { sizeof(cl_int), &(v) }
+#define RAW_L(v) \
+  { sizeof(cl_long), &(v) }
+
+/* Runs qgemv4_e4m3_aq (x [2, 256] f32 by e4m3 w [38, 256], 128x128 blocks, act_quant 128; 38
+ * rows leave a partial four) and the e2m1 moe_ffn passes (C = 64, F = 32, 4 experts, k = 2,
+ * act_quant 32) from prog; their results go to y8 [2·38], h [2·32] and y4 [64]. */
+static void run_decode_kernels(vnrt_backend_device *dev, cl_program prog, float *y8, float *h,
+                               float *y4) {
+  const cl_ulong zero = 0;
+  uint64_t r = 99;
+  /* e4m3 linear */
+  enum { M8 = 2, N8 = 38, K8 = 256 };
+  float x8[M8 * K8];
+  uint8_t w8[N8 * K8], s8[1 * 2];
+  for (int i = 0; i < M8 * K8; ++i) x8[i] = (float)(next_byte(&r) % 201) / 100.0f - 1.0f;
+  for (int i = 0; i < N8 * K8; ++i) {
+    w8[i] = next_byte(&r);
+    if ((w8[i] & 0x7F) == 0x7F) w8[i] = (uint8_t)(w8[i] - 1); /* no NaN codes */
+  }
+  s8[0] = 119, s8[1] = 122;
+  cl_mem bx = raw_buf(dev, sizeof x8, x8), bw = raw_buf(dev, sizeof w8, w8);
+  cl_mem bs = raw_buf(dev, sizeof s8, s8), bo = raw_buf(dev, sizeof(float) * M8 * N8, NULL);
+  cl_int f32 = VNRT_F32, aq8 = 128, e4m3 = VNRT_E4M3, blk = 128;
+  cl_long M = M8, N = N8, K = K8, G = 1;
+  const raw_arg a8[] = {RAW_T(bx), RAW_I(f32), RAW_I(aq8), RAW_T(bw), RAW_I(e4m3),
+                        RAW_T(bs), RAW_I(blk), RAW_I(blk), RAW_T(bo), RAW_I(f32),
+                        RAW_L(M),  RAW_L(N),   RAW_L(K),   RAW_L(G),  {K8 * sizeof(float), NULL}};
+  const size_t g8[2] = {12, M8}, l8[2] = {4, 1};
+  raw_run(dev, prog, "qgemv4_e4m3_aq", a8, (int)(sizeof a8 / sizeof a8[0]), g8, l8);
+  raw_read(dev, bo, sizeof(float) * M8 * N8, y8);
+  cl_mem ms[] = {bx, bw, bs, bo};
+  for (int i = 0; i < 4; ++i) clReleaseMemObject(ms[i]);
+  /* e2m1 moe_ffn, both passes */
+  enum { C = 64, F = 32, E = 4, KK = 2 };
+  float x[C], wt[KK] = {0.6f, 0.4f};
+  cl_int ex[KK] = {1, 3}, err_init[4] = {-1, -1, -1, -1};
+  static uint8_t gu[E * 2 * F * C / 2], gus[E * 2 * F * (C / 32)], dn[E * C * F / 2],
+      dns[E * C * (F / 32)];
+  for (int i = 0; i < C; ++i) x[i] = (float)(next_byte(&r) % 201) / 50.0f - 2.0f;
+  for (size_t i = 0; i < sizeof gu; ++i) gu[i] = next_byte(&r);
+  for (size_t i = 0; i < sizeof dn; ++i) dn[i] = next_byte(&r);
+  for (size_t i = 0; i < sizeof gus; ++i) gus[i] = (uint8_t)(120 + next_byte(&r) % 5);
+  for (size_t i = 0; i < sizeof dns; ++i) dns[i] = (uint8_t)(120 + next_byte(&r) % 5);
+  cl_mem mx = raw_buf(dev, sizeof x, x), mex = raw_buf(dev, sizeof ex, ex);
+  cl_mem mwt = raw_buf(dev, sizeof wt, wt), mgu = raw_buf(dev, sizeof gu, gu);
+  cl_mem mgus = raw_buf(dev, sizeof gus, gus), mdn = raw_buf(dev, sizeof dn, dn);
+  cl_mem mdns = raw_buf(dev, sizeof dns, dns), mh = raw_buf(dev, sizeof(float) * KK * F, NULL);
+  cl_mem my = raw_buf(dev, sizeof(float) * C, NULL);
+  cl_mem merr = raw_buf(dev, sizeof err_init, err_init);
+  cl_int aq = 32, e2m1 = VNRT_E2M1, b0 = 1, b1 = 32, kk = KK, cc = C, ff = F, ee = E, slot = 0;
+  cl_long pairs = KK, T = 1;
+  cl_float limit = 10.0f;
+  const raw_arg up[] = {RAW_T(mx),
+                        RAW_I(f32),
+                        RAW_I(aq),
+                        RAW_T(mex),
+                        RAW_T(mgu),
+                        RAW_I(e2m1),
+                        RAW_T(mgus),
+                        RAW_I(b0),
+                        RAW_I(b1),
+                        RAW_T(mh),
+                        RAW_L(pairs),
+                        RAW_I(kk),
+                        RAW_I(cc),
+                        RAW_I(ff),
+                        {4, &limit},
+                        RAW_I(ee),
+                        {C * sizeof(float), NULL},
+                        RAW_T(merr),
+                        RAW_I(slot)};
+  const size_t gup[2] = {16, KK}, lup[2] = {4, 1};
+  raw_run(dev, prog, "moe_ffn_up_e2m1x4", up, (int)(sizeof up / sizeof up[0]), gup, lup);
+  raw_read(dev, mh, sizeof(float) * KK * F, h);
+  const raw_arg down[] = {
+      RAW_T(mex),  RAW_T(mwt), RAW_I(f32), RAW_I(aq), RAW_T(mdn), RAW_I(e2m1),
+      RAW_T(mdns), RAW_I(b0),  RAW_I(b1),  RAW_T(mh), RAW_T(my),  RAW_I(f32),
+      RAW_L(T),    RAW_I(kk),  RAW_I(cc),  RAW_I(ff), RAW_I(ee),  {KK * F * sizeof(float), NULL}};
+  const size_t gdn[2] = {16, 1}, ldn[2] = {4, 1};
+  raw_run(dev, prog, "moe_ffn_down_e2m1x4", down, (int)(sizeof down / sizeof down[0]), gdn, ldn);
+  raw_read(dev, my, sizeof(float) * C, y4);
+  cl_mem mm[] = {mx, mex, mwt, mgu, mgus, mdn, mdns, mh, my, merr};
+  for (int i = 0; i < 10; ++i) clReleaseMemObject(mm[i]);
+}
+
+/* On PoCL with AVX-512 the four-row FP8/FP4 dots take 512-bit builtins (VN_X86_512,
+ * quant.cl); the device runs only that path, so here the portable one is built too and both
+ * must agree: e4m3 bit for bit (the same sums in the same order), e2m1 to float rounding
+ * (its lanes are summed in another order). Elsewhere there is nothing to compare. */
+START_TEST(test_x86_decode_steps_match_the_portable_ones) {
+  fake_host h;
+  const vnrt_backend_i *be = NULL;
+  void *state = NULL;
+  fake_host_init(&h);
+  be = opencl_backend_get();
+  if (be->init(&h.host, &state) != VNRT_OK || be->device_count(state) == 0) {
+    if (state) be->shutdown(state);
+    return;
+  }
+  be->shutdown(state);
+  vnrt_backend_device *dev = open_device0(&h, &be, &state);
+  const char *flag = strstr(dev->build_options, " -DVN_X86_512");
+  if (flag) {
+    char opts[sizeof dev->build_options];
+    snprintf(opts, sizeof opts, "%.*s%s", (int)(flag - dev->build_options), dev->build_options,
+             flag + strlen(" -DVN_X86_512"));
+    cl_program portable = NULL;
+    ck_assert_msg(
+        cl_program_build_source(dev, vn_cl_sources, vn_cl_source_count, opts, &portable) == VNRT_OK,
+        "%s", h.msg);
+    float y8[2][2 * 38], hh[2][2 * 32], y4[2][64];
+    run_decode_kernels(dev, dev->program, y8[0], hh[0], y4[0]);
+    run_decode_kernels(dev, portable, y8[1], hh[1], y4[1]);
+    clReleaseProgram(portable);
+    for (int i = 0; i < 2 * 38; ++i) {
+      if (memcmp(&y8[0][i], &y8[1][i], sizeof(float)) != 0) {
+        ck_abort_msg("qgemv4_e4m3_aq [%d]: %.9g (AVX-512) vs %.9g", i, y8[0][i], y8[1][i]);
+      }
+    }
+    const float *got[2] = {hh[0], y4[0]}, *want[2] = {hh[1], y4[1]};
+    const int n[2] = {2 * 32, 64};
+    for (int j = 0; j < 2; ++j) {
+      for (int i = 0; i < n[j]; ++i) {
+        float d = fabsf(got[j][i] - want[j][i]), m = fabsf(want[j][i]);
+        if (!(d <= 1e-5f * (m > 1.0f ? m : 1.0f))) {
+          ck_abort_msg("moe_ffn e2m1 %s [%d]: %.9g (AVX-512) vs %.9g", j ? "down" : "up", i,
+                       got[j][i], want[j][i]);
+        }
+      }
+    }
+  }
+  be->device_close(dev);
+  be->shutdown(state);
+}
+END_TEST
+
 static Suite *opencl_suite(void) {
   Suite *s = suite_create("opencl");
   TCase *dev = tcase_create("devices");
@@ -1149,6 +1330,7 @@ static Suite *opencl_suite(void) {
   tcase_add_test(ops, test_ops_match_cpu_work_group_kernels);
   tcase_add_test(ops, test_each_index_check_has_its_own_slot);
   tcase_add_test(ops, test_quantized_rows_keep_large_scales);
+  tcase_add_test(ops, test_x86_decode_steps_match_the_portable_ones);
   suite_add_tcase(s, ops);
   return s;
 }
