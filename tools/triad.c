@@ -6,6 +6,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The most threads a team runs (vnrt-bench and vnrt-generate take at most 4096; the bandwidth
+ * of a socket is reached long before). */
+#define TRIAD_MAX_THREADS 1024
+
 typedef enum { TRIAD_INIT, TRIAD_PASS, TRIAD_EVICT } triad_job;
 
 typedef struct triad_arg {
@@ -51,8 +55,7 @@ static void *slice_main_(void *p) {
 /* job on every thread (the caller is thread 0); the wall time, or -1 when a thread could not
  * be started (the started ones are joined, the caller's slice still runs). */
 static double team_(tool_triad *t, triad_job job) {
-  enum { MAX_THREADS = 1024 };
-  const int n = t->threads < MAX_THREADS ? t->threads : MAX_THREADS;
+  const int n = t->threads;
   triad_arg *args = calloc((size_t)n, sizeof *args);
   pthread_t *th = calloc((size_t)n, sizeof *th);
   if (!args || !th) {
@@ -84,7 +87,7 @@ int tool_triad_init(tool_triad *t, size_t total_bytes, int threads) {
   memset(t, 0, sizeof *t);
   const size_t n = total_bytes / (3 * sizeof(float));
   if (n == 0) return -1;
-  t->threads = threads < 1 ? 1 : threads;
+  t->threads = threads < 1 ? 1 : threads < TRIAD_MAX_THREADS ? threads : TRIAD_MAX_THREADS;
   t->n = n;
   t->a = malloc(n * sizeof(float));
   t->b = malloc(n * sizeof(float));

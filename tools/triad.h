@@ -14,7 +14,7 @@ typedef struct tool_triad {
 
 /* Three arrays of about total_bytes in all (far beyond the caches for a bandwidth figure), each
  * thread's slice first touched by that thread, and one warm-up pass. Returns 0, or -1 (t left
- * empty) when the memory or a thread cannot be had. threads < 1 is taken as 1. */
+ * empty) when the memory or a thread cannot be had. threads is clamped to [1, 1024]. */
 int tool_triad_init(tool_triad *t, size_t total_bytes, int threads);
 
 /* One pass on t->threads threads (the caller is one of them); its wall time in seconds, or a

@@ -81,7 +81,10 @@ void measure_bandwidth(void) {
   }
   int reps = opt.quick ? 3 : 10;
   double *t = xmalloc(sizeof *t * (size_t)reps);
-  for (int r = 0; r < reps; ++r) t[r] = tool_triad_pass(&tri);
+  for (int r = 0; r < reps; ++r) {
+    t[r] = tool_triad_pass(&tri);
+    if (t[r] < 0.0) die("the triad could not start its threads");
+  }
   bandwidth_gbps = tool_triad_gbps(&tri, median(t, reps));
   free(t);
 }
@@ -370,7 +373,7 @@ void plan_run_baseline(void *user) { check(vnrt_plan_run(user), "vnrt_plan_run")
 /* One triad pass: the bandwidth baseline of memory-bound cases, timed beside them too. */
 void triad_baseline(void *user) {
   (void)user;
-  (void)tool_triad_pass(&tri);
+  if (tool_triad_pass(&tri) < 0.0) die("the triad could not start its threads");
 }
 
 void free_bandwidth(void) { tool_triad_free(&tri); }
