@@ -632,10 +632,10 @@ static CPU_AVX512 int avx512_qkern_e4m3_r4_(const float *xp, const uint8_t *cons
  * code's low 7 bits up in two 128-byte tables, the low and the high byte of the bf16 bits of
  * its magnitude times 2^-8, as the f16 path has it (bf16 holds every e4m3 value exactly, the
  * subnormals as normal numbers; 0x7F looks up a NaN, so a NaN code needs no test of its own),
- * the code's sign is
- * ORed into the high byte, and the two bytes interleave into words per 128-bit lane. A word in
- * the high half of a dword is an f32 once the low half is masked off, one in the low half once
- * shifted up: 13 vector operations per 64 codes where the f16 path (e4m3_eo_sums_) takes 21.
+ * the code's sign is ORed into the high byte, and the two bytes interleave into words per
+ * 128-bit lane. A word in the high half of a dword is an f32 once the low half is masked off,
+ * one in the low half once shifted up: 13 vector operations per 64 codes where the f16 path
+ * (e4m3_eo_sums_) takes 21.
  * The tables: 0x3800 + (m << 4) for the normal magnitudes m >= 8, m·2^-17 for the subnormal
  * ones, 0x7FC0 for 0x7F. */
 static const uint8_t k_e4m3_bf16_lo_[128] = {
@@ -667,6 +667,16 @@ static void x_e4m3_lut_perm_(const float *x, int64_t n, float *xp) {
         xp[b + 16 * i + d] = x[b + 16 * (d / 4) + 2 * (d % 4) + (i & 1) + 8 * (i >> 1)];
       }
     }
+  }
+}
+
+/* x in the order the one-row FP8 kernels of step (64: AVX-512, by table with VBMI; 32: AVX2)
+ * meet the codes in, n a multiple of step. */
+static void x_e4m3_row_perm_(cpu_isa isa, int64_t step, const float *x, int64_t n, float *xp) {
+  if (step == 64 && isa >= CPU_ISA_AVX512VBMI) {
+    x_e4m3_lut_perm_(x, n, xp);
+  } else {
+    x_evenodd_perm_(x, n, step, xp);
   }
 }
 
@@ -1240,12 +1250,8 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   const int e2b16 = !v512 && fp4p && bc == 32 && K % 64 == 0;
   const float mult = fp4p && !e2b16 ? 0.5f : fp4 ? 1.0f : 256.0f;
   float *sfbuf = ws, *xp = ws + QV_NR_MAX * QV_BLOCKS, *pws = xp + qv_xp_floats_(K);
-  if (e8lut) {
-    x_e4m3_lut_perm_(x, K, xp);
-  } else if (e8eo) {
-    x_evenodd_perm_(x, K, 64, xp);
-  } else if (e8eo2) {
-    x_evenodd_perm_(x, K, 32, xp);
+  if (e8eo || e8eo2) {
+    x_e4m3_row_perm_(isa, e8eo ? 64 : 32, x, K, xp);
   } else if (e2nib) {
     x_e2m1_perm_(x, K, xp);
   } else if (e2b16) {
@@ -1351,15 +1357,6 @@ static int64_t e4m3_row_step_(cpu_isa isa, int64_t m, const cpu_weight *w) {
   if (K > bpc * bc) return 0;
   if (isa >= CPU_ISA_AVX512 && bc % 64 == 0 && K % 64 == 0) return 64;
   return bc % 32 == 0 && K % 32 == 0 ? 32 : 0;
-}
-
-/* x in the order qgemm_e4m3_row_'s kernel for step meets the codes in. */
-static void x_e4m3_row_perm_(cpu_isa isa, int64_t step, const float *x, int64_t n, float *xp) {
-  if (step == 64 && isa >= CPU_ISA_AVX512VBMI) {
-    x_e4m3_lut_perm_(x, n, xp);
-  } else {
-    x_evenodd_perm_(x, n, step, xp);
-  }
 }
 
 /* qgemm_regs_ for one x row on FP8 (e4m3_row_step_ gives step), x already permuted (xp, all of
