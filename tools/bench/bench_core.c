@@ -2,7 +2,6 @@
  * the results table (printed and as JSON). */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
