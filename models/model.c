@@ -76,6 +76,7 @@ struct vnrt_model {
   vn_v4_experts *experts; /* per layer, packed for moe_ffn */
   int32_t **tid2eid;      /* per hash layer, as i32 */
   uint64_t weight_bytes;
+  uint64_t decode_bytes; /* weights read per decoded token (vn_v4_memory_plan's), for the info */
   /* A one-token plan of a one-position context that is never run: it holds the device weights
    * that every session's plans share (vnrt_plan_create_shared), made with the first session. */
   vnrt_plan *anchor;
@@ -406,6 +407,8 @@ vnrt_status vnrt_model_open(vnrt_context *ctx, const char *dir, const vnrt_model
   for (int k = 0; k < VN_V4_KIND_COUNT; ++k) {
     if (k != VN_V4_KIND_MTP) m->weight_bytes += by_kind[k];
   }
+  vn_v4_memory plan; /* the config was validated: the plan cannot fail here */
+  if (vn_v4_memory_plan(m->cfg, 1, &plan) == VNRT_OK) m->decode_bytes = plan.decode_bytes_per_token;
   *out_model = m;
   return VNRT_OK;
 }
@@ -459,9 +462,7 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
     snprintf(out->device, sizeof out->device, "%s", di.spec);
   }
   out->quantized = c->quantized;
-  vn_v4_memory plan;
-  if (vn_v4_memory_plan(c, 1, &plan) == VNRT_OK)
-    out->decode_bytes_per_token = plan.decode_bytes_per_token;
+  out->decode_bytes_per_token = m->decode_bytes;
   memcpy(caller, out, size);
   return VNRT_OK;
 }

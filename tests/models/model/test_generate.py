@@ -296,8 +296,6 @@ def part_consistency(model):
     plan = [l for l in p.stderr.splitlines() if l.startswith("decode plan:")]
     check(plan and len(steps) == int(plan[0].split()[2]) and "total" in text,
           f"--profile-nodes prints every node and the table: {len(steps)} node lines, {plan}")
-
-
     # --roofline: the plan's bytes per token over a triad run between the decode steps; the
     # tokens are the run's own, and the fraction is tokens/s over the bound it prints.
     plan_text = run([GEN, "--model", model, "--plan"]).stdout
