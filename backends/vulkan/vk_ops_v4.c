@@ -153,19 +153,8 @@ VK_RECORD_FN(vk_rec_kv_scatter) {
   int32_t in = node->inputs[0], out = node->outputs[0];
   uint64_t S = (uint64_t)tc->dims[0], total = (uint64_t)vnrt_numel(tc);
   uint64_t row_elems = S ? total / S : 0, N = (uint64_t)tr->dims[0];
-  /* The cache first (unless the executor gave the result the cache's own storage). */
-  vk_view vc = vk_tensor_view(b, in), vo = vk_tensor_view(b, out);
-  if (vc.buffer != vo.buffer || vc.offset != vo.offset) {
-    vk_dispatch_desc cp;
-    vk_desc_init(&cp, VK_SHADER_COPY);
-    vk_bind(b, &cp, 0, in);
-    vk_bind(b, &cp, 5, out);
-    vk_push_u(&cp, 0, total);
-    vk_push_u(&cp, 1, 1), vk_push_u(&cp, 2, 1), vk_push_u(&cp, 3, total);
-    vk_push_u(&cp, 7, 1), vk_push_u(&cp, 11, 1);
-    vk_grid(b, vk_div_up(total, WG_ELEM), cp.groups);
-    VK_TRY(vk_emit(b, &cp));
-  }
+  /* The cache first (nothing when the executor gave the result the cache's own storage). */
+  VK_TRY(vk_copy_same(b, in, out));
   if (N == 0 || row_elems == 0) return VNRT_OK;
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_V4);
