@@ -196,7 +196,6 @@ START_TEST(test_pool_background_prefetch) {
      * bytes in 64-byte-rounded slices: most of them empty, still counted); the last two ranges
      * are past the limit. */
     ck_assert_int_eq(cpu_pool_prefetch(pool, r, 6), 768 + 256 + 256 + 7);
-    ck_assert_int_le(cpu_pool_prefetch_left(pool), 768 + 256 + 256 + 7);
     pool_probe *p = calloc(1, sizeof *p);
     p->n = 1000;
     cpu_pool_parallel_for(pool, 1000, 1, probe_range, p); /* preempts the prefetch */
@@ -647,6 +646,21 @@ static double e4m3_dbl(uint8_t c) {
   return (c & 0x80) ? -v : v;
 }
 
+/* e4m3 codes [rows, cols] with one scale per 128x128 block, as the model's FP8 weights. */
+static cpu_weight e4m3_weight(const uint8_t *codes, const uint8_t *scale, int64_t rows,
+                              int64_t cols) {
+  return (cpu_weight){.data = codes,
+                      .dtype = VNRT_E4M3,
+                      .scale = scale,
+                      .mats = 1,
+                      .rows = rows,
+                      .cols = cols,
+                      .br = 128,
+                      .bc = 128,
+                      .srows = (rows + 127) / 128,
+                      .scols = (cols + 127) / 128};
+}
+
 /* cpu_qgemm_nt (the threaded driver) on a 2-thread pool with the machine's isa: c = x·wᵀ. */
 static void qgemm_on_pool(const float *x, int64_t k, int64_t m, const cpu_weight *w, float *c,
                           int64_t n) {
@@ -678,16 +692,7 @@ static void check_qgemv_nan(cpu_isa isa, int64_t m, int64_t k, int pooled, uint6
   for (int64_t b = 0; b < sc_cols; ++b) scale[b] = (uint8_t)(120 + b % 5);
   codes[5 * k + k / 3] = 0x7F;
   codes[9 * k + k - 1] = 0xFF;
-  const cpu_weight w = {.data = codes,
-                        .dtype = VNRT_E4M3,
-                        .scale = scale,
-                        .mats = 1,
-                        .rows = n,
-                        .cols = k,
-                        .br = 128,
-                        .bc = 128,
-                        .srows = 1,
-                        .scols = sc_cols};
+  const cpu_weight w = e4m3_weight(codes, scale, n, k);
   const int64_t wsf = cpu_qgemm_ws_floats(isa, m, &w);
   float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
   ck_assert(ws);
@@ -737,11 +742,23 @@ START_TEST(test_qgemv_nan_codes) {
 }
 END_TEST
 
-/* Every e4m3 code through each ISA's one-row GEMV (the AVX-512 VBMI kernel decodes by a
- * 128-entry table, the others by shifts): row j of w holds all 254 non-NaN codes (rotated by
- * 64·j; the two NaN codes are 0 here, test_qgemv_nan_codes has them), and a one-hot x picks one
- * column at a time, so y[j] is that code's value times the scale exactly, whatever the
- * summation order. Scales 2^0 and 2^-3 on the two 128-column blocks. */
+/* Every e4m3 code through each ISA's one-row GEMV (the AVX-512 VBMI kernels decode by a
+ * 128-entry table, the others by shifts), and through cpu_qgemm_nt's FP8 row path (the decode's,
+ * the machine's ISA): row j of w holds all 254 non-NaN codes (rotated by 64·j; the two NaN codes
+ * are 0 here, test_qgemv_nan_codes has them), and a one-hot x picks one column at a time, so
+ * y[j] is that code's value times the scale exactly, whatever the summation order. Scales 2^0
+ * and 2^-3 on the two 128-column blocks. */
+static void check_every_e4m3_code(int isa, const cpu_weight *w, const float *c, int64_t k) {
+  const uint8_t *codes = w->data;
+  for (int64_t j = 0; j < w->rows; ++j) {
+    const uint8_t code = codes[j * w->cols + k];
+    const double want = e4m3_dbl(code) * ldexp(1.0, w->scale[k / 128] - 127);
+    if (!((double)c[j] == want)) {
+      ck_abort_msg("isa %d: code 0x%02X gives %.9g, want %.9g", isa, code, c[j], want);
+    }
+  }
+}
+
 START_TEST(test_qgemv_every_e4m3_code) {
   enum { N = 4, K = 256 };
   uint8_t codes[N * K], scale[2] = {127, 124};
@@ -752,32 +769,23 @@ START_TEST(test_qgemv_every_e4m3_code) {
       codes[j * K + k] = (code & 0x7F) == 0x7F ? 0 : code;
     }
   }
-  const cpu_weight w = {.data = codes,
-                        .dtype = VNRT_E4M3,
-                        .scale = scale,
-                        .mats = 1,
-                        .rows = N,
-                        .cols = K,
-                        .br = 128,
-                        .bc = 128,
-                        .srows = 1,
-                        .scols = 2};
-  for (int isa = CPU_ISA_AVX2; isa <= (int)cpu_fast_isa(NULL); ++isa) {
+  const cpu_weight w = e4m3_weight(codes, scale, N, K);
+  const int top = (int)cpu_fast_isa(NULL);
+  for (int isa = CPU_ISA_GENERIC; isa <= top; ++isa) {
     const int64_t wsf = cpu_qgemm_ws_floats((cpu_isa)isa, 1, &w);
     float *ws = malloc(sizeof(float) * (size_t)(wsf > 0 ? wsf : 1));
     ck_assert(ws);
     for (int k = 0; k < K; ++k) {
       for (int i = 0; i < K; ++i) x[i] = i == k ? 1.0f : 0.0f;
       cpu_qgemm_nt_block((cpu_isa)isa, x, K, 1, &w, 0, 0, N, c, N, ws);
-      for (int j = 0; j < N; ++j) {
-        const uint8_t code = codes[j * K + k];
-        const double want = e4m3_dbl(code) * ldexp(1.0, scale[k / 128] - 127);
-        if (!((double)c[j] == want)) {
-          ck_abort_msg("isa %d: code 0x%02X gives %.9g, want %.9g", isa, code, c[j], want);
-        }
-      }
+      check_every_e4m3_code(isa, &w, c, k);
     }
     free(ws);
+  }
+  for (int k = 0; k < K; ++k) {
+    for (int i = 0; i < K; ++i) x[i] = i == k ? 1.0f : 0.0f;
+    qgemm_on_pool(x, K, 1, &w, c, N);
+    check_every_e4m3_code(top, &w, c, k);
   }
 }
 END_TEST
