@@ -227,49 +227,6 @@ static void cache_store(vnrt_backend_device *dev, cl_program program, const char
   host->free(host->core, bin);
 }
 
-#define VN_X86_512_OPTION "-DVN_X86_512"
-
-/* Whether PoCL's device name (pthread-<LLVM CPU>-<model>) names a CPU with AVX-512 F, VL and
- * BW, whose clang builtins quant.cl's VN_X86_512 paths call. */
-static int x86_avx512(const char *name) {
-  static const char *const cpus[] = {
-      "avx512",     "cascadelake",    "cooperlake",    "cannonlake",    "icelake", "tigerlake",
-      "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4",  "znver5"};
-  if (strncmp(name, "pthread-", 8) != 0 && strncmp(name, "cpu-", 4) != 0) return 0;
-  for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; ++i) {
-    if (strstr(name, cpus[i])) return 1;
-  }
-  return 0;
-}
-
-/* Builds vn_cl_sources with dev->build_options; when they hold VN_X86_512_OPTION and that
- * build fails, logs why and builds without it (the portable decode steps), dropping it from
- * dev->build_options too. */
-static vnrt_status build_program(vnrt_backend_device *dev) {
-  char *x86 = strstr(dev->build_options, " " VN_X86_512_OPTION);
-  if (x86) {
-    cl_int err = CL_SUCCESS;
-    cl_program program = clCreateProgramWithSource(dev->context, (cl_uint)vn_cl_source_count,
-                                                   (const char **)vn_cl_sources, NULL, &err);
-    if (program && err == CL_SUCCESS) {
-      err = clBuildProgram(program, 1, &dev->desc->id, dev->build_options, NULL, NULL);
-      if (err == CL_SUCCESS) {
-        dev->program = program;
-        return VNRT_OK;
-      }
-      clReleaseProgram(program);
-    }
-    dev->host->log(dev->host->core, VNRT_LOG_INFO,
-                   "opencl (%s): the kernels did not build with " VN_X86_512_OPTION
-                   " (%d %s); building them without",
-                   dev->desc->info.name, (int)err, cl_error_name(err));
-    memmove(x86, x86 + strlen(" " VN_X86_512_OPTION),
-            strlen(x86 + strlen(" " VN_X86_512_OPTION)) + 1);
-  }
-  return cl_program_build_source(dev, vn_cl_sources, vn_cl_source_count, dev->build_options,
-                                 &dev->program);
-}
-
 vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
   const vnrt_backend_host *host = dev->host;
   const cl_device_desc *desc = dev->desc;
@@ -278,15 +235,13 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
    * divide and sqrt correctly when asked gets the flag, so results match the CPU more closely. */
   /* VN_PREFETCH (common.cl's VN_PF) only where the compiler is known to be clang's, as on
    * PoCL: another vendor's compiler need not know __builtin_prefetch, and a GPU gains nothing
-   * from it. VN_X86_512 (quant.cl's AVX-512 decode steps) where PoCL also compiles for an x86
-   * CPU with AVX-512 (x86_avx512); should the kernels not build with it, they are built
-   * without (build_program). */
+   * from it. (quant.cl's AVX-512 decode steps need no option: common.cl takes them where the
+   * compiler says it targets AVX-512.) */
   const int pocl = desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
                    strstr(desc->platform_name, "Portable Computing Language") != NULL;
-  const int x86_512 = pocl && x86_avx512(desc->info.name);
-  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s%s%s",
+  snprintf(dev->build_options, sizeof dev->build_options, "-cl-std=CL1.2 -DVN_VW=%d%s%s",
            desc->vec_width, desc->correct_div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
-           pocl ? " -DVN_PREFETCH" : "", x86_512 ? " " VN_X86_512_OPTION : "");
+           pocl ? " -DVN_PREFETCH" : "");
 
   uint64_t key = CL_FNV_SEED;
   key = cl_fnv1a(key, CL_CACHE_MAGIC, 8);
@@ -316,7 +271,8 @@ vnrt_status cl_program_open_device(vnrt_backend_device *dev) {
     return VNRT_OK;
   }
   t0 = cl_now();
-  vnrt_status s = build_program(dev);
+  vnrt_status s = cl_program_build_source(dev, vn_cl_sources, vn_cl_source_count,
+                                          dev->build_options, &dev->program);
   if (s != VNRT_OK) return s;
   host->log(host->core, VNRT_LOG_INFO, "opencl (%s): kernels built from source in %.0f ms (%s)%s%s",
             desc->info.name, 1e3 * (cl_now() - t0), why, have_path ? "; caching in " : "",

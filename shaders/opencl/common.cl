@@ -16,10 +16,17 @@
 #define VN_PF(p) ((void)(p))
 #endif
 
-/* VN_X86_512 (cl_program.c: PoCL on an x86 CPU with AVX-512): clang's 512-bit builtins for
- * what OpenCL C cannot say in one instruction: VN_CVTPH16, 16 f16 bit patterns (ushort16) to
- * floats (vcvtph2ps, exact); VN_PERM16, table[idx & 15] lane by lane (vpermps; OpenCL's
- * shuffle() with a variable mask is compiled element by element). */
+/* VN_X86_512: where clang compiles the kernels for an x86 CPU with AVX-512 F, VL and BW (it
+ * predefines __AVX512F__ and the others for its target CPU, as PoCL's does for the host), the
+ * decode steps use its 512-bit builtins for what OpenCL C cannot say in one instruction:
+ * VN_CVTPH16, 16 f16 bit patterns (ushort16) to floats (vcvtph2ps, exact); VN_PERM16,
+ * table[idx & 15] lane by lane (vpermps; OpenCL's shuffle() with a variable mask is compiled
+ * element by element). -DVN_NO_X86_512 keeps the portable steps (the test that compares the
+ * two). */
+#if defined(__clang__) && defined(__AVX512F__) && defined(__AVX512VL__) && \
+    defined(__AVX512BW__) && !defined(VN_NO_X86_512)
+#define VN_X86_512 1
+#endif
 #ifdef VN_X86_512
 #define VN_CVTPH16(h) \
   __builtin_ia32_vcvtph2ps512_mask(as_short16(h), (float16)0.0f, (ushort)0xFFFF, 4)
@@ -126,7 +133,8 @@ float e4m3_to_f32(uint code) {
 /* The f16 bits of e4m3 codes sign-extended to 16 bits (sx): sign-extended, a code is 0xFF80 |
  * mag when negative, so & 0x17F leaves the sign at bit 8 next to the 7 magnitude bits, and << 7
  * puts both in their f16 places (3 operations where masking sign and magnitude apart took 6).
- * A NaN code becomes an f16 NaN. */
+ * A NaN code (mag 0x7F) becomes the finite f16 0x3F80 / 0xBF80: callers patch NaN in or test
+ * for it (e4m3_to_f32x16_div256's select). */
 ushort16 e4m3_f16_bits(short16 sx) { return as_ushort16((sx & (short)0x17F) << (short)7); }
 
 float16 e4m3_to_f32x16_div256(uchar16 code) {
