@@ -1019,6 +1019,7 @@ typedef struct sa_case {
   int64_t Sc;              /* 0: no comp */
   int32_t ratio;           /* with comp */
   int64_t K;               /* 0: no idx (HCA when comp) */
+  int64_t run;             /* > 0: idx holds runs of this many consecutive entries, not random */
   double scale;            /* <= 0: attribute absent */
   double sink_lo, sink_hi; /* sinks uniform in [lo, hi); lo = -inf: all -inf */
   vnrt_dtype kv_dt;
@@ -1107,6 +1108,11 @@ static void sa_inputs(const sa_case *c, tu_tensor *in, int32_t *n_in, uint64_t s
       s = s * 6364136223846793005ull + 1442695040888963407ull;
       const int64_t v = (int64_t)((s >> 33) % (uint64_t)(c->Sc + 2)) - 1; /* -1 .. Sc */
       i32s(&in[6])[i] = (int32_t)(v >= c->Sc ? -1 : v);
+      const int64_t in_run = c->run > 0 ? i % c->K % c->run : 0;
+      if (in_run) { /* runs from a random start (the CPU reads runs of 8 rows or more in place) */
+        const int32_t first = i32s(&in[6])[i - in_run];
+        i32s(&in[6])[i] = first < 0 || first + in_run >= c->Sc ? -1 : first + (int32_t)in_run;
+      }
     }
     *n_in = 7;
   }
@@ -1233,6 +1239,20 @@ START_TEST(sparse_attention_csa_selected_entries_with_minus_one) {
                           .sink_lo = -1,
                           .sink_hi = 1},
                632);
+  /* Runs of 12 consecutive entries after a window of 8 kv rows (a prefill from 0): the CPU
+   * backend reads runs of 8 rows or more in place, the selected entries' too. */
+  check_sparse(&(sa_case){.T = 12,
+                          .H = 4,
+                          .D = 32,
+                          .W = 8,
+                          .pos0 = 0,
+                          .Sc = 100,
+                          .ratio = 4,
+                          .K = 36,
+                          .run = 12,
+                          .sink_lo = -1,
+                          .sink_hi = 1},
+               634);
   /* Prefill from 0 where the window is shorter than W. */
   check_sparse(&(sa_case){.T = 11,
                           .H = 2,
