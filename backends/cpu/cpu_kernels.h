@@ -39,6 +39,8 @@ vnrt_status cpu_fast_linear(const cpu_kernel_args *args);
 vnrt_status cpu_fast_attention(const cpu_kernel_args *args);
 vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *args);
 vnrt_status cpu_fast_hc_post(const cpu_kernel_args *args);
+vnrt_status cpu_fast_hc_head(const cpu_kernel_args *args);
+vnrt_status cpu_fast_hc_expand(const cpu_kernel_args *args);
 vnrt_status cpu_fast_moe_ffn(const cpu_kernel_args *args);
 vnrt_status cpu_fast_short_conv(const cpu_kernel_args *args);
 vnrt_status cpu_fast_sparse_attention(const cpu_kernel_args *args);

@@ -1,8 +1,9 @@
-/* CPU fast kernel for hc_pre, per block of tokens in one work item: the sums of squares, the
- * (n+2)·n mixing rows as one GEMM on the blocked GEMM core, then per token the sigmoids,
- * Sinkhorn on an n×n array on the stack and the vectorised collapse of the n streams, all
- * while the block's rows are in cache. With few tokens, fn's rows are split across threads
- * and the per-token epilogue runs as a second step. */
+/* CPU fast kernels for hc_pre and hc_head, per block of tokens in one work item: the sums of
+ * squares, the mixing rows ((n+2)·n for hc_pre, n for hc_head) as one GEMM on the blocked GEMM
+ * core, then per token the sigmoids, (hc_pre) Sinkhorn on an n×n array on the stack, and the
+ * vectorised collapse of the n streams, all while the block's rows are in cache. With few
+ * tokens, fn's rows are split across threads and the per-token epilogue runs as a second
+ * step. */
 #include <string.h>
 
 #include "fast_gemm.h"
@@ -18,6 +19,7 @@
 
 typedef struct hc_pre_job {
   const cpu_kernel_args *a;
+  int head; /* hc_head: R = n rows, one scale, one result */
   cpu_isa isa;
   int64_t T, n, C, R, iters;
   float eps, norm_eps;
@@ -35,18 +37,43 @@ typedef struct hc_pre_job {
 
 static float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* Token t's epilogue: pre/post/comb from its mix row and sum of squares, then
- * x[t] = Σ_j pre_j·X[t, j]. acc: C floats of scratch (used when x is not f32). */
+/* x[t] = Σ_q w[q]·X[t, q]: stream q outer, channels inner (vectorised); each channel still sums
+ * over the streams in ascending order as the reference does. acc: C floats of scratch (used
+ * when x is not f32). */
+static void hc_collapse_(const hc_pre_job *j, int64_t t, const float *w, float *acc) {
+  const cpu_kernel_args *a = j->a;
+  const int64_t C = j->C;
+  const vnrt_dtype xdt = a->out_type[0]->dtype;
+  float *x = xdt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
+  const float *Xt = j->X + t * j->n * C;
+  for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;
+  for (int64_t q = 0; q < j->n; ++q) cpu_fast_axpy(j->isa, w[q], Xt + q * C, x, C);
+  if (xdt != VNRT_F32) {
+    cpu_fast_from_f32(j->isa, acc, C, (char *)a->out[0] + (size_t)(t * C) * vnrt_dtype_size(xdt),
+                      xdt);
+  }
+}
+
+/* Token t's epilogue: pre/post/comb from its mix row and sum of squares (hc_head: the weights
+ * w_j alone), then x[t] = Σ_j pre_j·X[t, j]. acc: C floats of scratch (used when x is not
+ * f32). */
 static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   const cpu_kernel_args *a = j->a;
   const int64_t n = j->n, C = j->C, nc = n * C;
   const vnrt_dtype sdt = a->in_type[2]->dtype, bdt = a->in_type[3]->dtype;
-  const vnrt_dtype xdt = a->out_type[0]->dtype;
-  const float s_pre = cpu_load_f32(a->in[2], sdt, 0), s_post = cpu_load_f32(a->in[2], sdt, 1);
-  const float s_comb = cpu_load_f32(a->in[2], sdt, 2);
   const float inv_rms = 1.0f / sqrtf(j->sumsq[t] / (float)nc + j->norm_eps);
   const float *mix = j->mix + t * j->R;
   float pre[HC_MAX_N], L[HC_MAX_N * HC_MAX_N];
+  if (j->head) {
+    const float s = cpu_load_f32(a->in[2], sdt, 0);
+    for (int64_t q = 0; q < n; ++q) {
+      pre[q] = sigmoid_(mix[q] * inv_rms * s + cpu_load_f32(a->in[3], bdt, q)) + j->eps;
+    }
+    hc_collapse_(j, t, pre, acc);
+    return;
+  }
+  const float s_pre = cpu_load_f32(a->in[2], sdt, 0), s_post = cpu_load_f32(a->in[2], sdt, 1);
+  const float s_comb = cpu_load_f32(a->in[2], sdt, 2);
   for (int64_t q = 0; q < n; ++q) {
     pre[q] = sigmoid_(mix[q] * inv_rms * s_pre + cpu_load_f32(a->in[3], bdt, q)) + j->eps;
     const float post =
@@ -60,16 +87,7 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   for (int64_t r = 0; r < n * n; ++r) {
     cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
   }
-  /* Stream q outer, channels inner (vectorised); each channel still sums over the streams in
-   * ascending order as the reference does. */
-  float *x = xdt == VNRT_F32 ? (float *)a->out[0] + t * C : acc;
-  const float *Xt = j->X + t * nc;
-  for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;
-  for (int64_t q = 0; q < n; ++q) cpu_fast_axpy(j->isa, pre[q], Xt + q * C, x, C);
-  if (xdt != VNRT_F32) {
-    cpu_fast_from_f32(j->isa, acc, C, (char *)a->out[0] + (size_t)(t * C) * vnrt_dtype_size(xdt),
-                      xdt);
-  }
+  hc_collapse_(j, t, pre, acc);
 }
 
 /* mix for one token block and one block of fn rows; the first row block also takes the
@@ -187,24 +205,29 @@ static vnrt_status hc_pre_small_(hc_pre_job *j) {
   return VNRT_OK;
 }
 
-vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
+/* hc_pre, or with head set hc_head (the same inputs: X, fn, scale, base), on the shapes the
+ * reference accepts; anything else goes to `ref`, which reports it. */
+static vnrt_status hc_run_(const cpu_kernel_args *a, int head, cpu_kernel_fn ref) {
   const vnrt_tensor_type *Xt = a->in_type[0], *ft = a->in_type[1];
-  if (Xt->rank < 2 || ft->rank != 2) return cpu_ref_hc_pre(a);
+  if (Xt->rank < 2 || ft->rank != 2 || a->n_in < 4) return ref(a);
   hc_pre_job j = {
       .a = a,
+      .head = head,
       .isa = cpu_fast_isa(a->pool),
       .n = Xt->dims[Xt->rank - 2],
       .C = Xt->dims[Xt->rank - 1],
-      .iters = a->node->params->hc_pre.iters,
-      .eps = (float)a->node->params->hc_pre.eps,
-      .norm_eps = (float)a->node->params->hc_pre.norm_eps,
+      .iters = head ? 0 : a->node->params->hc_pre.iters,
+      .eps = (float)(head ? a->node->params->hc_head.eps : a->node->params->hc_pre.eps),
+      .norm_eps =
+          (float)(head ? a->node->params->hc_head.norm_eps : a->node->params->hc_pre.norm_eps),
   };
   const int64_t nc = j.n * j.C;
-  j.R = (j.n + 2) * j.n;
+  j.R = head ? j.n : (j.n + 2) * j.n;
   j.T = nc > 0 ? vnrt_tensor_type_numel(Xt) / nc : 0;
   if (j.T == 0 || j.n < 1 || j.n > HC_MAX_N || ft->dims[0] != j.R || ft->dims[1] != nc ||
-      vnrt_tensor_type_numel(a->in_type[3]) < j.R || vnrt_tensor_type_numel(a->in_type[2]) < 3) {
-    return cpu_ref_hc_pre(a);
+      vnrt_tensor_type_numel(a->in_type[3]) < j.R ||
+      vnrt_tensor_type_numel(a->in_type[2]) < (head ? 1 : 3)) {
+    return ref(a);
   }
 
   if (j.T <= HC_SMALL_T && (j.isa >= CPU_ISA_AVX2 || ft->dtype == VNRT_F32)) {
@@ -250,6 +273,10 @@ vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) {
   cpu_fast_free(a, mem);
   return VNRT_OK;
 }
+
+vnrt_status cpu_fast_hc_pre(const cpu_kernel_args *a) { return hc_run_(a, 0, cpu_ref_hc_pre); }
+
+vnrt_status cpu_fast_hc_head(const cpu_kernel_args *a) { return hc_run_(a, 1, cpu_ref_hc_head); }
 
 /* ---- hc_post ----------------------------------------------------------------------------- */
 
@@ -361,5 +388,24 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
   }
   if (of) cpu_fast_from_f32(j.isa, j.out, of, a->out[0], odt);
   cpu_fast_free(a, mem);
+  return VNRT_OK;
+}
+
+/* ---- hc_expand --------------------------------------------------------------------------- */
+
+/* X[t, j] = x[t] for j < n, x's dtype kept (the graph types the result so): row copies, on one
+ * thread (a decode step's expand is n·C = 4096 values, less than a pool wake-up). */
+vnrt_status cpu_fast_hc_expand(const cpu_kernel_args *a) {
+  const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
+  if (xt->rank < 1 || ot->rank < 2 || xt->dtype != ot->dtype) return cpu_ref_hc_expand(a);
+  const int64_t C = xt->dims[xt->rank - 1], n = ot->dims[ot->rank - 2];
+  const int64_t T = C > 0 ? vnrt_tensor_type_numel(xt) / C : 0;
+  if (T == 0 || n < 1 || vnrt_tensor_type_numel(ot) != T * n * C) return cpu_ref_hc_expand(a);
+  const size_t row = (size_t)C * vnrt_dtype_size(xt->dtype);
+  for (int64_t t = 0; t < T; ++t) {
+    const char *x = (const char *)a->in[0] + (size_t)t * row;
+    char *o = (char *)a->out[0] + (size_t)(t * n) * row;
+    for (int64_t j = 0; j < n; ++j) memcpy(o + (size_t)j * row, x, row);
+  }
   return VNRT_OK;
 }

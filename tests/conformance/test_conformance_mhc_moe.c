@@ -467,12 +467,18 @@ START_TEST(test_hc_head_collapses_with_sigmoid_weights) {
     int64_t T, n, C;
     double eps, norm_eps;
     int set_attrs;
-    vnrt_dtype fdt;
-  } cases[] = {{4, 4, 6, 1e-6, 1e-6, 0, VNRT_F32}, {3, 3, 5, 1e-2, 1e-4, 1, VNRT_F16}};
+    vnrt_dtype fdt, xdt;
+  } cases[] = {{4, 4, 6, 1e-6, 1e-6, 0, VNRT_F32, VNRT_F32},
+               {3, 3, 5, 1e-2, 1e-4, 1, VNRT_F16, VNRT_F32},
+               /* a decode step's shape (one token, fn split along K in the CPU's fast kernel) */
+               {1, 4, 1030, 1e-6, 1e-6, 0, VNRT_F32, VNRT_BF16},
+               /* more tokens than the CPU's few-token path takes: its blocked GEMM */
+               {9, 4, 70, 1e-6, 1e-6, 0, VNRT_BF16, VNRT_F32}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     const int64_t T = cases[ci].T, n = cases[ci].n, C = cases[ci].C;
-    tu_tensor in[4] = {tensor(VNRT_F32, 3, T, n, C, 0), tensor(cases[ci].fdt, 2, n, n * C, 0, 0),
-                       tensor(VNRT_F32, 1, 1, 0, 0, 0), tensor(VNRT_F32, 1, n, 0, 0, 0)};
+    tu_tensor in[4] = {tensor(cases[ci].xdt, 3, T, n, C, 0),
+                       tensor(cases[ci].fdt, 2, n, n * C, 0, 0), tensor(VNRT_F32, 1, 1, 0, 0, 0),
+                       tensor(VNRT_F32, 1, n, 0, 0, 0)};
     tu_fill_uniform(&in[0], 81 + ci, -2.0f, 2.0f);
     tu_fill_uniform(&in[1], 91 + ci, -0.6f, 0.6f);
     tu_set(&in[2], 0, 1.4);
@@ -490,7 +496,7 @@ START_TEST(test_hc_head_collapses_with_sigmoid_weights) {
     }
     vnrt_attr attrs[] = {tu_attr_f("eps", cases[ci].eps),
                          tu_attr_f("norm_eps", cases[ci].norm_eps)};
-    want w[] = {{x, T * C, TOL_MHC}};
+    want w[] = {{x, T * C, tol_for(cases[ci].xdt, TOL_MHC)}};
     run_check(VNRT_OP_HC_HEAD, in, 4, attrs, cases[ci].set_attrs ? 2 : 0, 1, w, NULL, NULL);
     free(X);
     free(fn);
