@@ -108,23 +108,45 @@ static inline const vnrt_backend_tensor *vnrt_node_output(const vnrt_backend_gra
   return &g->tensors[node->outputs[i]];
 }
 
+/* The bounds [low, high] of YaRN's ramp over rope's pairs (vnrt_rope_freq); p->yarn_factor set. */
+static inline void vnrt_rope_yarn_ramp(const vnrt_rope_params *p, double *low, double *high) {
+  const double dims = (double)p->dims;
+  const double two_pi = 6.283185307179586476925286766559;
+  const double l = (double)p->yarn_orig_ctx, lt = 2.0 * log(p->theta);
+  double lo = floor(dims * log(l / (p->beta_fast * two_pi)) / lt);
+  double hi = ceil(dims * log(l / (p->beta_slow * two_pi)) / lt);
+  if (lo < 0.0) lo = 0.0;
+  if (hi > dims - 1.0) hi = dims - 1.0;
+  if (lo == hi) hi += 0.001;
+  *low = lo;
+  *high = hi;
+}
+
+/* vnrt_rope_freq of pair i given the ramp's bounds (ignored without YaRN). */
+static inline double vnrt_rope_freq_in(const vnrt_rope_params *p, int64_t i, double low,
+                                       double high) {
+  const double f = pow(p->theta, -2.0 * (double)i / (double)p->dims);
+  if (!(p->yarn_factor > 0.0)) return f;
+  double ramp = ((double)i - low) / (high - low);
+  ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
+  return f * (1.0 - ramp) + f / p->yarn_factor * ramp;
+}
+
 /* rope's frequency of pair i (0 <= i < dims/2), in double (docs/ops.md, rope and "DeepSeek-V4
  * attention"): theta^(-2i/dims), blended towards theta^(-2i/dims) / yarn_factor over YaRN's
  * ramp when yarn_factor is set. A backend forms the angle pos * freq from it. */
 static inline double vnrt_rope_freq(const vnrt_rope_params *p, int64_t i) {
-  const double dims = (double)p->dims;
-  const double f = pow(p->theta, -2.0 * (double)i / dims);
-  if (!(p->yarn_factor > 0.0)) return f;
-  const double two_pi = 6.283185307179586476925286766559;
-  const double l = (double)p->yarn_orig_ctx, lt = 2.0 * log(p->theta);
-  double low = floor(dims * log(l / (p->beta_fast * two_pi)) / lt);
-  double high = ceil(dims * log(l / (p->beta_slow * two_pi)) / lt);
-  if (low < 0.0) low = 0.0;
-  if (high > dims - 1.0) high = dims - 1.0;
-  if (low == high) high += 0.001;
-  double ramp = ((double)i - low) / (high - low);
-  ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
-  return f * (1.0 - ramp) + f / p->yarn_factor * ramp;
+  double low = 0.0, high = 0.0;
+  if (p->yarn_factor > 0.0) vnrt_rope_yarn_ramp(p, &low, &high);
+  return vnrt_rope_freq_in(p, i, low, high);
+}
+
+/* freq[i] = vnrt_rope_freq(p, i) for i < n, bit for bit, with the ramp's logarithms taken once
+ * instead of once a pair. */
+static inline void vnrt_rope_freqs(const vnrt_rope_params *p, int64_t n, double *freq) {
+  double low = 0.0, high = 0.0;
+  if (p->yarn_factor > 0.0) vnrt_rope_yarn_ramp(p, &low, &high);
+  for (int64_t i = 0; i < n; ++i) freq[i] = vnrt_rope_freq_in(p, i, low, high);
 }
 
 #ifdef __cplusplus

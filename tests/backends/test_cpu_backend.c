@@ -1142,6 +1142,49 @@ END_TEST
 /* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
  * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
  * enough rows to be split over the pool; positions up to 5000. */
+/* vnrt_rope_freqs (the fast rope's table: YaRN's ramp worked out once) gives vnrt_rope_freq's
+ * doubles bit for bit, with and without YaRN, so the fast kernel's angles are the reference's. */
+START_TEST(test_rope_freqs_match_rope_freq) {
+  const vnrt_rope_params ps[] = {
+      {.theta = 10000.0, .dims = 64},
+      {.theta = 10000.0,
+       .dims = 64,
+       .yarn_factor = 16.0,
+       .yarn_orig_ctx = 65536,
+       .beta_fast = 32.0,
+       .beta_slow = 1.0},
+      {.theta = 160000.0,
+       .dims = 64,
+       .yarn_factor = 16.0,
+       .yarn_orig_ctx = 65536,
+       .beta_fast = 32.0,
+       .beta_slow = 1.0},
+      {.theta = 500.0,
+       .dims = 6,
+       .yarn_factor = 4.0,
+       .yarn_orig_ctx = 8,
+       .beta_fast = 2.0,
+       .beta_slow = 2.0},
+  };
+  for (size_t c = 0; c < sizeof ps / sizeof ps[0]; ++c) {
+    double f[64];
+    const int64_t half = ps[c].dims / 2;
+    vnrt_rope_freqs(&ps[c], half, f);
+    for (int64_t i = 0; i < half; ++i) {
+      const double want = vnrt_rope_freq(&ps[c], i);
+      if (memcmp(&f[i], &want, sizeof want) != 0) {
+        ck_abort_msg("params %zu pair %lld: %.17g, want %.17g", c, (long long)i, f[i], want);
+      }
+    }
+    /* The blend is not the plain power: the YaRN cases must differ from it somewhere. */
+    int blended = 0;
+    for (int64_t i = 0; i < half; ++i)
+      blended |= f[i] != pow(ps[c].theta, -2.0 * (double)i / (double)ps[c].dims);
+    ck_assert_int_eq(blended, ps[c].yarn_factor > 0.0);
+  }
+}
+END_TEST
+
 START_TEST(test_fast_rope_shapes) {
   const struct {
     int64_t T, H, D, dims;
@@ -1419,6 +1462,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_fast_softmax_shapes);
   tcase_add_test(k, test_fast_elementwise_shapes);
   tcase_add_test(k, test_fast_cast_bits);
+  tcase_add_test(k, test_rope_freqs_match_rope_freq);
   tcase_add_test(k, test_fast_rope_shapes);
   tcase_add_test(k, test_fast_hadamard_shapes);
   tcase_add_test(k, test_fast_fake_quant_matches_reference);
