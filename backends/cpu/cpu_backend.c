@@ -153,10 +153,8 @@ static vnrt_status cpu_device_open_(void *state, uint32_t index, vnrt_backend_de
   memset(device, 0, sizeof *device);
   device->host = host;
   device->pool = NULL;
-  const char *prof = vnrt_host_option(host, "cpu_profile");
-  device->profile = prof && *prof && strcmp(prof, "0") != 0;
-  const char *huge = vnrt_host_option(host, "cpu_huge_pages");
-  device->huge_pages = !huge || !*huge || strcmp(huge, "0") != 0;
+  device->profile = vnrt_host_option_flag(host, "cpu_profile", 0);
+  device->huge_pages = vnrt_host_option_flag(host, "cpu_huge_pages", 1);
   vnrt_status s = cpu_pool_create(host, host->num_threads, &device->pool);
   if (s != VNRT_OK) {
     host->free(host->core, device);

@@ -249,19 +249,14 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   memset(pool, 0, sizeof *pool);
   pool->host = host;
   pool->n_threads = num_threads;
-  pool->spin_ns = (int64_t)CPU_POOL_SPIN_US_DEFAULT * 1000;
   const char *isa = vnrt_host_option(host, "cpu_isa");
   pool->isa_cap = !isa                          ? CPU_ISA_AVX512VBMI
                   : strcmp(isa, "generic") == 0 ? CPU_ISA_GENERIC
                   : strcmp(isa, "avx2") == 0    ? CPU_ISA_AVX2
                   : strcmp(isa, "avx512") == 0  ? CPU_ISA_AVX512
                                                 : CPU_ISA_AVX512VBMI;
-  const char *spin = vnrt_host_option(host, "cpu_spin_us");
-  if (spin && *spin) {
-    char *end = NULL;
-    long us = strtol(spin, &end, 10);
-    if (end && !*end && us >= 0 && us <= 1000000) pool->spin_ns = (int64_t)us * 1000;
-  }
+  pool->spin_ns =
+      vnrt_host_option_uint(host, "cpu_spin_us", CPU_POOL_SPIN_US_DEFAULT, 1000000) * 1000;
   atomic_init(&pool->claim, 0);
   atomic_init(&pool->done, 0);
   atomic_init(&pool->shutdown, 0);
@@ -276,13 +271,9 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
     atomic_init(&pool->bg_parts[i], 1);
     atomic_init(&pool->bg_end[i], 0);
   }
-  pool->prefetch_budget = (int64_t)CPU_POOL_PREFETCH_KIB_DEFAULT * 1024;
-  const char *kib = vnrt_host_option(host, "cpu_prefetch_kib");
-  if (kib && *kib) {
-    char *end = NULL;
-    long v = strtol(kib, &end, 10);
-    if (end && !*end && v >= 0 && v <= 1048576) pool->prefetch_budget = (int64_t)v * 1024;
-  }
+  pool->prefetch_budget =
+      vnrt_host_option_uint(host, "cpu_prefetch_kib", CPU_POOL_PREFETCH_KIB_DEFAULT, 1048576) *
+      1024;
   pthread_mutex_init(&pool->submit, NULL);
   pthread_mutex_init(&pool->mutex, NULL);
   pthread_cond_init(&pool->wake, NULL);

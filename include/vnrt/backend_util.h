@@ -26,6 +26,29 @@ static inline const char *vnrt_host_option(const vnrt_backend_host *host, const 
   return host->option(host->core, key);
 }
 
+/* A context option read as a switch: `dflt` when unset or empty, off when "0", on otherwise
+ * (the rule every backend's on/off options follow, docs/api.md). */
+static inline int vnrt_host_option_flag(const vnrt_backend_host *host, const char *key, int dflt) {
+  const char *v = vnrt_host_option(host, key);
+  if (!v || !v[0]) return dflt;
+  return !(v[0] == '0' && v[1] == '\0');
+}
+
+/* A context option read as a whole number in [0, max]: `dflt` when unset, empty or not such a
+ * number (the runtime has already refused malformed values of the options it lists). */
+static inline int64_t vnrt_host_option_uint(const vnrt_backend_host *host, const char *key,
+                                            int64_t dflt, int64_t max) {
+  const char *v = vnrt_host_option(host, key);
+  if (!v || !v[0]) return dflt;
+  int64_t n = 0;
+  for (const char *c = v; *c; ++c) {
+    if (*c < '0' || *c > '9') return dflt;
+    n = n * 10 + (*c - '0');
+    if (n > max) return dflt;
+  }
+  return n;
+}
+
 /* Element count of t (1 for a scalar). */
 static inline int64_t vnrt_numel(const vnrt_tensor_type *t) {
   int64_t n = 1;

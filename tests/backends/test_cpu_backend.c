@@ -164,6 +164,39 @@ static const char *prefetch_option(void *core, const char *key) {
   return strcmp(key, "cpu_prefetch_kib") == 0 ? "4096" : NULL;
 }
 
+/* Option values by key for test_host_option_readers: "k_<value>" reads as <value>. */
+static const char *echo_option(void *core, const char *key) {
+  (void)core;
+  return strncmp(key, "k_", 2) == 0 ? key + 2 : NULL;
+}
+
+/* vnrt_host_option_flag and _uint, the readers every backend's options go through. */
+START_TEST(test_host_option_readers) {
+  fake_host h;
+  fake_host_init(&h, 1);
+  h.host.option = echo_option;
+  const vnrt_backend_host *host = &h.host;
+  ck_assert_int_eq(vnrt_host_option_flag(host, "unset", 0), 0);
+  ck_assert_int_eq(vnrt_host_option_flag(host, "unset", 1), 1);
+  ck_assert_int_eq(vnrt_host_option_flag(host, "k_", 1), 1); /* empty: the default */
+  ck_assert_int_eq(vnrt_host_option_flag(host, "k_0", 1), 0);
+  ck_assert_int_eq(vnrt_host_option_flag(host, "k_1", 0), 1);
+  ck_assert_int_eq(vnrt_host_option_flag(host, "k_00", 0), 1); /* only "0" is off */
+  ck_assert_int_eq(vnrt_host_option_uint(host, "unset", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_0", 20, 100), 0);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_100", 20, 100), 100);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_101", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_99999999999999999999", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_-1", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_7x", 20, 100), 20);
+  /* A core without the option slot (an older struct_size): every option unset. */
+  h.host.struct_size = offsetof(vnrt_backend_host, option);
+  ck_assert_int_eq(vnrt_host_option_flag(host, "k_0", 1), 1);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_5", 20, 100), 20);
+}
+END_TEST
+
 START_TEST(test_pool_background_prefetch) {
   fake_host h;
   fake_host_init(&h, 3);
@@ -1463,6 +1496,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_fast_elementwise_shapes);
   tcase_add_test(k, test_fast_cast_bits);
   tcase_add_test(k, test_rope_freqs_match_rope_freq);
+  tcase_add_test(k, test_host_option_readers);
   tcase_add_test(k, test_fast_rope_shapes);
   tcase_add_test(k, test_fast_hadamard_shapes);
   tcase_add_test(k, test_fast_fake_quant_matches_reference);
