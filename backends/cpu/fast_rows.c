@@ -822,19 +822,19 @@ vnrt_status cpu_fast_rope(const cpu_kernel_args *a) {
   }
   const int64_t T = xt->dims[0], H = xt->dims[1], D = xt->dims[2], dims = p->dims, half = dims / 2;
   if (T * H == 0) return VNRT_OK;
-  /* The tables, then the pairs' frequencies (half doubles, 8-byte aligned: 2·T·dims floats
-   * before them). */
   float *tab = NULL;
-  vnrt_status st = cpu_fast_alloc(a, 2 * T * dims + 2 * half, &tab);
+  vnrt_status st = cpu_fast_alloc(a, 2 * T * dims, &tab);
   if (st != VNRT_OK) return st;
   float *c = tab, *s = tab + T * dims;
-  double *freq = (double *)(void *)(tab + 2 * T * dims);
-  vnrt_rope_freqs(p, half, freq);
   const int32_t *pos = a->in[1];
   const int interleaved = p->interleaved != 0;
+  /* YaRN's ramp once for all pairs (four logarithms a pair were most of a decode rope's time). */
+  double low = 0.0, high = 0.0;
+  if (p->yarn_factor > 0.0) vnrt_rope_yarn_ramp(p, &low, &high);
   for (int64_t i = 0; i < half; ++i) {
+    const double freq = vnrt_rope_freq_in(p, i, low, high);
     for (int64_t t = 0; t < T; ++t) {
-      const double angle = (double)pos[t] * freq[i];
+      const double angle = (double)pos[t] * freq;
       const float cs = (float)cos(angle), sn = p->inverse ? -(float)sin(angle) : (float)sin(angle);
       float *ct = c + t * dims, *stt = s + t * dims;
       if (interleaved) {

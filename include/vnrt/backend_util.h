@@ -34,17 +34,23 @@ static inline int vnrt_host_option_flag(const vnrt_backend_host *host, const cha
   return !(v[0] == '0' && v[1] == '\0');
 }
 
-/* A context option read as a whole number in [0, max]: `dflt` when unset, empty or not such a
- * number (the runtime has already refused malformed values of the options it lists). */
+/* A context option read as a whole number in [0, max]: `dflt` when unset or empty; when not
+ * such a number (decimal digits only: an environment value reaches the backend unchecked), a
+ * warning through host->log and `dflt`. */
 static inline int64_t vnrt_host_option_uint(const vnrt_backend_host *host, const char *key,
                                             int64_t dflt, int64_t max) {
   const char *v = vnrt_host_option(host, key);
   if (!v || !v[0]) return dflt;
   int64_t n = 0;
   for (const char *c = v; *c; ++c) {
-    if (*c < '0' || *c > '9') return dflt;
-    n = n * 10 + (*c - '0');
-    if (n > max) return dflt;
+    const int d = *c - '0';
+    if (d < 0 || d > 9 || n > (max - d) / 10) {
+      host->log(host->core, VNRT_LOG_WARN,
+                "option %s=\"%s\" is not a whole number in [0, %lld]: using %lld", key, v,
+                (long long)max, (long long)dflt);
+      return dflt;
+    }
+    n = n * 10 + d;
   }
   return n;
 }
@@ -145,7 +151,8 @@ static inline void vnrt_rope_yarn_ramp(const vnrt_rope_params *p, double *low, d
   *high = hi;
 }
 
-/* vnrt_rope_freq of pair i given the ramp's bounds (ignored without YaRN). */
+/* vnrt_rope_freq of pair i given the ramp's bounds from vnrt_rope_yarn_ramp (ignored without
+ * YaRN): a backend forming many pairs takes the ramp's logarithms once, bit for bit the same. */
 static inline double vnrt_rope_freq_in(const vnrt_rope_params *p, int64_t i, double low,
                                        double high) {
   const double f = pow(p->theta, -2.0 * (double)i / (double)p->dims);
@@ -162,14 +169,6 @@ static inline double vnrt_rope_freq(const vnrt_rope_params *p, int64_t i) {
   double low = 0.0, high = 0.0;
   if (p->yarn_factor > 0.0) vnrt_rope_yarn_ramp(p, &low, &high);
   return vnrt_rope_freq_in(p, i, low, high);
-}
-
-/* freq[i] = vnrt_rope_freq(p, i) for i < n, bit for bit, with the ramp's logarithms taken once
- * instead of once a pair. */
-static inline void vnrt_rope_freqs(const vnrt_rope_params *p, int64_t n, double *freq) {
-  double low = 0.0, high = 0.0;
-  if (p->yarn_factor > 0.0) vnrt_rope_yarn_ramp(p, &low, &high);
-  for (int64_t i = 0; i < n; ++i) freq[i] = vnrt_rope_freq_in(p, i, low, high);
 }
 
 #ifdef __cplusplus

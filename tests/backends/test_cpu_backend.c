@@ -4,6 +4,7 @@
  * and a host that records the error), the fast moe_ffn's thread independence, and short_conv's
  * bitwise agreement of prefill and decode on the cpu device. What every device must do is in
  * tests/conformance/. */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -190,6 +191,10 @@ START_TEST(test_host_option_readers) {
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_99999999999999999999", 20, 100), 20);
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_-1", 20, 100), 20);
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_7x", 20, 100), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_ 5", 20, 100), 20);
+  /* The largest max: no overflow on the way to it, one past it refused. */
+  ck_assert(vnrt_host_option_uint(host, "k_9223372036854775807", 1, INT64_MAX) == INT64_MAX);
+  ck_assert(vnrt_host_option_uint(host, "k_9223372036854775808", 1, INT64_MAX) == 1);
   /* A core without the option slot (an older struct_size): every option unset. */
   h.host.struct_size = offsetof(vnrt_backend_host, option);
   ck_assert_int_eq(vnrt_host_option_flag(host, "k_0", 1), 1);
@@ -1172,11 +1177,28 @@ START_TEST(test_fast_elementwise_shapes) {
 }
 END_TEST
 
-/* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
- * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
- * enough rows to be split over the pool; positions up to 5000. */
-/* vnrt_rope_freqs (the fast rope's table: YaRN's ramp worked out once) gives vnrt_rope_freq's
- * doubles bit for bit, with and without YaRN, so the fast kernel's angles are the reference's. */
+/* rope's frequency of pair i written out apart from backend_util.h (docs/ops.md, rope with
+ * YaRN): theta^(-2i/dims), blended towards it / yarn_factor along the ramp between
+ * floor(corr(beta_fast)) and ceil(corr(beta_slow)), corr(b) = dims·ln(L/(2πb)) / (2 ln theta),
+ * clamped to [0, dims-1]. */
+static double rope_freq_d(const vnrt_rope_params *p, int64_t i) {
+  const double dims = (double)p->dims, f = pow(p->theta, -2.0 * (double)i / dims);
+  if (p->yarn_factor <= 0.0) return f;
+  const double pi2 = 2.0 * 3.14159265358979323846, L = (double)p->yarn_orig_ctx;
+  double lo = floor(dims * log(L / (p->beta_fast * pi2)) / (2.0 * log(p->theta)));
+  double hi = ceil(dims * log(L / (p->beta_slow * pi2)) / (2.0 * log(p->theta)));
+  lo = lo < 0.0 ? 0.0 : lo;
+  hi = hi > dims - 1.0 ? dims - 1.0 : hi;
+  if (lo == hi) hi += 0.001;
+  double r = ((double)i - lo) / (hi - lo);
+  r = r < 0.0 ? 0.0 : r > 1.0 ? 1.0 : r;
+  return f * (1.0 - r) + f / p->yarn_factor * r;
+}
+
+/* The frequencies the fast rope forms (vnrt_rope_yarn_ramp once, vnrt_rope_freq_in a pair) and
+ * vnrt_rope_freq, the reference kernel's, against the formula written out above: within 4 ulp
+ * (the same operations, whatever the compiler contracts), equal to each other bit for bit, with
+ * and without YaRN, and the YaRN cases blended somewhere. */
 START_TEST(test_rope_freqs_match_rope_freq) {
   const vnrt_rope_params ps[] = {
       {.theta = 10000.0, .dims = 64},
@@ -1200,24 +1222,26 @@ START_TEST(test_rope_freqs_match_rope_freq) {
        .beta_slow = 2.0},
   };
   for (size_t c = 0; c < sizeof ps / sizeof ps[0]; ++c) {
-    double f[64];
-    const int64_t half = ps[c].dims / 2;
-    vnrt_rope_freqs(&ps[c], half, f);
-    for (int64_t i = 0; i < half; ++i) {
-      const double want = vnrt_rope_freq(&ps[c], i);
-      if (memcmp(&f[i], &want, sizeof want) != 0) {
-        ck_abort_msg("params %zu pair %lld: %.17g, want %.17g", c, (long long)i, f[i], want);
-      }
-    }
-    /* The blend is not the plain power: the YaRN cases must differ from it somewhere. */
+    double low = 0.0, high = 0.0;
+    if (ps[c].yarn_factor > 0.0) vnrt_rope_yarn_ramp(&ps[c], &low, &high);
     int blended = 0;
-    for (int64_t i = 0; i < half; ++i)
-      blended |= f[i] != pow(ps[c].theta, -2.0 * (double)i / (double)ps[c].dims);
+    for (int64_t i = 0; i < ps[c].dims / 2; ++i) {
+      const double f = vnrt_rope_freq_in(&ps[c], i, low, high), g = vnrt_rope_freq(&ps[c], i);
+      const double want = rope_freq_d(&ps[c], i);
+      if (memcmp(&f, &g, sizeof f) != 0 || fabs(f - want) > 4.0 * DBL_EPSILON * want) {
+        ck_abort_msg("params %zu pair %lld: %.17g and %.17g, want %.17g", c, (long long)i, f, g,
+                     want);
+      }
+      blended |= f != pow(ps[c].theta, -2.0 * (double)i / (double)ps[c].dims);
+    }
     ck_assert_int_eq(blended, ps[c].yarn_factor > 0.0);
   }
 }
 END_TEST
 
+/* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
+ * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
+ * enough rows to be split over the pool; positions up to 5000. */
 START_TEST(test_fast_rope_shapes) {
   const struct {
     int64_t T, H, D, dims;
