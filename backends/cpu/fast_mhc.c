@@ -132,9 +132,10 @@ static int64_t ceil_div_(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* ---- a few tokens (decode): fn split by rows and by K ------------------------------------ */
 
-/* Tokens up to which hc_pre runs as GEMVs over fn read in place. With T = 1 there are only
- * (n+2)·n = 24 rows, so fn (n·C columns) is also split along K, in pieces of a fixed size so
- * that each output's summation order depends on the shape alone, never on the threads. */
+/* Tokens up to which hc_pre and hc_head run as GEMVs over fn read in place. With T = 1 there
+ * are only (n+2)·n = 24 rows (hc_head: n = 4, a single 8-row block, so all its items are K
+ * pieces), so fn (n·C columns) is also split along K, in pieces of a fixed size so that each
+ * output's summation order depends on the shape alone, never on the threads. */
 #define HC_SMALL_T 4
 #define HC_SMALL_RB 8
 #define HC_SMALL_KS 1024
@@ -393,19 +394,36 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
 
 /* ---- hc_expand --------------------------------------------------------------------------- */
 
-/* X[t, j] = x[t] for j < n, x's dtype kept (the graph types the result so): row copies, on one
- * thread (a decode step's expand is n·C = 4096 values, less than a pool wake-up). */
+typedef struct hc_expand_job {
+  const char *x;
+  char *out;
+  int64_t n;
+  size_t row; /* bytes of one token's row */
+} hc_expand_job;
+
+static void hc_expand_item_(void *user, int64_t t, int32_t slot) {
+  (void)slot;
+  const hc_expand_job *j = user;
+  const char *x = j->x + (size_t)t * j->row;
+  char *o = j->out + (size_t)(t * j->n) * j->row;
+  for (int64_t q = 0; q < j->n; ++q) memcpy(o + (size_t)q * j->row, x, j->row);
+}
+
+/* X[t, j] = x[t] for j < n, x's dtype kept (the graph types the result so): row copies, one
+ * token an item, over the pool only past HC_POST_INLINE values (V4's decode step expands
+ * n·C = 16384 values, a few µs of copying: less than waking a worker). */
 vnrt_status cpu_fast_hc_expand(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
   if (xt->rank < 1 || ot->rank < 2 || xt->dtype != ot->dtype) return cpu_ref_hc_expand(a);
   const int64_t C = xt->dims[xt->rank - 1], n = ot->dims[ot->rank - 2];
   const int64_t T = C > 0 ? vnrt_tensor_type_numel(xt) / C : 0;
   if (T == 0 || n < 1 || vnrt_tensor_type_numel(ot) != T * n * C) return cpu_ref_hc_expand(a);
-  const size_t row = (size_t)C * vnrt_dtype_size(xt->dtype);
-  for (int64_t t = 0; t < T; ++t) {
-    const char *x = (const char *)a->in[0] + (size_t)t * row;
-    char *o = (char *)a->out[0] + (size_t)(t * n) * row;
-    for (int64_t j = 0; j < n; ++j) memcpy(o + (size_t)j * row, x, row);
+  hc_expand_job j = {
+      .x = a->in[0], .out = a->out[0], .n = n, .row = (size_t)C * vnrt_dtype_size(xt->dtype)};
+  if (T * n * C < HC_POST_INLINE) {
+    for (int64_t t = 0; t < T; ++t) hc_expand_item_(&j, t, 0);
+  } else {
+    cpu_fast_for_each(a->pool, T, hc_expand_item_, &j);
   }
   return VNRT_OK;
 }

@@ -1177,6 +1177,65 @@ START_TEST(test_fast_elementwise_shapes) {
 }
 END_TEST
 
+/* hc_head's fast kernel on each of its paths, against docs/ops.md in double: 2 tokens (fn split
+ * along K, the epilogue on the caller), 9 (fn's rows split, the epilogue as a second step), 64
+ * (one row block: the epilogue inside each token block's item; at the generic ISA fn is first
+ * widened into a padded copy); f32/bf16 streams, f32/f16 fn, 2 threads, every ISA. */
+START_TEST(test_fast_hc_head_paths) {
+  const struct {
+    int64_t T, n, C;
+    vnrt_dtype xdt, fdt;
+  } cases[] = {{2, 4, 300, VNRT_F32, VNRT_F32},
+               {9, 4, 40, VNRT_BF16, VNRT_F16},
+               {64, 4, 40, VNRT_F32, VNRT_F32},
+               {64, 3, 24, VNRT_BF16, VNRT_F32}};
+  const double eps = 1e-6, norm_eps = 1e-6;
+  for (int generic = 0; generic < ISA_MODES; ++generic) {
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+      const int64_t T = cases[ci].T, n = cases[ci].n, C = cases[ci].C, nc = n * C;
+      const int64_t xd[3] = {T, n, C}, fd[2] = {n, nc}, sd[1] = {1}, bd[1] = {n}, od[2] = {T, C};
+      tu_tensor in[4] = {tu_tensor_new(cases[ci].xdt, 3, xd), tu_tensor_new(cases[ci].fdt, 2, fd),
+                         tu_tensor_new(VNRT_F32, 1, sd), tu_tensor_new(VNRT_F32, 1, bd)};
+      tu_fill_uniform(&in[0], 2100 + ci, -2.0f, 2.0f);
+      tu_fill_uniform(&in[1], 2200 + ci, -0.5f, 0.5f);
+      tu_set(&in[2], 0, 0.8);
+      tu_fill_uniform(&in[3], 2300 + ci, -1.0f, 1.0f);
+      tu_tensor out = tu_tensor_new(cases[ci].xdt, 2, od);
+      double *want = tu_dalloc(T * C);
+      for (int64_t t = 0; t < T; ++t) {
+        double ss = 0.0, w[8];
+        for (int64_t i = 0; i < nc; ++i)
+          ss += tu_get(&in[0], t * nc + i) * tu_get(&in[0], t * nc + i);
+        const double inv = 1.0 / sqrt(ss / (double)nc + norm_eps);
+        for (int64_t j = 0; j < n; ++j) {
+          double dot = 0.0;
+          for (int64_t i = 0; i < nc; ++i)
+            dot += tu_get(&in[1], j * nc + i) * tu_get(&in[0], t * nc + i);
+          w[j] = 1.0 / (1.0 + exp(-(dot * inv * tu_get(&in[2], 0) + tu_get(&in[3], j)))) + eps;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          double acc = 0.0;
+          for (int64_t j = 0; j < n; ++j) acc += w[j] * tu_get(&in[0], (t * n + j) * C + c);
+          want[t * C + c] = acc;
+        }
+      }
+      vnrt_op_params p = {.hc_head = {.eps = eps, .norm_eps = norm_eps}};
+      char what[64];
+      snprintf(what, sizeof what, "hc_head case %zu", ci);
+      const double e =
+          run_row_kernel(cpu_fast_hc_head, VNRT_OP_HC_HEAD, &p, in, 4, &out, want, generic);
+      /* bf16 results carry their own rounding: 2^-9 relative, NMSE ~1e-6 */
+      if (!(e <= (cases[ci].xdt == VNRT_F32 ? 1e-9 : 1e-5))) {
+        ck_abort_msg("%s (%s): NMSE %.3g vs double", what, isa_mode_name(generic), e);
+      }
+      free(want);
+      tu_tensor_free(&out);
+      for (int i = 0; i < 4; ++i) tu_tensor_free(&in[i]);
+    }
+  }
+}
+END_TEST
+
 /* rope's frequency of pair i written out apart from backend_util.h (docs/ops.md, rope with
  * YaRN): theta^(-2i/dims), blended towards it / yarn_factor along the ramp between
  * floor(corr(beta_fast)) and ceil(corr(beta_slow)), corr(b) = dims·ln(L/(2πb)) / (2 ln theta),
@@ -1519,6 +1578,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(k, test_fast_softmax_shapes);
   tcase_add_test(k, test_fast_elementwise_shapes);
   tcase_add_test(k, test_fast_cast_bits);
+  tcase_add_test(k, test_fast_hc_head_paths);
   tcase_add_test(k, test_rope_freqs_match_rope_freq);
   tcase_add_test(k, test_host_option_readers);
   tcase_add_test(k, test_fast_rope_shapes);

@@ -246,7 +246,11 @@ START_TEST(test_hc_expand_copies_every_stream) {
   struct {
     vnrt_dtype dt;
     int64_t T, C, n;
-  } cases[] = {{VNRT_F32, 3, 5, 4}, {VNRT_F16, 2, 7, 3}, {VNRT_BF16, 1, 1, 1}};
+  } cases[] = {{VNRT_F32, 3, 5, 4},
+               {VNRT_F16, 2, 7, 3},
+               {VNRT_BF16, 1, 1, 1},
+               /* past the CPU's one-thread bound (32768 values): a token per pool item */
+               {VNRT_BF16, 40, 300, 4}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     int64_t T = cases[ci].T, C = cases[ci].C, n = cases[ci].n;
     tu_tensor x = tensor(cases[ci].dt, 2, T, C, 0, 0);
