@@ -145,10 +145,10 @@ void bench_graph_file(void) {
     if (!f) die("cannot write %s: %s", opt.json, strerror(errno));
     fprintf(f,
             "{\"graph\": \"%s\", \"device\": \"%s\", \"device_name\": \"%s\", \"reps\": %d, "
-            "\"caches\": \"%s\", \"bandwidth_gbps\": %.6g, "
+            "\"cold_caches\": %s, \"bandwidth_gbps\": %.6g, "
             "\"whole_run_ms\": %.6g, \"device_ms\": %.6g, \"fallback_ms\": %.6g, "
             "\"fallback_nodes\": %d, \"nodes\": [",
-            opt.graph, device_info.spec, device_info.name, opt.reps, opt.hot ? "hot" : "cold",
+            opt.graph, device_info.spec, device_info.name, opt.reps, opt.hot ? "false" : "true",
             bandwidth_gbps, whole * 1e3, dev_total * 1e3, cpu_total * 1e3, pi.n_fallback_nodes);
     for (int32_t s = 0; s < n; ++s) {
       vnrt_node_info ni = {.struct_size = sizeof ni};
