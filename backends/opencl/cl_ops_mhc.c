@@ -74,11 +74,12 @@ vnrt_status cl_hc_expand_lower(cl_lower *L) {
   return cl_launch_1d(&k, total);
 }
 
-/* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and inv[t] = rsqrt(mean(X[t]^2) + norm_eps). */
+/* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and, with_inv, inv[t] = rsqrt(mean(X[t]^2) +
+ * norm_eps). */
 static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, uint64_t dot,
-                              uint64_t inv, double norm_eps) {
+                              uint64_t inv, double norm_eps, int with_inv) {
   vnrt_status s = cl_lower_gemm_nt_to_scratch(L, 0, 1, T, rows, nc, dot);
-  if (s != VNRT_OK) return s;
+  if (s != VNRT_OK || !with_inv) return s;
   cl_launch k;
   cl_launch_begin(L, "short_conv_scale", &k);
   cl_arg_in_dt(&k, 0);
@@ -112,7 +113,9 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
   uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
-  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps);
+  /* hc_pre_collapse computes inv itself where X's rows are whole 16-lane vectors. */
+  const int self_inv = pre && (n * C) % 16 == 0;
+  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps, !self_inv);
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pre) {
@@ -133,6 +136,8 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
     cl_arg_i32(&k, p->hc_pre.iters);
     cl_arg_f32(&k, eps);
     cl_arg_i64(&k, C);
+    cl_arg_i32(&k, self_inv);
+    cl_arg_f32(&k, (float)norm_eps);
     cl_arg_local(&k, (size_t)n * sizeof(float));
     size_t wg = cl_launch_wg(&k, 64);
     size_t items[2] = {(size_t)C, (size_t)T}, lws[2] = {wg, 1};

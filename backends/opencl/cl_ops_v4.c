@@ -92,7 +92,12 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0), *e = cl_out_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
-  vnrt_status s = check_pos0(L, 5, 1);
+  vnrt_status s = VNRT_OK;
+  /* pos0's check is the entries kernel's first item's (one launch fewer a node); without
+   * entries to compute, a check kernel of its own. Read after the run either way. */
+  const int fused_check = p->width > 0 && e->dims[0] > 0;
+  int32_t slot = fused_check ? cl_err_slot(L) : -1;
+  if (!fused_check) s = check_pos0(L, 5, 1);
   if (s != VNRT_OK) return s;
   cl_launch k;
   /* Entries first: they read the old states, which the state results may overwrite. */
@@ -105,8 +110,15 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   cl_arg_i64(&k, p->width);
   cl_arg_i64(&k, a->dims[0]);
   cl_arg_i64(&k, e->dims[0]);
+  cl_arg_err(&k, fused_check ? slot : 0);
+  cl_arg_i32(&k, slot);
   s = cl_launch_2d(&k, p->width, e->dims[0]);
   if (s != VNRT_OK) return s;
+  if (fused_check) {
+    const int64_t info[1] = {L->node->inputs[5]};
+    s = cl_add_deferred_check(L, slot, report_pos0, info, 1);
+    if (s != VNRT_OK) return s;
+  }
   if (!same_memory(cl_in(L, 3), cl_out(L, 2)) && !same_memory(cl_in(L, 4), cl_out(L, 3))) {
     return kv_compress_state(L, 0, 0, 0);
   }
@@ -332,6 +344,47 @@ static void sa_args(cl_lower *L, cl_launch *k) {
   cl_arg_f32(k, (float)p->scale);
 }
 
+/* info: idx tensor, Sc, K. */
+static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
+  int32_t v = 0;
+  vnrt_status s = cl_check_value(exec, st, 1, &v);
+  if (s != VNRT_OK) return s;
+  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
+                 "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",
+                 exec->graph.nodes[st->node].name, (long long)(at / st->info[2]),
+                 (long long)(at % st->info[2]), (int)v, (long long)st->info[1]);
+}
+
+/* The idx check's step (slot, its value in slot + 1), read after the run: idx values >= Sc
+ * are errors (negative ones mean "none"); the kernels skip such entries. */
+static vnrt_status sa_idx_check_step(cl_lower *L, int32_t slot) {
+  const int64_t Sc = L->node->n_inputs > 5 ? cl_in_type(L, 5)->dims[0] : 0;
+  const int64_t info[3] = {L->node->inputs[6], Sc, cl_in_type(L, 6)->dims[1]};
+  return cl_add_deferred_check(L, slot, report_sparse_idx, info, 3);
+}
+
+/* pos0's and idx's checks as kernels of their own (the paths that do not fuse them). */
+static vnrt_status sa_checks(cl_lower *L) {
+  const int has_idx = L->node->n_inputs > 6;
+  const int64_t T = cl_in_type(L, 0)->dims[0], K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
+  const int64_t Sc = L->node->n_inputs > 5 ? cl_in_type(L, 5)->dims[0] : 0;
+  vnrt_status s = check_pos0(L, 4, 1);
+  if (s != VNRT_OK || !has_idx || T * K <= 0) return s;
+  int32_t slot = cl_err_slot(L);
+  (void)cl_err_slot(L); /* slot + 1: the bad entry (read after the run: the kernels skip it) */
+  cl_launch k;
+  cl_launch_begin(L, "check_below", &k);
+  cl_arg_in(&k, 6);
+  cl_arg_i64(&k, T * K);
+  cl_arg_i32(&k, 1);
+  cl_arg_i64(&k, Sc);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  cl_arg_i32(&k, 1);
+  s = cl_launch_single(&k, 64);
+  return s != VNRT_OK ? s : sa_idx_check_step(L, slot);
+}
+
 /* CPU drivers: the three passes of v4.cl (scores for 4 heads per item, softmax per row, the
  * weighted sum of keys for 4 heads per item), keys loaded once for 4 heads, over chunks of
  * tokens whose scores (NK, the largest key set a query can have, per head) fit in
@@ -346,6 +399,12 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
   int64_t Tc = (int64_t)(SA_SCORES_MAX_BYTES / ((uint64_t)(H * NK) * 4));
   if (Tc > T) Tc = T;
   uint64_t sc = cl_scratch(L, (uint64_t)(Tc * H * NK) * 4);
+  /* The checks of pos0 and idx are the first scores launch's first item's (two launches fewer
+   * a node); when there is no scores launch, kernels of their own. */
+  if (T <= 0 || HG <= 0 || NK <= 0) return sa_checks(L);
+  const int has_idx = L->node->n_inputs > 6 && cl_in_type(L, 6)->dims[1] > 0;
+  const int32_t pslot = cl_err_slot(L), islot = has_idx ? cl_err_slot(L) : -1;
+  if (has_idx) (void)cl_err_slot(L); /* islot + 1: the bad entry */
   vnrt_status s = VNRT_OK;
   for (int64_t t0 = 0; t0 < T && s == VNRT_OK; t0 += Tc) {
     const int64_t n = T - t0 < Tc ? T - t0 : Tc;
@@ -356,15 +415,28 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
     cl_arg_i32(&k, (int32_t)NK);
     cl_arg_i32(&k, (int32_t)t0);
     cl_arg_i32(&k, (int32_t)n);
+    cl_arg_err(&k, 0);
+    cl_arg_i32(&k, t0 == 0 ? pslot : -1);
+    cl_arg_i32(&k, t0 == 0 ? islot : -1);
     s = cl_launch_2d(&k, NK, n * HG);
     if (s != VNRT_OK) break;
+    if (t0 == 0) {
+      const int64_t info[1] = {L->node->inputs[4]};
+      s = cl_add_deferred_check(L, pslot, report_pos0, info, 1);
+      if (s == VNRT_OK && has_idx) s = sa_idx_check_step(L, islot);
+      if (s != VNRT_OK) break;
+    }
+    /* A work-group of a few (token, head) rows on CPU drivers (one of all the rows left the
+     * other cores idle); 256 rows where local memory is real. */
     cl_launch_begin(L, "sparse_attention_softmax", &k);
     cl_arg_in_dt(&k, 3);
     cl_arg_scratch(&k, sc);
     cl_arg_i32(&k, (int32_t)n);
     cl_arg_i32(&k, (int32_t)H);
     cl_arg_i32(&k, (int32_t)NK);
-    s = cl_launch_1d(&k, n * H);
+    size_t swg = cl_launch_wg(&k, L->dev->desc->local_mem_dedicated ? 256 : 4);
+    size_t rows = (size_t)(n * H);
+    s = cl_launch_end(&k, 1, &rows, &swg);
     if (s != VNRT_OK) break;
     cl_launch_begin(L, "sparse_attention_out", &k);
     sa_args(L, &k);
@@ -378,17 +450,6 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
   return s;
 }
 
-/* info: idx tensor, Sc, K. */
-static vnrt_status report_sparse_idx(vnrt_backend_exec *exec, const cl_step *st, int32_t at) {
-  int32_t v = 0;
-  vnrt_status s = cl_check_value(exec, st, 1, &v);
-  if (s != VNRT_OK) return s;
-  return cl_fail(exec->dev, VNRT_ERROR_OUT_OF_RANGE,
-                 "sparse_attention '%s': idx[%lld, %lld] = %d is outside comp's %lld entries",
-                 exec->graph.nodes[st->node].name, (long long)(at / st->info[2]),
-                 (long long)(at % st->info[2]), (int)v, (long long)st->info[1]);
-}
-
 vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   const vnrt_tensor_type *q = cl_in_type(L, 0), *ring = cl_in_type(L, 2);
   const int has_comp = L->node->n_inputs > 5, has_idx = L->node->n_inputs > 6;
@@ -396,32 +457,14 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t Sc = has_comp ? cl_in_type(L, 5)->dims[0] : 0;
   int64_t K = has_idx ? cl_in_type(L, 6)->dims[1] : 0;
   cl_launch k;
-  vnrt_status s = check_pos0(L, 4, 1);
-  if (s != VNRT_OK) return s;
-  if (has_idx && T * K > 0) {
-    /* idx values >= Sc are errors (negative ones mean "none"): checked, and read after the run
-     * (the kernels skip such entries). */
-    int32_t slot = cl_err_slot(L);
-    (void)cl_err_slot(L); /* slot + 1: the bad entry (read after the run: the kernels skip it) */
-    cl_launch_begin(L, "check_below", &k);
-    cl_arg_in(&k, 6);
-    cl_arg_i64(&k, T * K);
-    cl_arg_i32(&k, 1);
-    cl_arg_i64(&k, Sc);
-    cl_arg_err(&k, slot);
-    cl_arg_i32(&k, slot);
-    cl_arg_i32(&k, 1);
-    s = cl_launch_single(&k, 64);
-    if (s != VNRT_OK) return s;
-    const int64_t info[3] = {L->node->inputs[6], Sc, K};
-    s = cl_add_deferred_check(L, slot, report_sparse_idx, info, 3);
-    if (s != VNRT_OK) return s;
-  }
+  vnrt_status s = VNRT_OK;
   if (sa_wg_fits(L->dev, D)) {
     cl_launch_begin(L, "sparse_attention", &k);
     size_t wg = cl_launch_wg(&k, sa_want_wg(D));
     if (k.status != VNRT_OK) return k.status;
     if ((int64_t)wg * ATT_MAXJ >= D) {
+      /* The checks' kernels after it (their steps are read after the run; the kernel skips
+       * bad entries), so that this launch keeps its step. */
       sa_args(L, &k);
       cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
       cl_arg_local(&k, sizeof(float) * wg);
@@ -429,7 +472,8 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
       cl_arg_local(&k, sizeof(int32_t) * wg);
       cl_arg_local(&k, sizeof(float) * wg);
       size_t items = (size_t)(T * H) * wg;
-      return cl_launch_end(&k, 1, &items, &wg);
+      s = cl_launch_end(&k, 1, &items, &wg);
+      return s != VNRT_OK ? s : sa_checks(L);
     }
     /* The kernel allows smaller work-groups than D needs: drop the launch (no items). */
     size_t none = 0;
@@ -439,6 +483,8 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
   int64_t NK = ring->dims[0] + (has_idx ? K : Sc);
   if ((uint64_t)H * (uint64_t)NK * 4 <= SA_SCORES_MAX_BYTES) return sa_three_pass(L, NK);
   /* One token's scores exceed the scratch bound: a work-item per (token, head). */
+  s = sa_checks(L);
+  if (s != VNRT_OK) return s;
   cl_launch_begin(L, "sparse_attention_rows", &k);
   sa_args(L, &k);
   cl_arg_scratch(&k, cl_scratch(L, (uint64_t)(T * H * D) * 4));

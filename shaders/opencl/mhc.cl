@@ -34,19 +34,34 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
 }
 
 /* hc_pre's finish per token (pre weights, post, and comb = sinkhorn(L), worked in L; the mix
- * row is dot[t, :]*inv[t]) and its collapse in one launch: global (C rounded up to the
- * work-group, T), work-groups (wg, 1). Each work-group's first item computes its token's pre
- * weights into local pw[n]; the item at channel 0 also stores the token's post and comb;
+ * row is dot[t, :]*inv[t]; with self_inv inv[t] is computed here from X) and its collapse in
+ * one launch: global (C rounded up to the work-group, T), work-groups (wg, 1). Each
+ * work-group's first item computes its token's pre weights into local pw[n]; the item at
+ * channel 0 also stores the token's post and comb;
  * then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse. */
 __kernel void hc_pre_collapse(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
                               int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb,
                               TENSOR(L), TENSOR(X), int dX, TENSOR(o), int dout, long T, int n,
-                              int iters, float eps, long C, __local float *pw) {
+                              int iters, float eps, long C, int self_inv, float norm_eps,
+                              __local float *pw) {
   long c = get_global_id(0), t = get_global_id(1);
   if (get_local_id(0) == 0 && t < T) {
     int rows = (n + 2) * n, nn = n * n;
     __global const float *dt = (__global const float *)PTR(dot) + t * rows;
-    float iv = ((__global const float *)PTR(inv))[t];
+    float iv;
+    if (self_inv) {
+      /* inv[t] = rsqrt(mean(X[t]^2) + norm_eps) computed here (n·C a multiple of 16), in 16
+       * lanes, instead of by short_conv_scale's launch before: one launch fewer a node. */
+      const long nc = (long)n * C;
+      float16 a = 0.0f;
+      for (long i = 0; i < nc; i += 16) {
+        float16 v = ld16(PTR(X), dX, t * nc + i);
+        a = fma(v, v, a);
+      }
+      iv = 1.0f / sqrt(hsum8(a.lo + a.hi) / (float)nc + norm_eps);
+    } else {
+      iv = ((__global const float *)PTR(inv))[t];
+    }
 #define mx(r) (dt[r] * iv)
     float s_pre = ld(PTR(scale), dsc, 0);
     for (int j = 0; j < n; ++j) pw[j] = sigmoid_f(mx(j) * s_pre + ld(PTR(base), dba, j)) + eps;

@@ -676,6 +676,34 @@ float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half
     VN_PF(r3 + pd + q_);                                                             \
   }
 
+#ifdef VN_X86_512
+/* x's 32 channels (evens xe, odds xo) times the 32 e2m1 codes of 16 bytes at p, in 16 lanes:
+ * the codes looked up in tab (e2m1 / 2) by vpermps, the even nibble as it is and the odd one
+ * shifted down. */
+float16 e2m1_dot32_z(__global const uchar *p, float16 xe, float16 xo, float16 tab) {
+  int16 c = convert_int16(vload16(0, p));
+  return fma(xo, VN_PERM16(tab, c >> 4), xe * VN_PERM16(tab, c));
+}
+
+/* t + a·2^e·(the e8m0 scale code) on 16 lanes, as fma_pow2_e8m0_8. */
+float16 fma_pow2_e8m0_16(float16 a, int e, uint code, float16 t) {
+  if (code + (uint)e <= 254u) return fma(a, (float16)as_float((code + (uint)e) << 23), t);
+  return t + (a * as_float((uint)(127 + e) << 23)) * e8m0_to_f32(code);
+}
+
+/* One 32-code block j of the four rows (channels k..k + 31): each row's 16 lanes times its
+ * block scale (the table's halving undone by the 2^1) added to its 16-lane sum u0..u3. */
+#define E2M1_BLOCK32_4_(k, j)                                                          \
+  do {                                                                                 \
+    const float16 xe_ = vload16(0, x + (k)), xo_ = vload16(1, x + (k));                \
+    const long kb_ = (k) >> 1;                                                         \
+    u0 = fma_pow2_e8m0_16(e2m1_dot32_z(r0 + kb_, xe_, xo_, tab), 1, s0[j], u0);        \
+    u1 = fma_pow2_e8m0_16(e2m1_dot32_z(r1 + kb_, xe_, xo_, tab), 1, s1[j], u1);        \
+    u2 = fma_pow2_e8m0_16(e2m1_dot32_z(r2 + kb_, xe_, xo_, tab), 1, s2[j], u2);        \
+    u3 = fma_pow2_e8m0_16(e2m1_dot32_z(r3 + kb_, xe_, xo_, tab), 1, s3[j], u3);        \
+  } while (0)
+#endif
+
 /* The dots of four e2m1 rows (bytes r0..r3, scale rows s0..s3, one scale per b1 columns)
  * with x[K] in local memory, each 32 channels stored evens first (act_quant_rows with
  * deint). K and b1 are multiples of 32. pd: the prefetch distance in bytes (callers: the
@@ -685,6 +713,35 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *s0, __global const uchar *s1,
                          __global const uchar *s2, __global const uchar *s3, int b1,
                          __local const float *x, long K, long pd) {
+#ifdef VN_X86_512
+  if (b1 == 32) {
+    /* A scale per 32 codes (MXFP4's blocks): one step a block, so the block's sums stay in 16
+     * lanes, scaled into 16-lane totals (no per-block halving of the lanes, the shuffle port's
+     * work, nor the per-block prefetch bounds): four blocks (a 64-byte line of each row) per
+     * turn with one prefetch per row, the lanes summed once at the end. */
+    const float16 tab = (float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f,
+                                  -0.5f, -0.75f, -1.0f, -1.5f, -2.0f, -3.0f);
+    float16 u0 = 0.0f, u1 = 0.0f, u2 = 0.0f, u3 = 0.0f;
+    long k = 0, j = 0;
+    for (; k + 128 <= K; k += 128, j += 4) {
+      const long kb = k >> 1;
+      VN_PF(r0 + pd + kb);
+      VN_PF(r1 + pd + kb);
+      VN_PF(r2 + pd + kb);
+      VN_PF(r3 + pd + kb);
+      E2M1_BLOCK32_4_(k, j);
+      E2M1_BLOCK32_4_(k + 32, j + 1);
+      E2M1_BLOCK32_4_(k + 64, j + 2);
+      E2M1_BLOCK32_4_(k + 96, j + 3);
+    }
+    for (; k < K; k += 32, ++j) {
+      QROWS4_PREFETCH_(k >> 1, (k + 32) >> 1);
+      E2M1_BLOCK32_4_(k, j);
+    }
+    return (float4)(hsum8(u0.lo + u0.hi), hsum8(u1.lo + u1.hi), hsum8(u2.lo + u2.hi),
+                    hsum8(u3.lo + u3.hi));
+  }
+#endif
   float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;

@@ -96,8 +96,12 @@ void kvc_slot(__global const float *a, __global const float *z, __global const f
  * are 0 with entry_pos -1. global (d, N). */
 __kernel void kv_compress_entries(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), TENSOR(sz),
                                   TENSOR(pos0), TENSOR(ent), TENSOR(epos), int m, int overlap,
-                                  long d, long T, long N) {
+                                  long d, long T, long N, TENSOR(err), int slot) {
   long k = get_global_id(0), e = get_global_id(1);
+  /* pos0 >= 0, read after the run (slot >= 0; every index below stays inside its tensor
+   * whatever pos0 is). */
+  if (k == 0 && e == 0 && slot >= 0)
+    ((__global int *)PTR(err))[slot] = ldi(PTR(pos0), 0) < 0 ? 0 : -1;
   if (k >= d || e >= N) return;
   __global const float *A = (__global const float *)PTR(a), *Z = (__global const float *)PTR(z);
   __global const float *AP = (__global const float *)PTR(ape);
@@ -430,9 +434,28 @@ __kernel void sparse_attention_rows(SA_ARGS, TENSOR(acc)) {
 /* The passes take the tokens [t0, t0 + Tc) (chunks keep the scores within scratch).
  * sc[((t - t0)·H + h)·NK + s] = scale·(q[t, h]·key_s), -inf past the key set or for idx -1.
  * global (NK, Tc·ceil(H / 4)). */
-__kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc) {
+__kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int Tc, TENSOR(err),
+                                      int pslot, int islot) {
   const long s = get_global_id(0), th = get_global_id(1);
   const int HG = (H + SA_HB - 1) / SA_HB;
+  if (s == 0 && th == 0) {
+    /* The node's checks, read after the run (slots >= 0: the first chunk's launch): pos0 >= 0,
+     * and check_below's of idx < Sc with the bad value in islot + 1. */
+    __global int *e = (__global int *)PTR(err);
+    if (pslot >= 0) e[pslot] = ldi(PTR(pos0), 0) < 0 ? 0 : -1;
+    if (islot >= 0) {
+      const long n = (long)T * K;
+      long first = -1;
+      for (long i = 0; i < n; ++i) {
+        if (ldi(PTR(idx), i) >= Sc) {
+          first = i;
+          break;
+        }
+      }
+      e[islot] = (int)first;
+      e[islot + 1] = first < 0 ? 0 : ldi(PTR(idx), first);
+    }
+  }
   if (s >= NK || th >= (long)Tc * HG) return;
   const long t = t0 + th / HG;
   const int h0 = (int)(th % HG) * SA_HB;

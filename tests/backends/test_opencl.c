@@ -1169,6 +1169,8 @@ static uint8_t next_byte(uint64_t *r) {
 /* Runs qgemv4_e4m3_aq (x [2, 256] f32 by e4m3 w [38, 256], 128x128 blocks, act_quant 128; 38
  * rows leave a partial four) and the e2m1 moe_ffn passes (C = 64, F = 32, 4 experts, k = 2,
  * act_quant 32) from prog; their results go to y8 [2·38], h [2·32] and y4 [64]. */
+enum { DK_C = 160, DK_F = 96 }; /* run_decode_kernels' moe_ffn: channels, features */
+
 static void run_decode_kernels(vnrt_backend_device *dev, cl_program prog, float *y8, float *h,
                                float *y4) {
   const cl_ulong zero = 0;
@@ -1195,8 +1197,9 @@ static void run_decode_kernels(vnrt_backend_device *dev, cl_program prog, float 
   raw_read(dev, bo, sizeof(float) * M8 * N8, y8);
   cl_mem ms[] = {bx, bw, bs, bo};
   for (int i = 0; i < 4; ++i) clReleaseMemObject(ms[i]);
-  /* e2m1 moe_ffn, both passes */
-  enum { C = 64, F = 32, E = 4, KK = 2 };
+  /* e2m1 moe_ffn, both passes: K = 160 (gate/up) and 96 (down), one scale per 32 codes, so
+   * the AVX-512 dots take their four-block turns and a remaining block */
+  enum { C = DK_C, F = DK_F, E = 4, KK = 2 };
   float x[C], wt[KK] = {0.6f, 0.4f};
   cl_int ex[KK] = {1, 3}, err_init[4] = {-1, -1, -1, -1};
   static uint8_t gu[E * 2 * F * C / 2], gus[E * 2 * F * (C / 32)], dn[E * C * F / 2],
@@ -1234,14 +1237,14 @@ static void run_decode_kernels(vnrt_backend_device *dev, cl_program prog, float 
                         {C * sizeof(float), NULL},
                         RAW_T(merr),
                         RAW_I(slot)};
-  const size_t gup[2] = {16, KK}, lup[2] = {4, 1};
+  const size_t gup[2] = {F / 2, KK}, lup[2] = {4, 1};
   raw_run(dev, prog, "moe_ffn_up_e2m1x4", up, (int)(sizeof up / sizeof up[0]), gup, lup);
   raw_read(dev, mh, sizeof(float) * KK * F, h);
   const raw_arg down[] = {
       RAW_T(mex),  RAW_T(mwt), RAW_I(f32), RAW_I(aq), RAW_T(mdn), RAW_I(e2m1),
       RAW_T(mdns), RAW_I(b0),  RAW_I(b1),  RAW_T(mh), RAW_T(my),  RAW_I(f32),
       RAW_L(T),    RAW_I(kk),  RAW_I(cc),  RAW_I(ff), RAW_I(ee),  {KK * F * sizeof(float), NULL}};
-  const size_t gdn[2] = {16, 1}, ldn[2] = {4, 1};
+  const size_t gdn[2] = {C / 4, 1}, ldn[2] = {4, 1};
   raw_run(dev, prog, "moe_ffn_down_e2m1x4", down, (int)(sizeof down / sizeof down[0]), gdn, ldn);
   raw_read(dev, my, sizeof(float) * C, y4);
   cl_mem mm[] = {mx, mex, mwt, mgu, mgus, mdn, mdns, mh, my, merr};
@@ -1272,7 +1275,7 @@ START_TEST(test_x86_decode_steps_match_the_portable_ones) {
     ck_assert_msg(
         cl_program_build_source(dev, vn_cl_sources, vn_cl_source_count, opts, &portable) == VNRT_OK,
         "%s", h.msg);
-    float y8[2][2 * 38], hh[2][2 * 32], y4[2][64];
+    float y8[2][2 * 38], hh[2][2 * DK_F], y4[2][DK_C];
     run_decode_kernels(dev, dev->program, y8[0], hh[0], y4[0]);
     run_decode_kernels(dev, portable, y8[1], hh[1], y4[1]);
     clReleaseProgram(portable);
@@ -1282,7 +1285,7 @@ START_TEST(test_x86_decode_steps_match_the_portable_ones) {
       }
     }
     const float *got[2] = {hh[0], y4[0]}, *want[2] = {hh[1], y4[1]};
-    const int n[2] = {2 * 32, 64};
+    const int n[2] = {2 * DK_F, DK_C};
     for (int j = 0; j < 2; ++j) {
       for (int i = 0; i < n[j]; ++i) {
         float d = fabsf(got[j][i] - want[j][i]), m = fabsf(want[j][i]);
