@@ -477,8 +477,7 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
   /* Buffers in fine-grained SVM where the device has it: buffer_host_ptr then gives the
    * executor the memory itself, and the copy stream writes Engram rows there with no queue call
    * (each blocking call costs ~0.1 ms on PoCL). VNRT_CL_SVM=0 keeps ordinary buffers. */
-  const char *svm_env = vnrt_host_option(host, "cl_svm");
-  int svm_off = svm_env && strcmp(svm_env, "0") == 0;
+  const int svm_off = !vnrt_host_option_flag(host, "cl_svm", 1);
   dev->svm = dev->desc->svm_fine_buffer && !svm_off;
   host->log(host->core, VNRT_LOG_INFO, "opencl (%s): buffers: %s", dev->desc->info.name,
             dev->svm ? "fine-grained SVM, read and written in place by the host (buffer_host_ptr)"
