@@ -211,7 +211,12 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   }
   uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
   if (b0 % GV_RN == 0) d->spec[9] |= 2;
-  vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, vk_div_up(L, b1));
+  uint64_t sc = vk_div_up(L, b1);
+  if ((b0 & (b0 - 1)) == 0 && (b1 & (b1 - 1)) == 0) { /* SC0 bit 5: their log2 instead */
+    d->spec[9] |= 32;
+    b0 = (uint64_t)__builtin_ctzll(b0), b1 = (uint64_t)__builtin_ctzll(b1);
+  }
+  vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, sc);
 }
 
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
