@@ -193,8 +193,9 @@ static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
 }
 
 /* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
- * (SC2 = 1), with push[i], push[i + 1] = b0 b1 and push[sc_at] = sc (scales per scale row)
- * for rows of L; SC0 bit 1 when the rows of a workgroup share one scale row. */
+ * (SC2 = 1), with push[i], push[i + 1] = b0 b1 (their log2 and SC0 bit 5 when both are powers
+ * of two: llvmpipe divides lane by lane) and push[sc_at] = sc (scales per scale row) for rows of
+ * L; SC0 bit 1 when the rows of a workgroup share one scale row. */
 static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
                         const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
   vk_bind(b, d, 3, node->inputs[w]);
