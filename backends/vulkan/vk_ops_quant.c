@@ -193,8 +193,9 @@ static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
 }
 
 /* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
- * (SC2 = 1), with push[i], push[i + 1] = b0 b1 and push[sc_at] = sc (scales per scale row)
- * for rows of L; SC0 bit 1 when the rows of a workgroup share one scale row. */
+ * (SC2 = 1), with push[i], push[i + 1] = b0 b1 (their log2 and SC0 bit 5 when both are powers
+ * of two: llvmpipe divides lane by lane) and push[sc_at] = sc (scales per scale row) for rows of
+ * L; SC0 bit 1 when the rows of a workgroup share one scale row. */
 static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
                         const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
   vk_bind(b, d, 3, node->inputs[w]);
@@ -211,7 +212,12 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   }
   uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
   if (b0 % GV_RN == 0) d->spec[9] |= 2;
-  vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, vk_div_up(L, b1));
+  uint64_t sc = vk_div_up(L, b1);
+  if ((b0 & (b0 - 1)) == 0 && (b1 & (b1 - 1)) == 0) { /* SC0 bit 5: their log2 instead */
+    d->spec[9] |= 32;
+    b0 = (uint64_t)__builtin_ctzll(b0), b1 = (uint64_t)__builtin_ctzll(b1);
+  }
+  vk_push_u(d, i, b0), vk_push_u(d, i + 1, b1), vk_push_u(d, sc_at, sc);
 }
 
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,

@@ -28,7 +28,7 @@
 //        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
 // SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
 // scales are read through their byte texel view (binding 12); bit 4: x through its texel view
-// (binding 13).
+// (binding 13); bit 5: b0 and b1 are powers of two, pushed as their log2.
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -57,7 +57,10 @@ shared float red[RN * MMAX * uint(WG)];
 layout(set = 0, binding = 12) uniform usamplerBuffer stex; // SC0 bit 3: slot 4 as bytes
 float scale_at(uint s_base, uint r, uint c, uint b0, uint b1, uint sc) {
   if (SC2 == 0u) return 1.0;
-  uint i = s_base + (r / b0) * sc + c / b1;
+  // SC0 bit 5: b0 and b1 are their log2 (powers of two): shifts, where a division is a scalar
+  // div per lane on llvmpipe.
+  uint i = (SC0 & 32u) != 0u ? s_base + (r >> b0) * sc + (c >> b1)
+                              : s_base + (r / b0) * sc + c / b1;
   if ((SC0 & 8u) != 0u) return vn_e8m0(texelFetch(stex, int(i)).x);
   return vn_e8m0((b4.w[i >> 2] >> ((i & 3u) << 3)) & 0xffu);
 }

@@ -738,6 +738,10 @@ START_TEST(test_linear_fp8) {
     run_linear(ctx, VNRT_E4M3, T, 150, 384, NULL, 128, 40 + T);
     const int64_t blk[2] = {16, 64};
     run_linear(ctx, VNRT_E4M3, T, 37, 200, blk, 0, 50 + T);
+    /* Blocks that are not powers of two: the decode kernels divide by them (where they shift
+     * by powers of two), rows of one workgroup spanning several scale rows. */
+    const int64_t blk3[2] = {3, 48};
+    run_linear(ctx, VNRT_E4M3, T, 37, 192, blk3, 0, 100 + T);
   }
   /* More x rows than the GEMVs take and K past the AVX-512 GEMM's 1024-column blocks (the rows
    * decoded per group and block): a partial K block, a partial scale block and a partial group
@@ -760,6 +764,8 @@ START_TEST(test_linear_fp4) {
     run_linear(ctx, VNRT_E2M1, T, 45, 256, NULL, 128, 80 + T);
     const int64_t blk[2] = {2, 16};
     run_linear(ctx, VNRT_E2M1, T, 9, 70, blk, 0, 90 + T);
+    const int64_t blk5[2] = {5, 96}; /* not powers of two, as in test_linear_fp8 */
+    run_linear(ctx, VNRT_E2M1, T, 23, 192, blk5, 0, 110 + T);
   }
   vnrt_context_destroy(ctx);
 }
