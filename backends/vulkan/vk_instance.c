@@ -64,8 +64,7 @@ vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult
 /* Whether a context option such as vk_baseline (VNRT_VK_BASELINE) is set to something other
  * than 0. */
 static bool option_on(const vnrt_backend_host *host, const char *key) {
-  const char *v = vnrt_host_option(host, key);
-  return v && v[0] && strcmp(v, "0") != 0;
+  return vnrt_host_option_flag(host, key, 0) != 0;
 }
 
 static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb_(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
