@@ -31,6 +31,25 @@
 #define VN_CVTPH16(h) \
   __builtin_ia32_vcvtph2ps512_mask(as_short16(h), (float16)0.0f, (ushort)0xFFFF, 4)
 #define VN_PERM16(table, idx) __builtin_ia32_permvarsf512((table), (idx))
+/* VN_SHORT32: 32 shorts, one 512-bit register (clang's vector extension; OpenCL C's vectors
+ * stop at 16 lanes), with its halves VN_LO16 / VN_HI16 as short16. VN_E4M3_F16_BITS32(p): the
+ * 32 e4m3 codes at p as e4m3_f16_bits gives them, widened in one step. */
+typedef short VN_SHORT32 __attribute__((ext_vector_type(32)));
+typedef char vn_char32_ __attribute__((ext_vector_type(32)));
+#define VN_LO16(v) \
+  __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define VN_HI16(v)                                                                              \
+  __builtin_shufflevector((v), (v), 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, \
+                          31)
+VN_SHORT32 vn_e4m3_f16_bits32(__global const uchar *p) {
+  char16 lo = as_char16(vload16(0, p)), hi = as_char16(vload16(1, p));
+  vn_char32_ c = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                         14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
+                                         28, 29, 30, 31);
+  VN_SHORT32 sx = __builtin_convertvector(c, VN_SHORT32);
+  return (sx & (short)0x17F) << (short)7;
+}
+#define VN_E4M3_F16_BITS32(p) vn_e4m3_f16_bits32(p)
 #endif
 
 /* The values of vnrt_dtype. */

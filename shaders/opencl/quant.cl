@@ -815,6 +815,18 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
     a = fma((xz), VN_CVTPH16(h_), a);                                                \
   } while (0)
 
+/* Two such steps (32 codes at p, x's channels xa then xb) with the widening, the f16 bits and
+ * the NaN tracking done once on 32 lanes (one 512-bit register: VN_SHORT32, common.cl), so
+ * the integer work per code halves; the two conversions and products are E4M3_STEP4_Z_'s in
+ * the same order (the same sums, bit for bit). nan: 32 lanes, folded to 16 at the end. */
+#define E4M3_STEP4_ZZ_(a, nan, p, xa, xb)                                            \
+  do {                                                                               \
+    VN_SHORT32 h_ = VN_E4M3_F16_BITS32(p);                                           \
+    nan |= h_ + (short)0x80;                                                         \
+    a = fma((xa), VN_CVTPH16(VN_LO16(h_)), a);                                       \
+    a = fma((xb), VN_CVTPH16(VN_HI16(h_)), a);                                       \
+  } while (0)
+
 float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
                          __global const uchar *r2, __global const uchar *r3,
                          __global const uchar *s0, __global const uchar *s1,
@@ -822,12 +834,23 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
                          __local const float *x, long K, long pd) {
   float8 t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   ushort16 n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+#ifdef VN_X86_512
+  VN_SHORT32 m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+#endif
   for (long k0 = 0, j = 0; k0 < K; k0 += b1, ++j) {
     long k1 = k0 + b1 < K ? k0 + b1 : K;
     QROWS4_PREFETCH_(k0, k1);
 #ifdef VN_X86_512
     float16 z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
-    for (long k = k0; k < k1; k += 16) {
+    long k = k0;
+    for (; k + 32 <= k1; k += 32) {
+      float16 xa = vload16(0, x + k), xb = vload16(0, x + k + 16);
+      E4M3_STEP4_ZZ_(z0, m0, r0 + k, xa, xb);
+      E4M3_STEP4_ZZ_(z1, m1, r1 + k, xa, xb);
+      E4M3_STEP4_ZZ_(z2, m2, r2 + k, xa, xb);
+      E4M3_STEP4_ZZ_(z3, m3, r3 + k, xa, xb);
+    }
+    if (k < k1) {
       float16 xz = vload16(0, x + k);
       E4M3_STEP4_Z_(z0, n0, r0 + k, xz);
       E4M3_STEP4_Z_(z1, n1, r1 + k, xz);
@@ -854,6 +877,10 @@ float4 qrows4_dot_e4m3_l(__global const uchar *r0, __global const uchar *r1,
     t3 = fma_pow2_e8m0_8(a3 + b3, 8, c3, t3);
   }
   float4 d = (float4)(hsum8(t0), hsum8(t1), hsum8(t2), hsum8(t3));
+#ifdef VN_X86_512
+  VN_SHORT32 m = m0 | m1 | m2 | m3;
+  n0 |= as_ushort16(VN_LO16(m) | VN_HI16(m));
+#endif
   if (any(((n0 | n1 | n2 | n3) & (ushort)0x4000) != (ushort)0)) {
     d.s0 = qrow_dot_lanes_l(r0, DT_E4M3, s0, b1, x, K);
     d.s1 = qrow_dot_lanes_l(r1, DT_E4M3, s1, b1, x, K);
