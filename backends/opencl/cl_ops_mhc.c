@@ -113,8 +113,10 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
   uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
-  /* hc_pre_collapse computes inv itself where X's rows are whole 16-lane vectors. */
-  const int self_inv = pre && (n * C) % 16 == 0;
+  /* On CPU drivers hc_pre_collapse computes inv itself where X's rows are whole 16-lane
+   * vectors (one launch fewer). Not where local memory is real (GPUs): there each work-group's
+   * first item would read the token's n·C values alone while the group waits. */
+  const int self_inv = pre && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
   vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps, !self_inv);
   if (s != VNRT_OK) return s;
   cl_launch k;

@@ -1,7 +1,8 @@
 /* OpenCL lowering of the DeepSeek-V4 attention ops (docs/ops.md, "DeepSeek-V4 attention"):
  * kv_compress, kv_scatter (its rows checked on the device first), index_scores and
- * sparse_attention (idx checked first; a work-group per (token, head) where local memory is
- * real, a work-item per (token, head) on CPU drivers); shaders v4.cl. grouped_linear is in
+ * sparse_attention (pos0 and idx checked on the device, read after the run; a work-group per
+ * (token, head) where local memory is real, three passes over chunks of tokens on CPU
+ * drivers); shaders v4.cl. grouped_linear is in
  * cl_ops_quant.c, with the weight kernels it shares. */
 #include "cl_ops.h"
 
@@ -10,6 +11,9 @@
 /* The most scratch the three-pass sparse_attention's scores take (a chunk of tokens; when one
  * token's scores exceed it, the one-pass kernel runs). */
 #define SA_SCORES_MAX_BYTES ((uint64_t)64 << 20)
+/* idx entries (T·K) up to which the first scores item checks them itself: a decode step's few
+ * hundred; a prefill's are checked by check_below's items. */
+#define SA_FUSED_IDX_MAX 4096
 
 /* Whether graph tensor a and b are the same memory (the executor made a result in place). */
 static int same_memory(const vnrt_backend_tensor *a, const vnrt_backend_tensor *b) {
@@ -23,8 +27,8 @@ static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32
                  vnrt_op_name(node->op), node->name);
 }
 
-/* Appends the check that input `input` (pos0, i32[1]) is >= 0, before anything is written;
- * with deferred, read after the run (kv_compress's and sparse_attention's kernels index
+/* Appends the check that input `input` (pos0, i32[1]) is >= 0: read before anything is
+ * written, or with deferred after the run (kv_compress's and sparse_attention's kernels index
  * only inside their tensors whatever pos0 is: positions before 0 select no window key and no
  * compressed entry). */
 static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
@@ -400,12 +404,16 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
   if (Tc > T) Tc = T;
   uint64_t sc = cl_scratch(L, (uint64_t)(Tc * H * NK) * 4);
   /* The checks of pos0 and idx are the first scores launch's first item's (two launches fewer
-   * a node); when there is no scores launch, kernels of their own. */
+   * a node) where that item's scan of idx is short (decode); at prefill, or when there is no
+   * scores launch, kernels of their own (check_below spreads the scan over its items). */
   if (T <= 0 || HG <= 0 || NK <= 0) return sa_checks(L);
-  const int has_idx = L->node->n_inputs > 6 && cl_in_type(L, 6)->dims[1] > 0;
-  const int32_t pslot = cl_err_slot(L), islot = has_idx ? cl_err_slot(L) : -1;
-  if (has_idx) (void)cl_err_slot(L); /* islot + 1: the bad entry */
-  vnrt_status s = VNRT_OK;
+  const int64_t K = L->node->n_inputs > 6 ? cl_in_type(L, 6)->dims[1] : 0;
+  const int has_idx = K > 0;
+  const int fuse = T * K <= SA_FUSED_IDX_MAX;
+  vnrt_status s = fuse ? VNRT_OK : sa_checks(L);
+  if (s != VNRT_OK) return s;
+  const int32_t pslot = fuse ? cl_err_slot(L) : -1, islot = fuse && has_idx ? cl_err_slot(L) : -1;
+  if (islot >= 0) (void)cl_err_slot(L); /* islot + 1: the bad entry */
   for (int64_t t0 = 0; t0 < T && s == VNRT_OK; t0 += Tc) {
     const int64_t n = T - t0 < Tc ? T - t0 : Tc;
     cl_launch k;
@@ -420,7 +428,7 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
     cl_arg_i32(&k, t0 == 0 ? islot : -1);
     s = cl_launch_2d(&k, NK, n * HG);
     if (s != VNRT_OK) break;
-    if (t0 == 0) {
+    if (t0 == 0 && fuse) {
       const int64_t info[1] = {L->node->inputs[4]};
       s = cl_add_deferred_check(L, pslot, report_pos0, info, 1);
       if (s == VNRT_OK && has_idx) s = sa_idx_check_step(L, islot);
@@ -464,7 +472,8 @@ vnrt_status cl_sparse_attention_lower(cl_lower *L) {
     if (k.status != VNRT_OK) return k.status;
     if ((int64_t)wg * ATT_MAXJ >= D) {
       /* The checks' kernels after it (their steps are read after the run; the kernel skips
-       * bad entries), so that this launch keeps its step. */
+       * bad entries): cl_launch_begin has taken this launch's step already, so nothing can be
+       * added before its cl_launch_end. */
       sa_args(L, &k);
       cl_arg_local(&k, sizeof(float) * (size_t)(D > 0 ? D : 1));
       cl_arg_local(&k, sizeof(float) * wg);

@@ -1286,26 +1286,44 @@ START_TEST(sparse_attention_sinks_weigh_in_the_denominator) {
 }
 END_TEST
 
+/* An idx entry past comp's rows is a run-time error: at decode size (T·K small: the OpenCL
+ * CPU drivers' first scores item checks it) and at prefill size (T·K = 4480: a check kernel of
+ * its own there), the bad entry the last one. */
 START_TEST(sparse_attention_idx_past_comp_is_a_run_time_error) {
-  sa_case c = {.T = 2,
-               .H = 2,
-               .D = 8,
-               .W = 4,
-               .pos0 = 3,
-               .Sc = 6,
-               .ratio = 4,
-               .K = 3,
-               .sink_lo = -1,
-               .sink_hi = 1};
-  tu_tensor in[7];
-  int32_t n_in = 0;
-  sa_inputs(&c, in, &n_in, 651);
-  i32s(&in[6])[4] = 6; /* == Sc */
-  vnrt_attr at[2];
-  const int na = sa_attrs(&c, at);
-  expect_run_error(VNRT_OP_SPARSE_ATTENTION, in, n_in, at, na, 1,
-                   (const char *const[]){"sparse_attention", "6", NULL});
-  free_all(in, n_in);
+  const sa_case cases[] = {{.T = 2,
+                            .H = 2,
+                            .D = 8,
+                            .W = 4,
+                            .pos0 = 3,
+                            .Sc = 6,
+                            .ratio = 4,
+                            .K = 3,
+                            .sink_lo = -1,
+                            .sink_hi = 1},
+                           {.T = 70,
+                            .H = 2,
+                            .D = 8,
+                            .W = 4,
+                            .pos0 = 300,
+                            .Sc = 76,
+                            .ratio = 4,
+                            .K = 64,
+                            .sink_lo = -1,
+                            .sink_hi = 1}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
+    const sa_case *c = &cases[ci];
+    tu_tensor in[7];
+    int32_t n_in = 0;
+    sa_inputs(c, in, &n_in, 651 + ci);
+    i32s(&in[6])[ci == 0 ? 4 : c->T * c->K - 1] = (int32_t)c->Sc;
+    vnrt_attr at[2];
+    const int na = sa_attrs(c, at);
+    char sc[16];
+    snprintf(sc, sizeof sc, "%lld", (long long)c->Sc);
+    expect_run_error(VNRT_OP_SPARSE_ATTENTION, in, n_in, at, na, 1,
+                     (const char *const[]){"sparse_attention", sc, NULL});
+    free_all(in, n_in);
+  }
 }
 END_TEST
 
