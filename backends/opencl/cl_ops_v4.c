@@ -27,6 +27,14 @@ static vnrt_status report_pos0(vnrt_backend_exec *exec, const cl_step *st, int32
                  vnrt_op_name(node->op), node->name);
 }
 
+/* The step that reads pos0's check from error slot `slot` (input `input` of the node): after
+ * the run with deferred, else before anything is written. */
+static vnrt_status pos0_step(cl_lower *L, int32_t input, int32_t slot, int deferred) {
+  const int64_t info[1] = {L->node->inputs[input]};
+  return deferred ? cl_add_deferred_check(L, slot, report_pos0, info, 1)
+                  : cl_add_check(L, slot, report_pos0, info, 1);
+}
+
 /* Appends the check that input `input` (pos0, i32[1]) is >= 0: read before anything is
  * written, or with deferred after the run (kv_compress's and sparse_attention's kernels index
  * only inside their tensors whatever pos0 is: positions before 0 select no window key and no
@@ -44,10 +52,7 @@ static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
   cl_arg_err(&k, slot);
   cl_arg_i32(&k, slot);
   vnrt_status s = cl_launch_single(&k, 64);
-  if (s != VNRT_OK) return s;
-  const int64_t info[1] = {L->node->inputs[input]};
-  return deferred ? cl_add_deferred_check(L, slot, report_pos0, info, 1)
-                  : cl_add_check(L, slot, report_pos0, info, 1);
+  return s != VNRT_OK ? s : pos0_step(L, input, slot, deferred);
 }
 
 /* ---- kv_compress ----------------------------------------------------------------------- */
@@ -119,8 +124,7 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   s = cl_launch_2d(&k, p->width, e->dims[0]);
   if (s != VNRT_OK) return s;
   if (fused_check) {
-    const int64_t info[1] = {L->node->inputs[5]};
-    s = cl_add_deferred_check(L, slot, report_pos0, info, 1);
+    s = pos0_step(L, 5, slot, 1);
     if (s != VNRT_OK) return s;
   }
   if (!same_memory(cl_in(L, 3), cl_out(L, 2)) && !same_memory(cl_in(L, 4), cl_out(L, 3))) {
@@ -429,8 +433,7 @@ static vnrt_status sa_three_pass(cl_lower *L, int64_t NK) {
     s = cl_launch_2d(&k, NK, n * HG);
     if (s != VNRT_OK) break;
     if (t0 == 0 && fuse) {
-      const int64_t info[1] = {L->node->inputs[4]};
-      s = cl_add_deferred_check(L, pslot, report_pos0, info, 1);
+      s = pos0_step(L, 4, pslot, 1);
       if (s == VNRT_OK && has_idx) s = sa_idx_check_step(L, islot);
       if (s != VNRT_OK) break;
     }

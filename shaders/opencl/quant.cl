@@ -677,6 +677,12 @@ float8 half8_of(ushort16 h, int i) { return vload_half8(i, (__private const half
   }
 
 #ifdef VN_X86_512
+/* The 16 e2m1 values / 2 (the callers' block scales take the 2^1), the table the AVX-512 e2m1
+ * loops look codes up in. */
+#define E2M1_HALF16                                                                           \
+  ((float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f, -0.5f, -0.75f, \
+             -1.0f, -1.5f, -2.0f, -3.0f))
+
 /* x's 32 channels (evens xe, odds xo) times the 32 e2m1 codes of 16 bytes at p, in 16 lanes:
  * the codes looked up in tab (e2m1 / 2) by vpermps, the even nibble as it is and the odd one
  * shifted down. */
@@ -719,8 +725,7 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
      * lanes, scaled into 16-lane totals (no per-block halving of the lanes, the shuffle port's
      * work, nor the per-block prefetch bounds): four blocks (a 64-byte line of each row) per
      * turn with one prefetch per row, the lanes summed once at the end. */
-    const float16 tab = (float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f,
-                                  -0.5f, -0.75f, -1.0f, -1.5f, -2.0f, -3.0f);
+    const float16 tab = E2M1_HALF16;
     float16 u0 = 0.0f, u1 = 0.0f, u2 = 0.0f, u3 = 0.0f;
     long k = 0, j = 0;
     for (; k + 128 <= K; k += 128, j += 4) {
@@ -748,8 +753,7 @@ float4 qrows4_dot_e2m1_l(__global const uchar *r0, __global const uchar *r1,
     QROWS4_PREFETCH_(k0 >> 1, k1 >> 1);
 #ifdef VN_X86_512
     /* Codes looked up in a 16-entry table of e2m1 values / 2, 16 at once (vpermps). */
-    const float16 tab = (float16)(0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, -0.0f, -0.25f,
-                                  -0.5f, -0.75f, -1.0f, -1.5f, -2.0f, -3.0f);
+    const float16 tab = E2M1_HALF16;
     float16 ze0 = 0.0f, ze1 = 0.0f, ze2 = 0.0f, ze3 = 0.0f, zo0 = 0.0f, zo1 = 0.0f, zo2 = 0.0f,
             zo3 = 0.0f;
     for (long k = k0; k < k1; k += 32) {
