@@ -565,6 +565,43 @@ static inline __attribute__((always_inline)) CPU_AVX512 int e4m3_scale_blocks_(
   return big;
 }
 
+/* The block loop both one-row e4m3 kernels share (e4m3_eo_sums_, e4m3_lut_sums_): acc[j] the
+ * sum of row j's blocks, each summed apart in blk[j], scaled and added in order; the rows
+ * prefetched from pf. STEP adds row j's 64 codes w (wr[j] + kk) times x0..x3 to blk[j].
+ * Leaves `big` set where a scale above 246 needs the panels. */
+#define E4M3_ROWS_SUMS_(STEP)                                                              \
+  __m512 blk[4];                                                                           \
+  int big = 0;                                                                             \
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();                                \
+  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {                                       \
+    const int64_t kend = k + bc < kc ? k + bc : kc;                                        \
+    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();                              \
+    for (int64_t kk = k; kk < kend; kk += 64) {                                            \
+      if (pf) {                                                                            \
+        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);   \
+      }                                                                                    \
+      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);      \
+      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48); \
+      for (int j = 0; j < 4; ++j) {                                                        \
+        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));                  \
+        STEP;                                                                              \
+      }                                                                                    \
+    }                                                                                      \
+    big |= e4m3_scale_blocks_(sr, b, blk, acc);                                            \
+  }
+
+/* E4M3_ROWS_SUMS_'s step through f16 bits, noting NaN codes in `seen`. */
+#define E4M3_EO_STEP_                                                                         \
+  do {                                                                                        \
+    seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));                                   \
+    const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask); \
+    const __m512i ho = _mm512_and_si512(_mm512_srai_epi16(w, 1), mask);                       \
+    blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(he)), blk[j]);        \
+    blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(he, 1)), blk[j]);  \
+    blk[j] = _mm512_fmadd_ps(x2, _mm512_cvtph_ps(_mm512_castsi512_si256(ho)), blk[j]);        \
+    blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);  \
+  } while (0)
+
 /* e4m3, blocks a multiple of 64 wide, kc a multiple of 64. A step's 64 bytes are 32 16-bit
  * words, each an even code (low byte) and an odd one (high byte): the odd codes' f16 bits
  * (sign << 15 | (code & 0x7F) << 7, as avx2_e4m3x8_) are the word shifted right arithmetically
@@ -578,31 +615,7 @@ static inline __attribute__((always_inline)) CPU_AVX512 int e4m3_eo_sums_(
     int64_t kc, int64_t bc, __m512 acc[4]) {
   const __m512i mask = _mm512_set1_epi16((short)0xBF80), m7f = _mm512_set1_epi8(0x7F);
   __m512i seen = _mm512_setzero_si512();
-  __m512 blk[4];
-  int big = 0;
-  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
-    const int64_t kend = k + bc < kc ? k + bc : kc;
-    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
-    for (int64_t kk = k; kk < kend; kk += 64) {
-      if (pf) {
-        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
-      }
-      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
-      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
-      for (int j = 0; j < 4; ++j) {
-        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
-        seen = _mm512_max_epu8(seen, _mm512_and_si512(w, m7f));
-        const __m512i he = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), mask);
-        const __m512i ho = _mm512_and_si512(_mm512_srai_epi16(w, 1), mask);
-        blk[j] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm512_castsi512_si256(he)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(he, 1)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x2, _mm512_cvtph_ps(_mm512_castsi512_si256(ho)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x3, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(ho, 1)), blk[j]);
-      }
-    }
-    big |= e4m3_scale_blocks_(sr, b, blk, acc);
-  }
+  E4M3_ROWS_SUMS_(E4M3_EO_STEP_)
   return !big && !_mm512_cmpeq_epi8_mask(seen, m7f);
 }
 
@@ -680,6 +693,20 @@ static void x_e4m3_row_perm_(cpu_isa isa, int64_t step, const float *x, int64_t 
   }
 }
 
+/* E4M3_ROWS_SUMS_'s step by table. */
+#define E4M3_LUT_STEP_                                                                   \
+  do {                                                                                   \
+    const __m512i lo = _mm512_permutex2var_epi8(lo0, w, lo1);                            \
+    /* 0xF8: a | (b & c) */                                                              \
+    const __m512i hi =                                                                   \
+        _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(hi0, w, hi1), w, sign, 0xF8); \
+    const __m512i e = _mm512_unpacklo_epi8(lo, hi), o = _mm512_unpackhi_epi8(lo, hi);    \
+    blk[j] = _mm512_fmadd_ps(x0, _mm512_castsi512_ps(_mm512_slli_epi32(e, 16)), blk[j]); \
+    blk[j] = _mm512_fmadd_ps(x1, _mm512_castsi512_ps(_mm512_and_si512(e, top)), blk[j]); \
+    blk[j] = _mm512_fmadd_ps(x2, _mm512_castsi512_ps(_mm512_slli_epi32(o, 16)), blk[j]); \
+    blk[j] = _mm512_fmadd_ps(x3, _mm512_castsi512_ps(_mm512_and_si512(o, top)), blk[j]); \
+  } while (0)
+
 /* e4m3_eo_sums_ by table: the same contract (blocks a multiple of 64 wide, kc a multiple of 64,
  * four rows' sums in acc, each row's blocks summed apart, scaled, added in order; scales (s +
  * 8) << 23), 0 only where a scale above 246 needs the panels. */
@@ -691,33 +718,7 @@ static inline __attribute__((always_inline)) CPU_AVX512VBMI int e4m3_lut_sums_(
   const __m512i hi0 = _mm512_loadu_si512((const void *)k_e4m3_bf16_hi_);
   const __m512i hi1 = _mm512_loadu_si512((const void *)(k_e4m3_bf16_hi_ + 64));
   const __m512i sign = _mm512_set1_epi8((char)0x80), top = _mm512_set1_epi32((int)0xFFFF0000u);
-  __m512 blk[4];
-  int big = 0;
-  for (int j = 0; j < 4; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t k = 0, b = 0; k < kc; k += bc, ++b) {
-    const int64_t kend = k + bc < kc ? k + bc : kc;
-    for (int j = 0; j < 4; ++j) blk[j] = _mm512_setzero_ps();
-    for (int64_t kk = k; kk < kend; kk += 64) {
-      if (pf) {
-        for (int j = 0; j < 4; ++j) _mm_prefetch((const char *)pf[j] + kk, _MM_HINT_T0);
-      }
-      const __m512 x0 = _mm512_loadu_ps(xp + kk), x1 = _mm512_loadu_ps(xp + kk + 16);
-      const __m512 x2 = _mm512_loadu_ps(xp + kk + 32), x3 = _mm512_loadu_ps(xp + kk + 48);
-      for (int j = 0; j < 4; ++j) {
-        const __m512i w = _mm512_loadu_si512((const void *)(wr[j] + kk));
-        const __m512i lo = _mm512_permutex2var_epi8(lo0, w, lo1);
-        /* 0xF8: a | (b & c) */
-        const __m512i hi =
-            _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(hi0, w, hi1), w, sign, 0xF8);
-        const __m512i e = _mm512_unpacklo_epi8(lo, hi), o = _mm512_unpackhi_epi8(lo, hi);
-        blk[j] = _mm512_fmadd_ps(x0, _mm512_castsi512_ps(_mm512_slli_epi32(e, 16)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x1, _mm512_castsi512_ps(_mm512_and_si512(e, top)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x2, _mm512_castsi512_ps(_mm512_slli_epi32(o, 16)), blk[j]);
-        blk[j] = _mm512_fmadd_ps(x3, _mm512_castsi512_ps(_mm512_and_si512(o, top)), blk[j]);
-      }
-    }
-    big |= e4m3_scale_blocks_(sr, b, blk, acc);
-  }
+  E4M3_ROWS_SUMS_(E4M3_LUT_STEP_)
   return !big;
 }
 
