@@ -1286,30 +1286,24 @@ START_TEST(sparse_attention_sinks_weigh_in_the_denominator) {
 }
 END_TEST
 
+/* The small CSA case (window, comp and idx) the error tests below start from. */
+static const sa_case k_sa_small = {.T = 2,
+                                   .H = 2,
+                                   .D = 8,
+                                   .W = 4,
+                                   .pos0 = 3,
+                                   .Sc = 6,
+                                   .ratio = 4,
+                                   .K = 3,
+                                   .sink_lo = -1,
+                                   .sink_hi = 1};
+
 /* An idx entry past comp's rows is a run-time error: at decode size (T·K small: the OpenCL
  * CPU drivers' first scores item checks it) and at prefill size (T·K = 4480: a check kernel of
  * its own there), the bad entry the last one. */
 START_TEST(sparse_attention_idx_past_comp_is_a_run_time_error) {
-  const sa_case cases[] = {{.T = 2,
-                            .H = 2,
-                            .D = 8,
-                            .W = 4,
-                            .pos0 = 3,
-                            .Sc = 6,
-                            .ratio = 4,
-                            .K = 3,
-                            .sink_lo = -1,
-                            .sink_hi = 1},
-                           {.T = 70,
-                            .H = 2,
-                            .D = 8,
-                            .W = 4,
-                            .pos0 = 300,
-                            .Sc = 76,
-                            .ratio = 4,
-                            .K = 64,
-                            .sink_lo = -1,
-                            .sink_hi = 1}};
+  sa_case cases[2] = {k_sa_small, k_sa_small};
+  cases[1].T = 70, cases[1].pos0 = 300, cases[1].Sc = 76, cases[1].K = 64;
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci) {
     const sa_case *c = &cases[ci];
     tu_tensor in[7];
@@ -1331,16 +1325,8 @@ END_TEST
  * the device reads the check after the run. */
 START_TEST(sparse_attention_negative_pos0_is_a_run_time_error) {
   for (int K = 0; K <= 3; K += 3) {
-    sa_case c = {.T = 2,
-                 .H = 2,
-                 .D = 8,
-                 .W = 4,
-                 .pos0 = 3,
-                 .Sc = 6,
-                 .ratio = 4,
-                 .K = K,
-                 .sink_lo = -1,
-                 .sink_hi = 1};
+    sa_case c = k_sa_small;
+    c.K = K;
     tu_tensor in[7];
     int32_t n_in = 0;
     sa_inputs(&c, in, &n_in, 661 + (uint64_t)K);
@@ -1355,16 +1341,7 @@ START_TEST(sparse_attention_negative_pos0_is_a_run_time_error) {
 END_TEST
 
 START_TEST(sparse_attention_shape_errors) {
-  sa_case c = {.T = 2,
-               .H = 2,
-               .D = 8,
-               .W = 4,
-               .pos0 = 3,
-               .Sc = 6,
-               .ratio = 4,
-               .K = 3,
-               .sink_lo = -1,
-               .sink_hi = 1};
+  sa_case c = k_sa_small;
   tu_tensor in[7];
   int32_t n_in = 0;
   sa_inputs(&c, in, &n_in, 652);
