@@ -446,10 +446,12 @@ static void print_roofline(const tool_triad *tri, double *t, long long n, const 
   const double gb = (double)info->decode_bytes_per_token / 1e9;
   const double tps = (double)st.tokens_decoded / st.decode_seconds, bound = gbps / gb;
   fprintf(stderr,
-          "roofline: %.4f GB of weights per token (stored size); triad %.2f GB/s (median of %lld "
-          "passes, one after each decode step, %d threads) -> at most %.1f tokens/s\n"
+          "roofline: %.4f GB (%llu bytes) of weights per token (stored size); triad %.2f GB/s "
+          "(median of %lld passes, one after each decode step, %d threads) -> at most %.1f "
+          "tokens/s\n"
           "roofline: decode %.1f tokens/s = %.3f of the roofline\n",
-          gb, gbps, n, tri->threads, bound, tps, tps / bound);
+          gb, (unsigned long long)info->decode_bytes_per_token, gbps, n, tri->threads, bound, tps,
+          tps / bound);
 }
 
 int main(int argc, char **argv) {
@@ -702,7 +704,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   if (routes_fp && write_routes(routes_fp, session, &info, a.chunk ? a.chunk : 256) != 0) goto done;
-  if (a.roofline) {
+  if (a.roofline && a.tokens >= 2) { /* fewer: no decode step, print_roofline says so */
     /* ~256 MiB, far beyond the caches, on the threads the CPU backend runs on. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     const int threads = a.threads > 0 ? (int)a.threads : cores > 0 ? (int)cores : 1;

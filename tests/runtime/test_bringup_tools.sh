@@ -153,6 +153,12 @@ grep -Eq "^ +1  m +matmul +cpu\* " out || fail "bench --graph: m not marked as f
 grep -Eq "^ +0  h +add +buggy:0 " out || fail "bench --graph: no line for h: $(cat out)"
 grep -q "excluded from the device's time" out || fail "bench --graph: no fallback note"
 grep -q '"fallback": true' gb.json || fail "bench --graph JSON: $(cat gb.json)"
+# caches evicted before each timed run unless --hot, the triad beside the whole run
+grep -q "cold caches); memory bandwidth (triad) [0-9.]* GB/s" out || fail "bench --graph: $(cat out)"
+grep -Eq '"cold_caches": true, "bandwidth_gbps": [0-9]' gb.json || fail "bench --graph JSON: $(cat gb.json)"
+VNRT_PLUGIN_PATH=$PLUG "$BENCH" --graph g.vnir --device buggy:0 --quick --hot >out 2>err ||
+  fail "bench --graph --hot: $(cat out err)"
+grep -q "hot caches)" out || fail "bench --graph --hot: $(cat out)"
 VNRT_PLUGIN_PATH=$PLUG "$BENCH" --device template:0 --op rms_norm --quick --no-cpu --json fb.json \
   --plot fb.svg >out 2>err || fail "bench on the template: $(cat out err)"
 [ "$(grep -c "FALLBACK: the cpu ran 1 of 1 nodes; not template:0's time, excluded" out)" -eq 3 ] ||

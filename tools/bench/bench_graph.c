@@ -52,9 +52,6 @@ static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
 void bench_graph_file(void) {
   vnrt_graph *g = NULL;
   check(vnrt_graph_parse_file(ctx, opt.graph, &g), "vnrt_graph_parse_file");
-  /* The triad: its arrays evict the caches before each timed run (unless --hot), as for the
-   * cases, and its bandwidth is printed beside the graph's time. */
-  measure_bandwidth();
   /* The whole run, unprofiled: the graph's real time. */
   vnrt_plan *plan = graph_plan(g, 0);
   double *runs = xmalloc(sizeof(double) * (size_t)opt.reps);
@@ -167,5 +164,4 @@ void bench_graph_file(void) {
   free(runs);
   vnrt_plan_destroy(plan);
   vnrt_graph_destroy(g);
-  free_bandwidth();
 }

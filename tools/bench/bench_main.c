@@ -176,14 +176,18 @@ int main(int argc, char **argv) {
   check(vnrt_device_get_info(device, &device_info), "vnrt_device_get_info");
   opt.vs_cpu = opt.vs_cpu && strcmp(device_info.backend, "cpu") != 0;
 
+  if (opt.graph && (any_case || opt.plot))
+    die("--graph times one graph: it takes no --op or --plot");
+  /* The triad: the cases' and the graph's bandwidth beside them, and its arrays evict the
+   * caches before each timed run (unless --hot). */
+  measure_bandwidth();
   if (opt.graph) {
-    if (any_case || opt.plot) die("--graph times one graph: it takes no --op or --plot");
     bench_graph_file();
+    free_bandwidth();
     vnrt_context_destroy(ctx);
     return 0;
   }
   blas_set_threads(opt.threads);
-  measure_bandwidth();
   printf("vnrt-bench: device %s (%s), %d threads, %d timed runs per case (%s%s), %s caches\n",
          device_info.spec, device_info.name, opt.threads, opt.reps,
          opt.stat_min ? "fastest" : "median", opt.cpu_time ? ", thread CPU time" : "",

@@ -299,21 +299,26 @@ def part_consistency(model):
     # --roofline: the plan's bytes per token over a triad run between the decode steps; the
     # tokens are the run's own, and the fraction is tokens/s over the bound it prints.
     plan_text = run([GEN, "--model", model, "--plan"]).stdout
-    want_gb = int(re.search(r"weights read per token:\s+(\d+)\s", plan_text).group(1)) / 1e9
+    want_bytes = int(re.search(r"weights read per token:\s+(\d+)\s", plan_text).group(1))
     p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "4",
-             "--numerics", "f32", "--max-context", "256", "--device", "cpu", "--roofline"])
+             "--numerics", "f32", "--max-context", "256", "--device", "cpu", "--roofline",
+             "--stats"])
     line = [l for l in p.stdout.splitlines() if l.startswith("generated:")]
     check(line and [int(t) for t in line[-1].split()[1:]] == gen[:4],
           f"--roofline keeps the tokens: {line}")
-    m1 = re.search(r"roofline: ([0-9.]+) GB of weights per token .* triad ([0-9.]+) GB/s \(median "
-                   r"of 3 passes.* at most ([0-9.]+) tokens/s", p.stderr)
+    m1 = re.search(r"roofline: [0-9.]+ GB \((\d+) bytes\) of weights per token .* triad ([0-9.]+) "
+                   r"GB/s \(median of 3 passes.* at most ([0-9.]+) tokens/s", p.stderr)
     m2 = re.search(r"roofline: decode ([0-9.]+) tokens/s = ([0-9.]+) of the roofline", p.stderr)
-    check(m1 and m2, f"--roofline prints the bound and the fraction: {p.stderr[-400:]}")
-    if m1 and m2:
-        gb, bw, bound = (float(g) for g in m1.groups())
+    m3 = re.search(r"^decode: 3 tokens in [0-9.]+ s \(([0-9.]+) tokens/s\)", p.stderr, re.M)
+    check(m1 and m2 and m3, f"--roofline prints the bound and the fraction: {p.stderr[-400:]}")
+    if m1 and m2 and m3:
+        nbytes, bw, bound = int(m1.group(1)), float(m1.group(2)), float(m1.group(3))
         tps, frac = (float(g) for g in m2.groups())
-        check(abs(gb - round(want_gb, 4)) <= 1e-4 and bw > 0 and abs(bound - bw / want_gb) <= 0.1 + 2e-3 * bound,
-              f"--roofline: {gb} GB (plan {want_gb}), {bw} GB/s, bound {bound}")
+        check(nbytes == want_bytes and bw > 0 and abs(bound - bw * 1e9 / nbytes) <= 0.1 + 2e-3 * bound,
+              f"--roofline: {nbytes} bytes (plan {want_bytes}), {bw} GB/s, bound {bound}")
+        # the decode rate is --stats' own (decode steps only, the triad passes not timed)
+        check(abs(tps - float(m3.group(1))) <= 0.05 + 1e-3 * tps,
+              f"--roofline's decode {tps} tokens/s is --stats' {m3.group(1)}")
         check(abs(frac - tps / bound) <= 2e-3 + 1e-3 * frac, f"--roofline: {tps} / {bound} = {frac}?")
     p = run([GEN, "--model", model, "--prompt-ids", " ".join(map(str, ids)), "--tokens", "1",
              "--numerics", "f32", "--max-context", "256", "--device", "cpu", "--roofline"])
