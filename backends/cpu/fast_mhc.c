@@ -63,29 +63,26 @@ static void hc_epilogue_(const hc_pre_job *j, int64_t t, float *acc) {
   const vnrt_dtype sdt = a->in_type[2]->dtype, bdt = a->in_type[3]->dtype;
   const float inv_rms = 1.0f / sqrtf(j->sumsq[t] / (float)nc + j->norm_eps);
   const float *mix = j->mix + t * j->R;
+  /* pre (hc_head: its weights w_j) from the first n mix values and scale 0 */
   float pre[HC_MAX_N], L[HC_MAX_N * HC_MAX_N];
-  if (j->head) {
-    const float s = cpu_load_f32(a->in[2], sdt, 0);
-    for (int64_t q = 0; q < n; ++q) {
-      pre[q] = sigmoid_(mix[q] * inv_rms * s + cpu_load_f32(a->in[3], bdt, q)) + j->eps;
-    }
-    hc_collapse_(j, t, pre, acc);
-    return;
-  }
-  const float s_pre = cpu_load_f32(a->in[2], sdt, 0), s_post = cpu_load_f32(a->in[2], sdt, 1);
-  const float s_comb = cpu_load_f32(a->in[2], sdt, 2);
+  const float s_pre = cpu_load_f32(a->in[2], sdt, 0);
   for (int64_t q = 0; q < n; ++q) {
     pre[q] = sigmoid_(mix[q] * inv_rms * s_pre + cpu_load_f32(a->in[3], bdt, q)) + j->eps;
-    const float post =
-        2.0f * sigmoid_(mix[n + q] * inv_rms * s_post + cpu_load_f32(a->in[3], bdt, n + q));
-    cpu_store_f32(a->out[1], a->out_type[1]->dtype, t * n + q, post);
   }
-  for (int64_t r = 0; r < n * n; ++r) {
-    L[r] = mix[2 * n + r] * inv_rms * s_comb + cpu_load_f32(a->in[3], bdt, 2 * n + r);
-  }
-  cpu_sinkhorn_inplace(L, n, j->iters, j->eps);
-  for (int64_t r = 0; r < n * n; ++r) {
-    cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
+  if (!j->head) {
+    const float s_post = cpu_load_f32(a->in[2], sdt, 1), s_comb = cpu_load_f32(a->in[2], sdt, 2);
+    for (int64_t q = 0; q < n; ++q) {
+      const float post =
+          2.0f * sigmoid_(mix[n + q] * inv_rms * s_post + cpu_load_f32(a->in[3], bdt, n + q));
+      cpu_store_f32(a->out[1], a->out_type[1]->dtype, t * n + q, post);
+    }
+    for (int64_t r = 0; r < n * n; ++r) {
+      L[r] = mix[2 * n + r] * inv_rms * s_comb + cpu_load_f32(a->in[3], bdt, 2 * n + r);
+    }
+    cpu_sinkhorn_inplace(L, n, j->iters, j->eps);
+    for (int64_t r = 0; r < n * n; ++r) {
+      cpu_store_f32(a->out[2], a->out_type[2]->dtype, t * n * n + r, L[r]);
+    }
   }
   hc_collapse_(j, t, pre, acc);
 }
@@ -281,10 +278,11 @@ vnrt_status cpu_fast_hc_head(const cpu_kernel_args *a) { return hc_run_(a, 1, cp
 
 /* ---- hc_post ----------------------------------------------------------------------------- */
 
-/* Channels per hc_post work item, and the output size below which one thread does it all (a
- * decode step's hc_post is n·C = 4096 outputs: ~1 µs of work, less than a pool wake-up). */
+/* Channels per hc_post work item, and the output size below which hc_post and hc_expand run on
+ * one thread (a decode step's n·C values, 16384 for V4: a few µs of work, about a pool
+ * wake-up). */
 #define HC_POST_CB 512
-#define HC_POST_INLINE 32768
+#define HC_INLINE_VALUES 32768
 
 typedef struct hc_post_job {
   cpu_isa isa;
@@ -382,7 +380,7 @@ vnrt_status cpu_fast_hc_post(const cpu_kernel_args *a) {
   }
   j.n_cb = ceil_div_(j.C, HC_POST_CB);
   const int64_t items = j.T * j.n_cb;
-  if (j.T * nc < HC_POST_INLINE) {
+  if (j.T * nc < HC_INLINE_VALUES) {
     for (int64_t it = 0; it < items; ++it) hc_post_item_(&j, it, 0);
   } else {
     cpu_fast_for_each(a->pool, items, hc_post_item_, &j);
@@ -410,7 +408,7 @@ static void hc_expand_item_(void *user, int64_t t, int32_t slot) {
 }
 
 /* X[t, j] = x[t] for j < n, x's dtype kept (the graph types the result so): row copies, one
- * token an item, over the pool only past HC_POST_INLINE values (V4's decode step expands
+ * token an item, over the pool only past HC_INLINE_VALUES values (V4's decode step expands
  * n·C = 16384 values, a few µs of copying: less than waking a worker). */
 vnrt_status cpu_fast_hc_expand(const cpu_kernel_args *a) {
   const vnrt_tensor_type *xt = a->in_type[0], *ot = a->out_type[0];
@@ -420,7 +418,7 @@ vnrt_status cpu_fast_hc_expand(const cpu_kernel_args *a) {
   if (T == 0 || n < 1 || vnrt_tensor_type_numel(ot) != T * n * C) return cpu_ref_hc_expand(a);
   hc_expand_job j = {
       .x = a->in[0], .out = a->out[0], .n = n, .row = (size_t)C * vnrt_dtype_size(xt->dtype)};
-  if (T * n * C < HC_POST_INLINE) {
+  if (T * n * C < HC_INLINE_VALUES) {
     for (int64_t t = 0; t < T; ++t) hc_expand_item_(&j, t, 0);
   } else {
     cpu_fast_for_each(a->pool, T, hc_expand_item_, &j);

@@ -683,10 +683,15 @@ static void x_e4m3_lut_perm_(const float *x, int64_t n, float *xp) {
   }
 }
 
+/* Whether the one-row FP8 kernels of step (64: AVX-512; 32: AVX2) decode by table: the one
+ * rule the kernel choice and x's permutation both follow (a table kernel needs x in its
+ * order). */
+static int e4m3_lut_(cpu_isa isa, int64_t step) { return step == 64 && isa >= CPU_ISA_AVX512VBMI; }
+
 /* x in the order the one-row FP8 kernels of step (64: AVX-512, by table with VBMI; 32: AVX2)
  * meet the codes in, n a multiple of step. */
 static void x_e4m3_row_perm_(cpu_isa isa, int64_t step, const float *x, int64_t n, float *xp) {
-  if (step == 64 && isa >= CPU_ISA_AVX512VBMI) {
+  if (e4m3_lut_(isa, step)) {
     x_e4m3_lut_perm_(x, n, xp);
   } else {
     x_evenodd_perm_(x, n, step, xp);
@@ -721,6 +726,9 @@ static inline __attribute__((always_inline)) CPU_AVX512VBMI int e4m3_lut_sums_(
   E4M3_ROWS_SUMS_(E4M3_LUT_STEP_)
   return !big;
 }
+#undef E4M3_ROWS_SUMS_
+#undef E4M3_EO_STEP_
+#undef E4M3_LUT_STEP_
 
 /* avx512_qkern_e4m3_eo_ and _r4_ by table. */
 static CPU_AVX512VBMI int avx512_qkern_e4m3_lut_eo_(const float *xp, const uint8_t *const *wr,
@@ -1243,7 +1251,7 @@ static void qgemm_regs_(cpu_isa isa, const float *x, int64_t ldx, int64_t m, con
   /* The AVX-512 kernels that read the scale bytes themselves: FP8 with blocks of whole
    * 64-code steps, FP4 with 32-wide blocks and K in whole 128-code steps. */
   const int e8eo = v512 && !fp4 && bc % 64 == 0 && K % 64 == 0;
-  const int e8lut = e8eo && isa >= CPU_ISA_AVX512VBMI; /* the same, decoding by table */
+  const int e8lut = e8eo && e4m3_lut_(isa, 64); /* the same, decoding by table */
   /* AVX2 (or AVX-512 where 64-code steps do not fit): FP8, one row, 32-code steps. */
   const int e8eo2 = !e8eo && mr == 1 && !fp4 && bc % 32 == 0 && K % 32 == 0;
   const int e2nib = v512 && fp4 && bc == 32 && K % 128 == 0;
@@ -1388,10 +1396,9 @@ static void qgemm_e4m3_row_(cpu_isa isa, int64_t step, const float *x, const flo
       pf[j] = codes + (rp + j < pf_end ? rp + j : rp) * K;
     }
     const uint8_t *const *pfp = rp < pf_end ? pf : NULL;
-    const int exact = step != 64 ? avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s)
-                      : isa >= CPU_ISA_AVX512VBMI
-                          ? avx512_qkern_e4m3_lut_r4_(xp, wr, pfp, sr, K, bc, s)
-                          : avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s);
+    const int exact = step != 64             ? avx2_qkern_e4m3_eo_(xp, wr, pfp, sr, K, bc, s)
+                      : e4m3_lut_(isa, step) ? avx512_qkern_e4m3_lut_r4_(xp, wr, pfp, sr, K, bc, s)
+                                             : avx512_qkern_e4m3_r4_(xp, wr, pfp, sr, K, bc, s);
     if (exact) {
       for (int j = 0; j < nv; ++j) c[j0 + j] = s[j];
     } else {

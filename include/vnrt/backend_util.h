@@ -44,7 +44,7 @@ static inline int64_t vnrt_host_option_uint(const vnrt_backend_host *host, const
   int64_t n = 0;
   for (const char *c = v; *c; ++c) {
     const int d = *c - '0';
-    if (d < 0 || d > 9 || n > (max - d) / 10) {
+    if (d < 0 || d > 9 || d > max || n > (max - d) / 10) {
       host->log(host->core, VNRT_LOG_WARN,
                 "option %s=\"%s\" is not a whole number in [0, %lld]: using %lld", key, v,
                 (long long)max, (long long)dflt);

@@ -192,6 +192,10 @@ START_TEST(test_host_option_readers) {
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_-1", 20, 100), 20);
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_7x", 20, 100), 20);
   ck_assert_int_eq(vnrt_host_option_uint(host, "k_ 5", 20, 100), 20);
+  /* a single digit past a max below 9 (where (max - d) / 10 rounds to 0) */
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_7", 20, 5), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_9", 20, 0), 20);
+  ck_assert_int_eq(vnrt_host_option_uint(host, "k_5", 20, 5), 5);
   /* The largest max: no overflow on the way to it, one past it refused. */
   ck_assert(vnrt_host_option_uint(host, "k_9223372036854775807", 1, INT64_MAX) == INT64_MAX);
   ck_assert(vnrt_host_option_uint(host, "k_9223372036854775808", 1, INT64_MAX) == 1);
@@ -1254,10 +1258,10 @@ static double rope_freq_d(const vnrt_rope_params *p, int64_t i) {
   return f * (1.0 - r) + f / p->yarn_factor * r;
 }
 
-/* The frequencies the fast rope forms (vnrt_rope_yarn_ramp once, vnrt_rope_freq_in a pair) and
- * vnrt_rope_freq, the reference kernel's, against the formula written out above: within 4 ulp
- * (the same operations, whatever the compiler contracts), equal to each other bit for bit, with
- * and without YaRN, and the YaRN cases blended somewhere. */
+/* The frequencies the fast rope forms (vnrt_rope_yarn_ramp once, vnrt_rope_freq_in a pair)
+ * against the formula written out above: within 4 ulp (the same operations, whatever the
+ * compiler contracts), with and without YaRN, and the YaRN cases blended somewhere. (The fast
+ * kernel's rotations with YaRN: test_fast_rope_shapes.) */
 START_TEST(test_rope_freqs_match_rope_freq) {
   const vnrt_rope_params ps[] = {
       {.theta = 10000.0, .dims = 64},
@@ -1285,11 +1289,9 @@ START_TEST(test_rope_freqs_match_rope_freq) {
     if (ps[c].yarn_factor > 0.0) vnrt_rope_yarn_ramp(&ps[c], &low, &high);
     int blended = 0;
     for (int64_t i = 0; i < ps[c].dims / 2; ++i) {
-      const double f = vnrt_rope_freq_in(&ps[c], i, low, high), g = vnrt_rope_freq(&ps[c], i);
-      const double want = rope_freq_d(&ps[c], i);
-      if (memcmp(&f, &g, sizeof f) != 0 || fabs(f - want) > 4.0 * DBL_EPSILON * want) {
-        ck_abort_msg("params %zu pair %lld: %.17g and %.17g, want %.17g", c, (long long)i, f, g,
-                     want);
+      const double f = vnrt_rope_freq_in(&ps[c], i, low, high), want = rope_freq_d(&ps[c], i);
+      if (fabs(f - want) > 4.0 * DBL_EPSILON * want) {
+        ck_abort_msg("params %zu pair %lld: %.17g, want %.17g", c, (long long)i, f, want);
       }
       blended |= f != pow(ps[c].theta, -2.0 * (double)i / (double)ps[c].dims);
     }
@@ -1299,17 +1301,24 @@ START_TEST(test_rope_freqs_match_rope_freq) {
 END_TEST
 
 /* rope: interleaved and half-split pairs, all channels or the last `dims` of them (half-split
- * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, and
- * enough rows to be split over the pool; positions up to 5000. */
+ * with 18 pairs: a tail past the vectors), the inverse rotation, f16/bf16 in or out, enough
+ * rows to be split over the pool, and V4's YaRN; positions up to 5000. */
 START_TEST(test_fast_rope_shapes) {
   const struct {
     int64_t T, H, D, dims;
     int interleaved, inverse;
     vnrt_dtype dx, dy;
+    double yarn; /* yarn_factor (0: none), with V4's L = 65536, beta 32 / 1 */
   } cases[] = {
-      {3, 4, 64, 64, 1, 0, VNRT_F32, VNRT_F32},     {2, 3, 10, 6, 1, 0, VNRT_F16, VNRT_F16},
-      {5, 2, 128, 64, 0, 0, VNRT_F32, VNRT_BF16},   {4, 3, 40, 36, 0, 1, VNRT_BF16, VNRT_F32},
-      {40, 16, 128, 128, 0, 0, VNRT_F32, VNRT_F32}, {40, 16, 72, 64, 1, 1, VNRT_F32, VNRT_F32},
+      {3, 4, 64, 64, 1, 0, VNRT_F32, VNRT_F32, 0.0},
+      {2, 3, 10, 6, 1, 0, VNRT_F16, VNRT_F16, 0.0},
+      {5, 2, 128, 64, 0, 0, VNRT_F32, VNRT_BF16, 0.0},
+      {4, 3, 40, 36, 0, 1, VNRT_BF16, VNRT_F32, 0.0},
+      {40, 16, 128, 128, 0, 0, VNRT_F32, VNRT_F32, 0.0},
+      {40, 16, 72, 64, 1, 1, VNRT_F32, VNRT_F32, 0.0},
+      /* V4's YaRN (its ramp taken once a call by the fast kernel), decode-sized and not */
+      {1, 8, 512, 64, 1, 0, VNRT_BF16, VNRT_BF16, 16.0},
+      {6, 2, 72, 64, 0, 1, VNRT_F32, VNRT_F32, 16.0},
   };
   const double theta = 10000.0;
   for (int generic = 0; generic < ISA_MODES; ++generic) {
@@ -1322,11 +1331,19 @@ START_TEST(test_fast_rope_shapes) {
       for (int64_t t = 0; t < T; ++t) pos[t] = (int32_t)((t * 977 + 13 * ci) % 5000);
       tu_tensor out = tu_tensor_new(cases[ci].dy, 3, xd);
       double *want = tu_dalloc(T * H * D);
+      const vnrt_op_params p = {.rope = {.theta = theta,
+                                         .dims = (int32_t)dims,
+                                         .interleaved = cases[ci].interleaved,
+                                         .inverse = cases[ci].inverse,
+                                         .yarn_factor = cases[ci].yarn,
+                                         .yarn_orig_ctx = 65536,
+                                         .beta_fast = 32.0,
+                                         .beta_slow = 1.0}};
       const int64_t half = dims / 2, first = D - dims;
       for (int64_t r = 0; r < T * H; ++r) {
         for (int64_t k = 0; k < D; ++k) want[r * D + k] = tu_get(&in[0], r * D + k);
         for (int64_t i = 0; i < half; ++i) {
-          double a = (double)pos[r / H] * pow(theta, -2.0 * (double)i / (double)dims);
+          double a = (double)pos[r / H] * rope_freq_d(&p.rope, i);
           if (cases[ci].inverse) a = -a;
           const int64_t i1 = r * D + first + (cases[ci].interleaved ? 2 * i : i);
           const int64_t i2 = r * D + first + (cases[ci].interleaved ? 2 * i + 1 : i + half);
@@ -1335,10 +1352,6 @@ START_TEST(test_fast_rope_shapes) {
           want[i2] = x1 * sin(a) + x2 * cos(a);
         }
       }
-      vnrt_op_params p = {.rope = {.theta = theta,
-                                   .dims = (int32_t)dims,
-                                   .interleaved = cases[ci].interleaved,
-                                   .inverse = cases[ci].inverse}};
       char what[64];
       snprintf(what, sizeof what, "rope case %zu", ci);
       expect_rows(what, run_row_kernel(cpu_fast_rope, VNRT_OP_ROPE, &p, in, 2, &out, want, generic),
