@@ -55,6 +55,22 @@ static vnrt_status check_pos0(cl_lower *L, int32_t input, int deferred) {
   return s != VNRT_OK ? s : pos0_step(L, input, slot, deferred);
 }
 
+/* check_below (v4.cl) over the n values of input `input`: the first i with v[i] >= 0 and
+ * v[i] / div >= bound into error slot `slot`, its value into slot + 1 (read after the run). */
+static vnrt_status launch_check_below(cl_lower *L, int32_t input, int64_t n, int32_t div,
+                                      int64_t bound, int32_t slot) {
+  cl_launch k;
+  cl_launch_begin(L, "check_below", &k);
+  cl_arg_in(&k, input);
+  cl_arg_i64(&k, n);
+  cl_arg_i32(&k, div);
+  cl_arg_i64(&k, bound);
+  cl_arg_err(&k, slot);
+  cl_arg_i32(&k, slot);
+  cl_arg_i32(&k, 1);
+  return cl_launch_single(&k, 64);
+}
+
 /* ---- kv_compress ----------------------------------------------------------------------- */
 
 int cl_kv_compress_supports(vnrt_backend_device *dev, const vnrt_backend_graph *g,
@@ -119,7 +135,7 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
   cl_arg_i64(&k, p->width);
   cl_arg_i64(&k, a->dims[0]);
   cl_arg_i64(&k, e->dims[0]);
-  cl_arg_err(&k, fused_check ? slot : 0);
+  cl_arg_err(&k, 0); /* the error buffer (its offset is fixed up; the slot is the next arg) */
   cl_arg_i32(&k, slot);
   s = cl_launch_2d(&k, p->width, e->dims[0]);
   if (s != VNRT_OK) return s;
@@ -196,15 +212,7 @@ vnrt_status cl_kv_scatter_lower(cl_lower *L) {
   if (N > 0) (void)cl_err_slot(L); /* slot + 1: the bad position */
   const int64_t info[3] = {L->node->inputs[2], div, S};
   if (N > 0 && rb == 0) {
-    cl_launch_begin(L, "check_below", &k);
-    cl_arg_in(&k, 2);
-    cl_arg_i64(&k, N);
-    cl_arg_i32(&k, div);
-    cl_arg_i64(&k, S);
-    cl_arg_err(&k, slot);
-    cl_arg_i32(&k, slot);
-    cl_arg_i32(&k, 1);
-    s = cl_launch_single(&k, 64);
+    s = launch_check_below(L, 2, N, div, S, slot);
     if (s != VNRT_OK) return s;
     s = cl_add_deferred_check(L, slot, report_kv_scatter, info, 3);
     if (s != VNRT_OK) return s;
@@ -380,16 +388,7 @@ static vnrt_status sa_checks(cl_lower *L) {
   if (s != VNRT_OK || !has_idx || T * K <= 0) return s;
   int32_t slot = cl_err_slot(L);
   (void)cl_err_slot(L); /* slot + 1: the bad entry (read after the run: the kernels skip it) */
-  cl_launch k;
-  cl_launch_begin(L, "check_below", &k);
-  cl_arg_in(&k, 6);
-  cl_arg_i64(&k, T * K);
-  cl_arg_i32(&k, 1);
-  cl_arg_i64(&k, Sc);
-  cl_arg_err(&k, slot);
-  cl_arg_i32(&k, slot);
-  cl_arg_i32(&k, 1);
-  s = cl_launch_single(&k, 64);
+  s = launch_check_below(L, 6, T * K, 1, Sc, slot);
   return s != VNRT_OK ? s : sa_idx_check_step(L, slot);
 }
 

@@ -61,12 +61,6 @@ vnrt_status vk_fail_(const vnrt_backend_host *host, vnrt_status status, VkResult
   return host->error(host->core, status, "vulkan: %s: %s (%d)", msg, vk_result_string(r), (int)r);
 }
 
-/* Whether a context option such as vk_baseline (VNRT_VK_BASELINE) is set to something other
- * than 0. */
-static bool option_on(const vnrt_backend_host *host, const char *key) {
-  return vnrt_host_option_flag(host, key, 0) != 0;
-}
-
 static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb_(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                                    VkDebugUtilsMessageTypeFlagsEXT types,
                                                    const VkDebugUtilsMessengerCallbackDataEXT *data,
@@ -342,8 +336,8 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
   if (!st) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   memset(st, 0, sizeof *st);
   st->host = host;
-  st->baseline = option_on(host, "vk_baseline");
-  st->force_staging = option_on(host, "vk_force_staging");
+  st->baseline = vnrt_host_option_flag(host, "vk_baseline", 0);
+  st->force_staging = vnrt_host_option_flag(host, "vk_force_staging", 0);
   const char *cq = vnrt_host_option(host, "vk_copy_queue");
   if (cq && strcmp(cq, "0") == 0) {
     st->copy_pref = VK_COPY_PREF_OFF;
@@ -355,7 +349,7 @@ vnrt_status vk_init(const vnrt_backend_host *host, void **out_state) {
               "capability",
               cq);
   }
-  bool want_validation = option_on(host, "vk_validation");
+  bool want_validation = vnrt_host_option_flag(host, "vk_validation", 0);
   /* VNRT_VK_VALIDATION=sync also turns on synchronization validation (missing barriers). */
   const char *vv = vnrt_host_option(host, "vk_validation");
   bool want_sync = want_validation && vv && strcmp(vv, "sync") == 0;

@@ -26,6 +26,28 @@ __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), i
   }
 }
 
+/* check_below's check by one item, for a few values (a decode step's rows or idx), read after
+ * the run: e[slot] = the first i in [0, n) with v[i] >= 0 and v[i] / div >= bound, or -1;
+ * e[slot + 1] its value (0 when none). */
+void below_check_item(__global const uchar *v, long n, int div, long bound, __global int *e,
+                      int slot) {
+  long first = -1;
+  for (long i = 0; i < n; ++i) {
+    int x = ldi(v, i);
+    if (x >= 0 && (long)(x / div) >= bound) {
+      first = i;
+      break;
+    }
+  }
+  e[slot] = (int)first;
+  e[slot + 1] = first < 0 ? 0 : ldi(v, first);
+}
+
+/* e[slot] = 0 where pos0 < 0, else -1 (pos0's check, read after the run). */
+void pos0_check_item(__global const uchar *pos0, __global int *e, int slot) {
+  e[slot] = ldi(pos0, 0) < 0 ? 0 : -1;
+}
+
 /* ---- kv_scatter ------------------------------------------------------------------------ */
 
 /* cache'[pos[i] / div] = rows[i] for every i with pos[i] >= 0; a target past the cache's S
@@ -35,20 +57,7 @@ __kernel void check_below(TENSOR(v), long n, int div, long bound, TENSOR(err), i
 __kernel void kv_scatter(TENSOR(rows), TENSOR(pos), TENSOR(o), long units, int wide, int N,
                          int div, long S, TENSOR(err), int slot) {
   long u = get_global_id(0);
-  if (u == 0) {
-    /* check_below's check with the value (read after the run), by item 0. */
-    int first = -1, bad = 0;
-    for (int i = 0; i < N; ++i) {
-      int x = ldi(PTR(pos), i);
-      if (x >= 0 && (long)(x / div) >= S) {
-        first = i, bad = x;
-        break;
-      }
-    }
-    __global int *e = (__global int *)PTR(err);
-    e[slot] = first;
-    e[slot + 1] = bad;
-  }
+  if (u == 0) below_check_item(PTR(pos), N, div, S, (__global int *)PTR(err), slot);
   if (u >= units) return;
   for (int i = 0; i < N; ++i) {
     int p = ldi(PTR(pos), i);
@@ -100,8 +109,7 @@ __kernel void kv_compress_entries(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa),
   long k = get_global_id(0), e = get_global_id(1);
   /* pos0 >= 0, read after the run (slot >= 0; every index below stays inside its tensor
    * whatever pos0 is). */
-  if (k == 0 && e == 0 && slot >= 0)
-    ((__global int *)PTR(err))[slot] = ldi(PTR(pos0), 0) < 0 ? 0 : -1;
+  if (k == 0 && e == 0 && slot >= 0) pos0_check_item(PTR(pos0), (__global int *)PTR(err), slot);
   if (k >= d || e >= N) return;
   __global const float *A = (__global const float *)PTR(a), *Z = (__global const float *)PTR(z);
   __global const float *AP = (__global const float *)PTR(ape);
@@ -442,19 +450,8 @@ __kernel void sparse_attention_scores(SA_ARGS, TENSOR(sc), int NK, int t0, int T
     /* The node's checks, read after the run (slots >= 0: the first chunk's launch): pos0 >= 0,
      * and check_below's of idx < Sc with the bad value in islot + 1. */
     __global int *e = (__global int *)PTR(err);
-    if (pslot >= 0) e[pslot] = ldi(PTR(pos0), 0) < 0 ? 0 : -1;
-    if (islot >= 0) {
-      const long n = (long)T * K;
-      long first = -1;
-      for (long i = 0; i < n; ++i) {
-        if (ldi(PTR(idx), i) >= Sc) {
-          first = i;
-          break;
-        }
-      }
-      e[islot] = (int)first;
-      e[islot + 1] = first < 0 ? 0 : ldi(PTR(idx), first);
-    }
+    if (pslot >= 0) pos0_check_item(PTR(pos0), e, pslot);
+    if (islot >= 0) below_check_item(PTR(idx), (long)T * K, 1, Sc, e, islot);
   }
   if (s >= NK || th >= (long)Tc * HG) return;
   const long t = t0 + th / HG;

@@ -1168,8 +1168,8 @@ static uint8_t next_byte(uint64_t *r) {
 
 /* Runs qgemv4_e4m3_aq (x [2, 304] f32 by e4m3 w [38, 304], 128x128 blocks, act_quant 16; 38
  * rows leave a partial four, the last block of 48 codes a 32-code step and a 16-code one; row
- * 5 holds a NaN code) and the e2m1 moe_ffn passes (C = 64, F = 32, 4 experts, k = 2,
- * act_quant 32) from prog; their results go to y8 [2·38], h [2·32] and y4 [64]. */
+ * 5 holds a NaN code) and the e2m1 moe_ffn passes (C = DK_C, F = DK_F, 4 experts, k = 2,
+ * act_quant 32) from prog; their results go to y8 [2·38], h [2·DK_F] and y4 [DK_C]. */
 enum { DK_C = 160, DK_F = 96 }; /* run_decode_kernels' moe_ffn: channels, features */
 
 static void run_decode_kernels(vnrt_backend_device *dev, cl_program prog, float *y8, float *h,

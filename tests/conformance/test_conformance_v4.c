@@ -1299,8 +1299,8 @@ static const sa_case k_sa_small = {.T = 2,
                                    .sink_hi = 1};
 
 /* An idx entry past comp's rows is a run-time error: at decode size (T·K small: the OpenCL
- * CPU drivers' first scores item checks it) and at prefill size (T·K = 4480: a check kernel of
- * its own there), the bad entry the last one. */
+ * CPU drivers' first scores item checks it) and at prefill size (T·K = 4480, past OpenCL's
+ * SA_FUSED_IDX_MAX of 4096: a check kernel of its own there), the bad entry the last one. */
 START_TEST(sparse_attention_idx_past_comp_is_a_run_time_error) {
   sa_case cases[2] = {k_sa_small, k_sa_small};
   cases[1].T = 70, cases[1].pos0 = 300, cases[1].Sc = 76, cases[1].K = 64;
