@@ -128,7 +128,7 @@ VK_RECORD_FN(vk_rec_kv_compress) {
     VK_TRY(vk_copy_same(b, node->inputs[3], node->outputs[2]));
     VK_TRY(vk_copy_same(b, node->inputs[4], node->outputs[3]));
     dd.spec[8] = V4_KVC_RUN_ROWS;
-    vk_grid(b, vk_div_up(T * d, WG_V4), dd.groups);
+    vk_grid(b, vk_div_up(T * d > 0 ? T * d : 1, WG_V4), dd.groups); /* T = 0: pos0's check */
     return emit_padded(b, &dd);
   }
   dd.spec[8] = V4_KVC_STATES;

@@ -115,7 +115,7 @@ void kv_compress_states(uint g) {
 
 void kv_compress_run_rows(uint g) {
   uint T = pc.u[0], m = pc.u[1], d = pc.u[2];
-  if (g >= T * d || !pos0_ok(g)) return;
+  if (!pos0_ok(g) || g >= T * d) return; // T = 0: one invocation, for pos0's check
   uint i = g / d, ch = g % d;
   uint pos0 = uint(ldi7(0u)), p = pos0 + i;
   if (p < ((pos0 + T) / m) * m) return; // a closed window: its row is not kept

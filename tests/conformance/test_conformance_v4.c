@@ -817,6 +817,15 @@ START_TEST(kv_compress_negative_pos0_is_a_run_time_error) {
   expect_run_error(VNRT_OP_KV_COMPRESS, in, 6, at, 1, 4,
                    (const char *const[]){"kv_compress", "pos0", "is negative", NULL});
   free_all(in, 6);
+  /* T = 0 changes nothing, but a negative pos0 is still refused (docs/ops.md): the caller's
+   * position is wrong whether or not this run has tokens. */
+  tu_tensor e[6] = {new_t(VNRT_F32, 0, 8, 0), new_t(VNRT_F32, 0, 8, 0),
+                    new_t(VNRT_F32, 4, 8, 0), new_t(VNRT_F32, 4, 8, 0),
+                    new_t(VNRT_F32, 4, 8, 0), new_i32(1, (int32_t[]){-1})};
+  for (int i = 2; i < 5; ++i) tu_fill_uniform(&e[i], 30 + (uint64_t)i, -1, 1);
+  expect_run_error(VNRT_OP_KV_COMPRESS, e, 6, at, 1, 4,
+                   (const char *const[]){"kv_compress", "pos0", "is negative", NULL});
+  free_all(e, 6);
 }
 END_TEST
 
@@ -1575,6 +1584,9 @@ START_TEST(v4_ops_on_empty_tensors_return_at_once) {
     in[2].type.rank = 2; /* ring [4, 0] */
     in[2].type.dims[1] = 0;
     in[3].type.dims[0] = 0;
+    check_empty("sparse_attention", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, BIG, 0);
+    /* No result, so nothing is read or checked: a negative pos0 passes on every device. */
+    i32s(&in[4])[0] = -5;
     check_empty("sparse_attention", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, BIG, 0);
     free_all(in, 5);
   }
