@@ -159,6 +159,20 @@ grep -Eq '"cold_caches": true, "bandwidth_gbps": [0-9]' gb.json || fail "bench -
 VNRT_PLUGIN_PATH=$PLUG "$BENCH" --graph g.vnir --device buggy:0 --quick --hot >out 2>err ||
   fail "bench --graph --hot: $(cat out err)"
 grep -q "hot caches)" out || fail "bench --graph --hot: $(cat out)"
+# quantized params (random codes and scales, as a checkpoint has them) bind and run
+cat >q.vnir <<'G'
+vnir 1
+input x: f32[2, 256]
+param w8: e4m3[200, 256]
+param w8_scale: e8m0[2, 2]
+param w4: e2m1[64, 256]
+param w4_scale: e8m0[64, 8]
+y8 = linear(x, w8, w8_scale, act_quant=128)
+y4 = linear(x, w4, w4_scale)
+output y8, y4
+G
+"$BENCH" --graph q.vnir --device cpu --quick >out 2>err || fail "bench --graph (FP8/FP4): $(cat out err)"
+grep -Eq "^ +1  y4 +linear +cpu .*e2m1\[64, 256\]" out || fail "bench --graph (FP8/FP4): $(cat out)"
 VNRT_PLUGIN_PATH=$PLUG "$BENCH" --device template:0 --op rms_norm --quick --no-cpu --json fb.json \
   --plot fb.svg >out 2>err || fail "bench on the template: $(cat out err)"
 [ "$(grep -c "FALLBACK: the cpu ran 1 of 1 nodes; not template:0's time, excluded" out)" -eq 3 ] ||

@@ -9,13 +9,24 @@
 #include "bench.h"
 #include "vnrt/inspect.h"
 
-/* Random host data for a value of type t: floats uniform in [-1, 1), integers and codes 0 (a
- * valid index, expert and code everywhere). */
+/* Random host data for a value of type t: floats uniform in [-1, 1), integers 0 (a valid index
+ * and expert everywhere), quantized weights as a checkpoint has them: random codes (e4m3 without
+ * its NaN codes 0x7F/0xFF; e2m1 has none) and e8m0 scales 2^-9..2^-3 (codes 118..124), so that
+ * the kernels take the path real weights take (a scale code of 0 sends FP4 to the slow exact
+ * path, NaN codes FP8). */
 static void *random_data(const vnrt_tensor_type *t, size_t *out_bytes) {
   size_t bytes = vnrt_tensor_type_bytes(t);
   int64_t n = vnrt_tensor_type_numel(t);
   void *data = xmalloc(bytes ? bytes : 1);
   memset(data, 0, bytes);
+  if (t->dtype == VNRT_E4M3 || t->dtype == VNRT_E2M1 || t->dtype == VNRT_E8M0) {
+    uint8_t *c = data;
+    for (size_t i = 0; i < bytes; ++i) {
+      c[i] = t->dtype == VNRT_E8M0 ? (uint8_t)(118 + (int)(7.0 * rng_uniform()))
+                                   : (uint8_t)(256.0 * rng_uniform());
+      if (t->dtype == VNRT_E4M3 && (c[i] & 0x7F) == 0x7F) c[i] ^= 1; /* NaN -> 448 */
+    }
+  }
   for (int64_t i = 0; i < n; ++i) {
     float v = (float)(2.0 * rng_uniform() - 1.0);
     if (t->dtype == VNRT_F32) {
