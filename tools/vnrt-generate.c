@@ -64,6 +64,10 @@ static void usage(FILE *fp) {
           "                      table\n"
           "  --plan              print the memory plan from DIR/config.json and exit (no weights\n"
           "                      needed)\n"
+          "  --graph-out FILE    write the graph of one run of --graph-tokens N tokens (default\n"
+          "                      1: a decode step) as vnir text to FILE and exit (no weights\n"
+          "                      needed; with --max-context and --numerics): `vnrt-bench --graph\n"
+          "                      FILE` then times the model's own nodes on any device\n"
           "  --simulate-ranks N  expert-parallel bookkeeping of N ranks over the run's real\n"
           "                      routing: the bytes each rank would send (docs/scale-out.md),\n"
           "                      printed on stderr at the end\n"
@@ -195,10 +199,10 @@ static int parse_ids(const char *s, int32_t **out, long long *count) {
 
 typedef struct args {
   const char *model, *prompt, *prompt_ids, *device, *logits_out, *routes_out, *devices;
-  const char *engram_out;
+  const char *engram_out, *graph_out;
   int chat, stats, roofline, plan, f32, profile, profile_nodes;
   long long tokens, top_k, seed, max_context, chunk, threads;
-  long long simulate_ranks, scale_out, sim_tokens;
+  long long simulate_ranks, scale_out, sim_tokens, graph_tokens;
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
   int ep_fp8;
   double ep_timeout;
@@ -206,6 +210,42 @@ typedef struct args {
   double temperature, top_p;
   unsigned long long memory_limit;
 } args;
+
+/* --graph-out: the graph of one run of a.graph_tokens tokens, as vnir text. */
+static int write_graph(const args *a) {
+  vnrt_context *ctx = NULL;
+  vnrt_context_desc cd = {0};
+  if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
+    fprintf(stderr, "%s: cannot create a context\n", g_prog);
+    return 1;
+  }
+  const vnrt_numerics num = a->f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
+  size_t len = 0;
+  char *text = NULL;
+  int rc = 1;
+  vnrt_status st =
+      vnrt_model_graph_text(ctx, a->model, a->graph_tokens, a->max_context, num, NULL, 0, &len);
+  if (st == VNRT_OK && !(text = malloc(len + 1))) {
+    fprintf(stderr, "%s: out of memory\n", g_prog);
+  } else if (st == VNRT_OK) {
+    st = vnrt_model_graph_text(ctx, a->model, a->graph_tokens, a->max_context, num, text, len + 1,
+                               NULL);
+  }
+  if (st != VNRT_OK) {
+    fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
+  } else if (text) {
+    FILE *fp = fopen(a->graph_out, "w");
+    int ok = fp && fputs(text, fp) >= 0;
+    if (fp && fclose(fp) != 0) ok = 0;
+    if (!ok) {
+      fprintf(stderr, "%s: cannot write %s: %s\n", g_prog, a->graph_out, strerror(errno));
+    }
+    rc = ok ? 0 : 1;
+  }
+  free(text);
+  vnrt_context_destroy(ctx);
+  return rc;
+}
 
 static int parse_args(int argc, char **argv, args *a) {
   memset(a, 0, sizeof *a);
@@ -216,6 +256,7 @@ static int parse_args(int argc, char **argv, args *a) {
   a->ep_stall_layer = -1;
   a->ep_timeout = 60.0;
   a->ep_waves = 2;
+  a->graph_tokens = 1;
   for (int i = 1; i < argc; ++i) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -311,6 +352,11 @@ static int parse_args(int argc, char **argv, args *a) {
       a->sim_tokens = n;
     } else if (!strcmp(o, "--logits-out")) {
       a->logits_out = v;
+    } else if (!strcmp(o, "--graph-out")) {
+      a->graph_out = v;
+    } else if (!strcmp(o, "--graph-tokens")) {
+      if (parse_i64(v, 1, 1LL << 31, &n)) return bad_usage("--graph-tokens '%s': expected >= 1", v);
+      a->graph_tokens = n;
     } else if (!strcmp(o, "--numerics")) {
       if (strcmp(v, "ref") && strcmp(v, "f32")) {
         return bad_usage("--numerics '%s': expected ref or f32", v);
@@ -353,7 +399,7 @@ static int parse_args(int argc, char **argv, args *a) {
     }
   }
   if (!a->model) return bad_usage("%s", "--model DIR is required");
-  if (a->plan || a->scale_out) return 0;
+  if (a->plan || a->scale_out || a->graph_out) return 0;
   if (a->routes_out && !a->simulate_ranks) {
     return bad_usage("%s", "--routes-out needs --simulate-ranks N");
   }
@@ -493,6 +539,7 @@ int main(int argc, char **argv) {
     free(text);
     return 0;
   }
+  if (a.graph_out) return write_graph(&a);
   if (a.scale_out) {
     size_t len = 0;
     const int32_t N = (int32_t)a.scale_out;

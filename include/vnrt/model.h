@@ -136,6 +136,16 @@ VNRT_API const char *vnrt_model_expert_device(const vnrt_model *model, int32_t e
 VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf,
                                           size_t capacity, size_t *out_length);
 
+/* Writes the graph the model runs for `tokens` tokens at once (1: a decode step; more: a
+ * prefill chunk) with states for max_context positions (0: min(max_position_embeddings, 4096))
+ * and the given numerics, as vnir text (docs/vnir.md), into buf[capacity] (NUL-terminated, cut
+ * short if it does not fit); *out_length (may be NULL) receives the full length. Needs only
+ * dir/config.json. The params carry the checkpoint's names, dtypes and shapes, so `vnrt-bench
+ * --graph` can time the model's own nodes on any device (docs/bench.md). */
+VNRT_API vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir, int64_t tokens,
+                                           int64_t max_context, vnrt_numerics numerics, char *buf,
+                                           size_t capacity, size_t *out_length);
+
 /* Expert parallel (docs/scale-out.md): a session with vnrt_session_desc.moe_exchange runs the
  * model cut at every MoE layer and calls this in place of the layer's routed experts, with the
  * MoE input x [T, C], the router's experts and weights [T, k] (row-major) of the run's T tokens

@@ -373,6 +373,21 @@ def part_errors(model):
                 os.path.join(flash, "config.json"))
     p = run([GEN, "--model", flash, "--plan"])
     check("routed experts" in p.stdout, f"--plan prints the plan: {p.stdout[:300]}")
+    # --graph-out too: V4-Flash's decode step and a 4-token prefill chunk as vnir.
+    gpath = os.path.join(WORK, "flash.vnir")
+    run([GEN, "--model", flash, "--graph-out", gpath])
+    with open(gpath) as f:
+        g = f.read()
+    check(g.startswith("vnir 1\n") and "input ids: i32[1]" in g and
+          "param layers.42.ffn.experts.gate_up: e2m1[256, 4096, 4096]" in g,
+          f"--graph-out writes the decode graph: {g[:300]}")
+    run([GEN, "--model", flash, "--graph-out", gpath, "--graph-tokens", "4"])
+    with open(gpath) as f:
+        check("input ids: i32[4]" in f.read(), "--graph-tokens 4: a 4-token graph")
+    err(["--model", flash, "--graph-out", gpath, "--graph-tokens", "5000"], 1,
+        ["tokens 5000", "max_context = 4096"])
+    err(["--model", flash, "--graph-out", os.path.join(WORK, "no", "dir.vnir")], 1,
+        ["cannot write"])
     # Sampling is reproducible for a seed and differs between seeds.
     outs = []
     for seed in ("3", "3", "4"):

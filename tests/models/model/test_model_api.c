@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vnrt/inspect.h"
 #include "vnrt/model.h"
 #include "vnrt/vnrt.h"
 
@@ -420,6 +421,70 @@ static void test_scale_api(vnrt_context *ctx, const char *dir) {
   vnrt_model_close(m);
 }
 
+/* vnrt_model_graph_text: the vnir of a decode step parses back into the graph the model's own
+ * decode plan runs (same node count once planned on the CPU), is cut to a short buffer, and
+ * bad arguments are named. */
+static void test_graph_text(vnrt_context *ctx, vnrt_model *m, const char *dir) {
+  size_t len = 0;
+  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, NULL, 0, &len) == VNRT_OK &&
+            len > 1000,
+        "graph text length %zu: %s", len, vnrt_model_last_error());
+  char *text = malloc(len + 1);
+  if (!text) return;
+  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, text, len + 1, NULL) ==
+                VNRT_OK &&
+            strlen(text) == len && !strncmp(text, "vnir 1\n", 7) &&
+            contains(text, "param embed.weight: bf16[1024, "),
+        "graph text: %.80s", text);
+  vnrt_graph *g = NULL;
+  vnrt_device *cpu = NULL;
+  vnrt_plan *plan = NULL;
+  vnrt_session *s = NULL;
+  vnrt_session_desc sd = {0};
+  sd.max_context = 160;
+  vnrt_status st = vnrt_graph_parse(ctx, text, len, "graph_text", &g);
+  CHECK(st == VNRT_OK, "graph text parses: %s", vnrt_context_last_error(ctx));
+  if (st == VNRT_OK && vnrt_device_select(ctx, "cpu", &cpu) == VNRT_OK) {
+    st = vnrt_plan_create(ctx, g, cpu, NULL, &plan);
+    CHECK(st == VNRT_OK, "graph text plans: %s", vnrt_context_last_error(ctx));
+  }
+  const int32_t ids[2] = {3, 5};
+  vnrt_session_stats ss = {0};
+  if (plan && vnrt_session_create(m, &sd, &s) == VNRT_OK && vnrt_session_prefill(s, ids, 1) == VNRT_OK &&
+      vnrt_session_decode(s, ids + 1, 1) == VNRT_OK && vnrt_session_get_stats(s, &ss) == VNRT_OK) {
+    CHECK(ss.n_nodes > 0 && vnrt_plan_node_count(plan) == ss.n_nodes,
+          "graph text: %d nodes planned, the model's decode plan %d", (int)vnrt_plan_node_count(plan),
+          (int)ss.n_nodes);
+  } else {
+    CHECK(0, "graph text: no decode plan to compare with: %s", vnrt_model_last_error());
+  }
+  vnrt_session_destroy(s);
+  vnrt_plan_destroy(plan);
+  vnrt_graph_destroy(g);
+  char small[32];
+  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_REF, small, sizeof small, &len) ==
+                VNRT_OK &&
+            len > sizeof small && strlen(small) == sizeof small - 1,
+        "graph text is cut to the buffer and says its length");
+  CHECK(vnrt_model_graph_text(ctx, dir, 0, 160, VNRT_NUMERICS_REF, NULL, 0, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "tokens 0"),
+        "0 tokens named: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_graph_text(ctx, dir, 161, 160, VNRT_NUMERICS_REF, NULL, 0, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "max_context = 160"),
+        "tokens past max_context named: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_graph_text(ctx, dir, 1, 0, (vnrt_numerics)9, NULL, 0, NULL) ==
+                VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "numerics"),
+        "bad numerics named: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_graph_text(ctx, "/nonexistent/ckpt", 1, 0, VNRT_NUMERICS_REF, NULL, 0, NULL) !=
+                VNRT_OK &&
+            contains(vnrt_model_last_error(), "/nonexistent/ckpt"),
+        "a missing config is named: %s", vnrt_model_last_error());
+  free(text);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2 && argc != 3) {
     fprintf(stderr, "usage: test_model_api CHECKPOINT_DIR [ENGRAM_CHECKPOINT_DIR]\n");
@@ -569,6 +634,7 @@ int main(int argc, char **argv) {
         "plan text is cut to the buffer and says its length");
   free(a);
   free(b);
+  test_graph_text(ctx, m, dir);
   vnrt_model_close(m);
   test_streamed(ctx, dir, ids, V);
   if (argc == 3) test_engram(ctx, argv[2]);
