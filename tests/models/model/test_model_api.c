@@ -431,11 +431,11 @@ static void test_graph_text(vnrt_context *ctx, vnrt_model *m, const char *dir) {
         "graph text length %zu: %s", len, vnrt_model_last_error());
   char *text = malloc(len + 1);
   if (!text) return;
-  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, text, len + 1, NULL) ==
-                VNRT_OK &&
-            strlen(text) == len && !strncmp(text, "vnir 1\n", 7) &&
-            contains(text, "param embed.weight: bf16[1024, "),
-        "graph text: %.80s", text);
+  CHECK(
+      vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, text, len + 1, NULL) == VNRT_OK &&
+          strlen(text) == len && !strncmp(text, "vnir 1\n", 7) &&
+          contains(text, "param embed.weight: bf16[1024, "),
+      "graph text: %.80s", text);
   vnrt_graph *g = NULL;
   vnrt_device *cpu = NULL;
   vnrt_plan *plan = NULL;
@@ -450,11 +450,12 @@ static void test_graph_text(vnrt_context *ctx, vnrt_model *m, const char *dir) {
   }
   const int32_t ids[2] = {3, 5};
   vnrt_session_stats ss = {0};
-  if (plan && vnrt_session_create(m, &sd, &s) == VNRT_OK && vnrt_session_prefill(s, ids, 1) == VNRT_OK &&
-      vnrt_session_decode(s, ids + 1, 1) == VNRT_OK && vnrt_session_get_stats(s, &ss) == VNRT_OK) {
+  if (plan && vnrt_session_create(m, &sd, &s) == VNRT_OK &&
+      vnrt_session_prefill(s, ids, 1) == VNRT_OK && vnrt_session_decode(s, ids + 1, 1) == VNRT_OK &&
+      vnrt_session_get_stats(s, &ss) == VNRT_OK) {
     CHECK(ss.n_nodes > 0 && vnrt_plan_node_count(plan) == ss.n_nodes,
-          "graph text: %d nodes planned, the model's decode plan %d", (int)vnrt_plan_node_count(plan),
-          (int)ss.n_nodes);
+          "graph text: %d nodes planned, the model's decode plan %d",
+          (int)vnrt_plan_node_count(plan), (int)ss.n_nodes);
   } else {
     CHECK(0, "graph text: no decode plan to compare with: %s", vnrt_model_last_error());
   }
