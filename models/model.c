@@ -503,16 +503,26 @@ vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf
   return VNRT_OK;
 }
 
-vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir, int64_t tokens,
-                                  int64_t max_context, vnrt_numerics numerics, char *buf,
-                                  size_t capacity, size_t *out_length) {
+vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir,
+                                  const vnrt_model_graph_desc *desc, char *buf, size_t capacity,
+                                  size_t *out_length) {
   if (out_length) *out_length = 0;
   if (!ctx || !dir || (!buf && capacity > 0)) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_graph_text: NULL argument");
   }
-  if (numerics != VNRT_NUMERICS_REF && numerics != VNRT_NUMERICS_F32) {
+  vnrt_model_graph_desc d = {0};
+  if (desc) {
+    if (desc->size != 0 && desc->size != sizeof d) {
+      return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                  "vnrt_model_graph_desc.size is %zu: no version of vnrt_model_graph_desc had "
+                  "that size (0 or %zu)",
+                  desc->size, sizeof d);
+    }
+    d = *desc;
+  }
+  if (d.numerics != VNRT_NUMERICS_REF && d.numerics != VNRT_NUMERICS_F32) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT, "vnrt_model_graph_text: unknown numerics %d",
-                (int)numerics);
+                (int)d.numerics);
   }
   char path[4096], err[ERR_SIZE];
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -520,24 +530,31 @@ vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir, int64_t to
   vnrt_status st = vn_v4_config_load(path, &cfg, err, sizeof err);
   if (st != VNRT_OK) return fail(st, "%s", err);
   const int64_t max_pos = cfg.max_position_embeddings;
-  if (max_context == 0) max_context = max_pos < 4096 ? max_pos : 4096;
-  if (max_context < 1 || max_context > max_pos || max_context > INT32_MAX) {
+  if (d.max_context == 0) d.max_context = max_pos < 4096 ? max_pos : 4096;
+  if (d.tokens == 0) d.tokens = 1;
+  if (d.max_context < 1 || d.max_context > max_pos || d.max_context > INT32_MAX) {
     return fail(VNRT_ERROR_INVALID_ARGUMENT,
-                "max_context %lld: must be in [1, max_position_embeddings = %lld]",
-                (long long)max_context, (long long)max_pos);
+                "vnrt_model_graph_text: max_context %lld must be in [1, "
+                "max_position_embeddings = %lld]",
+                (long long)d.max_context, (long long)max_pos);
   }
-  if (tokens < 1 || tokens > max_context) {
-    return fail(VNRT_ERROR_INVALID_ARGUMENT, "tokens %lld: must be in [1, max_context = %lld]",
-                (long long)tokens, (long long)max_context);
+  if (d.tokens < 1 || d.tokens > d.max_context) {
+    return fail(VNRT_ERROR_INVALID_ARGUMENT,
+                "vnrt_model_graph_text: tokens %lld must be in [1, max_context = %lld]",
+                (long long)d.tokens, (long long)d.max_context);
   }
-  vn_v4_graph_options opt = {tokens, max_context, numerics == VNRT_NUMERICS_F32, 0, 0};
+  vn_v4_graph_options opt = {d.tokens, d.max_context, d.numerics == VNRT_NUMERICS_F32, 0, 0};
   vnrt_graph *g = NULL;
   st = vn_v4_graph_build(ctx, &cfg, &opt, &g, err, sizeof err);
   if (st != VNRT_OK) return fail(st, "%s: %s", path, err);
   char *text = NULL;
   st = vnrt_graph_print(g, &text);
+  if (st != VNRT_OK) {
+    fail(st, "printing the graph: %s", vnrt_context_last_error(ctx));
+    vnrt_graph_destroy(g);
+    return st;
+  }
   vnrt_graph_destroy(g);
-  if (st != VNRT_OK) return fail(st, "printing the graph: %s", vnrt_context_last_error(ctx));
   const size_t len = strlen(text);
   if (capacity > 0) {
     size_t n = len < capacity - 1 ? len : capacity - 1;

@@ -30,7 +30,7 @@ static void usage(FILE *fp) {
           "                     [--max-context N] [--prefill-chunk N] [--memory-limit SIZE]\n"
           "                     [--threads N]\n"
           "                     [--logits-out FILE.npy] [--stats] [--roofline] [--profile]\n"
-          "                     [--profile-nodes] [--plan]\n"
+          "                     [--profile-nodes] [--plan] [--graph-out FILE [--graph-tokens N]]\n"
           "                     [--simulate-ranks N [--routes-out FILE]] [--scale-out N]\n"
           "                     [--ep-local N] [--expert-parallel [--ep-timeout S]]\n"
           "                     [--ep-wire f32|fp8] [--ep-waves W]\n"
@@ -203,6 +203,7 @@ typedef struct args {
   int chat, stats, roofline, plan, f32, profile, profile_nodes;
   long long tokens, top_k, seed, max_context, chunk, threads;
   long long simulate_ranks, scale_out, sim_tokens, graph_tokens;
+  int graph_tokens_set;
   long long ep_local, ep_fail_rank, ep_stall_rank, ep_stall_layer, ep_waves;
   int ep_fp8;
   double ep_timeout;
@@ -214,31 +215,35 @@ typedef struct args {
 /* --graph-out: the graph of one run of a.graph_tokens tokens, as vnir text. */
 static int write_graph(const args *a) {
   vnrt_context *ctx = NULL;
-  vnrt_context_desc cd = {0};
-  if (vnrt_context_create(&cd, &ctx) != VNRT_OK) {
-    fprintf(stderr, "%s: cannot create a context\n", g_prog);
+  vnrt_status st = vnrt_context_create(NULL, &ctx);
+  if (st != VNRT_OK) {
+    fprintf(stderr, "%s: cannot create a context: %s\n", g_prog, vnrt_status_string(st));
     return 1;
   }
-  const vnrt_numerics num = a->f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF;
-  size_t len = 0;
+  vnrt_model_graph_desc gd = {.size = sizeof gd,
+                              .tokens = a->graph_tokens,
+                              .max_context = a->max_context,
+                              .numerics = a->f32 ? VNRT_NUMERICS_F32 : VNRT_NUMERICS_REF};
+  size_t len = 0, len2 = 0;
   char *text = NULL;
   int rc = 1;
-  vnrt_status st =
-      vnrt_model_graph_text(ctx, a->model, a->graph_tokens, a->max_context, num, NULL, 0, &len);
+  st = vnrt_model_graph_text(ctx, a->model, &gd, NULL, 0, &len);
   if (st == VNRT_OK && !(text = malloc(len + 1))) {
     fprintf(stderr, "%s: out of memory\n", g_prog);
   } else if (st == VNRT_OK) {
-    st = vnrt_model_graph_text(ctx, a->model, a->graph_tokens, a->max_context, num, text, len + 1,
-                               NULL);
+    st = vnrt_model_graph_text(ctx, a->model, &gd, text, len + 1, &len2);
   }
   if (st != VNRT_OK) {
     fprintf(stderr, "%s: %s\n", g_prog, vnrt_model_last_error());
+  } else if (text && len2 != len) {
+    fprintf(stderr, "%s: %s/config.json changed while the graph was written\n", g_prog, a->model);
   } else if (text) {
     FILE *fp = fopen(a->graph_out, "w");
     int ok = fp && fputs(text, fp) >= 0;
     if (fp && fclose(fp) != 0) ok = 0;
     if (!ok) {
       fprintf(stderr, "%s: cannot write %s: %s\n", g_prog, a->graph_out, strerror(errno));
+      if (fp) remove(a->graph_out);
     }
     rc = ok ? 0 : 1;
   }
@@ -355,8 +360,11 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(o, "--graph-out")) {
       a->graph_out = v;
     } else if (!strcmp(o, "--graph-tokens")) {
-      if (parse_i64(v, 1, 1LL << 31, &n)) return bad_usage("--graph-tokens '%s': expected >= 1", v);
+      if (parse_i64(v, 1, 1LL << 31, &n)) {
+        return bad_usage("--graph-tokens '%s': expected 1..2^31", v);
+      }
       a->graph_tokens = n;
+      a->graph_tokens_set = 1;
     } else if (!strcmp(o, "--numerics")) {
       if (strcmp(v, "ref") && strcmp(v, "f32")) {
         return bad_usage("--numerics '%s': expected ref or f32", v);
@@ -399,6 +407,12 @@ static int parse_args(int argc, char **argv, args *a) {
     }
   }
   if (!a->model) return bad_usage("%s", "--model DIR is required");
+  if (a->graph_tokens_set && !a->graph_out) {
+    return bad_usage("%s", "--graph-tokens N needs --graph-out FILE");
+  }
+  if (a->graph_out && (a->plan || a->scale_out)) {
+    return bad_usage("%s", "--graph-out, --plan and --scale-out each print one thing: pick one");
+  }
   if (a->plan || a->scale_out || a->graph_out) return 0;
   if (a->routes_out && !a->simulate_ranks) {
     return bad_usage("%s", "--routes-out needs --simulate-ranks N");
@@ -511,7 +525,7 @@ int main(int argc, char **argv) {
   ex.rank = -1;
   ex.ranks = (int32_t)a.ep_local;
 #ifdef VNRT_HAVE_MPI
-  if (a.expert_parallel && !a.plan && !a.scale_out) {
+  if (a.expert_parallel && !a.plan && !a.scale_out && !a.graph_out) {
     int rank = 0, size = 1;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

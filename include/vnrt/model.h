@@ -136,14 +136,29 @@ VNRT_API const char *vnrt_model_expert_device(const vnrt_model *model, int32_t e
 VNRT_API vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf,
                                           size_t capacity, size_t *out_length);
 
-/* Writes the graph the model runs for `tokens` tokens at once (1: a decode step; more: a
- * prefill chunk) with states for max_context positions (0: min(max_position_embeddings, 4096))
- * and the given numerics, as vnir text (docs/vnir.md), into buf[capacity] (NUL-terminated, cut
- * short if it does not fit); *out_length (may be NULL) receives the full length. Needs only
- * dir/config.json. The params carry the checkpoint's names, dtypes and shapes, so `vnrt-bench
- * --graph` can time the model's own nodes on any device (docs/bench.md). */
-VNRT_API vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir, int64_t tokens,
-                                           int64_t max_context, vnrt_numerics numerics, char *buf,
+/* Which graph vnrt_model_graph_text writes. Zero-initialized: a decode step with the default
+ * context and DeepSeek's reference numerics. Fields may be added at the end; `size` tells
+ * which version the caller compiled against. */
+typedef struct vnrt_model_graph_desc {
+  size_t size;            /* set by the caller: sizeof(vnrt_model_graph_desc), or 0 */
+  int64_t tokens;         /* tokens of one run: 1 (0 means 1) a decode step, more a prefill
+                           * chunk; at most max_context */
+  int64_t max_context;    /* positions the states hold: 0 = min(max_position_embeddings,
+                           * 4096), else 1..max_position_embeddings */
+  vnrt_numerics numerics; /* as vnrt_model_desc.numerics */
+} vnrt_model_graph_desc;
+
+/* Writes the graph the model runs (vnrt_session_decode / _prefill) for the run desc describes
+ * (NULL: the zero-initialized one) as vnir text (docs/vnir.md) into buf[capacity]
+ * (NUL-terminated, cut short if it does not fit); *out_length (may be NULL) receives the full
+ * length. Needs only dir/config.json; ctx builds the graph; errors are described by
+ * vnrt_model_last_error, as for every function here. The params carry the names, dtypes and shapes
+ * the model binds (the checkpoint's tensors, and the experts and hash-routing tables the loader
+ * packs: docs/deepseek-v4.md), so `vnrt-bench --graph` can time the model's own nodes on any device
+ * (docs/bench.md). VNRT_ERROR_INVALID_ARGUMENT for a NULL ctx or dir, a NULL buf with a
+ * capacity, a size of no version, unknown numerics, or tokens/max_context out of range. */
+VNRT_API vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir,
+                                           const vnrt_model_graph_desc *desc, char *buf,
                                            size_t capacity, size_t *out_length);
 
 /* Expert parallel (docs/scale-out.md): a session with vnrt_session_desc.moe_exchange runs the

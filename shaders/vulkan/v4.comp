@@ -7,7 +7,8 @@
 //        5 state_a', 6 state_z'.
 //   OP 8 kv_compress states without overlap (c = 1), after the host copied state_a and
 //        state_z to 5 and 6: an invocation per (run row i, channel), writing the state row of
-//        position pos0 + i where it lies in the window still open after the run.
+//        position pos0 + i where it lies in the window still open after the run (T = 0: one
+//        invocation, which only checks pos0).
 //   OP 7, 3, 4 kv_scatter: 7 clears the scratch words below; 3, an invocation per row i,
 //        marks the first i whose cache row pos/div is >= S, or that i is the latest row for
 //        its cache row (the later one wins); 4, an invocation per element of rows (slot 1,

@@ -1585,9 +1585,16 @@ START_TEST(v4_ops_on_empty_tensors_return_at_once) {
     in[2].type.dims[1] = 0;
     in[3].type.dims[0] = 0;
     check_empty("sparse_attention", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, BIG, 0);
-    /* No result, so nothing is read or checked: a negative pos0 passes on every device. */
-    i32s(&in[4])[0] = -5;
-    check_empty("sparse_attention", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, BIG, 0);
+    free_all(in, 5);
+  }
+  {
+    /* No queries (q [0, 2, 8]): no result, so nothing is read or checked, and a negative pos0
+     * passes on every device (docs/ops.md). */
+    tu_tensor in[5] = {new_t(VNRT_F32, 0, 2, 8), new_t(VNRT_F32, 0, 8, 0), new_t(VNRT_F32, 4, 8, 0),
+                       new_t(VNRT_F32, 2, 0, 0), new_i32(1, (const int32_t[]){-5})};
+    tu_fill_uniform(&in[2], 41, -1, 1);
+    tu_fill_uniform(&in[3], 42, -1, 1);
+    check_empty("sparse_attention (T = 0)", VNRT_OP_SPARSE_ATTENTION, in, 5, NULL, 0, 1, 0, 2);
     free_all(in, 5);
   }
   {

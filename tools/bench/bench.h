@@ -79,6 +79,10 @@ typedef struct input_desc {
 
 vnrt_tensor_type ttype(vnrt_dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2);
 
+/* Host data for one input (xmalloc'd; *out_bytes its size): uniform values, per row distinct
+ * expert ids in [0, hi), or random quantization codes. */
+void *bench_make_data(const input_desc *in, size_t *out_bytes);
+
 /* One case's graph: op, inputs (with their host data), attributes and result count. */
 typedef struct bench_graph {
   vnrt_op op;

@@ -107,9 +107,7 @@ vnrt_tensor_type ttype(vnrt_dtype dt, int rank, int64_t d0, int64_t d1, int64_t 
   return t;
 }
 
-/* Host data for one input: uniform values, per row distinct expert ids in [0, hi), or random
- * quantization codes. */
-static void *make_data(const input_desc *in, size_t *out_bytes) {
+void *bench_make_data(const input_desc *in, size_t *out_bytes) {
   int64_t n = vnrt_tensor_type_numel(&in->type);
   size_t bytes = vnrt_tensor_type_bytes(&in->type);
   void *p = xmalloc(bytes);
@@ -163,7 +161,7 @@ static void *make_data(const input_desc *in, size_t *out_bytes) {
 }
 
 void graph_inputs(bench_graph *bg) {
-  for (int i = 0; i < bg->n_in; ++i) bg->data[i] = make_data(&bg->ins[i], &bg->bytes[i]);
+  for (int i = 0; i < bg->n_in; ++i) bg->data[i] = bench_make_data(&bg->ins[i], &bg->bytes[i]);
 }
 
 void graph_free(bench_graph *bg) {

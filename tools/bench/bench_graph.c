@@ -9,36 +9,27 @@
 #include "bench.h"
 #include "vnrt/inspect.h"
 
-/* Random host data for a value of type t: floats uniform in [-1, 1), integers 0 (a valid index
- * and expert everywhere), quantized weights as a checkpoint has them: random codes (e4m3 without
- * its NaN codes 0x7F/0xFF; e2m1 has none) and e8m0 scales 2^-9..2^-3 (codes 118..124), so that
- * the kernels take the path real weights take (a scale code of 0 sends FP4 to the slow exact
- * path, NaN codes FP8). */
-static void *random_data(const vnrt_tensor_type *t, size_t *out_bytes) {
-  size_t bytes = vnrt_tensor_type_bytes(t);
-  int64_t n = vnrt_tensor_type_numel(t);
-  void *data = xmalloc(bytes ? bytes : 1);
-  memset(data, 0, bytes);
-  if (t->dtype == VNRT_E4M3 || t->dtype == VNRT_E2M1 || t->dtype == VNRT_E8M0) {
-    uint8_t *c = data;
-    for (size_t i = 0; i < bytes; ++i) {
-      c[i] = t->dtype == VNRT_E8M0 ? (uint8_t)(118 + (int)(7.0 * rng_uniform()))
-                                   : (uint8_t)(256.0 * rng_uniform());
-      if (t->dtype == VNRT_E4M3 && (c[i] & 0x7F) == 0x7F) c[i] ^= 1; /* NaN -> 448 */
-    }
+/* Random host data for the value `name` of type t, as a checkpoint's would look to the
+ * kernels: floats uniform in [-1, 1); integers 0 (a valid index and expert everywhere), but a
+ * hash-routing table (an i32 [rows, k] named *tid2eid, as the V4 model's) k distinct experts
+ * a row, so that a hash layer reads k experts as the model does; quantized weights random codes
+ * (e4m3 without its NaN codes; e2m1 has none) and e8m0 scales 2^-9..2^-6 (codes 118..121, as
+ * vnrt-bench's cases and a checkpoint have them): a scale code of 0 sends FP4 to the slow exact
+ * path, NaN codes FP8. */
+static void *random_data(const char *name, const vnrt_tensor_type *t, size_t *out_bytes) {
+  input_desc in = {.name = name, .type = *t, .g = GEN_UNIFORM, .lo = -1.0, .hi = 1.0};
+  const size_t len = strlen(name);
+  if (t->dtype == VNRT_E4M3 || t->dtype == VNRT_E2M1) {
+    in.g = GEN_CODES;
+  } else if (t->dtype == VNRT_E8M0) {
+    in.g = GEN_CODES, in.lo = 118.0, in.hi = 121.0;
+  } else if (t->dtype == VNRT_I32 && t->rank == 2 && t->dims[1] > 0 && len >= 7 &&
+             !strcmp(name + len - 7, "tid2eid")) {
+    in.g = GEN_EXPERTS, in.hi = (double)t->dims[1];
+  } else if (t->dtype == VNRT_I32) {
+    in.lo = in.hi = 0.0;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    float v = (float)(2.0 * rng_uniform() - 1.0);
-    if (t->dtype == VNRT_F32) {
-      ((float *)data)[i] = v;
-    } else if (t->dtype == VNRT_F16) {
-      ((uint16_t *)data)[i] = vnrt_f32_to_f16(v);
-    } else if (t->dtype == VNRT_BF16) {
-      ((uint16_t *)data)[i] = vnrt_f32_to_bf16(v);
-    }
-  }
-  *out_bytes = bytes;
-  return data;
+  return bench_make_data(&in, out_bytes);
 }
 
 static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
@@ -52,9 +43,9 @@ static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
     vnrt_tensor_type t;
     check(vnrt_graph_value_type(g, v, &t), "vnrt_graph_value_type");
     size_t bytes = 0;
-    void *data = random_data(&t, &bytes);
-    check(vnrt_plan_set_input(plan, vnrt_graph_value_name(g, v), data, bytes),
-          "vnrt_plan_set_input");
+    const char *name = vnrt_graph_value_name(g, v);
+    void *data = random_data(name, &t, &bytes);
+    check(vnrt_plan_set_input(plan, name, data, bytes), "vnrt_plan_set_input");
     free(data);
   }
   return plan;

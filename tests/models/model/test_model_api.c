@@ -422,20 +422,21 @@ static void test_scale_api(vnrt_context *ctx, const char *dir) {
 }
 
 /* vnrt_model_graph_text: the vnir of a decode step parses back into the graph the model's own
- * decode plan runs (same node count once planned on the CPU), is cut to a short buffer, and
- * bad arguments are named. */
+ * decode plan runs (same node count once planned on the CPU; the states sized by max_context),
+ * is cut to a short buffer, and bad arguments are named. */
 static void test_graph_text(vnrt_context *ctx, vnrt_model *m, const char *dir) {
+  vnrt_model_graph_desc gd = {.size = sizeof gd, .max_context = 160, .numerics = VNRT_NUMERICS_F32};
   size_t len = 0;
-  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, NULL, 0, &len) == VNRT_OK &&
-            len > 1000,
+  CHECK(vnrt_model_graph_text(ctx, dir, &gd, NULL, 0, &len) == VNRT_OK && len > 1000,
         "graph text length %zu: %s", len, vnrt_model_last_error());
   char *text = malloc(len + 1);
   if (!text) return;
-  CHECK(
-      vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_F32, text, len + 1, NULL) == VNRT_OK &&
-          strlen(text) == len && !strncmp(text, "vnir 1\n", 7) &&
-          contains(text, "param embed.weight: bf16[1024, "),
-      "graph text: %.80s", text);
+  CHECK(vnrt_model_graph_text(ctx, dir, &gd, text, len + 1, NULL) == VNRT_OK &&
+            strlen(text) == len && !strncmp(text, "vnir 1\n", 7) &&
+            contains(text, "param embed.weight: bf16[1024, ") &&
+            contains(text, "input ids: i32[1]\n") &&
+            contains(text, "attn.comp: f32[40, "), /* a ratio-4 layer's entries: 160 / 4 */
+        "graph text: %.200s", text);
   vnrt_graph *g = NULL;
   vnrt_device *cpu = NULL;
   vnrt_plan *plan = NULL;
@@ -462,28 +463,43 @@ static void test_graph_text(vnrt_context *ctx, vnrt_model *m, const char *dir) {
   vnrt_session_destroy(s);
   vnrt_plan_destroy(plan);
   vnrt_graph_destroy(g);
+  free(text);
+  /* NULL desc: a decode step with the default context; a 3-token chunk. */
   char small[32];
-  CHECK(vnrt_model_graph_text(ctx, dir, 1, 160, VNRT_NUMERICS_REF, small, sizeof small, &len) ==
-                VNRT_OK &&
+  CHECK(vnrt_model_graph_text(ctx, dir, NULL, small, sizeof small, &len) == VNRT_OK &&
             len > sizeof small && strlen(small) == sizeof small - 1,
         "graph text is cut to the buffer and says its length");
-  CHECK(vnrt_model_graph_text(ctx, dir, 0, 160, VNRT_NUMERICS_REF, NULL, 0, NULL) ==
-                VNRT_ERROR_INVALID_ARGUMENT &&
-            contains(vnrt_model_last_error(), "tokens 0"),
-        "0 tokens named: %s", vnrt_model_last_error());
-  CHECK(vnrt_model_graph_text(ctx, dir, 161, 160, VNRT_NUMERICS_REF, NULL, 0, NULL) ==
-                VNRT_ERROR_INVALID_ARGUMENT &&
-            contains(vnrt_model_last_error(), "max_context = 160"),
-        "tokens past max_context named: %s", vnrt_model_last_error());
-  CHECK(vnrt_model_graph_text(ctx, dir, 1, 0, (vnrt_numerics)9, NULL, 0, NULL) ==
-                VNRT_ERROR_INVALID_ARGUMENT &&
-            contains(vnrt_model_last_error(), "numerics"),
-        "bad numerics named: %s", vnrt_model_last_error());
-  CHECK(vnrt_model_graph_text(ctx, "/nonexistent/ckpt", 1, 0, VNRT_NUMERICS_REF, NULL, 0, NULL) !=
-                VNRT_OK &&
+  vnrt_model_graph_desc three = {.tokens = 3};
+  char *t3 = malloc(len + 4096);
+  CHECK(t3 && vnrt_model_graph_text(ctx, dir, &three, t3, len + 4096, NULL) == VNRT_OK &&
+            contains(t3, "input ids: i32[3]\n"),
+        "a 3-token graph: %s", vnrt_model_last_error());
+  free(t3);
+  const struct {
+    vnrt_model_graph_desc d;
+    const char *want;
+  } bad[] = {
+      {{.size = 12}, "vnrt_model_graph_desc.size is 12"},
+      {{.tokens = -1}, "tokens -1"},
+      {{.tokens = 161, .max_context = 160}, "max_context = 160"},
+      {{.max_context = -5}, "max_context -5"},
+      {{.max_context = 1 << 30}, "max_position_embeddings"},
+      {{.numerics = (vnrt_numerics)9}, "numerics 9"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    CHECK(
+        vnrt_model_graph_text(ctx, dir, &bad[i].d, NULL, 0, NULL) == VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), bad[i].want),
+        "bad graph desc %zu named ('%s'): %s", i, bad[i].want, vnrt_model_last_error());
+  }
+  CHECK(vnrt_model_graph_text(NULL, dir, NULL, NULL, 0, NULL) == VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_graph_text(ctx, NULL, NULL, NULL, 0, NULL) == VNRT_ERROR_INVALID_ARGUMENT &&
+            vnrt_model_graph_text(ctx, dir, NULL, NULL, 8, NULL) == VNRT_ERROR_INVALID_ARGUMENT &&
+            contains(vnrt_model_last_error(), "NULL"),
+        "NULL arguments named: %s", vnrt_model_last_error());
+  CHECK(vnrt_model_graph_text(ctx, "/nonexistent/ckpt", NULL, NULL, 0, NULL) != VNRT_OK &&
             contains(vnrt_model_last_error(), "/nonexistent/ckpt"),
         "a missing config is named: %s", vnrt_model_last_error());
-  free(text);
 }
 
 int main(int argc, char **argv) {
