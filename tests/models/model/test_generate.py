@@ -388,6 +388,8 @@ def part_errors(model):
         ["tokens 5000", "max_context = 4096"])
     err(["--model", flash, "--graph-out", os.path.join(WORK, "no", "dir.vnir")], 1,
         ["cannot write"])
+    err(["--model", flash, "--graph-tokens", "4"], 2, ["--graph-tokens N needs --graph-out"])
+    err(["--model", flash, "--graph-out", gpath, "--plan"], 2, ["pick one"])
     # Sampling is reproducible for a seed and differs between seeds.
     outs = []
     for seed in ("3", "3", "4"):
