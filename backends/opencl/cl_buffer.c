@@ -3,6 +3,9 @@
  * in place on fine-grained SVM buffers, otherwise synchronous queue calls. */
 #include <inttypes.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "cl_buffer.h"
 #include "opencl_backend.h"
@@ -10,13 +13,39 @@
 /* Capacities are rounded up so that slightly different sizes share pooled buffers. */
 #define CL_BUFFER_GRANULE 4096u
 
+/* SVM buffers of at least CL_HUGE_MIN bytes are advised into transparent huge pages of
+ * CL_HUGE_PAGE bytes (as the CPU backend's buffers; the cpu_huge_pages option). */
+#define CL_HUGE_PAGE ((uint64_t)2 << 20)
+#define CL_HUGE_MIN ((uint64_t)8 << 20)
+
+/* Asks for transparent huge pages over the whole 2 MiB pages inside [p, p + bytes): on a CPU
+ * driver such as PoCL the SVM memory is the kernels' memory, and a decode streams every weight
+ * once a step, so with 4 KiB pages each 4 KiB of a row costs a TLB miss (a two-level page walk
+ * under a hypervisor). Advice only: it must come before the pages are first touched (it does:
+ * the pool hands the memory out untouched), and where THP is off nothing changes. */
+static void advise_huge(void *p, uint64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  uintptr_t a = ((uintptr_t)p + (uintptr_t)CL_HUGE_PAGE - 1) & ~(uintptr_t)(CL_HUGE_PAGE - 1);
+  uintptr_t e = ((uintptr_t)p + (uintptr_t)bytes) & ~(uintptr_t)(CL_HUGE_PAGE - 1);
+  if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 /* A cl_mem over a fresh fine-grained SVM allocation of cap bytes (CL_MEM_USE_HOST_PTR over an
  * SVM pointer: OpenCL 2.0 makes the shared memory the buffer's storage, so kernels take the
  * cl_mem as ever and the host reads and writes the pointer); NULL mem when either call fails. */
 static cl_mem svm_buffer(vnrt_backend_device *dev, uint64_t cap, void **out_svm, cl_int *out_err) {
   *out_svm = NULL;
-  void *p =
-      clSVMAlloc(dev->context, CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER, (size_t)cap, 0);
+  const cl_svm_mem_flags flags = CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER;
+  const int huge = dev->huge_pages && cap >= CL_HUGE_MIN;
+  /* A 2 MiB boundary where the driver takes that alignment (PoCL does), so that every page of a
+   * big buffer can be a huge page; else its default alignment and the whole pages inside. */
+  void *p = huge ? clSVMAlloc(dev->context, flags, (size_t)cap, (cl_uint)CL_HUGE_PAGE) : NULL;
+  if (!p) p = clSVMAlloc(dev->context, flags, (size_t)cap, 0);
+  if (p && huge) advise_huge(p, cap);
   if (!p) {
     *out_err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
     return NULL;
