@@ -102,6 +102,21 @@ static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
   return cl_launch_end(k, 2, items, lws);
 }
 
+/* launch_lanes for the moe_ffn passes whose work-groups each quantize (or widen) x into local
+ * memory first (moe_ffn_up_e2m1x4 / _down_e2m1x4 and the _aq kernels): on a CPU driver the
+ * largest work-groups, up to 64 items, that still leave 8 or more of them for the cores, so
+ * fewer groups repeat that work (a decode's up pass: 12 groups instead of 48, each quantizing
+ * the token's 1024 channels; the down pass 8 instead of 16). Same items, same sums. */
+static vnrt_status launch_lanes_x(cl_launch *k, int64_t n0, int64_t n1) {
+  if (k->L->dev->desc->info.type != VNRT_DEVICE_TYPE_SOFTWARE) return launch_lanes(k, n0, n1);
+  int64_t want = 64;
+  while (want > 16 && ((n0 + want - 1) / want) * (n1 > 0 ? n1 : 0) < 8) want /= 2;
+  size_t wg = cl_launch_wg(k, (size_t)want);
+  size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(k, 2, items, lws);
+}
+
 /* Whether the fused kernels (qgemv_lanes_aq, moe_ffn_up_aq/_down_aq: quant.cl) can take x rows
  * of K channels for weights of dt: the work-group keeps the row as f32 in local memory,
  * fake-quantized per aq channels (aq 0: only widened). */
@@ -427,7 +442,7 @@ vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h) {
   cl_arg_local(&k, (size_t)C * sizeof(float));
   cl_arg_err(&k, slot);
   cl_arg_i32(&k, slot);
-  return launch_lanes(&k, x4 ? (F + 1) / 2 : F, T * kk);
+  return launch_lanes_x(&k, x4 ? (F + 1) / 2 : F, T * kk);
 }
 
 vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) {
@@ -449,7 +464,7 @@ vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) {
   cl_arg_i32(&k, (int32_t)F);
   cl_arg_i32(&k, (int32_t)gu->dims[0]);
   cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
-  return launch_lanes(&k, x4 ? (C + 3) / 4 : C, T);
+  return launch_lanes_x(&k, x4 ? (C + 3) / 4 : C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with
