@@ -39,13 +39,12 @@ static void advise_huge(void *p, uint64_t bytes) {
  * cl_mem as ever and the host reads and writes the pointer); NULL mem when either call fails. */
 static cl_mem svm_buffer(vnrt_backend_device *dev, uint64_t cap, void **out_svm, cl_int *out_err) {
   *out_svm = NULL;
-  const cl_svm_mem_flags flags = CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER;
-  const int huge = dev->huge_pages && cap >= CL_HUGE_MIN;
-  /* A 2 MiB boundary where the driver takes that alignment (PoCL does), so that every page of a
-   * big buffer can be a huge page; else its default alignment and the whole pages inside. */
-  void *p = huge ? clSVMAlloc(dev->context, flags, (size_t)cap, (cl_uint)CL_HUGE_PAGE) : NULL;
-  if (!p) p = clSVMAlloc(dev->context, flags, (size_t)cap, 0);
-  if (p && huge) advise_huge(p, cap);
+  void *p =
+      clSVMAlloc(dev->context, CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER, (size_t)cap, 0);
+  /* PoCL 3.1 does not return a 2 MiB-aligned pointer when asked (test_opencl saw 0x...ff080),
+   * so only the whole huge pages inside are advised: at most 4 MiB of a buffer's edges stay in
+   * 4 KiB pages (1% of the V4 bench model's 375 MB io buffer). */
+  if (p && dev->huge_pages && cap >= CL_HUGE_MIN) advise_huge(p, cap);
   if (!p) {
     *out_err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
     return NULL;
