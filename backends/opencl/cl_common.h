@@ -89,6 +89,9 @@ struct vnrt_backend_device {
    * writes them in place (buffer_host_ptr): the device reports fine-grained buffer SVM and
    * VNRT_CL_SVM is not 0. */
   int svm;
+  /* SVM buffers of 8 MiB and more are advised into transparent huge pages (cl_buffer.c; the
+   * cpu_huge_pages option, as for the CPU backend's buffers, since they are host memory). */
+  int huge_pages;
   cl_program program;   /* every kernel of shaders/opencl, built once per open */
   char cache_dir[1024]; /* "" when the on-disk cache is off or unusable */
   uint64_t program_key; /* device + driver + source + options; names the cache files */

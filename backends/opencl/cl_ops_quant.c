@@ -91,12 +91,36 @@ static int lanes_ok(vnrt_dtype dt, int32_t b1, int64_t K) {
   return 0;
 }
 
+/* The fewest work-groups a CPU driver's kernel that quantizes x in each group should get:
+ * four per core (compute unit), at least 8, so that a core another process takes for a while
+ * leaves little of the launch waiting on it. */
+static int64_t cpu_min_groups(const cl_lower *L) {
+  int64_t g = 4 * (int64_t)L->dev->desc->info.compute_units;
+  return g > 8 ? g : 8;
+}
+
 /* A 2-D launch of (n0, n1) items for the lane-summed kernels: each item reads whole rows, so
  * a CPU driver (PoCL runs a work-group's items in one thread) gets small work-groups, enough of
  * them to keep every core busy; other devices the usual 64. */
 static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
   int cpu = k->L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
   size_t wg = cl_launch_wg(k, cpu ? 16 : 64);
+  size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(k, 2, items, lws);
+}
+
+/* launch_lanes for the moe_ffn passes whose work-groups each quantize (or widen) x into local
+ * memory first (moe_ffn_up_e2m1x4 / _down_e2m1x4 and the _aq kernels): on a CPU driver the
+ * largest work-groups, up to 64 items, that still leave cpu_min_groups of them, so fewer
+ * groups repeat that work (a decode's up pass on 2 cores: 12 groups instead of 48, each
+ * quantizing the token's 1024 channels; the down pass 8 instead of 16). Same items, same
+ * sums. */
+static vnrt_status launch_lanes_x(cl_launch *k, int64_t n0, int64_t n1) {
+  if (k->L->dev->desc->info.type != VNRT_DEVICE_TYPE_SOFTWARE) return launch_lanes(k, n0, n1);
+  int64_t want = 64, min_groups = cpu_min_groups(k->L);
+  while (want > 16 && ((n0 + want - 1) / want) * (n1 > 0 ? n1 : 0) < min_groups) want /= 2;
+  size_t wg = cl_launch_wg(k, (size_t)want);
   size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
   size_t lws[2] = {wg, 1};
   return cl_launch_end(k, 2, items, lws);
@@ -129,9 +153,16 @@ static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int3
   cl_arg_i64(&k, G);
   cl_arg_local(&k, (size_t)K * sizeof(float));
   /* Each work-group quantizes its x row once for all its rows of w: on a CPU driver groups of
-   * 64 rows where N >= 512 (8 or more groups for the cores), else 16. */
+   * up to 128 rows that leave cpu_min_groups groups (the M rows of x counted), at least 16
+   * rows (on 2 cores: wq_b [4096, 512] 32 groups instead of 64, the shared expert's
+   * [256, 1024] 8 of 32 rows instead of 16 of 16). */
   int cpu = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t rows = cpu ? (N >= 512 ? 64 : 16) : 64, per_item = x4 ? 4 : 1;
+  size_t rows = 64, per_item = x4 ? 4 : 1;
+  if (cpu) {
+    const int64_t min_groups = cpu_min_groups(L);
+    rows = 128;
+    while (rows > 16 && ((N + (int64_t)rows - 1) / (int64_t)rows) * M < min_groups) rows /= 2;
+  }
   size_t wg = cl_launch_wg(&k, x4 && !cpu ? 64 : rows / per_item);
   size_t items[2] = {(size_t)((N + (int64_t)per_item - 1) / (int64_t)per_item), (size_t)M};
   size_t lws[2] = {wg, 1};
@@ -427,7 +458,7 @@ vnrt_status cl_q_moe_ffn_fused_up(cl_lower *L, int32_t slot, uint64_t *out_h) {
   cl_arg_local(&k, (size_t)C * sizeof(float));
   cl_arg_err(&k, slot);
   cl_arg_i32(&k, slot);
-  return launch_lanes(&k, x4 ? (F + 1) / 2 : F, T * kk);
+  return launch_lanes_x(&k, x4 ? (F + 1) / 2 : F, T * kk);
 }
 
 vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) {
@@ -449,7 +480,7 @@ vnrt_status cl_q_moe_ffn_fused_down(cl_lower *L, uint64_t h) {
   cl_arg_i32(&k, (int32_t)F);
   cl_arg_i32(&k, (int32_t)gu->dims[0]);
   cl_arg_local(&k, (size_t)(kk * F) * sizeof(float));
-  return launch_lanes(&k, x4 ? (C + 3) / 4 : C, T);
+  return launch_lanes_x(&k, x4 ? (C + 3) / 4 : C, T);
 }
 
 /* After the expert ids were checked (cl_ops_moe.c): x (fake-quantized to an f32 copy with

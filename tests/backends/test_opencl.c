@@ -1001,6 +1001,88 @@ START_TEST(test_svm_buffers_are_shared_with_the_host) {
 }
 END_TEST
 
+/* Whether the mapping of this process that holds address a is advised MADV_HUGEPAGE ("hg" in
+ * its VmFlags, /proc/self/smaps): 1, 0, or -1 where that cannot be read (not Linux). */
+static int advised_huge(const void *a) {
+#ifdef __linux__
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[512];
+  int in = 0, found = -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo = 0, hi = 0;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = (uintptr_t)a >= lo && (uintptr_t)a < hi;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      found = strstr(line, " hg") != NULL;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+#else
+  (void)a;
+  return -1;
+#endif
+}
+
+/* SVM buffers of 8 MiB and more are advised into transparent huge pages (cl_buffer.c: the whole
+ * 2 MiB pages inside them) unless VNRT_CPU_HUGE_PAGES=0, smaller ones never; either way a
+ * kernel computes right in such a buffer, written and read through the pointer. */
+START_TEST(test_big_svm_buffers_are_advised_huge_pages) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  vnrt_context_destroy(ctx);
+  direct_dev dd[16];
+  ck_assert_int_gt(direct_devices(dd, 16), 0);
+  if (!dd[0].svm_fine_buffer) {
+    fprintf(stderr, "%s: %s has no fine-grained buffer SVM; skipped\n", __func__, dd[0].name);
+    return;
+  }
+  const uint64_t sizes[2] = {(uint64_t)16 << 20, (uint64_t)4 << 20};
+  for (int c = 0; c < 3; ++c) {
+    const int off = c == 1, small = c == 2;
+    const uint64_t bytes = sizes[small];
+    unsetenv("VNRT_CL_SVM");
+    if (off) {
+      setenv("VNRT_CPU_HUGE_PAGES", "0", 1);
+    } else {
+      unsetenv("VNRT_CPU_HUGE_PAGES");
+    }
+    fake_host h;
+    const vnrt_backend_i *be = NULL;
+    void *state = NULL;
+    vnrt_backend_device *dev = open_device0(&h, &be, &state);
+    unsetenv("VNRT_CPU_HUGE_PAGES");
+    vnrt_backend_buffer *buf = NULL;
+    ck_assert_int_eq(be->buffer_alloc(dev, bytes, &buf), VNRT_OK);
+    float *p = be->buffer_host_ptr(dev, buf);
+    ck_assert_ptr_nonnull(p);
+    /* 4 MiB in lies inside a whole 2 MiB page of the 16 MiB buffer wherever it starts. */
+    const int adv = advised_huge((const char *)p + ((size_t)bytes / 2));
+    if (adv >= 0) {
+      ck_assert_msg(adv == (!off && !small), "%llu-byte buffer, huge pages %s: advised %d",
+                    (unsigned long long)bytes, off ? "off" : "on", adv);
+    }
+    enum { N = 256 };               /* x at bytes [0, 1024), y at [1024, 2048) (compile_neg) */
+    memset(p, 0x5a, (size_t)bytes); /* every page touched */
+    vnrt_backend_exec *exec = compile_neg(be, dev, buf, N, &h);
+    for (int i = 0; i < N; ++i) p[i] = (float)(i * 3 - 200) * 0.5f;
+    ck_assert_msg(be->run(exec, 0, 1) == VNRT_OK, "run: %s", h.msg);
+    for (int i = 0; i < N; ++i) {
+      float want = -((float)(i * 3 - 200) * 0.5f), got = p[256 + i];
+      if (got != want)
+        ck_abort_msg("case %d: y[%d] = %g, want %g", c, i, (double)got, (double)want);
+    }
+    ck_assert(((unsigned char *)p)[bytes - 1] == 0x5a);
+    be->exec_destroy(exec);
+    be->buffer_free(dev, buf);
+    be->device_close(dev);
+    be->shutdown(state);
+  }
+}
+END_TEST
+
 /* Every run of a plan on opencl:0 agrees with the CPU both ways (the executor then copies
  * through the pointer or through the queues). */
 START_TEST(test_plan_results_match_with_and_without_svm) {
@@ -1321,6 +1403,7 @@ static Suite *opencl_suite(void) {
   TCase *svm = tcase_create("svm");
   tcase_set_timeout(svm, 240);
   tcase_add_test(svm, test_svm_buffers_are_shared_with_the_host);
+  tcase_add_test(svm, test_big_svm_buffers_are_advised_huge_pages);
   tcase_add_test(svm, test_plan_results_match_with_and_without_svm);
   suite_add_tcase(s, svm);
   TCase *cache = tcase_create("cache");
