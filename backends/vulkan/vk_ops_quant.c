@@ -85,6 +85,10 @@ static void bind_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   if (!is_codes(q->codes)) return;
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
   d->spec[11] = 1;
+  if (q->codes == VNRT_E4M3) { /* SC0 bit 6: no NaN test while the codes are known NaN-free */
+    d->clean_spec = 9;
+    d->clean_bits = 64;
+  }
   uint64_t per = q->codes == VNRT_E2M1 ? 8 : 4;
   if (L > 0 && L % per == 0 && (uint64_t)q->block[1] % per == 0) d->spec[9] |= 4;
 }
@@ -206,6 +210,10 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   }
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
   d->spec[11] = 1;
+  if (q->codes == VNRT_E4M3) { /* SC0 bit 6: no NaN test while the codes are known NaN-free */
+    d->clean_spec = 9;
+    d->clean_bits = 64;
+  }
   if (vk_texel_ok(b, node->inputs[q->scale_input], 1)) {
     d->texel4 = true; /* scales through texels (binding 12) too */
     d->spec[9] |= 8;
