@@ -14,17 +14,29 @@
 
 bool vk_clean_scan(const void *src, uint64_t bytes) {
   const uint8_t *p = src;
-  uint64_t i = 0, acc = 0;
-  /* Eight bytes at a time: adding 1 to each byte's low 7 bits carries into its bit 7 exactly
-   * when they are all set, never into the next byte. */
+  const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f), one = UINT64_C(0x0101010101010101);
+  const uint64_t top = UINT64_C(0x8080808080808080);
+  uint64_t i = 0;
+  /* Eight bytes a word: adding 1 to each byte's low 7 bits carries into its bit 7 exactly when
+   * they are all set, never into the next byte. Blocks of 4 KiB without a branch (vectorized),
+   * stopping after the first block with a NaN code. */
+  for (; i + 4096 <= bytes; i += 4096) {
+    uint64_t acc = 0;
+    for (uint64_t j = 0; j < 4096; j += 8) {
+      uint64_t w;
+      memcpy(&w, p + i + j, 8);
+      acc |= (w & low7) + one;
+    }
+    if (acc & top) return false;
+  }
+  uint64_t acc = 0;
   for (; i + 8 <= bytes; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);
-    acc |= (w & UINT64_C(0x7f7f7f7f7f7f7f7f)) + UINT64_C(0x0101010101010101);
-    if ((i & 0xfff) == 0 && (acc & UINT64_C(0x8080808080808080))) return false;
+    acc |= (w & low7) + one;
   }
   for (; i < bytes; ++i) acc |= (uint64_t)((p[i] & 0x7fu) + 1u);
-  return (acc & UINT64_C(0x8080808080808080)) == 0;
+  return (acc & top) == 0;
 }
 
 static vnrt_status grow(const vnrt_backend_host *host, vk_clean *c, int32_t need) {
