@@ -199,9 +199,14 @@ static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
 /* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
  * (SC2 = 1), with push[i], push[i + 1] = b0 b1 (their log2 and SC0 bit 5 when both are powers
  * of two: llvmpipe divides lane by lane) and push[sc_at] = sc (scales per scale row) for rows of
- * L; SC0 bit 1 when the rows of a workgroup share one scale row. */
+ * L; SC0 bit 1 when the rows of a workgroup share one scale row. With one scale per row and
+ * chunk (FP4's 1x32 blocks) and 8 a row (L = 256 e2m1 codes: the bench model's down
+ * projection), SC0 bit 7: two rows' scales a texel fetch (slot 4's 16-byte texels), when every
+ * group of GV_RN rows is whole (`rows`, each pass's rows per expert or half, a multiple of it).
+ * The same for a row's chunks ch and ch + 8 (sc a multiple of 16) was slower (docs/bench.md,
+ * "Vulkan, stop 28"). */
 static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
-                        const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
+                        const vnrt_quant_weight *q, uint64_t L, uint64_t rows, int i, int sc_at) {
   vk_bind(b, d, 3, node->inputs[w]);
   d->texel3 = true;
   if (!(q && is_codes(q->codes))) {
@@ -221,6 +226,11 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
   if (b0 % GV_RN == 0) d->spec[9] |= 2;
   uint64_t sc = vk_div_up(L, b1);
+  if (b0 == 1 && b1 == gemv_cv(q->codes) && sc == 8 && rows % GV_RN == 0 && d->texel_y < 0 &&
+      vk_texel_ok(b, node->inputs[q->scale_input], VK_TEXEL_BYTES)) {
+    d->spec[9] |= 128;
+    d->texel_y = 4; /* binding 14: slot 4 as 16-byte texels */
+  }
   if ((b0 & (b0 - 1)) == 0 && (b1 & (b1 - 1)) == 0) { /* SC0 bit 5: their log2 instead */
     d->spec[9] |= 32;
     b0 = (uint64_t)__builtin_ctzll(b0), b1 = (uint64_t)__builtin_ctzll(b1);
@@ -244,7 +254,7 @@ vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
     vk_bind(b, &d, 0, node->inputs[0]);
   }
   gemv_x_texels(b, &d, x_scratch != NULL);
-  gemv_weight(b, &d, node, 1, q, K, 4, 6);
+  gemv_weight(b, &d, node, 1, q, K, N, 4, 6);
   if (out) {
     d.slots[5] = *out;
     d.spec[5] = VNRT_F32;
@@ -415,7 +425,7 @@ static vnrt_status gemv_moe(vk_builder *b, const vnrt_backend_node *node, vk_vie
     vk_bind(b, &d, 2, node->inputs[2]);
     const vnrt_quant_weight *q = pass == 1 ? &p->w_gate_up : &p->w_down;
     uint64_t R = pass == 1 ? 2 * F : C, L = pass == 1 ? C : F;
-    gemv_weight(b, &d, node, pass == 1 ? 3 : 4, q, L, 8, 11);
+    gemv_weight(b, &d, node, pass == 1 ? 3 : 4, q, L, pass == 1 ? F : C, 8, 11);
     vk_push_u(&d, 10, is_codes(q->codes) ? vk_div_up(R, (uint64_t)q->block[0]) : 0);
     if (pass == 2) vk_bind(b, &d, 5, node->outputs[0]);
     d.slots[VK_SLOT_SCRATCH] = s;

@@ -29,7 +29,8 @@
 // SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
 // scales are read through their byte texel view (binding 12); bit 4: x through its texel view
 // (binding 13); bit 5: b0 and b1 are powers of two, pushed as their log2; bit 6: the e4m3
-// weight holds no NaN code, no test (the host runs this variant only while it knows so).
+// weight holds no NaN code, no test (the host runs this variant only while it knows so); bit
+// 7: the scales of two rows a fetch (rows_dot_rpairs).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -154,10 +155,40 @@ void load_x(uint i, out vec4 xv[8]) {
   for (uint j = 0u; j < CV / 4u; ++j) xv[j] = ldx4(i + 4u * j);
 }
 
+// SC0 bit 7 (one scale per row and chunk, b0 = 1 and b1 = CV, and 8 a row: sc = 8, L = 8 CV,
+// one chunk a lane): the scales of rows row and row + 1 at one chunk through one fetch of slot
+// 4's 16-byte texels (binding 14), where the byte texels of binding 12 take a fetch (a call of
+// llvmpipe's texel function) per row and chunk. Scale bytes i and i + 8 for i % 16 < 8 (row
+// even: lane l's i % 16 is l).
+layout(set = 0, binding = 14) uniform usamplerBuffer stex16;
+uvec2 scale_pair(uint i) {
+  uvec4 q = texelFetch(stex16, int(i >> 4));
+  bool lo = (i & 4u) == 0u;
+  return (uvec2(lo ? q.x : q.y, lo ? q.z : q.w) >> ((i & 3u) << 3)) & 0xffu;
+}
+
+// rows_dot for SC0 bit 7 (the host sees that nr = RN and row0 is even): rows in pairs.
+void rows_dot_rpairs(uint w_base, uint s_base, uint row0, uint L, uint x0, uint sc, float a,
+                     inout float acc[RN]) {
+  uint ch = gl_LocalInvocationID.x, c = ch * CV;
+  vec4 xv[8];
+  load_x(x0 + c, xv);
+  for (uint r = 0u; r < RN; r += 2u) {
+    uint row = row0 + r;
+    uvec2 sp = scale_pair(s_base + row * sc + ch);
+    acc[r] += a * vn_e8m0(sp.x) * chunk_dot(w_base + row * L + c, xv);
+    acc[r + 1u] += a * vn_e8m0(sp.y) * chunk_dot(w_base + (row + 1u) * L + c, xv);
+  }
+}
+
 // acc[r] += a * sum_c W[row0 + r][c] x[x0 + c] over this lane's chunks, r < nr: rows of L
 // values from element w_base, their scales from s_base.
 void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uint b0, uint b1,
               uint sc, float a, inout float acc[RN]) {
+  if ((SC0 & 128u) != 0u) {
+    rows_dot_rpairs(w_base, s_base, row0, L, x0, sc, a, acc);
+    return;
+  }
   for (uint ch = gl_LocalInvocationID.x; ch < L / CV; ch += uint(WG)) {
     uint c = ch * CV;
     vec4 xv[8];

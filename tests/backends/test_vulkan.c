@@ -381,6 +381,44 @@ static void act_quant_gemv(vnrt_context *ctx) {
   }
 }
 
+/* Random codes (any byte: every e2m1 nibble is a value) and scales 2^(-7..7), every row's
+ * differing from its neighbours'. */
+static void fill_bytes(uint8_t *p, uint64_t n, uint64_t seed);
+static void fill_fp4(tu_tensor *codes, tu_tensor *scale, uint64_t seed) {
+  fill_bytes(codes->data, vnrt_tensor_type_bytes(&codes->type), seed);
+  uint8_t *sc = scale->data;
+  const int64_t n = tu_numel(scale), per_row = scale->type.dims[scale->type.rank - 1];
+  for (int64_t i = 0; i < n; ++i) sc[i] = (uint8_t)(120 + (i * 5 + (i / per_row) * 3) % 15);
+}
+
+/* FP4 GEMVs whose rows hold 8 scales (256 codes, 1x32 blocks), so that gemv.comp reads two
+ * rows' scales in one fetch (SC0 bit 7): a linear of 48 rows and moe_ffn's down projection
+ * (F = 256, C = 64), against the CPU. Scales swapped between paired rows fail both. */
+static void fp4_scale_pairs(vnrt_context *ctx) {
+  const int64_t wd[2] = {48, 256}, sd[2] = {48, 8};
+  tu_tensor lin[3] = {tu_rnd(VNRT_F32, 2, 1, 256, 0, 0, 150, -1.0f, 1.0f),
+                      tu_tensor_new(VNRT_E2M1, 2, wd), tu_tensor_new(VNRT_E8M0, 2, sd)};
+  fill_fp4(&lin[1], &lin[2], 151);
+  vs_cpu(ctx, "linear e2m1 [48, 256]", VNRT_OP_LINEAR, lin, 3, NULL, 0, 1, TOL_GEMM);
+  tu_free_all(lin, 3);
+  const int64_t T = 1, C = 64, F = 256, E = 3, k = 2;
+  const int64_t gud[3] = {E, 2 * F, C}, gsd[3] = {E, 2 * F, C / 32}, dd[3] = {E, C, F},
+                dsd[3] = {E, C, F / 32};
+  const int32_t ex[2] = {2, 0};
+  tu_tensor moe[7] = {tu_rnd(VNRT_F32, 2, T, C, 0, 0, 152, -1.0f, 1.0f),
+                      tu_ints(2, T, k, ex),
+                      tu_rnd(VNRT_F32, 2, T, k, 0, 0, 153, 0.1f, 1.0f),
+                      tu_tensor_new(VNRT_E2M1, 3, gud),
+                      tu_tensor_new(VNRT_E2M1, 3, dd),
+                      tu_tensor_new(VNRT_E8M0, 3, gsd),
+                      tu_tensor_new(VNRT_E8M0, 3, dsd)};
+  fill_fp4(&moe[3], &moe[5], 154);
+  fill_fp4(&moe[4], &moe[6], 155);
+  vnrt_attr lim = tu_attr_f("limit", 7.0);
+  vs_cpu(ctx, "moe_ffn e2m1 F = 256", VNRT_OP_MOE_FFN, moe, 7, &lim, 1, 1, TOL_GEMM);
+  tu_free_all(moe, 7);
+}
+
 /* kv_scatter of one row (a decode step's; v4.comp OP 9) and of two (OP 7, 3, 4), exactly. */
 static void kv_scatter_rows(vnrt_context *ctx) {
   const int32_t pos[4][2] = {{9, 0}, {-1, 0}, {0, 0}, {7, 7}};
@@ -805,6 +843,7 @@ static void kernel_variant_ops(vnrt_context *ctx) {
   tu_sweep_mhc_moe(ctx, vulkan_device(ctx));
   moe_ffn_cases(ctx);
   act_quant_gemv(ctx);
+  fp4_scale_pairs(ctx);
   kv_scatter_rows(ctx);
 }
 
