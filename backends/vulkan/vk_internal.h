@@ -421,15 +421,16 @@ VK_RECORD_FN(vk_rec_qmoe_ffn);
 /* gemv.comp (vk_ops_quant.c), decode-sized products on CPU devices: whether it runs rows of L
  * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
  * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N]
- * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32, when not NULL), W input 1
- * [N, K]; grouped_linear: row n reads x at (n / gn) K, rows of x xs apart (gn = 0: no groups,
- * xs = K; gn a multiple of 16); y into output 0, or into out (f32) when not NULL. */
+ * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch when not NULL: f32, or bf16 when
+ * x_bf16, which needs the scratch's texels), W input 1 [N, K]; grouped_linear: row n reads x
+ * at (n / gn) K, rows of x xs apart (gn = 0: no groups, xs = K; gn a multiple of 16); y into
+ * output 0, or into out (f32) when not NULL. */
 #define VK_GEMV_MMAX 4u
 bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L);
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
-                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, bool x_bf16,
+                                uint64_t M, uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
                                 const vk_view *out);
 
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks

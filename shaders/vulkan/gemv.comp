@@ -30,7 +30,8 @@
 // scales are read through their byte texel view (binding 12); bit 4: x through its texel view
 // (binding 13); bit 5: b0 and b1 are powers of two, pushed as their log2; bit 6: the e4m3
 // weight holds no NaN code, no test (the host runs this variant only while it knows so); bit
-// 7: the scales of two rows a fetch (rows_dot_rpairs).
+// 7: the scales of two rows a fetch (rows_dot_rpairs); bit 8 (with bits 0 and 4): x in the
+// scratch is bf16 (load_x).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -141,13 +142,16 @@ layout(set = 0, binding = 13) uniform usamplerBuffer xtex;
 // x values i .. i + CV - 1 (i a multiple of CV).
 void load_x(uint i, out vec4 xv[8]) {
   if ((SC0 & 16u) != 0u) {
-    if ((SC0 & 1u) != 0u || DT0 == DT_F32) {
+    // SC0 bit 8 (with bits 0 and 4): the scratch holds bf16 (act_quant's values, exact in bf16:
+    // quant.comp's fake_quant SC0 bit 3), half the texel fetches of f32.
+    bool scr = (SC0 & 1u) != 0u, bf = scr ? (SC0 & 256u) != 0u : DT0 == DT_BF16;
+    if (scr ? !bf : DT0 == DT_F32) {
       for (uint j = 0u; j < CV / 4u; ++j) xv[j] = uintBitsToFloat(texelFetch(xtex, int((i >> 2) + j)));
     } else {
       for (uint j = 0u; j < CV / 8u; ++j) {
         uvec4 q = texelFetch(xtex, int((i >> 3) + j));
-        xv[2u * j] = DT0 == DT_BF16 ? bf16x4(q.xy) : f16x4(q.xy);
-        xv[2u * j + 1u] = DT0 == DT_BF16 ? bf16x4(q.zw) : f16x4(q.zw);
+        xv[2u * j] = bf ? bf16x4(q.xy) : f16x4(q.xy);
+        xv[2u * j + 1u] = bf ? bf16x4(q.zw) : f16x4(q.zw);
       }
     }
     return;
