@@ -117,7 +117,9 @@ bool vk_clean_covers_locked(const vk_clean *c, uint64_t lo, uint64_t hi) {
 
 void vk_clean_note_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
                          const void *src, uint64_t bytes) {
-  if (bytes == 0) return;
+  /* Only gemv.comp, which runs on CPU devices (vk_builder_cpu_kernels), reads the ranges:
+   * elsewhere they are never added, and no write is scanned. */
+  if (bytes == 0 || dev->phys->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU) return;
   bool clean = vk_clean_scan(src, bytes);
   pthread_mutex_lock(&dev->clean_lock);
   if (!buf->clean.untracked) {
