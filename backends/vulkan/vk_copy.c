@@ -504,6 +504,7 @@ vnrt_status vk_buffer_write_async(vnrt_backend_device *dev, vnrt_backend_buffer 
                                   uint64_t offset, const void *src, uint64_t bytes,
                                   const vnrt_backend_sync *sync) {
   VK_TRY(vk_buffer_check(dev, buf, offset, bytes, "write_async"));
+  vk_clean_note_write(dev, buf, offset, src, bytes); /* the bytes are src's from here on */
   vk_copy *c = &dev->copy;
   const vnrt_backend_sync none = {0};
   if (!sync) sync = &none;

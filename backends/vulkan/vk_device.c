@@ -22,6 +22,7 @@ void vk_device_close(vnrt_backend_device *dev) {
     pthread_mutex_destroy(&dev->queue_lock);
     pthread_mutex_destroy(&dev->staging_lock);
     pthread_mutex_destroy(&dev->mem_lock);
+    pthread_mutex_destroy(&dev->clean_lock);
   }
   host->free(host->core, dev);
 }
@@ -53,6 +54,13 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
   if (pthread_mutex_init(&dev->mem_lock, NULL) != 0) {
     pthread_mutex_destroy(&dev->queue_lock);
     pthread_mutex_destroy(&dev->staging_lock);
+    host->free(host->core, dev);
+    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+  }
+  if (pthread_mutex_init(&dev->clean_lock, NULL) != 0) {
+    pthread_mutex_destroy(&dev->queue_lock);
+    pthread_mutex_destroy(&dev->staging_lock);
+    pthread_mutex_destroy(&dev->mem_lock);
     host->free(host->core, dev);
     return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
   }

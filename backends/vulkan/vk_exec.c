@@ -15,7 +15,12 @@ static const char *const vk_err_words[] = {"index",    "id",   "row",    "expert
 enum { VK_ERR_ROWS = 5, VK_ERR_KV_LEN = 6, VK_ERR_POS0 = 8, VK_ERR_POS = 9 };
 
 typedef struct vk_dispatch {
-  VkPipeline pipeline;      /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
+  VkPipeline pipeline; /* VK_NULL_HANDLE: a buffer copy (vk_emit_copy) */
+  /* A dispatch with a clean variant (vk_dispatch_desc.clean_spec): its pipelines with and
+   * without the NaN test (unchecked VK_NULL_HANDLE: none), and slot 3's buffer's clean.gen
+   * when select_variants last looked. */
+  VkPipeline checked, unchecked;
+  uint64_t clean_gen;
   uint64_t copy_bytes;      /* a copy's length, from slot 0's view to slot 5's */
   bool texel[VK_NUM_TEXEL]; /* slots 3, 4, texel_x_slot and texel_y_slot also at
                                VK_TEXEL_BINDING + 0, 1, 2, 3 */
@@ -26,6 +31,13 @@ typedef struct vk_dispatch {
   uint32_t groups[3];
   vk_view slots[VK_NUM_SLOTS]; /* as described; resolved for hazards at record time */
 } vk_dispatch;
+
+/* A range of a backend buffer that a compiled graph's dispatches may write, and the buffer's
+ * clean.add_gen when a run last removed it from the clean ranges (select_variants). */
+typedef struct vk_write {
+  vnrt_backend_buffer *buffer;
+  uint64_t lo, hi, add_gen;
+} vk_write;
 
 typedef struct vk_cmd {
   int32_t first, count;
@@ -55,7 +67,11 @@ struct vnrt_backend_exec {
   /* Timed runs only (vk_run_timed), created on the first: timestamps 2n and 2n + 1 before and
    * after node n, and where they are read back. */
   VkQueryPool timer;
-  uint64_t *ticks; /* [2 * n_nodes] */
+  uint64_t *ticks;  /* [2 * n_nodes] */
+  vk_write *writes; /* what the dispatches may write in backend buffers */
+  int32_t n_writes;
+  int32_t n_clean_cand; /* dispatches with a clean variant */
+  int32_t n_switches;   /* times select_variants changed a choice */
 };
 
 struct vk_builder {
@@ -81,6 +97,7 @@ void vk_desc_init(vk_dispatch_desc *d, vk_shader_id shader) {
   d->shader = shader;
   d->texel_x = -1;
   d->texel_y = -1;
+  d->clean_spec = -1;
   for (int i = 0; i < 8; ++i) d->spec[i] = VNRT_F32;
 }
 
@@ -206,6 +223,15 @@ vnrt_status vk_emit(vk_builder *b, const vk_dispatch_desc *desc) {
   d->texel_x_slot = desc->texel_x >= 0 ? desc->texel_x : 0;
   d->texel[3] = desc->texel_y >= 0;
   d->texel_y_slot = desc->texel_y >= 0 ? desc->texel_y : 0;
+  if (desc->clean_spec >= 0 && desc->clean_spec < VK_NUM_SPEC &&
+      desc->slots[3].kind == VK_VIEW_BUFFER) {
+    uint32_t spec[VK_NUM_SPEC];
+    memcpy(spec, desc->spec, sizeof spec);
+    spec[desc->clean_spec] |= desc->clean_bits;
+    d->checked = d->pipeline;
+    d->clean_gen = UINT64_MAX; /* looked at on the first run */
+    VK_TRY(vk_pipeline_get(b->dev, desc->shader, spec, &d->unchecked));
+  }
   e->n_disp++;
   return VNRT_OK;
 }
@@ -278,6 +304,7 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
     }
   }
   if (e->disp) host->free(host->core, e->disp);
+  if (e->writes) host->free(host->core, e->writes);
   if (e->node_first) host->free(host->core, e->node_first);
   host->free(host->core, e);
 }
@@ -481,6 +508,42 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
   return VNRT_OK;
 }
 
+/* The backend-buffer ranges the dispatches may write (output slots, copy destinations), before
+ * finish() gives unused output slots words of their own; and the clean variants dropped where
+ * a dispatch of this graph writes slot 3's range (a computed weight is never taken as clean). */
+static vnrt_status collect_writes(vnrt_backend_exec *e) {
+  const vnrt_backend_host *host = e->dev->host;
+  int32_t n = 0;
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    for (int s = VK_SLOT_OUT0; s < VK_SLOT_OUT0 + 3; ++s)
+      n += e->disp[i].slots[s].kind == VK_VIEW_BUFFER;
+  }
+  if (n == 0) return VNRT_OK;
+  e->writes = host->alloc(host->core, sizeof *e->writes * (size_t)n);
+  if (!e->writes) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    for (int s = VK_SLOT_OUT0; s < VK_SLOT_OUT0 + 3; ++s) {
+      const vk_view *v = &e->disp[i].slots[s];
+      if (v->kind != VK_VIEW_BUFFER) continue;
+      uint64_t len = e->disp[i].pipeline ? v->range : e->disp[i].copy_bytes;
+      e->writes[e->n_writes++] = (vk_write){v->buffer, v->offset, v->offset + len, 0};
+    }
+  }
+  for (int32_t i = 0; i < e->n_disp; ++i) {
+    vk_dispatch *d = &e->disp[i];
+    if (!d->unchecked) continue;
+    const vk_view *w = &d->slots[3];
+    for (int32_t j = 0; j < e->n_writes && d->unchecked; ++j) {
+      const vk_write *o = &e->writes[j];
+      if (o->buffer == w->buffer && o->lo < w->offset + w->range && w->offset < o->hi) {
+        d->unchecked = VK_NULL_HANDLE;
+      }
+    }
+    e->n_clean_cand += d->unchecked != VK_NULL_HANDLE;
+  }
+  return VNRT_OK;
+}
+
 vnrt_status vk_compile(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                        vnrt_backend_exec **out_exec) {
   const vnrt_backend_host *host = dev->host;
@@ -506,6 +569,7 @@ vnrt_status vk_compile(vnrt_backend_device *dev, const vnrt_backend_graph *graph
     s = vk_op_record(&b, graph, &graph->nodes[n]);
   }
   e->node_first[graph->n_nodes] = e->n_disp;
+  if (s == VNRT_OK) s = collect_writes(e);
   if (s == VNRT_OK) s = finish(e, &b);
   if (b.consts) host->free(host->core, b.consts);
   if (s == VNRT_OK) {
@@ -767,12 +831,62 @@ static vnrt_status check_nodes(vnrt_backend_exec *e, int32_t first, int32_t coun
   return VNRT_OK;
 }
 
+/* Before a run: the ranges this graph writes leave the clean ranges (vk_clean.c), and each
+ * dispatch with a clean variant takes the pipeline without the NaN test exactly while its
+ * weight's range is clean. When a choice changes, the recorded command buffers are dropped
+ * (after the runs using them) and recorded again on use. A graph whose choices changed
+ * VK_MAX_SWITCHES times keeps the tested pipelines from then on. */
+#define VK_MAX_SWITCHES 8
+static vnrt_status select_variants(vnrt_backend_exec *e) {
+  vnrt_backend_device *dev = e->dev;
+  if (e->n_writes == 0 && e->n_clean_cand == 0) return VNRT_OK;
+  bool changed = false;
+  int32_t n_unchecked = 0;
+  pthread_mutex_lock(&dev->clean_lock);
+  for (int32_t j = 0; j < e->n_writes; ++j) {
+    vk_write *w = &e->writes[j];
+    vk_clean *c = &w->buffer->clean;
+    if (c->add_gen == w->add_gen) continue; /* nothing added since it was removed */
+    vk_clean_sub_locked(dev->host, c, w->lo, w->hi);
+    w->add_gen = c->add_gen;
+  }
+  for (int32_t i = 0; i < e->n_disp && e->n_clean_cand > 0; ++i) {
+    vk_dispatch *d = &e->disp[i];
+    if (!d->unchecked) continue;
+    const vk_view *v = &d->slots[3];
+    const vk_clean *c = &v->buffer->clean;
+    if (c->gen != d->clean_gen) {
+      d->clean_gen = c->gen;
+      bool clean = e->n_switches < VK_MAX_SWITCHES &&
+                   vk_clean_covers_locked(c, v->offset, v->offset + v->range);
+      VkPipeline p = clean ? d->unchecked : d->checked;
+      changed |= p != d->pipeline;
+      d->pipeline = p;
+    }
+    n_unchecked += d->pipeline == d->unchecked;
+  }
+  pthread_mutex_unlock(&dev->clean_lock);
+  if (!changed) return VNRT_OK;
+  e->n_switches++;
+  dev->host->log(dev->host->core, VNRT_LOG_INFO,
+                 "vulkan: %d of %d e4m3 GEMVs run without the NaN test (weights known NaN-free)",
+                 (int)n_unchecked, (int)e->n_clean_cand);
+  if (e->n_cmds == 0) return VNRT_OK;
+  VK_TRY(vk_wait_compute(dev, "run")); /* async runs may still use the command buffers */
+  for (int32_t i = 0; i < e->n_cmds; ++i) {
+    vkFreeCommandBuffers(dev->device, e->cmd_pool, 1, &e->cmds[i].cmd);
+  }
+  e->n_cmds = 0;
+  return VNRT_OK;
+}
+
 vnrt_status vk_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
   vnrt_backend_device *dev = e->dev;
   VK_TRY(check_nodes(e, first, count));
   /* Errors of async runs come first (backend.h: the next synchronous run reports them). */
   VK_TRY(check_pending(e));
   if (count == 0 || e->node_first[first] == e->node_first[first + count]) return VNRT_OK;
+  VK_TRY(select_variants(e));
   VkCommandBuffer cmd;
   VK_TRY(command_for(e, first, count, false, &cmd));
   clear_records(e, first, count);
@@ -814,6 +928,7 @@ vnrt_status vk_run_timed(vnrt_backend_exec *e, int32_t first, int32_t count, uin
     if (!e->ticks)
       return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "vulkan: out of memory");
   }
+  VK_TRY(select_variants(e));
   VkCommandBuffer cmd;
   VK_TRY(command_for(e, first, count, true, &cmd));
   clear_records(e, first, count);
@@ -839,6 +954,7 @@ vnrt_status vk_run_async(vnrt_backend_exec *e, int32_t first, int32_t count,
   VK_TRY(check_nodes(e, first, count));
   VkCommandBuffer cmd = VK_NULL_HANDLE;
   if (count > 0 && e->node_first[first] != e->node_first[first + count]) {
+    VK_TRY(select_variants(e));
     VK_TRY(command_for(e, first, count, false, &cmd));
     clear_records(e, first, count);
     if (e->pending_hi <= e->pending_lo) {

@@ -111,8 +111,22 @@ typedef struct vk_allocator {
   uint64_t block_bytes; /* size of a shared block */
 } vk_allocator;
 
+/* Byte ranges [lo, hi) of a buffer known to hold no e4m3 NaN code: no byte has its low 7 bits
+ * all set (vk_clean.c). */
+typedef struct vk_span {
+  uint64_t lo, hi;
+} vk_span;
+typedef struct vk_clean {
+  vk_span *r; /* sorted, disjoint, not touching */
+  int32_t n, cap;
+  uint64_t gen;     /* bumped whenever the ranges change */
+  uint64_t add_gen; /* bumped whenever a range is added */
+  bool untracked;   /* its host address was handed out: writes through it are not seen */
+} vk_clean;
+
 struct vnrt_backend_buffer {
   VkBuffer buffer;
+  vk_clean clean; /* under the device's clean_lock */
   vk_block *block;
   uint64_t mem_offset; /* within the block */
   uint64_t mem_bytes;  /* reserved in the block */
@@ -180,6 +194,7 @@ struct vnrt_backend_device {
   pthread_mutex_t queue_lock;   /* vkQueueSubmit on `queue` (externally synchronized) */
   pthread_mutex_t staging_lock; /* the copy slots, and submits on a copy queue of its own */
   pthread_mutex_t mem_lock;     /* the suballocator */
+  pthread_mutex_t clean_lock;   /* every buffer's clean ranges (taken alone, never nested) */
   bool locks_ready;
   vk_state *state;
   const vnrt_backend_host *host;
@@ -227,6 +242,11 @@ typedef struct vk_dispatch_desc {
   bool texel4;    /* slot 4 also as the byte texel buffer at VK_TEXEL_BINDING + 1 */
   int8_t texel_x; /* a slot (0 or VK_SLOT_SCRATCH for x) also at VK_TEXEL_BINDING + 2; -1 none */
   int8_t texel_y; /* a slot also at VK_TEXEL_BINDING + 3 (uvec4 texels); -1 none */
+  /* >= 0: a second pipeline, with clean_bits set in spec[clean_spec], is run instead while
+   * slot 3's range is known to hold no e4m3 NaN code (vk_clean.c; gemv.comp's SC0 bit 6) and
+   * no dispatch of the same graph writes it; -1 (vk_desc_init): none. */
+  int8_t clean_spec;
+  uint32_t clean_bits;
 } vk_dispatch_desc;
 
 typedef struct vk_builder vk_builder; /* vk_exec.c: collects the dispatches of a graph */
@@ -401,15 +421,16 @@ VK_RECORD_FN(vk_rec_qmoe_ffn);
 /* gemv.comp (vk_ops_quant.c), decode-sized products on CPU devices: whether it runs rows of L
  * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
  * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N]
- * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch, f32, when not NULL), W input 1
- * [N, K]; grouped_linear: row n reads x at (n / gn) K, rows of x xs apart (gn = 0: no groups,
- * xs = K; gn a multiple of 16); y into output 0, or into out (f32) when not NULL. */
+ * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch when not NULL: f32, or bf16 when
+ * x_bf16, which needs the scratch's texels), W input 1 [N, K]; grouped_linear: row n reads x
+ * at (n / gn) K, rows of x xs apart (gn = 0: no groups, xs = K; gn a multiple of 16); y into
+ * output 0, or into out (f32) when not NULL. */
 #define VK_GEMV_MMAX 4u
 bool vk_gemv_ok(vk_builder *b, vnrt_dtype x, int32_t w_tensor, const vnrt_quant_weight *q,
                 uint64_t L);
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
-                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, bool x_bf16,
+                                uint64_t M, uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
                                 const vk_view *out);
 
 /* Finishes a GEMM dispatch whose slots, dtypes and matmul.comp push constants are set: picks
@@ -442,6 +463,17 @@ void vk_buffer_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 void *vk_buffer_host_ptr(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 vnrt_status vk_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
                             uint64_t offset, const void *src, uint64_t bytes);
+/* vk_clean.c: the ranges of a buffer known to hold no e4m3 NaN code. vk_clean_scan: whether
+ * bytes holds none; note_write: a write of src at offset adds its range, or removes it;
+ * untrack: the buffer's host address was handed out (never clean again); the _locked ones
+ * under device->clean_lock. */
+bool vk_clean_scan(const void *src, uint64_t bytes);
+void vk_clean_note_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                         const void *src, uint64_t bytes);
+void vk_clean_untrack(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+void vk_clean_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+void vk_clean_sub_locked(const vnrt_backend_host *host, vk_clean *clean, uint64_t lo, uint64_t hi);
+bool vk_clean_covers_locked(const vk_clean *clean, uint64_t lo, uint64_t hi);
 vnrt_status vk_buffer_read(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
                            uint64_t offset, void *dst, uint64_t bytes);
 /* Makes host writes to a mapped buffer range visible to the device, and device writes visible

@@ -417,11 +417,14 @@ void vk_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
   vkDestroyBuffer(dev->device, buf->buffer, NULL);
   release(dev, buf->block, buf->mem_offset, buf->mem_bytes);
   pthread_mutex_unlock(&dev->mem_lock);
+  vk_clean_free(dev, buf);
   dev->host->free(dev->host->core, buf);
 }
 
 void *vk_buffer_host_ptr(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
-  return buf ? buf->host : NULL;
+  if (!buf || !buf->host) return NULL;
+  vk_clean_untrack(dev, buf); /* writes through it are not seen (vk_clean.c) */
+  return buf->host;
 }
 
 /* The range [offset, offset+bytes) of a mapped buffer, widened to nonCoherentAtomSize. */
@@ -481,6 +484,7 @@ vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, 
                             const void *src, uint64_t bytes) {
   VK_TRY(check_range(dev, buf, "write", offset, bytes));
   if (bytes == 0) return VNRT_OK;
+  vk_clean_note_write(dev, buf, offset, src, bytes);
   if (buf->host) {
     memcpy(buf->host + offset, src, (size_t)bytes);
     vk_buffer_flush(dev, buf, offset, bytes);

@@ -332,7 +332,7 @@ VK_RECORD_FN(vk_rec_linear) {
   uint64_t M = (uint64_t)vnrt_dims_product(ta, 0, ta->rank - 1);
   /* A decode-sized linear on a CPU device: gemv.comp. */
   if (M >= 1 && M <= VK_GEMV_MMAX && vk_gemv_ok(b, ta->dtype, node->inputs[1], NULL, K)) {
-    return vk_emit_gemv_linear(b, node, NULL, NULL, M, N, K, 0, K, NULL);
+    return vk_emit_gemv_linear(b, node, NULL, NULL, false, M, N, K, 0, K, NULL);
   }
   /* B[k][n] = w[n][k]: stride 1 along k, K along n. */
   const uint64_t st[4] = {K, 1, 1, K};

@@ -269,7 +269,7 @@ static vnrt_status record_mhc_mix(vk_builder *b, const vnrt_backend_graph *g,
   vk_dispatch_desc d;
   if (T <= VK_GEMV_MMAX && vk_gemv_ok(b, tx->dtype, node->inputs[1], NULL, K)) {
     /* Decode-sized on a CPU device: gemv.comp. */
-    VK_TRY(vk_emit_gemv_linear(b, node, NULL, NULL, T, rows, K, 0, K, &mix));
+    VK_TRY(vk_emit_gemv_linear(b, node, NULL, NULL, false, T, rows, K, 0, K, &mix));
   } else {
     VK_TRY(mix_gemm(b, node, &mix, T, rows, K));
   }

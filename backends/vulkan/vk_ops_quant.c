@@ -85,6 +85,10 @@ static void bind_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   if (!is_codes(q->codes)) return;
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
   d->spec[11] = 1;
+  if (q->codes == VNRT_E4M3) { /* SC0 bit 6: no NaN test while the codes are known NaN-free */
+    d->clean_spec = 9;
+    d->clean_bits = 64;
+  }
   uint64_t per = q->codes == VNRT_E2M1 ? 8 : 4;
   if (L > 0 && L % per == 0 && (uint64_t)q->block[1] % per == 0) d->spec[9] |= 4;
 }
@@ -105,10 +109,12 @@ static void push_blocks(vk_dispatch_desc *d, int i, const vnrt_quant_weight *q, 
  * tensor (slot 0 / 5) or, when < 0, the scratch view at word offset in_off / out_off. */
 static vnrt_status emit_fake_quant(vk_builder *b, int32_t src, int32_t dst, vk_view scratch,
                                    uint64_t in_off, uint64_t out_off, vnrt_dtype fmt, uint64_t rows,
-                                   uint64_t D, uint64_t start, uint64_t nq, uint64_t block) {
+                                   uint64_t D, uint64_t start, uint64_t nq, uint64_t block,
+                                   bool bf16_out) {
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_QUANT);
   d.spec[8] = QOP_FAKE_QUANT;
+  if (bf16_out) d.spec[9] |= 8; /* into the scratch as bf16 pairs (SC0 bit 3) */
   if (src >= 0) {
     vk_bind(b, &d, 0, src);
   } else {
@@ -154,7 +160,8 @@ VK_RECORD_FN(vk_rec_fake_quant) {
   if (rows == 0 || D == 0) return VNRT_OK;
   vk_view none = {0};
   return emit_fake_quant(b, node->inputs[0], node->outputs[0], none, 0, 0, p->fmt, rows, D,
-                         (uint64_t)p->start, (uint64_t)(p->len / p->block), (uint64_t)p->block);
+                         (uint64_t)p->start, (uint64_t)(p->len / p->block), (uint64_t)p->block,
+                         false);
 }
 
 /* ---- gemv.comp: decode-sized products on CPU devices -------------------------------------- */
@@ -195,9 +202,14 @@ static void gemv_x_texels(vk_builder *b, vk_dispatch_desc *d, bool scratch) {
 /* Sets the weight of a gemv.comp dispatch: input w in slot 3, and for codes its scale in slot 4
  * (SC2 = 1), with push[i], push[i + 1] = b0 b1 (their log2 and SC0 bit 5 when both are powers
  * of two: llvmpipe divides lane by lane) and push[sc_at] = sc (scales per scale row) for rows of
- * L; SC0 bit 1 when the rows of a workgroup share one scale row. */
+ * L; SC0 bit 1 when the rows of a workgroup share one scale row. With one scale per row and
+ * chunk (FP4's 1x32 blocks) and 8 a row (L = 256 e2m1 codes: the bench model's down
+ * projection), SC0 bit 7: two rows' scales a texel fetch (slot 4's 16-byte texels), when every
+ * group of GV_RN rows is whole (`rows`, each pass's rows per expert or half, a multiple of it).
+ * The same for a row's chunks ch and ch + 8 (sc a multiple of 16) was slower (docs/bench.md,
+ * "Vulkan, stop 28"). */
 static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_node *node, int w,
-                        const vnrt_quant_weight *q, uint64_t L, int i, int sc_at) {
+                        const vnrt_quant_weight *q, uint64_t L, uint64_t rows, int i, int sc_at) {
   vk_bind(b, d, 3, node->inputs[w]);
   d->texel3 = true;
   if (!(q && is_codes(q->codes))) {
@@ -206,6 +218,10 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   }
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
   d->spec[11] = 1;
+  if (q->codes == VNRT_E4M3) { /* SC0 bit 6: no NaN test while the codes are known NaN-free */
+    d->clean_spec = 9;
+    d->clean_bits = 64;
+  }
   if (vk_texel_ok(b, node->inputs[q->scale_input], 1)) {
     d->texel4 = true; /* scales through texels (binding 12) too */
     d->spec[9] |= 8;
@@ -213,6 +229,11 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   uint64_t b0 = (uint64_t)q->block[0], b1 = (uint64_t)q->block[1];
   if (b0 % GV_RN == 0) d->spec[9] |= 2;
   uint64_t sc = vk_div_up(L, b1);
+  if (b0 == 1 && b1 == gemv_cv(q->codes) && sc == 8 && rows % GV_RN == 0 && d->texel_y < 0 &&
+      vk_texel_ok(b, node->inputs[q->scale_input], VK_TEXEL_BYTES)) {
+    d->spec[9] |= 128;
+    d->texel_y = 4; /* binding 14: slot 4 as 16-byte texels */
+  }
   if ((b0 & (b0 - 1)) == 0 && (b1 & (b1 - 1)) == 0) { /* SC0 bit 5: their log2 instead */
     d->spec[9] |= 32;
     b0 = (uint64_t)__builtin_ctzll(b0), b1 = (uint64_t)__builtin_ctzll(b1);
@@ -221,8 +242,8 @@ static void gemv_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
 }
 
 vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
-                                const vnrt_quant_weight *q, const vk_view *x_scratch, uint64_t M,
-                                uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
+                                const vnrt_quant_weight *q, const vk_view *x_scratch, bool x_bf16,
+                                uint64_t M, uint64_t N, uint64_t K, uint64_t gn, uint64_t xs,
                                 const vk_view *out) {
   if (M == 0 || N == 0) return VNRT_OK;
   vk_dispatch_desc d;
@@ -236,7 +257,15 @@ vnrt_status vk_emit_gemv_linear(vk_builder *b, const vnrt_backend_node *node,
     vk_bind(b, &d, 0, node->inputs[0]);
   }
   gemv_x_texels(b, &d, x_scratch != NULL);
-  gemv_weight(b, &d, node, 1, q, K, 4, 6);
+  if (x_bf16) {
+    if (!x_scratch || !(d.spec[9] & 16)) {
+      const vnrt_backend_host *host = vk_builder_host(b);
+      return host->error(host->core, VNRT_ERROR_INTERNAL,
+                         "vulkan: node '%s': bf16 x without the scratch's texels", node->name);
+    }
+    d.spec[9] |= 256;
+  }
+  gemv_weight(b, &d, node, 1, q, K, N, 4, 6);
   if (out) {
     d.slots[5] = *out;
     d.spec[5] = VNRT_F32;
@@ -286,15 +315,19 @@ static vnrt_status record_qgemm(vk_builder *b, const vnrt_backend_graph *g,
                                 uint64_t K) {
   if (M == 0 || N == 0) return VNRT_OK;
   vk_view xs = {0};
+  /* A decode-sized linear on a CPU device: gemv.comp, reading act_quant's x as bf16 texels
+   * where the scratch allows texels (half the fetches of f32; the values are exact in bf16). */
+  bool gemv = transposed && M <= VK_GEMV_MMAX &&
+              vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K);
+  bool x_bf16 = false;
   if (act_quant) {
     xs = vk_scratch_view(b, M * K * 4);
+    x_bf16 = gemv && vk_texel_view_ok(b, &xs, VK_TEXEL_BYTES);
     VK_TRY(emit_fake_quant(b, node->inputs[0], -1, xs, 0, 0, VNRT_E4M3, M, K, 0,
-                           K / (uint64_t)act_quant, (uint64_t)act_quant));
+                           K / (uint64_t)act_quant, (uint64_t)act_quant, x_bf16));
   }
-  /* A decode-sized linear on a CPU device: gemv.comp. */
-  if (transposed && M <= VK_GEMV_MMAX &&
-      vk_gemv_ok(b, vk_in_type(g, node, 0)->dtype, node->inputs[1], q, K)) {
-    return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, M, N, K, 0, K, NULL);
+  if (gemv) {
+    return vk_emit_gemv_linear(b, node, q, act_quant ? &xs : NULL, x_bf16, M, N, K, 0, K, NULL);
   }
   vk_dispatch_desc d;
   vk_desc_init(&d, VK_SHADER_QUANT);
@@ -393,7 +426,7 @@ static vnrt_status gemv_moe(vk_builder *b, const vnrt_backend_node *node, vk_vie
     if (pass == 2 && aq) {
       /* The down projection's input rounded per row of F, in place. */
       VK_TRY(emit_fake_quant(b, -1, -1, s, h_off, h_off, VNRT_E4M3, T * k, F, 0, F / ACT_BLOCK,
-                             ACT_BLOCK));
+                             ACT_BLOCK, false));
     }
     vk_desc_init(&d, VK_SHADER_GEMV);
     d.spec[8] = (uint32_t)pass;
@@ -407,7 +440,7 @@ static vnrt_status gemv_moe(vk_builder *b, const vnrt_backend_node *node, vk_vie
     vk_bind(b, &d, 2, node->inputs[2]);
     const vnrt_quant_weight *q = pass == 1 ? &p->w_gate_up : &p->w_down;
     uint64_t R = pass == 1 ? 2 * F : C, L = pass == 1 ? C : F;
-    gemv_weight(b, &d, node, pass == 1 ? 3 : 4, q, L, 8, 11);
+    gemv_weight(b, &d, node, pass == 1 ? 3 : 4, q, L, pass == 1 ? F : C, 8, 11);
     vk_push_u(&d, 10, is_codes(q->codes) ? vk_div_up(R, (uint64_t)q->block[0]) : 0);
     if (pass == 2) vk_bind(b, &d, 5, node->outputs[0]);
     d.slots[VK_SLOT_SCRATCH] = s;
@@ -434,7 +467,7 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   vk_view s = vk_scratch_view(b, (h_off + T * k * F) * 4);
   if (aq) {
     VK_TRY(emit_fake_quant(b, node->inputs[0], -1, s, 0, x_off, VNRT_E4M3, T, C, 0, C / ACT_BLOCK,
-                           ACT_BLOCK));
+                           ACT_BLOCK, false));
   }
   if (vk_gemv_ok(b, tx->dtype, node->inputs[3], &p->w_gate_up, C) &&
       vk_gemv_ok(b, VNRT_F32, node->inputs[4], &p->w_down, F)) {
@@ -462,7 +495,7 @@ VK_RECORD_FN(vk_rec_qmoe_ffn) {
   /* The down projection's input rounded per row of F, in place. */
   if (aq && F > 0) {
     VK_TRY(emit_fake_quant(b, -1, -1, s, h_off, h_off, VNRT_E4M3, T * k, F, 0, F / ACT_BLOCK,
-                           ACT_BLOCK));
+                           ACT_BLOCK, false));
   }
   vk_desc_init(&d, VK_SHADER_QUANT);
   d.spec[8] = QOP_DOWN;

@@ -529,7 +529,7 @@ VK_RECORD_FN(vk_rec_grouped_linear) {
   vk_dispatch_desc d;
   if (M <= VK_GEMV_MMAX && N % 16 == 0 && vk_gemv_ok(b, tx->dtype, node->inputs[1], &p->w, K)) {
     /* Decode-sized on a CPU device: gemv.comp, each workgroup's rows in one group. */
-    return vk_emit_gemv_linear(b, node, &p->w, NULL, M, G * N, K, N, G * K, NULL);
+    return vk_emit_gemv_linear(b, node, &p->w, NULL, false, M, G * N, K, N, G * K, NULL);
   }
   if (is_codes(p->w.codes)) {
     /* quant.comp's GEMM over all G*N rows of w, each output reading its group of x. */

@@ -28,7 +28,10 @@
 //        OP 1/2 push (quant.comp's layout): T C F k E limit x_off h_off b0 b1 sr sc.
 // SC0 bit 1: the RN rows of a workgroup share their scale row (b0 a multiple of RN); bit 3: the
 // scales are read through their byte texel view (binding 12); bit 4: x through its texel view
-// (binding 13); bit 5: b0 and b1 are powers of two, pushed as their log2.
+// (binding 13); bit 5: b0 and b1 are powers of two, pushed as their log2; bit 6: the e4m3
+// weight holds no NaN code, no test (the host runs this variant only while it knows so); bit
+// 7: the scales of two rows a fetch (rows_dot_rpairs); bit 8 (with bits 0 and 4): x in the
+// scratch is bf16 (load_x).
 // An expert outside its range is reported and clamped, as quant.comp does.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -109,7 +112,9 @@ float chunk_dot(uint wi, vec4 xv[8]) {
     uvec4 q = wtx(wi >> 4);
     float d = (vn_e4m3_dot_2m8(q.x, xv[0]) + vn_e4m3_dot_2m8(q.y, xv[1])) +
               (vn_e4m3_dot_2m8(q.z, xv[2]) + vn_e4m3_dot_2m8(q.w, xv[3]));
-    // NaN codes, flagged for the whole chunk (one test per 16 codes, not per pair).
+    // NaN codes, flagged for the whole chunk (one test per 16 codes, not per pair); SC0 bit 6:
+    // none, the weight's bytes are known to hold no NaN code (the host's vk_clean.c).
+    if ((SC0 & 64u) != 0u) return 256.0 * d;
     return vn_e4m3_nan4(q) != 0u ? uintBitsToFloat(0x7fc00000u) : 256.0 * d;
   }
   if (DT3 == DT_E2M1) { // through f16 (vn_e2m1_dot_2m14); times 2^14 is exact
@@ -137,13 +142,16 @@ layout(set = 0, binding = 13) uniform usamplerBuffer xtex;
 // x values i .. i + CV - 1 (i a multiple of CV).
 void load_x(uint i, out vec4 xv[8]) {
   if ((SC0 & 16u) != 0u) {
-    if ((SC0 & 1u) != 0u || DT0 == DT_F32) {
+    // SC0 bit 8 (with bits 0 and 4): the scratch holds bf16 (act_quant's values, exact in bf16:
+    // quant.comp's fake_quant SC0 bit 3), half the texel fetches of f32.
+    bool scr = (SC0 & 1u) != 0u, bf = scr ? (SC0 & 256u) != 0u : DT0 == DT_BF16;
+    if (scr ? !bf : DT0 == DT_F32) {
       for (uint j = 0u; j < CV / 4u; ++j) xv[j] = uintBitsToFloat(texelFetch(xtex, int((i >> 2) + j)));
     } else {
       for (uint j = 0u; j < CV / 8u; ++j) {
         uvec4 q = texelFetch(xtex, int((i >> 3) + j));
-        xv[2u * j] = DT0 == DT_BF16 ? bf16x4(q.xy) : f16x4(q.xy);
-        xv[2u * j + 1u] = DT0 == DT_BF16 ? bf16x4(q.zw) : f16x4(q.zw);
+        xv[2u * j] = bf ? bf16x4(q.xy) : f16x4(q.xy);
+        xv[2u * j + 1u] = bf ? bf16x4(q.zw) : f16x4(q.zw);
       }
     }
     return;
@@ -151,10 +159,40 @@ void load_x(uint i, out vec4 xv[8]) {
   for (uint j = 0u; j < CV / 4u; ++j) xv[j] = ldx4(i + 4u * j);
 }
 
+// SC0 bit 7 (one scale per row and chunk, b0 = 1 and b1 = CV, and 8 a row: sc = 8, L = 8 CV,
+// one chunk a lane): the scales of rows row and row + 1 at one chunk through one fetch of slot
+// 4's 16-byte texels (binding 14), where the byte texels of binding 12 take a fetch (a call of
+// llvmpipe's texel function) per row and chunk. Scale bytes i and i + 8 for i % 16 < 8 (row
+// even: lane l's i % 16 is l).
+layout(set = 0, binding = 14) uniform usamplerBuffer stex16;
+uvec2 scale_pair(uint i) {
+  uvec4 q = texelFetch(stex16, int(i >> 4));
+  bool lo = (i & 4u) == 0u;
+  return (uvec2(lo ? q.x : q.y, lo ? q.z : q.w) >> ((i & 3u) << 3)) & 0xffu;
+}
+
+// rows_dot for SC0 bit 7 (the host sees that nr = RN and row0 is even): rows in pairs.
+void rows_dot_rpairs(uint w_base, uint s_base, uint row0, uint L, uint x0, uint sc, float a,
+                     inout float acc[RN]) {
+  uint ch = gl_LocalInvocationID.x, c = ch * CV;
+  vec4 xv[8];
+  load_x(x0 + c, xv);
+  for (uint r = 0u; r < RN; r += 2u) {
+    uint row = row0 + r;
+    uvec2 sp = scale_pair(s_base + row * sc + ch);
+    acc[r] += a * vn_e8m0(sp.x) * chunk_dot(w_base + row * L + c, xv);
+    acc[r + 1u] += a * vn_e8m0(sp.y) * chunk_dot(w_base + (row + 1u) * L + c, xv);
+  }
+}
+
 // acc[r] += a * sum_c W[row0 + r][c] x[x0 + c] over this lane's chunks, r < nr: rows of L
 // values from element w_base, their scales from s_base.
 void rows_dot(uint w_base, uint s_base, uint row0, uint nr, uint L, uint x0, uint b0, uint b1,
               uint sc, float a, inout float acc[RN]) {
+  if ((SC0 & 128u) != 0u) {
+    rows_dot_rpairs(w_base, s_base, row0, L, x0, sc, a, acc);
+    return;
+  }
   for (uint ch = gl_LocalInvocationID.x; ch < L / CV; ch += uint(WG)) {
     uint c = ch * CV;
     vec4 xv[8];

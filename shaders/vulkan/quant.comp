@@ -18,7 +18,8 @@
 //        others copied. An invocation per (row, unit): a unit is one block, or up to PASS of
 //        the copied channels. SC0 bit 0: read the scratch at in_off (else slot 0, DT0);
 //        bit 1: write the scratch at out_off (else slot 5, DT5). In place is allowed: an
-//        invocation reads its channels before it writes them.
+//        invocation reads its channels before it writes them. Bit 3 (with bit 1; start 0, no
+//        copied channels): written as bf16 pairs, the GEMV's x (gemv.comp SC0 bit 8).
 //   OP 1 qgemm: Y[m][n] = sum_k X[m][k] W(k, n) into slot 5, X = slot 0 (or the scratch at
 //        x_off when SC0 bit 0); SC1 = 1: W(k, n) = w[n][k] (linear, R = N, C = K), else
 //        W(k, n) = b[k][n] (matmul, R = K, C = N). An invocation per (n, RM rows).
@@ -151,6 +152,7 @@ void row_dot(uint w0, uint L, uint s0, uint b1, uint x0, uint xs, uint nx, inout
 // ---- OP 0: fake_quant --------------------------------------------------------------------------
 
 // push: rows D start nq block in_off out_off
+layout(set = 0, binding = 8, std430) buffer VnScratchU { uint u[]; } scratch_u; // SC0 bit 3
 float fq_ld(uint i) { return (SC0 & 1u) != 0u ? scratch.f[pc.u[5] + i] : ldf0(i); }
 void fq_st(uint i, float v) {
   if ((SC0 & 2u) != 0u) {
@@ -181,6 +183,18 @@ void fake_quant(uint g) {
     // 1 / s = 2^-c exactly, in one or (c = 127) two normal factors.
     float inv0 = uintBitsToFloat(uint(127 - min(c, 126)) << 23);
     float inv1 = c == 127 ? 0.5 : 1.0;
+    if ((SC0 & 8u) != 0u) {
+      // SC0 bit 3 (set with bit 1, for start 0 and no copied channels, block and D even): the
+      // results as bf16 pairs into the scratch, element i in word out_off + i / 2 (exact: an
+      // e4m3 value times a power of two, or an infinity, or a NaN with its quiet bit).
+      for (uint i = 0u; i < block; i += 2u) {
+        float v0 = fq_round(fq_ld(b0 + i) * inv0 * inv1) * s;
+        float v1 = fq_round(fq_ld(b0 + i + 1u) * inv0 * inv1) * s;
+        scratch_u.u[pc.u[6] + (b0 + i) / 2u] =
+            (floatBitsToUint(v0) >> 16) | (floatBitsToUint(v1) & 0xffff0000u);
+      }
+      return;
+    }
     for (uint i = 0u; i < block; ++i) {
       float q = fq_ld(b0 + i) * inv0 * inv1;
       fq_st(b0 + i, fq_round(q) * s);

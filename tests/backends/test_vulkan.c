@@ -5,6 +5,7 @@
  * (large transfers, copies from a second thread during runs, the logged choice), mixed
  * CPU/Vulkan plans with cached command buffers, and the on-disk pipeline cache. */
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -378,6 +379,44 @@ static void act_quant_gemv(vnrt_context *ctx) {
     vs_cpu(ctx, what, VNRT_OP_LINEAR, in, 3, &aq, 1, 1, 1e-12);
     tu_free_all(in, 3);
   }
+}
+
+/* Random codes (any byte: every e2m1 nibble is a value) and scales 2^(-7..7), every row's
+ * differing from its neighbours'. */
+static void fill_bytes(uint8_t *p, uint64_t n, uint64_t seed);
+static void fill_fp4(tu_tensor *codes, tu_tensor *scale, uint64_t seed) {
+  fill_bytes(codes->data, vnrt_tensor_type_bytes(&codes->type), seed);
+  uint8_t *sc = scale->data;
+  const int64_t n = tu_numel(scale), per_row = scale->type.dims[scale->type.rank - 1];
+  for (int64_t i = 0; i < n; ++i) sc[i] = (uint8_t)(120 + (i * 5 + (i / per_row) * 3) % 15);
+}
+
+/* FP4 GEMVs whose rows hold 8 scales (256 codes, 1x32 blocks), so that gemv.comp reads two
+ * rows' scales in one fetch (SC0 bit 7): a linear of 48 rows and moe_ffn's down projection
+ * (F = 256, C = 64), against the CPU. Scales swapped between paired rows fail both. */
+static void fp4_scale_pairs(vnrt_context *ctx) {
+  const int64_t wd[2] = {48, 256}, sd[2] = {48, 8};
+  tu_tensor lin[3] = {tu_rnd(VNRT_F32, 2, 1, 256, 0, 0, 150, -1.0f, 1.0f),
+                      tu_tensor_new(VNRT_E2M1, 2, wd), tu_tensor_new(VNRT_E8M0, 2, sd)};
+  fill_fp4(&lin[1], &lin[2], 151);
+  vs_cpu(ctx, "linear e2m1 [48, 256]", VNRT_OP_LINEAR, lin, 3, NULL, 0, 1, TOL_GEMM);
+  tu_free_all(lin, 3);
+  const int64_t T = 1, C = 64, F = 256, E = 3, k = 2;
+  const int64_t gud[3] = {E, 2 * F, C}, gsd[3] = {E, 2 * F, C / 32}, dd[3] = {E, C, F},
+                dsd[3] = {E, C, F / 32};
+  const int32_t ex[2] = {2, 0};
+  tu_tensor moe[7] = {tu_rnd(VNRT_F32, 2, T, C, 0, 0, 152, -1.0f, 1.0f),
+                      tu_ints(2, T, k, ex),
+                      tu_rnd(VNRT_F32, 2, T, k, 0, 0, 153, 0.1f, 1.0f),
+                      tu_tensor_new(VNRT_E2M1, 3, gud),
+                      tu_tensor_new(VNRT_E2M1, 3, dd),
+                      tu_tensor_new(VNRT_E8M0, 3, gsd),
+                      tu_tensor_new(VNRT_E8M0, 3, dsd)};
+  fill_fp4(&moe[3], &moe[5], 154);
+  fill_fp4(&moe[4], &moe[6], 155);
+  vnrt_attr lim = tu_attr_f("limit", 7.0);
+  vs_cpu(ctx, "moe_ffn e2m1 F = 256", VNRT_OP_MOE_FFN, moe, 7, &lim, 1, 1, TOL_GEMM);
+  tu_free_all(moe, 7);
 }
 
 /* kv_scatter of one row (a decode step's; v4.comp OP 9) and of two (OP 7, 3, 4), exactly. */
@@ -804,6 +843,7 @@ static void kernel_variant_ops(vnrt_context *ctx) {
   tu_sweep_mhc_moe(ctx, vulkan_device(ctx));
   moe_ffn_cases(ctx);
   act_quant_gemv(ctx);
+  fp4_scale_pairs(ctx);
   kv_scatter_rows(ctx);
 }
 
@@ -1448,6 +1488,204 @@ START_TEST(test_copy_queue_unknown_setting_warns) {
 }
 END_TEST
 
+/* ---- gemv.comp's e4m3 products without the NaN test (vk_clean.c) ---------------------- */
+
+/* Counts the lines "vulkan: A of B e4m3 GEMVs run without the NaN test ..." with that A, B. */
+static int count_clean_lines(const log_capture *cap, int a, int b) {
+  char want[96];
+  snprintf(want, sizeof want, "vulkan: %d of %d e4m3 GEMVs run without the NaN test", a, b);
+  int n = 0;
+  for (const char *p = cap->text; (p = strstr(p, want)) != NULL; p += strlen(want)) ++n;
+  return n;
+}
+
+enum { GN_K = 64, GN_N = 40, GN_X = 0, GN_W = 4096, GN_S = 8192, GN_Y = 12288, GN_BYTES = 16384 };
+
+/* y = linear(x, w, s) through the backend table, x f32[1, 64], w e4m3[40, 64] with 8x32 blocks,
+ * all in buf: a decode-sized e4m3 GEMV (gemv.comp on a CPU device). */
+static vnrt_backend_exec *compile_e4m3_linear(vnrt_context *ctx, vk_handle h,
+                                              vnrt_backend_buffer *buf) {
+  static vnrt_backend_tensor t[4];
+  static vnrt_backend_node node;
+  static vnrt_op_params params;
+  t[0] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_K}}, "x", buf, GN_X};
+  t[1] = (vnrt_backend_tensor){{VNRT_E4M3, 2, {GN_N, GN_K}}, "w", buf, GN_W};
+  t[2] = (vnrt_backend_tensor){{VNRT_E8M0, 2, {GN_N / 8, GN_K / 32}}, "s", buf, GN_S};
+  t[3] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y", buf, GN_Y};
+  memset(&params, 0, sizeof params);
+  params.linear.w = (vnrt_quant_weight){VNRT_E4M3, {8, 32}, 2};
+  memset(&node, 0, sizeof node);
+  node.op = VNRT_OP_LINEAR;
+  node.name = "y";
+  node.n_inputs = 3;
+  node.inputs[0] = 0, node.inputs[1] = 1, node.inputs[2] = 2;
+  node.n_outputs = 1;
+  node.outputs[0] = 3;
+  node.params = &params;
+  static vnrt_backend_graph g;
+  g = (vnrt_backend_graph){4,
+                           t,
+                           1,
+                           &node,
+                           VNRT_KERNELS_FAST,
+                           sizeof(vnrt_backend_graph),
+                           sizeof(vnrt_backend_tensor),
+                           sizeof(vnrt_backend_node)};
+  ck_assert_msg(h.iface->supports_node(h.bdev, &g, 0), "linear e4m3 not supported");
+  vnrt_backend_exec *exec = NULL;
+  TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
+  return exec;
+}
+
+/* A second graph, v = neg(u) for u f32[4] at GN_NEG, v written over w's first 16 codes. */
+enum { GN_NEG = 10240 };
+static vnrt_backend_exec *compile_neg_over_w(vnrt_context *ctx, vk_handle h,
+                                             vnrt_backend_buffer *buf) {
+  static vnrt_backend_tensor t[2];
+  static vnrt_backend_node node;
+  static vnrt_op_params params;
+  t[0] = (vnrt_backend_tensor){{VNRT_F32, 1, {4}}, "u", buf, GN_NEG};
+  t[1] = (vnrt_backend_tensor){{VNRT_F32, 1, {4}}, "v", buf, GN_W};
+  memset(&params, 0, sizeof params);
+  memset(&node, 0, sizeof node);
+  node.op = VNRT_OP_NEG;
+  node.name = "v";
+  node.n_inputs = 1;
+  node.n_outputs = 1;
+  node.outputs[0] = 1;
+  node.params = &params;
+  static vnrt_backend_graph g;
+  g = (vnrt_backend_graph){2,
+                           t,
+                           1,
+                           &node,
+                           VNRT_KERNELS_FAST,
+                           sizeof(vnrt_backend_graph),
+                           sizeof(vnrt_backend_tensor),
+                           sizeof(vnrt_backend_node)};
+  vnrt_backend_exec *exec = NULL;
+  TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
+  return exec;
+}
+
+static void run_e4m3_linear(vnrt_context *ctx, vk_handle h, vnrt_backend_exec *exec,
+                            vnrt_backend_buffer *buf, float y[GN_N]) {
+  TU_OK(ctx, h.iface->run(exec, 0, 1));
+  TU_OK(ctx, h.iface->buffer_read(h.bdev, buf, GN_Y, y, sizeof(float) * GN_N));
+}
+
+/* y against want bit for bit, but row nan_row (>= 0), which must be NaN. */
+static void check_rows(const char *what, const float *y, const float *want, int nan_row) {
+  for (int n = 0; n < GN_N; ++n) {
+    if (n == nan_row) {
+      ck_assert_msg(isnan(y[n]), "%s: y[%d] = %g, not NaN (a NaN code in its row)", what, n,
+                    (double)y[n]);
+    } else {
+      ck_assert_msg(memcmp(&y[n], &want[n], sizeof *y) == 0, "%s: y[%d] = %.9g, not %.9g", what, n,
+                    (double)y[n], (double)want[n]);
+    }
+  }
+}
+
+/* A weight written with no NaN code runs without the NaN test, bit for bit as with it; a NaN
+ * code written into it (even one byte, or by another graph's kernel), or its buffer's host
+ * address handed out, brings the test back and the row's result is NaN; writing the codes back
+ * clean drops it again (but after the host address). */
+START_TEST(test_gemv_nan_test_only_for_weights_not_known_clean) {
+  log_capture cap;
+  /* Under synchronization validation: dropping and recording the command buffers again when
+   * the choice changes must stay silent. */
+  saved_env val = env_set("VNRT_VK_VALIDATION", "sync");
+  vnrt_context *ctx = capture_context(&cap);
+  env_restore(&val);
+  vnrt_device_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
+  /* gemv.comp runs on CPU devices (lavapipe) unless VNRT_VK_CPU_KERNELS=0. */
+  const char *ck = getenv("VNRT_VK_CPU_KERNELS");
+  int gemv = (info.type == VNRT_DEVICE_TYPE_CPU || info.type == VNRT_DEVICE_TYPE_SOFTWARE) &&
+             !(ck && strcmp(ck, "0") == 0);
+  vk_handle h = backend_device(ctx);
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
+  float x[GN_K];
+  uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
+  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 37 % 29) - 14) / 8.0f;
+  for (int i = 0; i < GN_N * GN_K; ++i) {
+    uint8_t c = (uint8_t)(i * 73 + 5 + i / 11);
+    w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c; /* every code but the NaNs */
+  }
+  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(120 + i); /* 127 among them */
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  vnrt_backend_exec *exec = compile_e4m3_linear(ctx, h, buf);
+
+  /* The reference, in double (exact codecs; the sums are f32's, so a tolerance). */
+  float y[GN_N], clean[GN_N];
+  run_e4m3_linear(ctx, h, exec, buf, clean);
+  for (int n = 0; n < GN_N; ++n) {
+    double want = 0.0, mag = 0.0;
+    for (int k = 0; k < GN_K; ++k) {
+      double v = (double)vnrt_e4m3_to_f32(w[n * GN_K + k]) *
+                 (double)vnrt_e8m0_to_f32(sc[(n / 8) * (GN_K / 32) + k / 32]) * (double)x[k];
+      want += v, mag += fabs(v);
+    }
+    ck_assert_msg(fabs((double)clean[n] - want) <= 1e-6 * mag + 1e-30, "y[%d] = %.9g, want %.9g", n,
+                  (double)clean[n], want);
+  }
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 1, 1), 1);
+
+  /* One NaN code, written alone. */
+  const int row = 5, at = row * GN_K + 3;
+  const uint8_t nan_code = 0xFF;
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W + at, &nan_code, 1));
+  run_e4m3_linear(ctx, h, exec, buf, y);
+  check_rows("a NaN code written", y, clean, row);
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 0, 1), 1);
+  /* The code written back: clean again, the same bits. */
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W + at, &w[at], 1));
+  run_e4m3_linear(ctx, h, exec, buf, y);
+  check_rows("the code written back", y, clean, -1);
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 1, 1), 2);
+
+  /* Another graph's kernel writes over row 0's first codes: -(-FLT_MAX) is bytes FF FF 7F 7F,
+   * NaN codes. */
+  const float u[4] = {-FLT_MAX, -FLT_MAX, -FLT_MAX, -FLT_MAX};
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_NEG, u, sizeof u));
+  vnrt_backend_exec *neg = compile_neg_over_w(ctx, h, buf);
+  TU_OK(ctx, h.iface->run(neg, 0, 1));
+  h.iface->exec_destroy(neg);
+  run_e4m3_linear(ctx, h, exec, buf, y);
+  check_rows("a kernel's NaN codes", y, clean, 0);
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 0, 1), 2);
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+  run_e4m3_linear(ctx, h, exec, buf, y);
+  check_rows("written back after the kernel", y, clean, -1);
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 1, 1), 3);
+
+  /* Through the host address, where there is one: writes there are not seen, so the test
+   * stays from then on (and gives the same bits on clean codes). */
+  uint8_t *p = h.iface->buffer_host_ptr ? h.iface->buffer_host_ptr(h.bdev, buf) : NULL;
+  if (p) {
+    p[GN_W + at] = 0x7F;
+    run_e4m3_linear(ctx, h, exec, buf, y);
+    check_rows("a NaN code through the host address", y, clean, row);
+    p[GN_W + at] = w[at];
+    run_e4m3_linear(ctx, h, exec, buf, y);
+    check_rows("the code back through the host address", y, clean, -1);
+    TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+    run_e4m3_linear(ctx, h, exec, buf, y);
+    check_rows("rewritten after the host address", y, clean, -1);
+    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 0, 1), 3);
+    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 1, 1), 3);
+  }
+  h.iface->exec_destroy(exec);
+  h.iface->buffer_free(h.bdev, buf);
+  assert_layer_enabled(&cap);
+  destroy_silent(ctx, &cap);
+}
+END_TEST
+
 /* ---- Pipeline cache on disk ------------------------------------------------------------ */
 
 static int cache_files(const char *dir) {
@@ -1536,6 +1774,7 @@ int main(void) {
   tcase_add_loop_test(run, test_copy_queue_round_trips_large_buffers, 0, n_envs);
   tcase_add_loop_test(run, test_copy_queue_writes_interleave_with_runs, 0, 3);
   tcase_add_test(run, test_copy_queue_unknown_setting_warns);
+  tcase_add_test(run, test_gemv_nan_test_only_for_weights_not_known_clean);
   suite_add_tcase(s, run);
   return tu_run_suite(s);
 }
