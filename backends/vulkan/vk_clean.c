@@ -1,13 +1,14 @@
 /* Which bytes of a buffer are known to hold no e4m3 NaN code (0x7F or 0xFF), so that gemv.comp
  * may skip its NaN test on a weight read from them (docs/vulkan.md, "NaN-free weights").
  *
- * buffer_write and buffer_write_async scan the bytes they are given: a write with no byte whose
- * low 7 bits are all set adds its range to the buffer's clean ranges, any other write removes
- * it. A run removes every range its dispatches may write (vk_exec.c), and a buffer whose host
- * address was handed out (buffer_host_ptr) is never clean again: writes through that address
- * are not seen. What was never written is not clean. The test is on bytes, whatever the
- * tensor's dtype: bytes of other dtypes only make their ranges unclean, which costs nothing but
- * the test they would not have skipped. */
+ * buffer_write and buffer_write_async take a write's range out of the buffer's clean ranges
+ * before writing and, once the write succeeded, scan the bytes they were given: a write with no
+ * byte whose low 7 bits are all set adds its range back, any other leaves it out (the whole
+ * write: a 0x7F scale byte written with its codes keeps them out too). A run removes every range
+ * its dispatches may write (vk_exec.c), and a buffer whose host address was handed out
+ * (buffer_host_ptr) is never clean again: writes through that address are not seen. What was never
+ * written is not clean. The test is on bytes, whatever the tensor's dtype: bytes of other dtypes
+ * only make their ranges unclean, which costs nothing but the test they would not have skipped. */
 #include <string.h>
 
 #include "vk_internal.h"
@@ -115,11 +116,23 @@ bool vk_clean_covers_locked(const vk_clean *c, uint64_t lo, uint64_t hi) {
   return i < c->n && c->r[i].lo <= lo && c->r[i].hi >= hi;
 }
 
-void vk_clean_note_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
-                         const void *src, uint64_t bytes) {
+bool vk_clean_tracked(const vnrt_backend_device *dev) {
   /* Only gemv.comp, which runs on CPU devices (vk_builder_cpu_kernels), reads the ranges:
    * elsewhere they are never added, and no write is scanned. */
-  if (bytes == 0 || dev->phys->props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU) return;
+  return dev->phys->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
+void vk_clean_begin_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
+                          uint64_t bytes) {
+  if (bytes == 0 || !vk_clean_tracked(dev)) return;
+  pthread_mutex_lock(&dev->clean_lock);
+  if (!buf->clean.untracked) vk_clean_sub_locked(dev->host, &buf->clean, offset, offset + bytes);
+  pthread_mutex_unlock(&dev->clean_lock);
+}
+
+void vk_clean_note_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,
+                         const void *src, uint64_t bytes) {
+  if (bytes == 0 || !vk_clean_tracked(dev)) return;
   bool clean = vk_clean_scan(src, bytes);
   pthread_mutex_lock(&dev->clean_lock);
   if (!buf->clean.untracked) {

@@ -504,7 +504,10 @@ vnrt_status vk_buffer_write_async(vnrt_backend_device *dev, vnrt_backend_buffer 
                                   uint64_t offset, const void *src, uint64_t bytes,
                                   const vnrt_backend_sync *sync) {
   VK_TRY(vk_buffer_check(dev, buf, offset, bytes, "write_async"));
-  vk_clean_note_write(dev, buf, offset, src, bytes); /* the bytes are src's from here on */
+  /* Out of the clean ranges from here; back in once every chunk is queued (the bytes are src's
+   * for every later run, which waits for sync's signal). A failed write keeps them out. */
+  const uint64_t offset0 = offset, bytes0 = bytes;
+  vk_clean_begin_write(dev, buf, offset0, bytes0);
   vk_copy *c = &dev->copy;
   const vnrt_backend_sync none = {0};
   if (!sync) sync = &none;
@@ -531,6 +534,7 @@ vnrt_status vk_buffer_write_async(vnrt_backend_device *dev, vnrt_backend_buffer 
     bytes -= chunk;
   }
   pthread_mutex_unlock(&dev->staging_lock);
+  if (s == VNRT_OK) vk_clean_note_write(dev, buf, offset0, src, bytes0);
   return s;
 }
 

@@ -72,6 +72,7 @@ struct vnrt_backend_exec {
   int32_t n_writes;
   int32_t n_clean_cand; /* dispatches with a clean variant */
   int32_t n_switches;   /* times select_variants changed a choice */
+  bool cmds_stale;      /* a choice changed and cmds are not yet dropped: never submit them */
 };
 
 struct vk_builder {
@@ -839,7 +840,7 @@ static vnrt_status check_nodes(vnrt_backend_exec *e, int32_t first, int32_t coun
 #define VK_MAX_SWITCHES 8
 static vnrt_status select_variants(vnrt_backend_exec *e) {
   vnrt_backend_device *dev = e->dev;
-  if (e->n_writes == 0 && e->n_clean_cand == 0) return VNRT_OK;
+  if (!vk_clean_tracked(dev) || (e->n_writes == 0 && e->n_clean_cand == 0)) return VNRT_OK;
   bool changed = false;
   int32_t n_unchecked = 0;
   pthread_mutex_lock(&dev->clean_lock);
@@ -866,17 +867,23 @@ static vnrt_status select_variants(vnrt_backend_exec *e) {
     n_unchecked += d->pipeline == d->unchecked;
   }
   pthread_mutex_unlock(&dev->clean_lock);
-  if (!changed) return VNRT_OK;
-  e->n_switches++;
-  dev->host->log(dev->host->core, VNRT_LOG_INFO,
-                 "vulkan: %d of %d e4m3 GEMVs run without the NaN test (weights known NaN-free)",
-                 (int)n_unchecked, (int)e->n_clean_cand);
-  if (e->n_cmds == 0) return VNRT_OK;
-  VK_TRY(vk_wait_compute(dev, "run")); /* async runs may still use the command buffers */
-  for (int32_t i = 0; i < e->n_cmds; ++i) {
-    vkFreeCommandBuffers(dev->device, e->cmd_pool, 1, &e->cmds[i].cmd);
+  if (changed) {
+    e->n_switches++;
+    e->cmds_stale = true;
+    dev->host->log(dev->host->core, VNRT_LOG_INFO,
+                   "vulkan: %d of %d e4m3 GEMVs run without the NaN test (weights known NaN-free)",
+                   (int)n_unchecked, (int)e->n_clean_cand);
   }
-  e->n_cmds = 0;
+  /* Recorded with the old choices: dropped before any run, also when an earlier wait failed. */
+  if (!e->cmds_stale) return VNRT_OK;
+  if (e->n_cmds > 0) {
+    VK_TRY(vk_wait_compute(dev, "run")); /* async runs may still use the command buffers */
+    for (int32_t i = 0; i < e->n_cmds; ++i) {
+      vkFreeCommandBuffers(dev->device, e->cmd_pool, 1, &e->cmds[i].cmd);
+    }
+    e->n_cmds = 0;
+  }
+  e->cmds_stale = false;
   return VNRT_OK;
 }
 

@@ -463,11 +463,16 @@ void vk_buffer_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 void *vk_buffer_host_ptr(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 vnrt_status vk_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer,
                             uint64_t offset, const void *src, uint64_t bytes);
-/* vk_clean.c: the ranges of a buffer known to hold no e4m3 NaN code. vk_clean_scan: whether
- * bytes holds none; note_write: a write of src at offset adds its range, or removes it;
- * untrack: the buffer's host address was handed out (never clean again); the _locked ones
- * under device->clean_lock. */
+/* vk_clean.c: the ranges of a buffer known to hold no e4m3 NaN code. vk_clean_tracked: whether
+ * the device keeps them (CPU devices, where gemv.comp runs); vk_clean_scan: whether bytes holds
+ * none; begin_write: a write is about to change [offset, offset + bytes), which leaves the clean
+ * ranges until note_write, after the write succeeded, scans src and adds the range back (or
+ * keeps it out); untrack: the buffer's host address was handed out (never clean again); the
+ * _locked ones under device->clean_lock. */
+bool vk_clean_tracked(const vnrt_backend_device *device);
 bool vk_clean_scan(const void *src, uint64_t bytes);
+void vk_clean_begin_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
+                          uint64_t bytes);
 void vk_clean_note_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                          const void *src, uint64_t bytes);
 void vk_clean_untrack(vnrt_backend_device *device, vnrt_backend_buffer *buffer);

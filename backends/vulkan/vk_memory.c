@@ -484,13 +484,18 @@ vnrt_status vk_buffer_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, 
                             const void *src, uint64_t bytes) {
   VK_TRY(check_range(dev, buf, "write", offset, bytes));
   if (bytes == 0) return VNRT_OK;
-  vk_clean_note_write(dev, buf, offset, src, bytes);
+  /* Out of the clean ranges while the bytes change; back in once they are written (a failed
+   * write may leave any bytes there). */
+  vk_clean_begin_write(dev, buf, offset, bytes);
+  vnrt_status s = VNRT_OK;
   if (buf->host) {
     memcpy(buf->host + offset, src, (size_t)bytes);
     vk_buffer_flush(dev, buf, offset, bytes);
-    return VNRT_OK;
+  } else {
+    s = vk_copy_write(dev, buf, offset, src, bytes);
   }
-  return vk_copy_write(dev, buf, offset, src, bytes);
+  if (s == VNRT_OK) vk_clean_note_write(dev, buf, offset, src, bytes);
+  return s;
 }
 
 vnrt_status vk_buffer_read(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uint64_t offset,

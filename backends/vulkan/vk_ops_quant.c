@@ -84,11 +84,7 @@ static void bind_weight(vk_builder *b, vk_dispatch_desc *d, const vnrt_backend_n
   vk_bind(b, d, 3, node->inputs[w]);
   if (!is_codes(q->codes)) return;
   vk_bind(b, d, 4, node->inputs[q->scale_input]);
-  d->spec[11] = 1;
-  if (q->codes == VNRT_E4M3) { /* SC0 bit 6: no NaN test while the codes are known NaN-free */
-    d->clean_spec = 9;
-    d->clean_bits = 64;
-  }
+  d->spec[11] = 1; /* quant.comp keeps its NaN test: only gemv.comp has a clean variant */
   uint64_t per = q->codes == VNRT_E2M1 ? 8 : 4;
   if (L > 0 && L % per == 0 && (uint64_t)q->block[1] % per == 0) d->spec[9] |= 4;
 }
