@@ -169,9 +169,13 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
     cl_arg_i64(&k, C);
     cl_arg_i32(&k, S);
     cl_arg_f32(&k, (float)norm_eps);
+    /* On CPU drivers 16 channels an item where C allows, in groups of up to 8 (V4's C = 1024:
+     * 8 groups a token, each working out the pre weights once). */
+    const int v16 = split && C % 16 == 0;
+    cl_arg_i32(&k, v16);
     cl_arg_local(&k, (size_t)n * sizeof(float));
-    size_t wg = cl_launch_wg(&k, 64);
-    size_t items[2] = {(size_t)C, (size_t)T}, lws[2] = {wg, 1};
+    size_t wg = cl_launch_wg(&k, v16 ? 8 : 64);
+    size_t items[2] = {(size_t)(v16 ? C / 16 : C), (size_t)T}, lws[2] = {wg, 1};
     return cl_launch_end(&k, 2, items, lws);
   }
   uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4); /* hc_head's weights of the n streams */

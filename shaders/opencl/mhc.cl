@@ -90,11 +90,12 @@ void sinkhorn_inplace(__global float *M, int n, int iters, float eps) {
  * computed here from their sums of squares) and its collapse in one launch: global (C rounded up to the work-group, T), work-groups (wg, 1). Each
  * work-group's first item computes its token's pre weights into local pw[n]; the item at
  * channel 0 also stores the token's post and comb;
- * then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse. */
+ * then x[t, c] = sum_j pw[j]*X[t, j, c] as hc_collapse; with v16 an item works channels
+ * 16·id..16·id+15, global (C/16 rounded up, T). */
 __kernel void hc_pre_collapse(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, TENSOR(base),
                               int dba, TENSOR(post), int dpost, TENSOR(comb), int dcomb,
                               TENSOR(L), TENSOR(X), int dX, TENSOR(o), int dout, long T, int n,
-                              int iters, float eps, long C, int S, float norm_eps,
+                              int iters, float eps, long C, int S, float norm_eps, int v16,
                               __local float *pw) {
   long c = get_global_id(0), t = get_global_id(1);
   if (get_local_id(0) == 0 && t < T) {
@@ -126,6 +127,16 @@ __kernel void hc_pre_collapse(TENSOR(dot), TENSOR(inv), TENSOR(scale), int dsc, 
 #undef mx
   }
   barrier(CLK_LOCAL_MEM_FENCE);
+  if (v16) {
+    /* 16 channels per item (C a multiple of 16): the same products and sums per channel, a
+     * dtype switch per 16 loads instead of per load. */
+    c *= 16;
+    if (c >= C || t >= T) return;
+    float16 acc = 0.0f;
+    for (int j = 0; j < n; ++j) acc += pw[j] * ld16(PTR(X), dX, (t * n + j) * C + c);
+    st16(PTR(o), dout, t * C + c, acc);
+    return;
+  }
   if (c >= C || t >= T) return;
   float acc = 0.0f;
   for (int j = 0; j < n; ++j) acc += pw[j] * ld(PTR(X), dX, (t * n + j) * C + c);
