@@ -133,15 +133,17 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   int64_t rows = pre ? (n + 2) * n : n;
   float eps = (float)(pre ? p->hc_pre.eps : p->hc_head.eps);
   double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
-  /* On CPU drivers at decode sizes (T <= 16), where X's rows are whole 16-lane vectors,
-   * hc_pre's projection and sum of squares are hc_pre_mix's S partial sums a token
-   * (hc_pre_collapse adds them). Not where local memory is real (GPUs), nor for more tokens,
-   * where the GEMM's 4x4 register blocks reuse each load: the GEMM and the row reduction. */
-  const int split = pre && T <= 16 && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
+  /* On CPU drivers, where X's rows are whole 16-lane vectors, hc_pre's projection and sum of
+   * squares are hc_pre_mix's S partial sums a token (hc_pre_collapse adds them): on PoCL it
+   * beat the GEMM (vec) plus the row reduction at every T timed, 4 to 128 (V4, C = 1024).
+   * S = 8 slices for up to 16 tokens, fewer for more (T·S <= 128: the items are there
+   * anyway, and the partials' scratch stays small). Not where local memory is real (GPUs):
+   * the GEMM and the row reduction. */
+  const int split = pre && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
   int32_t S = 0;
   if (split) {
     S = 8;
-    while ((n * C) % (16 * S) != 0) S /= 2;
+    while (S > 1 && ((n * C) % (16 * S) != 0 || T * S > 128)) S /= 2;
   }
   uint64_t mix = cl_scratch(L, (uint64_t)(T * (split ? S * (rows + 1) : rows)) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
