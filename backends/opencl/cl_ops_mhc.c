@@ -74,12 +74,11 @@ vnrt_status cl_hc_expand_lower(cl_lower *L) {
   return cl_launch_1d(&k, total);
 }
 
-/* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and, with_inv, inv[t] = rsqrt(mean(X[t]^2) +
- * norm_eps). */
+/* dot[t, r] = fn[r]·X[t] (a GEMM into scratch) and inv[t] = rsqrt(mean(X[t]^2) + norm_eps). */
 static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, uint64_t dot,
-                              uint64_t inv, double norm_eps, int with_inv) {
+                              uint64_t inv, double norm_eps) {
   vnrt_status s = cl_lower_gemm_nt_to_scratch(L, 0, 1, T, rows, nc, dot);
-  if (s != VNRT_OK || !with_inv) return s;
+  if (s != VNRT_OK) return s;
   cl_launch k;
   cl_launch_begin(L, "short_conv_scale", &k);
   cl_arg_in_dt(&k, 0);
@@ -87,6 +86,29 @@ static vnrt_status launch_mix(cl_lower *L, int64_t T, int64_t nc, int64_t rows, 
   cl_arg_i64(&k, nc);
   cl_arg_f32(&k, (float)norm_eps);
   return cl_launch_rows(&k, T, CL_REDUCE_WG);
+}
+
+/* hc_pre_mix (mhc.cl): part[t, s, :] = the partial dots of fn's rows with X[t] and X[t]'s
+ * partial sum of squares over the s-th of S slices of the nc inputs. Work-groups of up to 4
+ * items, at least 8 groups where there are items for them, so that a CPU driver's threads
+ * share the rows evenly (and one descheduled thread leaves a small tail). */
+static vnrt_status launch_mix_split(cl_lower *L, int64_t T, int64_t nc, int64_t rows, int32_t S,
+                                    uint64_t part) {
+  cl_launch k;
+  cl_launch_begin(L, "hc_pre_mix", &k);
+  cl_arg_in_dt(&k, 0);
+  cl_arg_in_dt(&k, 1);
+  cl_arg_scratch(&k, part);
+  cl_arg_i64(&k, T);
+  cl_arg_i32(&k, (int32_t)rows);
+  cl_arg_i64(&k, nc);
+  cl_arg_i32(&k, S);
+  size_t items[2] = {(size_t)((rows + 3) / 4 * S), (size_t)T};
+  size_t want = 4;
+  while (want > 1 && items[0] * items[1] < 8 * want) want /= 2;
+  size_t wg = cl_launch_wg(&k, want);
+  size_t lws[2] = {wg, 1};
+  return cl_launch_end(&k, 2, items, lws);
 }
 
 static vnrt_status launch_collapse(cl_lower *L, int64_t T, int64_t n, int64_t C, uint64_t w_off) {
@@ -111,13 +133,22 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
   int64_t rows = pre ? (n + 2) * n : n;
   float eps = (float)(pre ? p->hc_pre.eps : p->hc_head.eps);
   double norm_eps = pre ? p->hc_pre.norm_eps : p->hc_head.norm_eps;
-  uint64_t mix = cl_scratch(L, (uint64_t)(T * rows) * 4);
+  /* On CPU drivers, where X's rows are whole 16-lane vectors, hc_pre's projection and sum of
+   * squares are hc_pre_mix's S partial sums a token (hc_pre_collapse adds them): on PoCL it
+   * beat the GEMM (vec) plus the row reduction at every T timed, 4 to 128 (V4, C = 1024).
+   * S = 8 slices for up to 16 tokens, fewer for more (T·S <= 128: the items are there
+   * anyway, and the partials' scratch stays small). Not where local memory is real (GPUs):
+   * the GEMM and the row reduction. */
+  const int split = pre && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
+  int32_t S = 0;
+  if (split) {
+    S = 8;
+    while (S > 1 && ((n * C) % (16 * S) != 0 || T * S > 128)) S /= 2;
+  }
+  uint64_t mix = cl_scratch(L, (uint64_t)(T * (split ? S * (rows + 1) : rows)) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
-  /* On CPU drivers hc_pre_collapse computes inv itself where X's rows are whole 16-lane
-   * vectors (one launch fewer). Not where local memory is real (GPUs): there each work-group's
-   * first item would read the token's n·C values alone while the group waits. */
-  const int self_inv = pre && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
-  vnrt_status s = launch_mix(L, T, n * C, rows, mix, inv, norm_eps, !self_inv);
+  vnrt_status s = split ? launch_mix_split(L, T, n * C, rows, S, mix)
+                        : launch_mix(L, T, n * C, rows, mix, inv, norm_eps);
   if (s != VNRT_OK) return s;
   cl_launch k;
   if (pre) {
@@ -138,11 +169,15 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
     cl_arg_i32(&k, p->hc_pre.iters);
     cl_arg_f32(&k, eps);
     cl_arg_i64(&k, C);
-    cl_arg_i32(&k, self_inv);
+    cl_arg_i32(&k, S);
     cl_arg_f32(&k, (float)norm_eps);
+    /* On CPU drivers 16 channels an item where C allows, in groups of up to 8 (V4's C = 1024:
+     * 8 groups a token, each working out the pre weights once). */
+    const int v16 = split && C % 16 == 0;
+    cl_arg_i32(&k, v16);
     cl_arg_local(&k, (size_t)n * sizeof(float));
-    size_t wg = cl_launch_wg(&k, 64);
-    size_t items[2] = {(size_t)C, (size_t)T}, lws[2] = {wg, 1};
+    size_t wg = cl_launch_wg(&k, v16 ? 8 : 64);
+    size_t items[2] = {(size_t)(v16 ? C / 16 : C), (size_t)T}, lws[2] = {wg, 1};
     return cl_launch_end(&k, 2, items, lws);
   }
   uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4); /* hc_head's weights of the n streams */

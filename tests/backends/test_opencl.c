@@ -849,6 +849,24 @@ START_TEST(test_gpu_kernel_family_matches_cpu) {
     free_all(in, 4);
   }
   {
+    /* 40 tokens: on CPU drivers hc_pre_mix in fewer slices (T·S <= 128: S = 2 here). */
+    const int64_t X[3] = {40, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
+    tu_tensor in[4] = {rnd(VNRT_F32, 3, X, 21, -2, 2), rnd(VNRT_F32, 2, fn, 22, -0.1f, 0.1f),
+                       rnd(VNRT_F32, 1, sc, 23, 0.5f, 1.5f),
+                       rnd(VNRT_F32, 1, base, 24, -0.5f, 0.5f)};
+    vs_cpu(ctx, "hc_pre 40 tokens", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
+    free_all(in, 4);
+  }
+  {
+    /* bf16 X, f16 fn: hc_pre_mix's ld16 loads (the f32 pair has its own loop). */
+    const int64_t X[3] = {2, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
+    tu_tensor in[4] = {rnd(VNRT_BF16, 3, X, 25, -2, 2), rnd(VNRT_F16, 2, fn, 26, -0.1f, 0.1f),
+                       rnd(VNRT_F32, 1, sc, 27, 0.5f, 1.5f),
+                       rnd(VNRT_F32, 1, base, 28, -0.5f, 0.5f)};
+    vs_cpu(ctx, "hc_pre bf16 x f16 fn", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
+    free_all(in, 4);
+  }
+  {
     const int64_t x[2] = {5, 32}, ex[2] = {5, 2}, wt[2] = {5, 2}, gu[3] = {4, 48, 32},
                   wd[3] = {4, 32, 24};
     tu_tensor in[5] = {rnd(VNRT_F32, 2, x, 21, -1, 1), tu_tensor_new(VNRT_I32, 2, ex),
