@@ -479,7 +479,10 @@ vnrt_status cl_backend_device_open(void *state_, uint32_t index, vnrt_backend_de
    * (each blocking call costs ~0.1 ms on PoCL). VNRT_CL_SVM=0 keeps ordinary buffers. */
   const int svm_off = !vnrt_host_option_flag(host, "cl_svm", 1);
   dev->svm = dev->desc->svm_fine_buffer && !svm_off;
-  dev->huge_pages = vnrt_host_option_flag(host, "cpu_huge_pages", 1);
+  /* Huge pages only where the SVM memory is the host's own (CPU drivers): a GPU driver's SVM
+   * pointer is its mapping, not ours to advise. */
+  dev->huge_pages = dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
+                    vnrt_host_option_flag(host, "cpu_huge_pages", 1);
   host->log(host->core, VNRT_LOG_INFO, "opencl (%s): buffers: %s", dev->desc->info.name,
             dev->svm ? "fine-grained SVM, read and written in place by the host (buffer_host_ptr)"
             : svm_off && dev->desc->svm_fine_buffer

@@ -1,5 +1,6 @@
 /* OpenCL lowering of the mHC ops: hc_expand (a strided copy), hc_pre and hc_head (the mix
- * projection as a GEMM plus a row norm, per-token finish with Sinkhorn, weighted collapse),
+ * projection as a GEMM plus a row norm, or on CPU drivers hc_pre_mix's slices with their sums
+ * of squares; per-token finish with Sinkhorn, weighted collapse),
  * hc_post and sinkhorn (shaders mhc.cl, gemm.cl, engram.cl, elementwise.cl). */
 #include "cl_ops.h"
 

@@ -789,6 +789,35 @@ static void free_all(tu_tensor *t, int n) {
   for (int i = 0; i < n; ++i) tu_tensor_free(&t[i]);
 }
 
+/* hc_pre on a CPU driver (PoCL, default local memory): hc_pre_mix splits the mix GEMV over S
+ * slices of the n·C inputs (S = 8 for a decode token, fewer from 17 tokens on: T·S <= 128, S = 1
+ * from 128 tokens) and hc_pre_collapse sums their squares, 16 channels an item where n·C is a
+ * multiple of 16. Against the CPU backend: f32 and bf16 X, f32 and f16 fn, T = 1, 40, 130. */
+START_TEST(test_hc_pre_split_matches_cpu) {
+  vnrt_context *ctx = tu_context();
+  REQUIRE_OPENCL(ctx);
+  const struct {
+    int64_t T;
+    vnrt_dtype xt, ft;
+  } cases[] = {{1, VNRT_F32, VNRT_F32},
+               {40, VNRT_F32, VNRT_F32},
+               {130, VNRT_F32, VNRT_F32},
+               {2, VNRT_BF16, VNRT_F16}};
+  for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); ++i) {
+    const int64_t X[3] = {cases[i].T, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
+    const uint64_t seed = 30 + 4 * (uint64_t)i;
+    tu_tensor in[4] = {
+        rnd(cases[i].xt, 3, X, seed, -2, 2), rnd(cases[i].ft, 2, fn, seed + 1, -0.1f, 0.1f),
+        rnd(VNRT_F32, 1, sc, seed + 2, 0.5f, 1.5f), rnd(VNRT_F32, 1, base, seed + 3, -0.5f, 0.5f)};
+    char what[64];
+    snprintf(what, sizeof what, "hc_pre split, T = %lld", (long long)cases[i].T);
+    vs_cpu(ctx, what, VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
+    free_all(in, 4);
+  }
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_gpu_kernel_family_matches_cpu) {
   /* PoCL reports local memory emulated in global memory, so by default it runs the CPU-style
    * kernels; the override makes it run the work-group kernels GPUs get, so they are tested. */
@@ -846,24 +875,6 @@ START_TEST(test_gpu_kernel_family_matches_cpu) {
                        rnd(VNRT_F32, 1, sc, 19, 0.5f, 1.5f),
                        rnd(VNRT_F32, 1, base, 20, -0.5f, 0.5f)};
     vs_cpu(ctx, "hc_pre", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
-    free_all(in, 4);
-  }
-  {
-    /* 40 tokens: on CPU drivers hc_pre_mix in fewer slices (T·S <= 128: S = 2 here). */
-    const int64_t X[3] = {40, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
-    tu_tensor in[4] = {rnd(VNRT_F32, 3, X, 21, -2, 2), rnd(VNRT_F32, 2, fn, 22, -0.1f, 0.1f),
-                       rnd(VNRT_F32, 1, sc, 23, 0.5f, 1.5f),
-                       rnd(VNRT_F32, 1, base, 24, -0.5f, 0.5f)};
-    vs_cpu(ctx, "hc_pre 40 tokens", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
-    free_all(in, 4);
-  }
-  {
-    /* bf16 X, f16 fn: hc_pre_mix's ld16 loads (the f32 pair has its own loop). */
-    const int64_t X[3] = {2, 4, 64}, fn[2] = {24, 256}, sc[1] = {3}, base[1] = {24};
-    tu_tensor in[4] = {rnd(VNRT_BF16, 3, X, 25, -2, 2), rnd(VNRT_F16, 2, fn, 26, -0.1f, 0.1f),
-                       rnd(VNRT_F32, 1, sc, 27, 0.5f, 1.5f),
-                       rnd(VNRT_F32, 1, base, 28, -0.5f, 0.5f)};
-    vs_cpu(ctx, "hc_pre bf16 x f16 fn", VNRT_OP_HC_PRE, in, 4, NULL, 0, 3, 1e-7);
     free_all(in, 4);
   }
   {
@@ -1437,6 +1448,7 @@ static Suite *opencl_suite(void) {
   tcase_set_timeout(ops, 240);
   tcase_add_test(ops, test_rope_keeps_long_positions_accurate);
   tcase_add_test(ops, test_gpu_kernel_family_matches_cpu);
+  tcase_add_test(ops, test_hc_pre_split_matches_cpu);
   tcase_add_test(ops, test_ops_match_cpu);
   tcase_add_test(ops, test_ops_match_cpu_work_group_kernels);
   tcase_add_test(ops, test_each_index_check_has_its_own_slot);

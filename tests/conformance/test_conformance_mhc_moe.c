@@ -333,8 +333,8 @@ START_TEST(test_hc_pre_odd_shapes_and_dtypes) {
   check_hc_pre(&c5, VNRT_F32, VNRT_F32, VNRT_F32, 606, 1, 1);
   hc_pre_case c6 = {.T = 3, .n = 4, .C = 600, .iters = 20, .eps = 1e-6, .norm_eps = 1e-6};
   check_hc_pre(&c6, VNRT_F32, VNRT_BF16, VNRT_F32, 707, 1, 1);
-  /* n·C a multiple of 16 with bf16 and f16 X (OpenCL's collapse kernel computes the rms scale
-   * itself there, reading X 16 values at a time in its dtype). */
+  /* n·C a multiple of 16 with bf16 and f16 X (on CPU drivers OpenCL's hc_pre_mix reads X 16
+   * values at a time in its dtype, and its collapse kernel 16 channels an item). */
   hc_pre_case c7 = {.T = 2, .n = 4, .C = 64, .iters = 20, .eps = 1e-6, .norm_eps = 1e-6};
   check_hc_pre(&c7, VNRT_BF16, VNRT_F32, VNRT_F32, 808, 1, 1);
   check_hc_pre(&c7, VNRT_F16, VNRT_F32, VNRT_F32, 909, 1, 1);
