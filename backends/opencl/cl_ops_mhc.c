@@ -138,9 +138,13 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
    * squares are hc_pre_mix's S partial sums a token (hc_pre_collapse adds them): on PoCL it
    * beat the GEMM (vec) plus the row reduction at every T timed, 4 to 128 (V4, C = 1024).
    * S = 8 slices for up to 16 tokens, fewer for more (T·S <= 128: the items are there
-   * anyway, and the partials' scratch stays small). Not where local memory is real (GPUs):
-   * the GEMM and the row reduction. */
-  const int split = pre && (n * C) % 16 == 0 && !L->dev->desc->local_mem_dedicated;
+   * anyway, and the partials' scratch stays small). "CPU driver" as for the work-group sizes
+   * (device type software), and not under VNRT_CL_LOCAL_MEM=dedicated, which asks for the GPU
+   * kernels: GPUs (even those whose local memory is global) take the GEMM and the row
+   * reduction. */
+  const int split = pre && (n * C) % 16 == 0 &&
+                    L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
+                    !L->dev->desc->local_mem_dedicated;
   int32_t S = 0;
   if (split) {
     S = 8;
