@@ -7,9 +7,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
@@ -17,12 +14,8 @@
 
 #define CPU_BUFFER_ALIGN 64
 
-/* Buffers of at least this size start on a 2 MiB boundary and ask the kernel for transparent
- * huge pages (Linux, MADV_HUGEPAGE; THP's "madvise" mode is Debian's default). A decode step
- * streams every weight once; in 4 KiB pages that is a TLB miss (a two-level page walk under
- * a hypervisor) every 4 KiB, in 2 MiB pages one every 2 MiB. */
-#define CPU_HUGE_PAGE ((uint64_t)2 << 20)
-#define CPU_HUGE_MIN ((uint64_t)8 << 20)
+/* Buffers of VNRT_HUGE_MIN_BYTES and more start on a huge-page boundary and ask for
+ * transparent huge pages (vnrt_advise_huge_pages; THP's "madvise" mode is Debian's default). */
 
 typedef struct cpu_state {
   const vnrt_backend_host *host;
@@ -213,8 +206,9 @@ static vnrt_status cpu_buffer_alloc_(vnrt_backend_device *device, uint64_t bytes
   if (!buffer) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
   uint64_t align = CPU_BUFFER_ALIGN;
 #ifdef MADV_HUGEPAGE
-  if (bytes >= CPU_HUGE_MIN && bytes <= (uint64_t)SIZE_MAX - CPU_HUGE_PAGE && device->huge_pages) {
-    align = CPU_HUGE_PAGE;
+  if (bytes >= VNRT_HUGE_MIN_BYTES && bytes <= (uint64_t)SIZE_MAX - VNRT_HUGE_PAGE_BYTES &&
+      device->huge_pages) {
+    align = VNRT_HUGE_PAGE_BYTES;
   }
 #endif
   buffer->raw = host->alloc(host->core, (size_t)(bytes + align));
@@ -226,12 +220,8 @@ static vnrt_status cpu_buffer_alloc_(vnrt_backend_device *device, uint64_t bytes
   uintptr_t p = (uintptr_t)buffer->raw;
   p = (p + align - 1) & ~(uintptr_t)(align - 1);
   buffer->data = (uint8_t *)p;
-#ifdef MADV_HUGEPAGE
   /* Advice only: where THP is off or the allocator's memory is not anonymous, nothing changes. */
-  if (align == CPU_HUGE_PAGE) {
-    (void)madvise(buffer->data, (size_t)(bytes & ~(CPU_HUGE_PAGE - 1)), MADV_HUGEPAGE);
-  }
-#endif
+  if (align == VNRT_HUGE_PAGE_BYTES) vnrt_advise_huge_pages(buffer->data, bytes);
   buffer->size = bytes;
   *out_buffer = buffer;
   return VNRT_OK;

@@ -3,36 +3,13 @@
  * in place on fine-grained SVM buffers, otherwise synchronous queue calls. */
 #include <inttypes.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 #include "cl_buffer.h"
 #include "opencl_backend.h"
+#include "vnrt/backend_util.h"
 
 /* Capacities are rounded up so that slightly different sizes share pooled buffers. */
 #define CL_BUFFER_GRANULE 4096u
-
-/* SVM buffers of at least CL_HUGE_MIN bytes are advised into transparent huge pages of
- * CL_HUGE_PAGE bytes (as the CPU backend's buffers; the cpu_huge_pages option). */
-#define CL_HUGE_PAGE ((uint64_t)2 << 20)
-#define CL_HUGE_MIN ((uint64_t)8 << 20)
-
-/* Asks for transparent huge pages over the whole 2 MiB pages inside [p, p + bytes): on a CPU
- * driver such as PoCL the SVM memory is the kernels' memory, and a decode streams every weight
- * once a step, so with 4 KiB pages each 4 KiB of a row costs a TLB miss (a two-level page walk
- * under a hypervisor). Advice only: it must come before the pages are first touched (it does:
- * the pool hands the memory out untouched), and where THP is off nothing changes. */
-static void advise_huge(void *p, uint64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  uintptr_t a = ((uintptr_t)p + (uintptr_t)CL_HUGE_PAGE - 1) & ~(uintptr_t)(CL_HUGE_PAGE - 1);
-  uintptr_t e = ((uintptr_t)p + (uintptr_t)bytes) & ~(uintptr_t)(CL_HUGE_PAGE - 1);
-  if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
 
 /* A cl_mem over a fresh fine-grained SVM allocation of cap bytes (CL_MEM_USE_HOST_PTR over an
  * SVM pointer: OpenCL 2.0 makes the shared memory the buffer's storage, so kernels take the
@@ -41,10 +18,12 @@ static cl_mem svm_buffer(vnrt_backend_device *dev, uint64_t cap, void **out_svm,
   *out_svm = NULL;
   void *p =
       clSVMAlloc(dev->context, CL_MEM_READ_WRITE | CL_MEM_SVM_FINE_GRAIN_BUFFER, (size_t)cap, 0);
-  /* PoCL 3.1 does not return a 2 MiB-aligned pointer when asked (test_opencl saw 0x...ff080),
-   * so only the whole huge pages inside are advised: at most 4 MiB of a buffer's edges stay in
+  /* Transparent huge pages (vnrt_advise_huge_pages): on a CPU driver such as PoCL the SVM
+   * memory is the kernels' memory, handed out untouched by the pool. PoCL 3.1 does not return a
+   * 2 MiB-aligned pointer when asked (test_opencl saw 0x...ff080), so only the whole huge pages
+   * inside are advised: at most 4 MiB of a buffer's edges stay in
    * 4 KiB pages (1% of the V4 bench model's 375 MB io buffer). */
-  if (p && dev->huge_pages && cap >= CL_HUGE_MIN) advise_huge(p, cap);
+  if (p && dev->huge_pages && cap >= VNRT_HUGE_MIN_BYTES) vnrt_advise_huge_pages(p, cap);
   if (!p) {
     *out_err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
     return NULL;

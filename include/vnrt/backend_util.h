@@ -13,9 +13,33 @@
 
 #include "vnrt/backend.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Transparent huge pages (Linux THP) for host memory that kernels stream: a decode step reads
+ * every weight once, and in 4 KiB pages each 4 KiB costs a TLB miss (a two-level page walk under
+ * a hypervisor). Buffers of VNRT_HUGE_MIN_BYTES and more are worth it (the CPU backend's and
+ * the OpenCL backend's SVM buffers on CPU drivers, option cpu_huge_pages). */
+#define VNRT_HUGE_PAGE_BYTES ((uint64_t)2 << 20)
+#define VNRT_HUGE_MIN_BYTES ((uint64_t)8 << 20)
+
+/* Advises MADV_HUGEPAGE over the whole huge pages inside [p, p + bytes), before they are first
+ * touched. Advice only: nothing where THP is off or the system has no madvise. */
+static inline void vnrt_advise_huge_pages(void *p, uint64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t m = (uintptr_t)VNRT_HUGE_PAGE_BYTES - 1;
+  const uintptr_t a = ((uintptr_t)p + m) & ~m, e = ((uintptr_t)p + (uintptr_t)bytes) & ~m;
+  if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 /* The context option key through host->option, or NULL where the core has no such slot. */
 static inline const char *vnrt_host_option(const vnrt_backend_host *host, const char *key) {
