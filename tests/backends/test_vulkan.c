@@ -1499,6 +1499,19 @@ static int count_clean_lines(const log_capture *cap, int a, int b) {
   return n;
 }
 
+/* A backend graph of one node over n tensors, fast kernels. */
+static vnrt_backend_graph one_node_graph(int32_t n, vnrt_backend_tensor *t,
+                                         vnrt_backend_node *node) {
+  return (vnrt_backend_graph){n,
+                              t,
+                              1,
+                              node,
+                              VNRT_KERNELS_FAST,
+                              sizeof(vnrt_backend_graph),
+                              sizeof(vnrt_backend_tensor),
+                              sizeof(vnrt_backend_node)};
+}
+
 enum { GN_K = 64, GN_N = 40, GN_X = 0, GN_W = 4096, GN_S = 8192, GN_Y = 12288, GN_BYTES = 16384 };
 
 /* y = linear(x, w, s) through the backend table, x f32[1, 64], w e4m3[40, 64] with 8x32 blocks,
@@ -1523,14 +1536,7 @@ static vnrt_backend_exec *compile_e4m3_linear(vnrt_context *ctx, vk_handle h,
   node.outputs[0] = 3;
   node.params = &params;
   static vnrt_backend_graph g;
-  g = (vnrt_backend_graph){4,
-                           t,
-                           1,
-                           &node,
-                           VNRT_KERNELS_FAST,
-                           sizeof(vnrt_backend_graph),
-                           sizeof(vnrt_backend_tensor),
-                           sizeof(vnrt_backend_node)};
+  g = one_node_graph(4, t, &node);
   ck_assert_msg(h.iface->supports_node(h.bdev, &g, 0), "linear e4m3 not supported");
   vnrt_backend_exec *exec = NULL;
   TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
@@ -1555,14 +1561,7 @@ static vnrt_backend_exec *compile_neg_over_w(vnrt_context *ctx, vk_handle h,
   node.outputs[0] = 1;
   node.params = &params;
   static vnrt_backend_graph g;
-  g = (vnrt_backend_graph){2,
-                           t,
-                           1,
-                           &node,
-                           VNRT_KERNELS_FAST,
-                           sizeof(vnrt_backend_graph),
-                           sizeof(vnrt_backend_tensor),
-                           sizeof(vnrt_backend_node)};
+  g = one_node_graph(2, t, &node);
   vnrt_backend_exec *exec = NULL;
   TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
   return exec;
