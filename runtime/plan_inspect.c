@@ -27,6 +27,20 @@ double vnrt_op_tolerance(vnrt_op op) {
   }
 }
 
+double vnrt_result_tolerance(vnrt_op op, vnrt_dtype dtype) {
+  const double tol = vnrt_op_tolerance(op);
+  switch (dtype) {
+    case VNRT_F32:
+      return tol;
+    case VNRT_F16:
+      return tol + sqrt(tol) * 0x1p-10;
+    case VNRT_BF16:
+      return tol + sqrt(tol) * 0x1p-7;
+    default:
+      return 0.0;
+  }
+}
+
 const char *vnrt_node_clock_name(vnrt_node_clock clock) {
   switch (clock) {
     case VNRT_NODE_CLOCK_NONE:
@@ -266,6 +280,7 @@ vnrt_status vnrt_plan_get_node(const vnrt_plan *p, int32_t step, vnrt_node_info 
     }
   }
   out->tolerance = vnrt_op_tolerance(nd->op);
+  if (p->inspect && p->inspect->node[step].checked) out->tolerance = p->inspect->node[step].tol;
   const vn_inspect *in = p->inspect;
   if (in) {
     const vn_node_stat *ns = &in->node[step];

@@ -17,6 +17,7 @@ typedef struct vn_node_stat {
   vnrt_node_clock clock; /* what timed last_ns */
   bool checked, failed;
   double error;
+  double tol; /* the bound error was held to (vnrt_result_tolerance of its output) */
   char note[192];
   vnrt_graph *ref_graph; /* the node alone: inputs in0.., outputs out0.. (built on first use) */
   vnrt_plan *ref;        /* ref_graph on the CPU's reference kernels */

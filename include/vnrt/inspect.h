@@ -24,6 +24,12 @@ extern "C" {
  * it): 1e-6 for ops that sum long products (matmul, linear, attention, moe_ffn...), 1e-7 for the
  * others. Integer results must match exactly whatever the op. */
 VNRT_API double vnrt_op_tolerance(vnrt_op op);
+/* The bound for one result of op stored as dtype: vnrt_op_tolerance(op) for f32; for f16 and
+ * bf16 results tol + sqrt(tol)·u (u = 2^-10 for f16, 2^-7 for bf16, the largest relative step
+ * of the type), since two results that agree to tol before their final rounding differ after
+ * it by one step in a share of about sqrt(tol)/u of the elements (docs/ops.md, "Tolerances");
+ * 0 (exact) for integer and quantized dtypes. */
+VNRT_API double vnrt_result_tolerance(vnrt_op op, vnrt_dtype dtype);
 
 #define VNRT_NODE_MAX_INPUTS 8
 #define VNRT_NODE_MAX_OUTPUTS 4
@@ -59,7 +65,8 @@ typedef struct vnrt_node_info {
   int shadow_failed;     /* nonzero: shadow_error is over tolerance */
   double shadow_error;   /* the worst NMSE of its outputs; INFINITY for integers, shapes or
                             non-finite values that differ */
-  double tolerance;      /* vnrt_op_tolerance(op) */
+  double tolerance;      /* the bound shadow_error was held to: vnrt_result_tolerance of
+                            the output it came from (vnrt_op_tolerance(op) before a run) */
   char shadow_note[192]; /* what differs most, or why it was not checked */
   vnrt_node_clock clock; /* what timed last_ns */
 } vnrt_node_info;

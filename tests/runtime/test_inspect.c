@@ -491,10 +491,29 @@ START_TEST(shadow_and_profile_from_the_environment) {
 }
 END_TEST
 
+/* vnrt_result_tolerance: the op's bound for f32 results, that bound plus one rounding step's
+ * share for bf16 and f16 (docs/ops.md, "Tolerances"), exact for integers and codes. */
+START_TEST(result_tolerance_by_dtype) {
+  const vnrt_op ops[2] = {VNRT_OP_ADD, VNRT_OP_LINEAR};
+  for (int i = 0; i < 2; ++i) {
+    const double tol = vnrt_op_tolerance(ops[i]);
+    ck_assert(vnrt_result_tolerance(ops[i], VNRT_F32) == tol);
+    ck_assert(fabs(vnrt_result_tolerance(ops[i], VNRT_BF16) - (tol + sqrt(tol) / 128.0)) < 1e-18);
+    ck_assert(fabs(vnrt_result_tolerance(ops[i], VNRT_F16) - (tol + sqrt(tol) / 1024.0)) < 1e-18);
+    ck_assert(vnrt_result_tolerance(ops[i], VNRT_I32) == 0.0);
+    ck_assert(vnrt_result_tolerance(ops[i], VNRT_E4M3) == 0.0);
+  }
+  /* add: 1e-7 + sqrt(1e-7)/128 */
+  ck_assert(vnrt_result_tolerance(VNRT_OP_ADD, VNRT_BF16) > 2.5e-6);
+  ck_assert(vnrt_result_tolerance(VNRT_OP_ADD, VNRT_BF16) < 2.6e-6);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("inspect");
   TCase *tc = tcase_create("inspect");
   tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, result_tolerance_by_dtype);
   tcase_add_test(tc, nodes_list_placement_on_every_device);
   tcase_add_test(tc, profile_times_every_node_through_api_table_and_log);
   tcase_add_test(tc, profile_takes_the_device_clock_where_the_backend_has_one);
