@@ -3,7 +3,7 @@
 # --reference; vnrt-validate's progress, coverage, "ran nothing" rows, --list filters, JSON and
 # coverage matrix, on the built-in devices, the template plugin and a plugin with a wrong add
 # kernel (tests/runtime/buggy). JSON is read with /usr/bin/python3 when it has json (stdlib).
-# vnrt-bench --graph, its fallback marking and its plot too.
+# vnrt-bench --graph, its fallback marking, its --check (shadowed nodes) and its plot too.
 # usage: test_bringup_tools.sh VNRT_RUN VNRT_VALIDATE TEMPLATE_DIR BUGGY_DIR VNRT_BENCH
 set -u
 RUN=${1:?usage}; VALIDATE=${2:?usage}; TEMPLATE=${3:?usage}; BUGGY=${4:?usage}; BENCH=${5:?usage}
@@ -13,7 +13,7 @@ case "$VALIDATE" in /*) ;; *) VALIDATE=$PWD/$VALIDATE ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/vnrt_bringup.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
-unset VNRT_DEVICE VNRT_SHADOW VNRT_PROFILE VNRT_BUGGY_OP VNRT_BUGGY_NODE
+unset VNRT_DEVICE VNRT_SHADOW VNRT_PROFILE VNRT_BUGGY_OP VNRT_BUGGY_NODE VNRT_BUGGY_STEPS
 FAILS=0
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 PY=/usr/bin/python3
@@ -173,6 +173,38 @@ output y8, y4
 G
 "$BENCH" --graph q.vnir --device cpu --quick >out 2>err || fail "bench --graph (FP8/FP4): $(cat out err)"
 grep -Eq "^ +1  y4 +linear +cpu .*e2m1\[64, 256\]" out || fail "bench --graph (FP8/FP4): $(cat out)"
+# --check: every node beside its reference kernel, against docs/ops.md's tolerances
+"$BENCH" --graph q.vnir --device cpu --quick --check >out 2>err ||
+  fail "bench --graph --check (FP8/FP4): $(cat out err)"
+grep -q "^check (.*): 2 nodes compared, 0 over tolerance, 0 not compared; worst NMSE" out ||
+  fail "bench --graph --check (FP8/FP4): $(cat out)"
+VNRT_PLUGIN_PATH=$PLUG VNRT_BUGGY_NODE=t "$BENCH" --graph g.vnir --device buggy:0 --quick --check \
+  --json gc.json >out 2>err && fail "bench --graph --check: a wrong node passed: $(cat out)"
+grep -q "^CHECK FAIL step 2  t (add on buggy:0): NMSE" out || fail "bench --graph --check: $(cat out)"
+grep -q "3 nodes compared, 1 over tolerance" out || fail "bench --graph --check: $(cat out)"
+grep -q '"name": "h".*"nmse": 0}' gc.json || fail "bench --graph --check JSON: $(cat gc.json)"
+# A bf16 result is held to vnrt_result_tolerance: one rounding the other way in 1% of the
+# elements is what two correct kernels may differ by; one in every other element (a truncating
+# kernel) or a wrong element is not.
+cat >b.vnir <<'G'
+vnir 1
+input a: bf16[4, 1024]
+input b: bf16[4, 1024]
+s = add(a, b)
+output s
+G
+for steps in 100 2 0; do
+  VNRT_PLUGIN_PATH=$PLUG VNRT_BUGGY_NODE=s VNRT_BUGGY_STEPS=$steps "$BENCH" --graph b.vnir \
+    --device buggy:0 --quick --check >out 2>err
+  rc=$?
+  if [ $steps = 100 ]; then
+    [ $rc -eq 0 ] && grep -q "1 nodes compared, 0 over tolerance" out ||
+      fail "bench --check: bf16 roundings in 1% of s failed: $(cat out err)"
+  else
+    [ $rc -eq 1 ] && grep -q "^CHECK FAIL step 0  s (add on buggy:0)" out ||
+      fail "bench --check: bf16 bug (steps $steps) passed: $(cat out err)"
+  fi
+done
 VNRT_PLUGIN_PATH=$PLUG "$BENCH" --device template:0 --op rms_norm --quick --no-cpu --json fb.json \
   --plot fb.svg >out 2>err || fail "bench on the template: $(cat out err)"
 [ "$(grep -c "FALLBACK: the cpu ran 1 of 1 nodes; not template:0's time, excluded" out)" -eq 3 ] ||

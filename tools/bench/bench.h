@@ -182,6 +182,8 @@ void print_header(void);
 void print_result(const result *r);
 /* Some --check result was beyond its tolerance. */
 bool any_check_failed(void);
+/* Marks the run as failed (exit status 1): a --check result beyond tolerance. */
+void note_check_failed(void);
 void write_json(const char *path, const char *blas);
 /* An SVG bar chart of every result's ratios against its peers (fallback results left out). */
 void write_plot(const char *path);

@@ -400,6 +400,7 @@ static figure figures[64];
 static int n_figures;
 
 bool any_check_failed(void) { return check_failed; }
+void note_check_failed(void) { check_failed = true; }
 
 void print_header(void) {
   printf("%-10s %-42s %9s %8s %7s  %s%s\n", "op", "shape", "time ms", "GFLOP/s", "GB/s",

@@ -32,10 +32,12 @@ static void *random_data(const char *name, const vnrt_tensor_type *t, size_t *ou
   return bench_make_data(&in, out_bytes);
 }
 
-static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
+/* A plan of g on the device with random inputs; profile: time every node; shadow: compare
+ * every node with the CPU reference kernel on the same inputs (vnrt/inspect.h). */
+static vnrt_plan *graph_plan(vnrt_graph *g, int profile, int shadow) {
   vnrt_plan_desc pd = {0};
   pd.profile_nodes = profile ? 1 : -1;
-  pd.shadow = VNRT_SHADOW_OFF;
+  pd.shadow = shadow ? VNRT_SHADOW_CPU : VNRT_SHADOW_OFF;
   vnrt_plan *plan = NULL;
   check(vnrt_plan_create(ctx, g, device, &pd, &plan), "vnrt_plan_create");
   for (int32_t i = 0; i < vnrt_graph_input_count(g); ++i) {
@@ -51,11 +53,56 @@ static vnrt_plan *graph_plan(vnrt_graph *g, int profile) {
   return plan;
 }
 
+/* --check: one run of a shadowed plan, every node beside the CPU reference kernel on the
+ * same inputs (its own inputs, so errors do not compound over the graph); prints the nodes
+ * out of docs/ops.md's tolerance and returns the worst NMSE (*out_errors: per step, for the
+ * JSON; -1 where a node was not checked). */
+static double graph_shadow_check(vnrt_graph *g, int32_t n, double *out_errors) {
+  vnrt_plan *plan = graph_plan(g, 0, 1);
+  check(vnrt_plan_run(plan), "vnrt_plan_run (shadowed)");
+  vnrt_shadow_report rep = {.struct_size = sizeof rep};
+  check(vnrt_plan_get_shadow_report(plan, &rep), "vnrt_plan_get_shadow_report");
+  double worst = 0.0, worst_ratio = -1.0;
+  int32_t worst_step = -1;
+  for (int32_t s = 0; s < n && s < vnrt_plan_node_count(plan); ++s) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
+    out_errors[s] = ni.shadow_checked ? ni.shadow_error : -1.0;
+    if (!ni.shadow_checked) continue;
+    /* the node nearest to (or furthest over) its own bound */
+    const double ratio = ni.shadow_error == 0.0 ? 0.0
+                         : ni.tolerance > 0.0   ? ni.shadow_error / ni.tolerance
+                                                : INFINITY;
+    if (worst_step < 0 || !(ratio <= worst_ratio)) {
+      worst = ni.shadow_error, worst_ratio = ratio, worst_step = s;
+    }
+    if (ni.shadow_failed) {
+      printf("CHECK FAIL step %d  %s (%s on %s): NMSE %.3g over the tolerance %.3g: %s\n", s,
+             ni.name, vnrt_op_name(ni.op), ni.device, ni.shadow_error, ni.tolerance,
+             ni.shadow_note);
+    }
+  }
+  printf(
+      "check (each node beside the CPU reference kernels on its own inputs, docs/ops.md "
+      "tolerances): %d nodes compared, %d over tolerance, %d not compared",
+      rep.n_checked, rep.n_failed, rep.n_unchecked);
+  if (worst_step >= 0) {
+    vnrt_node_info ni = {.struct_size = sizeof ni};
+    check(vnrt_plan_get_node(plan, worst_step, &ni), "vnrt_plan_get_node");
+    printf("; worst NMSE %.3g of its bound %.3g (step %d, %s)", worst, ni.tolerance, worst_step,
+           ni.name);
+  }
+  printf("\n");
+  if (rep.n_failed > 0) note_check_failed();
+  vnrt_plan_destroy(plan);
+  return worst;
+}
+
 void bench_graph_file(void) {
   vnrt_graph *g = NULL;
   check(vnrt_graph_parse_file(ctx, opt.graph, &g), "vnrt_graph_parse_file");
   /* The whole run, unprofiled: the graph's real time. */
-  vnrt_plan *plan = graph_plan(g, 0);
+  vnrt_plan *plan = graph_plan(g, 0, 0);
   double *runs = xmalloc(sizeof(double) * (size_t)opt.reps);
   for (int w = 0; w < opt.warmup; ++w) check(vnrt_plan_run(plan), "vnrt_plan_run");
   for (int r = 0; r < opt.reps; ++r) {
@@ -70,7 +117,7 @@ void bench_graph_file(void) {
   vnrt_plan_destroy(plan);
 
   /* Node by node: each node's median over the timed runs of a profiled plan. */
-  plan = graph_plan(g, 1);
+  plan = graph_plan(g, 1, 0);
   int32_t n = vnrt_plan_node_count(plan);
   double *node_t = xmalloc(sizeof(double) * (size_t)(n ? n : 1) * (size_t)opt.reps);
   for (int w = 0; w < opt.warmup; ++w) check(vnrt_plan_run(plan), "vnrt_plan_run");
@@ -139,6 +186,11 @@ void bench_graph_file(void) {
       "\n(per-node times come from a profiled plan: clock \"device\" is the device's own timer, "
       "each node alone; \"host\" the host clock around one node's submission, so their sum "
       "exceeds the whole run's time by the submission overhead)\n");
+  double *errs = NULL;
+  if (opt.check) {
+    errs = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    graph_shadow_check(g, n, errs);
+  }
   if (opt.json) {
     FILE *f = fopen(opt.json, "w");
     if (!f) die("cannot write %s: %s", opt.json, strerror(errno));
@@ -154,13 +206,22 @@ void bench_graph_file(void) {
       check(vnrt_plan_get_node(plan, s, &ni), "vnrt_plan_get_node");
       fprintf(f,
               "%s\n  {\"step\": %d, \"name\": \"%s\", \"op\": \"%s\", \"device\": \"%s\", "
-              "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g, \"clock\": \"%s\"}",
+              "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g, \"clock\": \"%s\"",
               s ? "," : "", s, ni.name, vnrt_op_name(ni.op), ni.device, ni.partition,
               ni.fallback ? "true" : "false", med[s] * 1e6, vnrt_node_clock_name(ni.clock));
+      /* --check: the node's NMSE against the reference (null: not compared; JSON has no
+       * Infinity, so a non-finite error is written as 1e308). */
+      if (errs && errs[s] >= 0.0) {
+        fprintf(f, ", \"nmse\": %.6g", isfinite(errs[s]) ? errs[s] : 1e308);
+      } else if (errs) {
+        fprintf(f, ", \"nmse\": null");
+      }
+      fprintf(f, "}");
     }
     fprintf(f, "\n]}\n");
     if (fclose(f) != 0) die("cannot write %s: %s", opt.json, strerror(errno));
   }
+  free(errs);
   free(med);
   free(node_t);
   free(runs);

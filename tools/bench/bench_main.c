@@ -32,7 +32,8 @@ static const char *const kUsage =
     "  --cpu-time      time by the calling thread's CPU time, not the clock (with --threads 1:\n"
     "                  what other processes take of the core is not counted)\n"
     "  --check         also run each case with the CPU reference kernels and report the NMSE\n"
-    "                  of every output (exit status 1 beyond docs/ops.md's tolerance)\n"
+    "                  of every output (exit status 1 beyond docs/ops.md's tolerance); with\n"
+    "                  --graph, one shadowed run: every node beside its reference kernel\n"
     "  --no-cpu        on another device, do not time the CPU backend beside it\n"
     "  --if-present    exit with status 77 (skipped) when the device does not exist\n"
     "  --list          list the cases and exit\n"
@@ -185,6 +186,10 @@ int main(int argc, char **argv) {
     bench_graph_file();
     free_bandwidth();
     vnrt_context_destroy(ctx);
+    if (any_check_failed()) {
+      fprintf(stderr, "vnrt-bench: some nodes differ from the reference beyond tolerance\n");
+      return 1;
+    }
     return 0;
   }
   blas_set_threads(opt.threads);

@@ -1,10 +1,14 @@
 /* A test plugin with a wrong kernel, for shadow mode (vnrt/inspect.h): device "buggy:0" runs
- * elementwise add, mul and silu on f32 tensors of one shape, in host memory, and gets them
- * right — except the node whose name is $VNRT_BUGGY_NODE (or every node of the op named by
- * $VNRT_BUGGY_OP), whose result has its first element off by 0.5. Shadow mode must name that
- * node and no other. With $VNRT_BUGGY_DECLINE_TIMER set when the plugin loads, its table has a
- * run_timed slot that declines (a device without a timer): profiled plans must fall back to
- * the host clock. Built like a vendor plugin: the public headers only. */
+ * elementwise add, mul and silu on f32 tensors of one shape, and add on bf16 ones (rounded to
+ * nearest even), in host memory, and gets them right — except the node whose name is
+ * $VNRT_BUGGY_NODE (or every node of the op named by $VNRT_BUGGY_OP), whose result has its
+ * first element off by 0.5. Shadow mode must name that node and no other. With
+ * $VNRT_BUGGY_STEPS=N a buggy bf16 result instead has every N-th element one bf16 step up: a
+ * rounding that went the other way (N large: what two correct kernels may differ by, within
+ * vnrt_result_tolerance) or a systematic one (N = 2: a truncating kernel, beyond it). With
+ * $VNRT_BUGGY_DECLINE_TIMER set when the plugin loads, its table has a run_timed slot that declines
+ * (a device without a timer): profiled plans must fall back to the host clock. Built like a vendor
+ * plugin: the public headers only. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -133,10 +137,21 @@ static int same_f32(const vnrt_tensor_type *a, const vnrt_tensor_type *b) {
   return 1;
 }
 
+static int same_bf16(const vnrt_tensor_type *a, const vnrt_tensor_type *b) {
+  vnrt_tensor_type fa = *a, fb = *b;
+  if (a->dtype != VNRT_BF16 || b->dtype != VNRT_BF16) return 0;
+  fa.dtype = fb.dtype = VNRT_F32;
+  return same_f32(&fa, &fb);
+}
+
 static int bug_supports(vnrt_backend_device *d, const vnrt_backend_graph *g, int32_t node) {
   (void)d;
   const vnrt_backend_node *n = &g->nodes[node];
   const vnrt_tensor_type *out = &g->tensors[n->outputs[0]].type;
+  if (n->op == VNRT_OP_ADD && out->dtype == VNRT_BF16) {
+    return same_bf16(&g->tensors[n->inputs[0]].type, out) &&
+           same_bf16(&g->tensors[n->inputs[1]].type, out);
+  }
   if (n->op == VNRT_OP_SILU) return same_f32(&g->tensors[n->inputs[0]].type, out);
   if (n->op != VNRT_OP_ADD && n->op != VNRT_OP_MUL) return 0;
   return same_f32(&g->tensors[n->inputs[0]].type, out) &&
@@ -166,6 +181,39 @@ static int is_buggy(const vnrt_backend_node *n) {
                 (n->op == VNRT_OP_SILU && !strcmp(op, "silu")));
 }
 
+static float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static uint16_t f32_to_bf16(float f) { /* nearest, ties to even; the inputs here are finite */
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* bf16 add: y = bf16(a + b); a buggy node per $VNRT_BUGGY_STEPS, or its first element + 0.5. */
+static void bug_add_bf16(const vnrt_backend_graph *g, const vnrt_backend_node *n, int64_t numel) {
+  const vnrt_backend_tensor *ta = &g->tensors[n->inputs[0]], *tb = &g->tensors[n->inputs[1]];
+  const vnrt_backend_tensor *ty = &g->tensors[n->outputs[0]];
+  const uint16_t *a = (const uint16_t *)(ta->buffer->data + ta->offset);
+  const uint16_t *b = (const uint16_t *)(tb->buffer->data + tb->offset);
+  uint16_t *y = (uint16_t *)(ty->buffer->data + ty->offset);
+  for (int64_t i = 0; i < numel; ++i) y[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+  if (numel == 0 || !is_buggy(n)) return;
+  const char *steps = getenv("VNRT_BUGGY_STEPS");
+  const long every = steps ? strtol(steps, NULL, 10) : 0;
+  if (every <= 0) {
+    y[0] = f32_to_bf16(bf16_to_f32(y[0]) + 0.5f);
+    return;
+  }
+  for (int64_t i = 0; i < numel; i += every) {
+    if ((y[i] & 0x7f80u) != 0x7f80u) y[i] = (uint16_t)(y[i] + 1u); /* one step away from 0 */
+  }
+}
+
 static vnrt_status bug_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
   const vnrt_backend_graph *g = e->graph;
   for (int32_t k = first; k < first + count; ++k) {
@@ -173,6 +221,10 @@ static vnrt_status bug_run(vnrt_backend_exec *e, int32_t first, int32_t count) {
     const vnrt_tensor_type *t = &g->tensors[n->outputs[0]].type;
     int64_t numel = 1;
     for (int32_t i = 0; i < t->rank; ++i) numel *= t->dims[i];
+    if (t->dtype == VNRT_BF16) {
+      bug_add_bf16(g, n, numel);
+      continue;
+    }
     float *y = tensor_f32(g, n->outputs[0]);
     const float *a = tensor_f32(g, n->inputs[0]);
     const float *b = n->op == VNRT_OP_SILU ? NULL : tensor_f32(g, n->inputs[1]);
