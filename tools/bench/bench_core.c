@@ -275,6 +275,9 @@ double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
     check(vnrt_plan_run(plan), "vnrt_plan_run");
     t[r] = now_s() - t0;
     for (int b = 0; b < n_bl; ++b) {
+      /* The settle before a baseline too: the plan's run follows the previous baseline's
+       * settle, so each side starts from the same idle (docs/bench.md, "What is measured"). */
+      if (bls[b].settle_s > 0.0) sleep_s(bls[b].settle_s);
       evict_caches();
       t0 = now_s();
       bls[b].run(bls[b].user);
@@ -330,7 +333,8 @@ double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, bool che
 
 /* After a call, OpenBLAS's pthread workers spin (sched_yield) for 2^28 TSC cycles (its default
  * THREAD_TIMEOUT, ~0.13 s here) before they sleep; a vnrt run timed in that window would share
- * the cores with them. So every sgemm run is followed by this much idle time. */
+ * the cores with them. So every sgemm run is followed by this much idle time, and (time_plan)
+ * preceded by it too, so that the sgemm starts from the same idle the vnrt run does. */
 const double kBlasSettle = 0.2;
 
 void sgemm_run(void *user) {
