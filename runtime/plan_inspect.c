@@ -29,6 +29,24 @@ double vnrt_op_tolerance(vnrt_op op) {
 
 double vnrt_result_tolerance(vnrt_op op, vnrt_dtype dtype) {
   const double tol = vnrt_op_tolerance(op);
+  switch (op) {
+    /* Ops that move or convert values compute nothing that could round differently: the
+     * same input gives the same 16-bit result (cast rounds to nearest even), so their bound
+     * is not widened, and a truncating f32 -> f16 cast (NMSE ~2.5e-7) still fails. */
+    case VNRT_OP_CAST:
+    case VNRT_OP_RESHAPE:
+    case VNRT_OP_TRANSPOSE:
+    case VNRT_OP_SLICE:
+    case VNRT_OP_CONCAT:
+    case VNRT_OP_EMBEDDING:
+    case VNRT_OP_HC_EXPAND:
+    case VNRT_OP_ENGRAM_LOOKUP:
+    case VNRT_OP_KV_WRITE:
+    case VNRT_OP_KV_SCATTER:
+      return dtype == VNRT_F32 || dtype == VNRT_F16 || dtype == VNRT_BF16 ? tol : 0.0;
+    default:
+      break;
+  }
   switch (dtype) {
     case VNRT_F32:
       return tol;
@@ -152,6 +170,7 @@ void vn_inspect_begin_run(vnrt_plan *p) {
     vn_node_stat *ns = &in->node[s];
     ns->checked = ns->failed = false;
     ns->error = 0.0;
+    ns->tol = vnrt_op_tolerance(p->graph->nodes[p->order[s]].op);
     if (in->shadow && ns->ref) ns->note[0] = '\0';
   }
 }

@@ -467,7 +467,7 @@ static int report_shadow(const vnrt_plan *plan) {
   for (int32_t s = 0; s < vnrt_plan_node_count(plan); s++) {
     vnrt_node_info ni = {.struct_size = sizeof ni};
     if (vnrt_plan_get_node(plan, s, &ni) != VNRT_OK || !ni.shadow_failed) continue;
-    fprintf(stderr, "shadow: FAIL step %d '%s' (%s on %s): NMSE %.3g > %.0e: %s\n", s, ni.name,
+    fprintf(stderr, "shadow: FAIL step %d '%s' (%s on %s): NMSE %.3g > %.3g: %s\n", s, ni.name,
             vnrt_op_name(ni.op), ni.device, ni.shadow_error, ni.tolerance, ni.shadow_note);
   }
   fprintf(stderr,

@@ -20,15 +20,18 @@ extern "C" {
 #endif
 
 /* The NMSE bound within which a device's result of op must agree with the CPU reference
- * kernels given the same inputs (docs/ops.md, "Tolerances"; vnrt-validate and shadow mode use
- * it): 1e-6 for ops that sum long products (matmul, linear, attention, moe_ffn...), 1e-7 for the
- * others. Integer results must match exactly whatever the op. */
+ * kernels given the same inputs (docs/ops.md, "Agreement between backends"; vnrt-validate and
+ * shadow mode use it, widened for 16-bit results by vnrt_result_tolerance): 1e-6 for ops that sum
+ * long products (matmul, linear, attention, moe_ffn...), 1e-7 for the others. Integer results must
+ * match exactly whatever the op. */
 VNRT_API double vnrt_op_tolerance(vnrt_op op);
 /* The bound for one result of op stored as dtype: vnrt_op_tolerance(op) for f32; for f16 and
- * bf16 results tol + sqrt(tol)·u (u = 2^-10 for f16, 2^-7 for bf16, the largest relative step
- * of the type), since two results that agree to tol before their final rounding differ after
- * it by one step in a share of about sqrt(tol)/u of the elements (docs/ops.md, "Tolerances");
- * 0 (exact) for integer and quantized dtypes. */
+ * bf16 results of ops that compute tol + sqrt(tol)·u (u = 2^-10 for f16, 2^-7 for bf16, the
+ * largest relative step of a normal value), since two results that agree to tol before their
+ * final rounding differ after it by one step in a share of at most about sqrt(tol)/u of the
+ * elements (docs/ops.md, "Agreement between backends"); tol unwidened for ops that only move
+ * or convert values (cast, reshape, slice, kv_write, ...); 0 (exact) for integer and
+ * quantized dtypes. */
 VNRT_API double vnrt_result_tolerance(vnrt_op op, vnrt_dtype dtype);
 
 #define VNRT_NODE_MAX_INPUTS 8

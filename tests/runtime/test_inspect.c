@@ -492,7 +492,8 @@ START_TEST(shadow_and_profile_from_the_environment) {
 END_TEST
 
 /* vnrt_result_tolerance: the op's bound for f32 results, that bound plus one rounding step's
- * share for bf16 and f16 (docs/ops.md, "Tolerances"), exact for integers and codes. */
+ * share for bf16 and f16 (docs/ops.md, "Agreement between backends"), exact for integers and
+ * codes. */
 START_TEST(result_tolerance_by_dtype) {
   const vnrt_op ops[2] = {VNRT_OP_ADD, VNRT_OP_LINEAR};
   for (int i = 0; i < 2; ++i) {
@@ -503,6 +504,10 @@ START_TEST(result_tolerance_by_dtype) {
     ck_assert(vnrt_result_tolerance(ops[i], VNRT_I32) == 0.0);
     ck_assert(vnrt_result_tolerance(ops[i], VNRT_E4M3) == 0.0);
   }
+  /* Ops that only move or convert values are not widened: a truncating cast still fails. */
+  ck_assert(vnrt_result_tolerance(VNRT_OP_CAST, VNRT_F16) == vnrt_op_tolerance(VNRT_OP_CAST));
+  ck_assert(vnrt_result_tolerance(VNRT_OP_SLICE, VNRT_BF16) == vnrt_op_tolerance(VNRT_OP_SLICE));
+  ck_assert(vnrt_result_tolerance(VNRT_OP_KV_WRITE, VNRT_I32) == 0.0);
   /* add: 1e-7 + sqrt(1e-7)/128 */
   ck_assert(vnrt_result_tolerance(VNRT_OP_ADD, VNRT_BF16) > 2.5e-6);
   ck_assert(vnrt_result_tolerance(VNRT_OP_ADD, VNRT_BF16) < 2.6e-6);

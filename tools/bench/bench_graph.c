@@ -189,6 +189,7 @@ void bench_graph_file(void) {
   double *errs = NULL;
   if (opt.check) {
     errs = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (int32_t s = 0; s < n; ++s) errs[s] = -1.0;
     graph_shadow_check(g, n, errs);
   }
   if (opt.json) {
@@ -209,10 +210,12 @@ void bench_graph_file(void) {
               "\"partition\": %d, \"fallback\": %s, \"time_us\": %.6g, \"clock\": \"%s\"",
               s ? "," : "", s, ni.name, vnrt_op_name(ni.op), ni.device, ni.partition,
               ni.fallback ? "true" : "false", med[s] * 1e6, vnrt_node_clock_name(ni.clock));
-      /* --check: the node's NMSE against the reference (null: not compared; JSON has no
-       * Infinity, so a non-finite error is written as 1e308). */
-      if (errs && errs[s] >= 0.0) {
-        fprintf(f, ", \"nmse\": %.6g", isfinite(errs[s]) ? errs[s] : 1e308);
+      /* --check: the node's NMSE against the reference; null: not compared; "inf" (JSON has
+       * no infinity) for a mismatch of integers or of non-finite values, as vnrt-validate. */
+      if (errs && errs[s] >= 0.0 && !isfinite(errs[s])) {
+        fprintf(f, ", \"nmse\": \"inf\"");
+      } else if (errs && errs[s] >= 0.0) {
+        fprintf(f, ", \"nmse\": %.6g", errs[s]);
       } else if (errs) {
         fprintf(f, ", \"nmse\": null");
       }

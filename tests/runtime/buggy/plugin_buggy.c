@@ -210,7 +210,8 @@ static void bug_add_bf16(const vnrt_backend_graph *g, const vnrt_backend_node *n
     return;
   }
   for (int64_t i = 0; i < numel; i += every) {
-    if ((y[i] & 0x7f80u) != 0x7f80u) y[i] = (uint16_t)(y[i] + 1u); /* one step away from 0 */
+    /* one step away from 0 (the largest finite value stays: its step up is infinity) */
+    if ((y[i] & 0x7fffu) < 0x7f7fu) y[i] = (uint16_t)(y[i] + 1u);
   }
 }
 
