@@ -108,7 +108,8 @@ typedef struct baseline {
   void (*run)(void *user);
   void *user;
   double seconds;
-  double settle_s; /* idle time after each run before the next timed run */
+  double settle_s; /* idle time after each run before the next run; when > 0, every timed
+                      run of the case (the plan's and each baseline's) follows this idle */
 } baseline;
 
 /* Median seconds of vnrt_plan_run, alternating with the baselines' runs. */

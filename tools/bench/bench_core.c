@@ -259,8 +259,13 @@ void sleep_s(double seconds) {
 
 /* Median seconds of vnrt_plan_run after warm-up runs, caches evicted before each timed run.
  * The baselines' runs alternate with the plan's (plan, baselines, plan, ...), so that a
- * machine whose load changes during the run slows them all alike. */
+ * machine whose load changes during the run slows them all alike. Where a baseline needs a
+ * settle (OpenBLAS's spinning workers), every timed run — the plan's and each baseline's —
+ * follows the same idle, the longest settle: a run right after idle is slower than one right
+ * after other work (docs/bench.md, "What is measured"), so no side may have it alone. */
 double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
+  double idle = 0.0;
+  for (int b = 0; b < n_bl; ++b) idle = bls[b].settle_s > idle ? bls[b].settle_s : idle;
   for (int w = 0; w < opt.warmup; ++w) {
     check(vnrt_plan_run(plan), "vnrt_plan_run");
     for (int b = 0; b < n_bl; ++b) {
@@ -270,19 +275,17 @@ double time_plan(vnrt_plan *plan, baseline *bls, int n_bl) {
   }
   double *t = xmalloc(sizeof *t * (size_t)opt.reps * (size_t)(1 + n_bl));
   for (int r = 0; r < opt.reps; ++r) {
+    if (idle > 0.0) sleep_s(idle);
     evict_caches();
     double t0 = now_s();
     check(vnrt_plan_run(plan), "vnrt_plan_run");
     t[r] = now_s() - t0;
     for (int b = 0; b < n_bl; ++b) {
-      /* The settle before a baseline too: the plan's run follows the previous baseline's
-       * settle, so each side starts from the same idle (docs/bench.md, "What is measured"). */
-      if (bls[b].settle_s > 0.0) sleep_s(bls[b].settle_s);
+      if (idle > 0.0) sleep_s(idle);
       evict_caches();
       t0 = now_s();
       bls[b].run(bls[b].user);
       t[(1 + b) * opt.reps + r] = now_s() - t0;
-      if (bls[b].settle_s > 0.0) sleep_s(bls[b].settle_s);
     }
   }
   double m = median(t, opt.reps);
@@ -333,8 +336,8 @@ double run_case(vnrt_op op, const input_desc *ins, int n_in, int n_out, bool che
 
 /* After a call, OpenBLAS's pthread workers spin (sched_yield) for 2^28 TSC cycles (its default
  * THREAD_TIMEOUT, ~0.13 s here) before they sleep; a vnrt run timed in that window would share
- * the cores with them. So every sgemm run is followed by this much idle time, and (time_plan)
- * preceded by it too, so that the sgemm starts from the same idle the vnrt run does. */
+ * the cores with them. So no timed run starts sooner than this after an sgemm run; time_plan
+ * idles this long before every timed run of a case that has one, its own and the peers'. */
 const double kBlasSettle = 0.2;
 
 void sgemm_run(void *user) {
