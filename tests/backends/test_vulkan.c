@@ -8,6 +8,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1933,6 +1934,118 @@ START_TEST(test_gemv_choice_changes_under_async_runs) {
 }
 END_TEST
 
+/* The writer thread of test_gemv_choice_with_a_writer_thread. */
+typedef struct weight_writer {
+  vnrt_context *ctx;
+  vk_handle h;
+  vnrt_backend_buffer *buf;
+  const uint8_t *w;     /* the NaN-free codes */
+  pthread_mutex_t lock; /* held by a run and its read-back, and by a write of the weight */
+  int version;          /* odd: a NaN code in row GW_ROW (under lock) */
+  _Atomic int runs, stop, bad, neighbour_writes;
+  char msg[256];
+} weight_writer;
+
+enum { GW_ROW = 23, GW_AT = GW_ROW * GN_K + 9, GW_VERSIONS = 6, GW_SPAN = 64 };
+
+static void *weight_writer_main(void *arg) {
+  weight_writer *c = arg;
+  uint8_t nan_bytes[GW_SPAN], clean_bytes[GW_SPAN];
+  memset(nan_bytes, 0xFF, sizeof nan_bytes);
+  nan_free_codes(clean_bytes, GW_SPAN, 9);
+  for (int i = 0; !atomic_load(&c->stop) && !atomic_load(&c->bad); ++i) {
+    /* Beside the weight, during runs (backend.h: buffer_write from another thread while `run`
+     * executes, on other bytes): NaN bytes ending where the weight starts or starting where
+     * it ends, then NaN-free ones. */
+    uint64_t at = i % 2 ? GN_W + GN_N * GN_K : GN_W - GW_SPAN;
+    vnrt_status s = c->h.iface->buffer_write(c->h.bdev, c->buf, at,
+                                             i % 4 < 2 ? nan_bytes : clean_bytes, GW_SPAN);
+    if (s != VNRT_OK) {
+      snprintf(c->msg, sizeof c->msg, "neighbour write %d: %s", i, vnrt_status_string(s));
+      atomic_store(&c->bad, 1);
+    }
+    atomic_fetch_add(&c->neighbour_writes, 1);
+    /* The weight itself between runs (under the lock): a NaN code, then back, every 6 runs. */
+    int want = atomic_load(&c->runs) / 6;
+    pthread_mutex_lock(&c->lock);
+    if (want > c->version && c->version < GW_VERSIONS) {
+      c->version++;
+      const uint8_t code = c->version % 2 ? 0xFF : c->w[GW_AT];
+      s = c->h.iface->buffer_write(c->h.bdev, c->buf, GN_W + GW_AT, &code, 1);
+      if (s != VNRT_OK) {
+        snprintf(c->msg, sizeof c->msg, "weight write: %s", vnrt_status_string(s));
+        atomic_store(&c->bad, 1);
+      }
+    }
+    pthread_mutex_unlock(&c->lock);
+  }
+  return NULL;
+}
+
+/* A writer thread updates a weight between runs of another thread (the two ordered by a lock,
+ * as backend.h asks for writes of bytes a run reads) and writes NaN and NaN-free bytes right
+ * beside it during the runs (allowed: other bytes). Each run's y is the weight version's
+ * (row GW_ROW NaN exactly while the NaN code is in), and the choice changes exactly when the
+ * version's NaN-ness does: writes beside the weight never take its range out. */
+START_TEST(test_gemv_choice_with_a_writer_thread) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 0);
+  int gemv = gemv_runs(ctx);
+  vk_handle h = backend_device(ctx);
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
+  float x[GN_K];
+  uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
+  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 41 % 31) - 15) / 8.0f;
+  nan_free_codes(w, GN_N * GN_K, 10);
+  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(121 + i % 4);
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  vnrt_backend_exec *exec = compile_e4m3_linear(ctx, h, buf);
+  float clean[GN_N], y[GN_N];
+  double ref[GN_N];
+  run_e4m3_linear(ctx, h, exec, buf, clean);
+  e4m3_gemv_ref(x, w, sc, GN_N, GN_K, 8, 32, ref);
+  check_nan_ref("before the writer", clean, ref, GN_N, 1e-6);
+
+  static weight_writer c;
+  memset(&c, 0, sizeof c);
+  c.ctx = ctx, c.h = h, c.buf = buf, c.w = w;
+  ck_assert_int_eq(pthread_mutex_init(&c.lock, NULL), 0);
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, weight_writer_main, &c), 0);
+  int changes = 1, last = 0, runs = 0; /* the choice's changes: the first run's, then parity */
+  for (; !atomic_load(&c.bad) && (runs < 40 || (c.version < GW_VERSIONS && runs < 400)); ++runs) {
+    pthread_mutex_lock(&c.lock);
+    int v = c.version;
+    run_e4m3_linear(ctx, h, exec, buf, y);
+    pthread_mutex_unlock(&c.lock);
+    atomic_store(&c.runs, runs + 1);
+    char what[64];
+    snprintf(what, sizeof what, "run %d, weight version %d", runs, v);
+    check_rows(what, y, clean, v % 2 ? GW_ROW : -1);
+    changes += v % 2 != last;
+    last = v % 2;
+    if (runs % 8 == 7) sched_yield(); /* let the writer in */
+  }
+  atomic_store(&c.stop, 1);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_msg(!atomic_load(&c.bad), "the writer: %s", c.msg);
+  ck_assert_int_eq(c.version, GW_VERSIONS);
+  ck_assert_int_ge(atomic_load(&c.neighbour_writes), 2);
+  if (gemv) {
+    ck_assert_msg(count_clean_lines(&cap, 1, 1) + count_clean_lines(&cap, 0, 1) == changes,
+                  "%d changes of the NaN code's presence over %d runs; log:\n%s", changes, runs,
+                  cap.text);
+  }
+  pthread_mutex_destroy(&c.lock);
+  h.iface->exec_destroy(exec);
+  h.iface->buffer_free(h.bdev, buf);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
 /* One node over host tensors placed one after another (256-byte aligned) in one backend
  * buffer: inputs 0 .. n_in - 1, then the output. */
 typedef struct bk_node {
@@ -2417,6 +2530,7 @@ int main(void) {
   tcase_add_test(clean, test_moe_and_grouped_e4m3_nan_codes);
   tcase_add_test(clean, test_gemv_nan_free_beside_cpu_fallback);
   tcase_add_test(clean, test_gemv_nan_free_state_to_cpu);
+  tcase_add_test(clean, test_gemv_choice_with_a_writer_thread);
   suite_add_tcase(s, clean);
   return tu_run_suite(s);
 }
