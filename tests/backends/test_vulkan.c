@@ -2016,9 +2016,9 @@ START_TEST(test_gemv_choice_with_a_writer_thread) {
   pthread_t thread;
   ck_assert_int_eq(pthread_create(&thread, NULL, weight_writer_main, &c), 0);
   int changes = 1, last = 0, runs = 0; /* the choice's changes: the first run's, then parity */
-  for (; !atomic_load(&c.bad) && (runs < 40 || (c.version < GW_VERSIONS && runs < 400)); ++runs) {
+  for (int v = 0; !atomic_load(&c.bad) && (runs < 40 || (v < GW_VERSIONS && runs < 400)); ++runs) {
     pthread_mutex_lock(&c.lock);
-    int v = c.version;
+    v = c.version;
     run_e4m3_linear(ctx, h, exec, buf, y);
     pthread_mutex_unlock(&c.lock);
     atomic_store(&c.runs, runs + 1);
