@@ -3,7 +3,9 @@
  * the normal and the baseline shader variants under the Khronos validation layer (which must
  * stay silent), run-time index errors, the staging path, the copy stream's queue and timelines
  * (large transfers, copies from a second thread during runs, the logged choice), mixed
- * CPU/Vulkan plans with cached command buffers, and the on-disk pipeline cache. */
+ * CPU/Vulkan plans with cached command buffers, the NaN-free choice of e4m3 GEMVs (writes,
+ * queued async runs, a writer thread, moe_ffn and grouped_linear, CPU fallback copies), and
+ * the on-disk pipeline cache. */
 #include <dirent.h>
 #include <float.h>
 #include <math.h>
