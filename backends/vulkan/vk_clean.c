@@ -6,9 +6,11 @@
  * byte whose low 7 bits are all set adds its range back, any other leaves it out (the whole
  * write: a 0x7F scale byte written with its codes keeps them out too). A run removes every range
  * its dispatches may write (vk_exec.c), and a buffer whose host address was handed out
- * (buffer_host_ptr) is never clean again: writes through that address are not seen. What was never
- * written is not clean. The test is on bytes, whatever the tensor's dtype: bytes of other dtypes
- * only make their ranges unclean, which costs nothing but the test they would not have skipped. */
+ * (buffer_host_ptr) is never clean again: writes through that address are not seen, so a buffer
+ * that compiled GEMVs may read without the test keeps its address (vk_clean_hand_out). What was
+ * never written is not clean. The test is on bytes, whatever the tensor's dtype: bytes of other
+ * dtypes only make their ranges unclean, which costs nothing but the test they would not have
+ * skipped. */
 #include <string.h>
 
 #include "vk_internal.h"
@@ -145,14 +147,28 @@ void vk_clean_note_write(vnrt_backend_device *dev, vnrt_backend_buffer *buf, uin
   pthread_mutex_unlock(&dev->clean_lock);
 }
 
-void vk_clean_untrack(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
+void vk_clean_add_readers(vnrt_backend_device *dev, vnrt_backend_buffer *buf, int32_t delta) {
   pthread_mutex_lock(&dev->clean_lock);
-  if (!buf->clean.untracked) {
+  buf->clean.readers += delta;
+  pthread_mutex_unlock(&dev->clean_lock);
+}
+
+/* A buffer whose address is out is never clean again: writes through it are not seen. One that
+ * compiled GEMVs may read without the NaN test keeps its address (the caller copies through
+ * buffer_read and buffer_write instead, which keep the ranges): the executor maps a buffer to
+ * copy a value out of it, for a CPU node or a state's replica, and the buffer holding a
+ * plan's inputs, states and params would lose every weight's state with the first such copy
+ * (docs/vulkan.md, "NaN-free weights"). */
+bool vk_clean_hand_out(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
+  pthread_mutex_lock(&dev->clean_lock);
+  bool out = buf->clean.untracked || buf->clean.readers == 0;
+  if (out && !buf->clean.untracked) {
     buf->clean.untracked = true;
     buf->clean.n = 0;
     buf->clean.gen++;
   }
   pthread_mutex_unlock(&dev->clean_lock);
+  return out;
 }
 
 void vk_clean_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {

@@ -72,6 +72,7 @@ struct vnrt_backend_exec {
   int32_t n_writes;
   int32_t n_clean_cand; /* dispatches with a clean variant */
   int32_t n_switches;   /* times select_variants changed a choice */
+  bool readers;         /* the candidates are counted in their buffers' clean.readers */
   bool cmds_stale;      /* a choice changed and cmds are not yet dropped: never submit them */
 };
 
@@ -300,6 +301,9 @@ void vk_exec_destroy(vnrt_backend_exec *e) {
   if (e->pads) vk_buffer_free(dev, e->pads);
   if (e->cmds) host->free(host->core, e->cmds);
   for (int32_t i = 0; i < e->n_disp; ++i) {
+    if (e->readers && e->disp[i].unchecked) {
+      vk_clean_add_readers(dev, e->disp[i].slots[3].buffer, -1);
+    }
     for (int v = 0; v < VK_NUM_TEXEL; ++v) {
       if (e->disp[i].views[v]) vkDestroyBufferView(dev->device, e->disp[i].views[v], NULL);
     }
@@ -541,6 +545,13 @@ static vnrt_status collect_writes(vnrt_backend_exec *e) {
       }
     }
     e->n_clean_cand += d->unchecked != VK_NULL_HANDLE;
+  }
+  /* Their buffers keep their host addresses while this graph lives (vk_clean_hand_out). */
+  if (e->n_clean_cand > 0 && vk_clean_tracked(e->dev)) {
+    for (int32_t i = 0; i < e->n_disp; ++i) {
+      if (e->disp[i].unchecked) vk_clean_add_readers(e->dev, e->disp[i].slots[3].buffer, 1);
+    }
+    e->readers = true;
   }
   return VNRT_OK;
 }

@@ -122,6 +122,9 @@ typedef struct vk_clean {
   uint64_t gen;     /* bumped whenever the ranges change */
   uint64_t add_gen; /* bumped whenever a range is added */
   bool untracked;   /* its host address was handed out: writes through it are not seen */
+  /* Dispatches of live compiled graphs that may skip the NaN test reading its bytes: while
+   * there are any, its host address is not handed out (vk_clean_hand_out). */
+  int32_t readers;
 } vk_clean;
 
 struct vnrt_backend_buffer {
@@ -467,7 +470,9 @@ vnrt_status vk_buffer_write(vnrt_backend_device *device, vnrt_backend_buffer *bu
  * the device keeps them (CPU devices, where gemv.comp runs); vk_clean_scan: whether bytes holds
  * none; begin_write: a write is about to change [offset, offset + bytes), which leaves the clean
  * ranges until note_write, after the write succeeded, scans src and adds the range back (or
- * keeps it out); untrack: the buffer's host address was handed out (never clean again); the
+ * keeps it out); add_readers: compiled dispatches that may skip the NaN test on the buffer's
+ * bytes come (delta > 0) or go; hand_out: whether the buffer's host address may be handed out
+ * (not while it has readers and is tracked), and if so the buffer is never clean again; the
  * _locked ones under device->clean_lock. */
 bool vk_clean_tracked(const vnrt_backend_device *device);
 bool vk_clean_scan(const void *src, uint64_t bytes);
@@ -475,7 +480,8 @@ void vk_clean_begin_write(vnrt_backend_device *device, vnrt_backend_buffer *buff
                           uint64_t bytes);
 void vk_clean_note_write(vnrt_backend_device *device, vnrt_backend_buffer *buffer, uint64_t offset,
                          const void *src, uint64_t bytes);
-void vk_clean_untrack(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
+void vk_clean_add_readers(vnrt_backend_device *device, vnrt_backend_buffer *buffer, int32_t delta);
+bool vk_clean_hand_out(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 void vk_clean_free(vnrt_backend_device *device, vnrt_backend_buffer *buffer);
 void vk_clean_sub_locked(const vnrt_backend_host *host, vk_clean *clean, uint64_t lo, uint64_t hi);
 bool vk_clean_covers_locked(const vk_clean *clean, uint64_t lo, uint64_t hi);

@@ -423,8 +423,9 @@ void vk_buffer_free(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
 
 void *vk_buffer_host_ptr(vnrt_backend_device *dev, vnrt_backend_buffer *buf) {
   if (!buf || !buf->host) return NULL;
-  vk_clean_untrack(dev, buf); /* writes through it are not seen (vk_clean.c) */
-  return buf->host;
+  /* Writes through it are not seen: not for a buffer whose weights GEMVs may read without the
+   * NaN test (vk_clean.c); the caller copies instead. */
+  return vk_clean_hand_out(dev, buf) ? buf->host : NULL;
 }
 
 /* The range [offset, offset+bytes) of a mapped buffer, widened to nonCoherentAtomSize. */

@@ -3,11 +3,14 @@
  * the normal and the baseline shader variants under the Khronos validation layer (which must
  * stay silent), run-time index errors, the staging path, the copy stream's queue and timelines
  * (large transfers, copies from a second thread during runs, the logged choice), mixed
- * CPU/Vulkan plans with cached command buffers, and the on-disk pipeline cache. */
+ * CPU/Vulkan plans with cached command buffers, the NaN-free choice of e4m3 GEMVs (writes,
+ * queued async runs, a writer thread, moe_ffn and grouped_linear, CPU fallback copies), and
+ * the on-disk pipeline cache. */
 #include <dirent.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1702,9 +1705,18 @@ START_TEST(test_gemv_nan_test_only_for_weights_not_known_clean) {
     h.iface->timeline_destroy(h.bdev, tl);
   }
 
-  /* Through the host address, where there is one: writes there are not seen, so the test
-   * stays from then on (and gives the same bits on clean codes). */
+  /* Through the host address, where there is one. Not handed out while a compiled graph may
+   * read the buffer without the test (the caller copies instead); once the graph is gone it
+   * is, and writes there are not seen, so the test stays from then on, in a graph compiled
+   * again (which gives the same bits on clean codes). */
+  if (gemv && h.iface->buffer_host_ptr) {
+    ck_assert_ptr_null(h.iface->buffer_host_ptr(h.bdev, buf));
+  }
+  h.iface->exec_destroy(exec);
   uint8_t *p = h.iface->buffer_host_ptr ? h.iface->buffer_host_ptr(h.bdev, buf) : NULL;
+  exec = compile_e4m3_linear(ctx, h, buf);
+  /* The new graph takes the tested pipeline from its first run: no line of a change. */
+  const int lines0 = count_clean_lines(&cap, 0, 1), lines1 = count_clean_lines(&cap, 1, 1);
   if (p) {
     p[GN_W + at] = 0x7F;
     run_e4m3_linear(ctx, h, exec, buf, y);
@@ -1715,13 +1727,713 @@ START_TEST(test_gemv_nan_test_only_for_weights_not_known_clean) {
     TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
     run_e4m3_linear(ctx, h, exec, buf, y);
     check_rows("rewritten after the host address", y, clean, -1);
-    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 0, 1), 4);
-    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 1, 1), 4);
+    ck_assert_int_eq(count_clean_lines(&cap, 0, 1), lines0);
+    ck_assert_int_eq(count_clean_lines(&cap, 1, 1), lines1);
   }
   h.iface->exec_destroy(exec);
   h.iface->buffer_free(h.bdev, buf);
   assert_layer_enabled(&cap);
   destroy_silent(ctx, &cap);
+}
+END_TEST
+
+/* ---- The NaN-free choice under async runs, threads, moe_ffn/grouped_linear, fallback ------- */
+
+/* Whether gemv.comp runs (and so the NaN-free choice is made): CPU devices, unless
+ * VNRT_VK_CPU_KERNELS=0. */
+static int gemv_runs(vnrt_context *ctx) {
+  vnrt_device_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
+  const char *ck = getenv("VNRT_VK_CPU_KERNELS");
+  return (info.type == VNRT_DEVICE_TYPE_CPU || info.type == VNRT_DEVICE_TYPE_SOFTWARE) &&
+         !(ck && strcmp(ck, "0") == 0);
+}
+
+/* A capturing context at info level (the choice's lines; debug would fill the capture), under
+ * synchronization validation when sync_val. */
+static vnrt_context *clean_context(log_capture *cap, int sync_val) {
+  saved_env val = env_set("VNRT_VK_VALIDATION", sync_val ? "sync" : NULL);
+  memset(cap, 0, sizeof *cap);
+  vnrt_context_desc desc = {0};
+  desc.log_fn = capture_fn;
+  desc.log_user = cap;
+  desc.log_level = VNRT_LOG_INFO;
+  desc.no_plugins = 1;
+  vnrt_context *ctx = NULL;
+  vnrt_status s = vnrt_context_create(&desc, &ctx);
+  env_restore(&val);
+  ck_assert_msg(s == VNRT_OK && ctx, "vnrt_context_create: %s", vnrt_status_string(s));
+  return ctx;
+}
+
+/* e4m3 codes of every value but the NaNs (0x7F, 0xFF), varied by seed. */
+static void nan_free_codes(uint8_t *w, int64_t n, uint64_t seed) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint8_t c = (uint8_t)((uint64_t)i * 73 + 5 + (uint64_t)i / 11 + seed * 29);
+    w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c;
+  }
+}
+
+/* got against a double reference: NaN exactly where the reference is NaN, elsewhere within
+ * rel of the largest finite |ref|. */
+static void check_nan_ref(const char *what, const float *got, const double *ref, int64_t n,
+                          double rel) {
+  double big = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!isnan(ref[i]) && fabs(ref[i]) > big) big = fabs(ref[i]);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (isnan(ref[i])) {
+      ck_assert_msg(isnan(got[i]), "%s: [%lld] = %.9g, want NaN (a NaN code read)", what,
+                    (long long)i, (double)got[i]);
+    } else {
+      ck_assert_msg(fabs((double)got[i] - ref[i]) <= rel * big + 1e-30,
+                    "%s: [%lld] = %.9g, want %.9g", what, (long long)i, (double)got[i], ref[i]);
+    }
+  }
+}
+
+/* y[n] = sum_k x[k] dec(w[n][k]) scale, for an e4m3 [N, K] weight with b0 x b1 blocks, in
+ * double (NaN codes give NaN). */
+static void e4m3_gemv_ref(const float *x, const uint8_t *w, const uint8_t *sc, int64_t N, int64_t K,
+                          int64_t b0, int64_t b1, double *y) {
+  for (int64_t n = 0; n < N; ++n) {
+    double acc = 0.0;
+    for (int64_t k = 0; k < K; ++k) {
+      acc += (double)vnrt_e4m3_to_f32(w[n * K + k]) *
+             (double)vnrt_e8m0_to_f32(sc[(n / b0) * ((K + b1 - 1) / b1) + k / b1]) * (double)x[k];
+    }
+    y[n] = acc;
+  }
+}
+
+/* Two nodes y0 = linear(x, w, s), y1 = linear(x, w, s) over one e4m3 weight (the layout of
+ * compile_e4m3_linear; y1 at GN_Y1): two dispatches with a NaN-free variant, run as two ranges. */
+enum { GN_Y1 = GN_Y + 1024 };
+static vnrt_backend_exec *compile_two_e4m3_linears(vnrt_context *ctx, vk_handle h,
+                                                   vnrt_backend_buffer *buf) {
+  static vnrt_backend_tensor t[5];
+  static vnrt_backend_node nodes[2];
+  static vnrt_op_params params;
+  t[0] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_K}}, "x", buf, GN_X};
+  t[1] = (vnrt_backend_tensor){{VNRT_E4M3, 2, {GN_N, GN_K}}, "w", buf, GN_W};
+  t[2] = (vnrt_backend_tensor){{VNRT_E8M0, 2, {GN_N / 8, GN_K / 32}}, "s", buf, GN_S};
+  t[3] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y0", buf, GN_Y};
+  t[4] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y1", buf, GN_Y1};
+  memset(&params, 0, sizeof params);
+  params.linear.w = (vnrt_quant_weight){VNRT_E4M3, {8, 32}, 2};
+  for (int i = 0; i < 2; ++i) {
+    memset(&nodes[i], 0, sizeof nodes[i]);
+    nodes[i].op = VNRT_OP_LINEAR;
+    nodes[i].name = i ? "y1" : "y0";
+    nodes[i].n_inputs = 3;
+    nodes[i].inputs[0] = 0, nodes[i].inputs[1] = 1, nodes[i].inputs[2] = 2;
+    nodes[i].n_outputs = 1;
+    nodes[i].outputs[0] = 3 + i;
+    nodes[i].params = &params;
+  }
+  static vnrt_backend_graph g;
+  g = (vnrt_backend_graph){5,
+                           t,
+                           2,
+                           nodes,
+                           VNRT_KERNELS_FAST,
+                           sizeof(vnrt_backend_graph),
+                           sizeof(vnrt_backend_tensor),
+                           sizeof(vnrt_backend_node)};
+  vnrt_backend_exec *exec = NULL;
+  TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
+  return exec;
+}
+
+/* Reads y0 and y1 back and checks them: bit for bit against want, but row nan_row of each
+ * (-1: none), which must be NaN. */
+static void check_two(vnrt_context *ctx, vk_handle h, vnrt_backend_buffer *buf, const char *what,
+                      const float *want, int nan0, int nan1) {
+  float y[GN_N];
+  char w2[96];
+  TU_OK(ctx, h.iface->buffer_read(h.bdev, buf, GN_Y, y, sizeof y));
+  snprintf(w2, sizeof w2, "%s, y0", what);
+  check_rows(w2, y, want, nan0);
+  TU_OK(ctx, h.iface->buffer_read(h.bdev, buf, GN_Y1, y, sizeof y));
+  snprintf(w2, sizeof w2, "%s, y1", what);
+  check_rows(w2, y, want, nan1);
+}
+
+/* A weight's NaN-free choice changes while asynchronous runs of the graph that recorded the old
+ * choice are queued: run_async of node 0 (recorded and cached before, NaN-free), a write of a
+ * NaN code queued after it on the copy stream, run_async of node 1 (its command buffer was
+ * also recorded NaN-free, and must not be submitted again): node 0 reads the clean codes as
+ * numbers, node 1 the NaN; then the reverse (NaN code, then clean again). Outputs are filled
+ * with a sentinel before each sequence, so each result is that sequence's. Under
+ * synchronization validation: freeing the command buffers of queued runs would be reported. */
+START_TEST(test_gemv_choice_changes_under_async_runs) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 1);
+  int gemv = gemv_runs(ctx);
+  vk_handle h = backend_device(ctx);
+  vnrt_backend_timeline *tl = NULL;
+  /* Async runs and copies need timelines (test_vulkan_copyq on lavapipe). */
+  if (!h.iface->run_async || !h.iface->buffer_write_async || !h.iface->timeline_create ||
+      h.iface->timeline_create(h.bdev, &tl) != VNRT_OK) {
+    vnrt_context_destroy(ctx);
+    return;
+  }
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
+  float x[GN_K];
+  uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
+  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 37 % 29) - 14) / 8.0f;
+  nan_free_codes(w, GN_N * GN_K, 1);
+  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(122 + i % 5);
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  vnrt_backend_exec *exec = compile_two_e4m3_linears(ctx, h, buf);
+  /* Both ranges recorded (and cached) NaN-free; the results against double. */
+  TU_OK(ctx, h.iface->run(exec, 0, 1));
+  TU_OK(ctx, h.iface->run(exec, 1, 1));
+  float clean[GN_N];
+  double ref[GN_N];
+  TU_OK(ctx, h.iface->buffer_read(h.bdev, buf, GN_Y, clean, sizeof clean));
+  e4m3_gemv_ref(x, w, sc, GN_N, GN_K, 8, 32, ref);
+  check_nan_ref("NaN-free codes", clean, ref, GN_N, 1e-6);
+  check_two(ctx, h, buf, "NaN-free codes", clean, -1, -1);
+  if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 2, 2), 1);
+
+  const int row = 11, at = row * GN_K + 40;
+  float fill[GN_N];
+  for (int n = 0; n < GN_N; ++n) fill[n] = -12345.0f;
+  uint64_t v = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    /* pass 0: NaN-free -> a NaN code; pass 1: back. Node 0 reads the codes before the write,
+     * node 1 after it. */
+    TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_Y, fill, sizeof fill));
+    TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_Y1, fill, sizeof fill));
+    const uint8_t code = pass == 0 ? 0xFF : w[at];
+    vnrt_backend_sync s0 = {.signal = tl, .signal_value = v + 1};
+    TU_OK(ctx, h.iface->run_async(exec, 0, 1, &s0));
+    vnrt_backend_sync s1 = {.wait = tl, .wait_value = v + 1, .signal = tl, .signal_value = v + 2};
+    TU_OK(ctx, h.iface->buffer_write_async(h.bdev, buf, GN_W + at, &code, 1, &s1));
+    vnrt_backend_sync s2 = {.wait = tl, .wait_value = v + 2, .signal = tl, .signal_value = v + 3};
+    TU_OK(ctx, h.iface->run_async(exec, 1, 1, &s2));
+    v += 3;
+    TU_OK(ctx, h.iface->timeline_wait(h.bdev, tl, v, UINT64_C(10000000000)));
+    TU_OK(ctx, h.iface->run(exec, 0, 0)); /* the queued runs' records */
+    check_two(ctx, h, buf, pass == 0 ? "a NaN code written between queued runs" : "written back",
+              clean, pass == 0 ? -1 : row, pass == 0 ? row : -1);
+    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 0, 2), 1);
+    if (gemv) ck_assert_int_eq(count_clean_lines(&cap, 2, 2), 1 + pass);
+  }
+  /* And synchronous runs of both ranges after it all: NaN-free, the same bits. */
+  TU_OK(ctx, h.iface->run(exec, 0, 2));
+  check_two(ctx, h, buf, "synchronous after", clean, -1, -1);
+  h.iface->timeline_destroy(h.bdev, tl);
+  h.iface->exec_destroy(exec);
+  h.iface->buffer_free(h.bdev, buf);
+  assert_layer_enabled(&cap);
+  destroy_silent(ctx, &cap);
+}
+END_TEST
+
+/* The writer thread of test_gemv_choice_with_a_writer_thread. */
+typedef struct weight_writer {
+  vnrt_context *ctx;
+  vk_handle h;
+  vnrt_backend_buffer *buf;
+  const uint8_t *w;     /* the NaN-free codes */
+  pthread_mutex_t lock; /* held by a run and its read-back, and by a write of the weight */
+  int version;          /* odd: a NaN code in row GW_ROW (under lock) */
+  _Atomic int runs, stop, bad, neighbour_writes;
+  char msg[256];
+} weight_writer;
+
+enum { GW_ROW = 23, GW_AT = GW_ROW * GN_K + 9, GW_VERSIONS = 6, GW_SPAN = 64 };
+
+static void *weight_writer_main(void *arg) {
+  weight_writer *c = arg;
+  uint8_t nan_bytes[GW_SPAN], clean_bytes[GW_SPAN];
+  memset(nan_bytes, 0xFF, sizeof nan_bytes);
+  nan_free_codes(clean_bytes, GW_SPAN, 9);
+  for (int i = 0; !atomic_load(&c->stop) && !atomic_load(&c->bad); ++i) {
+    /* Beside the weight, during runs (backend.h: buffer_write from another thread while `run`
+     * executes, on other bytes): NaN bytes ending where the weight starts or starting where
+     * it ends, then NaN-free ones. */
+    uint64_t at = i % 2 ? GN_W + GN_N * GN_K : GN_W - GW_SPAN;
+    vnrt_status s = c->h.iface->buffer_write(c->h.bdev, c->buf, at,
+                                             i % 4 < 2 ? nan_bytes : clean_bytes, GW_SPAN);
+    if (s != VNRT_OK) {
+      snprintf(c->msg, sizeof c->msg, "neighbour write %d: %s", i, vnrt_status_string(s));
+      atomic_store(&c->bad, 1);
+    }
+    atomic_fetch_add(&c->neighbour_writes, 1);
+    /* The weight itself between runs (under the lock): a NaN code, then back, every 6 runs. */
+    int want = atomic_load(&c->runs) / 6;
+    pthread_mutex_lock(&c->lock);
+    if (want > c->version && c->version < GW_VERSIONS) {
+      c->version++;
+      const uint8_t code = c->version % 2 ? 0xFF : c->w[GW_AT];
+      s = c->h.iface->buffer_write(c->h.bdev, c->buf, GN_W + GW_AT, &code, 1);
+      if (s != VNRT_OK) {
+        snprintf(c->msg, sizeof c->msg, "weight write: %s", vnrt_status_string(s));
+        atomic_store(&c->bad, 1);
+      }
+    }
+    pthread_mutex_unlock(&c->lock);
+  }
+  return NULL;
+}
+
+/* A writer thread updates a weight between runs of another thread (the two ordered by a lock,
+ * as backend.h asks for writes of bytes a run reads) and writes NaN and NaN-free bytes right
+ * beside it during the runs (allowed: other bytes). Each run's y is the weight version's
+ * (row GW_ROW NaN exactly while the NaN code is in), and the choice changes exactly when the
+ * version's NaN-ness does: writes beside the weight never take its range out. */
+START_TEST(test_gemv_choice_with_a_writer_thread) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 0);
+  int gemv = gemv_runs(ctx);
+  vk_handle h = backend_device(ctx);
+  vnrt_backend_buffer *buf = NULL;
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
+  float x[GN_K];
+  uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
+  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 41 % 31) - 15) / 8.0f;
+  nan_free_codes(w, GN_N * GN_K, 10);
+  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(121 + i % 4);
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  vnrt_backend_exec *exec = compile_e4m3_linear(ctx, h, buf);
+  float clean[GN_N], y[GN_N];
+  double ref[GN_N];
+  run_e4m3_linear(ctx, h, exec, buf, clean);
+  e4m3_gemv_ref(x, w, sc, GN_N, GN_K, 8, 32, ref);
+  check_nan_ref("before the writer", clean, ref, GN_N, 1e-6);
+
+  static weight_writer c;
+  memset(&c, 0, sizeof c);
+  c.ctx = ctx, c.h = h, c.buf = buf, c.w = w;
+  ck_assert_int_eq(pthread_mutex_init(&c.lock, NULL), 0);
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, weight_writer_main, &c), 0);
+  int changes = 1, last = 0, runs = 0; /* the choice's changes: the first run's, then parity */
+  for (int v = 0; !atomic_load(&c.bad) && (runs < 40 || (v < GW_VERSIONS && runs < 400)); ++runs) {
+    pthread_mutex_lock(&c.lock);
+    v = c.version;
+    run_e4m3_linear(ctx, h, exec, buf, y);
+    pthread_mutex_unlock(&c.lock);
+    atomic_store(&c.runs, runs + 1);
+    char what[64];
+    snprintf(what, sizeof what, "run %d, weight version %d", runs, v);
+    check_rows(what, y, clean, v % 2 ? GW_ROW : -1);
+    changes += v % 2 != last;
+    last = v % 2;
+    if (runs % 8 == 7) sched_yield(); /* let the writer in */
+  }
+  atomic_store(&c.stop, 1);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_msg(!atomic_load(&c.bad), "the writer: %s", c.msg);
+  ck_assert_int_eq(c.version, GW_VERSIONS);
+  ck_assert_int_ge(atomic_load(&c.neighbour_writes), 2);
+  if (gemv) {
+    ck_assert_msg(count_clean_lines(&cap, 1, 1) + count_clean_lines(&cap, 0, 1) == changes,
+                  "%d changes of the NaN code's presence over %d runs; log:\n%s", changes, runs,
+                  cap.text);
+  }
+  pthread_mutex_destroy(&c.lock);
+  h.iface->exec_destroy(exec);
+  h.iface->buffer_free(h.bdev, buf);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* One node over host tensors placed one after another (256-byte aligned) in one backend
+ * buffer: inputs 0 .. n_in - 1, then the output. */
+typedef struct bk_node {
+  vnrt_backend_tensor t[8];
+  uint64_t off[8];
+  int32_t n;
+  vnrt_backend_node node;
+  vnrt_op_params params;
+  vnrt_backend_graph g;
+  vnrt_backend_buffer *buf;
+  vnrt_backend_exec *exec;
+} bk_node;
+
+static void bk_node_compile(vnrt_context *ctx, vk_handle h, bk_node *b, vnrt_op op,
+                            const tu_tensor *in, int32_t n_in, const vnrt_tensor_type *out) {
+  uint64_t at = 0;
+  b->n = n_in + 1;
+  for (int32_t i = 0; i < b->n; ++i) {
+    const vnrt_tensor_type *ty = i < n_in ? &in[i].type : out;
+    b->off[i] = at;
+    at += (vnrt_tensor_type_bytes(ty) + 255) / 256 * 256;
+  }
+  TU_OK(ctx, h.iface->buffer_alloc(h.bdev, at, &b->buf));
+  for (int32_t i = 0; i < b->n; ++i) {
+    b->t[i] = (vnrt_backend_tensor){i < n_in ? in[i].type : *out, i < n_in ? "in" : "out", b->buf,
+                                    b->off[i]};
+    if (i < n_in) {
+      TU_OK(ctx, h.iface->buffer_write(h.bdev, b->buf, b->off[i], in[i].data,
+                                       vnrt_tensor_type_bytes(&in[i].type)));
+    }
+  }
+  memset(&b->node, 0, sizeof b->node);
+  b->node.op = op;
+  b->node.name = "out";
+  b->node.n_inputs = n_in;
+  for (int32_t i = 0; i < n_in; ++i) b->node.inputs[i] = i;
+  b->node.n_outputs = 1;
+  b->node.outputs[0] = n_in;
+  b->node.params = &b->params;
+  b->g = one_node_graph(b->n, b->t, &b->node);
+  ck_assert_msg(h.iface->supports_node(h.bdev, &b->g, 0), "%s not supported", vnrt_op_name(op));
+  TU_OK(ctx, h.iface->compile(h.bdev, &b->g, &b->exec));
+}
+
+/* Byte `at` of input i set to code (a single-byte write). */
+static void bk_node_poke(vnrt_context *ctx, vk_handle h, bk_node *b, int32_t i, int64_t at,
+                         uint8_t code) {
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, b->buf, b->off[i] + (uint64_t)at, &code, 1));
+}
+
+/* The node run, its output (n floats) read. */
+static void bk_node_run(vnrt_context *ctx, vk_handle h, bk_node *b, float *y, size_t n) {
+  TU_OK(ctx, h.iface->run(b->exec, 0, 1));
+  TU_OK(ctx, h.iface->buffer_read(h.bdev, b->buf, b->off[b->n - 1], y, sizeof *y * n));
+}
+
+static void bk_node_free(vk_handle h, bk_node *b) {
+  h.iface->exec_destroy(b->exec);
+  h.iface->buffer_free(h.bdev, b->buf);
+}
+
+/* An e4m3 tensor's values times their e8m0 scales (blocks 1 x b1 over the last dim), as f32. */
+static tu_tensor dequant_rows(const tu_tensor *codes, const tu_tensor *scale, int64_t b1) {
+  tu_tensor f = tu_tensor_new(VNRT_F32, codes->type.rank, codes->type.dims);
+  const uint8_t *c = codes->data, *s = scale->data;
+  int64_t n = tu_numel(codes), L = codes->type.dims[codes->type.rank - 1];
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t r = i / L, col = i % L;
+    ((float *)f.data)[i] =
+        vnrt_e4m3_to_f32(c[i]) * vnrt_e8m0_to_f32(s[r * ((L + b1 - 1) / b1) + col / b1]);
+  }
+  return f;
+}
+
+/* moe_ffn with e4m3 experts (1 x 32 blocks), through the backend table, against double
+ * (moe_ffn_ref over the decoded weights; limit 0, so that no clamp hides a NaN): NaN-free
+ * codes, then a NaN code in the gate/up rows of an expert only token 0 uses (token 0's outputs
+ * all NaN, token 1's exact), one in an expert no token uses (all exact, through the tested
+ * kernel), one in the down rows of an expert only token 1 uses (that output alone NaN), and
+ * NaN-free again. The gate/up and down passes each choose by their own weight. (The public API
+ * refuses NaN codes when binding, docs/api.md "Binding": only the backend table writes them.) */
+static void moe_e4m3_nan_codes(vnrt_context *ctx, vk_handle h, const log_capture *cap, int gemv) {
+  const int64_t T = 2, C = 64, F = 32, E = 4, k = 2;
+  const int64_t gud[3] = {E, 2 * F, C}, gsd[3] = {E, 2 * F, C / 32}, dd[3] = {E, C, F},
+                dsd[3] = {E, C, F / 32};
+  const int32_t ex[4] = {1, 3, 3, 0}; /* token 0: experts 1, 3; token 1: 3, 0; 2 unused */
+  tu_tensor in[7] = {tu_rnd(VNRT_F32, 2, T, C, 0, 0, 700, -1.0f, 1.0f),
+                     tu_ints(2, T, k, ex),
+                     tu_rnd(VNRT_F32, 2, T, k, 0, 0, 701, 0.1f, 1.0f),
+                     tu_tensor_new(VNRT_E4M3, 3, gud),
+                     tu_tensor_new(VNRT_E4M3, 3, dd),
+                     tu_tensor_new(VNRT_E8M0, 3, gsd),
+                     tu_tensor_new(VNRT_E8M0, 3, dsd)};
+  nan_free_codes(in[3].data, E * 2 * F * C, 2);
+  nan_free_codes(in[4].data, E * C * F, 3);
+  for (int64_t i = 0; i < tu_numel(&in[5]); ++i)
+    ((uint8_t *)in[5].data)[i] = (uint8_t)(118 + i % 3);
+  for (int64_t i = 0; i < tu_numel(&in[6]); ++i)
+    ((uint8_t *)in[6].data)[i] = (uint8_t)(119 + i % 3);
+  static bk_node b;
+  memset(&b, 0, sizeof b);
+  b.params.moe_ffn.limit = 0.0;
+  b.params.moe_ffn.w_gate_up = (vnrt_quant_weight){VNRT_E4M3, {1, 32}, 5};
+  b.params.moe_ffn.w_down = (vnrt_quant_weight){VNRT_E4M3, {1, 32}, 6};
+  const vnrt_tensor_type ty = {VNRT_F32, 2, {T, C}};
+  bk_node_compile(ctx, h, &b, VNRT_OP_MOE_FFN, in, 7, &ty);
+  uint8_t *gu = in[3].data, *dn = in[4].data;
+  struct {
+    const char *what;
+    int64_t gu_at, dn_at; /* a NaN code there (-1: none) */
+    int both, one;        /* the lines "2 of 2" and "1 of 2" logged so far */
+  } steps[] = {
+      {"NaN-free experts", -1, -1, 1, 0},
+      {"a NaN code in expert 1's gate/up", (1 * 2 * F + 5) * C + 17, -1, 1, 1},
+      {"a NaN code in unused expert 2's gate/up", (2 * 2 * F + F + 3) * C + 60, -1, 1, 1},
+      {"a NaN code in expert 0's down row 9", -1, (0 * C + 9) * F + 30, 1, 2},
+      {"NaN-free again", -1, -1, 2, 2},
+  };
+  int64_t gu_prev = -1, dn_prev = -1;
+  float y[2 * 64];
+  for (size_t s = 0; s < sizeof steps / sizeof steps[0]; ++s) {
+    /* The previous step's NaN code back, then this step's. */
+    if (gu_prev >= 0) bk_node_poke(ctx, h, &b, 3, gu_prev, gu[gu_prev]);
+    if (dn_prev >= 0) bk_node_poke(ctx, h, &b, 4, dn_prev, dn[dn_prev]);
+    uint8_t gu_old = 0, dn_old = 0;
+    if (steps[s].gu_at >= 0) gu_old = gu[steps[s].gu_at], gu[steps[s].gu_at] = 0x7F;
+    if (steps[s].dn_at >= 0) dn_old = dn[steps[s].dn_at], dn[steps[s].dn_at] = 0xFF;
+    tu_tensor fgu = dequant_rows(&in[3], &in[5], 32), fdn = dequant_rows(&in[4], &in[6], 32);
+    double *ref = moe_ffn_ref(&in[0], &in[1], &in[2], &fgu, &fdn, 0.0);
+    if (s == 1 || s == 3) { /* the reference itself: NaN where the code is read */
+      ck_assert(isnan(ref[s == 1 ? 0 : C + 9]) && !isnan(ref[s == 1 ? C : C + 8]));
+    }
+    if (steps[s].gu_at >= 0) bk_node_poke(ctx, h, &b, 3, steps[s].gu_at, 0x7F);
+    if (steps[s].dn_at >= 0) bk_node_poke(ctx, h, &b, 4, steps[s].dn_at, 0xFF);
+    bk_node_run(ctx, h, &b, y, (size_t)(T * C));
+    char what[96];
+    snprintf(what, sizeof what, "moe_ffn e4m3: %s", steps[s].what);
+    check_nan_ref(what, y, ref, T * C, 1e-5);
+    if (gemv) {
+      ck_assert_int_eq(count_clean_lines(cap, 2, 2), steps[s].both);
+      ck_assert_int_eq(count_clean_lines(cap, 1, 2), steps[s].one);
+      ck_assert_int_eq(count_clean_lines(cap, 0, 2), 0);
+    }
+    free(ref);
+    tu_tensor_free(&fgu);
+    tu_tensor_free(&fdn);
+    if (steps[s].gu_at >= 0) gu[steps[s].gu_at] = gu_old;
+    if (steps[s].dn_at >= 0) dn[steps[s].dn_at] = dn_old;
+    gu_prev = steps[s].gu_at, dn_prev = steps[s].dn_at;
+  }
+  bk_node_free(h, &b);
+  tu_free_all(in, 7);
+}
+
+/* grouped_linear with e4m3 weights (G = 3 groups of N = 16 rows, K = 64, 16 x 32 blocks) on a
+ * decode row, through the backend table: NaN-free, a NaN code in row 21 (group 1: y[21] alone
+ * NaN), NaN-free again. */
+static void grouped_e4m3_nan_codes(vnrt_context *ctx, vk_handle h, const log_capture *cap,
+                                   int gemv) {
+  const int64_t G = 3, N = 16, K = 64;
+  const int64_t wd[2] = {G * N, K}, sd[2] = {G * N / 16, K / 32};
+  tu_tensor in[3] = {tu_rnd(VNRT_F32, 2, 1, G * K, 0, 0, 710, -1.0f, 1.0f),
+                     tu_tensor_new(VNRT_E4M3, 2, wd), tu_tensor_new(VNRT_E8M0, 2, sd)};
+  nan_free_codes(in[1].data, G * N * K, 4);
+  for (int64_t i = 0; i < tu_numel(&in[2]); ++i)
+    ((uint8_t *)in[2].data)[i] = (uint8_t)(120 + i % 4);
+  static bk_node b;
+  memset(&b, 0, sizeof b);
+  b.params.grouped_linear.groups = (int32_t)G;
+  b.params.grouped_linear.w = (vnrt_quant_weight){VNRT_E4M3, {16, 32}, 2};
+  const vnrt_tensor_type ty = {VNRT_F32, 2, {1, G * N}};
+  bk_node_compile(ctx, h, &b, VNRT_OP_GROUPED_LINEAR, in, 3, &ty);
+  uint8_t *w = in[1].data;
+  const float *x = in[0].data;
+  const int64_t at = 21 * K + 50;
+  const uint8_t keep = w[at];
+  for (int step = 0; step < 3; ++step) {
+    w[at] = step == 1 ? 0xFF : keep;
+    double ref[48];
+    for (int64_t g = 0; g < G; ++g) {
+      e4m3_gemv_ref(x + g * K, w + g * N * K, (const uint8_t *)in[2].data + g * (N / 16) * (K / 32),
+                    N, K, 16, 32, ref + g * N);
+    }
+    ck_assert(isnan(ref[21]) == (step == 1) && !isnan(ref[20]));
+    float y[48];
+    if (step > 0) bk_node_poke(ctx, h, &b, 1, at, w[at]);
+    bk_node_run(ctx, h, &b, y, (size_t)(G * N));
+    check_nan_ref(step == 1 ? "grouped_linear e4m3, a NaN code" : "grouped_linear e4m3 NaN-free", y,
+                  ref, G * N, 1e-5);
+    if (gemv) {
+      ck_assert_int_eq(count_clean_lines(cap, 1, 1), step == 0 ? 1 : step);
+      ck_assert_int_eq(count_clean_lines(cap, 0, 1), step >= 1);
+    }
+  }
+  w[at] = keep;
+  bk_node_free(h, &b);
+  tu_free_all(in, 3);
+}
+
+/* moe_ffn's and grouped_linear's e4m3 products (gemv.comp on a CPU device) with NaN codes read
+ * and not read, under synchronization validation. */
+START_TEST(test_moe_and_grouped_e4m3_nan_codes) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 1);
+  int gemv = gemv_runs(ctx);
+  vk_handle h = backend_device(ctx);
+  moe_e4m3_nan_codes(ctx, h, &cap, gemv);
+  grouped_e4m3_nan_codes(ctx, h, &cap, gemv);
+  assert_layer_enabled(&cap);
+  destroy_silent(ctx, &cap);
+}
+END_TEST
+
+/* y = linear(x, w, s) with w e4m3 [48, 64] (16 x 32 blocks) as params "w" and "s" of graph g,
+ * from value x; the result named name. */
+static vnrt_value add_e4m3_linear(vnrt_context *ctx, vnrt_graph *g, vnrt_value x, const char *w,
+                                  const char *s, const char *name) {
+  vnrt_tensor_type tw = {VNRT_E4M3, 2, {48, 64}}, ts = {VNRT_E8M0, 2, {3, 2}};
+  vnrt_value in[3] = {x, 0, 0}, y;
+  TU_OK(ctx, vnrt_graph_add_input(g, w, &tw, 1, &in[1]));
+  TU_OK(ctx, vnrt_graph_add_input(g, s, &ts, 1, &in[2]));
+  const char *names[1] = {name};
+  const int64_t blk[2] = {16, 32};
+  vnrt_attr block = tu_attr_ints("block", blk, 2);
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, in, 3, &block, 1, names, &y, 1));
+  return y;
+}
+
+/* A plan whose moe_route (2048 experts) falls back to the CPU, fed from a linear on vulkan:0
+ * (a transfer out of the device: the CPU reads the arena buffer through its host address,
+ * which vk_clean.c never trusts again) beside an e4m3 GEMV y whose weight is a param (the io
+ * buffer). The transfers must neither lose the weight's NaN-free state nor keep it past a
+ * write: over four runs (new NaN-free codes bound before the third; the public API refuses NaN
+ * codes, docs/api.md "Binding"), y against double, and one choice only, NaN-free. */
+START_TEST(test_gemv_nan_free_beside_cpu_fallback) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 0);
+  int gemv = gemv_runs(ctx);
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  vnrt_tensor_type tx = {VNRT_F32, 2, {1, 64}}, tl = {VNRT_F32, 2, {2048, 64}};
+  vnrt_value x, wl, logits, route[2];
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "wl", &tl, 1, &wl));
+  vnrt_value lin_in[2] = {x, wl};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, lin_in, 2, NULL, 0, NULL, &logits, 1));
+  vnrt_attr ra[2] = {tu_attr_i("k", 2), tu_attr_word("score", "softmax")};
+  const char *rn[2] = {"rw", "ri"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &logits, 1, ra, 2, rn, route, 2));
+  vnrt_value y = add_e4m3_linear(ctx, g, x, "w", "s", "y");
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  TU_OK(ctx, vnrt_graph_add_output(g, route[0]));
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
+  vnrt_graph_destroy(g);
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
+  TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
+  ck_assert_int_eq(pi.n_fallback_nodes, 1);
+  tu_tensor pl = tu_rnd(VNRT_F32, 2, 2048, 64, 0, 0, 720, -1.0f, 1.0f);
+  tu_tensor xv = tu_rnd(VNRT_F32, 2, 1, 64, 0, 0, 721, -1.0f, 1.0f);
+  uint8_t w[48 * 64], sc[6] = {121, 122, 123, 121, 122, 123};
+  nan_free_codes(w, 48 * 64, 5);
+  TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv.data, sizeof(float) * 64));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "wl", pl.data, vnrt_tensor_type_bytes(&pl.type)));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "s", sc, sizeof sc));
+  for (int step = 0; step < 4; ++step) {
+    if (step == 2) nan_free_codes(w, 48 * 64, 6);
+    if (step != 1) TU_OK(ctx, vnrt_plan_set_input(plan, "w", w, sizeof w));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    float got[48], rw[2];
+    double ref[48];
+    TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
+    TU_OK(ctx, vnrt_plan_read_output(plan, "rw", rw, sizeof rw));
+    ck_assert(fabs((double)rw[0] + rw[1] - 1.0) < 1e-5); /* the CPU node ran */
+    e4m3_gemv_ref(xv.data, w, sc, 48, 64, 16, 32, ref);
+    char what[64];
+    snprintf(what, sizeof what, "beside a CPU fallback, step %d", step);
+    check_nan_ref(what, got, ref, 48, 1e-5);
+    if (gemv) {
+      ck_assert_msg(count_clean_lines(&cap, 1, 1) == 1 && count_clean_lines(&cap, 0, 1) == 0,
+                    "step %d: log\n%s", step, cap.text);
+    }
+  }
+  vnrt_plan_destroy(plan);
+  tu_tensor_free(&pl);
+  tu_tensor_free(&xv);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+
+/* Top-2 softmax routing weights of one row of logits (moe_route, norm 1): the two largest
+ * e^l over their sum, largest first. */
+static void top2_weights(const float *l, int64_t E, double out[2]) {
+  int64_t a = 0, b = -1;
+  for (int64_t i = 1; i < E; ++i) {
+    if (l[i] > l[a])
+      b = a, a = i;
+    else if (b < 0 || l[i] > l[b])
+      b = i;
+  }
+  double eb = exp((double)l[b] - (double)l[a]);
+  out[0] = 1.0 / (1.0 + eb), out[1] = eb / (1.0 + eb);
+}
+
+/* A state written in place on vulkan:0 (kv_write) that a CPU fallback node (moe_route over
+ * 2048 experts) reads: after each run the executor copies the state to its CPU replica out of
+ * the buffer that also holds the plan's params. That copy went through the buffer's host
+ * address, which made every weight there unclean for good (the e4m3 GEMV beside it took the
+ * NaN test from the second run on); the buffer now keeps its address while GEMVs may read it
+ * without the test, and the copy goes through buffer_read. Over four runs: the routing weights
+ * of the rows written by the earlier runs (the replica right), y against double (new NaN-free
+ * codes bound before the third run), and one choice only, NaN-free. */
+START_TEST(test_gemv_nan_free_state_to_cpu) {
+  log_capture cap;
+  vnrt_context *ctx = clean_context(&cap, 0);
+  int gemv = gemv_runs(ctx);
+  vnrt_graph *g = NULL;
+  TU_OK(ctx, vnrt_graph_create(ctx, &g));
+  enum { NE = 2048 };
+  vnrt_tensor_type tx = {VNRT_F32, 2, {1, 64}}, tc = {VNRT_F32, 2, {2, NE}},
+                   tr = {VNRT_F32, 2, {1, NE}}, tp = {VNRT_I32, 1, {1}};
+  vnrt_value x, cache, r, pos, route[2], nc;
+  TU_OK(ctx, vnrt_graph_add_input(g, "x", &tx, 0, &x));
+  TU_OK(ctx, vnrt_graph_add_input(g, "r", &tr, 0, &r));
+  TU_OK(ctx, vnrt_graph_add_input(g, "pos", &tp, 0, &pos));
+  TU_OK(ctx, vnrt_graph_add_state(g, "cache", &tc, &cache));
+  vnrt_attr ra[2] = {tu_attr_i("k", 2), tu_attr_word("score", "softmax")};
+  const char *rn[2] = {"rw", "ri"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &cache, 1, ra, 2, rn, route, 2));
+  vnrt_value kin[3] = {cache, r, pos};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_KV_WRITE, kin, 3, NULL, 0, NULL, &nc, 1));
+  TU_OK(ctx, vnrt_graph_set_state_update(g, cache, nc));
+  vnrt_value y = add_e4m3_linear(ctx, g, x, "w", "s", "y");
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  TU_OK(ctx, vnrt_graph_add_output(g, route[0]));
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
+  vnrt_graph_destroy(g);
+  vnrt_plan_info pi = {.struct_size = sizeof pi};
+  TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
+  ck_assert_int_eq(pi.n_fallback_nodes, 1);
+  ck_assert_int_eq(pi.n_inplace_updates, 1);
+  tu_tensor xv = tu_rnd(VNRT_F32, 2, 1, 64, 0, 0, 730, -1.0f, 1.0f);
+  tu_tensor rv[4];
+  uint8_t w[48 * 64], sc[6] = {121, 122, 123, 121, 122, 123};
+  nan_free_codes(w, 48 * 64, 7);
+  TU_OK(ctx, vnrt_plan_set_input(plan, "x", xv.data, sizeof(float) * 64));
+  TU_OK(ctx, vnrt_plan_set_input(plan, "s", sc, sizeof sc));
+  for (int step = 0; step < 4; ++step) {
+    if (step == 0 || step == 2) {
+      if (step == 2) nan_free_codes(w, 48 * 64, 8);
+      TU_OK(ctx, vnrt_plan_set_input(plan, "w", w, sizeof w));
+    }
+    rv[step] = tu_rnd(VNRT_F32, 2, 1, NE, 0, 0, 731 + (uint64_t)step, -4.0f, 4.0f);
+    int32_t row = step % 2;
+    TU_OK(ctx, vnrt_plan_set_input(plan, "r", rv[step].data, sizeof(float) * NE));
+    TU_OK(ctx, vnrt_plan_set_input(plan, "pos", &row, sizeof row));
+    TU_OK(ctx, vnrt_plan_run(plan));
+    /* moe_route read the cache before this run's write: row j holds the latest earlier run
+     * that wrote it, or zeros (equal logits: 1/2 each). */
+    float rw[4], got[48];
+    TU_OK(ctx, vnrt_plan_read_output(plan, "rw", rw, sizeof rw));
+    for (int j = 0; j < 2; ++j) {
+      int from = step - 1 - ((step - 1 - j) % 2 + 2) % 2; /* the last earlier step with row j */
+      double want[2] = {0.5, 0.5};
+      if (from >= 0) top2_weights(rv[from].data, NE, want);
+      for (int i = 0; i < 2; ++i) {
+        ck_assert_msg(fabs(rw[j * 2 + i] - want[i]) < 1e-5, "step %d: rw[%d][%d] = %g, want %g",
+                      step, j, i, (double)rw[j * 2 + i], want[i]);
+      }
+    }
+    double ref[48];
+    TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
+    e4m3_gemv_ref(xv.data, w, sc, 48, 64, 16, 32, ref);
+    char what[64];
+    snprintf(what, sizeof what, "beside a state copied to the cpu, step %d", step);
+    check_nan_ref(what, got, ref, 48, 1e-5);
+    if (gemv) {
+      ck_assert_msg(count_clean_lines(&cap, 1, 1) == 1 && count_clean_lines(&cap, 0, 1) == 0,
+                    "step %d: log\n%s", step, cap.text);
+    }
+  }
+  vnrt_plan_destroy(plan);
+  tu_free_all(rv, 4);
+  tu_tensor_free(&xv);
+  vnrt_context_destroy(ctx);
 }
 END_TEST
 
@@ -1815,5 +2527,12 @@ int main(void) {
   tcase_add_test(run, test_copy_queue_unknown_setting_warns);
   tcase_add_test(run, test_gemv_nan_test_only_for_weights_not_known_clean);
   suite_add_tcase(s, run);
+  TCase *clean = tcase_create("clean"); /* the NaN-free choice (vk_clean.c) */
+  tcase_add_test(clean, test_gemv_choice_changes_under_async_runs);
+  tcase_add_test(clean, test_moe_and_grouped_e4m3_nan_codes);
+  tcase_add_test(clean, test_gemv_nan_free_beside_cpu_fallback);
+  tcase_add_test(clean, test_gemv_nan_free_state_to_cpu);
+  tcase_add_test(clean, test_gemv_choice_with_a_writer_thread);
+  suite_add_tcase(s, clean);
   return tu_run_suite(s);
 }
