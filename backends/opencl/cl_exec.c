@@ -11,9 +11,6 @@
 #include "opencl_backend.h"
 
 #define CL_ALIGN 256u
-/* The most elements a fused cast (and its producer, in one work-item) may have: a decode's
- * vectors (docs/opencl.md, "Casts fused into their producers"). */
-#define CL_FUSE_CAST_MAX 16384
 
 /* ---- Growing arrays -------------------------------------------------------------------- */
 
@@ -108,11 +105,6 @@ void cl_arg_in(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->inputs[i], 0
 void cl_arg_in_dt(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->inputs[i], 1); }
 void cl_arg_out(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i], 0); }
 void cl_arg_out_dt(cl_launch *k, int32_t i) { arg_tensor(k, k->L->node->outputs[i], 1); }
-vnrt_status cl_launch_cast(cl_launch *k) {
-  arg_tensor(k, k->L->cast_out, 1);
-  const size_t one = 1;
-  return cl_launch_end(k, 1, &one, &one);
-}
 
 void cl_arg_opt_in_dt(cl_launch *k, int32_t i) {
   if (i < k->L->node->n_inputs)
@@ -370,8 +362,6 @@ void cl_backend_exec_destroy(vnrt_backend_exec *exec) {
   if (exec->const_mem) cl_mem_put(dev, exec->const_mem, exec->const_capacity);
   if (exec->steps) host->free(host->core, exec->steps);
   if (exec->node_first) host->free(host->core, exec->node_first);
-  if (exec->fuse_first) host->free(host->core, exec->fuse_first);
-  if (exec->fuse_end) host->free(host->core, exec->fuse_end);
   if (exec->fixups) host->free(host->core, exec->fixups);
   if (exec->consts) host->free(host->core, exec->consts);
   if (exec->events) host->free(host->core, exec->events);
@@ -434,76 +424,6 @@ static vnrt_status finalize(vnrt_backend_exec *exec) {
   return VNRT_OK;
 }
 
-/* Whether tensors a and b share a byte. */
-static int tensors_overlap(const vnrt_backend_graph *g, int32_t a, int32_t b) {
-  const vnrt_backend_tensor *ta = &g->tensors[a], *tb = &g->tensors[b];
-  if (ta->buffer != tb->buffer) return 0;
-  uint64_t ea = ta->offset + vnrt_tensor_type_bytes(&ta->type);
-  uint64_t eb = tb->offset + vnrt_tensor_type_bytes(&tb->type);
-  return ta->offset < eb && tb->offset < ea;
-}
-
-/* The output of node i + 1 when it is a cast of node i's first output between two different
- * float dtypes, of at most CL_FUSE_CAST_MAX elements, that node i's kernel can write as well
- * (cl_ops_fuses_cast: on CPU drivers, as one work-item after all of node i's work), sharing no
- * byte with node i's outputs; else -1. The memory planner may give the cast's output the bytes
- * of node i's inputs (they die at node i): the fused kernel has read them all before it writes
- * there. Nothing runs between two neighbouring nodes of one run, so the cast's output is the
- * same when the run reaches node i + 2. */
-static int32_t fusable_cast(vnrt_backend_device *dev, const vnrt_backend_graph *g, int32_t i) {
-  if (i + 1 >= g->n_nodes || dev->desc->info.type != VNRT_DEVICE_TYPE_SOFTWARE) return -1;
-  const vnrt_backend_node *p = &g->nodes[i], *c = &g->nodes[i + 1];
-  if (c->op != VNRT_OP_CAST || c->n_inputs < 1 || c->n_outputs < 1 || p->n_outputs < 1 ||
-      c->inputs[0] != p->outputs[0]) {
-    return -1;
-  }
-  const int32_t t = c->outputs[0];
-  const vnrt_tensor_type *in = &g->tensors[c->inputs[0]].type, *out = &g->tensors[t].type;
-  if (!cl_is_float(in->dtype) || !cl_is_float(out->dtype) || in->dtype == out->dtype ||
-      vnrt_numel(in) != vnrt_numel(out) || vnrt_numel(out) > CL_FUSE_CAST_MAX ||
-      !cl_ops_fuses_cast(dev, g, p)) {
-    return -1;
-  }
-  for (int32_t j = 0; j < p->n_outputs; ++j) {
-    if (tensors_overlap(g, p->outputs[j], t)) return -1;
-  }
-  return t;
-}
-
-/* Lowers each node that a cast follows once more with the cast fused in, after every node's own
- * steps (exec->fuse_first). */
-static vnrt_status lower_fused_casts(vnrt_backend_exec *exec) {
-  vnrt_backend_device *dev = exec->dev;
-  const vnrt_backend_host *host = dev->host;
-  const vnrt_backend_graph *g = &exec->graph;
-  int32_t fused = 0;
-  for (int32_t i = 0; i + 1 < g->n_nodes; ++i) {
-    const int32_t t = fusable_cast(dev, g, i);
-    if (t < 0) continue;
-    if (!exec->fuse_first) {
-      size_t bytes = sizeof(int32_t) * (size_t)g->n_nodes;
-      exec->fuse_first = host->alloc(host->core, bytes);
-      exec->fuse_end = host->alloc(host->core, bytes);
-      if (!exec->fuse_first || !exec->fuse_end) {
-        return cl_fail(dev, VNRT_ERROR_OUT_OF_MEMORY, "out of host memory compiling");
-      }
-      for (int32_t j = 0; j < g->n_nodes; ++j) exec->fuse_first[j] = exec->fuse_end[j] = -1;
-    }
-    const int32_t first = exec->n_steps;
-    cl_lower L = {exec, dev, g, &g->nodes[i], i, 0, t};
-    vnrt_status s = cl_ops_lower(&L);
-    if (s != VNRT_OK) return s;
-    exec->fuse_first[i] = first;
-    exec->fuse_end[i] = exec->n_steps;
-    ++fused;
-  }
-  if (fused > 0) {
-    host->log(host->core, VNRT_LOG_INFO, "OpenCL: %d of %d nodes' casts fused into their producers",
-              (int)fused, (int)g->n_nodes);
-  }
-  return VNRT_OK;
-}
-
 vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                                vnrt_backend_exec **out_exec) {
   *out_exec = NULL;
@@ -526,7 +446,7 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
       return cl_fail(dev, VNRT_ERROR_UNSUPPORTED, "cannot run node '%s' (%s) as typed", node->name,
                      node_op_name(node));
     }
-    cl_lower L = {exec, dev, &exec->graph, node, i, 0, -1};
+    cl_lower L = {exec, dev, &exec->graph, node, i, 0};
     vnrt_status s = cl_ops_lower(&L);
     if (s != VNRT_OK) {
       cl_backend_exec_destroy(exec);
@@ -535,8 +455,7 @@ vnrt_status cl_backend_compile(vnrt_backend_device *dev, const vnrt_backend_grap
     if (L.scratch_used > exec->scratch_node_bytes) exec->scratch_node_bytes = L.scratch_used;
   }
   exec->node_first[graph->n_nodes] = exec->n_steps;
-  vnrt_status s = lower_fused_casts(exec);
-  if (s == VNRT_OK) s = finalize(exec);
+  vnrt_status s = finalize(exec);
   if (s != VNRT_OK) {
     cl_backend_exec_destroy(exec);
     return s;
@@ -597,61 +516,49 @@ static vnrt_status enqueue_run(vnrt_backend_exec *exec, int32_t first, int32_t c
     }
   }
   const int32_t lo = exec->node_first[first];
-  /* Node n's own steps, or (untimed runs holding n + 1 too) those of n fused with the cast
-   * after it in place of both nodes' (kernels only: no check among them). */
-  for (int32_t n = first; n < first + count;) {
-    int32_t i = exec->node_first[n], end = exec->node_first[n + 1];
-    if (!ev && exec->fuse_first && exec->fuse_first[n] >= 0 && n + 1 < first + count) {
-      i = exec->fuse_first[n];
-      end = exec->fuse_end[n];
-      ++n;
-    }
-    ++n;
-    for (; i < end; ++i) {
-      const cl_step *st = &exec->steps[i];
-      const vnrt_backend_node *node = &exec->graph.nodes[st->node];
-      cl_event *step_ev = ev ? ev + 2 * (i - lo) : NULL;
-      cl_int err = CL_SUCCESS;
-      switch (st->kind) {
-        case CL_STEP_KERNEL:
-          err = clEnqueueNDRangeKernel(dev->queue, st->kernel, st->dim, NULL, st->gws,
-                                       st->has_lws ? st->lws : NULL, 0, NULL,
-                                       step_ev ? step_ev + 1 : NULL);
-          if (err != CL_SUCCESS) {
-            return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s",
-                           node->name, node_op_name(node), st->kernel_name, (int)err,
-                           cl_error_name(err));
-          }
-          break;
-        case CL_STEP_CHECK: {
-          if (st->deferred && defer) {
-            *out_deferred = 1;
-            break;
-          }
-          cl_int pos = -1;
-          err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE, (size_t)st->err_slot * 4, 4,
-                                    &pos, 0, NULL, NULL);
-          if (err != CL_SUCCESS) {
-            return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
-                           node->name, node_op_name(node), (int)err, cl_error_name(err));
-          }
-          if (pos >= 0) {
-            /* A deferred check before this one may have failed first (the queue is idle now:
-             * the read above waited for it). */
-            if (*out_deferred) {
-              *out_deferred = 0;
-              vnrt_status s = report_deferred(exec, lo, i);
-              if (s != VNRT_OK) return s;
-            }
-            return st->report(exec, st, pos);
-          }
+  for (int32_t i = lo; i < exec->node_first[first + count]; ++i) {
+    const cl_step *st = &exec->steps[i];
+    const vnrt_backend_node *node = &exec->graph.nodes[st->node];
+    cl_event *step_ev = ev ? ev + 2 * (i - lo) : NULL;
+    cl_int err = CL_SUCCESS;
+    switch (st->kind) {
+      case CL_STEP_KERNEL:
+        err = clEnqueueNDRangeKernel(dev->queue, st->kernel, st->dim, NULL, st->gws,
+                                     st->has_lws ? st->lws : NULL, 0, NULL,
+                                     step_ev ? step_ev + 1 : NULL);
+        if (err != CL_SUCCESS) {
+          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): enqueueing %s: %d %s", node->name,
+                         node_op_name(node), st->kernel_name, (int)err, cl_error_name(err));
+        }
+        break;
+      case CL_STEP_CHECK: {
+        if (st->deferred && defer) {
+          *out_deferred = 1;
           break;
         }
-        case CL_STEP_GEMM: {
-          vnrt_status s = cl_gemm_enqueue(dev, st->gemm, step_ev, step_ev ? step_ev + 1 : NULL);
-          if (s != VNRT_OK) return s;
-          break;
+        cl_int pos = -1;
+        err = clEnqueueReadBuffer(dev->queue, exec->scratch, CL_TRUE, (size_t)st->err_slot * 4, 4,
+                                  &pos, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+          return cl_fail(dev, VNRT_ERROR_DEVICE, "node '%s' (%s): reading the index check: %d %s",
+                         node->name, node_op_name(node), (int)err, cl_error_name(err));
         }
+        if (pos >= 0) {
+          /* A deferred check before this one may have failed first (the queue is idle now:
+           * the read above waited for it). */
+          if (*out_deferred) {
+            *out_deferred = 0;
+            vnrt_status s = report_deferred(exec, lo, i);
+            if (s != VNRT_OK) return s;
+          }
+          return st->report(exec, st, pos);
+        }
+        break;
+      }
+      case CL_STEP_GEMM: {
+        vnrt_status s = cl_gemm_enqueue(dev, st->gemm, step_ev, step_ev ? step_ev + 1 : NULL);
+        if (s != VNRT_OK) return s;
+        break;
       }
     }
   }

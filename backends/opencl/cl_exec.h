@@ -54,10 +54,6 @@ struct vnrt_backend_exec {
   cl_step *steps;
   int32_t n_steps, cap_steps;
   int32_t *node_first; /* steps of node i: [node_first[i], node_first[i + 1]) */
-  /* Node i fused with the cast that follows it (cl_ops_fuses_cast): steps [fuse_first[i],
-   * fuse_end[i]), after every node's own, run in place of both nodes' steps when a run holds
-   * both; fuse_first[i] < 0 where there is none. NULL when no node fuses. */
-  int32_t *fuse_first, *fuse_end;
   cl_fixup *fixups;
   int32_t n_fixups, cap_fixups;
   /* Scratch: [error slots][the largest node's scratch]; nodes run in order and share it. */
@@ -85,9 +81,6 @@ typedef struct cl_lower {
   const vnrt_backend_node *node;
   int32_t node_index;
   uint64_t scratch_used; /* bytes of this node's scratch handed out so far */
-  /* >= 0: the output tensor of the cast node after this one, which this lowering writes as
-   * well (the cast's steps are skipped; cl_ops_fuses_cast says which nodes can). */
-  int32_t cast_out;
 } cl_lower;
 
 static inline const vnrt_backend_tensor *cl_in(const cl_lower *L, int32_t i) {
@@ -121,9 +114,6 @@ void cl_arg_out_dt(cl_launch *k, int32_t i);
 /* Input i if the node has it, else a stand-in (the first output) the kernel never reads. */
 void cl_arg_opt_in_dt(cl_launch *k, int32_t i);
 void cl_arg_opt_in(cl_launch *k, int32_t i);
-/* A _cast kernel's last arguments, the fused cast's output with its dtype (L->cast_out >= 0),
- * and its launch: one work-item. */
-vnrt_status cl_launch_cast(cl_launch *k);
 void cl_arg_i32(cl_launch *k, int32_t v);
 void cl_arg_i64(cl_launch *k, int64_t v);
 void cl_arg_f32(cl_launch *k, float v);

@@ -87,27 +87,6 @@ static bool outputs_empty(const vnrt_backend_graph *graph, const vnrt_backend_no
   return true;
 }
 
-int cl_ops_fuses_cast(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
-                      const vnrt_backend_node *node) {
-  if (!cl_is_float(vnrt_node_output(graph, node, 0)->type.dtype)) return 0;
-  switch (node->op) {
-    case VNRT_OP_ADD:
-    case VNRT_OP_SUB:
-    case VNRT_OP_MUL:
-    case VNRT_OP_DIV:
-    case VNRT_OP_CAST:
-    case VNRT_OP_SWIGLU:
-    case VNRT_OP_FAKE_QUANT:
-      return 1;
-    case VNRT_OP_RMS_NORM: {
-      const vnrt_tensor_type *x = &vnrt_node_input(graph, node, 0)->type;
-      return x->rank >= 1 && cl_rms_norm_row16(dev, x->dims[x->rank - 1]);
-    }
-    default:
-      return 0;
-  }
-}
-
 vnrt_status cl_ops_lower(cl_lower *L) {
   const cl_op_row *row = row_of(L->node->op);
   if (row && row->lower && outputs_empty(L->graph, L->node)) return VNRT_OK;

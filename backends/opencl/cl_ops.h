@@ -17,13 +17,6 @@ typedef vnrt_status (*cl_lower_fn)(cl_lower *L);
 int cl_ops_supports(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
                     const vnrt_backend_node *node);
 vnrt_status cl_ops_lower(cl_lower *L);
-/* Whether node's lowering can also write a cast of its first output (cl_lower.cast_out) in the
- * same kernel: a one-kernel node whose kernel has a _cast variant (st_cast in common.cl). */
-int cl_ops_fuses_cast(vnrt_backend_device *dev, const vnrt_backend_graph *graph,
-                      const vnrt_backend_node *node);
-/* rms_norm's one-row-per-item kernel (CPU drivers, D a multiple of 16): the one with a _cast
- * variant. */
-int cl_rms_norm_row16(vnrt_backend_device *dev, int64_t D);
 
 /* The type of input/output i of node in graph. */
 static inline const vnrt_tensor_type *cl_q_in(const vnrt_backend_graph *g,

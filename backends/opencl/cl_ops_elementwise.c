@@ -133,7 +133,7 @@ vnrt_status cl_binary_lower(cl_lower *L) {
   bcast4(cl_in_type(L, 1), o->rank, sb);
   int64_t n = vnrt_numel(o);
   cl_launch k;
-  cl_launch_begin(L, L->cast_out >= 0 ? "binary_op_cast" : "binary_op", &k);
+  cl_launch_begin(L, "binary_op", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_in_dt(&k, 1);
   cl_arg_out_dt(&k, 0);
@@ -142,7 +142,6 @@ vnrt_status cl_binary_lower(cl_lower *L) {
   cl_arg_long4(&k, dims);
   cl_arg_long4(&k, sa);
   cl_arg_long4(&k, sb);
-  if (L->cast_out >= 0) return cl_launch_cast(&k);
   return cl_launch_1d(&k, n);
 }
 
@@ -178,11 +177,10 @@ vnrt_status cl_unary_lower(cl_lower *L) {
 vnrt_status cl_cast_lower(cl_lower *L) {
   int64_t n = vnrt_numel(cl_out_type(L, 0));
   cl_launch k;
-  cl_launch_begin(L, L->cast_out >= 0 ? "cast_op_cast" : "cast_op", &k);
+  cl_launch_begin(L, "cast_op", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, n);
-  if (L->cast_out >= 0) return cl_launch_cast(&k);
   return cl_launch_1d(&k, n);
 }
 

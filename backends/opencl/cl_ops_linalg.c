@@ -156,10 +156,6 @@ vnrt_status cl_lower_gemm_nt_to_scratch(cl_lower *L, int32_t a_input, int32_t b_
   return cl_add_gemm(L, call, cl_gemm_scratch_bytes(&s, impl), 1, c_off);
 }
 
-int cl_rms_norm_row16(vnrt_backend_device *dev, int64_t D) {
-  return dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE && D % 16 == 0;
-}
-
 vnrt_status cl_rms_norm_lower(cl_lower *L) {
   const vnrt_rms_norm_params *p = &L->node->params->rms_norm;
   const vnrt_tensor_type *x = cl_in_type(L, 0);
@@ -167,13 +163,9 @@ vnrt_status cl_rms_norm_lower(cl_lower *L) {
   int64_t rows = D > 0 ? vnrt_numel(x) / D : 0;
   /* CPU drivers run a work-group in one thread: there a row per work-item in vectors of 16
    * beats a work-group's local-memory reduction. */
-  const int row16 = cl_rms_norm_row16(L->dev, D);
+  const int row16 = L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE && D % 16 == 0;
   cl_launch k;
-  cl_launch_begin(L,
-                  !row16             ? "rms_norm"
-                  : L->cast_out >= 0 ? "rms_norm_row16_cast"
-                                     : "rms_norm_row16",
-                  &k);
+  cl_launch_begin(L, row16 ? "rms_norm_row16" : "rms_norm", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_opt_in_dt(&k, 1);
   cl_arg_i32(&k, p->has_weight);
@@ -182,7 +174,6 @@ vnrt_status cl_rms_norm_lower(cl_lower *L) {
   cl_arg_f32(&k, (float)p->eps);
   if (row16) {
     cl_arg_i64(&k, rows);
-    if (L->cast_out >= 0) return cl_launch_cast(&k);
     size_t wg = cl_launch_wg(&k, 4), items = (size_t)(rows > 0 ? rows : 0);
     return cl_launch_end(&k, 1, &items, &wg);
   }
@@ -207,13 +198,12 @@ vnrt_status cl_softmax_lower(cl_lower *L) {
 vnrt_status cl_swiglu_lower(cl_lower *L) {
   int64_t n = vnrt_numel(cl_out_type(L, 0));
   cl_launch k;
-  cl_launch_begin(L, L->cast_out >= 0 ? "swiglu_cast" : "swiglu", &k);
+  cl_launch_begin(L, "swiglu", &k);
   cl_arg_in_dt(&k, 0);
   cl_arg_in_dt(&k, 1);
   cl_arg_out_dt(&k, 0);
   cl_arg_i64(&k, n);
   cl_arg_f32(&k, (float)L->node->params->swiglu.limit);
-  if (L->cast_out >= 0) return cl_launch_cast(&k);
   return cl_launch_1d(&k, n);
 }
 

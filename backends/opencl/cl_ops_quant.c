@@ -176,10 +176,8 @@ static vnrt_status launch_fake_quant(cl_lower *L, int32_t x_input, uint64_t x_sc
                                      int32_t mul_input, uint64_t o_scratch, int64_t rows, int64_t D,
                                      int64_t start, int64_t nb, int32_t block, vnrt_dtype fmt) {
   if (rows == 0 || D == 0) return VNRT_OK;
-  /* The node's own fake_quant (its output 0) may have a cast fused in. */
-  const int cast = o_scratch == UINT64_MAX && L->cast_out >= 0;
   cl_launch k;
-  cl_launch_begin(L, cast ? "fake_quant_cast" : "fake_quant", &k);
+  cl_launch_begin(L, "fake_quant", &k);
   if (x_input >= 0) {
     cl_arg_in_dt(&k, x_input);
   } else {
@@ -204,7 +202,6 @@ static vnrt_status launch_fake_quant(cl_lower *L, int32_t x_input, uint64_t x_sc
   cl_arg_i64(&k, nb);
   cl_arg_i32(&k, block);
   cl_arg_i32(&k, (int32_t)fmt);
-  if (cast) return cl_launch_cast(&k);
   /* An item quantizes a whole block, serially: on a CPU driver (which runs a work-group in
    * one thread) one item per work-group spreads a row's few blocks over the cores. */
   if (L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE) {

@@ -94,14 +94,6 @@ void st(__global uchar *p, int dt, long i, float v) {
   }
 }
 
-/* A fused cast (docs/opencl.md, "Casts fused into their producers"): the n elements of o (dtype
- * dout, all written by this work-item before) cast to dout2 into o2 as cast_op would cast them.
- * The _cast kernels run as one work-item that does its producer's whole work first, so o2 may
- * take the memory of the producer's inputs, which no later read then sees clobbered. */
-void st_cast(__global const uchar *o, int dout, __global uchar *o2, int dout2, long n) {
-  for (long j = 0; j < n; ++j) st(o2, dout2, j, ld(o, dout, j));
-}
-
 /* The sum of a float8's lanes, pairwise. */
 float hsum8(float8 v) { return ((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7)); }
 

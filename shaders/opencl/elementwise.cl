@@ -17,8 +17,10 @@ long bcast_offset(long i, long4 dims, long4 s) {
   return i0 * s.x + i1 * s.y + i2 * s.z + i3 * s.w;
 }
 
-void binary_item(TENSOR(a), int da, TENSOR(b), int db, TENSOR(o), int dout, int op, long4 dims,
-                 long4 sa, long4 sb, long i) {
+__kernel void binary_op(TENSOR(a), int da, TENSOR(b), int db, TENSOR(o), int dout, int op,
+                        long n, long4 dims, long4 sa, long4 sb) {
+  long i = get_global_id(0);
+  if (i >= n) return;
   float x = ld(PTR(a), da, bcast_offset(i, dims, sa));
   float y = ld(PTR(b), db, bcast_offset(i, dims, sb));
   float r;
@@ -29,22 +31,6 @@ void binary_item(TENSOR(a), int da, TENSOR(b), int db, TENSOR(o), int dout, int 
     default: r = x / y; break;
   }
   st(PTR(o), dout, i, r);
-}
-
-__kernel void binary_op(TENSOR(a), int da, TENSOR(b), int db, TENSOR(o), int dout, int op,
-                        long n, long4 dims, long4 sa, long4 sb) {
-  long i = get_global_id(0);
-  if (i < n) binary_item(a_b, a_o, da, b_b, b_o, db, o_b, o_o, dout, op, dims, sa, sb, i);
-}
-
-/* binary_op, then its result cast into o2: one work-item (st_cast). */
-__kernel void binary_op_cast(TENSOR(a), int da, TENSOR(b), int db, TENSOR(o), int dout, int op,
-                             long n, long4 dims, long4 sa, long4 sb, TENSOR(o2), int dout2) {
-  if (get_global_id(0) != 0) return;
-  for (long i = 0; i < n; ++i) {
-    binary_item(a_b, a_o, da, b_b, b_o, db, o_b, o_o, dout, op, dims, sa, sb, i);
-  }
-  st_cast(PTR(o), dout, PTR(o2), dout2, n);
 }
 
 #define UN_NEG 0
@@ -105,7 +91,9 @@ float i32_to_f32_odd(int v) {
   return v < 0 ? -f : f;
 }
 
-void cast_item(TENSOR(x), int dx, TENSOR(o), int dout, long i) {
+__kernel void cast_op(TENSOR(x), int dx, TENSOR(o), int dout, long n) {
+  long i = get_global_id(0);
+  if (i >= n) return;
   if (dx == dout) {
     if (dx == DT_F16 || dx == DT_BF16) {
       ((__global ushort *)PTR(o))[i] = ((__global const ushort *)PTR(x))[i];
@@ -121,18 +109,6 @@ void cast_item(TENSOR(x), int dx, TENSOR(o), int dout, long i) {
   } else {
     st(PTR(o), dout, i, ld(PTR(x), dx, i));
   }
-}
-
-__kernel void cast_op(TENSOR(x), int dx, TENSOR(o), int dout, long n) {
-  long i = get_global_id(0);
-  if (i < n) cast_item(x_b, x_o, dx, o_b, o_o, dout, i);
-}
-
-/* Two casts in a row, x -> o -> o2: one work-item (st_cast). */
-__kernel void cast_op_cast(TENSOR(x), int dx, TENSOR(o), int dout, long n, TENSOR(o2), int dout2) {
-  if (get_global_id(0) != 0) return;
-  for (long i = 0; i < n; ++i) cast_item(x_b, x_o, dx, o_b, o_o, dout, i);
-  st_cast(PTR(o), dout, PTR(o2), dout2, n);
 }
 
 /* Copies esize-byte elements: iteration index i (over dims) reads src at i's coordinates

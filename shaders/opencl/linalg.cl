@@ -23,8 +23,10 @@ __kernel void rms_norm(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o
 
 /* rms_norm with one work-item per row of D (a multiple of 16), the squares summed in 16
  * lanes: for CPU drivers, where a work-group's reduction costs more than the row. global rows. */
-void rms_norm_row16_item(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o), int dout,
-                         long D, float eps, long row) {
+__kernel void rms_norm_row16(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o),
+                             int dout, long D, float eps, long rows) {
+  long row = get_global_id(0);
+  if (row >= rows) return;
   long base = row * D;
   float16 ss = 0.0f;
   for (long i = 0; i < D; i += 16) {
@@ -37,22 +39,6 @@ void rms_norm_row16_item(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR
     if (has_w) y *= ld16(PTR(w), dw, i);
     st16(PTR(o), dout, base + i, y);
   }
-}
-
-__kernel void rms_norm_row16(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o),
-                             int dout, long D, float eps, long rows) {
-  long row = get_global_id(0);
-  if (row < rows) rms_norm_row16_item(x_b, x_o, dx, w_b, w_o, dw, has_w, o_b, o_o, dout, D, eps, row);
-}
-
-/* rms_norm_row16, then its result cast into o2: one work-item (st_cast). */
-__kernel void rms_norm_row16_cast(TENSOR(x), int dx, TENSOR(w), int dw, int has_w, TENSOR(o),
-                                  int dout, long D, float eps, long rows, TENSOR(o2), int dout2) {
-  if (get_global_id(0) != 0) return;
-  for (long row = 0; row < rows; ++row) {
-    rms_norm_row16_item(x_b, x_o, dx, w_b, w_o, dw, has_w, o_b, o_o, dout, D, eps, row);
-  }
-  st_cast(PTR(o), dout, PTR(o2), dout2, rows * D);
 }
 
 /* Softmax along an axis of length len with element stride inner: group g is (outer, inner). */
@@ -74,7 +60,10 @@ __kernel void softmax(TENSOR(x), int dx, TENSOR(o), int dout, long len, long inn
 }
 
 /* silu(min(g, limit))*clamp(u, -limit, limit); limit 0 = no clamp. */
-void swiglu_item(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, float limit, long i) {
+__kernel void swiglu(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, long n,
+                     float limit) {
+  long i = get_global_id(0);
+  if (i >= n) return;
   float gv = ld(PTR(g), dg, i), uv = ld(PTR(u), du, i);
   if (limit > 0.0f) {
     if (gv > limit) gv = limit;
@@ -82,18 +71,4 @@ void swiglu_item(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, floa
     if (uv < -limit) uv = -limit;
   }
   st(PTR(o), dout, i, gv * (1.0f / (1.0f + exp(-gv))) * uv);
-}
-
-__kernel void swiglu(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, long n,
-                     float limit) {
-  long i = get_global_id(0);
-  if (i < n) swiglu_item(g_b, g_o, dg, u_b, u_o, du, o_b, o_o, dout, limit, i);
-}
-
-/* swiglu, then its result cast into o2: one work-item (st_cast). */
-__kernel void swiglu_cast(TENSOR(g), int dg, TENSOR(u), int du, TENSOR(o), int dout, long n,
-                          float limit, TENSOR(o2), int dout2) {
-  if (get_global_id(0) != 0) return;
-  for (long i = 0; i < n; ++i) swiglu_item(g_b, g_o, dg, u_b, u_o, du, o_b, o_o, dout, limit, i);
-  st_cast(PTR(o), dout, PTR(o2), dout2, n);
 }

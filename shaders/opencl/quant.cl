@@ -98,8 +98,10 @@ void fake_quant_block(__global const uchar *x, int dx, __global uchar *o, int do
  * by mul[row] when has_mul (moe_ffn's routing weight before the down projection's input is
  * quantized). x and o may be the same buffer: an item reads its channels before writing
  * them and no two items share one. */
-void fake_quant_item(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR(o), int dout,
-                     long D, long start, long nb, int block, int fmt, long j, long row) {
+__kernel void fake_quant(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR(o),
+                         int dout, long rows, long D, long start, long nb, int block, int fmt) {
+  long j = get_global_id(0), row = get_global_id(1);
+  if (j > nb || row >= rows) return;
   float m = has_mul ? ld(PTR(mul), dm, row) : 1.0f;
   if (j < nb) {
     fake_quant_block(PTR(x), dx, PTR(o), dout, row * D + start + j * block, block, m, fmt);
@@ -110,28 +112,6 @@ void fake_quant_item(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR
     if (i >= D) break;
     st(PTR(o), dout, row * D + i, ld(PTR(x), dx, row * D + i) * m);
   }
-}
-
-__kernel void fake_quant(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR(o),
-                         int dout, long rows, long D, long start, long nb, int block, int fmt) {
-  long j = get_global_id(0), row = get_global_id(1);
-  if (j > nb || row >= rows) return;
-  fake_quant_item(x_b, x_o, dx, mul_b, mul_o, dm, has_mul, o_b, o_o, dout, D, start, nb, block,
-                  fmt, j, row);
-}
-
-/* fake_quant, then its result cast into o2: one work-item (st_cast). */
-__kernel void fake_quant_cast(TENSOR(x), int dx, TENSOR(mul), int dm, int has_mul, TENSOR(o),
-                              int dout, long rows, long D, long start, long nb, int block, int fmt,
-                              TENSOR(o2), int dout2) {
-  if (get_global_id(0) != 0 || get_global_id(1) != 0) return;
-  for (long row = 0; row < rows; ++row) {
-    for (long j = 0; j <= nb; ++j) {
-      fake_quant_item(x_b, x_o, dx, mul_b, mul_o, dm, has_mul, o_b, o_o, dout, D, start, nb,
-                      block, fmt, j, row);
-    }
-  }
-  st_cast(PTR(o), dout, PTR(o2), dout2, rows * D);
 }
 
 /* ---- Products with a weight that may be quantized ------------------------------------- */
