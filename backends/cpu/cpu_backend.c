@@ -445,6 +445,9 @@ static vnrt_status cpu_run_nodes_(vnrt_backend_exec *exec, int32_t first, int32_
                        (int)first + (int)count, (int)exec->n_nodes);
   }
   vnrt_backend_device *device = exec->device;
+  /* cpu_affinity: this thread on its own core for the run (cpu_pool.h). */
+  cpu_pool_binding bind;
+  cpu_pool_bind_caller(device->pool, &bind);
   for (int32_t i = first; i < first + count; ++i) {
     const cpu_exec_node *en = &exec->nodes[i];
     struct timespec t0, t1;
@@ -454,7 +457,10 @@ static vnrt_status cpu_run_nodes_(vnrt_backend_exec *exec, int32_t first, int32_
     if (en->streams) cpu_pool_prefetch(device->pool, en->prefetch, en->n_prefetch);
     if (timed) clock_gettime(CLOCK_MONOTONIC, &t0);
     vnrt_status s = en->fn(&en->args);
-    if (s != VNRT_OK) return s; /* the kernel reported its detail through host->error */
+    if (s != VNRT_OK) { /* the kernel reported its detail through host->error */
+      cpu_pool_unbind_caller(&bind);
+      return s;
+    }
     if (timed) {
       clock_gettime(CLOCK_MONOTONIC, &t1);
       int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
@@ -467,6 +473,7 @@ static vnrt_status cpu_run_nodes_(vnrt_backend_exec *exec, int32_t first, int32_
       }
     }
   }
+  cpu_pool_unbind_caller(&bind);
   return VNRT_OK;
 }
 

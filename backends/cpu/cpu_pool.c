@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +42,8 @@ struct cpu_pool {
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
   int64_t spin_ns;
-  int isa_cap; /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
+  int isa_cap;    /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
+  int caller_cpu; /* cpu_affinity: the CPU a run binds its calling thread to (-1: none) */
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
   pthread_mutex_t mutex;  /* guards sleepers, caller_sleeping and the condition variables */
@@ -240,6 +244,75 @@ static void *cpu_pool_worker_(void *arg) {
   return NULL;
 }
 
+/* cpu_affinity: binds worker i to the (i + 1)-th allowed CPU (wrapping) and keeps the first for
+ * the runs' calling thread. Unbound threads on a 2-core VM were measured to share one core
+ * for seconds at a time after the pool slept: a woken worker placed on the caller's core finds
+ * its work taken, sleeps again, and never weighs enough for the scheduler to move it
+ * (docs/bench.md, "Stop 29"). A failed bind is left unbound, silently. */
+static void cpu_pool_bind_workers_(cpu_pool *pool) {
+#if defined(__linux__)
+  if (!vnrt_host_option_flag(pool->host, "cpu_affinity", 0) || pool->n_workers == 0) return;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  int cpus[CPU_SETSIZE], n = 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+  }
+  if (n < 2) return;
+  for (int32_t i = 0; i < pool->n_workers; ++i) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[(i + 1) % n], &one);
+    (void)pthread_setaffinity_np(pool->workers[i], sizeof one, &one);
+  }
+  pool->caller_cpu = cpus[0];
+#else
+  (void)pool;
+#endif
+}
+
+void cpu_pool_bind_caller(const cpu_pool *pool, cpu_pool_binding *saved) {
+  saved->bound = 0;
+#if defined(__linux__)
+  _Static_assert(sizeof(cpu_set_t) <= sizeof saved->saved, "cpu_pool_binding.saved");
+  if (!pool || pool->caller_cpu < 0) return;
+  cpu_set_t *own = (cpu_set_t *)(void *)saved->saved, one;
+  if (pthread_getaffinity_np(pthread_self(), sizeof *own, own) != 0) return;
+  CPU_ZERO(&one);
+  CPU_SET(pool->caller_cpu, &one);
+  saved->bound = pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+#else
+  (void)pool;
+#endif
+}
+
+void cpu_pool_unbind_caller(const cpu_pool_binding *saved) {
+#if defined(__linux__)
+  if (!saved->bound) return;
+  (void)pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t),
+                               (const cpu_set_t *)(const void *)saved->saved);
+#else
+  (void)saved;
+#endif
+}
+
+int cpu_pool_worker_cpu(const cpu_pool *pool, int32_t i) {
+  if (!pool || i < 0 || i >= pool->n_workers) return -1;
+#if defined(__linux__)
+  /* The thread's set as the kernel has it, not what was asked for. */
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (pthread_getaffinity_np(pool->workers[i], sizeof set, &set) != 0 || CPU_COUNT(&set) != 1) {
+    return -1;
+  }
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) return c;
+  }
+#endif
+  return -1;
+}
+
 vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
                             cpu_pool **out_pool) {
   *out_pool = NULL;
@@ -274,6 +347,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   pool->prefetch_budget =
       vnrt_host_option_uint(host, "cpu_prefetch_kib", CPU_POOL_PREFETCH_KIB_DEFAULT, 1048576) *
       1024;
+  pool->caller_cpu = -1;
   pthread_mutex_init(&pool->submit, NULL);
   pthread_mutex_init(&pool->mutex, NULL);
   pthread_cond_init(&pool->wake, NULL);
@@ -296,6 +370,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
       }
       pool->n_workers = i + 1;
     }
+    cpu_pool_bind_workers_(pool);
   }
   *out_pool = pool;
   return VNRT_OK;

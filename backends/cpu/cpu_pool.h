@@ -21,6 +21,21 @@ int32_t cpu_pool_threads(const cpu_pool *pool);
 int cpu_pool_isa_cap(const cpu_pool *pool);
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user);
 
+/* Thread binding (the cpu_affinity option, docs/api.md "Options"; Linux only). With it the
+ * pool binds worker i to the (i + 1)-th CPU of the process's allowed set (wrapping), and a run
+ * binds its calling thread to the first for the run's length: cpu_pool_bind_caller saves the
+ * thread's own set in *saved and binds it, cpu_pool_unbind_caller restores it. Without the
+ * option, or with fewer than two allowed CPUs, nothing is bound and both calls do nothing. */
+typedef struct cpu_pool_binding {
+  int bound;
+  uint64_t saved[16]; /* the thread's cpu_set_t (1024 CPUs) */
+} cpu_pool_binding;
+void cpu_pool_bind_caller(const cpu_pool *pool, cpu_pool_binding *saved);
+void cpu_pool_unbind_caller(const cpu_pool_binding *saved);
+/* The one CPU worker i may run on, as the kernel reports it, or -1 (several, or no such
+ * worker). */
+int cpu_pool_worker_cpu(const cpu_pool *pool, int32_t i);
+
 /* Background prefetch. A decode step alternates weight-streaming nodes, which keep every
  * thread reading memory, with short serial ones (norms, rope, attention over a few rows),
  * during which the workers would only spin. cpu_pool_prefetch hands idle workers byte ranges

@@ -5,6 +5,10 @@
  * bitwise agreement of prefill and decode on the cpu device. What every device must do is in
  * tests/conformance/. */
 #include <float.h>
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -115,6 +119,58 @@ START_TEST(test_pool_covers_range_once) {
     }
     cpu_pool_destroy(pool);
   }
+}
+END_TEST
+
+/* cpu_affinity: each worker bound to its own CPU of the allowed set (none to the first, which
+ * runs keep for their calling thread), a bound run's calling thread on the first CPU and its
+ * own set back afterwards, and the jobs still covering their ranges once; without the option
+ * nothing is bound. Skipped where fewer than two CPUs are allowed. */
+static const char *affinity_option(void *core, const char *key) {
+  (void)core;
+  return strcmp(key, "cpu_affinity") == 0 ? "1" : NULL;
+}
+
+START_TEST(test_pool_affinity_binds_workers_and_runs) {
+#if defined(__linux__)
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ck_assert_int_eq(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  int cpus[CPU_SETSIZE], n = 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+  }
+  if (n < 2) return;
+  for (int on = 0; on < 2; ++on) {
+    fake_host h;
+    fake_host_init(&h, 3);
+    if (on) h.host.option = affinity_option;
+    cpu_pool *pool = NULL;
+    ck_assert_int_eq(cpu_pool_create(&h.host, 3, &pool), VNRT_OK);
+    for (int32_t i = 0; i < 2; ++i) {
+      ck_assert_int_eq(cpu_pool_worker_cpu(pool, i), on ? cpus[(i + 1) % n] : -1);
+    }
+    ck_assert_int_eq(cpu_pool_worker_cpu(pool, 2), -1);
+    cpu_pool_binding bind;
+    cpu_pool_bind_caller(pool, &bind);
+    ck_assert_int_eq(bind.bound, on);
+    cpu_set_t now;
+    CPU_ZERO(&now);
+    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
+    ck_assert_int_eq(CPU_COUNT(&now), on ? 1 : n);
+    if (on) ck_assert(CPU_ISSET(cpus[0], &now));
+    pool_probe *p = calloc(1, sizeof *p);
+    p->n = 1000;
+    cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
+    for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
+    free(p);
+    cpu_pool_unbind_caller(&bind);
+    CPU_ZERO(&now);
+    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
+    ck_assert(CPU_EQUAL(&now, &allowed));
+    cpu_pool_destroy(pool);
+  }
+#endif
 }
 END_TEST
 
@@ -1573,6 +1629,7 @@ static Suite *cpu_backend_suite(void) {
   TCase *be = tcase_create("backend");
   tcase_add_test(be, test_pool_covers_range_once);
   tcase_add_test(be, test_pool_nested_runs_inline);
+  tcase_add_test(be, test_pool_affinity_binds_workers_and_runs);
   tcase_add_test(be, test_pool_background_prefetch);
   tcase_add_test(be, test_backend_buffers);
   tcase_add_test(be, test_device_info);
