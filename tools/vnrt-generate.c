@@ -595,7 +595,7 @@ int main(int argc, char **argv) {
   FILE *routes_fp = NULL;
   long long n_prompt = 0;
   tool_triad tri = {0};
-  double *tri_s = NULL; /* --roofline: each pass's time, one after each decode step */
+  double *tri_s = NULL; /* --roofline: each pass's time, ROOFLINE_PASSES before and after */
   long long tri_n = 0;
   rc = 1;
   vnrt_context_desc cd = {0};

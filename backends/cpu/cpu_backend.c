@@ -446,8 +446,8 @@ static vnrt_status cpu_run_nodes_(vnrt_backend_exec *exec, int32_t first, int32_
   }
   vnrt_backend_device *device = exec->device;
   /* cpu_affinity: this thread on its own core for the run (cpu_pool.h). */
-  cpu_pool_binding bind;
-  cpu_pool_bind_caller(device->pool, &bind);
+  cpu_pool_binding bind = {0};
+  if (count > 0) cpu_pool_bind_caller(device->pool, &bind);
   for (int32_t i = first; i < first + count; ++i) {
     const cpu_exec_node *en = &exec->nodes[i];
     struct timespec t0, t1;

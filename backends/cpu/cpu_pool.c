@@ -244,11 +244,16 @@ static void *cpu_pool_worker_(void *arg) {
   return NULL;
 }
 
-/* cpu_affinity: binds worker i to the (i + 1)-th allowed CPU (wrapping) and keeps the first for
- * the runs' calling thread. Unbound threads on a 2-core VM were measured to share one core
- * for seconds at a time after the pool slept: a woken worker placed on the caller's core finds
- * its work taken, sleeps again, and never weighs enough for the scheduler to move it
- * (docs/bench.md, "Stop 29"). A failed bind is left unbound, silently. */
+/* cpu_affinity: binds the pool's threads to distinct CPUs of the creating thread's allowed set:
+ * the runs' calling thread to one, worker i to the next ones (wrapping). Each pool of the
+ * process starts where the previous one ended (a process-wide counter), so that several
+ * contexts spread over the set. Unbound threads on a 2-core VM were measured to share one
+ * core for seconds at a time after the pool slept: a woken worker placed on the caller's core
+ * finds its work taken, sleeps again, and never weighs enough for the scheduler to move it
+ * (docs/bench.md, "Stop 29"). A pool with more threads than allowed CPUs binds nothing (bound
+ * threads would have to share); a failed bind is left unbound. */
+static atomic_uint cpu_pool_next_cpu_;
+
 static void cpu_pool_bind_workers_(cpu_pool *pool) {
 #if defined(__linux__)
   if (!vnrt_host_option_flag(pool->host, "cpu_affinity", 0) || pool->n_workers == 0) return;
@@ -259,14 +264,23 @@ static void cpu_pool_bind_workers_(cpu_pool *pool) {
   for (int c = 0; c < CPU_SETSIZE; ++c) {
     if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
   }
-  if (n < 2) return;
+  const vnrt_backend_host *host = pool->host;
+  if (n < pool->n_workers + 1) {
+    host->log(host->core, VNRT_LOG_INFO,
+              "cpu: cpu_affinity binds nothing: %d threads, %d allowed CPUs", (int)pool->n_threads,
+              n);
+    return;
+  }
+  const unsigned base =
+      atomic_fetch_add(&cpu_pool_next_cpu_, (unsigned)pool->n_workers + 1) % (unsigned)n;
+  int bound = 0;
   for (int32_t i = 0; i < pool->n_workers; ++i) {
     cpu_set_t one;
     CPU_ZERO(&one);
-    CPU_SET(cpus[(i + 1) % n], &one);
-    (void)pthread_setaffinity_np(pool->workers[i], sizeof one, &one);
+    CPU_SET(cpus[(base + 1 + (unsigned)i) % (unsigned)n], &one);
+    bound += pthread_setaffinity_np(pool->workers[i], sizeof one, &one) == 0;
   }
-  pool->caller_cpu = cpus[0];
+  if (bound > 0) pool->caller_cpu = cpus[base];
 #else
   (void)pool;
 #endif
@@ -278,7 +292,11 @@ void cpu_pool_bind_caller(const cpu_pool *pool, cpu_pool_binding *saved) {
   _Static_assert(sizeof(cpu_set_t) <= sizeof saved->saved, "cpu_pool_binding.saved");
   if (!pool || pool->caller_cpu < 0) return;
   cpu_set_t *own = (cpu_set_t *)(void *)saved->saved, one;
-  if (pthread_getaffinity_np(pthread_self(), sizeof *own, own) != 0) return;
+  /* A thread the application keeps off that CPU stays where it is. */
+  if (pthread_getaffinity_np(pthread_self(), sizeof *own, own) != 0 ||
+      !CPU_ISSET(pool->caller_cpu, own)) {
+    return;
+  }
   CPU_ZERO(&one);
   CPU_SET(pool->caller_cpu, &one);
   saved->bound = pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;

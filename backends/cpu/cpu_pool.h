@@ -22,10 +22,12 @@ int cpu_pool_isa_cap(const cpu_pool *pool);
 void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *user);
 
 /* Thread binding (the cpu_affinity option, docs/api.md "Options"; Linux only). With it the
- * pool binds worker i to the (i + 1)-th CPU of the process's allowed set (wrapping), and a run
- * binds its calling thread to the first for the run's length: cpu_pool_bind_caller saves the
- * thread's own set in *saved and binds it, cpu_pool_unbind_caller restores it. Without the
- * option, or with fewer than two allowed CPUs, nothing is bound and both calls do nothing. */
+ * pool binds its threads to distinct CPUs of the creating thread's allowed set: a run's
+ * calling thread to one for the run's length (cpu_pool_bind_caller saves the thread's own set
+ * in *saved and binds it, cpu_pool_unbind_caller restores it; a thread whose own set excludes
+ * that CPU is left alone), each worker to one of the next ones. Without the option, with one
+ * thread, or with fewer allowed CPUs than threads, nothing is bound and both calls do
+ * nothing. */
 typedef struct cpu_pool_binding {
   int bound;
   uint64_t saved[16]; /* the thread's cpu_set_t (1024 CPUs) */

@@ -122,57 +122,130 @@ START_TEST(test_pool_covers_range_once) {
 }
 END_TEST
 
-/* cpu_affinity: each worker bound to its own CPU of the allowed set (none to the first, which
- * runs keep for their calling thread), a bound run's calling thread on the first CPU and its
- * own set back afterwards, and the jobs still covering their ranges once; without the option
- * nothing is bound. Skipped where fewer than two CPUs are allowed. */
+#if defined(__linux__)
+/* cpu_affinity, in the pool: with it, a two-thread pool's worker is bound to the CPU after the
+ * one its runs' calling thread is bound to, the caller's own set comes back after the run, and
+ * the jobs still cover their ranges once; nothing is bound without the option, with more
+ * threads than allowed CPUs, or for a caller whose own set excludes that CPU. Needs two
+ * allowed CPUs (one allowed CPU is made by narrowing this thread's set). */
 static const char *affinity_option(void *core, const char *key) {
   (void)core;
   return strcmp(key, "cpu_affinity") == 0 ? "1" : NULL;
 }
 
-START_TEST(test_pool_affinity_binds_workers_and_runs) {
-#if defined(__linux__)
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  ck_assert_int_eq(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  int cpus[CPU_SETSIZE], n = 0;
+static int allowed_cpus(cpu_set_t *set, int *cpus) {
+  CPU_ZERO(set);
+  ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof *set, set), 0);
+  int n = 0;
   for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+    if (CPU_ISSET(c, set)) cpus[n++] = c;
   }
+  return n;
+}
+
+static int caller_bound_to(const cpu_pool *pool, cpu_pool_binding *bind) {
+  cpu_pool_bind_caller(pool, bind);
+  cpu_set_t now;
+  int cpus[CPU_SETSIZE];
+  const int n = allowed_cpus(&now, cpus);
+  return bind->bound && n == 1 ? cpus[0] : -1;
+}
+
+START_TEST(test_pool_affinity_binds_workers_and_runs) {
+  cpu_set_t allowed, now;
+  int cpus[CPU_SETSIZE], tmp[CPU_SETSIZE];
+  const int n = allowed_cpus(&allowed, cpus);
   if (n < 2) return;
   for (int on = 0; on < 2; ++on) {
     fake_host h;
-    fake_host_init(&h, 3);
+    fake_host_init(&h, 2);
     if (on) h.host.option = affinity_option;
     cpu_pool *pool = NULL;
-    ck_assert_int_eq(cpu_pool_create(&h.host, 3, &pool), VNRT_OK);
-    for (int32_t i = 0; i < 2; ++i) {
-      ck_assert_int_eq(cpu_pool_worker_cpu(pool, i), on ? cpus[(i + 1) % n] : -1);
-    }
-    ck_assert_int_eq(cpu_pool_worker_cpu(pool, 2), -1);
+    ck_assert_int_eq(cpu_pool_create(&h.host, 2, &pool), VNRT_OK);
     cpu_pool_binding bind;
-    cpu_pool_bind_caller(pool, &bind);
+    const int c0 = caller_bound_to(pool, &bind);
     ck_assert_int_eq(bind.bound, on);
-    cpu_set_t now;
-    CPU_ZERO(&now);
-    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
-    ck_assert_int_eq(CPU_COUNT(&now), on ? 1 : n);
-    if (on) ck_assert(CPU_ISSET(cpus[0], &now));
+    int k = 0;
+    while (k < n && cpus[k] != c0) ++k;
+    ck_assert_int_eq(cpu_pool_worker_cpu(pool, 0), on ? cpus[(k + 1) % n] : -1);
+    if (on) ck_assert_int_lt(k, n);
     pool_probe *p = calloc(1, sizeof *p);
     p->n = 1000;
     cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
     for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
     free(p);
     cpu_pool_unbind_caller(&bind);
-    CPU_ZERO(&now);
-    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
+    ck_assert_int_eq(allowed_cpus(&now, tmp), n);
     ck_assert(CPU_EQUAL(&now, &allowed));
+    if (on) { /* a caller kept off that CPU by its own set stays where it is */
+      cpu_set_t others = allowed;
+      CPU_CLR(c0, &others);
+      ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof others, &others), 0);
+      cpu_pool_bind_caller(pool, &bind);
+      ck_assert_int_eq(bind.bound, 0);
+      ck_assert_int_eq(allowed_cpus(&now, tmp), n - 1);
+      ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
+    }
     cpu_pool_destroy(pool);
   }
-#endif
+  /* More threads than allowed CPUs, and (this thread narrowed to one CPU) one allowed CPU. */
+  for (int narrow = 0; narrow < 2; ++narrow) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[0], &one);
+    if (narrow) ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    const int32_t threads = narrow ? 2 : n + 1;
+    fake_host h;
+    fake_host_init(&h, threads);
+    h.host.option = affinity_option;
+    cpu_pool *pool = NULL;
+    ck_assert_int_eq(cpu_pool_create(&h.host, threads, &pool), VNRT_OK);
+    /* (narrowed, the workers inherit the one CPU of the thread that created them) */
+    for (int32_t i = 0; i < threads - 1; ++i) {
+      ck_assert_int_eq(cpu_pool_worker_cpu(pool, i), narrow ? cpus[0] : -1);
+    }
+    cpu_pool_binding bind;
+    cpu_pool_bind_caller(pool, &bind);
+    ck_assert_int_eq(bind.bound, 0);
+    cpu_pool_destroy(pool);
+    ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
+  }
 }
 END_TEST
+
+/* cpu_affinity through a context: a run's calling thread gets its own set back after a run
+ * that succeeds and after one whose kernel fails (an embedding id out of range). */
+START_TEST(test_run_restores_the_callers_cpus) {
+  cpu_set_t allowed, now;
+  int cpus[CPU_SETSIZE], tmp[CPU_SETSIZE];
+  const int n = allowed_cpus(&allowed, cpus);
+  if (n < 2) return;
+  vnrt_context *ctx = NULL;
+  vnrt_context_desc cd = {.struct_size = sizeof cd, .num_threads = 2, .options = "cpu_affinity=1"};
+  ck_assert_int_eq(vnrt_context_create(&cd, &ctx), VNRT_OK);
+  vnrt_device *cpu = NULL;
+  ck_assert_int_eq(vnrt_device_select(ctx, "cpu", &cpu), VNRT_OK);
+  const int64_t tdims[2] = {4, 8}, idims[1] = {3};
+  tu_tensor in[2] = {tu_tensor_new(VNRT_F32, 2, tdims), tu_tensor_new(VNRT_I32, 1, idims)};
+  tu_fill_uniform(&in[0], 7, -1.0f, 1.0f);
+  for (int bad = 0; bad < 2; ++bad) {
+    for (int64_t i = 0; i < 3; ++i) tu_set(&in[1], i, bad && i == 2 ? 4 : (double)i);
+    vnrt_graph *g = tu_op_graph(ctx, VNRT_OP_EMBEDDING, in, 2, NULL, 0, 1);
+    tu_tensor out = {0};
+    const vnrt_status st = tu_run(ctx, g, cpu, in, 2, &out, 1);
+    ck_assert_int_eq(st, bad ? VNRT_ERROR_OUT_OF_RANGE : VNRT_OK);
+    if (!bad) ck_assert(tu_get(&out, 8) == tu_get(&in[0], 8));
+    ck_assert_int_eq(allowed_cpus(&now, tmp), n);
+    ck_assert(CPU_EQUAL(&now, &allowed));
+    if (!bad) tu_tensor_free(&out);
+    vnrt_graph_destroy(g);
+  }
+  tu_tensor_free(&in[0]);
+  tu_tensor_free(&in[1]);
+  vnrt_context_destroy(ctx);
+}
+END_TEST
+#endif
 
 typedef struct nest_ctx {
   cpu_pool *pool;
@@ -1629,7 +1702,10 @@ static Suite *cpu_backend_suite(void) {
   TCase *be = tcase_create("backend");
   tcase_add_test(be, test_pool_covers_range_once);
   tcase_add_test(be, test_pool_nested_runs_inline);
+#if defined(__linux__)
   tcase_add_test(be, test_pool_affinity_binds_workers_and_runs);
+  tcase_add_test(be, test_run_restores_the_callers_cpus);
+#endif
   tcase_add_test(be, test_pool_background_prefetch);
   tcase_add_test(be, test_backend_buffers);
   tcase_add_test(be, test_device_info);
