@@ -54,17 +54,22 @@ static void capture_fn(void *user, vnrt_log_level level, const char *message) {
   if (w > 0 && c->used + (size_t)w < sizeof c->text) c->used += (size_t)w;
 }
 
-static vnrt_context *capture_context(log_capture *cap) {
+/* A context whose log (from `level` up) goes to cap. */
+static vnrt_context *capture_context_at(log_capture *cap, vnrt_log_level level) {
   memset(cap, 0, sizeof *cap);
   vnrt_context_desc desc = {0};
   desc.log_fn = capture_fn;
   desc.log_user = cap;
-  desc.log_level = VNRT_LOG_DEBUG;
+  desc.log_level = level;
   desc.no_plugins = 1;
   vnrt_context *ctx = NULL;
   vnrt_status s = vnrt_context_create(&desc, &ctx);
   ck_assert_msg(s == VNRT_OK && ctx, "vnrt_context_create: %s", vnrt_status_string(s));
   return ctx;
+}
+
+static vnrt_context *capture_context(log_capture *cap) {
+  return capture_context_at(cap, VNRT_LOG_DEBUG);
 }
 
 /* The validation layer was asked for (VNRT_VK_VALIDATION) and must have been enabled. */
@@ -1589,6 +1594,27 @@ static void check_rows(const char *what, const float *y, const float *want, int 
   }
 }
 
+/* e4m3 codes of every value but the NaNs (0x7F, 0xFF), varied by seed. */
+static void nan_free_codes(uint8_t *w, int64_t n, uint64_t seed) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint8_t c = (uint8_t)((uint64_t)i * 73 + 5 + (uint64_t)i / 11 + seed * 29);
+    w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c;
+  }
+}
+
+/* The e4m3 GEMV tests' inputs, written to buf: x[k] = ((k·a mod m) − m/2)/8, NaN-free codes of
+ * `seed` (nan_free_codes), scale codes s0 + i (mod sm when sm > 0). */
+static void write_gn_inputs(vnrt_context *ctx, vk_handle h, vnrt_backend_buffer *buf, int a, int m,
+                            uint64_t seed, int s0, int sm, float *x, uint8_t *w, uint8_t *sc) {
+  const int n_sc = (GN_N / 8) * (GN_K / 32);
+  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * a % m) - m / 2) / 8.0f;
+  nan_free_codes(w, GN_N * GN_K, seed);
+  for (int i = 0; i < n_sc; ++i) sc[i] = (uint8_t)(s0 + (sm > 0 ? i % sm : i));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof(float) * GN_K));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, (size_t)GN_N * GN_K));
+  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, (size_t)n_sc));
+}
+
 /* A weight written with no NaN code runs without the NaN test, bit for bit as with it; a NaN
  * code written into it (even one byte, or by another graph's kernel), or its buffer's host
  * address handed out, brings the test back and the row's result is NaN; writing the codes back
@@ -1611,15 +1637,7 @@ START_TEST(test_gemv_nan_test_only_for_weights_not_known_clean) {
   TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
   float x[GN_K];
   uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
-  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 37 % 29) - 14) / 8.0f;
-  for (int i = 0; i < GN_N * GN_K; ++i) {
-    uint8_t c = (uint8_t)(i * 73 + 5 + i / 11);
-    w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c; /* every code but the NaNs */
-  }
-  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(120 + i); /* 127 among them */
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  write_gn_inputs(ctx, h, buf, 37, 29, 0, 120, 0, x, w, sc); /* scale code 127 among them */
   vnrt_backend_exec *exec = compile_e4m3_linear(ctx, h, buf);
 
   /* The reference, in double (exact codecs; the sums are f32's, so a tolerance). */
@@ -1753,25 +1771,9 @@ static int gemv_runs(vnrt_context *ctx) {
  * synchronization validation when sync_val. */
 static vnrt_context *clean_context(log_capture *cap, int sync_val) {
   saved_env val = env_set("VNRT_VK_VALIDATION", sync_val ? "sync" : NULL);
-  memset(cap, 0, sizeof *cap);
-  vnrt_context_desc desc = {0};
-  desc.log_fn = capture_fn;
-  desc.log_user = cap;
-  desc.log_level = VNRT_LOG_INFO;
-  desc.no_plugins = 1;
-  vnrt_context *ctx = NULL;
-  vnrt_status s = vnrt_context_create(&desc, &ctx);
+  vnrt_context *ctx = capture_context_at(cap, VNRT_LOG_INFO);
   env_restore(&val);
-  ck_assert_msg(s == VNRT_OK && ctx, "vnrt_context_create: %s", vnrt_status_string(s));
   return ctx;
-}
-
-/* e4m3 codes of every value but the NaNs (0x7F, 0xFF), varied by seed. */
-static void nan_free_codes(uint8_t *w, int64_t n, uint64_t seed) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint8_t c = (uint8_t)((uint64_t)i * 73 + 5 + (uint64_t)i / 11 + seed * 29);
-    w[i] = (c & 0x7f) == 0x7f ? (uint8_t)(c - 1) : c;
-  }
 }
 
 /* got against a double reference: NaN exactly where the reference is NaN, elsewhere within
@@ -1804,6 +1806,21 @@ static void e4m3_gemv_ref(const float *x, const uint8_t *w, const uint8_t *sc, i
              (double)vnrt_e8m0_to_f32(sc[(n / b0) * ((K + b1 - 1) / b1) + k / b1]) * (double)x[k];
     }
     y[n] = acc;
+  }
+}
+
+/* The 48x64 e4m3 GEMV of the plan tests at `step`: y against the double reference, and where
+ * gemv.comp runs, its one GEMV logged NaN-free and none with the test. */
+static void check_plan_step(const char *where, int step, const float *got, const float *x,
+                            const uint8_t *w, const uint8_t *sc, int gemv, const log_capture *cap) {
+  double ref[48];
+  e4m3_gemv_ref(x, w, sc, 48, 64, 16, 32, ref);
+  char what[96];
+  snprintf(what, sizeof what, "%s, step %d", where, step);
+  check_nan_ref(what, got, ref, 48, 1e-5);
+  if (gemv) {
+    ck_assert_msg(count_clean_lines(cap, 1, 1) == 1 && count_clean_lines(cap, 0, 1) == 0,
+                  "step %d: log\n%s", step, cap->text);
   }
 }
 
@@ -1883,12 +1900,7 @@ START_TEST(test_gemv_choice_changes_under_async_runs) {
   TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
   float x[GN_K];
   uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
-  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 37 % 29) - 14) / 8.0f;
-  nan_free_codes(w, GN_N * GN_K, 1);
-  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(122 + i % 5);
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  write_gn_inputs(ctx, h, buf, 37, 29, 1, 122, 5, x, w, sc);
   vnrt_backend_exec *exec = compile_two_e4m3_linears(ctx, h, buf);
   /* Both ranges recorded (and cached) NaN-free; the results against double. */
   TU_OK(ctx, h.iface->run(exec, 0, 1));
@@ -1998,12 +2010,7 @@ START_TEST(test_gemv_choice_with_a_writer_thread) {
   TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
   float x[GN_K];
   uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
-  for (int k = 0; k < GN_K; ++k) x[k] = (float)((k * 41 % 31) - 15) / 8.0f;
-  nan_free_codes(w, GN_N * GN_K, 10);
-  for (int i = 0; i < (int)sizeof sc; ++i) sc[i] = (uint8_t)(121 + i % 4);
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_X, x, sizeof x));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_W, w, sizeof w));
-  TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, sizeof sc));
+  write_gn_inputs(ctx, h, buf, 41, 31, 10, 121, 4, x, w, sc);
   vnrt_backend_exec *exec = compile_e4m3_linear(ctx, h, buf);
   float clean[GN_N], y[GN_N];
   double ref[GN_N];
@@ -2276,6 +2283,26 @@ static vnrt_value add_e4m3_linear(vnrt_context *ctx, vnrt_graph *g, vnrt_value x
   return y;
 }
 
+/* The two fallback tests' plan: moe_route (which the Vulkan backend sends to the CPU) over
+ * `logits` into route, then y = the e4m3 linear of x; y and route[0] marked, g destroyed, one
+ * fallback node checked. */
+static vnrt_plan *route_and_e4m3_plan(vnrt_context *ctx, vnrt_graph *g, vnrt_value logits,
+                                      vnrt_value x, vnrt_value *route, vnrt_plan_info *pi) {
+  vnrt_attr ra[2] = {tu_attr_i("k", 2), tu_attr_word("score", "softmax")};
+  const char *rn[2] = {"rw", "ri"};
+  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &logits, 1, ra, 2, rn, route, 2));
+  vnrt_value y = add_e4m3_linear(ctx, g, x, "w", "s", "y");
+  TU_OK(ctx, vnrt_graph_add_output(g, y));
+  TU_OK(ctx, vnrt_graph_add_output(g, route[0]));
+  vnrt_plan *plan = NULL;
+  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
+  vnrt_graph_destroy(g);
+  *pi = (vnrt_plan_info){.struct_size = sizeof *pi};
+  TU_OK(ctx, vnrt_plan_get_info(plan, pi));
+  ck_assert_int_eq(pi->n_fallback_nodes, 1);
+  return plan;
+}
+
 /* A plan whose moe_route (2048 experts) falls back to the CPU, fed from a linear on vulkan:0
  * (a transfer out of the device: the CPU reads the arena buffer through its host address,
  * which vk_clean.c never trusts again) beside an e4m3 GEMV y whose weight is a param (the io
@@ -2294,18 +2321,8 @@ START_TEST(test_gemv_nan_free_beside_cpu_fallback) {
   TU_OK(ctx, vnrt_graph_add_input(g, "wl", &tl, 1, &wl));
   vnrt_value lin_in[2] = {x, wl};
   TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_LINEAR, lin_in, 2, NULL, 0, NULL, &logits, 1));
-  vnrt_attr ra[2] = {tu_attr_i("k", 2), tu_attr_word("score", "softmax")};
-  const char *rn[2] = {"rw", "ri"};
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &logits, 1, ra, 2, rn, route, 2));
-  vnrt_value y = add_e4m3_linear(ctx, g, x, "w", "s", "y");
-  TU_OK(ctx, vnrt_graph_add_output(g, y));
-  TU_OK(ctx, vnrt_graph_add_output(g, route[0]));
-  vnrt_plan *plan = NULL;
-  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
-  vnrt_graph_destroy(g);
-  vnrt_plan_info pi = {.struct_size = sizeof pi};
-  TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
-  ck_assert_int_eq(pi.n_fallback_nodes, 1);
+  vnrt_plan_info pi;
+  vnrt_plan *plan = route_and_e4m3_plan(ctx, g, logits, x, route, &pi);
   tu_tensor pl = tu_rnd(VNRT_F32, 2, 2048, 64, 0, 0, 720, -1.0f, 1.0f);
   tu_tensor xv = tu_rnd(VNRT_F32, 2, 1, 64, 0, 0, 721, -1.0f, 1.0f);
   uint8_t w[48 * 64], sc[6] = {121, 122, 123, 121, 122, 123};
@@ -2318,18 +2335,10 @@ START_TEST(test_gemv_nan_free_beside_cpu_fallback) {
     if (step != 1) TU_OK(ctx, vnrt_plan_set_input(plan, "w", w, sizeof w));
     TU_OK(ctx, vnrt_plan_run(plan));
     float got[48], rw[2];
-    double ref[48];
     TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
     TU_OK(ctx, vnrt_plan_read_output(plan, "rw", rw, sizeof rw));
     ck_assert(fabs((double)rw[0] + rw[1] - 1.0) < 1e-5); /* the CPU node ran */
-    e4m3_gemv_ref(xv.data, w, sc, 48, 64, 16, 32, ref);
-    char what[64];
-    snprintf(what, sizeof what, "beside a CPU fallback, step %d", step);
-    check_nan_ref(what, got, ref, 48, 1e-5);
-    if (gemv) {
-      ck_assert_msg(count_clean_lines(&cap, 1, 1) == 1 && count_clean_lines(&cap, 0, 1) == 0,
-                    "step %d: log\n%s", step, cap.text);
-    }
+    check_plan_step("beside a CPU fallback", step, got, xv.data, w, sc, gemv, &cap);
   }
   vnrt_plan_destroy(plan);
   tu_tensor_free(&pl);
@@ -2374,21 +2383,11 @@ START_TEST(test_gemv_nan_free_state_to_cpu) {
   TU_OK(ctx, vnrt_graph_add_input(g, "r", &tr, 0, &r));
   TU_OK(ctx, vnrt_graph_add_input(g, "pos", &tp, 0, &pos));
   TU_OK(ctx, vnrt_graph_add_state(g, "cache", &tc, &cache));
-  vnrt_attr ra[2] = {tu_attr_i("k", 2), tu_attr_word("score", "softmax")};
-  const char *rn[2] = {"rw", "ri"};
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_MOE_ROUTE, &cache, 1, ra, 2, rn, route, 2));
   vnrt_value kin[3] = {cache, r, pos};
   TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_KV_WRITE, kin, 3, NULL, 0, NULL, &nc, 1));
   TU_OK(ctx, vnrt_graph_set_state_update(g, cache, nc));
-  vnrt_value y = add_e4m3_linear(ctx, g, x, "w", "s", "y");
-  TU_OK(ctx, vnrt_graph_add_output(g, y));
-  TU_OK(ctx, vnrt_graph_add_output(g, route[0]));
-  vnrt_plan *plan = NULL;
-  TU_OK(ctx, vnrt_plan_create(ctx, g, vulkan_device(ctx), NULL, &plan));
-  vnrt_graph_destroy(g);
-  vnrt_plan_info pi = {.struct_size = sizeof pi};
-  TU_OK(ctx, vnrt_plan_get_info(plan, &pi));
-  ck_assert_int_eq(pi.n_fallback_nodes, 1);
+  vnrt_plan_info pi;
+  vnrt_plan *plan = route_and_e4m3_plan(ctx, g, cache, x, route, &pi);
   ck_assert_int_eq(pi.n_inplace_updates, 1);
   tu_tensor xv = tu_rnd(VNRT_F32, 2, 1, 64, 0, 0, 730, -1.0f, 1.0f);
   tu_tensor rv[4];
@@ -2419,16 +2418,8 @@ START_TEST(test_gemv_nan_free_state_to_cpu) {
                       step, j, i, (double)rw[j * 2 + i], want[i]);
       }
     }
-    double ref[48];
     TU_OK(ctx, vnrt_plan_read_output(plan, "y", got, sizeof got));
-    e4m3_gemv_ref(xv.data, w, sc, 48, 64, 16, 32, ref);
-    char what[64];
-    snprintf(what, sizeof what, "beside a state copied to the cpu, step %d", step);
-    check_nan_ref(what, got, ref, 48, 1e-5);
-    if (gemv) {
-      ck_assert_msg(count_clean_lines(&cap, 1, 1) == 1 && count_clean_lines(&cap, 0, 1) == 0,
-                    "step %d: log\n%s", step, cap.text);
-    }
+    check_plan_step("beside a state copied to the cpu", step, got, xv.data, w, sc, gemv, &cap);
   }
   vnrt_plan_destroy(plan);
   tu_free_all(rv, 4);
