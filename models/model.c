@@ -467,6 +467,25 @@ vnrt_status vnrt_model_get_info(const vnrt_model *m, vnrt_model_info *out) {
   return VNRT_OK;
 }
 
+/* Copies text[len] into buf[capacity] (NUL-terminated, cut short) and its full length into
+ * *out_length (may be NULL): the *_text functions' contract. */
+static void put_text(const char *text, size_t len, char *buf, size_t capacity, size_t *out_length) {
+  if (capacity > 0) {
+    size_t n = len < capacity - 1 ? len : capacity - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+  }
+  if (out_length) *out_length = len;
+}
+
+/* put_text, then frees text (malloc'd, as open_memstream's). */
+static vnrt_status give_text(char *text, size_t len, char *buf, size_t capacity,
+                             size_t *out_length) {
+  put_text(text, len, buf, capacity, out_length);
+  free(text);
+  return VNRT_OK;
+}
+
 vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf, size_t capacity,
                                  size_t *out_length) {
   if (out_length) *out_length = 0;
@@ -493,14 +512,7 @@ vnrt_status vnrt_model_plan_text(const char *dir, int64_t max_context, char *buf
   if (!fp) return fail(VNRT_ERROR_OUT_OF_MEMORY, "out of memory");
   vn_v4_memory_plan_print(fp, &cfg, &plan);
   fclose(fp);
-  if (capacity > 0) {
-    size_t n = len < capacity - 1 ? len : capacity - 1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-  }
-  if (out_length) *out_length = len;
-  free(text);
-  return VNRT_OK;
+  return give_text(text, len, buf, capacity, out_length);
 }
 
 vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir,
@@ -555,13 +567,7 @@ vnrt_status vnrt_model_graph_text(vnrt_context *ctx, const char *dir,
     return st;
   }
   vnrt_graph_destroy(g);
-  const size_t len = strlen(text);
-  if (capacity > 0) {
-    size_t n = len < capacity - 1 ? len : capacity - 1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-  }
-  if (out_length) *out_length = len;
+  put_text(text, strlen(text), buf, capacity, out_length);
   vnrt_free(ctx, text);
   return VNRT_OK;
 }
@@ -2146,19 +2152,6 @@ vnrt_status vnrt_session_routes(const vnrt_session *s, int32_t layer, int32_t *o
   }
   memcpy(out, s->routes + (size_t)layer * n, n * sizeof *out);
   if (out_tokens) *out_tokens = s->routes_T;
-  return VNRT_OK;
-}
-
-/* Copies text[len] into buf[capacity] (NUL-terminated, cut short) and frees it. */
-static vnrt_status give_text(char *text, size_t len, char *buf, size_t capacity,
-                             size_t *out_length) {
-  if (capacity > 0) {
-    size_t n = len < capacity - 1 ? len : capacity - 1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-  }
-  if (out_length) *out_length = len;
-  free(text);
   return VNRT_OK;
 }
 

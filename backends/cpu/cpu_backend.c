@@ -14,9 +14,6 @@
 
 #define CPU_BUFFER_ALIGN 64
 
-/* Buffers of VNRT_HUGE_MIN_BYTES and more start on a huge-page boundary and ask for
- * transparent huge pages (vnrt_advise_huge_pages; THP's "madvise" mode is Debian's default). */
-
 typedef struct cpu_state {
   const vnrt_backend_host *host;
 } cpu_state;
@@ -205,6 +202,8 @@ static vnrt_status cpu_buffer_alloc_(vnrt_backend_device *device, uint64_t bytes
   vnrt_backend_buffer *buffer = host->alloc(host->core, sizeof *buffer);
   if (!buffer) return host->error(host->core, VNRT_ERROR_OUT_OF_MEMORY, "cpu: out of memory");
   uint64_t align = CPU_BUFFER_ALIGN;
+  /* Buffers of VNRT_HUGE_MIN_BYTES and more start on a huge-page boundary and ask for
+   * transparent huge pages (vnrt_advise_huge_pages; THP's "madvise" mode is Debian's default). */
 #ifdef MADV_HUGEPAGE
   if (bytes >= VNRT_HUGE_MIN_BYTES && bytes <= (uint64_t)SIZE_MAX - VNRT_HUGE_PAGE_BYTES &&
       device->huge_pages) {
