@@ -111,7 +111,11 @@ vnrt_status cl_launch_rows(cl_launch *k, int64_t rows, size_t want_wg) {
 }
 
 vnrt_status cl_launch_2d(cl_launch *k, int64_t n0, int64_t n1) {
-  size_t wg = cl_launch_wg(k, 64);
+  return cl_launch_2d_wg(k, n0, n1, 64);
+}
+
+vnrt_status cl_launch_2d_wg(cl_launch *k, int64_t n0, int64_t n1, size_t want_wg) {
+  size_t wg = cl_launch_wg(k, want_wg);
   size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
   size_t lws[2] = {wg, 1};
   return cl_launch_end(k, 2, items, lws);

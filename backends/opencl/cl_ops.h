@@ -126,6 +126,8 @@ vnrt_status cl_launch_rows(cl_launch *k, int64_t rows, size_t want_wg);
 /* Launches a 2-D kernel over n0 x n1 items with work-groups of (up to 64) x 1: a fixed local
  * size keeps drivers that compile per local size (PoCL) from compiling one per shape. */
 vnrt_status cl_launch_2d(cl_launch *k, int64_t n0, int64_t n1);
+/* cl_launch_2d with work-groups of want_wg items along n0 (capped as cl_launch_wg does). */
+vnrt_status cl_launch_2d_wg(cl_launch *k, int64_t n0, int64_t n1, size_t want_wg);
 
 /* Launches a single work-group (a check kernel), with its local int buffer as last argument. */
 vnrt_status cl_launch_single(cl_launch *k, size_t want_wg);

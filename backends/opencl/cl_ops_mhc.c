@@ -104,12 +104,10 @@ static vnrt_status launch_mix_split(cl_lower *L, int64_t T, int64_t nc, int64_t 
   cl_arg_i32(&k, (int32_t)rows);
   cl_arg_i64(&k, nc);
   cl_arg_i32(&k, S);
-  size_t items[2] = {(size_t)((rows + 3) / 4 * S), (size_t)T};
+  const int64_t n0 = (rows + 3) / 4 * S;
   size_t want = 4;
-  while (want > 1 && items[0] * items[1] < 8 * want) want /= 2;
-  size_t wg = cl_launch_wg(&k, want);
-  size_t lws[2] = {wg, 1};
-  return cl_launch_end(&k, 2, items, lws);
+  while (want > 1 && (size_t)(n0 * T) < 8 * want) want /= 2;
+  return cl_launch_2d_wg(&k, n0, T, want);
 }
 
 static vnrt_status launch_collapse(cl_lower *L, int64_t T, int64_t n, int64_t C, uint64_t w_off) {
@@ -142,17 +140,15 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
    * (device type software), and not under VNRT_CL_LOCAL_MEM=dedicated, which asks for the GPU
    * kernels: GPUs (even those whose local memory is global) take the GEMM and the row
    * reduction. */
-  const int split = pre && (n * C) % 16 == 0 &&
-                    L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
-                    !L->dev->desc->local_mem_dedicated;
-  int32_t S = 0;
-  if (split) {
+  int32_t S = 0; /* 0: not split */
+  if (pre && (n * C) % 16 == 0 && L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE &&
+      !L->dev->desc->local_mem_dedicated) {
     S = 8;
     while (S > 1 && ((n * C) % (16 * S) != 0 || T * S > 128)) S /= 2;
   }
-  uint64_t mix = cl_scratch(L, (uint64_t)(T * (split ? S * (rows + 1) : rows)) * 4);
+  uint64_t mix = cl_scratch(L, (uint64_t)(T * (S > 0 ? S * (rows + 1) : rows)) * 4);
   uint64_t inv = cl_scratch(L, (uint64_t)T * 4);
-  vnrt_status s = split ? launch_mix_split(L, T, n * C, rows, S, mix)
+  vnrt_status s = S > 0 ? launch_mix_split(L, T, n * C, rows, S, mix)
                         : launch_mix(L, T, n * C, rows, mix, inv, norm_eps);
   if (s != VNRT_OK) return s;
   cl_launch k;
@@ -178,12 +174,10 @@ static vnrt_status lower_pre_head(cl_lower *L, int pre) {
     cl_arg_f32(&k, (float)norm_eps);
     /* On CPU drivers 16 channels an item where C allows, in groups of up to 8 (V4's C = 1024:
      * 8 groups a token, each working out the pre weights once). */
-    const int v16 = split && C % 16 == 0;
+    const int v16 = S > 0 && C % 16 == 0;
     cl_arg_i32(&k, v16);
     cl_arg_local(&k, (size_t)n * sizeof(float));
-    size_t wg = cl_launch_wg(&k, v16 ? 8 : 64);
-    size_t items[2] = {(size_t)(v16 ? C / 16 : C), (size_t)T}, lws[2] = {wg, 1};
-    return cl_launch_end(&k, 2, items, lws);
+    return cl_launch_2d_wg(&k, v16 ? C / 16 : C, T, v16 ? 8 : 64);
   }
   uint64_t w = cl_scratch(L, (uint64_t)(T * n) * 4); /* hc_head's weights of the n streams */
   cl_launch_begin(L, "hc_head_finish", &k);

@@ -104,10 +104,7 @@ static int64_t cpu_min_groups(const cl_lower *L) {
  * them to keep every core busy; other devices the usual 64. */
 static vnrt_status launch_lanes(cl_launch *k, int64_t n0, int64_t n1) {
   int cpu = k->L->dev->desc->info.type == VNRT_DEVICE_TYPE_SOFTWARE;
-  size_t wg = cl_launch_wg(k, cpu ? 16 : 64);
-  size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
-  size_t lws[2] = {wg, 1};
-  return cl_launch_end(k, 2, items, lws);
+  return cl_launch_2d_wg(k, n0, n1, cpu ? 16 : 64);
 }
 
 /* launch_lanes for the moe_ffn passes whose work-groups each quantize (or widen) x into local
@@ -120,10 +117,7 @@ static vnrt_status launch_lanes_x(cl_launch *k, int64_t n0, int64_t n1) {
   if (k->L->dev->desc->info.type != VNRT_DEVICE_TYPE_SOFTWARE) return launch_lanes(k, n0, n1);
   int64_t want = 64, min_groups = cpu_min_groups(k->L);
   while (want > 16 && ((n0 + want - 1) / want) * (n1 > 0 ? n1 : 0) < min_groups) want /= 2;
-  size_t wg = cl_launch_wg(k, (size_t)want);
-  size_t items[2] = {(size_t)(n0 > 0 ? n0 : 0), (size_t)(n1 > 0 ? n1 : 0)};
-  size_t lws[2] = {wg, 1};
-  return cl_launch_end(k, 2, items, lws);
+  return cl_launch_2d_wg(k, n0, n1, (size_t)want);
 }
 
 /* Whether the fused kernels (qgemv_lanes_aq, moe_ffn_up_aq/_down_aq: quant.cl) can take x rows
@@ -163,10 +157,8 @@ static vnrt_status launch_lanes_aq(cl_lower *L, const vnrt_quant_weight *q, int3
     rows = 128;
     while (rows > 16 && ((N + (int64_t)rows - 1) / (int64_t)rows) * M < min_groups) rows /= 2;
   }
-  size_t wg = cl_launch_wg(&k, x4 && !cpu ? 64 : rows / per_item);
-  size_t items[2] = {(size_t)((N + (int64_t)per_item - 1) / (int64_t)per_item), (size_t)M};
-  size_t lws[2] = {wg, 1};
-  return cl_launch_end(&k, 2, items, lws);
+  return cl_launch_2d_wg(&k, (N + (int64_t)per_item - 1) / (int64_t)per_item, M,
+                         x4 && !cpu ? 64 : rows / per_item);
 }
 
 /* Appends fake_quant over x[rows, D] (x: input x_input, or f32 scratch at x_scratch when
