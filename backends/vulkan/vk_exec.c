@@ -517,6 +517,8 @@ static vnrt_status finish(vnrt_backend_exec *e, vk_builder *b) {
  * finish() gives unused output slots words of their own; and the clean variants dropped where
  * a dispatch of this graph writes slot 3's range (a computed weight is never taken as clean). */
 static vnrt_status collect_writes(vnrt_backend_exec *e) {
+  /* Untracked devices never choose a variant (select_variants): nothing to collect. */
+  if (!vk_clean_tracked(e->dev)) return VNRT_OK;
   const vnrt_backend_host *host = e->dev->host;
   int32_t n = 0;
   for (int32_t i = 0; i < e->n_disp; ++i) {
@@ -547,7 +549,7 @@ static vnrt_status collect_writes(vnrt_backend_exec *e) {
     e->n_clean_cand += d->unchecked != VK_NULL_HANDLE;
   }
   /* Their buffers keep their host addresses while this graph lives (vk_clean_hand_out). */
-  if (e->n_clean_cand > 0 && vk_clean_tracked(e->dev)) {
+  if (e->n_clean_cand > 0) {
     for (int32_t i = 0; i < e->n_disp; ++i) {
       if (e->disp[i].unchecked) vk_clean_add_readers(e->dev, e->disp[i].slots[3].buffer, 1);
     }

@@ -1507,48 +1507,66 @@ static int count_clean_lines(const log_capture *cap, int a, int b) {
   return n;
 }
 
-/* A backend graph of one node over n tensors, fast kernels. */
-static vnrt_backend_graph one_node_graph(int32_t n, vnrt_backend_tensor *t,
-                                         vnrt_backend_node *node) {
+/* A backend graph of n_nodes nodes over n tensors, fast kernels. */
+static vnrt_backend_graph nodes_graph(int32_t n, vnrt_backend_tensor *t, int32_t n_nodes,
+                                      vnrt_backend_node *nodes) {
   return (vnrt_backend_graph){n,
                               t,
-                              1,
-                              node,
+                              n_nodes,
+                              nodes,
                               VNRT_KERNELS_FAST,
                               sizeof(vnrt_backend_graph),
                               sizeof(vnrt_backend_tensor),
                               sizeof(vnrt_backend_node)};
 }
 
+static vnrt_backend_graph one_node_graph(int32_t n, vnrt_backend_tensor *t,
+                                         vnrt_backend_node *node) {
+  return nodes_graph(n, t, 1, node);
+}
+
 enum { GN_K = 64, GN_N = 40, GN_X = 0, GN_W = 4096, GN_S = 8192, GN_Y = 12288, GN_BYTES = 16384 };
+enum { GN_Y1 = GN_Y + 1024 }; /* the second y of compile_e4m3_linears */
 
 /* y = linear(x, w, s) through the backend table, x f32[1, 64], w e4m3[40, 64] with 8x32 blocks,
  * all in buf: a decode-sized e4m3 GEMV (gemv.comp on a CPU device). */
-static vnrt_backend_exec *compile_e4m3_linear(vnrt_context *ctx, vk_handle h,
-                                              vnrt_backend_buffer *buf) {
-  static vnrt_backend_tensor t[4];
-  static vnrt_backend_node node;
+/* compile_e4m3_linear with n_nodes (1 or 2) such linears of the same x, w and s, node i
+ * writing its y at GN_Y or GN_Y1 ("y", or "y0" and "y1"): with two, two dispatches with a
+ * NaN-free variant, run as two ranges. */
+static vnrt_backend_exec *compile_e4m3_linears(vnrt_context *ctx, vk_handle h,
+                                               vnrt_backend_buffer *buf, int32_t n_nodes) {
+  static vnrt_backend_tensor t[5];
+  static vnrt_backend_node nodes[2];
   static vnrt_op_params params;
+  static const char *const names[2][2] = {{"y", ""}, {"y0", "y1"}};
   t[0] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_K}}, "x", buf, GN_X};
   t[1] = (vnrt_backend_tensor){{VNRT_E4M3, 2, {GN_N, GN_K}}, "w", buf, GN_W};
   t[2] = (vnrt_backend_tensor){{VNRT_E8M0, 2, {GN_N / 8, GN_K / 32}}, "s", buf, GN_S};
-  t[3] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y", buf, GN_Y};
   memset(&params, 0, sizeof params);
   params.linear.w = (vnrt_quant_weight){VNRT_E4M3, {8, 32}, 2};
-  memset(&node, 0, sizeof node);
-  node.op = VNRT_OP_LINEAR;
-  node.name = "y";
-  node.n_inputs = 3;
-  node.inputs[0] = 0, node.inputs[1] = 1, node.inputs[2] = 2;
-  node.n_outputs = 1;
-  node.outputs[0] = 3;
-  node.params = &params;
+  for (int32_t i = 0; i < n_nodes; ++i) {
+    const char *name = names[n_nodes - 1][i];
+    t[3 + i] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, name, buf, i ? GN_Y1 : GN_Y};
+    memset(&nodes[i], 0, sizeof nodes[i]);
+    nodes[i].op = VNRT_OP_LINEAR;
+    nodes[i].name = name;
+    nodes[i].n_inputs = 3;
+    nodes[i].inputs[0] = 0, nodes[i].inputs[1] = 1, nodes[i].inputs[2] = 2;
+    nodes[i].n_outputs = 1;
+    nodes[i].outputs[0] = 3 + i;
+    nodes[i].params = &params;
+  }
   static vnrt_backend_graph g;
-  g = one_node_graph(4, t, &node);
+  g = nodes_graph(3 + n_nodes, t, n_nodes, nodes);
   ck_assert_msg(h.iface->supports_node(h.bdev, &g, 0), "linear e4m3 not supported");
   vnrt_backend_exec *exec = NULL;
   TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
   return exec;
+}
+
+static vnrt_backend_exec *compile_e4m3_linear(vnrt_context *ctx, vk_handle h,
+                                              vnrt_backend_buffer *buf) {
+  return compile_e4m3_linears(ctx, h, buf, 1);
 }
 
 /* A second graph, v = neg(u) for u f32[4] at GN_NEG, v written over w's first 16 codes. */
@@ -1615,6 +1633,16 @@ static void write_gn_inputs(vnrt_context *ctx, vk_handle h, vnrt_backend_buffer 
   TU_OK(ctx, h.iface->buffer_write(h.bdev, buf, GN_S, sc, (size_t)n_sc));
 }
 
+/* Whether gemv.comp runs (and so the NaN-free choice is made): CPU devices, unless
+ * VNRT_VK_CPU_KERNELS=0. */
+static int gemv_runs(vnrt_context *ctx) {
+  vnrt_device_info info = {.struct_size = sizeof info};
+  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
+  const char *ck = getenv("VNRT_VK_CPU_KERNELS");
+  return (info.type == VNRT_DEVICE_TYPE_CPU || info.type == VNRT_DEVICE_TYPE_SOFTWARE) &&
+         !(ck && strcmp(ck, "0") == 0);
+}
+
 /* A weight written with no NaN code runs without the NaN test, bit for bit as with it; a NaN
  * code written into it (even one byte, or by another graph's kernel), or its buffer's host
  * address handed out, brings the test back and the row's result is NaN; writing the codes back
@@ -1626,12 +1654,7 @@ START_TEST(test_gemv_nan_test_only_for_weights_not_known_clean) {
   saved_env val = env_set("VNRT_VK_VALIDATION", "sync");
   vnrt_context *ctx = capture_context(&cap);
   env_restore(&val);
-  vnrt_device_info info = {.struct_size = sizeof info};
-  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
-  /* gemv.comp runs on CPU devices (lavapipe) unless VNRT_VK_CPU_KERNELS=0. */
-  const char *ck = getenv("VNRT_VK_CPU_KERNELS");
-  int gemv = (info.type == VNRT_DEVICE_TYPE_CPU || info.type == VNRT_DEVICE_TYPE_SOFTWARE) &&
-             !(ck && strcmp(ck, "0") == 0);
+  int gemv = gemv_runs(ctx);
   vk_handle h = backend_device(ctx);
   vnrt_backend_buffer *buf = NULL;
   TU_OK(ctx, h.iface->buffer_alloc(h.bdev, GN_BYTES, &buf));
@@ -1757,16 +1780,6 @@ END_TEST
 
 /* ---- The NaN-free choice under async runs, threads, moe_ffn/grouped_linear, fallback ------- */
 
-/* Whether gemv.comp runs (and so the NaN-free choice is made): CPU devices, unless
- * VNRT_VK_CPU_KERNELS=0. */
-static int gemv_runs(vnrt_context *ctx) {
-  vnrt_device_info info = {.struct_size = sizeof info};
-  TU_OK(ctx, vnrt_device_get_info(vulkan_device(ctx), &info));
-  const char *ck = getenv("VNRT_VK_CPU_KERNELS");
-  return (info.type == VNRT_DEVICE_TYPE_CPU || info.type == VNRT_DEVICE_TYPE_SOFTWARE) &&
-         !(ck && strcmp(ck, "0") == 0);
-}
-
 /* A capturing context at info level (the choice's lines; debug would fill the capture), under
  * synchronization validation when sync_val. */
 static vnrt_context *clean_context(log_capture *cap, int sync_val) {
@@ -1824,45 +1837,6 @@ static void check_plan_step(const char *where, int step, const float *got, const
   }
 }
 
-/* Two nodes y0 = linear(x, w, s), y1 = linear(x, w, s) over one e4m3 weight (the layout of
- * compile_e4m3_linear; y1 at GN_Y1): two dispatches with a NaN-free variant, run as two ranges. */
-enum { GN_Y1 = GN_Y + 1024 };
-static vnrt_backend_exec *compile_two_e4m3_linears(vnrt_context *ctx, vk_handle h,
-                                                   vnrt_backend_buffer *buf) {
-  static vnrt_backend_tensor t[5];
-  static vnrt_backend_node nodes[2];
-  static vnrt_op_params params;
-  t[0] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_K}}, "x", buf, GN_X};
-  t[1] = (vnrt_backend_tensor){{VNRT_E4M3, 2, {GN_N, GN_K}}, "w", buf, GN_W};
-  t[2] = (vnrt_backend_tensor){{VNRT_E8M0, 2, {GN_N / 8, GN_K / 32}}, "s", buf, GN_S};
-  t[3] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y0", buf, GN_Y};
-  t[4] = (vnrt_backend_tensor){{VNRT_F32, 2, {1, GN_N}}, "y1", buf, GN_Y1};
-  memset(&params, 0, sizeof params);
-  params.linear.w = (vnrt_quant_weight){VNRT_E4M3, {8, 32}, 2};
-  for (int i = 0; i < 2; ++i) {
-    memset(&nodes[i], 0, sizeof nodes[i]);
-    nodes[i].op = VNRT_OP_LINEAR;
-    nodes[i].name = i ? "y1" : "y0";
-    nodes[i].n_inputs = 3;
-    nodes[i].inputs[0] = 0, nodes[i].inputs[1] = 1, nodes[i].inputs[2] = 2;
-    nodes[i].n_outputs = 1;
-    nodes[i].outputs[0] = 3 + i;
-    nodes[i].params = &params;
-  }
-  static vnrt_backend_graph g;
-  g = (vnrt_backend_graph){5,
-                           t,
-                           2,
-                           nodes,
-                           VNRT_KERNELS_FAST,
-                           sizeof(vnrt_backend_graph),
-                           sizeof(vnrt_backend_tensor),
-                           sizeof(vnrt_backend_node)};
-  vnrt_backend_exec *exec = NULL;
-  TU_OK(ctx, h.iface->compile(h.bdev, &g, &exec));
-  return exec;
-}
-
 /* Reads y0 and y1 back and checks them: bit for bit against want, but row nan_row of each
  * (-1: none), which must be NaN. */
 static void check_two(vnrt_context *ctx, vk_handle h, vnrt_backend_buffer *buf, const char *what,
@@ -1901,7 +1875,7 @@ START_TEST(test_gemv_choice_changes_under_async_runs) {
   float x[GN_K];
   uint8_t w[GN_N * GN_K], sc[(GN_N / 8) * (GN_K / 32)];
   write_gn_inputs(ctx, h, buf, 37, 29, 1, 122, 5, x, w, sc);
-  vnrt_backend_exec *exec = compile_two_e4m3_linears(ctx, h, buf);
+  vnrt_backend_exec *exec = compile_e4m3_linears(ctx, h, buf, 2);
   /* Both ranges recorded (and cached) NaN-free; the results against double. */
   TU_OK(ctx, h.iface->run(exec, 0, 1));
   TU_OK(ctx, h.iface->run(exec, 1, 1));
