@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "moe_ref.h"
 #include "opencl/cl_program.h"
 #include "sweep.h"
 #include "test_util.h"
@@ -1199,14 +1200,10 @@ START_TEST(test_quantized_rows_keep_large_scales) {
   free_all(lin, 3);
   /* moe_ffn with e2m1 experts (C = 64, F = 32, E = 4, k = 2): a gate row's block and a down
    * row's block with scales 2^114 and 2^116; limit 10 keeps the gate finite. */
-  const int64_t mx[2] = {1, 64}, me[2] = {1, 2}, gud[3] = {4, 64, 64}, gus[3] = {4, 64, 2};
-  const int64_t dnd[3] = {4, 64, 32}, dns[3] = {4, 64, 1};
-  tu_tensor moe[7] = {rnd(VNRT_F32, 2, mx, 72, -1.0f, 1.0f), tu_tensor_new(VNRT_I32, 2, me),
-                      tu_tensor_new(VNRT_F32, 2, me),        tu_tensor_new(VNRT_E2M1, 3, gud),
-                      tu_tensor_new(VNRT_E2M1, 3, dnd),      tu_tensor_new(VNRT_E8M0, 3, gus),
-                      tu_tensor_new(VNRT_E8M0, 3, dns)};
-  tu_set(&moe[1], 0, 1);
-  tu_set(&moe[1], 1, 3);
+  const ffn_case fc = {1, 64, 32, 4, 2, 0.0, VNRT_F32, VNRT_F32, VNRT_E2M1, VNRT_E2M1};
+  const int32_t ex[2] = {1, 3};
+  tu_tensor moe[7];
+  make_ffn_q_inputs(&fc, ex, 72, moe);
   tu_set(&moe[2], 0, 0.6);
   tu_set(&moe[2], 1, 0.4);
   for (int i = 3; i < 5; ++i) {

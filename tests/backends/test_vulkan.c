@@ -21,6 +21,7 @@
 
 #include <vulkan/vulkan.h>
 
+#include "moe_ref.h"
 #include "registry.h" /* vn_device_open: the backend device, for buffer-level copies */
 #include "sweep.h"
 #include "test_util.h"
@@ -409,17 +410,10 @@ static void fp4_scale_pairs(vnrt_context *ctx) {
   fill_fp4(&lin[1], &lin[2], 151);
   vs_cpu(ctx, "linear e2m1 [48, 256]", VNRT_OP_LINEAR, lin, 3, NULL, 0, 1, TOL_GEMM);
   tu_free_all(lin, 3);
-  const int64_t T = 1, C = 64, F = 256, E = 3, k = 2;
-  const int64_t gud[3] = {E, 2 * F, C}, gsd[3] = {E, 2 * F, C / 32}, dd[3] = {E, C, F},
-                dsd[3] = {E, C, F / 32};
+  const ffn_case fc = {1, 64, 256, 3, 2, 0.0, VNRT_F32, VNRT_F32, VNRT_E2M1, VNRT_E2M1};
   const int32_t ex[2] = {2, 0};
-  tu_tensor moe[7] = {tu_rnd(VNRT_F32, 2, T, C, 0, 0, 152, -1.0f, 1.0f),
-                      tu_ints(2, T, k, ex),
-                      tu_rnd(VNRT_F32, 2, T, k, 0, 0, 153, 0.1f, 1.0f),
-                      tu_tensor_new(VNRT_E2M1, 3, gud),
-                      tu_tensor_new(VNRT_E2M1, 3, dd),
-                      tu_tensor_new(VNRT_E8M0, 3, gsd),
-                      tu_tensor_new(VNRT_E8M0, 3, dsd)};
+  tu_tensor moe[7];
+  make_ffn_q_inputs(&fc, ex, 152, moe);
   fill_fp4(&moe[3], &moe[5], 154);
   fill_fp4(&moe[4], &moe[6], 155);
   vnrt_attr lim = tu_attr_f("limit", 7.0);
@@ -2111,17 +2105,11 @@ static tu_tensor dequant_rows(const tu_tensor *codes, const tu_tensor *scale, in
  * NaN-free again. The gate/up and down passes each choose by their own weight. (The public API
  * refuses NaN codes when binding, docs/api.md "Binding": only the backend table writes them.) */
 static void moe_e4m3_nan_codes(vnrt_context *ctx, vk_handle h, const log_capture *cap, int gemv) {
-  const int64_t T = 2, C = 64, F = 32, E = 4, k = 2;
-  const int64_t gud[3] = {E, 2 * F, C}, gsd[3] = {E, 2 * F, C / 32}, dd[3] = {E, C, F},
-                dsd[3] = {E, C, F / 32};
+  const int64_t T = 2, C = 64, F = 32, E = 4;
+  const ffn_case fc = {T, C, F, E, 2, 0.0, VNRT_F32, VNRT_F32, VNRT_E4M3, VNRT_E4M3};
   const int32_t ex[4] = {1, 3, 3, 0}; /* token 0: experts 1, 3; token 1: 3, 0; 2 unused */
-  tu_tensor in[7] = {tu_rnd(VNRT_F32, 2, T, C, 0, 0, 700, -1.0f, 1.0f),
-                     tu_ints(2, T, k, ex),
-                     tu_rnd(VNRT_F32, 2, T, k, 0, 0, 701, 0.1f, 1.0f),
-                     tu_tensor_new(VNRT_E4M3, 3, gud),
-                     tu_tensor_new(VNRT_E4M3, 3, dd),
-                     tu_tensor_new(VNRT_E8M0, 3, gsd),
-                     tu_tensor_new(VNRT_E8M0, 3, dsd)};
+  tu_tensor in[7];
+  make_ffn_q_inputs(&fc, ex, 700, in);
   nan_free_codes(in[3].data, E * 2 * F * C, 2);
   nan_free_codes(in[4].data, E * C * F, 3);
   for (int64_t i = 0; i < tu_numel(&in[5]); ++i)

@@ -1,5 +1,5 @@
-/* The MoE inputs and double-precision references shared by the conformance suite and the CPU
- * backend's tests (moe_ref.h). */
+/* The MoE inputs and double-precision references shared by the conformance suite and the
+ * backends' tests (moe_ref.h). */
 #include "moe_ref.h"
 
 #include <math.h>
@@ -89,4 +89,17 @@ void make_ffn_inputs(const ffn_case *c, uint64_t seed, tu_tensor in[5]) {
   tu_fill_uniform(&in[2], seed + 1, 0.1f, 1.0f);
   tu_fill_uniform(&in[3], seed + 2, -0.5f, 0.5f);
   tu_fill_uniform(&in[4], seed + 3, -0.5f, 0.5f);
+}
+
+void make_ffn_q_inputs(const ffn_case *c, const int32_t *ex, uint64_t seed, tu_tensor in[7]) {
+  in[0] = tensor(c->xdt, 2, c->T, c->C, 0);
+  in[1] = tensor(VNRT_I32, 2, c->T, c->k, 0);
+  in[2] = tensor(c->wdt, 2, c->T, c->k, 0);
+  in[3] = tensor(c->gdt, 3, c->E, 2 * c->F, c->C);
+  in[4] = tensor(c->ddt, 3, c->E, c->C, c->F);
+  in[5] = tensor(VNRT_E8M0, 3, c->E, 2 * c->F, (c->C + 31) / 32);
+  in[6] = tensor(VNRT_E8M0, 3, c->E, c->C, (c->F + 31) / 32);
+  tu_fill_uniform(&in[0], seed, -1.0f, 1.0f);
+  for (int64_t i = 0; i < c->T * c->k; ++i) tu_set(&in[1], i, ex[i]);
+  tu_fill_uniform(&in[2], seed + 1, 0.1f, 1.0f);
 }
