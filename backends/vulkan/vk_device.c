@@ -4,6 +4,16 @@
 
 #include "vk_internal.h"
 
+#define VK_DEVICE_LOCKS 4
+
+/* The device's locks, in the order vk_device_open makes them (vk_device_close destroys the
+ * first n_locks). */
+static pthread_mutex_t *device_lock(vnrt_backend_device *dev, int i) {
+  pthread_mutex_t *const locks[VK_DEVICE_LOCKS] = {&dev->queue_lock, &dev->staging_lock,
+                                                   &dev->mem_lock, &dev->clean_lock};
+  return locks[i];
+}
+
 void vk_device_close(vnrt_backend_device *dev) {
   if (!dev) return;
   const vnrt_backend_host *host = dev->host;
@@ -18,12 +28,7 @@ void vk_device_close(vnrt_backend_device *dev) {
     vk_memory_destroy(dev);
     vkDestroyDevice(dev->device, NULL);
   }
-  if (dev->locks_ready) {
-    pthread_mutex_destroy(&dev->queue_lock);
-    pthread_mutex_destroy(&dev->staging_lock);
-    pthread_mutex_destroy(&dev->mem_lock);
-    pthread_mutex_destroy(&dev->clean_lock);
-  }
+  while (dev->n_locks > 0) pthread_mutex_destroy(device_lock(dev, --dev->n_locks));
   host->free(host->core, dev);
 }
 
@@ -42,29 +47,12 @@ vnrt_status vk_device_open(void *state, uint32_t index, vnrt_backend_device **ou
   dev->host = host;
   dev->phys = &st->phys[index];
   const vk_phys *p = dev->phys;
-  if (pthread_mutex_init(&dev->queue_lock, NULL) != 0) {
-    host->free(host->core, dev);
-    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+  for (; dev->n_locks < VK_DEVICE_LOCKS; ++dev->n_locks) {
+    if (pthread_mutex_init(device_lock(dev, dev->n_locks), NULL) != 0) {
+      vk_device_close(dev); /* destroys the n_locks made so far, frees dev */
+      return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
+    }
   }
-  if (pthread_mutex_init(&dev->staging_lock, NULL) != 0) {
-    pthread_mutex_destroy(&dev->queue_lock);
-    host->free(host->core, dev);
-    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
-  }
-  if (pthread_mutex_init(&dev->mem_lock, NULL) != 0) {
-    pthread_mutex_destroy(&dev->queue_lock);
-    pthread_mutex_destroy(&dev->staging_lock);
-    host->free(host->core, dev);
-    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
-  }
-  if (pthread_mutex_init(&dev->clean_lock, NULL) != 0) {
-    pthread_mutex_destroy(&dev->queue_lock);
-    pthread_mutex_destroy(&dev->staging_lock);
-    pthread_mutex_destroy(&dev->mem_lock);
-    host->free(host->core, dev);
-    return host->error(host->core, VNRT_ERROR_INTERNAL, "vulkan: pthread_mutex_init failed");
-  }
-  dev->locks_ready = true;
 
   /* The variant: every optional feature the device has, unless the baseline is forced. Only
    * the features a variant uses are enabled, so the baseline runs on a device with none. */

@@ -198,7 +198,7 @@ struct vnrt_backend_device {
   pthread_mutex_t staging_lock; /* the copy slots, and submits on a copy queue of its own */
   pthread_mutex_t mem_lock;     /* the suballocator */
   pthread_mutex_t clean_lock;   /* every buffer's clean ranges (taken alone, never nested) */
-  bool locks_ready;
+  int n_locks;                  /* how many of the four above are initialised (vk_device.c) */
   vk_state *state;
   const vnrt_backend_host *host;
   const vk_phys *phys;
