@@ -425,7 +425,7 @@ VK_RECORD_FN(vk_rec_qmoe_ffn);
  * values of weight tensor w_tensor (q: its quantization, NULL or plain for a float weight; read
  * as texels, vk_texel_ok) against x of dtype x; and linear's dispatch: y[M, N]
  * (M <= VK_GEMV_MMAX) = x W^T from input 0 (or x_scratch when not NULL: f32, or bf16 when
- * x_bf16, which needs the scratch's texels), W input 1 [N, K]; grouped_linear: row n reads x
+ * x_bf16, only if the scratch has texels), W input 1 [N, K]; grouped_linear: row n reads x
  * at (n / gn) K, rows of x xs apart (gn = 0: no groups, xs = K; gn a multiple of 16); y into
  * output 0, or into out (f32) when not NULL. */
 #define VK_GEMV_MMAX 4u
