@@ -39,6 +39,7 @@ static const vn_option_def k_options[] = {
     {"cpu_prefetch_kib", "VNRT_CPU_PREFETCH_KIB", VN_OPT_UINT, NULL, 1048576},
     {"cpu_huge_pages", "VNRT_CPU_HUGE_PAGES", VN_OPT_CHOICE, "0|1", 0},
     {"cpu_affinity", "VNRT_CPU_AFFINITY", VN_OPT_CHOICE, "0|1", 0},
+    {"cpu_hop", "VNRT_CPU_HOP", VN_OPT_CHOICE, "0|1", 0},
     {"cpu_profile", "VNRT_CPU_PROFILE", VN_OPT_CHOICE, "0|1", 0},
     {"cl_gemm", "VNRT_CL_GEMM", VN_OPT_CHOICE, "auto|own|tiled|clblast|vec|rows", 0},
     {"cl_svm", "VNRT_CL_SVM", VN_OPT_CHOICE, "0|1", 0},

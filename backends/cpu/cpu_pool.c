@@ -42,8 +42,11 @@ struct cpu_pool {
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
   int64_t spin_ns;
-  int isa_cap;    /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
-  int caller_cpu; /* cpu_affinity: the CPU a run binds its calling thread to (-1: none) */
+  int isa_cap;              /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
+  int caller_cpu;           /* cpu_affinity: the CPU a run binds its calling thread to (-1: none) */
+  int hop;                  /* cpu_hop, and the workers are not bound */
+  atomic_int submit_cpu;    /* cpu_hop: the CPU the current job was submitted from */
+  atomic_int_fast64_t hops; /* cpu_hop: the workers' hops */
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
   pthread_mutex_t mutex;  /* guards sleepers, caller_sleeping and the condition variables */
@@ -205,6 +208,39 @@ int64_t cpu_pool_prefetch_budget(const cpu_pool *pool) {
   return pool && pool->n_workers > 0 ? pool->prefetch_budget : 0;
 }
 
+int cpu_pool_hop_off(int cpu) {
+#if defined(__linux__)
+  if (cpu < 0 || sched_getcpu() != cpu) return 0;
+  cpu_set_t own, others;
+  CPU_ZERO(&own);
+  if (pthread_getaffinity_np(pthread_self(), sizeof own, &own) != 0) return 0;
+  memcpy(&others, &own, sizeof own);
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0) return 0;
+  if (pthread_setaffinity_np(pthread_self(), sizeof others, &others) != 0) return 0;
+  (void)pthread_setaffinity_np(pthread_self(), sizeof own, &own);
+  return 1;
+#else
+  (void)cpu;
+  return 0;
+#endif
+}
+
+int64_t cpu_pool_hops(const cpu_pool *pool) { return pool ? atomic_load(&pool->hops) : 0; }
+
+/* cpu_hop: a worker woken for job gen, if the job still has chunks to hand out and the worker
+ * was placed on the CPU the job came from. On the 2-core VM a woken worker was put on its
+ * waker's core nearly every time after the pool slept; there it waits for the caller, which
+ * meanwhile takes every chunk, so the worker never weighs enough for the scheduler to move it
+ * and the next job wakes it there again (docs/bench.md, "Stop 30"). */
+static void cpu_pool_hop_(cpu_pool *pool, uint32_t gen) {
+  const uint_fast64_t w = atomic_load_explicit(&pool->claim, memory_order_acquire);
+  if (CLAIM_GEN_(w) != gen || CLAIM_NEXT_(w) >= CLAIM_CHUNKS_(w)) return;
+  if (cpu_pool_hop_off(atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed))) {
+    atomic_fetch_add_explicit(&pool->hops, 1, memory_order_relaxed);
+  }
+}
+
 static void *cpu_pool_worker_(void *arg) {
   cpu_pool *pool = arg;
   uint32_t seen = 0;
@@ -226,6 +262,7 @@ static void *cpu_pool_worker_(void *arg) {
         if ((i & 63) == 0 && now_ns_() > until) break;
       }
     }
+    int slept = 0;
     if (gen == seen && !atomic_load(&pool->shutdown)) {
       pthread_mutex_lock(&pool->mutex);
       for (;;) {
@@ -234,11 +271,13 @@ static void *cpu_pool_worker_(void *arg) {
         pool->sleepers++;
         pthread_cond_wait(&pool->wake, &pool->mutex);
         pool->sleepers--;
+        slept = 1;
       }
       pthread_mutex_unlock(&pool->mutex);
     }
     if (atomic_load(&pool->shutdown)) break;
     seen = gen;
+    if (slept && pool->hop) cpu_pool_hop_(pool, gen);
     cpu_pool_run_chunks_(pool, gen);
   }
   return NULL;
@@ -349,6 +388,8 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   pool->spin_ns =
       vnrt_host_option_uint(host, "cpu_spin_us", CPU_POOL_SPIN_US_DEFAULT, 1000000) * 1000;
   atomic_init(&pool->claim, 0);
+  atomic_init(&pool->submit_cpu, -1);
+  atomic_init(&pool->hops, 0);
   atomic_init(&pool->done, 0);
   atomic_init(&pool->shutdown, 0);
   atomic_init(&pool->caller_sleeping, 0);
@@ -389,6 +430,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
       pool->n_workers = i + 1;
     }
     cpu_pool_bind_workers_(pool);
+    pool->hop = pool->caller_cpu < 0 && vnrt_host_option_flag(host, "cpu_hop", 1);
   }
   *out_pool = pool;
   return VNRT_OK;
@@ -432,6 +474,9 @@ void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_f
   pool->chunk = (n + n_chunks - 1) / n_chunks;
   n_chunks = (n + pool->chunk - 1) / pool->chunk;
   atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+#if defined(__linux__)
+  if (pool->hop) atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
+#endif
   const uint32_t gen = CLAIM_GEN_(atomic_load(&pool->claim)) + 1;
   atomic_store_explicit(&pool->claim, ((uint_fast64_t)gen << 32) | ((uint_fast64_t)n_chunks << 16),
                         memory_order_seq_cst);

@@ -38,6 +38,16 @@ void cpu_pool_unbind_caller(const cpu_pool_binding *saved);
  * worker). */
 int cpu_pool_worker_cpu(const cpu_pool *pool, int32_t i);
 
+/* The cpu_hop option (default on; docs/api.md "Options"): a worker that wakes for a job on the
+ * CPU its caller submitted from moves itself off that CPU (cpu_pool_hop_off), its allowed set
+ * unchanged, instead of waiting there for the caller to yield. cpu_pool_hop_off moves the
+ * calling thread off `cpu` when it runs there and its allowed set has another CPU: it narrows
+ * the set to the others, which migrates the thread at once, and restores it. Returns 1 when
+ * it moved, else 0 (not on `cpu`, no other CPU allowed, or not Linux). */
+int cpu_pool_hop_off(int cpu);
+/* Hops the pool's workers have made since it was created. */
+int64_t cpu_pool_hops(const cpu_pool *pool);
+
 /* Background prefetch. A decode step alternates weight-streaming nodes, which keep every
  * thread reading memory, with short serial ones (norms, rope, attention over a few rows),
  * during which the workers would only spin. cpu_pool_prefetch hands idle workers byte ranges

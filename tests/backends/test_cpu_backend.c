@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_pool.h"
@@ -209,6 +210,62 @@ START_TEST(test_pool_affinity_binds_workers_and_runs) {
     ck_assert_int_eq(bind.bound, 0);
     cpu_pool_destroy(pool);
     ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
+  }
+}
+END_TEST
+
+/* cpu_hop: cpu_pool_hop_off moves the calling thread off the CPU it runs on (a narrowed set
+ * migrates a thread at once) and gives it back its own set; it does nothing for another CPU,
+ * for -1, or for a thread with no other CPU allowed. A pool with the option off counts no hops,
+ * and jobs cover their ranges once either way. Needs two allowed CPUs. */
+static const char *no_hop_option(void *core, const char *key) {
+  (void)core;
+  return strcmp(key, "cpu_hop") == 0 ? "0" : NULL;
+}
+
+START_TEST(test_pool_hop_off_moves_and_restores) {
+  cpu_set_t allowed, now;
+  int cpus[CPU_SETSIZE], tmp[CPU_SETSIZE];
+  const int n = allowed_cpus(&allowed, cpus);
+  if (n < 2) return;
+  int moved = 0;
+  for (int i = 0; i < 20; ++i) {
+    const int c = sched_getcpu();
+    ck_assert_int_ge(c, 0);
+    ck_assert_int_eq(cpu_pool_hop_off(c), 1);
+    moved += sched_getcpu() != c; /* (the scheduler may move it back later, not this soon) */
+    ck_assert_int_eq(allowed_cpus(&now, tmp), n);
+    ck_assert(CPU_EQUAL(&now, &allowed));
+  }
+  ck_assert_int_ge(moved, 10);
+  ck_assert_int_eq(cpu_pool_hop_off(-1), 0);
+  /* Narrowed to one CPU: nowhere to go. */
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpus[0], &one);
+  ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+  ck_assert_int_eq(sched_getcpu(), cpus[0]);
+  ck_assert_int_eq(cpu_pool_hop_off(cpus[0]), 0);
+  ck_assert_int_eq(cpu_pool_hop_off(cpus[1]), 0); /* not running there */
+  ck_assert_int_eq(sched_getcpu(), cpus[0]);
+  ck_assert_int_eq(allowed_cpus(&now, tmp), 1);
+  ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
+  for (int off = 0; off < 2; ++off) {
+    fake_host h;
+    fake_host_init(&h, 2);
+    if (off) h.host.option = no_hop_option;
+    cpu_pool *pool = NULL;
+    ck_assert_int_eq(cpu_pool_create(&h.host, 2, &pool), VNRT_OK);
+    for (int rep = 0; rep < 50; ++rep) {
+      pool_probe *p = calloc(1, sizeof *p);
+      p->n = 1000;
+      cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
+      for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
+      free(p);
+      if (rep % 10 == 9) usleep(2000); /* past the spin: the worker sleeps, then wakes */
+    }
+    if (off) ck_assert_int_eq(cpu_pool_hops(pool), 0);
+    cpu_pool_destroy(pool);
   }
 }
 END_TEST
@@ -1704,6 +1761,7 @@ static Suite *cpu_backend_suite(void) {
   tcase_add_test(be, test_pool_nested_runs_inline);
 #if defined(__linux__)
   tcase_add_test(be, test_pool_affinity_binds_workers_and_runs);
+  tcase_add_test(be, test_pool_hop_off_moves_and_restores);
   tcase_add_test(be, test_run_restores_the_callers_cpus);
 #endif
   tcase_add_test(be, test_pool_background_prefetch);
