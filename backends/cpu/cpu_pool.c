@@ -42,10 +42,10 @@ struct cpu_pool {
   int32_t n_workers; /* workers actually started */
   pthread_t *workers;
   int64_t spin_ns;
-  int isa_cap;              /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
-  int caller_cpu;           /* cpu_affinity: the CPU a run binds its calling thread to (-1: none) */
-  int hop;                  /* cpu_hop, and the workers are not bound */
-  atomic_int submit_cpu;    /* cpu_hop: the CPU the current job was submitted from */
+  int isa_cap;           /* the highest cpu_isa level the cpu_isa option allows (simd.h) */
+  int caller_cpu;        /* cpu_affinity: the CPU a run binds its calling thread to (-1: none) */
+  atomic_int hop;        /* cpu_hop, and the workers are not bound (set once they exist: atomic) */
+  atomic_int submit_cpu; /* cpu_hop: the CPU the current job was submitted from */
   atomic_int_fast64_t hops; /* cpu_hop: the workers' hops */
 
   pthread_mutex_t submit; /* serialises callers: one job at a time */
@@ -277,7 +277,7 @@ static void *cpu_pool_worker_(void *arg) {
     }
     if (atomic_load(&pool->shutdown)) break;
     seen = gen;
-    if (slept && pool->hop) cpu_pool_hop_(pool, gen);
+    if (slept && atomic_load_explicit(&pool->hop, memory_order_relaxed)) cpu_pool_hop_(pool, gen);
     cpu_pool_run_chunks_(pool, gen);
   }
   return NULL;
@@ -390,6 +390,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
   atomic_init(&pool->claim, 0);
   atomic_init(&pool->submit_cpu, -1);
   atomic_init(&pool->hops, 0);
+  atomic_init(&pool->hop, 0);
   atomic_init(&pool->done, 0);
   atomic_init(&pool->shutdown, 0);
   atomic_init(&pool->caller_sleeping, 0);
@@ -430,7 +431,7 @@ vnrt_status cpu_pool_create(const vnrt_backend_host *host, int32_t num_threads,
       pool->n_workers = i + 1;
     }
     cpu_pool_bind_workers_(pool);
-    pool->hop = pool->caller_cpu < 0 && vnrt_host_option_flag(host, "cpu_hop", 1);
+    atomic_store(&pool->hop, pool->caller_cpu < 0 && vnrt_host_option_flag(host, "cpu_hop", 1));
   }
   *out_pool = pool;
   return VNRT_OK;
@@ -475,7 +476,9 @@ void cpu_pool_parallel_for(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_f
   n_chunks = (n + pool->chunk - 1) / pool->chunk;
   atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
 #if defined(__linux__)
-  if (pool->hop) atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
+  if (atomic_load_explicit(&pool->hop, memory_order_relaxed)) {
+    atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
+  }
 #endif
   const uint32_t gen = CLAIM_GEN_(atomic_load(&pool->claim)) + 1;
   atomic_store_explicit(&pool->claim, ((uint_fast64_t)gen << 32) | ((uint_fast64_t)n_chunks << 16),
