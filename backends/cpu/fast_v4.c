@@ -289,7 +289,13 @@ vnrt_status cpu_fast_kv_compress(const cpu_kernel_args *a) {
     const float *ar, *zr, *er;
     kvc_rows_(&j, pos, 0, &ar, &zr, &er);
     if (oa + r * cd != ar) memcpy(oa + r * cd, ar, bytes);
-    for (int64_t ch = 0; ch < cd; ++ch) oz[r * cd + ch] = er ? zr[ch] + er[ch] : zr[ch];
+    /* A row already in place (a decode step's earlier positions, in-place states) stays: only
+     * the run's own positions are written, not the whole window every step. */
+    if (er) {
+      for (int64_t ch = 0; ch < cd; ++ch) oz[r * cd + ch] = zr[ch] + er[ch];
+    } else if (oz + r * cd != zr) {
+      memcpy(oz + r * cd, zr, bytes);
+    }
   }
   return VNRT_OK;
 }
