@@ -277,7 +277,9 @@ static int probe_device(const vnrt_backend_host *host, cl_platform_id p, cl_devi
   info->memory_bytes = global_mem;
   info->max_buffer_bytes = max_alloc;
   /* f16 storage needs only vload_half/vstore_half, which every OpenCL device has. */
-  info->caps = VNRT_CAP_F16_STORAGE | VNRT_CAP_RESHAPE_VIEW; /* cl_reshape_lower: no-op */
+  /* cl_reshape_lower: no-op; cl_kv_compress_lower: states updated in place (one launch that
+   * writes the changed rows at T = 1, else built in scratch and copied over) */
+  info->caps = VNRT_CAP_F16_STORAGE | VNRT_CAP_RESHAPE_VIEW | VNRT_CAP_STATE_INPLACE;
   if (desc->has_fp16) info->caps |= VNRT_CAP_F16;
   if (desc->has_subgroups) info->caps |= VNRT_CAP_SUBGROUPS;
   if (desc->unified_memory) info->caps |= VNRT_CAP_UNIFIED_MEMORY;

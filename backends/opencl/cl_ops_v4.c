@@ -89,8 +89,10 @@ int cl_kv_compress_supports(vnrt_backend_device *dev, const vnrt_backend_graph *
          cl_q_out(g, node, 3)->dtype == VNRT_F32;
 }
 
-/* Appends the state kernel writing into (na, nz): outputs 2 and 3, or scratch (na_s, nz_s). */
-static vnrt_status kv_compress_state(cl_lower *L, int to_scratch, uint64_t na_s, uint64_t nz_s) {
+/* Appends the state kernel writing into (na, nz): outputs 2 and 3, or scratch (na_s, nz_s);
+ * inplace: outputs 2 and 3 are the input states and T is 1 (only the changed rows are written). */
+static vnrt_status kv_compress_state(cl_lower *L, int to_scratch, uint64_t na_s, uint64_t nz_s,
+                                     int inplace) {
   const vnrt_kv_compress_params *p = &L->node->params->kv_compress;
   const vnrt_tensor_type *a = cl_in_type(L, 0);
   int64_t c = 1 + (p->overlap != 0), cd = a->dims[1];
@@ -110,6 +112,7 @@ static vnrt_status kv_compress_state(cl_lower *L, int to_scratch, uint64_t na_s,
   cl_arg_i32(&k, p->overlap != 0);
   cl_arg_i64(&k, a->dims[0]);
   cl_arg_i64(&k, cd);
+  cl_arg_i32(&k, inplace);
   return cl_launch_2d(&k, v16 ? cd / 16 : cd, c * p->ratio);
 }
 
@@ -144,13 +147,19 @@ vnrt_status cl_kv_compress_lower(cl_lower *L) {
     if (s != VNRT_OK) return s;
   }
   if (!same_memory(cl_in(L, 3), cl_out(L, 2)) && !same_memory(cl_in(L, 4), cl_out(L, 3))) {
-    return kv_compress_state(L, 0, 0, 0);
+    return kv_compress_state(L, 0, 0, 0, 0);
+  }
+  /* A decode step (T = 1) updates both states in place without moving a row it reads
+   * (kv_compress_state): one launch that writes the changed rows, not the whole states twice. */
+  if (a->dims[0] == 1 && same_memory(cl_in(L, 3), cl_out(L, 2)) &&
+      same_memory(cl_in(L, 4), cl_out(L, 3))) {
+    return kv_compress_state(L, 0, 0, 0, 1);
   }
   /* A state updated in place: rows move between windows, so build the new states in scratch
    * and copy them over. */
   int64_t n = c * p->ratio * cd;
   uint64_t na = cl_scratch(L, (uint64_t)n * 4), nz = cl_scratch(L, (uint64_t)n * 4);
-  s = kv_compress_state(L, 1, na, nz);
+  s = kv_compress_state(L, 1, na, nz, 0);
   for (int32_t i = 0; i < 2 && s == VNRT_OK; ++i) {
     cl_launch_begin(L, "copy_f32", &k);
     cl_arg_scratch(&k, i == 0 ? na : nz);

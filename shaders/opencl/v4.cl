@@ -149,18 +149,27 @@ __kernel void kv_compress_entries(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa),
 /* The new states: row r of window W' = floor((pos0 + T) / m) (rows m·overlap + j) or, with
  * overlap, W' - 1 (rows j < m) holds position p = win·m + j: from this run (a, z + ape), from
  * the old state (p < pos0), or the old row r itself (p not yet seen, or p < 0). Writes into
- * (na, nz), which must not be (sa, sz) when rows move. global (c·d, c·m). */
+ * (na, nz), which must not be (sa, sz) when rows move. inplace: (na, nz) are (sa, sz) and T is
+ * 1, so that no row is read after another work-item writes it (a row reads the old state's
+ * rows m·overlap + j only when the window closes, and those are then not written); a row whose
+ * source is the row itself is left as it is. global (c·d, c·m). */
+long kvc_state_row(long p, long p0, int m, int overlap) {
+  return (floor_div(p, m) == floor_div(p0, m) ? (long)m * overlap : 0) + p - floor_div(p, m) * m;
+}
+
 __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), TENSOR(sz),
                                 TENSOR(pos0), TENSOR(na), TENSOR(nz), int m, int overlap, long T,
-                                long cd) {
+                                long cd, int inplace) {
   long ch = get_global_id(0), r = get_global_id(1);
   if (ch >= cd || r >= (long)m * (1 + overlap)) return;
   __global const float *SA = (__global const float *)PTR(sa);
   __global const float *SZ = (__global const float *)PTR(sz);
   const long p0 = ldi(PTR(pos0), 0), w1 = floor_div(p0 + T, m);
   const long win = overlap && r < m ? w1 - 1 : w1, p = win * m + r % m;
+  const int seen = p >= 0 && p < p0 + T;
+  if (inplace && (!seen || (p < p0 && kvc_state_row(p, p0, m, overlap) == r))) return;
   float va = SA[r * cd + ch], vz = SZ[r * cd + ch];
-  if (p >= 0 && p < p0 + T) {
+  if (seen) {
     kvc_slot((__global const float *)PTR(a), (__global const float *)PTR(z),
              (__global const float *)PTR(ape), SA, SZ, p0, p, m, overlap, cd, ch, &va, &vz);
   }
@@ -173,7 +182,7 @@ __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), T
  * at a time; the values are kv_compress_state's. global (cd / 16, c·m). */
 __kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), TENSOR(sz),
                                   TENSOR(pos0), TENSOR(na), TENSOR(nz), int m, int overlap,
-                                  long T, long cd) {
+                                  long T, long cd, int inplace) {
   long ch = get_global_id(0) * 16, r = get_global_id(1);
   if (ch >= cd || r >= (long)m * (1 + overlap)) return;
   __global const float *A = (__global const float *)PTR(sa);
@@ -192,9 +201,10 @@ __kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa),
       src = (p - p0) * cd;
       ad = vload16(0, AP + rp * cd + ch);
     } else {
-      src = ((floor_div(p, m) == floor_div(p0, m) ? (long)m * overlap : 0) + rp) * cd;
+      src = kvc_state_row(p, p0, m, overlap) * cd;
     }
   }
+  if (inplace && src == r * cd && A == (__global const float *)PTR(sa)) return; /* unchanged */
   vstore16(vload16(0, A + src + ch), 0, (__global float *)PTR(na) + r * cd + ch);
   float16 vz = vload16(0, Z + src + ch);
   if (p >= p0 && p >= 0 && p < p0 + T) vz += ad;
