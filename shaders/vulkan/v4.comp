@@ -3,8 +3,11 @@
 //   OP 1 kv_compress entries: an invocation per (entry row i, channel k < d). Slots: 0 a,
 //        1 z, 2 ape, 3 state_a, 4 state_z (all f32, [.., c*d]), 7 pos0 (i32, read only);
 //        5 entries [N, d], 6 entry_pos [N] (i32).
-//   OP 2 kv_compress states: an invocation per (state row, channel of c*d); same inputs,
-//        5 state_a', 6 state_z'.
+//   OP 2 kv_compress states: an invocation per (row r < m, channel of c*d), which writes
+//        state rows m*(c-1) + r and, with overlap, r; same inputs, 5 state_a', 6 state_z'.
+//        They may be the input states themselves (the executor's in-place updates, docs/
+//        executor.md): push word 5 bit 0 says slot 5 is slot 3, bit 1 slot 6 slot 4; such a
+//        state gets only the rows that change.
 //   OP 8 kv_compress states without overlap (c = 1), after the host copied state_a and
 //        state_z to 5 and 6: an invocation per (run row i, channel), writing the state row of
 //        position pos0 + i where it lies in the window still open after the run (T = 0: one
@@ -32,7 +35,7 @@
 layout(push_constant) uniform PC { uint u[16]; } pc;
 
 // ---- kv_compress --------------------------------------------------------------------------
-// push: T m d c N (c = 1 + overlap; cd = c*d)
+// push: T m d c N, and for OP 2 the in-place bits (c = 1 + overlap; cd = c*d)
 
 // a and z' (ape added) of position p (>= 0, within the run or the state), channel ch of c*d.
 void kvc_load(uint p, uint ch, out float av, out float zv) {
@@ -96,22 +99,38 @@ void kv_compress_entries(uint g) {
   if (k == 0u) sti6(i, int(w * m));
 }
 
+// Rows of the states after the run (W' = (pos0 + T) / m, the open window): row m*(c-1) + r
+// holds position W'*m + r and, with overlap, row r position (W'-1)*m + r. A position not yet
+// seen keeps the row's contents; p >= pos0 comes from the run; p < pos0 from the old state row
+// kvc_load picks: row m*(c-1) + r itself when p lies in W0 = pos0 / m for the first, and for
+// the second row r itself (W'-1 = W0-1) or row m + r (W'-1 = W0: a window closed). So an
+// invocation reads only the two rows it writes (and the run), both before writing: in place,
+// no row is read after another invocation wrote it, whatever T. Unchanged rows are not written
+// in place.
 void kv_compress_states(uint g) {
-  uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3];
+  uint T = pc.u[0], m = pc.u[1], d = pc.u[2], c = pc.u[3], inplace = pc.u[5];
   uint cd = c * d;
-  if (g >= c * m * cd || !pos0_ok(g)) return;
-  uint row = g / cd, ch = g % cd;
-  uint pos0 = uint(ldi7(0u)), end = pos0 + T;
+  if (g >= m * cd || !pos0_ok(g)) return;
+  uint r = g / cd, ch = g % cd;
+  uint pos0 = uint(ldi7(0u)), end = pos0 + T, w0 = pos0 / m;
   uint wn = end / m; // the open window after this run
-  uint r = row % m;
-  bool is_a = c == 2u && row < m; // with overlap: rows [0, m) hold window wn - 1
-  float av = ldf3(g), zv = ldf4(g); // rows of positions not yet seen keep their contents
-  if (!(is_a && wn == 0u)) {
-    uint p = (is_a ? wn - 1u : wn) * m + r;
-    if (p < end) kvc_load(p, ch, av, zv);
+  uint ob = (m * (c - 1u) + r) * cd + ch, oa = r * cd + ch;
+  float ab = ldf3(ob), zb = ldf4(ob), aa = ldf3(oa), za = ldf4(oa);
+  uint pb = wn * m + r;
+  bool new_b = pb >= pos0 && pb < end; // else the row keeps its contents
+  if (new_b) kvc_load(pb, ch, ab, zb);
+  bool new_a = false;
+  if (c == 2u && wn >= 1u) {
+    uint pa = (wn - 1u) * m + r; // < end: always seen
+    new_a = pa >= pos0 || pa / m == w0;
+    if (new_a) kvc_load(pa, ch, aa, za);
   }
-  stf5(g, av);
-  stf6(g, zv);
+  if (new_b || (inplace & 1u) == 0u) stf5(ob, ab);
+  if (new_b || (inplace & 2u) == 0u) stf6(ob, zb);
+  if (c == 2u) {
+    if (new_a || (inplace & 1u) == 0u) stf5(oa, aa);
+    if (new_a || (inplace & 2u) == 0u) stf6(oa, za);
+  }
 }
 
 void kv_compress_run_rows(uint g) {
