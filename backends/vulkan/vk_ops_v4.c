@@ -29,6 +29,7 @@ enum {
   V4_SCATTER_INIT = 7,
   V4_KVC_RUN_ROWS = 8,
   V4_SCATTER_ONE = 9,
+  V4_KVC_STEP = 10,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -112,6 +113,24 @@ VK_RECORD_FN(vk_rec_kv_compress) {
   uint64_t c = 1 + (uint64_t)(p->overlap != 0), N = (uint64_t)te->dims[0];
   vk_dispatch_desc dd;
   vk_desc_init(&dd, VK_SHADER_V4);
+  if (T == 1 && N == 1 && same_place(b, node->inputs[3], node->outputs[2]) &&
+      same_place(b, node->inputs[4], node->outputs[3])) {
+    /* A decode step with both states in place (VNRT_CAP_STATE_INPLACE): OP 10, one dispatch
+     * for the entry and the changed state rows, an invocation per channel k < d that alone
+     * reads and writes state channels k and d + k (each dispatch is a round trip to
+     * lavapipe's threads). The states are read and written at slots 5 and 6. */
+    for (int i = 0; i < 3; ++i) vk_bind(b, &dd, i, node->inputs[i]);
+    vk_bind(b, &dd, 3, node->inputs[5]);
+    vk_bind(b, &dd, 5, node->outputs[2]);
+    vk_bind(b, &dd, 6, node->outputs[3]);
+    vk_bind(b, &dd, 7, node->outputs[0]);
+    dd.slots[VK_SLOT_SCRATCH] = vk_tensor_view(b, node->outputs[1]);
+    vk_push_u(&dd, 0, T), vk_push_u(&dd, 1, m), vk_push_u(&dd, 2, d), vk_push_u(&dd, 3, c);
+    vk_push_u(&dd, 4, N), vk_push_u(&dd, 5, 3);
+    dd.spec[8] = V4_KVC_STEP;
+    vk_grid(b, vk_div_up(d, WG_V4), dd.groups);
+    return emit_padded(b, &dd);
+  }
   for (int i = 0; i < 5; ++i) vk_bind(b, &dd, i, node->inputs[i]);
   vk_bind(b, &dd, 7, node->inputs[5]); /* pos0: an output slot, never written (6 inputs) */
   vk_push_u(&dd, 0, T), vk_push_u(&dd, 1, m), vk_push_u(&dd, 2, d), vk_push_u(&dd, 3, c);
