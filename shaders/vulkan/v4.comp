@@ -5,9 +5,9 @@
 //        5 entries [N, d], 6 entry_pos [N] (i32).
 //   OP 2 kv_compress states: an invocation per (row r < m, channel of c*d), which writes
 //        state rows m*(c-1) + r and, with overlap, r; same inputs, 5 state_a', 6 state_z'.
-//        They may be the input states themselves (the executor's in-place updates, docs/
-//        executor.md): push word 5 bit 0 says slot 5 is slot 3, bit 1 slot 6 slot 4; such a
-//        state gets only the rows that change.
+//        They may be the input states themselves (the executor's in-place updates,
+//        docs/executor.md): push word 5 bit 0 says slot 5 is slot 3, bit 1 slot 6 slot 4;
+//        such a state gets only the rows that change.
 //   OP 10 kv_compress, a decode step (T = 1, N = 1) with both states in place: an
 //        invocation per channel k < d computes entry channel k, then writes the changed rows
 //        of state channels k and, with overlap, d + k, which only it reads (the entry reads
