@@ -282,6 +282,9 @@ static bool probe_device(vk_state *st, VkPhysicalDevice pd, uint32_t instance_ap
   if (p->timeline) caps |= VNRT_CAP_TIMELINE;
   if (p->has_copy_queue) caps |= VNRT_CAP_COPY_QUEUE;
   caps |= VNRT_CAP_RESHAPE_VIEW; /* vk_copy_same records nothing for a reshape onto itself */
+  /* vk_rec_kv_compress: each state row is written by the invocation that reads the rows it
+   * comes from, so state_a'/state_z' may share state_a/state_z's memory (in place) */
+  caps |= VNRT_CAP_STATE_INPLACE;
   /* VNRT_CAP_FP8 / VNRT_CAP_FP4 stay clear: the kernels decode e4m3/e2m1 codes to f32
    * (shaders/vulkan/quant.comp), whatever FP8 support a device might report. */
   /* Unified: a host-visible, coherent type on the largest device-local heap (what the

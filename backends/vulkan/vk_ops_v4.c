@@ -29,6 +29,7 @@ enum {
   V4_SCATTER_INIT = 7,
   V4_KVC_RUN_ROWS = 8,
   V4_SCATTER_ONE = 9,
+  V4_KVC_STEP = 10,
 };
 
 #define WHY(...) (snprintf(why, why_size, __VA_ARGS__), 0)
@@ -83,6 +84,12 @@ static bool state_copyable(const vnrt_backend_graph *g, int32_t in, int32_t out)
   return ti->buffer != to->buffer || ti->offset + bi <= to->offset || to->offset + bo <= ti->offset;
 }
 
+/* Whether the executor gave tensors s and t the same place (an in-place state update). */
+static bool same_place(vk_builder *b, int32_t s, int32_t t) {
+  vk_view vs = vk_tensor_view(b, s), vt = vk_tensor_view(b, t);
+  return vs.kind == vt.kind && vs.buffer == vt.buffer && vs.offset == vt.offset;
+}
+
 VK_SUPPORTED_FN(vk_sup_kv_compress) {
   const vnrt_kv_compress_params *p = &node->params->kv_compress;
   const vnrt_tensor_type *ta = vk_in_type(g, node, 0);
@@ -106,6 +113,24 @@ VK_RECORD_FN(vk_rec_kv_compress) {
   uint64_t c = 1 + (uint64_t)(p->overlap != 0), N = (uint64_t)te->dims[0];
   vk_dispatch_desc dd;
   vk_desc_init(&dd, VK_SHADER_V4);
+  if (T == 1 && N == 1 && same_place(b, node->inputs[3], node->outputs[2]) &&
+      same_place(b, node->inputs[4], node->outputs[3])) {
+    /* A decode step with both states in place (VNRT_CAP_STATE_INPLACE): OP 10, one dispatch
+     * for the entry and the changed state rows, an invocation per channel k < d that alone
+     * reads and writes state channels k and d + k (each dispatch is a round trip to
+     * lavapipe's threads). The states are read and written at slots 5 and 6. */
+    for (int i = 0; i < 3; ++i) vk_bind(b, &dd, i, node->inputs[i]);
+    vk_bind(b, &dd, 3, node->inputs[5]);
+    vk_bind(b, &dd, 5, node->outputs[2]);
+    vk_bind(b, &dd, 6, node->outputs[3]);
+    vk_bind(b, &dd, 7, node->outputs[0]);
+    dd.slots[VK_SLOT_SCRATCH] = vk_tensor_view(b, node->outputs[1]);
+    vk_push_u(&dd, 0, T), vk_push_u(&dd, 1, m), vk_push_u(&dd, 2, d), vk_push_u(&dd, 3, c);
+    vk_push_u(&dd, 4, N), vk_push_u(&dd, 5, 3);
+    dd.spec[8] = V4_KVC_STEP;
+    vk_grid(b, vk_div_up(d, WG_V4), dd.groups);
+    return emit_padded(b, &dd);
+  }
   for (int i = 0; i < 5; ++i) vk_bind(b, &dd, i, node->inputs[i]);
   vk_bind(b, &dd, 7, node->inputs[5]); /* pos0: an output slot, never written (6 inputs) */
   vk_push_u(&dd, 0, T), vk_push_u(&dd, 1, m), vk_push_u(&dd, 2, d), vk_push_u(&dd, 3, c);
@@ -123,16 +148,25 @@ VK_RECORD_FN(vk_rec_kv_compress) {
   if (c == 1 && state_copyable(g, node->inputs[3], node->outputs[2]) &&
       state_copyable(g, node->inputs[4], node->outputs[3])) {
     /* Without overlap only the rows of this run's positions in the open window change: the
-     * states are copied as they are (a buffer copy, nothing where they are the same tensor)
-     * and OP 8 writes those rows, an invocation per (run row, channel). */
+     * states are copied as they are (a buffer copy, nothing where they are the same tensor:
+     * the executor's in-place update) and OP 8 writes those rows, an invocation per (run row,
+     * channel), from the run alone (safe in place for any T). */
     VK_TRY(vk_copy_same(b, node->inputs[3], node->outputs[2]));
     VK_TRY(vk_copy_same(b, node->inputs[4], node->outputs[3]));
     dd.spec[8] = V4_KVC_RUN_ROWS;
     vk_grid(b, vk_div_up(T * d > 0 ? T * d : 1, WG_V4), dd.groups); /* T = 0: pos0's check */
     return emit_padded(b, &dd);
   }
+  /* OP 2: an invocation per (row r < m, channel) writes row m*overlap + r and, with overlap,
+   * row r, having read both (the only rows they come from), so a state updated in place (the
+   * executor gave the result the input's buffer and offset, VNRT_CAP_STATE_INPLACE) is safe for any
+   * T; such a state gets only the rows that change (a decode step: the run's row, and the window
+   * that closed). */
+  uint32_t inplace = (same_place(b, node->inputs[3], node->outputs[2]) ? 1u : 0u) |
+                     (same_place(b, node->inputs[4], node->outputs[3]) ? 2u : 0u);
+  vk_push_u(&dd, 5, inplace);
   dd.spec[8] = V4_KVC_STATES;
-  vk_grid(b, vk_div_up(c * m * c * d, WG_V4), dd.groups);
+  vk_grid(b, vk_div_up(m * c * d, WG_V4), dd.groups);
   return emit_padded(b, &dd);
 }
 
