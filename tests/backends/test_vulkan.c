@@ -21,6 +21,7 @@
 
 #include <vulkan/vulkan.h>
 
+#include "kvc_ref.h"
 #include "moe_ref.h"
 #include "registry.h" /* vn_device_open: the backend device, for buffer-level copies */
 #include "sweep.h"
@@ -2459,131 +2460,20 @@ END_TEST
 /* ---- kv_compress states in place -------------------------------------------------------- */
 
 /* kv_compress's states updated in place (VNRT_CAP_STATE_INPLACE; vk_rec_kv_compress): with
- * and without overlap, KC_L positions in runs of 1 (a decode step: OP 10, one dispatch),
- * 3 and 5 (OP 2 or OP 8 in place, across one window and two) give the entries and the state
- * rows of the positions seen that plain C pooling of the whole sequence gives, under
- * synchronization validation (a missing barrier between a read of a state row and its write is
- * reported). */
-enum { KC_M = 4, KC_D = 3, KC_L = 15, KC_W = KC_L / KC_M };
-
-static vnrt_graph *kvc_graph(vnrt_context *ctx, int64_t t, int overlap) {
-  const int64_t c = 1 + overlap, cd = c * KC_D;
-  vnrt_graph *g = NULL;
-  TU_OK(ctx, vnrt_graph_create(ctx, &g));
-  vnrt_tensor_type tx = {VNRT_F32, 2, {t, cd}}, te = {VNRT_F32, 2, {KC_M, cd}};
-  vnrt_tensor_type ts = {VNRT_F32, 2, {c * KC_M, cd}}, tp = {VNRT_I32, 1, {1}};
-  vnrt_value in[6], r[4];
-  TU_OK(ctx, vnrt_graph_add_input(g, "a", &tx, 0, &in[0]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "z", &tx, 0, &in[1]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "ape", &te, 1, &in[2]));
-  TU_OK(ctx, vnrt_graph_add_state(g, "sa", &ts, &in[3]));
-  TU_OK(ctx, vnrt_graph_add_state(g, "sz", &ts, &in[4]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "pos0", &tp, 0, &in[5]));
-  vnrt_attr at[2] = {tu_attr_i("ratio", KC_M), tu_attr_i("overlap", overlap)};
-  const char *names[4] = {"entries", "entry_pos", "sa2", "sz2"};
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_KV_COMPRESS, in, 6, at, 2, names, r, 4));
-  TU_OK(ctx, vnrt_graph_set_state_update(g, in[3], r[2]));
-  TU_OK(ctx, vnrt_graph_set_state_update(g, in[4], r[3]));
-  TU_OK(ctx, vnrt_graph_add_output(g, r[0]));
-  TU_OK(ctx, vnrt_graph_add_output(g, r[1]));
-  return g;
-}
-
-/* docs/ops.md kv_compress over positions 0 .. KC_L-1 in plain C: the entries of the closed
- * windows, and the state rows after them (seen[row]: the row holds a position seen). */
-static void kvc_reference(int c, const float *a, const float *z, const float *ape, double *entries,
-                          float *sa, float *sz, int *seen) {
-  const int cd = c * KC_D;
-  for (int w = 0; w < KC_W; ++w) {
-    for (int k = 0; k < KC_D; ++k) {
-      int pos[2 * KC_M], ch[2 * KC_M], n = 0;
-      for (int p = (c == 2 && w >= 1 ? w - 1 : w) * KC_M; p < (w + 1) * KC_M; ++p) {
-        pos[n] = p, ch[n++] = c == 2 && p >= w * KC_M ? KC_D + k : k;
-      }
-      double mx = -INFINITY, den = 0, num = 0;
-      for (int i = 0; i < n; ++i) {
-        mx = fmax(mx, (double)(z[pos[i] * cd + ch[i]] + ape[(pos[i] % KC_M) * cd + ch[i]]));
-      }
-      for (int i = 0; i < n; ++i) {
-        double e = exp((double)(z[pos[i] * cd + ch[i]] + ape[(pos[i] % KC_M) * cd + ch[i]]) - mx);
-        den += e, num += e * a[pos[i] * cd + ch[i]];
-      }
-      entries[w * KC_D + k] = num / den;
-    }
-  }
-  const int wn = KC_L / KC_M;
-  for (int row = 0; row < c * KC_M; ++row) {
-    const int p = (c == 2 && row < KC_M ? wn - 1 : wn) * KC_M + row % KC_M;
-    seen[row] = p >= 0 && p < KC_L;
-    for (int ch = 0; ch < cd && seen[row]; ++ch) {
-      sa[row * cd + ch] = a[p * cd + ch];
-      sz[row * cd + ch] = z[p * cd + ch] + ape[(p % KC_M) * cd + ch];
-    }
-  }
-}
-
+ * and without overlap, runs of 1 (a decode step: OP 10, one dispatch), 3 and 5 (OP 2 or OP 8 in
+ * place, across one window and two) against plain C (kvc_ref.h, which test_state runs on
+ * every device), here under synchronization validation: a missing barrier between a read of
+ * a state row and its write is reported. */
 START_TEST(test_kv_compress_states_in_place) {
   saved_env v = env_set("VNRT_VK_VALIDATION", "sync");
   log_capture cap;
   vnrt_context *ctx = capture_context_at(&cap, VNRT_LOG_INFO);
   assert_layer_enabled(&cap);
   vnrt_device *dev = vulkan_device(ctx);
-  for (int overlap = 0; overlap <= 1; ++overlap) {
-    const int c = 1 + overlap, cd = c * KC_D;
-    tu_tensor rnd = tu_tensor_new(VNRT_F32, 1, (int64_t[]){(2 * KC_L + KC_M) * cd});
-    tu_fill_uniform(&rnd, 11 + (uint64_t)overlap, -2, 2);
-    const float *a = rnd.data, *z = a + KC_L * cd, *ape = z + KC_L * cd;
-    double want[KC_W * KC_D];
-    float wa[2 * KC_M * 2 * KC_D], wz[2 * KC_M * 2 * KC_D];
-    int seen[2 * KC_M];
-    kvc_reference(c, a, z, ape, want, wa, wz, seen);
-    const int64_t runs[3] = {1, 3, 5};
-    for (int k = 0; k < 3; ++k) {
-      const int64_t t = runs[k], n = (t + KC_M - 1) / KC_M;
-      vnrt_graph *g = kvc_graph(ctx, t, overlap);
-      vnrt_plan *plan = NULL;
-      TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
-      vnrt_plan_info info = {.struct_size = sizeof info};
-      TU_OK(ctx, vnrt_plan_get_info(plan, &info));
-      ck_assert_msg(info.n_fallback_nodes == 0 && info.n_inplace_updates == 2,
-                    "overlap %d, runs of %d: %d fallback nodes, %d in-place updates (want 2)",
-                    overlap, (int)t, (int)info.n_fallback_nodes, (int)info.n_inplace_updates);
-      TU_OK(ctx, vnrt_plan_set_input(plan, "ape", ape, sizeof(float) * KC_M * (size_t)cd));
-      float got[KC_W * KC_D];
-      for (int i = 0; i < KC_W * KC_D; ++i) got[i] = NAN;
-      for (int32_t p0 = 0; p0 < KC_L; p0 += (int32_t)t) {
-        float e[2 * KC_D];
-        int32_t ep[2];
-        const size_t xb = sizeof(float) * (size_t)(t * cd);
-        TU_OK(ctx, vnrt_plan_set_input(plan, "a", a + p0 * cd, xb));
-        TU_OK(ctx, vnrt_plan_set_input(plan, "z", z + p0 * cd, xb));
-        TU_OK(ctx, vnrt_plan_set_input(plan, "pos0", &p0, sizeof p0));
-        TU_OK(ctx, vnrt_plan_run(plan));
-        TU_OK(ctx, vnrt_plan_read_output(plan, "entries", e, sizeof(float) * (size_t)(n * KC_D)));
-        TU_OK(ctx, vnrt_plan_read_output(plan, "entry_pos", ep, sizeof(int32_t) * (size_t)n));
-        for (int64_t i = 0; i < n; ++i) {
-          if (ep[i] >= 0) memcpy(got + ep[i] / KC_M * KC_D, e + i * KC_D, sizeof(float) * KC_D);
-        }
-      }
-      for (int i = 0; i < KC_W * KC_D; ++i) {
-        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])),
-                      "overlap %d, runs of %d: entry value %d is %g, want %g", overlap, (int)t, i,
-                      (double)got[i], want[i]);
-      }
-      float ga[2 * KC_M * 2 * KC_D], gz[2 * KC_M * 2 * KC_D];
-      const size_t sb = sizeof(float) * (size_t)(c * KC_M * cd);
-      TU_OK(ctx, vnrt_plan_read_state(plan, "sa", ga, sb));
-      TU_OK(ctx, vnrt_plan_read_state(plan, "sz", gz, sb));
-      for (int i = 0; i < c * KC_M * cd; ++i) {
-        ck_assert_msg(!seen[i / cd] || (ga[i] == wa[i] && gz[i] == wz[i]),
-                      "overlap %d, runs of %d: state element %d is %g/%g, want %g/%g", overlap,
-                      (int)t, i, (double)ga[i], (double)gz[i], (double)wa[i], (double)wz[i]);
-      }
-      vnrt_plan_destroy(plan);
-      vnrt_graph_destroy(g);
-    }
-    tu_tensor_free(&rnd);
-  }
+  vnrt_device_info di = {.struct_size = sizeof di};
+  TU_OK(ctx, vnrt_device_get_info(dev, &di));
+  ck_assert(di.caps & VNRT_CAP_STATE_INPLACE);
+  kvc_check_runs(ctx, dev);
   env_restore(&v);
   destroy_silent(ctx, &cap);
 }

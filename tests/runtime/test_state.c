@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kvc_ref.h"
 #include "test_util.h"
 
 static vnrt_value node1(vnrt_context *ctx, vnrt_graph *g, vnrt_op op, const vnrt_value *in,
@@ -281,102 +282,11 @@ START_TEST(a_state_read_before_its_kv_write_is_updated_in_place) {
 END_TEST
 
 /* kv_compress's states updated in place where the device allows it (VNRT_CAP_STATE_INPLACE):
- * the sequence of L positions in runs of T = 1 (decode) and T = 3 (chunks across windows)
- * gives the entries and the final state rows of one run over all of it, on every device. */
-enum { KM = 4, KD = 3, KCD = 2 * KD, KL = 12 };
-
-static vnrt_graph *compress_graph(vnrt_context *ctx, int64_t t) {
-  vnrt_graph *g = NULL;
-  TU_OK(ctx, vnrt_graph_create(ctx, &g));
-  vnrt_tensor_type tx = {VNRT_F32, 2, {t, KCD}}, te = {VNRT_F32, 2, {KM, KCD}};
-  vnrt_tensor_type ts = {VNRT_F32, 2, {2 * KM, KCD}}, tp = {VNRT_I32, 1, {1}};
-  vnrt_value in[6];
-  TU_OK(ctx, vnrt_graph_add_input(g, "a", &tx, 0, &in[0]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "z", &tx, 0, &in[1]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "ape", &te, 1, &in[2]));
-  TU_OK(ctx, vnrt_graph_add_state(g, "sa", &ts, &in[3]));
-  TU_OK(ctx, vnrt_graph_add_state(g, "sz", &ts, &in[4]));
-  TU_OK(ctx, vnrt_graph_add_input(g, "pos0", &tp, 0, &in[5]));
-  vnrt_attr at[2] = {{.key = "ratio", .kind = VNRT_ATTR_INT, .i = KM},
-                     {.key = "overlap", .kind = VNRT_ATTR_INT, .i = 1}};
-  const char *names[4] = {"entries", "entry_pos", "sa2", "sz2"};
-  vnrt_value r[4];
-  TU_OK(ctx, vnrt_graph_add_node(g, VNRT_OP_KV_COMPRESS, in, 6, at, 2, names, r, 4));
-  TU_OK(ctx, vnrt_graph_set_state_update(g, in[3], r[2]));
-  TU_OK(ctx, vnrt_graph_set_state_update(g, in[4], r[3]));
-  TU_OK(ctx, vnrt_graph_add_output(g, r[0]));
-  TU_OK(ctx, vnrt_graph_add_output(g, r[1]));
-  return g;
-}
-
-/* Runs the sequence in runs of t positions; fills entries[KL / KM][KD] and the final states. */
-static void compress_sequence(vnrt_context *ctx, vnrt_device *dev, int64_t t, const float *a,
-                              const float *z, const float *ape, float *entries, float *sa,
-                              float *sz) {
-  vnrt_graph *g = compress_graph(ctx, t);
-  vnrt_plan *plan = NULL;
-  TU_OK(ctx, vnrt_plan_create(ctx, g, dev, NULL, &plan));
-  vnrt_plan_info info = {.struct_size = sizeof info};
-  TU_OK(ctx, vnrt_plan_get_info(plan, &info));
-  vnrt_device_info di = {.struct_size = sizeof di};
-  TU_OK(ctx, vnrt_device_get_info(dev, &di));
-  const int want = (di.caps & VNRT_CAP_STATE_INPLACE) ? 2 : 0;
-  if (info.n_fallback_nodes == 0 && info.n_inplace_updates != want) {
-    ck_abort_msg("%s: %d in-place updates, want %d", tu_device_spec(dev),
-                 (int)info.n_inplace_updates, want);
-  }
-  TU_OK(ctx, vnrt_plan_set_input(plan, "ape", ape, sizeof(float) * KM * KCD));
-  const int64_t n = (t + KM - 1) / KM;
-  for (int32_t p0 = 0; p0 < KL; p0 += (int32_t)t) {
-    float e[KL / KM * KD];
-    int32_t ep[KL / KM];
-    const size_t xb = sizeof(float) * (size_t)(t * KCD);
-    TU_OK(ctx, vnrt_plan_set_input(plan, "a", a + p0 * KCD, xb));
-    TU_OK(ctx, vnrt_plan_set_input(plan, "z", z + p0 * KCD, xb));
-    TU_OK(ctx, vnrt_plan_set_input(plan, "pos0", &p0, sizeof p0));
-    TU_OK(ctx, vnrt_plan_run(plan));
-    TU_OK(ctx, vnrt_plan_read_output(plan, "entries", e, sizeof(float) * (size_t)(n * KD)));
-    TU_OK(ctx, vnrt_plan_read_output(plan, "entry_pos", ep, sizeof(int32_t) * (size_t)n));
-    for (int64_t i = 0; i < n; ++i) {
-      if (ep[i] >= 0) memcpy(entries + ep[i] / KM * KD, e + i * KD, sizeof(float) * KD);
-    }
-  }
-  TU_OK(ctx, vnrt_plan_read_state(plan, "sa", sa, sizeof(float) * 2 * KM * KCD));
-  TU_OK(ctx, vnrt_plan_read_state(plan, "sz", sz, sizeof(float) * 2 * KM * KCD));
-  vnrt_plan_destroy(plan);
-  vnrt_graph_destroy(g);
-}
-
+ * with and without overlap, the sequence in runs of 1 (decode), 3 and 5 (chunks across one
+ * window and two) gives plain C's entries and state rows, on every device (kvc_ref.h). */
 START_TEST(kv_compress_states_in_place_across_runs) {
   vnrt_context *ctx = tu_context();
-  tu_tensor r = tu_tensor_new(VNRT_F32, 1, (int64_t[]){(2 * KL + KM) * KCD});
-  tu_fill_uniform(&r, 7, -2, 2);
-  const float *a = r.data, *z = a + KL * KCD, *ape = z + KL * KCD;
-  for (int32_t di = 0; di < tu_device_count(ctx); ++di) {
-    vnrt_device *dev = tu_device(ctx, di);
-    float want[KL / KM * KD], wa[2 * KM * KCD], wz[2 * KM * KCD];
-    compress_sequence(ctx, dev, KL, a, z, ape, want, wa, wz);
-    const int64_t runs[2] = {1, 3};
-    for (int k = 0; k < 2; ++k) {
-      float got[KL / KM * KD], ga[2 * KM * KCD], gz[2 * KM * KCD];
-      compress_sequence(ctx, dev, runs[k], a, z, ape, got, ga, gz);
-      for (int i = 0; i < KL / KM * KD; ++i) {
-        if (fabsf(got[i] - want[i]) > 1e-5f * (1.0f + fabsf(want[i]))) {
-          ck_abort_msg("%s, runs of %d: entry value %d is %g, want %g", tu_device_spec(dev),
-                       (int)runs[k], i, (double)got[i], (double)want[i]);
-        }
-      }
-      /* rows 0..KM-1: window 2 (positions 8..11); the open window 3's rows hold nothing yet
-       * (their old contents, which differ between the run sizes) */
-      for (int i = 0; i < KM * KCD; ++i) {
-        if (ga[i] != wa[i] || gz[i] != wz[i]) {
-          ck_abort_msg("%s, runs of %d: state element %d is %g/%g, want %g/%g", tu_device_spec(dev),
-                       (int)runs[k], i, (double)ga[i], (double)gz[i], (double)wa[i], (double)wz[i]);
-        }
-      }
-    }
-  }
-  tu_tensor_free(&r);
+  for (int32_t di = 0; di < tu_device_count(ctx); ++di) kvc_check_runs(ctx, tu_device(ctx, di));
   vnrt_context_destroy(ctx);
 }
 END_TEST
