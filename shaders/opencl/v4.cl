@@ -166,7 +166,7 @@ __kernel void kv_compress_state(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa), T
   __global const float *SZ = (__global const float *)PTR(sz);
   const long p0 = ldi(PTR(pos0), 0), w1 = floor_div(p0 + T, m);
   const long win = overlap && r < m ? w1 - 1 : w1, p = win * m + r % m;
-  const int seen = p >= 0 && p < p0 + T;
+  const int seen = p0 >= 0 && p >= 0 && p < p0 + T; /* a bad pos0 changes no row */
   if (inplace && (!seen || (p < p0 && kvc_state_row(p, p0, m, overlap) == r))) return;
   float va = SA[r * cd + ch], vz = SZ[r * cd + ch];
   if (seen) {
@@ -192,7 +192,8 @@ __kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa),
   const long win = overlap && r < m ? w1 - 1 : w1, p = win * m + r % m;
   long src = r * cd; /* the old row r itself */
   float16 ad = 0.0f;
-  if (p >= 0 && p < p0 + T) {
+  const int seen = p0 >= 0 && p >= 0 && p < p0 + T; /* a bad pos0 changes no row */
+  if (seen) {
     const long rp = p - floor_div(p, m) * m;
     if (p >= p0) {
       /* this run's a and z + ape */
@@ -207,7 +208,7 @@ __kernel void kv_compress_state16(TENSOR(a), TENSOR(z), TENSOR(ape), TENSOR(sa),
   if (inplace && src == r * cd && A == (__global const float *)PTR(sa)) return; /* unchanged */
   vstore16(vload16(0, A + src + ch), 0, (__global float *)PTR(na) + r * cd + ch);
   float16 vz = vload16(0, Z + src + ch);
-  if (p >= p0 && p >= 0 && p < p0 + T) vz += ad;
+  if (seen && p >= p0) vz += ad;
   vstore16(vz, 0, (__global float *)PTR(nz) + r * cd + ch);
 }
 

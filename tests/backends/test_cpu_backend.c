@@ -232,7 +232,10 @@ START_TEST(test_pool_hop_off_moves_and_restores) {
   for (int i = 0; i < 20; ++i) {
     const int c = sched_getcpu();
     ck_assert_int_ge(c, 0);
-    ck_assert_int_eq(cpu_pool_hop_off(c), 1);
+    if (!cpu_pool_hop_off(c)) {
+      ck_assert_int_ne(sched_getcpu(), c); /* only if the scheduler moved it first */
+      continue;
+    }
     moved += sched_getcpu() != c; /* (the scheduler may move it back later, not this soon) */
     ck_assert_int_eq(allowed_cpus(&now, tmp), n);
     ck_assert(CPU_EQUAL(&now, &allowed));

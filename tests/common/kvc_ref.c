@@ -115,6 +115,17 @@ void kvc_check_runs(vnrt_context *ctx, vnrt_device *dev) {
                       tu_device_spec(dev), overlap, (int)t, i, (double)ga[i], (double)gz[i],
                       (double)wa[i], (double)wz[i]);
       }
+      /* A bad position writes nothing (docs/executor.md), in place or not. */
+      const int32_t bad = -2;
+      TU_OK(ctx, vnrt_plan_set_input(plan, "pos0", &bad, sizeof bad));
+      ck_assert_msg(vnrt_plan_run(plan) != VNRT_OK, "%s: a run at pos0 = -2 succeeded",
+                    tu_device_spec(dev));
+      float ba[2 * KVC_M * 2 * KVC_D], bz[2 * KVC_M * 2 * KVC_D];
+      TU_OK(ctx, vnrt_plan_read_state(plan, "sa", ba, sb));
+      TU_OK(ctx, vnrt_plan_read_state(plan, "sz", bz, sb));
+      ck_assert_msg(memcmp(ba, ga, sb) == 0 && memcmp(bz, gz, sb) == 0,
+                    "%s, overlap %d, runs of %d: a run at pos0 = -2 changed the states",
+                    tu_device_spec(dev), overlap, (int)t);
       vnrt_plan_destroy(plan);
       vnrt_graph_destroy(g);
     }
