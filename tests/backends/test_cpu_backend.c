@@ -87,6 +87,25 @@ static void probe_range(void *user, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end && i >= 0 && i < 1000; ++i) atomic_fetch_add(&p->hits[i], 1);
 }
 
+/* A two-thread pool on h, whose host reads options through option (NULL: none set). */
+static cpu_pool *two_thread_pool(fake_host *h, const char *(*option)(void *core, const char *key)) {
+  fake_host_init(h, 2);
+  if (option) h->host.option = option;
+  cpu_pool *pool = NULL;
+  ck_assert_int_eq(cpu_pool_create(&h->host, 2, &pool), VNRT_OK);
+  return pool;
+}
+
+/* One job of 1000 items of grain 1 on pool: every item runs once. */
+static void runs_1000_once(cpu_pool *pool) {
+  pool_probe *p = calloc(1, sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  p->n = 1000;
+  cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
+  for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
+  free(p);
+}
+
 START_TEST(test_pool_covers_range_once) {
   const int32_t threads[4] = {1, 2, 4, 9};
   const int64_t sizes[6] = {0, 1, 2, 3, 17, 1000};
@@ -159,10 +178,7 @@ START_TEST(test_pool_affinity_binds_workers_and_runs) {
   if (n < 2) return;
   for (int on = 0; on < 2; ++on) {
     fake_host h;
-    fake_host_init(&h, 2);
-    if (on) h.host.option = affinity_option;
-    cpu_pool *pool = NULL;
-    ck_assert_int_eq(cpu_pool_create(&h.host, 2, &pool), VNRT_OK);
+    cpu_pool *pool = two_thread_pool(&h, on ? affinity_option : NULL);
     cpu_pool_binding bind;
     const int c0 = caller_bound_to(pool, &bind);
     ck_assert_int_eq(bind.bound, on);
@@ -170,11 +186,7 @@ START_TEST(test_pool_affinity_binds_workers_and_runs) {
     while (k < n && cpus[k] != c0) ++k;
     ck_assert_int_eq(cpu_pool_worker_cpu(pool, 0), on ? cpus[(k + 1) % n] : -1);
     if (on) ck_assert_int_lt(k, n);
-    pool_probe *p = calloc(1, sizeof *p);
-    p->n = 1000;
-    cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
-    for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
-    free(p);
+    runs_1000_once(pool);
     cpu_pool_unbind_caller(&bind);
     ck_assert_int_eq(allowed_cpus(&now, tmp), n);
     ck_assert(CPU_EQUAL(&now, &allowed));
@@ -255,16 +267,9 @@ START_TEST(test_pool_hop_off_moves_and_restores) {
   ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
   for (int off = 0; off < 2; ++off) {
     fake_host h;
-    fake_host_init(&h, 2);
-    if (off) h.host.option = no_hop_option;
-    cpu_pool *pool = NULL;
-    ck_assert_int_eq(cpu_pool_create(&h.host, 2, &pool), VNRT_OK);
+    cpu_pool *pool = two_thread_pool(&h, off ? no_hop_option : NULL);
     for (int rep = 0; rep < 50; ++rep) {
-      pool_probe *p = calloc(1, sizeof *p);
-      p->n = 1000;
-      cpu_pool_parallel_for(pool, 1000, 1, probe_range, p);
-      for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
-      free(p);
+      runs_1000_once(pool);
       if (rep % 10 == 9) usleep(2000); /* past the spin: the worker sleeps, then wakes */
     }
     if (off) ck_assert_int_eq(cpu_pool_hops(pool), 0);
@@ -427,11 +432,7 @@ START_TEST(test_pool_background_prefetch) {
      * bytes in 64-byte-rounded slices: most of them empty, still counted); the last two ranges
      * are past the limit. */
     ck_assert_int_eq(cpu_pool_prefetch(pool, r, 6), 768 + 256 + 256 + 7);
-    pool_probe *p = calloc(1, sizeof *p);
-    p->n = 1000;
-    cpu_pool_parallel_for(pool, 1000, 1, probe_range, p); /* preempts the prefetch */
-    for (int64_t i = 0; i < 1000; ++i) ck_assert_int_eq(atomic_load(&p->hits[i]), 1);
-    free(p);
+    runs_1000_once(pool); /* preempts the prefetch */
     /* Workers go back to the steps that are left; a spinning worker takes them all. The pool's
      * workers are awake here: they just ran the parallel_for. */
     if (rep % 10 == 9) ck_assert_int_eq(wait_prefetch_done(pool), 0);
